@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	didkey "github.com/MetaMask/go-did-it/verifiers/did-key"
-	didcrypto "github.com/MetaMask/go-did-it/crypto/ed25519"
 	did "github.com/MetaMask/go-did-it"
+	didcrypto "github.com/MetaMask/go-did-it/crypto/ed25519"
+	didkey "github.com/MetaMask/go-did-it/verifiers/did-key"
 )
 
 func TestDIDRoundTripAndInterop(t *testing.T) {
