@@ -1,0 +1,178 @@
+// Package config is the node's configuration: the tree of settings, their
+// defaults and documentation, loading from <home>/config.yaml, DMS_*
+// environment overrides and command-line flags, and validation.
+//
+// Precedence, lowest to highest: Default(), the YAML file, environment
+// variables, flags. The environment variable of a key is DMS_ followed by its
+// path in upper case with dots as underscores: p2p.listen is DMS_P2P_LISTEN.
+// List values in the environment or on the command line are comma-separated.
+//
+// Usage:
+//
+//	cfg, err := config.Load(config.Source{Home: home, Env: os.Environ(), Flags: map[string]string{"api.listen": addr}})
+//	if err := cfg.Validate(); err != nil { ... } // every problem at once
+//
+// This is the only package that reads configuration files and the
+// environment; each subsystem receives its own sub-struct.
+package config
+
+import (
+	"github.com/dmsnet/dms/internal/match"
+)
+
+// Config is the whole configuration tree. Every field carries a doc tag;
+// docs/config.md is generated from them (go test ./internal/config -rewrite).
+type Config struct {
+	Log          Log          `yaml:"log" doc:"Logging."`
+	P2P          P2P          `yaml:"p2p" doc:"Peer-to-peer networking (libp2p)."`
+	API          API          `yaml:"api" doc:"The local REST API used by the CLI and dashboard."`
+	Actor        Actor        `yaml:"actor" doc:"The actor runtime: mailboxes, limits, timeouts."`
+	Cap          Cap          `yaml:"cap" doc:"Capability (UCAN) verification."`
+	Resources    Resources    `yaml:"resources" doc:"What this machine keeps for itself, and machine benchmarks."`
+	Executor     Executor     `yaml:"executor" doc:"The executors that run allocations on this node."`
+	Orchestrator Orchestrator `yaml:"orchestrator" doc:"Deployments this node orchestrates, and the bids it makes as a provider."`
+	Location     Location     `yaml:"location" doc:"Where this machine is, as its operator states it (no external look-ups)."`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level" doc:"Minimum level: debug, info, warn or error."`
+	Format string `yaml:"format" doc:"text or json; empty means text on a terminal, else json."`
+}
+
+// P2P configures the libp2p host.
+type P2P struct {
+	Listen         []string    `yaml:"listen" doc:"Multiaddrs to listen on (TCP and QUIC)."`
+	Bootstrap      []string    `yaml:"bootstrap" doc:"Full multiaddrs (with /p2p/<peer ID>) of peers to connect to at start."`
+	MDNS           bool        `yaml:"mdns" doc:"Discover peers on the local network with mDNS."`
+	DHT            bool        `yaml:"dht" doc:"Run a Kademlia DHT (our own protocol prefix) for peer discovery."`
+	ProtocolPrefix string      `yaml:"protocol_prefix" doc:"Prefix of our libp2p protocol IDs and DHT; nodes with different prefixes do not talk."`
+	Relay          bool        `yaml:"relay" doc:"Use circuit relays to be reachable behind NAT."`
+	RelayService   bool        `yaml:"relay_service" doc:"Offer a relay service to other peers (for publicly reachable nodes)."`
+	HolePunching   bool        `yaml:"hole_punching" doc:"Try direct connections through NAT (DCUtR)."`
+	ConnLow        int         `yaml:"conn_low" doc:"Connection manager low watermark."`
+	ConnHigh       int         `yaml:"conn_high" doc:"Connection manager high watermark: above it, connections are trimmed to conn_low."`
+	MaxMemory      match.Bytes `yaml:"max_memory" doc:"Memory the libp2p resource manager may use."`
+	MaxFDs         int         `yaml:"max_fds" doc:"File descriptors the libp2p resource manager may use."`
+}
+
+// API configures the local REST API.
+type API struct {
+	Listen string `yaml:"listen" doc:"host:port to listen on; must be a loopback address (127.0.0.1, ::1 or localhost). Port 0 picks a free port; the address is written to <home>/api.addr."`
+}
+
+// Actor configures the actor runtime.
+type Actor struct {
+	Mailbox        int         `yaml:"mailbox" doc:"Envelopes queued per actor before senders get a mailbox-full error."`
+	PeerRate       float64     `yaml:"peer_rate" doc:"Envelopes per second accepted from one peer (all behaviors together)."`
+	PeerBurst      int         `yaml:"peer_burst" doc:"Burst above peer_rate accepted from one peer."`
+	MaxEnvelope    match.Bytes `yaml:"max_envelope" doc:"Largest envelope accepted; larger ones are refused with an error."`
+	DefaultTimeout Duration    `yaml:"default_timeout" doc:"Deadline of an Invoke when the caller gives none."`
+	MaxExpiry      Duration    `yaml:"max_expiry" doc:"Largest expiry accepted on an envelope; bounds the replay cache."`
+}
+
+// Cap configures capability verification.
+type Cap struct {
+	MaxDepth  int      `yaml:"max_depth" doc:"Longest delegation chain accepted."`
+	ClockSkew Duration `yaml:"clock_skew" doc:"Tolerance on token time bounds for clocks that differ between machines."`
+}
+
+// Resources configures what this machine keeps for itself.
+type Resources struct {
+	ReserveCPU      match.MilliCPU `yaml:"reserve_cpu" doc:"CPU (cores) never offered to the network."`
+	ReserveRAM      match.Bytes    `yaml:"reserve_ram" doc:"Memory never offered to the network."`
+	ReserveDisk     match.Bytes    `yaml:"reserve_disk" doc:"Disk never offered to the network."`
+	BenchmarkBudget Duration       `yaml:"benchmark_budget" doc:"Longest a machine benchmark run may take."`
+}
+
+// Executor configures the executors.
+type Executor struct {
+	Docker Docker `yaml:"docker" doc:"Docker containers."`
+	VM     VM     `yaml:"vm" doc:"QEMU microVMs."`
+	WASM   WASM   `yaml:"wasm" doc:"WebAssembly (WASI) modules with wazero; runs anywhere."`
+}
+
+// Docker configures the docker executor.
+type Docker struct {
+	Enabled         bool   `yaml:"enabled" doc:"Offer the docker executor when the engine is reachable."`
+	Host            string `yaml:"host" doc:"Docker engine address; empty means DOCKER_HOST, else the local socket."`
+	AllowPrivileged bool   `yaml:"allow_privileged" doc:"Allow jobs to ask for privileged containers. Leave off unless you trust every job."`
+}
+
+// VM configures the microVM executor.
+type VM struct {
+	Enabled bool   `yaml:"enabled" doc:"Offer the vm executor when QEMU is installed."`
+	QEMU    string `yaml:"qemu" doc:"QEMU binary."`
+	Accel   string `yaml:"accel" doc:"tcg (software, works everywhere) or kvm (fast; needs a usable /dev/kvm)."`
+}
+
+// WASM configures the WebAssembly executor.
+type WASM struct {
+	Enabled   bool        `yaml:"enabled" doc:"Offer the wasm executor."`
+	MaxMemory match.Bytes `yaml:"max_memory" doc:"Largest linear memory a module may grow to when its job sets no limit."`
+}
+
+// Orchestrator configures deployments and bidding.
+type Orchestrator struct {
+	BidWindow      Duration `yaml:"bid_window" doc:"How long an orchestrator collects bids in one round."`
+	QueueTimeout   Duration `yaml:"queue_timeout" doc:"How long a deployment waits in the queue for fitting providers before it fails (0 waits forever)."`
+	ReservationTTL Duration `yaml:"reservation_ttl" doc:"How long a provider holds resources for a bid that is not committed."`
+	Heartbeat      Duration `yaml:"heartbeat" doc:"Interval of allocation heartbeats to their orchestrator."`
+	LostAfter      Duration `yaml:"lost_after" doc:"An allocation with no heartbeat for this long is marked lost."`
+	Price          float64  `yaml:"price" doc:"Price this provider asks per core-hour (0 is free)."`
+}
+
+// Location is where the machine is.
+type Location struct {
+	Continent string `yaml:"continent" doc:"Continent code (EU, NA, SA, AF, AS, OC, AN)."`
+	Country   string `yaml:"country" doc:"ISO 3166-1 alpha-2 country code."`
+	City      string `yaml:"city" doc:"City name."`
+	Region    string `yaml:"region" doc:"Free-form region label, used by edge constraints and test networks."`
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		Log: Log{Level: "info"},
+		P2P: P2P{
+			Listen:         []string{"/ip4/0.0.0.0/tcp/9000", "/ip4/0.0.0.0/udp/9000/quic-v1"},
+			MDNS:           true,
+			DHT:            true,
+			ProtocolPrefix: "/dms",
+			Relay:          true,
+			HolePunching:   true,
+			ConnLow:        100,
+			ConnHigh:       400,
+			MaxMemory:      256 << 20,
+			MaxFDs:         512,
+		},
+		API: API{Listen: "127.0.0.1:9999"},
+		Actor: Actor{
+			Mailbox:        1024,
+			PeerRate:       200_000,
+			PeerBurst:      20_000,
+			MaxEnvelope:    4 << 20,
+			DefaultTimeout: Duration(30e9),
+			MaxExpiry:      Duration(10 * 60e9),
+		},
+		Cap: Cap{MaxDepth: 8, ClockSkew: Duration(30e9)},
+		Resources: Resources{
+			ReserveCPU:      500,
+			ReserveRAM:      1 << 30,
+			ReserveDisk:     5 << 30,
+			BenchmarkBudget: Duration(10e9),
+		},
+		Executor: Executor{
+			Docker: Docker{Enabled: true},
+			VM:     VM{Enabled: true, QEMU: "qemu-system-x86_64", Accel: "tcg"},
+			WASM:   WASM{Enabled: true, MaxMemory: 1 << 30},
+		},
+		Orchestrator: Orchestrator{
+			BidWindow:      Duration(1e9),
+			QueueTimeout:   Duration(10 * 60e9),
+			ReservationTTL: Duration(30e9),
+			Heartbeat:      Duration(2e9),
+			LostAfter:      Duration(10e9),
+		},
+	}
+}

@@ -1,0 +1,219 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var rewrite = flag.Bool("rewrite", false, "rewrite docs/config.md")
+
+func TestDefaultIsValid(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v", err)
+	}
+}
+
+func TestEveryFieldDocumented(t *testing.T) {
+	for _, f := range Fields() {
+		if f.Doc == "" {
+			t.Errorf("config key %s has no doc tag", f.Key)
+		}
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	home := t.TempDir()
+	os.WriteFile(filepath.Join(home, FileName), []byte("api:\n  listen: 127.0.0.1:7000\nlog:\n  level: warn\np2p:\n  conn_low: 10\n"), 0o600)
+	cfg, err := Load(Source{
+		Home:  home,
+		Env:   []string{"DMS_LOG_LEVEL=debug", "DMS_P2P_CONN_LOW=20", "DMS_HOME=/ignored", "DMS_PASSPHRASE=x", "PATH=/bin"},
+		Flags: map[string]string{"p2p.conn_low": "30"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ key, want string }{
+		{"api.listen", "127.0.0.1:7000"}, // file over default
+		{"log.level", "debug"},           // env over file
+		{"p2p.conn_low", "30"},           // flag over env
+		{"p2p.conn_high", "400"},         // default
+	}
+	for _, tt := range tests {
+		if got, _ := Get(cfg, tt.key); got != tt.want {
+			t.Errorf("Get(%s) = %q, want %q", tt.key, got, tt.want)
+		}
+	}
+}
+
+func TestSetGet(t *testing.T) {
+	tests := []struct {
+		key, value, want, wantErr string
+	}{
+		{key: "p2p.listen", value: "/ip4/127.0.0.1/tcp/1, /ip4/127.0.0.1/udp/1/quic-v1", want: "/ip4/127.0.0.1/tcp/1,/ip4/127.0.0.1/udp/1/quic-v1"},
+		{key: "p2p.bootstrap", value: "", want: ""},
+		{key: "p2p.mdns", value: "false", want: "false"},
+		{key: "p2p.max_memory", value: "512MiB", want: "512MiB"},
+		{key: "actor.default_timeout", value: "1m30s", want: "1m30s"},
+		{key: "resources.reserve_cpu", value: "1.5", want: "1.5"},
+		{key: "orchestrator.price", value: "0.25", want: "0.25"},
+		{key: "p2p.mdns", value: "maybe", wantErr: `p2p.mdns: "maybe" is not true or false`},
+		{key: "p2p.conn_low", value: "ten", wantErr: `p2p.conn_low: "ten" is not an integer`},
+		{key: "p2p.max_memory", value: "4 GB", wantErr: "not a size"},
+		{key: "actor.default_timeout", value: "soon", wantErr: `"soon" is not a duration`},
+		{key: "p2p.listn", value: "x", wantErr: `unknown config key "p2p.listn" (did you mean p2p.listen?)`},
+		{key: "p2p", value: "x", wantErr: "p2p is a section, not a key"},
+		{key: "p2p.listen.x", value: "x", wantErr: "unknown config key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
+			cfg := Default()
+			err := Set(&cfg, tt.key, tt.value)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Set(%s, %q) = %v, want error containing %q", tt.key, tt.value, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := Get(cfg, tt.key); got != tt.want {
+				t.Fatalf("Get(%s) = %q, want %q", tt.key, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	cfg := Default()
+	cfg.Log.Level = "loud"
+	cfg.API.Listen = "0.0.0.0:9999"
+	cfg.Actor.Mailbox = 0
+	cfg.Executor.VM.Accel = "hvf"
+	cfg.Location.Country = "germany"
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("Validate() = nil")
+	}
+	for _, want := range []string{"log.level", "api.listen", "not a loopback address", "actor.mailbox", "executor.vm.accel", "location.country"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v; missing %q", err, want)
+		}
+	}
+}
+
+func TestCheckLoopback(t *testing.T) {
+	tests := []struct {
+		addr string
+		ok   bool
+	}{
+		{"127.0.0.1:9999", true}, {"[::1]:0", true}, {"localhost:80", true}, {"127.0.0.2:1", true},
+		{"0.0.0.0:9999", false}, {"10.0.0.1:1", false}, {"[::]:1", false}, {":9999", false},
+		{"example.com:1", false}, {"127.0.0.1", false}, {"127.0.0.1:99999", false},
+	}
+	for _, tt := range tests {
+		if err := CheckLoopback(tt.addr); (err == nil) != tt.ok {
+			t.Errorf("CheckLoopback(%q) = %v, want ok=%v", tt.addr, err, tt.ok)
+		}
+	}
+}
+
+func TestFileErrors(t *testing.T) {
+	tests := []struct{ name, yaml, want string }{
+		{"unknown key", "p2p:\n  listn: []\n", "field listn not found"},
+		{"bad type", "p2p:\n  conn_low: many\n", "cannot unmarshal"},
+		{"bad size", "p2p:\n  max_memory: 4 GB\n", "not a size"},
+		{"bad duration", "actor:\n  default_timeout: soon\n", "not a duration"},
+		{"not yaml", "p2p: [\n", "line"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			home := t.TempDir()
+			os.WriteFile(filepath.Join(home, FileName), []byte(tt.yaml), 0o600)
+			_, err := Load(Source{Home: home})
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("Load = %v, want one line containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSaveRoundTrip(t *testing.T) {
+	home := t.TempDir()
+	cfg := Default()
+	cfg.API.Listen = "127.0.0.1:1234"
+	cfg.Actor.DefaultTimeout = Duration(5 * time.Second)
+	if err := Save(home, cfg); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(filepath.Join(home, FileName))
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("config mode = %v", st.Mode().Perm())
+	}
+	got, err := ReadFile(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(cfg) {
+		t.Fatalf("round trip:\n got %v\nwant %v", got, cfg)
+	}
+}
+
+func TestEnvErrorNamesVariable(t *testing.T) {
+	_, err := Load(Source{Env: []string{"DMS_P2P_CONN_LOW=abc"}})
+	if err == nil || !strings.Contains(err.Error(), "DMS_P2P_CONN_LOW") {
+		t.Fatalf("Load = %v, want error naming DMS_P2P_CONN_LOW", err)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte("p2p:\n  listen: [/ip4/0.0.0.0/tcp/1]\n"))
+	f.Add([]byte("actor:\n  max_envelope: 1MiB\n  default_timeout: 1s\n"))
+	f.Add([]byte("{"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg := Default()
+		if err := Decode(data, &cfg); err != nil {
+			return
+		}
+		_ = cfg.Validate()
+		if _, err := Encode(cfg); err != nil {
+			t.Fatalf("Encode after a successful Decode: %v", err)
+		}
+	})
+}
+
+// TestDocs keeps docs/config.md in sync with the Go tree.
+func TestDocs(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("# Configuration reference\n\n")
+	b.WriteString("Generated from internal/config by `go test ./internal/config -rewrite`; do not edit.\n\n")
+	b.WriteString("The file is `<home>/config.yaml`. Each key can be overridden by an environment variable\n")
+	b.WriteString("(`DMS_` + the key in upper case, dots as underscores) and some by flags of `dms run`.\n")
+	b.WriteString("Precedence: defaults < file < environment < flags. `dms config show` prints the effective values;\n")
+	b.WriteString("`dms config set KEY VALUE` edits the file (lists are comma-separated).\n\n")
+	b.WriteString("| key | type | default | environment | meaning |\n|---|---|---|---|---|\n")
+	for _, f := range Fields() {
+		def := f.Default
+		if def == "" {
+			def = "(empty)"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | `%s` | `%s` | %s |\n", f.Key, f.Type, def, EnvName(f.Key), f.Doc)
+	}
+	path := filepath.Join("..", "..", "docs", "config.md")
+	if *rewrite {
+		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	got, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) || string(got) != b.String() {
+		t.Fatalf("docs/config.md is out of date: run go test ./internal/config -rewrite")
+	}
+}

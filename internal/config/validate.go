@@ -1,0 +1,146 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// Validate reports every problem in cfg at once (errors.Join), each naming
+// its key.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		bad("log.format", "%q: want text or json", c.Log.Format)
+	}
+
+	for _, a := range c.P2P.Listen {
+		if !strings.HasPrefix(a, "/") {
+			bad("p2p.listen", "%q is not a multiaddr (example: /ip4/0.0.0.0/tcp/9000)", a)
+		}
+	}
+	for _, a := range c.P2P.Bootstrap {
+		if !strings.HasPrefix(a, "/") || !strings.Contains(a, "/p2p/") {
+			bad("p2p.bootstrap", "%q is not a full multiaddr with /p2p/<peer ID>", a)
+		}
+	}
+	if !strings.HasPrefix(c.P2P.ProtocolPrefix, "/") || strings.HasSuffix(c.P2P.ProtocolPrefix, "/") || strings.ContainsAny(c.P2P.ProtocolPrefix, " \t") {
+		bad("p2p.protocol_prefix", "%q: want a path such as /dms", c.P2P.ProtocolPrefix)
+	}
+	if c.P2P.ConnLow < 1 || c.P2P.ConnHigh < c.P2P.ConnLow {
+		bad("p2p.conn_high", "want 1 <= conn_low (%d) <= conn_high (%d)", c.P2P.ConnLow, c.P2P.ConnHigh)
+	}
+	if c.P2P.MaxMemory < 16<<20 {
+		bad("p2p.max_memory", "%s is too small (at least 16MiB)", c.P2P.MaxMemory)
+	}
+	if c.P2P.MaxFDs < 16 {
+		bad("p2p.max_fds", "%d is too small (at least 16)", c.P2P.MaxFDs)
+	}
+
+	if err := CheckLoopback(c.API.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("api.listen: %w", err))
+	}
+
+	if c.Actor.Mailbox < 1 {
+		bad("actor.mailbox", "%d: want at least 1", c.Actor.Mailbox)
+	}
+	if c.Actor.PeerRate <= 0 {
+		bad("actor.peer_rate", "%g: want a positive rate", c.Actor.PeerRate)
+	}
+	if c.Actor.PeerBurst < 1 {
+		bad("actor.peer_burst", "%d: want at least 1", c.Actor.PeerBurst)
+	}
+	if c.Actor.MaxEnvelope < 1<<10 || c.Actor.MaxEnvelope > 64<<20 {
+		bad("actor.max_envelope", "%s: want between 1KiB and 64MiB", c.Actor.MaxEnvelope)
+	}
+	if c.Actor.DefaultTimeout <= 0 {
+		bad("actor.default_timeout", "%s: want a positive duration", c.Actor.DefaultTimeout)
+	}
+	if c.Actor.MaxExpiry < c.Actor.DefaultTimeout {
+		bad("actor.max_expiry", "%s is shorter than actor.default_timeout %s", c.Actor.MaxExpiry, c.Actor.DefaultTimeout)
+	}
+
+	if c.Cap.MaxDepth < 1 || c.Cap.MaxDepth > 64 {
+		bad("cap.max_depth", "%d: want 1 to 64", c.Cap.MaxDepth)
+	}
+	if c.Cap.ClockSkew < 0 {
+		bad("cap.clock_skew", "%s: want zero or positive", c.Cap.ClockSkew)
+	}
+
+	if c.Resources.ReserveCPU < 0 {
+		bad("resources.reserve_cpu", "%s: want zero or positive", c.Resources.ReserveCPU)
+	}
+	if c.Resources.BenchmarkBudget <= 0 {
+		bad("resources.benchmark_budget", "%s: want a positive duration", c.Resources.BenchmarkBudget)
+	}
+
+	switch c.Executor.VM.Accel {
+	case "tcg", "kvm":
+	default:
+		bad("executor.vm.accel", "%q: want tcg or kvm", c.Executor.VM.Accel)
+	}
+	if c.Executor.VM.Enabled && c.Executor.VM.QEMU == "" {
+		bad("executor.vm.qemu", "empty while the vm executor is enabled")
+	}
+	if c.Executor.WASM.MaxMemory < 64<<10 || c.Executor.WASM.MaxMemory > 4<<30 {
+		bad("executor.wasm.max_memory", "%s: want between 64KiB and 4GiB (the wasm32 limit)", c.Executor.WASM.MaxMemory)
+	}
+
+	o := c.Orchestrator
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{{"orchestrator.bid_window", o.BidWindow}, {"orchestrator.reservation_ttl", o.ReservationTTL}, {"orchestrator.heartbeat", o.Heartbeat}, {"orchestrator.lost_after", o.LostAfter}} {
+		if d.v <= 0 {
+			bad(d.key, "%s: want a positive duration", d.v)
+		}
+	}
+	if o.QueueTimeout < 0 {
+		bad("orchestrator.queue_timeout", "%s: want zero (wait forever) or positive", o.QueueTimeout)
+	}
+	if o.LostAfter < 2*o.Heartbeat {
+		bad("orchestrator.lost_after", "%s: want at least twice orchestrator.heartbeat (%s)", o.LostAfter, o.Heartbeat)
+	}
+	if o.ReservationTTL < o.BidWindow {
+		bad("orchestrator.reservation_ttl", "%s is shorter than orchestrator.bid_window %s", o.ReservationTTL, o.BidWindow)
+	}
+	if o.Price < 0 {
+		bad("orchestrator.price", "%g: want zero or positive", o.Price)
+	}
+	if l := c.Location.Country; l != "" && (len(l) != 2 || strings.ToUpper(l) != l) {
+		bad("location.country", "%q: want an ISO 3166-1 alpha-2 code such as DE", l)
+	}
+	return errors.Join(errs...)
+}
+
+// CheckLoopback returns an error unless addr is host:port with a loopback
+// host. The REST API must never listen on a reachable address.
+func CheckLoopback(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q: bad port", addr)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q is not a loopback address: the API only listens on 127.0.0.1, ::1 or localhost", addr)
+	}
+	return nil
+}
