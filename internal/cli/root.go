@@ -151,6 +151,9 @@ Start here:
 	for _, c := range []*cobra.Command{
 		newVersionCmd(a),
 		newCompletionCmd(a),
+		newInitCmd(a),
+		newKeyCmd(a),
+		newConfigCmd(a),
 	} {
 		root.AddCommand(c)
 	}

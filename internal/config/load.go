@@ -411,3 +411,16 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// Tree returns cfg as nested maps keyed like the YAML file, for JSON output.
+func Tree(cfg Config) (map[string]any, error) {
+	data, err := Encode(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(data, &m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
