@@ -226,3 +226,23 @@ func TestSealer(t *testing.T) {
 		t.Fatalf("Open(short) = %v", err)
 	}
 }
+
+func TestPeerIDRoundTrip(t *testing.T) {
+	k, _ := NewKey()
+	id, err := k.DID().PeerID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(id, "12D3KooW") {
+		t.Fatalf("PeerID = %s, want 12D3KooW…", id)
+	}
+	d, err := DIDFromPeerID(id)
+	if err != nil || d != k.DID() {
+		t.Fatalf("DIDFromPeerID = %s, %v; want %s", d, err, k.DID())
+	}
+	for _, bad := range []string{"", "12D3", "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N", "0OIl", strings.Repeat("1", 100)} {
+		if _, err := DIDFromPeerID(bad); err == nil {
+			t.Errorf("DIDFromPeerID(%q) accepted", bad)
+		}
+	}
+}

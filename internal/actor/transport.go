@@ -1,0 +1,68 @@
+package actor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// A Transport carries frames between hosts. The runtime encodes and decodes
+// frames; the transport only moves them, in order per link, and tells who sent
+// them. internal/p2p implements it over libp2p; MemNetwork implements it in
+// memory for tests.
+type Transport interface {
+	// Self returns this host's ID (a libp2p peer ID in text form).
+	Self() string
+	// Link returns an open link to host, reusing one that is already open
+	// (whichever side opened it) or dialing a new one.
+	Link(ctx context.Context, host string) (Link, error)
+	// SetLinkHandler registers the function called, in its own goroutine, with
+	// every link a peer opens to this host. It is called once, before any
+	// link is accepted.
+	SetLinkHandler(func(Link))
+	// Publish broadcasts frame to every subscriber of topic on other hosts.
+	Publish(ctx context.Context, topic string, frame []byte) error
+	// Subscribe calls fn with each frame published on topic by another host,
+	// with the authenticated publisher's host ID. The returned function
+	// cancels the subscription.
+	Subscribe(topic string, fn func(publisher string, frame []byte)) (cancel func(), err error)
+}
+
+// A Link is an ordered, bidirectional, authenticated channel of frames
+// between two hosts. Frames sent on a link arrive in the order they were sent;
+// the transport may batch several frames into one write under load.
+type Link interface {
+	// Peer returns the authenticated host ID of the other end.
+	Peer() string
+	// Send queues frame for sending. It blocks while the link's send queue is
+	// full (backpressure) until ctx is done. Send is safe for concurrent use;
+	// frames from concurrent senders are sent whole, in the order Send
+	// accepted them.
+	Send(ctx context.Context, frame []byte) error
+	// Recv returns the next frame. Only one goroutine calls Recv. A frame
+	// larger than the transport's limit is skipped and reported as a
+	// *FrameTooLargeError (the link stays usable); any other error means the
+	// link is closed.
+	Recv() ([]byte, error)
+	// Close closes the link; pending Recv and Send calls return errors.
+	Close() error
+}
+
+// ErrLinkClosed is returned by Send and Recv on a closed link.
+var ErrLinkClosed = errors.New("link closed")
+
+// FrameTooLargeError reports a frame over the transport's size limit. Head
+// holds its first bytes, so the receiver can answer the sender.
+type FrameTooLargeError struct {
+	Size  int
+	Limit int
+	Head  []byte
+}
+
+func (e *FrameTooLargeError) Error() string {
+	return fmt.Sprintf("frame of %d bytes exceeds the limit of %d", e.Size, e.Limit)
+}
+
+// FrameHeadSize is how many leading bytes of an oversized frame a transport
+// keeps in FrameTooLargeError.Head.
+const FrameHeadSize = 256
