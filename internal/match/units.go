@@ -78,14 +78,17 @@ func ParseBytes(s string) (Bytes, error) {
 	return Bytes(n.Uint64()), nil
 }
 
-// String formats b with the largest binary unit that keeps it exact to two
-// decimals: 512MiB, 1.5GiB, 1000B.
+// binaryUnits are the units String and MarshalText write, largest first.
+var binaryUnits = []struct {
+	name string
+	size uint64
+}{{"PiB", 1 << 50}, {"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}}
+
+// String formats b for people with the largest binary unit, rounded to two
+// decimals: 512MiB, 1.5GiB, 21.33GiB, 1000B. It may round; MarshalText is
+// exact.
 func (b Bytes) String() string {
-	units := []struct {
-		name string
-		size uint64
-	}{{"PiB", 1 << 50}, {"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}}
-	for _, u := range units {
+	for _, u := range binaryUnits {
 		if uint64(b) >= u.size {
 			v := float64(b) / float64(u.size)
 			s := strconv.FormatFloat(v, 'f', 2, 64)
@@ -96,8 +99,24 @@ func (b Bytes) String() string {
 	return strconv.FormatUint(uint64(b), 10) + "B"
 }
 
-// MarshalText writes the human form (512MiB).
-func (b Bytes) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
+// MarshalText writes an exact form that ParseBytes reads back to the same
+// value: the largest binary unit that keeps b exact, with up to two decimals
+// below 1024 of the unit (512MiB, 1.5GiB, 3000GiB), else a plain number of
+// bytes (1000000000).
+func (b Bytes) MarshalText() ([]byte, error) {
+	for _, u := range binaryUnits {
+		q, rem := uint64(b)/u.size, uint64(b)%u.size
+		if q == 0 || q >= 1<<20 || rem*100%u.size != 0 || rem != 0 && q >= 1024 {
+			continue
+		}
+		s := strconv.FormatUint(q, 10)
+		if frac := rem * 100 / u.size; frac != 0 {
+			s += strings.TrimRight(fmt.Sprintf(".%02d", frac), "0")
+		}
+		return []byte(s + u.name), nil
+	}
+	return strconv.AppendUint(nil, uint64(b), 10), nil
+}
 
 // UnmarshalText accepts every form ParseBytes accepts.
 func (b *Bytes) UnmarshalText(text []byte) error {
