@@ -1,0 +1,140 @@
+package ensemble
+
+import (
+	"reflect"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/dmsnet/dms/internal/match"
+)
+
+// Defaults that depend on other fields (the others are in the ens tags of
+// spec.go).
+const (
+	DefaultMaxRestarts        = 5
+	DefaultBackoff            = time.Second
+	DefaultHealthcheckTimeout = 5 * time.Second
+)
+
+// SetDefaults fills every field left zero with its default:
+//
+//   - type: task; resources: cpu 1, ram 256MiB; gpus[].count 1;
+//     ports[].protocol tcp; volumes.*.kind local; node redundancy 1;
+//   - healthcheck: interval 10s, timeout 5s (or the interval if shorter),
+//     retries 3, http.path /;
+//   - restart: policy never for a task, always for a service; unless the
+//     policy is never, max_restarts 5 and backoff 1s;
+//   - nodes: when there are none, one node per allocation, named after it.
+//
+// Parse calls it (for the keys absent from the file); call it on a Spec
+// built in Go before Validate.
+func (s *Spec) SetDefaults() { setDefaults(s, func(string) bool { return false }) }
+
+// setDefaults fills zero fields whose path is not present in the source.
+func setDefaults(s *Spec, present func(path string) bool) {
+	defaultWalk(reflect.ValueOf(s).Elem(), "", present)
+	for _, name := range sortedKeys(s.Allocations) {
+		a := s.Allocations[name]
+		p := keyPath("allocations", name)
+		rp := keyPath(p, "restart")
+		if a.Restart.Policy == "" && !present(keyPath(rp, "policy")) {
+			a.Restart.Policy = Never
+			if a.Type == Service {
+				a.Restart.Policy = Always
+			}
+		}
+		if a.Restart.Policy != Never {
+			if a.Restart.MaxRestarts == 0 && !present(keyPath(rp, "max_restarts")) {
+				a.Restart.MaxRestarts = DefaultMaxRestarts
+			}
+			if a.Restart.Backoff == 0 && !present(keyPath(rp, "backoff")) {
+				a.Restart.Backoff = DefaultBackoff
+			}
+		}
+		if h := a.Healthcheck; h != nil && h.Timeout == 0 && !present(keyPath(keyPath(p, "healthcheck"), "timeout")) {
+			h.Timeout = DefaultHealthcheckTimeout
+			if h.Interval > 0 && h.Interval < h.Timeout {
+				h.Timeout = h.Interval
+			}
+		}
+		s.Allocations[name] = a
+	}
+	if len(s.Nodes) == 0 && !present("nodes") && len(s.Allocations) > 0 {
+		s.Nodes = map[string]Node{}
+		for name := range s.Allocations {
+			s.Nodes[name] = Node{Allocations: []string{name}, Redundancy: 1}
+		}
+	}
+}
+
+// defaultWalk sets the ens:"default=..." of every zero field under v.
+func defaultWalk(v reflect.Value, path string, present func(string) bool) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			defaultWalk(v.Elem(), path, present)
+		}
+	case reflect.Struct:
+		if v.Type() == durationType {
+			return
+		}
+		for _, f := range fieldsOf(v.Type()) {
+			fv := v.Field(f.index)
+			fp := keyPath(path, f.name)
+			if f.def != "" && fv.IsZero() && !present(fp) {
+				setScalar(fv, f.def)
+			}
+			defaultWalk(fv, fp, present)
+		}
+	case reflect.Map:
+		if v.Type().Elem().Kind() != reflect.Struct {
+			return
+		}
+		for _, k := range v.MapKeys() {
+			ev := reflect.New(v.Type().Elem()).Elem()
+			ev.Set(v.MapIndex(k))
+			defaultWalk(ev, keyPath(path, k.String()), present)
+			v.SetMapIndex(k, ev)
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			defaultWalk(v.Index(i), indexPath(path, i), present)
+		}
+	}
+}
+
+// setScalar sets v from the text of a default; the defaults in the tags are
+// checked by TestDefaultsParse, so errors cannot happen here.
+func setScalar(v reflect.Value, s string) {
+	switch v.Type() {
+	case durationType:
+		d, _ := time.ParseDuration(s)
+		v.SetInt(int64(d))
+		return
+	case bytesType:
+		b, _ := match.ParseBytes(s)
+		v.SetUint(uint64(b))
+		return
+	case cpuType:
+		c, _ := match.ParseCPU(s)
+		v.SetInt(int64(c))
+		return
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Int:
+		n, _ := strconv.Atoi(s)
+		v.SetInt(int64(n))
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

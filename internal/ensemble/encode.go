@@ -1,0 +1,129 @@
+package ensemble
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/dmsnet/dms/internal/match"
+)
+
+// Marshal writes s as YAML in a canonical form: keys in the order of the
+// format reference, map keys sorted, zero values omitted, sizes, CPU,
+// durations and bandwidths in exact human units. Parse(Marshal(s)) equals s
+// for a spec with its defaults set.
+func Marshal(s *Spec) ([]byte, error) {
+	n := encode(reflect.ValueOf(s).Elem())
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(n); err != nil {
+		return nil, fmt.Errorf("encode ensemble: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encode ensemble: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func plain(tag, value string) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: value}
+}
+
+// scalarNode encodes a Go string, int or bool, quoting as YAML needs.
+func scalarNode(v any) *yaml.Node {
+	var n yaml.Node
+	if err := n.Encode(v); err != nil {
+		return plain("!!str", fmt.Sprint(v))
+	}
+	return &n
+}
+
+// encode returns the YAML node of v.
+func encode(v reflect.Value) *yaml.Node {
+	switch v.Type() {
+	case durationType:
+		return plain("!!str", formatDuration(time.Duration(v.Int())))
+	case bytesType:
+		return formatBytes(match.Bytes(v.Uint()))
+	case cpuType:
+		return formatCPU(match.MilliCPU(v.Int()))
+	case bandwidthType:
+		return plain("!!str", Bandwidth(v.Uint()).String())
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
+		return encode(v.Elem())
+	case reflect.Struct:
+		m := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		for _, f := range fieldsOf(v.Type()) {
+			fv := v.Field(f.index)
+			if fv.IsZero() {
+				continue
+			}
+			m.Content = append(m.Content, plain("!!str", f.name), encode(fv))
+		}
+		return m
+	case reflect.Map:
+		m := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		keys := v.MapKeys()
+		names := make([]string, len(keys))
+		for i, k := range keys {
+			names[i] = k.String()
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			m.Content = append(m.Content, scalarNode(k), encode(v.MapIndex(reflect.ValueOf(k).Convert(v.Type().Key()))))
+		}
+		return m
+	case reflect.Slice:
+		l := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+		if v.Type().Elem().Kind() == reflect.String {
+			l.Style = yaml.FlowStyle
+		}
+		for i := range v.Len() {
+			l.Content = append(l.Content, encode(v.Index(i)))
+		}
+		return l
+	case reflect.String:
+		return scalarNode(v.String())
+	case reflect.Int:
+		return scalarNode(v.Int())
+	case reflect.Bool:
+		return scalarNode(v.Bool())
+	}
+	return scalarNode(fmt.Sprint(v.Interface()))
+}
+
+// formatBytes writes a size exactly: with the largest binary or decimal
+// unit that divides it, else as a number of bytes.
+func formatBytes(b match.Bytes) *yaml.Node {
+	units := []struct {
+		name string
+		size uint64
+	}{
+		{"PiB", 1 << 50}, {"PB", 1e15}, {"TiB", 1 << 40}, {"TB", 1e12}, {"GiB", 1 << 30}, {"GB", 1e9},
+		{"MiB", 1 << 20}, {"MB", 1e6}, {"KiB", 1 << 10}, {"kB", 1e3},
+	}
+	for _, u := range units {
+		if b != 0 && uint64(b)%u.size == 0 {
+			return plain("!!str", strconv.FormatUint(uint64(b)/u.size, 10)+u.name)
+		}
+	}
+	return plain("!!int", strconv.FormatUint(uint64(b), 10))
+}
+
+// formatCPU writes a CPU amount exactly in cores: 2, 1.5, 0.25.
+func formatCPU(c match.MilliCPU) *yaml.Node {
+	if c%1000 == 0 {
+		return plain("!!int", strconv.FormatInt(int64(c/1000), 10))
+	}
+	s := fmt.Sprintf("%d.%03d", c/1000, c%1000)
+	return plain("!!float", strings.TrimRight(s, "0"))
+}

@@ -1,0 +1,218 @@
+package ensemble
+
+import (
+	"time"
+
+	"github.com/dmsnet/dms/internal/match"
+)
+
+// Version is the only ensemble format version this package reads.
+const Version = "v1"
+
+// Struct tags used by the decoder, the defaults, the validator and the JSON
+// Schema generator:
+//
+//	yaml:"name,omitempty"   the field's key
+//	ens:"required"          the key must be present (and not null)
+//	ens:"enum=a|b"          the value must be one of these
+//	ens:"default=x"         the value when the key is absent (in YAML form)
+//	ens:"min=1,max=65535"   bounds of an integer
+//	doc:"..."               one sentence for editors (the schema's description)
+
+// Spec is one ensemble: what to run (allocations), on how many machines
+// (nodes) and under which constraints. Parse returns it with every default
+// filled in (see SetDefaults), so consumers read explicit values.
+type Spec struct {
+	Version     string                `yaml:"version" ens:"required,enum=v1" doc:"Format version; always v1."`
+	Metadata    map[string]string     `yaml:"metadata,omitempty" doc:"Free key/value labels, kept with the deployment (for example to filter lists)."`
+	Timeouts    Timeouts              `yaml:"timeouts,omitempty" doc:"Time limits of the whole deployment."`
+	Contracts   []string              `yaml:"contracts,omitempty" doc:"References of the contracts this deployment runs under (opaque for now, for example a DID)."`
+	Allocations map[string]Allocation `yaml:"allocations" ens:"required" doc:"The units of work, by name (a DNS label)."`
+	Nodes       map[string]Node       `yaml:"nodes,omitempty" doc:"The machines, by name: which allocations share one. When omitted, each allocation gets a node of its own name."`
+	Edges       []Edge                `yaml:"edges,omitempty" doc:"Network constraints between pairs of nodes."`
+}
+
+// Timeouts bound a deployment in time. Zero means no limit.
+type Timeouts struct {
+	Queue     time.Duration `yaml:"queue,omitempty" doc:"How long the deployment may wait for machines before it fails (e.g. 10m)."`
+	Execution time.Duration `yaml:"execution,omitempty" doc:"How long the allocations may run once started (e.g. 1h)."`
+	Total     time.Duration `yaml:"total,omitempty" doc:"Limit of queue plus execution time."`
+}
+
+// AllocationType says whether an allocation runs to completion or keeps
+// running.
+type AllocationType string
+
+// The allocation types.
+const (
+	Task    AllocationType = "task"    // runs to completion; its exit code is its result
+	Service AllocationType = "service" // runs until the deployment is shut down
+)
+
+// Executor names what runs an allocation.
+type Executor string
+
+// The executors.
+const (
+	Docker Executor = "docker" // an OCI image in a container
+	VM     Executor = "vm"     // a QEMU microvm: kernel plus initrd or root filesystem
+	Wasm   Executor = "wasm"   // a WebAssembly (WASI preview 1) module under wazero
+)
+
+// Allocation is one unit of work on one provider, run by one executor.
+type Allocation struct {
+	Type        AllocationType    `yaml:"type,omitempty" ens:"enum=task|service,default=task" doc:"task runs to completion; service runs until shut down."`
+	Executor    Executor          `yaml:"executor" ens:"required,enum=docker|vm|wasm" doc:"What runs it: docker, vm (QEMU microvm) or wasm (wazero)."`
+	Resources   Resources         `yaml:"resources,omitempty" doc:"What the allocation reserves on its provider."`
+	Execution   Execution         `yaml:"execution" ens:"required" doc:"What to run; the fields depend on the executor."`
+	Ports       []Port            `yaml:"ports,omitempty" doc:"Ports the allocation listens on (docker and vm)."`
+	Volumes     map[string]Volume `yaml:"volumes,omitempty" doc:"Volumes mounted into the allocation, by name."`
+	Healthcheck *Healthcheck      `yaml:"healthcheck,omitempty" doc:"How to tell a service is healthy (services only)."`
+	DependsOn   []string          `yaml:"depends_on,omitempty" doc:"Allocations that must be running (a service; healthy if it has a healthcheck) or completed successfully (a task) before this one starts."`
+	Restart     Restart           `yaml:"restart,omitempty" doc:"What to do when the allocation exits."`
+}
+
+// Resources is what an allocation reserves on its provider.
+type Resources struct {
+	CPU  match.MilliCPU `yaml:"cpu,omitempty" ens:"default=1" doc:"CPU cores: 1.5, or millicores: 500m."`
+	RAM  match.Bytes    `yaml:"ram,omitempty" ens:"default=256MiB" doc:"Memory: 512MiB, 2GB, 1.5GiB."`
+	Disk match.Bytes    `yaml:"disk,omitempty" doc:"Scratch disk space; none reserved when omitted."`
+	GPUs []GPU          `yaml:"gpus,omitempty" doc:"GPUs, by kind."`
+}
+
+// GPU asks for Count GPUs of one kind.
+type GPU struct {
+	Vendor string      `yaml:"vendor" ens:"required,enum=nvidia|amd|intel" doc:"nvidia, amd or intel."`
+	Model  string      `yaml:"model,omitempty" doc:"Model name the provider reports (e.g. A100); any model when omitted."`
+	VRAM   match.Bytes `yaml:"vram,omitempty" doc:"Least video memory per GPU."`
+	Count  int         `yaml:"count,omitempty" ens:"default=1,min=1" doc:"How many GPUs of this kind."`
+}
+
+// Execution says what an executor runs. Which fields apply depends on the
+// executor (Validate refuses the others):
+//
+//	docker: image (required), entrypoint, cmd, env, workdir
+//	wasm:   module (required), args, env
+//	vm:     kernel, initrd and/or rootfs (one required), kernel_args, cmd, env
+//
+// module, kernel, initrd and rootfs are file references: a path relative to
+// the ensemble file, or "sha256:" followed by 64 hex digits naming content
+// the network already holds. See Spec.LocalFiles.
+type Execution struct {
+	Image      string   `yaml:"image,omitempty" doc:"docker: the OCI image reference (nginx:1.27, ghcr.io/org/app@sha256:...)."`
+	Entrypoint []string `yaml:"entrypoint,omitempty" doc:"docker: overrides the image's entrypoint."`
+	Cmd        []string `yaml:"cmd,omitempty" doc:"docker: overrides the image's command; vm: the command the guest's init runs."`
+	Env        Env      `yaml:"env,omitempty" doc:"Environment variables: a map, or a list of KEY=VALUE."`
+	Workdir    string   `yaml:"workdir,omitempty" doc:"docker: the working directory (absolute)."`
+	Module     string   `yaml:"module,omitempty" doc:"wasm: the module, a path relative to this file or sha256:<hex>."`
+	Args       []string `yaml:"args,omitempty" doc:"wasm: the module's arguments (after argv[0])."`
+	Kernel     string   `yaml:"kernel,omitempty" doc:"vm: the kernel, a path or sha256:<hex>; the provider's default kernel when omitted."`
+	Initrd     string   `yaml:"initrd,omitempty" doc:"vm: an initramfs, a path or sha256:<hex>."`
+	Rootfs     string   `yaml:"rootfs,omitempty" doc:"vm: a root filesystem image, a path or sha256:<hex>."`
+	KernelArgs string   `yaml:"kernel_args,omitempty" doc:"vm: extra kernel command line."`
+}
+
+// Env is a set of environment variables. In YAML it is a mapping, or a list
+// of KEY=VALUE strings.
+type Env map[string]string
+
+// Protocol is a transport protocol of a port.
+type Protocol string
+
+// The protocols.
+const (
+	TCP Protocol = "tcp"
+	UDP Protocol = "udp"
+)
+
+// Port is one port an allocation listens on.
+type Port struct {
+	Port     int      `yaml:"port" ens:"required,min=1,max=65535" doc:"The port inside the container or guest."`
+	Protocol Protocol `yaml:"protocol,omitempty" ens:"enum=tcp|udp,default=tcp" doc:"tcp or udp."`
+	Public   int      `yaml:"public,omitempty" ens:"min=1,max=65535" doc:"The port on the provider's public address; not published when omitted (reachable inside the ensemble only)."`
+}
+
+// VolumeKind says where a volume's data lives.
+type VolumeKind string
+
+// The volume kinds.
+const (
+	// Local is a directory on the provider; its files are returned as the
+	// allocation's outputs.
+	Local VolumeKind = "local"
+)
+
+// Volume is a directory mounted into an allocation.
+type Volume struct {
+	Path     string     `yaml:"path" ens:"required" doc:"Where the volume is mounted (absolute)."`
+	ReadOnly bool       `yaml:"read_only,omitempty" doc:"Mount read-only."`
+	Kind     VolumeKind `yaml:"kind,omitempty" ens:"enum=local,default=local" doc:"local: a directory on the provider, returned as output files."`
+}
+
+// Healthcheck tells whether a service is healthy. Exactly one of Exec, HTTP
+// and TCP is set.
+type Healthcheck struct {
+	Exec        []string      `yaml:"exec,omitempty" doc:"A command run inside the allocation; healthy when it exits 0."`
+	HTTP        *HTTPProbe    `yaml:"http,omitempty" doc:"An HTTP GET; healthy on a 2xx or 3xx status."`
+	TCP         *TCPProbe     `yaml:"tcp,omitempty" doc:"A TCP connect; healthy when it connects."`
+	Interval    time.Duration `yaml:"interval,omitempty" ens:"default=10s" doc:"Time between checks."`
+	Timeout     time.Duration `yaml:"timeout,omitempty" doc:"How long one check may take; default 5s, or the interval if shorter."`
+	Retries     int           `yaml:"retries,omitempty" ens:"default=3,min=1" doc:"Consecutive failures before the allocation is unhealthy."`
+	StartPeriod time.Duration `yaml:"start_period,omitempty" doc:"Grace time after start during which failures do not count."`
+}
+
+// HTTPProbe checks a service with an HTTP GET.
+type HTTPProbe struct {
+	Port int    `yaml:"port" ens:"required,min=1,max=65535" doc:"One of the allocation's ports."`
+	Path string `yaml:"path,omitempty" ens:"default=/" doc:"The request path."`
+}
+
+// TCPProbe checks a service by connecting to a port.
+type TCPProbe struct {
+	Port int `yaml:"port" ens:"required,min=1,max=65535" doc:"One of the allocation's ports."`
+}
+
+// RestartPolicy says when an exited allocation is restarted.
+type RestartPolicy string
+
+// The restart policies.
+const (
+	Never     RestartPolicy = "never"
+	OnFailure RestartPolicy = "on-failure"
+	Always    RestartPolicy = "always"
+)
+
+// Restart is what the supervisor does when an allocation exits. After
+// MaxRestarts restarts on one provider the allocation has failed there (a
+// service is then redeployed elsewhere).
+type Restart struct {
+	Policy      RestartPolicy `yaml:"policy,omitempty" ens:"enum=never|on-failure|always" doc:"never, on-failure or always; default never for a task, always for a service."`
+	MaxRestarts int           `yaml:"max_restarts,omitempty" ens:"min=1" doc:"Restarts before the allocation counts as failed; default 5 unless the policy is never."`
+	Backoff     time.Duration `yaml:"backoff,omitempty" doc:"Delay before the first restart, doubled each time up to 1m; default 1s unless the policy is never."`
+}
+
+// Node is one machine of the ensemble: the allocations that share it and
+// where it may be. Each node lands on its own provider: two nodes of an
+// ensemble (and a node's redundant copies) never share a provider.
+type Node struct {
+	Allocations []string `yaml:"allocations" ens:"required" doc:"The allocations this machine runs."`
+	Location    Location `yaml:"location,omitempty" doc:"Where the provider may be."`
+	Peer        string   `yaml:"peer,omitempty" doc:"Pin the node to one provider: its peer ID (12D3KooW...) or did:key."`
+	Redundancy  int      `yaml:"redundancy,omitempty" ens:"default=1,min=1" doc:"How many providers host a copy of this node: one active, the others standbys."`
+}
+
+// Location restricts where a node's provider may be. A location code is a
+// continent (africa, antarctica, asia, europe, north-america, oceania,
+// south-america), an ISO 3166-1 country code (DE), or an ISO 3166-2
+// subdivision (US-CA).
+type Location struct {
+	Accept []string `yaml:"accept,omitempty" doc:"The provider must be in one of these (any place when empty)."`
+	Reject []string `yaml:"reject,omitempty" doc:"The provider must be in none of these."`
+}
+
+// Edge constrains the network between two nodes.
+type Edge struct {
+	Between   []string      `yaml:"between" ens:"required" doc:"The two nodes."`
+	RTT       time.Duration `yaml:"rtt,omitempty" doc:"Largest round-trip time allowed (e.g. 20ms)."`
+	Bandwidth Bandwidth     `yaml:"bandwidth,omitempty" doc:"Least bandwidth needed (e.g. 100Mbps)."`
+}

@@ -1,0 +1,72 @@
+package ensemble
+
+import (
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// field describes one field of a spec struct, from its yaml, ens and doc
+// tags (see spec.go).
+type field struct {
+	index    int
+	name     string // the YAML key
+	required bool
+	enum     []string
+	def      string // default in YAML form; "" when none
+	min, max *int64
+	doc      string
+}
+
+var fieldCache sync.Map // reflect.Type -> []field
+
+// fieldsOf returns the fields of struct type t that have a yaml tag.
+func fieldsOf(t reflect.Type) []field {
+	if f, ok := fieldCache.Load(t); ok {
+		return f.([]field)
+	}
+	var out []field
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		tag := sf.Tag.Get("yaml")
+		if tag == "" || tag == "-" || !sf.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		f := field{index: i, name: name, doc: sf.Tag.Get("doc")}
+		for opt := range strings.SplitSeq(sf.Tag.Get("ens"), ",") {
+			k, v, _ := strings.Cut(opt, "=")
+			switch k {
+			case "required":
+				f.required = true
+			case "enum":
+				f.enum = strings.Split(v, "|")
+			case "default":
+				f.def = v
+			case "min", "max":
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					continue // a typo in a tag; TestTags catches it
+				}
+				if k == "min" {
+					f.min = &n
+				} else {
+					f.max = &n
+				}
+			}
+		}
+		out = append(out, f)
+	}
+	fieldCache.Store(t, out)
+	return out
+}
+
+// fieldNames returns the YAML keys of struct type t.
+func fieldNames(t reflect.Type) []string {
+	var names []string
+	for _, f := range fieldsOf(t) {
+		names = append(names, f.name)
+	}
+	return names
+}

@@ -1,0 +1,563 @@
+package ensemble
+
+import (
+	"fmt"
+	"path"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Validate checks what the spec means: names are DNS labels; executor,
+// type, restart policy and protocols are known values; resources are
+// positive; execution fields fit the executor; ports are in range and not
+// published twice on a node; healthchecks belong to services and probe a
+// declared port; depends_on names existing allocations without a cycle;
+// every allocation is on exactly one node; edges join two known nodes;
+// durations are positive; location codes and peers are well formed.
+//
+// It expects the defaults to be set (SetDefaults; Parse does both). The
+// error is Problems, with paths but no lines (Parse adds the lines).
+func (s *Spec) Validate() error { return validate(s, nil).err() }
+
+// validate checks s. pos maps the paths present in the source to their
+// lines; nil means the spec was built in Go (every field counts as set).
+func validate(s *Spec, pos map[string]int) Problems {
+	v := &validator{pos: pos}
+	v.walk(reflect.ValueOf(s).Elem(), "")
+	v.spec(s)
+	return v.probs.sort()
+}
+
+type validator struct {
+	pos   map[string]int
+	probs Problems
+}
+
+func (v *validator) addf(path, format string, args ...any) {
+	v.probs = append(v.probs, Problem{Path: path, Line: v.line(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+// line returns the line of path, or of its nearest ancestor in the source.
+func (v *validator) line(path string) int {
+	if v.pos == nil {
+		return 0
+	}
+	for p := path; ; p = parentPath(p) {
+		if l, ok := v.pos[p]; ok {
+			return l
+		}
+		if p == "" {
+			return 0
+		}
+	}
+}
+
+// has reports whether path was written in the source (always, for a spec
+// built in Go).
+func (v *validator) has(path string) bool {
+	if v.pos == nil {
+		return true
+	}
+	_, ok := v.pos[path]
+	return ok
+}
+
+// walk applies the ens tags (required, enum, min, max) to every field
+// under rv. A zero field absent from the source is only checked for being
+// required.
+func (v *validator) walk(rv reflect.Value, p string) {
+	switch rv.Kind() {
+	case reflect.Pointer:
+		if !rv.IsNil() {
+			v.walk(rv.Elem(), p)
+		}
+	case reflect.Map:
+		if rv.Type().Elem().Kind() == reflect.Struct {
+			for _, k := range rv.MapKeys() {
+				v.walk(rv.MapIndex(k), keyPath(p, k.String()))
+			}
+		}
+	case reflect.Slice:
+		for i := range rv.Len() {
+			v.walk(rv.Index(i), indexPath(p, i))
+		}
+	case reflect.Struct:
+		for _, f := range fieldsOf(rv.Type()) {
+			fv := rv.Field(f.index)
+			fp := keyPath(p, f.name)
+			written := v.pos != nil && v.has(fp)
+			if fv.IsZero() && !written {
+				switch fv.Kind() {
+				case reflect.String, reflect.Int, reflect.Slice:
+					if f.required {
+						v.addf(fp, "missing%s", want(f.enum))
+					}
+				}
+			} else {
+				v.field(f, fv, fp)
+			}
+			v.walk(fv, fp)
+		}
+	}
+}
+
+func want(enum []string) string {
+	if len(enum) == 0 {
+		return ""
+	}
+	return " (want " + oneOf(enum) + ")"
+}
+
+// field checks one written value against its enum and bounds.
+func (v *validator) field(f field, fv reflect.Value, p string) {
+	if len(f.enum) > 0 && fv.Kind() == reflect.String {
+		if s := fv.String(); !slices.Contains(f.enum, s) {
+			hint := ""
+			if len(f.enum) > 1 {
+				hint = didYouMean(s, f.enum)
+			}
+			if hint == "" {
+				hint = want(f.enum)
+			}
+			v.addf(p, "unknown value %q%s", s, hint)
+		}
+	}
+	if fv.Kind() == reflect.Int && (f.min != nil || f.max != nil) {
+		n := fv.Int()
+		switch {
+		case f.min != nil && f.max != nil && (n < *f.min || n > *f.max):
+			v.addf(p, "%d is out of range (%d to %d)", n, *f.min, *f.max)
+		case f.min != nil && f.max == nil && n < *f.min:
+			v.addf(p, "must be at least %d, got %d", *f.min, n)
+		}
+	}
+}
+
+// positive reports a duration that is negative, or zero though written.
+func (v *validator) positive(p string, d time.Duration) {
+	if d < 0 || d == 0 && v.pos != nil && v.has(p) {
+		v.addf(p, "must be positive, got %s", formatDuration(d))
+	}
+}
+
+func (v *validator) spec(s *Spec) {
+	if len(s.Allocations) == 0 {
+		v.addf("allocations", "no allocations (an ensemble needs at least one)")
+	}
+	for _, k := range sortedKeys(s.Metadata) {
+		if k == "" {
+			v.addf(keyPath("metadata", k), "empty key")
+		}
+	}
+	for i, c := range s.Contracts {
+		p := indexPath("contracts", i)
+		if strings.TrimSpace(c) == "" {
+			v.addf(p, "empty contract reference")
+		} else if j := slices.Index(s.Contracts, c); j < i {
+			v.addf(p, "duplicate of contracts[%d]", j)
+		}
+	}
+	t := s.Timeouts
+	v.positive("timeouts.queue", t.Queue)
+	v.positive("timeouts.execution", t.Execution)
+	v.positive("timeouts.total", t.Total)
+	if t.Total > 0 && t.Execution > t.Total {
+		v.addf("timeouts.execution", "%s is longer than timeouts.total (%s)", formatDuration(t.Execution), formatDuration(t.Total))
+	}
+	if t.Total > 0 && t.Queue > t.Total {
+		v.addf("timeouts.queue", "%s is longer than timeouts.total (%s)", formatDuration(t.Queue), formatDuration(t.Total))
+	}
+
+	names := sortedKeys(s.Allocations)
+	for _, name := range names {
+		v.allocation(s, name)
+	}
+	v.cycles(s)
+	v.nodes(s)
+	v.edges(s)
+}
+
+// executorFields lists the execution fields each executor uses.
+var executorFields = map[Executor][]string{
+	Docker: {"image", "entrypoint", "cmd", "env", "workdir"},
+	Wasm:   {"module", "args", "env"},
+	VM:     {"kernel", "initrd", "rootfs", "kernel_args", "cmd", "env"},
+}
+
+func (v *validator) allocation(s *Spec, name string) {
+	a := s.Allocations[name]
+	p := keyPath("allocations", name)
+	if !IsName(name) {
+		v.addf(p, "%s", nameProblem(name))
+	}
+	if a.Resources.CPU <= 0 && !(v.pos != nil && !v.has(p+".resources.cpu")) {
+		v.addf(p+".resources.cpu", "must be positive")
+	}
+	if a.Resources.RAM == 0 && !(v.pos != nil && !v.has(p+".resources.ram")) {
+		v.addf(p+".resources.ram", "must be positive")
+	}
+	v.execution(p+".execution", a.Executor, a.Execution)
+
+	if len(a.Ports) > 0 && a.Executor == Wasm {
+		v.addf(p+".ports", "the wasm executor does not support ports")
+	}
+	for i, port := range a.Ports {
+		pp := indexPath(p+".ports", i)
+		for j, other := range a.Ports[:i] {
+			if other.Port == port.Port && other.Protocol == port.Protocol {
+				v.addf(pp, "duplicate of ports[%d] (%d/%s)", j, port.Port, port.Protocol)
+				break
+			}
+			if port.Public != 0 && other.Public == port.Public && other.Protocol == port.Protocol {
+				v.addf(pp+".public", "%d/%s is already published by ports[%d]", port.Public, port.Protocol, j)
+				break
+			}
+		}
+	}
+
+	mounts := map[string]string{}
+	for _, vn := range sortedKeys(a.Volumes) {
+		vol := a.Volumes[vn]
+		vp := keyPath(p+".volumes", vn)
+		if !IsName(vn) {
+			v.addf(vp, "%s", nameProblem(vn))
+		}
+		if vol.Path == "" {
+			continue // reported as missing
+		}
+		if !path.IsAbs(vol.Path) {
+			v.addf(vp+".path", "%q is not an absolute path", vol.Path)
+		} else if clean := path.Clean(vol.Path); clean == "/" {
+			v.addf(vp+".path", "cannot mount a volume on /")
+		} else if other, dup := mounts[clean]; dup {
+			v.addf(vp+".path", "%q is also the path of volume %s", vol.Path, other)
+		} else {
+			mounts[clean] = vn
+		}
+	}
+
+	if h := a.Healthcheck; h != nil {
+		v.healthcheck(p, a, h)
+	}
+
+	seen := map[string]bool{}
+	for i, d := range a.DependsOn {
+		dp := indexPath(p+".depends_on", i)
+		switch _, ok := s.Allocations[d]; {
+		case d == name:
+			v.addf(dp, "an allocation cannot depend on itself")
+		case !ok:
+			v.addf(dp, "no allocation %q%s", d, didYouMean(d, sortedKeys(s.Allocations)))
+		case seen[d]:
+			v.addf(dp, "%s is listed twice", d)
+		}
+		seen[d] = true
+	}
+
+	r := a.Restart
+	rp := p + ".restart"
+	if r.Policy == Never {
+		if r.MaxRestarts != 0 {
+			v.addf(rp+".max_restarts", "not used with policy never")
+		}
+		if r.Backoff != 0 {
+			v.addf(rp+".backoff", "not used with policy never")
+		}
+	} else {
+		v.positive(rp+".backoff", r.Backoff)
+	}
+}
+
+func (v *validator) execution(p string, ex Executor, e Execution) {
+	uses, known := executorFields[ex]
+	if !known {
+		return // the executor is reported
+	}
+	rv := reflect.ValueOf(e)
+	for _, f := range fieldsOf(rv.Type()) {
+		if rv.Field(f.index).IsZero() || slices.Contains(uses, f.name) {
+			continue
+		}
+		var users []string
+		for _, other := range []Executor{Docker, VM, Wasm} {
+			if slices.Contains(executorFields[other], f.name) {
+				users = append(users, string(other))
+			}
+		}
+		v.addf(keyPath(p, f.name), "the %s executor does not use %s (%s does)", ex, f.name, oneOf(users))
+	}
+	switch ex {
+	case Docker:
+		if e.Image == "" {
+			v.addf(p+".image", "missing (the docker executor needs an image)")
+		} else if err := checkImage(e.Image); err != nil {
+			v.addf(p+".image", "%v", err)
+		}
+		if e.Workdir != "" && !path.IsAbs(e.Workdir) {
+			v.addf(p+".workdir", "%q is not an absolute path", e.Workdir)
+		}
+	case Wasm:
+		if e.Module == "" {
+			v.addf(p+".module", "missing (the wasm executor needs a module)")
+		}
+	case VM:
+		if e.Initrd == "" && e.Rootfs == "" {
+			v.addf(p, "the vm executor needs an initrd or a rootfs")
+		}
+	}
+	for _, f := range fileFields {
+		if ref := *f.get(&e); ref != "" && slices.Contains(uses, f.name) {
+			if err := checkFileRef(ref); err != nil {
+				v.addf(keyPath(p, f.name), "%v", err)
+			}
+		}
+	}
+	for _, k := range sortedKeys(e.Env) {
+		if k == "" || strings.ContainsAny(k, "= \t\r\n\x00") {
+			v.addf(keyPath(p+".env", k), "%q is not a variable name", k)
+		}
+	}
+}
+
+// checkImage reports an image reference that no registry would accept.
+func checkImage(ref string) error {
+	bad := func(why string) error { return fmt.Errorf("%q is not an image reference (%s)", ref, why) }
+	if strings.ContainsFunc(ref, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return bad("no spaces allowed")
+	}
+	if strings.HasPrefix(ref, "-") || strings.HasPrefix(ref, ":") || strings.HasPrefix(ref, "@") || strings.HasPrefix(ref, "/") {
+		return bad("must start with a name")
+	}
+	name, _, _ := strings.Cut(ref, "@")
+	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
+		name = name[:i]
+	}
+	// The registry host (first component with a dot or a port) may have
+	// upper case; the repository may not.
+	if first, rest, ok := strings.Cut(name, "/"); ok && strings.ContainsAny(first, ".:") {
+		name = rest
+	}
+	if name != strings.ToLower(name) {
+		return bad("the repository name must be lower case")
+	}
+	return nil
+}
+
+func (v *validator) healthcheck(p string, a Allocation, h *Healthcheck) {
+	hp := p + ".healthcheck"
+	if a.Type != Service {
+		v.addf(hp, "only a service can have a healthcheck (this allocation is a %s)", a.Type)
+	}
+	n := 0
+	for _, set := range []bool{len(h.Exec) > 0, h.HTTP != nil, h.TCP != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		v.addf(hp, "want exactly one of exec, http or tcp, got %d", n)
+	}
+	if len(h.Exec) > 0 && a.Executor != Docker && a.Executor != "" {
+		v.addf(hp+".exec", "the %s executor cannot run a command in the allocation (use http or tcp)", a.Executor)
+	}
+	probe := func(pp string, port int) {
+		for _, ap := range a.Ports {
+			if ap.Port == port && ap.Protocol == TCP {
+				return
+			}
+		}
+		if port >= 1 && port <= 65535 {
+			v.addf(pp+".port", "%d is not one of the allocation's tcp ports", port)
+		}
+	}
+	if h.HTTP != nil {
+		probe(hp+".http", h.HTTP.Port)
+		if !strings.HasPrefix(h.HTTP.Path, "/") {
+			v.addf(hp+".http.path", "%q does not start with /", h.HTTP.Path)
+		}
+	}
+	if h.TCP != nil {
+		probe(hp+".tcp", h.TCP.Port)
+	}
+	v.positive(hp+".interval", h.Interval)
+	v.positive(hp+".timeout", h.Timeout)
+	if h.StartPeriod < 0 {
+		v.addf(hp+".start_period", "must not be negative, got %s", formatDuration(h.StartPeriod))
+	}
+	if h.Interval > 0 && h.Timeout > h.Interval {
+		v.addf(hp+".timeout", "%s is longer than the interval (%s)", formatDuration(h.Timeout), formatDuration(h.Interval))
+	}
+}
+
+// cycles reports one dependency cycle, if any, on the allocation it starts
+// from.
+func (v *validator) cycles(s *Spec) {
+	deps := map[string][]string{}
+	for name, a := range s.Allocations {
+		for _, d := range a.DependsOn {
+			if _, ok := s.Allocations[d]; ok && d != name {
+				deps[name] = append(deps[name], d)
+			}
+		}
+		if deps[name] == nil {
+			deps[name] = []string{}
+		}
+	}
+	if c := findCycle(deps); c != nil {
+		v.addf(keyPath(keyPath("allocations", c[0]), "depends_on"), "dependency cycle: %s", strings.Join(c, " -> "))
+	}
+}
+
+func (v *validator) nodes(s *Spec) {
+	if len(s.Nodes) == 0 && v.pos == nil {
+		return // one node per allocation (SetDefaults not called yet)
+	}
+	host := map[string]string{} // allocation -> node
+	peers := map[string]string{}
+	for _, name := range sortedKeys(s.Nodes) {
+		n := s.Nodes[name]
+		p := keyPath("nodes", name)
+		if !IsName(name) && (v.pos == nil || v.has("nodes")) { // default nodes: reported on the allocation
+			v.addf(p, "%s", nameProblem(name))
+		}
+		if len(n.Allocations) == 0 && v.pos != nil && v.has(p+".allocations") {
+			v.addf(p+".allocations", "empty (a node runs at least one allocation)")
+		}
+		for i, a := range n.Allocations {
+			ap := indexPath(p+".allocations", i)
+			if _, ok := s.Allocations[a]; !ok {
+				v.addf(ap, "no allocation %q%s", a, didYouMean(a, sortedKeys(s.Allocations)))
+				continue
+			}
+			if other, dup := host[a]; dup {
+				if other == name {
+					v.addf(ap, "%s is listed twice", a)
+				} else {
+					v.addf(ap, "%s is already on node %s (an allocation runs on one node)", a, other)
+				}
+				continue
+			}
+			host[a] = name
+		}
+		for _, list := range []struct {
+			key   string
+			codes []string
+		}{{"accept", n.Location.Accept}, {"reject", n.Location.Reject}} {
+			for i, c := range list.codes {
+				cp := indexPath(p+".location."+list.key, i)
+				if err := CheckLocationCode(c); err != nil {
+					v.addf(cp, "%v", err)
+				} else if list.key == "reject" && slices.Contains(n.Location.Accept, c) {
+					v.addf(cp, "%s is also accepted", c)
+				}
+			}
+		}
+		if n.Peer != "" {
+			if err := checkPeer(n.Peer); err != nil {
+				v.addf(p+".peer", "%v", err)
+			} else if other, dup := peers[n.Peer]; dup {
+				v.addf(p+".peer", "node %s is pinned to the same peer (each node needs a provider of its own)", other)
+			} else {
+				peers[n.Peer] = name
+			}
+		}
+		v.publicPorts(s, name, n)
+	}
+	for _, a := range sortedKeys(s.Allocations) {
+		if _, ok := host[a]; !ok {
+			v.addf(keyPath("allocations", a), "not on any node (list it in the allocations of one node)")
+		}
+	}
+}
+
+// publicPorts reports a public port published twice on one node.
+func (v *validator) publicPorts(s *Spec, node string, n Node) {
+	used := map[string]string{} // "8080/tcp" -> path of the first
+	for _, a := range n.Allocations {
+		for i, port := range s.Allocations[a].Ports {
+			if port.Public == 0 {
+				continue
+			}
+			key := fmt.Sprintf("%d/%s", port.Public, port.Protocol)
+			pp := indexPath(keyPath("allocations", a)+".ports", i)
+			if first, dup := used[key]; dup {
+				if parentPath(first) != parentPath(pp) { // same allocation: reported already
+					v.addf(pp+".public", "%s is already published on node %s by %s", key, node, first)
+				}
+				continue
+			}
+			used[key] = pp
+		}
+	}
+}
+
+// checkPeer reports a peer that is neither a libp2p peer ID nor a did:key.
+func checkPeer(peer string) error {
+	id := strings.TrimPrefix(peer, "did:key:z")
+	if id == peer && strings.HasPrefix(peer, "did:") {
+		return fmt.Errorf("%q is not a peer (only did:key DIDs name a peer)", peer)
+	}
+	const base58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+	ok := len(id) >= 40 && len(id) <= 128
+	for _, c := range id {
+		if !strings.ContainsRune(base58, c) {
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("%q is not a peer ID (want a libp2p peer ID such as 12D3KooW..., or a did:key)", peer)
+	}
+	return nil
+}
+
+func (v *validator) edges(s *Spec) {
+	nodes := sortedKeys(s.Nodes)
+	seen := map[[2]string]int{}
+	for i, e := range s.Edges {
+		p := indexPath("edges", i)
+		if len(e.Between) != 2 {
+			if len(e.Between) > 0 {
+				v.addf(p+".between", "want two node names, got %d", len(e.Between))
+			}
+		} else {
+			ok := true
+			for j, n := range e.Between {
+				if _, known := s.Nodes[n]; !known && len(s.Nodes) > 0 {
+					v.addf(indexPath(p+".between", j), "no node %q%s", n, didYouMean(n, nodes))
+					ok = false
+				}
+			}
+			a, b := min(e.Between[0], e.Between[1]), max(e.Between[0], e.Between[1])
+			switch first, dup := seen[[2]string{a, b}]; {
+			case a == b:
+				v.addf(p+".between", "an edge joins two different nodes")
+			case dup && ok:
+				v.addf(p, "same nodes as edges[%d]", first)
+			default:
+				seen[[2]string{a, b}] = i
+			}
+		}
+		if e.RTT == 0 && e.Bandwidth == 0 && !(v.pos != nil && v.has(p+".rtt")) && !(v.pos != nil && v.has(p+".bandwidth")) {
+			v.addf(p, "no constraint (set rtt, bandwidth or both)")
+		}
+		v.positive(p+".rtt", e.RTT)
+		if e.Bandwidth == 0 && v.pos != nil && v.has(p+".bandwidth") {
+			v.addf(p+".bandwidth", "must be positive")
+		}
+	}
+}
+
+// formatDuration writes d as time.Duration does, without zero trailing
+// units: 10m, 1h30m, 1.5s.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
