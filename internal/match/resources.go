@@ -357,3 +357,23 @@ func extraKeys(a, b map[string]int64) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// ErrGPUFlag is wrapped by every error ParseGPUFlag returns.
+var ErrGPUFlag = errors.New("not a GPU")
+
+// ParseGPUFlag parses the --gpu flag of `dms onboard`: "INDEX" dedicates the
+// whole card, "INDEX:VRAM" offers that much of its memory ("0:8GiB").
+func ParseGPUFlag(s string) (GPU, error) {
+	idx, vram, hasVRAM := strings.Cut(s, ":")
+	n, err := strconv.Atoi(idx)
+	if err != nil || n < 0 || n > MaxGPUs || idx != strconv.Itoa(n) {
+		return GPU{}, fmt.Errorf("%q is %w (want INDEX or INDEX:VRAM, as 0 or 0:8GiB)", s, ErrGPUFlag)
+	}
+	g := GPU{Index: n}
+	if hasVRAM {
+		if g.VRAM, err = ParseBytes(vram); err != nil {
+			return GPU{}, fmt.Errorf("%q is %w: vram: %w", s, ErrGPUFlag, err)
+		}
+	}
+	return g, nil
+}

@@ -161,3 +161,53 @@ func TestValidateDevices(t *testing.T) {
 		}
 	}
 }
+
+func TestParseGPUFlag(t *testing.T) {
+	tests := []struct {
+		in   string
+		want GPU
+		err  bool
+	}{
+		{"0", GPU{Index: 0}, false},
+		{"1:8GiB", GPU{Index: 1, VRAM: gib(8)}, false},
+		{"2:1.5GiB", GPU{Index: 2, VRAM: gib(1.5)}, false},
+		{"-1", GPU{}, true},
+		{"+1", GPU{}, true},
+		{"01", GPU{}, true},
+		{"a:1GiB", GPU{}, true},
+		{"0:", GPU{}, true},
+		{"0:8 GiB", GPU{}, true},
+		{"", GPU{}, true},
+		{"99999999999999999999", GPU{}, true},
+	}
+	for _, tc := range tests {
+		got, err := ParseGPUFlag(tc.in)
+		if tc.err {
+			if err == nil || !errors.Is(err, ErrGPUFlag) {
+				t.Errorf("ParseGPUFlag(%q) = %v, %v, want an ErrGPUFlag error", tc.in, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParseGPUFlag(%q) = %v, %v, want %v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func FuzzParseGPUFlag(f *testing.F) {
+	for _, s := range []string{"0", "1:8GiB", "-1", "0:", "a", "0:1e400"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		g, err := ParseGPUFlag(s)
+		if err != nil {
+			if !errors.Is(err, ErrGPUFlag) {
+				t.Fatalf("ParseGPUFlag(%q) error %v does not wrap ErrGPUFlag", s, err)
+			}
+			return
+		}
+		if g.Index < 0 || g.Index > MaxGPUs {
+			t.Fatalf("ParseGPUFlag(%q) = %v, index out of range", s, g)
+		}
+	})
+}
