@@ -1,0 +1,268 @@
+package actor
+
+import (
+	"context"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/dmsnet/dms/internal/identity"
+)
+
+// Behavior handles one kind of message. Its result is JSON-encoded and sent
+// back when the sender asked for a reply; an error is always sent back, as an
+// *Error (a plain error becomes a handler-error). A panic is recovered and
+// answered as handler-panic.
+type Behavior func(ctx context.Context, m *Message) (any, error)
+
+// Actor is an addressable unit with its own key, behaviors and mailbox.
+type Actor struct {
+	sys    *System
+	key    *identity.Key
+	handle Handle
+
+	mu        sync.RWMutex
+	behaviors map[string]Behavior // guarded by mu
+	stopped   bool                // guarded by mu
+
+	mailbox chan *delivery
+	workers sync.WaitGroup
+	done    chan struct{}
+	once    sync.Once
+}
+
+// delivery is a message waiting in a mailbox with how to answer it.
+type delivery struct {
+	msg       *Message
+	behavior  Behavior
+	nonce     uint64
+	wantReply bool
+	reply     func(*Reply) // sends the reply to the sender
+}
+
+// Handle returns the actor's address.
+func (a *Actor) Handle() Handle { return a.handle }
+
+// Key returns the actor's key.
+func (a *Actor) Key() *identity.Key { return a.key }
+
+// System returns the runtime the actor runs in.
+func (a *Actor) System() *System { return a.sys }
+
+// AddBehavior registers (or replaces) a behavior under name. The name is the
+// UCAN command an invoker needs: "/public/hello", "/dms/node/peers/list".
+func (a *Actor) AddBehavior(name string, b Behavior) {
+	a.mu.Lock()
+	a.behaviors[name] = b
+	a.mu.Unlock()
+}
+
+// RemoveBehavior unregisters a behavior.
+func (a *Actor) RemoveBehavior(name string) {
+	a.mu.Lock()
+	delete(a.behaviors, name)
+	a.mu.Unlock()
+}
+
+func (a *Actor) behavior(name string) (Behavior, bool) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	b, ok := a.behaviors[name]
+	return b, ok && !a.stopped
+}
+
+// Behaviors lists the registered behavior names.
+func (a *Actor) Behaviors() []string {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := make([]string, 0, len(a.behaviors))
+	for n := range a.behaviors {
+		out = append(out, n)
+	}
+	return out
+}
+
+// Stop removes the actor from its runtime. Queued messages are answered
+// with shutting-down; running behaviors finish.
+func (a *Actor) Stop() { a.stopWait(context.Background()) }
+
+func (a *Actor) stopWait(ctx context.Context) error {
+	a.once.Do(func() {
+		a.mu.Lock()
+		a.stopped = true
+		a.mu.Unlock()
+		a.sys.remove(a)
+		close(a.done)
+	})
+	done := make(chan struct{})
+	go func() { a.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enqueue puts d in the mailbox without blocking.
+func (a *Actor) enqueue(d *delivery) *Error {
+	select {
+	case <-a.done:
+		return &Error{Code: CodeNoSuchActor, Msg: "actor " + a.handle.Inbox + " stopped"}
+	default:
+	}
+	a.sys.inflight.Add(1)
+	select {
+	case a.mailbox <- d:
+		return nil
+	default:
+		a.sys.inflight.Done()
+		return errorf(CodeMailboxFull, "mailbox of %s holds %d messages", a.handle.Inbox, cap(a.mailbox))
+	}
+}
+
+func (a *Actor) work() {
+	defer a.workers.Done()
+	for {
+		select {
+		case d := <-a.mailbox:
+			a.run(d)
+		case <-a.done:
+			for {
+				select {
+				case d := <-a.mailbox:
+					d.reply(&Reply{InReplyTo: d.nonce, From: a.handle, Err: &Error{Code: CodeShuttingDown, Msg: "actor stopped"}})
+					a.sys.inflight.Done()
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// run executes one behavior and answers.
+func (a *Actor) run(d *delivery) {
+	defer a.sys.inflight.Done()
+	ctx, cancel := context.WithDeadline(context.Background(), d.msg.Expiry)
+	defer cancel()
+	res, err := a.call(ctx, d)
+	if err != nil {
+		e := AsError(err)
+		a.sys.stats.inc("refused_" + string(e.Code))
+		d.reply(&Reply{InReplyTo: d.nonce, From: a.handle, Err: e})
+		return
+	}
+	a.sys.stats.inc("handled")
+	if !d.wantReply {
+		return
+	}
+	payload, perr := encodePayload(res)
+	if perr != nil {
+		d.reply(&Reply{InReplyTo: d.nonce, From: a.handle, Err: &Error{Code: CodeHandler, Msg: perr.Error()}})
+		return
+	}
+	d.reply(&Reply{InReplyTo: d.nonce, From: a.handle, Payload: payload})
+}
+
+func (a *Actor) call(ctx context.Context, d *delivery) (res any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			a.sys.log.Error("behavior panicked", "behavior", d.msg.Behavior, "inbox", a.handle.Inbox, "panic", r, "stack", string(debug.Stack()))
+			err = errorf(CodePanic, "%s: %v", d.msg.Behavior, r)
+		}
+	}()
+	return d.behavior(ctx, d.msg)
+}
+
+// Send delivers v to behavior at to, without waiting for an answer. Local
+// failures (unreachable, too large) are returned; refusals by the receiver
+// come back asynchronously and are counted (send_refused_<code>) and logged.
+func (a *Actor) Send(ctx context.Context, to Handle, behavior string, v any) error {
+	payload, err := encodePayload(v)
+	if err != nil {
+		return err
+	}
+	env := a.envelope(ctx, to, behavior, payload)
+	return a.sys.send(ctx, a, env)
+}
+
+// Invoke delivers v to behavior at to and waits for the reply, which it
+// decodes into reply (may be nil). The deadline is ctx's, else the
+// configured default. A refusal or failure is returned as an *Error.
+func (a *Actor) Invoke(ctx context.Context, to Handle, behavior string, v any, reply any) error {
+	r, err := a.InvokeRaw(ctx, to, behavior, v)
+	if err != nil {
+		return err
+	}
+	return r.Decode(reply)
+}
+
+// InvokeRaw is Invoke returning the raw reply.
+func (a *Actor) InvokeRaw(ctx context.Context, to Handle, behavior string, v any) (*Reply, error) {
+	payload, err := encodePayload(v)
+	if err != nil {
+		return nil, err
+	}
+	env := a.envelope(ctx, to, behavior, payload)
+	env.WantReply = true
+	return a.sys.invoke(ctx, a, env)
+}
+
+func (a *Actor) envelope(ctx context.Context, to Handle, behavior string, payload []byte) *Envelope {
+	return &Envelope{
+		Nonce:    a.sys.nextNonce(),
+		Expiry:   a.sys.expiry(ctx),
+		To:       to,
+		From:     a.handle,
+		Behavior: behavior,
+		Trace:    TraceFrom(ctx),
+		Payload:  payload,
+	}
+}
+
+// Subscribe makes the actor receive broadcasts on topic, dispatched to its
+// behaviors by name.
+func (a *Actor) Subscribe(topic string) error { return a.sys.subscribe(a, topic) }
+
+// Publish broadcasts v to behavior on every other host's actors subscribed
+// to topic. It does not wait for answers.
+func (a *Actor) Publish(ctx context.Context, topic, behavior string, v any) error {
+	return a.Broadcast(ctx, topic, behavior, v, nil)
+}
+
+// Broadcast publishes like Publish and, when collect is not nil, calls it
+// with every reply until ctx is done (the envelope expires at ctx's
+// deadline). Collect runs on runtime goroutines and must not block.
+func (a *Actor) Broadcast(ctx context.Context, topic, behavior string, v any, collect func(*Reply)) error {
+	payload, err := encodePayload(v)
+	if err != nil {
+		return err
+	}
+	env := a.envelope(ctx, Handle{}, behavior, payload)
+	env.Topic = topic
+	env.WantReply = collect != nil
+	return a.sys.publish(ctx, a, env, collect)
+}
+
+// traceKey carries a W3C traceparent in a context.
+type traceKey struct{}
+
+// WithTrace returns ctx carrying a W3C traceparent, sent with envelopes.
+func WithTrace(ctx context.Context, traceparent string) context.Context {
+	return context.WithValue(ctx, traceKey{}, traceparent)
+}
+
+// TraceFrom returns the traceparent ctx carries, if any.
+func TraceFrom(ctx context.Context) string {
+	s, _ := ctx.Value(traceKey{}).(string)
+	return s
+}
+
+// untilExpiry is the time left before t, at least a millisecond.
+func untilExpiry(now, t time.Time) time.Duration {
+	if d := t.Sub(now); d > time.Millisecond {
+		return d
+	}
+	return time.Millisecond
+}

@@ -1,0 +1,337 @@
+package actor
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dmsnet/dms/internal/identity"
+)
+
+// Wire format. A frame is a sequence of records; each record is a kind byte,
+// a uvarint body length, and the body. Strings and byte fields inside bodies
+// are uvarint-length-prefixed. An envelope body starts with its nonce (8
+// bytes, big-endian), so the head of an oversized frame still names the
+// envelope to refuse.
+const (
+	recSession  byte = 1 // defines a link-scoped session: id, invocation
+	recEnvelope byte = 2
+	recReply    byte = 3
+)
+
+const flagWantReply = 1
+
+// limits on decoded fields: far above anything legitimate, far below what
+// could hurt.
+const (
+	maxStringLen = 4 << 10
+)
+
+var errTruncated = errors.New("truncated")
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBytes(b []byte, p []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	return append(b, p...)
+}
+
+func appendHandle(b []byte, h Handle) []byte {
+	b = appendString(b, string(h.DID))
+	b = appendString(b, h.Host)
+	return appendString(b, h.Inbox)
+}
+
+// appendRecord appends a record of kind whose body is written by body.
+func appendRecord(b []byte, kind byte, body func([]byte) []byte) []byte {
+	// Write the body after a maximal length placeholder, then move it.
+	b = append(b, kind)
+	start := len(b)
+	b = append(b, make([]byte, binary.MaxVarintLen64)...)
+	bodyStart := len(b)
+	b = body(b)
+	n := len(b) - bodyStart
+	var lenBuf [binary.MaxVarintLen64]byte
+	ln := binary.PutUvarint(lenBuf[:], uint64(n))
+	copy(b[start:], lenBuf[:ln])
+	copy(b[start+ln:], b[bodyStart:])
+	return b[:start+ln+n]
+}
+
+func appendEnvelope(b []byte, e *Envelope) []byte {
+	return appendRecord(b, recEnvelope, func(b []byte) []byte {
+		b = binary.BigEndian.AppendUint64(b, e.Nonce)
+		b = binary.AppendVarint(b, e.Expiry.UnixNano())
+		var flags byte
+		if e.WantReply {
+			flags |= flagWantReply
+		}
+		b = append(b, flags)
+		b = binary.AppendUvarint(b, uint64(e.Session))
+		b = appendHandle(b, e.To)
+		b = appendHandle(b, e.From)
+		b = appendString(b, e.Behavior)
+		b = appendString(b, e.Topic)
+		b = appendString(b, e.Trace)
+		b = appendBytes(b, e.Invocation)
+		return appendBytes(b, e.Payload)
+	})
+}
+
+func appendReply(b []byte, r *Reply) []byte {
+	return appendRecord(b, recReply, func(b []byte) []byte {
+		b = binary.BigEndian.AppendUint64(b, r.InReplyTo)
+		b = appendHandle(b, r.From)
+		var code, msg string
+		if r.Err != nil {
+			code, msg = string(r.Err.Code), r.Err.Msg
+		}
+		b = appendString(b, code)
+		b = appendString(b, msg)
+		return appendBytes(b, r.Payload)
+	})
+}
+
+// session is a link-scoped invocation: envelopes on the link from iss to
+// aud for cmd may name it by id instead of carrying the invocation.
+type session struct {
+	id       uint32
+	iss, aud identity.DID
+	cmd      string
+	inv      []byte
+}
+
+func appendSession(b []byte, s session) []byte {
+	return appendRecord(b, recSession, func(b []byte) []byte {
+		b = binary.AppendUvarint(b, uint64(s.id))
+		b = appendString(b, string(s.iss))
+		b = appendString(b, string(s.aud))
+		b = appendString(b, s.cmd)
+		return appendBytes(b, s.inv)
+	})
+}
+
+// EncodeEnvelope returns the frame of a single envelope (for broadcasts and
+// tests).
+func EncodeEnvelope(e *Envelope) []byte { return appendEnvelope(nil, e) }
+
+// decoder reads fields from a record body.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(err error) {
+	if d.err == nil {
+		d.err = err
+	}
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail(errTruncated)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail(errTruncated)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) u64() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 8 {
+		d.fail(errTruncated)
+		return 0
+	}
+	v := binary.BigEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+func (d *decoder) byte1() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 1 {
+		d.fail(errTruncated)
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail(errTruncated)
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	if n == 0 {
+		return nil
+	}
+	return v
+}
+
+func (d *decoder) string() string {
+	b := d.bytes()
+	if len(b) > maxStringLen {
+		d.fail(fmt.Errorf("string of %d bytes", len(b)))
+		return ""
+	}
+	return string(b)
+}
+
+func (d *decoder) handle() Handle {
+	return Handle{DID: identity.DID(d.string()), Host: d.string(), Inbox: d.string()}
+}
+
+// record is one decoded record of a frame.
+type record struct {
+	kind    byte
+	env     *Envelope
+	reply   *Reply
+	session *session
+}
+
+// decodeFrame splits a frame into records. It never panics; on malformed
+// input it returns the records decoded so far and an error.
+func decodeFrame(frame []byte) ([]record, error) {
+	var recs []record
+	for len(frame) > 0 {
+		kind := frame[0]
+		n, ln := binary.Uvarint(frame[1:])
+		if ln <= 0 || n > uint64(len(frame)-1-ln) {
+			return recs, fmt.Errorf("record %d: %w", len(recs), errTruncated)
+		}
+		body := frame[1+ln : 1+ln+int(n)]
+		frame = frame[1+ln+int(n):]
+		r, err := decodeRecord(kind, body)
+		if err != nil {
+			return recs, fmt.Errorf("record %d: %w", len(recs), err)
+		}
+		recs = append(recs, r)
+	}
+	return recs, nil
+}
+
+func decodeRecord(kind byte, body []byte) (record, error) {
+	d := &decoder{b: body}
+	r := record{kind: kind}
+	switch kind {
+	case recSession:
+		id := d.uvarint()
+		if id == 0 || id > 1<<32-1 {
+			d.fail(fmt.Errorf("session id %d", id))
+		}
+		r.session = &session{id: uint32(id), iss: identity.DID(d.string()), aud: identity.DID(d.string()), cmd: d.string(), inv: d.bytes()}
+	case recEnvelope:
+		r.env = decodeEnvelopeBody(d)
+	case recReply:
+		rp := &Reply{InReplyTo: d.u64(), From: d.handle()}
+		code, msg := d.string(), d.string()
+		if code != "" {
+			rp.Err = &Error{Code: Code(code), Msg: msg}
+		}
+		rp.Payload = d.bytes()
+		r.reply = rp
+	default:
+		return r, fmt.Errorf("unknown record kind %d", kind)
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail(fmt.Errorf("%d trailing bytes", len(d.b)))
+	}
+	return r, d.err
+}
+
+func decodeEnvelopeBody(d *decoder) *Envelope {
+	e := &Envelope{Nonce: d.u64()}
+	exp := d.varint()
+	e.Expiry = time.Unix(0, exp)
+	flags := d.byte1()
+	e.WantReply = flags&flagWantReply != 0
+	s := d.uvarint()
+	if s > 1<<32-1 {
+		d.fail(fmt.Errorf("session id %d", s))
+	}
+	e.Session = uint32(s)
+	e.To = d.handle()
+	e.From = d.handle()
+	e.Behavior = d.string()
+	e.Topic = d.string()
+	e.Trace = d.string()
+	e.Invocation = d.bytes()
+	e.Payload = d.bytes()
+	return e
+}
+
+// DecodeEnvelope decodes a frame holding exactly one envelope (broadcasts).
+func DecodeEnvelope(frame []byte) (*Envelope, error) {
+	recs, err := decodeFrame(frame)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) != 1 || recs[0].env == nil {
+		return nil, errors.New("want exactly one envelope")
+	}
+	return recs[0].env, nil
+}
+
+// headNonce extracts the nonce and sender of the first envelope in the head
+// of an oversized frame, so the refusal can be answered.
+func headNonce(head []byte) (nonce uint64, from Handle, ok bool) {
+	for len(head) > 0 {
+		kind := head[0]
+		n, ln := binary.Uvarint(head[1:])
+		if ln <= 0 {
+			return 0, Handle{}, false
+		}
+		body := head[1+ln:]
+		if kind == recEnvelope {
+			d := &decoder{b: body}
+			e := &Envelope{Nonce: d.u64()}
+			d.varint()
+			d.byte1()
+			d.uvarint()
+			d.handle()
+			from := d.handle()
+			if d.err != nil {
+				// The nonce alone is enough to answer.
+				return e.Nonce, Handle{}, len(body) >= 8
+			}
+			return e.Nonce, from, true
+		}
+		if n > uint64(len(body)) {
+			return 0, Handle{}, false
+		}
+		head = body[n:]
+	}
+	return 0, Handle{}, false
+}

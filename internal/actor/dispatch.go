@@ -1,0 +1,384 @@
+package actor
+
+import (
+	"context"
+	"time"
+)
+
+// Every envelope passes the same checks, in this order, before it reaches a
+// mailbox; each failure is answered to the sender with its typed error and
+// counted (refused_<code>):
+//
+//  1. rate: the sending peer is within its rate           rate-limited
+//  2. host: the claimed host is the transport's peer      host-mismatch
+//  3. runtime not closing                                 shutting-down
+//  4. time: not expired, expiry not too far ahead         expired / bad-envelope
+//  5. authorization: the invocation (inline or the link   denied
+//     session) authorizes this sender, receiver and
+//     behavior, and its chain's policies the payload
+//  6. replay: the nonce is new for this sender            replay
+//  7. the actor exists, with that DID                     no-such-actor
+//  8. the behavior exists                                 unknown-behavior
+//  9. the mailbox has room                                mailbox-full
+//
+// Replay is checked after authorization, so that nobody can burn another
+// sender's nonces.
+
+// receive runs the checks for an envelope that arrived on a link.
+func (s *System) receive(w *link, env *Envelope) {
+	peer := w.l.Peer()
+	s.stats.inc("received")
+	answer := func(r *Reply) { w.sendReply(r) }
+	if !s.limiter.allow(peer, s.cfg.Now()) {
+		s.refuse(env, answer, errorf(CodeRateLimited, "peer %s exceeds %.0f envelopes/s", shortHost(peer), s.cfg.PeerRate), peer)
+		return
+	}
+	if env.From.Host != peer {
+		s.refuse(env, answer, errorf(CodeHostMismatch, "envelope claims host %s but came from %s", shortHost(env.From.Host), shortHost(peer)), peer)
+		return
+	}
+	var grant Grant
+	var err *Error
+	switch {
+	case len(env.Invocation) > 0:
+		grant, err = s.authorize(env.Invocation, env, false)
+	case env.Session != 0:
+		grant, err = w.sessionGrant(env)
+	default:
+		err = errorf(CodeDenied, "no invocation: %s needs a capability", env.Behavior)
+	}
+	if err != nil {
+		s.refuse(env, answer, err, peer)
+		return
+	}
+	s.dispatch(env, grant, answer, peer)
+}
+
+func (w *link) sessionGrant(env *Envelope) (Grant, *Error) {
+	rs := w.recvSess[env.Session]
+	switch {
+	case rs == nil:
+		return nil, errorf(CodeBadEnvelope, "unknown session %d on this link", env.Session)
+	case rs.iss != env.From.DID || rs.aud != env.To.DID || rs.cmd != env.Behavior:
+		return nil, errorf(CodeBadEnvelope, "session %d is for %s from %s to %s, not this envelope", env.Session, rs.cmd, rs.iss.Short(), rs.aud.Short())
+	case rs.err != nil:
+		return nil, denied(rs.err)
+	}
+	return rs.grant, nil
+}
+
+// authorize verifies an inline invocation for env.
+func (s *System) authorize(inv []byte, env *Envelope, broadcast bool) (Grant, *Error) {
+	req := AuthRequest{Cmd: env.Behavior, Issuer: env.From.DID, Audience: env.To.DID, Broadcast: broadcast, Now: s.cfg.Now()}
+	if broadcast {
+		req.Audience = ""
+	}
+	g, err := s.cfg.Auth.Authorize(inv, req)
+	if err != nil {
+		return nil, denied(err)
+	}
+	return g, nil
+}
+
+// denied wraps an authorization failure as a denied error; the message is
+// the authorizer's without its own "denied: " prefix.
+func denied(err error) *Error {
+	if e, ok := err.(*Error); ok {
+		return e
+	}
+	msg := err.Error()
+	const p = "denied: "
+	if len(msg) > len(p) && msg[:len(p)] == p {
+		msg = msg[len(p):]
+	}
+	return &Error{Code: CodeDenied, Msg: msg}
+}
+
+// dispatch runs checks 3–9 for an envelope whose sender is authenticated and
+// whose invocation is verified (grant nil: a local envelope with no
+// invocation, trusted because it comes from this process).
+func (s *System) dispatch(env *Envelope, grant Grant, answer func(*Reply), peer string) {
+	now := s.cfg.Now()
+	if s.isClosed() {
+		s.refuse(env, answer, &Error{Code: CodeShuttingDown, Msg: "node is shutting down"}, peer)
+		return
+	}
+	if now.After(env.Expiry) {
+		s.refuse(env, answer, errorf(CodeExpired, "envelope expired %s ago", now.Sub(env.Expiry).Round(time.Millisecond)), peer)
+		return
+	}
+	if env.Expiry.Sub(now) > s.cfg.MaxExpiry+time.Minute {
+		s.refuse(env, answer, errorf(CodeBadEnvelope, "expiry %s ahead exceeds the maximum %s", env.Expiry.Sub(now).Round(time.Second), s.cfg.MaxExpiry), peer)
+		return
+	}
+	if grant != nil {
+		if err := grant.Check(now, env.Payload); err != nil {
+			s.refuse(env, answer, denied(err), peer)
+			return
+		}
+	}
+	if !s.replay.check(env.From.DID, env.Nonce, now) {
+		s.refuse(env, answer, errorf(CodeReplay, "nonce %d from %s was already used", env.Nonce, env.From.DID.Short()), peer)
+		return
+	}
+	msg := &Message{From: env.From, To: env.To, Behavior: env.Behavior, Topic: env.Topic, Expiry: env.Expiry, Trace: env.Trace, Payload: env.Payload, Issuer: env.From.DID}
+	if env.Topic != "" {
+		s.dispatchTopic(env, msg, answer, peer)
+		return
+	}
+	a := s.actor(env.To.Inbox)
+	if a == nil || a.handle.DID != env.To.DID {
+		s.refuse(env, answer, errorf(CodeNoSuchActor, "no actor %s on this host", env.To), peer)
+		return
+	}
+	b, ok := a.behavior(env.Behavior)
+	if !ok {
+		s.refuse(env, answer, errorf(CodeUnknownBehavior, "%s has no behavior %s", a.handle.Inbox, env.Behavior), peer)
+		return
+	}
+	if err := a.enqueue(&delivery{msg: msg, behavior: b, nonce: env.Nonce, wantReply: env.WantReply, reply: answer}); err != nil {
+		s.refuse(env, answer, err, peer)
+		return
+	}
+	s.stats.inc("dispatched")
+}
+
+// dispatchTopic delivers a broadcast to every local subscriber of its topic
+// that has the behavior.
+func (s *System) dispatchTopic(env *Envelope, msg *Message, answer func(*Reply), peer string) {
+	s.mu.RLock()
+	var targets []*Actor
+	if ts := s.topics[env.Topic]; ts != nil {
+		for a := range ts.actors {
+			targets = append(targets, a)
+		}
+	}
+	s.mu.RUnlock()
+	delivered := 0
+	for _, a := range targets {
+		b, ok := a.behavior(env.Behavior)
+		if !ok {
+			continue
+		}
+		m := *msg
+		m.To = a.handle
+		if err := a.enqueue(&delivery{msg: &m, behavior: b, nonce: env.Nonce, wantReply: env.WantReply, reply: answer}); err != nil {
+			s.refuse(env, answer, err, peer)
+			continue
+		}
+		delivered++
+	}
+	if delivered == 0 {
+		s.refuse(env, answer, errorf(CodeUnknownBehavior, "no subscriber of %s handles %s here", env.Topic, env.Behavior), peer)
+		return
+	}
+	s.stats.inc("dispatched")
+}
+
+// refuse counts a refusal and answers it. Answers to a peer that is over its
+// rate are themselves rate-limited: a flood gets a bounded number of
+// answers, and the rest are counted as refused_unanswered.
+func (s *System) refuse(env *Envelope, answer func(*Reply), err *Error, peer string) {
+	s.stats.inc("refused_" + string(err.Code))
+	s.log.Debug("envelope refused", "code", err.Code, "behavior", env.Behavior, "from", env.From.String(), "err", err.Msg)
+	if err.Code == CodeRateLimited && !s.limiter.allowAnswer(peer, s.cfg.Now()) {
+		s.stats.inc("refused_unanswered")
+		return
+	}
+	if env.Topic != "" && err.Code == CodeUnknownBehavior {
+		// A broadcast nobody here subscribes to is not an error worth
+		// answering: gossip reaches every subscriber of the topic.
+		return
+	}
+	answer(&Reply{InReplyTo: env.Nonce, Err: err})
+}
+
+// send delivers a one-way envelope.
+func (s *System) send(ctx context.Context, from *Actor, env *Envelope) error {
+	if env.To.Host == s.self {
+		s.deliverLocal(env, func(r *Reply) { s.deliverReply(s.self, r) })
+		return nil
+	}
+	return s.sendRemote(ctx, from, env)
+}
+
+func (s *System) sendRemote(ctx context.Context, from *Actor, env *Envelope) error {
+	for attempt := 0; ; attempt++ {
+		w, err := s.linkTo(ctx, env.To.Host)
+		if err != nil {
+			return err
+		}
+		err = w.sendEnvelope(ctx, from, env)
+		if err == nil {
+			s.stats.inc("sent")
+			return nil
+		}
+		if _, ok := err.(*Error); ok || ctx.Err() != nil || attempt == 1 {
+			return err
+		}
+		// The link died under us: forget it and try a fresh one once.
+		s.dropLink(w)
+	}
+}
+
+// deliverLocal runs the checks for an envelope to an actor of this host.
+// An inline invocation (relayed from the CLI) is verified like a remote
+// one; an envelope with none comes from an actor of this process and is
+// trusted.
+func (s *System) deliverLocal(env *Envelope, answer func(*Reply)) {
+	s.stats.inc("received_local")
+	var grant Grant
+	if len(env.Invocation) > 0 {
+		g, err := s.authorize(env.Invocation, env, false)
+		if err != nil {
+			s.refuse(env, answer, err, s.self)
+			return
+		}
+		grant = g
+	}
+	s.dispatch(env, grant, answer, s.self)
+}
+
+// invoke sends env and waits for its reply.
+func (s *System) invoke(ctx context.Context, from *Actor, env *Envelope) (*Reply, error) {
+	p := &pending{host: env.To.Host, ch: make(chan *Reply, 1)}
+	s.pendMu.Lock()
+	s.pending[env.Nonce] = p
+	s.pendMu.Unlock()
+	defer func() {
+		s.pendMu.Lock()
+		delete(s.pending, env.Nonce)
+		s.pendMu.Unlock()
+	}()
+	if err := s.send(ctx, from, env); err != nil {
+		return nil, err
+	}
+	timer := time.NewTimer(untilExpiry(s.cfg.Now(), env.Expiry))
+	defer timer.Stop()
+	select {
+	case r := <-p.ch:
+		if r.Err != nil {
+			return r, r.Err
+		}
+		return r, nil
+	case <-timer.C:
+		return nil, errorf(CodeTimeout, "no reply to %s from %s before the deadline", env.Behavior, env.To)
+	case <-ctx.Done():
+		return nil, errorf(CodeTimeout, "no reply to %s from %s: %v", env.Behavior, env.To, ctx.Err())
+	}
+}
+
+// deliverReply hands a reply to the Invoke waiting for it. A reply from
+// another host than the one invoked is dropped and counted.
+func (s *System) deliverReply(from string, r *Reply) {
+	s.pendMu.Lock()
+	p := s.pending[r.InReplyTo]
+	s.pendMu.Unlock()
+	if p == nil {
+		if r.Err != nil {
+			// The answer to a Send: the refusal is counted and logged.
+			s.stats.inc("send_refused_" + string(r.Err.Code))
+			s.log.Debug("envelope refused by receiver", "host", from, "err", r.Err)
+		} else {
+			s.stats.inc("late_replies")
+		}
+		return
+	}
+	if p.host != "" && p.host != from {
+		s.stats.inc("replies_from_wrong_host")
+		return
+	}
+	if p.fn != nil {
+		p.fn(r)
+		return
+	}
+	select {
+	case p.ch <- r:
+	default:
+	}
+}
+
+// publish broadcasts env on its topic.
+func (s *System) publish(ctx context.Context, from *Actor, env *Envelope, collect func(*Reply)) error {
+	inv, err := s.cfg.Issuer.Issue(from.key, "", env.Behavior, env.Expiry)
+	if err != nil {
+		return err
+	}
+	env.Invocation = inv
+	frame := EncodeEnvelope(env)
+	if len(frame) > s.cfg.MaxEnvelope {
+		return errorf(CodeTooLarge, "envelope of %d bytes exceeds the limit of %d", len(frame), s.cfg.MaxEnvelope)
+	}
+	if collect != nil {
+		p := &pending{fn: collect}
+		s.pendMu.Lock()
+		s.pending[env.Nonce] = p
+		s.pendMu.Unlock()
+		go func() {
+			<-ctx.Done()
+			s.pendMu.Lock()
+			delete(s.pending, env.Nonce)
+			s.pendMu.Unlock()
+		}()
+	}
+	if err := s.cfg.Transport.Publish(ctx, env.Topic, frame); err != nil {
+		return errorf(CodeUnreachable, "publish on %s: %v", env.Topic, err)
+	}
+	s.stats.inc("published")
+	return nil
+}
+
+// subscribe adds a to topic's subscribers, subscribing the transport on the
+// first one.
+func (s *System) subscribe(a *Actor, topic string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ts := s.topics[topic]; ts != nil {
+		ts.actors[a] = true
+		return nil
+	}
+	cancel, err := s.cfg.Transport.Subscribe(topic, func(pub string, frame []byte) { s.receiveBroadcast(topic, pub, frame) })
+	if err != nil {
+		return err
+	}
+	s.topics[topic] = &topicState{cancel: cancel, actors: map[*Actor]bool{a: true}}
+	return nil
+}
+
+// receiveBroadcast runs the checks for a broadcast; answers go back to the
+// publisher over a link.
+func (s *System) receiveBroadcast(topic, publisher string, frame []byte) {
+	s.stats.inc("received_broadcast")
+	env, err := DecodeEnvelope(frame)
+	if err != nil {
+		s.stats.inc("bad_frames")
+		return
+	}
+	answer := func(r *Reply) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		w, err := s.linkTo(ctx, publisher)
+		if err != nil {
+			s.stats.inc("reply_send_failed")
+			return
+		}
+		w.sendReply(r)
+	}
+	switch {
+	case env.Topic != topic:
+		s.refuse(env, answer, errorf(CodeBadEnvelope, "envelope for topic %q published on %q", env.Topic, topic), publisher)
+		return
+	case !s.limiter.allow(publisher, s.cfg.Now()):
+		s.refuse(env, answer, errorf(CodeRateLimited, "peer %s exceeds its rate", shortHost(publisher)), publisher)
+		return
+	case env.From.Host != publisher:
+		s.refuse(env, answer, errorf(CodeHostMismatch, "broadcast claims host %s but was published by %s", shortHost(env.From.Host), shortHost(publisher)), publisher)
+		return
+	}
+	grant, aerr := s.authorize(env.Invocation, env, true)
+	if aerr != nil {
+		s.refuse(env, answer, aerr, publisher)
+		return
+	}
+	s.dispatch(env, grant, answer, publisher)
+}

@@ -1,0 +1,45 @@
+// Package actor is the actor runtime: every node, orchestrator and
+// allocation is an actor with its own key, addressed by a Handle (DID, host
+// peer ID, inbox), that talks to other actors only by envelopes.
+//
+// # Usage
+//
+//	sys, _ := actor.NewSystem(actor.Config{Transport: host, Auth: verifier, Issuer: issuer})
+//	node, _ := sys.Spawn(nodeKey, actor.RootInbox, actor.SpawnOptions{})
+//	node.AddBehavior("/public/hello", func(ctx context.Context, m *actor.Message) (any, error) {
+//		return map[string]string{"hello": m.From.DID.String()}, nil
+//	})
+//	err := node.Invoke(ctx, other, "/public/hello", nil, &reply)  // request/reply
+//	err = node.Send(ctx, other, "/dms/x", payload)                 // one way
+//	err = node.Broadcast(ctx, "topic", "/dms/y", payload, collect) // gossip, collect replies
+//
+// example_test.go teaches the API in one page.
+//
+// # Security
+//
+// Every envelope is authorized before dispatch: its UCAN invocation must
+// chain to a root the receiving node trusts for the behavior (an Authorizer,
+// backed by internal/cap), the sender's claimed host must be the
+// authenticated transport peer, its nonce must be new (a per-sender
+// anti-replay window) and its expiry near. A link carries each invocation
+// once, as a session that later envelopes name by number, so verification
+// is paid per link and not per message; policies in the chain are still
+// evaluated against every payload.
+//
+// # No silent drops
+//
+// Every refusal or failure — denied, expired, replay, unknown behavior, no
+// such actor, mailbox full, rate-limited, too large, host mismatch, bad
+// envelope, handler error or panic — is answered to the sender as a typed
+// *Error with a stable Code, and counted (System.Stats). The one exception is
+// a flood: refusals answered to a peer over its rate are themselves capped
+// (100/s), and the rest are counted as refused_unanswered. A behavior panic
+// is recovered and answered; it never takes the node down.
+//
+// # Concurrency
+//
+// Each actor has a bounded mailbox drained by a fixed number of workers
+// (SpawnOptions.Workers; 1 keeps messages in order). Behaviors must be safe
+// for concurrent use when Workers > 1. Transports are internal/p2p (libp2p)
+// and MemNetwork (in memory, for tests).
+package actor

@@ -1,0 +1,176 @@
+package actor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dmsnet/dms/internal/identity"
+)
+
+// link is the runtime's state of one transport link: the sessions defined in
+// each direction. A session is an invocation sent once on the link and
+// referred to by number by later envelopes, so the cost of verifying it is
+// paid once per link, not once per message.
+type link struct {
+	l   Link
+	sys *System
+
+	mu       sync.Mutex            // serializes session definition + Send, so definitions precede uses
+	sendSess map[sessKey]*sendSess // guarded by mu
+	nextSess uint32                // guarded by mu
+
+	recvSess map[uint32]*recvSess // only the reader goroutine touches it
+}
+
+type sessKey struct {
+	from, to identity.DID
+	cmd      string
+}
+
+type sendSess struct {
+	id    uint32
+	renew time.Time // issue a new invocation after this
+}
+
+type recvSess struct {
+	grant    Grant
+	err      error
+	iss, aud identity.DID
+	cmd      string
+}
+
+// wrap returns the runtime state of l, creating it on first sight.
+func (s *System) wrap(l Link) *link {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w, ok := s.links[l]; ok {
+		return w
+	}
+	w := &link{l: l, sys: s, sendSess: map[sessKey]*sendSess{}, recvSess: map[uint32]*recvSess{}}
+	s.links[l] = w
+	return w
+}
+
+// linkTo returns a link to host; for a link this runtime dialed, it starts
+// the reader that receives replies and the peer's envelopes.
+func (s *System) linkTo(ctx context.Context, host string) (*link, error) {
+	l, err := s.cfg.Transport.Link(ctx, host)
+	if err != nil {
+		return nil, errorf(CodeUnreachable, "%s: %v", shortHost(host), err)
+	}
+	s.mu.Lock()
+	w, ok := s.links[l]
+	if !ok {
+		w = &link{l: l, sys: s, sendSess: map[sessKey]*sendSess{}, recvSess: map[uint32]*recvSess{}}
+		s.links[l] = w
+	}
+	s.mu.Unlock()
+	if !ok {
+		go s.serveLink(w)
+	}
+	return w, nil
+}
+
+func (s *System) dropLink(w *link) {
+	s.mu.Lock()
+	if s.links[w.l] == w {
+		delete(s.links, w.l)
+	}
+	s.mu.Unlock()
+	w.l.Close()
+}
+
+// sendEnvelope writes env on the link, defining a session first when the
+// link has none valid for (from, to, behavior). Envelopes that already carry
+// an invocation (relayed from the CLI) are sent as they are.
+func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var frame []byte
+	if len(env.Invocation) == 0 {
+		now := w.sys.cfg.Now()
+		key := sessKey{from: env.From.DID, to: env.To.DID, cmd: env.Behavior}
+		ss := w.sendSess[key]
+		if ss == nil || now.After(ss.renew) {
+			exp := now.Add(w.sys.cfg.SessionTTL)
+			inv, err := w.sys.cfg.Issuer.Issue(from.key, env.To.DID, env.Behavior, exp)
+			if err != nil {
+				return fmt.Errorf("issue invocation for %s: %w", env.Behavior, err)
+			}
+			w.nextSess++
+			// Renew well before expiry, so an envelope in flight never
+			// arrives under an expired session.
+			ss = &sendSess{id: w.nextSess, renew: now.Add(w.sys.cfg.SessionTTL / 2)}
+			w.sendSess[key] = ss
+			frame = appendSession(frame, session{id: ss.id, iss: key.from, aud: key.to, cmd: key.cmd, inv: inv})
+		}
+		env.Session = ss.id
+	}
+	frame = appendEnvelope(frame, env)
+	if len(frame) > w.sys.cfg.MaxEnvelope {
+		return errorf(CodeTooLarge, "envelope of %d bytes exceeds the limit of %d", len(frame), w.sys.cfg.MaxEnvelope)
+	}
+	return w.l.Send(ctx, frame)
+}
+
+func (w *link) sendReply(r *Reply) {
+	frame := appendReply(nil, r)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.l.Send(ctx, frame); err != nil {
+		w.sys.stats.inc("reply_send_failed")
+		w.sys.log.Debug("reply not sent", "peer", w.l.Peer(), "err", err)
+	}
+}
+
+// serveLink reads frames from a link until it closes.
+func (s *System) serveLink(w *link) {
+	defer s.dropLink(w)
+	peer := w.l.Peer()
+	for {
+		frame, err := w.l.Recv()
+		var tooLarge *FrameTooLargeError
+		if err == nil && len(frame) > s.cfg.MaxEnvelope {
+			err = &FrameTooLargeError{Size: len(frame), Limit: s.cfg.MaxEnvelope, Head: frame[:FrameHeadSize]}
+		}
+		switch {
+		case errors.As(err, &tooLarge):
+			s.stats.inc("refused_" + string(CodeTooLarge))
+			if nonce, _, ok := headNonce(tooLarge.Head); ok {
+				w.sendReply(&Reply{InReplyTo: nonce, Err: errorf(CodeTooLarge, "envelope of %d bytes exceeds the limit of %d", tooLarge.Size, tooLarge.Limit)})
+			}
+			continue
+		case err != nil:
+			return
+		}
+		recs, err := decodeFrame(frame)
+		for _, r := range recs {
+			switch r.kind {
+			case recSession:
+				w.defineSession(r.session)
+			case recEnvelope:
+				s.receive(w, r.env)
+			case recReply:
+				s.deliverReply(peer, r.reply)
+			}
+		}
+		if err != nil {
+			s.stats.inc("bad_frames")
+			s.log.Debug("bad frame", "peer", peer, "err", err)
+			if nonce, _, ok := headNonce(frame); ok && len(recs) == 0 {
+				w.sendReply(&Reply{InReplyTo: nonce, Err: errorf(CodeBadEnvelope, "%v", err)})
+			}
+		}
+	}
+}
+
+// defineSession verifies a session's invocation once. Its verdict, good or
+// bad, applies to every envelope that names the session.
+func (w *link) defineSession(ss *session) {
+	rs := &recvSess{iss: ss.iss, aud: ss.aud, cmd: ss.cmd}
+	w.recvSess[ss.id] = rs
+	rs.grant, rs.err = w.sys.cfg.Auth.Authorize(ss.inv, AuthRequest{Cmd: ss.cmd, Issuer: ss.iss, Audience: ss.aud, Now: w.sys.cfg.Now()})
+}

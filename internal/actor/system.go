@@ -1,0 +1,374 @@
+package actor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dmsnet/dms/internal/identity"
+)
+
+// Authorizer checks that an invocation authorizes an envelope. internal/cap
+// backs it in the node; tests may use AllowAll.
+type Authorizer interface {
+	// Authorize verifies the invocation container inv for req and returns
+	// the grant, or an error (a *cap.DeniedError or similar) saying which
+	// rule failed.
+	Authorize(inv []byte, req AuthRequest) (Grant, error)
+}
+
+// AuthRequest is what an invocation must authorize.
+type AuthRequest struct {
+	Cmd       string       // the behavior
+	Issuer    identity.DID // the sending actor's DID: the invocation's issuer
+	Audience  identity.DID // the receiving actor's DID; empty for broadcasts
+	Broadcast bool
+	Now       time.Time
+}
+
+// Grant is a verified invocation. The runtime keeps grants of link sessions
+// and checks them for every envelope that uses them.
+type Grant interface {
+	// Check reports whether the grant still authorizes a message with this
+	// payload at now: time bounds, revocations since verification, and the
+	// chain's policies evaluated against the payload.
+	Check(now time.Time, payload []byte) error
+	// Expiry is when the invocation expires (zero: never).
+	Expiry() time.Time
+}
+
+// Issuer builds the invocations of outgoing envelopes, from the delegations
+// the sending actor holds (or self-signed when it needs none).
+type Issuer interface {
+	Issue(from *identity.Key, aud identity.DID, cmd string, exp time.Time) ([]byte, error)
+}
+
+// Config configures a System. Zero values take the defaults shown.
+type Config struct {
+	Transport Transport // required
+	Auth      Authorizer
+	Issuer    Issuer
+	Logger    *slog.Logger
+
+	Mailbox        int           // per actor; default 1024
+	Workers        int           // goroutines per actor; default 8
+	PeerRate       float64       // envelopes/s accepted per peer; default 200000
+	PeerBurst      int           // default 20000
+	MaxEnvelope    int           // bytes; default 4 MiB
+	DefaultTimeout time.Duration // Invoke deadline when ctx has none; default 30s
+	MaxExpiry      time.Duration // longest envelope expiry accepted; default 10m
+	SessionTTL     time.Duration // lifetime of a link session's invocation; default 10m
+	Now            func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Mailbox <= 0 {
+		c.Mailbox = 1024
+	}
+	if c.Workers <= 0 {
+		c.Workers = 8
+	}
+	if c.PeerRate <= 0 {
+		c.PeerRate = 200_000
+	}
+	if c.PeerBurst <= 0 {
+		c.PeerBurst = 20_000
+	}
+	if c.MaxEnvelope <= 0 {
+		c.MaxEnvelope = 4 << 20
+	}
+	if c.DefaultTimeout <= 0 {
+		c.DefaultTimeout = 30 * time.Second
+	}
+	if c.MaxExpiry <= 0 {
+		c.MaxExpiry = 10 * time.Minute
+	}
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = 10 * time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// System is the actor runtime of one host: it owns the host's actors, the
+// links to other hosts, and every check an envelope passes before dispatch.
+type System struct {
+	cfg  Config
+	self string
+	log  *slog.Logger
+
+	mu     sync.RWMutex
+	actors map[string]*Actor      // by inbox; guarded by mu
+	links  map[Link]*link         // guarded by mu
+	topics map[string]*topicState // guarded by mu
+	closed bool                   // guarded by mu
+
+	pendMu  sync.Mutex
+	pending map[uint64]*pending // guarded by pendMu
+
+	nonce    atomic.Uint64
+	replay   *replayGuard
+	limiter  *peerLimiter
+	stats    stats
+	inflight sync.WaitGroup // handlers running
+	stop     chan struct{}
+	bg       sync.WaitGroup
+}
+
+type topicState struct {
+	cancel func()
+	actors map[*Actor]bool
+}
+
+type pending struct {
+	host string       // the host a reply must come from; "" accepts any (broadcast)
+	ch   chan *Reply  // unicast: buffered 1
+	fn   func(*Reply) // broadcast: called per reply
+}
+
+// NewSystem starts a runtime on cfg.Transport.
+func NewSystem(cfg Config) (*System, error) {
+	if cfg.Transport == nil {
+		return nil, errors.New("actor: no transport")
+	}
+	if cfg.Auth == nil || cfg.Issuer == nil {
+		return nil, errors.New("actor: no authorizer or issuer (use AllowAll in tests)")
+	}
+	cfg.setDefaults()
+	s := &System{
+		cfg:     cfg,
+		self:    cfg.Transport.Self(),
+		log:     cfg.Logger.With("component", "actor"),
+		actors:  map[string]*Actor{},
+		links:   map[Link]*link{},
+		topics:  map[string]*topicState{},
+		pending: map[uint64]*pending{},
+		replay:  newReplayGuard(cfg.MaxExpiry + time.Minute),
+		limiter: newPeerLimiter(cfg.PeerRate, cfg.PeerBurst),
+		stop:    make(chan struct{}),
+	}
+	s.nonce.Store(uint64(cfg.Now().UnixNano()))
+	cfg.Transport.SetLinkHandler(func(l Link) { s.serveLink(s.wrap(l)) })
+	s.bg.Add(1)
+	go s.housekeeping()
+	return s, nil
+}
+
+// Self returns this host's ID.
+func (s *System) Self() string { return s.self }
+
+// housekeeping sweeps the replay guard and the rate limiters.
+func (s *System) housekeeping() {
+	defer s.bg.Done()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			now := s.cfg.Now()
+			s.replay.sweep(now)
+			s.limiter.sweep(now)
+		}
+	}
+}
+
+// SpawnOptions tune one actor.
+type SpawnOptions struct {
+	Workers int // goroutines running its behaviors; 1 keeps messages in order
+	Mailbox int
+}
+
+// Spawn starts an actor with its own key on inbox. The node's root actor uses
+// RootInbox; children (orchestrators, allocations) use their IDs.
+func (s *System) Spawn(key *identity.Key, inbox string, opts SpawnOptions) (*Actor, error) {
+	if inbox == "" || len(inbox) > 128 {
+		return nil, fmt.Errorf("actor: bad inbox %q", inbox)
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = s.cfg.Workers
+	}
+	if opts.Mailbox <= 0 {
+		opts.Mailbox = s.cfg.Mailbox
+	}
+	a := &Actor{
+		sys:       s,
+		key:       key,
+		handle:    Handle{DID: key.DID(), Host: s.self, Inbox: inbox},
+		behaviors: map[string]Behavior{},
+		mailbox:   make(chan *delivery, opts.Mailbox),
+		done:      make(chan struct{}),
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrShuttingDown
+	}
+	if _, ok := s.actors[inbox]; ok {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("actor: inbox %q is taken", inbox)
+	}
+	s.actors[inbox] = a
+	s.mu.Unlock()
+	for range opts.Workers {
+		a.workers.Add(1)
+		go a.work()
+	}
+	return a, nil
+}
+
+func (s *System) actor(inbox string) *Actor {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.actors[inbox]
+}
+
+func (s *System) remove(a *Actor) {
+	s.mu.Lock()
+	if s.actors[a.handle.Inbox] == a {
+		delete(s.actors, a.handle.Inbox)
+	}
+	for topic, ts := range s.topics {
+		delete(ts.actors, a)
+		if len(ts.actors) == 0 {
+			ts.cancel()
+			delete(s.topics, topic)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// Close stops the runtime: new envelopes are refused with shutting-down,
+// running behaviors finish (until ctx is done), pending Invokes fail, links
+// close.
+func (s *System) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	actors := make([]*Actor, 0, len(s.actors))
+	for _, a := range s.actors {
+		actors = append(actors, a)
+	}
+	for _, ts := range s.topics {
+		ts.cancel()
+	}
+	s.mu.Unlock()
+	close(s.stop)
+
+	var err error
+	for _, a := range actors {
+		if e := a.stopWait(ctx); e != nil && err == nil {
+			err = e
+		}
+	}
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("actor: behaviors still running at shutdown: %w", ctx.Err())
+	}
+	s.pendMu.Lock()
+	for n, p := range s.pending {
+		if p.ch != nil {
+			select {
+			case p.ch <- &Reply{InReplyTo: n, Err: &Error{Code: CodeShuttingDown, Msg: "runtime closed"}}:
+			default:
+			}
+		}
+		delete(s.pending, n)
+	}
+	s.pendMu.Unlock()
+	s.mu.Lock()
+	links := make([]*link, 0, len(s.links))
+	for _, l := range s.links {
+		links = append(links, l)
+	}
+	s.mu.Unlock()
+	for _, l := range links {
+		l.l.Close()
+	}
+	s.bg.Wait()
+	return err
+}
+
+func (s *System) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
+// nextNonce returns a nonce unique for this runtime and larger than any
+// nonce an earlier run of it sent (it is seeded with the clock).
+func (s *System) nextNonce() uint64 { return s.nonce.Add(1) }
+
+// expiry returns the envelope expiry for ctx.
+func (s *System) expiry(ctx context.Context) time.Time {
+	now := s.cfg.Now()
+	exp := now.Add(s.cfg.DefaultTimeout)
+	if d, ok := ctx.Deadline(); ok {
+		exp = d
+	}
+	if max := now.Add(s.cfg.MaxExpiry); exp.After(max) {
+		exp = max
+	}
+	return exp
+}
+
+// NodeHandle returns the handle of the root actor of the node on host.
+func NodeHandle(host string) (Handle, error) {
+	did, err := identity.DIDFromPeerID(host)
+	if err != nil {
+		return Handle{}, err
+	}
+	return Handle{DID: did, Host: host, Inbox: RootInbox}, nil
+}
+
+// Stats returns the runtime's counters: envelopes received, dispatched,
+// refused per code, and more. Keys are stable metric names.
+func (s *System) Stats() map[string]uint64 { return s.stats.snapshot() }
+
+// stats counts what happens to envelopes.
+type stats struct {
+	m sync.Map // string → *atomic.Uint64
+}
+
+func (st *stats) inc(name string) {
+	v, ok := st.m.Load(name)
+	if !ok {
+		v, _ = st.m.LoadOrStore(name, new(atomic.Uint64))
+	}
+	v.(*atomic.Uint64).Add(1)
+}
+
+func (st *stats) snapshot() map[string]uint64 {
+	out := map[string]uint64{}
+	st.m.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return out
+}
+
+// StatNames lists counter names in a stable order (for tables).
+func StatNames(m map[string]uint64) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
