@@ -24,6 +24,8 @@ const (
 	// maxVisits bounds the YAML nodes visited, aliases included (an alias
 	// of an alias of ... would otherwise expand exponentially).
 	maxVisits = 200_000
+	// maxDepth bounds the nesting of values (and of merges).
+	maxDepth = 64
 )
 
 var (
@@ -56,7 +58,7 @@ func parse(data []byte) (*Spec, Problems) {
 	if p != nil {
 		return nil, Problems{*p}
 	}
-	d := &decoder{pos: map[string]int{}, bad: map[string]bool{}}
+	d := &decoder{pos: map[string]int{}, bad: map[string]bool{}, active: map[*yaml.Node]bool{}}
 	var s Spec
 	d.value(root, reflect.ValueOf(&s).Elem(), "", root.Line)
 	has := func(path string) bool { _, ok := d.pos[path]; return ok }
@@ -151,11 +153,13 @@ func yamlProblem(err error) *Problem {
 
 // decoder walks a YAML node tree into a Spec, collecting problems.
 type decoder struct {
-	probs    Problems
-	pos      map[string]int  // path -> line, for every non-null value decoded
-	bad      map[string]bool // paths that had a problem
-	visits   int
-	tooDeep  bool
+	probs   Problems
+	pos     map[string]int  // path -> line, for every non-null value decoded
+	bad     map[string]bool // paths that had a problem
+	visits  int
+	tooDeep bool
+	depth   int
+	active  map[*yaml.Node]bool // nodes being decoded: an alias to one is a cycle
 }
 
 func (d *decoder) addf(path string, line int, format string, args ...any) {
@@ -236,6 +240,28 @@ func (d *decoder) resolve(n *yaml.Node, path string) *yaml.Node {
 	return n
 }
 
+// enter marks n as being decoded; it reports a recursive alias or a too
+// deep nesting and returns false, or returns true and the caller must call
+// leave.
+func (d *decoder) enter(n *yaml.Node, path string, line int) bool {
+	if d.active[n] {
+		d.addf(path, line, "an alias refers to a value that contains it")
+		return false
+	}
+	if d.depth >= maxDepth {
+		d.addf(path, line, "nested too deeply (more than %d levels)", maxDepth)
+		return false
+	}
+	d.active[n] = true
+	d.depth++
+	return true
+}
+
+func (d *decoder) leave(n *yaml.Node) {
+	delete(d.active, n)
+	d.depth--
+}
+
 // value decodes n into v. line is where the value's key (or list item)
 // is, which is where problems with it are reported.
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, line int) {
@@ -243,6 +269,16 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, line int) {
 	if n == nil || isNull(n) {
 		return
 	}
+	if v.Kind() == reflect.Pointer {
+		p := reflect.New(v.Type().Elem())
+		d.value(n, p.Elem(), path, line)
+		v.Set(p)
+		return
+	}
+	if !d.enter(n, path, line) {
+		return
+	}
+	defer d.leave(n)
 	d.pos[path] = line
 	switch v.Type() {
 	case durationType:
@@ -292,10 +328,6 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, line int) {
 	switch v.Kind() {
 	case reflect.Struct:
 		d.structure(n, v, path, line)
-	case reflect.Pointer:
-		p := reflect.New(v.Type().Elem())
-		d.value(n, p.Elem(), path, line)
-		v.Set(p)
 	case reflect.Map:
 		d.mapping(n, v, path, line)
 	case reflect.Slice:
@@ -411,7 +443,12 @@ func (d *decoder) entries(n *yaml.Node, path string) []entry {
 				d.addf(path, s.Line, "a merge (<<) needs a mapping, got %s", kindName(s))
 				continue
 			}
-			for _, e := range d.entries(s, path) {
+			if !d.enter(s, path, s.Line) {
+				continue
+			}
+			merged := d.entries(s, path)
+			d.leave(s)
+			for _, e := range merged {
 				if _, dup := seen[e.name]; !dup {
 					seen[e.name] = e.key.Line
 					out = append(out, e)

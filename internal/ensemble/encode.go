@@ -64,7 +64,7 @@ func encode(v reflect.Value) *yaml.Node {
 		m := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 		for _, f := range fieldsOf(v.Type()) {
 			fv := v.Field(f.index)
-			if fv.IsZero() {
+			if fv.IsZero() || (fv.Kind() == reflect.Slice || fv.Kind() == reflect.Map) && fv.Len() == 0 {
 				continue
 			}
 			m.Content = append(m.Content, plain("!!str", f.name), encode(fv))

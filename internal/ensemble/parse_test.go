@@ -838,3 +838,17 @@ func TestParentPath(t *testing.T) {
 		}
 	}
 }
+
+func TestParseRecursiveAliases(t *testing.T) {
+	for _, src := range []string{
+		"version: v1\nallocations:\n  a: &x\n    executor: docker\n    execution: {image: a, cmd: *x}\n",
+		"version: v1\nallocations: &x {a: *x}\n",
+		"version: v1\nallocations:\n  a: &x\n    <<: *x\n    executor: docker\n",
+		"version: v1\nmetadata: &m {a: *m}\nallocations: {}\n",
+		"version: v1\ncontracts: &c [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[x]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
+	} {
+		if got := problems(t, src); len(got) == 0 {
+			t.Errorf("Parse(%q) found no problem", src)
+		}
+	}
+}
