@@ -154,6 +154,7 @@ Start here:
 		newInitCmd(a),
 		newKeyCmd(a),
 		newConfigCmd(a),
+		newBenchmarkCmd(a),
 	} {
 		root.AddCommand(c)
 	}

@@ -263,7 +263,7 @@ func (m *Manager) Onboard(req OnboardRequest) (Onboarding, error) {
 	if err := next.Resources.Validate(); err != nil {
 		return Onboarding{}, fmt.Errorf("onboard: %w: %w", ErrInvalid, err)
 	}
-	if next.Resources.IsZero() {
+	if next.Resources.IsZero() && len(problems) == 0 {
 		return Onboarding{}, fmt.Errorf("onboard: %w: nothing to onboard (give --cpu, --ram, --disk or --gpu; to stop, offboard)", ErrInvalid)
 	}
 
