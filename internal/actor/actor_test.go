@@ -369,7 +369,7 @@ func TestCloseAnswersPendingAndFinishesHandlers(t *testing.T) {
 
 func TestReplayGuard(t *testing.T) {
 	g := newReplayGuard(time.Minute)
-	d := identity.DID("did:key:zX")
+	d := Handle{DID: "did:key:zX", Host: "h"}
 	now := time.Now()
 	steps := []struct {
 		nonce uint64

@@ -117,7 +117,7 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer func(*Reply), peer 
 			return
 		}
 	}
-	if !s.replay.check(env.From.DID, env.Nonce, now) {
+	if !s.replay.check(env.From, env.Nonce, now) {
 		s.refuse(env, answer, errorf(CodeReplay, "nonce %d from %s was already used", env.Nonce, env.From.DID.Short()), peer)
 		return
 	}
@@ -300,11 +300,13 @@ func (s *System) deliverReply(from string, r *Reply) {
 
 // publish broadcasts env on its topic.
 func (s *System) publish(ctx context.Context, from *Actor, env *Envelope, collect func(*Reply)) error {
-	inv, err := s.cfg.Issuer.Issue(from.key, "", env.Behavior, env.Expiry)
-	if err != nil {
-		return err
+	if len(env.Invocation) == 0 {
+		inv, err := s.cfg.Issuer.Issue(from.key, "", env.Behavior, env.Expiry)
+		if err != nil {
+			return err
+		}
+		env.Invocation = inv
 	}
-	env.Invocation = inv
 	frame := EncodeEnvelope(env)
 	if len(frame) > s.cfg.MaxEnvelope {
 		return errorf(CodeTooLarge, "envelope of %d bytes exceeds the limit of %d", len(frame), s.cfg.MaxEnvelope)
@@ -381,4 +383,34 @@ func (s *System) receiveBroadcast(topic, publisher string, frame []byte) {
 		return
 	}
 	s.dispatch(env, grant, answer, publisher)
+}
+
+// Relay sends an envelope that already carries its invocation — a command
+// the CLI signed with the user's key — from this host, and returns the
+// reply when env.WantReply (else nil). The runtime sets the nonce, the
+// expiry (from ctx) and From.Host; From.DID must be the invocation's issuer.
+func (s *System) Relay(ctx context.Context, env *Envelope) (*Reply, error) {
+	if len(env.Invocation) == 0 {
+		return nil, errorf(CodeDenied, "relayed envelope carries no invocation")
+	}
+	env.Nonce = s.nextNonce()
+	env.Expiry = s.expiry(ctx)
+	env.From.Host = s.self
+	if env.WantReply {
+		return s.invoke(ctx, nil, env)
+	}
+	return nil, s.send(ctx, nil, env)
+}
+
+// RelayBroadcast publishes an envelope that carries its invocation, calling
+// collect with each reply until ctx is done.
+func (s *System) RelayBroadcast(ctx context.Context, env *Envelope, collect func(*Reply)) error {
+	if len(env.Invocation) == 0 {
+		return errorf(CodeDenied, "relayed envelope carries no invocation")
+	}
+	env.Nonce = s.nextNonce()
+	env.Expiry = s.expiry(ctx)
+	env.From.Host = s.self
+	env.WantReply = collect != nil
+	return s.publish(ctx, nil, env, collect)
 }

@@ -9,18 +9,26 @@ import (
 
 // replayGuard refuses envelopes whose nonce a sender already used. Senders
 // number envelopes from a counter seeded with the clock, so nonces grow; the
-// guard keeps, per sender DID, the highest nonce seen and a bitmap of the
+// guard keeps, per sender (DID and host), the highest nonce seen and a bitmap of the
 // window below it (the anti-replay window of IPsec, RFC 4303 §3.4.3). A nonce
 // below the window is refused as too old. Memory is bounded per sender, and a
 // sender idle for longer than the maximum envelope expiry is forgotten: every
 // envelope it could replay has expired by then.
 type replayGuard struct {
 	mu      sync.Mutex
-	senders map[identity.DID]*replayWindow // guarded by mu
+	senders map[replayKey]*replayWindow // guarded by mu
 	idle    time.Duration
 }
 
 const replayWindowBits = 1 << 14
+
+// replayKey names a nonce sequence: a sender DID on one host. Each host's
+// runtime numbers its envelopes from its own counter, so a user whose
+// commands are relayed by two nodes has two sequences.
+type replayKey struct {
+	did  identity.DID
+	host string
+}
 
 type replayWindow struct {
 	top  uint64 // highest nonce seen
@@ -29,19 +37,20 @@ type replayWindow struct {
 }
 
 func newReplayGuard(idle time.Duration) *replayGuard {
-	return &replayGuard{senders: map[identity.DID]*replayWindow{}, idle: idle}
+	return &replayGuard{senders: map[replayKey]*replayWindow{}, idle: idle}
 }
 
 // check records nonce for sender and reports whether it is new.
-func (g *replayGuard) check(sender identity.DID, nonce uint64, now time.Time) bool {
+func (g *replayGuard) check(sender Handle, nonce uint64, now time.Time) bool {
+	key := replayKey{did: sender.DID, host: sender.Host}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	w := g.senders[sender]
+	w := g.senders[key]
 	if w == nil {
 		w = &replayWindow{top: nonce}
 		w.set(nonce)
 		w.last = now
-		g.senders[sender] = w
+		g.senders[key] = w
 		return true
 	}
 	w.last = now
