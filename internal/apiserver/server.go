@@ -39,11 +39,11 @@ type Config struct {
 
 // Server is the REST API.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	mux  *http.ServeMux
-	ln   net.Listener
-	srv  *http.Server
+	cfg Config
+	log *slog.Logger
+	mux *http.ServeMux
+	ln  net.Listener
+	srv *http.Server
 	// routes lists "METHOD /path" of every registered endpoint (for the
 	// OpenAPI consistency test).
 	routes []string
