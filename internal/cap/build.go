@@ -1,0 +1,227 @@
+package cap
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/ucan-wg/go-ucan/pkg/command"
+	"github.com/ucan-wg/go-ucan/token/delegation"
+	"github.com/ucan-wg/go-ucan/token/invocation"
+
+	"github.com/dmsnet/dms/internal/identity"
+)
+
+// DelegationParams describe a delegation to issue.
+type DelegationParams struct {
+	Audience identity.DID // who receives the authority
+	// Subject is whose authority is delegated: empty for a root delegation
+	// (the issuer's own authority); a re-delegation carries its chain's
+	// root.
+	Subject   identity.DID
+	Command   string    // e.g. /dms/node/peers
+	Policy    string    // DAG-JSON policy text (see ParsePolicy); "" for none
+	NotBefore time.Time // zero: valid at once. go-ucan refuses a past time
+	Expiry    time.Time // zero: never expires. go-ucan refuses a past time
+	Meta      map[string]string
+	Nonce     []byte // nil: 12 random bytes
+}
+
+// Delegate signs a delegation with issuer.
+func Delegate(issuer *identity.Key, p DelegationParams) (*Delegation, error) {
+	priv, iss, err := signer(issuer)
+	if err != nil {
+		return nil, err
+	}
+	aud, err := parseDID(p.Audience)
+	if err != nil {
+		return nil, fmt.Errorf("audience: %w", err)
+	}
+	sub := iss
+	if p.Subject != "" && p.Subject != issuer.DID() {
+		if sub, err = parseDID(p.Subject); err != nil {
+			return nil, fmt.Errorf("subject: %w", err)
+		}
+	}
+	if err := ValidCommand(p.Command); err != nil {
+		return nil, err
+	}
+	pol, err := ParsePolicy(p.Policy)
+	if err != nil {
+		return nil, err
+	}
+	var opts []delegation.Option
+	if !p.NotBefore.IsZero() {
+		opts = append(opts, delegation.WithNotBefore(p.NotBefore))
+	}
+	if !p.Expiry.IsZero() {
+		opts = append(opts, delegation.WithExpiration(p.Expiry))
+	}
+	for _, k := range sortedKeys(p.Meta) {
+		opts = append(opts, delegation.WithMeta(k, p.Meta[k]))
+	}
+	if p.Nonce != nil {
+		opts = append(opts, delegation.WithNonce(p.Nonce))
+	}
+	tok, err := delegation.New(iss, aud, command.Command(p.Command), pol, sub, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("build delegation: %w", err)
+	}
+	sealed, err := tok.ToDagCbor(priv)
+	if err != nil {
+		return nil, fmt.Errorf("sign delegation: %w", err)
+	}
+	// Decode what was sealed, so the value matches the wire form (times in
+	// whole seconds) and the signature is known good.
+	return DecodeDelegation(sealed)
+}
+
+// Redelegate extends parent, held by issuer, with a delegation to
+// p.Audience that may only narrow it: the command must be under the
+// leaf's, the expiry no later than the earliest in the chain (a zero
+// p.Expiry takes that one), and the policy must keep every statement of the
+// leaf's (an empty p.Policy inherits it). p.Subject is set to the chain's
+// root. now is used to refuse extending a chain that is no longer valid.
+// Refusals are *DeniedError.
+func Redelegate(issuer *identity.Key, parent Chain, p DelegationParams, now time.Time) (Chain, error) {
+	leaf := parent.Leaf()
+	if leaf == nil {
+		return nil, deny(RuleMalformed, "", "the parent token file holds no delegation")
+	}
+	if parent.Holder() != issuer.DID() {
+		return nil, deny(RuleAudience, leaf.CID(), "held by %s, not by the issuing key %s", parent.Holder(), issuer.DID())
+	}
+	if err := ValidCommand(p.Command); err != nil {
+		return nil, err
+	}
+	if !Covers(leaf.Command(), p.Command) {
+		return nil, deny(RuleCommandEscalation, leaf.CID(), "%s is not under %s", p.Command, leaf.Command())
+	}
+	var limit time.Time
+	var limitBy string
+	for _, d := range parent {
+		if exp := d.Expiry(); !exp.IsZero() && (limit.IsZero() || exp.Before(limit)) {
+			limit, limitBy = exp, d.CID()
+		}
+	}
+	if !limit.IsZero() {
+		if !now.Before(limit) {
+			return nil, deny(RuleExpired, limitBy, "expired at %s", limit.Format(time.RFC3339))
+		}
+		switch {
+		case p.Expiry.IsZero():
+			p.Expiry = limit
+		case p.Expiry.After(limit):
+			return nil, deny(RuleExpiryEscalation, limitBy, "the new token would expire at %s, after its parent chain (%s)", p.Expiry.UTC().Format(time.RFC3339), limit.Format(time.RFC3339))
+		}
+	}
+	parentPol := leaf.tok.Policy()
+	if p.Policy == "" {
+		p.Policy = policyText(parentPol)
+	} else {
+		pol, err := ParsePolicy(p.Policy)
+		if err != nil {
+			return nil, err
+		}
+		have := policyStatements(pol)
+		for _, s := range policyStatements(parentPol) {
+			if !slices.Contains(have, s) {
+				return nil, deny(RulePolicyDropped, leaf.CID(), "the new policy drops the parent's statement %s (policies only narrow: repeat it, or omit --policy to inherit)", s)
+			}
+		}
+	}
+	p.Subject = parent.Root()
+	d, err := Delegate(issuer, p)
+	if err != nil {
+		return nil, err
+	}
+	return parent.Extend(d)
+}
+
+// InvocationParams describe an invocation to sign.
+type InvocationParams struct {
+	// Subject is whose authority is used: empty for the proofs' root, or
+	// the issuer itself when there are no proofs (a self-issued invocation).
+	Subject  identity.DID
+	Audience identity.DID // the receiving node (or actor)
+	Command  string
+	Args     map[string]any // JSON-like values; see ArgsFromJSON
+	Proofs   Chain          // root first; empty for a self-issued invocation
+	Expiry   time.Time      // zero: none (the actor runtime's replay cache needs one)
+	IssuedAt time.Time      // zero: omitted
+	Meta     map[string]string
+	Nonce    []byte // nil: 12 random bytes
+}
+
+// Invoke signs an invocation with issuer.
+func Invoke(issuer *identity.Key, p InvocationParams) (*Invocation, error) {
+	priv, iss, err := signer(issuer)
+	if err != nil {
+		return nil, err
+	}
+	subDID := p.Subject
+	if subDID == "" {
+		subDID = issuer.DID()
+		if len(p.Proofs) > 0 {
+			subDID = p.Proofs.Root()
+		}
+	}
+	sub, err := parseDID(subDID)
+	if err != nil {
+		return nil, fmt.Errorf("subject: %w", err)
+	}
+	if err := ValidCommand(p.Command); err != nil {
+		return nil, err
+	}
+	a, err := buildArgs(p.Args)
+	if err != nil {
+		return nil, err
+	}
+	opts := []invocation.Option{invocation.WithArguments(a), invocation.WithoutIssuedAt()}
+	if p.Audience != "" && p.Audience != subDID {
+		if _, err := parseDID(p.Audience); err != nil {
+			return nil, fmt.Errorf("audience: %w", err)
+		}
+		opts = append(opts, invocation.WithAudience(didText(p.Audience)))
+	}
+	if !p.IssuedAt.IsZero() {
+		opts = append(opts, invocation.WithIssuedAt(p.IssuedAt))
+	}
+	if !p.Expiry.IsZero() {
+		opts = append(opts, invocation.WithExpiration(p.Expiry))
+	}
+	for _, k := range sortedKeys(p.Meta) {
+		opts = append(opts, invocation.WithMeta(k, p.Meta[k]))
+	}
+	if p.Nonce != nil {
+		opts = append(opts, invocation.WithNonce(p.Nonce))
+	}
+	// go-ucan orders proofs leaf first.
+	prf := make([]cid.Cid, len(p.Proofs))
+	for i, d := range p.Proofs {
+		c, err := cid.Decode(d.CID())
+		if err != nil {
+			return nil, err
+		}
+		prf[len(prf)-1-i] = c
+	}
+	tok, err := invocation.New(iss, command.Command(p.Command), sub, prf, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("build invocation: %w", err)
+	}
+	sealed, err := tok.ToDagCbor(priv)
+	if err != nil {
+		return nil, fmt.Errorf("sign invocation: %w", err)
+	}
+	return DecodeInvocation(sealed)
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,274 @@
+package cap
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"strings"
+	"time"
+
+	did "github.com/MetaMask/go-did-it"
+	didcrypto "github.com/MetaMask/go-did-it/crypto/ed25519"
+	_ "github.com/MetaMask/go-did-it/verifiers/did-key" // registers did:key for did.Parse
+	"github.com/ipfs/go-cid"
+	"github.com/ipld/go-ipld-prime"
+	"github.com/ipld/go-ipld-prime/codec/dagjson"
+	"github.com/multiformats/go-multicodec"
+	"github.com/multiformats/go-multihash"
+	"github.com/ucan-wg/go-ucan/pkg/policy"
+	"github.com/ucan-wg/go-ucan/token/delegation"
+	"github.com/ucan-wg/go-ucan/token/invocation"
+
+	"github.com/dmsnet/dms/internal/identity"
+)
+
+// MaxTokenSize bounds one sealed token; larger input is refused before
+// decoding.
+const MaxTokenSize = 64 << 10
+
+// goucanBadSignature is the text of go-ucan's (untyped) signature failure;
+// TestDecodeBrokenSignature keeps it honest.
+const goucanBadSignature = "failed to verify the token's signature"
+
+// tokenID returns the CID go-ucan gives sealed token bytes (CIDv1,
+// dag-cbor, sha2-256), as text.
+func tokenID(sealed []byte) string {
+	sum := sha256.Sum256(sealed)
+	mh, _ := multihash.Encode(sum[:], multihash.SHA2_256)
+	return cid.NewCidV1(uint64(multicodec.DagCbor), mh).String()
+}
+
+// decodeFailure classifies a go-ucan decoding error of the token id.
+func decodeFailure(id, what string, err error) *DeniedError {
+	if strings.Contains(err.Error(), goucanBadSignature) {
+		return deny(RuleSignature, id, "signature does not verify against the issuer's key")
+	}
+	return deny(RuleMalformed, id, "not a valid %s: %v", what, err)
+}
+
+// safely runs decode, turning a panic in the decoding libraries into an
+// error: sealed bytes come from the network and from files.
+func safely[T any](decode func() (T, error)) (v T, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			var zero T
+			v, err = zero, fmt.Errorf("decoder panic: %v", r)
+		}
+	}()
+	return decode()
+}
+
+// Delegation is a decoded delegation whose signature verified. It is
+// immutable.
+type Delegation struct {
+	tok    *delegation.Token
+	id     string
+	sealed []byte
+}
+
+// DecodeDelegation decodes sealed (DAG-CBOR envelope) bytes and verifies
+// their signature. Failures are *DeniedError (RuleMalformed or
+// RuleSignature) naming the token's CID.
+func DecodeDelegation(sealed []byte) (*Delegation, error) {
+	id := tokenID(sealed)
+	if len(sealed) > MaxTokenSize {
+		return nil, deny(RuleMalformed, id, "token is %d bytes, max %d", len(sealed), MaxTokenSize)
+	}
+	tok, err := safely(func() (*delegation.Token, error) { return delegation.FromDagCbor(sealed) })
+	if err != nil {
+		return nil, decodeFailure(id, "delegation", err)
+	}
+	if tok.Issuer() == nil || tok.Audience() == nil {
+		return nil, deny(RuleMalformed, id, "issuer and audience are required")
+	}
+	return &Delegation{tok: tok, id: id, sealed: append([]byte(nil), sealed...)}, nil
+}
+
+// CID returns the token's content identifier (bafy…).
+func (d *Delegation) CID() string { return d.id }
+
+// Sealed returns the signed bytes. Callers must not modify them.
+func (d *Delegation) Sealed() []byte { return d.sealed }
+
+// Issuer returns who signed the delegation.
+func (d *Delegation) Issuer() identity.DID { return didOf(d.tok.Issuer()) }
+
+// Audience returns who receives the authority.
+func (d *Delegation) Audience() identity.DID { return didOf(d.tok.Audience()) }
+
+// Subject returns whose authority it is (the chain's root); empty for a
+// powerline delegation, which dms does not accept.
+func (d *Delegation) Subject() identity.DID { return didOf(d.tok.Subject()) }
+
+// Command returns the delegated command prefix.
+func (d *Delegation) Command() string { return d.tok.Command().String() }
+
+// Policy returns the policy in its DAG-JSON text form ("[]" for none).
+func (d *Delegation) Policy() string { return policyText(d.tok.Policy()) }
+
+// NotBefore returns when the delegation becomes valid (zero: always).
+func (d *Delegation) NotBefore() time.Time { return timeOf(d.tok.NotBefore()) }
+
+// Expiry returns when the delegation expires (zero: never).
+func (d *Delegation) Expiry() time.Time { return timeOf(d.tok.Expiration()) }
+
+// IsRoot reports whether the issuer is the subject.
+func (d *Delegation) IsRoot() bool { return d.tok.Subject() != nil && d.Issuer() == d.Subject() }
+
+// Meta returns the string value of a meta key.
+func (d *Delegation) Meta(key string) (string, bool) {
+	s, err := d.tok.Meta().GetString(key)
+	return s, err == nil
+}
+
+// Invocation is a decoded invocation whose signature verified. It is
+// immutable.
+type Invocation struct {
+	tok    *invocation.Token
+	id     string
+	sealed []byte
+	proofs []string // CIDs, leaf first as on the wire
+}
+
+// DecodeInvocation decodes sealed invocation bytes and verifies their
+// signature (only; Verifier.Authorize checks the rest).
+func DecodeInvocation(sealed []byte) (*Invocation, error) {
+	id := tokenID(sealed)
+	if len(sealed) > MaxTokenSize {
+		return nil, deny(RuleMalformed, TokenInvocation, "invocation %s is %d bytes, max %d", id, len(sealed), MaxTokenSize)
+	}
+	tok, err := safely(func() (*invocation.Token, error) { return invocation.FromDagCbor(sealed) })
+	if err != nil {
+		d := decodeFailure(TokenInvocation, "invocation", err)
+		return nil, d
+	}
+	if tok.Issuer() == nil || tok.Subject() == nil {
+		return nil, deny(RuleMalformed, TokenInvocation, "issuer and subject are required")
+	}
+	proofs := make([]string, len(tok.Proof()))
+	for i, c := range tok.Proof() {
+		proofs[i] = c.String()
+	}
+	return &Invocation{tok: tok, id: id, sealed: append([]byte(nil), sealed...), proofs: proofs}, nil
+}
+
+// CID returns the invocation's content identifier.
+func (inv *Invocation) CID() string { return inv.id }
+
+// Sealed returns the signed bytes. Callers must not modify them.
+func (inv *Invocation) Sealed() []byte { return inv.sealed }
+
+// Issuer returns the invoker.
+func (inv *Invocation) Issuer() identity.DID { return didOf(inv.tok.Issuer()) }
+
+// Subject returns whose authority is used (the root of the proofs, or the
+// issuer itself when there are none).
+func (inv *Invocation) Subject() identity.DID { return didOf(inv.tok.Subject()) }
+
+// Audience returns the receiver: the audience field, or the subject when
+// the token has none (go-ucan omits an audience equal to the subject).
+func (inv *Invocation) Audience() identity.DID {
+	if inv.tok.Audience() == nil {
+		return inv.Subject()
+	}
+	return didOf(inv.tok.Audience())
+}
+
+// Command returns the invoked command.
+func (inv *Invocation) Command() string { return inv.tok.Command().String() }
+
+// Proofs returns the CIDs of the delegations, root first.
+func (inv *Invocation) Proofs() []string {
+	out := make([]string, len(inv.proofs))
+	for i, p := range inv.proofs {
+		out[len(out)-1-i] = p
+	}
+	return out
+}
+
+// Nonce returns the invocation's nonce.
+func (inv *Invocation) Nonce() []byte { return inv.tok.Nonce() }
+
+// Expiry returns when the invocation expires (zero: never).
+func (inv *Invocation) Expiry() time.Time { return timeOf(inv.tok.Expiration()) }
+
+// IssuedAt returns the issued-at time (zero: absent).
+func (inv *Invocation) IssuedAt() time.Time { return timeOf(inv.tok.IssuedAt()) }
+
+// Meta returns the string value of a meta key, e.g. the sender's host
+// peer ID the actor runtime binds.
+func (inv *Invocation) Meta(key string) (string, bool) {
+	s, err := inv.tok.Meta().GetString(key)
+	return s, err == nil
+}
+
+// ArgsJSON returns the arguments as a DAG-JSON object.
+func (inv *Invocation) ArgsJSON() ([]byte, error) {
+	n, err := inv.tok.Arguments().ToIPLD()
+	if err != nil {
+		return nil, err
+	}
+	return ipld.Encode(n, dagjson.Encode)
+}
+
+func didOf(d did.DID) identity.DID {
+	if d == nil {
+		return ""
+	}
+	return identity.DID(d.String())
+}
+
+func timeOf(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+func policyText(p policy.Policy) string {
+	n, err := p.ToIPLD()
+	if err != nil {
+		return p.String()
+	}
+	b, err := ipld.Encode(n, dagjson.Encode)
+	if err != nil {
+		return p.String()
+	}
+	return string(b)
+}
+
+// signer converts an identity key for go-ucan.
+func signer(k *identity.Key) (didcrypto.PrivateKey, did.DID, error) {
+	priv, err := didcrypto.PrivateKeyFromSeed(k.Seed())
+	if err != nil {
+		return didcrypto.PrivateKey{}, nil, fmt.Errorf("convert key %s: %w", k.DID(), err)
+	}
+	d, err := parseDID(k.DID())
+	return priv, d, err
+}
+
+// parseDID parses a DID for go-ucan.
+func parseDID(s identity.DID) (did.DID, error) {
+	d, err := did.Parse(string(s))
+	if err != nil {
+		return nil, fmt.Errorf("DID %q: %w", s.Short(), err)
+	}
+	return d, nil
+}
+
+// didText is a did.DID that go-ucan only ever prints. invocation.WithAudience
+// compares its argument with the subject using != on the interface, which
+// panics when both hold go-did-it's (uncomparable) did:key value; a value of
+// another dynamic type compares unequal without panicking.
+type didText string
+
+func (d didText) Method() string { return "key" }
+func (d didText) Document(opts ...did.ResolutionOption) (did.Document, error) {
+	p, err := did.Parse(string(d))
+	if err != nil {
+		return nil, err
+	}
+	return p.Document(opts...)
+}
+func (d didText) String() string              { return string(d) }
+func (d didText) ResolutionIsExpensive() bool { return false }
+func (d didText) Equal(o did.DID) bool        { return o != nil && o.String() == string(d) }
