@@ -155,6 +155,7 @@ Start here:
 		newKeyCmd(a),
 		newConfigCmd(a),
 		newBenchmarkCmd(a),
+		newValidateCmd(a),
 	} {
 		root.AddCommand(c)
 	}

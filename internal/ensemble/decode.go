@@ -606,3 +606,21 @@ func (d *decoder) env(n *yaml.Node, v reflect.Value, path string, line int) {
 	}
 	v.Set(reflect.ValueOf(env))
 }
+
+// LineOf returns the line of a YAML path (as Problem.Path writes it) in an
+// ensemble's source, or of its nearest ancestor present there; 0 when the
+// source does not parse. Callers that find problems of their own (a missing
+// module file) use it to report the line.
+func LineOf(data []byte, path string) int {
+	if len(data) > MaxSize {
+		return 0
+	}
+	root, p := parseYAML(data)
+	if p != nil {
+		return 0
+	}
+	d := &decoder{pos: map[string]int{}, bad: map[string]bool{}, active: map[*yaml.Node]bool{}}
+	var s Spec
+	d.value(root, reflect.ValueOf(&s).Elem(), "", root.Line)
+	return (&validator{pos: d.pos}).line(path)
+}
