@@ -1,0 +1,193 @@
+package p2p
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/discovery"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
+)
+
+const (
+	// connectTimeout bounds one dial made by discovery or bootstrap.
+	connectTimeout = 10 * time.Second
+	// findTimeout bounds one DHT lookup of the rendezvous key.
+	findTimeout = 30 * time.Second
+	// maxReadvertise bounds the pause between two DHT advertisements, so a
+	// restarted or rejoining network learns of us well before the record
+	// expires.
+	maxReadvertise = time.Hour
+	// findLimit is how many peers one discovery round asks the DHT for.
+	findLimit = 64
+	// dialParallel is how many discovered peers are dialled at once.
+	dialParallel = 8
+	firstBackoff = time.Second
+)
+
+// goBG runs fn in a goroutine that Close waits for, unless the host is
+// closed.
+func (h *Host) goBG(fn func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		fn()
+	}()
+}
+
+// startDiscovery remembers the bootstrap peers and starts the loop that
+// keeps them connected and, with the DHT, advertises this host and dials
+// the other hosts it finds.
+func (h *Host) startDiscovery(ctx context.Context, bootstrap []peer.AddrInfo) {
+	for _, ai := range bootstrap {
+		h.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
+		h.host.ConnManager().TagPeer(ai.ID, "bootstrap", 50)
+	}
+	if len(bootstrap) == 0 && h.dht == nil {
+		return
+	}
+	h.goBG(func() { h.discoveryLoop(ctx, bootstrap) })
+}
+
+// discoveryLoop runs discovery rounds: one second apart while something is
+// missing (a bootstrap peer, the DHT's first peers, an advertisement),
+// doubling up to Config.DiscoveryInterval, and that interval apart once all
+// is well.
+func (h *Host) discoveryLoop(ctx context.Context, bootstrap []peer.AddrInfo) {
+	var rd *drouting.RoutingDiscovery
+	if h.dht != nil {
+		rd = drouting.NewRoutingDiscovery(h.dht)
+	}
+	var nextAdvertise time.Time
+	backoff := firstBackoff
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		ok := h.connectBootstrap(ctx, bootstrap)
+		if rd != nil {
+			if len(h.dht.RoutingTable().ListPeers()) == 0 {
+				ok = false
+			} else {
+				if !time.Now().Before(nextAdvertise) {
+					ttl, err := rd.Advertise(ctx, h.cfg.rendezvous())
+					if err != nil {
+						h.log.Debug("dht advertise failed", "err", err)
+						ok = false
+					} else {
+						nextAdvertise = time.Now().Add(min(ttl*7/8, maxReadvertise))
+					}
+				}
+				h.findPeers(ctx, rd)
+			}
+		}
+		wait := h.cfg.DiscoveryInterval
+		if !ok {
+			wait = min(backoff, h.cfg.DiscoveryInterval)
+			backoff *= 2
+		} else {
+			backoff = firstBackoff
+		}
+		timer.Reset(wait)
+	}
+}
+
+// connectBootstrap dials the bootstrap peers not connected, and reports
+// whether all of them are.
+func (h *Host) connectBootstrap(ctx context.Context, bootstrap []peer.AddrInfo) bool {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	all := true
+	for _, ai := range bootstrap {
+		if h.host.Network().Connectedness(ai.ID) == network.Connected {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := h.connect(ctx, ai); err != nil {
+				h.log.Debug("bootstrap peer unreachable", "peer_id", ai.ID.String(), "err", err)
+				mu.Lock()
+				all = false
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return all
+}
+
+// findPeers looks up the rendezvous key and dials the hosts found, while
+// this host has fewer connections than the low watermark.
+func (h *Host) findPeers(ctx context.Context, rd *drouting.RoutingDiscovery) {
+	fctx, cancel := context.WithTimeout(ctx, findTimeout)
+	defer cancel()
+	found, err := rd.FindPeers(fctx, h.cfg.rendezvous(), discovery.Limit(findLimit))
+	if err != nil {
+		h.log.Debug("dht find peers failed", "err", err)
+		return
+	}
+	sem := make(chan struct{}, dialParallel)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for ai := range found {
+		if ai.ID == h.host.ID() || len(ai.Addrs) == 0 ||
+			h.host.Network().Connectedness(ai.ID) == network.Connected ||
+			len(h.host.Network().Peers()) >= h.cfg.ConnLow {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := h.connect(ctx, ai); err != nil {
+				h.log.Debug("discovered peer unreachable", "peer_id", ai.ID.String(), "err", err)
+				return
+			}
+			h.log.Debug("peer discovered", "peer_id", ai.ID.String(), "via", "dht")
+		}()
+	}
+}
+
+// connect dials ai within connectTimeout.
+func (h *Host) connect(ctx context.Context, ai peer.AddrInfo) error {
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := h.host.Connect(cctx, ai); err != nil {
+		return fmt.Errorf("connect %s: %w", ai.ID, err)
+	}
+	return nil
+}
+
+// mdnsNotifee dials the peers mDNS finds on the local network.
+type mdnsNotifee func(peer.AddrInfo)
+
+func (f mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) { f(ai) }
+
+func (h *Host) mdnsFound(ctx context.Context) mdnsNotifee {
+	return func(ai peer.AddrInfo) {
+		if ai.ID == h.host.ID() || h.host.Network().Connectedness(ai.ID) == network.Connected {
+			return
+		}
+		h.goBG(func() {
+			if err := h.connect(ctx, ai); err != nil {
+				h.log.Debug("mdns peer unreachable", "peer_id", ai.ID.String(), "err", err)
+				return
+			}
+			h.log.Debug("peer discovered", "peer_id", ai.ID.String(), "via", "mdns")
+		})
+	}
+}

@@ -1,0 +1,104 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// PeerInfo describes a peer this host knows of.
+type PeerInfo struct {
+	ID        string
+	Addrs     []string // multiaddrs, without /p2p/<ID>
+	Connected bool
+	Latency   time.Duration // a moving average of measured round trips; zero if none yet
+}
+
+// Peers returns the peers this host is connected to or knows addresses of,
+// sorted by ID.
+func (h *Host) Peers() []PeerInfo {
+	ps := h.host.Peerstore()
+	ids := append(ps.PeersWithAddrs(), h.host.Network().Peers()...)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	out := make([]PeerInfo, 0, len(ids))
+	for _, id := range ids {
+		if id == h.host.ID() {
+			continue
+		}
+		info := PeerInfo{
+			ID:        id.String(),
+			Connected: h.host.Network().Connectedness(id) == network.Connected,
+			Latency:   ps.LatencyEWMA(id),
+		}
+		for _, a := range ps.Addrs(id) {
+			info.Addrs = append(info.Addrs, a.String())
+		}
+		slices.Sort(info.Addrs)
+		out = append(out, info)
+	}
+	return out
+}
+
+// Connect dials the peer at addr, a multiaddr ending in /p2p/<peer ID>,
+// and returns its peer ID.
+func (h *Host) Connect(ctx context.Context, addr string) (string, error) {
+	ai, err := peer.AddrInfoFromString(addr)
+	if err != nil {
+		return "", fmt.Errorf("connect %q: want a multiaddr ending in /p2p/<peer ID>: %w", addr, err)
+	}
+	if ai.ID == h.host.ID() {
+		return "", fmt.Errorf("connect %q: that is this host", addr)
+	}
+	if err := h.host.Connect(ctx, *ai); err != nil {
+		return "", fmt.Errorf("connect %s: %w", ai.ID, err)
+	}
+	return ai.ID.String(), nil
+}
+
+// Ping measures one round trip to the peer with ID id with the libp2p
+// ping protocol, connecting first if needed.
+func (h *Host) Ping(ctx context.Context, id string) (time.Duration, error) {
+	pid, err := peer.Decode(id)
+	if err != nil {
+		return 0, fmt.Errorf("ping %q: bad peer ID: %w", id, err)
+	}
+	if pid == h.host.ID() {
+		return 0, fmt.Errorf("ping %s: that is this host", id)
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	select {
+	case res, ok := <-ping.Ping(pctx, h.host, pid):
+		if !ok {
+			return 0, fmt.Errorf("ping %s: %w", id, errors.New("no answer"))
+		}
+		if res.Error != nil {
+			return 0, fmt.Errorf("ping %s: %w", id, res.Error)
+		}
+		return res.RTT, nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("ping %s: %w", id, ctx.Err())
+	}
+}
+
+// Addrs returns the full multiaddrs (ending in /p2p/<peer ID>) this host
+// can be dialled at.
+func (h *Host) Addrs() []string {
+	suffix, err := ma.NewComponent("p2p", h.host.ID().String())
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range h.host.Addrs() {
+		out = append(out, a.Encapsulate(suffix.Multiaddr()).String())
+	}
+	return out
+}
