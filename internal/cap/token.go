@@ -15,6 +15,7 @@ import (
 	"github.com/multiformats/go-multicodec"
 	"github.com/multiformats/go-multihash"
 	"github.com/ucan-wg/go-ucan/pkg/policy"
+	"github.com/ucan-wg/go-ucan/token"
 	"github.com/ucan-wg/go-ucan/token/delegation"
 	"github.com/ucan-wg/go-ucan/token/invocation"
 
@@ -77,10 +78,35 @@ func DecodeDelegation(sealed []byte) (*Delegation, error) {
 	if err != nil {
 		return nil, decodeFailure(id, "delegation", err)
 	}
+	return wrapDelegation(tok, id, sealed)
+}
+
+func wrapDelegation(tok *delegation.Token, id string, sealed []byte) (*Delegation, error) {
 	if tok.Issuer() == nil || tok.Audience() == nil {
 		return nil, deny(RuleMalformed, id, "issuer and audience are required")
 	}
 	return &Delegation{tok: tok, id: id, sealed: append([]byte(nil), sealed...)}, nil
+}
+
+// decodeToken decodes a sealed delegation or invocation.
+func decodeToken(sealed []byte) (*Delegation, *Invocation, error) {
+	id := tokenID(sealed)
+	if len(sealed) > MaxTokenSize {
+		return nil, nil, deny(RuleMalformed, id, "token is %d bytes, max %d", len(sealed), MaxTokenSize)
+	}
+	tok, err := safely(func() (token.Token, error) { return token.FromDagCbor(sealed) })
+	if err != nil {
+		return nil, nil, decodeFailure(id, "token", err)
+	}
+	switch t := tok.(type) {
+	case *delegation.Token:
+		d, err := wrapDelegation(t, id, sealed)
+		return d, nil, err
+	case *invocation.Token:
+		inv, err := wrapInvocation(t, id, sealed)
+		return nil, inv, err
+	}
+	return nil, nil, deny(RuleMalformed, id, "unknown token type %T", tok)
 }
 
 // CID returns the token's content identifier (bafy…).
@@ -138,9 +164,12 @@ func DecodeInvocation(sealed []byte) (*Invocation, error) {
 	}
 	tok, err := safely(func() (*invocation.Token, error) { return invocation.FromDagCbor(sealed) })
 	if err != nil {
-		d := decodeFailure(TokenInvocation, "invocation", err)
-		return nil, d
+		return nil, decodeFailure(TokenInvocation, "invocation", err)
 	}
+	return wrapInvocation(tok, id, sealed)
+}
+
+func wrapInvocation(tok *invocation.Token, id string, sealed []byte) (*Invocation, error) {
 	if tok.Issuer() == nil || tok.Subject() == nil {
 		return nil, deny(RuleMalformed, TokenInvocation, "issuer and subject are required")
 	}

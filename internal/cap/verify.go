@@ -1,11 +1,17 @@
 package cap
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"fmt"
 	"sync/atomic"
 	"time"
 
+	"github.com/ipld/go-ipld-prime"
+	"github.com/ipld/go-ipld-prime/codec/dagjson"
 	"github.com/ipld/go-ipld-prime/datamodel"
+	"github.com/ipld/go-ipld-prime/node/basicnode"
+	"github.com/ucan-wg/go-ucan/pkg/policy"
 
 	"github.com/dmsnet/dms/internal/identity"
 )
@@ -37,6 +43,11 @@ type Config struct {
 	// invocations); 0 means DefaultCacheSize, a negative value disables
 	// caching.
 	CacheSize int
+	// DeferPolicies makes Authorize skip the delegations' policies over the
+	// invocation's arguments: the caller evaluates them over each message
+	// with Check (the actor runtime, whose one link-session invocation
+	// covers many messages, each with its own payload).
+	DeferPolicies bool
 }
 
 // Verifier authorizes invocations against a trust context. It caches
@@ -49,6 +60,7 @@ type Verifier struct {
 	isLocal func(identity.DID) bool
 	depth   int
 	skew    time.Duration
+	defer_  bool
 
 	delegations *lru[string, *Delegation]
 	authorized  *lru[[sha256.Size]byte, *authEntry]
@@ -56,7 +68,7 @@ type Verifier struct {
 
 // NewVerifier returns a Verifier configured by cfg.
 func NewVerifier(cfg Config) *Verifier {
-	v := &Verifier{revoked: cfg.Revoked, isLocal: cfg.IsLocal, depth: cfg.MaxDepth, skew: cfg.ClockSkew}
+	v := &Verifier{revoked: cfg.Revoked, isLocal: cfg.IsLocal, depth: cfg.MaxDepth, skew: cfg.ClockSkew, defer_: cfg.DeferPolicies}
 	if v.depth <= 0 {
 		v.depth = DefaultMaxDepth
 	}
@@ -94,6 +106,8 @@ type Authorized struct {
 	Command    string
 	Chain      []string  // delegation CIDs, root first
 	Expiry     time.Time // earliest expiry of the invocation and its chain; zero: none
+
+	e *authEntry
 }
 
 // bound is the validity window of one token.
@@ -103,13 +117,24 @@ type bound struct {
 	expiry    time.Time
 }
 
+// tokenPolicy is the non-empty policy of one delegation.
+type tokenPolicy struct {
+	token  string
+	policy policy.Policy
+}
+
 // authEntry is a cached authorization: everything that cannot change.
 type authEntry struct {
-	res    *Authorized
-	bounds []bound
-	cids   []string // delegation CIDs and the invocation's, for revocation
-	public bool
-	gen    atomic.Uint64 // 1 + the revocation generation last checked clean; 0: never checked
+	res         *Authorized
+	bounds      []bound
+	cids        []string // delegation CIDs and the invocation's, for revocation
+	policies    []tokenPolicy
+	public      bool
+	hasAudience bool // the invocation names an audience
+	// broadcast entries were authorized for a topic (AuthorizeBroadcast):
+	// the invocation names no audience, and none is checked.
+	broadcast bool
+	gen       atomic.Uint64 // 1 + the revocation generation last checked clean; 0: never checked
 }
 
 // Authorize checks that the sealed invocation inv, with the sealed
@@ -122,31 +147,47 @@ type authEntry struct {
 // chain and trust checks, only a valid invocation). A refusal is a
 // *DeniedError.
 func (v *Verifier) Authorize(now time.Time, inv []byte, proofs [][]byte) (*Authorized, error) {
-	key := sha256.Sum256(inv)
-	if e, ok := v.authorized.Get(key); ok {
-		if err := v.recheck(now, e); err != nil {
-			return nil, err
-		}
-		return e.res, nil
-	}
-	e, err := v.authorize(now, inv, proofs)
-	if err != nil {
-		return nil, err
-	}
-	v.authorized.Put(key, e)
-	return e.res, nil
+	return v.authorize(now, inv, proofs, false)
 }
 
-func (v *Verifier) authorize(now time.Time, sealed []byte, proofs [][]byte) (*authEntry, error) {
-	inv, err := DecodeInvocation(sealed)
+// AuthorizeBroadcast is Authorize for a broadcast (gossip) invocation,
+// addressed to no one in particular: it must name no audience (go-ucan
+// then reads the audience as the subject), and every other check applies.
+func (v *Verifier) AuthorizeBroadcast(now time.Time, inv []byte, proofs [][]byte) (*Authorized, error) {
+	return v.authorize(now, inv, proofs, true)
+}
+
+func (v *Verifier) authorize(now time.Time, inv []byte, proofs [][]byte, broadcast bool) (*Authorized, error) {
+	key := sha256.Sum256(inv)
+	if e, ok := v.authorized.Get(key); ok {
+		return e.res, v.recheck(now, e, broadcast)
+	}
+	tok, err := DecodeInvocation(inv)
 	if err != nil {
 		return nil, err
 	}
+	var supplied map[string][]byte
+	find := func(id string) ([]byte, bool) {
+		if supplied == nil {
+			supplied = make(map[string][]byte, len(proofs))
+			for _, b := range proofs {
+				supplied[tokenID(b)] = b
+			}
+		}
+		b, ok := supplied[id]
+		return b, ok
+	}
+	return v.authorizeNew(now, key, tok, find, broadcast)
+}
+
+// authorizeNew runs every check on a decoded invocation and caches the
+// result under key.
+func (v *Verifier) authorizeNew(now time.Time, key [sha256.Size]byte, inv *Invocation, find func(id string) ([]byte, bool), broadcast bool) (*Authorized, error) {
 	cmd := inv.Command()
 	if err := ValidCommand(cmd); err != nil {
 		return nil, deny(RuleMalformed, TokenInvocation, "%v", err)
 	}
-	chain, err := v.loadProofs(inv, proofs)
+	chain, err := v.loadProofs(inv, find)
 	if err != nil {
 		return nil, err
 	}
@@ -156,14 +197,19 @@ func (v *Verifier) authorize(now time.Time, sealed []byte, proofs [][]byte) (*au
 	if len(chain) > 0 && inv.Subject() != chain.Root() {
 		return nil, deny(RuleSubject, TokenInvocation, "subject %s, but the proofs' root is %s", inv.Subject().Short(), chain.Root().Short())
 	}
-	argsNode, err := inv.tok.Arguments().ToIPLD()
-	if err != nil {
-		return nil, deny(RuleMalformed, TokenInvocation, "arguments: %v", err)
-	}
-	e := &authEntry{public: Covers(PublicPrefix, cmd)}
+	e := &authEntry{public: Covers(PublicPrefix, cmd), hasAudience: inv.tok.Audience() != nil, broadcast: broadcast}
 	e.bounds = append(e.bounds, bound{TokenInvocation, time.Time{}, inv.Expiry()})
-	if err := v.checkChain(now, chain, inv.Issuer(), cmd, argsNode, e); err != nil {
+	if err := v.checkChain(now, chain, inv.Issuer(), cmd, e); err != nil {
 		return nil, err
+	}
+	if !v.defer_ && len(e.policies) > 0 {
+		args, err := inv.tok.Arguments().ToIPLD()
+		if err != nil {
+			return nil, deny(RuleMalformed, TokenInvocation, "arguments: %v", err)
+		}
+		if err := matchPolicies(e.policies, args); err != nil {
+			return nil, err
+		}
 	}
 	e.cids = append(e.cids, inv.CID())
 	e.res = &Authorized{
@@ -173,36 +219,89 @@ func (v *Verifier) authorize(now time.Time, sealed []byte, proofs [][]byte) (*au
 		Audience:   inv.Audience(),
 		Command:    cmd,
 		Chain:      chain.CIDs(),
+		e:          e,
 	}
 	for _, b := range e.bounds {
 		if !b.expiry.IsZero() && (e.res.Expiry.IsZero() || b.expiry.Before(e.res.Expiry)) {
 			e.res.Expiry = b.expiry
 		}
 	}
-	if err := v.recheck(now, e); err != nil {
+	if err := v.recheck(now, e, broadcast); err != nil {
 		return nil, err
 	}
-	return e, nil
+	v.authorized.Put(key, e)
+	return e.res, nil
 }
 
+// Check re-checks an authorization (typically reused for many messages)
+// at now for one message with arguments payload, a JSON object (empty: no
+// arguments): time bounds, revocation, audience and trust as on a cache
+// hit, and every delegation's policy over the payload. A refusal is a
+// *DeniedError.
+func (v *Verifier) Check(now time.Time, a *Authorized, payload []byte) error {
+	if a == nil || a.e == nil {
+		return deny(RuleMalformed, TokenInvocation, "no authorization to check")
+	}
+	if err := v.recheck(now, a.e, a.e.broadcast); err != nil {
+		return err
+	}
+	if len(a.e.policies) == 0 {
+		return nil
+	}
+	args, err := payloadArgs(payload)
+	if err != nil {
+		return deny(RulePolicy, TokenInvocation, "%v", err)
+	}
+	return matchPolicies(a.e.policies, args)
+}
+
+// payloadArgs decodes a JSON object for policy matching.
+func payloadArgs(payload []byte) (datamodel.Node, error) {
+	if len(bytes.TrimSpace(payload)) == 0 {
+		return basicnode.Prototype.Map.NewBuilder().Build(), nil
+	}
+	n, err := safely(func() (datamodel.Node, error) { return ipld.Decode(payload, dagjson.Decode) })
+	if err != nil || n.Kind() != datamodel.Kind_Map {
+		return nil, fmt.Errorf("the payload is not a JSON object, so the delegations' policies cannot hold")
+	}
+	return n, nil
+}
+
+func matchPolicies(ps []tokenPolicy, args datamodel.Node) error {
+	for _, p := range ps {
+		ok, stmt := safely(func() (bool, error) {
+			ok, stmt := p.policy.Match(args)
+			return ok, stmtErr{stmt}
+		})
+		if !ok {
+			var detail string
+			if se, isStmt := stmt.(stmtErr); isStmt {
+				detail = policyText(policyOf(se.s))
+			} else {
+				detail = stmt.Error()
+			}
+			return deny(RulePolicy, p.token, "the arguments fail %s", detail)
+		}
+	}
+	return nil
+}
+
+// stmtErr carries a failing statement through safely.
+type stmtErr struct{ s policy.Statement }
+
+func (stmtErr) Error() string { return "policy statement" }
+
 // loadProofs returns the invocation's delegations, root first, from the
-// cache or the supplied bytes.
-func (v *Verifier) loadProofs(inv *Invocation, proofs [][]byte) (Chain, error) {
+// cache or find.
+func (v *Verifier) loadProofs(inv *Invocation, find func(id string) ([]byte, bool)) (Chain, error) {
 	if len(inv.proofs) > v.depth {
 		return nil, deny(RuleDepth, TokenInvocation, "%d delegations, max %d", len(inv.proofs), v.depth)
 	}
-	var supplied map[string][]byte
 	chain := make(Chain, len(inv.proofs))
 	for i, id := range inv.proofs {
 		d, ok := v.delegations.Get(id)
 		if !ok {
-			if supplied == nil {
-				supplied = make(map[string][]byte, len(proofs))
-				for _, b := range proofs {
-					supplied[tokenID(b)] = b
-				}
-			}
-			b, ok := supplied[id]
+			b, ok := find(id)
 			if !ok {
 				return nil, deny(RuleMalformed, id, "proof not supplied with the invocation")
 			}
@@ -237,16 +336,19 @@ func (v *Verifier) VerifyChain(now time.Time, chain Chain, cmd string, args map[
 		return deny(RuleMalformed, TokenInvocation, "arguments: %v", err)
 	}
 	e := &authEntry{public: Covers(PublicPrefix, cmd)}
-	if err := v.checkChain(now, chain, chain.Holder(), cmd, argsNode, e); err != nil {
+	if err := v.checkChain(now, chain, chain.Holder(), cmd, e); err != nil {
+		return err
+	}
+	if err := matchPolicies(e.policies, argsNode); err != nil {
 		return err
 	}
 	e.res = &Authorized{Subject: chain.Root(), Command: cmd}
-	return v.recheck(now, e)
+	return v.recheck(now, e, false)
 }
 
 // checkChain runs the checks that do not change with time or state, and
 // fills e's bounds and CIDs for recheck.
-func (v *Verifier) checkChain(now time.Time, chain Chain, invoker identity.DID, cmd string, args datamodel.Node, e *authEntry) error {
+func (v *Verifier) checkChain(now time.Time, chain Chain, invoker identity.DID, cmd string, e *authEntry) error {
 	if len(chain) > v.depth {
 		return deny(RuleDepth, chain[v.depth].CID(), "%d delegations, max %d", len(chain), v.depth)
 	}
@@ -275,22 +377,17 @@ func (v *Verifier) checkChain(now time.Time, chain Chain, invoker identity.DID, 
 	for _, d := range chain {
 		e.bounds = append(e.bounds, bound{d.CID(), d.NotBefore(), d.Expiry()})
 		e.cids = append(e.cids, d.CID())
-	}
-	// Time before policy: an expired chain is reported as such.
-	if err := v.checkTime(now, e.bounds); err != nil {
-		return err
-	}
-	for _, d := range chain {
-		if ok, stmt := d.tok.Policy().Match(args); !ok {
-			return deny(RulePolicy, d.CID(), "the arguments fail %s", policyText(policyOf(stmt)))
+		if p := d.tok.Policy(); len(p) > 0 {
+			e.policies = append(e.policies, tokenPolicy{d.CID(), p})
 		}
 	}
-	return nil
+	// Time before policy: an expired chain is reported as such.
+	return v.checkTime(now, e.bounds)
 }
 
 // recheck runs the checks that depend on time and state: on every
 // authorization, cached or not.
-func (v *Verifier) recheck(now time.Time, e *authEntry) error {
+func (v *Verifier) recheck(now time.Time, e *authEntry, broadcast bool) error {
 	if err := v.checkTime(now, e.bounds); err != nil {
 		return err
 	}
@@ -309,10 +406,13 @@ func (v *Verifier) recheck(now time.Time, e *authEntry) error {
 			e.gen.Store(gen)
 		}
 	}
-	if e.res.Invocation != nil {
-		if v.isLocal == nil || !v.isLocal(e.res.Audience) {
-			return deny(RuleAudience, TokenInvocation, "addressed to %s, which is not this node", e.res.Audience.Short())
-		}
+	switch {
+	case e.res.Invocation == nil: // VerifyChain
+	case broadcast && e.hasAudience:
+		return deny(RuleAudience, TokenInvocation, "a broadcast invocation names no audience, this one names %s", e.res.Audience.Short())
+	case broadcast:
+	case v.isLocal == nil || !v.isLocal(e.res.Audience):
+		return deny(RuleAudience, TokenInvocation, "addressed to %s, which is not this node", e.res.Audience.Short())
 	}
 	if !e.public && !v.trust.Load().Trusts(e.res.Subject, e.res.Command) {
 		tok := TokenInvocation
