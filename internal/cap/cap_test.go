@@ -509,3 +509,51 @@ func TestNoClock(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckPayloadPolicies(t *testing.T) {
+	w := newWorld(t)
+	c := Chain{w.grant(t, w.alice, w.bob, "/dms/node/deployment", func(p *DelegationParams) {
+		p.Policy = `[["==", ".executor", "docker"], ["<=", ".cpu", 4]]`
+	})}
+	revs := NewRevocations()
+	v := NewVerifier(Config{Trust: w.trust(t), Revoked: revs, DeferPolicies: true,
+		IsLocal: func(d identity.DID) bool { return d == w.node.DID() }})
+	// A session invocation carries no arguments: its policies are deferred.
+	a, err := v.Authorize(w.t0, w.invoke(t, w.bob, "/dms/node/deployment/new", c).Sealed(), sealedOf(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		payload string
+		rule    Rule
+	}{
+		{"matching payload", `{"executor": "docker", "cpu": 2}`, ""},
+		{"failing payload", `{"executor": "wasm", "cpu": 2}`, RulePolicy},
+		{"integer bound", `{"executor": "docker", "cpu": 5}`, RulePolicy},
+		{"missing field", `{"executor": "docker"}`, RulePolicy},
+		{"empty payload", ``, RulePolicy},
+		{"not an object", `[1, 2]`, RulePolicy},
+		{"not JSON", `{`, RulePolicy},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkRule(t, v.Check(w.t0, a, []byte(tt.payload)), tt.rule)
+		})
+	}
+	t.Run("expired", func(t *testing.T) {
+		checkRule(t, v.Check(w.t0.Add(2*time.Hour), a, []byte(`{"executor": "docker", "cpu": 2}`)), RuleExpired)
+	})
+	t.Run("revoked", func(t *testing.T) {
+		revs.Add(must[Revocation](t)(Revoke(w.alice, c, c[0].CID(), w.t0)))
+		checkRule(t, v.Check(w.t0, a, []byte(`{"executor": "docker", "cpu": 2}`)), RuleRevoked)
+	})
+	t.Run("no policies: any payload", func(t *testing.T) {
+		plain := w.chain(t, "/dms/node/peers", w.bob)
+		a, err := v.Authorize(w.t0, w.invoke(t, w.bob, "/dms/node/peers/list", plain).Sealed(), sealedOf(plain))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkRule(t, v.Check(w.t0, a, []byte("not json at all")), "")
+	})
+}

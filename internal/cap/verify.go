@@ -10,7 +10,7 @@ import (
 	"github.com/ipld/go-ipld-prime"
 	"github.com/ipld/go-ipld-prime/codec/dagjson"
 	"github.com/ipld/go-ipld-prime/datamodel"
-	"github.com/ipld/go-ipld-prime/node/basicnode"
+	"github.com/ucan-wg/go-ucan/pkg/args"
 	"github.com/ucan-wg/go-ucan/pkg/policy"
 
 	"github.com/dmsnet/dms/internal/identity"
@@ -258,7 +258,7 @@ func (v *Verifier) Check(now time.Time, a *Authorized, payload []byte) error {
 // payloadArgs decodes a JSON object for policy matching.
 func payloadArgs(payload []byte) (datamodel.Node, error) {
 	if len(bytes.TrimSpace(payload)) == 0 {
-		return basicnode.Prototype.Map.NewBuilder().Build(), nil
+		return args.New().ToIPLD()
 	}
 	n, err := safely(func() (datamodel.Node, error) { return ipld.Decode(payload, dagjson.Decode) })
 	if err != nil || n.Kind() != datamodel.Kind_Map {
