@@ -557,3 +557,39 @@ func TestCheckPayloadPolicies(t *testing.T) {
 		checkRule(t, v.Check(w.t0, a, []byte("not json at all")), "")
 	})
 }
+
+func TestBroadcastAudience(t *testing.T) {
+	w := newWorld(t)
+	v := w.verifier(t, nil)
+	c := w.chain(t, "/dms/deployment", w.bob)
+	exp := w.t0.Add(time.Minute)
+	noAud := must[*Invocation](t)(Invoke(w.bob, InvocationParams{Command: "/dms/deployment/request", Proofs: c, Expiry: exp}))
+	toNode := must[*Invocation](t)(Invoke(w.bob, InvocationParams{Audience: w.node.DID(), Command: "/dms/deployment/request", Proofs: c, Expiry: exp}))
+	untrusted := must[*Invocation](t)(Invoke(w.mallory, InvocationParams{Command: "/dms/deployment/request", Expiry: exp}))
+	public := must[*Invocation](t)(Invoke(w.mallory, InvocationParams{Command: "/public/hello", Expiry: exp}))
+	tests := []struct {
+		name      string
+		inv       *Invocation
+		broadcast bool
+		want      Rule
+	}{
+		{"broadcast: chained, no audience", noAud, true, ""},
+		{"broadcast: names an audience", toNode, true, RuleAudience},
+		{"broadcast: untrusted root", untrusted, true, RuleUntrustedRoot},
+		{"broadcast: public", public, true, ""},
+		// The same bytes as a unicast (now cached as a broadcast): the
+		// audience, read as the subject, is not local.
+		{"unicast of a broadcast invocation", noAud, false, RuleAudience},
+		{"unicast to the node", toNode, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			auth := v.Authorize
+			if tt.broadcast {
+				auth = v.AuthorizeBroadcast
+			}
+			_, err := auth(w.t0, tt.inv.Sealed(), sealedOf(c))
+			checkRule(t, err, tt.want)
+		})
+	}
+}
