@@ -20,7 +20,7 @@ func TestCPUWorkloadFixed(t *testing.T) {
 	for i := range table {
 		table[i] = uint32(i) * 2654435761
 	}
-	const want = 0x20544d066bcf8772
+	const want uint64 = 0xfe209d5407d74c5e
 	if got := cpuUnit(&table, 42); got != want {
 		t.Fatalf("cpuUnit checksum = %#x, want %#x: the workload changed; bump BenchmarkVersion and update this test", got, want)
 	}
@@ -173,4 +173,23 @@ func meanSD(v []float64) (mean, sd float64) {
 		sd += (x - mean) * (x - mean)
 	}
 	return mean, math.Sqrt(sd / float64(len(v)-1))
+}
+
+func TestRobustRate(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name  string
+		times []time.Duration
+		want  float64
+	}{
+		{"none", nil, 0},
+		{"few: mean", []time.Duration{ms, 3 * ms}, 500},
+		{"preempted pieces count less", []time.Duration{ms, ms, ms, ms, ms, ms, 20 * ms, 30 * ms, 40 * ms, 50 * ms}, 1000},
+		{"zero duration", []time.Duration{0}, 1e9},
+	}
+	for _, tc := range tests {
+		if got := robustRate(tc.times); got != tc.want {
+			t.Errorf("%s: robustRate(%v) = %v, want %v", tc.name, tc.times, got, tc.want)
+		}
+	}
 }
