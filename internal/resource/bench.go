@@ -92,8 +92,8 @@ var benchPlan = []struct {
 }
 
 // Run measures this machine within cfg.Budget (default 10 s): CPU single-
-// and multi-core points from a fixed integer workload, memory copy
-// bandwidth, sequential disk write (synced) and read (page cache dropped) and
+// and multi-core points from a fixed integer workload and memory copy
+// bandwidth (both from fast-quartile times, see robustRate), sequential disk write (synced) and read (page cache dropped) and
 // fsync latency in the data directory, and a probe of each GPU. Each part
 // ends at a fixed fraction of the budget, so an overrun of one part is taken
 // from the next and the run ends close to the budget. It returns ctx.Err()
