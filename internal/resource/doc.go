@@ -1,5 +1,30 @@
 // Package resource is the machine side of dms: it detects this machine's
 // hardware (Detect), measures it (Run, the machine benchmarks), and keeps
-// the accounting of what the owner onboarded, what jobs hold and what is
-// free (Manager).
+// the accounting of what the owner onboarded, what allocations hold, what
+// bids have reserved and what is free (Manager). The arithmetic and the
+// matching rules come from package match.
+//
+// # Usage
+//
+// The node builds it at start:
+//
+//	mach, err := resource.Detect(ctx, resource.DetectConfig{DataDir: dataDir, Location: loc, Logger: log})
+//	mgr, err := resource.NewManager(resource.ManagerConfig{
+//		Machine: mach, Reserve: reserve, Persister: p, Logger: log})
+//	if s, ok := mgr.Scores(); !ok || s.Version != resource.BenchmarkVersion {
+//		s, err := resource.Run(ctx, resource.BenchConfig{DataDir: dataDir, GPUs: mach.GPUs})
+//		... mgr.SetScores(s)
+//	}
+//
+// and then serves the owner (Onboard, Offboard, Snapshot) and the bidding
+// (Bid or Reserve, Commit, Release, Free, Offer). A failed Onboard is an
+// *OnboardError whose message says how much is available; a request that
+// does not fit is a *match.NoFitError with one reason per dimension.
+//
+// # Concurrency
+//
+// Detect and Run are safe to call from any goroutine (Run uses all CPUs for
+// a few seconds). A Manager is safe for concurrent use: every method takes
+// one mutex, and persists its change before it returns; reservations expire
+// by the injected clock when any method runs, without timers or goroutines.
 package resource
