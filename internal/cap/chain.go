@@ -111,6 +111,22 @@ func NewChain(ds ...*Delegation) (Chain, error) {
 	return chain, nil
 }
 
+// CheckLinks checks the chain's structure without time, trust or
+// revocation: it starts at a root delegation, every subject is the root,
+// each audience issues the next delegation and each command is under its
+// parent's. A refusal is a *DeniedError.
+func (c Chain) CheckLinks() error {
+	if err := checkLinks(c); err != nil {
+		return err
+	}
+	for i := 1; i < len(c); i++ {
+		if !Covers(c[i-1].Command(), c[i].Command()) {
+			return deny(RuleCommandEscalation, c[i].CID(), "%s is not under its parent's %s", c[i].Command(), c[i-1].Command())
+		}
+	}
+	return nil
+}
+
 // Extend returns c followed by d, checking only that d is issued by c's
 // holder and has c's subject.
 func (c Chain) Extend(d *Delegation) (Chain, error) {

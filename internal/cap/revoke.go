@@ -63,6 +63,14 @@ func (r Revocation) Verify(chain Chain) error {
 	return r.authority(chain)
 }
 
+// CanRevoke returns nil when issuer may revoke the delegation cid of chain
+// (root first): it issued that delegation or one of its ancestors.
+// Otherwise the error wraps ErrNoRevokeAuthority, or is a *DeniedError
+// when the chain is not a linked chain holding cid.
+func CanRevoke(chain Chain, cid string, issuer identity.DID) error {
+	return Revocation{CID: cid, Issuer: issuer}.authority(chain)
+}
+
 // authority checks that r.Issuer issued r.CID or an ancestor in chain.
 func (r Revocation) authority(chain Chain) error {
 	upto, ok := chain.Upto(r.CID)
