@@ -223,12 +223,16 @@ allocations:
   c:
     executor: docker
     execution: {image: "Nginx:latest", workdir: app}
+  d:
+    executor: docker
+    execution: {image: "alpine:"}
 `,
 			want: []string{
 				`allocations.a.execution.module: "https://example.com/a.wasm": URLs are not supported (want a path relative to the ensemble file, or sha256:<hex>) (line 5)`,
 				`allocations.b.execution.rootfs: "sha256:abc" is not a sha256 reference (want sha256: and 64 lower-case hex digits) (line 8)`,
 				`allocations.c.execution.image: "Nginx:latest" is not an image reference (the repository name must be lower case) (line 11)`,
 				`allocations.c.execution.workdir: "app" is not an absolute path (line 11)`,
+				`allocations.d.execution.image: "alpine:" is not an image reference (empty tag) (line 14)`,
 			},
 		},
 		{

@@ -330,8 +330,14 @@ func checkImage(ref string) error {
 	if strings.HasPrefix(ref, "-") || strings.HasPrefix(ref, ":") || strings.HasPrefix(ref, "@") || strings.HasPrefix(ref, "/") {
 		return bad("must start with a name")
 	}
-	name, _, _ := strings.Cut(ref, "@")
+	name, digest, hasDigest := strings.Cut(ref, "@")
+	if hasDigest && digest == "" {
+		return bad("empty digest")
+	}
 	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
+		if i == len(name)-1 {
+			return bad("empty tag")
+		}
 		name = name[:i]
 	}
 	// The registry host (first component with a dot or a port) may have
