@@ -156,6 +156,7 @@ Start here:
 		newConfigCmd(a),
 		newBenchmarkCmd(a),
 		newValidateCmd(a),
+		newTranslateCmd(a),
 		newCapCmd(a),
 	} {
 		root.AddCommand(c)

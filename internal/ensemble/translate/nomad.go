@@ -259,6 +259,10 @@ func nomadGroupAllocations(s *ensemble.Spec, g nomadGroup, raw map[string]any, g
 		if ti < len(rawTasks) {
 			rawTask, _ = rawTasks[ti].(map[string]any)
 		}
+		if lc := t.Lifecycle; lc != nil && lc.Hook != "" && lc.Hook != "prestart" && lc.Hook != "poststart" {
+			ws.add(tp+".Lifecycle", "hook %s is not carried over; the task is dropped", lc.Hook)
+			continue
+		}
 		a, ok := nomadTaskAllocation(t, rawTask, tp, service, ws)
 		if !ok {
 			continue
@@ -372,11 +376,8 @@ func nomadGroupAllocations(s *ensemble.Spec, g nomadGroup, raw map[string]any, g
 					a.Restart = ensemble.Restart{Policy: ensemble.OnFailure, MaxRestarts: a.Restart.MaxRestarts, Backoff: a.Restart.Backoff}
 				}
 			}
-		case lc.Hook == "poststart":
+		default: // poststart
 			a.DependsOn = append(a.DependsOn, main...)
-		default:
-			ws.add(gp+".Tasks."+e.task.Name+".Lifecycle", "hook %s is not carried over; the task is dropped", lc.Hook)
-			continue
 		}
 		s.Allocations[e.name] = a
 		names = append(names, e.name)
