@@ -40,7 +40,9 @@ For this command, -o names the output file.`,
 						env[k] = v
 					}
 				}
-				fn = func(data []byte) (*ensemble.Spec, []translate.Warning, error) { return translate.FromComposeEnv(data, env) }
+				fn = func(data []byte) (*ensemble.Spec, []translate.Warning, error) {
+					return translate.FromComposeEnv(data, env)
+				}
 			case "kubernetes", "k8s":
 				fn = translate.FromKubernetes
 			case "nomad":
