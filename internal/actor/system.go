@@ -372,3 +372,15 @@ func StatNames(m map[string]uint64) []string {
 	sort.Strings(names)
 	return names
 }
+
+// HasActor reports whether an actor of this runtime has DID d.
+func (s *System) HasActor(d identity.DID) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, a := range s.actors {
+		if a.handle.DID == d {
+			return true
+		}
+	}
+	return false
+}

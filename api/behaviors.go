@@ -1,0 +1,33 @@
+package api
+
+// Behavior names: the actor behaviors a node offers, which are also the UCAN
+// commands an invoker needs. `dms invoke BEHAVIOR --to PEER` calls them.
+const (
+	// Public behaviors need only a valid self-signed invocation.
+	BehaviorHello  = "/public/hello"  // → Hello
+	BehaviorStatus = "/public/status" // → Status
+
+	// Node administration: the node's owner, or whom the owner delegated to.
+	BehaviorPeersList    = "/dms/node/peers/list"    // → []Peer
+	BehaviorPeersSelf    = "/dms/node/peers/self"    // → Node
+	BehaviorPeersConnect = "/dms/node/peers/connect" // ConnectRequest → ConnectResult
+	BehaviorPeersPing    = "/dms/node/peers/ping"    // PingRequest → PingResult
+)
+
+// Hello is the answer of /public/hello.
+type Hello struct {
+	Hello   string `json:"hello"` // the invoker's DID, greeted
+	PeerID  string `json:"peer_id"`
+	DID     string `json:"did"`
+	Version string `json:"version"`
+}
+
+// Status is the answer of /public/status.
+type Status struct {
+	PeerID    string            `json:"peer_id"`
+	DID       string            `json:"did"`
+	Version   string            `json:"version"`
+	UptimeSec float64           `json:"uptime_sec"`
+	Peers     int               `json:"peers"`
+	Actors    map[string]uint64 `json:"actor_stats,omitempty"`
+}

@@ -1,0 +1,113 @@
+package node
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/identity"
+)
+
+// authorizer adapts a cap.Verifier to the actor runtime: an envelope's
+// invocation bundle must verify, and its issuer, command and audience must
+// be the envelope's sender, behavior and receiver.
+type authorizer struct {
+	v *cap.Verifier
+}
+
+func (a *authorizer) Authorize(bundle []byte, req actor.AuthRequest) (actor.Grant, error) {
+	inv, proofs, err := cap.DecodeBundle(bundle)
+	if err != nil {
+		return nil, &cap.DeniedError{Rule: cap.RuleMalformed, Token: cap.TokenInvocation, Detail: err.Error()}
+	}
+	var res *cap.Authorized
+	if req.Broadcast {
+		res, err = a.v.AuthorizeBroadcast(req.Now, inv, proofs)
+	} else {
+		res, err = a.v.Authorize(req.Now, inv, proofs)
+	}
+	if err != nil {
+		return nil, err
+	}
+	mismatch := func(what, inv, env string) error {
+		return &cap.DeniedError{Rule: cap.RuleMalformed, Token: cap.TokenInvocation, Detail: fmt.Sprintf("invocation %s %s, but the envelope's is %s", what, inv, env)}
+	}
+	switch {
+	case res.Issuer != req.Issuer:
+		return nil, mismatch("issuer is", res.Issuer.Short(), req.Issuer.Short())
+	case res.Command != req.Cmd:
+		return nil, mismatch("command is", res.Command, req.Cmd)
+	case !req.Broadcast && res.Audience != req.Audience:
+		return nil, mismatch("audience is", res.Audience.Short(), req.Audience.Short())
+	}
+	return &grant{v: a.v, res: res}, nil
+}
+
+// grant is a verified invocation. The verifier runs with deferred
+// policies: Check re-runs the cached checks (time bounds, revocations,
+// trust, audience) and evaluates the chain's policies against each
+// message's payload, so a session authorized once still obeys every
+// policy, message by message.
+type grant struct {
+	v   *cap.Verifier
+	res *cap.Authorized
+}
+
+func (g *grant) Check(now time.Time, payload []byte) error { return g.v.Check(now, g.res, payload) }
+
+func (g *grant) Expiry() time.Time { return g.res.Expiry }
+
+// issuer signs the invocations of this node's actors, with a delegation
+// chain from the wallet when the actor holds one for the command, else
+// self-issued (enough for /public commands and for nodes that trust the
+// actor's own DID).
+type issuer struct {
+	wallet *wallet
+}
+
+func (i *issuer) Issue(from *identity.Key, aud identity.DID, cmd string, exp time.Time) ([]byte, error) {
+	chain := i.wallet.find(from.DID(), cmd, time.Now())
+	inv, err := cap.Invoke(from, cap.InvocationParams{Audience: aud, Command: cmd, Proofs: chain, Expiry: exp})
+	if err != nil {
+		return nil, err
+	}
+	return cap.BundleOf(inv, chain), nil
+}
+
+// wallet holds delegation chains given to this node's actors (for example
+// by the user who submits a deployment), by holder.
+type wallet struct {
+	mu     sync.RWMutex
+	chains map[identity.DID][]cap.Chain // guarded by mu
+}
+
+func newWallet() *wallet { return &wallet{chains: map[identity.DID][]cap.Chain{}} }
+
+// add gives holder a chain.
+func (w *wallet) add(c cap.Chain) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.chains[c.Holder()] = append(w.chains[c.Holder()], c)
+}
+
+// find returns the shortest unexpired chain held by holder covering cmd.
+func (w *wallet) find(holder identity.DID, cmd string, now time.Time) cap.Chain {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	var best cap.Chain
+	for _, c := range w.chains[holder] {
+		leaf := c.Leaf()
+		if !cap.Covers(leaf.Command(), cmd) {
+			continue
+		}
+		if exp := leaf.Expiry(); !exp.IsZero() && now.After(exp) {
+			continue
+		}
+		if best == nil || len(c) < len(best) {
+			best = c
+		}
+	}
+	return best
+}

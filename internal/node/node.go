@@ -1,0 +1,190 @@
+// Package node is the composition root of the dms daemon: it builds every
+// subsystem from the configuration and the node key, runs them, and stops
+// them in reverse order. Only cmd/dms (through internal/cli) imports it, and
+// it is the only package that imports the concrete adapters (libp2p, bbolt,
+// executors).
+//
+// Start order:
+//
+//  1. store       <home>/data/dms.db (bbolt): capability state, and later
+//     deployments and resource accounting
+//  2. cap         the verifier, with this node's trust anchors and revocations
+//  3. p2p         the libp2p host (TCP, QUIC, discovery, gossip)
+//  4. actor       the runtime on the host, and the node's root actor with
+//     its behaviors
+//  5. apiserver   the REST API on loopback; <home>/api.addr is written once
+//     it listens
+//
+// Run returns when its context is cancelled (SIGINT, SIGTERM): the API stops
+// taking requests, running behaviors finish or are answered, links close,
+// and the store is closed last, so nothing committed is lost.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/apiserver"
+	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/config"
+	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/p2p"
+	"github.com/dmsnet/dms/internal/store"
+)
+
+// Files of a dms home the node uses.
+const (
+	StoreFile   = "data/dms.db"
+	APIAddrFile = "api.addr"
+)
+
+// Config is what the daemon needs from its caller.
+type Config struct {
+	Home    string
+	Config  config.Config
+	Key     *identity.Key // the node key, decrypted
+	UserDID identity.DID  // the home's user key, shown in /api/v1/node
+	Token   string        // the REST API token
+	Version string
+	Logger  *slog.Logger
+	// Ready, when set, is called once the API listens, with its address.
+	Ready func(apiAddr string)
+}
+
+// Node is a running dms node.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	started time.Time
+
+	db     *store.DB
+	revs   *cap.Revocations
+	verify *cap.Verifier
+	wallet *wallet
+	host   *p2p.Host
+	sys    *actor.System
+	root   *actor.Actor
+	api    *apiserver.Server
+}
+
+// Run starts the node and blocks until ctx is cancelled, then shuts down.
+func Run(ctx context.Context, cfg Config) (err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), wallet: newWallet()}
+	// Every step registers its undo; on failure or shutdown they run in
+	// reverse order.
+	var undo []func() error
+	defer func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			if e := undo[i](); e != nil {
+				n.log.Warn("shutdown step failed", "err", e)
+				err = errors.Join(err, e)
+			}
+		}
+		if err == nil {
+			n.log.Info("node stopped")
+		}
+	}()
+
+	// 1. store
+	if err := os.MkdirAll(filepath.Join(cfg.Home, "data"), 0o700); err != nil {
+		return err
+	}
+	n.db, err = store.Open(filepath.Join(cfg.Home, StoreFile), store.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	undo = append(undo, n.db.Close)
+
+	// 2. capabilities
+	if err := n.startCaps(); err != nil {
+		return err
+	}
+
+	// 3. p2p
+	c := cfg.Config
+	n.host, err = p2p.New(ctx, p2p.Config{
+		Listen:         c.P2P.Listen,
+		Bootstrap:      c.P2P.Bootstrap,
+		MDNS:           c.P2P.MDNS,
+		DHT:            c.P2P.DHT,
+		ProtocolPrefix: c.P2P.ProtocolPrefix,
+		Relay:          c.P2P.Relay,
+		RelayService:   c.P2P.RelayService,
+		HolePunching:   c.P2P.HolePunching,
+		ConnLow:        c.P2P.ConnLow,
+		ConnHigh:       c.P2P.ConnHigh,
+		MaxMemory:      int64(c.P2P.MaxMemory),
+		MaxFDs:         c.P2P.MaxFDs,
+		MaxFrame:       int(c.Actor.MaxEnvelope) + 64<<10,
+	}, cfg.Key, n.log)
+	if err != nil {
+		return fmt.Errorf("start p2p: %w", err)
+	}
+	undo = append(undo, n.host.Close)
+
+	// 4. actors
+	n.sys, err = actor.NewSystem(actor.Config{
+		Transport:      n.host,
+		Auth:           &authorizer{v: n.verify},
+		Issuer:         &issuer{wallet: n.wallet},
+		Logger:         n.log,
+		Mailbox:        c.Actor.Mailbox,
+		PeerRate:       c.Actor.PeerRate,
+		PeerBurst:      c.Actor.PeerBurst,
+		MaxEnvelope:    int(c.Actor.MaxEnvelope),
+		DefaultTimeout: c.Actor.DefaultTimeout.D(),
+		MaxExpiry:      c.Actor.MaxExpiry.D(),
+	})
+	if err != nil {
+		return err
+	}
+	undo = append(undo, func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		return n.sys.Close(sctx)
+	})
+	n.root, err = n.sys.Spawn(cfg.Key, actor.RootInbox, actor.SpawnOptions{})
+	if err != nil {
+		return err
+	}
+	n.addBehaviors()
+
+	// 5. REST API
+	n.api, err = apiserver.New(apiserver.Config{
+		Addr:    c.API.Listen,
+		Token:   cfg.Token,
+		Version: cfg.Version,
+		Logger:  n.log,
+		Node:    nodeInfo{n},
+		Peers:   peerService{n},
+		Actors:  n.sys,
+	})
+	if err != nil {
+		return err
+	}
+	addr, err := n.api.Listen()
+	if err != nil {
+		return err
+	}
+	addrFile := filepath.Join(cfg.Home, APIAddrFile)
+	if err := os.WriteFile(addrFile, []byte(addr.String()+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", addrFile, err)
+	}
+	undo = append(undo, func() error { return os.Remove(addrFile) })
+	n.log.Info("node running", "peer_id", n.host.ID(), "did", cfg.Key.DID(), "api", addr.String(), "addrs", n.host.Addrs())
+	if cfg.Ready != nil {
+		cfg.Ready(addr.String())
+	}
+	err = n.api.Serve(ctx)
+	n.log.Info("shutting down")
+	return err
+}
