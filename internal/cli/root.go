@@ -154,6 +154,9 @@ Start here:
 		newInitCmd(a),
 		newKeyCmd(a),
 		newConfigCmd(a),
+		newRunCmd(a),
+		newPeersCmd(a),
+		newInvokeCmd(a),
 		newBenchmarkCmd(a),
 		newValidateCmd(a),
 		newTranslateCmd(a),
@@ -209,10 +212,14 @@ func (a *app) print(v any, table func(w io.Writer) error) error {
 }
 
 // logger builds the logger for long-running commands (dms run, devnet).
-// level is the configured level, overridden by --log-level.
-func (a *app) logger(level string) (*slog.Logger, error) {
+// level and format are the configured ones, overridden by --log-level and
+// --log-format.
+func (a *app) logger(level, format string) (*slog.Logger, error) {
 	if a.logLevel != "" {
 		level = a.logLevel
+	}
+	if a.logFormat != "" {
+		format = a.logFormat
 	}
 	var lvl slog.Level
 	if level == "" {
@@ -222,7 +229,6 @@ func (a *app) logger(level string) (*slog.Logger, error) {
 		return nil, usagef("log level %q: want debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
-	format := a.logFormat
 	if format == "" {
 		format = "json"
 		if isTerminal(a.stderr) {
