@@ -14,6 +14,14 @@ const (
 	BehaviorPeersPing    = "/dms/node/peers/ping"    // PingRequest → PingResult
 )
 
+// Topics every node's root actor subscribes to (gossip; the p2p layer
+// prefixes them with the protocol prefix).
+const (
+	// TopicHello carries /public/hello broadcasts: every node answers,
+	// which lists the nodes reachable by gossip.
+	TopicHello = "hello"
+)
+
 // Hello is the answer of /public/hello.
 type Hello struct {
 	Hello   string `json:"hello"` // the invoker's DID, greeted

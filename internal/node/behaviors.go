@@ -12,7 +12,7 @@ import (
 )
 
 // addBehaviors registers the root actor's behaviors.
-func (n *Node) addBehaviors() {
+func (n *Node) addBehaviors() error {
 	n.root.AddBehavior(api.BehaviorHello, func(ctx context.Context, m *actor.Message) (any, error) {
 		return api.Hello{Hello: string(m.Issuer), PeerID: n.host.ID(), DID: string(n.cfg.Key.DID()), Version: n.cfg.Version}, nil
 	})
@@ -47,6 +47,7 @@ func (n *Node) addBehaviors() {
 		}
 		return api.PingResult{PeerID: id, RTTMS: float64(rtt.Microseconds()) / 1000}, nil
 	})
+	return n.root.Subscribe(api.TopicHello)
 }
 
 func (n *Node) status() api.Status {

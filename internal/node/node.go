@@ -156,7 +156,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	n.addBehaviors()
+	if err := n.addBehaviors(); err != nil {
+		return err
+	}
 
 	// 5. REST API
 	n.api, err = apiserver.New(apiserver.Config{
