@@ -95,6 +95,7 @@ func (s *Server) routesV1() {
 	s.handle("POST /api/v1/actor/send", func(w http.ResponseWriter, r *http.Request) { s.relay(w, r, false) })
 	s.handle("POST /api/v1/actor/invoke", func(w http.ResponseWriter, r *http.Request) { s.relay(w, r, true) })
 	s.handle("POST /api/v1/actor/broadcast", s.broadcast)
+	s.routesResources()
 }
 
 // envelope checks an ActorRequest and builds the envelope to relay.

@@ -104,8 +104,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	undo = append(undo, n.db.Close)
 
-	// 2. capabilities
+	// 2. capabilities, resource accounting
 	if err := n.startCaps(); err != nil {
+		return err
+	}
+	if err := n.startResources(ctx); err != nil {
 		return err
 	}
 
@@ -159,6 +162,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err := n.addBehaviors(); err != nil {
 		return err
 	}
+	n.addResourceBehaviors()
 
 	// 5. REST API
 	n.api, err = apiserver.New(apiserver.Config{
