@@ -1,6 +1,7 @@
 package cap
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"strings"
@@ -46,6 +47,16 @@ func decodeFailure(id, what string, err error) *DeniedError {
 	return deny(RuleMalformed, id, "not a valid %s: %v", what, err)
 }
 
+// offline makes DID resolution fail at once for methods that would go to
+// the network (did:web, did:plc, if anything registered them): only
+// self-certifying did:key issuers can be verified, and decoding never does
+// I/O.
+func offline() did.ResolutionOption {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return did.WithResolutionContext(ctx)
+}
+
 // safely runs decode, turning a panic in the decoding libraries into an
 // error: sealed bytes come from the network and from files.
 func safely[T any](decode func() (T, error)) (v T, err error) {
@@ -74,7 +85,7 @@ func DecodeDelegation(sealed []byte) (*Delegation, error) {
 	if len(sealed) > MaxTokenSize {
 		return nil, deny(RuleMalformed, id, "token is %d bytes, max %d", len(sealed), MaxTokenSize)
 	}
-	tok, err := safely(func() (*delegation.Token, error) { return delegation.FromDagCbor(sealed) })
+	tok, err := safely(func() (*delegation.Token, error) { return delegation.FromDagCbor(sealed, offline()) })
 	if err != nil {
 		return nil, decodeFailure(id, "delegation", err)
 	}
@@ -94,7 +105,7 @@ func decodeToken(sealed []byte) (*Delegation, *Invocation, error) {
 	if len(sealed) > MaxTokenSize {
 		return nil, nil, deny(RuleMalformed, id, "token is %d bytes, max %d", len(sealed), MaxTokenSize)
 	}
-	tok, err := safely(func() (token.Token, error) { return token.FromDagCbor(sealed) })
+	tok, err := safely(func() (token.Token, error) { return token.FromDagCbor(sealed, offline()) })
 	if err != nil {
 		return nil, nil, decodeFailure(id, "token", err)
 	}
@@ -162,7 +173,7 @@ func DecodeInvocation(sealed []byte) (*Invocation, error) {
 	if len(sealed) > MaxTokenSize {
 		return nil, deny(RuleMalformed, TokenInvocation, "invocation %s is %d bytes, max %d", id, len(sealed), MaxTokenSize)
 	}
-	tok, err := safely(func() (*invocation.Token, error) { return invocation.FromDagCbor(sealed) })
+	tok, err := safely(func() (*invocation.Token, error) { return invocation.FromDagCbor(sealed, offline()) })
 	if err != nil {
 		return nil, decodeFailure(TokenInvocation, "invocation", err)
 	}
