@@ -89,6 +89,9 @@ func Redelegate(issuer *identity.Key, parent Chain, p DelegationParams, now time
 	if leaf == nil {
 		return nil, deny(RuleMalformed, "", "the parent token file holds no delegation")
 	}
+	if err := parent.CheckLinks(); err != nil {
+		return nil, err
+	}
 	if parent.Holder() != issuer.DID() {
 		return nil, deny(RuleAudience, leaf.CID(), "held by %s, not by the issuing key %s", parent.Holder(), issuer.DID())
 	}
