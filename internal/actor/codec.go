@@ -335,3 +335,19 @@ func headNonce(head []byte) (nonce uint64, from Handle, ok bool) {
 	}
 	return 0, Handle{}, false
 }
+
+// DecodeFrame splits a frame into its envelopes and replies (session
+// definitions are skipped). It is for tests and debugging tools that speak
+// the wire format directly.
+func DecodeFrame(frame []byte) (envs []*Envelope, replies []*Reply, err error) {
+	recs, err := decodeFrame(frame)
+	for _, r := range recs {
+		switch {
+		case r.env != nil:
+			envs = append(envs, r.env)
+		case r.reply != nil:
+			replies = append(replies, r.reply)
+		}
+	}
+	return envs, replies, err
+}

@@ -112,61 +112,17 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 
-	// 3. p2p
-	c := cfg.Config
-	n.host, err = p2p.New(ctx, p2p.Config{
-		Listen:         c.P2P.Listen,
-		Bootstrap:      c.P2P.Bootstrap,
-		MDNS:           c.P2P.MDNS,
-		DHT:            c.P2P.DHT,
-		ProtocolPrefix: c.P2P.ProtocolPrefix,
-		Relay:          c.P2P.Relay,
-		RelayService:   c.P2P.RelayService,
-		HolePunching:   c.P2P.HolePunching,
-		ConnLow:        c.P2P.ConnLow,
-		ConnHigh:       c.P2P.ConnHigh,
-		MaxMemory:      int64(c.P2P.MaxMemory),
-		MaxFDs:         c.P2P.MaxFDs,
-		MaxFrame:       int(c.Actor.MaxEnvelope) + 64<<10,
-	}, cfg.Key, n.log)
-	if err != nil {
-		return fmt.Errorf("start p2p: %w", err)
-	}
-	undo = append(undo, n.host.Close)
-
-	// 4. actors
-	n.sys, err = actor.NewSystem(actor.Config{
-		Transport:      n.host,
-		Auth:           &authorizer{v: n.verify},
-		Issuer:         &issuer{wallet: n.wallet},
-		Logger:         n.log,
-		Mailbox:        c.Actor.Mailbox,
-		PeerRate:       c.Actor.PeerRate,
-		PeerBurst:      c.Actor.PeerBurst,
-		MaxEnvelope:    int(c.Actor.MaxEnvelope),
-		DefaultTimeout: c.Actor.DefaultTimeout.D(),
-		MaxExpiry:      c.Actor.MaxExpiry.D(),
-	})
+	// 3, 4. p2p and actors
+	stop, err := n.startNetwork(ctx)
 	if err != nil {
 		return err
 	}
-	undo = append(undo, func() error {
-		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		return n.sys.Close(sctx)
-	})
-	n.root, err = n.sys.Spawn(cfg.Key, actor.RootInbox, actor.SpawnOptions{})
-	if err != nil {
-		return err
-	}
-	if err := n.addBehaviors(); err != nil {
-		return err
-	}
+	undo = append(undo, stop)
 	n.addResourceBehaviors()
 
 	// 5. REST API
 	n.api, err = apiserver.New(apiserver.Config{
-		Addr:    c.API.Listen,
+		Addr:    cfg.Config.API.Listen,
 		Token:   cfg.Token,
 		Version: cfg.Version,
 		Logger:  n.log,
@@ -193,4 +149,57 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	err = n.api.Serve(ctx)
 	n.log.Info("shutting down")
 	return err
+}
+
+// startNetwork starts the libp2p host, the actor runtime on it and the root
+// actor with its behaviors. The returned function stops them.
+func (n *Node) startNetwork(ctx context.Context) (stop func() error, err error) {
+	c := n.cfg.Config
+	n.host, err = p2p.New(ctx, p2p.Config{
+		Listen:         c.P2P.Listen,
+		Bootstrap:      c.P2P.Bootstrap,
+		MDNS:           c.P2P.MDNS,
+		DHT:            c.P2P.DHT,
+		ProtocolPrefix: c.P2P.ProtocolPrefix,
+		Relay:          c.P2P.Relay,
+		RelayService:   c.P2P.RelayService,
+		HolePunching:   c.P2P.HolePunching,
+		ConnLow:        c.P2P.ConnLow,
+		ConnHigh:       c.P2P.ConnHigh,
+		MaxMemory:      int64(c.P2P.MaxMemory),
+		MaxFDs:         c.P2P.MaxFDs,
+		MaxFrame:       int(c.Actor.MaxEnvelope) + 64<<10,
+	}, n.cfg.Key, n.log)
+	if err != nil {
+		return nil, fmt.Errorf("start p2p: %w", err)
+	}
+	n.sys, err = actor.NewSystem(actor.Config{
+		Transport:      n.host,
+		Auth:           &authorizer{v: n.verify},
+		Issuer:         &issuer{wallet: n.wallet},
+		Logger:         n.log,
+		Mailbox:        c.Actor.Mailbox,
+		PeerRate:       c.Actor.PeerRate,
+		PeerBurst:      c.Actor.PeerBurst,
+		MaxEnvelope:    int(c.Actor.MaxEnvelope),
+		DefaultTimeout: c.Actor.DefaultTimeout.D(),
+		MaxExpiry:      c.Actor.MaxExpiry.D(),
+	})
+	if err != nil {
+		n.host.Close()
+		return nil, err
+	}
+	stop = func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		return errors.Join(n.sys.Close(sctx), n.host.Close())
+	}
+	if n.root, err = n.sys.Spawn(n.cfg.Key, actor.RootInbox, actor.SpawnOptions{}); err == nil {
+		err = n.addBehaviors()
+	}
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	return stop, nil
 }

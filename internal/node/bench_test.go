@@ -1,0 +1,121 @@
+package node
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/config"
+)
+
+// Messaging benchmarks between two nodes in this process over real libp2p
+// (TCP on 127.0.0.1, Noise, yamux), with full capability checks: the
+// receiver verifies the sender's invocation once per link session and
+// checks the grant, the replay window and the rate limit on every
+// envelope. Anchors (raw libp2p stream RTT, Hollywood) run beside them in
+// bench/run-messaging.sh; results are in docs/PERFORMANCE.md.
+
+const benchBehavior = "/dms/bench/echo"
+
+// benchPair returns two connected nodes; the receiver trusts the sender's
+// node key for /dms/bench and answers benchBehavior.
+func benchPair(b *testing.B, onMessage func()) (from *actor.Actor, to actor.Handle) {
+	b.Helper()
+	big := func(c *config.Config) {
+		c.Actor.Mailbox = 1 << 16
+		c.Actor.PeerRate, c.Actor.PeerBurst = 1e9, 1<<20
+	}
+	sender, receiver := newTestNode(b, big), newTestNode(b, big)
+	sender.connect(b, receiver)
+	trust, err := cap.NewTrust(
+		cap.Anchor{Root: receiver.user.DID(), Cmd: "/dms"},
+		cap.Anchor{Root: sender.cfg.Key.DID(), Cmd: "/dms/bench"},
+	)
+	if err != nil {
+		b.Fatal(err)
+	}
+	receiver.verify.SetTrust(trust)
+	receiver.root.AddBehavior(benchBehavior, func(ctx context.Context, m *actor.Message) (any, error) {
+		if onMessage != nil {
+			onMessage()
+		}
+		return m.Payload, nil
+	})
+	return sender.root, receiver.root.Handle()
+}
+
+var payload100 = []byte(`"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456"`)
+
+// BenchmarkInvokeRTT measures request/reply round trips, one at a time.
+func BenchmarkInvokeRTT(b *testing.B) {
+	from, to := benchPair(b, nil)
+	ctx := context.Background()
+	if err := from.Invoke(ctx, to, benchBehavior, payload100, nil); err != nil { // warm the link and session
+		b.Fatal(err)
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		if _, err := from.InvokeRaw(ctx, to, benchBehavior, payload100); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	reportLatency(b, lat)
+}
+
+// BenchmarkSendThroughput measures authenticated one-way envelopes per
+// second from 8 concurrent senders to one actor on another node.
+func BenchmarkSendThroughput(b *testing.B) {
+	var got atomic.Int64
+	from, to := benchPair(b, func() { got.Add(1) })
+	ctx := context.Background()
+	if err := from.Invoke(ctx, to, benchBehavior, payload100, nil); err != nil {
+		b.Fatal(err)
+	}
+	got.Store(0)
+	const senders = 8
+	b.ResetTimer()
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := s; i < b.N; i += senders {
+				if err := from.Send(ctx, to, benchBehavior, payload100); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(60 * time.Second)
+	for got.Load() < int64(b.N) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	elapsed := time.Since(t0)
+	b.StopTimer()
+	if n := got.Load(); n < int64(b.N) {
+		b.Fatalf("delivered %d of %d (sender stats %v)", n, b.N, from.System().Stats())
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msg/s")
+}
+
+func reportLatency(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) }
+	b.ReportMetric(q(0.50), "p50-µs")
+	b.ReportMetric(q(0.99), "p99-µs")
+}
