@@ -184,4 +184,3 @@ func assertServes(t *testing.T, honest, victim *testNode) {
 		t.Fatalf("honest peer not served: %+v, %v", hello, err)
 	}
 }
-
