@@ -51,12 +51,21 @@ func (s *System) wrap(l Link) *link {
 	}
 	w := &link{l: l, sys: s, sendSess: map[sessKey]*sendSess{}, recvSess: map[uint32]*recvSess{}}
 	s.links[l] = w
+	if _, ok := s.byHost[l.Peer()]; !ok {
+		s.byHost[l.Peer()] = w
+	}
 	return w
 }
 
 // linkTo returns a link to host; for a link this runtime dialed, it starts
 // the reader that receives replies and the peer's envelopes.
 func (s *System) linkTo(ctx context.Context, host string) (*link, error) {
+	s.mu.RLock()
+	w := s.byHost[host]
+	s.mu.RUnlock()
+	if w != nil {
+		return w, nil
+	}
 	l, err := s.cfg.Transport.Link(ctx, host)
 	if err != nil {
 		return nil, errorf(CodeUnreachable, "%s: %v", shortHost(host), err)
@@ -67,6 +76,7 @@ func (s *System) linkTo(ctx context.Context, host string) (*link, error) {
 		w = &link{l: l, sys: s, sendSess: map[sessKey]*sendSess{}, recvSess: map[uint32]*recvSess{}}
 		s.links[l] = w
 	}
+	s.byHost[host] = w
 	s.mu.Unlock()
 	if !ok {
 		go s.serveLink(w)
@@ -78,6 +88,9 @@ func (s *System) dropLink(w *link) {
 	s.mu.Lock()
 	if s.links[w.l] == w {
 		delete(s.links, w.l)
+	}
+	if s.byHost[w.l.Peer()] == w {
+		delete(s.byHost, w.l.Peer())
 	}
 	s.mu.Unlock()
 	w.l.Close()

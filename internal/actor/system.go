@@ -109,6 +109,7 @@ type System struct {
 	mu     sync.RWMutex
 	actors map[string]*Actor      // by inbox; guarded by mu
 	links  map[Link]*link         // guarded by mu
+	byHost map[string]*link       // the link used to send to a host; guarded by mu
 	topics map[string]*topicState // guarded by mu
 	closed bool                   // guarded by mu
 
@@ -150,6 +151,7 @@ func NewSystem(cfg Config) (*System, error) {
 		log:     cfg.Logger.With("component", "actor"),
 		actors:  map[string]*Actor{},
 		links:   map[Link]*link{},
+		byHost:  map[string]*link{},
 		topics:  map[string]*topicState{},
 		pending: map[uint64]*pending{},
 		replay:  newReplayGuard(cfg.MaxExpiry + time.Minute),
