@@ -12,6 +12,17 @@ const (
 	BehaviorPeersSelf    = "/dms/node/peers/self"    // → Node
 	BehaviorPeersConnect = "/dms/node/peers/connect" // ConnectRequest → ConnectResult
 	BehaviorPeersPing    = "/dms/node/peers/ping"    // PingRequest → PingResult
+
+	// Onboarding: dedicate this machine's resources, withdraw them, see
+	// the accounting. Anchoring /dms/node/onboarding grants all three.
+	BehaviorOnboard       = "/dms/node/onboarding/onboard"  // OnboardRequest → OnboardResult
+	BehaviorOffboard      = "/dms/node/onboarding/offboard" // → OffboardResult
+	BehaviorOnboardStatus = "/dms/node/onboarding/status"   // → ResourceSnapshot
+
+	// Resources: the accounting's three amounts, read-only.
+	BehaviorResourcesOnboarded = "/dms/node/resources/onboarded" // → Resources (zero when not onboarded)
+	BehaviorResourcesAllocated = "/dms/node/resources/allocated" // → Resources held by allocations
+	BehaviorResourcesFree      = "/dms/node/resources/free"      // → Resources: onboarded − allocated − reserved
 )
 
 // Topics every node's root actor subscribes to (gossip; the p2p layer

@@ -32,9 +32,10 @@ type Config struct {
 	Version string
 	Logger  *slog.Logger
 
-	Node   NodeService
-	Peers  PeerService
-	Actors RelayService
+	Node      NodeService
+	Peers     PeerService
+	Actors    RelayService
+	Resources ResourceService
 }
 
 // Server is the REST API.

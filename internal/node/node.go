@@ -35,6 +35,7 @@ import (
 	"github.com/dmsnet/dms/internal/config"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/p2p"
+	"github.com/dmsnet/dms/internal/resource"
 	"github.com/dmsnet/dms/internal/store"
 )
 
@@ -71,6 +72,11 @@ type Node struct {
 	sys    *actor.System
 	root   *actor.Actor
 	api    *apiserver.Server
+
+	// resources is the resource accounting (resources.go): onboarding,
+	// and Bid/Reserve/Commit/Release for the orchestration.
+	resources *resource.Manager
+	res       resourceRuntime
 }
 
 // Run starts the node and blocks until ctx is cancelled, then shuts down.
@@ -122,13 +128,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	// 5. REST API
 	n.api, err = apiserver.New(apiserver.Config{
-		Addr:    cfg.Config.API.Listen,
-		Token:   cfg.Token,
-		Version: cfg.Version,
-		Logger:  n.log,
-		Node:    nodeInfo{n},
-		Peers:   peerService{n},
-		Actors:  n.sys,
+		Addr:      cfg.Config.API.Listen,
+		Token:     cfg.Token,
+		Version:   cfg.Version,
+		Logger:    n.log,
+		Node:      nodeInfo{n},
+		Peers:     peerService{n},
+		Actors:    n.sys,
+		Resources: resourceService{n},
 	})
 	if err != nil {
 		return err
