@@ -36,6 +36,7 @@ type Config struct {
 	Peers     PeerService
 	Actors    RelayService
 	Resources ResourceService
+	Caps      CapService
 }
 
 // Server is the REST API.

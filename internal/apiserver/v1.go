@@ -96,6 +96,7 @@ func (s *Server) routesV1() {
 	s.handle("POST /api/v1/actor/invoke", func(w http.ResponseWriter, r *http.Request) { s.relay(w, r, true) })
 	s.handle("POST /api/v1/actor/broadcast", s.broadcast)
 	s.routesResources()
+	s.routesCap()
 }
 
 // envelope checks an ActorRequest and builds the envelope to relay.
@@ -222,6 +223,11 @@ func actorReply(r *actor.Reply) api.ActorReply {
 // code; everything else is a bad request when it is the caller's input
 // (BadRequest), else internal.
 func (s *Server) fail(w http.ResponseWriter, err error) {
+	if de, ok := capDenied(err); ok {
+		msg := de.Error()
+		writeError(w, http.StatusForbidden, "denied", msg[len("denied: "):])
+		return
+	}
 	var ae *actor.Error
 	if errors.As(err, &ae) {
 		writeError(w, statusOf(ae.Code), string(ae.Code), ae.Msg)

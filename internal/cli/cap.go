@@ -21,8 +21,8 @@ import (
 )
 
 // capState is what the cap commands read and change: the home's
-// capability state. Today it is the local store (localCapState); while a
-// node runs (and holds the store) it can be backed by the REST API.
+// capability state: the local store (localCapState), or, while the home's
+// node runs and holds the store, the node's REST API (remoteCapState).
 type capState interface {
 	Anchor(a cap.Anchor, remove bool) error
 	Revoke(r cap.Revocation, chain cap.Chain) error
@@ -46,6 +46,9 @@ type localCapState struct {
 }
 
 func (a *app) openCapState() (capState, error) {
+	if c, ok := a.runningNode(); ok {
+		return &remoteCapState{a: a, c: c}, nil
+	}
 	db, err := a.openStore()
 	if err != nil {
 		return nil, err

@@ -32,6 +32,7 @@ import (
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/apiserver"
 	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/cap/capstore"
 	"github.com/dmsnet/dms/internal/config"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/p2p"
@@ -65,7 +66,7 @@ type Node struct {
 	started time.Time
 
 	db     *store.DB
-	revs   *cap.Revocations
+	caps   *capstore.Store
 	verify *cap.Verifier
 	wallet *wallet
 	host   *p2p.Host
@@ -136,6 +137,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Peers:     peerService{n},
 		Actors:    n.sys,
 		Resources: resourceService{n},
+		Caps:      capService{n},
 	})
 	if err != nil {
 		return err
