@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -97,4 +99,25 @@ func TestThreeNodes(t *testing.T) {
 		}
 		return got[idB] && got[idC]
 	})
+}
+
+// The REST API refuses to listen on a reachable address, and a node stops
+// cleanly on SIGTERM: exit 0, api.addr removed.
+func TestDaemonLifecycle(t *testing.T) {
+	bin := e2etest.Binary(t)
+	h := e2etest.NewHome(t, bin)
+	r := h.Run(t, "run", "--listen", "/ip4/127.0.0.1/tcp/0", "--api-listen", "0.0.0.0:0")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "not a loopback address") || strings.Count(r.Stderr, "\n") != 1 {
+		t.Fatalf("--api-listen 0.0.0.0:0: %s; want exit 1 with one line naming the loopback rule", r)
+	}
+	n := h.Start(t)
+	if err := n.Stop(t); err != nil {
+		t.Fatalf("dms run after SIGTERM: %v, want exit 0", err)
+	}
+	if _, err := os.Stat(filepath.Join(h.Dir, "api.addr")); !os.IsNotExist(err) {
+		t.Fatalf("api.addr still there after shutdown: %v", err)
+	}
+	if r := h.Run(t, "peers", "list"); r.Code != 1 || !strings.Contains(r.Stderr, "no running node") {
+		t.Fatalf("peers list with no node: %s", r)
+	}
 }
