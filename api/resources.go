@@ -63,6 +63,10 @@ type OnboardRequest struct {
 	// Left out on the first onboarding: orchestrator.price from the node's
 	// config.
 	Price *Amount `json:"price,omitempty"`
+	// NoBenchmark skips the benchmark this onboarding would run; the
+	// caller runs POST /api/v1/benchmark itself (the CLI does, to show
+	// progress) when the result says BenchmarkDue.
+	NoBenchmark bool `json:"no_benchmark,omitempty"`
 }
 
 // OnboardResult answers an onboarding.
@@ -70,8 +74,11 @@ type OnboardResult struct {
 	Onboarded Onboarding `json:"onboarded"`
 	// Benchmarked is true when this onboarding ran the machine benchmark
 	// (the first time, or after a benchmark version change).
-	Benchmarked bool    `json:"benchmarked"`
-	Benchmark   *Scores `json:"benchmark"` // the current scores, null if none
+	Benchmarked bool `json:"benchmarked"`
+	// BenchmarkDue is true when there are still no scores of the node's
+	// benchmark version (NoBenchmark, or the run failed).
+	BenchmarkDue bool    `json:"benchmark_due"`
+	Benchmark    *Scores `json:"benchmark"` // the current scores, null if none
 	// Warning says what went wrong that did not undo the onboarding
 	// (a failed benchmark).
 	Warning string `json:"warning,omitempty"`

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/internal/resource"
 )
 
@@ -22,18 +24,50 @@ type BenchmarkResult struct {
 func newBenchmarkCmd(a *app) *cobra.Command {
 	var dir string
 	var budget time.Duration
+	var local bool
 	cmd := &cobra.Command{
 		Use:   "benchmark",
-		Short: "Measure this machine (CPU, memory, disk, GPU) without a running node",
+		Short: "Measure this machine (CPU, memory, disk, GPU) and store the scores in the running node",
 		Long: `Measure this machine: CPU single- and multi-core points from a fixed workload
 (1000 ≈ one core of the reference machine), memory copy bandwidth, sequential
 disk write and read and fsync latency in the data directory, and a probe of
-each GPU. The run takes at most --budget. A running node benchmarks itself
-when onboarding; this command only prints.`,
+each GPU. The run takes at most --budget.
+
+When this home's node is running, the node runs the benchmark and stores the
+scores (shown by dms resources, used in its bids); --budget then defaults to
+the node's resources.benchmark_budget and may be 1s to 1m. Without a running
+node (or with --local or --dir), it runs here and only prints.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if budget <= 0 {
 				return usagef("--budget %s: want a positive duration such as 10s", budget)
+			}
+			if !local && dir == "" {
+				if c, ok := a.runningNode(); ok {
+					var req api.BenchmarkRequest
+					if cmd.Flags().Changed("budget") {
+						if budget < time.Second || budget > time.Minute {
+							return usagef("--budget %s: a running node takes 1s to 1m (or measure here with --local)", budget)
+						}
+						req.BudgetMS = budget.Milliseconds()
+					}
+					res, err := c.Benchmark(a.ctx, req)
+					if err != nil {
+						return err
+					}
+					return a.print(res, func(w io.Writer) error {
+						var r BenchmarkResult
+						if err := convertJSON(res, &r); err != nil {
+							return err
+						}
+						if err := printBenchmark(w, r); err != nil {
+							return err
+						}
+						_, err := fmt.Fprintln(w, "stored in the running node (dms resources shows it)")
+						return err
+					})
+				}
+				fmt.Fprintln(a.stderr, "no running node: measuring here; the scores are printed, not stored")
 			}
 			if dir == "" {
 				dir = a.benchmarkDir()
@@ -52,7 +86,17 @@ when onboarding; this command only prints.`,
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory to measure the disk in (default <home>/data, else the home, else the temporary directory)")
 	cmd.Flags().DurationVar(&budget, "budget", resource.DefaultBudget, "longest the whole run may take")
+	cmd.Flags().BoolVar(&local, "local", false, "measure here and print, even when a node is running (nothing is stored)")
 	return cmd
+}
+
+// convertJSON copies in into out, two types of the same JSON shape.
+func convertJSON(in, out any) error {
+	data, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, out)
 }
 
 // benchmarkDir is the node's data directory when the home exists, else a

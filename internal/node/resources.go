@@ -252,12 +252,15 @@ func (s resourceService) Onboard(ctx context.Context, req api.OnboardRequest) (a
 	if res.Onboarded, err = wire[api.Onboarding](on); err != nil {
 		return api.OnboardResult{}, err
 	}
-	_, ran, err := n.benchmark(ctx, 0, true)
-	if err != nil {
-		n.res.log.Warn("benchmark at onboarding failed", "err", err)
-		res.Warning = "onboarded, but the benchmark failed (run `dms benchmark`): " + err.Error()
+	if !req.NoBenchmark {
+		_, ran, err := n.benchmark(ctx, 0, true)
+		if err != nil {
+			n.res.log.Warn("benchmark at onboarding failed", "err", err)
+			res.Warning = "onboarded, but the benchmark failed (run `dms benchmark`): " + err.Error()
+		}
+		res.Benchmarked = ran
 	}
-	res.Benchmarked = ran
+	res.BenchmarkDue = n.benchmarkDue()
 	if sc, ok := n.resources.Scores(); ok {
 		w, err := wire[api.Scores](sc)
 		if err != nil {
