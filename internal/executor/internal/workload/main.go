@@ -1,0 +1,106 @@
+// Command workload is the test workload of the executors: a static program
+// that runs the steps of package script (print, sleep, exit with a code,
+// allocate memory, write a file, spawn processes). The executor tests build
+// it for Linux (into a FROM-scratch Docker image and a VM initramfs) and
+// for wasip1 (a WebAssembly module):
+//
+//	CGO_ENABLED=0 go build -o workload ./internal/executor/internal/workload
+//	GOOS=wasip1 GOARCH=wasm go build -o workload.wasm ./internal/executor/internal/workload
+//
+//	workload print=hello sleep=1s eprint=bye exit=3
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+
+	"github.com/dmsnet/dms/internal/executor/internal/script"
+)
+
+// kept holds the memory alloc steps allocate, so it stays in use.
+var kept [][]byte
+
+func main() {
+	steps, err := script.Parse(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "workload:", err)
+		os.Exit(2)
+	}
+	for _, s := range steps {
+		if code, stop := run(s); stop {
+			os.Exit(code)
+		}
+	}
+}
+
+// run runs one step; stop is true when the workload must exit with code.
+func run(s script.Step) (code int, stop bool) {
+	switch s.Op {
+	case script.Print:
+		fmt.Println(s.Text)
+	case script.EPrint:
+		fmt.Fprintln(os.Stderr, s.Text)
+	case script.Sleep:
+		time.Sleep(s.D)
+	case script.Tick:
+		for i := 1; i <= s.N; i++ {
+			if i > 1 {
+				time.Sleep(s.D)
+			}
+			fmt.Printf("tick %d\n", i)
+		}
+	case script.Exit:
+		return s.N, true
+	case script.Alloc:
+		for range s.N {
+			b := make([]byte, 1<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			kept = append(kept, b)
+		}
+		fmt.Printf("allocated %d MiB\n", s.N)
+	case script.Write:
+		if err := os.WriteFile(s.Path, []byte(s.Text), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "workload:", err)
+			return 1, true
+		}
+	case script.Cat:
+		b, err := os.ReadFile(s.Path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "workload:", err)
+			return 1, true
+		}
+		fmt.Print(string(b))
+	case script.Env:
+		fmt.Printf("%s=%s\n", s.Text, os.Getenv(s.Text))
+	case script.Pwd:
+		wd, err := os.Getwd()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "workload:", err)
+			return 1, true
+		}
+		fmt.Println(wd)
+	case script.Spawn:
+		self, err := os.Executable()
+		if err != nil {
+			self = os.Args[0]
+		}
+		started := 0
+		for range s.N {
+			c := exec.Command(self, "sleep=1h")
+			c.Env = append(os.Environ(), "GOMAXPROCS=1")
+			if err = c.Start(); err != nil {
+				break
+			}
+			started++
+		}
+		fmt.Printf("spawned %d\n", started)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "workload: spawn:", err)
+		}
+	}
+	return 0, false
+}

@@ -1,0 +1,508 @@
+// Package wasm is the WebAssembly executor: it runs WASI preview1 modules
+// (for example Go programs built with GOOS=wasip1 GOARCH=wasm) in-process
+// with wazero, pure Go and without cgo. It is the default executor, the one
+// that runs anywhere: it needs neither Docker nor KVM.
+//
+// # Usage
+//
+//	ex, err := wasm.New(wasm.Config{CacheDir: filepath.Join(home, "wasm-cache")})
+//	...
+//	defer ex.Close()
+//	id, err := ex.Start(ctx, executor.Spec{Module: moduleBytes, Command: []string{"hello", "--name", "x"}})
+//
+// The spec's Module holds the module's bytes (the orchestrator ships them
+// from the submitting user); argv is Entrypoint ++ Command, argv[0] being
+// the program's name. Env is the WASI environment (WorkDir becomes PWD,
+// which Go and most WASI libcs use as their working directory).
+// Stdout and stderr are the logs. The module sees no file but the Mounts,
+// and has no network (Network must be "" or none; no Ports).
+//
+// # Limits
+//
+// Resources.Memory caps the module's linear memory, rounded up to 64 KiB
+// pages, and never above Config.MaxMemoryPages; a module that tries to
+// grow past it gets a failed memory.grow, and if it then fails the Result
+// says ReasonOOMKilled. Spec.Timeout and Stop end the module through
+// context cancellation (wazero checks it on function calls and loop
+// iterations). CPU, PIDs and Disk need no enforcement: a module runs on one
+// thread, spawns nothing and writes only into mounts. GPUs, Ports and
+// Privileged are refused.
+//
+// # Cache
+//
+// Compiled modules are kept in memory, keyed by the module's SHA-256, so
+// starting a module again skips compilation (the warm start); with
+// Config.CacheDir the machine code also survives restarts on disk.
+//
+// Instances live in the dms process: they end when it ends, so the wasm
+// executor has no Lister and nothing to re-attach to.
+package wasm
+
+import (
+	"container/list"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/dmsnet/dms/internal/executor"
+	"github.com/dmsnet/dms/internal/executor/internal/logbuf"
+	"github.com/dmsnet/dms/internal/match"
+)
+
+// PageSize is the size of a WebAssembly memory page.
+const PageSize = 64 << 10
+
+// Config configures the wasm executor. The zero value is usable.
+type Config struct {
+	// CacheDir, when set, keeps compiled machine code on disk so a module
+	// compiles once per machine, not once per daemon start.
+	CacheDir string
+	// MaxMemoryPages caps the linear memory of every module, in 64 KiB
+	// pages (default 16384: 1 GiB; at most 65536: 4 GiB).
+	MaxMemoryPages uint32
+	// MaxModules is how many compiled modules are kept in memory (default
+	// 32); the least recently used is dropped first.
+	MaxModules int
+	// LogLimit is the bytes of output kept per stream and instance
+	// (default 8 MiB); older output is dropped.
+	LogLimit int
+	Logger   *slog.Logger
+}
+
+// Executor runs WASI modules. Create it with New and Close it when done.
+type Executor struct {
+	cfg  Config
+	log  *slog.Logger
+	rt   wazero.Runtime
+	wasi map[string]bool // names of the host functions of wasi_snapshot_preview1
+
+	mu        sync.Mutex
+	modules   map[string]*list.Element // guarded by mu: by SHA-256 hex, values *module
+	lru       *list.List               // guarded by mu: front is most recently used
+	instances map[string]*instance     // guarded by mu
+	closed    bool                     // guarded by mu
+}
+
+var _ executor.Executor = (*Executor)(nil)
+
+// module is one compiled module in the cache.
+type module struct {
+	hash     string
+	ready    chan struct{} // closed once compiled or err is set
+	compiled wazero.CompiledModule
+	err      error
+}
+
+// New creates the wasm executor.
+func New(cfg Config) (*Executor, error) {
+	if cfg.MaxMemoryPages == 0 {
+		cfg.MaxMemoryPages = 16384
+	}
+	if cfg.MaxMemoryPages > 65536 {
+		return nil, fmt.Errorf("wasm: MaxMemoryPages %d is over 65536 (4 GiB)", cfg.MaxMemoryPages)
+	}
+	if cfg.MaxModules <= 0 {
+		cfg.MaxModules = 32
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	rc := wazero.NewRuntimeConfig().
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(cfg.MaxMemoryPages)
+	if cfg.CacheDir != "" {
+		cache, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("wasm: cache dir: %w", err)
+		}
+		rc = rc.WithCompilationCache(cache)
+	}
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	wasiHost, err := wasi_snapshot_preview1.NewBuilder(rt).Compile(ctx)
+	if err == nil {
+		_, err = rt.InstantiateModule(ctx, wasiHost, wazero.NewModuleConfig())
+	}
+	if err != nil {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("wasm: instantiate WASI: %w", err)
+	}
+	wasi := map[string]bool{}
+	for name := range wasiHost.ExportedFunctions() {
+		wasi[name] = true
+	}
+	return &Executor{
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "executor", "executor", "wasm"),
+		rt:        rt,
+		wasi:      wasi,
+		modules:   map[string]*list.Element{},
+		lru:       list.New(),
+		instances: map[string]*instance{},
+	}, nil
+}
+
+// Close ends every running instance and releases the runtime.
+func (e *Executor) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	running := make([]*instance, 0, len(e.instances))
+	for _, in := range e.instances {
+		running = append(running, in)
+	}
+	e.mu.Unlock()
+	for _, in := range running {
+		in.cancel(errStopped)
+		<-in.done
+	}
+	return e.rt.Close(context.Background())
+}
+
+type instance struct {
+	id     string
+	logs   *logbuf.Buffer
+	mem    *memory
+	cancel context.CancelCauseFunc
+	done   chan struct{} // closed when the module has ended
+	result executor.Result
+}
+
+// Causes of an instance's context ending.
+var (
+	errStopped = errors.New("stopped")
+	errTimeout = errors.New("timed out")
+)
+
+// validate checks spec for this executor and returns the memory limit in
+// pages.
+func (e *Executor) validate(spec *executor.Spec) (uint32, error) {
+	var v executor.ValidationError
+	v.Include(spec.Validate())
+	if spec.Module == nil && (spec.Image != "" || spec.VM != nil) {
+		v.Add("module", "required: the wasm executor runs a WebAssembly module, not an image or a VM")
+	}
+	pages := e.cfg.MaxMemoryPages
+	if m := spec.Resources.Memory; m > 0 && m <= match.Bytes(1)<<62 {
+		want := (uint64(m) + PageSize - 1) / PageSize
+		if want > uint64(pages) {
+			v.Add("resources.memory", "%s is over this provider's wasm limit of %s", m, match.Bytes(uint64(pages)*PageSize))
+		} else {
+			pages = uint32(want)
+		}
+	}
+	if len(spec.Resources.GPUs) > 0 {
+		v.Add("resources.gpus", "the wasm executor has no GPUs")
+	}
+	if len(spec.Ports) > 0 {
+		v.Add("ports", "the wasm executor has no network")
+	}
+	if spec.Network != executor.NetworkDefault && spec.Network != executor.NetworkNone {
+		v.Add("network", "the wasm executor has only network none")
+	}
+	if spec.Privileged {
+		v.Add("privileged", "not available in the wasm executor")
+	}
+	for i, m := range spec.Mounts {
+		if st, err := os.Stat(m.Source); err != nil || !st.IsDir() {
+			v.Add(fmt.Sprintf("mounts[%d].source", i), "%s is not a directory on the host", m.Source)
+		}
+	}
+	return pages, v.Err()
+}
+
+// Start implements executor.Executor. It compiles the module unless it is
+// cached, checks its imports and memory against the spec, then starts it
+// in a goroutine.
+func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error) {
+	pages, err := e.validate(&spec)
+	if err != nil {
+		return "", err
+	}
+	compiled, err := e.compile(ctx, spec.Module)
+	if err != nil {
+		return "", err
+	}
+	if err := e.checkModule(compiled, pages); err != nil {
+		return "", err
+	}
+
+	mc := wazero.NewModuleConfig().
+		WithName(""). // anonymous: any number of instances of one module
+		WithArgs(spec.Argv()...).
+		WithSysWalltime().WithSysNanotime().
+		WithRandSource(rand.Reader).
+		WithStartFunctions("_start")
+	for _, kv := range spec.EnvList() {
+		k, v, _ := strings.Cut(kv, "=")
+		mc = mc.WithEnv(k, v)
+	}
+	if spec.WorkDir != "" {
+		mc = mc.WithEnv("PWD", spec.WorkDir)
+	}
+	fs := wazero.NewFSConfig()
+	for _, m := range spec.Mounts {
+		if m.ReadOnly {
+			fs = fs.WithReadOnlyDirMount(m.Source, m.Target)
+		} else {
+			fs = fs.WithDirMount(m.Source, m.Target)
+		}
+	}
+	mc = mc.WithFSConfig(fs)
+
+	in := &instance{
+		id:   newID(),
+		logs: logbuf.New(e.cfg.LogLimit),
+		mem:  &memory{limit: uint64(pages) * PageSize},
+		done: make(chan struct{}),
+	}
+	mc = mc.WithStdout(in.logs.Stdout()).WithStderr(in.logs.Stderr()).WithStdin(eofReader{})
+
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return "", fmt.Errorf("wasm: executor closed: %w", executor.ErrUnavailable)
+	}
+	e.instances[in.id] = in
+	e.mu.Unlock()
+
+	runCtx, cancel := context.WithCancelCause(context.Background())
+	in.cancel = cancel
+	// Sleeping in poll_oneoff must end with the context too: wazero only
+	// checks it between calls.
+	mc = mc.WithNanosleep(func(ns int64) {
+		t := time.NewTimer(time.Duration(ns))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-runCtx.Done():
+		}
+	})
+	if spec.Timeout > 0 {
+		t := time.AfterFunc(spec.Timeout, func() { cancel(errTimeout) })
+		context.AfterFunc(runCtx, func() { t.Stop() })
+	}
+	started := time.Now()
+	go e.run(experimental.WithMemoryAllocator(runCtx, in.mem), in, compiled, mc, started)
+	e.log.Debug("started", "instance", in.id, "memory_pages", pages)
+	return in.id, nil
+}
+
+func (e *Executor) run(ctx context.Context, in *instance, compiled wazero.CompiledModule, mc wazero.ModuleConfig, started time.Time) {
+	mod, err := e.rt.InstantiateModule(ctx, compiled, mc)
+	if mod != nil {
+		mod.Close(context.Background())
+	}
+	// No code of the instance runs any more: its memory can go.
+	in.mem.release()
+	res := executor.Result{
+		StartedAt:  started,
+		FinishedAt: time.Now(),
+		Usage: executor.Usage{
+			CPUTime:    time.Since(started), // one thread, busy or sleeping: an upper bound
+			MemoryPeak: match.Bytes(in.mem.peak.Load()),
+		},
+	}
+	var exit *sys.ExitError
+	cause := context.Cause(ctx)
+	switch {
+	case cause == errTimeout:
+		res.ExitCode, res.Reason = -1, executor.ReasonTimedOut
+	case cause == errStopped:
+		res.ExitCode, res.Reason = -1, executor.ReasonCancelled
+	case err == nil:
+		res.ExitCode, res.Reason = 0, executor.ReasonExited
+	case errors.As(err, &exit):
+		res.ExitCode, res.Reason = int(exit.ExitCode()), executor.ReasonExited
+		if res.ExitCode != 0 && in.mem.refused.Load() {
+			res.Reason = executor.ReasonOOMKilled
+		}
+	default:
+		res.ExitCode, res.Reason, res.Error = -1, executor.ReasonFailed, err.Error()
+		if in.mem.refused.Load() {
+			res.Reason = executor.ReasonOOMKilled
+		}
+	}
+	in.result = res
+	in.cancel(nil)
+	in.logs.Close()
+	close(in.done)
+	e.log.Debug("ended", "instance", in.id, "reason", res.Reason, "exit_code", res.ExitCode)
+}
+
+// compile returns the compiled module for bin, from the cache when it is
+// there. Concurrent starts of one new module compile it once.
+func (e *Executor) compile(ctx context.Context, bin []byte) (wazero.CompiledModule, error) {
+	sum := sha256.Sum256(bin)
+	hash := hex.EncodeToString(sum[:])
+	e.mu.Lock()
+	if el, ok := e.modules[hash]; ok {
+		e.lru.MoveToFront(el)
+		m := el.Value.(*module)
+		e.mu.Unlock()
+		select {
+		case <-m.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if m.err != nil {
+			return nil, m.err
+		}
+		return m.compiled, nil
+	}
+	m := &module{hash: hash, ready: make(chan struct{})}
+	e.modules[hash] = e.lru.PushFront(m)
+	var evicted []*module
+	for e.lru.Len() > e.cfg.MaxModules {
+		old := e.lru.Remove(e.lru.Back()).(*module)
+		delete(e.modules, old.hash)
+		evicted = append(evicted, old)
+	}
+	e.mu.Unlock()
+	for _, old := range evicted {
+		go func() {
+			<-old.ready
+			if old.compiled != nil {
+				old.compiled.Close(context.Background())
+			}
+		}()
+	}
+
+	began := time.Now()
+	// Compile with a context of its own: other starts may be waiting on
+	// this compilation after ctx is gone.
+	m.compiled, m.err = e.rt.CompileModule(context.WithoutCancel(ctx), bin)
+	if m.err != nil {
+		m.err = fmt.Errorf("wasm: compile module %s: %v: %w", hash[:12], m.err, executor.ErrImage)
+		e.mu.Lock()
+		if el, ok := e.modules[hash]; ok && el.Value == m {
+			e.lru.Remove(el)
+			delete(e.modules, hash)
+		}
+		e.mu.Unlock()
+	}
+	close(m.ready)
+	e.log.Debug("compiled", "module", hash[:12], "took", time.Since(began), "err", m.err)
+	return m.compiled, m.err
+}
+
+// checkModule refuses a module that imports what the executor does not
+// provide or whose memory cannot fit in pages.
+func (e *Executor) checkModule(c wazero.CompiledModule, pages uint32) error {
+	var v executor.ValidationError
+	for _, f := range c.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		if mod != wasi_snapshot_preview1.ModuleName || !e.wasi[name] {
+			v.Add("module", "imports %s.%s, which the wasm executor does not provide (only WASI preview1)", mod, name)
+		}
+	}
+	if _, ok := c.ExportedFunctions()["_start"]; !ok {
+		v.Add("module", "exports no _start function: not a WASI command module")
+	}
+	mems := c.ImportedMemories()
+	for _, m := range c.ExportedMemories() {
+		mems = append(mems, m)
+	}
+	for _, m := range mems {
+		if m.Min() > pages {
+			v.Add("resources.memory", "the module needs at least %s of memory, over the limit of %s",
+				match.Bytes(uint64(m.Min())*PageSize), match.Bytes(uint64(pages)*PageSize))
+		}
+	}
+	return v.Err()
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "wasm-" + hex.EncodeToString(b)
+}
+
+func (e *Executor) get(id string) (*instance, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	in, ok := e.instances[id]
+	if !ok {
+		return nil, fmt.Errorf("wasm: %s: %w", id, executor.ErrNotFound)
+	}
+	return in, nil
+}
+
+// Wait implements executor.Executor.
+func (e *Executor) Wait(ctx context.Context, id string) (executor.Result, error) {
+	in, err := e.get(id)
+	if err != nil {
+		return executor.Result{}, err
+	}
+	select {
+	case <-in.done:
+		return in.result, nil
+	case <-ctx.Done():
+		return executor.Result{}, ctx.Err()
+	}
+}
+
+// Stop implements executor.Executor. A module cannot catch a signal, so
+// grace is not used: the module is closed at once.
+func (e *Executor) Stop(ctx context.Context, id string, grace time.Duration) error {
+	in, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	in.cancel(errStopped)
+	select {
+	case <-in.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Logs implements executor.Executor.
+func (e *Executor) Logs(ctx context.Context, id string, opts executor.LogOptions, stdout, stderr io.Writer) error {
+	in, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	return in.logs.Copy(ctx, opts.Follow, opts.Tail, stdout, stderr)
+}
+
+// Remove implements executor.Executor.
+func (e *Executor) Remove(ctx context.Context, id string) error {
+	in, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	in.cancel(errStopped)
+	select {
+	case <-in.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	e.mu.Lock()
+	delete(e.instances, id)
+	e.mu.Unlock()
+	return nil
+}
+
+// eofReader is an empty stdin.
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
