@@ -231,7 +231,7 @@ func printResources(w io.Writer, s *api.ResourceSnapshot) error {
 	row("reserve", s.Reserve)
 	row("available", s.Available)
 	if s.Onboarded == nil {
-		fmt.Fprintln(tw, "onboarded\tnothing (dms onboard --cpu N --ram SIZE --disk SIZE)\t\t\t")
+		fmt.Fprintln(tw, "onboarded\tnothing\t\t\t")
 	} else {
 		row("onboarded", s.Onboarded.Resources)
 		row("allocated", s.Allocated)
@@ -239,7 +239,9 @@ func printResources(w io.Writer, s *api.ResourceSnapshot) error {
 		row("free", s.Free)
 	}
 	fmt.Fprintln(tw, "\t")
-	if s.Onboarded != nil {
+	if s.Onboarded == nil {
+		fmt.Fprintln(tw, "offer\tdms onboard --cpu N --ram SIZE --disk SIZE")
+	} else {
 		fmt.Fprintf(tw, "price\t%s\n", fmtPrice(s.Onboarded.Price))
 		fmt.Fprintf(tw, "since\t%s (changed %s)\n", s.Onboarded.Since.Local().Format(time.DateTime), s.Onboarded.Updated.Local().Format(time.DateTime))
 		fmt.Fprintf(tw, "work\t%d allocation(s), %d reservation(s)\n", len(s.Allocations), len(s.Reservations))
