@@ -37,6 +37,8 @@ type Config struct {
 	Actors    RelayService
 	Resources ResourceService
 	Caps      CapService
+	// Deployments is nil on a node that orchestrates nothing.
+	Deployments DeploymentService
 }
 
 // Server is the REST API.

@@ -97,6 +97,7 @@ func (s *Server) routesV1() {
 	s.handle("POST /api/v1/actor/broadcast", s.broadcast)
 	s.routesResources()
 	s.routesCap()
+	s.routesDeployments()
 }
 
 // envelope checks an ActorRequest and builds the envelope to relay.

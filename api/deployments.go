@@ -1,0 +1,154 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// DeployRequest is the body of POST /api/v1/deployments.
+type DeployRequest struct {
+	// Ensemble is the job (YAML), its local files already replaced by their
+	// sha256 references.
+	Ensemble string `json:"ensemble"`
+	// Artifacts are the files it references, by digest ("sha256:<hex>").
+	Artifacts map[string][]byte `json:"artifacts,omitempty"`
+	// Chains are the user's delegations to this node of /dms/deployment and
+	// /dms/allocation (token file text): the authority the deployment acts
+	// with on the network.
+	Chains []string `json:"chains"`
+}
+
+// Deployment is a deployment as the API shows it.
+type Deployment struct {
+	ID          string                `json:"id"`
+	State       string                `json:"state"`
+	Message     string                `json:"message,omitempty"`
+	Version     uint64                `json:"version"`
+	Owner       string                `json:"owner"`
+	Created     time.Time             `json:"created"`
+	Updated     time.Time             `json:"updated"`
+	ExitCode    *int                  `json:"exit_code,omitempty"`
+	Round       int                   `json:"round"`
+	Placement   []DeploymentNode      `json:"placement,omitempty"`
+	Allocations []DeploymentAlloc     `json:"allocations,omitempty"`
+	Candidates  []DeploymentCandidate `json:"candidates,omitempty"`
+	Ensemble    string                `json:"ensemble,omitempty"`
+}
+
+// Terminal reports whether the deployment has ended.
+func (d *Deployment) Terminal() bool {
+	return d.State == "completed" || d.State == "failed" || d.State == "stopped"
+}
+
+// DeploymentNode is where one node of the ensemble runs.
+type DeploymentNode struct {
+	Node        string  `json:"node"`
+	Provider    string  `json:"provider"` // peer ID
+	Reservation string  `json:"reservation"`
+	Score       float64 `json:"score"`
+	Cost        string  `json:"cost,omitempty"`
+}
+
+// DeploymentAlloc is one allocation of a deployment.
+type DeploymentAlloc struct {
+	Name     string    `json:"name"`
+	Node     string    `json:"node"`
+	Provider string    `json:"provider,omitempty"`
+	State    string    `json:"state"`
+	Restarts int       `json:"restarts"`
+	ExitCode *int      `json:"exit_code,omitempty"`
+	Reason   string    `json:"reason,omitempty"` // how it ended: exited, oom-killed, timed-out, cancelled, failed
+	Message  string    `json:"message,omitempty"`
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	Ports    []string  `json:"ports,omitempty"` // host:guest/proto
+}
+
+// DeploymentCandidate says why a provider does not host a node.
+type DeploymentCandidate struct {
+	Peer    string   `json:"peer"`
+	Node    string   `json:"node"`
+	Kind    string   `json:"kind"` // resource, executor, location, price, time, onboarding, pinned, invalid, refused, no-answer
+	Reasons []string `json:"reasons,omitempty"`
+}
+
+// LogLine is one piece of output, as GET /api/v1/deployments/{id}/logs
+// streams them (one JSON object per line).
+type LogLine struct {
+	Allocation string `json:"allocation"`
+	Stream     string `json:"stream"` // stdout or stderr
+	Data       string `json:"data"`
+}
+
+// Deploy submits an ensemble.
+func (c *Client) Deploy(ctx context.Context, req DeployRequest) (*Deployment, error) {
+	var d Deployment
+	return &d, c.Do(ctx, http.MethodPost, "/api/v1/deployments", req, &d)
+}
+
+// Deployments lists the deployments this node orchestrates, newest first.
+func (c *Client) Deployments(ctx context.Context) ([]Deployment, error) {
+	var ds []Deployment
+	return ds, c.Do(ctx, http.MethodGet, "/api/v1/deployments", nil, &ds)
+}
+
+// Deployment returns a deployment. With wait > 0 it long-polls: it answers
+// as soon as the deployment's version exceeds after, or when wait passes.
+func (c *Client) Deployment(ctx context.Context, id string, after uint64, wait time.Duration) (*Deployment, error) {
+	q := url.Values{}
+	if wait > 0 {
+		q.Set("after", strconv.FormatUint(after, 10))
+		q.Set("wait", wait.String())
+	}
+	path := "/api/v1/deployments/" + url.PathEscape(id)
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var d Deployment
+	return &d, c.Do(ctx, http.MethodGet, path, nil, &d)
+}
+
+// ShutdownDeployment stops a deployment.
+func (c *Client) ShutdownDeployment(ctx context.Context, id string) (*Deployment, error) {
+	var d Deployment
+	return &d, c.Do(ctx, http.MethodPost, "/api/v1/deployments/"+url.PathEscape(id)+"/shutdown", nil, &d)
+}
+
+// DeploymentLogs streams a deployment's logs (one allocation's when alloc
+// is set) to fn, from the beginning; with follow until they end.
+func (c *Client) DeploymentLogs(ctx context.Context, id, alloc string, follow bool, fn func(LogLine)) error {
+	q := url.Values{}
+	if alloc != "" {
+		q.Set("allocation", alloc)
+	}
+	if follow {
+		q.Set("follow", "true")
+	}
+	body, err := c.Stream(ctx, http.MethodGet, "/api/v1/deployments/"+url.PathEscape(id)+"/logs?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var l LogLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return fmt.Errorf("log stream: %w", err)
+		}
+		if l.Stream == "error" {
+			return &Error{Status: 502, Code: "logs", Message: l.Data}
+		}
+		fn(l)
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil && err != io.EOF {
+		return err
+	}
+	return ctx.Err()
+}

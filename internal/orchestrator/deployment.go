@@ -1,0 +1,123 @@
+package orchestrator
+
+import (
+	"errors"
+	"time"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/executor"
+	"github.com/dmsnet/dms/internal/identity"
+)
+
+// State is where a deployment is in its life.
+type State string
+
+// The states of a deployment, in order:
+//
+//	queued → bidding → committing → provisioning → running → completed | failed
+//	                                  any state → shutting-down → stopped
+//
+// A deployment goes back from bidding or committing to queued when no
+// placement fits (it waits for providers, up to its queue timeout) and
+// from committing to bidding when a provider refuses a commit.
+const (
+	Queued       State = "queued"
+	Bidding      State = "bidding"
+	Committing   State = "committing"
+	Provisioning State = "provisioning"
+	Running      State = "running"
+	Completed    State = "completed"
+	Failed       State = "failed"
+	ShuttingDown State = "shutting-down"
+	Stopped      State = "stopped"
+)
+
+// Terminal reports whether s is final.
+func (s State) Terminal() bool { return s == Completed || s == Failed || s == Stopped }
+
+// Deployment is one run of an ensemble, as persisted by the orchestrator's
+// node. Version grows with every change.
+type Deployment struct {
+	ID      string       `json:"id"`
+	Owner   identity.DID `json:"owner"`
+	Spec    []byte       `json:"spec"` // the ensemble (YAML)
+	State   State        `json:"state"`
+	Version uint64       `json:"version"`
+	Created time.Time    `json:"created"`
+	Updated time.Time    `json:"updated"`
+	// Message says what is going on, or why it failed.
+	Message string `json:"message,omitempty"`
+	// ExitCode is the job's: 0 when every task completed, else the exit
+	// code of the first task that failed; nil until the deployment ends.
+	ExitCode *int `json:"exit_code,omitempty"`
+	// Round counts bid rounds.
+	Round int `json:"round"`
+	// Candidates says, for the last round that found no placement, why
+	// each candidate provider does not host each node.
+	Candidates []CandidateReason `json:"candidates,omitempty"`
+	// Placement is each node's provider once committed.
+	Placement map[string]Placement `json:"placement,omitempty"`
+	// Allocations are by allocation name.
+	Allocations map[string]*Allocation `json:"allocations,omitempty"`
+
+	QueueDeadline time.Time `json:"queue_deadline,omitzero"`
+	EndDeadline   time.Time `json:"end_deadline,omitzero"` // from timeouts.total
+
+	// The orchestrator actor: its DID and key sealed with the node key,
+	// and the delegation chains (token files) it acts with.
+	Orchestrator actor.Handle `json:"orchestrator"`
+	SealedKey    []byte       `json:"sealed_key"`
+	Chains       []string     `json:"chains"`
+	Artifacts    []string     `json:"artifacts,omitempty"` // digests of the files shipped with it
+}
+
+// Placement is the provider of one node.
+type Placement struct {
+	Provider    actor.Handle `json:"provider"`
+	Reservation string       `json:"reservation"`
+	Score       float64      `json:"score"`
+	Cost        string       `json:"cost,omitempty"` // per hour
+}
+
+// Allocation is the orchestrator's view of one allocation.
+type Allocation struct {
+	Name     string           `json:"name"`
+	Node     string           `json:"node"`
+	Handle   actor.Handle     `json:"handle"`
+	State    AllocationState  `json:"state"`
+	Restarts int              `json:"restarts"`
+	Seq      uint64           `json:"seq"`
+	LastSeen time.Time        `json:"last_seen,omitzero"`
+	Message  string           `json:"message,omitempty"`
+	Result   *executor.Result `json:"result,omitempty"`
+	Ports    []executor.Port  `json:"ports,omitempty"`
+	Started  bool             `json:"started"`
+}
+
+// clone returns a deep copy, for readers outside the run loop.
+func (d *Deployment) clone() *Deployment {
+	c := *d
+	c.Placement = make(map[string]Placement, len(d.Placement))
+	for k, v := range d.Placement {
+		c.Placement[k] = v
+	}
+	c.Allocations = make(map[string]*Allocation, len(d.Allocations))
+	for k, v := range d.Allocations {
+		a := *v
+		c.Allocations[k] = &a
+	}
+	c.Candidates = append([]CandidateReason(nil), d.Candidates...)
+	return &c
+}
+
+// Store persists deployments and the files shipped with them.
+type Store interface {
+	PutDeployment(d *Deployment) error
+	Deployments() ([]*Deployment, error)
+	PutArtifact(digest string, data []byte) error
+	// Artifact returns a part of an artifact and its whole size.
+	Artifact(digest string, offset int64, max int) (data []byte, size int64, err error)
+}
+
+// ErrNotFound is returned for an unknown deployment or allocation.
+var ErrNotFound = errors.New("not found")

@@ -1,0 +1,116 @@
+package orchestrator
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/match"
+)
+
+// candidate is one provider's bid for one node, as the orchestrator rated it.
+type candidate struct {
+	Node     string
+	Provider actor.Handle
+	Bid      Bid
+	Rating   match.Rating
+}
+
+// placeNodes assigns every node a distinct provider (two nodes of an
+// ensemble never share one), all or nothing. Among the assignments that
+// place every node it prefers, node by node in order of fewest candidates,
+// the best-rated bid: a maximum bipartite matching (Kuhn's augmenting
+// paths) whose search tries candidates best first. It is pure and
+// deterministic: ties go to the lower provider ID.
+//
+// When some node cannot be placed it returns the nodes left over.
+func placeNodes(nodes []string, cands map[string][]candidate) (map[string]candidate, []string) {
+	// Best bid first; ties by provider ID so that the result is stable.
+	byNode := make(map[string][]candidate, len(nodes))
+	for _, n := range nodes {
+		cs := append([]candidate(nil), cands[n]...)
+		sort.SliceStable(cs, func(i, j int) bool {
+			if cs[i].Rating.Value != cs[j].Rating.Value {
+				return cs[i].Rating.Value > cs[j].Rating.Value
+			}
+			return cs[i].Provider.Host < cs[j].Provider.Host
+		})
+		byNode[n] = cs
+	}
+	order := append([]string(nil), nodes...)
+	sort.SliceStable(order, func(i, j int) bool { return len(byNode[order[i]]) < len(byNode[order[j]]) })
+
+	owner := map[string]string{} // provider host → node
+	chosen := map[string]int{}   // node → index in byNode[node]
+	var try func(node string, seen map[string]bool) bool
+	try = func(node string, seen map[string]bool) bool {
+		for i, c := range byNode[node] {
+			h := c.Provider.Host
+			if seen[h] {
+				continue
+			}
+			seen[h] = true
+			if other, taken := owner[h]; !taken || try(other, seen) {
+				owner[h] = node
+				chosen[node] = i
+				return true
+			}
+		}
+		return false
+	}
+	var missing []string
+	for _, n := range order {
+		if !try(n, map[string]bool{}) {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return nil, missing
+	}
+	out := make(map[string]candidate, len(nodes))
+	for n, i := range chosen {
+		out[n] = byNode[n][i]
+	}
+	return out, nil
+}
+
+// CandidateReason says why one provider does not host one node.
+type CandidateReason struct {
+	Peer string `json:"peer"`
+	Node string `json:"node"`
+	// Kind is resource, executor, location, price, time, onboarding,
+	// pinned, invalid, refused (at commit) or no-answer.
+	Kind    string   `json:"kind"`
+	Reasons []string `json:"reasons,omitempty"`
+}
+
+func (c CandidateReason) String() string {
+	if len(c.Reasons) == 0 {
+		return fmt.Sprintf("%s for %s: %s", shortPeer(c.Peer), c.Node, c.Kind)
+	}
+	return fmt.Sprintf("%s for %s: %s (%s)", shortPeer(c.Peer), c.Node, c.Kind, strings.Join(c.Reasons, "; "))
+}
+
+func shortPeer(p string) string {
+	if len(p) > 16 {
+		return p[:8] + "…" + p[len(p)-6:]
+	}
+	return p
+}
+
+// reasonKind classifies a match reason's dimension.
+func reasonKind(dim string) string {
+	switch dim {
+	case match.DimExecutor:
+		return "executor"
+	case match.DimLocation:
+		return "location"
+	case match.DimPrice:
+		return "price"
+	case match.DimTime:
+		return "time"
+	}
+	return "resource" // cpu, ram, disk, gpu and extra kinds
+}

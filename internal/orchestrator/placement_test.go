@@ -1,0 +1,59 @@
+package orchestrator
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/match"
+)
+
+func cand(node, host string, value float64) candidate {
+	return candidate{Node: node, Provider: actor.Handle{Host: host}, Rating: match.Rating{Eligible: true, Value: value}}
+}
+
+func TestPlaceNodes(t *testing.T) {
+	tests := []struct {
+		name  string
+		nodes []string
+		cands []candidate
+		want  string // node=host,... sorted; or "missing:a,b"
+	}{
+		{"single best", []string{"a"}, []candidate{cand("a", "p1", 0.2), cand("a", "p2", 0.9)}, "a=p2"},
+		{"tie by host", []string{"a"}, []candidate{cand("a", "p2", 0.5), cand("a", "p1", 0.5)}, "a=p1"},
+		{"gang on distinct providers", []string{"a", "b"}, []candidate{cand("a", "p1", 0.9), cand("b", "p1", 0.9), cand("b", "p2", 0.1)}, "a=p1,b=p2"},
+		{"most constrained first", []string{"a", "b"}, []candidate{cand("a", "p1", 0.9), cand("a", "p2", 0.5), cand("b", "p1", 0.3)}, "a=p2,b=p1"},
+		{"augmenting path", []string{"a", "b", "c"}, []candidate{
+			cand("a", "p1", 0.9), cand("a", "p2", 0.8),
+			cand("b", "p1", 0.9), cand("b", "p3", 0.1),
+			cand("c", "p1", 0.9), cand("c", "p2", 0.2),
+		}, "a=p2,b=p3,c=p1"},
+		{"gang with one provider: nothing", []string{"a", "b"}, []candidate{cand("a", "p1", 0.9), cand("b", "p1", 0.9)}, "missing:b"},
+		{"no bids", []string{"a"}, nil, "missing:a"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cands := map[string][]candidate{}
+			for _, c := range tt.cands {
+				cands[c.Node] = append(cands[c.Node], c)
+			}
+			got, missing := placeNodes(tt.nodes, cands)
+			var s string
+			if missing != nil {
+				s = "missing:" + strings.Join(missing, ",")
+			} else {
+				var parts []string
+				for n, c := range got {
+					parts = append(parts, fmt.Sprintf("%s=%s", n, c.Provider.Host))
+				}
+				sort.Strings(parts)
+				s = strings.Join(parts, ",")
+			}
+			if s != tt.want {
+				t.Fatalf("placeNodes = %s, want %s", s, tt.want)
+			}
+		})
+	}
+}

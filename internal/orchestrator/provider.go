@@ -1,0 +1,238 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/match"
+	"github.com/dmsnet/dms/internal/resource"
+)
+
+// Ledger is the provider's resource accounting (resource.Manager).
+type Ledger interface {
+	Bid(id string, req match.Request, ttl time.Duration) (resource.Bid, error)
+	Commit(id string) (resource.Allocation, error)
+	Release(id string) error
+	Offer() match.Offer
+}
+
+// Allocator creates and removes allocation actors (allocation.Manager).
+type Allocator interface {
+	// Create makes the actor of one allocation of a committed reservation.
+	Create(ctx context.Context, req CreateAllocation) (actor.Handle, error)
+	// Revert stops and removes every allocation of a reservation and
+	// releases its resources. Idempotent.
+	Revert(ctx context.Context, reservation string) error
+}
+
+// CreateAllocation is what the provider asks the Allocator for.
+type CreateAllocation struct {
+	ID           string // unique on this provider: <reservation>.<name>
+	Reservation  string
+	Deployment   string
+	Orchestrator actor.Handle
+	Spec         AllocationSpec
+}
+
+// ProviderConfig configures a Provider.
+type ProviderConfig struct {
+	Node           *actor.Actor  // the node's root actor
+	Key            *identity.Key // the node key: signs bids
+	Ledger         Ledger
+	Allocator      Allocator
+	ReservationTTL time.Duration
+	Logger         *slog.Logger
+}
+
+// Provider is a node's side of the deployment protocol: it bids for the
+// nodes of deployments it can host, and commits and reverts them.
+type Provider struct {
+	cfg ProviderConfig
+	log *slog.Logger
+
+	mu     sync.Mutex
+	owners map[string]identity.DID // reservation → the orchestrator that asked for it; guarded by mu
+}
+
+// NewProvider returns a provider; Register puts it on the network.
+func NewProvider(cfg ProviderConfig) *Provider {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ReservationTTL <= 0 {
+		cfg.ReservationTTL = 30 * time.Second
+	}
+	return &Provider{cfg: cfg, log: cfg.Logger.With("component", "provider"), owners: map[string]identity.DID{}}
+}
+
+// Register adds the provider's behaviors to the node actor and subscribes
+// it to bid requests.
+func (p *Provider) Register() error {
+	n := p.cfg.Node
+	n.AddBehavior(BehaviorRequest, p.request)
+	n.AddBehavior(BehaviorCommit, p.commit)
+	n.AddBehavior(BehaviorRevert, p.revert)
+	return n.Subscribe(TopicDeployments)
+}
+
+// reservationID names the reservation of one node of one bid round.
+func reservationID(deployment string, round int, node string) string {
+	return fmt.Sprintf("%s.%d.%s", deployment, round, node)
+}
+
+func (p *Provider) request(ctx context.Context, m *actor.Message) (any, error) {
+	var req BidRequest
+	if err := m.Decode(&req); err != nil {
+		return nil, err
+	}
+	if err := checkID("deployment", req.Deployment); err != nil {
+		return nil, err
+	}
+	if len(req.Nodes) == 0 || len(req.Nodes) > 64 {
+		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("%d nodes in a bid request", len(req.Nodes))}
+	}
+	self := p.cfg.Node.Handle()
+	reply := BidReply{Provider: self}
+	for _, nr := range req.Nodes {
+		if err := checkID("node", nr.Name); err != nil {
+			return nil, err
+		}
+		if nr.Peer != "" && nr.Peer != self.Host && nr.Peer != string(self.DID) {
+			reply.NoBids = append(reply.NoBids, NoBid{Node: nr.Name, Kind: "pinned", Reasons: []string{"pinned to another peer"}})
+			continue
+		}
+		id := reservationID(req.Deployment, req.Round, nr.Name)
+		b, err := p.cfg.Ledger.Bid(id, nr.Request, p.cfg.ReservationTTL)
+		if err != nil {
+			reply.NoBids = append(reply.NoBids, noBid(nr.Name, err))
+			continue
+		}
+		// The offer holds what the reservation holds: an exact fit.
+		offer := p.cfg.Ledger.Offer()
+		offer.Free = b.Reservation.Resources
+		bid := Bid{Node: nr.Name, Reservation: id, Expires: b.Reservation.Expires, Offer: offer}
+		bid.Signature = p.cfg.Key.Sign(bid.SignedBytes(req.Deployment, self.Host))
+		reply.Bids = append(reply.Bids, bid)
+		p.mu.Lock()
+		p.owners[id] = m.From.DID
+		p.mu.Unlock()
+	}
+	p.log.Debug("bid request", "deployment", req.Deployment, "bids", len(reply.Bids), "no_bids", len(reply.NoBids))
+	return reply, nil
+}
+
+// SignedBytes is what a bid's signature covers.
+func (b Bid) SignedBytes(deployment, provider string) []byte {
+	offer, _ := json.Marshal(b.Offer)
+	return fmt.Appendf(nil, "dms-bid|%s|%s|%s|%s|%d|%s", deployment, provider, b.Node, b.Reservation, b.Expires.UnixNano(), offer)
+}
+
+// noBid explains a refusal to bid.
+func noBid(node string, err error) NoBid {
+	var nf *match.NoFitError
+	switch {
+	case errors.As(err, &nf) && len(nf.Reasons) > 0:
+		nb := NoBid{Node: node, Kind: reasonKind(nf.Reasons[0].Dimension)}
+		for _, r := range nf.Reasons {
+			nb.Reasons = append(nb.Reasons, r.String())
+		}
+		return nb
+	case errors.Is(err, resource.ErrNotOnboarded):
+		return NoBid{Node: node, Kind: "onboarding", Reasons: []string{"no resources onboarded"}}
+	case errors.Is(err, resource.ErrInvalid):
+		return NoBid{Node: node, Kind: "invalid", Reasons: []string{err.Error()}}
+	}
+	return NoBid{Node: node, Kind: "resource", Reasons: []string{err.Error()}}
+}
+
+func (p *Provider) owner(reservation string) (identity.DID, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d, ok := p.owners[reservation]
+	return d, ok
+}
+
+func (p *Provider) commit(ctx context.Context, m *actor.Message) (any, error) {
+	var req CommitRequest
+	if err := m.Decode(&req); err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(req.Reservation, req.Deployment+".") {
+		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("reservation %s is not of deployment %s", req.Reservation, req.Deployment)}
+	}
+	if owner, ok := p.owner(req.Reservation); ok && owner != m.From.DID {
+		return nil, &actor.Error{Code: actor.CodeDenied, Msg: fmt.Sprintf("reservation %s was made for another orchestrator", req.Reservation)}
+	}
+	if len(req.Allocations) == 0 {
+		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: "no allocations to commit"}
+	}
+	if _, err := p.cfg.Ledger.Commit(req.Reservation); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	reply := CommitReply{Allocations: map[string]actor.Handle{}}
+	for _, spec := range req.Allocations {
+		if err := checkID("allocation", spec.Name); err != nil {
+			p.cfg.Allocator.Revert(ctx, req.Reservation)
+			return nil, err
+		}
+		h, err := p.cfg.Allocator.Create(ctx, CreateAllocation{
+			ID: req.Reservation + "." + spec.Name, Reservation: req.Reservation, Deployment: req.Deployment,
+			Orchestrator: req.Orchestrator, Spec: spec,
+		})
+		if err != nil {
+			// All or nothing on this provider too.
+			if rerr := p.cfg.Allocator.Revert(ctx, req.Reservation); rerr != nil {
+				p.log.Warn("revert after a failed commit", "reservation", req.Reservation, "err", rerr)
+			}
+			return nil, fmt.Errorf("create allocation %s: %w", spec.Name, err)
+		}
+		reply.Allocations[spec.Name] = h
+	}
+	p.log.Info("committed", "deployment", req.Deployment, "node", req.Node, "allocations", len(reply.Allocations))
+	return reply, nil
+}
+
+func (p *Provider) revert(ctx context.Context, m *actor.Message) (any, error) {
+	var req RevertRequest
+	if err := m.Decode(&req); err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(req.Reservation, req.Deployment+".") {
+		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("reservation %s is not of deployment %s", req.Reservation, req.Deployment)}
+	}
+	if owner, ok := p.owner(req.Reservation); ok && owner != m.From.DID {
+		return nil, &actor.Error{Code: actor.CodeDenied, Msg: fmt.Sprintf("reservation %s was made for another orchestrator", req.Reservation)}
+	}
+	if err := p.cfg.Allocator.Revert(ctx, req.Reservation); err != nil {
+		return nil, err
+	}
+	if err := p.cfg.Ledger.Release(req.Reservation); err != nil && !errors.Is(err, resource.ErrNotFound) {
+		return nil, err
+	}
+	p.mu.Lock()
+	delete(p.owners, req.Reservation)
+	p.mu.Unlock()
+	return struct{}{}, nil
+}
+
+// checkID refuses names that could not be a deployment, node or
+// allocation name (they become parts of IDs, inboxes and labels).
+func checkID(what, s string) error {
+	if s == "" || len(s) > 63 {
+		return &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("%s name %q", what, s)}
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("%s name %q: lower-case letters, digits and '-' only", what, s)}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,447 @@
+package orchestrator
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/ensemble"
+	"github.com/dmsnet/dms/internal/identity"
+)
+
+// Wallet holds the delegation chains the node's actors present (the node's
+// wallet): an orchestrator acts with the chains its node delegates to it.
+type Wallet interface {
+	Add(chain cap.Chain)
+}
+
+// Config configures a Service.
+type Config struct {
+	System *actor.System
+	Node   *actor.Actor  // the node's root actor
+	Key    *identity.Key // the node key: delegates to orchestrators
+	Store  Store
+	Wallet Wallet
+	Sealer *identity.Sealer // seals orchestrator keys at rest
+	// Peers lists the peers this node is connected to: the candidates a
+	// bid round waits for (it ends early when all of them answered).
+	Peers func() []string
+
+	BidWindow     time.Duration // default 1s
+	QueueTimeout  time.Duration // default 10m; a spec's timeouts.queue overrides it
+	RetryMax      time.Duration // longest wait between bid rounds while queued; default 15s
+	LostAfter     time.Duration // an allocation silent this long is lost; default 10s
+	CommitTimeout time.Duration // default 15s
+	Logger        *slog.Logger
+	Now           func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.BidWindow <= 0 {
+		c.BidWindow = time.Second
+	}
+	if c.QueueTimeout <= 0 {
+		c.QueueTimeout = 10 * time.Minute
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 15 * time.Second
+	}
+	if c.LostAfter <= 0 {
+		c.LostAfter = 10 * time.Second
+	}
+	if c.CommitTimeout <= 0 {
+		c.CommitTimeout = 15 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Peers == nil {
+		c.Peers = func() []string { return nil }
+	}
+}
+
+// Service runs the deployments submitted to this node, one orchestrator
+// actor each.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+
+	mu   sync.Mutex
+	deps map[string]*run // guarded by mu
+	wg   sync.WaitGroup
+	ctx  context.Context
+	stop context.CancelFunc
+}
+
+// NewService returns a service with no deployments; call Resume to pick up
+// those persisted.
+func NewService(cfg Config) (*Service, error) {
+	if cfg.System == nil || cfg.Node == nil || cfg.Key == nil || cfg.Store == nil || cfg.Wallet == nil || cfg.Sealer == nil {
+		return nil, errors.New("orchestrator: incomplete config")
+	}
+	cfg.setDefaults()
+	ctx, stop := context.WithCancel(context.Background())
+	return &Service{cfg: cfg, log: cfg.Logger.With("component", "orchestrator"), deps: map[string]*run{}, ctx: ctx, stop: stop}, nil
+}
+
+// Submission is an ensemble to deploy.
+type Submission struct {
+	// Spec is validated, its local files replaced by their digests.
+	Spec  *ensemble.Spec
+	Owner identity.DID
+	// Chains are the owner's delegations to this node of CmdDeployment and
+	// CmdAllocation, with which the orchestrator acts on the network.
+	Chains []cap.Chain
+	// Artifacts are the files the spec references, by digest.
+	Artifacts map[string][]byte
+}
+
+// Submit accepts a deployment and starts its orchestrator.
+func (s *Service) Submit(ctx context.Context, sub Submission) (*Deployment, error) {
+	if sub.Spec == nil {
+		return nil, errors.New("no ensemble")
+	}
+	if err := sub.Spec.Validate(); err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	chains, err := s.checkChains(sub.Chains, now)
+	if err != nil {
+		return nil, err
+	}
+	if files := sub.Spec.LocalFiles(); len(files) > 0 {
+		return nil, fmt.Errorf("%s: local file %s was not shipped (the CLI replaces local files by their sha256 digests)", files[0].Path, files[0].File)
+	}
+	var digests []string
+	for d, data := range sub.Artifacts {
+		sum := sha256.Sum256(data)
+		if d != "sha256:"+hex.EncodeToString(sum[:]) {
+			return nil, fmt.Errorf("artifact %s: content does not match its digest", d)
+		}
+		if err := s.cfg.Store.PutArtifact(d, data); err != nil {
+			return nil, fmt.Errorf("store artifact: %w", err)
+		}
+		digests = append(digests, d)
+	}
+	sort.Strings(digests)
+	for _, ref := range referencedFiles(sub.Spec) {
+		if _, ok := sub.Artifacts[ref]; !ok {
+			if _, _, err := s.cfg.Store.Artifact(ref, 0, 1); err != nil {
+				return nil, fmt.Errorf("the ensemble references %s, which was not shipped with it", ref)
+			}
+			digests = append(digests, ref)
+		}
+	}
+	raw, err := ensemble.Marshal(sub.Spec)
+	if err != nil {
+		return nil, err
+	}
+	key, err := identity.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	id := newID()
+	d := &Deployment{
+		ID: id, Owner: sub.Owner, Spec: raw, State: Queued, Created: now, Updated: now,
+		Message:      "waiting for bids",
+		Orchestrator: actor.Handle{DID: key.DID(), Host: s.cfg.System.Self(), Inbox: "orch/" + id},
+		SealedKey:    s.cfg.Sealer.SealKey(key),
+		Artifacts:    digests,
+		Placement:    map[string]Placement{},
+		Allocations:  map[string]*Allocation{},
+	}
+	queue := s.cfg.QueueTimeout
+	if sub.Spec.Timeouts.Queue > 0 {
+		queue = sub.Spec.Timeouts.Queue
+	}
+	d.QueueDeadline = now.Add(queue)
+	if sub.Spec.Timeouts.Total > 0 {
+		d.EndDeadline = now.Add(sub.Spec.Timeouts.Total)
+	}
+	// The node delegates its authority (from the owner) to the
+	// orchestrator actor, and nothing more.
+	for _, c := range chains {
+		leaf := c.Leaf()
+		oc, err := cap.Redelegate(s.cfg.Key, c, cap.DelegationParams{Audience: key.DID(), Command: leaf.Command(), Expiry: leaf.Expiry()}, now)
+		if err != nil {
+			return nil, fmt.Errorf("delegate to the orchestrator: %w", err)
+		}
+		text, err := oc.Encode()
+		if err != nil {
+			return nil, err
+		}
+		d.Chains = append(d.Chains, text)
+	}
+	if err := s.cfg.Store.PutDeployment(d); err != nil {
+		return nil, fmt.Errorf("persist deployment: %w", err)
+	}
+	r, err := s.start(d, key, sub.Spec)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("deployment submitted", "deployment_id", id, "owner", sub.Owner.Short(), "allocations", len(sub.Spec.Allocations))
+	return r.snapshot(), nil
+}
+
+// checkChains returns the chains for CmdDeployment and CmdAllocation held
+// by this node.
+func (s *Service) checkChains(chains []cap.Chain, now time.Time) ([]cap.Chain, error) {
+	need := map[string]cap.Chain{CmdDeployment: nil, CmdAllocation: nil}
+	for _, c := range chains {
+		if len(c) == 0 || c.Holder() != s.cfg.Key.DID() {
+			continue
+		}
+		leaf := c.Leaf()
+		if exp := leaf.Expiry(); !exp.IsZero() && now.After(exp) {
+			continue
+		}
+		for cmd := range need {
+			if cap.Covers(leaf.Command(), cmd) && need[cmd] == nil {
+				need[cmd] = c
+			}
+		}
+	}
+	var out []cap.Chain
+	for _, cmd := range []string{CmdDeployment, CmdAllocation} {
+		if need[cmd] == nil {
+			return nil, fmt.Errorf("the deployment carries no delegation of %s to this node (dms deploy makes one with the user key)", cmd)
+		}
+		if len(out) == 0 || out[len(out)-1].Leaf().CID() != need[cmd].Leaf().CID() {
+			out = append(out, need[cmd])
+		}
+	}
+	return out, nil
+}
+
+// referencedFiles lists the digests a spec's executions reference.
+func referencedFiles(spec *ensemble.Spec) []string {
+	var out []string
+	for _, a := range spec.Allocations {
+		for _, ref := range []string{a.Execution.Module, a.Execution.Kernel, a.Execution.Initrd, a.Execution.Rootfs} {
+			if ensemble.IsDigest(ref) {
+				out = append(out, ref)
+			}
+		}
+	}
+	sort.Strings(out)
+	return compact(out)
+}
+
+func compact(s []string) []string {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newID returns a deployment ID: "d" and 12 random base32 characters.
+func newID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "d" + idEncoding.EncodeToString(b)[:12]
+}
+
+// start spawns the orchestrator actor of d and its run loop.
+func (s *Service) start(d *Deployment, key *identity.Key, spec *ensemble.Spec) (*run, error) {
+	for _, text := range d.Chains {
+		c, err := cap.DecodeChain([]byte(text))
+		if err != nil {
+			return nil, fmt.Errorf("deployment %s: chain: %w", d.ID, err)
+		}
+		s.cfg.Wallet.Add(c)
+	}
+	a, err := s.cfg.System.Spawn(key, d.Orchestrator.Inbox, actor.SpawnOptions{Workers: 4})
+	if err != nil {
+		return nil, err
+	}
+	r := newRun(s, d, a, spec)
+	a.AddBehavior(BehaviorReport, r.onReport)
+	a.AddBehavior(BehaviorArtifact, r.onArtifact)
+	s.mu.Lock()
+	s.deps[d.ID] = r
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		r.loop(s.ctx)
+	}()
+	return r, nil
+}
+
+// Resume restarts the orchestrators of persisted deployments that had not
+// ended, after a node restart; their allocations keep reporting to the same
+// actor handles.
+func (s *Service) Resume(ctx context.Context) error {
+	ds, err := s.cfg.Store.Deployments()
+	if err != nil {
+		return err
+	}
+	for _, d := range ds {
+		if d.State.Terminal() {
+			s.mu.Lock()
+			s.deps[d.ID] = &run{s: s, d: d, changed: make(chan struct{})}
+			s.mu.Unlock()
+			continue
+		}
+		key, err := s.cfg.Sealer.OpenKey(d.SealedKey, d.Orchestrator.DID)
+		if err != nil {
+			return fmt.Errorf("deployment %s: orchestrator key: %w", d.ID, err)
+		}
+		spec, err := ensemble.Parse(d.Spec)
+		if err != nil {
+			return fmt.Errorf("deployment %s: %w", d.ID, err)
+		}
+		d.Orchestrator.Host = s.cfg.System.Self()
+		if _, err := s.start(d, key, spec); err != nil {
+			return err
+		}
+		s.log.Info("deployment resumed", "deployment_id", d.ID, "state", d.State)
+	}
+	return nil
+}
+
+func (s *Service) get(id string) (*run, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.deps[id]
+	if !ok {
+		return nil, fmt.Errorf("deployment %s: %w", id, ErrNotFound)
+	}
+	return r, nil
+}
+
+// Get returns a copy of a deployment.
+func (s *Service) Get(id string) (*Deployment, error) {
+	r, err := s.get(id)
+	if err != nil {
+		return nil, err
+	}
+	return r.snapshot(), nil
+}
+
+// List returns copies of every deployment, newest first.
+func (s *Service) List() []*Deployment {
+	s.mu.Lock()
+	rs := make([]*run, 0, len(s.deps))
+	for _, r := range s.deps {
+		rs = append(rs, r)
+	}
+	s.mu.Unlock()
+	out := make([]*Deployment, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, r.snapshot())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out
+}
+
+// Wait blocks until the deployment's version exceeds after (or ctx is
+// done) and returns it: a long poll for progress.
+func (s *Service) Wait(ctx context.Context, id string, after uint64) (*Deployment, error) {
+	r, err := s.get(id)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		r.mu.Lock()
+		d, ch := r.d, r.changed
+		if d.Version > after || d.State.Terminal() && d.Version >= after {
+			c := d.clone()
+			r.mu.Unlock()
+			return c, nil
+		}
+		r.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return r.snapshot(), nil
+		}
+	}
+}
+
+// Shutdown stops a deployment: its allocations are stopped and its
+// resources released. It returns once the request is recorded.
+func (s *Service) Shutdown(ctx context.Context, id string) (*Deployment, error) {
+	r, err := s.get(id)
+	if err != nil {
+		return nil, err
+	}
+	r.requestShutdown()
+	return r.snapshot(), nil
+}
+
+// Close stops every run loop (the deployments stay persisted and resume at
+// the next start) and waits for them.
+func (s *Service) Close(ctx context.Context) error {
+	s.stop()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Logs streams the logs of a deployment's allocations (all, or the one
+// named) to emit, from the beginning; with follow it keeps streaming until
+// they end or ctx is done.
+func (s *Service) Logs(ctx context.Context, id, alloc string, follow bool, emit func(alloc string, e LogEntry)) error {
+	r, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	return r.logs(ctx, alloc, follow, emit)
+}
+
+// allocNames returns the allocation names of a spec, sorted.
+func allocNames(spec *ensemble.Spec) []string {
+	names := make([]string, 0, len(spec.Allocations))
+	for n := range spec.Allocations {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// nodesOf returns the nodes of a spec and which node hosts each
+// allocation. Parse fills in a node per allocation when the spec has none.
+func nodesOf(spec *ensemble.Spec) (nodes []string, hostOf map[string]string) {
+	hostOf = map[string]string{}
+	for name, n := range spec.Nodes {
+		nodes = append(nodes, name)
+		for _, a := range n.Allocations {
+			hostOf[a] = name
+		}
+	}
+	if len(nodes) == 0 {
+		for a := range spec.Allocations {
+			nodes = append(nodes, a)
+			hostOf[a] = a
+		}
+	}
+	sort.Strings(nodes)
+	return nodes, hostOf
+}
+
+func joinNames(s []string) string { return strings.Join(s, ", ") }
