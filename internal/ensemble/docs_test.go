@@ -35,3 +35,26 @@ func TestDocsNameEveryField(t *testing.T) {
 	}
 	check(reflect.TypeFor[Spec]())
 }
+
+// TestDocsExamples parses every ```yaml block of docs/ensemble.md that
+// starts with "version:".
+func TestDocsExamples(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "docs", "ensemble.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, block := range strings.Split(string(data), "```yaml\n")[1:] {
+		src, _, _ := strings.Cut(block, "```")
+		if !strings.HasPrefix(src, "version:") {
+			continue
+		}
+		n++
+		if _, err := Parse([]byte(src)); err != nil {
+			t.Errorf("example %d of docs/ensemble.md: %v", n, err)
+		}
+	}
+	if n == 0 {
+		t.Error("no example in docs/ensemble.md")
+	}
+}
