@@ -8,7 +8,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"gopkg.in/yaml.v3"
 )
 
 // The JSON Schema in docs/ is generated from the Go types by this test:
@@ -266,5 +270,65 @@ func TestSchemaFields(t *testing.T) {
 		}
 		props, _ := def["properties"].(map[string]any)
 		check(typ.Name(), typ, props)
+	}
+}
+
+// TestSchemaAcceptsExamples validates the examples (and the round-trip
+// sample) against docs/ensemble.schema.json with a draft 2020-12 validator,
+// so the schema is known to fit what the parser accepts.
+func TestSchemaAcceptsExamples(t *testing.T) {
+	data, err := os.ReadFile(schemaFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("ensemble.schema.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	schema, err := c.Compile("ensemble.schema.json")
+	if err != nil {
+		t.Fatalf("the schema does not compile: %v", err)
+	}
+	files, _ := filepath.Glob(filepath.Join("..", "..", "examples", "*.yaml"))
+	sources := map[string][]byte{"full": []byte(full)}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sources[filepath.Base(f)] = b
+	}
+	for name, src := range sources {
+		var v any
+		if err := yaml.Unmarshal(src, &v); err != nil {
+			t.Fatal(err)
+		}
+		js, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(js))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := schema.Validate(inst); err != nil {
+			t.Errorf("%s does not validate against the schema: %v", name, err)
+		}
+	}
+	// And the schema refuses what the parser refuses, for a few shapes.
+	for _, bad := range []string{
+		`{"version": "v1", "allocations": {"a": {"executor": "docker", "execution": {"imgae": "x"}}}}`,
+		`{"version": "v1", "allocations": {"Web": {"executor": "docker", "execution": {}}}}`,
+		`{"version": "v1", "allocations": {"a": {"executor": "docker", "execution": {}, "resources": {"ram": "4 GB"}}}}`,
+		`{"version": "v2", "allocations": {}}`,
+	} {
+		inst, _ := jsonschema.UnmarshalJSON(strings.NewReader(bad))
+		if err := schema.Validate(inst); err == nil {
+			t.Errorf("the schema accepts %s", bad)
+		}
 	}
 }
