@@ -24,6 +24,9 @@ const (
 	// maxVisits bounds the YAML nodes visited, aliases included (an alias
 	// of an alias of ... would otherwise expand exponentially).
 	maxVisits = 200_000
+	// MaxProblems is the most problems Parse reports; one more says how
+	// many were left out.
+	MaxProblems = 200
 	// maxDepth bounds the nesting of values (and of merges).
 	maxDepth = 64
 )
@@ -69,7 +72,12 @@ func parse(data []byte) (*Spec, Problems) {
 			probs = append(probs, p)
 		}
 	}
-	return &s, probs.sort()
+	probs = probs.sort()
+	if len(probs) > MaxProblems {
+		more := len(probs) - MaxProblems
+		probs = append(probs[:MaxProblems:MaxProblems], Problem{Msg: fmt.Sprintf("and %d more problems", more)})
+	}
+	return &s, probs
 }
 
 var yamlLineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)

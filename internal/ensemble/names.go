@@ -51,9 +51,15 @@ func keyPath(parent, key string) string {
 // indexPath appends a list index to a path: a[3].
 func indexPath(parent string, i int) string { return fmt.Sprintf("%s[%d]", parent, i) }
 
+// maxSuggestCandidates bounds the work of one suggestion.
+const maxSuggestCandidates = 256
+
 // suggest returns the candidate closest to s when it is close enough to be a
 // likely typo, else "".
 func suggest(s string, candidates []string) string {
+	if len(candidates) > maxSuggestCandidates {
+		return "" // too costly to be worth it
+	}
 	best, bestD := "", 1<<30
 	sorted := append([]string(nil), candidates...)
 	sort.Strings(sorted)

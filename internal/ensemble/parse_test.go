@@ -2,6 +2,7 @@ package ensemble
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -854,5 +855,37 @@ func TestParseRecursiveAliases(t *testing.T) {
 		if got := problems(t, src); len(got) == 0 {
 			t.Errorf("Parse(%q) found no problem", src)
 		}
+	}
+}
+
+// TestParseLargeInputs checks that large, wrong inputs are handled in
+// bounded time and output.
+func TestParseLargeInputs(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("version: v1\ncontracts: [")
+	for i := range 20000 {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("x")
+	}
+	b.WriteString("]\nallocations:\n  one:\n    executor: docker\n    execution: {image: a}\n    ports: [")
+	for i := range 20000 {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("{port: 80, public: 8080}")
+	}
+	b.WriteString("]\n")
+	for i := range 5000 {
+		fmt.Fprintf(&b, "  a%d: {executor: docker, execution: {image: a}, depends_on: [nope%d]}\n", i, i)
+	}
+	start := time.Now()
+	got := problems(t, b.String())
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("Parse took %v", d)
+	}
+	if len(got) != MaxProblems+1 || got[MaxProblems] != fmt.Sprintf("and %d more problems", 19999+19999+5000-MaxProblems) {
+		t.Errorf("Parse returned %d problems, the last %q", len(got), got[len(got)-1])
 	}
 }

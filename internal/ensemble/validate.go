@@ -31,8 +31,9 @@ func validate(s *Spec, pos map[string]int) Problems {
 }
 
 type validator struct {
-	pos   map[string]int
-	probs Problems
+	pos    map[string]int
+	probs  Problems
+	allocs []string // the allocation names, sorted
 }
 
 func (v *validator) addf(path, format string, args ...any) {
@@ -151,12 +152,15 @@ func (v *validator) spec(s *Spec) {
 			v.addf(keyPath("metadata", k), "empty key")
 		}
 	}
+	firstContract := map[string]int{}
 	for i, c := range s.Contracts {
 		p := indexPath("contracts", i)
 		if strings.TrimSpace(c) == "" {
 			v.addf(p, "empty contract reference")
-		} else if j := slices.Index(s.Contracts, c); j < i {
+		} else if j, dup := firstContract[c]; dup {
 			v.addf(p, "duplicate of contracts[%d]", j)
+		} else {
+			firstContract[c] = i
 		}
 	}
 	t := s.Timeouts
@@ -170,8 +174,8 @@ func (v *validator) spec(s *Spec) {
 		v.addf("timeouts.queue", "%s is longer than timeouts.total (%s)", formatDuration(t.Queue), formatDuration(t.Total))
 	}
 
-	names := sortedKeys(s.Allocations)
-	for _, name := range names {
+	v.allocs = sortedKeys(s.Allocations)
+	for _, name := range v.allocs {
 		v.allocation(s, name)
 	}
 	v.cycles(s)
@@ -203,18 +207,24 @@ func (v *validator) allocation(s *Spec, name string) {
 	if len(a.Ports) > 0 && a.Executor == Wasm {
 		v.addf(p+".ports", "the wasm executor does not support ports")
 	}
+	inner, public := map[string]int{}, map[string]int{} // "80/tcp" -> first index
 	for i, port := range a.Ports {
 		pp := indexPath(p+".ports", i)
-		for j, other := range a.Ports[:i] {
-			if other.Port == port.Port && other.Protocol == port.Protocol {
-				v.addf(pp, "duplicate of ports[%d] (%d/%s)", j, port.Port, port.Protocol)
-				break
-			}
-			if port.Public != 0 && other.Public == port.Public && other.Protocol == port.Protocol {
-				v.addf(pp+".public", "%d/%s is already published by ports[%d]", port.Public, port.Protocol, j)
-				break
-			}
+		key := fmt.Sprintf("%d/%s", port.Port, port.Protocol)
+		if j, dup := inner[key]; dup {
+			v.addf(pp, "duplicate of ports[%d] (%s)", j, key)
+			continue
 		}
+		inner[key] = i
+		if port.Public == 0 {
+			continue
+		}
+		pub := fmt.Sprintf("%d/%s", port.Public, port.Protocol)
+		if j, dup := public[pub]; dup {
+			v.addf(pp+".public", "%s is already published by ports[%d]", pub, j)
+			continue
+		}
+		public[pub] = i
 	}
 
 	mounts := map[string]string{}
@@ -249,7 +259,7 @@ func (v *validator) allocation(s *Spec, name string) {
 		case d == name:
 			v.addf(dp, "an allocation cannot depend on itself")
 		case !ok:
-			v.addf(dp, "no allocation %q%s", d, didYouMean(d, sortedKeys(s.Allocations)))
+			v.addf(dp, "no allocation %q%s", d, didYouMean(d, v.allocs))
 		case seen[d]:
 			v.addf(dp, "%s is listed twice", d)
 		}
@@ -434,7 +444,7 @@ func (v *validator) nodes(s *Spec) {
 		for i, a := range n.Allocations {
 			ap := indexPath(p+".allocations", i)
 			if _, ok := s.Allocations[a]; !ok {
-				v.addf(ap, "no allocation %q%s", a, didYouMean(a, sortedKeys(s.Allocations)))
+				v.addf(ap, "no allocation %q%s", a, didYouMean(a, v.allocs))
 				continue
 			}
 			if other, dup := host[a]; dup {
@@ -447,6 +457,10 @@ func (v *validator) nodes(s *Spec) {
 			}
 			host[a] = name
 		}
+		accepted := map[string]bool{}
+		for _, c := range n.Location.Accept {
+			accepted[c] = true
+		}
 		for _, list := range []struct {
 			key   string
 			codes []string
@@ -455,7 +469,7 @@ func (v *validator) nodes(s *Spec) {
 				cp := indexPath(p+".location."+list.key, i)
 				if err := CheckLocationCode(c); err != nil {
 					v.addf(cp, "%v", err)
-				} else if list.key == "reject" && slices.Contains(n.Location.Accept, c) {
+				} else if list.key == "reject" && accepted[c] {
 					v.addf(cp, "%s is also accepted", c)
 				}
 			}
@@ -471,7 +485,7 @@ func (v *validator) nodes(s *Spec) {
 		}
 		v.publicPorts(s, name, n)
 	}
-	for _, a := range sortedKeys(s.Allocations) {
+	for _, a := range v.allocs {
 		if _, ok := host[a]; !ok {
 			v.addf(keyPath("allocations", a), "not on any node (list it in the allocations of one node)")
 		}
