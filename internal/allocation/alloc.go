@@ -1,0 +1,367 @@
+package allocation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/executor"
+	"github.com/dmsnet/dms/internal/orchestrator"
+)
+
+// seqBlock is how far ahead of the last report's Seq the persisted Seq is
+// kept, so that heartbeats need no write.
+const seqBlock = 1000
+
+// Log reading limits.
+const (
+	defaultLogMax = 256 << 10
+	maxLogMax     = 1 << 20
+)
+
+// alloc is one allocation actor and the goroutines that run its workload.
+type alloc struct {
+	m    *Manager
+	act  *actor.Actor
+	ex   executor.Executor // nil when this node no longer has the executor
+	dir  string
+	log  *logFile
+	life context.Context // cancelled when the allocation is removed or the manager closes
+	kill context.CancelFunc
+	wake chan struct{} // buffered 1: wakes the reporter
+
+	// opMu serializes start, stop and remove.
+	opMu sync.Mutex
+
+	// saveMu serializes writes of the record, so the last one holds the
+	// latest state.
+	saveMu  sync.Mutex
+	deleted bool // guarded by saveMu: the record was deleted; write no more
+
+	mu        sync.Mutex
+	rec       Record                // guarded by mu
+	seq       uint64                // guarded by mu: Seq of the last report made
+	queue     []orchestrator.Report // guarded by mu: reports not sent yet
+	stopping  bool                  // guarded by mu: a stop was asked for
+	grace     time.Duration         // guarded by mu: the stop's grace
+	cancelRun context.CancelFunc    // guarded by mu: cancels the supervisor
+	runDone   chan struct{}         // guarded by mu: closed when the supervisor ended; nil before it started
+	copying   int                   // guarded by mu: log copiers running
+	changed   chan struct{}         // guarded by mu: closed and replaced at every state change
+	removed   bool                  // guarded by mu
+	reporting bool                  // guarded by mu: the reporter runs
+}
+
+func (a *alloc) id() string { return a.rec.ID } // ID never changes
+
+func (a *alloc) record() Record {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.rec
+}
+
+func (a *alloc) reservation() string { return a.rec.Reservation } // never changes
+
+func (a *alloc) state() orchestrator.AllocationState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.rec.State
+}
+
+func (a *alloc) isStopping() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.stopping
+}
+
+// transition records a change: state, message and fn's edits of the
+// record; it persists the record, queues a report and wakes long polls. A
+// terminal state is final: later transitions are ignored (false).
+func (a *alloc) transition(state orchestrator.AllocationState, msg string, fn func(r *Record)) bool {
+	a.mu.Lock()
+	if a.rec.State.Terminal() {
+		a.mu.Unlock()
+		return false
+	}
+	if fn != nil {
+		fn(&a.rec)
+	}
+	a.rec.State = state
+	a.rec.Message = msg
+	a.rec.Updated = a.m.cfg.Now()
+	a.queue = append(a.queue, a.reportLocked())
+	a.notifyLocked()
+	a.mu.Unlock()
+	a.persist()
+	a.poke()
+	a.m.log.Info("allocation state", "allocation_id", a.id(), "state", state, "message", msg)
+	return true
+}
+
+// notifyLocked wakes the long polls waiting for a change.
+func (a *alloc) notifyLocked() {
+	close(a.changed)
+	a.changed = make(chan struct{})
+}
+
+// reportLocked makes the next report, advancing Seq.
+func (a *alloc) reportLocked() orchestrator.Report {
+	a.seq++
+	if a.seq >= a.rec.Seq {
+		a.rec.Seq = a.seq + seqBlock // persisted by the caller, or below
+	}
+	return a.snapshotLocked()
+}
+
+func (a *alloc) snapshotLocked() orchestrator.Report {
+	r := &a.rec
+	return orchestrator.Report{
+		Deployment: r.Deployment,
+		Allocation: r.Name,
+		ID:         r.ID,
+		Seq:        a.seq,
+		State:      r.State,
+		Restarts:   r.Restarts,
+		Message:    r.Message,
+		Result:     r.Result,
+		Ports:      r.Ports,
+		Time:       a.m.cfg.Now(),
+	}
+}
+
+// status returns the current report (without advancing Seq).
+func (a *alloc) status() orchestrator.Report {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.snapshotLocked()
+}
+
+// persist writes the record.
+func (a *alloc) persist() {
+	a.saveMu.Lock()
+	defer a.saveMu.Unlock()
+	if a.deleted {
+		return
+	}
+	if err := a.m.cfg.Store.Put(a.record()); err != nil {
+		a.m.log.Error("persist allocation", "allocation_id", a.id(), "err", err)
+	}
+}
+
+// handleStart answers BehaviorStart: it checks the request and the spec,
+// records the chain, moves to starting and returns; the workload is
+// fetched and started in the background and its progress reported.
+// Starting a started allocation does nothing; an ended one cannot start.
+func (a *alloc) handleStart(ctx context.Context, msg *actor.Message) (any, error) {
+	var req orchestrator.StartRequest
+	if err := msg.Decode(&req); err != nil {
+		return nil, err
+	}
+	var chain cap.Chain
+	if text := strings.TrimSpace(req.Chain); text != "" {
+		c, err := cap.DecodeChain([]byte(text))
+		if err == nil {
+			err = c.CheckLinks()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("start %s: chain: %w", a.id(), err)
+		}
+		if c.Holder() != a.act.Handle().DID {
+			return nil, fmt.Errorf("start %s: the chain is held by %s, not by this allocation (%s)", a.id(), c.Holder(), a.act.Handle().DID)
+		}
+		chain = c
+	}
+	a.opMu.Lock()
+	defer a.opMu.Unlock()
+	rec := a.record()
+	a.mu.Lock()
+	removed, stopping := a.removed, a.stopping
+	a.mu.Unlock()
+	switch {
+	case removed:
+		return nil, fmt.Errorf("start %s: the allocation was removed", a.id())
+	case rec.State.Terminal():
+		return nil, fmt.Errorf("start %s: the allocation has ended (%s); it cannot start again", a.id(), rec.State)
+	case stopping:
+		return nil, fmt.Errorf("start %s: the allocation is stopping", a.id())
+	case a.ex == nil:
+		return nil, fmt.Errorf("start %s: executor %q is not available on this node", a.id(), rec.Spec.Executor)
+	}
+	if err := a.m.checkSpec(&rec.Spec); err != nil {
+		return nil, fmt.Errorf("start %s: %w", a.id(), err)
+	}
+	if chain != nil {
+		a.m.cfg.Wallet.Add(chain)
+	}
+	if rec.State != orchestrator.AllocPending {
+		if chain != nil {
+			a.mu.Lock()
+			a.rec.Chain = req.Chain
+			a.mu.Unlock()
+			a.persist()
+		}
+		return struct{}{}, nil
+	}
+	a.transition(orchestrator.AllocStarting, "", func(r *Record) {
+		if chain != nil {
+			r.Chain = req.Chain
+		}
+	})
+	a.launch(runPlan{})
+	return struct{}{}, nil
+}
+
+// handleStop answers BehaviorStop once the allocation has stopped (and,
+// with Remove, been removed).
+func (a *alloc) handleStop(ctx context.Context, msg *actor.Message) (any, error) {
+	var req orchestrator.StopRequest
+	if err := msg.Decode(&req); err != nil {
+		return nil, err
+	}
+	if req.Grace < 0 {
+		return nil, fmt.Errorf("stop %s: negative grace %s", a.id(), req.Grace)
+	}
+	var err error
+	if req.Remove {
+		err = a.m.remove(ctx, a, req.Grace)
+	} else {
+		err = a.stop(ctx, req.Grace)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+// stop ends the allocation in state stopped (unless it has ended already),
+// giving its instance grace to exit, and returns once it is stopped or ctx
+// is done (the stop goes on).
+func (a *alloc) stop(ctx context.Context, grace time.Duration) error {
+	a.opMu.Lock()
+	defer a.opMu.Unlock()
+	a.mu.Lock()
+	if a.rec.State.Terminal() {
+		a.mu.Unlock()
+		return nil
+	}
+	a.stopping = true
+	a.grace = grace
+	cancel, done := a.cancelRun, a.runDone
+	a.mu.Unlock()
+	if done == nil {
+		// Never started (pending).
+		a.finish(orchestrator.AllocStopped, nil, "stopped before it started")
+		return nil
+	}
+	cancel()
+	select {
+	case <-done:
+		if !a.state().Terminal() {
+			// The supervisor ended without finishing: the manager closed.
+			return fmt.Errorf("stop %s: %w", a.id(), ErrClosed)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop %s: still stopping: %w", a.id(), ctx.Err())
+	}
+}
+
+// handleStatus answers BehaviorStatus with the current report.
+func (a *alloc) handleStatus(ctx context.Context, msg *actor.Message) (any, error) {
+	return a.status(), nil
+}
+
+// handleLogs answers BehaviorLogs: the entries from Offset, or, when there
+// are none yet, the first ones written within Wait (bounded by the
+// request's deadline); EOF once the allocation has ended and everything
+// was read.
+func (a *alloc) handleLogs(ctx context.Context, msg *actor.Message) (any, error) {
+	var req orchestrator.LogsRequest
+	if err := msg.Decode(&req); err != nil {
+		return nil, err
+	}
+	if req.Offset < 0 || req.Wait < 0 || req.Max < 0 {
+		return nil, fmt.Errorf("logs of %s: negative offset, wait or max", a.id())
+	}
+	limit := req.Max
+	if limit == 0 {
+		limit = defaultLogMax
+	}
+	limit = min(limit, maxLogMax)
+	wait := req.Wait
+	if dl, ok := ctx.Deadline(); ok {
+		// Answer before the invoker gives up.
+		left := time.Until(dl)
+		wait = min(wait, left-min(time.Second, left/10))
+	}
+	timer := time.NewTimer(max(wait, 0))
+	defer timer.Stop()
+	off := req.Offset
+	for {
+		size, logChanged := a.log.watch()
+		a.mu.Lock()
+		ended := a.rec.State.Terminal() && a.copying == 0
+		stateChanged := a.changed
+		a.mu.Unlock()
+		entries, next, err := a.log.read(off, limit)
+		if err != nil {
+			return nil, fmt.Errorf("logs of %s: %w", a.id(), err)
+		}
+		if len(entries) > 0 {
+			return orchestrator.LogsChunk{Entries: entries, Next: next}, nil
+		}
+		off = next
+		if ended && off >= size {
+			return orchestrator.LogsChunk{Next: off, EOF: true}, nil
+		}
+		select {
+		case <-logChanged:
+		case <-stateChanged:
+		case <-timer.C:
+			return orchestrator.LogsChunk{Next: off}, nil
+		case <-ctx.Done():
+			return orchestrator.LogsChunk{Next: off}, nil
+		case <-a.life.Done():
+			return nil, fmt.Errorf("logs of %s: %w", a.id(), ErrClosed)
+		}
+	}
+}
+
+// removeInstances removes the allocation's executor instances: id, and
+// any other one a Lister finds by label (one created by a start that was
+// cut short).
+func (a *alloc) removeInstances(ctx context.Context, id string) {
+	if a.ex == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	ids := map[string]bool{}
+	if id != "" {
+		ids[id] = true
+	}
+	if l, ok := a.ex.(executor.Lister); ok {
+		ins, err := l.List(ctx, a.labels())
+		if err != nil {
+			a.m.log.Warn("list instances", "allocation_id", a.id(), "err", err)
+		}
+		for _, in := range ins {
+			ids[in.ID] = true
+		}
+	}
+	for x := range ids {
+		if err := a.ex.Remove(ctx, x); err != nil && !errors.Is(err, executor.ErrNotFound) {
+			a.m.log.Warn("remove instance", "allocation_id", a.id(), "instance", x, "err", err)
+		}
+	}
+}
+
+// labels select this allocation's instances.
+func (a *alloc) labels() map[string]string {
+	return map[string]string{executor.LabelAllocation: a.id(), LabelNode: a.m.cfg.System.Self()}
+}

@@ -1,0 +1,542 @@
+package allocation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/ensemble"
+	"github.com/dmsnet/dms/internal/executor"
+	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/orchestrator"
+)
+
+// Config is what a Manager needs. System, Store, Ledger, Wallet, Sealer and
+// DataDir are required.
+type Config struct {
+	System *actor.System
+	// Executors are the executors usable on this node.
+	Executors map[ensemble.Executor]executor.Executor
+	Store     Store
+	Ledger    Ledger
+	Wallet    Wallet
+	Sealer    *identity.Sealer
+	// DataDir holds one directory per allocation: its log and its local
+	// volumes (the allocation's output files).
+	DataDir string
+	// ArtifactDir caches fetched artifacts by digest; default
+	// <DataDir>/../artifacts.
+	ArtifactDir string
+	// MaxArtifactSize bounds one artifact; default 16 GiB.
+	MaxArtifactSize int64
+	// Heartbeat is the interval of heartbeat reports; default 2s.
+	Heartbeat time.Duration
+	// DefaultKernel is the kernel of vm allocations that give none (a
+	// host path; may be empty).
+	DefaultKernel string
+	Logger        *slog.Logger
+	Now           func() time.Time
+}
+
+// CreateRequest describes one allocation of a committed reservation.
+type CreateRequest struct {
+	ID           string // unique on this node: the actor's inbox is "alloc/<ID>"
+	Reservation  string
+	Deployment   string
+	Orchestrator actor.Handle
+	Spec         orchestrator.AllocationSpec
+}
+
+// Inbox returns the inbox of the actor of allocation id.
+func Inbox(id string) string { return "alloc/" + id }
+
+// Manager owns this node's allocations: it creates their actors, resumes
+// them after a restart, and reverts reservations.
+type Manager struct {
+	cfg       Config
+	log       *slog.Logger
+	artifacts *artifactCache
+
+	// life is cancelled by Close; it is the parent of every background
+	// goroutine's context (not a request context).
+	life context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+
+	// relMu serializes release decisions; it is taken before mu.
+	relMu sync.Mutex
+
+	mu       sync.Mutex
+	allocs   map[string]*alloc // guarded by mu
+	creating map[string]string // guarded by mu: IDs being created → reservation
+	released map[string]bool   // guarded by mu: reservations released
+	closed   bool              // guarded by mu
+}
+
+// New checks cfg and returns a Manager. Call Resume to pick up the
+// allocations of an earlier run, and Close at shutdown.
+func New(cfg Config) (*Manager, error) {
+	var missing []string
+	for _, f := range []struct {
+		name string
+		nil  bool
+	}{
+		{"System", cfg.System == nil}, {"Store", cfg.Store == nil}, {"Ledger", cfg.Ledger == nil},
+		{"Wallet", cfg.Wallet == nil}, {"Sealer", cfg.Sealer == nil}, {"DataDir", cfg.DataDir == ""},
+	} {
+		if f.nil {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("allocation: config lacks %s", strings.Join(missing, ", "))
+	}
+	if cfg.Heartbeat < 0 || cfg.MaxArtifactSize < 0 {
+		return nil, errors.New("allocation: negative Heartbeat or MaxArtifactSize")
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = 2 * time.Second
+	}
+	if cfg.MaxArtifactSize == 0 {
+		cfg.MaxArtifactSize = 16 << 30
+	}
+	if cfg.ArtifactDir == "" {
+		cfg.ArtifactDir = filepath.Join(filepath.Dir(filepath.Clean(cfg.DataDir)), "artifacts")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	for k, ex := range cfg.Executors {
+		if ex == nil {
+			return nil, fmt.Errorf("allocation: executor %q is nil", k)
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("allocation: data dir: %w", err)
+	}
+	life, stop := context.WithCancel(context.Background())
+	return &Manager{
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "allocation"),
+		artifacts: &artifactCache{dir: cfg.ArtifactDir, max: cfg.MaxArtifactSize, inflight: map[string]*fetch{}},
+		life:      life,
+		stop:      stop,
+		allocs:    map[string]*alloc{},
+		creating:  map[string]string{},
+		released:  map[string]bool{},
+	}, nil
+}
+
+// ErrClosed is returned by a closed Manager.
+var ErrClosed = errors.New("allocation manager closed")
+
+// Create makes the actor of one allocation (with its own key, sealed at
+// rest) in state pending and returns its handle; it does not start the
+// workload. Creating an allocation that exists with the same reservation
+// returns its handle again (a retried commit).
+func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, error) {
+	if err := checkID("allocation id", req.ID); err != nil {
+		return actor.Handle{}, err
+	}
+	var errs []error
+	if req.Reservation == "" {
+		errs = append(errs, errors.New("reservation: empty"))
+	}
+	if req.Orchestrator.IsZero() {
+		errs = append(errs, errors.New("orchestrator: no handle"))
+	}
+	errs = append(errs, m.checkSpec(&req.Spec))
+	if err := errors.Join(errs...); err != nil {
+		return actor.Handle{}, fmt.Errorf("create allocation %s: %w", req.ID, err)
+	}
+
+	m.mu.Lock()
+	switch a, res := m.allocs[req.ID], m.creating[req.ID]; {
+	case m.closed:
+		m.mu.Unlock()
+		return actor.Handle{}, ErrClosed
+	case a != nil && a.reservation() == req.Reservation:
+		m.mu.Unlock()
+		return a.act.Handle(), nil
+	case a != nil || res != "":
+		m.mu.Unlock()
+		return actor.Handle{}, fmt.Errorf("create allocation %s: the id is taken", req.ID)
+	case m.released[req.Reservation]:
+		m.mu.Unlock()
+		return actor.Handle{}, fmt.Errorf("create allocation %s: reservation %s was released", req.ID, req.Reservation)
+	}
+	m.creating[req.ID] = req.Reservation
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.creating, req.ID)
+		m.mu.Unlock()
+	}()
+
+	key, err := identity.NewKey()
+	if err != nil {
+		return actor.Handle{}, fmt.Errorf("create allocation %s: %w", req.ID, err)
+	}
+	now := m.cfg.Now()
+	rec := Record{
+		ID:           req.ID,
+		Reservation:  req.Reservation,
+		Deployment:   req.Deployment,
+		Name:         req.Spec.Name,
+		Orchestrator: req.Orchestrator,
+		Spec:         req.Spec,
+		DID:          key.DID(),
+		SealedKey:    m.cfg.Sealer.SealKey(key),
+		State:        orchestrator.AllocPending,
+		Seq:          seqBlock,
+		Created:      now,
+		Updated:      now,
+	}
+	if err := m.cfg.Store.Put(rec); err != nil {
+		return actor.Handle{}, fmt.Errorf("create allocation %s: persist: %w", req.ID, err)
+	}
+	a, err := m.newAlloc(rec, key)
+	if err != nil {
+		m.cfg.Store.Delete(req.ID)
+		os.RemoveAll(filepath.Join(m.cfg.DataDir, req.ID))
+		return actor.Handle{}, fmt.Errorf("create allocation %s: %w", req.ID, err)
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		a.act.Stop()
+		a.log.close()
+		return actor.Handle{}, ErrClosed
+	}
+	m.allocs[req.ID] = a
+	m.mu.Unlock()
+	a.queueReport()
+	a.startReporter()
+	m.log.Info("allocation created", "allocation_id", req.ID, "deployment_id", req.Deployment,
+		"reservation", req.Reservation, "name", req.Spec.Name, "executor", req.Spec.Executor)
+	return a.act.Handle(), nil
+}
+
+// newAlloc opens the allocation's directory and log and spawns its actor.
+func (m *Manager) newAlloc(rec Record, key *identity.Key) (*alloc, error) {
+	dir := filepath.Join(m.cfg.DataDir, rec.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	lf, err := openLog(filepath.Join(dir, "log"))
+	if err != nil {
+		return nil, err
+	}
+	act, err := m.cfg.System.Spawn(key, Inbox(rec.ID), actor.SpawnOptions{})
+	if err != nil {
+		lf.close()
+		return nil, fmt.Errorf("spawn actor: %w", err)
+	}
+	life, kill := context.WithCancel(m.life)
+	a := &alloc{
+		m:       m,
+		act:     act,
+		ex:      m.cfg.Executors[rec.Spec.Executor],
+		dir:     dir,
+		log:     lf,
+		life:    life,
+		kill:    kill,
+		rec:     rec,
+		seq:     rec.Seq,
+		changed: make(chan struct{}),
+		wake:    make(chan struct{}, 1),
+	}
+	act.AddBehavior(orchestrator.BehaviorStart, a.handleStart)
+	act.AddBehavior(orchestrator.BehaviorStop, a.handleStop)
+	act.AddBehavior(orchestrator.BehaviorLogs, a.handleLogs)
+	act.AddBehavior(orchestrator.BehaviorStatus, a.handleStatus)
+	return a, nil
+}
+
+// goTracked runs fn on a goroutine that Close waits for; once the manager
+// is closed it runs nothing and returns false.
+func (m *Manager) goTracked(fn func()) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// revertGrace is how long a reverted allocation may take to stop.
+const revertGrace = 2 * time.Second
+
+// Revert stops and removes every allocation of reservation (in any state),
+// deletes their data and releases the reservation through the Ledger once.
+// Reverting again does nothing. A reservation this node holds no
+// allocation of (a bid never committed, or one reverted before a restart)
+// is released through the Ledger, and its error returned.
+func (m *Manager) Revert(ctx context.Context, reservation string) error {
+	if reservation == "" {
+		return errors.New("revert: empty reservation")
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	var group []*alloc
+	for _, a := range m.allocs {
+		if a.reservation() == reservation {
+			group = append(group, a)
+		}
+	}
+	m.mu.Unlock()
+	errs := make([]error, len(group))
+	var wg sync.WaitGroup
+	for i, a := range group {
+		wg.Go(func() { errs[i] = m.remove(ctx, a, revertGrace) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("revert %s: %w", reservation, err)
+	}
+	if err := m.releaseIfDone(reservation); err != nil {
+		return fmt.Errorf("revert %s: %w", reservation, err)
+	}
+	m.log.Info("reservation reverted", "reservation", reservation, "allocations", len(group))
+	return nil
+}
+
+// remove stops a (within grace), removes its instance, record and data,
+// stops its actor, and releases the reservation if it was the last one
+// running.
+func (m *Manager) remove(ctx context.Context, a *alloc, grace time.Duration) error {
+	if err := a.stop(ctx, grace); err != nil {
+		return err
+	}
+	a.opMu.Lock()
+	defer a.opMu.Unlock()
+	a.mu.Lock()
+	if a.removed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.removed = true
+	done := a.runDone
+	a.mu.Unlock()
+	a.kill()
+	if done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("remove %s: %w", a.id(), ctx.Err())
+		}
+	}
+	rec := a.record()
+	a.removeInstances(context.WithoutCancel(ctx), rec.InstanceID)
+	m.mu.Lock()
+	if m.allocs[rec.ID] == a {
+		delete(m.allocs, rec.ID)
+	}
+	m.mu.Unlock()
+	relErr := m.releaseIfDone(rec.Reservation)
+	a.saveMu.Lock()
+	a.deleted = true
+	err := m.cfg.Store.Delete(rec.ID)
+	a.saveMu.Unlock()
+	a.log.close()
+	if e := os.RemoveAll(a.dir); e != nil {
+		err = errors.Join(err, e)
+	}
+	// The actor may be running this very call (a stop with remove): stop
+	// it once the call has returned.
+	if !m.goTracked(a.act.Stop) {
+		go a.act.Stop()
+	}
+	m.log.Info("allocation removed", "allocation_id", rec.ID, "reservation", rec.Reservation)
+	if err = errors.Join(err, relErr); err != nil {
+		return fmt.Errorf("remove %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// releaseIfDone releases reservation through the Ledger when every
+// allocation of it here has ended (or none is left), once.
+func (m *Manager) releaseIfDone(reservation string) error {
+	m.relMu.Lock()
+	defer m.relMu.Unlock()
+	m.mu.Lock()
+	if m.released[reservation] {
+		m.mu.Unlock()
+		return nil
+	}
+	var group []*alloc
+	for _, a := range m.allocs {
+		if a.reservation() == reservation {
+			group = append(group, a)
+		}
+	}
+	m.mu.Unlock()
+	for _, a := range group {
+		if !a.state().Terminal() {
+			return nil
+		}
+	}
+	if err := m.cfg.Ledger.Release(reservation); err != nil {
+		return fmt.Errorf("release reservation %s: %w", reservation, err)
+	}
+	m.mu.Lock()
+	m.released[reservation] = true
+	m.mu.Unlock()
+	for _, a := range group {
+		a.mu.Lock()
+		a.rec.Released = true
+		a.mu.Unlock()
+		a.persist()
+	}
+	m.log.Info("reservation released", "reservation", reservation)
+	return nil
+}
+
+// Resume respawns the actors of the allocations persisted by an earlier
+// run and re-attaches the unfinished ones to their executor instances,
+// found by label (executor.Lister) or by their recorded ID. An instance
+// that is gone (an in-process wasm one after a restart) ends its run as
+// failed with a message saying so, and the restart policy applies.
+// Ended allocations get their actor back too (status and logs stay
+// readable until they are reverted or removed). Records that cannot be
+// resumed are reported in the error; the others are resumed.
+func (m *Manager) Resume(ctx context.Context) error {
+	recs, err := m.cfg.Store.List()
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	// One List per executor that can list: instances by allocation ID.
+	found := map[string][]executor.Instance{}
+	listed := map[ensemble.Executor]bool{}
+	var errs []error
+	for kind, ex := range m.cfg.Executors {
+		l, ok := ex.(executor.Lister)
+		if !ok {
+			continue
+		}
+		ins, err := l.List(ctx, map[string]string{LabelNode: m.cfg.System.Self()})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resume: list %s instances: %w", kind, err))
+			continue
+		}
+		listed[kind] = true
+		for _, in := range ins {
+			id := in.Labels[executor.LabelAllocation]
+			found[id] = append(found[id], in)
+		}
+	}
+	reservations := map[string]bool{}
+	var resumed []*alloc
+	for _, rec := range recs {
+		m.mu.Lock()
+		closed, exists := m.closed, m.allocs[rec.ID] != nil
+		m.mu.Unlock()
+		if closed {
+			return ErrClosed
+		}
+		if exists {
+			continue
+		}
+		key, err := m.cfg.Sealer.OpenKey(rec.SealedKey, rec.DID)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resume %s: key: %w", rec.ID, err))
+			continue
+		}
+		if rec.Chain != "" {
+			if chain, err := cap.DecodeChain([]byte(rec.Chain)); err == nil {
+				m.cfg.Wallet.Add(chain)
+			} else {
+				m.log.Warn("resume: stored chain does not decode", "allocation_id", rec.ID, "err", err)
+			}
+		}
+		a, err := m.newAlloc(rec, key)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resume %s: %w", rec.ID, err))
+			continue
+		}
+		m.mu.Lock()
+		m.allocs[rec.ID] = a
+		if rec.Released {
+			m.released[rec.Reservation] = true
+		}
+		m.mu.Unlock()
+		reservations[rec.Reservation] = true
+		resumed = append(resumed, a)
+		a.resume(ctx, found[rec.ID], listed[rec.Spec.Executor])
+	}
+	for _, res := range slices.Sorted(maps.Keys(reservations)) {
+		if err := m.releaseIfDone(res); err != nil {
+			m.log.Warn("resume: release", "reservation", res, "err", err)
+		}
+	}
+	m.log.Info("allocations resumed", "count", len(resumed))
+	return errors.Join(errs...)
+}
+
+// List returns the current state of every allocation on this node, by ID.
+func (m *Manager) List() []orchestrator.Report {
+	m.mu.Lock()
+	all := make([]*alloc, 0, len(m.allocs))
+	for _, a := range m.allocs {
+		all = append(all, a)
+	}
+	m.mu.Unlock()
+	out := make([]orchestrator.Report, 0, len(all))
+	for _, a := range all {
+		out = append(out, a.status())
+	}
+	slices.SortFunc(out, func(a, b orchestrator.Report) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Close stops heartbeats, supervision and log copying, and the actors. It
+// leaves workloads running: docker and vm instances are re-attached by the
+// next Resume (in-process wasm instances end with the process).
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	all := make([]*alloc, 0, len(m.allocs))
+	for _, a := range m.allocs {
+		all = append(all, a)
+	}
+	m.mu.Unlock()
+	m.stop()
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("allocation: close: %w", ctx.Err())
+	}
+	for _, a := range all {
+		a.act.Stop()
+		a.log.close()
+	}
+	return err
+}
