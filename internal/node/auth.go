@@ -85,8 +85,8 @@ type wallet struct {
 
 func newWallet() *wallet { return &wallet{chains: map[identity.DID][]cap.Chain{}} }
 
-// add gives holder a chain.
-func (w *wallet) add(c cap.Chain) {
+// Add gives the chain's holder the chain.
+func (w *wallet) Add(c cap.Chain) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.chains[c.Holder()] = append(w.chains[c.Holder()], c)

@@ -30,11 +30,13 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/allocation"
 	"github.com/dmsnet/dms/internal/apiserver"
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/cap/capstore"
 	"github.com/dmsnet/dms/internal/config"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/orchestrator"
 	"github.com/dmsnet/dms/internal/p2p"
 	"github.com/dmsnet/dms/internal/resource"
 	"github.com/dmsnet/dms/internal/store"
@@ -70,9 +72,12 @@ type Node struct {
 	verify *cap.Verifier
 	wallet *wallet
 	host   *p2p.Host
-	sys    *actor.System
-	root   *actor.Actor
-	api    *apiserver.Server
+	// allocs and deploys are the orchestration (deploy.go).
+	allocs  *allocation.Manager
+	deploys *orchestrator.Service
+	sys     *actor.System
+	root    *actor.Actor
+	api     *apiserver.Server
 
 	// resources is the resource accounting (resources.go): onboarding,
 	// and Bid/Reserve/Commit/Release for the orchestration.
@@ -127,17 +132,25 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	undo = append(undo, stop)
 	n.addResourceBehaviors()
 
+	// 4b. orchestration: deployments, bids, allocations
+	stopOrch, err := n.startOrchestration(ctx)
+	if err != nil {
+		return err
+	}
+	undo = append(undo, stopOrch)
+
 	// 5. REST API
 	n.api, err = apiserver.New(apiserver.Config{
-		Addr:      cfg.Config.API.Listen,
-		Token:     cfg.Token,
-		Version:   cfg.Version,
-		Logger:    n.log,
-		Node:      nodeInfo{n},
-		Peers:     peerService{n},
-		Actors:    n.sys,
-		Resources: resourceService{n},
-		Caps:      capService{n},
+		Addr:        cfg.Config.API.Listen,
+		Token:       cfg.Token,
+		Version:     cfg.Version,
+		Logger:      n.log,
+		Node:        nodeInfo{n},
+		Peers:       peerService{n},
+		Actors:      n.sys,
+		Resources:   resourceService{n},
+		Caps:        capService{n},
+		Deployments: deploymentService{n},
 	})
 	if err != nil {
 		return err

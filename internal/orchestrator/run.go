@@ -227,6 +227,17 @@ func (r *run) place(ctx context.Context) {
 		plan, missing := placeNodes(nodes, cands)
 		r.revertUnused(ctx, replies, plan)
 		if plan == nil {
+			// A missing node with bids lost them to the ensemble's other
+			// nodes: two nodes never share a provider.
+			for _, node := range missing {
+				for _, c := range cands[node] {
+					reasons = append(reasons, CandidateReason{Peer: c.Provider.Host, Node: node, Kind: "distinct",
+						Reasons: []string{"fits, but is needed for another node of this ensemble (nodes never share a provider)"}})
+				}
+			}
+			if len(reasons) == 0 {
+				reasons = append(reasons, CandidateReason{Node: "*", Kind: "no-answer", Reasons: []string{"no provider answered"}})
+			}
 			msg := fmt.Sprintf("no placement for %s (%d providers answered): waiting for providers", joinNames(missing), len(answered))
 			r.update(true, func(d *Deployment) { d.State = Queued; d.Candidates = reasons; d.Message = msg })
 			r.waitChange(ctx, backoff)

@@ -1,0 +1,377 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dmsnet/dms/api"
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/allocation"
+	"github.com/dmsnet/dms/internal/apiserver"
+	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/ensemble"
+	"github.com/dmsnet/dms/internal/executor"
+	"github.com/dmsnet/dms/internal/executor/wasm"
+	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/orchestrator"
+	"github.com/dmsnet/dms/internal/store"
+)
+
+// Records of the orchestration kept in the store.
+var (
+	deploymentKind = store.NewKind("deployments", func(d *orchestrator.Deployment) string { return d.ID },
+		store.IndexOn("state", func(d *orchestrator.Deployment) string { return string(d.State) }))
+	allocationKind = store.NewKind("allocations", func(r allocation.Record) string { return r.ID })
+)
+
+// startOrchestration wires the deployment side (orchestrator service), the
+// provider side (bids, commits) and the allocations, and resumes what an
+// earlier run left. The returned function stops them (workloads of
+// executors that outlive the daemon, such as docker, keep running and are
+// re-attached at the next start).
+func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err error) {
+	c := n.cfg.Config
+	sealer, err := identity.NewSealer(n.cfg.Key, "actor-keys")
+	if err != nil {
+		return nil, err
+	}
+	data := filepath.Join(n.cfg.Home, "data")
+	execs, closeExecs, err := n.executors(data)
+	if err != nil {
+		return nil, err
+	}
+	n.allocs, err = allocation.New(allocation.Config{
+		System:    n.sys,
+		Executors: execs,
+		Store:     allocStore{n.db},
+		Ledger:    n.resources,
+		Wallet:    n.wallet,
+		Sealer:    sealer,
+		DataDir:   filepath.Join(data, "allocations"),
+		Heartbeat: c.Orchestrator.Heartbeat.D(),
+		Logger:    n.log,
+	})
+	if err != nil {
+		closeExecs()
+		return nil, err
+	}
+	provider := orchestrator.NewProvider(orchestrator.ProviderConfig{
+		Node: n.root, Key: n.cfg.Key, Ledger: n.resources, Allocator: allocator{n.allocs},
+		ReservationTTL: c.Orchestrator.ReservationTTL.D(), Logger: n.log,
+	})
+	if err := provider.Register(); err != nil {
+		closeExecs()
+		return nil, err
+	}
+	shipped := filepath.Join(data, "shipped")
+	if err := os.MkdirAll(shipped, 0o700); err != nil {
+		closeExecs()
+		return nil, err
+	}
+	n.deploys, err = orchestrator.NewService(orchestrator.Config{
+		System: n.sys, Node: n.root, Key: n.cfg.Key,
+		Store:  deployStore{db: n.db, dir: shipped},
+		Wallet: n.wallet, Sealer: sealer,
+		Peers:        n.connectedPeers,
+		BidWindow:    c.Orchestrator.BidWindow.D(),
+		QueueTimeout: c.Orchestrator.QueueTimeout.D(),
+		LostAfter:    c.Orchestrator.LostAfter.D(),
+		Logger:       n.log,
+	})
+	if err != nil {
+		closeExecs()
+		return nil, err
+	}
+	if err := n.allocs.Resume(ctx); err != nil {
+		n.log.Error("resume allocations", "err", err)
+	}
+	if err := n.deploys.Resume(ctx); err != nil {
+		n.log.Error("resume deployments", "err", err)
+	}
+	return func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		err := errors.Join(n.deploys.Close(sctx), n.allocs.Close(sctx))
+		closeExecs()
+		return err
+	}, nil
+}
+
+// executors builds the executors enabled in the configuration and usable
+// here.
+func (n *Node) executors(data string) (map[ensemble.Executor]executor.Executor, func(), error) {
+	c := n.cfg.Config.Executor
+	execs := map[ensemble.Executor]executor.Executor{}
+	var closers []func()
+	if c.WASM.Enabled {
+		w, err := wasm.New(wasm.Config{
+			CacheDir:       filepath.Join(data, "wasm-cache"),
+			MaxMemoryPages: uint32(c.WASM.MaxMemory / (64 << 10)),
+			Logger:         n.log,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("wasm executor: %w", err)
+		}
+		execs[ensemble.Wasm] = w
+		closers = append(closers, func() {
+			if cl, ok := any(w).(interface{ Close(context.Context) error }); ok {
+				cl.Close(context.Background())
+			}
+		})
+	}
+	if err := n.moreExecutors(data, execs, &closers); err != nil {
+		for _, cl := range closers {
+			cl()
+		}
+		return nil, nil, err
+	}
+	return execs, func() {
+		for _, cl := range closers {
+			cl()
+		}
+	}, nil
+}
+
+// connectedPeers lists the peers the host is connected to.
+func (n *Node) connectedPeers() []string {
+	var out []string
+	for _, p := range n.host.Peers() {
+		if p.Connected {
+			out = append(out, p.ID)
+		}
+	}
+	return out
+}
+
+// allocator adapts allocation.Manager to orchestrator.Allocator.
+type allocator struct{ m *allocation.Manager }
+
+func (a allocator) Create(ctx context.Context, req orchestrator.CreateAllocation) (actor.Handle, error) {
+	return a.m.Create(ctx, allocation.CreateRequest(req))
+}
+
+func (a allocator) Revert(ctx context.Context, reservation string) error {
+	return a.m.Revert(ctx, reservation)
+}
+
+// allocStore keeps allocation records in the store.
+type allocStore struct{ db *store.DB }
+
+func (s allocStore) Put(r allocation.Record) error {
+	return s.db.Update(func(tx *store.Tx) error { return allocationKind.Put(tx, r) })
+}
+
+func (s allocStore) Delete(id string) error {
+	err := s.db.Update(func(tx *store.Tx) error { return allocationKind.Delete(tx, id) })
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (s allocStore) List() (out []allocation.Record, err error) {
+	return out, s.db.View(func(tx *store.Tx) error {
+		out, err = allocationKind.List(tx, "")
+		return err
+	})
+}
+
+// deployStore keeps deployments in the store and shipped artifacts as
+// files named by digest.
+type deployStore struct {
+	db  *store.DB
+	dir string
+}
+
+func (s deployStore) PutDeployment(d *orchestrator.Deployment) error {
+	return s.db.Update(func(tx *store.Tx) error { return deploymentKind.Put(tx, d) })
+}
+
+func (s deployStore) Deployments() (out []*orchestrator.Deployment, err error) {
+	return out, s.db.View(func(tx *store.Tx) error {
+		out, err = deploymentKind.List(tx, "")
+		return err
+	})
+}
+
+func (s deployStore) path(digest string) (string, error) {
+	hexPart, ok := strings.CutPrefix(digest, "sha256:")
+	if !ok || len(hexPart) != 64 || strings.Trim(hexPart, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("%q is not a sha256 digest", digest)
+	}
+	return filepath.Join(s.dir, hexPart), nil
+}
+
+func (s deployStore) PutArtifact(digest string, data []byte) error {
+	p, err := s.path(digest)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(p); err == nil {
+		return nil
+	}
+	tmp, err := os.CreateTemp(s.dir, ".upload-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), p)
+}
+
+func (s deployStore) Artifact(digest string, offset int64, max int) ([]byte, int64, error) {
+	p, err := s.path(digest)
+	if err != nil {
+		return nil, 0, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, 0, fmt.Errorf("artifact %s: %w", digest, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	if offset < 0 || offset > st.Size() {
+		return nil, 0, fmt.Errorf("artifact %s: offset %d beyond its %d bytes", digest, offset, st.Size())
+	}
+	buf := make([]byte, min(int64(max), st.Size()-offset))
+	if _, err := f.ReadAt(buf, offset); err != nil && err != io.EOF {
+		return nil, 0, err
+	}
+	return buf, st.Size(), nil
+}
+
+// deploymentService implements apiserver.DeploymentService.
+type deploymentService struct{ n *Node }
+
+func (s deploymentService) Submit(ctx context.Context, req api.DeployRequest) (*api.Deployment, error) {
+	bad := func(err error) error { return &apiserver.BadRequest{Err: err} }
+	spec, err := ensemble.Parse([]byte(req.Ensemble))
+	if err != nil {
+		return nil, bad(err)
+	}
+	var chains []cap.Chain
+	for i, text := range req.Chains {
+		c, err := cap.DecodeChain([]byte(text))
+		if err != nil {
+			return nil, bad(fmt.Errorf("chain %d: %w", i, err))
+		}
+		if err := c.CheckLinks(); err != nil {
+			return nil, bad(fmt.Errorf("chain %d: %w", i, err))
+		}
+		chains = append(chains, c)
+	}
+	if len(chains) == 0 {
+		return nil, bad(errors.New("no delegation to this node: dms deploy signs one with the user key"))
+	}
+	owner := chains[0].Root()
+	// The owner must be trusted here for deployments: the same check a
+	// remote /dms/node/deployment/new would pass.
+	if err := s.n.verify.VerifyChain(time.Now(), chains[0], orchestrator.CmdDeployment, nil); err != nil {
+		return nil, err
+	}
+	d, err := s.n.deploys.Submit(ctx, orchestrator.Submission{Spec: spec, Owner: owner, Chains: chains, Artifacts: req.Artifacts})
+	if err != nil {
+		return nil, bad(err)
+	}
+	return apiDeployment(d, false), nil
+}
+
+func (s deploymentService) List(context.Context) []api.Deployment {
+	var out []api.Deployment
+	for _, d := range s.n.deploys.List() {
+		out = append(out, *apiDeployment(d, false))
+	}
+	return out
+}
+
+func (s deploymentService) Get(ctx context.Context, id string, after uint64, wait time.Duration) (*api.Deployment, error) {
+	var d *orchestrator.Deployment
+	var err error
+	if wait > 0 {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		d, err = s.n.deploys.Wait(wctx, id, after)
+	} else {
+		d, err = s.n.deploys.Get(id)
+	}
+	if errors.Is(err, orchestrator.ErrNotFound) {
+		return nil, &apiserver.NotFound{Err: err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return apiDeployment(d, true), nil
+}
+
+func (s deploymentService) Shutdown(ctx context.Context, id string) (*api.Deployment, error) {
+	d, err := s.n.deploys.Shutdown(ctx, id)
+	if errors.Is(err, orchestrator.ErrNotFound) {
+		return nil, &apiserver.NotFound{Err: err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return apiDeployment(d, false), nil
+}
+
+func (s deploymentService) Logs(ctx context.Context, id, alloc string, follow bool, emit func(api.LogLine)) error {
+	err := s.n.deploys.Logs(ctx, id, alloc, follow, func(name string, e orchestrator.LogEntry) {
+		emit(api.LogLine{Allocation: name, Stream: e.Stream, Data: string(e.Data)})
+	})
+	if errors.Is(err, orchestrator.ErrNotFound) {
+		return &apiserver.NotFound{Err: err}
+	}
+	return err
+}
+
+// apiDeployment converts a deployment for the API.
+func apiDeployment(d *orchestrator.Deployment, withSpec bool) *api.Deployment {
+	out := &api.Deployment{
+		ID: d.ID, State: string(d.State), Message: d.Message, Version: d.Version, Owner: string(d.Owner),
+		Created: d.Created, Updated: d.Updated, ExitCode: d.ExitCode, Round: d.Round,
+	}
+	if withSpec {
+		out.Ensemble = string(d.Spec)
+	}
+	for node, p := range d.Placement {
+		out.Placement = append(out.Placement, api.DeploymentNode{Node: node, Provider: p.Provider.Host, Reservation: p.Reservation, Score: p.Score, Cost: p.Cost})
+	}
+	sort.Slice(out.Placement, func(i, j int) bool { return out.Placement[i].Node < out.Placement[j].Node })
+	for _, a := range d.Allocations {
+		al := api.DeploymentAlloc{Name: a.Name, Node: a.Node, Provider: a.Handle.Host, State: string(a.State), Restarts: a.Restarts, Message: a.Message, LastSeen: a.LastSeen}
+		if a.Result != nil {
+			code := a.Result.ExitCode
+			al.ExitCode = &code
+			al.Reason = string(a.Result.Reason)
+		}
+		for _, p := range a.Ports {
+			al.Ports = append(al.Ports, fmt.Sprintf("%d:%d/%s", p.Host, p.Guest, p.Protocol))
+		}
+		out.Allocations = append(out.Allocations, al)
+	}
+	sort.Slice(out.Allocations, func(i, j int) bool { return out.Allocations[i].Name < out.Allocations[j].Name })
+	for _, c := range d.Candidates {
+		out.Candidates = append(out.Candidates, api.DeploymentCandidate{Peer: c.Peer, Node: c.Node, Kind: c.Kind, Reasons: c.Reasons})
+	}
+	return out
+}

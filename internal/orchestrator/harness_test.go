@@ -1,0 +1,322 @@
+package orchestrator_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/allocation"
+	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/ensemble"
+	"github.com/dmsnet/dms/internal/executor"
+	"github.com/dmsnet/dms/internal/executor/executortest"
+	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/match"
+	"github.com/dmsnet/dms/internal/orchestrator"
+	"github.com/dmsnet/dms/internal/resource"
+)
+
+// world is an in-process network of nodes, each a provider with the fake
+// executor, any of which can orchestrate. Messages travel on an in-memory
+// transport; authorization is the test aid actor.AllowAll (the e2e tests
+// run the same protocol over libp2p with UCAN).
+type world struct {
+	t     testing.TB
+	net   *actor.MemNetwork
+	nodes []*tnode
+	user  *identity.Key
+}
+
+type tnode struct {
+	key      *identity.Key
+	host     *actor.MemHost
+	sys      *actor.System
+	root     *actor.Actor
+	ledger   *resource.Manager
+	allocs   *allocation.Manager
+	provider *orchestrator.Provider
+	svc      *orchestrator.Service
+	store    *memStore
+	exec     *executortest.Executor
+	wallet   *memWallet
+	sealer   *identity.Sealer
+	astore   *allocation.MemStore
+	refuse   bool // refuse commits (a misbehaving provider)
+	mu       sync.Mutex
+}
+
+type worldOpts struct {
+	cpu     match.MilliCPU
+	ram     match.Bytes
+	execCfg executortest.Config
+	bid     time.Duration
+	lost    time.Duration
+	// skipOnboard leaves the nodes without onboarded resources.
+	skipOnboard bool
+}
+
+func newWorld(t testing.TB, n int, o worldOpts) *world {
+	t.Helper()
+	if o.cpu == 0 {
+		o.cpu = 2000
+	}
+	if o.ram == 0 {
+		o.ram = 2 << 30
+	}
+	if o.bid == 0 {
+		o.bid = 300 * time.Millisecond
+	}
+	if o.lost == 0 {
+		o.lost = 2 * time.Second
+	}
+	w := &world{t: t, net: actor.NewMemNetwork(), user: mustKey(t)}
+	for range n {
+		w.nodes = append(w.nodes, w.addNode(o))
+	}
+	return w
+}
+
+func (w *world) addNode(o worldOpts) *tnode {
+	t := w.t
+	key := mustKey(t)
+	id, _ := key.DID().PeerID()
+	tn := &tnode{key: key, host: w.net.Host(id), store: newMemStore(), wallet: &memWallet{}, astore: allocation.NewMemStore()}
+	var err error
+	tn.sys, err = actor.NewSystem(actor.Config{Transport: tn.host, Auth: actor.AllowAll{}, Issuer: actor.AllowAll{}, PeerRate: 1e9, PeerBurst: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.root, err = tn.sys.Spawn(key, actor.RootInbox, actor.SpawnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mach := resource.Machine{Executors: []string{"wasm", "docker"}}
+	mach.CPU.Threads = 64
+	mach.RAM.Total = 64 << 30
+	mach.Disk.Free = 64 << 30
+	tn.ledger, err = resource.NewManager(resource.ManagerConfig{Machine: mach})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.skipOnboard {
+		tn.onboard(t, o.cpu, o.ram)
+	}
+	tn.sealer, _ = identity.NewSealer(key, "actor-keys")
+	tn.exec = executortest.New(o.execCfg)
+	dir := t.TempDir()
+	tn.allocs, err = allocation.New(allocation.Config{
+		System: tn.sys, Executors: map[ensemble.Executor]executor.Executor{ensemble.Wasm: tn.exec, ensemble.Docker: tn.exec},
+		Store: tn.astore, Ledger: tn.ledger, Wallet: tn.wallet, Sealer: tn.sealer,
+		DataDir: dir + "/allocations", Heartbeat: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.provider = orchestrator.NewProvider(orchestrator.ProviderConfig{
+		Node: tn.root, Key: key, Ledger: tn.ledger, Allocator: refusingAllocator{tn}, ReservationTTL: 5 * time.Second,
+	})
+	if err := tn.provider.Register(); err != nil {
+		t.Fatal(err)
+	}
+	tn.svc, err = orchestrator.NewService(orchestrator.Config{
+		System: tn.sys, Node: tn.root, Key: key, Store: tn.store, Wallet: tn.wallet, Sealer: tn.sealer,
+		Peers:     func() []string { return w.peersOf(tn) },
+		BidWindow: o.bid, QueueTimeout: time.Minute, RetryMax: 500 * time.Millisecond, LostAfter: o.lost,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		tn.svc.Close(ctx)
+		tn.allocs.Close(ctx)
+		tn.sys.Close(ctx)
+	})
+	return tn
+}
+
+func (tn *tnode) onboard(t testing.TB, cpu match.MilliCPU, ram match.Bytes) {
+	t.Helper()
+	disk := match.Bytes(10 << 30)
+	if _, err := tn.ledger.Onboard(resource.OnboardRequest{CPU: &cpu, RAM: &ram, Disk: &disk}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (w *world) peersOf(self *tnode) []string {
+	var out []string
+	for _, n := range w.nodes {
+		if n != self {
+			out = append(out, n.host.Self())
+		}
+	}
+	return out
+}
+
+// refusingAllocator is the node's allocator, which refuses to create
+// allocations when the node is set to refuse commits.
+type refusingAllocator struct{ tn *tnode }
+
+func (a refusingAllocator) Create(ctx context.Context, req orchestrator.CreateAllocation) (actor.Handle, error) {
+	a.tn.mu.Lock()
+	refuse := a.tn.refuse
+	a.tn.mu.Unlock()
+	if refuse {
+		return actor.Handle{}, fmt.Errorf("this provider refuses commits")
+	}
+	return a.tn.allocs.Create(ctx, allocation.CreateRequest(req))
+}
+
+func (a refusingAllocator) Revert(ctx context.Context, reservation string) error {
+	return a.tn.allocs.Revert(ctx, reservation)
+}
+
+// submit deploys an ensemble from node 0.
+func (w *world) submit(yaml string) *orchestrator.Deployment {
+	w.t.Helper()
+	return w.submitFrom(w.nodes[0], yaml)
+}
+
+func (w *world) submitFrom(tn *tnode, yaml string) *orchestrator.Deployment {
+	w.t.Helper()
+	spec, err := ensemble.Parse([]byte(yaml))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var chains []cap.Chain
+	for _, cmd := range []string{orchestrator.CmdDeployment, orchestrator.CmdAllocation} {
+		d, err := cap.Delegate(w.user, cap.DelegationParams{Audience: tn.key.DID(), Command: cmd, Expiry: time.Now().Add(time.Hour)})
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		chains = append(chains, cap.Chain{d})
+	}
+	d, err := tn.svc.Submit(context.Background(), orchestrator.Submission{Spec: spec, Owner: w.user.DID(), Chains: chains})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return d
+}
+
+// waitState waits for the deployment to reach a state.
+func waitState(t testing.TB, svc *orchestrator.Service, id string, want ...orchestrator.State) *orchestrator.Deployment {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var d *orchestrator.Deployment
+	var err error
+	var after uint64
+	for {
+		d, err = svc.Wait(ctx, id, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range want {
+			if d.State == s {
+				return d
+			}
+		}
+		if ctx.Err() != nil || d.State.Terminal() {
+			t.Fatalf("deployment %s: state %s (%s), want %v", id, d.State, d.Message, want)
+		}
+		after = d.Version
+	}
+}
+
+// freeOf returns every node's free resources.
+func (w *world) free() []match.Resources {
+	var out []match.Resources
+	for _, n := range w.nodes {
+		out = append(out, n.ledger.Free())
+	}
+	return out
+}
+
+// waitFree waits until every node's free resources equal start: no
+// reservation or allocation leaked.
+func (w *world) waitFree(start []match.Resources) {
+	w.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		now := w.free()
+		same := len(now) == len(start)
+		for i := range now {
+			same = same && now[i].Equal(start[i])
+		}
+		if same {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("resources leaked: free now %v, at start %v", now, start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type memWallet struct {
+	mu     sync.Mutex
+	chains []cap.Chain
+}
+
+func (m *memWallet) Add(c cap.Chain) {
+	m.mu.Lock()
+	m.chains = append(m.chains, c)
+	m.mu.Unlock()
+}
+
+type memStore struct {
+	mu        sync.Mutex
+	deps      map[string]*orchestrator.Deployment
+	artifacts map[string][]byte
+}
+
+func newMemStore() *memStore {
+	return &memStore{deps: map[string]*orchestrator.Deployment{}, artifacts: map[string][]byte{}}
+}
+
+func (s *memStore) PutDeployment(d *orchestrator.Deployment) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deps[d.ID] = d
+	return nil
+}
+
+func (s *memStore) Deployments() ([]*orchestrator.Deployment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*orchestrator.Deployment
+	for _, d := range s.deps {
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func (s *memStore) PutArtifact(digest string, data []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.artifacts[digest] = data
+	return nil
+}
+
+func (s *memStore) Artifact(digest string, offset int64, max int) ([]byte, int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.artifacts[digest]
+	if !ok {
+		return nil, 0, fmt.Errorf("no artifact %s", digest)
+	}
+	end := min(int64(len(d)), offset+int64(max))
+	return d[offset:end], int64(len(d)), nil
+}
+
+func mustKey(t testing.TB) *identity.Key {
+	k, err := identity.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}

@@ -1,0 +1,204 @@
+package orchestrator_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/orchestrator"
+)
+
+// task returns a one-allocation ensemble running the fake workload's
+// steps (print=, sleep=, exit=).
+func task(cpu string, steps ...string) string {
+	return `version: v1
+allocations:
+  job:
+    executor: docker
+    resources: {cpu: ` + cpu + `, ram: 64MiB}
+    execution:
+      image: workload
+      cmd: [workload, ` + strings.Join(steps, ", ") + `]
+`
+}
+
+func TestTaskRunsToCompletion(t *testing.T) {
+	w := newWorld(t, 3, worldOpts{})
+	start := w.free()
+	d := w.submit(task("0.5", "print=hello", "exit=3"))
+	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Failed, orchestrator.Completed)
+	if d.State != orchestrator.Failed || d.ExitCode == nil || *d.ExitCode != 3 {
+		t.Fatalf("deployment = %s exit %v (%s), want failed with exit 3", d.State, d.ExitCode, d.Message)
+	}
+	var logs strings.Builder
+	err := w.nodes[0].svc.Logs(context.Background(), d.ID, "", false, func(a string, e orchestrator.LogEntry) { logs.Write(e.Data) })
+	if err != nil || !strings.Contains(logs.String(), "hello") {
+		t.Fatalf("logs = %q, %v", logs.String(), err)
+	}
+	w.waitFree(start)
+
+	d = w.submit(task("0.5", "print=ok"))
+	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Completed)
+	if *d.ExitCode != 0 {
+		t.Fatalf("exit = %d", *d.ExitCode)
+	}
+	w.waitFree(start)
+}
+
+func TestDependsOnOrder(t *testing.T) {
+	w := newWorld(t, 2, worldOpts{})
+	d := w.submit(`version: v1
+allocations:
+  first:
+    executor: docker
+    resources: {cpu: 0.1, ram: 16MiB}
+    execution: {image: workload, cmd: [workload, print=first, sleep=200ms]}
+  second:
+    executor: docker
+    resources: {cpu: 0.1, ram: 16MiB}
+    execution: {image: workload, cmd: [workload, print=second]}
+    depends_on: [first]
+nodes:
+  main: {allocations: [first, second]}
+`)
+	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Completed)
+	first, second := d.Allocations["first"].Result, d.Allocations["second"].Result
+	if first == nil || second == nil || second.StartedAt.Before(first.FinishedAt) {
+		t.Fatalf("second started %v, before first finished %v", second, first)
+	}
+}
+
+func TestGangLandsOnDistinctProvidersOrNotAtAll(t *testing.T) {
+	gang := `version: v1
+allocations:
+  a: {executor: docker, resources: {cpu: 0.5, ram: 16MiB}, execution: {image: workload, cmd: [workload, sleep=50ms]}}
+  b: {executor: docker, resources: {cpu: 0.5, ram: 16MiB}, execution: {image: workload, cmd: [workload, sleep=50ms]}}
+nodes:
+  n1: {allocations: [a]}
+  n2: {allocations: [b]}
+`
+	// One provider: the gang waits in the queue, with reasons.
+	w := newWorld(t, 1, worldOpts{})
+	start := w.free()
+	d := w.submit(gang)
+	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Queued)
+	d = waitUntil(t, w.nodes[0].svc, d.ID, func(d *orchestrator.Deployment) bool { return d.State == orchestrator.Queued && len(d.Candidates) > 0 })
+	if !strings.Contains(d.Message, "no placement") {
+		t.Fatalf("queued message = %q", d.Message)
+	}
+	w.waitFree(start)
+	// A second provider joins: the gang lands on both.
+	w.nodes = append(w.nodes, w.addNode(worldOpts{cpu: 2000, ram: 2 << 30}))
+	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Completed)
+	if d.Placement["n1"].Provider.Host == d.Placement["n2"].Provider.Host {
+		t.Fatalf("gang placed twice on %s", d.Placement["n1"].Provider.Host)
+	}
+}
+
+func TestQueuedUntilAProviderOnboards(t *testing.T) {
+	w := newWorld(t, 2, worldOpts{cpu: 500})
+	d := w.submit(task("1.5", "print=big"))
+	d = waitUntil(t, w.nodes[0].svc, d.ID, func(d *orchestrator.Deployment) bool {
+		return d.State == orchestrator.Queued && len(d.Candidates) >= 2
+	})
+	for _, c := range d.Candidates {
+		if c.Kind != "resource" || !strings.Contains(strings.Join(c.Reasons, " "), "cpu") {
+			t.Fatalf("candidate %v: want a resource (cpu) reason", c)
+		}
+	}
+	w.nodes[1].onboard(t, 2000, 2<<30)
+	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Completed)
+	if d.Placement["job"].Provider.Host != w.nodes[1].host.Self() {
+		t.Fatalf("placed on %s, want the node that onboarded", d.Placement["job"].Provider.Host)
+	}
+}
+
+func TestProviderRefusesCommit(t *testing.T) {
+	w := newWorld(t, 3, worldOpts{})
+	start := w.free()
+	// Every provider but node 2 refuses commits: the orchestrator reverts
+	// and retries until it lands there.
+	w.nodes[0].refuse, w.nodes[1].refuse = true, true
+	d := w.submit(task("0.5", "print=hi"))
+	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Completed)
+	if got := d.Placement["job"].Provider.Host; got != w.nodes[2].host.Self() {
+		t.Fatalf("placed on %s, want node 2", got)
+	}
+	w.waitFree(start)
+}
+
+func TestProviderDiesBetweenBidAndCommit(t *testing.T) {
+	w := newWorld(t, 3, worldOpts{bid: 500 * time.Millisecond})
+	start := w.free()
+	// Node 1 answers bid requests and vanishes before the commit: the
+	// first commit to it fails, the deployment lands elsewhere.
+	w.nodes[1].root.AddBehavior(orchestrator.BehaviorCommit, func(ctx context.Context, m *actor.Message) (any, error) {
+		w.nodes[1].host.SetDown(true)
+		return nil, context.DeadlineExceeded
+	})
+	d := w.submit(task("0.5", "print=hi"))
+	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Completed)
+	if d.Placement["job"].Provider.Host == w.nodes[1].host.Self() {
+		t.Fatal("placed on the dead provider")
+	}
+	w.nodes[1].host.SetDown(false)
+	// Node 1's reservation expires (its TTL) or is reverted: nothing leaks.
+	w.waitFree(start)
+}
+
+func TestLostAllocation(t *testing.T) {
+	w := newWorld(t, 2, worldOpts{lost: time.Second})
+	w.nodes[0].ledger.Offboard() // the orchestrator's node hosts nothing
+	d := w.submit(task("0.5", "print=long", "sleep=60s"))
+	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Running)
+	w.nodes[1].host.SetDown(true)
+	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Failed)
+	if a := d.Allocations["job"]; a.State != orchestrator.AllocLost || !strings.Contains(d.Message, "lost") {
+		t.Fatalf("allocation %s, deployment %q: want lost", a.State, d.Message)
+	}
+}
+
+func TestShutdownService(t *testing.T) {
+	w := newWorld(t, 2, worldOpts{})
+	start := w.free()
+	d := w.submit(`version: v1
+allocations:
+  web:
+    type: service
+    executor: docker
+    resources: {cpu: 0.5, ram: 32MiB}
+    execution: {image: workload, cmd: [workload, print=serving, sleep=1h]}
+`)
+	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Running)
+	if _, err := w.nodes[0].svc.Shutdown(context.Background(), d.ID); err != nil {
+		t.Fatal(err)
+	}
+	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Stopped)
+	if d.Allocations["web"].State != orchestrator.AllocStopped {
+		t.Fatalf("web %s", d.Allocations["web"].State)
+	}
+	w.waitFree(start)
+}
+
+// waitUntil long-polls until cond holds.
+func waitUntil(t testing.TB, svc *orchestrator.Service, id string, cond func(*orchestrator.Deployment) bool) *orchestrator.Deployment {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var after uint64
+	for {
+		d, err := svc.Wait(ctx, id, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(d) {
+			return d
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("deployment %s: condition not met; state %s (%s)", id, d.State, d.Message)
+		}
+		after = d.Version
+	}
+}
