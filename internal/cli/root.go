@@ -164,6 +164,7 @@ Start here:
 		newValidateCmd(a),
 		newTranslateCmd(a),
 		newCapCmd(a),
+		newDevnetCmd(a),
 	} {
 		root.AddCommand(c)
 	}
