@@ -142,6 +142,9 @@ func (c *artifactCache) download(ctx context.Context, from *actor.Actor, orch ac
 func fetchChunk(ctx context.Context, from *actor.Actor, orch actor.Handle, req orchestrator.ArtifactRequest) (orchestrator.ArtifactChunk, error) {
 	var err error
 	for attempt := 1; ; attempt++ {
+		if ctx.Err() != nil {
+			return orchestrator.ArtifactChunk{}, ctx.Err()
+		}
 		var chunk orchestrator.ArtifactChunk
 		cctx, cancel := context.WithTimeout(ctx, chunkTimeout)
 		err = from.Invoke(cctx, orch, orchestrator.BehaviorArtifact, req, &chunk)

@@ -90,8 +90,11 @@ func (a *alloc) reporter() {
 }
 
 // deliver sends a report one way; a lost one is made up for by the next.
+// The send is not cut short by Close: a send cancelled half-way can leave
+// the link's session state out of step (see the actor runtime's
+// link.sendEnvelope), and a one-way send does not wait long anyway.
 func (a *alloc) deliver(r orchestrator.Report) {
-	ctx, cancel := context.WithTimeout(a.life, reportTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), reportTimeout)
 	defer cancel()
 	if err := a.act.Send(ctx, a.rec.Orchestrator, orchestrator.BehaviorReport, r); err != nil {
 		a.m.log.Debug("report not sent", "allocation_id", a.id(), "seq", r.Seq, "err", err)
@@ -103,7 +106,7 @@ func (a *alloc) deliver(r orchestrator.Report) {
 // restart.
 func (a *alloc) deliverFinal(r orchestrator.Report) {
 	backoff := time.Second
-	for attempt := 1; ; attempt++ {
+	for attempt := 1; a.life.Err() == nil; attempt++ {
 		ctx, cancel := context.WithTimeout(a.life, reportTimeout)
 		err := a.act.Invoke(ctx, a.rec.Orchestrator, orchestrator.BehaviorReport, r, nil)
 		cancel()

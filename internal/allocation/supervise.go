@@ -141,6 +141,9 @@ func (a *alloc) interrupted(last *executor.Result) {
 // instance, moving to starting and then running.
 func (a *alloc) startInstance(ctx context.Context) (string, error) {
 	rec := a.record()
+	if a.ex == nil {
+		return "", &permanentError{fmt.Errorf("executor %q is not available on this node", rec.Spec.Executor)}
+	}
 	if rec.State != orchestrator.AllocStarting || rec.InstanceID != "" {
 		a.transition(orchestrator.AllocStarting, "", func(r *Record) { r.InstanceID = "" })
 	}
@@ -356,8 +359,10 @@ func (a *alloc) resume(ctx context.Context, instances []executor.Instance, liste
 	}
 	a.startReporter()
 	if a.ex == nil {
-		a.launchEnded(executor.Result{ExitCode: -1, Reason: executor.ReasonFailed,
-			Error: fmt.Sprintf("executor %q is no longer available on this node", rec.Spec.Executor)})
+		// No restart can help.
+		res := executor.Result{ExitCode: -1, Reason: executor.ReasonFailed, FinishedAt: a.m.cfg.Now(),
+			Error: fmt.Sprintf("executor %q is no longer available on this node", rec.Spec.Executor)}
+		a.finish(orchestrator.AllocFailed, &res, describe(res))
 		return
 	}
 	// Find the instance of the current run.
