@@ -271,6 +271,9 @@ func (s *System) invoke(ctx context.Context, from *Actor, env *Envelope) (*Reply
 // deliverReply hands a reply to the Invoke waiting for it. A reply from
 // another host than the one invoked is dropped and counted.
 func (s *System) deliverReply(from string, r *Reply) {
+	if r.Err != nil && r.Err.Code == CodeDenied && from != s.self {
+		s.forgetSessions(from)
+	}
 	s.pendMu.Lock()
 	p := s.pending[r.InReplyTo]
 	s.pendMu.Unlock()

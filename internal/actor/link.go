@@ -33,6 +33,7 @@ type sessKey struct {
 type sendSess struct {
 	id    uint32
 	renew time.Time // issue a new invocation after this
+	gen   uint64    // the issuer's generation when issued
 }
 
 type recvSess struct {
@@ -107,7 +108,8 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope) err
 		now := w.sys.cfg.Now()
 		key := sessKey{from: env.From.DID, to: env.To.DID, cmd: env.Behavior}
 		ss := w.sendSess[key]
-		if ss == nil || now.After(ss.renew) {
+		gen := issuerGeneration(w.sys.cfg.Issuer)
+		if ss == nil || now.After(ss.renew) || ss.gen != gen {
 			exp := now.Add(w.sys.cfg.SessionTTL)
 			inv, err := w.sys.cfg.Issuer.Issue(from.key, env.To.DID, env.Behavior, exp)
 			if err != nil {
@@ -116,7 +118,7 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope) err
 			w.nextSess++
 			// Renew well before expiry, so an envelope in flight never
 			// arrives under an expired session.
-			ss = &sendSess{id: w.nextSess, renew: now.Add(w.sys.cfg.SessionTTL / 2)}
+			ss = &sendSess{id: w.nextSess, renew: now.Add(w.sys.cfg.SessionTTL / 2), gen: gen}
 			w.sendSess[key] = ss
 			frame = appendSession(frame, session{id: ss.id, iss: key.from, aud: key.to, cmd: key.cmd, inv: inv})
 		}
@@ -186,4 +188,33 @@ func (w *link) defineSession(ss *session) {
 	rs := &recvSess{iss: ss.iss, aud: ss.aud, cmd: ss.cmd}
 	w.recvSess[ss.id] = rs
 	rs.grant, rs.err = w.sys.cfg.Auth.Authorize(ss.inv, AuthRequest{Cmd: ss.cmd, Issuer: ss.iss, Audience: ss.aud, Now: w.sys.cfg.Now()})
+}
+
+// Generationer is implemented by Issuers whose invocations can change, for
+// example when an actor receives a new delegation: a link session issued
+// under an older generation is issued anew.
+type Generationer interface {
+	Generation() uint64
+}
+
+func issuerGeneration(i Issuer) uint64 {
+	if g, ok := i.(Generationer); ok {
+		return g.Generation()
+	}
+	return 0
+}
+
+// forgetSessions drops the sessions this runtime defined on the link to
+// host, so the next envelopes carry fresh invocations: called when a peer
+// denies one (its trust or our delegations may have changed since).
+func (s *System) forgetSessions(host string) {
+	s.mu.RLock()
+	w := s.byHost[host]
+	s.mu.RUnlock()
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	clear(w.sendSess)
+	w.mu.Unlock()
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
@@ -67,6 +68,10 @@ type issuer struct {
 	wallet *wallet
 }
 
+// Generation changes when the wallet gains a chain, so link sessions are
+// issued anew with it.
+func (i *issuer) Generation() uint64 { return i.wallet.gen.Load() }
+
 func (i *issuer) Issue(from *identity.Key, aud identity.DID, cmd string, exp time.Time) ([]byte, error) {
 	chain := i.wallet.find(from.DID(), cmd, time.Now())
 	inv, err := cap.Invoke(from, cap.InvocationParams{Audience: aud, Command: cmd, Proofs: chain, Expiry: exp})
@@ -79,6 +84,7 @@ func (i *issuer) Issue(from *identity.Key, aud identity.DID, cmd string, exp tim
 // wallet holds delegation chains given to this node's actors (for example
 // by the user who submits a deployment), by holder.
 type wallet struct {
+	gen    atomic.Uint64
 	mu     sync.RWMutex
 	chains map[identity.DID][]cap.Chain // guarded by mu
 }
@@ -90,6 +96,7 @@ func (w *wallet) Add(c cap.Chain) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.chains[c.Holder()] = append(w.chains[c.Holder()], c)
+	w.gen.Add(1)
 }
 
 // find returns the shortest unexpired chain held by holder covering cmd.

@@ -47,6 +47,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 	if err != nil {
 		return nil, err
 	}
+	n.offerOnly(execs)
 	n.allocs, err = allocation.New(allocation.Config{
 		System:    n.sys,
 		Executors: execs,
@@ -374,4 +375,18 @@ func apiDeployment(d *orchestrator.Deployment, withSpec bool) *api.Deployment {
 		out.Candidates = append(out.Candidates, api.DeploymentCandidate{Peer: c.Peer, Node: c.Node, Kind: c.Kind, Reasons: c.Reasons})
 	}
 	return out
+}
+
+// offerOnly restricts the executors the node offers to those it runs: a
+// detected Docker engine is no use without the docker executor enabled.
+func (n *Node) offerOnly(execs map[ensemble.Executor]executor.Executor) {
+	m := n.resources.Machine()
+	var keep []string
+	for _, e := range m.Executors {
+		if _, ok := execs[ensemble.Executor(e)]; ok {
+			keep = append(keep, e)
+		}
+	}
+	m.Executors = keep
+	n.resources.SetMachine(m)
 }
