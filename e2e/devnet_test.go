@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -192,5 +193,55 @@ func TestDevnetUsage(t *testing.T) {
 				t.Fatalf("a refused devnet up created %s", dir)
 			}
 		})
+	}
+}
+
+// One node with every executor this machine has and a benchmark; down
+// --keep keeps the directory, which a new up then refuses.
+func TestDevnetKeep(t *testing.T) {
+	bin := e2etest.Binary(t)
+	cli := &e2etest.Home{Dir: t.TempDir(), Bin: bin}
+	dir := filepath.Join(t.TempDir(), "net")
+	t.Cleanup(func() { cli.Run(t, "devnet", "down", "--dir", dir) })
+
+	cli.MustRun(t, "devnet", "up", "--nodes", "1", "--executor", "all", "--benchmark", "1s", "--dir", dir)
+	var st devnetStatus
+	cli.JSON(t, &st, "devnet", "status", "--dir", dir)
+	if len(st.Nodes) != 1 || st.Nodes[0].State != "running" || st.Nodes[0].Peers != 0 || st.Nodes[0].Onboarded == nil {
+		t.Fatalf("status = %+v, want one running onboarded node with no peers", st.Nodes)
+	}
+	node := st.Nodes[0]
+	if !slices.Contains(node.Executors, "wasm") {
+		t.Errorf("executors %v, want wasm among them", node.Executors)
+	}
+	pass, err := os.ReadFile(st.PassphraseFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	operator := &e2etest.Home{Dir: node.Home, Bin: bin, Env: []string{"DMS_PASSPHRASE=" + strings.TrimSpace(string(pass))}}
+	var res struct {
+		Benchmark *struct {
+			CPUSingle float64 `json:"cpu_single"`
+		} `json:"benchmark"`
+	}
+	operator.JSON(t, &res, "resources")
+	if res.Benchmark == nil || res.Benchmark.CPUSingle <= 0 {
+		t.Errorf("resources benchmark = %+v, want scores after --benchmark 1s", res.Benchmark)
+	}
+
+	r := cli.Run(t, "devnet", "down", "--keep", "--dir", dir)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "stopped 1 node(s) (node1); kept "+dir) {
+		t.Fatalf("down --keep: %s", r)
+	}
+	if devnet.Alive(node.PID, node.Home) {
+		t.Fatal("node alive after down --keep")
+	}
+	if _, err := os.Stat(filepath.Join(node.Home, "dms.log")); err != nil {
+		t.Fatalf("down --keep lost the log: %v", err)
+	}
+	oneLine(t, cli.Run(t, "devnet", "up", "--dir", dir), 1, "holds a stopped devnet: remove it with `dms devnet down --dir "+dir+"`")
+	cli.MustRun(t, "devnet", "down", "--dir", dir)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("%s still exists after down (%v)", dir, err)
 	}
 }

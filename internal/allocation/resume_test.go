@@ -99,16 +99,20 @@ func TestResumeLostInstance(t *testing.T) {
 		wantMsg      string
 	}{
 		{
-			name:      "gone from a listing executor",
-			restart:   ensemble.Restart{Policy: ensemble.Never},
-			executors: func(h *harness) map[ensemble.Executor]executor.Executor { return docker(executortest.New(executortest.Config{})) },
+			name:    "gone from a listing executor",
+			restart: ensemble.Restart{Policy: ensemble.Never},
+			executors: func(h *harness) map[ensemble.Executor]executor.Executor {
+				return docker(executortest.New(executortest.Config{}))
+			},
 			wantState: orchestrator.AllocFailed,
 			wantMsg:   "is gone after the node restarted",
 		},
 		{
-			name:      "gone from an in-process executor",
-			restart:   ensemble.Restart{Policy: ensemble.Never},
-			executors: func(h *harness) map[ensemble.Executor]executor.Executor { return docker(noLister{executortest.New(executortest.Config{})}) },
+			name:    "gone from an in-process executor",
+			restart: ensemble.Restart{Policy: ensemble.Never},
+			executors: func(h *harness) map[ensemble.Executor]executor.Executor {
+				return docker(noLister{executortest.New(executortest.Config{})})
+			},
 			wantState: orchestrator.AllocFailed,
 			wantMsg:   "docker instances do not survive a restart",
 		},

@@ -167,7 +167,8 @@ func newDevnetUpCmd(a *app, dir *string) *cobra.Command {
   - starts each as a detached ` + "`dms run`" + ` (logs in <dir>/nodeK/dms.log);
   - connects every node to every other;
   - makes node1's user key the operator: every node trusts it for /dms;
-  - onboards --cpu, --ram and --disk on every node and benchmarks it briefly;
+  - onboards --cpu, --ram and --disk on every node (and benchmarks the
+    machine with --benchmark 1s; by default not, to keep the nodes small);
   - records everything in <dir>/devnet.json.
 
 --executor docker or vm fails when this machine cannot run it (no Docker
@@ -197,7 +198,7 @@ its logs: remove it with dms devnet down.`,
 	f.StringVar(&o.cpu, "cpu", "1", "cores each node onboards")
 	f.StringVar(&o.ram, "ram", "1GiB", "memory each node onboards")
 	f.StringVar(&o.disk, "disk", "2GiB", "disk each node onboards")
-	f.DurationVar(&o.benchmark, "benchmark", time.Second, "how long each node's machine benchmark may run (1s to 1m; 0 skips it)")
+	f.DurationVar(&o.benchmark, "benchmark", 0, "run each node's machine benchmark for up to this long (1s to 1m; 0, the default, skips it)")
 	return cmd
 }
 

@@ -13,7 +13,7 @@ import (
 )
 
 func TestDevnetUpPlan(t *testing.T) {
-	ok := devnetUpOptions{nodes: 3, executors: []string{"wasm"}, cpu: "1", ram: "1GiB", disk: "2GiB", benchmark: time.Second}
+	ok := devnetUpOptions{nodes: 3, executors: []string{"wasm"}, cpu: "1", ram: "1GiB", disk: "2GiB"}
 	with := func(f func(*devnetUpOptions)) devnetUpOptions { o := ok; f(&o); return o }
 	tests := []struct {
 		name      string
@@ -23,11 +23,11 @@ func TestDevnetUpPlan(t *testing.T) {
 		benchMS   int64
 		err       string // want a usage error containing this
 	}{
-		{"defaults", ok, []string{"wasm"}, false, 1000, ""},
-		{"one node", with(func(o *devnetUpOptions) { o.nodes = 1 }), []string{"wasm"}, false, 1000, ""},
-		{"list, deduplicated and sorted", with(func(o *devnetUpOptions) { o.executors = []string{"wasm", "Docker", "wasm"} }), []string{"docker", "wasm"}, false, 1000, ""},
-		{"all", with(func(o *devnetUpOptions) { o.executors = []string{"all"} }), []string{"docker", "vm", "wasm"}, true, 1000, ""},
-		{"no benchmark", with(func(o *devnetUpOptions) { o.benchmark = 0 }), []string{"wasm"}, false, 0, ""},
+		{"defaults", ok, []string{"wasm"}, false, 0, ""},
+		{"one node", with(func(o *devnetUpOptions) { o.nodes = 1 }), []string{"wasm"}, false, 0, ""},
+		{"list, deduplicated and sorted", with(func(o *devnetUpOptions) { o.executors = []string{"wasm", "Docker", "wasm"} }), []string{"docker", "wasm"}, false, 0, ""},
+		{"all", with(func(o *devnetUpOptions) { o.executors = []string{"all"} }), []string{"docker", "vm", "wasm"}, true, 0, ""},
+		{"benchmark", with(func(o *devnetUpOptions) { o.benchmark = 2 * time.Second }), []string{"wasm"}, false, 2000, ""},
 		{"zero nodes", with(func(o *devnetUpOptions) { o.nodes = 0 }), nil, false, 0, "--nodes 0: want 1 to 20"},
 		{"too many nodes", with(func(o *devnetUpOptions) { o.nodes = 100 }), nil, false, 0, "--nodes 100: want 1 to 20"},
 		{"unknown executor", with(func(o *devnetUpOptions) { o.executors = []string{"foo"} }), nil, false, 0, `--executor "foo"`},
