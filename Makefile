@@ -38,7 +38,7 @@ bench: ## go benchmarks (see docs/PERFORMANCE.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 demo: build ## start a local network, run examples/hello.yaml, tear down
-	@./scripts/demo.sh
+	@DMS_BIN=$(BIN) ./scripts/demo.sh
 
 clean: ## remove build outputs
 	rm -rf bin build

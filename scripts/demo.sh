@@ -4,7 +4,7 @@
 # print its logs and result, and tear the network down whatever happens.
 # Exits with the job's exit code.
 #
-#   DMS_BIN=path/to/dms ./scripts/demo.sh    # use a prebuilt binary
+#   DMS_BIN=path/to/dms ./scripts/demo.sh    # use a prebuilt binary (make demo does)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,7 +48,7 @@ if "$dms" deploy --help >/dev/null 2>&1; then
 	code=0
 	"$dms" deploy -f examples/hello.yaml --follow || code=$?
 	step "the deployment"
-	id=$("$dms" -o json deployments | sed -n 's/^ *"id": *"\([^"]*\)".*/\1/p' | head -n 1)
+	id=$("$dms" -o json deployments | sed -n 's/^ *"id": *"\([^"]*\)".*/\1/p' | sed -n 1p) || true
 	if [[ -n $id ]]; then
 		"$dms" deployment status "$id" || true
 	else
@@ -61,7 +61,7 @@ fi
 # Until `dms deploy` exists: show the network and an invocation across it.
 step "dms deploy is not available in this build yet: showing the network instead"
 "$dms" devnet status
-node3=$("$dms" -o json devnet status | sed -n 's/^ *"peer_id": *"\([^"]*\)".*/\1/p' | sed -n 3p)
+node3=$("$dms" -o json devnet status | sed -n 's/^ *"peer_id": *"\([^"]*\)".*/\1/p' | sed -n 3p) || true
 step "node1's user greets node3: dms invoke /public/hello --to $node3"
 "$dms" invoke /public/hello --to "$node3"
 step "the operator lists node3's peers (a /dms command node3 trusts it for)"
