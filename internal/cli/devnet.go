@@ -496,17 +496,23 @@ func (u *devnetUp) checkExecutors(ctx context.Context) error {
 			if slices.Contains(usable, e) {
 				continue
 			}
-			switch e {
-			case "docker":
+			switch {
+			case e == "docker" && !m.Docker.Reachable:
 				return devnetUnusable{fmt.Errorf("--executor docker: no Docker engine answers on this machine (socket %q): start Docker or choose --executor wasm", m.Docker.Socket)}
-			case "vm":
+			case e == "vm" && m.QEMU == "":
 				return devnetUnusable{fmt.Errorf("--executor vm: QEMU (qemu-system-%s) is not installed: install it or choose --executor wasm", qemuArchOf(m.CPU.Arch))}
 			default:
-				return devnetUnusable{fmt.Errorf("--executor %s: node1 does not offer it (it offers %s)", e, strings.Join(usable, ", "))}
+				// The machine has what it needs, but this dms does not
+				// run that executor.
+				offers := strings.Join(usable, ", ")
+				if offers == "" {
+					offers = "no executor"
+				}
+				return devnetUnusable{fmt.Errorf("--executor %s: this dms does not run %s jobs yet (node1 offers %s)", e, e, offers)}
 			}
 		}
 	} else if missing := slices.DeleteFunc(slices.Clone(devnetExecutors), func(e string) bool { return slices.Contains(usable, e) }); len(missing) > 0 {
-		u.progress("executors: %s (this machine cannot run %s)\n", strings.Join(usable, ", "), strings.Join(missing, ", "))
+		u.progress("executors: %s (not available here: %s)\n", strings.Join(usable, ", "), strings.Join(missing, ", "))
 	}
 	for i := range u.st.Nodes {
 		u.st.Nodes[i].Executors = slices.Clone(usable)
