@@ -28,7 +28,7 @@ import (
 // Tests run it inside a testing/synctest bubble, so time is virtual:
 // backoffs, heartbeats and sleeping workloads take no real time.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	net      *actor.MemNetwork
 	provSys  *actor.System
 	provKey  *identity.Key
@@ -54,7 +54,7 @@ func inBubble(t *testing.T, f func(t *testing.T, h *harness)) {
 	})
 }
 
-func newSystem(t *testing.T, net *actor.MemNetwork, key *identity.Key) *actor.System {
+func newSystem(t testing.TB, net *actor.MemNetwork, key *identity.Key) *actor.System {
 	t.Helper()
 	host, err := key.DID().PeerID()
 	if err != nil {
@@ -67,7 +67,7 @@ func newSystem(t *testing.T, net *actor.MemNetwork, key *identity.Key) *actor.Sy
 	return sys
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	net := actor.NewMemNetwork()
 	provKey, err := identity.NewKey()
@@ -110,7 +110,7 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
-func mustKey(t *testing.T) *identity.Key {
+func mustKey(t testing.TB) *identity.Key {
 	t.Helper()
 	k, err := identity.NewKey()
 	if err != nil {
@@ -288,7 +288,7 @@ type fakeOrch struct {
 	refused   int                   // guarded by mu
 }
 
-func newFakeOrch(t *testing.T, sys *actor.System) *fakeOrch {
+func newFakeOrch(t testing.TB, sys *actor.System) *fakeOrch {
 	t.Helper()
 	key := mustKey(t)
 	act, err := sys.Spawn(key, "orch/dep1", actor.SpawnOptions{Workers: 1}) // reports in order

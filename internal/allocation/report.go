@@ -79,10 +79,15 @@ func (a *alloc) reporter() {
 		case <-a.wake:
 		case <-tick.C:
 			a.mu.Lock()
+			ceiling := a.rec.Seq
 			if !a.rec.State.Terminal() && len(a.queue) == 0 {
 				a.queue = append(a.queue, a.reportLocked())
 			}
+			moved := a.rec.Seq != ceiling
 			a.mu.Unlock()
+			if moved {
+				a.persist() // the new Seq ceiling
+			}
 		case <-a.life.Done():
 			return
 		}

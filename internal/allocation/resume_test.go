@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dmsnet/dms/internal/ensemble"
@@ -233,5 +234,24 @@ func TestResumeStates(t *testing.T) {
 				t.Errorf("List = %v, want a1", got)
 			}
 		})
+	})
+}
+
+func TestSeqSurvivesRestart(t *testing.T) {
+	inBubble(t, func(t *testing.T, h *harness) {
+		hd := h.create(h.m, "a1", "r1", task("sleep=1h"))
+		h.mustStart(hd)
+		// More heartbeats than the persisted Seq block.
+		time.Sleep(time.Duration(seqBlock+200) * time.Second)
+		synctest.Wait() // every heartbeat sent so far has arrived
+		rs, _ := h.orch.reportsOf("a1")
+		last := rs[len(rs)-1].Seq
+		h.restart(docker(h.ex))
+		eventually(t, func() bool { after, _ := h.orch.reportsOf("a1"); return len(after) > len(rs) })
+		after, _ := h.orch.reportsOf("a1")
+		if r := after[len(rs)]; r.Seq <= last {
+			t.Fatalf("first report after the restart has Seq %d, want above %d", r.Seq, last)
+		}
+		h.orch.act.Invoke(context.Background(), hd, orchestrator.BehaviorStop, orchestrator.StopRequest{}, nil)
 	})
 }
