@@ -68,6 +68,9 @@ type DeploymentAlloc struct {
 	Message  string    `json:"message,omitempty"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	Ports    []string  `json:"ports,omitempty"` // host:guest/proto
+	// Started and Finished are the last run's, once it ended.
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
 }
 
 // DeploymentCandidate says why a provider does not host a node.

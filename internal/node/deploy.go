@@ -364,6 +364,7 @@ func apiDeployment(d *orchestrator.Deployment, withSpec bool) *api.Deployment {
 			code := a.Result.ExitCode
 			al.ExitCode = &code
 			al.Reason = string(a.Result.Reason)
+			al.Started, al.Finished = a.Result.StartedAt, a.Result.FinishedAt
 		}
 		for _, p := range a.Ports {
 			al.Ports = append(al.Ports, fmt.Sprintf("%d:%d/%s", p.Host, p.Guest, p.Protocol))
@@ -380,6 +381,10 @@ func apiDeployment(d *orchestrator.Deployment, withSpec bool) *api.Deployment {
 // offerOnly restricts the executors the node offers to those it runs: a
 // detected Docker engine is no use without the docker executor enabled.
 func (n *Node) offerOnly(execs map[ensemble.Executor]executor.Executor) {
+	n.runnable = map[string]bool{}
+	for e := range execs {
+		n.runnable[string(e)] = true
+	}
 	m := n.resources.Machine()
 	var keep []string
 	for _, e := range m.Executors {

@@ -75,9 +75,11 @@ type Node struct {
 	// allocs and deploys are the orchestration (deploy.go).
 	allocs  *allocation.Manager
 	deploys *orchestrator.Service
-	sys     *actor.System
-	root    *actor.Actor
-	api     *apiserver.Server
+	// runnable are the executors this node runs; set once at start.
+	runnable map[string]bool
+	sys      *actor.System
+	root     *actor.Actor
+	api      *apiserver.Server
 
 	// resources is the resource accounting (resources.go): onboarding,
 	// and Bid/Reserve/Commit/Release for the orchestration.

@@ -118,7 +118,7 @@ func (n *Node) startResources(ctx context.Context) error {
 }
 
 // detectMachine runs Detect and keeps only the executors the config
-// enables.
+// enables and, once the orchestration started, those the node runs.
 func (n *Node) detectMachine(ctx context.Context) (resource.Machine, error) {
 	mach, err := resource.Detect(ctx, n.res.detect)
 	if err != nil {
@@ -128,7 +128,7 @@ func (n *Node) detectMachine(ctx context.Context) (resource.Machine, error) {
 	enabled := map[string]bool{resource.ExecutorDocker: ex.Docker.Enabled, resource.ExecutorVM: ex.VM.Enabled, resource.ExecutorWasm: ex.WASM.Enabled}
 	var keep []string
 	for _, e := range mach.Executors {
-		if on, known := enabled[e]; on || !known {
+		if on, known := enabled[e]; (on || !known) && (n.runnable == nil || n.runnable[e]) {
 			keep = append(keep, e)
 		}
 	}

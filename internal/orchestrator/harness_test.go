@@ -28,6 +28,7 @@ type world struct {
 	net   *actor.MemNetwork
 	nodes []*tnode
 	user  *identity.Key
+	opts  worldOpts
 }
 
 type tnode struct {
@@ -54,6 +55,9 @@ type worldOpts struct {
 	execCfg executortest.Config
 	bid     time.Duration
 	lost    time.Duration
+	// ttl is how long providers hold reservations (default a minute, past
+	// the tests' deadlines, so that only reverts free them in time).
+	ttl time.Duration
 	// skipOnboard leaves the nodes without onboarded resources.
 	skipOnboard bool
 }
@@ -72,7 +76,10 @@ func newWorld(t testing.TB, n int, o worldOpts) *world {
 	if o.lost == 0 {
 		o.lost = 2 * time.Second
 	}
-	w := &world{t: t, net: actor.NewMemNetwork(), user: mustKey(t)}
+	if o.ttl == 0 {
+		o.ttl = time.Minute
+	}
+	w := &world{t: t, net: actor.NewMemNetwork(), user: mustKey(t), opts: o}
 	for range n {
 		w.nodes = append(w.nodes, w.addNode(o))
 	}
@@ -116,7 +123,7 @@ func (w *world) addNode(o worldOpts) *tnode {
 		t.Fatal(err)
 	}
 	tn.provider = orchestrator.NewProvider(orchestrator.ProviderConfig{
-		Node: tn.root, Key: key, Ledger: tn.ledger, Allocator: refusingAllocator{tn}, ReservationTTL: 5 * time.Second,
+		Node: tn.root, Key: key, Ledger: tn.ledger, Allocator: refusingAllocator{tn}, ReservationTTL: o.ttl,
 	})
 	if err := tn.provider.Register(); err != nil {
 		t.Fatal(err)

@@ -90,7 +90,7 @@ nodes:
 	}
 	w.waitFree(start)
 	// A second provider joins: the gang lands on both.
-	w.nodes = append(w.nodes, w.addNode(worldOpts{cpu: 2000, ram: 2 << 30}))
+	w.nodes = append(w.nodes, w.addNode(w.opts))
 	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Completed)
 	if d.Placement["n1"].Provider.Host == d.Placement["n2"].Provider.Host {
 		t.Fatalf("gang placed twice on %s", d.Placement["n1"].Provider.Host)
@@ -130,7 +130,7 @@ func TestProviderRefusesCommit(t *testing.T) {
 }
 
 func TestProviderDiesBetweenBidAndCommit(t *testing.T) {
-	w := newWorld(t, 3, worldOpts{bid: 500 * time.Millisecond})
+	w := newWorld(t, 3, worldOpts{bid: 500 * time.Millisecond, ttl: 3 * time.Second})
 	start := w.free()
 	// Node 1 answers bid requests and vanishes before the commit: the
 	// first commit to it fails, the deployment lands elsewhere.

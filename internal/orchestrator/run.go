@@ -434,13 +434,15 @@ func (r *run) rate(reqs []NodeRequest, replies map[string]BidReply, answered map
 
 // revertUnused releases the reservations of bids the plan does not use.
 func (r *run) revertUnused(ctx context.Context, replies map[string]BidReply, plan map[string]candidate) {
-	used := map[string]bool{}
+	// Reservation IDs name a round and a node, the same on every provider.
+	type key struct{ host, reservation string }
+	used := map[key]bool{}
 	for _, c := range plan {
-		used[c.Bid.Reservation] = true
+		used[key{c.Provider.Host, c.Bid.Reservation}] = true
 	}
 	for host, br := range replies {
 		for _, b := range br.Bids {
-			if !used[b.Reservation] {
+			if !used[key{host, b.Reservation}] {
 				r.revert(ctx, host, b.Reservation)
 			}
 		}
