@@ -1,6 +1,7 @@
 package allocation
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -90,6 +92,17 @@ func newHarness(t testing.TB) *harness {
 		dataDir: t.TempDir() + "/data/allocations",
 	}
 	h.orch = newFakeOrch(t, newSystem(t, net, mustKey(t)))
+	// Open the link between the hosts before any allocation reports: when
+	// both ends dial each other at once the actor runtime may serve one
+	// link twice and deliver out of order (an internal/actor bug).
+	root, err := h.provSys.Spawn(provKey, actor.RootInbox, actor.SpawnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root.AddBehavior("/public/ping", func(context.Context, *actor.Message) (any, error) { return struct{}{}, nil })
+	if err := h.orch.act.Invoke(context.Background(), root.Handle(), "/public/ping", nil, nil); err != nil {
+		t.Fatal(err)
+	}
 	h.ex = h.newExecutor()
 	h.m = h.newManager(map[ensemble.Executor]executor.Executor{ensemble.Docker: h.ex, ensemble.Wasm: h.ex})
 	t.Cleanup(func() {
@@ -355,18 +368,23 @@ func (o *fakeOrch) artifactRequests(digest string) int {
 	return o.requests[digest]
 }
 
-// reportsOf returns the reports of allocation id and when they arrived.
+// reportsOf returns the reports of allocation id in Seq order, as an
+// orchestrator must read them, and when each arrived.
 func (o *fakeOrch) reportsOf(id string) ([]orchestrator.Report, []time.Time) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	var rs []orchestrator.Report
-	var ts []time.Time
+	var idx []int
 	for i, r := range o.reports {
 		if r.ID == id {
-			rs = append(rs, r)
-			ts = append(ts, o.times[i])
+			idx = append(idx, i)
 		}
 	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(o.reports[a].Seq, o.reports[b].Seq) })
+	rs := make([]orchestrator.Report, len(idx))
+	ts := make([]time.Time, len(idx))
+	for k, i := range idx {
+		rs[k], ts[k] = o.reports[i], o.times[i]
+	}
+	o.mu.Unlock()
 	return rs, ts
 }
 
