@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/dmsnet/dms/internal/identity"
 )
@@ -17,9 +21,9 @@ import (
 const (
 	// maxTopicLen bounds an actor-level topic name.
 	maxTopicLen = 200
-	// publishWait bounds how long Publish waits for the first subscriber of
-	// a topic to become known after a new connection, so that a message
-	// published right after connecting is not lost.
+	// publishWait bounds how long after a new connection Publish waits for
+	// the peer's subscriptions, so that a message published right after
+	// connecting is not lost.
 	publishWait = 2 * time.Second
 	// subscriptionBuffer is how many received messages wait for a slow
 	// subscriber before gossipsub drops them.
@@ -82,9 +86,9 @@ func (h *Host) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pu
 	return pubsub.ValidationAccept
 }
 
-// Publish broadcasts frame to the subscribers of topic on other hosts. Right
-// after a new connection, when no subscriber of the topic is known yet, it
-// waits briefly for one to appear.
+// Publish broadcasts frame to the subscribers of topic on other hosts.
+// Within publishWait of a new connection, it waits until that peer has told
+// its subscriptions.
 func (h *Host) Publish(ctx context.Context, topic string, frame []byte) error {
 	if len(frame) > h.cfg.MaxFrame {
 		return fmt.Errorf("publish on %s: frame of %d bytes exceeds the limit of %d", topic, len(frame), h.cfg.MaxFrame)
@@ -93,38 +97,128 @@ func (h *Host) Publish(ctx context.Context, topic string, frame []byte) error {
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	if len(t.ListPeers()) == 0 {
-		h.awaitTopicPeer(ctx, t)
-	}
+	h.awaitGossipPeers(ctx)
 	if err := t.Publish(ctx, frame); err != nil {
 		return fmt.Errorf("publish on %s: %w", topic, err)
 	}
 	return nil
 }
 
-// awaitTopicPeer waits until t has a known subscriber, for as long as a
-// connection opened in the last publishWait might still announce one.
-func (h *Host) awaitTopicPeer(ctx context.Context, t *pubsub.Topic) {
-	h.mu.Lock()
-	deadline := h.lastConn.Add(publishWait)
-	h.mu.Unlock()
-	if len(h.host.Network().Peers()) == 0 || !time.Now().Before(deadline) {
-		return
-	}
-	wctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	eh, err := t.EventHandler()
-	if err != nil {
-		return
-	}
-	defer eh.Cancel()
+// awaitGossipPeers waits, for at most publishWait after their connection
+// opened, for the peers connected so recently that gossipsub may not be
+// ready to send to them: until gossipsub has its stream to each and their
+// subscriptions, or the peer turns out not to speak gossipsub. A message
+// published right after connecting then reaches every subscriber.
+func (h *Host) awaitGossipPeers(ctx context.Context) {
 	for {
-		ev, err := eh.NextPeerEvent(wctx)
-		if err != nil || ev.Type == pubsub.PeerJoin {
+		wait, changed := h.gossipPending()
+		if wait <= 0 {
+			return
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		if ctx.Err() != nil {
 			return
 		}
 	}
 }
+
+// gossipPending returns how long the most recent connection to a peer that
+// gossipsub is not ready for may still make us wait, and a channel closed
+// when the next peer becomes ready.
+func (h *Host) gossipPending() (time.Duration, <-chan struct{}) {
+	h.gossip.mu.Lock()
+	changed := h.gossip.changed
+	h.gossip.mu.Unlock()
+	var wait time.Duration
+	now := time.Now()
+	for _, c := range h.host.Network().Conns() {
+		left := c.Stat().Opened.Add(publishWait).Sub(now)
+		if left <= wait {
+			continue
+		}
+		p := c.RemotePeer()
+		if h.gossip.ready(p) {
+			continue
+		}
+		if protos, err := h.host.Peerstore().GetProtocols(p); err == nil && len(protos) > 0 &&
+			!slices.ContainsFunc(protos, func(id protocol.ID) bool { return strings.HasPrefix(string(id), "/meshsub/") }) {
+			continue // identified, and it does not gossip
+		}
+		wait = left
+	}
+	return wait, changed
+}
+
+// gossipPeers records, per peer, whether gossipsub can send to it (it has
+// opened its outbound stream) and has heard from it (received its first
+// message, which lists its subscriptions). Once both hold, a message we
+// publish reaches the peer if it subscribes to the topic.
+type gossipPeers struct {
+	mu      sync.Mutex
+	state   map[peer.ID]uint8 // heardRPC | outbound; guarded by mu
+	changed chan struct{}     // closed and replaced when a peer becomes ready; guarded by mu
+}
+
+const (
+	heardRPC uint8 = 1 << iota
+	outbound
+	gossipReady = heardRPC | outbound
+)
+
+func newGossipPeers() *gossipPeers {
+	return &gossipPeers{state: map[peer.ID]uint8{}, changed: make(chan struct{})}
+}
+
+func (g *gossipPeers) ready(p peer.ID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.state[p] == gossipReady
+}
+
+func (g *gossipPeers) set(p peer.ID, bit uint8) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old := g.state[p]
+	g.state[p] = old | bit
+	if old != gossipReady && old|bit == gossipReady {
+		close(g.changed)
+		g.changed = make(chan struct{})
+	}
+}
+
+func (g *gossipPeers) remove(p peer.ID) {
+	g.mu.Lock()
+	delete(g.state, p)
+	g.mu.Unlock()
+}
+
+// gossipTracer feeds gossipPeers from gossipsub's events.
+type gossipTracer struct{ peers *gossipPeers }
+
+func (t gossipTracer) RecvRPC(rpc *pubsub.RPC) { t.peers.set(rpc.From(), heardRPC) }
+
+func (t gossipTracer) OnNewOutboundStream(p peer.ID, _ protocol.ID) { t.peers.set(p, outbound) }
+
+func (t gossipTracer) OnClosedOutboundStream(p peer.ID) { t.peers.remove(p) }
+
+func (gossipTracer) Join(string)                           {}
+func (gossipTracer) Leave(string)                          {}
+func (gossipTracer) Graft(peer.ID, string)                 {}
+func (gossipTracer) Prune(peer.ID, string)                 {}
+func (gossipTracer) ValidateMessage(*pubsub.Message)       {}
+func (gossipTracer) DeliverMessage(*pubsub.Message)        {}
+func (gossipTracer) RejectMessage(*pubsub.Message, string) {}
+func (gossipTracer) DuplicateMessage(*pubsub.Message)      {}
+func (gossipTracer) ThrottlePeer(peer.ID)                  {}
+func (gossipTracer) SendRPC(*pubsub.RPC, peer.ID)          {}
+func (gossipTracer) DropRPC(*pubsub.RPC, peer.ID)          {}
+func (gossipTracer) UndeliverableMessage(*pubsub.Message)  {}
 
 // Subscribe calls fn, in one goroutine, with each frame published on topic
 // by another host and that host's peer ID, authenticated by the message

@@ -35,25 +35,25 @@ var ErrClosed = errors.New("p2p host closed")
 
 // Host is this node's libp2p host. It implements actor.Transport.
 type Host struct {
-	cfg   Config
-	log   *slog.Logger
-	host  host.Host
-	dht   *dht.IpfsDHT // nil unless Config.DHT
-	ps    *pubsub.PubSub
-	mdns  mdns.Service // nil unless Config.MDNS
-	gater *gater
-	proto protocol.ID
-	stop  context.CancelFunc // ends the background goroutines
-	wg    sync.WaitGroup     // background goroutines and link writers
+	cfg    Config
+	log    *slog.Logger
+	host   host.Host
+	dht    *dht.IpfsDHT // nil unless Config.DHT
+	ps     *pubsub.PubSub
+	mdns   mdns.Service // nil unless Config.MDNS
+	gater  *gater
+	proto  protocol.ID
+	gossip *gossipPeers       // what gossipsub knows of each peer
+	stop   context.CancelFunc // ends the background goroutines
+	wg     sync.WaitGroup     // background goroutines and link writers
 
-	mu       sync.Mutex
-	closed   bool                                // guarded by mu
-	handler  func(actor.Link)                    // guarded by mu
-	links    map[peer.ID][]*link                 // open links per peer, oldest first; guarded by mu
-	dialing  map[peer.ID]*dialCall               // links being opened; guarded by mu
-	topics   map[string]*pubsub.Topic            // joined gossip topics by full name; guarded by mu
-	lastConn time.Time                           // when the last connection opened; guarded by mu
-	subs     map[*atomic.Bool]context.CancelFunc // running subscriptions; guarded by mu
+	mu      sync.Mutex
+	closed  bool                                // guarded by mu
+	handler func(actor.Link)                    // guarded by mu
+	links   map[peer.ID][]*link                 // open links per peer, oldest first; guarded by mu
+	dialing map[peer.ID]*dialCall               // links being opened; guarded by mu
+	topics  map[string]*pubsub.Topic            // joined gossip topics by full name; guarded by mu
+	subs    map[*atomic.Bool]context.CancelFunc // running subscriptions; guarded by mu
 }
 
 var _ actor.Transport = (*Host)(nil)
@@ -89,6 +89,7 @@ func New(ctx context.Context, cfg Config, key *identity.Key, logger *slog.Logger
 		cfg:     cfg,
 		log:     logger.With("component", "p2p"),
 		gater:   newGater(),
+		gossip:  newGossipPeers(),
 		proto:   cfg.actorProtocol(),
 		links:   map[peer.ID][]*link{},
 		dialing: map[peer.ID]*dialCall{},
@@ -179,12 +180,12 @@ func New(ctx context.Context, cfg Config, key *identity.Key, logger *slog.Logger
 		pubsub.WithPeerExchange(true),
 		pubsub.WithMaxMessageSize(cfg.MaxFrame+gossipOverhead),
 		pubsub.WithLogger(h.log.With("subsystem", "gossipsub")),
+		pubsub.WithRawTracer(gossipTracer{h.gossip}),
 	)
 	if err != nil {
 		return fail(fmt.Errorf("gossipsub: %w", err))
 	}
 	lh.Network().Notify(&network.NotifyBundle{
-		ConnectedF:    func(_ network.Network, c network.Conn) { h.connected(c) },
 		DisconnectedF: func(_ network.Network, c network.Conn) { h.disconnected(c) },
 	})
 	lh.SetStreamHandler(h.proto, h.handleStream)
@@ -395,12 +396,6 @@ func (h *Host) liveLinkLocked(pid peer.ID) *link {
 	return nil
 }
 
-func (h *Host) connected(network.Conn) {
-	h.mu.Lock()
-	h.lastConn = time.Now()
-	h.mu.Unlock()
-}
-
 // disconnected fails the links that ran over c, so that the next Link call
 // opens a new one instead of returning a dead link.
 func (h *Host) disconnected(c network.Conn) {
@@ -415,4 +410,5 @@ func (h *Host) disconnected(c network.Conn) {
 	for _, l := range dead {
 		l.fail(errors.New("connection closed"))
 	}
+
 }

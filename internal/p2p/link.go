@@ -123,6 +123,8 @@ func (l *link) shut(err error, graceful bool) {
 	l.mu.Unlock()
 	if graceful {
 		_ = l.s.CloseRead() // unblocks Recv; the writer closes the write side
+		// A writer stuck on a peer that does not read gives up at this deadline.
+		_ = l.s.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 	} else {
 		_ = l.s.Reset()
 	}
@@ -162,6 +164,7 @@ func (l *link) writeLoop() {
 		case f := <-l.sendq:
 			if err := l.writeBatch(w, f); err != nil {
 				l.fail(fmt.Errorf("write: %w", err))
+				_ = l.s.Reset() // if Close came first, fail did not
 				return
 			}
 		case <-l.done:
@@ -192,9 +195,8 @@ func (l *link) writeBatch(w *bufio.Writer, f []byte) error {
 }
 
 // flushAndClose writes what is queued, then closes the stream; it resets
-// the stream if that fails or takes too long.
+// the stream if that fails or takes too long (shut set a write deadline).
 func (l *link) flushAndClose(w *bufio.Writer) {
-	_ = l.s.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 drain:
 	for {
 		select {

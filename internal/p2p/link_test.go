@@ -148,22 +148,41 @@ func TestLinkBatchingAndBackpressure(t *testing.T) {
 		}
 		sent <- nil
 	}()
-	eventually(t, 30*time.Second, "send queue full", func() bool { return len(lb.sendq) == cap(lb.sendq) })
-	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	err = lb.Send(short, []byte("one more"))
-	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Send on a full queue = %v, want it to block until the deadline", err)
-	}
+	// Once the writer is stuck and the queue full, Send blocks until its
+	// context ends. Probe until it does; probes that got in are skipped.
+	probes := 0
+	eventually(t, 30*time.Second, "Send blocks on a full queue", func() bool {
+		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		err := lb.Send(short, []byte("probe"))
+		if err == nil {
+			probes++
+			return false
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Send on a full queue = %v, want it to block until the deadline", err)
+		}
+		return true
+	})
 
 	la := <-links
-	for i := range n {
+	for i := 0; i < n; {
 		f, err := la.Recv()
 		if err != nil {
 			t.Fatalf("Recv %d: %v", i, err)
 		}
+		if string(f) == "probe" {
+			probes--
+			continue
+		}
 		if got := binary.BigEndian.Uint32(f); got != uint32(i) || len(f) != 100 {
 			t.Fatalf("frame %d: got number %d, %d bytes", i, got, len(f))
+		}
+		i++
+	}
+	for ; probes > 0; probes-- {
+		if f, err := la.Recv(); err != nil || string(f) != "probe" {
+			t.Fatalf("Recv = %q, %v; want the last probes", f, err)
 		}
 	}
 	if err := <-sent; err != nil {
@@ -421,5 +440,40 @@ func TestLinkStreamLimit(t *testing.T) {
 	}
 	if answered == 0 || answered > actorStreamsInPerPeer {
 		t.Errorf("%d actor streams from one peer answered, want 1 to %d", answered, actorStreamsInPerPeer)
+	}
+}
+
+// TestCloseWithStuckPeer closes a host whose link's writer is blocked on a
+// peer that never reads: Close still returns.
+func TestCloseWithStuckPeer(t *testing.T) {
+	cfg := testConfig()
+	cfg.SendQueue = 64
+	a, b := newHost(t, testConfig()), newHost(t, cfg)
+	links := accept(a)
+	introduce(t, b, a, "tcp")
+	ctx := testCtx(t, 60*time.Second)
+	l, err := b.Link(ctx, a.Self())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb := l.(*link)
+	sent := make(chan error, 1)
+	go func() {
+		frame := bytes.Repeat([]byte{7}, 1000)
+		for range 40_000 {
+			if err := lb.Send(ctx, frame); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	eventually(t, 30*time.Second, "send queue full", func() bool { return len(lb.sendq) == cap(lb.sendq) })
+	<-links // never read
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-sent; !errors.Is(err, actor.ErrLinkClosed) {
+		t.Errorf("blocked Send after Close = %v, want ErrLinkClosed", err)
 	}
 }
