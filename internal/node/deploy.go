@@ -66,6 +66,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 	provider := orchestrator.NewProvider(orchestrator.ProviderConfig{
 		Node: n.root, Key: n.cfg.Key, Ledger: n.resources, Allocator: allocator{n.allocs},
 		ReservationTTL: c.Orchestrator.ReservationTTL.D(), Logger: n.log,
+		Latencies: n.latencies,
 	})
 	if err := provider.Register(); err != nil {
 		closeExecs()
@@ -90,6 +91,9 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		closeExecs()
 		return nil, err
 	}
+	probeCtx, stopProbe := context.WithCancel(context.Background())
+	probed := make(chan struct{})
+	go func() { defer close(probed); n.probeLatencies(probeCtx) }()
 	if err := n.allocs.Resume(ctx); err != nil {
 		n.log.Error("resume allocations", "err", err)
 	}
@@ -99,6 +103,8 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 	return func() error {
 		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
+		stopProbe()
+		<-probed
 		err := errors.Join(n.deploys.Close(sctx), n.allocs.Close(sctx))
 		closeExecs()
 		return err
@@ -138,6 +144,38 @@ func (n *Node) executors(data string) (map[ensemble.Executor]executor.Executor, 
 			cl()
 		}
 	}, nil
+}
+
+// latencies returns the measured round trips to connected peers.
+func (n *Node) latencies() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, p := range n.host.Peers() {
+		if p.Connected && p.Latency > 0 {
+			out[p.ID] = p.Latency
+		}
+	}
+	return out
+}
+
+// probeLatencies pings every connected peer now and then, so that bids can
+// tell the round trips between providers (the ensemble's rtt edges). The
+// host keeps a moving average of the measurements.
+func (n *Node) probeLatencies(ctx context.Context) {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, p := range n.connectedPeers() {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			n.host.Ping(pctx, p)
+			cancel()
+		}
+		t.Reset(10 * time.Second)
+	}
 }
 
 // connectedPeers lists the peers the host is connected to.

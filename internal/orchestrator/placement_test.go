@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/match"
@@ -53,6 +54,42 @@ func TestPlaceNodes(t *testing.T) {
 			}
 			if s != tt.want {
 				t.Fatalf("placeNodes = %s, want %s", s, tt.want)
+			}
+		})
+	}
+}
+
+func TestPlaceEdges(t *testing.T) {
+	withLat := func(c candidate, lat map[string]float64) candidate { c.Bid.Latencies = lat; return c }
+	// p1, p2 in one region (5 ms apart), p3 far (60 ms from both).
+	lat := map[string]map[string]float64{
+		"p1": {"p2": 5, "p3": 60}, "p2": {"p1": 5, "p3": 60}, "p3": {"p1": 60, "p2": 60},
+	}
+	mk := func(node, host string, v float64) candidate { return withLat(cand(node, host, v), lat[host]) }
+	tests := []struct {
+		name  string
+		cands []candidate
+		rtt   time.Duration
+		want  string
+	}{
+		{"best pair is too far: pick the near pair", []candidate{mk("a", "p3", 0.9), mk("a", "p1", 0.5), mk("b", "p2", 0.9), mk("b", "p3", 0.8)}, 20 * time.Millisecond, "a=p1,b=p2"},
+		{"only far pairs", []candidate{mk("a", "p1", 0.9), mk("b", "p3", 0.9)}, 20 * time.Millisecond, "missing"},
+		{"loose edge takes the best", []candidate{mk("a", "p3", 0.9), mk("a", "p1", 0.5), mk("b", "p2", 0.9)}, 100 * time.Millisecond, "a=p3,b=p2"},
+		{"unknown latency does not hold", []candidate{cand("a", "p1", 0.9), cand("b", "p2", 0.9)}, time.Second, "missing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cands := map[string][]candidate{}
+			for _, c := range tt.cands {
+				cands[c.Node] = append(cands[c.Node], c)
+			}
+			got, missing := placeEdges([]string{"a", "b"}, cands, []edge{{a: "a", b: "b", rtt: tt.rtt}})
+			s := "missing"
+			if missing == nil {
+				s = "a=" + got["a"].Provider.Host + ",b=" + got["b"].Provider.Host
+			}
+			if s != tt.want {
+				t.Fatalf("placeEdges = %s, want %s", s, tt.want)
 			}
 		})
 	}

@@ -79,6 +79,10 @@ type Bid struct {
 	Reservation string      `json:"reservation"`
 	Expires     time.Time   `json:"expires"`
 	Offer       match.Offer `json:"offer"`
+	// Latencies are the provider's measured round trips to the peers it
+	// is connected to, in milliseconds by peer ID: the orchestrator checks
+	// the ensemble's rtt edges with them.
+	Latencies map[string]float64 `json:"latencies,omitempty"`
 	// Signature is the provider node key's Ed25519 signature of the bid
 	// (SignedBytes), so that the bid can be shown to third parties.
 	Signature []byte `json:"signature"`

@@ -49,7 +49,10 @@ type ProviderConfig struct {
 	Ledger         Ledger
 	Allocator      Allocator
 	ReservationTTL time.Duration
-	Logger         *slog.Logger
+	// Latencies returns the measured round trips to connected peers (nil:
+	// none known).
+	Latencies func() map[string]time.Duration
+	Logger    *slog.Logger
 }
 
 // Provider is a node's side of the deployment protocol: it bids for the
@@ -118,7 +121,7 @@ func (p *Provider) request(ctx context.Context, m *actor.Message) (any, error) {
 		// The offer holds what the reservation holds: an exact fit.
 		offer := p.cfg.Ledger.Offer()
 		offer.Free = b.Reservation.Resources
-		bid := Bid{Node: nr.Name, Reservation: id, Expires: b.Reservation.Expires, Offer: offer}
+		bid := Bid{Node: nr.Name, Reservation: id, Expires: b.Reservation.Expires, Offer: offer, Latencies: p.latencies()}
 		bid.Signature = p.cfg.Key.Sign(bid.SignedBytes(req.Deployment, self.Host))
 		reply.Bids = append(reply.Bids, bid)
 		p.mu.Lock()
@@ -129,10 +132,26 @@ func (p *Provider) request(ctx context.Context, m *actor.Message) (any, error) {
 	return reply, nil
 }
 
-// SignedBytes is what a bid's signature covers.
+// latencies returns the provider's measured round trips, in ms.
+func (p *Provider) latencies() map[string]float64 {
+	if p.cfg.Latencies == nil {
+		return nil
+	}
+	out := map[string]float64{}
+	for peer, d := range p.cfg.Latencies() {
+		if d > 0 {
+			out[peer] = float64(d.Microseconds()) / 1000
+		}
+	}
+	return out
+}
+
+// SignedBytes is what a bid's signature covers (JSON encodes maps with
+// sorted keys, so the bytes are deterministic).
 func (b Bid) SignedBytes(deployment, provider string) []byte {
 	offer, _ := json.Marshal(b.Offer)
-	return fmt.Appendf(nil, "dms-bid|%s|%s|%s|%s|%d|%s", deployment, provider, b.Node, b.Reservation, b.Expires.UnixNano(), offer)
+	lat, _ := json.Marshal(b.Latencies)
+	return fmt.Appendf(nil, "dms-bid|%s|%s|%s|%s|%d|%s|%s", deployment, provider, b.Node, b.Reservation, b.Expires.UnixNano(), offer, lat)
 }
 
 // noBid explains a refusal to bid.

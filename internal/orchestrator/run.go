@@ -224,7 +224,8 @@ func (r *run) place(ctx context.Context) {
 		replies, answered := r.collectBids(ctx, reqs, round)
 		cands, reasons := r.rate(reqs, replies, answered)
 		nodes, _ := nodesOf(r.spec)
-		plan, missing := placeNodes(nodes, cands)
+		edges := r.edges()
+		plan, missing := placeEdges(nodes, cands, edges)
 		r.revertUnused(ctx, replies, plan)
 		if plan == nil {
 			// A missing node with bids lost them to the ensemble's other
@@ -233,6 +234,14 @@ func (r *run) place(ctx context.Context) {
 				for _, c := range cands[node] {
 					reasons = append(reasons, CandidateReason{Peer: c.Provider.Host, Node: node, Kind: "distinct",
 						Reasons: []string{"fits, but is needed for another node of this ensemble (nodes never share a provider)"}})
+				}
+			}
+			for _, node := range missing {
+				for _, e := range edges {
+					if (e.a == node || e.b == node) && len(cands[node]) > 0 {
+						reasons = append(reasons, CandidateReason{Node: node, Kind: "rtt",
+							Reasons: []string{fmt.Sprintf("no provider for %s within %s of the provider of %s (edge %s-%s)", node, e.rtt, otherEnd(e, node), e.a, e.b)}})
+					}
 				}
 			}
 			if len(reasons) == 0 {
@@ -967,4 +976,23 @@ func summarize(cs []CandidateReason) string {
 	}
 	sort.Strings(parts)
 	return joinNames(parts)
+}
+
+// edges returns the ensemble's rtt constraints. Bandwidth constraints are
+// not measured yet: they are not enforced.
+func (r *run) edges() []edge {
+	var out []edge
+	for _, e := range r.spec.Edges {
+		if e.RTT > 0 && len(e.Between) == 2 {
+			out = append(out, edge{a: e.Between[0], b: e.Between[1], rtt: e.RTT})
+		}
+	}
+	return out
+}
+
+func otherEnd(e edge, node string) string {
+	if e.a == node {
+		return e.b
+	}
+	return e.a
 }
