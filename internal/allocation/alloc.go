@@ -185,6 +185,8 @@ func (a *alloc) handleStart(ctx context.Context, msg *actor.Message) (any, error
 	switch {
 	case removed:
 		return nil, fmt.Errorf("start %s: the allocation was removed", a.id())
+	case a.life.Err() != nil:
+		return nil, fmt.Errorf("start %s: %w", a.id(), ErrClosed)
 	case rec.State.Terminal():
 		return nil, fmt.Errorf("start %s: the allocation has ended (%s); it cannot start again", a.id(), rec.State)
 	case stopping:

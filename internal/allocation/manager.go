@@ -219,6 +219,8 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 		m.mu.Unlock()
 		a.act.Stop()
 		a.log.close()
+		m.cfg.Store.Delete(req.ID)
+		os.RemoveAll(a.dir)
 		return actor.Handle{}, ErrClosed
 	}
 	m.allocs[req.ID] = a
