@@ -43,19 +43,21 @@ type recvSess struct {
 	cmd      string
 }
 
-// wrap returns the runtime state of l, creating it on first sight.
-func (s *System) wrap(l Link) *link {
+// wrap returns the runtime state of l, creating it on first sight; created
+// says whether this call created it (and so must serve it: exactly one
+// reader per link).
+func (s *System) wrap(l Link) (w *link, created bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if w, ok := s.links[l]; ok {
-		return w
+		return w, false
 	}
-	w := &link{l: l, sys: s, sendSess: map[sessKey]*sendSess{}, recvSess: map[uint32]*recvSess{}}
+	w = &link{l: l, sys: s, sendSess: map[sessKey]*sendSess{}, recvSess: map[uint32]*recvSess{}}
 	s.links[l] = w
 	if _, ok := s.byHost[l.Peer()]; !ok {
 		s.byHost[l.Peer()] = w
 	}
-	return w
+	return w, true
 }
 
 // linkTo returns a link to host; for a link this runtime dialed, it starts
@@ -71,15 +73,11 @@ func (s *System) linkTo(ctx context.Context, host string) (*link, error) {
 	if err != nil {
 		return nil, errorf(CodeUnreachable, "%s: %v", shortHost(host), err)
 	}
+	w, created := s.wrap(l)
 	s.mu.Lock()
-	w, ok := s.links[l]
-	if !ok {
-		w = &link{l: l, sys: s, sendSess: map[sessKey]*sendSess{}, recvSess: map[uint32]*recvSess{}}
-		s.links[l] = w
-	}
 	s.byHost[host] = w
 	s.mu.Unlock()
-	if !ok {
+	if created {
 		go s.serveLink(w)
 	}
 	return w, nil
@@ -128,7 +126,15 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope) err
 	if len(frame) > w.sys.cfg.MaxEnvelope {
 		return errorf(CodeTooLarge, "envelope of %d bytes exceeds the limit of %d", len(frame), w.sys.cfg.MaxEnvelope)
 	}
-	return w.l.Send(ctx, frame)
+	if err := w.l.Send(ctx, frame); err != nil {
+		// A session defined in a frame that was not sent does not exist
+		// on the other side: define it again next time.
+		if len(env.Invocation) == 0 {
+			delete(w.sendSess, sessKey{from: env.From.DID, to: env.To.DID, cmd: env.Behavior})
+		}
+		return err
+	}
+	return nil
 }
 
 func (w *link) sendReply(r *Reply) {

@@ -159,7 +159,11 @@ func NewSystem(cfg Config) (*System, error) {
 		stop:    make(chan struct{}),
 	}
 	s.nonce.Store(uint64(cfg.Now().UnixNano()))
-	cfg.Transport.SetLinkHandler(func(l Link) { s.serveLink(s.wrap(l)) })
+	cfg.Transport.SetLinkHandler(func(l Link) {
+		if w, created := s.wrap(l); created {
+			s.serveLink(w)
+		}
+	})
 	s.bg.Add(1)
 	go s.housekeeping()
 	return s, nil

@@ -69,8 +69,11 @@ type NodeRequest struct {
 // host the others.
 type BidReply struct {
 	Provider actor.Handle `json:"provider"`
-	Bids     []Bid        `json:"bids,omitempty"`
-	NoBids   []NoBid      `json:"no_bids,omitempty"`
+	// Offer is what the provider had free before this request, so the
+	// orchestrator can shortlist it for later deployments.
+	Offer  *match.Offer `json:"offer,omitempty"`
+	Bids   []Bid        `json:"bids,omitempty"`
+	NoBids []NoBid      `json:"no_bids,omitempty"`
 }
 
 // Bid offers to host one node.

@@ -103,7 +103,8 @@ func (p *Provider) request(ctx context.Context, m *actor.Message) (any, error) {
 		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("%d nodes in a bid request", len(req.Nodes))}
 	}
 	self := p.cfg.Node.Handle()
-	reply := BidReply{Provider: self}
+	current := p.cfg.Ledger.Offer()
+	reply := BidReply{Provider: self, Offer: &current}
 	for _, nr := range req.Nodes {
 		if err := checkID("node", nr.Name); err != nil {
 			return nil, err

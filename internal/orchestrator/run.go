@@ -200,6 +200,9 @@ func locationOf(code string) match.Location {
 // queue timeout passes, or a shutdown is requested.
 func (r *run) place(ctx context.Context) {
 	backoff := r.s.cfg.BidWindow
+	// The first round asks the providers the offer cache shortlists, when
+	// it can; every later round broadcasts.
+	first := true
 	for ctx.Err() == nil {
 		if r.shutdownRequested() {
 			return
@@ -221,12 +224,20 @@ func (r *run) place(ctx context.Context) {
 		r.update(true, func(d *Deployment) { d.State = Bidding; d.Round++ })
 		reqs := r.nodeRequests()
 		round := r.snapshot().Round
-		replies, answered := r.collectBids(ctx, reqs, round)
-		cands, reasons := r.rate(reqs, replies, answered)
+		var short []string
+		if first {
+			short = r.s.offers.shortlist(reqs, r.s.cfg.Now())
+		}
+		first = false
+		replies, answered := r.collectBids(ctx, reqs, round, short)
+		cands, reasons := r.rate(reqs, replies, answered, short)
 		nodes, _ := nodesOf(r.spec)
 		edges := r.edges()
 		plan, missing := placeEdges(nodes, cands, edges)
 		r.revertUnused(ctx, replies, plan)
+		if plan == nil && short != nil {
+			continue // the shortlist did not do: ask everyone
+		}
 		if plan == nil {
 			// A missing node with bids lost them to the ensemble's other
 			// nodes: two nodes never share a provider.
@@ -284,15 +295,18 @@ func (r *run) place(ctx context.Context) {
 
 // collectBids broadcasts a bid request (and sends it to pinned peers and
 // to this node) and collects the replies during the bid window, or until
-// every connected peer answered.
-func (r *run) collectBids(ctx context.Context, reqs []NodeRequest, round int) (map[string]BidReply, map[string]bool) {
+// every connected peer answered. With a shortlist it sends the request to
+// those providers only, and waits for them.
+func (r *run) collectBids(ctx context.Context, reqs []NodeRequest, round int, shortlist []string) (map[string]BidReply, map[string]bool) {
 	req := BidRequest{Deployment: r.d.ID, Orchestrator: r.actor.Handle(), Round: round, Nodes: reqs}
 	ctx, cancel := context.WithTimeout(ctx, r.s.cfg.BidWindow)
 	defer cancel()
 	self := r.s.cfg.Node.Handle()
 	expect := map[string]bool{self.Host: true}
-	for _, p := range r.s.cfg.Peers() {
-		expect[p] = true
+	if shortlist == nil {
+		for _, p := range r.s.cfg.Peers() {
+			expect[p] = true
+		}
 	}
 	var mu sync.Mutex
 	replies := map[string]BidReply{}
@@ -326,10 +340,22 @@ func (r *run) collectBids(ctx context.Context, reqs []NodeRequest, round int) (m
 			closeOnce.Do(func() { close(done) })
 		}
 	}
-	if err := r.actor.Broadcast(ctx, TopicDeployments, BehaviorRequest, req, collect); err != nil {
-		r.s.log.Warn("bid request not published", "deployment_id", r.d.ID, "err", err)
-	}
 	targets := []actor.Handle{self}
+	if shortlist == nil {
+		if err := r.actor.Broadcast(ctx, TopicDeployments, BehaviorRequest, req, collect); err != nil {
+			r.s.log.Warn("bid request not published", "deployment_id", r.d.ID, "err", err)
+		}
+	} else {
+		for _, host := range shortlist {
+			if host == self.Host {
+				continue
+			}
+			if h, err := actor.NodeHandle(host); err == nil {
+				targets = append(targets, h)
+				expect[host] = true
+			}
+		}
+	}
 	for _, nr := range reqs {
 		if nr.Peer != "" && nr.Peer != self.Host {
 			if h, err := actor.NodeHandle(nr.Peer); err == nil {
@@ -375,7 +401,7 @@ func (r *run) collectBids(ctx context.Context, reqs []NodeRequest, round int) (m
 // provider's, its offer is well-formed, and the orchestrator's own scoring
 // finds it eligible. It returns the candidates per node, and why every
 // other provider is not one.
-func (r *run) rate(reqs []NodeRequest, replies map[string]BidReply, answered map[string]bool) (map[string][]candidate, []CandidateReason) {
+func (r *run) rate(reqs []NodeRequest, replies map[string]BidReply, answered map[string]bool, shortlist []string) (map[string][]candidate, []CandidateReason) {
 	byName := map[string]NodeRequest{}
 	for _, nr := range reqs {
 		byName[nr.Name] = nr
@@ -393,6 +419,9 @@ func (r *run) rate(reqs []NodeRequest, replies map[string]BidReply, answered map
 		did, err := identity.DIDFromPeerID(host)
 		if err != nil {
 			continue
+		}
+		if br.Offer != nil {
+			r.s.offers.put(host, *br.Offer, now)
 		}
 		for _, nb := range br.NoBids {
 			reasons = append(reasons, CandidateReason{Peer: host, Node: nb.Node, Kind: nb.Kind, Reasons: nb.Reasons})
@@ -432,10 +461,14 @@ func (r *run) rate(reqs []NodeRequest, replies map[string]BidReply, answered map
 		}
 	}
 	peers := append([]string{r.s.cfg.Node.Handle().Host}, r.s.cfg.Peers()...)
+	if shortlist != nil {
+		peers = append([]string{r.s.cfg.Node.Handle().Host}, shortlist...)
+	}
 	sort.Strings(peers)
 	for _, p := range compact(peers) {
 		if !answered[p] {
 			reasons = append(reasons, CandidateReason{Peer: p, Node: "*", Kind: "no-answer"})
+			r.s.offers.drop(p)
 		}
 	}
 	return cands, reasons

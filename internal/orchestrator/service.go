@@ -80,6 +80,8 @@ type Service struct {
 	cfg Config
 	log *slog.Logger
 
+	offers *offerCache
+
 	mu   sync.Mutex
 	deps map[string]*run // guarded by mu
 	wg   sync.WaitGroup
@@ -95,7 +97,7 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	cfg.setDefaults()
 	ctx, stop := context.WithCancel(context.Background())
-	return &Service{cfg: cfg, log: cfg.Logger.With("component", "orchestrator"), deps: map[string]*run{}, ctx: ctx, stop: stop}, nil
+	return &Service{cfg: cfg, log: cfg.Logger.With("component", "orchestrator"), offers: newOfferCache(), deps: map[string]*run{}, ctx: ctx, stop: stop}, nil
 }
 
 // Submission is an ensemble to deploy.
@@ -445,3 +447,11 @@ func nodesOf(spec *ensemble.Spec) (nodes []string, hostOf map[string]string) {
 }
 
 func joinNames(s []string) string { return strings.Join(s, ", ") }
+
+// ForgetOffers empties the offer cache, so that the next bid rounds
+// broadcast (for benchmarks and tests).
+func (s *Service) ForgetOffers() {
+	s.offers.mu.Lock()
+	clear(s.offers.offers)
+	s.offers.mu.Unlock()
+}

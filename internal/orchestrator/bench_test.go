@@ -1,0 +1,90 @@
+package orchestrator_test
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dmsnet/dms/internal/orchestrator"
+)
+
+// Whole-pipeline benchmarks in one process: N providers on the in-memory
+// transport, each with resource accounting and the fake executor; an
+// orchestrator on node 0. docs/PERFORMANCE.md records the results.
+
+// BenchmarkPlacements measures deployments placed per second across 100
+// providers: submit → bid round → placement → two-phase commit → started,
+// 64 deployments in flight. The offer cache shortlists providers after the
+// first rounds, as it would on a busy orchestrator.
+func BenchmarkPlacements(b *testing.B) {
+	w := newWorld(b, 100, worldOpts{cpu: 64000, ram: 64 << 30, bid: time.Second})
+	spec := task("0.01", "exit=0")
+	w.submit(spec) // warm links and the offer cache
+	b.ResetTimer()
+	start := time.Now()
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	for range b.N {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			d := w.submit(spec)
+			waitPlaced(b, w.nodes[0].svc, d.ID)
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "placements/s")
+}
+
+// BenchmarkBidRound1000 measures one bid round across 1,000 providers: the
+// request gossiped to all, each provider scoring and reserving, the
+// replies collected (the round ends when all answered), rated and placed.
+// It reports the time from submit to the placement decision.
+func BenchmarkBidRound1000(b *testing.B) {
+	w := newWorld(b, 1000, worldOpts{cpu: 64000, ram: 64 << 30, bid: 5 * time.Second})
+	spec := task("0.01", "exit=0")
+	var lat []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		w.nodes[0].svc.ForgetOffers() // broadcast every round
+		t0 := time.Now()
+		d := w.submit(spec)
+		waitPlaced(b, w.nodes[0].svc, d.ID)
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(lat[(len(lat)-1)*99/100].Milliseconds()), "p99-ms")
+}
+
+// waitPlaced waits until the deployment has a committed placement.
+func waitPlaced(t testing.TB, svc *orchestrator.Service, id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var after uint64
+	for {
+		d, err := svc.Wait(ctx, id, after)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		switch d.State {
+		case orchestrator.Provisioning, orchestrator.Running, orchestrator.Completed:
+			return
+		case orchestrator.Failed, orchestrator.Stopped:
+			t.Errorf("deployment %s: %s (%s)", id, d.State, d.Message)
+			return
+		}
+		if ctx.Err() != nil {
+			t.Errorf("deployment %s not placed: %s (%s)", id, d.State, d.Message)
+			return
+		}
+		after = d.Version
+	}
+}

@@ -1,0 +1,93 @@
+package orchestrator
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dmsnet/dms/internal/match"
+)
+
+// offerCache remembers what providers offered in recent bid rounds, so that
+// the next deployment asks a shortlist of likely providers directly instead
+// of every provider on the network. A shortlist round that does not place
+// the ensemble falls back to a broadcast round; stale entries only cost
+// that fallback.
+type offerCache struct {
+	mu     sync.Mutex
+	offers map[string]cachedOffer // by provider host; guarded by mu
+}
+
+type cachedOffer struct {
+	offer match.Offer
+	at    time.Time
+}
+
+// offerTTL is how long a cached offer is trusted.
+const offerTTL = 30 * time.Second
+
+func newOfferCache() *offerCache { return &offerCache{offers: map[string]cachedOffer{}} }
+
+func (c *offerCache) put(host string, o match.Offer, now time.Time) {
+	if o.Validate() != nil {
+		return
+	}
+	c.mu.Lock()
+	c.offers[host] = cachedOffer{offer: o, at: now}
+	c.mu.Unlock()
+}
+
+func (c *offerCache) drop(host string) {
+	c.mu.Lock()
+	delete(c.offers, host)
+	c.mu.Unlock()
+}
+
+// shortlist returns the providers to ask for a deployment: for every node,
+// the best few fresh offers that fit it. It returns nil when the cache
+// cannot find enough candidates for every node (then broadcast).
+func (c *offerCache) shortlist(reqs []NodeRequest, now time.Time) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	perNode := 2 + len(reqs) // spares for distinct placement and stale offers
+	chosen := map[string]bool{}
+	for _, nr := range reqs {
+		if nr.Peer != "" {
+			continue // pinned: asked directly anyway
+		}
+		type scored struct {
+			host  string
+			value float64
+		}
+		var fit []scored
+		for host, co := range c.offers {
+			if now.Sub(co.at) > offerTTL {
+				continue
+			}
+			if r := match.Score(co.offer, nr.Request); r.Eligible {
+				fit = append(fit, scored{host, r.Value})
+			}
+		}
+		if len(fit) < len(reqs) {
+			return nil
+		}
+		sort.Slice(fit, func(i, j int) bool {
+			if fit[i].value != fit[j].value {
+				return fit[i].value > fit[j].value
+			}
+			return fit[i].host < fit[j].host
+		})
+		for _, f := range fit[:min(perNode, len(fit))] {
+			chosen[f.host] = true
+		}
+	}
+	if len(chosen) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(chosen))
+	for h := range chosen {
+		out = append(out, h)
+	}
+	sort.Strings(out)
+	return out
+}
