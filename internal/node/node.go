@@ -218,7 +218,7 @@ func (n *Node) startNetwork(ctx context.Context) (stop func() error, err error) 
 		defer cancel()
 		return errors.Join(n.sys.Close(sctx), n.host.Close())
 	}
-	if n.root, err = n.sys.Spawn(n.cfg.Key, actor.RootInbox, actor.SpawnOptions{}); err == nil {
+	if n.root, err = n.sys.Spawn(n.cfg.Key, actor.RootInbox, actor.SpawnOptions{Workers: 32}); err == nil {
 		err = n.addBehaviors()
 	}
 	if err != nil {

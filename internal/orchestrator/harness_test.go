@@ -96,7 +96,7 @@ func (w *world) addNode(o worldOpts) *tnode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn.root, err = tn.sys.Spawn(key, actor.RootInbox, actor.SpawnOptions{})
+	tn.root, err = tn.sys.Spawn(key, actor.RootInbox, actor.SpawnOptions{Workers: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
