@@ -32,6 +32,14 @@ type Config struct {
 	Executor     Executor     `yaml:"executor" doc:"The executors that run allocations on this node."`
 	Orchestrator Orchestrator `yaml:"orchestrator" doc:"Deployments this node orchestrates, and the bids it makes as a provider."`
 	Location     Location     `yaml:"location" doc:"Where this machine is, as its operator states it (no external look-ups)."`
+	Debug        Debug        `yaml:"debug" doc:"Diagnostics for operators and developers."`
+}
+
+// Debug configures diagnostics.
+type Debug struct {
+	Pprof string `yaml:"pprof" doc:"Loopback host:port to serve Go's pprof profiles on (/debug/pprof/); empty: off."`
+	// MemoryLimit is applied with runtime/debug.SetMemoryLimit.
+	MemoryLimit match.Bytes `yaml:"memory_limit" doc:"Soft limit of the Go heap (the garbage collector works harder near it); 0: none. Keeps an idle node small."`
 }
 
 // Log configures logging.

@@ -119,6 +119,14 @@ func (c Config) Validate() error {
 	if o.Price < 0 {
 		bad("orchestrator.price", "%g: want zero or positive", o.Price)
 	}
+	if c.Debug.Pprof != "" {
+		if err := CheckLoopback(c.Debug.Pprof); err != nil {
+			errs = append(errs, fmt.Errorf("debug.pprof: %w", err))
+		}
+	}
+	if c.Debug.MemoryLimit != 0 && c.Debug.MemoryLimit < 16<<20 {
+		bad("debug.memory_limit", "%s is too small (at least 16MiB, or 0 for none)", c.Debug.MemoryLimit)
+	}
 	if l := c.Location.Country; l != "" && (len(l) != 2 || strings.ToUpper(l) != l) {
 		bad("location.country", "%q: want an ISO 3166-1 alpha-2 code such as DE", l)
 	}
