@@ -1,0 +1,248 @@
+//go:build linux
+
+package featureenv
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The netfilter queue protocol (linux/netfilter/nfnetlink_queue.h): just
+// what a queue that reads packet headers and gives verdicts needs.
+const (
+	nfnlSubsysQueue = 3 // NFNL_SUBSYS_QUEUE
+
+	nfqnlMsgPacket  = 0 // NFQNL_MSG_PACKET: kernel → us, one queued packet
+	nfqnlMsgVerdict = 1 // NFQNL_MSG_VERDICT: us → kernel
+	nfqnlMsgConfig  = 2 // NFQNL_MSG_CONFIG
+
+	nfqaPacketHdr  = 1  // NFQA_PACKET_HDR: packet_id, hw_protocol, hook
+	nfqaVerdictHdr = 2  // NFQA_VERDICT_HDR: verdict, packet_id
+	nfqaPayload    = 10 // NFQA_PAYLOAD: the packet, from its IP header
+
+	nfqaCfgCmd    = 1 // NFQA_CFG_CMD
+	nfqaCfgParams = 2 // NFQA_CFG_PARAMS: copy range and mode
+	nfqaCfgMaxLen = 3 // NFQA_CFG_QUEUE_MAXLEN
+	nfqaCfgMask   = 4 // NFQA_CFG_MASK
+	nfqaCfgFlags  = 5 // NFQA_CFG_FLAGS
+
+	nfqnlCfgCmdBind = 1 // NFQNL_CFG_CMD_BIND
+	nfqnlCopyPacket = 2 // NFQNL_COPY_PACKET
+	nfqaCfgFGSO     = 1 << 2
+
+	nfDrop   = 0 // NF_DROP
+	nfAccept = 1 // NF_ACCEPT
+
+	// copyRange is how much of each packet the kernel copies to us: the
+	// IPv4 header without options, which holds both addresses.
+	copyRange = 20
+	// queueMaxLen is how many packets the kernel holds for us before it
+	// drops new ones; at the environment's rates, far more than a
+	// round trip's worth.
+	queueMaxLen = 8192
+)
+
+// nfqueue is one bound netfilter queue: the kernel hands it the packets an
+// iptables NFQUEUE rule sends there and holds each until it is given a
+// verdict, in any order.
+type nfqueue struct {
+	f   *os.File // the netlink socket, non-blocking, in the netns it was opened in
+	num uint16
+}
+
+// packet is one queued packet: its queue ID and addresses.
+type packet struct {
+	id       uint32
+	src, dst netip.Addr
+}
+
+// openNFQueue opens a netlink socket in the calling thread's network
+// namespace and binds queue num, copying the IPv4 header of each packet.
+func openNFQueue(num uint16) (*nfqueue, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_NETFILTER)
+	if err != nil {
+		return nil, fmt.Errorf("netlink socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("bind netlink socket: %w", err)
+	}
+	// Room for bursts, and no ENOBUFS error (a packet lost in a burst
+	// stays with the kernel until the queue is unbound; TCP resends).
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20)
+	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_NO_ENOBUFS, 1)
+	q := &nfqueue{f: os.NewFile(uintptr(fd), "nfqueue"), num: num}
+	cmd := []byte{nfqnlCfgCmdBind, 0, 0, 0} // command, pad, pf (unused since Linux 3.8)
+	if err := q.request(nfqnlMsgConfig, attr(nfqaCfgCmd, cmd)); err != nil {
+		q.f.Close()
+		return nil, fmt.Errorf("bind queue %d: %w", num, err)
+	}
+	params := binary.BigEndian.AppendUint32(nil, copyRange)
+	params = append(params, nfqnlCopyPacket)
+	maxLen := binary.BigEndian.AppendUint32(nil, queueMaxLen)
+	flags := binary.BigEndian.AppendUint32(nil, nfqaCfgFGSO)
+	if err := q.request(nfqnlMsgConfig, attr(nfqaCfgParams, params), attr(nfqaCfgMaxLen, maxLen),
+		attr(nfqaCfgFlags, flags), attr(nfqaCfgMask, flags)); err != nil {
+		q.f.Close()
+		return nil, fmt.Errorf("configure queue %d: %w", num, err)
+	}
+	return q, nil
+}
+
+// Close unbinds the queue (the kernel drops the packets it still holds
+// for it) and unblocks Read.
+func (q *nfqueue) Close() error { return q.f.Close() }
+
+// request sends a message with NLM_F_ACK and waits for its
+// acknowledgement. Only for setup: Read must not be running.
+func (q *nfqueue) request(msg int, attrs ...[]byte) error {
+	seq := uint32(1)
+	if err := q.send(msg, unix.NLM_F_ACK, seq, attrs...); err != nil {
+		return err
+	}
+	buf := make([]byte, 8192)
+	for {
+		n, err := readFile(q.f, buf)
+		if err != nil {
+			return err
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return fmt.Errorf("parse netlink reply: %w", err)
+		}
+		for _, m := range msgs {
+			if m.Header.Type != unix.NLMSG_ERROR || m.Header.Seq != seq || len(m.Data) < 4 {
+				continue
+			}
+			if errno := int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
+				return syscall.Errno(-errno)
+			}
+			return nil
+		}
+	}
+}
+
+// readFile reads one datagram; a file closed under it reads as
+// os.ErrClosed.
+func readFile(f *os.File, buf []byte) (int, error) {
+	n, err := f.Read(buf)
+	if err != nil {
+		return 0, fmt.Errorf("read netlink: %w", err)
+	}
+	return n, nil
+}
+
+// send writes one nfnetlink message of the queue subsystem.
+func (q *nfqueue) send(msg int, flags uint16, seq uint32, attrs ...[]byte) error {
+	size := unix.SizeofNlMsghdr + 4
+	for _, a := range attrs {
+		size += len(a)
+	}
+	b := make([]byte, 0, size)
+	b = binary.NativeEndian.AppendUint32(b, uint32(size))
+	b = binary.NativeEndian.AppendUint16(b, nfnlSubsysQueue<<8|uint16(msg))
+	b = binary.NativeEndian.AppendUint16(b, unix.NLM_F_REQUEST|flags)
+	b = binary.NativeEndian.AppendUint32(b, seq)
+	b = binary.NativeEndian.AppendUint32(b, 0) // port ID: the kernel fills it in
+	b = append(b, unix.AF_UNSPEC, 0)            // nfgenmsg: family, version
+	b = binary.BigEndian.AppendUint16(b, q.num) // nfgenmsg: res_id, the queue
+	for _, a := range attrs {
+		b = append(b, a...)
+	}
+	if _, err := q.f.Write(b); err != nil {
+		return fmt.Errorf("write netlink: %w", err)
+	}
+	return nil
+}
+
+// Verdict accepts or drops the packet with the given ID.
+func (q *nfqueue) Verdict(id uint32, accept bool) error {
+	v := uint32(nfDrop)
+	if accept {
+		v = nfAccept
+	}
+	hdr := binary.BigEndian.AppendUint32(nil, v)
+	hdr = binary.BigEndian.AppendUint32(hdr, id)
+	return q.send(nfqnlMsgVerdict, 0, 0, attr(nfqaVerdictHdr, hdr))
+}
+
+// Read blocks until the kernel queues packets and appends them to pkts.
+// Packets that are not IPv4 are appended with invalid addresses. After
+// Close it returns an error wrapping os.ErrClosed.
+func (q *nfqueue) Read(buf []byte, pkts []packet) ([]packet, error) {
+	n, err := readFile(q.f, buf)
+	if err != nil {
+		return pkts, err
+	}
+	msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+	if err != nil {
+		return pkts, fmt.Errorf("parse netlink message: %w", err)
+	}
+	for _, m := range msgs {
+		if m.Header.Type != nfnlSubsysQueue<<8|nfqnlMsgPacket || len(m.Data) < 4 {
+			continue // acknowledgements of failed verdicts, among others
+		}
+		var p packet
+		var hasID bool
+		for typ, val := range attrs(m.Data[4:]) {
+			switch typ {
+			case nfqaPacketHdr:
+				if len(val) >= 4 {
+					p.id, hasID = binary.BigEndian.Uint32(val), true
+				}
+			case nfqaPayload:
+				if len(val) >= 20 && val[0]>>4 == 4 {
+					p.src = netip.AddrFrom4([4]byte(val[12:16]))
+					p.dst = netip.AddrFrom4([4]byte(val[16:20]))
+				}
+			}
+		}
+		if hasID {
+			pkts = append(pkts, p)
+		}
+	}
+	return pkts, nil
+}
+
+// attr encodes one netlink attribute, padded to 4 bytes.
+func attr(typ uint16, val []byte) []byte {
+	l := unix.SizeofNlAttr + len(val)
+	b := binary.NativeEndian.AppendUint16(nil, uint16(l))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = append(b, val...)
+	for len(b)%unix.NLA_ALIGNTO != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+// attrs iterates over the netlink attributes in b, by type (flags
+// masked out); it stops at the first malformed one.
+func attrs(b []byte) func(yield func(uint16, []byte) bool) {
+	return func(yield func(uint16, []byte) bool) {
+		for len(b) >= unix.SizeofNlAttr {
+			l := int(binary.NativeEndian.Uint16(b))
+			typ := binary.NativeEndian.Uint16(b[2:]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
+			if l < unix.SizeofNlAttr || l > len(b) {
+				return
+			}
+			if !yield(typ, b[unix.SizeofNlAttr:l]) {
+				return
+			}
+			l = (l + unix.NLA_ALIGNTO - 1) &^ (unix.NLA_ALIGNTO - 1)
+			if l > len(b) {
+				return
+			}
+			b = b[l:]
+		}
+	}
+}
+
+// isClosed reports whether err comes from reading a closed queue.
+func isClosed(err error) bool { return errors.Is(err, os.ErrClosed) }

@@ -1,0 +1,337 @@
+//go:build linux
+
+package featureenv
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// shaper decides the fate of every IPv4 packet a node receives from
+// another node: passed at once (same region), held for half the
+// inter-region round trip and possibly lost (another region), or dropped
+// (a partition or a disconnected node). Each node's packets reach it
+// through a netfilter queue in the node's network namespace (see attach);
+// the policy is this struct's state, so partitions and heals take effect
+// on the next packet.
+//
+// Packets are held where they arrive, not where they leave: a packet held
+// on its sender's way out still counts against its socket's TCP Small
+// Queues budget (netem orphans the packets it delays; a netfilter queue
+// does not), so a second small write would wait for the first to be
+// released and one round trip would cost one and a half. On the way in,
+// the sender's socket let go of the packet when the veth pair passed it
+// on.
+type shaper struct {
+	mu sync.Mutex
+	// Guarded by mu:
+	oneWay  time.Duration          // added to each packet between regions
+	loss    float64                // probability a packet between regions is lost
+	region  map[netip.Addr]string  // node address → region
+	cut     map[netip.Addr]bool    // disconnected nodes
+	parted  map[[2]string]bool     // partitioned region pairs, sorted
+	queues  map[netip.Addr]*squeue // attached nodes
+	rng     *rand.Rand
+	errLogf func(format string, args ...any)
+}
+
+// Traffic counts what the environment did to the packets a node received
+// from other nodes.
+type Traffic struct {
+	Passed  uint64 // sent on at once (same region)
+	Delayed uint64 // held for the inter-region latency, then sent on
+	Dropped uint64 // lost, partitioned or disconnected
+}
+
+func newShaper(rtt time.Duration, loss float64, logf func(string, ...any)) *shaper {
+	return &shaper{
+		oneWay: rtt / 2, loss: loss,
+		region: map[netip.Addr]string{}, cut: map[netip.Addr]bool{}, parted: map[[2]string]bool{},
+		queues: map[netip.Addr]*squeue{}, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		errLogf: logf,
+	}
+}
+
+// setRegion records a node's address and region.
+func (s *shaper) setRegion(addr netip.Addr, region string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.region[addr] = region
+}
+
+// decide returns what happens to a packet from src to dst: drop, or pass
+// after delay.
+func (s *shaper) decide(src, dst netip.Addr) (delay time.Duration, pass bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cut[src] || s.cut[dst] {
+		return 0, false
+	}
+	rs, okS := s.region[src]
+	rd, okD := s.region[dst]
+	if !okS || !okD || rs == rd {
+		return 0, true // within a region, or not between two nodes (the gateway)
+	}
+	if s.parted[regionPair(rs, rd)] {
+		return 0, false
+	}
+	if s.loss > 0 && s.rng.Float64() < s.loss {
+		return 0, false
+	}
+	return s.oneWay, true
+}
+
+func regionPair(a, b string) [2]string {
+	if a > b {
+		a, b = b, a
+	}
+	return [2]string{a, b}
+}
+
+func (s *shaper) setCut(addr netip.Addr, cut bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cut {
+		s.cut[addr] = true
+	} else {
+		delete(s.cut, addr)
+	}
+}
+
+func (s *shaper) setParted(a, b string, parted bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if parted {
+		s.parted[regionPair(a, b)] = true
+	} else {
+		delete(s.parted, regionPair(a, b))
+	}
+}
+
+// healAll lifts every partition and reconnects every node.
+func (s *shaper) healAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.parted)
+	clear(s.cut)
+}
+
+func (s *shaper) setLink(rtt time.Duration, loss float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.oneWay, s.loss = rtt/2, loss
+}
+
+// attach starts shaping what the node at addr receives: it binds a
+// netfilter queue in the namespace netns (/proc/PID/ns/net) and then, in
+// that namespace, has iptables send there every packet from subnet that
+// does not come in through lo. Packets queued before the queue is read
+// wait in the kernel.
+func (s *shaper) attach(ctx context.Context, addr netip.Addr, netns string, subnet netip.Prefix) error {
+	var q *nfqueue
+	if err := inNetns(netns, func() (err error) {
+		q, err = openNFQueue(0)
+		return err
+	}); err != nil {
+		return fmt.Errorf("netfilter queue for %s: %w", addr, err)
+	}
+	sq := &squeue{q: q, s: s, addr: addr, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	sq.wg.Add(2)
+	go sq.read()
+	go sq.release()
+	if err := iptablesIn(ctx, netns, "-A", "INPUT", "!", "-i", "lo", "-s", subnet.String(), "-j", "NFQUEUE", "--queue-num", "0"); err != nil {
+		sq.close()
+		return err
+	}
+	s.mu.Lock()
+	old := s.queues[addr]
+	s.queues[addr] = sq
+	s.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+	return nil
+}
+
+// detach stops shaping the node at addr (it was killed: its namespace is
+// gone or going).
+func (s *shaper) detach(addr netip.Addr) {
+	s.mu.Lock()
+	sq := s.queues[addr]
+	delete(s.queues, addr)
+	s.mu.Unlock()
+	if sq != nil {
+		sq.close()
+	}
+}
+
+// traffic returns the counts of the node at addr.
+func (s *shaper) traffic(addr netip.Addr) Traffic {
+	s.mu.Lock()
+	sq := s.queues[addr]
+	s.mu.Unlock()
+	if sq == nil {
+		return Traffic{}
+	}
+	return Traffic{Passed: sq.passed.Load(), Delayed: sq.delayed.Load(), Dropped: sq.dropped.Load()}
+}
+
+// close detaches every node.
+func (s *shaper) close() {
+	s.mu.Lock()
+	qs := s.queues
+	s.queues = map[netip.Addr]*squeue{}
+	s.mu.Unlock()
+	for _, sq := range qs {
+		sq.close()
+	}
+}
+
+// squeue shapes one node's packets: read takes them from the kernel and
+// decides; release gives the held ones their verdict when their time
+// comes.
+type squeue struct {
+	q    *nfqueue
+	s    *shaper
+	addr netip.Addr
+	wake chan struct{} // a packet was held: release may have to wake sooner
+	done chan struct{} // closed by close
+	once sync.Once
+	wg   sync.WaitGroup
+
+	mu   sync.Mutex
+	held heldHeap // guarded by mu
+	seq  uint64   // guarded by mu
+
+	passed, delayed, dropped atomic.Uint64
+}
+
+func (sq *squeue) close() {
+	sq.once.Do(func() {
+		close(sq.done)
+		sq.q.Close()
+	})
+	sq.wg.Wait()
+}
+
+func (sq *squeue) read() {
+	defer sq.wg.Done()
+	buf := make([]byte, 64<<10)
+	var pkts []packet
+	for {
+		var err error
+		pkts, err = sq.q.Read(buf, pkts[:0])
+		if err != nil {
+			if !isClosed(err) {
+				sq.s.errLogf("featureenv: queue of %s: %v (packets from it are no longer shaped)", sq.addr, err)
+			}
+			return
+		}
+		now := time.Now()
+		for _, p := range pkts {
+			dst := p.dst
+			if !dst.IsValid() {
+				dst = sq.addr
+			}
+			delay, pass := sq.s.decide(p.src, dst)
+			switch {
+			case !pass:
+				sq.dropped.Add(1)
+				sq.verdict(p.id, false)
+			case delay <= 0:
+				sq.passed.Add(1)
+				sq.verdict(p.id, true)
+			default:
+				sq.delayed.Add(1)
+				sq.hold(p.id, now.Add(delay))
+			}
+		}
+	}
+}
+
+func (sq *squeue) verdict(id uint32, pass bool) {
+	if err := sq.q.Verdict(id, pass); err != nil && !isClosed(err) {
+		sq.s.errLogf("featureenv: verdict for a packet of %s: %v", sq.addr, err)
+	}
+}
+
+func (sq *squeue) hold(id uint32, at time.Time) {
+	sq.mu.Lock()
+	sq.seq++
+	heap.Push(&sq.held, held{at: at, seq: sq.seq, id: id})
+	first := sq.held[0].seq == sq.seq
+	sq.mu.Unlock()
+	if first {
+		select {
+		case sq.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// release passes each held packet when its time comes, in the order they
+// were held when their times are equal.
+func (sq *squeue) release() {
+	defer sq.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var due []uint32
+	for {
+		now := time.Now()
+		next := time.Duration(-1)
+		due = due[:0]
+		sq.mu.Lock()
+		for len(sq.held) > 0 {
+			if d := sq.held[0].at.Sub(now); d > 0 {
+				next = d
+				break
+			}
+			due = append(due, heap.Pop(&sq.held).(held).id)
+		}
+		sq.mu.Unlock()
+		for _, id := range due {
+			sq.verdict(id, true)
+		}
+		if next < 0 {
+			next = time.Hour
+		}
+		timer.Reset(next)
+		select {
+		case <-sq.done:
+			return
+		case <-timer.C:
+		case <-sq.wake:
+		}
+	}
+}
+
+// held is a packet waiting for its release time.
+type held struct {
+	at  time.Time
+	seq uint64
+	id  uint32
+}
+
+type heldHeap []held
+
+func (h heldHeap) Len() int { return len(h) }
+func (h heldHeap) Less(i, j int) bool {
+	if h[i].at.Equal(h[j].at) {
+		return h[i].seq < h[j].seq
+	}
+	return h[i].at.Before(h[j].at)
+}
+func (h heldHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *heldHeap) Push(x any)   { *h = append(*h, x.(held)) }
+func (h *heldHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
