@@ -149,7 +149,7 @@ func (q *nfqueue) send(msg int, flags uint16, seq uint32, attrs ...[]byte) error
 	b = binary.NativeEndian.AppendUint16(b, nfnlSubsysQueue<<8|uint16(msg))
 	b = binary.NativeEndian.AppendUint16(b, unix.NLM_F_REQUEST|flags)
 	b = binary.NativeEndian.AppendUint32(b, seq)
-	b = binary.NativeEndian.AppendUint32(b, 0) // port ID: the kernel fills it in
+	b = binary.NativeEndian.AppendUint32(b, 0)  // port ID: the kernel fills it in
 	b = append(b, unix.AF_UNSPEC, 0)            // nfgenmsg: family, version
 	b = binary.BigEndian.AppendUint16(b, q.num) // nfgenmsg: res_id, the queue
 	for _, a := range attrs {
