@@ -74,6 +74,11 @@ type Home struct {
 	Dir string
 	Bin string
 	Env []string // extra environment, KEY=VALUE
+	// WorkDir is the working directory of the commands Run runs (files
+	// they read or write by relative name); empty: the test's.
+	WorkDir string
+	// Timeout bounds each command Run runs; 0: 2 minutes.
+	Timeout time.Duration
 }
 
 // NewHome creates and initialises a home in a temporary directory, with
@@ -100,10 +105,15 @@ func (r Result) String() string {
 // test only if the process cannot run at all.
 func (h *Home) Run(t testing.TB, args ...string) Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	timeout := h.Timeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, h.Bin, append([]string{"--home", h.Dir}, args...)...)
 	cmd.Env = h.environ()
+	cmd.Dir = h.WorkDir
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

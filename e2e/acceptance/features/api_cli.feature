@@ -1,0 +1,86 @@
+Feature: Local API and CLI
+  The CLI talks to the local node over a REST API that listens on loopback
+  only and needs the node's token. Every command exits 0 when it succeeds,
+  1 when it is refused or fails and 2 on a usage error; a failure is one
+  clear line on stderr, and -o json prints JSON.
+
+  Background:
+    Given the node alice is running
+
+  Scenario: The API refuses to listen on a reachable address
+    Given dave has a home
+    When dave runs `dms run --listen /ip4/127.0.0.1/tcp/0 --api-listen 0.0.0.0:0`
+    Then it is refused with "not a loopback address"
+
+  Scenario: A request without the node's token is refused with 401
+    When a program calls GET /api/v1/peers on alice's API without a token
+    Then the API answers 401 with the code "unauthorized"
+
+  Scenario: A request with a wrong token is refused with 401
+    When a program calls GET /api/v1/peers on alice's API with the token "not-the-token-of-this-node"
+    Then the API answers 401 with the code "unauthorized"
+
+  Scenario: The health check needs no token
+    When a program calls GET /api/v1/health on alice's API without a token
+    Then the API answers 200
+
+  Scenario: A request with the node's token is served
+    When a program calls GET /api/v1/node on alice's API with the node's token
+    Then the API answers 200
+    And the answer contains "<alice.peer>"
+
+  Scenario: An invocation the node refuses is answered 403 with its typed error
+    When a program invokes "/dms/node/peers/list" on alice through alice's API, signed by a key alice does not trust
+    Then the API answers 403 with the code "denied"
+
+  Scenario Outline: Exit codes say success, refusal or usage error
+    When alice runs `dms <command>`
+    Then the command exits with <code>
+
+    Examples:
+      | command                         | code |
+      | peers self                      | 0    |
+      | config get no.such.key          | 1    |
+      | onboard --ram 100TiB            | 1    |
+      | invoke /public/hello --to nope  | 2    |
+      | onboard --cpu lots              | 2    |
+      | no-such-command                 | 2    |
+
+  Scenario: A usage error is one line on stderr and nothing on stdout
+    When alice runs `dms onboard --cpu lots`
+    Then it is a usage error saying "--cpu: \"lots\" is not a CPU amount"
+
+  Scenario Outline: Commands print JSON with -o json
+    When alice runs `dms -o json <command>`
+    Then the command succeeds
+    And the output is JSON
+
+    Examples:
+      | command     |
+      | version     |
+      | peers self  |
+      | peers list  |
+      | resources   |
+      | cap list    |
+      | key list    |
+      | deployments |
+
+  Scenario: Without a running node, a command that needs one says how to start it
+    Given dave has a home
+    When dave runs `dms peers list`
+    Then it is refused with "no running node"
+    And the error says "dms --home"
+
+  Scenario: The configuration is read and changed with dms config
+    Given dave has a home
+    When dave runs `dms config set p2p.mdns true`
+    Then the command succeeds
+    When dave runs `dms config get p2p.mdns`
+    Then the output contains "true"
+    When dave runs `dms config set p2p.no_such_key 1`
+    Then the command fails with exit code 1
+
+  Scenario: dms version names the build
+    When alice runs `dms version`
+    Then the command succeeds
+    And the output contains "dms "

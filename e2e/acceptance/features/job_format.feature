@@ -1,0 +1,162 @@
+Feature: Job format
+  A job is an ensemble written in YAML. dms validate checks one and names
+  every problem with its path and line; dms translate turns a
+  docker-compose file, Kubernetes manifests or a Nomad job into one.
+
+  Background:
+    Given dave has a home
+
+  Scenario Outline: The examples are valid ensembles
+    Given the example "<file>"
+    When dave runs `dms validate -f <file>`
+    Then the command succeeds
+    And the output contains "<file>: valid"
+
+    Examples:
+      | file              |
+      | hello.yaml        |
+      | gang.yaml         |
+      | multi.yaml        |
+      | docker-hello.yaml |
+
+  Scenario: Every problem of an ensemble is named with its path and line
+    Given the file "bad.yaml":
+      """
+      version: v1
+      allocations:
+        a:
+          executor: wasm
+          resources: {cpu: lots, ram: 64MiB}
+          execution:
+            module: x.wasm
+          depends_on: [ghost]
+      """
+    When dave runs `dms validate -f bad.yaml`
+    Then the command fails with exit code 1
+    And the output contains "allocations.a.resources.cpu: \"lots\" is not a CPU amount (line 5)"
+    And the output contains "allocations.a.depends_on[0]: no allocation \"ghost\" (line 8)"
+
+  Scenario: A misspelt field is named with a suggestion
+    Given the file "typo.yaml":
+      """
+      version: v1
+      allocations:
+        web:
+          executor: docker
+          resources: {cpu: 1, ram: 64MiB}
+          execution:
+            imgae: alpine
+      """
+    When dave runs `dms validate -f typo.yaml`
+    Then the command fails with exit code 1
+    And the output contains "allocations.web.execution.imgae: unknown field (did you mean \"image\"?) (line 7)"
+
+  Scenario: The problems are listed as JSON with -o json
+    Given the file "bad.yaml":
+      """
+      version: v1
+      allocations:
+        a:
+          executor: wasm
+          resources: {cpu: lots, ram: 64MiB}
+          execution: {module: x.wasm}
+      """
+    When dave runs `dms -o json validate -f bad.yaml`
+    Then the command fails with exit code 1
+    And the output is JSON
+    And the output contains "\"path\": \"allocations.a.resources.cpu\""
+    And the output contains "\"line\": 5"
+
+  Scenario: YAML that does not parse is reported with its line
+    Given the file "broken.yaml":
+      """
+      version: v1
+      allocations:
+        a: [unclosed
+      """
+    When dave runs `dms validate -f broken.yaml`
+    Then the command fails with exit code 1
+    And the output contains "YAML syntax"
+    And the output contains "(line 3)"
+
+  Scenario: A docker-compose file becomes an ensemble
+    Given the file "compose.yaml":
+      """
+      services:
+        db:
+          image: postgres:16
+          environment:
+            POSTGRES_PASSWORD: example
+        web:
+          image: nginx:1.27
+          ports: ["8080:80"]
+          depends_on: [db]
+          deploy:
+            resources:
+              limits: {cpus: "0.5", memory: 256M}
+      """
+    When dave runs `dms translate --from compose compose.yaml -o job.yaml`
+    Then the command succeeds
+    And the file "job.yaml" contains "executor: docker"
+    And the file "job.yaml" contains "image: nginx:1.27"
+    When dave runs `dms validate -f job.yaml`
+    Then the command succeeds
+
+  Scenario: Kubernetes manifests become an ensemble
+    Given the file "k8s.yaml":
+      """
+      apiVersion: batch/v1
+      kind: Job
+      metadata: {name: report}
+      spec:
+        backoffLimit: 2
+        template:
+          spec:
+            restartPolicy: Never
+            containers:
+              - name: report
+                image: alpine:3.20
+                command: [sh, -c, "echo done"]
+                resources:
+                  limits: {cpu: 500m, memory: 128Mi}
+      """
+    When dave runs `dms translate --from kubernetes k8s.yaml -o job.yaml`
+    Then the command succeeds
+    And the file "job.yaml" contains "image: alpine:3.20"
+    When dave runs `dms validate -f job.yaml`
+    Then the command succeeds
+
+  Scenario: A Nomad job becomes an ensemble
+    Given the file "job.json":
+      """
+      {"Job": {"ID": "batch", "Type": "batch", "TaskGroups": [{"Name": "g", "Count": 1,
+        "Tasks": [{"Name": "t", "Driver": "docker",
+          "Config": {"image": "alpine:3.20", "args": ["echo", "hi"]},
+          "Resources": {"CPU": 500, "MemoryMB": 128}}]}]}}
+      """
+    When dave runs `dms translate --from nomad job.json -o job.yaml`
+    Then the command succeeds
+    And the file "job.yaml" contains "image: alpine:3.20"
+    When dave runs `dms validate -f job.yaml`
+    Then the command succeeds
+
+  Scenario: What cannot be carried over is reported as a warning
+    Given the file "compose.yaml":
+      """
+      services:
+        web:
+          image: nginx:1.27
+          labels: {team: shop}
+          logging: {driver: syslog}
+      """
+    When dave runs `dms translate --from compose compose.yaml -o job.yaml`
+    Then the command succeeds
+    And the error says "warning:"
+
+  Scenario: An unknown source format is a usage error
+    Given the file "job.txt":
+      """
+      nothing
+      """
+    When dave runs `dms translate --from helm job.txt`
+    Then it is a usage error saying "--from \"helm\": want compose, kubernetes or nomad"
