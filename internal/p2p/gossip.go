@@ -87,8 +87,9 @@ func (h *Host) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pu
 }
 
 // Publish broadcasts frame to the subscribers of topic on other hosts.
-// Within publishWait of a new connection, it waits until that peer has told
-// its subscriptions.
+// Within two seconds of a new connection, it first waits (at most until
+// then) for gossipsub to learn that peer's subscriptions, so that a message
+// published right after connecting is not lost.
 func (h *Host) Publish(ctx context.Context, topic string, frame []byte) error {
 	if len(frame) > h.cfg.MaxFrame {
 		return fmt.Errorf("publish on %s: frame of %d bytes exceeds the limit of %d", topic, len(frame), h.cfg.MaxFrame)
