@@ -21,6 +21,8 @@ type Transport interface {
 	// link is accepted.
 	SetLinkHandler(func(Link))
 	// Publish broadcasts frame to every subscriber of topic on other hosts.
+	// Delivery is best effort (gossip may lose or, rarely, repeat a
+	// message): what must arrive goes over a link.
 	Publish(ctx context.Context, topic string, frame []byte) error
 	// Subscribe calls fn with each frame published on topic by another host,
 	// with the authenticated publisher's host ID. The returned function
@@ -37,9 +39,11 @@ type Link interface {
 	// Send queues frame for sending. It blocks while the link's send queue is
 	// full (backpressure) until ctx is done. Send is safe for concurrent use;
 	// frames from concurrent senders are sent whole, in the order Send
-	// accepted them.
+	// accepted them. Send does not keep frame: the caller may reuse it.
 	Send(ctx context.Context, frame []byte) error
-	// Recv returns the next frame. Only one goroutine calls Recv. A frame
+	// Recv returns the next frame, which the caller owns. Exactly one
+	// goroutine reads a link — whichever side opened it and however the
+	// runtime came to know it (Link or the link handler). A frame
 	// larger than the transport's limit is skipped and reported as a
 	// *FrameTooLargeError (the link stays usable); any other error means the
 	// link is closed.
