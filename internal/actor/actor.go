@@ -144,8 +144,8 @@ func (a *Actor) work() {
 // run executes one behavior and answers.
 func (a *Actor) run(d *delivery) {
 	defer a.sys.inflight.Done()
-	ctx, cancel := context.WithDeadline(context.Background(), d.msg.Expiry)
-	defer cancel()
+	ctx := newMsgContext(d.msg.Expiry)
+	defer ctx.cancel()
 	res, err := a.call(ctx, d)
 	if err != nil {
 		e := AsError(err)
@@ -153,7 +153,7 @@ func (a *Actor) run(d *delivery) {
 		d.reply(&Reply{InReplyTo: d.nonce, From: a.handle, Err: e})
 		return
 	}
-	a.sys.stats.inc("handled")
+	a.sys.stats.handled.Add(1)
 	if !d.wantReply {
 		return
 	}

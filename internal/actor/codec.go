@@ -62,8 +62,46 @@ func appendRecord(b []byte, kind byte, body func([]byte) []byte) []byte {
 	return b[:start+ln+n]
 }
 
+// uvarintLen is the length of v as a uvarint.
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+func strLen(n int) int { return uvarintLen(uint64(n)) + n }
+
+func handleLen(h Handle) int {
+	return strLen(len(h.DID)) + strLen(len(h.Host)) + strLen(len(h.Inbox))
+}
+
+// envelopeBodyLen is the exact length of an envelope record's body.
+func envelopeBodyLen(e *Envelope) int {
+	exp := e.Expiry.UnixNano()
+	zz := uint64(exp<<1) ^ uint64(exp>>63) // zigzag, as binary.AppendVarint
+	return 8 + uvarintLen(zz) + 1 + uvarintLen(uint64(e.Session)) +
+		handleLen(e.To) + handleLen(e.From) +
+		strLen(len(e.Behavior)) + strLen(len(e.Topic)) + strLen(len(e.Trace)) +
+		strLen(len(e.Invocation)) + strLen(len(e.Payload))
+}
+
 func appendEnvelope(b []byte, e *Envelope) []byte {
-	return appendRecord(b, recEnvelope, func(b []byte) []byte {
+	n := envelopeBodyLen(e)
+	if cap(b)-len(b) < 1+binary.MaxVarintLen64+n {
+		nb := make([]byte, len(b), len(b)+1+binary.MaxVarintLen64+n)
+		copy(nb, b)
+		b = nb
+	}
+	b = append(b, recEnvelope)
+	b = binary.AppendUvarint(b, uint64(n))
+	return appendEnvelopeBody(b, e)
+}
+
+func appendEnvelopeBody(b []byte, e *Envelope) []byte {
+	{
 		b = binary.BigEndian.AppendUint64(b, e.Nonce)
 		b = binary.AppendVarint(b, e.Expiry.UnixNano())
 		var flags byte
@@ -79,7 +117,7 @@ func appendEnvelope(b []byte, e *Envelope) []byte {
 		b = appendString(b, e.Trace)
 		b = appendBytes(b, e.Invocation)
 		return appendBytes(b, e.Payload)
-	})
+	}
 }
 
 func appendReply(b []byte, r *Reply) []byte {
@@ -123,6 +161,26 @@ func EncodeEnvelope(e *Envelope) []byte { return appendEnvelope(nil, e) }
 type decoder struct {
 	b   []byte
 	err error
+	in  *interner // nil: strings are allocated
+}
+
+// interner reuses the strings a link carries again and again (DIDs, hosts,
+// inboxes, behaviors), so decoding an envelope allocates none of them. One
+// reader goroutine owns it.
+type interner struct{ m map[string]string }
+
+func newInterner() *interner { return &interner{m: map[string]string{}} }
+
+func (in *interner) get(b []byte) string {
+	if s, ok := in.m[string(b)]; ok {
+		return s
+	}
+	if len(in.m) >= 4096 {
+		clear(in.m)
+	}
+	s := string(b)
+	in.m[s] = s
+	return s
 }
 
 func (d *decoder) fail(err error) {
@@ -206,6 +264,9 @@ func (d *decoder) string() string {
 		d.fail(fmt.Errorf("string of %d bytes", len(b)))
 		return ""
 	}
+	if d.in != nil && len(b) <= 256 {
+		return d.in.get(b)
+	}
 	return string(b)
 }
 
@@ -223,7 +284,10 @@ type record struct {
 
 // decodeFrame splits a frame into records. It never panics; on malformed
 // input it returns the records decoded so far and an error.
-func decodeFrame(frame []byte) ([]record, error) {
+func decodeFrame(frame []byte) ([]record, error) { return decodeFrameWith(frame, nil) }
+
+// decodeFrameWith is decodeFrame with an interner for the strings.
+func decodeFrameWith(frame []byte, in *interner) ([]record, error) {
 	var recs []record
 	for len(frame) > 0 {
 		kind := frame[0]
@@ -233,7 +297,7 @@ func decodeFrame(frame []byte) ([]record, error) {
 		}
 		body := frame[1+ln : 1+ln+int(n)]
 		frame = frame[1+ln+int(n):]
-		r, err := decodeRecord(kind, body)
+		r, err := decodeRecord(kind, body, in)
 		if err != nil {
 			return recs, fmt.Errorf("record %d: %w", len(recs), err)
 		}
@@ -242,8 +306,8 @@ func decodeFrame(frame []byte) ([]record, error) {
 	return recs, nil
 }
 
-func decodeRecord(kind byte, body []byte) (record, error) {
-	d := &decoder{b: body}
+func decodeRecord(kind byte, body []byte, in *interner) (record, error) {
+	d := &decoder{b: body, in: in}
 	r := record{kind: kind}
 	switch kind {
 	case recSession:

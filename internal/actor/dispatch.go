@@ -27,7 +27,7 @@ import (
 // receive runs the checks for an envelope that arrived on a link.
 func (s *System) receive(w *link, env *Envelope) {
 	peer := w.l.Peer()
-	s.stats.inc("received")
+	s.stats.received.Add(1)
 	answer := func(r *Reply) { w.sendReply(r) }
 	if !s.limiter.allow(peer, s.cfg.Now()) {
 		s.refuse(env, answer, errorf(CodeRateLimited, "peer %s exceeds %.0f envelopes/s", shortHost(peer), s.cfg.PeerRate), peer)
@@ -140,7 +140,7 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer func(*Reply), peer 
 		s.refuse(env, answer, err, peer)
 		return
 	}
-	s.stats.inc("dispatched")
+	s.stats.dispatched.Add(1)
 }
 
 // dispatchTopic delivers a broadcast to every local subscriber of its topic
@@ -172,7 +172,7 @@ func (s *System) dispatchTopic(env *Envelope, msg *Message, answer func(*Reply),
 		s.refuse(env, answer, errorf(CodeUnknownBehavior, "no subscriber of %s handles %s here", env.Topic, env.Behavior), peer)
 		return
 	}
-	s.stats.inc("dispatched")
+	s.stats.dispatched.Add(1)
 }
 
 // refuse counts a refusal and answers it. Answers to a peer that is over its
@@ -210,7 +210,7 @@ func (s *System) sendRemote(ctx context.Context, from *Actor, env *Envelope) err
 		}
 		err = w.sendEnvelope(ctx, from, env)
 		if err == nil {
-			s.stats.inc("sent")
+			s.stats.sent.Add(1)
 			return nil
 		}
 		if _, ok := err.(*Error); ok || ctx.Err() != nil || attempt == 1 {

@@ -151,6 +151,7 @@ func (w *link) sendReply(r *Reply) {
 func (s *System) serveLink(w *link) {
 	defer s.dropLink(w)
 	peer := w.l.Peer()
+	strs := newInterner()
 	for {
 		frame, err := w.l.Recv()
 		var tooLarge *FrameTooLargeError
@@ -167,7 +168,7 @@ func (s *System) serveLink(w *link) {
 		case err != nil:
 			return
 		}
-		recs, err := decodeFrame(frame)
+		recs, err := decodeFrameWith(frame, strs)
 		for _, r := range recs {
 			switch r.kind {
 			case recSession:

@@ -347,9 +347,11 @@ func NodeHandle(host string) (Handle, error) {
 // refused per code, and more. Keys are stable metric names.
 func (s *System) Stats() map[string]uint64 { return s.stats.snapshot() }
 
-// stats counts what happens to envelopes.
+// stats counts what happens to envelopes: the counters of every envelope
+// are fields, the rarer ones (refusals by code) a map.
 type stats struct {
-	m sync.Map // string → *atomic.Uint64
+	received, dispatched, handled, sent atomic.Uint64
+	m                                   sync.Map // string → *atomic.Uint64
 }
 
 func (st *stats) inc(name string) {
@@ -362,6 +364,11 @@ func (st *stats) inc(name string) {
 
 func (st *stats) snapshot() map[string]uint64 {
 	out := map[string]uint64{}
+	for name, c := range map[string]*atomic.Uint64{"received": &st.received, "dispatched": &st.dispatched, "handled": &st.handled, "sent": &st.sent} {
+		if n := c.Load(); n > 0 {
+			out[name] = n
+		}
+	}
 	st.m.Range(func(k, v any) bool {
 		out[k.(string)] = v.(*atomic.Uint64).Load()
 		return true
