@@ -8,7 +8,7 @@ REPORTS  := build/reports
 # Seconds each fuzz target runs in `make fuzz` (CI keeps it brief).
 FUZZTIME ?= 10s
 
-.PHONY: help build test unit integration fuzz bench demo vet clean
+.PHONY: help build test unit integration fuzz bench bench-executors demo vet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -36,6 +36,10 @@ fuzz: ## run every fuzz target for FUZZTIME
 
 bench: ## go benchmarks (see docs/PERFORMANCE.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+bench-executors: ## executor benchmarks (Docker, wasm, microVM), the figures of docs/PERFORMANCE.md
+	$(GO) test -tags integration -run '^$$' -bench . -benchtime 20x ./internal/executor/docker ./internal/executor/wasm
+	$(GO) test -tags integration -run '^$$' -bench . -benchtime 5x ./internal/executor/vm
 
 demo: build ## start a local network, run examples/hello.yaml, tear down
 	@DMS_BIN=$(BIN) ./scripts/demo.sh

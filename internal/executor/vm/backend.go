@@ -1,0 +1,92 @@
+package vm
+
+import (
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+
+	"github.com/dmsnet/dms/internal/match"
+)
+
+// backend turns a machine into the command of a virtual machine monitor.
+// The executor owns everything else: the process's life, the serial
+// console (the command's stdout), the guest protocol and the Result. A
+// backend's VM must:
+//
+//   - boot kernel with initrd and cmdline, cpus vCPUs and memory RAM;
+//   - put the guest's first serial port (ttyS0) on stdout, and nothing
+//     else there;
+//   - exit when the guest reboots;
+//   - attach rootfs, if set, as the first virtio block device (/dev/vda),
+//     without writing to the file;
+//   - share each share's directory over virtio-9p with its tag, or fail
+//     command when it cannot (Firecracker has no 9p).
+//
+// QEMU (-M microvm) is the one backend; docs/executors.md says how to add
+// Firecracker.
+type backend interface {
+	name() string
+	command(m machine) (*exec.Cmd, error)
+}
+
+// machine is one VM to boot.
+type machine struct {
+	kernel, initrd, rootfs string
+	cmdline                string
+	cpus                   int
+	memory                 match.Bytes
+	shares                 []share
+}
+
+// share is a host directory shared with the guest.
+type share struct {
+	tag, source string
+	readOnly    bool
+}
+
+// qemu boots machines with QEMU's microvm machine type: no PCI, no
+// firmware to speak of, virtio-mmio devices.
+type qemu struct {
+	path  string
+	accel string
+}
+
+func (q qemu) name() string { return "qemu" }
+
+func (q qemu) command(m machine) (*exec.Cmd, error) {
+	args := []string{
+		"-M", "microvm",
+		"-accel", q.accel,
+		"-smp", strconv.Itoa(m.cpus),
+		"-m", strconv.FormatUint(uint64(m.memory>>20), 10) + "M",
+		"-nodefaults", "-no-user-config", "-no-reboot",
+		"-display", "none", "-serial", "stdio",
+		"-kernel", m.kernel,
+		"-append", m.cmdline,
+	}
+	if q.accel == AccelKVM {
+		args = append(args, "-cpu", "host")
+	} else {
+		args = append(args, "-cpu", "max")
+	}
+	if m.initrd != "" {
+		args = append(args, "-initrd", m.initrd)
+	}
+	if m.rootfs != "" {
+		args = append(args,
+			"-drive", "id=root,if=none,format=raw,snapshot=on,file="+escape(m.rootfs),
+			"-device", "virtio-blk-device,drive=root")
+	}
+	for i, s := range m.shares {
+		fsdev := fmt.Sprintf("local,id=fs%d,path=%s,security_model=none", i, escape(s.source))
+		if s.readOnly {
+			fsdev += ",readonly=on"
+		}
+		args = append(args, "-fsdev", fsdev, "-device", "virtio-9p-device,fsdev=fs"+strconv.Itoa(i)+",mount_tag="+s.tag)
+	}
+	return exec.Command(q.path, args...), nil
+}
+
+// escape doubles the commas of a value in a QEMU option list.
+func escape(v string) string { return strings.ReplaceAll(v, ",", ",,") }

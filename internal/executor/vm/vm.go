@@ -1,0 +1,657 @@
+// Package vm is the microVM executor: it boots the job's own kernel and
+// initramfs in a QEMU microvm (-M microvm, Debian's qemu-system-x86) and
+// runs the command as the guest's payload.
+//
+// # Usage
+//
+//	ex, err := vm.New(vm.Config{}) // TCG; vm.Config{Accel: "kvm"} to use KVM
+//	...
+//	id, err := ex.Start(ctx, executor.Spec{
+//		VM:      &executor.VMImage{Kernel: "/jobs/a1/vmlinux", Initrd: "/jobs/a1/initramfs.cpio"},
+//		Command: []string{"/bin/app", "--fast"},
+//	})
+//
+// # The guest
+//
+// The job's initramfs has the dms guest init as /init (package
+// vm/guestinit; build the archive with Initramfs). The executor passes the
+// command, environment, working directory and mounts on the kernel command
+// line; the guest init runs the command, tags its stdout and stderr on the
+// serial console, reports the exit code there and reboots, which ends QEMU
+// (package vm/guest has the protocol). The console's other lines are the
+// kernel's boot log: they are not the job's logs, but the last of them
+// explain a VM that failed before its payload started.
+//
+// VMImage.Rootfs, when given, is attached as the virtio block device
+// /dev/vda (copy-on-write: the file is never written) and the payload runs
+// chrooted in it. Mounts are shared over virtio-9p. Both need the guest
+// kernel's virtio-mmio, virtio-blk/ext4 and 9p drivers: built in, or as
+// modules the initramfs lists in /etc/dms/modules.
+//
+// # Size and limits
+//
+// Resources.CPU gives the vCPUs (rounded up to whole cores, at least one),
+// Resources.Memory the guest's RAM (default Config.DefaultMemory). The
+// guest kernel itself enforces what happens inside; an out-of-memory kill
+// of the payload there is reported as ReasonOOMKilled. There is no network
+// (Network must be "" or none, no Ports), no GPU and no privileged mode.
+//
+// # Acceleration
+//
+// TCG (software emulation) is the default: it works everywhere, and on
+// machines whose /dev/kvm is a nested PVM a stock kernel hangs under KVM.
+// Config.Accel "kvm" opts in. Every Result says which one ran (Accel) and
+// how long the boot took (Boot). An uncompressed kernel (vmlinux, booted
+// through its PVH entry) starts about twice as fast under TCG as a
+// compressed vmlinuz, which must decompress itself in emulation.
+//
+// # Other VMMs
+//
+// QEMU is reached through the backend interface (backend.go); a
+// Firecracker backend would implement it (see docs/executors.md). None
+// ships: Firecracker cannot be had on the machines dms is tested on.
+//
+// VMs are child processes of dms and end with it (a parent-death signal),
+// so there is nothing to re-attach to after a restart: vm has no Lister.
+// It implements executor.Executor, Pauser and Statser.
+package vm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dmsnet/dms/internal/executor"
+	"github.com/dmsnet/dms/internal/executor/internal/logbuf"
+	"github.com/dmsnet/dms/internal/executor/vm/guest"
+	"github.com/dmsnet/dms/internal/match"
+)
+
+// Accelerators.
+const (
+	AccelTCG = "tcg"
+	AccelKVM = "kvm"
+)
+
+// Config configures the microVM executor. The zero value uses TCG and
+// qemu-system-x86_64 from PATH.
+type Config struct {
+	// QEMUPath is the QEMU binary (default: qemu-system-x86_64 in PATH).
+	QEMUPath string
+	// Accel is "tcg" (the default) or "kvm".
+	Accel string
+	// DefaultMemory is a VM's RAM when the spec gives none (default
+	// 256 MiB).
+	DefaultMemory match.Bytes
+	// MaxCPUs caps the vCPUs of a VM (default: no cap).
+	MaxCPUs int
+	// KernelArgs are added to every VM's kernel command line.
+	KernelArgs []string
+	// LogLimit is the bytes of output kept per stream and instance
+	// (default 8 MiB).
+	LogLimit int
+	Logger   *slog.Logger
+}
+
+// MinMemory is the least RAM a VM may be given.
+const MinMemory = 64 << 20
+
+// maxCmdline is the x86 kernel's command line limit (COMMAND_LINE_SIZE).
+const maxCmdline = 2048
+
+// Executor runs microVMs. Create it with New and Close it when done.
+type Executor struct {
+	cfg     Config
+	log     *slog.Logger
+	backend backend
+
+	mu        sync.Mutex
+	instances map[string]*instance // guarded by mu
+	closed    bool                 // guarded by mu
+}
+
+var (
+	_ executor.Executor = (*Executor)(nil)
+	_ executor.Pauser   = (*Executor)(nil)
+	_ executor.Statser  = (*Executor)(nil)
+)
+
+// New checks the configuration and returns the executor. QEMU is looked
+// up when a VM starts, so a machine without it can still create the
+// executor (Start then fails with ErrUnavailable).
+func New(cfg Config) (*Executor, error) {
+	if cfg.Accel == "" {
+		cfg.Accel = AccelTCG
+	}
+	if cfg.Accel != AccelTCG && cfg.Accel != AccelKVM {
+		return nil, fmt.Errorf("vm: accel %q is not tcg or kvm", cfg.Accel)
+	}
+	if cfg.QEMUPath == "" {
+		cfg.QEMUPath = "qemu-system-x86_64"
+	}
+	if cfg.DefaultMemory == 0 {
+		cfg.DefaultMemory = 256 << 20
+	}
+	if cfg.DefaultMemory < MinMemory {
+		return nil, fmt.Errorf("vm: default memory %s is below %s", cfg.DefaultMemory, match.Bytes(MinMemory))
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Executor{
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "executor", "executor", "vm"),
+		backend:   qemu{path: cfg.QEMUPath, accel: cfg.Accel},
+		instances: map[string]*instance{},
+	}, nil
+}
+
+// Close ends every VM.
+func (e *Executor) Close() error {
+	e.mu.Lock()
+	e.closed = true
+	running := make([]*instance, 0, len(e.instances))
+	for _, in := range e.instances {
+		running = append(running, in)
+	}
+	e.mu.Unlock()
+	for _, in := range running {
+		in.end(executor.ReasonCancelled, 0)
+		<-in.done
+	}
+	return nil
+}
+
+type instance struct {
+	id      string
+	cmd     *exec.Cmd
+	logs    *logbuf.Buffer
+	boot    *logbuf.Buffer // the kernel's console lines, for diagnostics
+	stderr  bytes.Buffer   // QEMU's own messages
+	started time.Time
+	done    chan struct{} // closed once result is set
+
+	mu     sync.Mutex
+	cause  executor.Reason // guarded by mu: why we ended it, "" if we did not
+	paused bool            // guarded by mu
+	result executor.Result
+}
+
+// validate checks spec for a microVM and returns the machine to boot.
+func (e *Executor) validate(spec *executor.Spec) (machine, error) {
+	var v executor.ValidationError
+	v.Include(spec.Validate())
+	var m machine
+	if spec.VM == nil {
+		if spec.Image != "" || spec.Module != nil {
+			v.Add("vm", "required: the vm executor boots a kernel, not an image or a module")
+		}
+		return m, v.Err()
+	}
+	img := spec.VM
+	checkFile := func(field, path string) {
+		if path == "" {
+			return
+		}
+		if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
+			v.Add(field, "%s is not a file on the host", path)
+		}
+	}
+	checkFile("vm.kernel", img.Kernel)
+	checkFile("vm.initrd", img.Initrd)
+	checkFile("vm.rootfs", img.Rootfs)
+	if img.Initrd == "" {
+		v.Add("vm.initrd", "required: an initramfs with the dms guest init as /init")
+	}
+	if len(spec.Ports) > 0 {
+		v.Add("ports", "the vm executor has no network")
+	}
+	if spec.Network != executor.NetworkDefault && spec.Network != executor.NetworkNone {
+		v.Add("network", "the vm executor has only network none")
+	}
+	if len(spec.Resources.GPUs) > 0 {
+		v.Add("resources.gpus", "the vm executor has no GPUs")
+	}
+	if spec.Privileged {
+		v.Add("privileged", "not available in the vm executor")
+	}
+
+	m = machine{kernel: img.Kernel, initrd: img.Initrd, rootfs: img.Rootfs, cpus: 1, memory: e.cfg.DefaultMemory}
+	if c := spec.Resources.CPU; c > 0 {
+		m.cpus = int((c + 999) / 1000)
+	}
+	if e.cfg.MaxCPUs > 0 && m.cpus > e.cfg.MaxCPUs {
+		v.Add("resources.cpu", "%d vCPUs is over this provider's limit of %d", m.cpus, e.cfg.MaxCPUs)
+	}
+	if mem := spec.Resources.Memory; mem > 0 {
+		m.memory = mem
+	}
+	if m.memory < MinMemory {
+		v.Add("resources.memory", "%s is below the %s a Linux guest needs", m.memory, match.Bytes(MinMemory))
+	}
+	m.memory = (m.memory + 1<<20 - 1) &^ (1<<20 - 1) // whole MiB
+
+	gs := guest.Spec{Args: spec.Argv(), Env: spec.EnvList(), Dir: spec.WorkDir}
+	for i, mt := range spec.Mounts {
+		if st, err := os.Stat(mt.Source); err != nil || !st.IsDir() {
+			v.Add(fmt.Sprintf("mounts[%d].source", i), "%s is not a directory on the host", mt.Source)
+		}
+		tag := "dms" + strconv.Itoa(i)
+		m.shares = append(m.shares, share{tag: tag, source: mt.Source, readOnly: mt.ReadOnly})
+		gs.Mounts = append(gs.Mounts, guest.Mount{Tag: tag, Target: mt.Target, ReadOnly: mt.ReadOnly})
+	}
+	if img.Rootfs != "" {
+		gs.Root = "/dev/vda"
+	}
+	param, err := guest.Encode(gs)
+	if err != nil {
+		v.Add("command", "%v", err)
+	}
+	args := []string{"console=ttyS0", "earlyprintk=ttyS0", "reboot=t", "panic=-1", "quiet"}
+	if khz := tscKHz(); e.cfg.Accel == AccelTCG && khz > 0 {
+		args = append(args, "tsc_early_khz="+strconv.FormatUint(khz, 10))
+	}
+	args = append(args, e.cfg.KernelArgs...)
+	args = append(args, img.KernelArgs...)
+	m.cmdline = strings.Join(append(args, param), " ")
+	if len(m.cmdline) >= maxCmdline {
+		v.Add("command", "with its environment and mounts it makes a kernel command line of %d bytes, over the limit of %d", len(m.cmdline), maxCmdline-1)
+	}
+	return m, v.Err()
+}
+
+// Start implements executor.Executor: it starts QEMU and returns; the
+// guest boots in the background (Result.Boot says how long it took).
+func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error) {
+	m, err := e.validate(&spec)
+	if err != nil {
+		return "", err
+	}
+	cmd, err := e.backend.command(m)
+	if err != nil {
+		return "", err
+	}
+	in := &instance{
+		id:   newID(),
+		cmd:  cmd,
+		logs: logbuf.New(e.cfg.LogLimit),
+		boot: logbuf.New(64 << 10),
+		done: make(chan struct{}),
+	}
+	cmd.Stdin = nil
+	cmd.Stderr = &limitedWriter{w: &in.stderr, n: 64 << 10}
+	console, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", fmt.Errorf("vm: %w", err)
+	}
+	// The VM ends with dms; it gets its own process group so signals to
+	// dms's group (a terminal's ^C) do not reach it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return "", fmt.Errorf("vm: executor closed: %w", executor.ErrUnavailable)
+	}
+	e.instances[in.id] = in
+	e.mu.Unlock()
+	in.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		e.mu.Lock()
+		delete(e.instances, in.id)
+		e.mu.Unlock()
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("vm: %w: %v (install Debian's qemu-system-x86)", executor.ErrUnavailable, err)
+		}
+		return "", fmt.Errorf("vm: start %s: %w", e.backend.name(), err)
+	}
+	if spec.Timeout > 0 {
+		t := time.AfterFunc(spec.Timeout, func() { in.end(executor.ReasonTimedOut, 0) })
+		go func() { <-in.done; t.Stop() }()
+	}
+	go e.run(in, console)
+	e.log.Debug("started", "instance", in.id, "accel", e.cfg.Accel, "cpus", m.cpus, "memory", m.memory)
+	return in.id, nil
+}
+
+// run reads the console until QEMU exits and records the Result.
+func (e *Executor) run(in *instance, console io.Reader) {
+	st := readConsole(console, in.logs.Stdout(), in.logs.Stderr(), in.boot.Stdout(), in.started)
+	werr := in.cmd.Wait()
+	res := executor.Result{
+		ExitCode:   -1,
+		StartedAt:  in.started,
+		FinishedAt: time.Now(),
+		Accel:      e.cfg.Accel,
+		Boot:       st.boot,
+	}
+	if ps := in.cmd.ProcessState; ps != nil {
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			res.Usage.CPUTime = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+			res.Usage.MemoryPeak = match.Bytes(ru.Maxrss) << 10
+		}
+	}
+	in.mu.Lock()
+	cause := in.cause
+	in.mu.Unlock()
+	switch {
+	case cause != "":
+		res.Reason = cause
+		if st.exited {
+			res.ExitCode = st.code // it ended while being stopped
+		}
+	case st.exited:
+		res.ExitCode, res.Reason = st.code, executor.ReasonExited
+		if st.oom {
+			res.Reason = executor.ReasonOOMKilled
+		}
+	default:
+		res.Reason = executor.ReasonFailed
+		res.Error = e.diagnose(in, st, werr)
+	}
+	in.mu.Lock()
+	in.result = res
+	in.mu.Unlock()
+	in.logs.Close()
+	in.boot.Close()
+	close(in.done)
+	e.log.Debug("ended", "instance", in.id, "reason", res.Reason, "exit_code", res.ExitCode, "boot", res.Boot)
+}
+
+// diagnose explains a VM that ended without an exit code.
+func (e *Executor) diagnose(in *instance, st consoleState, werr error) string {
+	var why []string
+	switch {
+	case st.fail != "":
+		why = append(why, "guest init: "+st.fail)
+	case !st.started:
+		why = append(why, "the payload never started")
+	default:
+		why = append(why, "the guest ended without reporting an exit code")
+	}
+	if werr != nil {
+		why = append(why, e.backend.name()+": "+werr.Error())
+	}
+	if s := strings.TrimSpace(in.stderr.String()); s != "" {
+		why = append(why, e.backend.name()+" said: "+s)
+	}
+	if !st.started {
+		for _, l := range strings.Split(in.boot.Tail(0, 200), "\n") {
+			if i := strings.Index(l, "Kernel panic"); i >= 0 {
+				why = append(why, "the guest kernel said: "+l[i:])
+				break
+			}
+		}
+	}
+	if tail := strings.TrimSpace(in.boot.Tail(0, 12)); tail != "" && !st.started {
+		why = append(why, "last console lines: "+strings.Join(strings.Fields(strings.ReplaceAll(tail, "\n", " | ")), " "))
+	}
+	return strings.Join(why, "; ")
+}
+
+// consoleState is what the console said.
+type consoleState struct {
+	started bool
+	boot    time.Duration
+	exited  bool
+	code    int
+	oom     bool
+	fail    string
+}
+
+// readConsole splits the serial console into the payload's streams and
+// the boot log, until EOF.
+func readConsole(r io.Reader, stdout, stderr, bootLog io.Writer, began time.Time) consoleState {
+	var st consoleState
+	br := bufio.NewReaderSize(r, 64<<10)
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if len(line) > 0 {
+			handleLine(bytes.TrimSuffix(line, []byte("\n")), &st, stdout, stderr, bootLog, began)
+		}
+		line = line[:0]
+		if err != nil {
+			return st
+		}
+	}
+}
+
+func handleLine(l []byte, st *consoleState, stdout, stderr, bootLog io.Writer, began time.Time) {
+	// A kernel message may have been printed on the same line before ours.
+	i := bytes.Index(l, []byte(guest.Prefix))
+	if i < 0 {
+		bootLog.Write(append(bytes.TrimSuffix(l, []byte("\r")), '\n'))
+		return
+	}
+	if i > 0 {
+		bootLog.Write(append(l[:i:i], '\n'))
+	}
+	msg := l[i+len(guest.Prefix):]
+	switch {
+	case bytes.HasPrefix(msg, []byte(guest.Stdout)):
+		stdout.Write(append(msg[len(guest.Stdout):], '\n'))
+	case bytes.HasPrefix(msg, []byte(guest.Stderr)):
+		stderr.Write(append(msg[len(guest.Stderr):], '\n'))
+	case bytes.HasPrefix(msg, []byte(guest.StdoutNoEOL)):
+		stdout.Write(msg[len(guest.StdoutNoEOL):])
+	case bytes.HasPrefix(msg, []byte(guest.StderrNoEOL)):
+		stderr.Write(msg[len(guest.StderrNoEOL):])
+	case string(msg) == guest.Start:
+		st.started, st.boot = true, time.Since(began)
+	case bytes.HasPrefix(msg, []byte(guest.Exit)):
+		v := string(msg[len(guest.Exit):])
+		v, st.oom = strings.CutSuffix(v, guest.OOMSuffix)
+		if code, err := strconv.Atoi(v); err == nil {
+			st.exited, st.code = true, code
+		}
+	case bytes.HasPrefix(msg, []byte(guest.Fail)):
+		st.fail = string(msg[len(guest.Fail):])
+	}
+}
+
+// end stops the VM for reason (unless it already ended or is ending),
+// SIGTERM first, SIGKILL after grace.
+func (in *instance) end(reason executor.Reason, grace time.Duration) {
+	select {
+	case <-in.done:
+		return
+	default:
+	}
+	in.mu.Lock()
+	if in.cause == "" {
+		in.cause = reason
+	}
+	paused := in.paused
+	in.mu.Unlock()
+	p := in.cmd.Process
+	if paused {
+		p.Signal(syscall.SIGCONT) // a stopped QEMU cannot handle SIGTERM
+	}
+	if grace > 0 {
+		p.Signal(syscall.SIGTERM)
+		select {
+		case <-in.done:
+			return
+		case <-time.After(grace):
+		}
+	}
+	p.Kill()
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "vm-" + hex.EncodeToString(b)
+}
+
+func (e *Executor) get(id string) (*instance, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	in, ok := e.instances[id]
+	if !ok {
+		return nil, fmt.Errorf("vm: %s: %w", id, executor.ErrNotFound)
+	}
+	return in, nil
+}
+
+// Wait implements executor.Executor.
+func (e *Executor) Wait(ctx context.Context, id string) (executor.Result, error) {
+	in, err := e.get(id)
+	if err != nil {
+		return executor.Result{}, err
+	}
+	select {
+	case <-in.done:
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		return in.result, nil
+	case <-ctx.Done():
+		return executor.Result{}, ctx.Err()
+	}
+}
+
+// Stop implements executor.Executor. QEMU ends at once on SIGTERM; the
+// guest gets no shutdown.
+func (e *Executor) Stop(ctx context.Context, id string, grace time.Duration) error {
+	in, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	go in.end(executor.ReasonCancelled, grace)
+	select {
+	case <-in.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Logs implements executor.Executor. The boot log is not part of it.
+func (e *Executor) Logs(ctx context.Context, id string, opts executor.LogOptions, stdout, stderr io.Writer) error {
+	in, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	return in.logs.Copy(ctx, opts.Follow, opts.Tail, stdout, stderr)
+}
+
+// Remove implements executor.Executor.
+func (e *Executor) Remove(ctx context.Context, id string) error {
+	in, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	go in.end(executor.ReasonCancelled, 0)
+	select {
+	case <-in.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	e.mu.Lock()
+	delete(e.instances, id)
+	e.mu.Unlock()
+	return nil
+}
+
+// Pause implements executor.Pauser: QEMU is stopped (SIGSTOP).
+func (e *Executor) Pause(ctx context.Context, id string) error {
+	return e.signal(id, syscall.SIGSTOP, true)
+}
+
+// Resume implements executor.Pauser.
+func (e *Executor) Resume(ctx context.Context, id string) error {
+	return e.signal(id, syscall.SIGCONT, false)
+}
+
+func (e *Executor) signal(id string, sig syscall.Signal, paused bool) error {
+	in, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	select {
+	case <-in.done:
+		return fmt.Errorf("vm: %s is not running", id)
+	default:
+	}
+	if err := in.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("vm: %s: %w", id, err)
+	}
+	in.paused = paused
+	return nil
+}
+
+// Stats implements executor.Statser: the QEMU process's CPU time and
+// resident memory (the guest's RAM as far as it has touched it).
+func (e *Executor) Stats(ctx context.Context, id string) (executor.Usage, error) {
+	in, err := e.get(id)
+	if err != nil {
+		return executor.Usage{}, err
+	}
+	return procUsage(in.cmd.Process.Pid)
+}
+
+// procUsage reads a process's usage from /proc.
+func procUsage(pid int) (executor.Usage, error) {
+	var u executor.Usage
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return u, fmt.Errorf("vm: stats: %w", err)
+	}
+	// Fields after the command (which may hold spaces) in parentheses.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) > 13 {
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		stt, _ := strconv.ParseInt(f[12], 10, 64)
+		u.CPUTime = time.Duration(ut+stt) * time.Second / 100 // USER_HZ
+	}
+	status, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	for _, line := range strings.Split(string(status), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		kib, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmRSS":
+			u.Memory = match.Bytes(kib << 10)
+		case "VmHWM":
+			u.MemoryPeak = match.Bytes(kib << 10)
+		case "Threads":
+			u.PIDs = int64(kib)
+		}
+	}
+	return u, nil
+}
+
+// limitedWriter keeps the first n bytes written to it.
+type limitedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+	n  int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if room := l.n - l.w.Len(); room > 0 {
+		l.w.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
