@@ -2,7 +2,9 @@ package orchestrator_test
 
 import (
 	"context"
+	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -87,4 +89,39 @@ func waitPlaced(t testing.TB, svc *orchestrator.Service, id string) {
 		}
 		after = d.Version
 	}
+}
+
+// BenchmarkPlacementsGang measures allocations placed per second when each
+// deployment is a gang of 10 nodes (one allocation each, ten distinct
+// providers out of 100): one bid round and one commit round place ten.
+func BenchmarkPlacementsGang(b *testing.B) {
+	w := newWorld(b, 100, worldOpts{cpu: 64000, ram: 64 << 30, bid: time.Second})
+	var spec strings.Builder
+	spec.WriteString("version: v1\nallocations:\n")
+	for i := range 10 {
+		fmt.Fprintf(&spec, "  a%d: {executor: docker, resources: {cpu: 0.01, ram: 1MiB}, execution: {image: workload, cmd: [workload, exit=0]}}\n", i)
+	}
+	spec.WriteString("nodes:\n")
+	for i := range 10 {
+		fmt.Fprintf(&spec, "  n%d: {allocations: [a%d]}\n", i, i)
+	}
+	w.submit(spec.String())
+	b.ResetTimer()
+	start := time.Now()
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for range b.N {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			d := w.submit(spec.String())
+			waitPlaced(b, w.nodes[0].svc, d.ID)
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "deployments/s")
+	b.ReportMetric(float64(10*b.N)/elapsed.Seconds(), "placements/s")
 }

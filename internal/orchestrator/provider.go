@@ -18,10 +18,11 @@ import (
 
 // Ledger is the provider's resource accounting (resource.Manager).
 type Ledger interface {
-	Bid(id string, req match.Request, ttl time.Duration) (resource.Bid, error)
-	Commit(id string) (resource.Allocation, error)
+	Reserve(id string, want match.Resources, ttl time.Duration) (resource.Reservation, error)
+	CommitPart(id string, want match.Resources) (resource.Allocation, error)
 	Release(id string) error
 	Offer() match.Offer
+	Onboarded() (resource.Onboarding, bool)
 }
 
 // Allocator creates and removes allocation actors (allocation.Manager).
@@ -86,9 +87,11 @@ func (p *Provider) Register() error {
 	return n.Subscribe(TopicDeployments)
 }
 
-// reservationID names the reservation of one node of one bid round.
-func reservationID(deployment string, round int, node string) string {
-	return fmt.Sprintf("%s.%d.%s", deployment, round, node)
+// reservationID names a provider's reservation for one bid round: one
+// reservation covers whichever node of the request it is given (a provider
+// hosts at most one node of an ensemble).
+func reservationID(deployment string, round int) string {
+	return fmt.Sprintf("%s.%d", deployment, round)
 }
 
 func (p *Provider) request(ctx context.Context, m *actor.Message) (any, error) {
@@ -105,6 +108,13 @@ func (p *Provider) request(ctx context.Context, m *actor.Message) (any, error) {
 	self := p.cfg.Node.Handle()
 	current := p.cfg.Ledger.Offer()
 	reply := BidReply{Provider: self, Offer: &current}
+	if _, ok := p.cfg.Ledger.Onboarded(); !ok {
+		for _, nr := range req.Nodes {
+			reply.NoBids = append(reply.NoBids, NoBid{Node: nr.Name, Kind: "onboarding", Reasons: []string{"no resources onboarded"}})
+		}
+		return reply, nil
+	}
+	var fit []NodeRequest
 	for _, nr := range req.Nodes {
 		if err := checkID("node", nr.Name); err != nil {
 			return nil, err
@@ -113,21 +123,38 @@ func (p *Provider) request(ctx context.Context, m *actor.Message) (any, error) {
 			reply.NoBids = append(reply.NoBids, NoBid{Node: nr.Name, Kind: "pinned", Reasons: []string{"pinned to another peer"}})
 			continue
 		}
-		id := reservationID(req.Deployment, req.Round, nr.Name)
-		b, err := p.cfg.Ledger.Bid(id, nr.Request, p.cfg.ReservationTTL)
-		if err != nil {
-			reply.NoBids = append(reply.NoBids, noBid(nr.Name, err))
+		if err := nr.Request.Validate(); err != nil {
+			reply.NoBids = append(reply.NoBids, NoBid{Node: nr.Name, Kind: "invalid", Reasons: []string{err.Error()}})
 			continue
 		}
-		// The offer holds what the reservation holds: an exact fit.
-		offer := p.cfg.Ledger.Offer()
-		offer.Free = b.Reservation.Resources
-		bid := Bid{Node: nr.Name, Reservation: id, Expires: b.Reservation.Expires, Offer: offer, Latencies: p.latencies()}
-		bid.Signature = p.cfg.Key.Sign(bid.SignedBytes(req.Deployment, self.Host))
-		reply.Bids = append(reply.Bids, bid)
+		if r := match.Score(current, nr.Request); !r.Eligible {
+			reply.NoBids = append(reply.NoBids, noBid(nr.Name, &match.NoFitError{Reasons: r.Reasons}))
+			continue
+		}
+		fit = append(fit, nr)
+	}
+	if len(fit) > 0 {
+		// One reservation, large enough for any one of the nodes.
+		id := reservationID(req.Deployment, req.Round)
+		want, fit := coverOne(fit)
+		res, err := p.cfg.Ledger.Reserve(id, want, p.cfg.ReservationTTL)
+		if err != nil {
+			for _, nr := range fit {
+				reply.NoBids = append(reply.NoBids, noBid(nr.Name, err))
+			}
+			return reply, nil
+		}
 		p.mu.Lock()
 		p.owners[id] = m.From.DID
 		p.mu.Unlock()
+		offer := current
+		offer.Free = res.Resources // what the reservation holds
+		lat := p.latencies()
+		for _, nr := range fit {
+			bid := Bid{Node: nr.Name, Reservation: id, Expires: res.Expires, Offer: offer, Latencies: lat}
+			bid.Signature = p.cfg.Key.Sign(bid.SignedBytes(req.Deployment, self.Host))
+			reply.Bids = append(reply.Bids, bid)
+		}
 	}
 	p.log.Debug("bid request", "deployment", req.Deployment, "bids", len(reply.Bids), "no_bids", len(reply.NoBids))
 	return reply, nil
@@ -194,7 +221,15 @@ func (p *Provider) commit(ctx context.Context, m *actor.Message) (any, error) {
 	if len(req.Allocations) == 0 {
 		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: "no allocations to commit"}
 	}
-	if _, err := p.cfg.Ledger.Commit(req.Reservation); err != nil {
+	var want match.Resources
+	for _, spec := range req.Allocations {
+		sum, err := want.Add(spec.Resources)
+		if err != nil {
+			return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: err.Error()}
+		}
+		want = sum
+	}
+	if _, err := p.cfg.Ledger.CommitPart(req.Reservation, want); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
 	reply := CommitReply{Allocations: map[string]actor.Handle{}}
@@ -255,4 +290,29 @@ func checkID(what, s string) error {
 		}
 	}
 	return nil
+}
+
+// coverOne returns resources that cover any one of the nodes: the largest
+// of each amount. GPUs do not add up that way: with GPUs, the provider bids
+// for the first node that fits only.
+func coverOne(nodes []NodeRequest) (match.Resources, []NodeRequest) {
+	for _, nr := range nodes {
+		if len(nr.Request.Resources.GPUs) > 0 {
+			return nr.Request.Resources, []NodeRequest{nr}
+		}
+	}
+	var out match.Resources
+	for _, nr := range nodes {
+		r := nr.Request.Resources
+		out.CPU = max(out.CPU, r.CPU)
+		out.RAM = max(out.RAM, r.RAM)
+		out.Disk = max(out.Disk, r.Disk)
+		for k, v := range r.Extra {
+			if out.Extra == nil {
+				out.Extra = map[string]int64{}
+			}
+			out.Extra[k] = max(out.Extra[k], v)
+		}
+	}
+	return out, nodes
 }

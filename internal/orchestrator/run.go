@@ -22,6 +22,10 @@ type run struct {
 	s     *Service
 	actor *actor.Actor
 	spec  *ensemble.Spec
+	// key and chains are the orchestrator's key and delegation chains,
+	// unsealed and decoded once.
+	key    *identity.Key
+	chains []cap.Chain
 
 	mu       sync.Mutex
 	d        *Deployment   // guarded by mu
@@ -31,8 +35,8 @@ type run struct {
 	excluded map[string]time.Time // providers that refused a commit, until when; loop only
 }
 
-func newRun(s *Service, d *Deployment, a *actor.Actor, spec *ensemble.Spec) *run {
-	return &run{s: s, d: d, actor: a, spec: spec, changed: make(chan struct{}), excluded: map[string]time.Time{}}
+func newRun(s *Service, d *Deployment, a *actor.Actor, spec *ensemble.Spec, key *identity.Key, chains []cap.Chain) *run {
+	return &run{s: s, d: d, actor: a, spec: spec, key: key, chains: chains, changed: make(chan struct{}), excluded: map[string]time.Time{}}
 }
 
 func (r *run) snapshot() *Deployment {
@@ -264,6 +268,13 @@ func (r *run) place(ctx context.Context) {
 			backoff = min(backoff*2, r.s.cfg.RetryMax)
 			continue
 		}
+		// Bids arrived over authenticated links; their signatures matter to
+		// third parties, so only the winners' are checked (and kept).
+		if bad := r.checkSignatures(plan); bad != nil {
+			r.revertPlacementOf(ctx, plan)
+			r.update(true, func(d *Deployment) { d.Candidates = append(d.Candidates, bad...) })
+			continue
+		}
 		placement := map[string]Placement{}
 		for node, c := range plan {
 			placement[node] = Placement{Provider: c.Provider, Reservation: c.Bid.Reservation, Score: c.Rating.Value, Cost: c.Rating.Cost.String()}
@@ -416,8 +427,7 @@ func (r *run) rate(reqs []NodeRequest, replies map[string]BidReply, answered map
 	sort.Strings(hosts)
 	for _, host := range hosts {
 		br := replies[host]
-		did, err := identity.DIDFromPeerID(host)
-		if err != nil {
+		if _, err := identity.DIDFromPeerID(host); err != nil {
 			continue
 		}
 		if br.Offer != nil {
@@ -433,9 +443,6 @@ func (r *run) rate(reqs []NodeRequest, replies map[string]BidReply, answered map
 			}
 			switch {
 			case !ok:
-				continue
-			case !identity.Verify(did, b.SignedBytes(r.d.ID, host), b.Signature):
-				bad("invalid", "bid signature does not verify")
 				continue
 			case b.Offer.Validate() != nil:
 				bad("invalid", b.Offer.Validate().Error())
@@ -657,20 +664,11 @@ func (r *run) startOne(ctx context.Context, a *Allocation) error {
 // delegateTo gives an allocation actor CmdDeployment from the
 // orchestrator's own chain, so that it can report here.
 func (r *run) delegateTo(aud identity.DID) (string, error) {
-	d := r.snapshot()
-	key, err := r.s.cfg.Sealer.OpenKey(d.SealedKey, d.Orchestrator.DID)
-	if err != nil {
-		return "", err
-	}
-	for _, text := range d.Chains {
-		c, err := cap.DecodeChain([]byte(text))
-		if err != nil {
-			return "", err
-		}
+	for _, c := range r.chains {
 		if !cap.Covers(c.Leaf().Command(), CmdDeployment) {
 			continue
 		}
-		nc, err := cap.Redelegate(key, c, cap.DelegationParams{Audience: aud, Command: CmdDeployment, Expiry: c.Leaf().Expiry()}, r.s.cfg.Now())
+		nc, err := cap.Redelegate(r.key, c, cap.DelegationParams{Audience: aud, Command: CmdDeployment, Expiry: c.Leaf().Expiry()}, r.s.cfg.Now())
 		if err != nil {
 			return "", err
 		}
@@ -1028,4 +1026,25 @@ func otherEnd(e edge, node string) string {
 		return e.b
 	}
 	return e.a
+}
+
+// checkSignatures verifies the bids of a plan; a provider whose signature
+// fails is excluded like one that refused a commit.
+func (r *run) checkSignatures(plan map[string]candidate) []CandidateReason {
+	var bad []CandidateReason
+	for node, c := range plan {
+		did, err := identity.DIDFromPeerID(c.Provider.Host)
+		if err == nil && identity.Verify(did, c.Bid.SignedBytes(r.d.ID, c.Provider.Host), c.Bid.Signature) {
+			continue
+		}
+		bad = append(bad, CandidateReason{Peer: c.Provider.Host, Node: node, Kind: "invalid", Reasons: []string{"bid signature does not verify"}})
+		r.excluded[c.Provider.Host] = r.s.cfg.Now().Add(time.Minute)
+	}
+	return bad
+}
+
+func (r *run) revertPlacementOf(ctx context.Context, plan map[string]candidate) {
+	for _, c := range plan {
+		r.revert(ctx, c.Provider.Host, c.Bid.Reservation)
+	}
 }

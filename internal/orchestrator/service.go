@@ -176,6 +176,7 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (*Deployment, erro
 	}
 	// The node delegates its authority (from the owner) to the
 	// orchestrator actor, and nothing more.
+	var ocs []cap.Chain
 	for _, c := range chains {
 		leaf := c.Leaf()
 		oc, err := cap.Redelegate(s.cfg.Key, c, cap.DelegationParams{Audience: key.DID(), Command: leaf.Command(), Expiry: leaf.Expiry()}, now)
@@ -187,11 +188,12 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (*Deployment, erro
 			return nil, err
 		}
 		d.Chains = append(d.Chains, text)
+		ocs = append(ocs, oc)
 	}
 	if err := s.cfg.Store.PutDeployment(d); err != nil {
 		return nil, fmt.Errorf("persist deployment: %w", err)
 	}
-	r, err := s.start(d, key, sub.Spec)
+	r, err := s.start(d, key, sub.Spec, ocs)
 	if err != nil {
 		return nil, err
 	}
@@ -263,19 +265,25 @@ func newID() string {
 }
 
 // start spawns the orchestrator actor of d and its run loop.
-func (s *Service) start(d *Deployment, key *identity.Key, spec *ensemble.Spec) (*run, error) {
-	for _, text := range d.Chains {
-		c, err := cap.DecodeChain([]byte(text))
-		if err != nil {
-			return nil, fmt.Errorf("deployment %s: chain: %w", d.ID, err)
+// chains are d.Chains decoded, or nil to decode them here.
+func (s *Service) start(d *Deployment, key *identity.Key, spec *ensemble.Spec, chains []cap.Chain) (*run, error) {
+	if chains == nil {
+		for _, text := range d.Chains {
+			c, err := cap.DecodeChain([]byte(text))
+			if err != nil {
+				return nil, fmt.Errorf("deployment %s: chain: %w", d.ID, err)
+			}
+			chains = append(chains, c)
 		}
+	}
+	for _, c := range chains {
 		s.cfg.Wallet.Add(c)
 	}
 	a, err := s.cfg.System.Spawn(key, d.Orchestrator.Inbox, actor.SpawnOptions{Workers: 4})
 	if err != nil {
 		return nil, err
 	}
-	r := newRun(s, d, a, spec)
+	r := newRun(s, d, a, spec, key, chains)
 	a.AddBehavior(BehaviorReport, r.onReport)
 	a.AddBehavior(BehaviorArtifact, r.onArtifact)
 	s.mu.Lock()
@@ -313,7 +321,7 @@ func (s *Service) Resume(ctx context.Context) error {
 			return fmt.Errorf("deployment %s: %w", d.ID, err)
 		}
 		d.Orchestrator.Host = s.cfg.System.Self()
-		if _, err := s.start(d, key, spec); err != nil {
+		if _, err := s.start(d, key, spec, nil); err != nil {
 			return err
 		}
 		s.log.Info("deployment resumed", "deployment_id", d.ID, "state", d.State)

@@ -147,6 +147,37 @@ type state struct {
 // Manager keeps the resource accounting of this machine: what the owner
 // onboarded, what allocations hold, what bids have reserved, what is free.
 // Free is onboarded − allocated − reserved, and never negative: Reserve and
+// CommitPart is Commit for part of a reservation: the allocation holds
+// want, which must fit within what the reservation held, and the rest is
+// released. A provider reserves once for the nodes of a request it could
+// host (any one of them), and commits the node it was given.
+func (m *Manager) CommitPart(id string, want match.Resources) (Allocation, error) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expireLocked(now)
+	if a, ok := m.st.Allocations[id]; ok {
+		return a, nil
+	}
+	r, ok := m.st.Reservations[id]
+	if !ok {
+		return Allocation{}, fmt.Errorf("commit %s: reservation %w (unknown or expired)", id, ErrNotFound)
+	}
+	part, err := match.Assign(r.Resources, want)
+	if err != nil {
+		return Allocation{}, fmt.Errorf("commit %s: more than reserved: %w", id, err)
+	}
+	a := Allocation{ID: id, Resources: part, Since: now}
+	delete(m.st.Reservations, id)
+	m.st.Allocations[id] = a
+	if err := m.saveLocked(); err != nil {
+		delete(m.st.Allocations, id)
+		m.st.Reservations[id] = r
+		return Allocation{}, fmt.Errorf("commit %s: %w", id, err)
+	}
+	return a, nil
+}
+
 // Allocate refuse what does not fit, and Onboard refuses to go below what is
 // held. Every change is persisted before the method returns; if persisting
 // fails the change is undone and the error returned.
