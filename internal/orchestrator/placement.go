@@ -14,7 +14,7 @@ import (
 type candidate struct {
 	Node     string
 	Provider actor.Handle
-	Bid      Bid
+	Bid      Bid // the provider's bid (for this node and maybe others)
 	Rating   match.Rating
 }
 

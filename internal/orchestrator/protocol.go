@@ -64,30 +64,31 @@ type NodeRequest struct {
 	Peer string `json:"peer,omitempty"`
 }
 
-// BidReply answers a BidRequest: a bid for every node the provider can host
-// (with resources reserved for ReservationTTL), and the reasons it cannot
-// host the others.
+// BidReply answers a BidRequest: a bid for the nodes the provider can host
+// (any one of them: a provider hosts at most one node of an ensemble), with
+// resources reserved for ReservationTTL, and the reasons it cannot host
+// the others.
 type BidReply struct {
 	Provider actor.Handle `json:"provider"`
 	// Offer is what the provider had free before this request, so the
 	// orchestrator can shortlist it for later deployments.
 	Offer  *match.Offer `json:"offer,omitempty"`
-	Bids   []Bid        `json:"bids,omitempty"`
+	Bid    *Bid         `json:"bid,omitempty"`
 	NoBids []NoBid      `json:"no_bids,omitempty"`
 }
 
-// Bid offers to host one node.
+// Bid offers to host one of Nodes under one reservation.
 type Bid struct {
-	Node        string      `json:"node"`
+	Nodes       []string    `json:"nodes"`
 	Reservation string      `json:"reservation"`
 	Expires     time.Time   `json:"expires"`
-	Offer       match.Offer `json:"offer"`
+	Offer       match.Offer `json:"offer"` // Free is what the reservation holds
 	// Latencies are the provider's measured round trips to the peers it
 	// is connected to, in milliseconds by peer ID: the orchestrator checks
 	// the ensemble's rtt edges with them.
 	Latencies map[string]float64 `json:"latencies,omitempty"`
 	// Signature is the provider node key's Ed25519 signature of the bid
-	// (SignedBytes), so that the bid can be shown to third parties.
+	// (SignedBytes), so that it can be shown to third parties.
 	Signature []byte `json:"signature"`
 }
 

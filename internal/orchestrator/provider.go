@@ -149,14 +149,14 @@ func (p *Provider) request(ctx context.Context, m *actor.Message) (any, error) {
 		p.mu.Unlock()
 		offer := current
 		offer.Free = res.Resources // what the reservation holds
-		lat := p.latencies()
+		bid := &Bid{Reservation: id, Expires: res.Expires, Offer: offer, Latencies: p.latencies()}
 		for _, nr := range fit {
-			bid := Bid{Node: nr.Name, Reservation: id, Expires: res.Expires, Offer: offer, Latencies: lat}
-			bid.Signature = p.cfg.Key.Sign(bid.SignedBytes(req.Deployment, self.Host))
-			reply.Bids = append(reply.Bids, bid)
+			bid.Nodes = append(bid.Nodes, nr.Name)
 		}
+		bid.Signature = p.cfg.Key.Sign(bid.SignedBytes(req.Deployment, self.Host))
+		reply.Bid = bid
 	}
-	p.log.Debug("bid request", "deployment", req.Deployment, "bids", len(reply.Bids), "no_bids", len(reply.NoBids))
+	p.log.Debug("bid request", "deployment", req.Deployment, "bid", reply.Bid != nil, "no_bids", len(reply.NoBids))
 	return reply, nil
 }
 
@@ -179,7 +179,8 @@ func (p *Provider) latencies() map[string]float64 {
 func (b Bid) SignedBytes(deployment, provider string) []byte {
 	offer, _ := json.Marshal(b.Offer)
 	lat, _ := json.Marshal(b.Latencies)
-	return fmt.Appendf(nil, "dms-bid|%s|%s|%s|%s|%d|%s|%s", deployment, provider, b.Node, b.Reservation, b.Expires.UnixNano(), offer, lat)
+	nodes, _ := json.Marshal(b.Nodes)
+	return fmt.Appendf(nil, "dms-bid|%s|%s|%s|%s|%d|%s|%s", deployment, provider, nodes, b.Reservation, b.Expires.UnixNano(), offer, lat)
 }
 
 // noBid explains a refusal to bid.

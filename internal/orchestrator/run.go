@@ -436,16 +436,21 @@ func (r *run) rate(reqs []NodeRequest, replies map[string]BidReply, answered map
 		for _, nb := range br.NoBids {
 			reasons = append(reasons, CandidateReason{Peer: host, Node: nb.Node, Kind: nb.Kind, Reasons: nb.Reasons})
 		}
-		for _, b := range br.Bids {
-			nr, ok := byName[b.Node]
+		if br.Bid == nil {
+			continue
+		}
+		b := *br.Bid
+		offerErr := b.Offer.Validate()
+		for _, node := range b.Nodes {
+			nr, ok := byName[node]
 			bad := func(kind, why string) {
-				reasons = append(reasons, CandidateReason{Peer: host, Node: b.Node, Kind: kind, Reasons: []string{why}})
+				reasons = append(reasons, CandidateReason{Peer: host, Node: node, Kind: kind, Reasons: []string{why}})
 			}
 			switch {
 			case !ok:
 				continue
-			case b.Offer.Validate() != nil:
-				bad("invalid", b.Offer.Validate().Error())
+			case offerErr != nil:
+				bad("invalid", offerErr.Error())
 				continue
 			case now.Before(r.excluded[host]):
 				bad("refused", "refused a commit earlier")
@@ -461,10 +466,10 @@ func (r *run) rate(reqs []NodeRequest, replies map[string]BidReply, answered map
 				if len(rating.Reasons) > 0 {
 					kind = reasonKind(rating.Reasons[0].Dimension)
 				}
-				reasons = append(reasons, CandidateReason{Peer: host, Node: b.Node, Kind: kind, Reasons: why})
+				reasons = append(reasons, CandidateReason{Peer: host, Node: node, Kind: kind, Reasons: why})
 				continue
 			}
-			cands[b.Node] = append(cands[b.Node], candidate{Node: b.Node, Provider: br.Provider, Bid: b, Rating: rating})
+			cands[node] = append(cands[node], candidate{Node: node, Provider: br.Provider, Bid: b, Rating: rating})
 		}
 	}
 	peers := append([]string{r.s.cfg.Node.Handle().Host}, r.s.cfg.Peers()...)
@@ -490,10 +495,8 @@ func (r *run) revertUnused(ctx context.Context, replies map[string]BidReply, pla
 		used[key{c.Provider.Host, c.Bid.Reservation}] = true
 	}
 	for host, br := range replies {
-		for _, b := range br.Bids {
-			if !used[key{host, b.Reservation}] {
-				r.revert(ctx, host, b.Reservation)
-			}
+		if b := br.Bid; b != nil && !used[key{host, b.Reservation}] {
+			r.revert(ctx, host, b.Reservation)
 		}
 	}
 }
