@@ -86,8 +86,9 @@ type Resources struct {
 	// Memory is the memory limit (docker: RAM with no extra swap; vm: the
 	// guest's RAM; wasm: linear memory, rounded up to 64 KiB pages).
 	Memory match.Bytes `json:"memory,omitempty"`
-	// PIDs limits the number of processes and threads (docker only;
-	// refused by wasm; the vm guest's own kernel decides).
+	// PIDs limits the number of processes and threads (docker; wasm and
+	// vm have nothing to limit: a module spawns nothing, and a VM's
+	// processes are its own kernel's business).
 	PIDs int64 `json:"pids,omitempty"`
 	// Disk limits the writable layer where the backend supports it
 	// (docker with docker.Config.DiskQuota); elsewhere it is accounting

@@ -42,8 +42,13 @@
 // machines whose /dev/kvm is a nested PVM a stock kernel hangs under KVM.
 // Config.Accel "kvm" opts in. Every Result says which one ran (Accel) and
 // how long the boot took (Boot). An uncompressed kernel (vmlinux, booted
-// through its PVH entry) starts about twice as fast under TCG as a
+// through its PVH entry) starts about three times as fast under TCG as a
 // compressed vmlinuz, which must decompress itself in emulation.
+//
+// Under TCG the executor tells the guest kernel the TSC rate
+// (tsc_early_khz, measured on the host): calibrating it against the
+// emulated PIT fails on a busy host, and microvm has no other timer to
+// fall back on, so the boot would hang.
 //
 // # Other VMMs
 //
