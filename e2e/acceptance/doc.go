@@ -10,12 +10,15 @@
 //	make acceptance FEATURES=actors,p2p  # only these feature files
 //	go test ./e2e/acceptance             # the same, with a binary built from this checkout
 //
-// After the run the suite prints, per feature file, how many scenarios
-// PASSED, are PENDING, were SKIPPED and FAILED, and writes under
-// build/reports/ (or $DMS_REPORTS): acceptance.xml (JUnit, godog's junit
-// formatter), acceptance.json (cucumber JSON, what the table is computed
-// from) and acceptance.txt (the table). The test fails when a scenario
-// fails; pending and skipped scenarios do not fail it.
+// As each scenario ends the suite prints its verdict (and, when it fails,
+// why, with the tail of the logs of the nodes involved). After the run it
+// prints, per feature file, how many scenarios PASSED, are PENDING, were
+// SKIPPED and FAILED, and writes under build/reports/ (or $DMS_REPORTS):
+// acceptance.json (godog's cucumber JSON, from which the table is
+// computed), acceptance.txt (the table) and acceptance.xml (JUnit: a
+// pending or skipped scenario is a skipped testcase with its reason, never
+// a passed or an errored one). The test fails when a scenario fails;
+// pending and skipped scenarios do not fail it.
 //
 // # Tags
 //

@@ -2,6 +2,7 @@ package acceptance
 
 import (
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -35,8 +36,9 @@ type cukeStep struct {
 	Keyword string `json:"keyword"`
 	Name    string `json:"name"`
 	Result  struct {
-		Status string `json:"status"`
-		Error  string `json:"error_message"`
+		Status   string `json:"status"`
+		Error    string `json:"error_message"`
+		Duration int64  `json:"duration"` // ns
 	} `json:"result"`
 }
 
@@ -45,6 +47,13 @@ type featureSum struct {
 	name                             string
 	passed, pending, skipped, failed int
 	problems                         []string // each failure, and why scenarios were skipped
+	scenarios                        []scenarioSum
+}
+
+// scenarioSum is one scenario's verdict.
+type scenarioSum struct {
+	name, verdict, why string
+	seconds            float64
 }
 
 type summary struct{ features []*featureSum }
@@ -118,6 +127,10 @@ func summarize(data []byte, skips map[string]string, teardown map[string][]strin
 				tags = append(tags, t.Name)
 			}
 			v, why := verdict(tags, el.Steps)
+			sc := scenarioSum{name: el.Name, verdict: v, why: why}
+			for _, st := range el.Steps {
+				sc.seconds += float64(st.Result.Duration) / 1e9
+			}
 			switch v {
 			case "passed":
 				fs.passed++
@@ -126,16 +139,19 @@ func summarize(data []byte, skips map[string]string, teardown map[string][]strin
 			case "skipped":
 				fs.skipped++
 				if r := skips[f.URI+"\x00"+el.Name]; r != "" {
+					sc.why = r
 					fs.problems = append(fs.problems, fmt.Sprintf("skipped %q (%s:%d): %s", el.Name, f.URI, el.Line, r))
 				}
 			default:
 				fs.failed++
 				fs.problems = append(fs.problems, fmt.Sprintf("FAILED %q (%s:%d): %s", el.Name, f.URI, el.Line, why))
 			}
+			fs.scenarios = append(fs.scenarios, sc)
 		}
 		for _, e := range teardown[f.URI] {
 			fs.failed++
 			fs.problems = append(fs.problems, fmt.Sprintf("FAILED teardown of %s: %s", fs.name, firstLine(e)))
+			fs.scenarios = append(fs.scenarios, scenarioSum{name: "(teardown)", verdict: "failed", why: e})
 		}
 		s.features = append(s.features, fs)
 	}
@@ -176,4 +192,89 @@ func (s *summary) table() string {
 		}
 	}
 	return b.String()
+}
+
+// JUnit XML of the run, in the form CI tools read: one testsuite per
+// feature file, one testcase per scenario; a pending scenario is skipped
+// with the message "pending: ...", a skipped one with its reason, a failed
+// one has a failure. (godog's own junit formatter reports pending
+// scenarios as errors and a scenario skipped after a passing step as
+// passed.)
+type junitSuites struct {
+	XMLName  xml.Name     `xml:"testsuites"`
+	Name     string       `xml:"name,attr"`
+	Tests    int          `xml:"tests,attr"`
+	Failures int          `xml:"failures,attr"`
+	Skipped  int          `xml:"skipped,attr"`
+	Time     string       `xml:"time,attr"`
+	Suites   []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name     string      `xml:"name,attr"`
+	Tests    int         `xml:"tests,attr"`
+	Failures int         `xml:"failures,attr"`
+	Errors   int         `xml:"errors,attr"`
+	Skipped  int         `xml:"skipped,attr"`
+	Time     string      `xml:"time,attr"`
+	Cases    []junitCase `xml:"testcase"`
+}
+
+type junitCase struct {
+	Classname string        `xml:"classname,attr"`
+	Name      string        `xml:"name,attr"`
+	Time      string        `xml:"time,attr"`
+	Skipped   *junitMessage `xml:"skipped,omitempty"`
+	Failure   *junitMessage `xml:"failure,omitempty"`
+}
+
+type junitMessage struct {
+	Message string `xml:"message,attr"`
+	Text    string `xml:",chardata"`
+}
+
+func secs(f float64) string { return fmt.Sprintf("%.3f", f) }
+
+// junit renders the summary as JUnit XML.
+func (s *summary) junit() ([]byte, error) {
+	all := junitSuites{Name: "acceptance"}
+	var total float64
+	for _, f := range s.features {
+		js := junitSuite{Name: f.name}
+		var t float64
+		seen := map[string]int{}
+		for _, sc := range f.scenarios {
+			name := sc.name
+			if seen[sc.name]++; seen[sc.name] > 1 {
+				name = fmt.Sprintf("%s #%d", sc.name, seen[sc.name])
+			}
+			c := junitCase{Classname: "acceptance." + f.name, Name: name, Time: secs(sc.seconds)}
+			switch sc.verdict {
+			case "pending":
+				c.Skipped = &junitMessage{Message: "pending: not built yet (@pending)"}
+				js.Skipped++
+			case "skipped":
+				c.Skipped = &junitMessage{Message: "skipped: " + firstLine(sc.why), Text: sc.why}
+				js.Skipped++
+			case "failed":
+				c.Failure = &junitMessage{Message: firstLine(sc.why), Text: sc.why}
+				js.Failures++
+			}
+			js.Tests++
+			t += sc.seconds
+			js.Cases = append(js.Cases, c)
+		}
+		js.Time = secs(t)
+		total += t
+		all.Tests += js.Tests
+		all.Failures += js.Failures
+		all.Skipped += js.Skipped
+		all.Suites = append(all.Suites, js)
+	}
+	all.Time = secs(total)
+	out, err := xml.MarshalIndent(all, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(xml.Header), append(out, '\n')...), nil
 }

@@ -329,21 +329,31 @@ func deploySteps(sc *godog.ScenarioContext) {
 		return err
 	})
 	sc.Step(`^the deployment stays "([a-z-]+)" for (\d+) seconds$`, func(ctx context.Context, state, secs string) error {
+		// The deployment's state holds throughout; its allocations may
+		// pass through other live states (a resumed orchestrator shows
+		// "starting" until the next heartbeat) but end the wait in it.
 		w := worldOf(ctx)
 		deadline := time.Now().Add(seconds(secs))
-		for time.Now().Before(deadline) {
+		for {
 			d := w.deployment()
 			if d.State != state {
 				return fmt.Errorf("deployment %s became %s (%s) after %s: %s", d.ID, d.State, d.Message, seconds(secs)-time.Until(deadline), allocSummary(d))
 			}
 			for _, a := range d.Allocations {
-				if a.State != state {
-					return fmt.Errorf("allocation %s became %s", a.Name, a.State)
+				if slices.Contains([]string{"lost", "failed", "exited", "stopped"}, a.State) {
+					return fmt.Errorf("allocation %s became %s: %s", a.Name, a.State, allocSummary(d))
 				}
+			}
+			if time.Now().After(deadline) {
+				for _, a := range d.Allocations {
+					if a.State != state {
+						return fmt.Errorf("after %ss allocation %s is %s, want %s: %s", secs, a.Name, a.State, state, allocSummary(d))
+					}
+				}
+				return nil
 			}
 			poll()
 		}
-		return nil
 	})
 }
 

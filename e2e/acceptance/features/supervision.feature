@@ -80,6 +80,7 @@ Feature: Supervision
     And the deployment is running within 30 seconds
     When alice's node restarts
     Then the deployment stays "running" for 6 seconds
+    And the allocation "svc" was restarted 0 times
     When alice runs `dms deployment shutdown <deployment>`
     Then the command succeeds
     And the output contains "stopped"
