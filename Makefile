@@ -7,8 +7,17 @@ BIN      := bin/dms
 REPORTS  := build/reports
 # Seconds each fuzz target runs in `make fuzz` (CI keeps it brief).
 FUZZTIME ?= 10s
+# Feature files `make acceptance` runs (comma-separated names; empty: all).
+FEATURES ?=
+# The packages of the go test runs: all but the acceptance suite, which
+# `make acceptance` runs against bin/dms.
+PKGS      = $(shell $(GO) list ./... | grep -v '/e2e/acceptance$$')
+# gotestsum turns `go test -json` into JUnit XML (installed on demand).
+GOTESTSUM_VERSION := v1.13.0
+GOBIN_DIR = $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
+GOTESTSUM = $(GOBIN_DIR)/gotestsum
 
-.PHONY: help build test unit integration fuzz bench bench-executors demo vet clean
+.PHONY: help build test unit integration reports acceptance coverage-check tools fuzz bench bench-executors demo vet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -21,15 +30,40 @@ vet: ## go vet and gofmt
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./...
 
-test: vet build ## every test group: unit + integration (race), fuzz (brief)
-	$(GO) test -race -tags integration -count=1 -timeout 30m ./...
-	$(MAKE) fuzz
+test: vet build ## every test group, with reports in build/reports: unit + integration (race, coverage), fuzz, acceptance, coverage check
+	@failed=""; \
+	for group in reports fuzz acceptance coverage-check; do \
+		$(MAKE) --no-print-directory $$group || failed="$$failed $$group"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test: failed:$$failed (reports in $(REPORTS))"; exit 1; fi; \
+	echo "make test: all groups passed (reports in $(REPORTS))"
 
 unit: ## unit tests only (no Docker, QEMU or S3 needed)
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 $(PKGS)
 
 integration: ## unit + integration tests (Docker, QEMU)
-	$(GO) test -race -tags integration -count=1 -timeout 30m ./...
+	$(GO) test -race -tags integration -count=1 -timeout 30m $(PKGS)
+
+reports: tools ## unit + integration tests (race) writing build/reports: junit.xml, test.json, coverage.out/.txt/.html
+	@mkdir -p $(REPORTS)
+	$(GOTESTSUM) --format pkgname-and-test-fails --junitfile $(REPORTS)/junit.xml --jsonfile $(REPORTS)/test.json -- \
+		-race -tags integration -count=1 -timeout 30m -coverprofile=$(REPORTS)/coverage.out $(PKGS)
+	./scripts/coverage-report.sh $(REPORTS)/coverage.out > $(REPORTS)/coverage.txt
+	$(GO) tool cover -html=$(REPORTS)/coverage.out -o $(REPORTS)/coverage.html
+	@sed -n '/^TOTAL/p' $(REPORTS)/coverage.txt
+
+acceptance: build ## the Gherkin acceptance suite on bin/dms: a table per feature, build/reports/acceptance.{txt,xml,json} (FEATURES=a,b to choose)
+	@mkdir -p $(REPORTS)
+	cd e2e/acceptance && DMS_BIN=$(CURDIR)/$(BIN) DMS_REPORTS=$(CURDIR)/$(REPORTS) DMS_ACCEPTANCE_FEATURES=$(FEATURES) \
+		$(GO) test -count=1 -timeout 25m -run '^TestAcceptance$$'
+
+coverage-check: ## fail when internal/cap, match, ensemble or actor is under 85 % (reads build/reports/coverage.txt)
+	@./scripts/coverage-check.sh $(REPORTS)/coverage.txt
+
+tools: $(GOTESTSUM) ## install the test tools (gotestsum)
+
+$(GOTESTSUM):
+	$(GO) install gotest.tools/gotestsum@$(GOTESTSUM_VERSION)
 
 fuzz: ## run every fuzz target for FUZZTIME
 	@./scripts/fuzz.sh $(FUZZTIME)
