@@ -13,15 +13,22 @@ import (
 )
 
 // stepSets are the step definitions of the suite, one function per steps
-// file. A new feature adds its function here: one line.
+// file (say what it covers in a comment above it). A new feature adds its
+// function here: one line.
 var stepSets = []func(*godog.ScenarioContext){
-	commonSteps,   // steps_common_test.go: homes, nodes, commands, output, files, trust, tokens
-	actorSteps,    // steps_actors_test.go: replay through the API
-	dispatchSteps, // steps_actors_test.go: broadcast
-	apiSteps,      // steps_api_test.go: REST calls
-	deploySteps,   // steps_deploy_test.go: providers, deployments (orchestration, executors, supervision)
-	resourceSteps, // steps_resources_test.go: onboarding, benchmark scores
-	p2pSteps,      // steps_p2p_test.go
+	// steps_common_test.go: homes, nodes, commands and their output, files, trust, tokens
+	commonSteps,
+	// steps_actors_test.go: envelopes replayed on the wire or through the API; broadcasts
+	actorSteps,
+	dispatchSteps,
+	// steps_api_test.go: REST calls with and without the token
+	apiSteps,
+	// steps_deploy_test.go: providers and deployments (orchestration, executors, supervision)
+	deploySteps,
+	// steps_resources_test.go: onboarding, benchmark scores
+	resourceSteps,
+	// steps_p2p_test.go: connections
+	p2pSteps,
 }
 
 // TestAcceptance runs the feature files with godog, prints the table of
