@@ -629,17 +629,15 @@ func (e *Executor) Stop(ctx context.Context, id string, grace time.Duration) err
 	if err != nil {
 		return err
 	}
-	if !t.setCause(executor.ReasonCancelled) {
-		select {
-		case <-t.done:
-			return nil
-		default: // a stop or timeout is under way: wait for it below
-		}
-	} else {
-		secs := int(math.Ceil(grace.Seconds()))
-		if _, err := e.cli.ContainerStop(ctx, t.id, client.ContainerStopOptions{Timeout: &secs}); err != nil && !cerrdefs.IsNotFound(err) {
-			return e.classify("stop "+t.id[:12], err)
-		}
+	select {
+	case <-t.done:
+		return nil
+	default:
+	}
+	t.setCause(executor.ReasonCancelled) // unless a timeout got there first
+	secs := int(math.Ceil(grace.Seconds()))
+	if _, err := e.cli.ContainerStop(ctx, t.id, client.ContainerStopOptions{Timeout: &secs}); err != nil && !cerrdefs.IsNotFound(err) {
+		return e.classify("stop "+t.id[:12], err)
 	}
 	select {
 	case <-t.done:

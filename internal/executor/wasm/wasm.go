@@ -200,12 +200,11 @@ func (e *Executor) validate(spec *executor.Spec) (uint32, error) {
 		v.Add("module", "required: the wasm executor runs a WebAssembly module, not an image or a VM")
 	}
 	pages := e.cfg.MaxMemoryPages
-	if m := spec.Resources.Memory; m > 0 && m <= match.Bytes(1)<<62 {
-		want := (uint64(m) + PageSize - 1) / PageSize
-		if want > uint64(pages) {
-			v.Add("resources.memory", "%s is over this provider's wasm limit of %s", m, match.Bytes(uint64(pages)*PageSize))
+	if m := uint64(spec.Resources.Memory); m > 0 {
+		if max := uint64(pages) * PageSize; m > max {
+			v.Add("resources.memory", "%s is over this provider's wasm limit of %s", match.Bytes(m), match.Bytes(max))
 		} else {
-			pages = uint32(want)
+			pages = uint32((m + PageSize - 1) / PageSize)
 		}
 	}
 	if len(spec.Resources.GPUs) > 0 {
