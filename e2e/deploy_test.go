@@ -293,3 +293,27 @@ func (c *cluster) assertNothingHeld(t *testing.T) {
 		})
 	}
 }
+
+// A docker task, from dms deploy to the engine and back: its logs come back
+// and its exit code is dms deploy's. (The executor's own tests check the
+// container's limits.)
+func TestDeployDocker(t *testing.T) {
+	image := e2etest.DockerImage(t, e2etest.Workload)
+	c := newCluster(t, "", "1")
+	dir := t.TempDir()
+	f := filepath.Join(dir, "job.yaml")
+	os.WriteFile(f, []byte(fmt.Sprintf(`version: v1
+allocations:
+  job:
+    executor: docker
+    resources: {cpu: 0.5, ram: 64MiB}
+    execution:
+      image: %s
+      cmd: [print=hello-from-docker, exit=4]
+`, image)), 0o644)
+	r := c.homes[0].Run(t, "deploy", "-f", f, "--follow")
+	if r.Code != 4 || !strings.Contains(r.Stdout, "hello-from-docker") {
+		t.Fatalf("dms deploy (docker): %s; want exit 4 and the job's output", r)
+	}
+	c.assertNothingHeld(t)
+}

@@ -127,11 +127,7 @@ func (n *Node) executors(data string) (map[ensemble.Executor]executor.Executor, 
 			return nil, nil, fmt.Errorf("wasm executor: %w", err)
 		}
 		execs[ensemble.Wasm] = w
-		closers = append(closers, func() {
-			if cl, ok := any(w).(interface{ Close(context.Context) error }); ok {
-				cl.Close(context.Background())
-			}
-		})
+		closers = append(closers, func() { w.Close() })
 	}
 	if err := n.moreExecutors(data, execs, &closers); err != nil {
 		for _, cl := range closers {
