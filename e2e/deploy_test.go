@@ -24,7 +24,7 @@ type cluster struct {
 
 // newCluster starts n nodes, connects them, makes node 0's user the
 // operator, and onboards the given CPU on each (empty: none).
-func newCluster(t *testing.T, cpus ...string) *cluster {
+func newCluster(t testing.TB, cpus ...string) *cluster {
 	t.Helper()
 	bin := e2etest.Binary(t)
 	c := &cluster{}

@@ -16,7 +16,7 @@ type peer struct {
 	Connected bool   `json:"connected"`
 }
 
-func peersOf(t *testing.T, h *e2etest.Home) map[string]bool {
+func peersOf(t testing.TB, h *e2etest.Home) map[string]bool {
 	var ps []peer
 	h.JSON(t, &ps, "peers", "list")
 	m := map[string]bool{}
