@@ -317,3 +317,42 @@ allocations:
 	}
 	c.assertNothingHeld(t)
 }
+
+// The Docker examples run as their comments say: docker-hello prints its
+// greeting; multi starts its task once the web service is healthy.
+func TestDeployDockerExamples(t *testing.T) {
+	if !e2etest.DockerAvailable() {
+		t.Skip("no Docker engine answers: docker tests skipped")
+	}
+	build := exec.Command("bash", "scripts/example-images.sh")
+	build.Dir = e2etest.ModuleRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/example-images.sh: %v\n%s", err, out)
+	}
+	c := newCluster(t, "", "1")
+	examples := filepath.Join(e2etest.ModuleRoot(), "examples")
+	r := c.homes[0].Run(t, "deploy", "-f", filepath.Join(examples, "docker-hello.yaml"), "--follow")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "Hello from dms!") || !strings.Contains(r.Stdout, "args: from a container") {
+		t.Fatalf("docker-hello: %s", r)
+	}
+	r = c.homes[0].Run(t, "deploy", "-f", filepath.Join(examples, "multi.yaml"))
+	if r.Code != 0 {
+		t.Fatalf("multi: %s", r)
+	}
+	var list []deployment
+	c.homes[0].JSON(t, &list, "deployments")
+	id := list[0].ID
+	e2etest.Eventually(t, 60*time.Second, "web healthy and report completed", func() bool {
+		states := map[string]string{}
+		for _, a := range c.status(t, id).Allocations {
+			states[a.Name] = a.State
+		}
+		return states["web"] == "healthy" && states["report"] == "completed"
+	})
+	logs := c.homes[0].MustRun(t, "deployment", "logs", id)
+	if !strings.Contains(logs, "[web] serving on :8080") || !strings.Contains(logs, "[report] Ready from dms!") {
+		t.Fatalf("multi logs:\n%s", logs)
+	}
+	c.homes[0].MustRun(t, "deployment", "shutdown", id)
+	c.assertNothingHeld(t)
+}
