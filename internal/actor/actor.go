@@ -31,14 +31,18 @@ type Actor struct {
 	once    sync.Once
 }
 
-// delivery is a message waiting in a mailbox with how to answer it.
+// delivery is a message waiting in a mailbox with how to answer it; one
+// allocation holds the message and the context its behavior runs in.
 type delivery struct {
-	msg       *Message
+	msg       Message
+	ctx       msgContext
 	behavior  Behavior
 	nonce     uint64
 	wantReply bool
-	reply     func(*Reply) // sends the reply to the sender
+	answer    replier // sends the reply to the sender
 }
+
+func (d *delivery) reply(r *Reply) { d.answer.reply(r) }
 
 // Handle returns the actor's address.
 func (a *Actor) Handle() Handle { return a.handle }
@@ -144,7 +148,8 @@ func (a *Actor) work() {
 // run executes one behavior and answers.
 func (a *Actor) run(d *delivery) {
 	defer a.sys.inflight.Done()
-	ctx := newMsgContext(d.msg.Expiry)
+	d.ctx.deadline = d.msg.Expiry
+	ctx := &d.ctx
 	defer ctx.cancel()
 	res, err := a.call(ctx, d)
 	if err != nil {
@@ -172,7 +177,7 @@ func (a *Actor) call(ctx context.Context, d *delivery) (res any, err error) {
 			err = errorf(CodePanic, "%s: %v", d.msg.Behavior, r)
 		}
 	}()
-	return d.behavior(ctx, d.msg)
+	return d.behavior(ctx, &d.msg)
 }
 
 // Send delivers v to behavior at to, without waiting for an answer. Local

@@ -28,7 +28,7 @@ import (
 func (s *System) receive(w *link, env *Envelope) {
 	peer := w.l.Peer()
 	s.stats.received.Add(1)
-	answer := func(r *Reply) { w.sendReply(r) }
+	var answer replier = w
 	if !s.limiter.allow(peer, s.cfg.Now()) {
 		s.refuse(env, answer, errorf(CodeRateLimited, "peer %s exceeds %.0f envelopes/s", shortHost(peer), s.cfg.PeerRate), peer)
 		return
@@ -97,7 +97,7 @@ func denied(err error) *Error {
 // dispatch runs checks 3–9 for an envelope whose sender is authenticated and
 // whose invocation is verified (grant nil: a local envelope with no
 // invocation, trusted because it comes from this process).
-func (s *System) dispatch(env *Envelope, grant Grant, answer func(*Reply), peer string) {
+func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer string) {
 	now := s.cfg.Now()
 	if s.isClosed() {
 		s.refuse(env, answer, &Error{Code: CodeShuttingDown, Msg: "node is shutting down"}, peer)
@@ -121,9 +121,9 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer func(*Reply), peer 
 		s.refuse(env, answer, errorf(CodeReplay, "nonce %d from %s was already used", env.Nonce, env.From.DID.Short()), peer)
 		return
 	}
-	msg := &Message{From: env.From, To: env.To, Behavior: env.Behavior, Topic: env.Topic, Expiry: env.Expiry, Trace: env.Trace, Payload: env.Payload, Issuer: env.From.DID}
+	msg := Message{From: env.From, To: env.To, Behavior: env.Behavior, Topic: env.Topic, Expiry: env.Expiry, Trace: env.Trace, Payload: env.Payload, Issuer: env.From.DID}
 	if env.Topic != "" {
-		s.dispatchTopic(env, msg, answer, peer)
+		s.dispatchTopic(env, &msg, answer, peer)
 		return
 	}
 	a := s.actor(env.To.Inbox)
@@ -136,7 +136,7 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer func(*Reply), peer 
 		s.refuse(env, answer, errorf(CodeUnknownBehavior, "%s has no behavior %s", a.handle.Inbox, env.Behavior), peer)
 		return
 	}
-	if err := a.enqueue(&delivery{msg: msg, behavior: b, nonce: env.Nonce, wantReply: env.WantReply, reply: answer}); err != nil {
+	if err := a.enqueue(&delivery{msg: msg, behavior: b, nonce: env.Nonce, wantReply: env.WantReply, answer: answer}); err != nil {
 		s.refuse(env, answer, err, peer)
 		return
 	}
@@ -145,7 +145,7 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer func(*Reply), peer 
 
 // dispatchTopic delivers a broadcast to every local subscriber of its topic
 // that has the behavior.
-func (s *System) dispatchTopic(env *Envelope, msg *Message, answer func(*Reply), peer string) {
+func (s *System) dispatchTopic(env *Envelope, msg *Message, answer replier, peer string) {
 	s.mu.RLock()
 	var targets []*Actor
 	if ts := s.topics[env.Topic]; ts != nil {
@@ -162,7 +162,7 @@ func (s *System) dispatchTopic(env *Envelope, msg *Message, answer func(*Reply),
 		}
 		m := *msg
 		m.To = a.handle
-		if err := a.enqueue(&delivery{msg: &m, behavior: b, nonce: env.Nonce, wantReply: env.WantReply, reply: answer}); err != nil {
+		if err := a.enqueue(&delivery{msg: m, behavior: b, nonce: env.Nonce, wantReply: env.WantReply, answer: answer}); err != nil {
 			s.refuse(env, answer, err, peer)
 			continue
 		}
@@ -178,7 +178,7 @@ func (s *System) dispatchTopic(env *Envelope, msg *Message, answer func(*Reply),
 // refuse counts a refusal and answers it. Answers to a peer that is over its
 // rate are themselves rate-limited: a flood gets a bounded number of
 // answers, and the rest are counted as refused_unanswered.
-func (s *System) refuse(env *Envelope, answer func(*Reply), err *Error, peer string) {
+func (s *System) refuse(env *Envelope, answer replier, err *Error, peer string) {
 	s.stats.inc("refused_" + string(err.Code))
 	s.log.Debug("envelope refused", "code", err.Code, "behavior", env.Behavior, "from", env.From.String(), "err", err.Msg)
 	if err.Code == CodeRateLimited && !s.limiter.allowAnswer(peer, s.cfg.Now()) {
@@ -190,13 +190,13 @@ func (s *System) refuse(env *Envelope, answer func(*Reply), err *Error, peer str
 		// answering: gossip reaches every subscriber of the topic.
 		return
 	}
-	answer(&Reply{InReplyTo: env.Nonce, Err: err})
+	answer.reply(&Reply{InReplyTo: env.Nonce, Err: err})
 }
 
 // send delivers a one-way envelope.
 func (s *System) send(ctx context.Context, from *Actor, env *Envelope) error {
 	if env.To.Host == s.self {
-		s.deliverLocal(env, func(r *Reply) { s.deliverReply(s.self, r) })
+		s.deliverLocal(env, s.local)
 		return nil
 	}
 	return s.sendRemote(ctx, from, env)
@@ -225,7 +225,7 @@ func (s *System) sendRemote(ctx context.Context, from *Actor, env *Envelope) err
 // An inline invocation (relayed from the CLI) is verified like a remote
 // one; an envelope with none comes from an actor of this process and is
 // trusted.
-func (s *System) deliverLocal(env *Envelope, answer func(*Reply)) {
+func (s *System) deliverLocal(env *Envelope, answer replier) {
 	s.stats.inc("received_local")
 	var grant Grant
 	if len(env.Invocation) > 0 {
@@ -359,16 +359,7 @@ func (s *System) receiveBroadcast(topic, publisher string, frame []byte) {
 		s.stats.inc("bad_frames")
 		return
 	}
-	answer := func(r *Reply) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		w, err := s.linkTo(ctx, publisher)
-		if err != nil {
-			s.stats.inc("reply_send_failed")
-			return
-		}
-		w.sendReply(r)
-	}
+	answer := &publisherAnswer{s: s, host: publisher}
 	switch {
 	case env.Topic != topic:
 		s.refuse(env, answer, errorf(CodeBadEnvelope, "envelope for topic %q published on %q", env.Topic, topic), publisher)
@@ -416,4 +407,34 @@ func (s *System) RelayBroadcast(ctx context.Context, env *Envelope, collect func
 	env.From.Host = s.self
 	env.WantReply = collect != nil
 	return s.publish(ctx, nil, env, collect)
+}
+
+// replier answers an envelope: over the link it came on (*link), to this
+// host's pending invokes (localAnswer), or to a broadcast's publisher.
+type replier interface {
+	reply(*Reply)
+}
+
+func (w *link) reply(r *Reply) { w.sendReply(r) }
+
+// localAnswer answers envelopes sent within this host.
+type localAnswer struct{ s *System }
+
+func (l *localAnswer) reply(r *Reply) { l.s.deliverReply(l.s.self, r) }
+
+// publisherAnswer answers a broadcast over a link to its publisher.
+type publisherAnswer struct {
+	s    *System
+	host string
+}
+
+func (p *publisherAnswer) reply(r *Reply) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w, err := p.s.linkTo(ctx, p.host)
+	if err != nil {
+		p.s.stats.inc("reply_send_failed")
+		return
+	}
+	w.sendReply(r)
 }

@@ -123,6 +123,7 @@ type System struct {
 	inflight sync.WaitGroup // handlers running
 	stop     chan struct{}
 	bg       sync.WaitGroup
+	local    *localAnswer // answers envelopes sent within this host
 }
 
 type topicState struct {
@@ -158,6 +159,7 @@ func NewSystem(cfg Config) (*System, error) {
 		limiter: newPeerLimiter(cfg.PeerRate, cfg.PeerBurst),
 		stop:    make(chan struct{}),
 	}
+	s.local = &localAnswer{s: s}
 	s.nonce.Store(uint64(cfg.Now().UnixNano()))
 	cfg.Transport.SetLinkHandler(func(l Link) {
 		if w, created := s.wrap(l); created {
