@@ -191,7 +191,7 @@ func newMemLinkPair(a, b *MemHost) (*memLink, *memLink) {
 func (l *memLink) Peer() string { return l.remote.id }
 
 func (l *memLink) Send(ctx context.Context, frame []byte) error {
-	item := memItem{frame: append([]byte(nil), frame...)}
+	item := memItem{frame: frame} // the link takes the frame
 	if len(frame) > l.max {
 		head := frame[:min(len(frame), FrameHeadSize)]
 		item = memItem{err: &FrameTooLargeError{Size: len(frame), Limit: l.max, Head: append([]byte(nil), head...)}}

@@ -39,7 +39,7 @@ type Link interface {
 	// Send queues frame for sending. It blocks while the link's send queue is
 	// full (backpressure) until ctx is done. Send is safe for concurrent use;
 	// frames from concurrent senders are sent whole, in the order Send
-	// accepted them. Send does not keep frame: the caller may reuse it.
+	// accepted them. Send takes frame: the caller must not change it after.
 	Send(ctx context.Context, frame []byte) error
 	// Recv returns the next frame, which the caller owns. Exactly one
 	// goroutine reads a link — whichever side opened it and however the

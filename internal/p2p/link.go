@@ -75,10 +75,9 @@ func (l *link) Send(ctx context.Context, frame []byte) error {
 		return l.closedErr()
 	default:
 	}
-	f := make([]byte, len(frame))
-	copy(f, frame)
+	// The link takes the frame (actor.Link's contract): no copy.
 	select {
-	case l.sendq <- f:
+	case l.sendq <- frame:
 		return nil
 	case <-l.done:
 		return l.closedErr()

@@ -138,8 +138,8 @@ func TestLinkBatchingAndBackpressure(t *testing.T) {
 	const n = 40_000 // 4 MB: more than the stream's flow-control window
 	sent := make(chan error, 1)
 	go func() {
-		frame := bytes.Repeat([]byte{7}, 100)
 		for i := range n {
+			frame := bytes.Repeat([]byte{7}, 100) // Send takes the frame
 			binary.BigEndian.PutUint32(frame, uint32(i))
 			if err := lb.Send(ctx, frame); err != nil {
 				sent <- err
