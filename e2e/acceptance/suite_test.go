@@ -55,7 +55,9 @@ func TestAcceptance(t *testing.T) {
 	}
 	xmlReport := filepath.Join(reports, "acceptance.xml")
 	jsonReport := filepath.Join(reports, "acceptance.json")
-	os.Remove(jsonReport) // a stale report must not pass for this run's
+	// godog writes its report to a file of this run (another run may be
+	// writing the shared one); it is copied to the reports afterwards.
+	cukeReport := filepath.Join(t.TempDir(), "cucumber.json")
 
 	r := newSuiteRun(t, os.Stdout)
 	status := godog.TestSuite{
@@ -69,7 +71,7 @@ func TestAcceptance(t *testing.T) {
 			sc.Step(`^(.*)$`, undefinedStep)
 		},
 		Options: &godog.Options{
-			Format:      "cucumber:" + jsonReport,
+			Format:      "cucumber:" + cukeReport,
 			Paths:       paths,
 			Tags:        os.Getenv("DMS_ACCEPTANCE_TAGS"),
 			Concurrency: 1,
@@ -86,9 +88,12 @@ func TestAcceptance(t *testing.T) {
 	}
 	r.closeFeature()
 
-	data, err := os.ReadFile(jsonReport)
+	data, err := os.ReadFile(cukeReport)
 	if err != nil {
 		t.Fatalf("godog wrote no cucumber report (status %d): %v", status, err)
+	}
+	if err := os.WriteFile(jsonReport, data, 0o644); err != nil {
+		t.Error(err)
 	}
 	sum, err := summarize(data, r.skips, r.teardown)
 	if err != nil {
@@ -105,7 +110,7 @@ func TestAcceptance(t *testing.T) {
 	} else if err := os.WriteFile(xmlReport, x, 0o644); err != nil {
 		t.Error(err)
 	}
-	fmt.Printf("reports: %s (JUnit), %s (cucumber JSON)\n", xmlReport, jsonReport)
+	fmt.Printf("reports: %s (the table), %s (JUnit), %s (cucumber JSON)\n", filepath.Join(reports, "acceptance.txt"), xmlReport, jsonReport)
 
 	for _, f := range sum.features {
 		t.Run(f.name, func(t *testing.T) {
