@@ -52,11 +52,13 @@ func Delegate(issuer *identity.Key, p DelegationParams) (*Delegation, error) {
 		return nil, err
 	}
 	var opts []delegation.Option
+	// The wire form keeps whole seconds; rounding up first (never earlier
+	// than asked) makes the token built here equal to its decoded form.
 	if !p.NotBefore.IsZero() {
-		opts = append(opts, delegation.WithNotBefore(p.NotBefore))
+		opts = append(opts, delegation.WithNotBefore(ceilSecond(p.NotBefore)))
 	}
 	if !p.Expiry.IsZero() {
-		opts = append(opts, delegation.WithExpiration(p.Expiry))
+		opts = append(opts, delegation.WithExpiration(ceilSecond(p.Expiry)))
 	}
 	for _, k := range sortedKeys(p.Meta) {
 		opts = append(opts, delegation.WithMeta(k, p.Meta[k]))
@@ -72,9 +74,9 @@ func Delegate(issuer *identity.Key, p DelegationParams) (*Delegation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sign delegation: %w", err)
 	}
-	// Decode what was sealed, so the value matches the wire form (times in
-	// whole seconds) and the signature is known good.
-	return DecodeDelegation(sealed)
+	// No need to decode and verify what was just signed: the token equals
+	// its wire form (whole seconds) and the signature is ours.
+	return wrapDelegation(tok, tokenID(sealed), sealed)
 }
 
 // Redelegate extends parent, held by issuer, with a delegation to
@@ -227,4 +229,12 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// ceilSecond rounds t up to a whole second.
+func ceilSecond(t time.Time) time.Time {
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		return r.Add(time.Second)
+	}
+	return t
 }

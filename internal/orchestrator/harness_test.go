@@ -190,6 +190,17 @@ func (w *world) submit(yaml string) *orchestrator.Deployment {
 
 func (w *world) submitFrom(tn *tnode, yaml string) *orchestrator.Deployment {
 	w.t.Helper()
+	d, err := tn.svc.Submit(context.Background(), w.submission(tn, yaml))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return d
+}
+
+// submission is what `dms deploy` sends to node tn: the parsed ensemble and
+// the user's delegations to the node (signed on the user's side).
+func (w *world) submission(tn *tnode, yaml string) orchestrator.Submission {
+	w.t.Helper()
 	spec, err := ensemble.Parse([]byte(yaml))
 	if err != nil {
 		w.t.Fatal(err)
@@ -202,11 +213,7 @@ func (w *world) submitFrom(tn *tnode, yaml string) *orchestrator.Deployment {
 		}
 		chains = append(chains, cap.Chain{d})
 	}
-	d, err := tn.svc.Submit(context.Background(), orchestrator.Submission{Spec: spec, Owner: w.user.DID(), Chains: chains})
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	return d
+	return orchestrator.Submission{Spec: spec, Owner: w.user.DID(), Chains: chains}
 }
 
 // waitState waits for the deployment to reach a state.
