@@ -29,6 +29,7 @@ var stepSets = []func(*godog.ScenarioContext){
 	resourceSteps,
 	// steps_p2p_test.go: connections
 	p2pSteps,
+	featureenvSteps, // steps_featureenv_test.go: nodes in Docker containers, in regions (e2e/featureenv)
 }
 
 // TestAcceptance runs the feature files with godog, prints the table of

@@ -509,39 +509,60 @@ func (e *Env) RunID() string { return e.run }
 // Subnet is the network's IPv4 subnet.
 func (e *Env) Subnet() netip.Prefix { return e.subnet }
 
-// Mesh connects every running node to every other (dms peers connect)
-// and waits until each lists every other as connected.
+// Mesh connects every running node to every other (dms peers connect,
+// again while a dial fails: libp2p backs off from an address it just
+// failed to dial) and waits until each lists every other as connected.
 func (e *Env) Mesh(ctx context.Context) error {
 	live := e.running()
-	errs := make([]error, len(live))
-	var wg sync.WaitGroup
-	for j, n := range live {
-		wg.Go(func() {
-			for _, m := range live[:j] {
-				if err := n.Connect(ctx, m); err != nil {
-					errs[j] = err
-					return
+	missing := ""
+	var lastMu sync.Mutex
+	var last error // the last failed dial, for the error
+	err := Eventually(ctx, e.cfg.StartTimeout, "every node connected to every other", func(ctx context.Context) (bool, error) {
+		conn := make([]map[string]bool, len(live))
+		errs := make([]error, len(live))
+		var wg sync.WaitGroup
+		for i, n := range live {
+			wg.Go(func() {
+				ps, err := n.Peers(ctx)
+				conn[i], errs[i] = map[string]bool{}, err
+				for _, p := range ps {
+					conn[i][p.ID] = p.Connected
 				}
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return Eventually(ctx, e.cfg.StartTimeout, "every node connected to every other", func(ctx context.Context) (bool, error) {
-		for _, n := range live {
-			for _, m := range live {
-				if n == m {
-					continue
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return false, err
+		}
+		missing = ""
+		for j, n := range live {
+			wg.Go(func() {
+				for i, m := range live[:j] {
+					if !conn[j][m.PeerID] || !conn[i][n.PeerID] {
+						if err := n.Connect(ctx, m); err != nil {
+							lastMu.Lock()
+							last = err
+							lastMu.Unlock()
+						}
+					}
 				}
-				if ok, err := n.Connected(ctx, m); err != nil || !ok {
-					return false, err
+			})
+			for i, m := range live[:j] {
+				if missing == "" && (!conn[j][m.PeerID] || !conn[i][n.PeerID]) {
+					missing = n.Name + " and " + m.Name + " are not connected"
 				}
 			}
 		}
-		return true, nil
+		wg.Wait()
+		return missing == "", nil
 	})
+	if err != nil && missing != "" {
+		err = fmt.Errorf("%w: %s", err, missing)
+		if last != nil {
+			err = fmt.Errorf("%w (last dial: %v)", err, last)
+		}
+	}
+	return err
 }
 
 // running returns the nodes whose container runs and is not paused.
