@@ -167,7 +167,9 @@ func startEnv(ctx context.Context, w *World, nodes int, regionList string, laten
 func repairEnv(ctx context.Context, w *World, env *featureenv.Env) error {
 	ctx, cancel := stepCtx(ctx, 2*time.Minute)
 	defer cancel()
-	env.HealAll()
+	if err := env.HealAll(ctx); err != nil {
+		return err
+	}
 	for _, n := range env.Nodes() {
 		switch n.State() {
 		case featureenv.Paused:
@@ -586,8 +588,7 @@ func featureenvSteps(sc *godog.ScenarioContext) {
 	})
 
 	sc.Step(`^the partition heals$`, func(ctx context.Context) error {
-		envOf(worldOf(ctx)).HealAll()
-		return nil
+		return envOf(worldOf(ctx)).HealAll(ctx)
 	})
 
 	sc.Step(`^within (\d+) seconds every node of the environment lists every other as connected, without being told to connect$`, func(ctx context.Context, seconds int) error {

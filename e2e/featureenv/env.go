@@ -602,6 +602,7 @@ func (e *Env) Restart(ctx context.Context, n *Node) error {
 	if n.State() != Killed {
 		return fmt.Errorf("restart %s: it is %s, not killed", n.Name, n.State())
 	}
+	e.shaper.forget(n.IP)
 	if err := e.boot(ctx, n); err != nil {
 		return fmt.Errorf("restart %w", err)
 	}
@@ -637,12 +638,22 @@ func (e *Env) setState(n *Node, s State) {
 // another node is dropped, as when its cable is pulled. Its processes and
 // connections live on; the others notice when their connections time
 // out.
-func (e *Env) Disconnect(n *Node) { e.shaper.setCut(n.IP, true) }
+func (e *Env) Disconnect(ctx context.Context, n *Node) error {
+	if err := e.shaper.setCut(ctx, n.IP, true); err != nil {
+		return fmt.Errorf("disconnect %s: %w", n.Name, err)
+	}
+	return nil
+}
 
 // Reconnect undoes Disconnect. Connections that timed out meanwhile are
 // not restored: the nodes dial again by themselves (bootstrap, DHT) or
 // through Mesh.
-func (e *Env) Reconnect(n *Node) { e.shaper.setCut(n.IP, false) }
+func (e *Env) Reconnect(ctx context.Context, n *Node) error {
+	if err := e.shaper.setCut(ctx, n.IP, false); err != nil {
+		return fmt.Errorf("reconnect %s: %w", n.Name, err)
+	}
+	return nil
+}
 
 // Partition drops every packet between the nodes of regions a and b.
 func (e *Env) Partition(a, b string) error {
@@ -663,7 +674,12 @@ func (e *Env) Heal(a, b string) error {
 }
 
 // HealAll lifts every partition and reconnects every disconnected node.
-func (e *Env) HealAll() { e.shaper.healAll() }
+func (e *Env) HealAll(ctx context.Context) error {
+	if err := e.shaper.healAll(ctx); err != nil {
+		return fmt.Errorf("heal: %w", err)
+	}
+	return nil
+}
 
 // SetLink changes the round trip and loss between regions from now on.
 func (e *Env) SetLink(rtt time.Duration, loss float64) error {
@@ -674,8 +690,8 @@ func (e *Env) SetLink(rtt time.Duration, loss float64) error {
 	return nil
 }
 
-// Traffic returns what the environment did with the packets a node sent
-// to other nodes since it (re)started.
+// Traffic returns what the environment's queue did with the packets a
+// node received from other regions since it (re)started.
 func (e *Env) Traffic(n *Node) Traffic { return e.shaper.traffic(n.IP) }
 
 func (e *Env) checkRegions(a, b string) error {

@@ -104,20 +104,26 @@ func TestEnvironment(t *testing.T) {
 	})
 
 	t.Run("disconnect and reconnect", func(t *testing.T) {
-		env.Disconnect(us2)
-		r, err := ap1.Exec(ctx, "invoke", "/public/hello", "--to", us2.PeerID, "--timeout", "2s")
-		if err != nil {
+		if err := env.Disconnect(ctx, us2); err != nil {
 			t.Fatal(err)
 		}
-		if r.Code == 0 || !(strings.HasPrefix(r.Stderr, "timeout:") || strings.HasPrefix(r.Stderr, "unreachable:")) {
-			t.Errorf("invoke a disconnected node: %s; want a timeout or unreachable error", r)
+		// From another region and from its own.
+		for _, from := range []*featureenv.Node{ap1, us1} {
+			r, err := from.Exec(ctx, "invoke", "/public/hello", "--to", us2.PeerID, "--timeout", "2s")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Code == 0 || !(strings.HasPrefix(r.Stderr, "timeout:") || strings.HasPrefix(r.Stderr, "unreachable:")) {
+				t.Errorf("invoke a disconnected node from %s: %s; want a timeout or unreachable error", from.Name, r)
+			}
 		}
-		if tr := env.Traffic(us2); tr.Dropped == 0 {
-			t.Errorf("traffic of us-2: %+v, want packets dropped", tr)
+		if err := env.Reconnect(ctx, us2); err != nil {
+			t.Fatal(err)
 		}
-		env.Reconnect(us2)
-		if err := ap1.Run(ctx, "invoke", "/public/hello", "--to", us2.PeerID, "--timeout", "5s"); err != nil {
-			t.Fatalf("after reconnecting: %v", err)
+		for _, from := range []*featureenv.Node{ap1, us1} {
+			if err := from.Run(ctx, "invoke", "/public/hello", "--to", us2.PeerID, "--timeout", "5s"); err != nil {
+				t.Fatalf("after reconnecting: %v", err)
+			}
 		}
 	})
 
@@ -134,6 +140,9 @@ func TestEnvironment(t *testing.T) {
 		}
 		if d := minPing(t, eu1, ap1, 1); d < 50*time.Millisecond {
 			t.Errorf("eu-1 → ap-1 during the eu/us partition: %s, want ≥ 50ms (still reachable)", d)
+		}
+		if tr := env.Traffic(us1); tr.Dropped == 0 {
+			t.Errorf("traffic of us-1 during the partition: %+v, want packets from eu dropped", tr)
 		}
 		if err := env.Heal("us", "eu"); err != nil {
 			t.Fatal(err)

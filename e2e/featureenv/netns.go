@@ -56,13 +56,27 @@ func iptablesIn(ctx context.Context, path string, args ...string) error {
 	return nil
 }
 
+// iptablesRestoreIn feeds rules to iptables-restore --noflush in the
+// network namespace at path: the chains the rules declare are replaced
+// at once, the others kept.
+func iptablesRestoreIn(ctx context.Context, path, rules string) error {
+	cmd := exec.CommandContext(ctx, "nsenter", "--net="+path, "iptables-restore", "-w", "--noflush")
+	cmd.Stdin = strings.NewReader(rules)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("iptables-restore in %s: %w: %s\n%s", path, err, strings.TrimSpace(out.String()), rules)
+	}
+	return nil
+}
+
 // hostTools checks that this machine can shape the network: root, and
 // nsenter and iptables on the PATH.
 func hostTools() error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("%w: shaping the network needs root (setns, iptables in the containers' namespaces)", ErrUnsupported)
 	}
-	for _, tool := range []string{"nsenter", "iptables"} {
+	for _, tool := range []string{"nsenter", "iptables", "iptables-restore"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%w: %s is not installed (Debian: util-linux, iptables)", ErrUnsupported, tool)
 		}

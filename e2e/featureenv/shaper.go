@@ -5,21 +5,36 @@ package featureenv
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// shaper decides the fate of every IPv4 packet a node receives from
-// another node: passed at once (same region), held for half the
-// inter-region round trip and possibly lost (another region), or dropped
-// (a partition or a disconnected node). Each node's packets reach it
-// through a netfilter queue in the node's network namespace (see attach);
-// the policy is this struct's state, so partitions and heals take effect
-// on the next packet.
+// shaper shapes the packets each node receives from the other nodes.
+//
+// In each node's network namespace, INPUT sends every packet from the
+// environment's subnet to a chain of ours, chainName, which sync rewrites
+// whenever the nodes or the disconnected set change:
+//
+//   - a node of the same region: no rule, the packet goes on in the
+//     kernel at once (a queue in user space would add this process's
+//     scheduling delays to it: tens to hundreds of milliseconds on a busy
+//     machine);
+//   - a node of another region: NFQUEUE to a netfilter queue this process
+//     reads (attach), where decide holds the packet for half the
+//     inter-region round trip, drops it (Loss, a partition), or passes it;
+//   - a disconnected node, or every node when this one is disconnected:
+//     DROP.
+//
+// So partitions, heals, SetLink and loss take effect on the next packet
+// without touching the rules, and Disconnect and Reconnect rewrite them.
 //
 // Packets are held where they arrive, not where they leave: a packet held
 // on its sender's way out still counts against its socket's TCP Small
@@ -39,14 +54,21 @@ type shaper struct {
 	queues  map[netip.Addr]*squeue // attached nodes
 	rng     *rand.Rand
 	errLogf func(format string, args ...any)
+
+	syncMu sync.Mutex // serializes sync: rules are written from one snapshot at a time
 }
 
-// Traffic counts what the environment did to the packets a node received
-// from other nodes.
+// chainName is our chain in each node's filter table.
+const chainName = "DMSFE"
+
+// Traffic counts what the environment's queue did with the packets a node
+// received from nodes of other regions. Packets from its own region never
+// reach the queue; those a disconnection drops are dropped by iptables and
+// not counted.
 type Traffic struct {
-	Passed  uint64 // sent on at once (same region)
-	Delayed uint64 // held for the inter-region latency, then sent on
-	Dropped uint64 // lost, partitioned or disconnected
+	Passed  uint64 // passed at once (not from a node)
+	Delayed uint64 // held for the inter-region latency, then passed
+	Dropped uint64 // lost or partitioned
 }
 
 func newShaper(rtt time.Duration, loss float64, logf func(string, ...any)) *shaper {
@@ -65,18 +87,26 @@ func (s *shaper) setRegion(addr netip.Addr, region string) {
 	s.region[addr] = region
 }
 
-// decide returns what happens to a packet from src to dst: drop, or pass
-// after delay.
+// forget removes a node's address (it restarts and may get another).
+func (s *shaper) forget(addr netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.region, addr)
+	delete(s.cut, addr)
+}
+
+// decide returns what happens to a queued packet from src to dst: drop,
+// or pass after delay.
 func (s *shaper) decide(src, dst netip.Addr) (delay time.Duration, pass bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cut[src] || s.cut[dst] {
-		return 0, false
+		return 0, false // the rules drop these; a packet queued before they changed
 	}
 	rs, okS := s.region[src]
 	rd, okD := s.region[dst]
 	if !okS || !okD || rs == rd {
-		return 0, true // within a region, or not between two nodes (the gateway)
+		return 0, true // not between two nodes (the gateway), or queued before a restart's rules
 	}
 	if s.parted[regionPair(rs, rd)] {
 		return 0, false
@@ -94,14 +124,17 @@ func regionPair(a, b string) [2]string {
 	return [2]string{a, b}
 }
 
-func (s *shaper) setCut(addr netip.Addr, cut bool) {
+// setCut disconnects (or reconnects) the node at addr and rewrites the
+// rules.
+func (s *shaper) setCut(ctx context.Context, addr netip.Addr, cut bool) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if cut {
 		s.cut[addr] = true
 	} else {
 		delete(s.cut, addr)
 	}
+	s.mu.Unlock()
+	return s.sync(ctx)
 }
 
 func (s *shaper) setParted(a, b string, parted bool) {
@@ -115,11 +148,12 @@ func (s *shaper) setParted(a, b string, parted bool) {
 }
 
 // healAll lifts every partition and reconnects every node.
-func (s *shaper) healAll() {
+func (s *shaper) healAll(ctx context.Context) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	clear(s.parted)
 	clear(s.cut)
+	s.mu.Unlock()
+	return s.sync(ctx)
 }
 
 func (s *shaper) setLink(rtt time.Duration, loss float64) {
@@ -128,11 +162,53 @@ func (s *shaper) setLink(rtt time.Duration, loss float64) {
 	s.oneWay, s.loss = rtt/2, loss
 }
 
+// rulesLocked returns the chain of the node at addr as iptables-restore
+// input. s.mu must be held.
+func (s *shaper) rulesLocked(addr netip.Addr) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "*filter\n:%s - [0:0]\n", chainName)
+	if s.cut[addr] {
+		fmt.Fprintf(&b, "-A %s -j DROP\n", chainName)
+	}
+	others := slices.SortedFunc(maps.Keys(s.region), netip.Addr.Compare)
+	for _, m := range others {
+		switch {
+		case m == addr:
+		case s.cut[m]:
+			fmt.Fprintf(&b, "-A %s -s %s/32 -j DROP\n", chainName, m)
+		case s.region[m] != s.region[addr]:
+			fmt.Fprintf(&b, "-A %s -s %s/32 -j NFQUEUE --queue-num 0\n", chainName, m)
+		}
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}
+
+// sync rewrites the chain of every attached node.
+func (s *shaper) sync(ctx context.Context) error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	s.mu.Lock()
+	rules := map[string]string{} // netns → rules
+	for addr, sq := range s.queues {
+		rules[sq.netns] = s.rulesLocked(addr)
+	}
+	s.mu.Unlock()
+	var errs []error
+	for netns, r := range rules {
+		if err := iptablesRestoreIn(ctx, netns, r); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // attach starts shaping what the node at addr receives: it binds a
-// netfilter queue in the namespace netns (/proc/PID/ns/net) and then, in
-// that namespace, has iptables send there every packet from subnet that
-// does not come in through lo. Packets queued before the queue is read
-// wait in the kernel.
+// netfilter queue in the namespace netns (/proc/PID/ns/net), creates our
+// chain there and sends it every packet from subnet that does not come
+// in through lo, then rewrites every node's chain (the others' gain rules
+// for this one). Packets queued before the queue is read wait in the
+// kernel.
 func (s *shaper) attach(ctx context.Context, addr netip.Addr, netns string, subnet netip.Prefix) error {
 	var q *nfqueue
 	if err := inNetns(netns, func() (err error) {
@@ -141,11 +217,18 @@ func (s *shaper) attach(ctx context.Context, addr netip.Addr, netns string, subn
 	}); err != nil {
 		return fmt.Errorf("netfilter queue for %s: %w", addr, err)
 	}
-	sq := &squeue{q: q, s: s, addr: addr, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	sq := &squeue{q: q, s: s, addr: addr, netns: netns, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	sq.wg.Add(2)
 	go sq.read()
 	go sq.release()
-	if err := iptablesIn(ctx, netns, "-A", "INPUT", "!", "-i", "lo", "-s", subnet.String(), "-j", "NFQUEUE", "--queue-num", "0"); err != nil {
+	s.mu.Lock()
+	rules := s.rulesLocked(addr)
+	s.mu.Unlock()
+	err := iptablesRestoreIn(ctx, netns, rules) // creates the chain
+	if err == nil {
+		err = iptablesIn(ctx, netns, "-A", "INPUT", "!", "-i", "lo", "-s", subnet.String(), "-j", chainName)
+	}
+	if err != nil {
 		sq.close()
 		return err
 	}
@@ -156,7 +239,7 @@ func (s *shaper) attach(ctx context.Context, addr netip.Addr, netns string, subn
 	if old != nil {
 		old.close()
 	}
-	return nil
+	return s.sync(ctx)
 }
 
 // detach stops shaping the node at addr (it was killed: its namespace is
@@ -197,13 +280,14 @@ func (s *shaper) close() {
 // decides; release gives the held ones their verdict when their time
 // comes.
 type squeue struct {
-	q    *nfqueue
-	s    *shaper
-	addr netip.Addr
-	wake chan struct{} // a packet was held: release may have to wake sooner
-	done chan struct{} // closed by close
-	once sync.Once
-	wg   sync.WaitGroup
+	q     *nfqueue
+	s     *shaper
+	addr  netip.Addr
+	netns string
+	wake  chan struct{} // a packet was held: release may have to wake sooner
+	done  chan struct{} // closed by close
+	once  sync.Once
+	wg    sync.WaitGroup
 
 	mu   sync.Mutex
 	held heldHeap // guarded by mu

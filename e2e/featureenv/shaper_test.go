@@ -151,36 +151,60 @@ func TestShaper(t *testing.T) {
 		t.Errorf("TCP between regions, two writes then the answer: %s, want 40ms to 55ms", rtt)
 	}
 
+	// Within a region, packets stay in the kernel: the queue sees none.
 	s.setRegion(p.addrB, "eu")
+	if err := s.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := s.traffic(p.addrB)
 	if rtt := minRTT(5); rtt > 10*time.Millisecond {
 		t.Errorf("within a region: round trip %s, want under 10ms", rtt)
 	}
+	if after := s.traffic(p.addrB); after != before {
+		t.Errorf("within a region, the queue saw packets: %+v, then %+v", before, after)
+	}
 	s.setRegion(p.addrB, "us")
+	if err := s.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	s.setParted("us", "eu", true)
 	if _, err := roundTrip(cli, srv.LocalAddr(), 300*time.Millisecond); !isTimeout(err) {
 		t.Errorf("across a partition: %v, want a timeout", err)
 	}
-	s.setParted("eu", "us", false)
-	minRTT(1)
-
-	s.setCut(p.addrB, true)
-	if _, err := roundTrip(cli, srv.LocalAddr(), 300*time.Millisecond); !isTimeout(err) {
-		t.Errorf("to a disconnected node: %v, want a timeout", err)
-	}
 	if tr := s.traffic(p.addrB); tr.Dropped == 0 {
 		t.Errorf("traffic of b = %+v, want packets dropped", tr)
 	}
-	s.healAll()
+	s.setParted("eu", "us", false)
 	minRTT(1)
+
+	// Disconnected, in another region or in the same one: the rules drop
+	// every packet both ways.
+	for _, region := range []string{"us", "eu"} {
+		s.setRegion(p.addrB, region)
+		if err := s.setCut(ctx, p.addrB, true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := roundTrip(cli, srv.LocalAddr(), 300*time.Millisecond); !isTimeout(err) {
+			t.Errorf("to a disconnected node in %s: %v, want a timeout", region, err)
+		}
+		if err := s.healAll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		minRTT(1)
+	}
+	s.setRegion(p.addrB, "us")
+	if err := s.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	// Loss: about half of the packets each way are lost, so about three
 	// round trips in four fail.
 	s.setLink(0, 0.5)
 	lost := 0
-	const tries = 60
+	const tries = 40
 	for range tries {
-		if _, err := roundTrip(cli, srv.LocalAddr(), 100*time.Millisecond); err != nil {
+		if _, err := roundTrip(cli, srv.LocalAddr(), 50*time.Millisecond); err != nil {
 			lost++
 		}
 	}
@@ -204,12 +228,15 @@ func TestShaperCloseWhileHolding(t *testing.T) {
 	for range 10 {
 		cli.WriteTo([]byte("x"), srv.LocalAddr())
 	}
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.After(2 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for s.traffic(p.addrB).Delayed < 10 {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Fatalf("traffic %+v: the datagrams were not held", s.traffic(p.addrB))
+		case <-tick.C:
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	done := make(chan struct{})
 	go func() { s.close(); close(done) }()
