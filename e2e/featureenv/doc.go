@@ -68,7 +68,7 @@
 // # Concurrency and cleanup
 //
 // One environment runs on a machine at a time: Start takes an exclusive
-// lock (a flock on $TMPDIR/dms-featureenv.lock, released by Close or by
+// lock (a flock on /tmp/dms-featureenv.lock, released by Close or by
 // the process's death) and waits for it within its context. Holding the
 // lock, it removes everything an earlier run left behind: containers and
 // networks labelled dms.featureenv.run and $TMPDIR/dms-featureenv-<run>

@@ -792,7 +792,7 @@ func removeStale(ctx context.Context, cli *client.Client, logf func(string, ...a
 	}
 	homes, _ := filepath.Glob(filepath.Join(os.TempDir(), "dms-featureenv-*"))
 	for _, h := range homes {
-		if filepath.Base(h) == "dms-featureenv-bin" || filepath.Base(h) == lockName {
+		if filepath.Base(h) == "dms-featureenv-bin" {
 			continue
 		}
 		if err := os.RemoveAll(h); err != nil {

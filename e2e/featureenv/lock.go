@@ -6,22 +6,23 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// lockName is the file in os.TempDir() whose flock one running
-// environment holds.
-const lockName = "dms-featureenv.lock"
+// lockPath is the file whose flock one running environment holds. It is
+// fixed, not under $TMPDIR: two processes with different TMPDIRs must
+// still exclude each other, or one would remove the other's environment
+// as stale.
+const lockPath = "/tmp/dms-featureenv.lock"
 
 // lockMachine waits (within ctx) until no other environment runs on this
 // machine and returns the function that lets the next one run. The lock
 // dies with its process, so a run that crashed does not block the next;
 // what it left behind is removed by the next Start.
 func lockMachine(ctx context.Context, logf func(string, ...any)) (func(), error) {
-	path := filepath.Join(os.TempDir(), lockName)
+	path := lockPath
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open the machine lock: %w", err)
