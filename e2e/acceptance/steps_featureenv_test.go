@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -277,22 +278,12 @@ func regionCount(w *World, d api.Deployment) (int, string, error) {
 	}
 	regions := map[string]bool{}
 	var parts []string
-	for _, node := range slices.Sorted(mapKeys(where)) {
+	for _, node := range slices.Sorted(maps.Keys(where)) {
 		parts = append(parts, node+" on "+where[node])
 		p := where[node]
 		regions[p[strings.Index(p, "(")+1:len(p)-1]] = true
 	}
 	return len(regions), strings.Join(parts, ", "), nil
-}
-
-func mapKeys(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // invoke runs /public/hello from one node to another.

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -210,7 +211,7 @@ func (e *Env) start(ctx context.Context) error {
 	if err := e.createNetwork(ctx); err != nil {
 		return err
 	}
-	regions := slices.Sorted(mapsKeys(e.cfg.Regions))
+	regions := slices.Sorted(maps.Keys(e.cfg.Regions))
 	for _, r := range regions {
 		for k := range e.cfg.Regions[r] {
 			name := fmt.Sprintf("%s-%d", r, k+1)
@@ -250,16 +251,6 @@ func (e *Env) start(ctx context.Context) error {
 	e.cfg.Logf("featureenv: %d nodes in %d regions up in %s (run %s, network %s, rtt between regions %s, loss %g)",
 		len(e.nodes), len(regions), time.Since(start).Round(100*time.Millisecond), e.run, e.subnet, e.cfg.InterRegionLatency, e.cfg.Loss)
 	return nil
-}
-
-func mapsKeys(m map[string]int) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // each runs fn for every node at once and returns the errors joined, in
@@ -336,7 +327,7 @@ func (e *Env) initHome(ctx context.Context, bin string, n *Node) error {
 		{"resources.benchmark_budget", "1s"},
 		{"orchestrator.lost_after", "4s"},
 	}
-	for _, k := range slices.Sorted(mapsKeysS(e.cfg.Settings)) {
+	for _, k := range slices.Sorted(maps.Keys(e.cfg.Settings)) {
 		settings = append(settings, [2]string{k, e.cfg.Settings[k]})
 	}
 	for _, kv := range settings {
@@ -351,16 +342,6 @@ func (e *Env) initHome(ctx context.Context, bin string, n *Node) error {
 		return fmt.Errorf("%s: write config: %w", n.Name, err)
 	}
 	return nil
-}
-
-func mapsKeysS(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // startNode creates and starts a node's container, shapes its traffic and
@@ -487,7 +468,7 @@ func (e *Env) Region(name string) []*Node {
 }
 
 // Regions returns the region names, sorted.
-func (e *Env) Regions() []string { return slices.Sorted(mapsKeys(e.cfg.Regions)) }
+func (e *Env) Regions() []string { return slices.Sorted(maps.Keys(e.cfg.Regions)) }
 
 // Operator returns the first node: its user is trusted by every node for
 // /dms, and the other nodes bootstrap from it.
