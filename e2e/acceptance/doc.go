@@ -25,8 +25,8 @@
 //   - @pending: the behavior is not built yet. The scenario is reported
 //     pending and none of its steps runs; its steps may stay undefined.
 //   - @docker, @vm: the scenario needs that executor. It is skipped, with
-//     the reason, when the machine has no Docker engine (no QEMU) or the
-//     providers of this dms do not offer it.
+//     the reason, when the machine has no Docker engine (no QEMU, no test
+//     kernel) or the providers do not offer it.
 //
 // A scenario without @pending must have every step defined: an undefined
 // step fails it, naming the step.

@@ -25,8 +25,9 @@ import (
 // on that home. In commands, expected output and files, <NAME.peer>,
 // <NAME.did> (the node's DID), <NAME.user> (the user's DID), <NAME.addr>
 // (the node's first full multiaddr), <NAME.home>, <deployment> (the last
-// one a step submitted) and <dir> (the scenario's directory) are replaced
-// by their values.
+// one a step submitted), <dir> (the scenario's directory) and
+// <workload-image> (a Docker image of the executors' test workload, built
+// without a registry) are replaced by their values.
 
 // names matches "alice", "alice and bob", "alice, bob and carol".
 const names = `([a-z]+(?:(?:, | and )[a-z]+)*)`
@@ -206,7 +207,7 @@ func (w *World) home(name string) *e2etest.Home {
 	return &h
 }
 
-var placeholder = regexp.MustCompile(`<([a-z]+)\.(peer|did|user|addr|home)>|<deployment>|<dir>`)
+var placeholder = regexp.MustCompile(`<([a-z]+)\.(peer|did|user|addr|home)>|<deployment>|<dir>|<workload-image>`)
 
 // expand replaces the placeholders of s.
 func (w *World) expand(s string) string {
@@ -221,6 +222,9 @@ func (w *World) expand(s string) string {
 			return id
 		case "<dir>":
 			return w.Dir
+		case "<workload-image>":
+			// Skips the scenario when no Docker engine answers.
+			return e2etest.DockerImage(w.T, e2etest.Workload)
 		}
 		sub := placeholder.FindStringSubmatch(m)
 		name, kind := sub[1], sub[2]

@@ -13,6 +13,7 @@ import (
 	"github.com/cucumber/godog"
 
 	"github.com/dmsnet/dms/api"
+	"github.com/dmsnet/dms/internal/e2etest"
 )
 
 // Steps of deployments (orchestration, executors, supervision): providers
@@ -178,6 +179,20 @@ func deploySteps(sc *godog.ScenarioContext) {
 		return nil
 	})
 
+	sc.Step(`^a kernel and an initramfs holding the workload, as "([^"]+)" and "([^"]+)"$`, func(ctx context.Context, kernelName, initrdName string) error {
+		w := worldOf(ctx)
+		kernel, why := e2etest.TestKernel()
+		if kernel == "" {
+			w.T.Skip(why)
+		}
+		// The compressed kernel beside it, when there is one: it is
+		// shipped with the job (8 MB rather than 60).
+		if z := filepath.Join(filepath.Dir(kernel), "vmlinuz"); fileExists(z) {
+			kernel = z
+		}
+		e2etest.CopyFile(w.T, kernel, w.Path(kernelName))
+		return os.WriteFile(w.Path(initrdName), e2etest.VMInitramfs(w.T, e2etest.Workload), 0o644)
+	})
 	sc.Step(`^([a-z]+) has deployed(, without waiting,)? the ensemble:$`, func(ctx context.Context, orch, noWait string, doc *godog.DocString) error {
 		w := worldOf(ctx)
 		w.deploy(orch, doc.Content)
@@ -355,6 +370,11 @@ func deploySteps(sc *godog.ScenarioContext) {
 			poll()
 		}
 	})
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // executorAbsent says why a machine does not offer an executor ("" when it

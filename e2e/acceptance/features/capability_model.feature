@@ -69,7 +69,7 @@ Feature: Capability model
       allocations:
         web:
           executor: vm
-          resources: {cpu: 0.5, ram: 64MiB}
+          resources: {cpu: 0.8, ram: 64MiB}
           execution: {initrd: workload.wasm, cmd: [/workload, print=never]}
       """
-    Then within 20 seconds the deployment is queued because of "executor" on bob
+    Then within 20 seconds the deployment is queued because of "executor" on gina

@@ -57,18 +57,23 @@ Feature: Executors
     Then the deployment is "failed"
     And the allocation "slow" ended with the reason "timed-out"
 
-  # The node does not run docker and vm jobs yet (internal/node
-  # moreExecutors): remove @pending once it does. Until then the steps
-  # below skip with the reason when the machine lacks Docker or QEMU.
-  @docker @pending
+  @docker
   Scenario: A container runs and its output comes back
     Given bob offers the docker executor
-    And the example "docker-hello.yaml"
-    When alice runs `dms deploy -f docker-hello.yaml --follow`
+    And the ensemble "job.yaml":
+      """
+      version: v1
+      allocations:
+        job:
+          executor: docker
+          resources: {cpu: 0.5, ram: 64MiB}
+          execution: {image: "<workload-image>", cmd: [print=hello-from-a-container]}
+      """
+    When alice runs `dms deploy -f job.yaml --follow`
     Then the command succeeds
-    And the output contains "Hello from a container"
+    And the output contains "hello-from-a-container"
 
-  @docker @pending
+  @docker
   Scenario: A container's exit code is the deployment's
     Given bob offers the docker executor
     And the ensemble "job.yaml":
@@ -78,16 +83,41 @@ Feature: Executors
         job:
           executor: docker
           resources: {cpu: 0.5, ram: 64MiB}
-          execution: {image: "alpine:3.20", cmd: [sh, -c, "echo bye; exit 5"]}
+          execution: {image: "<workload-image>", cmd: [print=bye, exit=5]}
       """
     When alice runs `dms deploy -f job.yaml --follow`
     Then the command fails with exit code 5
     And the output contains "bye"
 
-  @vm @pending
+  @docker
+  Scenario: A container that needs more memory than its allocation is stopped
+    Given bob offers the docker executor
+    And alice has deployed the ensemble:
+      """
+      version: v1
+      allocations:
+        hog:
+          executor: docker
+          resources: {cpu: 0.5, ram: 64MiB}
+          execution: {image: "<workload-image>", cmd: [alloc=256, print=unreachable]}
+      """
+    When the deployment ends within 30 seconds
+    Then the deployment is "failed"
+    And the allocation "hog" ended with the reason "oom-killed"
+
+  @vm
   Scenario: A microVM boots a program and its output comes back
     Given bob offers the vm executor
-    And the ensemble "vm.yaml" running the workload in a microVM with "print=hello-from-a-vm"
+    And a kernel and an initramfs holding the workload, as "vmlinuz" and "initramfs.cpio"
+    And the ensemble "vm.yaml":
+      """
+      version: v1
+      allocations:
+        job:
+          executor: vm
+          resources: {cpu: 1, ram: 256MiB}
+          execution: {kernel: vmlinuz, initrd: initramfs.cpio, cmd: [/bin/workload, print=hello-from-a-vm, exit=3]}
+      """
     When alice runs `dms deploy -f vm.yaml --follow`
-    Then the command succeeds
+    Then the command fails with exit code 3
     And the output contains "hello-from-a-vm"
