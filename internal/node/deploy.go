@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -142,15 +143,40 @@ func (n *Node) executors(data string) (map[ensemble.Executor]executor.Executor, 
 	}, nil
 }
 
-// latencies returns the measured round trips to connected peers.
+// latencies returns the round trips to connected peers: the least of the
+// last few probes (a load spike on either side makes one ping slow, never
+// the network faster), else libp2p's moving average.
 func (n *Node) latencies() map[string]time.Duration {
 	out := map[string]time.Duration{}
+	n.rttMu.Lock()
+	defer n.rttMu.Unlock()
 	for _, p := range n.host.Peers() {
-		if p.Connected && p.Latency > 0 {
+		if !p.Connected {
+			continue
+		}
+		if w := n.rtts[p.ID]; len(w) > 0 {
+			out[p.ID] = slices.Min(w)
+		} else if p.Latency > 0 {
 			out[p.ID] = p.Latency
 		}
 	}
 	return out
+}
+
+// rttSamples is how many probes latencies keeps per peer.
+const rttSamples = 5
+
+func (n *Node) recordRTT(peer string, d time.Duration) {
+	n.rttMu.Lock()
+	defer n.rttMu.Unlock()
+	if n.rtts == nil {
+		n.rtts = map[string][]time.Duration{}
+	}
+	w := append(n.rtts[peer], d)
+	if len(w) > rttSamples {
+		w = w[len(w)-rttSamples:]
+	}
+	n.rtts[peer] = w
 }
 
 // probeLatencies pings every connected peer now and then, so that bids can
@@ -167,9 +193,19 @@ func (n *Node) probeLatencies(ctx context.Context) {
 		}
 		for _, p := range n.connectedPeers() {
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			n.host.Ping(pctx, p)
+			if d, err := n.host.Ping(pctx, p); err == nil {
+				n.recordRTT(p, d)
+			}
 			cancel()
 		}
+		connected := n.connectedPeers()
+		n.rttMu.Lock()
+		for p := range n.rtts { // forget peers gone
+			if !slices.Contains(connected, p) {
+				delete(n.rtts, p)
+			}
+		}
+		n.rttMu.Unlock()
 		t.Reset(10 * time.Second)
 	}
 }

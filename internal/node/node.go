@@ -28,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
@@ -78,9 +79,12 @@ type Node struct {
 	deploys *orchestrator.Service
 	// runnable are the executors this node runs; set once at start.
 	runnable map[string]bool
-	sys      *actor.System
-	root     *actor.Actor
-	api      *apiserver.Server
+	// rtts are the last probes' round trips, by peer (deploy.go).
+	rttMu sync.Mutex
+	rtts  map[string][]time.Duration // guarded by rttMu
+	sys   *actor.System
+	root  *actor.Actor
+	api   *apiserver.Server
 
 	// resources is the resource accounting (resources.go): onboarding,
 	// and Bid/Reserve/Commit/Release for the orchestration.

@@ -151,6 +151,7 @@ func TestProviderDiesBetweenBidAndCommit(t *testing.T) {
 func TestLostAllocation(t *testing.T) {
 	w := newWorld(t, 2, worldOpts{lost: time.Second})
 	w.nodes[0].ledger.Offboard() // the orchestrator's node hosts nothing
+	start := w.free()
 	d := w.submit(task("0.5", "print=long", "sleep=60s"))
 	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Running)
 	w.nodes[1].host.SetDown(true)
@@ -158,6 +159,10 @@ func TestLostAllocation(t *testing.T) {
 	if a := d.Allocations["job"]; a.State != orchestrator.AllocLost || !strings.Contains(d.Message, "lost") {
 		t.Fatalf("allocation %s, deployment %q: want lost", a.State, d.Message)
 	}
+	// The provider comes back with the allocation still running: its next
+	// report gets it stopped, and its resources come back.
+	w.nodes[1].host.SetDown(false)
+	w.waitFree(start)
 }
 
 func TestShutdownService(t *testing.T) {

@@ -32,7 +32,8 @@ type run struct {
 	changed  chan struct{} // closed at every change; guarded by mu
 	shutdown bool          // shutdown requested; guarded by mu
 
-	excluded map[string]time.Time // providers that refused a commit, until when; loop only
+	excluded  map[string]time.Time // providers that refused a commit, until when; loop only
+	lingering map[string]time.Time // allocations told to stop after the end; guarded by mu
 }
 
 func newRun(s *Service, d *Deployment, a *actor.Actor, spec *ensemble.Spec, key *identity.Key, chains []cap.Chain) *run {
@@ -107,13 +108,10 @@ func (r *run) waitChange(ctx context.Context, d time.Duration) {
 	}
 }
 
-// loop drives the deployment until it ends or the service closes.
+// loop drives the deployment until it ends or the service closes. The
+// actor stays after the end: it answers log reads, and stops allocations
+// that outlived their deployment (a provider back after being marked lost).
 func (r *run) loop(ctx context.Context) {
-	defer func() {
-		if r.state().Terminal() {
-			r.actor.Stop()
-		}
-	}()
 	for ctx.Err() == nil {
 		if r.shutdownRequested() && !r.state().Terminal() && r.state() != ShuttingDown {
 			r.setState(ShuttingDown, "shutdown requested")
@@ -851,6 +849,12 @@ func (r *run) onReport(ctx context.Context, m *actor.Message) (any, error) {
 	if a == nil || a.Handle.DID != m.From.DID {
 		return nil, &actor.Error{Code: actor.CodeDenied, Msg: fmt.Sprintf("%s is not allocation %s of deployment %s", m.From.DID.Short(), rep.Allocation, r.d.ID)}
 	}
+	if ended := r.state().Terminal() || a.State == AllocLost; ended && !rep.State.Terminal() {
+		// It runs for a deployment that ended (or that gave it up as
+		// lost): stop it, so it frees its provider's resources.
+		r.stopLingering(a.Name, a.Handle)
+		return nil, nil
+	}
 	now := r.s.cfg.Now()
 	changed := rep.Seq > a.Seq && (rep.State != a.State || rep.Restarts != a.Restarts || rep.Result != nil && a.Result == nil)
 	r.update(changed, func(d *Deployment) {
@@ -950,7 +954,7 @@ func (r *run) logsOf(ctx context.Context, name string, follow bool, emit func(Lo
 		}
 		var chunk LogsChunk
 		cctx, cancel := context.WithTimeout(ctx, wait+10*time.Second)
-		err := r.invokeAs(cctx, a.Handle, BehaviorLogs, LogsRequest{Offset: offset, Wait: wait}, &chunk)
+		err := r.actor.Invoke(cctx, a.Handle, BehaviorLogs, LogsRequest{Offset: offset, Wait: wait}, &chunk)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -967,32 +971,6 @@ func (r *run) logsOf(ctx context.Context, name string, follow bool, emit func(Lo
 		}
 	}
 	return nil
-}
-
-// invokeAs invokes as the orchestrator actor, or, for a deployment that
-// ended (its actor stopped), as a temporary actor with the same key.
-func (r *run) invokeAs(ctx context.Context, to actor.Handle, behavior string, v, reply any) error {
-	if r.actor != nil {
-		if err := r.actor.Invoke(ctx, to, behavior, v, reply); !errors.Is(err, actor.ErrNoSuchActor) || err == nil {
-			return err
-		}
-	}
-	d := r.snapshot()
-	key, err := r.s.cfg.Sealer.OpenKey(d.SealedKey, d.Orchestrator.DID)
-	if err != nil {
-		return err
-	}
-	for _, text := range d.Chains {
-		if c, err := cap.DecodeChain([]byte(text)); err == nil {
-			r.s.cfg.Wallet.Add(c)
-		}
-	}
-	tmp, err := r.s.cfg.System.Spawn(key, d.Orchestrator.Inbox+"/reader-"+newID(), actor.SpawnOptions{Workers: 1})
-	if err != nil {
-		return err
-	}
-	defer tmp.Stop()
-	return tmp.Invoke(ctx, to, behavior, v, reply)
 }
 
 // summarize shortens candidate reasons for a message.
@@ -1050,4 +1028,28 @@ func (r *run) revertPlacementOf(ctx context.Context, plan map[string]candidate) 
 	for _, c := range plan {
 		r.revert(ctx, c.Provider.Host, c.Bid.Reservation)
 	}
+}
+
+// stopLingering stops an allocation that runs for an ended deployment, at
+// most once a minute per allocation.
+func (r *run) stopLingering(name string, h actor.Handle) {
+	r.mu.Lock()
+	if r.lingering == nil {
+		r.lingering = map[string]time.Time{}
+	}
+	now := r.s.cfg.Now()
+	if last, ok := r.lingering[name]; ok && now.Sub(last) < time.Minute {
+		r.mu.Unlock()
+		return
+	}
+	r.lingering[name] = now
+	r.mu.Unlock()
+	r.s.log.Info("stopping an allocation that outlived its deployment", "deployment_id", r.d.ID, "allocation", name)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := r.actor.Invoke(ctx, h, BehaviorStop, StopRequest{Grace: 10 * time.Second}, nil); err != nil {
+			r.s.log.Warn("stop lingering allocation", "deployment_id", r.d.ID, "allocation", name, "err", err)
+		}
+	}()
 }

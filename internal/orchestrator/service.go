@@ -279,7 +279,11 @@ func (s *Service) start(d *Deployment, key *identity.Key, spec *ensemble.Spec, c
 	for _, c := range chains {
 		s.cfg.Wallet.Add(c)
 	}
-	a, err := s.cfg.System.Spawn(key, d.Orchestrator.Inbox, actor.SpawnOptions{Workers: 4})
+	workers := 4
+	if d.State.Terminal() {
+		workers = 1 // log reads and late reports only
+	}
+	a, err := s.cfg.System.Spawn(key, d.Orchestrator.Inbox, actor.SpawnOptions{Workers: workers})
 	if err != nil {
 		return nil, err
 	}
@@ -306,12 +310,6 @@ func (s *Service) Resume(ctx context.Context) error {
 		return err
 	}
 	for _, d := range ds {
-		if d.State.Terminal() {
-			s.mu.Lock()
-			s.deps[d.ID] = &run{s: s, d: d, changed: make(chan struct{})}
-			s.mu.Unlock()
-			continue
-		}
 		key, err := s.cfg.Sealer.OpenKey(d.SealedKey, d.Orchestrator.DID)
 		if err != nil {
 			return fmt.Errorf("deployment %s: orchestrator key: %w", d.ID, err)
@@ -324,7 +322,9 @@ func (s *Service) Resume(ctx context.Context) error {
 		if _, err := s.start(d, key, spec, nil); err != nil {
 			return err
 		}
-		s.log.Info("deployment resumed", "deployment_id", d.ID, "state", d.State)
+		if !d.State.Terminal() {
+			s.log.Info("deployment resumed", "deployment_id", d.ID, "state", d.State)
+		}
 	}
 	return nil
 }
