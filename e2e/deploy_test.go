@@ -356,3 +356,15 @@ func TestDeployDockerExamples(t *testing.T) {
 	c.homes[0].MustRun(t, "deployment", "shutdown", id)
 	c.assertNothingHeld(t)
 }
+
+// A docker allocation without cmd runs the image's own entrypoint.
+func TestDeployDockerImageDefaults(t *testing.T) {
+	image := e2etest.DockerImage(t, "./examples/hello")
+	c := newCluster(t, "", "1")
+	f := filepath.Join(t.TempDir(), "job.yaml")
+	os.WriteFile(f, []byte(fmt.Sprintf("version: v1\nallocations:\n  job:\n    executor: docker\n    resources: {cpu: 0.5, ram: 64MiB}\n    execution: {image: %s}\n", image)), 0o644)
+	r := c.homes[0].Run(t, "deploy", "-f", f, "--follow")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "Hello from dms!") {
+		t.Fatalf("docker without cmd: %s", r)
+	}
+}

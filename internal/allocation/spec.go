@@ -227,6 +227,8 @@ func (a *alloc) buildSpec(files map[string]string) (executor.Spec, error) {
 		spec.Image = x.Image
 		spec.Entrypoint = slices.Clone(x.Entrypoint)
 		spec.Command = slices.Clone(x.Cmd)
+		// No command in the ensemble: the image's own runs.
+		spec.ImageDefaults = len(x.Entrypoint) == 0 && len(x.Cmd) == 0
 		spec.WorkDir = x.Workdir
 		spec.Resources.PIDs = DefaultPIDs
 		for _, p := range s.Ports {

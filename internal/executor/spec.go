@@ -35,6 +35,10 @@ type Spec struct {
 	// vm).
 	Entrypoint []string `json:"entrypoint,omitempty"`
 	Command    []string `json:"command,omitempty"`
+	// ImageDefaults (docker only) runs the image's own ENTRYPOINT and CMD
+	// when Entrypoint and Command are both empty; without it an empty
+	// command is refused.
+	ImageDefaults bool `json:"image_defaults,omitempty"`
 	// Env is the workload's environment.
 	Env map[string]string `json:"env,omitempty"`
 	// WorkDir is the working directory, an absolute path in the guest.
@@ -196,6 +200,8 @@ func (s *Spec) Validate() error {
 
 	argv := s.Argv()
 	switch {
+	case len(argv) == 0 && s.ImageDefaults && s.Image != "":
+		// The image's own entrypoint and command run.
 	case len(argv) == 0:
 		v.Add("command", "empty: give the program to run and its arguments")
 	case argv[0] == "":
