@@ -126,3 +126,24 @@ Feature: Orchestration
     Then the command succeeds
     And the output contains "<deployment>"
     And the output contains "completed"
+
+  # Today a node that is its own only provider refuses its own commit in
+  # every bid round ("refused a commit earlier") and the job fails at the
+  # queue timeout. Remove @pending once a node can place a job on itself.
+  @pending
+  Scenario: A node that offers resources runs its own user's job
+    Given the node dana is running with nothing onboarded
+    And dana has run `dms onboard --cpu 1 --ram 512MiB --disk 1GiB`
+    And the ensemble "job.yaml":
+      """
+      version: v1
+      allocations:
+        job:
+          executor: wasm
+          resources: {cpu: 0.5, ram: 64MiB}
+          execution: {module: workload.wasm, args: [print=ran-at-home]}
+      timeouts: {queue: 20s}
+      """
+    When dana runs `dms deploy -f job.yaml --follow`
+    Then the command succeeds
+    And the output contains "ran-at-home"
