@@ -60,6 +60,8 @@ type worldOpts struct {
 	ttl time.Duration
 	// skipOnboard leaves the nodes without onboarded resources.
 	skipOnboard bool
+	// latencies is what providers report as their measured round trips.
+	latencies func() map[string]time.Duration
 }
 
 func newWorld(t testing.TB, n int, o worldOpts) *world {
@@ -124,6 +126,7 @@ func (w *world) addNode(o worldOpts) *tnode {
 	}
 	tn.provider = orchestrator.NewProvider(orchestrator.ProviderConfig{
 		Node: tn.root, Key: key, Ledger: tn.ledger, Allocator: refusingAllocator{tn}, ReservationTTL: o.ttl,
+		Latencies: o.latencies,
 	})
 	if err := tn.provider.Register(); err != nil {
 		t.Fatal(err)

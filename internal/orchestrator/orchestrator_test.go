@@ -47,6 +47,18 @@ func TestTaskRunsToCompletion(t *testing.T) {
 	w.waitFree(start)
 }
 
+// TestSelfHosted: a node that is its own only provider runs its user's
+// job. Its bid travels to itself; an empty latency map (a node with no
+// peers) once made the signature check fail on the orchestrator's side.
+func TestSelfHosted(t *testing.T) {
+	w := newWorld(t, 1, worldOpts{latencies: func() map[string]time.Duration { return map[string]time.Duration{} }})
+	d := w.submit(task("0.5", "print=home"))
+	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Completed, orchestrator.Failed)
+	if d.State != orchestrator.Completed {
+		t.Fatalf("deployment = %s (%s), candidates %v", d.State, d.Message, d.Candidates)
+	}
+}
+
 func TestDependsOnOrder(t *testing.T) {
 	w := newWorld(t, 2, worldOpts{})
 	d := w.submit(`version: v1

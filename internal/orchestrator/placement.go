@@ -14,7 +14,8 @@ import (
 type candidate struct {
 	Node     string
 	Provider actor.Handle
-	Bid      Bid // the provider's bid (for this node and maybe others)
+	Bid      Bid        // the provider's bid (for this node and maybe others)
+	Signed   *SignedBid // the bid as signed
 	Rating   match.Rating
 }
 

@@ -1,11 +1,14 @@
 package orchestrator
 
 import (
+	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
+	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/match"
 )
 
@@ -73,8 +76,40 @@ type BidReply struct {
 	// Offer is what the provider had free before this request, so the
 	// orchestrator can shortlist it for later deployments.
 	Offer  *match.Offer `json:"offer,omitempty"`
-	Bid    *Bid         `json:"bid,omitempty"`
+	Bid    *SignedBid   `json:"bid,omitempty"`
 	NoBids []NoBid      `json:"no_bids,omitempty"`
+}
+
+// SignedBid is a Bid as its provider signed it: Body is the bid's JSON and
+// Signature the provider node key's Ed25519 signature of SignedBytes. The
+// orchestrator decodes the bid from the very bytes that were signed, so
+// what it acts on is what the provider can be held to, and nothing is
+// re-encoded to check it (JSON does not round-trip byte for byte).
+type SignedBid struct {
+	Body      json.RawMessage `json:"body"`
+	Signature []byte          `json:"signature"`
+}
+
+// SignedBytes is what the signature covers: the deployment and provider
+// bind the bid to one request, the body is the bid.
+func (s *SignedBid) SignedBytes(deployment, provider string) []byte {
+	return fmt.Appendf(nil, "dms-bid|%s|%s|%s", deployment, provider, s.Body)
+}
+
+// Verify reports whether the signature is the provider's over this bid for
+// this deployment.
+func (s *SignedBid) Verify(deployment, provider string) bool {
+	did, err := identity.DIDFromPeerID(provider)
+	return err == nil && identity.Verify(did, s.SignedBytes(deployment, provider), s.Signature)
+}
+
+// Open decodes the signed bid.
+func (s *SignedBid) Open() (Bid, error) {
+	var b Bid
+	if err := json.Unmarshal(s.Body, &b); err != nil {
+		return Bid{}, fmt.Errorf("bid: %w", err)
+	}
+	return b, nil
 }
 
 // Bid offers to host one of Nodes under one reservation.
@@ -87,9 +122,6 @@ type Bid struct {
 	// is connected to, in milliseconds by peer ID: the orchestrator checks
 	// the ensemble's rtt edges with them.
 	Latencies map[string]float64 `json:"latencies,omitempty"`
-	// Signature is the provider node key's Ed25519 signature of the bid
-	// (SignedBytes), so that it can be shown to third parties.
-	Signature []byte `json:"signature"`
 }
 
 // NoBid says why a provider does not bid for a node.

@@ -153,8 +153,13 @@ func (p *Provider) request(ctx context.Context, m *actor.Message) (any, error) {
 		for _, nr := range fit {
 			bid.Nodes = append(bid.Nodes, nr.Name)
 		}
-		bid.Signature = p.cfg.Key.Sign(bid.SignedBytes(req.Deployment, self.Host))
-		reply.Bid = bid
+		body, err := json.Marshal(bid)
+		if err != nil {
+			return nil, fmt.Errorf("encode bid: %w", err)
+		}
+		signed := &SignedBid{Body: body}
+		signed.Signature = p.cfg.Key.Sign(signed.SignedBytes(req.Deployment, self.Host))
+		reply.Bid = signed
 	}
 	p.log.Debug("bid request", "deployment", req.Deployment, "bid", reply.Bid != nil, "no_bids", len(reply.NoBids))
 	return reply, nil
@@ -172,15 +177,6 @@ func (p *Provider) latencies() map[string]float64 {
 		}
 	}
 	return out
-}
-
-// SignedBytes is what a bid's signature covers (JSON encodes maps with
-// sorted keys, so the bytes are deterministic).
-func (b Bid) SignedBytes(deployment, provider string) []byte {
-	offer, _ := json.Marshal(b.Offer)
-	lat, _ := json.Marshal(b.Latencies)
-	nodes, _ := json.Marshal(b.Nodes)
-	return fmt.Appendf(nil, "dms-bid|%s|%s|%s|%s|%d|%s|%s", deployment, provider, nodes, b.Reservation, b.Expires.UnixNano(), offer, lat)
 }
 
 // noBid explains a refusal to bid.

@@ -306,7 +306,7 @@ func (r *run) place(ctx context.Context) {
 // to this node) and collects the replies during the bid window, or until
 // every connected peer answered. With a shortlist it sends the request to
 // those providers only, and waits for them.
-func (r *run) collectBids(ctx context.Context, reqs []NodeRequest, round int, shortlist []string) (map[string]BidReply, map[string]bool) {
+func (r *run) collectBids(ctx context.Context, reqs []NodeRequest, round int, shortlist []string) (map[string]answer, map[string]bool) {
 	req := BidRequest{Deployment: r.d.ID, Orchestrator: r.actor.Handle(), Round: round, Nodes: reqs}
 	ctx, cancel := context.WithTimeout(ctx, r.s.cfg.BidWindow)
 	defer cancel()
@@ -318,7 +318,7 @@ func (r *run) collectBids(ctx context.Context, reqs []NodeRequest, round int, sh
 		}
 	}
 	var mu sync.Mutex
-	replies := map[string]BidReply{}
+	replies := map[string]answer{}
 	answered := map[string]bool{}
 	done := make(chan struct{})
 	var closeOnce sync.Once
@@ -333,10 +333,10 @@ func (r *run) collectBids(ctx context.Context, reqs []NodeRequest, round int, sh
 		if rep.Err == nil {
 			var br BidReply
 			if rep.Decode(&br) == nil && br.Provider.Host == host {
-				replies[host] = br
+				replies[host] = open(br)
 			}
 		} else {
-			replies[host] = BidReply{Provider: rep.From, NoBids: []NoBid{{Node: "*", Kind: "refused", Reasons: []string{rep.Err.Error()}}}}
+			replies[host] = answer{BidReply: BidReply{Provider: rep.From, NoBids: []NoBid{{Node: "*", Kind: "refused", Reasons: []string{rep.Err.Error()}}}}}
 		}
 		all := true
 		for p := range expect {
@@ -395,7 +395,7 @@ func (r *run) collectBids(ctx context.Context, reqs []NodeRequest, round int, sh
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	out := make(map[string]BidReply, len(replies))
+	out := make(map[string]answer, len(replies))
 	for k, v := range replies {
 		out[k] = v
 	}
@@ -406,11 +406,33 @@ func (r *run) collectBids(ctx context.Context, reqs []NodeRequest, round int, sh
 	return out, ans
 }
 
+// answer is a provider's reply to a bid request, its bid opened.
+type answer struct {
+	BidReply
+	bid *Bid // nil when the reply has no bid, or one that does not decode
+}
+
+// open decodes the bid of a reply; one that does not decode becomes a
+// reason not to count the provider.
+func open(br BidReply) answer {
+	a := answer{BidReply: br}
+	if br.Bid == nil {
+		return a
+	}
+	b, err := br.Bid.Open()
+	if err != nil {
+		a.NoBids = append(a.NoBids, NoBid{Node: "*", Kind: "invalid", Reasons: []string{err.Error()}})
+		return a
+	}
+	a.bid = &b
+	return a
+}
+
 // rate checks and scores the bids: a bid counts when its signature is the
 // provider's, its offer is well-formed, and the orchestrator's own scoring
 // finds it eligible. It returns the candidates per node, and why every
 // other provider is not one.
-func (r *run) rate(reqs []NodeRequest, replies map[string]BidReply, answered map[string]bool, shortlist []string) (map[string][]candidate, []CandidateReason) {
+func (r *run) rate(reqs []NodeRequest, replies map[string]answer, answered map[string]bool, shortlist []string) (map[string][]candidate, []CandidateReason) {
 	byName := map[string]NodeRequest{}
 	for _, nr := range reqs {
 		byName[nr.Name] = nr
@@ -434,10 +456,10 @@ func (r *run) rate(reqs []NodeRequest, replies map[string]BidReply, answered map
 		for _, nb := range br.NoBids {
 			reasons = append(reasons, CandidateReason{Peer: host, Node: nb.Node, Kind: nb.Kind, Reasons: nb.Reasons})
 		}
-		if br.Bid == nil {
+		if br.bid == nil {
 			continue
 		}
-		b := *br.Bid
+		b := *br.bid
 		offerErr := b.Offer.Validate()
 		for _, node := range b.Nodes {
 			nr, ok := byName[node]
@@ -467,7 +489,7 @@ func (r *run) rate(reqs []NodeRequest, replies map[string]BidReply, answered map
 				reasons = append(reasons, CandidateReason{Peer: host, Node: node, Kind: kind, Reasons: why})
 				continue
 			}
-			cands[node] = append(cands[node], candidate{Node: node, Provider: br.Provider, Bid: b, Rating: rating})
+			cands[node] = append(cands[node], candidate{Node: node, Provider: br.Provider, Bid: b, Signed: br.Bid, Rating: rating})
 		}
 	}
 	peers := append([]string{r.s.cfg.Node.Handle().Host}, r.s.cfg.Peers()...)
@@ -485,7 +507,7 @@ func (r *run) rate(reqs []NodeRequest, replies map[string]BidReply, answered map
 }
 
 // revertUnused releases the reservations of bids the plan does not use.
-func (r *run) revertUnused(ctx context.Context, replies map[string]BidReply, plan map[string]candidate) {
+func (r *run) revertUnused(ctx context.Context, replies map[string]answer, plan map[string]candidate) {
 	// Reservation IDs name a round and a node, the same on every provider.
 	type key struct{ host, reservation string }
 	used := map[key]bool{}
@@ -493,7 +515,7 @@ func (r *run) revertUnused(ctx context.Context, replies map[string]BidReply, pla
 		used[key{c.Provider.Host, c.Bid.Reservation}] = true
 	}
 	for host, br := range replies {
-		if b := br.Bid; b != nil && !used[key{host, b.Reservation}] {
+		if b := br.bid; b != nil && !used[key{host, b.Reservation}] {
 			r.revert(ctx, host, b.Reservation)
 		}
 	}
@@ -565,6 +587,7 @@ func (r *run) commitAll(ctx context.Context, placement map[string]Placement) (ma
 			res.err = fmt.Errorf("committed %d allocations of %d", len(res.reply.Allocations), len(byNode[res.node]))
 		}
 		if res.err != nil {
+			r.s.log.Warn("commit refused", "deployment_id", r.d.ID, "node", res.node, "provider", pl.Provider.Host, "err", res.err)
 			refused = append(refused, CandidateReason{Peer: pl.Provider.Host, Node: res.node, Kind: "refused", Reasons: []string{"commit: " + res.err.Error()}})
 			r.excluded[pl.Provider.Host] = r.s.cfg.Now().Add(time.Minute)
 			continue
@@ -1014,8 +1037,7 @@ func otherEnd(e edge, node string) string {
 func (r *run) checkSignatures(plan map[string]candidate) []CandidateReason {
 	var bad []CandidateReason
 	for node, c := range plan {
-		did, err := identity.DIDFromPeerID(c.Provider.Host)
-		if err == nil && identity.Verify(did, c.Bid.SignedBytes(r.d.ID, c.Provider.Host), c.Bid.Signature) {
+		if c.Signed != nil && c.Signed.Verify(r.d.ID, c.Provider.Host) {
 			continue
 		}
 		bad = append(bad, CandidateReason{Peer: c.Provider.Host, Node: node, Kind: "invalid", Reasons: []string{"bid signature does not verify"}})

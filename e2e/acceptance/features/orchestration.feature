@@ -127,10 +127,6 @@ Feature: Orchestration
     And the output contains "<deployment>"
     And the output contains "completed"
 
-  # Today a node that is its own only provider refuses its own commit in
-  # every bid round ("refused a commit earlier") and the job fails at the
-  # queue timeout. Remove @pending once a node can place a job on itself.
-  @pending
   Scenario: A node that offers resources runs its own user's job
     Given the node dana is running with nothing onboarded
     And dana has run `dms onboard --cpu 1 --ram 512MiB --disk 1GiB`
