@@ -82,7 +82,7 @@ exits 1.`,
 			if chain != nil && chain.Holder() != user.DID() {
 				return fmt.Errorf("token %s is delegated to %s, not to this home's user %s", tokenFile, chain.Holder().Short(), user.DID().Short())
 			}
-			inv, err := cap.Invoke(user, cap.InvocationParams{Audience: aud, Command: behavior, Proofs: chain, Expiry: time.Now().Add(timeout + 30*time.Second)})
+			inv, err := cap.Invoke(user, cap.InvocationParams{Audience: aud, Command: behavior, Proofs: chain, Expiry: time.Now().Add(min(timeout, 10*time.Minute) + 30*time.Second)})
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -117,4 +119,57 @@ func (w *wallet) find(holder identity.DID, cmd string, now time.Time) cap.Chain 
 		}
 	}
 	return best
+}
+
+// relay is the REST API's actor relay: the runtime's, after checking that
+// the user invocation it carries is used once. The runtime gives every
+// relayed envelope a fresh nonce of its own, so without this check a
+// captured CLI invocation could be relayed again until it expires.
+type relay struct {
+	sys  *actor.System
+	seen *cap.NonceCache
+}
+
+// relayWindow bounds a relayed invocation's lifetime: the REST API waits
+// at most ten minutes for a reply, and the CLI adds 30 s to its timeout.
+const relayWindow = 15 * time.Minute
+
+func newRelay(sys *actor.System) relay {
+	return relay{sys: sys, seen: cap.NewNonceCache(cap.NonceConfig{MaxEntries: 1 << 16, MaxWindow: relayWindow})}
+}
+
+func (r relay) Relay(ctx context.Context, env *actor.Envelope) (*actor.Reply, error) {
+	if err := r.fresh(env.Invocation); err != nil {
+		return nil, err
+	}
+	return r.sys.Relay(ctx, env)
+}
+
+func (r relay) RelayBroadcast(ctx context.Context, env *actor.Envelope, collect func(*actor.Reply)) error {
+	if err := r.fresh(env.Invocation); err != nil {
+		return err
+	}
+	return r.sys.RelayBroadcast(ctx, env, collect)
+}
+
+// fresh records the invocation's (issuer, nonce), refusing one seen before
+// and one that could be replayed forever.
+func (r relay) fresh(bundle []byte) error {
+	sealed, _, err := cap.DecodeBundle(bundle)
+	if err != nil {
+		return &cap.DeniedError{Rule: cap.RuleMalformed, Token: cap.TokenInvocation, Detail: err.Error()}
+	}
+	inv, err := cap.DecodeInvocation(sealed)
+	if err != nil {
+		return err
+	}
+	if err := r.seen.Check(time.Now(), inv.Issuer(), inv.Nonce(), inv.Expiry()); err != nil {
+		var de *cap.DeniedError
+		if errors.As(err, &de) && de.Rule == cap.RuleReplay {
+			// The runtime's code for a replay, as a replayed envelope gets.
+			return &actor.Error{Code: actor.CodeReplay, Msg: "invocation " + inv.CID() + ": " + de.Detail}
+		}
+		return err
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/apiserver"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/p2p"
 )
 
 // addBehaviors registers the root actor's behaviors.
@@ -88,7 +90,17 @@ func (s peerService) Peers(context.Context) []api.Peer {
 }
 
 func (s peerService) Connect(ctx context.Context, addr string) (string, error) {
-	return s.n.host.Connect(ctx, addr)
+	id, err := s.n.host.Connect(ctx, addr)
+	return id, badAddress(err)
+}
+
+// badAddress marks the p2p layer's complaints about an address as the
+// caller's mistake (400), not the node's.
+func badAddress(err error) error {
+	if errors.Is(err, p2p.ErrBadAddress) {
+		return &apiserver.BadRequest{Err: err}
+	}
+	return err
 }
 
 // Ping accepts a peer ID or a DID.
@@ -98,7 +110,7 @@ func (s peerService) Ping(ctx context.Context, peer string) (string, time.Durati
 		return "", 0, err
 	}
 	rtt, err := s.n.host.Ping(ctx, id)
-	return id, rtt, err
+	return id, rtt, badAddress(err)
 }
 
 // PeerIDOf accepts a peer ID or a did:key and returns the peer ID.

@@ -160,7 +160,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Logger:      n.log,
 		Node:        nodeInfo{n},
 		Peers:       peerService{n},
-		Actors:      n.sys,
+		Actors:      newRelay(n.sys),
 		Resources:   resourceService{n},
 		Caps:        capService{n},
 		Deployments: deploymentService{n},

@@ -33,6 +33,11 @@ import (
 // ErrClosed is returned by the methods of a closed Host.
 var ErrClosed = errors.New("p2p host closed")
 
+// ErrBadAddress is wrapped by Connect and Ping errors about their argument
+// (not a multiaddr with a peer ID, not a peer ID, this host itself), as
+// opposed to failures to reach a well-named peer.
+var ErrBadAddress = errors.New("bad peer address")
+
 // Host is this node's libp2p host. It implements actor.Transport.
 type Host struct {
 	cfg    Config

@@ -52,10 +52,10 @@ func (h *Host) Peers() []PeerInfo {
 func (h *Host) Connect(ctx context.Context, addr string) (string, error) {
 	ai, err := peer.AddrInfoFromString(addr)
 	if err != nil {
-		return "", fmt.Errorf("connect %q: want a multiaddr ending in /p2p/<peer ID>: %w", addr, err)
+		return "", fmt.Errorf("connect %q: %w: want a multiaddr ending in /p2p/<peer ID>: %w", addr, ErrBadAddress, err)
 	}
 	if ai.ID == h.host.ID() {
-		return "", fmt.Errorf("connect %q: that is this host", addr)
+		return "", fmt.Errorf("connect %q: %w: that is this host", addr, ErrBadAddress)
 	}
 	if err := h.host.Connect(ctx, *ai); err != nil {
 		return "", fmt.Errorf("connect %s: %w", ai.ID, err)
@@ -68,10 +68,10 @@ func (h *Host) Connect(ctx context.Context, addr string) (string, error) {
 func (h *Host) Ping(ctx context.Context, id string) (time.Duration, error) {
 	pid, err := peer.Decode(id)
 	if err != nil {
-		return 0, fmt.Errorf("ping %q: bad peer ID: %w", id, err)
+		return 0, fmt.Errorf("ping %q: %w: %w", id, ErrBadAddress, err)
 	}
 	if pid == h.host.ID() {
-		return 0, fmt.Errorf("ping %s: that is this host", id)
+		return 0, fmt.Errorf("ping %s: %w: that is this host", id, ErrBadAddress)
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -32,11 +32,8 @@ Feature: Actors
     Then the first is answered
     And the second is refused with "replay"
 
-  # Only envelopes are checked for replay: the node that relays a user's
-  # signed invocation wraps it in a new envelope each time, so the same
-  # invocation sent twice through the API is answered twice. The UCAN
-  # nonce cache (cap.NonceCache) is not wired into the actor runtime yet.
-  @pending
+  # The relaying node wraps a user's signed invocation in a new envelope
+  # each time; it remembers the invocation's own nonce to use it once.
   Scenario: A user's signed invocation relayed twice is refused the second time
     When a program sends the same signed invocation of "/public/hello" from alice's user to bob twice through alice's API
     Then the first is answered
