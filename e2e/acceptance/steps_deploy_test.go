@@ -179,6 +179,28 @@ func deploySteps(sc *godog.ScenarioContext) {
 		return nil
 	})
 
+	sc.Step(`^([a-z]+)'s node boots vm jobs that bring no kernel with its own$`, func(ctx context.Context, name string) error {
+		w := worldOf(ctx)
+		kernel, why := e2etest.TestKernel()
+		if kernel == "" {
+			w.T.Skip(why)
+		}
+		n := netOf(w)
+		peers := n.peersOf(w.T, name)
+		n.stop(w.T, name, false)
+		if r := n.home(name).Run(w.T, "config", "set", "executor.vm.kernel", kernel); r.Code != 0 {
+			return fmt.Errorf("dms config set: %s", r)
+		}
+		n.start(name)
+		if len(peers) > 0 {
+			n.connect(w.T, append([]string{name}, peers...)...)
+		}
+		return nil
+	})
+	sc.Step(`^an initramfs holding the workload, as "([^"]+)"$`, func(ctx context.Context, initrdName string) error {
+		w := worldOf(ctx)
+		return os.WriteFile(w.Path(initrdName), e2etest.VMInitramfs(w.T, e2etest.Workload), 0o644)
+	})
 	sc.Step(`^a kernel and an initramfs holding the workload, as "([^"]+)" and "([^"]+)"$`, func(ctx context.Context, kernelName, initrdName string) error {
 		w := worldOf(ctx)
 		kernel, why := e2etest.TestKernel()

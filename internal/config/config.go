@@ -112,6 +112,7 @@ type VM struct {
 	Enabled bool   `yaml:"enabled" doc:"Offer the vm executor when QEMU is installed."`
 	QEMU    string `yaml:"qemu" doc:"QEMU binary."`
 	Accel   string `yaml:"accel" doc:"tcg (software, works everywhere) or kvm (fast; needs a usable /dev/kvm)."`
+	Kernel  string `yaml:"kernel" doc:"Absolute path of a kernel image on this machine for vm jobs that bring none; empty: every vm job brings its kernel."`
 }
 
 // WASM configures the WebAssembly executor.

@@ -96,12 +96,13 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	cfg.API.Listen = "0.0.0.0:9999"
 	cfg.Actor.Mailbox = 0
 	cfg.Executor.VM.Accel = "hvf"
+	cfg.Executor.VM.Kernel = "vmlinux"
 	cfg.Location.Country = "germany"
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("Validate() = nil")
 	}
-	for _, want := range []string{"log.level", "api.listen", "not a loopback address", "actor.mailbox", "executor.vm.accel", "location.country"} {
+	for _, want := range []string{"log.level", "api.listen", "not a loopback address", "actor.mailbox", "executor.vm.accel", "executor.vm.kernel", "location.country"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v; missing %q", err, want)
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -90,6 +91,9 @@ func (c Config) Validate() error {
 	case "tcg", "kvm":
 	default:
 		bad("executor.vm.accel", "%q: want tcg or kvm", c.Executor.VM.Accel)
+	}
+	if k := c.Executor.VM.Kernel; k != "" && !filepath.IsAbs(k) {
+		bad("executor.vm.kernel", "%q: want an absolute path", k)
 	}
 	if c.Executor.VM.Enabled && c.Executor.VM.QEMU == "" {
 		bad("executor.vm.qemu", "empty while the vm executor is enabled")

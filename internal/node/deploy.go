@@ -59,6 +59,8 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		DataDir:   filepath.Join(data, "allocations"),
 		Heartbeat: c.Orchestrator.Heartbeat.D(),
 		Logger:    n.log,
+		// Checked at start (moreExecutors) when the vm executor runs.
+		DefaultKernel: c.Executor.VM.Kernel,
 	})
 	if err != nil {
 		closeExecs()

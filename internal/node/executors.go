@@ -1,6 +1,9 @@
 package node
 
 import (
+	"fmt"
+	"os"
+
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/executor/docker"
@@ -34,6 +37,11 @@ func (n *Node) moreExecutors(data string, execs map[ensemble.Executor]executor.E
 		}
 	}
 	if c.VM.Enabled && usable[string(ensemble.VM)] {
+		if k := c.VM.Kernel; k != "" {
+			if st, err := os.Stat(k); err != nil || !st.Mode().IsRegular() {
+				return fmt.Errorf("executor.vm.kernel: %s is not a file", k)
+			}
+		}
 		v, err := vm.New(vm.Config{QEMUPath: c.VM.QEMU, Accel: c.VM.Accel, Logger: n.log})
 		if err != nil {
 			n.log.Warn("vm executor unavailable", "err", err)

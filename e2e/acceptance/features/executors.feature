@@ -121,3 +121,21 @@ Feature: Executors
     When alice runs `dms deploy -f vm.yaml --follow`
     Then the command fails with exit code 3
     And the output contains "hello-from-a-vm"
+
+  @vm
+  Scenario: A provider boots a microVM job that brings no kernel with its own
+    Given bob offers the vm executor
+    And bob's node boots vm jobs that bring no kernel with its own
+    And an initramfs holding the workload, as "initramfs.cpio"
+    And the ensemble "vm-own-kernel.yaml":
+      """
+      version: v1
+      allocations:
+        job:
+          executor: vm
+          resources: {cpu: 1, ram: 256MiB}
+          execution: {initrd: initramfs.cpio, cmd: [/bin/workload, print=booted-on-the-providers-kernel]}
+      """
+    When alice runs `dms deploy -f vm-own-kernel.yaml --follow`
+    Then the command succeeds
+    And the output contains "booted-on-the-providers-kernel"
