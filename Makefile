@@ -46,11 +46,13 @@ integration: ## unit + integration tests (Docker, QEMU)
 
 reports: tools ## unit + integration tests (race) writing build/reports: junit.xml, test.json, coverage.out/.txt/.html
 	@mkdir -p $(REPORTS)
-	$(GOTESTSUM) --format pkgname-and-test-fails --junitfile $(REPORTS)/junit.xml --jsonfile $(REPORTS)/test.json -- \
-		-race -tags integration -count=1 -timeout 30m -coverprofile=$(REPORTS)/coverage.out $(PKGS)
-	./scripts/coverage-report.sh $(REPORTS)/coverage.out > $(REPORTS)/coverage.txt
-	$(GO) tool cover -html=$(REPORTS)/coverage.out -o $(REPORTS)/coverage.html
-	@sed -n '/^TOTAL/p' $(REPORTS)/coverage.txt
+	@# The coverage reports are written even when a test fails.
+	@rc=0; $(GOTESTSUM) --format pkgname-and-test-fails --junitfile $(REPORTS)/junit.xml --jsonfile $(REPORTS)/test.json -- \
+		-race -tags integration -count=1 -timeout 30m -coverprofile=$(REPORTS)/coverage.out $(PKGS) || rc=$$?; \
+	./scripts/coverage-report.sh $(REPORTS)/coverage.out > $(REPORTS)/coverage.txt && \
+	$(GO) tool cover -html=$(REPORTS)/coverage.out -o $(REPORTS)/coverage.html && \
+	sed -n '/^TOTAL/p' $(REPORTS)/coverage.txt; \
+	exit $$rc
 
 acceptance: build ## the Gherkin acceptance suite on bin/dms: a table per feature, build/reports/acceptance.{txt,xml,json} (FEATURES=a,b to choose)
 	@mkdir -p $(REPORTS)

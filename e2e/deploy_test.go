@@ -261,10 +261,13 @@ func TestDeployResumesAfterRestart(t *testing.T) {
 	if d := c.status(t, id); d.State != "running" {
 		t.Fatalf("after restart: %s (%s)", d.State, d.Message)
 	}
-	// Heartbeats keep arriving: still running after the lost window.
-	time.Sleep(5 * time.Second)
-	if d := c.status(t, id); d.State != "running" || d.Allocations[0].State != "running" {
-		t.Fatalf("after the lost window: %s, allocation %s", d.State, d.Allocations[0].State)
+	// The allocation runs (a fetch cut by the restart is retried), and
+	// heartbeats keep arriving: it stays running through the lost window.
+	e2etest.Eventually(t, 30*time.Second, "allocation running", func() bool { return c.status(t, id).Allocations[0].State == "running" })
+	for until := time.Now().Add(5 * time.Second); time.Now().Before(until); {
+		if d := c.status(t, id); d.State != "running" || d.Allocations[0].State != "running" {
+			t.Fatalf("within the lost window: %s, allocation %s (%s)", d.State, d.Allocations[0].State, d.Message)
+		}
 	}
 	out := c.homes[0].MustRun(t, "deployment", "shutdown", id)
 	if !strings.Contains(out, "stopped") {

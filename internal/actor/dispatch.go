@@ -195,26 +195,33 @@ func (s *System) refuse(env *Envelope, answer replier, err *Error, peer string) 
 
 // send delivers a one-way envelope.
 func (s *System) send(ctx context.Context, from *Actor, env *Envelope) error {
+	_, err := s.sendVia(ctx, from, env)
+	return err
+}
+
+// sendVia delivers an envelope and returns the link it went on (nil for
+// this host).
+func (s *System) sendVia(ctx context.Context, from *Actor, env *Envelope) (*link, error) {
 	if env.To.Host == s.self {
 		s.deliverLocal(env, s.local)
-		return nil
+		return nil, nil
 	}
 	return s.sendRemote(ctx, from, env)
 }
 
-func (s *System) sendRemote(ctx context.Context, from *Actor, env *Envelope) error {
+func (s *System) sendRemote(ctx context.Context, from *Actor, env *Envelope) (*link, error) {
 	for attempt := 0; ; attempt++ {
 		w, err := s.linkTo(ctx, env.To.Host)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		err = w.sendEnvelope(ctx, from, env)
 		if err == nil {
 			s.stats.sent.Add(1)
-			return nil
+			return w, nil
 		}
 		if _, ok := err.(*Error); ok || ctx.Err() != nil || attempt == 1 {
-			return err
+			return nil, err
 		}
 		// The link died under us: forget it and try a fresh one once.
 		s.dropLink(w)
@@ -250,17 +257,35 @@ func (s *System) invoke(ctx context.Context, from *Actor, env *Envelope) (*Reply
 		delete(s.pending, env.Nonce)
 		s.pendMu.Unlock()
 	}()
-	if err := s.send(ctx, from, env); err != nil {
+	w, err := s.sendVia(ctx, from, env)
+	if err != nil {
 		return nil, err
+	}
+	var gone <-chan struct{} // nil (never ready) for this host
+	if w != nil {
+		gone = w.gone
 	}
 	timer := time.NewTimer(untilExpiry(s.cfg.Now(), env.Expiry))
 	defer timer.Stop()
-	select {
-	case r := <-p.ch:
+	reply := func(r *Reply) (*Reply, error) {
 		if r.Err != nil {
 			return r, r.Err
 		}
 		return r, nil
+	}
+	select {
+	case r := <-p.ch:
+		return reply(r)
+	case <-gone:
+		// The reader delivers a reply before it drops the link, so one
+		// that came is in p.ch by now.
+		select {
+		case r := <-p.ch:
+			return reply(r)
+		default:
+		}
+		s.stats.inc("invokes_link_lost")
+		return nil, errorf(CodeUnreachable, "the link to %s closed before %s was answered", shortHost(env.To.Host), env.Behavior)
 	case <-timer.C:
 		return nil, errorf(CodeTimeout, "no reply to %s from %s before the deadline", env.Behavior, env.To)
 	case <-ctx.Done():

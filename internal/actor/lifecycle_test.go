@@ -205,6 +205,42 @@ func TestUnreachableHost(t *testing.T) {
 	}
 }
 
+// An invoke waiting for a reply fails as soon as the link it went on
+// closes (the host crashed), not at its deadline: the reply would have
+// come on that link.
+func TestInvokeFailsWhenItsLinkCloses(t *testing.T) {
+	net := NewMemNetwork()
+	a, b := newNode(t, net, &testAuth{}, nil), newNode(t, net, &testAuth{}, nil)
+	started, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	b.a.AddBehavior("/test/hang", func(ctx context.Context, m *Message) (any, error) {
+		close(started)
+		<-release
+		return nil, nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour) // the deadline is not what ends it
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- a.a.Invoke(ctx, b.a.Handle(), "/test/hang", nil, nil) }()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the behavior never started")
+	}
+	b.host.SetDown(true)
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrUnreachable) {
+			t.Fatalf("Invoke whose link closed = %v, want unreachable", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Invoke still waits after its link closed")
+	}
+	if got := a.sys.Stats()["invokes_link_lost"]; got != 1 {
+		t.Errorf("invokes_link_lost = %d, want 1", got)
+	}
+}
+
 // What a behavior sees: the sender's trace, a deadline at the envelope's
 // expiry, and a clear error for a payload of the wrong shape.
 func TestMessageAsTheBehaviorSeesIt(t *testing.T) {

@@ -23,6 +23,11 @@ type link struct {
 	nextSess uint32                // guarded by mu
 
 	recvSess map[uint32]*recvSess // only the reader goroutine touches it
+
+	// gone is closed when the link is dropped: invokes waiting for a
+	// reply on it fail at once (the reply would have come on this link).
+	gone     chan struct{}
+	goneOnce sync.Once
 }
 
 type sessKey struct {
@@ -52,7 +57,7 @@ func (s *System) wrap(l Link) (w *link, created bool) {
 	if w, ok := s.links[l]; ok {
 		return w, false
 	}
-	w = &link{l: l, sys: s, sendSess: map[sessKey]*sendSess{}, recvSess: map[uint32]*recvSess{}}
+	w = &link{l: l, sys: s, sendSess: map[sessKey]*sendSess{}, recvSess: map[uint32]*recvSess{}, gone: make(chan struct{})}
 	s.links[l] = w
 	if _, ok := s.byHost[l.Peer()]; !ok {
 		s.byHost[l.Peer()] = w
@@ -93,6 +98,7 @@ func (s *System) dropLink(w *link) {
 	}
 	s.mu.Unlock()
 	w.l.Close()
+	w.goneOnce.Do(func() { close(w.gone) })
 }
 
 // sendEnvelope writes env on the link, defining a session first when the
