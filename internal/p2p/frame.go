@@ -86,9 +86,9 @@ func noEOF(err error) error {
 
 // writeFrame writes one frame to w.
 func writeFrame(w *bufio.Writer, frame []byte) error {
-	var hdr [binary.MaxVarintLen64]byte
-	n := binary.PutUvarint(hdr[:], uint64(len(frame)))
-	if _, err := w.Write(hdr[:n]); err != nil {
+	// The length prefix goes into the writer's free buffer space: a
+	// stack array would escape through Write, one allocation per frame.
+	if _, err := w.Write(binary.AppendUvarint(w.AvailableBuffer(), uint64(len(frame)))); err != nil {
 		return err
 	}
 	_, err := w.Write(frame)
