@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -410,8 +412,8 @@ func TestCodecRoundTrip(t *testing.T) {
 	if r := recs[2].reply; r.InReplyTo != 42 || r.Err.Code != CodeDenied || string(r.Payload) != "p" {
 		t.Fatalf("reply = %+v", r)
 	}
-	if n, from, ok := headNonce(frame[len(appendSession(nil, session{id: 3, iss: "did:key:zB", aud: "did:key:zA", cmd: "/x", inv: []byte("inv")})):][:30]); !ok || n != 42 {
-		t.Fatalf("headNonce = %d %v %v", n, from, ok)
+	if n, ok := headNonce(frame[len(appendSession(nil, session{id: 3, iss: "did:key:zB", aud: "did:key:zA", cmd: "/x", inv: []byte("inv")})):][:30]); !ok || n != 42 {
+		t.Fatalf("headNonce = %d %v", n, ok)
 	}
 }
 
@@ -421,26 +423,49 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Add(appendSession(nil, session{id: 1, cmd: "/x", inv: []byte("i")}))
 	f.Add(appendReply(nil, &Reply{InReplyTo: 1, Err: &Error{Code: CodeDenied}}))
 	f.Add([]byte{2, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	// The session form: alone, after the session it names, with no session.
+	se := &Envelope{Nonce: 2, Expiry: time.Unix(5, 0), Session: 1, WantReply: true,
+		To: Handle{Inbox: RootInbox}, From: Handle{Inbox: "o"}, Trace: "00-ab", Payload: []byte(`"p"`)}
+	f.Add(appendEnvelopeForm(nil, se, true))
+	f.Add(appendEnvelopeForm(appendSession(nil, session{id: 1, cmd: "/x", inv: []byte("i")}), se, true))
+	f.Add(appendEnvelopeForm(nil, &Envelope{Nonce: 3}, true))
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		recs, err := decodeFrame(frame)
 		headNonce(frame)
+		recs, err := decodeFrameWith(frame, newInterner(), true)
+		// Off a link, a frame decodes the same until an envelope in the
+		// session form, which is refused.
+		plain, perr := decodeFrame(frame)
+		sessionForm := slices.IndexFunc(recs, func(r record) bool { return r.sessionForm })
+		switch {
+		case sessionForm >= 0:
+			if !errors.Is(perr, errNeedsLink) || len(plain) != sessionForm {
+				t.Fatalf("off a link: %d records, %v; want %d and %v", len(plain), perr, sessionForm, errNeedsLink)
+			}
+		case (err == nil) != (perr == nil) || len(plain) != len(recs):
+			t.Fatalf("off a link: %d records, %v; on a link: %d, %v", len(plain), perr, len(recs), err)
+		}
 		if err != nil {
 			return
 		}
-		// What decodes must re-encode to the same bytes.
+		// What decodes must re-encode, in the same form, to a frame that
+		// decodes to the same records.
 		var out []byte
 		for _, r := range recs {
 			switch {
 			case r.env != nil:
-				out = appendEnvelope(out, r.env)
+				out = appendEnvelopeForm(out, r.env, r.sessionForm)
 			case r.reply != nil:
 				out = appendReply(out, r.reply)
 			case r.session != nil:
 				out = appendSession(out, *r.session)
 			}
 		}
-		if _, err := decodeFrame(out); err != nil {
+		again, err := decodeFrameWith(out, nil, true)
+		if err != nil {
 			t.Fatalf("re-encoded frame does not decode: %v", err)
+		}
+		if !reflect.DeepEqual(again, recs) {
+			t.Fatalf("re-encoded frame decodes to\n %+v\nwant\n %+v", again, recs)
 		}
 	})
 }

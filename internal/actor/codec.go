@@ -14,13 +14,27 @@ import (
 // are uvarint-length-prefixed. An envelope body starts with its nonce (8
 // bytes, big-endian), so the head of an oversized frame still names the
 // envelope to refuse.
+//
+// An envelope has two forms. The full form carries both handles, the
+// behavior, the topic and the invocation. The session form (flagSessionForm)
+// is for envelopes that name a session of their link: the session already
+// fixes the sender's and receiver's DIDs and the behavior, the link fixes
+// the hosts (the sender's is the link's peer, the receiver's is this host),
+// so only the inboxes are sent. The receiver rebuilds the full envelope from
+// the link before any check runs (link.expand); off a link a session-form
+// envelope does not decode (errNeedsLink).
 const (
 	recSession  byte = 1 // defines a link-scoped session: id, invocation
 	recEnvelope byte = 2
 	recReply    byte = 3
 )
 
-const flagWantReply = 1
+// Envelope flags.
+const (
+	flagWantReply   = 1 << 0
+	flagSessionForm = 1 << 1 // DIDs, hosts and behavior left out: see above
+	knownFlags      = flagWantReply | flagSessionForm
+)
 
 // limits on decoded fields: far above anything legitimate, far below what
 // could hurt.
@@ -29,6 +43,10 @@ const (
 )
 
 var errTruncated = errors.New("truncated")
+
+// errNeedsLink refuses a session-form envelope decoded without the link it
+// came on.
+var errNeedsLink = errors.New("envelope in the session form: its handles and behavior are those of a session of its link, so it decodes only on that link")
 
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
@@ -78,18 +96,35 @@ func handleLen(h Handle) int {
 	return strLen(len(h.DID)) + strLen(len(h.Host)) + strLen(len(h.Inbox))
 }
 
-// envelopeBodyLen is the exact length of an envelope record's body.
-func envelopeBodyLen(e *Envelope) int {
+// envelopeBodyLen is the exact length of an envelope record's body in the
+// full form, or in the session form when sessionForm.
+func envelopeBodyLen(e *Envelope, sessionForm bool) int {
 	exp := e.Expiry.UnixNano()
 	zz := uint64(exp<<1) ^ uint64(exp>>63) // zigzag, as binary.AppendVarint
-	return 8 + uvarintLen(zz) + 1 + uvarintLen(uint64(e.Session)) +
-		handleLen(e.To) + handleLen(e.From) +
-		strLen(len(e.Behavior)) + strLen(len(e.Topic)) + strLen(len(e.Trace)) +
-		strLen(len(e.Invocation)) + strLen(len(e.Payload))
+	n := 8 + uvarintLen(zz) + 1 + uvarintLen(uint64(e.Session)) +
+		strLen(len(e.Trace)) + strLen(len(e.Payload))
+	if sessionForm {
+		return n + strLen(len(e.To.Inbox)) + strLen(len(e.From.Inbox))
+	}
+	return n + handleLen(e.To) + handleLen(e.From) +
+		strLen(len(e.Behavior)) + strLen(len(e.Topic)) + strLen(len(e.Invocation))
 }
 
-func appendEnvelope(b []byte, e *Envelope) []byte {
-	n := envelopeBodyLen(e)
+// appendEnvelope appends e in the full form.
+func appendEnvelope(b []byte, e *Envelope) []byte { return appendEnvelopeForm(b, e, false) }
+
+// sessionFormOK reports whether e can go in the session form on a link from
+// host self to host peer: it names a session, carries no invocation and no
+// topic, and its hosts are the link's ends.
+func sessionFormOK(e *Envelope, self, peer string) bool {
+	return e.Session != 0 && len(e.Invocation) == 0 && e.Topic == "" &&
+		e.From.Host == self && e.To.Host == peer
+}
+
+// appendEnvelopeForm appends e in the full form, or in the session form
+// when sessionForm (the caller checked sessionFormOK).
+func appendEnvelopeForm(b []byte, e *Envelope, sessionForm bool) []byte {
+	n := envelopeBodyLen(e, sessionForm)
 	if cap(b)-len(b) < 1+binary.MaxVarintLen64+n {
 		nb := make([]byte, len(b), len(b)+1+binary.MaxVarintLen64+n)
 		copy(nb, b)
@@ -97,27 +132,34 @@ func appendEnvelope(b []byte, e *Envelope) []byte {
 	}
 	b = append(b, recEnvelope)
 	b = binary.AppendUvarint(b, uint64(n))
-	return appendEnvelopeBody(b, e)
+	return appendEnvelopeBody(b, e, sessionForm)
 }
 
-func appendEnvelopeBody(b []byte, e *Envelope) []byte {
-	{
-		b = binary.BigEndian.AppendUint64(b, e.Nonce)
-		b = binary.AppendVarint(b, e.Expiry.UnixNano())
-		var flags byte
-		if e.WantReply {
-			flags |= flagWantReply
-		}
-		b = append(b, flags)
-		b = binary.AppendUvarint(b, uint64(e.Session))
-		b = appendHandle(b, e.To)
-		b = appendHandle(b, e.From)
-		b = appendString(b, e.Behavior)
-		b = appendString(b, e.Topic)
+func appendEnvelopeBody(b []byte, e *Envelope, sessionForm bool) []byte {
+	b = binary.BigEndian.AppendUint64(b, e.Nonce)
+	b = binary.AppendVarint(b, e.Expiry.UnixNano())
+	var flags byte
+	if e.WantReply {
+		flags |= flagWantReply
+	}
+	if sessionForm {
+		flags |= flagSessionForm
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, uint64(e.Session))
+	if sessionForm {
+		b = appendString(b, e.To.Inbox)
+		b = appendString(b, e.From.Inbox)
 		b = appendString(b, e.Trace)
-		b = appendBytes(b, e.Invocation)
 		return appendBytes(b, e.Payload)
 	}
+	b = appendHandle(b, e.To)
+	b = appendHandle(b, e.From)
+	b = appendString(b, e.Behavior)
+	b = appendString(b, e.Topic)
+	b = appendString(b, e.Trace)
+	b = appendBytes(b, e.Invocation)
+	return appendBytes(b, e.Payload)
 }
 
 func appendReply(b []byte, r *Reply) []byte {
@@ -280,14 +322,19 @@ type record struct {
 	env     *Envelope
 	reply   *Reply
 	session *session
+	// sessionForm: env came in the session form, and its DIDs, hosts and
+	// behavior are empty until link.expand fills them in.
+	sessionForm bool
 }
 
 // decodeFrame splits a frame into records. It never panics; on malformed
-// input it returns the records decoded so far and an error.
-func decodeFrame(frame []byte) ([]record, error) { return decodeFrameWith(frame, nil) }
+// input it returns the records decoded so far and an error. An envelope in
+// the session form is refused with errNeedsLink.
+func decodeFrame(frame []byte) ([]record, error) { return decodeFrameWith(frame, nil, false) }
 
-// decodeFrameWith is decodeFrame with an interner for the strings.
-func decodeFrameWith(frame []byte, in *interner) ([]record, error) {
+// decodeFrameWith is decodeFrame with an interner for the strings; onLink
+// accepts envelopes in the session form, for the link's reader to expand.
+func decodeFrameWith(frame []byte, in *interner, onLink bool) ([]record, error) {
 	var recs []record
 	for len(frame) > 0 {
 		kind := frame[0]
@@ -298,6 +345,9 @@ func decodeFrameWith(frame []byte, in *interner) ([]record, error) {
 		body := frame[1+ln : 1+ln+int(n)]
 		frame = frame[1+ln+int(n):]
 		r, err := decodeRecord(kind, body, in)
+		if err == nil && r.sessionForm && !onLink {
+			err = errNeedsLink
+		}
 		if err != nil {
 			return recs, fmt.Errorf("record %d: %w", len(recs), err)
 		}
@@ -317,7 +367,7 @@ func decodeRecord(kind byte, body []byte, in *interner) (record, error) {
 		}
 		r.session = &session{id: uint32(id), iss: identity.DID(d.string()), aud: identity.DID(d.string()), cmd: d.string(), inv: d.bytes()}
 	case recEnvelope:
-		r.env = decodeEnvelopeBody(d)
+		r.env, r.sessionForm = decodeEnvelopeBody(d)
 	case recReply:
 		rp := &Reply{InReplyTo: d.u64(), From: d.handle()}
 		code, msg := d.string(), d.string()
@@ -335,17 +385,32 @@ func decodeRecord(kind byte, body []byte, in *interner) (record, error) {
 	return r, d.err
 }
 
-func decodeEnvelopeBody(d *decoder) *Envelope {
-	e := &Envelope{Nonce: d.u64()}
+// decodeEnvelopeBody decodes an envelope in either form and says which.
+func decodeEnvelopeBody(d *decoder) (e *Envelope, sessionForm bool) {
+	e = &Envelope{Nonce: d.u64()}
 	exp := d.varint()
 	e.Expiry = time.Unix(0, exp)
 	flags := d.byte1()
+	if flags&^knownFlags != 0 {
+		d.fail(fmt.Errorf("unknown envelope flags %#x", flags&^knownFlags))
+	}
 	e.WantReply = flags&flagWantReply != 0
+	sessionForm = flags&flagSessionForm != 0
 	s := d.uvarint()
 	if s > 1<<32-1 {
 		d.fail(fmt.Errorf("session id %d", s))
 	}
 	e.Session = uint32(s)
+	if sessionForm {
+		if s == 0 && d.err == nil {
+			d.fail(errors.New("envelope in the session form names no session"))
+		}
+		e.To.Inbox = d.string()
+		e.From.Inbox = d.string()
+		e.Trace = d.string()
+		e.Payload = d.bytes()
+		return e, true
+	}
 	e.To = d.handle()
 	e.From = d.handle()
 	e.Behavior = d.string()
@@ -353,10 +418,11 @@ func decodeEnvelopeBody(d *decoder) *Envelope {
 	e.Trace = d.string()
 	e.Invocation = d.bytes()
 	e.Payload = d.bytes()
-	return e
+	return e, false
 }
 
-// DecodeEnvelope decodes a frame holding exactly one envelope (broadcasts).
+// DecodeEnvelope decodes a frame holding exactly one envelope in the full
+// form (broadcasts).
 func DecodeEnvelope(frame []byte) (*Envelope, error) {
 	recs, err := decodeFrame(frame)
 	if err != nil {
@@ -368,41 +434,36 @@ func DecodeEnvelope(frame []byte) (*Envelope, error) {
 	return recs[0].env, nil
 }
 
-// headNonce extracts the nonce and sender of the first envelope in the head
-// of an oversized frame, so the refusal can be answered.
-func headNonce(head []byte) (nonce uint64, from Handle, ok bool) {
+// headNonce extracts the nonce of the first envelope in the head of an
+// oversized or malformed frame, so the refusal can be answered. The nonce
+// leads the envelope body in both forms.
+func headNonce(head []byte) (nonce uint64, ok bool) {
 	for len(head) > 0 {
 		kind := head[0]
 		n, ln := binary.Uvarint(head[1:])
 		if ln <= 0 {
-			return 0, Handle{}, false
+			return 0, false
 		}
 		body := head[1+ln:]
 		if kind == recEnvelope {
-			d := &decoder{b: body}
-			e := &Envelope{Nonce: d.u64()}
-			d.varint()
-			d.byte1()
-			d.uvarint()
-			d.handle()
-			from := d.handle()
-			if d.err != nil {
-				// The nonce alone is enough to answer.
-				return e.Nonce, Handle{}, len(body) >= 8
+			if len(body) < 8 {
+				return 0, false
 			}
-			return e.Nonce, from, true
+			return binary.BigEndian.Uint64(body), true
 		}
 		if n > uint64(len(body)) {
-			return 0, Handle{}, false
+			return 0, false
 		}
 		head = body[n:]
 	}
-	return 0, Handle{}, false
+	return 0, false
 }
 
 // DecodeFrame splits a frame into its envelopes and replies (session
 // definitions are skipped). It is for tests and debugging tools that speak
-// the wire format directly.
+// the wire format directly. Envelopes in the session form (those a runtime
+// sends under a link session) need their link to decode: they end the
+// decoding with an error saying so.
 func DecodeFrame(frame []byte) (envs []*Envelope, replies []*Reply, err error) {
 	recs, err := decodeFrame(frame)
 	for _, r := range recs {

@@ -22,14 +22,19 @@ import (
 //  9. the mailbox has room                                mailbox-full
 //
 // Replay is checked after authorization, so that nobody can burn another
-// sender's nonces.
+// sender's nonces. An envelope in the session form claims no hosts, DIDs or
+// behavior: link.expand takes them from the link and the session it names
+// before these checks, so 2 and the match of 5 hold by construction, and a
+// session unknown on the link is refused as bad-envelope at 5.
 
-// receive runs the checks for an envelope that arrived on a link.
+// receive runs the checks for an envelope that arrived on a link (in the
+// full form, or in the session form rebuilt by link.expand).
 func (s *System) receive(w *link, env *Envelope) {
 	peer := w.l.Peer()
 	s.stats.received.Add(1)
+	now := s.cfg.Now() // one reading for all the checks
 	var answer replier = w
-	if !s.limiter.allow(peer, s.cfg.Now()) {
+	if !s.limiter.allow(peer, now) {
 		s.refuse(env, answer, errorf(CodeRateLimited, "peer %s exceeds %.0f envelopes/s", shortHost(peer), s.cfg.PeerRate), peer)
 		return
 	}
@@ -41,7 +46,7 @@ func (s *System) receive(w *link, env *Envelope) {
 	var err *Error
 	switch {
 	case len(env.Invocation) > 0:
-		grant, err = s.authorize(env.Invocation, env, false)
+		grant, err = s.authorize(env.Invocation, env, false, now)
 	case env.Session != 0:
 		grant, err = w.sessionGrant(env)
 	default:
@@ -51,7 +56,7 @@ func (s *System) receive(w *link, env *Envelope) {
 		s.refuse(env, answer, err, peer)
 		return
 	}
-	s.dispatch(env, grant, answer, peer)
+	s.dispatch(env, grant, answer, peer, now)
 }
 
 func (w *link) sessionGrant(env *Envelope) (Grant, *Error) {
@@ -67,9 +72,9 @@ func (w *link) sessionGrant(env *Envelope) (Grant, *Error) {
 	return rs.grant, nil
 }
 
-// authorize verifies an inline invocation for env.
-func (s *System) authorize(inv []byte, env *Envelope, broadcast bool) (Grant, *Error) {
-	req := AuthRequest{Cmd: env.Behavior, Issuer: env.From.DID, Audience: env.To.DID, Broadcast: broadcast, Now: s.cfg.Now()}
+// authorize verifies an inline invocation for env at now.
+func (s *System) authorize(inv []byte, env *Envelope, broadcast bool, now time.Time) (Grant, *Error) {
+	req := AuthRequest{Cmd: env.Behavior, Issuer: env.From.DID, Audience: env.To.DID, Broadcast: broadcast, Now: now}
 	if broadcast {
 		req.Audience = ""
 	}
@@ -96,9 +101,9 @@ func denied(err error) *Error {
 
 // dispatch runs checks 3–9 for an envelope whose sender is authenticated and
 // whose invocation is verified (grant nil: a local envelope with no
-// invocation, trusted because it comes from this process).
-func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer string) {
-	now := s.cfg.Now()
+// invocation, trusted because it comes from this process). now is the time
+// the caller's checks ran at.
+func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer string, now time.Time) {
 	if s.isClosed() {
 		s.refuse(env, answer, &Error{Code: CodeShuttingDown, Msg: "node is shutting down"}, peer)
 		return
@@ -234,16 +239,17 @@ func (s *System) sendRemote(ctx context.Context, from *Actor, env *Envelope) (*l
 // trusted.
 func (s *System) deliverLocal(env *Envelope, answer replier) {
 	s.stats.inc("received_local")
+	now := s.cfg.Now()
 	var grant Grant
 	if len(env.Invocation) > 0 {
-		g, err := s.authorize(env.Invocation, env, false)
+		g, err := s.authorize(env.Invocation, env, false, now)
 		if err != nil {
 			s.refuse(env, answer, err, s.self)
 			return
 		}
 		grant = g
 	}
-	s.dispatch(env, grant, answer, s.self)
+	s.dispatch(env, grant, answer, s.self, now)
 }
 
 // invoke sends env and waits for its reply.
@@ -385,23 +391,24 @@ func (s *System) receiveBroadcast(topic, publisher string, frame []byte) {
 		return
 	}
 	answer := &publisherAnswer{s: s, host: publisher}
+	now := s.cfg.Now()
 	switch {
 	case env.Topic != topic:
 		s.refuse(env, answer, errorf(CodeBadEnvelope, "envelope for topic %q published on %q", env.Topic, topic), publisher)
 		return
-	case !s.limiter.allow(publisher, s.cfg.Now()):
+	case !s.limiter.allow(publisher, now):
 		s.refuse(env, answer, errorf(CodeRateLimited, "peer %s exceeds its rate", shortHost(publisher)), publisher)
 		return
 	case env.From.Host != publisher:
 		s.refuse(env, answer, errorf(CodeHostMismatch, "broadcast claims host %s but was published by %s", shortHost(env.From.Host), shortHost(publisher)), publisher)
 		return
 	}
-	grant, aerr := s.authorize(env.Invocation, env, true)
+	grant, aerr := s.authorize(env.Invocation, env, true, now)
 	if aerr != nil {
 		s.refuse(env, answer, aerr, publisher)
 		return
 	}
-	s.dispatch(env, grant, answer, publisher)
+	s.dispatch(env, grant, answer, publisher, now)
 }
 
 // Relay sends an envelope that already carries its invocation — a command

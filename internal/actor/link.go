@@ -102,14 +102,18 @@ func (s *System) dropLink(w *link) {
 }
 
 // sendEnvelope writes env on the link, defining a session first when the
-// link has none valid for (from, to, behavior). Envelopes that already carry
-// an invocation (relayed from the CLI) are sent as they are.
+// link has none valid for (from, to, behavior), and sends it in the session
+// form (see codec.go). Envelopes that already carry an invocation (relayed
+// from the CLI) are sent as they are, in the full form.
 func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope) error {
+	var now time.Time
+	if len(env.Invocation) == 0 {
+		now = w.sys.cfg.Now() // before the lock: it serializes all senders on the link
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var frame []byte
 	if len(env.Invocation) == 0 {
-		now := w.sys.cfg.Now()
 		key := sessKey{from: env.From.DID, to: env.To.DID, cmd: env.Behavior}
 		ss := w.sendSess[key]
 		gen := issuerGeneration(w.sys.cfg.Issuer)
@@ -128,7 +132,7 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope) err
 		}
 		env.Session = ss.id
 	}
-	frame = appendEnvelope(frame, env)
+	frame = appendEnvelopeForm(frame, env, sessionFormOK(env, w.sys.self, w.l.Peer()))
 	if len(frame) > w.sys.cfg.MaxEnvelope {
 		return errorf(CodeTooLarge, "envelope of %d bytes exceeds the limit of %d", len(frame), w.sys.cfg.MaxEnvelope)
 	}
@@ -167,19 +171,22 @@ func (s *System) serveLink(w *link) {
 		switch {
 		case errors.As(err, &tooLarge):
 			s.stats.inc("refused_" + string(CodeTooLarge))
-			if nonce, _, ok := headNonce(tooLarge.Head); ok {
+			if nonce, ok := headNonce(tooLarge.Head); ok {
 				w.sendReply(&Reply{InReplyTo: nonce, Err: errorf(CodeTooLarge, "envelope of %d bytes exceeds the limit of %d", tooLarge.Size, tooLarge.Limit)})
 			}
 			continue
 		case err != nil:
 			return
 		}
-		recs, err := decodeFrameWith(frame, strs)
+		recs, err := decodeFrameWith(frame, strs, true)
 		for _, r := range recs {
 			switch r.kind {
 			case recSession:
 				w.defineSession(r.session)
 			case recEnvelope:
+				if r.sessionForm {
+					w.expand(r.env, peer)
+				}
 				s.receive(w, r.env)
 			case recReply:
 				s.deliverReply(peer, r.reply)
@@ -188,10 +195,24 @@ func (s *System) serveLink(w *link) {
 		if err != nil {
 			s.stats.inc("bad_frames")
 			s.log.Debug("bad frame", "peer", peer, "err", err)
-			if nonce, _, ok := headNonce(frame); ok && len(recs) == 0 {
+			if nonce, ok := headNonce(frame); ok && len(recs) == 0 {
 				w.sendReply(&Reply{InReplyTo: nonce, Err: errorf(CodeBadEnvelope, "%v", err)})
 			}
 		}
+	}
+}
+
+// expand rebuilds the full envelope from one in the session form, before
+// any check runs: the sender's host is the link's peer, the receiver's is
+// this host, and the DIDs and the behavior are those of the session it
+// names — which must be defined on this link, by an earlier record. An
+// envelope naming no such session keeps them empty and is refused by
+// receive, after the rate check, as today: bad-envelope, unknown session.
+func (w *link) expand(env *Envelope, peer string) {
+	env.From.Host = peer
+	env.To.Host = w.sys.self
+	if rs := w.recvSess[env.Session]; rs != nil {
+		env.From.DID, env.To.DID, env.Behavior = rs.iss, rs.aud, rs.cmd
 	}
 }
 

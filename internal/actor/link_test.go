@@ -2,8 +2,16 @@ package actor
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/dmsnet/dms/internal/identity"
 )
 
 // A link dialed by one side and used at once by the other (which finds it
@@ -67,4 +75,261 @@ func TestSessionRedefinedAfterFailedSend(t *testing.T) {
 	if err := a.a.Invoke(ctxT(t), b.a.Handle(), "/test/echo", "again", &out); err != nil || out != "again" {
 		t.Fatalf("Invoke after a failed send = %q, %v", out, err)
 	}
+}
+
+// An envelope in the session form decodes, on its link, to exactly the
+// envelope that was sent; off its link it is refused with a clear error.
+func TestSessionFormRoundTrip(t *testing.T) {
+	const self, peer = "12D3KooWReceiver", "12D3KooWSender"
+	iss, aud := identity.DID("did:key:zSender"), identity.DID("did:key:zReceiver")
+	base := func(mod func(*Envelope)) *Envelope {
+		e := &Envelope{Nonce: 1 << 60, Expiry: time.Unix(0, 1_790_000_000_123_456_789), Session: 7,
+			From: Handle{DID: iss, Host: peer, Inbox: RootInbox}, To: Handle{DID: aud, Host: self, Inbox: RootInbox},
+			Behavior: "/dms/bench/echo", Payload: []byte(`"hello"`)}
+		mod(e)
+		return e
+	}
+	tests := []struct {
+		name string
+		env  *Envelope
+	}{
+		{"one-way", base(func(*Envelope) {})},
+		{"wants a reply", base(func(e *Envelope) { e.WantReply = true })},
+		{"traced", base(func(e *Envelope) { e.Trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" })},
+		{"no payload", base(func(e *Envelope) { e.Payload = nil })},
+		{"child inboxes", base(func(e *Envelope) { e.From.Inbox, e.To.Inbox = "orch-1", strings.Repeat("a", 128) })},
+		{"largest session id", base(func(e *Envelope) { e.Session = 1<<32 - 1 })},
+		{"expiry before 1970", base(func(e *Envelope) { e.Expiry = time.Unix(0, -5) })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !sessionFormOK(tt.env, peer, self) {
+				t.Fatal("sessionFormOK = false, want true")
+			}
+			frame := appendEnvelopeForm(nil, tt.env, true)
+			if full := appendEnvelope(nil, tt.env); len(frame) >= len(full)-2*len(peer) {
+				t.Errorf("session form is %d bytes, full form %d: the hosts are still on the wire", len(frame), len(full))
+			}
+			if envs, _, err := DecodeFrame(frame); !errors.Is(err, errNeedsLink) || len(envs) != 0 {
+				t.Errorf("DecodeFrame off the link = %d envelopes, %v; want %v", len(envs), err, errNeedsLink)
+			}
+			recs, err := decodeFrameWith(frame, newInterner(), true)
+			if err != nil || len(recs) != 1 || !recs[0].sessionForm {
+				t.Fatalf("decodeFrameWith = %+v, %v; want one envelope in the session form", recs, err)
+			}
+			w := &link{sys: &System{self: self}, recvSess: map[uint32]*recvSess{tt.env.Session: {iss: iss, aud: aud, cmd: tt.env.Behavior}}}
+			got := recs[0].env
+			w.expand(got, peer)
+			if !reflect.DeepEqual(got, tt.env) {
+				t.Fatalf("expand(decode(encode(e))) =\n %+v\nwant\n %+v", got, tt.env)
+			}
+		})
+	}
+	t.Run("not for the session form", func(t *testing.T) {
+		for name, e := range map[string]*Envelope{
+			"no session":        base(func(e *Envelope) { e.Session = 0 }),
+			"inline invocation": base(func(e *Envelope) { e.Invocation = []byte("inv") }),
+			"broadcast":         base(func(e *Envelope) { e.Topic = "jobs" }),
+			"from another host": base(func(e *Envelope) { e.From.Host = "12D3KooWOther" }),
+			"to another host":   base(func(e *Envelope) { e.To.Host = "12D3KooWOther" }),
+		} {
+			if sessionFormOK(e, peer, self) {
+				t.Errorf("%s: sessionFormOK = true, want false", name)
+			}
+		}
+	})
+}
+
+// tapHost records the frames its runtime sends on the links it dials.
+type tapHost struct {
+	*MemHost
+	mu     sync.Mutex
+	frames [][]byte // guarded by mu
+}
+
+type tapLink struct {
+	Link
+	h *tapHost
+}
+
+func (h *tapHost) Link(ctx context.Context, peer string) (Link, error) {
+	l, err := h.MemHost.Link(ctx, peer)
+	if err != nil {
+		return nil, err
+	}
+	return &tapLink{Link: l, h: h}, nil
+}
+
+func (l *tapLink) Send(ctx context.Context, frame []byte) error {
+	l.h.mu.Lock()
+	l.h.frames = append(l.h.frames, frame)
+	l.h.mu.Unlock()
+	return l.Link.Send(ctx, frame)
+}
+
+func (h *tapHost) last() []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.frames[len(h.frames)-1]
+}
+
+// Sends and invokes between two runtimes go in the session form, and the
+// behavior sees the message the sender addressed.
+func TestSessionFormThroughLink(t *testing.T) {
+	net := NewMemNetwork()
+	tap := &tapHost{}
+	a := newNode(t, net, &testAuth{}, func(c *Config) { tap.MemHost = c.Transport.(*MemHost); c.Transport = tap })
+	b := newNode(t, net, &testAuth{}, nil)
+	child, err := b.sys.Spawn(mustKey(t), "child", SpawnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan Message, 1)
+	record := func(ctx context.Context, m *Message) (any, error) { got <- *m; return m.Payload, nil }
+	for _, x := range []*Actor{b.a, child} {
+		x.AddBehavior("/test/rec", record)
+		x.AddBehavior("/test/other", record)
+	}
+	const trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	tests := []struct {
+		name     string
+		to       Handle
+		behavior string
+		trace    string
+		invoke   bool
+	}{
+		{"send to the root", b.a.Handle(), "/test/rec", "", false},
+		{"invoke the root", b.a.Handle(), "/test/rec", trace, true},
+		{"another behavior, same link", b.a.Handle(), "/test/other", "", false},
+		{"another actor, same link", child.Handle(), "/test/rec", trace, false},
+		{"the same session again", child.Handle(), "/test/rec", "", true},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := ctxT(t)
+			deadline, _ := ctx.Deadline()
+			if tt.trace != "" {
+				ctx = WithTrace(ctx, tt.trace)
+			}
+			payload := fmt.Appendf(nil, `{"n":%d}`, i)
+			if tt.invoke {
+				err = a.a.Invoke(ctx, tt.to, tt.behavior, payload, nil)
+			} else {
+				err = a.a.Send(ctx, tt.to, tt.behavior, payload)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := <-got
+			if !m.Expiry.Equal(deadline) {
+				t.Errorf("expiry = %v, want %v", m.Expiry, deadline)
+			}
+			m.Expiry = time.Time{}
+			want := Message{From: a.a.Handle(), To: tt.to, Behavior: tt.behavior, Trace: tt.trace, Payload: payload, Issuer: a.key.DID()}
+			if !reflect.DeepEqual(m, want) {
+				t.Fatalf("the behavior saw\n %+v\nwant\n %+v", m, want)
+			}
+			recs, err := decodeFrameWith(tap.last(), nil, true)
+			if err != nil || len(recs) == 0 || !recs[len(recs)-1].sessionForm {
+				t.Fatalf("last frame sent = %+v, %v; want an envelope in the session form", recs, err)
+			}
+		})
+	}
+}
+
+// Envelopes in the session form pass every check an envelope in the full
+// form passes; what the form leaves out comes from the link, so a peer can
+// claim neither another host nor another session's sender, receiver or
+// behavior.
+func TestSessionFormRefusals(t *testing.T) {
+	net := NewMemNetwork()
+	auth := &testAuth{deny: map[string]string{"/test/secret": "untrusted-root: no"}}
+	victim := newNode(t, net, auth, func(c *Config) { c.PeerRate = 50; c.PeerBurst = 50 })
+	victim.a.AddBehavior("/test/echo", echo)
+	victim.a.AddBehavior("/test/secret", echo)
+	l, self, next := attacker(t, net, victim)
+	other, _, _ := attacker(t, net, victim)
+	ctx := ctxT(t)
+	from := Handle{DID: mustKey(t).DID(), Host: self, Inbox: "x"}
+	def := func(id uint32, iss, aud identity.DID, cmd string) []byte {
+		return appendSession(nil, session{id: id, iss: iss, aud: aud, cmd: cmd, inv: []byte("allow:" + cmd)})
+	}
+	// Sessions on the attacker's link: 1 is good, 2 is for an actor
+	// that is not the victim's root, 3 is denied.
+	for _, f := range [][]byte{
+		def(1, from.DID, victim.key.DID(), "/test/echo"),
+		def(2, from.DID, mustKey(t).DID(), "/test/echo"),
+		def(3, from.DID, victim.key.DID(), "/test/secret"),
+	} {
+		if err := l.Send(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Session 4 is defined on another peer's link only.
+	if err := other.Send(ctx, def(4, from.DID, victim.key.DID(), "/test/echo")); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	nonce := uint64(now.UnixNano())
+	env := func(mod func(*Envelope)) []byte {
+		nonce++
+		e := &Envelope{Nonce: nonce, Expiry: now.Add(time.Minute), Session: 1, WantReply: true,
+			From: from, To: Handle{DID: victim.key.DID(), Host: victim.host.id, Inbox: RootInbox},
+			Behavior: "/test/echo", Payload: []byte(`"hi"`)}
+		mod(e)
+		return appendEnvelopeForm(nil, e, true)
+	}
+	good := env(func(*Envelope) {})
+	tests := []struct {
+		name  string
+		frame []byte
+		want  Code // "" for the echo
+	}{
+		{"good", good, ""},
+		{"replayed", good, CodeReplay},
+		{"unknown session", env(func(e *Envelope) { e.Session = 99 }), CodeBadEnvelope},
+		{"session of another peer's link", env(func(e *Envelope) { e.Session = 4 }), CodeBadEnvelope},
+		{"session for another receiver", env(func(e *Envelope) { e.Session = 2 }), CodeNoSuchActor},
+		{"session denied", env(func(e *Envelope) { e.Session = 3 }), CodeDenied},
+		{"no session", env(func(e *Envelope) { e.Session = 0 }), CodeBadEnvelope},
+		{"expired", env(func(e *Envelope) { e.Expiry = now.Add(-time.Second) }), CodeExpired},
+		{"expiry too far ahead", env(func(e *Envelope) { e.Expiry = now.Add(24 * time.Hour) }), CodeBadEnvelope},
+		{"unknown flag", setFlags(env(func(*Envelope) {}), 0x80), CodeBadEnvelope},
+		{"defined and used in one frame", append(def(5, from.DID, victim.key.DID(), "/test/echo"), env(func(e *Envelope) { e.Session = 5 })...), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := l.Send(ctx, tt.frame); err != nil {
+				t.Fatal(err)
+			}
+			r := next()
+			if tt.want == "" {
+				if r.Err != nil || string(r.Payload) != `"hi"` {
+					t.Fatalf("reply = %+v, want the echo", r)
+				}
+				return
+			}
+			if r.Err == nil || r.Err.Code != tt.want {
+				t.Fatalf("reply = %+v, want %s", r.Err, tt.want)
+			}
+		})
+	}
+	t.Run("flood from one peer", func(t *testing.T) {
+		before := victim.sys.Stats()["refused_rate-limited"]
+		for range 300 {
+			if err := l.Send(ctx, env(func(e *Envelope) { e.WantReply = false })); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, func() bool { return victim.sys.Stats()["refused_rate-limited"] >= before+200 })
+	})
+}
+
+// setFlags sets bits in the flags byte of the one envelope frame holds.
+func setFlags(frame []byte, bits byte) []byte {
+	_, ln := binary.Uvarint(frame[1:])
+	body := frame[1+ln:]
+	_, n := binary.Varint(body[8:]) // after the nonce, the expiry
+	body[8+n] |= bits
+	return frame
 }
