@@ -70,7 +70,7 @@ const (
 
 // Protocol IDs and names below the protocol prefix.
 const (
-	actorProtocolSuffix = "/actor/1.0.0"
+	actorProtocolSuffix = "/actor/1.1.0"
 	rendezvousSuffix    = "/nodes"
 	topicInfix          = "/topic/"
 )

@@ -94,15 +94,22 @@ func (h *Host) discoveryLoop(ctx context.Context, bootstrap []peer.AddrInfo) {
 				h.findPeers(ctx, rd)
 			}
 		}
-		wait := h.cfg.DiscoveryInterval
-		if !ok {
-			wait = min(backoff, h.cfg.DiscoveryInterval)
-			backoff *= 2
-		} else {
-			backoff = firstBackoff
-		}
+		var wait time.Duration
+		wait, backoff = nextRound(ok, backoff, h.cfg.DiscoveryInterval)
 		timer.Reset(wait)
 	}
+}
+
+// nextRound returns the wait before the next discovery round and the
+// backoff after it: the interval when all is well, else the backoff,
+// doubled each round up to the interval. (The backoff once doubled without
+// bound: after ~34 rounds it overflowed to zero and an isolated node spun
+// a core on discovery rounds.)
+func nextRound(ok bool, backoff, interval time.Duration) (wait, next time.Duration) {
+	if ok {
+		return interval, firstBackoff
+	}
+	return min(backoff, interval), min(backoff*2, interval)
 }
 
 // connectBootstrap dials the bootstrap peers not connected, and reports

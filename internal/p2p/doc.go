@@ -22,7 +22,7 @@
 // # Links
 //
 // A link is one libp2p stream per pair of peers (protocol
-// <prefix>/actor/1.0.0) carrying length-prefixed frames (an unsigned varint
+// <prefix>/actor/1.1.0) carrying length-prefixed frames (an unsigned varint
 // length, then the bytes). Each link has a bounded send queue drained by one
 // writer goroutine through a buffered writer: under load many frames go out
 // in one write, and the writer flushes as soon as the queue is empty, so an

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -263,5 +264,32 @@ func TestCloseStopsEverything(t *testing.T) {
 			t.Fatalf("%d goroutines left after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
 		<-tick.C
+	}
+}
+
+// TestDiscoveryBackoff: rounds that keep failing wait 1 s, 2 s, 4 s, …, then
+// the interval, forever; a round that succeeds resets the backoff. The wait
+// never reaches zero, however many rounds fail (the doubling once
+// overflowed after ~34 rounds and the loop spun).
+func TestDiscoveryBackoff(t *testing.T) {
+	const interval = time.Minute
+	backoff := firstBackoff
+	var waits []time.Duration
+	for round := range 10_000 {
+		var wait time.Duration
+		wait, backoff = nextRound(false, backoff, interval)
+		if wait <= 0 || wait > interval {
+			t.Fatalf("round %d: wait %s, want (0, %s]", round, wait, interval)
+		}
+		if round < 8 {
+			waits = append(waits, wait)
+		}
+	}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second, interval, interval}
+	if !slices.Equal(waits, want) {
+		t.Errorf("waits = %v, want %v", waits, want)
+	}
+	if wait, next := nextRound(true, backoff, interval); wait != interval || next != firstBackoff {
+		t.Errorf("after a good round: wait %s, backoff %s; want %s, %s", wait, next, interval, firstBackoff)
 	}
 }
