@@ -185,6 +185,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// MiB of garbage; return it now rather than at the first GC, so an
 	// idle node stays small.
 	debug.FreeOSMemory()
+	if size, err := trimBinary(); err != nil {
+		n.log.Debug("binary pages not trimmed", "err", err)
+	} else {
+		n.log.Debug("binary pages trimmed", "bytes", size)
+	}
 	err = n.api.Serve(ctx)
 	n.log.Info("shutting down")
 	return err
