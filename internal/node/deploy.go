@@ -464,6 +464,6 @@ func (n *Node) offerOnly(execs map[ensemble.Executor]executor.Executor) {
 			keep = append(keep, e)
 		}
 	}
-	m.Executors = keep
+	m.Executors = n.withFeatures(keep)
 	n.resources.SetMachine(m)
 }

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -132,7 +134,7 @@ func (n *Node) detectMachine(ctx context.Context) (resource.Machine, error) {
 			keep = append(keep, e)
 		}
 	}
-	mach.Executors = keep
+	mach.Executors = n.withFeatures(keep)
 	if n.res.detect.DockerSocket == "-" && ex.Docker.Enabled {
 		mach.Warnings = append(mach.Warnings, fmt.Sprintf("docker host %s is not a unix socket: not probed", ex.Docker.Host))
 	}
@@ -403,4 +405,15 @@ func (n *Node) addResourceBehaviors() {
 	}))
 	n.root.AddBehavior(api.BehaviorResourcesAllocated, amounts(func(s resource.Snapshot) match.Resources { return s.Allocated }))
 	n.root.AddBehavior(api.BehaviorResourcesFree, amounts(func(s resource.Snapshot) match.Resources { return s.Free }))
+}
+
+// withFeatures adds to a list of executors the features the configuration
+// gives them (resource.ExecutorVMKernel), sorted.
+func (n *Node) withFeatures(execs []string) []string {
+	if slices.Contains(execs, resource.ExecutorVM) && n.cfg.Config.Executor.VM.Kernel != "" &&
+		!slices.Contains(execs, resource.ExecutorVMKernel) {
+		execs = append(execs, resource.ExecutorVMKernel)
+	}
+	sort.Strings(execs)
+	return execs
 }

@@ -62,6 +62,11 @@ type worldOpts struct {
 	skipOnboard bool
 	// latencies is what providers report as their measured round trips.
 	latencies func() map[string]time.Duration
+	// executors is what the node offers (default wasm and docker); the
+	// fake executor runs all of them.
+	executors []string
+	// kernel is the node's default vm kernel.
+	kernel string
 }
 
 func newWorld(t testing.TB, n int, o worldOpts) *world {
@@ -103,6 +108,9 @@ func (w *world) addNode(o worldOpts) *tnode {
 		t.Fatal(err)
 	}
 	mach := resource.Machine{Executors: []string{"wasm", "docker"}}
+	if o.executors != nil {
+		mach.Executors = o.executors
+	}
 	mach.CPU.Threads = 64
 	mach.RAM.Total = 64 << 30
 	mach.Disk.Free = 64 << 30
@@ -117,7 +125,8 @@ func (w *world) addNode(o worldOpts) *tnode {
 	tn.exec = executortest.New(o.execCfg)
 	dir := t.TempDir()
 	tn.allocs, err = allocation.New(allocation.Config{
-		System: tn.sys, Executors: map[ensemble.Executor]executor.Executor{ensemble.Wasm: tn.exec, ensemble.Docker: tn.exec},
+		System: tn.sys, Executors: map[ensemble.Executor]executor.Executor{ensemble.Wasm: tn.exec, ensemble.Docker: tn.exec, ensemble.VM: tn.exec},
+		DefaultKernel: o.kernel,
 		Store: tn.astore, Ledger: tn.ledger, Wallet: tn.wallet, Sealer: tn.sealer,
 		DataDir: dir + "/allocations", Heartbeat: 200 * time.Millisecond,
 	})

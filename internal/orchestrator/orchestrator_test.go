@@ -2,6 +2,8 @@ package orchestrator_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
@@ -124,6 +126,44 @@ func TestQueuedUntilAProviderOnboards(t *testing.T) {
 	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Completed)
 	if d.Placement["job"].Provider.Host != w.nodes[1].host.Self() {
 		t.Fatalf("placed on %s, want the node that onboarded", d.Placement["job"].Provider.Host)
+	}
+}
+
+// TestVMJobWithoutKernel: a vm job that brings no kernel goes to a provider
+// with a default kernel; one without says why it does not bid (before, it
+// bid and refused the commit).
+func TestVMJobWithoutKernel(t *testing.T) {
+	w := newWorld(t, 1, worldOpts{executors: []string{"wasm"}})
+	bare := w.addNode(worldOpts{cpu: 2000, ram: 2 << 30, executors: []string{"vm", "wasm"}})
+	w.nodes = append(w.nodes, bare)
+	initrd := []byte("an initramfs")
+	sum := sha256.Sum256(initrd)
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	if err := w.nodes[0].store.PutArtifact(digest, initrd); err != nil {
+		t.Fatal(err)
+	}
+	d := w.submit(`version: v1
+allocations:
+  job:
+    executor: vm
+    resources: {cpu: 0.5, ram: 64MiB}
+    execution:
+      initrd: ` + digest + `
+      cmd: [workload, print=vm]
+`)
+	d = waitUntil(t, w.nodes[0].svc, d.ID, func(d *orchestrator.Deployment) bool {
+		return d.State == orchestrator.Queued && len(d.Candidates) >= 2
+	})
+	for _, c := range d.Candidates {
+		if c.Kind != "executor" || !strings.Contains(strings.Join(c.Reasons, " "), "vm/kernel") {
+			t.Fatalf("candidate %v: want an executor (vm/kernel) reason", c)
+		}
+	}
+	kernel := w.addNode(worldOpts{cpu: 2000, ram: 2 << 30, executors: []string{"vm", "vm/kernel", "wasm"}, kernel: "/boot/vmlinuz"})
+	w.nodes = append(w.nodes, kernel)
+	d = waitUntil(t, w.nodes[0].svc, d.ID, func(d *orchestrator.Deployment) bool { return d.Placement["job"].Provider.Host != "" })
+	if got := d.Placement["job"].Provider.Host; got != kernel.host.Self() {
+		t.Fatalf("placed on %s, want the provider with a default kernel", got)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/match"
+	"github.com/dmsnet/dms/internal/resource"
 )
 
 // run is the orchestrator of one deployment: its actor, its persisted
@@ -144,6 +145,9 @@ func (r *run) nodeRequests() []NodeRequest {
 			a := r.spec.Allocations[an]
 			req.Resources, _ = req.Resources.Add(resourcesOf(a.Resources))
 			execs[string(a.Executor)] = true
+			if a.Executor == ensemble.VM && a.Execution.Kernel == "" {
+				execs[resource.ExecutorVMKernel] = true
+			}
 		}
 		for e := range execs {
 			req.Executors = append(req.Executors, e)
