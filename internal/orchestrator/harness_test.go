@@ -126,9 +126,8 @@ func (w *world) addNode(o worldOpts) *tnode {
 	dir := t.TempDir()
 	tn.allocs, err = allocation.New(allocation.Config{
 		System: tn.sys, Executors: map[ensemble.Executor]executor.Executor{ensemble.Wasm: tn.exec, ensemble.Docker: tn.exec, ensemble.VM: tn.exec},
-		DefaultKernel: o.kernel,
-		Store:         tn.astore, Ledger: tn.ledger, Wallet: tn.wallet, Sealer: tn.sealer,
-		DataDir: dir + "/allocations", Heartbeat: 200 * time.Millisecond,
+		Store: tn.astore, Ledger: tn.ledger, Wallet: tn.wallet, Sealer: tn.sealer,
+		DataDir: dir + "/allocations", Heartbeat: 200 * time.Millisecond, DefaultKernel: o.kernel,
 	})
 	if err != nil {
 		t.Fatal(err)
