@@ -30,6 +30,10 @@ func newValidateCmd(a *app) *cobra.Command {
 		Long: `Check an ensemble file (docs/ensemble.md) and print every problem, one per
 line, as "path: message (line N)"; exit 1 if there is any.
 
+What the format allows but this release of dms does not do yet (standby
+copies of a node, bandwidth constraints) is reported too: a node refuses to
+deploy it.
+
 Local files the ensemble refers to (wasm modules, vm kernels and disks) are
 looked up relative to the ensemble file unless --skip-files is given.
 -f - reads the ensemble from standard input.`,
@@ -52,6 +56,7 @@ looked up relative to the ensemble file unless --skip-files is given.
 				return fmt.Errorf("validate %s: %w", file, err)
 			default:
 				res.Allocations, res.Nodes = len(spec.Allocations), len(spec.Nodes)
+				res.Problems = append(res.Problems, spec.Unsupported()...)
 				if !skipFiles && file != "-" {
 					res.Problems = append(res.Problems, checkLocalFiles(spec, data, filepath.Dir(file))...)
 				}

@@ -38,6 +38,12 @@ allocations:
   db:
     executor: dockr
 `)
+	standby := writeFile(t, dir, "standby.yaml", `version: v1
+allocations:
+  web: {type: service, executor: docker, execution: {image: nginx}}
+nodes:
+  front: {allocations: [web], redundancy: 2}
+`)
 	missing := writeFile(t, dir, "missing.yaml", `version: v1
 allocations:
   hello:
@@ -59,6 +65,8 @@ allocations:
 				`allocations.db.executor: unknown value "dockr" (did you mean "docker"?) (line 10)` + "\n"},
 		{"missing module", []string{"validate", "-f", missing}, "", 1,
 			"allocations.hello.execution.module: nothere.wasm: no such file (line 6)\n"},
+		{"not supported", []string{"validate", "-f", standby}, "", 1,
+			"nodes.front.redundancy: 2 copies: standby copies are not supported by this release of dms (use 1)\n"},
 		{"skip files", []string{"validate", "--skip-files", "-f", missing}, "", 0, missing + ": valid (1 allocation on 1 node)\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

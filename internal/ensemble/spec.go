@@ -198,7 +198,7 @@ type Node struct {
 	Allocations []string `yaml:"allocations" ens:"required" doc:"The allocations this machine runs."`
 	Location    Location `yaml:"location,omitempty" doc:"Where the provider may be."`
 	Peer        string   `yaml:"peer,omitempty" doc:"Pin the node to one provider: its peer ID (12D3KooW...) or did:key."`
-	Redundancy  int      `yaml:"redundancy,omitempty" ens:"default=1,min=1" doc:"How many providers host a copy of this node: one active, the others standbys."`
+	Redundancy  int      `yaml:"redundancy,omitempty" ens:"default=1,min=1" doc:"How many providers host a copy of this node: one active, the others standbys (this release deploys only 1)."`
 }
 
 // Location restricts where a node's provider may be. A location code is a
@@ -214,5 +214,5 @@ type Location struct {
 type Edge struct {
 	Between   []string      `yaml:"between" ens:"required" doc:"The two nodes."`
 	RTT       time.Duration `yaml:"rtt,omitempty" doc:"Largest round-trip time allowed (e.g. 20ms)."`
-	Bandwidth Bandwidth     `yaml:"bandwidth,omitempty" doc:"Least bandwidth needed (e.g. 100Mbps)."`
+	Bandwidth Bandwidth     `yaml:"bandwidth,omitempty" doc:"Least bandwidth needed (e.g. 100Mbps; not measured by this release, which refuses to deploy it)."`
 }

@@ -477,3 +477,30 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestUnsupported: what the format allows but this release does not do is
+// listed, path by path; a spec without it has nothing listed.
+func TestUnsupported(t *testing.T) {
+	s, err := Parse([]byte(full))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.Unsupported()
+	want := []string{
+		"nodes.data.redundancy: 2 copies: standby copies are not supported by this release of dms (use 1)",
+		"edges[0].bandwidth: bandwidth between providers is not measured by this release of dms (remove it; rtt is enforced)",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("Unsupported() = %v, want %d problems", got, len(want))
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Errorf("problem %d = %q, want %q", i, got[i].String(), want[i])
+		}
+	}
+	s.Nodes["data"] = Node{Allocations: s.Nodes["data"].Allocations, Redundancy: 1}
+	s.Edges[0].Bandwidth = 0
+	if got := s.Unsupported(); len(got) != 0 {
+		t.Errorf("Unsupported() = %v, want none", got)
+	}
+}

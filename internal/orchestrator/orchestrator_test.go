@@ -259,3 +259,29 @@ func waitUntil(t testing.TB, svc *orchestrator.Service, id string, cond func(*or
 		after = d.Version
 	}
 }
+
+// TestSubmitRefusesUnsupported: an ensemble asking for what this release
+// does not do (standby copies, bandwidth) is refused with the path, not
+// deployed without it.
+func TestSubmitRefusesUnsupported(t *testing.T) {
+	w := newWorld(t, 1, worldOpts{})
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"redundancy", task("0.5", "print=x") + "nodes:\n  job: {allocations: [job], redundancy: 3}\n", "nodes.job.redundancy: 3 copies"},
+		{"bandwidth", task("0.5", "print=x") + "nodes:\n  job: {allocations: [job]}\n  other: {allocations: [two]}\n" +
+			"edges:\n  - {between: [job, other], rtt: 10ms, bandwidth: 1Gbps}\n", "edges[0].bandwidth"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			yaml := tc.yaml
+			if tc.name == "bandwidth" {
+				yaml = strings.Replace(yaml, "allocations:\n", "allocations:\n  two: {executor: docker, execution: {image: workload}}\n", 1)
+			}
+			_, err := w.nodes[0].svc.Submit(context.Background(), w.submission(w.nodes[0], yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Submit = %v, want a refusal naming %q", err, tc.want)
+			}
+			if got := w.nodes[0].svc.List(); len(got) != 0 {
+				t.Fatalf("%d deployments after a refusal", len(got))
+			}
+		})
+	}
+}

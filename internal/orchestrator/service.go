@@ -120,6 +120,9 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (*Deployment, erro
 	if err := sub.Spec.Validate(); err != nil {
 		return nil, err
 	}
+	if probs := sub.Spec.Unsupported(); len(probs) > 0 {
+		return nil, fmt.Errorf("cannot deploy this ensemble: %w", probs)
+	}
 	now := s.cfg.Now()
 	chains, err := s.checkChains(sub.Chains, now)
 	if err != nil {

@@ -79,6 +79,19 @@ Feature: Job format
     And the output contains "YAML syntax"
     And the output contains "(line 3)"
 
+  Scenario: What this release cannot honor is named before anything is deployed
+    Given the file "standby.yaml":
+      """
+      version: v1
+      allocations:
+        web: {type: service, executor: docker, execution: {image: nginx}}
+      nodes:
+        front: {allocations: [web], redundancy: 2}
+      """
+    When dave runs `dms validate -f standby.yaml`
+    Then the command fails with exit code 1
+    And the output contains "nodes.front.redundancy: 2 copies: standby copies are not supported by this release of dms (use 1)"
+
   Scenario: A docker-compose file becomes an ensemble
     Given the file "compose.yaml":
       """
