@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/match"
 	"github.com/dmsnet/dms/internal/orchestrator"
 )
@@ -83,6 +84,68 @@ func FuzzProviderMessages(f *testing.F) {
 		}
 		if free := to.ledger.Free(); !free.Equal(start) {
 			t.Fatalf("after %s and its revert: free %v, want %v", behavior, free, start)
+		}
+	})
+}
+
+// FuzzAllocationMessages sends arbitrary payloads to a running allocation
+// actor's behaviors (start, stop, logs, status) from its orchestrator's
+// node: each gets a reply or a typed error, never a handler panic, and the
+// provider keeps answering.
+func FuzzAllocationMessages(f *testing.F) {
+	w := newWorld(f, 2, worldOpts{})
+	w.nodes[0].ledger.Offboard() // the allocation runs on node 1
+	from := w.nodes[0]
+	job := task("0.5", "print=fuzz", "sleep=600s")
+	sub := w.submission(from, job) // signed here: w's helpers belong to f
+	// running returns a running allocation: the last one, or a new one when
+	// an input stopped or removed it.
+	var to actor.Handle
+	var id string
+	running := func(t testing.TB) actor.Handle {
+		if id != "" {
+			if d, err := w.nodes[0].svc.Get(id); err == nil && d.State == orchestrator.Running && d.Allocations["job"].State == orchestrator.AllocRunning {
+				return to
+			}
+			w.nodes[0].svc.Shutdown(context.Background(), id)
+		}
+		spec, err := ensemble.Parse([]byte(job))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub.Spec = spec
+		d, err := from.svc.Submit(context.Background(), sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d = waitState(t, from.svc, d.ID, orchestrator.Running)
+		to, id = d.Allocations["job"].Handle, d.ID
+		return to
+	}
+
+	f.Add(uint8(0), []byte(`{"chain":""}`))
+	f.Add(uint8(0), []byte(`{"chain":"not a chain"}`))
+	f.Add(uint8(1), []byte(`{"grace":-1}`))
+	f.Add(uint8(1), []byte(`{"grace":1000000000,"remove":true}`))
+	f.Add(uint8(2), []byte(`{"offset":0,"wait":100000000,"max":10}`))
+	f.Add(uint8(2), []byte(`{"offset":-5,"max":1e30}`))
+	f.Add(uint8(3), []byte(`{}`))
+
+	behaviors := []string{orchestrator.BehaviorStart, orchestrator.BehaviorStop, orchestrator.BehaviorLogs, orchestrator.BehaviorStatus}
+	f.Fuzz(func(t *testing.T, which uint8, payload []byte) {
+		if !json.Valid(payload) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		behavior := behaviors[int(which)%len(behaviors)]
+		_, err := from.root.InvokeRaw(ctx, running(t), behavior, json.RawMessage(payload))
+		var ae *actor.Error
+		if err != nil && (!errors.As(err, &ae) || ae.Code == actor.CodePanic || ae.Code == actor.CodeTimeout) {
+			t.Fatalf("%s %s: %v", behavior, payload, err)
+		}
+		if _, err := from.root.InvokeRaw(ctx, w.nodes[1].root.Handle(), "/public/nothing", struct{}{}); !errors.As(err, &ae) || ae.Code != actor.CodeUnknownBehavior {
+			t.Fatalf("the provider no longer answers after %s: %v", behavior, err)
 		}
 	})
 }
