@@ -176,21 +176,7 @@ func (a *app) watchDeployment(ctx context.Context, c *api.Client, d *api.Deploym
 		logging = true
 		multi := len(d.Allocations) > 1
 		go func() {
-			logsDone <- c.DeploymentLogs(ctx, d.ID, "", true, func(l api.LogLine) {
-				w := a.stdout
-				if l.Stream == "stderr" {
-					w = a.stderr
-				}
-				if multi {
-					for _, line := range strings.SplitAfter(l.Data, "\n") {
-						if line != "" {
-							fmt.Fprintf(w, "[%s] %s", l.Allocation, line)
-						}
-					}
-					return
-				}
-				io.WriteString(w, l.Data)
-			})
+			logsDone <- c.DeploymentLogs(ctx, d.ID, "", true, func(l api.LogLine) { a.printLog(l, multi) })
 		}()
 	}
 	last := map[string]string{}
@@ -359,19 +345,7 @@ func newDeploymentCmd(a *app) *cobra.Command {
 					a.print(l, nil)
 					return
 				}
-				w := a.stdout
-				if l.Stream == "stderr" {
-					w = a.stderr
-				}
-				if multi {
-					for _, line := range strings.SplitAfter(l.Data, "\n") {
-						if line != "" {
-							fmt.Fprintf(w, "[%s] %s", l.Allocation, line)
-						}
-					}
-					return
-				}
-				io.WriteString(w, l.Data)
+				a.printLog(l, multi)
 			})
 		},
 	}
@@ -439,4 +413,22 @@ func printDeployment(w io.Writer, d *api.Deployment) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// printLog writes a log line to stdout or stderr, as its stream was; with
+// several allocations (multi) each line is prefixed with its allocation.
+func (a *app) printLog(l api.LogLine, multi bool) {
+	w := a.stdout
+	if l.Stream == "stderr" {
+		w = a.stderr
+	}
+	if !multi {
+		io.WriteString(w, l.Data)
+		return
+	}
+	for _, line := range strings.SplitAfter(l.Data, "\n") {
+		if line != "" {
+			fmt.Fprintf(w, "[%s] %s", l.Allocation, line)
+		}
+	}
 }
