@@ -147,37 +147,6 @@ type state struct {
 // Manager keeps the resource accounting of this machine: what the owner
 // onboarded, what allocations hold, what bids have reserved, what is free.
 // Free is onboarded − allocated − reserved, and never negative: Reserve and
-// CommitPart is Commit for part of a reservation: the allocation holds
-// want, which must fit within what the reservation held, and the rest is
-// released. A provider reserves once for the nodes of a request it could
-// host (any one of them), and commits the node it was given.
-func (m *Manager) CommitPart(id string, want match.Resources) (Allocation, error) {
-	now := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.expireLocked(now)
-	if a, ok := m.st.Allocations[id]; ok {
-		return a, nil
-	}
-	r, ok := m.st.Reservations[id]
-	if !ok {
-		return Allocation{}, fmt.Errorf("commit %s: reservation %w (unknown or expired)", id, ErrNotFound)
-	}
-	part, err := match.Assign(r.Resources, want)
-	if err != nil {
-		return Allocation{}, fmt.Errorf("commit %s: more than reserved: %w", id, err)
-	}
-	a := Allocation{ID: id, Resources: part, Since: now}
-	delete(m.st.Reservations, id)
-	m.st.Allocations[id] = a
-	if err := m.saveLocked(); err != nil {
-		delete(m.st.Allocations, id)
-		m.st.Reservations[id] = r
-		return Allocation{}, fmt.Errorf("commit %s: %w", id, err)
-	}
-	return a, nil
-}
-
 // Allocate refuse what does not fit, and Onboard refuses to go below what is
 // held. Every change is persisted before the method returns; if persisting
 // fails the change is undone and the error returned.
@@ -506,7 +475,18 @@ func (m *Manager) Bid(id string, req match.Request, ttl time.Duration) (Bid, err
 // Commit turns a live reservation into an allocation. Committing an id that
 // is already an allocation returns it (a retried commit succeeds); an
 // unknown or expired reservation gives ErrNotFound.
-func (m *Manager) Commit(id string) (Allocation, error) {
+func (m *Manager) Commit(id string) (Allocation, error) { return m.commit(id, nil) }
+
+// CommitPart is Commit for part of a reservation: the allocation holds
+// want, which must fit within what the reservation held, and the rest is
+// released. A provider reserves once for the nodes of a request it could
+// host (any one of them), and commits the node it was given.
+func (m *Manager) CommitPart(id string, want match.Resources) (Allocation, error) {
+	return m.commit(id, &want)
+}
+
+// commit commits reservation id, all of it or (want not nil) part of it.
+func (m *Manager) commit(id string, want *match.Resources) (Allocation, error) {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -518,7 +498,15 @@ func (m *Manager) Commit(id string) (Allocation, error) {
 	if !ok {
 		return Allocation{}, fmt.Errorf("commit %s: reservation %w (unknown or expired)", id, ErrNotFound)
 	}
-	a := Allocation{ID: id, Resources: r.Resources, Since: now}
+	take := r.Resources
+	if want != nil {
+		part, err := match.Assign(r.Resources, *want)
+		if err != nil {
+			return Allocation{}, fmt.Errorf("commit %s: more than reserved: %w", id, err)
+		}
+		take = part
+	}
+	a := Allocation{ID: id, Resources: take, Since: now}
 	delete(m.st.Reservations, id)
 	m.st.Allocations[id] = a
 	if err := m.saveLocked(); err != nil {
