@@ -18,7 +18,22 @@ const rawEchoProtocol = "/dms-bench/echo/1.0.0"
 
 var transports = []string{"tcp", "quic-v1"}
 
-// reportLatency reports the mean, p50 and p99 of lat.
+// measureRTT runs roundTrip once untimed, then b.N times timed, and
+// reports the latency percentiles.
+func measureRTT(b *testing.B, roundTrip func()) {
+	roundTrip()
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		roundTrip()
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	reportLatency(b, lat)
+}
+
+// reportLatency reports the p50 and p99 of lat.
 func reportLatency(b *testing.B, lat []time.Duration) {
 	if len(lat) == 0 {
 		return
@@ -67,16 +82,7 @@ func BenchmarkRawStreamRTT(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			roundTrip() // the stream is negotiated
-			lat := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			for range b.N {
-				t0 := time.Now()
-				roundTrip()
-				lat = append(lat, time.Since(t0))
-			}
-			b.StopTimer()
-			reportLatency(b, lat)
+			measureRTT(b, roundTrip) // the first, untimed, negotiates the stream
 		})
 	}
 }
@@ -103,16 +109,7 @@ func BenchmarkLinkRTT(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			roundTrip()
-			lat := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			for range b.N {
-				t0 := time.Now()
-				roundTrip()
-				lat = append(lat, time.Since(t0))
-			}
-			b.StopTimer()
-			reportLatency(b, lat)
+			measureRTT(b, roundTrip)
 		})
 	}
 }
