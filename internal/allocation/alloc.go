@@ -10,8 +10,8 @@ import (
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/executor"
-	"github.com/dmsnet/dms/internal/orchestrator"
 )
 
 // seqBlock is how far ahead of the last report's Seq the persisted Seq is
@@ -44,17 +44,17 @@ type alloc struct {
 	deleted bool // guarded by saveMu: the record was deleted; write no more
 
 	mu        sync.Mutex
-	rec       Record                // guarded by mu
-	seq       uint64                // guarded by mu: Seq of the last report made
-	queue     []orchestrator.Report // guarded by mu: reports not sent yet
-	stopping  bool                  // guarded by mu: a stop was asked for
-	grace     time.Duration         // guarded by mu: the stop's grace
-	cancelRun context.CancelFunc    // guarded by mu: cancels the supervisor
-	runDone   chan struct{}         // guarded by mu: closed when the supervisor ended; nil before it started
-	copying   int                   // guarded by mu: log copiers running
-	changed   chan struct{}         // guarded by mu: closed and replaced at every state change
-	removed   bool                  // guarded by mu
-	reporting bool                  // guarded by mu: the reporter runs
+	rec       Record               // guarded by mu
+	seq       uint64               // guarded by mu: Seq of the last report made
+	queue     []deployproto.Report // guarded by mu: reports not sent yet
+	stopping  bool                 // guarded by mu: a stop was asked for
+	grace     time.Duration        // guarded by mu: the stop's grace
+	cancelRun context.CancelFunc   // guarded by mu: cancels the supervisor
+	runDone   chan struct{}        // guarded by mu: closed when the supervisor ended; nil before it started
+	copying   int                  // guarded by mu: log copiers running
+	changed   chan struct{}        // guarded by mu: closed and replaced at every state change
+	removed   bool                 // guarded by mu
+	reporting bool                 // guarded by mu: the reporter runs
 }
 
 func (a *alloc) id() string { return a.rec.ID } // ID never changes
@@ -67,7 +67,7 @@ func (a *alloc) record() Record {
 
 func (a *alloc) reservation() string { return a.rec.Reservation } // never changes
 
-func (a *alloc) state() orchestrator.AllocationState {
+func (a *alloc) state() deployproto.AllocationState {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.rec.State
@@ -82,7 +82,7 @@ func (a *alloc) isStopping() bool {
 // transition records a change: state, message and fn's edits of the
 // record; it persists the record, queues a report and wakes long polls. A
 // terminal state is final: later transitions are ignored (false).
-func (a *alloc) transition(state orchestrator.AllocationState, msg string, fn func(r *Record)) bool {
+func (a *alloc) transition(state deployproto.AllocationState, msg string, fn func(r *Record)) bool {
 	a.mu.Lock()
 	if a.rec.State.Terminal() {
 		a.mu.Unlock()
@@ -110,7 +110,7 @@ func (a *alloc) notifyLocked() {
 }
 
 // reportLocked makes the next report, advancing Seq.
-func (a *alloc) reportLocked() orchestrator.Report {
+func (a *alloc) reportLocked() deployproto.Report {
 	a.seq++
 	if a.seq >= a.rec.Seq {
 		a.rec.Seq = a.seq + seqBlock // persisted by the caller, or below
@@ -118,9 +118,9 @@ func (a *alloc) reportLocked() orchestrator.Report {
 	return a.snapshotLocked()
 }
 
-func (a *alloc) snapshotLocked() orchestrator.Report {
+func (a *alloc) snapshotLocked() deployproto.Report {
 	r := &a.rec
-	return orchestrator.Report{
+	return deployproto.Report{
 		Deployment: r.Deployment,
 		Allocation: r.Name,
 		ID:         r.ID,
@@ -135,7 +135,7 @@ func (a *alloc) snapshotLocked() orchestrator.Report {
 }
 
 // status returns the current report (without advancing Seq).
-func (a *alloc) status() orchestrator.Report {
+func (a *alloc) status() deployproto.Report {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.snapshotLocked()
@@ -158,7 +158,7 @@ func (a *alloc) persist() {
 // fetched and started in the background and its progress reported.
 // Starting a started allocation does nothing; an ended one cannot start.
 func (a *alloc) handleStart(ctx context.Context, msg *actor.Message) (any, error) {
-	var req orchestrator.StartRequest
+	var req deployproto.StartRequest
 	if err := msg.Decode(&req); err != nil {
 		return nil, err
 	}
@@ -200,7 +200,7 @@ func (a *alloc) handleStart(ctx context.Context, msg *actor.Message) (any, error
 	if chain != nil {
 		a.m.cfg.Wallet.Add(chain)
 	}
-	if rec.State != orchestrator.AllocPending {
+	if rec.State != deployproto.AllocPending {
 		if chain != nil {
 			a.mu.Lock()
 			a.rec.Chain = req.Chain
@@ -209,7 +209,7 @@ func (a *alloc) handleStart(ctx context.Context, msg *actor.Message) (any, error
 		}
 		return struct{}{}, nil
 	}
-	a.transition(orchestrator.AllocStarting, "", func(r *Record) {
+	a.transition(deployproto.AllocStarting, "", func(r *Record) {
 		if chain != nil {
 			r.Chain = req.Chain
 		}
@@ -221,7 +221,7 @@ func (a *alloc) handleStart(ctx context.Context, msg *actor.Message) (any, error
 // handleStop answers BehaviorStop once the allocation has stopped (and,
 // with Remove, been removed).
 func (a *alloc) handleStop(ctx context.Context, msg *actor.Message) (any, error) {
-	var req orchestrator.StopRequest
+	var req deployproto.StopRequest
 	if err := msg.Decode(&req); err != nil {
 		return nil, err
 	}
@@ -257,7 +257,7 @@ func (a *alloc) stop(ctx context.Context, grace time.Duration) error {
 	a.mu.Unlock()
 	if done == nil {
 		// Never started (pending).
-		a.finish(orchestrator.AllocStopped, nil, "stopped before it started")
+		a.finish(deployproto.AllocStopped, nil, "stopped before it started")
 		return nil
 	}
 	cancel()
@@ -283,7 +283,7 @@ func (a *alloc) handleStatus(ctx context.Context, msg *actor.Message) (any, erro
 // request's deadline); EOF once the allocation has ended and everything
 // was read.
 func (a *alloc) handleLogs(ctx context.Context, msg *actor.Message) (any, error) {
-	var req orchestrator.LogsRequest
+	var req deployproto.LogsRequest
 	if err := msg.Decode(&req); err != nil {
 		return nil, err
 	}
@@ -315,19 +315,19 @@ func (a *alloc) handleLogs(ctx context.Context, msg *actor.Message) (any, error)
 			return nil, fmt.Errorf("logs of %s: %w", a.id(), err)
 		}
 		if len(entries) > 0 {
-			return orchestrator.LogsChunk{Entries: entries, Next: next}, nil
+			return deployproto.LogsChunk{Entries: entries, Next: next}, nil
 		}
 		off = next
 		if ended && off >= size {
-			return orchestrator.LogsChunk{Next: off, EOF: true}, nil
+			return deployproto.LogsChunk{Next: off, EOF: true}, nil
 		}
 		select {
 		case <-logChanged:
 		case <-stateChanged:
 		case <-timer.C:
-			return orchestrator.LogsChunk{Next: off}, nil
+			return deployproto.LogsChunk{Next: off}, nil
 		case <-ctx.Done():
-			return orchestrator.LogsChunk{Next: off}, nil
+			return deployproto.LogsChunk{Next: off}, nil
 		case <-a.life.Done():
 			return nil, fmt.Errorf("logs of %s: %w", a.id(), ErrClosed)
 		}

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/match"
-	"github.com/dmsnet/dms/internal/orchestrator"
 )
 
 func TestRunToEnd(t *testing.T) {
@@ -24,7 +24,7 @@ func TestRunToEnd(t *testing.T) {
 		name       string
 		steps      []string
 		ram        match.Bytes
-		wantState  orchestrator.AllocationState
+		wantState  deployproto.AllocationState
 		wantReason executor.Reason
 		wantCode   int
 		wantOut    string
@@ -33,20 +33,20 @@ func TestRunToEnd(t *testing.T) {
 		{
 			name:      "exit 0 completes",
 			steps:     []string{"print=hello", "eprint=oops", "print=bye"},
-			wantState: orchestrator.AllocCompleted, wantReason: executor.ReasonExited, wantCode: 0,
+			wantState: deployproto.AllocCompleted, wantReason: executor.ReasonExited, wantCode: 0,
 			wantOut: "hello\nbye\n", wantErr: "oops\n",
 		},
 		{
 			name:      "non-zero exit fails",
 			steps:     []string{"print=working", "exit=3"},
-			wantState: orchestrator.AllocFailed, wantReason: executor.ReasonExited, wantCode: 3,
+			wantState: deployproto.AllocFailed, wantReason: executor.ReasonExited, wantCode: 3,
 			wantOut: "working\n",
 		},
 		{
 			name:      "out of memory fails",
 			steps:     []string{"alloc=8", "alloc=8"},
 			ram:       12 << 20,
-			wantState: orchestrator.AllocFailed, wantReason: executor.ReasonOOMKilled, wantCode: 137,
+			wantState: deployproto.AllocFailed, wantReason: executor.ReasonOOMKilled, wantCode: 137,
 			wantOut: "allocated 8 MiB\n",
 		},
 	}
@@ -61,7 +61,7 @@ func TestRunToEnd(t *testing.T) {
 				if final.Result == nil || final.Result.Reason != tc.wantReason || final.Result.ExitCode != tc.wantCode {
 					t.Fatalf("final report result = %+v, want %s %d", final.Result, tc.wantReason, tc.wantCode)
 				}
-				if got := h.orch.states("a1"); !slices.Equal(got, []orchestrator.AllocationState{"pending", "starting", "running", tc.wantState}) {
+				if got := h.orch.states("a1"); !slices.Equal(got, []deployproto.AllocationState{"pending", "starting", "running", tc.wantState}) {
 					t.Errorf("states = %v, want pending starting running %s", got, tc.wantState)
 				}
 				rs, _ := h.orch.reportsOf("a1")
@@ -119,7 +119,7 @@ func TestSpecGivenToExecutor(t *testing.T) {
 		spec.Timeout = time.Hour
 		hd := h.create(h.m, "a1", "r1", spec)
 		h.mustStart(hd)
-		h.awaitState("a1", orchestrator.AllocCompleted)
+		h.awaitState("a1", deployproto.AllocCompleted)
 		specs := h.startedSpecs()
 		if len(specs) != 1 {
 			t.Fatalf("%d starts, want 1", len(specs))
@@ -155,35 +155,35 @@ func TestRestartPolicy(t *testing.T) {
 		restart      ensemble.Restart
 		typ          ensemble.AllocationType
 		steps        []string
-		wantState    orchestrator.AllocationState
+		wantState    deployproto.AllocationState
 		wantRestarts int
 		wantDelays   []time.Duration // between the end of a run and the next start
 	}{
 		{
 			name:    "on-failure up to max_restarts then failed",
 			restart: ensemble.Restart{Policy: ensemble.OnFailure, MaxRestarts: 3, Backoff: time.Second},
-			steps:   []string{"print=try", "exit=1"}, wantState: orchestrator.AllocFailed, wantRestarts: 3,
+			steps:   []string{"print=try", "exit=1"}, wantState: deployproto.AllocFailed, wantRestarts: 3,
 			wantDelays: []time.Duration{time.Second, 2 * time.Second, 4 * time.Second},
 		},
 		{
 			name:    "on-failure does not restart a success",
 			restart: ensemble.Restart{Policy: ensemble.OnFailure, MaxRestarts: 3, Backoff: time.Second},
-			steps:   []string{"print=ok"}, wantState: orchestrator.AllocCompleted,
+			steps:   []string{"print=ok"}, wantState: deployproto.AllocCompleted,
 		},
 		{
 			name:    "always restarts a success",
 			restart: ensemble.Restart{Policy: ensemble.Always, MaxRestarts: 2, Backoff: 40 * time.Second},
-			steps:   []string{"print=ok"}, wantState: orchestrator.AllocCompleted, wantRestarts: 2,
+			steps:   []string{"print=ok"}, wantState: deployproto.AllocCompleted, wantRestarts: 2,
 			wantDelays: []time.Duration{40 * time.Second, time.Minute}, // doubled, capped at 1m
 		},
 		{
 			name:    "never",
 			restart: ensemble.Restart{Policy: ensemble.Never},
-			steps:   []string{"exit=2"}, wantState: orchestrator.AllocFailed,
+			steps:   []string{"exit=2"}, wantState: deployproto.AllocFailed,
 		},
 		{
 			name: "a service defaults to always, 5 restarts",
-			typ:  ensemble.Service, steps: []string{"exit=1"}, wantState: orchestrator.AllocFailed, wantRestarts: 5,
+			typ:  ensemble.Service, steps: []string{"exit=1"}, wantState: deployproto.AllocFailed, wantRestarts: 5,
 			wantDelays: []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second},
 		},
 	}
@@ -206,14 +206,14 @@ func TestRestartPolicy(t *testing.T) {
 				rs, ts := h.orch.reportsOf("a1")
 				var delays []time.Duration
 				for i, r := range rs {
-					if r.State != orchestrator.AllocRestarting || rs[i-1].State == orchestrator.AllocRestarting {
+					if r.State != deployproto.AllocRestarting || rs[i-1].State == deployproto.AllocRestarting {
 						continue // not the state change (a heartbeat)
 					}
 					if r.Result == nil {
 						t.Errorf("restarting report without the run's result")
 					}
 					for j := i + 1; j < len(rs); j++ {
-						if rs[j].State == orchestrator.AllocStarting {
+						if rs[j].State == deployproto.AllocStarting {
 							delays = append(delays, ts[j].Sub(ts[i]))
 							break
 						}
@@ -238,25 +238,25 @@ func TestHealthcheck(t *testing.T) {
 	tests := []struct {
 		name   string
 		check  ensemble.Healthcheck
-		want   orchestrator.AllocationState
+		want   deployproto.AllocationState
 		before time.Duration // the state is not reached before this
 	}{
 		{
 			name:  "passing exec check goes healthy",
 			check: ensemble.Healthcheck{Exec: []string{"check", "exit=0"}, Interval: 5 * time.Second, Retries: 2},
-			want:  orchestrator.AllocHealthy,
+			want:  deployproto.AllocHealthy,
 		},
 		{
 			name:   "failing exec check goes unhealthy after retries",
 			check:  ensemble.Healthcheck{Exec: []string{"check", "eprint=down", "exit=1"}, Interval: 5 * time.Second, Retries: 3},
-			want:   orchestrator.AllocUnhealthy,
+			want:   deployproto.AllocUnhealthy,
 			before: 10 * time.Second, // checks at 0, 5 and 10 s
 		},
 		{
 			name: "failures in the start period do not count",
 			check: ensemble.Healthcheck{Exec: []string{"check", "exit=1"}, Interval: 5 * time.Second, Retries: 1,
 				StartPeriod: 30 * time.Second},
-			want:   orchestrator.AllocUnhealthy,
+			want:   deployproto.AllocUnhealthy,
 			before: 30 * time.Second,
 		},
 	}
@@ -275,10 +275,10 @@ func TestHealthcheck(t *testing.T) {
 				if took := time.Since(start); took < tc.before {
 					t.Errorf("%s after %s, want not before %s", tc.want, took, tc.before)
 				}
-				if tc.want == orchestrator.AllocUnhealthy && !strings.Contains(r.Message, "health check failed") {
+				if tc.want == deployproto.AllocUnhealthy && !strings.Contains(r.Message, "health check failed") {
 					t.Errorf("message = %q, want it to say the check failed", r.Message)
 				}
-				if err := h.orch.act.Invoke(context.Background(), hd, orchestrator.BehaviorStop, orchestrator.StopRequest{}, nil); err != nil {
+				if err := h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorStop, deployproto.StopRequest{}, nil); err != nil {
 					t.Fatal(err)
 				}
 			})
@@ -303,10 +303,10 @@ func TestStop(t *testing.T) {
 				hd := h.create(h.m, "a1", "r1", task("print=up", "sleep=1h"))
 				if tc.start {
 					h.mustStart(hd)
-					h.awaitState("a1", orchestrator.AllocRunning)
+					h.awaitState("a1", deployproto.AllocRunning)
 				}
-				err := h.orch.act.Invoke(context.Background(), hd, orchestrator.BehaviorStop,
-					orchestrator.StopRequest{Grace: time.Second, Remove: tc.remove}, nil)
+				err := h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorStop,
+					deployproto.StopRequest{Grace: time.Second, Remove: tc.remove}, nil)
 				if err != nil {
 					t.Fatalf("stop: %v", err)
 				}
@@ -324,7 +324,7 @@ func TestStop(t *testing.T) {
 						t.Errorf("%d records left", len(recs))
 					}
 					eventually(t, func() bool {
-						err := h.orch.act.Invoke(context.Background(), hd, orchestrator.BehaviorStatus, nil, nil)
+						err := h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorStatus, nil, nil)
 						return errors.Is(err, actor.ErrNoSuchActor)
 					})
 					if got := h.m.List(); len(got) != 0 {
@@ -333,18 +333,18 @@ func TestStop(t *testing.T) {
 					return
 				}
 				st := h.status(hd)
-				if st.State != orchestrator.AllocStopped {
+				if st.State != deployproto.AllocStopped {
 					t.Fatalf("state = %s, want stopped", st.State)
 				}
 				if tc.start && (st.Result == nil || st.Result.Reason != executor.ReasonCancelled) {
 					t.Errorf("result = %+v, want cancelled", st.Result)
 				}
-				h.awaitState("a1", orchestrator.AllocStopped)
+				h.awaitState("a1", deployproto.AllocStopped)
 				if err := h.start(hd); err == nil || !strings.Contains(err.Error(), "cannot start again") {
 					t.Errorf("start after stop = %v, want refused", err)
 				}
 				// Stopping again does nothing.
-				if err := h.orch.act.Invoke(context.Background(), hd, orchestrator.BehaviorStop, orchestrator.StopRequest{}, nil); err != nil {
+				if err := h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorStop, deployproto.StopRequest{}, nil); err != nil {
 					t.Errorf("second stop: %v", err)
 				}
 				if n := h.ledger.releases("r1"); n != 1 {
@@ -361,15 +361,15 @@ func TestStopDuringBackoff(t *testing.T) {
 		spec.Restart = ensemble.Restart{Policy: ensemble.OnFailure, MaxRestarts: 5, Backoff: time.Minute}
 		hd := h.create(h.m, "a1", "r1", spec)
 		h.mustStart(hd)
-		h.awaitState("a1", orchestrator.AllocRestarting)
+		h.awaitState("a1", deployproto.AllocRestarting)
 		t0 := time.Now()
-		if err := h.orch.act.Invoke(context.Background(), hd, orchestrator.BehaviorStop, orchestrator.StopRequest{}, nil); err != nil {
+		if err := h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorStop, deployproto.StopRequest{}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if took := time.Since(t0); took > time.Second {
 			t.Errorf("stop took %s during a 1m backoff", took)
 		}
-		if st := h.status(hd); st.State != orchestrator.AllocStopped || st.Result == nil || st.Result.ExitCode != 1 {
+		if st := h.status(hd); st.State != deployproto.AllocStopped || st.Result == nil || st.Result.ExitCode != 1 {
 			t.Errorf("status = %s %+v, want stopped with the last run's result", st.State, st.Result)
 		}
 	})
@@ -382,8 +382,8 @@ func TestRevert(t *testing.T) {
 		other := h.create(h.m, "b1", "r2", task("sleep=1h"))
 		h.mustStart(running)
 		h.mustStart(other)
-		h.awaitState("a1", orchestrator.AllocRunning)
-		h.awaitState("b1", orchestrator.AllocRunning)
+		h.awaitState("a1", deployproto.AllocRunning)
+		h.awaitState("b1", deployproto.AllocRunning)
 
 		for i := range 2 {
 			if err := h.m.Revert(context.Background(), "r1"); err != nil {
@@ -412,7 +412,7 @@ func TestRevert(t *testing.T) {
 				t.Errorf("data of %s still there", id)
 			}
 		}
-		if err := h.orch.act.Invoke(context.Background(), running, orchestrator.BehaviorStart, orchestrator.StartRequest{}, nil); err == nil {
+		if err := h.orch.act.Invoke(context.Background(), running, deployproto.BehaviorStart, deployproto.StartRequest{}, nil); err == nil {
 			t.Error("start of a reverted allocation succeeded")
 		}
 		if _, err := h.m.Create(context.Background(), CreateRequest{ID: "a3", Reservation: "r1", Orchestrator: h.orch.act.Handle(), Spec: task("x")}); err == nil {
@@ -432,14 +432,14 @@ func TestHeartbeat(t *testing.T) {
 		t0 := time.Now()
 		hd := h.create(h.m, "a1", "r1", task("sleep=5500ms"))
 		h.mustStart(hd)
-		h.awaitState("a1", orchestrator.AllocCompleted)
+		h.awaitState("a1", deployproto.AllocCompleted)
 		rs, ts := h.orch.reportsOf("a1")
-		beats := map[time.Duration]orchestrator.AllocationState{}
+		beats := map[time.Duration]deployproto.AllocationState{}
 		for i, r := range rs {
 			beats[ts[i].Sub(t0)] = r.State
 		}
 		for k := 1; k <= 5; k++ {
-			if st, ok := beats[time.Duration(k)*time.Second]; !ok || st != orchestrator.AllocRunning {
+			if st, ok := beats[time.Duration(k)*time.Second]; !ok || st != deployproto.AllocRunning {
 				t.Errorf("no running heartbeat at %ds (reports at %v)", k, ts)
 			}
 		}
@@ -456,7 +456,7 @@ func TestFinalReportRetried(t *testing.T) {
 	inBubble(t, func(t *testing.T, h *harness) {
 		hd := h.create(h.m, "a1", "r1", task("sleep=1s"))
 		h.mustStart(hd)
-		h.awaitState("a1", orchestrator.AllocRunning)
+		h.awaitState("a1", deployproto.AllocRunning)
 		h.orch.mu.Lock()
 		h.orch.refuse = true // the orchestrator is restarting
 		h.orch.mu.Unlock()
@@ -468,7 +468,7 @@ func TestFinalReportRetried(t *testing.T) {
 		if refused == 0 {
 			t.Fatal("no report was refused")
 		}
-		h.awaitState("a1", orchestrator.AllocCompleted)
+		h.awaitState("a1", deployproto.AllocCompleted)
 		eventually(t, func() bool {
 			recs, _ := h.store.List()
 			return len(recs) == 1 && recs[0].Reported
@@ -481,7 +481,7 @@ func TestLogsLongPoll(t *testing.T) {
 		hd := h.create(h.m, "a1", "r1", task("tick=3x2s", "eprint=done"))
 		// Before the start: nothing, after the whole wait.
 		t0 := time.Now()
-		c, err := h.logs(hd, orchestrator.LogsRequest{Wait: 3 * time.Second})
+		c, err := h.logs(hd, deployproto.LogsRequest{Wait: 3 * time.Second})
 		if err != nil || len(c.Entries) != 0 || c.EOF || c.Next != 0 {
 			t.Fatalf("logs before start = %+v, %v", c, err)
 		}
@@ -494,7 +494,7 @@ func TestLogsLongPoll(t *testing.T) {
 		var times []time.Duration
 		t0 = time.Now()
 		for {
-			c, err := h.logs(hd, orchestrator.LogsRequest{Offset: off, Wait: time.Minute})
+			c, err := h.logs(hd, deployproto.LogsRequest{Offset: off, Wait: time.Minute})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -518,15 +518,15 @@ func TestLogsLongPoll(t *testing.T) {
 			t.Errorf("entries arrived at %v, want %v (as written)", times, wantT)
 		}
 		// Reading again from the start gives it all; at the end, EOF at once.
-		c, err = h.logs(hd, orchestrator.LogsRequest{Offset: 0, Max: 1})
+		c, err = h.logs(hd, deployproto.LogsRequest{Offset: 0, Max: 1})
 		if err != nil || len(c.Entries) != 1 || string(c.Entries[0].Data) != "tick 1\n" {
 			t.Errorf("logs(0, max 1) = %+v, %v; want the first entry only", c, err)
 		}
-		c, err = h.logs(hd, orchestrator.LogsRequest{Offset: off, Wait: time.Hour})
+		c, err = h.logs(hd, deployproto.LogsRequest{Offset: off, Wait: time.Hour})
 		if err != nil || !c.EOF || len(c.Entries) != 0 {
 			t.Errorf("logs at the end = %+v, %v; want EOF", c, err)
 		}
-		for _, bad := range []orchestrator.LogsRequest{{Offset: -1}, {Offset: off + 1}, {Offset: 3}, {Wait: -1}} {
+		for _, bad := range []deployproto.LogsRequest{{Offset: -1}, {Offset: off + 1}, {Offset: 3}, {Wait: -1}} {
 			if _, err := h.logs(hd, bad); err == nil {
 				t.Errorf("logs(%+v) succeeded, want an error", bad)
 			}
@@ -535,7 +535,7 @@ func TestLogsLongPoll(t *testing.T) {
 }
 
 func TestCreateRefuses(t *testing.T) {
-	withVolume := func(name, path string, kind ensemble.VolumeKind) orchestrator.AllocationSpec {
+	withVolume := func(name, path string, kind ensemble.VolumeKind) deployproto.AllocationSpec {
 		s := task("x")
 		s.Volumes = map[string]ensemble.Volume{name: {Path: path, Kind: kind}}
 		return s
@@ -611,7 +611,7 @@ func TestCreateRefuses(t *testing.T) {
 	}
 }
 
-func (h *harness) req(id string, spec orchestrator.AllocationSpec) CreateRequest {
+func (h *harness) req(id string, spec deployproto.AllocationSpec) CreateRequest {
 	return CreateRequest{ID: id, Reservation: "r1", Deployment: "dep1", Orchestrator: h.orch.act.Handle(), Spec: spec}
 }
 
@@ -650,21 +650,21 @@ func TestStartRefuses(t *testing.T) {
 			{"chain for another actor", h.chain(other.DID()), "held by"},
 		}
 		for _, tc := range tests {
-			err := h.orch.act.Invoke(context.Background(), hd, orchestrator.BehaviorStart, orchestrator.StartRequest{Chain: tc.chain}, nil)
+			err := h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorStart, deployproto.StartRequest{Chain: tc.chain}, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("%s: start = %v, want an error saying %q", tc.name, err, tc.want)
 			}
 		}
-		if st := h.status(hd); st.State != orchestrator.AllocPending {
+		if st := h.status(hd); st.State != deployproto.AllocPending {
 			t.Errorf("state after refused starts = %s, want pending", st.State)
 		}
-		if err := h.orch.act.Invoke(context.Background(), hd, orchestrator.BehaviorStart, "{", nil); err == nil {
+		if err := h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorStart, "{", nil); err == nil {
 			t.Error("start with a malformed payload succeeded")
 		}
 		// A second start of a started allocation does nothing.
 		h.mustStart(hd)
 		h.mustStart(hd)
-		h.awaitState("a1", orchestrator.AllocCompleted)
+		h.awaitState("a1", deployproto.AllocCompleted)
 		if n := len(h.startedSpecs()); n != 1 {
 			t.Errorf("%d instances started, want 1", n)
 		}
@@ -679,7 +679,7 @@ func TestStartFailure(t *testing.T) {
 		spec.Restart = ensemble.Restart{Policy: ensemble.Always, MaxRestarts: 3}
 		hd := h.create(h.m, "a1", "r1", spec)
 		h.mustStart(hd)
-		r := h.awaitState("a1", orchestrator.AllocFailed)
+		r := h.awaitState("a1", deployproto.AllocFailed)
 		if r.Restarts != 0 || !strings.Contains(r.Message, "could not start") || r.Result == nil || r.Result.Reason != executor.ReasonFailed {
 			t.Errorf("final report = %+v", r)
 		}

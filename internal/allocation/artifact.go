@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
-	"github.com/dmsnet/dms/internal/orchestrator"
+	"github.com/dmsnet/dms/internal/deployproto"
 )
 
 // ErrDigest is returned when a fetched artifact's content does not match
@@ -100,7 +100,7 @@ func (c *artifactCache) download(ctx context.Context, from *actor.Actor, orch ac
 	h := sha256.New()
 	var off, size int64 = 0, -1
 	for size < 0 || off < size {
-		chunk, err := fetchChunk(ctx, from, orch, orchestrator.ArtifactRequest{Deployment: deployment, Digest: digest, Offset: off})
+		chunk, err := fetchChunk(ctx, from, orch, deployproto.ArtifactRequest{Deployment: deployment, Digest: digest, Offset: off})
 		if err != nil {
 			return fmt.Errorf("fetch %s at %d: %w", digest, off, err)
 		}
@@ -109,8 +109,8 @@ func (c *artifactCache) download(ctx context.Context, from *actor.Actor, orch ac
 			return fmt.Errorf("fetch %s: size %d is outside 0-%d", digest, chunk.Size, c.max)
 		case size >= 0 && chunk.Size != size:
 			return fmt.Errorf("fetch %s: size changed from %d to %d", digest, size, chunk.Size)
-		case len(chunk.Data) > orchestrator.ArtifactChunkSize:
-			return fmt.Errorf("fetch %s: chunk of %d bytes exceeds %d", digest, len(chunk.Data), orchestrator.ArtifactChunkSize)
+		case len(chunk.Data) > deployproto.ArtifactChunkSize:
+			return fmt.Errorf("fetch %s: chunk of %d bytes exceeds %d", digest, len(chunk.Data), deployproto.ArtifactChunkSize)
 		case off+int64(len(chunk.Data)) > chunk.Size:
 			return fmt.Errorf("fetch %s: chunk at %d overruns the size %d", digest, off, chunk.Size)
 		case len(chunk.Data) == 0 && off < chunk.Size:
@@ -139,24 +139,24 @@ func (c *artifactCache) download(ctx context.Context, from *actor.Actor, orch ac
 }
 
 // fetchChunk asks for one chunk, retrying failures that may pass.
-func fetchChunk(ctx context.Context, from *actor.Actor, orch actor.Handle, req orchestrator.ArtifactRequest) (orchestrator.ArtifactChunk, error) {
+func fetchChunk(ctx context.Context, from *actor.Actor, orch actor.Handle, req deployproto.ArtifactRequest) (deployproto.ArtifactChunk, error) {
 	var err error
 	for attempt := 1; ; attempt++ {
 		if ctx.Err() != nil {
-			return orchestrator.ArtifactChunk{}, ctx.Err()
+			return deployproto.ArtifactChunk{}, ctx.Err()
 		}
-		var chunk orchestrator.ArtifactChunk
+		var chunk deployproto.ArtifactChunk
 		cctx, cancel := context.WithTimeout(ctx, chunkTimeout)
-		err = from.Invoke(cctx, orch, orchestrator.BehaviorArtifact, req, &chunk)
+		err = from.Invoke(cctx, orch, deployproto.BehaviorArtifact, req, &chunk)
 		cancel()
 		if err == nil {
 			return chunk, nil
 		}
 		if attempt == chunkAttempts || ctx.Err() != nil || !transient(err) {
-			return orchestrator.ArtifactChunk{}, err
+			return deployproto.ArtifactChunk{}, err
 		}
 		if !sleep(ctx, time.Duration(attempt)*time.Second) {
-			return orchestrator.ArtifactChunk{}, ctx.Err()
+			return deployproto.ArtifactChunk{}, ctx.Err()
 		}
 	}
 }

@@ -8,14 +8,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
-	"github.com/dmsnet/dms/internal/orchestrator"
 )
 
 // wasmTask returns a wasm allocation of module (a digest); the fake
 // executor runs its args as script steps.
-func wasmTask(module string, args ...string) orchestrator.AllocationSpec {
-	return orchestrator.AllocationSpec{
+func wasmTask(module string, args ...string) deployproto.AllocationSpec {
+	return deployproto.AllocationSpec{
 		Name:      "mod",
 		Type:      ensemble.Task,
 		Executor:  ensemble.Wasm,
@@ -25,7 +25,7 @@ func wasmTask(module string, args ...string) orchestrator.AllocationSpec {
 
 func TestArtifactFetchedOnce(t *testing.T) {
 	inBubble(t, func(t *testing.T, h *harness) {
-		module := make([]byte, 2*orchestrator.ArtifactChunkSize+123) // three chunks
+		module := make([]byte, 2*deployproto.ArtifactChunkSize+123) // three chunks
 		rand.Read(module)
 		digest := h.orch.serve(module)
 
@@ -34,15 +34,15 @@ func TestArtifactFetchedOnce(t *testing.T) {
 		// Both start at once: one fetch serves both.
 		h.mustStart(a1)
 		h.mustStart(a2)
-		h.awaitState("a1", orchestrator.AllocCompleted)
-		h.awaitState("a2", orchestrator.AllocCompleted)
+		h.awaitState("a1", deployproto.AllocCompleted)
+		h.awaitState("a2", deployproto.AllocCompleted)
 		if n := h.orch.artifactRequests(digest); n != 3 {
 			t.Errorf("%d chunk requests, want 3 (one fetch of 3 chunks)", n)
 		}
 		// A later allocation finds it cached.
 		a3 := h.create(h.m, "a3", "r2", wasmTask(digest, "print=three"))
 		h.mustStart(a3)
-		h.awaitState("a3", orchestrator.AllocCompleted)
+		h.awaitState("a3", deployproto.AllocCompleted)
 		if n := h.orch.artifactRequests(digest); n != 3 {
 			t.Errorf("%d chunk requests after a third allocation, want still 3", n)
 		}
@@ -101,7 +101,7 @@ func TestArtifactRefused(t *testing.T) {
 				spec := wasmTask(ref, "print=x")
 				hd := h.create(h.m, "a1", "r1", spec)
 				h.mustStart(hd)
-				r := h.awaitState("a1", orchestrator.AllocFailed)
+				r := h.awaitState("a1", deployproto.AllocFailed)
 				if !strings.Contains(r.Message, tc.want) || r.Result == nil || !strings.Contains(r.Result.Error, tc.want) {
 					t.Errorf("final report %q / %+v, want it to say %q", r.Message, r.Result, tc.want)
 				}

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dmsnet/dms/internal/orchestrator"
+	"github.com/dmsnet/dms/internal/deployproto"
 )
 
 // BenchmarkCreateStartComplete measures one allocation's whole life on the
@@ -19,8 +19,8 @@ func BenchmarkCreateStartComplete(b *testing.B) {
 		i++
 		hd := h.create(h.m, id, "r"+id, task("print=x"))
 		h.mustStart(hd)
-		if _, ok := h.orch.await(time.Minute, func(r orchestrator.Report) bool {
-			return r.ID == id && r.State == orchestrator.AllocCompleted
+		if _, ok := h.orch.await(time.Minute, func(r deployproto.Report) bool {
+			return r.ID == id && r.State == deployproto.AllocCompleted
 		}); !ok {
 			b.Fatalf("%s did not complete", id)
 		}

@@ -1,15 +1,18 @@
-// Package allocation is the provider side of a deployment's work: for each
-// allocation of a committed reservation, an actor with its own key that
-// owns one executor instance. It fetches the artifacts the workload needs
-// from the orchestrator, starts the instance, copies its output into a log
-// file that survives restarts, checks its health, applies the restart
-// policy, reports every state change and a heartbeat to the orchestrator,
-// and releases the reservation's resources once its work is done.
+// Package allocation is the provider side of a deployment's work. The
+// Provider answers the deployment protocol's bid requests, commits and
+// reverts (package deployproto) against the node's resource ledger; for
+// each allocation of a committed reservation the Manager makes an actor
+// with its own key that owns one executor instance. The allocation actor
+// fetches the artifacts the workload needs from the orchestrator, starts
+// the instance, copies its output into a log file that survives restarts,
+// checks its health, applies the restart policy, reports every state
+// change and a heartbeat to the orchestrator, and releases the
+// reservation's resources once its work is done.
 //
 // # Usage
 //
-// The node builds one Manager, resumes what an earlier run left, and
-// creates allocations when the orchestrator commits:
+// The node builds one Manager and one Provider, resumes what an earlier
+// run left; the Provider creates allocations when an orchestrator commits:
 //
 //	m, err := allocation.New(allocation.Config{
 //		System: sys, Executors: executors, Store: store, Ledger: resources,
@@ -23,8 +26,18 @@
 //	reports := m.List()                  // for the provider's status
 //	err = m.Close(ctx)                   // workloads keep running
 //
+//	p := allocation.NewProvider(allocation.ProviderConfig{Node: root, Key: nodeKey,
+//		Ledger: ledger, Allocations: m, ReservationTTL: 30 * time.Second})
+//	err = p.Register() // bid, commit and revert behaviors on the node actor
+//
+// A bid reserves, for ReservationTTL, enough to host any one of the nodes
+// that fit (a provider hosts at most one node of an ensemble) and is signed with the node key (deployproto.SignBid); a
+// commit turns the reservation into allocations, all or nothing; a revert
+// stops and removes them and releases the reservation. Only the
+// orchestrator that a reservation was made for may commit or revert it.
+//
 // The orchestrator then drives each allocation actor through the behaviors
-// of package orchestrator:
+// of package deployproto:
 //
 //   - BehaviorStart (StartRequest): checks the delegation chain (its holder
 //     must be the allocation's DID; it goes into the Wallet so the actor can

@@ -18,11 +18,11 @@ import (
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/executor/executortest"
 	"github.com/dmsnet/dms/internal/identity"
-	"github.com/dmsnet/dms/internal/orchestrator"
 )
 
 // harness is a provider (actor system, allocation Manager with the fake
@@ -178,8 +178,8 @@ func testLogger() *slog.Logger {
 }
 
 // task returns the spec of a docker task running the fake's script steps.
-func task(steps ...string) orchestrator.AllocationSpec {
-	return orchestrator.AllocationSpec{
+func task(steps ...string) deployproto.AllocationSpec {
+	return deployproto.AllocationSpec{
 		Name:     "job",
 		Type:     ensemble.Task,
 		Executor: ensemble.Docker,
@@ -193,7 +193,7 @@ func task(steps ...string) orchestrator.AllocationSpec {
 }
 
 // create makes allocation id of reservation res (held by the ledger).
-func (h *harness) create(m *Manager, id, res string, spec orchestrator.AllocationSpec) actor.Handle {
+func (h *harness) create(m *Manager, id, res string, spec deployproto.AllocationSpec) actor.Handle {
 	h.t.Helper()
 	h.ledger.hold(res)
 	hd, err := m.Create(context.Background(), CreateRequest{
@@ -208,7 +208,7 @@ func (h *harness) create(m *Manager, id, res string, spec orchestrator.Allocatio
 // chain returns the orchestrator's delegation of /dms/deployment to to.
 func (h *harness) chain(to identity.DID) string {
 	h.t.Helper()
-	d, err := cap.Delegate(h.orch.key, cap.DelegationParams{Audience: to, Command: orchestrator.CmdDeployment})
+	d, err := cap.Delegate(h.orch.key, cap.DelegationParams{Audience: to, Command: deployproto.CmdDeployment})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -221,8 +221,8 @@ func (h *harness) chain(to identity.DID) string {
 
 // start invokes BehaviorStart from the orchestrator, with a chain.
 func (h *harness) start(hd actor.Handle) error {
-	return h.orch.act.Invoke(context.Background(), hd, orchestrator.BehaviorStart,
-		orchestrator.StartRequest{Chain: h.chain(hd.DID)}, nil)
+	return h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorStart,
+		deployproto.StartRequest{Chain: h.chain(hd.DID)}, nil)
 }
 
 func (h *harness) mustStart(hd actor.Handle) {
@@ -232,18 +232,18 @@ func (h *harness) mustStart(hd actor.Handle) {
 	}
 }
 
-func (h *harness) status(hd actor.Handle) orchestrator.Report {
+func (h *harness) status(hd actor.Handle) deployproto.Report {
 	h.t.Helper()
-	var r orchestrator.Report
-	if err := h.orch.act.Invoke(context.Background(), hd, orchestrator.BehaviorStatus, nil, &r); err != nil {
+	var r deployproto.Report
+	if err := h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorStatus, nil, &r); err != nil {
 		h.t.Fatalf("status %s: %v", hd.Inbox, err)
 	}
 	return r
 }
 
-func (h *harness) logs(hd actor.Handle, req orchestrator.LogsRequest) (orchestrator.LogsChunk, error) {
-	var c orchestrator.LogsChunk
-	err := h.orch.act.Invoke(context.Background(), hd, orchestrator.BehaviorLogs, req, &c)
+func (h *harness) logs(hd actor.Handle, req deployproto.LogsRequest) (deployproto.LogsChunk, error) {
+	var c deployproto.LogsChunk
+	err := h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorLogs, req, &c)
 	return c, err
 }
 
@@ -253,7 +253,7 @@ func (h *harness) readLogs(hd actor.Handle) (stdout, stderr string) {
 	var out, errb strings.Builder
 	var off int64
 	for range 1000 {
-		c, err := h.logs(hd, orchestrator.LogsRequest{Offset: off, Wait: 10 * time.Second})
+		c, err := h.logs(hd, deployproto.LogsRequest{Offset: off, Wait: 10 * time.Second})
 		if err != nil {
 			h.t.Fatalf("logs: %v", err)
 		}
@@ -275,9 +275,9 @@ func (h *harness) readLogs(hd actor.Handle) (stdout, stderr string) {
 
 // awaitState waits (in virtual time) for a report of allocation id in
 // state and returns it.
-func (h *harness) awaitState(id string, state orchestrator.AllocationState) orchestrator.Report {
+func (h *harness) awaitState(id string, state deployproto.AllocationState) deployproto.Report {
 	h.t.Helper()
-	r, ok := h.orch.await(time.Hour, func(r orchestrator.Report) bool { return r.ID == id && r.State == state })
+	r, ok := h.orch.await(time.Hour, func(r deployproto.Report) bool { return r.ID == id && r.State == state })
 	if !ok {
 		h.t.Fatalf("no report of %s in state %s; reports: %s", id, state, h.orch.summary(id))
 	}
@@ -292,13 +292,13 @@ type fakeOrch struct {
 	act *actor.Actor
 
 	mu        sync.Mutex
-	reports   []orchestrator.Report // guarded by mu
-	times     []time.Time           // guarded by mu: when each report arrived
-	artifacts map[string][]byte     // guarded by mu: by digest
-	requests  map[string]int        // guarded by mu: artifact requests by digest
-	changed   chan struct{}         // guarded by mu: closed at every report
-	refuse    bool                  // guarded by mu: answer reports with an error
-	refused   int                   // guarded by mu
+	reports   []deployproto.Report // guarded by mu
+	times     []time.Time          // guarded by mu: when each report arrived
+	artifacts map[string][]byte    // guarded by mu: by digest
+	requests  map[string]int       // guarded by mu: artifact requests by digest
+	changed   chan struct{}        // guarded by mu: closed at every report
+	refuse    bool                 // guarded by mu: answer reports with an error
+	refused   int                  // guarded by mu
 }
 
 func newFakeOrch(t testing.TB, sys *actor.System) *fakeOrch {
@@ -309,8 +309,8 @@ func newFakeOrch(t testing.TB, sys *actor.System) *fakeOrch {
 		t.Fatal(err)
 	}
 	o := &fakeOrch{sys: sys, key: key, act: act, artifacts: map[string][]byte{}, requests: map[string]int{}, changed: make(chan struct{})}
-	act.AddBehavior(orchestrator.BehaviorReport, func(ctx context.Context, m *actor.Message) (any, error) {
-		var r orchestrator.Report
+	act.AddBehavior(deployproto.BehaviorReport, func(ctx context.Context, m *actor.Message) (any, error) {
+		var r deployproto.Report
 		if err := m.Decode(&r); err != nil {
 			return nil, err
 		}
@@ -326,8 +326,8 @@ func newFakeOrch(t testing.TB, sys *actor.System) *fakeOrch {
 		o.changed = make(chan struct{})
 		return struct{}{}, nil
 	})
-	act.AddBehavior(orchestrator.BehaviorArtifact, func(ctx context.Context, m *actor.Message) (any, error) {
-		var req orchestrator.ArtifactRequest
+	act.AddBehavior(deployproto.BehaviorArtifact, func(ctx context.Context, m *actor.Message) (any, error) {
+		var req deployproto.ArtifactRequest
 		if err := m.Decode(&req); err != nil {
 			return nil, err
 		}
@@ -341,8 +341,8 @@ func newFakeOrch(t testing.TB, sys *actor.System) *fakeOrch {
 		if req.Offset < 0 || req.Offset > int64(len(b)) {
 			return nil, fmt.Errorf("offset %d out of range", req.Offset)
 		}
-		end := min(int64(len(b)), req.Offset+orchestrator.ArtifactChunkSize)
-		return orchestrator.ArtifactChunk{Data: b[req.Offset:end], Size: int64(len(b))}, nil
+		end := min(int64(len(b)), req.Offset+deployproto.ArtifactChunkSize)
+		return deployproto.ArtifactChunk{Data: b[req.Offset:end], Size: int64(len(b))}, nil
 	})
 	return o
 }
@@ -370,7 +370,7 @@ func (o *fakeOrch) artifactRequests(digest string) int {
 
 // reportsOf returns the reports of allocation id in Seq order, as an
 // orchestrator must read them, and when each arrived.
-func (o *fakeOrch) reportsOf(id string) ([]orchestrator.Report, []time.Time) {
+func (o *fakeOrch) reportsOf(id string) ([]deployproto.Report, []time.Time) {
 	o.mu.Lock()
 	var idx []int
 	for i, r := range o.reports {
@@ -379,7 +379,7 @@ func (o *fakeOrch) reportsOf(id string) ([]orchestrator.Report, []time.Time) {
 		}
 	}
 	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(o.reports[a].Seq, o.reports[b].Seq) })
-	rs := make([]orchestrator.Report, len(idx))
+	rs := make([]deployproto.Report, len(idx))
 	ts := make([]time.Time, len(idx))
 	for k, i := range idx {
 		rs[k], ts[k] = o.reports[i], o.times[i]
@@ -389,7 +389,7 @@ func (o *fakeOrch) reportsOf(id string) ([]orchestrator.Report, []time.Time) {
 }
 
 // await waits up to d (virtual time) for a report matching ok.
-func (o *fakeOrch) await(d time.Duration, ok func(orchestrator.Report) bool) (orchestrator.Report, bool) {
+func (o *fakeOrch) await(d time.Duration, ok func(deployproto.Report) bool) (deployproto.Report, bool) {
 	deadline := time.After(d)
 	seen := 0
 	for {
@@ -406,7 +406,7 @@ func (o *fakeOrch) await(d time.Duration, ok func(orchestrator.Report) bool) (or
 		select {
 		case <-ch:
 		case <-deadline:
-			return orchestrator.Report{}, false
+			return deployproto.Report{}, false
 		}
 	}
 }
@@ -422,9 +422,9 @@ func (o *fakeOrch) summary(id string) string {
 }
 
 // states returns the distinct successive states reported for id.
-func (o *fakeOrch) states(id string) []orchestrator.AllocationState {
+func (o *fakeOrch) states(id string) []deployproto.AllocationState {
 	rs, _ := o.reportsOf(id)
-	var out []orchestrator.AllocationState
+	var out []deployproto.AllocationState
 	for _, r := range rs {
 		if len(out) == 0 || out[len(out)-1] != r.State {
 			out = append(out, r.State)

@@ -13,9 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
-	"github.com/dmsnet/dms/internal/orchestrator"
 )
 
 // health probes instance id every interval until ctx is done, moving the
@@ -58,13 +58,13 @@ func (a *alloc) health(ctx context.Context, id string, fresh bool) {
 		switch {
 		case err == nil:
 			failures = 0
-			a.setHealth(orchestrator.AllocHealthy, "")
+			a.setHealth(deployproto.AllocHealthy, "")
 		case time.Now().Before(grace):
 			// Still starting: does not count.
 		default:
 			failures++
 			if failures >= retries {
-				a.setHealth(orchestrator.AllocUnhealthy, fmt.Sprintf("health check failed %d times: %v", failures, err))
+				a.setHealth(deployproto.AllocUnhealthy, fmt.Sprintf("health check failed %d times: %v", failures, err))
 			}
 		}
 		t.Reset(interval)
@@ -72,14 +72,14 @@ func (a *alloc) health(ctx context.Context, id string, fresh bool) {
 }
 
 // setHealth moves a running allocation to healthy or unhealthy.
-func (a *alloc) setHealth(state orchestrator.AllocationState, msg string) {
+func (a *alloc) setHealth(state deployproto.AllocationState, msg string) {
 	a.mu.Lock()
 	cur, stopping := a.rec.State, a.stopping
 	a.mu.Unlock()
 	switch {
 	case stopping || cur == state:
 		return
-	case cur != orchestrator.AllocRunning && cur != orchestrator.AllocHealthy && cur != orchestrator.AllocUnhealthy:
+	case cur != deployproto.AllocRunning && cur != deployproto.AllocHealthy && cur != deployproto.AllocUnhealthy:
 		return
 	}
 	a.transition(state, msg, nil)

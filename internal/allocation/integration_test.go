@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/executor/wasm"
-	"github.com/dmsnet/dms/internal/orchestrator"
 )
 
 // buildWasmWorkload builds the executors' test workload for wasip1, as
@@ -63,9 +63,9 @@ func TestWasmEndToEnd(t *testing.T) {
 		hd := h.create(h.m, id, "r-"+id, spec)
 		t0 := time.Now()
 		h.mustStart(hd)
-		h.awaitState(id, orchestrator.AllocRunning)
+		h.awaitState(id, deployproto.AllocRunning)
 		started = time.Since(t0)
-		final := h.awaitState(id, orchestrator.AllocCompleted)
+		final := h.awaitState(id, deployproto.AllocCompleted)
 		ended = time.Since(t0)
 		if final.Result == nil || final.Result.ExitCode != 0 {
 			t.Errorf("%s: result = %+v, want exit 0", id, final.Result)
@@ -82,7 +82,7 @@ func TestWasmEndToEnd(t *testing.T) {
 	}
 	s1, e1 := run("a1")
 	s2, e2 := run("a2")
-	chunks := (len(module) + orchestrator.ArtifactChunkSize - 1) / orchestrator.ArtifactChunkSize
+	chunks := (len(module) + deployproto.ArtifactChunkSize - 1) / deployproto.ArtifactChunkSize
 	if n := h.orch.artifactRequests(digest); n != chunks {
 		t.Errorf("%d chunk requests, want %d (the second allocation uses the cache)", n, chunks)
 	}
@@ -94,7 +94,7 @@ func TestWasmEndToEnd(t *testing.T) {
 	long := wasmTask(digest, "print=up", "sleep=1m")
 	hd := h.create(h.m, "a3", "r-a3", long)
 	h.mustStart(hd)
-	h.awaitState("a3", orchestrator.AllocRunning)
+	h.awaitState("a3", deployproto.AllocRunning)
 	h.m.Close(context.Background())
 	ex2, err := wasm.New(wasm.Config{})
 	if err != nil {
@@ -105,7 +105,7 @@ func TestWasmEndToEnd(t *testing.T) {
 	if err := h.m.Resume(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	r := h.awaitState("a3", orchestrator.AllocFailed)
+	r := h.awaitState("a3", deployproto.AllocFailed)
 	if r.Result == nil || !strings.Contains(r.Result.Error, "wasm instances do not survive a restart") {
 		t.Errorf("after restart: %q %+v", r.Message, r.Result)
 	}

@@ -8,7 +8,7 @@ import (
 	"os"
 	"sync"
 
-	"github.com/dmsnet/dms/internal/orchestrator"
+	"github.com/dmsnet/dms/internal/deployproto"
 )
 
 // The log file of an allocation is a sequence of frames, each a stream byte,
@@ -165,7 +165,7 @@ var ErrBadOffset = errors.New("bad log offset")
 
 // read returns the entries from off, at most max bytes of data (but at
 // least one entry), and the offset after them.
-func (l *logFile) read(off int64, max int) ([]orchestrator.LogEntry, int64, error) {
+func (l *logFile) read(off int64, max int) ([]deployproto.LogEntry, int64, error) {
 	l.mu.Lock()
 	size, f := l.size, l.f
 	l.mu.Unlock()
@@ -175,7 +175,7 @@ func (l *logFile) read(off int64, max int) ([]orchestrator.LogEntry, int64, erro
 	if off < 0 || off > size {
 		return nil, off, fmt.Errorf("%w: %d is outside the log (0-%d)", ErrBadOffset, off, size)
 	}
-	var out []orchestrator.LogEntry
+	var out []deployproto.LogEntry
 	total := 0
 	head := make([]byte, frameHead)
 	for off < size {
@@ -205,7 +205,7 @@ func (l *logFile) read(off int64, max int) ([]orchestrator.LogEntry, int64, erro
 		if k := len(out) - 1; k >= 0 && out[k].Stream == stream {
 			out[k].Data = append(out[k].Data, data...)
 		} else {
-			out = append(out, orchestrator.LogEntry{Stream: stream, Data: data})
+			out = append(out, deployproto.LogEntry{Stream: stream, Data: data})
 		}
 		total += int(n)
 		off += frameHead + int64(n)

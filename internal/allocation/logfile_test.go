@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dmsnet/dms/internal/orchestrator"
+	"github.com/dmsnet/dms/internal/deployproto"
 )
 
 func openTestLog(t *testing.T) (*logFile, string) {
@@ -21,7 +21,7 @@ func openTestLog(t *testing.T) (*logFile, string) {
 	return l, p
 }
 
-func entries(es []orchestrator.LogEntry) string {
+func entries(es []deployproto.LogEntry) string {
 	var b strings.Builder
 	for _, e := range es {
 		b.WriteString(e.Stream + ":" + string(e.Data) + "|")

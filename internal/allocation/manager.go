@@ -15,10 +15,10 @@ import (
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/identity"
-	"github.com/dmsnet/dms/internal/orchestrator"
 )
 
 // Config is what a Manager needs. System, Store, Ledger, Wallet, Sealer and
@@ -54,7 +54,7 @@ type CreateRequest struct {
 	Reservation  string
 	Deployment   string
 	Orchestrator actor.Handle
-	Spec         orchestrator.AllocationSpec
+	Spec         deployproto.AllocationSpec
 }
 
 // Inbox returns the inbox of the actor of allocation id.
@@ -200,7 +200,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 		Spec:         req.Spec,
 		DID:          key.DID(),
 		SealedKey:    m.cfg.Sealer.SealKey(key),
-		State:        orchestrator.AllocPending,
+		State:        deployproto.AllocPending,
 		Seq:          seqBlock,
 		Created:      now,
 		Updated:      now,
@@ -261,10 +261,10 @@ func (m *Manager) newAlloc(rec Record, key *identity.Key) (*alloc, error) {
 		changed: make(chan struct{}),
 		wake:    make(chan struct{}, 1),
 	}
-	act.AddBehavior(orchestrator.BehaviorStart, a.handleStart)
-	act.AddBehavior(orchestrator.BehaviorStop, a.handleStop)
-	act.AddBehavior(orchestrator.BehaviorLogs, a.handleLogs)
-	act.AddBehavior(orchestrator.BehaviorStatus, a.handleStatus)
+	act.AddBehavior(deployproto.BehaviorStart, a.handleStart)
+	act.AddBehavior(deployproto.BehaviorStop, a.handleStop)
+	act.AddBehavior(deployproto.BehaviorLogs, a.handleLogs)
+	act.AddBehavior(deployproto.BehaviorStatus, a.handleStatus)
 	return a, nil
 }
 
@@ -497,18 +497,18 @@ func (m *Manager) Resume(ctx context.Context) error {
 }
 
 // List returns the current state of every allocation on this node, by ID.
-func (m *Manager) List() []orchestrator.Report {
+func (m *Manager) List() []deployproto.Report {
 	m.mu.Lock()
 	all := make([]*alloc, 0, len(m.allocs))
 	for _, a := range m.allocs {
 		all = append(all, a)
 	}
 	m.mu.Unlock()
-	out := make([]orchestrator.Report, 0, len(all))
+	out := make([]deployproto.Report, 0, len(all))
 	for _, a := range all {
 		out = append(out, a.status())
 	}
-	slices.SortFunc(out, func(a, b orchestrator.Report) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b deployproto.Report) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 

@@ -11,21 +11,21 @@ import (
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/identity"
-	"github.com/dmsnet/dms/internal/orchestrator"
 )
 
 // Record is the persisted state of one allocation: enough to respawn its
 // actor and re-attach to its executor instance after a daemon restart. It
 // is written at every state change.
 type Record struct {
-	ID           string                      `json:"id"`
-	Reservation  string                      `json:"reservation"`
-	Deployment   string                      `json:"deployment"`
-	Name         string                      `json:"name"`
-	Orchestrator actor.Handle                `json:"orchestrator"`
-	Spec         orchestrator.AllocationSpec `json:"spec"`
+	ID           string                     `json:"id"`
+	Reservation  string                     `json:"reservation"`
+	Deployment   string                     `json:"deployment"`
+	Name         string                     `json:"name"`
+	Orchestrator actor.Handle               `json:"orchestrator"`
+	Spec         deployproto.AllocationSpec `json:"spec"`
 
 	// DID is the allocation actor's; SealedKey its key, sealed by the
 	// node's Sealer and bound to DID.
@@ -36,12 +36,12 @@ type Record struct {
 	Chain string `json:"chain,omitempty"`
 
 	// InstanceID is the executor instance of the current run.
-	InstanceID string                       `json:"instance_id,omitempty"`
-	State      orchestrator.AllocationState `json:"state"`
-	Message    string                       `json:"message,omitempty"`
-	Result     *executor.Result             `json:"result,omitempty"`
-	Restarts   int                          `json:"restarts"`
-	Ports      []executor.Port              `json:"ports,omitempty"`
+	InstanceID string                      `json:"instance_id,omitempty"`
+	State      deployproto.AllocationState `json:"state"`
+	Message    string                      `json:"message,omitempty"`
+	Result     *executor.Result            `json:"result,omitempty"`
+	Restarts   int                         `json:"restarts"`
+	Ports      []executor.Port             `json:"ports,omitempty"`
 	// Seq is above the Seq of every report sent so far: a restarted actor
 	// continues from it, so the orchestrator never sees Seq go back.
 	Seq uint64 `json:"seq"`

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/dmsnet/dms/internal/orchestrator"
+	"github.com/dmsnet/dms/internal/deployproto"
 )
 
 const (
@@ -98,10 +98,10 @@ func (a *alloc) reporter() {
 // The send is not cut short by Close: a send cancelled half-way can leave
 // the link's session state out of step (see the actor runtime's
 // link.sendEnvelope), and a one-way send does not wait long anyway.
-func (a *alloc) deliver(r orchestrator.Report) {
+func (a *alloc) deliver(r deployproto.Report) {
 	ctx, cancel := context.WithTimeout(context.Background(), reportTimeout)
 	defer cancel()
-	if err := a.act.Send(ctx, a.rec.Orchestrator, orchestrator.BehaviorReport, r); err != nil {
+	if err := a.act.Send(ctx, a.rec.Orchestrator, deployproto.BehaviorReport, r); err != nil {
 		a.m.log.Debug("report not sent", "allocation_id", a.id(), "seq", r.Seq, "err", err)
 	}
 }
@@ -109,11 +109,11 @@ func (a *alloc) deliver(r orchestrator.Report) {
 // deliverFinal sends the final report and waits for it to be accepted,
 // retrying with backoff; once accepted it is not sent again after a
 // restart.
-func (a *alloc) deliverFinal(r orchestrator.Report) {
+func (a *alloc) deliverFinal(r deployproto.Report) {
 	backoff := time.Second
 	for attempt := 1; a.life.Err() == nil; attempt++ {
 		ctx, cancel := context.WithTimeout(a.life, reportTimeout)
-		err := a.act.Invoke(ctx, a.rec.Orchestrator, orchestrator.BehaviorReport, r, nil)
+		err := a.act.Invoke(ctx, a.rec.Orchestrator, deployproto.BehaviorReport, r, nil)
 		cancel()
 		if err == nil {
 			a.mu.Lock()

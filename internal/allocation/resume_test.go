@@ -7,10 +7,10 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/executor/executortest"
-	"github.com/dmsnet/dms/internal/orchestrator"
 )
 
 // restart simulates a daemon restart: the manager closes (its workloads
@@ -39,7 +39,7 @@ func TestResumeReattaches(t *testing.T) {
 		var off int64
 		var out strings.Builder
 		for !strings.Contains(out.String(), "tick 2") {
-			c, err := h.logs(hd, orchestrator.LogsRequest{Offset: off, Wait: time.Minute})
+			c, err := h.logs(hd, deployproto.LogsRequest{Offset: off, Wait: time.Minute})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -54,7 +54,7 @@ func TestResumeReattaches(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(1500 * time.Millisecond) // down while tick 3 is printed
-		if recs, _ := h.store.List(); len(recs) != 1 || recs[0].State != orchestrator.AllocRunning {
+		if recs, _ := h.store.List(); len(recs) != 1 || recs[0].State != deployproto.AllocRunning {
 			t.Fatalf("records after close = %+v, want one running", recs)
 		}
 		h.m = h.newManager(docker(h.ex))
@@ -62,7 +62,7 @@ func TestResumeReattaches(t *testing.T) {
 			t.Fatalf("Resume: %v", err)
 		}
 
-		final := h.awaitState("a1", orchestrator.AllocCompleted)
+		final := h.awaitState("a1", deployproto.AllocCompleted)
 		if final.Seq <= lastSeq {
 			t.Errorf("Seq after the restart %d, not above %d before it", final.Seq, lastSeq)
 		}
@@ -95,7 +95,7 @@ func TestResumeLostInstance(t *testing.T) {
 		name         string
 		restart      ensemble.Restart
 		executors    func(h *harness) map[ensemble.Executor]executor.Executor
-		wantState    orchestrator.AllocationState
+		wantState    deployproto.AllocationState
 		wantRestarts int
 		wantMsg      string
 	}{
@@ -105,7 +105,7 @@ func TestResumeLostInstance(t *testing.T) {
 			executors: func(h *harness) map[ensemble.Executor]executor.Executor {
 				return docker(executortest.New(executortest.Config{}))
 			},
-			wantState: orchestrator.AllocFailed,
+			wantState: deployproto.AllocFailed,
 			wantMsg:   "is gone after the node restarted",
 		},
 		{
@@ -114,21 +114,21 @@ func TestResumeLostInstance(t *testing.T) {
 			executors: func(h *harness) map[ensemble.Executor]executor.Executor {
 				return docker(noLister{executortest.New(executortest.Config{})})
 			},
-			wantState: orchestrator.AllocFailed,
+			wantState: deployproto.AllocFailed,
 			wantMsg:   "docker instances do not survive a restart",
 		},
 		{
 			name:         "gone, and restarted by the policy",
 			restart:      ensemble.Restart{Policy: ensemble.OnFailure, MaxRestarts: 2, Backoff: time.Second},
 			executors:    func(h *harness) map[ensemble.Executor]executor.Executor { return docker(h.newExecutor()) },
-			wantState:    orchestrator.AllocCompleted,
+			wantState:    deployproto.AllocCompleted,
 			wantRestarts: 1,
 		},
 		{
 			name:      "executor no longer on this node",
 			restart:   ensemble.Restart{Policy: ensemble.Always},
 			executors: func(h *harness) map[ensemble.Executor]executor.Executor { return nil },
-			wantState: orchestrator.AllocFailed,
+			wantState: deployproto.AllocFailed,
 			wantMsg:   `executor "docker" is no longer available`,
 		},
 	}
@@ -139,7 +139,7 @@ func TestResumeLostInstance(t *testing.T) {
 				spec.Restart = tc.restart
 				hd := h.create(h.m, "a1", "r1", spec)
 				h.mustStart(hd)
-				h.awaitState("a1", orchestrator.AllocRunning)
+				h.awaitState("a1", deployproto.AllocRunning)
 				h.restart(tc.executors(h))
 				r := h.awaitState("a1", tc.wantState)
 				if r.Restarts != tc.wantRestarts {
@@ -149,7 +149,7 @@ func TestResumeLostInstance(t *testing.T) {
 				if r.Result != nil {
 					msg += " / " + r.Result.Error
 				}
-				if tc.wantState == orchestrator.AllocFailed && (!strings.Contains(msg, tc.wantMsg) || r.Result == nil || r.Result.Reason != executor.ReasonFailed) {
+				if tc.wantState == deployproto.AllocFailed && (!strings.Contains(msg, tc.wantMsg) || r.Result == nil || r.Result.Reason != executor.ReasonFailed) {
 					t.Errorf("final report %q, result %+v; want failed saying %q", msg, r.Result, tc.wantMsg)
 				}
 				eventually(t, func() bool { return h.ledger.releases("r1") == 1 })
@@ -163,11 +163,11 @@ func TestResumeStates(t *testing.T) {
 		inBubble(t, func(t *testing.T, h *harness) {
 			hd := h.create(h.m, "a1", "r1", task("print=late"))
 			h.restart(docker(h.ex))
-			if st := h.status(hd); st.State != orchestrator.AllocPending {
+			if st := h.status(hd); st.State != deployproto.AllocPending {
 				t.Fatalf("state after resume = %s, want pending", st.State)
 			}
 			h.mustStart(hd)
-			h.awaitState("a1", orchestrator.AllocCompleted)
+			h.awaitState("a1", deployproto.AllocCompleted)
 		})
 	})
 	t.Run("closed while starting starts again", func(t *testing.T) {
@@ -177,9 +177,9 @@ func TestResumeStates(t *testing.T) {
 			h.m = h.newManager(docker(slow))
 			hd := h.create(h.m, "a1", "r1", task("print=ok"))
 			h.mustStart(hd)
-			h.awaitState("a1", orchestrator.AllocStarting)
+			h.awaitState("a1", deployproto.AllocStarting)
 			h.restart(docker(h.ex))
-			h.awaitState("a1", orchestrator.AllocCompleted)
+			h.awaitState("a1", deployproto.AllocCompleted)
 			if ins, _ := slow.List(context.Background(), nil); len(ins) != 0 {
 				t.Errorf("the cut-short start left %d instances", len(ins))
 			}
@@ -189,14 +189,14 @@ func TestResumeStates(t *testing.T) {
 		inBubble(t, func(t *testing.T, h *harness) {
 			hd := h.create(h.m, "a1", "r1", task("print=done"))
 			h.mustStart(hd)
-			h.awaitState("a1", orchestrator.AllocCompleted)
+			h.awaitState("a1", deployproto.AllocCompleted)
 			eventually(t, func() bool {
 				recs, _ := h.store.List()
 				return h.ledger.releases("r1") == 1 && recs[0].Reported
 			})
 			n, _ := h.orch.reportsOf("a1")
 			h.restart(docker(h.ex))
-			if st := h.status(hd); st.State != orchestrator.AllocCompleted || st.Result == nil {
+			if st := h.status(hd); st.State != deployproto.AllocCompleted || st.Result == nil {
 				t.Errorf("status after resume = %+v", st)
 			}
 			if out, _ := h.readLogs(hd); out != "done\n" {
@@ -252,6 +252,6 @@ func TestSeqSurvivesRestart(t *testing.T) {
 		if r := after[len(rs)]; r.Seq <= last {
 			t.Fatalf("first report after the restart has Seq %d, want above %d", r.Seq, last)
 		}
-		h.orch.act.Invoke(context.Background(), hd, orchestrator.BehaviorStop, orchestrator.StopRequest{}, nil)
+		h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorStop, deployproto.StopRequest{}, nil)
 	})
 }

@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
-	"github.com/dmsnet/dms/internal/orchestrator"
 )
 
 // Labels the allocation puts on its executor instances, beside
@@ -60,7 +60,7 @@ func checkID(what, id string) error {
 
 // checkSpec checks what can be checked of s before anything is fetched or
 // started, and returns every problem at once.
-func (m *Manager) checkSpec(s *orchestrator.AllocationSpec) error {
+func (m *Manager) checkSpec(s *deployproto.AllocationSpec) error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if s.Name == "" {
@@ -184,7 +184,7 @@ func (m *Manager) executorNames() string {
 }
 
 // artifacts returns the content references the execution needs fetched.
-func artifacts(s *orchestrator.AllocationSpec) []string {
+func artifacts(s *deployproto.AllocationSpec) []string {
 	var out []string
 	x := &s.Execution
 	switch s.Executor {
@@ -277,7 +277,7 @@ func (a *alloc) buildSpec(files map[string]string) (executor.Spec, error) {
 
 // restartPolicy returns the spec's restart policy with the ensemble's
 // defaults filled in.
-func restartPolicy(s *orchestrator.AllocationSpec) (policy ensemble.RestartPolicy, maxRestarts int, backoff time.Duration) {
+func restartPolicy(s *deployproto.AllocationSpec) (policy ensemble.RestartPolicy, maxRestarts int, backoff time.Duration) {
 	policy, maxRestarts, backoff = s.Restart.Policy, s.Restart.MaxRestarts, s.Restart.Backoff
 	if policy == "" {
 		policy = ensemble.Never

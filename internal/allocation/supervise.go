@@ -7,9 +7,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
-	"github.com/dmsnet/dms/internal/orchestrator"
 )
 
 const (
@@ -73,7 +73,7 @@ func (a *alloc) supervise(ctx context.Context, p runPlan) {
 					res = executor.Result{ExitCode: -1, Reason: executor.ReasonFailed, Error: err.Error(), FinishedAt: a.m.cfg.Now()}
 					var perm *permanentError
 					if errors.As(err, &perm) {
-						a.finish(orchestrator.AllocFailed, &res, "could not start: "+err.Error())
+						a.finish(deployproto.AllocFailed, &res, "could not start: "+err.Error())
 						return
 					}
 					break
@@ -86,19 +86,19 @@ func (a *alloc) supervise(ctx context.Context, p runPlan) {
 		}
 		p = runPlan{}
 		if a.isStopping() {
-			a.finish(orchestrator.AllocStopped, &res, "stopped on request")
+			a.finish(deployproto.AllocStopped, &res, "stopped on request")
 			return
 		}
 		restart, delay, n, max := a.shouldRestart(res)
 		if !restart {
-			state := orchestrator.AllocFailed
+			state := deployproto.AllocFailed
 			if succeeded(res) {
-				state = orchestrator.AllocCompleted
+				state = deployproto.AllocCompleted
 			}
 			a.finish(state, &res, describe(res))
 			return
 		}
-		a.transition(orchestrator.AllocRestarting,
+		a.transition(deployproto.AllocRestarting,
 			fmt.Sprintf("%s; restart %d of %d in %s", describe(res), n, max, delay),
 			func(r *Record) {
 				r.Restarts = n
@@ -133,7 +133,7 @@ func (a *alloc) shouldRestart(res executor.Result) (restart bool, delay time.Dur
 // manager leaves it as it is.
 func (a *alloc) interrupted(last *executor.Result) {
 	if a.isStopping() {
-		a.finish(orchestrator.AllocStopped, last, "stopped on request")
+		a.finish(deployproto.AllocStopped, last, "stopped on request")
 	}
 }
 
@@ -144,8 +144,8 @@ func (a *alloc) startInstance(ctx context.Context) (string, error) {
 	if a.ex == nil {
 		return "", &permanentError{fmt.Errorf("executor %q is not available on this node", rec.Spec.Executor)}
 	}
-	if rec.State != orchestrator.AllocStarting || rec.InstanceID != "" {
-		a.transition(orchestrator.AllocStarting, "", func(r *Record) { r.InstanceID = "" })
+	if rec.State != deployproto.AllocStarting || rec.InstanceID != "" {
+		a.transition(deployproto.AllocStarting, "", func(r *Record) { r.InstanceID = "" })
 	}
 	files := map[string]string{}
 	for _, ref := range artifacts(&rec.Spec) {
@@ -173,7 +173,7 @@ func (a *alloc) startInstance(ctx context.Context) (string, error) {
 		a.m.log.Warn("log mark", "allocation_id", a.id(), "err", err)
 	}
 	ports := a.publishedPorts(context.WithoutCancel(ctx), id, spec.Ports)
-	a.transition(orchestrator.AllocRunning, "", func(r *Record) {
+	a.transition(deployproto.AllocRunning, "", func(r *Record) {
 		r.InstanceID = id
 		r.Ports = ports
 		r.Result = nil
@@ -325,7 +325,7 @@ func (a *alloc) copyLogs(ctx context.Context, id string) <-chan struct{} {
 // finish records a final state with the last run's result, releases the
 // reservation when it was the last allocation running, and queues the
 // final report.
-func (a *alloc) finish(state orchestrator.AllocationState, res *executor.Result, msg string) {
+func (a *alloc) finish(state deployproto.AllocationState, res *executor.Result, msg string) {
 	if !a.transition(state, msg, func(r *Record) {
 		if res != nil {
 			r.Result = res
@@ -353,7 +353,7 @@ func (a *alloc) resume(ctx context.Context, instances []executor.Instance, liste
 			a.startReporter()
 		}
 		return
-	case rec.State == orchestrator.AllocPending:
+	case rec.State == deployproto.AllocPending:
 		a.startReporter()
 		return
 	}
@@ -362,7 +362,7 @@ func (a *alloc) resume(ctx context.Context, instances []executor.Instance, liste
 		// No restart can help.
 		res := executor.Result{ExitCode: -1, Reason: executor.ReasonFailed, FinishedAt: a.m.cfg.Now(),
 			Error: fmt.Sprintf("executor %q is no longer available on this node", rec.Spec.Executor)}
-		a.finish(orchestrator.AllocFailed, &res, describe(res))
+		a.finish(deployproto.AllocFailed, &res, describe(res))
 		return
 	}
 	// Find the instance of the current run.
@@ -371,7 +371,7 @@ func (a *alloc) resume(ctx context.Context, instances []executor.Instance, liste
 	if listed {
 		slices.SortFunc(instances, func(x, y executor.Instance) int { return y.StartedAt.Compare(x.StartedAt) })
 		for i := range instances {
-			if instances[i].ID == id || (id == "" && rec.State == orchestrator.AllocStarting) {
+			if instances[i].ID == id || (id == "" && rec.State == deployproto.AllocStarting) {
 				in = &instances[i]
 				break
 			}
@@ -386,7 +386,7 @@ func (a *alloc) resume(ctx context.Context, instances []executor.Instance, liste
 	switch {
 	case in != nil:
 		a.reattach(in.ID, in.Ports)
-	case rec.State == orchestrator.AllocStarting || rec.State == orchestrator.AllocRestarting:
+	case rec.State == deployproto.AllocStarting || rec.State == deployproto.AllocRestarting:
 		// No instance had started (or the last run had ended): start one.
 		a.launch(runPlan{})
 	case listed || id == "":
@@ -401,8 +401,8 @@ func (a *alloc) resume(ctx context.Context, instances []executor.Instance, liste
 // reattach resumes watching instance id.
 func (a *alloc) reattach(id string, ports []executor.Port) {
 	st := a.state()
-	if st == orchestrator.AllocStarting || st == orchestrator.AllocRestarting {
-		st = orchestrator.AllocRunning
+	if st == deployproto.AllocStarting || st == deployproto.AllocRestarting {
+		st = deployproto.AllocRunning
 	}
 	a.transition(st, fmt.Sprintf("re-attached to instance %s after the node restarted", id), func(r *Record) {
 		r.InstanceID = id

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/dmsnet/dms/internal/match"
 )
 
 // Continents maps the continent names used in location codes to the
@@ -77,39 +79,38 @@ func CheckLocationCode(code string) error {
 	return fmt.Errorf("%q is not a location code%s", code, hint)
 }
 
-// Place is where a provider is, as its bid reports it.
-type Place struct {
-	Continent string // GeoIP continent code: EU
-	Country   string // ISO 3166-1 alpha-2: DE
-	Region    string // ISO 3166-2: DE-BE; empty when unknown
+// Rule converts l to the capability algebra's location rule, which
+// providers and orchestrators evaluate (match.LocationRule.Allows): one
+// implementation of where a node may be.
+func (l Location) Rule() match.LocationRule {
+	conv := func(codes []string) []match.Location {
+		out := make([]match.Location, 0, len(codes))
+		for _, c := range codes {
+			out = append(out, LocationOf(c))
+		}
+		return out
+	}
+	var r match.LocationRule
+	if len(l.Accept) > 0 {
+		r.Accept = conv(l.Accept)
+	}
+	if len(l.Reject) > 0 {
+		r.Reject = conv(l.Reject)
+	}
+	return r
 }
 
-// Allows reports whether a provider at p satisfies l: in one of Accept
-// (when Accept is not empty) and in none of Reject.
-func (l Location) Allows(p Place) bool {
-	for _, c := range l.Reject {
-		if p.in(c) {
-			return false
-		}
+// LocationOf is the pattern a location code names: a continent (europe →
+// EU), a country (DE), or a subdivision (US-CA: country US, subdivision
+// US-CA). A subdivision pattern matches only providers that state that
+// subdivision: accept: [US-CA] leaves out a US provider that does not say
+// where in the US it is, and reject: [US-CA] keeps it.
+func LocationOf(code string) match.Location {
+	if c, ok := Continents[code]; ok {
+		return match.Location{Continent: c}
 	}
-	if len(l.Accept) == 0 {
-		return true
+	if m := subdivisionRE.FindStringSubmatch(code); m != nil {
+		return match.Location{Country: m[1], Subdivision: code}
 	}
-	for _, c := range l.Accept {
-		if p.in(c) {
-			return true
-		}
-	}
-	return false
-}
-
-// in reports whether p lies in the place a location code names.
-func (p Place) in(code string) bool {
-	if cc, ok := Continents[code]; ok {
-		return p.Continent == cc
-	}
-	if strings.Contains(code, "-") {
-		return p.Region != "" && p.Region == code
-	}
-	return p.Country == code
+	return match.Location{Country: code}
 }

@@ -80,6 +80,18 @@ type Resources struct {
 	GPUs []GPU          `yaml:"gpus,omitempty" doc:"GPUs, by kind."`
 }
 
+// Match converts r to the capability algebra's resources: one match.GPU
+// per GPU asked for.
+func (r Resources) Match() match.Resources {
+	m := match.Resources{CPU: r.CPU, RAM: r.RAM, Disk: r.Disk}
+	for _, g := range r.GPUs {
+		for range g.Count {
+			m.GPUs = append(m.GPUs, match.GPU{Vendor: g.Vendor, Model: g.Model, VRAM: g.VRAM})
+		}
+	}
+	return m
+}
+
 // GPU asks for Count GPUs of one kind.
 type GPU struct {
 	Vendor string      `yaml:"vendor" ens:"required,enum=nvidia|amd|intel" doc:"nvidia, amd or intel."`

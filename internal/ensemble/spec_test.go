@@ -278,12 +278,14 @@ func TestLocalFiles(t *testing.T) {
 }
 
 func TestLocation(t *testing.T) {
-	berlin := Place{Continent: "EU", Country: "DE", Region: "DE-BE"}
-	sf := Place{Continent: "NA", Country: "US", Region: "US-CA"}
+	berlin := match.Location{Continent: "EU", Country: "DE", Subdivision: "DE-BE"}
+	sf := match.Location{Continent: "NA", Country: "US", Subdivision: "US-CA"}
+	ny := match.Location{Continent: "NA", Country: "US", Subdivision: "US-NY"}
+	us := match.Location{Continent: "NA", Country: "US"} // no subdivision stated
 	for _, tc := range []struct {
 		name string
 		loc  Location
-		p    Place
+		p    match.Location
 		want bool
 	}{
 		{"anywhere", Location{}, berlin, true},
@@ -291,12 +293,21 @@ func TestLocation(t *testing.T) {
 		{"other continent", Location{Accept: []string{"europe"}}, sf, false},
 		{"country", Location{Accept: []string{"US"}}, sf, true},
 		{"subdivision", Location{Accept: []string{"US-CA"}}, sf, true},
-		{"unknown region", Location{Accept: []string{"US-CA"}}, Place{Continent: "NA", Country: "US"}, false},
+		{"unknown region", Location{Accept: []string{"US-CA"}}, us, false},
+		{"other subdivision", Location{Accept: []string{"US-CA"}}, ny, false},
 		{"reject wins", Location{Accept: []string{"europe"}, Reject: []string{"DE"}}, berlin, false},
 		{"reject only", Location{Reject: []string{"DE"}}, sf, true},
+		// Rejecting a subdivision rejects it, not its whole country (it
+		// used to be mapped to its country and rejected every US provider).
+		{"reject a subdivision", Location{Reject: []string{"US-CA"}}, sf, false},
+		{"reject a subdivision: other subdivision", Location{Reject: []string{"US-CA"}}, ny, true},
+		{"reject a subdivision: none stated", Location{Reject: []string{"US-CA"}}, us, true},
+		{"reject a country keeps its subdivisions out", Location{Reject: []string{"US"}}, sf, false},
+		{"accept a country takes its subdivisions", Location{Accept: []string{"US"}}, ny, true},
+		{"accept a subdivision, reject the country", Location{Accept: []string{"US-CA"}, Reject: []string{"US"}}, sf, false},
 	} {
-		if got := tc.loc.Allows(tc.p); got != tc.want {
-			t.Errorf("%s: %+v.Allows(%+v) = %v, want %v", tc.name, tc.loc, tc.p, got, tc.want)
+		if got := tc.loc.Rule().Allows(tc.p); got != tc.want {
+			t.Errorf("%s: %+v.Rule().Allows(%+v) = %v, want %v", tc.name, tc.loc, tc.p, got, tc.want)
 		}
 	}
 	if n := len(countries); n != 250 {

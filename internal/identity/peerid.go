@@ -39,3 +39,11 @@ func DIDFromPeerID(id string) (DID, error) {
 	}
 	return DIDFromPublicKey(raw[len(peerIDPrefix):]), nil
 }
+
+// ShortPeerID abbreviates a peer ID for messages: "12D3KooW…x7Yq2a".
+func ShortPeerID(id string) string {
+	if len(id) > 16 {
+		return id[:8] + "…" + id[len(id)-6:]
+	}
+	return id
+}

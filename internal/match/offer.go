@@ -10,14 +10,20 @@ import (
 
 // Location is where a machine is, as its owner configured it (no look-ups).
 // Every field is optional. In a rule (LocationRule, Preferences) a Location is
-// a pattern: the fields it sets must all equal the machine's, ignoring case.
+// a pattern: the fields it sets must all equal the machine's, ignoring case;
+// a machine that does not state a field matches no pattern that sets it.
 type Location struct {
 	Continent string `json:"continent,omitempty" yaml:"continent,omitempty"` // AF, AN, AS, EU, NA, OC, SA
 	Country   string `json:"country,omitempty" yaml:"country,omitempty"`     // ISO 3166-1 alpha-2: DE, US
-	City      string `json:"city,omitempty" yaml:"city,omitempty"`
+	// Subdivision is the ISO 3166-2 code of the state or province, its
+	// country included: US-CA, DE-BE.
+	Subdivision string `json:"subdivision,omitempty" yaml:"subdivision,omitempty"`
+	City        string `json:"city,omitempty" yaml:"city,omitempty"`
 }
 
-// String is "EU/DE/Berlin", with "*" for a field not set, or "unknown".
+// String is "EU/DE/Berlin" — or "NA/US-CA/San Francisco" with a
+// subdivision in place of the country — with "*" for a field not set, or
+// "unknown".
 func (l Location) String() string {
 	if l == (Location{}) {
 		return "unknown"
@@ -28,13 +34,18 @@ func (l Location) String() string {
 		}
 		return s
 	}
-	return f(l.Continent) + "/" + f(l.Country) + "/" + f(l.City)
+	country := l.Country
+	if l.Subdivision != "" {
+		country = l.Subdivision
+	}
+	return f(l.Continent) + "/" + f(country) + "/" + f(l.City)
 }
 
 // Within reports whether l matches pattern p: every field p sets equals l's.
 // The empty pattern matches every location.
 func (l Location) Within(p Location) bool {
-	return eqOpt(p.Continent, l.Continent) && eqOpt(p.Country, l.Country) && eqOpt(p.City, l.City)
+	return eqOpt(p.Continent, l.Continent) && eqOpt(p.Country, l.Country) &&
+		eqOpt(p.Subdivision, l.Subdivision) && eqOpt(p.City, l.City)
 }
 
 func eqOpt(pattern, v string) bool { return pattern == "" || strings.EqualFold(pattern, v) }
@@ -42,7 +53,7 @@ func eqOpt(pattern, v string) bool { return pattern == "" || strings.EqualFold(p
 // closeness is the share of the fields p sets that l matches, in [0,1].
 func (l Location) closeness(p Location) float64 {
 	set, hit := 0, 0
-	for _, x := range [][2]string{{p.Continent, l.Continent}, {p.Country, l.Country}, {p.City, l.City}} {
+	for _, x := range [][2]string{{p.Continent, l.Continent}, {p.Country, l.Country}, {p.Subdivision, l.Subdivision}, {p.City, l.City}} {
 		if x[0] == "" {
 			continue
 		}
@@ -63,6 +74,11 @@ type LocationRule struct {
 	Accept []Location `json:"accept,omitempty" yaml:"accept,omitempty"`
 	Reject []Location `json:"reject,omitempty" yaml:"reject,omitempty"`
 }
+
+// Allows reports whether a machine at l satisfies the rule. A pattern
+// naming a subdivision rejects only machines that state that subdivision,
+// and accepts only those.
+func (r LocationRule) Allows(l Location) bool { return locationRefusal(l, r) == "" }
 
 // Window is a span of time; a zero Start or End leaves that side open.
 type Window struct {

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/api"
-	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/allocation"
 	"github.com/dmsnet/dms/internal/apiserver"
 	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/executor/wasm"
@@ -66,8 +66,8 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		closeExecs()
 		return nil, err
 	}
-	provider := orchestrator.NewProvider(orchestrator.ProviderConfig{
-		Node: n.root, Key: n.cfg.Key, Ledger: n.resources, Allocator: allocator{n.allocs},
+	provider := allocation.NewProvider(allocation.ProviderConfig{
+		Node: n.root, Key: n.cfg.Key, Ledger: n.resources, Allocations: n.allocs,
 		ReservationTTL: c.Orchestrator.ReservationTTL.D(), Logger: n.log,
 		Latencies: n.latencies,
 	})
@@ -223,17 +223,6 @@ func (n *Node) connectedPeers() []string {
 	return out
 }
 
-// allocator adapts allocation.Manager to orchestrator.Allocator.
-type allocator struct{ m *allocation.Manager }
-
-func (a allocator) Create(ctx context.Context, req orchestrator.CreateAllocation) (actor.Handle, error) {
-	return a.m.Create(ctx, allocation.CreateRequest(req))
-}
-
-func (a allocator) Revert(ctx context.Context, reservation string) error {
-	return a.m.Revert(ctx, reservation)
-}
-
 // allocStore keeps allocation records in the store.
 type allocStore struct{ db *store.DB }
 
@@ -359,7 +348,7 @@ func (s deploymentService) Submit(ctx context.Context, req api.DeployRequest) (*
 	owner := chains[0].Root()
 	// The owner must be trusted here for deployments: the same check a
 	// remote /dms/node/deployment/new would pass.
-	if err := s.n.verify.VerifyChain(time.Now(), chains[0], orchestrator.CmdDeployment, nil); err != nil {
+	if err := s.n.verify.VerifyChain(time.Now(), chains[0], deployproto.CmdDeployment, nil); err != nil {
 		return nil, err
 	}
 	d, err := s.n.deploys.Submit(ctx, orchestrator.Submission{Spec: spec, Owner: owner, Chains: chains, Artifacts: req.Artifacts})
@@ -408,7 +397,7 @@ func (s deploymentService) Shutdown(ctx context.Context, id string) (*api.Deploy
 }
 
 func (s deploymentService) Logs(ctx context.Context, id, alloc string, follow bool, emit func(api.LogLine)) error {
-	err := s.n.deploys.Logs(ctx, id, alloc, follow, func(name string, e orchestrator.LogEntry) {
+	err := s.n.deploys.Logs(ctx, id, alloc, follow, func(name string, e deployproto.LogEntry) {
 		emit(api.LogLine{Allocation: name, Stream: e.Stream, Data: string(e.Data)})
 	})
 	if errors.Is(err, orchestrator.ErrNotFound) {

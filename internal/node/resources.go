@@ -17,6 +17,7 @@ import (
 	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/apiserver"
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/match"
 	"github.com/dmsnet/dms/internal/resource"
 	"github.com/dmsnet/dms/internal/store"
@@ -408,11 +409,11 @@ func (n *Node) addResourceBehaviors() {
 }
 
 // withFeatures adds to a list of executors the features the configuration
-// gives them (resource.ExecutorVMKernel), sorted.
+// gives them (deployproto.FeatureVMKernel), sorted.
 func (n *Node) withFeatures(execs []string) []string {
 	if slices.Contains(execs, resource.ExecutorVM) && n.cfg.Config.Executor.VM.Kernel != "" &&
-		!slices.Contains(execs, resource.ExecutorVMKernel) {
-		execs = append(execs, resource.ExecutorVMKernel)
+		!slices.Contains(execs, deployproto.FeatureVMKernel) {
+		execs = append(execs, deployproto.FeatureVMKernel)
 	}
 	sort.Strings(execs)
 	return execs

@@ -5,8 +5,10 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/orchestrator/placement"
 )
 
 // State is where a deployment is in its life.
@@ -54,7 +56,7 @@ type Deployment struct {
 	Round int `json:"round"`
 	// Candidates says, for the last round that found no placement, why
 	// each candidate provider does not host each node.
-	Candidates []CandidateReason `json:"candidates,omitempty"`
+	Candidates []placement.Reason `json:"candidates,omitempty"`
 	// Placement is each node's provider once committed.
 	Placement map[string]Placement `json:"placement,omitempty"`
 	// Allocations are by allocation name.
@@ -81,17 +83,17 @@ type Placement struct {
 
 // Allocation is the orchestrator's view of one allocation.
 type Allocation struct {
-	Name     string           `json:"name"`
-	Node     string           `json:"node"`
-	Handle   actor.Handle     `json:"handle"`
-	State    AllocationState  `json:"state"`
-	Restarts int              `json:"restarts"`
-	Seq      uint64           `json:"seq"`
-	LastSeen time.Time        `json:"last_seen,omitzero"`
-	Message  string           `json:"message,omitempty"`
-	Result   *executor.Result `json:"result,omitempty"`
-	Ports    []executor.Port  `json:"ports,omitempty"`
-	Started  bool             `json:"started"`
+	Name     string                      `json:"name"`
+	Node     string                      `json:"node"`
+	Handle   actor.Handle                `json:"handle"`
+	State    deployproto.AllocationState `json:"state"`
+	Restarts int                         `json:"restarts"`
+	Seq      uint64                      `json:"seq"`
+	LastSeen time.Time                   `json:"last_seen,omitzero"`
+	Message  string                      `json:"message,omitempty"`
+	Result   *executor.Result            `json:"result,omitempty"`
+	Ports    []executor.Port             `json:"ports,omitempty"`
+	Started  bool                        `json:"started"`
 }
 
 // clone returns a deep copy, for readers outside the run loop.
@@ -106,7 +108,7 @@ func (d *Deployment) clone() *Deployment {
 		a := *v
 		c.Allocations[k] = &a
 	}
-	c.Candidates = append([]CandidateReason(nil), d.Candidates...)
+	c.Candidates = append([]placement.Reason(nil), d.Candidates...)
 	return &c
 }
 

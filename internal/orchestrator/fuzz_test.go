@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/match"
 	"github.com/dmsnet/dms/internal/orchestrator"
@@ -25,13 +26,13 @@ func FuzzProviderMessages(f *testing.F) {
 	from, to := w.nodes[0], w.nodes[1]
 	start := to.ledger.Free()
 
-	req := orchestrator.BidRequest{Deployment: "d1", Orchestrator: from.root.Handle(), Round: 1, Nodes: []orchestrator.NodeRequest{{
+	req := deployproto.BidRequest{Deployment: "d1", Orchestrator: from.root.Handle(), Round: 1, Nodes: []deployproto.NodeRequest{{
 		Name:    "job",
 		Request: match.Request{Resources: match.Resources{CPU: 500, RAM: 64 << 20}, Executors: []string{"wasm"}},
 	}}}
-	commit := orchestrator.CommitRequest{Deployment: "d1", Node: "job", Reservation: "d1.1", Orchestrator: from.root.Handle(),
-		Allocations: []orchestrator.AllocationSpec{{Name: "main", Type: "task", Executor: "wasm", Resources: match.Resources{CPU: 500, RAM: 64 << 20}}}}
-	revert := orchestrator.RevertRequest{Deployment: "d1", Reservation: "d1.1"}
+	commit := deployproto.CommitRequest{Deployment: "d1", Node: "job", Reservation: "d1.1", Orchestrator: from.root.Handle(),
+		Allocations: []deployproto.AllocationSpec{{Name: "main", Type: "task", Executor: "wasm", Resources: match.Resources{CPU: 500, RAM: 64 << 20}}}}
+	revert := deployproto.RevertRequest{Deployment: "d1", Reservation: "d1.1"}
 	for i, v := range []any{req, commit, revert} {
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -45,7 +46,7 @@ func FuzzProviderMessages(f *testing.F) {
 	f.Add(uint8(1), []byte(`null`))
 	f.Add(uint8(2), []byte(`{"deployment":"","reservation":"."}`))
 
-	behaviors := []string{orchestrator.BehaviorRequest, orchestrator.BehaviorCommit, orchestrator.BehaviorRevert}
+	behaviors := []string{deployproto.BehaviorRequest, deployproto.BehaviorCommit, deployproto.BehaviorRevert}
 	f.Fuzz(func(t *testing.T, which uint8, payload []byte) {
 		if !json.Valid(payload) {
 			return // the sender's codec refuses it before it leaves (TestDecodeFrame covers frames)
@@ -72,11 +73,11 @@ func FuzzProviderMessages(f *testing.F) {
 		}
 		_ = json.Unmarshal(payload, &named)
 		res := named.Reservation
-		if behavior == orchestrator.BehaviorRequest {
+		if behavior == deployproto.BehaviorRequest {
 			res = fmt.Sprintf("%s.%d", named.Deployment, named.Round)
 		}
-		if _, err := from.root.InvokeRaw(ctx, to.root.Handle(), orchestrator.BehaviorRevert,
-			orchestrator.RevertRequest{Deployment: named.Deployment, Reservation: res}); err != nil {
+		if _, err := from.root.InvokeRaw(ctx, to.root.Handle(), deployproto.BehaviorRevert,
+			deployproto.RevertRequest{Deployment: named.Deployment, Reservation: res}); err != nil {
 			var ae *actor.Error
 			if !errors.As(err, &ae) || ae.Code == actor.CodePanic || ae.Code == actor.CodeTimeout {
 				t.Fatalf("revert %s: %v", res, err)
@@ -104,7 +105,7 @@ func FuzzAllocationMessages(f *testing.F) {
 	var id string
 	running := func(t testing.TB) actor.Handle {
 		if id != "" {
-			if d, err := w.nodes[0].svc.Get(id); err == nil && d.State == orchestrator.Running && d.Allocations["job"].State == orchestrator.AllocRunning {
+			if d, err := w.nodes[0].svc.Get(id); err == nil && d.State == orchestrator.Running && d.Allocations["job"].State == deployproto.AllocRunning {
 				return to
 			}
 			w.nodes[0].svc.Shutdown(context.Background(), id)
@@ -131,7 +132,7 @@ func FuzzAllocationMessages(f *testing.F) {
 	f.Add(uint8(2), []byte(`{"offset":-5,"max":1e30}`))
 	f.Add(uint8(3), []byte(`{}`))
 
-	behaviors := []string{orchestrator.BehaviorStart, orchestrator.BehaviorStop, orchestrator.BehaviorLogs, orchestrator.BehaviorStatus}
+	behaviors := []string{deployproto.BehaviorStart, deployproto.BehaviorStop, deployproto.BehaviorLogs, deployproto.BehaviorStatus}
 	f.Fuzz(func(t *testing.T, which uint8, payload []byte) {
 		if !json.Valid(payload) {
 			return

@@ -10,6 +10,7 @@ import (
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/allocation"
 	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/executor/executortest"
@@ -38,7 +39,7 @@ type tnode struct {
 	root     *actor.Actor
 	ledger   *resource.Manager
 	allocs   *allocation.Manager
-	provider *orchestrator.Provider
+	provider *allocation.Provider
 	svc      *orchestrator.Service
 	store    *memStore
 	exec     *executortest.Executor
@@ -132,8 +133,8 @@ func (w *world) addNode(o worldOpts) *tnode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn.provider = orchestrator.NewProvider(orchestrator.ProviderConfig{
-		Node: tn.root, Key: key, Ledger: tn.ledger, Allocator: refusingAllocator{tn}, ReservationTTL: o.ttl,
+	tn.provider = allocation.NewProvider(allocation.ProviderConfig{
+		Node: tn.root, Key: key, Ledger: refusingLedger{tn.ledger, tn}, Allocations: tn.allocs, ReservationTTL: o.ttl,
 		Latencies: o.latencies,
 	})
 	if err := tn.provider.Register(); err != nil {
@@ -175,22 +176,21 @@ func (w *world) peersOf(self *tnode) []string {
 	return out
 }
 
-// refusingAllocator is the node's allocator, which refuses to create
-// allocations when the node is set to refuse commits.
-type refusingAllocator struct{ tn *tnode }
-
-func (a refusingAllocator) Create(ctx context.Context, req orchestrator.CreateAllocation) (actor.Handle, error) {
-	a.tn.mu.Lock()
-	refuse := a.tn.refuse
-	a.tn.mu.Unlock()
-	if refuse {
-		return actor.Handle{}, fmt.Errorf("this provider refuses commits")
-	}
-	return a.tn.allocs.Create(ctx, allocation.CreateRequest(req))
+// refusingLedger is the node's ledger, which refuses to commit
+// reservations when the node is set to refuse commits.
+type refusingLedger struct {
+	*resource.Manager
+	tn *tnode
 }
 
-func (a refusingAllocator) Revert(ctx context.Context, reservation string) error {
-	return a.tn.allocs.Revert(ctx, reservation)
+func (l refusingLedger) CommitPart(id string, want match.Resources) (resource.Allocation, error) {
+	l.tn.mu.Lock()
+	refuse := l.tn.refuse
+	l.tn.mu.Unlock()
+	if refuse {
+		return resource.Allocation{}, fmt.Errorf("this provider refuses commits")
+	}
+	return l.Manager.CommitPart(id, want)
 }
 
 // submit deploys an ensemble from node 0.
@@ -217,7 +217,7 @@ func (w *world) submission(tn *tnode, yaml string) orchestrator.Submission {
 		w.t.Fatal(err)
 	}
 	var chains []cap.Chain
-	for _, cmd := range []string{orchestrator.CmdDeployment, orchestrator.CmdAllocation} {
+	for _, cmd := range []string{deployproto.CmdDeployment, deployproto.CmdAllocation} {
 		d, err := cap.Delegate(w.user, cap.DelegationParams{Audience: tn.key.DID(), Command: cmd, Expiry: time.Now().Add(time.Hour)})
 		if err != nil {
 			w.t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/match"
 )
 
@@ -46,7 +47,7 @@ func (c *offerCache) drop(host string) {
 // shortlist returns the providers to ask for a deployment: for every node,
 // the best few fresh offers that fit it. It returns nil when the cache
 // cannot find enough candidates for every node (then broadcast).
-func (c *offerCache) shortlist(reqs []NodeRequest, now time.Time) []string {
+func (c *offerCache) shortlist(reqs []deployproto.NodeRequest, now time.Time) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	perNode := 2 + len(reqs) // spares for distinct placement and stale offers

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/orchestrator"
 )
 
@@ -35,7 +36,7 @@ func TestTaskRunsToCompletion(t *testing.T) {
 		t.Fatalf("deployment = %s exit %v (%s), want failed with exit 3", d.State, d.ExitCode, d.Message)
 	}
 	var logs strings.Builder
-	err := w.nodes[0].svc.Logs(context.Background(), d.ID, "", false, func(a string, e orchestrator.LogEntry) { logs.Write(e.Data) })
+	err := w.nodes[0].svc.Logs(context.Background(), d.ID, "", false, func(a string, e deployproto.LogEntry) { logs.Write(e.Data) })
 	if err != nil || !strings.Contains(logs.String(), "hello") {
 		t.Fatalf("logs = %q, %v", logs.String(), err)
 	}
@@ -186,7 +187,7 @@ func TestProviderDiesBetweenBidAndCommit(t *testing.T) {
 	start := w.free()
 	// Node 1 answers bid requests and vanishes before the commit: the
 	// first commit to it fails, the deployment lands elsewhere.
-	w.nodes[1].root.AddBehavior(orchestrator.BehaviorCommit, func(ctx context.Context, m *actor.Message) (any, error) {
+	w.nodes[1].root.AddBehavior(deployproto.BehaviorCommit, func(ctx context.Context, m *actor.Message) (any, error) {
 		w.nodes[1].host.SetDown(true)
 		return nil, context.DeadlineExceeded
 	})
@@ -208,7 +209,7 @@ func TestLostAllocation(t *testing.T) {
 	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Running)
 	w.nodes[1].host.SetDown(true)
 	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Failed)
-	if a := d.Allocations["job"]; a.State != orchestrator.AllocLost || !strings.Contains(d.Message, "lost") {
+	if a := d.Allocations["job"]; a.State != deployproto.AllocLost || !strings.Contains(d.Message, "lost") {
 		t.Fatalf("allocation %s, deployment %q: want lost", a.State, d.Message)
 	}
 	// The provider comes back with the allocation still running: its next
@@ -233,7 +234,7 @@ allocations:
 		t.Fatal(err)
 	}
 	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Stopped)
-	if d.Allocations["web"].State != orchestrator.AllocStopped {
+	if d.Allocations["web"].State != deployproto.AllocStopped {
 		t.Fatalf("web %s", d.Allocations["web"].State)
 	}
 	w.waitFree(start)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/identity"
 )
@@ -207,7 +208,7 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (*Deployment, erro
 // checkChains returns the chains for CmdDeployment and CmdAllocation held
 // by this node.
 func (s *Service) checkChains(chains []cap.Chain, now time.Time) ([]cap.Chain, error) {
-	need := map[string]cap.Chain{CmdDeployment: nil, CmdAllocation: nil}
+	need := map[string]cap.Chain{deployproto.CmdDeployment: nil, deployproto.CmdAllocation: nil}
 	for _, c := range chains {
 		if len(c) == 0 || c.Holder() != s.cfg.Key.DID() {
 			continue
@@ -223,7 +224,7 @@ func (s *Service) checkChains(chains []cap.Chain, now time.Time) ([]cap.Chain, e
 		}
 	}
 	var out []cap.Chain
-	for _, cmd := range []string{CmdDeployment, CmdAllocation} {
+	for _, cmd := range []string{deployproto.CmdDeployment, deployproto.CmdAllocation} {
 		if need[cmd] == nil {
 			return nil, fmt.Errorf("the deployment carries no delegation of %s to this node (dms deploy makes one with the user key)", cmd)
 		}
@@ -291,8 +292,8 @@ func (s *Service) start(d *Deployment, key *identity.Key, spec *ensemble.Spec, c
 		return nil, err
 	}
 	r := newRun(s, d, a, spec, key, chains)
-	a.AddBehavior(BehaviorReport, r.onReport)
-	a.AddBehavior(BehaviorArtifact, r.onArtifact)
+	a.AddBehavior(deployproto.BehaviorReport, r.onReport)
+	a.AddBehavior(deployproto.BehaviorArtifact, r.onArtifact)
 	s.mu.Lock()
 	s.deps[d.ID] = r
 	s.mu.Unlock()
@@ -419,7 +420,7 @@ func (s *Service) Close(ctx context.Context) error {
 // Logs streams the logs of a deployment's allocations (all, or the one
 // named) to emit, from the beginning; with follow it keeps streaming until
 // they end or ctx is done.
-func (s *Service) Logs(ctx context.Context, id, alloc string, follow bool, emit func(alloc string, e LogEntry)) error {
+func (s *Service) Logs(ctx context.Context, id, alloc string, follow bool, emit func(alloc string, e deployproto.LogEntry)) error {
 	r, err := s.get(id)
 	if err != nil {
 		return err
@@ -435,26 +436,6 @@ func allocNames(spec *ensemble.Spec) []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-// nodesOf returns the nodes of a spec and which node hosts each
-// allocation. Parse fills in a node per allocation when the spec has none.
-func nodesOf(spec *ensemble.Spec) (nodes []string, hostOf map[string]string) {
-	hostOf = map[string]string{}
-	for name, n := range spec.Nodes {
-		nodes = append(nodes, name)
-		for _, a := range n.Allocations {
-			hostOf[a] = name
-		}
-	}
-	if len(nodes) == 0 {
-		for a := range spec.Allocations {
-			nodes = append(nodes, a)
-			hostOf[a] = a
-		}
-	}
-	sort.Strings(nodes)
-	return nodes, hostOf
 }
 
 func joinNames(s []string) string { return strings.Join(s, ", ") }

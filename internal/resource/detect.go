@@ -26,12 +26,6 @@ const (
 	ExecutorDocker = "docker"
 	ExecutorVM     = "vm"
 	ExecutorWasm   = "wasm"
-
-	// ExecutorVMKernel is not an executor but a feature of one: the vm
-	// executor has a default kernel (executor.vm.kernel), so it runs vm
-	// jobs that bring none. Offers list it beside "vm"; a request for a
-	// vm allocation without a kernel asks for it.
-	ExecutorVMKernel = "vm/kernel"
 )
 
 // DetectConfig says where Detect looks. Only DataDir is required.

@@ -1,8 +1,7 @@
-package orchestrator
+package allocation
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,44 +10,28 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/match"
 	"github.com/dmsnet/dms/internal/resource"
 )
 
-// Ledger is the provider's resource accounting (resource.Manager).
-type Ledger interface {
+// ProviderLedger is the provider's resource accounting as bidding and
+// committing use it (resource.Ledger).
+type ProviderLedger interface {
+	Ledger
 	Reserve(id string, want match.Resources, ttl time.Duration) (resource.Reservation, error)
 	CommitPart(id string, want match.Resources) (resource.Allocation, error)
-	Release(id string) error
 	Offer() match.Offer
 	Onboarded() (resource.Onboarding, bool)
-}
-
-// Allocator creates and removes allocation actors (allocation.Manager).
-type Allocator interface {
-	// Create makes the actor of one allocation of a committed reservation.
-	Create(ctx context.Context, req CreateAllocation) (actor.Handle, error)
-	// Revert stops and removes every allocation of a reservation and
-	// releases its resources. Idempotent.
-	Revert(ctx context.Context, reservation string) error
-}
-
-// CreateAllocation is what the provider asks the Allocator for.
-type CreateAllocation struct {
-	ID           string // unique on this provider: <reservation>.<name>
-	Reservation  string
-	Deployment   string
-	Orchestrator actor.Handle
-	Spec         AllocationSpec
 }
 
 // ProviderConfig configures a Provider.
 type ProviderConfig struct {
 	Node           *actor.Actor  // the node's root actor
 	Key            *identity.Key // the node key: signs bids
-	Ledger         Ledger
-	Allocator      Allocator
+	Ledger         ProviderLedger
+	Allocations    *Manager // creates and reverts the allocations of commits
 	ReservationTTL time.Duration
 	// Latencies returns the measured round trips to connected peers (nil:
 	// none known).
@@ -56,8 +39,10 @@ type ProviderConfig struct {
 	Logger    *slog.Logger
 }
 
-// Provider is a node's side of the deployment protocol: it bids for the
-// nodes of deployments it can host, and commits and reverts them.
+// Provider is a node's side of the deployment protocol (package
+// deployproto): it bids for the nodes of deployments it can host, and
+// commits and reverts them, creating the allocation actors of a commit
+// with the Manager.
 type Provider struct {
 	cfg ProviderConfig
 	log *slog.Logger
@@ -81,61 +66,54 @@ func NewProvider(cfg ProviderConfig) *Provider {
 // it to bid requests.
 func (p *Provider) Register() error {
 	n := p.cfg.Node
-	n.AddBehavior(BehaviorRequest, p.request)
-	n.AddBehavior(BehaviorCommit, p.commit)
-	n.AddBehavior(BehaviorRevert, p.revert)
-	return n.Subscribe(TopicDeployments)
-}
-
-// reservationID names a provider's reservation for one bid round: one
-// reservation covers whichever node of the request it is given (a provider
-// hosts at most one node of an ensemble).
-func reservationID(deployment string, round int) string {
-	return fmt.Sprintf("%s.%d", deployment, round)
+	n.AddBehavior(deployproto.BehaviorRequest, p.request)
+	n.AddBehavior(deployproto.BehaviorCommit, p.commit)
+	n.AddBehavior(deployproto.BehaviorRevert, p.revert)
+	return n.Subscribe(deployproto.TopicDeployments)
 }
 
 func (p *Provider) request(ctx context.Context, m *actor.Message) (any, error) {
-	var req BidRequest
+	var req deployproto.BidRequest
 	if err := m.Decode(&req); err != nil {
 		return nil, err
 	}
-	if err := checkID("deployment", req.Deployment); err != nil {
+	if err := deployproto.CheckName("deployment", req.Deployment); err != nil {
 		return nil, err
 	}
-	if len(req.Nodes) == 0 || len(req.Nodes) > 64 {
+	if len(req.Nodes) == 0 || len(req.Nodes) > deployproto.MaxNodes {
 		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("%d nodes in a bid request", len(req.Nodes))}
 	}
 	self := p.cfg.Node.Handle()
 	current := p.cfg.Ledger.Offer()
-	reply := BidReply{Provider: self, Offer: &current}
+	reply := deployproto.BidReply{Provider: self, Offer: &current}
 	if _, ok := p.cfg.Ledger.Onboarded(); !ok {
 		for _, nr := range req.Nodes {
-			reply.NoBids = append(reply.NoBids, NoBid{Node: nr.Name, Kind: "onboarding", Reasons: []string{"no resources onboarded"}})
+			reply.NoBids = append(reply.NoBids, deployproto.NoBid{Node: nr.Name, Kind: deployproto.KindOnboarding, Reasons: []string{"no resources onboarded"}})
 		}
 		return reply, nil
 	}
-	var fit []NodeRequest
+	var fit []deployproto.NodeRequest
 	for _, nr := range req.Nodes {
-		if err := checkID("node", nr.Name); err != nil {
+		if err := deployproto.CheckName("node", nr.Name); err != nil {
 			return nil, err
 		}
 		if nr.Peer != "" && nr.Peer != self.Host && nr.Peer != string(self.DID) {
-			reply.NoBids = append(reply.NoBids, NoBid{Node: nr.Name, Kind: "pinned", Reasons: []string{"pinned to another peer"}})
+			reply.NoBids = append(reply.NoBids, deployproto.NoBid{Node: nr.Name, Kind: deployproto.KindPinned, Reasons: []string{"pinned to another peer"}})
 			continue
 		}
 		if err := nr.Request.Validate(); err != nil {
-			reply.NoBids = append(reply.NoBids, NoBid{Node: nr.Name, Kind: "invalid", Reasons: []string{err.Error()}})
+			reply.NoBids = append(reply.NoBids, deployproto.NoBid{Node: nr.Name, Kind: deployproto.KindInvalid, Reasons: []string{err.Error()}})
 			continue
 		}
 		if r := match.Score(current, nr.Request); !r.Eligible {
-			reply.NoBids = append(reply.NoBids, noBid(nr.Name, &match.NoFitError{Reasons: r.Reasons}))
+			reply.NoBids = append(reply.NoBids, deployproto.NoFit(nr.Name, r.Reasons))
 			continue
 		}
 		fit = append(fit, nr)
 	}
 	if len(fit) > 0 {
 		// One reservation, large enough for any one of the nodes.
-		id := reservationID(req.Deployment, req.Round)
+		id := deployproto.ReservationID(req.Deployment, req.Round)
 		want, fit := coverOne(fit)
 		res, err := p.cfg.Ledger.Reserve(id, want, p.cfg.ReservationTTL)
 		if err != nil {
@@ -149,19 +127,17 @@ func (p *Provider) request(ctx context.Context, m *actor.Message) (any, error) {
 		p.mu.Unlock()
 		offer := current
 		offer.Free = res.Resources // what the reservation holds
-		bid := &Bid{Reservation: id, Expires: res.Expires, Offer: offer, Latencies: p.latencies()}
+		bid := &deployproto.Bid{Reservation: id, Expires: res.Expires, Offer: offer, Latencies: p.latencies()}
 		for _, nr := range fit {
 			bid.Nodes = append(bid.Nodes, nr.Name)
 		}
-		body, err := json.Marshal(bid)
+		signed, err := deployproto.SignBid(p.cfg.Key, req.Deployment, self.Host, bid)
 		if err != nil {
-			return nil, fmt.Errorf("encode bid: %w", err)
+			return nil, err
 		}
-		signed := &SignedBid{Body: body}
-		signed.Signature = p.cfg.Key.Sign(signed.SignedBytes(req.Deployment, self.Host))
 		reply.Bid = signed
 	}
-	p.log.Debug("bid request", "deployment", req.Deployment, "bid", reply.Bid != nil, "no_bids", len(reply.NoBids))
+	p.log.Debug("bid request", "deployment_id", req.Deployment, "bid", reply.Bid != nil, "no_bids", len(reply.NoBids))
 	return reply, nil
 }
 
@@ -180,21 +156,17 @@ func (p *Provider) latencies() map[string]float64 {
 }
 
 // noBid explains a refusal to bid.
-func noBid(node string, err error) NoBid {
+func noBid(node string, err error) deployproto.NoBid {
 	var nf *match.NoFitError
 	switch {
 	case errors.As(err, &nf) && len(nf.Reasons) > 0:
-		nb := NoBid{Node: node, Kind: reasonKind(nf.Reasons[0].Dimension)}
-		for _, r := range nf.Reasons {
-			nb.Reasons = append(nb.Reasons, r.String())
-		}
-		return nb
+		return deployproto.NoFit(node, nf.Reasons)
 	case errors.Is(err, resource.ErrNotOnboarded):
-		return NoBid{Node: node, Kind: "onboarding", Reasons: []string{"no resources onboarded"}}
+		return deployproto.NoBid{Node: node, Kind: deployproto.KindOnboarding, Reasons: []string{"no resources onboarded"}}
 	case errors.Is(err, resource.ErrInvalid):
-		return NoBid{Node: node, Kind: "invalid", Reasons: []string{err.Error()}}
+		return deployproto.NoBid{Node: node, Kind: deployproto.KindInvalid, Reasons: []string{err.Error()}}
 	}
-	return NoBid{Node: node, Kind: "resource", Reasons: []string{err.Error()}}
+	return deployproto.NoBid{Node: node, Kind: deployproto.KindResource, Reasons: []string{err.Error()}}
 }
 
 func (p *Provider) owner(reservation string) (identity.DID, bool) {
@@ -204,22 +176,34 @@ func (p *Provider) owner(reservation string) (identity.DID, bool) {
 	return d, ok
 }
 
+// checkReservation refuses a commit or revert of a reservation that is
+// not of the deployment named, or that another orchestrator made.
+func (p *Provider) checkReservation(m *actor.Message, deployment, reservation string) error {
+	if !strings.HasPrefix(reservation, deployment+".") {
+		return &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("reservation %s is not of deployment %s", reservation, deployment)}
+	}
+	if owner, ok := p.owner(reservation); ok && owner != m.From.DID {
+		return &actor.Error{Code: actor.CodeDenied, Msg: fmt.Sprintf("reservation %s was made for another orchestrator", reservation)}
+	}
+	return nil
+}
+
 func (p *Provider) commit(ctx context.Context, m *actor.Message) (any, error) {
-	var req CommitRequest
+	var req deployproto.CommitRequest
 	if err := m.Decode(&req); err != nil {
 		return nil, err
 	}
-	if !strings.HasPrefix(req.Reservation, req.Deployment+".") {
-		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("reservation %s is not of deployment %s", req.Reservation, req.Deployment)}
-	}
-	if owner, ok := p.owner(req.Reservation); ok && owner != m.From.DID {
-		return nil, &actor.Error{Code: actor.CodeDenied, Msg: fmt.Sprintf("reservation %s was made for another orchestrator", req.Reservation)}
+	if err := p.checkReservation(m, req.Deployment, req.Reservation); err != nil {
+		return nil, err
 	}
 	if len(req.Allocations) == 0 {
 		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: "no allocations to commit"}
 	}
 	var want match.Resources
 	for _, spec := range req.Allocations {
+		if err := deployproto.CheckName("allocation", spec.Name); err != nil {
+			return nil, err
+		}
 		sum, err := want.Add(spec.Resources)
 		if err != nil {
 			return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: err.Error()}
@@ -229,41 +213,34 @@ func (p *Provider) commit(ctx context.Context, m *actor.Message) (any, error) {
 	if _, err := p.cfg.Ledger.CommitPart(req.Reservation, want); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
-	reply := CommitReply{Allocations: map[string]actor.Handle{}}
+	reply := deployproto.CommitReply{Allocations: map[string]actor.Handle{}}
 	for _, spec := range req.Allocations {
-		if err := checkID("allocation", spec.Name); err != nil {
-			p.cfg.Allocator.Revert(ctx, req.Reservation)
-			return nil, err
-		}
-		h, err := p.cfg.Allocator.Create(ctx, CreateAllocation{
+		h, err := p.cfg.Allocations.Create(ctx, CreateRequest{
 			ID: req.Reservation + "." + spec.Name, Reservation: req.Reservation, Deployment: req.Deployment,
 			Orchestrator: req.Orchestrator, Spec: spec,
 		})
 		if err != nil {
 			// All or nothing on this provider too.
-			if rerr := p.cfg.Allocator.Revert(ctx, req.Reservation); rerr != nil {
-				p.log.Warn("revert after a failed commit", "reservation", req.Reservation, "err", rerr)
+			if rerr := p.cfg.Allocations.Revert(ctx, req.Reservation); rerr != nil {
+				p.log.Warn("revert after a failed commit", "reservation_id", req.Reservation, "err", rerr)
 			}
 			return nil, fmt.Errorf("create allocation %s: %w", spec.Name, err)
 		}
 		reply.Allocations[spec.Name] = h
 	}
-	p.log.Info("committed", "deployment", req.Deployment, "node", req.Node, "allocations", len(reply.Allocations))
+	p.log.Info("committed", "deployment_id", req.Deployment, "node", req.Node, "allocations", len(reply.Allocations))
 	return reply, nil
 }
 
 func (p *Provider) revert(ctx context.Context, m *actor.Message) (any, error) {
-	var req RevertRequest
+	var req deployproto.RevertRequest
 	if err := m.Decode(&req); err != nil {
 		return nil, err
 	}
-	if !strings.HasPrefix(req.Reservation, req.Deployment+".") {
-		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("reservation %s is not of deployment %s", req.Reservation, req.Deployment)}
+	if err := p.checkReservation(m, req.Deployment, req.Reservation); err != nil {
+		return nil, err
 	}
-	if owner, ok := p.owner(req.Reservation); ok && owner != m.From.DID {
-		return nil, &actor.Error{Code: actor.CodeDenied, Msg: fmt.Sprintf("reservation %s was made for another orchestrator", req.Reservation)}
-	}
-	if err := p.cfg.Allocator.Revert(ctx, req.Reservation); err != nil {
+	if err := p.cfg.Allocations.Revert(ctx, req.Reservation); err != nil {
 		return nil, err
 	}
 	if err := p.cfg.Ledger.Release(req.Reservation); err != nil && !errors.Is(err, resource.ErrNotFound) {
@@ -275,27 +252,13 @@ func (p *Provider) revert(ctx context.Context, m *actor.Message) (any, error) {
 	return struct{}{}, nil
 }
 
-// checkID refuses names that could not be a deployment, node or
-// allocation name (they become parts of IDs, inboxes and labels).
-func checkID(what, s string) error {
-	if s == "" || len(s) > 63 {
-		return &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("%s name %q", what, s)}
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("%s name %q: lower-case letters, digits and '-' only", what, s)}
-		}
-	}
-	return nil
-}
-
 // coverOne returns resources that cover any one of the nodes: the largest
 // of each amount. GPUs do not add up that way: with GPUs, the provider bids
 // for the first node that fits only.
-func coverOne(nodes []NodeRequest) (match.Resources, []NodeRequest) {
+func coverOne(nodes []deployproto.NodeRequest) (match.Resources, []deployproto.NodeRequest) {
 	for _, nr := range nodes {
 		if len(nr.Request.Resources.GPUs) > 0 {
-			return nr.Request.Resources, []NodeRequest{nr}
+			return nr.Request.Resources, []deployproto.NodeRequest{nr}
 		}
 	}
 	var out match.Resources

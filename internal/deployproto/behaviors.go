@@ -1,0 +1,31 @@
+package deployproto
+
+// The behaviors of the protocol; each name is also the UCAN command that
+// authorizes it.
+const (
+	BehaviorRequest  = "/dms/deployment/request"  // BidRequest → BidReply, on the provider node
+	BehaviorCommit   = "/dms/deployment/commit"   // CommitRequest → CommitReply, on the provider node
+	BehaviorRevert   = "/dms/deployment/revert"   // RevertRequest → struct{}, on the provider node
+	BehaviorReport   = "/dms/deployment/report"   // Report (one way), on the orchestrator
+	BehaviorArtifact = "/dms/deployment/artifact" // ArtifactRequest → ArtifactChunk, on the orchestrator
+
+	BehaviorStart  = "/dms/allocation/start"  // StartRequest → struct{}
+	BehaviorStop   = "/dms/allocation/stop"   // StopRequest → struct{}
+	BehaviorLogs   = "/dms/allocation/logs"   // LogsRequest → LogsChunk
+	BehaviorStatus = "/dms/allocation/status" // struct{} → AllocationStatus
+
+	// TopicDeployments carries bid requests.
+	TopicDeployments = "deployments"
+
+	// CmdDeployment and CmdAllocation are the command prefixes a user
+	// delegates to let a node deploy on its behalf (package api exports
+	// the same values for the CLI; a test keeps them equal).
+	CmdDeployment = "/dms/deployment"
+	CmdAllocation = "/dms/allocation"
+)
+
+// FeatureVMKernel is not an executor but a feature of one that requests
+// ask for and offers list beside "vm": the provider's vm executor has a
+// default kernel (executor.vm.kernel), so it runs vm allocations that
+// bring none.
+const FeatureVMKernel = "vm/kernel"

@@ -1,0 +1,46 @@
+package deployproto
+
+import (
+	"time"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/ensemble"
+	"github.com/dmsnet/dms/internal/match"
+)
+
+// CommitRequest turns a reservation into allocations (phase two).
+type CommitRequest struct {
+	Deployment   string            `json:"deployment"`
+	Node         string            `json:"node"`
+	Reservation  string            `json:"reservation"`
+	Orchestrator actor.Handle      `json:"orchestrator"`
+	Allocations  []AllocationSpec  `json:"allocations"`
+	Metadata     map[string]string `json:"metadata,omitempty"`
+}
+
+// AllocationSpec is one allocation as its provider runs it.
+type AllocationSpec struct {
+	Name        string                     `json:"name"`
+	Type        ensemble.AllocationType    `json:"type"`
+	Executor    ensemble.Executor          `json:"executor"`
+	Resources   match.Resources            `json:"resources"`
+	Execution   ensemble.Execution         `json:"execution"`
+	Ports       []ensemble.Port            `json:"ports,omitempty"`
+	Volumes     map[string]ensemble.Volume `json:"volumes,omitempty"`
+	Healthcheck *ensemble.Healthcheck      `json:"healthcheck,omitempty"`
+	Restart     ensemble.Restart           `json:"restart"`
+	// Timeout bounds one run (the ensemble's execution timeout).
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// CommitReply lists the allocation actors created, by allocation name.
+type CommitReply struct {
+	Allocations map[string]actor.Handle `json:"allocations"`
+}
+
+// RevertRequest undoes a bid or a commit: allocations are stopped and
+// removed, the reservation released. Reverting twice does nothing.
+type RevertRequest struct {
+	Deployment  string `json:"deployment"`
+	Reservation string `json:"reservation"`
+}

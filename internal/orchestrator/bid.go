@@ -1,0 +1,224 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/deployproto"
+	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/orchestrator/placement"
+)
+
+// place runs bid rounds until the ensemble is placed and committed, the
+// queue timeout passes, or a shutdown is requested.
+func (r *run) place(ctx context.Context) {
+	backoff := r.s.cfg.BidWindow
+	// The first round asks the providers the offer cache shortlists, when
+	// it can; every later round broadcasts.
+	first := true
+	for ctx.Err() == nil {
+		if r.shutdownRequested() {
+			return
+		}
+		d := r.snapshot()
+		if now := r.s.cfg.Now(); now.After(d.QueueDeadline) {
+			r.update(true, func(d *Deployment) {
+				d.State = Failed
+				d.Message = "no placement before the queue timeout: " + placement.Summarize(d.Candidates)
+			})
+			return
+		}
+		// A placement recorded but not committed (a restart while
+		// committing): undo it before bidding again.
+		if len(d.Placement) > 0 && d.State != Provisioning {
+			r.revertPlacement(ctx, d.Placement)
+			r.update(true, func(d *Deployment) { d.Placement = map[string]Placement{} })
+		}
+		r.update(true, func(d *Deployment) { d.State = Bidding; d.Round++ })
+		now := r.s.cfg.Now()
+		reqs := placement.Requests(r.spec, now)
+		round := r.snapshot().Round
+		var short []string
+		if first {
+			short = r.s.offers.shortlist(reqs, now)
+		}
+		first = false
+		rd := r.collectBids(ctx, reqs, round, short)
+		rd.Excluded, rd.Now = r.excluded, r.s.cfg.Now()
+		r.learnOffers(rd)
+		cands, reasons := placement.Rate(rd)
+		nodes, _ := placement.Nodes(r.spec)
+		edges := placement.Edges(r.spec)
+		plan, missing := placement.Place(nodes, cands, edges)
+		r.revertUnused(ctx, rd.Replies, plan)
+		if plan == nil && short != nil {
+			continue // the shortlist did not do: ask everyone
+		}
+		if plan == nil {
+			reasons = placement.Explain(missing, cands, edges, reasons)
+			msg := fmt.Sprintf("no placement for %s (%d providers answered): waiting for providers", joinNames(missing), len(rd.Answered))
+			r.update(true, func(d *Deployment) { d.State = Queued; d.Candidates = reasons; d.Message = msg })
+			r.waitChange(ctx, backoff)
+			backoff = min(backoff*2, r.s.cfg.RetryMax)
+			continue
+		}
+		// Bids arrived over authenticated links; their signatures matter to
+		// third parties, so only the winners' are checked (and kept).
+		if bad := placement.VerifyBids(r.d.ID, plan); bad != nil {
+			for _, b := range bad {
+				r.excluded[b.Peer] = r.s.cfg.Now().Add(time.Minute)
+			}
+			r.revertPlanOf(ctx, plan)
+			r.update(true, func(d *Deployment) { d.Candidates = append(d.Candidates, bad...) })
+			continue
+		}
+		placed := map[string]Placement{}
+		for node, c := range plan {
+			placed[node] = Placement{Provider: c.Provider, Reservation: c.Bid.Reservation, Score: c.Rating.Value, Cost: c.Rating.Cost.String()}
+		}
+		r.update(true, func(d *Deployment) {
+			d.State, d.Placement, d.Candidates = Committing, placed, reasons
+			d.Message = "committing"
+		})
+		allocs, refused := r.commitAll(ctx, placed)
+		if refused != nil {
+			r.revertPlacement(ctx, placed)
+			r.update(true, func(d *Deployment) {
+				d.Placement = map[string]Placement{}
+				d.Candidates = append(d.Candidates, refused...)
+				d.Message = "a provider refused the commit; bidding again"
+			})
+			continue
+		}
+		r.update(true, func(d *Deployment) {
+			d.State = Provisioning
+			d.Message = "starting allocations"
+			for name, a := range allocs {
+				d.Allocations[name] = a
+			}
+		})
+		return
+	}
+}
+
+// collectBids broadcasts a bid request (and sends it to pinned peers and
+// to this node) and collects the replies during the bid window, or until
+// every connected peer answered. With a shortlist it sends the request to
+// those providers only, and waits for them.
+func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, round int, shortlist []string) placement.Round {
+	req := deployproto.BidRequest{Deployment: r.d.ID, Orchestrator: r.actor.Handle(), Round: round, Nodes: reqs}
+	ctx, cancel := context.WithTimeout(ctx, r.s.cfg.BidWindow)
+	defer cancel()
+	self := r.s.cfg.Node.Handle()
+	expect := map[string]bool{self.Host: true}
+	if shortlist == nil {
+		for _, p := range r.s.cfg.Peers() {
+			expect[p] = true
+		}
+	}
+	var mu sync.Mutex
+	replies := map[string]placement.Answer{}
+	answered := map[string]bool{}
+	done := make(chan struct{})
+	var closeOnce sync.Once
+	collect := func(rep *actor.Reply) {
+		mu.Lock()
+		defer mu.Unlock()
+		host := rep.From.Host
+		if answered[host] {
+			return
+		}
+		answered[host] = true
+		if rep.Err == nil {
+			var br deployproto.BidReply
+			if rep.Decode(&br) == nil && br.Provider.Host == host {
+				replies[host] = placement.Open(br)
+			}
+		} else {
+			replies[host] = placement.Refused(rep.From, rep.Err)
+		}
+		all := true
+		for p := range expect {
+			if !answered[p] {
+				all = false
+				break
+			}
+		}
+		if all {
+			closeOnce.Do(func() { close(done) })
+		}
+	}
+	targets := []actor.Handle{self}
+	if shortlist == nil {
+		if err := r.actor.Broadcast(ctx, deployproto.TopicDeployments, deployproto.BehaviorRequest, req, collect); err != nil {
+			r.s.log.Warn("bid request not published", "deployment_id", r.d.ID, "err", err)
+		}
+	} else {
+		for _, host := range shortlist {
+			if host == self.Host {
+				continue
+			}
+			if h, err := actor.NodeHandle(host); err == nil {
+				targets = append(targets, h)
+				expect[host] = true
+			}
+		}
+	}
+	for _, nr := range reqs {
+		if nr.Peer != "" && nr.Peer != self.Host {
+			if h, err := actor.NodeHandle(nr.Peer); err == nil {
+				targets = append(targets, h)
+				mu.Lock()
+				expect[nr.Peer] = true
+				mu.Unlock()
+			}
+		}
+	}
+	for _, h := range targets {
+		go func() {
+			rep, err := r.actor.InvokeRaw(ctx, h, deployproto.BehaviorRequest, req)
+			if rep == nil {
+				var ae *actor.Error
+				if !errors.As(err, &ae) || ae.Code == actor.CodeTimeout {
+					return // no answer
+				}
+				rep = &actor.Reply{From: h, Err: ae}
+			}
+			rep.From.Host = h.Host
+			collect(rep)
+		}()
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	rd := placement.Round{Requests: reqs, Replies: maps.Clone(replies), Answered: maps.Clone(answered)}
+	rd.Asked = append([]string{self.Host}, r.s.cfg.Peers()...)
+	if shortlist != nil {
+		rd.Asked = append([]string{self.Host}, shortlist...)
+	}
+	return rd
+}
+
+// learnOffers keeps what the providers of a round offered in the offer
+// cache, and forgets those that did not answer.
+func (r *run) learnOffers(rd placement.Round) {
+	for host, a := range rd.Replies {
+		if a.Offer == nil {
+			continue
+		}
+		if _, err := identity.DIDFromPeerID(host); err == nil {
+			r.s.offers.put(host, *a.Offer, rd.Now)
+		}
+	}
+	for _, p := range rd.NotAnswered() {
+		r.s.offers.drop(p)
+	}
+}

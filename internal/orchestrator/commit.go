@@ -1,0 +1,114 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/deployproto"
+	"github.com/dmsnet/dms/internal/orchestrator/placement"
+)
+
+// revertUnused releases the reservations of bids the plan does not use.
+func (r *run) revertUnused(ctx context.Context, replies map[string]placement.Answer, plan map[string]placement.Candidate) {
+	// Reservation IDs name a round and a node, the same on every provider.
+	type key struct{ host, reservation string }
+	used := map[key]bool{}
+	for _, c := range plan {
+		used[key{c.Provider.Host, c.Bid.Reservation}] = true
+	}
+	for host, br := range replies {
+		if b := br.Opened; b != nil && !used[key{host, b.Reservation}] {
+			r.revert(ctx, host, b.Reservation)
+		}
+	}
+}
+
+// revert asks a provider to release a reservation (and remove what was
+// committed of it), without waiting: a lost revert is repaired by the
+// reservation's expiry.
+func (r *run) revert(ctx context.Context, host, reservation string) {
+	h, err := actor.NodeHandle(host)
+	if err != nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.s.cfg.CommitTimeout)
+		defer cancel()
+		if err := r.actor.Invoke(ctx, h, deployproto.BehaviorRevert, deployproto.RevertRequest{Deployment: r.d.ID, Reservation: reservation}, nil); err != nil {
+			r.s.log.Debug("revert", "deployment_id", r.d.ID, "reservation", reservation, "err", err)
+		}
+	}()
+}
+
+func (r *run) revertPlacement(ctx context.Context, p map[string]Placement) {
+	for _, pl := range p {
+		r.revert(ctx, pl.Provider.Host, pl.Reservation)
+	}
+}
+
+// commitAll commits every node of the placement in parallel. When one
+// refuses or fails, it returns why (the caller reverts them all).
+func (r *run) commitAll(ctx context.Context, placed map[string]Placement) (map[string]*Allocation, []placement.Reason) {
+	_, hostOf := placement.Nodes(r.spec)
+	byNode := map[string][]deployproto.AllocationSpec{}
+	for _, name := range allocNames(r.spec) {
+		a := r.spec.Allocations[name]
+		byNode[hostOf[name]] = append(byNode[hostOf[name]], deployproto.AllocationSpec{
+			Name: name, Type: a.Type, Executor: a.Executor, Resources: a.Resources.Match(),
+			Execution: a.Execution, Ports: a.Ports, Volumes: a.Volumes, Healthcheck: a.Healthcheck,
+			Restart: a.Restart, Timeout: r.spec.Timeouts.Execution,
+		})
+	}
+	type result struct {
+		node  string
+		reply deployproto.CommitReply
+		err   error
+	}
+	results := make(chan result, len(placed))
+	for node, pl := range placed {
+		go func() {
+			ctx, cancel := context.WithTimeout(ctx, r.s.cfg.CommitTimeout)
+			defer cancel()
+			h, err := actor.NodeHandle(pl.Provider.Host)
+			var reply deployproto.CommitReply
+			if err == nil {
+				err = r.actor.Invoke(ctx, h, deployproto.BehaviorCommit, deployproto.CommitRequest{
+					Deployment: r.d.ID, Node: node, Reservation: pl.Reservation, Orchestrator: r.actor.Handle(),
+					Allocations: byNode[node], Metadata: r.spec.Metadata,
+				}, &reply)
+			}
+			results <- result{node, reply, err}
+		}()
+	}
+	allocs := map[string]*Allocation{}
+	var refused []placement.Reason
+	for range placed {
+		res := <-results
+		pl := placed[res.node]
+		if res.err == nil && len(res.reply.Allocations) != len(byNode[res.node]) {
+			res.err = fmt.Errorf("committed %d allocations of %d", len(res.reply.Allocations), len(byNode[res.node]))
+		}
+		if res.err != nil {
+			r.s.log.Warn("commit refused", "deployment_id", r.d.ID, "node", res.node, "provider", pl.Provider.Host, "err", res.err)
+			refused = append(refused, placement.Reason{Peer: pl.Provider.Host, Node: res.node, Kind: deployproto.KindRefused, Reasons: []string{"commit: " + res.err.Error()}})
+			r.excluded[pl.Provider.Host] = r.s.cfg.Now().Add(time.Minute)
+			continue
+		}
+		for _, spec := range byNode[res.node] {
+			allocs[spec.Name] = &Allocation{Name: spec.Name, Node: res.node, Handle: res.reply.Allocations[spec.Name], State: deployproto.AllocPending}
+		}
+	}
+	if refused != nil {
+		return nil, refused
+	}
+	return allocs, nil
+}
+
+// revertPlanOf releases the reservations of a plan not committed.
+func (r *run) revertPlanOf(ctx context.Context, plan map[string]placement.Candidate) {
+	for _, c := range plan {
+		r.revert(ctx, c.Provider.Host, c.Bid.Reservation)
+	}
+}

@@ -1,0 +1,211 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/deployproto"
+	"github.com/dmsnet/dms/internal/executor"
+	"github.com/dmsnet/dms/internal/identity"
+)
+
+// exitOf returns the exit code of an allocation that ended.
+func (r *run) exitOf(name string) *int {
+	d := r.snapshot()
+	if a := d.Allocations[name]; a != nil && a.Result != nil && a.Result.Reason == executor.ReasonExited {
+		c := a.Result.ExitCode
+		return &c
+	}
+	return nil
+}
+
+// supervise watches a running deployment: reports, lost allocations, the
+// total timeout, and the end.
+func (r *run) supervise(ctx context.Context) {
+	for ctx.Err() == nil {
+		if r.shutdownRequested() {
+			return
+		}
+		if d := r.snapshot(); !d.EndDeadline.IsZero() && r.s.cfg.Now().After(d.EndDeadline) {
+			r.fail(ctx, "the total timeout passed", nil)
+			return
+		}
+		r.checkLost()
+		d := r.snapshot()
+		allDone := true
+		for _, name := range allocNames(r.spec) {
+			a := d.Allocations[name]
+			if a == nil {
+				continue
+			}
+			if a.State == deployproto.AllocFailed || a.State == deployproto.AllocLost {
+				msg := fmt.Sprintf("allocation %s %s", name, a.State)
+				if a.Message != "" {
+					msg += ": " + a.Message
+				}
+				r.fail(ctx, msg, r.exitOf(name))
+				return
+			}
+			if !a.State.Terminal() {
+				allDone = false
+			}
+		}
+		if allDone {
+			zero := 0
+			r.update(true, func(d *Deployment) {
+				d.State, d.Message, d.ExitCode = Completed, "every allocation completed", &zero
+			})
+			return
+		}
+		r.waitChange(ctx, time.Second)
+	}
+}
+
+// checkLost marks started allocations silent for longer than LostAfter.
+func (r *run) checkLost() {
+	now := r.s.cfg.Now()
+	var lost []string
+	r.mu.Lock()
+	for name, a := range r.d.Allocations {
+		if a.Started && !a.State.Terminal() && !a.LastSeen.IsZero() && now.Sub(a.LastSeen) > r.s.cfg.LostAfter {
+			lost = append(lost, name)
+		}
+	}
+	r.mu.Unlock()
+	if len(lost) == 0 {
+		return
+	}
+	sort.Strings(lost)
+	r.update(true, func(d *Deployment) {
+		for _, name := range lost {
+			a := d.Allocations[name]
+			a.State = deployproto.AllocLost
+			a.Message = fmt.Sprintf("no heartbeat from %s for %s", identity.ShortPeerID(a.Handle.Host), r.s.cfg.LostAfter)
+		}
+	})
+	r.s.log.Warn("allocations lost", "deployment_id", r.d.ID, "allocations", joinNames(lost))
+}
+
+// fail ends the deployment as failed, stopping what still runs.
+func (r *run) fail(ctx context.Context, msg string, exit *int) {
+	r.stopAll(ctx, Failed, msg, exit)
+}
+
+// stopAll stops every allocation that still runs and reverts placements
+// that never started, then ends the deployment in state end.
+func (r *run) stopAll(ctx context.Context, end State, msg string, exit *int) {
+	d := r.snapshot()
+	if d.State != ShuttingDown {
+		r.update(true, func(d *Deployment) { d.State, d.Message = ShuttingDown, msg })
+	}
+	var wg sync.WaitGroup
+	for _, a := range d.Allocations {
+		if !a.Started || a.State.Terminal() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if err := r.actor.Invoke(ctx, a.Handle, deployproto.BehaviorStop, deployproto.StopRequest{Grace: 10 * time.Second}, nil); err != nil {
+				r.s.log.Warn("stop allocation", "deployment_id", d.ID, "allocation", a.Name, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	// Nodes whose allocations never started: release them on the provider.
+	started := map[string]bool{}
+	for _, a := range d.Allocations {
+		if a.Started {
+			started[a.Node] = true
+		}
+	}
+	for node, pl := range d.Placement {
+		if !started[node] {
+			r.revert(ctx, pl.Provider.Host, pl.Reservation)
+		}
+	}
+	r.update(true, func(d *Deployment) {
+		d.State = end
+		d.Message = msg
+		if end == Failed {
+			if exit == nil {
+				one := 1
+				exit = &one
+			}
+			d.ExitCode = exit
+		}
+		for _, a := range d.Allocations {
+			if !a.State.Terminal() {
+				a.State = deployproto.AllocStopped
+			}
+		}
+	})
+	r.s.log.Info("deployment ended", "deployment_id", d.ID, "state", end, "message", msg)
+}
+
+// onReport handles an allocation's report.
+func (r *run) onReport(ctx context.Context, m *actor.Message) (any, error) {
+	var rep deployproto.Report
+	if err := m.Decode(&rep); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	a := r.d.Allocations[rep.Allocation]
+	r.mu.Unlock()
+	if a == nil || a.Handle.DID != m.From.DID {
+		return nil, &actor.Error{Code: actor.CodeDenied, Msg: fmt.Sprintf("%s is not allocation %s of deployment %s", m.From.DID.Short(), rep.Allocation, r.d.ID)}
+	}
+	if ended := r.state().Terminal() || a.State == deployproto.AllocLost; ended && !rep.State.Terminal() {
+		// It runs for a deployment that ended (or that gave it up as
+		// lost): stop it, so it frees its provider's resources.
+		r.stopLingering(a.Name, a.Handle)
+		return nil, nil
+	}
+	now := r.s.cfg.Now()
+	changed := rep.Seq > a.Seq && (rep.State != a.State || rep.Restarts != a.Restarts || rep.Result != nil && a.Result == nil)
+	r.update(changed, func(d *Deployment) {
+		a := d.Allocations[rep.Allocation]
+		a.LastSeen = now
+		if rep.Seq <= a.Seq || a.State == deployproto.AllocLost && !rep.State.Terminal() {
+			return
+		}
+		a.Seq, a.State, a.Restarts, a.Message = rep.Seq, rep.State, rep.Restarts, rep.Message
+		if rep.Result != nil {
+			a.Result = rep.Result
+		}
+		if rep.Ports != nil {
+			a.Ports = rep.Ports
+		}
+	})
+	return nil, nil
+}
+
+// stopLingering stops an allocation that runs for an ended deployment, at
+// most once a minute per allocation.
+func (r *run) stopLingering(name string, h actor.Handle) {
+	r.mu.Lock()
+	if r.lingering == nil {
+		r.lingering = map[string]time.Time{}
+	}
+	now := r.s.cfg.Now()
+	if last, ok := r.lingering[name]; ok && now.Sub(last) < time.Minute {
+		r.mu.Unlock()
+		return
+	}
+	r.lingering[name] = now
+	r.mu.Unlock()
+	r.s.log.Info("stopping an allocation that outlived its deployment", "deployment_id", r.d.ID, "allocation", name)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := r.actor.Invoke(ctx, h, deployproto.BehaviorStop, deployproto.StopRequest{Grace: 10 * time.Second}, nil); err != nil {
+			r.s.log.Warn("stop lingering allocation", "deployment_id", r.d.ID, "allocation", name, "err", err)
+		}
+	}()
+}
