@@ -156,7 +156,9 @@ type Reservation struct {
 type Location struct {
 	Continent string `json:"continent,omitempty"`
 	Country   string `json:"country,omitempty"`
-	City      string `json:"city,omitempty"`
+	// Subdivision is the ISO 3166-2 state or province: US-CA.
+	Subdivision string `json:"subdivision,omitempty"`
+	City        string `json:"city,omitempty"`
 }
 
 // Machine is what the node detected on its machine.

@@ -216,7 +216,7 @@ func printResources(w io.Writer, s *api.ResourceSnapshot) error {
 		fmt.Fprintf(tw, "\tgpu %s\n", fmtGPU(g.GPU))
 	}
 	fmt.Fprintf(tw, "\t%s, kernel %s; executors %s\n", m.OS.Name, m.OS.Kernel, strings.Join(m.Executors, ", "))
-	if loc := (match.Location{Continent: m.Location.Continent, Country: m.Location.Country, City: m.Location.City}); loc != (match.Location{}) {
+	if loc := (match.Location{Continent: m.Location.Continent, Country: m.Location.Country, Subdivision: m.Location.Subdivision, City: m.Location.City}); loc != (match.Location{}) {
 		fmt.Fprintf(tw, "\tlocation %s\n", loc)
 	}
 	for _, x := range m.Warnings {

@@ -135,8 +135,10 @@ type Orchestrator struct {
 type Location struct {
 	Continent string `yaml:"continent" doc:"Continent code (EU, NA, SA, AF, AS, OC, AN)."`
 	Country   string `yaml:"country" doc:"ISO 3166-1 alpha-2 country code."`
-	City      string `yaml:"city" doc:"City name."`
-	Region    string `yaml:"region" doc:"Free-form region label, used by edge constraints and test networks."`
+	// Subdivision lets jobs accept or reject one state or province.
+	Subdivision string `yaml:"subdivision" doc:"ISO 3166-2 code of the state or province, its country included (US-CA); a job's location rule that names a subdivision accepts or rejects only providers that state it."`
+	City        string `yaml:"city" doc:"City name."`
+	Region      string `yaml:"region" doc:"Free-form region label, used by edge constraints and test networks."`
 }
 
 // Default returns the configuration used when nothing is set.

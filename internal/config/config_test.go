@@ -109,6 +109,35 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	}
 }
 
+func TestValidateSubdivision(t *testing.T) {
+	tests := []struct {
+		name, country, sub string
+		want               string // "" for valid
+	}{
+		{"none", "US", "", ""},
+		{"in its country", "US", "US-CA", ""},
+		{"no country stated", "", "DE-BE", ""},
+		{"digits", "FR", "FR-75", ""},
+		{"other country", "DE", "US-CA", "not in location.country DE"},
+		{"no country part", "US", "CA", "want an ISO 3166-2 code"},
+		{"lower case", "US", "us-ca", "want an ISO 3166-2 code"},
+		{"too long", "US", "US-CALI", "want an ISO 3166-2 code"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Default()
+			cfg.Location.Country, cfg.Location.Subdivision = tt.country, tt.sub
+			err := cfg.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), "location.subdivision") || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Validate() = %v, want a location.subdivision error with %q", err, tt.want)
+			}
+		})
+	}
+}
+
 func TestCheckLoopback(t *testing.T) {
 	tests := []struct {
 		addr string

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -134,8 +135,21 @@ func (c Config) Validate() error {
 	if l := c.Location.Country; l != "" && (len(l) != 2 || strings.ToUpper(l) != l) {
 		bad("location.country", "%q: want an ISO 3166-1 alpha-2 code such as DE", l)
 	}
+	if sub := c.Location.Subdivision; sub != "" {
+		country, _, _ := strings.Cut(sub, "-")
+		switch {
+		case !subdivisionRE.MatchString(sub):
+			bad("location.subdivision", "%q: want an ISO 3166-2 code such as US-CA", sub)
+		case c.Location.Country != "" && country != c.Location.Country:
+			bad("location.subdivision", "%q is not in location.country %s", sub, c.Location.Country)
+		}
+	}
 	return errors.Join(errs...)
 }
+
+// subdivisionRE matches an ISO 3166-2 code: the country, '-', and one
+// to three letters or digits.
+var subdivisionRE = regexp.MustCompile(`^[A-Z]{2}-[A-Z0-9]{1,3}$`)
 
 // CheckLoopback returns an error unless addr is host:port with a loopback
 // host. The REST API must never listen on a reachable address.

@@ -90,7 +90,7 @@ func (n *Node) startResources(ctx context.Context) error {
 		gate:    make(chan struct{}, 1),
 		detect: resource.DetectConfig{
 			DataDir:      dataDir,
-			Location:     match.Location{Continent: c.Location.Continent, Country: c.Location.Country, City: c.Location.City},
+			Location:     match.Location{Continent: c.Location.Continent, Country: c.Location.Country, Subdivision: c.Location.Subdivision, City: c.Location.City},
 			DockerSocket: dockerSocket(c.Executor.Docker.Enabled, c.Executor.Docker.Host),
 			LookPath:     qemuLookPath(c.Executor.VM.QEMU),
 			Logger:       log,

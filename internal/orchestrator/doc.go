@@ -5,7 +5,20 @@
 // deployment completes, fails or is shut down. Its state is persisted at
 // every transition and resumed after a restart.
 //
-// The provider side lives here too (Provider): a node's answer to bid
-// requests, commits and reverts. protocol.go is the wire contract between
-// orchestrators, providers and allocation actors.
+// It speaks the orchestrator's side of the deployment protocol (package
+// deployproto); the provider's side is allocation.Provider. The decisions
+// of a bid round — what each node asks for, which bids count, where each
+// node goes and why not elsewhere — are the pure functions of package
+// placement; this package does the I/O around them.
+//
+// # Files, by phase of a deployment
+//
+//	service.go    Service: submit, resume, list, wait, shutdown, logs
+//	run.go        the run loop of one deployment and its persisted state
+//	bid.go        bid rounds: broadcast or shortlist, collect, rate, place
+//	commit.go     two-phase commit and revert
+//	start.go      start in depends_on order; artifacts served to allocations
+//	supervise.go  reports, lost allocations, timeouts, the end
+//	logs.go       allocation logs
+//	offers.go     the offer cache that shortlists providers
 package orchestrator

@@ -174,23 +174,30 @@ func edgesHold(node, host string, assigned map[string]Candidate, edges []Edge, l
 }
 
 // Explain adds to the reasons of a round that found no placement why the
-// nodes it missed could not be placed: bids that fit but were needed for
-// another node of the ensemble (distinct), and rtt edges no pair of
-// providers met. With no reason at all it says that no provider answered.
+// nodes it missed could not be placed: for a node joined to others by rtt
+// edges, the edges no pair of providers met; for any other node, the bids
+// that fit but were needed for another node of the ensemble (distinct).
+// With no reason at all it says that no provider answered.
 func Explain(missing []string, cands map[string][]Candidate, edges []Edge, reasons []Reason) []Reason {
 	out := slices.Clone(reasons)
 	for _, node := range missing {
-		for _, c := range byRating(cands[node]) {
-			out = append(out, Reason{Peer: c.Provider.Host, Node: node, Kind: deployproto.KindDistinct,
-				Reasons: []string{"fits, but is needed for another node of this ensemble (nodes never share a provider)"}})
+		if len(cands[node]) == 0 {
+			continue
 		}
-	}
-	for _, node := range missing {
+		onEdge := false
 		for _, e := range edges {
-			if (e.A == node || e.B == node) && len(cands[node]) > 0 {
+			if e.A == node || e.B == node {
+				onEdge = true
 				out = append(out, Reason{Node: node, Kind: deployproto.KindRTT,
 					Reasons: []string{fmt.Sprintf("no provider for %s within %s of the provider of %s (edge %s-%s)", node, e.RTT, e.other(node), e.A, e.B)}})
 			}
+		}
+		if onEdge {
+			continue
+		}
+		for _, c := range byRating(cands[node]) {
+			out = append(out, Reason{Peer: c.Provider.Host, Node: node, Kind: deployproto.KindDistinct,
+				Reasons: []string{"fits, but is needed for another node of this ensemble (nodes never share a provider)"}})
 		}
 	}
 	if len(out) == 0 {
