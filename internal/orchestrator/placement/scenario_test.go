@@ -137,7 +137,7 @@ func runScenario(input []byte) (string, error) {
 		keys[name], hostOf[name], nameOf[host] = k, host, name
 	}
 
-		// The ensemble names providers' peer IDs as <peer p2>.
+	// The ensemble names providers' peer IDs as <peer p2>.
 	text := sc.Ensemble
 	for name, host := range hostOf {
 		text = strings.ReplaceAll(text, "<peer "+name+">", host)
