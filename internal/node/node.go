@@ -88,7 +88,7 @@ type Node struct {
 
 	// resources is the resource accounting (resources.go): onboarding,
 	// and Bid/Reserve/Commit/Release for the orchestration.
-	resources *resource.Manager
+	resources *resource.Ledger
 	res       resourceRuntime
 }
 

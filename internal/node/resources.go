@@ -24,8 +24,8 @@ import (
 )
 
 // The resource accounting lives in the store as one record of the kind
-// "resources": the Manager's JSON document, rewritten by every change in
-// one bbolt transaction, so a change the Manager reported survives kill -9.
+// "resources": the Ledger's JSON document, rewritten by every change in
+// one bbolt transaction, so a change the Ledger reported survives kill -9.
 type resourceDoc struct {
 	Key string          `json:"key"`
 	Doc json.RawMessage `json:"doc"`
@@ -64,7 +64,7 @@ func (p storePersister) Save(data []byte) error {
 }
 
 // resourceRuntime is what the resource part of the node keeps besides the
-// Manager.
+// Ledger.
 type resourceRuntime struct {
 	log     *slog.Logger
 	dataDir string
@@ -103,7 +103,7 @@ func (n *Node) startResources(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start resources: %w", err)
 	}
-	n.resources, err = resource.NewManager(resource.ManagerConfig{
+	n.resources, err = resource.NewLedger(resource.LedgerConfig{
 		Machine:   mach,
 		Reserve:   match.Resources{CPU: c.Resources.ReserveCPU, RAM: c.Resources.ReserveRAM, Disk: c.Resources.ReserveDisk},
 		Persister: storePersister{n.db},
@@ -292,7 +292,7 @@ func (s resourceService) Benchmark(ctx context.Context, req api.BenchmarkRequest
 	return api.BenchmarkResult{Scores: w, DataDir: s.n.res.dataDir}, err
 }
 
-// parseOnboard turns the wire request (human amounts) into the Manager's.
+// parseOnboard turns the wire request (human amounts) into the Ledger's.
 // Every malformed field is reported, joined.
 func parseOnboard(req api.OnboardRequest) (resource.OnboardRequest, error) {
 	var r resource.OnboardRequest
@@ -348,7 +348,7 @@ func parseOnboard(req api.OnboardRequest) (resource.OnboardRequest, error) {
 	return r, nil
 }
 
-// classifyResourceErr marks the Manager's refusals for the API.
+// classifyResourceErr marks the Ledger's refusals for the API.
 func classifyResourceErr(err error) error {
 	var oe *resource.OnboardError
 	switch {

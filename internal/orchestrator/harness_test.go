@@ -37,7 +37,7 @@ type tnode struct {
 	host     *actor.MemHost
 	sys      *actor.System
 	root     *actor.Actor
-	ledger   *resource.Manager
+	ledger   *resource.Ledger
 	allocs   *allocation.Manager
 	provider *allocation.Provider
 	svc      *orchestrator.Service
@@ -115,7 +115,7 @@ func (w *world) addNode(o worldOpts) *tnode {
 	mach.CPU.Threads = 64
 	mach.RAM.Total = 64 << 30
 	mach.Disk.Free = 64 << 30
-	tn.ledger, err = resource.NewManager(resource.ManagerConfig{Machine: mach})
+	tn.ledger, err = resource.NewLedger(resource.LedgerConfig{Machine: mach})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func (w *world) peersOf(self *tnode) []string {
 // refusingLedger is the node's ledger, which refuses to commit
 // reservations when the node is set to refuse commits.
 type refusingLedger struct {
-	*resource.Manager
+	*resource.Ledger
 	tn *tnode
 }
 
@@ -190,7 +190,7 @@ func (l refusingLedger) CommitPart(id string, want match.Resources) (resource.Al
 	if refuse {
 		return resource.Allocation{}, fmt.Errorf("this provider refuses commits")
 	}
-	return l.Manager.CommitPart(id, want)
+	return l.Ledger.CommitPart(id, want)
 }
 
 // submit deploys an ensemble from node 0.

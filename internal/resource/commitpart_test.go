@@ -13,7 +13,7 @@ func TestCommitPart(t *testing.T) {
 	mach.CPU.Threads = 8
 	mach.RAM.Total = 8 << 30
 	mach.Disk.Free = 8 << 30
-	m, err := NewManager(ManagerConfig{Machine: mach})
+	m, err := NewLedger(LedgerConfig{Machine: mach})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,7 @@
 // Package resource is the machine side of dms: it detects this machine's
 // hardware (Detect), measures it (Run, the machine benchmarks), and keeps
 // the accounting of what the owner onboarded, what allocations hold, what
-// bids have reserved and what is free (Manager). The arithmetic and the
+// bids have reserved and what is free (Ledger). The arithmetic and the
 // matching rules come from package match.
 //
 // # Usage
@@ -9,11 +9,11 @@
 // The node builds it at start:
 //
 //	mach, err := resource.Detect(ctx, resource.DetectConfig{DataDir: dataDir, Location: loc, Logger: log})
-//	mgr, err := resource.NewManager(resource.ManagerConfig{
+//	ledger, err := resource.NewLedger(resource.LedgerConfig{
 //		Machine: mach, Reserve: reserve, Persister: p, Logger: log})
-//	if s, ok := mgr.Scores(); !ok || s.Version != resource.BenchmarkVersion {
+//	if s, ok := ledger.Scores(); !ok || s.Version != resource.BenchmarkVersion {
 //		s, err := resource.Run(ctx, resource.BenchConfig{DataDir: dataDir, GPUs: mach.GPUs})
-//		... mgr.SetScores(s)
+//		... ledger.SetScores(s)
 //	}
 //
 // and then serves the owner (Onboard, Offboard, Snapshot) and the bidding
@@ -24,7 +24,7 @@
 // # Concurrency
 //
 // Detect and Run are safe to call from any goroutine (Run uses all CPUs for
-// a few seconds). A Manager is safe for concurrent use: every method takes
+// a few seconds). A Ledger is safe for concurrent use: every method takes
 // one mutex, and persists its change before it returns; reservations expire
 // by the injected clock when any method runs, without timers or goroutines.
 package resource

@@ -9,7 +9,7 @@ import (
 	"sync"
 )
 
-// Persister keeps the Manager's state (one JSON document). The node backs it
+// Persister keeps the Ledger's state (one JSON document). The node backs it
 // with the store; FilePersister and MemPersister serve tests and tools.
 type Persister interface {
 	// Load returns the last saved document, or nil and no error (or an
@@ -69,7 +69,7 @@ func (p *FilePersister) Save(data []byte) error {
 }
 
 // MemPersister keeps the state in memory: a restart within one process (a
-// new Manager on the same MemPersister) sees it.
+// new Ledger on the same MemPersister) sees it.
 type MemPersister struct {
 	mu    sync.Mutex
 	data  []byte // guarded by mu

@@ -53,18 +53,18 @@ func testMachine() Machine {
 	}
 }
 
-func newTestManager(t *testing.T, c *clock, p Persister) *Manager {
+func newTestLedger(t *testing.T, c *clock, p Persister) *Ledger {
 	t.Helper()
-	m, err := NewManager(ManagerConfig{Machine: testMachine(), Reserve: DefaultReserve, Persister: p, Now: c.Now})
+	m, err := NewLedger(LedgerConfig{Machine: testMachine(), Reserve: DefaultReserve, Persister: p, Now: c.Now})
 	if err != nil {
-		t.Fatalf("NewManager = %v", err)
+		t.Fatalf("NewLedger = %v", err)
 	}
 	return m
 }
 
 func ptr[T any](v T) *T { return &v }
 
-func onboardAll(t *testing.T, m *Manager) {
+func onboardAll(t *testing.T, m *Ledger) {
 	t.Helper()
 	_, err := m.Onboard(OnboardRequest{CPU: ptr(match.MilliCPU(2000)), RAM: ptr(4 * gib), Disk: ptr(10 * gib),
 		GPUs: &[]match.GPU{{Index: 0}, {Index: 1}}, Price: &match.Price{CPU: 100_000}})
@@ -107,7 +107,7 @@ func TestOnboard(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m := newTestManager(t, newClock(), nil)
+			m := newTestLedger(t, newClock(), nil)
 			got, err := m.Onboard(tc.req)
 			switch {
 			case tc.err != "":
@@ -137,7 +137,7 @@ func TestOnboard(t *testing.T) {
 
 func TestReonboardInPlace(t *testing.T) {
 	c := newClock()
-	m := newTestManager(t, c, nil)
+	m := newTestLedger(t, c, nil)
 	onboardAll(t, m)
 	first, _ := m.Onboarded()
 	if _, err := m.Allocate("a1", match.Resources{CPU: 1000, RAM: 2 * gib, GPUs: []match.GPU{{VRAM: 12 * gib}}}); err != nil {
@@ -183,7 +183,7 @@ func TestReonboardInPlace(t *testing.T) {
 
 func TestOffboard(t *testing.T) {
 	c := newClock()
-	m := newTestManager(t, c, nil)
+	m := newTestLedger(t, c, nil)
 	if err := m.Offboard(); !errors.Is(err, ErrNotOnboarded) {
 		t.Fatalf("Offboard before onboarding = %v, want ErrNotOnboarded", err)
 	}
@@ -216,7 +216,7 @@ func TestOffboard(t *testing.T) {
 
 func TestReservations(t *testing.T) {
 	c := newClock()
-	m := newTestManager(t, c, nil)
+	m := newTestLedger(t, c, nil)
 	onboardAll(t, m)
 	start := m.Free()
 
@@ -287,7 +287,7 @@ func TestReservations(t *testing.T) {
 
 func TestBid(t *testing.T) {
 	c := newClock()
-	m := newTestManager(t, c, nil)
+	m := newTestLedger(t, c, nil)
 	req := match.Request{Resources: match.Resources{CPU: 1000, RAM: gib}, Executors: []string{"docker"}}
 	if _, err := m.Bid("b0", req, time.Second); !errors.Is(err, ErrNotOnboarded) {
 		t.Fatalf("Bid before onboarding = %v, want ErrNotOnboarded", err)
@@ -320,7 +320,7 @@ func TestBid(t *testing.T) {
 func TestPersistAcrossRestart(t *testing.T) {
 	c := newClock()
 	p := &FilePersister{Path: filepath.Join(t.TempDir(), "resources.json")}
-	m := newTestManager(t, c, p)
+	m := newTestLedger(t, c, p)
 	onboardAll(t, m)
 	if _, err := m.Allocate("job-1", match.Resources{CPU: 1000, RAM: gib, GPUs: []match.GPU{{}}}); err != nil {
 		t.Fatal(err)
@@ -338,7 +338,7 @@ func TestPersistAcrossRestart(t *testing.T) {
 	before := m.Snapshot()
 
 	// Restart within the short TTL: everything comes back.
-	m2 := newTestManager(t, c, p)
+	m2 := newTestLedger(t, c, p)
 	if after := m2.Snapshot(); !sameBooks(before, after) {
 		t.Fatalf("after restart:\n%s\nwant\n%s", js(after), js(before))
 	}
@@ -349,7 +349,7 @@ func TestPersistAcrossRestart(t *testing.T) {
 	// Restart after the short TTL: that reservation is gone, and not
 	// turned into an allocation.
 	c.Advance(time.Minute)
-	m3 := newTestManager(t, c, p)
+	m3 := newTestLedger(t, c, p)
 	s := m3.Snapshot()
 	var ids []string
 	for _, r := range s.Reservations {
@@ -389,7 +389,7 @@ func (f *failing) Save(data []byte) error {
 func TestPersistFailureChangesNothing(t *testing.T) {
 	c := newClock()
 	p := &failing{}
-	m := newTestManager(t, c, p)
+	m := newTestLedger(t, c, p)
 	onboardAll(t, m)
 	if _, err := m.Allocate("job-1", match.Resources{CPU: 500}); err != nil {
 		t.Fatal(err)
@@ -425,17 +425,17 @@ func TestLoadRefusesBadDocuments(t *testing.T) {
 	for _, doc := range []string{"{", `{"version": 99}`, `{"version": 1, "allocations": []}`} {
 		p := &MemPersister{}
 		_ = p.Save([]byte(doc))
-		if _, err := NewManager(ManagerConfig{Machine: testMachine(), Persister: p}); err == nil {
-			t.Errorf("NewManager(%s) = nil error", doc)
+		if _, err := NewLedger(LedgerConfig{Machine: testMachine(), Persister: p}); err == nil {
+			t.Errorf("NewLedger(%s) = nil error", doc)
 		}
 		if got, _ := p.Load(); string(got) != doc {
-			t.Errorf("NewManager(%s) overwrote the document with %s", doc, got)
+			t.Errorf("NewLedger(%s) overwrote the document with %s", doc, got)
 		}
 	}
 }
 
 func TestSnapshotJSON(t *testing.T) {
-	m := newTestManager(t, newClock(), nil)
+	m := newTestLedger(t, newClock(), nil)
 	var doc map[string]any
 	if err := json.Unmarshal([]byte(js(m.Snapshot())), &doc); err != nil {
 		t.Fatal(err)
@@ -465,7 +465,7 @@ func TestSnapshotJSON(t *testing.T) {
 func TestConcurrentAccounting(t *testing.T) {
 	c := newClock()
 	p := &MemPersister{}
-	m := newTestManager(t, c, p)
+	m := newTestLedger(t, c, p)
 	onboardAll(t, m)
 	start := m.Free()
 
@@ -534,7 +534,7 @@ func TestConcurrentAccounting(t *testing.T) {
 		t.Fatalf("Free() = %v after the storm, want the start value %v", f, start)
 	}
 	// The persisted books agree.
-	if f := newTestManager(t, c, p).Free(); !f.Equal(start) {
+	if f := newTestLedger(t, c, p).Free(); !f.Equal(start) {
 		t.Fatalf("Free() after restart = %v, want %v", f, start)
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/dmsnet/dms/internal/match"
 )
 
-// Errors returned by Manager methods (wrapped with context).
+// Errors returned by Ledger methods (wrapped with context).
 var (
 	// ErrNotOnboarded: the machine has nothing onboarded.
 	ErrNotOnboarded = errors.New("not onboarded")
@@ -53,8 +53,8 @@ func (e *OnboardError) Error() string {
 // nothing else: half a core, 1 GiB of RAM, 5 GiB of disk.
 var DefaultReserve = match.Resources{CPU: 500, RAM: 1 << 30, Disk: 5 << 30}
 
-// ManagerConfig holds what a Manager needs. Machine is required.
-type ManagerConfig struct {
+// LedgerConfig holds what a Ledger needs. Machine is required.
+type LedgerConfig struct {
 	// Machine is what Detect found; its Resources are the capacity.
 	Machine Machine
 	// Reserve is kept back for the host and never onboarded (GPUs are not
@@ -144,7 +144,7 @@ type state struct {
 	Scores       *Scores                `json:"scores,omitempty"`
 }
 
-// Manager keeps the resource accounting of this machine: what the owner
+// Ledger keeps the resource accounting of this machine: what the owner
 // onboarded, what allocations hold, what bids have reserved, what is free.
 // Free is onboarded − allocated − reserved, and never negative: Reserve and
 // Allocate refuse what does not fit, and Onboard refuses to go below what is
@@ -155,8 +155,8 @@ type state struct {
 // applied at the start of every method, so an expired reservation frees its
 // resources without any goroutine or timer.
 //
-// A Manager is safe for concurrent use.
-type Manager struct {
+// A Ledger is safe for concurrent use.
+type Ledger struct {
 	now     func() time.Time
 	log     *slog.Logger
 	persist Persister
@@ -167,15 +167,15 @@ type Manager struct {
 	st      state   // guarded by mu
 }
 
-// NewManager restores the accounting from cfg.Persister (dropping
+// NewLedger restores the accounting from cfg.Persister (dropping
 // reservations that expired meanwhile: they never become allocations) and
-// returns the Manager. A document it cannot read is an error, never silently
+// returns the Ledger. A document it cannot read is an error, never silently
 // replaced.
-func NewManager(cfg ManagerConfig) (*Manager, error) {
+func NewLedger(cfg LedgerConfig) (*Ledger, error) {
 	if err := cfg.Reserve.Validate(); err != nil {
 		return nil, fmt.Errorf("resource reserve: %w", err)
 	}
-	m := &Manager{now: cfg.Now, log: cfg.Logger, persist: cfg.Persister, reserve: cfg.Reserve, machine: cfg.Machine}
+	m := &Ledger{now: cfg.Now, log: cfg.Logger, persist: cfg.Persister, reserve: cfg.Reserve, machine: cfg.Machine}
 	if m.now == nil {
 		m.now = time.Now
 	}
@@ -225,7 +225,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 // place. It refuses (with an *OnboardError saying how much is available)
 // more than the machine has minus the reserve in any dimension, a GPU the
 // machine does not have, and less than allocations and reservations hold.
-func (m *Manager) Onboard(req OnboardRequest) (Onboarding, error) {
+func (m *Ledger) Onboard(req OnboardRequest) (Onboarding, error) {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -325,7 +325,7 @@ func belowHeld(dim, asked, held string) match.Reason {
 
 // onboardGPUsLocked checks the requested cards against the machine's and
 // fills in vendor, model and VRAM.
-func (m *Manager) onboardGPUsLocked(req []match.GPU) ([]match.GPU, []match.Reason) {
+func (m *Ledger) onboardGPUsLocked(req []match.GPU) ([]match.GPU, []match.Reason) {
 	var out []match.GPU
 	var problems []match.Reason
 	seen := map[int]bool{}
@@ -369,7 +369,7 @@ func (m *Manager) onboardGPUsLocked(req []match.GPU) ([]match.GPU, []match.Reaso
 // `offboard --force` does that); pending reservations are dropped, so the bids
 // they back fail at commit. Offboarding when not onboarded returns
 // ErrNotOnboarded.
-func (m *Manager) Offboard() error {
+func (m *Ledger) Offboard() error {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -399,7 +399,7 @@ func (m *Manager) Offboard() error {
 // concrete resources. It fails with a *match.NoFitError (errors.Is
 // match.ErrNoFit) saying what is short, ErrExists, ErrNotOnboarded or
 // ErrInvalid.
-func (m *Manager) Reserve(id string, want match.Resources, ttl time.Duration) (Reservation, error) {
+func (m *Ledger) Reserve(id string, want match.Resources, ttl time.Duration) (Reservation, error) {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -407,7 +407,7 @@ func (m *Manager) Reserve(id string, want match.Resources, ttl time.Duration) (R
 	return m.reserveLocked(now, id, want, ttl)
 }
 
-func (m *Manager) reserveLocked(now time.Time, id string, want match.Resources, ttl time.Duration) (Reservation, error) {
+func (m *Ledger) reserveLocked(now time.Time, id string, want match.Resources, ttl time.Duration) (Reservation, error) {
 	if ttl <= 0 {
 		return Reservation{}, fmt.Errorf("reserve %s: %w: ttl %s", id, ErrInvalid, ttl)
 	}
@@ -426,7 +426,7 @@ func (m *Manager) reserveLocked(now time.Time, id string, want match.Resources, 
 
 // takeLocked checks id and want and returns the concrete resources to take
 // from what is free.
-func (m *Manager) takeLocked(id string, want match.Resources) (match.Resources, error) {
+func (m *Ledger) takeLocked(id string, want match.Resources) (match.Resources, error) {
 	if id == "" {
 		return match.Resources{}, fmt.Errorf("%w: empty id", ErrInvalid)
 	}
@@ -450,7 +450,7 @@ func (m *Manager) takeLocked(id string, want match.Resources) (match.Resources, 
 // for ttl under id. When not eligible it returns the rating and a
 // *match.NoFitError with the reasons. Scoring and reserving happen under one
 // lock, so two bids cannot both count the same free resources.
-func (m *Manager) Bid(id string, req match.Request, ttl time.Duration) (Bid, error) {
+func (m *Ledger) Bid(id string, req match.Request, ttl time.Duration) (Bid, error) {
 	if err := req.Validate(); err != nil {
 		return Bid{}, fmt.Errorf("bid %s: %w: %w", id, ErrInvalid, err)
 	}
@@ -475,18 +475,18 @@ func (m *Manager) Bid(id string, req match.Request, ttl time.Duration) (Bid, err
 // Commit turns a live reservation into an allocation. Committing an id that
 // is already an allocation returns it (a retried commit succeeds); an
 // unknown or expired reservation gives ErrNotFound.
-func (m *Manager) Commit(id string) (Allocation, error) { return m.commit(id, nil) }
+func (m *Ledger) Commit(id string) (Allocation, error) { return m.commit(id, nil) }
 
 // CommitPart is Commit for part of a reservation: the allocation holds
 // want, which must fit within what the reservation held, and the rest is
 // released. A provider reserves once for the nodes of a request it could
 // host (any one of them), and commits the node it was given.
-func (m *Manager) CommitPart(id string, want match.Resources) (Allocation, error) {
+func (m *Ledger) CommitPart(id string, want match.Resources) (Allocation, error) {
 	return m.commit(id, &want)
 }
 
 // commit commits reservation id, all of it or (want not nil) part of it.
-func (m *Manager) commit(id string, want *match.Resources) (Allocation, error) {
+func (m *Ledger) commit(id string, want *match.Resources) (Allocation, error) {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -519,7 +519,7 @@ func (m *Manager) commit(id string, want *match.Resources) (Allocation, error) {
 
 // Allocate takes want for an allocation directly, without a reservation
 // (for example a deployment pinned to this node). Errors as Reserve.
-func (m *Manager) Allocate(id string, want match.Resources) (Allocation, error) {
+func (m *Ledger) Allocate(id string, want match.Resources) (Allocation, error) {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -539,7 +539,7 @@ func (m *Manager) Allocate(id string, want match.Resources) (Allocation, error) 
 
 // Release frees what the allocation or reservation id holds. An unknown id
 // gives ErrNotFound, which a caller undoing a bid may ignore.
-func (m *Manager) Release(id string) error {
+func (m *Ledger) Release(id string) error {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -565,7 +565,7 @@ func (m *Manager) Release(id string) error {
 
 // Free is what can still be reserved: onboarded − allocated − reserved;
 // zero when not onboarded.
-func (m *Manager) Free() match.Resources {
+func (m *Ledger) Free() match.Resources {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -574,7 +574,7 @@ func (m *Manager) Free() match.Resources {
 }
 
 // Onboarded returns the current onboarding, and false when not onboarded.
-func (m *Manager) Onboarded() (Onboarding, bool) {
+func (m *Ledger) Onboarded() (Onboarding, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.st.Onboarded == nil {
@@ -585,7 +585,7 @@ func (m *Manager) Onboarded() (Onboarding, bool) {
 
 // Offer is this machine's offer as match sees it: free resources, usable
 // executors, location, onboarded price and benchmark figures.
-func (m *Manager) Offer() match.Offer {
+func (m *Ledger) Offer() match.Offer {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -593,7 +593,7 @@ func (m *Manager) Offer() match.Offer {
 	return m.offerLocked()
 }
 
-func (m *Manager) offerLocked() match.Offer {
+func (m *Ledger) offerLocked() match.Offer {
 	o := match.Offer{
 		Free:      m.freeLocked(),
 		Executors: slices.Clone(m.machine.Executors),
@@ -610,7 +610,7 @@ func (m *Manager) offerLocked() match.Offer {
 
 // SetScores records a benchmark run (persisted; shown by Snapshot and used
 // in Offer).
-func (m *Manager) SetScores(s Scores) error {
+func (m *Ledger) SetScores(s Scores) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	prev := m.st.Scores
@@ -623,7 +623,7 @@ func (m *Manager) SetScores(s Scores) error {
 }
 
 // Scores returns the last benchmark run, and false when there was none.
-func (m *Manager) Scores() (Scores, bool) {
+func (m *Ledger) Scores() (Scores, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.st.Scores == nil {
@@ -635,21 +635,21 @@ func (m *Manager) Scores() (Scores, bool) {
 // SetMachine replaces the detected machine (after a new Detect). The
 // onboarding is kept even if the machine shrank; Onboard checks the new
 // capacity from then on.
-func (m *Manager) SetMachine(mach Machine) {
+func (m *Ledger) SetMachine(mach Machine) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.machine = mach
 }
 
 // Machine returns the detected machine.
-func (m *Manager) Machine() Machine {
+func (m *Ledger) Machine() Machine {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.machine
 }
 
 // Snapshot returns the whole accounting at this instant.
-func (m *Manager) Snapshot() Snapshot {
+func (m *Ledger) Snapshot() Snapshot {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -687,7 +687,7 @@ func (m *Manager) Snapshot() Snapshot {
 
 // expireLocked drops the reservations whose deadline has passed. Nothing is
 // saved: a restart drops them too.
-func (m *Manager) expireLocked(now time.Time) {
+func (m *Ledger) expireLocked(now time.Time) {
 	for id, r := range m.st.Reservations {
 		if !now.Before(r.Expires) {
 			delete(m.st.Reservations, id)
@@ -697,7 +697,7 @@ func (m *Manager) expireLocked(now time.Time) {
 }
 
 // heldLocked is allocated + reserved.
-func (m *Manager) heldLocked() match.Resources {
+func (m *Ledger) heldLocked() match.Resources {
 	var held match.Resources
 	for _, a := range m.st.Allocations {
 		held = m.sumLocked(held, a.Resources)
@@ -708,7 +708,7 @@ func (m *Manager) heldLocked() match.Resources {
 	return held
 }
 
-func (m *Manager) sumLocked(a, b match.Resources) match.Resources {
+func (m *Ledger) sumLocked(a, b match.Resources) match.Resources {
 	s, err := a.Add(b)
 	if err != nil {
 		// Each part was taken from a finite onboarding: unreachable
@@ -721,7 +721,7 @@ func (m *Manager) sumLocked(a, b match.Resources) match.Resources {
 
 // freeLocked is onboarded − held, clamped at zero per dimension should the
 // books not balance (a hand-edited document); that is logged.
-func (m *Manager) freeLocked() match.Resources {
+func (m *Ledger) freeLocked() match.Resources {
 	if m.st.Onboarded == nil {
 		return match.Resources{}
 	}
@@ -735,7 +735,7 @@ func (m *Manager) freeLocked() match.Resources {
 }
 
 // availableLocked is capacity − reserve, clamped at zero.
-func (m *Manager) availableLocked() match.Resources {
+func (m *Ledger) availableLocked() match.Resources {
 	return clampSub(m.machine.Resources(), m.reserve)
 }
 
@@ -765,7 +765,7 @@ func clampSub(a, b match.Resources) match.Resources {
 	return out
 }
 
-func (m *Manager) saveLocked() error {
+func (m *Ledger) saveLocked() error {
 	if m.persist == nil {
 		return nil
 	}
