@@ -1,9 +1,15 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os/exec"
+	"runtime"
+	"slices"
+	"sync"
 
 	"path/filepath"
 	"sort"
@@ -66,13 +72,15 @@ func TestEveryPackageHasDocComment(t *testing.T) {
 }
 
 // pure lists the packages that must stay free of I/O, and what they may not
-// import (a prefix match on the import path).
-var pure = []string{"internal/cap", "internal/match", "internal/ensemble"}
+// import directly (a prefix match on the import path); valuePackages and
+// TestPurePackagesReachNoIO check the same packages on their transitive
+// imports.
+var pure = []string{"internal/cap", "internal/match", "internal/ensemble", "internal/ensemble/translate", "internal/deployproto", "internal/orchestrator/placement"}
 
 var forbidden = []string{
 	"net", "net/http", "os", "os/exec", "syscall",
 	"github.com/libp2p/", "go.etcd.io/bbolt", "github.com/moby/",
-	module + "/internal/store", module + "/internal/p2p", module + "/internal/executor",
+	module + "/internal/store", module + "/internal/p2p", module + "/internal/executor/",
 	module + "/internal/apiserver", module + "/internal/node",
 }
 
@@ -105,6 +113,233 @@ func TestPurePackagesImportNoIO(t *testing.T) {
 		sort.Strings(bad)
 		if len(bad) > 0 {
 			t.Errorf("pure package %s imports %s", p, strings.Join(bad, ", "))
+		}
+	}
+}
+
+// importGraph is the import graph of the module's packages and everything
+// they import (standard library and other modules too), from `go list
+// -deps`: import path → its direct imports. Test files do not count.
+var importGraph = sync.OnceValues(func() (map[string][]string, error) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	cmd := exec.Command(gobin, "list", "-deps", "-f", "{{.ImportPath}}{{range .Imports}} {{.}}{{end}}", "./...")
+	cmd.Dir = filepath.Join("..", "..")
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return nil, fmt.Errorf("go list -deps: %v: %s", err, ee.Stderr)
+		}
+		return nil, fmt.Errorf("go list -deps: %w", err)
+	}
+	g := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		g[f[0]] = f[1:]
+	}
+	return g, nil
+})
+
+// deps returns what pkg (a module-relative path such as "internal/cap")
+// imports, directly or not, without looking inside the packages prune
+// accepts (they count, but their own imports do not).
+func deps(t *testing.T, pkg string, prune func(string) bool) map[string]bool {
+	t.Helper()
+	g, err := importGraph()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := module + "/" + pkg
+	if _, ok := g[root]; !ok {
+		t.Fatalf("package %s is not in the module", pkg)
+	}
+	seen := map[string]bool{}
+	var walk func(p string)
+	walk = func(p string) {
+		for _, im := range g[p] {
+			if seen[im] {
+				continue
+			}
+			seen[im] = true
+			if prune == nil || !prune(im) {
+				walk(im)
+			}
+		}
+	}
+	walk(root)
+	return seen
+}
+
+// reaches reports the path of imports from pkg to target, for an error
+// message ("a → b → c"), or "" when pkg does not reach it.
+func reaches(t *testing.T, pkg, target string) string {
+	g, err := importGraph()
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := module + "/" + pkg
+	prev := map[string]string{from: ""}
+	queue := []string{from}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		if p == target {
+			var path []string
+			for q := p; q != ""; q = prev[q] {
+				path = append([]string{strings.TrimPrefix(q, module+"/")}, path...)
+			}
+			return strings.Join(path, " → ")
+		}
+		for _, im := range g[p] {
+			if _, ok := prev[im]; !ok {
+				prev[im] = p
+				queue = append(queue, im)
+			}
+		}
+	}
+	return ""
+}
+
+// TestLayers: the seams between the parts of the house, checked on
+// transitive imports. The deployment protocol has its own package, which
+// both sides import; neither side imports the other's adapters.
+func TestLayers(t *testing.T) {
+	rules := []struct {
+		pkg, mustNotReach, why string
+	}{
+		{"internal/allocation", "internal/orchestrator", "the provider side speaks the protocol (deployproto), not the orchestrator's code"},
+		{"internal/orchestrator", "internal/resource", "the orchestrator needs no hardware detection: the provider's ledger lives with allocation"},
+		{"internal/orchestrator", "internal/allocation", "the orchestrator reaches providers only through messages"},
+		{"internal/orchestrator", "internal/p2p", "the orchestrator talks through actors, not libp2p"},
+		{"internal/orchestrator", "internal/store", "the orchestrator persists through its Store interface"},
+		{"internal/allocation", "internal/p2p", "allocations talk through actors, not libp2p"},
+		{"internal/allocation", "internal/store", "allocations persist through their Store interface"},
+		{"internal/deployproto", "internal/orchestrator", "the protocol belongs to neither side"},
+		{"internal/deployproto", "internal/allocation", "the protocol belongs to neither side"},
+		{"api", "internal/", "the public client and wire types stand alone"},
+	}
+	for _, r := range rules {
+		target := r.mustNotReach
+		if strings.HasPrefix(target, "internal") {
+			target = module + "/" + target
+		}
+		for dep := range deps(t, r.pkg, nil) {
+			if dep == target || strings.HasSuffix(target, "/") && strings.HasPrefix(dep, target) {
+				t.Errorf("%s imports %s (%s); it must not: %s", r.pkg, strings.TrimPrefix(dep, module+"/"), reaches(t, r.pkg, dep), r.why)
+				break
+			}
+		}
+	}
+}
+
+// valuePackages are the module packages a pure package may import: types
+// and pure functions, no I/O (their own transitive imports are checked
+// like any other dependency's).
+var valuePackages = map[string][]string{
+	"internal/cap":                    {"internal/identity"},
+	"internal/match":                  nil,
+	"internal/ensemble":               {"internal/match"},
+	"internal/ensemble/translate":     {"internal/ensemble", "internal/match"},
+	"internal/deployproto":            {"internal/actor", "internal/ensemble", "internal/executor", "internal/identity", "internal/match"},
+	"internal/orchestrator/placement": {"internal/actor", "internal/deployproto", "internal/ensemble", "internal/executor", "internal/identity", "internal/match"},
+}
+
+// ioPackages are what a pure package must not reach, directly or not.
+// (Package net itself is reached by crypto/x509 for IP address types; a
+// pure package may not import it directly: TestPurePackagesImportNoIO.)
+var ioPackages = []string{
+	"net/http", "net/rpc", "net/smtp", "os/exec", "plugin",
+	"github.com/libp2p/", "github.com/quic-go/", "go.etcd.io/bbolt", "github.com/moby/", "github.com/tetratelabs/wazero",
+}
+
+// libraryIO lists, per pure package, the libraries whose own imports are
+// not followed, with the reason they are allowed: they import net/http or
+// os/exec for features the pure package never calls.
+var libraryIO = map[string]map[string]string{
+	"internal/cap": {
+		"github.com/MetaMask/go-did-it": "go-ucan's DID library imports net/http to resolve did:web; dms only uses did:key, resolved offline",
+	},
+	"internal/ensemble/translate": {
+		"github.com/compose-spec/compose-go/": "the Compose parser imports os/exec and net/http for features of its loader (env files, remote includes) that Translate does not use: it reads the one file it is given",
+		"github.com/mattn/go-shellwords":      "compose-go's shell-word splitter can run back-quoted commands; compose-go does not ask it to",
+		"k8s.io/":                             "the Kubernetes types import its HTTP utilities; Translate only decodes YAML into them",
+		"sigs.k8s.io/":                        "as k8s.io",
+		"golang.org/x/net/":                   "imported by the Kubernetes utilities only",
+	},
+}
+
+// TestPurePackagesReachNoIO checks the pure packages on their transitive
+// imports: no adapter of ours, no network or process code, except inside
+// the libraries listed (with a reason) in libraryIO.
+func TestPurePackagesReachNoIO(t *testing.T) {
+	for pkg, allowed := range valuePackages {
+		prune := func(p string) bool {
+			for lib := range libraryIO[pkg] {
+				if p == strings.TrimSuffix(lib, "/") || strings.HasPrefix(p, strings.TrimSuffix(lib, "/")+"/") {
+					return true
+				}
+			}
+			return false
+		}
+		var bad []string
+		for dep := range deps(t, pkg, prune) {
+			if rel, ok := strings.CutPrefix(dep, module+"/"); ok {
+				if !slices.Contains(allowed, rel) && !slices.ContainsFunc(allowed, func(a string) bool { return dep == module+"/"+a }) {
+					bad = append(bad, fmt.Sprintf("%s (%s)", rel, reaches(t, pkg, dep)))
+				}
+				continue
+			}
+			for _, io := range ioPackages {
+				if dep == io || strings.HasSuffix(io, "/") && strings.HasPrefix(dep, io) {
+					bad = append(bad, fmt.Sprintf("%s (%s)", dep, reaches(t, pkg, dep)))
+				}
+			}
+		}
+		sort.Strings(bad)
+		for _, b := range bad {
+			t.Errorf("pure package %s reaches %s", pkg, b)
+		}
+	}
+}
+
+// adapters are the packages that touch the outside world for the node:
+// only the composition root (internal/node) wires them in.
+var adapters = []string{
+	"internal/p2p", "internal/store", "internal/cap/capstore", "internal/apiserver",
+	"internal/executor/docker", "internal/executor/vm", "internal/executor/wasm",
+}
+
+// adapterImporters are the packages allowed to import adapters besides
+// node: an adapter may build on another, and tests' helpers may start real
+// ones.
+var adapterImporters = map[string]bool{
+	"internal/node":         true,
+	"internal/cap/capstore": true, // the capability store is kept in the store
+	"internal/e2etest":      true, // builds test images and kernels for the executors
+	"internal/cli":          true, // TEMPORARY: the offline capability commands open the store (moving to node)
+}
+
+// TestOnlyNodeImportsAdapters: the concrete adapters come together in one
+// place, the composition root; everything else works on interfaces.
+func TestOnlyNodeImportsAdapters(t *testing.T) {
+	for dir, files := range pkgDirs(t) {
+		if adapterImporters[dir] || slices.Contains(adapters, dir) || strings.HasPrefix(dir, "internal/executor/") {
+			continue
+		}
+		for _, f := range files {
+			af, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, im := range af.Imports {
+				path, _ := strconv.Unquote(im.Path.Value)
+				if rel, ok := strings.CutPrefix(path, module+"/"); ok && slices.Contains(adapters, rel) {
+					t.Errorf("%s imports the adapter %s: only internal/node wires adapters in", f, rel)
+				}
+			}
 		}
 	}
 }
