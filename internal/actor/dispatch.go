@@ -312,7 +312,7 @@ func (s *System) deliverReply(from string, r *Reply) {
 		if r.Err != nil {
 			// The answer to a Send: the refusal is counted and logged.
 			s.stats.inc("send_refused_" + string(r.Err.Code))
-			s.log.Debug("envelope refused by receiver", "host", from, "err", r.Err)
+			s.log.Debug("envelope refused by receiver", "peer_id", from, "err", r.Err)
 		} else {
 			s.stats.inc("late_replies")
 		}

@@ -153,7 +153,7 @@ func (w *link) sendReply(r *Reply) {
 	defer cancel()
 	if err := w.l.Send(ctx, frame); err != nil {
 		w.sys.stats.inc("reply_send_failed")
-		w.sys.log.Debug("reply not sent", "peer", w.l.Peer(), "err", err)
+		w.sys.log.Debug("reply not sent", "peer_id", w.l.Peer(), "err", err)
 	}
 }
 
@@ -194,7 +194,7 @@ func (s *System) serveLink(w *link) {
 		}
 		if err != nil {
 			s.stats.inc("bad_frames")
-			s.log.Debug("bad frame", "peer", peer, "err", err)
+			s.log.Debug("bad frame", "peer_id", peer, "err", err)
 			if nonce, ok := headNonce(frame); ok && len(recs) == 0 {
 				w.sendReply(&Reply{InReplyTo: nonce, Err: errorf(CodeBadEnvelope, "%v", err)})
 			}

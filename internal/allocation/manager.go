@@ -320,7 +320,7 @@ func (m *Manager) Revert(ctx context.Context, reservation string) error {
 	if err := m.releaseIfDone(reservation); err != nil {
 		return fmt.Errorf("revert %s: %w", reservation, err)
 	}
-	m.log.Info("reservation reverted", "reservation", reservation, "allocations", len(group))
+	m.log.Info("reservation reverted", "reservation_id", reservation, "allocations", len(group))
 	return nil
 }
 
@@ -370,7 +370,7 @@ func (m *Manager) remove(ctx context.Context, a *alloc, grace time.Duration) err
 	if !m.goTracked(a.act.Stop) {
 		go a.act.Stop()
 	}
-	m.log.Info("allocation removed", "allocation_id", rec.ID, "reservation", rec.Reservation)
+	m.log.Info("allocation removed", "allocation_id", rec.ID, "reservation_id", rec.Reservation)
 	if err = errors.Join(err, relErr); err != nil {
 		return fmt.Errorf("remove %s: %w", rec.ID, err)
 	}
@@ -411,7 +411,7 @@ func (m *Manager) releaseIfDone(reservation string) error {
 		a.mu.Unlock()
 		a.persist()
 	}
-	m.log.Info("reservation released", "reservation", reservation)
+	m.log.Info("reservation released", "reservation_id", reservation)
 	return nil
 }
 
@@ -489,7 +489,7 @@ func (m *Manager) Resume(ctx context.Context) error {
 	}
 	for _, res := range slices.Sorted(maps.Keys(reservations)) {
 		if err := m.releaseIfDone(res); err != nil {
-			m.log.Warn("resume: release", "reservation", res, "err", err)
+			m.log.Warn("resume: release", "reservation_id", res, "err", err)
 		}
 	}
 	m.log.Info("allocations resumed", "count", len(resumed))

@@ -4,15 +4,24 @@
 // it is the only package that imports the concrete adapters (libp2p, bbolt,
 // executors).
 //
-// Start order:
+// Start order (Run; each step registers its undo, run in reverse at
+// shutdown or on a failed start):
 //
-//  1. store       <home>/data/dms.db (bbolt): capability state, and later
-//     deployments and resource accounting
-//  2. cap         the verifier, with this node's trust anchors and revocations
-//  3. p2p         the libp2p host (TCP, QUIC, discovery, gossip)
-//  4. actor       the runtime on the host, and the node's root actor with
-//     its behaviors
-//  5. apiserver   the REST API on loopback; <home>/api.addr is written once
+//  0. debug         pprof on loopback and the memory limit, when configured
+//  1. store         <home>/data/dms.db (bbolt): capability state, deployments,
+//     allocations and resource accounting
+//  2. cap           the verifier, with this node's trust anchors and
+//     revocations (startCaps)
+//  3. resource      the machine: detection and the ledger of onboarded and
+//     reserved resources (startResources; onboarding benchmarks the
+//     machine when no scores of the current version exist)
+//  4. p2p, actor    the libp2p host (TCP, QUIC, discovery, gossip), the actor
+//     runtime on it and the node's root actor with its behaviors
+//     (startNetwork, addResourceBehaviors)
+//  5. orchestration the executors, the allocation manager and the provider
+//     (allocation), the orchestrator service; what an earlier run left is
+//     resumed (startOrchestration)
+//  6. apiserver     the REST API on loopback; <home>/api.addr is written once
 //     it listens
 //
 // Run returns when its context is cancelled (SIGINT, SIGTERM): the API stops
@@ -113,6 +122,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}()
 
+	// 0. debug
 	stopDebug, err := n.startDebug()
 	if err != nil {
 		return err
@@ -129,7 +139,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	undo = append(undo, n.db.Close)
 
-	// 2. capabilities, resource accounting
+	// 2, 3. capabilities, resource accounting
 	if err := n.startCaps(); err != nil {
 		return err
 	}
@@ -137,7 +147,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 
-	// 3, 4. p2p and actors
+	// 4. p2p and actors
 	stop, err := n.startNetwork(ctx)
 	if err != nil {
 		return err
@@ -145,14 +155,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	undo = append(undo, stop)
 	n.addResourceBehaviors()
 
-	// 4b. orchestration: deployments, bids, allocations
+	// 5. orchestration: deployments, bids, allocations
 	stopOrch, err := n.startOrchestration(ctx)
 	if err != nil {
 		return err
 	}
 	undo = append(undo, stopOrch)
 
-	// 5. REST API
+	// 6. REST API
 	n.api, err = apiserver.New(apiserver.Config{
 		Addr:        cfg.Config.API.Listen,
 		Token:       cfg.Token,

@@ -37,7 +37,7 @@ func (r *run) revert(ctx context.Context, host, reservation string) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.s.cfg.CommitTimeout)
 		defer cancel()
 		if err := r.actor.Invoke(ctx, h, deployproto.BehaviorRevert, deployproto.RevertRequest{Deployment: r.d.ID, Reservation: reservation}, nil); err != nil {
-			r.s.log.Debug("revert", "deployment_id", r.d.ID, "reservation", reservation, "err", err)
+			r.s.log.Debug("revert", "deployment_id", r.d.ID, "reservation_id", reservation, "err", err)
 		}
 	}()
 }
@@ -91,7 +91,7 @@ func (r *run) commitAll(ctx context.Context, placed map[string]Placement) (map[s
 			res.err = fmt.Errorf("committed %d allocations of %d", len(res.reply.Allocations), len(byNode[res.node]))
 		}
 		if res.err != nil {
-			r.s.log.Warn("commit refused", "deployment_id", r.d.ID, "node", res.node, "provider", pl.Provider.Host, "err", res.err)
+			r.s.log.Warn("commit refused", "deployment_id", r.d.ID, "node", res.node, "peer_id", pl.Provider.Host, "err", res.err)
 			refused = append(refused, placement.Reason{Peer: pl.Provider.Host, Node: res.node, Kind: deployproto.KindRefused, Reasons: []string{"commit: " + res.err.Error()}})
 			r.excluded[pl.Provider.Host] = r.s.cfg.Now().Add(time.Minute)
 			continue
