@@ -26,57 +26,15 @@ func TestWrite(t *testing.T) {
 		anyErr  bool  // some error, of no particular kind
 		want    *file // the file at path after; nil: none
 	}{
-		{
-			name:  "WriteFile creates",
-			write: func(_ *testing.T, p string) error { return WriteFile(p, []byte("new"), 0o600) },
-			want:  &file{"new", 0o600},
-		},
-		{
-			name:  "WriteFile sets perm exactly, umask aside",
-			write: func(_ *testing.T, p string) error { return WriteFile(p, []byte("new"), 0o666) },
-			want:  &file{"new", 0o666},
-		},
-		{
-			name:  "WriteFile writes an empty file",
-			write: func(_ *testing.T, p string) error { return WriteFile(p, nil, 0o644) },
-			want:  &file{"", 0o644},
-		},
-		{
-			name:  "WriteFile replaces content and perm",
-			old:   &file{"old content", 0o644},
-			write: func(_ *testing.T, p string) error { return WriteFile(p, []byte("new"), 0o600) },
-			want:  &file{"new", 0o600},
-		},
-		{
-			name:    "WriteFile into a missing directory",
-			noDir:   true,
-			write:   func(_ *testing.T, p string) error { return WriteFile(p, []byte("new"), 0o600) },
-			wantErr: fs.ErrNotExist,
-		},
-		{
-			name:   "WriteFile over a directory fails at rename",
-			dirAt:  true,
-			write:  func(_ *testing.T, p string) error { return WriteFile(p, []byte("new"), 0o600) },
-			anyErr: true,
-		},
-		{
-			name:  "WriteNew creates",
-			write: func(_ *testing.T, p string) error { return WriteNew(p, []byte("new"), 0o600) },
-			want:  &file{"new", 0o600},
-		},
-		{
-			name:    "WriteNew refuses to replace",
-			old:     &file{"old", 0o644},
-			write:   func(_ *testing.T, p string) error { return WriteNew(p, []byte("new"), 0o600) },
-			wantErr: fs.ErrExist,
-			want:    &file{"old", 0o644},
-		},
-		{
-			name:    "WriteNew into a missing directory",
-			noDir:   true,
-			write:   func(_ *testing.T, p string) error { return WriteNew(p, []byte("new"), 0o600) },
-			wantErr: fs.ErrNotExist,
-		},
+		{name: "WriteFile creates", write: writeFile("new", 0o600), want: &file{"new", 0o600}},
+		{name: "WriteFile sets perm exactly, umask aside", write: writeFile("new", 0o666), want: &file{"new", 0o666}},
+		{name: "WriteFile writes an empty file", write: writeFile("", 0o644), want: &file{"", 0o644}},
+		{name: "WriteFile replaces content and perm", old: &file{"old content", 0o644}, write: writeFile("new", 0o600), want: &file{"new", 0o600}},
+		{name: "WriteFile into a missing directory", noDir: true, write: writeFile("new", 0o600), wantErr: fs.ErrNotExist},
+		{name: "WriteFile over a directory fails at rename", dirAt: true, write: writeFile("new", 0o600), anyErr: true},
+		{name: "WriteNew creates", write: writeNew("new", 0o600), want: &file{"new", 0o600}},
+		{name: "WriteNew refuses to replace", old: &file{"old", 0o644}, write: writeNew("new", 0o600), wantErr: fs.ErrExist, want: &file{"old", 0o644}},
+		{name: "WriteNew into a missing directory", noDir: true, write: writeNew("new", 0o600), wantErr: fs.ErrNotExist},
 		{
 			name: "Create, Write in parts, Commit",
 			old:  &file{"old", 0o600},
@@ -98,35 +56,8 @@ func TestWrite(t *testing.T) {
 			},
 			want: &file{"new", 0o640},
 		},
-		{
-			name: "a write abandoned by Cleanup leaves the old file",
-			old:  &file{"old", 0o600},
-			write: func(_ *testing.T, p string) error {
-				f, err := Create(p, 0o600)
-				if err != nil {
-					return err
-				}
-				defer f.Cleanup()
-				f.Write([]byte("partial"))
-				return errors.New("source failed")
-			},
-			anyErr: true,
-			want:   &file{"old", 0o600},
-		},
-		{
-			name: "a write abandoned by Cleanup creates nothing",
-			write: func(_ *testing.T, p string) error {
-				f, err := Create(p, 0o600)
-				if err != nil {
-					return err
-				}
-				f.Write([]byte("partial"))
-				f.Cleanup()
-				f.Cleanup()
-				return errors.New("source failed")
-			},
-			anyErr: true,
-		},
+		{name: "a write abandoned by Cleanup leaves the old file", old: &file{"old", 0o600}, write: abandon, anyErr: true, want: &file{"old", 0o600}},
+		{name: "a write abandoned by Cleanup creates nothing", write: abandon, anyErr: true},
 		{
 			name: "Commit twice",
 			write: func(t *testing.T, p string) error {
@@ -215,6 +146,30 @@ func TestWrite(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeFile and writeNew are the write steps of TestWrite's cases.
+func writeFile(data string, perm fs.FileMode) func(*testing.T, string) error {
+	return func(_ *testing.T, path string) error { return WriteFile(path, []byte(data), perm) }
+}
+
+func writeNew(data string, perm fs.FileMode) func(*testing.T, string) error {
+	return func(_ *testing.T, path string) error { return WriteNew(path, []byte(data), perm) }
+}
+
+// abandon starts a write, then gives up as when its source fails, calling
+// Cleanup twice (a deferred one after an explicit one).
+func abandon(_ *testing.T, path string) error {
+	f, err := Create(path, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Cleanup()
+	if _, err := f.Write([]byte("partial")); err != nil {
+		return err
+	}
+	f.Cleanup()
+	return errors.New("source failed")
 }
 
 // TestReadersSeeWholeFiles replaces a file over and over while readers read
