@@ -4,7 +4,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
-
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -18,7 +18,7 @@ import (
 const module = "github.com/dmsnet/dms"
 
 // pkgDirs returns every directory of the module holding non-test Go files,
-// relative to the module root.
+// relative to the module root (nested modules are not part of it).
 func pkgDirs(t *testing.T) map[string][]string {
 	t.Helper()
 	root := filepath.Join("..", "..")
@@ -31,6 +31,9 @@ func pkgDirs(t *testing.T) map[string][]string {
 			name := d.Name()
 			if path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "bin" || name == "build" || name == "bench") {
 				return filepath.SkipDir
+			}
+			if _, err := os.Stat(filepath.Join(path, "go.mod")); path != root && err == nil {
+				return filepath.SkipDir // another module
 			}
 			return nil
 		}
