@@ -6,6 +6,7 @@ import (
 	"go/doc"
 	"go/parser"
 	"go/token"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -71,10 +72,7 @@ func modulePackages(t *testing.T) []pkgInfo {
 				}
 			}
 		}
-		for im := range imports {
-			p.Imports = append(p.Imports, im)
-		}
-		slices.Sort(p.Imports)
+		p.Imports = slices.Sorted(maps.Keys(imports))
 		out = append(out, p)
 	}
 	slices.SortFunc(out, func(a, b pkgInfo) int { return strings.Compare(a.Path, b.Path) })
@@ -134,7 +132,7 @@ func importGraph(pkgs []pkgInfo) (nodes []string, folded map[string]int, edges m
 	// transitive reduction; should folding ever make a cycle, it still
 	// keeps every package reachable from the ones it was.
 	for _, from := range nodes {
-		for _, to := range sortedKeys(all[from]) {
+		for _, to := range slices.Sorted(maps.Keys(all[from])) {
 			delete(all[from], to)
 			if !reachable(all, from, to) {
 				all[from][to] = true
@@ -143,7 +141,7 @@ func importGraph(pkgs []pkgInfo) (nodes []string, folded map[string]int, edges m
 	}
 	edges = map[string][]string{}
 	for _, from := range nodes {
-		edges[from] = sortedKeys(all[from])
+		edges[from] = slices.Sorted(maps.Keys(all[from]))
 	}
 	return nodes, folded, edges
 }
@@ -166,15 +164,6 @@ func reachable(edges map[string]map[string]bool, from, to string) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys(m map[string]bool) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 var nonID = regexp.MustCompile(`[^A-Za-z0-9]`)
