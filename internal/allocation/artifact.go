@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/atomicfile"
 	"github.com/dmsnet/dms/internal/deployproto"
 )
 
@@ -89,14 +90,11 @@ func (c *artifactCache) download(ctx context.Context, from *actor.Actor, orch ac
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return fmt.Errorf("artifact cache: %w", err)
 	}
-	tmp, err := os.CreateTemp(c.dir, ".fetch-*")
+	tmp, err := atomicfile.Create(dst, 0o600)
 	if err != nil {
 		return fmt.Errorf("artifact cache: %w", err)
 	}
-	defer func() {
-		tmp.Close()
-		os.Remove(tmp.Name())
-	}()
+	defer tmp.Cleanup()
 	h := sha256.New()
 	var off, size int64 = 0, -1
 	for size < 0 || off < size {
@@ -126,13 +124,7 @@ func (c *artifactCache) download(ctx context.Context, from *actor.Actor, orch ac
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
 		return fmt.Errorf("%w: %s has content %s", ErrDigest, digest, got)
 	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("artifact cache: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("artifact cache: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
+	if err := tmp.Commit(); err != nil {
 		return fmt.Errorf("artifact cache: %w", err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dmsnet/dms/internal/atomicfile"
 	"github.com/dmsnet/dms/internal/config"
 	"github.com/dmsnet/dms/internal/identity"
 )
@@ -96,19 +97,7 @@ func newToken() string {
 	return hex.EncodeToString(b)
 }
 
-// writeNew creates path with mode 0600, refusing to overwrite.
+// writeNew creates path with mode 0600, atomically, refusing to overwrite.
 func writeNew(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return atomicfile.WriteNew(path, data, 0o600)
 }

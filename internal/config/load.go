@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/dmsnet/dms/internal/atomicfile"
 )
 
 // FileName is the name of the config file in a dms home.
@@ -123,7 +125,7 @@ func Save(home string, cfg Config) error {
 		return err
 	}
 	header := []byte("# dms node configuration. Every key, its meaning and default: docs/config.md,\n# or `dms config show`. Environment variables DMS_<KEY> and flags override it.\n")
-	return writeAtomic(filepath.Join(home, FileName), append(header, data...), 0o600)
+	return atomicfile.WriteFile(filepath.Join(home, FileName), append(header, data...), 0o600)
 }
 
 // Encode writes cfg as YAML.
@@ -138,31 +140,6 @@ func Encode(cfg Config) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // EnvName returns the environment variable that overrides key.

@@ -29,6 +29,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/dmsnet/dms/internal/atomicfile"
 )
 
 // StateFile is the name of the state file in a devnet directory.
@@ -119,19 +121,7 @@ func (st *State) Save() error {
 	if err != nil {
 		return fmt.Errorf("save devnet state: %w", err)
 	}
-	tmp, err := os.CreateTemp(st.Dir, ".devnet-*.json")
-	if err != nil {
-		return fmt.Errorf("save devnet state: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save devnet state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save devnet state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), Path(st.Dir)); err != nil {
+	if err := atomicfile.WriteFile(Path(st.Dir), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save devnet state: %w", err)
 	}
 	return nil

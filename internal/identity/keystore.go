@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/scrypt"
+
+	"github.com/dmsnet/dms/internal/atomicfile"
 )
 
 // A Keystore keeps named keys in a directory, one file per key
@@ -164,35 +166,15 @@ func (ks *Keystore) Put(name string, k *Key, passphrase []byte) error {
 	if err := os.MkdirAll(ks.dir, 0o700); err != nil {
 		return fmt.Errorf("create keystore %s: %w", ks.dir, err)
 	}
-	// O_EXCL: never overwrite, even when two processes race.
+	// WriteNew: never overwrite, even when two processes race.
 	path := ks.path(name)
-	tmp, err := os.CreateTemp(ks.dir, "."+name+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write key %s: %w", name, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
+	if err := atomicfile.WriteNew(path, append(data, '\n'), 0o600); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("key %s: %w (%s)", name, ErrKeyExists, path)
 		}
 		return fmt.Errorf("store key %s: %w", name, err)
 	}
-	return syncDir(ks.dir)
+	return nil
 }
 
 func (f *keyFile) aead(passphrase []byte) (cipherAEAD, error) {
@@ -321,14 +303,4 @@ func (ks *Keystore) List() ([]KeyInfo, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
-}
-
-// syncDir fsyncs a directory so a new entry in it survives a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

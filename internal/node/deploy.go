@@ -15,6 +15,7 @@ import (
 	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/internal/allocation"
 	"github.com/dmsnet/dms/internal/apiserver"
+	"github.com/dmsnet/dms/internal/atomicfile"
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
@@ -279,23 +280,7 @@ func (s deployStore) PutArtifact(digest string, data []byte) error {
 	if _, err := os.Stat(p); err == nil {
 		return nil
 	}
-	tmp, err := os.CreateTemp(s.dir, ".upload-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), p)
+	return atomicfile.WriteFile(p, data, 0o600)
 }
 
 func (s deployStore) Artifact(digest string, offset int64, max int) ([]byte, int64, error) {

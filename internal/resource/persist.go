@@ -4,9 +4,10 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
+
+	"github.com/dmsnet/dms/internal/atomicfile"
 )
 
 // Persister keeps the Ledger's state (one JSON document). The node backs it
@@ -20,8 +21,8 @@ type Persister interface {
 	Save(data []byte) error
 }
 
-// FilePersister keeps the state in one file, replaced atomically (write a
-// temporary file, fsync, rename, fsync the directory).
+// FilePersister keeps the state in one file (mode 0600), replaced with
+// atomicfile.WriteFile.
 type FilePersister struct {
 	Path string
 }
@@ -39,33 +40,7 @@ func (p *FilePersister) Load() ([]byte, error) {
 
 // Save replaces the file atomically.
 func (p *FilePersister) Save(data []byte) error {
-	dir := filepath.Dir(p.Path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(p.Path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename this fails harmlessly
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p.Path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.WriteFile(p.Path, data, 0o600)
 }
 
 // MemPersister keeps the state in memory: a restart within one process (a
