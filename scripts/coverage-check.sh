@@ -7,7 +7,7 @@ set -euo pipefail
 report=${1:?usage: coverage-check.sh COVERAGE.TXT}
 min=${COVERAGE_MIN:-85}
 module=github.com/dmsnet/dms
-packages=(internal/cap internal/match internal/ensemble internal/actor)
+packages=(internal/cap internal/match internal/ensemble internal/actor internal/deployproto internal/orchestrator/placement)
 
 [ -s "$report" ] || { echo "coverage-check: $report is missing or empty (run make test)" >&2; exit 1; }
 fail=0
