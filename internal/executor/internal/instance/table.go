@@ -22,11 +22,14 @@ type Entry interface {
 // usable: create it with NewTable.
 type Table[T Entry] struct {
 	name string // the executor's name: "wasm", "vm", "fake"
+	// released is closed when the first Close is done. Not a sync.Once:
+	// a later Close waiting on a channel is durably blocked in a
+	// testing/synctest bubble, one waiting on a mutex is not.
+	released chan struct{}
 
-	mu       sync.Mutex
-	byID     map[string]T  // guarded by mu
-	closed   bool          // guarded by mu: Close was called
-	released chan struct{} // closed when the first Close has returned
+	mu     sync.Mutex
+	byID   map[string]T // guarded by mu
+	closed bool         // guarded by mu: Close was called
 }
 
 // NewTable returns an empty table for the executor called name, which
