@@ -45,7 +45,8 @@
 // *ValidationError listing every problem) when a Spec is refused before
 // anything starts, ErrImage when the image or module cannot be obtained, and
 // ErrUnavailable when the backend itself is missing (no Docker daemon, no
-// QEMU). A workload that fails is not an error: it is a Result.
+// QEMU) or the executor was closed. A workload that fails is not an error:
+// it is a Result.
 //
 // # Testing
 //

@@ -17,7 +17,7 @@ var (
 	// and no registry could supply it, or it does not load).
 	ErrImage = errors.New("image unavailable")
 	// ErrUnavailable: the backend itself is missing or broken (no Docker
-	// daemon, no QEMU binary).
+	// daemon, no QEMU binary), or the executor was closed.
 	ErrUnavailable = errors.New("executor unavailable")
 )
 

@@ -41,6 +41,10 @@ type Executor interface {
 	// Remove cleans up: it kills the instance if it still runs and deletes
 	// everything the executor created for it (container and anonymous
 	// volumes, VM work directory, logs). Afterwards the ID is unknown.
+	// It is all or nothing: when ctx is already done it returns ctx.Err()
+	// and changes nothing; when ctx ends while the instance is still
+	// ending, it returns ctx.Err() and the instance, told to stop, is
+	// still known (Remove may be called again).
 	Remove(ctx context.Context, id string) error
 }
 

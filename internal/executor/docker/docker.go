@@ -114,12 +114,14 @@ type Executor struct {
 	log *slog.Logger
 
 	// ctx ends the watchers on Close.
-	ctx      context.Context
-	cancel   context.CancelFunc
-	watchers sync.WaitGroup
+	ctx       context.Context
+	cancel    context.CancelFunc
+	watchers  sync.WaitGroup
+	closeOnce sync.Once
 
 	mu       sync.Mutex
 	tracked  map[string]*tracked // guarded by mu: by full container ID
+	closed   bool                // guarded by mu: no watcher starts once set
 	adopting sync.Mutex          // serialises re-attaching
 }
 
@@ -186,10 +188,29 @@ func (e *Executor) Ping(ctx context.Context) error {
 
 // Close stops watching containers and closes the client. The containers
 // keep running; a new executor finds them again (List) and re-attaches.
+// Start then returns ErrUnavailable, and so do Wait and Stop on containers
+// that had not ended. A second Close does nothing and returns nil.
 func (e *Executor) Close() error {
-	e.cancel()
-	e.watchers.Wait()
-	return e.cli.Close()
+	var err error
+	e.closeOnce.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		e.mu.Unlock()
+		e.cancel()
+		e.watchers.Wait()
+		err = e.cli.Close()
+	})
+	return err
+}
+
+// errClosed returns ErrUnavailable once Close was called.
+func (e *Executor) errClosed() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return fmt.Errorf("docker: executor closed: %w", executor.ErrUnavailable)
+	}
+	return nil
 }
 
 // validate checks spec for Docker.
@@ -217,6 +238,9 @@ func (e *Executor) validate(spec *executor.Spec) error {
 // Start implements executor.Executor: create (pulling the image if it is
 // absent), start, watch.
 func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error) {
+	if err := e.errClosed(); err != nil {
+		return "", err
+	}
 	if err := e.validate(&spec); err != nil {
 		return "", err
 	}
@@ -416,13 +440,20 @@ func (e *Executor) pull(ctx context.Context, image string) error {
 }
 
 // track starts watching a container: its exit, its usage and its timeout.
+// After Close (a Start that raced it) the container is tracked but not
+// watched, as Close leaves every container.
 func (e *Executor) track(id string, timeout time.Duration, started time.Time) *tracked {
 	t := &tracked{id: id, timeout: timeout, done: make(chan struct{})}
 	e.mu.Lock()
 	e.tracked[id] = t
+	watch := !e.closed
+	if watch {
+		e.watchers.Add(1) // under mu: never after Close's Wait began
+	}
 	e.mu.Unlock()
-	e.watchers.Add(1)
-	go e.watch(t, started)
+	if watch {
+		go e.watch(t, started)
+	}
 	return t
 }
 
@@ -683,8 +714,11 @@ func (e *Executor) Logs(ctx context.Context, id string, opts executor.LogOptions
 }
 
 // Remove implements executor.Executor: kill, then delete the container
-// and its anonymous volumes.
+// and its anonymous volumes. A ctx that is already done changes nothing.
 func (e *Executor) Remove(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	t, err := e.get(ctx, id)
 	if err != nil {
 		return err

@@ -65,7 +65,11 @@ func run(t *testing.T, ex *docker.Executor, spec executor.Spec) (executor.Result
 }
 
 func TestConformance(t *testing.T) {
-	executortest.Conformance(t, executortest.Harness{Executor: newExecutor(t, docker.Config{}), Spec: workload})
+	executortest.Conformance(t, executortest.Harness{
+		Executor: newExecutor(t, docker.Config{}),
+		Spec:     workload,
+		New:      func(t *testing.T) executor.Executor { return newExecutor(t, docker.Config{}) },
+	})
 }
 
 func TestOOMKilled(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,14 +28,21 @@ type Harness struct {
 	Boot time.Duration
 	// NoMounts skips the mount tests, for a backend without mounts.
 	NoMounts bool
+	// New returns another executor like Executor, for the tests that close
+	// one (it must be an io.Closer, as every concrete executor is); they
+	// are skipped when New is nil.
+	New func(t *testing.T) executor.Executor
 }
 
 // Conformance runs the contract's acceptance tests against h.Executor:
 // exit code and logs, logs followed while the workload runs, tail, Stop
 // within 2 s, timeout, bad specs refused before anything starts, mounts
-// (unless h.NoMounts), unknown IDs, Remove, and List when the executor
-// is a Lister. Subtests run one after another, so timing checks are not
-// disturbed by each other.
+// (unless h.NoMounts), unknown IDs, Remove, Remove with a done ctx (it
+// returns ctx.Err() and changes nothing), List when the executor is a
+// Lister, and on executors from h.New: Close twice (the second returns
+// nil, Start then returns ErrUnavailable) and Close while Starts run.
+// Subtests run one after another, so timing checks are not disturbed by
+// each other.
 func Conformance(t *testing.T, h Harness) {
 	ex := h.Executor
 	ctx := t.Context()
@@ -235,6 +243,46 @@ func Conformance(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("remove honours a cancelled context", func(t *testing.T) {
+		done, cancel := context.WithCancel(ctx)
+		cancel()
+		// A running instance: Remove changes nothing.
+		running := start(t, h.Spec("print=started", "sleep=1h"))
+		waitForOutput(t, ex, running, "started", h.Boot+30*time.Second)
+		if err := ex.Remove(done, running); !errors.Is(err, context.Canceled) {
+			t.Errorf("Remove(done ctx) of a running instance = %v, want context.Canceled", err)
+		}
+		short, stop := context.WithTimeout(ctx, 500*time.Millisecond)
+		res, err := ex.Wait(short, running)
+		stop()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Wait after Remove(done ctx) = %s (%s), %v; want the instance still running", res.Reason, res.Error, err)
+		}
+		// An ended instance: Remove changes nothing, every time.
+		ended := start(t, h.Spec("print=bye", "exit=4"))
+		wait(t, ended)
+		for i := range 10 {
+			if err := ex.Remove(done, ended); !errors.Is(err, context.Canceled) {
+				t.Fatalf("Remove(done ctx) #%d of an ended instance = %v, want context.Canceled", i+1, err)
+			}
+		}
+		if res := wait(t, ended); res.Reason != executor.ReasonExited || res.ExitCode != 4 {
+			t.Errorf("Wait after Remove(done ctx) = %s %d (%s), want exited 4", res.Reason, res.ExitCode, res.Error)
+		}
+		if out, _ := logs(t, ended, executor.LogOptions{}); out != "bye\n" {
+			t.Errorf("Logs after Remove(done ctx) = %q, want %q", out, "bye\n")
+		}
+		// With a live ctx Remove does its work.
+		for _, id := range []string{running, ended} {
+			if err := ex.Remove(ctx, id); err != nil {
+				t.Errorf("Remove(%s) = %v", id, err)
+			}
+			if _, err := ex.Wait(ctx, id); !errors.Is(err, executor.ErrNotFound) {
+				t.Errorf("Wait after Remove = %v, want ErrNotFound", err)
+			}
+		}
+	})
+
 	t.Run("concurrent waits", func(t *testing.T) {
 		id := start(t, h.Spec("sleep=200ms", "exit=7"))
 		var wg sync.WaitGroup
@@ -264,6 +312,124 @@ func Conformance(t *testing.T, h Harness) {
 			ex.Stop(ctx, id, 0)
 		})
 	}
+
+	// fresh returns a new executor from h.New, and its Close; the cleanup
+	// removes ids through it, or through ex for what outlives it (a
+	// container outlives a docker executor).
+	fresh := func(t *testing.T, ids *[]string) (executor.Executor, func() error) {
+		t.Helper()
+		if h.New == nil {
+			t.Skip("Harness.New is not set")
+		}
+		fx := h.New(t)
+		c, ok := fx.(io.Closer)
+		if !ok {
+			t.Fatalf("%T has no Close method", fx)
+		}
+		t.Cleanup(func() {
+			for _, id := range *ids {
+				if fx.Remove(context.Background(), id) == nil {
+					continue
+				}
+				if err := ex.Remove(context.Background(), id); err != nil && !errors.Is(err, executor.ErrNotFound) {
+					t.Errorf("Remove(%s): %v", id, err)
+				}
+			}
+		})
+		// Close must not hang.
+		closeWithin := func() error {
+			errc := make(chan error, 1)
+			go func() { errc <- c.Close() }()
+			select {
+			case err := <-errc:
+				return err
+			case <-time.After(h.Boot + time.Minute):
+				t.Fatalf("Close did not return within %v", h.Boot+time.Minute)
+				return nil
+			}
+		}
+		return fx, closeWithin
+	}
+
+	t.Run("close twice", func(t *testing.T) {
+		var ids []string
+		fx, closeIt := fresh(t, &ids)
+		id, err := fx.Start(ctx, h.Spec("print=started", "sleep=1h"))
+		if err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		ids = append(ids, id)
+		waitForOutput(t, fx, id, "started", h.Boot+30*time.Second)
+		if err := closeIt(); err != nil {
+			t.Errorf("Close = %v", err)
+		}
+		if err := closeIt(); err != nil {
+			t.Errorf("second Close = %v, want nil", err)
+		}
+		// The instance has ended (in-process executors) or is no longer
+		// watched (docker): either way Wait answers at once.
+		wctx, cancel := context.WithTimeout(ctx, h.Boot+time.Minute)
+		defer cancel()
+		if res, err := fx.Wait(wctx, id); err != nil && !errors.Is(err, executor.ErrUnavailable) || err == nil && res.Reason != executor.ReasonCancelled {
+			t.Errorf("Wait after Close = %s (%s), %v; want cancelled or ErrUnavailable", res.Reason, res.Error, err)
+		}
+		if id, err := fx.Start(ctx, h.Spec("exit=0")); !errors.Is(err, executor.ErrUnavailable) {
+			if err == nil {
+				ids = append(ids, id)
+			}
+			t.Errorf("Start after Close = %q, %v; want ErrUnavailable", id, err)
+		}
+	})
+
+	t.Run("close while starting", func(t *testing.T) {
+		var ids []string
+		fx, closeIt := fresh(t, &ids)
+		// The first Start may compile, pull or load: not while closing.
+		id, err := fx.Start(ctx, h.Spec("sleep=1h"))
+		if err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		ids = append(ids, id)
+		const starters, each = 4, 8
+		var mu sync.Mutex // guards ids while the Starts run
+		var wg sync.WaitGroup
+		started, all := make(chan struct{}, starters*each), make(chan struct{})
+		for range starters {
+			wg.Go(func() {
+				for range each {
+					id, err := fx.Start(ctx, h.Spec("sleep=1h"))
+					if err != nil {
+						if !errors.Is(err, executor.ErrUnavailable) {
+							t.Errorf("Start while closing = %v, want success or ErrUnavailable", err)
+						}
+						return
+					}
+					mu.Lock()
+					ids = append(ids, id)
+					mu.Unlock()
+					started <- struct{}{}
+				}
+			})
+		}
+		go func() { wg.Wait(); close(all) }()
+		// Close once the starters are under way and out of step.
+		for range starters + 2 {
+			select {
+			case <-started:
+			case <-all:
+			}
+		}
+		if err := closeIt(); err != nil {
+			t.Errorf("Close = %v", err)
+		}
+		<-all
+		if id, err := fx.Start(ctx, h.Spec("exit=0")); !errors.Is(err, executor.ErrUnavailable) {
+			if err == nil {
+				ids = append(ids, id)
+			}
+			t.Errorf("Start after Close = %q, %v; want ErrUnavailable", id, err)
+		}
+	})
 
 	if h.NoMounts {
 		return

@@ -3,10 +3,12 @@
 //
 // The fake executor (Executor) does not pretend: it implements the whole
 // contract (Start, Wait, Stop, Logs with follow and tail, Remove,
-// timeouts) and the optional Lister, Pauser, Execer and Statser, by running
-// the spec's command as a tiny script in a goroutine. The script is the
-// same step language the real test workload understands (see Spec and the
-// package internal/executor/internal/script doc):
+// timeouts), the optional Lister, Pauser, Execer and Statser, and Close, by
+// running the spec's command as a tiny script in a goroutine. Its instance
+// bookkeeping is the one wasm and vm use too (package
+// internal/executor/internal/instance). The script is the same step
+// language the real test workload understands (see Spec and the package
+// internal/executor/internal/script doc):
 //
 //	ex := executortest.New(executortest.Config{})
 //	id, _ := ex.Start(ctx, executortest.Spec("print=hello", "sleep=100ms", "exit=3"))
@@ -24,8 +26,6 @@ package executortest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"maps"
@@ -38,7 +38,7 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/executor"
-	"github.com/dmsnet/dms/internal/executor/internal/logbuf"
+	"github.com/dmsnet/dms/internal/executor/internal/instance"
 	"github.com/dmsnet/dms/internal/executor/internal/script"
 	"github.com/dmsnet/dms/internal/match"
 )
@@ -54,10 +54,8 @@ type Config struct {
 
 // Executor is the in-process fake executor. Create it with New.
 type Executor struct {
-	cfg Config
-
-	mu        sync.Mutex
-	instances map[string]*instance // guarded by mu
+	cfg       Config
+	instances *instance.Table[*workload]
 }
 
 var (
@@ -66,12 +64,18 @@ var (
 	_ executor.Pauser   = (*Executor)(nil)
 	_ executor.Execer   = (*Executor)(nil)
 	_ executor.Statser  = (*Executor)(nil)
+	_ io.Closer         = (*Executor)(nil)
 )
 
 // New returns an empty fake executor.
 func New(cfg Config) *Executor {
-	return &Executor{cfg: cfg, instances: map[string]*instance{}}
+	return &Executor{cfg: cfg, instances: instance.NewTable[*workload]("fake")}
 }
+
+// Close ends every instance, as wasm and vm do; Start then returns
+// ErrUnavailable. The ended instances stay readable until Remove. A second
+// Close does nothing and returns nil.
+func (e *Executor) Close() error { return e.instances.Close(nil) }
 
 // Spec returns a spec that runs the given script steps on the fake (and,
 // as the program is named "workload", reads like the real test workload's
@@ -80,21 +84,19 @@ func Spec(steps ...string) executor.Spec {
 	return executor.Spec{Image: "workload", Command: append([]string{"workload"}, steps...)}
 }
 
-type instance struct {
-	id     string
-	spec   executor.Spec
-	steps  []script.Step
-	logs   *logbuf.Buffer
-	cancel context.CancelCauseFunc
-	done   chan struct{} // closed when the script has ended
+// workload is one instance of the fake: its script, run in a goroutine.
+type workload struct {
+	*instance.Instance
+	spec      executor.Spec
+	steps     []script.Step
+	cancel    context.CancelCauseFunc // ends the script's context, with its cause
+	startedAt time.Time
 
-	mu        sync.Mutex
-	resumed   chan struct{} // guarded by mu: nil when running, closed on resume when paused
-	memory    match.Bytes   // guarded by mu
-	peak      match.Bytes   // guarded by mu
-	children  int64         // guarded by mu
-	startedAt time.Time     // set before the run starts
-	result    executor.Result
+	mu       sync.Mutex
+	resumed  chan struct{} // guarded by mu: nil when running, closed on resume when paused
+	memory   match.Bytes   // guarded by mu
+	peak     match.Bytes   // guarded by mu
+	children int64         // guarded by mu
 }
 
 // Causes of an instance's context ending.
@@ -105,6 +107,9 @@ var (
 
 // Start implements executor.Executor.
 func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error) {
+	if err := e.instances.Err(); err != nil {
+		return "", err
+	}
 	var v executor.ValidationError
 	v.Include(spec.Validate())
 	argv := spec.Argv()
@@ -133,51 +138,40 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 		}
 	}
 	runCtx, cancel := context.WithCancelCause(context.Background())
-	in := &instance{
-		id:        newID(),
-		spec:      spec,
-		steps:     steps,
-		logs:      logbuf.New(0),
-		cancel:    cancel,
-		done:      make(chan struct{}),
-		startedAt: time.Now(),
+	in := &workload{spec: spec, steps: steps, cancel: cancel, startedAt: time.Now()}
+	// The script ends at once: grace is not needed.
+	in.Instance = instance.New(0, func(time.Duration) { cancel(errStopped) })
+	id, err := e.instances.Add(in)
+	if err != nil {
+		cancel(nil)
+		return "", err
 	}
-	e.mu.Lock()
-	e.instances[in.id] = in
-	e.mu.Unlock()
 	if spec.Timeout > 0 {
 		t := time.AfterFunc(spec.Timeout, func() { cancel(errTimeout) })
 		context.AfterFunc(runCtx, func() { t.Stop() })
 	}
 	go in.run(runCtx)
-	return in.id, nil
+	return id, nil
 }
 
-func newID() string {
-	b := make([]byte, 8)
-	rand.Read(b)
-	return "fake-" + hex.EncodeToString(b)
-}
-
-func (in *instance) run(ctx context.Context) {
-	code, reason, msg := runSteps(ctx, in, in.steps, in.logs.Stdout(), in.logs.Stderr())
+func (in *workload) run(ctx context.Context) {
+	code, reason, msg := runSteps(ctx, in, in.steps, in.Stdout(), in.Stderr())
 	in.mu.Lock()
-	in.result = executor.Result{
+	peak := in.peak
+	in.mu.Unlock()
+	in.cancel(nil)
+	in.Finish(executor.Result{
 		ExitCode:   code,
 		Reason:     reason,
 		Error:      msg,
 		StartedAt:  in.startedAt,
 		FinishedAt: time.Now(),
-		Usage:      executor.Usage{CPUTime: time.Since(in.startedAt), MemoryPeak: in.peak},
-	}
-	in.mu.Unlock()
-	in.cancel(nil)
-	in.logs.Close()
-	close(in.done)
+		Usage:      executor.Usage{CPUTime: time.Since(in.startedAt), MemoryPeak: peak},
+	})
 }
 
 // runSteps interprets steps as in's workload (or an Exec in it) would.
-func runSteps(ctx context.Context, in *instance, steps []script.Step, stdout, stderr io.Writer) (code int, reason executor.Reason, msg string) {
+func runSteps(ctx context.Context, in *workload, steps []script.Step, stdout, stderr io.Writer) (code int, reason executor.Reason, msg string) {
 	ended := func() (int, executor.Reason, string) {
 		switch context.Cause(ctx) {
 		case errTimeout:
@@ -269,7 +263,7 @@ func runSteps(ctx context.Context, in *instance, steps []script.Step, stdout, st
 }
 
 // hostPath maps a guest path to a host path through the mounts.
-func (in *instance) hostPath(p string) (host string, readOnly, ok bool) {
+func (in *workload) hostPath(p string) (host string, readOnly, ok bool) {
 	p = path.Clean(p)
 	for _, m := range in.spec.Mounts {
 		t := path.Clean(m.Target)
@@ -281,7 +275,7 @@ func (in *instance) hostPath(p string) (host string, readOnly, ok bool) {
 }
 
 // gate waits while the instance is paused; false means ctx ended.
-func (in *instance) gate(ctx context.Context) bool {
+func (in *workload) gate(ctx context.Context) bool {
 	in.mu.Lock()
 	resumed := in.resumed
 	in.mu.Unlock()
@@ -305,85 +299,39 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (e *Executor) get(id string) (*instance, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	in, ok := e.instances[id]
-	if !ok {
-		return nil, fmt.Errorf("%s: %w", id, executor.ErrNotFound)
-	}
-	return in, nil
-}
-
 // Wait implements executor.Executor.
 func (e *Executor) Wait(ctx context.Context, id string) (executor.Result, error) {
-	in, err := e.get(id)
-	if err != nil {
-		return executor.Result{}, err
-	}
-	select {
-	case <-in.done:
-		in.mu.Lock()
-		defer in.mu.Unlock()
-		return in.result, nil
-	case <-ctx.Done():
-		return executor.Result{}, ctx.Err()
-	}
+	return e.instances.Wait(ctx, id)
 }
 
 // Stop implements executor.Executor. The fake ends at once; grace is not
 // needed.
 func (e *Executor) Stop(ctx context.Context, id string, grace time.Duration) error {
-	in, err := e.get(id)
-	if err != nil {
-		return err
-	}
-	in.cancel(errStopped)
-	select {
-	case <-in.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return e.instances.Stop(ctx, id, grace)
 }
 
 // Logs implements executor.Executor.
 func (e *Executor) Logs(ctx context.Context, id string, opts executor.LogOptions, stdout, stderr io.Writer) error {
-	in, err := e.get(id)
-	if err != nil {
-		return err
-	}
-	return in.logs.Copy(ctx, opts.Follow, opts.Tail, stdout, stderr)
+	return e.instances.Logs(ctx, id, opts, stdout, stderr)
 }
 
-// Remove implements executor.Executor.
+// Remove implements executor.Executor. A ctx that is already done changes
+// nothing.
 func (e *Executor) Remove(ctx context.Context, id string) error {
-	in, err := e.get(id)
-	if err != nil {
-		return err
-	}
-	in.cancel(errStopped)
-	<-in.done
-	e.mu.Lock()
-	delete(e.instances, id)
-	e.mu.Unlock()
-	return nil
+	return e.instances.Remove(ctx, id)
 }
 
 // List implements executor.Lister.
 func (e *Executor) List(ctx context.Context, labels map[string]string) ([]executor.Instance, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	var out []executor.Instance
-	for _, in := range e.instances {
+	for _, in := range e.instances.All() {
 		if !hasLabels(in.spec.Labels, labels) {
 			continue
 		}
 		state := executor.StateRunning
-		select {
-		case <-in.done:
+		if in.Ended() {
 			state = executor.StateExited
-		default:
+		} else {
 			in.mu.Lock()
 			if in.resumed != nil {
 				state = executor.StatePaused
@@ -391,7 +339,7 @@ func (e *Executor) List(ctx context.Context, labels map[string]string) ([]execut
 			in.mu.Unlock()
 		}
 		out = append(out, executor.Instance{
-			ID:        in.id,
+			ID:        in.ID(),
 			State:     state,
 			Labels:    maps.Clone(in.spec.Labels),
 			StartedAt: in.startedAt,
@@ -414,7 +362,7 @@ func hasLabels(have, want map[string]string) bool {
 // Pause implements executor.Pauser: the script stops before its next step
 // or tick.
 func (e *Executor) Pause(ctx context.Context, id string) error {
-	in, err := e.get(id)
+	in, err := e.instances.Get(id)
 	if err != nil {
 		return err
 	}
@@ -428,7 +376,7 @@ func (e *Executor) Pause(ctx context.Context, id string) error {
 
 // Resume implements executor.Pauser.
 func (e *Executor) Resume(ctx context.Context, id string) error {
-	in, err := e.get(id)
+	in, err := e.instances.Get(id)
 	if err != nil {
 		return err
 	}
@@ -444,14 +392,12 @@ func (e *Executor) Resume(ctx context.Context, id string) error {
 // Exec implements executor.Execer: cmd is a script (cmd[0] is a name, the
 // rest are steps) run beside the workload, sharing its mounts and limits.
 func (e *Executor) Exec(ctx context.Context, id string, cmd []string, stdout, stderr io.Writer) (int, error) {
-	in, err := e.get(id)
+	in, err := e.instances.Get(id)
 	if err != nil {
 		return 0, err
 	}
-	select {
-	case <-in.done:
+	if in.Ended() {
 		return 0, fmt.Errorf("exec in %s: instance is not running", id)
-	default:
 	}
 	in.mu.Lock()
 	paused := in.resumed != nil
@@ -478,7 +424,7 @@ func (e *Executor) Exec(ctx context.Context, id string, cmd []string, stdout, st
 
 // Stats implements executor.Statser.
 func (e *Executor) Stats(ctx context.Context, id string) (executor.Usage, error) {
-	in, err := e.get(id)
+	in, err := e.instances.Get(id)
 	if err != nil {
 		return executor.Usage{}, err
 	}

@@ -16,6 +16,7 @@ func TestFakeConformance(t *testing.T) {
 	executortest.Conformance(t, executortest.Harness{
 		Executor: executortest.New(executortest.Config{}),
 		Spec:     executortest.Spec,
+		New:      func(*testing.T) executor.Executor { return executortest.New(executortest.Config{}) },
 	})
 }
 

@@ -65,8 +65,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -80,6 +78,7 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/executor"
+	"github.com/dmsnet/dms/internal/executor/internal/instance"
 	"github.com/dmsnet/dms/internal/executor/internal/logbuf"
 	"github.com/dmsnet/dms/internal/executor/vm/guest"
 	"github.com/dmsnet/dms/internal/match"
@@ -119,19 +118,17 @@ const maxCmdline = 2048
 
 // Executor runs microVMs. Create it with New and Close it when done.
 type Executor struct {
-	cfg     Config
-	log     *slog.Logger
-	backend backend
-
-	mu        sync.Mutex
-	instances map[string]*instance // guarded by mu
-	closed    bool                 // guarded by mu
+	cfg       Config
+	log       *slog.Logger
+	backend   backend
+	instances *instance.Table[*process]
 }
 
 var (
 	_ executor.Executor = (*Executor)(nil)
 	_ executor.Pauser   = (*Executor)(nil)
 	_ executor.Statser  = (*Executor)(nil)
+	_ io.Closer         = (*Executor)(nil)
 )
 
 // New checks the configuration and returns the executor. QEMU is looked
@@ -160,39 +157,26 @@ func New(cfg Config) (*Executor, error) {
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "executor", "executor", "vm"),
 		backend:   qemu{path: cfg.QEMUPath, accel: cfg.Accel},
-		instances: map[string]*instance{},
+		instances: instance.NewTable[*process]("vm"),
 	}, nil
 }
 
-// Close ends every VM.
-func (e *Executor) Close() error {
-	e.mu.Lock()
-	e.closed = true
-	running := make([]*instance, 0, len(e.instances))
-	for _, in := range e.instances {
-		running = append(running, in)
-	}
-	e.mu.Unlock()
-	for _, in := range running {
-		in.end(executor.ReasonCancelled, 0)
-		<-in.done
-	}
-	return nil
-}
+// Close kills every VM (their Results say ReasonCancelled); Start then
+// returns ErrUnavailable. The ended instances stay readable until Remove.
+// A second Close does nothing and returns nil.
+func (e *Executor) Close() error { return e.instances.Close(nil) }
 
-type instance struct {
-	id      string
-	cmd     *exec.Cmd
-	logs    *logbuf.Buffer
+// process is one VM: the VMM's child process and what its console said.
+type process struct {
+	*instance.Instance
+	cmd     *exec.Cmd      // started before the instance is added
 	boot    *logbuf.Buffer // the kernel's console lines, for diagnostics
 	stderr  bytes.Buffer   // QEMU's own messages
 	started time.Time
-	done    chan struct{} // closed once result is set
 
 	mu     sync.Mutex
 	cause  executor.Reason // guarded by mu: why we ended it, "" if we did not
 	paused bool            // guarded by mu
-	result executor.Result
 }
 
 // validate checks spec for a microVM and returns the machine to boot.
@@ -281,6 +265,9 @@ func (e *Executor) validate(spec *executor.Spec) (machine, error) {
 // Start implements executor.Executor: it starts QEMU and returns; the
 // guest boots in the background (Result.Boot says how long it took).
 func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error) {
+	if err := e.instances.Err(); err != nil {
+		return "", err
+	}
 	m, err := e.validate(&spec)
 	if err != nil {
 		return "", err
@@ -289,13 +276,9 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 	if err != nil {
 		return "", err
 	}
-	in := &instance{
-		id:   newID(),
-		cmd:  cmd,
-		logs: logbuf.New(e.cfg.LogLimit),
-		boot: logbuf.New(64 << 10),
-		done: make(chan struct{}),
-	}
+	in := &process{cmd: cmd, boot: logbuf.New(64 << 10)}
+	// end waits out the grace: not in the caller's goroutine.
+	in.Instance = instance.New(e.cfg.LogLimit, func(grace time.Duration) { go in.end(executor.ReasonCancelled, grace) })
 	cmd.Stdin = nil
 	cmd.Stderr = &limitedWriter{w: &in.stderr, n: 64 << 10}
 	console, err := cmd.StdoutPipe()
@@ -306,35 +289,32 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 	// dms's group (a terminal's ^C) do not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return "", fmt.Errorf("vm: executor closed: %w", executor.ErrUnavailable)
-	}
-	e.instances[in.id] = in
-	e.mu.Unlock()
 	in.started = time.Now()
 	if err := cmd.Start(); err != nil {
-		e.mu.Lock()
-		delete(e.instances, in.id)
-		e.mu.Unlock()
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
 			return "", fmt.Errorf("vm: %w: %v (install Debian's qemu-system-x86)", executor.ErrUnavailable, err)
 		}
 		return "", fmt.Errorf("vm: start %s: %w", e.backend.name(), err)
 	}
+	// Only a started VM is added: Close may end it from now on.
+	id, err := e.instances.Add(in)
+	if err != nil { // closed while QEMU started
+		cmd.Process.Kill()
+		cmd.Wait()
+		return "", err
+	}
 	if spec.Timeout > 0 {
 		t := time.AfterFunc(spec.Timeout, func() { in.end(executor.ReasonTimedOut, 0) })
-		go func() { <-in.done; t.Stop() }()
+		go func() { <-in.Done(); t.Stop() }()
 	}
 	go e.run(in, console)
-	e.log.Debug("started", "instance", in.id, "accel", e.cfg.Accel, "cpus", m.cpus, "memory", m.memory)
-	return in.id, nil
+	e.log.Debug("started", "instance", id, "accel", e.cfg.Accel, "cpus", m.cpus, "memory", m.memory)
+	return id, nil
 }
 
 // run reads the console until QEMU exits and records the Result.
-func (e *Executor) run(in *instance, console io.Reader) {
-	st := readConsole(console, in.logs.Stdout(), in.logs.Stderr(), in.boot.Stdout(), in.started)
+func (e *Executor) run(in *process, console io.Reader) {
+	st := readConsole(console, in.Stdout(), in.Stderr(), in.boot.Stdout(), in.started)
 	werr := in.cmd.Wait()
 	res := executor.Result{
 		ExitCode:   -1,
@@ -367,17 +347,13 @@ func (e *Executor) run(in *instance, console io.Reader) {
 		res.Reason = executor.ReasonFailed
 		res.Error = e.diagnose(in, st, werr)
 	}
-	in.mu.Lock()
-	in.result = res
-	in.mu.Unlock()
-	in.logs.Close()
 	in.boot.Close()
-	close(in.done)
-	e.log.Debug("ended", "instance", in.id, "reason", res.Reason, "exit_code", res.ExitCode, "boot", res.Boot)
+	in.Finish(res)
+	e.log.Debug("ended", "instance", in.ID(), "reason", res.Reason, "exit_code", res.ExitCode, "boot", res.Boot)
 }
 
 // diagnose explains a VM that ended without an exit code.
-func (e *Executor) diagnose(in *instance, st consoleState, werr error) string {
+func (e *Executor) diagnose(in *process, st consoleState, werr error) string {
 	var why []string
 	switch {
 	case st.fail != "":
@@ -474,11 +450,9 @@ func handleLine(l []byte, st *consoleState, stdout, stderr, bootLog io.Writer, b
 
 // end stops the VM for reason (unless it already ended or is ending),
 // SIGTERM first, SIGKILL after grace.
-func (in *instance) end(reason executor.Reason, grace time.Duration) {
-	select {
-	case <-in.done:
+func (in *process) end(reason executor.Reason, grace time.Duration) {
+	if in.Ended() {
 		return
-	default:
 	}
 	in.mu.Lock()
 	if in.cause == "" {
@@ -493,7 +467,7 @@ func (in *instance) end(reason executor.Reason, grace time.Duration) {
 	if grace > 0 {
 		p.Signal(syscall.SIGTERM)
 		select {
-		case <-in.done:
+		case <-in.Done():
 			return
 		case <-time.After(grace):
 		}
@@ -501,79 +475,26 @@ func (in *instance) end(reason executor.Reason, grace time.Duration) {
 	p.Kill()
 }
 
-func newID() string {
-	b := make([]byte, 8)
-	rand.Read(b)
-	return "vm-" + hex.EncodeToString(b)
-}
-
-func (e *Executor) get(id string) (*instance, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	in, ok := e.instances[id]
-	if !ok {
-		return nil, fmt.Errorf("vm: %s: %w", id, executor.ErrNotFound)
-	}
-	return in, nil
-}
-
 // Wait implements executor.Executor.
 func (e *Executor) Wait(ctx context.Context, id string) (executor.Result, error) {
-	in, err := e.get(id)
-	if err != nil {
-		return executor.Result{}, err
-	}
-	select {
-	case <-in.done:
-		in.mu.Lock()
-		defer in.mu.Unlock()
-		return in.result, nil
-	case <-ctx.Done():
-		return executor.Result{}, ctx.Err()
-	}
+	return e.instances.Wait(ctx, id)
 }
 
 // Stop implements executor.Executor. QEMU ends at once on SIGTERM; the
 // guest gets no shutdown.
 func (e *Executor) Stop(ctx context.Context, id string, grace time.Duration) error {
-	in, err := e.get(id)
-	if err != nil {
-		return err
-	}
-	go in.end(executor.ReasonCancelled, grace)
-	select {
-	case <-in.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return e.instances.Stop(ctx, id, grace)
 }
 
 // Logs implements executor.Executor. The boot log is not part of it.
 func (e *Executor) Logs(ctx context.Context, id string, opts executor.LogOptions, stdout, stderr io.Writer) error {
-	in, err := e.get(id)
-	if err != nil {
-		return err
-	}
-	return in.logs.Copy(ctx, opts.Follow, opts.Tail, stdout, stderr)
+	return e.instances.Logs(ctx, id, opts, stdout, stderr)
 }
 
-// Remove implements executor.Executor.
+// Remove implements executor.Executor. A ctx that is already done changes
+// nothing.
 func (e *Executor) Remove(ctx context.Context, id string) error {
-	in, err := e.get(id)
-	if err != nil {
-		return err
-	}
-	go in.end(executor.ReasonCancelled, 0)
-	select {
-	case <-in.done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	e.mu.Lock()
-	delete(e.instances, id)
-	e.mu.Unlock()
-	return nil
+	return e.instances.Remove(ctx, id)
 }
 
 // Pause implements executor.Pauser: QEMU is stopped (SIGSTOP).
@@ -587,16 +508,14 @@ func (e *Executor) Resume(ctx context.Context, id string) error {
 }
 
 func (e *Executor) signal(id string, sig syscall.Signal, paused bool) error {
-	in, err := e.get(id)
+	in, err := e.instances.Get(id)
 	if err != nil {
 		return err
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	select {
-	case <-in.done:
+	if in.Ended() {
 		return fmt.Errorf("vm: %s is not running", id)
-	default:
 	}
 	if err := in.cmd.Process.Signal(sig); err != nil {
 		return fmt.Errorf("vm: %s: %w", id, err)
@@ -608,7 +527,7 @@ func (e *Executor) signal(id string, sig syscall.Signal, paused bool) error {
 // Stats implements executor.Statser: the QEMU process's CPU time and
 // resident memory (the guest's RAM as far as it has touched it).
 func (e *Executor) Stats(ctx context.Context, id string) (executor.Usage, error) {
-	in, err := e.get(id)
+	in, err := e.instances.Get(id)
 	if err != nil {
 		return executor.Usage{}, err
 	}

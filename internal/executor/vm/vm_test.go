@@ -46,7 +46,12 @@ func run(t *testing.T, ex *vm.Executor, s executor.Spec) (executor.Result, strin
 
 func TestConformance(t *testing.T) {
 	ex := newExecutor(t, vm.Config{})
-	executortest.Conformance(t, executortest.Harness{Executor: ex, Spec: spec, Boot: 2*bootTime + 2*time.Second})
+	executortest.Conformance(t, executortest.Harness{
+		Executor: ex,
+		Spec:     spec,
+		Boot:     2*bootTime + 2*time.Second,
+		New:      func(t *testing.T) executor.Executor { return newExecutor(t, vm.Config{}) },
+	})
 }
 
 func TestBootRecordsAccelAndTime(t *testing.T) {

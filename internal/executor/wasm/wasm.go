@@ -59,7 +59,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/dmsnet/dms/internal/executor"
-	"github.com/dmsnet/dms/internal/executor/internal/logbuf"
+	"github.com/dmsnet/dms/internal/executor/internal/instance"
 	"github.com/dmsnet/dms/internal/match"
 )
 
@@ -90,14 +90,17 @@ type Executor struct {
 	rt   wazero.Runtime
 	wasi map[string]bool // names of the host functions of wasi_snapshot_preview1
 
-	mu        sync.Mutex
-	modules   map[string]*list.Element // guarded by mu: by SHA-256 hex, values *module
-	lru       *list.List               // guarded by mu: front is most recently used
-	instances map[string]*instance     // guarded by mu
-	closed    bool                     // guarded by mu
+	instances *instance.Table[*process]
+
+	mu      sync.Mutex
+	modules map[string]*list.Element // guarded by mu: by SHA-256 hex, values *module
+	lru     *list.List               // guarded by mu: front is most recently used
 }
 
-var _ executor.Executor = (*Executor)(nil)
+var (
+	_ executor.Executor = (*Executor)(nil)
+	_ io.Closer         = (*Executor)(nil)
+)
 
 // module is one compiled module in the cache.
 type module struct {
@@ -150,39 +153,26 @@ func New(cfg Config) (*Executor, error) {
 		log:       cfg.Logger.With("component", "executor", "executor", "wasm"),
 		rt:        rt,
 		wasi:      wasi,
+		instances: instance.NewTable[*process]("wasm"),
 		modules:   map[string]*list.Element{},
 		lru:       list.New(),
-		instances: map[string]*instance{},
 	}, nil
 }
 
-// Close ends every running instance and releases the runtime.
+// Close ends every running instance (their Results say ReasonCancelled)
+// and releases the runtime; Start then returns ErrUnavailable. The ended
+// instances stay readable until Remove. A second Close does nothing and
+// returns nil.
 func (e *Executor) Close() error {
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return nil
-	}
-	e.closed = true
-	running := make([]*instance, 0, len(e.instances))
-	for _, in := range e.instances {
-		running = append(running, in)
-	}
-	e.mu.Unlock()
-	for _, in := range running {
-		in.cancel(errStopped)
-		<-in.done
-	}
-	return e.rt.Close(context.Background())
+	return e.instances.Close(func() error { return e.rt.Close(context.Background()) })
 }
 
-type instance struct {
-	id     string
-	logs   *logbuf.Buffer
+// process is one instance: a module instantiated in the runtime, run by a
+// goroutine of its own.
+type process struct {
+	*instance.Instance
 	mem    *memory
-	cancel context.CancelCauseFunc
-	done   chan struct{} // closed when the module has ended
-	result executor.Result
+	cancel context.CancelCauseFunc // ends the module's context, with its cause
 }
 
 // Causes of an instance's context ending.
@@ -231,6 +221,9 @@ func (e *Executor) validate(spec *executor.Spec) (uint32, error) {
 // cached, checks its imports and memory against the spec, then starts it
 // in a goroutine.
 func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error) {
+	if err := e.instances.Err(); err != nil {
+		return "", err
+	}
 	pages, err := e.validate(&spec)
 	if err != nil {
 		return "", err
@@ -266,24 +259,17 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 	}
 	mc = mc.WithFSConfig(fs)
 
-	in := &instance{
-		id:   newID(),
-		logs: logbuf.New(e.cfg.LogLimit),
-		mem:  &memory{limit: uint64(pages) * PageSize},
-		done: make(chan struct{}),
-	}
-	mc = mc.WithStdout(in.logs.Stdout()).WithStderr(in.logs.Stderr()).WithStdin(eofReader{})
-
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return "", fmt.Errorf("wasm: executor closed: %w", executor.ErrUnavailable)
-	}
-	e.instances[in.id] = in
-	e.mu.Unlock()
-
 	runCtx, cancel := context.WithCancelCause(context.Background())
-	in.cancel = cancel
+	in := &process{mem: &memory{limit: uint64(pages) * PageSize}, cancel: cancel}
+	// A module cannot catch a signal, so grace is not used: Stop closes it
+	// at once.
+	in.Instance = instance.New(e.cfg.LogLimit, func(time.Duration) { cancel(errStopped) })
+	mc = mc.WithStdout(in.Stdout()).WithStderr(in.Stderr()).WithStdin(eofReader{})
+	id, err := e.instances.Add(in)
+	if err != nil {
+		cancel(nil)
+		return "", err
+	}
 	// Sleeping in poll_oneoff must end with the context too: wazero only
 	// checks it between calls.
 	mc = mc.WithNanosleep(func(ns int64) {
@@ -300,11 +286,11 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 	}
 	started := time.Now()
 	go e.run(experimental.WithMemoryAllocator(runCtx, in.mem), in, compiled, mc, started)
-	e.log.Debug("started", "instance", in.id, "memory_pages", pages)
-	return in.id, nil
+	e.log.Debug("started", "instance", id, "memory_pages", pages)
+	return id, nil
 }
 
-func (e *Executor) run(ctx context.Context, in *instance, compiled wazero.CompiledModule, mc wazero.ModuleConfig, started time.Time) {
+func (e *Executor) run(ctx context.Context, in *process, compiled wazero.CompiledModule, mc wazero.ModuleConfig, started time.Time) {
 	mod, err := e.rt.InstantiateModule(ctx, compiled, mc)
 	if mod != nil {
 		mod.Close(context.Background())
@@ -339,11 +325,9 @@ func (e *Executor) run(ctx context.Context, in *instance, compiled wazero.Compil
 			res.Reason = executor.ReasonOOMKilled
 		}
 	}
-	in.result = res
 	in.cancel(nil)
-	in.logs.Close()
-	close(in.done)
-	e.log.Debug("ended", "instance", in.id, "reason", res.Reason, "exit_code", res.ExitCode)
+	in.Finish(res)
+	e.log.Debug("ended", "instance", in.ID(), "reason", res.Reason, "exit_code", res.ExitCode)
 }
 
 // compile returns the compiled module for bin, from the cache when it is
@@ -428,77 +412,26 @@ func (e *Executor) checkModule(c wazero.CompiledModule, pages uint32) error {
 	return v.Err()
 }
 
-func newID() string {
-	b := make([]byte, 8)
-	rand.Read(b)
-	return "wasm-" + hex.EncodeToString(b)
-}
-
-func (e *Executor) get(id string) (*instance, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	in, ok := e.instances[id]
-	if !ok {
-		return nil, fmt.Errorf("wasm: %s: %w", id, executor.ErrNotFound)
-	}
-	return in, nil
-}
-
 // Wait implements executor.Executor.
 func (e *Executor) Wait(ctx context.Context, id string) (executor.Result, error) {
-	in, err := e.get(id)
-	if err != nil {
-		return executor.Result{}, err
-	}
-	select {
-	case <-in.done:
-		return in.result, nil
-	case <-ctx.Done():
-		return executor.Result{}, ctx.Err()
-	}
+	return e.instances.Wait(ctx, id)
 }
 
 // Stop implements executor.Executor. A module cannot catch a signal, so
 // grace is not used: the module is closed at once.
 func (e *Executor) Stop(ctx context.Context, id string, grace time.Duration) error {
-	in, err := e.get(id)
-	if err != nil {
-		return err
-	}
-	in.cancel(errStopped)
-	select {
-	case <-in.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return e.instances.Stop(ctx, id, grace)
 }
 
 // Logs implements executor.Executor.
 func (e *Executor) Logs(ctx context.Context, id string, opts executor.LogOptions, stdout, stderr io.Writer) error {
-	in, err := e.get(id)
-	if err != nil {
-		return err
-	}
-	return in.logs.Copy(ctx, opts.Follow, opts.Tail, stdout, stderr)
+	return e.instances.Logs(ctx, id, opts, stdout, stderr)
 }
 
-// Remove implements executor.Executor.
+// Remove implements executor.Executor. A ctx that is already done changes
+// nothing.
 func (e *Executor) Remove(ctx context.Context, id string) error {
-	in, err := e.get(id)
-	if err != nil {
-		return err
-	}
-	in.cancel(errStopped)
-	select {
-	case <-in.done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	e.mu.Lock()
-	delete(e.instances, id)
-	e.mu.Unlock()
-	return nil
+	return e.instances.Remove(ctx, id)
 }
 
 // eofReader is an empty stdin.

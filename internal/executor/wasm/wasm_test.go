@@ -73,7 +73,11 @@ func newExecutor(t testing.TB, cfg wasm.Config) *wasm.Executor {
 }
 
 func TestConformance(t *testing.T) {
-	executortest.Conformance(t, executortest.Harness{Executor: newExecutor(t, wasm.Config{}), Spec: spec})
+	executortest.Conformance(t, executortest.Harness{
+		Executor: newExecutor(t, wasm.Config{}),
+		Spec:     spec,
+		New:      func(t *testing.T) executor.Executor { return newExecutor(t, wasm.Config{}) },
+	})
 }
 
 func run(t *testing.T, ex *wasm.Executor, s executor.Spec) (executor.Result, string, string) {
