@@ -15,6 +15,7 @@ import (
 	"github.com/cucumber/godog"
 
 	"github.com/dmsnet/dms/internal/e2etest"
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // Steps every feature uses: named homes and their nodes, running dms
@@ -152,7 +153,7 @@ func (n *network) connect(t testing.TB, names ...string) {
 			}
 		}
 	}
-	e2etest.Eventually(t, 20*time.Second, strings.Join(names, ", ")+" list each other as connected", func() bool {
+	poll.Eventually(t, 20*time.Second, strings.Join(names, ", ")+" list each other as connected", func() bool {
 		for _, a := range names {
 			for _, b := range names {
 				if a != b && !n.connected(t, a, b) {
@@ -561,24 +562,10 @@ func seconds(s string) time.Duration {
 	return time.Duration(n) * time.Second
 }
 
-// pollInterval is how often the steps look again at what they wait for.
-const pollInterval = 100 * time.Millisecond
-
-// poll waits one poll interval.
-func poll() { time.Sleep(pollInterval) }
-
-// eventually polls cond until it holds (true) or timeout passes (false).
+// eventually reports whether cond holds within timeout (checking it as
+// poll.Until does).
 func eventually(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		poll()
-	}
+	return poll.Until(context.Background(), timeout, "", func(context.Context) (bool, error) { return cond(), nil }) == nil
 }
 
 // jsonInto decodes a command's JSON output.

@@ -28,6 +28,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/dmsnet/dms/internal/config"
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // Labels on everything the environment creates.
@@ -407,7 +408,7 @@ func (e *Env) boot(ctx context.Context, n *Node) error {
 	var self struct {
 		PeerID string `json:"peer_id"`
 	}
-	err = Eventually(ctx, e.cfg.StartTimeout, n.Name+"'s API answers", func(ctx context.Context) (bool, error) {
+	err = poll.Until(ctx, e.cfg.StartTimeout, n.Name+"'s API answers", func(ctx context.Context) (bool, error) {
 		r, err := n.Exec(ctx, "-o", "json", "peers", "self")
 		if err != nil {
 			return false, err
@@ -498,7 +499,7 @@ func (e *Env) Mesh(ctx context.Context) error {
 	missing := ""
 	var lastMu sync.Mutex
 	var last error // the last failed dial, for the error
-	err := Eventually(ctx, e.cfg.StartTimeout, "every node connected to every other", func(ctx context.Context) (bool, error) {
+	err := poll.Until(ctx, e.cfg.StartTimeout, "every node connected to every other", func(ctx context.Context) (bool, error) {
 		conn := make([]map[string]bool, len(live))
 		errs := make([]error, len(live))
 		var wg sync.WaitGroup
@@ -781,42 +782,6 @@ func removeStale(ctx context.Context, cli *client.Client, logf func(string, ...a
 		}
 	}
 	return nil
-}
-
-// Eventually calls cond every 100 ms until it returns true, returns an
-// error, or timeout passes (an error naming what).
-func Eventually(ctx context.Context, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	var last error
-	for {
-		ok, err := cond(ctx)
-		if ok && err == nil {
-			return nil
-		}
-		if err != nil {
-			if ctx.Err() == nil && !isTransient(err) {
-				return fmt.Errorf("%s: %w", what, err)
-			}
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			if last != nil {
-				return fmt.Errorf("%s: not within %s (last error: %v)", what, timeout, last)
-			}
-			return fmt.Errorf("%s: not within %s", what, timeout)
-		case <-tick.C:
-		}
-	}
-}
-
-// isTransient reports whether err is one to retry in Eventually: the
-// context ending (Eventually's own deadline) is; others are not.
-func isTransient(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // quote shows a command line.

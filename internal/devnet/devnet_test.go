@@ -3,6 +3,7 @@ package devnet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 func TestStateRoundTrip(t *testing.T) {
@@ -139,13 +142,9 @@ func TestStartStop(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { syscall.Kill(-p.PID, syscall.SIGKILL) })
-			deadline := time.Now().Add(5 * time.Second)
-			for !Alive(p.PID, home) || (tt.child && !fileHasPID(childFile)) {
-				if time.Now().After(deadline) {
-					t.Fatal("process not alive (or its child not started) within 5s")
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			poll.Eventually(t, 5*time.Second, "process alive (and its child started)", func() bool {
+				return Alive(p.PID, home) && (!tt.child || fileHasPID(childFile))
+			})
 			if Alive(p.PID, home+"x") {
 				t.Fatal("Alive with another home = true")
 			}
@@ -162,13 +161,7 @@ func TestStartStop(t *testing.T) {
 			if tt.child {
 				data, _ := os.ReadFile(childFile)
 				child, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-				deadline := time.Now().Add(5 * time.Second)
-				for !gone(child) {
-					if time.Now().After(deadline) {
-						t.Fatalf("child %d outlived its node", child)
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
+				poll.Eventually(t, 5*time.Second, fmt.Sprintf("child %d gone with its node", child), func() bool { return gone(child) })
 			}
 			// Idempotent: nothing left to stop.
 			if stopped, err := Stop(context.Background(), []Proc{{PID: p.PID, Home: home}}, time.Second); err != nil || len(stopped) != 0 {
