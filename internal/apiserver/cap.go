@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -18,15 +17,8 @@ type CapService interface {
 	Anchor(ctx context.Context, a cap.Anchor, remove bool) error
 	Revoke(ctx context.Context, r cap.Revocation, chain cap.Chain) error
 	Import(ctx context.Context, chain cap.Chain, source string) (capstore.Token, error)
-	List(ctx context.Context) (CapListing, error)
+	List(ctx context.Context) (api.CapListing, error)
 	Verify(ctx context.Context, chain cap.Chain, cmd string, args map[string]any) error
-}
-
-// CapListing is GET /api/v1/cap: the same JSON as `dms cap list -o json`.
-type CapListing struct {
-	Anchors     []cap.Anchor     `json:"anchors"`
-	Tokens      []capstore.Token `json:"tokens"`
-	Revocations []cap.Revocation `json:"revocations"`
 }
 
 func (s *Server) routesCap() {
@@ -47,7 +39,7 @@ func (s *Server) routesCap() {
 		if !decode(w, r, &req) || !s.capsReady(w) {
 			return
 		}
-		if err := s.cfg.Caps.Anchor(r.Context(), cap.Anchor{Root: didOf(req.Root), Cmd: req.Cmd}, req.Remove); err != nil {
+		if err := s.cfg.Caps.Anchor(r.Context(), cap.Anchor{Root: identity.DID(req.Root), Cmd: req.Cmd}, req.Remove); err != nil {
 			s.fail(w, err)
 			return
 		}
@@ -62,11 +54,7 @@ func (s *Server) routesCap() {
 		if !ok {
 			return
 		}
-		var rev cap.Revocation
-		if err := json.Unmarshal(req.Revocation, &rev); err != nil {
-			writeError(w, http.StatusBadRequest, api.CodeBadRequest, "revocation: "+err.Error())
-			return
-		}
+		rev := cap.Revocation{CID: req.Revocation.CID, Issuer: identity.DID(req.Revocation.Issuer), Time: req.Revocation.Time, Signature: req.Revocation.Signature}
 		if err := s.cfg.Caps.Revoke(r.Context(), rev, chain); err != nil {
 			s.fail(w, err)
 			return
@@ -87,7 +75,7 @@ func (s *Server) routesCap() {
 			s.fail(w, err)
 			return
 		}
-		writeJSON(w, tok)
+		writeJSON(w, tok.API())
 	})
 	s.handle("POST /api/v1/cap/verify", func(w http.ResponseWriter, r *http.Request) {
 		var req api.VerifyRequest
@@ -131,5 +119,3 @@ func capDenied(err error) (*cap.DeniedError, bool) {
 	ok := errors.As(err, &de)
 	return de, ok
 }
-
-func didOf(s string) identity.DID { return identity.DID(s) }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -592,8 +591,8 @@ func (u *devnetUp) anchor(ctx context.Context, i int) error {
 	if i == 0 {
 		return nil
 	}
-	req := api.AnchorRequest{Root: u.st.Operator.DID, Cmd: "/dms"}
-	if err := u.clients[i].Do(ctx, http.MethodPost, "/api/v1/cap/anchors", req, nil); err != nil {
+	req := api.AnchorRequest{Root: u.st.Operator.DID, Cmd: api.CmdRoot}
+	if err := u.clients[i].Anchor(ctx, req); err != nil {
 		return fmt.Errorf("%s: trust the operator: %w", u.st.Nodes[i].Name, err)
 	}
 	return nil
