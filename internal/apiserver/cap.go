@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"errors"
 	"net/http"
 
 	"github.com/dmsnet/dms/api"
@@ -110,12 +109,4 @@ func (s *Server) chain(w http.ResponseWriter, text string) (cap.Chain, bool) {
 		return nil, false
 	}
 	return c, true
-}
-
-// failCap maps capability refusals: a *cap.DeniedError is a 403 with code
-// "denied" and its line.
-func capDenied(err error) (*cap.DeniedError, bool) {
-	var de *cap.DeniedError
-	ok := errors.As(err, &de)
-	return de, ok
 }
