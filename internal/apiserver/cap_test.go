@@ -116,7 +116,9 @@ func TestCapEndpoints(t *testing.T) {
 			return err
 		}, "", ""},
 		{"import not a chain", func() error { _, err := c.ImportToken(ctx, api.ImportRequest{Chain: "nope"}); return err }, api.CodeBadRequest, "chain: "},
-		{"revoke", func() error { return c.Revoke(ctx, api.RevokeRequest{Revocation: capstore.APIRevocation(rev), Chain: chain}) }, "", ""},
+		{"revoke", func() error {
+			return c.Revoke(ctx, api.RevokeRequest{Revocation: capstore.APIRevocation(rev), Chain: chain})
+		}, "", ""},
 		{"verify", func() error { return c.Verify(ctx, api.VerifyRequest{Chain: chain, Cmd: "/dms/ok"}) }, "", ""},
 		{"verify denied", func() error { return c.Verify(ctx, api.VerifyRequest{Chain: chain, Cmd: "/dms/node/peers"}) },
 			api.CodeDenied, "untrusted-root: token " + d.CID() + ": not anchored for /dms/node/peers"},
