@@ -13,6 +13,14 @@ import (
 	"time"
 )
 
+// The files of a node's home that tell a client where its API listens
+// (written by the node once it listens) and the token it needs (written
+// by dms init).
+const (
+	AddrFile  = "api.addr"
+	TokenFile = "api.token"
+)
+
 // ClientConfig configures a Client.
 type ClientConfig struct {
 	Addr  string // host:port of the node's API

@@ -179,3 +179,26 @@ func fileHasPID(path string) bool {
 	_, err = strconv.Atoi(strings.TrimSpace(string(data)))
 	return err == nil
 }
+
+func TestLastLogLine(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct{ name, content, want string }{
+		{"json record", `{"msg":"starting"}` + "\n" + `{"level":"ERROR","msg":"listen","err":"address in use"}` + "\n", "listen: address in use"},
+		{"plain text", "one\ninvalid configuration: p2p.listen\n", "invalid configuration: p2p.listen"},
+		{"empty", "", "empty log"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(dir, tt.name)
+			if err := os.WriteFile(p, []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if got := lastLogLine(p); got != tt.want {
+				t.Fatalf("lastLogLine = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if got := lastLogLine(filepath.Join(dir, "missing")); got != "no log" {
+		t.Fatalf("lastLogLine(missing) = %q, want %q", got, "no log")
+	}
+}
