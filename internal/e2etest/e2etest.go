@@ -1,7 +1,8 @@
 // Package e2etest runs real dms processes for end-to-end tests: it builds
 // the binary once, creates homes with `dms init`, starts nodes with
 // `dms run` on loopback, runs CLI commands against them, and stops
-// everything when the test ends.
+// everything when the test ends. Homes are made and nodes awaited with
+// the steps of internal/devnet; a Node is a devnet.Member.
 //
 // Usage:
 //
@@ -20,6 +21,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,6 +32,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dmsnet/dms/api"
+	"github.com/dmsnet/dms/internal/devnet"
 )
 
 // Passphrase is the passphrase of every test home.
@@ -82,12 +87,18 @@ type Home struct {
 }
 
 // NewHome creates and initialises a home in a temporary directory, with
-// mDNS off.
+// mDNS off (devnet.Init, devnet.Configure).
 func NewHome(t testing.TB, bin string) *Home {
 	t.Helper()
 	h := &Home{Dir: filepath.Join(t.TempDir(), "home"), Bin: bin}
-	h.MustRun(t, "init")
-	h.MustRun(t, "config", "set", "p2p.mdns", "false")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := devnet.Init(ctx, devnet.LocalRunner(h.Bin, h.Dir, h.environ())); err != nil {
+		t.Fatal(err)
+	}
+	if err := devnet.Configure(h.Dir, devnet.Setting{Key: "p2p.mdns", Value: "false"}); err != nil {
+		t.Fatal(err)
+	}
 	return h
 }
 
@@ -171,7 +182,7 @@ type Node struct {
 // its API answers. The node is stopped at cleanup.
 func (h *Home) Start(t testing.TB, extra ...string) *Node {
 	t.Helper()
-	os.Remove(filepath.Join(h.Dir, "api.addr"))
+	os.Remove(filepath.Join(h.Dir, api.AddrFile))
 	args := append([]string{"--home", h.Dir, "--log-format", "json", "run", "--listen", "/ip4/127.0.0.1/tcp/0", "--api-listen", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(h.Bin, args...)
 	cmd.Env = h.environ()
@@ -187,22 +198,28 @@ func (h *Home) Start(t testing.TB, extra ...string) *Node {
 			t.Logf("log of node %s:\n%s", h.Dir, n.Log())
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(h.Dir, "api.addr")); err == nil {
-			if r := h.Run(t, "peers", "self"); r.Code == 0 {
-				return n
-			}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, _, err := devnet.WaitReady(ctx, n, 30*time.Second); err != nil {
+		t.Fatalf("dms run: %v\n%s", err, n.Log())
+	}
+	return n
+}
+
+// API returns a client for the node's API (a devnet.Member).
+func (n *Node) API() (*api.Client, error) { return devnet.Client(n.Home.Dir, nil) }
+
+// Exited returns how the process ended, or nil while it runs (a
+// devnet.Member).
+func (n *Node) Exited(context.Context) error {
+	select {
+	case <-n.done:
+		if n.err == nil {
+			return errors.New("exit status 0")
 		}
-		select {
-		case <-n.done:
-			t.Fatalf("dms run exited: %v\n%s", n.err, n.Log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dms run did not come up in 30s:\n%s", n.Log())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return n.err
+	default:
+		return nil
 	}
 }
 
