@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dmsnet/dms/internal/devnet"
 	"github.com/dmsnet/dms/internal/e2etest"
 	"github.com/dmsnet/dms/internal/poll"
 )
@@ -42,26 +44,22 @@ func newCluster(t testing.TB, cpus ...string) *cluster {
 		c.nodes = append(c.nodes, n)
 		c.ids = append(c.ids, n.PeerID(t))
 	}
-	operator := c.homes[0].DID(t, "user")
+	peers := make([]devnet.Peer, len(c.nodes))
+	for i, n := range c.nodes {
+		peers[i] = n.Peer(t, fmt.Sprintf("node %d", i))
+	}
+	ctx := context.Background()
+	if err := devnet.TrustOperator(ctx, peers[1:], c.homes[0].DID(t, "user")); err != nil {
+		t.Fatal(err)
+	}
 	for i, h := range c.homes {
-		if i > 0 {
-			h.MustRun(t, "cap", "anchor", "--root", operator, "--cmd", "/dms")
-		}
 		if cpus[i] != "" {
 			h.MustRun(t, "onboard", "--cpu", cpus[i], "--ram", "1GiB", "--disk", "1GiB")
 		}
 	}
-	poll.Eventually(t, 20*time.Second, "every node connected to every other", func() bool {
-		for i, h := range c.homes {
-			ps := peersOf(t, h)
-			for j, id := range c.ids {
-				if i != j && !ps[id] {
-					return false
-				}
-			}
-		}
-		return true
-	})
+	if err := devnet.Mesh(ctx, peers, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 

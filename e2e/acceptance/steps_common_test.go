@@ -14,6 +14,7 @@ import (
 
 	"github.com/cucumber/godog"
 
+	"github.com/dmsnet/dms/internal/devnet"
 	"github.com/dmsnet/dms/internal/e2etest"
 	"github.com/dmsnet/dms/internal/poll"
 )
@@ -144,25 +145,15 @@ func (n *network) connected(t testing.TB, a, b string) bool {
 }
 
 // connect connects every pair of the named running nodes and waits until
-// each lists every other.
+// each lists every other (devnet.Mesh).
 func (n *network) connect(t testing.TB, names ...string) {
-	for i, a := range names {
-		for _, b := range names[i+1:] {
-			if !n.connected(t, a, b) {
-				n.home(a).MustRun(t, "peers", "connect", n.node(t, b).Addr(t))
-			}
-		}
+	peers := make([]devnet.Peer, len(names))
+	for i, name := range names {
+		peers[i] = n.node(t, name).Peer(t, name)
 	}
-	poll.Eventually(t, 20*time.Second, strings.Join(names, ", ")+" list each other as connected", func() bool {
-		for _, a := range names {
-			for _, b := range names {
-				if a != b && !n.connected(t, a, b) {
-					return false
-				}
-			}
-		}
-		return true
-	})
+	if err := devnet.Mesh(context.Background(), peers, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // peersOf returns the other running nodes name was connected with, to

@@ -41,16 +41,11 @@ func (w *World) provide(orch, name, cpu string, env ...string) {
 	n.home(name, env...)
 	n.start(name)
 	operator := n.id(t, orch, "user")
-	var caps struct {
-		Anchors []struct {
-			Root     string   `json:"root"`
-			Commands []string `json:"commands"`
-		} `json:"anchors"`
-	}
+	var caps api.CapListing
 	w.home(name).JSON(t, &caps, "cap", "list")
 	trusted := false
 	for _, a := range caps.Anchors {
-		trusted = trusted || a.Root == operator && slices.Contains(a.Commands, "/dms")
+		trusted = trusted || a.Root == operator && a.Cmd == api.CmdRoot
 	}
 	if !trusted {
 		w.home(name).MustRun(t, "cap", "anchor", "--root", operator, "--cmd", "/dms")

@@ -11,6 +11,7 @@
 //	na, nb := a.Start(t), b.Start(t)
 //	a.MustRun(t, "peers", "connect", nb.Addr(t))
 //	out := a.MustRun(t, "invoke", "/public/hello", "--to", nb.PeerID(t))
+//	err := devnet.Mesh(ctx, []devnet.Peer{na.Peer(t, "a"), nb.Peer(t, "b")}, 20*time.Second)
 //
 // Nodes listen on 127.0.0.1 with ports the system picks, mDNS is off (tests
 // running in parallel must not discover each other), and every process is
@@ -221,6 +222,24 @@ func (n *Node) Exited(context.Context) error {
 	default:
 		return nil
 	}
+}
+
+// Peer returns the node as the devnet steps (devnet.Mesh,
+// devnet.TrustOperator, devnet.Onboard) reach it, named name in their
+// errors.
+func (n *Node) Peer(t testing.TB, name string) devnet.Peer {
+	t.Helper()
+	c, err := n.API()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	self, err := c.Node(ctx)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return devnet.Peer{Name: name, PeerID: self.PeerID, Addr: devnet.LoopbackAddr(self.Addrs), API: c}
 }
 
 // Stop sends SIGTERM and waits (up to 20 s, then SIGKILL).
