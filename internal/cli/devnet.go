@@ -183,6 +183,8 @@ its logs: remove it with dms devnet down.`,
 	return cmd
 }
 
+// devnetUp is `dms devnet up`: devnet.Up, its progress on stderr, the
+// devnet on stdout.
 func (a *app) devnetUp(dir string, plan devnetUpPlan) error {
 	if err := devnetVacant(dir); err != nil {
 		return err
@@ -191,13 +193,9 @@ func (a *app) devnetUp(dir string, plan devnetUpPlan) error {
 	if err != nil {
 		return fmt.Errorf("find the dms binary: %w", err)
 	}
-	var bench time.Duration
-	if plan.benchMS > 0 {
-		bench = time.Duration(plan.benchMS) * time.Millisecond
-	}
 	st, err := devnet.Up(a.ctx, devnet.UpConfig{
-		Dir: dir, Nodes: plan.nodes, Executors: plan.executors, KeepUsable: plan.all,
-		Onboard: plan.onboard, Benchmark: bench, Binary: bin, LogLevel: a.logLevel,
+		Dir: dir, Nodes: plan.nodes, Executors: plan.executors, KeepUsable: plan.all, Onboard: plan.onboard,
+		Benchmark: time.Duration(plan.benchMS) * time.Millisecond, Binary: bin, LogLevel: a.logLevel,
 		Progress: a.devnetProgress(plan),
 	})
 	if err != nil {
