@@ -13,6 +13,14 @@ import (
 	"time"
 )
 
+// The files of a node's home that tell a client where its API listens
+// (written by the node once it listens) and the token it needs (written
+// by dms init).
+const (
+	AddrFile  = "api.addr"
+	TokenFile = "api.token"
+)
+
 // ClientConfig configures a Client.
 type ClientConfig struct {
 	Addr  string // host:port of the node's API
@@ -41,10 +49,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	return &Client{base: "http://" + cfg.Addr, token: strings.TrimSpace(cfg.Token), hc: hc}, nil
 }
 
-// Do sends a request with a JSON body (nil for none) and decodes a JSON
+// do sends a request with a JSON body (nil for none) and decodes a JSON
 // answer into out (nil to discard). A non-2xx answer is returned as *Error.
-// Exported so that commands can reach endpoints added after this client.
-func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	resp, err := c.send(ctx, method, path, body)
 	if err != nil {
 		return err
@@ -60,9 +67,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	return nil
 }
 
-// Stream sends a request and returns the response body for streaming
+// stream sends a request and returns the response body for streaming
 // endpoints (logs); the caller closes it.
-func (c *Client) Stream(ctx context.Context, method, path string, body any) (io.ReadCloser, error) {
+func (c *Client) stream(ctx context.Context, method, path string, body any) (io.ReadCloser, error) {
 	resp, err := c.send(ctx, method, path, body)
 	if err != nil {
 		return nil, err
@@ -120,48 +127,48 @@ func decodeError(resp *http.Response) error {
 // Health checks the node answers; it needs no token.
 func (c *Client) Health(ctx context.Context) (*Health, error) {
 	var h Health
-	return &h, c.Do(ctx, http.MethodGet, "/api/v1/health", nil, &h)
+	return &h, c.do(ctx, http.MethodGet, "/api/v1/health", nil, &h)
 }
 
 // Node describes the local node.
 func (c *Client) Node(ctx context.Context) (*Node, error) {
 	var n Node
-	return &n, c.Do(ctx, http.MethodGet, "/api/v1/node", nil, &n)
+	return &n, c.do(ctx, http.MethodGet, "/api/v1/node", nil, &n)
 }
 
 // Peers lists known peers.
 func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
 	var ps []Peer
-	return ps, c.Do(ctx, http.MethodGet, "/api/v1/peers", nil, &ps)
+	return ps, c.do(ctx, http.MethodGet, "/api/v1/peers", nil, &ps)
 }
 
 // Connect dials a peer by full multiaddr.
 func (c *Client) Connect(ctx context.Context, addr string) (*ConnectResult, error) {
 	var r ConnectResult
-	return &r, c.Do(ctx, http.MethodPost, "/api/v1/peers/connect", ConnectRequest{Addr: addr}, &r)
+	return &r, c.do(ctx, http.MethodPost, "/api/v1/peers/connect", ConnectRequest{Addr: addr}, &r)
 }
 
 // Ping measures the round trip to a peer.
 func (c *Client) Ping(ctx context.Context, peer string) (*PingResult, error) {
 	var r PingResult
-	return &r, c.Do(ctx, http.MethodPost, "/api/v1/peers/ping", PingRequest{Peer: peer}, &r)
+	return &r, c.do(ctx, http.MethodPost, "/api/v1/peers/ping", PingRequest{Peer: peer}, &r)
 }
 
 // Send relays a one-way signed invocation.
 func (c *Client) Send(ctx context.Context, req ActorRequest) error {
-	return c.Do(ctx, http.MethodPost, "/api/v1/actor/send", req, nil)
+	return c.do(ctx, http.MethodPost, "/api/v1/actor/send", req, nil)
 }
 
 // Invoke relays a signed invocation and returns the reply. A refusal by the
 // remote actor is returned as *Error with the actor's code (e.g. "denied").
 func (c *Client) Invoke(ctx context.Context, req ActorRequest) (*ActorReply, error) {
 	var r ActorReply
-	return &r, c.Do(ctx, http.MethodPost, "/api/v1/actor/invoke", req, &r)
+	return &r, c.do(ctx, http.MethodPost, "/api/v1/actor/invoke", req, &r)
 }
 
 // Broadcast relays a signed invocation to a topic and returns the replies
 // collected before the timeout.
 func (c *Client) Broadcast(ctx context.Context, req ActorRequest) (*BroadcastResult, error) {
 	var r BroadcastResult
-	return &r, c.Do(ctx, http.MethodPost, "/api/v1/actor/broadcast", req, &r)
+	return &r, c.do(ctx, http.MethodPost, "/api/v1/actor/broadcast", req, &r)
 }

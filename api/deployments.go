@@ -92,13 +92,13 @@ type LogLine struct {
 // Deploy submits an ensemble.
 func (c *Client) Deploy(ctx context.Context, req DeployRequest) (*Deployment, error) {
 	var d Deployment
-	return &d, c.Do(ctx, http.MethodPost, "/api/v1/deployments", req, &d)
+	return &d, c.do(ctx, http.MethodPost, "/api/v1/deployments", req, &d)
 }
 
 // Deployments lists the deployments this node orchestrates, newest first.
 func (c *Client) Deployments(ctx context.Context) ([]Deployment, error) {
 	var ds []Deployment
-	return ds, c.Do(ctx, http.MethodGet, "/api/v1/deployments", nil, &ds)
+	return ds, c.do(ctx, http.MethodGet, "/api/v1/deployments", nil, &ds)
 }
 
 // Deployment returns a deployment. With wait > 0 it long-polls: it answers
@@ -114,13 +114,13 @@ func (c *Client) Deployment(ctx context.Context, id string, after uint64, wait t
 		path += "?" + q.Encode()
 	}
 	var d Deployment
-	return &d, c.Do(ctx, http.MethodGet, path, nil, &d)
+	return &d, c.do(ctx, http.MethodGet, path, nil, &d)
 }
 
 // ShutdownDeployment stops a deployment.
 func (c *Client) ShutdownDeployment(ctx context.Context, id string) (*Deployment, error) {
 	var d Deployment
-	return &d, c.Do(ctx, http.MethodPost, "/api/v1/deployments/"+url.PathEscape(id)+"/shutdown", nil, &d)
+	return &d, c.do(ctx, http.MethodPost, "/api/v1/deployments/"+url.PathEscape(id)+"/shutdown", nil, &d)
 }
 
 // DeploymentLogs streams a deployment's logs (one allocation's when alloc
@@ -133,7 +133,7 @@ func (c *Client) DeploymentLogs(ctx context.Context, id, alloc string, follow bo
 	if follow {
 		q.Set("follow", "true")
 	}
-	body, err := c.Stream(ctx, http.MethodGet, "/api/v1/deployments/"+url.PathEscape(id)+"/logs?"+q.Encode(), nil)
+	body, err := c.stream(ctx, http.MethodGet, "/api/v1/deployments/"+url.PathEscape(id)+"/logs?"+q.Encode(), nil)
 	if err != nil {
 		return err
 	}

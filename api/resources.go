@@ -281,7 +281,7 @@ type ResourceSnapshot struct {
 // Resources returns the node's resource accounting.
 func (c *Client) Resources(ctx context.Context) (*ResourceSnapshot, error) {
 	var s ResourceSnapshot
-	return &s, c.Do(ctx, http.MethodGet, "/api/v1/resources", nil, &s)
+	return &s, c.do(ctx, http.MethodGet, "/api/v1/resources", nil, &s)
 }
 
 // Onboard dedicates resources to the network, or changes the dedication.
@@ -290,17 +290,17 @@ func (c *Client) Resources(ctx context.Context) (*ResourceSnapshot, error) {
 // onboarding.
 func (c *Client) Onboard(ctx context.Context, req OnboardRequest) (*OnboardResult, error) {
 	var r OnboardResult
-	return &r, c.Do(ctx, http.MethodPost, "/api/v1/onboard", req, &r)
+	return &r, c.do(ctx, http.MethodPost, "/api/v1/onboard", req, &r)
 }
 
 // Offboard withdraws everything from the network.
 func (c *Client) Offboard(ctx context.Context) (*OffboardResult, error) {
 	var r OffboardResult
-	return &r, c.Do(ctx, http.MethodPost, "/api/v1/offboard", struct{}{}, &r)
+	return &r, c.do(ctx, http.MethodPost, "/api/v1/offboard", struct{}{}, &r)
 }
 
 // Benchmark runs the machine benchmark in the node and stores its scores.
 func (c *Client) Benchmark(ctx context.Context, req BenchmarkRequest) (*BenchmarkResult, error) {
 	var r BenchmarkResult
-	return &r, c.Do(ctx, http.MethodPost, "/api/v1/benchmark", req, &r)
+	return &r, c.do(ctx, http.MethodPost, "/api/v1/benchmark", req, &r)
 }

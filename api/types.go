@@ -110,6 +110,10 @@ const (
 	CodeNotFound     = "not-found"    // 404
 	CodeInternal     = "internal"     // 500
 	CodeUnavailable  = "unavailable"  // 503: the node is starting or stopping
+	// CodeDenied (403) is a capability refusal; the message starts with
+	// the failing rule: "untrusted-root: ...". Relayed actor refusals
+	// carry it too.
+	CodeDenied = "denied"
 )
 
 // Error is an API error as the client returns it: the HTTP status and the

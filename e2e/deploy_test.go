@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dmsnet/dms/internal/devnet"
 	"github.com/dmsnet/dms/internal/e2etest"
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // cluster is a network of real dms processes: node 0 is the operator's
@@ -41,26 +44,22 @@ func newCluster(t testing.TB, cpus ...string) *cluster {
 		c.nodes = append(c.nodes, n)
 		c.ids = append(c.ids, n.PeerID(t))
 	}
-	operator := c.homes[0].DID(t, "user")
+	peers := make([]devnet.Peer, len(c.nodes))
+	for i, n := range c.nodes {
+		peers[i] = n.Peer(t, fmt.Sprintf("node %d", i))
+	}
+	ctx := context.Background()
+	if err := devnet.TrustOperator(ctx, peers[1:], c.homes[0].DID(t, "user")); err != nil {
+		t.Fatal(err)
+	}
 	for i, h := range c.homes {
-		if i > 0 {
-			h.MustRun(t, "cap", "anchor", "--root", operator, "--cmd", "/dms")
-		}
 		if cpus[i] != "" {
 			h.MustRun(t, "onboard", "--cpu", cpus[i], "--ram", "1GiB", "--disk", "1GiB")
 		}
 	}
-	e2etest.Eventually(t, 20*time.Second, "every node connected to every other", func() bool {
-		for i, h := range c.homes {
-			ps := peersOf(t, h)
-			for j, id := range c.ids {
-				if i != j && !ps[id] {
-					return false
-				}
-			}
-		}
-		return true
-	})
+	if err := devnet.Mesh(ctx, peers, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 
@@ -183,7 +182,7 @@ func TestDeployOrderAndGang(t *testing.T) {
 		wasmTask("second", "0.2", "print=two")+
 		"    depends_on: [first]\nnodes:\n  main: {allocations: [first, second]}\n")
 	id := strings.TrimSpace(c.homes[0].MustRun(t, "deploy", "-f", f, "--detach"))
-	e2etest.Eventually(t, 30*time.Second, "completed", func() bool { return c.status(t, id).State == "completed" })
+	poll.Eventually(t, 30*time.Second, "completed", func() bool { return c.status(t, id).State == "completed" })
 	d := c.status(t, id)
 	times := map[string][2]time.Time{}
 	for _, a := range d.Allocations {
@@ -214,7 +213,7 @@ func TestDeployQueuedThenProceeds(t *testing.T) {
 	f := ensembleFile(t, "version: v1\nallocations:\n"+wasmTask("big", "1.2", "print=finally"))
 	id := strings.TrimSpace(c.homes[0].MustRun(t, "deploy", "-f", f, "--detach"))
 	var d deployment
-	e2etest.Eventually(t, 20*time.Second, "queued with reasons from both providers", func() bool {
+	poll.Eventually(t, 20*time.Second, "queued with reasons from both providers", func() bool {
 		d = c.status(t, id)
 		kinds := map[string]string{}
 		for _, cnd := range d.Candidates {
@@ -227,7 +226,7 @@ func TestDeployQueuedThenProceeds(t *testing.T) {
 		t.Fatalf("status does not say why:\n%s", out)
 	}
 	c.homes[2].MustRun(t, "onboard", "--cpu", "1.5")
-	e2etest.Eventually(t, 40*time.Second, "completed after onboarding", func() bool { return c.status(t, id).State == "completed" })
+	poll.Eventually(t, 40*time.Second, "completed after onboarding", func() bool { return c.status(t, id).State == "completed" })
 	if d = c.status(t, id); d.Placement[0].Provider != c.ids[2] {
 		t.Fatalf("placed on %s, want the node that onboarded", d.Placement[0].Provider)
 	}
@@ -240,9 +239,9 @@ func TestDeployLostProvider(t *testing.T) {
 	c := newCluster(t, "", "1")
 	f := ensembleFile(t, "version: v1\nallocations:\n"+wasmTask("long", "0.5", "print=started", "sleep=5m"))
 	id := strings.TrimSpace(c.homes[0].MustRun(t, "deploy", "-f", f, "--detach"))
-	e2etest.Eventually(t, 30*time.Second, "running", func() bool { return c.status(t, id).State == "running" })
+	poll.Eventually(t, 30*time.Second, "running", func() bool { return c.status(t, id).State == "running" })
 	c.nodes[1].Kill()
-	e2etest.Eventually(t, 30*time.Second, "lost", func() bool {
+	poll.Eventually(t, 30*time.Second, "lost", func() bool {
 		d := c.status(t, id)
 		return d.State == "failed" && len(d.Allocations) == 1 && d.Allocations[0].State == "lost"
 	})
@@ -254,7 +253,7 @@ func TestDeployResumesAfterRestart(t *testing.T) {
 	c := newCluster(t, "", "1")
 	f := ensembleFile(t, "version: v1\nallocations:\n"+wasmTask("svc", "0.5", "print=serving", "sleep=10m")+"    type: service\n")
 	id := strings.TrimSpace(c.homes[0].MustRun(t, "deploy", "-f", f, "--detach"))
-	e2etest.Eventually(t, 30*time.Second, "running", func() bool { return c.status(t, id).State == "running" })
+	poll.Eventually(t, 30*time.Second, "running", func() bool { return c.status(t, id).State == "running" })
 	c.nodes[0].Stop(t)
 	c.nodes[0] = c.homes[0].Start(t)
 	c.homes[0].MustRun(t, "peers", "connect", c.nodes[1].Addr(t))
@@ -263,7 +262,7 @@ func TestDeployResumesAfterRestart(t *testing.T) {
 	}
 	// The allocation runs (a fetch cut by the restart is retried), and
 	// heartbeats keep arriving: it stays running through the lost window.
-	e2etest.Eventually(t, 30*time.Second, "allocation running", func() bool { return c.status(t, id).Allocations[0].State == "running" })
+	poll.Eventually(t, 30*time.Second, "allocation running", func() bool { return c.status(t, id).Allocations[0].State == "running" })
 	for until := time.Now().Add(5 * time.Second); time.Now().Before(until); {
 		if d := c.status(t, id); d.State != "running" || d.Allocations[0].State != "running" {
 			t.Fatalf("within the lost window: %s, allocation %s (%s)", d.State, d.Allocations[0].State, d.Message)
@@ -285,7 +284,7 @@ func (c *cluster) assertNothingHeld(t *testing.T) {
 			continue
 		default:
 		}
-		e2etest.Eventually(t, 20*time.Second, fmt.Sprintf("node %d holds nothing", i), func() bool {
+		poll.Eventually(t, 20*time.Second, fmt.Sprintf("node %d holds nothing", i), func() bool {
 			var s struct {
 				Allocated, Reserved struct {
 					CPU float64 `json:"cpu"`
@@ -345,7 +344,7 @@ func TestDeployDockerExamples(t *testing.T) {
 	var list []deployment
 	c.homes[0].JSON(t, &list, "deployments")
 	id := list[0].ID
-	e2etest.Eventually(t, 60*time.Second, "web healthy and report completed", func() bool {
+	poll.Eventually(t, 60*time.Second, "web healthy and report completed", func() bool {
 		states := map[string]string{}
 		for _, a := range c.status(t, id).Allocations {
 			states[a.Name] = a.State

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dmsnet/dms/internal/devnet"
 	"github.com/dmsnet/dms/internal/e2etest"
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // devnetStatus is the part of `dms devnet status -o json` the tests read.
@@ -144,7 +145,7 @@ func TestDevnet(t *testing.T) {
 	if err := syscall.Kill(node2.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	e2etest.Eventually(t, 5*time.Second, "node2 gone after SIGKILL", func() bool { return !devnet.Alive(node2.PID, node2.Home) })
+	poll.Eventually(t, 5*time.Second, "node2 gone after SIGKILL", func() bool { return !devnet.Alive(node2.PID, node2.Home) })
 	cli.JSON(t, &st, "devnet", "status", "--dir", dir)
 	if st.Nodes[1].State != "stopped" || st.Nodes[0].State != "running" {
 		t.Errorf("status after killing node2: %s %s, want running stopped", st.Nodes[0].State, st.Nodes[1].State)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/e2etest"
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 type peer struct {
@@ -37,7 +38,7 @@ func TestTwoNodes(t *testing.T) {
 	idA, idB := na.PeerID(t), nb.PeerID(t)
 
 	a.MustRun(t, "peers", "connect", nb.Addr(t))
-	e2etest.Eventually(t, 10*time.Second, "each lists the other", func() bool {
+	poll.Eventually(t, 10*time.Second, "each lists the other", func() bool {
 		return peersOf(t, a)[idB] && peersOf(t, b)[idA]
 	})
 
@@ -80,7 +81,7 @@ func TestThreeNodes(t *testing.T) {
 	nc := c.Start(t, "--bootstrap", boot)
 	idB, idC := nb.PeerID(t), nc.PeerID(t)
 
-	e2etest.Eventually(t, 30*time.Second, "b discovers c through the DHT", func() bool {
+	poll.Eventually(t, 30*time.Second, "b discovers c through the DHT", func() bool {
 		return peersOf(t, b)[idC]
 	})
 
@@ -91,7 +92,7 @@ func TestThreeNodes(t *testing.T) {
 			} `json:"from"`
 		} `json:"replies"`
 	}
-	e2etest.Eventually(t, 20*time.Second, "a broadcast from a reaches b and c", func() bool {
+	poll.Eventually(t, 20*time.Second, "a broadcast from a reaches b and c", func() bool {
 		a.JSON(t, &res, "invoke", "/public/hello", "--topic", "hello", "--timeout", "2s")
 		got := map[string]bool{}
 		for _, r := range res.Replies {

@@ -40,6 +40,6 @@
 // the step and whose Cleanup runs when the scenario ends; w.Feature.T is
 // the same for things shared by the feature's scenarios (its cleanups run
 // after the feature's last scenario), and featureValue memoises such
-// things. Every wait is bounded (e2etest.Eventually) and every process a
+// things. Every wait is bounded (internal/poll) and every process a
 // step starts is stopped by a cleanup.
 package acceptance

@@ -14,7 +14,9 @@ import (
 
 	"github.com/cucumber/godog"
 
+	"github.com/dmsnet/dms/internal/devnet"
 	"github.com/dmsnet/dms/internal/e2etest"
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // Steps every feature uses: named homes and their nodes, running dms
@@ -143,25 +145,15 @@ func (n *network) connected(t testing.TB, a, b string) bool {
 }
 
 // connect connects every pair of the named running nodes and waits until
-// each lists every other.
+// each lists every other (devnet.Mesh).
 func (n *network) connect(t testing.TB, names ...string) {
-	for i, a := range names {
-		for _, b := range names[i+1:] {
-			if !n.connected(t, a, b) {
-				n.home(a).MustRun(t, "peers", "connect", n.node(t, b).Addr(t))
-			}
-		}
+	peers := make([]devnet.Peer, len(names))
+	for i, name := range names {
+		peers[i] = n.node(t, name).Peer(t, name)
 	}
-	e2etest.Eventually(t, 20*time.Second, strings.Join(names, ", ")+" list each other as connected", func() bool {
-		for _, a := range names {
-			for _, b := range names {
-				if a != b && !n.connected(t, a, b) {
-					return false
-				}
-			}
-		}
-		return true
-	})
+	if err := devnet.Mesh(context.Background(), peers, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // peersOf returns the other running nodes name was connected with, to
@@ -561,24 +553,10 @@ func seconds(s string) time.Duration {
 	return time.Duration(n) * time.Second
 }
 
-// pollInterval is how often the steps look again at what they wait for.
-const pollInterval = 100 * time.Millisecond
-
-// poll waits one poll interval.
-func poll() { time.Sleep(pollInterval) }
-
-// eventually polls cond until it holds (true) or timeout passes (false).
+// eventually reports whether cond holds within timeout (checking it as
+// poll.Until does).
 func eventually(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		poll()
-	}
+	return poll.Until(context.Background(), timeout, "", func(context.Context) (bool, error) { return cond(), nil }) == nil
 }
 
 // jsonInto decodes a command's JSON output.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/internal/e2etest"
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // Steps of deployments (orchestration, executors, supervision): providers
@@ -40,16 +41,11 @@ func (w *World) provide(orch, name, cpu string, env ...string) {
 	n.home(name, env...)
 	n.start(name)
 	operator := n.id(t, orch, "user")
-	var caps struct {
-		Anchors []struct {
-			Root     string   `json:"root"`
-			Commands []string `json:"commands"`
-		} `json:"anchors"`
-	}
+	var caps api.CapListing
 	w.home(name).JSON(t, &caps, "cap", "list")
 	trusted := false
 	for _, a := range caps.Anchors {
-		trusted = trusted || a.Root == operator && slices.Contains(a.Commands, "/dms")
+		trusted = trusted || a.Root == operator && a.Cmd == api.CmdRoot
 	}
 	if !trusted {
 		w.home(name).MustRun(t, "cap", "anchor", "--root", operator, "--cmd", "/dms")
@@ -371,26 +367,27 @@ func deploySteps(sc *godog.ScenarioContext) {
 		// "starting" until the next heartbeat) but end the wait in it.
 		w := worldOf(ctx)
 		deadline := time.Now().Add(seconds(secs))
-		for {
+		// Each check runs dms: the wait may end a little after the deadline.
+		return poll.Until(ctx, seconds(secs)+time.Minute, "the deployment stays "+state, func(context.Context) (bool, error) {
 			d := w.deployment()
 			if d.State != state {
-				return fmt.Errorf("deployment %s became %s (%s) after %s: %s", d.ID, d.State, d.Message, seconds(secs)-time.Until(deadline), allocSummary(d))
+				return false, fmt.Errorf("deployment %s became %s (%s) after %s: %s", d.ID, d.State, d.Message, seconds(secs)-time.Until(deadline), allocSummary(d))
 			}
 			for _, a := range d.Allocations {
 				if slices.Contains([]string{"lost", "failed", "exited", "stopped"}, a.State) {
-					return fmt.Errorf("allocation %s became %s: %s", a.Name, a.State, allocSummary(d))
+					return false, fmt.Errorf("allocation %s became %s: %s", a.Name, a.State, allocSummary(d))
 				}
 			}
-			if time.Now().After(deadline) {
-				for _, a := range d.Allocations {
-					if a.State != state {
-						return fmt.Errorf("after %ss allocation %s is %s, want %s: %s", secs, a.Name, a.State, state, allocSummary(d))
-					}
-				}
-				return nil
+			if time.Now().Before(deadline) {
+				return false, nil
 			}
-			poll()
-		}
+			for _, a := range d.Allocations {
+				if a.State != state {
+					return false, fmt.Errorf("after %ss allocation %s is %s, want %s: %s", secs, a.Name, a.State, state, allocSummary(d))
+				}
+			}
+			return true, nil
+		})
 	})
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/e2e/featureenv"
 	"github.com/dmsnet/dms/internal/e2etest"
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // Steps of network_environment.feature: dms nodes in Docker containers,
@@ -239,7 +240,7 @@ func status(ctx context.Context, w *World, id string) (api.Deployment, error) {
 // says what it was last.
 func waitDeployment(ctx context.Context, w *World, id string, seconds int, what string, cond func(api.Deployment) bool) (api.Deployment, error) {
 	var d api.Deployment
-	err := featureenv.Eventually(ctx, time.Duration(seconds)*time.Second, what, func(ctx context.Context) (bool, error) {
+	err := poll.Until(ctx, time.Duration(seconds)*time.Second, what, func(ctx context.Context) (bool, error) {
 		cur, err := status(ctx, w, id)
 		if err != nil {
 			return false, err
@@ -326,7 +327,7 @@ func featureenvSteps(sc *godog.ScenarioContext) {
 		env := envOf(w)
 		var problem string
 		start := time.Now()
-		err := featureenv.Eventually(ctx, 90*time.Second, "the round trips every node measured (dms pings its peers every 10 s; libp2p averages)", func(ctx context.Context) (bool, error) {
+		err := poll.Until(ctx, 90*time.Second, "the round trips every node measured (dms pings its peers every 10 s; libp2p averages)", func(ctx context.Context) (bool, error) {
 			problem = ""
 			for _, n := range env.Nodes() {
 				ps, err := n.Peers(ctx)
@@ -523,7 +524,7 @@ func featureenvSteps(sc *godog.ScenarioContext) {
 		inside := env.Region(region)
 		var still string
 		start := time.Now()
-		err := featureenv.Eventually(ctx, time.Duration(seconds)*time.Second, "the nodes outside "+region+" see its nodes gone", func(ctx context.Context) (bool, error) {
+		err := poll.Until(ctx, time.Duration(seconds)*time.Second, "the nodes outside "+region+" see its nodes gone", func(ctx context.Context) (bool, error) {
 			still = ""
 			for _, n := range env.Nodes() {
 				if n.Region == region {
@@ -587,7 +588,7 @@ func featureenvSteps(sc *godog.ScenarioContext) {
 		env := envOf(w)
 		var missing string
 		start := time.Now()
-		err := featureenv.Eventually(ctx, time.Duration(seconds)*time.Second, "every node connected again (bootstrap redial, DHT discovery)", func(ctx context.Context) (bool, error) {
+		err := poll.Until(ctx, time.Duration(seconds)*time.Second, "every node connected again (bootstrap redial, DHT discovery)", func(ctx context.Context) (bool, error) {
 			missing = ""
 			for _, n := range env.Nodes() {
 				for _, m := range env.Nodes() {

@@ -31,8 +31,11 @@
 // /home/dms in the container), libp2p on TCP port 4001 of its address,
 // mDNS off, the wasm executor only, location.region set to its region
 // and orchestrator.lost_after 4s (Config.Settings adds or overrides
-// keys). The REST API stays on the container's loopback: commands run
-// with docker exec (Node.Exec, Run, Output, JSON).
+// keys). The REST API stays on the container's loopback: a test's
+// commands run with docker exec (Node.Exec, Run, Output, JSON), and the
+// environment brings the nodes up with the steps of internal/devnet
+// (Init, Configure, WaitReady, Mesh, TrustOperator), reaching each API
+// from its container's network namespace.
 //
 // # The image
 //

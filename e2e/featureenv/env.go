@@ -3,17 +3,16 @@
 package featureenv
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -27,7 +26,8 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
-	"github.com/dmsnet/dms/internal/config"
+	"github.com/dmsnet/dms/api"
+	"github.com/dmsnet/dms/internal/devnet"
 )
 
 // Labels on everything the environment creates.
@@ -240,13 +240,8 @@ func (e *Env) start(ctx context.Context) error {
 	if err := e.Mesh(ctx); err != nil {
 		return err
 	}
-	if err := e.each(func(n *Node) error {
-		if n == op {
-			return nil
-		}
-		return n.Run(ctx, "cap", "anchor", "--root", op.UserDID, "--cmd", "/dms")
-	}); err != nil {
-		return fmt.Errorf("trust the operator: %w", err)
+	if err := devnet.TrustOperator(ctx, e.peers(e.nodes[1:]), op.UserDID); err != nil {
+		return err
 	}
 	e.cfg.Logf("featureenv: %d nodes in %d regions up in %s (run %s, network %s, rtt between regions %s, loss %g)",
 		len(e.nodes), len(regions), time.Since(start).Round(100*time.Millisecond), e.run, e.subnet, e.cfg.InterRegionLatency, e.cfg.Loss)
@@ -294,52 +289,23 @@ func (e *Env) createNetwork(ctx context.Context) error {
 // initHome creates a node's home with `dms init` (run here: the binary is
 // static) and writes its configuration.
 func (e *Env) initHome(ctx context.Context, bin string, n *Node) error {
-	cmd := exec.CommandContext(ctx, bin, "--home", n.Home, "-o", "json", "init")
-	cmd.Env = append(os.Environ(), "DMS_PASSPHRASE="+Passphrase)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s: dms init: %w: %s", n.Name, err, strings.TrimSpace(errb.String()))
-	}
-	var res struct {
-		NodeDID string `json:"node_did"`
-		UserDID string `json:"user_did"`
-	}
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-		return fmt.Errorf("%s: dms init: decode %q: %w", n.Name, out.String(), err)
-	}
-	n.DID, n.UserDID = res.NodeDID, res.UserDID
-	file, err := config.ReadFile(n.Home)
+	id, err := devnet.Init(ctx, devnet.LocalRunner(bin, n.Home, append(os.Environ(), "DMS_PASSPHRASE="+Passphrase)))
 	if err != nil {
 		return fmt.Errorf("%s: %w", n.Name, err)
 	}
-	settings := [][2]string{
-		{"p2p.listen", fmt.Sprintf("/ip4/0.0.0.0/tcp/%d", P2PPort)},
-		{"p2p.mdns", "false"}, // the environment's nodes find each other by bootstrap and DHT only
-		{"p2p.dht", "true"},
-		{"p2p.relay", "false"},
-		{"p2p.hole_punching", "false"},
-		{"api.listen", "127.0.0.1:0"}, // inside the container; reached with docker exec
-		{"executor.wasm.enabled", "true"},
-		{"executor.docker.enabled", "false"},
-		{"executor.vm.enabled", "false"},
-		{"location.region", n.Region},
-		{"resources.benchmark_budget", "1s"},
-		{"orchestrator.lost_after", "4s"},
-	}
+	n.DID, n.UserDID = id.NodeDID, id.UserDID
+	// The API stays on the container's loopback: the environment reaches
+	// it from the container's network namespace.
+	settings := append(devnet.NodeSettings(fmt.Sprintf("/ip4/0.0.0.0/tcp/%d", P2PPort), "127.0.0.1:0", []string{"wasm"}),
+		devnet.Setting{Key: "location.region", Value: n.Region},
+		devnet.Setting{Key: "resources.benchmark_budget", Value: "1s"},
+		devnet.Setting{Key: "orchestrator.lost_after", Value: "4s"},
+	)
 	for _, k := range slices.Sorted(maps.Keys(e.cfg.Settings)) {
-		settings = append(settings, [2]string{k, e.cfg.Settings[k]})
+		settings = append(settings, devnet.Setting{Key: k, Value: e.cfg.Settings[k]})
 	}
-	for _, kv := range settings {
-		if err := config.Set(&file, kv[0], kv[1]); err != nil {
-			return fmt.Errorf("%s: config %s: %w", n.Name, kv[0], err)
-		}
-	}
-	if err := file.Validate(); err != nil {
-		return fmt.Errorf("%s: configuration: %w", n.Name, err)
-	}
-	if err := config.Save(n.Home, file); err != nil {
-		return fmt.Errorf("%s: write config: %w", n.Name, err)
+	if err := devnet.Configure(n.Home, settings...); err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
 	}
 	return nil
 }
@@ -404,29 +370,44 @@ func (e *Env) boot(ctx context.Context, n *Node) error {
 	if err := e.shaper.attach(ctx, ip, fmt.Sprintf("/proc/%d/ns/net", c.State.Pid), e.subnet); err != nil {
 		return fmt.Errorf("%s: %w", n.Name, err)
 	}
-	var self struct {
-		PeerID string `json:"peer_id"`
-	}
-	err = Eventually(ctx, e.cfg.StartTimeout, n.Name+"'s API answers", func(ctx context.Context) (bool, error) {
-		r, err := n.Exec(ctx, "-o", "json", "peers", "self")
-		if err != nil {
-			return false, err
-		}
-		if r.Code != 0 {
-			if st, err := e.cli.ContainerInspect(ctx, n.container, client.ContainerInspectOptions{}); err == nil && st.Container.State != nil && !st.Container.State.Running {
-				return false, fmt.Errorf("dms run exited (%d)", st.Container.State.ExitCode)
-			}
-			return false, nil
-		}
-		return true, json.Unmarshal([]byte(r.Stdout), &self)
-	})
+	m := &member{e: e, n: n, netns: fmt.Sprintf("/proc/%d/ns/net", c.State.Pid)}
+	client, self, err := devnet.WaitReady(ctx, m, e.cfg.StartTimeout)
 	if err != nil {
 		return fmt.Errorf("%s: %w\n%s", n.Name, err, e.tail(ctx, n))
 	}
 	e.closeMu.Lock()
-	n.IP, n.PeerID, n.state = ip, self.PeerID, Running
+	n.IP, n.PeerID, n.state, n.api = ip, self.PeerID, Running, client
 	n.Addr = fmt.Sprintf("/ip4/%s/tcp/%d/p2p/%s", ip, P2PPort, self.PeerID)
 	e.closeMu.Unlock()
+	return nil
+}
+
+// member is a node's container as a devnet.Member: its API is on the
+// container's loopback, reached from its network namespace.
+type member struct {
+	e     *Env
+	n     *Node
+	netns string // /proc/PID/ns/net of its dms
+}
+
+func (m *member) API() (*api.Client, error) {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var conn net.Conn
+		err := inNetns(m.netns, func() error {
+			var err error
+			conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			return err
+		})
+		return conn, err
+	}
+	return devnet.Client(m.n.Home, &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: dial, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}})
+}
+
+func (m *member) Exited(ctx context.Context) error {
+	st, err := m.e.cli.ContainerInspect(ctx, m.n.container, client.ContainerInspectOptions{})
+	if err == nil && st.Container.State != nil && !st.Container.State.Running {
+		return fmt.Errorf("dms run exited (%d)", st.Container.State.ExitCode)
+	}
 	return nil
 }
 
@@ -490,60 +471,23 @@ func (e *Env) RunID() string { return e.run }
 // Subnet is the network's IPv4 subnet.
 func (e *Env) Subnet() netip.Prefix { return e.subnet }
 
-// Mesh connects every running node to every other (dms peers connect,
+// Mesh connects every running node to every other (through their APIs,
 // again while a dial fails: libp2p backs off from an address it just
-// failed to dial) and waits until each lists every other as connected.
+// failed to dial) and waits until each lists every other as connected
+// (devnet.Mesh).
 func (e *Env) Mesh(ctx context.Context) error {
-	live := e.running()
-	missing := ""
-	var lastMu sync.Mutex
-	var last error // the last failed dial, for the error
-	err := Eventually(ctx, e.cfg.StartTimeout, "every node connected to every other", func(ctx context.Context) (bool, error) {
-		conn := make([]map[string]bool, len(live))
-		errs := make([]error, len(live))
-		var wg sync.WaitGroup
-		for i, n := range live {
-			wg.Go(func() {
-				ps, err := n.Peers(ctx)
-				conn[i], errs[i] = map[string]bool{}, err
-				for _, p := range ps {
-					conn[i][p.ID] = p.Connected
-				}
-			})
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			return false, err
-		}
-		missing = ""
-		for j, n := range live {
-			wg.Go(func() {
-				for i, m := range live[:j] {
-					if !conn[j][m.PeerID] || !conn[i][n.PeerID] {
-						if err := n.Connect(ctx, m); err != nil {
-							lastMu.Lock()
-							last = err
-							lastMu.Unlock()
-						}
-					}
-				}
-			})
-			for i, m := range live[:j] {
-				if missing == "" && (!conn[j][m.PeerID] || !conn[i][n.PeerID]) {
-					missing = n.Name + " and " + m.Name + " are not connected"
-				}
-			}
-		}
-		wg.Wait()
-		return missing == "", nil
-	})
-	if err != nil && missing != "" {
-		err = fmt.Errorf("%w: %s", err, missing)
-		if last != nil {
-			err = fmt.Errorf("%w (last dial: %v)", err, last)
-		}
+	return devnet.Mesh(ctx, e.peers(e.running()), e.cfg.StartTimeout)
+}
+
+// peers returns nodes as the devnet steps reach them.
+func (e *Env) peers(nodes []*Node) []devnet.Peer {
+	e.closeMu.Lock()
+	defer e.closeMu.Unlock()
+	out := make([]devnet.Peer, len(nodes))
+	for i, n := range nodes {
+		out[i] = devnet.Peer{Name: n.Name, PeerID: n.PeerID, Addr: n.Addr, API: n.api}
 	}
-	return err
+	return out
 }
 
 // running returns the nodes whose container runs and is not paused.
@@ -781,42 +725,6 @@ func removeStale(ctx context.Context, cli *client.Client, logf func(string, ...a
 		}
 	}
 	return nil
-}
-
-// Eventually calls cond every 100 ms until it returns true, returns an
-// error, or timeout passes (an error naming what).
-func Eventually(ctx context.Context, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	var last error
-	for {
-		ok, err := cond(ctx)
-		if ok && err == nil {
-			return nil
-		}
-		if err != nil {
-			if ctx.Err() == nil && !isTransient(err) {
-				return fmt.Errorf("%s: %w", what, err)
-			}
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			if last != nil {
-				return fmt.Errorf("%s: not within %s (last error: %v)", what, timeout, last)
-			}
-			return fmt.Errorf("%s: not within %s", what, timeout)
-		case <-tick.C:
-		}
-	}
-}
-
-// isTransient reports whether err is one to retry in Eventually: the
-// context ending (Eventually's own deadline) is; others are not.
-func isTransient(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // quote shows a command line.

@@ -16,6 +16,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
+
+	"github.com/dmsnet/dms/api"
 )
 
 // State is what the environment did to a node last.
@@ -43,8 +45,9 @@ type Node struct {
 	Home string
 
 	env       *Env
-	container string // container name
-	state     State  // guarded by env.closeMu
+	container string      // container name
+	state     State       // guarded by env.closeMu
+	api       *api.Client // its API since it last booted; guarded by env.closeMu
 }
 
 // State returns what the environment did to the node last.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // testAuth authorizes everything except the commands in deny, and counts
@@ -152,7 +153,7 @@ func TestTypedRefusals(t *testing.T) {
 			<-running
 		}
 	}
-	waitFor(t, func() bool { return b.sys.Stats()["dispatched"] >= 2 })
+	poll.Eventually(t, 5*time.Second, "b dispatched both", func() bool { return b.sys.Stats()["dispatched"] >= 2 })
 
 	tests := []struct {
 		name     string
@@ -188,7 +189,7 @@ func TestTypedRefusals(t *testing.T) {
 	if err := a.a.Send(ctx, b.a.Handle(), "/test/secret", nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return a.sys.Stats()["send_refused_denied"] == 1 })
+	poll.Eventually(t, 5*time.Second, "a counts the refused Send", func() bool { return a.sys.Stats()["send_refused_denied"] == 1 })
 }
 
 // attacker returns a raw link from a fresh host to victim, for crafting
@@ -279,7 +280,7 @@ func TestAttacks(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		waitFor(t, func() bool { return victim.sys.Stats()["refused_rate-limited"] >= 200 })
+		poll.Eventually(t, 5*time.Second, "200 envelopes refused as rate-limited", func() bool { return victim.sys.Stats()["refused_rate-limited"] >= 200 })
 		other := newNode(t, net, auth, nil)
 		var out string
 		if err := other.a.Invoke(ctx, victim.a.Handle(), "/test/echo", "ok", &out); err != nil || out != "ok" {
@@ -333,7 +334,7 @@ func TestBroadcast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 2 })
+	poll.Eventually(t, 5*time.Second, "two replies", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 2 })
 	if got[1] != nodes[1].host.id || got[2] != nodes[2].host.id {
 		t.Fatalf("replies = %v", got)
 	}
@@ -476,16 +477,4 @@ func mustKey(t testing.TB) *identity.Key {
 		t.Fatal(err)
 	}
 	return k
-}
-
-// waitFor polls cond until it holds or 5 s pass.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // An actor's life in its runtime: behaviors added and removed, children
@@ -175,7 +177,7 @@ func TestBroadcastRefusals(t *testing.T) {
 		if err := pub.Publish(ctx, "jobs", frame(func(e *Envelope) { e.Behavior = "/test/nobody"; e.Invocation = []byte("allow:/test/nobody") })); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, func() bool {
+		poll.Eventually(t, 5*time.Second, "a bad frame and an unknown behavior counted", func() bool {
 			s := victim.sys.Stats()
 			return s["bad_frames"] == 1 && s["refused_unknown-behavior"] == 1
 		})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // A link dialed by one side and used at once by the other (which finds it
@@ -45,7 +46,7 @@ func TestLinkHasOneReader(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == n })
+		poll.Eventually(t, 5*time.Second, "every message received", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == n })
 		for i, v := range got {
 			if v != i {
 				t.Fatalf("round %d: message %d arrived as %d (out of order or twice): %v", round, i, v, got)
@@ -321,7 +322,7 @@ func TestSessionFormRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		waitFor(t, func() bool { return victim.sys.Stats()["refused_rate-limited"] >= before+200 })
+		poll.Eventually(t, 5*time.Second, "200 more envelopes refused as rate-limited", func() bool { return victim.sys.Stats()["refused_rate-limited"] >= before+200 })
 	})
 }
 

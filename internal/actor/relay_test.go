@@ -6,6 +6,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // Relaying: a node sends on a user's behalf an envelope that already
@@ -112,7 +115,7 @@ func TestRelayBroadcast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
+	poll.Eventually(t, 5*time.Second, "both subscribers receive the broadcast", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return got[subs[0].host.id] && got[subs[1].host.id]

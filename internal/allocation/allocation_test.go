@@ -17,6 +17,7 @@ import (
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/match"
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 func TestRunToEnd(t *testing.T) {
@@ -89,23 +90,13 @@ func TestRunToEnd(t *testing.T) {
 }
 
 // eventually waits for cond: after the bubble's goroutines have settled,
-// and then every 10 ms of virtual time, for a minute at most.
+// and then after each pause of virtual time, for a minute at most.
 func eventually(t *testing.T, cond func() bool) {
 	t.Helper()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(time.Minute)
-	for {
+	poll.Eventually(t, time.Minute, "condition (virtual time)", func() bool {
 		synctest.Wait()
-		if cond() {
-			return
-		}
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatal("condition not met within a minute (virtual time)")
-		}
-	}
+		return cond()
+	})
 }
 
 func TestSpecGivenToExecutor(t *testing.T) {

@@ -2,8 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"net/http"
 
 	"github.com/dmsnet/dms/api"
@@ -18,15 +16,8 @@ type CapService interface {
 	Anchor(ctx context.Context, a cap.Anchor, remove bool) error
 	Revoke(ctx context.Context, r cap.Revocation, chain cap.Chain) error
 	Import(ctx context.Context, chain cap.Chain, source string) (capstore.Token, error)
-	List(ctx context.Context) (CapListing, error)
+	List(ctx context.Context) (api.CapListing, error)
 	Verify(ctx context.Context, chain cap.Chain, cmd string, args map[string]any) error
-}
-
-// CapListing is GET /api/v1/cap: the same JSON as `dms cap list -o json`.
-type CapListing struct {
-	Anchors     []cap.Anchor     `json:"anchors"`
-	Tokens      []capstore.Token `json:"tokens"`
-	Revocations []cap.Revocation `json:"revocations"`
 }
 
 func (s *Server) routesCap() {
@@ -47,7 +38,7 @@ func (s *Server) routesCap() {
 		if !decode(w, r, &req) || !s.capsReady(w) {
 			return
 		}
-		if err := s.cfg.Caps.Anchor(r.Context(), cap.Anchor{Root: didOf(req.Root), Cmd: req.Cmd}, req.Remove); err != nil {
+		if err := s.cfg.Caps.Anchor(r.Context(), cap.Anchor{Root: identity.DID(req.Root), Cmd: req.Cmd}, req.Remove); err != nil {
 			s.fail(w, err)
 			return
 		}
@@ -62,11 +53,7 @@ func (s *Server) routesCap() {
 		if !ok {
 			return
 		}
-		var rev cap.Revocation
-		if err := json.Unmarshal(req.Revocation, &rev); err != nil {
-			writeError(w, http.StatusBadRequest, api.CodeBadRequest, "revocation: "+err.Error())
-			return
-		}
+		rev := cap.Revocation{CID: req.Revocation.CID, Issuer: identity.DID(req.Revocation.Issuer), Time: req.Revocation.Time, Signature: req.Revocation.Signature}
 		if err := s.cfg.Caps.Revoke(r.Context(), rev, chain); err != nil {
 			s.fail(w, err)
 			return
@@ -87,7 +74,7 @@ func (s *Server) routesCap() {
 			s.fail(w, err)
 			return
 		}
-		writeJSON(w, tok)
+		writeJSON(w, tok.API())
 	})
 	s.handle("POST /api/v1/cap/verify", func(w http.ResponseWriter, r *http.Request) {
 		var req api.VerifyRequest
@@ -123,13 +110,3 @@ func (s *Server) chain(w http.ResponseWriter, text string) (cap.Chain, bool) {
 	}
 	return c, true
 }
-
-// failCap maps capability refusals: a *cap.DeniedError is a 403 with code
-// "denied" and its line.
-func capDenied(err error) (*cap.DeniedError, bool) {
-	var de *cap.DeniedError
-	ok := errors.As(err, &de)
-	return de, ok
-}
-
-func didOf(s string) identity.DID { return identity.DID(s) }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/identity"
 )
 
@@ -220,13 +221,14 @@ func actorReply(r *actor.Reply) api.ActorReply {
 	return out
 }
 
-// fail maps an error to its HTTP status and code: actor errors keep their
-// code; everything else is a bad request when it is the caller's input
-// (BadRequest), else internal.
+// fail maps an error to its HTTP status and code: a capability refusal
+// (*cap.DeniedError) is 403 "denied" with its rule, token and detail;
+// actor errors keep their code; everything else is a bad request when it
+// is the caller's input (BadRequest), else internal.
 func (s *Server) fail(w http.ResponseWriter, err error) {
-	if de, ok := capDenied(err); ok {
-		msg := de.Error()
-		writeError(w, http.StatusForbidden, "denied", msg[len("denied: "):])
+	var de *cap.DeniedError
+	if errors.As(err, &de) {
+		writeError(w, http.StatusForbidden, api.CodeDenied, de.Reason())
 		return
 	}
 	var ae *actor.Error

@@ -45,15 +45,20 @@ type DeniedError struct {
 	Detail string
 }
 
-func (e *DeniedError) Error() string {
+func (e *DeniedError) Error() string { return "denied: " + e.Reason() }
+
+// Reason is the refusal without its "denied: " prefix: the rule, the
+// token and why ("command-escalation: token bafy…: …"). The API answers a
+// refusal with code "denied" and this message.
+func (e *DeniedError) Reason() string {
 	tok := e.Token
 	if tok != TokenInvocation && tok != "" {
 		tok = "token " + tok
 	}
 	if tok == "" {
-		return fmt.Sprintf("denied: %s: %s", e.Rule, e.Detail)
+		return fmt.Sprintf("%s: %s", e.Rule, e.Detail)
 	}
-	return fmt.Sprintf("denied: %s: %s: %s", e.Rule, tok, e.Detail)
+	return fmt.Sprintf("%s: %s: %s", e.Rule, tok, e.Detail)
 }
 
 // Is makes errors.Is(err, ErrDenied) true.

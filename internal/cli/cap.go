@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/cap/capstore"
 	"github.com/dmsnet/dms/internal/identity"
@@ -26,17 +27,10 @@ import (
 type capState interface {
 	Anchor(a cap.Anchor, remove bool) error
 	Revoke(r cap.Revocation, chain cap.Chain) error
-	Import(chain cap.Chain, source string) (capstore.Token, error)
-	List() (capListing, error)
+	Import(chain cap.Chain, source string) (api.CapToken, error)
+	List() (api.CapListing, error)
 	Verify(chain cap.Chain, cmd string, args map[string]any) error
 	Close() error
-}
-
-// capListing is what `dms cap list -o json` prints.
-type capListing struct {
-	Anchors     []cap.Anchor     `json:"anchors"`
-	Tokens      []capstore.Token `json:"tokens"`
-	Revocations []cap.Revocation `json:"revocations"`
 }
 
 // localCapState is capState on the home's store.
@@ -87,22 +81,12 @@ func (s *localCapState) Revoke(r cap.Revocation, chain cap.Chain) error {
 	return s.cs.Revoke(r, chain)
 }
 
-func (s *localCapState) Import(chain cap.Chain, source string) (capstore.Token, error) {
-	return s.cs.AddChain(chain, source, time.Now())
+func (s *localCapState) Import(chain cap.Chain, source string) (api.CapToken, error) {
+	t, err := s.cs.AddChain(chain, source, time.Now())
+	return t.API(), err
 }
 
-func (s *localCapState) List() (capListing, error) {
-	var l capListing
-	var err error
-	if l.Anchors, err = s.cs.Anchors(); err != nil {
-		return l, err
-	}
-	if l.Tokens, err = s.cs.Tokens(); err != nil {
-		return l, err
-	}
-	l.Revocations, err = s.cs.Revocations()
-	return l, err
-}
+func (s *localCapState) List() (api.CapListing, error) { return s.cs.Listing() }
 
 func (s *localCapState) Verify(chain cap.Chain, cmd string, args map[string]any) error {
 	trust, err := s.cs.Trust()
@@ -484,7 +468,7 @@ func newCapListCmd(a *app) *cobra.Command {
 		Short: "List trust anchors, known tokens and revocations",
 		Args:  noArgs,
 		RunE: func(*cobra.Command, []string) error {
-			var l capListing
+			var l api.CapListing
 			err := a.withCapState(func(st capState) error {
 				var err error
 				l, err = st.List()
@@ -494,20 +478,20 @@ func newCapListCmd(a *app) *cobra.Command {
 				return err
 			}
 			if l.Anchors == nil {
-				l.Anchors = []cap.Anchor{}
+				l.Anchors = []api.Anchor{}
 			}
 			if l.Tokens == nil {
-				l.Tokens = []capstore.Token{}
+				l.Tokens = []api.CapToken{}
 			}
 			if l.Revocations == nil {
-				l.Revocations = []cap.Revocation{}
+				l.Revocations = []api.Revocation{}
 			}
 			return a.print(l, func(w io.Writer) error { return writeCapListing(w, l) })
 		},
 	}
 }
 
-func writeCapListing(w io.Writer, l capListing) error {
+func writeCapListing(w io.Writer, l api.CapListing) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ANCHOR ROOT\tCOMMANDS")
 	for _, an := range l.Anchors {
@@ -530,7 +514,7 @@ func writeCapListing(w io.Writer, l capListing) error {
 		case !t.Expiry.IsZero() && time.Now().After(t.Expiry):
 			state = "expired"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.CID, t.Cmd, t.Issuer.Short(), t.Audience.Short(), exp, t.Source, state)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.CID, t.Cmd, identity.DID(t.Issuer).Short(), identity.DID(t.Audience).Short(), exp, t.Source, state)
 	}
 	if len(l.Tokens) == 0 {
 		fmt.Fprintln(tw, "(none)")
@@ -633,7 +617,7 @@ func (a *app) revocationTarget(st capState, arg string) (cap.Chain, string, erro
 
 // importOutput is what `dms cap import -o json` prints.
 type importOutput struct {
-	Token      *capstore.Token `json:"token,omitempty"`
+	Token      *api.CapToken   `json:"token,omitempty"`
 	Revocation *cap.Revocation `json:"revocation,omitempty"`
 }
 
@@ -679,7 +663,7 @@ token from then on.`,
 				if err != nil {
 					return err
 				}
-				var tok capstore.Token
+				var tok api.CapToken
 				if err := a.withCapState(func(st capState) error { tok, err = st.Import(chain, src); return err }); err != nil {
 					return err
 				}

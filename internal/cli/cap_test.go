@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/internal/store"
 )
 
@@ -102,7 +103,7 @@ func TestCapCommands(t *testing.T) {
 
 	// dms init trusts the home's user for /dms (once init calls
 	// capDefaults; until then the test adds the anchor itself).
-	var l capListing
+	var l api.CapListing
 	if err := json.Unmarshal([]byte(mustRun(t, "--home", home, "-o", "json", "cap", "list")), &l); err != nil {
 		t.Fatal(err)
 	}

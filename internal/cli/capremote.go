@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
-	"net/http"
 	"os"
 	"time"
 
@@ -40,33 +38,35 @@ func (a *app) runningNode() (*api.Client, bool) {
 }
 
 func (s *remoteCapState) Anchor(an cap.Anchor, remove bool) error {
-	return s.c.Do(s.a.ctx, http.MethodPost, "/api/v1/cap/anchors", api.AnchorRequest{Root: string(an.Root), Cmd: an.Cmd, Remove: remove}, nil)
+	return s.c.Anchor(s.a.ctx, api.AnchorRequest{Root: string(an.Root), Cmd: an.Cmd, Remove: remove})
 }
 
 func (s *remoteCapState) Revoke(r cap.Revocation, chain cap.Chain) error {
-	rev, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
 	text, err := chain.Encode()
 	if err != nil {
 		return err
 	}
-	return s.c.Do(s.a.ctx, http.MethodPost, "/api/v1/cap/revocations", api.RevokeRequest{Revocation: rev, Chain: text}, nil)
+	return s.c.Revoke(s.a.ctx, api.RevokeRequest{Revocation: capstore.APIRevocation(r), Chain: text})
 }
 
-func (s *remoteCapState) Import(chain cap.Chain, source string) (capstore.Token, error) {
-	var tok capstore.Token
+func (s *remoteCapState) Import(chain cap.Chain, source string) (api.CapToken, error) {
 	text, err := chain.Encode()
 	if err != nil {
-		return tok, err
+		return api.CapToken{}, err
 	}
-	return tok, s.c.Do(s.a.ctx, http.MethodPost, "/api/v1/cap/tokens", api.ImportRequest{Chain: text, Source: source}, &tok)
+	t, err := s.c.ImportToken(s.a.ctx, api.ImportRequest{Chain: text, Source: source})
+	if err != nil {
+		return api.CapToken{}, err
+	}
+	return *t, nil
 }
 
-func (s *remoteCapState) List() (capListing, error) {
-	var l capListing
-	return l, s.c.Do(s.a.ctx, http.MethodGet, "/api/v1/cap", nil, &l)
+func (s *remoteCapState) List() (api.CapListing, error) {
+	l, err := s.c.Capabilities(s.a.ctx)
+	if err != nil {
+		return api.CapListing{}, err
+	}
+	return *l, nil
 }
 
 func (s *remoteCapState) Verify(chain cap.Chain, cmd string, args map[string]any) error {
@@ -74,7 +74,7 @@ func (s *remoteCapState) Verify(chain cap.Chain, cmd string, args map[string]any
 	if err != nil {
 		return err
 	}
-	return s.c.Do(s.a.ctx, http.MethodPost, "/api/v1/cap/verify", api.VerifyRequest{Chain: text, Cmd: cmd, Args: args}, nil)
+	return s.c.Verify(s.a.ctx, api.VerifyRequest{Chain: text, Cmd: cmd, Args: args})
 }
 
 func (s *remoteCapState) Close() error { return nil }

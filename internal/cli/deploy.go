@@ -22,9 +22,8 @@ import (
 	"github.com/dmsnet/dms/internal/identity"
 )
 
-// Commands of the orchestrator's command prefix the user delegates to
-// their node when deploying (orchestrator.CmdDeployment, CmdAllocation).
-var deployCommands = []string{"/dms/deployment", "/dms/allocation"}
+// The command prefixes the user delegates to their node when deploying.
+var deployCommands = []string{api.CmdDeployment, api.CmdAllocation}
 
 func newDeployCmd(a *app) *cobra.Command {
 	var file string

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/internal/devnet"
 )
 
@@ -157,25 +160,38 @@ func TestDevnetDownWithoutDevnet(t *testing.T) {
 	}
 }
 
-func TestLastLogLine(t *testing.T) {
-	dir := t.TempDir()
-	tests := []struct{ name, content, want string }{
-		{"json record", `{"msg":"starting"}` + "\n" + `{"level":"ERROR","msg":"listen","err":"address in use"}` + "\n", "listen: address in use"},
-		{"plain text", "one\ninvalid configuration: p2p.listen\n", "invalid configuration: p2p.listen"},
-		{"empty", "", "empty log"},
+// TestDevnetUpError: how a failed devnet up reads, per cause and per
+// what became of the directory.
+func TestDevnetUpError(t *testing.T) {
+	refused := fmt.Errorf("node2: onboard: %w", &api.Error{Status: 409, Code: api.CodeRefused, Message: "ram 100TiB exceeds available 7GiB"})
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"kept", &devnet.UpError{Err: errors.New("node2 exited before its API answered: boom (log: /d/node2/dms.log)"), Dir: "/d"},
+			"devnet up: node2 exited before its API answered: boom (log: /d/node2/dms.log); stopped its nodes; logs kept in /d (remove with `dms devnet down --dir /d`)"},
+		{"refused", &devnet.UpError{Err: refused, Dir: "/d"},
+			"devnet up: node2: onboard: refused: ram 100TiB exceeds available 7GiB (give less with --cpu, --ram, --disk); stopped its nodes; logs kept in /d (remove with `dms devnet down --dir /d`)"},
+		{"interrupted", &devnet.UpError{Err: fmt.Errorf("node1: %w", context.Canceled), Dir: "/d", Removed: true},
+			"devnet up: interrupted; stopped its nodes and removed /d"},
+		{"no docker", &devnet.UpError{Err: &devnet.UnusableError{Executor: "docker", DockerSocket: "/var/run/docker.sock"}, Dir: "/d", Removed: true},
+			`devnet up: --executor docker: no Docker engine answers on this machine (socket "/var/run/docker.sock"): start Docker or choose --executor wasm; stopped its nodes and removed /d`},
+		{"no qemu", &devnet.UpError{Err: &devnet.UnusableError{Executor: "vm", QEMU: "qemu-system-x86_64"}, Dir: "/d", Removed: true},
+			"devnet up: --executor vm: QEMU (qemu-system-x86_64) is not installed: install it or choose --executor wasm; stopped its nodes and removed /d"},
+		{"not in this dms", &devnet.UpError{Err: &devnet.UnusableError{Executor: "vm"}, Dir: "/d", Removed: true},
+			"devnet up: --executor vm: this dms does not run vm jobs yet (node1 offers no executor); stopped its nodes and removed /d"},
+		{"stop failed", &devnet.UpError{Err: errors.New("node1: resources: boom"), Dir: "/d", StopErr: errors.New("process(es) 7 still alive after SIGKILL")},
+			"devnet up: node1: resources: boom; stopping the started nodes failed too: process(es) 7 still alive after SIGKILL (see dms devnet status --dir /d)"},
+		{"remove failed", &devnet.UpError{Err: context.Canceled, Dir: "/d", RemoveErr: errors.New("permission denied")},
+			"devnet up: interrupted; stopped its nodes, but removing /d failed: permission denied"},
+		{"before any node", errors.New("write passphrase: disk full"), "write passphrase: disk full"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := filepath.Join(dir, tt.name)
-			if err := os.WriteFile(p, []byte(tt.content), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if got := lastLogLine(p); got != tt.want {
-				t.Fatalf("lastLogLine = %q, want %q", got, tt.want)
+			if got := devnetUpError(tt.err).Error(); got != tt.want {
+				t.Fatalf("devnetUpError =\n%s\nwant\n%s", got, tt.want)
 			}
 		})
-	}
-	if got := lastLogLine(filepath.Join(dir, "missing")); got != "no log" {
-		t.Fatalf("lastLogLine(missing) = %q, want %q", got, "no log")
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/internal/identity"
 )
 
@@ -17,8 +18,8 @@ import (
 const (
 	configFile   = "config.yaml"
 	keysDir      = "keys"
-	apiTokenFile = "api.token"
-	apiAddrFile  = "api.addr"
+	apiTokenFile = api.TokenFile
+	apiAddrFile  = api.AddrFile
 	dataDir      = "data"
 )
 

@@ -3,6 +3,7 @@ package devnet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 func TestStateRoundTrip(t *testing.T) {
@@ -139,13 +142,9 @@ func TestStartStop(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { syscall.Kill(-p.PID, syscall.SIGKILL) })
-			deadline := time.Now().Add(5 * time.Second)
-			for !Alive(p.PID, home) || (tt.child && !fileHasPID(childFile)) {
-				if time.Now().After(deadline) {
-					t.Fatal("process not alive (or its child not started) within 5s")
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			poll.Eventually(t, 5*time.Second, "process alive (and its child started)", func() bool {
+				return Alive(p.PID, home) && (!tt.child || fileHasPID(childFile))
+			})
 			if Alive(p.PID, home+"x") {
 				t.Fatal("Alive with another home = true")
 			}
@@ -162,13 +161,7 @@ func TestStartStop(t *testing.T) {
 			if tt.child {
 				data, _ := os.ReadFile(childFile)
 				child, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-				deadline := time.Now().Add(5 * time.Second)
-				for !gone(child) {
-					if time.Now().After(deadline) {
-						t.Fatalf("child %d outlived its node", child)
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
+				poll.Eventually(t, 5*time.Second, fmt.Sprintf("child %d gone with its node", child), func() bool { return gone(child) })
 			}
 			// Idempotent: nothing left to stop.
 			if stopped, err := Stop(context.Background(), []Proc{{PID: p.PID, Home: home}}, time.Second); err != nil || len(stopped) != 0 {
@@ -185,4 +178,27 @@ func fileHasPID(path string) bool {
 	}
 	_, err = strconv.Atoi(strings.TrimSpace(string(data)))
 	return err == nil
+}
+
+func TestLastLogLine(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct{ name, content, want string }{
+		{"json record", `{"msg":"starting"}` + "\n" + `{"level":"ERROR","msg":"listen","err":"address in use"}` + "\n", "listen: address in use"},
+		{"plain text", "one\ninvalid configuration: p2p.listen\n", "invalid configuration: p2p.listen"},
+		{"empty", "", "empty log"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(dir, tt.name)
+			if err := os.WriteFile(p, []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if got := lastLogLine(p); got != tt.want {
+				t.Fatalf("lastLogLine = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if got := lastLogLine(filepath.Join(dir, "missing")); got != "no log" {
+		t.Fatalf("lastLogLine(missing) = %q, want %q", got, "no log")
+	}
 }

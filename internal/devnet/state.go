@@ -1,25 +1,3 @@
-// Package devnet keeps the bookkeeping of a local network of real dms node
-// processes (`dms devnet`): the state file that records them, and the
-// processes themselves, started detached in their own process group and
-// stopped with SIGTERM, then SIGKILL.
-//
-// It knows nothing of the dms API or of homes: the CLI creates the homes,
-// configures, connects and onboards the nodes through the dms binary and
-// api.Client, and uses this package to start, find and stop the processes
-// and to record them.
-//
-// Usage:
-//
-//	st := &devnet.State{Dir: dir, Nodes: []devnet.Node{{Name: "node1", Home: home}}}
-//	p, err := devnet.Start(devnet.Command{Path: bin, Args: args, Env: env, Log: logPath})
-//	st.Nodes[0].PID = p.PID
-//	err = st.Save()                     // dir/devnet.json, written atomically
-//	st, err = devnet.Load(dir)          // fs.ErrNotExist when there is no devnet
-//	alive := devnet.Alive(st.Nodes[0].PID, st.Nodes[0].Home)
-//	stopped, err := devnet.Stop(ctx, procs, 20*time.Second)
-//
-// Alive recognises a node by its pid and its command line (which names its
-// home), so that a pid reused by an unrelated process is never signalled.
 package devnet
 
 import (

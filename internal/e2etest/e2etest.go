@@ -1,7 +1,8 @@
 // Package e2etest runs real dms processes for end-to-end tests: it builds
 // the binary once, creates homes with `dms init`, starts nodes with
 // `dms run` on loopback, runs CLI commands against them, and stops
-// everything when the test ends.
+// everything when the test ends. Homes are made and nodes awaited with
+// the steps of internal/devnet; a Node is a devnet.Member.
 //
 // Usage:
 //
@@ -10,6 +11,7 @@
 //	na, nb := a.Start(t), b.Start(t)
 //	a.MustRun(t, "peers", "connect", nb.Addr(t))
 //	out := a.MustRun(t, "invoke", "/public/hello", "--to", nb.PeerID(t))
+//	err := devnet.Mesh(ctx, []devnet.Peer{na.Peer(t, "a"), nb.Peer(t, "b")}, 20*time.Second)
 //
 // Nodes listen on 127.0.0.1 with ports the system picks, mDNS is off (tests
 // running in parallel must not discover each other), and every process is
@@ -20,6 +22,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,6 +33,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dmsnet/dms/api"
+	"github.com/dmsnet/dms/internal/devnet"
 )
 
 // Passphrase is the passphrase of every test home.
@@ -82,12 +88,18 @@ type Home struct {
 }
 
 // NewHome creates and initialises a home in a temporary directory, with
-// mDNS off.
+// mDNS off (devnet.Init, devnet.Configure).
 func NewHome(t testing.TB, bin string) *Home {
 	t.Helper()
 	h := &Home{Dir: filepath.Join(t.TempDir(), "home"), Bin: bin}
-	h.MustRun(t, "init")
-	h.MustRun(t, "config", "set", "p2p.mdns", "false")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := devnet.Init(ctx, devnet.LocalRunner(h.Bin, h.Dir, h.environ())); err != nil {
+		t.Fatal(err)
+	}
+	if err := devnet.Configure(h.Dir, devnet.Setting{Key: "p2p.mdns", Value: "false"}); err != nil {
+		t.Fatal(err)
+	}
 	return h
 }
 
@@ -171,7 +183,7 @@ type Node struct {
 // its API answers. The node is stopped at cleanup.
 func (h *Home) Start(t testing.TB, extra ...string) *Node {
 	t.Helper()
-	os.Remove(filepath.Join(h.Dir, "api.addr"))
+	os.Remove(filepath.Join(h.Dir, api.AddrFile))
 	args := append([]string{"--home", h.Dir, "--log-format", "json", "run", "--listen", "/ip4/127.0.0.1/tcp/0", "--api-listen", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(h.Bin, args...)
 	cmd.Env = h.environ()
@@ -187,23 +199,47 @@ func (h *Home) Start(t testing.TB, extra ...string) *Node {
 			t.Logf("log of node %s:\n%s", h.Dir, n.Log())
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(h.Dir, "api.addr")); err == nil {
-			if r := h.Run(t, "peers", "self"); r.Code == 0 {
-				return n
-			}
-		}
-		select {
-		case <-n.done:
-			t.Fatalf("dms run exited: %v\n%s", n.err, n.Log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dms run did not come up in 30s:\n%s", n.Log())
-		}
-		time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, _, err := devnet.WaitReady(ctx, n, 30*time.Second); err != nil {
+		t.Fatalf("dms run: %v\n%s", err, n.Log())
 	}
+	return n
+}
+
+// API returns a client for the node's API (a devnet.Member).
+func (n *Node) API() (*api.Client, error) { return devnet.Client(n.Home.Dir, nil) }
+
+// Exited returns how the process ended, or nil while it runs (a
+// devnet.Member).
+func (n *Node) Exited(context.Context) error {
+	select {
+	case <-n.done:
+		if n.err == nil {
+			return errors.New("exit status 0")
+		}
+		return n.err
+	default:
+		return nil
+	}
+}
+
+// Peer returns the node as the devnet steps (devnet.Mesh,
+// devnet.TrustOperator, devnet.Onboard) reach it, named name in their
+// errors.
+func (n *Node) Peer(t testing.TB, name string) devnet.Peer {
+	t.Helper()
+	c, err := n.API()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	self, err := c.Node(ctx)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return devnet.Peer{Name: name, PeerID: self.PeerID, Addr: devnet.LoopbackAddr(self.Addrs), API: c}
 }
 
 // Stop sends SIGTERM and waits (up to 20 s, then SIGKILL).
@@ -262,18 +298,6 @@ func (n *Node) Addr(t testing.TB) string {
 		t.Fatal("node has no addresses")
 	}
 	return s.Addrs[0]
-}
-
-// Eventually polls cond every 50 ms until it holds or timeout passes.
-func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 type syncBuffer struct {

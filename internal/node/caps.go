@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/internal/apiserver"
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/cap/capstore"
@@ -112,20 +113,12 @@ func (s capService) Import(_ context.Context, chain cap.Chain, source string) (c
 	return cs.AddChain(chain, source, time.Now())
 }
 
-func (s capService) List(context.Context) (apiserver.CapListing, error) {
-	var l apiserver.CapListing
+func (s capService) List(context.Context) (api.CapListing, error) {
 	cs, err := s.store()
 	if err != nil {
-		return l, err
+		return api.CapListing{}, err
 	}
-	if l.Anchors, err = cs.Anchors(); err != nil {
-		return l, err
-	}
-	if l.Tokens, err = cs.Tokens(); err != nil {
-		return l, err
-	}
-	l.Revocations, err = cs.Revocations()
-	return l, err
+	return cs.Listing()
 }
 
 func (s capService) Verify(_ context.Context, chain cap.Chain, cmd string, args map[string]any) error {

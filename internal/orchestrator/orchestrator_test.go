@@ -11,6 +11,7 @@ import (
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/orchestrator"
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // task returns a one-allocation ensemble running the fake workload's
@@ -240,25 +241,30 @@ allocations:
 	w.waitFree(start)
 }
 
-// waitUntil long-polls until cond holds.
+// waitUntil long-polls until cond holds: each check waits for the
+// deployment's next change.
 func waitUntil(t testing.TB, svc *orchestrator.Service, id string, cond func(*orchestrator.Deployment) bool) *orchestrator.Deployment {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var after uint64
-	for {
-		d, err := svc.Wait(ctx, id, after)
+	var d *orchestrator.Deployment
+	err := poll.Until(context.Background(), 30*time.Second, "deployment "+id+": condition", func(ctx context.Context) (bool, error) {
+		var after uint64
+		if d != nil {
+			after = d.Version
+		}
+		next, err := svc.Wait(ctx, id, after)
 		if err != nil {
-			t.Fatal(err)
+			return false, err
 		}
-		if cond(d) {
-			return d
+		d = next
+		return cond(d), nil
+	})
+	if err != nil {
+		if d != nil {
+			t.Fatalf("%v; state %s (%s)", err, d.State, d.Message)
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("deployment %s: condition not met; state %s (%s)", id, d.State, d.Message)
-		}
-		after = d.Version
+		t.Fatal(err)
 	}
+	return d
 }
 
 // TestSubmitRefusesUnsupported: an ensemble asking for what this release

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // inbox collects what a subscription receives.
@@ -65,13 +67,13 @@ func TestPublishSubscribe(t *testing.T) {
 		t.Fatalf("Publish: %v", err)
 	}
 	want := received{a.Self(), "from a"}
-	eventually(t, 20*time.Second, "b and c receive a's broadcast", func() bool { return inb.has(want) && inc.has(want) })
+	poll.Eventually(t, 20*time.Second, "b and c receive a's broadcast", func() bool { return inb.has(want) && inc.has(want) })
 
 	// c's broadcasts reach b through a once a's mesh has formed (gossipsub
 	// relays along the mesh, which forms at its heartbeat, about a second):
 	// c publishes until one arrives.
 	var last time.Time
-	eventually(t, 20*time.Second, "a and b receive c's broadcast", func() bool {
+	poll.Eventually(t, 20*time.Second, "a and b receive c's broadcast", func() bool {
 		for _, x := range inb.list() {
 			if x.publisher == c.Self() && ina.has(x) {
 				return true
@@ -119,13 +121,13 @@ func TestSubscribeCancel(t *testing.T) {
 	if err := a.Publish(ctx, "t", []byte("1")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "b receives the first message", func() bool { return in.has(received{a.Self(), "1"}) })
+	poll.Eventually(t, 20*time.Second, "b receives the first message", func() bool { return in.has(received{a.Self(), "1"}) })
 	cancel()
 	cancel() // twice is fine
 	if err := a.Publish(ctx, "t", []byte("2")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "b's other subscription receives the second", func() bool { return keep.has(received{a.Self(), "2"}) })
+	poll.Eventually(t, 20*time.Second, "b's other subscription receives the second", func() bool { return keep.has(received{a.Self(), "2"}) })
 	if in.has(received{a.Self(), "2"}) {
 		t.Error("a canceled subscription received a message")
 	}
@@ -164,7 +166,7 @@ func TestGossipValidatorRefusesOversized(t *testing.T) {
 	if err := a.Publish(ctx, "t", []byte("small")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "b receives the small message", func() bool { return in.has(received{a.Self(), "small"}) })
+	poll.Eventually(t, 20*time.Second, "b receives the small message", func() bool { return in.has(received{a.Self(), "small"}) })
 	for _, x := range in.list() {
 		if len(x.frame) > 1000 {
 			t.Errorf("b accepted a %d-byte message over its limit", len(x.frame))

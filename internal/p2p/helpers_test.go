@@ -86,20 +86,6 @@ func connect(t testing.TB, a, b *Host) {
 	}
 }
 
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", d, what)
-		}
-		<-tick.C
-	}
-}
-
 // echo makes h answer every frame on every link a peer opens with the
 // same frame.
 func echo(h *Host) {

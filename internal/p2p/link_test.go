@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 func TestLinkRoundTrip(t *testing.T) {
@@ -151,7 +152,7 @@ func TestLinkBatchingAndBackpressure(t *testing.T) {
 	// Once the writer is stuck and the queue full, Send blocks until its
 	// context ends. Probe until it does; probes that got in are skipped.
 	probes := 0
-	eventually(t, 30*time.Second, "Send blocks on a full queue", func() bool {
+	poll.Eventually(t, 30*time.Second, "Send blocks on a full queue", func() bool {
 		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 		defer cancel()
 		err := lb.Send(short, []byte("probe"))
@@ -329,7 +330,7 @@ func TestLinkSingleFlight(t *testing.T) {
 			t.Fatalf("call %d got link %p, call 0 got %p", i, l, got[0])
 		}
 	}
-	eventually(t, 10*time.Second, "a link reaches the handler", func() bool { return opened.Load() > 0 })
+	poll.Eventually(t, 10*time.Second, "a link reaches the handler", func() bool { return opened.Load() > 0 })
 	if n := opened.Load(); n != 1 {
 		t.Errorf("%d streams opened, want 1", n)
 	}
@@ -468,7 +469,7 @@ func TestCloseWithStuckPeer(t *testing.T) {
 		}
 		sent <- nil
 	}()
-	eventually(t, 30*time.Second, "send queue full", func() bool { return len(lb.sendq) == cap(lb.sendq) })
+	poll.Eventually(t, 30*time.Second, "send queue full", func() bool { return len(lb.sendq) == cap(lb.sendq) })
 	<-links // never read
 	if err := b.Close(); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // TestDiscovery starts A, B bootstrapped on A, and C bootstrapped on A
@@ -28,17 +29,17 @@ func TestDiscovery(t *testing.T) {
 	cfgA := cfg
 	cfgA.Bootstrap = a.Addrs()[:1]
 	b := newHost(t, cfgA)
-	eventually(t, 20*time.Second, "b connects to its bootstrap peer a", func() bool {
+	poll.Eventually(t, 20*time.Second, "b connects to its bootstrap peer a", func() bool {
 		return b.host.Network().Connectedness(a.host.ID()) == network.Connected
 	})
 	c := newHost(t, cfgA)
-	eventually(t, 60*time.Second, "c discovers b", func() bool {
+	poll.Eventually(t, 60*time.Second, "c discovers b", func() bool {
 		return c.host.Network().Connectedness(b.host.ID()) == network.Connected
 	})
 	// With the DHT, a peer known only by ID can be linked to.
 	echo(b)
 	d := newHost(t, cfgA)
-	eventually(t, 20*time.Second, "d joins the DHT", func() bool { return d.dht.RoutingTable().Size() > 0 })
+	poll.Eventually(t, 20*time.Second, "d joins the DHT", func() bool { return d.dht.RoutingTable().Size() > 0 })
 	ctx := testCtx(t, 30*time.Second)
 	l, err := d.Link(ctx, b.Self())
 	if err != nil {
@@ -68,7 +69,7 @@ func TestBootstrapRedial(t *testing.T) {
 	}
 	// Blocked: b cannot reach a. (Its own handshake may complete before a
 	// drops the connection, so Connect alone proves nothing.)
-	eventually(t, 10*time.Second, "b sees its connection to a closed", func() bool {
+	poll.Eventually(t, 10*time.Second, "b sees its connection to a closed", func() bool {
 		return b.host.Network().Connectedness(a.host.ID()) != network.Connected
 	})
 	echo(a)
@@ -79,7 +80,7 @@ func TestBootstrapRedial(t *testing.T) {
 	if err := a.Unblock(b.Self()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "b's bootstrap retry connects it to a", func() bool {
+	poll.Eventually(t, 30*time.Second, "b's bootstrap retry connects it to a", func() bool {
 		return b.host.Network().Connectedness(a.host.ID()) == network.Connected
 	})
 }

@@ -20,13 +20,14 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/store"
 )
 
 // DefaultPrefix is what a new home trusts its user for.
-const DefaultPrefix = "/dms"
+const DefaultPrefix = api.CmdRoot
 
 // Token is a delegation this home issued or imported.
 type Token struct {
