@@ -118,3 +118,7 @@ func (c *Client) ImportToken(ctx context.Context, req ImportRequest) (*CapToken,
 func (c *Client) Verify(ctx context.Context, req VerifyRequest) error {
 	return c.do(ctx, http.MethodPost, "/api/v1/cap/verify", req, nil)
 }
+
+// SourceIssued is the Source of a token issued by the home itself (dms cap
+// grant, dms cap delegate); an imported token's Source is its file.
+const SourceIssued = "issued"

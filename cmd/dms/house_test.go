@@ -332,7 +332,6 @@ var adapterImporters = map[string]bool{
 	"internal/node":         true,
 	"internal/cap/capstore": true, // the capability store is kept in the store
 	"internal/e2etest":      true, // builds test images and kernels for the executors
-	"internal/cli":          true, // TEMPORARY: the offline capability commands open the store (moving to node)
 }
 
 // TestOnlyNodeImportsAdapters: the concrete adapters come together in one

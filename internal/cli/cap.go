@@ -16,13 +16,12 @@ import (
 
 	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/internal/cap"
-	"github.com/dmsnet/dms/internal/cap/capstore"
 	"github.com/dmsnet/dms/internal/identity"
-	"github.com/dmsnet/dms/internal/store"
+	"github.com/dmsnet/dms/internal/node"
 )
 
 // capState is what the cap commands read and change: the home's
-// capability state: the local store (localCapState), or, while the home's
+// capability state: the local store (node.CapState), or, while the home's
 // node runs and holds the store, the node's REST API (remoteCapState).
 type capState interface {
 	Anchor(a cap.Anchor, remove bool) error
@@ -33,71 +32,26 @@ type capState interface {
 	Close() error
 }
 
-// localCapState is capState on the home's store.
-type localCapState struct {
-	db *store.DB
-	cs *capstore.Store
-}
-
 func (a *app) openCapState() (capState, error) {
 	if c, ok := a.runningNode(); ok {
 		return &remoteCapState{a: a, c: c}, nil
 	}
-	db, err := a.openStore()
-	if err != nil {
+	if err := a.requireHome(); err != nil {
 		return nil, err
 	}
-	cs, err := capstore.Open(db)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	return &localCapState{db: db, cs: cs}, nil
+	return node.OpenCapState(a.home)
 }
 
 // capDefaults records the default trust of a new home (dms init): the
 // node trusts the home's user for /dms.
 func (a *app) capDefaults(user identity.DID) error {
-	db, err := a.openStore()
+	st, err := node.OpenCapState(a.home)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	cs, err := capstore.Open(db)
-	if err != nil {
-		return err
-	}
-	return cs.EnsureDefaults(user)
+	defer st.Close()
+	return st.EnsureDefaults(user)
 }
-
-func (s *localCapState) Anchor(an cap.Anchor, remove bool) error {
-	if remove {
-		return s.cs.RemoveAnchor(an)
-	}
-	return s.cs.AddAnchor(an)
-}
-
-func (s *localCapState) Revoke(r cap.Revocation, chain cap.Chain) error {
-	return s.cs.Revoke(r, chain)
-}
-
-func (s *localCapState) Import(chain cap.Chain, source string) (api.CapToken, error) {
-	t, err := s.cs.AddChain(chain, source, time.Now())
-	return t.API(), err
-}
-
-func (s *localCapState) List() (api.CapListing, error) { return s.cs.Listing() }
-
-func (s *localCapState) Verify(chain cap.Chain, cmd string, args map[string]any) error {
-	trust, err := s.cs.Trust()
-	if err != nil {
-		return err
-	}
-	v := cap.NewVerifier(cap.Config{Trust: trust, Revoked: s.cs, CacheSize: -1})
-	return v.VerifyChain(time.Now(), chain, cmd, args)
-}
-
-func (s *localCapState) Close() error { return s.db.Close() }
 
 // withCapState runs fn on the home's capability state.
 func (a *app) withCapState(fn func(capState) error) error {
@@ -167,7 +121,7 @@ func newCapAnchorCmd(a *app) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&root, "root", "", "the root DID to trust (did:key:…)")
-	c.Flags().StringVar(&prefix, "cmd", capstore.DefaultPrefix, "the command prefix it is trusted for")
+	c.Flags().StringVar(&prefix, "cmd", api.CmdRoot, "the command prefix it is trusted for")
 	c.Flags().BoolVar(&remove, "remove", false, "remove the anchor instead")
 	return c
 }
@@ -372,7 +326,7 @@ func (a *app) emitChain(chain cap.Chain, out string) error {
 	}
 	// Remember it for dms cap list and revoke by CID. The token exists
 	// whatever happens here, so a busy store is only a note.
-	if err := a.withCapState(func(st capState) error { _, err := st.Import(chain, capstore.SourceIssued); return err }); err != nil {
+	if err := a.withCapState(func(st capState) error { _, err := st.Import(chain, api.SourceIssued); return err }); err != nil {
 		fmt.Fprintf(a.stderr, "note: token not recorded in this home's list: %v\n", err)
 	}
 	return a.print(res, func(w io.Writer) error {

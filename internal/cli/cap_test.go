@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/dmsnet/dms/api"
+	"github.com/dmsnet/dms/internal/node"
 	"github.com/dmsnet/dms/internal/store"
 )
 
@@ -173,7 +174,7 @@ func TestCapCommands(t *testing.T) {
 
 func TestCapStoreInUse(t *testing.T) {
 	home := newHome(t)
-	db, err := store.Open(filepath.Join(home, storePath), store.Options{})
+	db, err := store.Open(filepath.Join(home, node.StoreFile), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/internal/cap"
-	"github.com/dmsnet/dms/internal/cap/capstore"
 )
 
 // remoteCapState is capState through a running node's REST API: the node
@@ -46,7 +45,7 @@ func (s *remoteCapState) Revoke(r cap.Revocation, chain cap.Chain) error {
 	if err != nil {
 		return err
 	}
-	return s.c.Revoke(s.a.ctx, api.RevokeRequest{Revocation: capstore.APIRevocation(r), Chain: text})
+	return s.c.Revoke(s.a.ctx, api.RevokeRequest{Revocation: api.Revocation{CID: r.CID, Issuer: string(r.Issuer), Time: r.Time, Signature: r.Signature}, Chain: text})
 }
 
 func (s *remoteCapState) Import(chain cap.Chain, source string) (api.CapToken, error) {

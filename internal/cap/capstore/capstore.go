@@ -46,7 +46,7 @@ type Token struct {
 }
 
 // SourceIssued marks tokens issued by this home (dms cap grant, delegate).
-const SourceIssued = "issued"
+const SourceIssued = api.SourceIssued
 
 var (
 	anchors = store.NewKind("cap-anchors", func(a cap.Anchor) string { return string(a.Root) + " " + a.Cmd },
