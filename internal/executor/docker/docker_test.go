@@ -17,6 +17,7 @@ import (
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/executor/docker"
 	"github.com/dmsnet/dms/internal/executor/executortest"
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 func newExecutor(t testing.TB, cfg docker.Config) *docker.Executor {
@@ -339,14 +340,9 @@ func hasState(l []executor.Instance, id string, s executor.State) bool {
 
 func waitFor(t *testing.T, ex executor.Executor, id, s string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	poll.Eventually(t, 30*time.Second, fmt.Sprintf("%q in the logs of %s", s, id), func() bool {
 		var out bytes.Buffer
 		ex.Logs(t.Context(), id, executor.LogOptions{}, &out, nil)
-		if strings.Contains(out.String(), s) {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("no %q in the logs of %s", s, id)
+		return strings.Contains(out.String(), s)
+	})
 }
