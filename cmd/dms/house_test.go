@@ -74,6 +74,21 @@ func TestEveryPackageHasDocComment(t *testing.T) {
 	}
 }
 
+// fileImports returns the import paths of one Go file.
+func fileImports(t *testing.T, file string) []string {
+	t.Helper()
+	af, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ImportsOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, 0, len(af.Imports))
+	for _, im := range af.Imports {
+		path, _ := strconv.Unquote(im.Path.Value)
+		out = append(out, path)
+	}
+	return out
+}
+
 // pure lists the packages that must stay free of I/O, and what they may not
 // import directly (a prefix match on the import path); valuePackages and
 // TestPurePackagesReachNoIO check the same packages on their transitive
@@ -96,12 +111,7 @@ func TestPurePackagesImportNoIO(t *testing.T) {
 		}
 		imports := map[string]bool{}
 		for _, f := range files {
-			af, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, im := range af.Imports {
-				path, _ := strconv.Unquote(im.Path.Value)
+			for _, path := range fileImports(t, f) {
 				imports[path] = true
 			}
 		}
@@ -342,12 +352,7 @@ func TestOnlyNodeImportsAdapters(t *testing.T) {
 			continue
 		}
 		for _, f := range files {
-			af, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, im := range af.Imports {
-				path, _ := strconv.Unquote(im.Path.Value)
+			for _, path := range fileImports(t, f) {
 				if rel, ok := strings.CutPrefix(path, module+"/"); ok && slices.Contains(adapters, rel) {
 					t.Errorf("%s imports the adapter %s: only internal/node wires adapters in", f, rel)
 				}
