@@ -68,6 +68,8 @@ type worldOpts struct {
 	executors []string
 	// kernel is the node's default vm kernel.
 	kernel string
+	// location is where the node says it is.
+	location match.Location
 }
 
 func newWorld(t testing.TB, n int, o worldOpts) *world {
@@ -112,6 +114,7 @@ func (w *world) addNode(o worldOpts) *tnode {
 	if o.executors != nil {
 		mach.Executors = o.executors
 	}
+	mach.Location = o.location
 	mach.CPU.Threads = 64
 	mach.RAM.Total = 64 << 30
 	mach.Disk.Free = 64 << 30

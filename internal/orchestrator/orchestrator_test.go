@@ -10,6 +10,7 @@ import (
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/deployproto"
+	"github.com/dmsnet/dms/internal/match"
 	"github.com/dmsnet/dms/internal/orchestrator"
 	"github.com/dmsnet/dms/internal/poll"
 )
@@ -83,6 +84,38 @@ nodes:
 	first, second := d.Allocations["first"].Result, d.Allocations["second"].Result
 	if first == nil || second == nil || second.StartedAt.Before(first.FinishedAt) {
 		t.Fatalf("second started %v, before first finished %v", second, first)
+	}
+}
+
+// TestRejectASubdivision: a job that rejects California runs in another
+// US state, on real providers that state their subdivisions; the provider
+// in California says why it does not bid (it used to be that every US
+// provider was rejected).
+func TestRejectASubdivision(t *testing.T) {
+	w := newWorld(t, 0, worldOpts{})
+	at := func(sub string) worldOpts {
+		o := w.opts
+		o.location = match.Location{Continent: "NA", Country: "US", Subdivision: sub}
+		return o
+	}
+	sf, ny := w.addNode(at("US-CA")), w.addNode(at("US-NY"))
+	w.nodes = append(w.nodes, sf, ny)
+	d := w.submitFrom(sf, `version: v1
+allocations:
+  job: {executor: docker, resources: {cpu: 0.5, ram: 16MiB}, execution: {image: workload, cmd: [workload, print=hi]}}
+nodes:
+  job: {allocations: [job], location: {reject: [US-CA]}}
+`)
+	d = waitState(t, sf.svc, d.ID, orchestrator.Completed)
+	if got := d.Placement["job"].Provider.Host; got != ny.host.Self() {
+		t.Fatalf("placed on %s, want the provider in US-NY", got)
+	}
+	found := false
+	for _, c := range d.Candidates {
+		found = found || c.Peer == sf.host.Self() && c.Kind == "location"
+	}
+	if !found {
+		t.Fatalf("candidates %v: want a location reason from the provider in US-CA", d.Candidates)
 	}
 }
 
