@@ -208,8 +208,20 @@ type decoder struct {
 
 // interner reuses the strings a link carries again and again (DIDs, hosts,
 // inboxes, behaviors), so decoding an envelope allocates none of them. One
-// reader goroutine owns it.
-type interner struct{ m map[string]string }
+// reader goroutine owns it. It holds at most internMaxStrings strings of at
+// most internMaxLen bytes each and internMaxBytes in all, and starts afresh
+// when full: a peer sending ever new strings costs the allocations it
+// would cost without an interner, never more memory.
+type interner struct {
+	m     map[string]string
+	bytes int
+}
+
+const (
+	internMaxLen     = 256
+	internMaxStrings = 2048
+	internMaxBytes   = 128 << 10
+)
 
 func newInterner() *interner { return &interner{m: map[string]string{}} }
 
@@ -217,11 +229,13 @@ func (in *interner) get(b []byte) string {
 	if s, ok := in.m[string(b)]; ok {
 		return s
 	}
-	if len(in.m) >= 4096 {
+	if len(in.m) >= internMaxStrings || in.bytes+len(b) > internMaxBytes {
 		clear(in.m)
+		in.bytes = 0
 	}
 	s := string(b)
 	in.m[s] = s
+	in.bytes += len(s)
 	return s
 }
 
@@ -306,7 +320,7 @@ func (d *decoder) string() string {
 		d.fail(fmt.Errorf("string of %d bytes", len(b)))
 		return ""
 	}
-	if d.in != nil && len(b) <= 256 {
+	if d.in != nil && len(b) <= internMaxLen {
 		return d.in.get(b)
 	}
 	return string(b)
@@ -336,24 +350,36 @@ func decodeFrame(frame []byte) ([]record, error) { return decodeFrameWith(frame,
 // accepts envelopes in the session form, for the link's reader to expand.
 func decodeFrameWith(frame []byte, in *interner, onLink bool) ([]record, error) {
 	var recs []record
+	_, err := eachRecord(frame, in, onLink, func(r record) { recs = append(recs, r) })
+	return recs, err
+}
+
+// eachRecord decodes frame's records one at a time and calls fn with each,
+// in order, so a frame of many small records never exists decoded all at
+// once (a 4 MiB frame of minimal session records would decode to some
+// 70 MiB). It returns how many records it decoded, and an error for the
+// first malformed one (fn has seen those before it).
+func eachRecord(frame []byte, in *interner, onLink bool, fn func(record)) (int, error) {
+	n := 0
 	for len(frame) > 0 {
 		kind := frame[0]
-		n, ln := binary.Uvarint(frame[1:])
-		if ln <= 0 || n > uint64(len(frame)-1-ln) {
-			return recs, fmt.Errorf("record %d: %w", len(recs), errTruncated)
+		size, ln := binary.Uvarint(frame[1:])
+		if ln <= 0 || size > uint64(len(frame)-1-ln) {
+			return n, fmt.Errorf("record %d: %w", n, errTruncated)
 		}
-		body := frame[1+ln : 1+ln+int(n)]
-		frame = frame[1+ln+int(n):]
+		body := frame[1+ln : 1+ln+int(size)]
+		frame = frame[1+ln+int(size):]
 		r, err := decodeRecord(kind, body, in)
 		if err == nil && r.sessionForm && !onLink {
 			err = errNeedsLink
 		}
 		if err != nil {
-			return recs, fmt.Errorf("record %d: %w", len(recs), err)
+			return n, fmt.Errorf("record %d: %w", n, err)
 		}
-		recs = append(recs, r)
+		fn(r)
+		n++
 	}
-	return recs, nil
+	return n, nil
 }
 
 func decodeRecord(kind byte, body []byte, in *interner) (record, error) {

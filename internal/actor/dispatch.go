@@ -2,6 +2,7 @@ package actor
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -63,11 +64,12 @@ func (w *link) sessionGrant(env *Envelope) (Grant, *Error) {
 	rs := w.recvSess[env.Session]
 	switch {
 	case rs == nil:
-		return nil, errorf(CodeBadEnvelope, "unknown session %d on this link", env.Session)
+		if err := w.tombstone(env.Session); err != nil {
+			return nil, err
+		}
+		return nil, errorf(CodeBadEnvelope, msgUnknownSession+" %d on this link", env.Session)
 	case rs.iss != env.From.DID || rs.aud != env.To.DID || rs.cmd != env.Behavior:
 		return nil, errorf(CodeBadEnvelope, "session %d is for %s from %s to %s, not this envelope", env.Session, rs.cmd, rs.iss.Short(), rs.aud.Short())
-	case rs.err != nil:
-		return nil, denied(rs.err)
 	}
 	return rs.grant, nil
 }
@@ -273,6 +275,26 @@ func (s *System) invoke(ctx context.Context, from *Actor, env *Envelope) (*Reply
 	}
 	timer := time.NewTimer(untilExpiry(s.cfg.Now(), env.Expiry))
 	defer timer.Stop()
+	for resent := false; ; resent = true {
+		r, err := s.await(ctx, env, p, gone, timer)
+		if resent || w == nil || env.Session == 0 || r == nil || !unknownSession(r.Err) {
+			return r, err
+		}
+		// The receiver no longer holds the session (it evicted it):
+		// deliverReply forgot ours, so sending again defines it anew. The
+		// nonce is not spent: the envelope was refused before the replay
+		// check.
+		s.stats.inc("session_resends")
+		if w, err = s.sendVia(ctx, from, env); err != nil {
+			return nil, err
+		}
+		gone = w.gone
+	}
+}
+
+// await waits for the reply to env, the loss of its link (gone), its
+// deadline (timer) or the end of ctx.
+func (s *System) await(ctx context.Context, env *Envelope, p *pending, gone <-chan struct{}, timer *time.Timer) (*Reply, error) {
 	reply := func(r *Reply) (*Reply, error) {
 		if r.Err != nil {
 			return r, r.Err
@@ -302,7 +324,7 @@ func (s *System) invoke(ctx context.Context, from *Actor, env *Envelope) (*Reply
 // deliverReply hands a reply to the Invoke waiting for it. A reply from
 // another host than the one invoked is dropped and counted.
 func (s *System) deliverReply(from string, r *Reply) {
-	if r.Err != nil && r.Err.Code == CodeDenied && from != s.self {
+	if unknownSession(r.Err) || r.Err != nil && r.Err.Code == CodeDenied && from != s.self {
 		s.forgetSessions(from)
 	}
 	s.pendMu.Lock()
@@ -330,6 +352,12 @@ func (s *System) deliverReply(from string, r *Reply) {
 	case p.ch <- r:
 	default:
 	}
+}
+
+// unknownSession reports whether err refuses an envelope because its link
+// session is not (or no longer) defined on the receiver.
+func unknownSession(err *Error) bool {
+	return err != nil && err.Code == CodeBadEnvelope && strings.HasPrefix(err.Msg, msgUnknownSession)
 }
 
 // publish broadcasts env on its topic.

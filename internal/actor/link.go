@@ -1,6 +1,8 @@
 package actor
 
 import (
+	"bytes"
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -22,7 +24,18 @@ type link struct {
 	sendSess map[sessKey]*sendSess // guarded by mu
 	nextSess uint32                // guarded by mu
 
-	recvSess map[uint32]*recvSess // only the reader goroutine touches it
+	// The sessions the peer defined: only the reader goroutine touches
+	// them. recvSess holds at most Config.MaxSessionsPerLink, whose
+	// invocations take at most sessionBytes each on average; recvOrder
+	// lists them oldest first (the next to evict), recvByKey the latest
+	// one per (sender, receiver, behavior), and tombs the last few that
+	// failed authorization, so envelopes naming them are answered denied.
+	recvSess  map[uint32]*recvSess
+	recvOrder list.List // of *recvSess
+	recvByKey map[sessKey]*recvSess
+	recvBytes int // the invocations' sizes in recvSess, summed
+	tombs     [tombstones]tomb
+	nextTomb  int
 
 	// gone is closed when the link is dropped: invokes waiting for a
 	// reply on it fail at once (the reply would have come on this link).
@@ -42,11 +55,36 @@ type sendSess struct {
 }
 
 type recvSess struct {
+	id       uint32
 	grant    Grant
-	err      error
 	iss, aud identity.DID
 	cmd      string
+	size     int           // the invocation's length, counted against the link's budget
+	elem     *list.Element // in link.recvOrder
 }
+
+// tomb remembers a session whose authorization failed, without its grant
+// or its names: only what to answer the envelopes that name it.
+type tomb struct {
+	id  uint32 // 0: unused
+	err *Error
+}
+
+const (
+	// tombstones is how many failed sessions a link remembers.
+	tombstones = 8
+	// tombMsgLen bounds the message a tombstone keeps.
+	tombMsgLen = 512
+	// sessionBytes is the average invocation size a link's sessions may
+	// take: a link keeps at most MaxSessionsPerLink × sessionBytes of
+	// invocations (honest ones are a few KiB).
+	sessionBytes = 32 << 10
+	// msgUnknownSession starts the bad-envelope answer to an envelope
+	// naming a session its link does not hold (never defined, evicted, or
+	// refused over the peer's rate); a sender receiving it defines its
+	// sessions on that link again.
+	msgUnknownSession = "unknown session"
+)
 
 // wrap returns the runtime state of l, creating it on first sight; created
 // says whether this call created it (and so must serve it: exactly one
@@ -57,12 +95,16 @@ func (s *System) wrap(l Link) (w *link, created bool) {
 	if w, ok := s.links[l]; ok {
 		return w, false
 	}
-	w = &link{l: l, sys: s, sendSess: map[sessKey]*sendSess{}, recvSess: map[uint32]*recvSess{}, gone: make(chan struct{})}
+	w = newLink(l, s)
 	s.links[l] = w
 	if _, ok := s.byHost[l.Peer()]; !ok {
 		s.byHost[l.Peer()] = w
 	}
 	return w, true
+}
+
+func newLink(l Link, s *System) *link {
+	return &link{l: l, sys: s, sendSess: map[sessKey]*sendSess{}, recvSess: map[uint32]*recvSess{}, recvByKey: map[sessKey]*recvSess{}, gone: make(chan struct{})}
 }
 
 // linkTo returns a link to host; for a link this runtime dialed, it starts
@@ -178,8 +220,7 @@ func (s *System) serveLink(w *link) {
 		case err != nil:
 			return
 		}
-		recs, err := decodeFrameWith(frame, strs, true)
-		for _, r := range recs {
+		n, err := eachRecord(frame, strs, true, func(r record) {
 			switch r.kind {
 			case recSession:
 				w.defineSession(r.session)
@@ -191,11 +232,11 @@ func (s *System) serveLink(w *link) {
 			case recReply:
 				s.deliverReply(peer, r.reply)
 			}
-		}
+		})
 		if err != nil {
 			s.stats.inc("bad_frames")
 			s.log.Debug("bad frame", "peer_id", peer, "err", err)
-			if nonce, ok := headNonce(frame); ok && len(recs) == 0 {
+			if nonce, ok := headNonce(frame); ok && n == 0 {
 				w.sendReply(&Reply{InReplyTo: nonce, Err: errorf(CodeBadEnvelope, "%v", err)})
 			}
 		}
@@ -216,12 +257,84 @@ func (w *link) expand(env *Envelope, peer string) {
 	}
 }
 
-// defineSession verifies a session's invocation once. Its verdict, good or
-// bad, applies to every envelope that names the session.
+// defineSession verifies a session's invocation once. Its verdict applies
+// to every envelope that names the session. A definition costs the peer a
+// token of its rate, like an envelope: over the rate it is not verified
+// and the session stays undefined. A session that fails authorization is
+// not kept (only a small tombstone, so envelopes naming it are answered
+// denied). A new session for the same sender, receiver and behavior
+// replaces the previous one (the sender uses only its latest), and past
+// MaxSessionsPerLink sessions, or their invocations' byte budget, the
+// oldest is evicted: an envelope naming it is answered bad-envelope
+// "unknown session", and its sender defines it again.
 func (w *link) defineSession(ss *session) {
-	rs := &recvSess{iss: ss.iss, aud: ss.aud, cmd: ss.cmd}
+	s := w.sys
+	w.dropSession(ss.id) // a definition replaces whatever the id named
+	now := s.cfg.Now()
+	if !s.limiter.allow(w.l.Peer(), now) {
+		s.stats.inc("refused_" + string(CodeRateLimited))
+		s.stats.inc("sessions_refused")
+		return
+	}
+	// The invocation is a slice of the frame: a copy keeps a grant that
+	// refers to it from holding the whole frame.
+	inv := bytes.Clone(ss.inv)
+	grant, err := s.cfg.Auth.Authorize(inv, AuthRequest{Cmd: ss.cmd, Issuer: ss.iss, Audience: ss.aud, Now: now})
+	key := sessKey{from: ss.iss, to: ss.aud, cmd: ss.cmd}
+	if old := w.recvByKey[key]; old != nil {
+		w.dropSession(old.id)
+	}
+	if err != nil {
+		s.stats.inc("sessions_denied")
+		e := denied(err)
+		if len(e.Msg) > tombMsgLen {
+			e = &Error{Code: e.Code, Msg: e.Msg[:tombMsgLen] + "…"}
+		}
+		w.tombs[w.nextTomb] = tomb{id: ss.id, err: e}
+		w.nextTomb = (w.nextTomb + 1) % tombstones
+		return
+	}
+	max := s.cfg.MaxSessionsPerLink
+	for len(w.recvSess) > 0 && (len(w.recvSess) >= max || w.recvBytes+len(inv) > max*sessionBytes) {
+		w.dropSession(w.recvOrder.Front().Value.(*recvSess).id)
+		s.stats.inc("sessions_evicted")
+	}
+	rs := &recvSess{id: ss.id, grant: grant, iss: ss.iss, aud: ss.aud, cmd: ss.cmd, size: len(inv)}
+	rs.elem = w.recvOrder.PushBack(rs)
 	w.recvSess[ss.id] = rs
-	rs.grant, rs.err = w.sys.cfg.Auth.Authorize(ss.inv, AuthRequest{Cmd: ss.cmd, Issuer: ss.iss, Audience: ss.aud, Now: w.sys.cfg.Now()})
+	w.recvByKey[key] = rs
+	w.recvBytes += rs.size
+}
+
+// dropSession forgets the session id of the link, and its tombstone.
+func (w *link) dropSession(id uint32) {
+	for i := range w.tombs {
+		if w.tombs[i].id == id {
+			w.tombs[i] = tomb{}
+		}
+	}
+	rs := w.recvSess[id]
+	if rs == nil {
+		return
+	}
+	delete(w.recvSess, id)
+	w.recvOrder.Remove(rs.elem)
+	key := sessKey{from: rs.iss, to: rs.aud, cmd: rs.cmd}
+	if w.recvByKey[key] == rs {
+		delete(w.recvByKey, key)
+	}
+	w.recvBytes -= rs.size
+}
+
+// tombstone returns the refusal of session id if it failed authorization
+// lately, or nil.
+func (w *link) tombstone(id uint32) *Error {
+	for _, t := range w.tombs {
+		if t.id == id && id != 0 {
+			return t.err
+		}
+	}
+	return nil
 }
 
 // Generationer is implemented by Issuers whose invocations can change, for

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/poll"
@@ -333,4 +336,233 @@ func setFlags(frame []byte, bits byte) []byte {
 	_, n := binary.Varint(body[8:]) // after the nonce, the expiry
 	body[8+n] |= bits
 	return frame
+}
+
+// A peer floods a link with session definitions (defect 2 of issue 12:
+// 2,000,000 definitions grew a node's memory by 800 MiB). Every definition
+// costs the peer a rate token, one that fails authorization is not stored,
+// the link keeps at most Config.MaxSessionsPerLink, and nothing of the link
+// outlives it; an honest peer is served all along.
+func TestSessionFloodIsBounded(t *testing.T) {
+	const (
+		maxSess  = 64
+		burst    = 1000
+		flood    = 200_000
+		perFrame = 2000
+	)
+	tests := []struct {
+		name string
+		inv  func(cmd string) []byte
+	}{
+		{"no capability", func(string) []byte { return []byte("forged") }},
+		{"valid capability", func(cmd string) []byte { return []byte("allow:" + cmd) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			net := NewMemNetwork()
+			auth := &testAuth{}
+			frozen := time.Now() // the victim's clock stands still: its buckets never refill
+			victim := newNode(t, net, auth, func(c *Config) {
+				c.PeerRate, c.PeerBurst, c.MaxSessionsPerLink = 1, burst, maxSess
+				c.Now = func() time.Time { return frozen }
+			})
+			victim.a.AddBehavior("/test/echo", echo)
+			honest := newNode(t, net, &testAuth{}, nil)
+			ctx := ctxT(t)
+			serves := func() {
+				t.Helper()
+				var out string
+				if err := honest.a.Invoke(ctx, victim.a.Handle(), "/test/echo", "hi", &out); err != nil || out != "hi" {
+					t.Fatalf("honest Invoke = %q, %v; want the echo", out, err)
+				}
+			}
+			serves()
+			callsBefore := auth.calls.Load()
+
+			l, self, next := attacker(t, net, victim)
+			iss := mustKey(t).DID()
+			for start := 1; start <= flood; start += perFrame {
+				var frame []byte
+				for id := start; id < start+perFrame && id <= flood; id++ {
+					cmd := fmt.Sprintf("/test/echo/%d", id)
+					frame = appendSession(frame, session{id: uint32(id), iss: iss, aud: victim.key.DID(), cmd: cmd, inv: tt.inv(cmd)})
+				}
+				if err := l.Send(ctx, frame); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// An envelope after the flood: its answer says the victim read
+			// every definition before it.
+			last := &Envelope{Nonce: 1, Expiry: frozen.Add(time.Minute), WantReply: true, To: victim.a.Handle(),
+				From: Handle{DID: iss, Host: self, Inbox: "x"}, Behavior: "/test/echo", Invocation: []byte("allow:/test/echo")}
+			if err := l.Send(ctx, appendEnvelope(nil, last)); err != nil {
+				t.Fatal(err)
+			}
+			if r := next(); r.Err == nil || r.Err.Code != CodeRateLimited {
+				t.Errorf("reply to the envelope after the flood = %+v, want %s", r.Err, CodeRateLimited)
+			}
+
+			if verified := auth.calls.Load() - callsBefore; verified > burst {
+				t.Errorf("%d of %d session definitions were verified, want at most the burst %d", verified, flood, burst)
+			}
+			if n := victim.sys.Stats()["refused_rate-limited"]; n < flood-burst {
+				t.Errorf("refused_rate-limited = %d, want at least %d", n, flood-burst)
+			}
+			w := victim.sys.linkOf(self)
+			if w == nil {
+				t.Fatal("the victim has no link to the attacker")
+			}
+			if n := len(w.recvSess); n > maxSess {
+				t.Errorf("the attacker's link stores %d sessions, want at most %d", n, maxSess)
+			}
+			serves()
+
+			// The link closes: nothing keeps its sessions.
+			gone := weak.Make(w)
+			w = nil
+			l.Close()
+			poll.Eventually(t, 5*time.Second, "the attacker's link state is freed", func() bool {
+				runtime.GC()
+				return gone.Value() == nil
+			})
+			serves()
+		})
+	}
+}
+
+// linkOf returns the runtime's link state of a link with peer, or nil.
+func (s *System) linkOf(peer string) *link {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for l, w := range s.links {
+		if l.Peer() == peer {
+			return w
+		}
+	}
+	return nil
+}
+
+// An honest sender whose session the receiver evicted (it defined more than
+// MaxSessionsPerLink on the link) is answered "unknown session": its Invoke
+// defines the session anew and is served, and a Send after the refused one
+// goes through.
+func TestEvictedSessionIsDefinedAgain(t *testing.T) {
+	net := NewMemNetwork()
+	a := newNode(t, net, &testAuth{}, nil)
+	b := newNode(t, net, &testAuth{}, func(c *Config) { c.MaxSessionsPerLink = 2 })
+	got := make(chan string, 16)
+	behaviors := []string{"/test/one", "/test/two", "/test/three"}
+	for _, bh := range behaviors {
+		b.a.AddBehavior(bh, echo)
+	}
+	b.a.AddBehavior("/test/note", func(ctx context.Context, m *Message) (any, error) {
+		var s string
+		m.Decode(&s)
+		got <- s
+		return nil, nil
+	})
+	ctx := ctxT(t)
+	// Three behaviors round robin: every session is evicted before it is
+	// used again.
+	for round := range 3 {
+		for _, bh := range behaviors {
+			var out int
+			if err := a.a.Invoke(ctx, b.a.Handle(), bh, round, &out); err != nil || out != round {
+				t.Fatalf("round %d: Invoke %s = %d, %v; want the echo", round, bh, out, err)
+			}
+		}
+	}
+	if n := b.sys.Stats()["sessions_evicted"]; n == 0 {
+		t.Fatalf("sessions_evicted = 0: the test did not evict (stats %v)", b.sys.Stats())
+	}
+	if n := a.sys.Stats()["session_resends"]; n == 0 {
+		t.Fatalf("session_resends = 0: no Invoke was refused for its session (stats %v)", a.sys.Stats())
+	}
+	if n := len(b.sys.linkOf(a.host.id).recvSess); n > 2 {
+		t.Fatalf("b holds %d sessions of a's link, want at most 2", n)
+	}
+
+	// One-way: the note session is evicted by the sessions of two new
+	// behaviors, the next note is refused (its sender forgets the
+	// session), the one after arrives.
+	if err := a.a.Send(ctx, b.a.Handle(), "/test/note", "first"); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s != "first" {
+		t.Fatalf("got %q, want first", s)
+	}
+	for _, bh := range []string{"/test/four", "/test/five"} {
+		b.a.AddBehavior(bh, echo)
+		if err := a.a.Invoke(ctx, b.a.Handle(), bh, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.a.Send(ctx, b.a.Handle(), "/test/note", "lost"); err != nil {
+		t.Fatal(err)
+	}
+	poll.Eventually(t, 5*time.Second, "the sender learns its note session is gone", func() bool {
+		return a.sys.Stats()["send_refused_"+string(CodeBadEnvelope)] == 1
+	})
+	if err := a.a.Send(ctx, b.a.Handle(), "/test/note", "again"); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s != "again" {
+		t.Fatalf("got %q, want again", s)
+	}
+}
+
+// peerLink is a Link that only names its peer, for tests that drive a
+// link's session table directly.
+type peerLink struct {
+	Link
+	peer string
+}
+
+func (l peerLink) Peer() string { return l.peer }
+
+// FuzzSessionTable defines the sessions of a frame on a link, one record
+// at a time, and checks the link's bounds after each: at most
+// MaxSessionsPerLink sessions within their byte budget, each listed once
+// in definition order and under its key, and an envelope naming any id is
+// answered (granted, denied or unknown) without a panic.
+func FuzzSessionTable(f *testing.F) {
+	def := func(id uint32, cmd, inv string) []byte {
+		return appendSession(nil, session{id: id, iss: "did:key:zA", aud: "did:key:zB", cmd: cmd, inv: []byte(inv)})
+	}
+	f.Add(def(1, "/x", "allow:/x"))
+	f.Add(slices.Concat(def(1, "/x", "allow:/x"), def(2, "/y", "allow:/y"), def(1, "/z", "no"), def(3, "/x", "allow:/x")))
+	f.Add(slices.Concat(def(1, "/a", "allow:/a"), def(2, "/b", "allow:/b"), def(3, "/c", "allow:/c"), def(4, "/d", "allow:/d"), def(5, "/e", "allow:/e")))
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		const max = 3
+		sys := &System{cfg: Config{Auth: &testAuth{}, MaxSessionsPerLink: max, Now: time.Now}, limiter: newPeerLimiter(1e9, 1e9)}
+		w := newLink(peerLink{peer: "p"}, sys)
+		eachRecord(frame, newInterner(), true, func(r record) {
+			if r.session == nil {
+				return
+			}
+			w.defineSession(r.session)
+			if len(w.recvSess) > max || w.recvOrder.Len() != len(w.recvSess) || len(w.recvByKey) != len(w.recvSess) {
+				t.Fatalf("%d sessions, %d in order, %d by key; want equal and at most %d", len(w.recvSess), w.recvOrder.Len(), len(w.recvByKey), max)
+			}
+			size := 0
+			for e := w.recvOrder.Front(); e != nil; e = e.Next() {
+				rs := e.Value.(*recvSess)
+				if w.recvSess[rs.id] != rs || w.recvByKey[sessKey{from: rs.iss, to: rs.aud, cmd: rs.cmd}] != rs {
+					t.Fatalf("session %d is listed but not held", rs.id)
+				}
+				size += rs.size
+			}
+			if size != w.recvBytes || size > max*sessionBytes {
+				t.Fatalf("sessions take %d bytes, counted %d, budget %d", size, w.recvBytes, max*sessionBytes)
+			}
+			env := &Envelope{Session: r.session.id, From: Handle{DID: r.session.iss}, To: Handle{DID: r.session.aud}, Behavior: r.session.cmd}
+			_, err := w.sessionGrant(env)
+			if string(r.session.inv) == "allow:"+r.session.cmd && err != nil {
+				t.Fatalf("session %d for %s just defined with a good invocation: %v", r.session.id, r.session.cmd, err)
+			}
+			if string(r.session.inv) != "allow:"+r.session.cmd && (err == nil || err.Code != CodeDenied) {
+				t.Fatalf("session %d for %s just defined with a bad invocation: %v, want denied", r.session.id, r.session.cmd, err)
+			}
+		})
+	})
 }

@@ -55,15 +55,16 @@ type Config struct {
 	Issuer    Issuer
 	Logger    *slog.Logger
 
-	Mailbox        int           // per actor; default 1024
-	Workers        int           // goroutines per actor; default 8
-	PeerRate       float64       // envelopes/s accepted per peer; default 200000
-	PeerBurst      int           // default 20000
-	MaxEnvelope    int           // bytes; default 4 MiB
-	DefaultTimeout time.Duration // Invoke deadline when ctx has none; default 30s
-	MaxExpiry      time.Duration // longest envelope expiry accepted; default 10m
-	SessionTTL     time.Duration // lifetime of a link session's invocation; default 10m
-	Now            func() time.Time
+	Mailbox            int           // per actor; default 1024
+	Workers            int           // goroutines per actor; default 8
+	PeerRate           float64       // envelopes/s accepted per peer; default 200000
+	PeerBurst          int           // default 20000
+	MaxEnvelope        int           // bytes; default 4 MiB
+	DefaultTimeout     time.Duration // Invoke deadline when ctx has none; default 30s
+	MaxExpiry          time.Duration // longest envelope expiry accepted; default 10m
+	SessionTTL         time.Duration // lifetime of a link session's invocation; default 10m
+	MaxSessionsPerLink int           // sessions a peer may define on one link; default 256
+	Now                func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -93,6 +94,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SessionTTL <= 0 {
 		c.SessionTTL = 10 * time.Minute
+	}
+	if c.MaxSessionsPerLink <= 0 {
+		c.MaxSessionsPerLink = 256
 	}
 	if c.Now == nil {
 		c.Now = time.Now
