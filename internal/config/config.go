@@ -71,12 +71,13 @@ type API struct {
 
 // Actor configures the actor runtime.
 type Actor struct {
-	Mailbox        int         `yaml:"mailbox" doc:"Envelopes queued per actor before senders get a mailbox-full error."`
-	PeerRate       float64     `yaml:"peer_rate" doc:"Envelopes per second accepted from one peer (all behaviors together)."`
-	PeerBurst      int         `yaml:"peer_burst" doc:"Burst above peer_rate accepted from one peer."`
-	MaxEnvelope    match.Bytes `yaml:"max_envelope" doc:"Largest envelope accepted; larger ones are refused with an error."`
-	DefaultTimeout Duration    `yaml:"default_timeout" doc:"Deadline of an Invoke when the caller gives none."`
-	MaxExpiry      Duration    `yaml:"max_expiry" doc:"Largest expiry accepted on an envelope; bounds the replay cache."`
+	Mailbox            int         `yaml:"mailbox" doc:"Envelopes queued per actor before senders get a mailbox-full error."`
+	PeerRate           float64     `yaml:"peer_rate" doc:"Envelopes per second accepted from one peer (all behaviors together)."`
+	PeerBurst          int         `yaml:"peer_burst" doc:"Burst above peer_rate accepted from one peer."`
+	MaxEnvelope        match.Bytes `yaml:"max_envelope" doc:"Largest envelope accepted; larger ones are refused with an error."`
+	DefaultTimeout     Duration    `yaml:"default_timeout" doc:"Deadline of an Invoke when the caller gives none."`
+	MaxExpiry          Duration    `yaml:"max_expiry" doc:"Largest expiry accepted on an envelope; bounds the replay cache."`
+	MaxSessionsPerLink int         `yaml:"max_sessions_per_link" doc:"Link sessions (verified invocations, one per sender actor, receiver actor and behavior) a peer may keep on one link; beyond it the oldest is evicted and its sender defines it again. Each definition costs the peer one envelope of peer_rate."`
 }
 
 // Cap configures capability verification.
@@ -159,12 +160,13 @@ func Default() Config {
 		},
 		API: API{Listen: "127.0.0.1:9999"},
 		Actor: Actor{
-			Mailbox:        1024,
-			PeerRate:       200_000,
-			PeerBurst:      20_000,
-			MaxEnvelope:    4 << 20,
-			DefaultTimeout: Duration(30e9),
-			MaxExpiry:      Duration(10 * 60e9),
+			Mailbox:            1024,
+			PeerRate:           200_000,
+			PeerBurst:          20_000,
+			MaxEnvelope:        4 << 20,
+			DefaultTimeout:     Duration(30e9),
+			MaxExpiry:          Duration(10 * 60e9),
+			MaxSessionsPerLink: 256,
 		},
 		Cap: Cap{MaxDepth: 8, ClockSkew: Duration(30e9)},
 		Resources: Resources{

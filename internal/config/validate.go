@@ -70,6 +70,9 @@ func (c Config) Validate() error {
 	if c.Actor.DefaultTimeout <= 0 {
 		bad("actor.default_timeout", "%s: want a positive duration", c.Actor.DefaultTimeout)
 	}
+	if c.Actor.MaxSessionsPerLink < 1 || c.Actor.MaxSessionsPerLink > 1<<16 {
+		bad("actor.max_sessions_per_link", "%d: want 1 to 65536", c.Actor.MaxSessionsPerLink)
+	}
 	if c.Actor.MaxExpiry < c.Actor.DefaultTimeout {
 		bad("actor.max_expiry", "%s is shorter than actor.default_timeout %s", c.Actor.MaxExpiry, c.Actor.DefaultTimeout)
 	}

@@ -228,16 +228,17 @@ func (n *Node) startNetwork(ctx context.Context) (stop func() error, err error) 
 		return nil, fmt.Errorf("start p2p: %w", err)
 	}
 	n.sys, err = actor.NewSystem(actor.Config{
-		Transport:      n.host,
-		Auth:           &authorizer{v: n.verify},
-		Issuer:         &issuer{wallet: n.wallet},
-		Logger:         n.log,
-		Mailbox:        c.Actor.Mailbox,
-		PeerRate:       c.Actor.PeerRate,
-		PeerBurst:      c.Actor.PeerBurst,
-		MaxEnvelope:    int(c.Actor.MaxEnvelope),
-		DefaultTimeout: c.Actor.DefaultTimeout.D(),
-		MaxExpiry:      c.Actor.MaxExpiry.D(),
+		Transport:          n.host,
+		Auth:               &authorizer{v: n.verify},
+		Issuer:             &issuer{wallet: n.wallet},
+		Logger:             n.log,
+		Mailbox:            c.Actor.Mailbox,
+		PeerRate:           c.Actor.PeerRate,
+		PeerBurst:          c.Actor.PeerBurst,
+		MaxEnvelope:        int(c.Actor.MaxEnvelope),
+		DefaultTimeout:     c.Actor.DefaultTimeout.D(),
+		MaxExpiry:          c.Actor.MaxExpiry.D(),
+		MaxSessionsPerLink: c.Actor.MaxSessionsPerLink,
 	})
 	if err != nil {
 		n.host.Close()
