@@ -195,6 +195,14 @@ func appendSession(b []byte, s session) []byte {
 	})
 }
 
+// AppendSession appends to frame the record that defines session id on a
+// link: envelopes from iss to aud for cmd may then name it instead of
+// carrying inv. It is for tests and tools that speak the wire format
+// directly; a runtime defines its sessions itself.
+func AppendSession(frame []byte, id uint32, iss, aud identity.DID, cmd string, inv []byte) []byte {
+	return appendSession(frame, session{id: id, iss: iss, aud: aud, cmd: cmd, inv: inv})
+}
+
 // EncodeEnvelope returns the frame of a single envelope (for broadcasts and
 // tests).
 func EncodeEnvelope(e *Envelope) []byte { return appendEnvelope(nil, e) }

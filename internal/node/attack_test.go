@@ -1,8 +1,10 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
+	"runtime"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/config"
 	"github.com/dmsnet/dms/internal/p2p"
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // Attack tests: a peer speaking the wire protocol directly sends envelopes
@@ -183,4 +186,100 @@ func assertServes(t *testing.T, honest, victim *testNode) {
 	if err := honest.root.Invoke(ctx, to, api.BehaviorHello, nil, &hello); err != nil || hello.PeerID != victim.host.ID() {
 		t.Fatalf("honest peer not served: %+v, %v", hello, err)
 	}
+}
+
+// A peer with no capability floods a real node with session definitions on
+// one link (defect 2 of issue 12: 2,000,000 of them grew the node from 47
+// to 857 MiB). The node's heap stays bounded while the link is open and
+// returns near its baseline once it closes; an honest peer is served.
+func TestSessionFloodMemory(t *testing.T) {
+	const (
+		flood    = 500_000
+		perFrame = 5_000
+		budget   = 15 * time.Second // the flood stops here if it is not over
+		growth   = 32 << 20         // heap growth allowed while the link is open
+		residue  = 16 << 20         // and after it closed
+	)
+	victim := newTestNode(t, nil)
+	honest := newTestNode(t, nil)
+	honest.connect(t, victim)
+	assertServes(t, honest, victim)
+
+	carol := mustKey(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*budget)
+	defer cancel()
+	host, err := p2p.New(ctx, p2p.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}}, carol, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	host.SetLinkHandler(func(actor.Link) {})
+	if _, err := host.Connect(ctx, victim.host.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	link, err := host.Link(ctx, victim.host.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	base := heap()
+	// sync sends an envelope and waits for its answer: the victim has
+	// read everything sent before it.
+	nonce := uint64(0)
+	sync := func() {
+		t.Helper()
+		nonce++
+		probe := actor.EncodeEnvelope(&actor.Envelope{Nonce: nonce, Expiry: time.Now().Add(time.Minute), WantReply: true,
+			To:       actor.Handle{DID: victim.cfg.Key.DID(), Host: victim.host.ID(), Inbox: actor.RootInbox},
+			From:     actor.Handle{DID: carol.DID(), Host: host.ID(), Inbox: "attacker"},
+			Behavior: api.BehaviorPeersList})
+		if err := link.Send(ctx, probe); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			f, err := link.Recv()
+			if err != nil {
+				t.Fatalf("recv: %v", err)
+			}
+			if _, replies, _ := actor.DecodeFrame(f); len(replies) > 0 {
+				return
+			}
+		}
+	}
+	junk := bytes.Repeat([]byte{0xa5}, 200) // no capability: not even a token
+	start := time.Now()
+	sent := 0
+	for frames := 1; sent < flood && time.Since(start) < budget; frames++ {
+		var frame []byte
+		for range perFrame {
+			sent++
+			frame = actor.AppendSession(frame, uint32(sent), carol.DID(), victim.cfg.Key.DID(), api.BehaviorPeersList, junk)
+		}
+		if err := link.Send(ctx, frame); err != nil {
+			t.Fatal(err)
+		}
+		if frames%10 == 0 {
+			sync() // so the time budget bounds what the victim reads, not what we queue
+		}
+	}
+	sync()
+	took := time.Since(start)
+	open := heap()
+	stats := victim.sys.Stats()
+	t.Logf("%d session definitions in %s (%.0f/s); heap %d MiB before, %d MiB after; refused_rate-limited %d, sessions_denied %d",
+		sent, took.Round(time.Millisecond), float64(sent)/took.Seconds(), base>>20, open>>20, stats["refused_rate-limited"], stats["sessions_denied"])
+	if open > base+growth {
+		t.Errorf("heap grew from %d to %d MiB under a flood of %d session definitions, want at most %d MiB more", base>>20, open>>20, sent, growth>>20)
+	}
+	assertServes(t, honest, victim)
+
+	link.Close()
+	poll.Eventually(t, 10*time.Second, "the heap returns near its baseline", func() bool { return heap() <= base+residue })
+	assertServes(t, honest, victim)
 }
