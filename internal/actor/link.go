@@ -41,6 +41,8 @@ type link struct {
 	// reply on it fail at once (the reply would have come on this link).
 	gone     chan struct{}
 	goneOnce sync.Once
+
+	protectOnce sync.Once
 }
 
 type sessKey struct {
@@ -171,6 +173,7 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope) err
 			ss = &sendSess{id: w.nextSess, renew: now.Add(w.sys.cfg.SessionTTL / 2), gen: gen}
 			w.sendSess[key] = ss
 			frame = appendSession(frame, session{id: ss.id, iss: key.from, aud: key.to, cmd: key.cmd, inv: inv})
+			w.protect()
 		}
 		env.Session = ss.id
 	}
@@ -299,11 +302,22 @@ func (w *link) defineSession(ss *session) {
 		w.dropSession(w.recvOrder.Front().Value.(*recvSess).id)
 		s.stats.inc("sessions_evicted")
 	}
+	w.protect()
 	rs := &recvSess{id: ss.id, grant: grant, iss: ss.iss, aud: ss.aud, cmd: ss.cmd, size: len(inv)}
 	rs.elem = w.recvOrder.PushBack(rs)
 	w.recvSess[ss.id] = rs
 	w.recvByKey[key] = rs
 	w.recvBytes += rs.size
+}
+
+// protect asks the transport to keep room for the link's peer, once per
+// link: this runtime works with it.
+func (w *link) protect() {
+	w.protectOnce.Do(func() {
+		if p, ok := w.sys.cfg.Transport.(Protector); ok {
+			_ = p.Protect(w.l.Peer())
+		}
+	})
 }
 
 // dropSession forgets the session id of the link, and its tombstone.

@@ -368,7 +368,8 @@ func TestSessionFloodIsBounded(t *testing.T) {
 			})
 			victim.a.AddBehavior("/test/echo", echo)
 			honest := newNode(t, net, &testAuth{}, nil)
-			ctx := ctxT(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a loaded machine under -race
+			defer cancel()
 			serves := func() {
 				t.Helper()
 				var out string

@@ -30,6 +30,15 @@ type Transport interface {
 	Subscribe(topic string, fn func(publisher string, frame []byte)) (cancel func(), err error)
 }
 
+// A Protector is a Transport that keeps room (connection slots) for the
+// hosts the runtime works with. The runtime calls Protect for a host when
+// one of its actors defines a session to it, and when the host defines a
+// session whose invocation is authorized. Protect may fail (a bad host ID):
+// the runtime ignores its error.
+type Protector interface {
+	Protect(host string) error
+}
+
 // A Link is an ordered, bidirectional, authenticated channel of frames
 // between two hosts. Frames sent on a link arrive in the order they were sent;
 // the transport may batch several frames into one write under load.

@@ -50,18 +50,23 @@ type Log struct {
 
 // P2P configures the libp2p host.
 type P2P struct {
-	Listen         []string    `yaml:"listen" doc:"Multiaddrs to listen on (TCP and QUIC)."`
-	Bootstrap      []string    `yaml:"bootstrap" doc:"Full multiaddrs (with /p2p/<peer ID>) of peers to connect to at start."`
-	MDNS           bool        `yaml:"mdns" doc:"Discover peers on the local network with mDNS."`
-	DHT            bool        `yaml:"dht" doc:"Run a Kademlia DHT (our own protocol prefix) for peer discovery."`
-	ProtocolPrefix string      `yaml:"protocol_prefix" doc:"Prefix of our libp2p protocol IDs and DHT; nodes with different prefixes do not talk."`
-	Relay          bool        `yaml:"relay" doc:"Use circuit relays to be reachable behind NAT."`
-	RelayService   bool        `yaml:"relay_service" doc:"Offer a relay service to other peers (for publicly reachable nodes)."`
-	HolePunching   bool        `yaml:"hole_punching" doc:"Try direct connections through NAT (DCUtR)."`
-	ConnLow        int         `yaml:"conn_low" doc:"Connection manager low watermark."`
-	ConnHigh       int         `yaml:"conn_high" doc:"Connection manager high watermark: above it, connections are trimmed to conn_low."`
-	MaxMemory      match.Bytes `yaml:"max_memory" doc:"Memory the libp2p resource manager may use."`
-	MaxFDs         int         `yaml:"max_fds" doc:"File descriptors the libp2p resource manager may use."`
+	Listen          []string    `yaml:"listen" doc:"Multiaddrs to listen on (TCP and QUIC)."`
+	Bootstrap       []string    `yaml:"bootstrap" doc:"Full multiaddrs (with /p2p/<peer ID>) of peers to connect to at start."`
+	MDNS            bool        `yaml:"mdns" doc:"Discover peers on the local network with mDNS."`
+	DHT             bool        `yaml:"dht" doc:"Run a Kademlia DHT (our own protocol prefix) for peer discovery."`
+	ProtocolPrefix  string      `yaml:"protocol_prefix" doc:"Prefix of our libp2p protocol IDs and DHT; nodes with different prefixes do not talk."`
+	Relay           bool        `yaml:"relay" doc:"Use circuit relays to be reachable behind NAT."`
+	RelayService    bool        `yaml:"relay_service" doc:"Offer a relay service to other peers (for publicly reachable nodes)."`
+	HolePunching    bool        `yaml:"hole_punching" doc:"Try direct connections through NAT (DCUtR)."`
+	ConnLow         int         `yaml:"conn_low" doc:"Connection manager low watermark."`
+	ConnHigh        int         `yaml:"conn_high" doc:"Connection manager high watermark: above it, connections are trimmed to conn_low."`
+	MaxMemory       match.Bytes `yaml:"max_memory" doc:"Memory the libp2p resource manager may use."`
+	MaxFDs          int         `yaml:"max_fds" doc:"File descriptors the libp2p resource manager may use."`
+	MaxInboundConns int         `yaml:"max_inbound_conns" doc:"Inbound connections held at most; 0 takes the resource manager's limit, scaled to max_memory and max_fds."`
+	InboundReserve  int         `yaml:"inbound_reserve" doc:"Inbound connections kept for protected peers (bootstrap peers, peers this node's actors work with): others are refused once max_inbound_conns less this many are held. 0: an eighth of the inbound limit, at least 4."`
+	MaxConnsPerPeer int         `yaml:"max_conns_per_peer" doc:"Inbound connections accepted from one peer."`
+	MaxConnsPerIP   int         `yaml:"max_conns_per_ip" doc:"Connections accepted from one IPv4 address or IPv6 /56 (eight times as many per IPv6 /48)."`
+	LimitLoopback   bool        `yaml:"limit_loopback" doc:"Apply max_conns_per_ip to loopback addresses too; they are exempt by default so that local devnets work."`
 }
 
 // API configures the local REST API.
@@ -147,16 +152,18 @@ func Default() Config {
 	return Config{
 		Log: Log{Level: "info"},
 		P2P: P2P{
-			Listen:         []string{"/ip4/0.0.0.0/tcp/9000", "/ip4/0.0.0.0/udp/9000/quic-v1"},
-			MDNS:           true,
-			DHT:            true,
-			ProtocolPrefix: "/dms",
-			Relay:          true,
-			HolePunching:   true,
-			ConnLow:        100,
-			ConnHigh:       400,
-			MaxMemory:      256 << 20,
-			MaxFDs:         512,
+			Listen:          []string{"/ip4/0.0.0.0/tcp/9000", "/ip4/0.0.0.0/udp/9000/quic-v1"},
+			MDNS:            true,
+			DHT:             true,
+			ProtocolPrefix:  "/dms",
+			Relay:           true,
+			HolePunching:    true,
+			ConnLow:         100,
+			ConnHigh:        400,
+			MaxMemory:       256 << 20,
+			MaxFDs:          512,
+			MaxConnsPerPeer: 4,
+			MaxConnsPerIP:   8,
 		},
 		API: API{Listen: "127.0.0.1:9999"},
 		Actor: Actor{

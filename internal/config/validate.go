@@ -44,6 +44,18 @@ func (c Config) Validate() error {
 	if c.P2P.ConnLow < 1 || c.P2P.ConnHigh < c.P2P.ConnLow {
 		bad("p2p.conn_high", "want 1 <= conn_low (%d) <= conn_high (%d)", c.P2P.ConnLow, c.P2P.ConnHigh)
 	}
+	if c.P2P.MaxInboundConns < 0 || c.P2P.InboundReserve < 0 {
+		bad("p2p.max_inbound_conns", "inbound limit %d, reserve %d: must not be negative", c.P2P.MaxInboundConns, c.P2P.InboundReserve)
+	}
+	if c.P2P.MaxInboundConns > 0 && c.P2P.InboundReserve >= c.P2P.MaxInboundConns {
+		bad("p2p.inbound_reserve", "%d: want less than max_inbound_conns %d", c.P2P.InboundReserve, c.P2P.MaxInboundConns)
+	}
+	if c.P2P.MaxConnsPerPeer < 1 {
+		bad("p2p.max_conns_per_peer", "%d: want at least 1", c.P2P.MaxConnsPerPeer)
+	}
+	if c.P2P.MaxConnsPerIP < 1 {
+		bad("p2p.max_conns_per_ip", "%d: want at least 1", c.P2P.MaxConnsPerIP)
+	}
 	if c.P2P.MaxMemory < 16<<20 {
 		bad("p2p.max_memory", "%s is too small (at least 16MiB)", c.P2P.MaxMemory)
 	}

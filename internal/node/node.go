@@ -210,19 +210,24 @@ func Run(ctx context.Context, cfg Config) (err error) {
 func (n *Node) startNetwork(ctx context.Context) (stop func() error, err error) {
 	c := n.cfg.Config
 	n.host, err = p2p.New(ctx, p2p.Config{
-		Listen:         c.P2P.Listen,
-		Bootstrap:      c.P2P.Bootstrap,
-		MDNS:           c.P2P.MDNS,
-		DHT:            c.P2P.DHT,
-		ProtocolPrefix: c.P2P.ProtocolPrefix,
-		Relay:          c.P2P.Relay,
-		RelayService:   c.P2P.RelayService,
-		HolePunching:   c.P2P.HolePunching,
-		ConnLow:        c.P2P.ConnLow,
-		ConnHigh:       c.P2P.ConnHigh,
-		MaxMemory:      int64(c.P2P.MaxMemory),
-		MaxFDs:         c.P2P.MaxFDs,
-		MaxFrame:       int(c.Actor.MaxEnvelope) + 64<<10,
+		Listen:          c.P2P.Listen,
+		Bootstrap:       c.P2P.Bootstrap,
+		MDNS:            c.P2P.MDNS,
+		DHT:             c.P2P.DHT,
+		ProtocolPrefix:  c.P2P.ProtocolPrefix,
+		Relay:           c.P2P.Relay,
+		RelayService:    c.P2P.RelayService,
+		HolePunching:    c.P2P.HolePunching,
+		ConnLow:         c.P2P.ConnLow,
+		ConnHigh:        c.P2P.ConnHigh,
+		MaxMemory:       int64(c.P2P.MaxMemory),
+		MaxFDs:          c.P2P.MaxFDs,
+		MaxInboundConns: c.P2P.MaxInboundConns,
+		InboundReserve:  c.P2P.InboundReserve,
+		MaxConnsPerPeer: c.P2P.MaxConnsPerPeer,
+		MaxConnsPerIP:   c.P2P.MaxConnsPerIP,
+		LimitLoopback:   c.P2P.LimitLoopback,
+		MaxFrame:        int(c.Actor.MaxEnvelope) + 64<<10,
 	}, n.cfg.Key, n.log)
 	if err != nil {
 		return nil, fmt.Errorf("start p2p: %w", err)

@@ -44,6 +44,24 @@ type Config struct {
 	// the machine's memory and the process's file descriptor limit.
 	MaxMemory int64
 	MaxFDs    int
+	// MaxInboundConns bounds the inbound connections the host holds.
+	// Default: the resource manager's, scaled to MaxMemory and MaxFDs.
+	MaxInboundConns int
+	// InboundReserve of those are kept for protected peers (bootstrap
+	// peers, peers the actor runtime works with, see Protect): an
+	// unprotected peer is refused once MaxInboundConns-InboundReserve
+	// inbound connections are held. Default: an eighth of
+	// MaxInboundConns, at least 4.
+	InboundReserve int
+	// MaxConnsPerPeer bounds the inbound connections from one peer.
+	// Default 4.
+	MaxConnsPerPeer int
+	// MaxConnsPerIP bounds the connections from one IPv4 address or IPv6
+	// /56 (eight times as many per IPv6 /48). Default 8.
+	MaxConnsPerIP int
+	// LimitLoopback applies MaxConnsPerIP to loopback addresses too, which
+	// are exempt by default so that a local devnet of many nodes works.
+	LimitLoopback bool
 	// MaxFrame is the largest link frame and gossip message accepted, in
 	// bytes. Default 4 MiB + 64 KiB.
 	MaxFrame int
@@ -66,6 +84,9 @@ const (
 	DefaultConnLow           = 100
 	DefaultConnHigh          = 400
 	DefaultDiscoveryInterval = time.Minute
+	DefaultMaxConnsPerPeer   = 4
+	DefaultMaxConnsPerIP     = 8
+	minInboundReserve        = 4
 )
 
 // Protocol IDs and names below the protocol prefix.
@@ -93,6 +114,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DiscoveryInterval == 0 {
 		c.DiscoveryInterval = DefaultDiscoveryInterval
+	}
+	if c.MaxConnsPerPeer == 0 {
+		c.MaxConnsPerPeer = DefaultMaxConnsPerPeer
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
 	}
 	return c
 }
@@ -137,6 +164,12 @@ func (c Config) check() (parsed, error) {
 	}
 	if c.MaxMemory < 0 || c.MaxFDs < 0 {
 		errs = append(errs, fmt.Errorf("resource limits (memory %d, fds %d): must not be negative", c.MaxMemory, c.MaxFDs))
+	}
+	if c.MaxInboundConns < 0 || c.InboundReserve < 0 || c.MaxConnsPerPeer < 0 || c.MaxConnsPerIP < 0 {
+		errs = append(errs, fmt.Errorf("connection limits (inbound %d, reserve %d, per peer %d, per IP %d): must not be negative", c.MaxInboundConns, c.InboundReserve, c.MaxConnsPerPeer, c.MaxConnsPerIP))
+	}
+	if c.MaxInboundConns > 0 && c.InboundReserve >= c.MaxInboundConns {
+		errs = append(errs, fmt.Errorf("inbound reserve %d: must be below the inbound limit %d", c.InboundReserve, c.MaxInboundConns))
 	}
 	if c.DiscoveryInterval < 0 {
 		errs = append(errs, fmt.Errorf("discovery interval %s: must not be negative", c.DiscoveryInterval))

@@ -52,16 +52,21 @@ type Host struct {
 	stop   context.CancelFunc // ends the background goroutines
 	wg     sync.WaitGroup     // background goroutines and link writers
 
-	mu      sync.Mutex
-	closed  bool                                // guarded by mu
-	handler func(actor.Link)                    // guarded by mu
-	links   map[peer.ID][]*link                 // open links per peer, oldest first; guarded by mu
-	dialing map[peer.ID]*dialCall               // links being opened; guarded by mu
-	topics  map[string]*pubsub.Topic            // joined gossip topics by full name; guarded by mu
-	subs    map[*atomic.Bool]context.CancelFunc // running subscriptions; guarded by mu
+	mu           sync.Mutex
+	closed       bool                                // guarded by mu
+	handler      func(actor.Link)                    // guarded by mu
+	links        map[peer.ID][]*link                 // open links per peer, oldest first; guarded by mu
+	dialing      map[peer.ID]*dialCall               // links being opened; guarded by mu
+	topics       map[string]*pubsub.Topic            // joined gossip topics by full name; guarded by mu
+	subs         map[*atomic.Bool]context.CancelFunc // running subscriptions; guarded by mu
+	working      map[peer.ID]struct{}                // peers protected by Protect; guarded by mu
+	workingOrder []peer.ID                           // the same, oldest first; guarded by mu
 }
 
-var _ actor.Transport = (*Host)(nil)
+var (
+	_ actor.Transport = (*Host)(nil)
+	_ actor.Protector = (*Host)(nil)
+)
 
 // dialCall is one link being opened; concurrent Link calls for the same
 // peer wait for it instead of opening streams of their own.
@@ -93,18 +98,19 @@ func New(ctx context.Context, cfg Config, key *identity.Key, logger *slog.Logger
 	h := &Host{
 		cfg:     cfg,
 		log:     logger.With("component", "p2p"),
-		gater:   newGater(),
 		gossip:  newGossipPeers(),
 		proto:   cfg.actorProtocol(),
 		links:   map[peer.ID][]*link{},
 		dialing: map[peer.ID]*dialCall{},
 		topics:  map[string]*pubsub.Topic{},
 		subs:    map[*atomic.Bool]context.CancelFunc{},
+		working: map[peer.ID]struct{}{},
 	}
-	rm, err := newResourceManager(cfg)
+	rm, inbound, err := newResourceManager(cfg)
 	if err != nil {
 		return nil, err
 	}
+	h.gater = newGater(cfg.MaxConnsPerPeer, inbound-cfg.inboundReserve(inbound))
 	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(time.Minute))
 	if err != nil {
 		_ = rm.Close()
@@ -167,6 +173,10 @@ func New(ctx context.Context, cfg Config, key *identity.Key, logger *slog.Logger
 		return nil, fmt.Errorf("start libp2p host: %w", err)
 	}
 	h.host = lh
+	h.gater.attach(lh.Network(), lh.ConnManager())
+	for _, ai := range p.bootstrap {
+		lh.ConnManager().Protect(ai.ID, protectBootstrap)
+	}
 
 	life, stop := context.WithCancel(context.WithoutCancel(ctx))
 	h.stop = stop

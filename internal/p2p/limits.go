@@ -27,8 +27,9 @@ const (
 // newResourceManager builds libp2p's resource manager from the default
 // scaling limits, the bundled services' limits and our actor protocol's,
 // scaled to the memory and file descriptors given (or to the machine when
-// they are zero).
-func newResourceManager(c Config) (network.ResourceManager, error) {
+// they are zero), with c's inbound and per-IP connection limits. It
+// returns how many inbound connections it admits.
+func newResourceManager(c Config) (_ network.ResourceManager, inbound int, _ error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
 	proto := c.actorProtocol()
@@ -52,9 +53,37 @@ func newResourceManager(c Config) (network.ResourceManager, error) {
 		}
 		concrete = limits.Scale(mem, fds)
 	}
-	mgr, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(concrete))
-	if err != nil {
-		return nil, fmt.Errorf("resource manager: %w", err)
+	part := concrete.ToPartialLimitConfig()
+	if c.MaxInboundConns > 0 {
+		part.System.ConnsInbound = rcmgr.LimitVal(c.MaxInboundConns)
+		if int(part.System.Conns) < c.MaxInboundConns {
+			part.System.Conns = rcmgr.LimitVal(c.MaxInboundConns)
+		}
 	}
-	return mgr, nil
+	concrete = part.Build(concrete)
+	inbound = int(part.System.ConnsInbound)
+
+	n := c.MaxConnsPerIP
+	opts := []rcmgr.Option{rcmgr.WithLimitPerSubnet(
+		[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 32, ConnCount: n}},
+		[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 56, ConnCount: n}, {PrefixLength: 48, ConnCount: 8 * n}})}
+	if c.LimitLoopback {
+		// libp2p exempts 127.0.0.0/8 and ::1 with a prefix limit of
+		// its own; no prefix limits leaves the per-subnet limits above.
+		opts = append(opts, rcmgr.WithNetworkPrefixLimit([]rcmgr.NetworkPrefixLimit{}, []rcmgr.NetworkPrefixLimit{}))
+	}
+	mgr, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(concrete), opts...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("resource manager: %w", err)
+	}
+	return mgr, inbound, nil
+}
+
+// inboundReserve is the reserve of c for a host holding at most inbound
+// inbound connections.
+func (c Config) inboundReserve(inbound int) int {
+	if c.InboundReserve > 0 {
+		return min(c.InboundReserve, inbound-1)
+	}
+	return min(max(inbound/8, minInboundReserve), inbound/2)
 }
