@@ -24,7 +24,10 @@
 // anti-replay window) and its expiry near. A link carries each invocation
 // once, as a session that later envelopes name by number, so verification
 // is paid per link and not per message; policies in the chain are still
-// evaluated against every payload.
+// evaluated against every payload. A session definition costs the peer one
+// envelope of its rate, one that fails authorization is not kept, and a
+// link keeps at most Config.MaxSessionsPerLink (the oldest is evicted; an
+// Invoke refused for an evicted session defines it again and is resent).
 //
 // # No silent drops
 //

@@ -567,3 +567,58 @@ func FuzzSessionTable(f *testing.F) {
 		})
 	})
 }
+
+// protectHost records the hosts its runtime asks it to protect.
+type protectHost struct {
+	*MemHost
+	mu        sync.Mutex
+	protected map[string]int // guarded by mu
+}
+
+func (h *protectHost) Protect(host string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.protected[host]++
+	return nil
+}
+
+func (h *protectHost) count(host string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.protected[host]
+}
+
+// The runtime asks a Protector transport to keep room for the peers it
+// works with: one its actor defines a session to, one that defines an
+// authorized session; not one whose sessions all fail.
+func TestSessionsProtectPeers(t *testing.T) {
+	net := NewMemNetwork()
+	wrap := func(p **protectHost) func(*Config) {
+		return func(c *Config) {
+			*p = &protectHost{MemHost: c.Transport.(*MemHost), protected: map[string]int{}}
+			c.Transport = *p
+		}
+	}
+	var pa, pb *protectHost
+	a := newNode(t, net, &testAuth{}, wrap(&pa))
+	b := newNode(t, net, &testAuth{deny: map[string]string{"/test/secret": "no"}}, wrap(&pb))
+	b.a.AddBehavior("/test/echo", echo)
+	b.a.AddBehavior("/test/secret", echo)
+	ctx := ctxT(t)
+	if err := a.a.Invoke(ctx, b.a.Handle(), "/test/echo", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := pa.count(b.host.id); n != 1 {
+		t.Errorf("a protected b %d times, want once", n)
+	}
+	if n := pb.count(a.host.id); n != 1 {
+		t.Errorf("b protected a %d times, want once", n)
+	}
+	c := newNode(t, net, &testAuth{}, nil)
+	if err := c.a.Invoke(ctx, b.a.Handle(), "/test/secret", 1, nil); !errors.Is(err, ErrDenied) {
+		t.Fatalf("Invoke /test/secret = %v, want denied", err)
+	}
+	if n := pb.count(c.host.id); n != 0 {
+		t.Errorf("b protected c, whose only session was denied, %d times", n)
+	}
+}
