@@ -139,6 +139,10 @@ func (a *Attacker) serve(l actor.Link) {
 			// answering with its own envelopes); replies decode before them.
 			_, replies, _ := actor.DecodeFrame(f)
 			for _, r := range replies {
+				if r.From.Host == "" {
+					// Refusals name no sender: it is the link's peer.
+					r.From.Host = l.Peer()
+				}
 				a.deliver(r)
 			}
 		}
@@ -231,10 +235,20 @@ func (a *Attacker) Expect(nonce uint64) <-chan *actor.Reply {
 	defer a.mu.Unlock()
 	ch := a.pending[nonce]
 	if ch == nil {
-		ch = make(chan *actor.Reply, 1)
+		ch = make(chan *actor.Reply, 16) // a broadcast has a reply per subscriber
 		a.pending[nonce] = ch
 	}
 	return ch
+}
+
+// Collect sends the replies to every envelope numbered in nonces to ch
+// (replies that find ch full are dropped); Forget drops the interest.
+func (a *Attacker) Collect(ch chan *actor.Reply, nonces ...uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, n := range nonces {
+		a.pending[n] = ch
+	}
 }
 
 // Forget drops the interest in the reply to nonce.
