@@ -77,7 +77,7 @@ type DeploymentAlloc struct {
 type DeploymentCandidate struct {
 	Peer    string   `json:"peer"`
 	Node    string   `json:"node"`
-	Kind    string   `json:"kind"` // resource, executor, location, price, time, onboarding, pinned, invalid, refused, no-answer
+	Kind    string   `json:"kind"` // resource, executor, location, price, time, onboarding, pinned, invalid, refused, no-answer, distinct, rtt, peer-limit
 	Reasons []string `json:"reasons,omitempty"`
 }
 

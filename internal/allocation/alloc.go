@@ -254,11 +254,19 @@ func (a *alloc) stop(ctx context.Context, grace time.Duration) error {
 	a.stopping = true
 	a.grace = grace
 	cancel, done := a.cancelRun, a.runDone
+	pending := a.rec.State == deployproto.AllocPending
 	a.mu.Unlock()
-	if done == nil {
-		// Never started (pending).
+	switch {
+	case done == nil && pending:
+		// Never started: no instance exists, and none will (a start checks
+		// stopping under opMu).
 		a.finish(deployproto.AllocStopped, nil, "stopped before it started")
 		return nil
+	case done == nil:
+		// A resume after a restart has not launched the supervisor yet:
+		// an instance may run. The supervisor that launch now starts sees
+		// stopping and stops it; wait for the end.
+		return a.awaitEnd(ctx)
 	}
 	cancel()
 	select {
@@ -270,6 +278,25 @@ func (a *alloc) stop(ctx context.Context, grace time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("stop %s: still stopping: %w", a.id(), ctx.Err())
+	}
+}
+
+// awaitEnd waits until the allocation is in a terminal state.
+func (a *alloc) awaitEnd(ctx context.Context) error {
+	for {
+		a.mu.Lock()
+		ended, changed := a.rec.State.Terminal(), a.changed
+		a.mu.Unlock()
+		if ended {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("stop %s: still stopping: %w", a.id(), ctx.Err())
+		case <-a.life.Done():
+			return fmt.Errorf("stop %s: %w", a.id(), ErrClosed)
+		}
 	}
 }
 
@@ -360,6 +387,15 @@ func (a *alloc) removeInstances(ctx context.Context, id string) {
 		if err := a.ex.Remove(ctx, x); err != nil && !errors.Is(err, executor.ErrNotFound) {
 			a.m.log.Warn("remove instance", "allocation_id", a.id(), "instance", x, "err", err)
 		}
+	}
+}
+
+// removeInstance removes executor instance id only.
+func (a *alloc) removeInstance(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := a.ex.Remove(ctx, id); err != nil && !errors.Is(err, executor.ErrNotFound) {
+		a.m.log.Warn("remove instance", "allocation_id", a.id(), "instance", id, "err", err)
 	}
 }
 

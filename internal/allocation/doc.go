@@ -34,7 +34,16 @@
 // that fit (a provider hosts at most one node of an ensemble) and is signed with the node key (deployproto.SignBid); a
 // commit turns the reservation into allocations, all or nothing; a revert
 // stops and removes them and releases the reservation. Only the
-// orchestrator that a reservation was made for may commit or revert it.
+// orchestrator that a reservation was made for may commit or revert it,
+// and a commit must name its sender as the orchestrator.
+//
+// Reservations are bounded per requesting peer (its host), so that one
+// orchestrator, trusted but misbehaving, cannot hold all the free
+// resources with bids it never commits: a peer holds at most
+// ReservationsPerPeer live (uncommitted, unexpired) reservations, and
+// beyond its first they hold together at most ReservedSharePerPeer of the
+// onboarded resources in every dimension. A request over a bound gets a
+// NoBid of kind deployproto.KindPeerLimit.
 //
 // The orchestrator then drives each allocation actor through the behaviors
 // of package deployproto:

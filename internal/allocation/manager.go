@@ -496,6 +496,19 @@ func (m *Manager) Resume(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Orchestrator returns the orchestrator of the allocations of reservation
+// on this node (false when it has none).
+func (m *Manager) Orchestrator(reservation string) (identity.DID, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, a := range m.allocs {
+		if a.reservation() == reservation {
+			return a.rec.Orchestrator.DID, true // Orchestrator never changes
+		}
+	}
+	return "", false
+}
+
 // List returns the current state of every allocation on this node, by ID.
 func (m *Manager) List() []deployproto.Report {
 	m.mu.Lock()

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +35,17 @@ type ProviderConfig struct {
 	Ledger         ProviderLedger
 	Allocations    *Manager // creates and reverts the allocations of commits
 	ReservationTTL time.Duration
+	// ReservationsPerPeer bounds the live (uncommitted, unexpired)
+	// reservations one peer holds here; default DefaultReservationsPerPeer.
+	ReservationsPerPeer int
+	// ReservedSharePerPeer bounds what a peer's live reservations hold
+	// together, as a share (0, 1] of the onboarded resources, in every
+	// dimension; a peer with no other live reservation may reserve beyond
+	// it (one large job must still find a provider). Default
+	// DefaultReservedSharePerPeer.
+	ReservedSharePerPeer float64
+	// Now is the clock reservations expire by; default time.Now.
+	Now func() time.Time
 	// Latencies returns the measured round trips to connected peers (nil:
 	// none known).
 	Latencies func() map[string]time.Duration
@@ -47,9 +60,28 @@ type Provider struct {
 	cfg ProviderConfig
 	log *slog.Logger
 
-	mu     sync.Mutex
-	owners map[string]identity.DID // reservation → the orchestrator that asked for it; guarded by mu
+	// mu is held from the bound check of a bid request to recording its
+	// reservation, so that one peer's concurrent requests cannot pass the
+	// check together.
+	mu   sync.Mutex
+	live map[string]hold // guarded by mu: live reservations made here, by ID
 }
+
+// hold is the provider's note of one live reservation: who asked for it
+// and what it holds until when. It is dropped when the reservation is
+// committed, reverted or expires.
+type hold struct {
+	owner     identity.DID // the orchestrator actor that asked: only it may commit or revert
+	peer      string       // its host, whose reservations are bounded together
+	resources match.Resources
+	expires   time.Time
+}
+
+// Defaults of the per-peer reservation bounds.
+const (
+	DefaultReservationsPerPeer  = 8
+	DefaultReservedSharePerPeer = 0.5
+)
 
 // NewProvider returns a provider; Register puts it on the network.
 func NewProvider(cfg ProviderConfig) *Provider {
@@ -59,7 +91,16 @@ func NewProvider(cfg ProviderConfig) *Provider {
 	if cfg.ReservationTTL <= 0 {
 		cfg.ReservationTTL = 30 * time.Second
 	}
-	return &Provider{cfg: cfg, log: cfg.Logger.With("component", "provider"), owners: map[string]identity.DID{}}
+	if cfg.ReservationsPerPeer <= 0 {
+		cfg.ReservationsPerPeer = DefaultReservationsPerPeer
+	}
+	if cfg.ReservedSharePerPeer <= 0 || cfg.ReservedSharePerPeer > 1 {
+		cfg.ReservedSharePerPeer = DefaultReservedSharePerPeer
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Provider{cfg: cfg, log: cfg.Logger.With("component", "provider"), live: map[string]hold{}}
 }
 
 // Register adds the provider's behaviors to the node actor and subscribes
@@ -115,16 +156,14 @@ func (p *Provider) request(ctx context.Context, m *actor.Message) (any, error) {
 		// One reservation, large enough for any one of the nodes.
 		id := deployproto.ReservationID(req.Deployment, req.Round)
 		want, fit := coverOne(fit)
-		res, err := p.cfg.Ledger.Reserve(id, want, p.cfg.ReservationTTL)
+		res, err := p.reserve(m.From, id, want)
 		if err != nil {
 			for _, nr := range fit {
 				reply.NoBids = append(reply.NoBids, noBid(nr.Name, err))
 			}
+			p.log.Debug("bid request refused", "deployment_id", req.Deployment, "peer_id", m.From.Host, "err", err)
 			return reply, nil
 		}
-		p.mu.Lock()
-		p.owners[id] = m.From.DID
-		p.mu.Unlock()
 		offer := current
 		offer.Free = res.Resources // what the reservation holds
 		bid := &deployproto.Bid{Reservation: id, Expires: res.Expires, Offer: offer, Latencies: p.latencies()}
@@ -139,6 +178,106 @@ func (p *Provider) request(ctx context.Context, m *actor.Message) (any, error) {
 	}
 	p.log.Debug("bid request", "deployment_id", req.Deployment, "bid", reply.Bid != nil, "no_bids", len(reply.NoBids))
 	return reply, nil
+}
+
+// PeerLimitError is why a peer may not reserve more here: it holds Count
+// live reservations already, or they would hold more than the share
+// allowed of Dimension.
+type PeerLimitError struct {
+	Peer      string
+	Count     int     // its live reservations here
+	Max       int     // ProviderConfig.ReservationsPerPeer
+	Dimension string  // set when the share is the limit: cpu, ram, disk, gpu or an extra kind
+	Share     float64 // ProviderConfig.ReservedSharePerPeer
+}
+
+func (e *PeerLimitError) Error() string {
+	if e.Dimension == "" {
+		return fmt.Sprintf("the requesting peer holds %d live reservations here (at most %d)", e.Count, e.Max)
+	}
+	return fmt.Sprintf("the requesting peer's %d live reservations here would hold more than %g%% of the onboarded %s", e.Count+1, e.Share*100, e.Dimension)
+}
+
+// reserve reserves want as id for the actor from, within the bounds of
+// its peer: a peer may hold ReservationsPerPeer live reservations, and
+// beyond its first, only while together they hold at most
+// ReservedSharePerPeer of the onboarded resources. It fails with a
+// *PeerLimitError or the Ledger's error.
+func (p *Provider) reserve(from actor.Handle, id string, want match.Resources) (resource.Reservation, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.expireLocked()
+	var count int
+	var total match.Resources
+	for _, h := range p.live {
+		if h.peer != from.Host {
+			continue
+		}
+		count++
+		if sum, err := total.Add(h.resources); err == nil {
+			total = sum
+		}
+	}
+	if count > 0 {
+		if count >= p.cfg.ReservationsPerPeer {
+			return resource.Reservation{}, &PeerLimitError{Peer: from.Host, Count: count, Max: p.cfg.ReservationsPerPeer}
+		}
+		on, _ := p.cfg.Ledger.Onboarded()
+		sum, err := total.Add(want)
+		if err != nil {
+			return resource.Reservation{}, fmt.Errorf("%w: %w", resource.ErrInvalid, err)
+		}
+		if dim := overShare(sum, on.Resources, p.cfg.ReservedSharePerPeer); dim != "" {
+			return resource.Reservation{}, &PeerLimitError{Peer: from.Host, Count: count, Max: p.cfg.ReservationsPerPeer, Dimension: dim, Share: p.cfg.ReservedSharePerPeer}
+		}
+	}
+	res, err := p.cfg.Ledger.Reserve(id, want, p.cfg.ReservationTTL)
+	if err != nil {
+		return res, err
+	}
+	p.live[id] = hold{owner: from.DID, peer: from.Host, resources: res.Resources, expires: res.Expires}
+	return res, nil
+}
+
+// expireLocked forgets the reservations that have expired (the Ledger
+// has dropped them).
+func (p *Provider) expireLocked() {
+	now := p.cfg.Now()
+	for id, h := range p.live {
+		if !now.Before(h.expires) {
+			delete(p.live, id)
+		}
+	}
+}
+
+// forget drops the note of reservation id (committed or reverted).
+func (p *Provider) forget(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.live, id)
+	p.expireLocked()
+}
+
+// overShare returns the first dimension in which held is more than share
+// of onboarded, or "".
+func overShare(held, onboarded match.Resources, share float64) string {
+	over := func(h, o int64) bool { return float64(h) > share*float64(o) }
+	switch {
+	case over(int64(held.CPU), int64(onboarded.CPU)):
+		return match.DimCPU
+	case over(int64(held.RAM), int64(onboarded.RAM)):
+		return match.DimRAM
+	case over(int64(held.Disk), int64(onboarded.Disk)):
+		return match.DimDisk
+	case over(int64(len(held.GPUs)), int64(len(onboarded.GPUs))):
+		return match.DimGPU
+	}
+	for _, k := range slices.Sorted(maps.Keys(held.Extra)) {
+		if over(held.Extra[k], onboarded.Extra[k]) {
+			return k
+		}
+	}
+	return ""
 }
 
 // latencies returns the provider's measured round trips, in ms.
@@ -158,7 +297,10 @@ func (p *Provider) latencies() map[string]float64 {
 // noBid explains a refusal to bid.
 func noBid(node string, err error) deployproto.NoBid {
 	var nf *match.NoFitError
+	var pl *PeerLimitError
 	switch {
+	case errors.As(err, &pl):
+		return deployproto.NoBid{Node: node, Kind: deployproto.KindPeerLimit, Reasons: []string{pl.Error()}}
 	case errors.As(err, &nf) && len(nf.Reasons) > 0:
 		return deployproto.NoFit(node, nf.Reasons)
 	case errors.Is(err, resource.ErrNotOnboarded):
@@ -169,11 +311,20 @@ func noBid(node string, err error) deployproto.NoBid {
 	return deployproto.NoBid{Node: node, Kind: deployproto.KindResource, Reasons: []string{err.Error()}}
 }
 
+// owner returns the orchestrator actor of a reservation: the one that
+// asked for it while it is live, the one its allocations report to once
+// committed.
 func (p *Provider) owner(reservation string) (identity.DID, bool) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	d, ok := p.owners[reservation]
-	return d, ok
+	h, ok := p.live[reservation]
+	p.mu.Unlock()
+	if ok {
+		return h.owner, true
+	}
+	if p.cfg.Allocations == nil {
+		return "", false
+	}
+	return p.cfg.Allocations.Orchestrator(reservation)
 }
 
 // checkReservation refuses a commit or revert of a reservation that is
@@ -199,6 +350,10 @@ func (p *Provider) commit(ctx context.Context, m *actor.Message) (any, error) {
 	if len(req.Allocations) == 0 {
 		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: "no allocations to commit"}
 	}
+	if req.Orchestrator.DID != m.From.DID {
+		// The allocations would report to, and be owned by, someone else.
+		return nil, &actor.Error{Code: actor.CodeDenied, Msg: "a commit must name its sender as the orchestrator"}
+	}
 	var want match.Resources
 	for _, spec := range req.Allocations {
 		if err := deployproto.CheckName("allocation", spec.Name); err != nil {
@@ -213,6 +368,8 @@ func (p *Provider) commit(ctx context.Context, m *actor.Message) (any, error) {
 	if _, err := p.cfg.Ledger.CommitPart(req.Reservation, want); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
+	// No longer live: the allocations record the owner from here on.
+	defer p.forget(req.Reservation)
 	reply := deployproto.CommitReply{Allocations: map[string]actor.Handle{}}
 	for _, spec := range req.Allocations {
 		h, err := p.cfg.Allocations.Create(ctx, CreateRequest{
@@ -246,9 +403,7 @@ func (p *Provider) revert(ctx context.Context, m *actor.Message) (any, error) {
 	if err := p.cfg.Ledger.Release(req.Reservation); err != nil && !errors.Is(err, resource.ErrNotFound) {
 		return nil, err
 	}
-	p.mu.Lock()
-	delete(p.owners, req.Reservation)
-	p.mu.Unlock()
+	p.forget(req.Reservation)
 	return struct{}{}, nil
 }
 

@@ -33,12 +33,19 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
-// launch starts the supervisor goroutine.
+// launch starts the supervisor goroutine. Setting runDone and reading
+// stopping happen under one lock, so a stop either finds the supervisor
+// (and cancels it) or has already asked for the stop, and then the
+// supervisor starts cancelled: it stops the instance it attaches to,
+// starts none, and ends the allocation as stopped.
 func (a *alloc) launch(p runPlan) {
 	ctx, cancel := context.WithCancel(a.life)
 	done := make(chan struct{})
 	a.mu.Lock()
 	a.cancelRun, a.runDone = cancel, done
+	if a.stopping {
+		cancel()
+	}
 	a.mu.Unlock()
 	if !a.m.goTracked(func() {
 		defer close(done)
@@ -376,10 +383,11 @@ func (a *alloc) resume(ctx context.Context, instances []executor.Instance, liste
 				break
 			}
 		}
-		// Instances of earlier runs left behind by a crash.
+		// Instances of earlier runs left behind by a crash: each one by
+		// its ID (removeInstances would remove the current one too).
 		for _, x := range instances {
 			if in == nil || x.ID != in.ID {
-				a.removeInstances(ctx, x.ID)
+				a.removeInstance(ctx, x.ID)
 			}
 		}
 	}

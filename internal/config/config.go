@@ -132,9 +132,13 @@ type Orchestrator struct {
 	BidWindow      Duration `yaml:"bid_window" doc:"How long an orchestrator collects bids in one round."`
 	QueueTimeout   Duration `yaml:"queue_timeout" doc:"How long a deployment waits in the queue for fitting providers before it fails (0 waits forever)."`
 	ReservationTTL Duration `yaml:"reservation_ttl" doc:"How long a provider holds resources for a bid that is not committed."`
-	Heartbeat      Duration `yaml:"heartbeat" doc:"Interval of allocation heartbeats to their orchestrator."`
-	LostAfter      Duration `yaml:"lost_after" doc:"An allocation with no heartbeat for this long is marked lost."`
-	Price          float64  `yaml:"price" doc:"Price this provider asks per core-hour (0 is free)."`
+	// The per-peer bounds keep one orchestrator (trusted, but misbehaving)
+	// from holding a provider's free resources with bids it never commits.
+	ReservationsPerPeer  int      `yaml:"reservations_per_peer" doc:"As a provider: most live (uncommitted, unexpired) reservations one requesting peer may hold here; over it, its bid requests get a peer-limit no-bid."`
+	ReservedSharePerPeer float64  `yaml:"reserved_share_per_peer" doc:"As a provider: most one requesting peer's live reservations may hold together, as a share (0 to 1] of the onboarded resources in every dimension; a peer holding no other reservation may always reserve what fits."`
+	Heartbeat            Duration `yaml:"heartbeat" doc:"Interval of allocation heartbeats to their orchestrator."`
+	LostAfter            Duration `yaml:"lost_after" doc:"An allocation with no heartbeat for this long is marked lost."`
+	Price                float64  `yaml:"price" doc:"Price this provider asks per core-hour (0 is free)."`
 }
 
 // Location is where the machine is.
@@ -193,6 +197,9 @@ func Default() Config {
 			ReservationTTL: Duration(30e9),
 			Heartbeat:      Duration(2e9),
 			LostAfter:      Duration(10e9),
+
+			ReservationsPerPeer:  8,
+			ReservedSharePerPeer: 0.5,
 		},
 	}
 }

@@ -62,6 +62,8 @@ func TestSetGet(t *testing.T) {
 		{key: "actor.default_timeout", value: "1m30s", want: "1m30s"},
 		{key: "resources.reserve_cpu", value: "1.5", want: "1.5"},
 		{key: "orchestrator.price", value: "0.25", want: "0.25"},
+		{key: "orchestrator.reservations_per_peer", value: "3", want: "3"},
+		{key: "orchestrator.reserved_share_per_peer", value: "0.25", want: "0.25"},
 		{key: "p2p.mdns", value: "maybe", wantErr: `p2p.mdns: "maybe" is not true or false`},
 		{key: "p2p.conn_low", value: "ten", wantErr: `p2p.conn_low: "ten" is not an integer`},
 		{key: "p2p.max_memory", value: "4 GB", wantErr: "not a size"},
@@ -245,5 +247,36 @@ func TestDocs(t *testing.T) {
 	got, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) || string(got) != b.String() {
 		t.Fatalf("docs/config.md is out of date: run go test ./internal/config -rewrite")
+	}
+}
+
+func TestValidateReservationBounds(t *testing.T) {
+	tests := []struct {
+		name  string
+		count int
+		share float64
+		want  string // "" for valid
+	}{
+		{"defaults", 8, 0.5, ""},
+		{"one, all of it", 1, 1, ""},
+		{"no reservation", 0, 0.5, "orchestrator.reservations_per_peer"},
+		{"negative count", -1, 0.5, "orchestrator.reservations_per_peer"},
+		{"huge count", 10001, 0.5, "orchestrator.reservations_per_peer"},
+		{"zero share", 8, 0, "orchestrator.reserved_share_per_peer"},
+		{"more than all", 8, 1.5, "orchestrator.reserved_share_per_peer"},
+		{"negative share", 8, -0.1, "orchestrator.reserved_share_per_peer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Default()
+			cfg.Orchestrator.ReservationsPerPeer, cfg.Orchestrator.ReservedSharePerPeer = tt.count, tt.share
+			err := cfg.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Validate() = %v, want an error about %s", err, tt.want)
+			}
+		})
 	}
 }

@@ -136,6 +136,12 @@ func (c Config) Validate() error {
 	if o.ReservationTTL < o.BidWindow {
 		bad("orchestrator.reservation_ttl", "%s is shorter than orchestrator.bid_window %s", o.ReservationTTL, o.BidWindow)
 	}
+	if o.ReservationsPerPeer < 1 || o.ReservationsPerPeer > 10000 {
+		bad("orchestrator.reservations_per_peer", "%d: want between 1 and 10000", o.ReservationsPerPeer)
+	}
+	if !(o.ReservedSharePerPeer > 0 && o.ReservedSharePerPeer <= 1) {
+		bad("orchestrator.reserved_share_per_peer", "%g: want more than 0 and at most 1", o.ReservedSharePerPeer)
+	}
 	if o.Price < 0 {
 		bad("orchestrator.price", "%g: want zero or positive", o.Price)
 	}

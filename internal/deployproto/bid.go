@@ -131,6 +131,7 @@ const (
 	KindNoAnswer   = "no-answer"  // did not answer in the bid window
 	KindDistinct   = "distinct"   // fits, but hosts another node of the ensemble
 	KindRTT        = "rtt"        // too far from the provider of another node
+	KindPeerLimit  = "peer-limit" // the requesting peer holds as many reservations there as it may
 )
 
 // KindOf classifies a match reason by its dimension.

@@ -69,8 +69,11 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 	}
 	provider := allocation.NewProvider(allocation.ProviderConfig{
 		Node: n.root, Key: n.cfg.Key, Ledger: n.resources, Allocations: n.allocs,
-		ReservationTTL: c.Orchestrator.ReservationTTL.D(), Logger: n.log,
-		Latencies: n.latencies,
+		ReservationTTL:       c.Orchestrator.ReservationTTL.D(),
+		ReservationsPerPeer:  c.Orchestrator.ReservationsPerPeer,
+		ReservedSharePerPeer: c.Orchestrator.ReservedSharePerPeer,
+		Logger:               n.log,
+		Latencies:            n.latencies,
 	})
 	if err := provider.Register(); err != nil {
 		closeExecs()
