@@ -119,7 +119,7 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope) err
 		gen := issuerGeneration(w.sys.cfg.Issuer)
 		if ss == nil || now.After(ss.renew) || ss.gen != gen {
 			exp := now.Add(w.sys.cfg.SessionTTL)
-			inv, err := w.sys.cfg.Issuer.Issue(from.key, env.To.DID, env.Behavior, exp)
+			inv, err := w.sys.cfg.Issuer.Issue(from.key, IssueParams{Audience: env.To.DID, Cmd: env.Behavior, Expiry: exp, Host: w.sys.self, Session: true})
 			if err != nil {
 				return fmt.Errorf("issue invocation for %s: %w", env.Behavior, err)
 			}
@@ -221,7 +221,7 @@ func (w *link) expand(env *Envelope, peer string) {
 func (w *link) defineSession(ss *session) {
 	rs := &recvSess{iss: ss.iss, aud: ss.aud, cmd: ss.cmd}
 	w.recvSess[ss.id] = rs
-	rs.grant, rs.err = w.sys.cfg.Auth.Authorize(ss.inv, AuthRequest{Cmd: ss.cmd, Issuer: ss.iss, Audience: ss.aud, Now: w.sys.cfg.Now()})
+	rs.grant, rs.err = w.sys.cfg.Auth.Authorize(ss.inv, AuthRequest{Cmd: ss.cmd, Issuer: ss.iss, Audience: ss.aud, Host: w.l.Peer(), Session: true, Now: w.sys.cfg.Now()})
 }
 
 // Generationer is implemented by Issuers whose invocations can change, for
