@@ -33,12 +33,24 @@ func benchPair(b *testing.B, onMessage func()) (from *actor.Actor, to actor.Hand
 
 // benchNodes is benchPair's two nodes.
 func benchNodes(b *testing.B, onMessage func()) (sender, receiver *testNode) {
+	return benchNodesOn(b, "", onMessage)
+}
+
+// benchNodesOn is benchNodes with the receiver on a store in home (""
+// none: its replay cache is in memory only).
+func benchNodesOn(b *testing.B, home string, onMessage func()) (sender, receiver *testNode) {
 	b.Helper()
 	big := func(c *config.Config) {
 		c.Actor.Mailbox = 1 << 16
 		c.Actor.PeerRate, c.Actor.PeerBurst = 1e9, 1<<20
 	}
-	sender, receiver = newTestNode(b, big), newTestNode(b, big)
+	sender = newTestNode(b, big)
+	if home == "" {
+		receiver = newTestNode(b, big)
+	} else {
+		s, _ := startStored(b, home, mustKey(b), mustKey(b), big)
+		receiver = s.testNode
+	}
 	sender.connect(b, receiver)
 	trust, err := cap.NewTrust(
 		cap.Anchor{Root: receiver.user.DID(), Cmd: "/dms"},
@@ -133,8 +145,13 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 // sender node to the receiver, which verifies each inline invocation in
 // full (no link session), checks its binding and records its nonce.
 func BenchmarkRelayThroughput(b *testing.B) {
+	b.Run("memory", func(b *testing.B) { benchRelay(b, "") })
+	b.Run("store", func(b *testing.B) { benchRelay(b, b.TempDir()) })
+}
+
+func benchRelay(b *testing.B, home string) {
 	var got atomic.Int64
-	sn, rn := benchNodes(b, func() { got.Add(1) })
+	sn, rn := benchNodesOn(b, home, func() { got.Add(1) })
 	sender, receiver, user := sn.sys, rn.root.Handle(), sn.cfg.Key
 	bundles := make([][]byte, b.N)
 	for i := range bundles {

@@ -218,7 +218,7 @@ type storedNode struct {
 
 // startStored starts a node with key and user on home's store; stop stops
 // it as the daemon does: network first, store last.
-func startStored(t *testing.T, home string, key, user *identity.Key) (n *storedNode, stop func()) {
+func startStored(t testing.TB, home string, key, user *identity.Key, mod ...func(*config.Config)) (n *storedNode, stop func()) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Join(home, "data"), 0o700); err != nil {
 		t.Fatal(err)
@@ -226,6 +226,9 @@ func startStored(t *testing.T, home string, key, user *identity.Key) (n *storedN
 	cfg := config.Default()
 	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.P2P.MDNS, cfg.P2P.DHT, cfg.P2P.Relay, cfg.P2P.HolePunching = false, false, false, false
+	for _, m := range mod {
+		m(&cfg)
+	}
 	node := &Node{
 		cfg:     Config{Home: home, Config: cfg, Key: key, UserDID: user.DID(), Version: "test", Logger: slog.New(slog.DiscardHandler)},
 		log:     slog.New(slog.DiscardHandler),
