@@ -48,7 +48,7 @@ func (w *World) wireReplay(ctx context.Context, behavior, target string) (first,
 	if err != nil {
 		return nil, nil, fmt.Errorf("link to %s: %w", target, err)
 	}
-	inv, err := cap.Invoke(key, cap.InvocationParams{Audience: did, Command: behavior, Expiry: time.Now().Add(time.Minute)})
+	inv, err := cap.Invoke(key, cap.InvocationParams{Audience: did, Command: behavior, Expiry: time.Now().Add(time.Minute), Args: cap.Bind(host.ID(), nil).Args()})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -104,7 +104,7 @@ func actorSteps(sc *godog.ScenarioContext) {
 	})
 	sc.Step(`^a program sends the same signed invocation of "([^"]+)" from ([a-z]+)'s user to ([a-z]+) twice through ([a-z]+)'s API$`, func(ctx context.Context, behavior, user, target, via string) error {
 		w := worldOf(ctx)
-		req := w.invocation(w.userKey(user), target, behavior)
+		req := w.invocation(w.userKey(user), target, via, behavior)
 		c := w.client(via)
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()

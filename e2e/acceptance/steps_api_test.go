@@ -67,11 +67,13 @@ func (w *World) userKey(name string) *identity.Key {
 }
 
 // invocation signs, with key, an invocation of behavior addressed to
-// target's node, relayed as an api.ActorRequest.
-func (w *World) invocation(key *identity.Key, target, behavior string) api.ActorRequest {
+// target's node, relayed as an api.ActorRequest by via's node (it is bound
+// to that node, with no payload).
+func (w *World) invocation(key *identity.Key, target, via, behavior string) api.ActorRequest {
 	did := identity.DID(netOf(w).id(w.T, target, "did"))
 	peer := netOf(w).id(w.T, target, "peer")
-	inv, err := cap.Invoke(key, cap.InvocationParams{Audience: did, Command: behavior, Expiry: time.Now().Add(time.Minute)})
+	relay := netOf(w).id(w.T, via, "peer")
+	inv, err := cap.Invoke(key, cap.InvocationParams{Audience: did, Command: behavior, Expiry: time.Now().Add(time.Minute), Args: cap.Bind(relay, nil).Args()})
 	if err != nil {
 		w.T.Fatal(err)
 	}
@@ -114,7 +116,7 @@ func apiSteps(sc *godog.ScenarioContext) {
 			return err
 		}
 		addr, token := w.apiOf(via)
-		body, err := json.Marshal(w.invocation(key, target, behavior))
+		body, err := json.Marshal(w.invocation(key, target, via, behavior))
 		if err != nil {
 			return err
 		}

@@ -15,8 +15,8 @@ type AllowAll struct{}
 func (AllowAll) Authorize([]byte, AuthRequest) (Grant, error) { return allowGrant{}, nil }
 
 // Issue returns a placeholder invocation.
-func (AllowAll) Issue(from *identity.Key, aud identity.DID, cmd string, exp time.Time) ([]byte, error) {
-	return []byte("allow:" + cmd), nil
+func (AllowAll) Issue(from *identity.Key, p IssueParams) ([]byte, error) {
+	return []byte("allow:" + p.Cmd), nil
 }
 
 type allowGrant struct{}

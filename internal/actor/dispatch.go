@@ -12,21 +12,31 @@ import (
 //
 //  1. rate: the sending peer is within its rate           rate-limited
 //  2. host: the claimed host is the transport's peer      host-mismatch
-//  3. runtime not closing                                 shutting-down
-//  4. time: not expired, expiry not too far ahead         expired / bad-envelope
-//  5. authorization: the invocation (inline or the link   denied
+//  3. authorization: the invocation (inline or the link   denied
 //     session) authorizes this sender, receiver and
-//     behavior, and its chain's policies the payload
-//  6. replay: the nonce is new for this sender            replay
-//  7. the actor exists, with that DID                     no-such-actor
-//  8. the behavior exists                                 unknown-behavior
-//  9. the mailbox has room                                mailbox-full
+//     behavior; it is bound to the transport peer
+//     (AuthRequest.Host), and an inline one to the
+//     payload (rule binding)
+//  4. one-shot use: an inline invocation's own nonce is   replay
+//     new (the Authorizer records it, in the node's
+//     store, until it expires)
+//  5. runtime not closing                                 shutting-down
+//  6. time: not expired, expiry not too far ahead         expired / bad-envelope
+//  7. policy: the chain's policies accept the payload     denied
+//  8. replay: the envelope's nonce is new for this sender replay
+//  9. the actor exists, with that DID                     no-such-actor
+//  10. the behavior exists                                unknown-behavior
+//  11. the mailbox has room                               mailbox-full
 //
 // Replay is checked after authorization, so that nobody can burn another
-// sender's nonces. An envelope in the session form claims no hosts, DIDs or
-// behavior: link.expand takes them from the link and the session it names
-// before these checks, so 2 and the match of 5 hold by construction, and a
-// session unknown on the link is refused as bad-envelope at 5.
+// sender's nonces: an invocation's nonce is recorded only once its
+// signature, chain and binding to the sending peer verified. An envelope in
+// the session form claims no hosts, DIDs or behavior: link.expand takes
+// them from the link and the session it names before these checks, so 2
+// and the match of 3 hold by construction, and a session unknown on the
+// link is refused as bad-envelope at 3. Its invocation was bound to the
+// link's peer once, when the session was defined: the per-envelope path
+// decodes no arguments and hashes no payload.
 
 // receive runs the checks for an envelope that arrived on a link (in the
 // full form, or in the session form rebuilt by link.expand).
@@ -47,7 +57,7 @@ func (s *System) receive(w *link, env *Envelope) {
 	var err *Error
 	switch {
 	case len(env.Invocation) > 0:
-		grant, err = s.authorize(env.Invocation, env, false, now)
+		grant, err = s.authorize(env.Invocation, env, peer, false, now)
 	case env.Session != 0:
 		grant, err = w.sessionGrant(env)
 	default:
@@ -74,9 +84,10 @@ func (w *link) sessionGrant(env *Envelope) (Grant, *Error) {
 	return rs.grant, nil
 }
 
-// authorize verifies an inline invocation for env at now.
-func (s *System) authorize(inv []byte, env *Envelope, broadcast bool, now time.Time) (Grant, *Error) {
-	req := AuthRequest{Cmd: env.Behavior, Issuer: env.From.DID, Audience: env.To.DID, Broadcast: broadcast, Now: now}
+// authorize verifies an inline (one-shot) invocation for env, which came
+// from the authenticated peer host, at now.
+func (s *System) authorize(inv []byte, env *Envelope, host string, broadcast bool, now time.Time) (Grant, *Error) {
+	req := AuthRequest{Cmd: env.Behavior, Issuer: env.From.DID, Audience: env.To.DID, Broadcast: broadcast, Host: host, Payload: env.Payload, Now: now}
 	if broadcast {
 		req.Audience = ""
 	}
@@ -244,7 +255,7 @@ func (s *System) deliverLocal(env *Envelope, answer replier) {
 	now := s.cfg.Now()
 	var grant Grant
 	if len(env.Invocation) > 0 {
-		g, err := s.authorize(env.Invocation, env, false, now)
+		g, err := s.authorize(env.Invocation, env, s.self, false, now)
 		if err != nil {
 			s.refuse(env, answer, err, s.self)
 			return
@@ -363,7 +374,7 @@ func unknownSession(err *Error) bool {
 // publish broadcasts env on its topic.
 func (s *System) publish(ctx context.Context, from *Actor, env *Envelope, collect func(*Reply)) error {
 	if len(env.Invocation) == 0 {
-		inv, err := s.cfg.Issuer.Issue(from.key, "", env.Behavior, env.Expiry)
+		inv, err := s.cfg.Issuer.Issue(from.key, IssueParams{Cmd: env.Behavior, Expiry: env.Expiry, Host: s.self, Payload: env.Payload})
 		if err != nil {
 			return err
 		}
@@ -431,7 +442,7 @@ func (s *System) receiveBroadcast(topic, publisher string, frame []byte) {
 		s.refuse(env, answer, errorf(CodeHostMismatch, "broadcast claims host %s but was published by %s", shortHost(env.From.Host), shortHost(publisher)), publisher)
 		return
 	}
-	grant, aerr := s.authorize(env.Invocation, env, true, now)
+	grant, aerr := s.authorize(env.Invocation, env, publisher, true, now)
 	if aerr != nil {
 		s.refuse(env, answer, aerr, publisher)
 		return

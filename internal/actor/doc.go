@@ -29,6 +29,16 @@
 // link keeps at most Config.MaxSessionsPerLink (the oldest is evicted; an
 // Invoke refused for an evicted session defines it again and is resent).
 //
+// Invocations are not bearer tokens. Each one the runtime issues is bound,
+// in its arguments, to the host it is sent from (IssueParams.Host), and the
+// receiver's Authorizer refuses it from any other peer (AuthRequest.Host):
+// a captured invocation is useless to anyone else. A one-shot invocation —
+// a broadcast, or a user's command relayed by a node — also commits to the
+// SHA-256 of its payload, and is accepted once (its own nonce, not only the
+// envelope's, recorded by the node until it expires, across restarts). A
+// link session's invocation serves many payloads on one authenticated link
+// and is bound to the host only.
+//
 // # No silent drops
 //
 // Every refusal or failure — denied, expired, replay, unknown behavior, no

@@ -163,7 +163,7 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope) err
 		gen := issuerGeneration(w.sys.cfg.Issuer)
 		if ss == nil || now.After(ss.renew) || ss.gen != gen {
 			exp := now.Add(w.sys.cfg.SessionTTL)
-			inv, err := w.sys.cfg.Issuer.Issue(from.key, env.To.DID, env.Behavior, exp)
+			inv, err := w.sys.cfg.Issuer.Issue(from.key, IssueParams{Audience: env.To.DID, Cmd: env.Behavior, Expiry: exp, Host: w.sys.self, Session: true})
 			if err != nil {
 				return fmt.Errorf("issue invocation for %s: %w", env.Behavior, err)
 			}
@@ -282,7 +282,7 @@ func (w *link) defineSession(ss *session) {
 	// The invocation is a slice of the frame: a copy keeps a grant that
 	// refers to it from holding the whole frame.
 	inv := bytes.Clone(ss.inv)
-	grant, err := s.cfg.Auth.Authorize(inv, AuthRequest{Cmd: ss.cmd, Issuer: ss.iss, Audience: ss.aud, Now: now})
+	grant, err := s.cfg.Auth.Authorize(inv, AuthRequest{Cmd: ss.cmd, Issuer: ss.iss, Audience: ss.aud, Host: w.l.Peer(), Session: true, Now: now})
 	key := sessKey{from: ss.iss, to: ss.aud, cmd: ss.cmd}
 	if old := w.recvByKey[key]; old != nil {
 		w.dropSession(old.id)

@@ -28,7 +28,17 @@ type AuthRequest struct {
 	Issuer    identity.DID // the sending actor's DID: the invocation's issuer
 	Audience  identity.DID // the receiving actor's DID; empty for broadcasts
 	Broadcast bool
-	Now       time.Time
+	// Host is the authenticated transport peer the invocation came from
+	// (this host's own ID for an envelope relayed here): the host the
+	// invocation must be bound to.
+	Host string
+	// Session marks a link session's invocation, which serves many
+	// envelopes on one authenticated link: it is bound to the host only.
+	// Every other invocation is one-shot — a broadcast, a relayed user
+	// command — and must commit to Payload and be accepted once.
+	Session bool
+	Payload []byte // the envelope's payload; nil for a session
+	Now     time.Time
 }
 
 // Grant is a verified invocation. The runtime keeps grants of link sessions
@@ -45,7 +55,21 @@ type Grant interface {
 // Issuer builds the invocations of outgoing envelopes, from the delegations
 // the sending actor holds (or self-signed when it needs none).
 type Issuer interface {
-	Issue(from *identity.Key, aud identity.DID, cmd string, exp time.Time) ([]byte, error)
+	Issue(from *identity.Key, p IssueParams) ([]byte, error)
+}
+
+// IssueParams describe an invocation the runtime needs.
+type IssueParams struct {
+	Audience identity.DID // the receiving actor; empty for a broadcast
+	Cmd      string
+	Expiry   time.Time
+	// Host is this host's peer ID: the invocation is bound to it, so that
+	// no other peer can send it.
+	Host string
+	// Session marks a link session's invocation (bound to Host only);
+	// otherwise the invocation is one-shot and also commits to Payload.
+	Session bool
+	Payload []byte
 }
 
 // Config configures a System. Zero values take the defaults shown.

@@ -23,6 +23,7 @@ const (
 	RuleRevoked           Rule = "revoked"            // a token of the chain was revoked
 	RuleUntrustedRoot     Rule = "untrusted-root"     // the root is not anchored for the command here
 	RuleReplay            Rule = "replay"             // a nonce seen before, or an expiry beyond the replay window
+	RuleBinding           Rule = "binding"            // the invocation is not bound to the peer that sent it, or to its payload
 
 	// Refusals of cap delegate: a re-delegation may only narrow its parent.
 	RuleExpiryEscalation Rule = "expiry-escalation" // the new token would outlive its parent

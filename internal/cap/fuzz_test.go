@@ -61,6 +61,37 @@ func FuzzDecodeInvocation(f *testing.F) {
 	})
 }
 
+// FuzzInvocationBinding: reading an invocation's binding, and checking
+// it, refuse any input with a *DeniedError and never panic.
+func FuzzInvocationBinding(f *testing.F) {
+	w := newWorld(f)
+	for _, args := range []map[string]any{
+		Bind("12D3KooWHost", []byte(`{}`)).Args(),
+		{ArgHost: int64(1), ArgPayload: "x"},
+		{ArgHost: "h", ArgPayload: []byte{1}},
+	} {
+		f.Add(w.invoke(f, w.bob, "/public/x", nil, func(p *InvocationParams) { p.Args = args }).Sealed(), "12D3KooWHost", []byte(`{}`))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, host string, payload []byte) {
+		inv, err := DecodeInvocation(data)
+		if err != nil {
+			return
+		}
+		b, err := inv.Binding()
+		if err != nil {
+			if RuleOf(err) != RuleMalformed {
+				t.Fatalf("Binding error = %v, want a malformed refusal", err)
+			}
+			return
+		}
+		for _, oneShot := range []bool{false, true} {
+			if err := b.Check(host, payload, oneShot); err != nil && RuleOf(err) != RuleBinding {
+				t.Fatalf("Check error = %v, want a binding refusal", err)
+			}
+		}
+	})
+}
+
 func FuzzParsePolicy(f *testing.F) {
 	for _, s := range []string{
 		`[["==", ".executor", "docker"]]`,

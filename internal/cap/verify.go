@@ -106,6 +106,9 @@ type Authorized struct {
 	Command    string
 	Chain      []string  // delegation CIDs, root first
 	Expiry     time.Time // earliest expiry of the invocation and its chain; zero: none
+	// Binding is what the invocation's arguments bind it to (see
+	// CheckBinding); empty fields when it names none.
+	Binding Binding
 
 	e *authEntry
 }
@@ -211,8 +214,13 @@ func (v *Verifier) authorizeNew(now time.Time, key [sha256.Size]byte, inv *Invoc
 			return nil, err
 		}
 	}
+	bind, err := inv.Binding()
+	if err != nil {
+		return nil, err
+	}
 	e.cids = append(e.cids, inv.CID())
 	e.res = &Authorized{
+		Binding:    bind,
 		Invocation: inv,
 		Issuer:     inv.Issuer(),
 		Subject:    inv.Subject(),

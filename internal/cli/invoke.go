@@ -26,7 +26,8 @@ func newInvokeCmd(a *app) *cobra.Command {
 
 The invocation is signed with this home's user key (passphrase from
 $DMS_PASSPHRASE, $DMS_PASSPHRASE_FILE or a prompt) and relayed by the local
-node. For a command outside /public, the target must trust the user key, or a
+node; it is bound to that node's peer ID and to the payload, and is used
+once. For a command outside /public, the target must trust the user key, or a
 key that delegated to it: pass the delegation with --token FILE (from
 dms cap grant/delegate) when your key is not trusted directly.
 
@@ -47,10 +48,13 @@ exits 1.`,
 			}
 			var payload json.RawMessage
 			if data != "" {
-				if !json.Valid([]byte(data)) {
+				// Compact, as the request body carries it: the
+				// invocation commits to these exact bytes.
+				var buf bytes.Buffer
+				if err := json.Compact(&buf, []byte(data)); err != nil {
 					return usagef("--data is not valid JSON: %s", data)
 				}
-				payload = json.RawMessage(data)
+				payload = buf.Bytes()
 			}
 			var target api.Handle
 			var aud identity.DID
@@ -82,7 +86,16 @@ exits 1.`,
 			if chain != nil && chain.Holder() != user.DID() {
 				return fmt.Errorf("token %s is delegated to %s, not to this home's user %s", tokenFile, chain.Holder().Short(), user.DID().Short())
 			}
-			inv, err := cap.Invoke(user, cap.InvocationParams{Audience: aud, Command: behavior, Proofs: chain, Expiry: time.Now().Add(min(timeout, 10*time.Minute) + 30*time.Second)})
+			// The invocation is bound to the node that relays it and to
+			// the payload: no other peer can send it, nor with another
+			// payload.
+			relay, err := c.Node(a.ctx)
+			if err != nil {
+				return err
+			}
+			inv, err := cap.Invoke(user, cap.InvocationParams{Audience: aud, Command: behavior, Proofs: chain,
+				Expiry: time.Now().Add(min(timeout, 10*time.Minute) + 30*time.Second),
+				Args:   cap.Bind(relay.PeerID, payload).Args()})
 			if err != nil {
 				return err
 			}

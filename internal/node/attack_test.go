@@ -62,6 +62,9 @@ func TestAttacks(t *testing.T) {
 		if p.Proofs == nil {
 			p.Proofs = chain
 		}
+		if p.Args == nil {
+			p.Args = cap.Bind(host.ID(), nil).Args() // the envelopes carry no payload
+		}
 		inv, err := cap.Invoke(carol, p)
 		if err != nil {
 			t.Fatal(err)
@@ -133,6 +136,9 @@ func TestAttacks(t *testing.T) {
 		{"wrong audience", envelope(api.BehaviorPeersList, bundle(cap.InvocationParams{Command: api.BehaviorPeersList, Audience: honest.cfg.Key.DID()})), actor.CodeDenied, cap.RuleAudience},
 		{"claimed host is not the transport peer", envelope(api.BehaviorPeersList, bundle(cap.InvocationParams{Command: api.BehaviorPeersList}), func(e *actor.Envelope) { e.From.Host = thirdHost }), actor.CodeHostMismatch, ""},
 		{"oversized envelope", envelope(api.BehaviorPeersList, bundle(cap.InvocationParams{Command: api.BehaviorPeersList}), func(e *actor.Envelope) { e.Payload = make([]byte, 5<<20) }), actor.CodeTooLarge, ""},
+		{"invocation bound to no host", envelope(api.BehaviorPeersList, bundle(cap.InvocationParams{Command: api.BehaviorPeersList, Args: map[string]any{}})), actor.CodeDenied, cap.RuleBinding},
+		{"invocation bound to another host", envelope(api.BehaviorPeersList, bundle(cap.InvocationParams{Command: api.BehaviorPeersList, Args: cap.Bind(thirdHost, nil).Args()})), actor.CodeDenied, cap.RuleBinding},
+		{"payload not the one committed to", envelope(api.BehaviorPeersList, bundle(cap.InvocationParams{Command: api.BehaviorPeersList}), func(e *actor.Envelope) { e.Payload = []byte(`{}`) }), actor.CodeDenied, cap.RuleBinding},
 		{"unknown behavior", envelope("/dms/node/peers/nope", bundle(cap.InvocationParams{Command: "/dms/node/peers/nope"})), actor.CodeUnknownBehavior, ""},
 	}
 	for _, tt := range tests {

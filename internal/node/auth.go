@@ -14,10 +14,13 @@ import (
 )
 
 // authorizer adapts a cap.Verifier to the actor runtime: an envelope's
-// invocation bundle must verify, and its issuer, command and audience must
-// be the envelope's sender, behavior and receiver.
+// invocation bundle must verify, its issuer, command and audience must be
+// the envelope's sender, behavior and receiver, it must be bound to the
+// peer it came from (and a one-shot invocation to its payload), and a
+// one-shot invocation is accepted once (seen, which survives a restart).
 type authorizer struct {
-	v *cap.Verifier
+	v    *cap.Verifier
+	seen *replayCache
 }
 
 func (a *authorizer) Authorize(bundle []byte, req actor.AuthRequest) (actor.Grant, error) {
@@ -44,6 +47,14 @@ func (a *authorizer) Authorize(bundle []byte, req actor.AuthRequest) (actor.Gran
 		return nil, mismatch("command is", res.Command, req.Cmd)
 	case !req.Broadcast && res.Audience != req.Audience:
 		return nil, mismatch("audience is", res.Audience.Short(), req.Audience.Short())
+	}
+	if err := res.Binding.Check(req.Host, req.Payload, !req.Session); err != nil {
+		return nil, err
+	}
+	if !req.Session && a.seen != nil {
+		if err := a.seen.use(req.Now, res.Invocation); err != nil {
+			return nil, err
+		}
 	}
 	return &grant{v: a.v, res: res}, nil
 }
@@ -74,9 +85,13 @@ type issuer struct {
 // issued anew with it.
 func (i *issuer) Generation() uint64 { return i.wallet.gen.Load() }
 
-func (i *issuer) Issue(from *identity.Key, aud identity.DID, cmd string, exp time.Time) ([]byte, error) {
-	chain := i.wallet.find(from.DID(), cmd, time.Now())
-	inv, err := cap.Invoke(from, cap.InvocationParams{Audience: aud, Command: cmd, Proofs: chain, Expiry: exp})
+func (i *issuer) Issue(from *identity.Key, p actor.IssueParams) ([]byte, error) {
+	chain := i.wallet.find(from.DID(), p.Cmd, time.Now())
+	b := cap.Binding{Host: p.Host}
+	if !p.Session {
+		b = cap.Bind(p.Host, p.Payload)
+	}
+	inv, err := cap.Invoke(from, cap.InvocationParams{Audience: p.Audience, Command: p.Cmd, Proofs: chain, Expiry: p.Expiry, Args: b.Args()})
 	if err != nil {
 		return nil, err
 	}
@@ -122,9 +137,11 @@ func (w *wallet) find(holder identity.DID, cmd string, now time.Time) cap.Chain 
 }
 
 // relay is the REST API's actor relay: the runtime's, after checking that
-// the user invocation it carries is used once. The runtime gives every
-// relayed envelope a fresh nonce of its own, so without this check a
-// captured CLI invocation could be relayed again until it expires.
+// the user invocation it carries is bound to this node and to its payload
+// (the CLI learns this node's peer ID from the API and signs both), and
+// that it is used once. Receivers check the same again; checking here
+// answers the user at once and keeps this node from relaying a captured
+// invocation twice.
 type relay struct {
 	sys  *actor.System
 	seen *cap.NonceCache
@@ -139,23 +156,23 @@ func newRelay(sys *actor.System) relay {
 }
 
 func (r relay) Relay(ctx context.Context, env *actor.Envelope) (*actor.Reply, error) {
-	if err := r.fresh(env.Invocation); err != nil {
+	if err := r.fresh(env); err != nil {
 		return nil, err
 	}
 	return r.sys.Relay(ctx, env)
 }
 
 func (r relay) RelayBroadcast(ctx context.Context, env *actor.Envelope, collect func(*actor.Reply)) error {
-	if err := r.fresh(env.Invocation); err != nil {
+	if err := r.fresh(env); err != nil {
 		return err
 	}
 	return r.sys.RelayBroadcast(ctx, env, collect)
 }
 
-// fresh records the invocation's (issuer, nonce), refusing one seen before
-// and one that could be replayed forever.
-func (r relay) fresh(bundle []byte) error {
-	sealed, _, err := cap.DecodeBundle(bundle)
+// fresh checks the invocation's binding and records its (issuer, nonce),
+// refusing one seen before and one that could be replayed forever.
+func (r relay) fresh(env *actor.Envelope) error {
+	sealed, _, err := cap.DecodeBundle(env.Invocation)
 	if err != nil {
 		return &cap.DeniedError{Rule: cap.RuleMalformed, Token: cap.TokenInvocation, Detail: err.Error()}
 	}
@@ -163,13 +180,22 @@ func (r relay) fresh(bundle []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := r.seen.Check(time.Now(), inv.Issuer(), inv.Nonce(), inv.Expiry()); err != nil {
-		var de *cap.DeniedError
-		if errors.As(err, &de) && de.Rule == cap.RuleReplay {
-			// The runtime's code for a replay, as a replayed envelope gets.
-			return &actor.Error{Code: actor.CodeReplay, Msg: "invocation " + inv.CID() + ": " + de.Detail}
-		}
+	b, err := inv.Binding()
+	if err != nil {
 		return err
 	}
-	return nil
+	if err := b.Check(r.sys.Self(), env.Payload, true); err != nil {
+		return err
+	}
+	return replayCode(inv, r.seen.Check(time.Now(), inv.Issuer(), inv.Nonce(), inv.Expiry()))
+}
+
+// replayCode turns a replay refusal of the nonce cache into the runtime's
+// code for a replay, as a replayed envelope gets.
+func replayCode(inv *cap.Invocation, err error) error {
+	var de *cap.DeniedError
+	if errors.As(err, &de) && de.Rule == cap.RuleReplay {
+		return &actor.Error{Code: actor.CodeReplay, Msg: "invocation " + inv.CID() + ": " + de.Detail}
+	}
+	return err
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/config"
+	"github.com/dmsnet/dms/internal/identity"
 )
 
 // Messaging benchmarks between two nodes in this process over real libp2p
@@ -26,11 +27,30 @@ const benchBehavior = "/dms/bench/echo"
 // node key for /dms/bench and answers benchBehavior.
 func benchPair(b *testing.B, onMessage func()) (from *actor.Actor, to actor.Handle) {
 	b.Helper()
+	sender, receiver := benchNodes(b, onMessage)
+	return sender.root, receiver.root.Handle()
+}
+
+// benchNodes is benchPair's two nodes.
+func benchNodes(b *testing.B, onMessage func()) (sender, receiver *testNode) {
+	return benchNodesOn(b, "", onMessage)
+}
+
+// benchNodesOn is benchNodes with the receiver on a store in home (""
+// none: its replay cache is in memory only).
+func benchNodesOn(b *testing.B, home string, onMessage func()) (sender, receiver *testNode) {
+	b.Helper()
 	big := func(c *config.Config) {
 		c.Actor.Mailbox = 1 << 16
 		c.Actor.PeerRate, c.Actor.PeerBurst = 1e9, 1<<20
 	}
-	sender, receiver := newTestNode(b, big), newTestNode(b, big)
+	sender = newTestNode(b, big)
+	if home == "" {
+		receiver = newTestNode(b, big)
+	} else {
+		s, _ := startStored(b, home, mustKey(b), mustKey(b), big)
+		receiver = s.testNode
+	}
 	sender.connect(b, receiver)
 	trust, err := cap.NewTrust(
 		cap.Anchor{Root: receiver.user.DID(), Cmd: "/dms"},
@@ -46,7 +66,7 @@ func benchPair(b *testing.B, onMessage func()) (from *actor.Actor, to actor.Hand
 		}
 		return m.Payload, nil
 	})
-	return sender.root, receiver.root.Handle()
+	return sender, receiver
 }
 
 var payload100 = []byte(`"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456"`)
@@ -118,4 +138,61 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) }
 	b.ReportMetric(q(0.50), "p50-µs")
 	b.ReportMetric(q(0.99), "p99-µs")
+}
+
+// BenchmarkRelayThroughput measures one-shot envelopes per second: user
+// invocations, each signed once (before the timer) and relayed by the
+// sender node to the receiver, which verifies each inline invocation in
+// full (no link session), checks its binding and records its nonce.
+func BenchmarkRelayThroughput(b *testing.B) {
+	b.Run("memory", func(b *testing.B) { benchRelay(b, "") })
+	b.Run("store", func(b *testing.B) { benchRelay(b, b.TempDir()) })
+}
+
+func benchRelay(b *testing.B, home string) {
+	var got atomic.Int64
+	sn, rn := benchNodesOn(b, home, func() { got.Add(1) })
+	sender, receiver, user := sn.sys, rn.root.Handle(), sn.cfg.Key
+	bundles := make([][]byte, b.N)
+	for i := range bundles {
+		bundles[i] = benchBundle(b, user, sender.Self(), receiver.DID, benchBehavior, payload100)
+	}
+	ctx := context.Background()
+	const senders = 8
+	b.ResetTimer()
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := s; i < b.N; i += senders {
+				env := &actor.Envelope{To: receiver, From: actor.Handle{DID: user.DID(), Inbox: "api"}, Behavior: benchBehavior, Payload: payload100, Invocation: bundles[i]}
+				if _, err := sender.Relay(ctx, env); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(60 * time.Second)
+	for got.Load() < int64(b.N) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	elapsed := time.Since(t0)
+	b.StopTimer()
+	if n := got.Load(); n < int64(b.N) {
+		b.Fatalf("delivered %d of %d (receiver refusals: %v)", n, b.N, sender.Stats())
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msg/s")
+}
+
+// benchBundle signs a user invocation of cmd for aud, relayed by host.
+func benchBundle(b *testing.B, user *identity.Key, host string, aud identity.DID, cmd string, payload []byte) []byte {
+	inv, err := cap.Invoke(user, cap.InvocationParams{Audience: aud, Command: cmd, Expiry: time.Now().Add(5 * time.Minute), Args: cap.Bind(host, payload).Args()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cap.BundleOf(inv, nil)
 }

@@ -9,7 +9,8 @@
 //
 //  0. debug         pprof on loopback and the memory limit, when configured
 //  1. store         <home>/data/dms.db (bbolt): capability state, deployments,
-//     allocations and resource accounting
+//     allocations, resource accounting and the nonces of one-shot
+//     invocations accepted (replay.go)
 //  2. cap           the verifier, with this node's trust anchors and
 //     revocations (startCaps)
 //  3. resource      the machine: detection and the ledger of onboarded and
@@ -232,9 +233,14 @@ func (n *Node) startNetwork(ctx context.Context) (stop func() error, err error) 
 	if err != nil {
 		return nil, fmt.Errorf("start p2p: %w", err)
 	}
+	seen, err := newReplayCache(n.db, max(relayWindow, c.Actor.MaxExpiry.D()+time.Minute), c.Cap.ClockSkew.D(), n.log, time.Now())
+	if err != nil {
+		n.host.Close()
+		return nil, fmt.Errorf("replay cache: %w", err)
+	}
 	n.sys, err = actor.NewSystem(actor.Config{
 		Transport:          n.host,
-		Auth:               &authorizer{v: n.verify},
+		Auth:               &authorizer{v: n.verify, seen: seen},
 		Issuer:             &issuer{wallet: n.wallet},
 		Logger:             n.log,
 		Mailbox:            c.Actor.Mailbox,
@@ -246,13 +252,16 @@ func (n *Node) startNetwork(ctx context.Context) (stop func() error, err error) 
 		MaxSessionsPerLink: c.Actor.MaxSessionsPerLink,
 	})
 	if err != nil {
+		seen.close()
 		n.host.Close()
 		return nil, err
 	}
 	stop = func() error {
 		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		return errors.Join(n.sys.Close(sctx), n.host.Close())
+		err := errors.Join(n.sys.Close(sctx), n.host.Close())
+		seen.close() // after the runtime: nothing is accepted any more
+		return err
 	}
 	if n.root, err = n.sys.Spawn(n.cfg.Key, actor.RootInbox, actor.SpawnOptions{Workers: 32}); err == nil {
 		err = n.addBehaviors()

@@ -21,7 +21,7 @@ func TestRelayUsesAnInvocationOnce(t *testing.T) {
 	r := newRelay(a.sys)
 	to := actor.Handle{DID: b.cfg.Key.DID(), Host: b.host.ID(), Inbox: actor.RootInbox}
 	bundle := func(exp time.Time) []byte {
-		inv, err := cap.Invoke(a.user, cap.InvocationParams{Audience: to.DID, Command: api.BehaviorHello, Expiry: exp})
+		inv, err := cap.Invoke(a.user, cap.InvocationParams{Audience: to.DID, Command: api.BehaviorHello, Expiry: exp, Args: cap.Bind(a.host.ID(), nil).Args()})
 		if err != nil {
 			t.Fatal(err)
 		}

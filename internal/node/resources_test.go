@@ -271,13 +271,13 @@ func TestResourceBehaviors(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		inv, err := cap.Invoke(as, cap.InvocationParams{Audience: provider.cfg.Key.DID(), Command: behavior, Expiry: time.Now().Add(time.Minute)})
-		if err != nil {
-			t.Fatal(err)
-		}
 		var raw []byte
 		if payload != nil {
 			raw, _ = json.Marshal(payload)
+		}
+		inv, err := cap.Invoke(as, cap.InvocationParams{Audience: provider.cfg.Key.DID(), Command: behavior, Expiry: time.Now().Add(time.Minute), Args: cap.Bind(owner.host.ID(), raw).Args()})
+		if err != nil {
+			t.Fatal(err)
 		}
 		reply, err := owner.sys.Relay(ctx, &actor.Envelope{
 			To:       actor.Handle{DID: provider.cfg.Key.DID(), Host: provider.host.ID(), Inbox: actor.RootInbox},
