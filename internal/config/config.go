@@ -119,6 +119,10 @@ type VM struct {
 type WASM struct {
 	Enabled   bool        `yaml:"enabled" doc:"Offer the wasm executor."`
 	MaxMemory match.Bytes `yaml:"max_memory" doc:"Largest linear memory a module may grow to when its job sets no limit."`
+	// CPUCgroup and RequireCPULimit: a job's cpu below one core is enforced
+	// by moving the module's thread into a cgroup with a CFS quota.
+	CPUCgroup       string `yaml:"cpu_cgroup" doc:"Cgroup directory (v1 cpu hierarchy or v2) under which modules limited to less than a core get a group each; empty: this process's own cpu cgroup."`
+	RequireCPULimit bool   `yaml:"require_cpu_limit" doc:"Refuse to start the wasm executor when no cgroup can limit a module's CPU (not root, no cpu controller); off: such modules run unlimited, at most one core, with a warning at start."`
 }
 
 // Orchestrator configures deployments and bidding.

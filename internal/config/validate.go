@@ -102,6 +102,9 @@ func (c Config) Validate() error {
 	if c.Executor.WASM.MaxMemory < 64<<10 || c.Executor.WASM.MaxMemory > 4<<30 {
 		bad("executor.wasm.max_memory", "%s: want between 64KiB and 4GiB (the wasm32 limit)", c.Executor.WASM.MaxMemory)
 	}
+	if d := c.Executor.WASM.CPUCgroup; d != "" && !filepath.IsAbs(d) {
+		bad("executor.wasm.cpu_cgroup", "%q: want an absolute path (a cgroup directory)", d)
+	}
 
 	o := c.Orchestrator
 	for _, d := range []struct {

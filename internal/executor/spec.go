@@ -84,8 +84,8 @@ type VMImage struct {
 // wasm.Config.MaxMemoryPages).
 type Resources struct {
 	// CPU is in thousandths of a core (docker: CFS quota; vm: vCPUs,
-	// rounded up to whole cores; wasm: a module runs on one thread and
-	// CPU is not limited).
+	// rounded up to whole cores; wasm: a module runs on one thread, and
+	// below one core a cgroup CFS quota on that thread bounds it).
 	CPU match.MilliCPU `json:"cpu,omitempty"`
 	// Memory is the memory limit (docker: RAM with no extra swap; vm: the
 	// guest's RAM; wasm: linear memory, rounded up to 64 KiB pages).
