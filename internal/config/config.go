@@ -95,9 +95,12 @@ type Resources struct {
 
 // Executor configures the executors.
 type Executor struct {
-	Docker Docker `yaml:"docker" doc:"Docker containers."`
-	VM     VM     `yaml:"vm" doc:"QEMU microVMs."`
-	WASM   WASM   `yaml:"wasm" doc:"WebAssembly (WASI) modules with wazero; runs anywhere."`
+	// BlockNetworks applies to every executor that gives jobs a network
+	// (docker; vm and wasm jobs have none).
+	BlockNetworks []string `yaml:"block_networks" doc:"Destinations jobs may not reach: CIDR prefixes, and host for every address of this machine. Default: link-local (169.254.0.0/16, where clouds serve instance metadata, and fe80::/10) and host; [] blocks nothing."`
+	Docker        Docker   `yaml:"docker" doc:"Docker containers."`
+	VM            VM       `yaml:"vm" doc:"QEMU microVMs."`
+	WASM          WASM     `yaml:"wasm" doc:"WebAssembly (WASI) modules with wazero; runs anywhere."`
 }
 
 // Docker configures the docker executor.
@@ -178,9 +181,10 @@ func Default() Config {
 			BenchmarkBudget: Duration(10e9),
 		},
 		Executor: Executor{
-			Docker: Docker{Enabled: true},
-			VM:     VM{Enabled: true, QEMU: "qemu-system-x86_64", Accel: "tcg"},
-			WASM:   WASM{Enabled: true, MaxMemory: 1 << 30},
+			BlockNetworks: []string{"169.254.0.0/16", "fe80::/10", "host"},
+			Docker:        Docker{Enabled: true},
+			VM:            VM{Enabled: true, QEMU: "qemu-system-x86_64", Accel: "tcg"},
+			WASM:          WASM{Enabled: true, MaxMemory: 1 << 30},
 		},
 		Orchestrator: Orchestrator{
 			BidWindow:      Duration(1e9),
