@@ -154,3 +154,26 @@ func TestParseBlockNetworks(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseBlockNetworks checks that any block list is parsed or refused
+// with an error, never a panic, and that what parses names every entry.
+func FuzzParseBlockNetworks(f *testing.F) {
+	for _, s := range []string{"169.254.0.0/16", "fe80::/10", "host", "", "10.0.0.0/33", "::ffff:1.2.3.4/128"} {
+		f.Add(s, "host")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		p, host, err := ParseBlockNetworks([]string{a, b})
+		if err != nil {
+			return
+		}
+		prefixes := 0
+		for _, s := range []string{a, b} {
+			if s != BlockHost {
+				prefixes++
+			}
+		}
+		if len(p) != prefixes || host != (a == BlockHost || b == BlockHost) {
+			t.Errorf("ParseBlockNetworks(%q, %q) = %v, %v", a, b, p, host)
+		}
+	})
+}
