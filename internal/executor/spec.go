@@ -50,8 +50,9 @@ type Spec struct {
 	// Mounts are host directories shared with the guest; outputs come back
 	// through a writable one.
 	Mounts []Mount `json:"mounts,omitempty"`
-	// Network is the network mode; "" is the backend's default (bridge
-	// for docker, none for vm and wasm).
+	// Network is the network mode; "" is the backend's default (for
+	// docker the job network, a bridge with the provider's block list, as
+	// for bridge; none for vm and wasm).
 	Network NetworkMode `json:"network,omitempty"`
 	// Privileged asks for a privileged container (docker only, and only if
 	// the provider's docker.Config allows it).
