@@ -135,22 +135,7 @@ func (a *app) deployRequest(file string) (api.DeployRequest, *ensemble.Spec, err
 	if err != nil {
 		return req, nil, fmt.Errorf("%s: %w", file, err)
 	}
-	dir := filepath.Dir(file)
-	req.Artifacts = map[string][]byte{}
-	err = spec.ReplaceFiles(func(f ensemble.FileRef) (string, error) {
-		p := f.File
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(dir, p)
-		}
-		content, err := os.ReadFile(p)
-		if err != nil {
-			return "", fmt.Errorf("read %s: %w", f.File, err)
-		}
-		sum := sha256.Sum256(content)
-		digest := "sha256:" + hex.EncodeToString(sum[:])
-		req.Artifacts[digest] = content
-		return digest, nil
-	})
+	req.Artifacts, err = shipFiles(spec, filepath.Dir(file))
 	if err != nil {
 		return req, nil, err
 	}
@@ -160,6 +145,36 @@ func (a *app) deployRequest(file string) (api.DeployRequest, *ensemble.Spec, err
 	}
 	req.Ensemble = string(out)
 	return req, spec, nil
+}
+
+// shipFiles reads the local files spec refers to, relative to dir, replaces
+// each reference with the file's sha256 reference and returns the files by
+// digest. Each file is read and hashed once however many allocations refer
+// to it (an ensemble of a thousand copies of one task names one module a
+// thousand times).
+func shipFiles(spec *ensemble.Spec, dir string) (map[string][]byte, error) {
+	artifacts := map[string][]byte{}
+	digests := map[string]string{} // by cleaned path
+	err := spec.ReplaceFiles(func(f ensemble.FileRef) (string, error) {
+		p := f.File
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		p = filepath.Clean(p)
+		if d, ok := digests[p]; ok {
+			return d, nil
+		}
+		content, err := os.ReadFile(p)
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", f.File, err)
+		}
+		sum := sha256.Sum256(content)
+		digest := ensemble.DigestPrefix + hex.EncodeToString(sum[:])
+		artifacts[digest] = content
+		digests[p] = digest
+		return digest, nil
+	})
+	return artifacts, err
 }
 
 // watchDeployment prints progress until the deployment ends (or, with

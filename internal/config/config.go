@@ -101,9 +101,12 @@ type Resources struct {
 
 // Executor configures the executors.
 type Executor struct {
-	Docker Docker `yaml:"docker" doc:"Docker containers."`
-	VM     VM     `yaml:"vm" doc:"QEMU microVMs."`
-	WASM   WASM   `yaml:"wasm" doc:"WebAssembly (WASI) modules with wazero; runs anywhere."`
+	// BlockNetworks applies to every executor that gives jobs a network
+	// (docker; vm and wasm jobs have none).
+	BlockNetworks []string `yaml:"block_networks" doc:"Destinations jobs may not reach: CIDR prefixes, and host for every address of this machine. Default: link-local (169.254.0.0/16, where clouds serve instance metadata, and fe80::/10) and host; [] blocks nothing."`
+	Docker        Docker   `yaml:"docker" doc:"Docker containers."`
+	VM            VM       `yaml:"vm" doc:"QEMU microVMs."`
+	WASM          WASM     `yaml:"wasm" doc:"WebAssembly (WASI) modules with wazero; runs anywhere."`
 }
 
 // Docker configures the docker executor.
@@ -125,6 +128,10 @@ type VM struct {
 type WASM struct {
 	Enabled   bool        `yaml:"enabled" doc:"Offer the wasm executor."`
 	MaxMemory match.Bytes `yaml:"max_memory" doc:"Largest linear memory a module may grow to when its job sets no limit."`
+	// CPUCgroup and RequireCPULimit: a job's cpu below one core is enforced
+	// by moving the module's thread into a cgroup with a CFS quota.
+	CPUCgroup       string `yaml:"cpu_cgroup" doc:"Cgroup directory (v1 cpu hierarchy or v2) under which modules limited to less than a core get a group each; empty: this process's own cpu cgroup."`
+	RequireCPULimit bool   `yaml:"require_cpu_limit" doc:"Refuse to start the wasm executor when no cgroup can limit a module's CPU (not root, no cpu controller); off: such modules run unlimited, at most one core, with a warning at start."`
 }
 
 // Orchestrator configures deployments and bidding.
@@ -187,9 +194,10 @@ func Default() Config {
 			BenchmarkBudget: Duration(10e9),
 		},
 		Executor: Executor{
-			Docker: Docker{Enabled: true},
-			VM:     VM{Enabled: true, QEMU: "qemu-system-x86_64", Accel: "tcg"},
-			WASM:   WASM{Enabled: true, MaxMemory: 1 << 30},
+			BlockNetworks: []string{"169.254.0.0/16", "fe80::/10", "host"},
+			Docker:        Docker{Enabled: true},
+			VM:            VM{Enabled: true, QEMU: "qemu-system-x86_64", Accel: "tcg"},
+			WASM:          WASM{Enabled: true, MaxMemory: 1 << 30},
 		},
 		Orchestrator: Orchestrator{
 			BidWindow:      Duration(1e9),

@@ -64,6 +64,8 @@ func TestSetGet(t *testing.T) {
 		{key: "orchestrator.price", value: "0.25", want: "0.25"},
 		{key: "orchestrator.reservations_per_peer", value: "3", want: "3"},
 		{key: "orchestrator.reserved_share_per_peer", value: "0.25", want: "0.25"},
+		{key: "executor.block_networks", value: "169.254.0.0/16, host", want: "169.254.0.0/16,host"},
+		{key: "executor.block_networks", value: "", want: ""},
 		{key: "p2p.mdns", value: "maybe", wantErr: `p2p.mdns: "maybe" is not true or false`},
 		{key: "p2p.conn_low", value: "ten", wantErr: `p2p.conn_low: "ten" is not an integer`},
 		{key: "p2p.max_memory", value: "4 GB", wantErr: "not a size"},
@@ -100,11 +102,13 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	cfg.Executor.VM.Accel = "hvf"
 	cfg.Executor.VM.Kernel = "vmlinux"
 	cfg.Location.Country = "germany"
+	cfg.Executor.BlockNetworks = []string{"169.254.0.0/16", "metadata"}
+	cfg.Executor.WASM.CPUCgroup = "sys/fs/cgroup"
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("Validate() = nil")
 	}
-	for _, want := range []string{"log.level", "api.listen", "not a loopback address", "actor.mailbox", "executor.vm.accel", "executor.vm.kernel", "location.country"} {
+	for _, want := range []string{"log.level", "api.listen", "not a loopback address", "actor.mailbox", "executor.vm.accel", "executor.vm.kernel", "location.country", "executor.block_networks[1]", "executor.wasm.cpu_cgroup"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v; missing %q", err, want)
 		}

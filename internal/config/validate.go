@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -116,6 +117,14 @@ func (c Config) Validate() error {
 	}
 	if c.Executor.WASM.MaxMemory < 64<<10 || c.Executor.WASM.MaxMemory > 4<<30 {
 		bad("executor.wasm.max_memory", "%s: want between 64KiB and 4GiB (the wasm32 limit)", c.Executor.WASM.MaxMemory)
+	}
+	for i, b := range c.Executor.BlockNetworks {
+		if _, err := netip.ParsePrefix(b); err != nil && b != "host" {
+			bad(fmt.Sprintf("executor.block_networks[%d]", i), "%q: want a CIDR prefix such as 169.254.0.0/16, or host", b)
+		}
+	}
+	if d := c.Executor.WASM.CPUCgroup; d != "" && !filepath.IsAbs(d) {
+		bad("executor.wasm.cpu_cgroup", "%q: want an absolute path (a cgroup directory)", d)
 	}
 
 	o := c.Orchestrator

@@ -17,13 +17,9 @@ import (
 )
 
 // Limits on what Parse reads, so that no input can make it use unbounded
-// memory or time.
+// memory or time. The limits on what an ensemble may describe are in
+// limits.go.
 const (
-	// MaxSize is the largest ensemble file Parse accepts, in bytes.
-	MaxSize = 4 << 20
-	// maxVisits bounds the YAML nodes visited, aliases included (an alias
-	// of an alias of ... would otherwise expand exponentially).
-	maxVisits = 200_000
 	// MaxProblems is the most problems Parse reports; one more says how
 	// many were left out.
 	MaxProblems = 200
@@ -55,7 +51,7 @@ func Parse(data []byte) (*Spec, error) {
 
 func parse(data []byte) (*Spec, Problems) {
 	if len(data) > MaxSize {
-		return nil, Problems{{Msg: fmt.Sprintf("file too large (%d bytes, at most %d)", len(data), MaxSize)}}
+		return nil, Problems{{Msg: fmt.Sprintf("file too large (%d bytes, at most %d: ensemble.MaxSize)", len(data), MaxSize)}}
 	}
 	root, p := parseYAML(data)
 	if p != nil {
@@ -71,6 +67,9 @@ func parse(data []byte) (*Spec, Problems) {
 		if !d.covered(p.Path) {
 			probs = append(probs, p)
 		}
+	}
+	if len(probs) == 0 {
+		probs = deployable(&s)
 	}
 	probs = probs.sort()
 	if len(probs) > MaxProblems {
@@ -238,10 +237,10 @@ func (d *decoder) resolve(n *yaml.Node, path string) *yaml.Node {
 		return nil
 	}
 	d.visits++
-	if d.visits > maxVisits {
+	if d.visits > MaxValues {
 		if !d.tooDeep {
 			d.tooDeep = true
-			d.addf(path, n.Line, "document too complex (more than %d values once aliases are expanded)", maxVisits)
+			d.addf(path, n.Line, "document too complex (more than %d values once aliases are expanded; ensemble.MaxValues)", MaxValues)
 		}
 		return nil
 	}

@@ -19,7 +19,11 @@ import (
 // durations and bandwidths in exact human units. Parse(Marshal(s)) equals s
 // for a spec with its defaults set.
 func Marshal(s *Spec) ([]byte, error) {
-	n := encode(reflect.ValueOf(s).Elem())
+	return marshalNode(encode(reflect.ValueOf(s).Elem()))
+}
+
+// marshalNode writes the YAML of an encoded spec.
+func marshalNode(n *yaml.Node) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)

@@ -885,7 +885,7 @@ func TestParseLargeInputs(t *testing.T) {
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("Parse took %v", d)
 	}
-	if len(got) != MaxProblems+1 || got[MaxProblems] != fmt.Sprintf("and %d more problems", 19999+19999+5000-MaxProblems) {
+	if len(got) != MaxProblems+1 || got[MaxProblems] != fmt.Sprintf("and %d more problems", 19999+19999+5000+1-MaxProblems) {
 		t.Errorf("Parse returned %d problems, the last %q", len(got), got[len(got)-1])
 	}
 }

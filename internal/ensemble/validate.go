@@ -19,7 +19,16 @@ import (
 //
 // It expects the defaults to be set (SetDefaults; Parse does both). The
 // error is Problems, with paths but no lines (Parse adds the lines).
-func (s *Spec) Validate() error { return validate(s, nil).err() }
+//
+// Both also check the limits (limits.go): the counts, and the size and
+// values of the ensemble as deployed.
+func (s *Spec) Validate() error {
+	probs := validate(s, nil)
+	if len(probs) == 0 {
+		probs = deployable(s)
+	}
+	return probs.err()
+}
 
 // validate checks s. pos maps the paths present in the source to their
 // lines; nil means the spec was built in Go (every field counts as set).
@@ -147,6 +156,7 @@ func (v *validator) spec(s *Spec) {
 	if len(s.Allocations) == 0 {
 		v.addf("allocations", "no allocations (an ensemble needs at least one)")
 	}
+	v.counts(s)
 	for _, k := range sortedKeys(s.Metadata) {
 		if k == "" {
 			v.addf(keyPath("metadata", k), "empty key")

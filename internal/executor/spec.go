@@ -50,8 +50,9 @@ type Spec struct {
 	// Mounts are host directories shared with the guest; outputs come back
 	// through a writable one.
 	Mounts []Mount `json:"mounts,omitempty"`
-	// Network is the network mode; "" is the backend's default (bridge
-	// for docker, none for vm and wasm).
+	// Network is the network mode; "" is the backend's default (for
+	// docker the job network, a bridge with the provider's block list, as
+	// for bridge; none for vm and wasm).
 	Network NetworkMode `json:"network,omitempty"`
 	// Privileged asks for a privileged container (docker only, and only if
 	// the provider's docker.Config allows it).
@@ -84,8 +85,8 @@ type VMImage struct {
 // wasm.Config.MaxMemoryPages).
 type Resources struct {
 	// CPU is in thousandths of a core (docker: CFS quota; vm: vCPUs,
-	// rounded up to whole cores; wasm: a module runs on one thread and
-	// CPU is not limited).
+	// rounded up to whole cores; wasm: a module runs on one thread, and
+	// below one core a cgroup CFS quota on that thread bounds it).
 	CPU match.MilliCPU `json:"cpu,omitempty"`
 	// Memory is the memory limit (docker: RAM with no extra swap; vm: the
 	// guest's RAM; wasm: linear memory, rounded up to 64 KiB pages).

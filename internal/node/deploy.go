@@ -126,9 +126,11 @@ func (n *Node) executors(data string) (map[ensemble.Executor]executor.Executor, 
 	var closers []func()
 	if c.WASM.Enabled {
 		w, err := wasm.New(wasm.Config{
-			CacheDir:       filepath.Join(data, "wasm-cache"),
-			MaxMemoryPages: uint32(c.WASM.MaxMemory / (64 << 10)),
-			Logger:         n.log,
+			CacheDir:        filepath.Join(data, "wasm-cache"),
+			MaxMemoryPages:  uint32(c.WASM.MaxMemory / (64 << 10)),
+			CPUCgroup:       c.WASM.CPUCgroup,
+			RequireCPULimit: c.WASM.RequireCPULimit,
+			Logger:          n.log,
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("wasm executor: %w", err)

@@ -21,9 +21,16 @@ func (n *Node) moreExecutors(data string, execs map[ensemble.Executor]executor.E
 		usable[e] = true
 	}
 	if c.Docker.Enabled && usable[string(ensemble.Docker)] {
+		// The configuration's default is the block list; emptied (nil),
+		// it blocks nothing (nil would be docker's default).
+		blocks := c.BlockNetworks
+		if blocks == nil {
+			blocks = []string{}
+		}
 		d, err := docker.New(docker.Config{
 			Host:            c.Docker.Host,
 			AllowPrivileged: c.Docker.AllowPrivileged,
+			BlockNetworks:   blocks,
 			// Nodes sharing one engine (a devnet) never adopt each other's
 			// containers.
 			Labels: map[string]string{"dms.node": n.host.ID()},

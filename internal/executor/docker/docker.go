@@ -24,6 +24,20 @@
 // Config.AllowHostNetwork. Logs are the json-file driver's, bounded by
 // Config.LogMaxSize.
 //
+// # Network
+//
+// Containers with network "" or bridge join the job network (JobNetwork,
+// Linux bridge dms-jobs0), not Docker's default bridge. The executor makes
+// it at the first such Start and installs firewall rules for it, labelled
+// with a comment, in chains of its own: DMS-JOBS (jumped to from
+// DOCKER-USER: traffic the host forwards, to a cloud metadata service for
+// one) and DMS-JOBS-INPUT (jumped to from INPUT: traffic to the host
+// itself). New connections to Config.BlockNetworks are rejected — by
+// default link-local (169.254.0.0/16, fe80::/10) and every address of the
+// host; answers to connections made to the container (published ports)
+// pass. Installing is idempotent; Close removes the rules and the network
+// once no container is on it (running containers keep them).
+//
 // # Finding containers again
 //
 // Every container carries the label dms.managed=true, the spec's labels and
@@ -41,6 +55,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -74,6 +89,11 @@ type Config struct {
 	// AllowHostNetwork lets specs use network host, which exposes the
 	// host's loopback services (the dms API among them) to the job.
 	AllowHostNetwork bool
+	// BlockNetworks are the destinations containers on the job network
+	// may not reach: CIDR prefixes, and BlockHost for every address of
+	// this machine. nil means DefaultBlockNetworks; an empty list blocks
+	// nothing. The rules need root and Docker's iptables (DOCKER-USER).
+	BlockNetworks []string
 	// DiskQuota applies Resources.Disk as the container's size limit. Only
 	// some storage drivers support it (overlay2 on xfs with pquota,
 	// btrfs, zfs); elsewhere Disk is accounting only.
@@ -119,6 +139,10 @@ type Executor struct {
 	watchers  sync.WaitGroup
 	closeOnce sync.Once
 
+	fw       *firewall
+	netMu    sync.Mutex
+	netReady bool // guarded by netMu: the job network and its rules are in place
+
 	mu       sync.Mutex
 	tracked  map[string]*tracked // guarded by mu: by full container ID
 	closed   bool                // guarded by mu: no watcher starts once set
@@ -159,6 +183,13 @@ func New(cfg Config) (*Executor, error) {
 			return nil, fmt.Errorf("docker: label %s is the executor's own", k)
 		}
 	}
+	if cfg.BlockNetworks == nil {
+		cfg.BlockNetworks = DefaultBlockNetworks
+	}
+	prefixes, host, err := ParseBlockNetworks(cfg.BlockNetworks)
+	if err != nil {
+		return nil, fmt.Errorf("docker: block networks: %w", err)
+	}
 	opts := []client.Opt{}
 	if cfg.Host != "" {
 		opts = append(opts, client.WithHost(cfg.Host))
@@ -171,6 +202,7 @@ func New(cfg Config) (*Executor, error) {
 	return &Executor{
 		cfg:     cfg,
 		cli:     cli,
+		fw:      &firewall{prefixes: prefixes, host: host},
 		log:     cfg.Logger.With("component", "executor", "executor", "docker"),
 		ctx:     ctx,
 		cancel:  cancel,
@@ -198,7 +230,9 @@ func (e *Executor) Close() error {
 		e.mu.Unlock()
 		e.cancel()
 		e.watchers.Wait()
-		err = e.cli.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err = errors.Join(e.closeJobNetwork(ctx), e.cli.Close())
 	})
 	return err
 }
@@ -247,6 +281,11 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 	opts, err := e.createOptions(&spec)
 	if err != nil {
 		return "", err
+	}
+	if opts.HostConfig.NetworkMode == JobNetwork {
+		if err := e.jobNetwork(ctx); err != nil {
+			return "", err
+		}
 	}
 	created, err := e.cli.ContainerCreate(ctx, opts)
 	if cerrdefs.IsNotFound(err) {
@@ -340,7 +379,9 @@ func (e *Executor) createOptions(spec *executor.Spec) (client.ContainerCreateOpt
 	case executor.NetworkHost:
 		hc.NetworkMode = "host"
 	default:
-		hc.NetworkMode = "bridge"
+		// Not Docker's default bridge: the job network, where the block
+		// list applies.
+		hc.NetworkMode = JobNetwork
 	}
 	if len(spec.Ports) > 0 {
 		cfg.ExposedPorts = network.PortSet{}

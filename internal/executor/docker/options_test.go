@@ -3,7 +3,9 @@ package docker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/moby/moby/api/types/container"
@@ -56,7 +58,7 @@ func TestCreateOptions(t *testing.T) {
 	if hc.Privileged || !slices.Equal(hc.CapDrop, []string{"ALL"}) || !slices.Equal(hc.SecurityOpt, []string{"no-new-privileges"}) || !*hc.Init {
 		t.Errorf("hardening: privileged %v capdrop %v security %v", hc.Privileged, hc.CapDrop, hc.SecurityOpt)
 	}
-	if len(hc.Mounts) != 1 || hc.Mounts[0].Source != "/srv/in" || !hc.Mounts[0].ReadOnly || hc.NetworkMode != "bridge" {
+	if len(hc.Mounts) != 1 || hc.Mounts[0].Source != "/srv/in" || !hc.Mounts[0].ReadOnly || hc.NetworkMode != JobNetwork {
 		t.Errorf("mounts %+v network %q", hc.Mounts, hc.NetworkMode)
 	}
 	if len(hc.PortBindings) != 2 || len(c.ExposedPorts) != 2 {
@@ -123,4 +125,55 @@ func TestOwnLabelsRefused(t *testing.T) {
 	if _, err := New(Config{Labels: map[string]string{executor.LabelManaged: "x"}}); err == nil {
 		t.Error("New accepted dms.managed in Config.Labels")
 	}
+}
+
+func TestParseBlockNetworks(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		in       []string
+		prefixes string
+		host     bool
+		err      string
+	}{
+		{"default", DefaultBlockNetworks, "[169.254.0.0/16 fe80::/10]", true, ""},
+		{"empty", []string{}, "[]", false, ""},
+		{"masked", []string{"10.1.2.3/8"}, "[10.0.0.0/8]", false, ""},
+		{"bad", []string{"metadata", "10.0.0.0/33"}, "", false, `"metadata": want a CIDR prefix`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, host, err := ParseBlockNetworks(tc.in)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "10.0.0.0/33") {
+					t.Errorf("ParseBlockNetworks(%q) = %v, want an error with %q and naming every bad entry", tc.in, err, tc.err)
+				}
+				return
+			}
+			if got := fmt.Sprint(p); err != nil || got != tc.prefixes || host != tc.host {
+				t.Errorf("ParseBlockNetworks(%q) = %s, %v, %v; want %s, %v", tc.in, got, host, err, tc.prefixes, tc.host)
+			}
+		})
+	}
+}
+
+// FuzzParseBlockNetworks checks that any block list is parsed or refused
+// with an error, never a panic, and that what parses names every entry.
+func FuzzParseBlockNetworks(f *testing.F) {
+	for _, s := range []string{"169.254.0.0/16", "fe80::/10", "host", "", "10.0.0.0/33", "::ffff:1.2.3.4/128"} {
+		f.Add(s, "host")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		p, host, err := ParseBlockNetworks([]string{a, b})
+		if err != nil {
+			return
+		}
+		prefixes := 0
+		for _, s := range []string{a, b} {
+			if s != BlockHost {
+				prefixes++
+			}
+		}
+		if len(p) != prefixes || host != (a == BlockHost || b == BlockHost) {
+			t.Errorf("ParseBlockNetworks(%q, %q) = %v, %v", a, b, p, host)
+		}
+	})
 }

@@ -193,9 +193,12 @@ func runSteps(ctx context.Context, in *workload, steps []script.Step, stdout, st
 			fmt.Fprintln(stdout, s.Text)
 		case script.EPrint:
 			fmt.Fprintln(stderr, s.Text)
-		case script.Sleep:
+		case script.Sleep, script.Spin: // the fake has no CPU to spend
 			if !sleep(ctx, s.D) {
 				return ended()
+			}
+			if s.Op == script.Spin {
+				fmt.Fprintln(stdout, "spun 0")
 			}
 		case script.Tick:
 			for i := 1; i <= s.N; i++ {

@@ -61,6 +61,9 @@ func (q qemu) command(m machine) (*exec.Cmd, error) {
 		"-smp", strconv.Itoa(m.cpus),
 		"-m", strconv.FormatUint(uint64(m.memory>>20), 10) + "M",
 		"-nodefaults", "-no-user-config", "-no-reboot",
+		// No network device: a guest reaches neither the host (user-mode
+		// networking's 10.0.2.2) nor a cloud metadata address.
+		"-nic", "none",
 		"-display", "none", "-serial", "stdio",
 		"-kernel", m.kernel,
 		"-append", m.cmdline,

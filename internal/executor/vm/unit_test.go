@@ -149,7 +149,7 @@ func TestValidateAndCommand(t *testing.T) {
 	}
 	cmd, _ := qemu{path: "qemu", accel: AccelTCG}.command(m)
 	args := strings.Join(cmd.Args, " ")
-	for _, want := range []string{"-M microvm", "-accel tcg", "-smp 2", "-m 101M", "-no-reboot", "-cpu max",
+	for _, want := range []string{"-M microvm", "-accel tcg", "-smp 2", "-m 101M", "-no-reboot", "-nic none", "-cpu max",
 		"snapshot=on", "virtio-9p-device,fsdev=fs1,mount_tag=dms1", "security_model=none,readonly=on"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("qemu args lack %q: %s", want, args)

@@ -24,9 +24,19 @@
 // grow past it gets a failed memory.grow, and if it then fails the Result
 // says ReasonOOMKilled. Spec.Timeout and Stop end the module through
 // context cancellation (wazero checks it on function calls and loop
-// iterations). CPU, PIDs and Disk need no enforcement: a module runs on one
-// thread, spawns nothing and writes only into mounts. GPUs, Ports and
-// Privileged are refused.
+// iterations).
+//
+// A module runs on one goroutine locked to an OS thread of its own, so it
+// uses at most one core, and Result.Usage.CPUTime is that thread's CPU
+// time. Resources.CPU below one core is enforced by the kernel: the thread
+// is moved into a cgroup of its own with a CFS quota (cpu.cfs_quota_us in
+// cgroup v1, cpu.max in a threaded cgroup v2), under the process's own cpu
+// cgroup or Config.CPUCgroup, for the module's run. Where no cgroup is
+// usable (not root, no cpu controller) New says so in the log and modules
+// run unlimited, unless Config.RequireCPULimit makes New fail.
+//
+// PIDs and Disk need no enforcement: a module spawns nothing and writes
+// only into mounts. GPUs, Ports and Privileged are refused.
 //
 // # Cache
 //
@@ -49,11 +59,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
@@ -80,7 +92,15 @@ type Config struct {
 	// LogLimit is the bytes of output kept per stream and instance
 	// (default 8 MiB); older output is dropped.
 	LogLimit int
-	Logger   *slog.Logger
+	// CPUCgroup is the cgroup directory (v1 cpu hierarchy, or v2) under
+	// which modules limited to less than a core get a group each; empty
+	// means this process's own cpu cgroup.
+	CPUCgroup string
+	// RequireCPULimit makes New fail when no cgroup can limit a module's
+	// CPU; without it such a machine runs modules unlimited (one core at
+	// most) and New logs a warning.
+	RequireCPULimit bool
+	Logger          *slog.Logger
 }
 
 // Executor runs WASI modules. Create it with New and Close it when done.
@@ -89,6 +109,7 @@ type Executor struct {
 	log  *slog.Logger
 	rt   wazero.Runtime
 	wasi map[string]bool // names of the host functions of wasi_snapshot_preview1
+	cpu  *cpuGroups      // nil: CPU not limited
 
 	instances *instance.Table[*process]
 
@@ -148,10 +169,22 @@ func New(cfg Config) (*Executor, error) {
 	for name := range wasiHost.ExportedFunctions() {
 		wasi[name] = true
 	}
+	log := cfg.Logger.With("component", "executor", "executor", "wasm")
+	cpu, err := newCPUGroups(cfg.CPUCgroup)
+	switch {
+	case err != nil && cfg.RequireCPULimit:
+		rt.Close(ctx)
+		return nil, fmt.Errorf("wasm: CPU limits: %w: %w", err, executor.ErrUnavailable)
+	case err != nil:
+		log.Warn("wasm modules run without CPU limits (one core at most)", "err", err)
+	default:
+		log.Debug("wasm CPU limits by cgroup", "cgroup", cpu.parent)
+	}
 	return &Executor{
 		cfg:       cfg,
-		log:       cfg.Logger.With("component", "executor", "executor", "wasm"),
+		log:       log,
 		rt:        rt,
+		cpu:       cpu,
 		wasi:      wasi,
 		instances: instance.NewTable[*process]("wasm"),
 		modules:   map[string]*list.Element{},
@@ -164,7 +197,13 @@ func New(cfg Config) (*Executor, error) {
 // instances stay readable until Remove. A second Close does nothing and
 // returns nil.
 func (e *Executor) Close() error {
-	return e.instances.Close(func() error { return e.rt.Close(context.Background()) })
+	return e.instances.Close(func() error {
+		err := e.rt.Close(context.Background())
+		if e.cpu != nil {
+			err = errors.Join(err, e.cpu.close())
+		}
+		return err
+	})
 }
 
 // process is one instance: a module instantiated in the runtime, run by a
@@ -172,6 +211,7 @@ func (e *Executor) Close() error {
 type process struct {
 	*instance.Instance
 	mem    *memory
+	cpu    *cpuGroup               // nil: not limited
 	cancel context.CancelCauseFunc // ends the module's context, with its cause
 }
 
@@ -259,8 +299,16 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 	}
 	mc = mc.WithFSConfig(fs)
 
+	var group *cpuGroup
+	if c := spec.Resources.CPU; c > 0 && c < 1000 && e.cpu != nil {
+		var name [8]byte
+		rand.Read(name[:])
+		if group, err = e.cpu.group(hex.EncodeToString(name[:]), c); err != nil {
+			return "", fmt.Errorf("wasm: CPU limit: %w: %w", err, executor.ErrUnavailable)
+		}
+	}
 	runCtx, cancel := context.WithCancelCause(context.Background())
-	in := &process{mem: &memory{limit: uint64(pages) * PageSize}, cancel: cancel}
+	in := &process{mem: &memory{limit: uint64(pages) * PageSize}, cpu: group, cancel: cancel}
 	// A module cannot catch a signal, so grace is not used: Stop closes it
 	// at once.
 	in.Instance = instance.New(e.cfg.LogLimit, func(time.Duration) { cancel(errStopped) })
@@ -268,6 +316,9 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 	id, err := e.instances.Add(in)
 	if err != nil {
 		cancel(nil)
+		if group != nil {
+			group.remove()
+		}
 		return "", err
 	}
 	// Sleeping in poll_oneoff must end with the context too: wazero only
@@ -286,14 +337,47 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 	}
 	started := time.Now()
 	go e.run(experimental.WithMemoryAllocator(runCtx, in.mem), in, compiled, mc, started)
-	e.log.Debug("started", "instance", id, "memory_pages", pages)
+	e.log.Debug("started", "instance", id, "memory_pages", pages, "cpu", spec.Resources.CPU, "cpu_limited", group != nil)
 	return id, nil
 }
 
 func (e *Executor) run(ctx context.Context, in *process, compiled wazero.CompiledModule, mc wazero.ModuleConfig, started time.Time) {
-	mod, err := e.rt.InstantiateModule(ctx, compiled, mc)
+	// The module runs on this thread alone: its CPU time is the thread's,
+	// and a CPU limit moves just this thread into the instance's cgroup.
+	runtime.LockOSThread()
+	var mod api.Module
+	var err error
+	if in.cpu != nil {
+		if err = in.cpu.enter(); err != nil {
+			err = fmt.Errorf("wasm: CPU limit: %w", err)
+		}
+	}
+	cpu0 := threadCPU()
+	if err == nil {
+		mod, err = e.rt.InstantiateModule(ctx, compiled, mc)
+	}
 	if mod != nil {
 		mod.Close(context.Background())
+	}
+	cpuTime := threadCPU() - cpu0
+	if in.cpu != nil {
+		throttled := in.cpu.throttled()
+		if lerr := in.cpu.leave(); lerr != nil {
+			// The thread stays locked and so ends with this goroutine,
+			// taking the cgroup membership with it.
+			e.log.Warn("wasm: thread left in its CPU cgroup", "instance", in.ID(), "err", lerr)
+		} else {
+			runtime.UnlockOSThread()
+			if rerr := in.cpu.remove(); rerr != nil {
+				e.log.Warn("wasm: remove CPU cgroup", "instance", in.ID(), "err", rerr)
+			}
+		}
+		e.log.Debug("cpu", "instance", in.ID(), "cpu_time", cpuTime, "throttled", throttled)
+	} else {
+		runtime.UnlockOSThread()
+	}
+	if cpuTime <= 0 {
+		cpuTime = time.Since(started) // no thread clock: an upper bound
 	}
 	// No code of the instance runs any more: its memory can go.
 	in.mem.release()
@@ -301,7 +385,7 @@ func (e *Executor) run(ctx context.Context, in *process, compiled wazero.Compile
 		StartedAt:  started,
 		FinishedAt: time.Now(),
 		Usage: executor.Usage{
-			CPUTime:    time.Since(started), // one thread, busy or sleeping: an upper bound
+			CPUTime:    cpuTime,
 			MemoryPeak: match.Bytes(in.mem.peak.Load()),
 		},
 	}

@@ -8,6 +8,8 @@
 //	print=TEXT        write TEXT and a newline to stdout
 //	eprint=TEXT       write TEXT and a newline to stderr
 //	sleep=DURATION    sleep (Go duration: 200ms, 1m)
+//	spin=DURATION     keep a core busy for DURATION of wall time, then
+//	                  print "spun N" (N rounds of work done)
 //	tick=NxDURATION   print "tick 1" … "tick N", one every DURATION
 //	exit=CODE         exit with CODE (without it the workload exits 0)
 //	alloc=MIB         allocate and touch MIB mebibytes, and keep them
@@ -34,6 +36,7 @@ const (
 	Print  Op = "print"
 	EPrint Op = "eprint"
 	Sleep  Op = "sleep"
+	Spin   Op = "spin"
 	Tick   Op = "tick"
 	Exit   Op = "exit"
 	Alloc  Op = "alloc"
@@ -50,7 +53,7 @@ type Step struct {
 	Text string        // print, eprint, write (the content), env (the name)
 	Path string        // write, cat
 	N    int           // tick (count), exit (code), alloc (MiB), spawn (count)
-	D    time.Duration // sleep, tick (interval)
+	D    time.Duration // sleep, spin, tick (interval)
 }
 
 // Parse parses the steps of a workload's arguments (without the program
@@ -69,7 +72,7 @@ func Parse(args []string) ([]Step, error) {
 			if arg == "" {
 				err = fmt.Errorf("needs a variable name")
 			}
-		case Sleep:
+		case Sleep, Spin:
 			s.D, err = time.ParseDuration(arg)
 		case Tick:
 			n, d, ok := strings.Cut(arg, "x")

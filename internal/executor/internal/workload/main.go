@@ -44,6 +44,8 @@ func run(s script.Step) (code int, stop bool) {
 		fmt.Fprintln(os.Stderr, s.Text)
 	case script.Sleep:
 		time.Sleep(s.D)
+	case script.Spin:
+		fmt.Printf("spun %d\n", spin(s.D))
 	case script.Tick:
 		for i := 1; i <= s.N; i++ {
 			if i > 1 {
@@ -104,3 +106,21 @@ func run(s script.Step) (code int, stop bool) {
 	}
 	return 0, false
 }
+
+// spin keeps the CPU busy for d of wall time and returns the rounds of
+// work done (a round is a million additions, the clock read in between).
+func spin(d time.Duration) int {
+	end := time.Now().Add(d)
+	rounds, x := 0, uint64(1)
+	for time.Now().Before(end) {
+		for i := range 1_000_000 {
+			x = x*6364136223846793005 + uint64(i)
+		}
+		rounds++
+	}
+	sink = x
+	return rounds
+}
+
+// sink keeps the work of spin from being optimized away.
+var sink uint64

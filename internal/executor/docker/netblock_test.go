@@ -1,0 +1,91 @@
+//go:build integration
+
+package docker_test
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/dmsnet/dms/internal/executor"
+	"github.com/dmsnet/dms/internal/executor/docker"
+)
+
+// hostAddr puts addr on the host's loopback interface for the test (a
+// machine's own address, as a cloud metadata proxy on the host has) and
+// listens on it; the returned counter counts the connections accepted.
+func hostAddr(t *testing.T, addr string) (string, *atomic.Int32) {
+	t.Helper()
+	if out, err := exec.Command("ip", "addr", "add", addr+"/32", "dev", "lo").CombinedOutput(); err != nil && !strings.Contains(string(out), "exists") {
+		t.Skipf("cannot add %s to lo: %v: %s", addr, err, out)
+	} else if err == nil {
+		t.Cleanup(func() { exec.Command("ip", "addr", "del", addr+"/32", "dev", "lo").Run() })
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var n atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			c.Close()
+		}
+	}()
+	return l.Addr().String(), &n
+}
+
+// TestDockerJobCannotReachMetadata starts containers on the job network
+// that try to connect to the cloud metadata address (169.254.169.254, here
+// on the host) and to another address of the host. The red team's
+// container reached the metadata address. By default both are blocked;
+// an operator's block list without "host" still blocks the metadata
+// address and lets the other through; an empty list blocks nothing.
+func TestDockerJobCannotReachMetadata(t *testing.T) {
+	requireDocker(t)
+	if os.Geteuid() != 0 {
+		t.Skip("firewall rules need root")
+	}
+	meta, metaConns := hostAddr(t, "169.254.169.254")
+	other, otherConns := hostAddr(t, "198.51.100.7")
+	for _, tc := range []struct {
+		name        string
+		block       []string // nil: the default
+		meta, other bool     // reachable
+	}{
+		{"default block list", nil, false, false},
+		{"operator's list without host", []string{"169.254.0.0/16", "fe80::/10"}, false, true},
+		{"operator blocks nothing", []string{}, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ex := newExecutor(t, docker.Config{BlockNetworks: tc.block})
+			for _, target := range []struct {
+				addr      string
+				conns     *atomic.Int32
+				reachable bool
+			}{{meta, metaConns, tc.meta}, {other, otherConns, tc.other}} {
+				host, port, _ := net.SplitHostPort(target.addr)
+				before := target.conns.Load()
+				s := shell(fmt.Sprintf("if nc -w 5 %s %s </dev/null; then echo open; else echo closed; fi", host, port))
+				res, out, stderr := run(t, ex, s)
+				if res.Reason != executor.ReasonExited || res.ExitCode != 0 {
+					t.Fatalf("container: %s %d (%s); stdout %q stderr %q", res.Reason, res.ExitCode, res.Error, out, stderr)
+				}
+				got := strings.TrimSpace(out) == "open"
+				accepted := target.conns.Load() > before
+				if got != target.reachable || accepted != target.reachable {
+					t.Errorf("a job connecting to %s: nc says %q (stderr %q), listener accepted: %v; want reachable %v", target.addr, strings.TrimSpace(out), strings.TrimSpace(stderr), accepted, target.reachable)
+				}
+			}
+		})
+	}
+}
