@@ -372,8 +372,9 @@ var attacks = []attack{
 		return w.expectRefused(env, actor.CodeTooLarge, "")
 	}},
 	{"deep JSON (100k nested arrays)", "", "bad-envelope", func(t *testing.T, w *attackWorld) (string, error) {
-		env := w.envelope(t, api.BehaviorPeersPing, w.chain)
-		env.Payload = []byte(strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000))
+		payload := []byte(strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000))
+		env := w.att.Envelope(w.to, api.BehaviorPeersPing, w.att.InvocationFor(t, w.to.DID, api.BehaviorPeersPing, w.chain, payload))
+		env.Payload = payload
 		return w.expectRefused(env, actor.CodeBadEnvelope, "")
 	}},
 	{"flood from one peer (20k envelopes, a second peer's latency watched)", "", "rate-limited", attackFlood},
@@ -390,8 +391,8 @@ var attacks = []attack{
 func attackFlood(t *testing.T, w *attackWorld) (string, error) {
 	honest := e2etest.NewAttacker(t, "127.0.0.2")
 	honest.Connect(t, w.c.nodes[1].Addr(t))
-	hello := honest.Invocation(t, w.to.DID, api.BehaviorHello, nil)
 	ping := func() (time.Duration, error) {
+		hello := honest.Invocation(t, w.to.DID, api.BehaviorHello, nil) // one-shot: one per envelope
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()

@@ -195,10 +195,19 @@ func (a *Attacker) Envelope(to actor.Handle, behavior string, inv []byte) *actor
 
 // Invocation signs an invocation of cmd for aud with the attacker's key
 // (proofs: chain, root first; nil for a self-issued one) valid for two
-// minutes, and returns it bundled with its chain as envelopes carry it.
+// minutes, bound to the attacker's host and to an empty payload, and
+// returns it bundled with its chain as envelopes carry it. Like every
+// inline invocation it is good for one envelope.
 func (a *Attacker) Invocation(t testing.TB, aud identity.DID, cmd string, chain cap.Chain) []byte {
 	t.Helper()
-	inv, err := cap.Invoke(a.Key, cap.InvocationParams{Audience: aud, Command: cmd, Proofs: chain, Expiry: time.Now().Add(2 * time.Minute)})
+	return a.InvocationFor(t, aud, cmd, chain, nil)
+}
+
+// InvocationFor is Invocation bound to payload.
+func (a *Attacker) InvocationFor(t testing.TB, aud identity.DID, cmd string, chain cap.Chain, payload []byte) []byte {
+	t.Helper()
+	inv, err := cap.Invoke(a.Key, cap.InvocationParams{Audience: aud, Command: cmd, Proofs: chain, Expiry: time.Now().Add(2 * time.Minute),
+		Args: cap.Bind(a.PeerID(), payload).Args()})
 	if err != nil {
 		t.Fatal(err)
 	}
