@@ -20,6 +20,16 @@ import (
 // container running.) Repeated, as the race was intermittent.
 func TestShutdownAfterProviderKillLeavesNoContainer(t *testing.T) {
 	image := e2etest.DockerImage(t, e2etest.Workload)
+	const rounds = 5
+	start := time.Now()
+	t.Cleanup(func() {
+		row := attackRow{Attack: fmt.Sprintf("shutdown racing the re-attach of a killed provider (kill -9, %d rounds, Docker)", rounds), Defect: "4",
+			Expect: "no container left, nothing allocated", Result: "held", Detail: fmt.Sprintf("%d rounds in %s", rounds, time.Since(start).Round(time.Second))}
+		if t.Failed() {
+			row.Result, row.Detail = "FAIL", "see the test log of TestShutdownAfterProviderKillLeavesNoContainer"
+		}
+		recordAttack(row)
+	})
 	c := newCluster(t, "", "1")
 	f := filepath.Join(t.TempDir(), "svc.yaml")
 	if err := os.WriteFile(f, []byte(fmt.Sprintf(`version: v1
@@ -34,7 +44,6 @@ allocations:
 `, image)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	const rounds = 5
 	for round := range rounds {
 		id := strings.TrimSpace(c.homes[0].MustRun(t, "deploy", "-f", f, "--detach"))
 		poll.Eventually(t, 60*time.Second, fmt.Sprintf("round %d: deployment running", round), func() bool {
