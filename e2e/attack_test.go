@@ -737,4 +737,3 @@ func clip(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
-
