@@ -212,9 +212,34 @@ func (s *System) refuse(env *Envelope, answer replier, err *Error, peer string) 
 }
 
 // send delivers a one-way envelope.
+//
+// A one-way envelope to another host is kept for a while (sentSends), so
+// that if the receiver refuses it because it no longer holds its session
+// (evicted), it is sent once more with the session defined again, as an
+// Invoke is.
 func (s *System) send(ctx context.Context, from *Actor, env *Envelope) error {
+	keep := env.To.Host != s.self && len(env.Invocation) == 0
+	if keep {
+		s.sent.keep(from, env)
+	}
 	_, err := s.sendVia(ctx, from, env)
+	if err != nil && keep {
+		s.sent.take(env.Nonce, env.To.Host)
+	}
 	return err
+}
+
+// resend sends a kept one-way envelope again after its receiver refused
+// its session (deliverReply forgot ours, so the session is defined anew).
+// The nonce is not spent: the envelope was refused before the replay
+// check. It is not kept again: one resend at most.
+func (s *System) resend(k sentSend) {
+	ctx, cancel := context.WithDeadline(context.Background(), k.env.Expiry)
+	defer cancel()
+	if _, err := s.sendVia(ctx, k.from, k.env); err != nil {
+		s.stats.inc("send_resend_failed")
+		s.log.Debug("resend failed", "peer_id", k.env.To.Host, "behavior", k.env.Behavior, "err", err)
+	}
 }
 
 // sendVia delivers an envelope and returns the link it went on (nil for
@@ -342,6 +367,13 @@ func (s *System) deliverReply(from string, r *Reply) {
 	p := s.pending[r.InReplyTo]
 	s.pendMu.Unlock()
 	if p == nil {
+		if unknownSession(r.Err) {
+			if k, ok := s.sent.take(r.InReplyTo, from); ok {
+				s.stats.inc("session_resends")
+				go s.resend(k)
+				return
+			}
+		}
 		if r.Err != nil {
 			// The answer to a Send: the refusal is counted and logged.
 			s.stats.inc("send_refused_" + string(r.Err.Code))

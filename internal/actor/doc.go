@@ -27,7 +27,8 @@
 // evaluated against every payload. A session definition costs the peer one
 // envelope of its rate, one that fails authorization is not kept, and a
 // link keeps at most Config.MaxSessionsPerLink (the oldest is evicted; an
-// Invoke refused for an evicted session defines it again and is resent).
+// Invoke or a recent one-way Send refused for an evicted session defines it
+// again and is resent once).
 //
 // Invocations are not bearer tokens. Each one the runtime issues is bound,
 // in its arguments, to the host it is sent from (IssueParams.Host), and the

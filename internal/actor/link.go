@@ -26,7 +26,7 @@ type link struct {
 
 	// The sessions the peer defined: only the reader goroutine touches
 	// them. recvSess holds at most Config.MaxSessionsPerLink, whose
-	// invocations take at most sessionBytes each on average; recvOrder
+	// invocations take at most linkSessionBytes together; recvOrder
 	// lists them oldest first (the next to evict), recvByKey the latest
 	// one per (sender, receiver, behavior), and tombs the last few that
 	// failed authorization, so envelopes naming them are answered denied.
@@ -77,10 +77,10 @@ const (
 	tombstones = 8
 	// tombMsgLen bounds the message a tombstone keeps.
 	tombMsgLen = 512
-	// sessionBytes is the average invocation size a link's sessions may
-	// take: a link keeps at most MaxSessionsPerLink × sessionBytes of
-	// invocations (honest ones are a few KiB).
-	sessionBytes = 32 << 10
+	// linkSessionBytes bounds the invocations a link's sessions hold
+	// together, whatever MaxSessionsPerLink allows: 8 KiB each on average
+	// at the default count (honest ones are a few KiB).
+	linkSessionBytes = 8 << 20
 	// msgUnknownSession starts the bad-envelope answer to an envelope
 	// naming a session its link does not hold (never defined, evicted, or
 	// refused over the peer's rate); a sender receiving it defines its
@@ -298,7 +298,7 @@ func (w *link) defineSession(ss *session) {
 		return
 	}
 	max := s.cfg.MaxSessionsPerLink
-	for len(w.recvSess) > 0 && (len(w.recvSess) >= max || w.recvBytes+len(inv) > max*sessionBytes) {
+	for len(w.recvSess) > 0 && (len(w.recvSess) >= max || w.recvBytes+len(inv) > linkSessionBytes) {
 		w.dropSession(w.recvOrder.Front().Value.(*recvSess).id)
 		s.stats.inc("sessions_evicted")
 	}

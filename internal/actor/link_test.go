@@ -484,8 +484,8 @@ func TestEvictedSessionIsDefinedAgain(t *testing.T) {
 	}
 
 	// One-way: the note session is evicted by the sessions of two new
-	// behaviors, the next note is refused (its sender forgets the
-	// session), the one after arrives.
+	// behaviors; the next note is refused for its session, and its sender,
+	// which kept it, defines the session again and resends it once.
 	if err := a.a.Send(ctx, b.a.Handle(), "/test/note", "first"); err != nil {
 		t.Fatal(err)
 	}
@@ -498,17 +498,52 @@ func TestEvictedSessionIsDefinedAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := a.a.Send(ctx, b.a.Handle(), "/test/note", "lost"); err != nil {
-		t.Fatal(err)
+	resends := a.sys.Stats()["session_resends"]
+	for _, note := range []string{"evicted", "again"} {
+		if err := a.a.Send(ctx, b.a.Handle(), "/test/note", note); err != nil {
+			t.Fatal(err)
+		}
+		if s := <-got; s != note {
+			t.Fatalf("got %q, want %q", s, note)
+		}
 	}
-	poll.Eventually(t, 5*time.Second, "the sender learns its note session is gone", func() bool {
-		return a.sys.Stats()["send_refused_"+string(CodeBadEnvelope)] == 1
-	})
-	if err := a.a.Send(ctx, b.a.Handle(), "/test/note", "again"); err != nil {
-		t.Fatal(err)
+	if n := a.sys.Stats()["session_resends"]; n != resends+1 {
+		t.Fatalf("session_resends went from %d to %d, want one resend (of the evicted note)", resends, n)
 	}
-	if s := <-got; s != "again" {
-		t.Fatalf("got %q, want again", s)
+	if n := a.sys.Stats()["send_refused_"+string(CodeBadEnvelope)]; n != 0 {
+		t.Fatalf("send_refused_bad-envelope = %d, want 0: the evicted note was resent", n)
+	}
+}
+
+func TestSentSendsBounded(t *testing.T) {
+	var k sentSends
+	big := make([]byte, sentBytes/4)
+	for i := range 3 * sentKeep {
+		env := &Envelope{Nonce: uint64(i), To: Handle{Host: "h"}}
+		if i%16 == 0 {
+			env.Payload = big
+		}
+		k.keep(nil, env)
+		if len(k.q) > sentKeep || k.bytes > sentBytes {
+			t.Fatalf("after %d: %d kept, %d bytes; want at most %d and %d", i+1, len(k.q), k.bytes, sentKeep, sentBytes)
+		}
+	}
+	last := uint64(3*sentKeep - 1)
+	if _, ok := k.take(last, "other"); ok {
+		t.Fatal("took an envelope sent to another host")
+	}
+	if e, ok := k.take(last, "h"); !ok || e.env.Nonce != last {
+		t.Fatalf("take(last) = %v, %v", e.env, ok)
+	}
+	if _, ok := k.take(last, "h"); ok {
+		t.Fatal("took the same envelope twice")
+	}
+	if _, ok := k.take(0, "h"); ok {
+		t.Fatal("the oldest envelope was not dropped")
+	}
+	k.keep(nil, &Envelope{Nonce: 1, Payload: make([]byte, sentBytes/4+1)})
+	if _, ok := k.take(1, ""); ok {
+		t.Fatal("an envelope over the size limit was kept")
 	}
 }
 
@@ -553,8 +588,8 @@ func FuzzSessionTable(f *testing.F) {
 				}
 				size += rs.size
 			}
-			if size != w.recvBytes || size > max*sessionBytes {
-				t.Fatalf("sessions take %d bytes, counted %d, budget %d", size, w.recvBytes, max*sessionBytes)
+			if size != w.recvBytes || size > linkSessionBytes {
+				t.Fatalf("sessions take %d bytes, counted %d, budget %d", size, w.recvBytes, linkSessionBytes)
 			}
 			env := &Envelope{Session: r.session.id, From: Handle{DID: r.session.iss}, To: Handle{DID: r.session.aud}, Behavior: r.session.cmd}
 			_, err := w.sessionGrant(env)

@@ -87,7 +87,7 @@ type Config struct {
 	DefaultTimeout     time.Duration // Invoke deadline when ctx has none; default 30s
 	MaxExpiry          time.Duration // longest envelope expiry accepted; default 10m
 	SessionTTL         time.Duration // lifetime of a link session's invocation; default 10m
-	MaxSessionsPerLink int           // sessions a peer may define on one link; default 256
+	MaxSessionsPerLink int           // sessions a peer may define on one link; default 1024
 	Now                func() time.Time
 }
 
@@ -120,7 +120,7 @@ func (c *Config) setDefaults() {
 		c.SessionTTL = 10 * time.Minute
 	}
 	if c.MaxSessionsPerLink <= 0 {
-		c.MaxSessionsPerLink = 256
+		c.MaxSessionsPerLink = 1024
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -143,6 +143,7 @@ type System struct {
 
 	pendMu  sync.Mutex
 	pending map[uint64]*pending // guarded by pendMu
+	sent    sentSends           // one-way envelopes kept for one resend
 
 	nonce    atomic.Uint64
 	replay   *replayGuard

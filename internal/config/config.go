@@ -82,7 +82,7 @@ type Actor struct {
 	MaxEnvelope        match.Bytes `yaml:"max_envelope" doc:"Largest envelope accepted; larger ones are refused with an error."`
 	DefaultTimeout     Duration    `yaml:"default_timeout" doc:"Deadline of an Invoke when the caller gives none."`
 	MaxExpiry          Duration    `yaml:"max_expiry" doc:"Largest expiry accepted on an envelope; bounds the replay cache."`
-	MaxSessionsPerLink int         `yaml:"max_sessions_per_link" doc:"Link sessions (verified invocations, one per sender actor, receiver actor and behavior) a peer may keep on one link; beyond it the oldest is evicted and its sender defines it again. Each definition costs the peer one envelope of peer_rate."`
+	MaxSessionsPerLink int         `yaml:"max_sessions_per_link" doc:"Link sessions (verified invocations, one per sender actor, receiver actor and behavior) a peer may keep on one link; beyond it (or beyond 8 MiB of invocations) the oldest is evicted and its sender defines it again and resends the refused envelope; keep it above the allocations one orchestrator runs on one provider times their behaviors (about four). Each definition costs the peer one envelope of peer_rate."`
 }
 
 // Cap configures capability verification.
@@ -184,7 +184,7 @@ func Default() Config {
 			MaxEnvelope:        4 << 20,
 			DefaultTimeout:     Duration(30e9),
 			MaxExpiry:          Duration(10 * 60e9),
-			MaxSessionsPerLink: 256,
+			MaxSessionsPerLink: 1024,
 		},
 		Cap: Cap{MaxDepth: 8, ClockSkew: Duration(30e9)},
 		Resources: Resources{
