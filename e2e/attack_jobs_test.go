@@ -143,18 +143,33 @@ func jobAttackEnsembleLimits(t *testing.T, c *cluster) {
 	// allocations ask for more than the provider has, so they queue and
 	// never run; each deployment is shut down once the node took it.
 	atLimit := ensembleFile(t, aliasedEnsemble(ensemble.MaxAllocations, unfit))
-	n, values := nearValueLimit(t)
-	attackCase(t, "ensembles at the limits (1000 allocations; values as deployed)", "8",
+	// 407 allocations with a 10,000-byte env value are at ensemble.MaxSize
+	// as deployed (aliases expanded, defaults filled in), to one
+	// allocation: 408 are over. (An ensemble at MaxValues is as good a
+	// case but costs half a minute of CPU to validate and deploy here.)
+	const n, value = 407, 10_000
+	big := envBody(1, strings.Repeat("x", value))
+	over := ensembleFile(t, aliasedEnsemble(n+1, big))
+	attackCase(t, "ensembles at the limits (MaxAllocations; MaxSize as deployed)", "8",
 		"dms validate accepts them, and so does the node", func() (string, error) {
+			// One allocation more is over: the second case is at the limit.
+			r := op.Run(t, "validate", "-f", over)
+			if r.Code == 0 || !strings.Contains(r.Stdout+r.Stderr, "(ensemble.MaxSize)") {
+				return "", fmt.Errorf("%d allocations with a %d-byte env value: %s; want a refusal naming ensemble.MaxSize (did the size of an allocation as deployed change? find the new limit)", n+1, value, r)
+			}
+			refused := fmt.Sprintf("%d allocations with a %d-byte env value: validate refuses (MaxSize)", n+1, value)
 			var details []string
 			for _, tc := range []struct{ name, file string }{
 				{fmt.Sprintf("%d allocations", ensemble.MaxAllocations), atLimit},
-				{fmt.Sprintf("%d allocations × %d env entries", n, values), ensembleFile(t, aliasedEnsemble(n, envBody(values)))},
+				{fmt.Sprintf("%d allocations with a %d-byte env value", n, value), ensembleFile(t, aliasedEnsemble(n, big))},
 			} {
+				start := time.Now()
 				if r := op.Run(t, "validate", "-f", tc.file); r.Code != 0 {
 					return "", fmt.Errorf("%s: validate refused it: %s", tc.name, r)
 				}
+				validated := time.Now()
 				r := op.Run(t, "deploy", "-f", tc.file, "--detach")
+				deployed := time.Now()
 				if r.Code != 0 {
 					return "", fmt.Errorf("%s: validate accepted it, the node refused it: %s", tc.name, r)
 				}
@@ -170,44 +185,27 @@ func jobAttackEnsembleLimits(t *testing.T, c *cluster) {
 					return "", fmt.Errorf("%s: validate accepted it, the node failed it: %s", tc.name, d.Message)
 				}
 				op.MustRun(t, "deployment", "shutdown", id)
-				details = append(details, fmt.Sprintf("%s: %s (%d candidates say why not)", tc.name, d.State, len(d.Candidates)))
+				details = append(details, fmt.Sprintf("%s: validate %s, deploy --detach %s, %s (%d candidates say why not)", tc.name,
+					validated.Sub(start).Round(100*time.Millisecond), deployed.Sub(validated).Round(100*time.Millisecond), d.State, len(d.Candidates)))
 			}
 			c.assertNothingHeld(t)
-			return "accepted: " + strings.Join(details, "; "), nil
+			return "accepted: " + strings.Join(details, "; ") + "; " + refused, nil
 		})
 }
 
-// envBody is an unfit wasm allocation with an env of n entries.
-func envBody(n int) string {
+// envBody is an unfit wasm allocation (it asks for more than the
+// provider's core) with an env of n entries, each value v.
+func envBody(n int, v string) string {
 	var b strings.Builder
 	b.WriteString("{executor: wasm, resources: {cpu: 2, ram: 16MiB}, execution: {module: workload.wasm, env: {")
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "K%d: v", i)
+		fmt.Fprintf(&b, "K%d: %s", i, v)
 	}
 	b.WriteString("}}}")
 	return b.String()
-}
-
-// nearValueLimit finds an ensemble of allocations with 175 env entries
-// each, as many as ensemble.Parse accepts (in steps of 5): just under
-// ensemble.MaxValues as deployed.
-func nearValueLimit(t *testing.T) (allocations, values int) {
-	t.Helper()
-	const env = 175
-	body := envBody(env)
-	for n := ensemble.MaxValues / (2 * env); n > 0; n -= 5 {
-		if _, err := ensemble.Parse([]byte(aliasedEnsemble(n, body))); err == nil {
-			if _, err := ensemble.Parse([]byte(aliasedEnsemble(n+5, body))); err == nil {
-				t.Fatalf("%d allocations of %d env entries parse: not near ensemble.MaxValues", n+5, env)
-			}
-			return n, env
-		}
-	}
-	t.Fatal("no ensemble of allocations with 175 env entries parses")
-	return 0, 0
 }
 
 func firstLine(s string) string {
