@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -259,20 +260,25 @@ func docker(t *testing.T, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// shellJob writes an ensemble of one docker task running script in the
-// busybox image.
-func shellJob(t *testing.T, image, script string) string {
+// shellJob writes an ensemble of one docker allocation running script in
+// the busybox image: a task, or a service.
+func shellJob(t *testing.T, image, script string, service bool) string {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "job.yaml")
+	typ := "task"
+	if service {
+		typ = "service"
+	}
 	spec := fmt.Sprintf(`version: v1
 allocations:
   job:
+    type: %s
     executor: docker
-    resources: {cpu: 0.5, ram: 64MiB}
+    resources: {cpu: 0.25, ram: 32MiB}
     execution:
       image: %s
       cmd: [/bin/sh, -c, %s]
-`, image, strconv.Quote(script))
+`, typ, image, strconv.Quote(script))
 	if err := os.WriteFile(f, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -290,15 +296,23 @@ func jobAttackMetadata(t *testing.T, c *cluster) {
 	_, hostPort, _ := net.SplitHostPort(host.Addr().String())
 	op := c.homes[0]
 
-	// A first job makes the provider create its job network (and rules).
-	if r := op.Run(t, "deploy", "-f", shellJob(t, image, "echo ready"), "--follow"); r.Code != 0 || !strings.Contains(r.Stdout, "ready") {
-		t.Fatalf("a first docker job: %s", r)
-	}
-	// The control: a server on the job network, as another job would be;
-	// the host reaches it (it is off the block list's host rule).
-	ctrl := docker(t, "run", "-d", "--rm", "--network", "dms-jobs", "--label", "dms-e2e=job-attacks", image, "/bin/nc", "-ll", "-p", "8000", "-e", "/bin/true")
-	t.Cleanup(func() { exec.Command("docker", "rm", "-f", ctrl).Run() })
-	ctrlIP := docker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", ctrl)
+	// The control: a server deployed as a service, on the network dms
+	// gives jobs (its first job makes the provider create it, and its
+	// rules). It is off the block list: the attack job must reach it.
+	ctrlID := strings.TrimSpace(op.MustRun(t, "deploy", "-f", shellJob(t, image, "exec nc -ll -p 8000 -e /bin/true", true), "--detach"))
+	t.Cleanup(func() { op.Run(t, "deployment", "shutdown", ctrlID) })
+	var ctrlIP string
+	poll.Eventually(t, 30*time.Second, "the control service runs in a container with an address", func() bool {
+		if d := c.status(t, ctrlID); d.State != "running" {
+			return false
+		}
+		ids := containersOf(t, ctrlID)
+		if len(ids) != 1 {
+			return false
+		}
+		ctrlIP = docker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", ids[0])
+		return ctrlIP != ""
+	})
 	poll.Eventually(t, 20*time.Second, "the control server listens", func() bool {
 		conn, err := net.DialTimeout("tcp", net.JoinHostPort(ctrlIP, "8000"), time.Second)
 		if err == nil {
@@ -319,7 +333,7 @@ func jobAttackMetadata(t *testing.T, c *cluster) {
 	for _, tg := range targets {
 		fmt.Fprintf(&script, "if nc -w 3 %s %s </dev/null; then echo %s open; else echo %s closed; fi; ", tg.host, tg.port, tg.name, tg.name)
 	}
-	r := op.Run(t, "deploy", "-f", shellJob(t, image, script.String()), "--follow")
+	r := op.Run(t, "deploy", "-f", shellJob(t, image, script.String(), false), "--follow")
 	if r.Code != 0 {
 		t.Fatalf("the attack job: %s", r)
 	}
@@ -370,6 +384,7 @@ func jobAttackMetadata(t *testing.T, c *cluster) {
 			}
 			return fmt.Sprintf("nc to %s port %s: closed, 0 accepted", strings.Join(hosts, ", "), hostPort), nil
 		})
+	op.MustRun(t, "deployment", "shutdown", ctrlID)
 	c.assertNothingHeld(t)
 }
 
@@ -439,72 +454,133 @@ func sampleCPU(t *testing.T, pid int) (stop func() []cpuSample) {
 	}
 }
 
+// reniceThreads sets the nice value of every thread of process pid (the
+// threads it starts later inherit it): a process of ours, so that other
+// work on a shared machine does not hide its CPU use.
+func reniceThreads(pid, nice int) error {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return err
+	}
+	for _, task := range tasks {
+		tid, err := strconv.Atoi(task.Name())
+		if err != nil {
+			continue
+		}
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice); err != nil {
+			return fmt.Errorf("renice thread %d: %w", tid, err)
+		}
+	}
+	return nil
+}
+
+// spinRun is what the provider process used over a spinning job's run.
+type spinRun struct {
+	cores     float64 // CPU time / wall time
+	cpu, wall time.Duration
+}
+
+func (r spinRun) String() string {
+	return fmt.Sprintf("%.2f cores (%s CPU over %s)", r.cores, r.cpu.Round(10*time.Millisecond), r.wall.Round(10*time.Millisecond))
+}
+
+// spinJob deploys a wasm job with cpu that spins for d and measures the
+// provider process's CPU time over the job's run (its first half second,
+// the instance starting, left out), from samples of /proc/<pid>/stat.
+func spinJob(t *testing.T, c *cluster, cpu string, d time.Duration) (spinRun, error) {
+	op, provider := c.homes[0], c.nodes[1]
+	f := ensembleFile(t, "version: v1\nallocations:\n"+wasmTask("spin", cpu, "spin="+d.String()))
+	stop := sampleCPU(t, provider.PID())
+	id := strings.TrimSpace(op.MustRun(t, "deploy", "-f", f, "--detach"))
+	var dep deployment
+	poll.Eventually(t, 60*time.Second, "the spinning job ends", func() bool {
+		dep = c.status(t, id)
+		return dep.State == "completed" || dep.State == "failed"
+	})
+	samples := stop()
+	if dep.State != "completed" || len(dep.Allocations) != 1 {
+		return spinRun{}, fmt.Errorf("the job with cpu %s: %s (%s), %d allocations", cpu, dep.State, dep.Message, len(dep.Allocations))
+	}
+	a := dep.Allocations[0]
+	if a.Started.IsZero() || a.Finished.IsZero() {
+		return spinRun{}, fmt.Errorf("the allocation has no run times: started %v, finished %v", a.Started, a.Finished)
+	}
+	if logs := op.MustRun(t, "deployment", "logs", id); !strings.Contains(logs, "spun ") {
+		return spinRun{}, fmt.Errorf("the module did not spin: logs %q", logs)
+	}
+	from, to := a.Started.Add(500*time.Millisecond), a.Finished
+	var first, last *cpuSample
+	for i := range samples {
+		s := &samples[i]
+		if s.at.Before(from) || s.at.After(to) {
+			continue
+		}
+		if first == nil {
+			first = s
+		}
+		last = s
+	}
+	if first == nil || last.at.Sub(first.at) < d/2 {
+		return spinRun{}, fmt.Errorf("too few samples inside the run %s–%s (%d samples)", from.Format(time.StampMilli), to.Format(time.StampMilli), len(samples))
+	}
+	r := spinRun{cpu: last.cpu - first.cpu, wall: last.at.Sub(first.at)}
+	r.cores = r.cpu.Seconds() / r.wall.Seconds()
+	return r, nil
+}
+
 // jobAttackWasmCPU: defect 6, "wasm CPU is not limited". A wasm job with
 // cpu 0.5 keeps a core busy for 3 s; the provider process (which runs the
 // module on one of its threads) uses at most 0.5 cores plus a margin over
-// the job's run. The red team's module used 0.85.
+// the job's run (the same margin as the executor's own test, which
+// measured the same way). The red team's module used 0.85. The anchor, in the same
+// run: the same job with cpu 1 (not limited) uses a whole core, so that the
+// measure can tell; the provider is reniced to -10 for that, as other work
+// on a shared machine would otherwise take the core and hide a missing
+// limit. Where even then the unlimited job gets no more than the bound, the
+// result is inconclusive and the test skips.
 func jobAttackWasmCPU(t *testing.T, c *cluster) {
 	const (
-		limit  = 0.5
-		margin = 0.25
+		limit = 0.5
+		// margin: 0.1 core, as the executor's TestWasmCPULimit. A wider
+		// one cannot fail here: an unlimited module gets 0.64–0.77 of a
+		// core on this shared machine (the red team's, 0.85).
+		margin = 0.1
 		spin   = 3 * time.Second
 	)
 	provider := c.nodes[1]
 	if strings.Contains(provider.Log(), "wasm modules run without CPU limits") {
 		t.Skip("the provider logs that it cannot limit wasm CPU (no usable cpu cgroup): defect 6 not testable here")
 	}
+	if err := reniceThreads(provider.PID(), -10); err != nil {
+		t.Fatal(err)
+	}
 	op := c.homes[0]
 	// A first run compiles the module (and fetches it): measure only the
-	// spinning run.
+	// spinning runs.
 	if r := op.Run(t, "deploy", "-f", ensembleFile(t, "version: v1\nallocations:\n"+wasmTask("warm", "0.5", "print=warm")), "--follow"); r.Code != 0 {
 		t.Fatalf("the warm-up job: %s", r)
 	}
-	f := ensembleFile(t, "version: v1\nallocations:\n"+wasmTask("spin", strconv.FormatFloat(limit, 'f', -1, 64), "spin="+spin.String()))
-	stop := sampleCPU(t, provider.PID())
-	id := strings.TrimSpace(op.MustRun(t, "deploy", "-f", f, "--detach"))
-	var d deployment
-	poll.Eventually(t, 60*time.Second, "the spinning job ends", func() bool {
-		d = c.status(t, id)
-		return d.State == "completed" || d.State == "failed"
+	anchor, err := spinJob(t, c, "1", spin)
+	if err != nil {
+		t.Fatalf("the anchor (cpu 1, not limited): %v", err)
+	}
+	name := fmt.Sprintf("wasm job with cpu: %g spins for %s", limit, spin)
+	expect := fmt.Sprintf("provider process uses ≤ %g cores (+%g margin)", limit, margin)
+	if anchor.cores <= limit+margin {
+		recordAttack(attackRow{Attack: name, Defect: "6", Expect: expect, Result: "inconclusive",
+			Detail: fmt.Sprintf("the anchor, not limited, used only %s: this machine cannot show a missing limit", anchor)})
+		t.Skipf("inconclusive: the same job not limited (cpu 1) used only %s, not more than %.2f: the machine is too busy to show a missing limit", anchor, limit+margin)
+	}
+	attackCase(t, name, "6", expect, func() (string, error) {
+		r, err := spinJob(t, c, strconv.FormatFloat(limit, 'f', -1, 64), spin)
+		if err != nil {
+			return "", err
+		}
+		detail := fmt.Sprintf("provider used %s; anchor, cpu 1 not limited: %s", r, anchor)
+		if r.cores > limit+margin {
+			return detail, fmt.Errorf("over %.2f cores", limit+margin)
+		}
+		return detail, nil
 	})
-	samples := stop()
-
-	attackCase(t, fmt.Sprintf("wasm job with cpu: %g spins for %s", limit, spin), "6",
-		fmt.Sprintf("provider process uses ≤ %g cores (+%g margin)", limit, margin), func() (string, error) {
-			if d.State != "completed" || len(d.Allocations) != 1 {
-				return "", fmt.Errorf("the job: %s (%s), %d allocations", d.State, d.Message, len(d.Allocations))
-			}
-			a := d.Allocations[0]
-			if a.Started.IsZero() || a.Finished.IsZero() {
-				return "", fmt.Errorf("the allocation has no run times: started %v, finished %v", a.Started, a.Finished)
-			}
-			if logs := op.MustRun(t, "deployment", "logs", id); !strings.Contains(logs, "spun ") {
-				return "", fmt.Errorf("the module did not spin: logs %q", logs)
-			}
-			// The window: the run, less its first half second (the
-			// instance starting) — from samples inside it.
-			from, to := a.Started.Add(500*time.Millisecond), a.Finished
-			var first, last *cpuSample
-			for i := range samples {
-				s := &samples[i]
-				if s.at.Before(from) || s.at.After(to) {
-					continue
-				}
-				if first == nil {
-					first = s
-				}
-				last = s
-			}
-			if first == nil || last.at.Sub(first.at) < spin/2 {
-				return "", fmt.Errorf("too few samples inside the run %s–%s (%d samples)", from.Format(time.StampMilli), to.Format(time.StampMilli), len(samples))
-			}
-			wall, cpu := last.at.Sub(first.at), last.cpu-first.cpu
-			used := cpu.Seconds() / wall.Seconds()
-			detail := fmt.Sprintf("provider used %.2f cores (%s CPU over %s of the run)", used, cpu.Round(10*time.Millisecond), wall.Round(10*time.Millisecond))
-			if used > limit+margin {
-				return detail, fmt.Errorf("over %.2f cores", limit+margin)
-			}
-			return detail, nil
-		})
 	c.assertNothingHeld(t)
 }
