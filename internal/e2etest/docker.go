@@ -70,3 +70,58 @@ func DockerImage(t testing.TB, pkg string) string {
 	imageBuilt[pkg] = ref
 	return ref
 }
+
+// BusyboxPath is where Debian's busybox-static installs busybox.
+const BusyboxPath = "/bin/busybox"
+
+// BusyboxImage imports a one-binary image of the static busybox at
+// BusyboxPath, with a symlink in /bin for each of its applets (sh, nc,
+// httpd, ...) and no entrypoint, once per test process: a job's cmd is
+// a busybox command line such as ["/bin/sh", "-c", "nc -w 3 10.0.0.1 80"].
+// It skips the test when Docker is absent or busybox is not static.
+func BusyboxImage(t testing.TB) string {
+	t.Helper()
+	if !DockerAvailable() {
+		t.Skip("no Docker engine answers: docker tests skipped")
+	}
+	imageMu.Lock()
+	defer imageMu.Unlock()
+	const key = "busybox"
+	if ref, ok := imageBuilt[key]; ok {
+		return ref
+	}
+	data, err := os.ReadFile(BusyboxPath)
+	if err != nil {
+		t.Skipf("busybox image: %v (install Debian's busybox-static)", err)
+	}
+	if !bytes.HasPrefix(data, []byte("\x7fELF")) || bytes.Contains(data[:min(len(data), 4096)], []byte("/lib64/ld-linux")) {
+		t.Skipf("busybox image: %s is not statically linked (install Debian's busybox-static)", BusyboxPath)
+	}
+	list, err := exec.Command(BusyboxPath, "--list").Output()
+	if err != nil {
+		t.Fatalf("busybox --list: %v", err)
+	}
+	sum := sha256.Sum256(data)
+	ref := "dms-e2e/busybox:" + hex.EncodeToString(sum[:6])
+	if exec.Command("docker", "image", "inspect", ref).Run() != nil {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755})
+		tw.WriteHeader(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777})
+		tw.WriteHeader(&tar.Header{Name: "bin/busybox", Mode: 0o755, Size: int64(len(data))})
+		tw.Write(data)
+		for _, applet := range strings.Fields(string(list)) {
+			if applet != "busybox" {
+				tw.WriteHeader(&tar.Header{Name: "bin/" + applet, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777})
+			}
+		}
+		tw.Close()
+		imp := exec.Command("docker", "import", "-", ref)
+		imp.Stdin = &buf
+		if out, err := imp.CombinedOutput(); err != nil {
+			t.Fatalf("docker import %s: %v\n%s", ref, err, out)
+		}
+	}
+	imageBuilt[key] = ref
+	return ref
+}
