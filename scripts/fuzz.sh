@@ -11,6 +11,25 @@ while IFS=: read -r file _ line; do
   pkg=./$(dirname "$file")
   found=$((found+1))
   echo "fuzz $pkg $name ($fuzztime)"
-  go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime 5s "$pkg"
+  corpus="$(dirname "$file")/testdata/fuzz/$name"
+  before=$(ls "$corpus" 2>/dev/null | wc -l)
+  out=$(mktemp)
+  rc=0
+  go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime 5s "$pkg" 2>&1 | tee "$out" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    after=$(ls "$corpus" 2>/dev/null | wc -l)
+    # Go 1.26's fuzz coordinator can report its own -fuzztime deadline as a
+    # failure when a loaded machine delays a worker (golang/go#75804, fixed
+    # in Go 1.27): a bare "context deadline exceeded", no input written.
+    # That alone is not a finding, once the corpus replays clean.
+    if [ "$after" -eq "$before" ] && grep -q '^    context deadline exceeded$' "$out" && ! grep -q 'Failing input written' "$out"; then
+      echo "fuzz $pkg $name: the coordinator's deadline race (golang/go#75804), no failing input; replaying the corpus"
+      go test -count=1 -run "^${name}\$" "$pkg"
+    else
+      rm -f "$out"
+      exit "$rc"
+    fi
+  fi
+  rm -f "$out"
 done < <(git grep -n -E '^func Fuzz[A-Za-z0-9_]+\(f \*testing\.F\)' -- '*_test.go' || true)
 echo "$found fuzz target(s) run"
