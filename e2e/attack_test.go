@@ -218,7 +218,7 @@ type attackRow struct {
 	Attack string `json:"attack"`
 	Defect string `json:"defect,omitempty"`
 	Expect string `json:"expect"`
-	Result string `json:"result"` // held (refused or contained as expected), or FAIL
+	Result string `json:"result"` // held (refused or contained as expected), FAIL, or inconclusive (a check that could not fail on this machine; its test skips)
 	Detail string `json:"detail"`
 }
 
