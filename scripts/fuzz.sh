@@ -6,18 +6,20 @@ set -euo pipefail
 fuzztime=${1:-10s}
 cd "$(dirname "$0")/.."
 found=0
+# count prints how many inputs a corpus directory holds (0 when it does not exist).
+count() { if [ -d "$1" ]; then find "$1" -type f | wc -l; else echo 0; fi; }
 while IFS=: read -r file _ line; do
   name=$(sed -E 's/^func (Fuzz[A-Za-z0-9_]+).*/\1/' <<<"$line")
   pkg=./$(dirname "$file")
   found=$((found+1))
   echo "fuzz $pkg $name ($fuzztime)"
   corpus="$(dirname "$file")/testdata/fuzz/$name"
-  before=$(ls "$corpus" 2>/dev/null | wc -l)
+  before=$(count "$corpus")
   out=$(mktemp)
   rc=0
   go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime 5s "$pkg" 2>&1 | tee "$out" || rc=$?
   if [ "$rc" -ne 0 ]; then
-    after=$(ls "$corpus" 2>/dev/null | wc -l)
+    after=$(count "$corpus")
     # Go 1.26's fuzz coordinator can report its own -fuzztime deadline as a
     # failure when a loaded machine delays a worker (golang/go#75804, fixed
     # in Go 1.27): a bare "context deadline exceeded", no input written.
