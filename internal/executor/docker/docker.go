@@ -283,9 +283,11 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 		return "", err
 	}
 	if opts.HostConfig.NetworkMode == JobNetwork {
-		if err := e.jobNetwork(ctx); err != nil {
+		l, err := e.jobNetwork(ctx)
+		if err != nil {
 			return "", err
 		}
+		defer l.unlock() // once the container runs on the network
 	}
 	created, err := e.cli.ContainerCreate(ctx, opts)
 	if cerrdefs.IsNotFound(err) {

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
@@ -178,14 +181,90 @@ func hasTool(name string) bool {
 	return err == nil
 }
 
+// netLockPath is the lock the executors of every dms process on this
+// machine take on the job network: several nodes can share one Docker
+// engine (a devnet, tests running in parallel), and with it the network
+// and the host's iptables chains.
+var netLockPath = filepath.Join(os.TempDir(), "dms-jobs-network.lock")
+
+// netLock is a held lock on the job network, across processes (flock).
+// Starts hold it shared from checking the network until their container
+// runs on it; setting the network up and tearing it down hold it
+// exclusive, so neither races the other nor a start.
+type netLock struct{ f *os.File }
+
+func lockNet(how int) (*netLock, error) {
+	f, err := os.OpenFile(netLockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("job network lock: %w", err)
+	}
+	l := &netLock{f: f}
+	if err := l.set(how); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// set takes the lock shared (syscall.LOCK_SH) or exclusive (LOCK_EX),
+// converting a lock already held.
+func (l *netLock) set(how int) error {
+	for {
+		err := syscall.Flock(int(l.f.Fd()), how)
+		if err != syscall.EINTR {
+			if err != nil {
+				return fmt.Errorf("job network lock: %w", err)
+			}
+			return nil
+		}
+	}
+}
+
+// unlock releases the lock.
+func (l *netLock) unlock() {
+	syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+	l.f.Close()
+}
+
 // jobNetwork makes sure the job network exists and its rules are in
-// place; it runs once per executor (again after a failure).
-func (e *Executor) jobNetwork(ctx context.Context) error {
+// place, and returns holding the job network's lock shared: the caller
+// starts its container and then unlocks, so that no other process removes
+// the network in between.
+func (e *Executor) jobNetwork(ctx context.Context) (*netLock, error) {
+	l, err := lockNet(syscall.LOCK_SH)
+	if err != nil {
+		return nil, err
+	}
 	e.netMu.Lock()
 	defer e.netMu.Unlock()
-	if e.netReady {
-		return nil
+	_, err = e.cli.NetworkInspect(ctx, JobNetwork, client.NetworkInspectOptions{})
+	if err == nil && e.netReady {
+		return l, nil
 	}
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		l.unlock()
+		return nil, e.classify("job network "+JobNetwork, err)
+	}
+	// Set up (or again, after another process removed it): exclusive.
+	if err := l.set(syscall.LOCK_EX); err != nil {
+		l.unlock()
+		return nil, err
+	}
+	if err := e.setupJobNetwork(ctx); err != nil {
+		l.unlock()
+		return nil, err
+	}
+	if err := l.set(syscall.LOCK_SH); err != nil {
+		l.unlock()
+		return nil, err
+	}
+	return l, nil
+}
+
+// setupJobNetwork creates the job network if it is missing and installs
+// its rules; the caller holds the job network's lock exclusive.
+func (e *Executor) setupJobNetwork(ctx context.Context) error {
+	e.netReady = false
 	_, err := e.cli.NetworkInspect(ctx, JobNetwork, client.NetworkInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
 		_, err = e.cli.NetworkCreate(ctx, JobNetwork, client.NetworkCreateOptions{
@@ -193,7 +272,7 @@ func (e *Executor) jobNetwork(ctx context.Context) error {
 			Options: map[string]string{"com.docker.network.bridge.name": jobBridge},
 			Labels:  map[string]string{executor.LabelManaged: "true"},
 		})
-		if cerrdefs.IsConflict(err) { // another node sharing the engine made it
+		if cerrdefs.IsConflict(err) { // made meanwhile by a process that does not lock (an older dms)
 			err = nil
 		}
 	}
@@ -215,7 +294,8 @@ func (e *Executor) jobNetwork(ctx context.Context) error {
 
 // closeJobNetwork removes the rules and the network when no container is
 // on it any more. Containers still running keep both (Close leaves them
-// running; a new executor installs the rules again).
+// running; a new executor installs the rules again), and so does a start
+// in progress in another process (it holds the lock shared).
 func (e *Executor) closeJobNetwork(ctx context.Context) error {
 	e.netMu.Lock()
 	defer e.netMu.Unlock()
@@ -223,12 +303,17 @@ func (e *Executor) closeJobNetwork(ctx context.Context) error {
 		return nil
 	}
 	e.netReady = false
+	l, err := lockNet(syscall.LOCK_EX)
+	if err != nil {
+		return err
+	}
+	defer l.unlock()
 	n, err := e.cli.NetworkInspect(ctx, JobNetwork, client.NetworkInspectOptions{})
 	if err != nil || len(n.Network.Containers) > 0 {
 		return nil
 	}
 	if _, err := e.cli.NetworkRemove(ctx, JobNetwork, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
-		return nil // in use again (another node sharing the engine): keep the rules
+		return nil // in use again (a process that does not lock): keep the rules
 	}
 	return e.fw.uninstall(ctx)
 }

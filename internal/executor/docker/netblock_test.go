@@ -3,13 +3,16 @@
 package docker_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/executor/docker"
@@ -87,5 +90,51 @@ func TestDockerJobCannotReachMetadata(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Several executors — several dms processes sharing one Docker engine, as
+// on a devnet or when test packages run in parallel — set the job network
+// and its rules up and tear them down concurrently: every start succeeds
+// (it failed with "networks have same bridge name" or "Chain already
+// exists" when each executor raced the others).
+func TestJobNetworkSharedByConcurrentExecutors(t *testing.T) {
+	requireDocker(t)
+	if os.Geteuid() != 0 {
+		t.Skip("firewall rules need root")
+	}
+	const executors, rounds = 4, 3
+	errs := make(chan error, executors*rounds)
+	var wg sync.WaitGroup
+	for i := range executors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				ex, err := docker.New(docker.Config{Labels: runLabel})
+				if err != nil {
+					errs <- err
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				id, err := ex.Start(ctx, shell("true"))
+				if err == nil {
+					_, err = ex.Wait(ctx, id)
+					ex.Remove(context.Background(), id)
+				}
+				cancel()
+				if err != nil {
+					errs <- fmt.Errorf("executor %d, round %d: %w", i, r, err)
+				}
+				if err := ex.Close(); err != nil {
+					errs <- fmt.Errorf("executor %d, round %d: close: %w", i, r, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
