@@ -27,10 +27,7 @@ import (
 // attackEnv configures every node of the attack devnet: quick benchmark
 // and bid rounds, a 1 s clock-skew allowance (so a token expires soon
 // after its expiry) and a peer rate low enough for a bounded flood to hit.
-var attackEnv = []string{
-	"DMS_RESOURCES_BENCHMARK_BUDGET=1s", "DMS_ORCHESTRATOR_LOST_AFTER=4s", "DMS_ORCHESTRATOR_BID_WINDOW=500ms",
-	"DMS_CAP_CLOCK_SKEW=1s", "DMS_ACTOR_PEER_RATE=500", "DMS_ACTOR_PEER_BURST=500",
-}
+var attackEnv = append(slices.Clip(clusterEnv), "DMS_CAP_CLOCK_SKEW=1s", "DMS_ACTOR_PEER_RATE=500", "DMS_ACTOR_PEER_BURST=500")
 
 // attackWorld is the devnet under attack: node 0 is the operator's and
 // orchestrates, nodes 1 and 2 provide one core each; node 1 is the
@@ -96,8 +93,10 @@ func newAttackWorld(t *testing.T) *attackWorld {
 	return w
 }
 
-// newClusterEnv is newCluster with extra environment for every node.
-func newClusterEnv(t *testing.T, env []string, cpus ...string) *cluster {
+// newClusterEnv starts a cluster whose nodes get env: node 0 the
+// operator's, the others bootstrapped from it, trusting its user and
+// onboarding cpus[i] cores (none for "").
+func newClusterEnv(t testing.TB, env []string, cpus ...string) *cluster {
 	t.Helper()
 	bin := e2etest.Binary(t)
 	c := &cluster{}
@@ -187,6 +186,18 @@ func (w *attackWorld) served(t testing.TB) error {
 		return fmt.Errorf("the victim no longer serves the operator: %s", r)
 	}
 	return nil
+}
+
+// replay sends the captured envelope again; it must be refused as a
+// replay.
+func (w *attackWorld) replay() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	r, err := w.att.ExchangeFrame(ctx, w.vid, w.replayNonce, w.replayFrame)
+	if err != nil {
+		return "", err
+	}
+	return refusal(r, actor.CodeReplay, "")
 }
 
 // restart kills the victim with SIGKILL and starts it again on its home
@@ -313,13 +324,7 @@ var attacks = []attack{
 			return "first sending", err
 		}
 		w.replayFrame, w.replayNonce = actor.EncodeEnvelope(env), env.Nonce
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		r, err := w.att.ExchangeFrame(ctx, w.vid, w.replayNonce, w.replayFrame)
-		if err != nil {
-			return "", err
-		}
-		return refusal(r, actor.CodeReplay, "")
+		return w.replay()
 	}},
 	{"revoked delegation after a restart (kill -9)", "", "denied: revoked", func(t *testing.T, w *attackWorld) (string, error) {
 		w.restart(t)
@@ -330,13 +335,7 @@ var attacks = []attack{
 			return "", errors.New("no envelope captured: the replayed envelope attack did not run")
 		}
 		w.restart(t)
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		r, err := w.att.ExchangeFrame(ctx, w.vid, w.replayNonce, w.replayFrame)
-		if err != nil {
-			return "", err
-		}
-		return refusal(r, actor.CodeReplay, "")
+		return w.replay()
 	}},
 	{"host spoofing (claimed host is another peer)", "", "host-mismatch", func(t *testing.T, w *attackWorld) (string, error) {
 		env := w.envelope(t, api.BehaviorPeersList, w.chain)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dmsnet/dms/internal/devnet"
 	"github.com/dmsnet/dms/internal/e2etest"
 	"github.com/dmsnet/dms/internal/poll"
 )
@@ -27,40 +25,13 @@ type cluster struct {
 
 // newCluster starts n nodes, connects them, makes node 0's user the
 // operator, and onboards the given CPU on each (empty: none).
+// clusterEnv configures every node of a test cluster: a quick benchmark,
+// quick loss detection and short bid rounds.
+var clusterEnv = []string{"DMS_RESOURCES_BENCHMARK_BUDGET=1s", "DMS_ORCHESTRATOR_LOST_AFTER=4s", "DMS_ORCHESTRATOR_BID_WINDOW=500ms"}
+
 func newCluster(t testing.TB, cpus ...string) *cluster {
 	t.Helper()
-	bin := e2etest.Binary(t)
-	c := &cluster{}
-	for i := range cpus {
-		h := e2etest.NewHome(t, bin)
-		h.Env = append(h.Env, "DMS_RESOURCES_BENCHMARK_BUDGET=1s", "DMS_ORCHESTRATOR_LOST_AFTER=4s", "DMS_ORCHESTRATOR_BID_WINDOW=500ms")
-		c.homes = append(c.homes, h)
-		var n *e2etest.Node
-		if i == 0 {
-			n = h.Start(t)
-		} else {
-			n = h.Start(t, "--bootstrap", c.nodes[0].Addr(t))
-		}
-		c.nodes = append(c.nodes, n)
-		c.ids = append(c.ids, n.PeerID(t))
-	}
-	peers := make([]devnet.Peer, len(c.nodes))
-	for i, n := range c.nodes {
-		peers[i] = n.Peer(t, fmt.Sprintf("node %d", i))
-	}
-	ctx := context.Background()
-	if err := devnet.TrustOperator(ctx, peers[1:], c.homes[0].DID(t, "user")); err != nil {
-		t.Fatal(err)
-	}
-	for i, h := range c.homes {
-		if cpus[i] != "" {
-			h.MustRun(t, "onboard", "--cpu", cpus[i], "--ram", "1GiB", "--disk", "1GiB")
-		}
-	}
-	if err := devnet.Mesh(ctx, peers, 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return newClusterEnv(t, clusterEnv, cpus...)
 }
 
 var (

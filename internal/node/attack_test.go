@@ -12,9 +12,31 @@ import (
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/config"
+	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/p2p"
 	"github.com/dmsnet/dms/internal/poll"
 )
+
+// bareLink starts a bare libp2p host with key — an attacker speaking the
+// wire protocol directly, with no actor runtime — and opens a link to
+// victim. The host is closed when the test ends.
+func bareLink(ctx context.Context, t *testing.T, key *identity.Key, victim *testNode) (*p2p.Host, actor.Link) {
+	t.Helper()
+	host, err := p2p.New(ctx, p2p.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}}, key, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { host.Close() })
+	host.SetLinkHandler(func(actor.Link) {})
+	if _, err := host.Connect(ctx, victim.host.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	link, err := host.Link(ctx, victim.host.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host, link
+}
 
 // Attack tests: a peer speaking the wire protocol directly sends envelopes
 // that break one rule each. Each is refused with its own typed error, and
@@ -32,19 +54,7 @@ func TestAttacks(t *testing.T) {
 	carol := mustKey(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	host, err := p2p.New(ctx, p2p.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}}, carol, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer host.Close()
-	host.SetLinkHandler(func(actor.Link) {})
-	if _, err := host.Connect(ctx, victim.host.Addrs()[0]); err != nil {
-		t.Fatal(err)
-	}
-	link, err := host.Link(ctx, victim.host.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
+	host, link := bareLink(ctx, t, carol, victim)
 	now := time.Now()
 	grant, err := cap.Delegate(victim.user, cap.DelegationParams{Audience: carol.DID(), Command: "/dms/node/peers", Expiry: now.Add(time.Hour)})
 	if err != nil {
@@ -214,19 +224,7 @@ func TestSessionFloodMemory(t *testing.T) {
 	carol := mustKey(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*budget)
 	defer cancel()
-	host, err := p2p.New(ctx, p2p.Config{Listen: []string{"/ip4/127.0.0.1/tcp/0"}}, carol, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer host.Close()
-	host.SetLinkHandler(func(actor.Link) {})
-	if _, err := host.Connect(ctx, victim.host.Addrs()[0]); err != nil {
-		t.Fatal(err)
-	}
-	link, err := host.Link(ctx, victim.host.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
+	host, link := bareLink(ctx, t, carol, victim)
 
 	heap := func() uint64 {
 		runtime.GC()
