@@ -74,6 +74,7 @@ For this command, -o names the output file.`,
 			for _, w := range warnings {
 				fmt.Fprintf(a.stderr, "warning: %s\n", w)
 			}
+			printHostWarnings(a.stderr, spec)
 			if out == "" || out == "-" {
 				_, err = a.stdout.Write(buf.Bytes())
 				return err

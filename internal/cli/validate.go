@@ -19,6 +19,9 @@ type ValidateResult struct {
 	Allocations int                `json:"allocations,omitempty"`
 	Nodes       int                `json:"nodes,omitempty"`
 	Problems    []ensemble.Problem `json:"problems"`
+	// Warnings do not make the file invalid: values naming another
+	// allocation as a host, which nothing resolves yet (docs/ensemble.md).
+	Warnings []ensemble.Problem `json:"warnings"`
 }
 
 func newValidateCmd(a *app) *cobra.Command {
@@ -34,6 +37,12 @@ What the format allows but this release of dms does not do yet (standby
 copies of a node, bandwidth constraints) is reported too: a node refuses to
 deploy it.
 
+A value that names another allocation or node as a host (DB_HOST=db,
+mysql://db/x, db:3306, db.internal) gets a warning on standard error (in
+"warnings" with -o json): allocations cannot reach each other by name until
+deployments get a subnet (docs/ensemble.md, "Networking today"). Warnings
+do not change the exit code.
+
 Local files the ensemble refers to (wasm modules, vm kernels and disks) are
 looked up relative to the ensemble file unless --skip-files is given.
 -f - reads the ensemble from standard input.`,
@@ -46,7 +55,7 @@ looked up relative to the ensemble file unless --skip-files is given.
 			if err != nil {
 				return err
 			}
-			res := ValidateResult{File: file, Problems: []ensemble.Problem{}}
+			res := ValidateResult{File: file, Problems: []ensemble.Problem{}, Warnings: []ensemble.Problem{}}
 			spec, err := ensemble.Parse(data)
 			var probs ensemble.Problems
 			switch {
@@ -57,12 +66,14 @@ looked up relative to the ensemble file unless --skip-files is given.
 			default:
 				res.Allocations, res.Nodes = len(spec.Allocations), len(spec.Nodes)
 				res.Problems = append(res.Problems, spec.Unsupported()...)
+				res.Warnings = hostWarnings(spec, data)
 				if !skipFiles && file != "-" {
 					res.Problems = append(res.Problems, checkLocalFiles(spec, data, filepath.Dir(file))...)
 				}
 			}
 			res.Valid = len(res.Problems) == 0
 			err = a.print(res, func(w io.Writer) error {
+				printHostWarnings(a.stderr, spec)
 				if res.Valid {
 					_, err := fmt.Fprintf(w, "%s: valid (%s on %s)\n", file, plural(res.Allocations, "allocation"), plural(res.Nodes, "node"))
 					return err

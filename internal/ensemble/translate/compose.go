@@ -100,7 +100,7 @@ func FromComposeEnv(data []byte, env map[string]string) (*ensemble.Spec, []Warni
 	}
 	for _, net := range sortedKeys(project.Networks) {
 		if net != "default" {
-			ws.add("networks."+net, "not carried over: the allocations of an ensemble share one network and reach each other as <name>.internal")
+			ws.add("networks."+net, "not carried over: allocations cannot reach each other by name until deployments get a subnet (docs/ensemble.md#networking-today)")
 		}
 	}
 	for _, k := range sortedKeys(project.Secrets) {

@@ -297,7 +297,7 @@ func k8sWorkload(s *ensemble.Spec, w workload, n *namer, ws *warnings) []string 
 	}
 
 	if len(ps.InitContainers)+len(ps.Containers) > 1 {
-		ws.add(pp+".containers", "the containers of a pod share localhost; in the ensemble they are allocations on one node and reach each other as <name>.internal")
+		ws.add(pp+".containers", "the containers of a pod share localhost; in the ensemble they are allocations on one node, which reach each other neither by localhost nor by name until deployments get a subnet (docs/ensemble.md#networking-today)")
 	}
 	// The only container of a workload takes the workload's name; others,
 	// and init containers, are named <workload>-<container>.

@@ -544,7 +544,7 @@ func nomadRestartPolicy(a *ensemble.Allocation, rp *nomadRestart, path string, w
 // nomadCheckHealth turns the first check of a service into the task's
 // healthcheck.
 func nomadCheckHealth(a *ensemble.Allocation, sv nomadService, ports map[string]ensemble.Port, sp string, ws *warnings) {
-	ws.add(sp, "service registration is not carried over: allocations reach each other as <name>.internal")
+	ws.add(sp, "service registration is not carried over: allocations cannot reach each other by name until deployments get a subnet (docs/ensemble.md#networking-today)")
 	if len(sv.Checks) == 0 {
 		return
 	}
