@@ -32,7 +32,8 @@ type Config struct {
 	Wallet    Wallet
 	Sealer    *identity.Sealer
 	// DataDir holds one directory per allocation: its log and its local
-	// volumes (the allocation's output files).
+	// volumes, which stay until the allocation is removed (nothing
+	// fetches them yet).
 	DataDir string
 	// ArtifactDir caches fetched artifacts by digest; default
 	// <DataDir>/../artifacts.

@@ -149,8 +149,9 @@ type VolumeKind string
 
 // The volume kinds.
 const (
-	// Local is a directory on the provider; its files are returned as the
-	// allocation's outputs.
+	// Local is a directory on the provider. It stays there when the
+	// deployment ends; nothing fetches its files yet (planned: dms
+	// deployment results, with the storage issue).
 	Local VolumeKind = "local"
 )
 
@@ -158,7 +159,7 @@ const (
 type Volume struct {
 	Path     string     `yaml:"path" ens:"required" doc:"Where the volume is mounted (absolute)."`
 	ReadOnly bool       `yaml:"read_only,omitempty" doc:"Mount read-only."`
-	Kind     VolumeKind `yaml:"kind,omitempty" ens:"enum=local,default=local" doc:"local: a directory on the provider, returned as output files."`
+	Kind     VolumeKind `yaml:"kind,omitempty" ens:"enum=local,default=local" doc:"local: a directory on the provider; it stays there (fetching its files is planned)."`
 }
 
 // Healthcheck tells whether a service is healthy. Exactly one of Exec, HTTP

@@ -47,8 +47,8 @@ type Spec struct {
 	Resources Resources `json:"resources"`
 	// Ports are published from the guest to the host (docker only).
 	Ports []Port `json:"ports,omitempty"`
-	// Mounts are host directories shared with the guest; outputs come back
-	// through a writable one.
+	// Mounts are host directories shared with the guest; what the guest
+	// writes to a writable one stays in the host directory.
 	Mounts []Mount `json:"mounts,omitempty"`
 	// Network is the network mode; "" is the backend's default (for
 	// docker the job network, a bridge with the provider's block list, as
