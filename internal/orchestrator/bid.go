@@ -21,6 +21,7 @@ func (r *run) place(ctx context.Context) {
 	// The first round asks the providers the offer cache shortlists, when
 	// it can; every later round broadcasts.
 	first := true
+	hint := "" // how to get an executor no provider offers, as of the last round
 	for ctx.Err() == nil {
 		if r.shutdownRequested() {
 			return
@@ -29,7 +30,7 @@ func (r *run) place(ctx context.Context) {
 		if now := r.s.cfg.Now(); now.After(d.QueueDeadline) {
 			r.update(true, func(d *Deployment) {
 				d.State = Failed
-				d.Message = "no placement before the queue timeout: " + placement.Summarize(d.Candidates)
+				d.Message = "no placement before the queue timeout: " + placement.Summarize(d.Candidates) + hint
 			})
 			return
 		}
@@ -62,6 +63,10 @@ func (r *run) place(ctx context.Context) {
 		if plan == nil {
 			reasons = placement.Explain(missing, cands, edges, reasons)
 			msg := fmt.Sprintf("no placement for %s (%d providers answered): waiting for providers", joinNames(missing), len(rd.Answered))
+			if hint = placement.ExecutorHint(rd); hint != "" {
+				hint = "; " + hint
+			}
+			msg += hint
 			r.update(true, func(d *Deployment) { d.State = Queued; d.Candidates = reasons; d.Message = msg })
 			r.waitChange(ctx, backoff)
 			backoff = min(backoff*2, r.s.cfg.RetryMax)

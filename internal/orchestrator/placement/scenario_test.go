@@ -214,6 +214,9 @@ func runScenario(input []byte) (string, error) {
 	if plan == nil {
 		reasons = Explain(missing, cands, edges, reasons)
 		fmt.Fprintf(&b, "no placement: missing %s (%s)\n", strings.Join(missing, ", "), Summarize(reasons))
+		if h := ExecutorHint(rd); h != "" {
+			fmt.Fprintf(&b, "hint: %s\n", h)
+		}
 	} else {
 		b.WriteString("placement:\n")
 		for _, node := range nodes {

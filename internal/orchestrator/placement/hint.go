@@ -1,0 +1,58 @@
+package placement
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// ExecutorHint says how to get an executor that the round's nodes need and
+// that no provider that answered offers: "no provider offers executor
+// docker (on a devnet: dms devnet up --executor wasm,docker)", the devnet
+// flag listing the executors offered and the missing ones. It is "" when
+// every executor needed is offered somewhere, or when no provider answered
+// with an offer (nothing is known then). Executor features (vm/kernel: a
+// default kernel) are left out: no flag turns them on. The orchestrator adds it to the
+// message of a queued deployment, so that `dms deploy --follow` and `dms
+// deployment status` show it.
+func ExecutorHint(r Round) string {
+	offered := map[string]bool{}
+	answered := false
+	for _, a := range r.Replies {
+		if a.Offer == nil {
+			continue
+		}
+		answered = true
+		for _, e := range a.Offer.Executors {
+			if !strings.Contains(e, "/") {
+				offered[e] = true
+			}
+		}
+	}
+	if !answered {
+		return ""
+	}
+	var missing []string
+	for _, nr := range r.Requests {
+		for _, e := range nr.Request.Executors {
+			// Features (vm/kernel) are not what the devnet flag turns on.
+			if !offered[e] && !strings.Contains(e, "/") && !slices.Contains(missing, e) {
+				missing = append(missing, e)
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return ""
+	}
+	slices.Sort(missing)
+	have := make([]string, 0, len(offered))
+	for e := range offered {
+		have = append(have, e)
+	}
+	slices.Sort(have)
+	what := "executor " + missing[0]
+	if len(missing) > 1 {
+		what = "executors " + strings.Join(missing, ", ")
+	}
+	return fmt.Sprintf("no provider offers %s (on a devnet: dms devnet up --executor %s)", what, strings.Join(append(have, missing...), ","))
+}
