@@ -18,6 +18,7 @@
 //	plan, missing := placement.Place(nodes, cands, placement.Edges(spec))
 //	if plan == nil {
 //		reasons = placement.Explain(missing, cands, placement.Edges(spec), reasons)
+//		hint := placement.ExecutorHint(round) // how to get an executor nobody offers
 //	}
 //	bad := placement.VerifyBids(deployment, plan) // the winners' signatures
 //
