@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/dmsnet/dms/internal/deployproto"
 )
 
 // ExecutorHint says how to get an executor that the round's nodes need and
@@ -11,7 +13,8 @@ import (
 // docker (on a devnet: dms devnet up --executor wasm,docker)", the devnet
 // flag listing the executors offered and the missing ones. It is "" when
 // every executor needed is offered somewhere, or when no provider answered
-// with an offer (nothing is known then). Executor features (vm/kernel: a
+// with an offer (nothing is known then). Nodes that have not onboarded
+// resources do not count, whatever executors they list. Executor features (vm/kernel: a
 // default kernel) are left out: no flag turns them on. The orchestrator adds it to the
 // message of a queued deployment, so that `dms deploy --follow` and `dms
 // deployment status` show it.
@@ -19,8 +22,8 @@ func ExecutorHint(r Round) string {
 	offered := map[string]bool{}
 	answered := false
 	for _, a := range r.Replies {
-		if a.Offer == nil {
-			continue
+		if a.Offer == nil || slices.ContainsFunc(a.NoBids, func(nb deployproto.NoBid) bool { return nb.Kind == deployproto.KindOnboarding }) {
+			continue // not a provider: a node lists its executors before it onboards
 		}
 		answered = true
 		for _, e := range a.Offer.Executors {
