@@ -84,3 +84,19 @@ Feature: Local API and CLI
     When alice runs `dms version`
     Then the command succeeds
     And the output contains "dms "
+
+  Scenario: A job whose executor no provider offers waits, and the message says how to get one
+    Given bob offers 1 CPU to alice's deployments, with the docker executor off
+    And alice has deployed, without waiting, the ensemble:
+      """
+      version: v1
+      allocations:
+        hello:
+          executor: docker
+          resources: {cpu: 0.5, ram: 64MiB}
+          execution: {image: "dms-examples/hello:latest"}
+      timeouts: {queue: 10m}
+      """
+    Then within 30 seconds the deployment is queued with the message "no provider offers executor docker (on a devnet: dms devnet up --executor "
+    When alice runs `dms deployment status <deployment>`
+    Then the output contains "no provider offers executor docker (on a devnet: dms devnet up --executor "

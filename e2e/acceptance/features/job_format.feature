@@ -173,3 +173,30 @@ Feature: Job format
       """
     When dave runs `dms translate --from helm job.txt`
     Then it is a usage error saying "--from \"helm\": want compose, kubernetes or nomad"
+
+  Scenario: An ensemble that names another allocation as a host validates, with a warning
+    Given the file "wordpress.yaml":
+      """
+      version: v1
+      allocations:
+        wordpress:
+          type: service
+          executor: docker
+          execution:
+            image: wordpress:6
+            env: {WORDPRESS_DB_HOST: "db:3306", WORDPRESS_DB_NAME: wp}
+        db:
+          type: service
+          executor: docker
+          execution: {image: "mysql:8", env: {MYSQL_DATABASE: wp}}
+      nodes:
+        main: {allocations: [wordpress, db]}
+      """
+    When dave runs `dms validate -f wordpress.yaml`
+    Then the command succeeds
+    And the output contains "wordpress.yaml: valid (2 allocations on 1 node)"
+    And the error has 1 line starting with "warning: allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host; allocations cannot reach each other by name until deployments get a subnet (docs/ensemble.md#networking-today)"
+    When dave runs `dms -o json validate -f wordpress.yaml`
+    Then the command succeeds
+    And the output lists 1 warning, the first at "allocations.wordpress.execution.env.WORDPRESS_DB_HOST"
+    And the error output is empty
