@@ -152,13 +152,15 @@ func newDevnetUpCmd(a *app, dir *string) *cobra.Command {
     machine with --benchmark 1s; by default not, to keep the nodes small);
   - records everything in <dir>/devnet.json.
 
---executor docker or vm fails when this machine cannot run it (no Docker
-engine, no QEMU); --executor all enables every executor and keeps those the
+Only wasm is enabled unless --executor says otherwise: the Docker examples
+need --executor wasm,docker, and a job whose executor no node offers waits
+in the queue. --executor docker or vm fails when this machine cannot run it
+(no Docker engine, no QEMU); --executor all enables every executor and keeps those the
 machine can run. The nodes ignore the DMS_* variables of your shell. If a
 step fails, the started nodes are stopped and the directory is kept for
 its logs: remove it with dms devnet down.`,
 		Example: `  dms devnet up --nodes 3
-  dms devnet up --nodes 2 --executor docker
+  dms devnet up --nodes 3 --executor wasm,docker
   dms devnet up --nodes 5 --executor all --dir /tmp/net --cpu 0.5 --ram 512MiB`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

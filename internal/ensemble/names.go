@@ -11,8 +11,9 @@ var labelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // IsName reports whether s is a valid name of an allocation, node or volume:
 // a DNS label (RFC 1123): 1 to 63 lower-case letters, digits and '-',
-// starting and ending with a letter or digit. Allocations are reachable
-// inside the ensemble as <name>.internal.
+// starting and ending with a letter or digit, so that they can become DNS
+// names (<name>.internal) once deployments get a subnet; nothing resolves
+// them yet (docs/ensemble.md, "Networking today").
 func IsName(s string) bool { return labelRE.MatchString(s) }
 
 // nameProblem explains why s is not a name.

@@ -141,7 +141,7 @@ const (
 type Port struct {
 	Port     int      `yaml:"port" ens:"required,min=1,max=65535" doc:"The port inside the container or guest."`
 	Protocol Protocol `yaml:"protocol,omitempty" ens:"enum=tcp|udp,default=tcp" doc:"tcp or udp."`
-	Public   int      `yaml:"public,omitempty" ens:"min=1,max=65535" doc:"The port on the provider's public address; not published when omitted (reachable inside the ensemble only)."`
+	Public   int      `yaml:"public,omitempty" ens:"min=1,max=65535" doc:"The port on the provider's public address; when omitted, published on the provider's loopback only (for health checks)."`
 }
 
 // VolumeKind says where a volume's data lives.
