@@ -200,3 +200,18 @@ Feature: Job format
     Then the command succeeds
     And the output lists 1 warning, the first at "allocations.wordpress.execution.env.WORDPRESS_DB_HOST"
     And the error output is empty
+
+  Scenario: A translated wordpress+mysql warns that wordpress cannot find its database by name
+    Given the file "compose.yaml":
+      """
+      services:
+        wordpress:
+          image: wordpress:6
+          environment: {WORDPRESS_DB_HOST: db, WORDPRESS_DB_NAME: wp}
+        db:
+          image: mysql:8
+          environment: {MYSQL_DATABASE: wp}
+      """
+    When dave runs `dms translate --from compose compose.yaml -o job.yaml`
+    Then the command succeeds
+    And the error has 1 line starting with "warning: allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host"
