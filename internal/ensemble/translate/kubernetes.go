@@ -172,7 +172,7 @@ func decodeWorkloads(doc []byte, where string) (ws warnings, out []workload, err
 			return nil, nil, err
 		}
 		w := jobWorkload("CronJob", o.ObjectMeta, o.Spec.JobTemplate.Spec)
-		ws.add("CronJob/"+o.Name+".spec.schedule", "not carried over: the job runs once (%s)", o.Spec.Schedule)
+		ws.drop("CronJob/"+o.Name+".spec.schedule", "a CronJob's schedule (%s) is not carried over: the ensemble would run the job once", o.Spec.Schedule)
 		return ws, []workload{w}, nil
 	case "Deployment":
 		var o appsv1.Deployment
@@ -273,7 +273,11 @@ func k8sWorkload(s *ensemble.Spec, w workload, n *namer, ws *warnings) []string 
 	volumes := map[string]corev1.Volume{}
 	for i, v := range ps.Volumes {
 		volumes[v.Name] = v
-		if v.EmptyDir == nil {
+		switch {
+		case v.EmptyDir != nil:
+		case v.ConfigMap != nil || v.Secret != nil || v.HostPath != nil || v.Projected != nil || v.DownwardAPI != nil:
+			ws.file(fmt.Sprintf("%s.volumes[%d]", pp, i), "%s volume %q is not shipped: its files do not travel with the ensemble (the containers that mount it start without them)", volumeKind(v), v.Name)
+		default:
 			ws.add(fmt.Sprintf("%s.volumes[%d]", pp, i), "%s volume %q is not carried over (only emptyDir, as a local volume)", volumeKind(v), v.Name)
 		}
 	}
@@ -297,7 +301,7 @@ func k8sWorkload(s *ensemble.Spec, w workload, n *namer, ws *warnings) []string 
 	}
 
 	if len(ps.InitContainers)+len(ps.Containers) > 1 {
-		ws.add(pp+".containers", "the containers of a pod share localhost; in the ensemble they are allocations on one node and reach each other as <name>.internal")
+		ws.add(pp+".containers", "the containers of a pod share localhost; in the ensemble they are allocations on one node, which today cannot reach each other by localhost or by name (see docs/ensemble.md#networking-today)")
 	}
 	// The only container of a workload takes the workload's name; others,
 	// and init containers, are named <workload>-<container>.
@@ -372,7 +376,7 @@ func k8sContainer(c corev1.Container, cp string, task bool, volumes map[string]c
 		a.Type = ensemble.Task
 	}
 	if c.Image == "" {
-		ws.add(cp, "not carried over: no image")
+		ws.drop(cp, "not carried over: no image")
 		return a, false
 	}
 	ws.lost(cp, toMap(c), "name", "image", "command", "args", "workingDir", "ports", "env", "resources", "volumeMounts",
