@@ -30,6 +30,7 @@ var stepSets = []func(*godog.ScenarioContext){
 	// steps_p2p_test.go: connections
 	p2pSteps,
 	featureenvSteps, // steps_featureenv_test.go: nodes in Docker containers, in regions (e2e/featureenv)
+	translateSteps,  // steps_translate_test.go: what dms translate wrote, and what it did not
 }
 
 // TestAcceptance runs the feature files with godog, prints the table of
