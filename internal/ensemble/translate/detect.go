@@ -54,8 +54,13 @@ var (
 // docker-compose.*.yml, *.nomad, *.hcl) and else from its content: a job
 // block (Nomad HCL), the keys Job or TaskGroups (Nomad API JSON), apiVersion
 // and kind (Kubernetes), services (compose). name is only looked at, never
-// opened; it names the file in the error when the format cannot be told.
+// opened; it names the file in the error when the format cannot be told
+// ("-" or "" is standard input).
 func Detect(name string, data []byte) (Format, error) {
+	display := name
+	if name == "" || name == "-" {
+		display = "standard input"
+	}
 	base := strings.ToLower(path.Base(strings.ReplaceAll(name, `\`, "/")))
 	switch {
 	case strings.HasSuffix(base, ".nomad") || strings.HasSuffix(base, ".hcl"):
@@ -66,7 +71,7 @@ func Detect(name string, data []byte) (Format, error) {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {
-		return "", fmt.Errorf("cannot tell the format of %s: it is empty", name)
+		return "", fmt.Errorf("cannot tell the format of %s: it is empty", display)
 	}
 	if trimmed[0] == '{' || trimmed[0] == '[' {
 		var top map[string]json.RawMessage
@@ -93,7 +98,7 @@ func Detect(name string, data []byte) (Format, error) {
 			return f, nil
 		}
 	}
-	return "", fmt.Errorf("cannot tell the format of %s: not a compose file (no services), Kubernetes manifests (no apiVersion and kind) or a Nomad job (no job block, no TaskGroups); give --from", name)
+	return "", fmt.Errorf("cannot tell the format of %s: not a compose file (no services), Kubernetes manifests (no apiVersion and kind) or a Nomad job (no job block, no TaskGroups); give --from", display)
 }
 
 // formatOfKeys tells the format from the top-level keys of a document.

@@ -39,6 +39,7 @@ func TestDetect(t *testing.T) {
 		{"x.yaml", "kind: Pod\n", "", "cannot tell the format of x.yaml: not a compose file"},
 		{"x.json", `{"ID": "x"`, "", "cannot tell the format of x.json: not a compose file"},
 		{"x.txt", "job x {", "", "cannot tell the format of x.txt: not a compose file"},
+		{"-", "foo: 1", "", "cannot tell the format of standard input: not a compose file"},
 	} {
 		got, err := Detect(tc.name, []byte(tc.data))
 		if tc.err != "" {
@@ -97,6 +98,9 @@ func FuzzDetect(f *testing.F) {
 			t.Fatalf("Detect answered %s, %v then %s, %v", got, err, again, err2)
 		}
 		if err != nil {
+			if name == "" || name == "-" {
+				name = "standard input"
+			}
 			if got != "" || !strings.Contains(err.Error(), name) {
 				t.Fatalf("Detect = %q, %v", got, err)
 			}
