@@ -154,6 +154,7 @@ func FromNomad(data []byte) (*ensemble.Spec, []Warning, error) {
 	for _, k := range serverFields {
 		delete(raw, k)
 	}
+	nomadDefaults(raw)
 	jobJSON, err := json.Marshal(raw)
 	if err != nil {
 		return nil, nil, fmt.Errorf("parse nomad job: %w", err)
@@ -246,6 +247,7 @@ func nomadGroupAllocations(s *ensemble.Spec, g nomadGroup, raw map[string]any, g
 	if g.Count != nil && *g.Count != 1 {
 		ws.add(gp+".Count", "%d copies are not carried over: one copy is deployed", *g.Count)
 	}
+	nomadDefaults(raw)
 	ws.lost(gp, raw, "Name", "Count", "Tasks", "Networks", "Services", "RestartPolicy", "EphemeralDisk")
 
 	// Ports by label: the container port, and the public (host) port.
@@ -448,11 +450,7 @@ func nomadTaskAllocation(t nomadTask, raw map[string]any, tp string, service boo
 		ws.drop(tp, "driver %q is not carried over (only docker and podman); the task is dropped", t.Driver)
 		return a, false
 	}
-	for k, v := range map[string]any{"KillTimeout": float64(5 * time.Second), "LogConfig": map[string]any{"MaxFiles": float64(10), "MaxFileSizeMB": float64(10), "Disabled": false}} {
-		if reflect.DeepEqual(raw[k], v) {
-			delete(raw, k) // the defaults nomad job inspect prints
-		}
-	}
+	nomadDefaults(raw)
 	ws.lost(tp, raw, "Name", "Driver", "Config", "Env", "Resources", "Services", "RestartPolicy", "Lifecycle", "Templates", "Artifacts")
 	nomadFiles(raw, tp, ws)
 	image, _ := t.Config["image"].(string)
@@ -541,6 +539,30 @@ func nomadTaskAllocation(t nomadTask, raw map[string]any, tp string, service boo
 		res.GPUs = append(res.GPUs, ensemble.GPU{Vendor: vendor, Model: model, Count: n})
 	}
 	return a, true
+}
+
+// nomadDefaults removes the defaults nomad job inspect prints in a job,
+// group or task: they say nothing the user asked for.
+func nomadDefaults(raw map[string]any) {
+	for k, v := range map[string]any{
+		"KillTimeout": float64(5 * time.Second),
+		"LogConfig":   map[string]any{"MaxFiles": float64(10), "MaxFileSizeMB": float64(10), "Disabled": false},
+		"NodePool":    "default",
+	} {
+		if reflect.DeepEqual(raw[k], v) {
+			delete(raw, k)
+		}
+	}
+	// The Consul block of a job that names no Consul cluster of its own.
+	if c, ok := raw["Consul"].(map[string]any); ok {
+		plain := true
+		for _, v := range c {
+			plain = plain && (empty(v) || v == "default")
+		}
+		if plain {
+			delete(raw, "Consul")
+		}
+	}
 }
 
 // nomadFiles warns about the files a task gets from Nomad (templates it

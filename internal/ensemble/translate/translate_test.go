@@ -216,7 +216,8 @@ func TestNomadServerFields(t *testing.T) {
 	job := `{"ID": "x", "Name": "x", "Type": "batch", "Status": "running", "StatusDescription": "", "CreateIndex": 12,
 	"ModifyIndex": 14, "JobModifyIndex": 12, "SubmitTime": 1733300000000000000, "Version": 3, "Stable": true, "Stop": false,
 	"Dispatched": false, "ParentID": "", "NomadTokenID": "", "VersionTag": null, "Periodic": null, "ParameterizedJob": null,
-	"TaskGroups": [{"Name": "g", "Tasks": [
+	"NodePool": "default", "Consul": {"Namespace": "", "Cluster": "default", "Partition": ""},
+	"TaskGroups": [{"Name": "g", "Consul": {"Cluster": "default"}, "Tasks": [
 		{"Name": "t", "Driver": "docker", "Config": {"image": "alpine", "work_dir": "/srv/${NOMAD_TASK_DIR}"}, "Env": {"A": "${NOMAD_TASK_DIR}"},
 		 "Resources": {"CPU": 100, "MemoryMB": 64}, "KillTimeout": 5000000000, "LogConfig": {"MaxFiles": 10, "MaxFileSizeMB": 10, "Disabled": false}}]}]}`
 	_, ws, err := FromNomad([]byte(job))
@@ -229,7 +230,7 @@ func TestNomadServerFields(t *testing.T) {
 			t.Errorf("warning given twice: %s", w)
 		}
 		seen[w.String()] = true
-		for _, f := range append(serverFields, "KillTimeout", "LogConfig") {
+		for _, f := range append(serverFields, "KillTimeout", "LogConfig", "NodePool", "Consul") {
 			if strings.Contains(w.Path, f) {
 				t.Errorf("warning about a server field: %s", w)
 			}
