@@ -47,13 +47,13 @@ type workload struct {
 // the containers depend on). Other kinds are skipped with a warning.
 func FromKubernetes(data []byte) (*ensemble.Spec, []Warning, error) {
 	var ws warnings
-	docs, err := splitYAML(data)
+	docs, lines, err := splitYAML(data)
 	if err != nil {
 		return nil, nil, fmt.Errorf("parse kubernetes manifests: %w", err)
 	}
 	var loads []workload
 	for i, doc := range docs {
-		ws2, w, err := decodeWorkloads(doc, fmt.Sprintf("document %d", i+1))
+		ws2, w, err := decodeWorkloads(doc, fmt.Sprintf("document %d, line %d", i+1, lines[i]))
 		ws = append(ws, ws2...)
 		if err != nil {
 			return nil, ws, err
@@ -86,10 +86,12 @@ func FromKubernetes(data []byte) (*ensemble.Spec, []Warning, error) {
 }
 
 // splitYAML splits a multi-document YAML stream into documents (re-encoded
-// one by one for sigs.k8s.io/yaml, which reads one).
-func splitYAML(data []byte) ([][]byte, error) {
+// one by one for sigs.k8s.io/yaml, which reads one), with the line each
+// starts at in data.
+func splitYAML(data []byte) ([][]byte, []int, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var docs [][]byte
+	var lines []int
 	for {
 		var n yaml.Node
 		err := dec.Decode(&n)
@@ -97,24 +99,25 @@ func splitYAML(data []byte) ([][]byte, error) {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(docs) >= maxDocuments {
-			return nil, fmt.Errorf("more than %d documents", maxDocuments)
+			return nil, nil, fmt.Errorf("more than %d documents", maxDocuments)
 		}
 		if len(n.Content) == 0 || n.Content[0].ShortTag() == "!!null" {
 			continue // an empty document (a trailing ---)
 		}
 		b, err := yaml.Marshal(&n)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		docs = append(docs, b)
+		lines = append(lines, n.Content[0].Line)
 	}
 	if len(docs) == 0 {
-		return nil, errors.New("no documents")
+		return nil, nil, errors.New("no documents")
 	}
-	return docs, nil
+	return docs, lines, nil
 }
 
 // decodeWorkloads decodes one document into the workloads it holds.
