@@ -112,7 +112,7 @@ func TestTranslateNomadHCL(t *testing.T) {
 }
 `)
 	code, stdout, stderr = run(t, "--home", home, "translate", "--from", "nomad", periodic)
-	if code != 1 || stdout != "" || !strings.Contains(stderr, "dropped: Job.Periodic: a periodic job's schedule (0 3 * * *) is not carried over") {
+	if code != 1 || stdout != "" || !strings.Contains(stderr, "dropped: job.periodic (line 3): a periodic job's schedule (0 3 * * *) is not carried over") {
 		t.Errorf("dms translate of a periodic job = exit %d, %q, %q", code, stdout, stderr)
 	}
 	code, stdout, _ = run(t, "--home", home, "translate", "--allow-partial", periodic)

@@ -132,6 +132,7 @@ var serverFields = []string{
 func FromNomad(data []byte) (*ensemble.Spec, []Warning, error) {
 	var ws warnings
 	var raw map[string]any
+	var file *hclConv // the HCL file, nil for JSON
 	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '{' {
 		if err := json.Unmarshal(trimmed, &raw); err != nil {
 			return nil, nil, fmt.Errorf("parse nomad job: %w", jsonError(trimmed, err))
@@ -147,7 +148,7 @@ func FromNomad(data []byte) (*ensemble.Spec, []Warning, error) {
 		}
 	} else {
 		var err error
-		if raw, err = nomadHCL(data); err != nil {
+		if raw, file, err = nomadHCL(data); err != nil {
 			return nil, nil, fmt.Errorf("parse nomad job: %w", err)
 		}
 	}
@@ -239,7 +240,11 @@ func FromNomad(data []byte) (*ensemble.Spec, []Warning, error) {
 	if len(s.Nodes) == 0 {
 		s.Nodes = nil
 	}
-	return finish(s, ws)
+	spec, out, err := finish(s, ws)
+	if file != nil {
+		file.place(out)
+	}
+	return spec, out, err
 }
 
 // nomadGroupAllocations adds the allocations of one task group.

@@ -95,22 +95,23 @@ var hclDurations = map[string]map[string]bool{
 	"check":   {"interval": true, "timeout": true},
 }
 
-// nomadHCL reads a Nomad job file in HCL2 into the API form of its job.
-func nomadHCL(data []byte) (map[string]any, error) {
+// nomadHCL reads a Nomad job file in HCL2 into the API form of its job. The
+// hclConv it returns places warnings given on the API form in the file.
+func nomadHCL(data []byte) (map[string]any, *hclConv, error) {
 	f, diags := hclsyntax.ParseConfig(data, "", hcl.InitialPos)
 	if diags.HasErrors() {
-		return nil, diagError(diags)
+		return nil, nil, diagError(diags)
 	}
 	body, ok := f.Body.(*hclsyntax.Body)
 	if !ok {
-		return nil, errors.New("not an HCL job file")
+		return nil, nil, errors.New("not an HCL job file")
 	}
-	c := &hclConv{src: data, ctx: &hcl.EvalContext{Variables: map[string]cty.Value{}}}
+	c := &hclConv{src: data, ctx: &hcl.EvalContext{Variables: map[string]cty.Value{}}, locs: map[string]hclLoc{}}
 	for _, a := range sortedKeys(body.Attributes) {
-		return nil, rangeError(body.Attributes[a].SrcRange, fmt.Sprintf("unexpected attribute %s outside the job block", a))
+		return nil, nil, rangeError(body.Attributes[a].SrcRange, fmt.Sprintf("unexpected attribute %s outside the job block", a))
 	}
 	if err := c.variables(body); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var job *hclsyntax.Block
 	for _, b := range body.Blocks {
@@ -118,34 +119,68 @@ func nomadHCL(data []byte) (map[string]any, error) {
 		case "variable", "locals":
 		case "job":
 			if job != nil {
-				return nil, rangeError(b.DefRange(), "a second job block: a file holds one job")
+				return nil, nil, rangeError(b.DefRange(), "a second job block: a file holds one job")
 			}
 			job = b
 		default:
-			return nil, rangeError(b.DefRange(), fmt.Sprintf("unexpected block %s (want job, variable or locals)", b.Type))
+			return nil, nil, rangeError(b.DefRange(), fmt.Sprintf("unexpected block %s (want job, variable or locals)", b.Type))
 		}
 	}
 	if job == nil {
-		return nil, errors.New("no job block")
+		return nil, nil, errors.New("no job block")
 	}
 	if len(job.Labels) != 1 {
-		return nil, rangeError(job.DefRange(), `the job block needs one name: job "example" { ... }`)
+		return nil, nil, rangeError(job.DefRange(), `the job block needs one name: job "example" { ... }`)
 	}
-	out, err := c.body(job.Body, "job")
+	c.at("Job", "job", job.DefRange().Start.Line)
+	out, err := c.body(job.Body, "job", "Job", "job")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out["ID"] = job.Labels[0]
 	if _, ok := out["Name"]; !ok {
 		out["Name"] = job.Labels[0]
 	}
-	return out, nil
+	return out, c, nil
 }
 
 // hclConv converts the blocks of one file.
 type hclConv struct {
-	src []byte
-	ctx *hcl.EvalContext
+	src  []byte
+	ctx  *hcl.EvalContext
+	locs map[string]hclLoc // API path -> where in the file
+}
+
+// hclLoc is where an API path comes from in the file.
+type hclLoc struct {
+	path string // group.cache.task.redis.config.image
+	line int
+}
+
+// at records where the API path api comes from, unless it is known.
+func (c *hclConv) at(api, where string, line int) {
+	if _, ok := c.locs[api]; !ok {
+		c.locs[api] = hclLoc{where, line}
+	}
+}
+
+// place rewrites the paths of warnings given on the API form
+// (TaskGroups.cache.Tasks.redis.Config.auth_soft_fail) into the file's
+// terms (group.cache.task.redis.config.auth_soft_fail) with the line.
+func (c *hclConv) place(ws []Warning) {
+	for i, w := range ws {
+		for p := w.Path; p != ""; {
+			if l, ok := c.locs[p]; ok {
+				ws[i].Path, ws[i].Line = l.path+snake(w.Path[len(p):]), l.line
+				break
+			}
+			cut := strings.LastIndexAny(p, ".[")
+			if cut < 0 {
+				break
+			}
+			p = p[:cut]
+		}
+	}
 }
 
 // variables evaluates the defaults of the variable blocks, and the locals,
@@ -188,8 +223,9 @@ func (c *hclConv) variables(body *hclsyntax.Body) error {
 	return nil
 }
 
-// body converts a block body of the given kind into its API object.
-func (c *hclConv) body(b *hclsyntax.Body, kind string) (map[string]any, error) {
+// body converts a block body of the given kind into its API object; api and
+// where are its path in the API form and in the file.
+func (c *hclConv) body(b *hclsyntax.Body, kind, api, where string) (map[string]any, error) {
 	out := map[string]any{}
 	for _, name := range sortedKeys(b.Attributes) {
 		a := b.Attributes[name]
@@ -216,13 +252,14 @@ func (c *hclConv) body(b *hclsyntax.Body, kind string) (map[string]any, error) {
 			}
 		}
 		out[key] = v
+		c.at(api+"."+key, where+"."+name, a.SrcRange.Start.Line)
 	}
 	for _, blk := range b.Blocks {
 		if kind == "map" {
 			return nil, rangeError(blk.DefRange(), fmt.Sprintf("unexpected block %s: this block holds NAME = value only", blk.Type))
 		}
 		if kind == "network" && blk.Type == "port" {
-			if err := c.port(blk, out); err != nil {
+			if err := c.port(blk, out, api, where); err != nil {
 				return nil, err
 			}
 			continue
@@ -237,7 +274,8 @@ func (c *hclConv) body(b *hclsyntax.Body, kind string) (map[string]any, error) {
 				rule.kind = "config"
 			}
 		}
-		sub, err := c.body(blk.Body, rule.kind)
+		subAPI, subWhere := c.blockPaths(blk, rule, out, api, where)
+		sub, err := c.body(blk.Body, rule.kind, subAPI, subWhere)
 		if err != nil {
 			return nil, err
 		}
@@ -265,13 +303,52 @@ func (c *hclConv) body(b *hclsyntax.Body, kind string) (map[string]any, error) {
 	return out, nil
 }
 
+// blockPaths are the paths of a nested block in the API form and in the
+// file (a group's: TaskGroups.cache and group.cache; the second check of
+// service web: ...Services.web.Checks[1] and ...service.web.check[1]), also
+// recorded with the line.
+func (c *hclConv) blockPaths(blk *hclsyntax.Block, rule hclBlock, parent map[string]any, api, where string) (string, string) {
+	line := blk.DefRange().Start.Line
+	if where == "job" && blk.Type == "group" {
+		where = "" // job.group.cache says no more than group.cache
+	}
+	name := ""
+	if len(blk.Labels) > 0 {
+		name = blk.Labels[0]
+	} else if a, ok := blk.Body.Attributes["name"]; ok && blk.Type == "service" {
+		if v, err := c.value(a.Expr); err == nil {
+			name, _ = v.(string)
+		}
+	}
+	subWhere := strings.TrimPrefix(where+"."+blk.Type, ".")
+	if !rule.list {
+		subAPI := api + "." + rule.api
+		c.at(subAPI, subWhere, line)
+		return subAPI, subWhere
+	}
+	list := api + "." + rule.api
+	if api == "Job" && rule.api == "TaskGroups" {
+		list = rule.api // TaskGroups.cache, not Job.TaskGroups.cache
+	}
+	c.at(list, subWhere, line)
+	if name != "" {
+		subAPI, subWhere := list+"."+name, subWhere+"."+name
+		c.at(subAPI, subWhere, line)
+		return subAPI, subWhere
+	}
+	n, _ := parent[rule.api].([]any)
+	subAPI, subWhere := fmt.Sprintf("%s[%d]", list, len(n)), fmt.Sprintf("%s[%d]", subWhere, len(n))
+	c.at(subAPI, subWhere, line)
+	return subAPI, subWhere
+}
+
 // port converts a port block of a network: a static port is reserved on
 // the host, the others are dynamic.
-func (c *hclConv) port(blk *hclsyntax.Block, network map[string]any) error {
+func (c *hclConv) port(blk *hclsyntax.Block, network map[string]any, api, where string) error {
 	if len(blk.Labels) != 1 {
 		return rangeError(blk.DefRange(), `a port block needs one name: port "http" { to = 8080 }`)
 	}
-	p, err := c.body(blk.Body, "other")
+	p, err := c.body(blk.Body, "other", api+".Ports."+blk.Labels[0], where+".port."+blk.Labels[0])
 	if err != nil {
 		return err
 	}
@@ -388,6 +465,22 @@ func apiName(kind, name string) string {
 		default:
 			b.WriteString(strings.ToUpper(part[:1]) + part[1:])
 		}
+	}
+	return b.String()
+}
+
+// snake writes the API names of a path in the file's terms:
+// .Resources.CPU becomes .resources.cpu.
+func snake(path string) string {
+	var b strings.Builder
+	for i, r := range path {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 && path[i-1] >= 'a' && path[i-1] <= 'z' {
+				b.WriteByte('_')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
 	}
 	return b.String()
 }

@@ -57,6 +57,7 @@ type Warning struct {
 	Path string `json:"path"` // where in the source: services.web.build
 	Msg  string `json:"message"`
 	Kind Kind   `json:"kind"`
+	Line int    `json:"line,omitempty"` // the line in the source, when known
 }
 
 // OfKind returns the warnings of kind k, in order.
@@ -71,8 +72,11 @@ func OfKind(ws []Warning, k Kind) []Warning {
 }
 
 func (w Warning) String() string {
-	if w.Path == "" {
+	switch {
+	case w.Path == "":
 		return w.Msg
+	case w.Line > 0:
+		return fmt.Sprintf("%s (line %d): %s", w.Path, w.Line, w.Msg)
 	}
 	return w.Path + ": " + w.Msg
 }

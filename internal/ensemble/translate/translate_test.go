@@ -204,9 +204,21 @@ func TestNomadHCLMatchesJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromHCL, fromJSON := render(FromNomad(hclData)), render(FromNomad(jsonData))
-	if fromHCL != fromJSON {
+	// The same ensemble and warnings; the HCL's name the file's blocks,
+	// with their lines.
+	hs, hws, herr := FromNomad(hclData)
+	js, jws, jerr := FromNomad(jsonData)
+	if fromHCL, fromJSON := render(hs, nil, herr), render(js, nil, jerr); fromHCL != fromJSON {
 		t.Errorf("HCL translates to\n%s\nJSON to\n%s", fromHCL, fromJSON)
+	}
+	if len(hws) != len(jws) {
+		t.Fatalf("HCL warnings %v, JSON warnings %v", hws, jws)
+	}
+	for i := range hws {
+		if hws[i].Msg != jws[i].Msg || hws[i].Kind != jws[i].Kind || hws[i].Line == 0 || jws[i].Line != 0 ||
+			strings.HasPrefix(hws[i].Path, "TaskGroups") || strings.HasPrefix(hws[i].Path, "Job") {
+			t.Errorf("HCL warning %+v, JSON warning %+v", hws[i], jws[i])
+		}
 	}
 }
 
@@ -251,10 +263,10 @@ func TestRefusedKinds(t *testing.T) {
 		in   string
 		want string // the path of the dropped warning
 	}{
-		{"nomad periodic hcl", FromNomad, "job \"p\" {\n type = \"batch\"\n periodic {\n  crons = [\"13 13 31 1 7\"]\n  prohibit_overlap = true\n }\n group \"g\" {\n  task \"t\" {\n   driver = \"docker\"\n   config { image = \"busybox:1\" }\n  }\n }\n}\n", "Job.Periodic"},
-		{"nomad parameterized hcl", FromNomad, "job \"p\" {\n type = \"batch\"\n parameterized {\n  payload = \"required\"\n }\n group \"g\" {\n  task \"t\" {\n   driver = \"docker\"\n   config { image = \"busybox:1\" }\n  }\n }\n}\n", "Job.ParameterizedJob"},
+		{"nomad periodic hcl", FromNomad, "job \"p\" {\n type = \"batch\"\n periodic {\n  crons = [\"13 13 31 1 7\"]\n  prohibit_overlap = true\n }\n group \"g\" {\n  task \"t\" {\n   driver = \"docker\"\n   config { image = \"busybox:1\" }\n  }\n }\n}\n", "job.periodic"},
+		{"nomad parameterized hcl", FromNomad, "job \"p\" {\n type = \"batch\"\n parameterized {\n  payload = \"required\"\n }\n group \"g\" {\n  task \"t\" {\n   driver = \"docker\"\n   config { image = \"busybox:1\" }\n  }\n }\n}\n", "job.parameterized"},
 		{"nomad parameterized json", FromNomad, `{"ID": "p", "ParameterizedJob": {"Payload": "optional"}, "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t", "Driver": "docker", "Config": {"image": "a"}}]}]}`, "Job.ParameterizedJob"},
-		{"nomad exec task", FromNomad, "job \"p\" {\n group \"g\" {\n  task \"a\" {\n   driver = \"docker\"\n   config { image = \"busybox:1\" }\n  }\n  task \"b\" {\n   driver = \"exec\"\n   config { command = \"/bin/true\" }\n  }\n }\n}\n", "TaskGroups.g.Tasks.b"},
+		{"nomad exec task", FromNomad, "job \"p\" {\n group \"g\" {\n  task \"a\" {\n   driver = \"docker\"\n   config { image = \"busybox:1\" }\n  }\n  task \"b\" {\n   driver = \"exec\"\n   config { command = \"/bin/true\" }\n  }\n }\n}\n", "group.g.task.b"},
 		{"kubernetes cronjob", FromKubernetes, "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c}\nspec:\n  schedule: '@daily'\n  jobTemplate: {spec: {template: {spec: {containers: [{name: c, image: busybox}]}}}}\n", "CronJob/c.spec.schedule"},
 		{"compose build only", FromCompose, "services:\n  a: {image: nginx}\n  b: {build: .}\n", "services.b"},
 	} {
