@@ -44,7 +44,10 @@ FILE - reads standard input. The mapping is described in docs/ensemble.md.
 For this command, -o names the output file.`,
 		Args: exactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			file := args[0]
+			file, name := args[0], args[0] // name is how messages call it
+			if file == "-" {
+				name = "standard input"
+			}
 			var format translate.Format
 			if from != "" {
 				f, err := translate.ParseFormat(from)
@@ -79,19 +82,19 @@ For this command, -o names the output file.`,
 				fmt.Fprintf(a.stderr, "%s: %s\n", prefix, w)
 			}
 			if err != nil {
-				return fmt.Errorf("translate %s: %w", file, err)
+				return fmt.Errorf("translate %s: %w", name, err)
 			}
 			dropped := translate.OfKind(warnings, translate.Dropped)
 			if len(dropped) > 0 && !allowPartial {
-				return fmt.Errorf("translate %s: %s would be dropped (above, as \"dropped:\"): nothing written; --allow-partial writes the ensemble without them", file, plural(len(dropped), "part"))
+				return fmt.Errorf("translate %s: %s would be dropped (above, as \"dropped:\"): nothing written; --allow-partial writes the ensemble without them", name, plural(len(dropped), "part"))
 			}
 			yml, err := ensemble.Marshal(spec)
 			if err != nil {
-				return fmt.Errorf("translate %s: %w", file, err)
+				return fmt.Errorf("translate %s: %w", name, err)
 			}
 			var buf bytes.Buffer
 			if len(dropped) > 0 {
-				fmt.Fprintf(&buf, "# PARTIAL: dropped %s of %s (dms translate --allow-partial):\n", plural(len(dropped), "part"), file)
+				fmt.Fprintf(&buf, "# PARTIAL: dropped %s of %s (dms translate --allow-partial):\n", plural(len(dropped), "part"), name)
 				for _, w := range dropped {
 					fmt.Fprintf(&buf, "#   %s\n", oneLine(w.String()))
 				}
@@ -102,7 +105,7 @@ For this command, -o names the output file.`,
 					fmt.Fprintf(&buf, "#   %s\n", oneLine(w.String()))
 				}
 			}
-			fmt.Fprintf(&buf, "# Translated from %s (%s) by dms translate", file, format)
+			fmt.Fprintf(&buf, "# Translated from %s (%s) by dms translate", name, format)
 			if n := len(warnings); n > 0 {
 				fmt.Fprintf(&buf, "; %s: review them before deploying", plural(n, "warning"))
 			}

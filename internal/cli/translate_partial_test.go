@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,5 +126,26 @@ func TestTranslateNomadHCL(t *testing.T) {
 	code, stdout, stderr = run(t, "--home", home, "translate", bad)
 	if want := "translate " + bad + ": parse nomad job: line 3, column 13: Invalid expression"; code != 1 || stdout != "" || !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("dms translate of bad HCL = exit %d, %q, %q; want %q", code, stdout, stderr, want)
+	}
+}
+
+// runStdin is run with data on standard input.
+func runStdin(t *testing.T, data string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), args, strings.NewReader(data), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// TestTranslateStdin checks that standard input is detected and called so.
+func TestTranslateStdin(t *testing.T) {
+	home := t.TempDir()
+	code, stdout, stderr := runStdin(t, "services:\n  web: {image: nginx}\n  api: {build: .}\n", "--home", home, "translate", "-")
+	if code != 1 || stdout != "" || !strings.Contains(stderr, "translate standard input: 1 part would be dropped") {
+		t.Errorf("dms translate - = exit %d, %q, %q", code, stdout, stderr)
+	}
+	code, stdout, stderr = runStdin(t, "services:\n  web: {image: nginx}\n", "--home", home, "translate", "-")
+	if code != 0 || !strings.Contains(stdout, "# Translated from standard input (compose) by dms translate") {
+		t.Errorf("dms translate - = exit %d, %q, %q", code, stdout, stderr)
 	}
 }
