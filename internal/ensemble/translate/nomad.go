@@ -162,6 +162,10 @@ func FromNomad(data []byte) (*ensemble.Spec, []Warning, error) {
 	}
 	var job nomadJob
 	if err := json.Unmarshal(jobJSON, &job); err != nil {
+		var typ *json.UnmarshalTypeError
+		if errors.As(err, &typ) && typ.Field != "" {
+			return nil, nil, fmt.Errorf("parse nomad job: %s: want %s, not %s", typ.Field, jsonKind(typ.Type), article(typ.Value))
+		}
 		return nil, nil, fmt.Errorf("parse nomad job: %w", err)
 	}
 	if len(job.TaskGroups) == 0 {
@@ -544,6 +548,32 @@ func nomadTaskAllocation(t nomadTask, raw map[string]any, tp string, service boo
 		res.GPUs = append(res.GPUs, ensemble.GPU{Vendor: vendor, Model: model, Count: n})
 	}
 	return a, true
+}
+
+// jsonKind says what a Go type wants, in words.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int64:
+		return "a whole number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice:
+		return "a list"
+	}
+	return "an object"
+}
+
+// article puts a or an before what encoding/json calls a value's kind.
+func article(kind string) string {
+	if strings.HasPrefix(kind, "a") || strings.HasPrefix(kind, "o") {
+		return "an " + kind
+	}
+	return "a " + kind
 }
 
 // nomadDefaults removes the defaults nomad job inspect prints in a job,
