@@ -107,8 +107,9 @@ func nomadHCL(data []byte) (map[string]any, *hclConv, error) {
 		return nil, nil, errors.New("not an HCL job file")
 	}
 	c := &hclConv{src: data, ctx: &hcl.EvalContext{Variables: map[string]cty.Value{}}, locs: map[string]hclLoc{}}
-	for _, a := range sortedKeys(body.Attributes) {
-		return nil, nil, rangeError(body.Attributes[a].SrcRange, fmt.Sprintf("unexpected attribute %s outside the job block", a))
+	if names := sortedKeys(body.Attributes); len(names) > 0 {
+		a := body.Attributes[names[0]]
+		return nil, nil, rangeError(a.SrcRange, fmt.Sprintf("unexpected attribute %s outside the job block", a.Name))
 	}
 	if err := c.variables(body); err != nil {
 		return nil, nil, err
