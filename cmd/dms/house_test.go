@@ -277,6 +277,9 @@ var ioPackages = []string{
 // libraryIO lists, per pure package, the libraries whose own imports are
 // not followed, with the reason they are allowed: they import net/http or
 // os/exec for features the pure package never calls.
+// (translate's HCL parser, github.com/hashicorp/hcl/v2 with
+// github.com/zclconf/go-cty, needs no entry: it reaches no I/O package and
+// is checked like any other dependency.)
 var libraryIO = map[string]map[string]string{
 	"internal/cap": {
 		"github.com/MetaMask/go-did-it": "go-ucan's DID library imports net/http to resolve did:web; dms only uses did:key, resolved offline",

@@ -61,7 +61,7 @@ func TestTranslateCmd(t *testing.T) {
 		args []string
 		code int
 	}{
-		{[]string{"translate", compose}, 2},
+		{[]string{"translate", writeFile(t, dir, "notes.yaml", "foo: bar\n")}, 1},
 		{[]string{"translate", "--from", "swarm", compose}, 2},
 		{[]string{"translate", "--from", "compose"}, 2},
 		{[]string{"translate", "--from", "compose", compose, "extra"}, 2},

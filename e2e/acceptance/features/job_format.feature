@@ -215,3 +215,133 @@ Feature: Job format
     When dave runs `dms translate --from compose compose.yaml -o job.yaml`
     Then the command succeeds
     And the error has 1 line starting with "warning: allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host"
+
+  Scenario: A compose file that would lose a whole service is refused
+    Given the file "compose.yaml":
+      """
+      services:
+        web:
+          image: nginx:1.27
+        api:
+          build: ./api
+      """
+    When dave runs `dms translate compose.yaml -o job.yaml`
+    Then the command fails with exit code 1
+    And the error says "dropped: services.api: not carried over: it has no image"
+    And the error says "1 part would be dropped"
+    And the file "job.yaml" does not exist
+
+  Scenario: --allow-partial writes what it can and lists what it dropped at the top
+    Given the file "compose.yaml":
+      """
+      services:
+        web:
+          image: nginx:1.27
+          volumes: ["./nginx.conf:/etc/nginx/nginx.conf:ro"]
+        api:
+          build: ./api
+      """
+    When dave runs `dms translate --allow-partial compose.yaml -o job.yaml`
+    Then the command succeeds
+    And the file "job.yaml" starts with "# PARTIAL: dropped 1 part of compose.yaml"
+    And the file "job.yaml" contains "#   services.api: not carried over: it has no image"
+    And the file "job.yaml" contains "# NOT SHIPPED: 1 file"
+    And the file "job.yaml" contains "./nginx.conf (mounted at /etc/nginx/nginx.conf) is not shipped"
+    When dave runs `dms validate -f job.yaml`
+    Then the command succeeds
+
+  Scenario: A Nomad job file in HCL becomes an ensemble
+    Given the file "redis.nomad.hcl":
+      """
+      job "redis" {
+        group "cache" {
+          network {
+            port "db" {
+              to = 6379
+            }
+          }
+          task "redis" {
+            driver = "docker"
+            config {
+              image = "redis:7"
+              ports = ["db"]
+            }
+            resources {
+              cpu    = 500
+              memory = 256
+            }
+          }
+        }
+      }
+      """
+    When dave runs `dms translate redis.nomad.hcl -o job.yaml`
+    Then the command succeeds
+    And the file "job.yaml" contains "(nomad) by dms translate"
+    And the file "job.yaml" contains "image: redis:7"
+    And the file "job.yaml" contains "port: 6379"
+    When dave runs `dms validate -f job.yaml`
+    Then the command succeeds
+
+  Scenario: A periodic Nomad job is not silently made a one-time run
+    Given the file "nightly.nomad.hcl":
+      """
+      job "nightly" {
+        type = "batch"
+        periodic {
+          crons = ["0 3 * * *"]
+        }
+        group "g" {
+          task "t" {
+            driver = "docker"
+            config {
+              image = "busybox:1"
+            }
+          }
+        }
+      }
+      """
+    When dave runs `dms translate nightly.nomad.hcl`
+    Then the command fails with exit code 1
+    And the error says "a periodic job's schedule (0 3 * * *) is not carried over"
+    When dave runs `dms translate --allow-partial nightly.nomad.hcl`
+    Then the command succeeds
+    And the output contains "# PARTIAL: dropped 1 part of nightly.nomad.hcl"
+
+  Scenario: A Nomad job file with an error names the file and the line
+    Given the file "bad.nomad":
+      """
+      job "x" {
+        group "g" {
+          count =
+        }
+      }
+      """
+    When dave runs `dms translate bad.nomad`
+    Then the command fails with exit code 1
+    And the error says "translate bad.nomad: parse nomad job: line 3, column"
+    And the error is one line
+
+  Scenario Outline: The format is told from the file when --from is omitted
+    Given the file "<file>":
+      """
+      <content>
+      """
+    When dave runs `dms translate <file>`
+    Then the command succeeds
+    And the output contains "(<format>) by dms translate"
+
+    Examples:
+      | file        | content                                                                                                                                                   | format     |
+      | stack.yml   | {"services": {"web": {"image": "nginx:1.27"}}}                                                                                                          | compose    |
+      | pod.yaml    | {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}                               | kubernetes |
+      | job.json    | {"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t", "Driver": "docker", "Config": {"image": "alpine:3.20"}}]}]}}                     | nomad      |
+
+  Scenario: A file of no known format asks for --from
+    Given the file "notes.yaml":
+      """
+      title: my notes
+      """
+    When dave runs `dms translate notes.yaml`
+    Then the command fails with exit code 1
+    And the error says "cannot tell the format of notes.yaml"
+    And the error says "give --from"

@@ -32,6 +32,12 @@ func FromCompose(data []byte) (*ensemble.Spec, []Warning, error) {
 // Every service becomes a docker allocation, all on one node (compose runs
 // a project on one host). See docs/ensemble.md for the whole mapping.
 func FromComposeEnv(data []byte, env map[string]string) (*ensemble.Spec, []Warning, error) {
+	return fromCompose("compose.yaml", data, env)
+}
+
+// fromCompose translates a compose file; name is the file's name in
+// compose-go's messages.
+func fromCompose(name string, data []byte, env map[string]string) (*ensemble.Spec, []Warning, error) {
 	var ws warnings
 	var model map[string]any
 	if err := yaml.Unmarshal(data, &model); err != nil {
@@ -42,7 +48,7 @@ func FromComposeEnv(data []byte, env map[string]string) (*ensemble.Spec, []Warni
 	}
 	stripFileFeatures(model, &ws)
 
-	project, err := loadCompose(data, model, env, &ws)
+	project, err := loadCompose(name, data, model, env, &ws)
 	if err != nil {
 		return nil, ws, err
 	}
@@ -100,14 +106,22 @@ func FromComposeEnv(data []byte, env map[string]string) (*ensemble.Spec, []Warni
 	}
 	for _, net := range sortedKeys(project.Networks) {
 		if net != "default" {
-			ws.add("networks."+net, "not carried over: allocations cannot reach each other by name until deployments get a subnet (docs/ensemble.md#networking-today)")
+			ws.add("networks."+net, "not carried over: the allocations of an ensemble share one network, but today they cannot reach each other by name (see docs/ensemble.md#networking-today)")
 		}
 	}
 	for _, k := range sortedKeys(project.Secrets) {
-		ws.add("secrets."+k, "not carried over")
+		if f := project.Secrets[k].File; f != "" {
+			ws.file("secrets."+k, "the file %s is not shipped: services that use the secret start without it", f)
+		} else {
+			ws.add("secrets."+k, "not carried over")
+		}
 	}
 	for _, k := range sortedKeys(project.Configs) {
-		ws.add("configs."+k, "not carried over")
+		if f := project.Configs[k].File; f != "" {
+			ws.file("configs."+k, "the file %s is not shipped: services that use the config start without it", f)
+		} else {
+			ws.add("configs."+k, "not carried over")
+		}
 	}
 	for _, k := range sortedKeys(project.Models) {
 		ws.add("models."+k, "not carried over")
@@ -155,7 +169,7 @@ func stripFileFeatures(model map[string]any, ws *warnings) {
 }
 
 // loadCompose runs compose-go on the model, from memory.
-func loadCompose(data []byte, model map[string]any, env map[string]string, ws *warnings) (project *types.Project, err error) {
+func loadCompose(file string, data []byte, model map[string]any, env map[string]string, ws *warnings) (project *types.Project, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			project, err = nil, fmt.Errorf("load compose file: compose-go failed on it: %v", r)
@@ -177,7 +191,7 @@ func loadCompose(data []byte, model map[string]any, env map[string]string, ws *w
 	}
 	details := types.ConfigDetails{
 		WorkingDir:  "/",
-		ConfigFiles: []types.ConfigFile{{Filename: "compose.yaml", Config: model}},
+		ConfigFiles: []types.ConfigFile{{Filename: file, Config: model}},
 		Environment: types.Mapping{},
 	}
 	project, err = loader.LoadWithContext(context.Background(), details,
@@ -224,7 +238,7 @@ func composeService(p *types.Project, svc string, names map[string]string, task 
 		a.Type = ensemble.Task
 	}
 	if s.Image == "" {
-		ws.add(path, "not carried over: it has no image (dms does not build images: build and push it, then set image)")
+		ws.drop(path, "not carried over: it has no image (dms does not build images: build and push it, then set image)")
 		return a, false
 	}
 	if s.Build != nil {
@@ -364,7 +378,7 @@ func composeVolumes(a *ensemble.Allocation, s types.ServiceConfig, path string, 
 				ws.add(vp, "subpath and nocopy are not carried over")
 			}
 		case types.VolumeTypeBind:
-			ws.add(vp, "not carried over: bind mounts of host paths (%s) do not travel; use a local volume for outputs", v.Source)
+			ws.file(vp, "%s (mounted at %s) is not shipped: bind mounts of host paths do not travel with the ensemble (build it into the image; use a local volume for outputs)", v.Source, v.Target)
 		default:
 			ws.add(vp, "not carried over: %s mounts are not supported", v.Type)
 		}

@@ -47,13 +47,13 @@ type workload struct {
 // the containers depend on). Other kinds are skipped with a warning.
 func FromKubernetes(data []byte) (*ensemble.Spec, []Warning, error) {
 	var ws warnings
-	docs, err := splitYAML(data)
+	docs, lines, err := splitYAML(data)
 	if err != nil {
 		return nil, nil, fmt.Errorf("parse kubernetes manifests: %w", err)
 	}
 	var loads []workload
 	for i, doc := range docs {
-		ws2, w, err := decodeWorkloads(doc, fmt.Sprintf("document %d", i+1))
+		ws2, w, err := decodeWorkloads(doc, fmt.Sprintf("document %d, line %d", i+1, lines[i]))
 		ws = append(ws, ws2...)
 		if err != nil {
 			return nil, ws, err
@@ -86,10 +86,12 @@ func FromKubernetes(data []byte) (*ensemble.Spec, []Warning, error) {
 }
 
 // splitYAML splits a multi-document YAML stream into documents (re-encoded
-// one by one for sigs.k8s.io/yaml, which reads one).
-func splitYAML(data []byte) ([][]byte, error) {
+// one by one for sigs.k8s.io/yaml, which reads one), with the line each
+// starts at in data.
+func splitYAML(data []byte) ([][]byte, []int, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var docs [][]byte
+	var lines []int
 	for {
 		var n yaml.Node
 		err := dec.Decode(&n)
@@ -97,24 +99,25 @@ func splitYAML(data []byte) ([][]byte, error) {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(docs) >= maxDocuments {
-			return nil, fmt.Errorf("more than %d documents", maxDocuments)
+			return nil, nil, fmt.Errorf("more than %d documents", maxDocuments)
 		}
 		if len(n.Content) == 0 || n.Content[0].ShortTag() == "!!null" {
 			continue // an empty document (a trailing ---)
 		}
 		b, err := yaml.Marshal(&n)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		docs = append(docs, b)
+		lines = append(lines, n.Content[0].Line)
 	}
 	if len(docs) == 0 {
-		return nil, errors.New("no documents")
+		return nil, nil, errors.New("no documents")
 	}
-	return docs, nil
+	return docs, lines, nil
 }
 
 // decodeWorkloads decodes one document into the workloads it holds.
@@ -172,7 +175,7 @@ func decodeWorkloads(doc []byte, where string) (ws warnings, out []workload, err
 			return nil, nil, err
 		}
 		w := jobWorkload("CronJob", o.ObjectMeta, o.Spec.JobTemplate.Spec)
-		ws.add("CronJob/"+o.Name+".spec.schedule", "not carried over: the job runs once (%s)", o.Spec.Schedule)
+		ws.drop("CronJob/"+o.Name+".spec.schedule", "a CronJob's schedule (%s) is not carried over: the ensemble would run the job once", o.Spec.Schedule)
 		return ws, []workload{w}, nil
 	case "Deployment":
 		var o appsv1.Deployment
@@ -273,7 +276,11 @@ func k8sWorkload(s *ensemble.Spec, w workload, n *namer, ws *warnings) []string 
 	volumes := map[string]corev1.Volume{}
 	for i, v := range ps.Volumes {
 		volumes[v.Name] = v
-		if v.EmptyDir == nil {
+		switch {
+		case v.EmptyDir != nil:
+		case v.ConfigMap != nil || v.Secret != nil || v.HostPath != nil || v.Projected != nil || v.DownwardAPI != nil:
+			ws.file(fmt.Sprintf("%s.volumes[%d]", pp, i), "%s volume %q is not shipped: its files do not travel with the ensemble (the containers that mount it start without them)", volumeKind(v), v.Name)
+		default:
 			ws.add(fmt.Sprintf("%s.volumes[%d]", pp, i), "%s volume %q is not carried over (only emptyDir, as a local volume)", volumeKind(v), v.Name)
 		}
 	}
@@ -297,7 +304,7 @@ func k8sWorkload(s *ensemble.Spec, w workload, n *namer, ws *warnings) []string 
 	}
 
 	if len(ps.InitContainers)+len(ps.Containers) > 1 {
-		ws.add(pp+".containers", "the containers of a pod share localhost; in the ensemble they are allocations on one node, which reach each other neither by localhost nor by name until deployments get a subnet (docs/ensemble.md#networking-today)")
+		ws.add(pp+".containers", "the containers of a pod share localhost; in the ensemble they are allocations on one node, which today cannot reach each other by localhost or by name (see docs/ensemble.md#networking-today)")
 	}
 	// The only container of a workload takes the workload's name; others,
 	// and init containers, are named <workload>-<container>.
@@ -372,7 +379,7 @@ func k8sContainer(c corev1.Container, cp string, task bool, volumes map[string]c
 		a.Type = ensemble.Task
 	}
 	if c.Image == "" {
-		ws.add(cp, "not carried over: no image")
+		ws.drop(cp, "not carried over: no image")
 		return a, false
 	}
 	ws.lost(cp, toMap(c), "name", "image", "command", "args", "workingDir", "ports", "env", "resources", "volumeMounts",

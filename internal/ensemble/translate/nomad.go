@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -13,10 +14,12 @@ import (
 )
 
 // The Nomad job is read in its API JSON form (what `nomad job run -output
-// job.nomad.hcl` and `nomad job inspect` print) with the small structs
-// below, not with github.com/hashicorp/nomad/api, whose module pulls in much
-// of Nomad. Only the fields the translation maps are declared; every other
-// non-empty field is reported as not carried over.
+// job.nomad.hcl` and `nomad job inspect` print; a job file in HCL is first
+// converted to it, see nomad_hcl.go) with the small structs below, not with
+// github.com/hashicorp/nomad/api, whose module pulls in much of Nomad. Only
+// the fields the translation maps are declared; every other non-empty field
+// is reported as not carried over, except those the Nomad server fills in
+// (serverFields).
 
 type nomadJob struct {
 	ID          string
@@ -112,38 +115,74 @@ const (
 	mhzPerCore           = 1000 // how CPU in MHz is read as cores
 )
 
-// FromNomad translates a Nomad job in its API JSON form: {"Job": {...}}, as
-// `nomad job run -output` prints it, or the bare job object. Each task
-// group becomes a node; each docker task an allocation. HCL is not read:
-// convert it with `nomad job run -output job.nomad.hcl > job.json`.
+// serverFields are the fields of a job that the Nomad server fills in
+// (nomad job inspect prints them): they say nothing of what to run.
+var serverFields = []string{
+	"CreateIndex", "ModifyIndex", "JobModifyIndex", "Status", "StatusDescription", "SubmitTime",
+	"Version", "VersionTag", "Stable", "Stop", "Dispatched", "DispatchIdempotencyToken", "ParentID",
+	"NomadTokenID", "VaultToken", "ConsulToken", "Payload",
+}
+
+// FromNomad translates a Nomad job: a job file in HCL2 (job "x" { group
+// ... }), or the job in its API JSON form: {"Job": {...}}, as `nomad job run
+// -output` prints it, or the bare job object, as `nomad job inspect` does.
+// Each task group becomes a node; each docker task an allocation. A
+// periodic or parameterized job is translated with a Dropped warning: the
+// ensemble runs once.
 func FromNomad(data []byte) (*ensemble.Spec, []Warning, error) {
 	var ws warnings
-	data = bytes.TrimSpace(data)
-	if len(data) == 0 || data[0] != '{' {
-		return nil, nil, errors.New("parse nomad job: want the job as JSON (convert HCL with nomad job run -output job.nomad.hcl > job.json)")
-	}
 	var raw map[string]any
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return nil, nil, fmt.Errorf("parse nomad job: %w", err)
-	}
-	jobJSON := data
-	if j, ok := raw["Job"]; ok {
-		m, ok := j.(map[string]any)
-		if !ok {
-			return nil, nil, errors.New("parse nomad job: Job is not an object")
+	var file *hclConv // the HCL file, nil for JSON
+	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '{' {
+		if err := json.Unmarshal(trimmed, &raw); err != nil {
+			return nil, nil, fmt.Errorf("parse nomad job: %w", jsonError(trimmed, err))
 		}
-		raw = m
-		jobJSON, _ = json.Marshal(m)
-	} else if _, ok := raw["job"]; ok {
-		return nil, nil, errors.New("parse nomad job: this is the HCL-in-JSON form; want the API form (nomad job run -output job.nomad.hcl > job.json)")
+		if j, ok := raw["Job"]; ok {
+			m, ok := j.(map[string]any)
+			if !ok {
+				return nil, nil, errors.New("parse nomad job: Job is not an object")
+			}
+			raw = m
+		} else if _, ok := raw["job"]; ok {
+			return nil, nil, errors.New("parse nomad job: this is the HCL-in-JSON form; want the job file in HCL, or the API form (nomad job run -output job.nomad.hcl > job.json)")
+		}
+	} else {
+		var err error
+		if raw, file, err = nomadHCL(data); err != nil {
+			return nil, nil, fmt.Errorf("parse nomad job: %w", err)
+		}
+	}
+	for _, k := range serverFields {
+		delete(raw, k)
+	}
+	nomadDefaults(raw)
+	jobJSON, err := json.Marshal(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse nomad job: %w", err)
 	}
 	var job nomadJob
 	if err := json.Unmarshal(jobJSON, &job); err != nil {
+		var typ *json.UnmarshalTypeError
+		if errors.As(err, &typ) && typ.Field != "" {
+			return nil, nil, fmt.Errorf("parse nomad job: %s: want %s, not %s", typ.Field, jsonKind(typ.Type), article(typ.Value))
+		}
 		return nil, nil, fmt.Errorf("parse nomad job: %w", err)
 	}
 	if len(job.TaskGroups) == 0 {
-		return nil, nil, errors.New("parse nomad job: no TaskGroups")
+		return nil, nil, errors.New("parse nomad job: no task groups")
 	}
+	if p, ok := raw["Periodic"].(map[string]any); ok && !empty(p) && p["Enabled"] != false {
+		spec, _ := p["Spec"].(string)
+		if specs := stringList(p["Specs"]); spec == "" && len(specs) > 0 {
+			spec = strings.Join(specs, ", ")
+		}
+		ws.drop("Job.Periodic", "a periodic job's schedule (%s) is not carried over: the ensemble would run the job once", spec)
+	}
+	delete(raw, "Periodic")
+	if p, ok := raw["ParameterizedJob"].(map[string]any); ok && p != nil {
+		ws.drop("Job.ParameterizedJob", "a parameterized job is not carried over: the ensemble would run it once, at deploy time, with no payload or meta, instead of on each dispatch")
+	}
+	delete(raw, "ParameterizedJob")
 
 	// Defaults that carry nothing.
 	if dcs, _ := raw["Datacenters"].([]any); len(dcs) == 1 && dcs[0] == "*" {
@@ -205,7 +244,11 @@ func FromNomad(data []byte) (*ensemble.Spec, []Warning, error) {
 	if len(s.Nodes) == 0 {
 		s.Nodes = nil
 	}
-	return finish(s, ws)
+	spec, out, err := finish(s, ws)
+	if file != nil {
+		file.place(out)
+	}
+	return spec, out, err
 }
 
 // nomadGroupAllocations adds the allocations of one task group.
@@ -213,6 +256,7 @@ func nomadGroupAllocations(s *ensemble.Spec, g nomadGroup, raw map[string]any, g
 	if g.Count != nil && *g.Count != 1 {
 		ws.add(gp+".Count", "%d copies are not carried over: one copy is deployed", *g.Count)
 	}
+	nomadDefaults(raw)
 	ws.lost(gp, raw, "Name", "Count", "Tasks", "Networks", "Services", "RestartPolicy", "EphemeralDisk")
 
 	// Ports by label: the container port, and the public (host) port.
@@ -260,7 +304,7 @@ func nomadGroupAllocations(s *ensemble.Spec, g nomadGroup, raw map[string]any, g
 			rawTask, _ = rawTasks[ti].(map[string]any)
 		}
 		if lc := t.Lifecycle; lc != nil && lc.Hook != "" && lc.Hook != "prestart" && lc.Hook != "poststart" {
-			ws.add(tp+".Lifecycle", "hook %s is not carried over; the task is dropped", lc.Hook)
+			ws.drop(tp+".Lifecycle", "hook %s is not carried over; the task is dropped", lc.Hook)
 			continue
 		}
 		a, ok := nomadTaskAllocation(t, rawTask, tp, service, ws)
@@ -412,13 +456,15 @@ func nomadTaskAllocation(t nomadTask, raw map[string]any, tp string, service boo
 	case "podman":
 		ws.add(tp+".Driver", "podman is run as docker")
 	default:
-		ws.add(tp, "driver %q is not carried over (only docker and podman); the task is dropped", t.Driver)
+		ws.drop(tp, "driver %q is not carried over (only docker and podman); the task is dropped", t.Driver)
 		return a, false
 	}
-	ws.lost(tp, raw, "Name", "Driver", "Config", "Env", "Resources", "Services", "RestartPolicy", "Lifecycle")
+	nomadDefaults(raw)
+	ws.lost(tp, raw, "Name", "Driver", "Config", "Env", "Resources", "Services", "RestartPolicy", "Lifecycle", "Templates", "Artifacts")
+	nomadFiles(raw, tp, ws)
 	image, _ := t.Config["image"].(string)
 	if image == "" {
-		ws.add(tp+".Config.image", "missing; the task is dropped")
+		ws.drop(tp+".Config.image", "missing; the task is dropped")
 		return a, false
 	}
 	e := &a.Execution
@@ -504,6 +550,79 @@ func nomadTaskAllocation(t nomadTask, raw map[string]any, tp string, service boo
 	return a, true
 }
 
+// jsonKind says what a Go type wants, in words.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int64:
+		return "a whole number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice:
+		return "a list"
+	}
+	return "an object"
+}
+
+// article puts a or an before what encoding/json calls a value's kind.
+func article(kind string) string {
+	if strings.HasPrefix(kind, "a") || strings.HasPrefix(kind, "o") {
+		return "an " + kind
+	}
+	return "a " + kind
+}
+
+// nomadDefaults removes the defaults nomad job inspect prints in a job,
+// group or task: they say nothing the user asked for.
+func nomadDefaults(raw map[string]any) {
+	for k, v := range map[string]any{
+		"KillTimeout": float64(5 * time.Second),
+		"LogConfig":   map[string]any{"MaxFiles": float64(10), "MaxFileSizeMB": float64(10), "Disabled": false},
+		"NodePool":    "default",
+	} {
+		if reflect.DeepEqual(raw[k], v) {
+			delete(raw, k)
+		}
+	}
+	// The Consul block of a job that names no Consul cluster of its own.
+	if c, ok := raw["Consul"].(map[string]any); ok {
+		plain := true
+		for _, v := range c {
+			plain = plain && (empty(v) || v == "default")
+		}
+		if plain {
+			delete(raw, "Consul")
+		}
+	}
+}
+
+// nomadFiles warns about the files a task gets from Nomad (templates it
+// renders, artifacts it downloads): they are not shipped.
+func nomadFiles(raw map[string]any, tp string, ws *warnings) {
+	for _, what := range []struct{ key, dest, src, noun string }{
+		{"Templates", "DestPath", "SourcePath", "template"},
+		{"Artifacts", "RelativeDest", "GetterSource", "artifact"},
+	} {
+		key := what.key
+		list, _ := raw[key].([]any)
+		for i, x := range list {
+			m, _ := x.(map[string]any)
+			dest, _ := m[what.dest].(string)
+			src, _ := m[what.src].(string)
+			switch {
+			case key == "Templates" && src == "":
+				ws.file(fmt.Sprintf("%s.%s[%d]", tp, key, i), "the %s rendered to %s is not shipped: the task starts without the file", what.noun, dest)
+			default:
+				ws.file(fmt.Sprintf("%s.%s[%d]", tp, key, i), "the %s %s (to %s) is not shipped: the task starts without it", what.noun, src, dest)
+			}
+		}
+	}
+}
+
 func stringList(v any) []string {
 	list, _ := v.([]any)
 	var out []string
@@ -544,7 +663,7 @@ func nomadRestartPolicy(a *ensemble.Allocation, rp *nomadRestart, path string, w
 // nomadCheckHealth turns the first check of a service into the task's
 // healthcheck.
 func nomadCheckHealth(a *ensemble.Allocation, sv nomadService, ports map[string]ensemble.Port, sp string, ws *warnings) {
-	ws.add(sp, "service registration is not carried over: allocations cannot reach each other by name until deployments get a subnet (docs/ensemble.md#networking-today)")
+	ws.add(sp, "service registration is not carried over: today allocations cannot find each other by name (see docs/ensemble.md#networking-today)")
 	if len(sv.Checks) == 0 {
 		return
 	}

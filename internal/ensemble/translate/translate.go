@@ -1,11 +1,17 @@
 // Package translate turns job descriptions of other systems into ensembles:
 // docker-compose files (through compose-spec/compose-go), Kubernetes Pods,
 // Jobs and Deployments (through the k8s.io/api types), and Nomad jobs in
-// their JSON form.
+// HCL (through hashicorp/hcl/v2) or in their API JSON form. Detect tells
+// which of them a file holds.
 //
 // Each translator returns the ensemble (with its defaults set and
-// validated) and a Warning for each thing it could not carry over. The
-// mapping rules, and what is lost, are in docs/ensemble.md.
+// validated) and a Warning for each thing it could not carry over. A
+// warning has a Kind: a field lost, a whole part dropped (a service without
+// an image, a task of another driver, the schedule of a periodic job), or
+// a file the source mounts that does not travel with the ensemble. The
+// caller decides what a dropped part means (dms translate refuses the
+// translation unless --allow-partial). The mapping rules, and what is lost,
+// are in docs/ensemble.md.
 //
 // The package reads no file and no environment: FromComposeEnv takes the
 // variables used for ${VAR} interpolation as a map, and compose features
@@ -16,6 +22,9 @@
 package translate
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -24,15 +33,50 @@ import (
 	"github.com/dmsnet/dms/internal/ensemble"
 )
 
+// Kind says how much a warning loses.
+type Kind string
+
+// The kinds of warnings.
+const (
+	// Lost is a field, or a setting, that is not carried over: the rest of
+	// its service or container is.
+	Lost Kind = "lost"
+	// Dropped is a whole part of the source that is not carried over: a
+	// service or container (no image, another driver), or what makes a job
+	// more than one run (the schedule of a periodic job or CronJob, the
+	// dispatches of a parameterized job). The ensemble is partial.
+	Dropped Kind = "dropped"
+	// NotShipped is a file or directory the source mounts from the host (a
+	// bind mount, a ConfigMap, a Nomad template) that does not travel with
+	// the ensemble: the allocation starts without it.
+	NotShipped Kind = "not-shipped"
+)
+
 // Warning is something of the source that the ensemble does not carry.
 type Warning struct {
 	Path string `json:"path"` // where in the source: services.web.build
 	Msg  string `json:"message"`
+	Kind Kind   `json:"kind"`
+	Line int    `json:"line,omitempty"` // the line in the source, when known
+}
+
+// OfKind returns the warnings of kind k, in order.
+func OfKind(ws []Warning, k Kind) []Warning {
+	var out []Warning
+	for _, w := range ws {
+		if w.Kind == k {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 func (w Warning) String() string {
-	if w.Path == "" {
+	switch {
+	case w.Path == "":
 		return w.Msg
+	case w.Line > 0:
+		return fmt.Sprintf("%s (line %d): %s", w.Path, w.Line, w.Msg)
 	}
 	return w.Path + ": " + w.Msg
 }
@@ -40,8 +84,32 @@ func (w Warning) String() string {
 // warnings collects warnings.
 type warnings []Warning
 
+// add warns about a field that is lost.
 func (ws *warnings) add(path, format string, args ...any) {
-	*ws = append(*ws, Warning{Path: path, Msg: fmt.Sprintf(format, args...)})
+	*ws = append(*ws, Warning{Path: path, Msg: fmt.Sprintf(format, args...), Kind: Lost})
+}
+
+// drop warns about a whole part that is dropped.
+func (ws *warnings) drop(path, format string, args ...any) {
+	*ws = append(*ws, Warning{Path: path, Msg: fmt.Sprintf(format, args...), Kind: Dropped})
+}
+
+// file warns about a file that is not shipped.
+func (ws *warnings) file(path, format string, args ...any) {
+	*ws = append(*ws, Warning{Path: path, Msg: fmt.Sprintf(format, args...), Kind: NotShipped})
+}
+
+// dedup removes the warnings already given, keeping the first of each.
+func dedup(ws warnings) warnings {
+	seen := map[Warning]bool{}
+	out := ws[:0]
+	for _, w := range ws {
+		if !seen[w] {
+			seen[w] = true
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // lost warns about every non-empty key of m that is not in handled: the
@@ -110,6 +178,25 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// jsonError adds the line and column to a JSON syntax or type error.
+func jsonError(data []byte, err error) error {
+	var off int64
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		off = syn.Offset
+	case errors.As(err, &typ):
+		off = typ.Offset
+	default:
+		return err
+	}
+	off = min(max(off, 0), int64(len(data)))
+	line := 1 + bytes.Count(data[:off], []byte("\n"))
+	col := off - int64(bytes.LastIndexByte(data[:off], '\n'))
+	return fmt.Errorf("line %d, column %d: %w", line, col, err)
+}
+
 // namer turns source names into unique ensemble names (DNS labels).
 type namer struct {
 	used map[string]string // ensemble name -> source name
@@ -163,6 +250,7 @@ func label(s string) string {
 // finish sets the defaults and checks the result: a translator's output is
 // a valid ensemble or an error.
 func finish(s *ensemble.Spec, ws warnings) (*ensemble.Spec, []Warning, error) {
+	ws = dedup(ws)
 	if len(s.Allocations) == 0 {
 		return nil, ws, fmt.Errorf("nothing to translate: no workload could be carried over")
 	}
