@@ -858,8 +858,9 @@ func TestParseRecursiveAliases(t *testing.T) {
 	}
 }
 
-// TestParseLargeInputs checks that large, wrong inputs are handled in
-// bounded time and output.
+// TestParseLargeInputs checks that large, wrong inputs give bounded output.
+// Time is not asserted (the machines are shared): a quadratic regression
+// shows as the test running into go test's timeout.
 func TestParseLargeInputs(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("version: v1\ncontracts: [")
@@ -880,11 +881,7 @@ func TestParseLargeInputs(t *testing.T) {
 	for i := range 5000 {
 		fmt.Fprintf(&b, "  a%d: {executor: docker, execution: {image: a}, depends_on: [nope%d]}\n", i, i)
 	}
-	start := time.Now()
 	got := problems(t, b.String())
-	if d := time.Since(start); d > 20*time.Second {
-		t.Errorf("Parse took %v", d)
-	}
 	if len(got) != MaxProblems+1 || got[MaxProblems] != fmt.Sprintf("and %d more problems", 19999+19999+5000+1-MaxProblems) {
 		t.Errorf("Parse returned %d problems, the last %q", len(got), got[len(got)-1])
 	}
