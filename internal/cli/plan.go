@@ -105,16 +105,23 @@ func printPlan(w io.Writer, p *api.Plan) error {
 			fmt.Fprintf(tw, "%s\t%s\t%.2f\t%s\n", pn.Node, pn.Provider, pn.Score, pn.Cost)
 		}
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
 	if len(p.Unplaced) > 0 {
-		fmt.Fprintf(tw, "\nUNPLACED: %s\n", strings.Join(p.Unplaced, ", "))
+		fmt.Fprintf(w, "\nUNPLACED: %s", strings.Join(p.Unplaced, ", "))
+		if len(p.Stuck) > 0 && len(p.Stuck) < len(p.Unplaced) {
+			fmt.Fprintf(w, " (no provider for %s; an ensemble is placed all or nothing)", strings.Join(p.Stuck, ", "))
+		}
+		fmt.Fprintln(w)
 	}
 	if len(p.Candidates) > 0 {
-		fmt.Fprintln(tw, "\nWHY NOT\t\t\t")
+		fmt.Fprintln(w, "\nWHY NOT")
 		for _, c := range p.Candidates {
-			fmt.Fprintf(tw, "  %s\t\t\t\n", candidateLine(c))
+			fmt.Fprintf(w, "  %s\n", candidateLine(c))
 		}
 	}
-	return tw.Flush()
+	return nil
 }
 
 // probeEnsemble is what dms nodes --refresh plans: the smallest job, so

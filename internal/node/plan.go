@@ -46,7 +46,7 @@ func (s planService) Plan(ctx context.Context, req api.PlanRequest) (*api.Plan, 
 	if err != nil {
 		return nil, bad(err)
 	}
-	out := &api.Plan{ID: p.ID, Unplaced: p.Unplaced, Asked: p.Asked, Answered: p.Answered}
+	out := &api.Plan{ID: p.ID, Unplaced: p.Unplaced, Stuck: p.Stuck, Asked: p.Asked, Answered: p.Answered}
 	for _, pn := range p.Placement {
 		out.Placement = append(out.Placement, api.DeploymentNode{Node: pn.Node, Provider: pn.Provider, Score: pn.Score, Cost: pn.Cost})
 	}

@@ -38,7 +38,8 @@ type PlanNode struct {
 type PlanResult struct {
 	ID        string // the round's name, as providers logged it
 	Placement []PlanNode
-	Unplaced  []string
+	Unplaced  []string // every node, when any cannot be placed: all or nothing
+	Stuck     []string // the nodes the placement found no provider for
 	Reasons   []placement.Reason
 	Asked     int // providers asked, this node included
 	Answered  int
@@ -106,7 +107,7 @@ func (s *Service) Plan(ctx context.Context, req PlanRequest) (*PlanResult, error
 	plan, missing := placement.Place(nodes, cands, edges)
 	res := &PlanResult{ID: id, Asked: len(slices.Compact(slices.Sorted(slices.Values(rd.Asked)))), Answered: len(rd.Answered)}
 	if plan == nil {
-		res.Unplaced = missing
+		res.Unplaced, res.Stuck = slices.Clone(missing), missing
 		res.Reasons = placement.Explain(missing, cands, edges, reasons)
 		// The nodes Place did not report stuck have no placement either.
 		for _, n := range nodes {
@@ -143,10 +144,16 @@ func passedOver(plan map[string]placement.Candidate, cands map[string][]placemen
 			case h == chosen.Provider.Host:
 			case hostOf[h] != "":
 				out = append(out, placement.Reason{Peer: h, Node: n, Kind: deployproto.KindDistinct,
-					Reasons: []string{fmt.Sprintf("fits, but hosts %s (nodes never share a provider)", hostOf[h])}})
+					Reasons: []string{fmt.Sprintf("fits, but hosts %s: nodes never share a provider", hostOf[h])}})
 			default:
-				out = append(out, placement.Reason{Peer: h, Node: n, Kind: deployproto.KindOutscored,
-					Reasons: []string{fmt.Sprintf("fits (score %.2f), but %s scored %.2f", c.Rating.Value, identity.ShortPeerID(chosen.Provider.Host), chosen.Rating.Value)}})
+				why := fmt.Sprintf("fits (score %.2f), but %s scored %.2f", c.Rating.Value, identity.ShortPeerID(chosen.Provider.Host), chosen.Rating.Value)
+				switch {
+				case c.Rating.Value == chosen.Rating.Value:
+					why = fmt.Sprintf("fits (score %.2f), as well as %s, which has the lower peer ID", c.Rating.Value, identity.ShortPeerID(chosen.Provider.Host))
+				case c.Rating.Value > chosen.Rating.Value:
+					why = fmt.Sprintf("fits (score %.2f), but %s (score %.2f) was chosen so that every node gets a provider", c.Rating.Value, identity.ShortPeerID(chosen.Provider.Host), chosen.Rating.Value)
+				}
+				out = append(out, placement.Reason{Peer: h, Node: n, Kind: deployproto.KindOutscored, Reasons: []string{why}})
 			}
 		}
 	}
