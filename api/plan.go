@@ -28,8 +28,8 @@ const CmdPlan = CmdDeployment + "/plan"
 type Plan struct {
 	ID         string                `json:"id"`
 	Placement  []DeploymentNode      `json:"placement,omitempty"` // reservation empty: none is made
-	Unplaced   []string              `json:"unplaced,omitempty"` // every node, when one cannot be placed: all or nothing
-	Stuck      []string              `json:"stuck,omitempty"`    // the nodes no provider could be found for
+	Unplaced   []string              `json:"unplaced,omitempty"`  // every node, when one cannot be placed: all or nothing
+	Stuck      []string              `json:"stuck,omitempty"`     // the nodes no provider could be found for
 	Candidates []DeploymentCandidate `json:"candidates,omitempty"`
 	Asked      int                   `json:"asked"`    // providers asked, this node included
 	Answered   int                   `json:"answered"` // of them, those that answered in the bid window

@@ -48,14 +48,15 @@ func TestPlan(t *testing.T) {
 		cmd          string
 		wantPlaced   int
 		wantUnplaced []string
+		wantStuck    int      // nodes no provider was found for
 		wantKinds    []string // kinds that must appear among the reasons
 		wantErr      string
 	}{
 		{name: "one task", yaml: task("0.5", "exit=0"), cmd: deployproto.CmdDeployment, wantPlaced: 1, wantKinds: []string{deployproto.KindOutscored}},
 		{name: "narrow delegation", yaml: task("0.5", "exit=0"), cmd: deployproto.BehaviorPlan, wantPlaced: 1},
 		{name: "gang of three on three", yaml: gang(3), cmd: deployproto.CmdDeployment, wantPlaced: 3, wantKinds: []string{deployproto.KindDistinct}},
-		{name: "gang of four on three", yaml: gang(4), cmd: deployproto.CmdDeployment, wantUnplaced: []string{"na", "nb", "nc", "nd"}, wantKinds: []string{deployproto.KindDistinct}},
-		{name: "too large", yaml: task("100", "exit=0"), cmd: deployproto.CmdDeployment, wantUnplaced: []string{"job"}, wantKinds: []string{deployproto.KindResource}},
+		{name: "gang of four on three", yaml: gang(4), cmd: deployproto.CmdDeployment, wantUnplaced: []string{"na", "nb", "nc", "nd"}, wantStuck: 1, wantKinds: []string{deployproto.KindDistinct}},
+		{name: "too large", yaml: task("100", "exit=0"), cmd: deployproto.CmdDeployment, wantUnplaced: []string{"job"}, wantStuck: 1, wantKinds: []string{deployproto.KindResource}},
 		{name: "delegation of another command", yaml: task("0.5"), cmd: deployproto.CmdAllocation, wantErr: "no delegation of /dms/deployment/plan"},
 		{name: "delegation of deploying only", yaml: task("0.5"), cmd: deployproto.BehaviorRequest, wantErr: "no delegation of /dms/deployment/plan"},
 	}
@@ -76,6 +77,9 @@ func TestPlan(t *testing.T) {
 			}
 			if len(p.Placement) != tc.wantPlaced || strings.Join(p.Unplaced, ",") != strings.Join(tc.wantUnplaced, ",") {
 				t.Fatalf("placed %+v, unplaced %v; want %d placed, unplaced %v", p.Placement, p.Unplaced, tc.wantPlaced, tc.wantUnplaced)
+			}
+			if len(p.Stuck) != tc.wantStuck {
+				t.Errorf("stuck %v, want %d nodes", p.Stuck, tc.wantStuck)
 			}
 			if p.Asked != 3 || p.Answered != 3 {
 				t.Errorf("asked %d, answered %d; want 3 and 3", p.Asked, p.Answered)
