@@ -154,7 +154,11 @@ func VerifyBids(deployment string, plan map[string]Candidate) []Reason {
 		if c.Signed != nil && !c.Bid.DryRun && c.Signed.Verify(deployment, c.Provider.Host) {
 			continue
 		}
-		bad = append(bad, Reason{Peer: c.Provider.Host, Node: node, Kind: deployproto.KindInvalid, Reasons: []string{"bid signature does not verify"}})
+		why := "bid signature does not verify"
+		if c.Bid.DryRun {
+			why = "a dry-run bid (dms plan): no reservation backs it"
+		}
+		bad = append(bad, Reason{Peer: c.Provider.Host, Node: node, Kind: deployproto.KindInvalid, Reasons: []string{why}})
 	}
 	return bad
 }
