@@ -115,6 +115,33 @@ func TestPlanOnDevnet(t *testing.T) {
 			}
 		})
 	}
+	// A user the other providers do not trust: they do not answer the
+	// plan (as they do not answer its deployments' bid requests), and
+	// still nothing is reserved.
+	t.Run("untrusted user", func(t *testing.T) {
+		r := c.homes[1].Run(t, "-o", "json", "plan", "-f", ensembleFile(t, gang))
+		var p planOutput
+		if r.Code != 3 || json.Unmarshal([]byte(r.Stdout), &p) != nil {
+			t.Fatalf("dms plan by an untrusted user: %s; want exit 3 and a plan", r)
+		}
+		refused := 0
+		for _, cnd := range p.Candidates {
+			// A gossiped request they do not authorize goes unanswered (as a
+			// deployment's); one sent directly is refused with the reason.
+			if (cnd.Peer == c.ids[0] || cnd.Peer == c.ids[2]) && (cnd.Kind == "no-answer" || cnd.Kind == "refused") {
+				refused++
+			}
+		}
+		if refused != 2 {
+			t.Fatalf("reasons %+v: want nodes 0 and 2 not to answer, or to refuse", p.Candidates)
+		}
+		for i, h := range held() {
+			if len(h.Reservations) != 0 || h.Reserved.CPU != 0 {
+				t.Fatalf("node %d holds %d reservations after an untrusted plan", i, len(h.Reservations))
+			}
+		}
+	})
+
 	var deps []deployment
 	c.homes[0].JSON(t, &deps, "deployments")
 	if len(deps) != 0 {
