@@ -118,3 +118,24 @@ func TestPlan(t *testing.T) {
 		})
 	}
 }
+
+// TestDeploymentFeedsKnownProviders: the bid rounds of deployments fill
+// the table behind dms nodes too, with what each provider offered.
+func TestDeploymentFeedsKnownProviders(t *testing.T) {
+	w := newWorld(t, 3, worldOpts{})
+	svc := w.nodes[0].svc
+	if ps := svc.Providers(); len(ps) != 0 {
+		t.Fatalf("%d providers known before any round", len(ps))
+	}
+	d := w.submit(task("0.5", "exit=0"))
+	waitState(t, svc, d.ID, orchestrator.Completed)
+	ps := svc.Providers()
+	if len(ps) != 3 {
+		t.Fatalf("known providers after a deployment: %d, want 3", len(ps))
+	}
+	for _, p := range ps {
+		if p.LastSeen.IsZero() || p.Offer.Free.CPU == 0 || len(p.Offer.Executors) == 0 {
+			t.Errorf("provider %s: %+v; want its offer and when it was seen", p.Peer, p)
+		}
+	}
+}
