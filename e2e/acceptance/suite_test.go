@@ -32,6 +32,7 @@ var stepSets = []func(*godog.ScenarioContext){
 	featureenvSteps, // steps_featureenv_test.go: nodes in Docker containers, in regions (e2e/featureenv)
 	truthSteps,      // steps_truth_test.go: warnings of dms validate, the hint for a missing executor
 	translateSteps,  // steps_translate_test.go: what dms translate wrote, and what it did not
+	planSteps,       // steps_plan_test.go: dms plan and dms nodes
 }
 
 // TestAcceptance runs the feature files with godog, prints the table of

@@ -2,6 +2,7 @@ package allocation
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -108,12 +109,26 @@ func NewProvider(cfg ProviderConfig) *Provider {
 func (p *Provider) Register() error {
 	n := p.cfg.Node
 	n.AddBehavior(deployproto.BehaviorRequest, p.request)
+	n.AddBehavior(deployproto.BehaviorPlan, p.plan)
 	n.AddBehavior(deployproto.BehaviorCommit, p.commit)
 	n.AddBehavior(deployproto.BehaviorRevert, p.revert)
 	return n.Subscribe(deployproto.TopicDeployments)
 }
 
 func (p *Provider) request(ctx context.Context, m *actor.Message) (any, error) {
+	return p.answer(m, false)
+}
+
+// plan answers a dry-run bid request (deployproto.BehaviorPlan) as request
+// would, but reserves nothing and signs nothing: the bid it returns has no
+// reservation and cannot be committed.
+func (p *Provider) plan(ctx context.Context, m *actor.Message) (any, error) {
+	return p.answer(m, true)
+}
+
+// answer answers a bid request; with dryRun it reserves nothing and
+// returns an unsigned bid marked DryRun.
+func (p *Provider) answer(m *actor.Message, dryRun bool) (any, error) {
 	var req deployproto.BidRequest
 	if err := m.Decode(&req); err != nil {
 		return nil, err
@@ -151,6 +166,19 @@ func (p *Provider) request(ctx context.Context, m *actor.Message) (any, error) {
 			continue
 		}
 		fit = append(fit, nr)
+	}
+	if len(fit) > 0 && dryRun {
+		bid := &deployproto.Bid{Offer: current, Latencies: p.latencies(), DryRun: true}
+		for _, nr := range fit {
+			bid.Nodes = append(bid.Nodes, nr.Name)
+		}
+		body, err := json.Marshal(bid)
+		if err != nil {
+			return nil, err
+		}
+		reply.Bid = &deployproto.SignedBid{Body: body} // no signature: no commit can use it
+		p.log.Debug("plan request", "deployment_id", req.Deployment, "bid", true, "no_bids", len(reply.NoBids))
+		return reply, nil
 	}
 	if len(fit) > 0 {
 		// One reservation, large enough for any one of the nodes.

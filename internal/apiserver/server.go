@@ -39,6 +39,8 @@ type Config struct {
 	Caps      CapService
 	// Deployments is nil on a node that orchestrates nothing.
 	Deployments DeploymentService
+	// Plans is nil on a node that orchestrates nothing.
+	Plans PlanService
 }
 
 // Server is the REST API.

@@ -168,6 +168,8 @@ Start here:
 		newTranslateCmd(a),
 		newCapCmd(a),
 		newDevnetCmd(a),
+		newPlanCmd(a),
+		newNodesCmd(a),
 	} {
 		root.AddCommand(c)
 	}

@@ -4,6 +4,7 @@ package deployproto
 // authorizes it.
 const (
 	BehaviorRequest  = "/dms/deployment/request"  // BidRequest → BidReply, on the provider node
+	BehaviorPlan     = "/dms/deployment/plan"     // BidRequest → BidReply, a dry run: nothing reserved, the bid unsigned (dms plan)
 	BehaviorCommit   = "/dms/deployment/commit"   // CommitRequest → CommitReply, on the provider node
 	BehaviorRevert   = "/dms/deployment/revert"   // RevertRequest → struct{}, on the provider node
 	BehaviorReport   = "/dms/deployment/report"   // Report (one way), on the orchestrator

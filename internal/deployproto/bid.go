@@ -105,6 +105,10 @@ type Bid struct {
 	// is connected to, in milliseconds by peer ID: the orchestrator checks
 	// the ensemble's rtt edges with them.
 	Latencies map[string]float64 `json:"latencies,omitempty"`
+	// DryRun marks the answer to a BehaviorPlan request: no reservation
+	// backs it (Reservation is empty), it is not signed, and no commit
+	// can use it.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // NoBid says why a provider does not bid for a node.
@@ -132,6 +136,7 @@ const (
 	KindDistinct   = "distinct"   // fits, but hosts another node of the ensemble
 	KindRTT        = "rtt"        // too far from the provider of another node
 	KindPeerLimit  = "peer-limit" // the requesting peer holds as many reservations there as it may
+	KindOutscored  = "outscored"  // fits, but another provider scored higher (dms plan)
 )
 
 // KindOf classifies a match reason by its dimension.

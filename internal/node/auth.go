@@ -116,6 +116,14 @@ func (w *wallet) Add(c cap.Chain) {
 	w.gen.Add(1)
 }
 
+// Remove drops the chains held by holder (a plan's actor, once its round
+// is over).
+func (w *wallet) Remove(holder identity.DID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.chains, holder)
+}
+
 // find returns the shortest unexpired chain held by holder covering cmd.
 func (w *wallet) find(holder identity.DID, cmd string, now time.Time) cap.Chain {
 	w.mu.RLock()

@@ -15,6 +15,7 @@ func TestCommandPrefixes(t *testing.T) {
 	for _, tt := range []struct{ name, api, internal string }{
 		{"deployment", api.CmdDeployment, deployproto.CmdDeployment},
 		{"allocation", api.CmdAllocation, deployproto.CmdAllocation},
+		{"plan", api.CmdPlan, deployproto.BehaviorPlan},
 		{"default trust", api.CmdRoot, capstore.DefaultPrefix},
 		{"issued tokens", api.SourceIssued, capstore.SourceIssued},
 	} {

@@ -175,6 +175,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Resources:   resourceService{n},
 		Caps:        capService{n},
 		Deployments: deploymentService{n},
+		Plans:       planService{n},
 	})
 	if err != nil {
 		return err

@@ -117,6 +117,10 @@ func (r *run) place(ctx context.Context) {
 // those providers only, and waits for them.
 func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, round int, shortlist []string) placement.Round {
 	req := deployproto.BidRequest{Deployment: r.d.ID, Orchestrator: r.actor.Handle(), Round: round, Nodes: reqs}
+	behavior := deployproto.BehaviorRequest
+	if r.dryRun {
+		behavior = deployproto.BehaviorPlan
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.s.cfg.BidWindow)
 	defer cancel()
 	self := r.s.cfg.Node.Handle()
@@ -160,7 +164,7 @@ func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, r
 	}
 	targets := []actor.Handle{self}
 	if shortlist == nil {
-		if err := r.actor.Broadcast(ctx, deployproto.TopicDeployments, deployproto.BehaviorRequest, req, collect); err != nil {
+		if err := r.actor.Broadcast(ctx, deployproto.TopicDeployments, behavior, req, collect); err != nil {
 			r.s.log.Warn("bid request not published", "deployment_id", r.d.ID, "err", err)
 		}
 	} else {
@@ -186,7 +190,7 @@ func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, r
 	}
 	for _, h := range targets {
 		go func() {
-			rep, err := r.actor.InvokeRaw(ctx, h, deployproto.BehaviorRequest, req)
+			rep, err := r.actor.InvokeRaw(ctx, h, behavior, req)
 			if rep == nil {
 				var ae *actor.Error
 				if !errors.As(err, &ae) || ae.Code == actor.CodeTimeout {
@@ -221,6 +225,7 @@ func (r *run) learnOffers(rd placement.Round) {
 		}
 		if _, err := identity.DIDFromPeerID(host); err == nil {
 			r.s.offers.put(host, *a.Offer, rd.Now)
+			r.s.known.put(host, *a.Offer, rd.Now)
 		}
 	}
 	for _, p := range rd.NotAnswered() {

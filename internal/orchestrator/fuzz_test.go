@@ -16,11 +16,12 @@ import (
 )
 
 // FuzzProviderMessages sends arbitrary payloads to a provider's deployment
-// behaviors (bid request, commit, revert) from another node. Whatever
+// behaviors (bid request, commit, revert, plan) from another node. Whatever
 // arrives, the provider answers (a reply or a typed error, never a
 // handler panic), and once the reservation the message named is reverted,
 // its free resources are what they were: nothing a message can say
-// leaks a reservation or an allocation.
+// leaks a reservation or an allocation. A plan leaves them as they were
+// before any revert.
 func FuzzProviderMessages(f *testing.F) {
 	w := newWorld(f, 2, worldOpts{})
 	from, to := w.nodes[0], w.nodes[1]
@@ -46,7 +47,13 @@ func FuzzProviderMessages(f *testing.F) {
 	f.Add(uint8(1), []byte(`null`))
 	f.Add(uint8(2), []byte(`{"deployment":"","reservation":"."}`))
 
-	behaviors := []string{deployproto.BehaviorRequest, deployproto.BehaviorCommit, deployproto.BehaviorRevert}
+	// A plan (dry-run bid request) must reserve nothing, revert or not.
+	if b, err := json.Marshal(req); err == nil {
+		f.Add(uint8(3), b)
+	}
+	f.Add(uint8(3), []byte(`{"deployment":"d4","nodes":[{"name":"a","request":{"resources":{"cpu":1e9}}}]}`))
+
+	behaviors := []string{deployproto.BehaviorRequest, deployproto.BehaviorCommit, deployproto.BehaviorRevert, deployproto.BehaviorPlan}
 	f.Fuzz(func(t *testing.T, which uint8, payload []byte) {
 		if !json.Valid(payload) {
 			return // the sender's codec refuses it before it leaves (TestDecodeFrame covers frames)
@@ -62,6 +69,12 @@ func FuzzProviderMessages(f *testing.F) {
 			}
 			if ae.Code == actor.CodePanic || ae.Code == actor.CodeTimeout {
 				t.Fatalf("%s: %v", behavior, err)
+			}
+		}
+
+		if behavior == deployproto.BehaviorPlan {
+			if free := to.ledger.Free(); !free.Equal(start) {
+				t.Fatalf("after a plan: free %v, want %v (a plan reserved)", free, start)
 			}
 		}
 

@@ -29,6 +29,8 @@ type run struct {
 
 	excluded  map[string]time.Time // providers that refused a commit, until when; loop only
 	lingering map[string]time.Time // allocations told to stop after the end; guarded by mu
+
+	dryRun bool // a plan's round: ask with deployproto.BehaviorPlan
 }
 
 func newRun(s *Service, d *Deployment, a *actor.Actor, spec *ensemble.Spec, key *identity.Key, chains []cap.Chain) *run {

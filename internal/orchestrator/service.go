@@ -82,6 +82,7 @@ type Service struct {
 	log *slog.Logger
 
 	offers *offerCache
+	known  *knownProviders
 
 	mu   sync.Mutex
 	deps map[string]*run // guarded by mu
@@ -98,7 +99,7 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	cfg.setDefaults()
 	ctx, stop := context.WithCancel(context.Background())
-	return &Service{cfg: cfg, log: cfg.Logger.With("component", "orchestrator"), offers: newOfferCache(), deps: map[string]*run{}, ctx: ctx, stop: stop}, nil
+	return &Service{cfg: cfg, log: cfg.Logger.With("component", "orchestrator"), offers: newOfferCache(), known: newKnownProviders(maxKnownProviders), deps: map[string]*run{}, ctx: ctx, stop: stop}, nil
 }
 
 // Submission is an ensemble to deploy.

@@ -100,3 +100,51 @@ Feature: Local API and CLI
     Then within 30 seconds the deployment is queued with the message "no provider offers executor docker (on a devnet: dms devnet up --executor "
     When alice runs `dms deployment status <deployment>`
     Then the output contains "no provider offers executor docker (on a devnet: dms devnet up --executor "
+
+  Scenario: dms plan shows where an ensemble would land and why not elsewhere, and reserves nothing
+    Given bob and carol each offer 1 CPU to alice's deployments
+    And the ensemble "plan.yaml":
+      """
+      version: v1
+      allocations:
+        job:
+          executor: wasm
+          resources: {cpu: 0.5, ram: 64MiB}
+          execution: {module: workload.wasm}
+      """
+    When alice runs `dms plan -f plan.yaml`
+    Then the command succeeds
+    And the output contains "1 of 1 nodes placed"
+    And the output contains "nothing deployed, nothing reserved"
+    And the output contains "WHY NOT"
+    And the output contains "onboarding"
+    And no provider holds a reservation right now
+    And alice has no deployment
+
+  Scenario: dms plan exits 3 when a node cannot be placed, and says why
+    Given bob and carol each offer 1 CPU to alice's deployments
+    And the ensemble "big.yaml":
+      """
+      version: v1
+      allocations:
+        job:
+          executor: wasm
+          resources: {cpu: 8, ram: 64MiB}
+          execution: {module: workload.wasm}
+      """
+    When alice runs `dms plan -f big.yaml`
+    Then the command fails with exit code 3
+    And the output contains "0 of 1 nodes placed"
+    And the output contains "UNPLACED: job"
+    And the output contains "for job: resource (cpu: need 8"
+    And no provider holds a reservation right now
+
+  Scenario: dms nodes lists the providers the node knows, not only its connections
+    Given bob and carol each offer 1 CPU to alice's deployments
+    When alice runs `dms nodes --refresh`
+    Then the command succeeds
+    And the output contains "LAST SEEN"
+    And the output names the peers of bob and carol
+    When alice runs `dms -o json nodes`
+    Then the output is JSON
+    And the output names the peers of bob and carol

@@ -145,15 +145,20 @@ func (r Round) NotAnswered() []string {
 // VerifyBids checks the signatures of a plan's bids: the bids arrived over
 // authenticated links, but their signatures are what third parties can
 // hold a provider to, so the winners' are checked (and kept). It returns a
-// reason per provider whose signature does not verify.
+// reason per provider whose signature does not verify, and per dry-run bid
+// (a plan's: nothing backs it).
 func VerifyBids(deployment string, plan map[string]Candidate) []Reason {
 	var bad []Reason
 	for _, node := range slices.Sorted(maps.Keys(plan)) {
 		c := plan[node]
-		if c.Signed != nil && c.Signed.Verify(deployment, c.Provider.Host) {
+		if c.Signed != nil && !c.Bid.DryRun && c.Signed.Verify(deployment, c.Provider.Host) {
 			continue
 		}
-		bad = append(bad, Reason{Peer: c.Provider.Host, Node: node, Kind: deployproto.KindInvalid, Reasons: []string{"bid signature does not verify"}})
+		why := "bid signature does not verify"
+		if c.Bid.DryRun {
+			why = "a dry-run bid (dms plan): no reservation backs it"
+		}
+		bad = append(bad, Reason{Peer: c.Provider.Host, Node: node, Kind: deployproto.KindInvalid, Reasons: []string{why}})
 	}
 	return bad
 }

@@ -1,0 +1,79 @@
+package orchestrator
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dmsnet/dms/internal/match"
+)
+
+// maxKnownProviders bounds the known-providers table.
+const maxKnownProviders = 1024
+
+// KnownProvider is a provider this node has heard from: what it offered
+// in the last bid (or plan) round it answered, and when.
+type KnownProvider struct {
+	Peer     string      // peer ID
+	Offer    match.Offer // what it had free then, where it is, its price
+	LastSeen time.Time
+}
+
+// knownProviders is the table behind dms nodes: every provider whose
+// offer a bid round of this node saw, the latest offer each, at most max
+// of them; when full, the one seen least recently goes. Unlike the offer
+// cache it forgets nobody for being silent: it says when each was last
+// seen.
+type knownProviders struct {
+	mu  sync.Mutex
+	max int
+	m   map[string]KnownProvider // by peer ID; guarded by mu
+}
+
+func newKnownProviders(max int) *knownProviders {
+	return &knownProviders{max: max, m: map[string]KnownProvider{}}
+}
+
+// put records an offer seen at now (an older sighting than the one kept
+// changes nothing).
+func (k *knownProviders) put(peer string, o match.Offer, now time.Time) {
+	if o.Validate() != nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if old, ok := k.m[peer]; ok && old.LastSeen.After(now) {
+		return
+	}
+	k.m[peer] = KnownProvider{Peer: peer, Offer: o, LastSeen: now}
+	for len(k.m) > k.max {
+		oldest := ""
+		for p, e := range k.m {
+			if oldest == "" || e.LastSeen.Before(k.m[oldest].LastSeen) || e.LastSeen.Equal(k.m[oldest].LastSeen) && p < oldest {
+				oldest = p
+			}
+		}
+		delete(k.m, oldest)
+	}
+}
+
+// list returns the table, most recently seen first (ties by peer ID).
+func (k *knownProviders) list() []KnownProvider {
+	k.mu.Lock()
+	out := make([]KnownProvider, 0, len(k.m))
+	for _, e := range k.m {
+		out = append(out, e)
+	}
+	k.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].LastSeen.Equal(out[j].LastSeen) {
+			return out[i].LastSeen.After(out[j].LastSeen)
+		}
+		return out[i].Peer < out[j].Peer
+	})
+	return out
+}
+
+// Providers lists the providers this node knows from the bid and plan
+// rounds it ran, most recently seen first.
+func (s *Service) Providers() []KnownProvider { return s.known.list() }
