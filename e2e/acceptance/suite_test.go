@@ -30,6 +30,7 @@ var stepSets = []func(*godog.ScenarioContext){
 	// steps_p2p_test.go: connections
 	p2pSteps,
 	featureenvSteps, // steps_featureenv_test.go: nodes in Docker containers, in regions (e2e/featureenv)
+	idSteps,         // steps_ids_test.go: deployment IDs by prefix (CLI, REST), -o yaml
 }
 
 // TestAcceptance runs the feature files with godog, prints the table of
