@@ -67,7 +67,7 @@ func parseUsage(use string) usage {
 		if raw == "--" {
 			break // the rest is a command line of its own
 		}
-		t := strings.TrimLeft(raw, "[")
+		t := strings.TrimLeft(raw, "[]")
 		if strings.HasPrefix(t, "-") {
 			name, value, hasValue := strings.Cut(strings.TrimLeft(strings.TrimRight(t, "]."), "-"), "=")
 			if !hasValue && !strings.HasSuffix(raw, "]") && i+1 < len(toks) && !strings.HasPrefix(toks[i+1], "-") && !strings.HasPrefix(toks[i+1], "[") {

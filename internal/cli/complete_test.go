@@ -298,3 +298,19 @@ func TestPrefixesAndYAML(t *testing.T) {
 		t.Fatalf("-o yaml logs = exit %d, %q, %q; want 3 documents", code, ys, stderr)
 	}
 }
+
+// FuzzParseUsage: any usage line parses without panicking, and what it
+// yields is stripped of brackets and never a flag.
+func FuzzParseUsage(f *testing.F) {
+	for _, s := range []string{"logs ID [-f] [--allocation NAME]", "exec ID ALLOC -- CMD", "up [--executor wasm|docker]", "x [--a=B]... [[C]]...", "x [", "x ]-", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, use string) {
+		u := parseUsage(use)
+		for _, a := range u.args {
+			if strings.HasPrefix(a, "-") || strings.HasPrefix(a, "[") || strings.HasSuffix(a, "]") {
+				t.Fatalf("parseUsage(%q) args = %q", use, u.args)
+			}
+		}
+	})
+}

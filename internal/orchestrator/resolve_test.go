@@ -112,3 +112,33 @@ func TestServiceResolve(t *testing.T) {
 		t.Errorf(`ResolveAllocation(dabc…, "w") = %v, want ambiguous`, err)
 	}
 }
+
+// FuzzResolvePrefix: a resolved name is the prefix itself or the only name
+// it begins; a failure is one of the documented errors.
+func FuzzResolvePrefix(f *testing.F) {
+	f.Add("dabc", "dabcdefghijkl dabcxyzxyzxyz dq", 4)
+	f.Add("d", "d dd", 0)
+	f.Add("", "", 0)
+	f.Fuzz(func(t *testing.T, prefix, list string, min int) {
+		names := strings.Fields(list)
+		got, err := resolvePrefix("x", prefix, names, min)
+		if err != nil {
+			if !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrAmbiguous) && !errors.Is(err, ErrPrefixTooShort) {
+				t.Fatalf("resolvePrefix(%q, %q) = %v, an undocumented error", prefix, names, err)
+			}
+			return
+		}
+		if got == prefix {
+			return
+		}
+		n := 0
+		for _, name := range names {
+			if strings.HasPrefix(name, prefix) {
+				n++
+			}
+		}
+		if !strings.HasPrefix(got, prefix) || n != 1 || len(prefix) < min {
+			t.Fatalf("resolvePrefix(%q, %q, %d) = %q with %d matches", prefix, names, min, got, n)
+		}
+	})
+}
