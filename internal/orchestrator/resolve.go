@@ -40,7 +40,7 @@ func (e *AmbiguousError) Error() string {
 		more = fmt.Sprintf(" and %d more", len(names)-maxCandidates)
 		names = names[:maxCandidates]
 	}
-	return fmt.Sprintf("%s prefix %q is ambiguous: it matches %s%s (give more characters)", e.What, e.Prefix, strings.Join(names, ", "), more)
+	return fmt.Sprintf("%s prefix %q matches %d: %s%s (give more characters)", e.What, e.Prefix, len(e.Candidates), strings.Join(names, ", "), more)
 }
 
 // Is makes errors.Is(err, ErrAmbiguous) true.

@@ -58,7 +58,7 @@ func TestAmbiguousErrorMessage(t *testing.T) {
 		cands = append(cands, fmt.Sprintf("dabc%09d", i))
 	}
 	msg := (&AmbiguousError{What: "deployment", Prefix: "dabc", Candidates: cands}).Error()
-	for _, want := range []string{`deployment prefix "dabc" is ambiguous`, "dabc000000000, dabc000000001", "and 2 more", "give more characters"} {
+	for _, want := range []string{`deployment prefix "dabc" matches 12: `, "dabc000000000, dabc000000001", "and 2 more", "give more characters"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message %q lacks %q", msg, want)
 		}
