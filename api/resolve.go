@@ -12,7 +12,7 @@ import (
 //
 // Every endpoint under /api/v1/deployments/{id} accepts a unique prefix of
 // the ID (at least 4 characters unless exact), and a unique prefix of an
-// allocation name where it takes one ({alloc} in the path or the
+// allocation name where it takes one ({alloc} or {allocation} in the path, or the
 // allocation query parameter): the node resolves them. A prefix matching
 // several is a 400 with code ambiguous and the candidates; one matching
 // nothing a 404.

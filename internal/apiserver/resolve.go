@@ -11,8 +11,8 @@ import (
 // Resolver is an optional interface of a DeploymentService: it turns
 // unique prefixes into full deployment IDs and allocation names. When the
 // service has it, every endpoint whose path holds deploymentPath resolves
-// the {id} path value, an {alloc} path value and the allocation query
-// parameter before its handler runs, so handlers (and the CLI commands
+// the {id} path value, an {alloc} or {allocation} path value and the
+// allocation query parameter before its handler runs, so handlers (and the CLI commands
 // on top of them) see full names only.
 type Resolver interface {
 	// Resolve returns the deployment ID prefix designates.
@@ -56,13 +56,17 @@ func (s *Server) resolving(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		r.SetPathValue("id", id)
-		if p := r.PathValue("alloc"); p != "" {
+		for _, key := range []string{"alloc", "allocation"} {
+			p := r.PathValue(key)
+			if p == "" {
+				continue
+			}
 			name, err := res.ResolveAllocation(r.Context(), id, p)
 			if err != nil {
 				s.fail(w, err)
 				return
 			}
-			r.SetPathValue("alloc", name)
+			r.SetPathValue(key, name)
 		}
 		q := r.URL.Query()
 		if p := q.Get("allocation"); p != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -71,6 +72,10 @@ func TestResolvePrefixes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A route added later (an exec) gets its {id} and {alloc} resolved too.
+	s.handle("GET /api/v1/deployments/{id}/allocations/{alloc}/probe", func(w http.ResponseWriter, r *http.Request) {
+		deps.got = append(deps.got, "probe "+r.PathValue("id")+" "+r.PathValue("alloc"))
+	})
 	tests := []struct {
 		name, method, path string
 		status             int
@@ -80,6 +85,8 @@ func TestResolvePrefixes(t *testing.T) {
 		{"get exact", "GET", "/api/v1/deployments/dabcdefghijkl", 200, "get dabcdefghijkl"},
 		{"shutdown by prefix", "POST", "/api/v1/deployments/dabcd/shutdown", 200, "shutdown dabcdefghijkl"},
 		{"logs by prefixes", "GET", "/api/v1/deployments/dqr/logs?allocation=wo", 200, "logs dqrstuvwxyz23 worker"},
+		{"new route by prefixes", "GET", "/api/v1/deployments/dabcd/allocations/we/probe", 200, "probe dabcdefghijkl web"},
+		{"new route, ambiguous allocation", "GET", "/api/v1/deployments/dabcd/allocations/w/probe", 400, api.CodeAmbiguous},
 		{"ambiguous id", "GET", "/api/v1/deployments/dabc", 400, api.CodeAmbiguous},
 		{"ambiguous id on logs", "GET", "/api/v1/deployments/dabc/logs", 400, api.CodeAmbiguous},
 		{"ambiguous allocation", "GET", "/api/v1/deployments/dqr/logs?allocation=w", 400, api.CodeAmbiguous},

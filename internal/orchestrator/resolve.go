@@ -85,9 +85,11 @@ func (s *Service) Resolve(prefix string) (string, error) {
 		s.mu.Unlock()
 		return prefix, nil
 	}
-	ids := make([]string, 0, len(s.deps))
+	var ids []string // only those that can match: no copy of every ID
 	for id := range s.deps {
-		ids = append(ids, id)
+		if strings.HasPrefix(id, prefix) {
+			ids = append(ids, id)
+		}
 	}
 	s.mu.Unlock()
 	return resolvePrefix("deployment", prefix, ids, MinIDPrefix)

@@ -142,3 +142,27 @@ func FuzzResolvePrefix(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkResolve resolves a prefix among 10000 deployments (every REST
+// call under /deployments/{id} does it once), and, as its anchor, the
+// exact ID (a map lookup).
+func BenchmarkResolve(b *testing.B) {
+	s := &Service{deps: map[string]*run{}}
+	var last string
+	for range 10000 {
+		last = newID()
+		s.deps[last] = &run{d: &Deployment{ID: last}}
+	}
+	b.Run("exact", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.Resolve(last); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("prefix", func(b *testing.B) {
+		for b.Loop() {
+			s.Resolve(last[:8])
+		}
+	})
+}
