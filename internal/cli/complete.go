@@ -26,11 +26,14 @@ import (
 //	a|b|c      one of these words (lower case): --from compose|kubernetes|nomad
 //	NAME...    the last positional repeats
 //
-// Any other placeholder (D, N, KEY, DID...) completes nothing. A flag the
-// usage line does not show falls back on its name (flagPlaceholders): -o
-// completes table|json|yaml, --allocation ALLOC, --file FILE, --executor
-// docker|vm|wasm. A command with its own ValidArgs or ValidArgsFunction,
-// or a flag with its own completion function, keeps it.
+// Any other placeholder (D, N, KEY, DID...) completes nothing, not even
+// files. A flag whose usage-line placeholder is not one of the above, or
+// that the usage line does not show, falls back on its name
+// (flagPlaceholders): -o completes table|json|yaml, --allocation ALLOC,
+// --file FILE, --executor docker|vm|wasm. Failing that, a flag shown with
+// a placeholder completes nothing and one not shown completes files
+// (cobra's default). A command with its own ValidArgs or
+// ValidArgsFunction, or a flag with its own completion function, keeps it.
 
 // flagPlaceholders are the placeholders of flags whose usage line does not
 // give one, by flag name.
@@ -143,7 +146,14 @@ func (a *app) completeFlag(f *pflag.Flag) cobra.CompletionFunc {
 			ph, ok = u.flags[f.Shorthand]
 		}
 		if !ok || !known(ph) {
-			if ph, ok = flagPlaceholders[f.Name]; !ok {
+			byName, found := flagPlaceholders[f.Name]
+			switch {
+			case found:
+				ph = byName
+			case ok && ph != "":
+				// The usage line says what it is (D, N, DID), not a file.
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			default:
 				return nil, cobra.ShellCompDirectiveDefault
 			}
 		}

@@ -182,6 +182,8 @@ func TestCompletion(t *testing.T) {
 		{"translate -o is a file", []string{"translate", "-o", ""}, nil, ":0"},
 		{"deploy -f is a file", []string{"deploy", "-f", ""}, nil, ":0"},
 		{"translate FILE", []string{"translate", ""}, nil, ":0"},
+		{"a duration is no file", []string{"deploy", "--timeout", ""}, nil, ":4"},
+		{"a flag the usage does not show", []string{"deploy", "--grant-ttl", ""}, nil, ":0"},
 		{"no arguments", []string{"deployments", ""}, nil, ":4"},
 		{"home", []string{"deployments", "--home", ""}, nil, ":16"},
 		{"own ValidArgs kept", []string{"completion", "z"}, []string{"zsh"}, ":4"},
