@@ -121,7 +121,7 @@ func decodeError(resp *http.Response) error {
 		}
 		return &Error{Status: resp.StatusCode, Code: fmt.Sprintf("http-%d", resp.StatusCode), Message: msg}
 	}
-	return &Error{Status: resp.StatusCode, Code: er.Error.Code, Message: er.Error.Message}
+	return &Error{Status: resp.StatusCode, Code: er.Error.Code, Message: er.Error.Message, Candidates: er.Error.Candidates}
 }
 
 // Health checks the node answers; it needs no token.

@@ -94,6 +94,8 @@ type BroadcastResult struct {
 type ErrorBody struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Candidates are what an ambiguous prefix matches (code ambiguous).
+	Candidates []string `json:"candidates,omitempty"`
 }
 
 // ErrorResponse wraps ErrorBody on the wire.
@@ -108,6 +110,7 @@ const (
 	CodeForbidden    = "forbidden"    // 403: not from loopback
 	CodeBadRequest   = "bad-request"  // 400: malformed body or parameter
 	CodeNotFound     = "not-found"    // 404
+	CodeAmbiguous    = "ambiguous"    // 400: an ID or name prefix matches several; ErrorBody.Candidates lists them
 	CodeInternal     = "internal"     // 500
 	CodeUnavailable  = "unavailable"  // 503: the node is starting or stopping
 	// CodeDenied (403) is a capability refusal; the message starts with
@@ -123,6 +126,8 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
+	// Candidates are what an ambiguous prefix matches (code ambiguous).
+	Candidates []string
 }
 
 func (e *Error) Error() string {

@@ -33,6 +33,7 @@ var stepSets = []func(*godog.ScenarioContext){
 	truthSteps,      // steps_truth_test.go: warnings of dms validate, the hint for a missing executor
 	translateSteps,  // steps_translate_test.go: what dms translate wrote, and what it did not
 	planSteps,       // steps_plan_test.go: dms plan and dms nodes
+	idSteps,         // steps_ids_test.go: deployment IDs by prefix (CLI, REST), -o yaml
 }
 
 // TestAcceptance runs the feature files with godog, prints the table of

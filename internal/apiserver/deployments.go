@@ -120,6 +120,7 @@ func (s *Server) routesDeployments() {
 			enc.Encode(api.LogLine{Stream: "error", Data: err.Error()})
 		}
 	})
+	s.routeResolve()
 }
 
 func (s *Server) deploymentsReady(w http.ResponseWriter) bool {

@@ -136,9 +136,13 @@ func (s *Server) tokenOK(r *http.Request) bool {
 	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(s.cfg.Token)) == 1
 }
 
-// handle registers an endpoint.
+// handle registers an endpoint. Under /api/v1/deployments/{id} the ID (and
+// an allocation name) are resolved from unique prefixes first (resolve.go).
 func (s *Server) handle(pattern string, h http.HandlerFunc) {
 	s.routes = append(s.routes, pattern)
+	if strings.Contains(pattern, deploymentPath) {
+		h = s.resolving(h) // every handler taking a deployment ID takes a prefix
+	}
 	s.mux.HandleFunc(pattern, h)
 }
 

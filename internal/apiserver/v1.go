@@ -237,6 +237,11 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 		writeError(w, statusOf(ae.Code), string(ae.Code), ae.Msg)
 		return
 	}
+	var amb *Ambiguous
+	if errors.As(err, &amb) {
+		writeAmbiguous(w, amb)
+		return
+	}
 	var br *BadRequest
 	if errors.As(err, &br) {
 		writeError(w, http.StatusBadRequest, api.CodeBadRequest, br.Error())

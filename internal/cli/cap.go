@@ -141,10 +141,10 @@ type tokenOutput struct {
 }
 
 // outFileHook lets grant and delegate take `-o FILE`: the global -o only
-// knows table and json, so any other value is the output file.
+// knows table, json and yaml, so any other value is the output file.
 func outFileHook(a *app, out *string) func(*cobra.Command, []string) error {
 	return func(*cobra.Command, []string) error {
-		if a.output != "table" && a.output != "json" {
+		if a.output != "table" && a.output != "json" && a.output != "yaml" {
 			if *out != "" && *out != a.output {
 				return usagef("-o %q and --out %q: give the token file once", a.output, *out)
 			}

@@ -146,7 +146,7 @@ func TestCapCommands(t *testing.T) {
 		{"grant bad policy", []string{"cap", "grant", "--to", them, "--cmd", "/dms", "--policy", "[[=="}, 2, "--policy"},
 		{"grant bad expiry", []string{"cap", "grant", "--to", them, "--cmd", "/dms", "--expiry", "-1h"}, 2, "--expiry"},
 		{"grant -o and --out differ", []string{"cap", "grant", "--to", them, "--cmd", "/dms", "-o", "a.tok", "--out", "b.tok"}, 2, "give the token file once"},
-		{"-o FILE elsewhere is still refused", []string{"cap", "list", "-o", "x.tok"}, 2, `-o "x.tok": want table or json`},
+		{"-o FILE elsewhere is still refused", []string{"cap", "list", "-o", "x.tok"}, 2, `-o "x.tok": want table, json or yaml`},
 		{"anchor needs --root", []string{"cap", "anchor"}, 2, "--root DID is required"},
 		{"anchor bad prefix", []string{"cap", "anchor", "--root", them, "--cmd", "/dms/"}, 2, "must not end with /"},
 		{"anchor", []string{"cap", "anchor", "--root", them, "--cmd", "/dms/node/peers"}, 0, "trusted " + them + " for /dms/node/peers"},

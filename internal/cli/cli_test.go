@@ -40,7 +40,7 @@ func TestExitCodesAndOneLineErrors(t *testing.T) {
 		{"version", []string{"version"}, 0, ""},
 		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{"unknown flag", []string{"version", "--frob"}, 2, "unknown flag: --frob"},
-		{"bad output", []string{"-o", "xml", "version"}, 2, `-o "xml": want table or json`},
+		{"bad output", []string{"-o", "xml", "version"}, 2, `-o "xml": want table, json or yaml`},
 		{"extra argument", []string{"version", "x"}, 2, "takes no arguments"},
 		{"missing argument", []string{"--home", home, "config", "get"}, 2, "needs 1 argument"},
 		{"no home", []string{"--home", home, "key", "list"}, 1, "run `dms init` first"},

@@ -12,7 +12,10 @@ func newCompletionCmd(a *app) *cobra.Command {
 
   source <(dms completion bash)                     # bash, this shell
   dms completion zsh > "${fpath[1]}/_dms"           # zsh
-  dms completion fish > ~/.config/fish/completions/dms.fish`,
+  dms completion fish > ~/.config/fish/completions/dms.fish
+
+Besides commands and flags it completes deployment IDs and allocation names
+(asking the running node), and the values of --from, --executor and -o.`,
 		Args:      exactArgs(1),
 		ValidArgs: []string{"bash", "zsh", "fish", "powershell"},
 		RunE: func(cmd *cobra.Command, args []string) error {

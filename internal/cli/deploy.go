@@ -321,6 +321,11 @@ func newDeploymentCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deployment",
 		Short: "Inspect or stop one deployment: status, logs, shutdown",
+		Long: `Inspect or stop one deployment: status, logs, shutdown.
+
+ID is a deployment ID or any unique prefix of it, of 4 characters or more
+(dk3f for dk3fq7zt2mbx4); an allocation name may be shortened the same way.
+A prefix matching several deployments is refused with the candidates.`,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "status ID",

@@ -44,10 +44,12 @@ type app struct {
 
 	// Global flags.
 	home      string // --home; resolved by resolveHome before any command runs
-	output    string // -o: "table" or "json"
+	output    string // -o: "table", "json" or "yaml"
 	apiAddr   string // --api; empty means read <home>/api.addr
 	logFormat string // --log-format: "text" or "json"
 	logLevel  string // --log-level
+
+	docs int // documents print wrote with -o yaml (the second and later get a "---" line)
 }
 
 // usageError marks an error as a usage error (exit code 2).
@@ -142,7 +144,7 @@ Start here:
 	root.CompletionOptions.DisableDefaultCmd = true
 	f := root.PersistentFlags()
 	f.StringVar(&a.home, "home", "", "home directory (default $DMS_HOME, else ~/.dms)")
-	f.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	f.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml")
 	f.StringVar(&a.apiAddr, "api", "", "address of the node's REST API (default: read from <home>/api.addr)")
 	f.StringVar(&a.logFormat, "log-format", "", "log format: text or json (default text on a terminal, else json)")
 	f.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn or error (default from config, else info)")
@@ -173,15 +175,16 @@ Start here:
 	} {
 		root.AddCommand(c)
 	}
+	a.wireCompletion(root) // after every command: completion from the usage lines (complete.go)
 	return root
 }
 
 // resolveGlobals checks the global flags and resolves the home directory.
 func (a *app) resolveGlobals() error {
 	switch a.output {
-	case "table", "json":
+	case "table", "json", "yaml":
 	default:
-		return usagef("-o %q: want table or json", a.output)
+		return usagef("-o %q: want table, json or yaml", a.output)
 	}
 	switch a.logFormat {
 	case "", "text", "json":
@@ -206,16 +209,21 @@ func (a *app) resolveGlobals() error {
 	return nil
 }
 
-// json reports whether the user asked for JSON output.
-func (a *app) json() bool { return a.output == "json" }
+// json reports whether the user asked for structured output (-o json or
+// -o yaml): then commands print their results through a.print only.
+func (a *app) json() bool { return a.output == "json" || a.output == "yaml" }
 
-// print writes v as indented JSON with -o json, else calls table to write the
-// human form.
+// print writes v as indented JSON with -o json, as YAML with -o yaml (the
+// JSON form's fields: see printYAML), else calls table to write the human
+// form.
 func (a *app) print(v any, table func(w io.Writer) error) error {
-	if a.json() {
+	switch a.output {
+	case "json":
 		enc := json.NewEncoder(a.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
+	case "yaml":
+		return a.printYAML(v)
 	}
 	return table(a.stdout)
 }

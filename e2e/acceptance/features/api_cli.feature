@@ -148,3 +148,92 @@ Feature: Local API and CLI
     When alice runs `dms -o json nodes`
     Then the output is JSON
     And the output names the peers of bob and carol
+
+  Scenario: A deployment is named by a unique prefix of its ID, an allocation by a prefix of its name
+    Given bob offers 1 CPU to alice's deployments
+    And alice has deployed the ensemble:
+      """
+      version: v1
+      allocations:
+        greeter:
+          executor: wasm
+          resources: {cpu: 0.5, ram: 64MiB}
+          execution:
+            module: workload.wasm
+            args: [print=hello-by-prefix]
+      """
+    And the deployment completes within 30 seconds
+    When alice runs `dms deployment status <prefix>` with <prefix> the first 6 characters of the deployment ID
+    Then the command succeeds
+    And the output contains "<deployment>"
+    When alice runs `dms deployment logs <prefix> --allocation gree` with <prefix> the first 6 characters of the deployment ID
+    Then the output contains "hello-by-prefix"
+    When alice runs `dms deployment status <prefix>` with <prefix> the first 3 characters of the deployment ID
+    Then it is refused with "too short"
+    When alice runs `dms deployment logs <deployment> --allocation nosuch`
+    Then it is refused with "has no allocation nosuch"
+    When alice runs `dms deployment status dzzzzzzzzzzzzz`
+    Then it is refused with "not found"
+
+  Scenario: Scripts name deployments by prefix through the REST API too
+    Given bob offers 1 CPU to alice's deployments
+    And alice has deployed the ensemble:
+      """
+      version: v1
+      allocations:
+        greeter:
+          executor: wasm
+          resources: {cpu: 0.5, ram: 64MiB}
+          execution:
+            module: workload.wasm
+            args: [print=hello]
+      """
+    And the deployment completes within 30 seconds
+    When a program calls GET /api/v1/deployments/<prefix>/resolve?allocation=gr on alice's API with <prefix> the first 7 characters of the deployment ID
+    Then the API answers 200
+    And the answer contains "<deployment>"
+    And the answer contains "greeter"
+    When a program calls GET /api/v1/deployments/<prefix> on alice's API with <prefix> the first 5 characters of the deployment ID
+    Then the API answers 200
+    And the answer contains "<deployment>"
+    When a program calls GET /api/v1/deployments/d on alice's API with the node's token
+    Then the API answers 400 with the code "bad-request"
+    When a program calls GET /api/v1/deployments/dzzzzzzzzzzzzz/logs on alice's API with the node's token
+    Then the API answers 404 with the code "not-found"
+
+  Scenario: Shell completion completes deployment IDs, allocation names and flag values
+    Given bob offers 1 CPU to alice's deployments
+    And alice has deployed the ensemble:
+      """
+      version: v1
+      allocations:
+        greeter:
+          executor: wasm
+          resources: {cpu: 0.5, ram: 64MiB}
+          execution:
+            module: workload.wasm
+            args: [print=hello]
+      """
+    And the deployment completes within 30 seconds
+    When alice runs `dms __complete deployment status d`
+    Then the output contains "<deployment>"
+    When alice runs `dms __complete deployment logs <deployment> --allocation gr`
+    Then the output contains "greeter"
+    When alice runs `dms __complete translate --from k`
+    Then the output contains "kubernetes"
+    When alice runs `dms __complete devnet up --executor wasm,d`
+    Then the output contains "wasm,docker"
+    When alice runs `dms __complete deployments -o y`
+    Then the output contains "yaml"
+    Given dave has a home
+    When dave runs `dms __complete deployment status d`
+    Then the command succeeds
+    And the output does not contain "<deployment>"
+
+  Scenario: -o yaml prints what -o json prints, as YAML
+    When alice runs `dms -o yaml peers self`
+    Then the output is the YAML form of alice's `dms -o json peers self`
+    When alice runs `dms -o yaml key list`
+    Then the output is the YAML form of alice's `dms -o json key list`
+    When alice runs `dms -o yaml deployments`
+    Then the output is the YAML form of alice's `dms -o json deployments`
