@@ -96,7 +96,7 @@ func TestInitAndKeys(t *testing.T) {
 
 	t.Setenv("DMS_PASSPHRASE", "wrong")
 	code, _, stderr = run(t, "--home", home, "key", "check", "node")
-	if code != 1 || stderr != "wrong passphrase for key node\n" {
+	if code != 1 || stderr != "wrong passphrase for key node (read from $DMS_PASSPHRASE)\n" {
 		t.Fatalf("wrong passphrase: exit %d, %q", code, stderr)
 	}
 	t.Setenv("DMS_PASSPHRASE", "test-pass")
@@ -112,6 +112,14 @@ func TestInitAndKeys(t *testing.T) {
 	if code, _, stderr := run(t, "--home", home, "key", "new", "extra"); code != 0 {
 		t.Fatalf("key new with DMS_PASSPHRASE_FILE: exit %d, %q", code, stderr)
 	}
+	wrong := filepath.Join(t.TempDir(), "wrong")
+	os.WriteFile(wrong, []byte("nope\n"), 0o600)
+	t.Setenv("DMS_PASSPHRASE_FILE", wrong)
+	code, _, stderr = run(t, "--home", home, "key", "check", "node")
+	if want := "wrong passphrase for key node (read from $DMS_PASSPHRASE_FILE=" + wrong + ")\n"; code != 1 || stderr != want {
+		t.Fatalf("wrong passphrase from a file: exit %d, %q, want %q", code, stderr, want)
+	}
+	t.Setenv("DMS_PASSPHRASE_FILE", pf)
 
 	code, out, _ = run(t, "--home", home, "-o", "json", "key", "list")
 	var keys []struct{ Name, DID string }

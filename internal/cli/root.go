@@ -88,6 +88,14 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	if err == nil {
 		return exitOK
 	}
+	if in, ok := interruption(ctx); ok && !errors.As(err, new(exitError)) {
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "interrupted") {
+			msg = in.Error() // the command only saw "context canceled"
+		}
+		fmt.Fprintln(stderr, oneLine(msg))
+		return in.code()
+	}
 	code := exitFailure
 	var ue usageError
 	var ee exitError
@@ -100,7 +108,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	case errors.As(err, &ue), isCobraUsageError(err):
 		code = exitUsage
 	}
-	fmt.Fprintln(stderr, oneLine(err.Error()))
+	fmt.Fprintln(stderr, oneLine(foldSuggestions(err.Error())))
 	return code
 }
 
@@ -171,6 +179,7 @@ Start here:
 	} {
 		root.AddCommand(c)
 	}
+	refuseUnknownSubcommands(root)
 	return root
 }
 
