@@ -133,9 +133,15 @@ func (a *app) deployRequest(file string) (api.DeployRequest, *ensemble.Spec, err
 		for _, p := range probs {
 			fmt.Fprintf(a.stderr, "%s: %s\n", file, p)
 		}
+		if hint := translateHint(file, data); hint != "" {
+			fmt.Fprintln(a.stderr, hint)
+		}
 		return req, nil, exitError{code: exitFailure}
 	}
 	if err != nil {
+		if hint := translateHint(file, data); hint != "" {
+			return req, nil, fmt.Errorf("%s: %w; %s", file, err, hint)
+		}
 		return req, nil, fmt.Errorf("%s: %w", file, err)
 	}
 	req.Artifacts, err = shipFiles(spec, filepath.Dir(file))
