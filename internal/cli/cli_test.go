@@ -45,6 +45,10 @@ func TestExitCodesAndOneLineErrors(t *testing.T) {
 		{"missing argument", []string{"--home", home, "config", "get"}, 2, "needs 1 argument"},
 		{"no home", []string{"--home", home, "key", "list"}, 1, "run `dms init` first"},
 		{"bad completion shell", []string{"completion", "tcsh"}, 2, "want bash, zsh, fish or powershell"},
+		{"suggestion on one line", []string{"deplo"}, 2, `unknown command "deplo" for "dms"; did you mean "deploy", "deployment" or "deployments"?`},
+		{"group refuses unknown subcommand", []string{"deployment", "frob"}, 2, `unknown command "frob" for "dms deployment"; see dms deployment --help`},
+		{"group suggests subcommand", []string{"--home", home, "deployment", "statu"}, 2, `unknown command "statu" for "dms deployment"; did you mean "status"?`},
+		{"group without subcommand prints help", []string{"deployment"}, 0, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
