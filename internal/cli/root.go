@@ -1,8 +1,10 @@
 // Package cli is the dms command line, built on cobra.
 //
 // Main is the only entry point; cmd/dms calls it with the process arguments
-// and exits with the code it returns: 0 on success, 1 on failure, 2 on a
-// usage error. Every failure prints exactly one line on stderr.
+// and a context from SignalContext, and exits with the code it returns: 0 on
+// success, 1 on failure, 2 on a usage error, 130 or 143 when SIGINT or
+// SIGTERM stopped the command (docs/cli.md lists them all). Every failure
+// prints exactly one line on stderr.
 //
 // Commands that act on a running node talk to it only through the public
 // client in package api (never through internal packages); commands that act
@@ -142,7 +144,15 @@ func newRootCmd(a *app) *cobra.Command {
 Start here:
   dms init                 create the home (~/.dms): node key, user key, API token
   dms run                  start the node in the foreground
-  dms devnet up --nodes 3  start a local network of real nodes to try things on`,
+  dms devnet up --nodes 3  start a local network of real nodes to try things on
+
+Exit codes (docs/cli.md):
+  0        success
+  1        failure (one line on stderr says why)
+  2        usage error: unknown command, flag or argument
+  3        dms plan: some node has no placement
+  130/143  interrupted by Ctrl-C (SIGINT) / SIGTERM; a submitted deployment goes on
+  N        dms deploy of tasks: the job's own exit code`,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return a.resolveGlobals()
 		},
