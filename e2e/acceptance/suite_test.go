@@ -30,6 +30,8 @@ var stepSets = []func(*godog.ScenarioContext){
 	// steps_p2p_test.go: connections
 	p2pSteps,
 	featureenvSteps, // steps_featureenv_test.go: nodes in Docker containers, in regions (e2e/featureenv)
+	msgSteps,        // steps_msgs_test.go: a command run with a given passphrase; an error said once
+	signalSteps,     // steps_signals_test.go: a command in the background, sent SIGINT or SIGTERM
 }
 
 // TestAcceptance runs the feature files with godog, prints the table of
