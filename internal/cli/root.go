@@ -92,8 +92,12 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	}
 	if in, ok := interruption(ctx); ok && !errors.As(err, new(exitError)) {
 		msg := err.Error()
-		if !strings.HasPrefix(msg, "interrupted") {
-			msg = in.Error() // the command only saw "context canceled"
+		switch {
+		case strings.HasPrefix(msg, "interrupted"): // the command said what became of its work
+		case errors.Is(err, context.Canceled), errors.As(err, new(interrupted)):
+			msg = in.Error() // "Get ...: context canceled" says nothing more
+		default:
+			msg = in.Error() + ": " + msg
 		}
 		fmt.Fprintln(stderr, oneLine(msg))
 		return in.code()

@@ -170,3 +170,32 @@ func serveOrchestrator(t *testing.T, f *fakeOrchestrator, home string) string {
 	t.Cleanup(func() { cancel(); <-done })
 	return addr.String()
 }
+
+func TestMainExitCodeOfInterruption(t *testing.T) {
+	home := t.TempDir()
+	if err := os.WriteFile(filepath.Join(home, apiTokenFile), []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		sig      syscall.Signal
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{"a cancelled request says only interrupted", syscall.SIGINT, []string{"--home", home, "--api", "127.0.0.1:9", "peers", "list"}, 130, "interrupted by SIGINT (Ctrl-C)\n"},
+		{"SIGTERM", syscall.SIGTERM, []string{"--home", home, "--api", "127.0.0.1:9", "peers", "list"}, 143, "interrupted by SIGTERM\n"},
+		{"another error keeps its message", syscall.SIGTERM, []string{"--home", home, "key", "list"}, 143, "interrupted by SIGTERM: no dms home at " + home},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancelCause(context.Background())
+			cancel(interrupted{sig: tt.sig})
+			var out, errb strings.Builder
+			code := Main(ctx, tt.args, strings.NewReader(""), &out, &errb)
+			if code != tt.wantCode || !strings.HasPrefix(errb.String(), tt.want) || strings.Count(errb.String(), "\n") != 1 {
+				t.Fatalf("exit %d, stderr %q; want %d and one line starting %q", code, errb.String(), tt.wantCode, tt.want)
+			}
+		})
+	}
+}
