@@ -49,6 +49,8 @@ func TestExitCodesAndOneLineErrors(t *testing.T) {
 		{"group refuses unknown subcommand", []string{"deployment", "frob"}, 2, `unknown command "frob" for "dms deployment"; see dms deployment --help`},
 		{"group suggests subcommand", []string{"--home", home, "deployment", "statu"}, 2, `unknown command "statu" for "dms deployment"; did you mean "status"?`},
 		{"group without subcommand prints help", []string{"deployment"}, 0, ""},
+		{"duration flag too large", []string{"deploy", "-f", "x.yaml", "--timeout", "9999999h"}, 2, `--timeout: "9999999h" is too large (at most 2562047h47m16.854775807s)`},
+		{"duration flag not a duration", []string{"deploy", "-f", "x.yaml", "--timeout", "soon"}, 2, `--timeout: "soon" is not a duration (examples: 30s, 10m, 1h)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -41,6 +41,10 @@ ends, exiting with its exit code; for services until they run. --follow also
 streams the allocations' logs (stdout and stderr) as they run. --detach returns
 once the deployment is accepted.
 
+Ctrl-C stops waiting, not the deployment: deploy exits 130 (143 on SIGTERM)
+and says whether anything was submitted and how to follow or stop what was
+(dms deployment shutdown ID). docs/cli.md lists the exit codes.
+
 Local files the ensemble references (wasm modules, vm images) are read relative
 to the ensemble file and shipped with it. The user key (passphrase from
 $DMS_PASSPHRASE, $DMS_PASSPHRASE_FILE or a prompt) signs a delegation of

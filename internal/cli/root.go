@@ -168,7 +168,7 @@ Exit codes (docs/cli.md):
 	f.StringVar(&a.apiAddr, "api", "", "address of the node's REST API (default: read from <home>/api.addr)")
 	f.StringVar(&a.logFormat, "log-format", "", "log format: text or json (default text on a terminal, else json)")
 	f.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn or error (default from config, else info)")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{flagDurationError(err)} })
 
 	for _, c := range []*cobra.Command{
 		newVersionCmd(a),

@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/dmsnet/dms/internal/match"
 )
 
 // refuseUnknownSubcommands makes every command group under c (a command
@@ -59,3 +63,23 @@ func quoteOr(names []string) string {
 	}
 	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
 }
+
+// flagDurationError rewrites pflag's error for a duration flag
+// (`invalid argument "9999999h" for "--timeout" flag: time: invalid
+// duration "9999999h"`) as match.ParseDuration words it: `--timeout:
+// "9999999h" is too large (at most 2562047h47m16.854775807s)` or `--timeout:
+// "soon" is not a duration (examples: 30s, 10m, 1h)`. Other errors are
+// returned as they are.
+func flagDurationError(err error) error {
+	m := flagDurationRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	_, perr := match.ParseDuration(m[1])
+	if errors.Is(perr, match.ErrDurationRange) {
+		return fmt.Errorf("%s: %w", m[2], perr)
+	}
+	return fmt.Errorf("%s: %q is not a duration (examples: 30s, 10m, 1h)", m[2], m[1])
+}
+
+var flagDurationRE = regexp.MustCompile(`^invalid argument "(.*)" for "(.*)" flag: time: invalid duration`)
