@@ -46,6 +46,8 @@ func TestSignalContext(t *testing.T) {
 type fakeOrchestrator struct {
 	did string
 	at  func(step string)
+	// hold, when set, delays the answer to a submission until it closes.
+	hold chan struct{}
 
 	mu        sync.Mutex
 	submitted int
@@ -58,6 +60,9 @@ func (f *fakeOrchestrator) Info(context.Context) api.Node {
 
 func (f *fakeOrchestrator) Submit(context.Context, api.DeployRequest) (*api.Deployment, error) {
 	f.at("submit")
+	if f.hold != nil {
+		<-f.hold
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.submitted++
@@ -127,9 +132,16 @@ func TestDeployInterrupted(t *testing.T) {
 				}
 			}}
 			addr := serveOrchestrator(t, f, home)
-			var out, errb strings.Builder
+			var out strings.Builder
+			errb := &watchWriter{}
+			if tt.step == "submit" {
+				// The node answers once deploy said it waits for the answer,
+				// as a slow node would.
+				f.hold = make(chan struct{})
+				errb.want, errb.seen = "waiting for the node to answer", f.hold
+			}
 			args := append([]string{"--home", home, "--api", addr, "deploy", "-f", job}, tt.args...)
-			code := Main(ctx, args, strings.NewReader(""), &out, &errb)
+			code := Main(ctx, args, strings.NewReader(""), &out, errb)
 			stderr := errb.String()
 			if code != tt.wantCode {
 				t.Fatalf("exit = %d, want %d; stderr:\n%s", code, tt.wantCode, stderr)
@@ -198,4 +210,29 @@ func TestMainExitCodeOfInterruption(t *testing.T) {
 			}
 		})
 	}
+}
+
+// watchWriter is a buffer that closes seen once what it holds contains want.
+type watchWriter struct {
+	mu   sync.Mutex
+	b    strings.Builder
+	want string
+	seen chan struct{}
+}
+
+func (w *watchWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.b.Write(p)
+	if w.seen != nil && strings.Contains(w.b.String(), w.want) {
+		close(w.seen)
+		w.seen = nil
+	}
+	return n, err
+}
+
+func (w *watchWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
