@@ -17,13 +17,24 @@ GOTESTSUM_VERSION := v1.13.0
 GOBIN_DIR = $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
 GOTESTSUM = $(GOBIN_DIR)/gotestsum
 
-.PHONY: help build test unit integration reports acceptance coverage-check tools fuzz bench bench-executors demo vet clean
+.PHONY: help build first-build-notice test unit integration reports acceptance coverage-check tools fuzz bench bench-executors demo vet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
-build: ## build bin/dms
+build: first-build-notice ## build bin/dms
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/dms
+
+# The first build on an empty Go cache downloads the modules and compiles
+# some 400 packages: minutes of silence on 2 cores. Say so when the module
+# cache lacks go-libp2p at go.mod's version or the build cache is missing or
+# under 100 MB (a dms build leaves several hundred).
+LIBP2P_MOD = $(shell awk '$$1 == "github.com/libp2p/go-libp2p" { print $$1 "@" $$2; exit }' go.mod)
+first-build-notice:
+	@mods=$$($(GO) env GOMODCACHE); cache=$$($(GO) env GOCACHE); \
+	if [ ! -d "$$mods/$(LIBP2P_MOD)" ] || [ ! -d "$$cache" ] || [ "$$(du -sk "$$cache" | cut -f1)" -lt 102400 ]; then \
+		echo "First build on an empty Go cache: downloading modules and compiling take a few minutes (about 4 on 2 cores); later builds take seconds."; \
+	fi
 
 vet: ## go vet and gofmt
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -133,6 +134,11 @@ type Error struct {
 func (e *Error) Error() string {
 	if e.Message == "" {
 		return e.Code
+	}
+	// A message that already says it ("deployment x: not found") does not
+	// need the code in front of it ("not-found: deployment x: not found").
+	if e.Code == CodeNotFound && strings.Contains(e.Message, "not found") {
+		return e.Message
 	}
 	return e.Code + ": " + e.Message
 }

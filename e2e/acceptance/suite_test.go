@@ -34,6 +34,8 @@ var stepSets = []func(*godog.ScenarioContext){
 	translateSteps,  // steps_translate_test.go: what dms translate wrote, and what it did not
 	planSteps,       // steps_plan_test.go: dms plan and dms nodes
 	idSteps,         // steps_ids_test.go: deployment IDs by prefix (CLI, REST), -o yaml
+	msgSteps,        // steps_msgs_test.go: a command run with a given passphrase; an error said once
+	signalSteps,     // steps_signals_test.go: a command in the background, sent SIGINT or SIGTERM
 }
 
 // TestAcceptance runs the feature files with godog, prints the table of

@@ -45,6 +45,12 @@ func TestExitCodesAndOneLineErrors(t *testing.T) {
 		{"missing argument", []string{"--home", home, "config", "get"}, 2, "needs 1 argument"},
 		{"no home", []string{"--home", home, "key", "list"}, 1, "run `dms init` first"},
 		{"bad completion shell", []string{"completion", "tcsh"}, 2, "want bash, zsh, fish or powershell"},
+		{"suggestion on one line", []string{"deplo"}, 2, `unknown command "deplo" for "dms"; did you mean "deploy", "deployment" or "deployments"?`},
+		{"group refuses unknown subcommand", []string{"deployment", "frob"}, 2, `unknown command "frob" for "dms deployment"; see dms deployment --help`},
+		{"group suggests subcommand", []string{"--home", home, "deployment", "statu"}, 2, `unknown command "statu" for "dms deployment"; did you mean "status"?`},
+		{"group without subcommand prints help", []string{"deployment"}, 0, ""},
+		{"duration flag too large", []string{"deploy", "-f", "x.yaml", "--timeout", "9999999h"}, 2, `--timeout: "9999999h" is too large (at most 2562047h47m16.854775807s)`},
+		{"duration flag not a duration", []string{"deploy", "-f", "x.yaml", "--timeout", "soon"}, 2, `--timeout: "soon" is not a duration (examples: 30s, 10m, 1h)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,7 +102,7 @@ func TestInitAndKeys(t *testing.T) {
 
 	t.Setenv("DMS_PASSPHRASE", "wrong")
 	code, _, stderr = run(t, "--home", home, "key", "check", "node")
-	if code != 1 || stderr != "wrong passphrase for key node\n" {
+	if code != 1 || stderr != "wrong passphrase for key node (read from $DMS_PASSPHRASE)\n" {
 		t.Fatalf("wrong passphrase: exit %d, %q", code, stderr)
 	}
 	t.Setenv("DMS_PASSPHRASE", "test-pass")
@@ -112,6 +118,14 @@ func TestInitAndKeys(t *testing.T) {
 	if code, _, stderr := run(t, "--home", home, "key", "new", "extra"); code != 0 {
 		t.Fatalf("key new with DMS_PASSPHRASE_FILE: exit %d, %q", code, stderr)
 	}
+	wrong := filepath.Join(t.TempDir(), "wrong")
+	os.WriteFile(wrong, []byte("nope\n"), 0o600)
+	t.Setenv("DMS_PASSPHRASE_FILE", wrong)
+	code, _, stderr = run(t, "--home", home, "key", "check", "node")
+	if want := "wrong passphrase for key node (read from $DMS_PASSPHRASE_FILE=" + wrong + ")\n"; code != 1 || stderr != want {
+		t.Fatalf("wrong passphrase from a file: exit %d, %q, want %q", code, stderr, want)
+	}
+	t.Setenv("DMS_PASSPHRASE_FILE", pf)
 
 	code, out, _ = run(t, "--home", home, "-o", "json", "key", "list")
 	var keys []struct{ Name, DID string }

@@ -41,6 +41,10 @@ ends, exiting with its exit code; for services until they run. --follow also
 streams the allocations' logs (stdout and stderr) as they run. --detach returns
 once the deployment is accepted.
 
+Ctrl-C stops waiting, not the deployment: deploy exits 130 (143 on SIGTERM)
+and says whether anything was submitted and how to follow or stop what was
+(dms deployment shutdown ID). docs/cli.md lists the exit codes.
+
 Local files the ensemble references (wasm modules, vm images) are read relative
 to the ensemble file and shipped with it. The user key (passphrase from
 $DMS_PASSPHRASE, $DMS_PASSPHRASE_FILE or a prompt) signs a delegation of
@@ -64,11 +68,11 @@ providers run the job because they trust the user, not the node.`,
 			ctx := a.ctx
 			n, err := c.Node(ctx)
 			if err != nil {
-				return err
+				return a.notSubmitted(err)
 			}
 			user, err := a.loadKey("user")
 			if err != nil {
-				return err
+				return a.notSubmitted(err)
 			}
 			for _, cmdPrefix := range deployCommands {
 				d, err := cap.Delegate(user, cap.DelegationParams{Audience: identity.DID(n.DID), Command: cmdPrefix, Expiry: time.Now().Add(grantTTL)})
@@ -81,9 +85,12 @@ providers run the job because they trust the user, not the node.`,
 				}
 				req.Chains = append(req.Chains, text)
 			}
-			d, err := c.Deploy(ctx, req)
+			d, err := a.submit(c, req)
 			if err != nil {
-				return err
+				return a.notSubmitted(err)
+			}
+			if in, ok := interruption(ctx); ok {
+				return fmt.Errorf("%v: submitted as deployment %s; it goes on (dms deployment status %s; stop it with dms deployment shutdown %s)", in, d.ID, d.ID, d.ID)
 			}
 			if detach {
 				return a.print(d, func(w io.Writer) error {
@@ -130,9 +137,15 @@ func (a *app) deployRequest(file string) (api.DeployRequest, *ensemble.Spec, err
 		for _, p := range probs {
 			fmt.Fprintf(a.stderr, "%s: %s\n", file, p)
 		}
+		if hint := translateHint(file, data); hint != "" {
+			fmt.Fprintln(a.stderr, hint)
+		}
 		return req, nil, exitError{code: exitFailure}
 	}
 	if err != nil {
+		if hint := translateHint(file, data); hint != "" {
+			return req, nil, fmt.Errorf("%s: %w; %s", file, err, hint)
+		}
 		return req, nil, fmt.Errorf("%s: %w", file, err)
 	}
 	req.Artifacts, err = shipFiles(spec, filepath.Dir(file))
@@ -193,39 +206,10 @@ func (a *app) watchDeployment(ctx context.Context, c *api.Client, d *api.Deploym
 			logsDone <- c.DeploymentLogs(ctx, d.ID, "", true, func(l api.LogLine) { a.printLog(l, multi) })
 		}()
 	}
-	last := map[string]string{}
+	prog := newProgress(follow, services)
 	report := func(d *api.Deployment) {
-		if last[""] != d.State+d.Message {
-			last[""] = d.State + d.Message
-			line := d.State
-			if d.Message != "" {
-				line += ": " + d.Message
-			}
-			fmt.Fprintln(a.stderr, line)
-			if d.State == "queued" {
-				for _, cnd := range d.Candidates {
-					fmt.Fprintf(a.stderr, "  %s\n", candidateLine(cnd))
-				}
-			}
-			if d.State == "committing" {
-				for _, p := range d.Placement {
-					fmt.Fprintf(a.stderr, "  node %s on %s (score %.2f)\n", p.Node, p.Provider, p.Score)
-				}
-			}
-		}
-		for _, al := range d.Allocations {
-			key := al.State + al.Message
-			if last["a/"+al.Name] != key {
-				last["a/"+al.Name] = key
-				line := fmt.Sprintf("  %s: %s", al.Name, al.State)
-				if al.ExitCode != nil && (al.State == "completed" || al.State == "failed") {
-					line += fmt.Sprintf(" (exit %d)", *al.ExitCode)
-				}
-				if al.Message != "" {
-					line += " - " + al.Message
-				}
-				fmt.Fprintln(a.stderr, line)
-			}
+		for _, l := range prog.lines(d) {
+			fmt.Fprintln(a.stderr, l)
 		}
 	}
 	report(d)
@@ -238,6 +222,9 @@ func (a *app) watchDeployment(ctx context.Context, c *api.Client, d *api.Deploym
 		}
 		next, err := c.Deployment(ctx, d.ID, d.Version, 30*time.Second)
 		if err != nil {
+			if in, ok := interruption(ctx); ok {
+				return fmt.Errorf("%v: deployment %s goes on; follow it again with dms deployment logs -f %s, stop it with dms deployment shutdown %s", in, d.ID, d.ID, d.ID)
+			}
 			if ctx.Err() != nil {
 				return fmt.Errorf("stopped waiting; deployment %s goes on (dms deployment status %s)", d.ID, d.ID)
 			}
@@ -416,19 +403,23 @@ func printDeployment(w io.Writer, d *api.Deployment) error {
 		}
 	}
 	if len(d.Allocations) > 0 {
-		fmt.Fprintln(tw, "\nALLOCATION\tNODE\tSTATE\tRESTARTS\tEXIT\tMESSAGE")
+		fmt.Fprintln(tw, "\nALLOCATION\tNODE\tSTATE\tRESTARTS\tEXIT\tPORTS\tMESSAGE")
 		for _, al := range d.Allocations {
 			exit := "-"
 			if al.ExitCode != nil {
 				exit = fmt.Sprint(*al.ExitCode)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", al.Name, al.Node, al.State, al.Restarts, exit, al.Message)
+			ports := "-"
+			if len(al.Ports) > 0 {
+				ports = strings.Join(al.Ports, ",")
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", al.Name, al.Node, al.State, al.Restarts, exit, ports, al.Message)
 		}
 	}
 	if len(d.Candidates) > 0 {
-		fmt.Fprintln(tw, "\nWHY NOT (last bid round)\t\t\t\t\t")
+		fmt.Fprintln(tw, "\nWHY NOT (last bid round)\t\t\t\t\t\t")
 		for _, c := range d.Candidates {
-			fmt.Fprintf(tw, "  %s\t\t\t\t\t\n", candidateLine(c))
+			fmt.Fprintf(tw, "  %s\t\t\t\t\t\t\n", candidateLine(c))
 		}
 	}
 	return tw.Flush()

@@ -1,8 +1,10 @@
 // Package cli is the dms command line, built on cobra.
 //
 // Main is the only entry point; cmd/dms calls it with the process arguments
-// and exits with the code it returns: 0 on success, 1 on failure, 2 on a
-// usage error. Every failure prints exactly one line on stderr.
+// and a context from SignalContext, and exits with the code it returns: 0 on
+// success, 1 on failure, 2 on a usage error, 130 or 143 when SIGINT or
+// SIGTERM stopped the command (docs/cli.md lists them all). Every failure
+// prints exactly one line on stderr.
 //
 // Commands that act on a running node talk to it only through the public
 // client in package api (never through internal packages); commands that act
@@ -90,6 +92,18 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	if err == nil {
 		return exitOK
 	}
+	if in, ok := interruption(ctx); ok && !errors.As(err, new(exitError)) {
+		msg := err.Error()
+		switch {
+		case strings.HasPrefix(msg, "interrupted"): // the command said what became of its work
+		case errors.Is(err, context.Canceled), errors.As(err, new(interrupted)):
+			msg = in.Error() // "Get ...: context canceled" says nothing more
+		default:
+			msg = in.Error() + ": " + msg
+		}
+		fmt.Fprintln(stderr, oneLine(msg))
+		return in.code()
+	}
 	code := exitFailure
 	var ue usageError
 	var ee exitError
@@ -102,7 +116,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	case errors.As(err, &ue), isCobraUsageError(err):
 		code = exitUsage
 	}
-	fmt.Fprintln(stderr, oneLine(err.Error()))
+	fmt.Fprintln(stderr, oneLine(foldSuggestions(err.Error())))
 	return code
 }
 
@@ -136,7 +150,15 @@ func newRootCmd(a *app) *cobra.Command {
 Start here:
   dms init                 create the home (~/.dms): node key, user key, API token
   dms run                  start the node in the foreground
-  dms devnet up --nodes 3  start a local network of real nodes to try things on`,
+  dms devnet up --nodes 3  start a local network of real nodes to try things on
+
+Exit codes (docs/cli.md):
+  0        success
+  1        failure (one line on stderr says why)
+  2        usage error: unknown command, flag or argument
+  3        dms plan: some node has no placement
+  130/143  interrupted by Ctrl-C (SIGINT) / SIGTERM; a submitted deployment goes on
+  N        dms deploy of tasks: the job's own exit code`,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return a.resolveGlobals()
 		},
@@ -148,7 +170,7 @@ Start here:
 	f.StringVar(&a.apiAddr, "api", "", "address of the node's REST API (default: read from <home>/api.addr)")
 	f.StringVar(&a.logFormat, "log-format", "", "log format: text or json (default text on a terminal, else json)")
 	f.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn or error (default from config, else info)")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{flagDurationError(err)} })
 
 	for _, c := range []*cobra.Command{
 		newVersionCmd(a),
@@ -175,6 +197,7 @@ Start here:
 	} {
 		root.AddCommand(c)
 	}
+	refuseUnknownSubcommands(root)
 	a.wireCompletion(root) // after every command: completion from the usage lines (complete.go)
 	return root
 }

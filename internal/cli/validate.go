@@ -62,6 +62,9 @@ looked up relative to the ensemble file unless --skip-files is given.
 			case errors.As(err, &probs):
 				res.Problems = probs
 			case err != nil:
+				if hint := translateHint(file, data); hint != "" {
+					return fmt.Errorf("validate %s: %w; %s", file, err, hint)
+				}
 				return fmt.Errorf("validate %s: %w", file, err)
 			default:
 				res.Allocations, res.Nodes = len(spec.Allocations), len(spec.Nodes)
@@ -89,6 +92,9 @@ looked up relative to the ensemble file unless --skip-files is given.
 				return err
 			}
 			if !res.Valid {
+				if hint := translateHint(file, data); hint != "" {
+					fmt.Fprintln(a.stderr, hint)
+				}
 				return exitError{code: exitFailure} // the problems are the report
 			}
 			return nil

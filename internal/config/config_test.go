@@ -70,6 +70,7 @@ func TestSetGet(t *testing.T) {
 		{key: "p2p.conn_low", value: "ten", wantErr: `p2p.conn_low: "ten" is not an integer`},
 		{key: "p2p.max_memory", value: "4 GB", wantErr: "not a size"},
 		{key: "actor.default_timeout", value: "soon", wantErr: `"soon" is not a duration`},
+		{key: "actor.default_timeout", value: "99999999h", wantErr: `"99999999h" is too large (at most 2562047h47m16.854775807s)`},
 		{key: "p2p.listn", value: "x", wantErr: `unknown config key "p2p.listn" (did you mean p2p.listen?)`},
 		{key: "p2p", value: "x", wantErr: "p2p is a section, not a key"},
 		{key: "p2p.listen.x", value: "x", wantErr: "unknown config key"},

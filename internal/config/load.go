@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/dmsnet/dms/internal/atomicfile"
+	"github.com/dmsnet/dms/internal/match"
 )
 
 // FileName is the name of the config file in a dms home.
@@ -35,7 +36,10 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 
 // UnmarshalText reads a Go duration ("30s", "1h30m").
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
+	v, err := match.ParseDuration(string(b))
+	if errors.Is(err, match.ErrDurationRange) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("%q is not a duration (examples: 500ms, 30s, 10m, 1h)", b)
 	}

@@ -290,9 +290,9 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, line int) {
 	switch v.Type() {
 	case durationType:
 		if s, ok := d.scalar(n, path, line, "a duration such as 30s"); ok {
-			t, err := time.ParseDuration(s)
+			t, err := match.ParseDuration(s)
 			if err != nil {
-				d.addf(path, line, "%q is not a duration", s)
+				d.addf(path, line, "%v", err) // "is not a duration" or "is too large (at most ...)"
 				return
 			}
 			v.SetInt(int64(t))

@@ -526,6 +526,18 @@ allocations:
 			},
 		},
 		{
+			name: "duration too large",
+			src: `version: v1
+timeouts:
+  queue: 9999999h
+allocations:
+  a: {executor: wasm, execution: {module: a.wasm}}
+`,
+			want: []string{
+				`timeouts.queue: "9999999h" is too large (at most 2562047h47m16.854775807s) (line 3)`,
+			},
+		},
+		{
 			name: "volumes",
 			src: `version: v1
 allocations:

@@ -237,3 +237,72 @@ Feature: Local API and CLI
     Then the output is the YAML form of alice's `dms -o json key list`
     When alice runs `dms -o yaml deployments`
     Then the output is the YAML form of alice's `dms -o json deployments`
+
+  Scenario: A mistyped command gets the suggestions on one readable line
+    When alice runs `dms deplo`
+    Then it is a usage error saying "unknown command \"deplo\" for \"dms\"; did you mean \"deploy\""
+
+  Scenario Outline: A command group refuses an unknown subcommand
+    When alice runs `dms <command>`
+    Then it is a usage error saying "<error>"
+
+    Examples:
+      | command           | error                                                                  |
+      | deployment frob   | unknown command \"frob\" for \"dms deployment\"                        |
+      | deployment statu  | unknown command \"statu\" for \"dms deployment\"; did you mean \"status\"? |
+      | key lst           | unknown command \"lst\" for \"dms key\"                                |
+
+  Scenario: An unknown deployment is not found, said once
+    When alice runs `dms deployment status no-such-deployment`
+    Then it is refused with "deployment no-such-deployment: not found"
+    And the error says "not found" once
+
+  Scenario: A wrong passphrase names where it was read from
+    When alice runs `dms key check user` with the passphrase "not-the-passphrase"
+    Then it is refused with "wrong passphrase for key user (read from $DMS_PASSPHRASE)"
+
+  Scenario: A Docker Compose file given to dms deploy points at dms translate
+    Given the file "compose.yaml":
+      """
+      services:
+        web:
+          image: nginx
+      """
+    When alice runs `dms deploy -f compose.yaml`
+    Then the command fails with exit code 1
+    And the error says "compose.yaml looks like a Docker Compose file, not an ensemble: convert it with `dms translate --from compose compose.yaml"
+
+  Scenario: A duration too large to hold is said to be too large
+    Given the file "forever.yaml":
+      """
+      version: v1
+      timeouts:
+        queue: 9999999h
+      allocations:
+        a: {executor: wasm, execution: {module: workload.wasm}}
+      """
+    When alice runs `dms validate -f forever.yaml`
+    Then the command fails with exit code 1
+    And the output contains "timeouts.queue: \"9999999h\" is too large"
+
+  Scenario: Ctrl-C while following services exits 130 and leaves them running
+    Given bob offers 1 CPU to alice's deployments
+    And the file "svc.yaml":
+      """
+      version: v1
+      allocations:
+        svc:
+          type: service
+          executor: wasm
+          resources: {cpu: 0.5, ram: 64MiB}
+          execution: {module: workload.wasm, args: [print=serving, sleep=10m]}
+      """
+    When alice starts `dms deploy -f svc.yaml --follow`
+    Then within 60 seconds its error output says "all services run; Ctrl-C stops following and leaves them running (dms deployment shutdown"
+    When it is sent SIGINT
+    Then it exits with 130 within 10 seconds
+    And its error output says "interrupted by SIGINT (Ctrl-C): deployment <deployment> goes on; follow it again with dms deployment logs -f <deployment>"
+    When alice runs `dms deployment status <deployment>`
+    Then the command succeeds
+    And the output contains "running"
+    And the output contains "PORTS"

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/identity"
 )
 
@@ -28,20 +29,65 @@ func (c Reason) String() string {
 	return fmt.Sprintf("%s for %s: %s (%s)", identity.ShortPeerID(c.Peer), c.Node, c.Kind, strings.Join(c.Reasons, "; "))
 }
 
-// Summarize counts reasons by kind, for a one-line message: "2 location,
-// 1 resource", or "no provider answered" when there are none.
+// kindPhrases says, for each kind of reason, what the providers it counts
+// are: "3 providers too small".
+var kindPhrases = map[string]string{
+	deployproto.KindResource:   "too small",
+	deployproto.KindExecutor:   "without the executor",
+	deployproto.KindLocation:   "in the wrong location",
+	deployproto.KindPrice:      "above the price ceiling",
+	deployproto.KindTime:       "not free in the time window",
+	deployproto.KindOnboarding: "with nothing onboarded",
+	deployproto.KindPinned:     "not the pinned one",
+	deployproto.KindInvalid:    "with an invalid bid",
+	deployproto.KindRefused:    "refusing",
+	deployproto.KindNoAnswer:   "not answering",
+	deployproto.KindDistinct:   "already hosting another node",
+	deployproto.KindRTT:        "too far from another node",
+	deployproto.KindPeerLimit:  "at their reservation limit",
+}
+
+// Summarize counts the providers each kind of reason keeps out, for a
+// one-line message: "3 providers too small, 1 provider without the
+// executor" (most first), or "no provider answered" when there are none.
+// A provider counts once per kind however many nodes it was asked for.
 func Summarize(rs []Reason) string {
 	if len(rs) == 0 {
 		return "no provider answered"
 	}
-	kinds := map[string]int{}
-	for _, c := range rs {
-		kinds[c.Kind]++
+	peers := map[string]map[string]bool{} // kind → providers
+	for i, c := range rs {
+		if peers[c.Kind] == nil {
+			peers[c.Kind] = map[string]bool{}
+		}
+		p := c.Peer
+		if p == "" {
+			p = fmt.Sprintf("#%d", i) // a reason of no single provider
+		}
+		peers[c.Kind][p] = true
 	}
-	parts := make([]string, 0, len(kinds))
-	for k, n := range kinds {
-		parts = append(parts, fmt.Sprintf("%d %s", n, k))
+	kinds := make([]string, 0, len(peers))
+	for k := range peers {
+		kinds = append(kinds, k)
 	}
-	sort.Strings(parts)
+	sort.Slice(kinds, func(i, j int) bool {
+		if ni, nj := len(peers[kinds[i]]), len(peers[kinds[j]]); ni != nj {
+			return ni > nj
+		}
+		return kinds[i] < kinds[j]
+	})
+	parts := make([]string, len(kinds))
+	for i, k := range kinds {
+		phrase, ok := kindPhrases[k]
+		if !ok {
+			phrase = "(" + k + ")"
+		}
+		n := len(peers[k])
+		noun := "providers"
+		if n == 1 {
+			noun = "provider"
+		}
+		parts[i] = fmt.Sprintf("%d %s %s", n, noun, phrase)
+	}
 	return strings.Join(parts, ", ")
 }
