@@ -386,9 +386,10 @@ func (s deploymentService) Shutdown(ctx context.Context, id string) (*api.Deploy
 	return apiDeployment(d, false), nil
 }
 
-func (s deploymentService) Logs(ctx context.Context, id, alloc string, follow bool, emit func(api.LogLine)) error {
-	err := s.n.deploys.Logs(ctx, id, alloc, follow, func(name string, e deployproto.LogEntry) {
-		emit(api.LogLine{Allocation: name, Stream: e.Stream, Data: string(e.Data)})
+func (s deploymentService) Logs(ctx context.Context, id, alloc string, follow bool, f api.LogFilter, emit func(api.LogLine)) error {
+	filter := deployproto.LogFilter{Tail: f.Tail, Since: f.Since, Stream: f.Stream}
+	err := s.n.deploys.Logs(ctx, id, alloc, follow, filter, func(name string, e deployproto.LogEntry) {
+		emit(api.LogLine{Allocation: name, Stream: e.Stream, Data: string(e.Data), Time: e.Time})
 	})
 	if errors.Is(err, orchestrator.ErrNotFound) {
 		return &apiserver.NotFound{Err: err}
