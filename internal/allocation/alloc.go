@@ -55,6 +55,8 @@ type alloc struct {
 	changed   chan struct{}        // guarded by mu: closed and replaced at every state change
 	removed   bool                 // guarded by mu
 	reporting bool                 // guarded by mu: the reporter runs
+
+	execs execSessions // exec sessions (exec.go)
 }
 
 func (a *alloc) id() string { return a.rec.ID } // ID never changes

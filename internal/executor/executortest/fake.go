@@ -64,6 +64,7 @@ var (
 	_ executor.Pauser   = (*Executor)(nil)
 	_ executor.Execer   = (*Executor)(nil)
 	_ executor.Statser  = (*Executor)(nil)
+	_ executor.ExecStreamer = (*Executor)(nil)
 	_ io.Closer         = (*Executor)(nil)
 )
 
@@ -439,4 +440,36 @@ func (e *Executor) Stats(ctx context.Context, id string) (executor.Usage, error)
 		MemoryPeak: in.peak,
 		PIDs:       1 + in.children,
 	}, nil
+}
+
+// ExecStream implements executor.ExecStreamer: it copies opts.Stdin to
+// opts.Stdout (like cat), then runs cmd as a script, as Exec does; with a
+// TTY stderr goes to opts.Stdout.
+func (e *Executor) ExecStream(ctx context.Context, id string, opts executor.ExecOptions) (int, error) {
+	if _, err := e.instances.Get(id); err != nil {
+		return 0, err
+	}
+	stdout, stderr := opts.Stdout, opts.Stderr
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if opts.TTY || stderr == nil {
+		stderr = stdout
+	}
+	if opts.Stdin != nil {
+		done := make(chan error, 1)
+		go func() {
+			_, err := io.Copy(stdout, opts.Stdin)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				return 0, fmt.Errorf("exec in %s: stdin: %w", id, err)
+			}
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	return e.Exec(ctx, id, opts.Cmd, stdout, stderr)
 }
