@@ -447,3 +447,12 @@ func (n *Node) offerOnly(execs map[ensemble.Executor]executor.Executor) {
 	m.Executors = n.withFeatures(keep)
 	n.resources.SetMachine(m)
 }
+
+// Exec implements apiserver.ExecService.
+func (s deploymentService) Exec(ctx context.Context, id, alloc string, req api.ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	code, err := s.n.deploys.Exec(ctx, id, alloc, deployproto.ExecRequest{Cmd: req.Cmd, Stdin: req.Stdin, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols}, stdin, stdout, stderr)
+	if errors.Is(err, orchestrator.ErrNotFound) {
+		return 0, &apiserver.NotFound{Err: err}
+	}
+	return code, err
+}
