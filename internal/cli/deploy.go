@@ -320,7 +320,7 @@ func newDeploymentsCmd(a *app) *cobra.Command {
 func newDeploymentCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deployment",
-		Short: "Inspect or stop one deployment: status, logs, shutdown",
+		Short: "Inspect or stop one deployment: status, logs, exec, shutdown",
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "status ID",
@@ -339,6 +339,7 @@ func newDeploymentCmd(a *app) *cobra.Command {
 		},
 	})
 	cmd.AddCommand(newDeploymentLogsCmd(a))
+	cmd.AddCommand(newDeploymentExecCmd(a))
 	cmd.AddCommand(&cobra.Command{
 		Use:   "shutdown ID",
 		Short: "Stop a deployment and release its resources",
