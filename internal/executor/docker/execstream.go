@@ -43,6 +43,10 @@ func (e *Executor) ExecStream(ctx context.Context, id string, opts executor.Exec
 		return 0, e.classify("exec in "+t.id[:12], err)
 	}
 	defer att.Close()
+	if size.Height > 0 {
+		// Engines before API 1.42 ignore the size given at create.
+		e.cli.ExecResize(ctx, created.ID, client.ExecResizeOptions{Height: size.Height, Width: size.Width})
+	}
 	stop := context.AfterFunc(ctx, att.Close)
 	defer stop()
 	if opts.Stdin != nil {
