@@ -155,7 +155,6 @@ var (
 	_ executor.Pauser   = (*Executor)(nil)
 	_ executor.Execer   = (*Executor)(nil)
 	_ executor.Statser  = (*Executor)(nil)
-	_ executor.ExecStreamer = (*Executor)(nil)
 )
 
 // tracked is a container this executor watches.

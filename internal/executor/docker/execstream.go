@@ -88,3 +88,5 @@ func (e *Executor) ExecStream(ctx context.Context, id string, opts executor.Exec
 		}
 	}
 }
+
+var _ executor.ExecStreamer = (*Executor)(nil)

@@ -64,7 +64,6 @@ var (
 	_ executor.Pauser   = (*Executor)(nil)
 	_ executor.Execer   = (*Executor)(nil)
 	_ executor.Statser  = (*Executor)(nil)
-	_ executor.ExecStreamer = (*Executor)(nil)
 	_ io.Closer         = (*Executor)(nil)
 )
 
@@ -441,6 +440,8 @@ func (e *Executor) Stats(ctx context.Context, id string) (executor.Usage, error)
 		PIDs:       1 + in.children,
 	}, nil
 }
+
+var _ executor.ExecStreamer = (*Executor)(nil)
 
 // ExecStream implements executor.ExecStreamer: it copies opts.Stdin to
 // opts.Stdout (like cat), then runs cmd as a script, as Exec does; with a
