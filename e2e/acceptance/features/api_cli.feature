@@ -84,3 +84,70 @@ Feature: Local API and CLI
     When alice runs `dms version`
     Then the command succeeds
     And the output contains "dms "
+
+  @logs
+  Scenario: deployment logs shows the tail, one stream, and timestamps
+    Given bob offers 1 CPU to alice's deployments
+    And alice has deployed the ensemble:
+      """
+      version: v1
+      allocations:
+        job:
+          executor: wasm
+          resources: {cpu: 0.5, ram: 64MiB}
+          execution: {module: workload.wasm, args: [print=line-1, print=line-2, print=line-3, eprint=oops, print=line-4]}
+      """
+    And the deployment completes within 60 seconds
+    When alice runs `dms deployment logs <deployment> --tail 2 --stderr`
+    Then the command succeeds
+    And the output is empty
+    And the error says "oops"
+    When alice runs `dms deployment logs <deployment> --tail 2`
+    Then the output contains "line-4"
+    And the output does not contain "line-2"
+    When alice runs `dms deployment logs <deployment> --timestamps`
+    Then the output has 4 lines
+    And every line of the output starts with a timestamp
+    When alice runs `dms deployment logs <deployment> --since 1h`
+    Then the output contains "line-1"
+    When alice runs `dms deployment logs <deployment> --since yesterday`
+    Then it is refused with "want a duration (10m, 2h)"
+
+  @docker @exec
+  Scenario: deployment exec runs a command in a running container, with stdin, and exits with its code
+    Given bob offers 1 CPU to alice's deployments
+    And bob offers the docker executor
+    And alice has deployed the ensemble:
+      """
+      version: v1
+      allocations:
+        web:
+          executor: docker
+          resources: {cpu: 0.5, ram: 64MiB}
+          execution: {image: "<workload-image>", cmd: [print=ready, sleep=10m]}
+      """
+    And the deployment is running within 60 seconds
+    When alice runs `dms deployment exec <deployment> web -- /workload print=inside exit=3`
+    Then the command fails with exit code 3
+    And the output contains "inside"
+    When alice runs `dms deployment exec -i <deployment> web -- /workload cat=/dev/stdin` with the input "hello through stdin\n"
+    Then the command succeeds
+    And the output contains "hello through stdin"
+    When alice runs `dms deployment exec <deployment> nope -- /workload`
+    Then it is refused with "has no allocation nope"
+
+  @exec
+  Scenario: deployment exec refuses an allocation whose executor cannot exec
+    Given bob offers 1 CPU to alice's deployments
+    And alice has deployed the ensemble:
+      """
+      version: v1
+      allocations:
+        job:
+          executor: wasm
+          resources: {cpu: 0.5, ram: 64MiB}
+          execution: {module: workload.wasm, args: [print=ready, sleep=10m]}
+      """
+    And the deployment is running within 60 seconds
+    When alice runs `dms deployment exec <deployment> job -- sh`
+    Then it is refused with "exec is not supported by executor wasm"
