@@ -251,7 +251,7 @@ func (c *Client) Exec(ctx context.Context, id, alloc string, req ExecRequest, st
 		case FrameExit:
 			return ExitCode(payload), nil
 		case FrameError:
-			return 0, &Error{Status: 502, Code: "exec", Message: string(payload)}
+			return 0, errors.New(string(payload))
 		default:
 			return 0, fmt.Errorf("exec: unexpected frame %q from the node", typ)
 		}

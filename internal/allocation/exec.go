@@ -176,10 +176,10 @@ func (a *alloc) handleExec(ctx context.Context, msg *actor.Message) (any, error)
 	switch rec.State {
 	case deployproto.AllocRunning, deployproto.AllocHealthy, deployproto.AllocUnhealthy:
 	default:
-		return nil, fmt.Errorf("exec in %s: the allocation is %s, not running", a.id(), rec.State)
+		return nil, fmt.Errorf("the allocation is %s, not running: exec needs it running", rec.State)
 	}
 	if rec.InstanceID == "" {
-		return nil, fmt.Errorf("exec in %s: no instance runs", a.id())
+		return nil, errors.New("the allocation has no running instance")
 	}
 	var idb [16]byte
 	rand.Read(idb[:])

@@ -117,7 +117,7 @@ Feature: Local API and CLI
   Scenario: deployment exec runs a command in a running container, with stdin, and exits with its code
     Given bob offers 1 CPU to alice's deployments
     And bob offers the docker executor
-    And alice has deployed the ensemble:
+    And alice has deployed, without waiting, the ensemble:
       """
       version: v1
       allocations:
@@ -126,7 +126,7 @@ Feature: Local API and CLI
           resources: {cpu: 0.5, ram: 64MiB}
           execution: {image: "<workload-image>", cmd: [print=ready, sleep=10m]}
       """
-    And the deployment is running within 60 seconds
+    And within 60 seconds the deployment is "running" with the allocation "web" "running"
     When alice runs `dms deployment exec <deployment> web -- /workload print=inside exit=3`
     Then the command fails with exit code 3
     And the output contains "inside"
@@ -139,7 +139,7 @@ Feature: Local API and CLI
   @exec
   Scenario: deployment exec refuses an allocation whose executor cannot exec
     Given bob offers 1 CPU to alice's deployments
-    And alice has deployed the ensemble:
+    And alice has deployed, without waiting, the ensemble:
       """
       version: v1
       allocations:
@@ -148,6 +148,6 @@ Feature: Local API and CLI
           resources: {cpu: 0.5, ram: 64MiB}
           execution: {module: workload.wasm, args: [print=ready, sleep=10m]}
       """
-    And the deployment is running within 60 seconds
+    And within 60 seconds the deployment is "running" with the allocation "job" "running"
     When alice runs `dms deployment exec <deployment> job -- sh`
     Then it is refused with "exec is not supported by executor wasm"
