@@ -17,6 +17,7 @@ func TestCommandPrefixes(t *testing.T) {
 		{"allocation", api.CmdAllocation, deployproto.CmdAllocation},
 		{"default trust", api.CmdRoot, capstore.DefaultPrefix},
 		{"issued tokens", api.SourceIssued, capstore.SourceIssued},
+		{"health-check user agent", api.HealthCheckUserAgent, deployproto.HealthCheckUserAgent},
 	} {
 		if tt.api != tt.internal {
 			t.Errorf("%s: api says %q, the node %q", tt.name, tt.api, tt.internal)
