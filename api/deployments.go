@@ -91,8 +91,8 @@ type LogLine struct {
 }
 
 // HealthCheckUserAgent is the User-Agent of the HTTP health checks a
-// provider sends to services: `dms deployment logs` leaves out the log
-// lines that contain it unless asked for them.
+// provider sends to services: the logs leave out the lines that contain it
+// unless LogFilter.HealthChecks asks for them.
 const HealthCheckUserAgent = "dms-health-check/1"
 
 // LogFilter selects which log lines GET /api/v1/deployments/{id}/logs
@@ -106,6 +106,10 @@ type LogFilter struct {
 	Since time.Time
 	// Stream is stdout or stderr to get only that stream; empty gets both.
 	Stream string
+	// HealthChecks keeps the log lines of the provider's own HTTP health
+	// checks (they contain HealthCheckUserAgent); by default they are left
+	// out, also from a followed log.
+	HealthChecks bool
 }
 
 func (f LogFilter) query(q url.Values) {
@@ -117,6 +121,9 @@ func (f LogFilter) query(q url.Values) {
 	}
 	if f.Stream != "" {
 		q.Set("stream", f.Stream)
+	}
+	if f.HealthChecks {
+		q.Set("health_checks", "true")
 	}
 }
 

@@ -322,7 +322,7 @@ func (a *alloc) handleLogs(ctx context.Context, msg *actor.Message) (any, error)
 	if req.Stream != "" && req.Stream != "stdout" && req.Stream != "stderr" {
 		return nil, fmt.Errorf("logs of %s: stream %q is not stdout or stderr", a.id(), req.Stream)
 	}
-	filter := logFilter{stream: req.Stream, since: req.Since}
+	filter := logFilter{stream: req.Stream, since: req.Since, dropHealth: !req.HealthChecks}
 	limit := req.Max
 	if limit == 0 {
 		limit = defaultLogMax

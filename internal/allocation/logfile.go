@@ -186,6 +186,30 @@ var ErrBadOffset = errors.New("bad log offset")
 type logFilter struct {
 	stream string
 	since  time.Time
+	// dropHealth leaves out the lines that contain the health checks'
+	// User-Agent (only whole lines within one write are recognized).
+	dropHealth bool
+}
+
+var healthMark = []byte(deployproto.HealthCheckUserAgent)
+
+// lines returns data without the health-check lines when f says so.
+func (f logFilter) lines(data []byte) []byte {
+	if !f.dropHealth || !bytes.Contains(data, healthMark) {
+		return data
+	}
+	out := data[:0:0]
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n') + 1
+		if i == 0 {
+			i = len(data)
+		}
+		if !bytes.Contains(data[:i], healthMark) {
+			out = append(out, data[:i]...)
+		}
+		data = data[i:]
+	}
+	return out
 }
 
 func (f logFilter) pass(stream string, at time.Time) bool {
@@ -262,6 +286,10 @@ func (l *logFile) read(off int64, max int, filter logFilter) ([]deployproto.LogE
 		if _, err := f.ReadAt(data, off+frameHead); err != nil {
 			return nil, off, fmt.Errorf("read log: %w", err)
 		}
+		if data = filter.lines(data); len(data) == 0 {
+			off += frameHead + n
+			continue
+		}
 		// Merge consecutive frames of one stream and one write into one entry.
 		if k := len(out) - 1; k >= 0 && out[k].Stream == stream && !timed {
 			out[k].Data = append(out[k].Data, data...)
@@ -315,6 +343,9 @@ func (l *logFile) tail(off int64, lines, max int, filter logFilter) ([]deploypro
 		}
 		stream := streamName(kind)
 		if !filter.pass(stream, at) {
+			continue
+		}
+		if data = filter.lines(data); len(data) == 0 {
 			continue
 		}
 		if k := len(keep) - 1; k >= 0 && keep[k].Stream == stream && !timed {

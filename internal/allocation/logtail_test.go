@@ -99,3 +99,48 @@ func TestLogReadFilterAndTime(t *testing.T) {
 		})
 	}
 }
+
+func TestLogHealthCheckLines(t *testing.T) {
+	hc := `10.0.0.1 - - "GET /health HTTP/1.1" 200 2 "-" "dms-health-check/1"` + "\n"
+	user := `10.0.0.2 - - "GET / HTTP/1.1" 200 612 "-" "curl/8.0"` + "\n"
+	tests := []struct {
+		name, in, want string
+		keep           bool
+	}{
+		{name: "no health checks", in: user + user, want: user + user},
+		{name: "only health checks", in: hc + hc, want: ""},
+		{name: "mixed", in: hc + user + hc, want: user},
+		{name: "unterminated last line", in: user + hc[:len(hc)-1], want: user},
+		{name: "kept on request", in: hc + user, want: hc + user, keep: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := string(logFilter{dropHealth: !tc.keep}.lines([]byte(tc.in))); got != tc.want {
+				t.Errorf("lines(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+
+	// Reads and tails leave them out; the tail counts only the other lines.
+	l, _ := openTestLog(t)
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	l.appendAt(t0, streamStdout, []byte("first\n"))
+	for range 5 {
+		l.appendAt(t0, streamStdout, []byte(hc))
+	}
+	l.appendAt(t0, streamStdout, []byte(user))
+	l.appendAt(t0, streamStdout, []byte(hc))
+	drop := logFilter{dropHealth: true}
+	es, _, err := l.tail(0, 2, 1<<20, drop)
+	if err != nil || entries(es) != "stdout:first\n|stdout:"+user+"|" {
+		t.Errorf("tail(2) = %q, %v; want first and the user line", entries(es), err)
+	}
+	es, _, err = l.read(0, 1<<20, drop)
+	if err != nil || entries(es) != "stdout:first\n|stdout:"+user+"|" {
+		t.Errorf("read = %q, %v; want first and the user line", entries(es), err)
+	}
+	es, _, _ = l.read(0, 1<<20, logFilter{})
+	if len(es) != 8 {
+		t.Errorf("read keeping health checks = %d entries, want 8", len(es))
+	}
+}

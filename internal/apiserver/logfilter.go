@@ -29,6 +29,13 @@ func logFilter(q url.Values) (api.LogFilter, error) {
 		}
 		f.Since = t
 	}
+	if v := q.Get("health_checks"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return f, fmt.Errorf("health_checks %q: want true or false", v)
+		}
+		f.HealthChecks = b
+	}
 	switch v := q.Get("stream"); v {
 	case "", "stdout", "stderr":
 		f.Stream = v

@@ -53,6 +53,7 @@ The requests of the provider's own HTTP health checks (User-Agent
 			if stderrOnly {
 				f.Stream = "stderr"
 			}
+			f.HealthChecks = healthChecks
 			c, err := a.client()
 			if err != nil {
 				return err
@@ -63,12 +64,6 @@ The requests of the provider's own HTTP health checks (User-Agent
 			}
 			multi := len(d.Allocations) > 1 && alloc == ""
 			return c.DeploymentLogsFiltered(a.ctx, args[0], alloc, follow, f, func(l api.LogLine) {
-				if !healthChecks {
-					l.Data = dropHealthChecks(l.Data)
-					if l.Data == "" {
-						return
-					}
-				}
 				if a.json() {
 					a.print(l, nil)
 					return
@@ -105,22 +100,6 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("--since %q: want a duration (10m, 2h) or a time (2026-01-02T15:04:05Z)", s)
-}
-
-// dropHealthChecks removes the lines that record the provider's own HTTP
-// health checks (a service's access log line names the User-Agent). A line
-// split across two pieces of output is not recognized.
-func dropHealthChecks(data string) string {
-	if !strings.Contains(data, api.HealthCheckUserAgent) {
-		return data
-	}
-	var b strings.Builder
-	for _, line := range strings.SplitAfter(data, "\n") {
-		if !strings.Contains(line, api.HealthCheckUserAgent) {
-			b.WriteString(line)
-		}
-	}
-	return b.String()
 }
 
 // printLogTimed is printLog with each line prefixed by the entry's time.

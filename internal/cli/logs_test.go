@@ -4,8 +4,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/dmsnet/dms/api"
 )
 
 func TestParseSince(t *testing.T) {
@@ -32,26 +30,6 @@ func TestParseSince(t *testing.T) {
 			}
 			if err != nil || !got.Equal(tc.want) {
 				t.Errorf("parseSince(%q) = %v, %v, want %v", tc.in, got, err, tc.want)
-			}
-		})
-	}
-}
-
-func TestDropHealthChecks(t *testing.T) {
-	hc := `10.0.0.1 - - "GET /health HTTP/1.1" 200 2 "-" "` + api.HealthCheckUserAgent + `"` + "\n"
-	user := `10.0.0.2 - - "GET / HTTP/1.1" 200 612 "-" "curl/8.0"` + "\n"
-	tests := []struct {
-		name, in, want string
-	}{
-		{name: "no health checks", in: user + user, want: user + user},
-		{name: "only health checks", in: hc + hc, want: ""},
-		{name: "mixed", in: hc + user + hc, want: user},
-		{name: "unterminated last line", in: user + hc[:len(hc)-1], want: user},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := dropHealthChecks(tc.in); got != tc.want {
-				t.Errorf("dropHealthChecks(%q) = %q, want %q", tc.in, got, tc.want)
 			}
 		})
 	}

@@ -102,6 +102,10 @@ type LogFilter struct {
 	Tail   int       `json:"tail,omitempty"`   // lines; 0: all
 	Since  time.Time `json:"since,omitzero"`   // entries written at or after it (entries without a time pass)
 	Stream string    `json:"stream,omitempty"` // stdout or stderr; empty: both
+	// HealthChecks keeps the lines that contain HealthCheckUserAgent (a
+	// service's access log of the provider's HTTP health checks); by
+	// default they are left out, and Tail does not count them.
+	HealthChecks bool `json:"health_checks,omitempty"`
 }
 
 // LogsChunk is a piece of a log: entries in order, the offset to ask for

@@ -387,7 +387,7 @@ func (s deploymentService) Shutdown(ctx context.Context, id string) (*api.Deploy
 }
 
 func (s deploymentService) Logs(ctx context.Context, id, alloc string, follow bool, f api.LogFilter, emit func(api.LogLine)) error {
-	filter := deployproto.LogFilter{Tail: f.Tail, Since: f.Since, Stream: f.Stream}
+	filter := deployproto.LogFilter{Tail: f.Tail, Since: f.Since, Stream: f.Stream, HealthChecks: f.HealthChecks}
 	err := s.n.deploys.Logs(ctx, id, alloc, follow, filter, func(name string, e deployproto.LogEntry) {
 		emit(api.LogLine{Allocation: name, Stream: e.Stream, Data: string(e.Data), Time: e.Time})
 	})
