@@ -233,6 +233,10 @@ func (a *alloc) handleExecInput(ctx context.Context, msg *actor.Message) (any, e
 	if err != nil {
 		return nil, err
 	}
+	if req.Close {
+		a.execs.remove(s)
+		return struct{}{}, nil
+	}
 	if s.stdin == nil {
 		return nil, fmt.Errorf("exec session %s was started without stdin", s.id)
 	}

@@ -27,11 +27,13 @@ type ExecStarted struct {
 }
 
 // ExecInput is input for a session's command; EOF closes its stdin after
-// Data. Data is at most ExecChunk bytes.
+// Data. Data is at most ExecChunk bytes. Close ends the session at once
+// (the client went away): its command's streams are closed.
 type ExecInput struct {
 	Session string `json:"session"`
 	Data    []byte `json:"data,omitempty"`
 	EOF     bool   `json:"eof,omitempty"`
+	Close   bool   `json:"close,omitempty"`
 }
 
 // ExecOutputRequest reads a session's output, waiting up to Wait for some

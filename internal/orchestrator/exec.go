@@ -44,6 +44,18 @@ func (s *Service) Exec(ctx context.Context, id, alloc string, req deployproto.Ex
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
+	ended := false
+	defer func() {
+		if ended {
+			return
+		}
+		// The caller went away or the relay failed: end the session on the
+		// provider now rather than when it idles out.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		var ack struct{}
+		r.actor.Invoke(cctx, a.Handle, deployproto.BehaviorExecInput, deployproto.ExecInput{Session: started.Session, Close: true}, &ack)
+	}()
 	inErr := make(chan error, 1)
 	if req.Stdin && stdin != nil {
 		go func() { inErr <- r.execInput(ctx, a.Handle, started.Session, stdin) }()
@@ -70,6 +82,7 @@ func (s *Service) Exec(ctx context.Context, id, alloc string, req deployproto.Ex
 			}
 		}
 		if out.Exited {
+			ended = true
 			if out.Error != "" {
 				return 0, fmt.Errorf("exec in %s: %s", alloc, out.Error)
 			}

@@ -3,7 +3,9 @@ package orchestrator_test
 import (
 	"context"
 	"errors"
+	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,4 +71,58 @@ func TestExecRelay(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestExecCancelEndsSession: a caller that goes away ends its session on
+// the provider at once, so the allocation's session slots free up.
+func TestExecCancelEndsSession(t *testing.T) {
+	w := newWorld(t, 2, worldOpts{})
+	d := w.submit(task("0.5", "print=up", "sleep=1m"))
+	svc := w.nodes[0].svc
+	waitState(t, svc, d.ID, orchestrator.Running)
+	err := poll.Until(context.Background(), 10*time.Second, "allocation running", func(context.Context) (bool, error) {
+		got, err := svc.Get(d.ID)
+		return err == nil && got.Allocations["job"] != nil && got.Allocations["job"].State == deployproto.AllocRunning, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// More sessions than an allocation holds at once, each abandoned while
+	// its command waits for stdin that never ends.
+	for i := range 6 {
+		ctx, cancel := context.WithCancel(context.Background())
+		pr, pw := io.Pipe()
+		done := make(chan error, 1)
+		var out syncBuffer
+		go func() {
+			_, err := svc.Exec(ctx, d.ID, "job", deployproto.ExecRequest{Cmd: []string{"cat"}, Stdin: true}, pr, &out, io.Discard)
+			done <- err
+		}()
+		pw.Write([]byte("ping\n"))
+		if err := poll.Until(context.Background(), 10*time.Second, "echo", func(context.Context) (bool, error) { return out.String() == "ping\n", nil }); err != nil {
+			t.Fatalf("session %d: %v", i, err)
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("session %d: Exec after cancel = %v, want context.Canceled", i, err)
+		}
+		pw.Close()
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
