@@ -151,3 +151,24 @@ Feature: Local API and CLI
     And within 60 seconds the deployment is "running" with the allocation "job" "running"
     When alice runs `dms deployment exec <deployment> job -- sh`
     Then it is refused with "exec is not supported by executor wasm"
+
+  @logs
+  Scenario: deployment logs -f starts from the last 10 lines, not the whole history
+    Given bob offers 1 CPU to alice's deployments
+    And alice has deployed the ensemble:
+      """
+      version: v1
+      allocations:
+        job:
+          executor: wasm
+          resources: {cpu: 0.5, ram: 64MiB}
+          execution: {module: workload.wasm, args: [tick=14x10ms]}
+      """
+    And the deployment completes within 60 seconds
+    When alice runs `dms deployment logs <deployment> -f`
+    Then the command succeeds
+    And the output has 10 lines
+    And the output contains "tick 5"
+    And the output does not contain "tick 4"
+    When alice runs `dms deployment logs <deployment> -f --tail 0`
+    Then the output has 14 lines
