@@ -26,6 +26,20 @@ func execSteps(sc *godog.ScenarioContext) {
 		w.Last, w.LastCmd = &r, name+": dms "+line
 		return nil
 	})
+	sc.Step("^([a-z]+) runs `dms (.+)` on a terminal$", func(ctx context.Context, name, line string) error {
+		w := worldOf(ctx)
+		line = w.expand(line)
+		args, err := splitArgs(line)
+		if err != nil {
+			return err
+		}
+		r, ok := w.home(name).RunTerminal(w.T, args...)
+		if !ok {
+			w.T.Skip("script(1) (util-linux) is not installed: no pseudo-terminal to run on")
+		}
+		w.Last, w.LastCmd = &r, name+": dms "+line+" (on a terminal)"
+		return nil
+	})
 	sc.Step(`^every line of the output starts with a timestamp$`, func(ctx context.Context) error {
 		w := worldOf(ctx)
 		out := strings.TrimRight(w.last().Stdout, "\n")

@@ -133,6 +133,9 @@ Feature: Local API and CLI
     When alice runs `dms deployment exec -i <deployment> web -- /workload cat=/dev/stdin` with the input "hello through stdin\n"
     Then the command succeeds
     And the output contains "hello through stdin"
+    When alice runs `dms deployment exec -it <deployment> web -- /workload print=in-a-tty exit=4` on a terminal
+    Then the command fails with exit code 4
+    And the output contains "in-a-tty"
     When alice runs `dms deployment exec <deployment> nope -- /workload`
     Then it is refused with "has no allocation nope"
 
