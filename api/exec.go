@@ -30,6 +30,7 @@ const (
 	FrameStderr   byte = 'e'
 	FrameExit     byte = 'x' // payload: the exit code, big-endian int32
 	FrameError    byte = 'E' // payload: a one-line message
+	FrameResize   byte = 'r' // client to node, with a TTY; payload: rows and columns, big-endian uint16 each
 )
 
 // MaxFramePayload is the most one frame carries; ReadFrame refuses larger
@@ -43,6 +44,26 @@ type ExecRequest struct {
 	TTY   bool     // allocate a terminal (-t); stdout and stderr then arrive as one stream
 	Rows  int      // the terminal's initial size, with TTY
 	Cols  int
+	// Resize, with TTY, carries the terminal's new sizes while the command
+	// runs (the client sends them as FrameResize; the server's handler
+	// sets it for the ExecService). Not part of the query.
+	Resize <-chan TermSize
+}
+
+// TermSize is a terminal's size in characters.
+type TermSize struct {
+	Rows, Cols int
+}
+
+// ResizePayload encodes a FrameResize.
+func ResizePayload(s TermSize) []byte {
+	b := binary.BigEndian.AppendUint16(nil, uint16(min(max(s.Rows, 0), 0xffff)))
+	return binary.BigEndian.AppendUint16(b, uint16(min(max(s.Cols, 0), 0xffff)))
+}
+
+// ResizeOf decodes the payload of a FrameResize.
+func ResizeOf(payload []byte) TermSize {
+	return TermSize{Rows: int(binary.BigEndian.Uint16(payload)), Cols: int(binary.BigEndian.Uint16(payload[2:]))}
 }
 
 func (r ExecRequest) query() url.Values {
@@ -134,9 +155,9 @@ func ReadFrame(r io.Reader) (typ byte, payload []byte, err error) {
 		if n != 0 {
 			return 0, nil, fmt.Errorf("exec stream: stdin-EOF frame with %d bytes", n)
 		}
-	case FrameExit:
+	case FrameExit, FrameResize:
 		if n != 4 {
-			return 0, nil, fmt.Errorf("exec stream: exit frame with %d bytes, want 4", n)
+			return 0, nil, fmt.Errorf("exec stream: %q frame with %d bytes, want 4", typ, n)
 		}
 	default:
 		return 0, nil, fmt.Errorf("exec stream: unknown frame type %q", typ)
@@ -231,6 +252,25 @@ func (c *Client) Exec(ctx context.Context, id, alloc string, req ExecRequest, st
 		if err != nil {
 			return 0, fmt.Errorf("exec: %w", err)
 		}
+	}
+	if req.TTY && req.Resize != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			for {
+				select {
+				case sz, ok := <-req.Resize:
+					if !ok {
+						return
+					}
+					mu.Lock()
+					WriteFrame(conn, FrameResize, ResizePayload(sz))
+					mu.Unlock()
+				case <-done:
+					return
+				}
+			}
+		}()
 	}
 	for {
 		typ, payload, err := ReadFrame(conn)

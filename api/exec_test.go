@@ -20,6 +20,7 @@ func TestFrameRoundTrip(t *testing.T) {
 		{name: "empty stdout", typ: FrameStdout, payload: []byte{}},
 		{name: "stdin eof", typ: FrameStdinEOF, payload: []byte{}},
 		{name: "exit -1", typ: FrameExit, payload: ExitPayload(-1)},
+		{name: "resize", typ: FrameResize, payload: ResizePayload(TermSize{Rows: 50, Cols: 200})},
 		{name: "largest", typ: FrameStderr, payload: bytes.Repeat([]byte("z"), MaxFramePayload)},
 	}
 	for _, tc := range tests {
@@ -37,6 +38,12 @@ func TestFrameRoundTrip(t *testing.T) {
 	if ExitCode(ExitPayload(-1)) != -1 || ExitCode(ExitPayload(130)) != 130 {
 		t.Error("ExitCode(ExitPayload(x)) != x")
 	}
+	if got := ResizeOf(ResizePayload(TermSize{Rows: 50, Cols: 200})); got != (TermSize{Rows: 50, Cols: 200}) {
+		t.Errorf("ResizeOf(ResizePayload(50x200)) = %+v", got)
+	}
+	if got := ResizeOf(ResizePayload(TermSize{Rows: -1, Cols: 1 << 20})); got != (TermSize{Rows: 0, Cols: 0xffff}) {
+		t.Errorf("ResizeOf(ResizePayload(-1x1M)) = %+v, want clamped to 0x65535", got)
+	}
 }
 
 func TestReadFrameRefuses(t *testing.T) {
@@ -47,7 +54,8 @@ func TestReadFrameRefuses(t *testing.T) {
 	}{
 		{name: "unknown type", in: "z\x00\x00\x00\x00", want: "unknown frame type"},
 		{name: "too large", in: "o\x00\x00\x80\x01", want: "the most is 32768"},
-		{name: "exit of 3 bytes", in: "x\x00\x00\x00\x03abc", want: "exit frame with 3 bytes"},
+		{name: "exit of 3 bytes", in: "x\x00\x00\x00\x03abc", want: "'x' frame with 3 bytes, want 4"},
+		{name: "resize of 2 bytes", in: "r\x00\x00\x00\x02ab", want: "'r' frame with 2 bytes, want 4"},
 		{name: "eof with data", in: "I\x00\x00\x00\x01a", want: "stdin-EOF frame with 1 bytes"},
 		{name: "truncated header", in: "o\x00", want: "truncated frame header"},
 		{name: "truncated payload", in: "o\x00\x00\x00\x05ab", want: "truncated frame"},

@@ -45,8 +45,9 @@ type execSession struct {
 	id     string
 	cancel context.CancelFunc
 	idle   *time.Timer
-	stdin  *io.PipeWriter // nil without stdin
-	inMu   sync.Mutex     // serializes writes to stdin
+	stdin  *io.PipeWriter         // nil without stdin
+	inMu   sync.Mutex             // serializes writes to stdin
+	resize chan executor.TermSize // buffered 1: the latest size not yet applied
 
 	mu      sync.Mutex
 	stdout  []byte        // guarded by mu
@@ -184,10 +185,13 @@ func (a *alloc) handleExec(ctx context.Context, msg *actor.Message) (any, error)
 	var idb [16]byte
 	rand.Read(idb[:])
 	sctx, cancel := context.WithCancel(a.life)
-	s := &execSession{id: hex.EncodeToString(idb[:]), cancel: cancel, changed: make(chan struct{})}
+	s := &execSession{id: hex.EncodeToString(idb[:]), cancel: cancel, changed: make(chan struct{}), resize: make(chan executor.TermSize, 1)}
 	opts := executor.ExecOptions{
 		Cmd: req.Cmd, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols,
 		Stdout: sessionWriter{s: s}, Stderr: sessionWriter{s: s, stderr: true},
+	}
+	if req.TTY {
+		opts.Resize = s.resize
 	}
 	var stdinR *io.PipeReader
 	if req.Stdin {
@@ -236,6 +240,15 @@ func (a *alloc) handleExecInput(ctx context.Context, msg *actor.Message) (any, e
 	if req.Close {
 		a.execs.remove(s)
 		return struct{}{}, nil
+	}
+	if req.Rows < 0 || req.Cols < 0 || req.Rows > 10000 || req.Cols > 10000 {
+		return nil, fmt.Errorf("exec resize %dx%d: want a terminal size from 1 to 10000", req.Rows, req.Cols)
+	}
+	if req.Rows > 0 && req.Cols > 0 {
+		latest(s.resize, executor.TermSize{Rows: req.Rows, Cols: req.Cols})
+		if len(req.Data) == 0 && !req.EOF {
+			return struct{}{}, nil
+		}
 	}
 	if s.stdin == nil {
 		return nil, fmt.Errorf("exec session %s was started without stdin", s.id)
@@ -301,6 +314,21 @@ func (a *alloc) handleExecOutput(ctx context.Context, msg *actor.Message) (any, 
 			return out, nil
 		case <-ctx.Done():
 			return out, nil
+		}
+	}
+}
+
+// latest puts v in ch (buffered 1), replacing a value not yet taken.
+func latest[T any](ch chan T, v T) {
+	for {
+		select {
+		case ch <- v:
+			return
+		default:
+		}
+		select {
+		case <-ch:
+		default:
 		}
 	}
 }

@@ -64,6 +64,10 @@ func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	stdinR, stdinW := io.Pipe()
+	resize := make(chan api.TermSize, 1)
+	if req.TTY {
+		req.Resize = resize
+	}
 	go func() {
 		// Read the client's frames: stdin until its end, then only to
 		// notice the client going away.
@@ -81,6 +85,19 @@ func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
 				}
 			case api.FrameStdinEOF:
 				stdinW.Close()
+			case api.FrameResize:
+				sz := api.ResizeOf(payload)
+				for sent := false; !sent; {
+					select {
+					case resize <- sz:
+						sent = true
+					default:
+						select {
+						case <-resize: // a newer size replaces one not taken yet
+						default:
+						}
+					}
+				}
 			default:
 				stdinW.CloseWithError(errors.New("unexpected frame from the client"))
 				return

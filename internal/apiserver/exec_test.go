@@ -32,6 +32,10 @@ func (fakeExec) Exec(ctx context.Context, id, alloc string, req api.ExecRequest,
 		}
 		_, err := io.Copy(stdout, stdin)
 		return 0, err
+	case "size":
+		sz := <-req.Resize
+		fmt.Fprintf(stdout, "%dx%d\n", sz.Rows, sz.Cols)
+		return 0, nil
 	case "fail":
 		var n int
 		fmt.Sscan(req.Cmd[1], &n)
@@ -73,6 +77,7 @@ func TestExecEndpoint(t *testing.T) {
 		{name: "stdin round trip", id: "d1", req: api.ExecRequest{Cmd: []string{"cat"}, Stdin: true}, stdin: "hello\n", wantOut: "hello\n"},
 		{name: "more than one frame", id: "d1", req: api.ExecRequest{Cmd: []string{"cat"}, Stdin: true}, stdin: big, wantOut: big},
 		{name: "exit code and stderr", id: "d1", req: api.ExecRequest{Cmd: []string{"fail", "7"}, TTY: true, Rows: 24, Cols: 80}, wantErrOut: "failing with 7, tty true\n", wantCode: 7},
+		{name: "resize", id: "d1", req: api.ExecRequest{Cmd: []string{"size"}, TTY: true, Resize: sizes(api.TermSize{Rows: 33, Cols: 120})}, wantOut: "33x120\n"},
 		{name: "refused", id: "d1", req: api.ExecRequest{Cmd: []string{"sh"}}, wantErr: "exec is not supported by executor wasm"},
 		{name: "unknown deployment", id: "nope", req: api.ExecRequest{Cmd: []string{"sh"}}, wantErr: "deployment nope not found"},
 		{name: "no command", id: "d1", req: api.ExecRequest{}, wantErr: "cmd is required"},
@@ -97,4 +102,12 @@ func TestExecEndpoint(t *testing.T) {
 			}
 		})
 	}
+}
+
+func sizes(s ...api.TermSize) <-chan api.TermSize {
+	ch := make(chan api.TermSize, len(s))
+	for _, v := range s {
+		ch <- v
+	}
+	return ch
 }

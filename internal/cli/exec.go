@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"io"
 	"os"
 
@@ -50,6 +51,9 @@ Examples:
 					if w, h, err := term.GetSize(int(out.Fd())); err == nil {
 						req.Cols, req.Rows = w, h
 					}
+					ctx, cancel := context.WithCancel(a.ctx)
+					defer cancel()
+					req.Resize = watchSize(ctx, out)
 				}
 				if in, ok := a.stdin.(*os.File); ok && interactive && term.IsTerminal(int(in.Fd())) {
 					old, err := term.MakeRaw(int(in.Fd()))

@@ -21,18 +21,27 @@ type ExecRequest struct {
 	Cols  int      `json:"cols,omitempty"`
 }
 
+// TermSize is a terminal's size in characters.
+type TermSize struct {
+	Rows int `json:"rows"`
+	Cols int `json:"cols"`
+}
+
 // ExecStarted names the session of a started command.
 type ExecStarted struct {
 	Session string `json:"session"`
 }
 
 // ExecInput is input for a session's command; EOF closes its stdin after
-// Data. Data is at most ExecChunk bytes. Close ends the session at once
-// (the client went away): its command's streams are closed.
+// Data. Data is at most ExecChunk bytes. Rows and Cols, when both are set,
+// resize the session's terminal. Close ends the session at once (the
+// client went away): its command's streams are closed.
 type ExecInput struct {
 	Session string `json:"session"`
 	Data    []byte `json:"data,omitempty"`
 	EOF     bool   `json:"eof,omitempty"`
+	Rows    int    `json:"rows,omitempty"`
+	Cols    int    `json:"cols,omitempty"`
 	Close   bool   `json:"close,omitempty"`
 }
 

@@ -26,4 +26,12 @@ type ExecOptions struct {
 	Stdin  io.Reader // nil: no input
 	Stdout io.Writer
 	Stderr io.Writer
+	// Resize, with TTY, carries new terminal sizes while the command runs
+	// (nil: the size stays).
+	Resize <-chan TermSize
+}
+
+// TermSize is a terminal's size in characters.
+type TermSize struct {
+	Rows, Cols int
 }

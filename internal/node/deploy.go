@@ -450,7 +450,28 @@ func (n *Node) offerOnly(execs map[ensemble.Executor]executor.Executor) {
 
 // Exec implements apiserver.ExecService.
 func (s deploymentService) Exec(ctx context.Context, id, alloc string, req api.ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	code, err := s.n.deploys.Exec(ctx, id, alloc, deployproto.ExecRequest{Cmd: req.Cmd, Stdin: req.Stdin, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols}, stdin, stdout, stderr)
+	var resize chan deployproto.TermSize
+	if req.Resize != nil {
+		resize = make(chan deployproto.TermSize)
+		go func() {
+			for {
+				select {
+				case sz, ok := <-req.Resize:
+					if !ok {
+						return
+					}
+					select {
+					case resize <- deployproto.TermSize{Rows: sz.Rows, Cols: sz.Cols}:
+					case <-ctx.Done():
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	code, err := s.n.deploys.ExecResizable(ctx, id, alloc, deployproto.ExecRequest{Cmd: req.Cmd, Stdin: req.Stdin, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols}, stdin, stdout, stderr, resize)
 	if errors.Is(err, orchestrator.ErrNotFound) {
 		return 0, &apiserver.NotFound{Err: err}
 	}

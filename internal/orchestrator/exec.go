@@ -20,6 +20,12 @@ const execPoll = 5 * time.Second
 // command's exit code once it has ended; an allocation whose executor
 // cannot exec, or that does not run, is refused with the provider's reason.
 func (s *Service) Exec(ctx context.Context, id, alloc string, req deployproto.ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	return s.ExecResizable(ctx, id, alloc, req, stdin, stdout, stderr, nil)
+}
+
+// ExecResizable is Exec that also relays the terminal sizes resize carries
+// (with req.TTY).
+func (s *Service) ExecResizable(ctx context.Context, id, alloc string, req deployproto.ExecRequest, stdin io.Reader, stdout, stderr io.Writer, resize <-chan deployproto.TermSize) (int, error) {
 	r, err := s.get(id)
 	if err != nil {
 		return 0, err
@@ -60,6 +66,9 @@ func (s *Service) Exec(ctx context.Context, id, alloc string, req deployproto.Ex
 	if req.Stdin && stdin != nil {
 		go func() { inErr <- r.execInput(ctx, a.Handle, started.Session, stdin) }()
 	}
+	if req.TTY && resize != nil {
+		go r.execResize(ctx, a.Handle, started.Session, resize)
+	}
 	for {
 		var out deployproto.ExecOutput
 		cctx, cancel := context.WithTimeout(ctx, execPoll+10*time.Second)
@@ -94,6 +103,24 @@ func (s *Service) Exec(ctx context.Context, id, alloc string, req deployproto.Ex
 				return 0, fmt.Errorf("exec in %s: %w", alloc, err)
 			}
 		default:
+		}
+	}
+}
+
+// execResize relays terminal sizes to a session until ctx ends.
+func (r *run) execResize(ctx context.Context, to actor.Handle, session string, resize <-chan deployproto.TermSize) {
+	for {
+		select {
+		case sz, ok := <-resize:
+			if !ok {
+				return
+			}
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			var ack struct{}
+			r.actor.Invoke(cctx, to, deployproto.BehaviorExecInput, deployproto.ExecInput{Session: session, Rows: sz.Rows, Cols: sz.Cols}, &ack)
+			cancel()
+		case <-ctx.Done():
+			return
 		}
 	}
 }

@@ -126,3 +126,43 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestExecResize: terminal sizes reach the provider's session while the
+// command runs.
+func TestExecResize(t *testing.T) {
+	w := newWorld(t, 2, worldOpts{})
+	d := w.submit(task("0.5", "print=up", "sleep=1m"))
+	svc := w.nodes[0].svc
+	waitState(t, svc, d.ID, orchestrator.Running)
+	if err := poll.Until(context.Background(), 10*time.Second, "allocation running", func(context.Context) (bool, error) {
+		got, err := svc.Get(d.ID)
+		return err == nil && got.Allocations["job"] != nil && got.Allocations["job"].State == deployproto.AllocRunning, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	resize := make(chan deployproto.TermSize, 1)
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		code, err := svc.ExecResizable(context.Background(), d.ID, "job", deployproto.ExecRequest{Cmd: []string{"cat"}, Stdin: true, TTY: true, Rows: 24, Cols: 80}, pr, &out, &out, resize)
+		if err == nil && code != 0 {
+			err = errors.New("non-zero exit")
+		}
+		done <- err
+	}()
+	pw.Write([]byte("ready\n"))
+	if err := poll.Until(context.Background(), 10*time.Second, "echo", func(context.Context) (bool, error) { return strings.Contains(out.String(), "ready\n"), nil }); err != nil {
+		t.Fatal(err)
+	}
+	resize <- deployproto.TermSize{Rows: 40, Cols: 100}
+	if err := poll.Until(context.Background(), 10*time.Second, "resize", func(context.Context) (bool, error) {
+		return strings.Contains(out.String(), "resize 40x100\n"), nil
+	}); err != nil {
+		t.Fatalf("%v; output %q", err, out.String())
+	}
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

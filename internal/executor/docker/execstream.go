@@ -49,6 +49,22 @@ func (e *Executor) ExecStream(ctx context.Context, id string, opts executor.Exec
 	}
 	stop := context.AfterFunc(ctx, att.Close)
 	defer stop()
+	if opts.TTY && opts.Resize != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			for {
+				select {
+				case sz := <-opts.Resize:
+					if sz.Rows > 0 && sz.Cols > 0 {
+						e.cli.ExecResize(ctx, created.ID, client.ExecResizeOptions{Height: uint(sz.Rows), Width: uint(sz.Cols)})
+					}
+				case <-done:
+					return
+				}
+			}
+		}()
+	}
 	if opts.Stdin != nil {
 		go func() {
 			io.Copy(att.Conn, opts.Stdin)

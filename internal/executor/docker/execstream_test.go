@@ -61,6 +61,18 @@ func TestExecStream(t *testing.T) {
 			}
 		})
 	}
+	t.Run("resize while running", func(t *testing.T) {
+		resize := make(chan executor.TermSize, 1)
+		resize <- executor.TermSize{Rows: 40, Cols: 100}
+		var out bytes.Buffer
+		code, err := ex.ExecStream(ctx, id, executor.ExecOptions{
+			Cmd: []string{"sh", "-c", "sleep 1; stty size </dev/tty"}, TTY: true, Rows: 24, Cols: 80,
+			Stdout: &out, Resize: resize,
+		})
+		if err != nil || code != 0 || out.String() != "40 100\r\n" {
+			t.Errorf("ExecStream = %d, %v, %q; want 0, nil, \"40 100\\r\\n\"", code, err, out.String())
+		}
+	})
 	if _, err := ex.ExecStream(ctx, id, executor.ExecOptions{Cmd: nil}); err == nil || !strings.Contains(err.Error(), "empty command") {
 		t.Errorf("ExecStream(no command) = %v, want an empty-command error", err)
 	}

@@ -445,7 +445,9 @@ var _ executor.ExecStreamer = (*Executor)(nil)
 
 // ExecStream implements executor.ExecStreamer: it copies opts.Stdin to
 // opts.Stdout (like cat), then runs cmd as a script, as Exec does; with a
-// TTY stderr goes to opts.Stdout.
+// TTY stderr goes to opts.Stdout, and each size from opts.Resize is
+// written there as "resize ROWSxCOLS\n" (Stdout must then be safe for
+// concurrent writes).
 func (e *Executor) ExecStream(ctx context.Context, id string, opts executor.ExecOptions) (int, error) {
 	if _, err := e.instances.Get(id); err != nil {
 		return 0, err
@@ -456,6 +458,20 @@ func (e *Executor) ExecStream(ctx context.Context, id string, opts executor.Exec
 	}
 	if opts.TTY || stderr == nil {
 		stderr = stdout
+	}
+	if opts.TTY && opts.Resize != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			for {
+				select {
+				case sz := <-opts.Resize:
+					fmt.Fprintf(stdout, "resize %dx%d\n", sz.Rows, sz.Cols)
+				case <-done:
+					return
+				}
+			}
+		}()
 	}
 	if opts.Stdin != nil {
 		done := make(chan error, 1)
