@@ -84,9 +84,47 @@ type DeploymentCandidate struct {
 // LogLine is one piece of output, as GET /api/v1/deployments/{id}/logs
 // streams them (one JSON object per line).
 type LogLine struct {
-	Allocation string `json:"allocation"`
-	Stream     string `json:"stream"` // stdout or stderr
-	Data       string `json:"data"`
+	Allocation string    `json:"allocation"`
+	Stream     string    `json:"stream"` // stdout or stderr
+	Data       string    `json:"data"`
+	Time       time.Time `json:"time,omitzero"` // when the provider copied it from the workload; absent in logs written before DMS stamped them
+}
+
+// HealthCheckUserAgent is the User-Agent of the HTTP health checks a
+// provider sends to services: the logs leave out the lines that contain it
+// unless LogFilter.HealthChecks asks for them.
+const HealthCheckUserAgent = "dms-health-check/1"
+
+// LogFilter selects which log lines GET /api/v1/deployments/{id}/logs
+// streams.
+type LogFilter struct {
+	// Tail, when positive, starts with the last Tail lines of each
+	// allocation logged so far instead of the beginning.
+	Tail int
+	// Since, when set, drops lines written before it (lines without a
+	// time are kept).
+	Since time.Time
+	// Stream is stdout or stderr to get only that stream; empty gets both.
+	Stream string
+	// HealthChecks keeps the log lines of the provider's own HTTP health
+	// checks (they contain HealthCheckUserAgent); by default they are left
+	// out, also from a followed log.
+	HealthChecks bool
+}
+
+func (f LogFilter) query(q url.Values) {
+	if f.Tail > 0 {
+		q.Set("tail", strconv.Itoa(f.Tail))
+	}
+	if !f.Since.IsZero() {
+		q.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if f.Stream != "" {
+		q.Set("stream", f.Stream)
+	}
+	if f.HealthChecks {
+		q.Set("health_checks", "true")
+	}
 }
 
 // Deploy submits an ensemble.
@@ -126,7 +164,13 @@ func (c *Client) ShutdownDeployment(ctx context.Context, id string) (*Deployment
 // DeploymentLogs streams a deployment's logs (one allocation's when alloc
 // is set) to fn, from the beginning; with follow until they end.
 func (c *Client) DeploymentLogs(ctx context.Context, id, alloc string, follow bool, fn func(LogLine)) error {
+	return c.DeploymentLogsFiltered(ctx, id, alloc, follow, LogFilter{}, fn)
+}
+
+// DeploymentLogsFiltered is DeploymentLogs for the lines that pass f.
+func (c *Client) DeploymentLogsFiltered(ctx context.Context, id, alloc string, follow bool, f LogFilter, fn func(LogLine)) error {
 	q := url.Values{}
+	f.query(q)
 	if alloc != "" {
 		q.Set("allocation", alloc)
 	}

@@ -29,6 +29,7 @@ var stepSets = []func(*godog.ScenarioContext){
 	resourceSteps,
 	// steps_p2p_test.go: connections
 	p2pSteps,
+	execSteps,       // steps_exec_test.go: commands with input (exec -i), log output (timestamps, line counts)
 	featureenvSteps, // steps_featureenv_test.go: nodes in Docker containers, in regions (e2e/featureenv)
 	truthSteps,      // steps_truth_test.go: warnings of dms validate, the hint for a missing executor
 	translateSteps,  // steps_translate_test.go: what dms translate wrote, and what it did not

@@ -55,6 +55,8 @@ type alloc struct {
 	changed   chan struct{}        // guarded by mu: closed and replaced at every state change
 	removed   bool                 // guarded by mu
 	reporting bool                 // guarded by mu: the reporter runs
+
+	execs execSessions // exec sessions (exec.go)
 }
 
 func (a *alloc) id() string { return a.rec.ID } // ID never changes
@@ -314,9 +316,13 @@ func (a *alloc) handleLogs(ctx context.Context, msg *actor.Message) (any, error)
 	if err := msg.Decode(&req); err != nil {
 		return nil, err
 	}
-	if req.Offset < 0 || req.Wait < 0 || req.Max < 0 {
-		return nil, fmt.Errorf("logs of %s: negative offset, wait or max", a.id())
+	if req.Offset < 0 || req.Wait < 0 || req.Max < 0 || req.Tail < 0 {
+		return nil, fmt.Errorf("logs of %s: negative offset, wait, max or tail", a.id())
 	}
+	if req.Stream != "" && req.Stream != "stdout" && req.Stream != "stderr" {
+		return nil, fmt.Errorf("logs of %s: stream %q is not stdout or stderr", a.id(), req.Stream)
+	}
+	filter := logFilter{stream: req.Stream, since: req.Since, dropHealth: !req.HealthChecks}
 	limit := req.Max
 	if limit == 0 {
 		limit = defaultLogMax
@@ -331,13 +337,20 @@ func (a *alloc) handleLogs(ctx context.Context, msg *actor.Message) (any, error)
 	timer := time.NewTimer(max(wait, 0))
 	defer timer.Stop()
 	off := req.Offset
+	if req.Tail > 0 {
+		entries, next, err := a.log.tail(off, req.Tail, limit, filter)
+		if err != nil {
+			return nil, fmt.Errorf("logs of %s: %w", a.id(), err)
+		}
+		return deployproto.LogsChunk{Entries: entries, Next: next}, nil
+	}
 	for {
 		size, logChanged := a.log.watch()
 		a.mu.Lock()
 		ended := a.rec.State.Terminal() && a.copying == 0
 		stateChanged := a.changed
 		a.mu.Unlock()
-		entries, next, err := a.log.read(off, limit)
+		entries, next, err := a.log.read(off, limit, filter)
 		if err != nil {
 			return nil, fmt.Errorf("logs of %s: %w", a.id(), err)
 		}

@@ -58,8 +58,14 @@
 //     the instance, the record and the data directory (logs, volumes).
 //   - BehaviorLogs (LogsRequest): long poll over the log file; entries
 //     from Offset, or the first written within Wait; EOF once ended and
-//     read to the end.
+//     read to the end. Entries carry the time they were copied; the
+//     request's LogFilter keeps one stream, entries since a time, or (first
+//     answer only) the last Tail lines.
 //   - BehaviorStatus: the current Report.
+//   - BehaviorExec, BehaviorExecInput, BehaviorExecOutput: an exec session
+//     (`dms deployment exec`) in the running instance, for executors that
+//     implement executor.ExecStreamer; bounded output buffer, at most 4
+//     sessions, ended when unread for 2 minutes (exec.go).
 //
 // The actor invokes BehaviorReport on the orchestrator at every state
 // change and every Heartbeat while not ended (Seq always increases, also

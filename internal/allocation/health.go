@@ -127,6 +127,7 @@ func (a *alloc) probe(ctx context.Context, id string, h *ensemble.Healthcheck) e
 		if err != nil {
 			return fmt.Errorf("http: %w", err)
 		}
+		req.Header.Set("User-Agent", deployproto.HealthCheckUserAgent)
 		client := http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 		resp, err := client.Do(req)
 		if err != nil {

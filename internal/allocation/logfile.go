@@ -1,12 +1,14 @@
 package allocation
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/dmsnet/dms/internal/deployproto"
 )
@@ -22,6 +24,10 @@ const (
 	// the instance ID. Readers skip it; re-attach uses it to know how much
 	// of the instance's output was already copied.
 	streamMark = 'm'
+	// streamTime carries the time (big-endian Unix nanoseconds) of the
+	// output frames that follow it, up to the next time frame. Logs written
+	// before it existed have none: their entries carry no time.
+	streamTime = 't'
 
 	frameHead = 5
 	// maxFrame is the most data one frame holds; longer writes are split.
@@ -90,17 +96,28 @@ func (l *logFile) scan(fn func(stream byte, data []byte)) (int64, error) {
 }
 
 func validStream(b byte) bool {
-	return b == streamStdout || b == streamStderr || b == streamMark
+	return b == streamStdout || b == streamStderr || b == streamMark || b == streamTime
 }
 
 // append writes p as frames of stream.
 func (l *logFile) append(stream byte, p []byte) error {
+	return l.appendAt(time.Time{}, stream, p)
+}
+
+// appendAt writes p as frames of stream, after a time frame for at when it
+// is not zero, in one write.
+func (l *logFile) appendAt(at time.Time, stream byte, p []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f == nil {
 		return errors.New("log closed")
 	}
-	buf := make([]byte, 0, len(p)+frameHead*(len(p)/maxFrame+1))
+	buf := make([]byte, 0, len(p)+frameHead*(len(p)/maxFrame+2)+8)
+	if !at.IsZero() {
+		buf = append(buf, streamTime)
+		buf = binary.BigEndian.AppendUint32(buf, 8)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(at.UnixNano()))
+	}
 	for len(p) > 0 || stream == streamMark {
 		n := min(len(p), maxFrame)
 		buf = append(buf, stream)
@@ -163,9 +180,68 @@ func (l *logFile) watch() (int64, <-chan struct{}) {
 // an entry (not a LogsChunk.Next this allocation returned).
 var ErrBadOffset = errors.New("bad log offset")
 
-// read returns the entries from off, at most max bytes of data (but at
-// least one entry), and the offset after them.
-func (l *logFile) read(off int64, max int) ([]deployproto.LogEntry, int64, error) {
+// logFilter selects entries: of one stream (empty: both), and written at
+// or after since (entries without a time, from logs older than time
+// frames, always pass).
+type logFilter struct {
+	stream string
+	since  time.Time
+	// dropHealth leaves out the lines that contain the health checks'
+	// User-Agent (only whole lines within one write are recognized).
+	dropHealth bool
+}
+
+var healthMark = []byte(deployproto.HealthCheckUserAgent)
+
+// lines returns data without the health-check lines when f says so.
+func (f logFilter) lines(data []byte) []byte {
+	if !f.dropHealth || !bytes.Contains(data, healthMark) {
+		return data
+	}
+	out := data[:0:0]
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n') + 1
+		if i == 0 {
+			i = len(data)
+		}
+		if !bytes.Contains(data[:i], healthMark) {
+			out = append(out, data[:i]...)
+		}
+		data = data[i:]
+	}
+	return out
+}
+
+func (f logFilter) pass(stream string, at time.Time) bool {
+	if f.stream != "" && f.stream != stream {
+		return false
+	}
+	return f.since.IsZero() || at.IsZero() || !at.Before(f.since)
+}
+
+// frameAt reads the header of the frame at off, checking it lies within
+// size.
+func frameAt(f *os.File, off, size int64, head []byte) (byte, int64, error) {
+	if _, err := f.ReadAt(head, off); err != nil {
+		return 0, 0, fmt.Errorf("read log: %w", err)
+	}
+	n := binary.BigEndian.Uint32(head[1:])
+	if !validStream(head[0]) || n > maxFrame || off+frameHead+int64(n) > size || head[0] == streamTime && n != 8 {
+		return 0, 0, fmt.Errorf("%w: %d is not the start of an entry", ErrBadOffset, off)
+	}
+	return head[0], int64(n), nil
+}
+
+func streamName(b byte) string {
+	if b == streamStderr {
+		return "stderr"
+	}
+	return "stdout"
+}
+
+// read returns the entries from off that pass filter, at most max bytes of
+// data (but at least one entry), and the offset after them.
+func (l *logFile) read(off int64, max int, filter logFilter) ([]deployproto.LogEntry, int64, error) {
 	l.mu.Lock()
 	size, f := l.size, l.f
 	l.mu.Unlock()
@@ -178,16 +254,29 @@ func (l *logFile) read(off int64, max int) ([]deployproto.LogEntry, int64, error
 	var out []deployproto.LogEntry
 	total := 0
 	head := make([]byte, frameHead)
+	var at time.Time
+	timed := false // a time frame came since the last entry
 	for off < size {
-		if _, err := f.ReadAt(head, off); err != nil {
-			return nil, off, fmt.Errorf("read log: %w", err)
+		kind, n, err := frameAt(f, off, size, head)
+		if err != nil {
+			return nil, off, err
 		}
-		n := binary.BigEndian.Uint32(head[1:])
-		if !validStream(head[0]) || n > maxFrame || off+frameHead+int64(n) > size {
-			return nil, off, fmt.Errorf("%w: %d is not the start of an entry", ErrBadOffset, off)
+		switch kind {
+		case streamMark:
+			off += frameHead + n
+			continue
+		case streamTime:
+			var b [8]byte
+			if _, err := f.ReadAt(b[:], off+frameHead); err != nil {
+				return nil, off, fmt.Errorf("read log: %w", err)
+			}
+			at, timed = time.Unix(0, int64(binary.BigEndian.Uint64(b[:]))).UTC(), true
+			off += frameHead + n
+			continue
 		}
-		if head[0] == streamMark {
-			off += frameHead + int64(n)
+		stream := streamName(kind)
+		if !filter.pass(stream, at) {
+			off += frameHead + n
 			continue
 		}
 		if len(out) > 0 && total+int(n) > max {
@@ -197,18 +286,133 @@ func (l *logFile) read(off int64, max int) ([]deployproto.LogEntry, int64, error
 		if _, err := f.ReadAt(data, off+frameHead); err != nil {
 			return nil, off, fmt.Errorf("read log: %w", err)
 		}
-		stream := "stdout"
-		if head[0] == streamStderr {
-			stream = "stderr"
+		if data = filter.lines(data); len(data) == 0 {
+			off += frameHead + n
+			continue
 		}
-		// Merge consecutive frames of one stream into one entry.
-		if k := len(out) - 1; k >= 0 && out[k].Stream == stream {
+		// Merge consecutive frames of one stream and one write into one entry.
+		if k := len(out) - 1; k >= 0 && out[k].Stream == stream && !timed {
 			out[k].Data = append(out[k].Data, data...)
 		} else {
-			out = append(out, deployproto.LogEntry{Stream: stream, Data: data})
+			out = append(out, deployproto.LogEntry{Stream: stream, Data: data, Time: at})
 		}
+		timed = false
 		total += int(n)
 		off += frameHead + int64(n)
+	}
+	return out, off, nil
+}
+
+// tail returns the entries that hold the last lines lines of the log from
+// off on that pass filter (a last line without a newline counts as one), at
+// most max bytes (older lines are dropped to fit), and the end of the log.
+func (l *logFile) tail(off int64, lines, max int, filter logFilter) ([]deployproto.LogEntry, int64, error) {
+	l.mu.Lock()
+	size, f := l.size, l.f
+	l.mu.Unlock()
+	if f == nil {
+		return nil, off, errors.New("log closed")
+	}
+	if off < 0 || off > size {
+		return nil, off, fmt.Errorf("%w: %d is outside the log (0-%d)", ErrBadOffset, off, size)
+	}
+	// keep holds the last entries that together have more than lines
+	// newlines; older ones are dropped as the scan goes, so memory stays
+	// bounded by the tail, not the log.
+	var keep []deployproto.LogEntry
+	newlines := 0
+	head := make([]byte, frameHead)
+	var at time.Time
+	timed := false
+	for off < size {
+		kind, n, err := frameAt(f, off, size, head)
+		if err != nil {
+			return nil, off, err
+		}
+		data := make([]byte, n)
+		if _, err := f.ReadAt(data, off+frameHead); err != nil {
+			return nil, off, fmt.Errorf("read log: %w", err)
+		}
+		off += frameHead + n
+		switch kind {
+		case streamMark:
+			continue
+		case streamTime:
+			at, timed = time.Unix(0, int64(binary.BigEndian.Uint64(data))).UTC(), true
+			continue
+		}
+		stream := streamName(kind)
+		if !filter.pass(stream, at) {
+			continue
+		}
+		if data = filter.lines(data); len(data) == 0 {
+			continue
+		}
+		if k := len(keep) - 1; k >= 0 && keep[k].Stream == stream && !timed {
+			keep[k].Data = append(keep[k].Data, data...)
+		} else {
+			keep = append(keep, deployproto.LogEntry{Stream: stream, Data: data, Time: at})
+		}
+		timed = false
+		newlines += bytes.Count(data, []byte{'\n'})
+		for len(keep) > 1 && newlines-bytes.Count(keep[0].Data, []byte{'\n'}) > lines {
+			newlines -= bytes.Count(keep[0].Data, []byte{'\n'})
+			keep = keep[1:]
+		}
+	}
+	if len(keep) == 0 {
+		return nil, off, nil
+	}
+	// The tail starts after newline number newlines-want+1 (counting from
+	// one): a final newline ends the last line, it does not start one.
+	want := lines
+	if last := keep[len(keep)-1].Data; len(last) > 0 && last[len(last)-1] == '\n' {
+		want++
+	}
+	if skip := newlines - want + 1; skip > 0 {
+	cut:
+		for len(keep) > 0 {
+			d := keep[0].Data
+			for i, c := range d {
+				if c == '\n' {
+					if skip--; skip == 0 {
+						keep[0].Data = d[i+1:]
+						break cut
+					}
+				}
+			}
+			keep = keep[1:]
+		}
+	}
+	total := 0
+	for _, e := range keep {
+		total += len(e.Data)
+	}
+	// Over max: drop the oldest lines (a single line longer than max
+	// keeps its end).
+	for total > max && len(keep) > 0 {
+		d := keep[0].Data
+		cut := total - max
+		if cut < len(d) {
+			if i := bytes.IndexByte(d[cut:], '\n'); i >= 0 {
+				cut += i + 1
+			} else if len(keep) > 1 {
+				cut = len(d)
+			}
+		}
+		if cut >= len(d) {
+			keep = keep[1:]
+			total -= len(d)
+			continue
+		}
+		keep[0].Data = d[cut:]
+		total -= cut
+	}
+	out := keep[:0]
+	for _, e := range keep {
+		if len(e.Data) > 0 {
+			out = append(out, e)
+		}
 	}
 	return out, off, nil
 }
@@ -231,6 +435,7 @@ type streamWriter struct {
 	log    *logFile
 	stream byte
 	skip   int64
+	now    func() time.Time // stamps each write; nil writes no time
 }
 
 func (w *streamWriter) Write(p []byte) (int, error) {
@@ -243,7 +448,11 @@ func (w *streamWriter) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return n, nil
 	}
-	if err := w.log.append(w.stream, p); err != nil {
+	var at time.Time
+	if w.now != nil {
+		at = w.now()
+	}
+	if err := w.log.appendAt(at, w.stream, p); err != nil {
 		return 0, err
 	}
 	return n, nil

@@ -58,7 +58,7 @@ func TestLogRead(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			es, next, err := l.read(tc.off, tc.max)
+			es, next, err := l.read(tc.off, tc.max, logFilter{})
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("read(%d) error = %v, want %v", tc.off, err, tc.wantErr)
 			}
@@ -101,7 +101,7 @@ func TestLogCopied(t *testing.T) {
 	w := &streamWriter{log: l, stream: streamStdout, skip: 6}
 	w.Write([]byte("hel"))
 	w.Write([]byte("lo!more"))
-	es, _, _ := l.read(0, 1<<20)
+	es, _, _ := l.read(0, 1<<20, logFilter{})
 	if got := entries(es); got != "stdout:oldhello|stderr:er|stdout:!more|" {
 		t.Errorf("log after skip = %q", got)
 	}
@@ -129,7 +129,7 @@ func TestLogTornTail(t *testing.T) {
 		t.Errorf("end after reopen = %d, want %d (torn frame dropped)", end, good)
 	}
 	l2.append(streamStderr, []byte("next"))
-	es, _, err := l2.read(0, 100)
+	es, _, err := l2.read(0, 100, logFilter{})
 	if got := entries(es); err != nil || got != "stdout:whole|stderr:next|" {
 		t.Errorf("read = %q, %v", got, err)
 	}

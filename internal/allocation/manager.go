@@ -266,6 +266,9 @@ func (m *Manager) newAlloc(rec Record, key *identity.Key) (*alloc, error) {
 	act.AddBehavior(deployproto.BehaviorStop, a.handleStop)
 	act.AddBehavior(deployproto.BehaviorLogs, a.handleLogs)
 	act.AddBehavior(deployproto.BehaviorStatus, a.handleStatus)
+	act.AddBehavior(deployproto.BehaviorExec, a.handleExec)
+	act.AddBehavior(deployproto.BehaviorExecInput, a.handleExecInput)
+	act.AddBehavior(deployproto.BehaviorExecOutput, a.handleExecOutput)
 	return a, nil
 }
 

@@ -317,8 +317,8 @@ func (a *alloc) copyLogs(ctx context.Context, id string) <-chan struct{} {
 	}
 	if !a.m.goTracked(func() {
 		defer ended()
-		out := &streamWriter{log: a.log, stream: streamStdout, skip: skipOut}
-		errw := &streamWriter{log: a.log, stream: streamStderr, skip: skipErr}
+		out := &streamWriter{log: a.log, stream: streamStdout, skip: skipOut, now: a.m.cfg.Now}
+		errw := &streamWriter{log: a.log, stream: streamStderr, skip: skipErr, now: a.m.cfg.Now}
 		err := a.ex.Logs(ctx, id, executor.LogOptions{Follow: true}, out, errw)
 		if err != nil && ctx.Err() == nil && !errors.Is(err, executor.ErrNotFound) {
 			a.m.log.Warn("copy logs", "allocation_id", a.id(), "instance", id, "err", err)

@@ -18,7 +18,7 @@ type DeploymentService interface {
 	// exceeds after, or wait passes.
 	Get(ctx context.Context, id string, after uint64, wait time.Duration) (*api.Deployment, error)
 	Shutdown(ctx context.Context, id string) (*api.Deployment, error)
-	Logs(ctx context.Context, id, alloc string, follow bool, emit func(api.LogLine)) error
+	Logs(ctx context.Context, id, alloc string, follow bool, f api.LogFilter, emit func(api.LogLine)) error
 }
 
 // maxWait bounds a long poll.
@@ -96,6 +96,11 @@ func (s *Server) routesDeployments() {
 		q := r.URL.Query()
 		follow, _ := strconv.ParseBool(q.Get("follow"))
 		id, alloc := r.PathValue("id"), q.Get("allocation")
+		filter, err := logFilter(q)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
+			return
+		}
 		// Check the deployment exists before the stream starts, so that an
 		// unknown ID gets a proper 404.
 		if _, err := s.cfg.Deployments.Get(r.Context(), id, 0, 0); err != nil {
@@ -109,7 +114,7 @@ func (s *Server) routesDeployments() {
 		if flusher != nil {
 			flusher.Flush()
 		}
-		err := s.cfg.Deployments.Logs(r.Context(), id, alloc, follow, func(l api.LogLine) {
+		err = s.cfg.Deployments.Logs(r.Context(), id, alloc, follow, filter, func(l api.LogLine) {
 			enc.Encode(l)
 			if flusher != nil {
 				flusher.Flush()

@@ -60,7 +60,7 @@ func (f *fakeDeployments) Shutdown(_ context.Context, id string) (*api.Deploymen
 	f.got = append(f.got, "shutdown "+id)
 	return &api.Deployment{ID: id}, nil
 }
-func (f *fakeDeployments) Logs(_ context.Context, id, alloc string, _ bool, emit func(api.LogLine)) error {
+func (f *fakeDeployments) Logs(_ context.Context, id, alloc string, _ bool, _ api.LogFilter, emit func(api.LogLine)) error {
 	f.got = append(f.got, "logs "+id+" "+alloc)
 	emit(api.LogLine{Allocation: alloc, Stream: "stdout", Data: "hi\n"})
 	return nil

@@ -100,6 +100,7 @@ func (s *Server) routesV1() {
 	s.routesCap()
 	s.routesDeployments()
 	s.routesPlan()
+	s.routesExec()
 }
 
 // envelope checks an ActorRequest and builds the envelope to relay.

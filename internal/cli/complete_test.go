@@ -87,7 +87,7 @@ func (f *fakeDeploys) Shutdown(_ context.Context, id string) (*api.Deployment, e
 	d.State = "stopped"
 	return d, nil
 }
-func (f *fakeDeploys) Logs(_ context.Context, id, alloc string, _ bool, emit func(api.LogLine)) error {
+func (f *fakeDeploys) Logs(_ context.Context, id, alloc string, _ bool, _ api.LogFilter, emit func(api.LogLine)) error {
 	d, err := f.find(id)
 	if err != nil {
 		return err

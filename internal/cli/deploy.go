@@ -307,8 +307,8 @@ func newDeploymentsCmd(a *app) *cobra.Command {
 func newDeploymentCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deployment",
-		Short: "Inspect or stop one deployment: status, logs, shutdown",
-		Long: `Inspect or stop one deployment: status, logs, shutdown.
+		Short: "Inspect or stop one deployment: status, logs, exec, shutdown",
+		Long: `Inspect or stop one deployment: status, logs, exec, shutdown.
 
 ID is a deployment ID or any unique prefix of it, of 4 characters or more
 (dk3f for dk3fq7zt2mbx4); an allocation name may be shortened the same way.
@@ -330,34 +330,8 @@ A prefix matching several deployments is refused with the candidates.`,
 			return a.print(d, func(w io.Writer) error { return printDeployment(w, d) })
 		},
 	})
-	var follow bool
-	var alloc string
-	logs := &cobra.Command{
-		Use:   "logs ID [-f] [--allocation NAME]",
-		Short: "Print a deployment's logs (stdout and stderr of its allocations)",
-		Args:  exactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			d, err := c.Deployment(a.ctx, args[0], 0, 0)
-			if err != nil {
-				return err
-			}
-			multi := len(d.Allocations) > 1 && alloc == ""
-			return c.DeploymentLogs(a.ctx, args[0], alloc, follow, func(l api.LogLine) {
-				if a.json() {
-					a.print(l, nil)
-					return
-				}
-				a.printLog(l, multi)
-			})
-		},
-	}
-	logs.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming until the allocations end")
-	logs.Flags().StringVar(&alloc, "allocation", "", "only this allocation")
-	cmd.AddCommand(logs)
+	cmd.AddCommand(newDeploymentLogsCmd(a))
+	cmd.AddCommand(newDeploymentExecCmd(a))
 	cmd.AddCommand(&cobra.Command{
 		Use:   "shutdown ID",
 		Short: "Stop a deployment and release its resources",

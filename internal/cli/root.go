@@ -158,7 +158,8 @@ Exit codes (docs/cli.md):
   2        usage error: unknown command, flag or argument
   3        dms plan: some node has no placement
   130/143  interrupted by Ctrl-C (SIGINT) / SIGTERM; a submitted deployment goes on
-  N        dms deploy of tasks: the job's own exit code`,
+  N        dms deploy of tasks: the job's own exit code;
+           dms deployment exec: the command's exit code`,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return a.resolveGlobals()
 		},

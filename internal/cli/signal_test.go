@@ -84,7 +84,7 @@ func (f *fakeOrchestrator) Shutdown(context.Context, string) (*api.Deployment, e
 	return nil, errors.New("not supported by the fake")
 }
 
-func (f *fakeOrchestrator) Logs(context.Context, string, string, bool, func(api.LogLine)) error {
+func (f *fakeOrchestrator) Logs(context.Context, string, string, bool, api.LogFilter, func(api.LogLine)) error {
 	return nil
 }
 

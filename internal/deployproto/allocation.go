@@ -81,12 +81,31 @@ type ArtifactChunk struct {
 // ArtifactChunkSize is the most an ArtifactChunk carries.
 const ArtifactChunkSize = 1 << 20
 
+// HealthCheckUserAgent is the User-Agent of a provider's HTTP health
+// checks, so that the lines they leave in a service's access log can be
+// told apart (api.HealthCheckUserAgent is the same string).
+const HealthCheckUserAgent = "dms-health-check/1"
+
 // LogsRequest reads an allocation's log from Offset, waiting up to Wait for
 // new output when there is none (long poll).
 type LogsRequest struct {
 	Offset int64         `json:"offset"`
 	Wait   time.Duration `json:"wait"`
 	Max    int           `json:"max"` // bytes; 0: 256 KiB
+	LogFilter
+}
+
+// LogFilter selects what a LogsRequest returns. Tail applies to the first
+// answer only: the last Tail lines logged so far from Offset (the
+// orchestrator asks with Tail once, then follows from the Next it gets).
+type LogFilter struct {
+	Tail   int       `json:"tail,omitempty"`   // lines; 0: all
+	Since  time.Time `json:"since,omitzero"`   // entries written at or after it (entries without a time pass)
+	Stream string    `json:"stream,omitempty"` // stdout or stderr; empty: both
+	// HealthChecks keeps the lines that contain HealthCheckUserAgent (a
+	// service's access log of the provider's HTTP health checks); by
+	// default they are left out, and Tail does not count them.
+	HealthChecks bool `json:"health_checks,omitempty"`
 }
 
 // LogsChunk is a piece of a log: entries in order, the offset to ask for
@@ -99,6 +118,7 @@ type LogsChunk struct {
 
 // LogEntry is output of one stream.
 type LogEntry struct {
-	Stream string `json:"stream"` // stdout or stderr
-	Data   []byte `json:"data"`
+	Stream string    `json:"stream"` // stdout or stderr
+	Data   []byte    `json:"data"`
+	Time   time.Time `json:"time,omitzero"` // when it was copied from the workload; zero in logs older than timestamps
 }

@@ -18,6 +18,7 @@ func TestCommandPrefixes(t *testing.T) {
 		{"plan", api.CmdPlan, deployproto.BehaviorPlan},
 		{"default trust", api.CmdRoot, capstore.DefaultPrefix},
 		{"issued tokens", api.SourceIssued, capstore.SourceIssued},
+		{"health-check user agent", api.HealthCheckUserAgent, deployproto.HealthCheckUserAgent},
 	} {
 		if tt.api != tt.internal {
 			t.Errorf("%s: api says %q, the node %q", tt.name, tt.api, tt.internal)

@@ -386,9 +386,10 @@ func (s deploymentService) Shutdown(ctx context.Context, id string) (*api.Deploy
 	return apiDeployment(d, false), nil
 }
 
-func (s deploymentService) Logs(ctx context.Context, id, alloc string, follow bool, emit func(api.LogLine)) error {
-	err := s.n.deploys.Logs(ctx, id, alloc, follow, func(name string, e deployproto.LogEntry) {
-		emit(api.LogLine{Allocation: name, Stream: e.Stream, Data: string(e.Data)})
+func (s deploymentService) Logs(ctx context.Context, id, alloc string, follow bool, f api.LogFilter, emit func(api.LogLine)) error {
+	filter := deployproto.LogFilter{Tail: f.Tail, Since: f.Since, Stream: f.Stream, HealthChecks: f.HealthChecks}
+	err := s.n.deploys.Logs(ctx, id, alloc, follow, filter, func(name string, e deployproto.LogEntry) {
+		emit(api.LogLine{Allocation: name, Stream: e.Stream, Data: string(e.Data), Time: e.Time})
 	})
 	if errors.Is(err, orchestrator.ErrNotFound) {
 		return &apiserver.NotFound{Err: err}
@@ -445,4 +446,34 @@ func (n *Node) offerOnly(execs map[ensemble.Executor]executor.Executor) {
 	}
 	m.Executors = n.withFeatures(keep)
 	n.resources.SetMachine(m)
+}
+
+// Exec implements apiserver.ExecService.
+func (s deploymentService) Exec(ctx context.Context, id, alloc string, req api.ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	var resize chan deployproto.TermSize
+	if req.Resize != nil {
+		resize = make(chan deployproto.TermSize)
+		go func() {
+			for {
+				select {
+				case sz, ok := <-req.Resize:
+					if !ok {
+						return
+					}
+					select {
+					case resize <- deployproto.TermSize{Rows: sz.Rows, Cols: sz.Cols}:
+					case <-ctx.Done():
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	code, err := s.n.deploys.ExecResizable(ctx, id, alloc, deployproto.ExecRequest{Cmd: req.Cmd, Stdin: req.Stdin, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols}, stdin, stdout, stderr, resize)
+	if errors.Is(err, orchestrator.ErrNotFound) {
+		return 0, &apiserver.NotFound{Err: err}
+	}
+	return code, err
 }

@@ -11,8 +11,9 @@ import (
 	"github.com/dmsnet/dms/internal/ensemble"
 )
 
-// logs streams allocation logs.
-func (r *run) logs(ctx context.Context, only string, follow bool, emit func(string, deployproto.LogEntry)) error {
+// logs streams allocation logs that pass filter (its Tail counts per
+// allocation).
+func (r *run) logs(ctx context.Context, only string, follow bool, filter deployproto.LogFilter, emit func(string, deployproto.LogEntry)) error {
 	d := r.snapshot()
 	var names []string
 	for _, name := range allocNames(r.specOf(d)) {
@@ -30,7 +31,7 @@ func (r *run) logs(ctx context.Context, only string, follow bool, emit func(stri
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = r.logsOf(ctx, name, follow, func(e deployproto.LogEntry) {
+			errs[i] = r.logsOf(ctx, name, follow, filter, func(e deployproto.LogEntry) {
 				mu.Lock()
 				emit(name, e)
 				mu.Unlock()
@@ -52,7 +53,7 @@ func (r *run) specOf(d *Deployment) *ensemble.Spec {
 	return spec
 }
 
-func (r *run) logsOf(ctx context.Context, name string, follow bool, emit func(deployproto.LogEntry)) error {
+func (r *run) logsOf(ctx context.Context, name string, follow bool, filter deployproto.LogFilter, emit func(deployproto.LogEntry)) error {
 	var offset int64
 	for ctx.Err() == nil {
 		d := r.snapshot()
@@ -69,9 +70,11 @@ func (r *run) logsOf(ctx context.Context, name string, follow bool, emit func(de
 			wait = 5 * time.Second
 		}
 		var chunk deployproto.LogsChunk
+		tailed := filter.Tail > 0
 		cctx, cancel := context.WithTimeout(ctx, wait+10*time.Second)
-		err := r.actor.Invoke(cctx, a.Handle, deployproto.BehaviorLogs, deployproto.LogsRequest{Offset: offset, Wait: wait}, &chunk)
+		err := r.actor.Invoke(cctx, a.Handle, deployproto.BehaviorLogs, deployproto.LogsRequest{Offset: offset, Wait: wait, LogFilter: filter}, &chunk)
 		cancel()
+		filter.Tail = 0 // the tail came with the first answer; follow from there
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -82,7 +85,7 @@ func (r *run) logsOf(ctx context.Context, name string, follow bool, emit func(de
 			emit(e)
 		}
 		offset = chunk.Next
-		if chunk.EOF || !follow && len(chunk.Entries) == 0 {
+		if chunk.EOF || !follow && len(chunk.Entries) == 0 && !tailed {
 			return nil
 		}
 	}

@@ -38,7 +38,7 @@ func TestTaskRunsToCompletion(t *testing.T) {
 		t.Fatalf("deployment = %s exit %v (%s), want failed with exit 3", d.State, d.ExitCode, d.Message)
 	}
 	var logs strings.Builder
-	err := w.nodes[0].svc.Logs(context.Background(), d.ID, "", false, func(a string, e deployproto.LogEntry) { logs.Write(e.Data) })
+	err := w.nodes[0].svc.Logs(context.Background(), d.ID, "", false, deployproto.LogFilter{}, func(a string, e deployproto.LogEntry) { logs.Write(e.Data) })
 	if err != nil || !strings.Contains(logs.String(), "hello") {
 		t.Fatalf("logs = %q, %v", logs.String(), err)
 	}

@@ -419,14 +419,15 @@ func (s *Service) Close(ctx context.Context) error {
 }
 
 // Logs streams the logs of a deployment's allocations (all, or the one
-// named) to emit, from the beginning; with follow it keeps streaming until
-// they end or ctx is done.
-func (s *Service) Logs(ctx context.Context, id, alloc string, follow bool, emit func(alloc string, e deployproto.LogEntry)) error {
+// named) that pass filter to emit, from the beginning (or the last
+// filter.Tail lines of each); with follow it keeps streaming until they end
+// or ctx is done.
+func (s *Service) Logs(ctx context.Context, id, alloc string, follow bool, filter deployproto.LogFilter, emit func(alloc string, e deployproto.LogEntry)) error {
 	r, err := s.get(id)
 	if err != nil {
 		return err
 	}
-	return r.logs(ctx, alloc, follow, emit)
+	return r.logs(ctx, alloc, follow, filter, emit)
 }
 
 // allocNames returns the allocation names of a spec, sorted.

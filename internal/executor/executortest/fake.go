@@ -440,3 +440,53 @@ func (e *Executor) Stats(ctx context.Context, id string) (executor.Usage, error)
 		PIDs:       1 + in.children,
 	}, nil
 }
+
+var _ executor.ExecStreamer = (*Executor)(nil)
+
+// ExecStream implements executor.ExecStreamer: it copies opts.Stdin to
+// opts.Stdout (like cat), then runs cmd as a script, as Exec does; with a
+// TTY stderr goes to opts.Stdout, and each size from opts.Resize is
+// written there as "resize ROWSxCOLS\n" (Stdout must then be safe for
+// concurrent writes).
+func (e *Executor) ExecStream(ctx context.Context, id string, opts executor.ExecOptions) (int, error) {
+	if _, err := e.instances.Get(id); err != nil {
+		return 0, err
+	}
+	stdout, stderr := opts.Stdout, opts.Stderr
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if opts.TTY || stderr == nil {
+		stderr = stdout
+	}
+	if opts.TTY && opts.Resize != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			for {
+				select {
+				case sz := <-opts.Resize:
+					fmt.Fprintf(stdout, "resize %dx%d\n", sz.Rows, sz.Cols)
+				case <-done:
+					return
+				}
+			}
+		}()
+	}
+	if opts.Stdin != nil {
+		done := make(chan error, 1)
+		go func() {
+			_, err := io.Copy(stdout, opts.Stdin)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				return 0, fmt.Errorf("exec in %s: stdin: %w", id, err)
+			}
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	return e.Exec(ctx, id, opts.Cmd, stdout, stderr)
+}
