@@ -87,39 +87,6 @@ Feature: Local API and CLI
 
   Scenario: A job whose executor no provider offers waits, and the message says how to get one
     Given bob offers 1 CPU to alice's deployments, with the docker executor off
-
-  @logs
-  Scenario: deployment logs shows the tail, one stream, and timestamps
-    Given bob offers 1 CPU to alice's deployments
-    And alice has deployed the ensemble:
-      """
-      version: v1
-      allocations:
-        job:
-          executor: wasm
-          resources: {cpu: 0.5, ram: 64MiB}
-          execution: {module: workload.wasm, args: [print=line-1, print=line-2, print=line-3, eprint=oops, print=line-4]}
-      """
-    And the deployment completes within 60 seconds
-    When alice runs `dms deployment logs <deployment> --tail 2 --stderr`
-    Then the command succeeds
-    And the output is empty
-    And the error says "oops"
-    When alice runs `dms deployment logs <deployment> --tail 2`
-    Then the output contains "line-4"
-    And the output does not contain "line-2"
-    When alice runs `dms deployment logs <deployment> --timestamps`
-    Then the output has 4 lines
-    And every line of the output starts with a timestamp
-    When alice runs `dms deployment logs <deployment> --since 1h`
-    Then the output contains "line-1"
-    When alice runs `dms deployment logs <deployment> --since yesterday`
-    Then it is refused with "want a duration (10m, 2h)"
-
-  @docker @exec
-  Scenario: deployment exec runs a command in a running container, with stdin, and exits with its code
-    Given bob offers 1 CPU to alice's deployments
-    And bob offers the docker executor
     And alice has deployed, without waiting, the ensemble:
       """
       version: v1
@@ -183,43 +150,6 @@ Feature: Local API and CLI
     And the output names the peers of bob and carol
 
   Scenario: A deployment is named by a unique prefix of its ID, an allocation by a prefix of its name
-
-        web:
-          executor: docker
-          resources: {cpu: 0.5, ram: 64MiB}
-          execution: {image: "<workload-image>", cmd: [print=ready, sleep=10m]}
-      """
-    And within 60 seconds the deployment is "running" with the allocation "web" "running"
-    When alice runs `dms deployment exec <deployment> web -- /workload print=inside exit=3`
-    Then the command fails with exit code 3
-    And the output contains "inside"
-    When alice runs `dms deployment exec -i <deployment> web -- /workload cat=/dev/stdin` with the input "hello through stdin\n"
-    Then the command succeeds
-    And the output contains "hello through stdin"
-    When alice runs `dms deployment exec -it <deployment> web -- /workload print=in-a-tty exit=4` on a terminal
-    Then the command fails with exit code 4
-    And the output contains "in-a-tty"
-    When alice runs `dms deployment exec <deployment> nope -- /workload`
-    Then it is refused with "has no allocation nope"
-
-  @exec
-  Scenario: deployment exec refuses an allocation whose executor cannot exec
-    Given bob offers 1 CPU to alice's deployments
-    And alice has deployed, without waiting, the ensemble:
-      """
-      version: v1
-      allocations:
-        job:
-          executor: wasm
-          resources: {cpu: 0.5, ram: 64MiB}
-          execution: {module: workload.wasm, args: [print=ready, sleep=10m]}
-      """
-    And within 60 seconds the deployment is "running" with the allocation "job" "running"
-    When alice runs `dms deployment exec <deployment> job -- sh`
-    Then it is refused with "exec is not supported by executor wasm"
-
-  @logs
-  Scenario: deployment logs -f starts from the last 10 lines, not the whole history
     Given bob offers 1 CPU to alice's deployments
     And alice has deployed the ensemble:
       """
@@ -377,6 +307,83 @@ Feature: Local API and CLI
     And the output contains "running"
     And the output contains "PORTS"
 
+  @logs
+  Scenario: deployment logs shows the tail, one stream, and timestamps
+    Given bob offers 1 CPU to alice's deployments
+    And alice has deployed the ensemble:
+      """
+      version: v1
+      allocations:
+        job:
+          executor: wasm
+          resources: {cpu: 0.5, ram: 64MiB}
+          execution: {module: workload.wasm, args: [print=line-1, print=line-2, print=line-3, eprint=oops, print=line-4]}
+      """
+    And the deployment completes within 60 seconds
+    When alice runs `dms deployment logs <deployment> --tail 2 --stderr`
+    Then the command succeeds
+    And the output is empty
+    And the error says "oops"
+    When alice runs `dms deployment logs <deployment> --tail 2`
+    Then the output contains "line-4"
+    And the output does not contain "line-2"
+    When alice runs `dms deployment logs <deployment> --timestamps`
+    Then the output has 4 lines
+    And every line of the output starts with a timestamp
+    When alice runs `dms deployment logs <deployment> --since 1h`
+    Then the output contains "line-1"
+    When alice runs `dms deployment logs <deployment> --since yesterday`
+    Then it is refused with "want a duration (10m, 2h)"
+
+  @docker @exec
+  Scenario: deployment exec runs a command in a running container, with stdin, and exits with its code
+    Given bob offers 1 CPU to alice's deployments
+    And bob offers the docker executor
+    And alice has deployed, without waiting, the ensemble:
+      """
+      version: v1
+      allocations:
+        web:
+          executor: docker
+          resources: {cpu: 0.5, ram: 64MiB}
+          execution: {image: "<workload-image>", cmd: [print=ready, sleep=10m]}
+      """
+    And within 60 seconds the deployment is "running" with the allocation "web" "running"
+    When alice runs `dms deployment exec <deployment> web -- /workload print=inside exit=3`
+    Then the command fails with exit code 3
+    And the output contains "inside"
+    When alice runs `dms deployment exec -i <deployment> web -- /workload cat=/dev/stdin` with the input "hello through stdin\n"
+    Then the command succeeds
+    And the output contains "hello through stdin"
+    When alice runs `dms deployment exec -it <deployment> web -- /workload print=in-a-tty exit=4` on a terminal
+    Then the command fails with exit code 4
+    And the output contains "in-a-tty"
+    When alice runs `dms deployment exec <deployment> nope -- /workload`
+    Then it is refused with "has no allocation nope"
+
+  @exec
+  Scenario: deployment exec refuses an allocation whose executor cannot exec
+    Given bob offers 1 CPU to alice's deployments
+    And alice has deployed, without waiting, the ensemble:
+      """
+      version: v1
+      allocations:
+        job:
+          executor: wasm
+          resources: {cpu: 0.5, ram: 64MiB}
+          execution: {module: workload.wasm, args: [print=ready, sleep=10m]}
+      """
+    And within 60 seconds the deployment is "running" with the allocation "job" "running"
+    When alice runs `dms deployment exec <deployment> job -- sh`
+    Then it is refused with "exec is not supported by executor wasm"
+
+  @logs
+  Scenario: deployment logs -f starts from the last 10 lines, not the whole history
+    Given bob offers 1 CPU to alice's deployments
+    And alice has deployed the ensemble:
+      """
+      version: v1
+      allocations:
         job:
           executor: wasm
           resources: {cpu: 0.5, ram: 64MiB}
