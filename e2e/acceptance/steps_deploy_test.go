@@ -31,10 +31,17 @@ func (w *World) provide(orch, name, cpu string, env ...string) {
 	n := netOf(w)
 	t := w.T
 	n.start(orch)
-	if _, ok := n.homes[name]; ok && len(env) > 0 {
+	if h, ok := n.homes[name]; ok {
+		// The feature's nodes outlive a scenario: a provider started with
+		// other executor settings would carry them into this one.
 		for _, e := range env {
-			if !slices.Contains(n.homes[name].Env, e) {
+			if !slices.Contains(h.Env, e) {
 				t.Fatalf("%s's home exists without %s: use another name for this provider", name, e)
+			}
+		}
+		for _, e := range h.Env {
+			if strings.HasPrefix(e, "DMS_EXECUTOR_") && !slices.Contains(env, e) {
+				t.Fatalf("%s's home exists with %s: use another name for this provider", name, e)
 			}
 		}
 	}
@@ -147,7 +154,17 @@ func deploySteps(sc *godog.ScenarioContext) {
 		return nil
 	})
 	sc.Step(`^([a-z]+) offers ([\d.]+) CPU to ([a-z]+)'s deployments, with the (docker|vm) executor off$`, func(ctx context.Context, name, cpu, orch, executor string) error {
-		worldOf(ctx).provide(orch, name, cpu, "DMS_EXECUTOR_"+strings.ToUpper(executor)+"_ENABLED=false")
+		w := worldOf(ctx)
+		w.provide(orch, name, cpu, "DMS_EXECUTOR_"+strings.ToUpper(executor)+"_ENABLED=false")
+		// It offers nothing once the scenario ends, so that later scenarios
+		// of the feature see the providers they name.
+		w.T.Cleanup(func() {
+			if netOf(w).running(name) {
+				if r := w.home(name).Run(w.T, "offboard"); r.Code != 0 {
+					w.T.Errorf("offboard %s: %s", name, r)
+				}
+			}
+		})
 		return nil
 	})
 	sc.Step(`^([a-z]+) offers ([\d.]+) CPU for this scenario$`, func(ctx context.Context, name, cpu string) error {

@@ -86,7 +86,7 @@ Feature: Local API and CLI
     And the output contains "dms "
 
   Scenario: A job whose executor no provider offers waits, and the message says how to get one
-    Given bob offers 1 CPU to alice's deployments, with the docker executor off
+    Given dora offers 1 CPU to alice's deployments, with the docker executor off
     And alice has deployed, without waiting, the ensemble:
       """
       version: v1
