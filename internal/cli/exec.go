@@ -25,8 +25,8 @@ Ctrl-C go to the command): -it runs a shell.
 
 The command travels from this node to the provider as messages authorized by
 the delegation you gave for the deployment, like the deployment's other
-messages. Only docker allocations can exec; vm and wasm allocations are refused
-("exec is not supported by executor vm").
+messages. docker and vm allocations can exec; wasm allocations are refused
+("exec is not supported by executor wasm").
 
 Examples:
   dms deployment exec 3f2a web -- cat /etc/os-release
