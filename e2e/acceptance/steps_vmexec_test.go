@@ -14,10 +14,11 @@ import (
 	"github.com/dmsnet/dms/internal/executor/vm"
 )
 
-// vmExecSteps: a VM job whose initramfs carries the test kernel's modules,
-// virtio_console among them, so that dms deployment exec reaches it.
+// vmExecSteps: a VM job whose initramfs carries the test kernel's virtio
+// modules, virtio_console among them, so that dms deployment exec reaches
+// it.
 func vmExecSteps(sc *godog.ScenarioContext) {
-	sc.Step(`^a kernel and an initramfs holding the workload and the kernel's modules, as "([^"]+)" and "([^"]+)"$`, func(ctx context.Context, kernelName, initrdName string) error {
+	sc.Step(`^a kernel and an initramfs holding the workload and the kernel's virtio modules, as "([^"]+)" and "([^"]+)"$`, func(ctx context.Context, kernelName, initrdName string) error {
 		w := worldOf(ctx)
 		kernel, why := e2etest.TestKernel()
 		if kernel == "" {
@@ -30,11 +31,22 @@ func vmExecSteps(sc *godog.ScenarioContext) {
 			if !strings.Contains(string(order), "virtio_console.ko") {
 				w.T.Skip("the test kernel's modules have no virtio_console: run scripts/fetch-test-kernel.sh again")
 			}
-			mods, err := modulesArchive(filepath.Join(filepath.Dir(kernel), "modules"), strings.Fields(string(order)))
+			// Only what exec needs: the job is sent whole, and bodies are
+			// bounded.
+			var names []string
+			for _, n := range strings.Fields(string(order)) {
+				if strings.HasPrefix(n, "virtio") && n != "virtio_blk.ko" {
+					names = append(names, n)
+				}
+			}
+			mods, err := modulesArchive(filepath.Join(filepath.Dir(kernel), "modules"), names)
 			if err != nil {
 				return err
 			}
-			initrd = append(append([]byte(nil), initrd...), mods...)
+			// An uncompressed archive must start at a multiple of 4 bytes;
+			// the kernel skips the zeros before it.
+			initrd = append(append([]byte(nil), initrd...), make([]byte, (4-len(initrd)%4)%4)...)
+			initrd = append(initrd, mods...)
 		}
 		if z := filepath.Join(filepath.Dir(kernel), "vmlinuz"); fileExists(z) {
 			kernel = z

@@ -191,11 +191,15 @@ func hasVar(env []string, name string) bool {
 }
 
 // mountBasics mounts /proc, /sys, /dev and /dev/pts (terminals for
-// exec); they may exist already.
+// exec), which may exist already, and links /dev/fd and /dev/std*.
 func mountBasics() {
 	for _, m := range []struct{ fs, dir string }{{"proc", "/proc"}, {"sysfs", "/sys"}, {"devtmpfs", "/dev"}, {"devpts", "/dev/pts"}} {
 		os.MkdirAll(m.dir, 0o755)
 		syscall.Mount(m.fs, m.dir, m.fs, 0, "")
+	}
+	// What udev would add and programs expect (cat /dev/stdin).
+	for name, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"} {
+		os.Symlink(target, "/dev/"+name)
 	}
 }
 
