@@ -16,7 +16,7 @@ func newDeploymentExecCmd(a *app) *cobra.Command {
 	var interactive, tty bool
 	cmd := &cobra.Command{
 		Use:   "exec ID ALLOC [-i] [-t] -- COMMAND [ARG...]",
-		Short: "Run a command inside a running allocation (docker), like nomad alloc exec",
+		Short: "Run a command inside a running allocation (docker, vm), like nomad alloc exec",
 		Long: `Run a command inside a running allocation and print its output; dms exits
 with the command's exit code. Put the command after --, so that its own
 flags are not taken for dms's. -i sends dms's stdin to the command, -t gives it

@@ -287,8 +287,12 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 		return "", err
 	}
 	// exec's socket: a private directory, the path short enough for a
-	// unix socket.
+	// unix socket (108 bytes) even with a long TMPDIR.
 	sockDir, err := os.MkdirTemp("", "dms-vm-")
+	if err == nil && len(sockDir) > 90 {
+		os.RemoveAll(sockDir)
+		sockDir, err = os.MkdirTemp("/tmp", "dms-vm-")
+	}
 	if err != nil {
 		return "", fmt.Errorf("vm: %w", err)
 	}
