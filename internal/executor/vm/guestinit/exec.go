@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,11 +48,7 @@ type execSession struct {
 // virtio_console); without the port there is no exec, and the payload
 // runs all the same.
 func serveExec(root, dir string, env []string) {
-	if err := loadModulesMatching("/etc/dms/modules", "virtio"); err != nil {
-		bootLog("guestinit: exec: %v", err)
-		return
-	}
-	dev, err := findPort(guest.ExecPort, 10*time.Second)
+	dev, err := setUp()
 	if err != nil {
 		bootLog("guestinit: exec: %v", err)
 		return
@@ -88,6 +85,20 @@ func serveExec(root, dir string, env []string) {
 		}
 		a.mu.Unlock()
 	}
+}
+
+// setUp loads the modules and finds the port at the lowest priority, so
+// as not to slow the payload's start on a one-vCPU guest.
+func setUp() (string, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	tid := unix.Gettid()
+	unix.Setpriority(unix.PRIO_PROCESS, tid, 19)
+	defer unix.Setpriority(unix.PRIO_PROCESS, tid, 0)
+	if err := loadModulesMatching("/etc/dms/modules", "virtio"); err != nil {
+		return "", err
+	}
+	return findPort(guest.ExecPort, 10*time.Second)
 }
 
 // bootLog writes a line the host keeps with the kernel's boot log.
