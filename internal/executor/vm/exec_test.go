@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -105,5 +106,56 @@ func TestExecStreamVM(t *testing.T) {
 	}
 	if _, err := ex.ExecStream(t.Context(), id, executor.ExecOptions{Cmd: []string{"true"}}); err == nil || !strings.Contains(err.Error(), "not running") {
 		t.Errorf("ExecStream in an ended VM = %v, want not running", err)
+	}
+}
+
+// TestExecStreamVMRootfs runs commands in a VM whose payload is chrooted
+// in a root filesystem: they run there too, and get a terminal there.
+func TestExecStreamVMRootfs(t *testing.T) {
+	mkfs, err := exec.LookPath("mkfs.ext4")
+	if err != nil {
+		t.Skip("no mkfs.ext4 (Debian's e2fsprogs) to build a root filesystem")
+	}
+	ex := newExecutor(t, vm.Config{})
+	if order, err := os.ReadFile(filepath.Join(filepath.Dir(kernel), "modules.order")); err == nil && !strings.Contains(string(order), "virtio_console.ko") {
+		t.Skip("the test kernel's modules have no virtio_console: run scripts/fetch-test-kernel.sh again")
+	}
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc", "hello"), []byte("from the rootfs\n"), 0o644)
+	os.MkdirAll(filepath.Join(root, "bin"), 0o755)
+	bin, _ := os.ReadFile("/bin/busybox")
+	os.WriteFile(filepath.Join(root, "bin", "busybox"), bin, 0o755)
+	for _, applet := range []string{"sh", "cat", "sleep", "tty"} {
+		os.Symlink("busybox", filepath.Join(root, "bin", applet))
+	}
+	image := filepath.Join(t.TempDir(), "root.ext4")
+	if out, err := exec.Command(mkfs, "-q", "-F", "-d", root, image, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	s := spec()
+	s.VM.Rootfs = image
+	s.Command = []string{"sleep", "600"}
+	id, err := ex.Start(t.Context(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Remove(context.Background(), id)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*bootTime+30*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		cmd  []string
+		tty  bool
+		want string
+	}{
+		{[]string{"cat", "/etc/hello"}, false, "from the rootfs\n"},
+		{[]string{"sh", "-c", "test -e /bin/workload || echo chrooted"}, false, "chrooted\n"},
+		{[]string{"tty"}, true, "/dev/pts/"},
+	} {
+		var out bytes.Buffer
+		code, err := ex.ExecStream(ctx, id, executor.ExecOptions{Cmd: tc.cmd, TTY: tc.tty, Stdout: &out, Stderr: &out})
+		if err != nil || code != 0 || !strings.HasPrefix(out.String(), tc.want) {
+			t.Errorf("%q: %d, %v, %q; want 0 and %q", tc.cmd, code, err, out.String(), tc.want)
+		}
 	}
 }
