@@ -132,6 +132,12 @@ func (e *Executor) ExecStream(ctx context.Context, id string, opts executor.Exec
 	}
 }
 
+// Exec implements executor.Execer (exec health checks) with ExecStream:
+// no input, no terminal.
+func (e *Executor) Exec(ctx context.Context, id string, cmd []string, stdout, stderr io.Writer) (int, error) {
+	return e.ExecStream(ctx, id, executor.ExecOptions{Cmd: cmd, Stdout: stdout, Stderr: stderr})
+}
+
 // execConn returns the VM's connection to its exec agent, dialing it
 // when there is none.
 func (in *process) execConn(ctx context.Context) (*execConn, error) {

@@ -138,6 +138,15 @@ func TestExecStreamFrames(t *testing.T) {
 	}
 }
 
+func TestExecForHealthChecks(t *testing.T) {
+	e, id, _, _ := fakeVM(t)
+	var out, errb bytes.Buffer
+	code, err := e.Exec(t.Context(), id, []string{"fail"}, &out, &errb)
+	if err != nil || code != 3 || out.String() != "out\n" || errb.String() != "err\n" {
+		t.Errorf("Exec = %d, %v, %q, %q; want 3, out, err", code, err, out.String(), errb.String())
+	}
+}
+
 func TestExecStreamCancelClosesStdin(t *testing.T) {
 	e, id, _, closed := fakeVM(t)
 	ctx, cancel := context.WithCancel(t.Context())

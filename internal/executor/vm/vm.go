@@ -58,7 +58,8 @@
 //
 // VMs are child processes of dms and end with it (a parent-death signal),
 // so there is nothing to re-attach to after a restart: vm has no Lister.
-// It implements executor.Executor, Pauser, Statser and ExecStreamer.
+// It implements executor.Executor, Pauser, Statser, ExecStreamer and
+// Execer.
 //
 // # Exec
 //
@@ -138,6 +139,7 @@ var (
 	_ executor.Pauser       = (*Executor)(nil)
 	_ executor.Statser      = (*Executor)(nil)
 	_ executor.ExecStreamer = (*Executor)(nil)
+	_ executor.Execer       = (*Executor)(nil)
 	_ io.Closer             = (*Executor)(nil)
 )
 
