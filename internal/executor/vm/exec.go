@@ -77,7 +77,8 @@ func (e *Executor) ExecStream(ctx context.Context, id string, opts executor.Exec
 		closeOnce.Do(func() { c.send(guest.Frame{Type: guest.FrameStdinClose, Session: sid}) })
 	}
 	defer c.forget(sid, s)
-	defer closeStdin()
+	// Not waited for: a paused VM's socket may be full.
+	defer func() { go closeStdin() }()
 
 	done := make(chan struct{})
 	defer close(done)
