@@ -8,7 +8,7 @@
 #   DIR/vmlinux         the same kernel uncompressed (boots via PVH, about
 #                       twice as fast under TCG); the tests' default
 #   DIR/modules/*.ko    virtio-mmio, 9p, virtio-blk and ext4 modules, for
-#                       mounts and root filesystems
+#                       mounts and root filesystems; virtio_console, for exec
 #   DIR/modules.order   the order to load them in
 #   DIR/PACKAGE         the package it came from
 #
@@ -24,7 +24,8 @@ if [ -z "$name" ]; then
   name=$(pkg)
 fi
 [ -n "$name" ] || { echo "fetch-test-kernel: cannot tell which kernel package linux-image-amd64 depends on" >&2; exit 1; }
-if [ -f "$dir/PACKAGE" ] && [ "$(cat "$dir/PACKAGE")" = "$name" ] && [ -s "$dir/vmlinux" ]; then
+if [ -f "$dir/PACKAGE" ] && [ "$(cat "$dir/PACKAGE")" = "$name" ] && [ -s "$dir/vmlinux" ] &&
+  grep -qx virtio_console.ko "$dir/modules.order" 2>/dev/null; then
   echo "fetch-test-kernel: $name already in $dir"
   exit 0
 fi
@@ -35,7 +36,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 # Load order: dependencies first.
 mods=(virtio_ring virtio virtio_mmio netfs fscache 9pnet 9pnet_virtio 9p
-      virtio_blk crc16 mbcache jbd2 crc32c_generic ext4)
+      virtio_blk crc16 mbcache jbd2 crc32c_generic ext4 virtio_console)
 patterns=("./boot/vmlinuz-*")
 for m in "${mods[@]}"; do patterns+=("*/$m.ko"); done
 mkdir -p "$tmp/x"

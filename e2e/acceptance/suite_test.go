@@ -37,6 +37,7 @@ var stepSets = []func(*godog.ScenarioContext){
 	idSteps,         // steps_ids_test.go: deployment IDs by prefix (CLI, REST), -o yaml
 	msgSteps,        // steps_msgs_test.go: a command run with a given passphrase; an error said once
 	signalSteps,     // steps_signals_test.go: a command in the background, sent SIGINT or SIGTERM
+	vmExecSteps,     // steps_vmexec_test.go: a VM job with the kernel's modules, for exec
 }
 
 // TestAcceptance runs the feature files with godog, prints the table of

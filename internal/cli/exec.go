@@ -16,7 +16,7 @@ func newDeploymentExecCmd(a *app) *cobra.Command {
 	var interactive, tty bool
 	cmd := &cobra.Command{
 		Use:   "exec ID ALLOC [-i] [-t] -- COMMAND [ARG...]",
-		Short: "Run a command inside a running allocation (docker), like nomad alloc exec",
+		Short: "Run a command inside a running allocation (docker, vm), like nomad alloc exec",
 		Long: `Run a command inside a running allocation and print its output; dms exits
 with the command's exit code. Put the command after --, so that its own
 flags are not taken for dms's. -i sends dms's stdin to the command, -t gives it
@@ -25,8 +25,8 @@ Ctrl-C go to the command): -it runs a shell.
 
 The command travels from this node to the provider as messages authorized by
 the delegation you gave for the deployment, like the deployment's other
-messages. Only docker allocations can exec; vm and wasm allocations are refused
-("exec is not supported by executor vm").
+messages. docker and vm allocations can exec; wasm allocations are refused
+("exec is not supported by executor wasm").
 
 Examples:
   dms deployment exec 3f2a web -- cat /etc/os-release

@@ -6,8 +6,8 @@ import (
 )
 
 // ExecStreamer is implemented by executors that can run an interactive
-// command inside a running instance (`dms deployment exec`): docker. Other
-// executors refuse exec.
+// command inside a running instance (`dms deployment exec`): docker and vm.
+// Other executors refuse exec.
 type ExecStreamer interface {
 	// ExecStream runs opts.Cmd in the instance, feeding it opts.Stdin
 	// (when not nil) until that ends, and writes its output to opts.Stdout

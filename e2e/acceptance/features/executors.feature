@@ -139,3 +139,24 @@ Feature: Executors
     When alice runs `dms deploy -f vm-own-kernel.yaml --follow`
     Then the command succeeds
     And the output contains "booted-on-the-providers-kernel"
+
+  @vm @exec
+  Scenario: deployment exec runs a command in a running microVM, beside its payload
+    Given bob offers the vm executor
+    And a kernel and an initramfs holding the workload and the kernel's virtio modules, as "vmlinuz" and "initramfs.cpio"
+    And alice has deployed, without waiting, the ensemble:
+      """
+      version: v1
+      allocations:
+        job:
+          executor: vm
+          resources: {cpu: 1, ram: 256MiB}
+          execution: {kernel: vmlinuz, initrd: initramfs.cpio, cmd: [/bin/workload, sleep=10m]}
+      """
+    And within 120 seconds the deployment is "running" with the allocation "job" "running"
+    When alice runs `dms deployment exec <deployment> job -- /bin/workload print=hello-from-inside-the-vm exit=4`
+    Then the command fails with exit code 4
+    And the output contains "hello-from-inside-the-vm"
+    When alice runs `dms deployment exec -i <deployment> job -- /bin/workload cat=/dev/stdin` with the input "typed into the vm\n"
+    Then the command succeeds
+    And the output contains "typed into the vm"

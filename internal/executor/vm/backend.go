@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dmsnet/dms/internal/executor/vm/guest"
 	"github.com/dmsnet/dms/internal/match"
 )
 
@@ -21,7 +22,10 @@ import (
 //   - attach rootfs, if set, as the first virtio block device (/dev/vda),
 //     without writing to the file;
 //   - share each share's directory over virtio-9p with its tag, or fail
-//     command when it cannot (Firecracker has no 9p).
+//     command when it cannot (Firecracker has no 9p);
+//   - when execSocket is set, listen on that unix socket and relay it to
+//     a virtio-serial port named guest.ExecPort (Firecracker would use
+//     vsock instead).
 //
 // QEMU (-M microvm) is the one backend; docs/executors.md says how to add
 // Firecracker.
@@ -37,6 +41,7 @@ type machine struct {
 	cpus                   int
 	memory                 match.Bytes
 	shares                 []share
+	execSocket             string // exec's unix socket, "" for none
 }
 
 // share is a host directory shared with the guest.
@@ -87,6 +92,12 @@ func (q qemu) command(m machine) (*exec.Cmd, error) {
 			fsdev += ",readonly=on"
 		}
 		args = append(args, "-fsdev", fsdev, "-device", "virtio-9p-device,fsdev=fs"+strconv.Itoa(i)+",mount_tag="+s.tag)
+	}
+	if m.execSocket != "" {
+		args = append(args,
+			"-chardev", "socket,id=exec,server=on,wait=off,path="+escape(m.execSocket),
+			"-device", "virtio-serial-device,max_ports=2",
+			"-device", "virtserialport,chardev=exec,name="+guest.ExecPort)
 	}
 	return exec.Command(q.path, args...), nil
 }

@@ -58,7 +58,16 @@
 //
 // VMs are child processes of dms and end with it (a parent-death signal),
 // so there is nothing to re-attach to after a restart: vm has no Lister.
-// It implements executor.Executor, Pauser and Statser.
+// It implements executor.Executor, Pauser, Statser, ExecStreamer and
+// Execer.
+//
+// # Exec
+//
+// Every VM has a virtio-serial port whose host end is a unix socket in a
+// private temporary directory; the guest init serves commands on it while
+// the payload runs (ExecStream; package vm/guest has the frames). The
+// guest kernel needs virtio_console, built in or a module the initramfs
+// lists in /etc/dms/modules.
 package vm
 
 import (
@@ -71,6 +80,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,10 +135,12 @@ type Executor struct {
 }
 
 var (
-	_ executor.Executor = (*Executor)(nil)
-	_ executor.Pauser   = (*Executor)(nil)
-	_ executor.Statser  = (*Executor)(nil)
-	_ io.Closer         = (*Executor)(nil)
+	_ executor.Executor     = (*Executor)(nil)
+	_ executor.Pauser       = (*Executor)(nil)
+	_ executor.Statser      = (*Executor)(nil)
+	_ executor.ExecStreamer = (*Executor)(nil)
+	_ executor.Execer       = (*Executor)(nil)
+	_ io.Closer             = (*Executor)(nil)
 )
 
 // New checks the configuration and returns the executor. QEMU is looked
@@ -173,6 +185,10 @@ type process struct {
 	boot    *logbuf.Buffer // the kernel's console lines, for diagnostics
 	stderr  bytes.Buffer   // QEMU's own messages
 	started time.Time
+
+	sockDir, execSocket string     // exec's unix socket, in its own directory
+	agentMu             sync.Mutex // guards agent
+	agent               *execConn  // the connection to the guest's exec agent, nil before the first exec
 
 	mu     sync.Mutex
 	cause  executor.Reason // guarded by mu: why we ended it, "" if we did not
@@ -272,11 +288,29 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 	if err != nil {
 		return "", err
 	}
+	// exec's socket: a private directory, the path short enough for a
+	// unix socket (108 bytes) even with a long TMPDIR.
+	sockDir, err := os.MkdirTemp("", "dms-vm-")
+	if err == nil && len(sockDir) > 90 {
+		os.RemoveAll(sockDir)
+		sockDir, err = os.MkdirTemp("/tmp", "dms-vm-")
+	}
+	if err != nil {
+		return "", fmt.Errorf("vm: %w", err)
+	}
+	m.execSocket = filepath.Join(sockDir, "exec.sock")
 	cmd, err := e.backend.command(m)
 	if err != nil {
+		os.RemoveAll(sockDir)
 		return "", err
 	}
-	in := &process{cmd: cmd, boot: logbuf.New(64 << 10)}
+	in := &process{cmd: cmd, boot: logbuf.New(64 << 10), sockDir: sockDir, execSocket: m.execSocket}
+	started := false
+	defer func() {
+		if !started {
+			os.RemoveAll(sockDir)
+		}
+	}()
 	// end waits out the grace: not in the caller's goroutine.
 	in.Instance = instance.New(e.cfg.LogLimit, func(grace time.Duration) { go in.end(executor.ReasonCancelled, grace) })
 	cmd.Stdin = nil
@@ -307,6 +341,7 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 		t := time.AfterFunc(spec.Timeout, func() { in.end(executor.ReasonTimedOut, 0) })
 		go func() { <-in.Done(); t.Stop() }()
 	}
+	started = true
 	go e.run(in, console)
 	e.log.Debug("started", "instance", id, "accel", e.cfg.Accel, "cpus", m.cpus, "memory", m.memory)
 	return id, nil
@@ -316,6 +351,8 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 func (e *Executor) run(in *process, console io.Reader) {
 	st := readConsole(console, in.Stdout(), in.Stderr(), in.boot.Stdout(), in.started)
 	werr := in.cmd.Wait()
+	in.closeExec()
+	os.RemoveAll(in.sockDir)
 	res := executor.Result{
 		ExitCode:   -1,
 		StartedAt:  in.started,

@@ -25,6 +25,13 @@
 //
 // The payload's output is always wrapped, so it cannot forge a marker. The
 // guest then syncs and reboots, which ends QEMU (-no-reboot).
+//
+// # Exec: a virtio-serial port
+//
+// While the payload runs, the guest init also serves `dms deployment
+// exec` on the virtio-serial port ExecPort: framed sessions (exec.go),
+// each a command started like the payload (its root, environment and
+// working directory), with or without a terminal.
 package guest
 
 import (

@@ -11,7 +11,10 @@
 // the job has mounts or a root device and the kernel has virtio or 9p as
 // modules), mounts the job's 9p shares and root device, runs the payload
 // with its output tagged on the serial console, reports its exit code and
-// reboots, which ends the VM. The protocol is package vm/guest's.
+// reboots, which ends the VM. While the payload runs it serves exec
+// sessions on a virtio-serial port (exec.go; it loads the virtio modules
+// of /etc/dms/modules for it, virtio_console among them). The protocol is
+// package vm/guest's.
 package main
 
 import (
@@ -124,6 +127,7 @@ func run() int {
 	out, errw := &lineWriter{kind: guest.Stdout, partial: guest.StdoutNoEOL}, &lineWriter{kind: guest.Stderr, partial: guest.StderrNoEOL}
 	cmd.Stdout, cmd.Stderr = out, errw
 	cmd.WaitDelay = time.Second // background children may keep the pipes open
+	go serveExec(root, spec.Dir, env)
 	emit(guest.Start, "")
 	err = cmd.Run()
 	out.flush()
@@ -186,11 +190,16 @@ func hasVar(env []string, name string) bool {
 	return false
 }
 
-// mountBasics mounts /proc, /sys and /dev; they may exist already.
+// mountBasics mounts /proc, /sys, /dev and /dev/pts (terminals for
+// exec), which may exist already, and links /dev/fd and /dev/std*.
 func mountBasics() {
-	for _, m := range []struct{ fs, dir string }{{"proc", "/proc"}, {"sysfs", "/sys"}, {"devtmpfs", "/dev"}} {
+	for _, m := range []struct{ fs, dir string }{{"proc", "/proc"}, {"sysfs", "/sys"}, {"devtmpfs", "/dev"}, {"devpts", "/dev/pts"}} {
 		os.MkdirAll(m.dir, 0o755)
 		syscall.Mount(m.fs, m.dir, m.fs, 0, "")
+	}
+	// What udev would add and programs expect (cat /dev/stdin).
+	for name, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"} {
+		os.Symlink(target, "/dev/"+name)
 	}
 }
 
@@ -199,7 +208,11 @@ const sysFinitModule = 313
 
 // loadModules loads the kernel modules listed, one path per line, in
 // list; a missing list means the kernel has what it needs built in.
-func loadModules(list string) error {
+func loadModules(list string) error { return loadModulesMatching(list, "") }
+
+// loadModulesMatching loads the modules of list whose file names start
+// with prefix.
+func loadModulesMatching(list, prefix string) error {
 	b, err := os.ReadFile(list)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -208,6 +221,9 @@ func loadModules(list string) error {
 		return err
 	}
 	for _, path := range strings.Fields(string(b)) {
+		if !strings.HasPrefix(filepath.Base(path), prefix) {
+			continue
+		}
 		f, err := os.Open(path)
 		if err != nil {
 			return fmt.Errorf("load module: %w", err)
