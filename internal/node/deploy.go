@@ -312,28 +312,40 @@ func (s deployStore) Artifact(digest string, offset int64, max int) ([]byte, int
 	return buf, st.Size(), nil
 }
 
-// deploymentService implements apiserver.DeploymentService.
-type deploymentService struct{ n *Node }
-
-func (s deploymentService) Submit(ctx context.Context, req api.DeployRequest) (*api.Deployment, error) {
+// parseSubmission reads what dms deploy and dms plan send: the ensemble and
+// the user's delegations to this node, well formed and linked (their trust
+// is checked by the caller). Its errors are bad requests; command names the
+// CLI command that signs the delegation.
+func parseSubmission(ens string, texts []string, command string) (*ensemble.Spec, []cap.Chain, error) {
 	bad := func(err error) error { return &apiserver.BadRequest{Err: err} }
-	spec, err := ensemble.Parse([]byte(req.Ensemble))
+	spec, err := ensemble.Parse([]byte(ens))
 	if err != nil {
-		return nil, bad(err)
+		return nil, nil, bad(err)
 	}
 	var chains []cap.Chain
-	for i, text := range req.Chains {
+	for i, text := range texts {
 		c, err := cap.DecodeChain([]byte(text))
 		if err != nil {
-			return nil, bad(fmt.Errorf("chain %d: %w", i, err))
+			return nil, nil, bad(fmt.Errorf("chain %d: %w", i, err))
 		}
 		if err := c.CheckLinks(); err != nil {
-			return nil, bad(fmt.Errorf("chain %d: %w", i, err))
+			return nil, nil, bad(fmt.Errorf("chain %d: %w", i, err))
 		}
 		chains = append(chains, c)
 	}
 	if len(chains) == 0 {
-		return nil, bad(errors.New("no delegation to this node: dms deploy signs one with the user key"))
+		return nil, nil, bad(fmt.Errorf("no delegation to this node: dms %s signs one with the user key", command))
+	}
+	return spec, chains, nil
+}
+
+// deploymentService implements apiserver.DeploymentService.
+type deploymentService struct{ n *Node }
+
+func (s deploymentService) Submit(ctx context.Context, req api.DeployRequest) (*api.Deployment, error) {
+	spec, chains, err := parseSubmission(req.Ensemble, req.Chains, "deploy")
+	if err != nil {
+		return nil, err
 	}
 	owner := chains[0].Root()
 	// The owner must be trusted here for deployments: the same check a
@@ -343,7 +355,7 @@ func (s deploymentService) Submit(ctx context.Context, req api.DeployRequest) (*
 	}
 	d, err := s.n.deploys.Submit(ctx, orchestrator.Submission{Spec: spec, Owner: owner, Chains: chains, Artifacts: req.Artifacts})
 	if err != nil {
-		return nil, bad(err)
+		return nil, &apiserver.BadRequest{Err: err}
 	}
 	return apiDeployment(d, false), nil
 }

@@ -2,15 +2,11 @@ package node
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/internal/apiserver"
-	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/deployproto"
-	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/orchestrator"
 )
 
@@ -18,24 +14,9 @@ import (
 type planService struct{ n *Node }
 
 func (s planService) Plan(ctx context.Context, req api.PlanRequest) (*api.Plan, error) {
-	bad := func(err error) error { return &apiserver.BadRequest{Err: err} }
-	spec, err := ensemble.Parse([]byte(req.Ensemble))
+	spec, chains, err := parseSubmission(req.Ensemble, req.Chains, "plan")
 	if err != nil {
-		return nil, bad(err)
-	}
-	var chains []cap.Chain
-	for i, text := range req.Chains {
-		c, err := cap.DecodeChain([]byte(text))
-		if err != nil {
-			return nil, bad(fmt.Errorf("chain %d: %w", i, err))
-		}
-		if err := c.CheckLinks(); err != nil {
-			return nil, bad(fmt.Errorf("chain %d: %w", i, err))
-		}
-		chains = append(chains, c)
-	}
-	if len(chains) == 0 {
-		return nil, bad(errors.New("no delegation to this node: dms plan signs one with the user key"))
+		return nil, err
 	}
 	// The owner must be trusted here for plans: the check a deployment
 	// passes, for the narrower command.
@@ -44,7 +25,7 @@ func (s planService) Plan(ctx context.Context, req api.PlanRequest) (*api.Plan, 
 	}
 	p, err := s.n.deploys.Plan(ctx, orchestrator.PlanRequest{Spec: spec, Chains: chains})
 	if err != nil {
-		return nil, bad(err)
+		return nil, &apiserver.BadRequest{Err: err}
 	}
 	out := &api.Plan{ID: p.ID, Unplaced: p.Unplaced, Stuck: p.Stuck, Asked: p.Asked, Answered: p.Answered}
 	for _, pn := range p.Placement {

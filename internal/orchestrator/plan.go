@@ -2,7 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -55,14 +54,8 @@ const planTTL = time.Minute
 // provider the node is connected to is asked; the round feeds the offer
 // cache and the known-providers table.
 func (s *Service) Plan(ctx context.Context, req PlanRequest) (*PlanResult, error) {
-	if req.Spec == nil {
-		return nil, errors.New("no ensemble")
-	}
-	if err := req.Spec.Validate(); err != nil {
+	if err := deployable(req.Spec); err != nil {
 		return nil, err
-	}
-	if probs := req.Spec.Unsupported(); len(probs) > 0 {
-		return nil, fmt.Errorf("cannot deploy this ensemble: %w", probs)
 	}
 	now := s.cfg.Now()
 	chain, err := s.planChain(req.Chains, now)

@@ -114,16 +114,25 @@ type Submission struct {
 	Artifacts map[string][]byte
 }
 
+// deployable checks an ensemble as Submit and Plan take it: present, valid,
+// and using nothing this release cannot deploy.
+func deployable(spec *ensemble.Spec) error {
+	if spec == nil {
+		return errors.New("no ensemble")
+	}
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	if probs := spec.Unsupported(); len(probs) > 0 {
+		return fmt.Errorf("cannot deploy this ensemble: %w", probs)
+	}
+	return nil
+}
+
 // Submit accepts a deployment and starts its orchestrator.
 func (s *Service) Submit(ctx context.Context, sub Submission) (*Deployment, error) {
-	if sub.Spec == nil {
-		return nil, errors.New("no ensemble")
-	}
-	if err := sub.Spec.Validate(); err != nil {
+	if err := deployable(sub.Spec); err != nil {
 		return nil, err
-	}
-	if probs := sub.Spec.Unsupported(); len(probs) > 0 {
-		return nil, fmt.Errorf("cannot deploy this ensemble: %w", probs)
 	}
 	now := s.cfg.Now()
 	chains, err := s.checkChains(sub.Chains, now)
