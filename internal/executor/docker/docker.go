@@ -872,20 +872,7 @@ func (e *Executor) Exec(ctx context.Context, id string, cmd []string, stdout, st
 	if _, err := stdcopy.StdCopy(stdout, stderr, att.Reader); err != nil {
 		return 0, fmt.Errorf("docker: exec in %s: %w", t.id[:12], err)
 	}
-	for {
-		info, err := e.cli.ExecInspect(ctx, created.ID, client.ExecInspectOptions{})
-		if err != nil {
-			return 0, e.classify("exec in "+t.id[:12], err)
-		}
-		if !info.Running {
-			return info.ExitCode, nil
-		}
-		select {
-		case <-time.After(20 * time.Millisecond):
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-	}
+	return e.execExitCode(ctx, t.id, created.ID)
 }
 
 // Stats implements executor.Statser.
@@ -918,4 +905,23 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// execExitCode waits for an exec, whose streams have ended, to be reported
+// finished by the engine, and returns its exit code.
+func (e *Executor) execExitCode(ctx context.Context, container, execID string) (int, error) {
+	for {
+		info, err := e.cli.ExecInspect(ctx, execID, client.ExecInspectOptions{})
+		if err != nil {
+			return 0, e.classify("exec in "+container[:12], err)
+		}
+		if !info.Running {
+			return info.ExitCode, nil
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
 }

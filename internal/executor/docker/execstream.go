@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
@@ -89,20 +88,7 @@ func (e *Executor) ExecStream(ctx context.Context, id string, opts executor.Exec
 	if err != nil {
 		return 0, fmt.Errorf("docker: exec in %s: %w", t.id[:12], err)
 	}
-	for {
-		info, err := e.cli.ExecInspect(ctx, created.ID, client.ExecInspectOptions{})
-		if err != nil {
-			return 0, e.classify("exec in "+t.id[:12], err)
-		}
-		if !info.Running {
-			return info.ExitCode, nil
-		}
-		select {
-		case <-time.After(20 * time.Millisecond):
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-	}
+	return e.execExitCode(ctx, t.id, created.ID)
 }
 
 var _ executor.ExecStreamer = (*Executor)(nil)
