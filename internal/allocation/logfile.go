@@ -239,17 +239,27 @@ func streamName(b byte) string {
 	return "stdout"
 }
 
-// read returns the entries from off that pass filter, at most max bytes of
-// data (but at least one entry), and the offset after them.
-func (l *logFile) read(off int64, max int, filter logFilter) ([]deployproto.LogEntry, int64, error) {
+// from returns the log's file and its size for a read from off, which must
+// lie within the log.
+func (l *logFile) from(off int64) (*os.File, int64, error) {
 	l.mu.Lock()
 	size, f := l.size, l.f
 	l.mu.Unlock()
 	if f == nil {
-		return nil, off, errors.New("log closed")
+		return nil, 0, errors.New("log closed")
 	}
 	if off < 0 || off > size {
-		return nil, off, fmt.Errorf("%w: %d is outside the log (0-%d)", ErrBadOffset, off, size)
+		return nil, 0, fmt.Errorf("%w: %d is outside the log (0-%d)", ErrBadOffset, off, size)
+	}
+	return f, size, nil
+}
+
+// read returns the entries from off that pass filter, at most max bytes of
+// data (but at least one entry), and the offset after them.
+func (l *logFile) read(off int64, max int, filter logFilter) ([]deployproto.LogEntry, int64, error) {
+	f, size, err := l.from(off)
+	if err != nil {
+		return nil, off, err
 	}
 	var out []deployproto.LogEntry
 	total := 0
@@ -307,14 +317,9 @@ func (l *logFile) read(off int64, max int, filter logFilter) ([]deployproto.LogE
 // off on that pass filter (a last line without a newline counts as one), at
 // most max bytes (older lines are dropped to fit), and the end of the log.
 func (l *logFile) tail(off int64, lines, max int, filter logFilter) ([]deployproto.LogEntry, int64, error) {
-	l.mu.Lock()
-	size, f := l.size, l.f
-	l.mu.Unlock()
-	if f == nil {
-		return nil, off, errors.New("log closed")
-	}
-	if off < 0 || off > size {
-		return nil, off, fmt.Errorf("%w: %d is outside the log (0-%d)", ErrBadOffset, off, size)
+	f, size, err := l.from(off)
+	if err != nil {
+		return nil, off, err
 	}
 	// keep holds the last entries that together have more than lines
 	// newlines; older ones are dropped as the scan goes, so memory stays
