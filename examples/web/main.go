@@ -38,7 +38,9 @@ func main() {
 
 func serve(addr, text string) int {
 	srv := &http.Server{Addr: addr, ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Printf("%s %s\n", r.Method, r.URL.Path)
+		// An access log line with the client, as web servers write them: dms
+		// leaves out the lines of its own health checks (their User-Agent).
+		fmt.Printf("%s %s %q\n", r.Method, r.URL.Path, r.UserAgent())
 		io.WriteString(w, text)
 	})}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
