@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,15 +118,24 @@ func (r Result) String() string {
 // test only if the process cannot run at all.
 func (h *Home) Run(t testing.TB, args ...string) Result {
 	t.Helper()
+	return h.exec(t, nil, h.Bin, append([]string{"--home", h.Dir}, args...)...)
+}
+
+// exec runs bin with argv in the home's environment and working directory,
+// stdin from stdin (nil: none), within h.Timeout, and returns its result; it
+// fails the test only if the process cannot run at all.
+func (h *Home) exec(t testing.TB, stdin io.Reader, bin string, argv ...string) Result {
+	t.Helper()
 	timeout := h.Timeout
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, h.Bin, append([]string{"--home", h.Dir}, args...)...)
+	cmd := exec.CommandContext(ctx, bin, argv...)
 	cmd.Env = h.environ()
 	cmd.Dir = h.WorkDir
+	cmd.Stdin = stdin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -133,7 +143,7 @@ func (h *Home) Run(t testing.TB, args ...string) Result {
 	if err != nil {
 		ee, ok := err.(*exec.ExitError)
 		if !ok {
-			t.Fatalf("dms %s: %v", strings.Join(args, " "), err)
+			t.Fatalf("%s %s: %v", filepath.Base(bin), strings.Join(argv, " "), err)
 		}
 		res.Code = ee.ExitCode()
 	}
