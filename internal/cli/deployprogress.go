@@ -45,7 +45,7 @@ func (p *progress) lines(d *api.Deployment) []string {
 		for _, c := range d.Candidates {
 			fmt.Fprintf(&b, "  %s\n", candidateLine(c))
 		}
-		if block := b.String(); block != p.whyNot {
+		if block := b.String(); block != p.whyNot && block != "" {
 			if len(out) == 0 { // the reasons changed, the message did not
 				out = append(out, line)
 			}

@@ -43,6 +43,14 @@ func TestProgress(t *testing.T) {
 			},
 		},
 		{
+			name:  "no reasons: no empty why-not line",
+			steps: []*api.Deployment{queued(1, small), queued(2, nil)},
+			want: [][]string{
+				{"queued: no placement for web (1 providers answered): waiting for providers", whyNot},
+				nil,
+			},
+		},
+		{
 			name:   "followed services: the detach line once, with ports",
 			follow: true, services: true,
 			steps: []*api.Deployment{running, running},
