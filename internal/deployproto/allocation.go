@@ -11,6 +11,7 @@ import (
 // allocation presents it with its reports and artifact requests.
 type StartRequest struct {
 	Chain string `json:"chain"`
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // StopRequest stops an allocation (shutdown, or a revert); Grace is how long
@@ -18,6 +19,7 @@ type StartRequest struct {
 type StopRequest struct {
 	Grace  time.Duration `json:"grace"`
 	Remove bool          `json:"remove"` // also delete its data and release its resources
+	Epoch  uint64        `json:"epoch,omitempty"`
 }
 
 // AllocationState is where an allocation is in its life.
@@ -59,6 +61,7 @@ type Report struct {
 	Result     *executor.Result `json:"result,omitempty"` // set once it ended
 	Ports      []executor.Port  `json:"ports,omitempty"`  // published ports, host side
 	Time       time.Time        `json:"time"`
+	Epoch      uint64           `json:"epoch,omitempty"` // the highest epoch the allocation has seen
 }
 
 // AllocationStatus answers BehaviorStatus.

@@ -15,6 +15,9 @@ const (
 	BehaviorLogs   = "/dms/allocation/logs"   // LogsRequest → LogsChunk
 	BehaviorStatus = "/dms/allocation/status" // struct{} → AllocationStatus
 
+	BehaviorDependency = "/dms/allocation/dependency" // DependencyNotice → struct{}
+	BehaviorAdopt      = "/dms/allocation/adopt"      // AdoptRequest → struct{}
+
 	// TopicDeployments carries bid requests.
 	TopicDeployments = "deployments"
 

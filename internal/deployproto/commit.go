@@ -16,6 +16,11 @@ type CommitRequest struct {
 	Orchestrator actor.Handle      `json:"orchestrator"`
 	Allocations  []AllocationSpec  `json:"allocations"`
 	Metadata     map[string]string `json:"metadata,omitempty"`
+	// Epoch is the placement's fencing epoch; StopAfter how long its
+	// allocations run on without an acknowledgement from the orchestrator
+	// (0: DefaultStopAfterFactor times the provider's idea of lost_after).
+	Epoch     uint64        `json:"epoch,omitempty"`
+	StopAfter time.Duration `json:"stop_after,omitempty"`
 }
 
 // AllocationSpec is one allocation as its provider runs it.

@@ -15,6 +15,14 @@ const (
 	DefaultMaxRestarts        = 5
 	DefaultBackoff            = time.Second
 	DefaultHealthcheckTimeout = 5 * time.Second
+
+	DefaultRescheduleInterval = time.Hour
+	DefaultRescheduleDelay    = time.Second
+	DefaultRescheduleMaxDelay = time.Minute
+	// DefaultRescheduleAttempts is for an ensemble with a service; one of
+	// tasks only gets DefaultRescheduleTaskAttempts (as Nomad's batch jobs).
+	DefaultRescheduleAttempts     = 3
+	DefaultRescheduleTaskAttempts = 1
 )
 
 // SetDefaults fills every field left zero with its default:
@@ -34,6 +42,7 @@ func (s *Spec) SetDefaults() { setDefaults(s, func(string) bool { return false }
 // setDefaults fills zero fields whose path is not present in the source.
 func setDefaults(s *Spec, present func(path string) bool) {
 	defaultWalk(reflect.ValueOf(s).Elem(), "", present)
+	setRescheduleDefaults(s, present)
 	for _, name := range sortedKeys(s.Allocations) {
 		a := s.Allocations[name]
 		p := keyPath("allocations", name)
@@ -137,4 +146,42 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// setRescheduleDefaults fills the reschedule block: attempts 3 when the
+// ensemble has a service (else 1), interval 1h, delay 1s, max_delay 1m.
+func setRescheduleDefaults(s *Spec, present func(path string) bool) {
+	r := &s.Reschedule
+	if r.Attempts == 0 && !present("reschedule.attempts") {
+		r.Attempts = DefaultRescheduleTaskAttempts
+		for _, a := range s.Allocations {
+			if a.Type == Service {
+				r.Attempts = DefaultRescheduleAttempts
+			}
+		}
+	}
+	if r.Interval == 0 && !present("reschedule.interval") {
+		r.Interval = DefaultRescheduleInterval
+	}
+	if r.Delay == 0 && !present("reschedule.delay") {
+		r.Delay = DefaultRescheduleDelay
+	}
+	if r.MaxDelay == 0 && !present("reschedule.max_delay") {
+		r.MaxDelay = DefaultRescheduleMaxDelay
+	}
+}
+
+// Wait returns how long to wait before the n-th redeploy (1-based) within
+// the interval.
+func (r Reschedule) Wait(n int) time.Duration {
+	d := r.Delay
+	if r.DelayFunction == DelayExponential {
+		for i := 1; i < n && d < r.MaxDelay; i++ {
+			d *= 2
+		}
+	}
+	if r.MaxDelay > 0 && d > r.MaxDelay {
+		d = r.MaxDelay
+	}
+	return d
 }

@@ -30,6 +30,8 @@ type Spec struct {
 	Allocations map[string]Allocation `yaml:"allocations" ens:"required" doc:"The units of work, by name (a DNS label)."`
 	Nodes       map[string]Node       `yaml:"nodes,omitempty" doc:"The machines, by name: which allocations share one. When omitted, each allocation gets a node of its own name."`
 	Edges       []Edge                `yaml:"edges,omitempty" doc:"Network constraints between pairs of nodes."`
+	Reschedule  Reschedule            `yaml:"reschedule,omitempty" doc:"How often a node is placed again on another provider when its provider is lost or its allocations fail there."`
+	Supervision Supervision           `yaml:"supervision,omitempty" doc:"How failures propagate between allocations, and which nodes orchestrate."`
 }
 
 // Timeouts bound a deployment in time. Zero means no limit.
@@ -202,6 +204,48 @@ type Restart struct {
 	Policy      RestartPolicy `yaml:"policy,omitempty" ens:"enum=never|on-failure|always" doc:"never, on-failure or always; default never for a task, always for a service."`
 	MaxRestarts int           `yaml:"max_restarts,omitempty" ens:"min=1" doc:"Restarts before the allocation counts as failed; default 5 unless the policy is never."`
 	Backoff     time.Duration `yaml:"backoff,omitempty" doc:"Delay before the first restart, doubled each time up to 1m; default 1s unless the policy is never."`
+}
+
+// Reschedule bounds the redeploys of a node: when its provider is lost, or
+// one of its allocations fails there (after its restarts), the node is
+// placed again on another provider, at most Attempts times within
+// Interval, waiting Delay before the first redeploy of the interval and
+// (with the exponential delay function) twice as long before each next
+// one, up to MaxDelay. Once the budget is spent the deployment fails.
+type Reschedule struct {
+	Attempts      int           `yaml:"attempts,omitempty" ens:"min=0,max=1000" doc:"Redeploys of one node allowed within interval; 0 turns redeploys off. Default 3 for an ensemble with a service, else 1."`
+	Interval      time.Duration `yaml:"interval,omitempty" doc:"The sliding window attempts count in; default 1h."`
+	Delay         time.Duration `yaml:"delay,omitempty" doc:"Wait before the first redeploy within the interval; default 1s."`
+	DelayFunction DelayFunction `yaml:"delay_function,omitempty" ens:"enum=constant|exponential,default=exponential" doc:"constant: every redeploy waits delay; exponential: each waits twice as long as the one before, up to max_delay."`
+	MaxDelay      time.Duration `yaml:"max_delay,omitempty" doc:"Longest wait before a redeploy; default 1m."`
+}
+
+// DelayFunction says how the wait before a redeploy grows.
+type DelayFunction string
+
+// The delay functions.
+const (
+	DelayConstant    DelayFunction = "constant"
+	DelayExponential DelayFunction = "exponential"
+)
+
+// Strategy is an Erlang/OTP supervision strategy: what else restarts when
+// an allocation restarts or moves.
+type Strategy string
+
+// The supervision strategies.
+const (
+	OneForOne  Strategy = "one_for_one"  // only the failed allocation restarts
+	OneForAll  Strategy = "one_for_all"  // every allocation of the deployment restarts
+	RestForOne Strategy = "rest_for_one" // the failed one and those that depend on it, in depends_on order
+)
+
+// Supervision says how failures propagate between the allocations of a
+// deployment, and which nodes orchestrate it.
+type Supervision struct {
+	Strategy      Strategy `yaml:"strategy,omitempty" ens:"enum=one_for_one|one_for_all|rest_for_one,default=one_for_one" doc:"one_for_one: only the failed allocation restarts; one_for_all: all restart; rest_for_one: the failed one and those that depend on it. Dependents are told of every restart or move in their logs either way."`
+	Orchestrators int      `yaml:"orchestrators,omitempty" ens:"min=1,max=5,default=1" doc:"How many nodes orchestrate the deployment: the one it is submitted to and orchestrators-1 standbys that take over if it is gone."`
+	Standbys      []string `yaml:"standbys,omitempty" doc:"Standby orchestrators by peer ID (12D3KooW...) or did:key; when fewer than orchestrators-1, the rest are chosen among connected peers."`
 }
 
 // Node is one machine of the ensemble: the allocations that share it and

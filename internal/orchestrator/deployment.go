@@ -49,6 +49,8 @@ type Deployment struct {
 	Updated time.Time    `json:"updated"`
 	// Message says what is going on, or why it failed.
 	Message string `json:"message,omitempty"`
+	// Reason is the typed reason of a failure (a Reason* constant).
+	Reason string `json:"reason,omitempty"`
 	// ExitCode is the job's: 0 when every task completed, else the exit
 	// code of the first task that failed; nil until the deployment ends.
 	ExitCode *int `json:"exit_code,omitempty"`
@@ -71,7 +73,30 @@ type Deployment struct {
 	SealedKey    []byte       `json:"sealed_key"`
 	Chains       []string     `json:"chains"`
 	Artifacts    []string     `json:"artifacts,omitempty"` // digests of the files shipped with it
+
+	// Epoch is the fencing epoch: it grows with every placement and every
+	// takeover by a standby orchestrator (package deployproto).
+	Epoch uint64 `json:"epoch"`
+	// Events is the supervision timeline, oldest first (at most
+	// maxEvents); EventSeq numbers them.
+	Events   []Event `json:"events,omitempty"`
+	EventSeq uint64  `json:"event_seq,omitempty"`
+	// Redeploys are the times each node was redeployed, for the reschedule
+	// budget.
+	Redeploys map[string][]time.Time `json:"redeploys,omitempty"`
+	// Standbys are the peer IDs of the standby orchestrators.
+	Standbys []string `json:"standbys,omitempty"`
 }
+
+// The typed reasons of a failed deployment.
+const (
+	ReasonBudgetSpent = "reschedule-budget-spent" // a node needed more redeploys than its budget allows
+	ReasonNoPlacement = "no-placement"            // no provider fit before the queue timeout
+	ReasonPinned      = "pinned-node-failed"      // an allocation of a pinned node failed: it cannot move
+	ReasonTaskFailed  = "task-failed"             // a task failed and may not be redeployed
+	ReasonTimeout     = "timeout"                 // the total timeout passed
+	ReasonStartFailed = "start-failed"            // an allocation could not be started
+)
 
 // Placement is the provider of one node.
 type Placement struct {
@@ -79,6 +104,7 @@ type Placement struct {
 	Reservation string       `json:"reservation"`
 	Score       float64      `json:"score"`
 	Cost        string       `json:"cost,omitempty"` // per hour
+	Epoch       uint64       `json:"epoch,omitempty"`
 }
 
 // Allocation is the orchestrator's view of one allocation.
@@ -94,6 +120,21 @@ type Allocation struct {
 	Result   *executor.Result            `json:"result,omitempty"`
 	Ports    []executor.Port             `json:"ports,omitempty"`
 	Started  bool                        `json:"started"`
+	// Attempt counts the placements of the allocation (1: the first);
+	// Epoch is the fencing epoch of the current one.
+	Attempt int    `json:"attempt,omitempty"`
+	Epoch   uint64 `json:"epoch,omitempty"`
+	// Replaced are the handles of copies this allocation replaced (on
+	// providers it was moved away from), newest last: their reports are
+	// answered with a stop.
+	Replaced []Replaced `json:"replaced,omitempty"`
+}
+
+// Replaced is a copy of an allocation that a redeploy replaced.
+type Replaced struct {
+	Handle  actor.Handle `json:"handle"`
+	Epoch   uint64       `json:"epoch"`
+	Stopped bool         `json:"stopped,omitempty"` // its provider confirmed the stop
 }
 
 // clone returns a deep copy, for readers outside the run loop.
@@ -106,7 +147,16 @@ func (d *Deployment) clone() *Deployment {
 	c.Allocations = make(map[string]*Allocation, len(d.Allocations))
 	for k, v := range d.Allocations {
 		a := *v
+		a.Replaced = append([]Replaced(nil), v.Replaced...)
 		c.Allocations[k] = &a
+	}
+	c.Events = append([]Event(nil), d.Events...)
+	c.Standbys = append([]string(nil), d.Standbys...)
+	if d.Redeploys != nil {
+		c.Redeploys = make(map[string][]time.Time, len(d.Redeploys))
+		for k, v := range d.Redeploys {
+			c.Redeploys[k] = append([]time.Time(nil), v...)
+		}
 	}
 	c.Candidates = append([]placement.Reason(nil), d.Candidates...)
 	return &c
