@@ -127,3 +127,9 @@ func (r *run) loop(ctx context.Context) {
 		}
 	}
 }
+
+// leaseHeld reports whether this node may make supervision decisions for
+// the deployment (mark allocations lost, redeploy): always, unless the
+// deployment has standby orchestrators and this node's lease lapsed (see
+// standby.go).
+func (r *run) leaseHeld() bool { return true }
