@@ -78,6 +78,8 @@ type DeploymentEvent struct {
 // DeploymentEvents is the answer of GET /api/v1/deployments/{id}/events:
 // the events after a sequence number.
 type DeploymentEvents struct {
+	// ID is the deployment's full ID (the request may give a prefix).
+	ID     string            `json:"id"`
 	Events []DeploymentEvent `json:"events"`
 	// Next is the sequence number to ask after next time: that of the
 	// last event returned, or the after asked when there is none.

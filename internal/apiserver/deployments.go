@@ -170,7 +170,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	out := api.DeploymentEvents{Events: []api.DeploymentEvent{}, Next: after, State: d.State, Ended: d.Terminal()}
+	out := api.DeploymentEvents{ID: d.ID, Events: []api.DeploymentEvent{}, Next: after, State: d.State, Ended: d.Terminal()}
 	for _, e := range d.Events {
 		if e.Seq > after {
 			out.Events = append(out.Events, e)
