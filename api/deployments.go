@@ -63,9 +63,10 @@ type Deployment struct {
 type DeploymentEvent struct {
 	Seq  uint64    `json:"seq"`
 	Time time.Time `json:"time"`
-	// Kind is placed, lost, failed, restarted, redeploying, redeployed,
-	// waiting, stale-stopped, notified, budget-spent, takeover or
-	// step-down.
+	// Kind is placed, lost, back, failed, restarted, redeploying,
+	// redeployed, waiting, stale-stopped, notified, budget-spent, takeover
+	// or step-down (docs/supervision.md); a client shows a kind it does
+	// not know as it is.
 	Kind       string `json:"kind"`
 	Allocation string `json:"allocation,omitempty"`
 	Node       string `json:"node,omitempty"`

@@ -24,7 +24,7 @@ type fakeTimeline struct {
 	apiserver.DeploymentService // the methods these tests do not use
 
 	mu     sync.Mutex
-	d      api.Deployment              // guarded by mu
+	d      api.Deployment            // guarded by mu
 	script []func(d *api.Deployment) // guarded by mu
 }
 
