@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -230,4 +231,22 @@ func serve(t *testing.T, s *Server) *api.Client {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// FuzzPollQuery: any query gives an error or an after and a wait within
+// bounds, never a panic.
+func FuzzPollQuery(f *testing.F) {
+	for _, q := range []string{"", "after=3&wait=30s", "after=-1", "wait=-1s", "wait=1000h", "after=18446744073709551616", "wait=1e9h"} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		_, wait, err := pollQuery(q, "a number")
+		if err == nil && (wait < 0 || wait > maxWait) {
+			t.Fatalf("pollQuery(%q) wait = %s, want 0 to %s", raw, wait, maxWait)
+		}
+	})
 }
