@@ -28,8 +28,9 @@ import (
 //
 // Then the killed node starts again on the same home and the trial waits
 // until its stale copy (its container of the deployment, found with docker
-// ps by the labels dms.node and dms.deployment) is gone. The next trial
-// kills the provider the service runs on then.
+// ps by the labels dms.node and dms.deployment) is gone, checks that the
+// replacement was not disturbed and shuts the deployment down. Each trial
+// deploys anew (on whichever provider the placement picks).
 //
 // Overlap: two copies running and acknowledged at once. The container of a
 // killed dms process keeps running (nothing obeys it: its dms is dead, and
@@ -63,9 +64,9 @@ func BenchmarkRedeploy(b *testing.B) {
 	client, user, nodeDID := c.client(b, 0)
 	ctx := context.Background()
 
-	// attempts high and a 1s interval: every trial is a first redeploy
-	// (waiting reschedule.delay, 1s by default) and the budget is never
-	// spent.
+	// A fresh deployment per trial: a redeploy excludes the providers that
+	// failed the node for reschedule.interval, so one deployment killed
+	// again and again would run out of providers.
 	spec := fmt.Sprintf(`version: v1
 allocations:
   web:
@@ -81,28 +82,38 @@ allocations:
       interval: 500ms
       timeout: 400ms
       retries: 2
-reschedule: {attempts: 1000, interval: 1s}
 `, image)
-	d, err := client.Deploy(ctx, api.DeployRequest{Ensemble: spec, Chains: grants(b, user, nodeDID)})
-	if err != nil {
-		b.Fatal(err)
+	deploy := func(trial int) (string, api.DeploymentAlloc) {
+		d, err := client.Deploy(ctx, api.DeployRequest{Ensemble: spec, Chains: grants(b, user, nodeDID)})
+		if err != nil {
+			b.Fatalf("trial %d: %v", trial, err)
+		}
+		id := d.ID
+		b.Cleanup(func() { removeContainers(id) })
+		web, err := waitAlloc(ctx, client, id, time.Minute, func(a api.DeploymentAlloc) bool { return a.State == "healthy" })
+		if err != nil {
+			b.Fatalf("trial %d: %v", trial, err)
+		}
+		return id, web
 	}
-	id := d.ID
-	b.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	shutdown := func(trial int, id string) {
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		client.ShutdownDeployment(cctx, id)
-		removeContainers(id)
-	})
-	web, err := waitAlloc(ctx, client, id, time.Minute, func(a api.DeploymentAlloc) bool { return a.State == "healthy" })
-	if err != nil {
-		b.Fatal(err)
+		if _, err := client.ShutdownDeployment(cctx, id); err != nil {
+			b.Fatalf("trial %d: shutdown: %v", trial, err)
+		}
+		if _, err := untilGone("", id, time.Now(), time.Minute); err != nil {
+			b.Fatalf("trial %d: %v", trial, err)
+		}
 	}
 
 	var lost, healthy, stale []time.Duration
 	overlaps := 0
 	b.ResetTimer()
 	for trial := range trials {
+		b.StopTimer()
+		id, web := deploy(trial)
+		b.StartTimer()
 		p := slices.Index(c.ids, web.Provider)
 		if p < 1 {
 			b.Fatalf("trial %d: web runs on %q, not on a provider of the cluster", trial, web.Provider)
@@ -110,7 +121,7 @@ reschedule: {attempts: 1000, interval: 1s}
 		t0 := time.Now()
 		c.nodes[p].Kill()
 		var lostAt time.Time
-		web, err = waitAlloc(ctx, client, id, time.Minute, func(a api.DeploymentAlloc) bool {
+		web, err := waitAlloc(ctx, client, id, time.Minute, func(a api.DeploymentAlloc) bool {
 			if lostAt.IsZero() && (a.State == "lost" || a.Provider != c.ids[p]) {
 				lostAt = time.Now()
 			}
@@ -153,6 +164,7 @@ reschedule: {attempts: 1000, interval: 1s}
 		if n := runningCopies(id); n != 1 {
 			b.Fatalf("trial %d: %d containers of the deployment run, want 1", trial, n)
 		}
+		shutdown(trial, id)
 		b.Logf("trial %2d: kill→lost %v, kill→healthy %v, stale copy gone %v after the restart", trial+1, lost[trial].Round(time.Millisecond), healthy[trial].Round(time.Millisecond), window.Round(time.Millisecond))
 	}
 	b.StopTimer()
@@ -211,13 +223,17 @@ func firstEvent(d *api.Deployment, kind string, since time.Time) time.Time {
 }
 
 // untilGone polls docker every 50ms until no running container of the
-// deployment carries the node's label, and returns how long after from
-// that was.
+// deployment carries the node's label (any node's when peer is ""), and
+// returns how long after from that was.
 func untilGone(peer, deployment string, from time.Time, timeout time.Duration) (time.Duration, error) {
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	for ; time.Since(from) < timeout; <-tick.C {
-		ids, err := containers("label=dms.node="+peer, "label=dms.deployment="+deployment)
+		filters := []string{"label=dms.deployment=" + deployment}
+		if peer != "" {
+			filters = append(filters, "label=dms.node="+peer)
+		}
+		ids, err := containers(filters...)
 		if err != nil {
 			return 0, err
 		}
