@@ -31,7 +31,7 @@ done
 
 # One row per run, then min–max of each metric over the runs.
 awk '
-  /^BenchmarkRedeploy/ {
+  /^BenchmarkRedeploy.* lost-p50-ms/ {
     n++
     for (i = 3; i < NF; i += 2) { v[n, $(i + 1)] = $i; units[$(i + 1)] = 1 }
   }

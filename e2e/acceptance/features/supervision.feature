@@ -120,6 +120,10 @@ Feature: Supervision
     And the deployment is "running"
     And the deployment's message contains "pinned to"
     And the events do not include "redeployed"
+    When bob's node comes back
+    Then within 30 seconds the deployment is "running" with the allocation "pinned" "running"
+    And the events say "lost", then "waiting", then "back"
+    And it ran on bob
 
   Scenario: A provider frozen past stop_after stops its stale copy; the replacement keeps running
     Given alice has deployed, without waiting, the ensemble:
@@ -262,6 +266,7 @@ Feature: Supervision
     And within 20 seconds the deployment as dave shows it is "stopped" with every allocation "stopped"
     When alice's node comes back
     Then within 30 seconds the events as alice shows them include "step-down"
+    And within 20 seconds the deployment as alice shows it is "stopped" with every allocation "stopped"
 
   Scenario: A deployment outlives a restart of the node that orchestrates it
     Given alice has deployed, without waiting, the ensemble:
