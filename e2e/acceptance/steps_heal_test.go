@@ -380,14 +380,6 @@ func healSteps(sc *godog.ScenarioContext) {
 		}
 		return fmt.Errorf("the logs of %s lack %q:\n%s", alloc, want, tail(out, 20))
 	})
-	sc.Step(`^within (\d+) seconds ([a-z]+) holds the deployment as its standby$`, func(ctx context.Context, secs, name string) error {
-		w := worldOf(ctx)
-		peer := netOf(w).id(w.T, name, "peer")
-		_, err := w.waitVia(name, seconds(secs), "held by "+name, func(d api.Deployment) bool {
-			return slices.Contains(d.Standbys, peer) || d.State == "running"
-		})
-		return err
-	})
 	sc.Step(`^within (\d+) seconds ([a-z]+) orchestrates the deployment$`, func(ctx context.Context, secs, name string) error {
 		w := worldOf(ctx)
 		peer := netOf(w).id(w.T, name, "peer")

@@ -99,6 +99,7 @@ Feature: Supervision
     Then the deployment failed with the reason "reschedule-budget-spent"
     And the events say "failed", then "redeployed", then "failed", then "budget-spent"
     And the allocation "doomed" is at attempt 2
+    And within 10 seconds no provider holds any resources
 
   Scenario: A pinned node waits for its provider instead of moving
     Given alice has deployed, without waiting, the ensemble:
@@ -256,7 +257,7 @@ Feature: Supervision
       supervision: {standbys: [<dave.peer>]}
       """
     And the deployment is running within 30 seconds
-    And within 20 seconds dave holds the deployment as its standby
+    And within 20 seconds the deployment as dave shows it is "running" with every allocation "running"
     When alice's node dies
     Then within 8 seconds dave orchestrates the deployment
     And the deployment as dave shows it is "running" with every allocation "running"
