@@ -105,11 +105,12 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	cfg.Location.Country = "germany"
 	cfg.Executor.BlockNetworks = []string{"169.254.0.0/16", "metadata"}
 	cfg.Executor.WASM.CPUCgroup = "sys/fs/cgroup"
+	cfg.Orchestrator.Lease = Duration(time.Second) // shorter than two heartbeats
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("Validate() = nil")
 	}
-	for _, want := range []string{"log.level", "api.listen", "not a loopback address", "actor.mailbox", "executor.vm.accel", "executor.vm.kernel", "location.country", "executor.block_networks[1]", "executor.wasm.cpu_cgroup"} {
+	for _, want := range []string{"log.level", "api.listen", "not a loopback address", "actor.mailbox", "executor.vm.accel", "executor.vm.kernel", "location.country", "executor.block_networks[1]", "executor.wasm.cpu_cgroup", "orchestrator.lease"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v; missing %q", err, want)
 		}
