@@ -29,7 +29,7 @@ func (r *run) place(ctx context.Context) {
 		d := r.snapshot()
 		if now := r.s.cfg.Now(); now.After(d.QueueDeadline) {
 			r.update(true, func(d *Deployment) {
-				d.State = Failed
+				d.State, d.Reason = Failed, ReasonNoPlacement
 				d.Message = "no placement before the queue timeout: " + placement.Summarize(d.Candidates) + hint
 			})
 			return
@@ -83,14 +83,17 @@ func (r *run) place(ctx context.Context) {
 			continue
 		}
 		placed := map[string]Placement{}
-		for node, c := range plan {
-			placed[node] = Placement{Provider: c.Provider, Reservation: c.Bid.Reservation, Score: c.Rating.Value, Cost: c.Rating.Cost.String()}
-		}
+		var epoch uint64
 		r.update(true, func(d *Deployment) {
+			d.Epoch++
+			epoch = d.Epoch
+			for node, c := range plan {
+				placed[node] = Placement{Provider: c.Provider, Reservation: c.Bid.Reservation, Score: c.Rating.Value, Cost: c.Rating.Cost.String(), Epoch: epoch}
+			}
 			d.State, d.Placement, d.Candidates = Committing, placed, reasons
 			d.Message = "committing"
 		})
-		allocs, refused := r.commitAll(ctx, placed)
+		allocs, refused := r.commitAll(ctx, placed, epoch, nil)
 		if refused != nil {
 			r.revertPlacement(ctx, placed)
 			r.update(true, func(d *Deployment) {
@@ -105,6 +108,11 @@ func (r *run) place(ctx context.Context) {
 			d.Message = "starting allocations"
 			for name, a := range allocs {
 				d.Allocations[name] = a
+			}
+			for _, node := range sortedKeys(placed) {
+				pl := placed[node]
+				d.addEvent(r.s.cfg.Now(), Event{Kind: EventPlaced, Node: node, To: pl.Provider.Host, Epoch: epoch,
+					Message: fmt.Sprintf("placed node %s on %s", node, identity.ShortPeerID(pl.Provider.Host))})
 			}
 		})
 		return

@@ -48,12 +48,16 @@ func (r *run) revertPlacement(ctx context.Context, p map[string]Placement) {
 	}
 }
 
-// commitAll commits every node of the placement in parallel. When one
-// refuses or fails, it returns why (the caller reverts them all).
-func (r *run) commitAll(ctx context.Context, placed map[string]Placement) (map[string]*Allocation, []placement.Reason) {
+// commitAll commits every node of the placement in parallel, at the
+// fencing epoch given, with the allocations keep selects (nil: all). When
+// one refuses or fails, it returns why (the caller reverts them all).
+func (r *run) commitAll(ctx context.Context, placed map[string]Placement, epoch uint64, keep func(name string) bool) (map[string]*Allocation, []placement.Reason) {
 	_, hostOf := placement.Nodes(r.spec)
 	byNode := map[string][]deployproto.AllocationSpec{}
 	for _, name := range allocNames(r.spec) {
+		if keep != nil && !keep(name) {
+			continue
+		}
 		a := r.spec.Allocations[name]
 		byNode[hostOf[name]] = append(byNode[hostOf[name]], deployproto.AllocationSpec{
 			Name: name, Type: a.Type, Executor: a.Executor, Resources: a.Resources.Match(),
@@ -77,6 +81,7 @@ func (r *run) commitAll(ctx context.Context, placed map[string]Placement) (map[s
 				err = r.actor.Invoke(ctx, h, deployproto.BehaviorCommit, deployproto.CommitRequest{
 					Deployment: r.d.ID, Node: node, Reservation: pl.Reservation, Orchestrator: r.actor.Handle(),
 					Allocations: byNode[node], Metadata: r.spec.Metadata,
+					Epoch: epoch, StopAfter: r.s.cfg.StopAfter,
 				}, &reply)
 			}
 			results <- result{node, reply, err}
@@ -97,7 +102,7 @@ func (r *run) commitAll(ctx context.Context, placed map[string]Placement) (map[s
 			continue
 		}
 		for _, spec := range byNode[res.node] {
-			allocs[spec.Name] = &Allocation{Name: spec.Name, Node: res.node, Handle: res.reply.Allocations[spec.Name], State: deployproto.AllocPending}
+			allocs[spec.Name] = &Allocation{Name: spec.Name, Node: res.node, Handle: res.reply.Allocations[spec.Name], State: deployproto.AllocPending, Attempt: 1, Epoch: epoch}
 		}
 	}
 	if refused != nil {

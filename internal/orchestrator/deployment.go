@@ -134,7 +134,8 @@ type Allocation struct {
 type Replaced struct {
 	Handle  actor.Handle `json:"handle"`
 	Epoch   uint64       `json:"epoch"`
-	Stopped bool         `json:"stopped,omitempty"` // its provider confirmed the stop
+	Told    bool         `json:"told,omitempty"`    // it reported and was told to stop
+	Stopped bool         `json:"stopped,omitempty"` // it reported its end
 }
 
 // clone returns a deep copy, for readers outside the run loop.

@@ -5,6 +5,15 @@
 // deployment completes, fails or is shut down. Its state is persisted at
 // every transition and resumed after a restart.
 //
+// Supervision heals: a node whose provider is lost (no heartbeat for
+// LostAfter) or whose allocation failed there is placed again on another
+// provider within the ensemble's reschedule budget, at a new fencing
+// epoch, while the rest of the deployment runs on; the copy it replaces is
+// told to stop when it reports again, and a provider cut off from its
+// orchestrator for StopAfter stops its copy on its own. Restarts and moves
+// propagate to dependents by the ensemble's supervision strategy. Every
+// decision is an Event on the deployment's timeline.
+//
 // It speaks the orchestrator's side of the deployment protocol (package
 // deployproto); the provider's side is allocation.Provider. The decisions
 // of a bid round — what each node asks for, which bids count, where each
@@ -18,7 +27,9 @@
 //	bid.go        bid rounds: broadcast or shortlist, collect, rate, place
 //	commit.go     two-phase commit and revert
 //	start.go      start in depends_on order; artifacts served to allocations
-//	supervise.go  reports, lost allocations, timeouts, the end
+//	supervise.go  reports and their acknowledgements, lost allocations, timeouts, the end
+//	heal.go       redeploys within the reschedule budget, strategies
+//	events.go     the timeline
 //	logs.go       allocation logs
 //	offers.go     the offer cache that shortlists providers
 package orchestrator

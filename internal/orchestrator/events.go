@@ -11,6 +11,7 @@ type EventKind string
 const (
 	EventPlaced       EventKind = "placed"        // a node was placed (first placement or redeploy)
 	EventLost         EventKind = "lost"          // no heartbeat for lost_after
+	EventBack         EventKind = "back"          // a lost allocation reports again before it was replaced
 	EventFailed       EventKind = "failed"        // an allocation failed on its provider (after its restarts)
 	EventRestarted    EventKind = "restarted"     // an allocation restarted on its provider
 	EventRedeploying  EventKind = "redeploying"   // a node is to be placed again, after a delay

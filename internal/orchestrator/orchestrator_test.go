@@ -235,20 +235,34 @@ func TestProviderDiesBetweenBidAndCommit(t *testing.T) {
 	w.waitFree(start)
 }
 
-func TestLostAllocation(t *testing.T) {
+func TestLostAllocationComesBack(t *testing.T) {
 	w := newWorld(t, 2, worldOpts{lost: time.Second})
 	w.nodes[0].ledger.Offboard() // the orchestrator's node hosts nothing
 	start := w.free()
 	d := w.submit(task("0.5", "print=long", "sleep=60s"))
 	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Running)
 	w.nodes[1].host.SetDown(true)
-	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Failed)
-	if a := d.Allocations["job"]; a.State != deployproto.AllocLost || !strings.Contains(d.Message, "lost") {
-		t.Fatalf("allocation %s, deployment %q: want lost", a.State, d.Message)
+	// No other provider: the node waits to be placed again, the
+	// deployment keeps running.
+	d = waitFor(t, w.nodes[0].svc, d.ID, "lost and waiting", func(d *orchestrator.Deployment) bool {
+		return hasInOrder(kinds(d), []orchestrator.EventKind{orchestrator.EventLost, orchestrator.EventRedeploying, orchestrator.EventWaiting})
+	})
+	if a := d.Allocations["job"]; a.State != deployproto.AllocLost || d.State != orchestrator.Running {
+		t.Fatalf("allocation %s, deployment %s (%s): want lost, running", a.State, d.State, d.Message)
 	}
-	// The provider comes back with the allocation still running: its next
-	// report gets it stopped, and its resources come back.
+	// The provider comes back before a replacement was found: its copy
+	// is taken back.
 	w.nodes[1].host.SetDown(false)
+	d = waitFor(t, w.nodes[0].svc, d.ID, "back", func(d *orchestrator.Deployment) bool {
+		return d.Allocations["job"].State == deployproto.AllocRunning
+	})
+	if a := d.Allocations["job"]; a.Attempt != 1 || !hasInOrder(kinds(d), []orchestrator.EventKind{orchestrator.EventBack}) {
+		t.Fatalf("attempt %d, events %v: want the first copy back", a.Attempt, kinds(d))
+	}
+	if _, err := w.nodes[0].svc.Shutdown(context.Background(), d.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, w.nodes[0].svc, d.ID, orchestrator.Stopped)
 	w.waitFree(start)
 }
 

@@ -30,11 +30,16 @@ type run struct {
 	excluded  map[string]time.Time // providers that refused a commit, until when; loop only
 	lingering map[string]time.Time // allocations told to stop after the end; guarded by mu
 
+	brokenNodes  map[string]*brokenNode // nodes to redeploy (heal.go); loop only
+	propagations []propagation          // restarts and moves to propagate; guarded by mu
+	induced      map[string]int         // restarts asked of an allocation by a dependency notice, not yet seen; guarded by mu
+
 	dryRun bool // a plan's round: ask with deployproto.BehaviorPlan
 }
 
 func newRun(s *Service, d *Deployment, a *actor.Actor, spec *ensemble.Spec, key *identity.Key, chains []cap.Chain) *run {
-	return &run{s: s, d: d, actor: a, spec: spec, key: key, chains: chains, changed: make(chan struct{}), excluded: map[string]time.Time{}}
+	return &run{s: s, d: d, actor: a, spec: spec, key: key, chains: chains, changed: make(chan struct{}), excluded: map[string]time.Time{},
+		brokenNodes: map[string]*brokenNode{}, induced: map[string]int{}}
 }
 
 func (r *run) snapshot() *Deployment {

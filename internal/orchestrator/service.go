@@ -39,10 +39,14 @@ type Config struct {
 	// bid round waits for (it ends early when all of them answered).
 	Peers func() []string
 
-	BidWindow     time.Duration // default 1s
-	QueueTimeout  time.Duration // default 10m; a spec's timeouts.queue overrides it
-	RetryMax      time.Duration // longest wait between bid rounds while queued; default 15s
-	LostAfter     time.Duration // an allocation silent this long is lost; default 10s
+	BidWindow    time.Duration // default 1s
+	QueueTimeout time.Duration // default 10m; a spec's timeouts.queue overrides it
+	RetryMax     time.Duration // longest wait between bid rounds while queued; default 15s
+	LostAfter    time.Duration // an allocation silent this long is lost; default 10s
+	// StopAfter is how long a provider runs an allocation on without an
+	// acknowledgement from the orchestrator (sent with every commit);
+	// default deployproto.DefaultStopAfterFactor × LostAfter.
+	StopAfter     time.Duration
 	CommitTimeout time.Duration // default 15s
 	Logger        *slog.Logger
 	Now           func() time.Time
@@ -60,6 +64,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LostAfter <= 0 {
 		c.LostAfter = 10 * time.Second
+	}
+	if c.StopAfter <= 0 {
+		c.StopAfter = deployproto.DefaultStopAfterFactor * c.LostAfter
 	}
 	if c.CommitTimeout <= 0 {
 		c.CommitTimeout = 15 * time.Second
@@ -333,6 +340,14 @@ func (s *Service) Resume(ctx context.Context) error {
 			return fmt.Errorf("deployment %s: %w", d.ID, err)
 		}
 		d.Orchestrator.Host = s.cfg.System.Self()
+		// The allocations reported while this node was down: give them a
+		// whole lost_after to report again before they count as lost.
+		now := s.cfg.Now()
+		for _, a := range d.Allocations {
+			if !a.State.Terminal() {
+				a.LastSeen = now
+			}
+		}
 		if _, err := s.start(d, key, spec, nil); err != nil {
 			return err
 		}
@@ -457,4 +472,14 @@ func (s *Service) ForgetOffers() {
 	s.offers.mu.Lock()
 	clear(s.offers.offers)
 	s.offers.mu.Unlock()
+}
+
+// sortedKeys returns the keys of m, sorted.
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -2,7 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -24,10 +23,7 @@ func (r *run) provision(ctx context.Context) {
 		return
 	}
 	for i, level := range levels {
-		if err := r.startLevel(ctx, level); err != nil {
-			r.fail(ctx, err.Error(), nil)
-			return
-		}
+		r.startLevel(ctx, level)
 		if i == len(levels)-1 {
 			break
 		}
@@ -36,21 +32,24 @@ func (r *run) provision(ctx context.Context) {
 				return
 			}
 			ready, failed := r.levelReady(level)
-			if failed != "" {
-				r.fail(ctx, failed, r.exitOf(failed))
-				return
-			}
 			if ready {
 				break
 			}
 			r.checkLost()
-			r.waitChange(ctx, time.Second)
+			if failed != "" && !r.heal(ctx) {
+				return
+			}
+			r.propagate(ctx)
+			r.waitChange(ctx, r.nextWake(time.Second))
 		}
 	}
 	r.setState(Running, "all allocations started")
 }
 
-func (r *run) startLevel(ctx context.Context, level []string) error {
+// startLevel starts the allocations of a level not started yet, in
+// parallel. An allocation that cannot be started is marked failed (heal
+// places it again).
+func (r *run) startLevel(ctx context.Context, level []string) {
 	type res struct {
 		name string
 		err  error
@@ -65,24 +64,26 @@ func (r *run) startLevel(ctx context.Context, level []string) error {
 		started++
 		go func() { results <- res{name, r.startOne(ctx, a)} }()
 	}
-	var errs []error
 	for range started {
 		rr := <-results
-		if rr.err != nil {
-			errs = append(errs, fmt.Errorf("start %s: %w", rr.name, rr.err))
-			continue
-		}
 		r.update(true, func(d *Deployment) {
-			if a := d.Allocations[rr.name]; a != nil {
-				a.Started = true
-				if a.State == deployproto.AllocPending {
-					a.State = deployproto.AllocStarting
-				}
-				a.LastSeen = r.s.cfg.Now()
+			a := d.Allocations[rr.name]
+			if a == nil {
+				return
+			}
+			a.Started = true
+			a.LastSeen = r.s.cfg.Now()
+			if rr.err != nil {
+				a.State, a.Message = deployproto.AllocFailed, "start: "+rr.err.Error()
+				d.addEvent(r.s.cfg.Now(), Event{Kind: EventFailed, Allocation: a.Name, Node: a.Node, From: a.Handle.Host, Epoch: a.Epoch,
+					Message: fmt.Sprintf("allocation %s could not be started on %s: %v", a.Name, identity.ShortPeerID(a.Handle.Host), rr.err)})
+				return
+			}
+			if a.State == deployproto.AllocPending {
+				a.State = deployproto.AllocStarting
 			}
 		})
 	}
-	return errors.Join(errs...)
 }
 
 // startOne delegates to the allocation actor and starts it.
@@ -93,7 +94,7 @@ func (r *run) startOne(ctx context.Context, a *Allocation) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.s.cfg.CommitTimeout)
 	defer cancel()
-	return r.actor.Invoke(ctx, a.Handle, deployproto.BehaviorStart, deployproto.StartRequest{Chain: chain}, nil)
+	return r.actor.Invoke(ctx, a.Handle, deployproto.BehaviorStart, deployproto.StartRequest{Chain: chain, Epoch: a.Epoch}, nil)
 }
 
 // delegateTo gives an allocation actor CmdDeployment from the
@@ -114,9 +115,9 @@ func (r *run) delegateTo(aud identity.DID) (string, error) {
 
 // levelReady reports whether every allocation of a level is ready, or the
 // name of one that failed.
-func (r *run) levelReady(level []string) (bool, string) {
+func (r *run) levelReady(level []string) (ready bool, failed string) {
 	d := r.snapshot()
-	ready := true
+	ready = true
 	for _, name := range level {
 		a := d.Allocations[name]
 		spec := r.spec.Allocations[name]
@@ -124,7 +125,8 @@ func (r *run) levelReady(level []string) (bool, string) {
 		case a == nil:
 			return false, name
 		case a.State == deployproto.AllocFailed || a.State == deployproto.AllocLost || a.State == deployproto.AllocStopped:
-			return false, name
+			ready = false
+			failed = name
 		case spec.Type == ensemble.Task && a.State == deployproto.AllocCompleted:
 		case spec.Type == ensemble.Service && spec.Healthcheck == nil && (a.State == deployproto.AllocRunning || a.State == deployproto.AllocHealthy):
 		case spec.Type == ensemble.Service && a.State == deployproto.AllocHealthy:
@@ -132,7 +134,7 @@ func (r *run) levelReady(level []string) (bool, string) {
 			ready = false
 		}
 	}
-	return ready, ""
+	return ready, failed
 }
 
 // onArtifact serves a chunk of an artifact shipped with the deployment.

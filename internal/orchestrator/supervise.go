@@ -23,34 +23,31 @@ func (r *run) exitOf(name string) *int {
 	return nil
 }
 
-// supervise watches a running deployment: reports, lost allocations, the
-// total timeout, and the end.
+// supervise watches a running deployment: reports, lost allocations and
+// their redeploys, the propagation of restarts, the total timeout, and the
+// end.
 func (r *run) supervise(ctx context.Context) {
 	for ctx.Err() == nil {
 		if r.shutdownRequested() {
 			return
 		}
 		if d := r.snapshot(); !d.EndDeadline.IsZero() && r.s.cfg.Now().After(d.EndDeadline) {
-			r.fail(ctx, "the total timeout passed", nil)
+			r.failWith(ctx, ReasonTimeout, "the total timeout passed", nil)
 			return
 		}
 		r.checkLost()
+		if !r.heal(ctx) {
+			return
+		}
+		r.propagate(ctx)
+		if r.shutdownRequested() || r.state() != Running {
+			return
+		}
 		d := r.snapshot()
 		allDone := true
 		for _, name := range allocNames(r.spec) {
 			a := d.Allocations[name]
-			if a == nil {
-				continue
-			}
-			if a.State == deployproto.AllocFailed || a.State == deployproto.AllocLost {
-				msg := fmt.Sprintf("allocation %s %s", name, a.State)
-				if a.Message != "" {
-					msg += ": " + a.Message
-				}
-				r.fail(ctx, msg, r.exitOf(name))
-				return
-			}
-			if !a.State.Terminal() {
+			if a == nil || a.State != deployproto.AllocCompleted {
 				allDone = false
 			}
 		}
@@ -61,12 +58,15 @@ func (r *run) supervise(ctx context.Context) {
 			})
 			return
 		}
-		r.waitChange(ctx, time.Second)
+		r.waitChange(ctx, r.nextWake(time.Second))
 	}
 }
 
 // checkLost marks started allocations silent for longer than LostAfter.
 func (r *run) checkLost() {
+	if !r.leaseHeld() {
+		return
+	}
 	now := r.s.cfg.Now()
 	var lost []string
 	r.mu.Lock()
@@ -85,6 +85,8 @@ func (r *run) checkLost() {
 			a := d.Allocations[name]
 			a.State = deployproto.AllocLost
 			a.Message = fmt.Sprintf("no heartbeat from %s for %s", identity.ShortPeerID(a.Handle.Host), r.s.cfg.LostAfter)
+			d.addEvent(now, Event{Kind: EventLost, Allocation: name, Node: a.Node, From: a.Handle.Host, Epoch: a.Epoch,
+				Message: fmt.Sprintf("allocation %s lost: %s", name, a.Message)})
 		}
 	})
 	r.s.log.Warn("allocations lost", "deployment_id", r.d.ID, "allocations", joinNames(lost))
@@ -112,7 +114,7 @@ func (r *run) stopAll(ctx context.Context, end State, msg string, exit *int) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			if err := r.actor.Invoke(ctx, a.Handle, deployproto.BehaviorStop, deployproto.StopRequest{Grace: 10 * time.Second}, nil); err != nil {
+			if err := r.actor.Invoke(ctx, a.Handle, deployproto.BehaviorStop, deployproto.StopRequest{Grace: 10 * time.Second, Epoch: d.Epoch}, nil); err != nil {
 				r.s.log.Warn("stop allocation", "deployment_id", d.ID, "allocation", a.Name, "err", err)
 			}
 		}()
@@ -149,7 +151,9 @@ func (r *run) stopAll(ctx context.Context, end State, msg string, exit *int) {
 	r.s.log.Info("deployment ended", "deployment_id", d.ID, "state", end, "message", msg)
 }
 
-// onReport handles an allocation's report.
+// onReport handles an allocation's report and answers it with a
+// deployproto.ReportAck: the current epoch, and a stop for a copy that was
+// replaced or that runs for a deployment that ended.
 func (r *run) onReport(ctx context.Context, m *actor.Message) (any, error) {
 	var rep deployproto.Report
 	if err := m.Decode(&rep); err != nil {
@@ -157,22 +161,54 @@ func (r *run) onReport(ctx context.Context, m *actor.Message) (any, error) {
 	}
 	r.mu.Lock()
 	a := r.d.Allocations[rep.Allocation]
+	epoch := r.d.Epoch
+	var stale *Replaced
+	if a != nil && a.Handle.DID != m.From.DID {
+		for i := range a.Replaced {
+			if a.Replaced[i].Handle.DID == m.From.DID {
+				stale = &a.Replaced[i]
+			}
+		}
+	}
+	var replacedEpoch uint64
+	if stale != nil {
+		replacedEpoch = stale.Epoch
+	}
 	r.mu.Unlock()
-	if a == nil || a.Handle.DID != m.From.DID {
+	if a == nil || a.Handle.DID != m.From.DID && stale == nil {
 		return nil, &actor.Error{Code: actor.CodeDenied, Msg: fmt.Sprintf("%s is not allocation %s of deployment %s", m.From.DID.Short(), rep.Allocation, r.d.ID)}
 	}
-	if ended := r.state().Terminal() || a.State == deployproto.AllocLost; ended && !rep.State.Terminal() {
-		// It runs for a deployment that ended (or that gave it up as
-		// lost): stop it, so it frees its provider's resources.
+	if stale != nil {
+		return r.onStaleReport(a.Name, m.From, rep, replacedEpoch, epoch), nil
+	}
+	if r.state().Terminal() && !rep.State.Terminal() {
+		// It runs for a deployment that ended: stop it, so it frees its
+		// provider's resources.
 		r.stopLingering(a.Name, a.Handle)
-		return nil, nil
+		return deployproto.ReportAck{Epoch: epoch}, nil
 	}
 	now := r.s.cfg.Now()
+	back := a.State == deployproto.AllocLost && !rep.State.Terminal()
+	restarted := rep.Seq > a.Seq && rep.Restarts > a.Restarts
 	changed := rep.Seq > a.Seq && (rep.State != a.State || rep.Restarts != a.Restarts || rep.Result != nil && a.Result == nil)
-	r.update(changed, func(d *Deployment) {
+	induced := false
+	if restarted {
+		r.mu.Lock()
+		if r.induced[a.Name] > 0 {
+			r.induced[a.Name]--
+			induced = true
+		}
+		r.mu.Unlock()
+	}
+	r.update(changed || back, func(d *Deployment) {
 		a := d.Allocations[rep.Allocation]
 		a.LastSeen = now
-		if rep.Seq <= a.Seq || a.State == deployproto.AllocLost && !rep.State.Terminal() {
+		if back {
+			d.addEvent(now, Event{Kind: EventBack, Allocation: a.Name, Node: a.Node, From: a.Handle.Host, Epoch: a.Epoch,
+				Message: fmt.Sprintf("allocation %s is back: %s reports again", a.Name, identity.ShortPeerID(a.Handle.Host))})
+			a.Seq = 0 // take its state as it reports it
+		}
+		if rep.Seq <= a.Seq {
 			return
 		}
 		a.Seq, a.State, a.Restarts, a.Message = rep.Seq, rep.State, rep.Restarts, rep.Message
@@ -182,8 +218,49 @@ func (r *run) onReport(ctx context.Context, m *actor.Message) (any, error) {
 		if rep.Ports != nil {
 			a.Ports = rep.Ports
 		}
+		if restarted {
+			why := "asked to by a dependency notice"
+			if !induced {
+				why = rep.Message
+			}
+			d.addEvent(now, Event{Kind: EventRestarted, Allocation: a.Name, Node: a.Node, From: a.Handle.Host, Epoch: a.Epoch,
+				Message: fmt.Sprintf("restarted %s on %s (restart %d): %s", a.Name, identity.ShortPeerID(a.Handle.Host), rep.Restarts, why)})
+		}
+		if changed && rep.State == deployproto.AllocFailed {
+			d.addEvent(now, Event{Kind: EventFailed, Allocation: a.Name, Node: a.Node, From: a.Handle.Host, Epoch: a.Epoch,
+				Message: fmt.Sprintf("allocation %s failed on %s: %s", a.Name, identity.ShortPeerID(a.Handle.Host), rep.Message)})
+		}
 	})
-	return nil, nil
+	if restarted && !induced {
+		r.queuePropagation(a.Name, deployproto.DependencyRestarted, fmt.Sprintf("%s restarted (restart %d): %s", a.Name, rep.Restarts, rep.Message))
+	}
+	return deployproto.ReportAck{Epoch: epoch}, nil
+}
+
+// onStaleReport answers a report of a copy that a redeploy replaced: it is
+// told to stop (and, once it reports its end, recorded as stopped).
+func (r *run) onStaleReport(name string, from actor.Handle, rep deployproto.Report, copyEpoch, epoch uint64) deployproto.ReportAck {
+	reason := fmt.Sprintf("stale copy: allocation %s was placed again at epoch %d (this copy's epoch is %d)", name, epoch, copyEpoch)
+	r.update(true, func(d *Deployment) {
+		a := d.Allocations[name]
+		for i := range a.Replaced {
+			c := &a.Replaced[i]
+			if c.Handle.DID != from.DID || c.Stopped {
+				continue
+			}
+			switch {
+			case rep.State.Terminal():
+				c.Stopped = true
+				d.addEvent(r.s.cfg.Now(), Event{Kind: EventStaleStopped, Allocation: name, Node: a.Node, From: c.Handle.Host, Epoch: c.Epoch,
+					Message: fmt.Sprintf("stopped stale copy of %s on %s, epoch %d (%s)", name, identity.ShortPeerID(c.Handle.Host), c.Epoch, rep.State)})
+			case !c.Told:
+				c.Told = true
+				d.addEvent(r.s.cfg.Now(), Event{Kind: EventStaleStopped, Allocation: name, Node: a.Node, From: c.Handle.Host, Epoch: c.Epoch,
+					Message: fmt.Sprintf("stopping stale copy of %s on %s, epoch %d: it reported %s", name, identity.ShortPeerID(c.Handle.Host), c.Epoch, rep.State)})
+			}
+		}
+	})
+	return deployproto.ReportAck{Epoch: epoch, Stop: true, Reason: reason}
 }
 
 // stopLingering stops an allocation that runs for an ended deployment, at
