@@ -92,6 +92,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		BidWindow:    c.Orchestrator.BidWindow.D(),
 		QueueTimeout: c.Orchestrator.QueueTimeout.D(),
 		LostAfter:    c.Orchestrator.LostAfter.D(),
+		Lease:        c.Orchestrator.Lease.D(),
 		Logger:       n.log,
 	})
 	if err != nil {
