@@ -70,6 +70,8 @@ type worldOpts struct {
 	kernel string
 	// location is where the node says it is.
 	location match.Location
+	// lease is the orchestrators' lease (standby_test.go); default 1s.
+	lease time.Duration
 }
 
 func newWorld(t testing.TB, n int, o worldOpts) *world {
@@ -88,6 +90,9 @@ func newWorld(t testing.TB, n int, o worldOpts) *world {
 	}
 	if o.ttl == 0 {
 		o.ttl = time.Minute
+	}
+	if o.lease == 0 {
+		o.lease = time.Second
 	}
 	w := &world{t: t, net: actor.NewMemNetwork(), user: mustKey(t), opts: o}
 	for range n {
@@ -147,6 +152,7 @@ func (w *world) addNode(o worldOpts) *tnode {
 		System: tn.sys, Node: tn.root, Key: key, Store: tn.store, Wallet: tn.wallet, Sealer: tn.sealer,
 		Peers:     func() []string { return w.peersOf(tn) },
 		BidWindow: o.bid, QueueTimeout: time.Minute, RetryMax: 500 * time.Millisecond, LostAfter: o.lost,
+		Lease: o.lease,
 	})
 	if err != nil {
 		t.Fatal(err)

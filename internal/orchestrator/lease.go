@@ -14,14 +14,14 @@ type haState struct {
 	kick chan struct{} // a persisted change to replicate; buffered 1
 
 	mu        sync.Mutex
-	cancel    context.CancelFunc // ends the run's loop and replication; nil for a standby replica; guarded by mu
-	retired   bool               // guarded by mu
-	leaseFrom time.Time          // when the latest replicate a standby acknowledged was sent; guarded by mu
-	acked     map[string]bool    // standbys (peer IDs) that acknowledged this run; guarded by mu
-	former    string             // the primary this run took over from (peer ID); guarded by mu
+	cancel    context.CancelFunc  // ends the run's loop and replication; nil for a standby replica; guarded by mu
+	retired   bool                // guarded by mu
+	leaseFrom time.Time           // when the latest replicate a standby acknowledged was sent; guarded by mu
+	acked     map[string]bool     // standbys (peer IDs) that acknowledged this run; guarded by mu
+	former    string              // the primary this run took over from (peer ID); guarded by mu
 	chains    map[string][]string // token files for each standby, made once; guarded by mu
-	heard     time.Time          // standby: when the primary was last heard from; guarded by mu
-	heardCh   chan struct{}      // standby: closed at every word from the primary; guarded by mu
+	heard     time.Time           // standby: when the primary was last heard from; guarded by mu
+	heardCh   chan struct{}       // standby: closed at every word from the primary; guarded by mu
 }
 
 func newHAState(now time.Time) *haState {
@@ -130,4 +130,18 @@ func (r *run) lastHeard() (time.Time, <-chan struct{}) {
 	r.ha.mu.Lock()
 	defer r.ha.mu.Unlock()
 	return r.ha.heard, r.ha.heardCh
+}
+
+// LeaseHeld reports whether this node may make supervision decisions for
+// a deployment now: it orchestrates it and holds its lease (always, for a
+// deployment without standbys). A standby replica holds none.
+func (s *Service) LeaseHeld(id string) (bool, error) {
+	r, err := s.get(id)
+	if err != nil {
+		return false, err
+	}
+	if r.snapshot().IsStandby() {
+		return false, nil
+	}
+	return r.holdsLease(), nil
 }

@@ -52,8 +52,8 @@ type Config struct {
 	// acknowledged it; a standby takes over after 1.5 × Lease without word
 	// (standby.go). Default 10s.
 	Lease  time.Duration
-	Logger        *slog.Logger
-	Now           func() time.Time
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -101,7 +101,7 @@ type Service struct {
 	mu   sync.Mutex
 	deps map[string]*run // guarded by mu
 	// ha serializes replicas, takeovers and step-downs (standby.go).
-	ha sync.Mutex
+	ha   sync.Mutex
 	wg   sync.WaitGroup
 	ctx  context.Context
 	stop context.CancelFunc
