@@ -205,17 +205,24 @@ func TestDeployQueuedThenProceeds(t *testing.T) {
 }
 
 // A provider killed mid-run: its allocation is marked lost by the
-// orchestrator.
+// orchestrator, which, with no other provider to redeploy it on, waits for
+// one while the deployment runs on; a provider that onboards then gets it.
 func TestDeployLostProvider(t *testing.T) {
-	c := newCluster(t, "", "1")
-	f := ensembleFile(t, "version: v1\nallocations:\n"+wasmTask("long", "0.5", "print=started", "sleep=5m"))
+	c := newCluster(t, "", "1", "")
+	f := ensembleFile(t, "version: v1\nallocations:\n"+wasmTask("long", "0.5", "print=started", "sleep=5m")+"reschedule: {delay: 100ms}\n")
 	id := strings.TrimSpace(c.homes[0].MustRun(t, "deploy", "-f", f, "--detach"))
 	poll.Eventually(t, 30*time.Second, "running", func() bool { return c.status(t, id).State == "running" })
 	c.nodes[1].Kill()
 	poll.Eventually(t, 30*time.Second, "lost", func() bool {
 		d := c.status(t, id)
-		return d.State == "failed" && len(d.Allocations) == 1 && d.Allocations[0].State == "lost"
+		return d.State == "running" && len(d.Allocations) == 1 && d.Allocations[0].State == "lost"
 	})
+	c.homes[2].MustRun(t, "onboard", "--cpu", "1", "--ram", "1GiB", "--disk", "1GiB")
+	poll.Eventually(t, 60*time.Second, "redeployed", func() bool {
+		d := c.status(t, id)
+		return d.State == "running" && len(d.Allocations) == 1 && d.Allocations[0].State == "running" && d.Allocations[0].Provider == c.ids[2]
+	})
+	c.homes[0].MustRun(t, "deployment", "shutdown", id)
 }
 
 // The orchestrator's node restarts: its deployment resumes (the service

@@ -76,6 +76,7 @@ func newEnvHolder(t testing.TB) *envHolder {
 // envRun is what a scenario deployed from the operator.
 type envRun struct {
 	deployments []string // IDs, in order
+	killed      []string // peer IDs of the nodes killed, in order
 }
 
 func envRunOf(w *World) *envRun {
@@ -491,7 +492,23 @@ func featureenvSteps(sc *godog.ScenarioContext) {
 			return fmt.Errorf("allocation %s runs on %q, not a node of the environment", alloc, a.Provider)
 		}
 		envLogf(w.T, "killing %s, which runs %s", n.Name, alloc)
+		run := envRunOf(w)
+		run.killed = append(run.killed, a.Provider)
 		return env.Kill(ctx, n)
+	})
+
+	sc.Step(`^within (\d+) seconds the operator's deployment runs "([^"]+)" again on another node$`, func(ctx context.Context, seconds int, alloc string) error {
+		w := worldOf(ctx)
+		run := envRunOf(w)
+		d, err := waitDeployment(ctx, w, run.last(w), seconds, "running "+alloc+" on a node not killed", func(d api.Deployment) bool {
+			a, err := w.alloc(d, alloc)
+			return err == nil && d.State == "running" && a.State == "running" && !slices.Contains(run.killed, a.Provider)
+		})
+		if err == nil {
+			a, _ := w.alloc(d, alloc)
+			envLogf(w.T, "deployment %s runs %s again, on %s", d.ID, alloc, a.Provider)
+		}
+		return err
 	})
 
 	sc.Step(`^within (\d+) seconds the operator's deployment is "([a-z-]+)" with the allocation "([^"]+)" "([a-z-]+)"$`, func(ctx context.Context, seconds int, state, alloc, astate string) error {

@@ -211,3 +211,76 @@ reschedule: {delay: 50ms}
 		t.Fatalf("setup: attempt %d, %s: a completed task ran again", s.Attempt, s.State)
 	}
 }
+
+func TestStrategies(t *testing.T) {
+	const spec = `version: v1
+allocations:
+  db:
+    type: service
+    executor: docker
+    resources: {cpu: 0.2, ram: 32MiB}
+    execution: {image: workload, cmd: [workload, print=db, sleep=400ms, exit=1]}
+    restart: {policy: always, max_restarts: 3, backoff: 100ms}
+  web:
+    type: service
+    executor: docker
+    depends_on: [db]
+    resources: {cpu: 0.2, ram: 32MiB}
+    execution: {image: workload, cmd: [workload, print=web, sleep=60s]}
+  other:
+    type: service
+    executor: docker
+    resources: {cpu: 0.2, ram: 32MiB}
+    execution: {image: workload, cmd: [workload, print=other, sleep=60s]}
+nodes:
+  box: {allocations: [db, web, other]}
+`
+	cases := []struct {
+		strategy         string
+		webRestarts      bool // web is restarted when db restarts
+		otherRestarts    bool
+		otherNotified    bool
+		notifiedContains string
+	}{
+		{"one_for_one", false, false, false, "told it"},
+		{"rest_for_one", true, false, false, "restarting it (rest_for_one)"},
+		{"one_for_all", true, true, true, "restarting it (one_for_all)"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.strategy, func(t *testing.T) {
+			w := newWorld(t, 2, worldOpts{})
+			w.nodes[0].ledger.Offboard()
+			d := w.submit(spec + "supervision: {strategy: " + tc.strategy + "}\n")
+			notified := func(d *orchestrator.Deployment, name string) *orchestrator.Event {
+				for i, e := range d.Events {
+					if e.Kind == orchestrator.EventNotified && e.Allocation == name && strings.HasPrefix(e.Message, "db restarted") {
+						return &d.Events[i]
+					}
+				}
+				return nil
+			}
+			d = waitFor(t, w.nodes[0].svc, d.ID, "web told of db's restart", func(d *orchestrator.Deployment) bool {
+				ok := notified(d, "web") != nil
+				if tc.webRestarts {
+					ok = ok && d.Allocations["web"].Restarts > 0
+				}
+				if tc.otherRestarts {
+					ok = ok && d.Allocations["other"].Restarts > 0
+				}
+				return ok
+			})
+			if e := notified(d, "web"); !strings.Contains(e.Message, tc.notifiedContains) {
+				t.Fatalf("web's notice %q, want %q", e.Message, tc.notifiedContains)
+			}
+			if !tc.webRestarts && d.Allocations["web"].Restarts != 0 {
+				t.Fatalf("web restarted %d times under %s", d.Allocations["web"].Restarts, tc.strategy)
+			}
+			if !tc.otherRestarts && d.Allocations["other"].Restarts != 0 {
+				t.Fatalf("other restarted %d times under %s", d.Allocations["other"].Restarts, tc.strategy)
+			}
+			if got := notified(d, "other") != nil; got != tc.otherNotified {
+				t.Fatalf("other notified: %v, want %v:\n%s", got, tc.otherNotified, eventLines(d))
+			}
+		})
+	}
+}
