@@ -11,7 +11,8 @@ import (
 // run has been retired (it stepped down, or a standby replica was taken
 // over): a retired run persists and decides nothing more.
 type haState struct {
-	kick chan struct{} // a persisted change to replicate; buffered 1
+	kick     chan struct{} // a persisted change to replicate; buffered 1
+	standbys []string      // the run's standbys (they change only with a new run)
 
 	mu        sync.Mutex
 	cancel    context.CancelFunc  // ends the run's loop and replication; nil for a standby replica; guarded by mu
@@ -22,10 +23,11 @@ type haState struct {
 	chains    map[string][]string // token files for each standby, made once; guarded by mu
 	heard     time.Time           // standby: when the primary was last heard from; guarded by mu
 	heardCh   chan struct{}       // standby: closed at every word from the primary; guarded by mu
+	lease     time.Duration       // standby: the primary's lease, as its last replicate said; guarded by mu
 }
 
-func newHAState(now time.Time) *haState {
-	return &haState{kick: make(chan struct{}, 1), acked: map[string]bool{}, chains: map[string][]string{}, heard: now, heardCh: make(chan struct{})}
+func newHAState(now time.Time, standbys []string) *haState {
+	return &haState{kick: make(chan struct{}, 1), standbys: standbys, acked: map[string]bool{}, chains: map[string][]string{}, heard: now, heardCh: make(chan struct{})}
 }
 
 // replicateSoon asks the replication loop for a round (coalesced).
@@ -76,9 +78,7 @@ func (r *run) holdsLease() bool {
 	if r.ha == nil {
 		return true
 	}
-	r.mu.Lock()
-	standbys := r.d.Standbys
-	r.mu.Unlock()
+	standbys := r.ha.standbys
 	now := r.s.cfg.Now()
 	r.ha.mu.Lock()
 	defer r.ha.mu.Unlock()
@@ -115,21 +115,23 @@ func (r *run) acknowledged(peer string, sent time.Time) (formerBack bool) {
 	return formerBack
 }
 
-// heardFrom records a word from the primary (a standby replica).
-func (r *run) heardFrom(now time.Time) {
+// heardFrom records a word from the primary (a standby replica) and the
+// lease it holds.
+func (r *run) heardFrom(now time.Time, lease time.Duration) {
 	r.ha.mu.Lock()
 	defer r.ha.mu.Unlock()
-	r.ha.heard = now
+	r.ha.heard, r.ha.lease = now, lease
 	close(r.ha.heardCh)
 	r.ha.heardCh = make(chan struct{})
 }
 
-// lastHeard returns when the primary was last heard from and a channel
-// closed at the next word.
-func (r *run) lastHeard() (time.Time, <-chan struct{}) {
+// lastHeard returns when the primary was last heard from, a channel
+// closed at the next word, and the lease to wait out: the primary's, or
+// this node's when longer (or unknown, after a restart).
+func (r *run) lastHeard() (time.Time, <-chan struct{}, time.Duration) {
 	r.ha.mu.Lock()
 	defer r.ha.mu.Unlock()
-	return r.ha.heard, r.ha.heardCh
+	return r.ha.heard, r.ha.heardCh, max(r.ha.lease, r.s.cfg.Lease)
 }
 
 // LeaseHeld reports whether this node may make supervision decisions for

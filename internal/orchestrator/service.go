@@ -326,7 +326,7 @@ func (s *Service) start(d *Deployment, key *identity.Key, spec *ensemble.Spec, c
 		return nil, err
 	}
 	r := newRun(s, d, a, spec, key, chains)
-	r.ha = newHAState(s.cfg.Now())
+	r.ha = newHAState(s.cfg.Now(), d.Standbys)
 	a.AddBehavior(deployproto.BehaviorReport, r.onReport)
 	a.AddBehavior(deployproto.BehaviorArtifact, r.onArtifact)
 	a.AddBehavior(deployproto.BehaviorShutdown, r.onShutdown) // forwarded by standbys (standby.go)

@@ -219,6 +219,9 @@ func (s *Service) onReplicate(ctx context.Context, m *actor.Message) (any, error
 		if err := s.startStandby(rec, true); err != nil {
 			return nil, err
 		}
+		s.mu.Lock()
+		s.deps[req.ID].heardFrom(s.cfg.Now(), req.Lease)
+		s.mu.Unlock()
 		s.log.Info("standby of a deployment", "deployment_id", req.ID, "primary", identity.ShortPeerID(req.Primary.Host), "epoch", req.Epoch)
 		return accept, nil
 	}
@@ -236,7 +239,7 @@ func (s *Service) onReplicate(ctx context.Context, m *actor.Message) (any, error
 			*d = *rec
 			d.Version = v
 		})
-		r.heardFrom(s.cfg.Now())
+		r.heardFrom(s.cfg.Now(), req.Lease)
 		return accept, nil
 	}
 	// This node orchestrates it, at a lower epoch: another took over.
@@ -321,7 +324,7 @@ func (s *Service) startStandby(d *Deployment, persist bool) error {
 	}
 	// The node actor reads the allocations' logs for it.
 	r := newRun(s, d, s.cfg.Node, spec, nil, nil)
-	r.ha = newHAState(s.cfg.Now())
+	r.ha = newHAState(s.cfg.Now(), d.Standbys)
 	s.mu.Lock()
 	s.deps[d.ID] = r
 	s.mu.Unlock()
@@ -341,24 +344,27 @@ func (s *Service) watch(r *run) {
 		if d.State.Terminal() {
 			return // nothing to supervise; the record stays for status
 		}
-		heard, next := r.lastHeard()
+		heard, next, lease := r.lastHeard()
+		var t *time.Timer
 		var wait <-chan time.Time
 		if rank := slices.Index(d.Standbys, self); rank >= 0 {
 			// Listed by the primary: it may take over.
-			after := s.cfg.Lease*3/2 + time.Duration(rank)*s.cfg.Lease/2
+			after := lease*3/2 + time.Duration(rank)*lease/2
 			silence := s.cfg.Now().Sub(heard)
 			if silence >= after {
 				s.takeover(r, silence)
 				return
 			}
-			t := time.NewTimer(after - silence)
-			defer t.Stop()
+			t = time.NewTimer(after - silence)
 			wait = t.C
 		}
 		select {
 		case <-next:
 		case <-wait:
 		case <-s.ctx.Done():
+		}
+		if t != nil {
+			t.Stop()
 		}
 	}
 }
@@ -371,7 +377,7 @@ func (s *Service) takeover(r *run, silence time.Duration) {
 	s.mu.Lock()
 	current := s.deps[r.d.ID] == r
 	s.mu.Unlock()
-	if heard, _ := r.lastHeard(); !current || s.cfg.Now().Sub(heard) < silence || r.resigned() {
+	if heard, _, _ := r.lastHeard(); !current || s.cfg.Now().Sub(heard) < silence || r.resigned() {
 		return // replaced, or heard from meanwhile
 	}
 	old := r.snapshot()

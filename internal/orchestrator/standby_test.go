@@ -287,6 +287,41 @@ func TestNoLeaseNoRedeploy(t *testing.T) {
 	})
 }
 
+// TestStandbyServesStatusLogsAndShutdown: a standby answers status from its
+// replica, reads logs from the allocations, and forwards a shutdown to the
+// primary, which stops both allocations.
+func TestStandbyServesStatusLogsAndShutdown(t *testing.T) {
+	w := standbyWorld(t, 4)
+	start := w.free()
+	primary, standby := w.nodes[0], w.nodes[1]
+	d := w.submit(twoServices(w))
+	d = waitState(t, primary.svc, d.ID, orchestrator.Running)
+	r := waitGet(t, standby.svc, d.ID, "the standby holds the running deployment", func(d *orchestrator.Deployment) bool {
+		return d.IsStandby() && d.State == orchestrator.Running && len(d.Allocations) == 2
+	})
+	if r.Orchestrator != d.Orchestrator || r.Epoch != d.Epoch || len(r.SealedKey) != 0 {
+		t.Fatalf("replica: orchestrator %s epoch %d (sealed key %d bytes), want %s epoch %d and no key", r.Orchestrator, r.Epoch, len(r.SealedKey), d.Orchestrator, d.Epoch)
+	}
+	if held, err := standby.svc.LeaseHeld(d.ID); held || err != nil {
+		t.Fatalf("LeaseHeld on the standby = %v, %v; want false", held, err)
+	}
+	var logs strings.Builder
+	err := poll.Until(context.Background(), 30*time.Second, "logs through the standby", func(ctx context.Context) (bool, error) {
+		logs.Reset()
+		err := standby.svc.Logs(ctx, d.ID, "web", false, deployproto.LogFilter{}, func(_ string, e deployproto.LogEntry) { logs.Write(e.Data) })
+		return strings.Contains(logs.String(), "serving"), err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := standby.svc.Shutdown(context.Background(), d.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, primary.svc, d.ID, orchestrator.Stopped)
+	waitGet(t, standby.svc, d.ID, "the replica stopped", func(d *orchestrator.Deployment) bool { return d.State == orchestrator.Stopped })
+	w.waitFree(start)
+}
+
 func TestSubmitStandbyRefused(t *testing.T) {
 	w := newWorld(t, 2, worldOpts{})
 	stranger, _ := mustKey(t).DID().PeerID()
