@@ -322,6 +322,48 @@ func TestStandbyServesStatusLogsAndShutdown(t *testing.T) {
 	w.waitFree(start)
 }
 
+// TestTwoStandbysOneTakesOver: with two standbys, the first takes over and
+// the second, which waits half a lease more, hears it and stands by for it.
+func TestTwoStandbysOneTakesOver(t *testing.T) {
+	w := newWorld(t, 5, worldOpts{lost: time.Second, lease: time.Second})
+	for _, n := range w.nodes[:3] {
+		n.ledger.Offboard()
+	}
+	primary, first, second := w.nodes[0], w.nodes[1], w.nodes[2]
+	yaml := strings.Replace(twoServices(w), "orchestrators: 2\n  standbys: ["+peerOf(first)+"]",
+		"orchestrators: 3\n  standbys: ["+peerOf(first)+", "+peerOf(second)+"]", 1)
+	d := w.submit(yaml)
+	if len(d.Standbys) != 2 {
+		t.Fatalf("standbys %v, want two", d.Standbys)
+	}
+	d = waitState(t, primary.svc, d.ID, orchestrator.Running)
+	for _, n := range []*tnode{first, second} {
+		waitGet(t, n.svc, d.ID, "a standby holds the running deployment", func(d *orchestrator.Deployment) bool {
+			return d.IsStandby() && d.State == orchestrator.Running
+		})
+	}
+	w.kill(primary)
+	after := waitGet(t, first.svc, d.ID, "the first standby took over", func(d *orchestrator.Deployment) bool {
+		return !d.IsStandby() && hasEvent(d, orchestrator.EventTakeover, "took over from")
+	})
+	if want := []string{peerOf(second), peerOf(primary)}; strings.Join(after.Standbys, ",") != strings.Join(want, ",") {
+		t.Fatalf("standbys after the takeover %v, want %v", after.Standbys, want)
+	}
+	r := waitGet(t, second.svc, d.ID, "the second standby follows the first", func(d *orchestrator.Deployment) bool {
+		return d.IsStandby() && d.Orchestrator == after.Orchestrator
+	})
+	if r.Epoch < after.Epoch {
+		t.Fatalf("the second standby is at epoch %d, the new primary at %d", r.Epoch, after.Epoch)
+	}
+	// The new primary holds its lease through the second standby.
+	err := poll.Until(context.Background(), 30*time.Second, "the new primary's lease", func(ctx context.Context) (bool, error) {
+		return first.svc.LeaseHeld(d.ID)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestSubmitStandbyRefused(t *testing.T) {
 	w := newWorld(t, 2, worldOpts{})
 	stranger, _ := mustKey(t).DID().PeerID()
