@@ -442,6 +442,7 @@ func (r *run) propagateOne(ctx context.Context, p propagation) {
 		cctx, cancel := context.WithTimeout(ctx, r.s.cfg.CommitTimeout)
 		err := r.actor.Invoke(cctx, a.Handle, deployproto.BehaviorDependency, n, nil)
 		cancel()
+		r.noteStale(err) // replaced by a standby? (standby.go)
 		if err != nil {
 			if restart {
 				r.mu.Lock()

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,4 +48,58 @@ func FuzzReplicaRecord(f *testing.F) {
 		}
 		d.clone()
 	})
+}
+
+func TestHigher(t *testing.T) {
+	a := actor.Handle{DID: "did:key:za", Host: "12D3KooWA", Inbox: "orch/d1"}
+	b := actor.Handle{DID: "did:key:zb", Host: "12D3KooWB", Inbox: "orch/d1"}
+	tests := []struct {
+		name   string
+		e1     uint64
+		p1     actor.Handle
+		e2     uint64
+		p2     actor.Handle
+		higher bool
+	}{
+		{"higher epoch", 5, b, 4, a, true},
+		{"lower epoch", 4, a, 5, b, false},
+		{"same epoch, same orchestrator", 5, a, 5, a, false},
+		{"same epoch, lower peer ID wins", 5, a, 5, b, true},
+		{"same epoch, higher peer ID loses", 5, b, 5, a, false},
+		{"same epoch and host, lower DID wins", 5, actor.Handle{DID: "did:key:z1", Host: a.Host}, 5, a, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := higher(tt.e1, tt.p1, tt.e2, tt.p2); got != tt.higher {
+				t.Fatalf("higher(%d %s, %d %s) = %v, want %v", tt.e1, tt.p1.Host, tt.e2, tt.p2.Host, got, tt.higher)
+			}
+		})
+	}
+}
+
+func TestStandbyPeer(t *testing.T) {
+	key, _ := identity.NewKey()
+	peer, _ := key.DID().PeerID()
+	tests := []struct {
+		name, in, want, err string
+	}{
+		{"peer ID", peer, peer, ""},
+		{"did:key", string(key.DID()), peer, ""},
+		{"garbage", "not-a-peer", "", "peer"},
+		{"other DID method", "did:web:example.com", "", "did"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := standbyPeer(tt.in)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(strings.ToLower(err.Error()), tt.err) {
+					t.Fatalf("standbyPeer(%q) = %q, %v; want an error with %q", tt.in, got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("standbyPeer(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			}
+		})
+	}
 }

@@ -115,6 +115,7 @@ func (r *run) stopAll(ctx context.Context, end State, msg string, exit *int) {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
 			if err := r.actor.Invoke(ctx, a.Handle, deployproto.BehaviorStop, deployproto.StopRequest{Grace: 10 * time.Second, Epoch: d.Epoch}, nil); err != nil {
+				r.noteStale(err) // replaced by a standby? (standby.go)
 				r.s.log.Warn("stop allocation", "deployment_id", d.ID, "allocation", a.Name, "err", err)
 			}
 		}()
