@@ -462,6 +462,7 @@ func (s *Service) takeover(r *run, silence time.Duration) {
 	nr.ha.mu.Lock()
 	nr.ha.former = formerHost
 	nr.ha.mu.Unlock()
+	r.update(false, func(*Deployment) {}) // wake Wait callers: the next call finds nr
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -567,14 +568,17 @@ func (s *Service) stepDownLocked(r *run, rec *Deployment, why string) {
 	}
 	go r.actor.Stop() // its own workers may be the caller's
 	rec.Role, rec.SealedKey = RoleStandby, nil
+	own := r.snapshot()
 	if rec.NodeChains == nil {
-		rec.NodeChains = r.snapshot().NodeChains
+		rec.NodeChains = own.NodeChains
 	}
+	rec.Version = max(rec.Version, own.Version) + 1 // versions only grow, for Wait callers
 	rec.addEvent(s.cfg.Now(), Event{Kind: EventStepDown, From: s.cfg.System.Self(), To: rec.Orchestrator.Host, Epoch: rec.Epoch, Message: why})
 	s.log.Warn("stepped down", "deployment_id", rec.ID, "reason", why)
 	if err := s.startStandby(rec, true); err != nil {
 		s.log.Error("keep a replica after stepping down", "deployment_id", rec.ID, "err", err)
 	}
+	r.update(false, func(*Deployment) {}) // wake Wait callers: the next call finds the replica
 }
 
 // stepDownTo retires primary r after a standby answered with a higher
