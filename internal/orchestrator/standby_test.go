@@ -217,12 +217,19 @@ func TestOldPrimaryStepsDown(t *testing.T) {
 	w := standbyWorld(t, 4)
 	before, _ := takeOver(t, w)
 	old, standby := w.nodes[0], w.nodes[1]
+	old.store.mu.Lock()
+	stored := old.store.deps[before.ID].Version
+	old.store.mu.Unlock()
 	w.restart(old)
 	d := waitGet(t, old.svc, before.ID, "the old primary stepped down", func(d *orchestrator.Deployment) bool {
-		return d.IsStandby() && d.Orchestrator.Host == peerOf(standby)
+		// Its own step-down event, or the new primary's record of it.
+		return d.IsStandby() && d.Orchestrator.Host == peerOf(standby) && hasEvent(d, orchestrator.EventStepDown, "")
 	})
-	if d.Epoch <= before.Epoch {
+	switch {
+	case d.Epoch <= before.Epoch:
 		t.Fatalf("epoch %d on the old primary, %d before: want the new one", d.Epoch, before.Epoch)
+	case d.Version <= stored:
+		t.Fatalf("version %d after the step-down, %d before: versions only grow", d.Version, stored)
 	}
 	// The new primary records it, once the old one acknowledged it.
 	waitGet(t, standby.svc, before.ID, "the step-down on the timeline", func(d *orchestrator.Deployment) bool {
