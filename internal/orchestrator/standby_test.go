@@ -246,6 +246,44 @@ func TestOldPrimaryStepsDown(t *testing.T) {
 	})
 }
 
+// TestPrimaryBackBeforeTakeover: a primary that restarts within the lease
+// asks its standby first, is still the primary, and goes on supervising.
+func TestPrimaryBackBeforeTakeover(t *testing.T) {
+	// A long lease: the restart is over long before a takeover.
+	w := newWorld(t, 4, worldOpts{lost: time.Second, lease: 20 * time.Second})
+	w.nodes[0].ledger.Offboard()
+	w.nodes[1].ledger.Offboard()
+	primary, standby := w.nodes[0], w.nodes[1]
+	d := w.submit(twoServices(w))
+	d = waitState(t, primary.svc, d.ID, orchestrator.Running)
+	waitGet(t, standby.svc, d.ID, "the standby holds the deployment", func(d *orchestrator.Deployment) bool {
+		return d.IsStandby() && d.State == orchestrator.Running
+	})
+	w.kill(primary)
+	w.restart(primary)
+	restarted := time.Now()
+	got := waitGet(t, primary.svc, d.ID, "reports after the restart", func(d *orchestrator.Deployment) bool {
+		for _, a := range d.Allocations {
+			if !a.LastSeen.After(restarted) {
+				return false
+			}
+		}
+		return true
+	})
+	if got.IsStandby() || got.Epoch != d.Epoch || hasEvent(got, orchestrator.EventStepDown, "") {
+		t.Fatalf("after the restart: role %q, epoch %d (was %d); events:\n%s", got.Role, got.Epoch, d.Epoch, eventLines(got))
+	}
+	err := poll.Until(context.Background(), 30*time.Second, "the lease after the restart", func(ctx context.Context) (bool, error) {
+		return primary.svc.LeaseHeld(d.ID)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := standby.svc.Get(d.ID); !r.IsStandby() {
+		t.Fatalf("the standby is %q after the primary's restart", r.Role)
+	}
+}
+
 // TestNoLeaseNoRedeploy: a primary cut off from its only standby makes no
 // supervision decisions (an allocation silent past lost_after is neither
 // marked lost nor redeployed); once the standby is back, it does.
