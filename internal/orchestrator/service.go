@@ -330,12 +330,12 @@ func (s *Service) start(d *Deployment, key *identity.Key, spec *ensemble.Spec, c
 	a.AddBehavior(deployproto.BehaviorReport, r.onReport)
 	a.AddBehavior(deployproto.BehaviorArtifact, r.onArtifact)
 	a.AddBehavior(deployproto.BehaviorShutdown, r.onShutdown) // forwarded by standbys (standby.go)
+	// A step-down (standby.go) cancels ctx: the loop and replication end.
+	ctx, cancel := context.WithCancel(s.ctx)
+	r.ha.cancel = cancel // before r is shared
 	s.mu.Lock()
 	s.deps[d.ID] = r
 	s.mu.Unlock()
-	// A step-down (standby.go) cancels ctx: the loop and replication end.
-	ctx, cancel := context.WithCancel(s.ctx)
-	r.ha.cancel = cancel
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
