@@ -161,7 +161,11 @@ func (r *run) onReport(ctx context.Context, m *actor.Message) (any, error) {
 		return nil, err
 	}
 	r.mu.Lock()
-	a := r.d.Allocations[rep.Allocation]
+	var a *Allocation
+	if cur := r.d.Allocations[rep.Allocation]; cur != nil {
+		c := *cur // a copy: its fields are read below, after the lock, while other reports update the original
+		a = &c
+	}
 	epoch := r.d.Epoch
 	var stale *Replaced
 	if a != nil && a.Handle.DID != m.From.DID {
