@@ -204,12 +204,14 @@ func (a *alloc) handleAdopt(ctx context.Context, msg *actor.Message) (any, error
 	return struct{}{}, nil
 }
 
-// acked takes an orchestrator's acknowledgement of a report: it keeps the
-// time (fencing), raises the epoch, and, when the acknowledgement says
-// Stop, stops and removes the allocation.
-func (a *alloc) acked(ack deployproto.ReportAck) {
+// acked takes an orchestrator's acknowledgement of a report sent at sent:
+// it keeps the time (fencing), raises the epoch, and, when the
+// acknowledgement says Stop, stops and removes the allocation.
+func (a *alloc) acked(ack deployproto.ReportAck, sent time.Time) {
 	a.mu.Lock()
-	a.lastAck = time.Now()
+	if sent.After(a.lastAck) {
+		a.lastAck = sent
+	}
 	raise := ack.Epoch > a.rec.Epoch
 	if raise {
 		a.rec.Epoch = ack.Epoch

@@ -79,6 +79,9 @@ func (a *alloc) reporter() {
 				a.deliverFinal(r)
 				return
 			}
+			if a.fenceIfSilent() {
+				continue // the stopped state is queued behind r; r is stale
+			}
 			a.deliver(r)
 		}
 		select {
@@ -127,15 +130,19 @@ func (a *alloc) heartbeat() {
 }
 
 // send invokes BehaviorReport on the orchestrator and takes its
-// acknowledgement (an empty reply acknowledges with no epoch).
+// acknowledgement (an empty reply acknowledges with no epoch). The
+// acknowledgement counts from the time the report was sent: a reply that
+// was held up (the process frozen by SIGSTOP, a slow link) does not put
+// off fencing.
 func (a *alloc) send(r deployproto.Report) error {
 	ctx, cancel := context.WithTimeout(a.life, reportTimeout)
 	defer cancel()
 	var ack deployproto.ReportAck
+	sent := time.Now()
 	if err := a.act.Invoke(ctx, a.record().Orchestrator, deployproto.BehaviorReport, r, &ack); err != nil {
 		return err
 	}
-	a.acked(ack)
+	a.acked(ack, sent)
 	return nil
 }
 
