@@ -40,6 +40,55 @@ type Deployment struct {
 	Allocations []DeploymentAlloc     `json:"allocations,omitempty"`
 	Candidates  []DeploymentCandidate `json:"candidates,omitempty"`
 	Ensemble    string                `json:"ensemble,omitempty"`
+	// Reason is the typed reason of a failure: reschedule-budget-spent,
+	// no-placement, pinned-node-failed, task-failed, timeout,
+	// start-failed.
+	Reason string `json:"reason,omitempty"`
+	// Epoch is the fencing epoch: it grows with every placement and every
+	// takeover by a standby orchestrator.
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Events is the supervision timeline, oldest first (the node keeps the
+	// last 500).
+	Events []DeploymentEvent `json:"events,omitempty"`
+	// Standbys are the peer IDs of the standby orchestrators.
+	Standbys []string `json:"standbys,omitempty"`
+	// Orchestrator is the peer ID of the node that orchestrates the
+	// deployment.
+	Orchestrator string `json:"orchestrator,omitempty"`
+}
+
+// DeploymentEvent is one entry of a deployment's timeline: a supervision
+// decision (a redeploy, a restart, a stale copy stopped, a takeover) or
+// what caused one.
+type DeploymentEvent struct {
+	Seq  uint64    `json:"seq"`
+	Time time.Time `json:"time"`
+	// Kind is placed, lost, back, failed, restarted, redeploying,
+	// redeployed, waiting, stale-stopped, notified, budget-spent, takeover
+	// or step-down (docs/supervision.md); a client shows a kind it does
+	// not know as it is.
+	Kind       string `json:"kind"`
+	Allocation string `json:"allocation,omitempty"`
+	Node       string `json:"node,omitempty"`
+	From       string `json:"from,omitempty"` // provider peer ID
+	To         string `json:"to,omitempty"`   // provider peer ID
+	Epoch      uint64 `json:"epoch,omitempty"`
+	Message    string `json:"message"`
+}
+
+// DeploymentEvents is the answer of GET /api/v1/deployments/{id}/events:
+// the events after a sequence number.
+type DeploymentEvents struct {
+	// ID is the deployment's full ID (the request may give a prefix).
+	ID     string            `json:"id"`
+	Events []DeploymentEvent `json:"events"`
+	// Next is the sequence number to ask after next time: that of the
+	// last event returned, or the after asked when there is none.
+	Next uint64 `json:"next"`
+	// State is the deployment's; Ended says it is completed, failed or
+	// stopped (a follower stops there).
+	State string `json:"state"`
+	Ended bool   `json:"ended"`
 }
 
 // Terminal reports whether the deployment has ended.
@@ -58,11 +107,15 @@ type DeploymentNode struct {
 
 // DeploymentAlloc is one allocation of a deployment.
 type DeploymentAlloc struct {
-	Name     string    `json:"name"`
-	Node     string    `json:"node"`
-	Provider string    `json:"provider,omitempty"`
-	State    string    `json:"state"`
-	Restarts int       `json:"restarts"`
+	Name     string `json:"name"`
+	Node     string `json:"node"`
+	Provider string `json:"provider,omitempty"`
+	State    string `json:"state"`
+	Restarts int    `json:"restarts"`
+	// Attempt counts the placements of the allocation (1: the first, 2
+	// after one redeploy); Epoch is the fencing epoch of the current one.
+	Attempt  int       `json:"attempt,omitempty"`
+	Epoch    uint64    `json:"epoch,omitempty"`
 	ExitCode *int      `json:"exit_code,omitempty"`
 	Reason   string    `json:"reason,omitempty"` // how it ended: exited, oom-killed, timed-out, cancelled, failed
 	Message  string    `json:"message,omitempty"`
@@ -153,6 +206,26 @@ func (c *Client) Deployment(ctx context.Context, id string, after uint64, wait t
 	}
 	var d Deployment
 	return &d, c.do(ctx, http.MethodGet, path, nil, &d)
+}
+
+// DeploymentEvents returns the events of a deployment's timeline whose
+// sequence number exceeds after. With wait > 0 it long-polls: it answers
+// as soon as there is such an event, the deployment has ended, or wait
+// passes (the node bounds it to a minute).
+func (c *Client) DeploymentEvents(ctx context.Context, id string, after uint64, wait time.Duration) (*DeploymentEvents, error) {
+	q := url.Values{}
+	if after > 0 {
+		q.Set("after", strconv.FormatUint(after, 10))
+	}
+	if wait > 0 {
+		q.Set("wait", wait.String())
+	}
+	path := "/api/v1/deployments/" + url.PathEscape(id) + "/events"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var evs DeploymentEvents
+	return &evs, c.do(ctx, http.MethodGet, path, nil, &evs)
 }
 
 // ShutdownDeployment stops a deployment.

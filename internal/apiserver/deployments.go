@@ -3,7 +3,10 @@ package apiserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -52,24 +55,10 @@ func (s *Server) routesDeployments() {
 		if !s.deploymentsReady(w) {
 			return
 		}
-		var after uint64
-		var wait time.Duration
-		q := r.URL.Query()
-		if v := q.Get("after"); v != "" {
-			n, err := strconv.ParseUint(v, 10, 64)
-			if err != nil {
-				writeError(w, http.StatusBadRequest, api.CodeBadRequest, "after: not a version number")
-				return
-			}
-			after = n
-		}
-		if v := q.Get("wait"); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d < 0 {
-				writeError(w, http.StatusBadRequest, api.CodeBadRequest, "wait: not a duration (e.g. 30s)")
-				return
-			}
-			wait = min(d, maxWait)
+		after, wait, err := pollQuery(r.URL.Query(), "a version number")
+		if err != nil {
+			writeError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
+			return
 		}
 		d, err := s.cfg.Deployments.Get(r.Context(), r.PathValue("id"), after, wait)
 		if err != nil {
@@ -125,7 +114,76 @@ func (s *Server) routesDeployments() {
 			enc.Encode(api.LogLine{Stream: "error", Data: err.Error()})
 		}
 	})
+	s.handle("GET /api/v1/deployments/{id}/events", s.handleEvents)
 	s.routeResolve()
+}
+
+// pollQuery reads the after and wait parameters of a long poll; after is
+// described as what.
+func pollQuery(q url.Values, what string) (after uint64, wait time.Duration, err error) {
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("after: not %s", what)
+		}
+		after = n
+	}
+	if v := q.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return 0, 0, errors.New("wait: not a duration (e.g. 30s)")
+		}
+		wait = min(d, maxWait)
+	}
+	return after, wait, nil
+}
+
+// handleEvents serves GET /api/v1/deployments/{id}/events: the events of
+// the timeline after the sequence number after. With wait it long-polls
+// through DeploymentService.Get, from version to version, and answers at
+// the first such event, when the deployment has ended, or when wait
+// passes.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	if !s.deploymentsReady(w) {
+		return
+	}
+	after, wait, err := pollQuery(r.URL.Query(), "an event sequence number")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
+		return
+	}
+	ctx, id := r.Context(), r.PathValue("id")
+	deadline := time.Now().Add(wait)
+	d, err := s.cfg.Deployments.Get(ctx, id, 0, 0)
+	for err == nil && !eventsReady(d, after) {
+		remaining := time.Until(deadline)
+		if remaining <= 0 || ctx.Err() != nil {
+			break
+		}
+		prev := d.Version
+		d, err = s.cfg.Deployments.Get(ctx, id, prev, remaining)
+		if err == nil && d.Version <= prev {
+			break // wait passed with no change
+		}
+	}
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	out := api.DeploymentEvents{ID: d.ID, Events: []api.DeploymentEvent{}, Next: after, State: d.State, Ended: d.Terminal()}
+	for _, e := range d.Events {
+		if e.Seq > after {
+			out.Events = append(out.Events, e)
+			out.Next = max(out.Next, e.Seq)
+		}
+	}
+	writeJSON(w, out)
+}
+
+// eventsReady reports whether an events poll can answer: d has an event
+// after after, or has ended.
+func eventsReady(d *api.Deployment, after uint64) bool {
+	return d.Terminal() || len(d.Events) > 0 && d.Events[len(d.Events)-1].Seq > after
 }
 
 func (s *Server) deploymentsReady(w http.ResponseWriter) bool {

@@ -168,6 +168,8 @@ func TestCompletion(t *testing.T) {
 		{"ids", []string{"deployment", "status", ""}, []string{"dabcdefghijkl", "dabcxyzxyzxyz", "dqrstuvwxyz23"}, ":4"},
 		{"ids by prefix", []string{"deployment", "shutdown", "dab"}, []string{"dabcdefghijkl", "dabcxyzxyzxyz"}, ":4"},
 		{"ids for logs", []string{"deployment", "logs", "dq"}, []string{"dqrstuvwxyz23"}, ":4"},
+		{"ids for events", []string{"deployment", "events", "dq"}, []string{"dqrstuvwxyz23"}, ":4"},
+		{"events takes one ID", []string{"deployment", "events", "dqrstuvwxyz23", ""}, nil, ":4"},
 		{"one ID only", []string{"deployment", "status", "dqrstuvwxyz23", ""}, nil, ":4"},
 		{"allocation flag", []string{"deployment", "logs", "dabcd", "--allocation", "w"}, []string{"web", "worker"}, ":4"},
 		{"allocation from the ensemble", []string{"deployment", "logs", "dqrs", "--allocation", ""}, []string{"only"}, ":4"},

@@ -9,7 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -307,8 +309,8 @@ func newDeploymentsCmd(a *app) *cobra.Command {
 func newDeploymentCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deployment",
-		Short: "Inspect or stop one deployment: status, logs, exec, shutdown",
-		Long: `Inspect or stop one deployment: status, logs, exec, shutdown.
+		Short: "Inspect or stop one deployment: status, events, logs, exec, shutdown",
+		Long: `Inspect or stop one deployment: status, events, logs, exec, shutdown.
 
 ID is a deployment ID or any unique prefix of it, of 4 characters or more
 (dk3f for dk3fq7zt2mbx4); an allocation name may be shortened the same way.
@@ -316,7 +318,7 @@ A prefix matching several deployments is refused with the candidates.`,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "status ID",
-		Short: "Show a deployment: state, placement, allocations, and why not placed",
+		Short: "Show a deployment: state, placement, allocations, last events, and why not placed",
 		Args:  exactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			c, err := a.client()
@@ -327,9 +329,10 @@ A prefix matching several deployments is refused with the candidates.`,
 			if err != nil {
 				return err
 			}
-			return a.print(d, func(w io.Writer) error { return printDeployment(w, d) })
+			return a.print(d, func(w io.Writer) error { return printDeployment(w, d, time.Now()) })
 		},
 	})
+	cmd.AddCommand(newDeploymentEventsCmd(a))
 	cmd.AddCommand(newDeploymentLogsCmd(a))
 	cmd.AddCommand(newDeploymentExecCmd(a))
 	cmd.AddCommand(&cobra.Command{
@@ -359,8 +362,13 @@ A prefix matching several deployments is refused with the candidates.`,
 	return cmd
 }
 
-func printDeployment(w io.Writer, d *api.Deployment) error {
+// printDeployment writes the human form of dms deployment status; now
+// decides which event times need their date.
+func printDeployment(w io.Writer, d *api.Deployment, now time.Time) error {
 	fmt.Fprintf(w, "id        %s\nstate     %s\n", d.ID, d.State)
+	if d.Reason != "" {
+		fmt.Fprintf(w, "reason    %s\n", d.Reason)
+	}
 	if d.Message != "" {
 		fmt.Fprintf(w, "message   %s\n", d.Message)
 	}
@@ -368,6 +376,12 @@ func printDeployment(w io.Writer, d *api.Deployment) error {
 		fmt.Fprintf(w, "exit      %d\n", *d.ExitCode)
 	}
 	fmt.Fprintf(w, "created   %s\nowner     %s\nrounds    %d\n", d.Created.Local().Format(time.RFC3339), d.Owner, d.Round)
+	if d.Orchestrator != "" {
+		fmt.Fprintf(w, "orchestrator %s\n", d.Orchestrator)
+	}
+	if len(d.Standbys) > 0 {
+		fmt.Fprintf(w, "standbys  %s\n", strings.Join(d.Standbys, ", "))
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if len(d.Placement) > 0 {
 		fmt.Fprintln(tw, "\nNODE\tPROVIDER\tSCORE\tCOST/H")
@@ -377,7 +391,13 @@ func printDeployment(w io.Writer, d *api.Deployment) error {
 		}
 	}
 	if len(d.Allocations) > 0 {
-		fmt.Fprintln(tw, "\nALLOCATION\tNODE\tSTATE\tRESTARTS\tEXIT\tPORTS\tMESSAGE")
+		// The ATTEMPT column appears once an allocation was redeployed.
+		attempts := slices.ContainsFunc(d.Allocations, func(al api.DeploymentAlloc) bool { return al.Attempt > 1 })
+		if attempts {
+			fmt.Fprintln(tw, "\nALLOCATION\tNODE\tSTATE\tATTEMPT\tRESTARTS\tEXIT\tPORTS\tMESSAGE")
+		} else {
+			fmt.Fprintln(tw, "\nALLOCATION\tNODE\tSTATE\tRESTARTS\tEXIT\tPORTS\tMESSAGE")
+		}
 		for _, al := range d.Allocations {
 			exit := "-"
 			if al.ExitCode != nil {
@@ -387,7 +407,11 @@ func printDeployment(w io.Writer, d *api.Deployment) error {
 			if len(al.Ports) > 0 {
 				ports = strings.Join(al.Ports, ",")
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", al.Name, al.Node, al.State, al.Restarts, exit, ports, al.Message)
+			state := al.State
+			if attempts {
+				state += "\t" + strconv.Itoa(max(al.Attempt, 1))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", al.Name, al.Node, state, al.Restarts, exit, ports, al.Message)
 		}
 	}
 	if len(d.Candidates) > 0 {
@@ -396,7 +420,11 @@ func printDeployment(w io.Writer, d *api.Deployment) error {
 			fmt.Fprintf(tw, "  %s\t\t\t\t\t\t\n", candidateLine(c))
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	printRecentEvents(w, d, now)
+	return nil
 }
 
 // printLog writes a log line to stdout or stderr, as its stream was; with

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dmsnet/dms/api"
 )
@@ -87,7 +88,7 @@ func TestPrintDeploymentPorts(t *testing.T) {
 		{Name: "worker", Node: "web", State: "running"},
 	}}
 	var b strings.Builder
-	if err := printDeployment(&b, d); err != nil {
+	if err := printDeployment(&b, d, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{

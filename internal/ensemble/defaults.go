@@ -23,6 +23,10 @@ const (
 	// tasks only gets DefaultRescheduleTaskAttempts (as Nomad's batch jobs).
 	DefaultRescheduleAttempts     = 3
 	DefaultRescheduleTaskAttempts = 1
+
+	// maxOrchestrators is the max of the ens tag of
+	// Supervision.Orchestrators.
+	maxOrchestrators = 5
 )
 
 // SetDefaults fills every field left zero with its default:
@@ -33,7 +37,11 @@ const (
 //     retries 3, http.path /;
 //   - restart: policy never for a task, always for a service; unless the
 //     policy is never, max_restarts 5 and backoff 1s;
-//   - nodes: when there are none, one node per allocation, named after it.
+//   - nodes: when there are none, one node per allocation, named after it;
+//   - reschedule: attempts 3 when the ensemble has a service, else 1;
+//     interval 1h, delay 1s, delay_function exponential, max_delay 1m;
+//   - supervision: strategy one_for_one; orchestrators 1, or, when
+//     standbys are listed, one more than their number (at most 5).
 //
 // Parse calls it (for the keys absent from the file); call it on a Spec
 // built in Go before Validate.
@@ -41,6 +49,7 @@ func (s *Spec) SetDefaults() { setDefaults(s, func(string) bool { return false }
 
 // setDefaults fills zero fields whose path is not present in the source.
 func setDefaults(s *Spec, present func(path string) bool) {
+	setSupervisionDefaults(s, present)
 	defaultWalk(reflect.ValueOf(s).Elem(), "", present)
 	setRescheduleDefaults(s, present)
 	for _, name := range sortedKeys(s.Allocations) {
@@ -171,12 +180,33 @@ func setRescheduleDefaults(s *Spec, present func(path string) bool) {
 	}
 }
 
+// setSupervisionDefaults sets orchestrators, when absent, to the
+// orchestrating node plus the standbys listed: listing standbys asks for
+// them, and the default of 1 would leave no room for any. It runs before
+// the ens tag default of 1, which then fills the case without standbys.
+// The count stops at the maximum, so that too many standbys are reported
+// on standbys rather than on an orchestrators key that is not written.
+func setSupervisionDefaults(s *Spec, present func(path string) bool) {
+	sv := &s.Supervision
+	if sv.Orchestrators == 0 && len(sv.Standbys) > 0 && !present("supervision.orchestrators") {
+		sv.Orchestrators = min(len(sv.Standbys)+1, maxOrchestrators)
+	}
+}
+
 // Wait returns how long to wait before the n-th redeploy (1-based) within
 // the interval.
+//
+// With delay_function constant every redeploy waits delay; with exponential
+// the n-th waits delay·2^(n-1). Either way the wait is at most max_delay
+// when max_delay is positive, and never negative.
 func (r Reschedule) Wait(n int) time.Duration {
-	d := r.Delay
+	d := max(r.Delay, 0)
 	if r.DelayFunction == DelayExponential {
-		for i := 1; i < n && d < r.MaxDelay; i++ {
+		for i := 1; i < n && d > 0 && d < r.MaxDelay; i++ {
+			if d > r.MaxDelay/2 {
+				d = r.MaxDelay
+				break
+			}
 			d *= 2
 		}
 	}

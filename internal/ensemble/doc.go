@@ -28,6 +28,11 @@
 //
 //	levels, _ := spec.Levels() // [[db] [api worker] [web]]: start each level in parallel
 //
+// Spec.Reschedule bounds how often a node is placed again on another
+// provider, and Reschedule.Wait says how long to wait before the n-th
+// time; Spec.Supervision names the strategy (what else restarts when an
+// allocation restarts or moves) and the standby orchestrators.
+//
 // Wasm modules and vm images may be local files; Spec.LocalFiles lists
 // them for the CLI to read and ship, and Spec.ReplaceFiles swaps them for
 // the sha256 references they are shipped under.

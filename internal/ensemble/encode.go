@@ -49,6 +49,14 @@ func scalarNode(v any) *yaml.Node {
 	return &n
 }
 
+// keepZero are the structs whose zero numbers and durations are written:
+// their defaults are not zero, yet zero is a value of its own (attempts: 0
+// turns redeploys off, delay: 0s redeploys at once), which an omitted key
+// would turn back into the default.
+var keepZero = map[reflect.Type]bool{
+	reflect.TypeFor[Reschedule](): true,
+}
+
 // encode returns the YAML node of v.
 func encode(v reflect.Value) *yaml.Node {
 	switch v.Type() {
@@ -68,7 +76,8 @@ func encode(v reflect.Value) *yaml.Node {
 		m := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 		for _, f := range fieldsOf(v.Type()) {
 			fv := v.Field(f.index)
-			if fv.IsZero() || (fv.Kind() == reflect.Slice || fv.Kind() == reflect.Map) && fv.Len() == 0 {
+			keep := keepZero[v.Type()] && (fv.Kind() == reflect.Int || fv.Kind() == reflect.Int64)
+			if fv.IsZero() && !keep || (fv.Kind() == reflect.Slice || fv.Kind() == reflect.Map) && fv.Len() == 0 {
 				continue
 			}
 			m.Content = append(m.Content, plain("!!str", f.name), encode(fv))

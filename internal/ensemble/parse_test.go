@@ -711,6 +711,194 @@ allocations:
 				`allocations.a: a merge (<<) needs a mapping, got a number (line 4)`,
 			},
 		},
+		{
+			name: "reschedule negative durations",
+			src: `version: v1
+allocations:
+  web:
+    type: service
+    executor: docker
+    execution: {image: nginx}
+reschedule:
+  interval: -1h
+  delay: -1s
+  max_delay: -1m
+`,
+			want: []string{
+				`reschedule.interval: must not be negative, got -1h (line 8)`,
+				`reschedule.delay: must not be negative, got -1s (line 9)`,
+				`reschedule.max_delay: must not be negative, got -1m (line 10)`,
+			},
+		},
+		{
+			name: "reschedule absurd values",
+			src: `version: v1
+allocations:
+  web:
+    type: service
+    executor: docker
+    execution: {image: nginx}
+reschedule:
+  attempts: 1001
+  interval: 721h
+  max_delay: 25h
+`,
+			want: []string{
+				`reschedule.attempts: 1001 is out of range (0 to 1000) (line 8)`,
+				`reschedule.interval: 721h is longer than 720h (30 days) (line 9)`,
+				`reschedule.max_delay: 25h is longer than 24h (line 10)`,
+			},
+		},
+		{
+			name: "reschedule interval too short",
+			src: `version: v1
+allocations:
+  web:
+    type: service
+    executor: docker
+    execution: {image: nginx}
+reschedule:
+  attempts: 2
+  interval: 500ms
+`,
+			want: []string{
+				`reschedule.interval: 500ms is shorter than 1s (attempts is 2; set attempts: 0 to turn redeploys off) (line 9)`,
+			},
+		},
+		{
+			name: "reschedule off with a zero interval",
+			src: `version: v1
+allocations:
+  web:
+    type: service
+    executor: docker
+    execution: {image: nginx}
+reschedule:
+  attempts: 0
+  interval: 0s
+`,
+			want: nil,
+		},
+		{
+			name: "reschedule delay longer than max_delay",
+			src: `version: v1
+allocations:
+  web:
+    type: service
+    executor: docker
+    execution: {image: nginx}
+reschedule:
+  delay: 2m
+`,
+			want: []string{
+				`reschedule.delay: 2m is longer than max_delay (1m) (line 8)`,
+			},
+		},
+		{
+			name: "reschedule delay function",
+			src: `version: v1
+allocations:
+  web:
+    type: service
+    executor: docker
+    execution: {image: nginx}
+reschedule:
+  delay_function: linear
+`,
+			want: []string{
+				`reschedule.delay_function: unknown value "linear" (want constant or exponential) (line 8)`,
+			},
+		},
+		{
+			name: "supervision unknown strategy",
+			src: `version: v1
+allocations:
+  web:
+    type: service
+    executor: docker
+    execution: {image: nginx}
+supervision:
+  strategy: one_for_some
+  orchestrators: 6
+`,
+			want: []string{
+				`supervision.strategy: unknown value "one_for_some" (did you mean "one_for_one"?) (line 8)`,
+				`supervision.orchestrators: 6 is out of range (1 to 5) (line 9)`,
+			},
+		},
+		{
+			name: "supervision bad standbys",
+			src: `version: v1
+allocations:
+  web:
+    type: service
+    executor: docker
+    execution: {image: nginx}
+supervision:
+  orchestrators: 5
+  standbys:
+    - 12D3KooWnot-a-peer
+    - did:web:example.com
+    - 12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp
+    - 12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp
+`,
+			want: []string{
+				`supervision.standbys[0]: "12D3KooWnot-a-peer" is not a peer ID (want a libp2p peer ID such as 12D3KooW..., or a did:key) (line 10)`,
+				`supervision.standbys[1]: "did:web:example.com" is not a peer (only did:key DIDs name a peer) (line 11)`,
+				`supervision.standbys[3]: duplicate of standbys[2] (line 13)`,
+			},
+		},
+		{
+			name: "supervision more standbys than orchestrators allow",
+			src: `version: v1
+allocations:
+  web:
+    type: service
+    executor: docker
+    execution: {image: nginx}
+supervision:
+  orchestrators: 2
+  standbys: [12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp, did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK]
+`,
+			want: []string{
+				`supervision.standbys: 2 standbys, but orchestrators: 2 leaves room for 1 (the orchestrating node plus its standbys) (line 9)`,
+			},
+		},
+		{
+			name: "supervision too many standbys",
+			src: `version: v1
+allocations:
+  web:
+    type: service
+    executor: docker
+    execution: {image: nginx}
+supervision:
+  standbys:
+    - 12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDE1
+    - 12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDE2
+    - 12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDE3
+    - 12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDE4
+    - 12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDE5
+`,
+			want: []string{
+				`supervision.standbys: 5 standbys, at most 4 (orchestrators is at most 5, the orchestrating node included) (line 8)`,
+			},
+		},
+		{
+			name: "supervision zero orchestrators",
+			src: `version: v1
+allocations:
+  web:
+    type: service
+    executor: docker
+    execution: {image: nginx}
+supervision:
+  orchestrators: 0
+`,
+			want: []string{
+				`supervision.orchestrators: 0 is out of range (1 to 5) (line 8)`,
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := problems(t, tc.src)

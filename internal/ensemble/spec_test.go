@@ -457,6 +457,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("a: &x [*x]\n"))
 	f.Add([]byte("version: v1\nallocations:\n  a:\n    <<: [*b, {c: d}]\n"))
 	f.Add([]byte("version: v1\nedges: [{between: [a, b]}]\nnodes: {a: {allocations: []}}\n"))
+	f.Add([]byte("version: v1\nallocations: {a: {executor: wasm, execution: {module: a.wasm}}}\nreschedule: {attempts: 0, delay: 0s, max_delay: 1h, delay_function: constant}\n"))
+	f.Add([]byte("version: v1\nallocations: {a: {executor: wasm, execution: {module: a.wasm}}}\nsupervision: {strategy: rest_for_one, standbys: [12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := Parse(data)
 		if err != nil {

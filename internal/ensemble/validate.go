@@ -15,7 +15,11 @@ import (
 // published twice on a node; healthchecks belong to services and probe a
 // declared port; depends_on names existing allocations without a cycle;
 // every allocation is on exactly one node; edges join two known nodes;
-// durations are positive; location codes and peers are well formed.
+// durations are positive; location codes and peers are well formed; the
+// reschedule bounds are sane (none negative, interval 1s to 30 days while
+// attempts is not 0, delay at most max_delay, max_delay at most a day);
+// standby orchestrators are well-formed peers, distinct, and no more than
+// orchestrators-1.
 //
 // It expects the defaults to be set (SetDefaults; Parse does both). The
 // error is Problems, with paths but no lines (Parse adds the lines).
@@ -191,6 +195,8 @@ func (v *validator) spec(s *Spec) {
 	v.cycles(s)
 	v.nodes(s)
 	v.edges(s)
+	v.reschedule(s.Reschedule)
+	v.supervision(s.Supervision)
 }
 
 // executorFields lists the execution fields each executor uses.
@@ -575,6 +581,68 @@ func (v *validator) edges(s *Spec) {
 		v.positive(p+".rtt", e.RTT)
 		if e.Bandwidth == 0 && v.pos != nil && v.has(p+".bandwidth") {
 			v.addf(p+".bandwidth", "must be positive")
+		}
+	}
+}
+
+// Bounds of the reschedule block beyond those in its ens tags.
+const (
+	MinRescheduleInterval = time.Second
+	MaxRescheduleInterval = 30 * 24 * time.Hour
+	MaxRescheduleDelay    = 24 * time.Hour
+)
+
+// reschedule checks the durations of the reschedule block: none negative,
+// an interval of at least a second when redeploys are on and at most 30
+// days, a delay no longer than max_delay, and max_delay at most a day.
+func (v *validator) reschedule(r Reschedule) {
+	const p = "reschedule"
+	for _, d := range []struct {
+		key string
+		d   time.Duration
+	}{{"interval", r.Interval}, {"delay", r.Delay}, {"max_delay", r.MaxDelay}} {
+		if d.d < 0 {
+			v.addf(p+"."+d.key, "must not be negative, got %s", formatDuration(d.d))
+		}
+	}
+	switch {
+	case r.Interval > MaxRescheduleInterval:
+		v.addf(p+".interval", "%s is longer than %s (30 days)", formatDuration(r.Interval), formatDuration(MaxRescheduleInterval))
+	case r.Attempts > 0 && r.Interval >= 0 && r.Interval < MinRescheduleInterval:
+		v.addf(p+".interval", "%s is shorter than %s (attempts is %d; set attempts: 0 to turn redeploys off)", formatDuration(r.Interval), formatDuration(MinRescheduleInterval), r.Attempts)
+	}
+	if r.MaxDelay > MaxRescheduleDelay {
+		v.addf(p+".max_delay", "%s is longer than %s", formatDuration(r.MaxDelay), formatDuration(MaxRescheduleDelay))
+	}
+	if r.Delay > 0 && r.MaxDelay >= 0 && r.Delay > r.MaxDelay {
+		v.addf(p+".delay", "%s is longer than max_delay (%s)", formatDuration(r.Delay), formatDuration(r.MaxDelay))
+	}
+}
+
+// supervision checks the standby orchestrators: well-formed peers, none
+// listed twice, and no more than orchestrators-1 of them.
+func (v *validator) supervision(sv Supervision) {
+	const p = "supervision"
+	first := map[string]int{}
+	for i, peer := range sv.Standbys {
+		sp := indexPath(p+".standbys", i)
+		if err := checkPeer(peer); err != nil {
+			v.addf(sp, "%v", err)
+		} else if j, dup := first[peer]; dup {
+			v.addf(sp, "duplicate of standbys[%d]", j)
+		} else {
+			first[peer] = i
+		}
+	}
+	if n := len(sv.Standbys); n > 0 && sv.Orchestrators >= 1 && n > sv.Orchestrators-1 {
+		standbys := fmt.Sprintf("%d standbys", n)
+		if n == 1 {
+			standbys = "1 standby"
+		}
+		if v.pos == nil || v.has(p+".orchestrators") {
+			v.addf(p+".standbys", "%s, but orchestrators: %d leaves room for %d (the orchestrating node plus its standbys)", standbys, sv.Orchestrators, sv.Orchestrators-1)
+		} else {
+			v.addf(p+".standbys", "%s, at most %d (orchestrators is at most %d, the orchestrating node included)", standbys, maxOrchestrators-1, maxOrchestrators)
 		}
 	}
 }

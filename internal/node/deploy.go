@@ -411,21 +411,31 @@ func (s deploymentService) Logs(ctx context.Context, id, alloc string, follow bo
 	return err
 }
 
-// apiDeployment converts a deployment for the API.
-func apiDeployment(d *orchestrator.Deployment, withSpec bool) *api.Deployment {
+// apiDeployment converts a deployment for the API. detail adds the
+// ensemble and the timeline, which the view of one deployment shows and
+// lists leave out.
+func apiDeployment(d *orchestrator.Deployment, detail bool) *api.Deployment {
 	out := &api.Deployment{
 		ID: d.ID, State: string(d.State), Message: d.Message, Version: d.Version, Owner: string(d.Owner),
 		Created: d.Created, Updated: d.Updated, ExitCode: d.ExitCode, Round: d.Round,
+		Reason: d.Reason, Epoch: d.Epoch, Orchestrator: d.Orchestrator.Host,
+		Standbys: slices.Clone(d.Standbys),
 	}
-	if withSpec {
+	if detail {
 		out.Ensemble = string(d.Spec)
+		for _, e := range d.Events {
+			out.Events = append(out.Events, api.DeploymentEvent{
+				Seq: e.Seq, Time: e.Time, Kind: string(e.Kind), Allocation: e.Allocation, Node: e.Node,
+				From: e.From, To: e.To, Epoch: e.Epoch, Message: e.Message,
+			})
+		}
 	}
 	for node, p := range d.Placement {
 		out.Placement = append(out.Placement, api.DeploymentNode{Node: node, Provider: p.Provider.Host, Reservation: p.Reservation, Score: p.Score, Cost: p.Cost})
 	}
 	sort.Slice(out.Placement, func(i, j int) bool { return out.Placement[i].Node < out.Placement[j].Node })
 	for _, a := range d.Allocations {
-		al := api.DeploymentAlloc{Name: a.Name, Node: a.Node, Provider: a.Handle.Host, State: string(a.State), Restarts: a.Restarts, Message: a.Message, LastSeen: a.LastSeen}
+		al := api.DeploymentAlloc{Name: a.Name, Node: a.Node, Provider: a.Handle.Host, State: string(a.State), Restarts: a.Restarts, Attempt: a.Attempt, Epoch: a.Epoch, Message: a.Message, LastSeen: a.LastSeen}
 		if a.Result != nil {
 			code := a.Result.ExitCode
 			al.ExitCode = &code

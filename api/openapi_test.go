@@ -1,0 +1,65 @@
+package api
+
+import (
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// TestOpenAPISchemasMatchTypes keeps the schemas of openapi.yaml in step
+// with the JSON fields of the deployment types.
+func TestOpenAPISchemasMatchTypes(t *testing.T) {
+	type schema struct {
+		Properties map[string]struct {
+			Items *schema `yaml:"items"`
+		} `yaml:"properties"`
+	}
+	var doc struct {
+		Components struct {
+			Schemas map[string]schema `yaml:"schemas"`
+		} `yaml:"components"`
+	}
+	if err := yaml.Unmarshal(OpenAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	schemas := doc.Components.Schemas
+	for _, tc := range []struct {
+		name string
+		s    func() (schema, bool)
+		typ  reflect.Type
+	}{
+		{"Deployment", func() (schema, bool) { s, ok := schemas["Deployment"]; return s, ok }, reflect.TypeFor[Deployment]()},
+		{"Deployment.allocations", func() (schema, bool) {
+			p, ok := schemas["Deployment"].Properties["allocations"]
+			if !ok || p.Items == nil {
+				return schema{}, false
+			}
+			return *p.Items, true
+		}, reflect.TypeFor[DeploymentAlloc]()},
+		{"DeploymentEvent", func() (schema, bool) { s, ok := schemas["DeploymentEvent"]; return s, ok }, reflect.TypeFor[DeploymentEvent]()},
+		{"DeploymentEvents", func() (schema, bool) { s, ok := schemas["DeploymentEvents"]; return s, ok }, reflect.TypeFor[DeploymentEvents]()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, ok := tc.s()
+			if !ok {
+				t.Fatalf("openapi.yaml has no schema %s", tc.name)
+			}
+			var documented, fields []string
+			for k := range s.Properties {
+				documented = append(documented, k)
+			}
+			for i := range tc.typ.NumField() {
+				name, _, _ := strings.Cut(tc.typ.Field(i).Tag.Get("json"), ",")
+				fields = append(fields, name)
+			}
+			sort.Strings(documented)
+			sort.Strings(fields)
+			if !reflect.DeepEqual(documented, fields) {
+				t.Errorf("schema %s has properties\n  %v\nbut %s has the JSON fields\n  %v", tc.name, documented, tc.typ, fields)
+			}
+		})
+	}
+}
