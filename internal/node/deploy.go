@@ -94,6 +94,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		BidWindow:    c.Orchestrator.BidWindow.D(),
 		QueueTimeout: c.Orchestrator.QueueTimeout.D(),
 		LostAfter:    c.Orchestrator.LostAfter.D(),
+		StopAfter:    stopAfter(c.Orchestrator),
 		Logger:       n.log,
 	})
 	if err != nil {
