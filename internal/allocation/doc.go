@@ -152,7 +152,9 @@
 //
 // Manager's methods are safe for concurrent use. Each allocation has a
 // supervisor goroutine while its workload runs, a log copier and a health
-// checker while an instance runs, and a reporter until its final report;
+// checker while an instance runs, a reporter until its final report (and
+// at most one heartbeat in flight beside it), and a remover while an
+// acknowledgement's Stop is carried out;
 // Close stops them all and waits. The actors' behaviors run concurrently
 // (a long poll does not hold up a stop); start, stop and remove of one
 // allocation are serialized.

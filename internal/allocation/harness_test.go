@@ -300,6 +300,7 @@ type fakeOrch struct {
 	refuse    bool                  // guarded by mu: answer reports with an error
 	refused   int                   // guarded by mu
 	ack       deployproto.ReportAck // guarded by mu: the answer to reports
+	empty     bool                  // guarded by mu: answer reports with no payload
 }
 
 // setAck sets the answer to the reports from now on.
@@ -340,6 +341,9 @@ func newFakeOrch(t testing.TB, sys *actor.System) *fakeOrch {
 		o.times = append(o.times, time.Now())
 		close(o.changed)
 		o.changed = make(chan struct{})
+		if o.empty {
+			return nil, nil
+		}
 		return o.ack, nil
 	})
 	act.AddBehavior(deployproto.BehaviorArtifact, func(ctx context.Context, m *actor.Message) (any, error) {

@@ -130,15 +130,26 @@ func TestFencing(t *testing.T) {
 }
 
 func TestNoFencingWhileAcknowledged(t *testing.T) {
-	inBubble(t, func(t *testing.T, h *harness) {
-		hd := h.createWith("a1", "r1", service(), 1, 5*time.Second)
-		h.mustStart(hd)
-		h.awaitState("a1", deployproto.AllocRunning)
-		time.Sleep(time.Minute) // virtual; heartbeats are acknowledged
-		if st := h.status(hd).State; st != deployproto.AllocRunning {
-			t.Fatalf("state = %s, want running: %s", st, h.orch.summary("a1"))
+	for _, empty := range []bool{false, true} {
+		name := "ack"
+		if empty {
+			name = "empty reply"
 		}
-	})
+		t.Run(name, func(t *testing.T) {
+			inBubble(t, func(t *testing.T, h *harness) {
+				h.orch.mu.Lock()
+				h.orch.empty = empty // an empty reply acknowledges too
+				h.orch.mu.Unlock()
+				hd := h.createWith("a1", "r1", service(), 1, 5*time.Second)
+				h.mustStart(hd)
+				h.awaitState("a1", deployproto.AllocRunning)
+				time.Sleep(time.Minute) // virtual; heartbeats are acknowledged
+				if st := h.status(hd).State; st != deployproto.AllocRunning {
+					t.Fatalf("state = %s, want running: %s", st, h.orch.summary("a1"))
+				}
+			})
+		})
+	}
 }
 
 func TestStaleEpochRefused(t *testing.T) {
