@@ -64,8 +64,8 @@ type CreateRequest struct {
 	Epoch uint64
 	// StopAfter is how long the allocation runs without an
 	// acknowledgement from its orchestrator before it stops on its own;
-	// 0 means Config.StopAfter. Values below deployproto.MinStopAfter are
-	// raised to it.
+	// 0 means Config.StopAfter. Values below deployproto.MinStopAfter or
+	// two heartbeats are raised to the larger of them.
 	StopAfter time.Duration
 }
 
@@ -213,7 +213,9 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 	if stopAfter <= 0 {
 		stopAfter = m.cfg.StopAfter
 	}
-	stopAfter = max(stopAfter, deployproto.MinStopAfter)
+	// At least two heartbeats, or the allocation would fence itself
+	// while its orchestrator answers.
+	stopAfter = max(stopAfter, deployproto.MinStopAfter, 2*m.cfg.Heartbeat)
 	now := m.cfg.Now()
 	rec := Record{
 		ID:           req.ID,
