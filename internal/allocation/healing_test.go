@@ -399,3 +399,29 @@ func TestUnhealthyRestartsThenFails(t *testing.T) {
 		_ = hd
 	})
 }
+
+func TestCreateStopAfter(t *testing.T) {
+	tests := []struct {
+		name  string
+		given time.Duration
+		want  time.Duration
+	}{
+		{"the commit's", 45 * time.Second, 45 * time.Second},
+		{"the manager's default", 0, defaultStopAfter},
+		{"raised to two heartbeats", time.Millisecond, 2 * time.Second}, // the harness's heartbeat is 1s
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			inBubble(t, func(t *testing.T, h *harness) {
+				h.createWith("a1", "r1", service(), 4, tc.given)
+				recs, err := h.store.List()
+				if err != nil || len(recs) != 1 {
+					t.Fatalf("records %v, %v", recs, err)
+				}
+				if recs[0].StopAfter != tc.want || recs[0].Epoch != 4 {
+					t.Errorf("StopAfter %s, epoch %d; want %s, 4", recs[0].StopAfter, recs[0].Epoch, tc.want)
+				}
+			})
+		})
+	}
+}
