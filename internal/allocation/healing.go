@@ -117,10 +117,7 @@ func (a *alloc) handleDependency(ctx context.Context, msg *actor.Message) (any, 
 	if err := a.checkEpoch("dependency notice", n.Epoch); err != nil {
 		return nil, err
 	}
-	line := fmt.Sprintf("dependency %s %s", n.Dependency, n.Event)
-	if n.Message != "" {
-		line += ": " + n.Message
-	}
+	line := noticeLine(n)
 	rec := a.record()
 	running := rec.InstanceID != "" && (rec.State == deployproto.AllocRunning ||
 		rec.State == deployproto.AllocHealthy || rec.State == deployproto.AllocUnhealthy)
@@ -130,13 +127,32 @@ func (a *alloc) handleDependency(ctx context.Context, msg *actor.Message) (any, 
 	case !running:
 		a.dmsLine("%s; this allocation is %s, not restarted", line, rec.State)
 	default:
-		a.dmsLine("%s; restarting this allocation", line)
+		if n.Strategy != "" {
+			a.dmsLine("%s; restarting this allocation (%s)", line, n.Strategy)
+		} else {
+			a.dmsLine("%s; restarting this allocation", line)
+		}
 		why := fmt.Sprintf("restarting: dependency %s %s", n.Dependency, n.Event)
 		if !a.killRun(rec.InstanceID, why, true) {
 			a.dmsLine("the restart for dependency %s did not happen: the allocation is stopping or its instance could not be stopped", n.Dependency)
 		}
 	}
 	return struct{}{}, nil
+}
+
+// noticeLine says what a dependency notice tells: "dependency db
+// restarted", then its message; a message that starts with the
+// dependency's name ("db restarted (restart 2): exited with code 1") is
+// the whole tale.
+func noticeLine(n deployproto.DependencyNotice) string {
+	switch {
+	case n.Message == "":
+		return fmt.Sprintf("dependency %s %s", n.Dependency, n.Event)
+	case strings.HasPrefix(n.Message, n.Dependency+" "):
+		return "dependency " + n.Message
+	default:
+		return fmt.Sprintf("dependency %s %s: %s", n.Dependency, n.Event, n.Message)
+	}
 }
 
 // handleAdopt answers BehaviorAdopt: a standby orchestrator took the

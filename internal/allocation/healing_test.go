@@ -305,9 +305,9 @@ func TestDependencyNotice(t *testing.T) {
 		wantLine    string
 	}{
 		{name: "restart a running service", spec: service(), restart: true, wantRestart: true,
-			wantLine: "[dms] dependency db restarted: db restarted (restart 2): exited with code 1; restarting this allocation\n"},
+			wantLine: "[dms] dependency db restarted (restart 2): exited with code 1; restarting this allocation (rest_for_one)\n"},
 		{name: "notice only", spec: service(),
-			wantLine: "[dms] dependency db restarted: db restarted (restart 2): exited with code 1\n"},
+			wantLine: "[dms] dependency db restarted (restart 2): exited with code 1\n"},
 		{name: "a completed task is not run again", spec: task("print=done"), ended: deployproto.AllocCompleted, restart: true,
 			wantLine: "this allocation is completed, not restarted"},
 	}
@@ -322,7 +322,7 @@ func TestDependencyNotice(t *testing.T) {
 					h.awaitState("a1", deployproto.AllocRunning)
 				}
 				n := deployproto.DependencyNotice{Dependency: "db", Event: deployproto.DependencyRestarted,
-					Message: "db restarted (restart 2): exited with code 1", Restart: tc.restart}
+					Message: "db restarted (restart 2): exited with code 1", Restart: tc.restart, Strategy: "rest_for_one"}
 				if err := h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorDependency, n, nil); err != nil {
 					t.Fatalf("dependency notice: %v", err)
 				}
@@ -398,6 +398,23 @@ func TestUnhealthyRestartsThenFails(t *testing.T) {
 		eventually(t, func() bool { return h.ledger.releases("r1") == 1 })
 		_ = hd
 	})
+}
+
+func TestNoticeLine(t *testing.T) {
+	tests := []struct {
+		n    deployproto.DependencyNotice
+		want string
+	}{
+		{deployproto.DependencyNotice{Dependency: "db", Event: "moved"}, "dependency db moved"},
+		{deployproto.DependencyNotice{Dependency: "db", Event: "moved", Message: "db moved to 12D3…b"}, "dependency db moved to 12D3…b"},
+		{deployproto.DependencyNotice{Dependency: "db", Event: "restarted", Message: "exit 1"}, "dependency db restarted: exit 1"},
+		{deployproto.DependencyNotice{Dependency: "db", Event: "restarted", Message: "dbx restarted"}, "dependency db restarted: dbx restarted"},
+	}
+	for _, tc := range tests {
+		if got := noticeLine(tc.n); got != tc.want {
+			t.Errorf("noticeLine(%+v) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
 }
 
 func TestCreateStopAfter(t *testing.T) {
