@@ -442,3 +442,33 @@ func TestCreateStopAfter(t *testing.T) {
 		})
 	}
 }
+
+// TestFencingBeforeAnyReport: an allocation that finds its last
+// acknowledgement too old (as after a SIGSTOP) stops before it sends
+// another report: the first report after the freeze says stopped.
+func TestFencingBeforeAnyReport(t *testing.T) {
+	inBubble(t, func(t *testing.T, h *harness) {
+		hd := h.createWith("a1", "r1", service(), 1, 5*time.Second)
+		h.mustStart(hd)
+		h.awaitState("a1", deployproto.AllocRunning)
+		synctest.Wait() // no report in flight
+		h.m.mu.Lock()
+		a := h.m.allocs["a1"]
+		h.m.mu.Unlock()
+		a.mu.Lock()
+		a.lastAck = time.Now().Add(-time.Hour) // frozen for an hour
+		a.mu.Unlock()
+		before, _ := h.orch.reportsOf("a1")
+		last := before[len(before)-1].Seq
+		h.awaitState("a1", deployproto.AllocStopped)
+		after, _ := h.orch.reportsOf("a1")
+		for _, r := range after {
+			if r.Seq > last && r.State != deployproto.AllocStopped {
+				t.Errorf("report %d in state %s sent before the fencing", r.Seq, r.State)
+			}
+		}
+		if st := h.status(hd); !strings.Contains(st.Message, "fenced") {
+			t.Errorf("message %q, want fenced", st.Message)
+		}
+	})
+}
