@@ -101,8 +101,8 @@ func (a *alloc) takeKill(id string) (why string, dep bool) {
 }
 
 // handleDependency answers BehaviorDependency: it writes the notice into
-// the log and, when it asks for a restart, kills the running instance and
-// starts a new run at once. Such a restart counts in the Restarts that the
+// the log and, when it asks for a restart, kills the running instance (in
+// the background, after the answer) and starts a new run at once. Such a restart counts in the Restarts that the
 // reports show but is not charged to max_restarts. An allocation that is
 // not running (pending, starting, restarting, ended: a completed task is
 // never run again) only logs the notice.
@@ -133,9 +133,13 @@ func (a *alloc) handleDependency(ctx context.Context, msg *actor.Message) (any, 
 			a.dmsLine("%s; restarting this allocation", line)
 		}
 		why := fmt.Sprintf("restarting: dependency %s %s", n.Dependency, n.Event)
-		if !a.killRun(rec.InstanceID, why, true) {
-			a.dmsLine("the restart for dependency %s did not happen: the allocation is stopping or its instance could not be stopped", n.Dependency)
-		}
+		// In the background: the instance may take its grace to exit, and
+		// the orchestrator waits for the answer.
+		a.m.goTracked(func() {
+			if !a.killRun(rec.InstanceID, why, true) {
+				a.dmsLine("the restart for dependency %s did not happen: the allocation is stopping or its instance could not be stopped", n.Dependency)
+			}
+		})
 	}
 	return struct{}{}, nil
 }
