@@ -117,7 +117,7 @@ type DeploymentAlloc struct {
 	Attempt  int       `json:"attempt,omitempty"`
 	Epoch    uint64    `json:"epoch,omitempty"`
 	ExitCode *int      `json:"exit_code,omitempty"`
-	Reason   string    `json:"reason,omitempty"` // how it ended: exited, oom-killed, timed-out, cancelled, failed
+	Reason   string    `json:"reason,omitempty"` // how it ended: exited, oom-killed, timed-out, cancelled, failed, unhealthy
 	Message  string    `json:"message,omitempty"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	Ports    []string  `json:"ports,omitempty"` // host:guest/proto

@@ -146,6 +146,34 @@ func TestValidateSubdivision(t *testing.T) {
 	}
 }
 
+func TestValidateStopAfter(t *testing.T) {
+	tests := []struct {
+		name string
+		v    Duration
+		want string // "" for valid
+	}{
+		{"default", 0, ""},
+		{"equal to lost_after", Duration(10e9), ""},
+		{"longer", Duration(60e9), ""},
+		{"shorter than lost_after", Duration(5e9), "shorter than orchestrator.lost_after"},
+		{"negative", Duration(-1e9), "want zero"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Default()
+			cfg.Orchestrator.LostAfter = Duration(10e9)
+			cfg.Orchestrator.StopAfter = tt.v
+			err := cfg.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), "orchestrator.stop_after") || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Validate() = %v, want an orchestrator.stop_after error with %q", err, tt.want)
+			}
+		})
+	}
+}
+
 func TestCheckLoopback(t *testing.T) {
 	tests := []struct {
 		addr string

@@ -142,6 +142,11 @@ func (c Config) Validate() error {
 	if o.LostAfter < 2*o.Heartbeat {
 		bad("orchestrator.lost_after", "%s: want at least twice orchestrator.heartbeat (%s)", o.LostAfter, o.Heartbeat)
 	}
+	if o.StopAfter < 0 {
+		bad("orchestrator.stop_after", "%s: want zero (twice orchestrator.lost_after) or positive", o.StopAfter)
+	} else if o.StopAfter != 0 && o.StopAfter < o.LostAfter {
+		bad("orchestrator.stop_after", "%s is shorter than orchestrator.lost_after %s", o.StopAfter, o.LostAfter)
+	}
 	if o.Lease < 2*o.Heartbeat {
 		bad("orchestrator.lease", "%s: want at least twice orchestrator.heartbeat (%s)", o.Lease, o.Heartbeat)
 	}

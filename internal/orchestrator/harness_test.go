@@ -56,6 +56,10 @@ type worldOpts struct {
 	execCfg executortest.Config
 	bid     time.Duration
 	lost    time.Duration
+	// stopAfter is how long providers run on without a word from the
+	// orchestrator (default a minute, so that a provider taken down
+	// and back keeps its copy unless a test wants it fenced).
+	stopAfter time.Duration
 	// ttl is how long providers hold reservations (default a minute, past
 	// the tests' deadlines, so that only reverts free them in time).
 	ttl time.Duration
@@ -78,6 +82,9 @@ func newWorld(t testing.TB, n int, o worldOpts) *world {
 	t.Helper()
 	if o.cpu == 0 {
 		o.cpu = 2000
+	}
+	if o.stopAfter == 0 {
+		o.stopAfter = time.Minute
 	}
 	if o.ram == 0 {
 		o.ram = 2 << 30
@@ -151,7 +158,7 @@ func (w *world) addNode(o worldOpts) *tnode {
 	tn.svc, err = orchestrator.NewService(orchestrator.Config{
 		System: tn.sys, Node: tn.root, Key: key, Store: tn.store, Wallet: tn.wallet, Sealer: tn.sealer,
 		Peers:     func() []string { return w.peersOf(tn) },
-		BidWindow: o.bid, QueueTimeout: time.Minute, RetryMax: 500 * time.Millisecond, LostAfter: o.lost,
+		BidWindow: o.bid, QueueTimeout: time.Minute, RetryMax: 500 * time.Millisecond, LostAfter: o.lost, StopAfter: o.stopAfter,
 		Lease: o.lease,
 	})
 	if err != nil {

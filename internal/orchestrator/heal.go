@@ -438,7 +438,7 @@ func (r *run) propagateOne(ctx context.Context, p propagation) {
 			r.induced[name]++
 			r.mu.Unlock()
 		}
-		n := deployproto.DependencyNotice{Epoch: d.Epoch, Dependency: p.dep, Event: p.event, Message: p.msg, Restart: restart}
+		n := deployproto.DependencyNotice{Epoch: d.Epoch, Dependency: p.dep, Event: p.event, Message: p.msg, Restart: restart, Strategy: string(strategy)}
 		cctx, cancel := context.WithTimeout(ctx, r.s.cfg.CommitTimeout)
 		err := r.actor.Invoke(cctx, a.Handle, deployproto.BehaviorDependency, n, nil)
 		cancel()
