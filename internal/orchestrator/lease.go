@@ -147,3 +147,14 @@ func (s *Service) LeaseHeld(id string) (bool, error) {
 	}
 	return r.holdsLease(), nil
 }
+
+// stopAfter is the StopAfter of this deployment's commits: the configured
+// one, but with standby orchestrators at least two leases, so that the
+// providers do not stop their copies before a standby (which takes over
+// after 1.5 leases of silence) could adopt them.
+func (r *run) stopAfter() time.Duration {
+	if r.ha == nil || len(r.ha.standbys) == 0 {
+		return r.s.cfg.StopAfter
+	}
+	return max(r.s.cfg.StopAfter, 2*r.s.cfg.Lease)
+}
