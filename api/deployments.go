@@ -41,8 +41,7 @@ type Deployment struct {
 	Candidates  []DeploymentCandidate `json:"candidates,omitempty"`
 	Ensemble    string                `json:"ensemble,omitempty"`
 	// Reason is the typed reason of a failure: reschedule-budget-spent,
-	// no-placement, pinned-node-failed, task-failed, timeout,
-	// start-failed.
+	// no-placement, pinned-node-failed, allocation-failed, timeout.
 	Reason string `json:"reason,omitempty"`
 	// Epoch is the fencing epoch: it grows with every placement and every
 	// takeover by a standby orchestrator.

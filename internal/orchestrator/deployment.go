@@ -99,12 +99,11 @@ type Deployment struct {
 
 // The typed reasons of a failed deployment.
 const (
-	ReasonBudgetSpent = "reschedule-budget-spent" // a node needed more redeploys than its budget allows
-	ReasonNoPlacement = "no-placement"            // no provider fit before the queue timeout
-	ReasonPinned      = "pinned-node-failed"      // an allocation of a pinned node failed: it cannot move
-	ReasonTaskFailed  = "task-failed"             // a task failed and may not be redeployed
-	ReasonTimeout     = "timeout"                 // the total timeout passed
-	ReasonStartFailed = "start-failed"            // an allocation could not be started
+	ReasonBudgetSpent      = "reschedule-budget-spent" // a node needed more redeploys than its budget allows
+	ReasonNoPlacement      = "no-placement"            // no provider fit before the queue timeout
+	ReasonPinned           = "pinned-node-failed"      // an allocation of a pinned node failed: it cannot move
+	ReasonAllocationFailed = "allocation-failed"       // an allocation failed and no other provider took its node
+	ReasonTimeout          = "timeout"                 // the total timeout passed
 )
 
 // Placement is the provider of one node.

@@ -170,6 +170,12 @@ func (r *run) heal(ctx context.Context) bool {
 		if r.state().Terminal() || r.shutdownRequested() {
 			return false
 		}
+		if !h.lost {
+			// A failure, not a silence: without another provider at
+			// hand, waiting would only delay the deployment's end.
+			r.failWith(ctx, ReasonAllocationFailed, fmt.Sprintf("%s; no other provider took node %s: %s", h.why, node, b.waiting), h.exit)
+			return false
+		}
 		queue := r.s.cfg.QueueTimeout
 		if r.spec.Timeouts.Queue > 0 {
 			queue = r.spec.Timeouts.Queue
