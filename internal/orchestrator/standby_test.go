@@ -9,10 +9,7 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
-	"github.com/dmsnet/dms/internal/allocation"
 	"github.com/dmsnet/dms/internal/deployproto"
-	"github.com/dmsnet/dms/internal/ensemble"
-	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/orchestrator"
 	"github.com/dmsnet/dms/internal/poll"
 )
@@ -32,53 +29,9 @@ func (w *world) kill(tn *tnode) {
 // restart brings a killed node back: a new runtime on the same host, key
 // and stores, its allocations and deployments resumed.
 func (w *world) restart(tn *tnode) {
-	t := w.t
-	t.Helper()
+	w.t.Helper()
 	tn.host.SetDown(false)
-	var err error
-	tn.sys, err = actor.NewSystem(actor.Config{Transport: tn.host, Auth: actor.AllowAll{}, Issuer: actor.AllowAll{}, PeerRate: 1e9, PeerBurst: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn.root, err = tn.sys.Spawn(tn.key, actor.RootInbox, actor.SpawnOptions{Workers: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn.allocs, err = allocation.New(allocation.Config{
-		System: tn.sys, Executors: map[ensemble.Executor]executor.Executor{ensemble.Wasm: tn.exec, ensemble.Docker: tn.exec, ensemble.VM: tn.exec},
-		Store: tn.astore, Ledger: tn.ledger, Wallet: tn.wallet, Sealer: tn.sealer,
-		DataDir: t.TempDir() + "/allocations", Heartbeat: 200 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn.provider = allocation.NewProvider(allocation.ProviderConfig{Node: tn.root, Key: tn.key, Ledger: refusingLedger{tn.ledger, tn}, Allocations: tn.allocs, ReservationTTL: w.opts.ttl})
-	if err := tn.provider.Register(); err != nil {
-		t.Fatal(err)
-	}
-	o := w.opts
-	tn.svc, err = orchestrator.NewService(orchestrator.Config{
-		System: tn.sys, Node: tn.root, Key: tn.key, Store: tn.store, Wallet: tn.wallet, Sealer: tn.sealer,
-		Peers:     func() []string { return w.peersOf(tn) },
-		BidWindow: o.bid, QueueTimeout: time.Minute, RetryMax: 500 * time.Millisecond, LostAfter: o.lost, Lease: o.lease,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := tn.allocs.Resume(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := tn.svc.Resume(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		tn.svc.Close(ctx)
-		tn.allocs.Close(ctx)
-		tn.sys.Close(ctx)
-	})
+	w.startRuntime(tn)
 }
 
 // peerOf returns the peer ID of a test node.
