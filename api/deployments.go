@@ -41,8 +41,7 @@ type Deployment struct {
 	Candidates  []DeploymentCandidate `json:"candidates,omitempty"`
 	Ensemble    string                `json:"ensemble,omitempty"`
 	// Reason is the typed reason of a failure: reschedule-budget-spent,
-	// no-placement, pinned-node-failed, task-failed, timeout,
-	// start-failed.
+	// no-placement, pinned-node-failed, allocation-failed, timeout.
 	Reason string `json:"reason,omitempty"`
 	// Epoch is the fencing epoch: it grows with every placement and every
 	// takeover by a standby orchestrator.
@@ -117,7 +116,7 @@ type DeploymentAlloc struct {
 	Attempt  int       `json:"attempt,omitempty"`
 	Epoch    uint64    `json:"epoch,omitempty"`
 	ExitCode *int      `json:"exit_code,omitempty"`
-	Reason   string    `json:"reason,omitempty"` // how it ended: exited, oom-killed, timed-out, cancelled, failed
+	Reason   string    `json:"reason,omitempty"` // how it ended: exited, oom-killed, timed-out, cancelled, failed, unhealthy
 	Message  string    `json:"message,omitempty"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	Ports    []string  `json:"ports,omitempty"` // host:guest/proto

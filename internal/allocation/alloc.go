@@ -32,7 +32,7 @@ type alloc struct {
 	dir  string
 	log  *logFile
 	life context.Context // cancelled when the allocation is removed or the manager closes
-	kill context.CancelFunc
+	end  context.CancelFunc
 	wake chan struct{} // buffered 1: wakes the reporter
 
 	// opMu serializes start, stop and remove.
@@ -55,6 +55,13 @@ type alloc struct {
 	changed   chan struct{}        // guarded by mu: closed and replaced at every state change
 	removed   bool                 // guarded by mu
 	reporting bool                 // guarded by mu: the reporter runs
+	beating   bool                 // guarded by mu: a heartbeat is in flight
+	lastAck   time.Time            // guarded by mu: the last acknowledgement of a report (monotonic)
+	stopMsg   string               // guarded by mu: the message of the stop asked for (default "stopped on request")
+	dropping  bool                 // guarded by mu: an acknowledgement said Stop; the allocation is being removed
+	kill      string               // guarded by mu: why instance killID is being killed (health check, dependency)
+	killID    string               // guarded by mu
+	killDep   bool                 // guarded by mu: the kill is a dependency's restart
 
 	execs execSessions // exec sessions (exec.go)
 }
@@ -73,6 +80,17 @@ func (a *alloc) state() deployproto.AllocationState {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.rec.State
+}
+
+// stopMessage is the message of the stopped state: the one the stop
+// asked for, else def.
+func (a *alloc) stopMessage(def string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopMsg != "" {
+		return a.stopMsg
+	}
+	return def
 }
 
 func (a *alloc) isStopping() bool {
@@ -132,6 +150,7 @@ func (a *alloc) snapshotLocked() deployproto.Report {
 		Message:    r.Message,
 		Result:     r.Result,
 		Ports:      r.Ports,
+		Epoch:      r.Epoch,
 		Time:       a.m.cfg.Now(),
 	}
 }
@@ -162,6 +181,9 @@ func (a *alloc) persist() {
 func (a *alloc) handleStart(ctx context.Context, msg *actor.Message) (any, error) {
 	var req deployproto.StartRequest
 	if err := msg.Decode(&req); err != nil {
+		return nil, err
+	}
+	if err := a.checkEpoch("start", req.Epoch); err != nil {
 		return nil, err
 	}
 	var chain cap.Chain
@@ -202,6 +224,9 @@ func (a *alloc) handleStart(ctx context.Context, msg *actor.Message) (any, error
 	if chain != nil {
 		a.m.cfg.Wallet.Add(chain)
 	}
+	a.mu.Lock()
+	a.lastAck = time.Now() // the orchestrator is there
+	a.mu.Unlock()
 	if rec.State != deployproto.AllocPending {
 		if chain != nil {
 			a.mu.Lock()
@@ -230,6 +255,9 @@ func (a *alloc) handleStop(ctx context.Context, msg *actor.Message) (any, error)
 	if req.Grace < 0 {
 		return nil, fmt.Errorf("stop %s: negative grace %s", a.id(), req.Grace)
 	}
+	if err := a.checkEpoch("stop", req.Epoch); err != nil {
+		return nil, err
+	}
 	var err error
 	if req.Remove {
 		err = a.m.remove(ctx, a, req.Grace)
@@ -246,12 +274,21 @@ func (a *alloc) handleStop(ctx context.Context, msg *actor.Message) (any, error)
 // giving its instance grace to exit, and returns once it is stopped or ctx
 // is done (the stop goes on).
 func (a *alloc) stop(ctx context.Context, grace time.Duration) error {
+	return a.stopWith(ctx, grace, "")
+}
+
+// stopWith is stop with msg as the message of the stopped state (empty:
+// "stopped on request").
+func (a *alloc) stopWith(ctx context.Context, grace time.Duration, msg string) error {
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
 	a.mu.Lock()
 	if a.rec.State.Terminal() {
 		a.mu.Unlock()
 		return nil
+	}
+	if !a.stopping {
+		a.stopMsg = msg
 	}
 	a.stopping = true
 	a.grace = grace
@@ -262,7 +299,7 @@ func (a *alloc) stop(ctx context.Context, grace time.Duration) error {
 	case done == nil && pending:
 		// Never started: no instance exists, and none will (a start checks
 		// stopping under opMu).
-		a.finish(deployproto.AllocStopped, nil, "stopped before it started")
+		a.finish(deployproto.AllocStopped, nil, a.stopMessage("stopped before it started"))
 		return nil
 	case done == nil:
 		// A resume after a restart has not launched the supervisor yet:

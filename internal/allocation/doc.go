@@ -17,11 +17,12 @@
 //	m, err := allocation.New(allocation.Config{
 //		System: sys, Executors: executors, Store: store, Ledger: resources,
 //		Wallet: wallet, Sealer: sealer, DataDir: filepath.Join(home, "data", "allocations"),
-//		Heartbeat: 2 * time.Second, Logger: log,
+//		Heartbeat: 2 * time.Second, StopAfter: 20 * time.Second, Logger: log,
 //	})
 //	err = m.Resume(ctx)                  // re-attach to running instances
 //	h, err := m.Create(ctx, allocation.CreateRequest{ID: id, Reservation: res,
-//		Deployment: dep, Orchestrator: orch, Spec: spec}) // actor "alloc/<ID>", pending
+//		Deployment: dep, Orchestrator: orch, Spec: spec,
+//		Epoch: epoch, StopAfter: stopAfter}) // actor "alloc/<ID>", pending
 //	err = m.Revert(ctx, res)             // stop, remove, release (idempotent)
 //	reports := m.List()                  // for the provider's status
 //	err = m.Close(ctx)                   // workloads keep running
@@ -46,7 +47,11 @@
 // NoBid of kind deployproto.KindPeerLimit.
 //
 // The orchestrator then drives each allocation actor through the behaviors
-// of package deployproto:
+// of package deployproto. Start, stop, dependency notices and adoptions
+// carry the sender's fencing epoch: one older than the allocation's is
+// refused with an *actor.Error of code deployproto.CodeStaleEpoch, epoch 0
+// means the sender gives none and passes, and a newer one raises the
+// allocation's.
 //
 //   - BehaviorStart (StartRequest): checks the delegation chain (its holder
 //     must be the allocation's DID; it goes into the Wallet so the actor can
@@ -62,6 +67,22 @@
 //     request's LogFilter keeps one stream, entries since a time, or (first
 //     answer only) the last Tail lines.
 //   - BehaviorStatus: the current Report.
+//   - BehaviorDependency (DependencyNotice): an allocation this one depends
+//     on restarted or moved. The notice becomes a line of the log, on
+//     stderr and prefixed "[dms] ", which `dms deployment logs` shows among
+//     the workload's output; with Restart, a running instance is killed
+//     and a new run starts at once. Such a restart counts in the Restarts
+//     the reports show but is not charged to max_restarts. An allocation
+//     without a running instance (pending, starting, restarting, ended: a
+//     completed task is never run again) only logs the notice.
+//   - BehaviorAdopt (AdoptRequest): a standby orchestrator took the
+//     deployment over at a higher epoch. The request must name this
+//     allocation's deployment and its sender as the orchestrator, and its
+//     chain must be held by the allocation and root in the same issuer
+//     (the same user) as the chain it was started with; an allocation that
+//     was never started has no chain to compare with and cannot be
+//     adopted. The allocation then reports to the new orchestrator, at
+//     once, and presents the new chain.
 //   - BehaviorExec, BehaviorExecInput, BehaviorExecOutput: an exec session
 //     (`dms deployment exec`) in the running instance, for executors that
 //     implement executor.ExecStreamer; bounded output buffer, at most 4
@@ -69,20 +90,54 @@
 //
 // The actor invokes BehaviorReport on the orchestrator at every state
 // change and every Heartbeat while not ended (Seq always increases, also
-// across restarts), and BehaviorArtifact to fetch "sha256:<hex>" content in
-// ArtifactChunkSize chunks, checked and cached by digest under ArtifactDir.
+// across restarts; Report.Epoch is the allocation's epoch), and
+// BehaviorArtifact to fetch "sha256:<hex>" content in ArtifactChunkSize
+// chunks, checked and cached by digest under ArtifactDir. The orchestrator
+// answers every report with a deployproto.ReportAck (an empty answer is an
+// acknowledgement with no epoch): a higher Epoch raises the allocation's,
+// and Stop means this copy was replaced or given up, so the allocation is
+// stopped and removed and its resources released, as by a revert, after a
+// line with the ack's Reason in its log. A heartbeat goes out on a
+// goroutine of its own, so that a slow orchestrator does not hold up the
+// state changes behind it; the final report is retried (backoff up to a
+// minute) until it is acknowledged.
+//
+// # Fencing
+//
+// An allocation that has not ended and has had no acknowledgement of a
+// report for its StopAfter (the commit's, else Config.StopAfter: the
+// node's orchestrator.stop_after, by default twice orchestrator.lost_after)
+// stops its workload on its own: its orchestrator cannot be reached, and
+// may have placed the node again elsewhere. It ends in state stopped with
+// the message "fenced: no word from the orchestrator for 20s (stop_after);
+// its node may run elsewhere now", its resources are released, and its
+// record stays, so that the final report reaches the orchestrator when it
+// is back (whose acknowledgement then says Stop, and the allocation is
+// removed). The silence is measured on the monotonic clock from the
+// sending of the last acknowledged report (creation, a start, an adoption
+// and a resume count as acknowledgements), and checked at every reporter
+// tick before anything is sent: a provider frozen by SIGSTOP past its
+// StopAfter stops its workload as soon as it runs again.
 //
 // # States
 //
 //	pending → starting → running ⇄ healthy/unhealthy → completed | failed
 //	                 ↘ restarting (on-failure/always, up to max_restarts,
 //	                   backoff doubling to 1m) → starting …
-//	any state → stopped (BehaviorStop, Revert)
+//	unhealthy (the check failed retries times) → the instance is killed:
+//	                   the run fails (reason unhealthy) and restarts as above
+//	running/healthy/unhealthy → restarting → starting (a dependency notice
+//	                   with Restart, at once, not charged to max_restarts)
+//	any state → stopped (BehaviorStop, Revert, an ack's Stop, fencing)
 //
 // A run that ends with exit code 0 completes; any other end fails, with the
-// executor's Result in the report. A start that cannot succeed by retrying
-// (an invalid spec, an artifact whose content does not match its digest)
-// fails without restarts.
+// executor's Result in the report. A service whose health check fails
+// Retries times in a row (after its start period) ends its run like a
+// crash: the instance is killed, the Result's reason is
+// executor.ReasonUnhealthy, and the restart policy applies; after
+// max_restarts the allocation fails (and the orchestrator redeploys it). A
+// start that cannot succeed by retrying (an invalid spec, an artifact whose
+// content does not match its digest) fails without restarts.
 //
 // # Persistence
 //
@@ -97,7 +152,9 @@
 //
 // Manager's methods are safe for concurrent use. Each allocation has a
 // supervisor goroutine while its workload runs, a log copier and a health
-// checker while an instance runs, and a reporter until its final report;
+// checker while an instance runs, a reporter until its final report (and
+// at most one heartbeat in flight beside it), and a remover while an
+// acknowledgement's Stop is carried out;
 // Close stops them all and waits. The actors' behaviors run concurrently
 // (a long poll does not hold up a stop); start, stop and remove of one
 // allocation are serialized.

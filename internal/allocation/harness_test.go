@@ -292,13 +292,30 @@ type fakeOrch struct {
 	act *actor.Actor
 
 	mu        sync.Mutex
-	reports   []deployproto.Report // guarded by mu
-	times     []time.Time          // guarded by mu: when each report arrived
-	artifacts map[string][]byte    // guarded by mu: by digest
-	requests  map[string]int       // guarded by mu: artifact requests by digest
-	changed   chan struct{}        // guarded by mu: closed at every report
-	refuse    bool                 // guarded by mu: answer reports with an error
-	refused   int                  // guarded by mu
+	reports   []deployproto.Report  // guarded by mu
+	times     []time.Time           // guarded by mu: when each report arrived
+	artifacts map[string][]byte     // guarded by mu: by digest
+	requests  map[string]int        // guarded by mu: artifact requests by digest
+	changed   chan struct{}         // guarded by mu: closed at every report
+	refuse    bool                  // guarded by mu: answer reports with an error
+	refused   int                   // guarded by mu
+	ack       deployproto.ReportAck // guarded by mu: the answer to reports
+	empty     bool                  // guarded by mu: answer reports with no payload
+}
+
+// setAck sets the answer to the reports from now on.
+func (o *fakeOrch) setAck(ack deployproto.ReportAck) {
+	o.mu.Lock()
+	o.ack = ack
+	o.mu.Unlock()
+}
+
+// setRefuse makes the orchestrator answer reports with an error (on), as
+// one that is restarting or out of reach.
+func (o *fakeOrch) setRefuse(on bool) {
+	o.mu.Lock()
+	o.refuse = on
+	o.mu.Unlock()
 }
 
 func newFakeOrch(t testing.TB, sys *actor.System) *fakeOrch {
@@ -324,7 +341,10 @@ func newFakeOrch(t testing.TB, sys *actor.System) *fakeOrch {
 		o.times = append(o.times, time.Now())
 		close(o.changed)
 		o.changed = make(chan struct{})
-		return struct{}{}, nil
+		if o.empty {
+			return nil, nil
+		}
+		return o.ack, nil
 	})
 	act.AddBehavior(deployproto.BehaviorArtifact, func(ctx context.Context, m *actor.Message) (any, error) {
 		var req deployproto.ArtifactRequest

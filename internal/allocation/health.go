@@ -20,8 +20,10 @@ import (
 
 // health probes instance id every interval until ctx is done, moving the
 // allocation between running, healthy and unhealthy: healthy at the first
-// success, unhealthy after Retries failures in a row. Failures within the
-// start period of a fresh instance do not count.
+// success, unhealthy after Retries failures in a row, and then it kills
+// the instance: the run ends with executor.ReasonUnhealthy and the restart
+// policy applies. Failures within the start period of a fresh instance do
+// not count.
 func (a *alloc) health(ctx context.Context, id string, fresh bool) {
 	h := a.record().Spec.Healthcheck
 	interval := h.Interval
@@ -64,7 +66,12 @@ func (a *alloc) health(ctx context.Context, id string, fresh bool) {
 		default:
 			failures++
 			if failures >= retries {
-				a.setHealth(deployproto.AllocUnhealthy, fmt.Sprintf("health check failed %d times: %v", failures, err))
+				msg := fmt.Sprintf("health check failed %d times: %v", failures, err)
+				a.setHealth(deployproto.AllocUnhealthy, msg)
+				// The run ends like a crash; the restart policy applies.
+				if a.killRun(id, msg, false) {
+					return
+				}
 			}
 		}
 		t.Reset(interval)

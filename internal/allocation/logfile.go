@@ -20,6 +20,10 @@ import (
 const (
 	streamStdout = 'o'
 	streamStderr = 'e'
+	// streamDMS carries lines from dms itself (dependency notices,
+	// fencing); they read as stderr, and are not counted as the
+	// instance's output when a copier re-attaches.
+	streamDMS = 'd'
 	// streamMark starts the output of one executor instance; its data is
 	// the instance ID. Readers skip it; re-attach uses it to know how much
 	// of the instance's output was already copied.
@@ -96,7 +100,7 @@ func (l *logFile) scan(fn func(stream byte, data []byte)) (int64, error) {
 }
 
 func validStream(b byte) bool {
-	return b == streamStdout || b == streamStderr || b == streamMark || b == streamTime
+	return b == streamStdout || b == streamStderr || b == streamDMS || b == streamMark || b == streamTime
 }
 
 // append writes p as frames of stream.
@@ -233,7 +237,7 @@ func frameAt(f *os.File, off, size int64, head []byte) (byte, int64, error) {
 }
 
 func streamName(b byte) string {
-	if b == streamStderr {
+	if b == streamStderr || b == streamDMS {
 		return "stderr"
 	}
 	return "stdout"

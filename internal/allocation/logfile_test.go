@@ -134,3 +134,32 @@ func TestLogTornTail(t *testing.T) {
 		t.Errorf("read = %q, %v", got, err)
 	}
 }
+
+func TestLogDMSLines(t *testing.T) {
+	l, _ := openTestLog(t)
+	l.mark("i1")
+	l.append(streamStdout, []byte("abc"))
+	l.append(streamDMS, []byte("[dms] dependency db restarted\n"))
+	l.append(streamStderr, []byte("x"))
+	out, errs, err := l.copied("i1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != 3 || errs != 1 {
+		t.Errorf("copied = %d, %d; want 3, 1 (lines from dms are not the instance's output)", out, errs)
+	}
+	es, _, err := l.read(0, 1<<20, logFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := entries(es), "stdout:abc|stderr:[dms] dependency db restarted\nx|"; got != want {
+		t.Errorf("read = %q, want %q", got, want)
+	}
+	es, _, err = l.tail(0, 1, 1<<20, logFilter{stream: "stderr"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := entries(es); got != "stderr:x|" {
+		t.Errorf("tail 1 of stderr = %q", got)
+	}
+}

@@ -42,6 +42,10 @@ type Config struct {
 	MaxArtifactSize int64
 	// Heartbeat is the interval of heartbeat reports; default 2s.
 	Heartbeat time.Duration
+	// StopAfter is how long an allocation whose commit gave no StopAfter
+	// runs without an acknowledgement from its orchestrator before it
+	// stops on its own; default 20s, at least deployproto.MinStopAfter.
+	StopAfter time.Duration
 	// DefaultKernel is the kernel of vm allocations that give none (a
 	// host path; may be empty).
 	DefaultKernel string
@@ -56,7 +60,17 @@ type CreateRequest struct {
 	Deployment   string
 	Orchestrator actor.Handle
 	Spec         deployproto.AllocationSpec
+	// Epoch is the placement's fencing epoch (0: none given).
+	Epoch uint64
+	// StopAfter is how long the allocation runs without an
+	// acknowledgement from its orchestrator before it stops on its own;
+	// 0 means Config.StopAfter. Values below deployproto.MinStopAfter or
+	// two heartbeats are raised to the larger of them.
+	StopAfter time.Duration
 }
+
+// defaultStopAfter is Config.StopAfter's default.
+const defaultStopAfter = 20 * time.Second
 
 // Inbox returns the inbox of the actor of allocation id.
 func Inbox(id string) string { return "alloc/" + id }
@@ -102,9 +116,13 @@ func New(cfg Config) (*Manager, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("allocation: config lacks %s", strings.Join(missing, ", "))
 	}
-	if cfg.Heartbeat < 0 || cfg.MaxArtifactSize < 0 {
-		return nil, errors.New("allocation: negative Heartbeat or MaxArtifactSize")
+	if cfg.Heartbeat < 0 || cfg.MaxArtifactSize < 0 || cfg.StopAfter < 0 {
+		return nil, errors.New("allocation: negative Heartbeat, MaxArtifactSize or StopAfter")
 	}
+	if cfg.StopAfter == 0 {
+		cfg.StopAfter = defaultStopAfter
+	}
+	cfg.StopAfter = max(cfg.StopAfter, deployproto.MinStopAfter)
 	if cfg.Heartbeat == 0 {
 		cfg.Heartbeat = 2 * time.Second
 	}
@@ -191,6 +209,13 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 	if err != nil {
 		return actor.Handle{}, fmt.Errorf("create allocation %s: %w", req.ID, err)
 	}
+	stopAfter := req.StopAfter
+	if stopAfter <= 0 {
+		stopAfter = m.cfg.StopAfter
+	}
+	// At least two heartbeats, or the allocation would fence itself
+	// while its orchestrator answers.
+	stopAfter = max(stopAfter, deployproto.MinStopAfter, 2*m.cfg.Heartbeat)
 	now := m.cfg.Now()
 	rec := Record{
 		ID:           req.ID,
@@ -203,6 +228,8 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 		SealedKey:    m.cfg.Sealer.SealKey(key),
 		State:        deployproto.AllocPending,
 		Seq:          seqBlock,
+		Epoch:        req.Epoch,
+		StopAfter:    stopAfter,
 		Created:      now,
 		Updated:      now,
 	}
@@ -248,7 +275,7 @@ func (m *Manager) newAlloc(rec Record, key *identity.Key) (*alloc, error) {
 		lf.close()
 		return nil, fmt.Errorf("spawn actor: %w", err)
 	}
-	life, kill := context.WithCancel(m.life)
+	life, end := context.WithCancel(m.life)
 	a := &alloc{
 		m:       m,
 		act:     act,
@@ -256,16 +283,19 @@ func (m *Manager) newAlloc(rec Record, key *identity.Key) (*alloc, error) {
 		dir:     dir,
 		log:     lf,
 		life:    life,
-		kill:    kill,
+		end:     end,
 		rec:     rec,
 		seq:     rec.Seq,
 		changed: make(chan struct{}),
 		wake:    make(chan struct{}, 1),
+		lastAck: time.Now(),
 	}
 	act.AddBehavior(deployproto.BehaviorStart, a.handleStart)
 	act.AddBehavior(deployproto.BehaviorStop, a.handleStop)
 	act.AddBehavior(deployproto.BehaviorLogs, a.handleLogs)
 	act.AddBehavior(deployproto.BehaviorStatus, a.handleStatus)
+	act.AddBehavior(deployproto.BehaviorDependency, a.handleDependency)
+	act.AddBehavior(deployproto.BehaviorAdopt, a.handleAdopt)
 	act.AddBehavior(deployproto.BehaviorExec, a.handleExec)
 	act.AddBehavior(deployproto.BehaviorExecInput, a.handleExecInput)
 	act.AddBehavior(deployproto.BehaviorExecOutput, a.handleExecOutput)
@@ -345,7 +375,7 @@ func (m *Manager) remove(ctx context.Context, a *alloc, grace time.Duration) err
 	a.removed = true
 	done := a.runDone
 	a.mu.Unlock()
-	a.kill()
+	a.end()
 	if done != nil {
 		select {
 		case <-done:
@@ -507,7 +537,7 @@ func (m *Manager) Orchestrator(reservation string) (identity.DID, bool) {
 	defer m.mu.Unlock()
 	for _, a := range m.allocs {
 		if a.reservation() == reservation {
-			return a.rec.Orchestrator.DID, true // Orchestrator never changes
+			return a.record().Orchestrator.DID, true
 		}
 	}
 	return "", false

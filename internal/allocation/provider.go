@@ -402,7 +402,7 @@ func (p *Provider) commit(ctx context.Context, m *actor.Message) (any, error) {
 	for _, spec := range req.Allocations {
 		h, err := p.cfg.Allocations.Create(ctx, CreateRequest{
 			ID: req.Reservation + "." + spec.Name, Reservation: req.Reservation, Deployment: req.Deployment,
-			Orchestrator: req.Orchestrator, Spec: spec,
+			Orchestrator: req.Orchestrator, Spec: spec, Epoch: req.Epoch, StopAfter: req.StopAfter,
 		})
 		if err != nil {
 			// All or nothing on this provider too.

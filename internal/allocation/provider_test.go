@@ -48,13 +48,14 @@ type provWorld struct {
 	ledger *resource.Ledger
 	prov   *Provider
 	root   actor.Handle
+	store  *MemStore
 }
 
 const provTTL = 30 * time.Second
 
 func newProvWorld(t *testing.T) *provWorld {
 	t.Helper()
-	w := &provWorld{t: t, net: actor.NewMemNetwork(), clock: &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
+	w := &provWorld{t: t, net: actor.NewMemNetwork(), clock: &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, store: NewMemStore()}
 	key := mustKey(t)
 	sys := newSystem(t, w.net, key)
 	root, err := sys.Spawn(key, actor.RootInbox, actor.SpawnOptions{})
@@ -80,7 +81,7 @@ func newProvWorld(t *testing.T) *provWorld {
 	}
 	m, err := New(Config{
 		System: sys, Executors: map[ensemble.Executor]executor.Executor{ensemble.Docker: executortest.New(executortest.Config{})},
-		Store: NewMemStore(), Ledger: w.ledger, Wallet: &fakeWallet{}, Sealer: sealer, DataDir: t.TempDir() + "/allocations",
+		Store: w.store, Ledger: w.ledger, Wallet: &fakeWallet{}, Sealer: sealer, DataDir: t.TempDir() + "/allocations",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -265,5 +266,37 @@ func TestCommitNamesItsSender(t *testing.T) {
 	var ae *actor.Error
 	if !errors.As(err, &ae) || ae.Code != actor.CodeDenied {
 		t.Fatalf("commit naming another orchestrator = %v, want denied", err)
+	}
+}
+
+// TestCommitGivesEpochAndStopAfter: the commit's fencing epoch and
+// StopAfter reach the allocations it creates.
+func TestCommitGivesEpochAndStopAfter(t *testing.T) {
+	w := newProvWorld(t)
+	o := w.orchestrator()
+	if r := w.bid(o, "d0", cores(1)); r.Bid == nil {
+		t.Fatalf("bid: %v", r.NoBids)
+	}
+	spec := task("print=x")
+	spec.Resources = cores(1)
+	var reply deployproto.CommitReply
+	if err := o.Invoke(context.Background(), w.root, deployproto.BehaviorCommit, deployproto.CommitRequest{
+		Deployment: "d0", Node: "job", Reservation: "d0.1", Orchestrator: o.Handle(),
+		Allocations: []deployproto.AllocationSpec{spec}, Epoch: 3, StopAfter: 40 * time.Second}, &reply); err != nil {
+		t.Fatal(err)
+	}
+	var st deployproto.Report
+	if err := o.Invoke(context.Background(), reply.Allocations["job"], deployproto.BehaviorStatus, nil, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Epoch != 3 {
+		t.Errorf("reported epoch %d, want 3", st.Epoch)
+	}
+	recs, err := w.store.List()
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("records %v, %v", recs, err)
+	}
+	if recs[0].Epoch != 3 || recs[0].StopAfter != 40*time.Second {
+		t.Errorf("record: epoch %d, StopAfter %s; want 3, 40s", recs[0].Epoch, recs[0].StopAfter)
 	}
 }

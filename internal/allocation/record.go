@@ -50,6 +50,17 @@ type Record struct {
 	// Reported is set once the final report was delivered.
 	Reported bool `json:"reported,omitempty"`
 
+	// Epoch is the highest fencing epoch the allocation has seen (from its
+	// commit, report acknowledgements, commands and adoptions); commands
+	// of a lower epoch are refused.
+	Epoch uint64 `json:"epoch,omitempty"`
+	// StopAfter is how long the allocation runs without an acknowledgement
+	// from its orchestrator before it stops on its own (fencing).
+	StopAfter time.Duration `json:"stop_after,omitempty"`
+	// DependencyRestarts counts the restarts asked for by dependency
+	// notices: they are in Restarts but not charged to max_restarts.
+	DependencyRestarts int `json:"dependency_restarts,omitempty"`
+
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
 }

@@ -64,6 +64,7 @@ func (a *alloc) launch(p runPlan) {
 func (a *alloc) supervise(ctx context.Context, p runPlan) {
 	for {
 		var res executor.Result
+		var ran string // the instance that ran, if any
 		switch {
 		case p.lost != nil:
 			res = *p.lost
@@ -90,11 +91,26 @@ func (a *alloc) supervise(ctx context.Context, p runPlan) {
 			if res, ok = a.runInstance(ctx, id, p.attach == ""); !ok {
 				return
 			}
+			ran = id
 		}
 		p = runPlan{}
 		if a.isStopping() {
-			a.finish(deployproto.AllocStopped, &res, "stopped on request")
+			a.finish(deployproto.AllocStopped, &res, a.stopMessage("stopped on request"))
 			return
+		}
+		if why, dep := a.takeKill(ran); why != "" && !succeeded(res) {
+			if dep {
+				// A dependency restarted: start again at once, not charged
+				// to max_restarts.
+				a.transition(deployproto.AllocRestarting, why, func(r *Record) {
+					r.Restarts++
+					r.DependencyRestarts++
+					r.Result = &res
+					r.InstanceID = ""
+				})
+				continue
+			}
+			res = executor.Result{ExitCode: res.ExitCode, Reason: executor.ReasonUnhealthy, Error: why, FinishedAt: res.FinishedAt}
 		}
 		restart, delay, n, max := a.shouldRestart(res)
 		if !restart {
@@ -108,7 +124,7 @@ func (a *alloc) supervise(ctx context.Context, p runPlan) {
 		a.transition(deployproto.AllocRestarting,
 			fmt.Sprintf("%s; restart %d of %d in %s", describe(res), n, max, delay),
 			func(r *Record) {
-				r.Restarts = n
+				r.Restarts++
 				r.Result = &res
 				r.InstanceID = ""
 			})
@@ -119,19 +135,22 @@ func (a *alloc) supervise(ctx context.Context, p runPlan) {
 	}
 }
 
-// shouldRestart applies the restart policy to a run that ended with res.
+// shouldRestart applies the restart policy to a run that ended with res;
+// n is the restart's number among those charged to max_restarts (the
+// restarts for a dependency are not).
 func (a *alloc) shouldRestart(res executor.Result) (restart bool, delay time.Duration, n, max int) {
 	rec := a.record()
 	policy, max, backoff := restartPolicy(&rec.Spec)
+	charged := rec.Restarts - rec.DependencyRestarts
 	switch {
 	case policy == ensemble.Never:
 		return false, 0, 0, 0
 	case policy == ensemble.OnFailure && succeeded(res):
 		return false, 0, 0, 0
-	case rec.Restarts >= max:
+	case charged >= max:
 		return false, 0, 0, 0
 	}
-	n = rec.Restarts + 1
+	n = charged + 1
 	return true, backoffFor(backoff, n), n, max
 }
 
@@ -140,7 +159,7 @@ func (a *alloc) shouldRestart(res executor.Result) (restart bool, delay time.Dur
 // manager leaves it as it is.
 func (a *alloc) interrupted(last *executor.Result) {
 	if a.isStopping() {
-		a.finish(deployproto.AllocStopped, last, "stopped on request")
+		a.finish(deployproto.AllocStopped, last, a.stopMessage("stopped on request"))
 	}
 }
 

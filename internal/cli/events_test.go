@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,23 +59,7 @@ func (f *fakeTimeline) ResolveAllocation(_ context.Context, _, prefix string) (s
 // that points at it.
 func serveTimeline(t *testing.T, f *fakeTimeline) string {
 	t.Helper()
-	const token = "0123456789abcdef0123456789abcdef"
-	s, err := apiserver.New(apiserver.Config{Addr: "127.0.0.1:0", Token: token, Deployments: f})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := s.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Serve(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	home := t.TempDir()
-	os.WriteFile(filepath.Join(home, apiTokenFile), []byte(token+"\n"), 0o600)
-	os.WriteFile(filepath.Join(home, apiAddrFile), []byte(addr.String()+"\n"), 0o600)
-	return home
+	return serveAPI(t, apiserver.Config{Deployments: f})
 }
 
 func timelineEvent(seq uint64, kind, alloc, node, msg string) api.DeploymentEvent {

@@ -87,8 +87,16 @@ func (f *fakeNode) Benchmark(_ context.Context, req api.BenchmarkRequest) (api.B
 // points at it.
 func serveFake(t *testing.T, f *fakeNode) string {
 	t.Helper()
+	return serveAPI(t, apiserver.Config{Resources: f})
+}
+
+// serveAPI runs a real API server on a loopback port with cfg (its address
+// and token set here) and writes a home that points at it.
+func serveAPI(t *testing.T, cfg apiserver.Config) string {
+	t.Helper()
 	const token = "0123456789abcdef0123456789abcdef"
-	s, err := apiserver.New(apiserver.Config{Addr: "127.0.0.1:0", Token: token, Resources: f})
+	cfg.Addr, cfg.Token = "127.0.0.1:0", token
+	s, err := apiserver.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -145,6 +145,8 @@ type Orchestrator struct {
 	ReservedSharePerPeer float64  `yaml:"reserved_share_per_peer" doc:"As a provider: most one requesting peer's live reservations may hold together, as a share (0 to 1] of the onboarded resources in every dimension; a peer holding no other reservation may always reserve what fits."`
 	Heartbeat            Duration `yaml:"heartbeat" doc:"Interval of allocation heartbeats to their orchestrator."`
 	LostAfter            Duration `yaml:"lost_after" doc:"An allocation with no heartbeat for this long is marked lost."`
+	StopAfter            Duration `yaml:"stop_after" doc:"As a provider: an allocation that has had no acknowledgement from its orchestrator for this long stops its workload on its own (its node may have been placed elsewhere); a commit may give its own. 0 means twice orchestrator.lost_after."`
+	Lease                Duration `yaml:"lease" doc:"As the orchestrator of a deployment with standby orchestrators: it makes supervision decisions only while a standby acknowledged it within this lease; a standby takes over after 1.5 leases without word from it."`
 	Price                float64  `yaml:"price" doc:"Price this provider asks per core-hour (0 is free)."`
 }
 
@@ -205,6 +207,7 @@ func Default() Config {
 			ReservationTTL: Duration(30e9),
 			Heartbeat:      Duration(2e9),
 			LostAfter:      Duration(10e9),
+			Lease:          Duration(10e9),
 
 			ReservationsPerPeer:  8,
 			ReservedSharePerPeer: 0.5,

@@ -105,11 +105,12 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	cfg.Location.Country = "germany"
 	cfg.Executor.BlockNetworks = []string{"169.254.0.0/16", "metadata"}
 	cfg.Executor.WASM.CPUCgroup = "sys/fs/cgroup"
+	cfg.Orchestrator.Lease = Duration(time.Second) // shorter than two heartbeats
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("Validate() = nil")
 	}
-	for _, want := range []string{"log.level", "api.listen", "not a loopback address", "actor.mailbox", "executor.vm.accel", "executor.vm.kernel", "location.country", "executor.block_networks[1]", "executor.wasm.cpu_cgroup"} {
+	for _, want := range []string{"log.level", "api.listen", "not a loopback address", "actor.mailbox", "executor.vm.accel", "executor.vm.kernel", "location.country", "executor.block_networks[1]", "executor.wasm.cpu_cgroup", "orchestrator.lease"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v; missing %q", err, want)
 		}
@@ -140,6 +141,34 @@ func TestValidateSubdivision(t *testing.T) {
 				t.Fatalf("Validate() = %v, want nil", err)
 			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), "location.subdivision") || !strings.Contains(err.Error(), tt.want)):
 				t.Fatalf("Validate() = %v, want a location.subdivision error with %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateStopAfter(t *testing.T) {
+	tests := []struct {
+		name string
+		v    Duration
+		want string // "" for valid
+	}{
+		{"default", 0, ""},
+		{"equal to lost_after", Duration(10e9), ""},
+		{"longer", Duration(60e9), ""},
+		{"shorter than lost_after", Duration(5e9), "shorter than orchestrator.lost_after"},
+		{"negative", Duration(-1e9), "want zero"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Default()
+			cfg.Orchestrator.LostAfter = Duration(10e9)
+			cfg.Orchestrator.StopAfter = tt.v
+			err := cfg.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), "orchestrator.stop_after") || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Validate() = %v, want an orchestrator.stop_after error with %q", err, tt.want)
 			}
 		})
 	}

@@ -131,7 +131,7 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		key string
 		v   Duration
-	}{{"orchestrator.bid_window", o.BidWindow}, {"orchestrator.reservation_ttl", o.ReservationTTL}, {"orchestrator.heartbeat", o.Heartbeat}, {"orchestrator.lost_after", o.LostAfter}} {
+	}{{"orchestrator.bid_window", o.BidWindow}, {"orchestrator.reservation_ttl", o.ReservationTTL}, {"orchestrator.heartbeat", o.Heartbeat}, {"orchestrator.lost_after", o.LostAfter}, {"orchestrator.lease", o.Lease}} {
 		if d.v <= 0 {
 			bad(d.key, "%s: want a positive duration", d.v)
 		}
@@ -141,6 +141,14 @@ func (c Config) Validate() error {
 	}
 	if o.LostAfter < 2*o.Heartbeat {
 		bad("orchestrator.lost_after", "%s: want at least twice orchestrator.heartbeat (%s)", o.LostAfter, o.Heartbeat)
+	}
+	if o.StopAfter < 0 {
+		bad("orchestrator.stop_after", "%s: want zero (twice orchestrator.lost_after) or positive", o.StopAfter)
+	} else if o.StopAfter != 0 && o.StopAfter < o.LostAfter {
+		bad("orchestrator.stop_after", "%s is shorter than orchestrator.lost_after %s", o.StopAfter, o.LostAfter)
+	}
+	if o.Lease < 2*o.Heartbeat {
+		bad("orchestrator.lease", "%s: want at least twice orchestrator.heartbeat (%s)", o.Lease, o.Heartbeat)
 	}
 	if o.ReservationTTL < o.BidWindow {
 		bad("orchestrator.reservation_ttl", "%s is shorter than orchestrator.bid_window %s", o.ReservationTTL, o.BidWindow)

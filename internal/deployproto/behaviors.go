@@ -18,6 +18,9 @@ const (
 	BehaviorDependency = "/dms/allocation/dependency" // DependencyNotice → struct{}
 	BehaviorAdopt      = "/dms/allocation/adopt"      // AdoptRequest → struct{}
 
+	BehaviorReplicate = "/dms/deployment/replicate" // ReplicateRequest → ReplicateReply, on a standby orchestrator's node
+	BehaviorShutdown  = "/dms/deployment/shutdown"  // ShutdownRequest → struct{}, on the orchestrator: a standby forwards a shutdown
+
 	// TopicDeployments carries bid requests.
 	TopicDeployments = "deployments"
 

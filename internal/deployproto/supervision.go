@@ -47,6 +47,9 @@ type DependencyNotice struct {
 	Event      string `json:"event"`      // DependencyRestarted or DependencyMoved
 	Message    string `json:"message,omitempty"`
 	Restart    bool   `json:"restart,omitempty"`
+	// Strategy is the supervision strategy that asks for the restart
+	// (rest_for_one, one_for_all), for the allocation's log; optional.
+	Strategy string `json:"strategy,omitempty"`
 }
 
 // AdoptRequest moves an allocation to a new orchestrator: a standby that

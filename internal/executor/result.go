@@ -43,6 +43,9 @@ const (
 	// ReasonFailed: it could not run to an exit status (a trap, a VM that
 	// died without reporting one, the backend lost it); see Error.
 	ReasonFailed Reason = "failed"
+	// ReasonUnhealthy: its health check kept failing and its supervisor
+	// killed it (set by the allocation supervisor, not by executors).
+	ReasonUnhealthy Reason = "unhealthy"
 )
 
 // Usage is what an instance consumed. Fields a backend cannot measure stay

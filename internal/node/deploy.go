@@ -17,6 +17,7 @@ import (
 	"github.com/dmsnet/dms/internal/apiserver"
 	"github.com/dmsnet/dms/internal/atomicfile"
 	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/config"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
@@ -59,6 +60,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		Sealer:    sealer,
 		DataDir:   filepath.Join(data, "allocations"),
 		Heartbeat: c.Orchestrator.Heartbeat.D(),
+		StopAfter: stopAfter(c.Orchestrator),
 		Logger:    n.log,
 		// Checked at start (moreExecutors) when the vm executor runs.
 		DefaultKernel: c.Executor.VM.Kernel,
@@ -92,6 +94,8 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		BidWindow:    c.Orchestrator.BidWindow.D(),
 		QueueTimeout: c.Orchestrator.QueueTimeout.D(),
 		LostAfter:    c.Orchestrator.LostAfter.D(),
+		StopAfter:    stopAfter(c.Orchestrator),
+		Lease:        c.Orchestrator.Lease.D(),
 		Logger:       n.log,
 	})
 	if err != nil {
@@ -498,4 +502,13 @@ func (s deploymentService) Exec(ctx context.Context, id, alloc string, req api.E
 		return 0, &apiserver.NotFound{Err: err}
 	}
 	return code, err
+}
+
+// stopAfter is the allocations' default StopAfter: orchestrator.stop_after,
+// else deployproto.DefaultStopAfterFactor times orchestrator.lost_after.
+func stopAfter(o config.Orchestrator) time.Duration {
+	if d := o.StopAfter.D(); d > 0 {
+		return d
+	}
+	return deployproto.DefaultStopAfterFactor * o.LostAfter.D()
 }

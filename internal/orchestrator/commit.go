@@ -81,7 +81,7 @@ func (r *run) commitAll(ctx context.Context, placed map[string]Placement, epoch 
 				err = r.actor.Invoke(ctx, h, deployproto.BehaviorCommit, deployproto.CommitRequest{
 					Deployment: r.d.ID, Node: node, Reservation: pl.Reservation, Orchestrator: r.actor.Handle(),
 					Allocations: byNode[node], Metadata: r.spec.Metadata,
-					Epoch: epoch, StopAfter: r.s.cfg.StopAfter,
+					Epoch: epoch, StopAfter: r.stopAfter(), // lease.go: longer with standbys
 				}, &reply)
 			}
 			results <- result{node, reply, err}

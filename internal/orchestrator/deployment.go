@@ -86,16 +86,24 @@ type Deployment struct {
 	Redeploys map[string][]time.Time `json:"redeploys,omitempty"`
 	// Standbys are the peer IDs of the standby orchestrators.
 	Standbys []string `json:"standbys,omitempty"`
+	// Role is this node's part in the deployment (standby.go): RolePrimary
+	// (or empty) where it orchestrates, RoleStandby where it keeps a
+	// replica and Orchestrator names the primary's actor.
+	Role string `json:"role,omitempty"`
+	// NodeChains are the delegations to this node (token files) of
+	// CmdDeployment and CmdAllocation, rooted at the owner: a primary
+	// redelegates them to its standbys, a standby to the orchestrator it
+	// creates when it takes over.
+	NodeChains []string `json:"node_chains,omitempty"`
 }
 
 // The typed reasons of a failed deployment.
 const (
-	ReasonBudgetSpent = "reschedule-budget-spent" // a node needed more redeploys than its budget allows
-	ReasonNoPlacement = "no-placement"            // no provider fit before the queue timeout
-	ReasonPinned      = "pinned-node-failed"      // an allocation of a pinned node failed: it cannot move
-	ReasonTaskFailed  = "task-failed"             // a task failed and may not be redeployed
-	ReasonTimeout     = "timeout"                 // the total timeout passed
-	ReasonStartFailed = "start-failed"            // an allocation could not be started
+	ReasonBudgetSpent      = "reschedule-budget-spent" // a node needed more redeploys than its budget allows
+	ReasonNoPlacement      = "no-placement"            // no provider fit before the queue timeout
+	ReasonPinned           = "pinned-node-failed"      // an allocation of a pinned node failed: it cannot move
+	ReasonAllocationFailed = "allocation-failed"       // an allocation failed and no other provider took its node
+	ReasonTimeout          = "timeout"                 // the total timeout passed
 )
 
 // Placement is the provider of one node.
@@ -153,6 +161,7 @@ func (d *Deployment) clone() *Deployment {
 	}
 	c.Events = append([]Event(nil), d.Events...)
 	c.Standbys = append([]string(nil), d.Standbys...)
+	c.NodeChains = append([]string(nil), d.NodeChains...)
 	if d.Redeploys != nil {
 		c.Redeploys = make(map[string][]time.Time, len(d.Redeploys))
 		for k, v := range d.Redeploys {

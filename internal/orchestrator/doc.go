@@ -12,7 +12,9 @@
 // told to stop when it reports again, and a provider cut off from its
 // orchestrator for StopAfter stops its copy on its own. Restarts and moves
 // propagate to dependents by the ensemble's supervision strategy. Every
-// decision is an Event on the deployment's timeline.
+// decision is an Event on the deployment's timeline. A deployment may have
+// standby orchestrators on other nodes, which take over when this one is
+// gone for longer than a lease (standby.go).
 //
 // It speaks the orchestrator's side of the deployment protocol (package
 // deployproto); the provider's side is allocation.Provider. The decisions
@@ -29,6 +31,8 @@
 //	start.go      start in depends_on order; artifacts served to allocations
 //	supervise.go  reports and their acknowledgements, lost allocations, timeouts, the end
 //	heal.go       redeploys within the reschedule budget, strategies
+//	standby.go    standby orchestrators: replication, takeover, step-down
+//	lease.go      the primary's lease and a standby's last word from it
 //	events.go     the timeline
 //	logs.go       allocation logs
 //	offers.go     the offer cache that shortlists providers

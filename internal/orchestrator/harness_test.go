@@ -46,7 +46,9 @@ type tnode struct {
 	wallet   *memWallet
 	sealer   *identity.Sealer
 	astore   *allocation.MemStore
-	refuse   bool // refuse commits (a misbehaving provider)
+	dir      string    // data directory
+	opts     worldOpts // what it was made with
+	refuse   bool      // refuse commits (a misbehaving provider)
 	mu       sync.Mutex
 }
 
@@ -56,6 +58,10 @@ type worldOpts struct {
 	execCfg executortest.Config
 	bid     time.Duration
 	lost    time.Duration
+	// stopAfter is how long providers run on without a word from the
+	// orchestrator (default a minute, so that a provider taken down
+	// and back keeps its copy unless a test wants it fenced).
+	stopAfter time.Duration
 	// ttl is how long providers hold reservations (default a minute, past
 	// the tests' deadlines, so that only reverts free them in time).
 	ttl time.Duration
@@ -70,12 +76,17 @@ type worldOpts struct {
 	kernel string
 	// location is where the node says it is.
 	location match.Location
+	// lease is the orchestrators' lease (standby_test.go); default 1s.
+	lease time.Duration
 }
 
 func newWorld(t testing.TB, n int, o worldOpts) *world {
 	t.Helper()
 	if o.cpu == 0 {
 		o.cpu = 2000
+	}
+	if o.stopAfter == 0 {
+		o.stopAfter = time.Minute
 	}
 	if o.ram == 0 {
 		o.ram = 2 << 30
@@ -89,6 +100,9 @@ func newWorld(t testing.TB, n int, o worldOpts) *world {
 	if o.ttl == 0 {
 		o.ttl = time.Minute
 	}
+	if o.lease == 0 {
+		o.lease = time.Second
+	}
 	w := &world{t: t, net: actor.NewMemNetwork(), user: mustKey(t), opts: o}
 	for range n {
 		w.nodes = append(w.nodes, w.addNode(o))
@@ -100,16 +114,7 @@ func (w *world) addNode(o worldOpts) *tnode {
 	t := w.t
 	key := mustKey(t)
 	id, _ := key.DID().PeerID()
-	tn := &tnode{key: key, host: w.net.Host(id), store: newMemStore(), wallet: &memWallet{}, astore: allocation.NewMemStore()}
-	var err error
-	tn.sys, err = actor.NewSystem(actor.Config{Transport: tn.host, Auth: actor.AllowAll{}, Issuer: actor.AllowAll{}, PeerRate: 1e9, PeerBurst: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn.root, err = tn.sys.Spawn(key, actor.RootInbox, actor.SpawnOptions{Workers: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tn := &tnode{key: key, host: w.net.Host(id), store: newMemStore(), wallet: &memWallet{}, astore: allocation.NewMemStore(), dir: t.TempDir()}
 	mach := resource.Machine{Executors: []string{"wasm", "docker"}}
 	if o.executors != nil {
 		mach.Executors = o.executors
@@ -118,6 +123,7 @@ func (w *world) addNode(o worldOpts) *tnode {
 	mach.CPU.Threads = 64
 	mach.RAM.Total = 64 << 30
 	mach.Disk.Free = 64 << 30
+	var err error
 	tn.ledger, err = resource.NewLedger(resource.LedgerConfig{Machine: mach})
 	if err != nil {
 		t.Fatal(err)
@@ -127,38 +133,64 @@ func (w *world) addNode(o worldOpts) *tnode {
 	}
 	tn.sealer, _ = identity.NewSealer(key, "actor-keys")
 	tn.exec = executortest.New(o.execCfg)
-	dir := t.TempDir()
+	tn.opts = o
+	w.startRuntime(tn)
+	return tn
+}
+
+// startRuntime starts tn's actor system, allocation manager, provider and
+// orchestrator service over its host, key and stores, and resumes what
+// the stores hold (nothing for a new node).
+func (w *world) startRuntime(tn *tnode) {
+	t, o := w.t, tn.opts
+	var err error
+	tn.sys, err = actor.NewSystem(actor.Config{Transport: tn.host, Auth: actor.AllowAll{}, Issuer: actor.AllowAll{}, PeerRate: 1e9, PeerBurst: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.root, err = tn.sys.Spawn(tn.key, actor.RootInbox, actor.SpawnOptions{Workers: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tn.allocs, err = allocation.New(allocation.Config{
 		System: tn.sys, Executors: map[ensemble.Executor]executor.Executor{ensemble.Wasm: tn.exec, ensemble.Docker: tn.exec, ensemble.VM: tn.exec},
 		Store: tn.astore, Ledger: tn.ledger, Wallet: tn.wallet, Sealer: tn.sealer,
-		DataDir: dir + "/allocations", Heartbeat: 200 * time.Millisecond, DefaultKernel: o.kernel,
+		DataDir: tn.dir + "/allocations", Heartbeat: 200 * time.Millisecond, DefaultKernel: o.kernel,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tn.provider = allocation.NewProvider(allocation.ProviderConfig{
-		Node: tn.root, Key: key, Ledger: refusingLedger{tn.ledger, tn}, Allocations: tn.allocs, ReservationTTL: o.ttl,
+		Node: tn.root, Key: tn.key, Ledger: refusingLedger{tn.ledger, tn}, Allocations: tn.allocs, ReservationTTL: o.ttl,
 		Latencies: o.latencies,
 	})
 	if err := tn.provider.Register(); err != nil {
 		t.Fatal(err)
 	}
 	tn.svc, err = orchestrator.NewService(orchestrator.Config{
-		System: tn.sys, Node: tn.root, Key: key, Store: tn.store, Wallet: tn.wallet, Sealer: tn.sealer,
+		System: tn.sys, Node: tn.root, Key: tn.key, Store: tn.store, Wallet: tn.wallet, Sealer: tn.sealer,
 		Peers:     func() []string { return w.peersOf(tn) },
-		BidWindow: o.bid, QueueTimeout: time.Minute, RetryMax: 500 * time.Millisecond, LostAfter: o.lost,
+		BidWindow: o.bid, QueueTimeout: time.Minute, RetryMax: 500 * time.Millisecond, LostAfter: o.lost, StopAfter: o.stopAfter,
+		Lease: o.lease,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx := context.Background()
+	if err := tn.allocs.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.svc.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sys, allocs, svc := tn.sys, tn.allocs, tn.svc
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		tn.svc.Close(ctx)
-		tn.allocs.Close(ctx)
-		tn.sys.Close(ctx)
+		svc.Close(ctx)
+		allocs.Close(ctx)
+		sys.Close(ctx)
 	})
-	return tn
 }
 
 func (tn *tnode) onboard(t testing.TB, cpu match.MilliCPU, ram match.Bytes) {

@@ -170,6 +170,12 @@ func (r *run) heal(ctx context.Context) bool {
 		if r.state().Terminal() || r.shutdownRequested() {
 			return false
 		}
+		if !h.lost {
+			// A failure, not a silence: without another provider at
+			// hand, waiting would only delay the deployment's end.
+			r.failWith(ctx, ReasonAllocationFailed, fmt.Sprintf("%s; no other provider took node %s: %s", h.why, node, b.waiting), h.exit)
+			return false
+		}
 		queue := r.s.cfg.QueueTimeout
 		if r.spec.Timeouts.Queue > 0 {
 			queue = r.spec.Timeouts.Queue
@@ -438,10 +444,11 @@ func (r *run) propagateOne(ctx context.Context, p propagation) {
 			r.induced[name]++
 			r.mu.Unlock()
 		}
-		n := deployproto.DependencyNotice{Epoch: d.Epoch, Dependency: p.dep, Event: p.event, Message: p.msg, Restart: restart}
+		n := deployproto.DependencyNotice{Epoch: d.Epoch, Dependency: p.dep, Event: p.event, Message: p.msg, Restart: restart, Strategy: string(strategy)}
 		cctx, cancel := context.WithTimeout(ctx, r.s.cfg.CommitTimeout)
 		err := r.actor.Invoke(cctx, a.Handle, deployproto.BehaviorDependency, n, nil)
 		cancel()
+		r.noteStale(err) // replaced by a standby? (standby.go)
 		if err != nil {
 			if restart {
 				r.mu.Lock()

@@ -284,3 +284,21 @@ nodes:
 		})
 	}
 }
+
+// A service whose health check keeps failing is restarted under its
+// policy, then redeployed like a crash, until its budget is spent.
+func TestUnhealthyServiceIsRedeployed(t *testing.T) {
+	w := newWorld(t, 3, worldOpts{})
+	w.nodes[0].ledger.Offboard()
+	d := w.submit(service("0.5", `    healthcheck: {exec: [check, eprint=down, exit=1], interval: 100ms, retries: 2}
+    restart: {policy: on-failure, max_restarts: 1, backoff: 100ms}
+reschedule: {attempts: 1, delay: 100ms}
+`, "print=serving", "sleep=60s"))
+	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Failed)
+	if want := []orchestrator.EventKind{orchestrator.EventRestarted, orchestrator.EventFailed, orchestrator.EventRedeployed, orchestrator.EventFailed, orchestrator.EventBudgetSpent}; !hasInOrder(kinds(d), want) {
+		t.Fatalf("events %v, want %v in order:\n%s", kinds(d), want, eventLines(d))
+	}
+	if a := d.Allocations["job"]; d.Reason != orchestrator.ReasonBudgetSpent || a.Attempt != 2 || a.Result == nil || a.Result.Reason != "unhealthy" {
+		t.Fatalf("reason %q, attempt %d, result %+v: want the budget spent on the second copy, unhealthy", d.Reason, a.Attempt, a.Result)
+	}
+}

@@ -35,6 +35,8 @@ type run struct {
 	induced      map[string]int         // restarts asked of an allocation by a dependency notice, not yet seen; guarded by mu
 
 	dryRun bool // a plan's round: ask with deployproto.BehaviorPlan
+
+	ha *haState // its part in standby orchestration (standby.go); nil for a plan's round
 }
 
 func newRun(s *Service, d *Deployment, a *actor.Actor, spec *ensemble.Spec, key *identity.Key, chains []cap.Chain) *run {
@@ -68,10 +70,11 @@ func (r *run) update(persist bool, fn func(d *Deployment)) {
 	close(r.changed)
 	r.changed = make(chan struct{})
 	r.mu.Unlock()
-	if c != nil {
+	if c != nil && !r.resigned() { // a run that stepped down or was taken over persists nothing more (standby.go)
 		if err := r.s.cfg.Store.PutDeployment(c); err != nil {
 			r.s.log.Error("persist deployment", "deployment_id", c.ID, "err", err)
 		}
+		r.replicateSoon() // tell the standbys (standby.go)
 	}
 }
 
@@ -137,4 +140,4 @@ func (r *run) loop(ctx context.Context) {
 // the deployment (mark allocations lost, redeploy): always, unless the
 // deployment has standby orchestrators and this node's lease lapsed (see
 // standby.go).
-func (r *run) leaseHeld() bool { return true }
+func (r *run) leaseHeld() bool { return r.holdsLease() }

@@ -48,8 +48,12 @@ type Config struct {
 	// default deployproto.DefaultStopAfterFactor × LostAfter.
 	StopAfter     time.Duration
 	CommitTimeout time.Duration // default 15s
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Lease is how long a primary orchestrator may decide after a standby
+	// acknowledged it; a standby takes over after 1.5 × Lease without word
+	// (standby.go). Default 10s.
+	Lease  time.Duration
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -70,6 +74,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CommitTimeout <= 0 {
 		c.CommitTimeout = 15 * time.Second
+	}
+	if c.Lease <= 0 {
+		c.Lease = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -93,6 +100,8 @@ type Service struct {
 
 	mu   sync.Mutex
 	deps map[string]*run // guarded by mu
+	// ha serializes replicas, takeovers and step-downs (standby.go).
+	ha   sync.Mutex
 	wg   sync.WaitGroup
 	ctx  context.Context
 	stop context.CancelFunc
@@ -106,7 +115,10 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	cfg.setDefaults()
 	ctx, stop := context.WithCancel(context.Background())
-	return &Service{cfg: cfg, log: cfg.Logger.With("component", "orchestrator"), offers: newOfferCache(), known: newKnownProviders(maxKnownProviders), deps: map[string]*run{}, ctx: ctx, stop: stop}, nil
+	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "orchestrator"), offers: newOfferCache(), known: newKnownProviders(maxKnownProviders), deps: map[string]*run{}, ctx: ctx, stop: stop}
+	// This node may be a standby orchestrator of others' deployments (standby.go).
+	cfg.Node.AddBehavior(deployproto.BehaviorReplicate, s.onReplicate)
+	return s, nil
 }
 
 // Submission is an ensemble to deploy.
@@ -211,6 +223,11 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (*Deployment, erro
 		d.Chains = append(d.Chains, text)
 		ocs = append(ocs, oc)
 	}
+	// Standby orchestrators, asked now: one that cannot serve refuses the
+	// deployment (standby.go).
+	if err := s.withStandbys(ctx, d, sub.Spec, chains); err != nil {
+		return nil, err
+	}
 	if err := s.cfg.Store.PutDeployment(d); err != nil {
 		return nil, fmt.Errorf("persist deployment: %w", err)
 	}
@@ -309,15 +326,28 @@ func (s *Service) start(d *Deployment, key *identity.Key, spec *ensemble.Spec, c
 		return nil, err
 	}
 	r := newRun(s, d, a, spec, key, chains)
+	r.ha = newHAState(s.cfg.Now(), d.Standbys)
 	a.AddBehavior(deployproto.BehaviorReport, r.onReport)
 	a.AddBehavior(deployproto.BehaviorArtifact, r.onArtifact)
+	a.AddBehavior(deployproto.BehaviorShutdown, r.onShutdown) // forwarded by standbys (standby.go)
+	// A step-down (standby.go) cancels ctx: the loop and replication end.
+	ctx, cancel := context.WithCancel(s.ctx)
+	r.ha.cancel = cancel // before r is shared
 	s.mu.Lock()
 	s.deps[d.ID] = r
 	s.mu.Unlock()
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		r.loop(s.ctx)
+		if !r.rejoin(ctx) { // standby.go: a primary asks its standbys first
+			return
+		}
+		r.loop(ctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		r.replicate(ctx) // standby.go
 	}()
 	return r, nil
 }
@@ -331,6 +361,12 @@ func (s *Service) Resume(ctx context.Context) error {
 		return err
 	}
 	for _, d := range ds {
+		if d.IsStandby() { // a replica: no actor, no loop, only its watcher (standby.go)
+			if err := s.startStandby(d, false); err != nil {
+				return err
+			}
+			continue
+		}
 		key, err := s.cfg.Sealer.OpenKey(d.SealedKey, d.Orchestrator.DID)
 		if err != nil {
 			return fmt.Errorf("deployment %s: orchestrator key: %w", d.ID, err)
@@ -423,6 +459,9 @@ func (s *Service) Shutdown(ctx context.Context, id string) (*Deployment, error) 
 	r, err := s.get(id)
 	if err != nil {
 		return nil, err
+	}
+	if r.snapshot().IsStandby() { // standby.go: the primary shuts it down
+		return s.forwardShutdown(ctx, r)
 	}
 	r.requestShutdown()
 	return r.snapshot(), nil

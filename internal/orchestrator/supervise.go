@@ -115,6 +115,7 @@ func (r *run) stopAll(ctx context.Context, end State, msg string, exit *int) {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
 			if err := r.actor.Invoke(ctx, a.Handle, deployproto.BehaviorStop, deployproto.StopRequest{Grace: 10 * time.Second, Epoch: d.Epoch}, nil); err != nil {
+				r.noteStale(err) // replaced by a standby? (standby.go)
 				r.s.log.Warn("stop allocation", "deployment_id", d.ID, "allocation", a.Name, "err", err)
 			}
 		}()
@@ -160,7 +161,11 @@ func (r *run) onReport(ctx context.Context, m *actor.Message) (any, error) {
 		return nil, err
 	}
 	r.mu.Lock()
-	a := r.d.Allocations[rep.Allocation]
+	var a *Allocation
+	if cur := r.d.Allocations[rep.Allocation]; cur != nil {
+		c := *cur // a copy: its fields are read below, after the lock, while other reports update the original
+		a = &c
+	}
 	epoch := r.d.Epoch
 	var stale *Replaced
 	if a != nil && a.Handle.DID != m.From.DID {
