@@ -177,7 +177,7 @@ allocations:
 	b.ReportMetric(float64(overlaps), "overlap-trials")
 	b.ReportMetric(float64(trials), "trials")
 	b.ReportMetric(0, "ns/op")
-	b.Logf("anchors (published): Nomad marks a client down after heartbeat_grace (~20s by default; docs/PERFORMANCE.md) and reschedules a service after a 30s delay; Kubernetes evicts pods ~5m40s after a node dies (node-monitor-grace-period 40s + pod-eviction-timeout 5m)")
+	b.Logf("anchors (published defaults): Nomad marks a dead client down after ~20s (10s heartbeat TTL + 10s heartbeat_grace), then replaces its allocations; Kubernetes evicts a dead node's pods after ~5m40s (node-monitor-grace-period 40s + 300s not-ready toleration)")
 	b.Logf("target: kill→healthy p95 <= lost_after + 5s = %v; overlap trials 0", lostAfter+5*time.Second)
 	if overlaps > 0 {
 		b.Errorf("%d of %d trials had two copies running and acknowledged for longer than a heartbeat (%v)", overlaps, trials, heartbeat)
