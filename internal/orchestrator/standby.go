@@ -227,7 +227,13 @@ func (s *Service) onReplicate(ctx context.Context, m *actor.Message) (any, error
 	}
 	local := r.snapshot()
 	if !higher(req.Epoch, req.Primary, local.Epoch, local.Orchestrator) && req.Primary.DID != local.Orchestrator.DID {
-		// Stale: the sender must step down.
+		// Stale: the sender must step down. When this node orchestrates,
+		// it replicates to it at once, so that the sender's record (kept
+		// as a standby's) shows the deployment as it is, also when it has
+		// ended and no lease renewals go out any more.
+		if !local.IsStandby() {
+			r.replicateSoon()
+		}
 		return deployproto.ReplicateReply{Epoch: local.Epoch, Primary: local.Orchestrator}, nil
 	}
 	if local.IsStandby() {
