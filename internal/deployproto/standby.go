@@ -52,10 +52,14 @@ type ReplicateRequest struct {
 
 // ReplicateReply answers a ReplicateRequest: the highest epoch the standby
 // knows and the orchestrator actor of that epoch. A sender whose epoch is
-// lower has been replaced and must step down.
+// lower has been replaced and must step down. Missing is how many of the
+// deployment's artifacts the standby does not hold yet (it fetches them
+// from the primary with BehaviorArtifact); a reply without it, from an
+// older node, reads as none missing.
 type ReplicateReply struct {
 	Epoch   uint64       `json:"epoch"`
 	Primary actor.Handle `json:"primary"`
+	Missing int          `json:"missing,omitempty"`
 }
 
 // ShutdownRequest asks a deployment's orchestrator to shut it down, on

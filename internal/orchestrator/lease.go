@@ -24,10 +24,11 @@ type haState struct {
 	heard     time.Time           // standby: when the primary was last heard from; guarded by mu
 	heardCh   chan struct{}       // standby: closed at every word from the primary; guarded by mu
 	lease     time.Duration       // standby: the primary's lease, as its last replicate said; guarded by mu
+	missing   map[string]int      // how many artifacts each standby (peer ID) lacks, as it last said; guarded by mu
 }
 
 func newHAState(now time.Time, standbys []string) *haState {
-	return &haState{kick: make(chan struct{}, 1), standbys: standbys, acked: map[string]bool{}, chains: map[string][]string{}, heard: now, heardCh: make(chan struct{})}
+	return &haState{kick: make(chan struct{}, 1), standbys: standbys, acked: map[string]bool{}, missing: map[string]int{}, chains: map[string][]string{}, heard: now, heardCh: make(chan struct{})}
 }
 
 // replicateSoon asks the replication loop for a round (coalesced).

@@ -105,6 +105,9 @@ type Service struct {
 	wg   sync.WaitGroup
 	ctx  context.Context
 	stop context.CancelFunc
+
+	fetchMu  sync.Mutex
+	fetching map[string]bool // guarded by fetchMu: artifact digests a standby is fetching (standby_artifacts.go)
 }
 
 // NewService returns a service with no deployments; call Resume to pick up
@@ -115,7 +118,8 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	cfg.setDefaults()
 	ctx, stop := context.WithCancel(context.Background())
-	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "orchestrator"), offers: newOfferCache(), known: newKnownProviders(maxKnownProviders), deps: map[string]*run{}, ctx: ctx, stop: stop}
+	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "orchestrator"), offers: newOfferCache(), known: newKnownProviders(maxKnownProviders), deps: map[string]*run{}, ctx: ctx, stop: stop,
+		fetching: map[string]bool{}}
 	// This node may be a standby orchestrator of others' deployments (standby.go).
 	cfg.Node.AddBehavior(deployproto.BehaviorReplicate, s.onReplicate)
 	return s, nil

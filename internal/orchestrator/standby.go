@@ -223,6 +223,7 @@ func (s *Service) onReplicate(ctx context.Context, m *actor.Message) (any, error
 		s.deps[req.ID].heardFrom(s.cfg.Now(), req.Lease)
 		s.mu.Unlock()
 		s.log.Info("standby of a deployment", "deployment_id", req.ID, "primary", identity.ShortPeerID(req.Primary.Host), "epoch", req.Epoch)
+		accept.Missing = s.holdArtifacts(rec)
 		return accept, nil
 	}
 	local := r.snapshot()
@@ -246,6 +247,7 @@ func (s *Service) onReplicate(ctx context.Context, m *actor.Message) (any, error
 			d.Version = v
 		})
 		r.heardFrom(s.cfg.Now(), req.Lease)
+		accept.Missing = s.holdArtifacts(rec)
 		return accept, nil
 	}
 	// This node orchestrates it, at a lower epoch: another took over.
@@ -454,6 +456,14 @@ func (s *Service) takeover(r *run, silence time.Duration) {
 	}
 	d.addEvent(now, Event{Kind: EventTakeover, From: formerHost, To: s.cfg.System.Self(), Epoch: d.Epoch,
 		Message: fmt.Sprintf("took over from %s at epoch %d: no word for %s", identity.ShortPeerID(formerHost), d.Epoch, silence.Round(100*time.Millisecond))})
+	if missing := s.missingArtifacts(d); len(missing) > 0 {
+		// The takeover goes on: the allocations keep running; only a
+		// start or redeploy that needs one of these will fail.
+		msg := fmt.Sprintf("this node does not hold %d of the deployment's artifacts (%s): its copy from %s was not complete; starting or redeploying an allocation that needs one will fail",
+			len(missing), strings.Join(missing, ", "), identity.ShortPeerID(formerHost))
+		d.addEvent(now, Event{Kind: EventTakeover, Epoch: d.Epoch, Message: msg})
+		s.log.Warn("took over without every artifact", "deployment_id", d.ID, "missing", missing)
+	}
 	r.resign()
 	if err := s.cfg.Store.PutDeployment(d.clone()); err != nil {
 		fail(fmt.Errorf("persist: %w", err))
@@ -679,6 +689,7 @@ func (r *run) replicateRound(ctx context.Context) bool {
 				r.s.stepDownTo(r, rep.Epoch, rep.Primary, peer)
 				return
 			}
+			r.standbyMissing(peer, rep.Missing)
 			if r.acknowledged(peer, sent) {
 				r.event(Event{Kind: EventStepDown, From: peer, Epoch: d.Epoch,
 					Message: fmt.Sprintf("%s, the orchestrator this node took over from, is back and stands by at epoch %d", identity.ShortPeerID(peer), d.Epoch)})

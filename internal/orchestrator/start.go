@@ -155,6 +155,11 @@ func (r *run) onArtifact(ctx context.Context, m *actor.Message) (any, error) {
 	}
 	data, size, err := r.s.cfg.Store.Artifact(req.Digest, req.Offset, deployproto.ArtifactChunkSize)
 	if err != nil {
+		if _, _, lacks := r.s.cfg.Store.Artifact(req.Digest, 0, 0); lacks != nil {
+			// A standby that took over before it had fetched it (standby_artifacts.go).
+			return nil, fmt.Errorf("orchestrator of deployment %s at epoch %d on %s does not hold artifact %s (it took over before it had fetched it from the previous orchestrator): %w",
+				d.ID, d.Epoch, identity.ShortPeerID(r.s.cfg.System.Self()), req.Digest, err)
+		}
 		return nil, err
 	}
 	return deployproto.ArtifactChunk{Data: data, Size: size}, nil
