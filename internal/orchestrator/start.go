@@ -157,8 +157,8 @@ func (r *run) onArtifact(ctx context.Context, m *actor.Message) (any, error) {
 	if err != nil {
 		if _, _, lacks := r.s.cfg.Store.Artifact(req.Digest, 0, 0); lacks != nil {
 			// A standby that took over before it had fetched it (standby_artifacts.go).
-			return nil, fmt.Errorf("orchestrator of deployment %s at epoch %d on %s does not hold artifact %s (it took over before it had fetched it from the previous orchestrator): %w",
-				d.ID, d.Epoch, identity.ShortPeerID(r.s.cfg.System.Self()), req.Digest, err)
+			return nil, fmt.Errorf("the orchestrator of deployment %s on %s does not hold artifact %s (a standby that took over before it had fetched it from the previous orchestrator lacks it): %w",
+				d.ID, identity.ShortPeerID(r.s.cfg.System.Self()), req.Digest, err)
 		}
 		return nil, err
 	}
