@@ -84,3 +84,36 @@ func FuzzReplicate(f *testing.F) {
 		}
 	})
 }
+
+// A reply from a node that does not report artifacts reads as none
+// missing; a reply that does keeps its count.
+func TestReplicateReplyMissing(t *testing.T) {
+	tests := []struct {
+		name string
+		json string
+		want int
+	}{
+		{"older node", `{"epoch":3,"primary":{"did":"did:key:z1","host":"12D3KooWA","inbox":"orch/d1"}}`, 0},
+		{"all held", `{"epoch":3,"primary":{"did":"did:key:z1","host":"12D3KooWA","inbox":"orch/d1"},"missing":0}`, 0},
+		{"two missing", `{"epoch":3,"primary":{"did":"did:key:z1","host":"12D3KooWA","inbox":"orch/d1"},"missing":2}`, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var rep deployproto.ReplicateReply
+			if err := json.Unmarshal([]byte(tt.json), &rep); err != nil {
+				t.Fatal(err)
+			}
+			if rep.Epoch != 3 || rep.Missing != tt.want {
+				t.Fatalf("decoded %+v, want epoch 3 and %d missing", rep, tt.want)
+			}
+			b, err := json.Marshal(rep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var back deployproto.ReplicateReply
+			if err := json.Unmarshal(b, &back); err != nil || back != rep {
+				t.Fatalf("round trip: %+v, %v; want %+v", back, err, rep)
+			}
+		})
+	}
+}
