@@ -18,7 +18,9 @@ import (
 // actor of every standby at each persisted change of the deployment and,
 // as a lease renewal, every Lease/3. The standby stores the replica and
 // answers with the highest epoch it knows and that epoch's primary: a
-// primary that learns of a higher epoch steps down. A standby that has
+// primary that learns of a higher epoch steps down. A standby fetches the
+// deployment's artifacts it lacks from the primary with BehaviorArtifact,
+// as an allocation does, so that it can serve them once it takes over. A standby that has
 // heard nothing for 1.5 × Lease takes over with a higher epoch (see
 // package orchestrator, standby.go).
 

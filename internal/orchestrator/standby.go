@@ -18,6 +18,12 @@ package orchestrator
 //     roots at the owner and each link is signed by its holder. A standby
 //     keeps the replica persisted (Role RoleStandby) and answers with the
 //     highest epoch it knows and that epoch's orchestrator.
+//   - Artifacts. A standby fetches the deployment's artifacts it lacks
+//     from the primary's orchestrator actor in the background, at every
+//     replicate while any is missing, and says in its answer how many it
+//     lacks (standby_artifacts.go). A standby that lacks some still counts
+//     toward the lease; a takeover without them all records which are
+//     missing, and only a start or redeploy that needs one fails.
 //   - The lease. The primary makes supervision decisions (marking
 //     allocations lost, redeploying: run.leaseHeld) only while a standby
 //     acknowledged a replicate sent less than Lease ago (lease.go).
