@@ -28,6 +28,9 @@ const maxArtifactSize = 1 << 30
 const (
 	artifactChunkTimeout  = 30 * time.Second
 	artifactChunkAttempts = 3
+	// maxArtifactFetches bounds the fetches under way on a node; the
+	// others wait for a later replicate.
+	maxArtifactFetches = 4
 )
 
 // missingArtifacts returns the digests of d's artifacts that this node's
@@ -44,8 +47,9 @@ func (s *Service) missingArtifacts(d *Deployment) []string {
 
 // fetchArtifacts fetches, each in the background, the artifacts of
 // deployment id in missing from its orchestrator actor primary, unless a
-// fetch of that digest is under way. A failed fetch is retried at the
-// next call (the next replicate).
+// fetch of that digest is under way (or maxArtifactFetches are). What is
+// not fetched, or failed, is fetched at the next call (the next
+// replicate).
 func (s *Service) fetchArtifacts(id string, primary actor.Handle, missing []string) {
 	for _, digest := range missing {
 		if !ensemble.IsDigest(digest) {
@@ -53,7 +57,7 @@ func (s *Service) fetchArtifacts(id string, primary actor.Handle, missing []stri
 			continue
 		}
 		s.fetchMu.Lock()
-		if s.fetching[digest] || s.ctx.Err() != nil {
+		if s.fetching[digest] || len(s.fetching) >= maxArtifactFetches || s.ctx.Err() != nil {
 			s.fetchMu.Unlock()
 			continue
 		}
