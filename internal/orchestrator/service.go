@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
@@ -97,6 +98,11 @@ type Service struct {
 
 	offers *offerCache
 	known  *knownProviders
+
+	// resumed is set once Resume has loaded the persisted deployments:
+	// replicates wait for it, so that one arriving at a restarting node
+	// does not overwrite a record before it is loaded (standby.go).
+	resumed atomic.Bool
 
 	mu   sync.Mutex
 	deps map[string]*run // guarded by mu
@@ -395,6 +401,7 @@ func (s *Service) Resume(ctx context.Context) error {
 			s.log.Info("deployment resumed", "deployment_id", d.ID, "state", d.State)
 		}
 	}
+	s.resumed.Store(true)
 	return nil
 }
 

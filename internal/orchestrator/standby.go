@@ -202,6 +202,10 @@ func (s *Service) onReplicate(ctx context.Context, m *actor.Message) (any, error
 	if err := req.Validate(); err != nil {
 		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: err.Error()}
 	}
+	if !s.resumed.Load() {
+		// The primary retries at its next round.
+		return nil, errors.New("the node is starting: its deployments are not loaded yet")
+	}
 	s.ha.Lock()
 	defer s.ha.Unlock()
 	s.mu.Lock()
