@@ -157,7 +157,7 @@ func (r *run) heal(ctx context.Context) bool {
 		if !b.announced {
 			b.announced = true
 			msg := fmt.Sprintf("redeploying node %s in %s (attempt %d of %d within %s): %s", node, due.Sub(now).Round(time.Millisecond), attempt, rs.Attempts, rs.Interval, h.why)
-			r.event(Event{Kind: EventRedeploying, Node: node, Allocation: h.alloc, From: r.hostOf(d, node), Message: msg})
+			r.event(Event{Kind: EventRedeploying, Node: node, Allocation: h.alloc, From: d.Placement[node].Provider.Host, Message: msg})
 			r.update(true, func(d *Deployment) { d.Message = msg })
 		}
 		if now.Before(due) || now.Before(b.nextTry) {
@@ -188,11 +188,6 @@ func (r *run) heal(ctx context.Context) bool {
 		b.nextTry = r.s.cfg.Now().Add(min(r.s.cfg.BidWindow<<min(b.tries, 8), r.s.cfg.RetryMax))
 	}
 	return true
-}
-
-// hostOf returns the provider of node, or "".
-func (r *run) hostOf(d *Deployment, node string) string {
-	return d.Placement[node].Provider.Host
 }
 
 // nextWake returns how long the loop may sleep before heal has work: the
