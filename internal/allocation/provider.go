@@ -235,6 +235,11 @@ func (p *Provider) reserve(from actor.Handle, id string, want match.Resources) (
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.expireLocked()
+	if h, ok := p.live[id]; ok && h.owner == from.DID {
+		// The same round's request again (a pinned node's round sends
+		// it by broadcast and directly): the same reservation.
+		return resource.Reservation{ID: id, Resources: h.resources, Expires: h.expires}, nil
+	}
 	var count int
 	var total match.Resources
 	for _, h := range p.live {

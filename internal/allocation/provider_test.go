@@ -300,3 +300,32 @@ func TestCommitGivesEpochAndStopAfter(t *testing.T) {
 		t.Errorf("record: epoch %d, StopAfter %s; want 3, 40s", recs[0].Epoch, recs[0].StopAfter)
 	}
 }
+
+// A bid request that reaches the provider twice (a pinned node's round
+// sends it by broadcast and to the pinned peer directly) gets the same
+// bid twice: one reservation, not a peer-limit refusal whose reply could
+// win the race and leave the reservation unreverted until it expires.
+func TestRepeatedBidRequestIsIdempotent(t *testing.T) {
+	w := newProvWorld(t)
+	o := w.orchestrator()
+	first := w.bid(o, "d1", cores(3)) // over half the cpu: a second reservation would be over the share
+	again := w.bid(o, "d1", cores(3))
+	if k := kinds([]deployproto.BidReply{first, again}); k[0] != "bid" || k[1] != "bid" {
+		t.Fatalf("replies %v (%v), want two bids", k, again.NoBids)
+	}
+	b1, err := first.Bid.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := again.Bid.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b1.Reservation != b2.Reservation || !b1.Expires.Equal(b2.Expires) {
+		t.Fatalf("reservations %s (until %s) and %s (until %s), want the same", b1.Reservation, b1.Expires, b2.Reservation, b2.Expires)
+	}
+	// Another deployment is still bounded by the share.
+	if k := kinds([]deployproto.BidReply{w.bid(o, "d2", cores(3))}); k[0] != deployproto.KindPeerLimit {
+		t.Fatalf("a second deployment got %v, want %s", k, deployproto.KindPeerLimit)
+	}
+}
