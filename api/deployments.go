@@ -23,6 +23,12 @@ type DeployRequest struct {
 	// /dms/allocation (token file text): the authority the deployment acts
 	// with on the network.
 	Chains []string `json:"chains"`
+	// Secrets are secrets the ensemble names (an s3 volume's
+	// credentials.secret), by name: the text of a credentials file
+	// (KEY=VALUE lines or JSON; see docs/storage.md). The node keeps them
+	// sealed and gives each only to the providers that need it, sealed to
+	// their keys; they never appear in status, logs or events.
+	Secrets map[string]string `json:"secrets,omitempty"`
 }
 
 // Deployment is a deployment as the API shows it.

@@ -21,6 +21,16 @@ type CommitRequest struct {
 	// (0: DefaultStopAfterFactor times the provider's idea of lost_after).
 	Epoch     uint64        `json:"epoch,omitempty"`
 	StopAfter time.Duration `json:"stop_after,omitempty"`
+	// Secrets are the user's secrets the allocations name (an s3 volume's
+	// credentials.secret), each sealed to the provider's key with
+	// identity.SealTo and the context SecretContext(deployment, name).
+	Secrets map[string][]byte `json:"secrets,omitempty"`
+}
+
+// SecretContext is the sealing context of secret name of a deployment: a
+// box sealed for one deployment does not open for another.
+func SecretContext(deployment, name string) []byte {
+	return []byte("dms-secret/" + deployment + "/" + name)
 }
 
 // AllocationSpec is one allocation as its provider runs it.

@@ -151,17 +151,60 @@ type VolumeKind string
 
 // The volume kinds.
 const (
-	// Local is a directory on the provider. It stays there when the
-	// deployment ends; nothing fetches its files yet (planned: dms
-	// deployment results, with the storage issue).
+	// Local is a directory on the provider, optionally of a bounded size.
+	// A local volume in mode out is a result: it is kept on the provider
+	// for its retention after the allocation ends, and dms deployment
+	// results fetches it through the network.
 	Local VolumeKind = "local"
+	// S3 is a prefix of an S3 bucket: staged into the directory before
+	// the start (mode in), uploaded from it after the exit (mode out), or
+	// both (inout).
+	S3 VolumeKind = "s3"
+	// URL is one file fetched over HTTP(S) and checked by its SHA-256,
+	// mounted read-only.
+	URL VolumeKind = "url"
+)
+
+// VolumeMode says which way a volume's data goes.
+type VolumeMode string
+
+// The volume modes.
+const (
+	ModeIn    VolumeMode = "in"    // inputs: staged before the start, mounted read-only
+	ModeOut   VolumeMode = "out"   // outputs: empty at the start, kept (local) or uploaded (s3) after the exit
+	ModeInOut VolumeMode = "inout" // both: staged before the start, writable, uploaded after the exit
 )
 
 // Volume is a directory mounted into an allocation.
 type Volume struct {
 	Path     string     `yaml:"path" ens:"required" doc:"Where the volume is mounted (absolute)."`
-	ReadOnly bool       `yaml:"read_only,omitempty" doc:"Mount read-only."`
-	Kind     VolumeKind `yaml:"kind,omitempty" ens:"enum=local,default=local" doc:"local: a directory on the provider; it stays there (fetching its files is planned)."`
+	ReadOnly bool       `yaml:"read_only,omitempty" doc:"Mount read-only (always so in mode in and for a url volume)."`
+	Kind     VolumeKind `yaml:"kind,omitempty" ens:"enum=local|s3|url,default=local" doc:"local: a directory on the provider; s3: a bucket prefix staged in and/or uploaded out; url: one file fetched over HTTP(S)."`
+	Mode     VolumeMode `yaml:"mode,omitempty" ens:"enum=in|out|inout" doc:"in: staged before the start, read-only; out: kept (local) or uploaded (s3) after the exit; inout: both. Required for s3; for local only out is allowed (a result to fetch)."`
+	Size     match.Bytes `yaml:"size,omitempty" doc:"local and s3: the most the volume holds; writing past it gives the job ENOSPC (a loop-mounted filesystem on the provider)."`
+	S3       *S3Volume  `yaml:"s3,omitempty" doc:"Where an s3 volume's objects are (kind s3 only)."`
+	URL      string     `yaml:"url,omitempty" doc:"kind url: the HTTP(S) address of the file."`
+	SHA256   string     `yaml:"sha256,omitempty" doc:"kind url: the file's SHA-256 (64 hex digits); required."`
+	File     string     `yaml:"file,omitempty" doc:"kind url: the file's name in the volume; default the last element of the URL's path."`
+}
+
+// S3Volume is the bucket prefix of an s3 volume.
+type S3Volume struct {
+	Bucket   string `yaml:"bucket" ens:"required" doc:"The bucket."`
+	Prefix   string `yaml:"prefix,omitempty" doc:"mode in: the objects staged are those under it (all of the bucket when empty); mode out: the keys uploaded start with it; default <deployment>/<allocation>/<attempt>/."`
+	Endpoint string `yaml:"endpoint,omitempty" doc:"The server's URL, http(s)://host[:port]; default AWS S3 (https://s3.<region>.amazonaws.com)."`
+	Region   string `yaml:"region,omitempty" ens:"default=us-east-1" doc:"The bucket's region."`
+	// SyncEvery uploads a service's out volume periodically, not only
+	// after it exits.
+	SyncEvery   time.Duration `yaml:"sync_every,omitempty" doc:"mode out or inout: also upload every this long while the allocation runs (services); 0: only after the exit."`
+	Credentials *Credentials  `yaml:"credentials,omitempty" doc:"Where the keys come from; anonymous access when omitted."`
+}
+
+// Credentials names the keys of an s3 volume. Exactly one field is set;
+// the keys themselves never appear in an ensemble.
+type Credentials struct {
+	Secret   string `yaml:"secret,omitempty" doc:"A secret the user gives at deploy time (dms deploy --secret NAME=FILE): sealed to the chosen provider's key, dropped when the allocation ends."`
+	Provider string `yaml:"provider,omitempty" doc:"Credentials the provider's operator configured under this name (storage.credentials in its config): the operator's bucket."`
 }
 
 // Healthcheck tells whether a service is healthy. Exactly one of Exec, HTTP

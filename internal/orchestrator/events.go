@@ -56,3 +56,13 @@ func (r *run) event(e Event) {
 	r.update(true, func(d *Deployment) { d.addEvent(r.s.cfg.Now(), e) })
 	r.s.log.Info("supervision", "deployment_id", r.d.ID, "kind", e.Kind, "allocation", e.Allocation, "node", e.Node, "message", e.Message)
 }
+
+// announce records an event and makes its message the deployment's, in one
+// update: a reader never sees one without the other.
+func (r *run) announce(e Event) {
+	r.update(true, func(d *Deployment) {
+		d.addEvent(r.s.cfg.Now(), e)
+		d.Message = e.Message
+	})
+	r.s.log.Info("supervision", "deployment_id", r.d.ID, "kind", e.Kind, "allocation", e.Allocation, "node", e.Node, "message", e.Message)
+}

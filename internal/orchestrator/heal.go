@@ -137,8 +137,7 @@ func (r *run) heal(ctx context.Context) bool {
 			if !b.announced {
 				b.announced = true
 				msg := fmt.Sprintf("node %s is pinned to %s: waiting for its provider (%s)", node, identity.ShortPeerID(peer), h.why)
-				r.event(Event{Kind: EventWaiting, Node: node, Allocation: h.alloc, From: peer, Message: msg})
-				r.update(true, func(d *Deployment) { d.Message = msg })
+				r.announce(Event{Kind: EventWaiting, Node: node, Allocation: h.alloc, From: peer, Message: msg})
 			}
 			continue
 		}
@@ -157,8 +156,7 @@ func (r *run) heal(ctx context.Context) bool {
 		if !b.announced {
 			b.announced = true
 			msg := fmt.Sprintf("redeploying node %s in %s (attempt %d of %d within %s): %s", node, due.Sub(now).Round(time.Millisecond), attempt, rs.Attempts, rs.Interval, h.why)
-			r.event(Event{Kind: EventRedeploying, Node: node, Allocation: h.alloc, From: d.Placement[node].Provider.Host, Message: msg})
-			r.update(true, func(d *Deployment) { d.Message = msg })
+			r.announce(Event{Kind: EventRedeploying, Node: node, Allocation: h.alloc, From: d.Placement[node].Provider.Host, Message: msg})
 		}
 		if now.Before(due) || now.Before(b.nextTry) {
 			continue
@@ -339,7 +337,10 @@ func (r *run) retire(ctx context.Context, old Placement, copies []*Allocation, e
 			defer cancel()
 			if err := r.actor.Invoke(ctx, a.Handle, deployproto.BehaviorStop, deployproto.StopRequest{Grace: 10 * time.Second, Remove: true, Epoch: epoch}, nil); err != nil {
 				r.s.log.Debug("stop replaced copy", "deployment_id", r.d.ID, "allocation", a.Name, "err", err)
+				return
 			}
+			// Removed on request: its final report may never come.
+			r.staleStopped(a.Name, a.Handle, "stopped on request")
 		}()
 	}
 }

@@ -255,9 +255,7 @@ func (r *run) onStaleReport(name string, from actor.Handle, rep deployproto.Repo
 			}
 			switch {
 			case rep.State.Terminal():
-				c.Stopped = true
-				d.addEvent(r.s.cfg.Now(), Event{Kind: EventStaleStopped, Allocation: name, Node: a.Node, From: c.Handle.Host, Epoch: c.Epoch,
-					Message: fmt.Sprintf("stopped stale copy of %s on %s, epoch %d (%s)", name, identity.ShortPeerID(c.Handle.Host), c.Epoch, rep.State)})
+				markStaleStopped(d, r.s.cfg.Now(), name, c, string(rep.State))
 			case !c.Told:
 				c.Told = true
 				d.addEvent(r.s.cfg.Now(), Event{Kind: EventStaleStopped, Allocation: name, Node: a.Node, From: c.Handle.Host, Epoch: c.Epoch,
@@ -266,6 +264,25 @@ func (r *run) onStaleReport(name string, from actor.Handle, rep deployproto.Repo
 		}
 	})
 	return deployproto.ReportAck{Epoch: epoch, Stop: true, Reason: reason}
+}
+
+// staleStopped records that the replaced copy of name at h has stopped
+// (once, whichever of its final report and the stop's reply comes first).
+func (r *run) staleStopped(name string, h actor.Handle, how string) {
+	r.update(true, func(d *Deployment) {
+		a := d.Allocations[name]
+		for i := range a.Replaced {
+			if c := &a.Replaced[i]; c.Handle == h && !c.Stopped {
+				markStaleStopped(d, r.s.cfg.Now(), name, c, how)
+			}
+		}
+	})
+}
+
+func markStaleStopped(d *Deployment, now time.Time, name string, c *Replaced, how string) {
+	c.Stopped = true
+	d.addEvent(now, Event{Kind: EventStaleStopped, Allocation: name, Node: d.Allocations[name].Node, From: c.Handle.Host, Epoch: c.Epoch,
+		Message: fmt.Sprintf("stopped stale copy of %s on %s, epoch %d (%s)", name, identity.ShortPeerID(c.Handle.Host), c.Epoch, how)})
 }
 
 // stopLingering stops an allocation that runs for an ended deployment, at
