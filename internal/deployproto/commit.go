@@ -46,6 +46,10 @@ type AllocationSpec struct {
 	Restart     ensemble.Restart           `json:"restart"`
 	// Timeout bounds one run (the ensemble's execution timeout).
 	Timeout time.Duration `json:"timeout,omitempty"`
+	// Attempt is the placement attempt of the allocation's node: 1 at the
+	// first placement, one more at each redeploy (an s3 out volume's keys
+	// default to <deployment>/<allocation>/<attempt>/).
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // CommitReply lists the allocation actors created, by allocation name.
