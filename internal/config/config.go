@@ -32,6 +32,7 @@ type Config struct {
 	Executor     Executor     `yaml:"executor" doc:"The executors that run allocations on this node."`
 	Orchestrator Orchestrator `yaml:"orchestrator" doc:"Deployments this node orchestrates, and the bids it makes as a provider."`
 	Location     Location     `yaml:"location" doc:"Where this machine is, as its operator states it (no external look-ups)."`
+	Storage      Storage      `yaml:"storage" doc:"Volumes of the allocations this node runs: S3 transfers, credentials the operator offers, results kept."`
 	Debug        Debug        `yaml:"debug" doc:"Diagnostics for operators and developers."`
 }
 
@@ -97,6 +98,18 @@ type Resources struct {
 	ReserveRAM      match.Bytes    `yaml:"reserve_ram" doc:"Memory never offered to the network."`
 	ReserveDisk     match.Bytes    `yaml:"reserve_disk" doc:"Disk never offered to the network."`
 	BenchmarkBudget Duration       `yaml:"benchmark_budget" doc:"Longest a machine benchmark run may take."`
+}
+
+// Storage configures the volumes of the allocations this node runs.
+type Storage struct {
+	// Credentials are S3 keys the operator offers to jobs by name (an s3
+	// volume's credentials.provider): each names a credentials file.
+	Credentials map[string]string `yaml:"credentials" doc:"S3 keys offered to jobs by name (credentials.provider in an ensemble): name → path of a credentials file (KEY=VALUE lines: access_key_id, secret_access_key[, session_token]; mode 0600)."`
+	PartSize    match.Bytes       `yaml:"part_size" doc:"Multipart part size of S3 transfers (at least 5MiB)."`
+	Concurrency int               `yaml:"concurrency" doc:"Parts or objects transferred at once per volume."`
+	// ResultsRetention is how long a local out volume stays on this node
+	// after its allocation ends, to be fetched with dms deployment results.
+	ResultsRetention Duration `yaml:"results_retention" doc:"How long a local out volume is kept after its allocation ends (dms deployment results fetches it), then removed."`
 }
 
 // Executor configures the executors.
@@ -211,6 +224,11 @@ func Default() Config {
 
 			ReservationsPerPeer:  8,
 			ReservedSharePerPeer: 0.5,
+		},
+		Storage: Storage{
+			PartSize:         8 << 20,
+			Concurrency:      4,
+			ResultsRetention: Duration(24 * 3600e9),
 		},
 	}
 }
