@@ -19,6 +19,7 @@ import (
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/storage"
 )
 
 // Config is what a Manager needs. System, Store, Ledger, Wallet, Sealer and
@@ -49,7 +50,24 @@ type Config struct {
 	// DefaultKernel is the kernel of vm allocations that give none (a
 	// host path; may be empty).
 	DefaultKernel string
-	Logger        *slog.Logger
+
+	// Volumes beyond plain directories (volume.go); each may be nil, and
+	// then the volumes that need it fail with a reason saying so.
+	Mounter     Mounter      // size-bounded local volumes
+	ObjectStore ObjectStore  // s3 volumes
+	Fetcher     Fetcher      // url volumes
+	Results     ResultReader // serves local out volumes (BehaviorResults)
+	// NodeKey opens the user's secrets sealed to this node.
+	NodeKey *identity.Key
+	// Credentials are the S3 keys the operator offers, by name.
+	Credentials map[string]storage.Credentials
+	// ResultsDir keeps local out volumes after their allocation is
+	// removed, for ResultsRetention (default 24h); default
+	// <DataDir>/../results.
+	ResultsDir       string
+	ResultsRetention time.Duration
+
+	Logger *slog.Logger
 	Now           func() time.Time
 }
 
@@ -67,6 +85,8 @@ type CreateRequest struct {
 	// 0 means Config.StopAfter. Values below deployproto.MinStopAfter or
 	// two heartbeats are raised to the larger of them.
 	StopAfter time.Duration
+	// Secrets are the commit's secrets, sealed to this node's key.
+	Secrets map[string][]byte
 }
 
 // defaultStopAfter is Config.StopAfter's default.
@@ -128,6 +148,15 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.MaxArtifactSize == 0 {
 		cfg.MaxArtifactSize = 16 << 30
+	}
+	if cfg.ResultsRetention < 0 {
+		return nil, errors.New("allocation: negative ResultsRetention")
+	}
+	if cfg.ResultsRetention == 0 {
+		cfg.ResultsRetention = defaultResultsRetention
+	}
+	if cfg.ResultsDir == "" {
+		cfg.ResultsDir = filepath.Join(filepath.Dir(filepath.Clean(cfg.DataDir)), "results")
 	}
 	if cfg.ArtifactDir == "" {
 		cfg.ArtifactDir = filepath.Join(filepath.Dir(filepath.Clean(cfg.DataDir)), "artifacts")
@@ -230,6 +259,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 		Seq:          seqBlock,
 		Epoch:        req.Epoch,
 		StopAfter:    stopAfter,
+		Secrets:      maps.Clone(req.Secrets),
 		Created:      now,
 		Updated:      now,
 	}
@@ -396,6 +426,9 @@ func (m *Manager) remove(ctx context.Context, a *alloc, grace time.Duration) err
 	err := m.cfg.Store.Delete(rec.ID)
 	a.saveMu.Unlock()
 	a.log.close()
+	if e := m.releaseVolumes(a, rec); e != nil {
+		m.log.Warn("remove volumes", "allocation_id", rec.ID, "err", e)
+	}
 	if e := os.RemoveAll(a.dir); e != nil {
 		err = errors.Join(err, e)
 	}
@@ -526,6 +559,8 @@ func (m *Manager) Resume(ctx context.Context) error {
 			m.log.Warn("resume: release", "reservation_id", res, "err", err)
 		}
 	}
+	m.SweepResults()
+	m.goTracked(m.sweepLoop)
 	m.log.Info("allocations resumed", "count", len(resumed))
 	return errors.Join(errs...)
 }
