@@ -68,7 +68,7 @@ type Config struct {
 	ResultsRetention time.Duration
 
 	Logger *slog.Logger
-	Now           func() time.Time
+	Now    func() time.Time
 }
 
 // CreateRequest describes one allocation of a committed reservation.

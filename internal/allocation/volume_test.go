@@ -1,0 +1,519 @@
+package allocation
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/deployproto"
+	"github.com/dmsnet/dms/internal/ensemble"
+	"github.com/dmsnet/dms/internal/executor"
+	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/poll"
+	"github.com/dmsnet/dms/internal/storage"
+	"github.com/dmsnet/dms/internal/storage/local"
+	"github.com/dmsnet/dms/internal/storage/s3"
+	"github.com/dmsnet/dms/internal/storage/s3/s3test"
+)
+
+// Tests of the volumes run outside a synctest bubble: they talk to a real
+// S3 server (versitygw) and mount real loop devices.
+
+// s3Store is the node's adapter of storage/s3 (internal/node does the
+// same).
+type s3Store struct{ t *s3.Transfer }
+
+func (s s3Store) Download(ctx context.Context, loc S3Location, cred storage.Credentials, dir string, p storage.ProgressFunc) (TransferStats, error) {
+	st, err := s.t.Download(ctx, s3.Location(loc), cred, dir, p)
+	return TransferStats{Objects: st.Objects, Bytes: st.Bytes}, err
+}
+
+func (s s3Store) Upload(ctx context.Context, loc S3Location, cred storage.Credentials, dir, journal string, p storage.ProgressFunc) (TransferStats, error) {
+	st, err := s.t.Upload(ctx, s3.Location(loc), cred, dir, journal, p)
+	return TransferStats{Objects: st.Objects, Bytes: st.Bytes, ResentBytes: st.ResentBytes, Resumed: st.Resumed}, err
+}
+
+// localMounter is storage/local.
+type localMounter struct{}
+
+func (localMounter) Mount(dir string, size int64) error { return local.Mount(dir, size) }
+func (localMounter) Unmount(dir string) error           { return local.Unmount(dir) }
+func (localMounter) Remove(dir string) error            { return local.Remove(dir) }
+
+// walkReader serves result files for the tests (the node serves them with
+// storage/transfer).
+type walkReader struct{}
+
+func (walkReader) Manifest(dir string) (deployproto.ResultFiles, error) {
+	var m deployproto.ResultFiles
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		sum := sha256.Sum256(b)
+		m.Files = append(m.Files, deployproto.ResultFile{Path: filepath.ToSlash(rel), Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:]), Mode: 0o644})
+		m.Bytes += int64(len(b))
+		return nil
+	})
+	return m, err
+}
+
+func (walkReader) Chunk(dir, path string, off int64, n int) ([]byte, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	f, err := root.Open(filepath.FromSlash(path))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	k, err := f.ReadAt(b, off)
+	if k > 0 || errors.Is(err, fs.ErrNotExist) {
+		return b[:k], nil
+	}
+	return b[:k], nil
+}
+
+// storageManager makes a Manager of h with the real storage parts.
+func (h *harness) storageManager(cred map[string]storage.Credentials, store ObjectStore) *Manager {
+	return h.storageManagerAt(cred, store, time.Now)
+}
+
+// storageManagerAt is storageManager with a clock.
+func (h *harness) storageManagerAt(cred map[string]storage.Credentials, store ObjectStore, now func() time.Time) *Manager {
+	h.t.Helper()
+	if store == nil {
+		st := s3.New(s3.Options{Retries: 1, MinBackoff: 10 * time.Millisecond})
+		store = s3Store{st}
+	}
+	m, err := New(Config{
+		System: h.provSys, Executors: map[ensemble.Executor]executor.Executor{ensemble.Docker: h.ex},
+		Store: h.store, Ledger: h.ledger, Wallet: h.wallet, Sealer: h.sealer, DataDir: h.dataDir,
+		Heartbeat: time.Second, Logger: testLogger(),
+		Mounter: localMounter{}, ObjectStore: store, Results: walkReader{},
+		NodeKey: h.provKey, Credentials: cred, Now: now,
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.managers = append(h.managers, m)
+	return m
+}
+
+func s3Volume(path string, mode ensemble.VolumeMode, srv *s3test.Server, bucket, prefix string, cred *ensemble.Credentials) ensemble.Volume {
+	return ensemble.Volume{Path: path, Kind: ensemble.S3, Mode: mode,
+		S3: &ensemble.S3Volume{Bucket: bucket, Prefix: prefix, Endpoint: srv.Endpoint, Region: srv.Region, Credentials: cred}}
+}
+
+// awaitEnd waits for the final report of id.
+func (h *harness) awaitEnd(id string) deployproto.Report {
+	h.t.Helper()
+	r, ok := h.orch.await(2*time.Minute, func(r deployproto.Report) bool { return r.ID == id && r.State.Terminal() })
+	if !ok {
+		h.t.Fatalf("no final report of %s; reports: %s", id, h.orch.summary(id))
+	}
+	return r
+}
+
+func TestVolumesInOutRoundTrip(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.MakeBucket("inputs")
+	srv.MakeBucket("outputs")
+	srv.Put("inputs", "data/a.txt", []byte("alpha"))
+	srv.Put("inputs", "data/sub/b.txt", []byte("beta"))
+	srv.Put("inputs", "other/c.txt", []byte("not staged"))
+
+	for _, tc := range []struct {
+		name string
+		cred *ensemble.Credentials
+	}{
+		{"operator credentials", &ensemble.Credentials{Provider: "ops"}},
+		{"user secret", &ensemble.Credentials{Secret: "keys"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			m := h.storageManager(map[string]storage.Credentials{"ops": srv.Credentials}, nil)
+			spec := task("cat=/in/a.txt", "cat=/in/sub/b.txt", "write=/out/r.txt:result of "+tc.name)
+			spec.Volumes = map[string]ensemble.Volume{
+				"inputs":  s3Volume("/in", ensemble.ModeIn, srv, "inputs", "data/", tc.cred),
+				"outputs": s3Volume("/out", ensemble.ModeOut, srv, "outputs", "", tc.cred),
+			}
+			spec.Attempt = 2
+			sealed, err := identity.SealTo(h.provKey.DID(), srv.Credentials.MarshalSecret(), deployproto.SecretContext("dep1", "keys"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.ledger.hold("r1")
+			hd, err := m.Create(context.Background(), CreateRequest{ID: "r1.job", Reservation: "r1", Deployment: "dep1",
+				Orchestrator: h.orch.act.Handle(), Spec: spec, Secrets: map[string][]byte{"keys": sealed}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, _ := h.store.List()
+			b, _ := json.Marshal(recs)
+			if strings.Contains(string(b), srv.Credentials.SecretAccessKey) || strings.Contains(string(b), srv.Credentials.AccessKeyID) {
+				t.Fatal("the record holds the keys in clear")
+			}
+			h.mustStart(hd)
+			r := h.awaitEnd("r1.job")
+			if r.State != deployproto.AllocCompleted {
+				t.Fatalf("state = %s (%s), want completed", r.State, r.Message)
+			}
+			got, err := srv.Get("outputs", "dep1/job/2/r.txt")
+			if err != nil || string(got) != "result of "+tc.name {
+				t.Fatalf("uploaded r.txt = %q, %v; want %q", got, err, "result of "+tc.name)
+			}
+			out, _ := h.readLogs(hd)
+			if !strings.Contains(out, "alphabeta") {
+				t.Errorf("logs = %q, want the staged inputs' content", out)
+			}
+			if strings.Contains(out, srv.Credentials.SecretAccessKey) {
+				t.Error("the logs hold the secret key")
+			}
+			specs := h.startedSpecs()
+			if len(specs) != 1 {
+				t.Fatalf("%d starts", len(specs))
+			}
+			for _, mt := range specs[0].Mounts {
+				if want := mt.Target == "/in"; mt.ReadOnly != want {
+					t.Errorf("mount %s: ReadOnly = %v, want %v", mt.Target, mt.ReadOnly, want)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(h.dataDir, "r1.job", "volumes", "inputs", "c.txt")); err == nil {
+				t.Error("an object outside the prefix was staged")
+			}
+			// Ended: the secrets are dropped from the record.
+			recs, _ = h.store.List()
+			if len(recs) != 1 || recs[0].Secrets != nil || recs[0].Final != nil {
+				t.Errorf("record after the end: secrets %v, final %v; want none", recs[0].Secrets, recs[0].Final)
+			}
+			if st := recs[0].Outputs["outputs"]; st.State != deployproto.ResultUploaded || st.Prefix != "dep1/job/2/" || st.Objects != 1 {
+				t.Errorf("output state = %+v, want uploaded 1 object to dep1/job/2/", st)
+			}
+		})
+	}
+}
+
+func TestVolumeBadInputFailsTheAllocation(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.MakeBucket("inputs")
+	srv.Put("inputs", "big.bin", []byte(strings.Repeat("0123456789abcdef", 4096)))
+	srv.Corrupt("inputs", "big.bin", 100)
+	srv.MakeBucket("fine")
+	srv.Put("fine", "a.txt", []byte("a"))
+
+	// An endpoint that refuses: a port nobody listens on.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := "http://" + l.Addr().String()
+	l.Close()
+
+	ops := &ensemble.Credentials{Provider: "ops"}
+	for _, tc := range []struct {
+		name   string
+		volume ensemble.Volume
+		want   string
+	}{
+		{"no bucket", s3Volume("/in", ensemble.ModeIn, srv, "nope", "", ops), `volume inputs: stage: `},
+		{"wrong credentials", s3Volume("/in", ensemble.ModeIn, srv, "fine", "", &ensemble.Credentials{Provider: "wrong"}), "volume inputs: stage: "},
+		{"unknown operator credentials", s3Volume("/in", ensemble.ModeIn, srv, "fine", "", &ensemble.Credentials{Provider: "other"}), `volume inputs: stage: credentials.provider "other"`},
+		{"missing secret", s3Volume("/in", ensemble.ModeIn, srv, "fine", "", &ensemble.Credentials{Secret: "absent"}), `volume inputs: stage: credentials.secret "absent": the secret was not given`},
+		{"refused endpoint", func() ensemble.Volume {
+			v := s3Volume("/in", ensemble.ModeIn, srv, "fine", "", ops)
+			v.S3.Endpoint = refused
+			return v
+		}(), "volume inputs: stage: "},
+		{"corrupted object", s3Volume("/in", ensemble.ModeIn, srv, "inputs", "", ops), "volume inputs: stage: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			m := h.storageManager(map[string]storage.Credentials{
+				"ops":   srv.Credentials,
+				"wrong": {AccessKeyID: srv.Credentials.AccessKeyID, SecretAccessKey: "not-the-secret"},
+			}, nil)
+			spec := task("print=ran")
+			spec.Volumes = map[string]ensemble.Volume{"inputs": tc.volume, "scratch": {Path: "/scratch"}}
+			h.ledger.hold("r1")
+			hd, err := m.Create(context.Background(), CreateRequest{ID: "r1.job", Reservation: "r1", Deployment: "dep1",
+				Orchestrator: h.orch.act.Handle(), Spec: spec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.mustStart(hd)
+			r := h.awaitEnd("r1.job")
+			if r.State != deployproto.AllocFailed || !strings.HasPrefix(r.Message, tc.want) {
+				t.Fatalf("end = %s %q, want failed with %q", r.State, r.Message, tc.want)
+			}
+			t.Logf("reason: %s", r.Message)
+			if strings.Count(r.Message, "volume ") != 1 || strings.Contains(r.Message, srv.Credentials.SecretAccessKey) || strings.Contains(r.Message, "not-the-secret") {
+				t.Errorf("message %q: want one reason naming the volume once, no keys", r.Message)
+			}
+			if n := len(h.startedSpecs()); n != 0 {
+				t.Errorf("%d instances started after a failed staging", n)
+			}
+			poll.Eventually(t, time.Minute, "the reservation released", func() bool { return h.ledger.releases("r1") == 1 })
+		})
+	}
+	if t.Failed() {
+		return
+	}
+	// The node is fine: the next allocation stages and runs.
+	h := newHarness(t)
+	m := h.storageManager(map[string]storage.Credentials{"ops": srv.Credentials}, nil)
+	spec := task("cat=/in/a.txt")
+	spec.Volumes = map[string]ensemble.Volume{"inputs": s3Volume("/in", ensemble.ModeIn, srv, "fine", "", ops)}
+	h.ledger.hold("r2")
+	hd, err := m.Create(context.Background(), CreateRequest{ID: "r2.job", Reservation: "r2", Deployment: "dep1", Orchestrator: h.orch.act.Handle(), Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.mustStart(hd)
+	if r := h.awaitEnd("r2.job"); r.State != deployproto.AllocCompleted {
+		t.Fatalf("after the failures: %s %q, want completed", r.State, r.Message)
+	}
+}
+
+func TestUploadFailureFailsTheTask(t *testing.T) {
+	srv := s3test.Start(t)
+	h := newHarness(t)
+	m := h.storageManager(map[string]storage.Credentials{"ops": srv.Credentials}, nil)
+	spec := task("write=/out/r.txt:x")
+	spec.Volumes = map[string]ensemble.Volume{"results": s3Volume("/out", ensemble.ModeOut, srv, "missing", "", &ensemble.Credentials{Provider: "ops"})}
+	hd := h.createOn(m, "r1.job", "r1", spec)
+	h.mustStart(hd)
+	r := h.awaitEnd("r1.job")
+	if r.State != deployproto.AllocFailed || !strings.HasPrefix(r.Message, "volume results: upload: ") {
+		t.Fatalf("end = %s %q, want failed: volume results: upload: …", r.State, r.Message)
+	}
+	if r.Result == nil || r.Result.ExitCode != 0 {
+		t.Errorf("result = %+v, want the run's (exit 0)", r.Result)
+	}
+}
+
+// createOn creates allocation id of reservation res on m.
+func (h *harness) createOn(m *Manager, id, res string, spec deployproto.AllocationSpec) actor.Handle {
+	h.t.Helper()
+	h.ledger.hold(res)
+	hd, err := m.Create(context.Background(), CreateRequest{ID: id, Reservation: res, Deployment: "dep1", Orchestrator: h.orch.act.Handle(), Spec: spec})
+	if err != nil {
+		h.t.Fatalf("Create(%s): %v", id, err)
+	}
+	return hd
+}
+
+// stalledStore blocks its first Upload until the manager closes, as a
+// node killed during an upload.
+type stalledStore struct {
+	ObjectStore
+	once     sync.Once
+	stalled  chan struct{}
+	uploads  int
+	uploadMu sync.Mutex
+}
+
+func (s *stalledStore) Upload(ctx context.Context, loc S3Location, cred storage.Credentials, dir, journal string, p storage.ProgressFunc) (TransferStats, error) {
+	s.uploadMu.Lock()
+	s.uploads++
+	s.uploadMu.Unlock()
+	first := false
+	s.once.Do(func() { first = true })
+	if first {
+		close(s.stalled)
+		<-ctx.Done()
+		return TransferStats{}, ctx.Err()
+	}
+	return s.ObjectStore.Upload(ctx, loc, cred, dir, journal, p)
+}
+
+func TestRestartDuringUploadResumesIt(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.MakeBucket("outputs")
+	h := newHarness(t)
+	real := s3Store{s3.New(s3.Options{Retries: 1})}
+	stalled := &stalledStore{ObjectStore: real, stalled: make(chan struct{})}
+	m1 := h.storageManager(map[string]storage.Credentials{"ops": srv.Credentials}, stalled)
+	spec := task("write=/out/r.txt:done")
+	spec.Volumes = map[string]ensemble.Volume{"results": s3Volume("/out", ensemble.ModeOut, srv, "outputs", "", &ensemble.Credentials{Provider: "ops"})}
+	hd := h.createOn(m1, "r1.job", "r1", spec)
+	h.mustStart(hd)
+	select {
+	case <-stalled.stalled:
+	case <-time.After(time.Minute):
+		t.Fatal("the upload never began")
+	}
+	if err := m1.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := h.store.List()
+	if len(recs) != 1 || recs[0].Final == nil || recs[0].Final.State != deployproto.AllocCompleted || recs[0].State.Terminal() {
+		t.Fatalf("record after the kill: state %s, final %+v; want not ended, final completed", recs[0].State, recs[0].Final)
+	}
+	if _, err := srv.Get("outputs", "dep1/job/1/r.txt"); err == nil {
+		t.Fatal("the object exists before the upload resumed")
+	}
+	m2 := h.storageManager(map[string]storage.Credentials{"ops": srv.Credentials}, real)
+	if err := m2.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r := h.awaitEnd("r1.job")
+	if r.State != deployproto.AllocCompleted {
+		t.Fatalf("end after the restart = %s %q, want completed", r.State, r.Message)
+	}
+	if got, err := srv.Get("outputs", "dep1/job/1/r.txt"); err != nil || string(got) != "done" {
+		t.Fatalf("object = %q, %v; want done", got, err)
+	}
+	if n := len(h.startedSpecs()); n != 1 {
+		t.Errorf("%d runs, want 1: the restart uploads, it does not run again", n)
+	}
+}
+
+func TestLocalVolumeSizeIsEnforced(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("loop mounts need root")
+	}
+	h := newHarness(t)
+	m := h.storageManager(nil, nil)
+	spec := task("write=/small/big:"+strings.Repeat("x", 3<<20), "print=unreachable")
+	spec.Volumes = map[string]ensemble.Volume{"small": {Path: "/small", Size: 2 << 20}}
+	dir := filepath.Join(h.dataDir, "r1.job", "volumes", "small")
+	t.Cleanup(func() { local.Remove(dir) })
+	hd := h.createOn(m, "r1.job", "r1", spec)
+	h.mustStart(hd)
+	r := h.awaitEnd("r1.job")
+	if r.State != deployproto.AllocFailed {
+		t.Fatalf("end = %s %q, want failed", r.State, r.Message)
+	}
+	if _, stderr := h.readLogs(hd); !strings.Contains(stderr, "no space left on device") {
+		t.Fatalf("stderr = %q, want ENOSPC", stderr)
+	}
+	// The volume is a mount of its own; removing the allocation removes it.
+	if _, err := os.Stat(dir + ".img"); err != nil {
+		t.Fatalf("no image beside the volume: %v", err)
+	}
+	if err := h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorStop, deployproto.StopRequest{Remove: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir + ".img"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("image after the removal: %v, want gone", err)
+	}
+}
+
+func TestResultsServedAndKept(t *testing.T) {
+	h := newHarness(t)
+	var ahead atomic.Int64 // how far the manager's clock is ahead
+	m := h.storageManagerAt(nil, nil, func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) })
+	spec := task("write=/res/answer.txt:42", "write=/scratch/tmp:x")
+	spec.Volumes = map[string]ensemble.Volume{
+		"res":     {Path: "/res", Mode: ensemble.ModeOut},
+		"scratch": {Path: "/scratch"},
+	}
+	hd := h.createOn(m, "r1.job", "r1", spec)
+	h.mustStart(hd)
+	if r := h.awaitEnd("r1.job"); r.State != deployproto.AllocCompleted {
+		t.Fatalf("end = %s %q", r.State, r.Message)
+	}
+	root, err := h.provSys.Spawn(mustKey(t), "node-results", actor.SpawnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewProvider(ProviderConfig{Node: root, Allocations: m})
+	if err := p.Register(); err != nil {
+		t.Fatal(err)
+	}
+	ask := func(from *actor.Actor, req deployproto.ResultsRequest) (deployproto.ResultsReply, error) {
+		var reply deployproto.ResultsReply
+		err := from.Invoke(context.Background(), root.Handle(), deployproto.BehaviorResults, req, &reply)
+		return reply, err
+	}
+	fetch := func(state string) {
+		t.Helper()
+		reply, err := ask(h.orch.act, deployproto.ResultsRequest{Deployment: "dep1", Op: deployproto.ResultsList})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(reply.Volumes) != 1 || reply.Volumes[0].Volume != "res" || reply.Volumes[0].State != state {
+			t.Fatalf("list = %+v, want res %s", reply.Volumes, state)
+		}
+		reply, err = ask(h.orch.act, deployproto.ResultsRequest{Deployment: "dep1", Allocation: "job", Volume: "res", Op: deployproto.ResultsManifest})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte("42"))
+		if reply.Manifest == nil || len(reply.Manifest.Files) != 1 || reply.Manifest.Files[0].Path != "answer.txt" || reply.Manifest.Files[0].SHA256 != hex.EncodeToString(sum[:]) {
+			t.Fatalf("manifest = %+v", reply.Manifest)
+		}
+		reply, err = ask(h.orch.act, deployproto.ResultsRequest{Deployment: "dep1", Allocation: "job", Volume: "res", Op: deployproto.ResultsChunk, Path: "answer.txt", Offset: 1, Length: 10})
+		if err != nil || string(reply.Data) != "2" {
+			t.Fatalf("chunk = %q, %v; want 2", reply.Data, err)
+		}
+	}
+	fetch(deployproto.ResultLive)
+
+	// Another user's orchestrator is refused, with a typed error.
+	other, err := newSystem(t, h.net, mustKey(t)).Spawn(mustKey(t), "orch/other", actor.SpawnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []deployproto.ResultsOp{deployproto.ResultsList, deployproto.ResultsManifest, deployproto.ResultsChunk} {
+		_, err = ask(other, deployproto.ResultsRequest{Deployment: "dep1", Allocation: "job", Volume: "res", Op: op, Path: "answer.txt", Length: 10})
+		var ae *actor.Error
+		if !errors.As(err, &ae) || ae.Code != actor.CodeDenied {
+			t.Errorf("%s by another user: %v, want code %s", op, err, actor.CodeDenied)
+		}
+	}
+	// Bad requests get clear errors.
+	for _, req := range []deployproto.ResultsRequest{
+		{Deployment: "../x", Op: deployproto.ResultsList},
+		{Deployment: "dep1", Op: "delete"},
+		{Deployment: "dep1", Allocation: "job", Volume: "res", Op: deployproto.ResultsChunk, Path: "answer.txt", Length: 2 << 20},
+		{Deployment: "dep1", Allocation: "job", Volume: "scratch", Op: deployproto.ResultsManifest},
+		{Deployment: "dep1", Allocation: "job", Volume: "res", Op: deployproto.ResultsChunk, Path: "../../../log", Length: 10},
+	} {
+		if _, err := ask(h.orch.act, req); err == nil {
+			t.Errorf("%+v: no error", req)
+		}
+	}
+
+	// Removed: the result is kept, the scratch volume is gone.
+	if err := h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorStop, deployproto.StopRequest{Remove: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(h.dataDir, "r1.job")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("allocation dir after the removal: %v", err)
+	}
+	fetch(deployproto.ResultKept)
+
+	// Past the retention, the sweeper removes it.
+	ahead.Store(int64(defaultResultsRetention + time.Minute))
+	if n := m.SweepResults(); n != 1 {
+		t.Fatalf("SweepResults = %d, want 1", n)
+	}
+	if _, err := ask(h.orch.act, deployproto.ResultsRequest{Deployment: "dep1", Op: deployproto.ResultsList}); err == nil {
+		t.Error("results listed after the sweep")
+	}
+	if _, err := os.Stat(filepath.Join(m.cfg.ResultsDir, "dep1")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("results dir after the sweep: %v", err)
+	}
+}
