@@ -376,13 +376,6 @@ func redactURL(raw string) string {
 	return raw
 }
 
-// hasRun reports whether a run ever started (there may be outputs).
-func (a *alloc) hasRun() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.rec.Ran
-}
-
 // uploadOutputs uploads every s3 out volume, in name order; the first
 // failure is returned as a *storage.VolumeError. It runs on ctx (the
 // allocation's life: a stop does not cut it short, a removal does).

@@ -517,3 +517,82 @@ func TestResultsServedAndKept(t *testing.T) {
 		t.Errorf("results dir after the sweep: %v", err)
 	}
 }
+
+func TestServiceOutputsSyncedAndUploadedAtStop(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.MakeBucket("outputs")
+	h := newHarness(t)
+	m := h.storageManager(map[string]storage.Credentials{"ops": srv.Credentials}, nil)
+	spec := task("write=/out/early.txt:while running", "sleep=1h")
+	spec.Type, spec.Restart = ensemble.Service, ensemble.Restart{Policy: ensemble.Never}
+	v := s3Volume("/out", ensemble.ModeOut, srv, "outputs", "svc/", &ensemble.Credentials{Provider: "ops"})
+	v.S3.SyncEvery = 50 * time.Millisecond
+	spec.Volumes = map[string]ensemble.Volume{"results": v}
+	hd := h.createOn(m, "r1.job", "r1", spec)
+	h.mustStart(hd)
+	poll.Eventually(t, time.Minute, "the periodic upload", func() bool {
+		b, err := srv.Get("outputs", "svc/early.txt")
+		return err == nil && string(b) == "while running"
+	})
+	if st := h.status(hd).State; st != deployproto.AllocRunning {
+		t.Fatalf("state during the sync = %s, want running", st)
+	}
+	// What the service leaves at the end goes up at its stop.
+	if err := os.WriteFile(filepath.Join(h.dataDir, "r1.job", "volumes", "results", "late.txt"), []byte("at the end"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorStop, deployproto.StopRequest{Grace: time.Second}, nil); err != nil {
+		t.Fatal(err)
+	}
+	r := h.awaitEnd("r1.job")
+	if r.State != deployproto.AllocStopped {
+		t.Fatalf("end = %s %q, want stopped", r.State, r.Message)
+	}
+	if b, err := srv.Get("outputs", "svc/late.txt"); err != nil || string(b) != "at the end" {
+		t.Fatalf("late.txt = %q, %v: not uploaded before the final report", b, err)
+	}
+	// The list says where the objects are, without keys.
+	reply, err := m.Results(context.Background(), h.orch.act.Handle().DID, deployproto.ResultsRequest{Deployment: "dep1", Op: deployproto.ResultsList})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := deployproto.ResultVolume{Allocation: "job", Volume: "results", Kind: ensemble.S3, Mode: ensemble.ModeOut, State: deployproto.ResultUploaded,
+		Bucket: "outputs", Endpoint: srv.Endpoint, Region: srv.Region, Prefix: "svc/"}
+	if len(reply.Volumes) == 1 { // the last upload's figures
+		want.Objects, want.Bytes = reply.Volumes[0].Objects, reply.Volumes[0].Bytes
+	}
+	if len(reply.Volumes) != 1 || reply.Volumes[0] != want {
+		t.Fatalf("list = %+v, want %+v", reply.Volumes, want)
+	}
+	b, _ := json.Marshal(reply)
+	if strings.Contains(string(b), srv.Credentials.SecretAccessKey) {
+		t.Error("the list holds a key")
+	}
+}
+
+// FuzzResults throws requests at the results behavior: no panic, and no
+// byte from outside the kept volume.
+func FuzzResults(f *testing.F) {
+	h := newHarness(f)
+	m := h.storageManager(nil, nil)
+	orch := h.orch.act.Handle().DID
+	dir := m.keptDir("dep1", "job")
+	if err := os.MkdirAll(filepath.Join(dir, "res", "sub"), 0o700); err != nil {
+		f.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "res", "sub", "a.txt"), []byte("inside"), 0o644)
+	os.WriteFile(filepath.Join(m.cfg.ResultsDir, "dep1", "secret.txt"), []byte("outside"), 0o644)
+	info, _ := json.Marshal(keptResults{Deployment: "dep1", Allocation: "job", Orchestrator: orch, Kept: time.Now(), Volumes: map[string]keptVolume{"res": {}}})
+	os.WriteFile(filepath.Join(dir, keptFile), info, 0o600)
+	f.Add("dep1", "job", "res", "chunk", "sub/a.txt", int64(0), 10)
+	f.Add("dep1", "job", "res", "chunk", "../../secret.txt", int64(0), 10)
+	f.Add("dep1", "job", "../job/res", "manifest", "", int64(0), 0)
+	f.Add("dep1", "", "", "list", "", int64(0), 0)
+	f.Fuzz(func(t *testing.T, dep, alloc, vol, op, path string, off int64, n int) {
+		reply, err := m.Results(context.Background(), orch, deployproto.ResultsRequest{Deployment: dep, Allocation: alloc, Volume: vol,
+			Op: deployproto.ResultsOp(op), Path: path, Offset: off, Length: n})
+		if err == nil && strings.Contains(string(reply.Data), "outside") {
+			t.Fatalf("read outside the volume: %q %q %q", alloc, vol, path)
+		}
+	})
+}
