@@ -68,7 +68,7 @@ const (
 
 // ErrChecksum is wrapped by Download when a file's bytes do not have the
 // SHA-256 its manifest gives; the message names the file.
-var ErrChecksum = errors.New("checksum mismatch")
+var ErrChecksum = errors.New("sha256 mismatch")
 
 // File is one regular file of a manifest.
 type File struct {
@@ -429,7 +429,7 @@ func (d *download) file(ctx context.Context, f File) error {
 		}
 		if kept == 0 || try > 0 {
 			_ = d.root.Remove(part)
-			return fmt.Errorf("%s: %w: got sha256 %s, want %s", f.Path, ErrChecksum, got, f.SHA256)
+			return fmt.Errorf("%s: %w: got %s, want %s", f.Path, ErrChecksum, got, f.SHA256)
 		}
 		// The kept part may be of an older file: once more from scratch.
 		d.report(-f.Size, 0, Stats{})

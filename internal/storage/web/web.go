@@ -40,7 +40,7 @@ import (
 
 // ErrChecksum is wrapped by Fetch when the body's SHA-256 is not the one
 // asked for.
-var ErrChecksum = errors.New("checksum mismatch")
+var ErrChecksum = errors.New("sha256 mismatch")
 
 // ErrTooLarge is wrapped by Fetch when the body is larger than allowed.
 var ErrTooLarge = errors.New("body too large")
@@ -397,7 +397,7 @@ func (f *fetch) finish() error {
 		if err := f.reset(); err != nil {
 			return permanent{err}
 		}
-		return permanent{fmt.Errorf("%w: got sha256 %x, want %x", ErrChecksum, got, f.want)}
+		return permanent{fmt.Errorf("%w: got %x, want %x", ErrChecksum, got, f.want)}
 	}
 	f.p(storage.Progress{Bytes: f.off, TotalBytes: f.off, Objects: 1, TotalObjects: 1})
 	if err := f.out.Sync(); err != nil {

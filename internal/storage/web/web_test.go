@@ -119,7 +119,7 @@ func TestFetch(t *testing.T) {
 		check    func(t *testing.T, s *server)
 	}{
 		{name: "ok", sha: sum(body), requests: 1},
-		{name: "wrong hash", sha: sum([]byte("other")), err: ErrChecksum, errText: "checksum mismatch", requests: 1},
+		{name: "wrong hash", sha: sum([]byte("other")), err: ErrChecksum, errText: "sha256 mismatch", requests: 1},
 		{
 			name: "404", sha: sum(body), errText: "404 Not Found", requests: 1,
 			setup: setup{behave: func(n int, w http.ResponseWriter, r *http.Request) bool { http.NotFound(w, r); return true }},
