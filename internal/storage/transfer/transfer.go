@@ -432,7 +432,7 @@ func (d *download) file(ctx context.Context, f File) error {
 			return fmt.Errorf("%s: %w: got %s, want %s", f.Path, ErrChecksum, got, f.SHA256)
 		}
 		// The kept part may be of an older file: once more from scratch.
-		d.report(-f.Size, 0, Stats{})
+		d.report(-f.Size, 0, Stats{Resumed: -kept})
 		kept = 0
 	}
 	if err := out.Chmod(fs.FileMode(f.Mode) | 0o600); err != nil {
