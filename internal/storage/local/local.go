@@ -74,6 +74,10 @@ func Mount(dir string, size int64) error {
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return fmt.Errorf("volume %s: %w", dir, err)
 	}
+	// The kernel names a loop device's file by its real path.
+	if dir, err = filepath.EvalSymlinks(dir); err != nil {
+		return fmt.Errorf("volume %s: %w", dir, err)
+	}
 	img := dir + ".img"
 	src, mounted, err := mountSource(dir)
 	if err != nil {

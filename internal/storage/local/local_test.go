@@ -251,6 +251,25 @@ func TestRemountKeepsData(t *testing.T) {
 	}
 }
 
+func TestMountThroughSymlink(t *testing.T) {
+	needLoop(t)
+	root, _ := volume(t, 1<<20) // cleans up root's loop devices
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(root, link); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(link, "other")
+	t.Cleanup(func() { Remove(dir) })
+	for i := range 2 { // the second finds it mounted from its image
+		if err := Mount(dir, 1<<20); err != nil {
+			t.Fatalf("Mount #%d through a symlink = %v", i+1, err)
+		}
+	}
+	if n := len(loopsUnder(t, root)); n != 2 {
+		t.Errorf("%d loop devices under %s, want 2 (vol and other)", n, root)
+	}
+}
+
 func TestRemoveCleansEverything(t *testing.T) {
 	needLoop(t)
 	root := t.TempDir()
