@@ -32,9 +32,9 @@ type Config struct {
 	Ledger    Ledger
 	Wallet    Wallet
 	Sealer    *identity.Sealer
-	// DataDir holds one directory per allocation: its log and its local
-	// volumes, which stay until the allocation is removed (nothing
-	// fetches them yet).
+	// DataDir holds one directory per allocation: its log, its volumes
+	// and its upload journals, until the allocation is removed (its
+	// local out volumes then move to ResultsDir).
 	DataDir string
 	// ArtifactDir caches fetched artifacts by digest; default
 	// <DataDir>/../artifacts.

@@ -353,6 +353,18 @@ func (m *Manager) listResults(allocation string, recs []Record, keptRes []keptRe
 			default:
 				continue
 			}
+			switch {
+			case !rec.State.Terminal():
+				rv.Reason = fmt.Sprintf("the allocation is %s", rec.State)
+			case rv.State == deployproto.ResultFailed:
+				rv.Reason = "the upload failed: " + rv.Error
+			case rv.State == deployproto.ResultPending || rv.State == deployproto.ResultUploading:
+				rv.Reason = "not uploaded yet"
+			case kept(v) && !rec.Ran:
+				rv.Reason = "the allocation never ran"
+			default:
+				rv.Ready = true
+			}
 			out = append(out, rv)
 		}
 	}
@@ -365,7 +377,7 @@ func (m *Manager) listResults(allocation string, recs []Record, keptRes []keptRe
 				continue // a newer attempt runs here
 			}
 			out = append(out, deployproto.ResultVolume{Allocation: k.Allocation, Volume: name, Kind: ensemble.Local,
-				Mode: ensemble.ModeOut, State: deployproto.ResultKept, Expires: k.Kept.Add(m.cfg.ResultsRetention)})
+				Mode: ensemble.ModeOut, State: deployproto.ResultKept, Ready: true, Expires: k.Kept.Add(m.cfg.ResultsRetention)})
 		}
 	}
 	slices.SortFunc(out, func(x, y deployproto.ResultVolume) int {

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io/fs"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +28,8 @@ import (
 	"github.com/dmsnet/dms/internal/storage/local"
 	"github.com/dmsnet/dms/internal/storage/s3"
 	"github.com/dmsnet/dms/internal/storage/s3/s3test"
+	"github.com/dmsnet/dms/internal/storage/transfer"
+	"github.com/dmsnet/dms/internal/storage/web"
 )
 
 // Tests of the volumes run outside a synctest bubble: they talk to a real
@@ -52,46 +56,27 @@ func (localMounter) Mount(dir string, size int64) error { return local.Mount(dir
 func (localMounter) Unmount(dir string) error           { return local.Unmount(dir) }
 func (localMounter) Remove(dir string) error            { return local.Remove(dir) }
 
-// walkReader serves result files for the tests (the node serves them with
-// storage/transfer).
-type walkReader struct{}
+// transferReader is storage/transfer (internal/node does the same).
+type transferReader struct{}
 
-func (walkReader) Manifest(dir string) (deployproto.ResultFiles, error) {
-	var m deployproto.ResultFiles
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		sum := sha256.Sum256(b)
-		m.Files = append(m.Files, deployproto.ResultFile{Path: filepath.ToSlash(rel), Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:]), Mode: 0o644})
-		m.Bytes += int64(len(b))
-		return nil
-	})
-	return m, err
+func (transferReader) Manifest(dir string) (deployproto.ResultFiles, error) {
+	m, err := transfer.BuildManifest(dir)
+	out := deployproto.ResultFiles{Bytes: m.Bytes}
+	for _, f := range m.Files {
+		out.Files = append(out.Files, deployproto.ResultFile(f))
+	}
+	return out, err
 }
 
-func (walkReader) Chunk(dir, path string, off int64, n int) ([]byte, error) {
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer root.Close()
-	f, err := root.Open(filepath.FromSlash(path))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b := make([]byte, n)
-	k, err := f.ReadAt(b, off)
-	if k > 0 || errors.Is(err, fs.ErrNotExist) {
-		return b[:k], nil
-	}
-	return b[:k], nil
+func (transferReader) Chunk(dir, path string, off int64, n int) ([]byte, error) {
+	return transfer.ReadChunk(dir, path, off, n)
+}
+
+// webFetcher is storage/web.
+type webFetcher struct{}
+
+func (webFetcher) Fetch(ctx context.Context, rawURL, sha256hex, dir, file string, maxSize int64, p storage.ProgressFunc) error {
+	return web.Fetch(ctx, http.DefaultClient, rawURL, sha256hex, dir, file, maxSize, p)
 }
 
 // storageManager makes a Manager of h with the real storage parts.
@@ -110,7 +95,7 @@ func (h *harness) storageManagerAt(cred map[string]storage.Credentials, store Ob
 		System: h.provSys, Executors: map[ensemble.Executor]executor.Executor{ensemble.Docker: h.ex},
 		Store: h.store, Ledger: h.ledger, Wallet: h.wallet, Sealer: h.sealer, DataDir: h.dataDir,
 		Heartbeat: time.Second, Logger: testLogger(),
-		Mounter: localMounter{}, ObjectStore: store, Results: walkReader{},
+		Mounter: localMounter{}, ObjectStore: store, Results: transferReader{}, Fetcher: webFetcher{},
 		NodeKey: h.provKey, Credentials: cred, Now: now,
 	})
 	if err != nil {
@@ -453,7 +438,7 @@ func TestResultsServedAndKept(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(reply.Volumes) != 1 || reply.Volumes[0].Volume != "res" || reply.Volumes[0].State != state {
+		if len(reply.Volumes) != 1 || reply.Volumes[0].Volume != "res" || reply.Volumes[0].State != state || !reply.Volumes[0].Ready {
 			t.Fatalf("list = %+v, want res %s", reply.Volumes, state)
 		}
 		reply, err = ask(h.orch.act, deployproto.ResultsRequest{Deployment: "dep1", Allocation: "job", Volume: "res", Op: deployproto.ResultsManifest})
@@ -557,7 +542,7 @@ func TestServiceOutputsSyncedAndUploadedAtStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := deployproto.ResultVolume{Allocation: "job", Volume: "results", Kind: ensemble.S3, Mode: ensemble.ModeOut, State: deployproto.ResultUploaded,
-		Bucket: "outputs", Endpoint: srv.Endpoint, Region: srv.Region, Prefix: "svc/"}
+		Bucket: "outputs", Endpoint: srv.Endpoint, Region: srv.Region, Prefix: "svc/", Ready: true}
 	if len(reply.Volumes) == 1 { // the last upload's figures
 		want.Objects, want.Bytes = reply.Volumes[0].Objects, reply.Volumes[0].Bytes
 	}
@@ -595,4 +580,46 @@ func FuzzResults(f *testing.F) {
 			t.Fatalf("read outside the volume: %q %q %q", alloc, vol, path)
 		}
 	})
+}
+
+func TestURLVolume(t *testing.T) {
+	data := []byte("a public data set\n")
+	sum := sha256.Sum256(data)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(data) }))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		name    string
+		sha     string
+		state   deployproto.AllocationState
+		message string
+	}{
+		{"hash matches", hex.EncodeToString(sum[:]), deployproto.AllocFailed, "exited with code 1"}, // the write into it is refused
+		{"hash mismatch", strings.Repeat("0", 64), deployproto.AllocFailed, "volume dataset: stage: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			m := h.storageManager(nil, nil)
+			spec := task("cat=/data/set.txt", "write=/data/set.txt:changed")
+			spec.Volumes = map[string]ensemble.Volume{"dataset": {Path: "/data", Kind: ensemble.URL, URL: srv.URL + "/files/set.txt?token=abc", SHA256: tc.sha}}
+			hd := h.createOn(m, "r1.job", "r1", spec)
+			h.mustStart(hd)
+			r := h.awaitEnd("r1.job")
+			if r.State != tc.state || !strings.HasPrefix(r.Message, tc.message) {
+				t.Fatalf("end = %s %q, want %s %q…", r.State, r.Message, tc.state, tc.message)
+			}
+			if strings.Contains(r.Message, "token=abc") {
+				t.Errorf("message %q holds the URL's query", r.Message)
+			}
+			stdout, stderr := h.readLogs(hd)
+			if tc.state == deployproto.AllocFailed && strings.HasPrefix(tc.message, "volume") {
+				if !strings.Contains(r.Message, "sha256 mismatch") {
+					t.Errorf("message %q, want the mismatch", r.Message)
+				}
+				return
+			}
+			if stdout != string(data) || !strings.Contains(stderr, "read-only") {
+				t.Errorf("stdout %q stderr %q, want the file, then the write refused", stdout, stderr)
+			}
+		})
+	}
 }

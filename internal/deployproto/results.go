@@ -70,6 +70,10 @@ type ResultVolume struct {
 	Mode       ensemble.VolumeMode `json:"mode"`
 	State      string              `json:"state"`
 	Error      string              `json:"error,omitempty"`
+	// Ready says whether the volume holds the allocation's final outputs
+	// now (it has ended and, for s3, uploaded them); Reason says why not.
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"`
 	// Kept volumes: when they are removed.
 	Expires time.Time `json:"expires,omitzero"`
 	// s3: where the objects went (the prefix actually used).

@@ -5,14 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"os"
 	"slices"
 
 	"github.com/dmsnet/dms/internal/allocation"
 	"github.com/dmsnet/dms/internal/config"
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/storage"
 	"github.com/dmsnet/dms/internal/storage/local"
 	"github.com/dmsnet/dms/internal/storage/s3"
+	"github.com/dmsnet/dms/internal/storage/transfer"
+	"github.com/dmsnet/dms/internal/storage/web"
 )
 
 // loadCredentials reads the S3 keys the operator offers to jobs
@@ -51,8 +55,40 @@ func (n *Node) storageConfig(c config.Storage, cfg *allocation.Config) error {
 	cfg.NodeKey = n.cfg.Key
 	cfg.Mounter = localMounter{}
 	cfg.ObjectStore = s3Store{s3.New(s3.Options{PartSize: int64(c.PartSize), Concurrency: c.Concurrency})}
+	cfg.Fetcher = webFetcher{client: &http.Client{}}
+	cfg.Results = resultReader{}
 	cfg.ResultsRetention = c.ResultsRetention.D()
 	return nil
+}
+
+// webFetcher is storage/web.
+type webFetcher struct{ client *http.Client }
+
+var _ allocation.Fetcher = webFetcher{}
+
+func (w webFetcher) Fetch(ctx context.Context, rawURL, sha256hex, dir, file string, maxSize int64, p storage.ProgressFunc) error {
+	return web.Fetch(ctx, w.client, rawURL, sha256hex, dir, file, maxSize, p)
+}
+
+// resultReader is storage/transfer over a result volume's directory.
+type resultReader struct{}
+
+var _ allocation.ResultReader = resultReader{}
+
+func (resultReader) Manifest(dir string) (deployproto.ResultFiles, error) {
+	m, err := transfer.BuildManifest(dir)
+	if err != nil {
+		return deployproto.ResultFiles{}, err
+	}
+	out := deployproto.ResultFiles{Files: make([]deployproto.ResultFile, len(m.Files)), Bytes: m.Bytes}
+	for i, f := range m.Files {
+		out.Files[i] = deployproto.ResultFile(f)
+	}
+	return out, nil
+}
+
+func (resultReader) Chunk(dir, path string, off int64, n int) ([]byte, error) {
+	return transfer.ReadChunk(dir, path, off, n)
 }
 
 // s3Store is storage/s3 as the allocations use it.
