@@ -101,6 +101,9 @@ type Manager struct {
 	cfg       Config
 	log       *slog.Logger
 	artifacts *artifactCache
+	// progressEvery is how often a transfer's progress is logged (tests
+	// lower it).
+	progressEvery time.Duration
 
 	// life is cancelled by Close; it is the parent of every background
 	// goroutine's context (not a request context).
@@ -177,14 +180,15 @@ func New(cfg Config) (*Manager, error) {
 	}
 	life, stop := context.WithCancel(context.Background())
 	return &Manager{
-		cfg:       cfg,
-		log:       cfg.Logger.With("component", "allocation"),
-		artifacts: &artifactCache{dir: cfg.ArtifactDir, max: cfg.MaxArtifactSize, inflight: map[string]*fetch{}},
-		life:      life,
-		stop:      stop,
-		allocs:    map[string]*alloc{},
-		creating:  map[string]string{},
-		released:  map[string]bool{},
+		cfg:           cfg,
+		log:           cfg.Logger.With("component", "allocation"),
+		artifacts:     &artifactCache{dir: cfg.ArtifactDir, max: cfg.MaxArtifactSize, inflight: map[string]*fetch{}},
+		progressEvery: defaultProgressEvery,
+		life:          life,
+		stop:          stop,
+		allocs:        map[string]*alloc{},
+		creating:      map[string]string{},
+		released:      map[string]bool{},
 	}, nil
 }
 

@@ -69,9 +69,9 @@ type ResultReader interface {
 	Chunk(dir, path string, off int64, n int) ([]byte, error)
 }
 
-// progressEvery is how often a long transfer writes its progress to the
-// allocation's log.
-const progressEvery = 5 * time.Second
+// defaultProgressEvery is how often a long transfer writes its progress
+// to the allocation's log.
+const defaultProgressEvery = 5 * time.Second
 
 // OutputState is the upload state of an s3 out volume, kept in the Record.
 type OutputState struct {
@@ -316,7 +316,7 @@ func (a *alloc) progress(name, verb string) *progressLog {
 func (l *progressLog) update(p storage.Progress) {
 	l.mu.Lock()
 	l.p = p
-	due := time.Since(l.last) >= progressEvery
+	due := time.Since(l.last) >= l.a.m.progressEvery
 	if due {
 		l.last = time.Now()
 	}

@@ -623,3 +623,47 @@ func TestURLVolume(t *testing.T) {
 		})
 	}
 }
+
+// countingStore counts the downloads.
+type countingStore struct {
+	ObjectStore
+	mu        sync.Mutex
+	downloads int
+}
+
+func (s *countingStore) Download(ctx context.Context, loc S3Location, cred storage.Credentials, dir string, p storage.ProgressFunc) (TransferStats, error) {
+	s.mu.Lock()
+	s.downloads++
+	s.mu.Unlock()
+	return s.ObjectStore.Download(ctx, loc, cred, dir, p)
+}
+
+func TestStagedOnceAcrossRestartsWithProgress(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.MakeBucket("inputs")
+	for i := range 20 {
+		srv.Put("inputs", "part-"+strings.Repeat("x", i%3)+string(rune('a'+i)), []byte(strings.Repeat("y", 64<<10)))
+	}
+	h := newHarness(t)
+	store := &countingStore{ObjectStore: s3Store{s3.New(s3.Options{Retries: 1})}}
+	m := h.storageManager(map[string]storage.Credentials{"ops": srv.Credentials}, store)
+	m.progressEvery = 0 // every progress report becomes a line
+	spec := task("print=run", "exit=1")
+	spec.Restart = ensemble.Restart{Policy: ensemble.OnFailure, MaxRestarts: 2, Backoff: time.Millisecond}
+	spec.Volumes = map[string]ensemble.Volume{"inputs": s3Volume("/in", ensemble.ModeIn, srv, "inputs", "", &ensemble.Credentials{Provider: "ops"})}
+	hd := h.createOn(m, "r1.job", "r1", spec)
+	h.mustStart(hd)
+	r := h.awaitEnd("r1.job")
+	if r.State != deployproto.AllocFailed || r.Restarts != 2 {
+		t.Fatalf("end = %s after %d restarts, want failed after 2", r.State, r.Restarts)
+	}
+	if store.downloads != 1 {
+		t.Errorf("%d downloads for 3 runs, want 1", store.downloads)
+	}
+	_, stderr := h.readLogs(hd)
+	for _, want := range []string{"[dms] volume inputs: staging s3://inputs/ from " + srv.Endpoint, " of 20 objects)\n", "[dms] volume inputs: staged 20 objects, 1.2 MiB in "} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("log lacks %q:\n%s", want, stderr)
+		}
+	}
+}
