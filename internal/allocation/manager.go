@@ -104,6 +104,7 @@ type Manager struct {
 	// progressEvery is how often a transfer's progress is logged (tests
 	// lower it).
 	progressEvery time.Duration
+	sweepOnce     sync.Once // starts the results sweeper
 
 	// life is cancelled by Close; it is the parent of every background
 	// goroutine's context (not a request context).
@@ -563,8 +564,10 @@ func (m *Manager) Resume(ctx context.Context) error {
 			m.log.Warn("resume: release", "reservation_id", res, "err", err)
 		}
 	}
-	m.SweepResults()
-	m.goTracked(m.sweepLoop)
+	m.sweepOnce.Do(func() {
+		m.SweepResults()
+		m.goTracked(m.sweepLoop)
+	})
 	m.log.Info("allocations resumed", "count", len(resumed))
 	return errors.Join(errs...)
 }

@@ -552,8 +552,8 @@ func checkVolume(v ensemble.Volume) error {
 	default:
 		return fmt.Errorf("kind %q is not local, s3 or url", v.Kind)
 	}
-	if v.Size < 0 {
-		return errors.New("size: negative")
+	if v.Size > 1<<62 {
+		return fmt.Errorf("size: %d bytes is too large", v.Size)
 	}
 	return nil
 }

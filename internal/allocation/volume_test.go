@@ -667,3 +667,47 @@ func TestStagedOnceAcrossRestartsWithProgress(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckVolume(t *testing.T) {
+	s3v := func(mode ensemble.VolumeMode) ensemble.Volume {
+		return ensemble.Volume{Path: "/v", Kind: ensemble.S3, Mode: mode, S3: &ensemble.S3Volume{Bucket: "b"}}
+	}
+	for _, tc := range []struct {
+		name string
+		v    ensemble.Volume
+		want string // "" = fine
+	}{
+		{"local", ensemble.Volume{Path: "/v"}, ""},
+		{"local out", ensemble.Volume{Path: "/v", Mode: ensemble.ModeOut}, ""},
+		{"local in", ensemble.Volume{Path: "/v", Mode: ensemble.ModeIn}, `mode "in": a local volume`},
+		{"s3 in", s3v(ensemble.ModeIn), ""},
+		{"s3 inout", s3v(ensemble.ModeInOut), ""},
+		{"s3 no mode", s3v(""), `mode "" is not in, out or inout`},
+		{"s3 negative sync", func() ensemble.Volume { v := s3v(ensemble.ModeOut); v.S3.SyncEvery = -1; return v }(), "sync_every"},
+		{"url", ensemble.Volume{Path: "/v", Kind: ensemble.URL, URL: "https://x/y", SHA256: strings.Repeat("a", 64)}, ""},
+		{"url without hash", ensemble.Volume{Path: "/v", Kind: ensemble.URL, URL: "https://x/y"}, "sha256"},
+		{"url out", ensemble.Volume{Path: "/v", Kind: ensemble.URL, URL: "https://x/y", SHA256: strings.Repeat("a", 64), Mode: ensemble.ModeOut}, "an input"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkVolume(tc.v)
+			if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("checkVolume = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSecretsOf(t *testing.T) {
+	spec := deployproto.AllocationSpec{Volumes: map[string]ensemble.Volume{
+		"a": {Kind: ensemble.S3, S3: &ensemble.S3Volume{Credentials: &ensemble.Credentials{Secret: "mine"}}},
+		"b": {Kind: ensemble.S3, S3: &ensemble.S3Volume{Credentials: &ensemble.Credentials{Provider: "ops"}}},
+		"c": {},
+	}}
+	got := secretsOf(spec, map[string][]byte{"mine": []byte("sealed"), "theirs": []byte("other allocation's")})
+	if len(got) != 1 || string(got["mine"]) != "sealed" {
+		t.Errorf("secretsOf = %q, want only mine", got)
+	}
+	if got := secretsOf(spec, nil); got != nil {
+		t.Errorf("secretsOf(nothing given) = %q", got)
+	}
+}
