@@ -309,7 +309,13 @@ func (m *Manager) resultDir(req deployproto.ResultsRequest, live []*alloc, recs 
 		case !kept(v):
 			return "", fmt.Errorf("results: volume %s of allocation %s is not a local out volume", req.Volume, req.Allocation)
 		}
-		return live[i].volumeDir(req.Volume), nil
+		dir := live[i].volumeDir(req.Volume)
+		if rec.Ran { // mounted again after a reboot; a volume never made is not made here
+			if err := m.mountDir(dir, int64(v.Size)); err != nil {
+				return "", fmt.Errorf("results: volume %s: mount: %w", req.Volume, err)
+			}
+		}
+		return dir, nil
 	}
 	for _, k := range keptRes {
 		if k.Allocation != req.Allocation {
