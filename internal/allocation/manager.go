@@ -106,6 +106,9 @@ type Manager struct {
 	progressEvery time.Duration
 	sweepOnce     sync.Once // starts the results sweeper
 
+	manMu     sync.Mutex
+	manifests map[string]builtManifest // guarded by manMu: manifests being paged, by directory
+
 	// life is cancelled by Close; it is the parent of every background
 	// goroutine's context (not a request context).
 	life context.Context
@@ -185,6 +188,7 @@ func New(cfg Config) (*Manager, error) {
 		log:           cfg.Logger.With("component", "allocation"),
 		artifacts:     &artifactCache{dir: cfg.ArtifactDir, max: cfg.MaxArtifactSize, inflight: map[string]*fetch{}},
 		progressEvery: defaultProgressEvery,
+		manifests:     map[string]builtManifest{},
 		life:          life,
 		stop:          stop,
 		allocs:        map[string]*alloc{},

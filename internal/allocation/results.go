@@ -274,11 +274,7 @@ func (m *Manager) Results(ctx context.Context, from identity.DID, req deployprot
 		return deployproto.ResultsReply{}, err
 	}
 	if req.Op == deployproto.ResultsManifest {
-		man, err := m.cfg.Results.Manifest(dir)
-		if err != nil {
-			return deployproto.ResultsReply{}, fmt.Errorf("results: volume %s: manifest: %w", req.Volume, err)
-		}
-		return deployproto.ResultsReply{Manifest: &man}, nil
+		return m.manifestPage(dir, req)
 	}
 	if req.Length <= 0 || req.Length > deployproto.MaxResultsChunk || req.Offset < 0 {
 		return deployproto.ResultsReply{}, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("results: chunk of %d bytes at %d: want 1-%d bytes at an offset ≥ 0", req.Length, req.Offset, deployproto.MaxResultsChunk)}
@@ -390,4 +386,55 @@ func (m *Manager) listResults(allocation string, recs []Record, keptRes []keptRe
 		return strings.Compare(x.Allocation+"/"+x.Volume, y.Allocation+"/"+y.Volume)
 	})
 	return out
+}
+
+// manifestTTL is how long a manifest built for its first page serves the
+// next pages.
+const manifestTTL = time.Minute
+
+type builtManifest struct {
+	at  time.Time
+	man deployproto.ResultFiles
+}
+
+// manifestPage answers one page of a volume's manifest: the first page
+// builds it (hashing every file), the next ones come from that build.
+func (m *Manager) manifestPage(dir string, req deployproto.ResultsRequest) (deployproto.ResultsReply, error) {
+	if req.Offset < 0 {
+		return deployproto.ResultsReply{}, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("results: manifest from file %d", req.Offset)}
+	}
+	m.manMu.Lock()
+	b, ok := m.manifests[dir]
+	m.manMu.Unlock()
+	if req.Offset == 0 || !ok || time.Since(b.at) > manifestTTL {
+		man, err := m.cfg.Results.Manifest(dir)
+		if err != nil {
+			return deployproto.ResultsReply{}, fmt.Errorf("results: volume %s: manifest: %w", req.Volume, err)
+		}
+		b = builtManifest{at: time.Now(), man: man}
+		m.manMu.Lock()
+		for k, old := range m.manifests { // drop the stale ones
+			if time.Since(old.at) > manifestTTL {
+				delete(m.manifests, k)
+			}
+		}
+		m.manifests[dir] = b
+		m.manMu.Unlock()
+	}
+	files := b.man.Files
+	if req.Offset > int64(len(files)) {
+		return deployproto.ResultsReply{}, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("results: manifest from file %d of %d", req.Offset, len(files))}
+	}
+	page := deployproto.ResultFiles{Files: []deployproto.ResultFile{}, Bytes: b.man.Bytes}
+	size := 0
+	i := int(req.Offset)
+	for ; i < len(files) && (size == 0 || size+len(files[i].Path)+128 <= deployproto.MaxManifestPage); i++ {
+		page.Files = append(page.Files, files[i])
+		size += len(files[i].Path) + 128
+	}
+	reply := deployproto.ResultsReply{Manifest: &page}
+	if i < len(files) {
+		reply.NextFile = int64(i)
+	}
+	return reply, nil
 }

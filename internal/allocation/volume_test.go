@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -709,5 +710,59 @@ func TestSecretsOf(t *testing.T) {
 	}
 	if got := secretsOf(spec, nil); got != nil {
 		t.Errorf("secretsOf(nothing given) = %q", got)
+	}
+}
+
+func TestManifestPages(t *testing.T) {
+	h := newHarness(t)
+	m := h.storageManager(nil, nil)
+	orch := h.orch.act.Handle().DID
+	dir := m.keptDir("dep1", "job")
+	long := filepath.Join(strings.Repeat("a", 200), strings.Repeat("b", 200), strings.Repeat("c", 200), strings.Repeat("d", 200), strings.Repeat("e", 200))
+	if err := os.MkdirAll(filepath.Join(dir, "res", long), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1200 // × ~1.1 KiB of path: more than one page
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(dir, "res", long, strings.Repeat("f", 50)+string(rune('A'+i%26))+strings.Repeat("0", i%7)+"-"+strconv.Itoa(i)), []byte{byte(i)}, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, _ := json.Marshal(keptResults{Deployment: "dep1", Allocation: "job", Orchestrator: orch, Kept: time.Now(), Volumes: map[string]keptVolume{"res": {}}})
+	if err := os.WriteFile(filepath.Join(dir, keptFile), info, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var files []deployproto.ResultFile
+	pages := 0
+	for off := int64(0); ; pages++ {
+		reply, err := m.Results(context.Background(), orch, deployproto.ResultsRequest{Deployment: "dep1", Allocation: "job", Volume: "res", Op: deployproto.ResultsManifest, Offset: off})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(reply)
+		if len(b) > 2*deployproto.MaxManifestPage {
+			t.Fatalf("page %d: %d bytes", pages, len(b))
+		}
+		if reply.Manifest.Bytes != n {
+			t.Fatalf("page %d: Bytes = %d, want the volume's %d", pages, reply.Manifest.Bytes, n)
+		}
+		files = append(files, reply.Manifest.Files...)
+		if reply.NextFile == 0 {
+			break
+		}
+		off = reply.NextFile
+	}
+	if len(files) != n || pages < 1 {
+		t.Fatalf("%d files in %d pages, want %d in more than one", len(files), pages+1, n)
+	}
+	seen := map[string]bool{}
+	for _, f := range files {
+		seen[f.Path] = true
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct files, want %d", len(seen), n)
+	}
+	if _, err := m.Results(context.Background(), orch, deployproto.ResultsRequest{Deployment: "dep1", Allocation: "job", Volume: "res", Op: deployproto.ResultsManifest, Offset: n + 1}); err == nil {
+		t.Error("a page past the end: no error")
 	}
 }

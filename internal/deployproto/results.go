@@ -23,7 +23,10 @@ const (
 	// the provider (Allocation narrows it to one): ResultsReply.Volumes.
 	ResultsList ResultsOp = "list"
 	// ResultsManifest lists the files of one local out volume:
-	// ResultsReply.Manifest.
+	// ResultsReply.Manifest, in pages that fit an envelope: Offset is the
+	// index of the first file, ResultsReply.NextFile the index to ask for
+	// next (0 once the list is complete). Manifest.Bytes is the whole
+	// volume's.
 	ResultsManifest ResultsOp = "manifest"
 	// ResultsChunk reads Length bytes (at most MaxResultsChunk) of Path at
 	// Offset: ResultsReply.Data (shorter at the end of the file).
@@ -49,7 +52,12 @@ type ResultsReply struct {
 	Volumes  []ResultVolume `json:"volumes,omitempty"`
 	Manifest *ResultFiles   `json:"manifest,omitempty"`
 	Data     []byte         `json:"data,omitempty"`
+	NextFile int64          `json:"next_file,omitempty"`
 }
+
+// MaxManifestPage bounds the bytes of the paths in one page of a
+// manifest.
+const MaxManifestPage = 1 << 20
 
 // The states of a result volume.
 const (
