@@ -18,6 +18,9 @@
 //		System: sys, Executors: executors, Store: store, Ledger: resources,
 //		Wallet: wallet, Sealer: sealer, DataDir: filepath.Join(home, "data", "allocations"),
 //		Heartbeat: 2 * time.Second, StopAfter: 20 * time.Second, Logger: log,
+//		// volumes (see Volumes): adapters of storage/local, s3, web, transfer
+//		Mounter: mounter, ObjectStore: s3store, Fetcher: fetcher, Results: reader,
+//		NodeKey: nodeKey, Credentials: operatorCreds, ResultsRetention: 24 * time.Hour,
 //	})
 //	err = m.Resume(ctx)                  // re-attach to running instances
 //	h, err := m.Create(ctx, allocation.CreateRequest{ID: id, Reservation: res,
@@ -29,7 +32,7 @@
 //
 //	p := allocation.NewProvider(allocation.ProviderConfig{Node: root, Key: nodeKey,
 //		Ledger: ledger, Allocations: m, ReservationTTL: 30 * time.Second})
-//	err = p.Register() // bid, commit and revert behaviors on the node actor
+//	err = p.Register() // bid, commit, revert and results behaviors on the node actor
 //
 // A bid reserves, for ReservationTTL, enough to host any one of the nodes
 // that fit (a provider hosts at most one node of an ensemble) and is signed with the node key (deployproto.SignBid); a

@@ -128,6 +128,7 @@ func TestVolumesInOutRoundTrip(t *testing.T) {
 	srv.Put("inputs", "data/a.txt", []byte("alpha"))
 	srv.Put("inputs", "data/sub/b.txt", []byte("beta"))
 	srv.Put("inputs", "other/c.txt", []byte("not staged"))
+	srv.Put("inputs", "work/seed.txt", []byte("seed;"))
 
 	for _, tc := range []struct {
 		name string
@@ -139,10 +140,11 @@ func TestVolumesInOutRoundTrip(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			m := h.storageManager(map[string]storage.Credentials{"ops": srv.Credentials}, nil)
-			spec := task("cat=/in/a.txt", "cat=/in/sub/b.txt", "write=/out/r.txt:result of "+tc.name)
+			spec := task("cat=/in/a.txt", "cat=/in/sub/b.txt", "cat=/work/seed.txt", "write=/out/r.txt:result of "+tc.name, "write=/work/grown.txt:"+tc.name)
 			spec.Volumes = map[string]ensemble.Volume{
 				"inputs":  s3Volume("/in", ensemble.ModeIn, srv, "inputs", "data/", tc.cred),
 				"outputs": s3Volume("/out", ensemble.ModeOut, srv, "outputs", "", tc.cred),
+				"work":    s3Volume("/work", ensemble.ModeInOut, srv, "inputs", "work/", tc.cred),
 			}
 			spec.Attempt = 2
 			sealed, err := identity.SealTo(h.provKey.DID(), srv.Credentials.MarshalSecret(), deployproto.SecretContext("dep1", "keys"))
@@ -170,7 +172,10 @@ func TestVolumesInOutRoundTrip(t *testing.T) {
 				t.Fatalf("uploaded r.txt = %q, %v; want %q", got, err, "result of "+tc.name)
 			}
 			out, _ := h.readLogs(hd)
-			if !strings.Contains(out, "alphabeta") {
+			if got, err := srv.Get("inputs", "work/grown.txt"); err != nil || string(got) != tc.name {
+				t.Errorf("inout volume: grown.txt = %q, %v; want it uploaded back under work/", got, err)
+			}
+			if !strings.Contains(out, "alphabetaseed;") {
 				t.Errorf("logs = %q, want the staged inputs' content", out)
 			}
 			if strings.Contains(out, srv.Credentials.SecretAccessKey) {
