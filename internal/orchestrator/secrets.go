@@ -224,11 +224,12 @@ func (r *run) standbySecrets(d *Deployment) map[string][]byte {
 	return out
 }
 
-// adoptSecrets gives d, a replica this node takes over, the secrets its
-// primary sealed to this node, sealed again with this node's key. It
-// reports whether the deployment needs secrets this node did not get.
-func (s *Service) adoptSecrets(d *Deployment) (missing bool) {
-	box := d.StandbySecrets[s.cfg.System.Self()]
+// adoptSecrets gives d, a replica this node (peer ID self) takes over,
+// the secrets its primary sealed to this node, sealed again with this
+// node's key. It reports whether the deployment needs secrets this node
+// did not get.
+func (s *Service) adoptSecrets(d *Deployment, self string) (missing bool) {
+	box := d.StandbySecrets[self]
 	d.StandbySecrets, d.SealedSecrets = nil, nil
 	if box == nil {
 		spec, err := ensemble.Parse(d.Spec)

@@ -27,6 +27,7 @@ func secretSpec(peer string) string {
 allocations:
   job:
     executor: docker
+    resources: {cpu: 0.5, ram: 32MiB}
     execution: {image: alpine}
     volumes:
       out: {path: /out, kind: s3, mode: out, s3: {bucket: results, endpoint: "http://127.0.0.1:9", credentials: {secret: results-keys}}}
@@ -187,5 +188,64 @@ func TestSubmitSecrets(t *testing.T) {
 				t.Errorf("a refused submission left %d deployments", len(ds))
 			}
 		})
+	}
+}
+
+// TestStandbyGetsSecrets: the replica carries the secrets only sealed to
+// the standby's key; after a takeover, the new orchestrator's commits give
+// the provider the secret sealed to it.
+func TestStandbyGetsSecrets(t *testing.T) {
+	// Reservations of the primary's last round may outlive it: a short TTL
+	// frees them for the standby's rounds.
+	w := newWorld(t, 3, worldOpts{lost: time.Second, lease: time.Second, ttl: 2 * time.Second})
+	w.nodes[0].ledger.Offboard()
+	w.nodes[1].ledger.Offboard()
+	primary, standby, prov := w.nodes[0], w.nodes[1], w.nodes[2]
+	commits := recordCommits(prov)
+	spec := secretSpec(prov.host.Self()) + "supervision:\n  orchestrators: 2\n  standbys: [" + peerOf(standby) + "]\n"
+	sub := w.submission(primary, spec)
+	sub.Secrets = map[string]string{"results-keys": secretText}
+	d, err := primary.svc.Submit(context.Background(), sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req := nextCommit(t, commits); req.Orchestrator.Host != peerOf(primary) {
+		t.Fatalf("first commit from %s, want the primary", req.Orchestrator.Host)
+	}
+	rep := waitGet(t, standby.svc, d.ID, "the standby holds the secrets sealed to it", func(d *orchestrator.Deployment) bool {
+		return d.IsStandby() && d.StandbySecrets[peerOf(standby)] != nil
+	})
+	if rep.SealedSecrets != nil {
+		t.Error("the replica carries the primary's sealed secrets")
+	}
+	stored, _ := standby.store.Deployments()
+	for _, rec := range stored {
+		data, _ := json.Marshal(rec)
+		if bytes.Contains(data, []byte(secretValue)) {
+			t.Error("the standby's stored replica holds the secret in clear")
+		}
+	}
+	w.kill(primary)
+	deadline := time.After(30 * time.Second)
+	for {
+		var req deployproto.CommitRequest
+		select {
+		case req = <-commits:
+		case <-deadline:
+			cur, _ := standby.svc.Get(d.ID)
+			t.Fatalf("no commit from the standby after the takeover; state %s (%s) %+v\n%s", cur.State, cur.Message, cur.Candidates, eventLines(cur))
+		}
+		if req.Orchestrator.Host != peerOf(standby) {
+			continue // the primary's, sent before it died
+		}
+		got, err := prov.key.OpenSealed(req.Secrets["results-keys"], deployproto.SecretContext(d.ID, "results-keys"))
+		if err != nil || string(got) != secretText {
+			t.Fatalf("the new orchestrator's commit: secret %q, %v; want the text given", got, err)
+		}
+		break
+	}
+	cur, _ := standby.svc.Get(d.ID)
+	if cur.IsStandby() || cur.SealedSecrets == nil || cur.StandbySecrets != nil {
+		t.Errorf("after the takeover: standby %v, sealed %d bytes, standby boxes %d", cur.IsStandby(), len(cur.SealedSecrets), len(cur.StandbySecrets))
 	}
 }

@@ -466,7 +466,7 @@ func (s *Service) takeover(r *run, silence time.Duration) {
 	}
 	d.addEvent(now, Event{Kind: EventTakeover, From: formerHost, To: s.cfg.System.Self(), Epoch: d.Epoch,
 		Message: fmt.Sprintf("took over from %s at epoch %d: no word for %s", identity.ShortPeerID(formerHost), d.Epoch, silence.Round(100*time.Millisecond))})
-	if s.adoptSecrets(d) { // secrets.go
+	if s.adoptSecrets(d, s.cfg.System.Self()) { // secrets.go
 		msg := fmt.Sprintf("this node did not get the deployment's secrets from %s: placing or redeploying a node whose volumes need one will fail", identity.ShortPeerID(formerHost))
 		d.addEvent(now, Event{Kind: EventTakeover, Epoch: d.Epoch, Message: msg})
 		s.log.Warn("took over without the secrets", "deployment_id", d.ID)
