@@ -82,3 +82,27 @@ allocations:
 		})
 	}
 }
+
+// FuzzCheckSecrets: any ensemble text and secrets of a deploy request are
+// checked without a panic, and a refusal never quotes a secret's value
+// after its first '=' (the value of a KEY=VALUE line).
+func FuzzCheckSecrets(f *testing.F) {
+	ens := "version: v1\nallocations:\n  job:\n    executor: docker\n    execution: {image: alpine}\n    volumes:\n      out: {path: /out, kind: s3, mode: out, s3: {bucket: results, credentials: {secret: results-keys}}}\n"
+	f.Add(ens, "results-keys", "access_key_id=A\nsecret_access_key=zzzzzzzzzzzz\n")
+	f.Add(ens, "results-key", `{"access_key_id": "A", "secret_access_key": "zzzzzzzzzzzz"}`)
+	f.Add("version: v1\n", "Bad Name", "x=zzzzzzzzzzzz")
+	f.Add("", "k", "")
+	f.Fuzz(func(t *testing.T, ensemble, name, value string) {
+		err := checkSecrets(api.DeployRequest{Ensemble: ensemble, Secrets: map[string]string{name: value}})
+		if err == nil {
+			return
+		}
+		for _, line := range strings.Split(value, "\n") {
+			_, v, ok := strings.Cut(line, "=")
+			v = strings.Trim(strings.TrimSpace(v), `"'`)
+			if ok && len(v) >= 12 && !strings.Contains(name, v) && !strings.Contains(ensemble, v) && strings.Contains(err.Error(), v) {
+				t.Fatalf("the refusal quotes a value: %v", err)
+			}
+		}
+	})
+}

@@ -24,6 +24,9 @@ package orchestrator
 //     lacks (standby_artifacts.go). A standby that lacks some still counts
 //     toward the lease; a takeover without them all records which are
 //     missing, and only a start or redeploy that needs one fails.
+//   - Secrets. The user's secrets go with the record sealed to each
+//     standby's key, and a takeover seals them again with the new node's
+//     key (secrets.go).
 //   - The lease. The primary makes supervision decisions (marking
 //     allocations lost, redeploying: run.leaseHeld) only while a standby
 //     acknowledged a replicate sent less than Lease ago (lease.go).
