@@ -3,6 +3,7 @@ module github.com/dmsnet/dms
 go 1.26.8
 
 require (
+	filippo.io/edwards25519 v1.2.0
 	github.com/MetaMask/go-did-it v1.0.0-pre1
 	github.com/compose-spec/compose-go/v2 v2.12.0
 	github.com/containerd/errdefs v1.0.0
@@ -40,7 +41,6 @@ require (
 
 require (
 	filippo.io/bigmod v0.1.1-0.20260103110540-f8a47775ebe5 // indirect
-	filippo.io/edwards25519 v1.2.0 // indirect
 	filippo.io/keygen v1.0.0 // indirect
 	github.com/Microsoft/go-winio v0.6.2 // indirect
 	github.com/agext/levenshtein v1.2.1 // indirect
