@@ -51,7 +51,7 @@ type Config struct {
 	// host path; may be empty).
 	DefaultKernel string
 
-	// Volumes beyond plain directories (volume.go); each may be nil, and
+	// Volumes beyond plain directories (volumes.go); each may be nil, and
 	// then the volumes that need it fail with a reason saying so.
 	Mounter     Mounter      // size-bounded local volumes
 	ObjectStore ObjectStore  // s3 volumes

@@ -190,7 +190,15 @@ func (a *alloc) prepareVolumes(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return &storage.VolumeError{Volume: name, Op: "stage", Err: err}
+			var ve *storage.VolumeError
+			if errors.As(err, &ve) {
+				return err
+			}
+			op := "stage"
+			if kindOf(v) == ensemble.URL {
+				op = "fetch"
+			}
+			return &storage.VolumeError{Volume: name, Op: op, Err: err}
 		}
 	}
 	a.mu.Lock()
@@ -221,7 +229,7 @@ func (a *alloc) stage(ctx context.Context, rec *Record, name string, v ensemble.
 		}
 		cred, err := a.credentials(rec, name, v)
 		if err != nil {
-			return err
+			return &storage.VolumeError{Volume: name, Op: "credentials", Err: err}
 		}
 		loc := s3Location(v, v.S3.Prefix)
 		a.dmsLine("volume %s: staging s3://%s/%s from %s", name, loc.Bucket, loc.Prefix, endpointOf(loc))
@@ -395,18 +403,19 @@ func (a *alloc) uploadOne(ctx context.Context, name string, periodic bool) error
 	rec := a.record()
 	v := rec.Spec.Volumes[name]
 	prefix := outPrefix(&rec, v)
-	fail := func(err error) error {
+	failOp := func(op string, err error) error {
 		if ctx.Err() == nil {
 			a.setOutput(name, OutputState{State: deployproto.ResultFailed, Error: err.Error(), Prefix: prefix, Time: a.m.cfg.Now()})
 		}
-		return &storage.VolumeError{Volume: name, Op: "upload", Err: err}
+		return &storage.VolumeError{Volume: name, Op: op, Err: err}
 	}
+	fail := func(err error) error { return failOp("upload", err) }
 	if a.m.cfg.ObjectStore == nil {
 		return fail(errors.New("this node cannot reach s3 volumes"))
 	}
 	cred, err := a.credentials(&rec, name, v)
 	if err != nil {
-		return fail(err)
+		return failOp("credentials", err)
 	}
 	dir := a.volumeDir(name)
 	if err := a.m.mountDir(dir, int64(v.Size)); err != nil { // again, after a restart

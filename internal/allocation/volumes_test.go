@@ -229,8 +229,11 @@ func TestVolumeBadInputFailsTheAllocation(t *testing.T) {
 	}{
 		{"no bucket", s3Volume("/in", ensemble.ModeIn, srv, "nope", "", ops), `volume inputs: stage: `},
 		{"wrong credentials", s3Volume("/in", ensemble.ModeIn, srv, "fine", "", &ensemble.Credentials{Provider: "wrong"}), "volume inputs: stage: "},
-		{"unknown operator credentials", s3Volume("/in", ensemble.ModeIn, srv, "fine", "", &ensemble.Credentials{Provider: "other"}), `volume inputs: stage: credentials.provider "other"`},
-		{"missing secret", s3Volume("/in", ensemble.ModeIn, srv, "fine", "", &ensemble.Credentials{Secret: "absent"}), `volume inputs: stage: credentials.secret "absent": the secret was not given`},
+		{"unknown operator credentials", s3Volume("/in", ensemble.ModeIn, srv, "fine", "", &ensemble.Credentials{Provider: "other"}), `volume inputs: credentials: credentials.provider "other"`},
+		{"missing secret", s3Volume("/in", ensemble.ModeIn, srv, "fine", "", &ensemble.Credentials{Secret: "absent"}), `volume inputs: credentials: credentials.secret "absent": the secret was not given`},
+		{"secret sealed to another node", s3Volume("/in", ensemble.ModeIn, srv, "fine", "", &ensemble.Credentials{Secret: "foreign"}), `volume inputs: credentials: credentials.secret "foreign": does not open with this node's key`},
+		{"secret of another deployment", s3Volume("/in", ensemble.ModeIn, srv, "fine", "", &ensemble.Credentials{Secret: "elsewhere"}), `volume inputs: credentials: credentials.secret "elsewhere": does not open`},
+		{"secret that is no credentials file", s3Volume("/in", ensemble.ModeIn, srv, "fine", "", &ensemble.Credentials{Secret: "garbage"}), `volume inputs: credentials: credentials.secret "garbage": credentials: line 1 is not KEY=VALUE`},
 		{"refused endpoint", func() ensemble.Volume {
 			v := s3Volume("/in", ensemble.ModeIn, srv, "fine", "", ops)
 			v.S3.Endpoint = refused
@@ -246,9 +249,21 @@ func TestVolumeBadInputFailsTheAllocation(t *testing.T) {
 			}, nil)
 			spec := task("print=ran")
 			spec.Volumes = map[string]ensemble.Volume{"inputs": tc.volume, "scratch": {Path: "/scratch"}}
+			seal := func(to identity.DID, text, dep, name string) []byte {
+				b, err := identity.SealTo(to, []byte(text), deployproto.SecretContext(dep, name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+			secrets := map[string][]byte{
+				"foreign":   seal(mustKey(t).DID(), string(srv.Credentials.MarshalSecret()), "dep1", "foreign"),
+				"elsewhere": seal(h.provKey.DID(), string(srv.Credentials.MarshalSecret()), "dep2", "elsewhere"),
+				"garbage":   seal(h.provKey.DID(), "not a credentials file", "dep1", "garbage"),
+			}
 			h.ledger.hold("r1")
 			hd, err := m.Create(context.Background(), CreateRequest{ID: "r1.job", Reservation: "r1", Deployment: "dep1",
-				Orchestrator: h.orch.act.Handle(), Spec: spec})
+				Orchestrator: h.orch.act.Handle(), Spec: spec, Secrets: secrets})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -600,7 +615,7 @@ func TestURLVolume(t *testing.T) {
 		message string
 	}{
 		{"hash matches", hex.EncodeToString(sum[:]), deployproto.AllocFailed, "exited with code 1"}, // the write into it is refused
-		{"hash mismatch", strings.Repeat("0", 64), deployproto.AllocFailed, "volume dataset: stage: "},
+		{"hash mismatch", strings.Repeat("0", 64), deployproto.AllocFailed, "volume dataset: fetch: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
