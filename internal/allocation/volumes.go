@@ -238,7 +238,7 @@ func (a *alloc) stage(ctx context.Context, rec *Record, name string, v ensemble.
 		if err != nil {
 			return err
 		}
-		a.dmsLine("volume %s: staged %d objects, %s in %s", name, st.Objects, sizeText(st.Bytes), time.Since(start).Round(time.Millisecond))
+		a.dmsLine("volume %s: staged %s, %s in %s", name, objectsText(st.Objects), sizeText(st.Bytes), time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }
@@ -366,6 +366,14 @@ func sizeText(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
+// objectsText is "1 object", "2 objects".
+func objectsText(n int) string {
+	if n == 1 {
+		return "1 object"
+	}
+	return fmt.Sprintf("%d objects", n)
+}
+
 // redactURL drops a URL's userinfo and query (which may hold secrets).
 func redactURL(raw string) string {
 	if i := strings.IndexAny(raw, "?#"); i >= 0 {
@@ -439,7 +447,7 @@ func (a *alloc) uploadOne(ctx context.Context, name string, periodic bool) error
 		if st.Resumed {
 			resumed = fmt.Sprintf(" (resumed; %s sent again)", sizeText(st.ResentBytes))
 		}
-		a.dmsLine("volume %s: uploaded %d objects, %s in %s%s", name, st.Objects, sizeText(st.Bytes), time.Since(start).Round(time.Millisecond), resumed)
+		a.dmsLine("volume %s: uploaded %s, %s in %s%s", name, objectsText(st.Objects), sizeText(st.Bytes), time.Since(start).Round(time.Millisecond), resumed)
 	}
 	return nil
 }

@@ -353,6 +353,84 @@ func (s *stalledStore) Upload(ctx context.Context, loc S3Location, cred storage.
 	return s.ObjectStore.Upload(ctx, loc, cred, dir, journal, p)
 }
 
+// cutStore cuts its first Upload short once cut bytes are sent, then
+// holds it until the manager closes, as a node killed mid-upload.
+type cutStore struct {
+	ObjectStore
+	cut     int64
+	once    sync.Once
+	stalled chan struct{}
+}
+
+func (s *cutStore) Upload(ctx context.Context, loc S3Location, cred storage.Credentials, dir, journal string, p storage.ProgressFunc) (TransferStats, error) {
+	first := false
+	s.once.Do(func() { first = true })
+	if !first {
+		return s.ObjectStore.Upload(ctx, loc, cred, dir, journal, p)
+	}
+	inner, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.ObjectStore.Upload(inner, loc, cred, dir, journal, func(pr storage.Progress) {
+		if pr.Bytes >= s.cut {
+			cancel()
+		}
+	})
+	close(s.stalled)
+	<-ctx.Done()
+	return TransferStats{}, ctx.Err()
+}
+
+func TestRestartDuringMultipartUploadResumesIt(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.MakeBucket("outputs")
+	h := newHarness(t)
+	real := s3Store{s3.New(s3.Options{Retries: 1, PartSize: 5 << 20, Concurrency: 1})}
+	cut := &cutStore{ObjectStore: real, cut: 10 << 20, stalled: make(chan struct{})}
+	m1 := h.storageManager(map[string]storage.Credentials{"ops": srv.Credentials}, cut)
+	spec := task("print=wrote")
+	spec.Volumes = map[string]ensemble.Volume{"results": s3Volume("/out", ensemble.ModeOut, srv, "outputs", "", &ensemble.Credentials{Provider: "ops"})}
+	// The output is there before the run (the fake workload writes text only).
+	big := make([]byte, 30<<20)
+	for i := range big {
+		big[i] = byte(i * 7 / 5)
+	}
+	dir := filepath.Join(h.dataDir, "r1.job", "volumes", "results")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "big.bin"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hd := h.createOn(m1, "r1.job", "r1", spec)
+	h.mustStart(hd)
+	select {
+	case <-cut.stalled:
+	case <-time.After(time.Minute):
+		t.Fatal("the upload never began")
+	}
+	if err := m1.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(h.dataDir, "r1.job", "upload-results.journal")); err != nil {
+		t.Fatalf("no journal after the cut: %v", err)
+	}
+	m2 := h.storageManager(map[string]storage.Credentials{"ops": srv.Credentials}, real)
+	if err := m2.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.awaitEnd("r1.job"); r.State != deployproto.AllocCompleted {
+		t.Fatalf("end after the restart = %s %q, want completed", r.State, r.Message)
+	}
+	got, err := srv.Get("outputs", "dep1/job/1/big.bin")
+	if err != nil || sha256.Sum256(got) != sha256.Sum256(big) {
+		t.Fatalf("object: %d bytes, %v; want the file's", len(got), err)
+	}
+	_, stderr := h.readLogs(hd)
+	if !strings.Contains(stderr, "(resumed; ") {
+		t.Errorf("log does not say the upload resumed:\n%s", stderr)
+	}
+}
+
 func TestRestartDuringUploadResumesIt(t *testing.T) {
 	srv := s3test.Start(t)
 	srv.MakeBucket("outputs")
