@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -217,7 +217,7 @@ func (a *alloc) stage(ctx context.Context, rec *Record, name string, v ensemble.
 		if a.m.cfg.Fetcher == nil {
 			return errors.New("this node cannot fetch url volumes")
 		}
-		a.dmsLine("volume %s: fetching %s", name, redactURL(v.URL))
+		a.dmsLine("volume %s: fetching from %s", name, hostOf(v.URL))
 		p := a.progress(name, "fetched")
 		if err := a.m.cfg.Fetcher.Fetch(ctx, v.URL, v.SHA256, dir, v.File, 0, p.update); err != nil {
 			return err
@@ -374,22 +374,13 @@ func objectsText(n int) string {
 	return fmt.Sprintf("%d objects", n)
 }
 
-// redactURL drops a URL's userinfo and query (which may hold secrets).
-func redactURL(raw string) string {
-	if i := strings.IndexAny(raw, "?#"); i >= 0 {
-		raw = raw[:i]
+// hostOf names the server of a URL for the log (never its path or
+// query, which may hold secrets).
+func hostOf(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.Host != "" {
+		return u.Host
 	}
-	if scheme, rest, ok := strings.Cut(raw, "://"); ok {
-		host, path, _ := strings.Cut(rest, "/")
-		if at := strings.LastIndex(host, "@"); at >= 0 {
-			host = host[at+1:]
-		}
-		raw = scheme + "://" + host
-		if path != "" {
-			raw += "/" + path
-		}
-	}
-	return raw
+	return "its server"
 }
 
 // uploadOutputs uploads every s3 out volume, in name order; the first

@@ -710,6 +710,9 @@ func TestURLVolume(t *testing.T) {
 				t.Errorf("message %q holds the URL's query", r.Message)
 			}
 			stdout, stderr := h.readLogs(hd)
+			if host := strings.TrimPrefix(srv.URL, "http://"); !strings.Contains(stderr, "[dms] volume dataset: fetching from "+host) || strings.Contains(stderr, "token=abc") {
+				t.Errorf("log %q: want the fetch from %s, without the query", stderr, host)
+			}
 			if tc.state == deployproto.AllocFailed && strings.HasPrefix(tc.message, "volume") {
 				if !strings.Contains(r.Message, "sha256 mismatch") {
 					t.Errorf("message %q, want the mismatch", r.Message)
