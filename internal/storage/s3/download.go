@@ -201,6 +201,11 @@ func (t *Transfer) fetch(ctx context.Context, c *conn, root *os.Root, prefix str
 			if errors.As(err, &pe) { // the local write failed: not the server's fault
 				return fmt.Errorf("write %s: %w: %w", name, err, errRefused)
 			}
+			if strings.HasPrefix(err.Error(), "checksum mismatch") {
+				// minio-go checked the server's full-object checksum (a CRC
+				// when the object has no SHA-256) at the end of the body.
+				return fmt.Errorf("%w: server checksum: %s", ErrChecksum, strings.TrimPrefix(err.Error(), "checksum mismatch, "))
+			}
 			return err
 		}
 		if n != info.Size {
