@@ -100,7 +100,7 @@ func TestRoundTrip(t *testing.T) {
 		"empty":              {},
 		"nested/dir/b.bin":   randBytes(t, 70_000),
 		"nested/big.bin":     randBytes(t, 3*testPart+12345), // 4 parts
-		"exact.bin":          randBytes(t, 2*testPart),      // 2 full parts
+		"exact.bin":          randBytes(t, 2*testPart),       // 2 full parts
 		"name with spaces/x": []byte("x"),
 	}
 	tests := []struct {

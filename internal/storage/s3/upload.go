@@ -459,4 +459,3 @@ func mapb(m map[int]bool) map[int]bool {
 	}
 	return out
 }
-
