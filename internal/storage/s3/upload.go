@@ -1,7 +1,6 @@
 package s3
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -26,8 +25,9 @@ const hashBuffer = 256 << 10
 // Upload puts every regular file under dir to loc.Prefix + its path
 // relative to dir (symbolic links and other non-regular files are left
 // out). Files of PartSize or more go multipart with Concurrency parts in
-// flight, each read into one of Concurrency+1 pooled buffers, so the extra
-// memory is at most (Concurrency+1) × PartSize. Each object gets user
+// flight (in all, not per file); each part streams from the file, so the
+// extra memory does not grow with the part size or the file (a few 64 KiB
+// signing buffers per request). Each object gets user
 // metadata sha256=<hex of the whole file>, computed before it is sent.
 //
 // journal is a file where the state of the uploads is saved atomically
@@ -53,11 +53,7 @@ func (t *Transfer) Upload(ctx context.Context, loc Location, cred storage.Creden
 	u := &uploader{
 		t: t, c: c, j: j,
 		prog:    &progress{fn: p},
-		buffers: make(chan []byte, t.opts.Concurrency+1),
 		sending: make(chan struct{}, t.opts.Concurrency),
-	}
-	for range t.opts.Concurrency + 1 {
-		u.buffers <- nil // allocated on first use
 	}
 	var total int64
 	for _, f := range files {
@@ -139,8 +135,7 @@ type uploader struct {
 	j    *journal
 	prog *progress
 
-	buffers chan []byte   // Concurrency+1 part buffers (nil until first used)
-	sending chan struct{} // a slot per part in flight
+	sending chan struct{} // a slot per part in flight, across files
 
 	mu    sync.Mutex // guards stats
 	stats Stats
@@ -320,25 +315,9 @@ func (u *uploader) multipart(ctx context.Context, f localFile, id fileID, partSi
 			continue
 		}
 		size := partLen(n)
-		var buf []byte
-		select {
-		case buf = <-u.buffers:
-		case <-gctx.Done():
-			return waitErr(g, gctx)
-		}
-		if int64(cap(buf)) < size {
-			buf = make([]byte, max(size, u.t.opts.PartSize))
-		}
-		buf = buf[:size]
-		if _, err := fh.ReadAt(buf, int64(n-1)*partSize); err != nil {
-			u.buffers <- buf
-			_ = g.Wait()
-			return fmt.Errorf("read %s: %w: %w", f.path, err, errRefused)
-		}
 		select {
 		case u.sending <- struct{}{}:
 		case <-gctx.Done():
-			u.buffers <- buf
 			return waitErr(g, gctx)
 		}
 		if err := u.j.update(func(st *journalState) {
@@ -349,7 +328,6 @@ func (u *uploader) multipart(ctx context.Context, f localFile, id fileID, partSi
 			up.Sending[n] = true
 		}); err != nil {
 			<-u.sending
-			u.buffers <- buf
 			_ = g.Wait()
 			return err
 		}
@@ -357,12 +335,14 @@ func (u *uploader) multipart(ctx context.Context, f localFile, id fileID, partSi
 			u.count(func(s *Stats) { s.ResentBytes += size })
 		}
 		g.Go(func() error {
-			defer func() { <-u.sending; u.buffers <- buf }()
+			defer func() { <-u.sending }()
 			var part minio.ObjectPart
 			err := u.t.retry(gctx, func() error {
+				// The part streams from the file: no buffer, and a retry
+				// reads it again.
+				r := io.NewSectionReader(fh, int64(n-1)*partSize, size)
 				var err error
-				part, err = c.core.PutObjectPart(gctx, c.loc.Bucket, f.key, uploadID, n,
-					bytes.NewReader(buf), size, minio.PutObjectPartOptions{})
+				part, err = c.core.PutObjectPart(gctx, c.loc.Bucket, f.key, uploadID, n, r, size, minio.PutObjectPartOptions{})
 				return err
 			})
 			if err != nil {
