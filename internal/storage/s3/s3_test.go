@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"io/fs"
@@ -182,8 +183,40 @@ func TestDownloadForeignObjects(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dst, "sub")); err != nil || !fi.IsDir() {
 		t.Errorf("directory marker in/sub/: %v", err)
 	}
-	if st.Unverified != 1 {
-		t.Errorf("Unverified = %d, want 1 (in/big: multipart, no sha256)", st.Unverified)
+	if st.Unverified != 0 {
+		t.Errorf("Unverified = %d, want 0 (in/big has the server's full-object CRC)", st.Unverified)
+	}
+	// That CRC is checked: a corrupted multipart object is caught.
+	srv.Corrupt("bkt", "in/big", 6<<20)
+	_, err = newTest(Options{}).Download(context.Background(), Location{Endpoint: srv.Endpoint, Bucket: "bkt", Prefix: "in"}, srv.Credentials, t.TempDir(), nil)
+	if !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), "in/big") {
+		t.Errorf("Download of corrupted in/big = %v, want ErrChecksum naming it", err)
+	}
+}
+
+func TestExpected(t *testing.T) {
+	sum := sha256.Sum256([]byte("x"))
+	b64 := base64.StdEncoding.EncodeToString(sum[:])
+	tests := []struct {
+		name string
+		info minio.ObjectInfo
+		how  string // "" = nothing to check
+	}{
+		{"server sha256", minio.ObjectInfo{ChecksumSHA256: b64, ETag: "abc-2"}, "x-amz-checksum-sha256"},
+		{"composite sha256 ignored", minio.ObjectInfo{ChecksumSHA256: b64, ChecksumMode: "COMPOSITE", ETag: "abc-2"}, ""},
+		{"composite sha256 by suffix", minio.ObjectInfo{ChecksumSHA256: b64 + "-3", ETag: "abc-2"}, ""},
+		{"metadata", minio.ObjectInfo{UserMetadata: map[string]string{"Sha256": hex.EncodeToString(sum[:])}, ETag: "abc-2"}, "metadata sha256"},
+		{"bad metadata, md5 etag", minio.ObjectInfo{UserMetadata: map[string]string{"Sha256": "zz"}, ETag: `"0123456789abcdef0123456789abcdef"`}, "etag md5"},
+		{"multipart etag, crc32c", minio.ObjectInfo{ETag: "0123456789abcdef0123456789abcdef-3", ChecksumCRC32C: "AAAAAA=="}, "x-amz-checksum-crc32c"},
+		{"multipart etag, crc64nvme", minio.ObjectInfo{ETag: "x-3", ChecksumCRC64NVME: "AAAAAAAAAAA="}, "x-amz-checksum-crc64nvme"},
+		{"multipart etag, composite crc", minio.ObjectInfo{ETag: "x-3", ChecksumCRC32C: "AAAAAA==-3"}, ""},
+		{"multipart etag only", minio.ObjectInfo{ETag: "0123456789abcdef0123456789abcdef-3"}, ""},
+	}
+	for _, tc := range tests {
+		_, h, how := expected(tc.info)
+		if how != tc.how || (h == nil) != (tc.how == "") {
+			t.Errorf("%s: expected() checks by %q (hash %v), want %q", tc.name, how, h != nil, tc.how)
+		}
 	}
 }
 
