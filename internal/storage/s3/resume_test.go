@@ -102,16 +102,23 @@ func TestResumeAfterKill(t *testing.T) {
 	}
 	srv := s3test.Start(t)
 	srv.MakeBucket("out")
-	const parts, concurrency = 10, 2
+	// DMS_S3_RESUME_MIB (bench/run-storage.sh) runs it at scale with the
+	// defaults: 8 MiB parts, 4 at once.
+	parts, concurrency, partSize := 10, 2, int64(testPart)
+	if mib, err := strconv.Atoi(os.Getenv("DMS_S3_RESUME_MIB")); err == nil && mib > 0 {
+		partSize, concurrency = defaultPartSize, 4
+		parts = int(int64(mib) << 20 / partSize)
+	}
 	src := t.TempDir()
-	data := randBytes(t, parts*testPart)
+	data := randBytes(t, parts*int(partSize))
 	writeTree(t, src, map[string][]byte{"big": data})
 	journal := filepath.Join(t.TempDir(), "journal")
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestResumeAfterKill$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "DMS_S3_CHILD=1",
 		"DMS_S3_ENDPOINT="+srv.Endpoint, "DMS_S3_SRC="+src, "DMS_S3_JOURNAL="+journal,
-		"DMS_S3_CONCURRENCY="+strconv.Itoa(concurrency), "DMS_S3_STOP_AT="+strconv.Itoa(4*testPart))
+		"DMS_S3_CONCURRENCY="+strconv.Itoa(concurrency), "DMS_S3_PART="+strconv.FormatInt(partSize, 10),
+		"DMS_S3_STOP_AT="+strconv.FormatInt(int64(parts/2)*partSize, 10))
 	// The keys reach the child on stdin, not in its environment.
 	cmd.Stdin = strings.NewReader(string(srv.Credentials.MarshalSecret()))
 	out, err := cmd.StdoutPipe()
@@ -135,10 +142,10 @@ func TestResumeAfterKill(t *testing.T) {
 	}
 	_ = cmd.Wait()
 	if !ready {
-		t.Fatal("the child ended before it had sent 4 parts")
+		t.Fatalf("the child ended before it had sent %d parts", parts/2)
 	}
 
-	st, err := newTest(Options{Concurrency: concurrency}).Upload(context.Background(),
+	st, err := newTest(Options{Concurrency: concurrency, PartSize: partSize}).Upload(context.Background(),
 		Location{Endpoint: srv.Endpoint, Bucket: "out", Prefix: "k"}, srv.Credentials, src, journal, nil)
 	if err != nil {
 		t.Fatalf("Upload after kill: %v", err)
@@ -146,13 +153,13 @@ func TestResumeAfterKill(t *testing.T) {
 	if !st.Resumed {
 		t.Error("Resumed = false, want true")
 	}
-	if limit := int64(concurrency) * testPart; st.ResentBytes > limit {
+	if limit := int64(concurrency) * partSize; st.ResentBytes > limit {
 		t.Errorf("ResentBytes = %d, want ≤ %d", st.ResentBytes, limit)
 	}
-	if st.Bytes > int64(len(data))-4*testPart+int64(concurrency)*testPart {
-		t.Errorf("sent %d bytes after 4 of %d parts were done", st.Bytes, parts)
+	if st.Bytes > int64(len(data))-int64(parts/2)*partSize+int64(concurrency)*partSize {
+		t.Errorf("sent %d bytes after %d of %d parts were done", st.Bytes, parts/2, parts)
 	}
-	t.Logf("after kill -9: resent %d bytes, sent %d of %d", st.ResentBytes, st.Bytes, len(data))
+	t.Logf("after kill -9: resent_bytes=%d sent_bytes=%d of %d (part %d, concurrency %d)", st.ResentBytes, st.Bytes, len(data), partSize, concurrency)
 	checkObject(t, srv, "out", "k/big", data)
 }
 
@@ -167,8 +174,9 @@ func killChild() {
 		os.Exit(2)
 	}
 	conc, _ := strconv.Atoi(os.Getenv("DMS_S3_CONCURRENCY"))
+	part, _ := strconv.ParseInt(os.Getenv("DMS_S3_PART"), 10, 64)
 	stopAt, _ := strconv.ParseInt(os.Getenv("DMS_S3_STOP_AT"), 10, 64)
-	tr := newTest(Options{Concurrency: conc})
+	tr := newTest(Options{Concurrency: conc, PartSize: part})
 	_, err = tr.Upload(context.Background(), Location{Endpoint: os.Getenv("DMS_S3_ENDPOINT"), Bucket: "out", Prefix: "k"},
 		cred, os.Getenv("DMS_S3_SRC"), os.Getenv("DMS_S3_JOURNAL"), func(p storage.Progress) {
 			if p.Bytes >= stopAt {
