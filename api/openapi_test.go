@@ -41,6 +41,15 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		}, reflect.TypeFor[DeploymentAlloc]()},
 		{"DeploymentEvent", func() (schema, bool) { s, ok := schemas["DeploymentEvent"]; return s, ok }, reflect.TypeFor[DeploymentEvent]()},
 		{"DeploymentEvents", func() (schema, bool) { s, ok := schemas["DeploymentEvents"]; return s, ok }, reflect.TypeFor[DeploymentEvents]()},
+		{"ResultVolume", func() (schema, bool) { s, ok := schemas["ResultVolume"]; return s, ok }, reflect.TypeFor[ResultVolume]()},
+		{"ResultManifest", func() (schema, bool) { s, ok := schemas["ResultManifest"]; return s, ok }, reflect.TypeFor[ResultManifest]()},
+		{"ResultManifest.files", func() (schema, bool) {
+			p, ok := schemas["ResultManifest"].Properties["files"]
+			if !ok || p.Items == nil {
+				return schema{}, false
+			}
+			return *p.Items, true
+		}, reflect.TypeFor[ResultFile]()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, ok := tc.s()

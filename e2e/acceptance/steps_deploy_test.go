@@ -74,12 +74,12 @@ func (w *World) resources(name string) api.ResourceSnapshot {
 	return s
 }
 
-// deploy submits an ensemble (detached) from orch's home, keeps its ID as
-// <deployment>, and shuts it down at the end of the scenario if it still
-// runs.
-func (w *World) deploy(orch, yaml string) string {
+// deploy submits an ensemble (detached, with more dms deploy args) from
+// orch's home, keeps its ID as <deployment>, and shuts it down at the end
+// of the scenario if it still runs.
+func (w *World) deploy(orch, yaml string, args ...string) string {
 	f := w.writeFile(fmt.Sprintf("deploy-%d.yaml", len(w.vals)), yaml)
-	r := w.home(orch).Run(w.T, "deploy", "-f", f, "--detach")
+	r := w.home(orch).Run(w.T, append([]string{"deploy", "-f", f, "--detach"}, args...)...)
 	if r.Code != 0 {
 		w.T.Fatalf("dms deploy --detach: %s", r)
 	}

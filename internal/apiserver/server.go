@@ -41,6 +41,8 @@ type Config struct {
 	Deployments DeploymentService
 	// Plans is nil on a node that orchestrates nothing.
 	Plans PlanService
+	// Results is nil on a node that orchestrates nothing.
+	Results ResultService
 }
 
 // Server is the REST API.

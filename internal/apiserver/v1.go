@@ -99,6 +99,7 @@ func (s *Server) routesV1() {
 	s.routesResources()
 	s.routesCap()
 	s.routesDeployments()
+	s.routesResults()
 	s.routesPlan()
 	s.routesExec()
 }

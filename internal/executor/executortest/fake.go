@@ -227,6 +227,21 @@ func runSteps(ctx context.Context, in *workload, steps []script.Step, stdout, st
 			if err := os.WriteFile(host, []byte(s.Text), 0o644); err != nil {
 				return fail("%v", err)
 			}
+		case script.Append, script.Fill:
+			host, ro, ok := in.hostPath(s.Path)
+			if !ok || ro {
+				return fail("open %s: read-only file system", s.Path)
+			}
+			if s.Op == script.Append {
+				if err := script.AppendLine(host, s.Text); err != nil {
+					return fail("%v", err)
+				}
+				break
+			}
+			if err := script.FillFile(host, s.N); err != nil {
+				return fail("fill: %v", err)
+			}
+			fmt.Fprintf(stdout, "filled %d MiB\n", s.N)
 		case script.Cat:
 			host, _, ok := in.hostPath(s.Path)
 			if !ok {

@@ -14,6 +14,9 @@
 //	exit=CODE         exit with CODE (without it the workload exits 0)
 //	alloc=MIB         allocate and touch MIB mebibytes, and keep them
 //	write=PATH:TEXT   write TEXT to the file PATH
+//	append=PATH:TEXT  append TEXT and a newline to the file PATH (created)
+//	fill=PATH:MIB     write MIB mebibytes to the file PATH; on an error
+//	                  (ENOSPC) print "workload: fill: ERROR" to stderr and exit 1
 //	cat=PATH          print the contents of PATH
 //	env=NAME          print NAME=value
 //	pwd               print the working directory
@@ -23,6 +26,7 @@ package script
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +45,8 @@ const (
 	Exit   Op = "exit"
 	Alloc  Op = "alloc"
 	Write  Op = "write"
+	Append Op = "append"
+	Fill   Op = "fill"
 	Cat    Op = "cat"
 	Env    Op = "env"
 	Pwd    Op = "pwd"
@@ -50,9 +56,9 @@ const (
 // Step is one parsed step.
 type Step struct {
 	Op   Op
-	Text string        // print, eprint, write (the content), env (the name)
-	Path string        // write, cat
-	N    int           // tick (count), exit (code), alloc (MiB), spawn (count)
+	Text string        // print, eprint, write and append (the content), env (the name)
+	Path string        // write, append, fill, cat
+	N    int           // tick (count), exit (code), alloc and fill (MiB), spawn (count)
 	D    time.Duration // sleep, spin, tick (interval)
 }
 
@@ -85,11 +91,19 @@ func Parse(args []string) ([]Step, error) {
 			}
 		case Exit, Alloc, Spawn:
 			s.N, err = strconv.Atoi(arg)
-		case Write:
+		case Write, Append:
 			var ok bool
 			if s.Path, s.Text, ok = strings.Cut(arg, ":"); !ok || s.Path == "" {
 				err = fmt.Errorf("want PATH:TEXT")
 			}
+		case Fill:
+			path, n, ok := strings.Cut(arg, ":")
+			if !ok || path == "" {
+				err = fmt.Errorf("want PATH:MIB")
+				break
+			}
+			s.Path = path
+			s.N, err = strconv.Atoi(n)
 		case Cat:
 			s.Path = arg
 			if arg == "" {
@@ -108,4 +122,39 @@ func Parse(args []string) ([]Step, error) {
 		steps = append(steps, s)
 	}
 	return steps, nil
+}
+
+// AppendLine appends text and a newline to the file path, creating it.
+func AppendLine(path, text string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(text + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// FillFile writes mib mebibytes of zeros to the file path and syncs it, so
+// that a full filesystem answers ENOSPC here rather than later.
+func FillFile(path string, mib int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for range mib {
+		if _, err = f.Write(buf); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

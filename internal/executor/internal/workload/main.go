@@ -69,6 +69,17 @@ func run(s script.Step) (code int, stop bool) {
 			fmt.Fprintln(os.Stderr, "workload:", err)
 			return 1, true
 		}
+	case script.Append:
+		if err := script.AppendLine(s.Path, s.Text); err != nil {
+			fmt.Fprintln(os.Stderr, "workload:", err)
+			return 1, true
+		}
+	case script.Fill:
+		if err := script.FillFile(s.Path, s.N); err != nil {
+			fmt.Fprintln(os.Stderr, "workload: fill:", err)
+			return 1, true
+		}
+		fmt.Printf("filled %d MiB\n", s.N)
 	case script.Cat:
 		b, err := os.ReadFile(s.Path)
 		if err != nil {
