@@ -6,10 +6,13 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"hash/crc32"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -364,6 +367,37 @@ func TestLocalPath(t *testing.T) {
 		}
 		if err != nil && !errors.Is(err, errRefused) {
 			t.Errorf("localPath(%q, %q) error %v is not a refusal", tc.prefix, tc.key, err)
+		}
+	}
+}
+
+// Parts go unsigned with a CRC32C: the server must refuse a part whose
+// bytes do not match it, or a part damaged in transit would be kept.
+func TestServerChecksPartCRC(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.MakeBucket("bkt")
+	c, err := newTest(Options{}).connect(Location{Endpoint: srv.Endpoint, Bucket: "bkt"}, srv.Credentials)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	id, err := c.core.NewMultipartUpload(ctx, "bkt", "k", minio.PutObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := randBytes(t, 1000)
+	crc := crc32.Checksum(data, castagnoli)
+	for _, tc := range []struct {
+		name string
+		crc  uint32
+		ok   bool
+	}{{"right", crc, true}, {"wrong", crc ^ 1, false}} {
+		sum := base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, tc.crc))
+		_, err := c.core.PutObjectPart(ctx, "bkt", "k", id, 1, bytes.NewReader(data), int64(len(data)), minio.PutObjectPartOptions{
+			DisableContentSha256: true, CustomHeader: http.Header{"X-Amz-Checksum-Crc32c": {sum}},
+		})
+		if (err == nil) != tc.ok {
+			t.Errorf("%s crc32c: PutObjectPart = %v, want ok %v", tc.name, err, tc.ok)
 		}
 	}
 }

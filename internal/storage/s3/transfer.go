@@ -95,7 +95,7 @@ type Options struct {
 
 // Stats say what a transfer did.
 type Stats struct {
-	Objects     int   // objects transferred (or skipped as unchanged, for Upload)
+	Objects     int   // objects transferred (Upload: those skipped as unchanged are in Skipped)
 	Bytes       int64 // bytes sent or received
 	ResentBytes int64 // Upload: bytes of parts a previous, interrupted call had started and this one sent again
 	Resumed     bool  // Upload: a multipart upload from the journal was continued

@@ -3,10 +3,13 @@ package s3
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -339,10 +342,23 @@ func (u *uploader) multipart(ctx context.Context, f localFile, id fileID, partSi
 			var part minio.ObjectPart
 			err := u.t.retry(gctx, func() error {
 				// The part streams from the file: no buffer, and a retry
-				// reads it again.
+				// reads it again. Its payload is not signed (that would
+				// hash it with SHA-256 a second time): a CRC32C the
+				// server checks guards it in transit, and the whole
+				// object's SHA-256 is in its metadata.
 				r := io.NewSectionReader(fh, int64(n-1)*partSize, size)
+				crc := crc32.New(castagnoli)
+				if _, err := io.CopyBuffer(crc, r, make([]byte, 64<<10)); err != nil {
+					return fmt.Errorf("read %s: %w: %w", f.path, err, errRefused)
+				}
+				if _, err := r.Seek(0, io.SeekStart); err != nil {
+					return fmt.Errorf("read %s: %w: %w", f.path, err, errRefused)
+				}
 				var err error
-				part, err = c.core.PutObjectPart(gctx, c.loc.Bucket, f.key, uploadID, n, r, size, minio.PutObjectPartOptions{})
+				part, err = c.core.PutObjectPart(gctx, c.loc.Bucket, f.key, uploadID, n, r, size, minio.PutObjectPartOptions{
+					DisableContentSha256: true,
+					CustomHeader:         http.Header{"X-Amz-Checksum-Crc32c": {base64.StdEncoding.EncodeToString(crc.Sum(nil))}},
+				})
 				return err
 			})
 			if err != nil {
@@ -439,3 +455,5 @@ func mapb(m map[int]bool) map[int]bool {
 	}
 	return out
 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
