@@ -220,7 +220,7 @@ func (t *Transfer) fetch(ctx context.Context, c *conn, root *os.Root, prefix str
 		}
 	}
 	tmp := filepath.Join(filepath.Dir(name), ".dms-part-"+filepath.Base(name)+"-"+rand.Text()[:8])
-	f, err := root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+	f, err := root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return false, c.errorf("get", o.Key, fmt.Errorf("%w: %w", err, errRefused))
 	}
@@ -230,28 +230,6 @@ func (t *Transfer) fetch(ctx context.Context, c *conn, root *os.Root, prefix str
 			_ = root.Remove(tmp)
 		}
 	}()
-	if chunk := t.opts.PartSize; t.opts.Concurrency > 1 && o.Size >= 2*chunk {
-		verified, err = t.fetchRanged(ctx, c, f, o.Key, chunk, prog)
-	} else {
-		verified, err = t.fetchWhole(ctx, c, f, name, o.Key, bufs, prog)
-	}
-	if err != nil {
-		return false, c.errorf("get", o.Key, err)
-	}
-	if err := f.Close(); err != nil {
-		return false, c.errorf("get", o.Key, err)
-	}
-	f = nil
-	if err := root.Rename(tmp, name); err != nil {
-		_ = root.Remove(tmp)
-		return false, c.errorf("get", o.Key, fmt.Errorf("%w: %w", err, errRefused))
-	}
-	prog.add(0, 1)
-	return verified, nil
-}
-
-// fetchWhole downloads an object in one GET, hashing it on the way.
-func (t *Transfer) fetchWhole(ctx context.Context, c *conn, f *os.File, name, key string, bufs chan []byte, prog *progress) (verified bool, err error) {
 	var sent int64 // progress reported for this object, taken back on a retry
 	err = t.retry(ctx, func() error {
 		if sent > 0 {
@@ -268,7 +246,7 @@ func (t *Transfer) fetchWhole(ctx context.Context, c *conn, f *os.File, name, ke
 		// of the body, not minio-go's and ours.
 		var opts minio.GetObjectOptions
 		opts.Set("x-amz-checksum-mode", "ENABLED")
-		body, info, _, err := c.core.GetObject(ctx, c.loc.Bucket, key, opts)
+		body, info, _, err := c.core.GetObject(ctx, c.loc.Bucket, o.Key, opts)
 		if err != nil {
 			return err
 		}
@@ -292,118 +270,19 @@ func (t *Transfer) fetchWhole(ctx context.Context, c *conn, f *os.File, name, ke
 		}
 		return nil
 	})
-	return verified, err
-}
-
-// fetchRanged downloads a large object in chunks, Concurrency ranged GETs
-// at once (each chunk retried alone; If-Match on the ETag so a replaced
-// object is not mixed with the old one), each written at its offset. A
-// second goroutine hashes the file as the chunks before it complete,
-// reading back what was just written (from the page cache).
-func (t *Transfer) fetchRanged(ctx context.Context, c *conn, f *os.File, key string, chunk int64, prog *progress) (verified bool, err error) {
-	var statOpts minio.StatObjectOptions
-	statOpts.Set("x-amz-checksum-mode", "ENABLED")
-	var info minio.ObjectInfo
-	if err := t.retry(ctx, func() error {
-		info, err = c.core.StatObject(ctx, c.loc.Bucket, key, statOpts)
-		return err
-	}); err != nil {
-		return false, err
+	if err != nil {
+		return false, c.errorf("get", o.Key, err)
 	}
-	if err := f.Truncate(info.Size); err != nil {
-		return false, fmt.Errorf("%w: %w", err, errRefused)
+	if err := f.Close(); err != nil {
+		return false, c.errorf("get", o.Key, err)
 	}
-	want, h, how := expected(info)
-	n := int((info.Size + chunk - 1) / chunk)
-	chunkLen := func(i int) int64 { return min(chunk, info.Size-int64(i)*chunk) }
-
-	g, gctx := errgroup.WithContext(ctx)
-	done := make(chan int, n)
-	g.Go(func() error { // the hasher: chunks in order, as they complete
-		finished := make([]bool, n)
-		next := 0
-		buf := make([]byte, copyBuffer)
-		for next < n {
-			select {
-			case i := <-done:
-				finished[i] = true
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-			for next < n && finished[next] {
-				if h != nil {
-					r := io.NewSectionReader(f, int64(next)*chunk, chunkLen(next))
-					if _, err := io.CopyBuffer(h, r, buf); err != nil {
-						return fmt.Errorf("read back: %w: %w", err, errRefused)
-					}
-				}
-				next++
-			}
-		}
-		return nil
-	})
-	work := make(chan int)
-	g.Go(func() error {
-		defer close(work)
-		for i := range n {
-			select {
-			case work <- i:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-		}
-		return nil
-	})
-	for range t.opts.Concurrency {
-		g.Go(func() error {
-			buf := make([]byte, copyBuffer)
-			for i := range work {
-				off, size := int64(i)*chunk, chunkLen(i)
-				var sent int64
-				err := t.retry(gctx, func() error {
-					prog.add(-sent, 0)
-					sent = 0
-					var opts minio.GetObjectOptions
-					if err := opts.SetRange(off, off+size-1); err != nil {
-						return fmt.Errorf("%w: %w", err, errRefused)
-					}
-					if info.ETag != "" {
-						_ = opts.SetMatchETag(info.ETag)
-					}
-					body, _, _, err := c.core.GetObject(gctx, c.loc.Bucket, key, opts)
-					if err != nil {
-						return err
-					}
-					defer body.Close()
-					w := &counter{w: io.NewOffsetWriter(f, off), fn: func(n int64) { sent += n; prog.add(n, 0) }}
-					got, err := io.CopyBuffer(w, io.LimitReader(body, size), buf)
-					if err != nil {
-						var pe *fs.PathError
-						if errors.As(err, &pe) {
-							return fmt.Errorf("write: %w: %w", err, errRefused)
-						}
-						return err
-					}
-					if got != size {
-						return fmt.Errorf("bytes %d-%d: got %d of %d", off, off+size-1, got, size)
-					}
-					return nil
-				})
-				if err != nil {
-					return err
-				}
-				done <- i
-			}
-			return nil
-		})
+	f = nil
+	if err := root.Rename(tmp, name); err != nil {
+		_ = root.Remove(tmp)
+		return false, c.errorf("get", o.Key, fmt.Errorf("%w: %w", err, errRefused))
 	}
-	if err := g.Wait(); err != nil {
-		return false, err
-	}
-	if h != nil && !bytes.Equal(h.Sum(nil), want) {
-		return false, fmt.Errorf("%w: %s %x, got %x", ErrChecksum, how, want, h.Sum(nil))
-	}
-	return h != nil, nil
+	prog.add(0, 1)
+	return verified, nil
 }
 
 // expected is what an object is checked by: the digest, a fresh hash to
