@@ -271,6 +271,12 @@ func TestErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Corrupt("bkt", "c1/ours.bin", 4000)
+	big := t.TempDir() // uploaded in parts
+	writeTree(t, big, map[string][]byte{"big.bin": randBytes(t, 2*testPart+100)})
+	if _, err := tr.Upload(context.Background(), Location{Endpoint: srv.Endpoint, Bucket: "bkt", Prefix: "c3"}, srv.Credentials, big, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	srv.Corrupt("bkt", "c3/big.bin", testPart+7)
 	srv.Put("bkt", "c2/theirs.bin", randBytes(t, 3000))
 	srv.Corrupt("bkt", "c2/theirs.bin", 10)
 	srv.Put("bkt", "esc/a/../../x", []byte("escape")) // stored as esc/x by some servers: checked below
@@ -304,6 +310,7 @@ func TestErrors(t *testing.T) {
 		{"download: endpoint refuses", download, Location{Endpoint: closedPort(t), Bucket: "bkt"}, srv.Credentials, ErrUnreachable, "127.0.0.1"},
 		{"upload: endpoint refuses", upload, Location{Endpoint: closedPort(t), Bucket: "bkt"}, srv.Credentials, ErrUnreachable, "127.0.0.1"},
 		{"corrupted object, sha256 metadata", download, Location{Endpoint: srv.Endpoint, Bucket: "bkt", Prefix: "c1"}, srv.Credentials, ErrChecksum, "c1/ours.bin"},
+		{"corrupted multipart object, sha256 metadata", download, Location{Endpoint: srv.Endpoint, Bucket: "bkt", Prefix: "c3"}, srv.Credentials, ErrChecksum, "c3/big.bin"},
 		{"corrupted object, md5 etag", download, Location{Endpoint: srv.Endpoint, Bucket: "bkt", Prefix: "c2"}, srv.Credentials, ErrChecksum, "c2/theirs.bin"},
 		{"bad endpoint", download, Location{Endpoint: "ftp://x", Bucket: "bkt"}, srv.Credentials, nil, "ftp://x"},
 		{"no bucket", download, Location{Endpoint: srv.Endpoint}, srv.Credentials, nil, "no bucket"},
