@@ -195,7 +195,7 @@ func hashFile(f localFile) (string, error) {
 	}
 	defer fh.Close()
 	h := sha256.New()
-	n, err := io.CopyBuffer(h, fh, make([]byte, hashBuffer))
+	n, err := io.CopyBuffer(h, fh, make([]byte, min(hashBuffer, max(f.size, 512))))
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", err, errRefused)
 	}
