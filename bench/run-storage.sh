@@ -4,6 +4,8 @@
 # peak extra RSS during each transfer; 10,000 × 4 KiB objects staged; the
 # bytes re-sent after kill -9 in the middle of a 512 MiB upload.
 # Usage: bench/run-storage.sh [runs]   (default 1; env MIB=1024 SMALL=10000 RESUME_MIB=512)
+# The machine may be shared: each run compares dms with bare minio-go a few
+# seconds apart, and the summary gives the spread of those ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-1}
@@ -49,5 +51,17 @@ for run in $(seq 1 "$runs"); do
       printf "  %-22s %10s %10s %14s\n", "download (bare minio)", mbs["BareMinioDownload"], "1.00", rss["BareMinioDownload"]
       printf "  small objects staged: %.2f s\n", ns["DownloadSmall"]/1e9
       printf "  resume after kill -9: %s bytes re-sent\n", resent
-    }'
+      printf "RESULT %.3f %.3f %.2f %s %s %s\n", mbs["Upload"]/mbs["BareMinioUpload"], mbs["Download"]/mbs["BareMinioDownload"], ns["DownloadSmall"]/1e9, resent, rss["Upload"], rss["Download"] > "/dev/stderr"
+    }' 2>>"$work/results"
+  echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+done
+# Spread over the runs: min / median / max.
+echo "summary over $runs runs (min / median / max)"
+col=2
+for name in "upload ratio (dms/bare)" "download ratio (dms/bare)" "small objects staged (s)" \
+  "re-sent bytes after kill -9" "upload extra RSS (MiB)" "download extra RSS (MiB)"; do
+  mapfile -t v < <(awk -v c="$col" '{print $c}' "$work/results" | sort -g)
+  n=${#v[@]}
+  printf "  %-30s %s / %s / %s\n" "$name" "${v[0]}" "${v[$(( (n - 1) / 2 ))]}" "${v[$(( n - 1 ))]}"
+  col=$(( col + 1 ))
 done
