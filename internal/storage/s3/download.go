@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -19,14 +20,70 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/minio/crc64nvme"
 	"github.com/minio/minio-go/v7"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dmsnet/dms/internal/storage"
 )
 
-// copyBuffer is the buffer each object download streams through.
-const copyBuffer = 1 << 20
+// An object streams through copyBuffers buffers of copyBuffer bytes: one
+// filled from the network and written to the file while the others are
+// hashed, so the hash does not slow the copy.
+const (
+	copyBuffer  = 256 << 10
+	copyBuffers = 4
+)
+
+func newBuffers() chan []byte {
+	bufs := make(chan []byte, copyBuffers)
+	for range copyBuffers {
+		bufs <- make([]byte, copyBuffer)
+	}
+	return bufs
+}
+
+// copyHash copies src to dst and, on another goroutine, writes the same
+// bytes to h (if not nil). bufs holds the free buffers; all are back in it
+// when copyHash returns.
+func copyHash(dst io.Writer, src io.Reader, h hash.Hash, bufs chan []byte) (int64, error) {
+	full := make(chan []byte, copyBuffers)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range full {
+			if h != nil {
+				h.Write(b)
+			}
+			bufs <- b[:cap(b)]
+		}
+	}()
+	var total int64
+	var err error
+	for {
+		b := <-bufs
+		n, rerr := io.ReadFull(src, b)
+		if n > 0 {
+			if _, werr := dst.Write(b[:n]); werr != nil {
+				err = werr
+				bufs <- b
+				break
+			}
+			total += int64(n)
+		}
+		full <- b[:n]
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			err = rerr
+			break
+		}
+	}
+	close(full)
+	<-done
+	return total, err
+}
 
 // Download stages every object under loc.Prefix into dir (created if
 // missing): keys relative to the prefix become paths; a key that would
@@ -34,7 +91,8 @@ const copyBuffer = 1 << 20
 // server's full-object SHA-256 checksum if it has one, else by the user
 // metadata sha256 Upload writes, else by its ETag when that is a plain
 // MD5; a multipart object with none of them is accepted after its size is
-// checked, and counted in Stats.Unverified. A mismatch is an error
+// checked, and counted in Stats.Unverified (a full-object CRC the server
+// has is checked when there is nothing better). A mismatch is an error
 // wrapping ErrChecksum naming the key. Each object streams to a temporary
 // file renamed into place once checked; Concurrency objects at once.
 func (t *Transfer) Download(ctx context.Context, loc Location, cred storage.Credentials, dir string, p storage.ProgressFunc) (Stats, error) {
@@ -73,9 +131,9 @@ func (t *Transfer) Download(ctx context.Context, loc Location, cred storage.Cred
 	})
 	for range t.opts.Concurrency {
 		g.Go(func() error {
-			buf := make([]byte, copyBuffer)
+			bufs := newBuffers()
 			for o := range objects {
-				verified, err := t.fetch(gctx, c, root, prefix, o, buf, prog)
+				verified, err := t.fetch(gctx, c, root, prefix, o, bufs, prog)
 				if err != nil {
 					return err
 				}
@@ -141,7 +199,7 @@ func localPath(prefix, key string) (string, error) {
 
 // fetch downloads one object into root and checks it; verified is false
 // when there was nothing but its size to check it by.
-func (t *Transfer) fetch(ctx context.Context, c *conn, root *os.Root, prefix string, o minio.ObjectInfo, buf []byte, prog *progress) (verified bool, err error) {
+func (t *Transfer) fetch(ctx context.Context, c *conn, root *os.Root, prefix string, o minio.ObjectInfo, bufs chan []byte, prog *progress) (verified bool, err error) {
 	name, err := localPath(prefix, o.Key)
 	if strings.HasSuffix(o.Key, "/") { // a "directory" marker
 		if err == nil {
@@ -184,18 +242,18 @@ func (t *Transfer) fetch(ctx context.Context, c *conn, root *os.Root, prefix str
 		if err := f.Truncate(0); err != nil {
 			return fmt.Errorf("%w: %w", err, errRefused)
 		}
-		body, info, _, err := c.core.GetObject(ctx, c.loc.Bucket, o.Key, minio.GetObjectOptions{Checksum: true})
+		// Ask for the server's checksums, but check them here: one hash
+		// of the body, not minio-go's and ours.
+		var opts minio.GetObjectOptions
+		opts.Set("x-amz-checksum-mode", "ENABLED")
+		body, info, _, err := c.core.GetObject(ctx, c.loc.Bucket, o.Key, opts)
 		if err != nil {
 			return err
 		}
 		defer body.Close()
 		want, h, how := expected(info)
-		w := io.Writer(f)
-		if h != nil {
-			w = io.MultiWriter(f, h)
-		}
-		w = &counter{w: w, fn: func(n int64) { sent += n; prog.add(n, 0) }}
-		n, err := io.CopyBuffer(w, body, buf)
+		w := &counter{w: f, fn: func(n int64) { sent += n; prog.add(n, 0) }}
+		n, err := copyHash(w, body, h, bufs)
 		if err != nil {
 			var pe *fs.PathError
 			if errors.As(err, &pe) { // the local write failed: not the server's fault
@@ -246,6 +304,27 @@ func expected(info minio.ObjectInfo) (want []byte, h hash.Hash, how string) {
 	if etag := strings.Trim(info.ETag, `"`); len(etag) == 2*md5.Size {
 		if b, err := hex.DecodeString(etag); err == nil {
 			return b, md5.New(), "etag md5"
+		}
+	}
+	// A multipart object put by another tool may have a full-object CRC.
+	if !strings.EqualFold(info.ChecksumMode, "COMPOSITE") {
+		for _, c := range []struct {
+			v    string
+			h    func() hash.Hash
+			name string
+		}{
+			{info.ChecksumCRC64NVME, func() hash.Hash { return crc64nvme.New() }, "x-amz-checksum-crc64nvme"},
+			{info.ChecksumCRC32C, func() hash.Hash { return crc32.New(crc32.MakeTable(crc32.Castagnoli)) }, "x-amz-checksum-crc32c"},
+			{info.ChecksumCRC32, func() hash.Hash { return crc32.NewIEEE() }, "x-amz-checksum-crc32"},
+		} {
+			if c.v == "" || strings.Contains(c.v, "-") {
+				continue
+			}
+			if b, err := base64.StdEncoding.DecodeString(c.v); err == nil {
+				if h := c.h(); len(b) == h.Size() {
+					return b, h, c.name
+				}
+			}
 		}
 	}
 	return nil, nil, ""

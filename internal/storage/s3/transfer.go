@@ -95,7 +95,7 @@ type Options struct {
 
 // Stats say what a transfer did.
 type Stats struct {
-	Objects     int   // objects transferred (or skipped as unchanged, for Upload)
+	Objects     int   // objects transferred (Upload: those skipped as unchanged are in Skipped)
 	Bytes       int64 // bytes sent or received
 	ResentBytes int64 // Upload: bytes of parts a previous, interrupted call had started and this one sent again
 	Resumed     bool  // Upload: a multipart upload from the journal was continued
@@ -106,8 +106,6 @@ type Stats struct {
 // Transfer moves trees to and from S3. Make one with New.
 type Transfer struct {
 	opts Options
-	// minPart is the smallest part size allowed; tests lower it.
-	minPart int64
 }
 
 const (
@@ -133,13 +131,13 @@ func New(opts Options) *Transfer {
 	if opts.MinBackoff <= 0 {
 		opts.MinBackoff = 200 * time.Millisecond
 	}
-	return &Transfer{opts: opts, minPart: minPartSize}
+	return &Transfer{opts: opts}
 }
 
 // partSize is the part size for a file of size n: the option (at least
-// minPart), raised so that the file fits in maxParts parts.
+// 5 MiB), raised so that the file fits in maxParts parts.
 func (t *Transfer) partSize(n int64) int64 {
-	ps := max(t.opts.PartSize, t.minPart)
+	ps := max(t.opts.PartSize, minPartSize)
 	if need := (n + maxParts - 1) / maxParts; need > ps {
 		ps = (need + 1<<20 - 1) &^ (1<<20 - 1)
 	}
@@ -172,10 +170,10 @@ func (t *Transfer) connect(loc Location, cred storage.Credentials) (*conn, error
 	}
 	u, err := url.Parse(loc.endpoint())
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		return nil, fmt.Errorf("s3: endpoint %q: want http(s)://host[:port]", loc.Endpoint)
+		return nil, fmt.Errorf("s3 bucket %s: endpoint %q: want http(s)://host[:port]", loc.Bucket, loc.Endpoint)
 	}
 	if u.Path != "" && u.Path != "/" {
-		return nil, fmt.Errorf("s3: endpoint %s: a path is not supported", u.Redacted())
+		return nil, fmt.Errorf("s3 bucket %s: endpoint %s: a path is not supported", loc.Bucket, u.Redacted())
 	}
 	creds := credentials.NewStatic("", "", "", credentials.SignatureAnonymous)
 	if !cred.Anonymous() {
@@ -198,7 +196,7 @@ func (t *Transfer) connect(loc Location, cred storage.Credentials) (*conn, error
 		MaxRetries:   1, // retries are ours: counted, with our backoff, and none for permanent errors
 	})
 	if err != nil {
-		return nil, fmt.Errorf("s3: endpoint %s: %v", u.Host, err)
+		return nil, fmt.Errorf("s3 bucket %s: endpoint %s: %v", loc.Bucket, u.Host, err)
 	}
 	return &conn{core: core, loc: loc, host: u.Scheme + "://" + u.Host}, nil
 }

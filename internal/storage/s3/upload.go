@@ -1,13 +1,15 @@
 package s3
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,8 +28,9 @@ const hashBuffer = 256 << 10
 // Upload puts every regular file under dir to loc.Prefix + its path
 // relative to dir (symbolic links and other non-regular files are left
 // out). Files of PartSize or more go multipart with Concurrency parts in
-// flight, each read into one of Concurrency+1 pooled buffers, so the extra
-// memory is at most (Concurrency+1) × PartSize. Each object gets user
+// flight (in all, not per file); each part streams from the file, so the
+// extra memory does not grow with the part size or the file (a few 64 KiB
+// signing buffers per request). Each object gets user
 // metadata sha256=<hex of the whole file>, computed before it is sent.
 //
 // journal is a file where the state of the uploads is saved atomically
@@ -53,11 +56,7 @@ func (t *Transfer) Upload(ctx context.Context, loc Location, cred storage.Creden
 	u := &uploader{
 		t: t, c: c, j: j,
 		prog:    &progress{fn: p},
-		buffers: make(chan []byte, t.opts.Concurrency+1),
 		sending: make(chan struct{}, t.opts.Concurrency),
-	}
-	for range t.opts.Concurrency + 1 {
-		u.buffers <- nil // allocated on first use
 	}
 	var total int64
 	for _, f := range files {
@@ -139,8 +138,7 @@ type uploader struct {
 	j    *journal
 	prog *progress
 
-	buffers chan []byte   // Concurrency+1 part buffers (nil until first used)
-	sending chan struct{} // a slot per part in flight
+	sending chan struct{} // a slot per part in flight, across files
 
 	mu    sync.Mutex // guards stats
 	stats Stats
@@ -197,7 +195,7 @@ func hashFile(f localFile) (string, error) {
 	}
 	defer fh.Close()
 	h := sha256.New()
-	n, err := io.CopyBuffer(h, fh, make([]byte, hashBuffer))
+	n, err := io.CopyBuffer(h, fh, make([]byte, min(hashBuffer, max(f.size, 512))))
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", err, errRefused)
 	}
@@ -320,25 +318,9 @@ func (u *uploader) multipart(ctx context.Context, f localFile, id fileID, partSi
 			continue
 		}
 		size := partLen(n)
-		var buf []byte
-		select {
-		case buf = <-u.buffers:
-		case <-gctx.Done():
-			return waitErr(g, gctx)
-		}
-		if int64(cap(buf)) < size {
-			buf = make([]byte, max(size, u.t.opts.PartSize))
-		}
-		buf = buf[:size]
-		if _, err := fh.ReadAt(buf, int64(n-1)*partSize); err != nil {
-			u.buffers <- buf
-			_ = g.Wait()
-			return fmt.Errorf("read %s: %w: %w", f.path, err, errRefused)
-		}
 		select {
 		case u.sending <- struct{}{}:
 		case <-gctx.Done():
-			u.buffers <- buf
 			return waitErr(g, gctx)
 		}
 		if err := u.j.update(func(st *journalState) {
@@ -349,7 +331,6 @@ func (u *uploader) multipart(ctx context.Context, f localFile, id fileID, partSi
 			up.Sending[n] = true
 		}); err != nil {
 			<-u.sending
-			u.buffers <- buf
 			_ = g.Wait()
 			return err
 		}
@@ -357,12 +338,27 @@ func (u *uploader) multipart(ctx context.Context, f localFile, id fileID, partSi
 			u.count(func(s *Stats) { s.ResentBytes += size })
 		}
 		g.Go(func() error {
-			defer func() { <-u.sending; u.buffers <- buf }()
+			defer func() { <-u.sending }()
 			var part minio.ObjectPart
 			err := u.t.retry(gctx, func() error {
+				// The part streams from the file: no buffer, and a retry
+				// reads it again. Its payload is not signed (that would
+				// hash it with SHA-256 a second time): a CRC32C the
+				// server checks guards it in transit, and the whole
+				// object's SHA-256 is in its metadata.
+				r := io.NewSectionReader(fh, int64(n-1)*partSize, size)
+				crc := crc32.New(castagnoli)
+				if _, err := io.CopyBuffer(crc, r, make([]byte, 64<<10)); err != nil {
+					return fmt.Errorf("read %s: %w: %w", f.path, err, errRefused)
+				}
+				if _, err := r.Seek(0, io.SeekStart); err != nil {
+					return fmt.Errorf("read %s: %w: %w", f.path, err, errRefused)
+				}
 				var err error
-				part, err = c.core.PutObjectPart(gctx, c.loc.Bucket, f.key, uploadID, n,
-					bytes.NewReader(buf), size, minio.PutObjectPartOptions{})
+				part, err = c.core.PutObjectPart(gctx, c.loc.Bucket, f.key, uploadID, n, r, size, minio.PutObjectPartOptions{
+					DisableContentSha256: true,
+					CustomHeader:         http.Header{"X-Amz-Checksum-Crc32c": {base64.StdEncoding.EncodeToString(crc.Sum(nil))}},
+				})
 				return err
 			})
 			if err != nil {
@@ -460,3 +456,4 @@ func mapb(m map[int]bool) map[int]bool {
 	return out
 }
 
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)

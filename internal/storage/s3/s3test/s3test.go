@@ -112,7 +112,9 @@ func StartDir(t testing.TB, bin, dir string) *Server {
 			t.Fatal(err)
 		}
 		var out bytes.Buffer
-		cmd := exec.Command(bin, "--port", addr, "--quiet", "posix", dir)
+		// --keep-alive: as real S3 servers do (without it every request
+		// dials a new connection).
+		cmd := exec.Command(bin, "--port", addr, "--quiet", "--keep-alive", "posix", dir)
 		cmd.Env = append(os.Environ(),
 			"ROOT_ACCESS_KEY_ID="+s.Credentials.AccessKeyID,
 			"ROOT_SECRET_ACCESS_KEY="+s.Credentials.SecretAccessKey)
