@@ -247,15 +247,16 @@ func (m *Manager) Results(ctx context.Context, from identity.DID, req deployprot
 	}
 	keptRes := m.keptList(req.Deployment)
 	if len(recs) == 0 && len(keptRes) == 0 {
-		return deployproto.ResultsReply{}, &actor.Error{Code: actor.CodeHandler, Msg: fmt.Sprintf("results: this node holds nothing of deployment %s", req.Deployment)}
+		return deployproto.ResultsReply{}, fmt.Errorf("results: this node holds nothing of deployment %s", req.Deployment)
 	}
 	allowed := false
 	for i := range recs {
-		allowed = allowed || from == recs[i].Orchestrator.DID || (from != "" && from == ownerOf(&recs[i]))
+		allowed = allowed || from == recs[i].Orchestrator.DID || from == ownerOf(&recs[i])
 	}
 	for _, k := range keptRes {
-		allowed = allowed || from == k.Orchestrator || (from != "" && from == k.Owner)
+		allowed = allowed || from == k.Orchestrator || from == k.Owner
 	}
+	allowed = allowed && from != ""
 	if !allowed {
 		return deployproto.ResultsReply{}, &actor.Error{Code: actor.CodeDenied, Msg: fmt.Sprintf("results of deployment %s: %s is neither its orchestrator nor the user who deployed it", req.Deployment, from)}
 	}
