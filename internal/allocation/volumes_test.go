@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
@@ -865,5 +866,61 @@ func TestManifestPages(t *testing.T) {
 	}
 	if _, err := m.Results(context.Background(), orch, deployproto.ResultsRequest{Deployment: "dep1", Allocation: "job", Volume: "res", Op: deployproto.ResultsManifest, Offset: n + 1}); err == nil {
 		t.Error("a page past the end: no error")
+	}
+}
+
+func TestResultsForTheUserWhoDeployed(t *testing.T) {
+	h := newHarness(t)
+	m := h.storageManager(nil, nil)
+	spec := task("write=/res/answer.txt:42")
+	spec.Volumes = map[string]ensemble.Volume{"res": {Path: "/res", Mode: ensemble.ModeOut}}
+	hd := h.createOn(m, "r1.job", "r1", spec)
+	// The user delegates to the orchestrator, which delegates to the
+	// allocation: the chain roots in the user.
+	user := mustKey(t)
+	d1, err := cap.Delegate(user, cap.DelegationParams{Audience: h.orch.key.DID(), Command: deployproto.CmdDeployment})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := cap.Delegate(h.orch.key, cap.DelegationParams{Audience: hd.DID, Subject: user.DID(), Command: deployproto.CmdDeployment})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := cap.Chain{d1, d2}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorStart, deployproto.StartRequest{Chain: text}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.awaitEnd("r1.job"); r.State != deployproto.AllocCompleted {
+		t.Fatalf("end = %s %q", r.State, r.Message)
+	}
+	list := deployproto.ResultsRequest{Deployment: "dep1", Op: deployproto.ResultsList}
+	for _, tc := range []struct {
+		name string
+		from identity.DID
+		ok   bool
+	}{
+		{"the user", user.DID(), true},
+		{"the orchestrator", h.orch.key.DID(), true},
+		{"another user", mustKey(t).DID(), false},
+		{"nobody", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := m.Results(context.Background(), tc.from, list)
+			var ae *actor.Error
+			if tc.ok != (err == nil) || (!tc.ok && (!errors.As(err, &ae) || ae.Code != actor.CodeDenied)) {
+				t.Errorf("Results by %s = %v, want allowed %v (else %s)", tc.name, err, tc.ok, actor.CodeDenied)
+			}
+		})
+	}
+	// Kept after the removal, the user still may.
+	if err := h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorStop, deployproto.StopRequest{Remove: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := m.Results(context.Background(), user.DID(), list)
+	if err != nil || len(reply.Volumes) != 1 || reply.Volumes[0].State != deployproto.ResultKept {
+		t.Fatalf("kept, by the user: %+v, %v", reply.Volumes, err)
 	}
 }
