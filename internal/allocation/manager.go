@@ -607,7 +607,10 @@ func (m *Manager) List() []deployproto.Report {
 
 // Close stops heartbeats, supervision and log copying, and the actors. It
 // leaves workloads running: docker and vm instances are re-attached by the
-// next Resume (in-process wasm instances end with the process).
+// next Resume (in-process wasm instances end with the process). The
+// size-bounded volumes no workload can use any more (of ended
+// allocations, of in-process instances, kept results) are unmounted,
+// their data kept: they are mounted again when needed.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed {
@@ -632,6 +635,9 @@ func (m *Manager) Close(ctx context.Context) error {
 	for _, a := range all {
 		a.act.Stop()
 		a.log.close()
+	}
+	if err == nil {
+		m.unmountIdle(all)
 	}
 	return err
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
+	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/identity"
 )
 
@@ -438,4 +439,39 @@ func (m *Manager) manifestPage(dir string, req deployproto.ResultsRequest) (depl
 		reply.NextFile = int64(i)
 	}
 	return reply, nil
+}
+
+// unmountIdle unmounts, at Close, the size-bounded volumes that no
+// workload uses once this process is gone: those of the allocations in all
+// that ended or whose executor cannot outlive the process (no Lister), and
+// the kept results. Their images stay; they are mounted again when needed
+// (a start, an upload, a results request).
+func (m *Manager) unmountIdle(all []*alloc) {
+	if m.cfg.Mounter == nil {
+		return
+	}
+	unmount := func(dir string) {
+		if err := m.cfg.Mounter.Unmount(dir); err != nil {
+			m.log.Warn("unmount volume", "dir", dir, "err", err)
+		}
+	}
+	for _, a := range all {
+		rec := a.record()
+		_, outlives := a.ex.(executor.Lister)
+		if !rec.State.Terminal() && outlives {
+			continue
+		}
+		for name, v := range rec.Spec.Volumes {
+			if v.Size > 0 && kindOf(v) != ensemble.URL {
+				unmount(a.volumeDir(name))
+			}
+		}
+	}
+	for _, k := range m.keptList("") {
+		for name, kv := range k.Volumes {
+			if kv.Size > 0 {
+				unmount(filepath.Join(m.keptDir(k.Deployment, k.Allocation), name))
+			}
+		}
+	}
 }

@@ -924,3 +924,59 @@ func TestResultsForTheUserWhoDeployed(t *testing.T) {
 		t.Fatalf("kept, by the user: %+v, %v", reply.Volumes, err)
 	}
 }
+
+// mounted reports whether dir is a mount point.
+func mounted(t *testing.T, dir string) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		real = dir
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == real {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSizedVolumesUnmountedAtCloseServedAfter(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("loop mounts need root")
+	}
+	h := newHarness(t)
+	m1 := h.storageManager(nil, nil)
+	spec := task("write=/res/answer.txt:42")
+	spec.Volumes = map[string]ensemble.Volume{"res": {Path: "/res", Mode: ensemble.ModeOut, Size: 2 << 20}}
+	dir := filepath.Join(h.dataDir, "r1.job", "volumes", "res")
+	t.Cleanup(func() { local.Remove(dir) })
+	hd := h.createOn(m1, "r1.job", "r1", spec)
+	h.mustStart(hd)
+	if r := h.awaitEnd("r1.job"); r.State != deployproto.AllocCompleted {
+		t.Fatalf("end = %s %q", r.State, r.Message)
+	}
+	if !mounted(t, dir) {
+		t.Fatal("the sized volume is not a mount")
+	}
+	if err := m1.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if mounted(t, dir) {
+		t.Fatal("still mounted after Close: the volume of an ended allocation")
+	}
+	m2 := h.storageManager(nil, nil)
+	if err := m2.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := m2.Results(context.Background(), h.orch.act.Handle().DID, deployproto.ResultsRequest{Deployment: "dep1", Allocation: "job", Volume: "res", Op: deployproto.ResultsChunk, Path: "answer.txt", Length: 10})
+	if err != nil || string(reply.Data) != "42" {
+		t.Fatalf("chunk after the restart = %q, %v; want 42", reply.Data, err)
+	}
+	if !mounted(t, dir) {
+		t.Error("served without mounting")
+	}
+}
