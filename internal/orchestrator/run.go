@@ -63,8 +63,11 @@ func (r *run) state() State {
 func (r *run) update(persist bool, fn func(d *Deployment)) {
 	r.mu.Lock()
 	fn(r.d)
-	if r.d.State.Terminal() { // an ended deployment needs its secrets no more (secrets.go)
-		r.d.SealedSecrets, r.d.StandbySecrets = nil, nil
+	if r.d.State.Terminal() { // an ended deployment needs its secrets no more, but for its results (secrets.go)
+		r.d.StandbySecrets = nil
+		if r.d.SealedSecrets != nil && !resultsNeedSecrets(r.specOf(r.d)) {
+			r.d.SealedSecrets = nil
+		}
 	}
 	r.d.Version++
 	r.d.Updated = r.s.cfg.Now()

@@ -18,7 +18,10 @@ package orchestrator
 //     replica made before the secrets reached it) fails a redeploy that
 //     needs them with the reason ReasonSecretUnavailable, rather than
 //     send a commit without them.
-//   - When the deployment ends, both are dropped from the record.
+//   - When the deployment ends, the standbys' boxes are dropped, and so is
+//     the node's own copy unless an s3 out volume names a secret: dms
+//     deployment results reads those volumes with it (results.go). It stays
+//     sealed while the record lasts.
 
 import (
 	"encoding/json"

@@ -134,15 +134,41 @@ func TestSecretSealedToProvider(t *testing.T) {
 			t.Errorf("deployment record %s holds the secret in clear", rec.ID)
 		}
 	}
-	// Ending the deployment drops the sealed secrets.
+	// Ending the deployment drops the standbys' boxes; the node's own
+	// sealed copy stays for the results of the s3 out volume.
+	if _, err := orch.svc.Shutdown(context.Background(), d.ID); err != nil {
+		t.Fatal(err)
+	}
+	end := waitState(t, orch.svc, d.ID, orchestrator.Stopped)
+	if end.SealedSecrets == nil || end.StandbySecrets != nil {
+		t.Errorf("ended: sealed %d bytes, standby boxes %d; want the sealed copy only (for the results)", len(end.SealedSecrets), len(end.StandbySecrets))
+	}
+}
+
+// TestSecretsDroppedAtTheEnd: secrets that only inputs use are dropped
+// from the record when the deployment ends.
+func TestSecretsDroppedAtTheEnd(t *testing.T) {
+	w := newWorld(t, 2, worldOpts{})
+	orch, prov := w.nodes[0], w.nodes[1]
+	recordCommits(prov)
+	spec := strings.Replace(secretSpec(prov.host.Self()), "kind: s3, mode: out, s3: {bucket: results, endpoint: \"http://127.0.0.1:9\", credentials: {secret: results-keys}}", "kind: s3, mode: in, s3: {bucket: results, endpoint: \"http://127.0.0.1:9\", credentials: {secret: results-keys}}", 1)
+	if spec == secretSpec(prov.host.Self()) {
+		t.Fatal("the spec did not change")
+	}
+	sub := w.submission(orch, spec)
+	sub.Secrets = map[string]string{"results-keys": secretText}
+	d, err := orch.svc.Submit(context.Background(), sub)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := orch.svc.Shutdown(context.Background(), d.ID); err != nil {
 		t.Fatal(err)
 	}
 	end := waitState(t, orch.svc, d.ID, orchestrator.Stopped)
 	if end.SealedSecrets != nil || end.StandbySecrets != nil {
-		t.Error("an ended deployment keeps its secrets")
+		t.Error("an ended deployment keeps secrets it no longer needs")
 	}
-	stored, _ = orch.store.Deployments()
+	stored, _ := orch.store.Deployments()
 	for _, rec := range stored {
 		if rec.ID == d.ID && rec.SealedSecrets != nil {
 			t.Error("the stored record of an ended deployment keeps its secrets")
