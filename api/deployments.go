@@ -47,7 +47,8 @@ type Deployment struct {
 	Candidates  []DeploymentCandidate `json:"candidates,omitempty"`
 	Ensemble    string                `json:"ensemble,omitempty"`
 	// Reason is the typed reason of a failure: reschedule-budget-spent,
-	// no-placement, pinned-node-failed, allocation-failed, timeout.
+	// no-placement, pinned-node-failed, allocation-failed, timeout,
+	// secret-unavailable.
 	Reason string `json:"reason,omitempty"`
 	// Epoch is the fencing epoch: it grows with every placement and every
 	// takeover by a standby orchestrator.

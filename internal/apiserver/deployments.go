@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/dmsnet/dms/api"
+	"github.com/dmsnet/dms/internal/ensemble"
+	"github.com/dmsnet/dms/internal/storage"
 )
 
 // DeploymentService runs the deployments this node orchestrates.
@@ -31,6 +35,12 @@ func (s *Server) routesDeployments() {
 	s.handle("POST /api/v1/deployments", func(w http.ResponseWriter, r *http.Request) {
 		var req api.DeployRequest
 		if !decode(w, r, &req) || !s.deploymentsReady(w) {
+			return
+		}
+		// The body holds secrets: it is never logged, and errors name a
+		// secret, never its value.
+		if err := checkSecrets(req); err != nil {
+			writeError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
 			return
 		}
 		d, err := s.cfg.Deployments.Submit(r.Context(), req)
@@ -192,4 +202,37 @@ func (s *Server) deploymentsReady(w http.ResponseWriter) bool {
 		return false
 	}
 	return true
+}
+
+// checkSecrets checks the secrets of a deploy request: each a credentials
+// file under a valid name, and, when the ensemble parses (the service
+// reports it otherwise), exactly the secrets it names. A request without
+// secrets is left to the service, which reports those missing the same
+// way (and the ensemble is parsed once).
+func checkSecrets(req api.DeployRequest) error {
+	if len(req.Secrets) == 0 {
+		return nil
+	}
+	names := slices.Sorted(maps.Keys(req.Secrets))
+	for _, name := range names {
+		if !ensemble.IsName(name) {
+			return fmt.Errorf("secrets: %q is not a secret name (lower-case letters, digits and '-')", clip(name))
+		}
+		if _, err := storage.ParseCredentials([]byte(req.Secrets[name])); err != nil {
+			return fmt.Errorf("secret %s: %w", name, err)
+		}
+	}
+	spec, err := ensemble.Parse([]byte(req.Ensemble))
+	if err != nil {
+		return nil
+	}
+	return spec.CheckSecrets(names)
+}
+
+// clip shortens a client's value quoted in an error.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }

@@ -31,8 +31,9 @@ func newDeployCmd(a *app) *cobra.Command {
 	var file string
 	var follow, detach bool
 	var timeout, grantTTL time.Duration
+	var secrets []string
 	cmd := &cobra.Command{
-		Use:   "deploy -f FILE [--follow] [--timeout D]",
+		Use:   "deploy -f FILE [--follow] [--timeout D] [--secret NAME=FILE]...",
 		Short: "Deploy an ensemble on the network and wait for its result",
 		Long: `Deploy an ensemble: the local node's orchestrator asks providers for bids,
 places the ensemble's nodes, commits, starts the allocations in dependency
@@ -51,9 +52,17 @@ Local files the ensemble references (wasm modules, vm images) are read relative
 to the ensemble file and shipped with it. The user key (passphrase from
 $DMS_PASSPHRASE, $DMS_PASSPHRASE_FILE or a prompt) signs a delegation of
 /dms/deployment and /dms/allocation to the local node, valid --grant-ttl:
-providers run the job because they trust the user, not the node.`,
+providers run the job because they trust the user, not the node.
+
+--secret NAME=FILE gives a secret the ensemble names (an s3 volume's
+credentials.secret): FILE holds access_key_id=..., secret_access_key=... and
+optionally session_token=... lines (or a JSON object of them); - reads it from
+stdin. Every secret the ensemble names must be given, and only those. The node
+keeps them sealed and gives each, sealed to its key, only to a provider whose
+allocations use it; they never appear in status, events or logs.`,
 		Example: `  dms deploy -f examples/hello.yaml --follow
-  dms deploy -f job.yaml --detach && dms deployment status ID`,
+  dms deploy -f job.yaml --detach && dms deployment status ID
+  dms deploy -f train.yaml --secret data-keys=~/.dms/data.env --secret results-keys=- < results.env`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
@@ -61,6 +70,9 @@ providers run the job because they trust the user, not the node.`,
 			}
 			req, spec, err := a.deployRequest(file)
 			if err != nil {
+				return err
+			}
+			if req.Secrets, err = a.deploySecrets(secrets, spec); err != nil {
 				return err
 			}
 			c, err := a.client()
@@ -114,6 +126,7 @@ providers run the job because they trust the user, not the node.`,
 	cmd.Flags().BoolVar(&detach, "detach", false, "print the deployment ID and return at once")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "stop waiting after this long (the deployment goes on); 0 waits until it ends")
 	cmd.Flags().DurationVar(&grantTTL, "grant-ttl", 30*24*time.Hour, "how long the node may act for you on this deployment")
+	cmd.Flags().StringArrayVar(&secrets, "secret", nil, "NAME=FILE: a secret the ensemble names, from a credentials file (- for stdin); repeatable")
 	return cmd
 }
 
@@ -309,8 +322,8 @@ func newDeploymentsCmd(a *app) *cobra.Command {
 func newDeploymentCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deployment",
-		Short: "Inspect or stop one deployment: status, events, logs, exec, shutdown",
-		Long: `Inspect or stop one deployment: status, events, logs, exec, shutdown.
+		Short: "Inspect or stop one deployment: status, events, logs, exec, results, shutdown",
+		Long: `Inspect or stop one deployment: status, events, logs, exec, results, shutdown.
 
 ID is a deployment ID or any unique prefix of it, of 4 characters or more
 (dk3f for dk3fq7zt2mbx4); an allocation name may be shortened the same way.
@@ -335,6 +348,7 @@ A prefix matching several deployments is refused with the candidates.`,
 	cmd.AddCommand(newDeploymentEventsCmd(a))
 	cmd.AddCommand(newDeploymentLogsCmd(a))
 	cmd.AddCommand(newDeploymentExecCmd(a))
+	cmd.AddCommand(newDeploymentResultsCmd(a))
 	cmd.AddCommand(&cobra.Command{
 		Use:   "shutdown ID",
 		Short: "Stop a deployment and release its resources",

@@ -32,7 +32,9 @@ const (
 // SetDefaults fills every field left zero with its default:
 //
 //   - type: task; resources: cpu 1, ram 256MiB; gpus[].count 1;
-//     ports[].protocol tcp; volumes.*.kind local; node redundancy 1;
+//     ports[].protocol tcp; node redundancy 1;
+//   - volumes: kind local; s3.region us-east-1; read_only true for a url
+//     volume and an s3 volume of mode in (inputs are never writable);
 //   - healthcheck: interval 10s, timeout 5s (or the interval if shorter),
 //     retries 3, http.path /;
 //   - restart: policy never for a task, always for a service; unless the
@@ -68,6 +70,14 @@ func setDefaults(s *Spec, present func(path string) bool) {
 			}
 			if a.Restart.Backoff == 0 && !present(keyPath(rp, "backoff")) {
 				a.Restart.Backoff = DefaultBackoff
+			}
+		}
+		for vn, vol := range a.Volumes {
+			// An input is read-only, said or not (an output that says
+			// read_only is refused by Validate).
+			if !vol.ReadOnly && (vol.Kind == URL || vol.Kind == S3 && vol.Mode == ModeIn) {
+				vol.ReadOnly = true
+				a.Volumes[vn] = vol
 			}
 		}
 		if h := a.Healthcheck; h != nil && h.Timeout == 0 && !present(keyPath(keyPath(p, "healthcheck"), "timeout")) {

@@ -546,14 +546,14 @@ allocations:
     execution: {image: alpine}
     volumes:
       out: {path: out}
-      Data: {path: /data, kind: s3}
+      Data: {path: /data, kind: nfs}
       logs: {path: /data/}
       cache: {read_only: maybe}
 `,
 			want: []string{
 				`allocations.a.volumes.out.path: "out" is not an absolute path (line 7)`,
 				`allocations.a.volumes.Data: "Data" is not a valid name (use lower case: "data") (line 8)`,
-				`allocations.a.volumes.Data.kind: unknown value "s3" (want local) (line 8)`,
+				`allocations.a.volumes.Data.kind: unknown value "nfs" (want local, s3 or url) (line 8)`,
 				`allocations.a.volumes.logs.path: "/data/" is also the path of volume Data (line 9)`,
 				`allocations.a.volumes.cache.path: missing (line 10)`,
 				`allocations.a.volumes.cache.read_only: want true or false, got "maybe" (line 10)`,

@@ -177,15 +177,15 @@ const (
 
 // Volume is a directory mounted into an allocation.
 type Volume struct {
-	Path     string     `yaml:"path" ens:"required" doc:"Where the volume is mounted (absolute)."`
-	ReadOnly bool       `yaml:"read_only,omitempty" doc:"Mount read-only (always so in mode in and for a url volume)."`
-	Kind     VolumeKind `yaml:"kind,omitempty" ens:"enum=local|s3|url,default=local" doc:"local: a directory on the provider; s3: a bucket prefix staged in and/or uploaded out; url: one file fetched over HTTP(S)."`
-	Mode     VolumeMode `yaml:"mode,omitempty" ens:"enum=in|out|inout" doc:"in: staged before the start, read-only; out: kept (local) or uploaded (s3) after the exit; inout: both. Required for s3; for local only out is allowed (a result to fetch)."`
+	Path     string      `yaml:"path" ens:"required" doc:"Where the volume is mounted (absolute)."`
+	ReadOnly bool        `yaml:"read_only,omitempty" doc:"Mount read-only (always so in mode in and for a url volume)."`
+	Kind     VolumeKind  `yaml:"kind,omitempty" ens:"enum=local|s3|url,default=local" doc:"local: a directory on the provider; s3: a bucket prefix staged in and/or uploaded out; url: one file fetched over HTTP(S)."`
+	Mode     VolumeMode  `yaml:"mode,omitempty" ens:"enum=in|out|inout" doc:"in: staged before the start, read-only; out: kept (local) or uploaded (s3) after the exit; inout: both. Required for s3; for local only out is allowed (a result to fetch)."`
 	Size     match.Bytes `yaml:"size,omitempty" doc:"local and s3: the most the volume holds; writing past it gives the job ENOSPC (a loop-mounted filesystem on the provider)."`
-	S3       *S3Volume  `yaml:"s3,omitempty" doc:"Where an s3 volume's objects are (kind s3 only)."`
-	URL      string     `yaml:"url,omitempty" doc:"kind url: the HTTP(S) address of the file."`
-	SHA256   string     `yaml:"sha256,omitempty" doc:"kind url: the file's SHA-256 (64 hex digits); required."`
-	File     string     `yaml:"file,omitempty" doc:"kind url: the file's name in the volume; default the last element of the URL's path."`
+	S3       *S3Volume   `yaml:"s3,omitempty" doc:"Where an s3 volume's objects are (kind s3 only)."`
+	URL      string      `yaml:"url,omitempty" doc:"kind url: the HTTP(S) address of the file."`
+	SHA256   string      `yaml:"sha256,omitempty" doc:"kind url: the file's SHA-256 (64 hex digits); required."`
+	File     string      `yaml:"file,omitempty" doc:"kind url: the file's name in the volume; default the last element of the URL's path."`
 }
 
 // S3Volume is the bucket prefix of an s3 volume.

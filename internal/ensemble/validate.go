@@ -15,7 +15,9 @@ import (
 // published twice on a node; healthchecks belong to services and probe a
 // declared port; depends_on names existing allocations without a cycle;
 // every allocation is on exactly one node; edges join two known nodes;
-// durations are positive; location codes and peers are well formed; the
+// durations are positive; volumes fit their kind and mode (volumes.go:
+// bucket names, endpoints, prefixes, credentials, url and sha256 of a url
+// volume, sizes); location codes and peers are well formed; the
 // reschedule bounds are sane (none negative, interval 1s to 30 days while
 // attempts is not 0, delay at most max_delay, max_delay at most a day);
 // standby orchestrators are well-formed peers, distinct, and no more than
@@ -250,6 +252,7 @@ func (v *validator) allocation(s *Spec, name string) {
 		if !IsName(vn) {
 			v.addf(vp, "%s", nameProblem(vn))
 		}
+		v.volume(vp, vol)
 		if vol.Path == "" {
 			continue // reported as missing
 		}

@@ -357,7 +357,7 @@ func (s deploymentService) Submit(ctx context.Context, req api.DeployRequest) (*
 	if err := s.n.verify.VerifyChain(time.Now(), chains[0], deployproto.CmdDeployment, nil); err != nil {
 		return nil, err
 	}
-	d, err := s.n.deploys.Submit(ctx, orchestrator.Submission{Spec: spec, Owner: owner, Chains: chains, Artifacts: req.Artifacts})
+	d, err := s.n.deploys.Submit(ctx, orchestrator.Submission{Spec: spec, Owner: owner, Chains: chains, Artifacts: req.Artifacts, Secrets: req.Secrets})
 	if err != nil {
 		return nil, &apiserver.BadRequest{Err: err}
 	}

@@ -34,6 +34,12 @@ func (r *run) place(ctx context.Context) {
 			})
 			return
 		}
+		if err := r.allSecretsReady(); err != nil { // secrets.go: a standby that took over without them
+			r.update(true, func(d *Deployment) {
+				d.State, d.Reason, d.Message = Failed, ReasonSecretUnavailable, "cannot place the deployment: "+err.Error()
+			})
+			return
+		}
 		// A placement recorded but not committed (a restart while
 		// committing): undo it before bidding again.
 		if len(d.Placement) > 0 && d.State != Provisioning {

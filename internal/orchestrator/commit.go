@@ -49,30 +49,43 @@ func (r *run) revertPlacement(ctx context.Context, p map[string]Placement) {
 }
 
 // commitAll commits every node of the placement in parallel, at the
-// fencing epoch given, with the allocations keep selects (nil: all). When
-// one refuses or fails, it returns why (the caller reverts them all).
+// fencing epoch given, with the allocations keep selects (nil: all), each
+// at its next placement attempt and with the secrets its volumes name
+// sealed to its provider (secrets.go). When one refuses or fails, it
+// returns why (the caller reverts them all).
 func (r *run) commitAll(ctx context.Context, placed map[string]Placement, epoch uint64, keep func(name string) bool) (map[string]*Allocation, []placement.Reason) {
 	_, hostOf := placement.Nodes(r.spec)
+	d := r.snapshot()
 	byNode := map[string][]deployproto.AllocationSpec{}
 	for _, name := range allocNames(r.spec) {
 		if keep != nil && !keep(name) {
 			continue
 		}
 		a := r.spec.Allocations[name]
+		attempt := 1
+		if old := d.Allocations[name]; old != nil {
+			attempt = max(old.Attempt, 1) + 1
+		}
 		byNode[hostOf[name]] = append(byNode[hostOf[name]], deployproto.AllocationSpec{
 			Name: name, Type: a.Type, Executor: a.Executor, Resources: a.Resources.Match(),
 			Execution: a.Execution, Ports: a.Ports, Volumes: a.Volumes, Healthcheck: a.Healthcheck,
-			Restart: a.Restart, Timeout: r.spec.Timeouts.Execution,
+			Restart: a.Restart, Timeout: r.spec.Timeouts.Execution, Attempt: attempt,
 		})
 	}
 	type result struct {
 		node  string
 		reply deployproto.CommitReply
 		err   error
+		ours  bool // the failure is this orchestrator's, not the provider's
 	}
 	results := make(chan result, len(placed))
 	for node, pl := range placed {
 		go func() {
+			secrets, err := r.secretsFor(pl.Provider.Host, byNode[node])
+			if err != nil {
+				results <- result{node: node, err: err, ours: true}
+				return
+			}
 			ctx, cancel := context.WithTimeout(ctx, r.s.cfg.CommitTimeout)
 			defer cancel()
 			h, err := actor.NodeHandle(pl.Provider.Host)
@@ -82,9 +95,10 @@ func (r *run) commitAll(ctx context.Context, placed map[string]Placement, epoch 
 					Deployment: r.d.ID, Node: node, Reservation: pl.Reservation, Orchestrator: r.actor.Handle(),
 					Allocations: byNode[node], Metadata: r.spec.Metadata,
 					Epoch: epoch, StopAfter: r.stopAfter(), // lease.go: longer with standbys
+					Secrets: secrets,
 				}, &reply)
 			}
-			results <- result{node, reply, err}
+			results <- result{node: node, reply: reply, err: err}
 		}()
 	}
 	allocs := map[string]*Allocation{}
@@ -95,6 +109,11 @@ func (r *run) commitAll(ctx context.Context, placed map[string]Placement, epoch 
 		if res.err == nil && len(res.reply.Allocations) != len(byNode[res.node]) {
 			res.err = fmt.Errorf("committed %d allocations of %d", len(res.reply.Allocations), len(byNode[res.node]))
 		}
+		if res.ours {
+			r.s.log.Warn("commit not sent", "deployment_id", r.d.ID, "node", res.node, "err", res.err)
+			refused = append(refused, placement.Reason{Peer: pl.Provider.Host, Node: res.node, Kind: deployproto.KindRefused, Reasons: []string{"commit not sent: " + res.err.Error()}})
+			continue
+		}
 		if res.err != nil {
 			r.s.log.Warn("commit refused", "deployment_id", r.d.ID, "node", res.node, "peer_id", pl.Provider.Host, "err", res.err)
 			refused = append(refused, placement.Reason{Peer: pl.Provider.Host, Node: res.node, Kind: deployproto.KindRefused, Reasons: []string{"commit: " + res.err.Error()}})
@@ -102,7 +121,7 @@ func (r *run) commitAll(ctx context.Context, placed map[string]Placement, epoch 
 			continue
 		}
 		for _, spec := range byNode[res.node] {
-			allocs[spec.Name] = &Allocation{Name: spec.Name, Node: res.node, Handle: res.reply.Allocations[spec.Name], State: deployproto.AllocPending, Attempt: 1, Epoch: epoch}
+			allocs[spec.Name] = &Allocation{Name: spec.Name, Node: res.node, Handle: res.reply.Allocations[spec.Name], State: deployproto.AllocPending, Attempt: spec.Attempt, Epoch: epoch}
 		}
 	}
 	if refused != nil {

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"errors"
+	"maps"
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
@@ -73,6 +74,11 @@ type Deployment struct {
 	SealedKey    []byte       `json:"sealed_key"`
 	Chains       []string     `json:"chains"`
 	Artifacts    []string     `json:"artifacts,omitempty"` // digests of the files shipped with it
+	// SealedSecrets are the user's secrets (secrets.go), sealed with the
+	// node key; StandbySecrets, in a replica only, the same sealed to each
+	// standby's key, by peer ID. Both are dropped when the deployment ends.
+	SealedSecrets  []byte            `json:"sealed_secrets,omitempty"`
+	StandbySecrets map[string][]byte `json:"standby_secrets,omitempty"`
 
 	// Epoch is the fencing epoch: it grows with every placement and every
 	// takeover by a standby orchestrator (package deployproto).
@@ -99,11 +105,12 @@ type Deployment struct {
 
 // The typed reasons of a failed deployment.
 const (
-	ReasonBudgetSpent      = "reschedule-budget-spent" // a node needed more redeploys than its budget allows
-	ReasonNoPlacement      = "no-placement"            // no provider fit before the queue timeout
-	ReasonPinned           = "pinned-node-failed"      // an allocation of a pinned node failed: it cannot move
-	ReasonAllocationFailed = "allocation-failed"       // an allocation failed and no other provider took its node
-	ReasonTimeout          = "timeout"                 // the total timeout passed
+	ReasonBudgetSpent       = "reschedule-budget-spent" // a node needed more redeploys than its budget allows
+	ReasonNoPlacement       = "no-placement"            // no provider fit before the queue timeout
+	ReasonPinned            = "pinned-node-failed"      // an allocation of a pinned node failed: it cannot move
+	ReasonAllocationFailed  = "allocation-failed"       // an allocation failed and no other provider took its node
+	ReasonTimeout           = "timeout"                 // the total timeout passed
+	ReasonSecretUnavailable = "secret-unavailable"      // a node to redeploy needs a secret this orchestrator does not hold
 )
 
 // Placement is the provider of one node.
@@ -162,6 +169,7 @@ func (d *Deployment) clone() *Deployment {
 	c.Events = append([]Event(nil), d.Events...)
 	c.Standbys = append([]string(nil), d.Standbys...)
 	c.NodeChains = append([]string(nil), d.NodeChains...)
+	c.StandbySecrets = maps.Clone(d.StandbySecrets)
 	if d.Redeploys != nil {
 		c.Redeploys = make(map[string][]time.Time, len(d.Redeploys))
 		for k, v := range d.Redeploys {

@@ -161,6 +161,12 @@ func (r *run) heal(ctx context.Context) bool {
 		if now.Before(due) || now.Before(b.nextTry) {
 			continue
 		}
+		if err := r.secretsReady(node); err != nil {
+			// secrets.go: a commit without them would only fail on the provider.
+			msg := fmt.Sprintf("%s; node %s cannot be redeployed: %v", h.why, node, err)
+			r.failWith(ctx, ReasonSecretUnavailable, msg, h.exit)
+			return false
+		}
 		if r.redeploy(ctx, node, h, attempt, b) {
 			delete(r.brokenNodes, node)
 			continue
@@ -287,7 +293,6 @@ func (r *run) redeploy(ctx context.Context, node string, h *healing, attempt int
 		for name, na := range allocs {
 			oa := d.Allocations[name]
 			replaced = append(replaced, oa)
-			na.Attempt = max(oa.Attempt, 1) + 1
 			na.Replaced = append(slices.Clone(oa.Replaced), Replaced{Handle: oa.Handle, Epoch: oa.Epoch})
 			if n := len(na.Replaced) - maxReplaced; n > 0 {
 				na.Replaced = na.Replaced[n:]

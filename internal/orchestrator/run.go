@@ -37,6 +37,8 @@ type run struct {
 	dryRun bool // a plan's round: ask with deployproto.BehaviorPlan
 
 	ha *haState // its part in standby orchestration (standby.go); nil for a plan's round
+
+	boxes standbyBoxes // the secrets sealed to each standby (secrets.go)
 }
 
 func newRun(s *Service, d *Deployment, a *actor.Actor, spec *ensemble.Spec, key *identity.Key, chains []cap.Chain) *run {
@@ -61,6 +63,9 @@ func (r *run) state() State {
 func (r *run) update(persist bool, fn func(d *Deployment)) {
 	r.mu.Lock()
 	fn(r.d)
+	if r.d.State.Terminal() { // an ended deployment needs its secrets no more (secrets.go)
+		r.d.SealedSecrets, r.d.StandbySecrets = nil, nil
+	}
 	r.d.Version++
 	r.d.Updated = r.s.cfg.Now()
 	var c *Deployment

@@ -112,6 +112,9 @@ type Service struct {
 	ctx  context.Context
 	stop context.CancelFunc
 
+	// secrets seals the deployments' secrets at rest (secrets.go).
+	secrets *identity.Sealer
+
 	fetchMu  sync.Mutex
 	fetching map[string]bool // guarded by fetchMu: artifact digests a standby is fetching (standby_artifacts.go)
 }
@@ -123,9 +126,13 @@ func NewService(cfg Config) (*Service, error) {
 		return nil, errors.New("orchestrator: incomplete config")
 	}
 	cfg.setDefaults()
+	secrets, err := identity.NewSealer(cfg.Key, secretsPurpose)
+	if err != nil {
+		return nil, err
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "orchestrator"), offers: newOfferCache(), known: newKnownProviders(maxKnownProviders), deps: map[string]*run{}, ctx: ctx, stop: stop,
-		fetching: map[string]bool{}}
+		fetching: map[string]bool{}, secrets: secrets}
 	// This node may be a standby orchestrator of others' deployments (standby.go).
 	cfg.Node.AddBehavior(deployproto.BehaviorReplicate, s.onReplicate)
 	return s, nil
@@ -141,6 +148,11 @@ type Submission struct {
 	Chains []cap.Chain
 	// Artifacts are the files the spec references, by digest.
 	Artifacts map[string][]byte
+	// Secrets are the secrets the spec names (an s3 volume's
+	// credentials.secret): the text of a credentials file, by name. They
+	// are kept sealed and given only to the providers that need them
+	// (secrets.go).
+	Secrets map[string]string
 }
 
 // deployable checks an ensemble as Submit and Plan take it: present, valid,
@@ -161,6 +173,9 @@ func deployable(spec *ensemble.Spec) error {
 // Submit accepts a deployment and starts its orchestrator.
 func (s *Service) Submit(ctx context.Context, sub Submission) (*Deployment, error) {
 	if err := deployable(sub.Spec); err != nil {
+		return nil, err
+	}
+	if err := CheckSecrets(sub.Spec, sub.Secrets); err != nil {
 		return nil, err
 	}
 	now := s.cfg.Now()
@@ -200,14 +215,19 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (*Deployment, erro
 		return nil, err
 	}
 	id := newID()
+	sealed, err := s.sealSecrets(id, sub.Secrets)
+	if err != nil {
+		return nil, err
+	}
 	d := &Deployment{
 		ID: id, Owner: sub.Owner, Spec: raw, State: Queued, Created: now, Updated: now,
-		Message:      "waiting for bids",
-		Orchestrator: actor.Handle{DID: key.DID(), Host: s.cfg.System.Self(), Inbox: "orch/" + id},
-		SealedKey:    s.cfg.Sealer.SealKey(key),
-		Artifacts:    digests,
-		Placement:    map[string]Placement{},
-		Allocations:  map[string]*Allocation{},
+		Message:       "waiting for bids",
+		Orchestrator:  actor.Handle{DID: key.DID(), Host: s.cfg.System.Self(), Inbox: "orch/" + id},
+		SealedKey:     s.cfg.Sealer.SealKey(key),
+		SealedSecrets: sealed,
+		Artifacts:     digests,
+		Placement:     map[string]Placement{},
+		Allocations:   map[string]*Allocation{},
 	}
 	queue := s.cfg.QueueTimeout
 	if sub.Spec.Timeouts.Queue > 0 {

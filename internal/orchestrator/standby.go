@@ -24,6 +24,9 @@ package orchestrator
 //     lacks (standby_artifacts.go). A standby that lacks some still counts
 //     toward the lease; a takeover without them all records which are
 //     missing, and only a start or redeploy that needs one fails.
+//   - Secrets. The user's secrets go with the record sealed to each
+//     standby's key, and a takeover seals them again with the new node's
+//     key (secrets.go).
 //   - The lease. The primary makes supervision decisions (marking
 //     allocations lost, redeploying: run.leaseHeld) only while a standby
 //     acknowledged a replicate sent less than Lease ago (lease.go).
@@ -298,7 +301,7 @@ func (s *Service) decodeReplica(req deployproto.ReplicateRequest) (*Deployment, 
 			return nil, fmt.Errorf("replicate: chain %d is not from the owner %s to this node", i, d.Owner.Short())
 		}
 	}
-	d.Role, d.SealedKey, d.NodeChains = RoleStandby, nil, req.Chains
+	d.Role, d.SealedKey, d.NodeChains, d.SealedSecrets = RoleStandby, nil, req.Chains, nil
 	d.Orchestrator = req.Primary
 	if d.Placement == nil {
 		d.Placement = map[string]Placement{}
@@ -466,6 +469,11 @@ func (s *Service) takeover(r *run, silence time.Duration) {
 	}
 	d.addEvent(now, Event{Kind: EventTakeover, From: formerHost, To: s.cfg.System.Self(), Epoch: d.Epoch,
 		Message: fmt.Sprintf("took over from %s at epoch %d: no word for %s", identity.ShortPeerID(formerHost), d.Epoch, silence.Round(100*time.Millisecond))})
+	if s.adoptSecrets(d, s.cfg.System.Self()) { // secrets.go
+		msg := fmt.Sprintf("this node did not get the deployment's secrets from %s: placing or redeploying a node whose volumes need one will fail", identity.ShortPeerID(formerHost))
+		d.addEvent(now, Event{Kind: EventTakeover, Epoch: d.Epoch, Message: msg})
+		s.log.Warn("took over without the secrets", "deployment_id", d.ID)
+	}
 	if missing := s.missingArtifacts(d); len(missing) > 0 {
 		// The takeover goes on: the allocations keep running; only a
 		// start or redeploy that needs one of these will fail.
@@ -593,7 +601,7 @@ func (s *Service) stepDownLocked(r *run, rec *Deployment, why string) {
 		return
 	}
 	go r.actor.Stop() // its own workers may be the caller's
-	rec.Role, rec.SealedKey = RoleStandby, nil
+	rec.Role, rec.SealedKey, rec.SealedSecrets = RoleStandby, nil, nil
 	own := r.snapshot()
 	if rec.NodeChains == nil {
 		rec.NodeChains = own.NodeChains
@@ -665,6 +673,8 @@ func (r *run) replicateRound(ctx context.Context) bool {
 	}
 	rec := d.clone()
 	rec.SealedKey, rec.Role, rec.NodeChains, rec.Version = nil, "", nil, 0
+	// The secrets go sealed to each standby's key, never with this node's (secrets.go).
+	rec.SealedSecrets, rec.StandbySecrets = nil, r.standbySecrets(d)
 	data, err := json.Marshal(rec)
 	if err != nil {
 		r.s.log.Error("replicate", "deployment_id", d.ID, "err", err)
