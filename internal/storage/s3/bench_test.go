@@ -123,7 +123,7 @@ func startRSS() rss {
 func (r rss) report(b *testing.B) {
 	extra := procStatus("VmHWM") - r.base
 	b.ReportMetric(float64(extra)/(1<<20), "extra-RSS-MiB")
-	b.ReportMetric((cpuTime() - r.cpu).Seconds()/float64(b.N), "cpu-s/op")
+	b.ReportMetric((cpuTime()-r.cpu).Seconds()/float64(b.N), "cpu-s/op")
 }
 
 func BenchmarkUpload(b *testing.B) {
