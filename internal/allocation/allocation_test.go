@@ -557,7 +557,8 @@ func TestCreateRefuses(t *testing.T) {
 			return h.req("a1", s)
 		}, "execution.image"},
 		{"volume name escapes", func(h *harness) CreateRequest { return h.req("a1", withVolume("../x", "/out", "")) }, "volume name"},
-		{"volume kind s3", func(h *harness) CreateRequest { return h.req("a1", withVolume("out", "/out", "s3")) }, "not supported"},
+		{"volume kind s3 without a bucket", func(h *harness) CreateRequest { return h.req("a1", withVolume("out", "/out", "s3")) }, "s3.bucket: required"},
+		{"volume kind unknown", func(h *harness) CreateRequest { return h.req("a1", withVolume("out", "/out", "nfs")) }, `kind "nfs" is not local, s3 or url`},
 		{"volume path relative", func(h *harness) CreateRequest { return h.req("a1", withVolume("out", "out", "")) }, "absolute"},
 		{"wasm publishes a port", func(h *harness) CreateRequest {
 			s := task("x")

@@ -18,6 +18,9 @@
 //		System: sys, Executors: executors, Store: store, Ledger: resources,
 //		Wallet: wallet, Sealer: sealer, DataDir: filepath.Join(home, "data", "allocations"),
 //		Heartbeat: 2 * time.Second, StopAfter: 20 * time.Second, Logger: log,
+//		// volumes (see Volumes): adapters of storage/local, s3, web, transfer
+//		Mounter: mounter, ObjectStore: s3store, Fetcher: fetcher, Results: reader,
+//		NodeKey: nodeKey, Credentials: operatorCreds, ResultsRetention: 24 * time.Hour,
 //	})
 //	err = m.Resume(ctx)                  // re-attach to running instances
 //	h, err := m.Create(ctx, allocation.CreateRequest{ID: id, Reservation: res,
@@ -29,7 +32,7 @@
 //
 //	p := allocation.NewProvider(allocation.ProviderConfig{Node: root, Key: nodeKey,
 //		Ledger: ledger, Allocations: m, ReservationTTL: 30 * time.Second})
-//	err = p.Register() // bid, commit and revert behaviors on the node actor
+//	err = p.Register() // bid, commit, revert and results behaviors on the node actor
 //
 // A bid reserves, for ReservationTTL, enough to host any one of the nodes
 // that fit (a provider hosts at most one node of an ensemble) and is signed with the node key (deployproto.SignBid); a
@@ -60,7 +63,8 @@
 //     Starting again does nothing; an ended allocation cannot start.
 //   - BehaviorStop (StopRequest): stops the instance within Grace and
 //     answers once the allocation is stopped; with Remove it also deletes
-//     the instance, the record and the data directory (logs, volumes).
+//     the instance, the record and the data directory (logs, volumes;
+//     local out volumes are kept as results, see Volumes).
 //   - BehaviorLogs (LogsRequest): long poll over the log file; entries
 //     from Offset, or the first written within Wait; EOF once ended and
 //     read to the end. Entries carry the time they were copied; the
@@ -101,6 +105,44 @@
 // goroutine of its own, so that a slow orchestrator does not hold up the
 // state changes behind it; the final report is retried (backoff up to a
 // minute) until it is acknowledged.
+//
+// # Volumes
+//
+// Before the first start (and after a node restart, if staging had not
+// finished) every volume is mounted, in name order, through
+// Config.Mounter (a size-bounded local volume is a loop-mounted image:
+// writing past its size gives the job ENOSPC), and the inputs are
+// staged: an s3 volume of mode in or inout is downloaded through
+// Config.ObjectStore, a url volume fetched and checked through
+// Config.Fetcher. Inputs and url volumes are given to the executor
+// read-only. Staging done is recorded (Record.Staged); its progress goes
+// to the log as "[dms] volume NAME: …" lines every few seconds. A
+// failure fails the allocation without restarts, with one reason naming
+// the volume (a *storage.VolumeError: "volume inputs: stage: s3 list
+// http://… bucket nope: no such bucket"), and releases the reservation.
+//
+// S3 credentials are the operator's (Config.Credentials, by name) or the
+// user's: the commit's secrets, sealed to this node's key, kept sealed in
+// the Record, opened with Config.NodeKey only when a transfer needs them,
+// and dropped when the allocation ends.
+//
+// After the workload exits (each run of a task; a service at its end)
+// the s3 volumes of mode out and inout are uploaded to their prefix,
+// default <deployment>/<allocation>/<attempt>/, with a journal in the
+// allocation's directory. The end is reported only after the upload
+// (Record.Final holds it meanwhile, so a node restart resumes the upload
+// and then reports it); an upload failure fails the allocation with the
+// volume's reason. sync_every also uploads while the allocation runs.
+//
+// When the allocation is removed, its local out volumes (the results) are
+// moved to <ResultsDir>/<deployment>/<allocation>/<volume> and kept for
+// ResultsRetention (a sweeper removes them, at Resume and periodically);
+// its other volumes are unmounted and deleted. The node's
+// deployproto.BehaviorResults (Provider) lists a deployment's out volumes
+// (local: live or kept; s3: where the objects went, never the keys) and
+// serves a local one's manifest and chunks (Config.Results), live or
+// kept, to the deployment's orchestrator or the user who deployed it;
+// anyone else gets actor.CodeDenied.
 //
 // # Fencing
 //

@@ -19,6 +19,7 @@ import (
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/storage"
 )
 
 // Config is what a Manager needs. System, Store, Ledger, Wallet, Sealer and
@@ -31,9 +32,9 @@ type Config struct {
 	Ledger    Ledger
 	Wallet    Wallet
 	Sealer    *identity.Sealer
-	// DataDir holds one directory per allocation: its log and its local
-	// volumes, which stay until the allocation is removed (nothing
-	// fetches them yet).
+	// DataDir holds one directory per allocation: its log, its volumes
+	// and its upload journals, until the allocation is removed (its
+	// local out volumes then move to ResultsDir).
 	DataDir string
 	// ArtifactDir caches fetched artifacts by digest; default
 	// <DataDir>/../artifacts.
@@ -49,8 +50,25 @@ type Config struct {
 	// DefaultKernel is the kernel of vm allocations that give none (a
 	// host path; may be empty).
 	DefaultKernel string
-	Logger        *slog.Logger
-	Now           func() time.Time
+
+	// Volumes beyond plain directories (volumes.go); each may be nil, and
+	// then the volumes that need it fail with a reason saying so.
+	Mounter     Mounter      // size-bounded local volumes
+	ObjectStore ObjectStore  // s3 volumes
+	Fetcher     Fetcher      // url volumes
+	Results     ResultReader // serves local out volumes (BehaviorResults)
+	// NodeKey opens the user's secrets sealed to this node.
+	NodeKey *identity.Key
+	// Credentials are the S3 keys the operator offers, by name.
+	Credentials map[string]storage.Credentials
+	// ResultsDir keeps local out volumes after their allocation is
+	// removed, for ResultsRetention (default 24h); default
+	// <DataDir>/../results.
+	ResultsDir       string
+	ResultsRetention time.Duration
+
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // CreateRequest describes one allocation of a committed reservation.
@@ -67,6 +85,8 @@ type CreateRequest struct {
 	// 0 means Config.StopAfter. Values below deployproto.MinStopAfter or
 	// two heartbeats are raised to the larger of them.
 	StopAfter time.Duration
+	// Secrets are the commit's secrets, sealed to this node's key.
+	Secrets map[string][]byte
 }
 
 // defaultStopAfter is Config.StopAfter's default.
@@ -81,6 +101,13 @@ type Manager struct {
 	cfg       Config
 	log       *slog.Logger
 	artifacts *artifactCache
+	// progressEvery is how often a transfer's progress is logged (tests
+	// lower it).
+	progressEvery time.Duration
+	sweepOnce     sync.Once // starts the results sweeper
+
+	manMu     sync.Mutex
+	manifests map[string]builtManifest // guarded by manMu: manifests being paged, by directory
 
 	// life is cancelled by Close; it is the parent of every background
 	// goroutine's context (not a request context).
@@ -129,6 +156,15 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.MaxArtifactSize == 0 {
 		cfg.MaxArtifactSize = 16 << 30
 	}
+	if cfg.ResultsRetention < 0 {
+		return nil, errors.New("allocation: negative ResultsRetention")
+	}
+	if cfg.ResultsRetention == 0 {
+		cfg.ResultsRetention = defaultResultsRetention
+	}
+	if cfg.ResultsDir == "" {
+		cfg.ResultsDir = filepath.Join(filepath.Dir(filepath.Clean(cfg.DataDir)), "results")
+	}
 	if cfg.ArtifactDir == "" {
 		cfg.ArtifactDir = filepath.Join(filepath.Dir(filepath.Clean(cfg.DataDir)), "artifacts")
 	}
@@ -148,14 +184,16 @@ func New(cfg Config) (*Manager, error) {
 	}
 	life, stop := context.WithCancel(context.Background())
 	return &Manager{
-		cfg:       cfg,
-		log:       cfg.Logger.With("component", "allocation"),
-		artifacts: &artifactCache{dir: cfg.ArtifactDir, max: cfg.MaxArtifactSize, inflight: map[string]*fetch{}},
-		life:      life,
-		stop:      stop,
-		allocs:    map[string]*alloc{},
-		creating:  map[string]string{},
-		released:  map[string]bool{},
+		cfg:           cfg,
+		log:           cfg.Logger.With("component", "allocation"),
+		artifacts:     &artifactCache{dir: cfg.ArtifactDir, max: cfg.MaxArtifactSize, inflight: map[string]*fetch{}},
+		progressEvery: defaultProgressEvery,
+		manifests:     map[string]builtManifest{},
+		life:          life,
+		stop:          stop,
+		allocs:        map[string]*alloc{},
+		creating:      map[string]string{},
+		released:      map[string]bool{},
 	}, nil
 }
 
@@ -230,6 +268,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 		Seq:          seqBlock,
 		Epoch:        req.Epoch,
 		StopAfter:    stopAfter,
+		Secrets:      maps.Clone(req.Secrets),
 		Created:      now,
 		Updated:      now,
 	}
@@ -396,6 +435,9 @@ func (m *Manager) remove(ctx context.Context, a *alloc, grace time.Duration) err
 	err := m.cfg.Store.Delete(rec.ID)
 	a.saveMu.Unlock()
 	a.log.close()
+	if e := m.releaseVolumes(a, rec); e != nil {
+		m.log.Warn("remove volumes", "allocation_id", rec.ID, "err", e)
+	}
 	if e := os.RemoveAll(a.dir); e != nil {
 		err = errors.Join(err, e)
 	}
@@ -526,6 +568,10 @@ func (m *Manager) Resume(ctx context.Context) error {
 			m.log.Warn("resume: release", "reservation_id", res, "err", err)
 		}
 	}
+	m.sweepOnce.Do(func() {
+		m.SweepResults()
+		m.goTracked(m.sweepLoop)
+	})
 	m.log.Info("allocations resumed", "count", len(resumed))
 	return errors.Join(errs...)
 }
@@ -561,7 +607,10 @@ func (m *Manager) List() []deployproto.Report {
 
 // Close stops heartbeats, supervision and log copying, and the actors. It
 // leaves workloads running: docker and vm instances are re-attached by the
-// next Resume (in-process wasm instances end with the process).
+// next Resume (in-process wasm instances end with the process). The
+// size-bounded volumes no workload can use any more (of ended
+// allocations, of in-process instances, kept results) are unmounted,
+// their data kept: they are mounted again when needed.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed {
@@ -586,6 +635,9 @@ func (m *Manager) Close(ctx context.Context) error {
 	for _, a := range all {
 		a.act.Stop()
 		a.log.close()
+	}
+	if err == nil {
+		m.unmountIdle(all)
 	}
 	return err
 }

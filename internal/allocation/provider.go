@@ -112,6 +112,7 @@ func (p *Provider) Register() error {
 	n.AddBehavior(deployproto.BehaviorPlan, p.plan)
 	n.AddBehavior(deployproto.BehaviorCommit, p.commit)
 	n.AddBehavior(deployproto.BehaviorRevert, p.revert)
+	n.AddBehavior(deployproto.BehaviorResults, p.results)
 	return n.Subscribe(deployproto.TopicDeployments)
 }
 
@@ -408,6 +409,7 @@ func (p *Provider) commit(ctx context.Context, m *actor.Message) (any, error) {
 		h, err := p.cfg.Allocations.Create(ctx, CreateRequest{
 			ID: req.Reservation + "." + spec.Name, Reservation: req.Reservation, Deployment: req.Deployment,
 			Orchestrator: req.Orchestrator, Spec: spec, Epoch: req.Epoch, StopAfter: req.StopAfter,
+			Secrets: secretsOf(spec, req.Secrets),
 		})
 		if err != nil {
 			// All or nothing on this provider too.
@@ -438,6 +440,19 @@ func (p *Provider) revert(ctx context.Context, m *actor.Message) (any, error) {
 	}
 	p.forget(req.Reservation)
 	return struct{}{}, nil
+}
+
+// results answers deployproto.BehaviorResults (Manager.Results): the
+// invoker must be the deployment's orchestrator or its user.
+func (p *Provider) results(ctx context.Context, m *actor.Message) (any, error) {
+	var req deployproto.ResultsRequest
+	if err := m.Decode(&req); err != nil {
+		return nil, err
+	}
+	if p.cfg.Allocations == nil {
+		return nil, errors.New("results: this node runs no allocations")
+	}
+	return p.cfg.Allocations.Results(ctx, m.From.DID, req)
 }
 
 // coverOne returns resources that cover any one of the nodes: the largest

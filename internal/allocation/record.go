@@ -61,6 +61,21 @@ type Record struct {
 	// notices: they are in Restarts but not charged to max_restarts.
 	DependencyRestarts int `json:"dependency_restarts,omitempty"`
 
+	// Secrets are the user's secrets of the commit (an s3 volume's
+	// credentials.secret), by name, each sealed to this node's key with
+	// the context deployproto.SecretContext: opened only when a transfer
+	// needs them, dropped when the allocation ends.
+	Secrets map[string][]byte `json:"secrets,omitempty"`
+	// Staged is set once the input volumes were staged.
+	Staged bool `json:"staged,omitempty"`
+	// Ran is set once a run started (its out volumes may hold outputs).
+	Ran bool `json:"ran,omitempty"`
+	// Outputs is the upload state of the s3 out volumes, by name.
+	Outputs map[string]OutputState `json:"outputs,omitempty"`
+	// Final is the end reached while the out volumes are being uploaded:
+	// recorded once they are.
+	Final *FinalState `json:"final,omitempty"`
+
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
 }

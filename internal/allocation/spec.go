@@ -6,7 +6,6 @@ import (
 	"maps"
 	"os"
 	"path"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -106,8 +105,8 @@ func (m *Manager) checkSpec(s *deployproto.AllocationSpec) error {
 		if err := checkID("volume name", name); err != nil {
 			bad("volumes: %w", err)
 		}
-		if v.Kind != "" && v.Kind != ensemble.Local {
-			bad("volumes.%s.kind: %q is not supported (local)", name, v.Kind)
+		if err := checkVolume(v); err != nil {
+			bad("volumes.%s: %w", name, err)
 		}
 		if !path.IsAbs(v.Path) {
 			bad("volumes.%s.path: %q is not an absolute path", name, v.Path)
@@ -201,8 +200,7 @@ func artifacts(s *deployproto.AllocationSpec) []string {
 }
 
 // buildSpec turns the allocation into an executor spec; files maps each
-// artifact reference to its cached file. It creates the local volumes'
-// directories.
+// artifact reference to its cached file.
 func (a *alloc) buildSpec(files map[string]string) (executor.Spec, error) {
 	rec := a.record()
 	s := &rec.Spec
@@ -264,13 +262,11 @@ func (a *alloc) buildSpec(files map[string]string) (executor.Spec, error) {
 	default:
 		return executor.Spec{}, fmt.Errorf("executor %q is not supported", s.Executor)
 	}
+	// The volumes were mounted and staged by prepareVolumes. Inputs and
+	// url volumes are read-only in every executor.
 	for _, name := range slices.Sorted(maps.Keys(s.Volumes)) {
 		v := s.Volumes[name]
-		dir := filepath.Join(a.dir, "volumes", name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return executor.Spec{}, fmt.Errorf("volume %s: %w", name, err)
-		}
-		spec.Mounts = append(spec.Mounts, executor.Mount{Source: dir, Target: v.Path, ReadOnly: v.ReadOnly})
+		spec.Mounts = append(spec.Mounts, executor.Mount{Source: a.volumeDir(name), Target: v.Path, ReadOnly: readOnly(v)})
 	}
 	return spec, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
+	"github.com/dmsnet/dms/internal/storage"
 )
 
 const (
@@ -25,6 +26,7 @@ const (
 type runPlan struct {
 	attach string           // instance to re-attach to
 	lost   *executor.Result // the previous run ended this way while nobody watched
+	upload bool             // the workload ended: upload the out volumes and record the end (Record.Final)
 }
 
 // permanentError marks a start failure that restarting cannot cure.
@@ -62,6 +64,10 @@ func (a *alloc) launch(p runPlan) {
 // and records the final state. It returns early, leaving the state as it
 // is, when the manager closes.
 func (a *alloc) supervise(ctx context.Context, p runPlan) {
+	if p.upload {
+		a.completeUpload()
+		return
+	}
 	for {
 		var res executor.Result
 		var ran string // the instance that ran, if any
@@ -81,7 +87,13 @@ func (a *alloc) supervise(ctx context.Context, p runPlan) {
 					res = executor.Result{ExitCode: -1, Reason: executor.ReasonFailed, Error: err.Error(), FinishedAt: a.m.cfg.Now()}
 					var perm *permanentError
 					if errors.As(err, &perm) {
-						a.finish(deployproto.AllocFailed, &res, "could not start: "+err.Error())
+						msg := "could not start: " + err.Error()
+						var ve *storage.VolumeError
+						if errors.As(err, &ve) {
+							msg = ve.Error() // the one reason, naming the volume
+							a.dmsLine("%s", msg)
+						}
+						a.finish(deployproto.AllocFailed, &res, msg)
 						return
 					}
 					break
@@ -95,7 +107,7 @@ func (a *alloc) supervise(ctx context.Context, p runPlan) {
 		}
 		p = runPlan{}
 		if a.isStopping() {
-			a.finish(deployproto.AllocStopped, &res, a.stopMessage("stopped on request"))
+			a.conclude(deployproto.AllocStopped, &res, a.stopMessage("stopped on request"))
 			return
 		}
 		if why, dep := a.takeKill(ran); why != "" && !succeeded(res) {
@@ -118,8 +130,19 @@ func (a *alloc) supervise(ctx context.Context, p runPlan) {
 			if succeeded(res) {
 				state = deployproto.AllocCompleted
 			}
-			a.finish(state, &res, describe(res))
+			a.conclude(state, &res, describe(res))
 			return
+		}
+		if rec := a.record(); rec.Spec.Type != ensemble.Service && len(outputs(&rec.Spec)) > 0 {
+			// A task's outputs go up at every run's end.
+			if err := a.uploadOutputs(a.life); err != nil {
+				if a.life.Err() != nil {
+					return
+				}
+				a.dmsLine("%v", err)
+				a.finish(deployproto.AllocFailed, &res, err.Error())
+				return
+			}
 		}
 		a.transition(deployproto.AllocRestarting,
 			fmt.Sprintf("%s; restart %d of %d in %s", describe(res), n, max, delay),
@@ -159,7 +182,7 @@ func (a *alloc) shouldRestart(res executor.Result) (restart bool, delay time.Dur
 // manager leaves it as it is.
 func (a *alloc) interrupted(last *executor.Result) {
 	if a.isStopping() {
-		a.finish(deployproto.AllocStopped, last, a.stopMessage("stopped on request"))
+		a.conclude(deployproto.AllocStopped, last, a.stopMessage("stopped on request"))
 	}
 }
 
@@ -172,6 +195,12 @@ func (a *alloc) startInstance(ctx context.Context) (string, error) {
 	}
 	if rec.State != deployproto.AllocStarting || rec.InstanceID != "" {
 		a.transition(deployproto.AllocStarting, "", func(r *Record) { r.InstanceID = "" })
+	}
+	if err := a.prepareVolumes(ctx); err != nil {
+		if ctx.Err() != nil {
+			return "", err
+		}
+		return "", &permanentError{err}
 	}
 	files := map[string]string{}
 	for _, ref := range artifacts(&rec.Spec) {
@@ -203,6 +232,7 @@ func (a *alloc) startInstance(ctx context.Context) (string, error) {
 		r.InstanceID = id
 		r.Ports = ports
 		r.Result = nil
+		r.Ran = true
 	})
 	return id, nil
 }
@@ -253,6 +283,9 @@ func (a *alloc) runInstance(ctx context.Context, id string, fresh bool) (res exe
 	if !started {
 		close(healthDone)
 	}
+	sctx, stopSync := context.WithCancel(ctx)
+	syncDone := a.syncOutputs(sctx)
+	defer func() { stopSync(); syncDone() }()
 
 	res, err := a.ex.Wait(ctx, id)
 	if err != nil && ctx.Err() != nil {
@@ -265,6 +298,8 @@ func (a *alloc) runInstance(ctx context.Context, id string, fresh bool) (res exe
 	}
 	stopHealth()
 	<-healthDone
+	stopSync()
+	syncDone()
 	switch {
 	case errors.Is(err, executor.ErrNotFound):
 		res = a.vanished(id, !fresh)
@@ -356,6 +391,8 @@ func (a *alloc) finish(state deployproto.AllocationState, res *executor.Result, 
 		if res != nil {
 			r.Result = res
 		}
+		r.Final = nil
+		r.Secrets = nil // no transfer needs them any more
 	}) {
 		return
 	}
@@ -381,6 +418,12 @@ func (a *alloc) resume(ctx context.Context, instances []executor.Instance, liste
 		return
 	case rec.State == deployproto.AllocPending:
 		a.startReporter()
+		return
+	case rec.Final != nil:
+		// The workload had ended; its out volumes were being uploaded.
+		a.startReporter()
+		a.dmsLine("the node restarted during the upload of the out volumes: resuming it")
+		a.launch(runPlan{upload: true})
 		return
 	}
 	a.startReporter()

@@ -51,7 +51,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		return nil, err
 	}
 	n.offerOnly(execs)
-	n.allocs, err = allocation.New(allocation.Config{
+	acfg := allocation.Config{
 		System:    n.sys,
 		Executors: execs,
 		Store:     allocStore{n.db},
@@ -64,7 +64,13 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		Logger:    n.log,
 		// Checked at start (moreExecutors) when the vm executor runs.
 		DefaultKernel: c.Executor.VM.Kernel,
-	})
+		ResultsDir:    filepath.Join(data, "results"),
+	}
+	if err := n.storageConfig(c.Storage, &acfg); err != nil {
+		closeExecs()
+		return nil, err
+	}
+	n.allocs, err = allocation.New(acfg)
 	if err != nil {
 		closeExecs()
 		return nil, err
