@@ -39,16 +39,17 @@ for run in $(seq 1 "$runs"); do
         if ($(i+1)=="MB/s") mbs[name]=$i
         if ($(i+1)=="ns/op") ns[name]=$i
         if ($(i+1)=="extra-RSS-MiB") rss[name]=$i
+        if ($(i+1)=="cpu-s/op") cpu[name]=$i
       }
     }
     /resent_bytes=/ { for (i=1; i<=NF; i++) if ($i ~ /^resent_bytes=/) { split($i, a, "="); resent=a[2] } }
     END {
       printf "run %s\n", run
-      printf "  %-22s %10s %10s %14s\n", "transfer", "MB/s", "vs bare", "extra RSS MiB"
-      printf "  %-22s %10s %10.2f %14s\n", "upload (dms)", mbs["Upload"], mbs["Upload"]/mbs["BareMinioUpload"], rss["Upload"]
-      printf "  %-22s %10s %10s %14s\n", "upload (bare minio)", mbs["BareMinioUpload"], "1.00", rss["BareMinioUpload"]
-      printf "  %-22s %10s %10.2f %14s\n", "download (dms)", mbs["Download"], mbs["Download"]/mbs["BareMinioDownload"], rss["Download"]
-      printf "  %-22s %10s %10s %14s\n", "download (bare minio)", mbs["BareMinioDownload"], "1.00", rss["BareMinioDownload"]
+      printf "  %-22s %10s %10s %14s %12s\n", "transfer", "MB/s", "vs bare", "extra RSS MiB", "client CPU s"
+      printf "  %-22s %10s %10.2f %14s %12s\n", "upload (dms)", mbs["Upload"], mbs["Upload"]/mbs["BareMinioUpload"], rss["Upload"], cpu["Upload"]
+      printf "  %-22s %10s %10s %14s %12s\n", "upload (bare minio)", mbs["BareMinioUpload"], "1.00", rss["BareMinioUpload"], cpu["BareMinioUpload"]
+      printf "  %-22s %10s %10.2f %14s %12s\n", "download (dms)", mbs["Download"], mbs["Download"]/mbs["BareMinioDownload"], rss["Download"], cpu["Download"]
+      printf "  %-22s %10s %10s %14s %12s\n", "download (bare minio)", mbs["BareMinioDownload"], "1.00", rss["BareMinioDownload"], cpu["BareMinioDownload"]
       printf "  small objects staged: %.2f s\n", ns["DownloadSmall"]/1e9
       printf "  resume after kill -9: %s bytes re-sent\n", resent
       printf "RESULT %.3f %.3f %.2f %s %s %s\n", mbs["Upload"]/mbs["BareMinioUpload"], mbs["Download"]/mbs["BareMinioDownload"], ns["DownloadSmall"]/1e9, resent, rss["Upload"], rss["Download"] > "/dev/stderr"

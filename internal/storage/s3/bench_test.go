@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -23,7 +25,8 @@ import (
 // bare minio-go (FPutObject / FGetObject with the library's defaults), in
 // the same run. Each reports extra-RSS-MiB: the peak resident memory
 // during the transfer above what the process had before it (Linux
-// VmHWM, reset through /proc/self/clear_refs).
+// VmHWM, reset through /proc/self/clear_refs), and cpu-s/op: the client's
+// CPU time (user + system) per transfer.
 // BenchmarkDownloadSmall stages DMS_S3_BENCH_SMALL (default 1000) objects
 // of 4 KiB.
 
@@ -81,8 +84,20 @@ func writeRandom(b *testing.B, path string, n int64) {
 	}
 }
 
-// rss measures the peak resident memory above a baseline.
-type rss struct{ base int64 }
+// rss measures the peak resident memory above a baseline, and the CPU
+// time the process used meanwhile (a cost a loaded machine does not blur).
+type rss struct {
+	base int64
+	cpu  time.Duration
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 func procStatus(field string) int64 {
 	f, err := os.Open("/proc/self/status")
@@ -102,12 +117,13 @@ func procStatus(field string) int64 {
 
 func startRSS() rss {
 	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // reset VmHWM to VmRSS
-	return rss{base: procStatus("VmRSS")}
+	return rss{base: procStatus("VmRSS"), cpu: cpuTime()}
 }
 
 func (r rss) report(b *testing.B) {
 	extra := procStatus("VmHWM") - r.base
 	b.ReportMetric(float64(extra)/(1<<20), "extra-RSS-MiB")
+	b.ReportMetric((cpuTime()-r.cpu).Seconds()/float64(b.N), "cpu-s/op")
 }
 
 func BenchmarkUpload(b *testing.B) {

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/minio/minio-go/v7"
+
 	"github.com/dmsnet/dms/internal/storage"
 	"github.com/dmsnet/dms/internal/storage/s3/s3test"
 )
@@ -186,4 +188,31 @@ func killChild() {
 		})
 	fmt.Fprintln(os.Stderr, "upload ended:", err)
 	os.Exit(1)
+}
+
+// Without a journal nothing can resume an upload: a failed one is
+// aborted, its parts not left on the server.
+func TestUploadAbortsWithoutJournal(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.MakeBucket("out")
+	src := t.TempDir()
+	writeTree(t, src, map[string][]byte{"big": randBytes(t, 4*testPart)})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := newTest(Options{Concurrency: 1}).Upload(ctx, Location{Endpoint: srv.Endpoint, Bucket: "out"}, srv.Credentials, src, "",
+		func(p storage.Progress) {
+			if p.Bytes >= testPart {
+				cancel()
+			}
+		})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Upload = %v, want context.Canceled", err)
+	}
+	res, err := (&minio.Core{Client: srv.Client()}).ListMultipartUploads(context.Background(), "out", "", "", "", "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Uploads) != 0 {
+		t.Errorf("%d multipart uploads left on the server, want 0", len(res.Uploads))
+	}
 }

@@ -88,7 +88,7 @@ func (l Location) endpoint() string {
 type Options struct {
 	PartSize    int64         // multipart part size; default 8 MiB, at least 5 MiB
 	Concurrency int           // parallel parts / objects; default 4
-	Retries     int           // attempts after the first, per request; default 5
+	Retries     int           // attempts after the first, per request; default 5, negative for none
 	MinBackoff  time.Duration // first retry delay, doubling up to 5 s; default 200 ms
 	HTTPClient  *http.Client  // optional; its Transport is used
 }

@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"golang.org/x/sync/errgroup"
@@ -170,6 +172,7 @@ func (u *uploader) file(ctx context.Context, f localFile) error {
 	if ps := u.t.partSize(f.size); f.size >= ps {
 		err = u.multipart(ctx, f, id, ps)
 	} else {
+		u.abortStale(ctx, f.key) // the file was large once
 		err = u.single(ctx, f, id)
 	}
 	if err != nil {
@@ -184,6 +187,21 @@ func (u *uploader) file(ctx context.Context, f localFile) error {
 	u.count(func(s *Stats) { s.Objects++ })
 	u.prog.add(0, 1)
 	return nil
+}
+
+// abortStale aborts the journal's multipart upload of key, if any (best
+// effort: an upload left over costs space on the server, not
+// correctness).
+func (u *uploader) abortStale(ctx context.Context, key string) {
+	var id string
+	u.j.read(func(st *journalState) {
+		if up := st.Uploads[key]; up != nil {
+			id = up.UploadID
+		}
+	})
+	if id != "" {
+		_ = u.c.core.AbortMultipartUpload(ctx, u.c.loc.Bucket, key, id)
+	}
 }
 
 // hashFile is the SHA-256 of a file, in hex; the file must still be the
@@ -313,6 +331,8 @@ func (u *uploader) multipart(ctx context.Context, f localFile, id fileID, partSi
 		etags = maps(have)
 	)
 	g, gctx := errgroup.WithContext(ctx)
+	var journalErr error
+parts:
 	for n := 1; n <= nparts; n++ {
 		if _, ok := have[n]; ok {
 			continue
@@ -321,7 +341,7 @@ func (u *uploader) multipart(ctx context.Context, f localFile, id fileID, partSi
 		select {
 		case u.sending <- struct{}{}:
 		case <-gctx.Done():
-			return waitErr(g, gctx)
+			break parts
 		}
 		if err := u.j.update(func(st *journalState) {
 			up := st.Uploads[f.key]
@@ -331,8 +351,8 @@ func (u *uploader) multipart(ctx context.Context, f localFile, id fileID, partSi
 			up.Sending[n] = true
 		}); err != nil {
 			<-u.sending
-			_ = g.Wait()
-			return err
+			journalErr = err
+			break
 		}
 		if earlier[n] {
 			u.count(func(s *Stats) { s.ResentBytes += size })
@@ -376,7 +396,16 @@ func (u *uploader) multipart(ctx context.Context, f localFile, id fileID, partSi
 			})
 		})
 	}
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	if err == nil {
+		err = cmp.Or(journalErr, ctx.Err())
+	}
+	if err != nil {
+		if u.j.path == "" { // nothing will resume it: free the parts
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			_ = c.core.AbortMultipartUpload(actx, c.loc.Bucket, f.key, uploadID)
+			cancel()
+		}
 		return err
 	}
 	if info, err := fh.Stat(); err != nil || info.Size() != f.size || info.ModTime().UnixNano() != f.mtime {
@@ -430,14 +459,6 @@ func (u *uploader) listParts(ctx context.Context, key, uploadID string) ([]minio
 		}
 		marker = res.NextPartNumberMarker
 	}
-}
-
-// waitErr waits for the parts in flight and returns the first error.
-func waitErr(g *errgroup.Group, ctx context.Context) error {
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	return ctx.Err()
 }
 
 func maps(m map[int]string) map[int]string {
