@@ -39,7 +39,7 @@ var stepSets = []func(*godog.ScenarioContext){
 	signalSteps,     // steps_signals_test.go: a command in the background, sent SIGINT or SIGTERM
 	vmExecSteps,     // steps_vmexec_test.go: a VM job with the kernel's modules, for exec
 	healSteps,       // steps_heal_test.go: providers that die or freeze, redeploys, the timeline, standby orchestrators
-
+	storageSteps,    // steps_storage_test.go: an S3 server and its buckets, a web server, secrets, volumes' results
 }
 
 // TestAcceptance runs the feature files with godog, prints the table of

@@ -176,6 +176,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Caps:        capService{n},
 		Deployments: deploymentService{n},
 		Plans:       planService{n},
+		Results:     resultService{n},
 	})
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"github.com/dmsnet/dms/internal/allocation"
 	"github.com/dmsnet/dms/internal/config"
 	"github.com/dmsnet/dms/internal/deployproto"
+	"github.com/dmsnet/dms/internal/orchestrator"
 	"github.com/dmsnet/dms/internal/storage"
 	"github.com/dmsnet/dms/internal/storage/local"
 	"github.com/dmsnet/dms/internal/storage/s3"
@@ -114,3 +115,24 @@ var _ allocation.Mounter = localMounter{}
 func (localMounter) Mount(dir string, size int64) error { return local.Mount(dir, size) }
 func (localMounter) Unmount(dir string) error           { return local.Unmount(dir) }
 func (localMounter) Remove(dir string) error            { return local.Remove(dir) }
+
+// s3Results is storage/s3 as dms deployment results reads s3 out volumes.
+type s3Results struct{ t *s3.Transfer }
+
+var _ orchestrator.S3Reader = s3Results{}
+
+func (s s3Results) List(ctx context.Context, loc orchestrator.S3Location, cred storage.Credentials) ([]deployproto.ResultFile, error) {
+	objs, err := s.t.List(ctx, s3.Location(loc), cred)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]deployproto.ResultFile, len(objs))
+	for i, o := range objs {
+		out[i] = deployproto.ResultFile{Path: o.Path, Size: o.Size, SHA256: o.SHA256, Mode: 0o644}
+	}
+	return out, nil
+}
+
+func (s s3Results) ReadAt(ctx context.Context, loc orchestrator.S3Location, cred storage.Credentials, path string, off int64, n int) ([]byte, error) {
+	return s.t.ReadAt(ctx, s3.Location(loc), cred, path, off, n)
+}
