@@ -214,6 +214,21 @@ func storageSteps(sc *godog.ScenarioContext) {
 		}
 		return nil
 	})
+	sc.Step(`^the logs of "([^"]+)" show that a write was refused as read-only$`, func(ctx context.Context, alloc string) error {
+		w := worldOf(ctx)
+		id, _ := w.vals["deployment"].(string)
+		orch, _ := w.vals["orchestrator"].(string)
+		var out string
+		if eventually(orSettle(""), func() bool {
+			r := w.home(orch).Run(w.T, "deployment", "logs", id, "--allocation", alloc)
+			out = r.Stdout + r.Stderr
+			// Linux says "read-only file system", Go on wasip1 "Read-only …".
+			return r.Code == 0 && strings.Contains(strings.ToLower(out), "read-only file system")
+		}) {
+			return nil
+		}
+		return fmt.Errorf("the logs of %s show no write refused as read-only (EROFS):\n%s", alloc, tail(out, 20))
+	})
 	sc.Step(`^the file "([^"]+)" has (\d+) bytes$`, func(ctx context.Context, name string, n int64) error {
 		w := worldOf(ctx)
 		fi, err := os.Stat(w.Path(name))

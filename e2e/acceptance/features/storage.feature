@@ -48,7 +48,7 @@ Feature: Storage
       """
     Then the deployment ends within 60 seconds
     And the logs of "job" contain "1 2 3 5 8"
-    And the logs of "job" contain "read-only file system"
+    And the logs of "job" show that a write was refused as read-only
 
   Scenario: A local volume keeps a service's data across a restart of its allocation
     When alice deploys the ensemble:
@@ -226,7 +226,7 @@ Feature: Storage
       """
     Then the deployment ends within 90 seconds
     And the logs of "job" contain "13 21"
-    And the logs of "job" contain "read-only file system"
+    And the logs of "job" show that a write was refused as read-only
     And the bucket "results" holds "<deployment>/job/1/copy.txt" with "seen"
 
   @vm
@@ -257,5 +257,5 @@ Feature: Storage
       """
     Then the deployment ends within 180 seconds
     And the logs of "job" contain "34 55"
-    And the logs of "job" contain "read-only file system"
+    And the logs of "job" show that a write was refused as read-only
     And the bucket "results" holds "<deployment>/job/1/copy.txt" with "seen"

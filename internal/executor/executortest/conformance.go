@@ -457,9 +457,14 @@ func Conformance(t *testing.T, h Harness) {
 
 		spec = h.Spec("write=/in/x:1")
 		spec.Mounts = []executor.Mount{{Source: in, Target: "/in", ReadOnly: true}}
-		res = wait(t, start(t, spec))
+		id = start(t, spec)
+		res = wait(t, id)
 		if res.ExitCode == 0 {
 			t.Errorf("writing into a read-only mount exited 0")
+		}
+		// The same words in every executor: the job's error is EROFS.
+		if _, stderr := logs(t, id, executor.LogOptions{}); !strings.Contains(strings.ToLower(stderr), "read-only file system") {
+			t.Errorf("writing into a read-only mount: stderr %q, want EROFS (read-only file system)", stderr)
 		}
 		if _, err := os.Stat(filepath.Join(in, "x")); err == nil {
 			t.Errorf("a file was written into the read-only mount")

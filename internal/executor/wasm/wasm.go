@@ -49,6 +49,8 @@
 package wasm
 
 import (
+	"io/fs"
+
 	"container/list"
 	"context"
 	"crypto/rand"
@@ -63,6 +65,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -292,7 +297,7 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 	fs := wazero.NewFSConfig()
 	for _, m := range spec.Mounts {
 		if m.ReadOnly {
-			fs = fs.WithReadOnlyDirMount(m.Source, m.Target)
+			fs = fs.(sysfs.FSConfig).WithSysFSMount(readOnlyFS{&sysfs.ReadFS{FS: sysfs.DirFS(m.Source)}}, m.Target)
 		} else {
 			fs = fs.WithDirMount(m.Source, m.Target)
 		}
@@ -522,3 +527,19 @@ func (e *Executor) Remove(ctx context.Context, id string) error {
 type eofReader struct{}
 
 func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// readOnlyFS is wazero's read-only directory, but a file opened for
+// writing fails with EROFS ("read-only file system", as in a container or
+// a VM) rather than ENOSYS.
+type readOnlyFS struct{ *sysfs.ReadFS }
+
+func (r readOnlyFS) OpenFile(path string, flag experimentalsys.Oflag, perm fs.FileMode) (experimentalsys.File, experimentalsys.Errno) {
+	switch flag & (experimentalsys.O_RDONLY | experimentalsys.O_WRONLY | experimentalsys.O_RDWR) {
+	case experimentalsys.O_WRONLY, experimentalsys.O_RDWR:
+		if flag&experimentalsys.O_DIRECTORY != 0 {
+			return nil, experimentalsys.EISDIR
+		}
+		return nil, experimentalsys.EROFS
+	}
+	return r.ReadFS.OpenFile(path, flag, perm)
+}
