@@ -214,20 +214,21 @@ func storageSteps(sc *godog.ScenarioContext) {
 		}
 		return nil
 	})
-	sc.Step(`^the logs of "([^"]+)" show that a write was refused as read-only$`, func(ctx context.Context, alloc string) error {
+	sc.Step(`^the logs of "([^"]+)" show that a write (was refused as read-only|failed with ENOSPC)$`, func(ctx context.Context, alloc, how string) error {
 		w := worldOf(ctx)
 		id, _ := w.vals["deployment"].(string)
 		orch, _ := w.vals["orchestrator"].(string)
+		// Linux says "read-only file system", Go on wasip1 "Read-only …".
+		want := map[string]string{"was refused as read-only": "read-only file system", "failed with ENOSPC": "no space left on device"}[how]
 		var out string
 		if eventually(orSettle(""), func() bool {
 			r := w.home(orch).Run(w.T, "deployment", "logs", id, "--allocation", alloc)
 			out = r.Stdout + r.Stderr
-			// Linux says "read-only file system", Go on wasip1 "Read-only …".
-			return r.Code == 0 && strings.Contains(strings.ToLower(out), "read-only file system")
+			return r.Code == 0 && strings.Contains(strings.ToLower(out), want)
 		}) {
 			return nil
 		}
-		return fmt.Errorf("the logs of %s show no write refused as read-only (EROFS):\n%s", alloc, tail(out, 20))
+		return fmt.Errorf("the logs of %s do not say %q:\n%s", alloc, want, tail(out, 20))
 	})
 	sc.Step(`^the file "([^"]+)" has (\d+) bytes$`, func(ctx context.Context, name string, n int64) error {
 		w := worldOf(ctx)

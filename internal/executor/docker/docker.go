@@ -747,13 +747,58 @@ func (e *Executor) Logs(ctx context.Context, id string, opts executor.LogOptions
 	if stderr == nil {
 		stderr = io.Discard
 	}
-	if _, err := stdcopy.StdCopy(stdout, stderr, rc); err != nil {
+	out, errw := &countWriter{w: stdout}, &countWriter{w: stderr}
+	if _, err := stdcopy.StdCopy(out, errw, rc); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return fmt.Errorf("docker: logs of %s: %w", t.id[:12], err)
 	}
+	if !opts.Follow || opts.Tail > 0 {
+		return nil
+	}
+	// A follow ends when the container does, and the json-file driver
+	// does not hand a follower the last line when it lacks its newline
+	// ("13 21" from cat of a file with none): read the logs once more and
+	// write what the follow missed.
+	lo.Follow = false
+	rc2, err := e.cli.ContainerLogs(ctx, t.id, lo)
+	if err != nil {
+		return nil // the follow's output stands
+	}
+	defer rc2.Close()
+	_, _ = stdcopy.StdCopy(&skipWriter{w: stdout, skip: out.n}, &skipWriter{w: stderr, skip: errw.n}, rc2)
 	return nil
+}
+
+// countWriter counts the bytes written through it.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// skipWriter drops the first skip bytes written to it.
+type skipWriter struct {
+	w    io.Writer
+	skip int64
+}
+
+func (s *skipWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	k := min(int64(len(p)), s.skip)
+	s.skip -= k
+	if rest := p[k:]; len(rest) > 0 {
+		if _, err := s.w.Write(rest); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
 }
 
 // Remove implements executor.Executor: kill, then delete the container

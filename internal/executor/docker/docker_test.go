@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -345,4 +347,29 @@ func waitFor(t *testing.T, ex executor.Executor, id, s string) {
 		ex.Logs(t.Context(), id, executor.LogOptions{}, &out, nil)
 		return strings.Contains(out.String(), s)
 	})
+}
+
+// TestFollowKeepsTheLastLineWithoutNewline: a follow of the logs hands over
+// the output's last line even when it lacks its newline (the json-file
+// driver keeps it from followers).
+func TestFollowKeepsTheLastLineWithoutNewline(t *testing.T) {
+	ex := newExecutor(t, docker.Config{})
+	in := t.TempDir()
+	if err := os.WriteFile(filepath.Join(in, "n.txt"), []byte("13 21"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := workload("cat=/in/n.txt", "eprint=after")
+	spec.Mounts = []executor.Mount{{Source: in, Target: "/in", ReadOnly: true}}
+	id, err := ex.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Remove(context.Background(), id)
+	var out, errb bytes.Buffer
+	if err := ex.Logs(t.Context(), id, executor.LogOptions{Follow: true}, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "13 21" || errb.String() != "after\n" {
+		t.Fatalf("followed stdout %q, stderr %q; want %q and %q", out.String(), errb.String(), "13 21", "after\n")
+	}
 }
