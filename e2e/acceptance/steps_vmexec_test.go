@@ -16,9 +16,9 @@ import (
 
 // vmExecSteps: a VM job whose initramfs carries the test kernel's virtio
 // modules, virtio_console among them, so that dms deployment exec reaches
-// it.
+// it (and, if asked, those of 9p, so that it mounts volumes).
 func vmExecSteps(sc *godog.ScenarioContext) {
-	sc.Step(`^a kernel and an initramfs holding the workload and the kernel's virtio modules, as "([^"]+)" and "([^"]+)"$`, func(ctx context.Context, kernelName, initrdName string) error {
+	sc.Step(`^a kernel and an initramfs holding the workload and the kernel's virtio( and 9p)? modules, as "([^"]+)" and "([^"]+)"$`, func(ctx context.Context, with9p, kernelName, initrdName string) error {
 		w := worldOf(ctx)
 		kernel, why := e2etest.TestKernel()
 		if kernel == "" {
@@ -35,7 +35,7 @@ func vmExecSteps(sc *godog.ScenarioContext) {
 			// bounded.
 			var names []string
 			for _, n := range strings.Fields(string(order)) {
-				if strings.HasPrefix(n, "virtio") && n != "virtio_blk.ko" {
+				if strings.HasPrefix(n, "virtio") && n != "virtio_blk.ko" || with9p != "" && ninep[n] {
 					names = append(names, n)
 				}
 			}
@@ -55,6 +55,9 @@ func vmExecSteps(sc *godog.ScenarioContext) {
 		return os.WriteFile(w.Path(initrdName), initrd, 0o644)
 	})
 }
+
+// ninep are the modules of 9p over virtio, which volumes mount by.
+var ninep = map[string]bool{"netfs.ko": true, "fscache.ko": true, "9pnet.ko": true, "9pnet_virtio.ko": true, "9p.ko": true}
 
 // modulesArchive is a cpio archive of the modules, in /lib/modules, and
 // their list, in order, in /etc/dms/modules.

@@ -113,15 +113,17 @@ Feature: Storage
     And the allocation "job" failed with a message containing "volume in" and "no-such-bucket"
     And the S3 secret key is in none of `dms -o json deployment status <deployment>`
 
+  @docker
   Scenario: A job that writes past its local volume's size gets ENOSPC; the node stays healthy
+    Given bob offers the docker executor
     When alice deploys the ensemble:
       """
       version: v1
       allocations:
         job:
-          executor: wasm
+          executor: docker
           resources: {cpu: 0.5, ram: 64MiB}
-          execution: {module: workload.wasm, args: [fill=/scratch/big:16]}
+          execution: {image: "<workload-image>", cmd: [fill=/scratch/big:16]}
           volumes:
             scratch: {path: /scratch, size: 8MiB}
       """
@@ -232,7 +234,7 @@ Feature: Storage
   @vm
   Scenario: A microVM stages its input from S3 and uploads its output
     Given bob offers the vm executor
-    And a kernel and an initramfs holding the workload and the kernel's virtio modules, as "vmlinuz" and "initramfs.cpio"
+    And a kernel and an initramfs holding the workload and the kernel's virtio and 9p modules, as "vmlinuz" and "initramfs.cpio"
     And the bucket "inputs" holding "numbers.txt" with "34 55"
     And the bucket "results"
     When alice deploys with the S3 keys as the secret "keys" the ensemble:
