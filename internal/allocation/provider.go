@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/match"
 	"github.com/dmsnet/dms/internal/resource"
+	"github.com/dmsnet/dms/internal/storage"
 )
 
 // ProviderLedger is the provider's resource accounting as bidding and
@@ -156,6 +158,11 @@ func (p *Provider) answer(m *actor.Message, dryRun bool) (any, error) {
 		}
 		if nr.Peer != "" && nr.Peer != self.Host && nr.Peer != string(self.DID) {
 			reply.NoBids = append(reply.NoBids, deployproto.NoBid{Node: nr.Name, Kind: deployproto.KindPinned, Reasons: []string{"pinned to another peer"}})
+			continue
+		}
+		if missing := p.missingCredentials(nr.Credentials); len(missing) > 0 {
+			reply.NoBids = append(reply.NoBids, deployproto.NoBid{Node: nr.Name, Kind: deployproto.KindStorage,
+				Reasons: []string{fmt.Sprintf("no operator credentials named %s (storage.credentials)", strings.Join(missing, ", "))}})
 			continue
 		}
 		if err := nr.Request.Validate(); err != nil {
@@ -478,4 +485,23 @@ func coverOne(nodes []deployproto.NodeRequest) (match.Resources, []deployproto.N
 		}
 	}
 	return out, nodes
+}
+
+// missingCredentials returns the names of operator credentials this node
+// does not have, of at most the first deployproto.MaxNodes asked.
+func (p *Provider) missingCredentials(names []string) []string {
+	var have map[string]storage.Credentials
+	if p.cfg.Allocations != nil {
+		have = p.cfg.Allocations.cfg.Credentials
+	}
+	var missing []string
+	for _, n := range names[:min(len(names), deployproto.MaxNodes)] {
+		if _, ok := have[n]; !ok {
+			if len(n) > 64 {
+				n = n[:64] + "…"
+			}
+			missing = append(missing, strconv.Quote(n))
+		}
+	}
+	return missing
 }

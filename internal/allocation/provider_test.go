@@ -18,6 +18,7 @@ import (
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/match"
 	"github.com/dmsnet/dms/internal/resource"
+	"github.com/dmsnet/dms/internal/storage"
 )
 
 // clock is a settable clock for reservation expiry.
@@ -327,5 +328,39 @@ func TestRepeatedBidRequestIsIdempotent(t *testing.T) {
 	// Another deployment is still bounded by the share.
 	if k := kinds([]deployproto.BidReply{w.bid(o, "d2", cores(3))}); k[0] != deployproto.KindPeerLimit {
 		t.Fatalf("a second deployment got %v, want %s", k, deployproto.KindPeerLimit)
+	}
+}
+
+// TestNoBidWithoutOperatorCredentials: a node whose volumes name operator
+// credentials gets a bid only from a provider that has them all.
+func TestNoBidWithoutOperatorCredentials(t *testing.T) {
+	w := newProvWorld(t)
+	w.prov.cfg.Allocations.cfg.Credentials = map[string]storage.Credentials{"lab": {AccessKeyID: "a", SecretAccessKey: "s"}}
+	o := w.orchestrator()
+	cases := []struct {
+		name  string
+		creds []string
+		want  string
+	}{
+		{"none asked", nil, "bid"},
+		{"has it", []string{"lab"}, "bid"},
+		{"lacks one", []string{"lab", "scratch"}, deployproto.KindStorage},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req := deployproto.BidRequest{Deployment: fmt.Sprintf("dc%d", i), Orchestrator: o.Handle(), Round: 1, Nodes: []deployproto.NodeRequest{{
+				Name: "job", Request: match.Request{Resources: cores(0.5), Executors: []string{"docker"}}, Credentials: tc.creds,
+			}}}
+			var reply deployproto.BidReply
+			if err := o.Invoke(context.Background(), w.root, deployproto.BehaviorRequest, req, &reply); err != nil {
+				t.Fatal(err)
+			}
+			if k := kinds([]deployproto.BidReply{reply}); k[0] != tc.want {
+				t.Fatalf("reply %v (%v), want %s", k, reply.NoBids, tc.want)
+			}
+			if tc.want == deployproto.KindStorage && !strings.Contains(reply.NoBids[0].Reasons[0], `"scratch"`) {
+				t.Fatalf("reason %q does not name the missing credentials", reply.NoBids[0].Reasons[0])
+			}
+		})
 	}
 }

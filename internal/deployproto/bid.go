@@ -29,6 +29,9 @@ type NodeRequest struct {
 	Request match.Request `json:"request"`
 	// Peer pins the node to one provider (peer ID); others do not bid.
 	Peer string `json:"peer,omitempty"`
+	// Credentials are the operator credentials its volumes name
+	// (credentials.provider): a provider without all of them does not bid.
+	Credentials []string `json:"credentials,omitempty"`
 }
 
 // ReservationID names a provider's reservation for one bid round: one
@@ -130,6 +133,7 @@ const (
 	KindTime       = "time"       // not available in the window
 	KindOnboarding = "onboarding" // no resources onboarded
 	KindPinned     = "pinned"     // the node is pinned to another peer
+	KindStorage    = "storage"    // lacks the operator credentials a volume names
 	KindInvalid    = "invalid"    // a malformed request, offer or bid, or a bad signature
 	KindRefused    = "refused"    // refused the request or a commit
 	KindNoAnswer   = "no-answer"  // did not answer in the bid window

@@ -34,6 +34,7 @@ func (c Reason) String() string {
 var kindPhrases = map[string]string{
 	deployproto.KindResource:   "too small",
 	deployproto.KindExecutor:   "without the executor",
+	deployproto.KindStorage:    "without the operator credentials",
 	deployproto.KindLocation:   "in the wrong location",
 	deployproto.KindPrice:      "above the price ceiling",
 	deployproto.KindTime:       "not free in the time window",

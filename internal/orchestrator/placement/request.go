@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"slices"
 	"sort"
 	"time"
 
@@ -34,8 +35,8 @@ func Nodes(spec *ensemble.Spec) (nodes []string, hostOf map[string]string) {
 // Requests builds what each node of spec asks of a provider for work that
 // starts at now: the sum of its allocations' resources, the executors they
 // use (and deployproto.FeatureVMKernel for a vm allocation that brings no
-// kernel), where it may be (ensemble.Location.Rule), and the peer it is
-// pinned to, as a peer ID.
+// kernel), where it may be (ensemble.Location.Rule), the peer it is
+// pinned to, as a peer ID, and the operator credentials its volumes name.
 func Requests(spec *ensemble.Spec, now time.Time) []deployproto.NodeRequest {
 	nodes, _ := Nodes(spec)
 	out := make([]deployproto.NodeRequest, 0, len(nodes))
@@ -46,8 +47,14 @@ func Requests(spec *ensemble.Spec, now time.Time) []deployproto.NodeRequest {
 		}
 		req := match.Request{Window: match.Window{Start: now}}
 		execs := map[string]bool{}
+		var creds []string
 		for _, an := range n.Allocations {
 			a := spec.Allocations[an]
+			for _, v := range a.Volumes {
+				if v.S3 != nil && v.S3.Credentials != nil && v.S3.Credentials.Provider != "" {
+					creds = append(creds, v.S3.Credentials.Provider)
+				}
+			}
 			req.Resources, _ = req.Resources.Add(a.Resources.Match())
 			execs[string(a.Executor)] = true
 			if a.Executor == ensemble.VM && a.Execution.Kernel == "" {
@@ -63,7 +70,8 @@ func Requests(spec *ensemble.Spec, now time.Time) []deployproto.NodeRequest {
 		if identity.DID(peer).Valid() {
 			peer, _ = identity.DID(peer).PeerID()
 		}
-		out = append(out, deployproto.NodeRequest{Name: name, Request: req, Peer: peer})
+		sort.Strings(creds)
+		out = append(out, deployproto.NodeRequest{Name: name, Request: req, Peer: peer, Credentials: slices.Compact(creds)})
 	}
 	return out
 }
