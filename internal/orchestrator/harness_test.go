@@ -18,6 +18,7 @@ import (
 	"github.com/dmsnet/dms/internal/match"
 	"github.com/dmsnet/dms/internal/orchestrator"
 	"github.com/dmsnet/dms/internal/resource"
+	"github.com/dmsnet/dms/internal/storage/transfer"
 )
 
 // world is an in-process network of nodes, each a provider with the fake
@@ -156,6 +157,7 @@ func (w *world) startRuntime(tn *tnode) {
 		System: tn.sys, Executors: map[ensemble.Executor]executor.Executor{ensemble.Wasm: tn.exec, ensemble.Docker: tn.exec, ensemble.VM: tn.exec},
 		Store: tn.astore, Ledger: tn.ledger, Wallet: tn.wallet, Sealer: tn.sealer,
 		DataDir: tn.dir + "/allocations", Heartbeat: 200 * time.Millisecond, DefaultKernel: o.kernel,
+		Results: dirResults{},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -379,4 +381,24 @@ func mustKey(t testing.TB) *identity.Key {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// dirResults serves local out volumes with storage/transfer, as the node
+// does.
+type dirResults struct{}
+
+func (dirResults) Manifest(dir string) (deployproto.ResultFiles, error) {
+	m, err := transfer.BuildManifest(dir)
+	if err != nil {
+		return deployproto.ResultFiles{}, err
+	}
+	out := deployproto.ResultFiles{Bytes: m.Bytes}
+	for _, f := range m.Files {
+		out.Files = append(out.Files, deployproto.ResultFile(f))
+	}
+	return out, nil
+}
+
+func (dirResults) Chunk(dir, path string, off int64, n int) ([]byte, error) {
+	return transfer.ReadChunk(dir, path, off, n)
 }
