@@ -33,7 +33,7 @@ type Config struct {
 	System *actor.System
 	// S3 reads the s3 out volumes of dms deployment results; nil: they
 	// are not fetched through this node.
-	S3 S3Reader
+	S3     S3Reader
 	Node   *actor.Actor  // the node's root actor
 	Key    *identity.Key // the node key: delegates to orchestrators
 	Store  Store
