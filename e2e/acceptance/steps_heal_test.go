@@ -365,20 +365,11 @@ func healSteps(sc *godog.ScenarioContext) {
 		return err
 	})
 	sc.Step(`^(within (\d+) seconds )?the logs of "([^"]+)" contain "(.*)"$`, func(ctx context.Context, within, secs, alloc, want string) error {
-		w := worldOf(ctx)
-		id, _ := w.vals["deployment"].(string)
-		orch, _ := w.vals["orchestrator"].(string)
 		want = unquote(want)
-		timeout := orSettle(secs)
-		var out string
-		if eventually(timeout, func() bool {
-			r := w.home(orch).Run(w.T, "deployment", "logs", id, "--allocation", alloc)
-			out = r.Stdout + r.Stderr
-			return r.Code == 0 && strings.Contains(out, want)
-		}) {
-			return nil
+		if out, ok := worldOf(ctx).logsShow(alloc, orSettle(secs), func(out string) bool { return strings.Contains(out, want) }); !ok {
+			return fmt.Errorf("the logs of %s lack %q:\n%s", alloc, want, tail(out, 20))
 		}
-		return fmt.Errorf("the logs of %s lack %q:\n%s", alloc, want, tail(out, 20))
+		return nil
 	})
 	sc.Step(`^within (\d+) seconds ([a-z]+) orchestrates the deployment$`, func(ctx context.Context, secs, name string) error {
 		w := worldOf(ctx)
@@ -426,4 +417,19 @@ func (w *World) via(name string) (api.Deployment, error) {
 		return w.deployment(), nil
 	}
 	return w.statusVia(name)
+}
+
+// logsShow polls `dms deployment logs` of the scenario's deployment,
+// allocation alloc (stdout and stderr), until ok holds of them or timeout
+// passes; it returns the last logs read.
+func (w *World) logsShow(alloc string, timeout time.Duration, ok func(string) bool) (string, bool) {
+	id, _ := w.vals["deployment"].(string)
+	orch, _ := w.vals["orchestrator"].(string)
+	var out string
+	done := eventually(timeout, func() bool {
+		r := w.home(orch).Run(w.T, "deployment", "logs", id, "--allocation", alloc)
+		out = r.Stdout + r.Stderr
+		return r.Code == 0 && ok(out)
+	})
+	return out, done
 }

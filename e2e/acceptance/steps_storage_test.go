@@ -138,19 +138,11 @@ func storageSteps(sc *godog.ScenarioContext) {
 		return nil
 	})
 	sc.Step(`^within (\d+) seconds the logs of "([^"]+)" hold the lines:$`, func(ctx context.Context, secs, alloc string, doc *godog.DocString) error {
-		w := worldOf(ctx)
-		id, _ := w.vals["deployment"].(string)
-		orch, _ := w.vals["orchestrator"].(string)
 		want := strings.TrimSpace(doc.Content) + "\n"
-		var out string
-		if eventually(seconds(secs), func() bool {
-			r := w.home(orch).Run(w.T, "deployment", "logs", id, "--allocation", alloc)
-			out = r.Stdout
-			return r.Code == 0 && strings.Contains(out, want)
-		}) {
-			return nil
+		if out, ok := worldOf(ctx).logsShow(alloc, seconds(secs), func(out string) bool { return strings.Contains(out, want) }); !ok {
+			return fmt.Errorf("the logs of %s lack the lines\n%s\nthey are:\n%s", alloc, want, tail(out, 20))
 		}
-		return fmt.Errorf("the logs of %s lack the lines\n%s\nthey are:\n%s", alloc, want, tail(out, 20))
+		return nil
 	})
 	sc.Step("^the S3 secret key is in none of ((?:`dms [^`]+`(?:, )?)+)$", func(ctx context.Context, list string) error {
 		w := worldOf(ctx)
@@ -215,20 +207,12 @@ func storageSteps(sc *godog.ScenarioContext) {
 		return nil
 	})
 	sc.Step(`^the logs of "([^"]+)" show that a write (was refused as read-only|failed with ENOSPC)$`, func(ctx context.Context, alloc, how string) error {
-		w := worldOf(ctx)
-		id, _ := w.vals["deployment"].(string)
-		orch, _ := w.vals["orchestrator"].(string)
 		// Linux says "read-only file system", Go on wasip1 "Read-only …".
 		want := map[string]string{"was refused as read-only": "read-only file system", "failed with ENOSPC": "no space left on device"}[how]
-		var out string
-		if eventually(orSettle(""), func() bool {
-			r := w.home(orch).Run(w.T, "deployment", "logs", id, "--allocation", alloc)
-			out = r.Stdout + r.Stderr
-			return r.Code == 0 && strings.Contains(strings.ToLower(out), want)
-		}) {
-			return nil
+		if out, ok := worldOf(ctx).logsShow(alloc, settle, func(out string) bool { return strings.Contains(strings.ToLower(out), want) }); !ok {
+			return fmt.Errorf("the logs of %s do not say %q:\n%s", alloc, want, tail(out, 20))
 		}
-		return fmt.Errorf("the logs of %s do not say %q:\n%s", alloc, want, tail(out, 20))
+		return nil
 	})
 	sc.Step(`^the file "([^"]+)" has (\d+) bytes$`, func(ctx context.Context, name string, n int64) error {
 		w := worldOf(ctx)

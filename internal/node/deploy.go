@@ -24,7 +24,6 @@ import (
 	"github.com/dmsnet/dms/internal/executor/wasm"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/orchestrator"
-	"github.com/dmsnet/dms/internal/storage/s3"
 	"github.com/dmsnet/dms/internal/store"
 )
 
@@ -103,7 +102,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		LostAfter:    c.Orchestrator.LostAfter.D(),
 		StopAfter:    stopAfter(c.Orchestrator),
 		Lease:        c.Orchestrator.Lease.D(),
-		S3:           s3Results{s3.New(s3.Options{PartSize: int64(c.Storage.PartSize), Concurrency: c.Storage.Concurrency})},
+		S3:           s3Results{n.s3},
 		Logger:       n.log,
 	})
 	if err != nil {

@@ -51,6 +51,7 @@ import (
 	"github.com/dmsnet/dms/internal/orchestrator"
 	"github.com/dmsnet/dms/internal/p2p"
 	"github.com/dmsnet/dms/internal/resource"
+	"github.com/dmsnet/dms/internal/storage/s3"
 	"github.com/dmsnet/dms/internal/store"
 )
 
@@ -78,6 +79,7 @@ type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	started time.Time
+	s3      *s3.Transfer // S3 transfers of volumes and results (storage.go)
 
 	db     *store.DB
 	caps   *capstore.Store

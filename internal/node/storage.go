@@ -45,8 +45,10 @@ func loadCredentials(files map[string]string) (map[string]storage.Credentials, e
 	return out, errors.Join(errs...)
 }
 
-// storageConfig fills the volume part of the allocation manager's
-// config: the local, s3 and web storage and the operator's credentials.
+// storageConfig makes the node's S3 transfers (n.s3: the allocations'
+// volumes and dms deployment results share them) and fills the volume part
+// of the allocation manager's config: the local, s3 and web storage and
+// the operator's credentials.
 func (n *Node) storageConfig(c config.Storage, cfg *allocation.Config) error {
 	creds, err := loadCredentials(c.Credentials)
 	if err != nil {
@@ -55,7 +57,8 @@ func (n *Node) storageConfig(c config.Storage, cfg *allocation.Config) error {
 	cfg.Credentials = creds
 	cfg.NodeKey = n.cfg.Key
 	cfg.Mounter = localMounter{}
-	cfg.ObjectStore = s3Store{s3.New(s3.Options{PartSize: int64(c.PartSize), Concurrency: c.Concurrency})}
+	n.s3 = s3.New(s3.Options{PartSize: int64(c.PartSize), Concurrency: c.Concurrency})
+	cfg.ObjectStore = s3Store{n.s3}
 	cfg.Fetcher = webFetcher{client: &http.Client{}}
 	cfg.Results = resultReader{}
 	cfg.ResultsRetention = c.ResultsRetention.D()

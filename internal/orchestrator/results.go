@@ -164,122 +164,148 @@ var (
 	ErrBadChunk = errors.New("bad chunk request")
 )
 
-// resultVolume finds a ready result volume of a deployment.
-func (s *Service) readyResult(ctx context.Context, id, alloc, volume string) (*run, ResultVolume, error) {
+// readyResult finds a result volume of a deployment that its provider
+// says is ready (one list round to the providers: a manifest's check).
+func (s *Service) readyResult(ctx context.Context, id, alloc, volume string) (ResultVolume, error) {
 	vols, err := s.Results(ctx, id)
 	if err != nil {
-		return nil, ResultVolume{}, err
+		return ResultVolume{}, err
 	}
-	r, _ := s.get(id)
 	for _, v := range vols {
 		if v.Allocation == alloc && v.Volume == volume {
 			if !v.Ready {
-				return nil, v, fmt.Errorf("results of %s/%s: %s: %w", alloc, volume, v.Reason, ErrNotReady)
+				return v, fmt.Errorf("%s: %w", v.Reason, ErrNotReady)
 			}
-			return r, v, nil
+			return v, nil
 		}
 	}
-	return nil, ResultVolume{}, fmt.Errorf("deployment %s has no out volume %s of allocation %s: %w", id, volume, alloc, ErrNotFound)
+	return ResultVolume{}, fmt.Errorf("deployment %s has no out volume %s of allocation %s: %w", id, volume, alloc, ErrNotFound)
+}
+
+// resultSource is where the files of a result volume are read from: its
+// provider (a local volume), or the bucket with the keys (an s3 one).
+type resultSource struct {
+	r        *run
+	kind     ensemble.VolumeKind
+	provider string
+	s3       S3Location
+	cred     storage.Credentials
+}
+
+// source finds an out volume of a deployment from its record alone (no
+// provider asked: each chunk of a download comes through here) and, for
+// an s3 volume, opens its keys.
+func (s *Service) source(id, alloc, volume string) (*resultSource, error) {
+	r, err := s.get(id)
+	if err != nil {
+		return nil, err
+	}
+	d := r.snapshot()
+	for _, rv := range outVolumes(r.specOf(d)) {
+		if rv.alloc != alloc || rv.name != volume {
+			continue
+		}
+		a := d.Allocations[alloc]
+		if a == nil || a.Handle.Host == "" {
+			return nil, fmt.Errorf("the allocation was never placed: %w", ErrNotReady)
+		}
+		src := &resultSource{r: r, kind: rv.v.Kind, provider: a.Handle.Host}
+		if rv.v.Kind != ensemble.S3 {
+			return src, nil
+		}
+		if s.cfg.S3 == nil {
+			return nil, errors.New("this node reads no S3 results")
+		}
+		src.s3 = S3Location{Endpoint: rv.v.S3.Endpoint, Region: rv.v.S3.Region, Bucket: rv.v.S3.Bucket, Prefix: defaultOutPrefix(d.ID, alloc, a.Attempt, rv.v.S3.Prefix)}
+		if name := rv.v.Secret(); name != "" {
+			secrets, err := s.openSecrets(d)
+			if err != nil {
+				return nil, err
+			}
+			if src.cred, err = storage.ParseCredentials([]byte(secrets[name])); err != nil {
+				return nil, fmt.Errorf("secret %s: %w", name, err)
+			}
+		}
+		return src, nil
+	}
+	return nil, fmt.Errorf("deployment %s has no out volume %s of allocation %s: %w", id, volume, alloc, ErrNotFound)
 }
 
 // ResultManifest lists the files of a result volume.
 func (s *Service) ResultManifest(ctx context.Context, id, alloc, volume string) (*deployproto.ResultFiles, error) {
-	r, v, err := s.readyResult(ctx, id, alloc, volume)
+	m, err := s.manifest(ctx, id, alloc, volume)
+	if err != nil {
+		return nil, fmt.Errorf("results of %s/%s: %w", alloc, volume, err)
+	}
+	return m, nil
+}
+
+func (s *Service) manifest(ctx context.Context, id, alloc, volume string) (*deployproto.ResultFiles, error) {
+	if _, err := s.readyResult(ctx, id, alloc, volume); err != nil {
+		return nil, err
+	}
+	src, err := s.source(id, alloc, volume)
 	if err != nil {
 		return nil, err
 	}
-	if v.Kind == ensemble.S3 {
-		cred, err := s.resultCredentials(r, alloc, volume)
-		if err != nil {
+	m := &deployproto.ResultFiles{}
+	if src.kind == ensemble.S3 {
+		if m.Files, err = s.cfg.S3.List(ctx, src.s3, src.cred); err != nil {
 			return nil, err
 		}
-		files, err := s.cfg.S3.List(ctx, s3Of(v), cred)
-		if err != nil {
-			return nil, fmt.Errorf("results of %s/%s: %w", alloc, volume, err)
-		}
-		m := &deployproto.ResultFiles{Files: files}
-		for _, f := range files {
+		for _, f := range m.Files {
 			m.Bytes += f.Size
 		}
 		return m, nil
 	}
-	m := &deployproto.ResultFiles{}
 	for page := int64(0); ; {
 		var rep deployproto.ResultsReply
 		req := deployproto.ResultsRequest{Deployment: id, Allocation: alloc, Volume: volume, Op: deployproto.ResultsManifest, Offset: page}
-		if err := r.askResults(ctx, v.Provider, req, &rep); err != nil {
-			return nil, fmt.Errorf("results of %s/%s: %w", alloc, volume, err)
+		if err := src.r.askResults(ctx, src.provider, req, &rep); err != nil {
+			return nil, err
 		}
 		if rep.Manifest == nil {
-			return nil, fmt.Errorf("results of %s/%s: the provider sent no manifest", alloc, volume)
+			return nil, errors.New("the provider sent no manifest")
 		}
 		m.Files = append(m.Files, rep.Manifest.Files...)
 		m.Bytes = rep.Manifest.Bytes
 		if rep.NextFile <= page {
 			// 0 once complete; never backwards.
-			break
+			return m, nil
 		}
 		page = rep.NextFile
 	}
-	return m, nil
 }
 
 // ResultChunk reads up to n bytes of a file of a result volume from off.
 func (s *Service) ResultChunk(ctx context.Context, id, alloc, volume, path string, off int64, n int) ([]byte, error) {
+	b, err := s.chunk(ctx, id, alloc, volume, path, off, n)
+	if err != nil {
+		return nil, fmt.Errorf("results of %s/%s: %w", alloc, volume, err)
+	}
+	return b, nil
+}
+
+func (s *Service) chunk(ctx context.Context, id, alloc, volume, path string, off int64, n int) ([]byte, error) {
 	if n < 1 || n > deployproto.MaxResultsChunk || off < 0 {
 		return nil, fmt.Errorf("a chunk is 1 to %d bytes from an offset ≥ 0: %w", deployproto.MaxResultsChunk, ErrBadChunk)
 	}
-	r, v, err := s.readyResult(ctx, id, alloc, volume)
+	src, err := s.source(id, alloc, volume)
 	if err != nil {
 		return nil, err
 	}
-	if v.Kind == ensemble.S3 {
-		cred, err := s.resultCredentials(r, alloc, volume)
-		if err != nil {
-			return nil, err
-		}
-		b, err := s.cfg.S3.ReadAt(ctx, s3Of(v), cred, path, off, n)
-		if err != nil {
-			return nil, fmt.Errorf("results of %s/%s: %w", alloc, volume, err)
-		}
-		return b, nil
+	if src.kind == ensemble.S3 {
+		return s.cfg.S3.ReadAt(ctx, src.s3, src.cred, path, off, n)
 	}
 	var rep deployproto.ResultsReply
 	req := deployproto.ResultsRequest{Deployment: id, Allocation: alloc, Volume: volume, Op: deployproto.ResultsChunk, Path: path, Offset: off, Length: n}
-	if err := r.askResults(ctx, v.Provider, req, &rep); err != nil {
-		return nil, fmt.Errorf("results of %s/%s: %w", alloc, volume, err)
+	if err := src.r.askResults(ctx, src.provider, req, &rep); err != nil {
+		return nil, err
 	}
 	if len(rep.Data) > n {
-		return nil, fmt.Errorf("results of %s/%s: the provider sent %d bytes for %d", alloc, volume, len(rep.Data), n)
+		return nil, fmt.Errorf("the provider sent %d bytes for %d", len(rep.Data), n)
 	}
 	return rep.Data, nil
-}
-
-func s3Of(v ResultVolume) S3Location {
-	return S3Location{Endpoint: v.Endpoint, Region: v.Region, Bucket: v.Bucket, Prefix: v.Prefix}
-}
-
-// resultCredentials opens the keys of an s3 result volume: the user's
-// secret the deployment keeps sealed, or none (a public bucket).
-func (s *Service) resultCredentials(r *run, alloc, volume string) (storage.Credentials, error) {
-	d := r.snapshot()
-	v := r.specOf(d).Allocations[alloc].Volumes[volume]
-	name := v.Secret()
-	if name == "" {
-		return storage.Credentials{}, nil
-	}
-	if s.cfg.S3 == nil {
-		return storage.Credentials{}, errors.New("this node reads no S3 results")
-	}
-	secrets, err := s.openSecrets(d)
-	if err != nil {
-		return storage.Credentials{}, fmt.Errorf("results of %s/%s: %w", alloc, volume, err)
-	}
-	cred, err := storage.ParseCredentials([]byte(secrets[name]))
-	if err != nil {
-		return storage.Credentials{}, fmt.Errorf("results of %s/%s: secret %s: %w", alloc, volume, name, err)
-	}
-	return cred, nil
 }
 
 // askResults invokes BehaviorResults on the provider node host.
