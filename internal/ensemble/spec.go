@@ -32,6 +32,12 @@ type Spec struct {
 	Edges       []Edge                `yaml:"edges,omitempty" doc:"Network constraints between pairs of nodes."`
 	Reschedule  Reschedule            `yaml:"reschedule,omitempty" doc:"How often a node is placed again on another provider when its provider is lost or its allocations fail there."`
 	Supervision Supervision           `yaml:"supervision,omitempty" doc:"How failures propagate between allocations, and which nodes orchestrate."`
+	Network     Network               `yaml:"network,omitempty" doc:"The deployment's private network between its allocations."`
+}
+
+// Network is the deployment's private network.
+type Network struct {
+	Subnet bool `yaml:"subnet,omitempty" doc:"Give every allocation (docker and vm) an IPv4 address on a private subnet shared across its providers, reachable as <name>.internal."`
 }
 
 // Timeouts bound a deployment in time. Zero means no limit.

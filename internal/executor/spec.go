@@ -1,8 +1,11 @@
 package executor
 
 import (
+	"context"
 	"fmt"
 	"math"
+	"net/netip"
+	"os"
 	"path"
 	"slices"
 	"strings"
@@ -54,6 +57,11 @@ type Spec struct {
 	// docker the job network, a bridge with the provider's block list, as
 	// for bridge; none for vm and wasm).
 	Network NetworkMode `json:"network,omitempty"`
+	// Subnet, when set, joins the instance to its deployment's private
+	// subnet (docker and vm; wasm refuses it: WASI preview 1 has no
+	// sockets). It is beside Network, not instead of it: a docker
+	// container keeps its job network for the Internet.
+	Subnet *Subnet `json:"subnet,omitempty"`
 	// Privileged asks for a privileged container (docker only, and only if
 	// the provider's docker.Config allows it).
 	Privileged bool `json:"privileged,omitempty"`
@@ -122,6 +130,37 @@ type Port struct {
 	// HostIP is the host address to bind; "" means all.
 	HostIP string `json:"host_ip,omitempty"`
 }
+
+// Subnet is how an instance joins its deployment's subnet. The executor
+// makes the instance's interface exist (docker: a network namespace; vm: a
+// tap) and hands it to the provider's data path through the two hooks; it
+// configures the guest's side: Addr on the interface (named
+// SubnetInterface), a route for the subnet, and DNS as the resolver with
+// the search domain "internal". No interface of the host is involved: the
+// docker container's TUN lives in its own namespace and the VM's frames
+// travel over a socket, so the host never routes a subnet packet.
+type Subnet struct {
+	// Addr is the instance's address with the subnet's length:
+	// 10.77.0.2/24.
+	Addr netip.Prefix `json:"addr"`
+	// DNS is the subnet's gateway, which answers <name>.internal and
+	// forwards other names to the provider's resolver.
+	DNS netip.Addr `json:"dns"`
+	// AttachNetns (docker) is called once the container's network
+	// namespace exists, with its path (/proc/<pid>/ns/net), after every
+	// start of the container, before Start returns. It creates the
+	// interface inside that namespace.
+	AttachNetns func(ctx context.Context, netns string) error `json:"-"`
+	// OpenGuest (vm) returns one end of a datagram socket pair already
+	// joined to the data path, carrying the guest's Ethernet frames one
+	// per datagram; the executor gives it to QEMU's virtio-net device
+	// (-netdev socket,fd=N) and closes its copy.
+	OpenGuest func(ctx context.Context) (*os.File, error) `json:"-"`
+}
+
+// SubnetInterface is the name of the subnet's interface in a container
+// or guest.
+const SubnetInterface = "dms0"
 
 // Mount shares a host directory with the guest.
 type Mount struct {
