@@ -266,7 +266,9 @@ func (r *Router) DeploymentStats(deployment string) Stats {
 
 // Close removes every deployment and unregisters the stream handler.
 func (r *Router) Close() error {
-	r.host.RemoveStreamHandler(Protocol)
+	if r.host != nil {
+		r.host.RemoveStreamHandler(Protocol)
+	}
 	r.mu.Lock()
 	r.closed = true
 	ids := make([]string, 0, len(r.deps))
