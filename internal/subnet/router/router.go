@@ -80,9 +80,9 @@ type deployment struct {
 
 // attachment is an allocation's device, read by its own goroutine.
 type attachment struct {
-	dep   *deployment
-	alloc string
-	dev   subnet.Device
+	dep    *deployment
+	alloc  string
+	dev    subnet.Device
 	done   chan struct{} // closed when the read loop has ended
 	closed chan struct{} // closed by close
 	once   sync.Once
