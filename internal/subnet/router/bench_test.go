@@ -192,8 +192,8 @@ func BenchmarkClassify(b *testing.B) {
 // written to a device in batches) and the device path to a local
 // allocation allocate nothing per packet in steady state.
 func TestZeroAllocs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("short")
+	if testing.Short() || raceEnabled {
+		t.Skip("allocations are not counted under -race or -short")
 	}
 	o := newOffline(t)
 	const n = 1000

@@ -9,6 +9,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 
+	"github.com/dmsnet/dms/internal/subnet"
+
 	"github.com/dmsnet/dms/internal/subnet/subnettest"
 )
 
@@ -403,5 +405,31 @@ func TestDNS(t *testing.T) {
 		dns.mu.Unlock()
 		inject(t, da, subnettest.UDP(a2, gw, 5353, 80, []byte("q")))
 		dropped(t, A, "gateway", 1)
+	}
+}
+
+// TestQueueFull: a peer that does not read makes its queue fill; the
+// packets past it are dropped and counted, and the device is still read
+// (local delivery goes on).
+func TestQueueFull(t *testing.T) {
+	A := newNode(t, nil)
+	B := &node{h: newHost(t)}
+	hold := make(chan struct{})
+	t.Cleanup(func() { close(hold) })
+	B.h.SetStreamHandler(Protocol, func(s network.Stream) { <-hold; _ = s.Reset() })
+	connect(t, A, B)
+	A.r.SetTable(table(t, "dep", 1, block, at{"a", 2, A.h.ID()}, at{"b", 3, B.h.ID()}, at{"c", 4, A.h.ID()}))
+	da, dc := attach(t, A, "dep", "a"), attach(t, A, "dep", "c")
+	pkt := subnettest.UDP(a2, a3, 1, 2, make([]byte, subnet.MTU-28))
+	for i := 0; A.r.Stats().Dropped["queue-full"] == 0; i++ {
+		if i > 100000 {
+			t.Fatalf("no queue-full drop after %d packets: %v", i, A.r.Stats())
+		}
+		inject(t, da, pkt)
+	}
+	p := subnettest.UDP(a2, a4, 1, 2, []byte("still read"))
+	inject(t, da, p)
+	if got := recv(t, dc); !bytes.Equal(got, p) {
+		t.Fatalf("delivered % x", got)
 	}
 }

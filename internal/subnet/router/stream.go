@@ -129,6 +129,9 @@ func (o *outQueue) run(ctx context.Context) {
 
 // open opens a stream to the peer and writes its first frame.
 func (o *outQueue) open(ctx context.Context) (network.Stream, error) {
+	if o.r.host == nil {
+		return nil, errors.New("no libp2p host")
+	}
 	ctx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
 	s, err := o.r.host.NewStream(ctx, o.peer, Protocol)
@@ -242,6 +245,14 @@ func (r *Router) handle(s network.Stream) {
 		r.log.Debug("subnet stream refused", "peer_id", from, "deployment_id", id, "err", "the peer holds no route of the deployment")
 		_ = s.Reset()
 		return
+	}
+	// one stream per peer and deployment: a new one replaces the old,
+	// which its sender gave up
+	for old, id := range d.ins {
+		if id == from {
+			_ = old.Reset()
+			delete(d.ins, old)
+		}
 	}
 	d.ins[s] = from
 	r.wg.Add(1)
