@@ -160,10 +160,11 @@ func hello(deployment string) []byte {
 	return append([]byte{version, byte(len(deployment))}, deployment...)
 }
 
-// readHello reads a stream's first frame and returns its deployment.
-func readHello(br *bufio.Reader) (string, error) {
+// readHello reads a stream's first frame and returns its deployment; it
+// reads no further.
+func readHello(rd io.Reader) (string, error) {
 	var h [2]byte
-	if _, err := io.ReadFull(br, h[:]); err != nil {
+	if _, err := io.ReadFull(rd, h[:]); err != nil {
 		return "", err
 	}
 	if h[0] != version {
@@ -173,7 +174,7 @@ func readHello(br *bufio.Reader) (string, error) {
 		return "", fmt.Errorf("deployment ID of %d bytes", h[1])
 	}
 	id := make([]byte, h[1])
-	if _, err := io.ReadFull(br, id); err != nil {
+	if _, err := io.ReadFull(rd, id); err != nil {
 		return "", err
 	}
 	return string(id), nil
@@ -228,8 +229,7 @@ func (r *Router) handle(s network.Stream) {
 	from := s.Conn().RemotePeer()
 	_ = s.CloseWrite() // the sender's stream: only read
 	_ = s.SetReadDeadline(time.Now().Add(openTimeout))
-	br := bufio.NewReaderSize(s, bufSize)
-	id, err := readHello(br)
+	id, err := readHello(s)
 	if err != nil {
 		r.drop(nil, reasonMalformed, nil)
 		r.log.Debug("subnet stream refused", "peer_id", from, "err", err)
@@ -264,7 +264,7 @@ func (r *Router) handle(s network.Stream) {
 		_ = s.Reset()
 		r.wg.Done()
 	}()
-	r.readFrames(d, from, br)
+	r.readFrames(d, from, bufio.NewReaderSize(s, bufSize))
 }
 
 // readFrames routes the packets of a stream of peer from until it ends,
