@@ -51,12 +51,15 @@ func TestForward(t *testing.T) {
 			}
 		})
 	}
-	if s := A.r.Stats(); s.Forwarded != 2 || s.Delivered != 2 {
-		t.Errorf("A's stats = %+v, want 2 forwarded, 2 delivered", s)
-	}
-	if s := B.r.DeploymentStats("dep"); s.Forwarded != 2 || s.Delivered != 2 {
-		t.Errorf("B's deployment stats = %+v, want 2 forwarded, 2 delivered", s)
-	}
+	// a delivery is counted just after the device has the packet
+	poll(t, "A's stats: 2 forwarded, 2 delivered", func() bool {
+		s := A.r.Stats()
+		return s.Forwarded == 2 && s.Delivered == 2
+	})
+	poll(t, "B's deployment stats: 2 forwarded, 2 delivered", func() bool {
+		s := B.r.DeploymentStats("dep")
+		return s.Forwarded == 2 && s.Delivered == 2
+	})
 }
 
 // TestLocal delivers between two allocations of one host, and drops what
@@ -265,9 +268,10 @@ func TestIsolation(t *testing.T) {
 			}
 		}
 	}
-	if s := A.r.Stats(); s.Delivered != 6 || s.Forwarded != 6 {
-		t.Errorf("A's stats %+v, want 6 forwarded and delivered", s)
-	}
+	poll(t, "A's stats: 6 forwarded and delivered", func() bool {
+		s := A.r.Stats()
+		return s.Delivered == 6 && s.Forwarded == 6
+	})
 }
 
 // TestRedeploy moves an allocation to a third host: packets follow it at
