@@ -279,7 +279,7 @@ func (e *Executor) validate(spec *executor.Spec) error {
 	if c := spec.Resources.CPU; c > 0 && c < 10 {
 		v.Add("resources.cpu", "%s is below Docker's minimum of 0.01", c)
 	}
-	validateSubnet(&v, spec)
+	validateSubnet(&v, spec, e.cfg.Runtime)
 	return v.Err()
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -39,11 +40,15 @@ import (
 // and a lost answer cost a second, not five.
 var subnetDNSOptions = []string{"ndots:1", "timeout:1", "attempts:3"}
 
-// validateSubnet checks spec.Subnet for docker.
-func validateSubnet(v *executor.ValidationError, spec *executor.Spec) {
+// validateSubnet checks spec.Subnet for docker with the OCI runtime
+// runtime ("" is the daemon's default).
+func validateSubnet(v *executor.ValidationError, spec *executor.Spec, runtime string) {
 	s := spec.Subnet
 	if s == nil {
 		return
+	}
+	if strings.Contains(runtime, "runsc") || strings.Contains(runtime, "kata") {
+		v.Add("subnet", "this provider runs containers with %s, whose own network stack would not see an interface in the container's namespace", runtime)
 	}
 	switch spec.Network {
 	case executor.NetworkHost:
@@ -108,11 +113,33 @@ func (e *Executor) attachSubnet(ctx context.Context, id string, s *executor.Subn
 	if again != pid {
 		return errNotRunning // it ended (and was restarted) meanwhile
 	}
+	if err := checkCgroup(pid, id); err != nil {
+		return err
+	}
 	began := time.Now()
 	if err := s.AttachNetns(ctx, fmt.Sprintf("/proc/self/fd/%d", f.Fd())); err != nil {
 		return err
 	}
 	e.log.Debug("subnet attached", "container", id[:min(12, len(id))], "addr", s.Addr, "took", time.Since(began).Round(time.Microsecond))
+	return nil
+}
+
+// checkCgroup makes sure process pid as dms sees it is the container's:
+// the daemon reports PIDs in its own PID namespace, and when dms runs in
+// another one (in a container without --pid=host), /proc/<pid> is some
+// other process. Every cgroup layout Docker makes (cgroupfs, systemd,
+// v1, v2, nested) names the container's full ID in its processes' cgroup.
+func checkCgroup(pid int, id string) error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return errNotRunning
+		}
+		return fmt.Errorf("read the container's cgroup: %w", err)
+	}
+	if !strings.Contains(string(b), id) {
+		return fmt.Errorf("process %d is not the container's: dms must see the Docker daemon's PIDs (run it in the host's PID namespace)", pid)
+	}
 	return nil
 }
 
@@ -161,7 +188,7 @@ func (e *Executor) AttachSubnet(ctx context.Context, id string, s *executor.Subn
 		return errors.New("docker: attach subnet: no subnet")
 	}
 	var v executor.ValidationError
-	validateSubnet(&v, &executor.Spec{Subnet: s})
+	validateSubnet(&v, &executor.Spec{Subnet: s}, e.cfg.Runtime)
 	if err := v.Err(); err != nil {
 		return err
 	}

@@ -78,6 +78,16 @@ func TestSubnetRefused(t *testing.T) {
 	}
 }
 
+func TestSubnetRefusedWithSandboxRuntime(t *testing.T) {
+	for _, rt := range []string{"runsc", "kata-runtime"} {
+		e := newOffline(t, Config{Runtime: rt})
+		_, err := e.Start(t.Context(), executor.Spec{Image: "busybox", Command: []string{"true"}, Subnet: testSubnet()})
+		if !errors.Is(err, executor.ErrInvalidSpec) || !strings.Contains(err.Error(), "subnet: this provider runs containers with "+rt) {
+			t.Errorf("%s: Start = %v", rt, err)
+		}
+	}
+}
+
 func TestAttachSubnetRefusesBadSubnet(t *testing.T) {
 	e := newOffline(t, Config{})
 	if err := e.AttachSubnet(t.Context(), "abc", nil); err == nil {

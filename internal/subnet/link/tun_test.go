@@ -608,3 +608,42 @@ func TestWriteNeedsHeadroom(t *testing.T) {
 		t.Errorf("err = %v, want a headroom error", err)
 	}
 }
+
+// TestThreadsStayHome: after many concurrent OpenTUNs, every thread of
+// the process is back in the process's own network namespace.
+func TestThreadsStayHome(t *testing.T) {
+	requireRoot(t)
+	home, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for range 4 {
+		paths = append(paths, newNetns(t))
+	}
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			dev, err := link.OpenTUN(paths[i%len(paths)], fmt.Sprintf("dms%d", i), netip.MustParsePrefix(fmt.Sprintf("10.77.%d.2/24", i)))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			dev.Close()
+		})
+	}
+	wg.Wait()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		ns, err := os.Readlink("/proc/self/task/" + task.Name() + "/ns/net")
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		if ns != home {
+			t.Errorf("thread %s is in %s, not the process's %s", task.Name(), ns, home)
+		}
+	}
+}
