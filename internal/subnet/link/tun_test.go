@@ -401,6 +401,7 @@ func TestPing(t *testing.T) {
 func TestCloseRemoves(t *testing.T) {
 	requireRoot(t)
 	ns := newNetns(t)
+	goroutines := runtime.NumGoroutine()
 	dev, err := link.OpenTUN(ns, ifname, netip.MustParsePrefix("10.77.0.2/24"))
 	if err != nil {
 		t.Fatal(err)
@@ -430,6 +431,15 @@ func TestCloseRemoves(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s still exists 10s after Close (err %v)", ifname, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The device's goroutines (wireguard's listeners, the event drain)
+	// end with it.
+	for runtime.NumGoroutine() > goroutines {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), goroutines, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
