@@ -367,3 +367,22 @@ func TestSubnetReattach(t *testing.T) {
 		t.Errorf("AttachSubnet on an ended container = %v, want not running", err)
 	}
 }
+
+// TestSubnetShortRun: a container that ends at once, perhaps before its
+// subnet could be attached, is a run like any other: Start succeeds and
+// Wait reports how it ended.
+func TestSubnetShortRun(t *testing.T) {
+	requireTUN(t)
+	ex := newExecutor(t, docker.Config{})
+	a := &attacher{}
+	t.Cleanup(a.close)
+	for i := range 3 {
+		spec := shell(fmt.Sprintf("exit %d", i+3))
+		spec.Subnet = a.subnet()
+		res, _, _ := run(t, ex, spec)
+		if res.ExitCode != i+3 || res.Reason != executor.ReasonExited {
+			t.Errorf("run %d: %+v", i, res)
+		}
+	}
+	t.Logf("attached %d of 3 (the others had ended)", len(a.devs))
+}

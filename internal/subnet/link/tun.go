@@ -3,6 +3,7 @@
 package link
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -91,11 +92,21 @@ func checkArgs(netnsPath, name string, addr netip.Prefix) error {
 		problems = append(problems, fmt.Sprintf("address %s: the subnet's length must be /1 to /30", addr))
 	case addr.Addr() == addr.Masked().Addr():
 		problems = append(problems, fmt.Sprintf("address %s is the subnet's network address", addr))
+	case addr.Addr() == broadcast(addr):
+		problems = append(problems, fmt.Sprintf("address %s is the subnet's broadcast address", addr))
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("link: TUN %q in network namespace %q: %s", name, netnsPath, strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// broadcast returns the last address of an IPv4 prefix.
+func broadcast(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	v := binary.BigEndian.Uint32(a[:]) | (1<<(32-p.Bits()) - 1)
+	binary.BigEndian.PutUint32(a[:], v)
+	return netip.AddrFrom4(a)
 }
 
 // createIn creates the TUN inside target, on a locked thread of a

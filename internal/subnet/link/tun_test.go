@@ -574,6 +574,7 @@ func TestOpenTUNBadInput(t *testing.T) {
 		{"ipv6", "/proc/self/ns/net", ifname, netip.MustParsePrefix("fd00::2/64"), "not IPv4"},
 		{"ipv4 in ipv6", "/proc/self/ns/net", ifname, netip.MustParsePrefix("::ffff:10.77.0.2/120"), "not IPv4"},
 		{"network address", "/proc/self/ns/net", ifname, netip.MustParsePrefix("10.77.0.0/24"), "network address"},
+		{"broadcast address", "/proc/self/ns/net", ifname, netip.MustParsePrefix("10.77.0.255/24"), "broadcast address"},
 		{"host prefix", "/proc/self/ns/net", ifname, netip.MustParsePrefix("10.77.0.2/32"), "/1 to /30"},
 		{"no name", "/proc/self/ns/net", "", good, "no interface name"},
 		{"long name", "/proc/self/ns/net", "dms0123456789abc", good, "longer than 15"},
