@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+	"golang.org/x/sys/unix"
 
 	"github.com/dmsnet/dms/internal/executor"
 )
@@ -91,48 +93,69 @@ var errNotRunning = errors.New("the container is not running")
 // running container id. The namespace is held open during the call and
 // handed over as /proc/self/fd/N, not /proc/<pid>/ns/net: a PID can be
 // reused once the container's process ended, and then that path would be
-// another process's namespace. The container is inspected again after the
-// namespace was opened, so the PID is known to be the container's.
+// another process's namespace. The process's /proc directory is opened
+// first (what is opened under it is that process's, or fails once it
+// ended), and the container is inspected again afterwards, so the
+// process is known to have been the container's.
 func (e *Executor) attachSubnet(ctx context.Context, id string, s *executor.Subnet) error {
 	pid, err := e.runningPID(ctx, id)
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+	proc, err := os.Open(fmt.Sprintf("/proc/%d", pid))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return errNotRunning
 		}
+		return fmt.Errorf("open the container's process: %w", err)
+	}
+	defer proc.Close()
+	nsfd, err := unix.Openat(int(proc.Fd()), "ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENOENT) {
+			return errNotRunning
+		}
 		return fmt.Errorf("open the container's network namespace: %w", err)
 	}
-	defer f.Close()
+	ns := os.NewFile(uintptr(nsfd), "netns")
+	defer ns.Close()
+	if err := checkCgroup(proc, pid, id); err != nil {
+		return err
+	}
 	again, err := e.runningPID(ctx, id)
 	if err != nil {
 		return err
 	}
 	if again != pid {
-		return errNotRunning // it ended (and was restarted) meanwhile
-	}
-	if err := checkCgroup(pid, id); err != nil {
-		return err
+		return errNotRunning // it ended meanwhile
 	}
 	began := time.Now()
-	if err := s.AttachNetns(ctx, fmt.Sprintf("/proc/self/fd/%d", f.Fd())); err != nil {
+	if err := s.AttachNetns(ctx, fmt.Sprintf("/proc/self/fd/%d", ns.Fd())); err != nil {
 		return err
 	}
 	e.log.Debug("subnet attached", "container", id[:min(12, len(id))], "addr", s.Addr, "took", time.Since(began).Round(time.Microsecond))
 	return nil
 }
 
-// checkCgroup makes sure process pid as dms sees it is the container's:
-// the daemon reports PIDs in its own PID namespace, and when dms runs in
-// another one (in a container without --pid=host), /proc/<pid> is some
-// other process. Every cgroup layout Docker makes (cgroupfs, systemd,
-// v1, v2, nested) names the container's full ID in its processes' cgroup.
-func checkCgroup(pid int, id string) error {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+// checkCgroup makes sure process pid as dms sees it (proc, its /proc
+// directory) is the container's: the daemon reports PIDs in its own PID
+// namespace, and when dms runs in another one (in a container without
+// --pid=host), /proc/<pid> is some other process. Every cgroup layout
+// Docker makes (cgroupfs, systemd, v1, v2, nested) names the container's
+// full ID in its processes' cgroup.
+func checkCgroup(proc *os.File, pid int, id string) error {
+	fd, err := unix.Openat(int(proc.Fd()), "cgroup", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENOENT) {
+			return errNotRunning
+		}
+		return fmt.Errorf("open the container's cgroup: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "cgroup")
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
 			return errNotRunning
 		}
 		return fmt.Errorf("read the container's cgroup: %w", err)

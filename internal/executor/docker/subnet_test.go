@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -97,5 +98,27 @@ func TestAttachSubnetRefusesBadSubnet(t *testing.T) {
 	s.Addr = netip.MustParsePrefix("fd00::2/64")
 	if err := e.AttachSubnet(t.Context(), "abc", s); !errors.Is(err, executor.ErrInvalidSpec) {
 		t.Errorf("AttachSubnet = %v, want ErrInvalidSpec", err)
+	}
+}
+
+// TestCheckCgroup: a process whose cgroup does not name the container
+// (what /proc/<pid> shows when dms is in another PID namespace than the
+// daemon) is refused.
+func TestCheckCgroup(t *testing.T) {
+	proc, err := os.Open("/proc/self")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer proc.Close()
+	id := strings.Repeat("ab", 32)
+	if err := checkCgroup(proc, os.Getpid(), id); err == nil || !strings.Contains(err.Error(), "host's PID namespace") {
+		t.Errorf("checkCgroup = %v, want a refusal", err)
+	}
+	b, _ := os.ReadFile("/proc/self/cgroup")
+	if len(b) > 0 {
+		own := strings.TrimSpace(string(b))
+		if err := checkCgroup(proc, os.Getpid(), own[len(own)-min(len(own), 8):]); err != nil {
+			t.Errorf("checkCgroup of a process in the cgroup = %v", err)
+		}
 	}
 }
