@@ -31,8 +31,10 @@ const virtioNetHdrLen = 10
 // OpenTUN creates TUN name inside the network namespace at netnsPath (a
 // process's /proc/<pid>/ns/net or a bind mount such as
 // /var/run/netns/<name>), with address addr (the allocation's address and
-// the subnet's length: 10.77.0.2/24), MTU subnet.MTU, up. Closing the
-// device removes the interface.
+// the subnet's length: 10.77.0.2/24), MTU subnet.MTU, up, and IPv6
+// disabled on it (no link-local address, router solicitations or MLD
+// reports for the data path to drop). Closing the device removes the
+// interface. Errors name the namespace and the step that failed.
 //
 // The calling goroutine's thread is not touched: the namespace is entered
 // on a locked thread of its own, which is returned to dms's namespace
