@@ -290,6 +290,9 @@ func TestSubnetJoin(t *testing.T) {
 	if out := execIn(t, ex, id, "nslookup", "db.internal"); !strings.Contains(out, dbAddr.String()) {
 		t.Errorf("nslookup db.internal did not answer %s:\n%s", dbAddr, out)
 	}
+	if out := execIn(t, ex, id, "nslookup", "db"); !strings.Contains(out, dbAddr.String()) {
+		t.Errorf("nslookup db (the search domain internal) did not answer %s:\n%s", dbAddr, out)
+	}
 	select {
 	case from := <-gw.queries:
 		if from.Addr() != subnetAddr.Addr() {
