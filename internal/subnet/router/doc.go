@@ -60,7 +60,10 @@
 // peer go through a bounded queue (QueueLen; when it is full the packet is
 // dropped, "queue-full", so a slow peer never blocks a device) drained by
 // one writer goroutine per (peer, deployment) that flushes when the queue
-// is empty, so a burst becomes one write. A redeploy that moves an address
+// is empty, so a burst becomes one write. The
+// receiver writes the frames it already holds to the device in one batch
+// (up to the device's BatchSize), the first in a 64 KiB buffer so that a
+// TUN with offloads can coalesce a TCP flow's packets into it (GRO). A redeploy that moves an address
 // to another peer takes effect with the next packet; the streams to a peer
 // that left the table are closed.
 package router

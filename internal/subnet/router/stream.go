@@ -275,6 +275,7 @@ func (r *Router) readFrames(d *deployment, from peer.ID, br *bufio.Reader) {
 		batch  = make([]*packet, 0, 128)
 		bufs   = make([][]byte, 0, 128)
 		target *attachment
+		head   []byte // the large buffer of a batch's first packet
 	)
 	flush := func() {
 		if len(batch) == 0 {
@@ -282,6 +283,15 @@ func (r *Router) readFrames(d *deployment, from peer.ID, br *bufio.Reader) {
 		}
 		for _, p := range batch {
 			bufs = append(bufs, p.withHead())
+		}
+		if len(batch) > 1 {
+			// a TUN with offloads coalesces the packets of a flow into
+			// the buffer of its first one (GRO) if it has the room: give
+			// the batch's first packet a large buffer
+			if head == nil {
+				head = make([]byte, 0, subnet.Offset+65535)
+			}
+			bufs[0] = append(head[:subnet.Offset], batch[0].data()...)
 		}
 		if _, err := target.dev.Write(bufs, subnet.Offset); err == nil {
 			r.count.delivered.Add(uint64(len(batch)))
