@@ -161,3 +161,5 @@ func isUDP(pkt []byte, src, dst netip.Addr, payload string) bool {
 		netip.AddrFrom4([4]byte(pkt[12:16])) == src && netip.AddrFrom4([4]byte(pkt[16:20])) == dst &&
 		string(pkt[28:]) == payload
 }
+
+func netipPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
