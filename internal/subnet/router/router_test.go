@@ -3,9 +3,13 @@ package router
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 
@@ -348,6 +352,11 @@ func TestLifecycle(t *testing.T) {
 	if A.r.SetTable(table(t, "dep", 1, block, at{"a", 2, A.h.ID()})) {
 		t.Error("SetTable of the same version = true")
 	}
+	bad := table(t, "dep", 2, block, at{"a", 2, A.h.ID()})
+	bad.Routes[0].Addr = ip("10.99.0.2")
+	if A.r.SetTable(bad) || A.r.SetTable(nil) || A.r.Table("dep").Version != 1 {
+		t.Error("an invalid table was installed")
+	}
 	d1 := attach(t, A, "dep", "a")
 	d2 := attach(t, A, "dep", "a")
 	if !d1.Closed() || d2.Closed() {
@@ -450,5 +459,33 @@ func TestQueueFull(t *testing.T) {
 	inject(t, da, p)
 	if got := recv(t, dc); !bytes.Equal(got, p) {
 		t.Fatalf("delivered % x", got)
+	}
+}
+
+// logCount counts debug records.
+type logCount struct{ n atomic.Int64 }
+
+func (l *logCount) Enabled(context.Context, slog.Level) bool  { return true }
+func (l *logCount) Handle(context.Context, slog.Record) error { l.n.Add(1); return nil }
+func (l *logCount) WithAttrs([]slog.Attr) slog.Handler        { return l }
+func (l *logCount) WithGroup(string) slog.Handler             { return l }
+
+// TestDropLog: drops are all counted but logged at most once a second per
+// reason.
+func TestDropLog(t *testing.T) {
+	o := newOffline(t)
+	h := &logCount{}
+	o.r.log = slog.New(h)
+	spoofed := frames(subnettest.UDP(a2, a2, 1, 2, nil))
+	start := time.Now()
+	for range 50 {
+		o.r.readFrames(o.d, o.p1, bufio.NewReader(bytes.NewReader(spoofed)))
+	}
+	most := 1 + int64(time.Since(start)/time.Second)
+	if got := o.r.Stats().Dropped["spoofed"]; got != 50 {
+		t.Errorf("spoofed drops = %d, want 50", got)
+	}
+	if n := h.n.Load(); n < 1 || n > most {
+		t.Errorf("%d log records for 50 drops, want 1 to %d", n, most)
 	}
 }
