@@ -15,7 +15,7 @@ import (
 // every executor needed is offered somewhere, or when no provider answered
 // with an offer (nothing is known then). Nodes that have not onboarded
 // resources do not count, whatever executors they list. Executor features (vm/kernel: a
-// default kernel) are left out: no flag turns them on. The orchestrator adds it to the
+// default kernel; subnet) are left out: no flag turns them on. The orchestrator adds it to the
 // message of a queued deployment, so that `dms deploy --follow` and `dms
 // deployment status` show it.
 func ExecutorHint(r Round) string {
@@ -27,7 +27,7 @@ func ExecutorHint(r Round) string {
 		}
 		answered = true
 		for _, e := range a.Offer.Executors {
-			if !strings.Contains(e, "/") {
+			if !deployproto.IsFeature(e) {
 				offered[e] = true
 			}
 		}
@@ -39,7 +39,7 @@ func ExecutorHint(r Round) string {
 	for _, nr := range r.Requests {
 		for _, e := range nr.Request.Executors {
 			// Features (vm/kernel) are not what the devnet flag turns on.
-			if !offered[e] && !strings.Contains(e, "/") && !slices.Contains(missing, e) {
+			if !offered[e] && !deployproto.IsFeature(e) && !slices.Contains(missing, e) {
 				missing = append(missing, e)
 			}
 		}
