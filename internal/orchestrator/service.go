@@ -444,11 +444,12 @@ func (s *Service) Resume(ctx context.Context) error {
 				a.LastSeen = now
 			}
 		}
+		state := d.State // d is the run's once started
 		if _, err := s.start(d, key, spec, nil); err != nil {
 			return err
 		}
-		if !d.State.Terminal() {
-			s.log.Info("deployment resumed", "deployment_id", d.ID, "state", d.State)
+		if !state.Terminal() {
+			s.log.Info("deployment resumed", "deployment_id", d.ID, "state", state)
 		}
 	}
 	s.resumed.Store(true)

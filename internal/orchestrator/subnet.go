@@ -41,8 +41,12 @@ func (p *subnetPool) assign(deployment string, n int) (netip.Prefix, error) {
 	defer p.mu.Unlock()
 	b, err := p.pool.Assign(deployment, n)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("network.subnet: no /%d for the deployment's %d allocations from the address pool %s (configuration subnet.pool, subnet.bits): %w",
-			p.pool.Bits, n, p.pool.Prefix, err)
+		what := fmt.Sprintf("%d allocations", n)
+		if n == 1 {
+			what = "1 allocation"
+		}
+		return netip.Prefix{}, fmt.Errorf("network.subnet: no /%d for the deployment (%s) from the address pool %s (configuration subnet.pool, subnet.bits): %w",
+			p.pool.Bits, what, p.pool.Prefix, err)
 	}
 	return b, nil
 }
