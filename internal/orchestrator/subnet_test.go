@@ -14,6 +14,7 @@ import (
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/orchestrator"
+	"github.com/dmsnet/dms/internal/poll"
 	"github.com/dmsnet/dms/internal/subnet"
 )
 
@@ -317,5 +318,46 @@ func TestSubnetPool(t *testing.T) {
 	d, err := submit(one)
 	if err != nil || d.Subnet != ds[0].Subnet {
 		t.Fatalf("after the end of %s: %v, subnet %s, want its block %s", ds[0].ID, err, d.Subnet, ds[0].Subnet)
+	}
+}
+
+// TestSubnetSurvivesATakeover: the block, addresses and table version
+// reach the standby with the record; when it takes over, its pool holds
+// the block and it signs the table anew, with its own key, for every
+// provider.
+func TestSubnetSurvivesATakeover(t *testing.T) {
+	w, log := subnetWorld(t, 4, worldOpts{lost: time.Second, lease: time.Second})
+	w.nodes[1].ledger.Offboard()
+	primary, standby := w.nodes[0], w.nodes[1]
+	d := w.submit(twoServices(w) + "network: {subnet: true}\n")
+	before := waitState(t, primary.svc, d.ID, orchestrator.Running)
+	waitGet(t, standby.svc, d.ID, "the standby holds the running deployment", func(d *orchestrator.Deployment) bool {
+		return d.IsStandby() && d.State == orchestrator.Running && d.SubnetVersion == before.SubnetVersion
+	})
+	w.kill(primary)
+	after := waitGet(t, standby.svc, d.ID, "the standby took over and sent the table", func(d *orchestrator.Deployment) bool {
+		return !d.IsStandby() && d.SubnetVersion > before.SubnetVersion
+	})
+	if after.Subnet != before.Subnet || after.Addresses["web"] != before.Addresses["web"] || after.Addresses["db"] != before.Addresses["db"] {
+		t.Fatalf("after the takeover: %s %v, before %s %v", after.Subnet, after.Addresses, before.Subnet, before.Addresses)
+	}
+	if b := standby.svc.Blocks(); b[d.ID] != before.Subnet {
+		t.Fatalf("the new orchestrator's pool %v lacks %s's block %s", b, d.ID, before.Subnet)
+	}
+	err := poll.Until(context.Background(), 30*time.Second, "both providers got the new table", func(context.Context) (bool, error) {
+		got := map[string]bool{}
+		for _, e := range log.all() {
+			if e.kind != "table" || e.from != after.Orchestrator.DID {
+				continue
+			}
+			tab := openTable(t, e, after.Orchestrator.DID)
+			if tab.Version > before.SubnetVersion {
+				got[e.host] = true
+			}
+		}
+		return got[after.Allocations["web"].Handle.Host] && got[after.Allocations["db"].Handle.Host], nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
