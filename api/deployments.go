@@ -44,6 +44,9 @@ type Deployment struct {
 	Round       int                   `json:"round"`
 	Placement   []DeploymentNode      `json:"placement,omitempty"`
 	Allocations []DeploymentAlloc     `json:"allocations,omitempty"`
+	// Subnet is the deployment's address block when its ensemble asks for
+	// a subnet (network.subnet).
+	Subnet string `json:"subnet,omitempty"`
 	Candidates  []DeploymentCandidate `json:"candidates,omitempty"`
 	Ensemble    string                `json:"ensemble,omitempty"`
 	// Reason is the typed reason of a failure: reschedule-budget-spent,
@@ -127,6 +130,9 @@ type DeploymentAlloc struct {
 	Message  string    `json:"message,omitempty"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	Ports    []string  `json:"ports,omitempty"` // host:guest/proto
+	// Address is the allocation's address on the deployment's subnet
+	// (ensemble network.subnet), reachable as <name>.internal.
+	Address string `json:"address,omitempty"`
 	// Started and Finished are the last run's, once it ended.
 	Started  time.Time `json:"started,omitzero"`
 	Finished time.Time `json:"finished,omitzero"`

@@ -441,6 +441,9 @@ func apiDeployment(d *orchestrator.Deployment, detail bool) *api.Deployment {
 		Reason: d.Reason, Epoch: d.Epoch, Orchestrator: d.Orchestrator.Host,
 		Standbys: slices.Clone(d.Standbys),
 	}
+	if d.Subnet.IsValid() {
+		out.Subnet = d.Subnet.String()
+	}
 	if detail {
 		out.Ensemble = string(d.Spec)
 		for _, e := range d.Events {
@@ -464,6 +467,9 @@ func apiDeployment(d *orchestrator.Deployment, detail bool) *api.Deployment {
 		}
 		for _, p := range a.Ports {
 			al.Ports = append(al.Ports, fmt.Sprintf("%d:%d/%s", p.Host, p.Guest, p.Protocol))
+		}
+		if addr, ok := d.Addresses[a.Name]; ok {
+			al.Address = addr.String()
 		}
 		out.Allocations = append(out.Allocations, al)
 	}
