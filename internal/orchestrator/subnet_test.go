@@ -249,14 +249,36 @@ func TestSubnetRedeployMovesTheAddress(t *testing.T) {
 	}
 }
 
+// TestSubnetRefusedTableMovesThePlacement: the only provider at first
+// refuses the routing table; the placement is reverted, the provider left
+// out, and the deployment lands on the next provider that comes.
 func TestSubnetRefusedTableMovesThePlacement(t *testing.T) {
-	w, log := subnetWorld(t, 4, worldOpts{})
-	log.setRefuse(w.nodes[1].host.Self())
-	d := w.submit(twoOnASubnet + subnetService("web") + subnetService("db"))
+	w, log := subnetWorld(t, 3, worldOpts{})
+	refuser, taker := w.nodes[1], w.nodes[2]
+	log.setRefuse(refuser.host.Self())
+	taker.ledger.Offboard()
+	start := w.free()
+	d := w.submit(twoOnASubnet + subnetService("web"))
+	waitFor(t, w.nodes[0].svc, d.ID, "the refusal recorded", func(d *orchestrator.Deployment) bool {
+		for _, c := range d.Candidates {
+			if c.Peer == refuser.host.Self() && len(c.Reasons) > 0 && strings.Contains(c.Reasons[0], "routing table") {
+				return true
+			}
+		}
+		return false
+	})
+	w.waitFree(start) // the refused placement is reverted
+	taker.onboard(t, 2000, 2<<30)
 	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Running)
-	for name, a := range d.Allocations {
-		if a.Handle.Host == w.nodes[1].host.Self() {
-			t.Fatalf("%s runs on the provider that refused the table", name)
+	if h := d.Allocations["web"].Handle.Host; h != taker.host.Self() {
+		t.Fatalf("web runs on %s, want %s (the refuser is %s)", h, taker.host.Self(), refuser.host.Self())
+	}
+	for _, e := range log.all() {
+		if e.kind == "start" {
+			continue
+		}
+		if tab := openTable(t, e, d.Orchestrator.DID); e.host == taker.host.Self() && tab.Routes[0].Peer != taker.host.Self() {
+			t.Fatalf("the table sent to the new provider routes web to %s", tab.Routes[0].Peer)
 		}
 	}
 }
