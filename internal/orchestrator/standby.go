@@ -601,6 +601,7 @@ func (s *Service) stepDownLocked(r *run, rec *Deployment, why string) {
 		return
 	}
 	go r.actor.Stop() // its own workers may be the caller's
+	s.pool.release(rec.ID) // subnet.go: the block is the new primary's to keep
 	rec.Role, rec.SealedKey, rec.SealedSecrets = RoleStandby, nil, nil
 	own := r.snapshot()
 	if rec.NodeChains == nil {
