@@ -32,9 +32,11 @@ type subnetEvent struct {
 	host string // the provider (tables only)
 	from identity.DID
 	up   deployproto.SubnetUpdate
+	at   time.Time
 }
 
 func (l *subnetLog) add(e subnetEvent) {
+	e.at = time.Now()
 	l.mu.Lock()
 	l.events = append(l.events, e)
 	l.mu.Unlock()
@@ -199,6 +201,7 @@ func TestSubnetRedeployMovesTheAddress(t *testing.T) {
 	first := d.Allocations["web"]
 	stays := d.Allocations["db"].Handle.Host
 	addr := d.Addresses["web"]
+	down := time.Now()
 	w.byHost(first.Handle.Host).host.SetDown(true)
 	d = waitFor(t, orch.svc, d.ID, "web redeployed and running", func(d *orchestrator.Deployment) bool {
 		a := d.Allocations["web"]
@@ -236,6 +239,7 @@ func TestSubnetRedeployMovesTheAddress(t *testing.T) {
 		}
 		if e.host == moved && newAt < 0 {
 			newAt = i
+			t.Logf("web's address at the new provider %s after its provider went silent (lost_after 1s, reschedule delay 100ms, bid window 300ms)", e.at.Sub(down).Round(time.Millisecond))
 			if starts != 2 {
 				t.Fatalf("the new provider got the table after %d starts, want it before the third", starts)
 			}
