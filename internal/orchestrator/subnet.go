@@ -139,7 +139,10 @@ func (r *run) pushSubnet(ctx context.Context, placed map[string]Placement) []pla
 		return nil
 	}
 	var version uint64
-	r.update(true, func(d *Deployment) { d.SubnetVersion++; version = d.SubnetVersion })
+	r.update(true, func(d *Deployment) {
+		d.SubnetVersion = nextVersion(d.SubnetVersion, d.Epoch)
+		version = d.SubnetVersion
+	})
 	signed, err := r.table(d, placed, version).Sign(r.key)
 	if err != nil { // a bug: the table is built from a valid record
 		r.s.log.Error("routing table", "deployment_id", d.ID, "err", err)
@@ -184,6 +187,13 @@ func (r *run) pushSubnet(ctx context.Context, placed map[string]Placement) []pla
 	}
 	return refused
 }
+
+// nextVersion is the version of a routing table after last at fencing
+// epoch: one more, and at least epoch<<32, so that a table issued at a
+// higher epoch (a redeploy, a standby's takeover whose record missed the
+// last version its predecessor sent) supersedes every table of the epochs
+// before, as providers keep the highest version.
+func nextVersion(last, epoch uint64) uint64 { return max(last+1, epoch<<32) }
 
 // refusedBy says whether a provider of refused is host.
 func refusedBy(refused []placement.Reason, host string) error {

@@ -173,7 +173,7 @@ func TestSubnetTableBeforeTheStarts(t *testing.T) {
 		if tab == nil {
 			t.Fatalf("the provider of %s got no table", name)
 		}
-		if tab.Version != 1 || tab.Subnet != wantBlock || len(tab.Routes) != 2 {
+		if tab.Version != d.SubnetVersion || tab.Version < d.Epoch<<32 || tab.Subnet != wantBlock || len(tab.Routes) != 2 {
 			t.Fatalf("table %+v", tab)
 		}
 		for _, r := range tab.Routes {
@@ -198,6 +198,7 @@ func TestSubnetRedeployMovesTheAddress(t *testing.T) {
 	orch := w.nodes[0]
 	d := w.submit(twoOnASubnetSpec("reschedule: {delay: 100ms}\n"))
 	d = waitState(t, orch.svc, d.ID, orchestrator.Running)
+	firstVersion := d.SubnetVersion
 	first := d.Allocations["web"]
 	stays := d.Allocations["db"].Handle.Host
 	addr := d.Addresses["web"]
@@ -225,7 +226,7 @@ func TestSubnetRedeployMovesTheAddress(t *testing.T) {
 			continue
 		}
 		tab := openTable(t, e, d.Orchestrator.DID)
-		if tab.Version < 2 {
+		if tab.Version <= firstVersion {
 			continue
 		}
 		if e.host != moved && e.host != stays {
@@ -245,7 +246,7 @@ func TestSubnetRedeployMovesTheAddress(t *testing.T) {
 			}
 		}
 	}
-	if newAt < 0 || got[stays] < 2 || got[stays] != got[moved] {
+	if newAt < 0 || got[stays] <= firstVersion || got[stays] != got[moved] || got[moved] < d.Epoch<<32 {
 		t.Fatalf("versions after the redeploy: %v (new provider %s, staying %s)", got, moved, stays)
 	}
 	if d.SubnetVersion != got[moved] {
