@@ -24,7 +24,7 @@ nodes:
   main: {allocations: [wordpress, db]}
 `
 
-const wordpressWarning = "warning: allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host; allocations cannot reach each other by name until deployments get a subnet (docs/ensemble.md#networking-today)\n"
+const wordpressWarning = "warning: allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host; allocations reach each other by name only on a subnet: add `network: {subnet: true}` to the ensemble (docs/ensemble.md#networking)\n"
 
 func TestValidateWarnsAboutHostNames(t *testing.T) {
 	home, dir := t.TempDir(), t.TempDir()
@@ -35,6 +35,8 @@ func TestValidateWarnsAboutHostNames(t *testing.T) {
 		stdout, stderr string
 	}{
 		{"text", []string{"validate", "-f", file}, file + ": valid (2 allocations on 1 node)\n", wordpressWarning},
+		{"subnet", []string{"validate", "-f", writeFile(t, dir, "subnet.yaml", wordpressEnsemble+"network: {subnet: true}\n")},
+			dir + "/subnet.yaml: valid (2 allocations on 1 node)\n", ""},
 		{"no reference", []string{"validate", "-f", writeFile(t, dir, "plain.yaml", strings.Replace(wordpressEnsemble, "db, WORDPRESS_DB_NAME", "localhost, WORDPRESS_DB_NAME", 1))},
 			dir + "/plain.yaml: valid (2 allocations on 1 node)\n", ""},
 	} {
