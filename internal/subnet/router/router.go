@@ -41,9 +41,15 @@ type Config struct {
 	DNS  DNS // nil: DNS packets are dropped ("gateway")
 }
 
-// Stats counts packets: Forwarded to a peer, Delivered to a local device,
-// Dropped by reason ("spoofed", "no-route", "gateway", "queue-full",
-// "unauthorized", "malformed").
+// Stats counts packets: Forwarded (written to a peer's stream),
+// Delivered (written to a local device: from a peer, from another local
+// allocation, or a DNS answer) and Dropped by reason, every reason
+// present: "spoofed" (a source address its sender may not use),
+// "no-route" (no allocation there, broadcast or multicast, or the peer
+// unreachable), "gateway" (to the gateway but not DNS), "queue-full" (the
+// peer's queue was full), "unauthorized" (a stream from a peer outside
+// the table; counted per stream), "malformed" (not a sane IPv4 packet, or
+// a bad frame).
 type Stats struct {
 	Forwarded, Delivered uint64
 	Dropped              map[string]uint64
