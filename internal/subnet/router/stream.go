@@ -76,7 +76,7 @@ func (o *outQueue) run(ctx context.Context) {
 	defer o.r.wg.Done()
 	var (
 		s       network.Stream
-		bw      = bufio.NewWriterSize(nil, bufSize)
+		bw      *bufio.Writer // made on the first stream: most pairs never talk
 		retryAt time.Time
 	)
 	defer func() {
@@ -108,7 +108,11 @@ func (o *outQueue) run(ctx context.Context) {
 				putPacket(p)
 				continue
 			}
-			bw.Reset(s)
+			if bw == nil {
+				bw = bufio.NewWriterSize(s, bufSize)
+			} else {
+				bw.Reset(s)
+			}
 		}
 		err := writeFrame(bw, p.data())
 		putPacket(p)
