@@ -10,7 +10,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -92,17 +95,15 @@ func inNetns(t testing.TB, path string, f func() error) {
 	}
 }
 
-// TestTCPThroughTUNs sends 32 MiB over TCP from a container-like
-// namespace on host A to one on host B, through real TUNs and the
-// routers, and checks every byte.
-func TestTCPThroughTUNs(t *testing.T) {
-	requireRoot(t)
-	A, B := newNode(t, nil), newNode(t, nil)
+// twoTUNs: allocation a (10.77.0.2) in namespace nsA on host A, b
+// (10.77.0.3) in nsB on host B, each on a real TUN.
+func twoTUNs(t *testing.T) (A, B *node, nsA, nsB string) {
+	A, B = newNode(t, nil), newNode(t, nil)
 	connect(t, A, B)
 	tb := table(t, "dep", 1, block, at{"a", 2, A.h.ID()}, at{"b", 3, B.h.ID()})
 	A.r.SetTable(tb)
 	B.r.SetTable(tb)
-	nsA, nsB := newNetns(t), newNetns(t)
+	nsA, nsB = newNetns(t), newNetns(t)
 	for _, x := range []struct {
 		n     *node
 		ns    string
@@ -119,6 +120,33 @@ func TestTCPThroughTUNs(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { A.r.Remove("dep"); B.r.Remove("dep") })
+	return A, B, nsA, nsB
+}
+
+// TestPingThroughTUNs pings b from a's namespace (ping(8) in the
+// namespace) and logs the round trips; the packets cross the routers.
+func TestPingThroughTUNs(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("ping"); err != nil {
+		t.Skip("no ping")
+	}
+	_, _, nsA, _ := twoTUNs(t)
+	out, err := exec.Command("ip", "netns", "exec", filepath.Base(nsA), "ping", "-n", "-q", "-c", "200", "-i", "0.002", "-W", "5", "10.77.0.3").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ping: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), " 0% packet loss") {
+		t.Errorf("ping lost packets:\n%s", out)
+	}
+	t.Logf("%s", out)
+}
+
+// TestTCPThroughTUNs sends 32 MiB over TCP from a container-like
+// namespace on host A to one on host B, through real TUNs and the
+// routers, and checks every byte.
+func TestTCPThroughTUNs(t *testing.T) {
+	requireRoot(t)
+	A, B, nsA, nsB := twoTUNs(t)
 
 	var ln net.Listener
 	inNetns(t, nsB, func() (err error) {
