@@ -1,0 +1,136 @@
+//go:build integration
+
+package vm_test
+
+import (
+	"context"
+	"encoding/binary"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dmsnet/dms/internal/executor"
+	"github.com/dmsnet/dms/internal/executor/vm"
+	"github.com/dmsnet/dms/internal/subnet"
+	"github.com/dmsnet/dms/internal/subnet/link"
+)
+
+// TestSubnetGuest boots one guest on a subnet whose other end is the
+// test: the guest pings another address of the subnet (a small packet,
+// then one of the full MTU); the test sees each echo request with the
+// guest's address as its source and answers it, and the guest's ping
+// reports the replies. The guest also prints its interface's MTU and
+// address and its resolv.conf.
+func TestSubnetGuest(t *testing.T) {
+	ex := newExecutor(t, vm.Config{})
+	addr, gw, peer := netip.MustParsePrefix("10.77.0.2/24"), netip.MustParseAddr("10.77.0.1"), netip.MustParseAddr("10.77.0.3")
+	devs := make(chan subnet.Device, 1)
+	s := spec()
+	s.Command = []string{"sh", "-c", `cat /sys/class/net/dms0/mtu; ip -4 -o addr show dms0 | awk '{print $2, $4}'; cat /etc/resolv.conf
+		ping -c 1 -W 30 10.77.0.3 | grep received
+		ping -c 1 -W 30 -s 1392 10.77.0.3 | grep received`}
+	s.Subnet = &executor.Subnet{Addr: addr, DNS: gw, OpenGuest: func(context.Context) (*os.File, error) {
+		q, dev, err := link.GuestPair(addr, gw)
+		if err == nil {
+			devs <- dev
+		}
+		return q, err
+	}}
+	began := time.Now()
+	id, err := ex.Start(t.Context(), s)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	defer ex.Remove(context.Background(), id)
+	dev := <-devs
+	defer dev.Close()
+
+	// The data path's side: answer echo requests to peer.
+	var mu sync.Mutex
+	var seen []string // what the guest sent, and when
+	go func() {
+		bufs := make([][]byte, dev.BatchSize())
+		for i := range bufs {
+			bufs[i] = make([]byte, subnet.Offset+subnet.MTU)
+		}
+		sizes := make([]int, len(bufs))
+		for {
+			n, err := dev.Read(bufs, sizes, subnet.Offset)
+			if err != nil {
+				return
+			}
+			for i := range n {
+				p := bufs[i][subnet.Offset : subnet.Offset+sizes[i]]
+				src, dst := netip.AddrFrom4([4]byte(p[12:16])), netip.AddrFrom4([4]byte(p[16:20]))
+				ihl := int(p[0]&0x0f) * 4
+				mu.Lock()
+				seen = append(seen, src.String()+">"+dst.String()+" proto "+strconv.Itoa(int(p[9]))+" len "+strconv.Itoa(len(p))+" at "+time.Since(began).Round(time.Millisecond).String())
+				mu.Unlock()
+				if src != addr.Addr() || dst != peer || p[9] != 1 || len(p) < ihl+8 || p[ihl] != 8 {
+					continue
+				}
+				// The echo reply: addresses swapped, type 0, checksums anew.
+				copy(p[12:16], dst.AsSlice())
+				copy(p[16:20], src.AsSlice())
+				p[10], p[11] = 0, 0
+				binary.BigEndian.PutUint16(p[10:], checksum(p[:ihl]))
+				icmp := p[ihl:]
+				icmp[0], icmp[2], icmp[3] = 0, 0, 0
+				binary.BigEndian.PutUint16(icmp[2:], checksum(icmp))
+				if _, err := dev.Write(bufs[i:i+1], subnet.Offset); err != nil {
+					mu.Lock()
+					seen = append(seen, "Write: "+err.Error())
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+
+	res, err := ex.Wait(t.Context(), id)
+	if err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	var out, errb strings.Builder
+	ex.Logs(t.Context(), id, executor.LogOptions{}, &out, &errb)
+	mu.Lock()
+	t.Logf("boot %v, run %v; the guest sent: %s", res.Boot, res.FinishedAt.Sub(res.StartedAt), strings.Join(seen, "; "))
+	mu.Unlock()
+	want := "1420\ndms0 10.77.0.2/24\nnameserver 10.77.0.1\nsearch internal\noptions ndots:1\n" +
+		"1 packets transmitted, 1 packets received, 0% packet loss\n" +
+		"1 packets transmitted, 1 packets received, 0% packet loss\n"
+	if res.Reason != executor.ReasonExited || res.ExitCode != 0 || out.String() != want {
+		t.Errorf("run = %s %d (%s)\nstdout %q\nstderr %q\nwant %q", res.Reason, res.ExitCode, res.Error, out.String(), errb.String(), want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var requests int
+	for _, s := range seen {
+		if strings.HasPrefix(s, "10.77.0.2>10.77.0.3 proto 1 len ") {
+			requests++
+		}
+		if !strings.HasPrefix(s, "10.77.0.2>") {
+			t.Errorf("a packet with another source: %s", s)
+		}
+	}
+	if requests < 2 {
+		t.Errorf("%d echo requests from 10.77.0.2 seen, want 2", requests)
+	}
+}
+
+func checksum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
