@@ -31,7 +31,7 @@ func TestValidateSubnet(t *testing.T) {
 	}
 	cmd, _ := qemu{path: "qemu", accel: AccelTCG}.command(m)
 	args := strings.Join(cmd.Args, " ")
-	for _, want := range []string{"-netdev dgram,id=subnet,local.type=fd,local.str=3",
+	for _, want := range []string{"-netdev socket,id=subnet,fd=3",
 		"-device virtio-net-device,netdev=subnet,mac=02:67:0a:4d:00:02"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("qemu args lack %q: %s", want, args)

@@ -41,7 +41,7 @@
 //
 // With Spec.Subnet the guest joins its deployment's subnet: Start calls
 // Subnet.OpenGuest for one end of a unix datagram socket pair
-// (link.GuestPair), which QEMU inherits (-netdev dgram,local.type=fd)
+// (link.GuestPair), which QEMU inherits (-netdev socket,fd=3)
 // behind a virtio-net device with MAC link.GuestMAC(addr). The guest init
 // loads virtio_net (with failover and net_failover, from
 // /etc/dms/modules unless built in), renames the interface

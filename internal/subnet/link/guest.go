@@ -20,7 +20,8 @@ import (
 
 // A VM guest's end of the subnet is a virtio-net device whose frames QEMU
 // exchanges over a datagram socket, one Ethernet frame per datagram
-// (-netdev dgram,local.type=fd). GuestPair makes the socket pair: QEMU
+// (-netdev socket,fd=N; QEMU 7.2's dgram netdev, local.type=fd, works
+// as well). GuestPair makes the socket pair: QEMU
 // gets one end, the data path the other, wrapped as a subnet.Device that
 // speaks Ethernet to the guest and plain IPv4 packets to the router.
 //
@@ -57,7 +58,7 @@ const (
 
 // GuestPair returns a connected pair of unix datagram sockets for a VM
 // guest with address addr (10.77.0.2/24) on a subnet whose gateway is
-// gateway: qemu is the end for QEMU's -netdev dgram (pass it to the child
+// gateway: qemu is the end for QEMU's -netdev socket (pass it to the child
 // process; the caller closes it once QEMU holds it), dev the data path's.
 //
 // dev reads the guest's IPv4 packets (its Ethernet header stripped,
