@@ -7,6 +7,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,15 +26,35 @@ import (
 // then one of the full MTU); the test sees each echo request with the
 // guest's address as its source and answers it, and the guest's ping
 // reports the replies. The guest also prints its interface's MTU and
-// address and its resolv.conf.
+// address and its resolv.conf. With mkfs.ext4 the payload runs in a root
+// filesystem whose /etc/resolv.conf is a dangling symlink (as with
+// systemd-resolved), so the guest init writes the root's; without, in the
+// initramfs.
 func TestSubnetGuest(t *testing.T) {
 	ex := newExecutor(t, vm.Config{})
 	addr, gw, peer := netip.MustParsePrefix("10.77.0.2/24"), netip.MustParseAddr("10.77.0.1"), netip.MustParseAddr("10.77.0.3")
 	devs := make(chan subnet.Device, 1)
 	s := spec()
-	s.Command = []string{"sh", "-c", `cat /sys/class/net/dms0/mtu; ip -4 -o addr show dms0 | awk '{print $2, $4}'; cat /etc/resolv.conf
+	s.Command = []string{"sh", "-c", `cat /sys/class/net/dms0/mtu /proc/sys/net/ipv6/conf/dms0/disable_ipv6; ip -4 -o addr show dms0 | awk '{print $2, $4}'; cat /etc/resolv.conf
 		ping -c 1 -W 30 10.77.0.3 | grep received
 		ping -c 1 -W 30 -s 1392 10.77.0.3 | grep received`}
+	if mkfs, err := exec.LookPath("mkfs.ext4"); err == nil {
+		root := t.TempDir()
+		os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+		os.Symlink("../run/systemd/resolve/stub-resolv.conf", filepath.Join(root, "etc", "resolv.conf"))
+		os.MkdirAll(filepath.Join(root, "bin"), 0o755)
+		bin, _ := os.ReadFile("/bin/busybox")
+		os.WriteFile(filepath.Join(root, "bin", "busybox"), bin, 0o755)
+		for _, applet := range []string{"sh", "cat", "ip", "awk", "ping", "grep"} {
+			os.Symlink("busybox", filepath.Join(root, "bin", applet))
+		}
+		image := filepath.Join(t.TempDir(), "root.ext4")
+		if out, err := exec.Command(mkfs, "-q", "-F", "-d", root, image, "16M").CombinedOutput(); err != nil {
+			t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+		}
+		s.VM.Rootfs = image
+		t.Log("in a root filesystem")
+	}
 	s.Subnet = &executor.Subnet{Addr: addr, DNS: gw, OpenGuest: func(context.Context) (*os.File, error) {
 		q, dev, err := link.GuestPair(addr, gw)
 		if err == nil {
@@ -99,7 +121,7 @@ func TestSubnetGuest(t *testing.T) {
 	mu.Lock()
 	t.Logf("boot %v, run %v; the guest sent: %s", res.Boot, res.FinishedAt.Sub(res.StartedAt), strings.Join(seen, "; "))
 	mu.Unlock()
-	want := "1420\ndms0 10.77.0.2/24\nnameserver 10.77.0.1\nsearch internal\noptions ndots:1\n" +
+	want := "1420\n1\ndms0 10.77.0.2/24\nnameserver 10.77.0.1\nsearch internal\noptions ndots:1\n" +
 		"1 packets transmitted, 1 packets received, 0% packet loss\n" +
 		"1 packets transmitted, 1 packets received, 0% packet loss\n"
 	if res.Reason != executor.ReasonExited || res.ExitCode != 0 || out.String() != want {

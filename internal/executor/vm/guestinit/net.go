@@ -25,9 +25,10 @@ func isNetModule(name string) bool {
 
 // setUpNet configures the guest's subnet interface: it loads its
 // modules, brings lo up, finds the virtio-net device by its MAC, renames
-// it, gives it its address and MTU, brings it up (the address's prefix
-// gives the subnet's route; there is no default route) and writes the
-// resolver configuration into the root the payload runs in.
+// it, gives it its address and MTU, turns IPv6 off on it, brings it up
+// (the address's prefix gives the subnet's route; there is no default
+// route) and writes the resolver configuration into the root the payload
+// runs in.
 func setUpNet(n *guest.Net, root string) error {
 	addr, err := netip.ParsePrefix(n.Addr)
 	if err != nil || !addr.Addr().Is4() {
@@ -54,6 +55,9 @@ func setUpNet(n *guest.Net, root string) error {
 		}
 		name = n.Name
 	}
+	// The subnet is IPv4 only: no IPv6 link-local address, router
+	// solicitations or duplicate address probes for the link to drop.
+	os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0o644)
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		return fmt.Errorf("subnet: %w", err)
