@@ -344,6 +344,9 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 		// QEMU inherits the guest's end of the data path; ours is closed
 		// once QEMU holds it (or did not start).
 		f, err := spec.Subnet.OpenGuest(ctx)
+		if err == nil && f == nil {
+			err = errors.New("OpenGuest returned no socket")
+		}
 		if err != nil {
 			os.RemoveAll(sockDir)
 			return "", fmt.Errorf("vm: subnet: %w", err)
