@@ -95,8 +95,8 @@ func setUp() (string, error) {
 	tid := unix.Gettid()
 	unix.Setpriority(unix.PRIO_PROCESS, tid, 19)
 	defer unix.Setpriority(unix.PRIO_PROCESS, tid, 0)
-	// virtio_net needs failover first and is net.go's business.
-	virtio := func(name string) bool { return strings.HasPrefix(name, "virtio") && name != "virtio_net.ko" }
+	// virtio_net is net.go's business.
+	virtio := func(name string) bool { return strings.HasPrefix(name, "virtio") && !subnetModules[name] }
 	if err := loadModulesWith("/etc/dms/modules", virtio); err != nil {
 		return "", err
 	}

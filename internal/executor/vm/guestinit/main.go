@@ -214,9 +214,11 @@ func mountBasics() {
 const sysFinitModule = 313
 
 // loadModules loads the kernel modules listed, one path per line, in
-// list; a missing list means the kernel has what it needs built in.
+// list, but the subnet's (net.go loads those when the VM has one: a list
+// may have virtio_net without failover, which it needs); a missing list
+// means the kernel has what it needs built in.
 func loadModules(list string) error {
-	return loadModulesWith(list, func(string) bool { return true })
+	return loadModulesWith(list, func(name string) bool { return !subnetModules[name] })
 }
 
 // loadModulesWith loads, in the list's order, the modules of list whose

@@ -17,10 +17,14 @@ import (
 	"github.com/dmsnet/dms/internal/executor/vm/guest"
 )
 
+// subnetModules are the modules only the subnet interface needs:
+// virtio_net and what it links against (besides the virtio core).
+var subnetModules = map[string]bool{"failover.ko": true, "net_failover.ko": true, "virtio_net.ko": true}
+
 // isNetModule tells the modules the subnet interface needs: the virtio
 // core and virtio-mmio, and virtio_net with what it links against.
 func isNetModule(name string) bool {
-	return strings.HasPrefix(name, "virtio") || name == "failover.ko" || name == "net_failover.ko"
+	return strings.HasPrefix(name, "virtio") || subnetModules[name]
 }
 
 // setUpNet configures the guest's subnet interface: it loads its
