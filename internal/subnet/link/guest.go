@@ -20,24 +20,28 @@ import (
 
 // A VM guest's end of the subnet is a virtio-net device whose frames QEMU
 // exchanges over a datagram socket, one Ethernet frame per datagram
-// (-netdev socket,fd=N; QEMU 7.2's dgram netdev, local.type=fd, works
-// as well). GuestPair makes the socket pair: QEMU
-// gets one end, the data path the other, wrapped as a subnet.Device that
-// speaks Ethernet to the guest and plain IPv4 packets to the router.
+// (-netdev socket,fd=N; QEMU 7.2's dgram netdev, local.type=fd, works as
+// well). GuestPair makes the socket pair: QEMU gets one end, the data
+// path the other, wrapped as a subnet.Device that speaks Ethernet to the
+// guest and plain IPv4 packets to the router.
 //
 // The guest's link is a point-to-point Ethernet: every other address of
-// the subnet (the gateway included) answers ARP with GatewayMAC, so every
+// the subnet (the gateway included) answers ARP with GatewayMAC(), so every
 // frame the guest sends is for the device, and the router decides where
 // its packet goes. Nothing else is emulated: no DHCP (the guest init sets
 // the address), no IPv6 (dropped, like every ethertype but IPv4 and ARP).
 
+// gatewayMAC is GatewayMAC's.
+var gatewayMAC = [6]byte{0x02, 0x64, 0x6d, 0x73, 0x00, 0x01}
+
 // GatewayMAC is the Ethernet address of every address of a guest's subnet
-// but its own, as the guest sees it: locally administered, unicast.
-var GatewayMAC = net.HardwareAddr{0x02, 0x64, 0x6d, 0x73, 0x00, 0x01}
+// but its own, as the guest sees it: locally administered, unicast,
+// 02:64:6d:73:00:01.
+func GatewayMAC() net.HardwareAddr { return append(net.HardwareAddr(nil), gatewayMAC[:]...) }
 
 // GuestMAC is the Ethernet address of the guest whose subnet address is
 // addr: locally administered, unicast, 02:67 and the four bytes of the
-// address (02:67:0a:4d:00:02 for 10.77.0.2), so never GatewayMAC. The
+// address (02:67:0a:4d:00:02 for 10.77.0.2), so never GatewayMAC(). The
 // executor gives it to QEMU's virtio-net device (mac=).
 func GuestMAC(addr netip.Addr) net.HardwareAddr {
 	a := addr.Unmap().As4()
@@ -63,8 +67,8 @@ const (
 //
 // dev reads the guest's IPv4 packets (its Ethernet header stripped,
 // Ethernet padding trimmed), answers the guest's ARP requests for any
-// other address of the subnet with GatewayMAC, and drops every other
-// frame. It writes packets to the guest in frames from GatewayMAC to
+// other address of the subnet with GatewayMAC(), and drops every other
+// frame. It writes packets to the guest in frames from GatewayMAC() to
 // GuestMAC(addr). Writes never block: a packet the guest's queue has no
 // room for (a stalled or paused VM) is dropped, as a NIC would. With
 // offset >= 14 both directions use the headroom before each packet for
@@ -267,19 +271,19 @@ func (d *guestDevice) frame(f []byte) (kind, size int) {
 }
 
 // arpReply writes into d.arp the answer to the ARP request req (a frame
-// frame classified frameARP): the target address is at GatewayMAC.
+// classified frameARP): the target address is at GatewayMAC().
 func (d *guestDevice) arpReply(req []byte) {
 	a := req[ethHeader:]
 	out := d.arp[:]
 	copy(out[0:6], a[8:14]) // to the asker's hardware address
-	copy(out[6:12], GatewayMAC)
+	copy(out[6:12], gatewayMAC[:])
 	binary.BigEndian.PutUint16(out[12:14], ethARP)
 	r := out[ethHeader:]
 	binary.BigEndian.PutUint16(r[0:2], 1)
 	binary.BigEndian.PutUint16(r[2:4], ethIPv4)
 	r[4], r[5] = 6, 4
 	binary.BigEndian.PutUint16(r[6:8], 2) // reply
-	copy(r[8:14], GatewayMAC)
+	copy(r[8:14], gatewayMAC[:])
 	copy(r[14:18], a[24:28]) // the address asked for
 	copy(r[18:24], a[8:14])
 	copy(r[24:28], a[14:18])
@@ -332,7 +336,7 @@ func (d *guestDevice) writeFrames(fd uintptr) bool {
 			copy(frame[ethHeader:], pkt)
 		}
 		copy(frame[0:6], d.guestMAC[:])
-		copy(frame[6:12], GatewayMAC)
+		copy(frame[6:12], gatewayMAC[:])
 		binary.BigEndian.PutUint16(frame[12:14], ethIPv4)
 		if errno := d.send(fd, frame); errno != 0 && errno != unix.EAGAIN && errno != unix.ENOBUFS {
 			d.werr = errno

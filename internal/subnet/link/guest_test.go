@@ -127,12 +127,12 @@ func TestGuestMAC(t *testing.T) {
 	if mac.String() != "02:67:0a:4d:00:02" {
 		t.Errorf("GuestMAC = %s", mac)
 	}
-	for _, m := range []net.HardwareAddr{mac, GatewayMAC} {
+	for _, m := range []net.HardwareAddr{mac, GatewayMAC()} {
 		if m[0]&2 == 0 || m[0]&1 != 0 {
 			t.Errorf("%s is not a locally administered unicast address", m)
 		}
 	}
-	if bytes.Equal(mac, GatewayMAC) || bytes.Equal(GuestMAC(netip.MustParseAddr("100.109.115.0")), GatewayMAC) {
+	if bytes.Equal(mac, GatewayMAC()) || bytes.Equal(GuestMAC(netip.MustParseAddr("100.109.115.0")), GatewayMAC()) {
 		t.Error("a guest MAC equals the gateway's")
 	}
 }
@@ -185,9 +185,9 @@ func TestGuestARP(t *testing.T) {
 			if tc.reply {
 				answered = tc.frame
 			}
-			want := ethFrame(askerMAC, GatewayMAC, 0x0806, nil)
+			want := ethFrame(askerMAC, GatewayMAC(), 0x0806, nil)
 			want = append(want, 0, 1, 8, 0, 6, 4, 0, 2)
-			want = append(want, GatewayMAC...)
+			want = append(want, GatewayMAC()...)
 			want = append(want, answered[14+24:14+28]...)
 			want = append(want, askerMAC...)
 			want = append(want, answered[14+14:14+18]...)
@@ -205,7 +205,7 @@ func TestGuestRead(t *testing.T) {
 	for _, offset := range []int{subnet.Offset, 0, 14, 20} {
 		c, dev := pair(t)
 		packets := reader(t, dev, offset)
-		to := net.HardwareAddr(GatewayMAC)
+		to := net.HardwareAddr(GatewayMAC())
 		p := ipv4("10.77.0.2", "10.77.0.3", 84)
 		frames := [][]byte{
 			ethFrame(to, askerMAC, 0x86dd, make([]byte, 60)),                     // IPv6: dropped
@@ -241,7 +241,7 @@ func TestGuestWrite(t *testing.T) {
 			t.Fatalf("offset %d: Write = %d, %v", offset, n, err)
 		}
 		for _, p := range [][]byte{p1, p2} {
-			want := ethFrame(GuestMAC(testAddr.Addr()), GatewayMAC, 0x0800, p)
+			want := ethFrame(GuestMAC(testAddr.Addr()), GatewayMAC(), 0x0800, p)
 			if got := recvFrame(t, c); !bytes.Equal(got, want) {
 				t.Errorf("offset %d: frame %x…, want %x…", offset, got[:min(len(got), 40)], want[:40])
 			}
@@ -297,7 +297,7 @@ func TestGuestQEMUGone(t *testing.T) {
 
 func TestGuestNoAllocs(t *testing.T) {
 	c, dev := pair(t)
-	frame := ethFrame(GatewayMAC, askerMAC, 0x0800, ipv4("10.77.0.2", "10.77.0.3", 1420))
+	frame := ethFrame(GatewayMAC(), askerMAC, 0x0800, ipv4("10.77.0.2", "10.77.0.3", 1420))
 	bufs := [][]byte{make([]byte, subnet.Offset+subnet.MTU)}
 	sizes := []int{0}
 	out := make([]byte, 2048)
@@ -332,7 +332,7 @@ func BenchmarkGuestRoundTrip(b *testing.B) {
 	}
 	defer dev.Close()
 	defer q.Close()
-	frame := ethFrame(GatewayMAC, askerMAC, 0x0800, ipv4("10.77.0.2", "10.77.0.3", 1420))
+	frame := ethFrame(GatewayMAC(), askerMAC, 0x0800, ipv4("10.77.0.2", "10.77.0.3", 1420))
 	bufs := [][]byte{make([]byte, subnet.Offset+subnet.MTU)}
 	sizes := []int{0}
 	out := make([]byte, 2048)
@@ -350,9 +350,9 @@ func BenchmarkGuestRoundTrip(b *testing.B) {
 func FuzzGuestFrame(f *testing.F) {
 	f.Add(arpRequest(1, "10.77.0.2", "10.77.0.1"))
 	f.Add(arpRequest(1, "10.77.0.2", "10.77.0.2"))
-	f.Add(ethFrame(GatewayMAC, askerMAC, 0x0800, ipv4("10.77.0.2", "10.77.0.3", 60)))
-	f.Add(ethFrame(GatewayMAC, askerMAC, 0x0800, append(ipv4("10.77.0.2", "10.77.0.3", 28), 0, 0)))
-	f.Add(ethFrame(GatewayMAC, askerMAC, 0x86dd, make([]byte, 40)))
+	f.Add(ethFrame(GatewayMAC(), askerMAC, 0x0800, ipv4("10.77.0.2", "10.77.0.3", 60)))
+	f.Add(ethFrame(GatewayMAC(), askerMAC, 0x0800, append(ipv4("10.77.0.2", "10.77.0.3", 28), 0, 0)))
+	f.Add(ethFrame(GatewayMAC(), askerMAC, 0x86dd, make([]byte, 40)))
 	f.Add([]byte{})
 	q, dev, err := GuestPair(testAddr, testGateway)
 	if err != nil {
@@ -372,7 +372,7 @@ func FuzzGuestFrame(f *testing.F) {
 			d.arpReply(frame)
 			r := d.arp[14:]
 			target := netip.AddrFrom4([4]byte(r[14:18]))
-			if !testAddr.Contains(target) || target == testAddr.Addr() || !bytes.Equal(r[8:14], GatewayMAC) {
+			if !testAddr.Contains(target) || target == testAddr.Addr() || !bytes.Equal(r[8:14], GatewayMAC()) {
 				t.Fatalf("ARP reply %x", d.arp)
 			}
 		case frameDrop:
