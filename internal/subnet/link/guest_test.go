@@ -56,9 +56,9 @@ func arpRequest(op uint16, sender, target string) []byte {
 	return ethFrame(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, askerMAC, 0x0806, a)
 }
 
-// ipv4 is an IPv4 packet (header checksum not filled: nothing here checks
+// guestIPv4 is an IPv4 packet (header checksum not filled: nothing here checks
 // it) of total length n from src to dst.
-func ipv4(src, dst string, n int) []byte {
+func guestIPv4(src, dst string, n int) []byte {
 	p := make([]byte, n)
 	p[0] = 0x45
 	binary.BigEndian.PutUint16(p[2:], uint16(n))
@@ -72,9 +72,9 @@ func ipv4(src, dst string, n int) []byte {
 	return p
 }
 
-// reader runs the device's Read loop like the router does and sends
+// guestReader runs the device's Read loop like the router does and sends
 // copies of the packets on a channel.
-func reader(t testing.TB, dev subnet.Device, offset int) <-chan []byte {
+func guestReader(t testing.TB, dev subnet.Device, offset int) <-chan []byte {
 	t.Helper()
 	out := make(chan []byte, 64)
 	go func() {
@@ -156,7 +156,7 @@ func TestGuestPairBadArgs(t *testing.T) {
 
 func TestGuestARP(t *testing.T) {
 	c, dev := pair(t)
-	reader(t, dev, subnet.Offset)
+	guestReader(t, dev, subnet.Offset)
 	for _, tc := range []struct {
 		name  string
 		frame []byte
@@ -204,19 +204,19 @@ func TestGuestARP(t *testing.T) {
 func TestGuestRead(t *testing.T) {
 	for _, offset := range []int{subnet.Offset, 0, 14, 20} {
 		c, dev := pair(t)
-		packets := reader(t, dev, offset)
+		packets := guestReader(t, dev, offset)
 		to := net.HardwareAddr(GatewayMAC())
-		p := ipv4("10.77.0.2", "10.77.0.3", 84)
+		p := guestIPv4("10.77.0.2", "10.77.0.3", 84)
 		frames := [][]byte{
-			ethFrame(to, askerMAC, 0x86dd, make([]byte, 60)),                     // IPv6: dropped
-			ethFrame(to, askerMAC, 0x8100, p),                                    // VLAN: dropped
-			ethFrame(to, askerMAC, 0x0800, append([]byte{0x65}, p[1:]...)),       // version 6
-			ethFrame(to, askerMAC, 0x0800, p[:60]),                               // shorter than its length
-			ethFrame(to, askerMAC, 0x0800, ipv4("10.77.0.2", "10.77.0.3", 2000)), // larger than the buffers
-			ethFrame(to, askerMAC, 0x0800, p[:10]),                               // no header
-			{1, 2, 3},                                                            // no Ethernet header
+			ethFrame(to, askerMAC, 0x86dd, make([]byte, 60)),                          // IPv6: dropped
+			ethFrame(to, askerMAC, 0x8100, p),                                         // VLAN: dropped
+			ethFrame(to, askerMAC, 0x0800, append([]byte{0x65}, p[1:]...)),            // version 6
+			ethFrame(to, askerMAC, 0x0800, p[:60]),                                    // shorter than its length
+			ethFrame(to, askerMAC, 0x0800, guestIPv4("10.77.0.2", "10.77.0.3", 2000)), // larger than the buffers
+			ethFrame(to, askerMAC, 0x0800, p[:10]),                                    // no header
+			{1, 2, 3},                                                                 // no Ethernet header
 			ethFrame(to, askerMAC, 0x0800, p),
-			ethFrame(to, askerMAC, 0x0800, append(ipv4("10.77.0.2", "10.77.0.4", 28), make([]byte, 18)...)), // padded
+			ethFrame(to, askerMAC, 0x0800, append(guestIPv4("10.77.0.2", "10.77.0.4", 28), make([]byte, 18)...)), // padded
 		}
 		for _, f := range frames {
 			if _, err := c.Write(f); err != nil {
@@ -226,7 +226,7 @@ func TestGuestRead(t *testing.T) {
 		if got := recvPacket(t, packets); !bytes.Equal(got, p) {
 			t.Errorf("offset %d: first packet %x, want %x", offset, got, p)
 		}
-		if got, want := recvPacket(t, packets), ipv4("10.77.0.2", "10.77.0.4", 28); !bytes.Equal(got, want) {
+		if got, want := recvPacket(t, packets), guestIPv4("10.77.0.2", "10.77.0.4", 28); !bytes.Equal(got, want) {
 			t.Errorf("offset %d: padded packet %x, want %x", offset, got, want)
 		}
 	}
@@ -235,7 +235,7 @@ func TestGuestRead(t *testing.T) {
 func TestGuestWrite(t *testing.T) {
 	for _, offset := range []int{subnet.Offset, 0, 14} {
 		c, dev := pair(t)
-		p1, p2 := ipv4("10.77.0.3", "10.77.0.2", 1420), ipv4("10.77.0.1", "10.77.0.2", 40)
+		p1, p2 := guestIPv4("10.77.0.3", "10.77.0.2", 1420), guestIPv4("10.77.0.1", "10.77.0.2", 40)
 		bufs := [][]byte{append(make([]byte, offset), p1...), append(make([]byte, offset), p2...)}
 		if n, err := dev.Write(bufs, offset); n != 2 || err != nil {
 			t.Fatalf("offset %d: Write = %d, %v", offset, n, err)
@@ -251,7 +251,7 @@ func TestGuestWrite(t *testing.T) {
 
 func TestGuestWriteFullQueueDrops(t *testing.T) {
 	_, dev := pair(t) // QEMU's end never reads
-	buf := append(make([]byte, subnet.Offset), ipv4("10.77.0.3", "10.77.0.2", subnet.MTU)...)
+	buf := append(make([]byte, subnet.Offset), guestIPv4("10.77.0.3", "10.77.0.2", subnet.MTU)...)
 	for i := range 10000 { // far more than the socket holds
 		if n, err := dev.Write([][]byte{buf}, subnet.Offset); n != 1 || err != nil {
 			t.Fatalf("write %d: %d, %v", i, n, err)
@@ -261,7 +261,7 @@ func TestGuestWriteFullQueueDrops(t *testing.T) {
 
 func TestGuestClose(t *testing.T) {
 	c, dev := pair(t)
-	packets := reader(t, dev, subnet.Offset)
+	packets := guestReader(t, dev, subnet.Offset)
 	if err := dev.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func TestGuestClose(t *testing.T) {
 func TestGuestQEMUGone(t *testing.T) {
 	c, dev := pair(t)
 	c.Close()
-	buf := append(make([]byte, subnet.Offset), ipv4("10.77.0.3", "10.77.0.2", 40)...)
+	buf := append(make([]byte, subnet.Offset), guestIPv4("10.77.0.3", "10.77.0.2", 40)...)
 	var err error
 	for range 2 {
 		_, err = dev.Write([][]byte{buf}, subnet.Offset)
@@ -297,11 +297,11 @@ func TestGuestQEMUGone(t *testing.T) {
 
 func TestGuestNoAllocs(t *testing.T) {
 	c, dev := pair(t)
-	frame := ethFrame(GatewayMAC(), askerMAC, 0x0800, ipv4("10.77.0.2", "10.77.0.3", 1420))
+	frame := ethFrame(GatewayMAC(), askerMAC, 0x0800, guestIPv4("10.77.0.2", "10.77.0.3", 1420))
 	bufs := [][]byte{make([]byte, subnet.Offset+subnet.MTU)}
 	sizes := []int{0}
 	out := make([]byte, 2048)
-	wbuf := [][]byte{append(make([]byte, subnet.Offset), ipv4("10.77.0.3", "10.77.0.2", 1420)...)}
+	wbuf := [][]byte{append(make([]byte, subnet.Offset), guestIPv4("10.77.0.3", "10.77.0.2", 1420)...)}
 	var failed error
 	allocs := testing.AllocsPerRun(200, func() {
 		if _, err := c.Write(frame); err != nil {
@@ -332,11 +332,11 @@ func BenchmarkGuestRoundTrip(b *testing.B) {
 	}
 	defer dev.Close()
 	defer q.Close()
-	frame := ethFrame(GatewayMAC(), askerMAC, 0x0800, ipv4("10.77.0.2", "10.77.0.3", 1420))
+	frame := ethFrame(GatewayMAC(), askerMAC, 0x0800, guestIPv4("10.77.0.2", "10.77.0.3", 1420))
 	bufs := [][]byte{make([]byte, subnet.Offset+subnet.MTU)}
 	sizes := []int{0}
 	out := make([]byte, 2048)
-	wbuf := [][]byte{append(make([]byte, subnet.Offset), ipv4("10.77.0.3", "10.77.0.2", 1420)...)}
+	wbuf := [][]byte{append(make([]byte, subnet.Offset), guestIPv4("10.77.0.3", "10.77.0.2", 1420)...)}
 	b.SetBytes(2 * 1420)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -350,8 +350,8 @@ func BenchmarkGuestRoundTrip(b *testing.B) {
 func FuzzGuestFrame(f *testing.F) {
 	f.Add(arpRequest(1, "10.77.0.2", "10.77.0.1"))
 	f.Add(arpRequest(1, "10.77.0.2", "10.77.0.2"))
-	f.Add(ethFrame(GatewayMAC(), askerMAC, 0x0800, ipv4("10.77.0.2", "10.77.0.3", 60)))
-	f.Add(ethFrame(GatewayMAC(), askerMAC, 0x0800, append(ipv4("10.77.0.2", "10.77.0.3", 28), 0, 0)))
+	f.Add(ethFrame(GatewayMAC(), askerMAC, 0x0800, guestIPv4("10.77.0.2", "10.77.0.3", 60)))
+	f.Add(ethFrame(GatewayMAC(), askerMAC, 0x0800, append(guestIPv4("10.77.0.2", "10.77.0.3", 28), 0, 0)))
 	f.Add(ethFrame(GatewayMAC(), askerMAC, 0x86dd, make([]byte, 40)))
 	f.Add([]byte{})
 	q, dev, err := GuestPair(testAddr, testGateway)
