@@ -25,7 +25,9 @@ import (
 // test: the guest pings another address of the subnet (a small packet,
 // then one of the full MTU); the test sees each echo request with the
 // guest's address as its source and answers it, and the guest's ping
-// reports the replies. The guest also prints its interface's MTU and
+// reports the replies. It looks up db (the search domain makes it
+// db.internal) with the gateway, which the test answers over UDP. The
+// guest also prints its interface's MTU and
 // address and its resolv.conf. With mkfs.ext4 the payload runs in a root
 // filesystem whose /etc/resolv.conf is a dangling symlink (as with
 // systemd-resolved), so the guest init writes the root's; without, in the
@@ -37,7 +39,8 @@ func TestSubnetGuest(t *testing.T) {
 	s := spec()
 	s.Command = []string{"sh", "-c", `cat /sys/class/net/dms0/mtu /proc/sys/net/ipv6/conf/dms0/disable_ipv6; ip -4 -o addr show dms0 | awk '{print $2, $4}'; cat /etc/resolv.conf
 		ping -c 1 -W 30 10.77.0.3 | grep received
-		ping -c 1 -W 30 -s 1392 10.77.0.3 | grep received`}
+		ping -c 1 -W 30 -s 1392 10.77.0.3 | grep received
+		nslookup -type=a db | grep -A1 ^Name:`}
 	if mkfs, err := exec.LookPath("mkfs.ext4"); err == nil {
 		root := t.TempDir()
 		os.MkdirAll(filepath.Join(root, "etc"), 0o755)
@@ -45,7 +48,7 @@ func TestSubnetGuest(t *testing.T) {
 		os.MkdirAll(filepath.Join(root, "bin"), 0o755)
 		bin, _ := os.ReadFile("/bin/busybox")
 		os.WriteFile(filepath.Join(root, "bin", "busybox"), bin, 0o755)
-		for _, applet := range []string{"sh", "cat", "ip", "awk", "ping", "grep"} {
+		for _, applet := range []string{"sh", "cat", "ip", "awk", "ping", "grep", "nslookup"} {
 			os.Symlink("busybox", filepath.Join(root, "bin", applet))
 		}
 		image := filepath.Join(t.TempDir(), "root.ext4")
@@ -88,22 +91,15 @@ func TestSubnetGuest(t *testing.T) {
 			for i := range n {
 				p := bufs[i][subnet.Offset : subnet.Offset+sizes[i]]
 				src, dst := netip.AddrFrom4([4]byte(p[12:16])), netip.AddrFrom4([4]byte(p[16:20]))
-				ihl := int(p[0]&0x0f) * 4
 				mu.Lock()
 				seen = append(seen, src.String()+">"+dst.String()+" proto "+strconv.Itoa(int(p[9]))+" len "+strconv.Itoa(len(p))+" at "+time.Since(began).Round(time.Millisecond).String())
 				mu.Unlock()
-				if src != addr.Addr() || dst != peer || p[9] != 1 || len(p) < ihl+8 || p[ihl] != 8 {
+				reply := answer(p, addr.Addr(), gw, peer)
+				if reply == nil {
 					continue
 				}
-				// The echo reply: addresses swapped, type 0, checksums anew.
-				copy(p[12:16], dst.AsSlice())
-				copy(p[16:20], src.AsSlice())
-				p[10], p[11] = 0, 0
-				binary.BigEndian.PutUint16(p[10:], checksum(p[:ihl]))
-				icmp := p[ihl:]
-				icmp[0], icmp[2], icmp[3] = 0, 0, 0
-				binary.BigEndian.PutUint16(icmp[2:], checksum(icmp))
-				if _, err := dev.Write(bufs[i:i+1], subnet.Offset); err != nil {
+				buf := append(make([]byte, subnet.Offset), reply...)
+				if _, err := dev.Write([][]byte{buf}, subnet.Offset); err != nil {
 					mu.Lock()
 					seen = append(seen, "Write: "+err.Error())
 					mu.Unlock()
@@ -123,7 +119,8 @@ func TestSubnetGuest(t *testing.T) {
 	mu.Unlock()
 	want := "1420\n1\ndms0 10.77.0.2/24\nnameserver 10.77.0.1\nsearch internal\noptions ndots:1\n" +
 		"1 packets transmitted, 1 packets received, 0% packet loss\n" +
-		"1 packets transmitted, 1 packets received, 0% packet loss\n"
+		"1 packets transmitted, 1 packets received, 0% packet loss\n" +
+		"Name:\tdb.internal\nAddress: 10.77.0.3\n"
 	if res.Reason != executor.ReasonExited || res.ExitCode != 0 || out.String() != want {
 		t.Errorf("run = %s %d (%s)\nstdout %q\nstderr %q\nwant %q", res.Reason, res.ExitCode, res.Error, out.String(), errb.String(), want)
 	}
@@ -141,6 +138,72 @@ func TestSubnetGuest(t *testing.T) {
 	if requests < 2 {
 		t.Errorf("%d echo requests from 10.77.0.2 seen, want 2", requests)
 	}
+}
+
+// answer returns the reply to the guest's packet p: an echo reply from
+// peer, or the answer of a DNS query to gateway (db.internal is peer;
+// other names are unknown), or nil.
+func answer(p []byte, guest, gateway, peer netip.Addr) []byte {
+	ihl := int(p[0]&0x0f) * 4
+	if netip.AddrFrom4([4]byte(p[12:16])) != guest || len(p) < ihl+8 {
+		return nil
+	}
+	dst := netip.AddrFrom4([4]byte(p[16:20]))
+	var payload []byte
+	switch {
+	case p[9] == 1 && dst == peer && p[ihl] == 8:
+		icmp := append([]byte(nil), p[ihl:]...)
+		icmp[0], icmp[2], icmp[3] = 0, 0, 0
+		binary.BigEndian.PutUint16(icmp[2:], checksum(icmp))
+		payload = icmp
+	case p[9] == 17 && dst == gateway && binary.BigEndian.Uint16(p[ihl+2:]) == 53:
+		q := p[ihl+8:]
+		if len(q) < 12 {
+			return nil
+		}
+		// The question: labels, then type and class.
+		i, name := 12, ""
+		for i < len(q) && q[i] != 0 && i+1+int(q[i]) <= len(q) {
+			name += string(q[i+1:i+1+int(q[i])]) + "."
+			i += 1 + int(q[i])
+		}
+		if i+5 > len(q) {
+			return nil
+		}
+		question := q[12 : i+5]
+		qtype := binary.BigEndian.Uint16(q[i+1:])
+		resp := append([]byte{q[0], q[1], 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0}, question...)
+		switch {
+		case strings.EqualFold(name, "db.internal.") && qtype == 1:
+			resp[7] = 1
+			resp = append(resp, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4)
+			resp = append(resp, peer.AsSlice()...)
+		case strings.EqualFold(name, "db.internal."):
+		default:
+			resp[3] |= 3 // NXDOMAIN
+		}
+		udp := make([]byte, 8, 8+len(resp))
+		binary.BigEndian.PutUint16(udp[0:], 53)
+		copy(udp[2:4], p[ihl:ihl+2])
+		binary.BigEndian.PutUint16(udp[4:], uint16(8+len(resp)))
+		udp = append(udp, resp...)
+		pseudo := append(append(gateway.AsSlice(), guest.AsSlice()...), 0, 17, udp[4], udp[5])
+		sum := checksum(append(pseudo, udp...))
+		if sum == 0 {
+			sum = 0xffff // 0 would mean none
+		}
+		binary.BigEndian.PutUint16(udp[6:], sum)
+		payload = udp
+	default:
+		return nil
+	}
+	ip := make([]byte, 20, 20+len(payload))
+	ip[0], ip[8], ip[9] = 0x45, 64, p[9]
+	binary.BigEndian.PutUint16(ip[2:], uint16(20+len(payload)))
+	copy(ip[12:16], dst.AsSlice())
+	copy(ip[16:20], guest.AsSlice())
+	binary.BigEndian.PutUint16(ip[10:], checksum(ip))
+	return append(ip, payload...)
 }
 
 func checksum(b []byte) uint16 {
