@@ -195,7 +195,7 @@ Feature: Job format
     When dave runs `dms validate -f wordpress.yaml`
     Then the command succeeds
     And the output contains "wordpress.yaml: valid (2 allocations on 1 node)"
-    And the error has 1 line starting with "warning: allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host; allocations cannot reach each other by name until deployments get a subnet (docs/ensemble.md#networking-today)"
+    And the error has 1 line starting with "warning: allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host; allocations reach each other by name only on a subnet: add `network: {subnet: true}` to the ensemble (docs/ensemble.md#networking)"
     When dave runs `dms -o json validate -f wordpress.yaml`
     Then the command succeeds
     And the output lists 1 warning, the first at "allocations.wordpress.execution.env.WORDPRESS_DB_HOST"
