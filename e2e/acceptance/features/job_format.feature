@@ -201,7 +201,7 @@ Feature: Job format
     And the output lists 1 warning, the first at "allocations.wordpress.execution.env.WORDPRESS_DB_HOST"
     And the error output is empty
 
-  Scenario: A translated wordpress+mysql warns that wordpress cannot find its database by name
+  Scenario: A translated wordpress+mysql gets a subnet, where wordpress finds its database by name
     Given the file "compose.yaml":
       """
       services:
@@ -214,7 +214,8 @@ Feature: Job format
       """
     When dave runs `dms translate --from compose compose.yaml -o job.yaml`
     Then the command succeeds
-    And the error has 1 line starting with "warning: allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host"
+    And the file "job.yaml" contains "subnet: true"
+    And the error has 0 lines starting with "warning: allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host"
 
   Scenario: A compose file that would lose a whole service is refused
     Given the file "compose.yaml":
