@@ -36,9 +36,10 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/dms-subnetbench.XXXXXX")
 nsA=dmsb-$$-a
 nsB=dmsb-$$-b
 pids=()
+dms_pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" "${dms_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" "${dms_pids[@]}"; do wait "$p" 2>/dev/null || true; done
   ip netns del "$nsA" 2>/dev/null || true
   ip netns del "$nsB" 2>/dev/null || true
   rm -rf "$work" "/etc/netns/$nsA"
@@ -105,7 +106,6 @@ wg_up() {
 
 # The dms overlay: subnetpeer in each namespace (dms0 10.77.0.2 in A,
 # 10.77.0.3 in B); $1 is an extra flag (-quic).
-dms_pids=()
 dms_up() {
   ip netns exec "$nsA" "$work/subnetpeer" -self a -local 10.99.0.1 -remote 10.99.0.2 "$@" 2>>"$work/peerA.log" &
   dms_pids+=($!)

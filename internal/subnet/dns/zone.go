@@ -51,15 +51,13 @@ const (
 // query is what the local zone needs of a DNS query: its header, its one
 // question as sent (for the echo) and its name in lower case, dotted.
 type query struct {
-	id, flags      uint16
-	question       []byte // the question section as sent: name, type, class
-	qtype, qclass  uint16
-	name           [255]byte // lower case, labels joined by '.', no trailing dot
-	nameLen        int
-	odd            bool // a label holds a '.': never a local name
-	edns           bool // the query has an OPT record
-	ednsSize       uint16
-	additionalGood bool
+	id, flags     uint16
+	question      []byte // the question section as sent: name, type, class
+	qtype, qclass uint16
+	name          [255]byte // lower case, labels joined by '.', no trailing dot
+	nameLen       int
+	odd           bool // a label holds a '.': never a local name
+	edns          bool // the query has an OPT record
 }
 
 func (q *query) lower() []byte { return q.name[:q.nameLen] }
@@ -153,14 +151,13 @@ func (q *query) findOPT(msg []byte, off int) {
 			return
 		}
 		typ := binary.BigEndian.Uint16(msg[off : off+2])
-		class := binary.BigEndian.Uint16(msg[off+2 : off+4])
 		rdlen := int(binary.BigEndian.Uint16(msg[off+8 : off+10]))
 		off += 10 + rdlen
 		if off > len(msg) {
 			return
 		}
 		if typ == typeOPT {
-			q.edns, q.ednsSize = true, class
+			q.edns = true
 		}
 	}
 }
