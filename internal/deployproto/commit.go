@@ -1,6 +1,7 @@
 package deployproto
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
@@ -49,7 +50,8 @@ type AllocationSpec struct {
 	// Attempt is the placement attempt of the allocation's node: 1 at the
 	// first placement, one more at each redeploy (an s3 out volume's keys
 	// default to <deployment>/<allocation>/<attempt>/).
-	Attempt int `json:"attempt,omitempty"`
+	Attempt   int          `json:"attempt,omitempty"`
+	SubnetTmp netip.Prefix `json:"subnet,omitempty"` // TEMPORARY (prov): ctrl's Subnet
 }
 
 // CommitReply lists the allocation actors created, by allocation name.

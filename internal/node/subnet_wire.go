@@ -1,0 +1,28 @@
+//go:build linux && subnetwire
+
+package node
+
+import (
+	"github.com/dmsnet/dms/internal/subnet/dns"
+	"github.com/dmsnet/dms/internal/subnet/link"
+	"github.com/dmsnet/dms/internal/subnet/router"
+)
+
+// newDataPath builds the subnet data path on the node's libp2p host: the
+// router (subnet/router), its DNS (subnet/dns, default configuration: the
+// provider's resolvers) and TUN interfaces in containers (subnet/link).
+func (n *Node) newDataPath() (*subnets, error) {
+	d, err := dns.New(dns.Config{})
+	if err != nil {
+		return nil, err
+	}
+	r, err := router.New(router.Config{Host: n.host.Libp2p(), Log: n.log, DNS: d})
+	if err != nil {
+		return nil, err
+	}
+	stats := func() pathStats {
+		st := r.Stats()
+		return pathStats{Forwarded: st.Forwarded, Delivered: st.Delivered, Dropped: st.Dropped}
+	}
+	return newSubnets(n.log, n.db, r, stats, link.OpenTUN), nil
+}
