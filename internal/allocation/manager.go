@@ -435,7 +435,9 @@ func (m *Manager) remove(ctx context.Context, a *alloc, grace time.Duration) err
 		delete(m.allocs, rec.ID)
 	}
 	m.mu.Unlock()
-	m.dropSubnetIfLast(rec.Deployment)
+	if _, ok := subnetOf(&rec.Spec); ok {
+		m.dropSubnetIfDone(rec.Deployment)
+	}
 	relErr := m.releaseIfDone(rec.Reservation)
 	a.saveMu.Lock()
 	a.deleted = true

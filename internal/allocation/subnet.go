@@ -111,30 +111,25 @@ func (a *alloc) reattachSubnet(ctx context.Context, id string) error {
 	return nil
 }
 
-// dropSubnetIfLast drops the deployment's subnet when no allocation of it
-// is left on this node. Called after an allocation was removed.
-func (m *Manager) dropSubnetIfLast(deployment string) {
-	if m.cfg.Subnets == nil {
+// dropSubnetIfDone drops the deployment's subnet when no allocation of it
+// on this node may run any more: all removed or ended (a shutdown stops
+// them and keeps their records, a revert or a stale copy's stop removes
+// them). Called after an allocation of a subnet was removed or ended.
+func (m *Manager) dropSubnetIfDone(deployment string) {
+	if m.cfg.Subnets == nil || len(m.Orchestrators(deployment)) > 0 {
 		return
 	}
-	m.mu.Lock()
-	for _, a := range m.allocs {
-		if a.rec.Deployment == deployment { // Deployment never changes
-			m.mu.Unlock()
-			return
-		}
-	}
-	m.mu.Unlock()
 	m.cfg.Subnets.Drop(deployment)
 }
 
 // Orchestrators returns the orchestrators (their actors' DIDs) of the
-// deployment's allocations on this node: none when it has none here.
+// deployment's allocations on this node that have not ended: none when it
+// has none here.
 func (m *Manager) Orchestrators(deployment string) []identity.DID {
 	m.mu.Lock()
 	all := make([]*alloc, 0, len(m.allocs))
 	for _, a := range m.allocs {
-		if a.rec.Deployment == deployment {
+		if a.rec.Deployment == deployment { // Deployment never changes
 			all = append(all, a)
 		}
 	}
@@ -142,7 +137,11 @@ func (m *Manager) Orchestrators(deployment string) []identity.DID {
 	seen := map[identity.DID]bool{}
 	var out []identity.DID
 	for _, a := range all {
-		if d := a.record().Orchestrator.DID; !seen[d] {
+		rec := a.record()
+		if rec.State.Terminal() {
+			continue
+		}
+		if d := rec.Orchestrator.DID; !seen[d] {
 			seen[d] = true
 			out = append(out, d)
 		}

@@ -329,6 +329,9 @@ func (n *Node) loadSubnets() error {
 	}
 	orchs := map[string][]identity.DID{}
 	for _, r := range recs {
+		if r.State.Terminal() {
+			continue // ended: its deployment's subnet is of no use here
+		}
 		if !slices.Contains(orchs[r.Deployment], r.Orchestrator.DID) {
 			orchs[r.Deployment] = append(orchs[r.Deployment], r.Orchestrator.DID)
 		}
