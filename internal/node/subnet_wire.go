@@ -3,6 +3,8 @@
 package node
 
 import (
+	"errors"
+
 	"github.com/dmsnet/dms/internal/subnet/dns"
 	"github.com/dmsnet/dms/internal/subnet/link"
 	"github.com/dmsnet/dms/internal/subnet/router"
@@ -18,11 +20,20 @@ func (n *Node) newDataPath() (*subnets, error) {
 	}
 	r, err := router.New(router.Config{Host: n.host.Libp2p(), Log: n.log, DNS: d})
 	if err != nil {
+		d.Close()
 		return nil, err
 	}
 	stats := func() pathStats {
 		st := r.Stats()
 		return pathStats{Forwarded: st.Forwarded, Delivered: st.Delivered, Dropped: st.Dropped}
 	}
-	return newSubnets(n.log, n.db, r, stats, link.OpenTUN), nil
+	return newSubnets(n.log, n.db, withDNS{r, d}, stats, link.OpenTUN), nil
 }
+
+// withDNS is the router, whose Close also closes its DNS server.
+type withDNS struct {
+	*router.Router
+	dns *dns.Server
+}
+
+func (w withDNS) Close() error { return errors.Join(w.Router.Close(), w.dns.Close()) }
