@@ -15,7 +15,7 @@ Feature: IP over libp2p
 
   Background:
     Given a feature environment of 4 nodes in the regions ap:1, eu:2, us:1 with 20 ms between regions, whose nodes run docker containers
-    And every node of the environment but the operator offers 2 CPUs
+    And every node of the environment but the operator offers 1 CPU
 
   Scenario: Two allocations on different providers reach each other by IP
     Given the operator has deployed the ensemble:
