@@ -88,6 +88,15 @@ type Statser interface {
 	Stats(ctx context.Context, id string) (Usage, error)
 }
 
+// SubnetAttacher is implemented by executors whose instances outlive dms
+// but whose subnet interface does not (docker: the TUN in the container's
+// network namespace ends with the process that holds it). Start attaches
+// a new instance itself; after a restart, the caller calls AttachSubnet
+// for each running instance it re-attaches to whose spec had a Subnet.
+type SubnetAttacher interface {
+	AttachSubnet(ctx context.Context, id string, subnet *Subnet) error
+}
+
 // Instance describes one instance, as List returns it.
 type Instance struct {
 	ID        string

@@ -147,9 +147,11 @@ type Subnet struct {
 	// forwards other names to the provider's resolver.
 	DNS netip.Addr `json:"dns"`
 	// AttachNetns (docker) is called once the container's network
-	// namespace exists, with its path (/proc/<pid>/ns/net), after every
-	// start of the container, before Start returns. It creates the
-	// interface inside that namespace.
+	// namespace exists, with a path to it, after every start of the
+	// container, before Start returns (and by AttachSubnet after a
+	// restart). It creates the interface inside that namespace. The path
+	// (/proc/self/fd/N: the executor holds the namespace open, so a
+	// reused PID cannot point elsewhere) is valid only during the call.
 	AttachNetns func(ctx context.Context, netns string) error `json:"-"`
 	// OpenGuest (vm) returns one end of a datagram socket pair already
 	// joined to the data path, carrying the guest's Ethernet frames one

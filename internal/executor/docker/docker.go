@@ -47,7 +47,18 @@
 // re-attaches, re-arming the timeout from the labels. Containers without
 // the labels are not touched (ErrNotFound).
 //
-// It implements executor.Executor, Lister, Pauser, Execer and Statser.
+// # Subnet
+//
+// A spec with a Subnet (not with network host or none) gets its
+// interface from Subnet.AttachNetns, called with the container's network
+// namespace once it has started and before Start returns (a failure
+// removes the container and fails the start), and Subnet.DNS as its
+// resolver's upstream with the search domain "internal" (see subnet.go).
+// The interface ends with dms: after a restart, AttachSubnet gives a
+// running container its interface again.
+//
+// It implements executor.Executor, Lister, Pauser, Execer, Statser and
+// SubnetAttacher.
 package docker
 
 import (
@@ -155,6 +166,8 @@ var (
 	_ executor.Pauser   = (*Executor)(nil)
 	_ executor.Execer   = (*Executor)(nil)
 	_ executor.Statser  = (*Executor)(nil)
+
+	_ executor.SubnetAttacher = (*Executor)(nil)
 )
 
 // tracked is a container this executor watches.
@@ -266,6 +279,7 @@ func (e *Executor) validate(spec *executor.Spec) error {
 	if c := spec.Resources.CPU; c > 0 && c < 10 {
 		v.Add("resources.cpu", "%s is below Docker's minimum of 0.01", c)
 	}
+	validateSubnet(&v, spec, e.cfg.Runtime)
 	return v.Err()
 }
 
@@ -305,7 +319,13 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 		e.cli.ContainerRemove(context.WithoutCancel(ctx), id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 		return "", e.classify("start container", err)
 	}
-	e.track(id, spec.Timeout, time.Now())
+	started := time.Now()
+	if spec.Subnet != nil {
+		if err := e.startSubnet(ctx, id, spec.Subnet); err != nil {
+			return "", err
+		}
+	}
+	e.track(id, spec.Timeout, started)
 	e.log.Debug("started", "container", id[:12], "image", spec.Image)
 	return id, nil
 }
@@ -372,6 +392,7 @@ func (e *Executor) createOptions(spec *executor.Spec) (client.ContainerCreateOpt
 		hc.StorageOpt = map[string]string{"size": strconv.FormatUint(uint64(r.Disk), 10)}
 	}
 	gpuRequests(hc, r.GPUs)
+	subnetHostConfig(hc, spec.Subnet)
 	for _, m := range spec.Mounts {
 		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 	}

@@ -251,6 +251,9 @@ func (e *Executor) validate(spec *executor.Spec) (uint32, error) {
 	if spec.Network != executor.NetworkDefault && spec.Network != executor.NetworkNone {
 		v.Add("network", "the wasm executor has only network none")
 	}
+	if spec.Subnet != nil {
+		v.Add("subnet", "the wasm executor has no sockets (WASI preview 1): it cannot join a subnet")
+	}
 	if spec.Privileged {
 		v.Add("privileged", "not available in the wasm executor")
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -171,6 +172,9 @@ func TestRefusedSpecs(t *testing.T) {
 		{"image instead of module", func(s *executor.Spec) { s.Module, s.Image = nil, "alpine" }, "module"},
 		{"ports", func(s *executor.Spec) { s.Ports = []executor.Port{{Guest: 80}} }, "ports"},
 		{"network", func(s *executor.Spec) { s.Network = executor.NetworkHost }, "network"},
+		{"subnet", func(s *executor.Spec) {
+			s.Subnet = &executor.Subnet{Addr: netip.MustParsePrefix("10.77.0.2/24"), DNS: netip.MustParseAddr("10.77.0.1")}
+		}, "subnet"},
 		{"gpus", func(s *executor.Spec) { s.Resources.GPUs = append(s.Resources.GPUs, gpu()) }, "resources.gpus"},
 		{"missing mount source", func(s *executor.Spec) {
 			s.Mounts = []executor.Mount{{Source: filepath.Join(dir, "nope"), Target: "/x"}}
