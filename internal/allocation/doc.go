@@ -156,7 +156,7 @@
 // (all ended, by a shutdown, or removed, by a revert or a stale copy's
 // stop) the deployment's subnet is dropped here (its routing table, in
 // use and stored). After a node restart, a re-attached instance is put
-// back on the subnet by an executor implementing SubnetAttacher, else
+// back on the subnet by an executor implementing executor.SubnetAttacher, else
 // restarted at once. A node without Subnets, and a wasm allocation
 // (WASI preview 1 has no sockets), refuse a subnet address at Create;
 // vm guests cannot join one yet (planned). The Provider does not bid for

@@ -29,14 +29,6 @@ type Subnets interface {
 	Drop(deployment string)
 }
 
-// SubnetAttacher is implemented by executors that can put an instance
-// found again after a node restart (re-attach) back on its subnet: docker
-// calls s.AttachNetns in the running container's namespace, whose
-// interface died with the daemon that held it.
-type SubnetAttacher interface {
-	AttachSubnet(ctx context.Context, id string, s *executor.Subnet) error
-}
-
 // subnetOf returns the allocation's subnet address, if it has one.
 func subnetOf(s *deployproto.AllocationSpec) (netip.Prefix, bool) {
 	p := deployproto.SubnetOf(s)
@@ -101,7 +93,7 @@ func (a *alloc) reattachSubnet(ctx context.Context, id string) error {
 	if err := a.joinSubnet(&rec, &spec); err != nil {
 		return err
 	}
-	at, ok := a.ex.(SubnetAttacher)
+	at, ok := a.ex.(executor.SubnetAttacher)
 	if !ok {
 		return fmt.Errorf("subnet: the %s executor cannot attach a running instance to its subnet again", rec.Spec.Executor)
 	}

@@ -78,7 +78,7 @@ func (e netnsExecutor) AttachSubnet(ctx context.Context, id string, s *executor.
 	return s.AttachNetns(ctx, "/proc/"+id+"/ns/net")
 }
 
-var _ SubnetAttacher = netnsExecutor{}
+var _ executor.SubnetAttacher = netnsExecutor{}
 
 func onSubnet(s deployproto.AllocationSpec, name, addr string) deployproto.AllocationSpec {
 	s.Name = name
