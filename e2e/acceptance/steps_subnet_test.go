@@ -99,6 +99,10 @@ func subnetAddr(ctx context.Context, w *World, dep, alloc string) (netip.Prefix,
 	return netip.ParsePrefix(m[1])
 }
 
+// peerOf is <peer of NODE> in an ensemble: the peer ID of the
+// environment's node NODE (eu-1).
+var peerOf = regexp.MustCompile(`<peer of ([a-z0-9-]+)>`)
+
 var addrOf = regexp.MustCompile(`<address of ([a-z0-9-]+)(?: of the (first|second) deployment)?>`)
 
 // expandAddrs replaces <address of NAME> (in the same deployment, or of
@@ -258,6 +262,7 @@ func subnetSteps(sc *godog.ScenarioContext) {
 	sc.Step(`^the operator has deployed the ensemble:$`, func(ctx context.Context, doc *godog.DocString) error {
 		w := worldOf(ctx)
 		yaml := strings.ReplaceAll(doc.Content, "<busybox>", e2etest.BusyboxImage(w.T))
+		yaml = peerOf.ReplaceAllStringFunc(yaml, func(m string) string { return nodeNamed(w, peerOf.FindStringSubmatch(m)[1]).PeerID })
 		if strings.Contains(yaml, "<free-port>") {
 			port, err := freePort()
 			if err != nil {

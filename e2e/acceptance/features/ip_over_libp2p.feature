@@ -36,8 +36,8 @@ Feature: IP over libp2p
           resources: {cpu: 0.2, ram: 32MiB}
           execution: {image: <busybox>, cmd: [sleep, "3600"]}
       nodes:
-        back: {allocations: [server], location: {accept: [eu]}}
-        front: {allocations: [client], location: {accept: [us]}}
+        back: {allocations: [server], peer: <peer of eu-1>}
+        front: {allocations: [client], peer: <peer of us-1>}
       """
     When "client" runs `wget -q -O - -T 5 http://<address of server>:7000/`
     Then its output contains "hello-from-the-server"
@@ -61,8 +61,8 @@ Feature: IP over libp2p
           resources: {cpu: 0.2, ram: 32MiB}
           execution: {image: <busybox>, cmd: [sleep, "3600"]}
       nodes:
-        data: {allocations: [db], location: {accept: [eu]}}
-        front: {allocations: [web], location: {accept: [us]}}
+        data: {allocations: [db], peer: <peer of eu-1>}
+        front: {allocations: [web], peer: <peer of us-1>}
       """
     When "web" resolves "db.internal"
     Then it gets the subnet address of "db"
@@ -88,8 +88,8 @@ Feature: IP over libp2p
           resources: {cpu: 0.2, ram: 32MiB}
           execution: {image: <busybox>, cmd: [sleep, "3600"]}
       nodes:
-        back: {allocations: [server], location: {accept: [eu]}}
-        front: {allocations: [client], location: {accept: [us]}}
+        back: {allocations: [server], peer: <peer of eu-1>}
+        front: {allocations: [client], peer: <peer of us-1>}
       """
     And the operator has deployed the ensemble:
       """
@@ -104,7 +104,7 @@ Feature: IP over libp2p
             image: <busybox>
             cmd: [sh, -c, "mkdir -p /tmp/www && echo hello-from-the-second > /tmp/www/index.html && exec httpd -f -p 7000 -h /tmp/www"]
       nodes:
-        back: {allocations: [server], location: {accept: [eu]}}
+        back: {allocations: [server], peer: <peer of eu-1>}
       """
     When "client" of the first deployment runs `wget -q -O - -T 3 http://<address of server of the second deployment>:7000/`
     Then it fails
@@ -166,8 +166,8 @@ Feature: IP over libp2p
           resources: {cpu: 0.2, ram: 32MiB}
           execution: {image: <busybox>, cmd: [sleep, "3600"]}
       nodes:
-        back: {allocations: [sink], location: {accept: [eu]}}
-        front: {allocations: [source], location: {accept: [us]}}
+        back: {allocations: [sink], peer: <peer of eu-1>}
+        front: {allocations: [source], peer: <peer of us-1>}
       """
     When a packet with a spoofed source is sent out of "source"'s interface to "sink" on UDP port 9000, then a genuine one
     Then within 10 seconds the providers count a packet dropped as "spoofed"
@@ -192,8 +192,8 @@ Feature: IP over libp2p
           resources: {cpu: 0.2, ram: 32MiB}
           execution: {image: <busybox>, cmd: [sleep, "3600"]}
       nodes:
-        data: {allocations: [db], location: {accept: [eu]}}
-        front: {allocations: [web], location: {accept: [us]}}
+        data: {allocations: [db]}
+        front: {allocations: [web], peer: <peer of us-1>}
       """
     And "web" runs `wget -q -O - -T 5 http://db.internal:7000/`
     When the environment's node running "db" is killed
