@@ -63,6 +63,9 @@ func withDocker(hc *container.HostConfig) error {
 	hc.Binds = append(hc.Binds, sock+":/var/run/docker.sock", jobsLock+":/tmp/dms-jobs-network.lock")
 	hc.PidMode = "host"
 	hc.CapAdd = append(hc.CapAdd, "NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE")
+	// /proc/sys writable (--security-opt systempaths=unconfined): the
+	// subnet interface's IPv6 is turned off through it.
+	hc.MaskedPaths, hc.ReadonlyPaths = []string{}, []string{}
 	hc.Resources.Devices = append(hc.Resources.Devices, container.DeviceMapping{
 		PathOnHost: "/dev/net/tun", PathInContainer: "/dev/net/tun", CgroupPermissions: "rwm"})
 	return nil

@@ -74,8 +74,8 @@ type Config struct {
 	// Docker also gives every node the docker executor, on this
 	// machine's Docker engine, and what a subnet needs (docker.go): the
 	// engine's socket, the host's PID namespace (to reach its containers'
-	// network namespaces), /dev/net/tun, CAP_NET_ADMIN, CAP_SYS_ADMIN and
-	// CAP_SYS_PTRACE. Its workload containers are siblings of the nodes'
+	// network namespaces), /dev/net/tun, CAP_NET_ADMIN, CAP_SYS_ADMIN,
+	// CAP_SYS_PTRACE and a writable /proc/sys. Its workload containers are siblings of the nodes'
 	// (removed by Close, found by the nodes' dms.node labels); a published
 	// port is published on this machine.
 	Docker bool
