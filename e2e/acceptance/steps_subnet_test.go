@@ -44,6 +44,7 @@ type subnetRun struct {
 	port    int    // the <free-port> of the last ensemble
 	answer  string // a remembered answer (redeploy)
 	spoofed uint64 // the providers' spoofed drops before the injection
+	rx      uint64 // the packets the destination's interface had received before
 }
 
 func subnetRunOf(w *World) *subnetRun {
@@ -460,7 +461,7 @@ func subnetSteps(sc *godog.ScenarioContext) {
 		return nil
 	})
 
-	sc.Step(`^a packet with a spoofed source is sent out of "([a-z0-9-]+)"'s interface to "([a-z0-9-]+)" on UDP port (\d+), then a genuine one$`, func(ctx context.Context, from, to string, port int) error {
+	sc.Step(`^a (packet with a spoofed source|genuine packet) is written into "([a-z0-9-]+)"'s interface, to "([a-z0-9-]+)"$`, func(ctx context.Context, kind, from, to string) error {
 		w := worldOf(ctx)
 		s := subnetRunOf(w)
 		dep := deploymentNamed(w, "")
@@ -475,22 +476,22 @@ func subnetSteps(sc *godog.ScenarioContext) {
 		if s.spoofed, err = spoofedDrops(ctx, w); err != nil {
 			return err
 		}
-		// The spoofed source: the last host address of the block, no
-		// allocation's.
-		last := netip.AddrFrom4(func() [4]byte {
+		if s.rx, err = rxPackets(ctx, w, dep, to); err != nil {
+			return err
+		}
+		from4 := src.Addr()
+		if kind != "genuine packet" {
+			// The last host address of the block: no allocation's.
 			b := src.Masked().Addr().As4()
-			v := binary.BigEndian.Uint32(b[:]) | (1<<(32-src.Bits()) - 2)
-			binary.BigEndian.PutUint32(b[:], v)
-			return b
-		}())
+			binary.BigEndian.PutUint32(b[:], binary.BigEndian.Uint32(b[:])|(1<<(32-src.Bits())-2))
+			from4 = netip.AddrFrom4(b)
+		}
 		_, pid, err := container(ctx, dep, from)
 		if err != nil {
 			return err
 		}
-		envLogf(w.T, "injecting into %s (pid %d): %s → %s (spoofed), then %s → %s", from, pid, last, dst.Addr(), src.Addr(), dst.Addr())
-		return inject(pid, dst.Addr(),
-			udpPacket(last, dst.Addr(), uint16(port), []byte("spoofed-packet\n")),
-			udpPacket(src.Addr(), dst.Addr(), uint16(port), []byte("genuine-packet\n")))
+		envLogf(w.T, "writing into %s's dms0 (pid %d): %s → %s", from, pid, from4, dst.Addr())
+		return inject(pid, dst.Addr(), udpPacket(from4, dst.Addr(), 9000, []byte(kind+"\n")))
 	})
 	sc.Step(`^within (\d+) seconds the providers count a packet dropped as "spoofed"$`, func(ctx context.Context, secs int) error {
 		w := worldOf(ctx)
@@ -504,25 +505,48 @@ func subnetSteps(sc *godog.ScenarioContext) {
 		if err != nil {
 			return fmt.Errorf("%w: spoofed drops %d before, %d now", err, s.spoofed, now)
 		}
+		envLogf(w.T, "spoofed drops: %d before, %d now", s.spoofed, now)
 		return nil
 	})
-	sc.Step(`^within (\d+) seconds the logs of "([a-z0-9-]+)" show the genuine packet and not the spoofed one$`, func(ctx context.Context, secs int, alloc string) error {
+	sc.Step(`^"([a-z0-9-]+)"'s interface has received no packet$`, func(ctx context.Context, alloc string) error {
 		w := worldOf(ctx)
-		dep := deploymentNamed(w, "")
-		var out string
-		err := poll.Until(ctx, time.Duration(secs)*time.Second, "the genuine packet in the logs", func(ctx context.Context) (bool, error) {
+		s := subnetRunOf(w)
+		n, err := rxPackets(ctx, w, deploymentNamed(w, ""), alloc)
+		if err != nil {
+			return err
+		}
+		if n != s.rx {
+			return fmt.Errorf("%s's dms0 received %d packets, %d before", alloc, n, s.rx)
+		}
+		return nil
+	})
+	sc.Step(`^within (\d+) seconds "([a-z0-9-]+)"'s interface has received a packet$`, func(ctx context.Context, secs int, alloc string) error {
+		w := worldOf(ctx)
+		s := subnetRunOf(w)
+		var n uint64
+		err := poll.Until(ctx, time.Duration(secs)*time.Second, "a packet received", func(ctx context.Context) (bool, error) {
 			var err error
-			out, err = envOf(w).Operator().Output(ctx, "deployment", "logs", dep, "--allocation", alloc)
-			return err == nil && strings.Contains(out, "genuine-packet"), err
+			n, err = rxPackets(ctx, w, deploymentNamed(w, ""), alloc)
+			return err == nil && n > s.rx, err
 		})
 		if err != nil {
-			return fmt.Errorf("%w: logs of %s:\n%s", err, alloc, tail(out, 20))
-		}
-		if strings.Contains(out, "spoofed-packet") {
-			return fmt.Errorf("the spoofed packet reached %s:\n%s", alloc, tail(out, 20))
+			return fmt.Errorf("%w: %s's dms0 received %d packets, %d before", err, alloc, n, s.rx)
 		}
 		return nil
 	})
+}
+
+// rxPackets returns how many packets an allocation's dms0 has received.
+func rxPackets(ctx context.Context, w *World, dep, alloc string) (uint64, error) {
+	r, err := allocExec(ctx, w, dep, alloc, "cat /sys/class/net/dms0/statistics/rx_packets")
+	if err != nil {
+		return 0, err
+	}
+	n, perr := strconv.ParseUint(strings.TrimSpace(r.Stdout), 10, 64)
+	if r.Code != 0 || perr != nil {
+		return 0, fmt.Errorf("%s: the packets dms0 received: %s", alloc, r)
+	}
+	return n, nil
 }
 
 // subnetAllocs lists the allocations of the scenario's last deployment.
