@@ -41,10 +41,10 @@ import (
 type subnetRun struct {
 	last    featureenv.Result // of the last command run in an allocation
 	lastCmd string
-	port    int    // the <free-port> of the last ensemble
-	answer  string // a remembered answer (redeploy)
-	spoofed uint64 // the providers' spoofed drops before the injection
-	rx      uint64 // the packets the destination's interface had received before
+	port    int               // the <free-port> of the last ensemble
+	answer  string            // a remembered answer (redeploy)
+	drops   map[string]uint64 // the providers' drops by reason before the injection
+	rx      uint64            // the packets the destination's interface had received before
 }
 
 func subnetRunOf(w *World) *subnetRun {
@@ -141,21 +141,23 @@ func nodeStatus(ctx context.Context, n *featureenv.Node) (api.Status, error) {
 // providers returns the environment's nodes but the operator.
 func providers(w *World) []*featureenv.Node { return envOf(w).Nodes()[1:] }
 
-// spoofedDrops sums the providers' packets dropped as spoofed.
-func spoofedDrops(ctx context.Context, w *World) (uint64, error) {
-	var sum uint64
+// drops sums the providers' packets dropped, by reason.
+func drops(ctx context.Context, w *World) (map[string]uint64, error) {
+	sum := map[string]uint64{}
 	for _, n := range providers(w) {
 		if n.State() != featureenv.Running {
 			continue
 		}
 		s, err := nodeStatus(ctx, n)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		if s.Subnet == nil {
-			return 0, fmt.Errorf("%s runs no subnets (its status has none)", n.Name)
+			return nil, fmt.Errorf("%s runs no subnets (its status has none)", n.Name)
 		}
-		sum += s.Subnet.Dropped["spoofed"]
+		for k, v := range s.Subnet.Dropped {
+			sum[k] += v
+		}
 	}
 	return sum, nil
 }
@@ -461,22 +463,22 @@ func subnetSteps(sc *godog.ScenarioContext) {
 		return nil
 	})
 
-	sc.Step(`^a (packet with a spoofed source|genuine packet) is written into "([a-z0-9-]+)"'s interface, to "([a-z0-9-]+)"$`, func(ctx context.Context, kind, from, to string) error {
+	sc.Step(`^a (packet with a spoofed source|genuine packet) is written into "([a-z0-9-]+)"'s interface(?: of the (first|second) deployment)?, to "([a-z0-9-]+)"(?: of the (first|second) deployment)?$`, func(ctx context.Context, kind, from, fromDep, to, toDep string) error {
 		w := worldOf(ctx)
 		s := subnetRunOf(w)
-		dep := deploymentNamed(w, "")
+		dep, dstDep := deploymentNamed(w, fromDep), deploymentNamed(w, toDep)
 		src, err := subnetAddr(ctx, w, dep, from)
 		if err != nil {
 			return err
 		}
-		dst, err := subnetAddr(ctx, w, dep, to)
+		dst, err := subnetAddr(ctx, w, dstDep, to)
 		if err != nil {
 			return err
 		}
-		if s.spoofed, err = spoofedDrops(ctx, w); err != nil {
+		if s.drops, err = drops(ctx, w); err != nil {
 			return err
 		}
-		if s.rx, err = rxPackets(ctx, w, dep, to); err != nil {
+		if s.rx, err = rxPackets(ctx, w, dstDep, to); err != nil {
 			return err
 		}
 		from4 := src.Addr()
@@ -493,25 +495,25 @@ func subnetSteps(sc *godog.ScenarioContext) {
 		envLogf(w.T, "writing into %s's dms0 (pid %d): %s → %s", from, pid, from4, dst.Addr())
 		return inject(pid, dst.Addr(), udpPacket(from4, dst.Addr(), 9000, []byte(kind+"\n")))
 	})
-	sc.Step(`^within (\d+) seconds the providers count a packet dropped as "spoofed"$`, func(ctx context.Context, secs int) error {
+	sc.Step(`^within (\d+) seconds the providers count a packet dropped as "([a-z-]+)"$`, func(ctx context.Context, secs int, reason string) error {
 		w := worldOf(ctx)
 		s := subnetRunOf(w)
-		var now uint64
-		err := poll.Until(ctx, time.Duration(secs)*time.Second, "a spoofed drop counted", func(ctx context.Context) (bool, error) {
+		var now map[string]uint64
+		err := poll.Until(ctx, time.Duration(secs)*time.Second, "a drop counted as "+reason, func(ctx context.Context) (bool, error) {
 			var err error
-			now, err = spoofedDrops(ctx, w)
-			return err == nil && now > s.spoofed, err
+			now, err = drops(ctx, w)
+			return err == nil && now[reason] > s.drops[reason], err
 		})
 		if err != nil {
-			return fmt.Errorf("%w: spoofed drops %d before, %d now", err, s.spoofed, now)
+			return fmt.Errorf("%w: drops %v before, %v now", err, s.drops, now)
 		}
-		envLogf(w.T, "spoofed drops: %d before, %d now", s.spoofed, now)
+		envLogf(w.T, "drops: %v before, %v now", s.drops, now)
 		return nil
 	})
-	sc.Step(`^"([a-z0-9-]+)"'s interface has received no packet$`, func(ctx context.Context, alloc string) error {
+	sc.Step(`^"([a-z0-9-]+)"'s interface(?: of the (first|second) deployment)? has received no packet$`, func(ctx context.Context, alloc, which string) error {
 		w := worldOf(ctx)
 		s := subnetRunOf(w)
-		n, err := rxPackets(ctx, w, deploymentNamed(w, ""), alloc)
+		n, err := rxPackets(ctx, w, deploymentNamed(w, which), alloc)
 		if err != nil {
 			return err
 		}
