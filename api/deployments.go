@@ -33,19 +33,22 @@ type DeployRequest struct {
 
 // Deployment is a deployment as the API shows it.
 type Deployment struct {
-	ID          string                `json:"id"`
-	State       string                `json:"state"`
-	Message     string                `json:"message,omitempty"`
-	Version     uint64                `json:"version"`
-	Owner       string                `json:"owner"`
-	Created     time.Time             `json:"created"`
-	Updated     time.Time             `json:"updated"`
-	ExitCode    *int                  `json:"exit_code,omitempty"`
-	Round       int                   `json:"round"`
-	Placement   []DeploymentNode      `json:"placement,omitempty"`
-	Allocations []DeploymentAlloc     `json:"allocations,omitempty"`
-	Candidates  []DeploymentCandidate `json:"candidates,omitempty"`
-	Ensemble    string                `json:"ensemble,omitempty"`
+	ID          string            `json:"id"`
+	State       string            `json:"state"`
+	Message     string            `json:"message,omitempty"`
+	Version     uint64            `json:"version"`
+	Owner       string            `json:"owner"`
+	Created     time.Time         `json:"created"`
+	Updated     time.Time         `json:"updated"`
+	ExitCode    *int              `json:"exit_code,omitempty"`
+	Round       int               `json:"round"`
+	Placement   []DeploymentNode  `json:"placement,omitempty"`
+	Allocations []DeploymentAlloc `json:"allocations,omitempty"`
+	// Subnet is the deployment's address block when its ensemble asks for
+	// a subnet (network.subnet).
+	Subnet     string                `json:"subnet,omitempty"`
+	Candidates []DeploymentCandidate `json:"candidates,omitempty"`
+	Ensemble   string                `json:"ensemble,omitempty"`
 	// Reason is the typed reason of a failure: reschedule-budget-spent,
 	// no-placement, pinned-node-failed, allocation-failed, timeout,
 	// secret-unavailable.
@@ -127,6 +130,9 @@ type DeploymentAlloc struct {
 	Message  string    `json:"message,omitempty"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	Ports    []string  `json:"ports,omitempty"` // host:guest/proto
+	// Address is the allocation's address on the deployment's subnet
+	// (ensemble network.subnet), reachable as <name>.internal.
+	Address string `json:"address,omitempty"`
 	// Started and Finished are the last run's, once it ended.
 	Started  time.Time `json:"started,omitzero"`
 	Finished time.Time `json:"finished,omitzero"`

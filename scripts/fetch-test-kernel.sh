@@ -8,11 +8,14 @@
 #   DIR/vmlinux         the same kernel uncompressed (boots via PVH, about
 #                       twice as fast under TCG); the tests' default
 #   DIR/modules/*.ko    virtio-mmio, 9p, virtio-blk and ext4 modules, for
-#                       mounts and root filesystems; virtio_console, for exec
+#                       mounts and root filesystems; virtio_console, for exec;
+#                       failover, net_failover and virtio_net, for the subnet
 #   DIR/modules.order   the order to load them in
 #   DIR/PACKAGE         the package it came from
 #
-# Idempotent: does nothing when DIR already holds the current package.
+# Idempotent: does nothing when DIR already holds the current package with
+# every module below (a DIR from an older version of this script, without
+# virtio_net, is fetched again).
 # Needs apt (apt-get download, no root needed for that), dpkg-deb and xz.
 set -euo pipefail
 dir=${1:-${DMS_TEST_KERNEL_DIR:-/var/cache/dms-test/kernel}}
@@ -25,7 +28,8 @@ if [ -z "$name" ]; then
 fi
 [ -n "$name" ] || { echo "fetch-test-kernel: cannot tell which kernel package linux-image-amd64 depends on" >&2; exit 1; }
 if [ -f "$dir/PACKAGE" ] && [ "$(cat "$dir/PACKAGE")" = "$name" ] && [ -s "$dir/vmlinux" ] &&
-  grep -qx virtio_console.ko "$dir/modules.order" 2>/dev/null; then
+  grep -qx virtio_console.ko "$dir/modules.order" 2>/dev/null &&
+  grep -qx virtio_net.ko "$dir/modules.order" 2>/dev/null; then
   echo "fetch-test-kernel: $name already in $dir"
   exit 0
 fi
@@ -36,7 +40,8 @@ trap 'rm -rf "$tmp"' EXIT
 
 # Load order: dependencies first.
 mods=(virtio_ring virtio virtio_mmio netfs fscache 9pnet 9pnet_virtio 9p
-      virtio_blk crc16 mbcache jbd2 crc32c_generic ext4 virtio_console)
+      virtio_blk crc16 mbcache jbd2 crc32c_generic ext4 virtio_console
+      failover net_failover virtio_net)
 patterns=("./boot/vmlinuz-*")
 for m in "${mods[@]}"; do patterns+=("*/$m.ko"); done
 mkdir -p "$tmp/x"

@@ -31,7 +31,7 @@ type Subnets interface {
 
 // subnetOf returns the allocation's subnet address, if it has one.
 func subnetOf(s *deployproto.AllocationSpec) (netip.Prefix, bool) {
-	p := deployproto.SubnetOf(s)
+	p := s.Subnet
 	return p, p.IsValid()
 }
 

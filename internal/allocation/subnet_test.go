@@ -82,7 +82,7 @@ var _ executor.SubnetAttacher = netnsExecutor{}
 
 func onSubnet(s deployproto.AllocationSpec, name, addr string) deployproto.AllocationSpec {
 	s.Name = name
-	s.SubnetTmp = netip.MustParsePrefix(addr)
+	s.Subnet = netip.MustParsePrefix(addr)
 	return s
 }
 
@@ -143,7 +143,7 @@ func synctestWait() { time.Sleep(time.Millisecond) }
 func TestSubnetRefused(t *testing.T) {
 	inBubble(t, func(t *testing.T, h *harness) {
 		wasm := deployproto.AllocationSpec{Name: "w", Type: ensemble.Task, Executor: ensemble.Wasm,
-			Execution: ensemble.Execution{Module: "sha256:" + strings.Repeat("0", 64)}, SubnetTmp: netip.MustParsePrefix("10.77.0.2/24")}
+			Execution: ensemble.Execution{Module: "sha256:" + strings.Repeat("0", 64)}, Subnet: netip.MustParsePrefix("10.77.0.2/24")}
 		tests := []struct {
 			name    string
 			subnets Subnets

@@ -396,6 +396,9 @@ func printDeployment(w io.Writer, d *api.Deployment, now time.Time) error {
 	if len(d.Standbys) > 0 {
 		fmt.Fprintf(w, "standbys  %s\n", strings.Join(d.Standbys, ", "))
 	}
+	if d.Subnet != "" {
+		fmt.Fprintf(w, "subnet    %s\n", d.Subnet)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if len(d.Placement) > 0 {
 		fmt.Fprintln(tw, "\nNODE\tPROVIDER\tSCORE\tCOST/H")
@@ -407,11 +410,17 @@ func printDeployment(w io.Writer, d *api.Deployment, now time.Time) error {
 	if len(d.Allocations) > 0 {
 		// The ATTEMPT column appears once an allocation was redeployed.
 		attempts := slices.ContainsFunc(d.Allocations, func(al api.DeploymentAlloc) bool { return al.Attempt > 1 })
-		if attempts {
-			fmt.Fprintln(tw, "\nALLOCATION\tNODE\tSTATE\tATTEMPT\tRESTARTS\tEXIT\tPORTS\tMESSAGE")
-		} else {
-			fmt.Fprintln(tw, "\nALLOCATION\tNODE\tSTATE\tRESTARTS\tEXIT\tPORTS\tMESSAGE")
+		// The ADDRESS column appears when the deployment has a subnet.
+		addresses := d.Subnet != ""
+		head := "\nALLOCATION\tNODE\t"
+		if addresses {
+			head += "ADDRESS\t"
 		}
+		head += "STATE\t"
+		if attempts {
+			head += "ATTEMPT\t"
+		}
+		fmt.Fprintln(tw, head+"RESTARTS\tEXIT\tPORTS\tMESSAGE")
 		for _, al := range d.Allocations {
 			exit := "-"
 			if al.ExitCode != nil {
@@ -424,6 +433,13 @@ func printDeployment(w io.Writer, d *api.Deployment, now time.Time) error {
 			state := al.State
 			if attempts {
 				state += "\t" + strconv.Itoa(max(al.Attempt, 1))
+			}
+			if addresses {
+				addr := al.Address
+				if addr == "" {
+					addr = "-"
+				}
+				state = addr + "\t" + state
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", al.Name, al.Node, state, al.Restarts, exit, ports, al.Message)
 		}

@@ -101,3 +101,24 @@ func TestPrintDeploymentPorts(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintDeploymentSubnet(t *testing.T) {
+	d := &api.Deployment{ID: "d1", State: "running", Subnet: "10.77.0.0/24", Allocations: []api.DeploymentAlloc{
+		{Name: "db", Node: "db", State: "running", Address: "10.77.0.2", Attempt: 2},
+		{Name: "web", Node: "web", State: "running", Address: "10.77.0.3"},
+	}}
+	var b strings.Builder
+	if err := printDeployment(&b, d, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"subnet    10.77.0.0/24\n",
+		"ALLOCATION  NODE  ADDRESS    STATE    ATTEMPT  RESTARTS  EXIT  PORTS  MESSAGE",
+		"db          db    10.77.0.2  running  2        0         -     -",
+		"web         web   10.77.0.3  running  1        0         -     -",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("printDeployment lacks %q:\n%s", want, b.String())
+		}
+	}
+}

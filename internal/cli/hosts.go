@@ -8,8 +8,9 @@ import (
 )
 
 // hostWarnings are the problems-shaped warnings about values that name
-// another allocation or node as a host (ensemble.HostReferences): nothing
-// resolves those names until deployments get a subnet. data, when given,
+// another allocation or node as a host (ensemble.HostReferences) that
+// nothing resolves: allocation names resolve only on a subnet
+// (network.subnet), node names never. data, when given,
 // is the ensemble as written, for line numbers.
 func hostWarnings(spec *ensemble.Spec, data []byte) []ensemble.Problem {
 	ws := []ensemble.Problem{}

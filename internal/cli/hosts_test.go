@@ -24,7 +24,7 @@ nodes:
   main: {allocations: [wordpress, db]}
 `
 
-const wordpressWarning = "warning: allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host; allocations cannot reach each other by name until deployments get a subnet (docs/ensemble.md#networking-today)\n"
+const wordpressWarning = "warning: allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host; allocations reach each other by name only on a subnet: add `network: {subnet: true}` to the ensemble (docs/ensemble.md#networking)\n"
 
 func TestValidateWarnsAboutHostNames(t *testing.T) {
 	home, dir := t.TempDir(), t.TempDir()
@@ -35,6 +35,8 @@ func TestValidateWarnsAboutHostNames(t *testing.T) {
 		stdout, stderr string
 	}{
 		{"text", []string{"validate", "-f", file}, file + ": valid (2 allocations on 1 node)\n", wordpressWarning},
+		{"subnet", []string{"validate", "-f", writeFile(t, dir, "subnet.yaml", wordpressEnsemble+"network: {subnet: true}\n")},
+			dir + "/subnet.yaml: valid (2 allocations on 1 node)\n", ""},
 		{"no reference", []string{"validate", "-f", writeFile(t, dir, "plain.yaml", strings.Replace(wordpressEnsemble, "db, WORDPRESS_DB_NAME", "localhost, WORDPRESS_DB_NAME", 1))},
 			dir + "/plain.yaml: valid (2 allocations on 1 node)\n", ""},
 	} {
@@ -63,7 +65,9 @@ func TestValidateWarnsAboutHostNames(t *testing.T) {
 	}
 }
 
-func TestTranslateWarnsAboutHostNames(t *testing.T) {
+// Compose services find each other by name, so a translation gets a
+// subnet, where db resolves, and no warning about the name.
+func TestTranslateGivesComposeASubnet(t *testing.T) {
 	home, dir := t.TempDir(), t.TempDir()
 	compose := writeFile(t, dir, "compose.yaml", `services:
   wordpress:
@@ -72,9 +76,8 @@ func TestTranslateWarnsAboutHostNames(t *testing.T) {
   db:
     image: mysql:8
 `)
-	code, _, stderr := run(t, "--home", home, "translate", "--from", "compose", compose)
-	want := "warning: allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host;"
-	if code != 0 || !strings.Contains(stderr, want) || strings.Count(stderr, want) != 1 {
-		t.Errorf("dms translate = exit %d, stderr %q, want one line with %q", code, stderr, want)
+	code, stdout, stderr := run(t, "--home", home, "translate", "--from", "compose", compose)
+	if code != 0 || !strings.Contains(stdout, "subnet: true") || strings.Contains(stderr, "as a host") {
+		t.Errorf("dms translate = exit %d, stdout %q, stderr %q; want network.subnet and no host-name warning", code, stdout, stderr)
 	}
 }

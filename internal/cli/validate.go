@@ -39,8 +39,9 @@ deploy it.
 
 A value that names another allocation or node as a host (DB_HOST=db,
 mysql://db/x, db:3306, db.internal) gets a warning on standard error (in
-"warnings" with -o json): allocations cannot reach each other by name until
-deployments get a subnet (docs/ensemble.md, "Networking today"). Warnings
+"warnings" with -o json) unless the name resolves: allocation names do as
+<name>.internal on the deployment's subnet, which network: {subnet: true}
+asks for (docs/ensemble.md, "Networking"). Warnings
 do not change the exit code.
 
 Local files the ensemble refers to (wasm modules, vm kernels and disks) are

@@ -17,6 +17,9 @@
 package config
 
 import (
+	"fmt"
+	"net/netip"
+
 	"github.com/dmsnet/dms/internal/match"
 )
 
@@ -31,6 +34,7 @@ type Config struct {
 	Resources    Resources    `yaml:"resources" doc:"What this machine keeps for itself, and machine benchmarks."`
 	Executor     Executor     `yaml:"executor" doc:"The executors that run allocations on this node."`
 	Orchestrator Orchestrator `yaml:"orchestrator" doc:"Deployments this node orchestrates, and the bids it makes as a provider."`
+	Subnet       Subnet       `yaml:"subnet" doc:"The private IPv4 networks of the deployments this node orchestrates (ensemble network.subnet)."`
 	Location     Location     `yaml:"location" doc:"Where this machine is, as its operator states it (no external look-ups)."`
 	Storage      Storage      `yaml:"storage" doc:"Volumes of the allocations this node runs: S3 transfers, credentials the operator offers, results kept."`
 	Debug        Debug        `yaml:"debug" doc:"Diagnostics for operators and developers."`
@@ -163,6 +167,34 @@ type Orchestrator struct {
 	Price                float64  `yaml:"price" doc:"Price this provider asks per core-hour (0 is free)."`
 }
 
+// Subnet configures where the subnets of the deployments this node
+// orchestrates come from (package subnet).
+type Subnet struct {
+	Pool string `yaml:"pool" doc:"IPv4 prefix (CIDR) the subnets of this node's deployments are carved from, one block per deployment; it must not overlap a network of this machine (dms run refuses to start otherwise)."`
+	Bits int    `yaml:"bits" doc:"Prefix length of one deployment's subnet, from the pool's own length to 30: 24 holds 253 allocations (the network, the gateway .1 and the broadcast address are kept back)."`
+}
+
+// PoolPrefix returns the pool as a prefix: IPv4, masked.
+func (s Subnet) PoolPrefix() (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s.Pool)
+	switch {
+	case err != nil:
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR prefix (example: %s)", s.Pool, defaultSubnetPool)
+	case !p.Addr().Is4():
+		return netip.Prefix{}, fmt.Errorf("%s is not IPv4 (example: %s)", p, defaultSubnetPool)
+	case p.Masked() != p:
+		return netip.Prefix{}, fmt.Errorf("%s has host bits set (did you mean %s?)", p, p.Masked())
+	}
+	return p, nil
+}
+
+// defaultSubnetPool and defaultSubnetBits are subnet.DefaultPool and
+// subnet.DefaultBits (a test keeps them equal).
+const (
+	defaultSubnetPool = "10.77.0.0/16"
+	defaultSubnetBits = 24
+)
+
 // Location is where the machine is.
 type Location struct {
 	Continent string `yaml:"continent" doc:"Continent code (EU, NA, SA, AF, AS, OC, AN)."`
@@ -214,6 +246,7 @@ func Default() Config {
 			VM:            VM{Enabled: true, QEMU: "qemu-system-x86_64", Accel: "tcg"},
 			WASM:          WASM{Enabled: true, MaxMemory: 1 << 30},
 		},
+		Subnet: Subnet{Pool: defaultSubnetPool, Bits: defaultSubnetBits},
 		Orchestrator: Orchestrator{
 			BidWindow:      Duration(1e9),
 			QueueTimeout:   Duration(10 * 60e9),

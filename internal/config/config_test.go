@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dmsnet/dms/internal/subnet"
 )
 
 var rewrite = flag.Bool("rewrite", false, "rewrite docs/config.md")
@@ -312,5 +314,54 @@ func TestValidateReservationBounds(t *testing.T) {
 				t.Fatalf("Validate() = %v, want an error about %s", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestValidateSubnet(t *testing.T) {
+	tests := []struct {
+		name, pool string
+		bits       int
+		key, want  string // "" for valid
+	}{
+		{"default", "10.77.0.0/16", 24, "", ""},
+		{"one block", "10.1.2.0/24", 24, "", ""},
+		{"smallest blocks", "192.168.50.0/24", 30, "", ""},
+		{"not a prefix", "10.77.0.0", 24, "subnet.pool", "not a CIDR prefix"},
+		{"garbage", "ten", 24, "subnet.pool", "not a CIDR prefix"},
+		{"ipv6", "fd00::/64", 24, "subnet.pool", "not IPv4"},
+		{"host bits", "10.77.1.0/16", 24, "subnet.pool", "did you mean 10.77.0.0/16"},
+		{"bits too large", "10.77.0.0/16", 31, "subnet.bits", "want 16 (the length of subnet.pool 10.77.0.0/16) to 30"},
+		{"bits shorter than the pool", "10.77.0.0/16", 8, "subnet.bits", "want 16"},
+		{"bits zero", "10.77.0.0/16", 0, "subnet.bits", "0: want 16"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Default()
+			cfg.Subnet = Subnet{Pool: tt.pool, Bits: tt.bits}
+			err := cfg.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.key+": ") || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Validate() = %v, want a %s error with %q", err, tt.key, tt.want)
+			}
+		})
+	}
+	// From the environment, as dms run loads it.
+	cfg, err := Load(Source{Home: t.TempDir(), Env: []string{"DMS_SUBNET_POOL=fd00::/8", "DMS_SUBNET_BITS=20"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Subnet.Bits != 20 {
+		t.Fatalf("subnet.bits = %d, want 20", cfg.Subnet.Bits)
+	}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "subnet.pool: fd00::/8 is not IPv4") {
+		t.Fatalf("Validate() = %v, want subnet.pool refused", err)
+	}
+}
+
+func TestSubnetDefaultsMatchPackageSubnet(t *testing.T) {
+	if defaultSubnetPool != subnet.DefaultPool.String() || defaultSubnetBits != subnet.DefaultBits {
+		t.Fatalf("config's subnet defaults %s, /%d; package subnet's %s, /%d", defaultSubnetPool, defaultSubnetBits, subnet.DefaultPool, subnet.DefaultBits)
 	}
 }

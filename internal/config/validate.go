@@ -173,6 +173,11 @@ func (c Config) Validate() error {
 	if l := c.Location.Country; l != "" && (len(l) != 2 || strings.ToUpper(l) != l) {
 		bad("location.country", "%q: want an ISO 3166-1 alpha-2 code such as DE", l)
 	}
+	if p, err := c.Subnet.PoolPrefix(); err != nil {
+		bad("subnet.pool", "%v", err)
+	} else if c.Subnet.Bits < p.Bits() || c.Subnet.Bits > 30 {
+		bad("subnet.bits", "%d: want %d (the length of subnet.pool %s) to 30", c.Subnet.Bits, p.Bits(), p)
+	}
 	if sub := c.Location.Subdivision; sub != "" {
 		country, _, _ := strings.Cut(sub, "-")
 		switch {

@@ -1,5 +1,7 @@
 package deployproto
 
+import "strings"
+
 // The behaviors of the protocol; each name is also the UCAN command that
 // authorizes it.
 const (
@@ -36,3 +38,12 @@ const (
 // default kernel (executor.vm.kernel), so it runs vm allocations that
 // bring none.
 const FeatureVMKernel = "vm/kernel"
+
+// FeatureSubnet is offered by a provider that can put allocations on a
+// deployment's subnet (BehaviorSubnet, a TUN in the allocation); the
+// requests of a deployment whose ensemble has network.subnet ask for it.
+const FeatureSubnet = "subnet"
+
+// IsFeature says whether an entry of an offer's or request's executors
+// is a feature (FeatureVMKernel, FeatureSubnet), not an executor.
+func IsFeature(e string) bool { return e == FeatureSubnet || strings.Contains(e, "/") }

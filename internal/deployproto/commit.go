@@ -50,8 +50,12 @@ type AllocationSpec struct {
 	// Attempt is the placement attempt of the allocation's node: 1 at the
 	// first placement, one more at each redeploy (an s3 out volume's keys
 	// default to <deployment>/<allocation>/<attempt>/).
-	Attempt   int          `json:"attempt,omitempty"`
-	SubnetTmp netip.Prefix `json:"subnet,omitempty"` // TEMPORARY (prov): ctrl's Subnet
+	Attempt int `json:"attempt,omitempty"`
+	// Subnet is the allocation's address on the deployment's subnet with
+	// the block's length (10.77.0.2/24), when the ensemble asks for one
+	// (network.subnet); the provider gets the routing table by
+	// BehaviorSubnet before the start. The zero prefix: no subnet.
+	Subnet netip.Prefix `json:"subnet,omitzero"`
 }
 
 // CommitReply lists the allocation actors created, by allocation name.

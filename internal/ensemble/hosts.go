@@ -11,11 +11,11 @@ import (
 // allocation or node of the ensemble as a host: WORDPRESS_DB_HOST=db,
 // DATABASE_URL=mysql://db/x, a command argument db:3306, db.internal.
 //
-// No such name resolves today: allocations cannot reach each other by name
-// until deployments get a subnet (docs/ensemble.md, "Networking today"), so
-// `dms validate` and `dms translate` warn about each HostRef. When the
-// subnet lands, the warning goes (or names only what the subnet does not
-// resolve).
+// Allocation names resolve (as <name>.internal) only on the deployment's
+// subnet, which an ensemble asks for with `network: {subnet: true}`
+// (docs/ensemble.md, "Networking"): without it, `dms validate` and `dms
+// translate` warn about each HostRef; with it, only about names the
+// subnet does not resolve (nodes').
 type HostRef struct {
 	// Allocation is the allocation whose execution holds the value.
 	Allocation string `json:"allocation"`
@@ -28,12 +28,19 @@ type HostRef struct {
 	// "allocation" or a "node" (an allocation when it is both).
 	Target string `json:"target"`
 	Kind   string `json:"kind"`
+	// Subnet is set when the ensemble has a subnet (network.subnet): the
+	// reference is to a node, whose name the subnet does not resolve.
+	Subnet bool `json:"subnet,omitempty"`
 }
 
 // Msg says what the reference is and why it fails, without the
 // allocation: "env WORDPRESS_DB_HOST names allocation db as a host; ...".
 func (r HostRef) Msg() string {
-	return fmt.Sprintf("%s names %s %s as a host; allocations cannot reach each other by name until deployments get a subnet (docs/ensemble.md#networking-today)",
+	if r.Subnet {
+		return fmt.Sprintf("%s names %s %s as a host; the subnet resolves allocation names (<allocation>.internal), not node names (docs/ensemble.md#networking)",
+			r.Field, r.Kind, r.Target)
+	}
+	return fmt.Sprintf("%s names %s %s as a host; allocations reach each other by name only on a subnet: add `network: {subnet: true}` to the ensemble (docs/ensemble.md#networking)",
 		r.Field, r.Kind, r.Target)
 }
 
@@ -50,7 +57,8 @@ func (r HostRef) String() string { return "allocation " + r.Allocation + ": " + 
 // expected: the whole value of an environment variable whose name says
 // host, address, server, URL… (DB_HOST=db), or of a --flag saying so
 // (--db-host=db, --host db). An allocation naming itself or its own node
-// is not reported. It is pure, and bounded by the size of the spec.
+// is not reported, nor, when the ensemble has a subnet (network.subnet),
+// a reference to an allocation (it resolves as <name>.internal). It is pure, and bounded by the size of the spec.
 func HostReferences(s *Spec) []HostRef {
 	if s == nil {
 		return nil
@@ -78,11 +86,11 @@ func HostReferences(s *Spec) []HostRef {
 		add := func(field, path string, hosts []string) {
 			for _, h := range hosts {
 				kind, ok := kinds[h]
-				if !ok || h == name || h == own[name] || seen[[2]string{field, h}] {
+				if !ok || h == name || h == own[name] || seen[[2]string{field, h}] || s.Network.Subnet && kind == "allocation" {
 					continue
 				}
 				seen[[2]string{field, h}] = true
-				refs = append(refs, HostRef{Allocation: name, Field: field, Path: path, Target: h, Kind: kind})
+				refs = append(refs, HostRef{Allocation: name, Field: field, Path: path, Target: h, Kind: kind, Subnet: s.Network.Subnet})
 			}
 		}
 		for _, k := range sortedKeys(x.Env) {

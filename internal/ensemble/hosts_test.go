@@ -37,28 +37,31 @@ func TestHostReferences(t *testing.T) {
 		env  Env      // replaces wordpress's env
 		cmd  []string // wordpress's cmd
 		want []string // "field -> kind target"
+		sub  bool     // network.subnet
 	}{
-		{"bare name under a host variable", Env{"WORDPRESS_DB_HOST": "db"}, nil, []string{"env WORDPRESS_DB_HOST -> allocation db"}},
-		{"bare name under another variable", Env{"WORDPRESS_DB_NAME": "db", "MODE": "cache"}, nil, nil},
-		{"host and port", Env{"DB": "db:3306"}, nil, []string{"env DB -> allocation db"}},
-		{"not a port", Env{"DB": "db:x", "T": "db:0", "U": "db:70000"}, nil, nil},
-		{"url", Env{"DATABASE_URL": "mysql://user:pw@db/wp?x=1"}, nil, []string{"env DATABASE_URL -> allocation db"}},
-		{"url with port, any variable", Env{"X": "redis://cache:6379/0"}, nil, []string{"env X -> allocation cache"}},
-		{"url naming no name", Env{"X": "https://example.com/db"}, nil, nil},
-		{"several hosts in one value", Env{"PEERS": "db:1,cache:2"}, nil, []string{"env PEERS -> allocation cache", "env PEERS -> allocation db"}},
-		{"url with two hosts", Env{"M": "mongodb://db:27017,cache:27017/x"}, nil, []string{"env M -> allocation cache", "env M -> allocation db"}},
-		{".internal", Env{"X": "db.internal"}, nil, []string{"env X -> allocation db"}},
-		{".internal upper case with a final dot", Env{"X": "DB.Internal."}, nil, []string{"env X -> allocation db"}},
-		{"another domain", Env{"DB_HOST": "db.example.com"}, nil, nil},
-		{"a node", Env{"BACKEND": "back"}, nil, []string{"env BACKEND -> node back"}},
-		{"itself and its own node", Env{"SELF_URL": "http://wordpress:80/", "NODE_HOST": "front"}, nil, nil},
-		{"an unknown name", Env{"DB_HOST": "mysql"}, nil, nil},
-		{"cmd host:port", nil, []string{"wait-for", "db:3306", "--", "run"}, []string{"cmd[1] -> allocation db"}},
-		{"cmd --host=name", nil, []string{"app", "--db-host=db"}, []string{"cmd[1] -> allocation db"}},
-		{"cmd --host name", nil, []string{"app", "--host", "db"}, []string{"cmd[2] -> allocation db"}},
-		{"cmd bare name", nil, []string{"echo", "db"}, nil},
-		{"cmd shell script", nil, []string{"sh", "-c", "until nc -z db 3306; do sleep 1; done; curl http://cache:80/"}, []string{"cmd[2] -> allocation cache"}},
-		{"image reference is not a host", Env{"IMAGE": "ghcr.io/db:1"}, nil, nil},
+		{"bare name under a host variable", Env{"WORDPRESS_DB_HOST": "db"}, nil, []string{"env WORDPRESS_DB_HOST -> allocation db"}, false},
+		{"bare name under another variable", Env{"WORDPRESS_DB_NAME": "db", "MODE": "cache"}, nil, nil, false},
+		{"host and port", Env{"DB": "db:3306"}, nil, []string{"env DB -> allocation db"}, false},
+		{"not a port", Env{"DB": "db:x", "T": "db:0", "U": "db:70000"}, nil, nil, false},
+		{"url", Env{"DATABASE_URL": "mysql://user:pw@db/wp?x=1"}, nil, []string{"env DATABASE_URL -> allocation db"}, false},
+		{"url with port, any variable", Env{"X": "redis://cache:6379/0"}, nil, []string{"env X -> allocation cache"}, false},
+		{"url naming no name", Env{"X": "https://example.com/db"}, nil, nil, false},
+		{"several hosts in one value", Env{"PEERS": "db:1,cache:2"}, nil, []string{"env PEERS -> allocation cache", "env PEERS -> allocation db"}, false},
+		{"url with two hosts", Env{"M": "mongodb://db:27017,cache:27017/x"}, nil, []string{"env M -> allocation cache", "env M -> allocation db"}, false},
+		{".internal", Env{"X": "db.internal"}, nil, []string{"env X -> allocation db"}, false},
+		{".internal upper case with a final dot", Env{"X": "DB.Internal."}, nil, []string{"env X -> allocation db"}, false},
+		{"another domain", Env{"DB_HOST": "db.example.com"}, nil, nil, false},
+		{"a node", Env{"BACKEND": "back"}, nil, []string{"env BACKEND -> node back"}, false},
+		{"itself and its own node", Env{"SELF_URL": "http://wordpress:80/", "NODE_HOST": "front"}, nil, nil, false},
+		{"an unknown name", Env{"DB_HOST": "mysql"}, nil, nil, false},
+		{"cmd host:port", nil, []string{"wait-for", "db:3306", "--", "run"}, []string{"cmd[1] -> allocation db"}, false},
+		{"cmd --host=name", nil, []string{"app", "--db-host=db"}, []string{"cmd[1] -> allocation db"}, false},
+		{"cmd --host name", nil, []string{"app", "--host", "db"}, []string{"cmd[2] -> allocation db"}, false},
+		{"cmd bare name", nil, []string{"echo", "db"}, nil, false},
+		{"cmd shell script", nil, []string{"sh", "-c", "until nc -z db 3306; do sleep 1; done; curl http://cache:80/"}, []string{"cmd[2] -> allocation cache"}, false},
+		{"image reference is not a host", Env{"IMAGE": "ghcr.io/db:1"}, nil, nil, false},
+		{"subnet: an allocation resolves", Env{"WORDPRESS_DB_HOST": "db", "X": "db.internal"}, []string{"wait-for", "cache:6379"}, nil, true},
+		{"subnet: a node does not", Env{"BACKEND": "back", "DB_HOST": "db"}, nil, []string{"env BACKEND -> node back"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := *base
@@ -69,10 +72,14 @@ func TestHostReferences(t *testing.T) {
 			wp := s.Allocations["wordpress"]
 			wp.Execution.Env, wp.Execution.Cmd = tc.env, tc.cmd
 			s.Allocations["wordpress"] = wp
+			s.Network.Subnet = tc.sub
 			var got []string
 			for _, r := range HostReferences(&s) {
 				if r.Allocation != "wordpress" {
 					t.Errorf("reference from %s: %+v", r.Allocation, r)
+				}
+				if r.Subnet != tc.sub {
+					t.Errorf("Subnet = %v in %+v", r.Subnet, r)
 				}
 				got = append(got, r.Field+" -> "+r.Kind+" "+r.Target)
 			}
@@ -99,7 +106,7 @@ func TestHostRefMessage(t *testing.T) {
 	if line := LineOf([]byte(hostsSpec), r.Path); line != 7 {
 		t.Errorf("LineOf(%s) = %d, want 7", r.Path, line)
 	}
-	want := "allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host; allocations cannot reach each other by name until deployments get a subnet (docs/ensemble.md#networking-today)"
+	want := "allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host; allocations reach each other by name only on a subnet: add `network: {subnet: true}` to the ensemble (docs/ensemble.md#networking)"
 	if r.String() != want {
 		t.Errorf("String() = %q, want %q", r.String(), want)
 	}

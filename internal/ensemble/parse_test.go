@@ -308,6 +308,20 @@ allocations:
 			want: []string{`allocations.a.ports: the wasm executor does not support ports (line 7)`},
 		},
 		{
+			name: "subnet on wasm",
+			src: `version: v1
+allocations:
+  a:
+    executor: wasm
+    execution: {module: a.wasm}
+  b:
+    executor: docker
+    execution: {image: nginx}
+network: {subnet: true}
+`,
+			want: []string{`allocations.a.executor: the wasm executor has no sockets (WASI preview 1), so it cannot join the deployment's subnet (network.subnet) (line 4)`},
+		},
+		{
 			name: "healthcheck on a task, two probes, undeclared port",
 			src: `version: v1
 allocations:

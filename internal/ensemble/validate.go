@@ -201,6 +201,10 @@ func (v *validator) spec(s *Spec) {
 	v.supervision(s.Supervision)
 }
 
+// WasmSubnetProblem is why a wasm allocation cannot be in an ensemble
+// with network.subnet.
+const WasmSubnetProblem = "the wasm executor has no sockets (WASI preview 1), so it cannot join the deployment's subnet (network.subnet)"
+
 // executorFields lists the execution fields each executor uses.
 var executorFields = map[Executor][]string{
 	Docker: {"image", "entrypoint", "cmd", "env", "workdir"},
@@ -224,6 +228,9 @@ func (v *validator) allocation(s *Spec, name string) {
 
 	if len(a.Ports) > 0 && a.Executor == Wasm {
 		v.addf(p+".ports", "the wasm executor does not support ports")
+	}
+	if s.Network.Subnet && a.Executor == Wasm {
+		v.addf(p+".executor", "%s", WasmSubnetProblem)
 	}
 	inner, public := map[string]int{}, map[string]int{} // "80/tcp" -> first index
 	for i, port := range a.Ports {

@@ -41,6 +41,16 @@ var (
 // re-attached at the next start).
 func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err error) {
 	c := n.cfg.Config
+	// The pool of the deployments' subnets, checked against this
+	// machine's networks before anything starts (subnetpool.go).
+	hostNets, err := hostNetworks()
+	if err != nil {
+		return nil, err
+	}
+	pool, err := subnetPool(c.Subnet, hostNets)
+	if err != nil {
+		return nil, err
+	}
 	sealer, err := identity.NewSealer(n.cfg.Key, "actor-keys")
 	if err != nil {
 		return nil, err
@@ -115,6 +125,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		StopAfter:    stopAfter(c.Orchestrator),
 		Lease:        c.Orchestrator.Lease.D(),
 		S3:           s3Results{n.s3},
+		Pool:         pool,
 		Logger:       n.log,
 	})
 	if err != nil {
@@ -446,6 +457,9 @@ func apiDeployment(d *orchestrator.Deployment, detail bool) *api.Deployment {
 		Reason: d.Reason, Epoch: d.Epoch, Orchestrator: d.Orchestrator.Host,
 		Standbys: slices.Clone(d.Standbys),
 	}
+	if d.Subnet.IsValid() {
+		out.Subnet = d.Subnet.String()
+	}
 	if detail {
 		out.Ensemble = string(d.Spec)
 		for _, e := range d.Events {
@@ -469,6 +483,9 @@ func apiDeployment(d *orchestrator.Deployment, detail bool) *api.Deployment {
 		}
 		for _, p := range a.Ports {
 			al.Ports = append(al.Ports, fmt.Sprintf("%d:%d/%s", p.Host, p.Guest, p.Protocol))
+		}
+		if addr, ok := d.Addresses[a.Name]; ok {
+			al.Address = addr.String()
 		}
 		out.Allocations = append(out.Allocations, al)
 	}

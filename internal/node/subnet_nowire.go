@@ -1,10 +1,10 @@
-//go:build !linux || !subnetwire
+//go:build !linux
 
 package node
 
 import "errors"
 
-// newDataPath: TEMPORARY until the router, dns and link packages land.
+// newDataPath: subnets need Linux (subnetSupport says so first).
 func (n *Node) newDataPath() (*subnets, error) {
-	return nil, errors.New("the subnet data path is not built in this version")
+	return nil, errors.New("subnets need Linux")
 }

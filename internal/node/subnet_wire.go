@@ -1,4 +1,4 @@
-//go:build linux && subnetwire
+//go:build linux
 
 package node
 

@@ -100,6 +100,16 @@ func (r *run) place(ctx context.Context) {
 			d.Message = "committing"
 		})
 		allocs, refused := r.commitAll(ctx, placed, epoch, nil)
+		if refused == nil {
+			// Every node committed: the routing table before any start
+			// (subnet.go); a provider that refuses it fails the placement
+			// as a refused commit would.
+			if refused = r.pushSubnet(ctx, placed); refused != nil {
+				for _, x := range refused {
+					r.excluded[x.Peer] = r.s.cfg.Now().Add(time.Minute)
+				}
+			}
+		}
 		if refused != nil {
 			r.revertPlacement(ctx, placed)
 			r.update(true, func(d *Deployment) {

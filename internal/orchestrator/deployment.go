@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"errors"
 	"maps"
+	"net/netip"
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
@@ -101,6 +102,13 @@ type Deployment struct {
 	// redelegates them to its standbys, a standby to the orchestrator it
 	// creates when it takes over.
 	NodeChains []string `json:"node_chains,omitempty"`
+	// Subnet is the deployment's address block when its ensemble asks for
+	// a subnet (network.subnet), Addresses each allocation's address in
+	// it, and SubnetVersion the version of the last routing table sent to
+	// the providers (subnet.go).
+	Subnet        netip.Prefix          `json:"subnet,omitzero"`
+	Addresses     map[string]netip.Addr `json:"addresses,omitempty"`
+	SubnetVersion uint64                `json:"subnet_version,omitempty"`
 }
 
 // The typed reasons of a failed deployment.
@@ -170,6 +178,7 @@ func (d *Deployment) clone() *Deployment {
 	c.Standbys = append([]string(nil), d.Standbys...)
 	c.NodeChains = append([]string(nil), d.NodeChains...)
 	c.StandbySecrets = maps.Clone(d.StandbySecrets)
+	c.Addresses = maps.Clone(d.Addresses)
 	if d.Redeploys != nil {
 		c.Redeploys = make(map[string][]time.Time, len(d.Redeploys))
 		for k, v := range d.Redeploys {

@@ -19,6 +19,7 @@ import (
 	"github.com/dmsnet/dms/internal/orchestrator"
 	"github.com/dmsnet/dms/internal/resource"
 	"github.com/dmsnet/dms/internal/storage/transfer"
+	"github.com/dmsnet/dms/internal/subnet"
 )
 
 // world is an in-process network of nodes, each a provider with the fake
@@ -79,6 +80,11 @@ type worldOpts struct {
 	location match.Location
 	// lease is the orchestrators' lease (standby_test.go); default 1s.
 	lease time.Duration
+	// pool is the orchestrators' subnet pool (subnet_test.go).
+	pool *subnet.Pool
+	// onRuntime is called with every runtime started (a node's root
+	// actor is new at each restart).
+	onRuntime func(tn *tnode)
 }
 
 func newWorld(t testing.TB, n int, o worldOpts) *world {
@@ -173,10 +179,13 @@ func (w *world) startRuntime(tn *tnode) {
 		System: tn.sys, Node: tn.root, Key: tn.key, Store: tn.store, Wallet: tn.wallet, Sealer: tn.sealer,
 		Peers:     func() []string { return w.peersOf(tn) },
 		BidWindow: o.bid, QueueTimeout: time.Minute, RetryMax: 500 * time.Millisecond, LostAfter: o.lost, StopAfter: o.stopAfter,
-		Lease: o.lease,
+		Lease: o.lease, Pool: o.pool,
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.onRuntime != nil {
+		o.onRuntime(tn)
 	}
 	ctx := context.Background()
 	if err := tn.allocs.Resume(ctx); err != nil {

@@ -280,6 +280,17 @@ func (r *run) redeploy(ctx context.Context, node string, h *healing, attempt int
 		rerun[n] = true
 	}
 	allocs, refused := r.commitAll(ctx, placed, epoch, func(name string) bool { return rerun[name] })
+	if refused == nil && d.Subnet.IsValid() {
+		// The moved addresses live at the new provider before it starts
+		// (subnet.go): a new version of the table to every current
+		// provider. Only the new provider's refusal fails the redeploy.
+		now := maps.Clone(d.Placement)
+		now[node] = pl
+		if err := refusedBy(r.pushSubnet(ctx, now), pl.Provider.Host); err != nil {
+			r.excluded[pl.Provider.Host] = r.s.cfg.Now().Add(time.Minute)
+			refused = []placement.Reason{{Peer: pl.Provider.Host, Node: node, Kind: deployproto.KindRefused, Reasons: []string{err.Error()}}}
+		}
+	}
 	if refused != nil {
 		r.revertPlacement(ctx, placed)
 		r.update(true, func(d *Deployment) { d.Candidates = append(d.Candidates, refused...) })

@@ -69,6 +69,9 @@ func (r *run) update(persist bool, fn func(d *Deployment)) {
 			r.d.SealedSecrets = nil
 		}
 	}
+	if r.d.State.Terminal() && r.d.Subnet.IsValid() && !r.dryRun {
+		r.s.pool.release(r.d.ID) // subnet.go: the block goes back once the deployment ended
+	}
 	r.d.Version++
 	r.d.Updated = r.s.cfg.Now()
 	var c *Deployment

@@ -20,6 +20,7 @@ import (
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/subnet"
 )
 
 // Wallet holds the delegation chains the node's actors present (the node's
@@ -55,7 +56,11 @@ type Config struct {
 	// Lease is how long a primary orchestrator may decide after a standby
 	// acknowledged it; a standby takes over after 1.5 × Lease without word
 	// (standby.go). Default 10s.
-	Lease  time.Duration
+	Lease time.Duration
+	// Pool is where the subnets of deployments that ask for one
+	// (network.subnet) are carved from; nil: subnet.DefaultPool in blocks
+	// of subnet.DefaultBits, unchecked against the host's networks.
+	Pool   *subnet.Pool
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -91,6 +96,9 @@ func (c *Config) setDefaults() {
 	if c.Peers == nil {
 		c.Peers = func() []string { return nil }
 	}
+	if c.Pool == nil {
+		c.Pool, _ = subnet.NewPool(subnet.DefaultPool, subnet.DefaultBits, nil)
+	}
 }
 
 // Service runs the deployments submitted to this node, one orchestrator
@@ -118,6 +126,9 @@ type Service struct {
 	// secrets seals the deployments' secrets at rest (secrets.go).
 	secrets *identity.Sealer
 
+	// pool hands out the deployments' subnets (subnet.go).
+	pool *subnetPool
+
 	fetchMu  sync.Mutex
 	fetching map[string]bool // guarded by fetchMu: artifact digests a standby is fetching (standby_artifacts.go)
 }
@@ -135,7 +146,7 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "orchestrator"), offers: newOfferCache(), known: newKnownProviders(maxKnownProviders), deps: map[string]*run{}, ctx: ctx, stop: stop,
-		fetching: map[string]bool{}, secrets: secrets}
+		fetching: map[string]bool{}, secrets: secrets, pool: &subnetPool{pool: &subnet.Pool{Prefix: cfg.Pool.Prefix, Bits: cfg.Pool.Bits}}}
 	// This node may be a standby orchestrator of others' deployments (standby.go).
 	cfg.Node.AddBehavior(deployproto.BehaviorReplicate, s.onReplicate)
 	return s, nil
@@ -232,6 +243,17 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (*Deployment, erro
 		Placement:     map[string]Placement{},
 		Allocations:   map[string]*Allocation{},
 	}
+	if sub.Spec.Network.Subnet {
+		if err := s.planSubnet(d, allocNames(sub.Spec)); err != nil { // subnet.go
+			return nil, err
+		}
+	}
+	submitted := false
+	defer func() {
+		if !submitted && d.Subnet.IsValid() {
+			s.pool.release(d.ID)
+		}
+	}()
 	queue := s.cfg.QueueTimeout
 	if sub.Spec.Timeouts.Queue > 0 {
 		queue = sub.Spec.Timeouts.Queue
@@ -268,6 +290,7 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (*Deployment, erro
 	if err != nil {
 		return nil, err
 	}
+	submitted = true
 	s.log.Info("deployment submitted", "deployment_id", id, "owner", sub.Owner.Short(), "allocations", len(sub.Spec.Allocations))
 	return r.snapshot(), nil
 }
@@ -350,6 +373,9 @@ func (s *Service) start(d *Deployment, key *identity.Key, spec *ensemble.Spec, c
 	for _, c := range chains {
 		s.cfg.Wallet.Add(c)
 	}
+	if d.Subnet.IsValid() && !d.State.Terminal() {
+		s.pool.mark(d.ID, d.Subnet) // resumed or taken over: its block stays its own (subnet.go)
+	}
 	workers := 4
 	if d.State.Terminal() {
 		workers = 1 // log reads and late reports only
@@ -375,6 +401,7 @@ func (s *Service) start(d *Deployment, key *identity.Key, spec *ensemble.Spec, c
 		if !r.rejoin(ctx) { // standby.go: a primary asks its standbys first
 			return
 		}
+		r.resendSubnet(ctx) // subnet.go: a resumed or taken-over deployment signs its table anew
 		r.loop(ctx)
 	}()
 	go func() {
@@ -417,11 +444,12 @@ func (s *Service) Resume(ctx context.Context) error {
 				a.LastSeen = now
 			}
 		}
+		state := d.State // d is the run's once started
 		if _, err := s.start(d, key, spec, nil); err != nil {
 			return err
 		}
-		if !d.State.Terminal() {
-			s.log.Info("deployment resumed", "deployment_id", d.ID, "state", d.State)
+		if !state.Terminal() {
+			s.log.Info("deployment resumed", "deployment_id", d.ID, "state", state)
 		}
 	}
 	s.resumed.Store(true)

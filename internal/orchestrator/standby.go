@@ -600,7 +600,8 @@ func (s *Service) stepDownLocked(r *run, rec *Deployment, why string) {
 	if !current || !r.resign() {
 		return
 	}
-	go r.actor.Stop() // its own workers may be the caller's
+	go r.actor.Stop()      // its own workers may be the caller's
+	s.pool.release(rec.ID) // subnet.go: the block is the new primary's to keep
 	rec.Role, rec.SealedKey, rec.SealedSecrets = RoleStandby, nil, nil
 	own := r.snapshot()
 	if rec.NodeChains == nil {

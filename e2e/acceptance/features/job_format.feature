@@ -195,13 +195,13 @@ Feature: Job format
     When dave runs `dms validate -f wordpress.yaml`
     Then the command succeeds
     And the output contains "wordpress.yaml: valid (2 allocations on 1 node)"
-    And the error has 1 line starting with "warning: allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host; allocations cannot reach each other by name until deployments get a subnet (docs/ensemble.md#networking-today)"
+    And the error has 1 line starting with "warning: allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host; allocations reach each other by name only on a subnet: add `network: {subnet: true}` to the ensemble (docs/ensemble.md#networking)"
     When dave runs `dms -o json validate -f wordpress.yaml`
     Then the command succeeds
     And the output lists 1 warning, the first at "allocations.wordpress.execution.env.WORDPRESS_DB_HOST"
     And the error output is empty
 
-  Scenario: A translated wordpress+mysql warns that wordpress cannot find its database by name
+  Scenario: A translated wordpress+mysql gets a subnet, where wordpress finds its database by name
     Given the file "compose.yaml":
       """
       services:
@@ -214,7 +214,8 @@ Feature: Job format
       """
     When dave runs `dms translate --from compose compose.yaml -o job.yaml`
     Then the command succeeds
-    And the error has 1 line starting with "warning: allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host"
+    And the file "job.yaml" contains "subnet: true"
+    And the error has 0 lines starting with "warning: allocation wordpress: env WORDPRESS_DB_HOST names allocation db as a host"
 
   Scenario: A compose file that would lose a whole service is refused
     Given the file "compose.yaml":

@@ -104,9 +104,15 @@ func fromCompose(name string, data []byte, env map[string]string) (*ensemble.Spe
 			ws.add("volumes."+v, "driver, options and external volumes are not carried over (a local volume is used)")
 		}
 	}
+	// Compose's services share a network and find each other by service
+	// name: the deployment's subnet does the same (<name>.internal, and the
+	// bare name through its search domain).
+	if len(s.Allocations) > 1 {
+		s.Network.Subnet = true
+	}
 	for _, net := range sortedKeys(project.Networks) {
 		if net != "default" {
-			ws.add("networks."+net, "not carried over: the allocations of an ensemble share one network, but today they cannot reach each other by name (see docs/ensemble.md#networking-today)")
+			ws.add("networks."+net, "not carried over: the allocations of an ensemble share one subnet (network.subnet), where each reaches the others by name (see docs/ensemble.md#networking)")
 		}
 	}
 	for _, k := range sortedKeys(project.Secrets) {

@@ -304,7 +304,8 @@ func k8sWorkload(s *ensemble.Spec, w workload, n *namer, ws *warnings) []string 
 	}
 
 	if len(ps.InitContainers)+len(ps.Containers) > 1 {
-		ws.add(pp+".containers", "the containers of a pod share localhost; in the ensemble they are allocations on one node, which today cannot reach each other by localhost or by name (see docs/ensemble.md#networking-today)")
+		s.Network.Subnet = true
+		ws.add(pp+".containers", "the containers of a pod share localhost; in the ensemble they are allocations on one node, which reach each other by name on the deployment's subnet (<name>.internal), not by localhost (see docs/ensemble.md#networking)")
 	}
 	// The only container of a workload takes the workload's name; others,
 	// and init containers, are named <workload>-<container>.

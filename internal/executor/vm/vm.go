@@ -34,7 +34,21 @@
 // Resources.Memory the guest's RAM (default Config.DefaultMemory). The
 // guest kernel itself enforces what happens inside; an out-of-memory kill
 // of the payload there is reported as ReasonOOMKilled. There is no network
-// (Network must be "" or none, no Ports), no GPU and no privileged mode.
+// to the outside (Network must be "" or none, no Ports), no GPU and no
+// privileged mode.
+//
+// # Subnet
+//
+// With Spec.Subnet the guest joins its deployment's subnet: Start calls
+// Subnet.OpenGuest for one end of a unix datagram socket pair
+// (link.GuestPair), which QEMU inherits (-netdev socket,fd=3)
+// behind a virtio-net device with MAC link.GuestMAC(addr). The guest init
+// loads virtio_net (with failover and net_failover, from
+// /etc/dms/modules unless built in), renames the interface
+// executor.SubnetInterface (dms0), gives it Subnet.Addr and MTU
+// subnet.MTU, and writes /etc/resolv.conf (nameserver Subnet.DNS, search
+// internal) in the root the payload runs in. The subnet is the guest's
+// only network: the address's prefix is its one route.
 //
 // # Acceleration
 //
@@ -58,6 +72,9 @@
 //
 // VMs are child processes of dms and end with it (a parent-death signal),
 // so there is nothing to re-attach to after a restart: vm has no Lister.
+// A VM's subnet link therefore never outlives the data path's end of it:
+// after a node restart the allocation starts a new VM, which gets a new
+// socket pair.
 // It implements executor.Executor, Pauser, Statser, ExecStreamer and
 // Execer.
 //
@@ -92,6 +109,8 @@ import (
 	"github.com/dmsnet/dms/internal/executor/internal/logbuf"
 	"github.com/dmsnet/dms/internal/executor/vm/guest"
 	"github.com/dmsnet/dms/internal/match"
+	"github.com/dmsnet/dms/internal/subnet"
+	"github.com/dmsnet/dms/internal/subnet/link"
 )
 
 // Accelerators.
@@ -261,6 +280,23 @@ func (e *Executor) validate(spec *executor.Spec) (machine, error) {
 	if img.Rootfs != "" {
 		gs.Root = "/dev/vda"
 	}
+	if sn := spec.Subnet; sn != nil {
+		switch {
+		case !sn.Addr.IsValid() || !sn.Addr.Addr().Is4() || sn.Addr.Bits() > 30:
+			v.Add("subnet.addr", "%s is not an IPv4 address with a prefix of at most 30 bits", sn.Addr)
+		case sn.DNS.IsValid() && !sn.DNS.Is4():
+			v.Add("subnet.dns", "%s is not an IPv4 address", sn.DNS)
+		case sn.OpenGuest == nil:
+			v.Add("subnet", "no OpenGuest hook: the vm executor needs the guest's end of the data path")
+		default:
+			mac := link.GuestMAC(sn.Addr.Addr()).String()
+			m.net = &netdev{fd: 3, mac: mac} // the first of ExtraFiles
+			gs.Net = &guest.Net{Name: executor.SubnetInterface, MAC: mac, Addr: sn.Addr.String(), MTU: subnet.MTU}
+			if sn.DNS.IsValid() {
+				gs.Net.DNS = sn.DNS.String()
+			}
+		}
+	}
 	param, err := guest.Encode(gs)
 	if err != nil {
 		v.Add("command", "%v", err)
@@ -303,6 +339,20 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 	if err != nil {
 		os.RemoveAll(sockDir)
 		return "", err
+	}
+	if m.net != nil {
+		// QEMU inherits the guest's end of the data path; ours is closed
+		// once QEMU holds it (or did not start).
+		f, err := spec.Subnet.OpenGuest(ctx)
+		if err == nil && f == nil {
+			err = errors.New("OpenGuest returned no socket")
+		}
+		if err != nil {
+			os.RemoveAll(sockDir)
+			return "", fmt.Errorf("vm: subnet: %w", err)
+		}
+		defer f.Close()
+		cmd.ExtraFiles = []*os.File{f}
 	}
 	in := &process{cmd: cmd, boot: logbuf.New(64 << 10), sockDir: sockDir, execSocket: m.execSocket}
 	started := false

@@ -35,7 +35,7 @@ func Nodes(spec *ensemble.Spec) (nodes []string, hostOf map[string]string) {
 // Requests builds what each node of spec asks of a provider for work that
 // starts at now: the sum of its allocations' resources, the executors they
 // use (and deployproto.FeatureVMKernel for a vm allocation that brings no
-// kernel), where it may be (ensemble.Location.Rule), the peer it is
+// kernel, deployproto.FeatureSubnet when the ensemble has network.subnet), where it may be (ensemble.Location.Rule), the peer it is
 // pinned to, as a peer ID, and the operator credentials its volumes name.
 func Requests(spec *ensemble.Spec, now time.Time) []deployproto.NodeRequest {
 	nodes, _ := Nodes(spec)
@@ -60,6 +60,9 @@ func Requests(spec *ensemble.Spec, now time.Time) []deployproto.NodeRequest {
 			if a.Executor == ensemble.VM && a.Execution.Kernel == "" {
 				execs[deployproto.FeatureVMKernel] = true
 			}
+		}
+		if spec.Network.Subnet {
+			execs[deployproto.FeatureSubnet] = true
 		}
 		for e := range execs {
 			req.Executors = append(req.Executors, e)

@@ -45,3 +45,31 @@ nodes:
 }
 
 const zeros = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// TestRequestsAskForSubnets: every node of an ensemble with a subnet asks
+// for providers that run subnets; without one, none does.
+func TestRequestsAskForSubnets(t *testing.T) {
+	for _, tc := range []struct {
+		name, extra string
+		want        []string
+	}{
+		{"subnet", "network: {subnet: true}\n", []string{"docker", "subnet"}},
+		{"none", "", []string{"docker"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, err := ensemble.Parse([]byte("version: v1\nallocations:\n  a: {executor: docker, execution: {image: x}}\n  b: {executor: docker, execution: {image: y}}\n" + tc.extra))
+			if err != nil {
+				t.Fatal(err)
+			}
+			reqs := Requests(spec, time.Now())
+			if len(reqs) != 2 {
+				t.Fatalf("%d requests, want 2", len(reqs))
+			}
+			for _, r := range reqs {
+				if !slices.Equal(r.Request.Executors, tc.want) {
+					t.Errorf("node %s asks for %v, want %v", r.Name, r.Request.Executors, tc.want)
+				}
+			}
+		})
+	}
+}

@@ -7,7 +7,7 @@
 //
 // The executor adds dms.spec=BASE64 (URL alphabet, no padding) of the
 // JSON of a Spec: argv, environment, working directory, 9p shares to
-// mount, an optional root device. The guest init reads it from
+// mount, an optional root device, an optional subnet interface. The guest init reads it from
 // /proc/cmdline.
 //
 // # Out: the serial console
@@ -66,6 +66,21 @@ type Spec struct {
 	// Root, when set, is the block device holding the root filesystem
 	// (the job's rootfs image): the payload runs chrooted in it.
 	Root string `json:"root,omitempty"`
+	// Net, when set, is the guest's interface on its deployment's
+	// subnet, configured before the payload starts.
+	Net *Net `json:"net,omitempty"`
+}
+
+// Net is the guest's subnet interface: the virtio-net device whose MAC
+// is MAC, renamed Name, with address Addr and MTU MTU, up; lo is brought
+// up too. DNS, when set, is written to the guest's /etc/resolv.conf as
+// its nameserver, with the search domain "internal".
+type Net struct {
+	Name string `json:"name"`
+	MAC  string `json:"mac"`
+	Addr string `json:"addr"` // 10.77.0.2/24
+	MTU  int    `json:"mtu"`
+	DNS  string `json:"dns,omitempty"`
 }
 
 // Mount is a 9p share (virtio-9p, its mount tag) to mount at Target.

@@ -95,7 +95,9 @@ func setUp() (string, error) {
 	tid := unix.Gettid()
 	unix.Setpriority(unix.PRIO_PROCESS, tid, 19)
 	defer unix.Setpriority(unix.PRIO_PROCESS, tid, 0)
-	if err := loadModulesMatching("/etc/dms/modules", "virtio"); err != nil {
+	// virtio_net is net.go's business.
+	virtio := func(name string) bool { return strings.HasPrefix(name, "virtio") && !subnetModules[name] }
+	if err := loadModulesWith("/etc/dms/modules", virtio); err != nil {
 		return "", err
 	}
 	return findPort(guest.ExecPort, 10*time.Second)

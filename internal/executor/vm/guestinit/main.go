@@ -9,7 +9,9 @@
 // It mounts /proc, /sys and /dev, reads what to run from the kernel
 // command line, loads the kernel modules listed in /etc/dms/modules (when
 // the job has mounts or a root device and the kernel has virtio or 9p as
-// modules), mounts the job's 9p shares and root device, runs the payload
+// modules), mounts the job's 9p shares and root device, configures the
+// subnet interface when the VM has one (net.go: virtio_net, failover and
+// net_failover from the same list), runs the payload
 // with its output tagged on the serial console, reports its exit code and
 // reboots, which ends the VM. While the payload runs it serves exec
 // sessions on a virtio-serial port (exec.go; it loads the virtio modules
@@ -77,6 +79,11 @@ func run() int {
 	root := "/"
 	if spec.Root != "" {
 		if root, err = mountRoot(spec.Root); err != nil {
+			return fail("%v", err)
+		}
+	}
+	if spec.Net != nil {
+		if err := setUpNet(spec.Net, root); err != nil {
 			return fail("%v", err)
 		}
 	}
@@ -207,12 +214,16 @@ func mountBasics() {
 const sysFinitModule = 313
 
 // loadModules loads the kernel modules listed, one path per line, in
-// list; a missing list means the kernel has what it needs built in.
-func loadModules(list string) error { return loadModulesMatching(list, "") }
+// list, but the subnet's (net.go loads those when the VM has one: a list
+// may have virtio_net without failover, which it needs); a missing list
+// means the kernel has what it needs built in.
+func loadModules(list string) error {
+	return loadModulesWith(list, func(name string) bool { return !subnetModules[name] })
+}
 
-// loadModulesMatching loads the modules of list whose file names start
-// with prefix.
-func loadModulesMatching(list, prefix string) error {
+// loadModulesWith loads, in the list's order, the modules of list whose
+// file names (virtio_net.ko) want accepts.
+func loadModulesWith(list string, want func(name string) bool) error {
 	b, err := os.ReadFile(list)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -221,7 +232,7 @@ func loadModulesMatching(list, prefix string) error {
 		return err
 	}
 	for _, path := range strings.Fields(string(b)) {
-		if !strings.HasPrefix(filepath.Base(path), prefix) {
+		if !want(filepath.Base(path)) {
 			continue
 		}
 		f, err := os.Open(path)

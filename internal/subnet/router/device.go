@@ -1,0 +1,98 @@
+package router
+
+import (
+	"github.com/dmsnet/dms/internal/subnet"
+)
+
+// maxReadErrors is how many failed reads in a row end a device's reader
+// (a device that fails for good, not a closed one, which ends it at once).
+const maxReadErrors = 100
+
+// readDevice reads a's device until it is closed and routes each packet.
+func (r *Router) readDevice(a *attachment) {
+	defer r.wg.Done()
+	defer close(a.done)
+	bs := max(a.dev.BatchSize(), 1)
+	pkts := make([]*packet, bs)
+	bufs := make([][]byte, bs)
+	sizes := make([]int, bs)
+	one := make([][]byte, 1)
+	for i := range pkts {
+		pkts[i] = getPacket()
+		bufs[i] = pkts[i].buf[:]
+	}
+	defer func() {
+		for _, p := range pkts {
+			putPacket(p)
+		}
+	}()
+	errs := 0
+	for {
+		n, err := a.dev.Read(bufs, sizes, subnet.Offset)
+		v := a.dep.view.Load()
+		for i := 0; i < n && v != nil; i++ {
+			p := pkts[i]
+			p.n = sizes[i]
+			m, verdict, why, rt := v.fromDevice(a, p.data())
+			p.n = m
+			switch verdict {
+			case verdictDrop:
+				r.drop(a.dep, why, p.data())
+			case verdictLocal:
+				one[0] = p.withHead()
+				if _, err := rt.att.dev.Write(one, subnet.Offset); err == nil {
+					r.count.delivered.Add(1)
+					a.dep.count.delivered.Add(1)
+				}
+			case verdictPeer:
+				if !rt.out.send(p) {
+					r.drop(a.dep, reasonQueueFull, p.data())
+					continue
+				}
+				pkts[i] = getPacket()
+				bufs[i] = pkts[i].buf[:]
+			case verdictDNS:
+				r.serveDNS(v, a, p.data())
+			}
+		}
+		if err == nil {
+			errs = 0
+			continue
+		}
+		select {
+		case <-a.closed:
+			return
+		default:
+		}
+		if errs++; errs >= maxReadErrors {
+			r.log.Warn("subnet device fails, detaching it", "deployment_id", a.dep.id, "allocation", a.alloc, "err", err)
+			return
+		}
+	}
+}
+
+// serveDNS hands a DNS query of a's guest to Config.DNS; the answer goes
+// back to a's device.
+func (r *Router) serveDNS(v *view, a *attachment, pkt []byte) {
+	if r.dns == nil {
+		r.drop(a.dep, reasonGateway, pkt)
+		return
+	}
+	r.dns.ServePacket(v.names, v.gwAddr, pkt, func(reply []byte) { r.reply(a, reply) })
+}
+
+// reply writes a DNS answer to a's device.
+func (r *Router) reply(a *attachment, pkt []byte) {
+	n, _, _, ok := header(pkt)
+	if !ok || n > maxPacket {
+		r.drop(a.dep, reasonMalformed, pkt)
+		return
+	}
+	p := getPacket()
+	defer putPacket(p)
+	p.n = copy(p.buf[subnet.Offset:], pkt[:n])
+	if _, err := a.dev.Write([][]byte{p.withHead()}, subnet.Offset); err == nil {
+		r.count.delivered.Add(1)
+		a.dep.count.delivered.Add(1)
+	}
+}

@@ -1,0 +1,69 @@
+// Package router is the data path of a deployment's subnet: it carries
+// IPv4 packets between the allocations of a deployment, locally between
+// two allocations on one provider and over libp2p between providers, and
+// checks each packet against the deployment's routing table (a
+// subnet.Table signed by the orchestrator) on the way.
+//
+// # Usage
+//
+// A node builds one Router on its libp2p host (New registers the stream
+// handler of Protocol), gives it each deployment's table (SetTable, again
+// on every change: a higher Version replaces the table), attaches the
+// device of each allocation it runs (Attach; package subnet/link opens a
+// TUN inside a container's network namespace) and detaches it when the
+// allocation ends (Detach, or Remove for the whole deployment).
+//
+// # Wire
+//
+// Between two providers the packets of one deployment travel on one
+// libp2p stream per direction, protocol "/dms/subnet/1", opened by the
+// sender on its first packet to that peer and reused for every later one.
+// The first frame names the deployment: [version 1][length][deployment ID];
+// then every frame is [2-byte big-endian length][IPv4 packet]. Each side
+// writes only on the stream it opened; the streams it accepts are only
+// read.
+//
+// Why streams, one per (peer pair, deployment): go-libp2p has no
+// datagrams, a stream is authenticated by the peers' keys (Noise or TLS)
+// and multiplexed on the connection the node already has, and one stream
+// per pair keeps the packets of a flow in order (per-packet goroutines
+// or streams reorder them, which TCP inside punishes) and lets the sender
+// batch many packets into one write. Binding a stream to one deployment
+// makes the isolation structural: a packet read from it can only be
+// delivered to that deployment's allocations, so two deployments may use
+// the same block. The cost is that a lost segment of the carrying
+// connection stalls every packet behind it (head-of-line blocking, and
+// TCP inside TCP under loss); the loss benchmarks of docs/PERFORMANCE.md
+// measure it.
+//
+// # Checks
+//
+// A stream is accepted only from a peer that holds a route in that
+// deployment's table (else it is reset: "unauthorized"). A packet from a
+// peer must be IPv4 with a sane header ("malformed"), carry a source
+// address of one of that peer's allocations (Table.Allows; else
+// "spoofed") and go to an allocation attached here ("no-route"). A packet
+// from a device must carry its allocation's own address ("spoofed"); to
+// the gateway only DNS (UDP port 53) is served, by Config.DNS, and the
+// rest is dropped ("gateway": the provider host is not reachable from the
+// subnet); broadcast, multicast and unknown destinations are "no-route".
+// Every drop is counted (Stats) and logged at debug level, at most once a
+// second per reason.
+//
+// # Concurrency and cost
+//
+// Each table is compiled into an immutable view (address → allocation,
+// attached device or peer queue) behind an atomic pointer, rebuilt on
+// every SetTable, Attach and Detach: the per-packet path takes no lock and
+// allocates nothing in steady state (packet buffers come from a free
+// list). A device is read by one goroutine per attachment. Packets to a
+// peer go through a bounded queue (QueueLen; when it is full the packet is
+// dropped, "queue-full", so a slow peer never blocks a device) drained by
+// one writer goroutine per (peer, deployment) that flushes when the queue
+// is empty, so a burst becomes one write. The
+// receiver writes the frames it already holds to the device in one batch
+// (up to the device's BatchSize), the first in a 64 KiB buffer so that a
+// TUN with offloads can coalesce a TCP flow's packets into it (GRO). A redeploy that moves an address
+// to another peer takes effect with the next packet; the streams to a peer
+// that left the table are closed.
+package router

@@ -1,0 +1,343 @@
+package router
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/dmsnet/dms/internal/subnet"
+)
+
+const (
+	// version is the first byte of a stream.
+	version = 1
+	// bufSize is the size of a stream's read and write buffers.
+	bufSize = 64 << 10
+	// openTimeout bounds opening a stream (and reading its first frame).
+	openTimeout = 10 * time.Second
+	// retryAfter is how long packets to a peer are dropped after opening a
+	// stream to it failed, before the next try.
+	retryAfter = time.Second
+)
+
+// outQueue carries one deployment's packets to one peer: a bounded queue
+// drained by a writer goroutine onto the stream it opens on the first
+// packet.
+type outQueue struct {
+	r      *Router
+	dep    *deployment
+	peer   peer.ID
+	q      chan *packet
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	s      network.Stream // guarded by mu
+	closed bool           // guarded by mu
+}
+
+func (r *Router) newOutQueue(d *deployment, id peer.ID) *outQueue {
+	ctx, cancel := context.WithCancel(context.Background())
+	o := &outQueue{r: r, dep: d, peer: id, q: make(chan *packet, QueueLen), cancel: cancel}
+	r.wg.Add(1)
+	go o.run(ctx)
+	return o
+}
+
+// send queues p unless the queue is full; it never blocks.
+func (o *outQueue) send(p *packet) bool {
+	select {
+	case o.q <- p:
+		return true
+	default:
+		return false
+	}
+}
+
+// close ends the writer and resets its stream.
+func (o *outQueue) close() {
+	o.cancel()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closed = true
+	if o.s != nil {
+		_ = o.s.Reset()
+	}
+}
+
+// run writes the queued packets until ctx ends.
+func (o *outQueue) run(ctx context.Context) {
+	defer o.r.wg.Done()
+	var (
+		s       network.Stream
+		bw      *bufio.Writer // made on the first stream: most pairs never talk
+		retryAt time.Time
+	)
+	defer func() {
+		if s != nil {
+			_ = s.Reset()
+		}
+	}()
+	for {
+		var p *packet
+		select {
+		case p = <-o.q:
+		case <-ctx.Done():
+			return
+		}
+		if s == nil {
+			if time.Now().Before(retryAt) {
+				o.r.drop(o.dep, reasonNoRoute, p.data())
+				putPacket(p)
+				continue
+			}
+			var err error
+			if s, err = o.open(ctx); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				o.r.log.Debug("subnet stream not opened", "deployment_id", o.dep.id, "peer_id", o.peer, "err", err)
+				retryAt = time.Now().Add(retryAfter)
+				o.r.drop(o.dep, reasonNoRoute, p.data())
+				putPacket(p)
+				continue
+			}
+			if bw == nil {
+				bw = bufio.NewWriterSize(s, bufSize)
+			} else {
+				bw.Reset(s)
+			}
+		}
+		err := writeFrame(bw, p.data())
+		putPacket(p)
+		if err == nil {
+			o.r.count.forwarded.Add(1)
+			o.dep.count.forwarded.Add(1)
+			if len(o.q) == 0 {
+				err = bw.Flush()
+			}
+		}
+		if err != nil {
+			o.r.log.Debug("subnet stream broken", "deployment_id", o.dep.id, "peer_id", o.peer, "err", err)
+			_ = s.Reset()
+			s = nil
+		}
+	}
+}
+
+// open opens a stream to the peer and writes its first frame.
+func (o *outQueue) open(ctx context.Context) (network.Stream, error) {
+	if o.r.host == nil {
+		return nil, errors.New("no libp2p host")
+	}
+	ctx, cancel := context.WithTimeout(ctx, openTimeout)
+	defer cancel()
+	s, err := o.r.host.NewStream(ctx, o.peer, Protocol)
+	if err != nil {
+		return nil, err
+	}
+	o.mu.Lock()
+	closed := o.closed
+	if !closed {
+		o.s = s
+	}
+	o.mu.Unlock()
+	if closed {
+		_ = s.Reset()
+		return nil, context.Canceled
+	}
+	if _, err := s.Write(hello(o.dep.id)); err != nil {
+		_ = s.Reset()
+		return nil, err
+	}
+	return s, nil
+}
+
+// hello is a stream's first frame, naming its deployment.
+func hello(deployment string) []byte {
+	return append([]byte{version, byte(len(deployment))}, deployment...)
+}
+
+// readHello reads a stream's first frame and returns its deployment; it
+// reads no further.
+func readHello(rd io.Reader) (string, error) {
+	var h [2]byte
+	if _, err := io.ReadFull(rd, h[:]); err != nil {
+		return "", err
+	}
+	if h[0] != version {
+		return "", fmt.Errorf("version %d, want %d", h[0], version)
+	}
+	if h[1] == 0 || h[1] > 64 {
+		return "", fmt.Errorf("deployment ID of %d bytes", h[1])
+	}
+	id := make([]byte, h[1])
+	if _, err := io.ReadFull(rd, id); err != nil {
+		return "", err
+	}
+	return string(id), nil
+}
+
+// writeFrame writes one packet with its length.
+func writeFrame(bw *bufio.Writer, pkt []byte) error {
+	_ = bw.WriteByte(byte(len(pkt) >> 8))
+	_ = bw.WriteByte(byte(len(pkt)))
+	_, err := bw.Write(pkt)
+	return err
+}
+
+// errTooLarge is a frame longer than any packet the data path carries.
+var errTooLarge = errors.New("frame too large")
+
+// readFrame reads the next frame into a packet from the free list. A
+// frame that cannot hold a packet is skipped: (nil, nil).
+func readFrame(br *bufio.Reader) (*packet, error) {
+	h, err := br.Peek(2)
+	if err != nil {
+		return nil, err
+	}
+	n := int(h[0])<<8 | int(h[1])
+	_, _ = br.Discard(2)
+	if n < 20 || n > maxPacket {
+		if _, err := br.Discard(n); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	}
+	p := getPacket()
+	if _, err := io.ReadFull(br, p.buf[subnet.Offset:subnet.Offset+n]); err != nil {
+		putPacket(p)
+		return nil, err
+	}
+	p.n = n
+	return p, nil
+}
+
+// buffered reports whether a whole frame is already in br.
+func buffered(br *bufio.Reader) bool {
+	if br.Buffered() < 2 {
+		return false
+	}
+	h, _ := br.Peek(2)
+	return br.Buffered() >= 2+(int(h[0])<<8|int(h[1]))
+}
+
+// handle accepts a stream of another provider.
+func (r *Router) handle(s network.Stream) {
+	from := s.Conn().RemotePeer()
+	_ = s.CloseWrite() // the sender's stream: only read
+	_ = s.SetReadDeadline(time.Now().Add(openTimeout))
+	id, err := readHello(s)
+	if err != nil {
+		r.drop(nil, reasonMalformed, nil)
+		r.log.Debug("subnet stream refused", "peer_id", from, "err", err)
+		_ = s.Reset()
+		return
+	}
+	_ = s.SetReadDeadline(time.Time{})
+	r.mu.Lock()
+	d := r.deps[id]
+	if r.closed || d == nil || d.view.Load().peers[from] == nil {
+		r.mu.Unlock()
+		r.drop(d, reasonUnauthorized, nil)
+		r.log.Debug("subnet stream refused", "peer_id", from, "deployment_id", id, "err", "the peer holds no route of the deployment")
+		_ = s.Reset()
+		return
+	}
+	// one stream per peer and deployment: a new one replaces the old,
+	// which its sender gave up
+	for old, id := range d.ins {
+		if id == from {
+			_ = old.Reset()
+			delete(d.ins, old)
+		}
+	}
+	d.ins[s] = from
+	r.wg.Add(1)
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(d.ins, s)
+		r.mu.Unlock()
+		_ = s.Reset()
+		r.wg.Done()
+	}()
+	r.readFrames(d, from, bufio.NewReaderSize(s, bufSize))
+}
+
+// readFrames routes the packets of a stream of peer from until it ends,
+// writing them to the devices in batches: the frames already buffered,
+// up to a device's batch size.
+func (r *Router) readFrames(d *deployment, from peer.ID, br *bufio.Reader) {
+	var (
+		batch  = make([]*packet, 0, 128)
+		bufs   = make([][]byte, 0, 128)
+		target *attachment
+		head   []byte // the large buffer of a batch's first packet
+	)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		for _, p := range batch {
+			bufs = append(bufs, p.withHead())
+		}
+		if len(batch) > 1 {
+			// a TUN with offloads coalesces the packets of a flow into
+			// the buffer of its first one (GRO) if it has the room: give
+			// the batch's first packet a large buffer
+			if head == nil {
+				head = make([]byte, 0, subnet.Offset+65535)
+			}
+			bufs[0] = append(head[:subnet.Offset], batch[0].data()...)
+		}
+		if _, err := target.dev.Write(bufs, subnet.Offset); err == nil {
+			r.count.delivered.Add(uint64(len(batch)))
+			d.count.delivered.Add(uint64(len(batch)))
+		}
+		for i, p := range batch {
+			putPacket(p)
+			batch[i], bufs[i] = nil, nil
+		}
+		batch, bufs = batch[:0], bufs[:0]
+	}
+	defer flush()
+	for {
+		p, err := readFrame(br)
+		if err != nil {
+			return
+		}
+		v := d.view.Load()
+		if v == nil {
+			if p != nil {
+				putPacket(p)
+			}
+			return
+		}
+		if p == nil {
+			r.drop(d, reasonMalformed, nil)
+			continue
+		}
+		n, verdict, why, rt := v.fromPeer(from, p.data())
+		if verdict != verdictLocal {
+			r.drop(d, why, p.data())
+			putPacket(p)
+		} else {
+			p.n = n
+			if rt.att != target || len(batch) >= min(cap(batch), rt.att.dev.BatchSize()) {
+				flush()
+				target = rt.att
+			}
+			batch = append(batch, p)
+		}
+		if !buffered(br) {
+			flush()
+		}
+	}
+}

@@ -1,0 +1,192 @@
+//go:build linux
+
+package router
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/dmsnet/dms/internal/subnet/link"
+)
+
+// The data path with real parts: a TUN in each of two network
+// namespaces (package link), two libp2p hosts on loopback, one TCP flow
+// from one namespace to the other through the routers.
+
+var nsCount atomic.Int64
+
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces, TUN)")
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		t.Skipf("no TUN support: %v", err)
+	}
+}
+
+// onThread runs f on a locked OS thread in the namespace at path ("":
+// a new one named name), and back.
+func onThread(path, name string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		var ns netns.NsHandle
+		if path == "" {
+			ns, err = netns.NewNamed(name)
+		} else if ns, err = netns.GetFromPath(path); err == nil {
+			err = netns.Set(ns)
+		}
+		if err == nil {
+			ns.Close()
+			err = f()
+		}
+		if rerr := netns.Set(orig); rerr != nil {
+			errc <- fmt.Errorf("restore namespace: %w", rerr) // the thread dies locked
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	return <-errc
+}
+
+// newNetns makes a namespace /var/run/netns/dmst-<pid>-r<n>, deleted
+// when the test ends.
+func newNetns(t testing.TB) string {
+	t.Helper()
+	name := fmt.Sprintf("dmst-%d-r%d", os.Getpid(), nsCount.Add(1))
+	if err := onThread("", name, func() error { return nil }); err != nil {
+		t.Fatalf("new netns %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if err := netns.DeleteNamed(name); err != nil {
+			t.Errorf("delete netns %s: %v", name, err)
+		}
+	})
+	return "/var/run/netns/" + name
+}
+
+func inNetns(t testing.TB, path string, f func() error) {
+	t.Helper()
+	if err := onThread(path, "", f); err != nil {
+		t.Fatalf("in %s: %v", path, err)
+	}
+}
+
+// twoTUNs: allocation a (10.77.0.2) in namespace nsA on host A, b
+// (10.77.0.3) in nsB on host B, each on a real TUN.
+func twoTUNs(t *testing.T) (A, B *node, nsA, nsB string) {
+	A, B = newNode(t, nil), newNode(t, nil)
+	connect(t, A, B)
+	tb := table(t, "dep", 1, block, at{"a", 2, A.h.ID()}, at{"b", 3, B.h.ID()})
+	A.r.SetTable(tb)
+	B.r.SetTable(tb)
+	nsA, nsB = newNetns(t), newNetns(t)
+	for _, x := range []struct {
+		n     *node
+		ns    string
+		alloc string
+		addr  string
+	}{{A, nsA, "a", "10.77.0.2/24"}, {B, nsB, "b", "10.77.0.3/24"}} {
+		dev, err := link.OpenTUN(x.ns, "dms0", netipPrefix(x.addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := x.n.r.Attach("dep", x.alloc, dev); err != nil {
+			_ = dev.Close()
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { A.r.Remove("dep"); B.r.Remove("dep") })
+	return A, B, nsA, nsB
+}
+
+// TestPingThroughTUNs pings b from a's namespace (ping(8) in the
+// namespace) and logs the round trips; the packets cross the routers.
+func TestPingThroughTUNs(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("ping"); err != nil {
+		t.Skip("no ping")
+	}
+	_, _, nsA, _ := twoTUNs(t)
+	out, err := exec.Command("ip", "netns", "exec", filepath.Base(nsA), "ping", "-n", "-q", "-c", "200", "-i", "0.002", "-W", "5", "10.77.0.3").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ping: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), " 0% packet loss") {
+		t.Errorf("ping lost packets:\n%s", out)
+	}
+	t.Logf("%s", out)
+}
+
+// TestTCPThroughTUNs sends 32 MiB over TCP from a container-like
+// namespace on host A to one on host B, through real TUNs and the
+// routers, and checks every byte.
+func TestTCPThroughTUNs(t *testing.T) {
+	requireRoot(t)
+	A, B, nsA, nsB := twoTUNs(t)
+
+	var ln net.Listener
+	inNetns(t, nsB, func() (err error) {
+		ln, err = net.Listen("tcp4", "10.77.0.3:5001")
+		return err
+	})
+	defer ln.Close()
+	var conn net.Conn
+	inNetns(t, nsA, func() (err error) {
+		conn, err = net.DialTimeout("tcp4", "10.77.0.3:5001", 10*time.Second)
+		return err
+	})
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	const size = 32 << 20
+	data := make([]byte, 1<<20)
+	_, _ = rand.Read(data)
+	sent, got := sha256.New(), sha256.New()
+	start := time.Now()
+	go func() {
+		defer conn.Close()
+		for n := 0; n < size; n += len(data) {
+			sent.Write(data)
+			if _, err := conn.Write(data); err != nil {
+				return
+			}
+		}
+	}()
+	_ = srv.SetReadDeadline(time.Now().Add(2 * time.Minute))
+	n, err := io.Copy(got, srv)
+	elapsed := time.Since(start)
+	if err != nil || n != size {
+		t.Fatalf("received %d of %d bytes: %v (stats A %v, B %v)", n, size, err, A.r.Stats(), B.r.Stats())
+	}
+	if !bytes.Equal(sent.Sum(nil), got.Sum(nil)) {
+		t.Fatal("the bytes received differ from those sent")
+	}
+	t.Logf("%d MiB in %s: %.0f Mbit/s; A %+v; B %+v", size>>20, elapsed.Round(time.Millisecond),
+		float64(size)*8/elapsed.Seconds()/1e6, A.r.Stats(), B.r.Stats())
+}
