@@ -15,6 +15,7 @@ import (
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/executor/executortest"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/match"
 )
 
 // fakeSubnets records what the allocations ask of the node's subnets.
@@ -197,4 +198,42 @@ func TestSubnetReattach(t *testing.T) {
 			t.Errorf("the subnet was dropped by a restart: %v", subs.seen())
 		}
 	})
+}
+
+// TestNoBidWithoutSubnets: a provider that runs no subnets says why to a
+// request that needs one; one that runs them bids (its offer lists the
+// feature).
+func TestNoBidWithoutSubnets(t *testing.T) {
+	cases := []struct {
+		name     string
+		noSubnet string
+		offered  []string
+		want     string
+	}{
+		{"runs subnets", "", []string{"docker", deployproto.FeatureSubnet}, "bid"},
+		{"runs none", "no /dev/net/tun", []string{"docker"}, deployproto.KindExecutor},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newProvWorld(t)
+			w.prov.cfg.NoSubnet = tc.noSubnet
+			m := w.ledger.Machine()
+			m.Executors = tc.offered
+			w.ledger.SetMachine(m)
+			o := w.orchestrator()
+			req := deployproto.BidRequest{Deployment: fmt.Sprintf("ds%d", i), Orchestrator: o.Handle(), Round: 1, Nodes: []deployproto.NodeRequest{{
+				Name: "job", Request: match.Request{Resources: cores(0.5), Executors: []string{"docker", deployproto.FeatureSubnet}},
+			}}}
+			var reply deployproto.BidReply
+			if err := o.Invoke(context.Background(), w.root, deployproto.BehaviorRequest, req, &reply); err != nil {
+				t.Fatal(err)
+			}
+			if k := kinds([]deployproto.BidReply{reply}); k[0] != tc.want {
+				t.Fatalf("reply %v (%v), want %s", k, reply.NoBids, tc.want)
+			}
+			if tc.noSubnet != "" && !strings.Contains(reply.NoBids[0].Reasons[0], "no subnet here: no /dev/net/tun") {
+				t.Fatalf("reason %q does not say why", reply.NoBids[0].Reasons[0])
+			}
+		})
+	}
 }
