@@ -149,12 +149,18 @@ func startEnv(ctx context.Context, w *World, nodes int, regionList string, laten
 		return repairEnv(ctx, w, h.env)
 	}
 	h.close(w.Feature.T)
+	var settings map[string]string
+	if docker {
+		// A provider killed and started again is back well within it.
+		settings = map[string]string{"orchestrator.lost_after": "10s"}
+	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Minute) // includes waiting for another environment on this machine
 	defer cancel()
 	env, err := featureenv.Start(sctx, featureenv.Config{
 		Regions:            regions,
 		InterRegionLatency: time.Duration(latencyMS) * time.Millisecond,
 		Docker:             docker,
+		Settings:           settings,
 		Logf:               func(format string, args ...any) { envLogf(w.Feature.T, format, args...) },
 	})
 	if errors.Is(err, featureenv.ErrUnsupported) {

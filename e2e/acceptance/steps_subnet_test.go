@@ -311,6 +311,52 @@ func subnetSteps(sc *godog.ScenarioContext) {
 	sc.Step("^\"([a-z0-9-]+)\"(?: of the (first|second) deployment)? runs `(.+)`$", func(ctx context.Context, alloc, which, cmd string) error {
 		return run(ctx, worldOf(ctx), alloc, which, cmd)
 	})
+	sc.Step("^within (\\d+) seconds \"([a-z0-9-]+)\" runs `(.+)`, and its output contains \"([^\"]*)\"$", func(ctx context.Context, secs int, alloc, cmd, want string) error {
+		w := worldOf(ctx)
+		s := subnetRunOf(w)
+		start := time.Now()
+		err := poll.Until(ctx, time.Duration(secs)*time.Second, "an output with "+want, func(ctx context.Context) (bool, error) {
+			if err := run(ctx, w, alloc, "", cmd); err != nil {
+				return false, err
+			}
+			return s.last.Code == 0 && strings.Contains(s.last.Stdout, want), nil
+		})
+		if err != nil {
+			return fmt.Errorf("%w: last %s", err, s.last)
+		}
+		envLogf(w.T, "%s answered after %s", s.lastCmd, time.Since(start).Round(100*time.Millisecond))
+		return nil
+	})
+	sc.Step(`^the provider running "([^"]+)" is killed and started again$`, func(ctx context.Context, alloc string) error {
+		w := worldOf(ctx)
+		env := envOf(w)
+		ctx, cancel := stepCtx(ctx, 2*time.Minute)
+		defer cancel()
+		d, err := status(ctx, w, envRunOf(w).last(w))
+		if err != nil {
+			return err
+		}
+		a, err := w.alloc(d, alloc)
+		if err != nil {
+			return err
+		}
+		n := env.NodeByPeerID(a.Provider)
+		if n == nil {
+			return fmt.Errorf("allocation %s runs on %q, not a node of the environment", alloc, a.Provider)
+		}
+		start := time.Now()
+		if err := env.Kill(ctx, n); err != nil {
+			return err
+		}
+		if err := env.Restart(ctx, n); err != nil {
+			return err
+		}
+		if err := env.Mesh(ctx); err != nil {
+			return err
+		}
+		envLogf(w.T, "%s, which runs %s, killed and back in %s", n.Name, alloc, time.Since(start).Round(100*time.Millisecond))
+		return nil
+	})
 	sc.Step(`^its output contains "([^"]*)"$`, func(ctx context.Context, want string) error {
 		s := subnetRunOf(worldOf(ctx))
 		if s.last.Code != 0 || !strings.Contains(s.last.Stdout, want) {

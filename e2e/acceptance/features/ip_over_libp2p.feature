@@ -179,6 +179,31 @@ Feature: IP over libp2p
     When a genuine packet is written into "source"'s interface, to "sink"
     Then within 10 seconds "sink"'s interface has received a packet
 
+  Scenario: A provider killed and started again gives its running containers their interface again
+    Given the operator has deployed the ensemble:
+      """
+      version: v1
+      network: {subnet: true}
+      allocations:
+        server:
+          type: service
+          executor: docker
+          resources: {cpu: 0.2, ram: 32MiB}
+          execution:
+            image: <busybox>
+            cmd: [sh, -c, "mkdir -p /tmp/www && echo hello-after-the-restart > /tmp/www/index.html && exec httpd -f -p 7000 -h /tmp/www"]
+        client:
+          type: service
+          executor: docker
+          resources: {cpu: 0.2, ram: 32MiB}
+          execution: {image: <busybox>, cmd: [sleep, "3600"]}
+      nodes:
+        back: {allocations: [server], peer: <peer of eu-1>}
+        front: {allocations: [client], peer: <peer of us-1>}
+      """
+    When the provider running "server" is killed and started again
+    Then within 20 seconds "client" runs `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 server.internal 7000`, and its output contains "hello-after-the-restart"
+
   Scenario: After a redeploy the name resolves to the new place
     Given the operator has deployed the ensemble:
       """
@@ -203,7 +228,7 @@ Feature: IP over libp2p
       """
     And "web" runs `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 5 db.internal 7000 | tail -n 1`
     When the environment's node running "db" is killed
-    Then within 30 seconds the operator's deployment runs "db" again on another node
+    Then within 45 seconds the operator's deployment runs "db" again on another node
     And within 15 seconds "web" runs `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 db.internal 7000 | tail -n 1` with an output other than the last
     When "web" resolves "db.internal"
     Then it gets the subnet address of "db"
