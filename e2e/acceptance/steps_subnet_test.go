@@ -372,19 +372,19 @@ func subnetSteps(sc *godog.ScenarioContext) {
 		envLogf(worldOf(ctx).T, "%s: %s", s.lastCmd, s.last)
 		return nil
 	})
-	sc.Step("^within (\\d+) seconds \"([a-z0-9-]+)\" runs `(.+)` with an output other than the last$", func(ctx context.Context, secs int, alloc, cmd string) error {
+	sc.Step("^within (\\d+) seconds \"([a-z0-9-]+)\" runs `(.+)` with an output (other than|the same as) the last$", func(ctx context.Context, secs int, alloc, cmd, how string) error {
 		w := worldOf(ctx)
 		s := subnetRunOf(w)
 		before := strings.TrimSpace(s.last.Stdout)
 		if s.last.Code != 0 || before == "" {
 			return fmt.Errorf("no earlier answer to compare with: %s", s.last)
 		}
-		err := poll.Until(ctx, time.Duration(secs)*time.Second, "another answer than "+before, func(ctx context.Context) (bool, error) {
+		err := poll.Until(ctx, time.Duration(secs)*time.Second, "an answer "+how+" "+before, func(ctx context.Context) (bool, error) {
 			if err := run(ctx, w, alloc, "", cmd); err != nil {
 				return false, err
 			}
 			now := strings.TrimSpace(s.last.Stdout)
-			return s.last.Code == 0 && now != "" && now != before, nil
+			return s.last.Code == 0 && now != "" && (now != before) == (how == "other than"), nil
 		})
 		if err != nil {
 			return fmt.Errorf("%w: last %s", err, s.last)
