@@ -49,4 +49,20 @@ type Status struct {
 	UptimeSec float64           `json:"uptime_sec"`
 	Peers     int               `json:"peers"`
 	Actors    map[string]uint64 `json:"actor_stats,omitempty"`
+	// Subnet is the node's side of the deployments' subnets; absent
+	// when the node runs none.
+	Subnet *SubnetStatus `json:"subnet,omitempty"`
+}
+
+// SubnetStatus counts what a provider's subnet data path did: packets
+// forwarded to other providers, delivered to its allocations, and
+// dropped, by reason ("spoofed": a source address not the sending
+// peer's; "no-route", "gateway", "queue-full", "unauthorized",
+// "malformed").
+type SubnetStatus struct {
+	Deployments int               `json:"deployments"` // with a routing table here
+	Attached    int               `json:"attached"`    // allocations with an interface
+	Forwarded   uint64            `json:"forwarded"`
+	Delivered   uint64            `json:"delivered"`
+	Dropped     map[string]uint64 `json:"dropped,omitempty"`
 }

@@ -133,8 +133,9 @@ func parseRegions(s string) (map[string]int, int, error) {
 }
 
 // startEnv starts the feature's environment, or repairs the one it has
-// when it has the same configuration.
-func startEnv(ctx context.Context, w *World, nodes int, regionList string, latencyMS int) error {
+// when it has the same configuration; with docker, its nodes also run
+// docker workloads (featureenv.Config.Docker).
+func startEnv(ctx context.Context, w *World, nodes int, regionList string, latencyMS int, docker bool) error {
 	regions, total, err := parseRegions(regionList)
 	if err != nil {
 		return err
@@ -143,16 +144,23 @@ func startEnv(ctx context.Context, w *World, nodes int, regionList string, laten
 		return fmt.Errorf("%d nodes, but the regions %s hold %d", nodes, regionList, total)
 	}
 	h := featureValue(w.Feature, "featureenv", newEnvHolder)
-	key := fmt.Sprintf("%s/%d", regionList, latencyMS)
+	key := fmt.Sprintf("%s/%d/%t", regionList, latencyMS, docker)
 	if h.env != nil && h.key == key {
 		return repairEnv(ctx, w, h.env)
 	}
 	h.close(w.Feature.T)
+	var settings map[string]string
+	if docker {
+		// A provider killed and started again is back well within it.
+		settings = map[string]string{"orchestrator.lost_after": "10s"}
+	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Minute) // includes waiting for another environment on this machine
 	defer cancel()
 	env, err := featureenv.Start(sctx, featureenv.Config{
 		Regions:            regions,
 		InterRegionLatency: time.Duration(latencyMS) * time.Millisecond,
+		Docker:             docker,
+		Settings:           settings,
 		Logf:               func(format string, args ...any) { envLogf(w.Feature.T, format, args...) },
 	})
 	if errors.Is(err, featureenv.ErrUnsupported) {
@@ -296,7 +304,7 @@ func invoke(ctx context.Context, w *World, from, to string, timeout time.Duratio
 
 func featureenvSteps(sc *godog.ScenarioContext) {
 	sc.Step(`^a feature environment of (\d+) nodes in the regions ([a-z0-9:, -]+) with (\d+) ms between regions$`, func(ctx context.Context, nodes int, regions string, ms int) error {
-		return startEnv(ctx, worldOf(ctx), nodes, regions, ms)
+		return startEnv(ctx, worldOf(ctx), nodes, regions, ms, false)
 	})
 
 	sc.Step(`^every node of the environment but the operator offers ([\d.]+) CPUs?$`, func(ctx context.Context, cpu string) error {

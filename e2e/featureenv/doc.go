@@ -46,6 +46,18 @@
 // again only when the binary changes; older tags no container uses are
 // removed.
 //
+// # Docker workloads and subnets
+//
+// With Config.Docker every node also runs the docker executor, on this
+// machine's Docker engine (its socket bind-mounted): the workloads are
+// siblings of the nodes' containers, labelled dms.node with their node's
+// peer ID, and removed by Close. Each node's container then shares the
+// host's PID namespace and has /dev/net/tun, CAP_NET_ADMIN, CAP_SYS_ADMIN,
+// CAP_SYS_PTRACE and a writable /proc/sys, so that it can put its
+// workloads on their deployments' subnets (a TUN in each workload's
+// network namespace); a published port is published on this machine
+// (e2e/acceptance/features/ip_over_libp2p.feature).
+//
 // # Regions, latency, loss, partitions
 //
 // Every node is on one Docker network; a region is the set of nodes named

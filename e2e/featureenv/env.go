@@ -71,6 +71,14 @@ type Config struct {
 	Settings map[string]string
 	// Env is extra environment of every node (KEY=VALUE).
 	Env []string
+	// Docker also gives every node the docker executor, on this
+	// machine's Docker engine, and what a subnet needs (docker.go): the
+	// engine's socket, the host's PID namespace (to reach its containers'
+	// network namespaces), /dev/net/tun, CAP_NET_ADMIN, CAP_SYS_ADMIN,
+	// CAP_SYS_PTRACE and a writable /proc/sys. Its workload containers are siblings of the nodes'
+	// (removed by Close, found by the nodes' dms.node labels); a published
+	// port is published on this machine.
+	Docker bool
 	// CPUs and Memory limit each container (defaults 1 core, 512 MiB).
 	CPUs   float64
 	Memory int64
@@ -296,11 +304,18 @@ func (e *Env) initHome(ctx context.Context, bin string, n *Node) error {
 	n.DID, n.UserDID = id.NodeDID, id.UserDID
 	// The API stays on the container's loopback: the environment reaches
 	// it from the container's network namespace.
-	settings := append(devnet.NodeSettings(fmt.Sprintf("/ip4/0.0.0.0/tcp/%d", P2PPort), "127.0.0.1:0", []string{"wasm"}),
+	executors := []string{"wasm"}
+	if e.cfg.Docker {
+		executors = append(executors, "docker")
+	}
+	settings := append(devnet.NodeSettings(fmt.Sprintf("/ip4/0.0.0.0/tcp/%d", P2PPort), "127.0.0.1:0", executors),
 		devnet.Setting{Key: "location.region", Value: n.Region},
 		devnet.Setting{Key: "resources.benchmark_budget", Value: "1s"},
 		devnet.Setting{Key: "orchestrator.lost_after", Value: "4s"},
 	)
+	if e.cfg.Docker {
+		settings = append(settings, dockerSettings()...)
+	}
 	for _, k := range slices.Sorted(maps.Keys(e.cfg.Settings)) {
 		settings = append(settings, devnet.Setting{Key: k, Value: e.cfg.Settings[k]})
 	}
@@ -315,7 +330,7 @@ func (e *Env) initHome(ctx context.Context, bin string, n *Node) error {
 func (e *Env) startNode(ctx context.Context, n *Node, extra []string) error {
 	pids := int64(512)
 	env := append([]string{"DMS_PASSPHRASE=" + Passphrase}, e.cfg.Env...)
-	_, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+	opts := client.ContainerCreateOptions{
 		Name: n.container,
 		Config: &container.Config{
 			Image:    e.image,
@@ -334,7 +349,13 @@ func (e *Env) startNode(ctx context.Context, n *Node, extra []string) error {
 			},
 		},
 		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{e.netID: {}}},
-	})
+	}
+	if e.cfg.Docker {
+		if err := withDocker(opts.HostConfig); err != nil {
+			return fmt.Errorf("%s: %w", n.Name, err)
+		}
+	}
+	_, err := e.cli.ContainerCreate(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("%s: create container: %w", n.Name, err)
 	}
@@ -646,6 +667,9 @@ func (e *Env) Close() error {
 	defer cancel()
 	e.shaper.close()
 	err := removeRun(ctx, e.cli, e.run)
+	if e.cfg.Docker {
+		err = errors.Join(err, e.removeWorkloads(ctx))
+	}
 	if e.dir != "" {
 		if rerr := os.RemoveAll(e.dir); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("remove %s: %w", e.dir, rerr))

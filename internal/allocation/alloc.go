@@ -120,6 +120,12 @@ func (a *alloc) transition(state deployproto.AllocationState, msg string, fn fun
 	a.persist()
 	a.poke()
 	a.m.log.Info("allocation state", "allocation_id", a.id(), "state", state, "message", msg)
+	if state.Terminal() {
+		a.leaveSubnet()
+		if _, ok := subnetOf(&a.rec.Spec); ok { // Spec never changes
+			a.m.dropSubnetIfDone(a.rec.Deployment)
+		}
+	}
 	return true
 }
 

@@ -144,6 +144,25 @@
 // kept, to the deployment's orchestrator or the user who deployed it;
 // anyone else gets actor.CodeDenied.
 //
+// # Subnets
+//
+// An allocation whose spec has a subnet address (its deployment's
+// network.subnet) joins the deployment's subnet through Config.Subnets
+// (the node wires it to subnet/router and subnet/link): at every start
+// the executor's spec gets executor.Subnet hooks (docker calls
+// AttachNetns in the new container's network namespace, which creates
+// its interface dms0), when a run ends the allocation leaves the subnet,
+// and once no allocation of the deployment on this node may run any more
+// (all ended, by a shutdown, or removed, by a revert or a stale copy's
+// stop) the deployment's subnet is dropped here (its routing table, in
+// use and stored). After a node restart, a re-attached instance is put
+// back on the subnet by an executor implementing executor.SubnetAttacher, else
+// restarted at once. A node without Subnets, and a wasm allocation
+// (WASI preview 1 has no sockets), refuse a subnet address at Create;
+// vm guests cannot join one yet (planned). The Provider does not bid for
+// a request that needs deployproto.FeatureSubnet when the node runs no
+// subnets (ProviderConfig.NoSubnet says why).
+//
 // # Fencing
 //
 // An allocation that has not ended and has had no acknowledgement of a

@@ -46,6 +46,8 @@ type harness struct {
 
 	specMu sync.Mutex
 	specs  []executor.Spec // guarded by specMu: what the fake executor was asked to start
+
+	subnets Subnets // given to the managers made from now on
 }
 
 // inBubble runs f with a fresh harness inside a synctest bubble.
@@ -162,6 +164,7 @@ func (h *harness) newManager(executors map[ensemble.Executor]executor.Executor) 
 		DataDir:   h.dataDir,
 		Heartbeat: time.Second,
 		Logger:    testLogger(),
+		Subnets:   h.subnets,
 	})
 	if err != nil {
 		h.t.Fatal(err)

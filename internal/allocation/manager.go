@@ -67,6 +67,11 @@ type Config struct {
 	ResultsDir       string
 	ResultsRetention time.Duration
 
+	// Subnets puts allocations with a subnet address on their
+	// deployment's subnet (subnet.go); nil: this node runs no subnets,
+	// and such allocations are refused.
+	Subnets Subnets
+
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -424,11 +429,15 @@ func (m *Manager) remove(ctx context.Context, a *alloc, grace time.Duration) err
 	}
 	rec := a.record()
 	a.removeInstances(context.WithoutCancel(ctx), rec.InstanceID)
+	a.leaveSubnet()
 	m.mu.Lock()
 	if m.allocs[rec.ID] == a {
 		delete(m.allocs, rec.ID)
 	}
 	m.mu.Unlock()
+	if _, ok := subnetOf(&rec.Spec); ok {
+		m.dropSubnetIfDone(rec.Deployment)
+	}
 	relErr := m.releaseIfDone(rec.Reservation)
 	a.saveMu.Lock()
 	a.deleted = true

@@ -52,7 +52,11 @@ type ProviderConfig struct {
 	// Latencies returns the measured round trips to connected peers (nil:
 	// none known).
 	Latencies func() map[string]time.Duration
-	Logger    *slog.Logger
+	// NoSubnet says why this node runs no subnets ("" when it does): a
+	// request that needs deployproto.FeatureSubnet gets it as the reason
+	// of its NoBid.
+	NoSubnet string
+	Logger   *slog.Logger
 }
 
 // Provider is a node's side of the deployment protocol (package
@@ -167,6 +171,11 @@ func (p *Provider) answer(m *actor.Message, dryRun bool) (any, error) {
 		}
 		if err := nr.Request.Validate(); err != nil {
 			reply.NoBids = append(reply.NoBids, deployproto.NoBid{Node: nr.Name, Kind: deployproto.KindInvalid, Reasons: []string{err.Error()}})
+			continue
+		}
+		if p.cfg.NoSubnet != "" && slices.Contains(nr.Request.Executors, deployproto.FeatureSubnet) {
+			reply.NoBids = append(reply.NoBids, deployproto.NoBid{Node: nr.Name, Kind: deployproto.KindExecutor,
+				Reasons: []string{"no subnet here: " + p.cfg.NoSubnet}})
 			continue
 		}
 		if r := match.Score(current, nr.Request); !r.Eligible {

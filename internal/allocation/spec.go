@@ -153,6 +153,9 @@ func (m *Manager) checkSpec(s *deployproto.AllocationSpec) error {
 	if s.Timeout < 0 {
 		bad("timeout: negative (%s)", s.Timeout)
 	}
+	if err := m.checkSubnet(s); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -267,6 +270,9 @@ func (a *alloc) buildSpec(files map[string]string) (executor.Spec, error) {
 	for _, name := range slices.Sorted(maps.Keys(s.Volumes)) {
 		v := s.Volumes[name]
 		spec.Mounts = append(spec.Mounts, executor.Mount{Source: a.volumeDir(name), Target: v.Path, ReadOnly: readOnly(v)})
+	}
+	if err := a.joinSubnet(&rec, &spec); err != nil {
+		return executor.Spec{}, err
 	}
 	return spec, nil
 }

@@ -99,6 +99,15 @@ func (a *alloc) supervise(ctx context.Context, p runPlan) {
 					break
 				}
 			}
+			if p.attach != "" {
+				if err := a.reattachSubnet(ctx, id); err != nil && ctx.Err() == nil {
+					// Without its interface the instance is cut off from
+					// the subnet: a new run gets one.
+					a.m.log.Warn("subnet re-attach", "allocation_id", a.id(), "instance", id, "err", err)
+					a.dmsLine("%v: restarting the instance", err)
+					a.killRun(id, err.Error(), true)
+				}
+			}
 			var ok bool
 			if res, ok = a.runInstance(ctx, id, p.attach == ""); !ok {
 				return
@@ -296,6 +305,8 @@ func (a *alloc) runInstance(ctx context.Context, id string, fresh bool) (res exe
 		}
 		res, err = a.stopInstance(id)
 	}
+	// The instance has ended: its subnet interface goes with it.
+	a.leaveSubnet()
 	stopHealth()
 	<-healthDone
 	stopSync()

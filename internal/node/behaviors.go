@@ -53,7 +53,7 @@ func (n *Node) addBehaviors() error {
 }
 
 func (n *Node) status() api.Status {
-	return api.Status{
+	s := api.Status{
 		PeerID:    n.host.ID(),
 		DID:       string(n.cfg.Key.DID()),
 		Version:   n.cfg.Version,
@@ -61,6 +61,10 @@ func (n *Node) status() api.Status {
 		Peers:     len(n.host.Peers()),
 		Actors:    n.sys.Stats(),
 	}
+	if sn := n.subnetsRunning(); sn != nil {
+		s.Subnet = sn.status()
+	}
+	return s
 }
 
 // nodeInfo implements apiserver.NodeService.

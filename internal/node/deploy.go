@@ -56,11 +56,19 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		return nil, err
 	}
 	data := filepath.Join(n.cfg.Home, "data")
+	stopSubnets := n.startSubnets()
 	execs, closeExecs, err := n.executors(data)
 	if err != nil {
+		stopSubnets()
 		return nil, err
 	}
 	n.offerOnly(execs)
+	if n.subnets != nil {
+		// The executors' shutdown leaves the containers running: their
+		// interfaces close with the data path.
+		closeWithout := closeExecs
+		closeExecs = func() { closeWithout(); stopSubnets() }
+	}
 	acfg := allocation.Config{
 		System:    n.sys,
 		Executors: execs,
@@ -75,6 +83,9 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		// Checked at start (moreExecutors) when the vm executor runs.
 		DefaultKernel: c.Executor.VM.Kernel,
 		ResultsDir:    filepath.Join(data, "results"),
+	}
+	if n.subnets != nil {
+		acfg.Subnets = n.subnets
 	}
 	if err := n.storageConfig(c.Storage, &acfg); err != nil {
 		closeExecs()
@@ -92,6 +103,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		ReservedSharePerPeer: c.Orchestrator.ReservedSharePerPeer,
 		Logger:               n.log,
 		Latencies:            n.latencies,
+		NoSubnet:             n.noSubnet,
 	})
 	if err := provider.Register(); err != nil {
 		closeExecs()
@@ -123,6 +135,10 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 	probeCtx, stopProbe := context.WithCancel(context.Background())
 	probed := make(chan struct{})
 	go func() { defer close(probed); n.probeLatencies(probeCtx) }()
+	n.addSubnetBehavior()
+	if err := n.loadSubnets(); err != nil {
+		n.log.Error("restore routing tables", "err", err)
+	}
 	if err := n.allocs.Resume(ctx); err != nil {
 		n.log.Error("resume allocations", "err", err)
 	}

@@ -19,9 +19,11 @@
 //  4. p2p, actor    the libp2p host (TCP, QUIC, discovery, gossip), the actor
 //     runtime on it and the node's root actor with its behaviors
 //     (startNetwork, addResourceBehaviors)
-//  5. orchestration the executors, the allocation manager and the provider
-//     (allocation), the orchestrator service; what an earlier run left is
-//     resumed (startOrchestration)
+//  5. orchestration the subnet data path (when the machine can run it:
+//     startSubnets), the executors, the allocation manager and the
+//     provider (allocation), the orchestrator service; what an earlier
+//     run left is resumed (startOrchestration), the stored routing tables
+//     before the allocations
 //  6. apiserver     the REST API on loopback; <home>/api.addr is written once
 //     it listens
 //
@@ -102,6 +104,11 @@ type Node struct {
 	// and Bid/Reserve/Commit/Release for the orchestration.
 	resources *resource.Ledger
 	res       resourceRuntime
+
+	// subnets is the provider side of the deployments' subnets
+	// (subnet.go), nil when this node runs none: noSubnet says why.
+	subnets  *subnets
+	noSubnet string
 }
 
 // Run starts the node and blocks until ctx is cancelled, then shuts down.

@@ -409,11 +409,17 @@ func (n *Node) addResourceBehaviors() {
 }
 
 // withFeatures adds to a list of executors the features the configuration
-// gives them (deployproto.FeatureVMKernel), sorted.
+// gives them (deployproto.FeatureVMKernel) and the subnets, when they run
+// (deployproto.FeatureSubnet), sorted.
 func (n *Node) withFeatures(execs []string) []string {
 	if slices.Contains(execs, resource.ExecutorVM) && n.cfg.Config.Executor.VM.Kernel != "" &&
 		!slices.Contains(execs, deployproto.FeatureVMKernel) {
 		execs = append(execs, deployproto.FeatureVMKernel)
+	}
+	// A subnet puts docker containers on it (vm guests: planned).
+	if n.subnetsRunning() != nil && slices.Contains(execs, resource.ExecutorDocker) &&
+		!slices.Contains(execs, deployproto.FeatureSubnet) {
+		execs = append(execs, deployproto.FeatureSubnet)
 	}
 	sort.Strings(execs)
 	return execs

@@ -264,6 +264,10 @@ func (h *Host) Self() string { return h.host.ID().String() }
 // ID returns this host's peer ID (the same as Self).
 func (h *Host) ID() string { return h.host.ID().String() }
 
+// Libp2p returns the libp2p host, for protocols of other packages (the
+// subnet data path registers its stream handler on it).
+func (h *Host) Libp2p() host.Host { return h.host }
+
 // SetLinkHandler registers the function called with every link a peer
 // opens. Links opened before it is set are refused.
 func (h *Host) SetLinkHandler(fn func(actor.Link)) {

@@ -1,0 +1,162 @@
+//go:build integration && linux
+
+package node
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/dmsnet/dms/internal/ensemble"
+	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/poll"
+	"github.com/dmsnet/dms/internal/store"
+	"github.com/dmsnet/dms/internal/subnet"
+)
+
+// Two nodes with the real data path (router, DNS, TUNs in network
+// namespaces this test makes): a routing table from the orchestrator,
+// an allocation's namespace on each, ping across; then one node's data
+// path restarts, restores the stored table and re-attaches.
+
+var nsSeq atomic.Int64
+
+// newTestNetns makes /var/run/netns/dmst-<pid>-p<n>, deleted at the end.
+func newTestNetns(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("dmst-%d-p%d", os.Getpid(), nsSeq.Add(1))
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.NewNamed(name)
+		if err == nil {
+			ns.Close()
+		}
+		if rerr := netns.Set(orig); rerr != nil {
+			errc <- rerr // the thread dies locked
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		t.Fatalf("new netns %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if err := netns.DeleteNamed(name); err != nil {
+			t.Errorf("delete netns %s: %v", name, err)
+		}
+	})
+	return "/var/run/netns/" + name
+}
+
+// withSubnets gives a test node a store and its data path.
+func withSubnets(t *testing.T, n *testNode, db *store.DB, orch identity.DID) {
+	t.Helper()
+	n.db = db
+	n.subnets, n.noSubnet = nil, ""
+	stop := n.startSubnets()
+	if n.subnets == nil {
+		t.Fatalf("no subnets: %s", n.noSubnet)
+	}
+	n.subnets.orchestrators = func(string) []identity.DID { return []identity.DID{orch} }
+	t.Cleanup(stop)
+}
+
+func pingFrom(t *testing.T, ns string, to netip.Addr) {
+	t.Helper()
+	var out []byte
+	err := poll.Until(context.Background(), 20*time.Second, "a ping across the subnet", func(ctx context.Context) (bool, error) {
+		var err error
+		out, err = exec.CommandContext(ctx, "ip", "netns", "exec", filepath.Base(ns), "ping", "-n", "-c", "1", "-W", "1", to.String()).CombinedOutput()
+		return err == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+}
+
+func TestSubnetTwoNodes(t *testing.T) {
+	if why := subnetSupport(); why != "" {
+		t.Skip(why)
+	}
+	if _, err := exec.LookPath("ping"); err != nil {
+		t.Skip("no ping")
+	}
+	A, B := newTestNode(t, nil), newTestNode(t, nil)
+	A.connect(t, B)
+	orch := mustKey(t)
+	dbs := map[*testNode]*store.DB{}
+	for _, n := range []*testNode{A, B} {
+		db, err := store.Open(filepath.Join(t.TempDir(), "dms.db"), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		dbs[n] = db
+		withSubnets(t, n, db, orch.DID())
+	}
+	block := netip.MustParsePrefix("10.77.0.0/24")
+	a, b := netip.MustParsePrefix("10.77.0.2/24"), netip.MustParsePrefix("10.77.0.3/24")
+	signed, err := subnet.Table{Deployment: "dep", Version: 1, Subnet: block, Routes: []subnet.Route{
+		{Allocation: "a", Addr: a.Addr(), Peer: A.host.ID()},
+		{Allocation: "b", Addr: b.Addr(), Peer: B.host.ID()},
+	}}.Sign(orch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*testNode{A, B} {
+		w := &subnetWorld{s: n.subnets}
+		if err := w.send(orch, "dep", signed); err != nil {
+			t.Fatalf("table to %s: %v", n.host.ID(), err)
+		}
+	}
+	nsA, nsB := newTestNetns(t), newTestNetns(t)
+	attach := func(n *testNode, ns, alloc string, addr netip.Prefix) {
+		t.Helper()
+		sub, err := n.subnets.Join("dep", alloc, addr, ensemble.Docker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sub.AttachNetns(context.Background(), ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	attach(A, nsA, "a", a)
+	attach(B, nsB, "b", b)
+	pingFrom(t, nsA, b.Addr())
+	if st := A.status().Subnet; st == nil || st.Forwarded == 0 || st.Attached != 1 || st.Deployments != 1 {
+		t.Errorf("A's status after the ping: %+v, want packets forwarded, one attached, one deployment", st)
+	}
+
+	// B's data path restarts (the node restarted): the table comes back
+	// from the store, b is attached again, the ping goes through again.
+	if err := B.subnets.close(); err != nil {
+		t.Fatal(err)
+	}
+	withSubnets(t, B, dbs[B], orch.DID())
+	// As at a start with b's allocation in the store.
+	if err := B.subnets.load(map[string][]identity.DID{"dep": {orch.DID()}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := B.subnets.status(); st.Deployments != 1 {
+		t.Fatalf("B's table was not restored from the store: %+v", st)
+	}
+	attach(B, nsB, "b", b)
+	pingFrom(t, nsA, b.Addr())
+}

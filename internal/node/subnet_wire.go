@@ -1,0 +1,39 @@
+//go:build linux
+
+package node
+
+import (
+	"errors"
+
+	"github.com/dmsnet/dms/internal/subnet/dns"
+	"github.com/dmsnet/dms/internal/subnet/link"
+	"github.com/dmsnet/dms/internal/subnet/router"
+)
+
+// newDataPath builds the subnet data path on the node's libp2p host: the
+// router (subnet/router), its DNS (subnet/dns, default configuration: the
+// provider's resolvers) and TUN interfaces in containers (subnet/link).
+func (n *Node) newDataPath() (*subnets, error) {
+	d, err := dns.New(dns.Config{})
+	if err != nil {
+		return nil, err
+	}
+	r, err := router.New(router.Config{Host: n.host.Libp2p(), Log: n.log, DNS: d})
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	stats := func() pathStats {
+		st := r.Stats()
+		return pathStats{Forwarded: st.Forwarded, Delivered: st.Delivered, Dropped: st.Dropped}
+	}
+	return newSubnets(n.log, n.db, withDNS{r, d}, stats, link.OpenTUN), nil
+}
+
+// withDNS is the router, whose Close also closes its DNS server.
+type withDNS struct {
+	*router.Router
+	dns *dns.Server
+}
+
+func (w withDNS) Close() error { return errors.Join(w.Router.Close(), w.dns.Close()) }
