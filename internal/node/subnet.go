@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 
@@ -66,6 +67,10 @@ type subnets struct {
 	// openTUN creates the allocation's interface in a network namespace
 	// (link.OpenTUN).
 	openTUN func(netns, name string, addr netip.Prefix) (subnet.Device, error)
+	// openGuest makes a VM guest's link: the file QEMU's virtio-net
+	// device uses and the device the data path reads (link.GuestPair);
+	// nil when this node cannot.
+	openGuest func(addr netip.Prefix, gateway netip.Addr) (*os.File, subnet.Device, error)
 	// orchestrators returns the orchestrators of the deployment's
 	// allocations here (allocation.Manager.Orchestrators).
 	orchestrators func(deployment string) []identity.DID
@@ -84,7 +89,8 @@ func newSubnets(log *slog.Logger, db *store.DB, path dataPath, stats func() path
 }
 
 // Join implements allocation.Subnets: a docker container gets a TUN in
-// its namespace, joined to the data path.
+// its namespace, a vm guest a socket to its virtio-net device, each
+// joined to the data path.
 func (s *subnets) Join(deployment, alloc string, addr netip.Prefix, kind ensemble.Executor) (*executor.Subnet, error) {
 	sub := &executor.Subnet{Addr: addr, DNS: subnet.Gateway(addr.Masked())}
 	switch kind {
@@ -93,7 +99,12 @@ func (s *subnets) Join(deployment, alloc string, addr netip.Prefix, kind ensembl
 			return s.attach(deployment, alloc, netns, addr)
 		}
 	case ensemble.VM:
-		return nil, errors.New("vm guests cannot join a subnet yet (planned): run the allocation with the docker executor")
+		if s.openGuest == nil {
+			return nil, errors.New("vm guests cannot join a subnet on this node")
+		}
+		sub.OpenGuest = func(ctx context.Context) (*os.File, error) {
+			return s.attachGuest(deployment, alloc, addr)
+		}
 	default:
 		return nil, fmt.Errorf("the %s executor cannot join a subnet", kind)
 	}
@@ -107,6 +118,25 @@ func (s *subnets) attach(deployment, alloc, netns string, addr netip.Prefix) err
 	if err != nil {
 		return fmt.Errorf("subnet interface of %s: %w", alloc, err)
 	}
+	return s.join(deployment, alloc, addr, dev)
+}
+
+// attachGuest makes a VM guest's link and joins it to the data path; it
+// returns QEMU's end.
+func (s *subnets) attachGuest(deployment, alloc string, addr netip.Prefix) (*os.File, error) {
+	f, dev, err := s.openGuest(addr, subnet.Gateway(addr.Masked()))
+	if err != nil {
+		return nil, fmt.Errorf("subnet link of %s: %w", alloc, err)
+	}
+	if err := s.join(deployment, alloc, addr, dev); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// join joins the allocation's device to the data path, or closes it.
+func (s *subnets) join(deployment, alloc string, addr netip.Prefix, dev subnet.Device) error {
 	if err := s.path.Attach(deployment, alloc, dev); err != nil {
 		dev.Close()
 		return fmt.Errorf("subnet of %s: %w", alloc, err)

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -331,8 +333,34 @@ func TestSubnetJoinLeaveDrop(t *testing.T) {
 	if !w.devs[0].isClosed() {
 		t.Error("the interface is open after Leave")
 	}
-	if _, err := w.s.Join("d1", "vm1", addr, ensemble.VM); err == nil || !strings.Contains(err.Error(), "vm guests cannot join a subnet yet") {
-		t.Errorf("Join of a vm = %v, want a refusal saying vm guests cannot yet", err)
+	if _, err := w.s.Join("d1", "vm1", addr, ensemble.VM); err == nil || !strings.Contains(err.Error(), "vm guests cannot join a subnet on this node") {
+		t.Errorf("Join of a vm without guest links = %v, want a refusal", err)
+	}
+	// A vm guest: QEMU gets one end, the data path the device.
+	w.s.openGuest = func(a netip.Prefix, gw netip.Addr) (*os.File, subnet.Device, error) {
+		if a != addr || gw != netip.MustParseAddr("10.77.0.1") {
+			return nil, nil, fmt.Errorf("openGuest(%s, %s)", a, gw)
+		}
+		d := &fakeDev{}
+		w.devs = append(w.devs, d)
+		f, err := os.Open(os.DevNull) // QEMU's end
+		return f, d, err
+	}
+	vm, err := w.s.Join("d1", "db", addr, ensemble.VM)
+	if err != nil || vm.OpenGuest == nil || vm.AttachNetns != nil {
+		t.Fatalf("Join of a vm = %+v, %v; want OpenGuest only", vm, err)
+	}
+	f, err := vm.OpenGuest(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if st := w.s.status(); st.Attached != 1 {
+		t.Errorf("status after the guest joined: %+v", st)
+	}
+	w.s.Leave("d1", "db")
+	if !w.devs[len(w.devs)-1].isClosed() {
+		t.Error("the guest's device is open after Leave")
 	}
 	if _, err := w.s.Join("d1", "w", addr, ensemble.Wasm); err == nil {
 		t.Error("Join of a wasm allocation succeeded")

@@ -27,7 +27,9 @@ func (n *Node) newDataPath() (*subnets, error) {
 		st := r.Stats()
 		return pathStats{Forwarded: st.Forwarded, Delivered: st.Delivered, Dropped: st.Dropped}
 	}
-	return newSubnets(n.log, n.db, withDNS{r, d}, stats, link.OpenTUN), nil
+	s := newSubnets(n.log, n.db, withDNS{r, d}, stats, link.OpenTUN)
+	s.openGuest = link.GuestPair
+	return s, nil
 }
 
 // withDNS is the router, whose Close also closes its DNS server.
