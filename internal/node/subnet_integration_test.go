@@ -4,66 +4,24 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/poll"
 	"github.com/dmsnet/dms/internal/store"
 	"github.com/dmsnet/dms/internal/subnet"
+	"github.com/dmsnet/dms/internal/subnet/subnettest"
 )
 
 // Two nodes with the real data path (router, DNS, TUNs in network
 // namespaces this test makes): a routing table from the orchestrator,
 // an allocation's namespace on each, ping across; then one node's data
 // path restarts, restores the stored table and re-attaches.
-
-var nsSeq atomic.Int64
-
-// newTestNetns makes /var/run/netns/dmst-<pid>-p<n>, deleted at the end.
-func newTestNetns(t *testing.T) string {
-	t.Helper()
-	name := fmt.Sprintf("dmst-%d-p%d", os.Getpid(), nsSeq.Add(1))
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.NewNamed(name)
-		if err == nil {
-			ns.Close()
-		}
-		if rerr := netns.Set(orig); rerr != nil {
-			errc <- rerr // the thread dies locked
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
-		t.Fatalf("new netns %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("delete netns %s: %v", name, err)
-		}
-	})
-	return "/var/run/netns/" + name
-}
 
 // withSubnets gives a test node a store and its data path.
 func withSubnets(t *testing.T, n *testNode, db *store.DB, orch identity.DID) {
@@ -126,7 +84,7 @@ func TestSubnetTwoNodes(t *testing.T) {
 			t.Fatalf("table to %s: %v", n.host.ID(), err)
 		}
 	}
-	nsA, nsB := newTestNetns(t), newTestNetns(t)
+	nsA, nsB := subnettest.NewNetns(t), subnettest.NewNetns(t)
 	attach := func(n *testNode, ns, alloc string, addr netip.Prefix) {
 		t.Helper()
 		sub, err := n.subnets.Join("dep", alloc, addr, ensemble.Docker)

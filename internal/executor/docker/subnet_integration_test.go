@@ -23,6 +23,7 @@ import (
 	"github.com/dmsnet/dms/internal/executor/docker"
 	"github.com/dmsnet/dms/internal/subnet"
 	"github.com/dmsnet/dms/internal/subnet/link"
+	"github.com/dmsnet/dms/internal/subnet/subnettest"
 )
 
 var (
@@ -160,47 +161,7 @@ func (g *gateway) answer(p []byte) []byte {
 	if err != nil {
 		return nil
 	}
-	return udpPacket(netip.AddrPortFrom(subnetGW, 53), from, out)
-}
-
-func udpPacket(src, dst netip.AddrPort, data []byte) []byte {
-	p := make([]byte, 28+len(data))
-	p[0] = 0x45
-	binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
-	p[8] = 64
-	p[9] = 17
-	s, d := src.Addr().As4(), dst.Addr().As4()
-	copy(p[12:], s[:])
-	copy(p[16:], d[:])
-	binary.BigEndian.PutUint16(p[10:], csum(p[:20], 0))
-	u := p[20:]
-	binary.BigEndian.PutUint16(u[0:], src.Port())
-	binary.BigEndian.PutUint16(u[2:], dst.Port())
-	binary.BigEndian.PutUint16(u[4:], uint16(len(u)))
-	copy(u[8:], data)
-	pseudo := uint32(17 + len(u))
-	for i := 12; i < 20; i += 2 {
-		pseudo += uint32(binary.BigEndian.Uint16(p[i:]))
-	}
-	c := csum(u, pseudo)
-	if c == 0 {
-		c = 0xffff
-	}
-	binary.BigEndian.PutUint16(u[6:], c)
-	return p
-}
-
-func csum(b []byte, sum uint32) uint16 {
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
+	return subnettest.UDP(subnetGW, from.Addr(), 53, from.Port(), out)
 }
 
 func execIn(t *testing.T, ex *docker.Executor, id string, cmd ...string) string {

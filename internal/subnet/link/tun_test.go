@@ -16,7 +16,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,98 +24,10 @@ import (
 
 	"github.com/dmsnet/dms/internal/subnet"
 	"github.com/dmsnet/dms/internal/subnet/link"
+	"github.com/dmsnet/dms/internal/subnet/subnettest"
 )
 
 const ifname = "dms0"
-
-var nsCount atomic.Int64
-
-// requireRoot skips unless the test can make namespaces and TUNs.
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, TUN)")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skipf("no TUN support: %v", err)
-	}
-}
-
-// newNetns makes a network namespace bound at /var/run/netns/dmst-<pid>-<n>
-// and returns its path; it is deleted when the test ends.
-func newNetns(t testing.TB) string {
-	t.Helper()
-	name := fmt.Sprintf("dmst-%d-%d", os.Getpid(), nsCount.Add(1))
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.NewNamed(name)
-		if err == nil {
-			ns.Close()
-		}
-		if rerr := netns.Set(orig); rerr != nil {
-			errc <- fmt.Errorf("restore namespace: %w", rerr) // the thread dies locked
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
-		t.Fatalf("new netns %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("delete netns %s: %v", name, err)
-		}
-	})
-	return "/var/run/netns/" + name
-}
-
-// inNetns runs f on a thread inside the namespace at path. Sockets f opens
-// stay in that namespace.
-func inNetns(t testing.TB, path string, f func() error) {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromPath(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		err = f()
-		if rerr := netns.Set(orig); rerr != nil {
-			errc <- fmt.Errorf("restore namespace: %w", rerr)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
-		t.Fatalf("in %s: %v", path, err)
-	}
-}
 
 func handle(t testing.TB, path string) *netlink.Handle {
 	t.Helper()
@@ -192,52 +103,9 @@ func (r *reader) next(t testing.TB, match func(p []byte) bool) []byte {
 	}
 }
 
-// ipv4 builds an IPv4 packet with a correct header checksum.
-func ipv4(proto byte, src, dst netip.Addr, payload []byte) []byte {
-	p := make([]byte, 20+len(payload))
-	p[0] = 0x45
-	binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
-	p[8] = 64
-	p[9] = proto
-	s, d := src.As4(), dst.As4()
-	copy(p[12:], s[:])
-	copy(p[16:], d[:])
-	binary.BigEndian.PutUint16(p[10:], checksum(p[:20], 0))
-	copy(p[20:], payload)
-	return p
-}
-
-func udp4(src, dst netip.AddrPort, data []byte) []byte {
-	u := make([]byte, 8+len(data))
-	binary.BigEndian.PutUint16(u[0:], src.Port())
-	binary.BigEndian.PutUint16(u[2:], dst.Port())
-	binary.BigEndian.PutUint16(u[4:], uint16(len(u)))
-	copy(u[8:], data)
-	s, d := src.Addr().As4(), dst.Addr().As4()
-	var pseudo uint32
-	for _, w := range [][]byte{s[:2], s[2:], d[:2], d[2:]} {
-		pseudo += uint32(binary.BigEndian.Uint16(w))
-	}
-	pseudo += 17 + uint32(len(u))
-	c := checksum(u, pseudo)
-	if c == 0 {
-		c = 0xffff
-	}
-	binary.BigEndian.PutUint16(u[6:], c)
-	return ipv4(17, src.Addr(), dst.Addr(), u)
-}
-
-func checksum(b []byte, sum uint32) uint16 {
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
+// udpAP is subnettest.UDP between two address-ports.
+func udpAP(src, dst netip.AddrPort, data []byte) []byte {
+	return subnettest.UDP(src.Addr(), dst.Addr(), src.Port(), dst.Port(), data)
 }
 
 func src4(p []byte) netip.Addr { return netip.AddrFrom4([4]byte(p[12:16])) }
@@ -256,8 +124,8 @@ func write(t testing.TB, dev subnet.Device, pkts ...[]byte) {
 }
 
 func TestOpenTUNConfigures(t *testing.T) {
-	requireRoot(t)
-	ns := newNetns(t)
+	subnettest.RequireRoot(t)
+	ns := subnettest.NewNetns(t)
 	dev := openTUN(t, ns, "10.77.0.2/24")
 	if dev.BatchSize() < 1 {
 		t.Errorf("BatchSize = %d", dev.BatchSize())
@@ -311,13 +179,13 @@ func TestOpenTUNConfigures(t *testing.T) {
 // subnet address is read from the device with the right source; a packet
 // written to the device reaches a socket in the namespace.
 func TestUDPBothWays(t *testing.T) {
-	requireRoot(t)
-	ns := newNetns(t)
+	subnettest.RequireRoot(t)
+	ns := subnettest.NewNetns(t)
 	dev := openTUN(t, ns, "10.77.0.2/24")
 	r := newReader(dev)
 
 	var conn *net.UDPConn
-	inNetns(t, ns, func() (err error) {
+	subnettest.InNetns(t, ns, func() (err error) {
 		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 77, 0, 2), Port: 4000})
 		return err
 	})
@@ -339,7 +207,7 @@ func TestUDPBothWays(t *testing.T) {
 	// Into the namespace, several in one batch.
 	var pkts [][]byte
 	for i := range 3 {
-		pkts = append(pkts, udp4(peer, netip.MustParseAddrPort("10.77.0.2:4000"), fmt.Appendf(nil, "from the subnet %d", i)))
+		pkts = append(pkts, udpAP(peer, netip.MustParseAddrPort("10.77.0.2:4000"), fmt.Appendf(nil, "from the subnet %d", i)))
 	}
 	write(t, dev, pkts...)
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -361,18 +229,18 @@ func TestUDPBothWays(t *testing.T) {
 // TestPing: an ICMP echo request sent in the namespace is read from the
 // device; the reply written to the device reaches the pinger.
 func TestPing(t *testing.T) {
-	requireRoot(t)
-	ns := newNetns(t)
+	subnettest.RequireRoot(t)
+	ns := subnettest.NewNetns(t)
 	dev := openTUN(t, ns, "10.77.0.2/24")
 	r := newReader(dev)
 	var conn net.PacketConn
-	inNetns(t, ns, func() (err error) {
+	subnettest.InNetns(t, ns, func() (err error) {
 		conn, err = net.ListenPacket("ip4:icmp", "10.77.0.2")
 		return err
 	})
 	defer conn.Close()
 	echo := []byte{8, 0, 0, 0, 0x12, 0x34, 0, 1, 'd', 'm', 's'}
-	binary.BigEndian.PutUint16(echo[2:], checksum(echo, 0))
+	binary.BigEndian.PutUint16(echo[2:], subnettest.Checksum(echo, 0))
 	if _, err := conn.WriteTo(echo, &net.IPAddr{IP: net.IPv4(10, 77, 0, 9)}); err != nil {
 		t.Fatal(err)
 	}
@@ -383,8 +251,8 @@ func TestPing(t *testing.T) {
 	reply := bytes.Clone(p[20:])
 	reply[0] = 0
 	reply[2], reply[3] = 0, 0
-	binary.BigEndian.PutUint16(reply[2:], checksum(reply, 0))
-	write(t, dev, ipv4(1, dst4(p), src4(p), reply))
+	binary.BigEndian.PutUint16(reply[2:], subnettest.Checksum(reply, 0))
+	write(t, dev, subnettest.IPv4(dst4(p), src4(p), subnettest.ProtoICMP, reply))
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	buf := make([]byte, 1500)
 	n, from, err := conn.ReadFrom(buf)
@@ -399,8 +267,8 @@ func TestPing(t *testing.T) {
 // TestCloseRemoves: closing the device removes the interface, ends a
 // blocked Read, and a new TUN of the same name can then be opened.
 func TestCloseRemoves(t *testing.T) {
-	requireRoot(t)
-	ns := newNetns(t)
+	subnettest.RequireRoot(t)
+	ns := subnettest.NewNetns(t)
 	goroutines := runtime.NumGoroutine()
 	dev, err := link.OpenTUN(ns, ifname, netip.MustParsePrefix("10.77.0.2/24"))
 	if err != nil {
@@ -450,7 +318,7 @@ func TestCloseRemoves(t *testing.T) {
 // whose TUNs are joined by a pump in userspace: the offloads (large
 // segments split on Read, coalesced on Write) keep every byte.
 func TestTCPAcrossTwoTUNs(t *testing.T) {
-	requireRoot(t)
+	subnettest.RequireRoot(t)
 	const size = 32 << 20
 	got, elapsed := tcpAcross(t, size)
 	t.Logf("%d MiB in %s: %.0f Mbit/s", size>>20, elapsed, float64(size)*8/elapsed.Seconds()/1e6)
@@ -458,7 +326,7 @@ func TestTCPAcrossTwoTUNs(t *testing.T) {
 }
 
 func BenchmarkTCPAcrossTwoTUNs(b *testing.B) {
-	requireRoot(b)
+	subnettest.RequireRoot(b)
 	const size = 256 << 20
 	for b.Loop() {
 		_, elapsed := tcpAcross(b, size)
@@ -467,7 +335,7 @@ func BenchmarkTCPAcrossTwoTUNs(b *testing.B) {
 }
 
 func tcpAcross(t testing.TB, size int) (int64, time.Duration) {
-	nsA, nsB := newNetns(t), newNetns(t)
+	nsA, nsB := subnettest.NewNetns(t), subnettest.NewNetns(t)
 	a := openTUN(t, nsA, "10.77.0.2/24")
 	b := openTUN(t, nsB, "10.77.0.3/24")
 	var wg sync.WaitGroup
@@ -477,13 +345,13 @@ func tcpAcross(t testing.TB, size int) (int64, time.Duration) {
 	go pump(&wg, b, a, pumpErr)
 
 	var ln net.Listener
-	inNetns(t, nsB, func() (err error) {
+	subnettest.InNetns(t, nsB, func() (err error) {
 		ln, err = net.Listen("tcp4", "10.77.0.3:5001")
 		return err
 	})
 	defer ln.Close()
 	var conn net.Conn
-	inNetns(t, nsA, func() (err error) {
+	subnettest.InNetns(t, nsA, func() (err error) {
 		conn, err = net.DialTimeout("tcp4", "10.77.0.3:5001", 10*time.Second)
 		return err
 	})
@@ -600,7 +468,7 @@ func TestOpenTUNBadInput(t *testing.T) {
 // TestNotANetns: a path that is not a network namespace is refused at
 // setns, with the step named.
 func TestNotANetns(t *testing.T) {
-	requireRoot(t)
+	subnettest.RequireRoot(t)
 	for _, p := range []string{"/proc/self/ns/uts", "/etc/hostname"} {
 		_, err := link.OpenTUN(p, ifname, netip.MustParsePrefix("10.77.0.2/24"))
 		if err == nil || !strings.Contains(err.Error(), "not a network namespace") || !strings.Contains(err.Error(), "enter the namespace") {
@@ -612,9 +480,9 @@ func TestNotANetns(t *testing.T) {
 // TestWriteNeedsHeadroom: a write without room for the offload header is
 // refused, not a panic.
 func TestWriteNeedsHeadroom(t *testing.T) {
-	requireRoot(t)
-	dev := openTUN(t, newNetns(t), "10.77.0.2/24")
-	p := udp4(netip.MustParseAddrPort("10.77.0.9:1"), netip.MustParseAddrPort("10.77.0.2:2"), []byte("x"))
+	subnettest.RequireRoot(t)
+	dev := openTUN(t, subnettest.NewNetns(t), "10.77.0.2/24")
+	p := udpAP(netip.MustParseAddrPort("10.77.0.9:1"), netip.MustParseAddrPort("10.77.0.2:2"), []byte("x"))
 	if _, err := dev.Write([][]byte{p}, 0); err == nil || !strings.Contains(err.Error(), "headroom") {
 		t.Errorf("err = %v, want a headroom error", err)
 	}
@@ -623,14 +491,14 @@ func TestWriteNeedsHeadroom(t *testing.T) {
 // TestThreadsStayHome: after many concurrent OpenTUNs, every thread of
 // the process is back in the process's own network namespace.
 func TestThreadsStayHome(t *testing.T) {
-	requireRoot(t)
+	subnettest.RequireRoot(t)
 	home, err := os.Readlink("/proc/self/ns/net")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var paths []string
 	for range 4 {
-		paths = append(paths, newNetns(t))
+		paths = append(paths, subnettest.NewNetns(t))
 	}
 	var wg sync.WaitGroup
 	for i := range 16 {
@@ -662,8 +530,8 @@ func TestThreadsStayHome(t *testing.T) {
 // BenchmarkOpenTUN: what attaching a container to its subnet costs
 // (create, configure, close).
 func BenchmarkOpenTUN(b *testing.B) {
-	requireRoot(b)
-	ns := newNetns(b)
+	subnettest.RequireRoot(b)
+	ns := subnettest.NewNetns(b)
 	addr := netip.MustParsePrefix("10.77.0.2/24")
 	var open, closing time.Duration
 	for b.Loop() {

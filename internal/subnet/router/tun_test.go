@@ -6,94 +6,21 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
-	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
 	"github.com/dmsnet/dms/internal/subnet/link"
+	"github.com/dmsnet/dms/internal/subnet/subnettest"
 )
 
 // The data path with real parts: a TUN in each of two network
 // namespaces (package link), two libp2p hosts on loopback, one TCP flow
 // from one namespace to the other through the routers.
-
-var nsCount atomic.Int64
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, TUN)")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skipf("no TUN support: %v", err)
-	}
-}
-
-// onThread runs f on a locked OS thread in the namespace at path ("":
-// a new one named name), and back.
-func onThread(path, name string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		var ns netns.NsHandle
-		if path == "" {
-			ns, err = netns.NewNamed(name)
-		} else if ns, err = netns.GetFromPath(path); err == nil {
-			err = netns.Set(ns)
-		}
-		if err == nil {
-			ns.Close()
-			err = f()
-		}
-		if rerr := netns.Set(orig); rerr != nil {
-			errc <- fmt.Errorf("restore namespace: %w", rerr) // the thread dies locked
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
-}
-
-// newNetns makes a namespace /var/run/netns/dmst-<pid>-r<n>, deleted
-// when the test ends.
-func newNetns(t testing.TB) string {
-	t.Helper()
-	name := fmt.Sprintf("dmst-%d-r%d", os.Getpid(), nsCount.Add(1))
-	if err := onThread("", name, func() error { return nil }); err != nil {
-		t.Fatalf("new netns %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("delete netns %s: %v", name, err)
-		}
-	})
-	return "/var/run/netns/" + name
-}
-
-func inNetns(t testing.TB, path string, f func() error) {
-	t.Helper()
-	if err := onThread(path, "", f); err != nil {
-		t.Fatalf("in %s: %v", path, err)
-	}
-}
 
 // twoTUNs: allocation a (10.77.0.2) in namespace nsA on host A, b
 // (10.77.0.3) in nsB on host B, each on a real TUN.
@@ -103,7 +30,7 @@ func twoTUNs(t *testing.T) (A, B *node, nsA, nsB string) {
 	tb := table(t, "dep", 1, block, at{"a", 2, A.h.ID()}, at{"b", 3, B.h.ID()})
 	A.r.SetTable(tb)
 	B.r.SetTable(tb)
-	nsA, nsB = newNetns(t), newNetns(t)
+	nsA, nsB = subnettest.NewNetns(t), subnettest.NewNetns(t)
 	for _, x := range []struct {
 		n     *node
 		ns    string
@@ -126,7 +53,7 @@ func twoTUNs(t *testing.T) (A, B *node, nsA, nsB string) {
 // TestPingThroughTUNs pings b from a's namespace (ping(8) in the
 // namespace) and logs the round trips; the packets cross the routers.
 func TestPingThroughTUNs(t *testing.T) {
-	requireRoot(t)
+	subnettest.RequireRoot(t)
 	if _, err := exec.LookPath("ping"); err != nil {
 		t.Skip("no ping")
 	}
@@ -145,17 +72,17 @@ func TestPingThroughTUNs(t *testing.T) {
 // namespace on host A to one on host B, through real TUNs and the
 // routers, and checks every byte.
 func TestTCPThroughTUNs(t *testing.T) {
-	requireRoot(t)
+	subnettest.RequireRoot(t)
 	A, B, nsA, nsB := twoTUNs(t)
 
 	var ln net.Listener
-	inNetns(t, nsB, func() (err error) {
+	subnettest.InNetns(t, nsB, func() (err error) {
 		ln, err = net.Listen("tcp4", "10.77.0.3:5001")
 		return err
 	})
 	defer ln.Close()
 	var conn net.Conn
-	inNetns(t, nsA, func() (err error) {
+	subnettest.InNetns(t, nsA, func() (err error) {
 		conn, err = net.DialTimeout("tcp4", "10.77.0.3:5001", 10*time.Second)
 		return err
 	})

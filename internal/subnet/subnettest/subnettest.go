@@ -246,6 +246,14 @@ func ICMPEcho(src, dst netip.Addr, id, seq uint16) []byte {
 	return p
 }
 
+// IPv4 returns an IPv4 packet of protocol proto from src to dst carrying
+// payload (a whole ICMP, UDP or TCP message), its header checksum set.
+func IPv4(src, dst netip.Addr, proto byte, payload []byte) []byte {
+	p := ipv4(src, dst, proto, len(payload))
+	copy(p[20:], payload)
+	return p
+}
+
 // ipv4 returns a packet with an IPv4 header (no options, TTL 64, don't
 // fragment) for a body of n bytes, its header checksum set.
 func ipv4(src, dst netip.Addr, proto byte, n int) []byte {
