@@ -93,7 +93,7 @@ func fileImports(t *testing.T, file string) []string {
 // import directly (a prefix match on the import path); valuePackages and
 // TestPurePackagesReachNoIO check the same packages on their transitive
 // imports.
-var pure = []string{"internal/cap", "internal/match", "internal/ensemble", "internal/ensemble/translate", "internal/deployproto", "internal/orchestrator/placement"}
+var pure = []string{"internal/cap", "internal/match", "internal/ensemble", "internal/ensemble/translate", "internal/deployproto", "internal/orchestrator/placement", "internal/subnet"}
 
 var forbidden = []string{
 	"net", "net/http", "os", "os/exec", "syscall",
@@ -262,8 +262,9 @@ var valuePackages = map[string][]string{
 	"internal/match":                  nil,
 	"internal/ensemble":               {"internal/match"},
 	"internal/ensemble/translate":     {"internal/ensemble", "internal/match"},
-	"internal/deployproto":            {"internal/actor", "internal/ensemble", "internal/executor", "internal/identity", "internal/match"},
-	"internal/orchestrator/placement": {"internal/actor", "internal/deployproto", "internal/ensemble", "internal/executor", "internal/identity", "internal/match"},
+	"internal/deployproto":            {"internal/actor", "internal/ensemble", "internal/executor", "internal/identity", "internal/match", "internal/subnet"},
+	"internal/orchestrator/placement": {"internal/actor", "internal/deployproto", "internal/ensemble", "internal/executor", "internal/identity", "internal/match", "internal/subnet"},
+	"internal/subnet":                 {"internal/ensemble", "internal/identity", "internal/match"},
 }
 
 // throughValues are module packages a pure package may reach only through
