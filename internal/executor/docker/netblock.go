@@ -35,6 +35,12 @@ const (
 	ruleComment  = "dms: job network block list"
 )
 
+// optICC is the bridge driver's inter-container communication switch:
+// off on the job network, so that its containers (of any deployments)
+// cannot reach each other through it; the allocations of a deployment
+// talk over its subnet (docs/networking.md).
+const optICC = "com.docker.network.bridge.enable_icc"
+
 // BlockHost in Config.BlockNetworks stands for every address of this
 // machine.
 const BlockHost = "host"
@@ -265,11 +271,22 @@ func (e *Executor) jobNetwork(ctx context.Context) (*netLock, error) {
 // its rules; the caller holds the job network's lock exclusive.
 func (e *Executor) setupJobNetwork(ctx context.Context) error {
 	e.netReady = false
-	_, err := e.cli.NetworkInspect(ctx, JobNetwork, client.NetworkInspectOptions{})
-	if cerrdefs.IsNotFound(err) {
+	in, err := e.cli.NetworkInspect(ctx, JobNetwork, client.NetworkInspectOptions{})
+	missing := cerrdefs.IsNotFound(err)
+	if err == nil && in.Network.Options[optICC] != "false" {
+		// Made by an older dms, where containers reached each other:
+		// made again once no container is on it.
+		if n := len(in.Network.Containers); n > 0 {
+			e.log.Warn("job network: its containers reach each other (made by an older dms); it is made again once none is on it",
+				"network", JobNetwork, "containers", n)
+		} else if _, err = e.cli.NetworkRemove(ctx, JobNetwork, client.NetworkRemoveOptions{}); err == nil || cerrdefs.IsNotFound(err) {
+			missing, err = true, nil
+		}
+	}
+	if missing {
 		_, err = e.cli.NetworkCreate(ctx, JobNetwork, client.NetworkCreateOptions{
 			Driver:  "bridge",
-			Options: map[string]string{"com.docker.network.bridge.name": jobBridge},
+			Options: map[string]string{"com.docker.network.bridge.name": jobBridge, optICC: "false"},
 			Labels:  map[string]string{executor.LabelManaged: "true"},
 		})
 		if cerrdefs.IsConflict(err) { // made meanwhile by a process that does not lock (an older dms)
