@@ -20,6 +20,7 @@ import (
 	"github.com/dmsnet/dms/internal/e2etest"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/poll"
+	"github.com/dmsnet/dms/internal/subnet/subnettest"
 )
 
 // TestJobAttacks runs the attacks a job makes, deployed through a devnet
@@ -32,7 +33,8 @@ import (
 //     ensembles validate accepts near the limits, the node accepts.
 //   - defect 7: a Docker job connects to the cloud metadata address and to
 //     the provider's own addresses, where real listeners wait: refused, and
-//     no listener accepts; a container on the job network stays reachable.
+//     no listener accepts; a listener on another machine (a namespace the
+//     host routes to) stays reachable.
 //   - defect 6: a wasm job with cpu 0.5 spins; the provider process uses at
 //     most half a core (plus a margin) over its run.
 //
@@ -296,30 +298,12 @@ func jobAttackMetadata(t *testing.T, c *cluster) {
 	_, hostPort, _ := net.SplitHostPort(host.Addr().String())
 	op := c.homes[0]
 
-	// The control: a server deployed as a service, on the network dms
-	// gives jobs (its first job makes the provider create it, and its
-	// rules). It is off the block list: the attack job must reach it.
-	ctrlID := strings.TrimSpace(op.MustRun(t, "deploy", "-f", shellJob(t, image, "exec nc -ll -p 8000 -e /bin/true", true), "--detach"))
-	t.Cleanup(func() { op.Run(t, "deployment", "shutdown", ctrlID) })
-	var ctrlIP string
-	poll.Eventually(t, 30*time.Second, "the control service runs in a container with an address", func() bool {
-		if d := c.status(t, ctrlID); d.State != "running" {
-			return false
-		}
-		ids := containersOf(t, ctrlID)
-		if len(ids) != 1 {
-			return false
-		}
-		ctrlIP = docker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", ids[0])
-		return ctrlIP != ""
-	})
-	poll.Eventually(t, 20*time.Second, "the control server listens", func() bool {
-		conn, err := net.DialTimeout("tcp", net.JoinHostPort(ctrlIP, "8000"), time.Second)
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	})
+	// The control: a listener on another machine, off the block list,
+	// that the attack job must reach (a network namespace behind a veth,
+	// routed by the host; not a neighbour on the job network, which lets
+	// no container reach another).
+	ctrl, ctrlConns := routedListener(t)
+	ctrlIP, ctrlPort, _ := net.SplitHostPort(ctrl.Addr().String())
 
 	metaHost, metaPort, _ := net.SplitHostPort(meta.Addr().String())
 	type target struct{ name, host, port string }
@@ -328,7 +312,7 @@ func jobAttackMetadata(t *testing.T, c *cluster) {
 	for _, ip := range hosts {
 		targets = append(targets, target{"host-" + ip, ip, hostPort})
 	}
-	targets = append(targets, target{"control", ctrlIP, "8000"})
+	targets = append(targets, target{"control", ctrlIP, ctrlPort})
 	var script strings.Builder
 	for _, tg := range targets {
 		fmt.Fprintf(&script, "if nc -w 3 %s %s </dev/null; then echo %s open; else echo %s closed; fi; ", tg.host, tg.port, tg.name, tg.name)
@@ -346,8 +330,8 @@ func jobAttackMetadata(t *testing.T, c *cluster) {
 	}
 	t.Logf("the attack job said:\n%s", r.Stdout)
 	control := func() error {
-		if seen["control"] != "open" {
-			return fmt.Errorf("the control connection to %s:8000 on the job network failed (%q): the test proves nothing", ctrlIP, seen["control"])
+		if seen["control"] != "open" || ctrlConns.Load() == 0 {
+			return fmt.Errorf("the control connection to %s failed (%q, %d accepted): the test proves nothing", ctrl.Addr(), seen["control"], ctrlConns.Load())
 		}
 		return nil
 	}
@@ -363,7 +347,7 @@ func jobAttackMetadata(t *testing.T, c *cluster) {
 			if err := control(); err != nil {
 				return "", err
 			}
-			return fmt.Sprintf("nc to %s: closed, 0 accepted; control %s:8000 on the job network: open", meta.Addr(), ctrlIP), nil
+			return fmt.Sprintf("nc to %s: closed, 0 accepted; control %s behind the host: open", meta.Addr(), ctrl.Addr()), nil
 		})
 
 	attackCase(t, "docker job connects to the provider's own addresses", "7",
@@ -384,8 +368,48 @@ func jobAttackMetadata(t *testing.T, c *cluster) {
 			}
 			return fmt.Sprintf("nc to %s port %s: closed, 0 accepted", strings.Join(hosts, ", "), hostPort), nil
 		})
-	op.MustRun(t, "deployment", "shutdown", ctrlID)
 	c.assertNothingHeld(t)
+}
+
+// routedListener listens on another machine than the host: a network
+// namespace joined to the host by a veth pair (10.251.<n>.0/30, the host
+// at .1, the listener at .2), which the host routes to like any network.
+func routedListener(t *testing.T) (net.Listener, *atomic.Int32) {
+	t.Helper()
+	ns := subnettest.NewNetns(t)
+	n := os.Getpid() % 250
+	hostSide := fmt.Sprintf("dctl%d", os.Getpid())
+	for _, args := range [][]string{
+		{"link", "add", hostSide, "type", "veth", "peer", "name", "c0", "netns", filepath.Base(ns)},
+		{"addr", "add", fmt.Sprintf("10.251.%d.1/30", n), "dev", hostSide},
+		{"link", "set", hostSide, "up"},
+		{"-n", filepath.Base(ns), "addr", "add", fmt.Sprintf("10.251.%d.2/30", n), "dev", "c0"},
+		{"-n", filepath.Base(ns), "link", "set", "c0", "up"},
+		{"-n", filepath.Base(ns), "route", "add", "default", "via", fmt.Sprintf("10.251.%d.1", n)},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	t.Cleanup(func() { exec.Command("ip", "link", "del", hostSide).Run() })
+	var l net.Listener
+	subnettest.InNetns(t, ns, func() (err error) {
+		l, err = net.Listen("tcp", fmt.Sprintf("10.251.%d.2:0", n))
+		return err
+	})
+	t.Cleanup(func() { l.Close() })
+	var conns atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			c.Close()
+		}
+	}()
+	return l, &conns
 }
 
 // procCPU is the CPU time (user and system) process pid has used, from
