@@ -74,6 +74,9 @@ type worldOpts struct {
 	// executors is what the node offers (default wasm and docker); the
 	// fake executor runs all of them.
 	executors []string
+	// subnets is the allocations' side of the subnets (nil: the node
+	// runs none).
+	subnets allocation.Subnets
 	// kernel is the node's default vm kernel.
 	kernel string
 	// location is where the node says it is.
@@ -162,7 +165,7 @@ func (w *world) startRuntime(tn *tnode) {
 	tn.allocs, err = allocation.New(allocation.Config{
 		System: tn.sys, Executors: map[ensemble.Executor]executor.Executor{ensemble.Wasm: tn.exec, ensemble.Docker: tn.exec, ensemble.VM: tn.exec},
 		Store: tn.astore, Ledger: tn.ledger, Wallet: tn.wallet, Sealer: tn.sealer,
-		DataDir: tn.dir + "/allocations", Heartbeat: 200 * time.Millisecond, DefaultKernel: o.kernel,
+		DataDir: tn.dir + "/allocations", Heartbeat: 200 * time.Millisecond, DefaultKernel: o.kernel, Subnets: o.subnets,
 		Results: dirResults{},
 	})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/deployproto"
+	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/orchestrator"
@@ -59,6 +60,7 @@ func (l *subnetLog) setRefuse(host string) {
 func subnetWorld(t *testing.T, n int, o worldOpts) (*world, *subnetLog) {
 	log := &subnetLog{refuse: map[string]bool{}}
 	o.executors = []string{"docker", deployproto.FeatureSubnet}
+	o.subnets = noSubnets{}
 	o.execCfg.StartError = func(executor.Spec) error {
 		log.add(subnetEvent{kind: "start"})
 		return nil
@@ -84,6 +86,17 @@ func subnetWorld(t *testing.T, n int, o worldOpts) (*world, *subnetLog) {
 	w.nodes[0].ledger.Offboard()
 	return w, log
 }
+
+// noSubnets lets the allocations of a subnet be created and started
+// without an interface: what the orchestrator sends is what is tested.
+type noSubnets struct{}
+
+func (noSubnets) Join(_, _ string, addr netip.Prefix, _ ensemble.Executor) (*executor.Subnet, error) {
+	return &executor.Subnet{Addr: addr, DNS: subnet.Gateway(addr.Masked()),
+		AttachNetns: func(context.Context, string) error { return nil }}, nil
+}
+func (noSubnets) Leave(_, _ string) {}
+func (noSubnets) Drop(string)       {}
 
 func subnetService(name string) string {
 	return "  " + name + ":\n    type: service\n    executor: docker\n    resources: {cpu: 0.5, ram: 32MiB}\n" +
