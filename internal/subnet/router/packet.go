@@ -20,10 +20,11 @@ const (
 	reasonQueueFull
 	reasonUnauthorized
 	reasonMalformed
+	reasonBadDatagram
 	nReasons
 )
 
-var reasonNames = [nReasons]string{"spoofed", "no-route", "gateway", "queue-full", "unauthorized", "malformed"}
+var reasonNames = [nReasons]string{"spoofed", "no-route", "gateway", "queue-full", "unauthorized", "malformed", "bad-datagram"}
 
 func (r reason) String() string { return reasonNames[r] }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -39,6 +40,9 @@ type Config struct {
 	Host host.Host
 	Log  *slog.Logger
 	DNS  DNS // nil: DNS packets are dropped ("gateway")
+	// Datagram is the UDP socket of the datagram path (dgram.go), which
+	// the router then owns (Close closes it); nil: streams only.
+	Datagram *net.UDPConn
 }
 
 // Stats counts packets: Forwarded (written to a peer's stream),
@@ -49,7 +53,9 @@ type Config struct {
 // unreachable), "gateway" (to the gateway but not DNS), "queue-full" (the
 // peer's queue was full), "unauthorized" (a stream from a peer outside
 // the table; counted per stream), "malformed" (not a sane IPv4 packet, or
-// a bad frame).
+// a bad frame), "bad-datagram" (a datagram too short, that fails to
+// open with its session's key, or replayed; a datagram naming no session
+// is "unauthorized").
 type Stats struct {
 	Forwarded, Delivered uint64
 	Dropped              map[string]uint64
@@ -61,6 +67,7 @@ type Router struct {
 	self  peer.ID
 	log   *slog.Logger
 	dns   DNS
+	dg    *dgram // nil: no datagram socket
 	count counters
 	// lastLog is when a drop of each reason was last logged (unix ns).
 	lastLog [nReasons]atomic.Int64
@@ -122,7 +129,17 @@ func New(cfg Config) (*Router, error) {
 		dns:  cfg.DNS,
 		deps: map[string]*deployment{},
 	}
+	if cfg.Datagram != nil {
+		g, err := newDgram(r, cfg.Datagram)
+		if err != nil {
+			return nil, err
+		}
+		r.dg = g
+		r.wg.Add(1)
+		go g.receive()
+	}
 	cfg.Host.SetStreamHandler(Protocol, r.handle)
+	cfg.Host.SetStreamHandler(DatagramProtocol, r.handleSetup)
 	return r, nil
 }
 
@@ -237,6 +254,9 @@ func (r *Router) Remove(deployment string) {
 	}
 	delete(r.deps, deployment)
 	d.view.Store(nil)
+	if r.dg != nil {
+		r.dg.prune(d, nil)
+	}
 	atts := d.atts
 	for _, o := range d.outs {
 		o.close()
@@ -274,6 +294,7 @@ func (r *Router) DeploymentStats(deployment string) Stats {
 func (r *Router) Close() error {
 	if r.host != nil {
 		r.host.RemoveStreamHandler(Protocol)
+		r.host.RemoveStreamHandler(DatagramProtocol)
 	}
 	r.mu.Lock()
 	r.closed = true
@@ -284,6 +305,9 @@ func (r *Router) Close() error {
 	r.mu.Unlock()
 	for _, id := range ids {
 		r.Remove(id)
+	}
+	if r.dg != nil {
+		_ = r.dg.conn.Close()
 	}
 	r.wg.Wait()
 	return nil
@@ -336,6 +360,9 @@ func (r *Router) compileLocked(d *deployment) {
 		}
 	}
 	d.view.Store(v)
+	if r.dg != nil {
+		r.dg.prune(d, v)
+	}
 }
 
 // drop counts a dropped packet and logs it at debug level, at most once a

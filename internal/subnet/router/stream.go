@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -36,6 +37,11 @@ type outQueue struct {
 	peer   peer.ID
 	q      chan *packet
 	cancel context.CancelFunc
+	// tx is the datagram session the packets take when set (dgram.go);
+	// settingUp while a setup runs; setupAt is when the next may start.
+	tx        atomic.Pointer[session]
+	settingUp atomic.Bool
+	setupAt   time.Time // the writer's
 
 	mu     sync.Mutex
 	s      network.Stream // guarded by mu
@@ -91,6 +97,9 @@ func (o *outQueue) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
+		if o.r.dg != nil && o.datagram(ctx, p, bw) {
+			continue
+		}
 		if s == nil {
 			if time.Now().Before(retryAt) {
 				o.r.drop(o.dep, reasonNoRoute, p.data())
@@ -129,6 +138,47 @@ func (o *outQueue) run(ctx context.Context) {
 			s = nil
 		}
 	}
+}
+
+// datagram sends p as a datagram if the queue has a session, and reports
+// whether it took p. Without one it starts a setup in the background
+// (at most every dgRetry) and leaves p to the stream.
+func (o *outQueue) datagram(ctx context.Context, p *packet, bw *bufio.Writer) bool {
+	s := o.tx.Load()
+	if s != nil && s.conn.IsClosed() {
+		// the peer went away (or restarted): its sessions are gone
+		o.tx.CompareAndSwap(s, nil)
+		s = nil
+	}
+	if s == nil {
+		if !o.settingUp.Load() && !time.Now().Before(o.setupAt) {
+			o.setupAt = time.Now().Add(dgRetry)
+			o.settingUp.Store(true)
+			o.r.wg.Add(1)
+			go func() {
+				defer o.r.wg.Done()
+				defer o.settingUp.Store(false)
+				if err := o.r.dg.setup(ctx, o); err != nil && ctx.Err() == nil {
+					o.r.log.Debug("subnet datagram session not set up, packets take the stream", "deployment_id", o.dep.id, "peer_id", o.peer, "err", err)
+				}
+			}()
+		}
+		return false
+	}
+	if p.n > maxDgPacket {
+		return false
+	}
+	if bw != nil && bw.Buffered() > 0 {
+		_ = bw.Flush() // what the stream holds goes first
+	}
+	if err := o.r.dg.send(s, p); err != nil {
+		o.r.drop(o.dep, reasonNoRoute, nil) // p is sealed
+	} else {
+		o.r.count.forwarded.Add(1)
+		o.dep.count.forwarded.Add(1)
+	}
+	putPacket(p)
+	return true
 }
 
 // open opens a stream to the peer and writes its first frame.

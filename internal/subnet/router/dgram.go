@@ -1,0 +1,464 @@
+package router
+
+import (
+	"context"
+	"crypto/cipher"
+	"crypto/ecdh"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/dmsnet/dms/internal/subnet"
+)
+
+// DatagramProtocol is the libp2p protocol that sets up a datagram
+// session: one request and one response on a stream.
+const DatagramProtocol = "/dms/subnet/dgram/1"
+
+const (
+	// dgHeader is a datagram's header: [receiver index 4][counter 8].
+	dgHeader = 12
+	// dgOverhead is the header and the AEAD tag.
+	dgOverhead = dgHeader + chacha20poly1305.Overhead
+	// dgStart is where a datagram begins in a packet's buffer, so that
+	// the plaintext sits at subnet.Offset.
+	dgStart = subnet.Offset - dgHeader
+	// maxDgPacket is the largest packet sealed in place in a packet
+	// buffer; a larger one (a sender with a larger MTU) takes the stream.
+	maxDgPacket = len(packet{}.buf) - subnet.Offset - chacha20poly1305.Overhead
+	// dgRetry is how long after a failed setup the next one waits.
+	dgRetry = 3 * time.Second
+	// dgInfo starts the HKDF info.
+	dgInfo = "dms-subnet-dgram/1"
+	// dgMaxCounter is past where a session stops sending (never reached).
+	dgMaxCounter = 1 << 60
+)
+
+// dgram is the router's datagram side: its UDP socket and the receive
+// sessions by their index.
+type dgram struct {
+	r    *Router
+	conn *net.UDPConn
+	port uint16
+
+	// sessions by local receiver index: replaced (copy on write) under mu,
+	// read by the receive loop without a lock.
+	sessions atomic.Pointer[map[uint32]*session]
+	mu       sync.Mutex
+
+	// sent and received count datagrams (tests, benchmarks).
+	sent, received atomic.Uint64
+}
+
+// session is one handshake's keys: receive (looked up by index) and
+// send (to the peer's index and address). Its receive state is touched
+// only by the receive loop, its send state only by the outQueue writer
+// that holds it.
+type session struct {
+	dep       *deployment
+	peer      peer.ID
+	initiator bool   // this side initiated the handshake
+	index     uint32 // local receiver index
+	conn      network.Conn
+
+	open    cipher.AEAD
+	rxNonce [chacha20poly1305.NonceSize]byte
+	window  replayWindow
+
+	seal    cipher.AEAD
+	remote  uint32 // the peer's receiver index
+	addr    netip.AddrPort
+	counter uint64
+	txNonce [chacha20poly1305.NonceSize]byte
+}
+
+func newDgram(r *Router, conn *net.UDPConn) (*dgram, error) {
+	ap, err := netip.ParseAddrPort(conn.LocalAddr().String())
+	if err != nil {
+		return nil, fmt.Errorf("subnet router: datagram socket: %w", err)
+	}
+	g := &dgram{r: r, conn: conn, port: ap.Port()}
+	g.sessions.Store(&map[uint32]*session{})
+	return g, nil
+}
+
+// handshake is the request's and the response's common part.
+type handshake struct {
+	pub   [32]byte
+	index uint32
+	port  uint16
+}
+
+const handshakeLen = 32 + 4 + 2
+
+func (h *handshake) marshal(b []byte) []byte {
+	b = append(b, h.pub[:]...)
+	b = binary.BigEndian.AppendUint32(b, h.index)
+	return binary.BigEndian.AppendUint16(b, h.port)
+}
+
+func (h *handshake) unmarshal(b []byte) {
+	copy(h.pub[:], b)
+	h.index = binary.BigEndian.Uint32(b[32:])
+	h.port = binary.BigEndian.Uint16(b[36:])
+}
+
+// readRequest reads a setup request: [version][length][deployment][handshake].
+func readRequest(rd io.Reader) (string, handshake, error) {
+	var h handshake
+	id, err := readHello(rd)
+	if err != nil {
+		return "", h, err
+	}
+	var b [handshakeLen]byte
+	if _, err := io.ReadFull(rd, b[:]); err != nil {
+		return "", h, err
+	}
+	h.unmarshal(b[:])
+	if h.port == 0 {
+		return "", h, errors.New("UDP port 0")
+	}
+	return id, h, nil
+}
+
+// keys derives the two directional keys of a handshake.
+func keys(secret []byte, initiator, responder peer.ID, deployment string) (i2r, r2i cipher.AEAD, err error) {
+	info := dgInfo + string(initiator) + string(responder) + deployment
+	k, err := hkdf.Key(sha256.New, secret, nil, info, 2*chacha20poly1305.KeySize)
+	if err != nil {
+		return nil, nil, err
+	}
+	if i2r, err = chacha20poly1305.New(k[:32]); err != nil {
+		return nil, nil, err
+	}
+	r2i, err = chacha20poly1305.New(k[32:])
+	return i2r, r2i, err
+}
+
+// remoteIP is the IP address of c's other end, if it has one.
+func remoteIP(c network.Conn) (netip.Addr, error) {
+	m := c.RemoteMultiaddr()
+	for _, p := range []int{ma.P_IP4, ma.P_IP6} {
+		if s, err := m.ValueForProtocol(p); err == nil {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return netip.Addr{}, err
+			}
+			return a.Unmap(), nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("no IP address in %s", m)
+}
+
+// register gives s a fresh receiver index and installs it, replacing the
+// session of the same peer, deployment and role.
+func (g *dgram) register(s *session) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old := *g.sessions.Load()
+	m := make(map[uint32]*session, len(old)+1)
+	for i, o := range old {
+		if o.dep == s.dep && o.peer == s.peer && o.initiator == s.initiator {
+			continue
+		}
+		m[i] = o
+	}
+	for {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		s.index = binary.BigEndian.Uint32(b[:])
+		if _, taken := m[s.index]; !taken && s.index != 0 {
+			break
+		}
+	}
+	m[s.index] = s
+	g.sessions.Store(&m)
+}
+
+// unregister removes s.
+func (g *dgram) unregister(s *session) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old := *g.sessions.Load()
+	if old[s.index] != s {
+		return
+	}
+	m := make(map[uint32]*session, len(old))
+	for i, o := range old {
+		if o != s {
+			m[i] = o
+		}
+	}
+	g.sessions.Store(&m)
+}
+
+// prune removes the sessions of d whose peer is no longer in its table
+// (all of them once d is removed: view nil).
+func (g *dgram) prune(d *deployment, v *view) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old := *g.sessions.Load()
+	m := make(map[uint32]*session, len(old))
+	for i, o := range old {
+		if o.dep == d && (v == nil || v.peers[o.peer] == nil) {
+			continue
+		}
+		m[i] = o
+	}
+	if len(m) != len(old) {
+		g.sessions.Store(&m)
+	}
+}
+
+// setup makes a session to o's peer for o's deployment (the initiator's
+// side of DatagramProtocol) and hands it to o.
+func (g *dgram) setup(ctx context.Context, o *outQueue) error {
+	ctx, cancel := context.WithTimeout(ctx, openTimeout)
+	defer cancel()
+	st, err := g.r.host.NewStream(ctx, o.peer, DatagramProtocol)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = st.Reset() }()
+	_ = st.SetDeadline(time.Now().Add(openTimeout))
+	ip, err := remoteIP(st.Conn())
+	if err != nil {
+		return err
+	}
+	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	s := &session{dep: o.dep, peer: o.peer, initiator: true, conn: st.Conn()}
+	g.register(s)
+	ok := false
+	defer func() {
+		if !ok {
+			g.unregister(s)
+		}
+	}()
+	req := handshake{index: s.index, port: g.port}
+	copy(req.pub[:], eph.PublicKey().Bytes())
+	if _, err := st.Write(req.marshal(hello(o.dep.id))); err != nil {
+		return err
+	}
+	_ = st.CloseWrite()
+	var b [handshakeLen]byte
+	if _, err := io.ReadFull(st, b[:]); err != nil {
+		return fmt.Errorf("no answer (the peer refused or has no datagram socket): %w", err)
+	}
+	var resp handshake
+	resp.unmarshal(b[:])
+	if resp.port == 0 {
+		return errors.New("UDP port 0")
+	}
+	pub, err := ecdh.X25519().NewPublicKey(resp.pub[:])
+	if err != nil {
+		return err
+	}
+	secret, err := eph.ECDH(pub)
+	if err != nil {
+		return err
+	}
+	if s.seal, s.open, err = keys(secret, g.r.self, o.peer, o.dep.id); err != nil {
+		return err
+	}
+	s.remote, s.addr = resp.index, netip.AddrPortFrom(ip, resp.port)
+	ok = true
+	o.tx.Store(s)
+	return nil
+}
+
+// handleSetup is the responder's side of DatagramProtocol.
+func (r *Router) handleSetup(st network.Stream) {
+	defer func() { _ = st.Reset() }()
+	from := st.Conn().RemotePeer()
+	g := r.dg
+	if g == nil {
+		return // no datagram socket: the initiator keeps the stream
+	}
+	_ = st.SetDeadline(time.Now().Add(openTimeout))
+	id, req, err := readRequest(st)
+	if err != nil {
+		r.drop(nil, reasonMalformed, nil)
+		r.log.Debug("subnet datagram setup refused", "peer_id", from, "err", err)
+		return
+	}
+	r.mu.Lock()
+	d := r.deps[id]
+	var o *outQueue
+	if d != nil && !r.closed {
+		if v := d.view.Load(); v != nil {
+			o = v.peers[from]
+		}
+	}
+	r.mu.Unlock()
+	if o == nil {
+		r.drop(d, reasonUnauthorized, nil)
+		r.log.Debug("subnet datagram setup refused", "peer_id", from, "deployment_id", id, "err", "the peer holds no route of the deployment")
+		return
+	}
+	ip, err := remoteIP(st.Conn())
+	if err != nil {
+		r.log.Debug("subnet datagram setup refused", "peer_id", from, "err", err)
+		return
+	}
+	pub, err := ecdh.X25519().NewPublicKey(req.pub[:])
+	if err != nil {
+		r.drop(d, reasonMalformed, nil)
+		return
+	}
+	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return
+	}
+	secret, err := eph.ECDH(pub)
+	if err != nil {
+		r.drop(d, reasonMalformed, nil)
+		return
+	}
+	s := &session{dep: d, peer: from, conn: st.Conn(), remote: req.index, addr: netip.AddrPortFrom(ip, req.port)}
+	if s.open, s.seal, err = keys(secret, from, r.self, id); err != nil {
+		return
+	}
+	g.register(s)
+	resp := handshake{index: s.index, port: g.port}
+	copy(resp.pub[:], eph.PublicKey().Bytes())
+	if _, err := st.Write(resp.marshal(nil)); err != nil {
+		g.unregister(s)
+		return
+	}
+	_ = st.CloseWrite()
+	// the reverse direction serves this side's packets to the peer too:
+	// the newest handshake wins, its index is the one the peer keeps
+	o.tx.Store(s)
+}
+
+// send seals p in place and sends it on s; p stays the caller's.
+func (g *dgram) send(s *session, p *packet) error {
+	if s.counter >= dgMaxCounter {
+		return errors.New("session exhausted")
+	}
+	n := p.n
+	b := p.buf[dgStart:]
+	binary.BigEndian.PutUint32(b[0:4], s.remote)
+	binary.BigEndian.PutUint64(b[4:12], s.counter)
+	binary.BigEndian.PutUint64(s.txNonce[4:], s.counter)
+	s.counter++
+	s.seal.Seal(b[dgHeader:dgHeader], s.txNonce[:], b[dgHeader:dgHeader+n], nil)
+	_, err := g.conn.WriteToUDPAddrPort(b[:dgOverhead+n], s.addr)
+	if err == nil {
+		g.sent.Add(1)
+	}
+	return err
+}
+
+// receive reads datagrams until the socket is closed.
+func (g *dgram) receive() {
+	defer g.r.wg.Done()
+	p := getPacket()
+	defer putPacket(p)
+	one := make([][]byte, 1)
+	for {
+		n, _, err := g.conn.ReadFromUDPAddrPort(p.buf[dgStart:])
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		g.handle(p, n, one)
+	}
+}
+
+// handle opens the datagram of n bytes at p.buf[dgStart:], checks the
+// packet in it as a stream's and delivers it.
+func (g *dgram) handle(p *packet, n int, one [][]byte) {
+	r := g.r
+	if n < dgOverhead+20 {
+		r.drop(nil, reasonBadDatagram, nil)
+		return
+	}
+	b := p.buf[dgStart : dgStart+n]
+	s := (*g.sessions.Load())[binary.BigEndian.Uint32(b[0:4])]
+	if s == nil {
+		r.drop(nil, reasonUnauthorized, nil)
+		return
+	}
+	counter := binary.BigEndian.Uint64(b[4:12])
+	binary.BigEndian.PutUint64(s.rxNonce[4:], counter)
+	if _, err := s.open.Open(b[dgHeader:dgHeader], s.rxNonce[:], b[dgHeader:], nil); err != nil {
+		r.drop(s.dep, reasonBadDatagram, nil)
+		return
+	}
+	if !s.window.accept(counter) {
+		r.drop(s.dep, reasonBadDatagram, nil)
+		return
+	}
+	g.received.Add(1)
+	p.n = n - dgOverhead
+	v := s.dep.view.Load()
+	if v == nil {
+		return
+	}
+	m, verdict, why, rt := v.fromPeer(s.peer, p.data())
+	if verdict != verdictLocal {
+		r.drop(s.dep, why, p.data())
+		return
+	}
+	p.n = m
+	one[0] = p.withHead()
+	if _, err := rt.att.dev.Write(one, subnet.Offset); err == nil {
+		r.count.delivered.Add(1)
+		s.dep.count.delivered.Add(1)
+	}
+	one[0] = nil
+}
+
+// replayWindow is WireGuard's sliding window of received counters: a
+// counter is accepted once, and only if it is not older than the window.
+type replayWindow struct {
+	last uint64
+	ring [replayBlocks]uint64
+}
+
+const (
+	replayBlocks = 32                      // blocks of 64 bits
+	replaySize   = (replayBlocks - 1) * 64 // counters behind the last
+)
+
+// accept records counter and reports whether it is new and in the window.
+func (w *replayWindow) accept(counter uint64) bool {
+	if counter >= dgMaxCounter {
+		return false
+	}
+	block := counter >> 6
+	if counter > w.last {
+		cur := w.last >> 6
+		diff := min(block-cur, replayBlocks)
+		for i := cur + 1; i <= cur+diff; i++ {
+			w.ring[i%replayBlocks] = 0
+		}
+		w.last = counter
+	} else if w.last-counter > replaySize {
+		return false
+	}
+	i, bit := block%replayBlocks, uint64(1)<<(counter&63)
+	old := w.ring[i]
+	w.ring[i] = old | bit
+	return old&bit == 0
+}
