@@ -350,8 +350,22 @@ func (r *Router) handleSetup(st network.Stream) {
 
 // send seals p in place and sends it on s; p stays the caller's.
 func (g *dgram) send(s *session, p *packet) error {
+	b, err := s.sealPacket(p)
+	if err != nil {
+		return err
+	}
+	if _, err := g.conn.WriteToUDPAddrPort(b, s.addr); err != nil {
+		return err
+	}
+	g.sent.Add(1)
+	return nil
+}
+
+// sealPacket turns p into a datagram in place and returns it (a slice of
+// p's buffer): [receiver index][counter][sealed packet].
+func (s *session) sealPacket(p *packet) ([]byte, error) {
 	if s.counter >= dgMaxCounter {
-		return errors.New("session exhausted")
+		return nil, errors.New("session exhausted")
 	}
 	n := p.n
 	b := p.buf[dgStart:]
@@ -360,11 +374,7 @@ func (g *dgram) send(s *session, p *packet) error {
 	binary.BigEndian.PutUint64(s.txNonce[4:], s.counter)
 	s.counter++
 	s.seal.Seal(b[dgHeader:dgHeader], s.txNonce[:], b[dgHeader:dgHeader+n], nil)
-	_, err := g.conn.WriteToUDPAddrPort(b[:dgOverhead+n], s.addr)
-	if err == nil {
-		g.sent.Add(1)
-	}
-	return err
+	return b[:dgOverhead+n], nil
 }
 
 // receive reads datagrams until the socket is closed.

@@ -306,7 +306,7 @@ func (r *Router) Close() error {
 	for _, id := range ids {
 		r.Remove(id)
 	}
-	if r.dg != nil {
+	if r.dg != nil && r.dg.conn != nil {
 		_ = r.dg.conn.Close()
 	}
 	r.wg.Wait()
