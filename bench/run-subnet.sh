@@ -4,6 +4,7 @@
 #   veth      the plain veth pair (the line),
 #   dms-tcp   the dms overlay (bench/subnetpeer: router + TUN), libp2p over TCP,
 #   dms-quic  the same, libp2p over QUIC,
+#   dms-dgram the same over TCP, packets as UDP datagrams (subnetpeer -dgram),
 #   wg        wireguard-go in userspace over the same veth (the fair peer),
 # each clean and with random loss on the veth (an iptables statistic match
 # in both namespaces: no netem in this kernel), in one run, repeated.
@@ -105,7 +106,7 @@ wg_up() {
 }
 
 # The dms overlay: subnetpeer in each namespace (dms0 10.77.0.2 in A,
-# 10.77.0.3 in B); $1 is an extra flag (-quic).
+# 10.77.0.3 in B); $1 is an extra flag (-quic, -dgram).
 dms_up() {
   ip netns exec "$nsA" "$work/subnetpeer" -self a -local 10.99.0.1 -remote 10.99.0.2 "$@" 2>>"$work/peerA.log" &
   dms_pids+=($!)
@@ -177,6 +178,9 @@ for run in $(seq 1 "$runs"); do
   dms_up -quic
   measure_both "$run" dms-quic 10.77.0.3
   dms_down
+  dms_up -dgram
+  measure_both "$run" dms-dgram 10.77.0.3
+  dms_down
   measure_both "$run" wg 10.88.0.2
 done
 
@@ -197,7 +201,7 @@ awk -v runs="$runs" '
   { k = $2 SUBSEP $3; mb[k] = mb[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6
     if (!seen[$3]++) losses[++nl] = $3 }
   END {
-    np = split("veth dms-tcp dms-quic wg", paths, " ")
+    np = split("veth dms-tcp dms-quic dms-dgram wg", paths, " ")
     for (l = 1; l <= nl; l++) for (p = 1; p <= np; p++) {
       k = paths[p] SUBSEP losses[l]; b = "veth" SUBSEP losses[l]
       printf "| %s | %s%% | %.0f (%.0f–%.0f) | %.0f %% | %.3f | %+.3f | %.3f |\n", paths[p], losses[l] * 100,

@@ -10,8 +10,11 @@
 // peer ID without an exchange; the table is signed with a key generated
 // at start and opened as a provider would.
 //
-//	ip netns exec nsA subnetpeer -self a -local 10.99.0.1 -remote 10.99.0.2 [-quic]
-//	ip netns exec nsB subnetpeer -self b -local 10.99.0.2 -remote 10.99.0.1 [-quic]
+//	ip netns exec nsA subnetpeer -self a -local 10.99.0.1 -remote 10.99.0.2 [-quic] [-dgram]
+//	ip netns exec nsB subnetpeer -self b -local 10.99.0.2 -remote 10.99.0.1 [-quic] [-dgram]
+//
+// -dgram gives the router a UDP socket (port 4002 on the veth address):
+// the packets take the datagram path once its session is set up.
 //
 // It is a bench tool, not product code: no configuration, no persistence.
 package main
@@ -23,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -51,6 +55,7 @@ import (
 const (
 	deployment = "subnet-bench"
 	port       = 4001
+	dgramPort  = 4002
 )
 
 var (
@@ -63,6 +68,7 @@ func main() {
 	local := flag.String("local", "", "this namespace's veth address, to listen on")
 	remote := flag.String("remote", "", "the other namespace's veth address")
 	useQUIC := flag.Bool("quic", false, "libp2p over QUIC instead of TCP")
+	useDgram := flag.Bool("dgram", false, "the datagram path: a UDP socket on the veth address, port 4002")
 	verbose := flag.Bool("v", false, "log the router's debug messages")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
@@ -77,14 +83,14 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*self, *local, *remote, *useQUIC, *verbose); err != nil {
+	if err := run(*self, *local, *remote, *useQUIC, *useDgram, *verbose); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "subnetpeer:", err)
 		os.Exit(1)
 	}
 }
 
-func run(self, local, remote string, useQUIC, verbose bool) error {
+func run(self, local, remote string, useQUIC, useDgram, verbose bool) error {
 	other := map[string]string{"a": "b", "b": "a"}[self]
 	if other == "" {
 		return errors.New("-self must be a or b")
@@ -138,7 +144,13 @@ func run(self, local, remote string, useQUIC, verbose bool) error {
 		return err
 	}
 	defer resolver.Close()
-	r, err := router.New(router.Config{Host: h, Log: log, DNS: resolver})
+	cfg := router.Config{Host: h, Log: log, DNS: resolver}
+	if useDgram {
+		if cfg.Datagram, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(localIP, dgramPort))); err != nil {
+			return fmt.Errorf("datagram socket: %w", err)
+		}
+	}
+	r, err := router.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -152,13 +164,13 @@ func run(self, local, remote string, useQUIC, verbose bool) error {
 		dev.Close()
 		return err
 	}
-	log.Info("up", "peer_id", selfID, "addr", addrs[self], "listen", h.Addrs(), "quic", useQUIC)
+	log.Info("up", "peer_id", selfID, "addr", addrs[self], "listen", h.Addrs(), "quic", useQUIC, "dgram", useDgram)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
 	st := r.Stats()
-	log.Info("down", "forwarded", st.Forwarded, "delivered", st.Delivered, "dropped", st.Dropped)
+	log.Info("down", "forwarded", st.Forwarded, "datagrams", st.Datagrams, "delivered", st.Delivered, "dropped", st.Dropped)
 	return nil
 }
 

@@ -31,11 +31,12 @@ func (r reason) String() string { return reasonNames[r] }
 // counters are the packet counts of a node or a deployment.
 type counters struct {
 	forwarded, delivered atomic.Uint64
+	datagrams            atomic.Uint64
 	dropped              [nReasons]atomic.Uint64
 }
 
 func (c *counters) stats() Stats {
-	s := Stats{Forwarded: c.forwarded.Load(), Delivered: c.delivered.Load(), Dropped: make(map[string]uint64, nReasons)}
+	s := Stats{Forwarded: c.forwarded.Load(), Delivered: c.delivered.Load(), Datagrams: c.datagrams.Load(), Dropped: make(map[string]uint64, nReasons)}
 	for i := range c.dropped {
 		s.Dropped[reasonNames[i]] = c.dropped[i].Load()
 	}

@@ -58,6 +58,7 @@ type Config struct {
 // is "unauthorized").
 type Stats struct {
 	Forwarded, Delivered uint64
+	Datagrams            uint64 // of Forwarded, those sent as datagrams
 	Dropped              map[string]uint64
 }
 

@@ -176,6 +176,8 @@ func (o *outQueue) datagram(ctx context.Context, p *packet, bw *bufio.Writer) bo
 	} else {
 		o.r.count.forwarded.Add(1)
 		o.dep.count.forwarded.Add(1)
+		o.r.count.datagrams.Add(1)
+		o.dep.count.datagrams.Add(1)
 	}
 	putPacket(p)
 	return true
