@@ -118,6 +118,10 @@ dms_down() {
   kill -TERM "${dms_pids[@]}" 2>/dev/null || true
   wait "${dms_pids[@]}" 2>/dev/null || true
   dms_pids=()
+  # the peers' counters (forwarded, of which datagrams; drops)
+  grep -h 'msg=down' "$work/peerA.log" "$work/peerB.log" | sed 's/^.*msg=down /    peer counters: /' || true
+  : >"$work/peerA.log"
+  : >"$work/peerB.log"
 }
 
 # wait_for what seconds cmd...: polls cmd until it succeeds.

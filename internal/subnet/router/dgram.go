@@ -164,17 +164,14 @@ func remoteIP(c network.Conn) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("no IP address in %s", m)
 }
 
-// register gives s a fresh receiver index and installs it, replacing the
-// session of the same peer, deployment and role.
-func (g *dgram) register(s *session) {
+// reserve gives s a fresh receiver index, which names no session yet
+// (a datagram to it is "unauthorized") until install.
+func (g *dgram) reserve(s *session) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	old := *g.sessions.Load()
 	m := make(map[uint32]*session, len(old)+1)
 	for i, o := range old {
-		if o.dep == s.dep && o.peer == s.peer && o.initiator == s.initiator {
-			continue
-		}
 		m[i] = o
 	}
 	for {
@@ -185,21 +182,44 @@ func (g *dgram) register(s *session) {
 			break
 		}
 	}
+	m[s.index] = nil
+	g.sessions.Store(&m)
+}
+
+// install puts s, keyed, at its reserved index, replacing the session of
+// the same peer, deployment and role.
+func (g *dgram) install(s *session) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old := *g.sessions.Load()
+	m := make(map[uint32]*session, len(old))
+	for i, o := range old {
+		if o != nil && o.dep == s.dep && o.peer == s.peer && o.initiator == s.initiator {
+			continue
+		}
+		m[i] = o
+	}
 	m[s.index] = s
 	g.sessions.Store(&m)
 }
 
-// unregister removes s.
+// register is reserve and install, for a session already keyed.
+func (g *dgram) register(s *session) {
+	g.reserve(s)
+	g.install(s)
+}
+
+// unregister removes s, or its reservation.
 func (g *dgram) unregister(s *session) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	old := *g.sessions.Load()
-	if old[s.index] != s {
+	if o, ok := old[s.index]; !ok || (o != nil && o != s) {
 		return
 	}
 	m := make(map[uint32]*session, len(old))
 	for i, o := range old {
-		if o != s {
+		if i != s.index {
 			m[i] = o
 		}
 	}
@@ -214,7 +234,7 @@ func (g *dgram) prune(d *deployment, v *view) {
 	old := *g.sessions.Load()
 	m := make(map[uint32]*session, len(old))
 	for i, o := range old {
-		if o.dep == d && (v == nil || v.peers[o.peer] == nil) {
+		if o != nil && o.dep == d && (v == nil || v.peers[o.peer] == nil) {
 			continue
 		}
 		m[i] = o
@@ -244,7 +264,7 @@ func (g *dgram) setup(ctx context.Context, o *outQueue) error {
 		return err
 	}
 	s := &session{dep: o.dep, peer: o.peer, initiator: true, conn: st.Conn()}
-	g.register(s)
+	g.reserve(s)
 	ok := false
 	defer func() {
 		if !ok {
@@ -278,6 +298,7 @@ func (g *dgram) setup(ctx context.Context, o *outQueue) error {
 		return err
 	}
 	s.remote, s.addr = resp.index, netip.AddrPortFrom(ip, resp.port)
+	g.install(s)
 	ok = true
 	o.tx.Store(s)
 	return nil
