@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/crypto/chacha20poly1305"
+	"golang.org/x/net/ipv4"
 
 	"github.com/dmsnet/dms/internal/subnet"
 )
@@ -44,6 +45,10 @@ const (
 	dgRetry = 3 * time.Second
 	// dgInfo starts the HKDF info.
 	dgInfo = "dms-subnet-dgram/1"
+	// dgSocketBuffer is the datagram socket's kernel buffer size.
+	dgSocketBuffer = 8 << 20
+	// dgBatch is how many datagrams one read takes (recvmmsg).
+	dgBatch = 64
 	// dgMaxCounter is past where a session stops sending (never reached).
 	dgMaxCounter = 1 << 60
 )
@@ -91,6 +96,7 @@ func newDgram(r *Router, conn *net.UDPConn) (*dgram, error) {
 	if err != nil {
 		return nil, fmt.Errorf("subnet router: datagram socket: %w", err)
 	}
+	growBuffers(conn)
 	g := &dgram{r: r, conn: conn, port: ap.Port()}
 	g.sessions.Store(&map[uint32]*session{})
 	return g, nil
@@ -398,66 +404,124 @@ func (s *session) sealPacket(p *packet) ([]byte, error) {
 	return b[:dgOverhead+n], nil
 }
 
-// receive reads datagrams until the socket is closed.
+// receive reads datagrams until the socket is closed, many per read,
+// and writes the packets to the devices in batches.
 func (g *dgram) receive() {
 	defer g.r.wg.Done()
-	p := getPacket()
-	defer putPacket(p)
-	one := make([][]byte, 1)
+	pc := ipv4.NewPacketConn(g.conn)
+	var (
+		pkts  = make([]*packet, dgBatch)
+		msgs  = make([]ipv4.Message, dgBatch)
+		batch = make([]*packet, 0, dgBatch)
+		bufs  = make([][]byte, 0, dgBatch)
+		head  []byte // the large buffer of a batch's first packet (GRO)
+		dep   *deployment
+		att   *attachment
+	)
+	for i := range pkts {
+		pkts[i] = getPacket()
+		msgs[i].Buffers = [][]byte{pkts[i].buf[dgStart:]}
+	}
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		for _, p := range batch {
+			bufs = append(bufs, p.withHead())
+		}
+		if len(batch) > 1 {
+			if head == nil {
+				head = make([]byte, 0, subnet.Offset+65535)
+			}
+			bufs[0] = append(head[:subnet.Offset], batch[0].data()...)
+		}
+		if _, err := att.dev.Write(bufs, subnet.Offset); err == nil {
+			g.r.count.delivered.Add(uint64(len(batch)))
+			dep.count.delivered.Add(uint64(len(batch)))
+		}
+		for i := range batch {
+			batch[i], bufs[i] = nil, nil
+		}
+		batch, bufs = batch[:0], bufs[:0]
+	}
 	for {
-		n, _, err := g.conn.ReadFromUDPAddrPort(p.buf[dgStart:])
+		n, err := pc.ReadBatch(msgs, 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		g.handle(p, n, one)
+		for i := range n {
+			p := pkts[i]
+			d, a := g.open(p, msgs[i].N)
+			if a == nil {
+				continue
+			}
+			if a != att || len(batch) >= max(a.dev.BatchSize(), 1) {
+				flush()
+				dep, att = d, a
+			}
+			batch = append(batch, p)
+		}
+		flush()
 	}
 }
 
-// handle opens the datagram of n bytes at p.buf[dgStart:], checks the
-// packet in it as a stream's and delivers it.
+// handle opens the datagram of n bytes at p.buf[dgStart:] and delivers
+// its packet alone.
 func (g *dgram) handle(p *packet, n int, one [][]byte) {
+	d, a := g.open(p, n)
+	if a == nil {
+		return
+	}
+	one[0] = p.withHead()
+	if _, err := a.dev.Write(one, subnet.Offset); err == nil {
+		g.r.count.delivered.Add(1)
+		d.count.delivered.Add(1)
+	}
+	one[0] = nil
+}
+
+// open opens the datagram of n bytes at p.buf[dgStart:], checks the
+// packet in it as a stream's, and returns its deployment and the
+// attachment to deliver it to (p.data() then is the packet), or nil when
+// it was dropped.
+func (g *dgram) open(p *packet, n int) (*deployment, *attachment) {
 	r := g.r
 	if n < dgOverhead+20 {
 		r.drop(nil, reasonBadDatagram, nil)
-		return
+		return nil, nil
 	}
 	b := p.buf[dgStart : dgStart+n]
 	s := (*g.sessions.Load())[binary.BigEndian.Uint32(b[0:4])]
 	if s == nil {
 		r.drop(nil, reasonUnauthorized, nil)
-		return
+		return nil, nil
 	}
 	counter := binary.BigEndian.Uint64(b[4:12])
 	binary.BigEndian.PutUint64(s.rxNonce[4:], counter)
 	if _, err := s.open.Open(b[dgHeader:dgHeader], s.rxNonce[:], b[dgHeader:], nil); err != nil {
 		r.drop(s.dep, reasonBadDatagram, nil)
-		return
+		return nil, nil
 	}
 	if !s.window.accept(counter) {
 		r.drop(s.dep, reasonBadDatagram, nil)
-		return
+		return nil, nil
 	}
 	g.received.Add(1)
 	p.n = n - dgOverhead
 	v := s.dep.view.Load()
 	if v == nil {
-		return
+		return nil, nil
 	}
 	m, verdict, why, rt := v.fromPeer(s.peer, p.data())
 	if verdict != verdictLocal {
 		r.drop(s.dep, why, p.data())
-		return
+		return nil, nil
 	}
 	p.n = m
-	one[0] = p.withHead()
-	if _, err := rt.att.dev.Write(one, subnet.Offset); err == nil {
-		r.count.delivered.Add(1)
-		s.dep.count.delivered.Add(1)
-	}
-	one[0] = nil
+	return s.dep, rt.att
 }
 
 // replayWindow is WireGuard's sliding window of received counters: a
