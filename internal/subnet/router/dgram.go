@@ -38,9 +38,6 @@ const (
 	// dgStart is where a datagram begins in a packet's buffer, so that
 	// the plaintext sits at subnet.Offset.
 	dgStart = subnet.Offset - dgHeader
-	// maxDgPacket is the largest packet sealed in place in a packet
-	// buffer; a larger one (a sender with a larger MTU) takes the stream.
-	maxDgPacket = len(packet{}.buf) - subnet.Offset - chacha20poly1305.Overhead
 	// dgRetry is how long after a failed setup the next one waits.
 	dgRetry = 3 * time.Second
 	// dgInfo starts the HKDF info.
@@ -58,6 +55,7 @@ const (
 type dgram struct {
 	r    *Router
 	conn *net.UDPConn
+	pc   *ipv4.PacketConn // conn, many datagrams per call
 	port uint16
 
 	// sessions by local receiver index: replaced (copy on write) under mu,
@@ -87,6 +85,7 @@ type session struct {
 	seal    cipher.AEAD
 	remote  uint32 // the peer's receiver index
 	addr    netip.AddrPort
+	udpAddr *net.UDPAddr // addr, for WriteBatch
 	counter uint64
 	txNonce [chacha20poly1305.NonceSize]byte
 }
@@ -97,7 +96,7 @@ func newDgram(r *Router, conn *net.UDPConn) (*dgram, error) {
 		return nil, fmt.Errorf("subnet router: datagram socket: %w", err)
 	}
 	growBuffers(conn)
-	g := &dgram{r: r, conn: conn, port: ap.Port()}
+	g := &dgram{r: r, conn: conn, pc: ipv4.NewPacketConn(conn), port: ap.Port()}
 	g.sessions.Store(&map[uint32]*session{})
 	return g, nil
 }
@@ -304,6 +303,7 @@ func (g *dgram) setup(ctx context.Context, o *outQueue) error {
 		return err
 	}
 	s.remote, s.addr = resp.index, netip.AddrPortFrom(ip, resp.port)
+	s.udpAddr = net.UDPAddrFromAddrPort(s.addr)
 	g.install(s)
 	ok = true
 	o.tx.Store(s)
@@ -359,6 +359,7 @@ func (r *Router) handleSetup(st network.Stream) {
 		return
 	}
 	s := &session{dep: d, peer: from, conn: st.Conn(), remote: req.index, addr: netip.AddrPortFrom(ip, req.port)}
+	s.udpAddr = net.UDPAddrFromAddrPort(s.addr)
 	if s.open, s.seal, err = keys(secret, from, r.self, id); err != nil {
 		return
 	}
@@ -388,6 +389,62 @@ func (g *dgram) send(s *session, p *packet) error {
 	return nil
 }
 
+// sendBatch sends p and the packets queued behind it (up to dgBatch) on
+// s in one call (sendmmsg), and puts them back on the free list.
+func (o *outQueue) sendBatch(s *session, p *packet) {
+	if o.msgs == nil { // made on the first datagram: most pairs never talk
+		o.msgs = make([]ipv4.Message, dgBatch)
+		for i := range o.msgs {
+			o.msgs[i].Buffers = make([][]byte, 1)
+		}
+		o.held = make([]*packet, 0, dgBatch)
+	}
+	o.held = append(o.held[:0], p)
+fill:
+	for len(o.held) < dgBatch {
+		select {
+		case q := <-o.q:
+			o.held = append(o.held, q)
+		default:
+			break fill
+		}
+	}
+	n := 0
+	for _, q := range o.held {
+		b, err := s.sealPacket(q)
+		if err != nil {
+			o.r.drop(o.dep, reasonNoRoute, nil)
+			continue
+		}
+		o.msgs[n].Buffers[0] = b
+		o.msgs[n].Addr = s.udpAddr
+		n++
+	}
+	sent := 0
+	for sent < n {
+		k, err := o.r.dg.pc.WriteBatch(o.msgs[sent:n], 0)
+		if err != nil {
+			for range n - sent {
+				o.r.drop(o.dep, reasonNoRoute, nil) // sealed: nothing to log
+			}
+			break
+		}
+		sent += k
+	}
+	o.r.dg.sent.Add(uint64(sent))
+	for _, c := range []*counters{&o.r.count, &o.dep.count} {
+		c.forwarded.Add(uint64(sent))
+		c.datagrams.Add(uint64(sent))
+	}
+	for i, q := range o.held {
+		putPacket(q)
+		o.held[i] = nil
+	}
+	for i := range o.msgs[:n] {
+		o.msgs[i].Buffers[0], o.msgs[i].Addr = nil, nil
+	}
+}
+
 // sealPacket turns p into a datagram in place and returns it (a slice of
 // p's buffer): [receiver index][counter][sealed packet].
 func (s *session) sealPacket(p *packet) ([]byte, error) {
@@ -408,7 +465,7 @@ func (s *session) sealPacket(p *packet) ([]byte, error) {
 // and writes the packets to the devices in batches.
 func (g *dgram) receive() {
 	defer g.r.wg.Done()
-	pc := ipv4.NewPacketConn(g.conn)
+	pc := g.pc
 	var (
 		pkts  = make([]*packet, dgBatch)
 		msgs  = make([]ipv4.Message, dgBatch)

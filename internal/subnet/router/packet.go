@@ -47,9 +47,13 @@ func (c *counters) stats() Stats {
 // some slack for a sender whose interface is a little larger.
 const maxPacket = subnet.MTU + 80
 
+// tagRoom is the AEAD tag a datagram adds to a packet sealed in place.
+const tagRoom = 16
+
 // packet is a buffer from the free list: the packet is buf[Offset:Offset+n].
 type packet struct {
-	buf [subnet.Offset + maxPacket]byte
+	// the room after the packet takes a datagram's AEAD tag (dgram.go)
+	buf [subnet.Offset + maxPacket + tagRoom]byte
 	n   int
 }
 

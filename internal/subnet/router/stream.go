@@ -12,6 +12,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/net/ipv4"
 
 	"github.com/dmsnet/dms/internal/subnet"
 )
@@ -41,7 +42,9 @@ type outQueue struct {
 	// settingUp while a setup runs; setupAt is when the next may start.
 	tx        atomic.Pointer[session]
 	settingUp atomic.Bool
-	setupAt   time.Time // the writer's
+	setupAt   time.Time      // the writer's
+	msgs      []ipv4.Message // the writer's datagram batch
+	held      []*packet      // the packets of msgs
 
 	mu     sync.Mutex
 	s      network.Stream // guarded by mu
@@ -165,21 +168,10 @@ func (o *outQueue) datagram(ctx context.Context, p *packet, bw *bufio.Writer) bo
 		}
 		return false
 	}
-	if p.n > maxDgPacket {
-		return false
-	}
 	if bw != nil && bw.Buffered() > 0 {
 		_ = bw.Flush() // what the stream holds goes first
 	}
-	if err := o.r.dg.send(s, p); err != nil {
-		o.r.drop(o.dep, reasonNoRoute, nil) // p is sealed
-	} else {
-		o.r.count.forwarded.Add(1)
-		o.dep.count.forwarded.Add(1)
-		o.r.count.datagrams.Add(1)
-		o.dep.count.datagrams.Add(1)
-	}
-	putPacket(p)
+	o.sendBatch(s, p)
 	return true
 }
 
