@@ -36,6 +36,40 @@
 // TCP inside TCP under loss); the loss benchmarks of docs/PERFORMANCE.md
 // measure it.
 //
+// # Datagrams
+//
+// With Config.Datagram (a UDP socket) the packets between two providers
+// travel as UDP datagrams instead, WireGuard-style, so that a packet lost
+// on the line is lost once, for the inner TCP to recover, instead of
+// stalling every packet behind it (the loss benchmarks of
+// docs/PERFORMANCE.md). On its first packet an outQueue sets up a session
+// in the background over the authenticated libp2p connection, protocol
+// "/dms/subnet/dgram/1", one request and one response on a stream:
+// [version 1][length][deployment ID][X25519 ephemeral key 32][receiver
+// index 4][UDP port 2], answered with [key 32][index 4][port 2]. The
+// responder checks the request as a data stream (its table, the peer
+// holds a route in it; else the stream is reset, "unauthorized"). Both
+// derive two directional ChaCha20-Poly1305 keys with HKDF-SHA256 over the
+// X25519 secret, info "dms-subnet-dgram/1" + initiator ID + responder ID +
+// deployment; the peer's UDP address is the IP of the libp2p connection
+// and the announced port. A session belongs to one (peer, deployment);
+// its reverse direction also carries the responder's packets to the
+// initiator (the newest handshake wins). Until the session exists, or if
+// its setup failed (a peer without a socket, a relayed connection; again
+// at most every 3 s), the packets take the stream; when the libp2p
+// connection closes, the session is dropped.
+//
+// A datagram is [receiver index 4][counter 8, big-endian][the packet
+// sealed with the nonce 4 zero bytes + counter]. The receiver looks the
+// index up (unknown: "unauthorized"), opens it in place, rejects a
+// replayed or too old counter (a 1984-counter window, WireGuard's
+// bitmap) and what fails to open ("bad-datagram"), then checks the packet
+// as one read from a stream of that peer and deployment. The sender seals
+// the queued packets in place and sends them with one sendmmsg; the
+// receiver reads with recvmmsg and writes to the device in batches. There
+// are no keepalives, rekeying or roaming: a UDP path that silently drops
+// everything is not noticed.
+//
 // # Checks
 //
 // A stream is accepted only from a peer that holds a route in that
