@@ -46,6 +46,10 @@ const (
 	dgSocketBuffer = 8 << 20
 	// dgBatch is how many datagrams one read takes (recvmmsg).
 	dgBatch = 64
+	// gsoMax is the most bytes one segmented write carries, gsoSegments
+	// the most datagrams.
+	gsoMax      = 65000
+	gsoSegments = 64
 	// dgMaxCounter is past where a session stops sending (never reached).
 	dgMaxCounter = 1 << 60
 )
@@ -62,6 +66,9 @@ type dgram struct {
 	// read by the receive loop without a lock.
 	sessions atomic.Pointer[map[uint32]*session]
 	mu       sync.Mutex
+
+	// gso: the socket takes UDP_SEGMENT writes (until one fails).
+	gso atomic.Bool
 
 	// sent and received count datagrams (tests, benchmarks).
 	sent, received atomic.Uint64
@@ -97,6 +104,7 @@ func newDgram(r *Router, conn *net.UDPConn) (*dgram, error) {
 	}
 	growBuffers(conn)
 	g := &dgram{r: r, conn: conn, pc: ipv4.NewPacketConn(conn), port: ap.Port()}
+	g.gso.Store(gsoSupported)
 	g.sessions.Store(&map[uint32]*session{})
 	return g, nil
 }
@@ -409,6 +417,20 @@ fill:
 			break fill
 		}
 	}
+	if o.r.dg.gso.Load() {
+		if o.gsoBuf == nil {
+			o.gsoBuf = make([]byte, gsoMax)
+		}
+		sent, err := o.sendGSO(s)
+		if err == nil || sent > 0 {
+			o.sent(sent, len(o.held)-sent)
+			o.release(0)
+			return
+		}
+		// no UDP segmentation offload here: sendmmsg from now on
+		o.r.dg.gso.Store(false)
+		o.r.log.Debug("subnet datagrams: no UDP segmentation offload", "err", err)
+	}
 	n := 0
 	for _, q := range o.held {
 		b, err := s.sealPacket(q)
@@ -431,11 +453,24 @@ fill:
 		}
 		sent += k
 	}
+	o.sent(sent, 0)
+	o.release(n)
+}
+
+// sent counts sent datagrams and drops failed ones.
+func (o *outQueue) sent(sent, failed int) {
 	o.r.dg.sent.Add(uint64(sent))
 	for _, c := range []*counters{&o.r.count, &o.dep.count} {
 		c.forwarded.Add(uint64(sent))
 		c.datagrams.Add(uint64(sent))
 	}
+	for range failed {
+		o.r.drop(o.dep, reasonNoRoute, nil) // sealed: nothing to log
+	}
+}
+
+// release puts the held packets back and clears the first n messages.
+func (o *outQueue) release(n int) {
 	for i, q := range o.held {
 		putPacket(q)
 		o.held[i] = nil
@@ -443,6 +478,56 @@ fill:
 	for i := range o.msgs[:n] {
 		o.msgs[i].Buffers[0], o.msgs[i].Addr = nil, nil
 	}
+}
+
+// sendGSO seals the held packets into o.gsoBuf, runs of equal size
+// (the last of a run may be shorter) back to back, and sends each run in
+// one write that the kernel cuts into datagrams (UDP_SEGMENT). It
+// returns how many packets went out.
+func (o *outQueue) sendGSO(s *session) (int, error) {
+	buf := o.gsoBuf
+	sent, start, off, seg, short := 0, 0, 0, 0, false
+	flush := func(end int) error {
+		if off == 0 {
+			return nil
+		}
+		err := o.r.dg.writeGSO(buf[:off], seg, s.addr)
+		if err == nil {
+			sent += end - start
+		}
+		start, off, short = end, 0, false
+		return err
+	}
+	for i, q := range o.held {
+		size := dgOverhead + q.n
+		if off > 0 && (short || size > seg || off+size > len(buf) || i-start >= gsoSegments) {
+			if err := flush(i); err != nil {
+				return sent, err
+			}
+		}
+		if off == 0 {
+			seg = size
+		}
+		if s.sealTo(buf[off:off+size], q) != nil {
+			continue
+		}
+		off += size
+		short = size < seg
+	}
+	return sent, flush(len(o.held))
+}
+
+// sealTo seals p as a datagram into dst (len dgOverhead+p.n).
+func (s *session) sealTo(dst []byte, p *packet) error {
+	if s.counter >= dgMaxCounter {
+		return errors.New("session exhausted")
+	}
+	binary.BigEndian.PutUint32(dst[0:4], s.remote)
+	binary.BigEndian.PutUint64(dst[4:12], s.counter)
+	binary.BigEndian.PutUint64(s.txNonce[4:], s.counter)
+	s.counter++
+	s.seal.Seal(dst[dgHeader:dgHeader], s.txNonce[:], p.data(), nil)
+	return nil
 }
 
 // sealPacket turns p into a datagram in place and returns it (a slice of

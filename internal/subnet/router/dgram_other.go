@@ -2,10 +2,21 @@
 
 package router
 
-import "net"
+import (
+	"errors"
+	"net"
+	"net/netip"
+)
 
 // growBuffers gives the datagram socket large kernel buffers.
 func growBuffers(c *net.UDPConn) {
 	_ = c.SetReadBuffer(dgSocketBuffer)
 	_ = c.SetWriteBuffer(dgSocketBuffer)
+}
+
+// gsoSupported: only Linux has UDP_SEGMENT.
+const gsoSupported = false
+
+func (g *dgram) writeGSO([]byte, int, netip.AddrPort) error {
+	return errors.New("no UDP segmentation offload")
 }

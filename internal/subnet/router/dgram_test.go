@@ -3,6 +3,7 @@ package router
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -129,6 +130,52 @@ func TestDatagram(t *testing.T) {
 	}
 	if got := A.r.dg.received.Load(); got < n {
 		t.Errorf("A received %d datagrams, want ≥ %d", got, n)
+	}
+}
+
+// TestDatagramBurst: a burst of packets of the same size and a few
+// shorter ones (sent in segmented writes where the kernel can) all
+// arrive, as datagrams.
+func TestDatagramBurst(t *testing.T) {
+	A, B := newDgNode(t), newDgNode(t)
+	connect(t, A, B)
+	tb := table(t, "dep", 1, block, at{"a", 2, A.h.ID()}, at{"b", 3, B.h.ID()})
+	A.r.SetTable(tb)
+	B.r.SetTable(tb)
+	da, db := subnettest.NewDevice(512), attach(t, B, "dep", "b")
+	if err := A.r.Attach("dep", "a", da); err != nil {
+		t.Fatal(err)
+	}
+	inject(t, da, subnettest.UDP(a2, a3, 1, 2, []byte("first")))
+	recv(t, db)
+	oa := outQ(t, A, "dep", B.h.ID())
+	poll(t, "A's session to B", func() bool { return oa.tx.Load() != nil })
+	sent := A.r.dg.sent.Load()
+	const n = 300
+	want := map[string]bool{}
+	for i := range n {
+		size := 1000
+		if i%50 == 49 {
+			size = 100 // a shorter one ends a run of segments
+		}
+		payload := make([]byte, size)
+		copy(payload, fmt.Sprint(i))
+		pkt := subnettest.UDP(a2, a3, 1, 2, payload)
+		want[string(pkt)] = true
+		inject(t, da, pkt)
+	}
+	for range n {
+		got := recv(t, db)
+		if !want[string(got)] {
+			t.Fatalf("delivered % x", got[:40])
+		}
+		delete(want, string(got))
+	}
+	if got := A.r.dg.sent.Load() - sent; got != n {
+		t.Errorf("%d datagrams sent, want %d", got, n)
+	}
+	if gsoSupported && !A.r.dg.gso.Load() {
+		t.Error("the segmented writes failed on loopback")
 	}
 }
 
@@ -436,7 +483,10 @@ func TestDatagramZeroAllocs(t *testing.T) {
 			oq.sendBatch(tx, q)
 		}
 	}
-	if per := testing.AllocsPerRun(5, run) / n; per > 0.01 {
-		t.Errorf("send (batches of 8): %.3f allocations per packet, want 0", per)
+	for _, gso := range []bool{false, gsoSupported} {
+		o.r.dg.gso.Store(gso)
+		if per := testing.AllocsPerRun(5, run) / n; per > 0.01 {
+			t.Errorf("send (batches of 8, gso %v): %.3f allocations per packet, want 0", gso, per)
+		}
 	}
 }

@@ -45,6 +45,7 @@ type outQueue struct {
 	setupAt   time.Time      // the writer's
 	msgs      []ipv4.Message // the writer's datagram batch
 	held      []*packet      // the packets of msgs
+	gsoBuf    []byte         // the writer's segmented datagrams
 
 	mu     sync.Mutex
 	s      network.Stream // guarded by mu
