@@ -65,8 +65,10 @@
 // replayed or too old counter (a 1984-counter window, WireGuard's
 // bitmap) and what fails to open ("bad-datagram"), then checks the packet
 // as one read from a stream of that peer and deployment. The sender seals
-// the queued packets in place and sends them with one sendmmsg; the
-// receiver reads with recvmmsg and writes to the device in batches. There
+// the queued packets (up to 64) and sends each run of equal-sized ones in
+// one write that the kernel cuts into datagrams (UDP_SEGMENT, Linux; else
+// or where that fails, one sendmmsg); the receiver reads with recvmmsg
+// and writes to the device in batches. There
 // are no keepalives, rekeying or roaming: a UDP path that silently drops
 // everything is not noticed.
 //
