@@ -320,7 +320,12 @@ func (g *dgram) setup(ctx context.Context, o *outQueue) error {
 
 // handleSetup is the responder's side of DatagramProtocol.
 func (r *Router) handleSetup(st network.Stream) {
-	defer func() { _ = st.Reset() }()
+	answered := false
+	defer func() {
+		if !answered {
+			_ = st.Reset()
+		}
+	}()
 	from := st.Conn().RemotePeer()
 	g := r.dg
 	if g == nil {
@@ -378,7 +383,9 @@ func (r *Router) handleSetup(st network.Stream) {
 		g.unregister(s)
 		return
 	}
-	_ = st.CloseWrite()
+	// closed, not reset: a reset could overtake the answer
+	answered = true
+	_ = st.Close()
 	// the reverse direction serves this side's packets to the peer too:
 	// the newest handshake wins, its index is the one the peer keeps
 	o.tx.Store(s)
