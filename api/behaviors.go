@@ -58,11 +58,13 @@ type Status struct {
 // forwarded to other providers, delivered to its allocations, and
 // dropped, by reason ("spoofed": a source address not the sending
 // peer's; "no-route", "gateway", "queue-full", "unauthorized",
-// "malformed").
+// "malformed", "bad-datagram": a datagram that fails to open or is
+// replayed).
 type SubnetStatus struct {
 	Deployments int               `json:"deployments"` // with a routing table here
 	Attached    int               `json:"attached"`    // allocations with an interface
 	Forwarded   uint64            `json:"forwarded"`
+	Datagrams   uint64            `json:"datagrams,omitempty"` // of Forwarded, those sent as UDP datagrams (subnet.datagrams)
 	Delivered   uint64            `json:"delivered"`
 	Dropped     map[string]uint64 `json:"dropped,omitempty"`
 }

@@ -172,6 +172,9 @@ type Orchestrator struct {
 type Subnet struct {
 	Pool string `yaml:"pool" doc:"IPv4 prefix (CIDR) the subnets of this node's deployments are carved from, one block per deployment; it must not overlap a network of this machine (dms run refuses to start otherwise)."`
 	Bits int    `yaml:"bits" doc:"Prefix length of one deployment's subnet, from the pool's own length to 30: 24 holds 253 allocations (the network, the gateway .1 and the broadcast address are kept back)."`
+	// Datagrams is the provider's side: it carries the packets of the
+	// subnets it runs.
+	Datagrams bool `yaml:"datagrams" doc:"Carry subnet packets to other providers as UDP datagrams (an ephemeral port, keys agreed over libp2p) rather than on libp2p streams: faster under loss (docs/PERFORMANCE.md, Subnet). Off by default: a UDP path a firewall or a relay blocks is not detected yet, and both providers need it."`
 }
 
 // PoolPrefix returns the pool as a prefix: IPv4, masked.

@@ -53,8 +53,8 @@ type dataPath interface {
 
 // pathStats are the data path's counters (router.Stats).
 type pathStats struct {
-	Forwarded, Delivered uint64
-	Dropped              map[string]uint64
+	Forwarded, Datagrams, Delivered uint64
+	Dropped                         map[string]uint64
 }
 
 // subnets is the node's side of the subnets: allocation.Subnets for the
@@ -292,7 +292,7 @@ func (s *subnets) status() *api.SubnetStatus {
 	s.mu.Unlock()
 	if s.stats != nil {
 		st := s.stats()
-		out.Forwarded, out.Delivered = st.Forwarded, st.Delivered
+		out.Forwarded, out.Datagrams, out.Delivered = st.Forwarded, st.Datagrams, st.Delivered
 		if len(st.Dropped) > 0 {
 			out.Dropped = maps.Clone(st.Dropped)
 		}

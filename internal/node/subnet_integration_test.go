@@ -56,8 +56,19 @@ func TestSubnetTwoNodes(t *testing.T) {
 	if _, err := exec.LookPath("ping"); err != nil {
 		t.Skip("no ping")
 	}
+	for _, datagrams := range []bool{false, true} {
+		t.Run(map[bool]string{false: "streams", true: "datagrams"}[datagrams], func(t *testing.T) {
+			twoNodes(t, datagrams)
+		})
+	}
+}
+
+// twoNodes: a and b on two nodes ping each other across their subnet,
+// over streams or (subnet.datagrams) UDP datagrams.
+func twoNodes(t *testing.T, datagrams bool) {
 	A, B := newTestNode(t, nil), newTestNode(t, nil)
 	A.connect(t, B)
+	A.cfg.Config.Subnet.Datagrams, B.cfg.Config.Subnet.Datagrams = datagrams, datagrams
 	orch := mustKey(t)
 	dbs := map[*testNode]*store.DB{}
 	for _, n := range []*testNode{A, B} {
@@ -98,8 +109,27 @@ func TestSubnetTwoNodes(t *testing.T) {
 	attach(A, nsA, "a", a)
 	attach(B, nsB, "b", b)
 	pingFrom(t, nsA, b.Addr())
+	if datagrams {
+		// The first packets take the stream while the datagram session
+		// is set up in the background; then the pings go as datagrams.
+		if err := poll.Until(t.Context(), 20*time.Second, "pings as datagrams", func(ctx context.Context) (bool, error) {
+			pingFrom(t, nsA, b.Addr())
+			return A.status().Subnet.Datagrams > 0, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if st := A.status().Subnet; st == nil || st.Forwarded == 0 || st.Attached != 1 || st.Deployments != 1 {
 		t.Errorf("A's status after the ping: %+v, want packets forwarded, one attached, one deployment", st)
+	} else if (st.Datagrams > 0) != datagrams {
+		t.Errorf("A's status after the ping: %d of %d packets as datagrams, want datagrams %v", st.Datagrams, st.Forwarded, datagrams)
+	}
+	if datagrams {
+		// A restart of the node closes its libp2p connections, which
+		// ends the peers' datagram sessions with it; restarting only the
+		// data path, as below, would leave A's session pointing at a
+		// socket that is gone.
+		return
 	}
 
 	// B's data path restarts (the node restarted): the table comes back

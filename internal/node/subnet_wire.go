@@ -4,6 +4,8 @@ package node
 
 import (
 	"errors"
+	"fmt"
+	"net"
 
 	"github.com/dmsnet/dms/internal/subnet/dns"
 	"github.com/dmsnet/dms/internal/subnet/link"
@@ -18,14 +20,27 @@ func (n *Node) newDataPath() (*subnets, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := router.New(router.Config{Host: n.host.Libp2p(), Log: n.log, DNS: d})
+	rc := router.Config{Host: n.host.Libp2p(), Log: n.log, DNS: d}
+	if n.cfg.Config.Subnet.Datagrams {
+		// An ephemeral port on every address: the port is told to each
+		// peer in the authenticated setup, the address is the one its
+		// libp2p connection sees.
+		if rc.Datagram, err = net.ListenUDP("udp4", &net.UDPAddr{}); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("subnet datagrams: %w", err)
+		}
+	}
+	r, err := router.New(rc)
 	if err != nil {
+		if rc.Datagram != nil {
+			rc.Datagram.Close()
+		}
 		d.Close()
 		return nil, err
 	}
 	stats := func() pathStats {
 		st := r.Stats()
-		return pathStats{Forwarded: st.Forwarded, Delivered: st.Delivered, Dropped: st.Dropped}
+		return pathStats{Forwarded: st.Forwarded, Datagrams: st.Datagrams, Delivered: st.Delivered, Dropped: st.Dropped}
 	}
 	s := newSubnets(n.log, n.db, withDNS{r, d}, stats, link.OpenTUN)
 	s.openGuest = link.GuestPair
