@@ -559,39 +559,13 @@ func (g *dgram) receive() {
 	defer g.r.wg.Done()
 	pc := g.pc
 	var (
-		pkts  = make([]*packet, dgBatch)
-		msgs  = make([]ipv4.Message, dgBatch)
-		batch = make([]*packet, 0, dgBatch)
-		bufs  = make([][]byte, 0, dgBatch)
-		head  []byte // the large buffer of a batch's first packet (GRO)
-		dep   *deployment
-		att   *attachment
+		pkts = make([]*packet, dgBatch)
+		msgs = make([]ipv4.Message, dgBatch)
+		b    = newBatcher(dgBatch, nil) // the packets are pkts, read into again
 	)
 	for i := range pkts {
 		pkts[i] = getPacket()
 		msgs[i].Buffers = [][]byte{pkts[i].buf[dgStart:]}
-	}
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		for _, p := range batch {
-			bufs = append(bufs, p.withHead())
-		}
-		if len(batch) > 1 {
-			if head == nil {
-				head = make([]byte, 0, subnet.Offset+65535)
-			}
-			bufs[0] = append(head[:subnet.Offset], batch[0].data()...)
-		}
-		if _, err := att.dev.Write(bufs, subnet.Offset); err == nil {
-			g.r.count.delivered.Add(uint64(len(batch)))
-			dep.count.delivered.Add(uint64(len(batch)))
-		}
-		for i := range batch {
-			batch[i], bufs[i] = nil, nil
-		}
-		batch, bufs = batch[:0], bufs[:0]
 	}
 	for {
 		n, err := pc.ReadBatch(msgs, 0)
@@ -607,13 +581,9 @@ func (g *dgram) receive() {
 			if a == nil {
 				continue
 			}
-			if a != att || len(batch) >= max(a.dev.BatchSize(), 1) {
-				flush()
-				dep, att = d, a
-			}
-			batch = append(batch, p)
+			b.add(g.r, d, a, p)
 		}
-		flush()
+		b.flush(g.r)
 	}
 }
 

@@ -320,39 +320,8 @@ func (r *Router) handle(s network.Stream) {
 // writing them to the devices in batches: the frames already buffered,
 // up to a device's batch size.
 func (r *Router) readFrames(d *deployment, from peer.ID, br *bufio.Reader) {
-	var (
-		batch  = make([]*packet, 0, 128)
-		bufs   = make([][]byte, 0, 128)
-		target *attachment
-		head   []byte // the large buffer of a batch's first packet
-	)
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		for _, p := range batch {
-			bufs = append(bufs, p.withHead())
-		}
-		if len(batch) > 1 {
-			// a TUN with offloads coalesces the packets of a flow into
-			// the buffer of its first one (GRO) if it has the room: give
-			// the batch's first packet a large buffer
-			if head == nil {
-				head = make([]byte, 0, subnet.Offset+65535)
-			}
-			bufs[0] = append(head[:subnet.Offset], batch[0].data()...)
-		}
-		if _, err := target.dev.Write(bufs, subnet.Offset); err == nil {
-			r.count.delivered.Add(uint64(len(batch)))
-			d.count.delivered.Add(uint64(len(batch)))
-		}
-		for i, p := range batch {
-			putPacket(p)
-			batch[i], bufs[i] = nil, nil
-		}
-		batch, bufs = batch[:0], bufs[:0]
-	}
-	defer flush()
+	b := newBatcher(128, putPacket)
+	defer b.flush(r)
 	for {
 		p, err := readFrame(br)
 		if err != nil {
@@ -375,14 +344,10 @@ func (r *Router) readFrames(d *deployment, from peer.ID, br *bufio.Reader) {
 			putPacket(p)
 		} else {
 			p.n = n
-			if rt.att != target || len(batch) >= min(cap(batch), rt.att.dev.BatchSize()) {
-				flush()
-				target = rt.att
-			}
-			batch = append(batch, p)
+			b.add(r, d, rt.att, p)
 		}
 		if !buffered(br) {
-			flush()
+			b.flush(r)
 		}
 	}
 }
