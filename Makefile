@@ -17,7 +17,7 @@ GOTESTSUM_VERSION := v1.13.0
 GOBIN_DIR = $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
 GOTESTSUM = $(GOBIN_DIR)/gotestsum
 
-.PHONY: help build first-build-notice test unit integration reports acceptance coverage-check tools fuzz bench bench-executors demo vet clean
+.PHONY: help build first-build-notice test unit integration reports allocs acceptance coverage-check tools fuzz bench bench-executors demo vet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -43,7 +43,7 @@ vet: ## go vet and gofmt
 
 test: vet build ## every test group, with reports in build/reports: unit + integration (race, coverage), fuzz, acceptance, coverage check
 	@failed=""; \
-	for group in reports fuzz acceptance coverage-check; do \
+	for group in reports allocs fuzz acceptance coverage-check; do \
 		$(MAKE) --no-print-directory $$group || failed="$$failed $$group"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "make test: failed:$$failed (reports in $(REPORTS))"; exit 1; fi; \
@@ -64,6 +64,9 @@ reports: tools ## unit + integration tests (race) writing build/reports: junit.x
 	$(GO) tool cover -html=$(REPORTS)/coverage.out -o $(REPORTS)/coverage.html && \
 	sed -n '/^TOTAL/p' $(REPORTS)/coverage.txt; \
 	exit $$rc
+
+allocs: ## the tests that count heap allocations per packet, which skip under the race detector: once without it
+	$(GO) test -count=1 -run 'ZeroAllocs|NoAllocs' ./internal/subnet/...
 
 acceptance: build ## the Gherkin acceptance suite on bin/dms: a table per feature, build/reports/acceptance.{txt,xml,json} (FEATURES=a,b to choose)
 	@mkdir -p $(REPORTS)
