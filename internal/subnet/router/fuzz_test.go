@@ -115,3 +115,23 @@ func FuzzHello(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSetupRequest: a datagram setup request yields a deployment ID and a
+// handshake with a UDP port, exactly as they were sent, or an error; never
+// a panic.
+func FuzzSetupRequest(f *testing.F) {
+	h := handshake{index: 7, port: 4002}
+	h.pub[0] = 9
+	f.Add(h.marshal(hello("dep")))
+	f.Add(hello("dep"))
+	f.Add((&handshake{}).marshal(hello("d")))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		id, got, err := readRequest(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		if got.port == 0 || !bytes.HasPrefix(data, got.marshal(hello(id))) {
+			t.Fatalf("readRequest(% x) = %q, %+v", data, id, got)
+		}
+	})
+}
