@@ -487,21 +487,13 @@ func featureenvSteps(sc *godog.ScenarioContext) {
 		env := envOf(w)
 		ctx, cancel := stepCtx(ctx, time.Minute)
 		defer cancel()
-		d, err := status(ctx, w, envRunOf(w).last(w))
+		n, err := nodeRunning(ctx, w, alloc)
 		if err != nil {
 			return err
-		}
-		a, err := w.alloc(d, alloc)
-		if err != nil {
-			return err
-		}
-		n := env.NodeByPeerID(a.Provider)
-		if n == nil {
-			return fmt.Errorf("allocation %s runs on %q, not a node of the environment", alloc, a.Provider)
 		}
 		envLogf(w.T, "killing %s, which runs %s", n.Name, alloc)
 		run := envRunOf(w)
-		run.killed = append(run.killed, a.Provider)
+		run.killed = append(run.killed, n.PeerID)
 		return env.Kill(ctx, n)
 	})
 
@@ -638,4 +630,22 @@ func featureenvSteps(sc *godog.ScenarioContext) {
 		envLogf(w.T, "every node connected again %s after the heal", time.Since(start).Round(time.Second))
 		return nil
 	})
+}
+
+// nodeRunning is the environment's node that runs allocation alloc of the
+// last deployment.
+func nodeRunning(ctx context.Context, w *World, alloc string) (*featureenv.Node, error) {
+	d, err := status(ctx, w, envRunOf(w).last(w))
+	if err != nil {
+		return nil, err
+	}
+	a, err := w.alloc(d, alloc)
+	if err != nil {
+		return nil, err
+	}
+	n := envOf(w).NodeByPeerID(a.Provider)
+	if n == nil {
+		return nil, fmt.Errorf("allocation %s runs on %q, not a node of the environment", alloc, a.Provider)
+	}
+	return n, nil
 }

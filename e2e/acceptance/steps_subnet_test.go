@@ -332,17 +332,9 @@ func subnetSteps(sc *godog.ScenarioContext) {
 		env := envOf(w)
 		ctx, cancel := stepCtx(ctx, 2*time.Minute)
 		defer cancel()
-		d, err := status(ctx, w, envRunOf(w).last(w))
+		n, err := nodeRunning(ctx, w, alloc)
 		if err != nil {
 			return err
-		}
-		a, err := w.alloc(d, alloc)
-		if err != nil {
-			return err
-		}
-		n := env.NodeByPeerID(a.Provider)
-		if n == nil {
-			return fmt.Errorf("allocation %s runs on %q, not a node of the environment", alloc, a.Provider)
 		}
 		start := time.Now()
 		if err := env.Kill(ctx, n); err != nil {
