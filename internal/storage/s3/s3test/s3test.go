@@ -166,8 +166,18 @@ func (s *Server) MakeBucket(name string) {
 // there by another tool).
 func (s *Server) Put(bucket, key string, data []byte) {
 	s.t.Helper()
-	_, err := s.client.PutObject(context.Background(), bucket, key, bytes.NewReader(data), int64(len(data)),
-		minio.PutObjectOptions{DisableMultipart: true})
+	put := func() error {
+		_, err := s.client.PutObject(context.Background(), bucket, key, bytes.NewReader(data), int64(len(data)),
+			minio.PutObjectOptions{DisableMultipart: true})
+		return err
+	}
+	err := put()
+	if err != nil && strings.Contains(err.Error(), "parsing the HTTP request") {
+		// versitygw v1.8.0 once failed to parse the request that
+		// followed an empty PUT on the same connection (CI, 2026-12-04):
+		// the fixture sends it once more.
+		err = put()
+	}
 	if err != nil {
 		s.t.Fatalf("put %s/%s: %v", bucket, key, err)
 	}
