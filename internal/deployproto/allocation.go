@@ -12,6 +12,10 @@ import (
 type StartRequest struct {
 	Chain string `json:"chain"`
 	Epoch uint64 `json:"epoch,omitempty"`
+	// Contract is the ID of the placement's contract (the commit's); an
+	// allocation committed under a contract refuses a start naming
+	// another.
+	Contract string `json:"contract,omitempty"`
 }
 
 // StopRequest stops an allocation (shutdown, or a revert); Grace is how long

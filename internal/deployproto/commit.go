@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/contract"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/match"
 )
@@ -26,6 +27,13 @@ type CommitRequest struct {
 	// credentials.secret), each sealed to the provider's key with
 	// identity.SealTo and the context SecretContext(deployment, name).
 	Secrets map[string][]byte `json:"secrets,omitempty"`
+	// Contract is the placement's contract, signed by the requester
+	// (contract.New); the provider checks it against its bid and signs
+	// it (CommitReply.ProviderSig).
+	Contract *contract.Contract `json:"contract,omitempty"`
+	// NoteChain delegates BehaviorNote on the requester node to the
+	// provider node (token file text).
+	NoteChain string `json:"note_chain,omitempty"`
 }
 
 // SecretContext is the sealing context of secret name of a deployment: a
@@ -61,6 +69,8 @@ type AllocationSpec struct {
 // CommitReply lists the allocation actors created, by allocation name.
 type CommitReply struct {
 	Allocations map[string]actor.Handle `json:"allocations"`
+	// ProviderSig is the provider's signature of the commit's contract.
+	ProviderSig []byte `json:"provider_sig,omitempty"`
 }
 
 // RevertRequest undoes a bid or a commit: allocations are stopped and
