@@ -31,6 +31,7 @@ var (
 	durationType  = reflect.TypeFor[time.Duration]()
 	bytesType     = reflect.TypeFor[match.Bytes]()
 	cpuType       = reflect.TypeFor[match.MilliCPU]()
+	moneyType     = reflect.TypeFor[match.Money]()
 	bandwidthType = reflect.TypeFor[Bandwidth]()
 	envType       = reflect.TypeFor[Env]()
 )
@@ -316,6 +317,16 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, line int) {
 				return
 			}
 			v.SetInt(int64(c))
+		}
+		return
+	case moneyType:
+		if s, ok := d.scalar(n, path, line, "an amount of money such as 0.25"); ok {
+			m, err := match.ParseMoney(s)
+			if err != nil {
+				d.addf(path, line, "%v", err) // "... is not an amount of money (why; examples ...)"
+				return
+			}
+			v.SetInt(int64(m))
 		}
 		return
 	case bandwidthType:

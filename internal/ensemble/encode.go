@@ -66,6 +66,8 @@ func encode(v reflect.Value) *yaml.Node {
 		return formatBytes(match.Bytes(v.Uint()))
 	case cpuType:
 		return formatCPU(match.MilliCPU(v.Int()))
+	case moneyType:
+		return plain("!!str", match.Money(v.Int()).String())
 	case bandwidthType:
 		return plain("!!str", Bandwidth(v.Uint()).String())
 	}

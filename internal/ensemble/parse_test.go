@@ -684,6 +684,42 @@ allocations:
 			},
 		},
 		{
+			name: "contract block",
+			src: `version: v1
+contract: {max_price: -1, budget: 1.0000001, interval: 500ms}
+allocations:
+  a: {executor: wasm, execution: {module: a.wasm}}
+`,
+			want: []string{
+				`contract.budget: "1.0000001" is not an amount of money (more than 6 decimals; examples: 0.25, 3) (line 2)`,
+				`contract.interval: 500ms is shorter than 1s (line 2)`,
+				`contract.max_price: "-1" is not an amount of money (negative; examples: 0.25, 3) (line 2)`,
+			},
+		},
+		{
+			name: "contract interval bounds",
+			src: `version: v1
+contract: {max_price: abc, interval: 25h}
+allocations:
+  a: {executor: wasm, execution: {module: a.wasm}}
+`,
+			want: []string{
+				`contract.interval: 25h is longer than 24h (line 2)`,
+				`contract.max_price: "abc" is not an amount of money (malformed number; examples: 0.25, 3) (line 2)`,
+			},
+		},
+		{
+			name: "contract interval zero or negative",
+			src: `version: v1
+contract: {interval: 0s}
+allocations:
+  a: {executor: wasm, execution: {module: a.wasm}}
+`,
+			want: []string{
+				`contract.interval: must be at least 1s, got 0s (omit it for the node's default) (line 2)`,
+			},
+		},
+		{
 			name: "env variable names",
 			src: `version: v1
 allocations:
@@ -1098,5 +1134,41 @@ func TestParseLargeInputs(t *testing.T) {
 	got := problems(t, b.String())
 	if len(got) != MaxProblems+1 || got[MaxProblems] != fmt.Sprintf("and %d more problems", 19999+19999+5000+1-MaxProblems) {
 		t.Errorf("Parse returned %d problems, the last %q", len(got), got[len(got)-1])
+	}
+}
+
+func TestParseContract(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		src  string
+		want Contract
+	}{
+		{"absent", "", Contract{}},
+		{"all", "contract: {max_price: 0.5, budget: 3, interval: 30s}\n", Contract{MaxPrice: 500_000, Budget: 3_000_000, Interval: 30 * time.Second}},
+		{"string amounts", "contract: {max_price: \"0.000001\", budget: \"12.25\"}\n", Contract{MaxPrice: 1, Budget: 12_250_000}},
+		{"bounds", "contract: {interval: 24h}\n", Contract{Interval: 24 * time.Hour}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "version: v1\n" + tc.src + "allocations:\n  a: {executor: wasm, execution: {module: a.wasm}}\n"
+			s, err := Parse([]byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Contract != tc.want {
+				t.Errorf("Contract = %+v, want %+v", s.Contract, tc.want)
+			}
+			// The block survives an encode and a parse.
+			out, err := Marshal(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := Parse(out)
+			if err != nil {
+				t.Fatalf("parse of the encoding: %v\n%s", err, out)
+			}
+			if back.Contract != tc.want {
+				t.Errorf("after encode: Contract = %+v, want %+v", back.Contract, tc.want)
+			}
+		})
 	}
 }

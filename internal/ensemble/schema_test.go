@@ -106,6 +106,12 @@ func (g *schemaGen) typ(t reflect.Type, fieldName string) *obj {
 				"pattern", `^[0-9]+(\.[0-9]+)?m?$`,
 				"description", "CPU: cores (1, 1.5) or millicores (500m).")
 		})
+	case moneyType:
+		return g.ref("Money", func() *obj {
+			return newObj("type", []string{"number", "string"}, "minimum", 0,
+				"pattern", `^[0-9]+(\.[0-9]{1,6})?$`,
+				"description", "An amount of money, in units with up to 6 decimals: 0.25, 3.")
+		})
 	case bandwidthType:
 		return g.ref("Bandwidth", func() *obj {
 			return newObj("type", "string", "pattern", `^[0-9]+(\.[0-9]+)?[kKmMgGtT]?bps$`,

@@ -27,12 +27,22 @@ type Spec struct {
 	Metadata    map[string]string     `yaml:"metadata,omitempty" doc:"Free key/value labels, kept with the deployment (for example to filter lists)."`
 	Timeouts    Timeouts              `yaml:"timeouts,omitempty" doc:"Time limits of the whole deployment."`
 	Contracts   []string              `yaml:"contracts,omitempty" doc:"References of the contracts this deployment runs under (opaque for now, for example a DID)."`
+	Contract    Contract              `yaml:"contract,omitempty" doc:"What the deployment may cost: the highest price per hour of a node, the budget of the whole deployment and how often providers send their usage notes."`
 	Allocations map[string]Allocation `yaml:"allocations" ens:"required" doc:"The units of work, by name (a DNS label)."`
 	Nodes       map[string]Node       `yaml:"nodes,omitempty" doc:"The machines, by name: which allocations share one. When omitted, each allocation gets a node of its own name."`
 	Edges       []Edge                `yaml:"edges,omitempty" doc:"Network constraints between pairs of nodes."`
 	Reschedule  Reschedule            `yaml:"reschedule,omitempty" doc:"How often a node is placed again on another provider when its provider is lost or its allocations fail there."`
 	Supervision Supervision           `yaml:"supervision,omitempty" doc:"How failures propagate between allocations, and which nodes orchestrate."`
 	Network     Network               `yaml:"network,omitempty" doc:"The deployment's private network between its allocations."`
+}
+
+// Contract bounds what a deployment costs. Each placed node runs under a
+// contract with its provider (package contract): the provider's bid price
+// applied to the usage it measures, noted every Interval.
+type Contract struct {
+	MaxPrice match.Money   `yaml:"max_price,omitempty" doc:"Highest price per hour of one node's resources (CPU, RAM, disk and GPUs at a provider's prices); dearer providers are not used. 0: no limit."`
+	Budget   match.Money   `yaml:"budget,omitempty" doc:"Most the whole deployment may cost, over all its contracts; the deployment is stopped with budget exhausted when a provider's note would pass it. 0: no limit."`
+	Interval time.Duration `yaml:"interval,omitempty" doc:"How often each provider sends a usage note (1s to 24h); default the node's contract.interval (60s)."`
 }
 
 // Network is the deployment's private network.

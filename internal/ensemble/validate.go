@@ -151,6 +151,35 @@ func (v *validator) field(f field, fv reflect.Value, p string) {
 	}
 }
 
+// Bounds of contract.interval (those of package contract).
+const (
+	MinContractInterval = time.Second
+	MaxContractInterval = 24 * time.Hour
+)
+
+// contract checks the contract block: the interval, when set, within
+// [MinContractInterval, MaxContractInterval]; a budget below max_price is
+// allowed (it buys less than an hour).
+func (v *validator) contract(c Contract) {
+	switch {
+	case c.Interval < 0:
+		v.addf("contract.interval", "must not be negative, got %s", formatDuration(c.Interval))
+	case c.Interval == 0 && v.pos != nil && v.has("contract.interval"):
+		v.addf("contract.interval", "must be at least %s, got 0s (omit it for the node's default)", formatDuration(MinContractInterval))
+	case c.Interval > 0 && c.Interval < MinContractInterval:
+		v.addf("contract.interval", "%s is shorter than %s", formatDuration(c.Interval), formatDuration(MinContractInterval))
+	case c.Interval > MaxContractInterval:
+		v.addf("contract.interval", "%s is longer than %s", formatDuration(c.Interval), formatDuration(MaxContractInterval))
+	}
+	// Money cannot be negative once decoded; a Spec built in Go can.
+	if c.MaxPrice < 0 {
+		v.addf("contract.max_price", "must not be negative, got %s", c.MaxPrice)
+	}
+	if c.Budget < 0 {
+		v.addf("contract.budget", "must not be negative, got %s", c.Budget)
+	}
+}
+
 // positive reports a duration that is negative, or zero though written.
 func (v *validator) positive(p string, d time.Duration) {
 	if d < 0 || d == 0 && v.pos != nil && v.has(p) {
@@ -179,6 +208,7 @@ func (v *validator) spec(s *Spec) {
 			firstContract[c] = i
 		}
 	}
+	v.contract(s.Contract)
 	t := s.Timeouts
 	v.positive("timeouts.queue", t.Queue)
 	v.positive("timeouts.execution", t.Execution)

@@ -36,7 +36,8 @@ func Nodes(spec *ensemble.Spec) (nodes []string, hostOf map[string]string) {
 // starts at now: the sum of its allocations' resources, the executors they
 // use (and deployproto.FeatureVMKernel for a vm allocation that brings no
 // kernel, deployproto.FeatureSubnet when the ensemble has network.subnet), where it may be (ensemble.Location.Rule), the peer it is
-// pinned to, as a peer ID, and the operator credentials its volumes name.
+// pinned to, as a peer ID, the operator credentials its volumes name, and
+// the highest price per hour it pays (contract.max_price).
 func Requests(spec *ensemble.Spec, now time.Time) []deployproto.NodeRequest {
 	nodes, _ := Nodes(spec)
 	out := make([]deployproto.NodeRequest, 0, len(nodes))
@@ -45,7 +46,7 @@ func Requests(spec *ensemble.Spec, now time.Time) []deployproto.NodeRequest {
 		if !ok {
 			n = ensemble.Node{Allocations: []string{name}}
 		}
-		req := match.Request{Window: match.Window{Start: now}}
+		req := match.Request{Window: match.Window{Start: now}, MaxPrice: spec.Contract.MaxPrice}
 		execs := map[string]bool{}
 		var creds []string
 		for _, an := range n.Allocations {
