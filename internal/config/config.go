@@ -35,6 +35,7 @@ type Config struct {
 	Executor     Executor     `yaml:"executor" doc:"The executors that run allocations on this node."`
 	Orchestrator Orchestrator `yaml:"orchestrator" doc:"Deployments this node orchestrates, and the bids it makes as a provider."`
 	Subnet       Subnet       `yaml:"subnet" doc:"The private IPv4 networks of the deployments this node orchestrates (ensemble network.subnet)."`
+	Contract     Contract     `yaml:"contract" doc:"Contracts: the signed terms of each placement, and the usage notes providers send while allocations run (docs/contracts.md)."`
 	Location     Location     `yaml:"location" doc:"Where this machine is, as its operator states it (no external look-ups)."`
 	Storage      Storage      `yaml:"storage" doc:"Volumes of the allocations this node runs: S3 transfers, credentials the operator offers, results kept."`
 	Debug        Debug        `yaml:"debug" doc:"Diagnostics for operators and developers."`
@@ -167,6 +168,13 @@ type Orchestrator struct {
 	Price                float64  `yaml:"price" doc:"Price this provider asks per core-hour (0 is free)."`
 }
 
+// Contract configures contracts (package contract). A provider whose
+// onboarded price is not zero refuses a commit without a contract; a free
+// provider accepts one.
+type Contract struct {
+	Interval Duration `yaml:"interval" doc:"Metering interval of the contracts this node proposes as an orchestrator, when the ensemble's contract.interval is not set: each provider signs a usage note this often (1s to 24h). A provider stops a contract's allocations after two intervals without a countersigned note."`
+}
+
 // Subnet configures where the subnets of the deployments this node
 // orchestrates come from (package subnet).
 type Subnet struct {
@@ -261,6 +269,7 @@ func Default() Config {
 			ReservationsPerPeer:  8,
 			ReservedSharePerPeer: 0.5,
 		},
+		Contract: Contract{Interval: Duration(60e9)},
 		Storage: Storage{
 			PartSize:         8 << 20,
 			Concurrency:      4,

@@ -365,3 +365,36 @@ func TestSubnetDefaultsMatchPackageSubnet(t *testing.T) {
 		t.Fatalf("config's subnet defaults %s, /%d; package subnet's %s, /%d", defaultSubnetPool, defaultSubnetBits, subnet.DefaultPool, subnet.DefaultBits)
 	}
 }
+
+func TestValidateContractInterval(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		env  string
+		want string // "" for valid
+	}{
+		{"default", "", ""},
+		{"devnet", "1s", ""},
+		{"a day", "24h", ""},
+		{"too short", "500ms", "contract.interval: 500ms: want 1s to 24h"},
+		{"zero", "0s", "contract.interval: 0s: want 1s to 24h"},
+		{"too long", "25h", "contract.interval: 25h0m0s: want 1s to 24h"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var env []string
+			if tt.env != "" {
+				env = []string{"DMS_CONTRACT_INTERVAL=" + tt.env}
+			}
+			cfg, err := Load(Source{Home: t.TempDir(), Env: env})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = cfg.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Validate() = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

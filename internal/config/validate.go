@@ -173,6 +173,9 @@ func (c Config) Validate() error {
 	if l := c.Location.Country; l != "" && (len(l) != 2 || strings.ToUpper(l) != l) {
 		bad("location.country", "%q: want an ISO 3166-1 alpha-2 code such as DE", l)
 	}
+	if iv := c.Contract.Interval; iv < Duration(1e9) || iv > Duration(24*3600e9) {
+		bad("contract.interval", "%s: want 1s to 24h", iv)
+	}
 	if p, err := c.Subnet.PoolPrefix(); err != nil {
 		bad("subnet.pool", "%v", err)
 	} else if c.Subnet.Bits < p.Bits() || c.Subnet.Bits > 30 {
