@@ -180,6 +180,21 @@ func (a *alloc) persist() {
 	}
 }
 
+// checkContract refuses a start that names a contract other than the
+// commit's (deployproto.StartRequest.Contract). A start that names none
+// is accepted: the commit, not the start, agreed to the contract.
+func (a *alloc) checkContract(id string) error {
+	rec := a.record()
+	if id == "" || id == rec.Contract {
+		return nil
+	}
+	want := rec.Contract
+	if want == "" {
+		want = "none"
+	}
+	return &actor.Error{Code: actor.CodeDenied, Msg: fmt.Sprintf("start %s: contract %s is not the commit's (%s)", a.id(), id, want)}
+}
+
 // handleStart answers BehaviorStart: it checks the request and the spec,
 // records the chain, moves to starting and returns; the workload is
 // fetched and started in the background and its progress reported.
@@ -190,6 +205,9 @@ func (a *alloc) handleStart(ctx context.Context, msg *actor.Message) (any, error
 		return nil, err
 	}
 	if err := a.checkEpoch("start", req.Epoch); err != nil {
+		return nil, err
+	}
+	if err := a.checkContract(req.Contract); err != nil {
 		return nil, err
 	}
 	var chain cap.Chain

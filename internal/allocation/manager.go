@@ -92,6 +92,9 @@ type CreateRequest struct {
 	StopAfter time.Duration
 	// Secrets are the commit's secrets, sealed to this node's key.
 	Secrets map[string][]byte
+	// Contract is the ID of the placement's contract ("": none); a start
+	// must name the same.
+	Contract string
 }
 
 // defaultStopAfter is Config.StopAfter's default.
@@ -272,6 +275,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 		State:        deployproto.AllocPending,
 		Seq:          seqBlock,
 		Epoch:        req.Epoch,
+		Contract:     req.Contract,
 		StopAfter:    stopAfter,
 		Secrets:      maps.Clone(req.Secrets),
 		Created:      now,

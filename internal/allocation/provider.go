@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/contract"
+	"github.com/dmsnet/dms/internal/contract/notary"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/match"
@@ -56,8 +59,25 @@ type ProviderConfig struct {
 	// request that needs deployproto.FeatureSubnet gets it as the reason
 	// of its NoBid.
 	NoSubnet string
-	Logger   *slog.Logger
+	// Contracts signs the contracts of commits (*notary.Notary); nil: a
+	// commit's contract is refused. Wallet keeps the delegations of the
+	// note behavior commits bring (CommitRequest.NoteChain), so that the
+	// node's notes to the requester carry them; nil: they are not kept.
+	Contracts Contracts
+	Wallet    Wallet
+	Logger    *slog.Logger
 }
+
+// Contracts is the provider's side of contracts (notary.Notary.Sign):
+// it checks a commit's contract against what was bid, signs it and
+// returns the provider's signature.
+type Contracts interface {
+	Sign(c *contract.Contract, want notary.Expect) ([]byte, error)
+}
+
+// ErrNoContract is why a provider with a price refuses a commit that
+// brings no contract.
+var ErrNoContract = errors.New("no contract")
 
 // Provider is a node's side of the deployment protocol (package
 // deployproto): it bids for the nodes of deployments it can host, and
@@ -82,6 +102,7 @@ type hold struct {
 	peer      string       // its host, whose reservations are bounded together
 	resources match.Resources
 	expires   time.Time
+	price     match.Price // the price of the bid: the commit's contract must carry it
 }
 
 // Defaults of the per-peer reservation bounds.
@@ -201,7 +222,7 @@ func (p *Provider) answer(m *actor.Message, dryRun bool) (any, error) {
 		// One reservation, large enough for any one of the nodes.
 		id := deployproto.ReservationID(req.Deployment, req.Round)
 		want, fit := coverOne(fit)
-		res, err := p.reserve(m.From, id, want)
+		res, err := p.reserve(m.From, id, want, current.Price)
 		if err != nil {
 			for _, nr := range fit {
 				reply.NoBids = append(reply.NoBids, noBid(nr.Name, err))
@@ -248,7 +269,7 @@ func (e *PeerLimitError) Error() string {
 // beyond its first, only while together they hold at most
 // ReservedSharePerPeer of the onboarded resources. It fails with a
 // *PeerLimitError or the Ledger's error.
-func (p *Provider) reserve(from actor.Handle, id string, want match.Resources) (resource.Reservation, error) {
+func (p *Provider) reserve(from actor.Handle, id string, want match.Resources, price match.Price) (resource.Reservation, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.expireLocked()
@@ -285,7 +306,7 @@ func (p *Provider) reserve(from actor.Handle, id string, want match.Resources) (
 	if err != nil {
 		return res, err
 	}
-	p.live[id] = hold{owner: from.DID, peer: from.Host, resources: res.Resources, expires: res.Expires}
+	p.live[id] = hold{owner: from.DID, peer: from.Host, resources: res.Resources, expires: res.Expires, price: price}
 	return res, nil
 }
 
@@ -415,17 +436,26 @@ func (p *Provider) commit(ctx context.Context, m *actor.Message) (any, error) {
 		}
 		want = sum
 	}
+	price := p.bidPrice(req.Reservation)
+	noteChain, err := p.checkContract(m, &req, price)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := p.cfg.Ledger.CommitPart(req.Reservation, want); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
 	// No longer live: the allocations record the owner from here on.
 	defer p.forget(req.Reservation)
 	reply := deployproto.CommitReply{Allocations: map[string]actor.Handle{}}
+	var contractID string
+	if req.Contract != nil {
+		contractID = req.Contract.ID
+	}
 	for _, spec := range req.Allocations {
 		h, err := p.cfg.Allocations.Create(ctx, CreateRequest{
 			ID: req.Reservation + "." + spec.Name, Reservation: req.Reservation, Deployment: req.Deployment,
 			Orchestrator: req.Orchestrator, Spec: spec, Epoch: req.Epoch, StopAfter: req.StopAfter,
-			Secrets: secretsOf(spec, req.Secrets),
+			Secrets: secretsOf(spec, req.Secrets), Contract: contractID,
 		})
 		if err != nil {
 			// All or nothing on this provider too.
@@ -436,8 +466,120 @@ func (p *Provider) commit(ctx context.Context, m *actor.Message) (any, error) {
 		}
 		reply.Allocations[spec.Name] = h
 	}
-	p.log.Info("committed", "deployment_id", req.Deployment, "node", req.Node, "allocations", len(reply.Allocations))
+	if req.Contract != nil {
+		// Signed once the allocations exist: the notary meters them from
+		// here on.
+		requester, _ := identity.DIDFromPeerID(m.From.Host)
+		sig, err := p.cfg.Contracts.Sign(req.Contract, notary.Expect{
+			Deployment: req.Deployment, Reservation: req.Reservation, Requester: requester,
+			Terms: func(t *contract.Terms) error { return checkTerms(t, req.Node, price, want, req.Allocations) },
+		})
+		if err != nil {
+			if rerr := p.cfg.Allocations.Revert(ctx, req.Reservation); rerr != nil {
+				p.log.Warn("revert after a refused contract", "reservation_id", req.Reservation, "err", rerr)
+			}
+			return nil, refusedContract(err)
+		}
+		reply.ProviderSig = sig
+		if noteChain != nil && p.cfg.Wallet != nil {
+			p.cfg.Wallet.Add(noteChain)
+		}
+	}
+	p.log.Info("committed", "deployment_id", req.Deployment, "node", req.Node, "allocations", len(reply.Allocations), "contract", contractID)
 	return reply, nil
+}
+
+// bidPrice is the price this provider bid for a reservation: the one in
+// its hold, else (the hold expired or was made before a restart) its
+// current price.
+func (p *Provider) bidPrice(reservation string) match.Price {
+	p.mu.Lock()
+	h, ok := p.live[reservation]
+	p.mu.Unlock()
+	if ok {
+		return h.price
+	}
+	return p.cfg.Ledger.Offer().Price
+}
+
+// checkContract checks what a commit brings for its contract, before
+// anything is committed: a provider with a price needs a contract; one
+// with a contract needs Contracts to sign it; its note chain, when given,
+// must be well formed and held by this node. It returns the note chain.
+func (p *Provider) checkContract(m *actor.Message, req *deployproto.CommitRequest, price match.Price) (cap.Chain, error) {
+	if req.Contract == nil {
+		if price != (match.Price{}) {
+			return nil, &actor.Error{Code: actor.CodeDenied, Msg: fmt.Sprintf("%v: this provider's price is %s; a commit must bring a contract (an orchestrator of this release proposes one)", ErrNoContract, price)}
+		}
+		return nil, nil
+	}
+	if p.cfg.Contracts == nil {
+		return nil, &actor.Error{Code: actor.CodeDenied, Msg: "this provider signs no contracts"}
+	}
+	if len(req.Contract.Body) > contract.MaxEncoded {
+		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("contract of %d bytes (at most %d)", len(req.Contract.Body), contract.MaxEncoded)}
+	}
+	text := strings.TrimSpace(req.NoteChain)
+	if text == "" {
+		return nil, nil
+	}
+	c, err := cap.DecodeChain([]byte(text))
+	if err == nil {
+		err = c.CheckLinks()
+	}
+	if err != nil {
+		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: "note chain: " + err.Error()}
+	}
+	if self := p.cfg.Key.DID(); c.Holder() != self {
+		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("note chain: held by %s, not by this node (%s)", c.Holder(), self)}
+	}
+	if !cap.Covers(c.Leaf().Command(), deployproto.BehaviorNote) {
+		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("note chain: command %s does not cover %s", c.Leaf().Command(), deployproto.BehaviorNote)}
+	}
+	return c, nil
+}
+
+// checkTerms is the provider's check of a contract's terms against its
+// bid and the commit: the node, the allocations, the price bid and the
+// resources committed.
+func checkTerms(t *contract.Terms, node string, price match.Price, reserved match.Resources, specs []deployproto.AllocationSpec) error {
+	if t.Node != node {
+		return fmt.Errorf("the contract is for node %s, the commit for %s", t.Node, node)
+	}
+	if t.Price != price {
+		return fmt.Errorf("the contract's price %s is not the price bid (%s)", t.Price, price)
+	}
+	if !sameResources(t.Reserved, reserved) {
+		return fmt.Errorf("the contract reserves %s, the commit %s", t.Reserved, reserved)
+	}
+	names := make([]string, 0, len(specs))
+	for _, s := range specs {
+		names = append(names, s.Name)
+	}
+	slices.Sort(names)
+	got := slices.Clone(t.Allocations)
+	slices.Sort(got)
+	if !slices.Equal(got, names) {
+		return fmt.Errorf("the contract covers allocations %s, the commit %s", strings.Join(got, ", "), strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// sameResources compares two resource vectors (GPUs and extras as sets).
+func sameResources(a, b match.Resources) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+// refusedContract is the commit's error when the notary refuses its
+// contract: denied, with the notary's reason.
+func refusedContract(err error) error {
+	var ae *actor.Error
+	if errors.As(err, &ae) {
+		return err
+	}
+	return &actor.Error{Code: actor.CodeDenied, Msg: "contract refused: " + err.Error()}
 }
 
 func (p *Provider) revert(ctx context.Context, m *actor.Message) (any, error) {

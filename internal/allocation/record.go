@@ -34,6 +34,10 @@ type Record struct {
 	// Chain is the orchestrator's delegation to the actor (token file
 	// text), given with the start.
 	Chain string `json:"chain,omitempty"`
+	// Contract is the ID of the placement's contract (package contract),
+	// "" when it was committed without one: a start naming another is
+	// refused.
+	Contract string `json:"contract,omitempty"`
 
 	// InstanceID is the executor instance of the current run.
 	InstanceID string                      `json:"instance_id,omitempty"`
