@@ -94,7 +94,7 @@ func (r *run) place(ctx context.Context) {
 			d.Epoch++
 			epoch = d.Epoch
 			for node, c := range plan {
-				placed[node] = Placement{Provider: c.Provider, Reservation: c.Bid.Reservation, Score: c.Rating.Value, Cost: c.Rating.Cost.String(), Epoch: epoch}
+				placed[node] = Placement{Provider: c.Provider, Reservation: c.Bid.Reservation, Score: c.Rating.Value, Cost: c.Rating.Cost.String(), Epoch: epoch, Price: c.Bid.Offer.Price}
 			}
 			d.State, d.Placement, d.Candidates = Committing, placed, reasons
 			d.Message = "committing"

@@ -29,6 +29,7 @@ func (r *run) revertUnused(ctx context.Context, replies map[string]placement.Ans
 // committed of it), without waiting: a lost revert is repaired by the
 // reservation's expiry.
 func (r *run) revert(ctx context.Context, host, reservation string) {
+	r.abandon(host, reservation, "placement reverted") // contracts.go
 	h, err := actor.NodeHandle(host)
 	if err != nil {
 		return
@@ -74,10 +75,11 @@ func (r *run) commitAll(ctx context.Context, placed map[string]Placement, epoch 
 		})
 	}
 	type result struct {
-		node  string
-		reply deployproto.CommitReply
-		err   error
-		ours  bool // the failure is this orchestrator's, not the provider's
+		node     string
+		reply    deployproto.CommitReply
+		err      error
+		ours     bool   // the failure is this orchestrator's, not the provider's
+		contract string // the contract's ID ("": none)
 	}
 	results := make(chan result, len(placed))
 	for node, pl := range placed {
@@ -86,6 +88,15 @@ func (r *run) commitAll(ctx context.Context, placed map[string]Placement, epoch 
 			if err != nil {
 				results <- result{node: node, err: err, ours: true}
 				return
+			}
+			ct, noteChain, err := r.propose(node, pl, byNode[node]) // contracts.go
+			if err != nil {
+				results <- result{node: node, err: fmt.Errorf("contract: %w", err), ours: true}
+				return
+			}
+			var ctID string
+			if ct != nil {
+				ctID = ct.ID
 			}
 			ctx, cancel := context.WithTimeout(ctx, r.s.cfg.CommitTimeout)
 			defer cancel()
@@ -96,10 +107,17 @@ func (r *run) commitAll(ctx context.Context, placed map[string]Placement, epoch 
 					Deployment: r.d.ID, Node: node, Reservation: pl.Reservation, Orchestrator: r.actor.Handle(),
 					Allocations: byNode[node], Metadata: r.spec.Metadata,
 					Epoch: epoch, StopAfter: r.stopAfter(), // lease.go: longer with standbys
-					Secrets: secrets,
+					Secrets: secrets, Contract: ct, NoteChain: noteChain,
 				}, &reply)
 			}
-			results <- result{node: node, reply: reply, err: err}
+			if err == nil && ct != nil {
+				// The provider's signature completes the contract; a bad
+				// one fails the commit like a refusal.
+				if aerr := r.s.cfg.Contracts.Agree(ct.ID, reply.ProviderSig); aerr != nil {
+					err = fmt.Errorf("contract %s: %w", ct.ID, aerr)
+				}
+			}
+			results <- result{node: node, reply: reply, err: err, contract: ctID}
 		}()
 	}
 	allocs := map[string]*Allocation{}
@@ -122,7 +140,7 @@ func (r *run) commitAll(ctx context.Context, placed map[string]Placement, epoch 
 			continue
 		}
 		for _, spec := range byNode[res.node] {
-			allocs[spec.Name] = &Allocation{Name: spec.Name, Node: res.node, Handle: res.reply.Allocations[spec.Name], State: deployproto.AllocPending, Attempt: spec.Attempt, Epoch: epoch}
+			allocs[spec.Name] = &Allocation{Name: spec.Name, Node: res.node, Handle: res.reply.Allocations[spec.Name], State: deployproto.AllocPending, Attempt: spec.Attempt, Epoch: epoch, Contract: res.contract}
 		}
 	}
 	if refused != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/match"
 	"github.com/dmsnet/dms/internal/orchestrator/placement"
 )
 
@@ -128,6 +129,8 @@ type Placement struct {
 	Score       float64      `json:"score"`
 	Cost        string       `json:"cost,omitempty"` // per hour
 	Epoch       uint64       `json:"epoch,omitempty"`
+	// Price is the provider's price in its signed bid: its contract's.
+	Price match.Price `json:"price,omitzero"`
 }
 
 // Allocation is the orchestrator's view of one allocation.
@@ -147,6 +150,9 @@ type Allocation struct {
 	// Epoch is the fencing epoch of the current one.
 	Attempt int    `json:"attempt,omitempty"`
 	Epoch   uint64 `json:"epoch,omitempty"`
+	// Contract is the ID of the placement's contract ("": none), sent
+	// with the start.
+	Contract string `json:"contract,omitempty"`
 	// Replaced are the handles of copies this allocation replaced (on
 	// providers it was moved away from), newest last: their reports are
 	// answered with a stop.

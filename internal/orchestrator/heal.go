@@ -273,7 +273,7 @@ func (r *run) redeploy(ctx context.Context, node string, h *healing, attempt int
 	c := plan[node]
 	var epoch uint64
 	r.update(true, func(d *Deployment) { d.Epoch++; epoch = d.Epoch })
-	pl := Placement{Provider: c.Provider, Reservation: c.Bid.Reservation, Score: c.Rating.Value, Cost: c.Rating.Cost.String(), Epoch: epoch}
+	pl := Placement{Provider: c.Provider, Reservation: c.Bid.Reservation, Score: c.Rating.Value, Cost: c.Rating.Cost.String(), Epoch: epoch, Price: c.Bid.Offer.Price}
 	placed := map[string]Placement{node: pl}
 	rerun := map[string]bool{}
 	for _, n := range h.names {
@@ -320,6 +320,12 @@ func (r *run) redeploy(ctx context.Context, node string, h *healing, attempt int
 	})
 	r.s.log.Info("supervision", "deployment_id", d.ID, "kind", EventRedeployed, "node", node, "message", msg)
 	r.retire(ctx, old, replaced, epoch)
+	// The old placement's contracts end here (contracts.go): what was
+	// countersigned stays owed.
+	r.abandon(old.Provider.Host, old.Reservation, "node redeployed")
+	for _, oa := range replaced {
+		r.abandonID(oa.Contract, "node redeployed")
+	}
 	names := slices.Sorted(maps.Keys(allocs))
 	r.startNames(ctx, names)
 	for _, name := range names {

@@ -39,6 +39,9 @@ type run struct {
 	ha *haState // its part in standby orchestration (standby.go); nil for a plan's round
 
 	boxes standbyBoxes // the secrets sealed to each standby (secrets.go)
+
+	contracts map[string]string // contract IDs by "<host> <reservation>" (contracts.go); guarded by mu
+	exhausted string            // why the budget is spent, "" while it is not (contracts.go); guarded by mu
 }
 
 func newRun(s *Service, d *Deployment, a *actor.Actor, spec *ensemble.Spec, key *identity.Key, chains []cap.Chain) *run {
@@ -129,6 +132,10 @@ func (r *run) waitChange(ctx context.Context, d time.Duration) {
 // that outlived their deployment (a provider back after being marked lost).
 func (r *run) loop(ctx context.Context) {
 	for ctx.Err() == nil {
+		if msg := r.exhaustedMessage(); msg != "" && !r.state().Terminal() {
+			r.failWith(ctx, ReasonBudgetExhausted, msg, nil) // contracts.go
+			continue
+		}
 		if r.shutdownRequested() && !r.state().Terminal() && r.state() != ShuttingDown {
 			r.setState(ShuttingDown, "shutdown requested")
 		}

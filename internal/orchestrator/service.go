@@ -17,6 +17,7 @@ import (
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/contract"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/identity"
@@ -60,9 +61,16 @@ type Config struct {
 	// Pool is where the subnets of deployments that ask for one
 	// (network.subnet) are carved from; nil: subnet.DefaultPool in blocks
 	// of subnet.DefaultBits, unchecked against the host's networks.
-	Pool   *subnet.Pool
-	Logger *slog.Logger
-	Now    func() time.Time
+	Pool *subnet.Pool
+	// Contracts proposes the contract of every placed node, completes it
+	// with the provider's signature and abandons it when the placement is
+	// reverted (contracts.go); nil: commits carry no contract.
+	// ContractInterval is the metering interval of a contract whose
+	// ensemble sets none; default contract.DefaultInterval.
+	Contracts        Contracts
+	ContractInterval time.Duration
+	Logger           *slog.Logger
+	Now              func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -83,6 +91,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CommitTimeout <= 0 {
 		c.CommitTimeout = 15 * time.Second
+	}
+	if c.ContractInterval <= 0 {
+		c.ContractInterval = contract.DefaultInterval
 	}
 	if c.Lease <= 0 {
 		c.Lease = 10 * time.Second

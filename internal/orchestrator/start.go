@@ -94,7 +94,7 @@ func (r *run) startOne(ctx context.Context, a *Allocation) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.s.cfg.CommitTimeout)
 	defer cancel()
-	err = r.actor.Invoke(ctx, a.Handle, deployproto.BehaviorStart, deployproto.StartRequest{Chain: chain, Epoch: a.Epoch}, nil)
+	err = r.actor.Invoke(ctx, a.Handle, deployproto.BehaviorStart, deployproto.StartRequest{Chain: chain, Epoch: a.Epoch, Contract: a.Contract}, nil)
 	r.noteStale(err) // replaced by a standby? (standby.go)
 	return err
 }
