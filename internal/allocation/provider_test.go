@@ -50,11 +50,12 @@ type provWorld struct {
 	prov   *Provider
 	root   actor.Handle
 	store  *MemStore
+	key    *identity.Key // the provider node's
 }
 
 const provTTL = 30 * time.Second
 
-func newProvWorld(t *testing.T) *provWorld {
+func newProvWorld(t *testing.T, opts ...func(*ProviderConfig)) *provWorld {
 	t.Helper()
 	w := &provWorld{t: t, net: actor.NewMemNetwork(), clock: &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, store: NewMemStore()}
 	key := mustKey(t)
@@ -87,7 +88,12 @@ func newProvWorld(t *testing.T) *provWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.prov = NewProvider(ProviderConfig{Node: root, Key: key, Ledger: w.ledger, Allocations: m, ReservationTTL: provTTL, Now: w.clock.Now})
+	pcfg := ProviderConfig{Node: root, Key: key, Ledger: w.ledger, Allocations: m, ReservationTTL: provTTL, Now: w.clock.Now}
+	for _, o := range opts {
+		o(&pcfg)
+	}
+	w.key = key
+	w.prov = NewProvider(pcfg)
 	if err := w.prov.Register(); err != nil {
 		t.Fatal(err)
 	}

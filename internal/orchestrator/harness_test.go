@@ -51,6 +51,7 @@ type tnode struct {
 	dir      string    // data directory
 	opts     worldOpts // what it was made with
 	refuse   bool      // refuse commits (a misbehaving provider)
+	notary   *fakeNotary // both sides of contracts, with worldOpts.contracts (contracts_test.go)
 	mu       sync.Mutex
 }
 
@@ -85,6 +86,9 @@ type worldOpts struct {
 	lease time.Duration
 	// pool is the orchestrators' subnet pool (subnet_test.go).
 	pool *subnet.Pool
+	// contracts gives every node a fakeNotary: orchestrators propose
+	// contracts, providers sign them (contracts_test.go).
+	contracts bool
 	// onRuntime is called with every runtime started (a node's root
 	// actor is new at each restart).
 	onRuntime func(tn *tnode)
@@ -171,10 +175,18 @@ func (w *world) startRuntime(tn *tnode) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn.provider = allocation.NewProvider(allocation.ProviderConfig{
+	pcfg := allocation.ProviderConfig{
 		Node: tn.root, Key: tn.key, Ledger: refusingLedger{tn.ledger, tn}, Allocations: tn.allocs, ReservationTTL: o.ttl,
 		Latencies: o.latencies,
-	})
+	}
+	var contracts orchestrator.Contracts
+	if o.contracts {
+		if tn.notary == nil {
+			tn.notary = newFakeNotary(tn.key)
+		}
+		pcfg.Contracts, pcfg.Wallet, contracts = tn.notary, tn.wallet, tn.notary
+	}
+	tn.provider = allocation.NewProvider(pcfg)
 	if err := tn.provider.Register(); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +194,7 @@ func (w *world) startRuntime(tn *tnode) {
 		System: tn.sys, Node: tn.root, Key: tn.key, Store: tn.store, Wallet: tn.wallet, Sealer: tn.sealer,
 		Peers:     func() []string { return w.peersOf(tn) },
 		BidWindow: o.bid, QueueTimeout: time.Minute, RetryMax: 500 * time.Millisecond, LostAfter: o.lost, StopAfter: o.stopAfter,
-		Lease: o.lease, Pool: o.pool,
+		Lease: o.lease, Pool: o.pool, Contracts: contracts,
 	})
 	if err != nil {
 		t.Fatal(err)
