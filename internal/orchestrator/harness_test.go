@@ -48,9 +48,9 @@ type tnode struct {
 	wallet   *memWallet
 	sealer   *identity.Sealer
 	astore   *allocation.MemStore
-	dir      string    // data directory
-	opts     worldOpts // what it was made with
-	refuse   bool      // refuse commits (a misbehaving provider)
+	dir      string      // data directory
+	opts     worldOpts   // what it was made with
+	refuse   bool        // refuse commits (a misbehaving provider)
 	notary   *fakeNotary // both sides of contracts, with worldOpts.contracts (contracts_test.go)
 	mu       sync.Mutex
 }
