@@ -406,6 +406,39 @@ func (m *Manager) Revert(ctx context.Context, reservation string) error {
 	return nil
 }
 
+// StopReservation stops the allocations of a reservation that still run,
+// with msg as the message of their stopped state (a contract's notes not
+// countersigned, its budget exhausted), giving each grace to exit. Their
+// records stay, and their orchestrator hears of the end in their reports.
+func (m *Manager) StopReservation(ctx context.Context, reservation, msg string, grace time.Duration) error {
+	if reservation == "" {
+		return errors.New("stop: empty reservation")
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	var group []*alloc
+	for _, a := range m.allocs {
+		if a.reservation() == reservation {
+			group = append(group, a)
+		}
+	}
+	m.mu.Unlock()
+	errs := make([]error, len(group))
+	var wg sync.WaitGroup
+	for i, a := range group {
+		wg.Go(func() { errs[i] = a.stopWith(ctx, grace, msg) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("stop %s: %w", reservation, err)
+	}
+	m.log.Info("reservation stopped", "reservation_id", reservation, "allocations", len(group), "message", msg)
+	return nil
+}
+
 // remove stops a (within grace), removes its instance, record and data,
 // stops its actor, and releases the reservation if it was the last one
 // running.
