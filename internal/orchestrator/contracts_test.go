@@ -312,11 +312,14 @@ allocations:
 // contract is refused by a provider with a price, served by a free one.
 // (Old orchestrators craft such commits.)
 func TestProviderWithAPriceNeedsAContract(t *testing.T) {
-	w := newWorld(t, 2, worldOpts{})
-	for _, n := range w.nodes {
+	// Two priced providers that fit, a free one too small until it
+	// onboards more.
+	w := newWorld(t, 3, worldOpts{cpu: 500})
+	for _, n := range w.nodes[:2] {
+		n.onboard(t, 2000, 2<<30)
 		n.setPrice(t, match.Price{CPU: 1})
 	}
-	d := w.submit(task("0.5", "print=x"))
+	d := w.submit(task("1", "print=x"))
 	d = waitUntil(t, w.nodes[0].svc, d.ID, func(d *orchestrator.Deployment) bool {
 		for _, c := range d.Candidates {
 			// The refusal, or in later rounds its memory.
@@ -330,10 +333,8 @@ func TestProviderWithAPriceNeedsAContract(t *testing.T) {
 	if d.State.Terminal() || len(d.Allocations) != 0 {
 		t.Fatalf("deployment %s with %d allocations", d.State, len(d.Allocations))
 	}
-	// A free provider takes it (the others are excluded for a while
-	// after their refusals).
-	free := w.addNode(w.opts)
-	w.nodes = append(w.nodes, free)
+	free := w.nodes[2]
+	free.onboard(t, 2000, 2<<30)
 	d = waitState(t, w.nodes[0].svc, d.ID, orchestrator.Completed)
 	if d.Placement["job"].Provider.Host != free.host.Self() {
 		t.Fatalf("placed on %s, want the free provider", d.Placement["job"].Provider.Host)
@@ -354,7 +355,9 @@ func TestContractNotSignedByTheProvider(t *testing.T) {
 	d := w.submit(task("0.5", "print=x"))
 	d = waitUntil(t, w.nodes[0].svc, d.ID, func(d *orchestrator.Deployment) bool {
 		for _, c := range d.Candidates {
-			if c.Peer == forger.host.Self() && strings.Contains(strings.Join(c.Reasons, " "), "signature") {
+			// The refusal, or in later rounds its memory.
+			why := strings.Join(c.Reasons, " ")
+			if c.Peer == forger.host.Self() && (strings.Contains(why, "signature") || strings.Contains(why, "refused a commit earlier")) {
 				return true
 			}
 		}
@@ -371,6 +374,13 @@ func TestContractNotSignedByTheProvider(t *testing.T) {
 		}
 		return len(req.proposed) > 0
 	})
+	// The forger signed (badly) what was proposed.
+	forger.notary.mu.Lock()
+	signed := len(forger.notary.signed)
+	forger.notary.mu.Unlock()
+	if signed == 0 {
+		t.Fatal("the provider signed no contract")
+	}
 	if _, err := w.nodes[0].svc.Shutdown(context.Background(), d.ID); err != nil {
 		t.Fatal(err)
 	}
