@@ -51,7 +51,7 @@ type Deployment struct {
 	Ensemble   string                `json:"ensemble,omitempty"`
 	// Reason is the typed reason of a failure: reschedule-budget-spent,
 	// no-placement, pinned-node-failed, allocation-failed, timeout,
-	// secret-unavailable.
+	// secret-unavailable, budget-exhausted (ensemble contract.budget).
 	Reason string `json:"reason,omitempty"`
 	// Epoch is the fencing epoch: it grows with every placement and every
 	// takeover by a standby orchestrator.

@@ -22,12 +22,24 @@
 // node goes and why not elsewhere — are the pure functions of package
 // placement; this package does the I/O around them.
 //
+// With Config.Contracts set, every placed node runs under a contract
+// (package contract): its terms (the provider's price from the signed
+// bid, the resources committed, the ensemble's budget and interval) go
+// signed in the commit with a delegation that lets the provider node send
+// its usage notes to this node; the provider's signature in the reply
+// completes it, and its ID goes with each start. A reverted or replaced
+// placement abandons its contract. When the notary says the budget is
+// spent (Service.Exhausted), the deployment fails with reason
+// budget-exhausted and message "budget exhausted", its allocations
+// stopped (contracts.go).
+//
 // # Files, by phase of a deployment
 //
 //	service.go    Service: submit, resume, list, wait, shutdown, logs
 //	run.go        the run loop of one deployment and its persisted state
 //	bid.go        bid rounds: broadcast or shortlist, collect, rate, place
 //	commit.go     two-phase commit and revert
+//	contracts.go  a contract per placed node; budget exhausted
 //	start.go      start in depends_on order; artifacts served to allocations
 //	supervise.go  reports and their acknowledgements, lost allocations, timeouts, the end
 //	heal.go       redeploys within the reschedule budget, strategies
