@@ -106,12 +106,21 @@ func (r *run) noteChainFor(provider identity.DID) (string, error) {
 	return "", fmt.Errorf("the orchestrator holds no delegation covering %s", deployproto.BehaviorNote)
 }
 
-// abandon closes the contract of a reservation reverted or replaced, if
-// one was proposed for it by this run.
+// abandon closes the contract of a reservation reverted or replaced: the
+// one this run proposed for it, else (a run resumed after a restart) the
+// one its allocations record.
 func (r *run) abandon(host, reservation, reason string) {
 	r.mu.Lock()
-	id := r.contracts[host+" "+reservation]
+	id, ok := r.contracts[host+" "+reservation]
 	delete(r.contracts, host+" "+reservation)
+	if !ok {
+		for _, a := range r.d.Allocations {
+			if a.Contract != "" && a.Handle.Host == host && r.d.Placement[a.Node].Reservation == reservation {
+				id = a.Contract
+				break
+			}
+		}
+	}
 	r.mu.Unlock()
 	r.abandonID(id, reason)
 }
