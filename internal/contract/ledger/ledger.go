@@ -30,18 +30,23 @@
 //
 // Close releases the escrow left and marks the contract closed; it does
 // not forbid payment. A countersigned note that arrives after Close still
-// pays what its amount adds (it is a debt the requester signed: a final
+// pays what its amount adds: it is a debt the requester signed, and a final
 // invoice must not be lost because the contract was closed before it
-// arrived). The one note Settle refuses with contract.ErrClosed is a note
-// after the final one: a seq above that of a settled final note.
+// arrived. For the same reason a note both parties signed after the final
+// one (which contract.CheckNote keeps the requester from countersigning)
+// pays like any other: a ledger cannot take a payment back, so refusing
+// notes after the invoice would make the outcome depend on the order of
+// arrival, and the requester's and the provider's ledgers could end
+// differently. The rule is one: a contract pays the largest amount among
+// its countersigned notes, once.
 //
 // Refusals are *contract.RefusalError wrapping contract.ErrMalformed (a
 // note or contract that does not decode), contract.ErrSignature (a
 // contract not signed by both parties), contract.ErrUnknown (a note of a
 // contract never opened here), contract.ErrNotAccepted (a note without
 // both valid signatures, forged or not countersigned),
-// contract.ErrClosed, contract.ErrTerms (a contract of another settlement
-// method) or ErrOverflow. A refused call changes nothing.
+// contract.ErrTerms (a contract of another settlement method) or
+// ErrOverflow. A refused call changes nothing.
 //
 // # Concurrency
 //
@@ -84,7 +89,9 @@ type State struct {
 	// the first).
 	Seq  uint64 `json:"seq,omitempty"`
 	Hash string `json:"hash,omitempty"`
-	// FinalSeq is the seq of the final note settled (0: none yet).
+	// FinalSeq is the seq of the final note settled (0: none yet). It
+	// informs; it does not stop later notes from paying (see the package
+	// doc).
 	FinalSeq uint64    `json:"final_seq,omitempty"`
 	Closed   bool      `json:"closed,omitempty"`
 	Opened   time.Time `json:"opened"`
@@ -258,9 +265,6 @@ func (l *Local) Settle(ctx context.Context, n *contract.SignedNote) (match.Money
 		}
 		if !cp.Accepted(c) {
 			return refuse(contract.ErrNotAccepted, "note %d (%s) of contract %s lacks a valid provider's or requester's signature", note.Seq, cp.Hash, rec.ID)
-		}
-		if rec.FinalSeq != 0 && note.Seq > rec.FinalSeq {
-			return refuse(contract.ErrClosed, "note %d of contract %s follows the final note %d", note.Seq, rec.ID, rec.FinalSeq)
 		}
 		changed := false
 		if note.Final && (rec.FinalSeq == 0 || note.Seq < rec.FinalSeq) {
