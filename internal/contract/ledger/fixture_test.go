@@ -22,8 +22,16 @@ var created = time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 // testPrice makes an hour of one core cost 1 and a GiB-hour of memory 0.5.
 var testPrice = match.Price{CPU: 1_000_000, RAM: 500_000}
 
+// tb is what the fixtures need of a test: testing.TB, or the crash
+// child's stand-in.
+type tb interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
 // seedKey derives a key from a name, the same in every process.
-func seedKey(t testing.TB, name string) *identity.Key {
+func seedKey(t tb, name string) *identity.Key {
 	t.Helper()
 	seed := sha256.Sum256([]byte("ledger test key " + name))
 	k, err := identity.KeyFromSeed(seed[:])
@@ -53,7 +61,7 @@ func terms(req, prov identity.DID, name string, budget match.Money) contract.Ter
 }
 
 // signedContract is a contract both parties signed.
-func signedContract(t testing.TB, req, prov *identity.Key, name string, budget match.Money) *contract.Contract {
+func signedContract(t tb, req, prov *identity.Key, name string, budget match.Money) *contract.Contract {
 	t.Helper()
 	c, err := contract.New(terms(req.DID(), prov.DID(), name, budget), req)
 	if err != nil {
@@ -81,7 +89,7 @@ func usageSteps(cpuSeconds []uint64) []contract.Usage {
 
 // issue is the provider's chain of notes for usages, the last one final
 // when final is set; none is countersigned.
-func issue(t testing.TB, c *contract.Contract, prov *identity.Key, usages []contract.Usage, final bool) []*contract.SignedNote {
+func issue(t tb, c *contract.Contract, prov *identity.Key, usages []contract.Usage, final bool) []*contract.SignedNote {
 	t.Helper()
 	var prev *contract.SignedNote
 	out := make([]*contract.SignedNote, 0, len(usages))
@@ -97,7 +105,7 @@ func issue(t testing.TB, c *contract.Contract, prov *identity.Key, usages []cont
 }
 
 // countersigned is a copy of n with the requester's signature.
-func countersigned(t testing.TB, n *contract.SignedNote, req *identity.Key) *contract.SignedNote {
+func countersigned(t tb, n *contract.SignedNote, req *identity.Key) *contract.SignedNote {
 	t.Helper()
 	cp := clone(t, n)
 	cp.Countersign(req)
@@ -105,7 +113,7 @@ func countersigned(t testing.TB, n *contract.SignedNote, req *identity.Key) *con
 }
 
 // clone copies a signed note through its wire form, as a peer receives it.
-func clone(t testing.TB, n *contract.SignedNote) *contract.SignedNote {
+func clone(t tb, n *contract.SignedNote) *contract.SignedNote {
 	t.Helper()
 	cp := &contract.SignedNote{
 		Hash:         n.Hash,
@@ -122,7 +130,7 @@ func clone(t testing.TB, n *contract.SignedNote) *contract.SignedNote {
 // handNote builds a note by hand, signed the documented way: the provider
 // signs "dms-note|"+hash, the requester (when req is set) signs
 // "dms-note-accept|"+hash. It makes notes Issue would refuse to make.
-func handNote(t testing.TB, note contract.Note, prov, req *identity.Key) *contract.SignedNote {
+func handNote(t tb, note contract.Note, prov, req *identity.Key) *contract.SignedNote {
 	t.Helper()
 	body, err := json.Marshal(note)
 	if err != nil {
