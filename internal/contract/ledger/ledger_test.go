@@ -340,7 +340,7 @@ func FuzzSettle(f *testing.F) {
 		if err != nil && moved != 0 {
 			t.Fatalf("Settle failed (%v) but moved %s", err, moved)
 		}
-		if moved > 0 && !n.Accepted(c) {
+		if moved > 0 && (n.Open() != nil || !n.Accepted(c)) {
 			t.Fatalf("Settle moved %s for a note not accepted under the contract", moved)
 		}
 		if err := l.Audit(context.Background()); err != nil {
