@@ -72,6 +72,9 @@ import (
 // would take an account's total above match.MaxMoney.
 var ErrOverflow = errors.New("account would overflow")
 
+// errUnchanged rolls back a settlement that changes nothing.
+var errUnchanged = errors.New("unchanged")
+
 // State is what the ledger knows of one contract.
 type State struct {
 	ID         string       `json:"id"`
@@ -287,10 +290,13 @@ func (l *Local) Settle(ctx context.Context, n *contract.SignedNote) (match.Money
 			moved = delta
 		}
 		if !changed {
-			return nil
+			return errUnchanged // roll back: no commit, no fsync
 		}
 		return contracts.Put(tx, rec)
 	})
+	if errors.Is(err, errUnchanged) {
+		return 0, nil
+	}
 	if err != nil {
 		return 0, wrap("settle", note.Contract, err)
 	}
