@@ -250,7 +250,7 @@ func (l *Local) Settle(ctx context.Context, n *contract.SignedNote) (match.Money
 		return 0, refuse(contract.ErrMalformed, "note %s has a negative amount", cp.Hash)
 	}
 	if !validID(note.Contract) {
-		return 0, refuse(contract.ErrUnknown, "note %s names contract %q, not a contract ID", cp.Hash, note.Contract)
+		return 0, refuse(contract.ErrMalformed, "note %s names contract %q, not a contract ID", cp.Hash, note.Contract)
 	}
 	var moved match.Money
 	err := l.db.Update(func(tx *store.Tx) error {

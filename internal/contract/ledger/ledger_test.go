@@ -228,10 +228,8 @@ func TestRefusals(t *testing.T) {
 			return countersigned(t, issue(t, stranger, prov, usageSteps([]uint64{60}), false)[0], req)
 		}, contract.ErrUnknown},
 		{"note naming no contract", func() *contract.SignedNote {
-			n := *good.Note()
-			n.Contract = "../../etc"
-			return handNote(t, n, prov, req)
-		}, contract.ErrUnknown},
+			return reHash(t, good, func(n *contract.Note) { n.Contract = "../../etc" })
+		}, contract.ErrMalformed},
 	}
 	contractTests := []struct {
 		name     string
