@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/dmsnet/dms/internal/contract"
@@ -345,4 +346,61 @@ func FuzzSettle(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestSettleConcurrent settles the same notes from several goroutines at
+// once: the moves add up to the largest amount, paid once.
+func TestSettleConcurrent(t *testing.T) {
+	ctx := context.Background()
+	req, prov := seedKey(t, "req"), seedKey(t, "prov")
+	l := openLedger(t)
+	c := signedContract(t, req, prov, "concurrent", 30_000)
+	if err := l.Open(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	notes := issue(t, c, prov, usageSteps([]uint64{10, 20, 30, 40, 50, 60}), true)
+	for i, n := range notes {
+		notes[i] = countersigned(t, n, req)
+	}
+	const workers = 6
+	moved := make([]match.Money, workers)
+	errs := make([]error, workers)
+	// Each worker walks its own copy of the chain from a different place.
+	walks := make([][]*contract.SignedNote, workers)
+	for w := range workers {
+		for i := range notes {
+			walks[w] = append(walks[w], clone(t, notes[(i+w)%len(notes)]))
+		}
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, n := range walks[w] {
+				m, err := l.Settle(ctx, n)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				moved[w] += m
+			}
+		}()
+	}
+	wg.Wait()
+	var sum match.Money
+	for w := range workers {
+		if errs[w] != nil {
+			t.Fatalf("worker %d: %v", w, errs[w])
+		}
+		sum += moved[w]
+	}
+	want := notes[len(notes)-1].Note().Amount
+	if sum != want {
+		t.Errorf("the workers moved %s in all, want %s", sum, want)
+	}
+	if b := balance(t, l, prov.DID()); b.Received != want {
+		t.Errorf("provider received %s, want %s", b.Received, want)
+	}
+	audit(t, l)
 }
