@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/dmsnet/dms/internal/contract"
+	"github.com/dmsnet/dms/internal/contract/ledger/ledgertest"
 	"github.com/dmsnet/dms/internal/store"
 )
 
@@ -30,16 +31,16 @@ func BenchmarkSettle(b *testing.B) {
 			}
 		}
 	})
-	req, prov := seedKey(b, "req"), seedKey(b, "prov")
-	c := signedContract(b, req, prov, "bench", 1_000_000)
+	req, prov := ledgertest.Key(b, "req"), ledgertest.Key(b, "prov")
+	c := ledgertest.Contract(b, req, prov, "bench", 1_000_000)
 	chain := func(n int) []*contract.SignedNote {
 		cpu := make([]uint64, n)
 		for i := range cpu {
 			cpu[i] = 1
 		}
-		notes := issue(b, c, prov, usageSteps(cpu), false)
+		notes := ledgertest.Notes(b, c, prov, ledgertest.Usages(cpu), false)
 		for i, x := range notes {
-			notes[i] = countersigned(b, x, req)
+			notes[i] = ledgertest.Countersigned(b, x, req)
 		}
 		return notes
 	}

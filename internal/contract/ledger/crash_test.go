@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/contract"
+	"github.com/dmsnet/dms/internal/contract/ledger/ledgertest"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/match"
 	"github.com/dmsnet/dms/internal/store"
@@ -56,18 +57,18 @@ const crashProviders = 3
 // crashChain is round r's contract and its countersigned notes, the same
 // in every process: the requester is shared by all rounds, the provider
 // one of crashProviders.
-func crashChain(t tb, r int) (*contract.Contract, []*contract.SignedNote) {
-	req := seedKey(t, "crash requester")
-	prov := seedKey(t, fmt.Sprintf("crash provider %d", r%crashProviders))
-	c := signedContract(t, req, prov, fmt.Sprintf("crash-%d", r), 300_000)
+func crashChain(t ledgertest.TB, r int) (*contract.Contract, []*contract.SignedNote) {
+	req := ledgertest.Key(t, "crash requester")
+	prov := ledgertest.Key(t, fmt.Sprintf("crash provider %d", r%crashProviders))
+	c := ledgertest.Contract(t, req, prov, fmt.Sprintf("crash-%d", r), 300_000)
 	rng := rand.New(rand.NewPCG(uint64(r), 7))
 	cpu := make([]uint64, 30)
 	for i := range cpu {
 		cpu[i] = rng.Uint64N(300)
 	}
-	notes := issue(t, c, prov, usageSteps(cpu), true)
+	notes := ledgertest.Notes(t, c, prov, ledgertest.Usages(cpu), true)
 	for i, n := range notes {
-		notes[i] = countersigned(t, n, req)
+		notes[i] = ledgertest.Countersigned(t, n, req)
 	}
 	return c, notes
 }

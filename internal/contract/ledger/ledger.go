@@ -463,10 +463,11 @@ func (l *Local) Payments(ctx context.Context, contractID string) ([]Payment, err
 }
 
 // Audit checks the ledger's invariants: what all accounts paid equals
-// what they received, each contract's paid equals the sum of its journal
-// and its budget less what it paid from escrow, and each account's
-// escrow equals what its open contracts hold. An error names the first
-// broken one.
+// what they received and what the contracts paid; each contract's paid
+// equals the sum of its journal's moves and the largest amount in it; an
+// open contract holds its budget less what it paid in escrow, a closed
+// one nothing; each account's escrow equals what its open contracts hold.
+// An error names the first broken one.
 func (l *Local) Audit(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -499,12 +500,18 @@ func (l *Local) Audit(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			var sum match.Money
+			var sum, top match.Money
 			for _, p := range ps {
-				sum += p.Moved
+				if p.Moved <= 0 || p.Amount > r.Paid {
+					return fmt.Errorf("ledger audit: contract %s: payment of note %d moved %s for an amount of %s, the contract paid %s", r.ID, p.Seq, p.Moved, p.Amount, r.Paid)
+				}
+				if sum, err = add(sum, p.Moved); err != nil {
+					return fmt.Errorf("ledger audit: contract %s: journal: %w", r.ID, err)
+				}
+				top = max(top, p.Amount)
 			}
-			if sum != r.Paid {
-				return fmt.Errorf("ledger audit: contract %s paid %s but its journal sums to %s", r.ID, r.Paid, sum)
+			if sum != r.Paid || top != r.Paid {
+				return fmt.Errorf("ledger audit: contract %s paid %s but its journal sums to %s, its largest amount %s", r.ID, r.Paid, sum, top)
 			}
 			if !r.Closed && r.Escrow != max(0, r.Budget-r.Paid) {
 				return fmt.Errorf("ledger audit: contract %s holds %s in escrow, want %s", r.ID, r.Escrow, max(0, r.Budget-r.Paid))
@@ -513,7 +520,9 @@ func (l *Local) Audit(ctx context.Context) error {
 				return fmt.Errorf("ledger audit: closed contract %s still holds %s", r.ID, r.Escrow)
 			}
 			escrow[r.Requester] += r.Escrow
-			total += r.Paid
+			if total, err = add(total, r.Paid); err != nil {
+				return fmt.Errorf("ledger audit: %w", err)
+			}
 		}
 		if total != paid {
 			return fmt.Errorf("ledger audit: contracts paid %s, accounts %s", total, paid)

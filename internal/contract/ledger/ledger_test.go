@@ -2,119 +2,25 @@ package ledger
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"sync"
 	"testing"
 
 	"github.com/dmsnet/dms/internal/contract"
+	"github.com/dmsnet/dms/internal/contract/ledger/ledgertest"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/match"
 )
 
-// step is one call of a scripted sequence.
-type step struct {
-	op string // "settle" (countersigned note), "plain" (not countersigned), "close"
-	// note indexes the chain; with a final note, index 4 is a note both
-	// parties signed after it (which CheckNote forbids the requester).
-	note int
-	// paid is the index of the note whose amount the contract has paid
-	// after the step (-1: nothing yet).
-	paid int
-	err  error // the sentinel the step fails with, nil for none
-}
-
-func TestSettleSequences(t *testing.T) {
+// TestStateAndJournal checks what the local ledger records beyond the
+// balances: each contract's state, its journal, the contracts by party.
+func TestStateAndJournal(t *testing.T) {
 	ctx := context.Background()
-	req, prov := seedKey(t, "req"), seedKey(t, "prov")
-	tests := []struct {
-		name  string
-		final bool // the last note of the 4 is the invoice
-		steps []step
-	}{
-		{"in order", true, []step{{"settle", 0, 0, nil}, {"settle", 1, 1, nil}, {"settle", 2, 2, nil}, {"settle", 3, 3, nil}}},
-		{"reversed", true, []step{{"settle", 3, 3, nil}, {"settle", 2, 3, nil}, {"settle", 1, 3, nil}, {"settle", 0, 3, nil}}},
-		{"duplicates", false, []step{{"settle", 0, 0, nil}, {"settle", 0, 0, nil}, {"settle", 1, 1, nil}, {"settle", 1, 1, nil}, {"settle", 0, 1, nil}}},
-		{"gap then fill", false, []step{{"settle", 2, 2, nil}, {"settle", 0, 2, nil}, {"settle", 1, 2, nil}, {"settle", 3, 3, nil}}},
-		{"early final invoice", true, []step{{"settle", 3, 3, nil}, {"settle", 0, 3, nil}, {"settle", 3, 3, nil}}},
-		{"not countersigned pays nothing", false, []step{{"plain", 1, -1, contract.ErrNotAccepted}, {"settle", 0, 0, nil}, {"plain", 2, 0, contract.ErrNotAccepted}, {"settle", 2, 2, nil}}},
-		{"close, then the final invoice still pays", true, []step{{"settle", 0, 0, nil}, {"close", 0, 0, nil}, {"settle", 3, 3, nil}, {"settle", 1, 3, nil}, {"close", 0, 3, nil}}},
-		// A ledger cannot take a payment back: to end equal whatever the
-		// order, a countersigned note after the invoice pays like any.
-		{"a note after the final one", true, []step{{"settle", 3, 3, nil}, {"settle", 4, 4, nil}, {"settle", 2, 4, nil}}},
-		{"a note after the final one, the final late", true, []step{{"settle", 1, 1, nil}, {"settle", 4, 4, nil}, {"settle", 3, 4, nil}}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			l := openLedger(t)
-			c := signedContract(t, req, prov, "seq", 0)
-			if err := l.Open(ctx, c); err != nil {
-				t.Fatal(err)
-			}
-			notes := issue(t, c, prov, usageSteps([]uint64{60, 30, 120, 10}), tt.final)
-			if tt.final {
-				n := *notes[3].Note()
-				n.Seq, n.Prev, n.Final = n.Seq+1, notes[3].Hash, false
-				n.Usage.CPUMicros += 3_600_000_000
-				n.Amount = c.Terms().Amount(n.Usage)
-				notes = append(notes, handNote(t, n, prov, nil))
-			}
-			for i := 1; i < len(notes); i++ {
-				if notes[i].Note().Amount <= notes[i-1].Note().Amount {
-					t.Fatalf("fixture: note %d amount %s not above note %d's %s", i+1, notes[i].Note().Amount, i, notes[i-1].Note().Amount)
-				}
-			}
-			amount := func(i int) match.Money {
-				if i < 0 {
-					return 0
-				}
-				return notes[i].Note().Amount
-			}
-			paid := -1
-			for i, s := range tt.steps {
-				var moved match.Money
-				var err error
-				switch s.op {
-				case "settle":
-					moved, err = l.Settle(ctx, countersigned(t, notes[s.note], req))
-				case "plain":
-					moved, err = l.Settle(ctx, clone(t, notes[s.note]))
-				case "close":
-					err = l.Close(ctx, c.ID)
-				}
-				if !errors.Is(err, s.err) || (s.err == nil) != (err == nil) {
-					t.Fatalf("step %d (%s %d): err = %v, want %v", i, s.op, s.note+1, err, s.err)
-				}
-				wantMoved := max(0, amount(s.paid)-amount(paid))
-				if s.op != "close" && moved != wantMoved {
-					t.Errorf("step %d (%s %d): moved %s, want %s", i, s.op, s.note+1, moved, wantMoved)
-				}
-				paid = s.paid
-				if got := state(t, l, c.ID).Paid; got != amount(paid) {
-					t.Errorf("step %d (%s %d): contract paid %s, want %s", i, s.op, s.note+1, got, amount(paid))
-				}
-				if got := balance(t, l, req.DID()).Paid; got != amount(paid) {
-					t.Errorf("step %d: requester paid %s, want %s", i, got, amount(paid))
-				}
-				if got := balance(t, l, prov.DID()).Received; got != amount(paid) {
-					t.Errorf("step %d: provider received %s, want %s", i, got, amount(paid))
-				}
-				audit(t, l)
-			}
-		})
-	}
-}
-
-func TestEscrow(t *testing.T) {
-	ctx := context.Background()
-	req, prov, prov2 := seedKey(t, "req"), seedKey(t, "prov"), seedKey(t, "prov2")
+	req, prov, prov2 := ledgertest.Key(t, "req"), ledgertest.Key(t, "prov"), ledgertest.Key(t, "prov2")
 	l := openLedger(t)
-	c := signedContract(t, req, prov, "escrow", 50_000)
-	c2 := signedContract(t, req, prov2, "escrow2", 7_000)
-	free := signedContract(t, req, prov, "free", 0)
-	notes := issue(t, c, prov, usageSteps([]uint64{60, 60, 60}), true) // 20833, 41666, 62499 with memory
+	c := ledgertest.Contract(t, req, prov, "escrow", 50_000)
+	c2 := ledgertest.Contract(t, req, prov2, "escrow2", 7_000)
+	free := ledgertest.Contract(t, req, prov, "free", 0)
+	notes := ledgertest.Notes(t, c, prov, ledgertest.Usages([]uint64{60, 60, 60}), true) // 20833, 41666, 62499 with memory
 	for _, cc := range []*contract.Contract{c, c2, free, c} {
 		if err := l.Open(ctx, cc); err != nil {
 			t.Fatal(err)
@@ -133,9 +39,9 @@ func TestEscrow(t *testing.T) {
 		t.Fatalf("fixture: amounts %s, %s must straddle the budget 50", a(1), a(2))
 	}
 	check("opened (twice)", 57_000, 0)
-	mustSettle(t, l, countersigned(t, notes[0], req))
+	mustSettle(t, l, ledgertest.Countersigned(t, notes[0], req))
 	check("note 1", 57_000-a(0), a(0))
-	mustSettle(t, l, countersigned(t, notes[2], req)) // beyond the budget: escrow empty, still paid
+	mustSettle(t, l, ledgertest.Countersigned(t, notes[2], req)) // beyond the budget: escrow empty, still paid
 	check("note 3", 7_000, a(2))
 	if s := state(t, l, c.ID); s.Escrow != 0 || s.Paid != a(2) {
 		t.Errorf("contract: escrow %s paid %s, want 0 and %s", s.Escrow, s.Paid, a(2))
@@ -161,7 +67,7 @@ func TestEscrow(t *testing.T) {
 	for _, tc := range []struct {
 		did  identity.DID
 		want int
-	}{{req.DID(), 3}, {prov.DID(), 2}, {prov2.DID(), 1}, {seedKey(t, "stranger").DID(), 0}, {"", 3}} {
+	}{{req.DID(), 3}, {prov.DID(), 2}, {prov2.DID(), 1}, {ledgertest.Key(t, "stranger").DID(), 0}, {"", 3}} {
 		got, err := l.Contracts(ctx, tc.did)
 		if err != nil || len(got) != tc.want {
 			t.Errorf("Contracts(%s) = %d contracts, %v; want %d", tc.did.Short(), len(got), err, tc.want)
@@ -178,154 +84,13 @@ func mustSettle(t *testing.T, l *Local, n *contract.SignedNote) match.Money {
 	return m
 }
 
-// reHash is n with its body passed through edit and the hash recomputed
-// (so it opens), the signatures kept: a forgery.
-func reHash(t *testing.T, n *contract.SignedNote, edit func(*contract.Note)) *contract.SignedNote {
-	t.Helper()
-	note := *n.Note()
-	edit(&note)
-	body, err := json.Marshal(note)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := sha256.Sum256(body)
-	cp := &contract.SignedNote{Hash: hex.EncodeToString(d[:]), Body: body, ProviderSig: n.ProviderSig, RequesterSig: n.RequesterSig}
-	return cp
-}
-
-func TestRefusals(t *testing.T) {
-	ctx := context.Background()
-	req, prov, mallory := seedKey(t, "req"), seedKey(t, "prov"), seedKey(t, "mallory")
-	c := signedContract(t, req, prov, "bad", 10_000)
-	notes := issue(t, c, prov, usageSteps([]uint64{60, 60}), false)
-	good := countersigned(t, notes[1], req)
-	stranger := signedContract(t, req, prov, "never-opened", 0)
-
-	noteTests := []struct {
-		name string
-		note func() *contract.SignedNote
-		want error
-	}{
-		{"no note", func() *contract.SignedNote { return nil }, contract.ErrMalformed},
-		{"not countersigned", func() *contract.SignedNote { return clone(t, notes[1]) }, contract.ErrNotAccepted},
-		{"countersigned by another key", func() *contract.SignedNote { return countersigned(t, notes[1], mallory) }, contract.ErrNotAccepted},
-		{"signed by another provider key", func() *contract.SignedNote {
-			return handNote(t, *notes[1].Note(), mallory, req)
-		}, contract.ErrNotAccepted},
-		{"amount raised after signing", func() *contract.SignedNote {
-			return reHash(t, good, func(n *contract.Note) { n.Amount *= 10 })
-		}, contract.ErrNotAccepted},
-		{"body changed, hash kept", func() *contract.SignedNote {
-			f := reHash(t, good, func(n *contract.Note) { n.Amount *= 10 })
-			f.Hash = good.Hash
-			return f
-		}, contract.ErrMalformed},
-		{"body not JSON", func() *contract.SignedNote {
-			body := []byte("not json")
-			d := sha256.Sum256(body)
-			return &contract.SignedNote{Hash: hex.EncodeToString(d[:]), Body: body, ProviderSig: good.ProviderSig, RequesterSig: good.RequesterSig}
-		}, contract.ErrMalformed},
-		{"note of a contract never opened", func() *contract.SignedNote {
-			return countersigned(t, issue(t, stranger, prov, usageSteps([]uint64{60}), false)[0], req)
-		}, contract.ErrUnknown},
-		{"note naming no contract", func() *contract.SignedNote {
-			return reHash(t, good, func(n *contract.Note) { n.Contract = "../../etc" })
-		}, contract.ErrMalformed},
-	}
-	contractTests := []struct {
-		name     string
-		contract func() *contract.Contract
-		want     error
-	}{
-		{"no contract", func() *contract.Contract { return nil }, contract.ErrMalformed},
-		{"not signed by the provider", func() *contract.Contract {
-			cc, err := contract.New(terms(req.DID(), prov.DID(), "unsigned", 5), req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return cc
-		}, contract.ErrSignature},
-		{"provider's signature by another key", func() *contract.Contract {
-			cc, err := contract.New(terms(req.DID(), prov.DID(), "wrong-prov", 5), req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cc.ProviderSig = mallory.Sign([]byte("dms-contract|" + cc.ID))
-			return cc
-		}, contract.ErrSignature},
-		{"requester's signature by another key", func() *contract.Contract {
-			cc := signedContract(t, req, prov, "wrong-req", 5)
-			return &contract.Contract{ID: cc.ID, Body: cc.Body, RequesterSig: mallory.Sign([]byte("dms-contract|" + cc.ID)), ProviderSig: cc.ProviderSig}
-		}, contract.ErrSignature},
-	}
-
-	l := openLedger(t)
-	if err := l.Open(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	for _, tt := range noteTests {
-		t.Run("settle "+tt.name, func(t *testing.T) {
-			moved, err := l.Settle(ctx, tt.note())
-			var r *contract.RefusalError
-			if !errors.Is(err, tt.want) || !errors.As(err, &r) {
-				t.Errorf("Settle = %s, %v; want a *RefusalError wrapping %v", moved, err, tt.want)
-			}
-			if moved != 0 {
-				t.Errorf("Settle moved %s, want nothing", moved)
-			}
-		})
-	}
-	for _, tt := range contractTests {
-		t.Run("open "+tt.name, func(t *testing.T) {
-			cc := tt.contract()
-			err := l.Open(ctx, cc)
-			var r *contract.RefusalError
-			if !errors.Is(err, tt.want) || !errors.As(err, &r) {
-				t.Errorf("Open = %v; want a *RefusalError wrapping %v", err, tt.want)
-			}
-			if cc == nil {
-				return
-			}
-			if _, err := l.Contract(ctx, cc.ID); !errors.Is(err, contract.ErrUnknown) {
-				t.Errorf("Contract after a refused Open = %v, want ErrUnknown", err)
-			}
-		})
-	}
-	for _, id := range []string{"", "nope", stranger.ID} {
-		if err := l.Close(ctx, id); !errors.Is(err, contract.ErrUnknown) {
-			t.Errorf("Close(%q) = %v, want ErrUnknown", id, err)
-		}
-	}
-	// Nothing moved: the accounts are as opened.
-	if b := balance(t, l, req.DID()); b.Paid != 0 || b.Escrowed != 10_000 {
-		t.Errorf("requester after refusals: %+v, want nothing paid and 10000 escrowed", b)
-	}
-	if b := balance(t, l, prov.DID()); b.Received != 0 {
-		t.Errorf("provider after refusals: %+v, want nothing received", b)
-	}
-	if ps, err := l.Payments(ctx, c.ID); err != nil || len(ps) != 0 {
-		t.Errorf("Payments after refusals = %v, %v; want none", ps, err)
-	}
-	audit(t, l)
-	// The good note still pays after all that.
-	if moved := mustSettle(t, l, good); moved != good.Note().Amount {
-		t.Errorf("good note moved %s, want %s", moved, good.Note().Amount)
-	}
-	// A cancelled context changes nothing.
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	if _, err := l.Settle(cctx, good); !errors.Is(err, context.Canceled) {
-		t.Errorf("Settle with a cancelled context = %v", err)
-	}
-}
-
 // FuzzSettle feeds arbitrary notes to a ledger holding one contract:
 // Settle must not panic, and nothing moves unless both parties signed.
 func FuzzSettle(f *testing.F) {
-	req, prov := seedKey(f, "req"), seedKey(f, "prov")
-	c := signedContract(f, req, prov, "fuzz", 0)
-	notes := issue(f, c, prov, usageSteps([]uint64{60}), true)
-	good := countersigned(f, notes[0], req)
+	req, prov := ledgertest.Key(f, "req"), ledgertest.Key(f, "prov")
+	c := ledgertest.Contract(f, req, prov, "fuzz", 0)
+	notes := ledgertest.Notes(f, c, prov, ledgertest.Usages([]uint64{60}), true)
+	good := ledgertest.Countersigned(f, notes[0], req)
 	f.Add([]byte(good.Hash), []byte(good.Body), good.ProviderSig, good.RequesterSig)
 	f.Add([]byte(good.Hash), []byte(`{"contract":"`+c.ID+`","seq":1,"amount":"-1"}`), good.ProviderSig, good.RequesterSig)
 	f.Add([]byte(""), []byte("{}"), []byte{}, []byte{})
@@ -352,15 +117,15 @@ func FuzzSettle(f *testing.F) {
 // once: the moves add up to the largest amount, paid once.
 func TestSettleConcurrent(t *testing.T) {
 	ctx := context.Background()
-	req, prov := seedKey(t, "req"), seedKey(t, "prov")
+	req, prov := ledgertest.Key(t, "req"), ledgertest.Key(t, "prov")
 	l := openLedger(t)
-	c := signedContract(t, req, prov, "concurrent", 30_000)
+	c := ledgertest.Contract(t, req, prov, "concurrent", 30_000)
 	if err := l.Open(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	notes := issue(t, c, prov, usageSteps([]uint64{10, 20, 30, 40, 50, 60}), true)
+	notes := ledgertest.Notes(t, c, prov, ledgertest.Usages([]uint64{10, 20, 30, 40, 50, 60}), true)
 	for i, n := range notes {
-		notes[i] = countersigned(t, n, req)
+		notes[i] = ledgertest.Countersigned(t, n, req)
 	}
 	const workers = 6
 	moved := make([]match.Money, workers)
@@ -369,7 +134,7 @@ func TestSettleConcurrent(t *testing.T) {
 	walks := make([][]*contract.SignedNote, workers)
 	for w := range workers {
 		for i := range notes {
-			walks[w] = append(walks[w], clone(t, notes[(i+w)%len(notes)]))
+			walks[w] = append(walks[w], ledgertest.Copy(t, notes[(i+w)%len(notes)]))
 		}
 	}
 	var wg sync.WaitGroup
