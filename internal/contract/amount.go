@@ -72,3 +72,25 @@ func mulDiv3(a, b, c, den uint64) (uint64, bool) {
 	q, _ := bits.Div64(hi, lo, den)
 	return q, q <= maxPart
 }
+
+// CheckBudget is the requester's budget check of a note: amount is the
+// note's cumulative amount and others the sum of the latest accepted
+// amounts of the deployment's other contracts. It refuses (ErrBudget)
+// when together they exceed the terms' budget; a budget of 0 is no cap.
+// Negative inputs are refused as ErrMalformed.
+func CheckBudget(t *Terms, others, amount match.Money) error {
+	if others < 0 || amount < 0 {
+		return refuse(ErrMalformed, "negative amount")
+	}
+	if t.Budget == 0 {
+		return nil
+	}
+	if amount > t.Budget || others > t.Budget-amount {
+		total := "more than " + match.MaxMoney.String()
+		if others <= match.MaxMoney-amount {
+			total = (others + amount).String()
+		}
+		return refuse(ErrBudget, "deployment %s would cost %s, its budget is %s", t.Deployment, total, t.Budget)
+	}
+	return nil
+}

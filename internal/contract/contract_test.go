@@ -98,8 +98,8 @@ func wantRefusal(t *testing.T, err, want error) {
 	if !errors.Is(err, want) {
 		t.Fatalf("error %q does not wrap %q", err, want)
 	}
-	if r.Detail == "" {
-		t.Fatalf("refusal %v without detail", err)
+	if r.Detail == "" || !strings.HasPrefix(err.Error(), want.Error()+": ") {
+		t.Fatalf("refusal %q: want %q and a detail", err, want)
 	}
 }
 
@@ -346,6 +346,30 @@ func TestOpenContractRefusals(t *testing.T) {
 			if tc.want != nil && c.Terms() != nil {
 				t.Fatal("refused contract has terms")
 			}
+		})
+	}
+}
+
+func TestCheckBudget(t *testing.T) {
+	cases := []struct {
+		name                   string
+		budget, others, amount match.Money
+		want                   error
+	}{
+		{"no cap", 0, match.MaxMoney, match.MaxMoney, nil},
+		{"within", 10, 4, 5, nil},
+		{"exactly", 10, 4, 6, nil},
+		{"one above", 10, 4, 7, ErrBudget},
+		{"note alone above", 10, 0, 11, ErrBudget},
+		{"others alone above", 10, 11, 0, ErrBudget},
+		{"sum overflows", 10, match.MaxMoney, match.MaxMoney, ErrBudget},
+		{"negative others", 10, -1, 0, ErrMalformed},
+		{"negative amount", 10, 0, -1, ErrMalformed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := Terms{Deployment: "d1", Budget: tc.budget}
+			wantRefusal(t, CheckBudget(&tr, tc.others, tc.amount), tc.want)
 		})
 	}
 }
