@@ -252,22 +252,33 @@ func (l *Local) Settle(ctx context.Context, n *contract.SignedNote) (match.Money
 	if !validID(note.Contract) {
 		return 0, refuse(contract.ErrMalformed, "note %s names contract %q, not a contract ID", cp.Hash, note.Contract)
 	}
+	// Check the signatures before taking the store's write lock: a
+	// contract's signed part never changes once opened.
+	var signed record
+	err := l.db.View(func(tx *store.Tx) error {
+		var err error
+		signed, err = contracts.Get(tx, note.Contract)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, refuse(contract.ErrUnknown, "note %s is of contract %s, never opened here", cp.Hash, note.Contract)
+	}
+	if err != nil {
+		return 0, wrap("settle", note.Contract, err)
+	}
+	c := signed.contract()
+	if err := c.Open(); err != nil {
+		return 0, wrap("settle", note.Contract, fmt.Errorf("%w: stored contract: %v", store.ErrCorrupt, err))
+	}
+	if !cp.Accepted(c) {
+		return 0, refuse(contract.ErrNotAccepted, "note %d (%s) of contract %s lacks a valid provider's or requester's signature", note.Seq, cp.Hash, c.ID)
+	}
 	var moved match.Money
-	err := l.db.Update(func(tx *store.Tx) error {
+	err = l.db.Update(func(tx *store.Tx) error {
 		moved = 0
 		rec, err := contracts.Get(tx, note.Contract)
-		if errors.Is(err, store.ErrNotFound) {
-			return refuse(contract.ErrUnknown, "note %s is of contract %q, never opened here", cp.Hash, note.Contract)
-		}
 		if err != nil {
 			return err
-		}
-		c := rec.contract()
-		if err := c.Open(); err != nil {
-			return fmt.Errorf("stored contract: %w", err)
-		}
-		if !cp.Accepted(c) {
-			return refuse(contract.ErrNotAccepted, "note %d (%s) of contract %s lacks a valid provider's or requester's signature", note.Seq, cp.Hash, rec.ID)
 		}
 		changed := false
 		if note.Final && (rec.FinalSeq == 0 || note.Seq < rec.FinalSeq) {
