@@ -10,6 +10,9 @@
 //	moved, err := l.Settle(ctx, note)          // a countersigned note, any order
 //	err = l.Close(ctx, c.ID)                   // releases the escrow left
 //	b, err := l.Balance(ctx, did)
+//	s, err := l.Contract(ctx, c.ID)            // its escrow, paid, last note
+//	ps, err := l.Payments(ctx, c.ID)           // the notes that moved funds
+//	err = l.Audit(ctx)                         // the invariants below hold
 //
 // # Rules
 //
@@ -50,8 +53,9 @@
 //
 // # Concurrency
 //
-// A Local is safe for concurrent use: every call is one store
+// A Local is safe for concurrent use: every change is one store
 // transaction, and the store runs one writing transaction at a time.
+// Settle checks the signatures before it takes the write lock.
 package ledger
 
 import (
