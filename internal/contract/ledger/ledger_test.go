@@ -20,7 +20,7 @@ func TestStateAndJournal(t *testing.T) {
 	c := ledgertest.Contract(t, req, prov, "escrow", 50_000)
 	c2 := ledgertest.Contract(t, req, prov2, "escrow2", 7_000)
 	free := ledgertest.Contract(t, req, prov, "free", 0)
-	notes := ledgertest.Notes(t, c, prov, ledgertest.Usages([]uint64{60, 60, 60}), true) // 20833, 41666, 62499 with memory
+	notes := ledgertest.Notes(t, c, prov, ledgertest.Usages([]uint64{60, 60, 60}), true)
 	for _, cc := range []*contract.Contract{c, c2, free, c} {
 		if err := l.Open(ctx, cc); err != nil {
 			t.Fatal(err)
@@ -36,7 +36,7 @@ func TestStateAndJournal(t *testing.T) {
 	}
 	a := func(i int) match.Money { return notes[i].Note().Amount }
 	if a(1) >= 50_000 || a(2) <= 50_000 {
-		t.Fatalf("fixture: amounts %s, %s must straddle the budget 50", a(1), a(2))
+		t.Fatalf("fixture: amounts %s, %s must straddle the budget 0.05", a(1), a(2))
 	}
 	check("opened (twice)", 57_000, 0)
 	mustSettle(t, l, ledgertest.Countersigned(t, notes[0], req))
