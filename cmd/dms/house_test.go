@@ -341,7 +341,7 @@ func TestPurePackagesReachNoIO(t *testing.T) {
 // adapters are the packages that touch the outside world for the node:
 // only the composition root (internal/node) wires them in.
 var adapters = []string{
-	"internal/p2p", "internal/store", "internal/cap/capstore", "internal/apiserver",
+	"internal/p2p", "internal/store", "internal/cap/capstore", "internal/contract/ledger", "internal/apiserver",
 	"internal/executor/docker", "internal/executor/vm", "internal/executor/wasm",
 }
 
