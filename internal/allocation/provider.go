@@ -16,7 +16,6 @@ import (
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/contract"
-	"github.com/dmsnet/dms/internal/contract/notary"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/match"
@@ -68,11 +67,22 @@ type ProviderConfig struct {
 	Logger    *slog.Logger
 }
 
-// Contracts is the provider's side of contracts (notary.Notary.Sign):
-// it checks a commit's contract against what was bid, signs it and
-// returns the provider's signature.
+// Contracts is the provider's side of contracts (the node adapts
+// notary.Notary.Sign): it checks a commit's contract against what was
+// bid, signs it, starts noting it and returns the provider's signature.
 type Contracts interface {
-	Sign(c *contract.Contract, want notary.Expect) ([]byte, error)
+	Sign(c *contract.Contract, want Expect) ([]byte, error)
+}
+
+// Expect is what a provider agreed to for a commit's contract: the
+// deployment and reservation, the requester (the commit sender's node)
+// and Terms, the further check of the terms (the price bid, the
+// resources committed, the node and its allocations).
+type Expect struct {
+	Deployment  string
+	Reservation string
+	Requester   identity.DID
+	Terms       func(t *contract.Terms) error
 }
 
 // ErrNoContract is why a provider with a price refuses a commit that
@@ -470,7 +480,7 @@ func (p *Provider) commit(ctx context.Context, m *actor.Message) (any, error) {
 		// Signed once the allocations exist: the notary meters them from
 		// here on.
 		requester, _ := identity.DIDFromPeerID(m.From.Host)
-		sig, err := p.cfg.Contracts.Sign(req.Contract, notary.Expect{
+		sig, err := p.cfg.Contracts.Sign(req.Contract, Expect{
 			Deployment: req.Deployment, Reservation: req.Reservation, Requester: requester,
 			Terms: func(t *contract.Terms) error { return checkTerms(t, req.Node, price, want, req.Allocations) },
 		})

@@ -14,7 +14,6 @@ import (
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/contract"
-	"github.com/dmsnet/dms/internal/contract/notary"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/match"
@@ -27,10 +26,10 @@ import (
 type signer struct {
 	key  *identity.Key
 	mu   sync.Mutex
-	seen []notary.Expect
+	seen []Expect
 }
 
-func (s *signer) Sign(c *contract.Contract, want notary.Expect) ([]byte, error) {
+func (s *signer) Sign(c *contract.Contract, want Expect) ([]byte, error) {
 	var t contract.Terms
 	if err := json.Unmarshal(c.Body, &t); err != nil {
 		return nil, err

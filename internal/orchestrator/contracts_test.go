@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/allocation"
 	"github.com/dmsnet/dms/internal/contract"
-	"github.com/dmsnet/dms/internal/contract/notary"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/match"
@@ -36,13 +36,13 @@ type fakeNotary struct {
 	agreed    map[string]bool               // requester: both signatures verified
 	abandoned map[string]string             // requester: why
 	signed    map[string]*contract.Contract // provider: by ID
-	expects   map[string]notary.Expect      // provider: what Sign was given
+	expects   map[string]allocation.Expect  // provider: what Sign was given
 	badSig    bool                          // provider: return a signature that does not verify
 }
 
 func newFakeNotary(key *identity.Key) *fakeNotary {
 	return &fakeNotary{key: key, proposed: map[string]*contract.Contract{}, agreed: map[string]bool{}, abandoned: map[string]string{},
-		signed: map[string]*contract.Contract{}, expects: map[string]notary.Expect{}}
+		signed: map[string]*contract.Contract{}, expects: map[string]allocation.Expect{}}
 }
 
 func contractMsg(id string) []byte { return []byte("dms-contract|" + id) }
@@ -93,7 +93,7 @@ func (f *fakeNotary) Abandon(id, reason string) error {
 	return nil
 }
 
-func (f *fakeNotary) Sign(c *contract.Contract, want notary.Expect) ([]byte, error) {
+func (f *fakeNotary) Sign(c *contract.Contract, want allocation.Expect) ([]byte, error) {
 	sum := sha256.Sum256(c.Body)
 	if hex.EncodeToString(sum[:]) != c.ID {
 		return nil, contract.ErrMalformed
