@@ -15,6 +15,7 @@ import (
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/contract"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
@@ -127,6 +128,9 @@ type Manager struct {
 	allocs   map[string]*alloc // guarded by mu
 	creating map[string]string // guarded by mu: IDs being created → reservation
 	released map[string]bool   // guarded by mu: reservations released
+	// removedUsage is the metered usage of removed allocations, by
+	// reservation (metering.go).
+	removedUsage map[string]contract.Usage // guarded by mu
 	closed   bool              // guarded by mu
 }
 
@@ -432,6 +436,7 @@ func (m *Manager) remove(ctx context.Context, a *alloc, grace time.Duration) err
 	a.leaveSubnet()
 	m.mu.Lock()
 	if m.allocs[rec.ID] == a {
+		m.keepRemovedLocked(a)
 		delete(m.allocs, rec.ID)
 	}
 	m.mu.Unlock()
