@@ -128,10 +128,11 @@ type Manager struct {
 	allocs   map[string]*alloc // guarded by mu
 	creating map[string]string // guarded by mu: IDs being created → reservation
 	released map[string]bool   // guarded by mu: reservations released
+	closed   bool              // guarded by mu
+
 	// removedUsage is the metered usage of removed allocations, by
 	// reservation (metering.go).
 	removedUsage map[string]contract.Usage // guarded by mu
-	closed   bool              // guarded by mu
 }
 
 // New checks cfg and returns a Manager. Call Resume to pick up the
