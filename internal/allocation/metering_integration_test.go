@@ -193,7 +193,7 @@ func TestMeteringAccuracy(t *testing.T) {
 		t.Fatalf("Usage after the stop = %+v, ended %v, %v; want ended", final, ended, err)
 	}
 	finalCPU := time.Duration(final.CPUMicros) * time.Microsecond
-	t.Logf("METERING final metered_cpu_s=%.6f last_cgroup_read_s=%.6f (before the stop) diff_ms=%.3f", finalCPU.Seconds(), last.Seconds(), (finalCPU - last).Seconds()*1000)
+	t.Logf("METERING final metered_cpu_s=%.6f last_cgroup_read_s=%.6f (before the stop) diff_ms=%.3f", finalCPU.Seconds(), last.Seconds(), (finalCPU-last).Seconds()*1000)
 	// The cgroup goes with the container: its last samples, every 100 ms,
 	// are what a run's end adds.
 	if finalCPU < last-100*time.Millisecond || final.CPUMicros < u1.CPUMicros {
