@@ -288,3 +288,27 @@ func TestUsageSurvivesRestart(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkMeterSample is the cost of applying one reading to a meter
+// (the sampler's work per allocation per second, Stats aside). The anchor
+// is a time.Now.
+func BenchmarkMeterSample(b *testing.B) {
+	b.Run("anchor-now", func(b *testing.B) {
+		for b.Loop() {
+			time.Now()
+		}
+	})
+	b.Run("sample", func(b *testing.B) {
+		b.ReportAllocs()
+		var m Meter
+		t0 := time.Now()
+		m.begin("i1", t0)
+		u := executor.Usage{CPUTime: time.Second, Memory: 100 * mib}
+		var i time.Duration
+		for b.Loop() {
+			i++
+			u.CPUTime += time.Millisecond
+			m.sample("i1", &u, t0.Add(i*time.Second))
+		}
+	})
+}

@@ -38,6 +38,10 @@ import (
 // cgroup is removed with the container.
 const cgroupSampleEvery = 100 * time.Millisecond
 
+// cgroupFinalWait bounds the wait of a container's end for its sampler's
+// final reading.
+const cgroupFinalWait = 200 * time.Millisecond
+
 // errNoCgroup says a container's cgroup files could not be found.
 var errNoCgroup = errors.New("no cgroup files")
 
@@ -48,6 +52,7 @@ type cgroupFiles struct {
 	memory string // memory.current, or memory.usage_in_bytes
 	peak   string // memory.peak, or memory.max_usage_in_bytes; "" if absent
 	pids   string // pids.current; "" if absent
+	events string // v2 cgroup.events, to see the end; "" if absent
 }
 
 // cgroupMount is one mounted cgroup hierarchy.
@@ -208,6 +213,9 @@ func (h cgroupHost) find(pid int, id string, mounts []cgroupMount) (*cgroupFiles
 	default:
 		return nil, fmt.Errorf("%w: no memory usage file for container %s", errNoCgroup, short(id))
 	}
+	if p := filepath.Join(v2, "cgroup.events"); v2 != "" && exists(p) {
+		cf.events = p
+	}
 	switch {
 	case v2 != "" && exists(filepath.Join(v2, "pids.current")):
 		cf.pids = filepath.Join(v2, "pids.current")
@@ -344,13 +352,22 @@ func (e *Executor) findCgroup(ctx context.Context, id string) (*cgroupFiles, err
 }
 
 // sampleCgroup keeps the container's last usage for its Result, read
-// from its cgroup every cgroupSampleEvery; where the cgroup cannot be
-// read it samples the daemon's stats stream (sample) instead.
+// from its cgroup every cgroupSampleEvery and, with cgroup v2, once more
+// as soon as its last process has exited (cgroup.events): the Result then
+// has the final counters. Where the cgroup cannot be read it samples the
+// daemon's stats stream (sample) instead.
 func (e *Executor) sampleCgroup(ctx context.Context, t *tracked) {
 	cf := e.cgroupOf(ctx, t)
 	if cf == nil {
 		e.sample(ctx, t)
 		return
+	}
+	var empty <-chan struct{}
+	if cf.events != "" {
+		var err error
+		if empty, err = watchEmpty(ctx, cf.events); err != nil {
+			e.log.Debug("cgroup events", "container", short(t.id), "err", err)
+		}
 	}
 	tick := time.NewTicker(cgroupSampleEvery)
 	defer tick.Stop()
@@ -362,6 +379,11 @@ func (e *Executor) sampleCgroup(ctx context.Context, t *tracked) {
 		t.keep(u)
 		select {
 		case <-tick.C:
+		case <-empty:
+			if u, err := cf.read(); err == nil {
+				t.keep(u) // the final counters
+			}
+			return
 		case <-ctx.Done():
 			return
 		}

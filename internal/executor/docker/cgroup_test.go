@@ -195,3 +195,44 @@ func FuzzParseCgroupFiles(f *testing.F) {
 		unescapeMount(string(b))
 	})
 }
+
+// BenchmarkCgroupRead is the cost of one Stats reading from the cgroup
+// files (hybrid layout: v2 cpu.stat, v1 memory, pids). The anchor is one
+// os.ReadFile of the same cpu.stat.
+func BenchmarkCgroupRead(b *testing.B) {
+	dockerPath := "/docker/" + testID
+	files := map[string]string{
+		"proc/self/mountinfo": hybridMountinfo,
+		"proc/42/cgroup":      "4:memory:" + dockerPath + "\n2:cpu,cpuacct:" + dockerPath + "\n8:pids:" + dockerPath + "\n0::" + dockerPath + "\n",
+		"sys/fs/cgroup/unified" + dockerPath + "/cpu.stat":                 "usage_usec 4401015\nuser_usec 4342289\nsystem_usec 58725\nnice_usec 0\n",
+		"sys/fs/cgroup/memory" + dockerPath + "/memory.usage_in_bytes":     "2203648\n",
+		"sys/fs/cgroup/memory" + dockerPath + "/memory.max_usage_in_bytes": "9203648\n",
+		"sys/fs/cgroup/pids" + dockerPath + "/pids.current":                "1\n",
+	}
+	root := b.TempDir()
+	for p, c := range files {
+		p = filepath.Join(root, p)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(c), 0o644)
+	}
+	h := cgroupHost{root: root}
+	mounts, _ := h.mounts()
+	cf, err := h.find(42, testID, mounts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("anchor-readfile", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			os.ReadFile(cf.cpu)
+		}
+	})
+	b.Run("read", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := cf.read(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -586,7 +586,11 @@ func (e *Executor) watch(t *tracked, started time.Time) {
 		})
 		defer timer.Stop()
 	}
-	go e.sampleCgroup(ctx, t)
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		e.sampleCgroup(ctx, t)
+	}()
 
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
 		w := e.cli.ContainerWait(ctx, t.id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
@@ -608,6 +612,11 @@ func (e *Executor) watch(t *tracked, started time.Time) {
 			}
 		}
 		break
+	}
+	// The sampler's last reading is the final one (cgroup.go).
+	select {
+	case <-sampled:
+	case <-time.After(cgroupFinalWait):
 	}
 	res := e.result(ctx, t)
 	t.mu.Lock()
