@@ -437,7 +437,7 @@ func (m *Manager) remove(ctx context.Context, a *alloc, grace time.Duration) err
 	a.leaveSubnet()
 	m.mu.Lock()
 	if m.allocs[rec.ID] == a {
-		m.keepRemovedLocked(a)
+		m.keepRemovedLocked(rec.Reservation, rec.Meter.Usage()) // its runs have ended
 		delete(m.allocs, rec.ID)
 	}
 	m.mu.Unlock()

@@ -195,60 +195,39 @@ func millis(d time.Duration) uint64 { return uint64(max(d, 0) / time.Millisecond
 // ErrUnknownReservation; usage of allocations removed before a restart of
 // the node is not kept.
 func (m *Manager) Usage(ctx context.Context, reservation string) (contract.Usage, bool, error) {
-	group, _ := m.reservationAllocs(reservation)
-	for _, a := range group {
-		if err := a.meterSample(ctx); err != nil {
-			return contract.Usage{}, false, fmt.Errorf("usage of %s: %w", reservation, err)
-		}
-	}
-	// Sum under m.mu, so that an allocation being removed counts once.
+	// One snapshot of both: an allocation being removed is in one of them.
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	var sum contract.Usage
-	ended, found := true, false
-	if u, ok := m.removedUsage[reservation]; ok {
-		sum, found = u, true
-	}
-	for _, a := range m.allocs {
-		if a.reservation() != reservation {
-			continue
-		}
-		found = true
-		a.mu.Lock()
-		sum = addUsage(sum, a.rec.Meter.Usage())
-		ended = ended && a.rec.State.Terminal()
-		a.mu.Unlock()
-	}
-	if !found {
-		return contract.Usage{}, false, fmt.Errorf("usage of %s: %w", reservation, ErrUnknownReservation)
-	}
-	return sum, ended, nil
-}
-
-// reservationAllocs returns the allocations of reservation.
-func (m *Manager) reservationAllocs(reservation string) ([]*alloc, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	var group []*alloc
 	for _, a := range m.allocs {
 		if a.reservation() == reservation {
 			group = append(group, a)
 		}
 	}
-	_, removed := m.removedUsage[reservation]
-	return group, removed
+	sum, found := m.removedUsage[reservation]
+	m.mu.Unlock()
+	if len(group) == 0 && !found {
+		return contract.Usage{}, false, fmt.Errorf("usage of %s: %w", reservation, ErrUnknownReservation)
+	}
+	ended := true
+	for _, a := range group {
+		if err := a.meterSample(ctx); err != nil {
+			return contract.Usage{}, false, fmt.Errorf("usage of %s: %w", reservation, err)
+		}
+		a.mu.Lock()
+		sum = addUsage(sum, a.rec.Meter.Usage())
+		ended = ended && a.rec.State.Terminal()
+		a.mu.Unlock()
+	}
+	return sum, ended, nil
 }
 
-// keepRemovedLocked keeps the usage of a, which is being removed, in its
-// reservation's total. m.mu is held.
-func (m *Manager) keepRemovedLocked(a *alloc) {
-	a.mu.Lock()
-	u := a.rec.Meter.Usage()
-	a.mu.Unlock()
+// keepRemovedLocked adds u, the usage of an allocation of reservation
+// being removed, to the reservation's total. m.mu is held.
+func (m *Manager) keepRemovedLocked(reservation string, u contract.Usage) {
 	if m.removedUsage == nil {
 		m.removedUsage = map[string]contract.Usage{}
 	}
-	m.removedUsage[a.reservation()] = addUsage(m.removedUsage[a.reservation()], u)
+	m.removedUsage[reservation] = addUsage(m.removedUsage[reservation], u)
 }
 
 func addUsage(a, b contract.Usage) contract.Usage {
