@@ -96,8 +96,14 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		closeExecs()
 		return nil, err
 	}
+	// Contracts (contracts.go): the ledger and the notary on the store.
+	if err := n.openContracts(); err != nil {
+		closeExecs()
+		return nil, err
+	}
 	provider := allocation.NewProvider(allocation.ProviderConfig{
 		Node: n.root, Key: n.cfg.Key, Ledger: n.resources, Allocations: n.allocs,
+		Contracts: providerContracts{n.notary}, Wallet: n.wallet,
 		ReservationTTL:       c.Orchestrator.ReservationTTL.D(),
 		ReservationsPerPeer:  c.Orchestrator.ReservationsPerPeer,
 		ReservedSharePerPeer: c.Orchestrator.ReservedSharePerPeer,
@@ -127,6 +133,9 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		S3:           s3Results{n.s3},
 		Pool:         pool,
 		Logger:       n.log,
+		// Contracts (contracts.go): one per placed node.
+		Contracts:        n.notary,
+		ContractInterval: c.Contract.Interval.D(),
 	})
 	if err != nil {
 		closeExecs()
@@ -136,6 +145,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 	probed := make(chan struct{})
 	go func() { defer close(probed); n.probeLatencies(probeCtx) }()
 	n.addSubnetBehavior()
+	n.addNoteBehavior()
 	if err := n.loadSubnets(); err != nil {
 		n.log.Error("restore routing tables", "err", err)
 	}
@@ -145,11 +155,13 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 	if err := n.deploys.Resume(ctx); err != nil {
 		n.log.Error("resume deployments", "err", err)
 	}
+	stopNotary := n.runNotary()
 	return func() error {
 		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		stopProbe()
 		<-probed
+		stopNotary()
 		err := errors.Join(n.deploys.Close(sctx), n.allocs.Close(sctx))
 		closeExecs()
 		return err
@@ -159,6 +171,9 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 // executors builds the executors enabled in the configuration and usable
 // here.
 func (n *Node) executors(data string) (map[ensemble.Executor]executor.Executor, func(), error) {
+	if n.testExecs != nil {
+		return n.testExecs, func() {}, nil
+	}
 	c := n.cfg.Config.Executor
 	execs := map[ensemble.Executor]executor.Executor{}
 	var closers []func()

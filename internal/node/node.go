@@ -20,10 +20,11 @@
 //     runtime on it and the node's root actor with its behaviors
 //     (startNetwork, addResourceBehaviors)
 //  5. orchestration the subnet data path (when the machine can run it:
-//     startSubnets), the executors, the allocation manager and the
-//     provider (allocation), the orchestrator service; what an earlier
-//     run left is resumed (startOrchestration), the stored routing tables
-//     before the allocations
+//     startSubnets), the executors, the allocation manager, the contract
+//     ledger and notary (contracts.go), the provider (allocation), the
+//     orchestrator service; what an earlier run left is resumed
+//     (startOrchestration), the stored routing tables before the
+//     allocations; then the notary runs
 //  6. apiserver     the REST API on loopback; <home>/api.addr is written once
 //     it listens
 //
@@ -49,6 +50,10 @@ import (
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/cap/capstore"
 	"github.com/dmsnet/dms/internal/config"
+	"github.com/dmsnet/dms/internal/contract/ledger"
+	"github.com/dmsnet/dms/internal/contract/notary"
+	"github.com/dmsnet/dms/internal/ensemble"
+	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/orchestrator"
 	"github.com/dmsnet/dms/internal/p2p"
@@ -91,6 +96,12 @@ type Node struct {
 	// allocs and deploys are the orchestration (deploy.go).
 	allocs  *allocation.Manager
 	deploys *orchestrator.Service
+	// notary and ledger run this node's contracts (contracts.go), as
+	// provider and requester.
+	notary *notary.Notary
+	ledger *ledger.Local
+	// testExecs, set by tests, replaces the configured executors.
+	testExecs map[ensemble.Executor]executor.Executor
 	// runnable are the executors this node runs; set once at start.
 	runnable map[string]bool
 	// rtts are the last probes' round trips, by peer (deploy.go).
