@@ -102,8 +102,8 @@ func TestDatagram(t *testing.T) {
 		t.Fatalf("delivered % x", got)
 	}
 	oa, ob := outQ(t, A, "dep", B.h.ID()), outQ(t, B, "dep", A.h.ID())
-	poll(t, "A's session to B", func() bool { return oa.tx.Load() != nil })
-	poll(t, "B's session to A (the handshake's other direction)", func() bool { return ob.tx.Load() != nil })
+	poll(t, "A's path to B up", func() bool { return oa.tx.Load() != nil && oa.up.Load() })
+	poll(t, "B's path to A up (the handshake's other direction)", func() bool { return ob.tx.Load() != nil && ob.up.Load() })
 	fwdA, fwdB := A.r.Stats().Forwarded, B.r.Stats().Forwarded
 	sentA, sentB := A.r.dg.sent.Load(), B.r.dg.sent.Load()
 	const n = 50
@@ -149,7 +149,7 @@ func TestDatagramBurst(t *testing.T) {
 	inject(t, da, subnettest.UDP(a2, a3, 1, 2, []byte("first")))
 	recv(t, db)
 	oa := outQ(t, A, "dep", B.h.ID())
-	poll(t, "A's session to B", func() bool { return oa.tx.Load() != nil })
+	poll(t, "A's path to B up", func() bool { return oa.tx.Load() != nil && oa.up.Load() })
 	sent := A.r.dg.sent.Load()
 	const n = 300
 	want := map[string]bool{}

@@ -32,11 +32,14 @@ func (r reason) String() string { return reasonNames[r] }
 type counters struct {
 	forwarded, delivered atomic.Uint64
 	datagrams            atomic.Uint64
+	sessions, fallbacks  atomic.Uint64
+	readErrors           atomic.Uint64 // the router's only
 	dropped              [nReasons]atomic.Uint64
 }
 
 func (c *counters) stats() Stats {
-	s := Stats{Forwarded: c.forwarded.Load(), Delivered: c.delivered.Load(), Datagrams: c.datagrams.Load(), Dropped: make(map[string]uint64, nReasons)}
+	s := Stats{Forwarded: c.forwarded.Load(), Delivered: c.delivered.Load(), Datagrams: c.datagrams.Load(),
+		Sessions: c.sessions.Load(), Fallbacks: c.fallbacks.Load(), ReadErrors: c.readErrors.Load(), Dropped: make(map[string]uint64, nReasons)}
 	for i := range c.dropped {
 		s.Dropped[reasonNames[i]] = c.dropped[i].Load()
 	}
