@@ -121,6 +121,10 @@ type session struct {
 	// retireAt is when a replaced session stops being accepted (zero
 	// while current); guarded by dgram.mu.
 	retireAt time.Time
+	// seen: a datagram was received on it (the receive loop's). A
+	// responder's session serves its sends from then on: the initiator
+	// has installed it.
+	seen bool
 }
 
 func newDgram(r *Router, conn *net.UDPConn) (*dgram, error) {
@@ -437,10 +441,9 @@ func (r *Router) handleSetup(st network.Stream) {
 	// closed, not reset: a reset could overtake the answer
 	answered = true
 	_ = st.Close()
-	// the reverse direction serves this side's packets to the peer too:
-	// the newest handshake wins, its index is the one the peer keeps
-	o.tx.Store(s)
-	o.probe(s)
+	// the reverse direction serves this side's packets to the peer too,
+	// once the initiator has installed the session (its first datagram,
+	// a probe, tells): see open
 }
 
 // send seals p in place and sends it on s; p stays the caller's.
@@ -711,8 +714,12 @@ func (g *dgram) open(p *packet, n int) (*deployment, *attachment) {
 		return nil, nil
 	}
 	g.received.Add(1)
-	if s.out != nil {
-		s.out.rx.Add(1)
+	if o := s.out; o != nil {
+		o.rx.Add(1)
+		if !s.seen {
+			s.seen = true
+			g.adopt(s)
+		}
 	}
 	p.n = n - dgOverhead
 	if p.buf[subnet.Offset] < 0x10 { // version 0: a probe or an answer

@@ -107,6 +107,22 @@ func (o *outQueue) probe(s *session) uint64 {
 	return seq
 }
 
+// adopt makes s, a session that has just received its first datagram,
+// the one its queue sends on if it is a responder's session newer than
+// the queue's: the newest handshake wins, its index is the one the peer
+// keeps. It then probes the path.
+func (g *dgram) adopt(s *session) {
+	o := s.out
+	if s.initiator {
+		return
+	}
+	if cur := o.tx.Load(); cur != nil && !cur.created.Before(s.created) {
+		return
+	}
+	o.tx.Store(s)
+	o.probe(s)
+}
+
 // control handles a probe or an answer that opened on s.
 func (g *dgram) control(s *session, msg []byte) {
 	if len(msg) != ctlLen {
