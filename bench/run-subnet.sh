@@ -191,8 +191,8 @@ done
 # The table: median (min–max) over the runs; "vs veth" is the goodput
 # against the line's at the same loss, "+RTT" the added median RTT p50.
 echo
-echo "| path | loss | iperf3 Mbit/s median (min–max) | vs veth | RTT p50 ms | +RTT p50 ms | RTT p99 ms |"
-echo "|---|---|---|---|---|---|---|"
+echo "| path | loss | iperf3 Mbit/s median (min–max) | vs veth | vs wg | RTT p50 ms | +RTT p50 ms | RTT p99 ms |"
+echo "|---|---|---|---|---|---|---|---|"
 awk -v runs="$runs" '
   function sorted(s, a,    n, i, j, t) { # numeric insertion sort (mawk has no asort)
     n = split(s, a, " ")
@@ -207,9 +207,24 @@ awk -v runs="$runs" '
   END {
     np = split("veth dms-tcp dms-quic dms-dgram wg", paths, " ")
     for (l = 1; l <= nl; l++) for (p = 1; p <= np; p++) {
-      k = paths[p] SUBSEP losses[l]; b = "veth" SUBSEP losses[l]
-      printf "| %s | %s%% | %.0f (%.0f–%.0f) | %.0f %% | %.3f | %+.3f | %.3f |\n", paths[p], losses[l] * 100,
-        median(mb[k]), lo(mb[k]), hi(mb[k]), 100 * median(mb[k]) / median(mb[b]),
+      k = paths[p] SUBSEP losses[l]; b = "veth" SUBSEP losses[l]; w = "wg" SUBSEP losses[l]
+      printf "| %s | %s%% | %.0f (%.0f–%.0f) | %.0f %% | %.2f× | %.3f | %+.3f | %.3f |\n", paths[p], losses[l] * 100,
+        median(mb[k]), lo(mb[k]), hi(mb[k]), 100 * median(mb[k]) / median(mb[b]), median(mb[k]) / median(mb[w]),
         median(p50[k]), median(p50[k]) - median(p50[b]), median(p99[k])
+    }
+  }' "$work/results"
+# The same run's ratios (the machine's load changes between runs).
+echo
+echo "per run, Mbit/s of each path against the veth and wireguard-go of the same run:"
+awk '{ mb[$1, $2, $3] = $4; if (!seen[$1]++) rs[++nr] = $1; if (!sl[$3]++) ls[++nl] = $3 }
+  END {
+    np = split("dms-tcp dms-quic dms-dgram", paths, " ")
+    for (r = 1; r <= nr; r++) for (l = 1; l <= nl; l++) {
+      line = sprintf("  run %s loss %s:", rs[r], ls[l])
+      for (p = 1; p <= np; p++) {
+        v = mb[rs[r], paths[p], ls[l]]; e = mb[rs[r], "veth", ls[l]]; w = mb[rs[r], "wg", ls[l]]
+        line = line sprintf("  %s %.0f%% of veth, %.2f× wg", paths[p], e > 0 ? 100 * v / e : 0, w > 0 ? v / w : 0)
+      }
+      print line
     }
   }' "$work/results"
