@@ -9,6 +9,7 @@
 # each clean and with random loss on the veth (an iptables statistic match
 # in both namespaces: no netem in this kernel), in one run, repeated.
 # Usage: bench/run-subnet.sh [runs]   (default 3; env SECS=10 PINGS=200 LOSS=0.01)
+#        bench/run-subnet.sh block    (the datagram path blocked mid-flow, below)
 # Needs root. The machine may be shared: the table gives median (min–max)
 # over the runs and the load average.
 set -euo pipefail
@@ -166,6 +167,20 @@ measure_both() {
   measure "$1" "$2" "$loss" "$3"
   set_loss off
 }
+
+# bench/run-subnet.sh block: a firewall that drops the datagram path's UDP
+# (port 4002) in B for 8 s in the middle of a 20 s flow over dms-dgram;
+# the flow goes on over the stream, then back on datagrams.
+if [ "$runs" = block ]; then
+  dms_up -dgram
+  ( sleep 5; inB iptables -I INPUT -p udp --dport 4002 -j DROP; echo "  [5 s] UDP to B's port 4002 dropped" >&2
+    sleep 8; inB iptables -D INPUT -p udp --dport 4002 -j DROP; echo "  [13 s] UDP open again" >&2 ) &
+  fw=$!
+  inA iperf3 -c 10.77.0.3 -t 20 -i 1 -f m --connect-timeout 5000 | grep -E 'sec .*Mbits/sec' || true
+  wait "$fw" || true
+  dms_down
+  exit 0
+fi
 
 wg_up
 # The overlay's names: b.internal from A through dms0 (package subnet/dns).
