@@ -11,8 +11,9 @@ import (
 
 // The datagram path is used only while it is known to work. Each side
 // sends a probe, a sealed datagram, on its session at setup, every
-// probeEvery while the path is up, and sooner when it sends datagrams
-// and receives none back; the peer answers it on the same session. Until
+// probeEvery while the path is up, sooner when it sends datagrams and
+// receives none back, and right after a missed one; the peer answers it
+// on the same session. Until
 // the first answer, and after maxMissed probes in a row went
 // unanswered, the queue's packets take the stream (a "fallback",
 // counted). A path that is down is probed with a backoff and set up
@@ -314,11 +315,13 @@ func (o *outQueue) tick(now time.Time) {
 			ps.downWait = min(max(2*ps.downWait, tm.probeTimeout), tm.downProbeMax)
 			ps.nextProbe = now.Add(ps.downWait)
 		}
-	case now.Sub(ps.sentAt) >= tm.probeEvery:
+	case ps.missed > 0, now.Sub(ps.sentAt) >= tm.probeEvery:
+		// a missed probe is followed by the next at once: a flow that
+		// stalls on a dead path sends too little to look suspect
 		due = true
 	default:
 		// sending, and nothing came back for a while
-		due = ps.activeAt.Equal(now) && now.Sub(ps.rxAt) >= tm.probeTimeout && now.Sub(ps.sentAt) >= tm.probeTimeout
+		due = now.Sub(ps.activeAt) < tm.probeTimeout && now.Sub(ps.rxAt) >= tm.probeTimeout && now.Sub(ps.sentAt) >= tm.probeTimeout
 	}
 	if due {
 		if seq := o.probe(s); seq != 0 {

@@ -156,6 +156,23 @@ func TestDatagramBlocked(t *testing.T) {
 	}
 }
 
+// TestDatagramBlockedStall: the path is blocked and the sender sends a
+// single packet (a flow that stalls, its retransmissions far apart):
+// with periodic probes too slow to matter, the missed probe is followed
+// by the next ones at once and the path goes down.
+func TestDatagramBlockedStall(t *testing.T) {
+	tm := fast
+	tm.probeEvery = time.Hour
+	A, B, da, _ := pair(t, tm)
+	oa := outQ(t, A, "dep", B.h.ID())
+	B.r.dg.blackhole.Store(true)
+	inject(t, da, subnettest.UDP(a2, a3, 1, 2, []byte("lost")))
+	poll(t, "A's path down", func() bool { return !oa.up.Load() })
+	if f := A.r.Stats().Fallbacks; f != 1 {
+		t.Errorf("%d fallbacks, want 1", f)
+	}
+}
+
 // TestDatagramBlockedFromStart: a path blocked before the first probe is
 // never used; the packets take the stream and no fallback is counted
 // (the path was never up).
