@@ -28,10 +28,11 @@ const QueueLen = 1024
 
 // DNS answers the allocations' DNS queries to the gateway.
 type DNS interface {
-	// ServePacket answers pkt, an IPv4/UDP packet to gateway port 53, from names (allocation ->
-	// address); it calls reply with the answer (an IPv4/UDP packet from gateway:53) at once or later
-	// from another goroutine (forwarded names), or never. pkt and names are valid only during the call
-	// (copy what you keep); reply may be called at most once.
+	// ServePacket answers pkt, an IPv4/UDP packet (or TCP segment) to gateway port 53, from names
+	// (allocation -> address); it calls reply with the answer (an IPv4/UDP packet from gateway:53, or
+	// TCP segments) at once or later from another goroutine (forwarded names), or never. pkt and names
+	// are valid only during the call (copy what you keep); reply may be called at most once for a UDP
+	// query, once per segment over TCP.
 	ServePacket(names map[string]netip.Addr, gateway netip.Addr, pkt []byte, reply func(pkt []byte))
 }
 
