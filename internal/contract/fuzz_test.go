@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 )
 
 // isRefusal reports whether err is a *RefusalError wrapping a sentinel.
@@ -121,4 +122,37 @@ func FuzzVerifyChain(f *testing.F) {
 			t.Fatalf("summaries differ: %+v and %+v", s, sa)
 		}
 	})
+}
+
+// FuzzNoteFastPath checks that the fast note decoder accepts only what
+// encoding/json decodes to the very same note.
+func FuzzNoteFastPath(f *testing.F) {
+	p := newParty(f)
+	for _, n := range issueN(f, p, 3, true) {
+		f.Add([]byte(n.Body))
+	}
+	f.Add([]byte(`{"contract":"` + p.c.ID + `","seq":01,"time":"2026-12-04T22:00:00Z","usage":{"cpu_us":0,"memory_byte_s":0,"wall_ms":0},"amount":0}`))
+	f.Add([]byte(`{"contract":"` + p.c.ID + `","seq":1,"time":"2026-12-04T22:00:00+01:00","usage":{"cpu_us":0,"memory_byte_s":0,"wall_ms":0,"net_bytes":0},"amount":1.5e3,"final":true}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, ok := parseNoteFast(b)
+		if !ok {
+			return
+		}
+		slow := new(Note)
+		if err := decodeStrict(b, slow); err != nil {
+			t.Fatalf("fast path took %q, encoding/json refuses it: %v", b, err)
+		}
+		if !sameNote(fast, slow) {
+			t.Fatalf("fast path read %q as %+v, encoding/json as %+v", b, fast, slow)
+		}
+	})
+}
+
+// sameNote compares notes field by field, times by instant and zone.
+func sameNote(a, b *Note) bool {
+	an, ao := a.Time.Zone()
+	bn, bo := b.Time.Zone()
+	x, y := *a, *b
+	x.Time, y.Time = time.Time{}, time.Time{}
+	return x == y && a.Time.Equal(b.Time) && an == bn && ao == bo
 }

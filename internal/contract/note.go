@@ -20,9 +20,12 @@ func decodeNote(hash string, body []byte) (*Note, error) {
 	if hashHex(body) != hash {
 		return nil, refuse(ErrMalformed, "note hash %s is not the hash of its body", hash)
 	}
-	n := new(Note)
-	if err := decodeStrict(body, n); err != nil {
-		return nil, refuse(ErrMalformed, "note body: %v", err)
+	n, ok := parseNoteFast(body)
+	if !ok {
+		n = new(Note)
+		if err := decodeStrict(body, n); err != nil {
+			return nil, refuse(ErrMalformed, "note body: %v", err)
+		}
 	}
 	if err := n.validate(); err != nil {
 		return nil, err

@@ -246,3 +246,30 @@ func TestAcceptedRefusals(t *testing.T) {
 		t.Fatal("Accepted after the countersignature changed")
 	}
 }
+
+func TestNoteFastPath(t *testing.T) {
+	p := newParty(t)
+	notes := issueN(t, p, 3, true)
+	for _, n := range notes {
+		fast, ok := parseNoteFast(n.Body)
+		if !ok {
+			t.Fatalf("fast path refuses what Issue wrote: %s", n.Body)
+		}
+		if !sameNote(fast, n.Note()) {
+			t.Fatalf("fast path read %+v, Issue wrote %+v", fast, n.Note())
+		}
+	}
+	id := p.c.ID
+	for _, body := range []string{
+		`{"contract":"` + id + `","seq":1,"time":"2026-12-04T22:00:00Z","usage":{"cpu_us":0,"memory_byte_s":0,"wall_ms":0},"amount":0} `,
+		`{"contract":"` + id + `","seq":01,"time":"2026-12-04T22:00:00Z","usage":{"cpu_us":0,"memory_byte_s":0,"wall_ms":0},"amount":0}`,
+		`{"contract":"` + id + `","seq":1,"time":"2026-12-04T22:00:00Z","usage":{"cpu_us":0,"memory_byte_s":0,"wall_ms":0},"amount":1e3}`,
+		`{"contract":"` + id + `","seq":1,"time":"2026-12-04T22:00:00Z","usage":{"cpu_us":0,"memory_byte_s":0,"wall_ms":0},"amount":0,"final":false}`,
+		`{"contract":"` + id + `","seq":1,"time":"2026\u002d12-04T22:00:00Z","usage":{"cpu_us":0,"memory_byte_s":0,"wall_ms":0},"amount":0}`,
+		`{"contract":"` + id + `","seq":18446744073709551616,"time":"2026-12-04T22:00:00Z","usage":{"cpu_us":0,"memory_byte_s":0,"wall_ms":0},"amount":0}`,
+	} {
+		if _, ok := parseNoteFast([]byte(body)); ok {
+			t.Fatalf("fast path took a body Issue never writes: %s", body)
+		}
+	}
+}
