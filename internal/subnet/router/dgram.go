@@ -230,12 +230,17 @@ func (g *dgram) reserve(s *session) {
 	g.sessions.Store(&m)
 }
 
-// install puts s, keyed, at its reserved index. The session of the same
-// peer, deployment and role it replaces (a rekey, or a fresh setup) is
-// still accepted for overlap, for the datagrams already on their way.
-func (g *dgram) install(s *session) {
+// install puts s, keyed, at its reserved index, and reports whether it
+// did: not if its deployment was removed, or its peer left the table,
+// meanwhile (prune ran before). The session of the same peer, deployment
+// and role it replaces (a rekey, or a fresh setup) is still accepted for
+// overlap, for the datagrams already on their way.
+func (g *dgram) install(s *session) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if v := s.dep.view.Load(); v == nil || v.peers[s.peer] == nil {
+		return false
+	}
 	old := *g.sessions.Load()
 	m := make(map[uint32]*session, len(old))
 	retire := s.created.Add(g.r.timing.overlap)
@@ -249,16 +254,18 @@ func (g *dgram) install(s *session) {
 	g.sessions.Store(&m)
 	g.r.count.sessions.Add(1)
 	s.dep.count.sessions.Add(1)
+	return true
 }
 
-// expire removes the replaced sessions whose overlap has ended.
-func (g *dgram) expire(now time.Time) {
+// expire removes the replaced sessions whose overlap has ended, and the
+// sessions keyed before oldest.
+func (g *dgram) expire(now, oldest time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	old := *g.sessions.Load()
 	m := make(map[uint32]*session, len(old))
 	for i, o := range old {
-		if o != nil && !o.retireAt.IsZero() && !now.Before(o.retireAt) {
+		if o != nil && (!o.retireAt.IsZero() && !now.Before(o.retireAt) || o.created.Before(oldest)) {
 			continue
 		}
 		m[i] = o
@@ -269,9 +276,13 @@ func (g *dgram) expire(now time.Time) {
 }
 
 // register is reserve and install, for a session already keyed.
-func (g *dgram) register(s *session) {
+func (g *dgram) register(s *session) bool {
 	g.reserve(s)
-	g.install(s)
+	if !g.install(s) {
+		g.unregister(s)
+		return false
+	}
+	return true
 }
 
 // unregister removes s, or its reservation.
@@ -365,7 +376,9 @@ func (g *dgram) setup(ctx context.Context, o *outQueue) error {
 	s.remote, s.addr = resp.index, netip.AddrPortFrom(ip, resp.port)
 	s.udpAddr = net.UDPAddrFromAddrPort(s.addr)
 	s.created = time.Now()
-	g.install(s)
+	if !g.install(s) {
+		return errors.New("the deployment or the peer left meanwhile")
+	}
 	ok = true
 	o.tx.Store(s)
 	// the packets take the datagrams once the peer has answered on them
@@ -431,7 +444,9 @@ func (r *Router) handleSetup(st network.Stream) {
 	if s.open, s.seal, err = keys(secret, from, r.self, id); err != nil {
 		return
 	}
-	g.register(s)
+	if !g.register(s) {
+		return
+	}
 	resp := handshake{index: s.index, port: g.port}
 	copy(resp.pub[:], eph.PublicKey().Bytes())
 	if _, err := st.Write(resp.marshal(nil)); err != nil {
@@ -731,7 +746,8 @@ func (g *dgram) open(p *packet, n int) (*deployment, *attachment) {
 		return s.dep, nil
 	}
 	v := s.dep.view.Load()
-	if v == nil {
+	if v == nil { // removed meanwhile: its sessions go
+		r.drop(nil, reasonUnauthorized, nil)
 		return s.dep, nil
 	}
 	m, verdict, why, rt := v.fromPeer(s.peer, p.data())

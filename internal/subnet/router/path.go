@@ -19,7 +19,9 @@ import (
 // counted). A path that is down is probed with a backoff and set up
 // afresh: the peer may have lost its keys (a restart). A session is
 // replaced after rekeyAfter (or dgRekeyCounter datagrams); the old one
-// is accepted for overlap. A queue that sent nothing for idleAfter drops
+// is accepted for overlap. No session is used or accepted past
+// rejectAfter, replaced or not (a rekey that failed, or the other side's
+// session that its peer stopped using). A queue that sent nothing for idleAfter drops
 // its session; its next packet sets one up again.
 
 // timing are the path's intervals (tests shorten them).
@@ -31,7 +33,8 @@ type timing struct {
 	downProbeMax  time.Duration // the longest wait between probes of a path that is down
 	setupRetry    time.Duration // the first wait between fresh setups of a path that is down
 	setupRetryMax time.Duration // the longest
-	rekeyAfter    time.Duration // a session's lifetime
+	rekeyAfter    time.Duration // a session is replaced after this
+	rejectAfter   time.Duration // and neither used nor accepted after this
 	overlap       time.Duration // a replaced session still accepted
 	idleAfter     time.Duration // a queue without packets drops its session
 }
@@ -45,6 +48,7 @@ var defaultTiming = timing{
 	setupRetry:    dgRetry,
 	setupRetryMax: time.Minute,
 	rekeyAfter:    2 * time.Minute,
+	rejectAfter:   3 * time.Minute,
 	overlap:       10 * time.Second,
 	idleAfter:     3 * time.Minute,
 }
@@ -246,7 +250,7 @@ func (g *dgram) maintain() {
 			for _, o := range g.r.queues() {
 				o.tick(now)
 			}
-			g.expire(now)
+			g.expire(now, now.Add(-g.r.timing.rejectAfter))
 		}
 	}
 }
@@ -287,6 +291,13 @@ func (o *outQueue) tick(now time.Time) {
 			}
 		}
 	}
+	if now.Sub(s.created) >= tm.rejectAfter {
+		// too old to use (its rekey failed): the stream, and a new
+		// session on the next packet
+		o.tx.CompareAndSwap(s, nil)
+		o.up.Store(false)
+		return
+	}
 	if now.Sub(ps.activeAt) >= tm.idleAfter {
 		// idle: no probes, no rekeys; the next packet sets up again
 		o.tx.CompareAndSwap(s, nil)
@@ -320,8 +331,9 @@ func (o *outQueue) tick(now time.Time) {
 		// stalls on a dead path sends too little to look suspect
 		due = true
 	default:
-		// sending, and nothing came back for a while
-		due = now.Sub(ps.activeAt) < tm.probeTimeout && now.Sub(ps.rxAt) >= tm.probeTimeout && now.Sub(ps.sentAt) >= tm.probeTimeout
+		// sent since the last probe and since anything came back, and
+		// nothing came back for a while
+		due = !ps.activeAt.Before(ps.rxAt) && !ps.sentAt.After(ps.activeAt) && now.Sub(ps.rxAt) >= tm.probeTimeout
 	}
 	if due {
 		if seq := o.probe(s); seq != 0 {
