@@ -83,7 +83,7 @@
 // naming no session makes the receiver set up a fresh session with the
 // peers at its source address (once a second at most). A session is
 // rekeyed after 2 min (or 2^59 datagrams) in use; the replaced one is
-// accepted for 10 s more. A persistent read error of the socket is
+// accepted for 10 s more, and none is used or accepted past 3 min. A persistent read error of the socket is
 // counted ("ReadErrors") and waited on (1 ms doubling to 1 s). There is
 // no roaming: the peer's address is its libp2p connection's.
 //
