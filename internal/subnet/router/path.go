@@ -311,7 +311,7 @@ func (o *outQueue) tick(now time.Time) {
 		ps.setupWait = min(max(2*ps.setupWait, tm.setupRetry), tm.setupRetryMax)
 		ps.nextSetup = now.Add(ps.setupWait)
 		o.startSetup()
-	case up && (now.Sub(s.created) >= tm.rekeyAfter || s.counter.Load() >= dgRekeyCounter):
+	case up && (now.Sub(s.created) >= rekeyAfter(tm, s) || s.counter.Load() >= dgRekeyCounter):
 		ps.nextSetup = now.Add(tm.setupRetry)
 		o.startSetup()
 	}
@@ -340,4 +340,14 @@ func (o *outQueue) tick(now time.Time) {
 			ps.seq, ps.sentAt = seq, now
 		}
 	}
+}
+
+// rekeyAfter is the age at which s is replaced: the initiator's side
+// first, the responder's a little later (if the initiator has not, it
+// went away), so that one handshake, not two, replaces it.
+func rekeyAfter(tm *timing, s *session) time.Duration {
+	if s.initiator {
+		return tm.rekeyAfter
+	}
+	return tm.rekeyAfter + tm.overlap
 }
