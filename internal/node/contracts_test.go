@@ -257,3 +257,30 @@ allocations:
 		}
 	}
 }
+
+// A node that places a deployment on itself is both parties of the
+// contract: its notes go to its own root actor and are countersigned.
+func TestContractSelfHosted(t *testing.T) {
+	user := mustKey(t)
+	n := newOrchNode(t, user, 2000, match.Price{Disk: 3_600_000_000})
+	d := deployFrom(t, n, user, `version: v1
+contract: {interval: 1s}
+allocations:
+  svc:
+    type: service
+    executor: docker
+    resources: {cpu: 0.5, ram: 64MiB, disk: 1GiB}
+    execution: {image: workload, cmd: [workload, sleep=1h]}
+`)
+	d = waitDeployment(t, n, d.ID, "running", func(d *orchestrator.Deployment) bool { return d.State == orchestrator.Running })
+	id := d.Allocations["svc"].Contract
+	poll.Eventually(t, 20*time.Second, "two countersigned notes on both sides", func() bool {
+		roles := map[notary.Role]uint64{}
+		for _, r := range contractsOf(t, n, d.ID) {
+			if r.Contract.ID == id && r.Accepted != nil {
+				roles[r.Role] = r.Accepted.Note().Seq
+			}
+		}
+		return roles[notary.RoleRequester] >= 2 && roles[notary.RoleProvider] >= 2
+	})
+}
