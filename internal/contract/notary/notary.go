@@ -124,7 +124,10 @@ type Record struct {
 	// (requester); Accepted the last countersigned one.
 	Last     *contract.SignedNote `json:"last,omitempty"`
 	Accepted *contract.SignedNote `json:"accepted,omitempty"`
-	Updated  time.Time            `json:"updated"`
+	// Refusal is the provider's last refusal or failed delivery of a
+	// note, empty once one is countersigned.
+	Refusal string    `json:"refusal,omitempty"`
+	Updated time.Time `json:"updated"`
 }
 
 // Expect is what a provider agreed to in its bid: Sign refuses terms
@@ -304,7 +307,7 @@ func (n *Notary) repairRequester(ctx context.Context, e *rentry, now time.Time) 
 		n.graces = append(n.graces, graceItem{id: e.r.ID, due: e.r.Grace})
 		return
 	}
-	n.closeLedger(ctx, e)
+	n.closeLedger(ctx, e, e.r.ID)
 }
 
 // now is the configured clock.
@@ -362,7 +365,7 @@ func (n *Notary) Agree(id string, providerSig []byte) error {
 	}
 	c := *e.c
 	c.ProviderSig = clone(providerSig)
-	if !c.Signed() {
+	if err := c.Open(); err != nil || !c.Signed() { // Open keeps the verified signatures: notes do not verify them again
 		return &contract.RefusalError{Err: contract.ErrSignature, Detail: "the provider's signature of contract " + id + " does not verify"}
 	}
 	if err := n.cfg.Ledger.Open(context.Background(), &c); err != nil {
@@ -424,14 +427,14 @@ func (n *Notary) expireGrace(ctx context.Context, id string) {
 		return
 	}
 	n.mu.Unlock()
-	n.closeLedger(ctx, e)
+	n.closeLedger(ctx, e, id)
 }
 
 // closeLedger closes e in the ledger and records it. Callers do not hold
 // mu.
-func (n *Notary) closeLedger(ctx context.Context, e *rentry) {
-	if err := n.cfg.Ledger.Close(ctx, e.r.ID); err != nil {
-		n.log.Error("close in the ledger", "contract_id", e.r.ID, "err", err)
+func (n *Notary) closeLedger(ctx context.Context, e *rentry, id string) {
+	if err := n.cfg.Ledger.Close(ctx, id); err != nil {
+		n.log.Error("close in the ledger", "contract_id", id, "err", err)
 		return
 	}
 	n.mu.Lock()
@@ -485,10 +488,10 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 	if e.acc != nil && sn.Hash == e.acc.Hash {
 		// A re-delivery of the last countersigned note: its copy again.
 		cp := *e.acc
-		resettle := e.settled < note.Seq
+		resettle, id := e.settled < note.Seq, e.r.ID
 		n.mu.Unlock()
 		if resettle {
-			n.settle(ctx, e, &cp)
+			n.settle(ctx, e, id, &cp)
 		}
 		return cp, nil
 	}
@@ -549,9 +552,9 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 	}
 	e.r, e.acc = r, &cs
 	n.mu.Unlock()
-	n.settle(ctx, e, &cs)
+	n.settle(ctx, e, r.ID, &cs)
 	if note.Final {
-		n.closeLedger(ctx, e)
+		n.closeLedger(ctx, e, r.ID)
 	}
 	return cs, nil
 }
@@ -570,9 +573,9 @@ func (n *Notary) wasAccepted(sn contract.SignedNote) bool {
 
 // settle settles a countersigned note in the ledger; a failure is logged
 // (the next note or the next Open settles it).
-func (n *Notary) settle(ctx context.Context, e *rentry, cs *contract.SignedNote) {
+func (n *Notary) settle(ctx context.Context, e *rentry, id string, cs *contract.SignedNote) {
 	if _, err := n.cfg.Ledger.Settle(ctx, cs); err != nil {
-		n.log.Error("settle", "contract_id", e.r.ID, "seq", cs.Note().Seq, "err", err)
+		n.log.Error("settle", "contract_id", id, "seq", cs.Note().Seq, "err", err)
 		return
 	}
 	n.mu.Lock()

@@ -496,8 +496,12 @@ func (n *Notary) work(ctx context.Context, j job) result {
 		case ans == nil || ans.Hash != j.note.Hash:
 			r.err = fmt.Errorf("the requester answered note %d with another note", j.note.Note().Seq)
 		default:
-			cs := &contract.SignedNote{Hash: ans.Hash, Body: j.note.Body, ProviderSig: j.note.ProviderSig, RequesterSig: clone(ans.RequesterSig)}
-			if err := cs.Open(); err != nil || !cs.Accepted(j.p.c) {
+			// A copy of the note as issued (its own signature is not
+			// verified again) with the requester's signature.
+			cp := *j.note
+			cs := &cp
+			cs.RequesterSig = clone(ans.RequesterSig)
+			if !cs.Accepted(j.p.c) {
 				r.err = fmt.Errorf("the requester's countersignature of note %d does not verify", j.note.Note().Seq)
 				return r
 			}

@@ -141,7 +141,7 @@ func (r *row) record() (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	return Record{Contract: c, Role: r.Role, State: r.State, Reason: r.Reason, Last: last, Accepted: acc, Updated: r.Updated}, nil
+	return Record{Contract: c, Role: r.Role, State: r.State, Reason: r.Reason, Last: last, Accepted: acc, Refusal: r.Refusal, Updated: r.Updated}, nil
 }
 
 // putNote stores n as the note of its seq.
