@@ -194,10 +194,14 @@ type world struct {
 	nodes int
 }
 
-func newWorld(t testing.TB) *world {
+// newWorld is a provider and a requester that settle every note
+// (settleEvery 0) or one note per settleEvery.
+func newWorld(t testing.TB) *world { return newWorldSettling(t, time.Nanosecond) }
+
+func newWorldSettling(t testing.TB, settleEvery time.Duration) *world {
 	w := &world{t: t, m: newMeter()}
-	w.req = newSide(t, "requester", Config{Exhausted: w.exhausted})
-	w.prov = newSide(t, "provider", Config{Meter: w.m.Meter, Stop: w.m.Stop, Send: w.send})
+	w.req = newSide(t, "requester", Config{Exhausted: w.exhausted, SettleEvery: settleEvery})
+	w.prov = newSide(t, "provider", Config{Meter: w.m.Meter, Stop: w.m.Stop, Send: w.send, SettleEvery: settleEvery})
 	return w
 }
 

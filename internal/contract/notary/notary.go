@@ -86,11 +86,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/contract"
-	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/identity"
-	"github.com/dmsnet/dms/internal/match"
 	"github.com/dmsnet/dms/internal/store"
 )
 
@@ -164,13 +161,25 @@ type Config struct {
 	// Workers bounds the provider's concurrent meter, send, stop and
 	// settle calls (0: DefaultWorkers).
 	Workers int
+	// SettleEvery is how often each side settles an open contract in the
+	// ledger: the last countersigned note, when the previous settlement
+	// is at least this old (0: DefaultSettleEvery). Final notes, and
+	// every open contract at Open, settle at once. Budgets do not wait
+	// for it: the requester checks them against the countersigned notes.
+	SettleEvery time.Duration
 
 	Now    func() time.Time
 	Logger *slog.Logger
 }
 
-// DefaultWorkers is the provider's default pool size.
-const DefaultWorkers = 8
+// Defaults of Config.
+const (
+	DefaultWorkers = 16
+	// DefaultSettleEvery: a store commit with its fsync costs more CPU
+	// than a note's signatures, so a note is settled when it is final
+	// or when the contract's last settlement is this old.
+	DefaultSettleEvery = 5 * time.Minute
+)
 
 // maxFinalTries bounds the final notes a stopped contract sends.
 const maxFinalTries = 5
@@ -187,8 +196,11 @@ type Notary struct {
 	cfg Config
 	log *slog.Logger
 
+	batch batcher // the requester's writes
+
 	mu sync.Mutex
-	// Requester side, guarded by mu.
+	// Requester side, guarded by mu. Nothing waits for the store while
+	// holding mu (the batcher's writes take it).
 	req       map[string]*rentry   // by contract ID
 	byDep     map[string][]*rentry // by deployment
 	exhausted map[string]bool      // deployments Exhausted was told of
@@ -198,12 +210,14 @@ type Notary struct {
 	wake   chan struct{}
 }
 
-// rentry is a requester contract in memory.
+// rentry is a requester contract in memory, guarded by Notary.mu.
 type rentry struct {
-	r       row
-	c       *contract.Contract
-	acc     *contract.SignedNote // r.Accepted decoded
-	settled uint64               // seq of the last note settled in this run
+	r         row
+	c         *contract.Contract
+	acc       *contract.SignedNote // r.Accepted decoded
+	accWrite  *write               // the store write of acc (nil: loaded)
+	settled   uint64               // seq of the last note settled in this run
+	settledAt time.Time            // when
 }
 
 // graceItem is an abandoned contract whose grace ends at due.
@@ -235,6 +249,9 @@ func Open(cfg Config) (*Notary, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = DefaultWorkers
 	}
+	if cfg.SettleEvery <= 0 {
+		cfg.SettleEvery = DefaultSettleEvery
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -247,6 +264,7 @@ func Open(cfg Config) (*Notary, error) {
 		exhausted: map[string]bool{},
 		wake:      make(chan struct{}, 1),
 	}
+	n.batch.db = cfg.DB
 	var all []row
 	if err := cfg.DB.View(func(tx *store.Tx) error {
 		var err error
@@ -287,29 +305,6 @@ func Open(cfg Config) (*Notary, error) {
 	return n, nil
 }
 
-// repairRequester settles again what a crash may have left unsettled and
-// schedules the end of a grace.
-func (n *Notary) repairRequester(ctx context.Context, e *rentry, now time.Time) {
-	if e.r.LedgerClosed || e.r.State == StateProposed {
-		return
-	}
-	if e.acc != nil {
-		if _, err := n.cfg.Ledger.Settle(ctx, e.acc); err != nil {
-			n.log.Error("settle again", "contract_id", e.r.ID, "err", err)
-		} else {
-			e.settled = e.acc.Note().Seq
-		}
-	}
-	if e.r.State != StateClosed {
-		return
-	}
-	if e.r.Grace.After(now) && !e.finalAccepted() {
-		n.graces = append(n.graces, graceItem{id: e.r.ID, due: e.r.Grace})
-		return
-	}
-	n.closeLedger(ctx, e, e.r.ID)
-}
-
 // now is the configured clock.
 func (n *Notary) now() time.Time { return n.cfg.Now() }
 
@@ -318,277 +313,6 @@ func (n *Notary) signal() {
 	case n.wake <- struct{}{}:
 	default:
 	}
-}
-
-func (e *rentry) finalAccepted() bool { return e.acc != nil && e.acc.Note().Final }
-
-// Propose is the requester's side of a commit: it signs terms as the
-// requester (t.Requester is this node) and keeps the contract proposed.
-func (n *Notary) Propose(t contract.Terms) (*contract.Contract, error) {
-	c, err := contract.New(t, n.cfg.Key)
-	if err != nil {
-		return nil, err
-	}
-	tt := c.Terms()
-	e := &rentry{c: c, r: row{
-		ID: c.ID, Role: RoleRequester, Deployment: tt.Deployment, Reservation: tt.Reservation,
-		State: StateProposed, Contract: storeContract(c), Updated: n.now(),
-	}}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if old := n.req[c.ID]; old != nil { // the same terms proposed again
-		return old.c, nil
-	}
-	if err := n.cfg.DB.Update(func(tx *store.Tx) error { return rows.Put(tx, e.r) }); err != nil {
-		return nil, fmt.Errorf("notary: store contract %s: %w", c.ID, err)
-	}
-	n.req[c.ID] = e
-	n.byDep[tt.Deployment] = append(n.byDep[tt.Deployment], e)
-	return c, nil
-}
-
-// Agree completes a proposed contract with the provider's signature from
-// the commit reply, checks it, opens it in the ledger and makes it active.
-// Agreeing again with the same signature does nothing.
-func (n *Notary) Agree(id string, providerSig []byte) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	e := n.req[id]
-	if e == nil {
-		return &contract.RefusalError{Err: contract.ErrUnknown, Detail: "no contract " + id + " proposed here"}
-	}
-	if e.r.State != StateProposed {
-		if string(e.c.ProviderSig) == string(providerSig) {
-			return nil
-		}
-		return &contract.RefusalError{Err: contract.ErrClosed, Detail: fmt.Sprintf("contract %s is %s", id, e.r.State)}
-	}
-	c := *e.c
-	c.ProviderSig = clone(providerSig)
-	if err := c.Open(); err != nil || !c.Signed() { // Open keeps the verified signatures: notes do not verify them again
-		return &contract.RefusalError{Err: contract.ErrSignature, Detail: "the provider's signature of contract " + id + " does not verify"}
-	}
-	if err := n.cfg.Ledger.Open(context.Background(), &c); err != nil {
-		return fmt.Errorf("notary: open contract %s in the ledger: %w", id, err)
-	}
-	r := e.r
-	r.State, r.Contract, r.Updated = StateActive, storeContract(&c), n.now()
-	if err := n.cfg.DB.Update(func(tx *store.Tx) error { return rows.Put(tx, r) }); err != nil {
-		return fmt.Errorf("notary: store contract %s: %w", id, err)
-	}
-	e.r, e.c = r, &c
-	return nil
-}
-
-// Abandon closes a proposed or active requester contract whose placement
-// was reverted or replaced (what was countersigned stays owed). An active
-// one accepts notes for two more intervals (the provider's invoice);
-// then, or at its final note, the ledger closes it. Abandoning a closed
-// contract does nothing.
-func (n *Notary) Abandon(id, reason string) error {
-	n.mu.Lock()
-	e := n.req[id]
-	if e == nil {
-		n.mu.Unlock()
-		return &contract.RefusalError{Err: contract.ErrUnknown, Detail: "no requester contract " + id + " here"}
-	}
-	if e.r.State == StateClosed {
-		n.mu.Unlock()
-		return nil
-	}
-	now := n.now()
-	r := e.r
-	if r.State == StateActive && !e.finalAccepted() {
-		r.Grace = now.Add(2 * e.c.Terms().Interval)
-	}
-	r.State, r.Reason, r.Updated = StateClosed, reason, now
-	if err := n.cfg.DB.Update(func(tx *store.Tx) error { return rows.Put(tx, r) }); err != nil {
-		n.mu.Unlock()
-		return fmt.Errorf("notary: store contract %s: %w", id, err)
-	}
-	e.r = r
-	if !r.Grace.IsZero() {
-		n.graces = append(n.graces, graceItem{id: id, due: r.Grace})
-		n.mu.Unlock()
-		n.signal()
-		return nil
-	}
-	n.mu.Unlock()
-	return nil
-}
-
-// expireGrace closes an abandoned contract in the ledger once its grace
-// is over.
-func (n *Notary) expireGrace(ctx context.Context, id string) {
-	n.mu.Lock()
-	e := n.req[id]
-	if e == nil || e.r.State != StateClosed || e.r.LedgerClosed || e.r.Grace.After(n.now()) {
-		n.mu.Unlock()
-		return
-	}
-	n.mu.Unlock()
-	n.closeLedger(ctx, e, id)
-}
-
-// closeLedger closes e in the ledger and records it. Callers do not hold
-// mu.
-func (n *Notary) closeLedger(ctx context.Context, e *rentry, id string) {
-	if err := n.cfg.Ledger.Close(ctx, id); err != nil {
-		n.log.Error("close in the ledger", "contract_id", id, "err", err)
-		return
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	r := e.r
-	r.LedgerClosed = true
-	if err := n.cfg.DB.Update(func(tx *store.Tx) error { return rows.Put(tx, r) }); err != nil {
-		n.log.Error("store contract", "contract_id", e.r.ID, "err", err)
-		return
-	}
-	e.r = r
-}
-
-// refuse is the *actor.Error a refused note is answered with.
-func refuse(err error) error {
-	code := deployproto.CodeNoteRefused
-	if errors.Is(err, contract.ErrBudget) {
-		code = deployproto.CodeBudget
-	}
-	return &actor.Error{Code: code, Msg: err.Error()}
-}
-
-func refusef(sentinel error, format string, args ...any) error {
-	return refuse(&contract.RefusalError{Err: sentinel, Detail: fmt.Sprintf(format, args...)})
-}
-
-// HandleNote is the requester's answer to a provider's note (from is the
-// sending node's DID): checked, within the budget, countersigned, stored
-// and settled; or refused with an *actor.Error (deployproto.CodeBudget,
-// CodeNoteRefused).
-func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.SignedNote) (contract.SignedNote, error) {
-	sn.RequesterSig = nil
-	if err := sn.Open(); err != nil {
-		return contract.SignedNote{}, refuse(err)
-	}
-	note := sn.Note()
-	if note == nil {
-		return contract.SignedNote{}, refusef(contract.ErrMalformed, "note %s does not decode", sn.Hash)
-	}
-	n.mu.Lock()
-	e := n.req[note.Contract]
-	if e == nil {
-		n.mu.Unlock()
-		return contract.SignedNote{}, refusef(contract.ErrUnknown, "no contract %q requested by this node", note.Contract)
-	}
-	t := e.c.Terms()
-	if from != t.Provider {
-		n.mu.Unlock()
-		return contract.SignedNote{}, refusef(contract.ErrWrongParty, "note of contract %s sent by %s, not its provider %s", e.r.ID, from.Short(), t.Provider.Short())
-	}
-	if e.acc != nil && sn.Hash == e.acc.Hash {
-		// A re-delivery of the last countersigned note: its copy again.
-		cp := *e.acc
-		resettle, id := e.settled < note.Seq, e.r.ID
-		n.mu.Unlock()
-		if resettle {
-			n.settle(ctx, e, id, &cp)
-		}
-		return cp, nil
-	}
-	if e.acc != nil && note.Seq <= e.acc.Note().Seq {
-		if n.wasAccepted(sn) {
-			n.mu.Unlock()
-			return contract.SignedNote{}, refusef(contract.ErrReplay, "note %d of contract %s was countersigned before", note.Seq, e.r.ID)
-		}
-	}
-	now := n.now()
-	switch e.r.State {
-	case StateProposed:
-		n.mu.Unlock()
-		return contract.SignedNote{}, refusef(contract.ErrTerms, "contract %s is not signed by its provider yet", e.r.ID)
-	case StateClosed:
-		if e.r.Grace.IsZero() || !now.Before(e.r.Grace) || e.finalAccepted() {
-			n.mu.Unlock()
-			return contract.SignedNote{}, refusef(contract.ErrClosed, "contract %s is closed (%s)", e.r.ID, e.r.Reason)
-		}
-	}
-	if err := contract.CheckNote(e.c, e.acc, &sn); err != nil {
-		n.mu.Unlock()
-		return contract.SignedNote{}, refuse(err)
-	}
-	if t.Budget > 0 {
-		total := note.Amount
-		for _, o := range n.byDep[t.Deployment] {
-			if o != e && o.acc != nil {
-				total = addMoney(total, o.acc.Note().Amount)
-			}
-		}
-		if total > t.Budget {
-			first := !n.exhausted[t.Deployment]
-			n.exhausted[t.Deployment] = true
-			n.mu.Unlock()
-			if first && n.cfg.Exhausted != nil {
-				n.cfg.Exhausted(t.Deployment, ReasonBudget)
-			}
-			return contract.SignedNote{}, refusef(contract.ErrBudget, "note %d of contract %s takes deployment %s to %s, above its budget %s",
-				note.Seq, e.r.ID, t.Deployment, total, t.Budget)
-		}
-	}
-	cs := sn
-	cs.Countersign(n.cfg.Key)
-	r := e.r
-	r.Last, r.Accepted, r.Updated = storeNote(&cs), storeNote(&cs), now
-	if note.Final && r.State == StateActive {
-		r.State = StateClosed
-	}
-	if err := n.cfg.DB.Update(func(tx *store.Tx) error {
-		if err := rows.Put(tx, r); err != nil {
-			return err
-		}
-		return putNote(tx, &cs)
-	}); err != nil {
-		n.mu.Unlock()
-		return contract.SignedNote{}, fmt.Errorf("notary: store note %d of contract %s: %w", note.Seq, r.ID, err)
-	}
-	e.r, e.acc = r, &cs
-	n.mu.Unlock()
-	n.settle(ctx, e, r.ID, &cs)
-	if note.Final {
-		n.closeLedger(ctx, e, r.ID)
-	}
-	return cs, nil
-}
-
-// wasAccepted reports whether sn is a note this node countersigned
-// before. Callers hold mu.
-func (n *Notary) wasAccepted(sn contract.SignedNote) bool {
-	var nr noteRow
-	err := n.cfg.DB.View(func(tx *store.Tx) error {
-		var err error
-		nr, err = notes.Get(tx, noteKey(sn.Note().Contract, sn.Note().Seq))
-		return err
-	})
-	return err == nil && nr.Note.Hash == sn.Hash && len(nr.Note.RequesterSig) > 0
-}
-
-// settle settles a countersigned note in the ledger; a failure is logged
-// (the next note or the next Open settles it).
-func (n *Notary) settle(ctx context.Context, e *rentry, id string, cs *contract.SignedNote) {
-	if _, err := n.cfg.Ledger.Settle(ctx, cs); err != nil {
-		n.log.Error("settle", "contract_id", id, "seq", cs.Note().Seq, "err", err)
-		return
-	}
-	n.mu.Lock()
-	e.settled = max(e.settled, cs.Note().Seq)
-	n.mu.Unlock()
-}
-
-// addMoney adds without overflowing.
-func addMoney(a, b match.Money) match.Money {
-	if a > match.MaxMoney-b {
-		return match.MaxMoney
-	}
-	return a + b
 }
 
 // Get returns the record of contract id (store.ErrNotFound when unknown).

@@ -24,7 +24,18 @@ type pentry struct {
 	busy bool                 // a job is out
 	tick time.Time            // the due time of the current attempt
 	done bool                 // nothing more to do: leave the heap
+	// settledAt is when the ledger last settled a note of the contract
+	// (zero: not in this run).
+	settledAt time.Time
 }
+
+// Batching of the provider's store writes: a tick starts every contract
+// due within tickWindow, and the scheduler commits what the workers
+// returned flushWindow after the first uncommitted result.
+const (
+	tickWindow  = time.Second
+	flushWindow = 100 * time.Millisecond
+)
 
 func (p *pentry) interval() time.Duration { return p.c.Terms().Interval }
 
@@ -188,6 +199,10 @@ type sched struct {
 	dirty map[*pentry]bool
 	notes []*contract.SignedNote
 	after []job
+	// inflight counts the jobs the workers hold.
+	inflight int
+	// flushing: the flush timer is armed.
+	flushing bool
 }
 
 // Run meters and notes the provider-side contracts, and ends the graces
@@ -220,9 +235,12 @@ func (n *Notary) Run(ctx context.Context) error {
 	s := &sched{n: n, dirty: map[*pentry]bool{}}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	flush := time.NewTimer(time.Hour)
+	flush.Stop()
+	defer flush.Stop()
 	for {
 		s.adopt()
-		s.popDue(n.now())
+		s.popDue(n.now().Add(tickWindow))
 		if len(s.heap) > 0 {
 			timer.Reset(max(s.heap[0].due.Sub(n.now()), 0))
 		} else {
@@ -238,20 +256,30 @@ func (n *Notary) Run(ctx context.Context) error {
 			return nil
 		case <-n.wake:
 		case <-timer.C:
+		case <-flush.C:
+			s.flushing = false
+			s.persist()
 		case out <- head:
 			s.queue[0] = job{}
 			s.queue = s.queue[1:]
+			s.inflight++
 		case r := <-results:
+			s.inflight--
 			s.handle(r)
 			for more := true; more; {
 				select {
 				case r := <-results:
+					s.inflight--
 					s.handle(r)
 				default:
 					more = false
 				}
 			}
-			s.persist()
+			switch {
+			case !s.flushing && (len(s.dirty) > 0 || len(s.after) > 0):
+				flush.Reset(flushWindow)
+				s.flushing = true
+			}
 		}
 	}
 }
@@ -273,6 +301,7 @@ func (s *sched) adopt() {
 
 // popDue starts the work of every item due by now.
 func (s *sched) popDue(now time.Time) {
+	real := s.n.now()
 	for len(s.heap) > 0 && !s.heap[0].due.After(now) {
 		it := heap.Pop(&s.heap).(item)
 		if it.grace != "" {
@@ -285,8 +314,8 @@ func (s *sched) popDue(now time.Time) {
 		}
 		iv := p.interval()
 		next := it.due.Add(iv)
-		if !next.After(now) { // behind: skip the missed ticks
-			next = it.due.Add(iv * (now.Sub(it.due)/iv + 1))
+		if !next.After(real) { // behind: skip the missed ticks
+			next = it.due.Add(iv * (real.Sub(it.due)/iv + 1))
 		}
 		heap.Push(&s.heap, item{due: next, p: p})
 		if p.busy {
@@ -382,7 +411,10 @@ func (s *sched) handle(r result) {
 			}
 			s.dirty[p] = true
 			s.notes = append(s.notes, r.answer)
-			s.after = append(s.after, job{kind: jobSettle, p: p, note: r.answer})
+			if now := s.n.now(); r.answer.Note().Final || now.Sub(p.settledAt) >= s.n.cfg.SettleEvery {
+				p.settledAt = now
+				s.after = append(s.after, job{kind: jobSettle, p: p, note: r.answer})
+			}
 		case errors.As(r.err, &ae) && (ae.Code == deployproto.CodeBudget || ae.Code == deployproto.CodeNoteRefused):
 			log.Warn("note refused", "contract_id", p.r.ID, "seq", r.note.Note().Seq, "err", r.err)
 			p.r.Refused, p.r.Refusal, p.r.BudgetRefused = true, ae.Msg, ae.Code == deployproto.CodeBudget

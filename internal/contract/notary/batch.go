@@ -1,0 +1,71 @@
+package notary
+
+import (
+	"sync"
+
+	"github.com/dmsnet/dms/internal/store"
+)
+
+// batcher commits the writes of concurrent callers together: the first
+// caller commits its write and those that queued meanwhile in one store
+// transaction (one fsync), the others wait for it. A store commit costs
+// far more CPU than a note's signatures, so the requester's notes share
+// them.
+type batcher struct {
+	db *store.DB
+
+	mu     sync.Mutex
+	queue  []*write // guarded by mu
+	leader bool     // guarded by mu: a caller is committing
+}
+
+// write is one caller's part of a batch.
+type write struct {
+	fn   func(tx *store.Tx) error
+	done chan struct{} // closed once committed or failed
+	err  error         // set before done is closed
+}
+
+func newWrite(fn func(tx *store.Tx) error) *write {
+	return &write{fn: fn, done: make(chan struct{})}
+}
+
+// wait waits for w and returns its error.
+func (w *write) wait() error {
+	<-w.done
+	return w.err
+}
+
+// do commits w, with whatever other writes are queued, and returns its
+// error. A failing write fails its whole batch. Callers must not hold
+// locks that a write's fn takes.
+func (b *batcher) do(w *write) error {
+	b.mu.Lock()
+	b.queue = append(b.queue, w)
+	if b.leader {
+		b.mu.Unlock()
+		return w.wait()
+	}
+	b.leader = true
+	for len(b.queue) > 0 {
+		batch := b.queue
+		b.queue = nil
+		b.mu.Unlock()
+		err := b.db.Update(func(tx *store.Tx) error {
+			for _, x := range batch {
+				if err := x.fn(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		for _, x := range batch {
+			x.err = err
+			close(x.done)
+		}
+		b.mu.Lock()
+	}
+	b.leader = false
+	b.mu.Unlock()
+	return w.wait()
+}
