@@ -291,23 +291,23 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 		n.mu.Unlock()
 		return contract.SignedNote{}, refuse(err)
 	}
-	if t.Budget > 0 {
-		total := note.Amount
-		for _, o := range n.byDep[t.Deployment] {
-			if o != e && o.acc != nil {
-				total = addMoney(total, o.acc.Note().Amount)
-			}
+	var others match.Money
+	for _, o := range n.byDep[t.Deployment] {
+		if o != e && o.acc != nil {
+			others = addMoney(others, o.acc.Note().Amount)
 		}
-		if total > t.Budget {
-			first := !n.exhausted[t.Deployment]
+	}
+	if err := contract.CheckBudget(t, others, note.Amount); err != nil {
+		var exhausted bool
+		if errors.Is(err, contract.ErrBudget) {
+			exhausted = !n.exhausted[t.Deployment]
 			n.exhausted[t.Deployment] = true
-			n.mu.Unlock()
-			if first && n.cfg.Exhausted != nil {
-				n.cfg.Exhausted(t.Deployment, ReasonBudget)
-			}
-			return contract.SignedNote{}, refusef(contract.ErrBudget, "note %d of contract %s takes deployment %s to %s, above its budget %s",
-				note.Seq, id, t.Deployment, total, t.Budget)
 		}
+		n.mu.Unlock()
+		if exhausted && n.cfg.Exhausted != nil {
+			n.cfg.Exhausted(t.Deployment, ReasonBudget)
+		}
+		return contract.SignedNote{}, refuse(err)
 	}
 	// Accept: in memory now (the budget of the next notes counts it),
 	// stored before the answer.
