@@ -2,6 +2,7 @@ package notary
 
 import (
 	"sync"
+	"time"
 
 	"github.com/dmsnet/dms/internal/store"
 )
@@ -14,10 +15,17 @@ import (
 type batcher struct {
 	db *store.DB
 
-	mu     sync.Mutex
-	queue  []*write // guarded by mu
-	leader bool     // guarded by mu: a caller is committing
+	mu      sync.Mutex
+	queue   []*write // guarded by mu
+	leader  bool     // guarded by mu: a caller is committing
+	commits int      // guarded by mu: transactions committed
+	writes  int      // guarded by mu: writes committed
 }
+
+// gatherWindow is how long a leader waits for more writes before it
+// commits: notes arrive in bursts (a provider's tick), and one commit
+// costs more CPU than the checks of several notes.
+const gatherWindow = 2 * time.Millisecond
 
 // write is one caller's part of a batch.
 type write struct {
@@ -47,9 +55,14 @@ func (b *batcher) do(w *write) error {
 		return w.wait()
 	}
 	b.leader = true
+	b.mu.Unlock()
+	time.Sleep(gatherWindow)
+	b.mu.Lock()
 	for len(b.queue) > 0 {
 		batch := b.queue
 		b.queue = nil
+		b.commits++
+		b.writes += len(batch)
 		b.mu.Unlock()
 		err := b.db.Update(func(tx *store.Tx) error {
 			for _, x := range batch {

@@ -390,4 +390,7 @@ func TestCostRequesterChild(t *testing.T) {
 		}
 	}
 	wg.Wait()
+	n.batch.mu.Lock()
+	t.Logf("requester: %d writes in %d commits", n.batch.writes, n.batch.commits)
+	n.batch.mu.Unlock()
 }

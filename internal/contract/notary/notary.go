@@ -268,7 +268,11 @@ func Open(cfg Config) (*Notary, error) {
 	var all []row
 	if err := cfg.DB.View(func(tx *store.Tx) error {
 		var err error
-		all, err = rows.List(tx, "")
+		cs, err := contracts.List(tx, "")
+		if err != nil {
+			return err
+		}
+		all, err = loadRows(tx, cs)
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("notary: load contracts: %w", err)
@@ -320,11 +324,14 @@ func (n *Notary) signal() {
 func (n *Notary) Get(id string) (Record, error) {
 	var r row
 	err := n.cfg.DB.View(func(tx *store.Tx) error {
-		var err error
-		r, err = rows.Get(tx, rowKey(id, RoleRequester))
+		c, err := contracts.Get(tx, rowKey(id, RoleRequester))
 		if errors.Is(err, store.ErrNotFound) {
-			r, err = rows.Get(tx, rowKey(id, RoleProvider))
+			c, err = contracts.Get(tx, rowKey(id, RoleProvider))
 		}
+		if err != nil {
+			return err
+		}
+		r, err = loadRow(tx, c)
 		return err
 	})
 	if err != nil {
@@ -338,12 +345,19 @@ func (n *Notary) Get(id string) (Record, error) {
 func (n *Notary) List(deployment string) ([]Record, error) {
 	var rs []row
 	err := n.cfg.DB.View(func(tx *store.Tx) error {
-		var err error
+		var (
+			cs  []contractRow
+			err error
+		)
 		if deployment == "" {
-			rs, err = rows.List(tx, "")
+			cs, err = contracts.List(tx, "")
 		} else {
-			rs, err = rows.Find(tx, "deployment", deployment)
+			cs, err = contracts.Find(tx, "deployment", deployment)
 		}
+		if err != nil {
+			return err
+		}
+		rs, err = loadRows(tx, cs)
 		return err
 	})
 	if err != nil {
@@ -377,18 +391,21 @@ func (n *Notary) Chain(id string) (*contract.Chain, error) {
 	var ns []noteRow
 	if err := n.cfg.DB.View(func(tx *store.Tx) error {
 		var err error
-		ns, err = notes.List(tx, id+"/")
+		ns, err = notes.List(tx, id+"/"+string(rec.Role)+"/")
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("notary: notes of contract %s: %w", id, err)
 	}
-	ch := &contract.Chain{Contract: rec.Contract, Notes: make([]contract.SignedNote, 0, len(ns))}
+	ch := &contract.Chain{Contract: rec.Contract, Notes: make([]contract.SignedNote, 0, len(ns)+1)}
 	for i := range ns {
 		sn, err := ns[i].Note.open()
 		if err != nil {
 			return nil, err
 		}
 		ch.Notes = append(ch.Notes, *sn)
+	}
+	if rec.Last != nil && (rec.Accepted == nil || rec.Last.Hash != rec.Accepted.Hash) {
+		ch.Notes = append(ch.Notes, *rec.Last)
 	}
 	return ch, nil
 }

@@ -81,7 +81,11 @@ func (n *Notary) Sign(c *contract.Contract, want Expect) ([]byte, error) {
 	var old row
 	err := n.cfg.DB.View(func(tx *store.Tx) error {
 		var err error
-		old, err = rows.Get(tx, key)
+		c, err := contracts.Get(tx, key)
+		if err != nil {
+			return err
+		}
+		old, err = loadRow(tx, c)
 		return err
 	})
 	switch {
@@ -101,7 +105,12 @@ func (n *Notary) Sign(c *contract.Contract, want Expect) ([]byte, error) {
 		ID: cc.ID, Role: RoleProvider, Deployment: t.Deployment, Reservation: t.Reservation,
 		State: StateActive, Contract: storeContract(cc), Updated: now, Quiet: now,
 	}, tick: now}
-	if err := n.cfg.DB.Update(func(tx *store.Tx) error { return rows.Put(tx, p.r) }); err != nil {
+	if err := n.cfg.DB.Update(func(tx *store.Tx) error {
+		if err := putContract(tx, &p.r); err != nil {
+			return err
+		}
+		return putState(tx, &p.r)
+	}); err != nil {
 		return nil, fmt.Errorf("notary: store contract %s: %w", cc.ID, err)
 	}
 	n.mu.Lock()
@@ -394,8 +403,7 @@ func (s *sched) handle(r result) {
 		default:
 			p.last = r.issued
 			p.r.Last, p.r.Refused = storeNote(r.issued), false
-			s.dirty[p] = true
-			s.notes = append(s.notes, r.issued)
+			s.dirty[p] = true // the note is stored in the state until countersigned
 			s.after = append(s.after, job{kind: jobSend, p: p, note: r.issued})
 		}
 	case jobSend:
@@ -453,12 +461,12 @@ func (s *sched) persist() {
 	err := s.n.cfg.DB.Update(func(tx *store.Tx) error {
 		for p := range s.dirty {
 			p.r.Updated = now
-			if err := rows.Put(tx, p.r); err != nil {
+			if err := putState(tx, &p.r); err != nil {
 				return err
 			}
 		}
 		for _, sn := range s.notes {
-			if err := putNote(tx, sn); err != nil {
+			if err := putAccepted(tx, RoleProvider, sn); err != nil {
 				return err
 			}
 		}

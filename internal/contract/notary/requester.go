@@ -14,19 +14,25 @@ import (
 	"github.com/dmsnet/dms/internal/store"
 )
 
-// saveLatest is a write of e's state as it is when the batch commits: a
-// later state supersedes an earlier one, so concurrent changes of one
-// contract never leave an older state on disk.
-func (n *Notary) saveLatest(e *rentry, also ...*contract.SignedNote) *write {
+// saveLatest is a write of e's state as it is when the batch commits
+// (with its contract when withContract, and the countersigned notes
+// also): a later state supersedes an earlier one, so concurrent changes
+// of one contract never leave an older state on disk.
+func (n *Notary) saveLatest(e *rentry, withContract bool, also ...*contract.SignedNote) *write {
 	return newWrite(func(tx *store.Tx) error {
 		n.mu.Lock()
 		r := e.r
 		n.mu.Unlock()
-		if err := rows.Put(tx, r); err != nil {
+		if withContract {
+			if err := putContract(tx, &r); err != nil {
+				return err
+			}
+		}
+		if err := putState(tx, &r); err != nil {
 			return err
 		}
 		for _, sn := range also {
-			if err := putNote(tx, sn); err != nil {
+			if err := putAccepted(tx, RoleRequester, sn); err != nil {
 				return err
 			}
 		}
@@ -41,7 +47,7 @@ func (n *Notary) repairRequester(ctx context.Context, e *rentry, now time.Time) 
 		return
 	}
 	if e.acc != nil {
-		n.settle(ctx, e, e.r.ID, e.acc)
+		n.settle(ctx, e, e.r.ID, e.acc, now)
 	}
 	if e.r.State != StateClosed {
 		return
@@ -75,7 +81,7 @@ func (n *Notary) Propose(t contract.Terms) (*contract.Contract, error) {
 	n.req[c.ID] = e
 	n.byDep[tt.Deployment] = append(n.byDep[tt.Deployment], e)
 	n.mu.Unlock()
-	if err := n.batch.do(n.saveLatest(e)); err != nil {
+	if err := n.batch.do(n.saveLatest(e, true)); err != nil {
 		n.mu.Lock()
 		delete(n.req, c.ID)
 		dep := n.byDep[tt.Deployment]
@@ -128,7 +134,7 @@ func (n *Notary) Agree(id string, providerSig []byte) error {
 	e.c = &c
 	e.r.State, e.r.Contract, e.r.Updated = StateActive, storeContract(&c), n.now()
 	n.mu.Unlock()
-	if err := n.batch.do(n.saveLatest(e)); err != nil {
+	if err := n.batch.do(n.saveLatest(e, true)); err != nil {
 		n.mu.Lock()
 		if e.r.State == StateActive {
 			e.r = old
@@ -163,7 +169,7 @@ func (n *Notary) Abandon(id, reason string) error {
 	e.r.State, e.r.Reason, e.r.Updated = StateClosed, reason, now
 	n.mu.Unlock()
 	n.signal()
-	if err := n.batch.do(n.saveLatest(e)); err != nil {
+	if err := n.batch.do(n.saveLatest(e, false)); err != nil {
 		return fmt.Errorf("notary: store contract %s: %w", id, err)
 	}
 	return nil
@@ -184,7 +190,7 @@ func (n *Notary) expireGrace(ctx context.Context, id string) {
 	}
 	n.mu.Unlock()
 	if last != nil {
-		n.settle(ctx, e, id, last)
+		n.settle(ctx, e, id, last, n.now())
 	}
 	n.closeLedger(ctx, e, id)
 }
@@ -199,21 +205,21 @@ func (n *Notary) closeLedger(ctx context.Context, e *rentry, id string) {
 	n.mu.Lock()
 	e.r.LedgerClosed = true
 	n.mu.Unlock()
-	if err := n.batch.do(n.saveLatest(e)); err != nil {
+	if err := n.batch.do(n.saveLatest(e, false)); err != nil {
 		n.log.Error("store contract", "contract_id", id, "err", err)
 	}
 }
 
 // settle settles a countersigned note in the ledger; a failure is logged
 // (a later note or the next Open settles it). Callers hold no lock.
-func (n *Notary) settle(ctx context.Context, e *rentry, id string, cs *contract.SignedNote) {
+func (n *Notary) settle(ctx context.Context, e *rentry, id string, cs *contract.SignedNote, at time.Time) {
 	if _, err := n.cfg.Ledger.Settle(ctx, cs); err != nil {
 		n.log.Error("settle", "contract_id", id, "seq", cs.Note().Seq, "err", err)
 		return
 	}
 	n.mu.Lock()
 	if s := cs.Note().Seq; s > e.settled {
-		e.settled, e.settledAt = s, n.now()
+		e.settled, e.settledAt = s, at
 	}
 	n.mu.Unlock()
 }
@@ -318,7 +324,7 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 	if note.Final && e.r.State == StateActive {
 		e.r.State = StateClosed
 	}
-	w := n.saveLatest(e, &cs)
+	w := n.saveLatest(e, false, &cs)
 	e.acc, e.accWrite = &cs, w
 	settle := note.Final || now.Sub(e.settledAt) >= n.cfg.SettleEvery
 	n.mu.Unlock()
@@ -332,7 +338,7 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 		return contract.SignedNote{}, fmt.Errorf("notary: store note %d of contract %s: %w", note.Seq, id, err)
 	}
 	if settle {
-		n.settle(ctx, e, id, &cs)
+		n.settle(ctx, e, id, &cs, now)
 	}
 	if note.Final {
 		n.closeLedger(ctx, e, id)
@@ -353,7 +359,7 @@ func (n *Notary) wasAccepted(sn contract.SignedNote) bool {
 	var nr noteRow
 	err := n.cfg.DB.View(func(tx *store.Tx) error {
 		var err error
-		nr, err = notes.Get(tx, noteKey(sn.Note().Contract, sn.Note().Seq))
+		nr, err = notes.Get(tx, noteKey(sn.Note().Contract, RoleRequester, sn.Note().Seq))
 		return err
 	})
 	return err == nil && nr.Note.Hash == sn.Hash && len(nr.Note.RequesterSig) > 0
