@@ -18,14 +18,15 @@ type batcher struct {
 	mu      sync.Mutex
 	queue   []*write // guarded by mu
 	leader  bool     // guarded by mu: a caller is committing
-	commits int      // guarded by mu: transactions committed
-	writes  int      // guarded by mu: writes committed
+	stats   *Notary  // counts commits and writes, when set
 }
 
 // gatherWindow is how long a leader waits for more writes before it
-// commits: notes arrive in bursts (a provider's tick), and one commit
-// costs more CPU than the checks of several notes.
-const gatherWindow = 2 * time.Millisecond
+// commits: one commit (its fsync) costs more CPU than the checks of
+// several notes, so at most 1/gatherWindow commits a second are made
+// whatever the rate of notes, each answered at most gatherWindow plus a
+// commit later.
+const gatherWindow = 50 * time.Millisecond
 
 // write is one caller's part of a batch.
 type write struct {
@@ -45,9 +46,10 @@ func (w *write) wait() error {
 }
 
 // do commits w, with whatever other writes are queued, and returns its
-// error. A failing write fails its whole batch. Callers must not hold
-// locks that a write's fn takes.
-func (b *batcher) do(w *write) error {
+// error; when gather, a caller that commits first waits gatherWindow for
+// more writes. A failing write fails its whole batch. Callers must not
+// hold locks that a write's fn takes.
+func (b *batcher) do(w *write, gather bool) error {
 	b.mu.Lock()
 	b.queue = append(b.queue, w)
 	if b.leader {
@@ -55,14 +57,18 @@ func (b *batcher) do(w *write) error {
 		return w.wait()
 	}
 	b.leader = true
-	b.mu.Unlock()
-	time.Sleep(gatherWindow)
-	b.mu.Lock()
+	if gather {
+		b.mu.Unlock()
+		time.Sleep(gatherWindow)
+		b.mu.Lock()
+	}
 	for len(b.queue) > 0 {
 		batch := b.queue
 		b.queue = nil
-		b.commits++
-		b.writes += len(batch)
+		if b.stats != nil {
+			b.stats.commits.Add(1)
+			b.stats.writes.Add(int64(len(batch)))
+		}
 		b.mu.Unlock()
 		err := b.db.Update(func(tx *store.Tx) error {
 			for _, x := range batch {

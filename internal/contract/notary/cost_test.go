@@ -257,10 +257,12 @@ func TestCostOf1000Contracts(t *testing.T) {
 	if _, err := r.call(ctx, rpcRequest{Op: "profile"}); err != nil {
 		t.Fatal(err)
 	}
+	pc0, pw0 := n.commits.Load(), n.writes.Load()
 	p0, c0, ok0 := selfCPU(), must(cpuOf(child.Process.Pid)), r.ok.Load()
 	start := time.Now()
 	time.Sleep(window)
 	p1, c1, ok1 := selfCPU(), must(cpuOf(child.Process.Pid)), r.ok.Load()
+	pc1, pw1 := n.commits.Load(), n.writes.Load()
 	stopProfile()
 	if _, err := r.call(ctx, rpcRequest{Op: "profile"}); err != nil {
 		t.Fatal(err)
@@ -273,6 +275,7 @@ func TestCostOf1000Contracts(t *testing.T) {
 	t.Logf("%d contracts, one note per %v each, window %v: %.0f notes countersigned/s (want %.0f)", contracts, iv, el.Round(time.Millisecond), rate, float64(contracts)/iv.Seconds())
 	t.Logf("provider process: %v CPU = %.2f %% of one core; requester process: %v CPU = %.2f %% of one core (bound %.0f %% each)",
 		(p1 - p0).Round(time.Millisecond), prov, (c1 - c0).Round(time.Millisecond), req, costBound)
+	t.Logf("provider: %d store commits of %d contract states in the window", pc1-pc0, pw1-pw0)
 	if s := stops.Load(); s != 0 {
 		t.Errorf("%d contracts stopped", s)
 	}
@@ -350,6 +353,7 @@ func TestCostRequesterChild(t *testing.T) {
 		return rep
 	}
 	var stopProfile func()
+	var c0, w0 int64
 	var wg sync.WaitGroup
 	dec := json.NewDecoder(in)
 	for {
@@ -374,8 +378,10 @@ func TestCostRequesterChild(t *testing.T) {
 		case "profile": // the measurement's window starts or ends
 			if stopProfile == nil {
 				stopProfile = profile(t, "requester")
+				c0, w0 = n.commits.Load(), n.writes.Load()
 			} else {
 				stopProfile()
+				t.Logf("requester: %d store commits of %d writes in the window", n.commits.Load()-c0, n.writes.Load()-w0)
 			}
 			reply(rpcReply{ID: req.ID})
 		case "note":
@@ -390,7 +396,4 @@ func TestCostRequesterChild(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	n.batch.mu.Lock()
-	t.Logf("requester: %d writes in %d commits", n.batch.writes, n.batch.commits)
-	n.batch.mu.Unlock()
 }

@@ -84,6 +84,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dmsnet/dms/internal/contract"
@@ -174,7 +175,7 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultWorkers = 16
+	DefaultWorkers = 64
 	// DefaultSettleEvery: a store commit with its fsync costs more CPU
 	// than a note's signatures, so a note is settled when it is final
 	// or when the contract's last settlement is this old.
@@ -197,6 +198,10 @@ type Notary struct {
 	log *slog.Logger
 
 	batch batcher // the requester's writes
+
+	// commits and writes count the store transactions of notes and the
+	// contract states they wrote.
+	commits, writes atomic.Int64
 
 	mu sync.Mutex
 	// Requester side, guarded by mu. Nothing waits for the store while
@@ -264,7 +269,7 @@ func Open(cfg Config) (*Notary, error) {
 		exhausted: map[string]bool{},
 		wake:      make(chan struct{}, 1),
 	}
-	n.batch.db = cfg.DB
+	n.batch.db, n.batch.stats = cfg.DB, n
 	var all []row
 	if err := cfg.DB.View(func(tx *store.Tx) error {
 		var err error

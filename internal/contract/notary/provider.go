@@ -31,10 +31,14 @@ type pentry struct {
 
 // Batching of the provider's store writes: a tick starts every contract
 // due within tickWindow, and the scheduler commits what the workers
-// returned flushWindow after the first uncommitted result.
+// returned flushWindow after the first issued note not committed, or
+// lazyFlushWindow after the first countersignature or refusal (a
+// countersigned note lost in a crash is sent again, and the requester
+// answers with its countersigned copy).
 const (
-	tickWindow  = time.Second
-	flushWindow = 100 * time.Millisecond
+	tickWindow      = time.Second
+	flushWindow     = 100 * time.Millisecond
+	lazyFlushWindow = time.Second
 )
 
 func (p *pentry) interval() time.Duration { return p.c.Terms().Interval }
@@ -210,8 +214,12 @@ type sched struct {
 	after []job
 	// inflight counts the jobs the workers hold.
 	inflight int
-	// flushing: the flush timer is armed.
+	// flushing: the flush timer is armed, to fire at flushAt.
 	flushing bool
+	flushAt  time.Time
+	// sends counts the sends in after (issued notes waiting for the
+	// commit).
+	sends int
 }
 
 // Run meters and notes the provider-side contracts, and ends the graces
@@ -248,8 +256,12 @@ func (n *Notary) Run(ctx context.Context) error {
 	flush.Stop()
 	defer flush.Stop()
 	for {
+		// A tick: when the first item is due, every item due within
+		// tickWindow starts with it.
 		s.adopt()
-		s.popDue(n.now().Add(tickWindow))
+		if now := n.now(); len(s.heap) > 0 && !s.heap[0].due.After(now) {
+			s.popDue(now.Add(tickWindow))
+		}
 		if len(s.heap) > 0 {
 			timer.Reset(max(s.heap[0].due.Sub(n.now()), 0))
 		} else {
@@ -284,10 +296,17 @@ func (n *Notary) Run(ctx context.Context) error {
 					more = false
 				}
 			}
-			switch {
-			case !s.flushing && (len(s.dirty) > 0 || len(s.after) > 0):
-				flush.Reset(flushWindow)
-				s.flushing = true
+			if len(s.dirty) > 0 || len(s.after) > 0 {
+				// Issued notes wait for the commit to be sent; the
+				// rest (countersignatures, refusals) can wait longer.
+				d := lazyFlushWindow
+				if s.sends > 0 {
+					d = flushWindow
+				}
+				if at := n.now().Add(d); !s.flushing || at.Before(s.flushAt) {
+					flush.Reset(d)
+					s.flushing, s.flushAt = true, at
+				}
 			}
 		}
 	}
@@ -405,6 +424,7 @@ func (s *sched) handle(r result) {
 			p.r.Last, p.r.Refused = storeNote(r.issued), false
 			s.dirty[p] = true // the note is stored in the state until countersigned
 			s.after = append(s.after, job{kind: jobSend, p: p, note: r.issued})
+			s.sends++
 		}
 	case jobSend:
 		p.busy = false
@@ -412,7 +432,7 @@ func (s *sched) handle(r result) {
 		switch {
 		case r.err == nil:
 			p.last, p.acc = r.answer, r.answer
-			p.r.Last, p.r.Accepted = storeNote(r.answer), storeNote(r.answer)
+			p.r.Last, p.r.Accepted, p.r.AcceptedSeq = storeNote(r.answer), storeNote(r.answer), r.answer.Note().Seq
 			p.r.Quiet, p.r.Refusal, p.r.BudgetRefused = p.tick, "", false
 			if r.answer.Note().Final {
 				p.r.State, p.done = StateClosed, true
@@ -454,10 +474,12 @@ func (s *sched) checkQuiet(p *pentry) {
 func (s *sched) persist() {
 	if len(s.dirty) == 0 {
 		s.queue = append(s.queue, s.after...)
-		s.after = s.after[:0]
+		s.after, s.sends = s.after[:0], 0
 		return
 	}
 	now := s.n.now()
+	s.n.commits.Add(1)
+	s.n.writes.Add(int64(len(s.dirty)))
 	err := s.n.cfg.DB.Update(func(tx *store.Tx) error {
 		for p := range s.dirty {
 			p.r.Updated = now
@@ -483,7 +505,7 @@ func (s *sched) persist() {
 				j.p.busy = false
 			}
 		}
-		s.after = s.after[:0]
+		s.after, s.sends = s.after[:0], 0
 		kept := s.notes[:0]
 		for _, sn := range s.notes {
 			if len(sn.RequesterSig) > 0 {
@@ -496,7 +518,7 @@ func (s *sched) persist() {
 	clear(s.dirty)
 	s.notes = s.notes[:0]
 	s.queue = append(s.queue, s.after...)
-	s.after = s.after[:0]
+	s.after, s.sends = s.after[:0], 0
 }
 
 // work runs one job in a worker.

@@ -81,7 +81,7 @@ func (n *Notary) Propose(t contract.Terms) (*contract.Contract, error) {
 	n.req[c.ID] = e
 	n.byDep[tt.Deployment] = append(n.byDep[tt.Deployment], e)
 	n.mu.Unlock()
-	if err := n.batch.do(n.saveLatest(e, true)); err != nil {
+	if err := n.batch.do(n.saveLatest(e, true), false); err != nil {
 		n.mu.Lock()
 		delete(n.req, c.ID)
 		dep := n.byDep[tt.Deployment]
@@ -134,7 +134,7 @@ func (n *Notary) Agree(id string, providerSig []byte) error {
 	e.c = &c
 	e.r.State, e.r.Contract, e.r.Updated = StateActive, storeContract(&c), n.now()
 	n.mu.Unlock()
-	if err := n.batch.do(n.saveLatest(e, true)); err != nil {
+	if err := n.batch.do(n.saveLatest(e, true), false); err != nil {
 		n.mu.Lock()
 		if e.r.State == StateActive {
 			e.r = old
@@ -169,7 +169,7 @@ func (n *Notary) Abandon(id, reason string) error {
 	e.r.State, e.r.Reason, e.r.Updated = StateClosed, reason, now
 	n.mu.Unlock()
 	n.signal()
-	if err := n.batch.do(n.saveLatest(e, false)); err != nil {
+	if err := n.batch.do(n.saveLatest(e, false), false); err != nil {
 		return fmt.Errorf("notary: store contract %s: %w", id, err)
 	}
 	return nil
@@ -205,7 +205,7 @@ func (n *Notary) closeLedger(ctx context.Context, e *rentry, id string) {
 	n.mu.Lock()
 	e.r.LedgerClosed = true
 	n.mu.Unlock()
-	if err := n.batch.do(n.saveLatest(e, false)); err != nil {
+	if err := n.batch.do(n.saveLatest(e, false), false); err != nil {
 		n.log.Error("store contract", "contract_id", id, "err", err)
 	}
 }
@@ -320,7 +320,7 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 	cs := sn
 	cs.Countersign(n.cfg.Key)
 	oldR, oldAcc, oldWrite := e.r, e.acc, e.accWrite
-	e.r.Last, e.r.Accepted, e.r.Updated = storeNote(&cs), storeNote(&cs), now
+	e.r.Last, e.r.Accepted, e.r.AcceptedSeq, e.r.Updated = storeNote(&cs), storeNote(&cs), note.Seq, now
 	if note.Final && e.r.State == StateActive {
 		e.r.State = StateClosed
 	}
@@ -329,7 +329,7 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 	settle := note.Final || now.Sub(e.settledAt) >= n.cfg.SettleEvery
 	n.mu.Unlock()
 
-	if err := n.batch.do(w); err != nil {
+	if err := n.batch.do(w, true); err != nil {
 		n.mu.Lock()
 		if e.accWrite == w {
 			e.r, e.acc, e.accWrite = oldR, oldAcc, oldWrite

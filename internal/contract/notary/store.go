@@ -67,6 +67,7 @@ type row struct {
 	Contract    storedContract
 	Last        *storedNote
 	Accepted    *storedNote
+	AcceptedSeq uint64 // Accepted's seq
 	Updated     time.Time
 
 	// Provider side. Quiet is the tick time since which no note was
@@ -136,9 +137,7 @@ func putState(tx *store.Tx, r *row) error {
 		Quiet: r.Quiet, Refusal: r.Refusal, BudgetRefused: r.BudgetRefused, Refused: r.Refused,
 		FinalTries: r.FinalTries, Grace: r.Grace, LedgerClosed: r.LedgerClosed,
 	}
-	if r.Accepted != nil {
-		st.Seq = noteSeq(r.Accepted)
-	}
+	st.Seq = r.AcceptedSeq
 	if r.Last != nil && (r.Accepted == nil || r.Last.Hash != r.Accepted.Hash) {
 		st.Last = r.Last
 	}
@@ -151,14 +150,6 @@ func putAccepted(tx *store.Tx, role Role, n *contract.SignedNote) error {
 	return notes.Put(tx, noteRow{Contract: d.Contract, Role: role, Seq: d.Seq, Note: *storeNote(n)})
 }
 
-// noteSeq is the seq of a stored note (0 when it does not decode).
-func noteSeq(s *storedNote) uint64 {
-	n, err := s.open()
-	if err != nil || n == nil {
-		return 0
-	}
-	return n.Note().Seq
-}
 
 // loadRow assembles the row of a stored contract.
 func loadRow(tx *store.Tx, c contractRow) (row, error) {
@@ -177,7 +168,7 @@ func loadRow(tx *store.Tx, c contractRow) (row, error) {
 		if err != nil {
 			return row{}, err
 		}
-		r.Accepted = &nr.Note
+		r.Accepted, r.AcceptedSeq = &nr.Note, st.Seq
 	}
 	r.Last = r.Accepted
 	if st.Last != nil {
