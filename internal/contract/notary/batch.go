@@ -15,10 +15,10 @@ import (
 type batcher struct {
 	db *store.DB
 
-	mu      sync.Mutex
-	queue   []*write // guarded by mu
-	leader  bool     // guarded by mu: a caller is committing
-	stats   *Notary  // counts commits and writes, when set
+	mu     sync.Mutex
+	queue  []*write // guarded by mu
+	leader bool     // guarded by mu: a caller is committing
+	stats  *Notary  // counts commits and writes, when set
 }
 
 // gatherWindow is how long a leader waits for more writes before it

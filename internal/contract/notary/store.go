@@ -150,7 +150,6 @@ func putAccepted(tx *store.Tx, role Role, n *contract.SignedNote) error {
 	return notes.Put(tx, noteRow{Contract: d.Contract, Role: role, Seq: d.Seq, Note: *storeNote(n)})
 }
 
-
 // loadRow assembles the row of a stored contract.
 func loadRow(tx *store.Tx, c contractRow) (row, error) {
 	st, err := states.Get(tx, rowKey(c.ID, c.Role))
