@@ -20,8 +20,9 @@ type Ledger interface {
 	// far (nothing for a note already covered, whatever the order). It
 	// returns the amount moved now.
 	Settle(ctx context.Context, n *SignedNote) (match.Money, error)
-	// Close ends a contract: its escrow left is released, and no note
-	// settles afterwards. Closing twice does nothing.
+	// Close ends a contract: its escrow left is released. A countersigned
+	// note that arrives later still settles (a signed debt, such as a late
+	// final invoice, is never lost). Closing twice does nothing.
 	Close(ctx context.Context, contractID string) error
 	// Balance is a DID's account.
 	Balance(ctx context.Context, did identity.DID) (Balance, error)
