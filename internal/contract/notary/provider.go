@@ -432,7 +432,8 @@ func (s *sched) handle(r result) {
 		switch {
 		case r.err == nil:
 			p.last, p.acc = r.answer, r.answer
-			p.r.Last, p.r.Accepted, p.r.AcceptedSeq = storeNote(r.answer), storeNote(r.answer), r.answer.Note().Seq
+			p.r.Accepted, p.r.AcceptedSeq = storeNote(r.answer), r.answer.Note().Seq
+			p.r.Last = p.r.Accepted
 			p.r.Quiet, p.r.Refusal, p.r.BudgetRefused = p.tick, "", false
 			if r.answer.Note().Final {
 				p.r.State, p.done = StateClosed, true

@@ -320,7 +320,8 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 	cs := sn
 	cs.Countersign(n.cfg.Key)
 	oldR, oldAcc, oldWrite := e.r, e.acc, e.accWrite
-	e.r.Last, e.r.Accepted, e.r.AcceptedSeq, e.r.Updated = storeNote(&cs), storeNote(&cs), note.Seq, now
+	e.r.Accepted, e.r.AcceptedSeq, e.r.Updated = storeNote(&cs), note.Seq, now
+	e.r.Last = e.r.Accepted
 	if note.Final && e.r.State == StateActive {
 		e.r.State = StateClosed
 	}
