@@ -25,8 +25,8 @@
 // (nothing is owed; the allocations have not started or are paused). A
 // note that could not be delivered is sent again, the same note, at the
 // next interval; a refused note is dropped, and the next one follows the
-// last countersigned note again. A countersigned note is stored and
-// settled in the ledger.
+// last countersigned note again. A countersigned note is stored, and
+// settled in the ledger as Config.SettleEvery says.
 //
 // When no note was countersigned for two intervals (since the contract
 // became active or since the tick of the last countersigned note), Run
@@ -45,7 +45,8 @@
 // budget: the latest countersigned amounts of all the deployment's
 // contracts here, this note replacing its contract's, must not exceed
 // Terms.Budget (0: no budget). A note within it is countersigned, stored
-// and then settled; a note above it is refused with
+// and then settled (as Config.SettleEvery says); a note above it is
+// refused with
 // deployproto.CodeBudget and Config.Exhausted is told (once per
 // deployment and run). Other refusals carry deployproto.CodeNoteRefused
 // and the contract.RefusalError's text. A note identical to the last
@@ -60,14 +61,30 @@
 //
 // # Persistence
 //
-// Each note is stored before it is sent (provider) or answered
-// (requester), in one store transaction with its contract's state; the
-// scheduler writes all the notes of one tick in one transaction. Settling
-// follows the store: a crash between them is repaired when the notary is
-// opened again (the last countersigned note of every open contract is
-// settled again; the ledger pays it once). After a restart an active
-// provider contract gets two fresh intervals before it is stopped, and a
-// note that was sent but not answered is sent again.
+// A note is stored before it is sent (provider) or answered (requester),
+// with its contract's state. Store commits (their fsync) cost more CPU
+// than a note's signatures, so both sides batch them: the provider's
+// scheduler starts every contract due within a second together (a tick)
+// and commits the tick's notes in one transaction, then their
+// countersignatures in another (or with the next tick); the requester
+// answers the notes that arrive within 50 ms after one commit. Each side
+// settles a contract's last countersigned note in its ledger at once when
+// it is final, otherwise when the contract's last settlement is
+// Config.SettleEvery old (the ledger pays the cumulative difference, so
+// nothing is lost between settlements; the budget is checked against the
+// countersigned notes, not the ledger). A crash between a commit and a
+// settlement is repaired when the notary is opened again: the last
+// countersigned note of every open contract is settled again (the ledger
+// pays it once). After a restart an active provider contract gets two
+// fresh intervals before it is stopped, and a note that was sent but not
+// answered is sent again (a requester that countersigned it answers with
+// its copy).
+//
+// The store keeps three kinds: "contracts" (the signed contract, indexed
+// on deployment and reservation), "contract-states" and
+// "contract-notes" (the countersigned notes, keyed by contract, role and
+// seq). A contract costs some memory until the next Open whatever its
+// state (planned: forget closed contracts).
 //
 // # Concurrency
 //
