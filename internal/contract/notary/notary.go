@@ -83,8 +83,9 @@
 // The store keeps three kinds: "contracts" (the signed contract, indexed
 // on deployment and reservation), "contract-states" and
 // "contract-notes" (the countersigned notes, keyed by contract, role and
-// seq). A contract costs some memory until the next Open whatever its
-// state (planned: forget closed contracts).
+// seq). The requester keeps all its contracts in memory, closed ones
+// included (a deployment's budget sums them); planned: forget those of
+// ended deployments.
 //
 // # Concurrency
 //
