@@ -567,3 +567,85 @@ func TestSettleEvery(t *testing.T) {
 		checkAgree(t, w, c, 9)
 	})
 }
+
+// A node placing a deployment on itself is both sides of its contract:
+// one notary, one store, one ledger.
+func TestBothSidesOnOneNode(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newMeter()
+		var self *side
+		send := func(ctx context.Context, c *contract.Contract, n *contract.SignedNote) (*contract.SignedNote, error) {
+			out, err := self.n.HandleNote(ctx, self.key.DID(), wire(n))
+			return &out, err
+		}
+		self = newSide(t, "self", Config{Meter: m.Meter, Stop: m.Stop, Send: send, SettleEvery: time.Nanosecond})
+		defer self.close()
+		tm := contract.Terms{
+			Version: 1, Deployment: "dep1", Node: "node-a", Reservation: "res-a", Allocations: []string{"a"},
+			Requester: self.key.DID(), Provider: self.key.DID(), Price: testPrice, Interval: interval,
+			Settlement: contract.SettleLocal, Created: time.Now().UTC(),
+		}
+		c, err := self.n.Propose(tm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err := self.n.Sign(c, Expect{Deployment: "dep1", Reservation: "res-a", Requester: self.key.DID()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := self.n.Agree(c.ID, sig); err != nil {
+			t.Fatal(err)
+		}
+		wait(3*interval + interval/2)
+		m.end("res-a")
+		wait(interval)
+		r := self.get(c.ID)
+		if r.Role != RoleRequester || r.State != StateClosed || seqOf(r.Accepted) != 4 || !r.Accepted.Note().Final {
+			t.Fatalf("record %s %s, accepted seq %d; want the requester's, closed by final note 4", r.Role, r.State, seqOf(r.Accepted))
+		}
+		ch, err := self.n.Chain(c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum, err := contract.VerifyChain(ch); err != nil || sum.Accepted != 4 || !sum.Final {
+			t.Fatalf("VerifyChain = %+v, %v", sum, err)
+		}
+		list, err := self.n.List("dep1")
+		if err != nil || len(list) != 2 {
+			t.Fatalf("List = %d records, %v; want both sides", len(list), err)
+		}
+		// The final note repeats note 3's usage (the allocations ended).
+		if b := self.balance(self.key.DID()); b.Paid != 3_000_000 || b.Received != 3_000_000 {
+			t.Errorf("ledger paid %s received %s, want 3 and 3", b.Paid, b.Received)
+		}
+	})
+}
+
+// A requester down longer than two intervals right after the provider
+// restarts: the provider's contracts get two fresh intervals from the
+// restart, then stop.
+func TestRestartGivesTwoIntervals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t)
+		defer w.close()
+		c := w.place(w.terms("dep1", 0))
+		wait(interval + interval/2)
+		w.prov.close()
+		w.set(errors.New("unreachable"), nil)
+		wait(5 * interval) // longer than two intervals since the last countersignature
+		w.prov.open()
+		restarted := time.Now()
+		wait(interval + interval/2)
+		if _, _, stopped := w.m.stop(c.Terms().Reservation); stopped {
+			t.Fatalf("stopped %v after the restart, want two intervals", time.Since(restarted))
+		}
+		wait(2 * interval)
+		reason, at, stopped := w.m.stop(c.Terms().Reservation)
+		if !stopped || !strings.Contains(reason, "unreachable") {
+			t.Fatalf("Stop = %q, %v; want notes not countersigned: unreachable", reason, stopped)
+		}
+		if d := at.Sub(restarted); d > 3*interval {
+			t.Errorf("stopped %v after the restart", d)
+		}
+	})
+}
