@@ -192,6 +192,8 @@ type world struct {
 	sent  int
 	exh   []string // Exhausted calls: deployment + " " + reason
 	nodes int
+	// placed is when each contract was placed.
+	placed map[string]time.Time
 }
 
 // newWorld is a provider and a requester that settle every note
@@ -199,7 +201,7 @@ type world struct {
 func newWorld(t testing.TB) *world { return newWorldSettling(t, time.Nanosecond) }
 
 func newWorldSettling(t testing.TB, settleEvery time.Duration) *world {
-	w := &world{t: t, m: newMeter()}
+	w := &world{t: t, m: newMeter(), placed: map[string]time.Time{}}
 	w.req = newSide(t, "requester", Config{Exhausted: w.exhausted, SettleEvery: settleEvery})
 	w.prov = newSide(t, "provider", Config{Meter: w.m.Meter, Stop: w.m.Stop, Send: w.send, SettleEvery: settleEvery})
 	return w
@@ -277,7 +279,18 @@ func (w *world) place(t contract.Terms) *contract.Contract {
 	if err := w.req.n.Agree(c.ID, sig); err != nil {
 		w.t.Fatalf("Agree: %v", err)
 	}
+	w.mu.Lock()
+	w.placed[c.ID] = time.Now()
+	w.mu.Unlock()
 	return c
+}
+
+// startOf is when the provider signed c (its notes are due every
+// interval after it).
+func (w *world) startOf(c *contract.Contract) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.placed[c.ID]
 }
 
 func (w *world) close() {

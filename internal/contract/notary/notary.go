@@ -240,7 +240,7 @@ type rentry struct {
 	acc       *contract.SignedNote // r.Accepted decoded
 	accWrite  *write               // the store write of acc (nil: loaded)
 	settled   uint64               // seq of the last note settled in this run
-	settledAt time.Time            // when
+	settledAt time.Time            // when, or when agreed or loaded
 }
 
 // graceItem is an abandoned contract whose grace ends at due.
@@ -315,7 +315,7 @@ func Open(cfg Config) (*Notary, error) {
 		}
 		switch r.Role {
 		case RoleRequester:
-			e := &rentry{r: r, c: c, acc: acc}
+			e := &rentry{r: r, c: c, acc: acc, settledAt: now}
 			n.req[r.ID] = e
 			n.byDep[r.Deployment] = append(n.byDep[r.Deployment], e)
 			n.repairRequester(ctx, e, now)

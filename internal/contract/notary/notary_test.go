@@ -539,32 +539,29 @@ func issueRaw(t *testing.T, key *identity.Key, n contract.Note) *contract.Signed
 	return &contract.SignedNote{Hash: h, Body: body, ProviderSig: key.Sign([]byte("dms-note|" + h))}
 }
 
-// With the default SettleEvery, a contract settles its first note, then
-// one note per SettleEvery, and its final note at once.
+// With SettleEvery, a contract settles its last note once per
+// SettleEvery from its activation, and its final note at once.
 func TestSettleEvery(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := newWorldSettling(t, 6*interval)
+		w := newWorldSettling(t, 3*interval)
 		defer w.close()
 		c := w.place(w.terms("dep1", 0))
 		paid := func() (match.Money, match.Money) {
 			return w.req.balance(w.req.key.DID()).Paid, w.prov.balance(w.prov.key.DID()).Received
 		}
-		wait(interval + interval/2)
-		if p, r := paid(); p != 1_000_000 || r != 1_000_000 {
-			t.Fatalf("after note 1: paid %s received %s, want 1", p, r)
+		for _, step := range []struct {
+			notes int
+			want  match.Money
+		}{{2, 0}, {3, 3_000_000}, {5, 3_000_000}, {6, 6_000_000}} {
+			time.Sleep(time.Until(w.startOf(c).Add(time.Duration(step.notes)*interval + interval/2)))
+			synctest.Wait()
+			if p, r := paid(); p != step.want || r != step.want {
+				t.Fatalf("after note %d: paid %s received %s, want %s", step.notes, p, r, step.want)
+			}
 		}
-		wait(5 * interval)
-		if p, r := paid(); p != 1_000_000 || r != 1_000_000 {
-			t.Fatalf("after note 6: paid %s received %s, want still 1", p, r)
-		}
-		wait(interval)
-		if p, r := paid(); p != 7_000_000 || r != 7_000_000 {
-			t.Fatalf("after note 7: paid %s received %s, want 7", p, r)
-		}
-		wait(interval)
 		w.m.end(c.Terms().Reservation)
 		wait(interval)
-		checkAgree(t, w, c, 9)
+		checkAgree(t, w, c, 7)
 	})
 }
 

@@ -24,8 +24,9 @@ type pentry struct {
 	busy bool                 // a job is out
 	tick time.Time            // the due time of the current attempt
 	done bool                 // nothing more to do: leave the heap
-	// settledAt is when the ledger last settled a note of the contract
-	// (zero: not in this run).
+	// settledAt is when the ledger last settled a note of the contract,
+	// or when it became active or was loaded: notes settle
+	// Config.SettleEvery after it.
 	settledAt time.Time
 }
 
@@ -108,7 +109,7 @@ func (n *Notary) Sign(c *contract.Contract, want Expect) ([]byte, error) {
 	p := &pentry{c: cc, r: row{
 		ID: cc.ID, Role: RoleProvider, Deployment: t.Deployment, Reservation: t.Reservation,
 		State: StateActive, Contract: storeContract(cc), Updated: now, Quiet: now,
-	}, tick: now}
+	}, tick: now, settledAt: now}
 	if err := n.cfg.DB.Update(func(tx *store.Tx) error {
 		if err := putContract(tx, &p.r); err != nil {
 			return err
@@ -146,7 +147,7 @@ func (n *Notary) repairProvider(ctx context.Context, p *pentry, now time.Time) {
 	default:
 		return
 	}
-	p.tick = now
+	p.tick, p.settledAt = now, now
 	n.added = append(n.added, p)
 }
 

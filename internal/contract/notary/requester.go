@@ -133,6 +133,7 @@ func (n *Notary) Agree(id string, providerSig []byte) error {
 	old := e.r
 	e.c = &c
 	e.r.State, e.r.Contract, e.r.Updated = StateActive, storeContract(&c), n.now()
+	e.settledAt = e.r.Updated
 	n.mu.Unlock()
 	if err := n.batch.do(n.saveLatest(e, true), false); err != nil {
 		n.mu.Lock()
