@@ -23,10 +23,10 @@ type batcher struct {
 
 // gatherWindow is how long a leader waits for more writes before it
 // commits: one commit (its fsync) costs more CPU than the checks of
-// several notes, so at most 1/gatherWindow commits a second are made
-// whatever the rate of notes, each answered at most gatherWindow plus a
-// commit later.
-const gatherWindow = 50 * time.Millisecond
+// several notes, and notes come in bursts (a provider's tick). It is
+// short because the caller holds one of the node's root actor workers
+// meanwhile.
+const gatherWindow = 10 * time.Millisecond
 
 // write is one caller's part of a batch.
 type write struct {

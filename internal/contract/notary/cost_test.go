@@ -383,6 +383,11 @@ func TestCostRequesterChild(t *testing.T) {
 	}
 	var stopProfile func()
 	var c0, w0 int64
+	// Notes are handled by at most DMS_NOTARY_COST_ACTOR_WORKERS (8)
+	// goroutines at once, as by the workers of the node's actor that
+	// serves deployproto.BehaviorNote (actor.Config.Workers, 8 by
+	// default): the requester's commits gather at most that many notes.
+	actorWorkers := make(chan struct{}, envOr("DMS_NOTARY_COST_ACTOR_WORKERS", 8))
 	var wg sync.WaitGroup
 	dec := json.NewDecoder(in)
 	for {
@@ -418,7 +423,9 @@ func TestCostRequesterChild(t *testing.T) {
 			}
 			reply(rpcReply{ID: req.ID})
 		case "note":
+			actorWorkers <- struct{}{}
 			wg.Go(func() {
+				defer func() { <-actorWorkers }()
 				cs, err := n.HandleNote(context.Background(), req.From, *req.Note)
 				if err != nil {
 					reply(fail(req.ID, err))
