@@ -67,7 +67,7 @@
 // scheduler starts every contract due within a second together (a tick)
 // and commits the tick's notes in one transaction, then their
 // countersignatures in another (or with the next tick); the requester
-// answers the notes that arrive within 10 ms after one commit. Each side
+// commits together the notes that arrive within 10 ms. Each side
 // settles a contract's last countersigned note in its ledger at once when
 // it is final, otherwise when the contract's last settlement is
 // Config.SettleEvery old (the ledger pays the cumulative difference, so
