@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -227,14 +228,21 @@ func TestLostReplyIsResent(t *testing.T) {
 }
 
 func TestRestart(t *testing.T) {
-	for _, who := range []string{"provider", "requester", "both"} {
-		t.Run(who, func(t *testing.T) {
+	for _, tc := range []struct {
+		who    string
+		settle time.Duration // 1 h: the states are not written with the notes
+	}{{"provider", time.Nanosecond}, {"requester", time.Nanosecond}, {"both", time.Nanosecond},
+		{"provider", time.Hour}, {"requester", time.Hour}, {"both", time.Hour}} {
+		who := tc.who
+		t.Run(fmt.Sprintf("%s settling every %v", who, tc.settle), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				w := newWorld(t)
+				w := newWorldSettling(t, tc.settle)
 				defer w.close()
 				c := w.place(w.terms("dep1", 0))
 				wait(3*interval + interval/2)
-				checkAgree(t, w, c, 3)
+				if r := w.req.get(c.ID); seqOf(r.Accepted) != 3 {
+					t.Fatalf("accepted seq %d before the restart, want 3", seqOf(r.Accepted))
+				}
 				if who != "requester" {
 					w.prov.close()
 				}
@@ -256,7 +264,11 @@ func TestRestart(t *testing.T) {
 					t.Fatalf("after the restart: requester %s, accepted seq %d; want active and ≥ 5", r.State, seqOf(r.Accepted))
 				}
 				synctest.Wait()
-				checkAgree(t, w, c, seqOf(r.Accepted))
+				if tc.settle == time.Nanosecond {
+					checkAgree(t, w, c, seqOf(r.Accepted))
+				} else if p := w.prov.get(c.ID); seqOf(p.Accepted) != seqOf(r.Accepted) || p.Accepted.Hash != r.Accepted.Hash {
+					t.Fatalf("provider accepted seq %d, requester %d", seqOf(p.Accepted), seqOf(r.Accepted))
+				}
 			})
 		})
 	}

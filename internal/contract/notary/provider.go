@@ -297,7 +297,7 @@ func (n *Notary) Run(ctx context.Context) error {
 					more = false
 				}
 			}
-			if len(s.dirty) > 0 || len(s.after) > 0 {
+			if len(s.dirty) > 0 || len(s.notes) > 0 || len(s.after) > 0 {
 				// Issued notes wait for the commit to be sent; the
 				// rest (countersignatures, refusals) can wait longer.
 				d := lazyFlushWindow
@@ -432,6 +432,10 @@ func (s *sched) handle(r result) {
 		var ae *actor.Error
 		switch {
 		case r.err == nil:
+			// The countersigned note is stored; the state with it only
+			// when more than the note changed, or when it settles (the
+			// state's seq is caught up at load, see stateRow).
+			changed := p.r.Refusal != "" || p.r.BudgetRefused || r.answer.Note().Final
 			p.last, p.acc = r.answer, r.answer
 			p.r.Accepted, p.r.AcceptedSeq = storeNote(r.answer), r.answer.Note().Seq
 			p.r.Last = p.r.Accepted
@@ -439,11 +443,14 @@ func (s *sched) handle(r result) {
 			if r.answer.Note().Final {
 				p.r.State, p.done = StateClosed, true
 			}
-			s.dirty[p] = true
 			s.notes = append(s.notes, r.answer)
 			if now := s.n.now(); r.answer.Note().Final || now.Sub(p.settledAt) >= s.n.cfg.SettleEvery {
 				p.settledAt = now
 				s.after = append(s.after, job{kind: jobSettle, p: p, note: r.answer})
+				changed = true
+			}
+			if changed {
+				s.dirty[p] = true
 			}
 		case errors.As(r.err, &ae) && (ae.Code == deployproto.CodeBudget || ae.Code == deployproto.CodeNoteRefused):
 			log.Warn("note refused", "contract_id", p.r.ID, "seq", r.note.Note().Seq, "err", r.err)
@@ -474,7 +481,7 @@ func (s *sched) checkQuiet(p *pentry) {
 // persist writes what the last results changed in one transaction, then
 // starts the jobs that wait for it.
 func (s *sched) persist() {
-	if len(s.dirty) == 0 {
+	if len(s.dirty) == 0 && len(s.notes) == 0 {
 		s.queue = append(s.queue, s.after...)
 		s.after, s.sends = s.after[:0], 0
 		return

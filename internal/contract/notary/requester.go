@@ -19,6 +19,12 @@ import (
 // also): a later state supersedes an earlier one, so concurrent changes
 // of one contract never leave an older state on disk.
 func (n *Notary) saveLatest(e *rentry, withContract bool, also ...*contract.SignedNote) *write {
+	return n.save(e, withContract, true, also...)
+}
+
+// save is saveLatest, without the state when !withState (a countersigned
+// note alone).
+func (n *Notary) save(e *rentry, withContract, withState bool, also ...*contract.SignedNote) *write {
 	return newWrite(func(tx *store.Tx) error {
 		n.mu.Lock()
 		r := e.r
@@ -28,8 +34,10 @@ func (n *Notary) saveLatest(e *rentry, withContract bool, also ...*contract.Sign
 				return err
 			}
 		}
-		if err := putState(tx, &r); err != nil {
-			return err
+		if withState {
+			if err := putState(tx, &r); err != nil {
+				return err
+			}
 		}
 		for _, sn := range also {
 			if err := putAccepted(tx, RoleRequester, sn); err != nil {
@@ -326,9 +334,11 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 	if note.Final && e.r.State == StateActive {
 		e.r.State = StateClosed
 	}
-	w := n.saveLatest(e, false, &cs)
-	e.acc, e.accWrite = &cs, w
 	settle := note.Final || now.Sub(e.settledAt) >= n.cfg.SettleEvery
+	// The state goes with the note when it changed (closed) and when the
+	// contract settles; otherwise the note alone.
+	w := n.save(e, false, settle || e.r.State != oldR.State, &cs)
+	e.acc, e.accWrite = &cs, w
 	n.mu.Unlock()
 
 	if err := n.batch.do(w, true); err != nil {

@@ -2,6 +2,7 @@ package notary
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -98,7 +99,10 @@ type contractRow struct {
 	Contract    storedContract `json:"contract"`
 }
 
-// stateRow is where a contract is (see row).
+// stateRow is where a contract is (see row). A countersigned note is
+// stored as a noteRow; the state is written with it only when something
+// else changed, or when the contract settles (so at most one
+// Config.SettleEvery of notes follow the state's seq, found at load).
 type stateRow struct {
 	ID      string      `json:"id"`
 	Role    Role        `json:"role"`
@@ -168,6 +172,18 @@ func loadRow(tx *store.Tx, c contractRow) (row, error) {
 			return row{}, err
 		}
 		r.Accepted, r.AcceptedSeq = &nr.Note, st.Seq
+	}
+	// The state is not written with every countersigned note (see
+	// stateEvery): the notes after its seq are the truth.
+	for seq := st.Seq + 1; ; seq++ {
+		nr, err := notes.Get(tx, noteKey(c.ID, c.Role, seq))
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return row{}, err
+		}
+		r.Accepted, r.AcceptedSeq = &nr.Note, seq
 	}
 	r.Last = r.Accepted
 	if st.Last != nil {
