@@ -40,7 +40,8 @@ func (n *Node) newDataPath() (*subnets, error) {
 	}
 	stats := func() pathStats {
 		st := r.Stats()
-		return pathStats{Forwarded: st.Forwarded, Datagrams: st.Datagrams, Delivered: st.Delivered, Dropped: st.Dropped}
+		return pathStats{Forwarded: st.Forwarded, Datagrams: st.Datagrams, Delivered: st.Delivered,
+			Sessions: st.Sessions, Fallbacks: st.Fallbacks, ReadErrors: st.ReadErrors, Dropped: st.Dropped}
 	}
 	s := newSubnets(n.log, n.db, withDNS{r, d}, stats, link.OpenTUN)
 	s.openGuest = link.GuestPair
