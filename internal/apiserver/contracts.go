@@ -78,10 +78,13 @@ func (s *Server) routesContracts() {
 		if d.Chain.Notes == nil {
 			d.Chain.Notes = []api.SignedNote{}
 		}
-		// Compact: an indenting encoder would change the signed bodies'
-		// bytes, and with them their hashes.
+		// Compact and unescaped: an indenting or HTML-escaping encoder
+		// would change the signed bodies' bytes, and with them their
+		// hashes.
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(d)
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		enc.Encode(d)
 	})
 	s.handle("GET "+deploymentPath+"/usage", func(w http.ResponseWriter, r *http.Request) {
 		if !ready(w) {

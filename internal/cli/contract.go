@@ -201,8 +201,8 @@ func readContractChain(file string) (*api.ContractChain, error) {
 	return &ch, nil
 }
 
-// writeChain prints a chain as JSON with its bodies exactly as signed: the
-// envelope indented, each body on one line as its signer encoded it.
+// writeChain prints a chain as compact JSON with its bodies exactly as
+// signed: an indenting or HTML-escaping encoder would change their bytes.
 func writeChain(w io.Writer, ch *api.ContractChain) error {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
