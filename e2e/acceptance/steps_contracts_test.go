@@ -345,11 +345,11 @@ func contractSteps(sc *godog.ScenarioContext) {
 		if err != nil {
 			return err
 		}
-		max, err := match.ParseMoney(limit)
+		most, err := match.ParseMoney(limit)
 		if err != nil {
 			return err
 		}
-		if owed > max || owed == 0 {
+		if owed > most || owed == 0 {
 			return fmt.Errorf("%s owes %s under contract %s, want above zero and at most %s", req, c.Owed, c.ID, limit)
 		}
 		return nil
