@@ -93,7 +93,9 @@ func TestContractService(t *testing.T) {
 			Price: match.Price{CPU: 2_000_000}, Budget: budget, Settlement: contract.SettleLocal,
 		}
 	}
-	u := func(cpu uint64) contract.Usage { return contract.Usage{CPUMicros: cpu, MemoryByteSeconds: 2 * cpu, WallMillis: cpu / 1000} }
+	u := func(cpu uint64) contract.Usage {
+		return contract.Usage{CPUMicros: cpu, MemoryByteSeconds: 2 * cpu, WallMillis: cpu / 1000}
+	}
 	recs := memRecords{rs: []notary.Record{
 		record(t, "aaaa1111", notary.RoleRequester, notary.StateActive, terms("d1", "a", 5_000),
 			&contract.Note{Seq: 3, Usage: u(3_000_000), Amount: 1_666}, &contract.Note{Seq: 2, Usage: u(2_000_000), Amount: 1_111}),
