@@ -93,7 +93,7 @@ func fileImports(t *testing.T, file string) []string {
 // import directly (a prefix match on the import path); valuePackages and
 // TestPurePackagesReachNoIO check the same packages on their transitive
 // imports.
-var pure = []string{"internal/cap", "internal/match", "internal/ensemble", "internal/ensemble/translate", "internal/deployproto", "internal/orchestrator/placement", "internal/subnet"}
+var pure = []string{"internal/cap", "internal/match", "internal/ensemble", "internal/ensemble/translate", "internal/deployproto", "internal/orchestrator/placement", "internal/subnet", "internal/contract"}
 
 var forbidden = []string{
 	"net", "net/http", "os", "os/exec", "syscall",
@@ -262,8 +262,9 @@ var valuePackages = map[string][]string{
 	"internal/match":                  nil,
 	"internal/ensemble":               {"internal/match"},
 	"internal/ensemble/translate":     {"internal/ensemble", "internal/match"},
-	"internal/deployproto":            {"internal/actor", "internal/ensemble", "internal/executor", "internal/identity", "internal/match", "internal/subnet"},
-	"internal/orchestrator/placement": {"internal/actor", "internal/deployproto", "internal/ensemble", "internal/executor", "internal/identity", "internal/match", "internal/subnet"},
+	"internal/deployproto":            {"internal/actor", "internal/contract", "internal/ensemble", "internal/executor", "internal/identity", "internal/match", "internal/subnet"},
+	"internal/orchestrator/placement": {"internal/actor", "internal/contract", "internal/deployproto", "internal/ensemble", "internal/executor", "internal/identity", "internal/match", "internal/subnet"},
+	"internal/contract":               {"internal/identity", "internal/match"},
 	"internal/subnet":                 {"internal/ensemble", "internal/identity", "internal/match"},
 }
 
@@ -341,7 +342,7 @@ func TestPurePackagesReachNoIO(t *testing.T) {
 // adapters are the packages that touch the outside world for the node:
 // only the composition root (internal/node) wires them in.
 var adapters = []string{
-	"internal/p2p", "internal/store", "internal/cap/capstore", "internal/apiserver",
+	"internal/p2p", "internal/store", "internal/cap/capstore", "internal/contract/ledger", "internal/contract/notary", "internal/apiserver",
 	"internal/executor/docker", "internal/executor/vm", "internal/executor/wasm",
 }
 
@@ -349,9 +350,11 @@ var adapters = []string{
 // node: an adapter may build on another, and tests' helpers may start real
 // ones.
 var adapterImporters = map[string]bool{
-	"internal/node":         true,
-	"internal/cap/capstore": true, // the capability store is kept in the store
-	"internal/e2etest":      true, // builds test images and kernels for the executors
+	"internal/node":            true,
+	"internal/cap/capstore":    true, // the capability store is kept in the store
+	"internal/contract/ledger": true, // the local ledger is kept in the store
+	"internal/contract/notary": true, // contracts and notes are kept in the store
+	"internal/e2etest":         true, // builds test images and kernels for the executors
 }
 
 // TestOnlyNodeImportsAdapters: the concrete adapters come together in one

@@ -53,9 +53,9 @@ const (
 
 // Terms are what both parties sign.
 type Terms struct {
-	Version    int    `json:"v"` // 1
-	Deployment string `json:"deployment"`
-	Node       string `json:"node"`        // the ensemble node placed
+	Version     int    `json:"v"` // 1
+	Deployment  string `json:"deployment"`
+	Node        string `json:"node"`        // the ensemble node placed
 	Reservation string `json:"reservation"` // the provider's reservation (one per placement)
 	// Allocations are the allocation names the contract covers.
 	Allocations []string `json:"allocations"`
@@ -89,7 +89,10 @@ type Contract struct {
 	RequesterSig []byte          `json:"requester_sig"`
 	ProviderSig  []byte          `json:"provider_sig,omitempty"`
 
-	terms *Terms // decoded Body, set by New and Open
+	terms   *Terms  // decoded Body, set by New and Open
+	termsOf string  // the ID terms was decoded for
+	reqOK   sigMemo // the requester's signature that verified
+	provOK  sigMemo // the provider's signature that verified
 }
 
 // Usage is the cumulative usage of a contract's allocations, measured
@@ -123,23 +126,26 @@ type SignedNote struct {
 	ProviderSig  []byte          `json:"provider_sig"`
 	RequesterSig []byte          `json:"requester_sig,omitempty"`
 
-	note *Note // decoded Body
+	note   *Note   // decoded Body
+	noteOf string  // the Hash note was decoded for
+	provOK sigMemo // the provider's signature that verified
+	reqOK  sigMemo // the requester's signature that verified
 }
 
 // Errors. Every refusal of a contract or a note wraps one of them (in a
 // *RefusalError that says what exactly).
 var (
-	ErrMalformed   = errors.New("malformed")             // does not decode, or a field out of range
-	ErrSignature   = errors.New("bad signature")         // forged, or signed by the wrong key
-	ErrWrongParty  = errors.New("wrong party")           // a contract not between the expected DIDs
-	ErrTerms       = errors.New("out of terms")          // terms the receiver did not agree to
-	ErrOutOfOrder  = errors.New("out of order")          // a note's seq or prev does not follow the chain
-	ErrReplay      = errors.New("replayed")              // a note already accepted
-	ErrAmount      = errors.New("amount disagrees")      // amount ≠ the price vector applied to the usage
-	ErrRegress     = errors.New("usage goes back")       // a cumulative counter decreased
-	ErrBudget      = errors.New("budget exhausted")      // the amount would exceed the budget
-	ErrClosed      = errors.New("contract closed")       // a note after the final one
-	ErrUnknown     = errors.New("unknown contract")      // no such contract here
+	ErrMalformed   = errors.New("malformed")              // does not decode, or a field out of range
+	ErrSignature   = errors.New("bad signature")          // forged, or signed by the wrong key
+	ErrWrongParty  = errors.New("wrong party")            // a contract not between the expected DIDs
+	ErrTerms       = errors.New("out of terms")           // terms the receiver did not agree to
+	ErrOutOfOrder  = errors.New("out of order")           // a note's seq or prev does not follow the chain
+	ErrReplay      = errors.New("replayed")               // a note already accepted
+	ErrAmount      = errors.New("amount disagrees")       // amount ≠ the price vector applied to the usage
+	ErrRegress     = errors.New("usage goes back")        // a cumulative counter decreased
+	ErrBudget      = errors.New("budget exhausted")       // the amount would exceed the budget
+	ErrClosed      = errors.New("contract closed")        // a note after the final one
+	ErrUnknown     = errors.New("unknown contract")       // no such contract here
 	ErrNotAccepted = errors.New("note not countersigned") // settlement of a note without the requester's signature
 )
 

@@ -56,7 +56,7 @@ type Record struct {
 type Expect struct {
 	Deployment  string
 	Reservation string
-	Requester   identity.DID // the commit sender's node
+	Requester   identity.DID                  // the commit sender's node
 	Terms       func(t *contract.Terms) error // further checks (price, reserved), nil: none
 }
 

@@ -1,0 +1,595 @@
+// Package ledger is the local settlement ledger: it implements
+// contract.Ledger on the node's store, keeping an account per DID (what it
+// paid, received and holds in escrow) and the settlement state of every
+// contract it opened.
+//
+// Usage:
+//
+//	l, err := ledger.Open(db)                  // runs the "ledger" migrations
+//	err = l.Open(ctx, c)                       // a contract both parties signed
+//	moved, err := l.Settle(ctx, note)          // a countersigned note, any order
+//	err = l.Close(ctx, c.ID)                   // releases the escrow left
+//	b, err := l.Balance(ctx, did)
+//	s, err := l.Contract(ctx, c.ID)            // its escrow, paid, last note
+//	ps, err := l.Payments(ctx, c.ID)           // the notes that moved funds
+//	err = l.Audit(ctx)                         // the invariants below hold
+//
+// # Rules
+//
+// Open records a contract signed by both parties. Its budget, when set, is
+// held in escrow from the requester (no budget: no escrow). Opening twice
+// does nothing.
+//
+// Settle pays for a note that carries both the provider's and the
+// requester's signatures under its contract: the note's cumulative amount
+// minus what the contract has paid so far, when that is above zero. So a
+// duplicated, late or reordered note moves nothing, and the contract's
+// total paid is the largest amount among the countersigned notes settled,
+// whatever order they came in. The payment moves from the requester
+// (Paid) to the provider (Received) and is taken from the contract's
+// escrow as far as the escrow goes. The contract's state, both accounts
+// and the payment's journal entry change in one store transaction: a
+// crash (kill -9) never leaves half a payment.
+//
+// Close releases the escrow left and marks the contract closed; it does
+// not forbid payment. A countersigned note that arrives after Close still
+// pays what its amount adds: it is a debt the requester signed, and a final
+// invoice must not be lost because the contract was closed before it
+// arrived. For the same reason a note both parties signed after the final
+// one (which contract.CheckNote keeps the requester from countersigning)
+// pays like any other: a ledger cannot take a payment back, so refusing
+// notes after the invoice would make the outcome depend on the order of
+// arrival, and the requester's and the provider's ledgers could end
+// differently. The rule is one: a contract pays the largest amount among
+// its countersigned notes, once.
+//
+// Refusals are *contract.RefusalError wrapping contract.ErrMalformed (a
+// note or contract that does not decode), contract.ErrSignature (a
+// contract not signed by both parties), contract.ErrUnknown (a note of a
+// contract never opened here), contract.ErrNotAccepted (a note without
+// both valid signatures, forged or not countersigned),
+// contract.ErrTerms (a contract of another settlement method) or
+// ErrOverflow. A refused call changes nothing.
+//
+// # Concurrency
+//
+// A Local is safe for concurrent use: every change is one store
+// transaction, and the store runs one writing transaction at a time.
+// Settle checks the signatures before it takes the write lock.
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/dmsnet/dms/internal/contract"
+	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/match"
+	"github.com/dmsnet/dms/internal/store"
+)
+
+// ErrOverflow is wrapped by the refusal of a payment or an escrow that
+// would take an account's total above match.MaxMoney.
+var ErrOverflow = errors.New("account would overflow")
+
+// errUnchanged rolls back a settlement that changes nothing.
+var errUnchanged = errors.New("unchanged")
+
+// State is what the ledger knows of one contract.
+type State struct {
+	ID         string       `json:"id"`
+	Deployment string       `json:"deployment"`
+	Requester  identity.DID `json:"requester"`
+	Provider   identity.DID `json:"provider"`
+	Budget     match.Money  `json:"budget,omitempty"`
+	// Escrow is the part of the budget still held: the budget less what
+	// was paid from it, zero once closed.
+	Escrow match.Money `json:"escrow"`
+	// Paid is what the contract has paid: the largest amount among the
+	// notes settled.
+	Paid match.Money `json:"paid"`
+	// Seq and Hash are those of the highest note settled (0, "" before
+	// the first).
+	Seq  uint64 `json:"seq,omitempty"`
+	Hash string `json:"hash,omitempty"`
+	// FinalSeq is the seq of the final note settled (0: none yet). It
+	// informs; it does not stop later notes from paying (see the package
+	// doc).
+	FinalSeq uint64    `json:"final_seq,omitempty"`
+	Closed   bool      `json:"closed,omitempty"`
+	Opened   time.Time `json:"opened"`
+}
+
+// Payment is one entry of a contract's journal: a settled note that moved
+// funds.
+type Payment struct {
+	Contract string       `json:"contract"`
+	Seq      uint64       `json:"seq"`
+	Hash     string       `json:"hash"`
+	From     identity.DID `json:"from"`   // the requester
+	To       identity.DID `json:"to"`     // the provider
+	Amount   match.Money  `json:"amount"` // the note's cumulative amount
+	Moved    match.Money  `json:"moved"`  // what this note added
+	At       time.Time    `json:"at"`
+}
+
+// record is a contract as stored: its State and the signed contract,
+// byte for byte ([]byte, not json.RawMessage: the store's JSON encoding
+// would compact raw bytes and change the hash).
+type record struct {
+	State
+	Body         []byte `json:"body"`
+	RequesterSig []byte `json:"requester_sig"`
+	ProviderSig  []byte `json:"provider_sig"`
+}
+
+func (r *record) contract() *contract.Contract {
+	return &contract.Contract{ID: r.ID, Body: r.Body, RequesterSig: r.RequesterSig, ProviderSig: r.ProviderSig}
+}
+
+var (
+	contracts = store.NewKind("ledger-contracts", func(r record) string { return r.ID },
+		store.Index[record]{Name: "party", Values: func(r record) []string {
+			return []string{string(r.Requester), string(r.Provider)}
+		}})
+	accounts = store.NewKind("ledger-accounts", func(b contract.Balance) string { return string(b.DID) })
+	journal  = store.NewKind("ledger-payments", paymentKey)
+)
+
+// paymentKey orders a contract's payments by seq.
+func paymentKey(p Payment) string { return fmt.Sprintf("%s/%020d/%s", p.Contract, p.Seq, p.Hash) }
+
+// migrations of the "ledger" component.
+var migrations = []store.Migration{
+	{Component: "ledger", Version: 1, Name: "create kinds", Up: func(*store.Tx) error { return nil }},
+}
+
+// Local is the ledger in one node's store.
+type Local struct {
+	db  *store.DB
+	now func() time.Time
+}
+
+var _ contract.Ledger = (*Local)(nil)
+
+// Open runs the ledger's migrations on db and returns the ledger.
+func Open(db *store.DB) (*Local, error) {
+	if db == nil {
+		return nil, errors.New("ledger: no store")
+	}
+	if err := db.Migrate(migrations...); err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	return &Local{db: db, now: func() time.Time { return time.Now().UTC() }}, nil
+}
+
+func refuse(err error, format string, args ...any) error {
+	return &contract.RefusalError{Err: err, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Open records c, which both parties must have signed, and holds its
+// budget in escrow from the requester. Opening a contract twice does
+// nothing.
+func (l *Local) Open(ctx context.Context, c *contract.Contract) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if c == nil {
+		return refuse(contract.ErrMalformed, "no contract")
+	}
+	// Check a copy from its bytes: what is stored is what was verified.
+	cp := &contract.Contract{ID: c.ID, Body: c.Body, RequesterSig: c.RequesterSig, ProviderSig: c.ProviderSig}
+	if err := cp.Open(); err != nil {
+		return err
+	}
+	if !cp.Signed() {
+		return refuse(contract.ErrSignature, "contract %s is not signed by both parties", cp.ID)
+	}
+	t := cp.Terms()
+	if t == nil {
+		return refuse(contract.ErrMalformed, "contract %s has no terms", cp.ID)
+	}
+	if t.Settlement != contract.SettleLocal {
+		return refuse(contract.ErrTerms, "contract %s settles by %q, this ledger by %q", cp.ID, t.Settlement, contract.SettleLocal)
+	}
+	if t.Budget < 0 {
+		return refuse(contract.ErrMalformed, "contract %s has a negative budget", cp.ID)
+	}
+	rec := record{
+		State: State{
+			ID: cp.ID, Deployment: t.Deployment, Requester: t.Requester, Provider: t.Provider,
+			Budget: t.Budget, Escrow: t.Budget, Opened: l.now(),
+		},
+		Body:         append([]byte(nil), cp.Body...),
+		RequesterSig: append([]byte(nil), cp.RequesterSig...),
+		ProviderSig:  append([]byte(nil), cp.ProviderSig...),
+	}
+	err := l.db.Update(func(tx *store.Tx) error {
+		switch _, err := contracts.Get(tx, rec.ID); {
+		case err == nil:
+			return nil // opened before
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		if rec.Escrow > 0 {
+			req, err := account(tx, rec.Requester)
+			if err != nil {
+				return err
+			}
+			if req.Escrowed, err = add(req.Escrowed, rec.Escrow); err != nil {
+				return refuse(ErrOverflow, "escrow of %s for contract %s", rec.Requester, rec.ID)
+			}
+			if err := accounts.Put(tx, req); err != nil {
+				return err
+			}
+		}
+		return contracts.Put(tx, rec)
+	})
+	return wrap("open", rec.ID, err)
+}
+
+// Settle pays what the countersigned note n adds to what its contract has
+// paid, and returns that amount (0 for a note already covered).
+func (l *Local) Settle(ctx context.Context, n *contract.SignedNote) (match.Money, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if n == nil {
+		return 0, refuse(contract.ErrMalformed, "no note")
+	}
+	// Decode a copy from its bytes, whatever n holds decoded.
+	cp := &contract.SignedNote{Hash: n.Hash, Body: n.Body, ProviderSig: n.ProviderSig, RequesterSig: n.RequesterSig}
+	if err := cp.Open(); err != nil {
+		return 0, err
+	}
+	note := cp.Note()
+	if note == nil {
+		return 0, refuse(contract.ErrMalformed, "note %s does not decode", cp.Hash)
+	}
+	if note.Amount < 0 {
+		return 0, refuse(contract.ErrMalformed, "note %s has a negative amount", cp.Hash)
+	}
+	if !validID(note.Contract) {
+		return 0, refuse(contract.ErrMalformed, "note %s names contract %q, not a contract ID", cp.Hash, note.Contract)
+	}
+	// Check the signatures before taking the store's write lock: a
+	// contract's signed part never changes once opened.
+	var signed record
+	err := l.db.View(func(tx *store.Tx) error {
+		var err error
+		signed, err = contracts.Get(tx, note.Contract)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, refuse(contract.ErrUnknown, "note %s is of contract %s, never opened here", cp.Hash, note.Contract)
+	}
+	if err != nil {
+		return 0, wrap("settle", note.Contract, err)
+	}
+	c := signed.contract()
+	if err := c.Open(); err != nil {
+		return 0, wrap("settle", note.Contract, fmt.Errorf("%w: stored contract: %v", store.ErrCorrupt, err))
+	}
+	if !cp.Accepted(c) {
+		return 0, refuse(contract.ErrNotAccepted, "note %d (%s) of contract %s lacks a valid provider's or requester's signature", note.Seq, cp.Hash, c.ID)
+	}
+	var moved match.Money
+	err = l.db.Update(func(tx *store.Tx) error {
+		moved = 0
+		rec, err := contracts.Get(tx, note.Contract)
+		if err != nil {
+			return err
+		}
+		changed := false
+		if note.Final && (rec.FinalSeq == 0 || note.Seq < rec.FinalSeq) {
+			rec.FinalSeq, changed = note.Seq, true
+		}
+		if note.Seq > rec.Seq {
+			rec.Seq, rec.Hash, changed = note.Seq, cp.Hash, true
+		}
+		if note.Amount > rec.Paid {
+			delta := note.Amount - rec.Paid
+			if err := l.pay(tx, &rec, delta); err != nil {
+				return err
+			}
+			rec.Paid, changed = note.Amount, true
+			p := Payment{Contract: rec.ID, Seq: note.Seq, Hash: cp.Hash, From: rec.Requester, To: rec.Provider,
+				Amount: note.Amount, Moved: delta, At: l.now()}
+			if err := journal.Put(tx, p); err != nil {
+				return err
+			}
+			moved = delta
+		}
+		if !changed {
+			return errUnchanged // roll back: no commit, no fsync
+		}
+		return contracts.Put(tx, rec)
+	})
+	if errors.Is(err, errUnchanged) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, wrap("settle", note.Contract, err)
+	}
+	return moved, nil
+}
+
+// pay moves delta from rec's requester to its provider, from the escrow
+// as far as it goes.
+func (l *Local) pay(tx *store.Tx, rec *record, delta match.Money) error {
+	req, err := account(tx, rec.Requester)
+	if err != nil {
+		return err
+	}
+	if req.Paid, err = add(req.Paid, delta); err != nil {
+		return refuse(ErrOverflow, "paid by %s", rec.Requester)
+	}
+	take := min(delta, rec.Escrow)
+	rec.Escrow -= take
+	req.Escrowed -= take
+	if req.Escrowed < 0 { // a corrupt account: never hold less than nothing
+		return fmt.Errorf("%w: %s escrows %s, less than contract %s holds", store.ErrCorrupt, req.DID, req.Escrowed+take, rec.ID)
+	}
+	if rec.Provider == rec.Requester {
+		req.Received, err = add(req.Received, delta)
+		if err != nil {
+			return refuse(ErrOverflow, "received by %s", rec.Provider)
+		}
+		return accounts.Put(tx, req)
+	}
+	prov, err := account(tx, rec.Provider)
+	if err != nil {
+		return err
+	}
+	if prov.Received, err = add(prov.Received, delta); err != nil {
+		return refuse(ErrOverflow, "received by %s", rec.Provider)
+	}
+	if err := accounts.Put(tx, req); err != nil {
+		return err
+	}
+	return accounts.Put(tx, prov)
+}
+
+// Close releases the escrow left of a contract and marks it closed.
+// Closing twice does nothing. Notes may still settle (see the package
+// doc).
+func (l *Local) Close(ctx context.Context, contractID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !validID(contractID) {
+		return refuse(contract.ErrUnknown, "%q is not a contract ID", contractID)
+	}
+	err := l.db.Update(func(tx *store.Tx) error {
+		rec, err := contracts.Get(tx, contractID)
+		if errors.Is(err, store.ErrNotFound) {
+			return refuse(contract.ErrUnknown, "contract %q was never opened here", contractID)
+		}
+		if err != nil {
+			return err
+		}
+		if rec.Closed {
+			return nil
+		}
+		if rec.Escrow > 0 {
+			req, err := account(tx, rec.Requester)
+			if err != nil {
+				return err
+			}
+			req.Escrowed -= rec.Escrow
+			if req.Escrowed < 0 {
+				return fmt.Errorf("%w: %s escrows less than contract %s holds", store.ErrCorrupt, req.DID, rec.ID)
+			}
+			if err := accounts.Put(tx, req); err != nil {
+				return err
+			}
+			rec.Escrow = 0
+		}
+		rec.Closed = true
+		return contracts.Put(tx, rec)
+	})
+	return wrap("close", contractID, err)
+}
+
+// Balance returns did's account (all zero for a DID the ledger never saw).
+func (l *Local) Balance(ctx context.Context, did identity.DID) (contract.Balance, error) {
+	if err := ctx.Err(); err != nil {
+		return contract.Balance{}, err
+	}
+	var b contract.Balance
+	err := l.db.View(func(tx *store.Tx) error {
+		var err error
+		b, err = account(tx, did)
+		return err
+	})
+	if err != nil {
+		return contract.Balance{}, fmt.Errorf("ledger: balance of %s: %w", did, err)
+	}
+	return b, nil
+}
+
+// Contract returns the state of a contract; the error wraps
+// contract.ErrUnknown when it was never opened here.
+func (l *Local) Contract(ctx context.Context, id string) (State, error) {
+	if err := ctx.Err(); err != nil {
+		return State{}, err
+	}
+	if !validID(id) {
+		return State{}, refuse(contract.ErrUnknown, "%q is not a contract ID", id)
+	}
+	var s State
+	err := l.db.View(func(tx *store.Tx) error {
+		rec, err := contracts.Get(tx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return refuse(contract.ErrUnknown, "contract %q was never opened here", id)
+		}
+		s = rec.State
+		return err
+	})
+	return s, wrap("contract", id, err)
+}
+
+// Contracts returns the state of the contracts did is a party of (all
+// contracts when did is empty), in ID order.
+func (l *Local) Contracts(ctx context.Context, did identity.DID) ([]State, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []State
+	err := l.db.View(func(tx *store.Tx) error {
+		var recs []record
+		var err error
+		if did == "" {
+			recs, err = contracts.List(tx, "")
+		} else {
+			recs, err = contracts.Find(tx, "party", string(did))
+		}
+		for _, r := range recs {
+			out = append(out, r.State)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: contracts of %s: %w", did, err)
+	}
+	return out, nil
+}
+
+// Payments returns a contract's journal: the notes that moved funds, in
+// seq order.
+func (l *Local) Payments(ctx context.Context, contractID string) ([]Payment, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var ps []Payment
+	err := l.db.View(func(tx *store.Tx) error {
+		var err error
+		ps, err = journal.List(tx, contractID+"/")
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: payments of %s: %w", contractID, err)
+	}
+	return ps, nil
+}
+
+// Audit checks the ledger's invariants: what all accounts paid equals
+// what they received and what the contracts paid; each contract's paid
+// equals the sum of its journal's moves and the largest amount in it; an
+// open contract holds its budget less what it paid in escrow, a closed
+// one nothing; each account's escrow equals what its open contracts hold.
+// An error names the first broken one.
+func (l *Local) Audit(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return l.db.View(func(tx *store.Tx) error {
+		accs, err := accounts.List(tx, "")
+		if err != nil {
+			return err
+		}
+		recs, err := contracts.List(tx, "")
+		if err != nil {
+			return err
+		}
+		var paid, received match.Money
+		for _, a := range accs {
+			if paid, err = add(paid, a.Paid); err != nil {
+				return fmt.Errorf("ledger audit: %w", ErrOverflow)
+			}
+			if received, err = add(received, a.Received); err != nil {
+				return fmt.Errorf("ledger audit: %w", ErrOverflow)
+			}
+		}
+		if paid != received {
+			return fmt.Errorf("ledger audit: accounts paid %s but received %s", paid, received)
+		}
+		escrow := map[identity.DID]match.Money{}
+		var total match.Money
+		for _, r := range recs {
+			ps, err := journal.List(tx, r.ID+"/")
+			if err != nil {
+				return err
+			}
+			var sum, top match.Money
+			for _, p := range ps {
+				if p.Moved <= 0 || p.Amount > r.Paid {
+					return fmt.Errorf("ledger audit: contract %s: payment of note %d moved %s for an amount of %s, the contract paid %s", r.ID, p.Seq, p.Moved, p.Amount, r.Paid)
+				}
+				if sum, err = add(sum, p.Moved); err != nil {
+					return fmt.Errorf("ledger audit: contract %s: journal: %w", r.ID, err)
+				}
+				top = max(top, p.Amount)
+			}
+			if sum != r.Paid || top != r.Paid {
+				return fmt.Errorf("ledger audit: contract %s paid %s but its journal sums to %s, its largest amount %s", r.ID, r.Paid, sum, top)
+			}
+			if !r.Closed && r.Escrow != max(0, r.Budget-r.Paid) {
+				return fmt.Errorf("ledger audit: contract %s holds %s in escrow, want %s", r.ID, r.Escrow, max(0, r.Budget-r.Paid))
+			}
+			if r.Closed && r.Escrow != 0 {
+				return fmt.Errorf("ledger audit: closed contract %s still holds %s", r.ID, r.Escrow)
+			}
+			escrow[r.Requester] += r.Escrow
+			if total, err = add(total, r.Paid); err != nil {
+				return fmt.Errorf("ledger audit: %w", err)
+			}
+		}
+		if total != paid {
+			return fmt.Errorf("ledger audit: contracts paid %s, accounts %s", total, paid)
+		}
+		for _, a := range accs {
+			if a.Escrowed != escrow[a.DID] {
+				return fmt.Errorf("ledger audit: %s escrows %s, its open contracts hold %s", a.DID, a.Escrowed, escrow[a.DID])
+			}
+		}
+		return nil
+	})
+}
+
+// validID reports whether id looks like a contract ID: the lower-case hex
+// SHA-256 of the terms.
+func validID(id string) bool {
+	if len(id) != 2*sha256.Size {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// account reads did's account, zero when absent.
+func account(tx *store.Tx, did identity.DID) (contract.Balance, error) {
+	b, err := accounts.Get(tx, string(did))
+	if errors.Is(err, store.ErrNotFound) {
+		return contract.Balance{DID: did}, nil
+	}
+	return b, err
+}
+
+// add adds two amounts, failing above MaxMoney.
+func add(a, b match.Money) (match.Money, error) {
+	if b > 0 && a > math.MaxInt64-b {
+		return a, ErrOverflow
+	}
+	return a + b, nil
+}
+
+// wrap adds context to a store error; refusals pass through unchanged.
+func wrap(op, id string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var r *contract.RefusalError
+	if errors.As(err, &r) {
+		return err
+	}
+	return fmt.Errorf("ledger: %s %s: %w", op, id, err)
+}
