@@ -149,6 +149,7 @@ func TestContractCommands(t *testing.T) {
 		{"show unknown", []string{"contract", "show", "ffffffff"}, 1, nil, "no contract ffffffff"},
 		{"verify from the node", []string{"contract", "verify", id[:8]}, 0, []string{"2 verified, 2 countersigned", "final", last.Amount.String() + " (the last countersigned note)"}, ""},
 		{"verify a file", []string{"contract", "verify", "--file", chainFile}, 0, []string{"2 verified, 2 countersigned"}, ""},
+		{"verify every signature", []string{"contract", "verify", "--all", "--file", chainFile}, 0, []string{"2 verified, 2 countersigned"}, ""},
 		{"verify an indented file", []string{"contract", "verify", "--file", indentedFile}, 0, []string{"2 verified"}, ""},
 		{"verify a changed amount", []string{"contract", "verify", "--file", tamperedFile}, 1, nil, "the chain does not verify"},
 		{"verify what is not a chain", []string{"contract", "verify", "--file", notAChain}, 1, nil, "not a contract chain"},
@@ -217,7 +218,7 @@ func FuzzVerifyFile(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := verifyChain(ch); err == nil && ch.Contract == nil {
+		if _, err := verifyChain(ch, false); err == nil && ch.Contract == nil {
 			t.Fatalf("a chain without a contract verified: %s", data)
 		}
 	})
