@@ -186,17 +186,32 @@ func contractSteps(sc *godog.ScenarioContext) {
 		return last
 	})
 	sc.Step(`^the ledgers of ([a-z]+) and ([a-z]+) are noted$`, func(ctx context.Context, req, prov string) error {
+		// The feature's earlier deployments settle on both sides (the
+		// provider's last settlement may follow the requester's): wait
+		// until the two ledgers agree, then note them.
 		w := worldOf(ctx)
-		a, err := w.ledgerOf(req)
-		if err != nil {
-			return err
+		var last error
+		if eventually(20*time.Second, func() bool {
+			a, err := w.ledgerOf(req)
+			if err != nil {
+				last = err
+				return false
+			}
+			b, err := w.ledgerOf(prov)
+			if err != nil {
+				last = err
+				return false
+			}
+			if a.Paid != b.Received {
+				last = fmt.Errorf("%s paid %s and %s received %s: the earlier settlements do not agree", req, a.Paid, prov, b.Received)
+				return false
+			}
+			w.vals["paid:"+req], w.vals["received:"+prov] = a.Paid, b.Received
+			return true
+		}) {
+			return nil
 		}
-		b, err := w.ledgerOf(prov)
-		if err != nil {
-			return err
-		}
-		w.vals["paid:"+req], w.vals["received:"+prov] = a.Paid, b.Received
-		return nil
+		return last
 	})
 	sc.Step(`^within (\d+) seconds ([a-z]+) paid and ([a-z]+) received the amount owed under the deployment's contract$`, func(ctx context.Context, secs, req, prov string) error {
 		w := worldOf(ctx)
