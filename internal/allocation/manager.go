@@ -15,6 +15,7 @@ import (
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
+	"github.com/dmsnet/dms/internal/contract"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
@@ -128,6 +129,10 @@ type Manager struct {
 	creating map[string]string // guarded by mu: IDs being created → reservation
 	released map[string]bool   // guarded by mu: reservations released
 	closed   bool              // guarded by mu
+
+	// removedUsage is the metered usage of removed allocations, by
+	// reservation (metering.go).
+	removedUsage map[string]contract.Usage // guarded by mu
 }
 
 // New checks cfg and returns a Manager. Call Resume to pick up the
@@ -432,6 +437,7 @@ func (m *Manager) remove(ctx context.Context, a *alloc, grace time.Duration) err
 	a.leaveSubnet()
 	m.mu.Lock()
 	if m.allocs[rec.ID] == a {
+		m.keepRemovedLocked(rec.Reservation, rec.Meter.Usage()) // its runs have ended
 		delete(m.allocs, rec.ID)
 	}
 	m.mu.Unlock()

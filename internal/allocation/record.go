@@ -75,6 +75,8 @@ type Record struct {
 	// Final is the end reached while the out volumes are being uploaded:
 	// recorded once they are.
 	Final *FinalState `json:"final,omitempty"`
+	// Meter is what the allocation's runs used so far (metering.go).
+	Meter Meter `json:"meter,omitzero"`
 
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`

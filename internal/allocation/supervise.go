@@ -296,15 +296,19 @@ func (a *alloc) runInstance(ctx context.Context, id string, fresh bool) (res exe
 	syncDone := a.syncOutputs(sctx)
 	defer func() { stopSync(); syncDone() }()
 
+	stopMeter := a.meterRun(a.life, id)
 	res, err := a.ex.Wait(ctx, id)
 	if err != nil && ctx.Err() != nil {
 		if !a.isStopping() {
 			stopHealth()
 			<-healthDone
+			stopMeter()
+			a.persist() // the instance runs on: keep what was metered
 			return res, false
 		}
 		res, err = a.stopInstance(id)
 	}
+	stopMeter()
 	// The instance has ended: its subnet interface goes with it.
 	a.leaveSubnet()
 	stopHealth()
@@ -316,6 +320,11 @@ func (a *alloc) runInstance(ctx context.Context, id string, fresh bool) (res exe
 		res = a.vanished(id, !fresh)
 	case err != nil:
 		res = executor.Result{ExitCode: -1, Reason: executor.ReasonFailed, Error: "wait: " + err.Error(), FinishedAt: a.m.cfg.Now()}
+	}
+	if err == nil {
+		a.meterEnd(id, &res)
+	} else {
+		a.meterEnd(id, nil) // its end is unknown
 	}
 	drain := time.NewTimer(logDrain)
 	select {

@@ -180,6 +180,9 @@ type tracked struct {
 	cause  executor.Reason // guarded by mu: why we ended it (cancelled, timed-out), "" if we did not
 	usage  executor.Usage  // guarded by mu: the last stats sample
 	result executor.Result // set before done is closed
+
+	cgroup      *cgroupFiles // guarded by mu: the container's cgroup files (cgroup.go), nil if not found
+	cgroupTried bool         // guarded by mu: cgroup was looked for
 }
 
 // New connects to the daemon (lazily: the first call negotiates the API
@@ -583,7 +586,11 @@ func (e *Executor) watch(t *tracked, started time.Time) {
 		})
 		defer timer.Stop()
 	}
-	go e.sample(ctx, t)
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		e.sampleCgroup(ctx, t)
+	}()
 
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
 		w := e.cli.ContainerWait(ctx, t.id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
@@ -605,6 +612,11 @@ func (e *Executor) watch(t *tracked, started time.Time) {
 			}
 		}
 		break
+	}
+	// The sampler's last reading is the final one (cgroup.go).
+	select {
+	case <-sampled:
+	case <-time.After(cgroupFinalWait):
 	}
 	res := e.result(ctx, t)
 	t.mu.Lock()
@@ -665,11 +677,7 @@ func (e *Executor) sample(ctx context.Context, t *tracked) {
 		if s.Read.IsZero() || s.PidsStats.Current == 0 {
 			continue // the empty sample of a stopped container
 		}
-		u := usageOf(&s)
-		t.mu.Lock()
-		u.MemoryPeak = max(u.MemoryPeak, t.usage.MemoryPeak)
-		t.usage = u
-		t.mu.Unlock()
+		t.keep(usageOf(&s))
 	}
 }
 
@@ -941,11 +949,24 @@ func (e *Executor) Exec(ctx context.Context, id string, cmd []string, stdout, st
 	return e.execExitCode(ctx, t.id, created.ID)
 }
 
-// Stats implements executor.Statser.
+// Stats implements executor.Statser: it reads the container's cgroup
+// files (cgroup.go), or asks the daemon where they cannot be read. An
+// ended container's usage is its Result's.
 func (e *Executor) Stats(ctx context.Context, id string) (executor.Usage, error) {
 	t, err := e.get(ctx, id)
 	if err != nil {
 		return executor.Usage{}, err
+	}
+	select {
+	case <-t.done:
+		return t.result.Usage, nil
+	default:
+	}
+	if cf := e.cgroupOf(ctx, t); cf != nil {
+		if u, err := cf.read(); err == nil {
+			t.keep(u)
+			return u, nil
+		}
 	}
 	resp, err := e.cli.ContainerStats(ctx, t.id, client.ContainerStatsOptions{})
 	if err != nil {

@@ -14,6 +14,8 @@
 //	id, _ := ex.Start(ctx, executortest.Spec("print=hello", "sleep=100ms", "exit=3"))
 //	res, _ := ex.Wait(ctx, id) // res.ExitCode == 3, logs "hello\n"
 //
+// Usage is scriptable: SetUsage fixes what Stats and the Result say.
+//
 // Resources are honoured the way a real backend would: alloc past
 // Resources.Memory ends with ReasonOOMKilled, spawn stops at
 // Resources.PIDs, write and cat reach host files only through Mounts.
@@ -97,6 +99,36 @@ type workload struct {
 	memory   match.Bytes   // guarded by mu
 	peak     match.Bytes   // guarded by mu
 	children int64         // guarded by mu
+	cpu      time.Duration // guarded by mu: the CPU time SetUsage gave
+	scripted bool          // guarded by mu: SetUsage was called: cpu is the CPU time
+}
+
+// cpuTimeLocked is the instance's CPU time: what SetUsage gave, else the
+// time since it started (the fake spends no CPU of its own).
+func (in *workload) cpuTimeLocked() time.Duration {
+	if in.scripted {
+		return in.cpu
+	}
+	return time.Since(in.startedAt)
+}
+
+// SetUsage scripts the usage of a running instance, as a test wants it
+// measured: from now on Stats and its Result say cpu (it is no longer
+// the time since the start) and memory in use (the peak follows).
+func (e *Executor) SetUsage(id string, cpu time.Duration, memory match.Bytes) error {
+	in, err := e.instances.Get(id)
+	if err != nil {
+		return err
+	}
+	if in.Ended() {
+		return fmt.Errorf("set usage of %s: instance has ended", id)
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.cpu, in.scripted = cpu, true
+	in.memory = memory
+	in.peak = max(in.peak, memory)
+	return nil
 }
 
 // Causes of an instance's context ending.
@@ -157,7 +189,7 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 func (in *workload) run(ctx context.Context) {
 	code, reason, msg := runSteps(ctx, in, in.steps, in.Stdout(), in.Stderr())
 	in.mu.Lock()
-	peak := in.peak
+	peak, cpu := in.peak, in.cpuTimeLocked()
 	in.mu.Unlock()
 	in.cancel(nil)
 	in.Finish(executor.Result{
@@ -166,7 +198,7 @@ func (in *workload) run(ctx context.Context) {
 		Error:      msg,
 		StartedAt:  in.startedAt,
 		FinishedAt: time.Now(),
-		Usage:      executor.Usage{CPUTime: time.Since(in.startedAt), MemoryPeak: peak},
+		Usage:      executor.Usage{CPUTime: cpu, MemoryPeak: peak},
 	})
 }
 
@@ -446,10 +478,14 @@ func (e *Executor) Stats(ctx context.Context, id string) (executor.Usage, error)
 	if err != nil {
 		return executor.Usage{}, err
 	}
+	if in.Ended() {
+		res, err := e.instances.Wait(ctx, id)
+		return res.Usage, err
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	return executor.Usage{
-		CPUTime:    time.Since(in.startedAt),
+		CPUTime:    in.cpuTimeLocked(),
 		Memory:     in.memory,
 		MemoryPeak: in.peak,
 		PIDs:       1 + in.children,

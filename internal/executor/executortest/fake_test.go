@@ -10,6 +10,7 @@ import (
 
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/executor/executortest"
+	"github.com/dmsnet/dms/internal/match"
 )
 
 func TestFakeConformance(t *testing.T) {
@@ -136,5 +137,53 @@ func TestFakePauseExecStats(t *testing.T) {
 		if err := ex.Remove(context.Background(), id); err != nil {
 			t.Error(err)
 		}
+	})
+}
+
+func TestFakeSetUsage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		ex := executortest.New(executortest.Config{})
+		id, err := ex.Start(ctx, executortest.Spec("sleep=10s"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		if u, _ := ex.Stats(ctx, id); u.CPUTime != time.Second {
+			t.Errorf("Stats before SetUsage: CPUTime = %v, want the time since the start, 1s", u.CPUTime)
+		}
+		steps := []struct {
+			cpu      time.Duration
+			mem      match.Bytes
+			wantPeak match.Bytes
+		}{
+			{cpu: 300 * time.Millisecond, mem: 10 << 20, wantPeak: 10 << 20},
+			{cpu: 700 * time.Millisecond, mem: 4 << 20, wantPeak: 10 << 20},
+		}
+		for _, s := range steps {
+			if err := ex.SetUsage(id, s.cpu, s.mem); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Second) // scripted CPU does not follow the clock
+			u, err := ex.Stats(ctx, id)
+			if err != nil || u.CPUTime != s.cpu || u.Memory != s.mem || u.MemoryPeak != s.wantPeak {
+				t.Errorf("Stats = %+v, %v; want cpu %v, memory %v, peak %v", u, err, s.cpu, s.mem, s.wantPeak)
+			}
+		}
+		ex.Stop(ctx, id, 0)
+		res, _ := ex.Wait(ctx, id)
+		if res.Usage.CPUTime != 700*time.Millisecond || res.Usage.MemoryPeak != 10<<20 {
+			t.Errorf("Result.Usage = %+v, want the scripted cpu 700ms and peak 10 MiB", res.Usage)
+		}
+		if u, err := ex.Stats(ctx, id); err != nil || u != res.Usage {
+			t.Errorf("Stats of the ended instance = %+v, %v; want its Result's usage %+v", u, err, res.Usage)
+		}
+		if err := ex.SetUsage(id, time.Second, 0); err == nil {
+			t.Error("SetUsage of an ended instance succeeded")
+		}
+		if err := ex.SetUsage("nope", time.Second, 0); !errors.Is(err, executor.ErrNotFound) {
+			t.Errorf("SetUsage of an unknown instance = %v, want ErrNotFound", err)
+		}
+		ex.Remove(ctx, id)
 	})
 }

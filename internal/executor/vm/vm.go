@@ -611,7 +611,8 @@ func (e *Executor) signal(id string, sig syscall.Signal, paused bool) error {
 	return nil
 }
 
-// Stats implements executor.Statser: the QEMU process's CPU time and
+// Stats implements executor.Statser: the QEMU process's CPU time (all its
+// threads: vCPUs, I/O; from its CPU clock, else /proc/<pid>/stat) and
 // resident memory (the guest's RAM as far as it has touched it).
 func (e *Executor) Stats(ctx context.Context, id string) (executor.Usage, error) {
 	in, err := e.instances.Get(id)
@@ -634,6 +635,9 @@ func procUsage(pid int) (executor.Usage, error) {
 		ut, _ := strconv.ParseInt(f[11], 10, 64)
 		stt, _ := strconv.ParseInt(f[12], 10, 64)
 		u.CPUTime = time.Duration(ut+stt) * time.Second / 100 // USER_HZ
+	}
+	if cpu, ok := processCPU(pid); ok {
+		u.CPUTime = cpu // exact, where stat has 10ms ticks
 	}
 	status, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	for _, line := range strings.Split(string(status), "\n") {

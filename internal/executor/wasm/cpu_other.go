@@ -29,3 +29,6 @@ func (*cpuGroup) remove() error    { return nil }
 func (*cpuGroup) throttled() int64 { return -1 }
 
 func threadCPU() time.Duration { return 0 }
+
+func threadID() int                         { return 0 }
+func threadCPUOf(int) (time.Duration, bool) { return 0, false }

@@ -21,6 +21,7 @@ type memory struct {
 	limit   uint64
 	refused atomic.Bool
 	peak    atomic.Uint64
+	size    atomic.Uint64 // the memory's size now (Stats)
 
 	buf    []byte // the memory; its capacity is all that can be used without copying
 	mapped []byte // the mapping behind buf, nil when buf is on the Go heap
@@ -58,6 +59,7 @@ func (m *memory) Reallocate(size uint64) []byte {
 	if size > m.peak.Load() {
 		m.peak.Store(size)
 	}
+	m.size.Store(size)
 	return m.buf
 }
 
@@ -71,4 +73,5 @@ func (m *memory) release() {
 		m.mapped = nil
 	}
 	m.buf = nil
+	m.size.Store(0)
 }

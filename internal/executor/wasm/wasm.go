@@ -28,7 +28,7 @@
 //
 // A module runs on one goroutine locked to an OS thread of its own, so it
 // uses at most one core, and Result.Usage.CPUTime is that thread's CPU
-// time. Resources.CPU below one core is enforced by the kernel: the thread
+// time; Stats reads that thread's CPU clock while the module runs. Resources.CPU below one core is enforced by the kernel: the thread
 // is moved into a cgroup of its own with a CFS quota (cpu.cfs_quota_us in
 // cgroup v1, cpu.max in a threaded cgroup v2), under the process's own cpu
 // cgroup or Config.CPUCgroup, for the module's run. Where no cgroup is
@@ -125,6 +125,7 @@ type Executor struct {
 
 var (
 	_ executor.Executor = (*Executor)(nil)
+	_ executor.Statser  = (*Executor)(nil)
 	_ io.Closer         = (*Executor)(nil)
 )
 
@@ -218,6 +219,26 @@ type process struct {
 	mem    *memory
 	cpu    *cpuGroup               // nil: not limited
 	cancel context.CancelCauseFunc // ends the module's context, with its cause
+
+	cpuMu   sync.Mutex
+	tid     int           // guarded by cpuMu: the thread running the module; 0 before and after
+	cpu0    time.Duration // guarded by cpuMu: tid's CPU time when the module began
+	cpuUsed time.Duration // guarded by cpuMu: the module's CPU time, once it has ended
+}
+
+// cpuTime is the CPU time the module has used so far: its thread's CPU
+// clock while it runs (0 where there is none).
+func (in *process) cpuTime() time.Duration {
+	in.cpuMu.Lock()
+	defer in.cpuMu.Unlock()
+	if in.tid == 0 {
+		return in.cpuUsed
+	}
+	now, ok := threadCPUOf(in.tid)
+	if !ok {
+		return 0
+	}
+	return max(0, now-in.cpu0)
 }
 
 // Causes of an instance's context ending.
@@ -361,6 +382,9 @@ func (e *Executor) run(ctx context.Context, in *process, compiled wazero.Compile
 		}
 	}
 	cpu0 := threadCPU()
+	in.cpuMu.Lock()
+	in.tid, in.cpu0 = threadID(), cpu0
+	in.cpuMu.Unlock()
 	if err == nil {
 		mod, err = e.rt.InstantiateModule(ctx, compiled, mc)
 	}
@@ -368,6 +392,9 @@ func (e *Executor) run(ctx context.Context, in *process, compiled wazero.Compile
 		mod.Close(context.Background())
 	}
 	cpuTime := threadCPU() - cpu0
+	in.cpuMu.Lock() // before the thread is let go: Stats reads its clock
+	in.tid, in.cpuUsed = 0, max(cpuTime, 0)
+	in.cpuMu.Unlock()
 	if in.cpu != nil {
 		throttled := in.cpu.throttled()
 		if lerr := in.cpu.leave(); lerr != nil {
@@ -518,6 +545,26 @@ func (e *Executor) Stop(ctx context.Context, id string, grace time.Duration) err
 // Logs implements executor.Executor.
 func (e *Executor) Logs(ctx context.Context, id string, opts executor.LogOptions, stdout, stderr io.Writer) error {
 	return e.instances.Logs(ctx, id, opts, stdout, stderr)
+}
+
+// Stats implements executor.Statser: the CPU time of the module's thread
+// (its CPU clock, exact and cheap) and the size of its linear memory. An
+// ended instance's usage is its Result's.
+func (e *Executor) Stats(ctx context.Context, id string) (executor.Usage, error) {
+	in, err := e.instances.Get(id)
+	if err != nil {
+		return executor.Usage{}, err
+	}
+	if in.Ended() {
+		res, err := e.instances.Wait(ctx, id)
+		return res.Usage, err
+	}
+	return executor.Usage{
+		CPUTime:    in.cpuTime(),
+		Memory:     match.Bytes(in.mem.size.Load()),
+		MemoryPeak: match.Bytes(in.mem.peak.Load()),
+		PIDs:       1,
+	}, nil
 }
 
 // Remove implements executor.Executor. A ctx that is already done changes
