@@ -61,10 +61,17 @@ type Status struct {
 // "malformed", "bad-datagram": a datagram that fails to open or is
 // replayed).
 type SubnetStatus struct {
-	Deployments int               `json:"deployments"` // with a routing table here
-	Attached    int               `json:"attached"`    // allocations with an interface
-	Forwarded   uint64            `json:"forwarded"`
-	Datagrams   uint64            `json:"datagrams,omitempty"` // of Forwarded, those sent as UDP datagrams (subnet.datagrams)
-	Delivered   uint64            `json:"delivered"`
-	Dropped     map[string]uint64 `json:"dropped,omitempty"`
+	Deployments int    `json:"deployments"` // with a routing table here
+	Attached    int    `json:"attached"`    // allocations with an interface
+	Forwarded   uint64 `json:"forwarded"`
+	Datagrams   uint64 `json:"datagrams,omitempty"` // of Forwarded, those sent as UDP datagrams (subnet.datagrams)
+	Delivered   uint64 `json:"delivered"`
+	// Sessions counts the datagram sessions set up (first keys, rekeys,
+	// and fresh ones for a peer that lost its own); Fallbacks the times a
+	// peer's UDP path went quiet and its packets went back to the stream;
+	// ReadErrors the failed reads of the datagram socket.
+	Sessions   uint64            `json:"sessions,omitempty"`
+	Fallbacks  uint64            `json:"fallbacks,omitempty"`
+	ReadErrors uint64            `json:"read_errors,omitempty"`
+	Dropped    map[string]uint64 `json:"dropped,omitempty"`
 }

@@ -9,6 +9,7 @@
 # each clean and with random loss on the veth (an iptables statistic match
 # in both namespaces: no netem in this kernel), in one run, repeated.
 # Usage: bench/run-subnet.sh [runs]   (default 3; env SECS=10 PINGS=200 LOSS=0.01)
+#        bench/run-subnet.sh block    (the datagram path blocked mid-flow, below)
 # Needs root. The machine may be shared: the table gives median (min–max)
 # over the runs and the load average.
 set -euo pipefail
@@ -167,6 +168,20 @@ measure_both() {
   set_loss off
 }
 
+# bench/run-subnet.sh block: a firewall that drops the datagram path's UDP
+# (port 4002) in B for 8 s in the middle of a 20 s flow over dms-dgram;
+# the flow goes on over the stream, then back on datagrams.
+if [ "$runs" = block ]; then
+  dms_up -dgram
+  ( sleep 5; inB iptables -I INPUT -p udp --dport 4002 -j DROP; echo "  [5 s] UDP to B's port 4002 dropped" >&2
+    sleep 8; inB iptables -D INPUT -p udp --dport 4002 -j DROP; echo "  [13 s] UDP open again" >&2 ) &
+  fw=$!
+  inA iperf3 -c 10.77.0.3 -t 20 -i 1 -f m --connect-timeout 5000 | grep -E 'sec .*Mbits/sec' || true
+  wait "$fw" || true
+  dms_down
+  exit 0
+fi
+
 wg_up
 # The overlay's names: b.internal from A through dms0 (package subnet/dns).
 dms_up
@@ -191,8 +206,8 @@ done
 # The table: median (min–max) over the runs; "vs veth" is the goodput
 # against the line's at the same loss, "+RTT" the added median RTT p50.
 echo
-echo "| path | loss | iperf3 Mbit/s median (min–max) | vs veth | RTT p50 ms | +RTT p50 ms | RTT p99 ms |"
-echo "|---|---|---|---|---|---|---|"
+echo "| path | loss | iperf3 Mbit/s median (min–max) | vs veth | vs wg | RTT p50 ms | +RTT p50 ms | RTT p99 ms |"
+echo "|---|---|---|---|---|---|---|---|"
 awk -v runs="$runs" '
   function sorted(s, a,    n, i, j, t) { # numeric insertion sort (mawk has no asort)
     n = split(s, a, " ")
@@ -207,9 +222,24 @@ awk -v runs="$runs" '
   END {
     np = split("veth dms-tcp dms-quic dms-dgram wg", paths, " ")
     for (l = 1; l <= nl; l++) for (p = 1; p <= np; p++) {
-      k = paths[p] SUBSEP losses[l]; b = "veth" SUBSEP losses[l]
-      printf "| %s | %s%% | %.0f (%.0f–%.0f) | %.0f %% | %.3f | %+.3f | %.3f |\n", paths[p], losses[l] * 100,
-        median(mb[k]), lo(mb[k]), hi(mb[k]), 100 * median(mb[k]) / median(mb[b]),
+      k = paths[p] SUBSEP losses[l]; b = "veth" SUBSEP losses[l]; w = "wg" SUBSEP losses[l]
+      printf "| %s | %s%% | %.0f (%.0f–%.0f) | %.0f %% | %.2f× | %.3f | %+.3f | %.3f |\n", paths[p], losses[l] * 100,
+        median(mb[k]), lo(mb[k]), hi(mb[k]), 100 * median(mb[k]) / median(mb[b]), median(mb[k]) / median(mb[w]),
         median(p50[k]), median(p50[k]) - median(p50[b]), median(p99[k])
+    }
+  }' "$work/results"
+# The same run's ratios (the machine's load changes between runs).
+echo
+echo "per run, Mbit/s of each path against the veth and wireguard-go of the same run:"
+awk '{ mb[$1, $2, $3] = $4; if (!seen[$1]++) rs[++nr] = $1; if (!sl[$3]++) ls[++nl] = $3 }
+  END {
+    np = split("dms-tcp dms-quic dms-dgram", paths, " ")
+    for (r = 1; r <= nr; r++) for (l = 1; l <= nl; l++) {
+      line = sprintf("  run %s loss %s:", rs[r], ls[l])
+      for (p = 1; p <= np; p++) {
+        v = mb[rs[r], paths[p], ls[l]]; e = mb[rs[r], "veth", ls[l]]; w = mb[rs[r], "wg", ls[l]]
+        line = line sprintf("  %s %.0f%% of veth, %.2f× wg", paths[p], e > 0 ? 100 * v / e : 0, w > 0 ? v / w : 0)
+      }
+      print line
     }
   }' "$work/results"

@@ -170,7 +170,7 @@ func run(self, local, remote string, useQUIC, useDgram, verbose bool) error {
 	defer stop()
 	<-ctx.Done()
 	st := r.Stats()
-	log.Info("down", "forwarded", st.Forwarded, "datagrams", st.Datagrams, "delivered", st.Delivered, "dropped", st.Dropped)
+	log.Info("down", "forwarded", st.Forwarded, "datagrams", st.Datagrams, "delivered", st.Delivered, "sessions", st.Sessions, "fallbacks", st.Fallbacks, "read_errors", st.ReadErrors, "dropped", st.Dropped)
 	return nil
 }
 

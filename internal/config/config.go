@@ -174,7 +174,7 @@ type Subnet struct {
 	Bits int    `yaml:"bits" doc:"Prefix length of one deployment's subnet, from the pool's own length to 30: 24 holds 253 allocations (the network, the gateway .1 and the broadcast address are kept back)."`
 	// Datagrams is the provider's side: it carries the packets of the
 	// subnets it runs.
-	Datagrams bool `yaml:"datagrams" doc:"Carry subnet packets to other providers as UDP datagrams (an ephemeral port, keys agreed over libp2p) rather than on libp2p streams: faster under loss (docs/PERFORMANCE.md, Subnet). Off by default: a UDP path a firewall or a relay blocks is not detected yet, and both providers need it."`
+	Datagrams bool `yaml:"datagrams" doc:"Carry subnet packets to other providers as UDP datagrams (an ephemeral port, keys agreed over libp2p) rather than on libp2p streams: faster under loss (docs/PERFORMANCE.md, Subnet). Both providers need it; the stream carries the packets until the peer answers a probe on the UDP path, and again whenever it stops answering (a firewall or a relay that drops UDP)."`
 }
 
 // PoolPrefix returns the pool as a prefix: IPv4, masked.
@@ -249,7 +249,7 @@ func Default() Config {
 			VM:            VM{Enabled: true, QEMU: "qemu-system-x86_64", Accel: "tcg"},
 			WASM:          WASM{Enabled: true, MaxMemory: 1 << 30},
 		},
-		Subnet: Subnet{Pool: defaultSubnetPool, Bits: defaultSubnetBits},
+		Subnet: Subnet{Pool: defaultSubnetPool, Bits: defaultSubnetBits, Datagrams: true},
 		Orchestrator: Orchestrator{
 			BidWindow:      Duration(1e9),
 			QueueTimeout:   Duration(10 * 60e9),

@@ -54,6 +54,7 @@ type dataPath interface {
 // pathStats are the data path's counters (router.Stats).
 type pathStats struct {
 	Forwarded, Datagrams, Delivered uint64
+	Sessions, Fallbacks, ReadErrors uint64
 	Dropped                         map[string]uint64
 }
 
@@ -293,6 +294,7 @@ func (s *subnets) status() *api.SubnetStatus {
 	if s.stats != nil {
 		st := s.stats()
 		out.Forwarded, out.Datagrams, out.Delivered = st.Forwarded, st.Datagrams, st.Delivered
+		out.Sessions, out.Fallbacks, out.ReadErrors = st.Sessions, st.Fallbacks, st.ReadErrors
 		if len(st.Dropped) > 0 {
 			out.Dropped = maps.Clone(st.Dropped)
 		}

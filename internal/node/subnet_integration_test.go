@@ -124,16 +124,11 @@ func twoNodes(t *testing.T, datagrams bool) {
 	} else if (st.Datagrams > 0) != datagrams {
 		t.Errorf("A's status after the ping: %d of %d packets as datagrams, want datagrams %v", st.Datagrams, st.Forwarded, datagrams)
 	}
-	if datagrams {
-		// A restart of the node closes its libp2p connections, which
-		// ends the peers' datagram sessions with it; restarting only the
-		// data path, as below, would leave A's session pointing at a
-		// socket that is gone.
-		return
-	}
-
 	// B's data path restarts (the node restarted): the table comes back
 	// from the store, b is attached again, the ping goes through again.
+	// With datagrams, A's session points at a socket that is gone: A's
+	// probes go unanswered, its packets take the stream, and a fresh
+	// session is set up.
 	if err := B.subnets.close(); err != nil {
 		t.Fatal(err)
 	}
@@ -147,4 +142,14 @@ func twoNodes(t *testing.T, datagrams bool) {
 	}
 	attach(B, nsB, "b", b)
 	pingFrom(t, nsA, b.Addr())
+	if datagrams {
+		// then a ping is answered with its request sent as a datagram
+		if err := poll.Until(t.Context(), 20*time.Second, "a ping as a datagram after the restart", func(ctx context.Context) (bool, error) {
+			before := A.status().Subnet.Datagrams
+			err := exec.CommandContext(ctx, "ip", "netns", "exec", filepath.Base(nsA), "ping", "-n", "-c", "1", "-W", "1", b.Addr().String()).Run()
+			return err == nil && A.status().Subnet.Datagrams > before, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

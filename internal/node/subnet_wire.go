@@ -4,7 +4,6 @@ package node
 
 import (
 	"errors"
-	"fmt"
 	"net"
 
 	"github.com/dmsnet/dms/internal/subnet/dns"
@@ -25,9 +24,10 @@ func (n *Node) newDataPath() (*subnets, error) {
 		// An ephemeral port on every address: the port is told to each
 		// peer in the authenticated setup, the address is the one its
 		// libp2p connection sees.
+		// Without a socket the streams carry the packets.
 		if rc.Datagram, err = net.ListenUDP("udp4", &net.UDPAddr{}); err != nil {
-			d.Close()
-			return nil, fmt.Errorf("subnet datagrams: %w", err)
+			n.log.Warn("subnet datagrams off: no UDP socket, packets take libp2p streams", "err", err)
+			rc.Datagram = nil
 		}
 	}
 	r, err := router.New(rc)
@@ -40,7 +40,8 @@ func (n *Node) newDataPath() (*subnets, error) {
 	}
 	stats := func() pathStats {
 		st := r.Stats()
-		return pathStats{Forwarded: st.Forwarded, Datagrams: st.Datagrams, Delivered: st.Delivered, Dropped: st.Dropped}
+		return pathStats{Forwarded: st.Forwarded, Datagrams: st.Datagrams, Delivered: st.Delivered,
+			Sessions: st.Sessions, Fallbacks: st.Fallbacks, ReadErrors: st.ReadErrors, Dropped: st.Dropped}
 	}
 	s := newSubnets(n.log, n.db, withDNS{r, d}, stats, link.OpenTUN)
 	s.openGuest = link.GuestPair

@@ -1,6 +1,7 @@
 // Package dns is the resolver at the gateway of a deployment's subnet:
-// the router hands it every IPv4/UDP packet an allocation sends to the
-// gateway's port 53, and it answers with a packet from the gateway.
+// the router hands it every IPv4/UDP packet (and TCP segment) an
+// allocation sends to the gateway's port 53, and it answers with packets
+// from the gateway.
 //
 // Names of the zone "internal" are answered from the deployment's routing
 // table, at once and without allocating beyond the reply packet:
@@ -23,6 +24,10 @@
 // the TC bit set. Malformed packets get no reply; a query the gateway
 // cannot read gets FORMERR.
 //
+// The same queries over TCP (a resolver's retry after a truncated answer)
+// are answered whole by a stateless responder (tcp.go): one query per
+// connection, in one segment, then the gateway closes.
+//
 // Usage:
 //
 //	srv, err := dns.New(dns.Config{})
@@ -33,6 +38,7 @@ package dns
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -95,6 +101,9 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	local, forwarded, failed, dropped atomic.Uint64
+
+	// secret keys the sequence numbers of DNS over TCP (tcp.go).
+	secret [16]byte
 }
 
 // New returns a Server, reading /etc/resolv.conf when cfg names no
@@ -117,13 +126,15 @@ func New(cfg Config) (*Server, error) {
 		timeout = DefaultTimeout
 	}
 	life, cancel := context.WithCancel(context.Background())
-	return &Server{
+	srv := &Server{
 		upstream: append([]string(nil), up...),
 		timeout:  timeout,
 		sem:      make(chan struct{}, MaxInFlight),
 		life:     life,
 		cancel:   cancel,
-	}, nil
+	}
+	_, _ = rand.Read(srv.secret[:])
+	return srv, nil
 }
 
 // upstreamsFrom reads the nameservers of a resolv.conf file.
@@ -167,30 +178,45 @@ func (s *Server) Close() error {
 // names (allocation → address): at once for the local zone, later from
 // another goroutine for a forwarded name, never for a malformed packet.
 // The packet reply gets is its own (a new buffer each time).
+//
+// A TCP segment to port 53 is answered the same way, over TCP (tcp.go):
+// then reply is called once for each segment of the answer.
 func (s *Server) ServePacket(names map[string]netip.Addr, gateway netip.Addr, pkt []byte, reply func(pkt []byte)) {
 	if !gateway.Is4() {
+		return
+	}
+	if isTCP(pkt) {
+		s.serveTCP(names, gateway, pkt, reply)
 		return
 	}
 	d, ok := parseDatagram(pkt)
 	if !ok {
 		return
 	}
+	s.resolve(names, d.payload, false, func(ans []byte) { reply(encapsulate(ans, gateway, d.src, d.srcPort)) })
+}
+
+// resolve answers the query msg: done gets the answer after headerRoom
+// bytes of room, at once or from another goroutine, or never (a
+// malformed query, or too many forwards in flight). Over TCP (tcp) a
+// forwarded answer is not truncated to a UDP size.
+func (s *Server) resolve(names map[string]netip.Addr, msg []byte, tcp bool, done func(ans []byte)) {
 	var q query
-	switch q.parse(d.payload) {
+	switch q.parse(msg) {
 	case parseDrop:
 		return
 	case parseFormErr:
 		q.question = nil
-		reply(encapsulate(refusal(&q, rcodeFormErr), gateway, d.src, d.srcPort))
+		done(refusal(&q, rcodeFormErr))
 		return
 	}
 	if q.opcode() != 0 {
-		reply(encapsulate(refusal(&q, rcodeNotImp), gateway, d.src, d.srcPort))
+		done(refusal(&q, rcodeNotImp))
 		return
 	}
 	if ans := local(names, &q); ans != nil {
 		s.local.Add(1)
-		reply(encapsulate(ans, gateway, d.src, d.srcPort))
+		done(ans)
 		return
 	}
 	select {
@@ -204,15 +230,14 @@ func (s *Server) ServePacket(names map[string]netip.Addr, gateway netip.Addr, pk
 		s.dropped.Add(1)
 		return
 	}
-	msg := append(make([]byte, 0, len(d.payload)), d.payload...)
-	src, port := d.src, d.srcPort
+	msg = append(make([]byte, 0, len(msg)), msg...)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer func() { <-s.sem }()
-		ans, ok := s.forward(msg)
+		ans, ok := s.forward(msg, tcp)
 		if ok {
-			reply(encapsulate(ans, gateway, src, port))
+			done(ans)
 		}
 	}()
 }
@@ -220,7 +245,7 @@ func (s *Server) ServePacket(names map[string]netip.Addr, gateway netip.Addr, pk
 // forward asks the upstreams msg (a query with one question) and returns
 // the answer to relay after headerRoom bytes of room; ok is false when
 // the Server closed meanwhile.
-func (s *Server) forward(msg []byte) (ans []byte, ok bool) {
+func (s *Server) forward(msg []byte, tcp bool) (ans []byte, ok bool) {
 	m := new(dns.Msg)
 	if err := m.Unpack(msg); err != nil || len(m.Question) != 1 {
 		var q query
@@ -233,6 +258,9 @@ func (s *Server) forward(msg []byte) (ans []byte, ok bool) {
 		size = max(size, int(opt.UDPSize()))
 	}
 	size = min(size, maxPayload)
+	if tcp {
+		size = dns.MaxMsgSize
+	}
 
 	r, err := s.exchange(m)
 	if s.life.Err() != nil {

@@ -202,8 +202,8 @@ func TestLocal(t *testing.T) {
 }
 
 // upstream runs a miekg/dns server on 127.0.0.1 (UDP and TCP on one port)
-// that knows example.com, big.example (a TXT answer of about 1000 bytes)
-// and nothing else.
+// that knows example.com, big.example (a TXT answer of about 1000 bytes),
+// huge.example (about 4000 bytes) and nothing else.
 func upstream(t *testing.T) string {
 	t.Helper()
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
@@ -212,6 +212,11 @@ func upstream(t *testing.T) string {
 		switch {
 		case q.Name == "example.com." && q.Qtype == dns.TypeA:
 			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 1)})
+		case q.Name == "huge.example." && q.Qtype == dns.TypeTXT:
+			for i := range 40 {
+				m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
+					Txt: []string{strings.Repeat(string(rune('a'+i%26)), 90)}})
+			}
 		case q.Name == "big.example." && q.Qtype == dns.TypeTXT:
 			for i := range 10 {
 				m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
@@ -358,7 +363,7 @@ func TestMalformed(t *testing.T) {
 		{"IHL beyond the packet", mod(func(p []byte) []byte { p[0] = 0x4f; return p })},
 		{"total length beyond the packet", mod(func(p []byte) []byte { binary.BigEndian.PutUint16(p[2:], uint16(len(p)+1)); return p })},
 		{"total length cuts the UDP header", mod(func(p []byte) []byte { binary.BigEndian.PutUint16(p[2:], 24); return p })},
-		{"TCP", mod(func(p []byte) []byte { p[9] = 6; return p })},
+		{"GRE", mod(func(p []byte) []byte { p[9] = 47; return p })},
 		{"first fragment", mod(func(p []byte) []byte { p[6] |= 0x20; return p })},
 		{"later fragment", mod(func(p []byte) []byte { p[7] = 1; return p })},
 		{"not port 53", mod(func(p []byte) []byte { p[23] = 54; return p })},
@@ -444,6 +449,9 @@ func FuzzServePacket(f *testing.F) {
 		question("example.com.", dns.TypeA, 0),
 	} {
 		f.Add(queryPacket(f, m))
+		f.Add(tcpFrom(1, 0, tcpSYN, nil))
+		b, _ := m.Pack()
+		f.Add(tcpFrom(1, 0, tcpACK, append([]byte{byte(len(b) >> 8), byte(len(b))}, b...)))
 	}
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		s, err := New(Config{Upstream: []string{"127.0.0.1:1"}, Timeout: 50 * time.Millisecond})
@@ -454,6 +462,16 @@ func FuzzServePacket(f *testing.F) {
 		var got [][]byte
 		s.ServePacket(names, gateway, pkt, func(p []byte) { mu.Lock(); got = append(got, p); mu.Unlock() })
 		s.Close()
+		if isTCP(pkt) {
+			seg, ok := parseSegment(pkt)
+			if len(got) > 0 && !ok {
+				t.Fatal("a reply to a segment that does not parse")
+			}
+			for _, p := range got {
+				checkSegment(t, p, seg.srcPort)
+			}
+			return
+		}
 		if len(got) > 1 {
 			t.Fatalf("%d replies", len(got))
 		}

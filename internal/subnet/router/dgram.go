@@ -50,8 +50,12 @@ const (
 	// the most datagrams.
 	gsoMax      = 65000
 	gsoSegments = 64
-	// dgMaxCounter is past where a session stops sending (never reached).
+	// dgMaxCounter is past where a session stops sending (never reached:
+	// a session is rekeyed long before, see timing.rekeyAfter).
 	dgMaxCounter = 1 << 60
+	// dgRekeyCounter is the count of datagrams after which a session is
+	// replaced whatever its age.
+	dgRekeyCounter = 1 << 59
 )
 
 // dgram is the router's datagram side: its UDP socket and the receive
@@ -72,6 +76,18 @@ type dgram struct {
 
 	// sent and received count datagrams (tests, benchmarks).
 	sent, received atomic.Uint64
+
+	// read reads datagrams (pc.ReadBatch; tests replace it).
+	read func(ms []ipv4.Message) (int, error)
+	// done is closed when the router closes (once).
+	done      chan struct{}
+	closeDone sync.Once
+	// blackhole drops every datagram received, as a firewall would
+	// (tests).
+	blackhole atomic.Bool
+	// unknownAt is when a datagram naming no session last made the
+	// router look for its sender (unix ns).
+	unknownAt atomic.Int64
 }
 
 // session is one handshake's keys: receive (looked up by index) and
@@ -93,8 +109,22 @@ type session struct {
 	remote  uint32 // the peer's receiver index
 	addr    netip.AddrPort
 	udpAddr *net.UDPAddr // addr, for WriteBatch
-	counter uint64
+	// counter is the next send counter: the writer's packets and the
+	// probes and answers (path.go) take theirs from it.
+	counter atomic.Uint64
 	txNonce [chacha20poly1305.NonceSize]byte
+
+	// out is the queue whose path this session serves (nil in tests).
+	out *outQueue
+	// created is when the session was keyed.
+	created time.Time
+	// retireAt is when a replaced session stops being accepted (zero
+	// while current); guarded by dgram.mu.
+	retireAt time.Time
+	// seen: a datagram was received on it (the receive loop's). A
+	// responder's session serves its sends from then on: the initiator
+	// has installed it.
+	seen bool
 }
 
 func newDgram(r *Router, conn *net.UDPConn) (*dgram, error) {
@@ -103,7 +133,8 @@ func newDgram(r *Router, conn *net.UDPConn) (*dgram, error) {
 		return nil, fmt.Errorf("subnet router: datagram socket: %w", err)
 	}
 	growBuffers(conn)
-	g := &dgram{r: r, conn: conn, pc: ipv4.NewPacketConn(conn), port: ap.Port()}
+	g := &dgram{r: r, conn: conn, pc: ipv4.NewPacketConn(conn), port: ap.Port(), done: make(chan struct{})}
+	g.read = func(ms []ipv4.Message) (int, error) { return g.pc.ReadBatch(ms, 0) }
 	g.gso.Store(gsoSupported)
 	g.sessions.Store(&map[uint32]*session{})
 	return g, nil
@@ -199,27 +230,59 @@ func (g *dgram) reserve(s *session) {
 	g.sessions.Store(&m)
 }
 
-// install puts s, keyed, at its reserved index, replacing the session of
-// the same peer, deployment and role.
-func (g *dgram) install(s *session) {
+// install puts s, keyed, at its reserved index, and reports whether it
+// did: not if its deployment was removed, or its peer left the table,
+// meanwhile (prune ran before). The session of the same peer, deployment
+// and role it replaces (a rekey, or a fresh setup) is still accepted for
+// overlap, for the datagrams already on their way.
+func (g *dgram) install(s *session) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if v := s.dep.view.Load(); v == nil || v.peers[s.peer] == nil {
+		return false
+	}
 	old := *g.sessions.Load()
 	m := make(map[uint32]*session, len(old))
+	retire := s.created.Add(g.r.timing.overlap)
 	for i, o := range old {
-		if o != nil && o.dep == s.dep && o.peer == s.peer && o.initiator == s.initiator {
-			continue
+		if o != nil && o.dep == s.dep && o.peer == s.peer && o.initiator == s.initiator && o.retireAt.IsZero() {
+			o.retireAt = retire
 		}
 		m[i] = o
 	}
 	m[s.index] = s
 	g.sessions.Store(&m)
+	g.r.count.sessions.Add(1)
+	s.dep.count.sessions.Add(1)
+	return true
+}
+
+// expire removes the replaced sessions whose overlap has ended, and the
+// sessions keyed before oldest.
+func (g *dgram) expire(now, oldest time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old := *g.sessions.Load()
+	m := make(map[uint32]*session, len(old))
+	for i, o := range old {
+		if o != nil && (!o.retireAt.IsZero() && !now.Before(o.retireAt) || o.created.Before(oldest)) {
+			continue
+		}
+		m[i] = o
+	}
+	if len(m) != len(old) {
+		g.sessions.Store(&m)
+	}
 }
 
 // register is reserve and install, for a session already keyed.
-func (g *dgram) register(s *session) {
+func (g *dgram) register(s *session) bool {
 	g.reserve(s)
-	g.install(s)
+	if !g.install(s) {
+		g.unregister(s)
+		return false
+	}
+	return true
 }
 
 // unregister removes s, or its reservation.
@@ -276,7 +339,7 @@ func (g *dgram) setup(ctx context.Context, o *outQueue) error {
 	if err != nil {
 		return err
 	}
-	s := &session{dep: o.dep, peer: o.peer, initiator: true, conn: st.Conn()}
+	s := &session{dep: o.dep, peer: o.peer, initiator: true, conn: st.Conn(), out: o}
 	g.reserve(s)
 	ok := false
 	defer func() {
@@ -312,9 +375,14 @@ func (g *dgram) setup(ctx context.Context, o *outQueue) error {
 	}
 	s.remote, s.addr = resp.index, netip.AddrPortFrom(ip, resp.port)
 	s.udpAddr = net.UDPAddrFromAddrPort(s.addr)
-	g.install(s)
+	s.created = time.Now()
+	if !g.install(s) {
+		return errors.New("the deployment or the peer left meanwhile")
+	}
 	ok = true
 	o.tx.Store(s)
+	// the packets take the datagrams once the peer has answered on them
+	o.probe(s)
 	return nil
 }
 
@@ -371,12 +439,14 @@ func (r *Router) handleSetup(st network.Stream) {
 		r.drop(d, reasonMalformed, nil)
 		return
 	}
-	s := &session{dep: d, peer: from, conn: st.Conn(), remote: req.index, addr: netip.AddrPortFrom(ip, req.port)}
+	s := &session{dep: d, peer: from, conn: st.Conn(), remote: req.index, addr: netip.AddrPortFrom(ip, req.port), out: o, created: time.Now()}
 	s.udpAddr = net.UDPAddrFromAddrPort(s.addr)
 	if s.open, s.seal, err = keys(secret, from, r.self, id); err != nil {
 		return
 	}
-	g.register(s)
+	if !g.register(s) {
+		return
+	}
 	resp := handshake{index: s.index, port: g.port}
 	copy(resp.pub[:], eph.PublicKey().Bytes())
 	if _, err := st.Write(resp.marshal(nil)); err != nil {
@@ -386,9 +456,9 @@ func (r *Router) handleSetup(st network.Stream) {
 	// closed, not reset: a reset could overtake the answer
 	answered = true
 	_ = st.Close()
-	// the reverse direction serves this side's packets to the peer too:
-	// the newest handshake wins, its index is the one the peer keeps
-	o.tx.Store(s)
+	// the reverse direction serves this side's packets to the peer too,
+	// once the initiator has installed the session (its first datagram,
+	// a probe, tells): see open
 }
 
 // send seals p in place and sends it on s; p stays the caller's.
@@ -526,13 +596,13 @@ func (o *outQueue) sendGSO(s *session) (int, error) {
 
 // sealTo seals p as a datagram into dst (len dgOverhead+p.n).
 func (s *session) sealTo(dst []byte, p *packet) error {
-	if s.counter >= dgMaxCounter {
+	c := s.counter.Add(1) - 1
+	if c >= dgMaxCounter {
 		return errors.New("session exhausted")
 	}
 	binary.BigEndian.PutUint32(dst[0:4], s.remote)
-	binary.BigEndian.PutUint64(dst[4:12], s.counter)
-	binary.BigEndian.PutUint64(s.txNonce[4:], s.counter)
-	s.counter++
+	binary.BigEndian.PutUint64(dst[4:12], c)
+	binary.BigEndian.PutUint64(s.txNonce[4:], c)
 	s.seal.Seal(dst[dgHeader:dgHeader], s.txNonce[:], p.data(), nil)
 	return nil
 }
@@ -540,15 +610,15 @@ func (s *session) sealTo(dst []byte, p *packet) error {
 // sealPacket turns p into a datagram in place and returns it (a slice of
 // p's buffer): [receiver index][counter][sealed packet].
 func (s *session) sealPacket(p *packet) ([]byte, error) {
-	if s.counter >= dgMaxCounter {
+	c := s.counter.Add(1) - 1
+	if c >= dgMaxCounter {
 		return nil, errors.New("session exhausted")
 	}
 	n := p.n
 	b := p.buf[dgStart:]
 	binary.BigEndian.PutUint32(b[0:4], s.remote)
-	binary.BigEndian.PutUint64(b[4:12], s.counter)
-	binary.BigEndian.PutUint64(s.txNonce[4:], s.counter)
-	s.counter++
+	binary.BigEndian.PutUint64(b[4:12], c)
+	binary.BigEndian.PutUint64(s.txNonce[4:], c)
 	s.seal.Seal(b[dgHeader:dgHeader], s.txNonce[:], b[dgHeader:dgHeader+n], nil)
 	return b[:dgOverhead+n], nil
 }
@@ -557,7 +627,6 @@ func (s *session) sealPacket(p *packet) ([]byte, error) {
 // and writes the packets to the devices in batches.
 func (g *dgram) receive() {
 	defer g.r.wg.Done()
-	pc := g.pc
 	var (
 		pkts = make([]*packet, dgBatch)
 		msgs = make([]ipv4.Message, dgBatch)
@@ -567,24 +636,54 @@ func (g *dgram) receive() {
 		pkts[i] = getPacket()
 		msgs[i].Buffers = [][]byte{pkts[i].buf[dgStart:]}
 	}
+	fails := 0
 	for {
-		n, err := pc.ReadBatch(msgs, 0)
+		n, err := g.read(msgs)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			// an error that stays (the socket broke) must not spin
+			fails++
+			g.r.count.readErrors.Add(1)
+			if fails == 1 || fails%100 == 0 {
+				g.r.log.Warn("subnet datagram socket read failed", "err", err, "failures", fails)
+			}
+			t := time.NewTimer(readBackoff(fails))
+			select {
+			case <-g.done:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		fails = 0
+		if g.blackhole.Load() {
 			continue
 		}
 		for i := range n {
 			p := pkts[i]
 			d, a := g.open(p, msgs[i].N)
 			if a == nil {
+				if d == nil && msgs[i].Addr != nil && g.unknown(p, msgs[i].N) {
+					g.lookFor(msgs[i].Addr)
+				}
 				continue
 			}
 			b.add(g.r, d, a, p)
 		}
 		b.flush(g.r)
 	}
+}
+
+// readBackoff is the wait after the nth read error in a row: 0 after
+// the first, then doubling from 1 ms to at most a second.
+func readBackoff(n int) time.Duration {
+	if n <= 1 {
+		return 0
+	}
+	return min(time.Millisecond<<min(n-2, 10), time.Second)
 }
 
 // handle opens the datagram of n bytes at p.buf[dgStart:] and delivers
@@ -605,10 +704,11 @@ func (g *dgram) handle(p *packet, n int, one [][]byte) {
 // open opens the datagram of n bytes at p.buf[dgStart:], checks the
 // packet in it as a stream's, and returns its deployment and the
 // attachment to deliver it to (p.data() then is the packet), or nil when
-// it was dropped.
+// it was dropped or was a probe (the deployment is nil when the datagram
+// named no session or failed to open).
 func (g *dgram) open(p *packet, n int) (*deployment, *attachment) {
 	r := g.r
-	if n < dgOverhead+20 {
+	if n < dgOverhead+1 {
 		r.drop(nil, reasonBadDatagram, nil)
 		return nil, nil
 	}
@@ -629,15 +729,31 @@ func (g *dgram) open(p *packet, n int) (*deployment, *attachment) {
 		return nil, nil
 	}
 	g.received.Add(1)
+	if o := s.out; o != nil {
+		o.rx.Add(1)
+		if !s.seen {
+			s.seen = true
+			g.adopt(s)
+		}
+	}
 	p.n = n - dgOverhead
+	if p.buf[subnet.Offset] < 0x10 { // version 0: a probe or an answer
+		g.control(s, p.data())
+		return s.dep, nil
+	}
+	if p.n < 20 {
+		r.drop(s.dep, reasonMalformed, nil)
+		return s.dep, nil
+	}
 	v := s.dep.view.Load()
-	if v == nil {
-		return nil, nil
+	if v == nil { // removed meanwhile: its sessions go
+		r.drop(nil, reasonUnauthorized, nil)
+		return s.dep, nil
 	}
 	m, verdict, why, rt := v.fromPeer(s.peer, p.data())
 	if verdict != verdictLocal {
 		r.drop(s.dep, why, p.data())
-		return nil, nil
+		return s.dep, nil
 	}
 	p.n = m
 	return s.dep, rt.att

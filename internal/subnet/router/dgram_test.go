@@ -102,8 +102,8 @@ func TestDatagram(t *testing.T) {
 		t.Fatalf("delivered % x", got)
 	}
 	oa, ob := outQ(t, A, "dep", B.h.ID()), outQ(t, B, "dep", A.h.ID())
-	poll(t, "A's session to B", func() bool { return oa.tx.Load() != nil })
-	poll(t, "B's session to A (the handshake's other direction)", func() bool { return ob.tx.Load() != nil })
+	poll(t, "A's path to B up", func() bool { return oa.tx.Load() != nil && oa.up.Load() })
+	poll(t, "B's path to A up (the handshake's other direction)", func() bool { return ob.tx.Load() != nil && ob.up.Load() })
 	fwdA, fwdB := A.r.Stats().Forwarded, B.r.Stats().Forwarded
 	sentA, sentB := A.r.dg.sent.Load(), B.r.dg.sent.Load()
 	const n = 50
@@ -149,7 +149,7 @@ func TestDatagramBurst(t *testing.T) {
 	inject(t, da, subnettest.UDP(a2, a3, 1, 2, []byte("first")))
 	recv(t, db)
 	oa := outQ(t, A, "dep", B.h.ID())
-	poll(t, "A's session to B", func() bool { return oa.tx.Load() != nil })
+	poll(t, "A's path to B up", func() bool { return oa.tx.Load() != nil && oa.up.Load() })
 	sent := A.r.dg.sent.Load()
 	const n = 300
 	want := map[string]bool{}
@@ -217,6 +217,10 @@ func TestDatagramChecks(t *testing.T) {
 			return flip(sealed(t, s, subnettest.UDP(a3, a2, 1, 2, []byte("x"))), 0)
 		}, "unauthorized"},
 		{"too short", func() []byte { return good[:40] }, "bad-datagram"},
+		{"a probe answer never asked for", func() []byte { return sealed(t, s, []byte{ctlAnswer, 0, 0, 1, 0, 0, 0, 0, 0}) }, "bad-datagram"},
+		{"a probe of the wrong length", func() []byte { return sealed(t, s, []byte{ctlProbe, 0, 0}) }, "bad-datagram"},
+		{"an unknown control type", func() []byte { return sealed(t, s, []byte{7, 0, 0, 0, 0, 0, 0, 0, 1}) }, "bad-datagram"},
+		{"IPv4 shorter than a header", func() []byte { return sealed(t, s, []byte{0x45, 0, 0, 10, 0, 0, 0, 0, 64, 17}) }, "malformed"},
 		{"garbage", func() []byte { return bytes.Repeat([]byte{0xa5}, 300) }, "unauthorized"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -374,6 +378,8 @@ func FuzzDatagram(f *testing.F) {
 	f.Add(sealed(f, tx, subnettest.UDP(a2, a2, 1, 2, nil)))
 	f.Add(sealed(f, tx, []byte{0x45, 0, 0, 20}))
 	f.Add([]byte{0, 0, 0, 1})
+	f.Add(sealed(f, tx, []byte{ctlProbe, 0, 0, 0, 0, 0, 0, 0, 1}))
+	f.Add(sealed(f, tx, []byte{ctlAnswer, 0, 0, 0, 0, 0, 0, 0, 1}))
 	one := make([][]byte, 1)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p := getPacket()

@@ -68,9 +68,24 @@
 // the queued packets (up to 64) and sends each run of equal-sized ones in
 // one write that the kernel cuts into datagrams (UDP_SEGMENT, Linux; else
 // or where that fails, one sendmmsg); the receiver reads with recvmmsg
-// and writes to the device in batches. There
-// are no keepalives, rekeying or roaming: a UDP path that silently drops
-// everything is not noticed.
+// and writes to the device in batches.
+//
+// The packets take a session only while its path is up (path.go). A
+// probe is a sealed datagram whose plaintext is [type 1][sequence 8]
+// (type 1 probe, 2 answer; an IPv4 packet never starts with a byte below
+// 0x10), answered on the same session. Each side probes at setup (the
+// responder on the session's first datagram, which also makes it the one
+// it sends on: the initiator has it installed by then), every 5 s, and
+// after 1 s of sending with nothing received. The first answer brings the
+// path up; 3 missed probes in a row (1 s each) take it down ("fallback",
+// counted): the stream again, probes with a backoff, and a fresh setup
+// every 3 s to 1 min, as the peer may have lost its keys. A datagram
+// naming no session makes the receiver set up a fresh session with the
+// peers at its source address (once a second at most). A session is
+// rekeyed after 2 min (or 2^59 datagrams) in use; the replaced one is
+// accepted for 10 s more, and none is used or accepted past 3 min. A persistent read error of the socket is
+// counted ("ReadErrors") and waited on (1 ms doubling to 1 s). There is
+// no roaming: the peer's address is its libp2p connection's.
 //
 // # Checks
 //

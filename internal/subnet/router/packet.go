@@ -32,11 +32,14 @@ func (r reason) String() string { return reasonNames[r] }
 type counters struct {
 	forwarded, delivered atomic.Uint64
 	datagrams            atomic.Uint64
+	sessions, fallbacks  atomic.Uint64
+	readErrors           atomic.Uint64 // the router's only
 	dropped              [nReasons]atomic.Uint64
 }
 
 func (c *counters) stats() Stats {
-	s := Stats{Forwarded: c.forwarded.Load(), Delivered: c.delivered.Load(), Datagrams: c.datagrams.Load(), Dropped: make(map[string]uint64, nReasons)}
+	s := Stats{Forwarded: c.forwarded.Load(), Delivered: c.delivered.Load(), Datagrams: c.datagrams.Load(),
+		Sessions: c.sessions.Load(), Fallbacks: c.fallbacks.Load(), ReadErrors: c.readErrors.Load(), Dropped: make(map[string]uint64, nReasons)}
 	for i := range c.dropped {
 		s.Dropped[reasonNames[i]] = c.dropped[i].Load()
 	}
@@ -114,11 +117,12 @@ func header(pkt []byte) (n int, src, dst uint32, ok bool) {
 }
 
 // isDNS reports whether pkt (a sane IPv4 header) is an unfragmented UDP
-// datagram to port 53.
+// datagram or TCP segment to port 53.
 func isDNS(pkt []byte) bool {
 	ihl := int(pkt[0]&0x0f) * 4
 	frag := (uint16(pkt[6])<<8 | uint16(pkt[7])) & 0x3fff // MF and offset
-	return pkt[9] == 17 && frag == 0 && len(pkt) >= ihl+8 && pkt[ihl+2] == 0 && pkt[ihl+3] == 53
+	return (pkt[9] == 17 && len(pkt) >= ihl+8 || pkt[9] == 6 && len(pkt) >= ihl+20) &&
+		frag == 0 && pkt[ihl+2] == 0 && pkt[ihl+3] == 53
 }
 
 // fromDevice decides a packet the guest of a sent: its length by the

@@ -28,10 +28,11 @@ const QueueLen = 1024
 
 // DNS answers the allocations' DNS queries to the gateway.
 type DNS interface {
-	// ServePacket answers pkt, an IPv4/UDP packet to gateway port 53, from names (allocation ->
-	// address); it calls reply with the answer (an IPv4/UDP packet from gateway:53) at once or later
-	// from another goroutine (forwarded names), or never. pkt and names are valid only during the call
-	// (copy what you keep); reply may be called at most once.
+	// ServePacket answers pkt, an IPv4/UDP packet (or TCP segment) to gateway port 53, from names
+	// (allocation -> address); it calls reply with the answer (an IPv4/UDP packet from gateway:53, or
+	// TCP segments) at once or later from another goroutine (forwarded names), or never. pkt and names
+	// are valid only during the call (copy what you keep); reply may be called at most once for a UDP
+	// query, once per segment over TCP.
 	ServePacket(names map[string]netip.Addr, gateway netip.Addr, pkt []byte, reply func(pkt []byte))
 }
 
@@ -43,6 +44,8 @@ type Config struct {
 	// Datagram is the UDP socket of the datagram path (dgram.go), which
 	// the router then owns (Close closes it); nil: streams only.
 	Datagram *net.UDPConn
+
+	timing *timing // nil: defaultTiming (tests shorten it)
 }
 
 // Stats counts packets: Forwarded (written to a peer's stream),
@@ -56,20 +59,29 @@ type Config struct {
 // a bad frame), "bad-datagram" (a datagram too short, that fails to
 // open with its session's key, or replayed; a datagram naming no session
 // is "unauthorized").
+//
+// The datagram path's own counts: Sessions (datagram sessions keyed, by
+// either side: first setups, rekeys and fresh setups), Fallbacks (times a
+// peer's datagram path stopped answering probes and its packets went
+// back to the stream) and ReadErrors (failed reads of the datagram
+// socket, other than its closing).
 type Stats struct {
 	Forwarded, Delivered uint64
 	Datagrams            uint64 // of Forwarded, those sent as datagrams
+	Sessions, Fallbacks  uint64
+	ReadErrors           uint64
 	Dropped              map[string]uint64
 }
 
 // Router is a node's data path for all its deployments' subnets.
 type Router struct {
-	host  host.Host
-	self  peer.ID
-	log   *slog.Logger
-	dns   DNS
-	dg    *dgram // nil: no datagram socket
-	count counters
+	host   host.Host
+	self   peer.ID
+	log    *slog.Logger
+	dns    DNS
+	dg     *dgram // nil: no datagram socket
+	timing timing
+	count  counters
 	// lastLog is when a drop of each reason was last logged (unix ns).
 	lastLog [nReasons]atomic.Int64
 	wg      sync.WaitGroup
@@ -124,11 +136,15 @@ func New(cfg Config) (*Router, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Router{
-		host: cfg.Host,
-		self: cfg.Host.ID(),
-		log:  log.With("component", "subnet"),
-		dns:  cfg.DNS,
-		deps: map[string]*deployment{},
+		host:   cfg.Host,
+		self:   cfg.Host.ID(),
+		log:    log.With("component", "subnet"),
+		dns:    cfg.DNS,
+		deps:   map[string]*deployment{},
+		timing: defaultTiming,
+	}
+	if cfg.timing != nil {
+		r.timing = *cfg.timing
 	}
 	if cfg.Datagram != nil {
 		g, err := newDgram(r, cfg.Datagram)
@@ -136,8 +152,9 @@ func New(cfg Config) (*Router, error) {
 			return nil, err
 		}
 		r.dg = g
-		r.wg.Add(1)
+		r.wg.Add(2)
 		go g.receive()
+		go g.maintain()
 	}
 	cfg.Host.SetStreamHandler(Protocol, r.handle)
 	cfg.Host.SetStreamHandler(DatagramProtocol, r.handleSetup)
@@ -306,6 +323,9 @@ func (r *Router) Close() error {
 	r.mu.Unlock()
 	for _, id := range ids {
 		r.Remove(id)
+	}
+	if r.dg != nil && r.dg.done != nil {
+		r.dg.closeDone.Do(func() { close(r.dg.done) })
 	}
 	if r.dg != nil && r.dg.conn != nil {
 		_ = r.dg.conn.Close()

@@ -37,15 +37,23 @@ type outQueue struct {
 	dep    *deployment
 	peer   peer.ID
 	q      chan *packet
+	ctx    context.Context // ends with the queue
 	cancel context.CancelFunc
-	// tx is the datagram session the packets take when set (dgram.go);
-	// settingUp while a setup runs; setupAt is when the next may start.
+	// tx is the datagram session (dgram.go), which the packets take while
+	// up: the peer answered a probe on the path (path.go). settingUp
+	// while a setup runs; setupAt is when the writer may start the next.
 	tx        atomic.Pointer[session]
+	up        atomic.Bool
 	settingUp atomic.Bool
-	setupAt   time.Time      // the writer's
-	msgs      []ipv4.Message // the writer's datagram batch
-	held      []*packet      // the packets of msgs
-	gsoBuf    []byte         // the writer's segmented datagrams
+	// probes is the last probe's sequence number, acked the highest
+	// answered; rx counts the datagrams received from the peer, pkts the
+	// packets the writer took.
+	probes, acked, rx, pkts atomic.Uint64
+	ps                      pathState      // the maintenance loop's
+	setupAt                 time.Time      // the writer's
+	msgs                    []ipv4.Message // the writer's datagram batch
+	held                    []*packet      // the packets of msgs
+	gsoBuf                  []byte         // the writer's segmented datagrams
 
 	mu     sync.Mutex
 	s      network.Stream // guarded by mu
@@ -54,7 +62,7 @@ type outQueue struct {
 
 func (r *Router) newOutQueue(d *deployment, id peer.ID) *outQueue {
 	ctx, cancel := context.WithCancel(context.Background())
-	o := &outQueue{r: r, dep: d, peer: id, q: make(chan *packet, QueueLen), cancel: cancel}
+	o := &outQueue{r: r, dep: d, peer: id, q: make(chan *packet, QueueLen), ctx: ctx, cancel: cancel}
 	r.wg.Add(1)
 	go o.run(ctx)
 	return o
@@ -101,7 +109,7 @@ func (o *outQueue) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		if o.r.dg != nil && o.datagram(ctx, p, bw) {
+		if o.r.dg != nil && o.datagram(p, bw) {
 			continue
 		}
 		if s == nil {
@@ -144,29 +152,27 @@ func (o *outQueue) run(ctx context.Context) {
 	}
 }
 
-// datagram sends p as a datagram if the queue has a session, and reports
-// whether it took p. Without one it starts a setup in the background
-// (at most every dgRetry) and leaves p to the stream.
-func (o *outQueue) datagram(ctx context.Context, p *packet, bw *bufio.Writer) bool {
+// datagram sends p as a datagram if the queue has a session on a path
+// that is up, and reports whether it took p. Without a session it starts
+// a setup in the background (at most every dgRetry) and leaves p to the
+// stream.
+func (o *outQueue) datagram(p *packet, bw *bufio.Writer) bool {
+	o.pkts.Add(1)
 	s := o.tx.Load()
 	if s != nil && s.conn.IsClosed() {
 		// the peer went away (or restarted): its sessions are gone
 		o.tx.CompareAndSwap(s, nil)
+		o.up.Store(false)
 		s = nil
 	}
 	if s == nil {
 		if !o.settingUp.Load() && !time.Now().Before(o.setupAt) {
 			o.setupAt = time.Now().Add(dgRetry)
-			o.settingUp.Store(true)
-			o.r.wg.Add(1)
-			go func() {
-				defer o.r.wg.Done()
-				defer o.settingUp.Store(false)
-				if err := o.r.dg.setup(ctx, o); err != nil && ctx.Err() == nil {
-					o.r.log.Debug("subnet datagram session not set up, packets take the stream", "deployment_id", o.dep.id, "peer_id", o.peer, "err", err)
-				}
-			}()
+			o.startSetup()
 		}
+		return false
+	}
+	if !o.up.Load() {
 		return false
 	}
 	if bw != nil && bw.Buffered() > 0 {

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	mdns "github.com/miekg/dns"
+
+	"github.com/dmsnet/dms/internal/subnet/dns"
 	"github.com/dmsnet/dms/internal/subnet/link"
 	"github.com/dmsnet/dms/internal/subnet/subnettest"
 )
@@ -116,4 +119,53 @@ func TestTCPThroughTUNs(t *testing.T) {
 	}
 	t.Logf("%d MiB in %s: %.0f Mbit/s; A %+v; B %+v", size>>20, elapsed.Round(time.Millisecond),
 		float64(size)*8/elapsed.Seconds()/1e6, A.r.Stats(), B.r.Stats())
+}
+
+// TestDNSOverTCPThroughTUN asks the gateway over TCP from a namespace's
+// kernel (its TCP against the gateway's stateless responder, package
+// subnet/dns): the answer, then the gateway's close.
+func TestDNSOverTCPThroughTUN(t *testing.T) {
+	subnettest.RequireRoot(t)
+	srv, err := dns.New(dns.Config{Upstream: []string{"127.0.0.1:1"}, Timeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	A, B := newNode(t, srv), newNode(t, nil)
+	A.r.SetTable(table(t, "dep", 1, block, at{"a", 2, A.h.ID()}, at{"b", 3, B.h.ID()}))
+	ns := subnettest.NewNetns(t)
+	dev, err := link.OpenTUN(ns, "dms0", netipPrefix("10.77.0.2/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := A.r.Attach("dep", "a", dev); err != nil {
+		_ = dev.Close()
+		t.Fatal(err)
+	}
+	defer A.r.Remove("dep")
+	for i := range 3 { // a new connection each time
+		var conn net.Conn
+		subnettest.InNetns(t, ns, func() (err error) {
+			conn, err = net.DialTimeout("tcp4", "10.77.0.1:53", 10*time.Second)
+			return err
+		})
+		q := new(mdns.Msg).SetQuestion("b.internal.", mdns.TypeA)
+		b, err := q.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write(append([]byte{byte(len(b) >> 8), byte(len(b))}, b...)); err != nil {
+			t.Fatal(err)
+		}
+		all, err := io.ReadAll(conn) // to the gateway's FIN
+		conn.Close()
+		if err != nil || len(all) < 2 || int(all[0])<<8|int(all[1]) != len(all)-2 {
+			t.Fatalf("connection %d: read %d bytes: %v", i, len(all), err)
+		}
+		m := new(mdns.Msg)
+		if err := m.Unpack(all[2:]); err != nil || m.Id != q.Id || len(m.Answer) != 1 || m.Answer[0].(*mdns.A).A.String() != "10.77.0.3" {
+			t.Fatalf("connection %d: answer %v: %v", i, m, err)
+		}
+	}
 }

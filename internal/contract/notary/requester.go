@@ -1,0 +1,386 @@
+package notary
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dmsnet/dms/internal/actor"
+	"github.com/dmsnet/dms/internal/contract"
+	"github.com/dmsnet/dms/internal/deployproto"
+	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/match"
+	"github.com/dmsnet/dms/internal/store"
+)
+
+// saveLatest is a write of e's state as it is when the batch commits
+// (with its contract when withContract, and the countersigned notes
+// also): a later state supersedes an earlier one, so concurrent changes
+// of one contract never leave an older state on disk.
+func (n *Notary) saveLatest(e *rentry, withContract bool, also ...*contract.SignedNote) *write {
+	return n.save(e, withContract, true, also...)
+}
+
+// save is saveLatest, without the state when !withState (a countersigned
+// note alone).
+func (n *Notary) save(e *rentry, withContract, withState bool, also ...*contract.SignedNote) *write {
+	return newWrite(func(tx *store.Tx) error {
+		n.mu.Lock()
+		r := e.r
+		n.mu.Unlock()
+		if withContract {
+			if err := putContract(tx, &r); err != nil {
+				return err
+			}
+		}
+		if withState {
+			if err := putState(tx, &r); err != nil {
+				return err
+			}
+		}
+		for _, sn := range also {
+			if err := putAccepted(tx, RoleRequester, sn); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// repairRequester settles again what a crash may have left unsettled and
+// schedules the end of a grace (Open).
+func (n *Notary) repairRequester(ctx context.Context, e *rentry, now time.Time) {
+	if e.r.LedgerClosed || e.r.State == StateProposed {
+		return
+	}
+	if e.acc != nil {
+		n.settle(ctx, e, e.r.ID, e.acc, now)
+	}
+	if e.r.State != StateClosed {
+		return
+	}
+	if e.r.Grace.After(now) && !e.finalAccepted() {
+		n.graces = append(n.graces, graceItem{id: e.r.ID, due: e.r.Grace})
+		return
+	}
+	n.closeLedger(ctx, e, e.r.ID)
+}
+
+func (e *rentry) finalAccepted() bool { return e.acc != nil && e.acc.Note().Final }
+
+// Propose is the requester's side of a commit: it signs terms as the
+// requester (t.Requester is this node) and keeps the contract proposed.
+func (n *Notary) Propose(t contract.Terms) (*contract.Contract, error) {
+	c, err := contract.New(t, n.cfg.Key)
+	if err != nil {
+		return nil, err
+	}
+	tt := c.Terms()
+	e := &rentry{c: c, r: row{
+		ID: c.ID, Role: RoleRequester, Deployment: tt.Deployment, Reservation: tt.Reservation,
+		State: StateProposed, Contract: storeContract(c), Updated: n.now(),
+	}}
+	n.mu.Lock()
+	if old := n.req[c.ID]; old != nil { // the same terms proposed again
+		n.mu.Unlock()
+		return old.c, nil
+	}
+	n.req[c.ID] = e
+	n.byDep[tt.Deployment] = append(n.byDep[tt.Deployment], e)
+	n.mu.Unlock()
+	if err := n.batch.do(n.saveLatest(e, true), false); err != nil {
+		n.mu.Lock()
+		delete(n.req, c.ID)
+		dep := n.byDep[tt.Deployment]
+		for i, o := range dep {
+			if o == e {
+				n.byDep[tt.Deployment] = append(dep[:i:i], dep[i+1:]...)
+				break
+			}
+		}
+		n.mu.Unlock()
+		return nil, fmt.Errorf("notary: store contract %s: %w", c.ID, err)
+	}
+	return c, nil
+}
+
+// Agree completes a proposed contract with the provider's signature from
+// the commit reply, checks it, opens it in the ledger and makes it active.
+// Agreeing again with the same signature does nothing.
+func (n *Notary) Agree(id string, providerSig []byte) error {
+	n.mu.Lock()
+	e := n.req[id]
+	if e == nil {
+		n.mu.Unlock()
+		return &contract.RefusalError{Err: contract.ErrUnknown, Detail: "no contract " + id + " proposed here"}
+	}
+	if e.r.State != StateProposed {
+		same := string(e.c.ProviderSig) == string(providerSig)
+		state := e.r.State
+		n.mu.Unlock()
+		if same {
+			return nil
+		}
+		return &contract.RefusalError{Err: contract.ErrClosed, Detail: fmt.Sprintf("contract %s is %s", id, state)}
+	}
+	c := *e.c
+	n.mu.Unlock()
+	c.ProviderSig = clone(providerSig)
+	if err := c.Open(); err != nil || !c.Signed() { // Open keeps the verified signatures: notes do not verify them again
+		return &contract.RefusalError{Err: contract.ErrSignature, Detail: "the provider's signature of contract " + id + " does not verify"}
+	}
+	if err := n.cfg.Ledger.Open(context.Background(), &c); err != nil {
+		return fmt.Errorf("notary: open contract %s in the ledger: %w", id, err)
+	}
+	n.mu.Lock()
+	if e.r.State != StateProposed { // agreed or abandoned meanwhile
+		n.mu.Unlock()
+		return nil
+	}
+	old := e.r
+	e.c = &c
+	e.r.State, e.r.Contract, e.r.Updated = StateActive, storeContract(&c), n.now()
+	e.settledAt = e.r.Updated
+	n.mu.Unlock()
+	if err := n.batch.do(n.saveLatest(e, true), false); err != nil {
+		n.mu.Lock()
+		if e.r.State == StateActive {
+			e.r = old
+		}
+		n.mu.Unlock()
+		return fmt.Errorf("notary: store contract %s: %w", id, err)
+	}
+	return nil
+}
+
+// Abandon closes a proposed or active requester contract whose placement
+// was reverted or replaced (what was countersigned stays owed). An active
+// one accepts notes for two more intervals (the provider's invoice);
+// then, or at its final note, the ledger closes it. Abandoning a closed
+// contract does nothing.
+func (n *Notary) Abandon(id, reason string) error {
+	n.mu.Lock()
+	e := n.req[id]
+	if e == nil {
+		n.mu.Unlock()
+		return &contract.RefusalError{Err: contract.ErrUnknown, Detail: "no requester contract " + id + " here"}
+	}
+	if e.r.State == StateClosed {
+		n.mu.Unlock()
+		return nil
+	}
+	now := n.now()
+	if e.r.State == StateActive && !e.finalAccepted() {
+		e.r.Grace = now.Add(2 * e.c.Terms().Interval)
+		n.graces = append(n.graces, graceItem{id: id, due: e.r.Grace})
+	}
+	e.r.State, e.r.Reason, e.r.Updated = StateClosed, reason, now
+	n.mu.Unlock()
+	n.signal()
+	if err := n.batch.do(n.saveLatest(e, false), false); err != nil {
+		return fmt.Errorf("notary: store contract %s: %w", id, err)
+	}
+	return nil
+}
+
+// expireGrace closes an abandoned contract in the ledger once its grace
+// is over.
+func (n *Notary) expireGrace(ctx context.Context, id string) {
+	n.mu.Lock()
+	e := n.req[id]
+	if e == nil || e.r.State != StateClosed || e.r.LedgerClosed || e.r.Grace.After(n.now()) {
+		n.mu.Unlock()
+		return
+	}
+	var last *contract.SignedNote
+	if e.acc != nil && e.settled < e.acc.Note().Seq {
+		last = e.acc
+	}
+	n.mu.Unlock()
+	if last != nil {
+		n.settle(ctx, e, id, last, n.now())
+	}
+	n.closeLedger(ctx, e, id)
+}
+
+// closeLedger closes e in the ledger and records it. Callers hold no
+// lock.
+func (n *Notary) closeLedger(ctx context.Context, e *rentry, id string) {
+	if err := n.cfg.Ledger.Close(ctx, id); err != nil {
+		n.log.Error("close in the ledger", "contract_id", id, "err", err)
+		return
+	}
+	n.mu.Lock()
+	e.r.LedgerClosed = true
+	n.mu.Unlock()
+	if err := n.batch.do(n.saveLatest(e, false), false); err != nil {
+		n.log.Error("store contract", "contract_id", id, "err", err)
+	}
+}
+
+// settle settles a countersigned note in the ledger; a failure is logged
+// (a later note or the next Open settles it). Callers hold no lock.
+func (n *Notary) settle(ctx context.Context, e *rentry, id string, cs *contract.SignedNote, at time.Time) {
+	if _, err := n.cfg.Ledger.Settle(ctx, cs); err != nil {
+		n.log.Error("settle", "contract_id", id, "seq", cs.Note().Seq, "err", err)
+		return
+	}
+	n.mu.Lock()
+	if s := cs.Note().Seq; s > e.settled {
+		e.settled, e.settledAt = s, at
+	}
+	n.mu.Unlock()
+}
+
+// refuse is the *actor.Error a refused note is answered with.
+func refuse(err error) error {
+	code := deployproto.CodeNoteRefused
+	if errors.Is(err, contract.ErrBudget) {
+		code = deployproto.CodeBudget
+	}
+	return &actor.Error{Code: code, Msg: err.Error()}
+}
+
+func refusef(sentinel error, format string, args ...any) error {
+	return refuse(&contract.RefusalError{Err: sentinel, Detail: fmt.Sprintf(format, args...)})
+}
+
+// HandleNote is the requester's answer to a provider's note (from is the
+// sending node's DID): checked, within the budget, countersigned, stored
+// and settled; or refused with an *actor.Error (deployproto.CodeBudget,
+// CodeNoteRefused).
+func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.SignedNote) (contract.SignedNote, error) {
+	sn.RequesterSig = nil
+	if err := sn.Open(); err != nil {
+		return contract.SignedNote{}, refuse(err)
+	}
+	note := sn.Note()
+	if note == nil {
+		return contract.SignedNote{}, refusef(contract.ErrMalformed, "note %s does not decode", sn.Hash)
+	}
+	n.mu.Lock()
+	e := n.req[note.Contract]
+	if e == nil {
+		n.mu.Unlock()
+		return contract.SignedNote{}, refusef(contract.ErrUnknown, "no contract %q requested by this node", note.Contract)
+	}
+	id, t := e.r.ID, e.c.Terms()
+	if from != t.Provider {
+		n.mu.Unlock()
+		return contract.SignedNote{}, refusef(contract.ErrWrongParty, "note of contract %s sent by %s, not its provider %s", id, from.Short(), t.Provider.Short())
+	}
+	accSeq := seqOfNote(e.acc)
+	n.mu.Unlock()
+	// An older note this node countersigned: a replay.
+	if note.Seq < accSeq && n.wasAccepted(sn) {
+		return contract.SignedNote{}, refusef(contract.ErrReplay, "note %d of contract %s was countersigned before", note.Seq, id)
+	}
+
+	n.mu.Lock()
+	if e.acc != nil && sn.Hash == e.acc.Hash {
+		// A re-delivery of the last countersigned note: its copy again,
+		// once it is stored.
+		cp, w := *e.acc, e.accWrite
+		n.mu.Unlock()
+		if w != nil {
+			if err := w.wait(); err != nil {
+				return contract.SignedNote{}, fmt.Errorf("notary: store note %d of contract %s: %w", note.Seq, id, err)
+			}
+		}
+		return cp, nil
+	}
+	now := n.now()
+	switch e.r.State {
+	case StateProposed:
+		n.mu.Unlock()
+		return contract.SignedNote{}, refusef(contract.ErrTerms, "contract %s is not signed by its provider yet", id)
+	case StateClosed:
+		if e.r.Grace.IsZero() || !now.Before(e.r.Grace) || e.finalAccepted() {
+			reason := e.r.Reason
+			n.mu.Unlock()
+			return contract.SignedNote{}, refusef(contract.ErrClosed, "contract %s is closed (%s)", id, reason)
+		}
+	}
+	if err := contract.CheckNote(e.c, e.acc, &sn); err != nil {
+		n.mu.Unlock()
+		return contract.SignedNote{}, refuse(err)
+	}
+	var others match.Money
+	for _, o := range n.byDep[t.Deployment] {
+		if o != e && o.acc != nil {
+			others = addMoney(others, o.acc.Note().Amount)
+		}
+	}
+	if err := contract.CheckBudget(t, others, note.Amount); err != nil {
+		var exhausted bool
+		if errors.Is(err, contract.ErrBudget) {
+			exhausted = !n.exhausted[t.Deployment]
+			n.exhausted[t.Deployment] = true
+		}
+		n.mu.Unlock()
+		if exhausted && n.cfg.Exhausted != nil {
+			n.cfg.Exhausted(t.Deployment, ReasonBudget)
+		}
+		return contract.SignedNote{}, refuse(err)
+	}
+	// Accept: in memory now (the budget of the next notes counts it),
+	// stored before the answer.
+	cs := sn
+	cs.Countersign(n.cfg.Key)
+	oldR, oldAcc, oldWrite := e.r, e.acc, e.accWrite
+	e.r.Accepted, e.r.AcceptedSeq, e.r.Updated = storeNote(&cs), note.Seq, now
+	e.r.Last = e.r.Accepted
+	if note.Final && e.r.State == StateActive {
+		e.r.State = StateClosed
+	}
+	settle := note.Final || now.Sub(e.settledAt) >= n.cfg.SettleEvery
+	// The state goes with the note when it changed (closed) and when the
+	// contract settles; otherwise the note alone.
+	w := n.save(e, false, settle || e.r.State != oldR.State, &cs)
+	e.acc, e.accWrite = &cs, w
+	n.mu.Unlock()
+
+	if err := n.batch.do(w, true); err != nil {
+		n.mu.Lock()
+		if e.accWrite == w {
+			e.r, e.acc, e.accWrite = oldR, oldAcc, oldWrite
+		}
+		n.mu.Unlock()
+		return contract.SignedNote{}, fmt.Errorf("notary: store note %d of contract %s: %w", note.Seq, id, err)
+	}
+	if settle {
+		n.settle(ctx, e, id, &cs, now)
+	}
+	if note.Final {
+		n.closeLedger(ctx, e, id)
+	}
+	return cs, nil
+}
+
+func seqOfNote(n *contract.SignedNote) uint64 {
+	if n == nil {
+		return 0
+	}
+	return n.Note().Seq
+}
+
+// wasAccepted reports whether sn is a note this node countersigned
+// before.
+func (n *Notary) wasAccepted(sn contract.SignedNote) bool {
+	var nr noteRow
+	err := n.cfg.DB.View(func(tx *store.Tx) error {
+		var err error
+		nr, err = notes.Get(tx, noteKey(sn.Note().Contract, RoleRequester, sn.Note().Seq))
+		return err
+	})
+	return err == nil && nr.Note.Hash == sn.Hash && len(nr.Note.RequesterSig) > 0
+}
+
+// addMoney adds without overflowing.
+func addMoney(a, b match.Money) match.Money {
+	if a > match.MaxMoney-b {
+		return match.MaxMoney
+	}
+	return a + b
+}
