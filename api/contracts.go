@@ -50,8 +50,11 @@ type Contract struct {
 	Role string `json:"role"`
 	// State is proposed, active, closed or stopped; Reason says why a
 	// contract stopped or closed early ("budget exhausted").
-	State     string        `json:"state"`
-	Reason    string        `json:"reason,omitempty"`
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+	// Refusal is the provider's last refusal or failed delivery of a note
+	// (provider side), empty once a note is countersigned again.
+	Refusal   string        `json:"refusal,omitempty"`
 	Requester string        `json:"requester"` // the orchestrating node's DID
 	User      string        `json:"user,omitempty"`
 	Provider  string        `json:"provider"` // the provider node's DID

@@ -271,6 +271,9 @@ func printContract(w io.Writer, d *api.ContractDetail) error {
 		state += ": " + c.Reason
 	}
 	fmt.Fprintf(tw, "state\t%s\n", state)
+	if c.Refusal != "" {
+		fmt.Fprintf(tw, "refused\t%s (the last note not countersigned)\n", c.Refusal)
+	}
 	fmt.Fprintf(tw, "requester\t%s\n", c.Requester)
 	if c.User != "" {
 		fmt.Fprintf(tw, "user\t%s\n", c.User)

@@ -185,7 +185,7 @@ func wireContract(r notary.Record) (api.Contract, error) {
 	c := api.Contract{
 		ID: r.Contract.ID, Deployment: t.Deployment, Node: t.Node, Reservation: t.Reservation,
 		Allocations: slices.Clone(t.Allocations),
-		Role:        string(r.Role), State: string(r.State), Reason: r.Reason,
+		Role:        string(r.Role), State: string(r.State), Reason: r.Reason, Refusal: r.Refusal,
 		Requester: string(t.Requester), User: string(t.User), Provider: string(t.Provider),
 		Price:      wirePrice(t.Price),
 		IntervalMS: t.Interval.Milliseconds(),

@@ -108,6 +108,7 @@ func TestContractService(t *testing.T) {
 		record(t, "cccc4444", notary.RoleProvider, notary.StateProposed, terms("d2", "x", 0), nil, nil),
 	}}
 	recs.rs[1].Reason = "budget exhausted"
+	recs.rs[2].Refusal = "budget-exhausted: over budget"
 	self := identity.DID("did:key:alice")
 	s := contractService{records: recs, ledger: balances{b: map[identity.DID]contract.Balance{self: {DID: self, Paid: 1_666, Escrowed: 3_000}}}, self: self}
 	ctx := context.Background()
@@ -127,8 +128,8 @@ func TestContractService(t *testing.T) {
 		if !reflect.DeepEqual(cs[0], want) {
 			t.Errorf("Contracts(d1)[0] =\n%+v\nwant\n%+v", cs[0], want)
 		}
-		if c := cs[2]; c.Owed != "0" || c.Budget != "" {
-			t.Errorf("a contract without countersigned notes or budget = owed %q, budget %q; want 0 and none", c.Owed, c.Budget)
+		if c := cs[2]; c.Owed != "0" || c.Budget != "" || c.Refusal != "budget-exhausted: over budget" {
+			t.Errorf("a contract without countersigned notes or budget = owed %q, budget %q, refusal %q; want 0, none and the refusal", c.Owed, c.Budget, c.Refusal)
 		}
 		if cs, err := s.Contracts(ctx, "d2"); err != nil || len(cs) != 1 || cs[0].Notes != 0 || cs[0].Amount != "0" {
 			t.Errorf("Contracts(d2) = %+v, %v; want one without notes", cs, err)
