@@ -50,6 +50,23 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 			}
 			return *p.Items, true
 		}, reflect.TypeFor[ResultFile]()},
+		{"ResourceSnapshot", func() (schema, bool) { s, ok := schemas["ResourceSnapshot"]; return s, ok }, reflect.TypeFor[ResourceSnapshot]()},
+		{"Contract", func() (schema, bool) { s, ok := schemas["Contract"]; return s, ok }, reflect.TypeFor[Contract]()},
+		{"ContractUsage", func() (schema, bool) { s, ok := schemas["ContractUsage"]; return s, ok }, reflect.TypeFor[ContractUsage]()},
+		{"ContractPrice", func() (schema, bool) { s, ok := schemas["ContractPrice"]; return s, ok }, reflect.TypeFor[ContractPrice]()},
+		{"ContractDetail", func() (schema, bool) { s, ok := schemas["ContractDetail"]; return s, ok }, reflect.TypeFor[ContractDetail]()},
+		{"ContractChain", func() (schema, bool) { s, ok := schemas["ContractChain"]; return s, ok }, reflect.TypeFor[ContractChain]()},
+		{"SignedContract", func() (schema, bool) { s, ok := schemas["SignedContract"]; return s, ok }, reflect.TypeFor[SignedContract]()},
+		{"SignedNote", func() (schema, bool) { s, ok := schemas["SignedNote"]; return s, ok }, reflect.TypeFor[SignedNote]()},
+		{"DeploymentUsage", func() (schema, bool) { s, ok := schemas["DeploymentUsage"]; return s, ok }, reflect.TypeFor[DeploymentUsage]()},
+		{"DeploymentUsage.contracts", func() (schema, bool) {
+			p, ok := schemas["DeploymentUsage"].Properties["contracts"]
+			if !ok || p.Items == nil {
+				return schema{}, false
+			}
+			return *p.Items, true
+		}, reflect.TypeFor[ContractUsed]()},
+		{"LedgerBalance", func() (schema, bool) { s, ok := schemas["LedgerBalance"]; return s, ok }, reflect.TypeFor[LedgerBalance]()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, ok := tc.s()

@@ -276,6 +276,9 @@ type ResourceSnapshot struct {
 	BenchmarkDue bool `json:"benchmark_due"`
 	// BenchmarkBudgetMS bounds a benchmark run of this node.
 	BenchmarkBudgetMS int64 `json:"benchmark_budget_ms"`
+	// Ledger is this node's account in its ledger (contracts settled as
+	// requester and as provider); absent on a node that keeps none.
+	Ledger *LedgerBalance `json:"ledger,omitempty"`
 }
 
 // Resources returns the node's resource accounting.

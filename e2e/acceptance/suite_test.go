@@ -41,6 +41,7 @@ var stepSets = []func(*godog.ScenarioContext){
 	healSteps,       // steps_heal_test.go: providers that die or freeze, redeploys, the timeline, standby orchestrators
 	storageSteps,    // steps_storage_test.go: an S3 server and its buckets, a web server, secrets, volumes' results
 	subnetSteps,     // steps_subnet_test.go: deployments on subnets, docker allocations in the feature environment
+	contractSteps,   // steps_contracts_test.go: prices, contracts and their chains on each side, ledgers, verify
 }
 
 // TestAcceptance runs the feature files with godog, prints the table of

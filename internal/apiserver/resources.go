@@ -39,6 +39,7 @@ func (s *Server) routesResources() {
 			s.fail(w, err)
 			return
 		}
+		snap.Ledger = s.ledgerOf(r.Context())
 		writeJSON(w, snap)
 	})
 	s.handle("POST /api/v1/onboard", func(w http.ResponseWriter, r *http.Request) {

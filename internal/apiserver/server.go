@@ -43,6 +43,8 @@ type Config struct {
 	Plans PlanService
 	// Results is nil on a node that orchestrates nothing.
 	Results ResultService
+	// Contracts is nil on a node that keeps no contracts.
+	Contracts ContractService
 }
 
 // Server is the REST API.

@@ -102,6 +102,7 @@ func (s *Server) routesV1() {
 	s.routesResults()
 	s.routesPlan()
 	s.routesExec()
+	s.routesContracts()
 }
 
 // envelope checks an ActorRequest and builds the envelope to relay.

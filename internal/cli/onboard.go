@@ -174,7 +174,9 @@ func newResourcesCmd(a *app) *cobra.Command {
 		Long: `Show the running node's resource accounting: the machine as detected, its
 capacity, the reserve kept for the host, what is available to onboard, what
 is onboarded, allocated to running work, reserved by pending bids and free,
-and the last benchmark's scores. -o json prints every field.`,
+the last benchmark's scores, and the node's ledger account (what it paid and
+received under contracts, and what it holds in escrow for their budgets).
+-o json prints every field.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client()
@@ -257,6 +259,9 @@ func printResources(w io.Writer, s *api.ResourceSnapshot) error {
 		}
 		fmt.Fprintf(tw, "benchmark\tv%d at %s, %.1f s%s\n", b.Version, b.Time.Local().Format(time.DateTime), b.Seconds, due)
 		fmt.Fprintf(tw, "\t%s\n", fmtScores(b))
+	}
+	if s.Ledger != nil {
+		fmt.Fprintf(tw, "ledger\t%s\n", fmtLedger(s.Ledger))
 	}
 	return tw.Flush()
 }

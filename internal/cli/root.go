@@ -195,6 +195,7 @@ Exit codes (docs/cli.md):
 		newDevnetCmd(a),
 		newPlanCmd(a),
 		newNodesCmd(a),
+		newContractCmd(a),
 	} {
 		root.AddCommand(c)
 	}
