@@ -197,6 +197,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Deployments: deploymentService{n},
 		Plans:       planService{n},
 		Results:     resultService{n},
+		Contracts:   newContractService(n.notary, n.ledger, cfg.Key.DID()),
 	})
 	if err != nil {
 		return err
