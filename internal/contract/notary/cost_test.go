@@ -383,11 +383,12 @@ func TestCostRequesterChild(t *testing.T) {
 	}
 	var stopProfile func()
 	var c0, w0 int64
-	// Notes are handled by at most DMS_NOTARY_COST_ACTOR_WORKERS (8)
-	// goroutines at once, as by the workers of the node's actor that
-	// serves deployproto.BehaviorNote (actor.Config.Workers, 8 by
-	// default): the requester's commits gather at most that many notes.
-	actorWorkers := make(chan struct{}, envOr("DMS_NOTARY_COST_ACTOR_WORKERS", 8))
+	// Notes are handled by at most DMS_NOTARY_COST_ACTOR_WORKERS (32)
+	// goroutines at once, as by the workers of the node's root actor
+	// that serves deployproto.BehaviorNote (internal/node spawns it with
+	// actor.SpawnOptions{Workers: 32}): the requester's commits gather at
+	// most that many notes.
+	actorWorkers := make(chan struct{}, envOr("DMS_NOTARY_COST_ACTOR_WORKERS", 32))
 	var wg sync.WaitGroup
 	dec := json.NewDecoder(in)
 	for {

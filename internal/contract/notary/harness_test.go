@@ -190,7 +190,11 @@ type world struct {
 	down  error // Send fails with it before reaching the requester
 	lose  error // Send reaches the requester, then fails with it (a lost reply)
 	sent  int
-	exh   []string // Exhausted calls: deployment + " " + reason
+	// forge: from note forgeFrom on (0: never), the answer's
+	// countersignature is replaced by forgeSig's (a man in the middle).
+	forgeFrom uint64
+	forgeSig  func(*contract.SignedNote) []byte
+	exh       []string // Exhausted calls: deployment + " " + reason
 	nodes int
 	// placed is when each contract was placed.
 	placed map[string]time.Time
@@ -221,7 +225,7 @@ func (w *world) exhaustedCalls() []string {
 
 func (w *world) send(ctx context.Context, c *contract.Contract, n *contract.SignedNote) (*contract.SignedNote, error) {
 	w.mu.Lock()
-	down, lose := w.down, w.lose
+	down, lose, forgeFrom, forgeSig := w.down, w.lose, w.forgeFrom, w.forgeSig
 	w.sent++
 	w.mu.Unlock()
 	if down != nil {
@@ -235,6 +239,9 @@ func (w *world) send(ctx context.Context, c *contract.Contract, n *contract.Sign
 	}
 	if lose != nil {
 		return nil, lose
+	}
+	if forgeFrom > 0 && out.Note().Seq >= forgeFrom {
+		out.RequesterSig = forgeSig(&out)
 	}
 	return &contract.SignedNote{Hash: out.Hash, Body: out.Body, ProviderSig: out.ProviderSig, RequesterSig: out.RequesterSig}, nil
 }

@@ -577,6 +577,68 @@ func TestSettleEvery(t *testing.T) {
 	})
 }
 
+// The provider verifies a countersignature when it settles the note
+// (its final notes, one note per SettleEvery): a bad one is caught then,
+// the note is neither accepted nor paid, and the contract stops two
+// intervals after the last note it accepted. A countersignature of the
+// wrong length is caught at once.
+func TestBadCountersignature(t *testing.T) {
+	mallory := seedKey(t, "mallory")
+	for _, tc := range []struct {
+		name      string
+		forgeFrom uint64
+		forge     func(*contract.SignedNote) []byte
+		accepted  uint64      // the provider's last accepted note
+		received  match.Money // what the provider's ledger received
+	}{{
+		name: "forged from note 1, caught at the settlement of note 3", forgeFrom: 1,
+		forge:    func(n *contract.SignedNote) []byte { return mallory.Sign([]byte("dms-note-accept|" + n.Hash)) },
+		accepted: 2, received: 0,
+	}, {
+		name: "forged from note 4, caught at the settlement of note 6", forgeFrom: 4,
+		forge:    func(n *contract.SignedNote) []byte { return mallory.Sign([]byte("dms-note-accept|" + n.Hash)) },
+		accepted: 5, received: 3_000_000,
+	}, {
+		name: "flipped bit from note 2", forgeFrom: 2,
+		forge: func(n *contract.SignedNote) []byte {
+			sig := append([]byte(nil), n.RequesterSig...)
+			sig[0] ^= 1
+			return sig
+		},
+		accepted: 2, received: 0,
+	}, {
+		name: "cut short from note 1, caught at once", forgeFrom: 1,
+		forge:    func(n *contract.SignedNote) []byte { return n.RequesterSig[:63] },
+		accepted: 0, received: 0,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newWorldSettling(t, 3*interval)
+				defer w.close()
+				w.mu.Lock()
+				w.forgeFrom, w.forgeSig = tc.forgeFrom, tc.forge
+				w.mu.Unlock()
+				c := w.place(w.terms("dep1", 0))
+				wait(10*interval + interval/2)
+				reason, _, stopped := w.m.stop(c.Terms().Reservation)
+				if !stopped || !strings.HasPrefix(reason, "notes not countersigned: ") || !strings.Contains(reason, "does not verify") {
+					t.Fatalf("Stop = %q, %v; want notes not countersigned: … does not verify", reason, stopped)
+				}
+				r := w.prov.get(c.ID)
+				if r.State != StateStopped || seqOf(r.Accepted) != tc.accepted {
+					t.Errorf("provider: state %s, accepted note %d; want stopped, %d", r.State, seqOf(r.Accepted), tc.accepted)
+				}
+				if !strings.Contains(r.Reason, "does not verify") {
+					t.Errorf("provider: reason %q, want the countersignature's", r.Reason)
+				}
+				if got := w.prov.balance(w.prov.key.DID()).Received; got != tc.received {
+					t.Errorf("provider's ledger received %s, want %s (no forged note paid)", got, tc.received)
+				}
+			})
+		})
+	}
+}
+
 // A node placing a deployment on itself is both sides of its contract:
 // one notary, one store, one ledger.
 func TestBothSidesOnOneNode(t *testing.T) {

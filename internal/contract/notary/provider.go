@@ -3,6 +3,7 @@ package notary
 import (
 	"container/heap"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"sync"
@@ -24,8 +25,8 @@ type pentry struct {
 	busy bool                 // a job is out
 	tick time.Time            // the due time of the current attempt
 	done bool                 // nothing more to do: leave the heap
-	// settledAt is when the ledger last settled a note of the contract,
-	// or when it became active or was loaded: notes settle
+	// settledAt is the tick of the last note settled in the ledger, or
+	// when the contract became active or was loaded: notes settle
 	// Config.SettleEvery after it.
 	settledAt time.Time
 }
@@ -169,6 +170,9 @@ type job struct {
 	reason string // jobStop
 	note   *contract.SignedNote
 	id     string // jobGrace
+	// verify (jobSend): verify the countersignature, and settle the note
+	// once it is stored (see sendJob).
+	verify bool
 }
 
 type result struct {
@@ -354,7 +358,7 @@ func (s *sched) popDue(now time.Time) {
 		switch p.r.State {
 		case StateActive:
 			if p.pending() {
-				s.start(job{kind: jobSend, p: p, note: p.last})
+				s.start(s.sendJob(p, p.last))
 			} else {
 				s.start(job{kind: jobNote, p: p})
 			}
@@ -367,7 +371,7 @@ func (s *sched) popDue(now time.Time) {
 			p.r.FinalTries++
 			s.dirty[p] = true
 			if p.pending() && p.last.Note().Final {
-				s.start(job{kind: jobSend, p: p, note: p.last})
+				s.start(s.sendJob(p, p.last))
 			} else {
 				s.start(job{kind: jobNote, p: p, final: true})
 			}
@@ -375,6 +379,21 @@ func (s *sched) popDue(now time.Time) {
 			p.done = true
 		}
 	}
+}
+
+// sendJob sends note sn of p. Its countersignature is verified when the
+// note is to be settled: when it is final, or when p's last settlement
+// is Config.SettleEvery old (in ticks: due times). The others are taken as they come: the
+// answer comes over the authenticated link from the requester, the
+// notes are cumulative (the settled one covers those before it), and the
+// ledger verifies what it settles again. A countersignature that does
+// not verify when it is checked is a failure like an undelivered note:
+// the note is not accepted, nor settled (nothing is paid for it), it is
+// sent again at the next tick, and the contract stops after two
+// intervals without a countersignature.
+func (s *sched) sendJob(p *pentry, sn *contract.SignedNote) job {
+	verify := sn.Note().Final || p.tick.Sub(p.settledAt) >= s.n.cfg.SettleEvery
+	return job{kind: jobSend, p: p, note: sn, verify: verify}
 }
 
 func (s *sched) start(j job) {
@@ -424,7 +443,7 @@ func (s *sched) handle(r result) {
 			p.last = r.issued
 			p.r.Last, p.r.Refused = storeNote(r.issued), false
 			s.dirty[p] = true // the note is stored in the state until countersigned
-			s.after = append(s.after, job{kind: jobSend, p: p, note: r.issued})
+			s.after = append(s.after, s.sendJob(p, r.issued))
 			s.sends++
 		}
 	case jobSend:
@@ -444,8 +463,8 @@ func (s *sched) handle(r result) {
 				p.r.State, p.done = StateClosed, true
 			}
 			s.notes = append(s.notes, r.answer)
-			if now := s.n.now(); r.answer.Note().Final || now.Sub(p.settledAt) >= s.n.cfg.SettleEvery {
-				p.settledAt = now
+			if r.verify { // a note to settle: its countersignature verified
+				p.settledAt = p.tick
 				s.after = append(s.after, job{kind: jobSettle, p: p, note: r.answer})
 				changed = true
 			}
@@ -455,6 +474,12 @@ func (s *sched) handle(r result) {
 		case errors.As(r.err, &ae) && (ae.Code == deployproto.CodeBudget || ae.Code == deployproto.CodeNoteRefused):
 			log.Warn("note refused", "contract_id", p.r.ID, "seq", r.note.Note().Seq, "err", r.err)
 			p.r.Refused, p.r.Refusal, p.r.BudgetRefused = true, ae.Msg, ae.Code == deployproto.CodeBudget
+			s.dirty[p] = true
+			s.checkQuiet(p)
+		case errors.Is(r.err, contract.ErrSignature):
+			// Not accepted, not settled: sent again at the next tick.
+			log.Warn("countersignature refused", "contract_id", p.r.ID, "seq", r.note.Note().Seq, "err", r.err)
+			p.r.Refusal, p.r.BudgetRefused = r.err.Error(), false
 			s.dirty[p] = true
 			s.checkQuiet(p)
 		default:
@@ -568,12 +593,13 @@ func (n *Notary) work(ctx context.Context, j job) result {
 			r.err = fmt.Errorf("the requester answered note %d with another note", j.note.Note().Seq)
 		default:
 			// A copy of the note as issued (its own signature is not
-			// verified again) with the requester's signature.
+			// verified again) with the requester's signature, verified
+			// when the note is to be settled (see sendJob).
 			cp := *j.note
 			cs := &cp
 			cs.RequesterSig = clone(ans.RequesterSig)
-			if !cs.Accepted(j.p.c) {
-				r.err = fmt.Errorf("the requester's countersignature of note %d does not verify", j.note.Note().Seq)
+			if len(cs.RequesterSig) != ed25519.SignatureSize || (j.verify && !cs.Accepted(j.p.c)) {
+				r.err = &contract.RefusalError{Err: contract.ErrSignature, Detail: fmt.Sprintf("the requester's countersignature of note %d of contract %s does not verify", j.note.Note().Seq, j.p.r.ID)}
 				return r
 			}
 			r.answer = cs
