@@ -182,20 +182,20 @@ func (s *side) balance(did identity.DID) contract.Balance {
 // world is a provider and a requester whose notes go straight from the
 // provider's Send to the requester's HandleNote.
 type world struct {
-	t     testing.TB
-	m     *meter
-	prov  *side
-	req   *side
-	mu    sync.Mutex
-	down  error // Send fails with it before reaching the requester
-	lose  error // Send reaches the requester, then fails with it (a lost reply)
-	sent  int
+	t    testing.TB
+	m    *meter
+	prov *side
+	req  *side
+	mu   sync.Mutex
+	down error // Send fails with it before reaching the requester
+	lose error // Send reaches the requester, then fails with it (a lost reply)
+	sent int
 	// forge: from note forgeFrom on (0: never), the answer's
 	// countersignature is replaced by forgeSig's (a man in the middle).
 	forgeFrom uint64
 	forgeSig  func(*contract.SignedNote) []byte
 	exh       []string // Exhausted calls: deployment + " " + reason
-	nodes int
+	nodes     int
 	// placed is when each contract was placed.
 	placed map[string]time.Time
 }
