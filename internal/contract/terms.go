@@ -52,7 +52,7 @@ func verifySig(m *sigMemo, prefix, hash string, by identity.DID, sig []byte) boo
 	if m.holds(hash, by, sig) {
 		return true
 	}
-	return len(sig) > 0 && identity.Verify(by, []byte(prefix+hash), sig)
+	return len(sig) > 0 && verifyDID(by, []byte(prefix+hash), sig)
 }
 
 // isHash reports whether s is a lowercase hex SHA-256.
