@@ -26,7 +26,17 @@
 // note that could not be delivered is sent again, the same note, at the
 // next interval; a refused note is dropped, and the next one follows the
 // last countersigned note again. A countersigned note is stored, and
-// settled in the ledger as Config.SettleEvery says.
+// settled in the ledger as Config.SettleEvery says. The provider verifies
+// the requester's countersignature of the notes it settles (final ones
+// included), not of the others: the answer comes over the authenticated
+// link from the requester, each note is cumulative and chained to the
+// one before, and the ledger verifies what it settles again. A
+// countersignature that does not verify then (or is not 64 bytes, at
+// any note) is a contract.ErrSignature failure: the note is neither
+// accepted nor settled, it is sent again at the next interval, and the
+// contract stops after two intervals without a countersignature. So a
+// requester that forges countersignatures is caught at the next
+// settlement, and none of its notes is paid.
 //
 // When no note was countersigned for two intervals (since the contract
 // became active or since the tick of the last countersigned note), Run
@@ -67,7 +77,8 @@
 // scheduler starts every contract due within a second together (a tick)
 // and commits the tick's notes in one transaction, then their
 // countersignatures in another (or with the next tick); the requester
-// commits together the notes that arrive within 10 ms. Each side
+// commits together the notes that arrive within 10 ms, and those that
+// arrive during that commit in the next one (see batcher). Each side
 // settles a contract's last countersigned note in its ledger at once when
 // it is final, otherwise when the contract's last settlement is
 // Config.SettleEvery old (the ledger pays the cumulative difference, so
