@@ -96,6 +96,10 @@ type CreateRequest struct {
 	// Contract is the ID of the placement's contract ("": none); a start
 	// must name the same.
 	Contract string
+	// NoteChain is the requester's delegation of deployproto.BehaviorNote
+	// to this node (token file text, "": none): kept with the record so a
+	// restarted node can still send the contract's notes.
+	NoteChain string
 }
 
 // defaultStopAfter is Config.StopAfter's default.
@@ -281,6 +285,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 		Seq:          seqBlock,
 		Epoch:        req.Epoch,
 		Contract:     req.Contract,
+		NoteChain:    req.NoteChain,
 		StopAfter:    stopAfter,
 		Secrets:      maps.Clone(req.Secrets),
 		Created:      now,
@@ -598,6 +603,13 @@ func (m *Manager) Resume(ctx context.Context) error {
 				m.cfg.Wallet.Add(chain)
 			} else {
 				m.log.Warn("resume: stored chain does not decode", "allocation_id", rec.ID, "err", err)
+			}
+		}
+		if rec.NoteChain != "" {
+			if chain, err := cap.DecodeChain([]byte(rec.NoteChain)); err == nil {
+				m.cfg.Wallet.Add(chain)
+			} else {
+				m.log.Warn("resume: stored note chain does not decode", "allocation_id", rec.ID, "err", err)
 			}
 		}
 		a, err := m.newAlloc(rec, key)

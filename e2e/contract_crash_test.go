@@ -1,0 +1,236 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dmsnet/dms/api"
+	"github.com/dmsnet/dms/internal/e2etest"
+	"github.com/dmsnet/dms/internal/match"
+	"github.com/dmsnet/dms/internal/poll"
+)
+
+// crashEnv configures the nodes of the crash tests: the cluster's, with
+// a loss detection slower than a restart, so that the deployment stays
+// where it is while its provider restarts.
+var crashEnv = append(slices.Clip(clusterEnv), "DMS_ORCHESTRATOR_LOST_AFTER=30s")
+
+// crashEnsemble is a wasm service that sleeps, under a contract with a
+// note every second. The price of the reserved disk makes every note
+// cost more than the one before, whatever the CPU does.
+const crashEnsemble = `version: v1
+allocations:
+  svc:
+    type: service
+    executor: wasm
+    resources: {cpu: 0.5, ram: 64MiB, disk: 512MiB}
+    execution: {module: workload.wasm, args: [sleep=1h]}
+contract:
+  interval: 1s
+`
+
+// TestContractCrash kills (SIGKILL) either node of a contract in the
+// middle of a deployment and starts it again on its home: the notes
+// countersigned before the kill are still there on both sides, the
+// chain goes on from them (no gap, no fork: dms contract verify passes
+// on both nodes), and once the deployment is shut down the requester's
+// ledger paid, the provider's received and the invoice agree.
+func TestContractCrash(t *testing.T) {
+	for _, victim := range []int{1, 0} {
+		name := map[int]string{0: "requester", 1: "provider"}[victim]
+		t.Run(name, func(t *testing.T) { contractCrash(t, victim) })
+	}
+}
+
+// contractCrash runs the scenario on a fresh pair: node 0 requests, node
+// 1 provides; victim is the index of the node killed.
+func contractCrash(t *testing.T, victim int) {
+	c := newClusterEnv(t, crashEnv, "", "1")
+	c.homes[1].MustRun(t, "onboard", "--price", "cpu=2,ram=0.1,disk=3600")
+	f := ensembleFile(t, crashEnsemble)
+	id := strings.TrimSpace(c.homes[0].MustRun(t, "deploy", "-f", f, "--detach"))
+
+	// Three countersigned notes before the kill, on the requester; the
+	// provider holds them too once its lazy commit has run.
+	var before []string
+	var cid string
+	poll.Eventually(t, 60*time.Second, "three countersigned notes", func() bool {
+		cs := contractsAs(t, c.nodes[0], id, "requester")
+		if len(cs) != 1 {
+			return false
+		}
+		cid = cs[0].ID
+		before = countersignedNotes(chainAt(t, c.nodes[0], cid))
+		return len(before) >= 3
+	})
+	poll.Eventually(t, 10*time.Second, "the provider holds the countersigned notes", func() bool {
+		return hasPrefix(countersignedNotes(chainAt(t, c.nodes[1], cid)), before)
+	})
+	// The latest countersigned notes, read again just before the kill.
+	before = countersignedNotes(chainAt(t, c.nodes[0], cid))
+	t.Logf("contract %s: %d countersigned notes before the kill of the %s", cid[:12], len(before), map[int]string{0: "requester", 1: "provider"}[victim])
+
+	c.nodes[victim].Kill()
+	other := 1 - victim
+	c.nodes[victim] = c.homes[victim].Start(t, "--bootstrap", c.nodes[other].Addr(t))
+
+	// The notes countersigned before the kill are still there on both
+	// sides, and the chain goes on from them: two more notes are
+	// countersigned.
+	poll.Eventually(t, 60*time.Second, "notes countersigned after the restart on both sides", func() bool {
+		req := countersignedNotes(chainAt(t, c.nodes[0], cid))
+		prov := countersignedNotes(chainAt(t, c.nodes[1], cid))
+		return len(req) >= len(before)+2 && hasPrefix(req, before) && hasPrefix(prov, before)
+	})
+
+	// Shut the deployment down: every contract of it ends with its
+	// invoice countersigned (the provider may also have stopped it while
+	// the requester was away, or the orchestrator placed it again).
+	if r := c.homes[0].Run(t, "deployment", "shutdown", id); r.Code != 0 {
+		t.Fatalf("dms deployment shutdown: %s", r)
+	}
+	var owed match.Money
+	var ids []string
+	poll.Eventually(t, 60*time.Second, "every contract closed with its invoice countersigned", func() bool {
+		owed, ids = 0, nil
+		for _, k := range contractsAs(t, c.nodes[0], id, "requester") {
+			o, err := match.ParseMoney(string(k.Owed))
+			if k.State != "closed" || !k.Final || k.Owed != k.Amount || err != nil {
+				return false
+			}
+			owed += o
+			ids = append(ids, k.ID)
+		}
+		return len(ids) > 0
+	})
+	if owed <= 0 {
+		t.Fatalf("the deployment's contracts owe %s, want more than 0", owed)
+	}
+
+	// Both chains verify (dms contract verify checks them in the CLI
+	// process), the provider's is the requester's, and it extends the
+	// notes countersigned before the kill.
+	for _, k := range ids {
+		// The provider commits countersignatures lazily (within a
+		// second): its chain catches up with the requester's.
+		var req, prov []string
+		if err := poll.Until(context.Background(), 10*time.Second, "the same countersigned notes on both sides", func(context.Context) (bool, error) {
+			req, prov = countersignedNotes(chainAt(t, c.nodes[0], k)), countersignedNotes(chainAt(t, c.nodes[1], k))
+			return slices.Equal(req, prov), nil
+		}); err != nil {
+			t.Errorf("contract %s: the requester's countersigned notes %v differ from the provider's %v", k[:12], req, prov)
+		}
+		for i, h := range c.homes {
+			if r := h.Run(t, "contract", "verify", k); r.Code != 0 || !strings.Contains(r.Stdout, "countersigned") {
+				t.Errorf("node %d: dms contract verify %s: %s", i, k, r)
+			}
+		}
+		if k == cid && !hasPrefix(req, before) {
+			t.Errorf("contract %s: the notes countersigned before the kill %v are not the start of the final chain %v", k[:12], before, req)
+		}
+	}
+
+	// The ledgers agree with the invoices: settled once each, on both
+	// sides (the provider settles its invoice when the countersignature
+	// comes back, maybe just after the requester).
+	var paid, recv match.Money
+	poll.Eventually(t, 20*time.Second, "both ledgers settled the invoices", func() bool {
+		paid, recv = ledgerAt(t, c.nodes[0]).paid, ledgerAt(t, c.nodes[1]).received
+		return paid == owed && recv == owed
+	})
+	t.Logf("%d contract(s); invoices %s; requester paid %s; provider received %s", len(ids), owed, paid, recv)
+}
+
+// contractsAs returns the contracts of deployment that n keeps in role.
+func contractsAs(t *testing.T, n *e2etest.Node, deployment, role string) []api.Contract {
+	t.Helper()
+	cl, err := n.API()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := cl.Contracts(ctx, deployment)
+	if err != nil {
+		t.Fatalf("contracts of %s: %v", deployment, err)
+	}
+	var mine []api.Contract
+	for _, k := range cs {
+		if k.Role == role {
+			mine = append(mine, k)
+		}
+	}
+	return mine
+}
+
+// chainAt returns the signed chain of contract id as n keeps it (none
+// when n does not know it yet).
+func chainAt(t *testing.T, n *e2etest.Node, id string) api.ContractChain {
+	t.Helper()
+	cl, err := n.API()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := cl.Contract(ctx, id)
+	if err != nil {
+		if ae, ok := errors.AsType[*api.Error](err); ok && ae.Code == api.CodeNotFound {
+			return api.ContractChain{}
+		}
+		t.Fatalf("contract %s: %v", id, err)
+	}
+	return d.Chain
+}
+
+// countersignedNotes returns the hashes of a chain's countersigned notes.
+func countersignedNotes(ch api.ContractChain) []string {
+	var hs []string
+	for _, n := range ch.Notes {
+		if len(n.RequesterSig) > 0 {
+			hs = append(hs, n.Hash)
+		}
+	}
+	return hs
+}
+
+func hasPrefix(hs, prefix []string) bool {
+	return len(hs) >= len(prefix) && slices.Equal(hs[:len(prefix)], prefix)
+}
+
+type ledgerAmounts struct{ paid, received match.Money }
+
+// ledgerAt returns n's ledger account.
+func ledgerAt(t *testing.T, n *e2etest.Node) ledgerAmounts {
+	t.Helper()
+	cl, err := n.API()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := cl.Ledger(ctx)
+	if err != nil {
+		t.Fatalf("ledger: %v", err)
+	}
+	var out ledgerAmounts
+	for _, m := range []struct {
+		s api.Money
+		v *match.Money
+	}{{b.Paid, &out.paid}, {b.Received, &out.received}} {
+		if m.s == "" {
+			continue
+		}
+		v, err := match.ParseMoney(string(m.s))
+		if err != nil {
+			t.Fatal(fmt.Errorf("ledger amount %q: %w", m.s, err))
+		}
+		*m.v = v
+	}
+	return out
+}
