@@ -40,16 +40,30 @@ contract:
 // chain goes on from them (no gap, no fork: dms contract verify passes
 // on both nodes), and once the deployment is shut down the requester's
 // ledger paid, the provider's received and the invoice agree.
+//
+// In "requester away", the requester stays down until the provider has
+// stopped the allocations for want of countersignatures and given up
+// sending its invoice: what was countersigned before the kill is what
+// both ledgers settle.
 func TestContractCrash(t *testing.T) {
-	for _, victim := range []int{1, 0} {
-		name := map[int]string{0: "requester", 1: "provider"}[victim]
-		t.Run(name, func(t *testing.T) { contractCrash(t, victim) })
+	tests := []struct {
+		name   string
+		victim int  // node 0 requests, node 1 provides
+		away   bool // restart only once the provider gave up its invoice
+	}{
+		{name: "provider", victim: 1},
+		{name: "requester", victim: 0},
+		{name: "requester away", victim: 0, away: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { contractCrash(t, tc.victim, tc.away) })
 	}
 }
 
 // contractCrash runs the scenario on a fresh pair: node 0 requests, node
-// 1 provides; victim is the index of the node killed.
-func contractCrash(t *testing.T, victim int) {
+// 1 provides; victim is the index of the node killed, away says it
+// stays down until the provider gave up its invoice.
+func contractCrash(t *testing.T, victim int, away bool) {
 	c := newClusterEnv(t, crashEnv, "", "1")
 	c.homes[1].MustRun(t, "onboard", "--price", "cpu=2,ram=0.1,disk=3600")
 	f := ensembleFile(t, crashEnsemble)
@@ -75,39 +89,64 @@ func contractCrash(t *testing.T, victim int) {
 	before = countersignedNotes(chainAt(t, c.nodes[0], cid))
 	t.Logf("contract %s: %d countersigned notes before the kill of the %s", cid[:12], len(before), map[int]string{0: "requester", 1: "provider"}[victim])
 
+	killed := time.Now()
 	c.nodes[victim].Kill()
 	other := 1 - victim
+	if away {
+		poll.Eventually(t, 60*time.Second, "the provider gives up its invoice", func() bool {
+			return strings.Contains(c.nodes[1].Log(), "final note not countersigned, giving up")
+		})
+	}
 	c.nodes[victim] = c.homes[victim].Start(t, "--bootstrap", c.nodes[other].Addr(t))
+	t.Logf("down for %s", time.Since(killed).Round(time.Millisecond))
 
 	// The notes countersigned before the kill are still there on both
-	// sides, and the chain goes on from them: two more notes are
-	// countersigned.
-	poll.Eventually(t, 60*time.Second, "notes countersigned after the restart on both sides", func() bool {
+	// sides, and (unless the provider stopped) the chain goes on from
+	// them: two more notes are countersigned.
+	more := 2
+	if away {
+		more = 0
+	}
+	poll.Eventually(t, 60*time.Second, "the countersigned notes after the restart on both sides", func() bool {
 		req := countersignedNotes(chainAt(t, c.nodes[0], cid))
 		prov := countersignedNotes(chainAt(t, c.nodes[1], cid))
-		return len(req) >= len(before)+2 && hasPrefix(req, before) && hasPrefix(prov, before)
+		return len(req) >= len(before)+more && hasPrefix(req, before) && hasPrefix(prov, before)
 	})
 
 	// Shut the deployment down: every contract of it ends with its
 	// invoice countersigned (the provider may also have stopped it while
 	// the requester was away, or the orchestrator placed it again).
-	if r := c.homes[0].Run(t, "deployment", "shutdown", id); r.Code != 0 {
+	if r := c.homes[0].Run(t, "deployment", "shutdown", id); r.Code != 0 && !away {
 		t.Fatalf("dms deployment shutdown: %s", r)
 	}
 	var owed match.Money
 	var ids []string
-	poll.Eventually(t, 60*time.Second, "every contract closed with its invoice countersigned", func() bool {
+	var seen []api.Contract
+	if err := poll.Until(context.Background(), 60*time.Second, "every contract closed with its invoice countersigned", func(context.Context) (bool, error) {
 		owed, ids = 0, nil
-		for _, k := range contractsAs(t, c.nodes[0], id, "requester") {
+		seen = contractsAs(t, c.nodes[0], id, "requester")
+		for _, k := range seen {
 			o, err := match.ParseMoney(string(k.Owed))
-			if k.State != "closed" || !k.Final || k.Owed != k.Amount || err != nil {
-				return false
+			// The contract the provider stopped while the requester was
+			// away has no invoice: what was countersigned is owed. Its
+			// requester side is not closed (see awayOpen).
+			if away && k.ID == cid {
+				if k.Final || err != nil {
+					return false, nil
+				}
+			} else if k.State != "closed" || !k.Final || k.Owed != k.Amount || err != nil {
+				return false, nil
 			}
 			owed += o
 			ids = append(ids, k.ID)
 		}
-		return len(ids) > 0
-	})
+		return len(ids) > 0, nil
+	}); err != nil {
+		for _, k := range seen {
+			t.Logf("requester's contract %s: %s %s, %d notes, final %v, amount %s, owed %s", k.ID[:12], k.State, k.Reason, k.Notes, k.Final, k.Amount, k.Owed)
+		}
+		t.Fatal(err)
+	}
 	if owed <= 0 {
 		t.Fatalf("the deployment's contracts owe %s, want more than 0", owed)
 	}
@@ -139,11 +178,17 @@ func contractCrash(t *testing.T, victim int) {
 	// sides (the provider settles its invoice when the countersignature
 	// comes back, maybe just after the requester).
 	var paid, recv match.Money
-	poll.Eventually(t, 20*time.Second, "both ledgers settled the invoices", func() bool {
+	if err := poll.Until(context.Background(), 20*time.Second, "both ledgers settled what is owed", func(context.Context) (bool, error) {
 		paid, recv = ledgerAt(t, c.nodes[0]).paid, ledgerAt(t, c.nodes[1]).received
-		return paid == owed && recv == owed
-	})
-	t.Logf("%d contract(s); invoices %s; requester paid %s; provider received %s", len(ids), owed, paid, recv)
+		return paid == owed && recv == owed, nil
+	}); err != nil {
+		t.Fatalf("%v: requester paid %s, provider received %s, owed %s", err, paid, recv, owed)
+	}
+	prov := contractsAs(t, c.nodes[1], id, "provider")
+	for _, k := range prov {
+		t.Logf("provider's contract %s: %s %s, %d notes, owed %s", k.ID[:12], k.State, k.Reason, k.Notes, k.Owed)
+	}
+	t.Logf("%d contract(s); owed %s; requester paid %s; provider received %s", len(ids), owed, paid, recv)
 }
 
 // contractsAs returns the contracts of deployment that n keeps in role.
