@@ -554,8 +554,10 @@ func (m *Manager) releaseIfDone(reservation string) error {
 // that is gone (an in-process wasm one after a restart) ends its run as
 // failed with a message saying so, and the restart policy applies.
 // Ended allocations get their actor back too (status and logs stay
-// readable until they are reverted or removed). Records that cannot be
-// resumed are reported in the error; the others are resumed.
+// readable until they are reverted or removed). The delegations they
+// keep (the start's, the commit's note chain) go back into the Wallet.
+// Records that cannot be resumed are reported in the error; the others
+// are resumed.
 func (m *Manager) Resume(ctx context.Context) error {
 	recs, err := m.cfg.Store.List()
 	if err != nil {
