@@ -21,8 +21,8 @@ import (
 var crashEnv = append(slices.Clip(clusterEnv), "DMS_ORCHESTRATOR_LOST_AFTER=30s")
 
 // crashEnsemble is a wasm service that sleeps, under a contract with a
-// note every second. The price of the reserved disk makes every note
-// cost more than the one before, whatever the CPU does.
+// note every interval (%s). The price of the reserved disk makes every
+// note cost more than the one before, whatever the CPU does.
 const crashEnsemble = `version: v1
 allocations:
   svc:
@@ -31,7 +31,7 @@ allocations:
     resources: {cpu: 0.5, ram: 64MiB, disk: 512MiB}
     execution: {module: workload.wasm, args: [sleep=1h]}
 contract:
-  interval: 1s
+  interval: %s
 `
 
 // TestContractCrash kills (SIGKILL) either node of a contract in the
@@ -47,26 +47,29 @@ contract:
 // both ledgers settle.
 func TestContractCrash(t *testing.T) {
 	tests := []struct {
-		name   string
-		victim int  // node 0 requests, node 1 provides
-		away   bool // restart only once the provider gave up its invoice
+		name     string
+		victim   int    // node 0 requests, node 1 provides
+		interval string // the contract's: the provider stops after two without a countersignature
+		away     bool   // restart only once the provider gave up its invoice
 	}{
-		{name: "provider", victim: 1},
-		{name: "requester", victim: 0},
-		{name: "requester away", victim: 0, away: true},
+		{name: "provider", victim: 1, interval: "1s"},
+		// The requester is back within two intervals (its restart and
+		// the provider's new link to it take seconds).
+		{name: "requester", victim: 0, interval: "3s"},
+		{name: "requester away", victim: 0, interval: "1s", away: true},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { contractCrash(t, tc.victim, tc.away) })
+		t.Run(tc.name, func(t *testing.T) { contractCrash(t, tc.victim, tc.interval, tc.away) })
 	}
 }
 
 // contractCrash runs the scenario on a fresh pair: node 0 requests, node
 // 1 provides; victim is the index of the node killed, away says it
 // stays down until the provider gave up its invoice.
-func contractCrash(t *testing.T, victim int, away bool) {
+func contractCrash(t *testing.T, victim int, interval string, away bool) {
 	c := newClusterEnv(t, crashEnv, "", "1")
 	c.homes[1].MustRun(t, "onboard", "--price", "cpu=2,ram=0.1,disk=3600")
-	f := ensembleFile(t, crashEnsemble)
+	f := ensembleFile(t, fmt.Sprintf(crashEnsemble, interval))
 	id := strings.TrimSpace(c.homes[0].MustRun(t, "deploy", "-f", f, "--detach"))
 
 	// Three countersigned notes before the kill, on the requester; the
