@@ -96,6 +96,10 @@ type CreateRequest struct {
 	// Contract is the ID of the placement's contract ("": none); a start
 	// must name the same.
 	Contract string
+	// NoteChain is the requester's delegation of deployproto.BehaviorNote
+	// to this node (token file text, "": none): kept with the record so a
+	// restarted node can still send the contract's notes.
+	NoteChain string
 }
 
 // defaultStopAfter is Config.StopAfter's default.
@@ -281,6 +285,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 		Seq:          seqBlock,
 		Epoch:        req.Epoch,
 		Contract:     req.Contract,
+		NoteChain:    req.NoteChain,
 		StopAfter:    stopAfter,
 		Secrets:      maps.Clone(req.Secrets),
 		Created:      now,
@@ -549,8 +554,10 @@ func (m *Manager) releaseIfDone(reservation string) error {
 // that is gone (an in-process wasm one after a restart) ends its run as
 // failed with a message saying so, and the restart policy applies.
 // Ended allocations get their actor back too (status and logs stay
-// readable until they are reverted or removed). Records that cannot be
-// resumed are reported in the error; the others are resumed.
+// readable until they are reverted or removed). The delegations they
+// keep (the start's, the commit's note chain) go back into the Wallet.
+// Records that cannot be resumed are reported in the error; the others
+// are resumed.
 func (m *Manager) Resume(ctx context.Context) error {
 	recs, err := m.cfg.Store.List()
 	if err != nil {
@@ -598,6 +605,13 @@ func (m *Manager) Resume(ctx context.Context) error {
 				m.cfg.Wallet.Add(chain)
 			} else {
 				m.log.Warn("resume: stored chain does not decode", "allocation_id", rec.ID, "err", err)
+			}
+		}
+		if rec.NoteChain != "" {
+			if chain, err := cap.DecodeChain([]byte(rec.NoteChain)); err == nil {
+				m.cfg.Wallet.Add(chain)
+			} else {
+				m.log.Warn("resume: stored note chain does not decode", "allocation_id", rec.ID, "err", err)
 			}
 		}
 		a, err := m.newAlloc(rec, key)

@@ -457,15 +457,18 @@ func (p *Provider) commit(ctx context.Context, m *actor.Message) (any, error) {
 	// No longer live: the allocations record the owner from here on.
 	defer p.forget(req.Reservation)
 	reply := deployproto.CommitReply{Allocations: map[string]actor.Handle{}}
-	var contractID string
+	var contractID, noteText string
 	if req.Contract != nil {
 		contractID = req.Contract.ID
+	}
+	if noteChain != nil {
+		noteText = strings.TrimSpace(req.NoteChain)
 	}
 	for _, spec := range req.Allocations {
 		h, err := p.cfg.Allocations.Create(ctx, CreateRequest{
 			ID: req.Reservation + "." + spec.Name, Reservation: req.Reservation, Deployment: req.Deployment,
 			Orchestrator: req.Orchestrator, Spec: spec, Epoch: req.Epoch, StopAfter: req.StopAfter,
-			Secrets: secretsOf(spec, req.Secrets), Contract: contractID,
+			Secrets: secretsOf(spec, req.Secrets), Contract: contractID, NoteChain: noteText,
 		})
 		if err != nil {
 			// All or nothing on this provider too.

@@ -156,6 +156,10 @@ func TestCommitUnderAContract(t *testing.T) {
 			if len(recs) != 1 || recs[0].Contract != req.Contract.ID {
 				t.Fatalf("records %+v, want one under contract %s", recs, req.Contract.ID)
 			}
+			// The note chain is kept with the allocation, for a resume.
+			if recs[0].NoteChain != req.NoteChain {
+				t.Fatalf("record keeps the note chain %q, want %q", recs[0].NoteChain, req.NoteChain)
+			}
 			wallet.mu.Lock()
 			kept := len(wallet.chains)
 			wallet.mu.Unlock()

@@ -38,6 +38,11 @@ type Record struct {
 	// "" when it was committed without one: a start naming another is
 	// refused.
 	Contract string `json:"contract,omitempty"`
+	// NoteChain is the requester's delegation of the note behavior to
+	// this node (token file text) that came with the commit: put back in
+	// the Wallet at a resume, so that the contract's notes still reach
+	// the requester after a restart.
+	NoteChain string `json:"note_chain,omitempty"`
 
 	// InstanceID is the executor instance of the current run.
 	InstanceID string                      `json:"instance_id,omitempty"`

@@ -255,3 +255,49 @@ func TestSeqSurvivesRestart(t *testing.T) {
 		h.orch.act.Invoke(context.Background(), hd, deployproto.BehaviorStop, deployproto.StopRequest{}, nil)
 	})
 }
+
+// The requester's delegation of the note behavior, brought by the commit,
+// is kept with the allocation and put back in the wallet at a resume: a
+// provider restarted after a crash can still send the contract's notes.
+func TestResumeKeepsNoteChain(t *testing.T) {
+	tests := []struct {
+		name      string
+		noteChain func(t *testing.T, h *harness) string
+		want      int // note chains in the wallet after the resume
+	}{
+		{name: "kept", noteChain: func(t *testing.T, h *harness) string { return noteChain(t, h.orch.key.DID(), deployproto.BehaviorNote) }, want: 1},
+		{name: "none", noteChain: func(*testing.T, *harness) string { return "" }, want: 0},
+		{name: "does not decode", noteChain: func(*testing.T, *harness) string { return "not a chain" }, want: 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			inBubble(t, func(t *testing.T, h *harness) {
+				text := tc.noteChain(t, h)
+				h.ledger.hold("r1")
+				if _, err := h.m.Create(context.Background(), CreateRequest{
+					ID: "a1", Reservation: "r1", Deployment: "dep1", Orchestrator: h.orch.act.Handle(),
+					Spec: task("sleep=1h"), Contract: "c1", NoteChain: text,
+				}); err != nil {
+					t.Fatalf("Create: %v", err)
+				}
+				if recs, _ := h.store.List(); len(recs) != 1 || recs[0].NoteChain != text {
+					t.Fatalf("records %+v, want one keeping the note chain %q", recs, text)
+				}
+				// A restarted node's wallet starts empty.
+				h.wallet.mu.Lock()
+				h.wallet.chains = nil
+				h.wallet.mu.Unlock()
+				h.restart(docker(h.ex))
+				got := 0
+				for _, holder := range h.wallet.holders() {
+					if holder == h.orch.key.DID() {
+						got++
+					}
+				}
+				if got != tc.want {
+					t.Fatalf("%d note chains in the wallet after the resume (holders %v), want %d", got, h.wallet.holders(), tc.want)
+				}
+			})
+		})
+	}
+}

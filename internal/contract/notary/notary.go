@@ -44,7 +44,8 @@
 // "budget exhausted" when the last refusal was deployproto.CodeBudget, and
 // "notes not countersigned: <last error>" otherwise; the contract is then
 // stopped, and a final note is sent, up to maxFinalTries times, one per
-// interval. When Meter says the allocations ended, the next note is the
+// interval; when none is countersigned the last countersigned note is
+// settled in the ledger. When Meter says the allocations ended, the next note is the
 // final one; once it is countersigned the contract is closed.
 //
 // # Requester

@@ -720,3 +720,39 @@ func TestRestartGivesTwoIntervals(t *testing.T) {
 		}
 	})
 }
+
+// A requester that stays away past the provider's final tries: the
+// provider gives up its invoice and settles what was countersigned (the
+// ledger of a provider that settles rarely, SettleEvery, was left behind
+// the requester's until its next restart).
+func TestGivingUpSettles(t *testing.T) {
+	tests := []struct {
+		name        string
+		settleEvery time.Duration
+	}{
+		{name: "settling rarely", settleEvery: time.Hour},
+		{name: "settling every note", settleEvery: time.Nanosecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newWorldSettling(t, tc.settleEvery)
+				defer w.close()
+				c := w.place(w.terms("dep1", 0))
+				wait(3*interval + interval/2)
+				w.set(errors.New("unreachable: no route"), nil)
+				owed := amountOf(w.prov.get(c.ID).Accepted)
+				if owed <= 0 {
+					t.Fatalf("nothing countersigned before the requester went away")
+				}
+				wait((2 + maxFinalTries + 2) * interval)
+				if r := w.prov.get(c.ID); r.State != StateStopped || r.Accepted == nil || r.Accepted.Note().Final {
+					t.Fatalf("provider: contract %s, accepted %+v; want stopped without an invoice", r.State, r.Accepted)
+				}
+				if got := w.prov.balance(w.prov.key.DID()).Received; got != owed {
+					t.Errorf("provider received %s after giving up its invoice, want the countersigned %s", got, owed)
+				}
+			})
+		})
+	}
+}

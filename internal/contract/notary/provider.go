@@ -366,6 +366,11 @@ func (s *sched) popDue(now time.Time) {
 			if p.r.FinalTries >= maxFinalTries {
 				s.n.log.Warn("final note not countersigned, giving up", "contract_id", p.r.ID, "tries", p.r.FinalTries)
 				p.done = true
+				// What was countersigned is owed: settle it now, as the
+				// requester does, rather than at the next restart.
+				if p.acc != nil && !p.r.LedgerClosed {
+					s.start(job{kind: jobSettle, p: p, note: p.acc})
+				}
 				continue
 			}
 			p.r.FinalTries++
