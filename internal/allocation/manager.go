@@ -388,31 +388,17 @@ func (m *Manager) Revert(ctx context.Context, reservation string) error {
 	if reservation == "" {
 		return errors.New("revert: empty reservation")
 	}
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return ErrClosed
+	n, err := m.eachOf(reservation, func(a *alloc) error { return m.remove(ctx, a, revertGrace) })
+	if err == ErrClosed {
+		return err
 	}
-	var group []*alloc
-	for _, a := range m.allocs {
-		if a.reservation() == reservation {
-			group = append(group, a)
-		}
-	}
-	m.mu.Unlock()
-	errs := make([]error, len(group))
-	var wg sync.WaitGroup
-	for i, a := range group {
-		wg.Go(func() { errs[i] = m.remove(ctx, a, revertGrace) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err != nil {
 		return fmt.Errorf("revert %s: %w", reservation, err)
 	}
 	if err := m.releaseIfDone(reservation); err != nil {
 		return fmt.Errorf("revert %s: %w", reservation, err)
 	}
-	m.log.Info("reservation reverted", "reservation_id", reservation, "allocations", len(group))
+	m.log.Info("reservation reverted", "reservation_id", reservation, "allocations", n)
 	return nil
 }
 
@@ -424,10 +410,24 @@ func (m *Manager) StopReservation(ctx context.Context, reservation, msg string, 
 	if reservation == "" {
 		return errors.New("stop: empty reservation")
 	}
+	n, err := m.eachOf(reservation, func(a *alloc) error { return a.stopWith(ctx, grace, msg) })
+	if err == ErrClosed {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("stop %s: %w", reservation, err)
+	}
+	m.log.Info("reservation stopped", "reservation_id", reservation, "allocations", n, "message", msg)
+	return nil
+}
+
+// eachOf runs fn on every allocation of reservation at once and returns
+// how many there were and their errors joined (ErrClosed after Close).
+func (m *Manager) eachOf(reservation string, fn func(a *alloc) error) (int, error) {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	var group []*alloc
 	for _, a := range m.allocs {
@@ -439,14 +439,10 @@ func (m *Manager) StopReservation(ctx context.Context, reservation, msg string, 
 	errs := make([]error, len(group))
 	var wg sync.WaitGroup
 	for i, a := range group {
-		wg.Go(func() { errs[i] = a.stopWith(ctx, grace, msg) })
+		wg.Go(func() { errs[i] = fn(a) })
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("stop %s: %w", reservation, err)
-	}
-	m.log.Info("reservation stopped", "reservation_id", reservation, "allocations", len(group), "message", msg)
-	return nil
+	return len(group), errors.Join(errs...)
 }
 
 // remove stops a (within grace), removes its instance, record and data,
