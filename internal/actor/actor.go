@@ -151,14 +151,17 @@ func (a *Actor) run(d *delivery) {
 	d.ctx.deadline = d.msg.Expiry
 	ctx := &d.ctx
 	defer ctx.cancel()
+	start := time.Now()
 	res, err := a.call(ctx, d)
 	if err != nil {
 		e := AsError(err)
 		a.sys.stats.inc("refused_" + string(e.Code))
+		a.sys.cfg.Observer.Handled(d.msg.Behavior, e.Code, time.Since(start))
 		d.reply(&Reply{InReplyTo: d.nonce, From: a.handle, Err: e})
 		return
 	}
 	a.sys.stats.handled.Add(1)
+	a.sys.cfg.Observer.Handled(d.msg.Behavior, "", time.Since(start))
 	if !d.wantReply {
 		return
 	}

@@ -198,6 +198,7 @@ func (s *System) dispatchTopic(env *Envelope, msg *Message, answer replier, peer
 // answers, and the rest are counted as refused_unanswered.
 func (s *System) refuse(env *Envelope, answer replier, err *Error, peer string) {
 	s.stats.inc("refused_" + string(err.Code))
+	s.cfg.Observer.Refused(env.Behavior, err.Code)
 	s.log.Debug("envelope refused", "code", err.Code, "behavior", env.Behavior, "from", env.From.String(), "err", err.Msg)
 	if err.Code == CodeRateLimited && !s.limiter.allowAnswer(peer, s.cfg.Now()) {
 		s.stats.inc("refused_unanswered")

@@ -78,6 +78,7 @@ type Config struct {
 	Auth      Authorizer
 	Issuer    Issuer
 	Logger    *slog.Logger
+	Observer  Observer // metrics of handled and refused messages; nil: none
 
 	Mailbox            int           // per actor; default 1024
 	Workers            int           // goroutines per actor; default 8
@@ -94,6 +95,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 	if c.Mailbox <= 0 {
 		c.Mailbox = 1024
@@ -126,6 +130,22 @@ func (c *Config) setDefaults() {
 		c.Now = time.Now
 	}
 }
+
+// Observer counts what the runtime does, for metrics. Its methods run on
+// hot paths: they must be quick, safe for concurrent use, and never block.
+type Observer interface {
+	// Handled is called once for every message a behavior ran for, with
+	// the code of its answer ("" when it succeeded) and how long it ran.
+	Handled(behavior string, code Code, d time.Duration)
+	// Refused is called once for every envelope refused before a behavior
+	// ran (denied, expired, replayed, rate-limited, unknown…).
+	Refused(behavior string, code Code)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Handled(string, Code, time.Duration) {}
+func (nopObserver) Refused(string, Code)                {}
 
 // System is the actor runtime of one host: it owns the host's actors, the
 // links to other hosts, and every check an envelope passes before dispatch.

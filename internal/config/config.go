@@ -38,6 +38,7 @@ type Config struct {
 	Contract     Contract     `yaml:"contract" doc:"Contracts: the signed terms of each placement, and the usage notes providers send while allocations run (docs/contracts.md)."`
 	Location     Location     `yaml:"location" doc:"Where this machine is, as its operator states it (no external look-ups)."`
 	Storage      Storage      `yaml:"storage" doc:"Volumes of the allocations this node runs: S3 transfers, credentials the operator offers, results kept."`
+	Telemetry    Telemetry    `yaml:"telemetry" doc:"Traces, Prometheus metrics and log export (docs/observability.md)."`
 	Debug        Debug        `yaml:"debug" doc:"Diagnostics for operators and developers."`
 }
 
@@ -50,8 +51,36 @@ type Debug struct {
 
 // Log configures logging.
 type Log struct {
-	Level  string `yaml:"level" doc:"Minimum level: debug, info, warn or error."`
-	Format string `yaml:"format" doc:"text or json; empty means text on a terminal, else json."`
+	Level    string      `yaml:"level" doc:"Minimum level: debug, info, warn or error."`
+	Format   string      `yaml:"format" doc:"text or json; empty means text on a terminal, else json."`
+	File     string      `yaml:"file" doc:"Write the node's log records as JSON to this file (relative paths are under the dms home) as well as to the standard error; empty: none."`
+	MaxSize  match.Bytes `yaml:"max_size" doc:"Size at which the log file is rotated: it is renamed with a timestamp and a new one started."`
+	MaxFiles int         `yaml:"max_files" doc:"Rotated log files kept; older ones are removed."`
+}
+
+// Telemetry configures traces, metrics and the export of logs (package
+// telemetry).
+type Telemetry struct {
+	// Traces
+	OTLPEndpoint  string   `yaml:"otlp_endpoint" doc:"Base URL of an OpenTelemetry collector's OTLP/HTTP receiver (http://127.0.0.1:4318); spans are posted to <url>/v1/traces. Empty: spans are only kept locally (dms deployment trace)."`
+	Sampling      float64  `yaml:"sampling" doc:"Share of new traces (one per deployment) that are recorded, 0 to 1; a trace started elsewhere follows its sender's decision."`
+	SpanQueue     int      `yaml:"span_queue" doc:"Finished spans held for export at most; when the collector is slow or down, newer spans are dropped and counted, and the node never waits."`
+	SpanRetention Duration `yaml:"span_retention" doc:"How long this node keeps the spans it recorded, for dms deployment trace."`
+	// Metrics
+	Metrics bool `yaml:"metrics" doc:"Serve Prometheus metrics at /metrics on the API listener (the API token is required, as a bearer token)."`
+	// Logs
+	Elasticsearch Elasticsearch `yaml:"elasticsearch" doc:"Export of the node's log records (and the logs of allocations that ask for it) to an Elasticsearch-API store with the _bulk API."`
+}
+
+// Elasticsearch configures the _bulk log sink.
+type Elasticsearch struct {
+	URL           string      `yaml:"url" doc:"Base URL of the Elasticsearch-API server (Elasticsearch, OpenSearch or ZincSearch's /es/); empty: no export."`
+	Index         string      `yaml:"index" doc:"Index the records are written to."`
+	Username      string      `yaml:"username" doc:"HTTP basic user; empty: none."`
+	PasswordFile  string      `yaml:"password_file" doc:"File holding the HTTP basic password (never the password itself in the configuration)."`
+	Batch         int         `yaml:"batch" doc:"Records sent in one _bulk request at most."`
+	FlushInterval Duration    `yaml:"flush_interval" doc:"Longest a record waits before it is sent."`
+	SpoolSize     match.Bytes `yaml:"spool_size" doc:"Disk the spool of records not yet accepted may use (<home>/data/logspool); when it is full the oldest records are dropped and counted."`
 }
 
 // P2P configures the libp2p host.
@@ -219,7 +248,7 @@ type Location struct {
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
-		Log: Log{Level: "info"},
+		Log: Log{Level: "info", MaxSize: 64 << 20, MaxFiles: 5},
 		P2P: P2P{
 			Listen:          []string{"/ip4/0.0.0.0/tcp/9000", "/ip4/0.0.0.0/udp/9000/quic-v1"},
 			MDNS:            true,
@@ -258,6 +287,18 @@ func Default() Config {
 			WASM:          WASM{Enabled: true, MaxMemory: 1 << 30},
 		},
 		Subnet: Subnet{Pool: defaultSubnetPool, Bits: defaultSubnetBits, Datagrams: true},
+		Telemetry: Telemetry{
+			Sampling:      1,
+			SpanQueue:     2048,
+			SpanRetention: Duration(7 * 24 * 3600e9),
+			Metrics:       true,
+			Elasticsearch: Elasticsearch{
+				Index:         "dms-logs",
+				Batch:         500,
+				FlushInterval: Duration(2e9),
+				SpoolSize:     64 << 20,
+			},
+		},
 		Orchestrator: Orchestrator{
 			BidWindow:      Duration(1e9),
 			QueueTimeout:   Duration(10 * 60e9),

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Validate reports every problem in cfg at once (errors.Join), each naming
@@ -27,6 +29,50 @@ func (c Config) Validate() error {
 	case "", "text", "json":
 	default:
 		bad("log.format", "%q: want text or json", c.Log.Format)
+	}
+
+	if c.Log.MaxSize < 1<<20 {
+		bad("log.max_size", "%s: want at least 1MiB", c.Log.MaxSize)
+	}
+	if c.Log.MaxFiles < 1 {
+		bad("log.max_files", "%d: want at least 1", c.Log.MaxFiles)
+	}
+	t := c.Telemetry
+	checkURL := func(key, raw string) {
+		if raw == "" {
+			return
+		}
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(key, "%q: want an http(s) URL such as http://127.0.0.1:4318", raw)
+		}
+	}
+	checkURL("telemetry.otlp_endpoint", t.OTLPEndpoint)
+	if !(t.Sampling >= 0 && t.Sampling <= 1) {
+		bad("telemetry.sampling", "%v: want a share from 0 to 1", t.Sampling)
+	}
+	if t.SpanQueue < 1 {
+		bad("telemetry.span_queue", "%d: want at least 1", t.SpanQueue)
+	}
+	if t.SpanRetention.D() < time.Minute {
+		bad("telemetry.span_retention", "%s: want at least 1m", t.SpanRetention)
+	}
+	es := t.Elasticsearch
+	checkURL("telemetry.elasticsearch.url", es.URL)
+	if es.URL != "" && (es.Index == "" || strings.ToLower(es.Index) != es.Index || strings.ContainsAny(es.Index, " \\/*?\"<>|,#:")) {
+		bad("telemetry.elasticsearch.index", "%q: want a lower-case index name without spaces or \\/*?\"<>|,#:", es.Index)
+	}
+	if es.Batch < 1 || es.Batch > 10000 {
+		bad("telemetry.elasticsearch.batch", "%d: want 1 to 10000", es.Batch)
+	}
+	if es.FlushInterval.D() <= 0 {
+		bad("telemetry.elasticsearch.flush_interval", "%s: want more than 0", es.FlushInterval)
+	}
+	if es.SpoolSize < 1<<20 {
+		bad("telemetry.elasticsearch.spool_size", "%s: want at least 1MiB", es.SpoolSize)
+	}
+	if es.Username == "" && es.PasswordFile != "" {
+		bad("telemetry.elasticsearch.username", "password_file is set without a username")
 	}
 
 	for _, a := range c.P2P.Listen {

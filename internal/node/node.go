@@ -44,6 +44,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/allocation"
 	"github.com/dmsnet/dms/internal/apiserver"
@@ -60,7 +63,14 @@ import (
 	"github.com/dmsnet/dms/internal/resource"
 	"github.com/dmsnet/dms/internal/storage/s3"
 	"github.com/dmsnet/dms/internal/store"
+	"github.com/dmsnet/dms/internal/telemetry"
 )
+
+// SpanSource is the local record of the spans this node finished.
+type SpanSource interface {
+	// Spans returns the records of one trace (32 hex digits), oldest first.
+	Spans(traceID string) ([]telemetry.SpanRecord, error)
+}
 
 // Files of a dms home the node uses.
 const (
@@ -116,6 +126,12 @@ type Node struct {
 	resources *resource.Ledger
 	res       resourceRuntime
 
+	// tracer starts this node's spans (telemetry.go); a no-op tracer
+	// until tracing starts. spans is the local record of finished spans,
+	// nil when tracing is off.
+	tracer trace.Tracer
+	spans  SpanSource
+
 	// subnets is the provider side of the deployments' subnets
 	// (subnet.go), nil when this node runs none: noSubnet says why.
 	subnets  *subnets
@@ -127,7 +143,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), wallet: newWallet()}
+	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), wallet: newWallet(), tracer: noop.NewTracerProvider().Tracer("")}
 	// Every step registers its undo; on failure or shutdown they run in
 	// reverse order.
 	var undo []func() error
