@@ -77,7 +77,7 @@ type Observer struct {
 type series struct {
 	name     string
 	o        *Observer
-	duration prometheus.Observer
+	duration atomic.Pointer[prometheus.Observer]
 	handled  [len(codes) + 1]atomic.Pointer[prometheus.Counter]
 	refused  [len(codes) + 1]atomic.Pointer[prometheus.Counter]
 }
@@ -107,7 +107,7 @@ func newObserver() *Observer {
 }
 
 func (o *Observer) newSeries(name string) *series {
-	return &series{name: name, o: o, duration: o.duration.WithLabelValues(name)}
+	return &series{name: name, o: o}
 }
 
 func (o *Observer) collectors() []prometheus.Collector {
@@ -180,7 +180,18 @@ func (s *series) counter(slots *[len(codes) + 1]atomic.Pointer[prometheus.Counte
 func (o *Observer) Handled(behavior string, code actor.Code, d time.Duration) {
 	s := o.lookup(behavior, true)
 	s.counter(&s.handled, o.handled, index(code)).Inc()
-	s.duration.Observe(d.Seconds())
+	s.histogram().Observe(d.Seconds())
+}
+
+// histogram returns the behavior's duration histogram, resolving it at
+// its first use.
+func (s *series) histogram() prometheus.Observer {
+	if h := s.duration.Load(); h != nil {
+		return *h
+	}
+	h := s.o.duration.WithLabelValues(s.name)
+	s.duration.CompareAndSwap(nil, &h)
+	return h
 }
 
 // Refused counts an envelope refused before a behavior ran
