@@ -115,9 +115,9 @@ func TestMetricsOfRunningNode(t *testing.T) {
 	for _, want := range []string{
 		`dms_messages_total{behavior="/public/hello",code="ok"} 1`,
 		// The sender defined a link session for the command, which was
-		// denied; the envelope naming it is refused before its behavior
-		// is known (the session holds it), so the name is other.
-		`dms_refusals_total{behavior="other",code="denied"} 1`,
+		// denied: the envelope naming the session is counted under the
+		// session's behavior.
+		`dms_refusals_total{behavior="/dms/node/peers/list",code="denied"} 1`,
 		`dms_actor_events_total{event="refused_denied"} 1`,
 		`dms_message_duration_seconds_count{behavior="/public/hello"} 1`,
 		`dms_p2p_peers 1`,
