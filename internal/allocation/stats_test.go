@@ -3,6 +3,7 @@ package allocation
 import (
 	"context"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,4 +44,26 @@ func TestProviderStats(t *testing.T) {
 	if len(ms) != 1 || ms[0].Deployment != "d0" || ms[0].ID != "d0.1.job" {
 		t.Errorf("Meters() = %+v, want the allocation d0.1.job of d0", ms)
 	}
+}
+
+// TestOnStart: Config.OnStart hears how long each executor Start took,
+// by executor.
+func TestOnStart(t *testing.T) {
+	inBubble(t, func(t *testing.T, h *harness) {
+		var mu sync.Mutex
+		var got []string
+		h.m.cfg.OnStart = func(ex string, d time.Duration) {
+			mu.Lock()
+			got = append(got, ex)
+			mu.Unlock()
+		}
+		hd := h.create(h.m, "a1", "r1", task("exit=0"))
+		h.mustStart(hd)
+		h.awaitState("a1", deployproto.AllocCompleted)
+		mu.Lock()
+		defer mu.Unlock()
+		if !reflect.DeepEqual(got, []string{"docker"}) {
+			t.Fatalf("OnStart calls = %v, want one for docker", got)
+		}
+	})
 }
