@@ -88,7 +88,7 @@ func TestSources(t *testing.T) {
 			return []Usage{{Deployment: "d1", Allocation: "r1.a", CPUSeconds: 1.5, MemoryBytes: 1 << 20}}
 		},
 		Contracts: func() Contracts {
-			return Contracts{ByState: map[[2]string]int{{"provider", "active"}: 2}, Notes: map[string]uint64{"provider": 7}}
+			return Contracts{ByState: map[[2]string]int{{"provider", "active"}: 2}, Issued: 7, Countersigned: 5}
 		},
 		Subnet: func() Subnet { return Subnet{Forwarded: 9, Dropped: map[string]uint64{"no-route": 1}, DNSLocal: 4} },
 	}
@@ -114,7 +114,8 @@ func TestSources(t *testing.T) {
 		`dms_allocation_cpu_seconds_total{allocation="r1.a",deployment="d1"} 1.5`,
 		`dms_allocation_memory_bytes{allocation="r1.a",deployment="d1"} 1.048576e+06`,
 		`dms_contracts{role="provider",state="active"} 2`,
-		`dms_contract_notes_total{role="provider"} 7`,
+		`dms_contract_notes_total{kind="issued"} 7`,
+		`dms_contract_notes_total{kind="countersigned"} 5`,
 		`dms_subnet_packets_total{kind="forwarded"} 9`,
 		`dms_subnet_dropped_total{reason="no-route"} 1`,
 		`dms_subnet_dns_queries_total{result="local"} 4`,

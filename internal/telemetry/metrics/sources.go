@@ -56,10 +56,11 @@ type Usage struct {
 	MemoryBytes            uint64  // memory in use at the last sample (0: not running)
 }
 
-// Contracts are this node's contracts, by role (provider, requester).
+// Contracts are this node's contracts and the notes it signed.
 type Contracts struct {
-	ByState map[[2]string]int // {role, state} → contracts
-	Notes   map[string]uint64 // role → countersigned notes of its contracts
+	ByState       map[[2]string]int // {role, state} → contracts
+	Issued        uint64            // notes signed as provider since the node started
+	Countersigned uint64            // notes countersigned as requester since the node started
 }
 
 // Subnet are the subnet data path's counters since the node started.
@@ -99,7 +100,7 @@ var sourceDescs = []struct {
 	{"dms_allocation_cpu_seconds_total", "CPU time an allocation's runs used.", []string{"deployment", "allocation"}},
 	{"dms_allocation_memory_bytes", "Memory an allocation's instance used at the last sample (0: not running).", []string{"deployment", "allocation"}},
 	{"dms_contracts", "This node's contracts, by role and state.", []string{"role", "state"}},
-	{"dms_contract_notes_total", "Countersigned usage notes of this node's contracts, by role.", []string{"role"}},
+	{"dms_contract_notes_total", "Usage notes this node signed: issued (as provider) and countersigned (as requester).", []string{"kind"}},
 	{"dms_subnet_packets_total", "Packets of the deployments' subnets, by what happened: forwarded (to another provider), datagram (of forwarded, sent as datagrams), delivered (to a local allocation).", []string{"kind"}},
 	{"dms_subnet_dropped_total", "Packets of the deployments' subnets dropped, by reason.", []string{"reason"}},
 	{"dms_subnet_streams_total", "Subnet streams: sessions opened, fallbacks (datagrams that went over a stream), read errors.", []string{"kind"}},
@@ -179,9 +180,8 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		for k, v := range ct.ByState {
 			gauge("dms_contracts", float64(v), k[0], k[1])
 		}
-		for role, v := range ct.Notes {
-			counter("dms_contract_notes_total", float64(v), role)
-		}
+		counter("dms_contract_notes_total", float64(ct.Issued), "issued")
+		counter("dms_contract_notes_total", float64(ct.Countersigned), "countersigned")
 	}
 	if s.Subnet != nil {
 		st := s.Subnet()
