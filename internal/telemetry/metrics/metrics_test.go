@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -196,4 +197,40 @@ func scrape(t *testing.T, m *Metrics) string {
 		t.Fatalf("scrape = %d %s: %s", res.StatusCode, res.Header.Get("Content-Type"), b)
 	}
 	return string(b)
+}
+
+// TestObserverConcurrent: messages counted from many goroutines while
+// names are learned and the registry is gathered (run with -race).
+func TestObserverConcurrent(t *testing.T) {
+	m := New()
+	o := m.Observer()
+	const goroutines, each = 8, 500
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				o.Handled(fmt.Sprintf("/dms/b%d", i%10), "", time.Microsecond)
+				o.Refused(fmt.Sprintf("/peer/%d/%d", g, i), actor.CodeUnknownBehavior)
+				if i%100 == 0 {
+					o.Known(fmt.Sprintf("/dms/k%d", i))
+					if _, err := m.Registry().Gather(); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var sum float64
+	for i := range 10 {
+		sum += testutil.ToFloat64(o.handled.WithLabelValues(fmt.Sprintf("/dms/b%d", i), OKCode))
+	}
+	if sum != goroutines*each {
+		t.Errorf("handled = %v, want %d", sum, goroutines*each)
+	}
+	if got := testutil.ToFloat64(o.refused.WithLabelValues(OtherBehavior, "unknown-behavior")); got != goroutines*each {
+		t.Errorf("refused as other = %v, want %d", got, goroutines*each)
+	}
 }
