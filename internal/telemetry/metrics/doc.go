@@ -7,7 +7,7 @@
 //	m := metrics.New()
 //	sys, _ := actor.NewSystem(actor.Config{Observer: m.Observer(), …})
 //	m.Observer().Known(root.Behaviors()...)
-//	m.Watch(metrics.Sources{Peers: host.PeerCount, …})
+//	m.Watch(metrics.Sources{Traffic: host.Traffic, Actors: sys.Stats, …})
 //	mux.Handle("GET /metrics", m.Handler())
 //
 // Three kinds of metrics:
