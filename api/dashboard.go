@@ -62,6 +62,14 @@ type EnsembleProblem struct {
 	Message string `json:"message"`
 }
 
+// DashboardDeployRequest is the body of POST /api/v1/dashboard/deploy.
+type DashboardDeployRequest struct {
+	Ensemble string `json:"ensemble"`
+	// Passphrase unlocks the home's user key for this request only; the
+	// node neither logs nor keeps it.
+	Passphrase string `json:"passphrase"`
+}
+
 // DeploymentIndex returns the deployments index, only the deployments in
 // state when it is set.
 func (c *Client) DeploymentIndex(ctx context.Context, state string) (*DeploymentIndex, error) {

@@ -25,14 +25,6 @@ type UserKeyService interface {
 // act for the user (dms deploy's --grant-ttl default).
 const dashboardGrantTTL = 30 * 24 * time.Hour
 
-// DashboardDeploy is the body of POST /api/v1/dashboard/deploy.
-type DashboardDeploy struct {
-	Ensemble string `json:"ensemble"`
-	// Passphrase unlocks the user key for this request only; it is never
-	// logged or kept.
-	Passphrase string `json:"passphrase"`
-}
-
 // indexStates are the states the index counts, in their order.
 var indexStates = []string{"queued", "bidding", "committing", "provisioning", "running", "shutting-down", "completed", "failed", "stopped"}
 
@@ -136,7 +128,7 @@ func validate(text string) api.Validation {
 // browser cannot ship them: dms deploy does), and the user key signs the
 // delegations.
 func (s *Server) dashboardDeploy(w http.ResponseWriter, r *http.Request) {
-	var req DashboardDeploy
+	var req api.DashboardDeployRequest
 	if !decode(w, r, &req) || !s.deploymentsReady(w) {
 		return
 	}
