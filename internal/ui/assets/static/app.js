@@ -12,7 +12,7 @@
     for (const k of kids) e.append(k instanceof Node ? k : String(k ?? ""));
     return e;
   }
-  const short = (s) => (s && s.length > 12 ? s.slice(0, 12) : s || "");
+  const short = (s) => (!s ? "" : s.startsWith("did:") ? "did:…" + s.slice(-8) : s.length > 12 ? s.slice(0, 12) : s);
   const bytes = (n) => {
     if (!n) return "0";
     const u = ["B", "KiB", "MiB", "GiB", "TiB"]; let i = 0;
@@ -161,7 +161,11 @@
             let l; try { l = JSON.parse(line); } catch (e) { continue; }
             const stick = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
             let text = l.data; if (!text.endsWith("\n")) text += "\n";
-            pre.append(el("span", { class: l.stream }, (multi() && l.allocation ? "[" + l.allocation + "] " : "") + text));
+            const span = el("span", { class: l.stream, title: l.time || null }, (multi() && l.allocation ? "[" + l.allocation + "] " : "") + text);
+            // How long after the provider read it the line is shown (the
+            // browser test checks it against the 1 s goal).
+            if (l.time) span.dataset.lag = Date.now() - Date.parse(l.time);
+            pre.append(span);
             if (stick) pre.scrollTop = pre.scrollHeight;
           }
         }

@@ -1,0 +1,219 @@
+//go:build integration
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"github.com/dmsnet/dms/api"
+	"github.com/dmsnet/dms/internal/devnet"
+	"github.com/dmsnet/dms/internal/e2etest"
+)
+
+// dashboardInvalid has two problems, on lines 7 and 8.
+const dashboardInvalid = `version: v1
+allocations:
+  web:
+    executor: docker
+    resources: {cpu: 0.25, ram: 32MiB}
+    execution:
+      imag: busybox
+    colour: blue
+`
+
+// TestDashboard drives the dashboard (/ui) in headless Chromium against a
+// real 3-node network: node 0 orchestrates, nodes 1 and 2 provide. It logs
+// in with the token, shows an invalid ensemble's problems at their lines,
+// deploys a busybox service through the form, sees it running and a log
+// line appear live, shuts it down and sees it stopped — deploy to stopped
+// in at most 30 s. Each view is saved under build/reports/ui/.
+//
+// It needs Chromium (Debian's chromium package), a Docker engine and the
+// static busybox (busybox-static).
+func TestDashboard(t *testing.T) {
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("no chromium on PATH (apt-get install chromium): the browser test is skipped")
+	}
+	image := e2etest.BusyboxImage(t)
+	c := newCluster(t, "", "1", "1")
+	home := c.homes[0].Dir
+	addr := devnet.APIAddr(home)
+	token, err := os.ReadFile(filepath.Join(home, api.TokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + addr
+	shots := filepath.Join(e2etest.ModuleRoot(), "build", "reports", "ui")
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.WindowSize(1280, 900))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	defer cancel()
+	ctx, cancelAll := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancelAll()
+	dialogs := make(chan struct{}, 4)
+	err = chromedp.Listen(ctx, func(ev any) {
+		if _, ok := ev.(*page.EventJavascriptDialogOpening); ok {
+			select {
+			case dialogs <- struct{}{}: // the shutdown confirmation, accepted below
+			default:
+			}
+		}
+	})
+	if err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-dialogs:
+				chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+			}
+		}
+	}()
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			body, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("body")))
+			t.Fatalf("%s: %v\npage:\n%.3000s", what, err, body)
+		}
+	}
+	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+	shot := func(name string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(shots, name+".png"), buf, 0o644)
+		})
+	}
+	scheme := func(v string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			_, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: v}}})
+			return err
+		})
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(css(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return s
+	}
+
+	// Without a session: the login page (401), then log in.
+	do("login", chromedp.Navigate(base+"/ui/"),
+		chromedp.WaitVisible(css("#token")), shot("login"),
+		chromedp.SendKeys(css("#token"), strings.TrimSpace(string(token))),
+		chromedp.Click(css("#login")),
+		chromedp.WaitVisible(css(`body[data-page="overview"]`)),
+		chromedp.WaitVisible(css(`#peers tbody tr:nth-child(2) td`)),
+		chromedp.WaitVisible(css(`#node dd`)),
+		shot("overview"))
+	do("overview in the dark", scheme("dark"), shot("overview-dark"), scheme("light"))
+
+	// An invalid ensemble: its problems at their lines.
+	do("validate", chromedp.Navigate(base+"/ui/deploy"),
+		chromedp.WaitVisible(css("#ensemble")),
+		chromedp.SetValue(css("#ensemble"), dashboardInvalid),
+		chromedp.Click(css("#validate")),
+		chromedp.WaitVisible(css(`#problems li[data-line="8"]`)),
+		chromedp.WaitVisible(css(`#listing span.bad#line-7`)),
+		shot("deploy-invalid"))
+	problems := text("#problems")
+	for _, want := range []string{"line 7: allocations.web.execution.imag: unknown field", "line 8: allocations.web.colour: unknown field"} {
+		if !strings.Contains(problems, want) {
+			t.Errorf("problems %q lack %q", problems, want)
+		}
+	}
+
+	// Deploy a service through the form, then follow it.
+	service := fmt.Sprintf(`version: v1
+allocations:
+  ticker:
+    type: service
+    executor: docker
+    resources: {cpu: 0.25, ram: 32MiB}
+    execution:
+      image: %s
+      cmd: [/bin/sh, -c, 'i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 1; done']
+`, image)
+	do("fill the form", chromedp.SetValue(css("#ensemble"), service),
+		chromedp.SendKeys(css("#passphrase"), e2etest.Passphrase))
+	start := time.Now()
+	do("deploy", chromedp.Click(css("#deploy")),
+		chromedp.WaitVisible(css(`body[data-page="deployment"]`)),
+		chromedp.WaitVisible(css(`#state.s-running`)))
+	running := time.Since(start)
+	attr, err := chromedp.Run(ctx, chromedp.AttributeValue(css("body"), "data-id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := attr.Value
+	// A line appears live: one written after the page had shown the first.
+	do("logs", chromedp.WaitVisible(css(`#logs span`)))
+	first := len(text("#logs"))
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](fmt.Sprintf(`document.querySelector("#logs").textContent.length > %d && /tick \d+/.test(document.querySelector("#logs").textContent)`, first), chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		t.Fatalf("no new log line in 10 s after %q: %v", text("#logs"), err)
+	}
+	logged := time.Since(start)
+	lag, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("#logs span")].map((s) => s.textContent.trim() + " " + s.dataset.lag + "ms").join(", ")`))
+	t.Logf("log lines and how long after the provider read each the page showed it: %s", lag)
+	last, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`Number([...document.querySelectorAll("#logs span")].pop().dataset.lag)`))
+	if err != nil || last > 1000 {
+		t.Errorf("the last log line was shown %v ms after the provider read it (%v), want ≤ 1000", last, err)
+	}
+	do("running", shot("deployment-running"))
+
+	// The index, at 1280 px and phone width.
+	do("index", chromedp.Navigate(base+"/ui/deployments"),
+		chromedp.WaitVisible(css(`#deployments tr[data-state="running"][data-id="`+id+`"]`)),
+		shot("deployments"),
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)),
+		shot("deployments-phone"),
+		chromedp.EmulateViewport(1280, 900))
+	do("capabilities", chromedp.Navigate(base+"/ui/caps"),
+		chromedp.WaitVisible(css(`#anchors tbody tr td`)), shot("capabilities"))
+
+	// Shut it down and see it stopped.
+	do("shutdown", chromedp.Navigate(base+"/ui/deployments/"+id),
+		chromedp.WaitEnabled(css("#shutdown")),
+		chromedp.Click(css("#shutdown")),
+		chromedp.WaitVisible(css(`#state.s-stopped`)),
+		shot("deployment-stopped"))
+	stopped := time.Since(start)
+	t.Logf("deploy → running %v, new live log line %v, stopped %v (budget 30 s); screenshots in %s", running.Round(time.Millisecond), logged.Round(time.Millisecond), stopped.Round(time.Millisecond), shots)
+	if stopped > 30*time.Second {
+		t.Errorf("deploy to stopped took %v, over 30 s", stopped)
+	}
+	cl, err := c.nodes[0].API()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := cl.Deployment(context.Background(), id, 0, 0)
+	if err != nil || d.State != "stopped" {
+		t.Errorf("the node says %v, %v: want stopped", d, err)
+	}
+}
