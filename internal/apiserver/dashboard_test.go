@@ -354,3 +354,61 @@ func TestStreamIndex(t *testing.T) {
 		t.Fatalf("after a change = %s %s", ev, data)
 	}
 }
+
+// manyDeployments are n deployments as List returns them: two
+// allocations on two providers each, a third of them queued with the
+// reasons of two providers.
+func manyDeployments(n int) []api.Deployment {
+	now := time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)
+	ds := make([]api.Deployment, n)
+	for i := range ds {
+		d := api.Deployment{ID: fmt.Sprintf("d%031x", i), State: []string{"running", "queued", "stopped"}[i%3], Version: uint64(i + 1),
+			Owner: "did:key:z6MkownerOwnerOwnerOwnerOwnerOwnerOwnerOwner", Created: now, Updated: now, Round: 1, Epoch: 1,
+			Placement: []api.DeploymentNode{{Node: "a", Provider: "12D3KooWProviderAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", Score: 0.9}, {Node: "b", Provider: "12D3KooWProviderBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB", Score: 0.8}},
+			Allocations: []api.DeploymentAlloc{
+				{Name: "web", Node: "a", Provider: "12D3KooWProviderAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", State: "running", Restarts: i % 2, Attempt: 1, LastSeen: now},
+				{Name: "db", Node: "b", Provider: "12D3KooWProviderBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB", State: "running", Attempt: 1, LastSeen: now},
+			}}
+		if d.State == "queued" {
+			d.Placement, d.Allocations[0].Provider, d.Allocations[1].Provider = nil, "", ""
+			d.Candidates = []api.DeploymentCandidate{
+				{Peer: "12D3KooWProviderAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", Node: "a", Kind: "resource", Reasons: []string{"ram: 512 MiB free, 1 GiB asked"}},
+				{Peer: "12D3KooWProviderBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB", Node: "a", Kind: "executor", Reasons: []string{"no docker"}},
+			}
+		}
+		ds[i] = d
+	}
+	return ds
+}
+
+// BenchmarkDashboardIndex measures the deployments index of 1,000
+// deployments, each from one request through the whole server: the
+// aggregate endpoint (JSON) and the /ui/deployments page that renders it;
+// the target is 300 ms (issue 19). The anchor, in the same run, is GET
+// /api/v1/deployments, the list the index replaces (which still leaves a
+// client to sum up each row).
+func BenchmarkDashboardIndex(b *testing.B) {
+	s, err := New(Config{Addr: "127.0.0.1:0", Token: token, Deployments: newBoard(manyDeployments(1000)...)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct{ name, path string }{
+		{"anchor-list", "/api/v1/deployments"},
+		{"index-json", "/api/v1/dashboard/deployments"},
+		{"index-page", "/ui/deployments"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var size int
+			for b.Loop() {
+				w := do(s, "GET", bc.path, "", "127.0.0.1:1", token)
+				if w.Code != 200 {
+					b.Fatalf("GET %s = %d", bc.path, w.Code)
+				}
+				size = w.Body.Len()
+			}
+			b.ReportMetric(float64(size), "bytes/page")
+			b.ReportMetric(300, "target-ms")
+		})
+	}
+}
