@@ -77,8 +77,8 @@ func (s *Server) sessionOK(v string, now time.Time) bool {
 	if !ok || len(exp) > 20 {
 		return false
 	}
-	got, err := hex.DecodeString(mac)
-	if err != nil || !hmac.Equal(got, s.sessionMAC(exp)) {
+	// One spelling only: the lower-case hex the server wrote.
+	if subtle.ConstantTimeCompare([]byte(mac), []byte(hex.EncodeToString(s.sessionMAC(exp)))) != 1 {
 		return false
 	}
 	sec, err := strconv.ParseInt(exp, 10, 64)

@@ -86,7 +86,6 @@
   // Deployments index: the server renders it; the stream replaces the rows.
   function deployments() {
     const table = $("#deployments"); const state = table.dataset.state;
-    $("#state").addEventListener("change", () => $("#filter").submit());
     const es = new EventSource("/api/v1/dashboard/deployments/stream" + (state ? "?state=" + encodeURIComponent(state) : ""));
     es.addEventListener("index", (ev) => {
       const ix = JSON.parse(ev.data);
