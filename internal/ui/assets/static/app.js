@@ -201,18 +201,32 @@
   }
   async function trace(base) {
     const box = $("#trace");
+    const hint = (t) => box.replaceChildren(el("p", { class: "hint" }, t));
     try {
       const t = await api("GET", base + "/trace");
-      const spans = (t && (t.spans || t)) || [];
-      if (!Array.isArray(spans) || !spans.length) { box.replaceChildren(el("p", { class: "hint" }, "No spans yet.")); return; }
-      const t0 = Math.min(...spans.map((s) => Date.parse(s.start))), t1 = Math.max(...spans.map((s) => Date.parse(s.end || s.start)));
+      const spans = (t && t.spans) || [];
+      if (!spans.length) { hint("No spans yet."); return; }
+      // A waterfall: one row per span, indented under its parent, its bar
+      // placed on the trace's time line.
+      const at = (x) => Date.parse(x);
+      const t0 = Math.min(...spans.map((x) => at(x.start))), t1 = Math.max(...spans.map((x) => at(x.end || x.start)));
       const w = Math.max(1, t1 - t0);
-      box.replaceChildren(el("div", { class: "scroll" }, el("table", { class: "waterfall" }, el("tbody", {}, ...spans.map((s) => {
-        const a = Date.parse(s.start) - t0, d = Date.parse(s.end || s.start) - Date.parse(s.start);
-        const bar = el("div", { class: "bar" }); bar.style.marginLeft = (100 * a / w) + "%"; bar.style.width = Math.max(0.3, 100 * d / w) + "%";
-        return el("tr", {}, el("td", {}, s.name || ""), el("td", {}, d + " ms"), el("td", { style: null }, bar));
-      })))));
-    } catch (e) { box.replaceChildren(el("p", { class: "hint" }, e.status === 404 || e.status === 405 ? "Tracing not available on this node." : "Trace: " + e.message)); }
+      const byID = Object.fromEntries(spans.map((x) => [x.span_id, x]));
+      const depth = (x) => { let d = 0; while (x && x.parent_id && byID[x.parent_id] && d < 20) { x = byID[x.parent_id]; d++; } return d; };
+      box.replaceChildren(el("div", { class: "scroll" }, el("table", { class: "waterfall", id: "waterfall" },
+        el("thead", {}, el("tr", {}, ...["Span", "Node", "Duration", ""].map((h) => el("th", { scope: "col" }, h)))),
+        el("tbody", {}, ...spans.map((x) => {
+          const a = at(x.start) - t0, d = at(x.end || x.start) - at(x.start);
+          const bar = el("div", { class: "bar" + (x.error ? " failed" : ""), title: x.error || "" });
+          bar.style.marginLeft = (100 * a / w) + "%"; bar.style.width = Math.max(0.3, 100 * d / w) + "%";
+          const name = el("td", {}, x.name || ""); name.style.paddingLeft = (8 + 14 * depth(x)) + "px";
+          return el("tr", {}, name, el("td", { class: "mono", title: x.node || "" }, short(x.node)), el("td", {}, d + " ms"), el("td", { class: "span-bar" }, bar));
+        })))));
+    } catch (e) {
+      if (e.status === 404 && !e.body) hint("Tracing not available on this node.");
+      else if (e.status === 503) hint("Tracing is not enabled on this node.");
+      else hint("Trace: " + e.message);
+    }
   }
 
   // Deploy.
