@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/internal/devnet"
@@ -36,7 +37,8 @@ allocations:
 // real 3-node network: node 0 orchestrates, nodes 1 and 2 provide. It logs
 // in with the token, shows an invalid ensemble's problems at their lines,
 // deploys a busybox service through the form, sees it running and a log
-// line appear live, shuts it down and sees it stopped — deploy to stopped
+// line appear live, shuts it down (reaching the button from the keyboard)
+// and sees it stopped — deploy to stopped
 // in at most 30 s. Each view is saved under build/reports/ui/.
 //
 // It needs Chromium (Debian's chromium package), a Docker engine and the
@@ -114,6 +116,22 @@ func TestDashboard(t *testing.T) {
 			return err
 		})
 	}
+	// tabTo presses Tab until the element matching sel has the focus: the
+	// page is usable from the keyboard.
+	tabTo := func(sel string) {
+		t.Helper()
+		for range 40 {
+			focused, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`document.activeElement && document.activeElement.matches(%q)`, sel)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if focused {
+				return
+			}
+			do("tab", chromedp.KeyEvent(kb.Tab))
+		}
+		t.Fatalf("40 presses of Tab never reached %s", sel)
+	}
 	text := func(sel string) string {
 		t.Helper()
 		s, err := chromedp.Run(ctx, chromedp.Text(css(sel)))
@@ -126,8 +144,7 @@ func TestDashboard(t *testing.T) {
 	// Without a session: the login page (401), then log in.
 	do("login", chromedp.Navigate(base+"/ui/"),
 		chromedp.WaitVisible(css("#token")), shot("login"),
-		chromedp.SendKeys(css("#token"), strings.TrimSpace(string(token))),
-		chromedp.Click(css("#login")),
+		chromedp.SendKeys(css("#token"), strings.TrimSpace(string(token))+kb.Enter),
 		chromedp.WaitVisible(css(`body[data-page="overview"]`)),
 		chromedp.WaitVisible(css(`#peers tbody tr:nth-child(2) td`)),
 		chromedp.WaitVisible(css(`#node dd`)),
@@ -197,10 +214,16 @@ allocations:
 	do("capabilities", chromedp.Navigate(base+"/ui/caps"),
 		chromedp.WaitVisible(css(`#anchors tbody tr td`)), shot("capabilities"))
 
-	// Shut it down and see it stopped.
-	do("shutdown", chromedp.Navigate(base+"/ui/deployments/"+id),
-		chromedp.WaitEnabled(css("#shutdown")),
-		chromedp.Click(css("#shutdown")),
+	// Shut it down and see it stopped, from the keyboard: from the index
+	// to the deployment's page, then its Shut down button.
+	do("index again", chromedp.Navigate(base+"/ui/deployments"),
+		chromedp.WaitVisible(css(`#deployments tr[data-id="`+id+`"]`)))
+	tabTo(`#deployments a[href="/ui/deployments/` + id + `"]`)
+	do("open by keyboard", chromedp.KeyEvent(kb.Enter),
+		chromedp.WaitVisible(css(`body[data-page="deployment"]`)),
+		chromedp.WaitEnabled(css("#shutdown")))
+	tabTo("#shutdown")
+	do("shutdown", chromedp.KeyEvent(kb.Enter),
 		chromedp.WaitVisible(css(`#state.s-stopped`)),
 		shot("deployment-stopped"))
 	stopped := time.Since(start)
