@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -119,6 +120,12 @@ func securityHeaders(h http.Header) {
 // token); without one a page answers 401 with the login form.
 func (s *Server) serveUI(w http.ResponseWriter, r *http.Request) {
 	securityHeaders(w.Header())
+	if !loopbackHost(r.Host) {
+		// DNS rebinding: a page of another site whose name now resolves
+		// to 127.0.0.1 would be same-origin with what it loads.
+		writeError(w, http.StatusMisdirectedRequest, api.CodeForbidden, "the dashboard answers under 127.0.0.1, [::1] or localhost only")
+		return
+	}
 	now := time.Now()
 	switch {
 	case strings.HasPrefix(r.URL.Path, "/ui/static/"):
@@ -181,4 +188,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, now time.Time) {
 		HttpOnly: true, SameSite: http.SameSiteStrictMode,
 	})
 	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+}
+
+// loopbackHost reports whether a Host header names this machine: a
+// loopback IP or localhost, with or without a port.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

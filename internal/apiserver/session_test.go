@@ -182,6 +182,23 @@ func TestCrossSiteRefused(t *testing.T) {
 
 var inlineScript = regexp.MustCompile(`(?i)<script(?:\s+[^>]*)?>\s*[^<\s]|\son[a-z]+\s*=|javascript:|style="`)
 
+func TestDashboardHost(t *testing.T) {
+	s := newBoardServer(t, newBoard(), nil)
+	for _, tc := range []struct {
+		host string
+		want int
+	}{
+		{"127.0.0.1:7000", 200}, {"localhost:7000", 200}, {"[::1]:7000", 200}, {"LOCALHOST", 200}, {"127.0.0.2", 200},
+		{"evil.example:7000", http.StatusMisdirectedRequest}, {"127.0.0.1.nip.io:7000", http.StatusMisdirectedRequest}, {"", http.StatusMisdirectedRequest},
+	} {
+		r := request("GET", "/ui/login", "", nil, nil)
+		r.Host = tc.host
+		if w := serveReq(s, r); w.Code != tc.want {
+			t.Errorf("GET /ui/login with Host %q = %d, want %d", tc.host, w.Code, tc.want)
+		}
+	}
+}
+
 func TestContentSecurityPolicy(t *testing.T) {
 	s := newBoardServer(t, newBoard(sampleDeployments()...), nil)
 	good := sessionCookie(t, login(t, s, token))
