@@ -174,7 +174,10 @@
     es.addEventListener("deployment", (ev) => { show(JSON.parse(ev.data)); status("live"); });
     es.addEventListener("end", () => { es.close(); status("ended"); });
     es.addEventListener("failure", (ev) => { status(JSON.parse(ev.data).message, true); es.close(); });
-    es.onerror = () => { if (es.readyState !== EventSource.CLOSED) status("reconnecting…", true); };
+    es.onerror = () => {
+      if (es.readyState !== EventSource.CLOSED) { status("reconnecting…", true); return; }
+      api("GET", base).then(() => status("the live stream closed; reload the page", true), (e) => status(e.message, true));
+    };
     usage(base); results(base); trace(base);
   }
   async function usage(base) {
