@@ -39,7 +39,8 @@ allocations:
 // deploys a busybox service through the form, sees it running and a log
 // line appear live, shuts it down (reaching the button from the keyboard)
 // and sees it stopped — deploy to stopped
-// in at most 30 s. Each view is saved under build/reports/ui/.
+// in at most 30 s. Each view is saved under build/reports/ui/. A deployment
+// that fits nowhere shows, per provider, why it waits.
 //
 // It needs Chromium (Debian's chromium package), a Docker engine and the
 // static busybox (busybox-static).
@@ -217,6 +218,23 @@ allocations:
 		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)),
 		shot("deployments-phone"),
 		chromedp.EmulateViewport(1280, 900))
+	// A deployment that fits nowhere waits; its page and the index say
+	// why, per provider.
+	big := strings.Replace(strings.Replace(service, "ticker:", "huge:", 1), "ram: 32MiB", "ram: 512GiB", 1)
+	do("deploy a queued one", chromedp.Navigate(base+"/ui/deploy"),
+		chromedp.WaitVisible(css("#ensemble")),
+		chromedp.SetValue(css("#ensemble"), big),
+		chromedp.SendKeys(css("#passphrase"), e2etest.Passphrase),
+		chromedp.Click(css("#deploy")),
+		chromedp.WaitVisible(css(`body[data-page="deployment"]`)),
+		chromedp.WaitVisible(css(`#why li:nth-child(2)`)),
+		shot("deployment-queued"),
+		chromedp.Navigate(base+"/ui/deployments?state=queued"),
+		chromedp.WaitVisible(css(`#deployments tr[data-state="queued"] .why li:nth-child(2)`)),
+		shot("deployments-queued"))
+	if why := text(`#deployments tr[data-state="queued"] .why`); !strings.Contains(why, "resource") {
+		t.Errorf("the queued deployment's reasons %q do not name the resource", why)
+	}
 	do("capabilities", chromedp.Navigate(base+"/ui/caps"),
 		chromedp.WaitVisible(css(`#anchors tbody tr td`)), shot("capabilities"))
 
