@@ -140,7 +140,12 @@
       $("#events").replaceChildren(...evs.map((e) => el("li", {}, el("time", { datetime: e.time }, when(e.time)), " ", el("span", { class: "kind" }, e.kind), e.allocation ? " " + e.allocation : "", ": " + e.message)));
       if (!evs.length) $("#events").replaceChildren(el("li", { class: "hint" }, "No events yet."));
       if (!logsStarted && d.state !== "queued" && d.state !== "bidding" && d.state !== "committing") { logsStarted = true; logs(); }
+      // Outputs and the final usage exist once it has ended: read them again.
+      const ended = d.state === "completed" || d.state === "failed" || d.state === "stopped";
+      if (ended && !endSeen && shownOnce) { results(base); usage(base); }
+      endSeen = endSeen || ended; shownOnce = true;
     }
+    let endSeen = false, shownOnce = false;
     let logsStarted = false;
     async function logs() {
       const pre = $("#logs");
@@ -195,12 +200,58 @@
   async function results(base) {
     const box = $("#results");
     try {
-      const vs = await api("GET", base + "/results");
-      const list = Array.isArray(vs) ? vs : (vs && vs.volumes) || [];
+      const list = (await api("GET", base + "/results")) || [];
       if (!list.length) { box.replaceChildren(el("p", { class: "hint" }, "No output volumes.")); return; }
-      box.replaceChildren(el("ul", {}, ...list.map((v) => el("li", {}, v.allocation + " / " + v.volume + " (" + v.kind + ", " + v.mode + ")" + (v.bucket ? " · s3://" + v.bucket + "/" + (v.prefix || "") : "")))),
-        el("p", { class: "hint" }, "Download: dms deployment results " + short(document.body.dataset.id) + " -o DIR"));
+      box.replaceChildren(el("ul", { class: "volumes" }, ...list.map((v) => {
+        const li = el("li", { "data-volume": v.allocation + "/" + v.volume },
+          v.allocation + " / " + v.volume + " (" + v.kind + ", " + v.mode + ")" + (v.bucket ? " · s3://" + v.bucket + "/" + (v.prefix || "") : ""));
+        if (!v.ready) { li.append(el("span", { class: "hint" }, " · " + (v.reason || "not ready"))); return li; }
+        const btn = el("button", { type: "button" }, "Files");
+        btn.addEventListener("click", () => { btn.disabled = true; files(base, v, li); });
+        li.append(" ", btn);
+        return li;
+      })), el("p", { class: "hint" }, "Or all at once: dms deployment results " + short(document.body.dataset.id) + " -o DIR"));
     } catch (e) { box.replaceChildren(el("p", { class: "hint" }, e.status === 503 || e.status === 404 ? "No outputs." : "Outputs: " + e.message)); }
+  }
+  // files lists a result volume's files, each with a download button.
+  async function files(base, v, li) {
+    const vbase = base + "/results/" + encodeURIComponent(v.allocation) + "/" + encodeURIComponent(v.volume);
+    try {
+      const m = await api("GET", vbase + "/manifest");
+      li.append(el("ul", {}, ...m.files.map((f) => {
+        const btn = el("button", { type: "button" }, "Download");
+        const note = el("span", { class: "hint" });
+        btn.addEventListener("click", async () => {
+          btn.disabled = true;
+          try { await download(vbase, f, note); } catch (e) { note.textContent = " " + e.message; } finally { btn.disabled = false; }
+        });
+        return el("li", {}, el("span", { class: "mono" }, f.path), " " + bytes(f.size) + " ", btn, note);
+      })));
+    } catch (e) { li.append(el("span", { class: "error" }, " " + e.message)); }
+  }
+  // maxDownload bounds what the page holds in memory for one file.
+  const maxDownload = 256 << 20, chunk = 1 << 20;
+  // download fetches a file chunk by chunk, checks its SHA-256 against
+  // the manifest and hands it to the browser.
+  async function download(vbase, f, note) {
+    if (f.size > maxDownload) throw new Error("too large for the browser: use dms deployment results");
+    const parts = [];
+    for (let off = 0; off < f.size; off += chunk) {
+      note.textContent = " " + Math.floor(100 * off / f.size) + " %";
+      const q = new URLSearchParams({ path: f.path, offset: off, length: Math.min(chunk, f.size - off) });
+      const r = await fetch(vbase + "/chunk?" + q, { credentials: "same-origin" });
+      if (!r.ok) throw new Error("chunk at " + off + ": " + r.status);
+      parts.push(await r.arrayBuffer());
+    }
+    const blob = new Blob(parts);
+    if (crypto.subtle) {
+      const sum = [...new Uint8Array(await crypto.subtle.digest("SHA-256", await blob.arrayBuffer()))].map((b) => b.toString(16).padStart(2, "0")).join("");
+      if (sum !== f.sha256) throw new Error("SHA-256 mismatch: not saved");
+    }
+    const a = el("a", { href: URL.createObjectURL(blob), download: f.path.split("/").pop() });
+    document.body.append(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    note.textContent = " saved, SHA-256 checked";
   }
   async function trace(base) {
     const box = $("#trace");
