@@ -21,7 +21,9 @@ func (r *run) place(ctx context.Context) {
 	// The first round asks the providers the offer cache shortlists, when
 	// it can; every later round broadcasts.
 	first := true
-	hint := "" // how to get an executor no provider offers, as of the last round
+	hint := ""         // how to get an executor no provider offers, as of the last round
+	var asked []string // the shortlist of a round whose reservations may still be held
+	defer func() { r.s.offers.release(asked) }()
 	for ctx.Err() == nil {
 		if r.shutdownRequested() {
 			return
@@ -51,8 +53,11 @@ func (r *run) place(ctx context.Context) {
 		reqs := placement.Requests(r.spec, now)
 		round := r.snapshot().Round
 		var short []string
+		r.s.offers.release(asked) // the last round's reservations are settled
+		asked = nil
 		if first {
 			short = r.s.offers.shortlist(reqs, now)
+			asked = short
 		}
 		first = false
 		rd := r.collectBids(ctx, reqs, round, short)

@@ -92,6 +92,9 @@ type worldOpts struct {
 	// onRuntime is called with every runtime started (a node's root
 	// actor is new at each restart).
 	onRuntime func(tn *tnode)
+	// workers is how many goroutines run each node's root actor (default
+	// 64); the 10,000-provider benchmarks use fewer to bound memory.
+	workers int
 }
 
 func newWorld(t testing.TB, n int, o worldOpts) *world {
@@ -117,9 +120,16 @@ func newWorld(t testing.TB, n int, o worldOpts) *world {
 	if o.lease == 0 {
 		o.lease = time.Second
 	}
+	if o.workers == 0 {
+		o.workers = 64
+	}
 	w := &world{t: t, net: actor.NewMemNetwork(), user: mustKey(t), opts: o}
-	for range n {
-		w.nodes = append(w.nodes, w.addNode(o))
+	for i := range n {
+		oi := o
+		if i == 0 {
+			oi.workers = 64 // the orchestrator's node keeps its full width
+		}
+		w.nodes = append(w.nodes, w.addNode(oi))
 	}
 	return w
 }
@@ -162,7 +172,7 @@ func (w *world) startRuntime(tn *tnode) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn.root, err = tn.sys.Spawn(tn.key, actor.RootInbox, actor.SpawnOptions{Workers: 64})
+	tn.root, err = tn.sys.Spawn(tn.key, actor.RootInbox, actor.SpawnOptions{Workers: o.workers})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,10 +14,25 @@ import (
 // of every provider on the network. A shortlist round that does not place
 // the ensemble falls back to a broadcast round; stale entries only cost
 // that fallback.
+//
+// It also counts the shortlist rounds in flight that asked each provider:
+// each may hold a reservation there until its round is settled, and a
+// provider bounds the live reservations of one peer
+// (allocation.DefaultReservationsPerPeer), so a provider asked by
+// maxPendingAsks rounds already is left out of further shortlists. Without
+// it, deployments submitted together all shortlist the same best offers,
+// most of their rounds are refused at the providers' bound, and each falls
+// back to a broadcast (2.1 rounds per placement in BenchmarkPlacements).
 type offerCache struct {
-	mu     sync.Mutex
-	offers map[string]cachedOffer // by provider host; guarded by mu
+	mu      sync.Mutex
+	offers  map[string]cachedOffer // by provider host; guarded by mu
+	pending map[string]int         // shortlist rounds in flight that asked the host; guarded by mu
 }
+
+// maxPendingAsks is how many shortlist rounds in flight may ask one
+// provider: half of allocation.DefaultReservationsPerPeer, leaving room
+// for broadcast rounds.
+const maxPendingAsks = 4
 
 type cachedOffer struct {
 	offer match.Offer
@@ -27,7 +42,25 @@ type cachedOffer struct {
 // offerTTL is how long a cached offer is trusted.
 const offerTTL = 30 * time.Second
 
-func newOfferCache() *offerCache { return &offerCache{offers: map[string]cachedOffer{}} }
+func newOfferCache() *offerCache {
+	return &offerCache{offers: map[string]cachedOffer{}, pending: map[string]int{}}
+}
+
+// release ends the shortlist round that asked hosts (from shortlist).
+func (c *offerCache) release(hosts []string) {
+	if len(hosts) == 0 {
+		return
+	}
+	c.mu.Lock()
+	for _, h := range hosts {
+		if c.pending[h] <= 1 {
+			delete(c.pending, h)
+		} else {
+			c.pending[h]--
+		}
+	}
+	c.mu.Unlock()
+}
 
 func (c *offerCache) put(host string, o match.Offer, now time.Time) {
 	if o.Validate() != nil {
@@ -46,7 +79,9 @@ func (c *offerCache) drop(host string) {
 
 // shortlist returns the providers to ask for a deployment: for every node,
 // the best few fresh offers that fit it. It returns nil when the cache
-// cannot find enough candidates for every node (then broadcast).
+// cannot find enough candidates for every node (then broadcast). Providers
+// that maxPendingAsks rounds in flight asked already are left out; the
+// hosts returned count as asked until release.
 func (c *offerCache) shortlist(reqs []deployproto.NodeRequest, now time.Time) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -62,7 +97,7 @@ func (c *offerCache) shortlist(reqs []deployproto.NodeRequest, now time.Time) []
 		}
 		var fit []scored
 		for host, co := range c.offers {
-			if now.Sub(co.at) > offerTTL {
+			if now.Sub(co.at) > offerTTL || c.pending[host] >= maxPendingAsks {
 				continue
 			}
 			if r := match.Score(co.offer, nr.Request); r.Eligible {
@@ -90,5 +125,8 @@ func (c *offerCache) shortlist(reqs []deployproto.NodeRequest, now time.Time) []
 		out = append(out, h)
 	}
 	sort.Strings(out)
+	for _, h := range out {
+		c.pending[h]++
+	}
 	return out
 }
