@@ -11,6 +11,7 @@ import (
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/match"
 	"github.com/dmsnet/dms/internal/orchestrator/placement"
 )
 
@@ -251,15 +252,17 @@ func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, r
 // learnOffers keeps what the providers of a round offered in the offer
 // cache, and forgets those that did not answer.
 func (r *run) learnOffers(rd placement.Round) {
+	seen := make(map[string]match.Offer, len(rd.Replies))
 	for host, a := range rd.Replies {
 		if a.Offer == nil {
 			continue
 		}
 		if _, err := identity.DIDFromPeerID(host); err == nil {
 			r.s.offers.put(host, *a.Offer, rd.Now)
-			r.s.known.put(host, *a.Offer, rd.Now)
+			seen[host] = *a.Offer
 		}
 	}
+	r.s.known.putAll(seen, rd.Now)
 	for _, p := range rd.NotAnswered() {
 		r.s.offers.drop(p)
 	}

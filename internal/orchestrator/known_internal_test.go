@@ -2,6 +2,9 @@ package orchestrator
 
 import (
 	"fmt"
+	"maps"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -62,5 +65,23 @@ func TestKnownProviders(t *testing.T) {
 	}
 	if l := k.list(); len(l) != maxKnownProviders || l[0].Peer != fmt.Sprintf("p%d", 3*maxKnownProviders-1) {
 		t.Fatalf("%d entries (first %s), want %d, the latest first", len(l), l[0].Peer, maxKnownProviders)
+	}
+	// A round's offers at once keep the same table as one put each: the
+	// latest sightings, ties by peer ID, invalid offers left out.
+	one, all := newKnownProviders(8), newKnownProviders(8)
+	for r := range 3 {
+		at := t0.Add(time.Duration(r) * time.Second)
+		round := map[string]match.Offer{"bad": {Free: match.Resources{CPU: -1}}}
+		for i := range 6 {
+			peer := fmt.Sprintf("r%dp%d", r, i)
+			round[peer] = offer(match.MilliCPU(1000 * (i + 1)))
+		}
+		for _, peer := range slices.Sorted(maps.Keys(round)) {
+			one.put(peer, round[peer], at)
+		}
+		all.putAll(round, at)
+	}
+	if got, want := all.list(), one.list(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("putAll kept %v, put kept %v", got, want)
 	}
 }
