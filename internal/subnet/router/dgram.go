@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,6 +89,8 @@ type dgram struct {
 	// unknownAt is when a datagram naming no session last made the
 	// router look for its sender (unix ns).
 	unknownAt atomic.Int64
+	// nonce is open's scratch space (handle's callers, tests).
+	nonce []byte
 }
 
 // session is one handshake's keys: receive (looked up by index) and
@@ -101,9 +104,8 @@ type session struct {
 	index     uint32 // local receiver index
 	conn      network.Conn
 
-	open    cipher.AEAD
-	rxNonce [chacha20poly1305.NonceSize]byte
-	window  replayWindow
+	open   cipher.AEAD // safe for concurrent use: the pipeline's workers share it
+	window replayWindow
 
 	seal    cipher.AEAD
 	remote  uint32 // the peer's receiver index
@@ -623,23 +625,76 @@ func (s *session) sealPacket(p *packet) ([]byte, error) {
 	return b[:dgOverhead+n], nil
 }
 
-// receive reads datagrams until the socket is closed, many per read,
-// and writes the packets to the devices in batches.
+// rxBatches is how many reads of the socket are in the receive pipeline
+// at once (each of up to dgBatch datagrams).
+const rxBatches = 4
+
+// rxBatch is one read of the socket on its way through the receive
+// pipeline: read, opened (by any worker), then checked and delivered in
+// the order it was read.
+type rxBatch struct {
+	pkts []*packet
+	msgs []ipv4.Message
+	n    int
+	// sess is the session each datagram opened on (nil: dropped, or
+	// unknown when it named no session), ctr its counter.
+	sess    []*session
+	ctr     []uint64
+	unknown []bool
+	// opened receives when the worker has opened the batch.
+	opened chan struct{}
+}
+
+func newRxBatch() *rxBatch {
+	b := &rxBatch{
+		pkts: make([]*packet, dgBatch), msgs: make([]ipv4.Message, dgBatch),
+		sess: make([]*session, dgBatch), ctr: make([]uint64, dgBatch), unknown: make([]bool, dgBatch),
+		opened: make(chan struct{}, 1),
+	}
+	for i := range b.pkts {
+		b.pkts[i] = getPacket()
+		b.msgs[i].Buffers = [][]byte{b.pkts[i].buf[dgStart:]}
+	}
+	return b
+}
+
+// receive reads datagrams until the socket is closed, many per read, and
+// runs the rest of the receive pipeline, as wireguard-go does: workers
+// (one per CPU, at most 4) open the batches in parallel, and one
+// goroutine checks and delivers them in the order they were read (the
+// replay window, the probes, the routing checks), writing the packets to
+// the devices in batches. Reading, opening and the device writes (which
+// run the inner flow's receive in the kernel) thus overlap on several
+// cores, and the packets of a peer keep their order.
 func (g *dgram) receive() {
 	defer g.r.wg.Done()
 	var (
-		pkts = make([]*packet, dgBatch)
-		msgs = make([]ipv4.Message, dgBatch)
-		b    = newBatcher(dgBatch, nil) // the packets are pkts, read into again
+		free    = make(chan *rxBatch, rxBatches)
+		opening = make(chan *rxBatch, rxBatches)
+		ordered = make(chan *rxBatch, rxBatches)
+		workers = min(max(runtime.NumCPU(), 1), 4)
 	)
-	for i := range pkts {
-		pkts[i] = getPacket()
-		msgs[i].Buffers = [][]byte{pkts[i].buf[dgStart:]}
+	for range rxBatches {
+		free <- newRxBatch()
 	}
+	g.r.wg.Add(workers + 1)
+	for range workers {
+		go g.openBatches(opening)
+	}
+	go g.deliverBatches(ordered, free)
+	defer close(ordered)
+	defer close(opening)
 	fails := 0
 	for {
-		n, err := g.read(msgs)
+		var b *rxBatch
+		select {
+		case b = <-free:
+		case <-g.done:
+			return
+		}
+		n, err := g.read(b.msgs)
 		if err != nil {
+			free <- b
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -659,21 +714,55 @@ func (g *dgram) receive() {
 			continue
 		}
 		fails = 0
-		if g.blackhole.Load() {
+		if g.blackhole.Load() || n == 0 {
+			free <- b
 			continue
 		}
-		for i := range n {
-			p := pkts[i]
-			d, a := g.open(p, msgs[i].N)
-			if a == nil {
-				if d == nil && msgs[i].Addr != nil && g.unknown(p, msgs[i].N) {
-					g.lookFor(msgs[i].Addr)
+		b.n = n
+		ordered <- b
+		opening <- b
+	}
+}
+
+// openBatches is a worker of the receive pipeline: it opens the
+// datagrams of each batch in place.
+func (g *dgram) openBatches(opening <-chan *rxBatch) {
+	defer g.r.wg.Done()
+	nonce := make([]byte, chacha20poly1305.NonceSize)
+	for b := range opening {
+		for i := range b.n {
+			b.sess[i], b.ctr[i], b.unknown[i] = g.unseal(b.pkts[i], b.msgs[i].N, nonce)
+		}
+		b.opened <- struct{}{}
+	}
+}
+
+// deliverBatches is the last stage of the receive pipeline: in the order
+// the batches were read, it checks their packets and writes them to the
+// devices in batches, then frees the batch for the next read.
+func (g *dgram) deliverBatches(ordered <-chan *rxBatch, free chan<- *rxBatch) {
+	defer g.r.wg.Done()
+	bt := newBatcher(dgBatch, nil) // the packets are the batch's, read into again
+	for b := range ordered {
+		<-b.opened
+		for i := range b.n {
+			p, s := b.pkts[i], b.sess[i]
+			if s == nil {
+				if b.unknown[i] && b.msgs[i].Addr != nil {
+					g.lookFor(b.msgs[i].Addr)
 				}
 				continue
 			}
-			b.add(g.r, d, a, p)
+			b.sess[i] = nil
+			if d, a := g.check(s, b.ctr[i], p); a != nil {
+				bt.add(g.r, d, a, p)
+			}
 		}
-		b.flush(g.r)
+		bt.flush(g.r)
+		for i := range b.n {
+			b.msgs[i].Addr = nil
+		}
+		free <- b
 	}
 }
 
@@ -705,25 +794,53 @@ func (g *dgram) handle(p *packet, n int, one [][]byte) {
 // packet in it as a stream's, and returns its deployment and the
 // attachment to deliver it to (p.data() then is the packet), or nil when
 // it was dropped or was a probe (the deployment is nil when the datagram
-// named no session or failed to open).
+// named no session or failed to open). It is unseal and check in one.
 func (g *dgram) open(p *packet, n int) (*deployment, *attachment) {
+	if g.nonce == nil {
+		g.nonce = make([]byte, chacha20poly1305.NonceSize)
+	}
+	s, counter, _ := g.unseal(p, n, g.nonce)
+	if s == nil {
+		return nil, nil
+	}
+	return g.check(s, counter, p)
+}
+
+// unseal opens the datagram of n bytes at p.buf[dgStart:] in place
+// (nonce is the caller's scratch space) and returns its session and
+// counter, or a nil session when it was dropped; unknown reports that it
+// named no session. It touches no session state: the receive pipeline's
+// workers run it in parallel.
+func (g *dgram) unseal(p *packet, n int, nonce []byte) (s *session, counter uint64, unknown bool) {
 	r := g.r
 	if n < dgOverhead+1 {
 		r.drop(nil, reasonBadDatagram, nil)
-		return nil, nil
+		return nil, 0, false
 	}
 	b := p.buf[dgStart : dgStart+n]
-	s := (*g.sessions.Load())[binary.BigEndian.Uint32(b[0:4])]
-	if s == nil {
+	s, ok := (*g.sessions.Load())[binary.BigEndian.Uint32(b[0:4])]
+	if s == nil { // none, or one still being set up
 		r.drop(nil, reasonUnauthorized, nil)
-		return nil, nil
+		return nil, 0, !ok
 	}
-	counter := binary.BigEndian.Uint64(b[4:12])
-	binary.BigEndian.PutUint64(s.rxNonce[4:], counter)
-	if _, err := s.open.Open(b[dgHeader:dgHeader], s.rxNonce[:], b[dgHeader:], nil); err != nil {
+	counter = binary.BigEndian.Uint64(b[4:12])
+	clear(nonce[:4])
+	binary.BigEndian.PutUint64(nonce[4:], counter)
+	if _, err := s.open.Open(b[dgHeader:dgHeader], nonce, b[dgHeader:], nil); err != nil {
 		r.drop(s.dep, reasonBadDatagram, nil)
-		return nil, nil
+		return nil, 0, false
 	}
+	p.n = n - dgOverhead
+	return s, counter, false
+}
+
+// check takes the packet that opened on s with counter (p.data()): it
+// rejects a replay, handles a probe or an answer, checks the packet as a
+// stream's, and returns its deployment and the attachment to deliver it
+// to, or nil. The receive loop runs it for the datagrams in the order
+// they were read.
+func (g *dgram) check(s *session, counter uint64, p *packet) (*deployment, *attachment) {
+	r := g.r
 	if !s.window.accept(counter) {
 		r.drop(s.dep, reasonBadDatagram, nil)
 		return nil, nil
@@ -736,7 +853,6 @@ func (g *dgram) open(p *packet, n int) (*deployment, *attachment) {
 			g.adopt(s)
 		}
 	}
-	p.n = n - dgOverhead
 	if p.buf[subnet.Offset] < 0x10 { // version 0: a probe or an answer
 		g.control(s, p.data())
 		return s.dep, nil
