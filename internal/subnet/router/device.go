@@ -1,6 +1,8 @@
 package router
 
 import (
+	"golang.org/x/crypto/chacha20poly1305"
+
 	"github.com/dmsnet/dms/internal/subnet"
 )
 
@@ -17,6 +19,7 @@ func (r *Router) readDevice(a *attachment) {
 	bufs := make([][]byte, bs)
 	sizes := make([]int, bs)
 	one := make([][]byte, 1)
+	nonce := make([]byte, chacha20poly1305.NonceSize) // preseal's
 	for i := range pkts {
 		pkts[i] = getPacket()
 		bufs[i] = pkts[i].buf[:]
@@ -45,8 +48,14 @@ func (r *Router) readDevice(a *attachment) {
 					a.dep.count.delivered.Add(1)
 				}
 			case verdictPeer:
+				rt.out.preseal(p, nonce)
 				if !rt.out.send(p) {
-					r.drop(a.dep, reasonQueueFull, p.data())
+					if p.sealed != nil {
+						p.sealed = nil
+						r.drop(a.dep, reasonQueueFull, nil)
+					} else {
+						r.drop(a.dep, reasonQueueFull, p.data())
+					}
 					continue
 				}
 				pkts[i] = getPacket()

@@ -476,8 +476,28 @@ func (g *dgram) send(s *session, p *packet) error {
 	return nil
 }
 
+// preseal seals p in place for the queue's session if its datagram path
+// is up (p.sealed tells), in the caller's goroutine: the device readers
+// seal what they read, in parallel with the queue's writer, which then
+// only sends. nonce is the caller's scratch space. A queue that is full
+// (the packet will be dropped) or has no path up leaves p plain.
+func (o *outQueue) preseal(p *packet, nonce []byte) {
+	if o.r.dg == nil || !o.up.Load() || len(o.q) >= cap(o.q) {
+		return
+	}
+	s := o.tx.Load()
+	if s == nil {
+		return
+	}
+	if _, err := s.sealIn(p, nonce); err == nil {
+		p.sealed = s
+	}
+}
+
 // sendBatch sends p and the packets queued behind it (up to dgBatch) on
-// s in one call (sendmmsg), and puts them back on the free list.
+// s in one call (a segmented write, else sendmmsg), and puts them back on
+// the free list. The packets the device reader sealed already (p.sealed)
+// go as they are; the others are sealed on s.
 func (o *outQueue) sendBatch(s *session, p *packet) {
 	if o.msgs == nil { // made on the first datagram: most pairs never talk
 		o.msgs = make([]ipv4.Message, dgBatch)
@@ -512,7 +532,13 @@ fill:
 	}
 	n := 0
 	for _, q := range o.held {
-		b, err := s.sealPacket(q)
+		var b []byte
+		var err error
+		if q.sealed != nil {
+			b = q.buf[dgStart : dgStart+dgOverhead+q.n]
+		} else {
+			b, err = s.sealPacket(q)
+		}
 		if err != nil {
 			o.r.drop(o.dep, reasonNoRoute, nil)
 			continue
@@ -587,7 +613,9 @@ func (o *outQueue) sendGSO(s *session) (int, error) {
 		if off == 0 {
 			seg = size
 		}
-		if s.sealTo(buf[off:off+size], q) != nil {
+		if q.sealed != nil {
+			copy(buf[off:off+size], q.buf[dgStart:dgStart+size])
+		} else if s.sealTo(buf[off:off+size], q) != nil {
 			continue
 		}
 		off += size
@@ -610,8 +638,15 @@ func (s *session) sealTo(dst []byte, p *packet) error {
 }
 
 // sealPacket turns p into a datagram in place and returns it (a slice of
-// p's buffer): [receiver index][counter][sealed packet].
+// p's buffer): [receiver index][counter][sealed packet]. The queue's
+// writer's: it uses the session's nonce space.
 func (s *session) sealPacket(p *packet) ([]byte, error) {
+	return s.sealIn(p, s.txNonce[:])
+}
+
+// sealIn is sealPacket with the caller's nonce space (12 bytes), for
+// goroutines other than the queue's writer.
+func (s *session) sealIn(p *packet, nonce []byte) ([]byte, error) {
 	c := s.counter.Add(1) - 1
 	if c >= dgMaxCounter {
 		return nil, errors.New("session exhausted")
@@ -620,8 +655,9 @@ func (s *session) sealPacket(p *packet) ([]byte, error) {
 	b := p.buf[dgStart:]
 	binary.BigEndian.PutUint32(b[0:4], s.remote)
 	binary.BigEndian.PutUint64(b[4:12], c)
-	binary.BigEndian.PutUint64(s.txNonce[4:], c)
-	s.seal.Seal(b[dgHeader:dgHeader], s.txNonce[:], b[dgHeader:dgHeader+n], nil)
+	clear(nonce[:4])
+	binary.BigEndian.PutUint64(nonce[4:], c)
+	s.seal.Seal(b[dgHeader:dgHeader], nonce, b[dgHeader:dgHeader+n], nil)
 	return b[:dgOverhead+n], nil
 }
 

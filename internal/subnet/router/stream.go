@@ -109,6 +109,14 @@ func (o *outQueue) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
+		if p.sealed != nil { // sealed by the device reader: a datagram
+			o.pkts.Add(1)
+			if bw != nil && bw.Buffered() > 0 {
+				_ = bw.Flush() // what the stream holds goes first
+			}
+			o.sendBatch(p.sealed, p)
+			continue
+		}
 		if o.r.dg != nil && o.datagram(p, bw) {
 			continue
 		}
