@@ -9,7 +9,8 @@
 # each clean and with random loss on the veth (an iptables statistic match
 # in both namespaces: no netem in this kernel), in one run, repeated.
 # Usage: bench/run-subnet.sh [runs]   (default 3; env SECS=10 PINGS=200 LOSS=0.01,
-#        PATHS="veth dms-dgram wg" to measure some of the paths only)
+#        PATHS="veth dms-dgram wg" to measure some of the paths only,
+#        PROFILE=dir for a CPU profile of each subnetpeer, dir/{a,b}-N.pprof)
 #        bench/run-subnet.sh block    (the datagram path blocked mid-flow, below)
 # Needs root. The machine may be shared: the table gives median (min–max)
 # over the runs and the load average.
@@ -114,10 +115,18 @@ wg_up() {
 
 # The dms overlay: subnetpeer in each namespace (dms0 10.77.0.2 in A,
 # 10.77.0.3 in B); $1 is an extra flag (-quic, -dgram).
+nup=0
 dms_up() {
-  ip netns exec "$nsA" "$work/subnetpeer" -self a -local 10.99.0.1 -remote 10.99.0.2 "$@" 2>>"$work/peerA.log" &
+  local profA=() profB=()
+  nup=$((nup + 1))
+  if [ -n "${PROFILE:-}" ]; then
+    mkdir -p "$PROFILE"
+    profA=(-cpuprofile "$PROFILE/a-$nup.pprof")
+    profB=(-cpuprofile "$PROFILE/b-$nup.pprof")
+  fi
+  ip netns exec "$nsA" "$work/subnetpeer" -self a -local 10.99.0.1 -remote 10.99.0.2 "${profA[@]}" "$@" 2>>"$work/peerA.log" &
   dms_pids+=($!)
-  ip netns exec "$nsB" "$work/subnetpeer" -self b -local 10.99.0.2 -remote 10.99.0.1 "$@" 2>>"$work/peerB.log" &
+  ip netns exec "$nsB" "$work/subnetpeer" -self b -local 10.99.0.2 -remote 10.99.0.1 "${profB[@]}" "$@" 2>>"$work/peerB.log" &
   dms_pids+=($!)
   wait_for "the dms overlay" 30 ip netns exec "$nsA" ping -c1 -W1 10.77.0.3
 }

@@ -775,10 +775,14 @@ func (g *dgram) openBatches(opening <-chan *rxBatch) {
 
 // deliverBatches is the last stage of the receive pipeline: in the order
 // the batches were read, it checks their packets and writes them to the
-// devices in batches, then frees the batch for the next read.
+// devices in batches, then frees the batches for the next reads. While
+// more batches wait, their packets join the same device writes (up to
+// the device's batch size), so that a receiver that fell behind catches
+// up with fewer, larger writes.
 func (g *dgram) deliverBatches(ordered <-chan *rxBatch, free chan<- *rxBatch) {
 	defer g.r.wg.Done()
-	bt := newBatcher(dgBatch, nil) // the packets are the batch's, read into again
+	bt := newBatcher(2*dgBatch, nil) // the packets are the batches', read into again
+	held := make([]*rxBatch, 0, rxBatches)
 	for b := range ordered {
 		<-b.opened
 		for i := range b.n {
@@ -794,11 +798,19 @@ func (g *dgram) deliverBatches(ordered <-chan *rxBatch, free chan<- *rxBatch) {
 				bt.add(g.r, d, a, p)
 			}
 		}
-		bt.flush(g.r)
 		for i := range b.n {
 			b.msgs[i].Addr = nil
 		}
-		free <- b
+		held = append(held, b)
+		if len(ordered) > 0 && len(held) < cap(held)-1 {
+			continue // the next batch is read already: write with it
+		}
+		bt.flush(g.r)
+		for i, h := range held {
+			free <- h
+			held[i] = nil
+		}
+		held = held[:0]
 	}
 }
 
