@@ -20,6 +20,7 @@ func (r *Router) readDevice(a *attachment) {
 	sizes := make([]int, bs)
 	one := make([][]byte, 1)
 	nonce := make([]byte, chacha20poly1305.NonceSize) // preseal's
+	outs := make([]*outQueue, bs)                     // where pkts[i] goes, if to a peer
 	for i := range pkts {
 		pkts[i] = getPacket()
 		bufs[i] = pkts[i].buf[:]
@@ -48,21 +49,32 @@ func (r *Router) readDevice(a *attachment) {
 					a.dep.count.delivered.Add(1)
 				}
 			case verdictPeer:
+				// sealed now, queued after the whole read: the queue's
+				// writer, woken by the first, then finds the batch
+				// there for one write
 				rt.out.preseal(p, nonce)
-				if !rt.out.send(p) {
-					if p.sealed != nil {
-						p.sealed = nil
-						r.drop(a.dep, reasonQueueFull, nil)
-					} else {
-						r.drop(a.dep, reasonQueueFull, p.data())
-					}
-					continue
-				}
-				pkts[i] = getPacket()
-				bufs[i] = pkts[i].buf[:]
+				outs[i] = rt.out
 			case verdictDNS:
 				r.serveDNS(v, a, p.data())
 			}
+		}
+		for i := range outs[:n] {
+			o := outs[i]
+			if o == nil {
+				continue
+			}
+			outs[i] = nil
+			if p := pkts[i]; !o.send(p) {
+				if p.sealed != nil {
+					p.sealed = nil
+					r.drop(a.dep, reasonQueueFull, nil)
+				} else {
+					r.drop(a.dep, reasonQueueFull, p.data())
+				}
+				continue
+			}
+			pkts[i] = getPacket()
+			bufs[i] = pkts[i].buf[:]
 		}
 		if err == nil {
 			errs = 0

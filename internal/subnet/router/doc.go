@@ -67,8 +67,16 @@
 // as one read from a stream of that peer and deployment. The sender seals
 // the queued packets (up to 64) and sends each run of equal-sized ones in
 // one write that the kernel cuts into datagrams (UDP_SEGMENT, Linux; else
-// or where that fails, one sendmmsg); the receiver reads with recvmmsg
-// and writes to the device in batches.
+// or where that fails, one sendmmsg). While the path is up, the device
+// reader seals each packet for a peer as it reads it (preseal), so the
+// queue's writer only copies and sends; the counter order may then differ
+// a little from the send order, which the replay window allows. The
+// receiver is a pipeline, as wireguard-go's: one goroutine reads with
+// recvmmsg (batches of 64, 4 in flight), workers (one per CPU, at most 4)
+// open the batches in parallel, and one goroutine takes the batches in
+// the order they were read, checks the packets (replay window, probes,
+// the routing checks below) and writes them to the devices in batches,
+// with the packets of the batches already waiting in the same write.
 //
 // The packets take a session only while its path is up (path.go). A
 // probe is a sealed datagram whose plaintext is [type 1][sequence 8]
