@@ -74,6 +74,8 @@ type dgram struct {
 
 	// gso: the socket takes UDP_SEGMENT writes (until one fails).
 	gso atomic.Bool
+	// gro: the socket coalesces what it receives (UDP_GRO).
+	gro bool
 
 	// sent and received count datagrams (tests, benchmarks).
 	sent, received atomic.Uint64
@@ -138,6 +140,7 @@ func newDgram(r *Router, conn *net.UDPConn) (*dgram, error) {
 	g := &dgram{r: r, conn: conn, pc: ipv4.NewPacketConn(conn), port: ap.Port(), done: make(chan struct{})}
 	g.read = func(ms []ipv4.Message) (int, error) { return g.pc.ReadBatch(ms, 0) }
 	g.gso.Store(gsoSupported)
+	g.gro = enableGRO(conn)
 	g.sessions.Store(&map[uint32]*session{})
 	return g, nil
 }
@@ -662,15 +665,32 @@ func (s *session) sealIn(p *packet, nonce []byte) ([]byte, error) {
 }
 
 // rxBatches is how many reads of the socket are in the receive pipeline
-// at once (each of up to dgBatch datagrams).
+// at once.
 const rxBatches = 4
+
+const (
+	// groReads is how many messages one read takes from a socket that
+	// coalesces (UDP_GRO); each is up to groSegments datagrams (the
+	// kernel's most) in up to groBuf bytes.
+	groReads    = 4
+	groSegments = 64
+	groBuf      = 65535
+	// dgMax is the largest datagram the receiver takes.
+	dgMax = dgOverhead + maxPacket
+)
 
 // rxBatch is one read of the socket on its way through the receive
 // pipeline: read, opened (by any worker), then checked and delivered in
 // the order it was read.
 type rxBatch struct {
+	msgs  []ipv4.Message // the read's messages, into bufs
+	bufs  [][]byte
+	nmsgs int
+	// the read's datagrams (a coalesced message is cut into its
+	// segments), from bufs, the message each came in, and their packets
+	dgs  [][]byte
+	from []int
 	pkts []*packet
-	msgs []ipv4.Message
 	n    int
 	// sess is the session each datagram opened on (nil: dropped, or
 	// unknown when it named no session), ctr its counter.
@@ -681,17 +701,51 @@ type rxBatch struct {
 	opened chan struct{}
 }
 
-func newRxBatch() *rxBatch {
+// newRxBatch makes a batch for reads of dgBatch datagrams, or of
+// groReads coalesced messages when the socket has UDP_GRO.
+func newRxBatch(gro bool) *rxBatch {
+	reads, size, dgs := dgBatch, dgMax, dgBatch
+	if gro {
+		reads, size, dgs = groReads, groBuf, groReads*groSegments
+	}
 	b := &rxBatch{
-		pkts: make([]*packet, dgBatch), msgs: make([]ipv4.Message, dgBatch),
-		sess: make([]*session, dgBatch), ctr: make([]uint64, dgBatch), unknown: make([]bool, dgBatch),
+		msgs: make([]ipv4.Message, reads), bufs: make([][]byte, reads),
+		dgs: make([][]byte, dgs), from: make([]int, dgs), pkts: make([]*packet, dgs),
+		sess: make([]*session, dgs), ctr: make([]uint64, dgs), unknown: make([]bool, dgs),
 		opened: make(chan struct{}, 1),
+	}
+	for i := range b.msgs {
+		b.bufs[i] = make([]byte, size)
+		b.msgs[i].Buffers = [][]byte{b.bufs[i]}
+		if gro {
+			b.msgs[i].OOB = make([]byte, groOOB)
+		}
 	}
 	for i := range b.pkts {
 		b.pkts[i] = getPacket()
-		b.msgs[i].Buffers = [][]byte{b.pkts[i].buf[dgStart:]}
 	}
 	return b
+}
+
+// split cuts the n messages read into their datagrams.
+func (b *rxBatch) split(n int, gro bool) {
+	b.nmsgs, b.n = n, 0
+	for i := range n {
+		m := &b.msgs[i]
+		data := b.bufs[i][:m.N]
+		seg := len(data)
+		if gro {
+			if s := groSize(m.OOB[:m.NN]); s > 0 && s < seg {
+				seg = s
+			}
+		}
+		for first := true; (first || len(data) > 0) && b.n < len(b.dgs); first = false {
+			k := min(seg, len(data))
+			b.dgs[b.n], b.from[b.n] = data[:k], i
+			b.n++
+			data = data[k:]
+		}
+	}
 }
 
 // receive reads datagrams until the socket is closed, many per read, and
@@ -701,7 +755,9 @@ func newRxBatch() *rxBatch {
 // replay window, the probes, the routing checks), writing the packets to
 // the devices in batches. Reading, opening and the device writes (which
 // run the inner flow's receive in the kernel) thus overlap on several
-// cores, and the packets of a peer keep their order.
+// cores, and the packets of a peer keep their order. On Linux the socket
+// coalesces (UDP_GRO): one message of a read is a run of up to 64
+// datagrams of a sender, which the kernel then handles once.
 func (g *dgram) receive() {
 	defer g.r.wg.Done()
 	var (
@@ -709,9 +765,10 @@ func (g *dgram) receive() {
 		opening = make(chan *rxBatch, rxBatches)
 		ordered = make(chan *rxBatch, rxBatches)
 		workers = min(max(runtime.NumCPU(), 1), 4)
+		gro     = g.gro
 	)
 	for range rxBatches {
-		free <- newRxBatch()
+		free <- newRxBatch(gro)
 	}
 	g.r.wg.Add(workers + 1)
 	for range workers {
@@ -754,7 +811,7 @@ func (g *dgram) receive() {
 			free <- b
 			continue
 		}
-		b.n = n
+		b.split(n, gro)
 		ordered <- b
 		opening <- b
 	}
@@ -767,7 +824,7 @@ func (g *dgram) openBatches(opening <-chan *rxBatch) {
 	nonce := make([]byte, chacha20poly1305.NonceSize)
 	for b := range opening {
 		for i := range b.n {
-			b.sess[i], b.ctr[i], b.unknown[i] = g.unseal(b.pkts[i], b.msgs[i].N, nonce)
+			b.sess[i], b.ctr[i], b.unknown[i] = g.unseal(b.dgs[i], b.pkts[i], nonce)
 		}
 		b.opened <- struct{}{}
 	}
@@ -788,8 +845,8 @@ func (g *dgram) deliverBatches(ordered <-chan *rxBatch, free chan<- *rxBatch) {
 		for i := range b.n {
 			p, s := b.pkts[i], b.sess[i]
 			if s == nil {
-				if b.unknown[i] && b.msgs[i].Addr != nil {
-					g.lookFor(b.msgs[i].Addr)
+				if a := b.msgs[b.from[i]].Addr; b.unknown[i] && a != nil {
+					g.lookFor(a)
 				}
 				continue
 			}
@@ -799,6 +856,9 @@ func (g *dgram) deliverBatches(ordered <-chan *rxBatch, free chan<- *rxBatch) {
 			}
 		}
 		for i := range b.n {
+			b.dgs[i] = nil
+		}
+		for i := range b.nmsgs {
 			b.msgs[i].Addr = nil
 		}
 		held = append(held, b)
@@ -847,25 +907,29 @@ func (g *dgram) open(p *packet, n int) (*deployment, *attachment) {
 	if g.nonce == nil {
 		g.nonce = make([]byte, chacha20poly1305.NonceSize)
 	}
-	s, counter, _ := g.unseal(p, n, g.nonce)
+	if n < 0 || dgStart+n > len(p.buf) {
+		g.r.drop(nil, reasonBadDatagram, nil)
+		return nil, nil
+	}
+	s, counter, _ := g.unseal(p.buf[dgStart:dgStart+n], p, g.nonce)
 	if s == nil {
 		return nil, nil
 	}
 	return g.check(s, counter, p)
 }
 
-// unseal opens the datagram of n bytes at p.buf[dgStart:] in place
-// (nonce is the caller's scratch space) and returns its session and
-// counter, or a nil session when it was dropped; unknown reports that it
-// named no session. It touches no session state: the receive pipeline's
-// workers run it in parallel.
-func (g *dgram) unseal(p *packet, n int, nonce []byte) (s *session, counter uint64, unknown bool) {
+// unseal opens the datagram b into p (p.data() then is its packet; b
+// may be p's own buffer at dgStart, opened in place), nonce being the
+// caller's scratch space, and returns its session and counter, or a nil
+// session when it was dropped; unknown reports that it named no session.
+// It touches no session state: the receive pipeline's workers run it in
+// parallel.
+func (g *dgram) unseal(b []byte, p *packet, nonce []byte) (s *session, counter uint64, unknown bool) {
 	r := g.r
-	if n < dgOverhead+1 {
+	if len(b) < dgOverhead+1 || len(b) > dgMax {
 		r.drop(nil, reasonBadDatagram, nil)
 		return nil, 0, false
 	}
-	b := p.buf[dgStart : dgStart+n]
 	s, ok := (*g.sessions.Load())[binary.BigEndian.Uint32(b[0:4])]
 	if s == nil { // none, or one still being set up
 		r.drop(nil, reasonUnauthorized, nil)
@@ -874,11 +938,11 @@ func (g *dgram) unseal(p *packet, n int, nonce []byte) (s *session, counter uint
 	counter = binary.BigEndian.Uint64(b[4:12])
 	clear(nonce[:4])
 	binary.BigEndian.PutUint64(nonce[4:], counter)
-	if _, err := s.open.Open(b[dgHeader:dgHeader], nonce, b[dgHeader:], nil); err != nil {
+	if _, err := s.open.Open(p.buf[subnet.Offset:subnet.Offset], nonce, b[dgHeader:], nil); err != nil {
 		r.drop(s.dep, reasonBadDatagram, nil)
 		return nil, 0, false
 	}
-	p.n = n - dgOverhead
+	p.n = len(b) - dgOverhead
 	return s, counter, false
 }
 

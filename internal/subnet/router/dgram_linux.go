@@ -43,3 +43,50 @@ func (g *dgram) writeGSO(b []byte, seg int, to netip.AddrPort) error {
 	_, _, err := g.conn.WriteMsgUDPAddrPort(b, oob[:unix.CmsgSpace(2)], to)
 	return err
 }
+
+// enableGRO asks the kernel to hand the socket runs of datagrams of one
+// sender as one (UDP_GRO): a sender's segmented write that reaches it
+// whole (a veth, loopback) or datagrams the receiving interface coalesced.
+// The read then carries the segment size in a control message (groSize).
+func enableGRO(c *net.UDPConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := false
+	_ = rc.Control(func(fd uintptr) {
+		ok = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1) == nil
+	})
+	return ok
+}
+
+// groOOB is the room for the control message of a read with UDP_GRO.
+const groOOB = 24 // unix.CmsgSpace(4)
+
+// groSize is the segment size a read's control messages name, 0 if none
+// (the read is one datagram).
+func groSize(oob []byte) int {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(oob) {
+			return 0
+		}
+		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && l >= unix.CmsgLen(2) {
+			return int(binary.NativeEndian.Uint16(oob[unix.CmsgLen(0):]))
+		}
+		oob = oob[min(unix.CmsgSpace(l-unix.CmsgLen(0)), len(oob)):]
+	}
+	return 0
+}
+
+// groCmsg is the control message a UDP_GRO read carries for segments of
+// seg bytes (tests).
+func groCmsg(seg int) []byte {
+	oob := make([]byte, unix.CmsgSpace(2))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level, h.Type = unix.SOL_UDP, unix.UDP_GRO
+	h.SetLen(unix.CmsgLen(2))
+	binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(seg))
+	return oob
+}
