@@ -109,8 +109,14 @@ func (o *outQueue) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		if p.sealed != nil { // sealed by the device reader: a datagram
+		if s := p.sealed; s != nil { // sealed by the device reader: a datagram
 			o.pkts.Add(1)
+			if s.conn != nil && s.conn.IsClosed() {
+				// the peer went away (or restarted): its sessions are
+				// gone, the next packets take the stream (see datagram)
+				o.tx.CompareAndSwap(s, nil)
+				o.up.Store(false)
+			}
 			if bw != nil && bw.Buffered() > 0 {
 				_ = bw.Flush() // what the stream holds goes first
 			}
