@@ -109,18 +109,18 @@ func (o *outQueue) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		if s := p.sealed; s != nil { // sealed by the device reader: a datagram
+		if ds := p.sealed; ds != nil { // sealed by the device reader: a datagram
 			o.pkts.Add(1)
-			if s.conn != nil && s.conn.IsClosed() {
+			if ds.conn != nil && ds.conn.IsClosed() {
 				// the peer went away (or restarted): its sessions are
 				// gone, the next packets take the stream (see datagram)
-				o.tx.CompareAndSwap(s, nil)
+				o.tx.CompareAndSwap(ds, nil)
 				o.up.Store(false)
 			}
 			if bw != nil && bw.Buffered() > 0 {
 				_ = bw.Flush() // what the stream holds goes first
 			}
-			o.sendBatch(p.sealed, p)
+			o.sendBatch(ds, p)
 			continue
 		}
 		if o.r.dg != nil && o.datagram(p, bw) {
