@@ -1,6 +1,8 @@
 package router
 
 import (
+	"time"
+
 	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/dmsnet/dms/internal/subnet"
@@ -21,6 +23,8 @@ func (r *Router) readDevice(a *attachment) {
 	one := make([][]byte, 1)
 	nonce := make([]byte, chacha20poly1305.NonceSize) // preseal's
 	outs := make([]*outQueue, bs)                     // where pkts[i] goes, if to a peer
+	timer := time.NewTimer(time.Hour)                 // sendWithin's
+	timer.Stop()
 	for i := range pkts {
 		pkts[i] = getPacket()
 		bufs[i] = pkts[i].buf[:]
@@ -58,13 +62,20 @@ func (r *Router) readDevice(a *attachment) {
 				r.serveDNS(v, a, p.data())
 			}
 		}
+		wait := true // one wait for a full queue per read
 		for i := range outs[:n] {
 			o := outs[i]
 			if o == nil {
 				continue
 			}
 			outs[i] = nil
-			if p := pkts[i]; !o.send(p) {
+			p := pkts[i]
+			ok := o.send(p)
+			if !ok && wait {
+				ok = o.sendWithin(p, timer)
+				wait = ok
+			}
+			if !ok {
 				if p.sealed != nil {
 					p.sealed = nil
 					r.drop(a.dep, reasonQueueFull, nil)

@@ -78,6 +78,22 @@ func (o *outQueue) send(p *packet) bool {
 	}
 }
 
+// sendWithin queues p, waiting up to QueueWait for room; t is the
+// caller's timer (stopped), so that the wait allocates nothing.
+func (o *outQueue) sendWithin(p *packet, t *time.Timer) bool {
+	t.Reset(QueueWait)
+	select {
+	case o.q <- p:
+		t.Stop()
+		return true
+	case <-t.C:
+		return false
+	case <-o.ctx.Done():
+		t.Stop()
+		return false
+	}
+}
+
 // close ends the writer and resets its stream.
 func (o *outQueue) close() {
 	o.cancel()
