@@ -116,8 +116,10 @@
 // every SetTable, Attach and Detach: the per-packet path takes no lock and
 // allocates nothing in steady state (packet buffers come from a free
 // list). A device is read by one goroutine per attachment. Packets to a
-// peer go through a bounded queue (QueueLen; when it is full the packet is
-// dropped, "queue-full", so a slow peer never blocks a device) drained by
+// peer go through a bounded queue (QueueLen; when it is full the device's
+// reader waits for room up to QueueWait, at most once per read, then
+// drops, "queue-full", so a slow peer never holds a device for long)
+// drained by
 // one writer goroutine per (peer, deployment) that flushes when the queue
 // is empty, so a burst becomes one write. The
 // receiver writes the frames it already holds to the device in one batch
