@@ -72,8 +72,15 @@ func groSize(oob []byte) int {
 		if l < unix.SizeofCmsghdr || l > len(oob) {
 			return 0
 		}
-		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && l >= unix.CmsgLen(2) {
-			return int(binary.NativeEndian.Uint16(oob[unix.CmsgLen(0):]))
+		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO {
+			// the kernel puts an int; older ones a 16-bit value
+			switch d := oob[unix.CmsgLen(0):l]; {
+			case len(d) >= 4:
+				return int(binary.NativeEndian.Uint32(d))
+			case len(d) >= 2:
+				return int(binary.NativeEndian.Uint16(d))
+			}
+			return 0
 		}
 		oob = oob[min(unix.CmsgSpace(l-unix.CmsgLen(0)), len(oob)):]
 	}
@@ -83,10 +90,10 @@ func groSize(oob []byte) int {
 // groCmsg is the control message a UDP_GRO read carries for segments of
 // seg bytes (tests).
 func groCmsg(seg int) []byte {
-	oob := make([]byte, unix.CmsgSpace(2))
+	oob := make([]byte, unix.CmsgSpace(4))
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 	h.Level, h.Type = unix.SOL_UDP, unix.UDP_GRO
-	h.SetLen(unix.CmsgLen(2))
-	binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(seg))
+	h.SetLen(unix.CmsgLen(4))
+	binary.NativeEndian.PutUint32(oob[unix.CmsgLen(0):], uint32(seg))
 	return oob
 }
