@@ -48,7 +48,11 @@ func (g *dgram) writeGSO(b []byte, seg int, to netip.AddrPort) error {
 // sender as one (UDP_GRO): a sender's segmented write that reaches it
 // whole (a veth, loopback) or datagrams the receiving interface coalesced.
 // The read then carries the segment size in a control message (groSize).
+// As wireguard-go, only on Linux 5.12 and later (UDP_GRO had bugs before).
 func enableGRO(c *net.UDPConn) bool {
+	if !kernelAtLeast(5, 12) {
+		return false
+	}
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return false
@@ -96,4 +100,34 @@ func groCmsg(seg int) []byte {
 	h.SetLen(unix.CmsgLen(4))
 	binary.NativeEndian.PutUint32(oob[unix.CmsgLen(0):], uint32(seg))
 	return oob
+}
+
+// kernelAtLeast reports whether the running kernel is major.minor or later.
+func kernelAtLeast(major, minor int) bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	maj, mnr, ok := parseRelease(unix.ByteSliceToString(u.Release[:]))
+	return ok && (maj > major || maj == major && mnr >= minor)
+}
+
+// parseRelease reads the major and minor numbers of a kernel release
+// ("6.1.0-18-amd64").
+func parseRelease(r string) (major, minor int, ok bool) {
+	num := func() (int, bool) {
+		n, digits := 0, 0
+		for digits < len(r) && digits < 6 && r[digits] >= '0' && r[digits] <= '9' {
+			n = n*10 + int(r[digits]-'0')
+			digits++
+		}
+		r = r[digits:]
+		return n, digits > 0
+	}
+	if major, ok = num(); !ok || len(r) == 0 || r[0] != '.' {
+		return 0, 0, false
+	}
+	r = r[1:]
+	minor, ok = num()
+	return major, minor, ok
 }

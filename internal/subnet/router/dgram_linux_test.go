@@ -109,3 +109,26 @@ func FuzzGroSize(f *testing.F) {
 		_ = groSize(oob)
 	})
 }
+
+// TestParseRelease: kernel releases as uname gives them.
+func TestParseRelease(t *testing.T) {
+	for _, tc := range []struct {
+		in       string
+		maj, mnr int
+		ok       bool
+	}{
+		{"6.1.0-18-amd64", 6, 1, true},
+		{"5.12.0", 5, 12, true},
+		{"5.4", 5, 4, true},
+		{"4.19.0-microsoft-standard", 4, 19, true},
+		{"", 0, 0, false},
+		{"6", 0, 0, false},
+		{"x.1", 0, 0, false},
+		{"6.x", 0, 0, false},
+	} {
+		maj, mnr, ok := parseRelease(tc.in)
+		if ok != tc.ok || ok && (maj != tc.maj || mnr != tc.mnr) {
+			t.Errorf("parseRelease(%q) = %d, %d, %v; want %d, %d, %v", tc.in, maj, mnr, ok, tc.maj, tc.mnr, tc.ok)
+		}
+	}
+}
