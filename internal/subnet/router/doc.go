@@ -72,7 +72,9 @@
 // queue's writer only copies and sends; the counter order may then differ
 // a little from the send order, which the replay window allows. The
 // receiver is a pipeline, as wireguard-go's: one goroutine reads with
-// recvmmsg (batches of 64, 4 in flight), workers (one per CPU, at most 4)
+// recvmmsg (batches of 64 datagrams, or, with UDP_GRO on Linux 5.12 and
+// later, of 4 messages that each carry a sender's run of up to 64; 4
+// batches in flight), workers (one per CPU, at most 4)
 // open the batches in parallel, and one goroutine takes the batches in
 // the order they were read, checks the packets (replay window, probes,
 // the routing checks below) and writes them to the devices in batches,
