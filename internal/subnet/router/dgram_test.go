@@ -534,6 +534,7 @@ func TestDatagramPipeline(t *testing.T) {
 	g.done = make(chan struct{})
 	// the socket: groups of sealed datagrams, each a read
 	feed := make(chan []*packet, 1)
+	consumed := make(chan struct{}, 1)
 	g.read = func(ms []ipv4.Message) (int, error) {
 		var group []*packet
 		select {
@@ -545,6 +546,7 @@ func TestDatagramPipeline(t *testing.T) {
 			ms[i].N = copy(ms[i].Buffers[0], q.buf[dgStart:dgStart+dgOverhead+q.n])
 			putPacket(q)
 		}
+		consumed <- struct{}{} // the group's slice is the test's again
 		return len(group), nil
 	}
 	o.r.wg.Add(1)
@@ -577,9 +579,12 @@ func TestDatagramPipeline(t *testing.T) {
 				dup[i] = d
 			}
 			feed <- groups[k]
+			<-consumed
 			feed <- dup
+			<-consumed
 		} else {
 			feed <- groups[k]
+			<-consumed
 		}
 	}
 	recv := func() {
