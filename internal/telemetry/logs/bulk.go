@@ -33,9 +33,9 @@ type itemResult struct {
 type outcome int
 
 const (
-	done    outcome = iota // accepted, or already there (409)
-	retry                  // 429 or 5xx: send again
-	reject                 // any other error: drop and count
+	done   outcome = iota // accepted, or already there (409)
+	retry                 // 429 or 5xx: send again
+	reject                // any other error: drop and count
 )
 
 func (r itemResult) outcome() outcome {

@@ -81,11 +81,11 @@ type spool struct {
 	active segFile   // guarded by mu: the last segment, open for appends (nil: none yet)
 	// create opens a new segment for appends (tests replace it).
 	create func(path string) (segFile, error)
-	next   uint64    // guarded by mu: sequence number of the next record appended
-	read   uint64    // guarded by mu: next record the shipper reads
-	acked  uint64    // guarded by mu
-	bytes  int64     // guarded by mu: total size of the segments
-	broken bool      // guarded by mu: the last append failed: start a new segment
+	next   uint64 // guarded by mu: sequence number of the next record appended
+	read   uint64 // guarded by mu: next record the shipper reads
+	acked  uint64 // guarded by mu
+	bytes  int64  // guarded by mu: total size of the segments
+	broken bool   // guarded by mu: the last append failed: start a new segment
 	// rd caches where the shipper's next read is.
 	rd struct {
 		f   *os.File
