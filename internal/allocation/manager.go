@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -72,6 +73,11 @@ type Config struct {
 	// deployment's subnet (subnet.go); nil: this node runs no subnets,
 	// and such allocations are refused.
 	Subnets Subnets
+
+	// ShipLogs, when set, gives the writer that ships one output stream
+	// ("stdout", "stderr") of an allocation whose spec asks for it
+	// (ShipLogs) to the node's log store; it must not block.
+	ShipLogs func(deployment, allocationID, name, stream string) io.WriteCloser
 
 	Logger *slog.Logger
 	Now    func() time.Time

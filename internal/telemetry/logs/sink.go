@@ -219,7 +219,8 @@ func (w queueWriter) Write(p []byte) (int, error) {
 type AllocationLine struct {
 	Time       time.Time
 	Deployment string
-	Allocation string
+	Allocation string // the allocation's ID on the provider
+	Name       string // its name in the ensemble
 	Stream     string // "stdout" or "stderr"
 	Line       string
 }
@@ -239,9 +240,10 @@ func (s *Sink) Allocation(l AllocationLine) {
 		Node       string    `json:"node"`
 		Deployment string    `json:"deployment_id"`
 		Allocation string    `json:"allocation_id"`
+		Name       string    `json:"allocation_name,omitempty"`
 		Stream     string    `json:"stream"`
 		Message    string    `json:"message"`
-	}{l.Time.UTC(), KindAllocation, s.cfg.Node, l.Deployment, l.Allocation, l.Stream, strings.ToValidUTF8(l.Line, "\uFFFD")})
+	}{l.Time.UTC(), KindAllocation, s.cfg.Node, l.Deployment, l.Allocation, l.Name, l.Stream, strings.ToValidUTF8(l.Line, "\uFFFD")})
 	if err != nil {
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -324,5 +325,32 @@ func TestNewSinkErrors(t *testing.T) {
 			s.Close()
 			t.Errorf("NewSink(%+v): no error", c)
 		}
+	}
+}
+
+// TestAllocationWriter: output chunks become one record per line; a long
+// line is cut; a last line without a newline is sent at Close.
+func TestAllocationWriter(t *testing.T) {
+	es := newFakeES(t)
+	s := testSink(t, es, t.TempDir(), nil)
+	w := s.AllocationWriter("d1", "a1", "web", "stderr")
+	w.Write([]byte("one\ntw"))
+	w.Write([]byte("o\r\n\nthree"))
+	w.Write([]byte(strings.Repeat("x", maxLine+10) + "\n"))
+	w.Write([]byte("last"))
+	w.Close()
+	want := []string{"one", "two", "", "three" + strings.Repeat("x", maxLine-5), strings.Repeat("x", 15), "last"}
+	waitFor(t, "lines", 5*time.Second, func() bool { return es.count() == len(want) })
+	got := es.messages()
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("line %d = %.20q (%d bytes), want %.20q (%d bytes)", i, got[i], len(got[i]), want[i], len(want[i]))
+		}
+	}
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	d := es.docs[es.order[0]]
+	if d["kind"] != "allocation" || d["stream"] != "stderr" || d["allocation_name"] != "web" || d["deployment_id"] != "d1" || d["allocation_id"] != "a1" {
+		t.Errorf("record %v", d)
 	}
 }
