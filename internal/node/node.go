@@ -64,6 +64,7 @@ import (
 	"github.com/dmsnet/dms/internal/storage/s3"
 	"github.com/dmsnet/dms/internal/store"
 	"github.com/dmsnet/dms/internal/telemetry"
+	"github.com/dmsnet/dms/internal/telemetry/logs"
 )
 
 // SpanSource is the local record of the spans this node finished.
@@ -131,6 +132,9 @@ type Node struct {
 	// nil when tracing is off.
 	tracer trace.Tracer
 	spans  SpanSource
+	// logSink exports log records to an Elasticsearch-API store (logs.go);
+	// nil when none is configured.
+	logSink *logs.Sink
 
 	// subnets is the provider side of the deployments' subnets
 	// (subnet.go), nil when this node runs none: noSubnet says why.
@@ -158,6 +162,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			n.log.Info("node stopped")
 		}
 	}()
+
+	// 0. log export (first: every later step logs to it)
+	stopLogs, err := n.startLogs()
+	if err != nil {
+		return err
+	}
+	undo = append(undo, stopLogs)
 
 	// 0. debug
 	stopDebug, err := n.startDebug()
