@@ -15,7 +15,7 @@
 set -euo pipefail
 version=v0.4.10
 bin=$(go env GOPATH)/bin/zincsearch
-if [ -x "$bin" ] && [ -f "$bin.version" ] && [ "$(cat "$bin.version")" = "$version" ]; then
+if go version -m "$bin" 2>/dev/null | grep -q "mod[[:space:]]*github.com/zincsearch/zincsearch[[:space:]]*$version"; then
   echo "zincsearch $version already installed at $bin"
   exit 0
 fi
@@ -56,5 +56,4 @@ export GOTOOLCHAIN=go1.21.13
 go mod tidy >/dev/null 2>&1 || true
 nice -n 10 go build -o zincsearch github.com/zincsearch/zincsearch/cmd/zincsearch
 install -D -m 0755 zincsearch "$bin"
-echo "$version" >"$bin.version"
 echo "zincsearch $version installed at $bin"
