@@ -58,7 +58,7 @@ func (n *Node) startLogs() (stop func() error, err error) {
 	return func() error {
 		err := sink.Close()
 		if st := sink.Stats(); st.Pending > 0 || st.DroppedQueue+st.DroppedSpool+st.DroppedRejected > 0 {
-			n.cfg.Logger.Info("log export stopped", "pending", st.Pending, "shipped", st.Shipped,
+			n.cfg.Logger.Info("log export stopped", "pending", st.Pending, "shipped", st.Shipped, "retried", st.Retried,
 				"dropped_queue", st.DroppedQueue, "dropped_spool", st.DroppedSpool, "dropped_rejected", st.DroppedRejected)
 		}
 		return err

@@ -76,7 +76,7 @@ func TestStartLogs(t *testing.T) {
 	d := docs[1]
 	mu.Unlock()
 	if d["message"] != "hello" || d["deployment_id"] != "d1" || d["password"] != "[redacted]" ||
-		d["node"] != identity.PeerIDFromPublicKey(key.Public()) || d["kind"] != "node" {
+		d["node_id"] != identity.PeerIDFromPublicKey(key.Public()) || d["kind"] != "node" {
 		t.Errorf("record %v", d)
 	}
 	if st, err := os.Stat(filepath.Join(home, LogSpoolDir)); err != nil || st.Mode().Perm() != 0o700 {

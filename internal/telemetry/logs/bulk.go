@@ -64,14 +64,9 @@ func decodeBulkResponse(body []byte, n int) ([]itemResult, error) {
 		return nil, fmt.Errorf("%w: %v", errBulkResponse, err)
 	}
 	out := make([]itemResult, n)
+	var whole string // an error beside the items (ZincSearch)
 	if e := bytes.TrimSpace(resp.Error); len(e) > 0 && !bytes.Equal(e, []byte("null")) && !bytes.Equal(e, []byte(`""`)) {
-		// ZincSearch reports a failure part way with an error beside the
-		// items: none of them is certain. Retrying is safe (create by id).
-		reason := string(e)
-		for i := range out {
-			out[i].Reason = reason
-		}
-		return out, nil
+		whole = errorReason(e)
 	}
 	for i, m := range resp.Items {
 		if i >= n {
@@ -93,6 +88,15 @@ func decodeBulkResponse(body []byte, n int) ([]itemResult, error) {
 			if it.Status == 0 {
 				out[i].Reason = "no status"
 			}
+		}
+	}
+	if whole != "" {
+		// ZincSearch stops at the first document it cannot store and
+		// reports it beside the items: the last item listed is that
+		// document (a bad field value: refused for good), those after it
+		// were not processed (sent again).
+		if k := min(len(resp.Items), n); k > 0 {
+			out[k-1] = itemResult{Status: 400, Reason: whole}
 		}
 	}
 	return out, nil

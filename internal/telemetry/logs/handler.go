@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/trace"
 )
@@ -16,7 +18,7 @@ const (
 	KeySpan       = "span_id"
 	KeyKind       = "kind"
 	KeyStream     = "stream"
-	KeyNode       = "node"
+	KeyNode       = "node_id" // the exporting node's peer ID (a call site's "node" is an ensemble's node name)
 
 	// KindNode marks the node's own records, KindAllocation the lines an
 	// allocation's workload wrote.
@@ -58,11 +60,40 @@ func IsSecretKey(key string) bool {
 	return k == "key" || strings.HasSuffix(k, "_key") || strings.HasSuffix(k, "-key") || strings.HasSuffix(k, "apikey")
 }
 
+// secretKeys caches IsSecretKey by key: call sites use a few constant
+// keys. It holds at most maxCachedKeys keys (keys made at run time are
+// checked each time once it is full).
+var (
+	secretKeys     sync.Map // string → bool
+	secretKeysSize atomic.Int32
+)
+
+const maxCachedKeys = 4096
+
+func isSecretCached(key string) bool {
+	if v, ok := secretKeys.Load(key); ok {
+		return v.(bool)
+	}
+	secret := IsSecretKey(key)
+	if secretKeysSize.Load() < maxCachedKeys {
+		if _, loaded := secretKeys.LoadOrStore(key, secret); !loaded {
+			secretKeysSize.Add(1)
+		}
+	}
+	return secret
+}
+
 // ReplaceAttr renames call sites' attribute keys to the record's fields and
 // redacts secrets; it is the slog.HandlerOptions.ReplaceAttr of every
 // handler of the node. Keys inside groups are redacted, not renamed.
 func ReplaceAttr(groups []string, a slog.Attr) slog.Attr {
-	if IsSecretKey(a.Key) {
+	if len(groups) == 0 {
+		switch a.Key {
+		case slog.TimeKey, slog.LevelKey, slog.MessageKey:
+			return a
+		}
+	}
+	if isSecretCached(a.Key) {
 		return slog.String(a.Key, Redacted)
 	}
 	if len(groups) == 0 {

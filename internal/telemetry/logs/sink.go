@@ -237,7 +237,7 @@ func (s *Sink) Allocation(l AllocationLine) {
 	doc, err := json.Marshal(struct {
 		Time       time.Time `json:"@timestamp"`
 		Kind       string    `json:"kind"`
-		Node       string    `json:"node"`
+		Node       string    `json:"node_id"`
 		Deployment string    `json:"deployment_id"`
 		Allocation string    `json:"allocation_id"`
 		Name       string    `json:"allocation_name,omitempty"`

@@ -64,7 +64,7 @@ func TestSinkRecordFields(t *testing.T) {
 	node, alloc := es.docs[es.order[0]], es.docs[es.order[1]]
 	for k, want := range map[string]string{
 		"message": "placed", "deployment_id": "d-1", "allocation_id": "a-1", "trace_id": tid.String(),
-		"span_id": sid.String(), "kind": "node", "node": "12D3KooWTest", "event_kind": "restart", "token": Redacted, "level": "INFO",
+		"span_id": sid.String(), "kind": "node", "node_id": "12D3KooWTest", "event_kind": "restart", "token": Redacted, "level": "INFO",
 	} {
 		if got := fmt.Sprint(node[k]); got != want {
 			t.Errorf("node record %s = %q, want %q (%v)", k, got, want, node)
