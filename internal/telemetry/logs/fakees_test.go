@@ -103,6 +103,9 @@ func (f *fakeES) serve(w http.ResponseWriter, r *http.Request) {
 		if err := json.Unmarshal(sc.Bytes(), &doc); err != nil {
 			f.t.Errorf("fake es: document %q: %v", sc.Text(), err)
 		}
+		if k := duplicateKey(sc.Bytes()); k != "" {
+			f.t.Errorf("fake es: document %s has the key %q twice (Elasticsearch refuses it)", sc.Text(), k)
+		}
 		res := result{Index: act.Index, ID: act.ID, Status: 201}
 		st := 0
 		if f.item != nil {
@@ -193,4 +196,27 @@ func trunc(s []string) string {
 	return strings.Join(s, ",")
 }
 
-var _ = bytes.Equal
+// duplicateKey returns a top-level key doc has twice, or "".
+func duplicateKey(doc []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return ""
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		k, _ := t.(string)
+		if seen[k] {
+			return k
+		}
+		seen[k] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return ""
+		}
+	}
+	return ""
+}

@@ -198,6 +198,12 @@ func esFields(groups []string, a slog.Attr) slog.Attr {
 		a.Key = "@timestamp"
 	case slog.MessageKey:
 		a.Key = "message"
+	case "message":
+		// A call site's own message (a supervision event's) would be a
+		// second "message" key, which Elasticsearch refuses.
+		a.Key = "event_message"
+	case "@timestamp", KeyNode:
+		a.Key = "attr_" + a.Key
 	case internalKind:
 		a.Key = KeyKind
 	case internalNode:

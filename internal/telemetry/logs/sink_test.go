@@ -56,7 +56,7 @@ func TestSinkRecordFields(t *testing.T) {
 	tid, _ := trace.TraceIDFromHex("0123456789abcdef0123456789abcdef")
 	sid, _ := trace.SpanIDFromHex("0123456789abcdef")
 	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: 1}))
-	log.InfoContext(ctx, "placed", "deployment", "d-1", "alloc", "a-1", "kind", "restart", "token", "s3cr3t")
+	log.InfoContext(ctx, "placed", "deployment", "d-1", "alloc", "a-1", "kind", "restart", "token", "s3cr3t", "message", "no heartbeat")
 	s.Allocation(AllocationLine{Deployment: "d-1", Allocation: "a-1", Stream: "stdout", Line: "hello"})
 	waitFor(t, "2 documents", 5*time.Second, func() bool { return es.count() == 2 })
 	es.mu.Lock()
@@ -64,7 +64,7 @@ func TestSinkRecordFields(t *testing.T) {
 	node, alloc := es.docs[es.order[0]], es.docs[es.order[1]]
 	for k, want := range map[string]string{
 		"message": "placed", "deployment_id": "d-1", "allocation_id": "a-1", "trace_id": tid.String(),
-		"span_id": sid.String(), "kind": "node", "node_id": "12D3KooWTest", "event_kind": "restart", "token": Redacted, "level": "INFO",
+		"span_id": sid.String(), "kind": "node", "node_id": "12D3KooWTest", "event_kind": "restart", "token": Redacted, "level": "INFO", "event_message": "no heartbeat",
 	} {
 		if got := fmt.Sprint(node[k]); got != want {
 			t.Errorf("node record %s = %q, want %q (%v)", k, got, want, node)
