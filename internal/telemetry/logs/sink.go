@@ -45,6 +45,9 @@ type SinkConfig struct {
 	// MinBackoff and MaxBackoff bound the wait between retries; defaults
 	// 500 ms and 30 s.
 	MinBackoff, MaxBackoff time.Duration
+	// CloseTimeout bounds Close's last attempt to send what is pending;
+	// default 2 s, negative: none.
+	CloseTimeout time.Duration
 }
 
 // Stats are a Sink's counters since it started.
@@ -68,6 +71,8 @@ type Sink struct {
 	queue  chan []byte
 	kick   chan struct{} // the writer appended records
 	stop   chan struct{}
+	ctx    context.Context // cancelled by Close: ends a request in flight
+	cancel context.CancelFunc
 	closed atomic.Bool
 	wg     sync.WaitGroup
 
@@ -115,6 +120,9 @@ func NewSink(cfg SinkConfig) (*Sink, error) {
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 30 * time.Second
 	}
+	if cfg.CloseTimeout == 0 {
+		cfg.CloseTimeout = 2 * time.Second
+	}
 	sp, err := openSpool(cfg.SpoolDir, cfg.SpoolSize)
 	if err != nil {
 		return nil, fmt.Errorf("log sink: %w", err)
@@ -127,6 +135,7 @@ func NewSink(cfg SinkConfig) (*Sink, error) {
 		kick:  make(chan struct{}, 1),
 		stop:  make(chan struct{}),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(2)
 	go s.writer()
 	go s.shipper()
@@ -147,16 +156,42 @@ func (s *Sink) Stats() Stats {
 	}
 }
 
-// Close stops the sink: records queued are written to the spool, and what
-// the store has not accepted stays there for the next start. It does not
-// wait for the store.
+// Close stops the sink: records queued are written to the spool, one last
+// attempt sends what the store has not accepted (for CloseTimeout at most,
+// without retries), and what is left stays in the spool for the next start.
 func (s *Sink) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
 	close(s.stop)
+	s.cancel()
 	s.wg.Wait()
+	s.finalFlush()
 	return s.spool.close()
+}
+
+// finalFlush sends the spool from the last acknowledged record, once,
+// within CloseTimeout; it stops at the first batch not wholly done.
+func (s *Sink) finalFlush() {
+	if s.cfg.CloseTimeout < 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CloseTimeout)
+	defer cancel()
+	s.spool.rewind() // a batch the shipper held when it stopped is sent again (same ids)
+	for ctx.Err() == nil {
+		items, err := s.spool.readNext(s.cfg.Batch)
+		if err != nil || len(items) == 0 {
+			return
+		}
+		again, err := s.send(ctx, items)
+		if err != nil || len(again) > 0 {
+			return
+		}
+		if err := s.spool.ack(items[len(items)-1].seq + 1); err != nil {
+			return
+		}
+	}
 }
 
 // enqueue hands a record (one JSON object) to the writer; it never blocks.
@@ -389,7 +424,7 @@ func (s *Sink) shipBatch() bool {
 	end := items[len(items)-1].seq + 1
 	attempt := 0
 	for len(items) > 0 {
-		again, err := s.send(items)
+		again, err := s.send(s.ctx, items)
 		if err == nil && len(again) == 0 {
 			break
 		}
@@ -414,17 +449,8 @@ func (s *Sink) shipBatch() bool {
 
 // send posts items and returns those to send again; err says why the whole
 // request failed (then all items are returned).
-func (s *Sink) send(items []item) (again []item, err error) {
+func (s *Sink) send(ctx context.Context, items []item) (again []item, err error) {
 	body := encodeBulk(make([]byte, 0, 512*len(items)), s.cfg.Index, items, s.docID)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-s.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.bulk, bytes.NewReader(body))
 	if err != nil {
 		return items, err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -265,8 +266,8 @@ func (failingFile) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
 // counts them; the node is not blocked and the sink recovers.
 func TestSinkDiskFull(t *testing.T) {
 	es := newFakeES(t)
-	var logged int
-	h := slog.NewTextHandler(countWriter{&logged}, nil)
+	var logged atomic.Int32
+	h := slog.NewTextHandler(countWriter{&logged}, &slog.HandlerOptions{Level: slog.LevelWarn})
 	s := testSink(t, es, t.TempDir(), func(c *SinkConfig) { c.Logger = slog.New(h) })
 	s.spool.mu.Lock()
 	s.spool.create = func(path string) (segFile, error) {
@@ -283,8 +284,8 @@ func TestSinkDiskFull(t *testing.T) {
 	if st := s.Stats(); st.SpoolErrors == 0 || st.Shipped != 0 {
 		t.Errorf("stats %+v", st)
 	}
-	if logged != 1 {
-		t.Errorf("the sink logged %d lines about the full disk, want 1", logged)
+	if n := logged.Load(); n != 1 {
+		t.Errorf("the sink logged %d lines about the full disk, want 1", n)
 	}
 	s.spool.mu.Lock()
 	s.spool.create = createSegment
@@ -294,9 +295,9 @@ func TestSinkDiskFull(t *testing.T) {
 	exactlyOnce(t, es.messages(), want)
 }
 
-type countWriter struct{ n *int }
+type countWriter struct{ n *atomic.Int32 }
 
-func (w countWriter) Write(p []byte) (int, error) { *w.n++; return len(p), nil }
+func (w countWriter) Write(p []byte) (int, error) { w.n.Add(1); return len(p), nil }
 
 // TestSinkQueueFull: when the writer cannot keep up, records are dropped
 // and counted rather than the caller blocked.
@@ -352,5 +353,20 @@ func TestAllocationWriter(t *testing.T) {
 	d := es.docs[es.order[0]]
 	if d["kind"] != "allocation" || d["stream"] != "stderr" || d["allocation_name"] != "web" || d["deployment_id"] != "d1" || d["allocation_id"] != "a1" {
 		t.Errorf("record %v", d)
+	}
+}
+
+// TestSinkCloseFlushes: records logged just before Close reach the store
+// (Close's last attempt), without waiting for the flush interval.
+func TestSinkCloseFlushes(t *testing.T) {
+	es := newFakeES(t)
+	s := testSink(t, es, t.TempDir(), func(c *SinkConfig) { c.FlushInterval = time.Hour })
+	want := logN(t, s, "late", 7)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	exactlyOnce(t, es.messages(), want)
+	if st := s.Stats(); st.Pending != 0 || st.Shipped != 7 {
+		t.Errorf("stats %+v", st)
 	}
 }

@@ -446,6 +446,17 @@ func (s *spool) readNext(n int) ([]item, error) {
 	return out, nil
 }
 
+// rewind moves the read position back to the first record not
+// acknowledged.
+func (s *spool) rewind() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.read = s.acked
+	if len(s.segs) > 0 {
+		s.read = max(s.read, s.segs[0].first)
+	}
+}
+
 // ack records that every record below upTo was accepted (or given up),
 // persists it, and removes the segments wholly below it.
 func (s *spool) ack(upTo uint64) error {
