@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -369,4 +371,36 @@ func TestSinkCloseFlushes(t *testing.T) {
 	if st := s.Stats(); st.Pending != 0 || st.Shipped != 7 {
 		t.Errorf("stats %+v", st)
 	}
+}
+
+// TestSinkRefused: a store URL that refuses connections is retried with
+// backoff and logged once; when a store listens there, everything arrives
+// exactly once.
+func TestSinkRefused(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens: connections are refused
+	var warned atomic.Int32
+	es := newFakeES(t)
+	s := testSink(t, es, t.TempDir(), func(c *SinkConfig) {
+		c.URL = "http://" + addr + "/es"
+		c.Logger = slog.New(slog.NewTextHandler(countWriter{&warned}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
+	want := logN(t, s, "refused", 60)
+	waitFor(t, "retries", 5*time.Second, func() bool { return s.Stats().Retried >= 120 })
+	if n := warned.Load(); n != 1 {
+		t.Errorf("%d warnings about the refused connections, want 1", n)
+	}
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(es.serve)}
+	go srv.Serve(l)
+	defer srv.Close()
+	waitFor(t, "all shipped", 5*time.Second, func() bool { return s.Stats().Shipped == 60 })
+	exactlyOnce(t, es.messages(), want)
 }
