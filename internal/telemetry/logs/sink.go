@@ -196,6 +196,11 @@ func (s *Sink) finalFlush() {
 
 // enqueue hands a record (one JSON object) to the writer; it never blocks.
 func (s *Sink) enqueue(doc []byte) {
+	if len(doc) > MaxRecord {
+		s.droppedRejected.Add(1)
+		s.logOnce("too-large", "log sink: a record larger than the most the spool keeps is dropped", "bytes", len(doc), "max", MaxRecord)
+		return
+	}
 	if s.closed.Load() {
 		s.droppedQueue.Add(1)
 		return

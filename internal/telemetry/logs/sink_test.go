@@ -404,3 +404,18 @@ func TestSinkRefused(t *testing.T) {
 	waitFor(t, "all shipped", 5*time.Second, func() bool { return s.Stats().Shipped == 60 })
 	exactlyOnce(t, es.messages(), want)
 }
+
+// TestSinkTooLarge: a record larger than MaxRecord is dropped and counted,
+// not cut into invalid JSON.
+func TestSinkTooLarge(t *testing.T) {
+	es := newFakeES(t)
+	s := testSink(t, es, t.TempDir(), nil)
+	log := slog.New(s.Handler())
+	log.Info("huge", "blob", strings.Repeat("x", MaxRecord))
+	log.Info("small")
+	waitFor(t, "small shipped", 5*time.Second, func() bool { return s.Stats().Shipped == 1 })
+	if st := s.Stats(); st.DroppedRejected != 1 {
+		t.Errorf("stats %+v: want the huge record dropped and counted", st)
+	}
+	exactlyOnce(t, es.messages(), []string{"small"})
+}

@@ -30,7 +30,8 @@ import (
 // number of the first record not yet accepted by the store.
 const (
 	frameHeader = 16
-	// MaxRecord is the largest record kept; longer ones are cut.
+	// MaxRecord is the largest record kept; the sink drops and counts
+	// longer ones (dropped_rejected).
 	MaxRecord = 256 << 10
 	segSuffix = ".seg"
 	stateFile = "state.json"
@@ -106,6 +107,12 @@ func openSpool(dir string, limit int64) (*spool, error) {
 	}
 	s := &spool{dir: dir, max: limit, segMax: max(min(limit/8, 8<<20), min(limit, 64<<10)), create: createSegment}
 	st, err := readState(filepath.Join(dir, stateFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// A damaged state (it is written atomically: someone else's
+		// doing): start a new epoch and send again what the segments
+		// hold, rather than lose it or refuse to start.
+		err = fs.ErrNotExist
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		var b [8]byte
 		if _, err := rand.Read(b[:]); err != nil {
@@ -115,8 +122,6 @@ func openSpool(dir string, limit int64) (*spool, error) {
 		if err := writeState(filepath.Join(dir, stateFile), st); err != nil {
 			return nil, err
 		}
-	} else if err != nil {
-		return nil, err
 	}
 	s.epoch, s.acked = st.Epoch, st.Acked
 	ents, err := os.ReadDir(dir)
@@ -267,7 +272,7 @@ func (s *spool) append(recs [][]byte) (dropped uint64, err error) {
 	nbuf := uint64(0) // frames in buf
 	for _, rec := range recs {
 		if len(rec) > MaxRecord {
-			rec = rec[:MaxRecord]
+			continue // the sink refuses those before (Sink.enqueue)
 		}
 		size := int64(frameHeader + len(rec))
 		seg := s.last()

@@ -136,3 +136,27 @@ func FuzzSpoolSegment(f *testing.F) {
 		}
 	})
 }
+
+// TestSpoolDamagedState: a state file that cannot be read starts a new
+// epoch and keeps the segments' records (sent again rather than lost).
+func TestSpoolDamagedState(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openSpool(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.append(recs("k", 3))
+	epoch := s.epoch
+	s.close()
+	if err := os.WriteFile(filepath.Join(dir, stateFile), []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = openSpool(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if s.epoch == epoch || s.pending() != 3 {
+		t.Errorf("epoch %q (was %q), pending %d: want a new epoch and the 3 records", s.epoch, epoch, s.pending())
+	}
+}
