@@ -78,6 +78,10 @@ type Config struct {
 	// ("stdout", "stderr") of an allocation whose spec asks for it
 	// (ShipLogs) to the node's log store; it must not block.
 	ShipLogs func(deployment, allocationID, name, stream string) io.WriteCloser
+	// OnStart, when set, is told how long an executor's Start of an
+	// instance took (artifacts and volumes already in place), when it
+	// succeeded; it must be quick.
+	OnStart func(executor string, d time.Duration)
 
 	Logger *slog.Logger
 	Now    func() time.Time

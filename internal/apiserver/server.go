@@ -2,7 +2,9 @@
 // by api/openapi.yaml): it listens on loopback only, refuses requests whose
 // remote address is not loopback (403), and needs the node's token on every
 // endpoint but GET /api/v1/health (401 without). Errors are JSON with a
-// stable code (api.ErrorBody) and the HTTP status that fits it.
+// stable code (api.ErrorBody) and the HTTP status that fits it. GET
+// /metrics serves the node's Prometheus metrics (Config.Metrics) on the
+// same listener, behind the same token.
 //
 // The server knows nothing of the node's internals: each area (node, peers,
 // actor relay, and what later issues add) is a small interface declared here
@@ -45,6 +47,9 @@ type Config struct {
 	Results ResultService
 	// Contracts is nil on a node that keeps no contracts.
 	Contracts ContractService
+	// Metrics serves GET /metrics (Prometheus) behind the token like
+	// every endpoint; nil: 404 (telemetry.metrics is off).
+	Metrics http.Handler
 }
 
 // Server is the REST API.
