@@ -53,6 +53,12 @@ func (n *Node) startLogs() (stop func() error, err error) {
 		return nil, err
 	}
 	n.logSink = sink
+	if n.metrics != nil {
+		if err := n.metrics.Registry().Register(sink.Collector()); err != nil {
+			sink.Close()
+			return nil, fmt.Errorf("log export metrics: %w", err)
+		}
+	}
 	n.log = slog.New(slog.NewMultiHandler(n.log.Handler(), logs.WithTrace(sink.Handler())))
 	n.log.Info("log export on", "url", es.URL, "index", es.Index)
 	return func() error {

@@ -51,7 +51,7 @@ func TestStartLogs(t *testing.T) {
 	es := &cfg.Telemetry.Elasticsearch
 	es.URL, es.Username, es.PasswordFile, es.FlushInterval = srv.URL, "dms", "es.pw", config.Duration(10*time.Millisecond)
 	key := mustKey(t)
-	n := &Node{cfg: Config{Home: home, Config: cfg, Key: key}, log: slog.New(slog.DiscardHandler)}
+	n := &Node{cfg: Config{Home: home, Config: cfg, Key: key}, log: slog.New(slog.DiscardHandler), metrics: newMetrics(true)}
 	stop, err := n.startLogs()
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +78,17 @@ func TestStartLogs(t *testing.T) {
 	if d["message"] != "hello" || d["deployment_id"] != "d1" || d["password"] != "[redacted]" ||
 		d["node_id"] != identity.PeerIDFromPublicKey(key.Public()) || d["kind"] != "node" {
 		t.Errorf("record %v", d)
+	}
+	families, err := n.metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exported bool
+	for _, f := range families {
+		exported = exported || f.GetName() == "dms_log_export_records_total"
+	}
+	if !exported {
+		t.Error("no dms_log_export_records_total in the node's metrics")
 	}
 	if st, err := os.Stat(filepath.Join(home, LogSpoolDir)); err != nil || st.Mode().Perm() != 0o700 {
 		t.Errorf("spool dir: %v %v", st, err)
