@@ -110,6 +110,7 @@ func (s *Server) routesV1() {
 	s.routesPlan()
 	s.routesExec()
 	s.routesContracts()
+	s.routesDashboard()
 }
 
 // envelope checks an ActorRequest and builds the envelope to relay.

@@ -241,6 +241,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Results:     resultService{n},
 		Contracts:   newContractService(n.notary, n.ledger, cfg.Key.DID()),
 		Metrics:     n.metricsHandler(),
+		UserKey:     userKeyService{n},
 	})
 	if err != nil {
 		return err
