@@ -10,7 +10,9 @@
 //  0. debug         pprof on loopback and the memory limit, when configured
 //  1. store         <home>/data/dms.db (bbolt): capability state, deployments,
 //     allocations, resource accounting and the nonces of one-shot
-//     invocations accepted (replay.go)
+//     invocations accepted (replay.go); then tracing (telemetry.go):
+//     the tracer, the export to a collector and the local record of
+//     spans in the store, stopped after the network
 //  2. cap           the verifier, with this node's trust anchors and
 //     revocations (startCaps)
 //  3. resource      the machine: detection and the ledger of onboarded and
@@ -129,8 +131,9 @@ type Node struct {
 	// tracer starts this node's spans (telemetry.go); a no-op tracer
 	// until tracing starts. spans is the local record of finished spans,
 	// nil when tracing is off.
-	tracer trace.Tracer
-	spans  SpanSource
+	tracer  trace.Tracer
+	spans   SpanSource
+	tracing *telemetry.Tracing // nil until tracing starts
 
 	// subnets is the provider side of the deployments' subnets
 	// (subnet.go), nil when this node runs none: noSubnet says why.
@@ -175,6 +178,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	undo = append(undo, n.db.Close)
+
+	// 1b. tracing, on the store, before the network (telemetry.go)
+	stopTracing, err := n.startTracing()
+	if err != nil {
+		return err
+	}
+	undo = append(undo, stopTracing)
 
 	// 2, 3. capabilities, resource accounting
 	if err := n.startCaps(); err != nil {
@@ -282,6 +292,7 @@ func (n *Node) startNetwork(ctx context.Context) (stop func() error, err error) 
 		Auth:               &authorizer{v: n.verify, seen: seen},
 		Issuer:             &issuer{wallet: n.wallet},
 		Logger:             n.log,
+		Tracer:             n.actorTracer(),
 		Mailbox:            c.Actor.Mailbox,
 		PeerRate:           c.Actor.PeerRate,
 		PeerBurst:          c.Actor.PeerBurst,
