@@ -45,7 +45,7 @@ func recordKey(r SpanRecord) string {
 }
 
 // recordBatch is the most spans written in one transaction.
-const recordBatch = 1024
+const recordBatch = 4096
 
 type localRecord struct {
 	t     *Tracing
@@ -108,37 +108,53 @@ func (l *localRecord) run() {
 	defer close(l.done)
 	tick := time.NewTicker(l.pruneEvery())
 	defer tick.Stop()
+	// A batch is written when it is full or RecordInterval after its
+	// first span: one transaction (one fsync, the pages it dirties
+	// rewritten once) for many spans.
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
+	defer wait.Stop()
 	batch := make([]sdktrace.ReadOnlySpan, 0, recordBatch)
-	// take adds what is queued now to batch, up to recordBatch, and writes.
-	take := func() {
-		for more := true; more && len(batch) < cap(batch); {
-			select {
-			case s := <-l.queue:
-				batch = append(batch, s)
-			default:
-				more = false
-			}
-		}
+	write := func() {
+		wait.Stop()
 		l.write(batch)
 		clear(batch)
 		batch = batch[:0]
+	}
+	// drain writes the batch and everything queued now.
+	drain := func() {
+		for {
+			select {
+			case s := <-l.queue:
+				batch = append(batch, s)
+				if len(batch) == cap(batch) {
+					write()
+				}
+			default:
+				write()
+				return
+			}
+		}
 	}
 	for {
 		select {
 		case s := <-l.queue:
 			batch = append(batch, s)
-			take()
+			switch len(batch) {
+			case cap(batch):
+				write()
+			case 1:
+				wait.Reset(l.t.cfg.RecordInterval)
+			}
+		case <-wait.C:
+			write()
 		case <-tick.C:
 			l.pruneLogged()
 		case reply := <-l.flush:
-			for len(l.queue) > 0 {
-				take()
-			}
+			drain()
 			close(reply)
 		case <-l.stop:
-			for len(l.queue) > 0 {
-				take()
-			}
+			drain()
 			return
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"strings"
 	"sync"
@@ -40,6 +41,9 @@ type Config struct {
 	// first.
 	Retention time.Duration
 	MaxSpans  int
+	// RecordInterval is the longest a span waits to be written to the
+	// local record with the next ones (default 1s).
+	RecordInterval time.Duration
 	// Service, InstanceID and Version are the OpenTelemetry resource:
 	// service.name (default "dms"), service.instance.id (the node's peer
 	// ID, also SpanRecord.Node), service.version.
@@ -75,6 +79,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxSpans <= 0 {
 		c.MaxSpans = 100_000
+	}
+	if c.RecordInterval <= 0 {
+		c.RecordInterval = time.Second
 	}
 	if c.Service == "" {
 		c.Service = "dms"
@@ -136,7 +143,10 @@ func New(cfg Config) (*Tracing, error) {
 	)
 	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.Sampling))),
+		sdktrace.WithIDGenerator(idGenerator{now: time.Now}),
+		// Roots are sampled at the ratio by tracer.Start before they reach
+		// the SDK (see there); a span with a parent follows it.
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(1))),
 	}
 	if cfg.Endpoint != "" {
 		exp, err := newOTLP(cfg)
@@ -158,7 +168,7 @@ func New(cfg Config) (*Tracing, error) {
 		opts = append(opts, sdktrace.WithSpanProcessor(l))
 	}
 	t.provider = sdktrace.NewTracerProvider(opts...)
-	t.tracer = &tracer{Tracer: t.provider.Tracer(TracerName), t: t}
+	t.tracer = &tracer{Tracer: t.provider.Tracer(TracerName), t: t, ratio: cfg.Sampling}
 	// Errors the SDK reports (outside our processors) are counted and
 	// logged at a bounded rate. The handler is process-wide: the last
 	// Tracing started owns it.
@@ -193,10 +203,34 @@ func newOTLP(cfg Config) (sdktrace.SpanExporter, error) {
 // traceparents the actor runtime reports (actor.BadTraceCounter).
 func (t *Tracing) Tracer() trace.Tracer { return t.tracer }
 
-// tracer is the SDK's tracer with the bad-traceparent counter.
+// tracer is the SDK's tracer with head sampling in front of it, and the
+// bad-traceparent counter.
 type tracer struct {
 	trace.Tracer
-	t *Tracing
+	t     *Tracing
+	ratio float64
+}
+
+// Start starts a span. A new root (no valid parent in ctx, or
+// trace.WithNewRoot) is sampled at the configured ratio here: an unsampled
+// one is a non-recording span with fresh IDs, which its context carries so
+// that its children and the envelopes sent within it say "not sampled" —
+// without the SDK's cost of a span (most Sends at a low ratio). A sampled
+// root, and every span with a parent, is the SDK's, whose sampler follows
+// the parent.
+func (tr *tracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	root := !trace.SpanContextFromContext(ctx).IsValid()
+	if !root && len(opts) > 0 {
+		c := trace.NewSpanStartConfig(opts...)
+		root = c.NewRoot()
+	}
+	if root && !(tr.ratio >= 1 || tr.ratio > 0 && rand.Float64() < tr.ratio) {
+		tid, sid := idGenerator{now: time.Now}.NewIDs(ctx)
+		sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid})
+		ctx = trace.ContextWithSpanContext(ctx, sc)
+		return ctx, trace.SpanFromContext(ctx)
+	}
+	return tr.Tracer.Start(ctx, name, opts...)
 }
 
 func (tr *tracer) BadTraceparent() { tr.t.badTraceparent.Add(1) }

@@ -113,6 +113,12 @@ func TestSampling(t *testing.T) {
 			if n < tt.min || n > tt.max {
 				t.Fatalf("%d of %d roots sampled at %v, want %d to %d", n, roots, tt.sampling, tt.min, tt.max)
 			}
+			// A child follows its root, sampled or not, in its trace.
+			rctx, root := tr.Tracer().Start(context.Background(), "root")
+			_, kid := tr.Tracer().Start(rctx, "kid")
+			if kid.SpanContext().TraceID() != root.SpanContext().TraceID() || kid.SpanContext().IsSampled() != root.SpanContext().IsSampled() || !root.SpanContext().IsValid() {
+				t.Fatalf("child %v of root %v: want the root's trace and decision", kid.SpanContext(), root.SpanContext())
+			}
 			_, child := tr.Tracer().Start(trace.ContextWithRemoteSpanContext(context.Background(), remote), "child")
 			defer child.End()
 			if !child.SpanContext().IsSampled() || child.SpanContext().TraceID() != remote.TraceID() {
