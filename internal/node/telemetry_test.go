@@ -132,6 +132,7 @@ func BenchmarkSendTracing(b *testing.B) {
 		sampling float64
 	}{
 		{"off", false, 0},
+		{"sampled-0pct", true, 0}, // every Send carries an unsampled traceparent
 		{"sampled-10pct", true, 0.1},
 		{"sampled-100pct", true, 1},
 	} {
