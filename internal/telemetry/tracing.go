@@ -28,9 +28,9 @@ type Config struct {
 	// (http://127.0.0.1:4318); spans are posted to Endpoint/v1/traces.
 	// Empty: spans are kept in the local record only.
 	Endpoint string
-	// Sampling is the share of new traces recorded, 0 to 1; a trace
-	// started elsewhere follows its sender's decision
-	// (ParentBased(TraceIDRatioBased(Sampling))).
+	// Sampling is the share of new traces recorded, 0 to 1 (a root is
+	// kept with that probability, decided by Tracer().Start); a span with
+	// a parent, local or from another node, follows the parent's decision.
 	Sampling float64
 	// Queue bounds the finished spans waiting for export, and those
 	// waiting to be written to the local record; when a queue is full,
