@@ -372,3 +372,54 @@ func TestSpansRefusesBadID(t *testing.T) {
 		t.Errorf("Spans without a store = %v, want ErrNoRecord", err)
 	}
 }
+
+// BenchmarkSpan measures a sampled span from start to its end, with
+// nothing behind it (the anchor), with the local record (each span
+// written to a store; the time includes the final flush), and with the
+// export to an in-process collector that accepts everything. The queue is
+// large enough that nothing is dropped.
+func BenchmarkSpan(b *testing.B) {
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer collector.Close()
+	for _, bc := range []struct {
+		name   string
+		record bool
+		export bool
+	}{{"sdk-only", false, false}, {"record", true, false}, {"export", false, true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			cfg := Config{Sampling: 1, Queue: 1 << 20, InstanceID: "12D3KooWbench"}
+			if bc.record {
+				db, err := store.Open(filepath.Join(b.TempDir(), "dms.db"), store.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer db.Close()
+				cfg.DB = db
+			}
+			if bc.export {
+				cfg.Endpoint = collector.URL
+			}
+			tr, err := New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer tr.Shutdown(context.Background())
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				_, s := tr.Tracer().Start(ctx, "/dms/bench/echo", trace.WithAttributes(attribute.String(AttrDeployment, "d-1")))
+				s.End()
+			}
+			if err := tr.ForceFlush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if st := tr.Stats(); st["dropped"]+st["record_dropped"] > 0 {
+				b.Fatalf("stats %v: spans dropped", st)
+			}
+		})
+	}
+}
