@@ -3,7 +3,9 @@ package actor
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -281,4 +283,42 @@ func BenchmarkDeliverTrace(b *testing.B) {
 			}
 		})
 	}
+}
+
+// Malformed traceparents from one peer are logged once and all counted;
+// every message is handled.
+func TestBadTraceparentLoggedOnce(t *testing.T) {
+	net := NewMemNetwork()
+	var logs lockedBuffer
+	a := newNode(t, net, &testAuth{}, nil)
+	b := newNode(t, net, &testAuth{}, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	b.a.AddBehavior("/test/echo", echo)
+	for i, tp := range []string{"00-XYZ", strings.ToUpper(validTrace), "01" + validTrace[2:]} {
+		if err := a.a.Invoke(WithTrace(ctxT(t), tp), b.a.Handle(), "/test/echo", i, nil); err != nil {
+			t.Fatalf("Invoke with traceparent %q = %v, want it handled", tp, err)
+		}
+	}
+	if n := b.sys.Stats()["bad_traceparent"]; n != 3 {
+		t.Fatalf("bad_traceparent = %d, want 3", n)
+	}
+	if n := strings.Count(logs.String(), "malformed traceparent"); n != 1 {
+		t.Fatalf("logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
