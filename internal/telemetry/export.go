@@ -69,9 +69,12 @@ func (e *exporter) run(base context.Context) {
 	defer close(e.done)
 	cfg := e.t.cfg
 	batch := make([]sdktrace.ReadOnlySpan, 0, cfg.ExportBatch)
-	timer := time.NewTimer(cfg.ExportInterval)
+	// The timer runs only while a batch waits: an idle node is not woken.
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	defer timer.Stop()
 	send := func() {
+		timer.Stop()
 		if len(batch) > 0 {
 			e.send(base, batch)
 			clear(batch)
@@ -97,12 +100,14 @@ func (e *exporter) run(base context.Context) {
 		select {
 		case s := <-e.queue:
 			batch = append(batch, s)
-			if len(batch) == cap(batch) {
+			switch len(batch) {
+			case cap(batch):
 				send()
+			case 1:
+				timer.Reset(cfg.ExportInterval)
 			}
 		case <-timer.C:
 			send()
-			timer.Reset(cfg.ExportInterval)
 		case reply := <-e.flush:
 			drain()
 			close(reply)
