@@ -68,6 +68,7 @@ import (
 	"github.com/dmsnet/dms/internal/storage/s3"
 	"github.com/dmsnet/dms/internal/store"
 	"github.com/dmsnet/dms/internal/telemetry"
+	"github.com/dmsnet/dms/internal/telemetry/logs"
 	"github.com/dmsnet/dms/internal/telemetry/metrics"
 )
 
@@ -137,6 +138,9 @@ type Node struct {
 	tracer  trace.Tracer
 	spans   SpanSource
 	tracing *telemetry.Tracing // nil until tracing starts
+	// logSink exports log records to an Elasticsearch-API store (logs.go);
+	// nil when none is configured.
+	logSink *logs.Sink
 	// metrics are the node's Prometheus metrics (metrics.go), nil when
 	// telemetry.metrics is off; provider counts its bids for them.
 	metrics  *metrics.Metrics
@@ -169,6 +173,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			n.log.Info("node stopped")
 		}
 	}()
+
+	// 0. log export (first: every later step logs to it)
+	stopLogs, err := n.startLogs()
+	if err != nil {
+		return err
+	}
+	undo = append(undo, stopLogs)
 
 	// 0. debug
 	stopDebug, err := n.startDebug()
