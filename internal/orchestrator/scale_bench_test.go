@@ -54,7 +54,7 @@ func BenchmarkScale(b *testing.B) {
 }
 
 // scaleRounds is how many bid rounds BenchmarkScale times at each size.
-const scaleRounds = 20
+const scaleRounds = 10
 
 // bidRounds runs n bid rounds, each broadcast to every provider (the offer
 // cache forgotten), one at a time, and returns their latencies from submit
