@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -91,29 +92,39 @@ func (c *offerCache) shortlist(reqs []deployproto.NodeRequest, now time.Time) []
 		if nr.Peer != "" {
 			continue // pinned: asked directly anyway
 		}
+		// The best perNode offers that fit, by value then host: kept in
+		// order as they are found (a sort of every fitting offer cost a
+		// third of the shortlist at 10,000 providers).
 		type scored struct {
 			host  string
 			value float64
 		}
-		var fit []scored
+		better := func(a, b scored) bool { return a.value > b.value || a.value == b.value && a.host < b.host }
+		best := make([]scored, 0, perNode+1)
+		fits := 0
 		for host, co := range c.offers {
 			if now.Sub(co.at) > offerTTL || c.pending[host] >= maxPendingAsks {
 				continue
 			}
-			if r := match.Score(co.offer, nr.Request); r.Eligible {
-				fit = append(fit, scored{host, r.Value})
+			r := match.Score(co.offer, nr.Request)
+			if !r.Eligible {
+				continue
+			}
+			fits++
+			f := scored{host, r.Value}
+			if len(best) == perNode && !better(f, best[perNode-1]) {
+				continue
+			}
+			i := sort.Search(len(best), func(i int) bool { return better(f, best[i]) })
+			best = slices.Insert(best, i, f)
+			if len(best) > perNode {
+				best = best[:perNode]
 			}
 		}
-		if len(fit) < len(reqs) {
+		if fits < len(reqs) {
 			return nil
 		}
-		sort.Slice(fit, func(i, j int) bool {
-			if fit[i].value != fit[j].value {
-				return fit[i].value > fit[j].value
-			}
-			return fit[i].host < fit[j].host
-		})
-		for _, f := range fit[:min(perNode, len(fit))] {
+		for _, f := range best {
 			chosen[f.host] = true
 		}
 	}
