@@ -13,6 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/contract"
@@ -75,6 +78,9 @@ type Config struct {
 
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Tracer starts the allocations' spans (trace.go); default a no-op
+	// tracer.
+	Tracer trace.Tracer
 }
 
 // CreateRequest describes one allocation of a committed reservation.
@@ -190,6 +196,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	for k, ex := range cfg.Executors {
 		if ex == nil {
