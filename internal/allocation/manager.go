@@ -146,6 +146,12 @@ type Manager struct {
 	// removedUsage is the metered usage of removed allocations, by
 	// reservation (metering.go).
 	removedUsage map[string]contract.Usage // guarded by mu
+
+	// held are the orchestrators of deployments whose allocations here
+	// were removed, by deployment, the oldest first in heldOrder (at most
+	// maxHeld; trace.go).
+	held      map[string][]identity.DID // guarded by mu
+	heldOrder []string                  // guarded by mu
 }
 
 // New checks cfg and returns a Manager. Call Resume to pick up the
@@ -485,6 +491,7 @@ func (m *Manager) remove(ctx context.Context, a *alloc, grace time.Duration) err
 	m.mu.Lock()
 	if m.allocs[rec.ID] == a {
 		m.keepRemovedLocked(rec.Reservation, rec.Meter.Usage()) // its runs have ended
+		m.rememberLocked(&rec) // trace.go: its spans stay readable by its orchestrator
 		delete(m.allocs, rec.ID)
 	}
 	m.mu.Unlock()

@@ -2,6 +2,7 @@ package allocation
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/deployproto"
+	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/telemetry"
 )
 
@@ -134,4 +136,51 @@ func endStart(span trace.Span, took time.Duration, err error) {
 		span.SetStatus(codes.Error, err.Error())
 	}
 	span.End()
+}
+
+// maxHeld bounds how many deployments a Manager remembers the
+// orchestrators of once their allocations here were removed.
+const maxHeld = 1024
+
+// rememberLocked keeps the orchestrator of a removed allocation. m.mu is
+// held.
+func (m *Manager) rememberLocked(rec *Record) {
+	if m.held == nil {
+		m.held = map[string][]identity.DID{}
+	}
+	dids, ok := m.held[rec.Deployment]
+	if slices.Contains(dids, rec.Orchestrator.DID) {
+		return
+	}
+	if !ok {
+		m.heldOrder = append(m.heldOrder, rec.Deployment)
+		if len(m.heldOrder) > maxHeld {
+			delete(m.held, m.heldOrder[0])
+			m.heldOrder = slices.Delete(m.heldOrder, 0, 1)
+		}
+	}
+	m.held[rec.Deployment] = append(dids, rec.Orchestrator.DID)
+}
+
+// Orchestrated returns the orchestrators (their actors' DIDs) of the
+// deployment's allocations this node holds, in any state, or held
+// (removed since this node started; the last maxHeld deployments): the
+// actors that may read this node's spans of the deployment. None when it
+// never held any.
+func (m *Manager) Orchestrated(deployment string) []identity.DID {
+	m.mu.Lock()
+	out := slices.Clone(m.held[deployment])
+	var live []*alloc
+	for _, a := range m.allocs {
+		if a.rec.Deployment == deployment { // Deployment never changes
+			live = append(live, a)
+		}
+	}
+	m.mu.Unlock()
+	for _, a := range live {
+		if d := a.record().Orchestrator.DID; !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out
 }

@@ -45,6 +45,8 @@ type Config struct {
 	Results ResultService
 	// Contracts is nil on a node that keeps no contracts.
 	Contracts ContractService
+	// Traces is nil on a node that orchestrates nothing.
+	Traces TraceService
 }
 
 // Server is the REST API.

@@ -180,3 +180,19 @@ func newEvents(d *Deployment, seq uint64) []Event {
 	}
 	return out
 }
+
+// AskAs invokes behavior on the root actor of node host as the
+// orchestrator actor of deployment id, and decodes the answer into reply:
+// for what this node asks on the deployment's behalf, such as gathering
+// its spans (BehaviorSpans). ErrNotFound when the deployment is not here.
+func (s *Service) AskAs(ctx context.Context, id, host, behavior string, req, reply any) error {
+	r, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	h, err := actor.NodeHandle(host)
+	if err != nil {
+		return err
+	}
+	return r.actor.Invoke(ctx, h, behavior, req, reply)
+}
