@@ -147,11 +147,11 @@ type Manager struct {
 	// reservation (metering.go).
 	removedUsage map[string]contract.Usage // guarded by mu
 
-	// held are the orchestrators of deployments whose allocations here
-	// were removed, by deployment, the oldest first in heldOrder (at most
-	// maxHeld; trace.go).
-	held      map[string][]identity.DID // guarded by mu
-	heldOrder []string                  // guarded by mu
+	// held is what this node keeps of the deployments whose allocations
+	// here were removed: their orchestrators and traces, the oldest first
+	// in heldOrder (at most maxHeld; trace.go).
+	held      map[string]*Held // guarded by mu
+	heldOrder []string         // guarded by mu
 }
 
 // New checks cfg and returns a Manager. Call Resume to pick up the
@@ -491,7 +491,7 @@ func (m *Manager) remove(ctx context.Context, a *alloc, grace time.Duration) err
 	m.mu.Lock()
 	if m.allocs[rec.ID] == a {
 		m.keepRemovedLocked(rec.Reservation, rec.Meter.Usage()) // its runs have ended
-		m.rememberLocked(&rec) // trace.go: its spans stay readable by its orchestrator
+		m.rememberLocked(&rec)                                  // trace.go: its spans stay readable by its orchestrator
 		delete(m.allocs, rec.ID)
 	}
 	m.mu.Unlock()

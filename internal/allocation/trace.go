@@ -138,38 +138,59 @@ func endStart(span trace.Span, took time.Duration, err error) {
 	span.End()
 }
 
-// maxHeld bounds how many deployments a Manager remembers the
-// orchestrators of once their allocations here were removed.
+// maxHeld bounds how many deployments a Manager remembers once their
+// allocations here were removed.
 const maxHeld = 1024
 
-// rememberLocked keeps the orchestrator of a removed allocation. m.mu is
-// held.
+// Held is what a node knows of a deployment it holds (or held) allocations
+// of: who may read its spans of it.
+type Held struct {
+	// Orchestrators are the DIDs of the orchestrator actors of its
+	// allocations.
+	Orchestrators []identity.DID
+	// Traces are the trace IDs (32 hex digits) its allocations' starts
+	// came with.
+	Traces []string
+}
+
+func (h *Held) add(rec *Record) {
+	if !slices.Contains(h.Orchestrators, rec.Orchestrator.DID) {
+		h.Orchestrators = append(h.Orchestrators, rec.Orchestrator.DID)
+	}
+	if sc := parentOf(rec); sc.IsValid() && !slices.Contains(h.Traces, sc.TraceID().String()) {
+		h.Traces = append(h.Traces, sc.TraceID().String())
+	}
+}
+
+// rememberLocked keeps what a removed allocation says of its deployment.
+// m.mu is held.
 func (m *Manager) rememberLocked(rec *Record) {
 	if m.held == nil {
-		m.held = map[string][]identity.DID{}
+		m.held = map[string]*Held{}
 	}
-	dids, ok := m.held[rec.Deployment]
-	if slices.Contains(dids, rec.Orchestrator.DID) {
-		return
-	}
-	if !ok {
+	h := m.held[rec.Deployment]
+	if h == nil {
+		h = &Held{}
+		m.held[rec.Deployment] = h
 		m.heldOrder = append(m.heldOrder, rec.Deployment)
 		if len(m.heldOrder) > maxHeld {
 			delete(m.held, m.heldOrder[0])
 			m.heldOrder = slices.Delete(m.heldOrder, 0, 1)
 		}
 	}
-	m.held[rec.Deployment] = append(dids, rec.Orchestrator.DID)
+	h.add(rec)
 }
 
-// Orchestrated returns the orchestrators (their actors' DIDs) of the
-// deployment's allocations this node holds, in any state, or held
-// (removed since this node started; the last maxHeld deployments): the
-// actors that may read this node's spans of the deployment. None when it
-// never held any.
-func (m *Manager) Orchestrated(deployment string) []identity.DID {
+// Held returns what this node knows of a deployment from its allocations
+// here, in any state, and those removed since it started (of the last
+// maxHeld deployments): the orchestrators that may read its spans of the
+// deployment, and the traces they may read. Empty when it holds none.
+func (m *Manager) Held(deployment string) Held {
 	m.mu.Lock()
-	out := slices.Clone(m.held[deployment])
+	var out Held
+	if h := m.held[deployment]; h != nil {
+		out = Held{Orchestrators: slices.Clone(h.Orchestrators), Traces: slices.Clone(h.Traces)}
+	}
 	var live []*alloc
 	for _, a := range m.allocs {
 		if a.rec.Deployment == deployment { // Deployment never changes
@@ -178,9 +199,8 @@ func (m *Manager) Orchestrated(deployment string) []identity.DID {
 	}
 	m.mu.Unlock()
 	for _, a := range live {
-		if d := a.record().Orchestrator.DID; !slices.Contains(out, d) {
-			out = append(out, d)
-		}
+		rec := a.record()
+		out.add(&rec)
 	}
 	return out
 }

@@ -83,6 +83,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		// Checked at start (moreExecutors) when the vm executor runs.
 		DefaultKernel: c.Executor.VM.Kernel,
 		ResultsDir:    filepath.Join(data, "results"),
+		Tracer:        n.tracer, // no-op until tracing starts (telemetry)
 	}
 	if n.subnets != nil {
 		acfg.Subnets = n.subnets
@@ -136,6 +137,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		// Contracts (contracts.go): one per placed node.
 		Contracts:        n.notary,
 		ContractInterval: c.Contract.Interval.D(),
+		Tracer:           n.tracer,
 	})
 	if err != nil {
 		closeExecs()
@@ -146,6 +148,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 	go func() { defer close(probed); n.probeLatencies(probeCtx) }()
 	n.addSubnetBehavior()
 	n.addNoteBehavior()
+	n.addSpansBehavior() // trace.go
 	if err := n.loadSubnets(); err != nil {
 		n.log.Error("restore routing tables", "err", err)
 	}

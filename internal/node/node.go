@@ -214,6 +214,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Plans:       planService{n},
 		Results:     resultService{n},
 		Contracts:   newContractService(n.notary, n.ledger, cfg.Key.DID()),
+		Traces:      traceService{n},
 	})
 	if err != nil {
 		return err

@@ -103,7 +103,6 @@ func (r *run) fail(ctx context.Context, msg string, exit *int) {
 // that never started, then ends the deployment in state end.
 func (r *run) stopAll(ctx context.Context, end State, msg string, exit *int) {
 	ctx, span := r.startSpan(ctx, SpanShutdown, attribute.String("deployment.end", string(end)), attribute.String("message", msg))
-	defer span.End() // trace.go
 	d := r.snapshot()
 	if d.State != ShuttingDown {
 		r.update(true, func(d *Deployment) { d.State, d.Message = ShuttingDown, msg })
@@ -137,6 +136,7 @@ func (r *run) stopAll(ctx context.Context, end State, msg string, exit *int) {
 			r.revert(ctx, pl.Provider.Host, pl.Reservation)
 		}
 	}
+	span.End() // trace.go: ended before the end is seen
 	r.update(true, func(d *Deployment) {
 		d.State = end
 		d.Message = msg
