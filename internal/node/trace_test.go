@@ -168,9 +168,18 @@ allocations:
 	// The tree has one root and no orphan.
 	var recs []telemetry.SpanRecord
 	for _, s := range tr.Spans {
-		recs = append(recs, telemetry.SpanRecord{SpanID: s.SpanID, ParentID: s.ParentID, Name: s.Name, Start: s.Start, End: s.End})
+		rec := telemetry.SpanRecord{SpanID: s.SpanID, ParentID: s.ParentID, Name: s.Name, Node: s.Node, Start: s.Start, End: s.End, Attrs: s.Attrs, Error: s.Error}
+		for _, e := range s.Events {
+			rec.Events = append(rec.Events, telemetry.SpanEvent{Time: e.Time, Name: e.Name, Attrs: e.Attrs})
+		}
+		recs = append(recs, rec)
 	}
 	roots := telemetry.Tree(recs)
+	var tree strings.Builder
+	if err := telemetry.Render(&tree, roots); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the trace:\n%s", tree.String())
 	if len(roots) != 1 || roots[0].Span.Name != orchestrator.SpanDeployment {
 		t.Fatalf("%d roots, want the deployment span", len(roots))
 	}

@@ -184,7 +184,7 @@ func attrText(attrs map[string]string) string {
 		if k == AttrDeployment {
 			continue
 		}
-		v := oneLine(attrs[k])
+		v := shortValue(oneLine(attrs[k]))
 		if len([]rune(v)) > maxAttrValue {
 			v = string([]rune(v)[:maxAttrValue]) + "…"
 		}
@@ -215,6 +215,18 @@ func shortNode(id string) string {
 		return string(r[:4]) + "…" + string(r[len(r)-6:])
 	}
 	return oneLine(id)
+}
+
+// shortValue shortens an attribute's value that is a peer ID or a
+// did:key, as nodes are shown.
+func shortValue(v string) string {
+	switch {
+	case strings.HasPrefix(v, "did:key:") && len(v) > 24:
+		return v[:12] + "…" + v[len(v)-6:]
+	case strings.HasPrefix(v, "12D3KooW") && len(v) > 40 && !strings.ContainsAny(v, " ,"):
+		return shortNode(v)
+	}
+	return v
 }
 
 // shortID is a span ID's first 8 characters.

@@ -84,6 +84,7 @@ func TestRender(t *testing.T) {
 	root := span("r", "", "deployment", 0, 1500)
 	root.Attrs = map[string]string{AttrDeployment: "dabc", "ensemble.allocations": "job"}
 	start := span("c", "r", "start", 300, 320)
+	start.Attrs = map[string]string{"provider": "12D3KooWKspnh32UJFRQrWCSVLBhcMtu7JkGLypQomRD5aGMUDKt", "owner": "did:key:z6MkjTYqdq7HcWWdcF5tCGmAFvKm7Up69976w8JnLdQfktKs"}
 	alloc := span("x", "c", "allocation", 310, 2500)
 	alloc.Node = "12D3KooWProviderNode99"
 	alloc.Error = "exit code 3\nafter 2 restarts"
@@ -95,7 +96,7 @@ func TestRender(t *testing.T) {
 	}
 	want := `deployment  [12D3…GhIjKl]  1.5s  @+0s  ensemble.allocations=job
 ├─ bid round  [12D3…GhIjKl]  300ms  @+1ms
-├─ start  [12D3…GhIjKl]  20ms  @+300ms
+├─ start  [12D3…GhIjKl]  20ms  @+300ms  owner=did:key:z6Mk…QfktKs provider=12D3…GMUDKt
 │  └─ allocation  [12D3…Node99]  2.19s  @+310ms  ERROR: exit code 3 after 2 restarts
 │        · restart  @+1s  message="exit 3; restart 1 of 2"
 └─ allocation start  [12D3…GhIjKl]  0s  @+400ms  (orphan: parent missing1 not gathered)
