@@ -2,6 +2,7 @@ package orchestrator_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -203,4 +204,59 @@ func TestRedeployIsInTheTrace(t *testing.T) {
 			t.Errorf("span %s in trace %s, want %s", s.Name(), s.SpanContext().TraceID(), traceID)
 		}
 	}
+}
+
+// TestTraceSurvivesRestartAndTakeover: the deployment's trace goes on
+// after its orchestrator's node restarts (the shutdown after the restart
+// is a child of the same root) and on the standby that takes over from
+// it (its takeover is a span event of the same trace).
+func TestTraceSurvivesRestartAndTakeover(t *testing.T) {
+	t.Run("restart", func(t *testing.T) {
+		rec := tracetest.NewSpanRecorder()
+		w := newWorld(t, 2, worldOpts{spans: rec})
+		w.nodes[0].ledger.Offboard()
+		d := w.submit(service("0.5", "", "print=serving", "sleep=60s"))
+		waitState(t, w.nodes[0].svc, d.ID, orchestrator.Running)
+		w.kill(w.nodes[0])
+		w.restart(w.nodes[0])
+		if _, err := w.nodes[0].svc.Shutdown(t.Context(), d.ID); err != nil {
+			t.Fatal(err)
+		}
+		waitState(t, w.nodes[0].svc, d.ID, orchestrator.Stopped)
+		spans := spansOf(t, rec, orchestrator.SpanDeployment, orchestrator.SpanShutdown)
+		roots := named(spans, orchestrator.SpanDeployment)
+		if len(roots) != 1 {
+			t.Fatalf("%d deployment spans, want 1", len(roots))
+		}
+		root := roots[0].SpanContext()
+		for _, s := range named(spans, orchestrator.SpanShutdown) {
+			if s.SpanContext().TraceID() != root.TraceID() || s.Parent().SpanID() != root.SpanID() {
+				t.Errorf("shutdown after the restart: trace %s parent %s, want %s %s", s.SpanContext().TraceID(), s.Parent().SpanID(), root.TraceID(), root.SpanID())
+			}
+		}
+	})
+	t.Run("takeover", func(t *testing.T) {
+		rec := tracetest.NewSpanRecorder()
+		w := newWorld(t, 4, worldOpts{lost: time.Second, lease: time.Second, spans: rec})
+		w.nodes[0].ledger.Offboard()
+		w.nodes[1].ledger.Offboard()
+		before, _ := takeOver(t, w)
+		root := named(spansOf(t, rec, orchestrator.SpanDeployment), orchestrator.SpanDeployment)[0].SpanContext()
+		standby := peerOf(w.nodes[1])
+		err := poll.Until(t.Context(), 10*time.Second, "a takeover event on the standby", func(context.Context) (bool, error) {
+			for _, s := range named(rec.Ended(), orchestrator.SpanSupervision) {
+				if attrOfResource(s, "service.instance.id") != standby || attr(s, "event") != string(orchestrator.EventTakeover) {
+					continue
+				}
+				if s.SpanContext().TraceID() != root.TraceID() || s.Parent().SpanID() != root.SpanID() {
+					return false, fmt.Errorf("takeover span in trace %s under %s, want %s under %s", s.SpanContext().TraceID(), s.Parent().SpanID(), root.TraceID(), root.SpanID())
+				}
+				return true, nil
+			}
+			return false, nil
+		})
+		if err != nil {
+			t.Fatalf("deployment %s: %v", before.ID, err)
+		}
+	})
 }
