@@ -133,7 +133,7 @@ func (r *renderer) node(n *Node, first, rest string) {
 	s := n.Span
 	var b strings.Builder
 	b.WriteString(first)
-	b.WriteString(s.Name)
+	b.WriteString(oneLine(s.Name)) // records come from other nodes: one line each, no control characters
 	if s.Node != "" {
 		b.WriteString("  [" + shortNode(s.Node) + "]")
 	}
@@ -158,7 +158,7 @@ func (r *renderer) node(n *Node, first, rest string) {
 		below = rest + "   "
 	}
 	for _, e := range s.Events {
-		line := below + "· " + e.Name + "  @+" + FormatDuration(e.Time.Sub(r.start))
+		line := below + "· " + oneLine(e.Name) + "  @+" + FormatDuration(e.Time.Sub(r.start))
 		if a := attrText(e.Attrs); a != "" {
 			line += "  " + a
 		}
@@ -191,7 +191,7 @@ func attrText(attrs map[string]string) string {
 		if strings.ContainsAny(v, " =") || v == "" {
 			v = fmt.Sprintf("%q", v)
 		}
-		parts = append(parts, k+"="+v)
+		parts = append(parts, oneLine(k)+"="+v)
 	}
 	return strings.Join(parts, " ")
 }

@@ -123,3 +123,51 @@ func TestFormatDuration(t *testing.T) {
 		}
 	}
 }
+
+// FuzzTree: spans gathered from other nodes are untrusted. Whatever their
+// IDs and parent links, Tree keeps each span ID once, loses none, and
+// Render writes every one of them without failing.
+func FuzzTree(f *testing.F) {
+	f.Add([]byte("r\x00\x00a\x00r\x00b\x00a\x00"))
+	f.Add([]byte("a\x00b\x00b\x00a\x00"))
+	f.Add([]byte("a\x00a\x00"))
+	f.Add([]byte("x\x00gone\x00\n\x00\x00"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fields := strings.Split(string(data), "\x00")
+		var spans []SpanRecord
+		ids := map[string]bool{}
+		for i := 0; i+1 < len(fields) && len(spans) < 200; i += 2 {
+			s := span(fields[i], fields[i+1], "s"+fields[i], i, i+len(fields[i]))
+			spans = append(spans, s)
+			ids[s.SpanID] = true
+		}
+		roots := Tree(spans)
+		seen := map[string]int{}
+		var walk func(ns []*Node, depth int)
+		walk = func(ns []*Node, depth int) {
+			if depth > len(spans)+1 {
+				t.Fatal("the tree is deeper than its spans: a loop")
+			}
+			for _, n := range ns {
+				seen[n.Span.SpanID]++
+				walk(n.Children, depth+1)
+			}
+		}
+		walk(roots, 0)
+		for id := range ids {
+			if seen[id] != 1 {
+				t.Fatalf("span %q is in the tree %d times, want once", id, seen[id])
+			}
+		}
+		if len(seen) != len(ids) {
+			t.Fatalf("%d spans in the tree, %d distinct given", len(seen), len(ids))
+		}
+		var b strings.Builder
+		if err := Render(&b, roots); err != nil {
+			t.Fatal(err)
+		}
+		if lines := strings.Count(b.String(), "\n"); lines != len(ids) {
+			t.Fatalf("Render wrote %d lines for %d spans:\n%s", lines, len(ids), b.String())
+		}
+	})
+}
