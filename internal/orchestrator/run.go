@@ -76,7 +76,10 @@ func (r *run) update(persist bool, fn func(d *Deployment)) {
 	r.mu.Lock()
 	seq := r.d.EventSeq
 	fn(r.d)
-	events := newEvents(r.d, seq)
+	var events []Event
+	if !r.d.IsStandby() { // a replica's events were traced by its primary
+		events = newEvents(r.d, seq)
+	}
 	r.endRootLocked(false)    // trace.go: once every allocation runs, or the end
 	if r.d.State.Terminal() { // an ended deployment needs its secrets no more, but for its results (secrets.go)
 		r.d.StandbySecrets = nil

@@ -258,5 +258,12 @@ func TestTraceSurvivesRestartAndTakeover(t *testing.T) {
 		if err != nil {
 			t.Fatalf("deployment %s: %v", before.ID, err)
 		}
+		// The standby kept replicas of the timeline: it traced none of
+		// the primary's decisions again.
+		for _, s := range named(rec.Ended(), orchestrator.SpanSupervision) {
+			if attr(s, "event") == string(orchestrator.EventPlaced) && attrOfResource(s, "service.instance.id") != peerOf(w.nodes[0]) {
+				t.Errorf("a placed event traced by %s, not by the primary", attrOfResource(s, "service.instance.id"))
+			}
+		}
 	})
 }
