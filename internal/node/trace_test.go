@@ -197,6 +197,28 @@ allocations:
 		t.Errorf("%d orphan spans", c)
 	}
 
+	// A provider cut off: the trace is the rest, and says which node is
+	// missing and why.
+	cut := provs[1].host.ID()
+	if err := orch.host.Block(cut); err != nil {
+		t.Fatal(err)
+	}
+	part, err := traceService{orch}.Trace(t.Context(), d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range part.Nodes {
+		switch {
+		case n.Node == cut && (n.Spans != 0 || !strings.HasPrefix(n.Error, "unreachable: ")):
+			t.Errorf("the cut-off node: %d spans, error %q, want unreachable", n.Spans, n.Error)
+		case n.Node != cut && n.Error != "":
+			t.Errorf("node %s: %q", n.Node, n.Error)
+		}
+	}
+	if len(part.Spans) == 0 || len(part.Spans) >= len(tr.Spans) {
+		t.Errorf("%d spans without the cut-off node, %d with it", len(part.Spans), len(tr.Spans))
+	}
+
 	// Another node's actor is refused: only the orchestrator reads spans.
 	prov := provs[0]
 	other := mustKey(t)
