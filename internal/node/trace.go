@@ -63,15 +63,9 @@ func (n *Node) addSpansBehavior() {
 // answerSpans answers deployproto.BehaviorSpans: this node's spans of the
 // trace of a deployment, for its orchestrator only.
 func (n *Node) answerSpans(ctx context.Context, m *actor.Message) (any, error) {
-	var req spansRequest
-	if err := m.Decode(&req); err != nil {
+	req, err := decodeSpansRequest(m)
+	if err != nil {
 		return nil, err
-	}
-	if err := deployproto.CheckName("deployment", req.Deployment); err != nil {
-		return nil, err
-	}
-	if !validTraceID(req.TraceID) {
-		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("spans: trace ID %q is not 32 lowercase hex digits", cut(req.TraceID, 40))}
 	}
 	orchs, traces := n.spanReaders(req.Deployment)
 	if len(orchs) == 0 {
@@ -92,6 +86,22 @@ func (n *Node) answerSpans(ctx context.Context, m *actor.Message) (any, error) {
 	}
 	out, omitted := boundSpans(recs)
 	return spansReply{Spans: out, Omitted: omitted}, nil
+}
+
+// decodeSpansRequest reads and checks a spansRequest: a deployment name
+// and a trace ID, else a bad-envelope error.
+func decodeSpansRequest(m *actor.Message) (spansRequest, error) {
+	var req spansRequest
+	if err := m.Decode(&req); err != nil {
+		return req, err
+	}
+	if err := deployproto.CheckName("deployment", req.Deployment); err != nil {
+		return req, err
+	}
+	if !validTraceID(req.TraceID) {
+		return req, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("spans: trace ID %q is not 32 lowercase hex digits", cut(req.TraceID, 40))}
+	}
+	return req, nil
 }
 
 // spanReaders returns the orchestrators that may read this node's spans

@@ -18,6 +18,7 @@ import (
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/allocation"
 	"github.com/dmsnet/dms/internal/apiserver"
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/match"
 	"github.com/dmsnet/dms/internal/orchestrator"
 	"github.com/dmsnet/dms/internal/poll"
@@ -317,4 +318,26 @@ func TestBoundSpans(t *testing.T) {
 			t.Errorf("boundSpans(%d spans) kept %d, omitted %d, %d bytes", tc.n, len(out), omitted, len(b))
 		}
 	}
+}
+
+// FuzzDecodeSpansRequest: whatever a peer sends, the request is refused
+// with a bad-envelope error or names a deployment and a valid trace ID.
+func FuzzDecodeSpansRequest(f *testing.F) {
+	f.Add([]byte(`{"deployment":"dabc","trace_id":"0af7651916cd43dd8448eb211c80319c"}`))
+	f.Add([]byte(`{"deployment":"","trace_id":""}`))
+	f.Add([]byte(`{"deployment":"d","trace_id":"00000000000000000000000000000000"}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		req, err := decodeSpansRequest(&actor.Message{Behavior: deployproto.BehaviorSpans, Payload: payload})
+		if err != nil {
+			var ae *actor.Error
+			if !errors.As(err, &ae) || ae.Code != actor.CodeBadEnvelope {
+				t.Fatalf("refused with %v, want a bad-envelope error", err)
+			}
+			return
+		}
+		if !validTraceID(req.TraceID) || deployproto.CheckName("deployment", req.Deployment) != nil {
+			t.Fatalf("accepted %+v", req)
+		}
+	})
 }

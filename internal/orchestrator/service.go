@@ -206,6 +206,7 @@ func deployable(spec *ensemble.Spec) error {
 
 // Submit accepts a deployment and starts its orchestrator.
 func (s *Service) Submit(ctx context.Context, sub Submission) (*Deployment, error) {
+	began := time.Now() // the root span's start (trace.go)
 	if err := deployable(sub.Spec); err != nil {
 		return nil, err
 	}
@@ -304,7 +305,7 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (*Deployment, erro
 		return nil, err
 	}
 	// One trace per deployment: its root span, kept in the record (trace.go).
-	root := s.startRoot(d, sub.Spec.Metadata, allocNames(sub.Spec))
+	root := s.startRoot(d, sub.Spec.Metadata, allocNames(sub.Spec), began)
 	if err := s.cfg.Store.PutDeployment(d); err != nil {
 		endSpan(root, err)
 		return nil, fmt.Errorf("persist deployment: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -111,9 +112,9 @@ func endSpan(span trace.Span, err error) {
 	span.End()
 }
 
-// startRoot starts the root span of a new deployment and keeps its
-// traceparent in d.Trace.
-func (s *Service) startRoot(d *Deployment, metadata map[string]string, allocs []string) trace.Span {
+// startRoot starts the root span of a new deployment, dated began (when
+// the submission came), and keeps its traceparent in d.Trace.
+func (s *Service) startRoot(d *Deployment, metadata map[string]string, allocs []string, began time.Time) trace.Span {
 	attrs := []attribute.KeyValue{
 		attribute.String(telemetry.AttrDeployment, d.ID),
 		attribute.String("deployment.owner", string(d.Owner)),
@@ -122,7 +123,7 @@ func (s *Service) startRoot(d *Deployment, metadata map[string]string, allocs []
 	if name := metadata["name"]; name != "" {
 		attrs = append(attrs, attribute.String("ensemble.name", name))
 	}
-	_, span := s.cfg.Tracer.Start(context.Background(), SpanDeployment, trace.WithNewRoot(), trace.WithAttributes(attrs...))
+	_, span := s.cfg.Tracer.Start(context.Background(), SpanDeployment, trace.WithNewRoot(), trace.WithTimestamp(began), trace.WithAttributes(attrs...))
 	d.Trace = traceparent(span.SpanContext())
 	return span
 }
