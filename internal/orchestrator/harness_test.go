@@ -10,7 +10,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	sdkresource "go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dmsnet/dms/internal/actor"
@@ -101,7 +100,7 @@ type worldOpts struct {
 	// spans, when set, records the spans of every node (trace_test.go):
 	// each runtime gets a tracer provider of its own that samples all,
 	// with its peer ID as service.instance.id.
-	spans *tracetest.SpanRecorder
+	spans sdktrace.SpanProcessor
 }
 
 func newWorld(t testing.TB, n int, o worldOpts) *world {
