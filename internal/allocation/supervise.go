@@ -242,6 +242,9 @@ func (a *alloc) startInstance(ctx context.Context) (_ string, err error) {
 		}
 		return "", err
 	}
+	if a.m.cfg.OnStart != nil {
+		a.m.cfg.OnStart(string(rec.Spec.Executor), time.Since(began))
+	}
 	if err := a.log.mark(id); err != nil {
 		a.m.log.Warn("log mark", "allocation_id", a.id(), "err", err)
 	}

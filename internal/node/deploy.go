@@ -85,6 +85,9 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		ResultsDir:    filepath.Join(data, "results"),
 		Tracer:        n.tracer, // no-op until tracing starts (telemetry)
 	}
+	if n.metrics != nil {
+		acfg.OnStart = n.metrics.ExecutorStart
+	}
 	if n.subnets != nil {
 		acfg.Subnets = n.subnets
 	}
@@ -116,6 +119,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		closeExecs()
 		return nil, err
 	}
+	n.provider = provider
 	shipped := filepath.Join(data, "shipped")
 	if err := os.MkdirAll(shipped, 0o700); err != nil {
 		closeExecs()

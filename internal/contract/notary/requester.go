@@ -349,6 +349,7 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 		n.mu.Unlock()
 		return contract.SignedNote{}, fmt.Errorf("notary: store note %d of contract %s: %w", note.Seq, id, err)
 	}
+	n.countersigned.Add(1)
 	if settle {
 		n.settle(ctx, e, id, &cs, now)
 	}
