@@ -83,7 +83,8 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		// Checked at start (moreExecutors) when the vm executor runs.
 		DefaultKernel: c.Executor.VM.Kernel,
 		ResultsDir:    filepath.Join(data, "results"),
-		Tracer:        n.tracer, // no-op until tracing starts (telemetry)
+		Tracer:        n.tracer,     // no-op until tracing starts (telemetry)
+		ShipLogs:      n.shipLogs(), // logs.go
 	}
 	if n.metrics != nil {
 		acfg.OnStart = n.metrics.ExecutorStart
