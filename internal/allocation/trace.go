@@ -13,7 +13,6 @@ import (
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/identity"
-	"github.com/dmsnet/dms/internal/telemetry"
 )
 
 // Tracing of an allocation's lifecycle (docs/observability.md, "Traces").
@@ -32,6 +31,14 @@ import (
 const (
 	SpanAllocation = "allocation"
 	SpanStart      = "allocation start"
+)
+
+// The attribute keys of the deployment's and the allocation's IDs: the
+// values of telemetry.AttrDeployment and telemetry.AttrAllocation (that
+// package keeps the store; a test keeps them equal).
+const (
+	attrDeployment = "deployment.id"
+	attrAllocation = "allocation.id"
 )
 
 var traceFormat otelprop.TraceContext
@@ -72,8 +79,8 @@ func parentOf(rec *Record) trace.SpanContext {
 func (a *alloc) attrs() []attribute.KeyValue {
 	rec := &a.rec // ID, Deployment, Name, Spec never change
 	return []attribute.KeyValue{
-		attribute.String(telemetry.AttrAllocation, rec.ID),
-		attribute.String(telemetry.AttrDeployment, rec.Deployment),
+		attribute.String(attrAllocation, rec.ID),
+		attribute.String(attrDeployment, rec.Deployment),
 		attribute.String("allocation.name", rec.Name),
 		attribute.String("executor", string(rec.Spec.Executor)),
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/identity"
-	"github.com/dmsnet/dms/internal/telemetry"
 )
 
 // provision starts the allocations level by level (depends_on order,
@@ -92,7 +91,7 @@ func (r *run) startLevel(ctx context.Context, level []string) {
 
 // startOne delegates to the allocation actor and starts it.
 func (r *run) startOne(ctx context.Context, a *Allocation) (err error) {
-	ctx, span := r.startSpan(ctx, SpanStart, attribute.String(telemetry.AttrAllocation, strings.TrimPrefix(a.Handle.Inbox, "alloc/")), attribute.String("allocation.name", a.Name),
+	ctx, span := r.startSpan(ctx, SpanStart, attribute.String(attrAllocation, strings.TrimPrefix(a.Handle.Inbox, "alloc/")), attribute.String("allocation.name", a.Name),
 		attribute.String("provider", a.Handle.Host), attribute.Int("attempt", a.Attempt))
 	defer func() { endSpan(span, err) }() // trace.go
 	chain, err := r.delegateTo(a.Handle.DID)

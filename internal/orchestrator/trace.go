@@ -12,7 +12,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dmsnet/dms/internal/actor"
-	"github.com/dmsnet/dms/internal/telemetry"
 )
 
 // Tracing: one trace per deployment (docs/observability.md, "Traces").
@@ -37,6 +36,14 @@ const (
 	SpanStart       = "start"
 	SpanShutdown    = "shutdown"
 	SpanSupervision = "supervision"
+)
+
+// The attribute keys of the deployment's and the allocation's IDs: the
+// values of telemetry.AttrDeployment and telemetry.AttrAllocation (that
+// package keeps the store; a test keeps them equal).
+const (
+	attrDeployment = "deployment.id"
+	attrAllocation = "allocation.id"
 )
 
 var traceFormat otelprop.TraceContext
@@ -96,7 +103,7 @@ func (r *run) startSpan(ctx context.Context, name string, attrs ...attribute.Key
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		ctx = r.traced(ctx)
 	}
-	attrs = append(attrs, attribute.String(telemetry.AttrDeployment, r.d.ID)) // ID never changes
+	attrs = append(attrs, attribute.String(attrDeployment, r.d.ID)) // ID never changes
 	ctx, span := r.s.cfg.Tracer.Start(ctx, name, trace.WithAttributes(attrs...))
 	if sc := span.SpanContext(); sc.IsValid() {
 		ctx = actor.WithTrace(ctx, traceparent(sc))
@@ -116,7 +123,7 @@ func endSpan(span trace.Span, err error) {
 // the submission came), and keeps its traceparent in d.Trace.
 func (s *Service) startRoot(d *Deployment, metadata map[string]string, allocs []string, began time.Time) trace.Span {
 	attrs := []attribute.KeyValue{
-		attribute.String(telemetry.AttrDeployment, d.ID),
+		attribute.String(attrDeployment, d.ID),
 		attribute.String("deployment.owner", string(d.Owner)),
 		attribute.String("ensemble.allocations", strings.Join(allocs, ",")),
 	}
