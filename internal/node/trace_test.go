@@ -6,13 +6,8 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"go.opentelemetry.io/otel/attribute"
-	sdkresource "go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/internal/actor"
@@ -25,61 +20,16 @@ import (
 	"github.com/dmsnet/dms/internal/telemetry"
 )
 
-// memSpans is a test node's local record of spans: an OTel span
-// processor that keeps every span it sees end, as a SpanSource.
-type memSpans struct {
-	node string
-	mu   sync.Mutex
-	recs []telemetry.SpanRecord // guarded by mu
-}
-
-func (m *memSpans) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
-func (m *memSpans) Shutdown(context.Context) error                  { return nil }
-func (m *memSpans) ForceFlush(context.Context) error                { return nil }
-
-func (m *memSpans) OnEnd(s sdktrace.ReadOnlySpan) {
-	attrs := func(kvs []attribute.KeyValue) map[string]string {
-		out := map[string]string{}
-		for _, kv := range kvs {
-			out[string(kv.Key)] = kv.Value.Emit()
+// traced starts a node's tracing (the real one: every deployment sampled,
+// spans kept in its store, no collector), as Run would.
+func traced(t *testing.T) func(n *Node) {
+	return func(n *Node) {
+		stop, err := n.startTracing()
+		if err != nil {
+			t.Fatal(err)
 		}
-		return out
+		t.Cleanup(func() { stop() })
 	}
-	r := telemetry.SpanRecord{TraceID: s.SpanContext().TraceID().String(), SpanID: s.SpanContext().SpanID().String(),
-		Name: s.Name(), Node: m.node, Start: s.StartTime(), End: s.EndTime(), Attrs: attrs(s.Attributes())}
-	if s.Parent().IsValid() {
-		r.ParentID = s.Parent().SpanID().String()
-	}
-	for _, e := range s.Events() {
-		r.Events = append(r.Events, telemetry.SpanEvent{Time: e.Time, Name: e.Name, Attrs: attrs(e.Attributes)})
-	}
-	if s.Status().Code == 1 { // codes.Error
-		r.Error = s.Status().Description
-	}
-	m.mu.Lock()
-	m.recs = append(m.recs, r)
-	m.mu.Unlock()
-}
-
-func (m *memSpans) Spans(traceID string) ([]telemetry.SpanRecord, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []telemetry.SpanRecord
-	for _, r := range m.recs {
-		if r.TraceID == traceID {
-			out = append(out, r)
-		}
-	}
-	return out, nil
-}
-
-// traced gives a node a tracer that samples all and a memSpans record.
-func traced(n *Node) {
-	id, _ := n.cfg.Key.DID().PeerID()
-	rec := &memSpans{node: id}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec),
-		sdktrace.WithResource(sdkresource.NewSchemaless(attribute.String("service.instance.id", id))))
-	n.tracer, n.spans = tp.Tracer("dms"), rec
 }
 
 // TestTraceGathering: a deployment orchestrated by one node on two
@@ -88,8 +38,8 @@ func traced(n *Node) {
 // the deployment's orchestrator is refused the spans.
 func TestTraceGathering(t *testing.T) {
 	user := mustKey(t)
-	orch := newOrchNodeWith(t, user, 0, match.Price{}, traced)
-	provs := []*Node{newOrchNodeWith(t, user, 2000, match.Price{}, traced), newOrchNodeWith(t, user, 2000, match.Price{}, traced)}
+	orch := newOrchNodeWith(t, user, 0, match.Price{}, traced(t))
+	provs := []*Node{newOrchNodeWith(t, user, 2000, match.Price{}, traced(t)), newOrchNodeWith(t, user, 2000, match.Price{}, traced(t))}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	for _, p := range provs {
@@ -237,7 +187,7 @@ allocations:
 
 func TestAnswerSpansChecks(t *testing.T) {
 	user := mustKey(t)
-	n := newOrchNodeWith(t, user, 0, match.Price{}, traced)
+	n := newOrchNodeWith(t, user, 0, match.Price{}, traced(t))
 	orchDID := mustKey(t).DID()
 	for _, tc := range []struct {
 		name    string
@@ -283,10 +233,8 @@ allocations:
 	}
 	// Not sampled: the message names telemetry.sampling.
 	m := newOrchNodeWith(t, user, 2000, match.Price{}, func(n *Node) {
-		n.cfg.Config.Telemetry.Sampling = 0.1
-		id, _ := n.cfg.Key.DID().PeerID()
-		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()), sdktrace.WithSpanProcessor(&memSpans{node: id}))
-		n.tracer, n.spans = tp.Tracer("dms"), &memSpans{node: id}
+		n.cfg.Config.Telemetry.Sampling = 0
+		traced(t)(n)
 	})
 	d = deployFrom(t, m, user, `version: v1
 allocations:
@@ -296,7 +244,7 @@ allocations:
     execution: {image: workload, cmd: [workload, exit=0]}
 `)
 	_, err = traceService{m}.Trace(t.Context(), d.ID)
-	if !errors.As(err, &nf) || !strings.Contains(err.Error(), "telemetry.sampling is 0.1: this deployment was not sampled") {
+	if !errors.As(err, &nf) || !strings.Contains(err.Error(), "telemetry.sampling is 0: this deployment was not sampled") {
 		t.Fatalf("unsampled deployment: %v", err)
 	}
 }
