@@ -140,6 +140,10 @@ const (
 	StateActive   State = "active"   // both signed; notes flow
 	StateClosed   State = "closed"   // the final note (invoice) is countersigned, or the placement was reverted
 	StateStopped  State = "stopped"  // provider: allocations stopped for want of countersignatures (Reason says why)
+	// StateClosedNoInvoice (requester): the deployment ended and no
+	// invoice came within two intervals; the contract was closed at its
+	// last countersigned note. A late invoice still settles (End).
+	StateClosedNoInvoice State = "closed-no-invoice"
 )
 
 // Record is the stored state of one contract on this node.
@@ -238,7 +242,8 @@ type Notary struct {
 	// holding mu (the batcher's writes take it).
 	req       map[string]*rentry   // by contract ID
 	byDep     map[string][]*rentry // by deployment
-	exhausted map[string]bool      // deployments Exhausted was told of
+	exhausted map[string]bool      // deployments Exhausted was told of in this run
+	spent     map[string]bool      // deployments whose budget is spent (stored: rentry.r.Exhausted)
 	// Hand-over to the scheduler, guarded by mu.
 	added  []*pentry
 	graces []graceItem
@@ -297,6 +302,7 @@ func Open(cfg Config) (*Notary, error) {
 		req:       map[string]*rentry{},
 		byDep:     map[string][]*rentry{},
 		exhausted: map[string]bool{},
+		spent:     map[string]bool{},
 		wake:      make(chan struct{}, 1),
 	}
 	n.batch.db, n.batch.stats = cfg.DB, n
@@ -330,6 +336,9 @@ func Open(cfg Config) (*Notary, error) {
 			e := &rentry{r: r, c: c, acc: acc, settledAt: now}
 			n.req[r.ID] = e
 			n.byDep[r.Deployment] = append(n.byDep[r.Deployment], e)
+			if r.Exhausted {
+				n.spent[r.Deployment] = true
+			}
 			n.repairRequester(ctx, e, now)
 		case RoleProvider:
 			last, err := r.Last.open()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
@@ -57,14 +58,15 @@ func (n *Notary) repairRequester(ctx context.Context, e *rentry, now time.Time) 
 	if e.acc != nil {
 		n.settle(ctx, e, e.r.ID, e.acc, now)
 	}
-	if e.r.State != StateClosed {
-		return
-	}
-	if e.r.Grace.After(now) && !e.finalAccepted() {
+	waiting := !e.r.Grace.IsZero() && !e.finalAccepted() // abandoned, or its deployment ended
+	switch {
+	case waiting && e.r.Grace.After(now):
 		n.graces = append(n.graces, graceItem{id: e.r.ID, due: e.r.Grace})
-		return
+	case waiting:
+		n.expireGrace(ctx, e.r.ID) // the grace ended while the node was down
+	case e.r.State == StateClosed || e.r.State == StateClosedNoInvoice:
+		n.closeLedger(ctx, e, e.r.ID)
 	}
-	n.closeLedger(ctx, e, e.r.ID)
 }
 
 func (e *rentry) finalAccepted() bool { return e.acc != nil && e.acc.Note().Final }
@@ -134,8 +136,12 @@ func (n *Notary) Agree(id string, providerSig []byte) error {
 		return fmt.Errorf("notary: open contract %s in the ledger: %w", id, err)
 	}
 	n.mu.Lock()
-	if e.r.State != StateProposed { // agreed or abandoned meanwhile
+	if e.r.State != StateProposed { // agreed, abandoned or ended meanwhile
+		closed := e.r.State == StateClosed && e.r.Grace.IsZero()
 		n.mu.Unlock()
+		if closed { // opened in the ledger just now: close it again
+			n.closeLedger(context.Background(), e, id)
+		}
 		return nil
 	}
 	old := e.r
@@ -184,12 +190,72 @@ func (n *Notary) Abandon(id, reason string) error {
 	return nil
 }
 
-// expireGrace closes an abandoned contract in the ledger once its grace
-// is over.
+// End is told that a deployment ended (shut down, completed, failed;
+// reason says how): each of its active requester contracts without an
+// invoice waits for one two intervals more, then is closed at its last
+// countersigned note (StateClosedNoInvoice: settled, and closed in the
+// ledger). A proposed contract is closed at once. Ending a deployment
+// again, or one with no contracts here, does nothing.
+//
+// An invoice that comes after the close is still accepted: it must
+// follow the countersigned chain (contract.CheckNote) and keep the
+// deployment within its budget; the ledger then pays its amount less
+// what the contract paid, so it is never paid twice.
+func (n *Notary) End(deployment, reason string) error {
+	now := n.now()
+	var changed []*rentry
+	n.mu.Lock()
+	for _, e := range n.byDep[deployment] {
+		switch {
+		case e.r.State == StateProposed:
+			e.r.State, e.r.Reason = StateClosed, "deployment ended before the provider signed ("+reason+")"
+		case e.r.State == StateActive && e.r.Grace.IsZero() && !e.finalAccepted():
+			e.r.Grace, e.r.Reason = now.Add(2*e.c.Terms().Interval), "deployment ended ("+reason+"), awaiting the invoice"
+			n.graces = append(n.graces, graceItem{id: e.r.ID, due: e.r.Grace})
+		default:
+			continue
+		}
+		e.r.Updated = now
+		changed = append(changed, e)
+	}
+	n.mu.Unlock()
+	if len(changed) == 0 {
+		return nil
+	}
+	n.signal()
+	w := newWrite(func(tx *store.Tx) error {
+		for _, e := range changed {
+			n.mu.Lock()
+			r := e.r
+			n.mu.Unlock()
+			if err := putState(tx, &r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err := n.batch.do(w, false); err != nil {
+		return fmt.Errorf("notary: store the end of deployment %s: %w", deployment, err)
+	}
+	return nil
+}
+
+// expireGrace ends the grace of an abandoned contract, or the wait for
+// the invoice of a contract whose deployment ended (End): it settles
+// the last countersigned note and closes the contract in the ledger.
 func (n *Notary) expireGrace(ctx context.Context, id string) {
 	n.mu.Lock()
 	e := n.req[id]
-	if e == nil || e.r.State != StateClosed || e.r.LedgerClosed || e.r.Grace.After(n.now()) {
+	if e == nil || e.r.LedgerClosed || e.r.Grace.IsZero() || e.r.Grace.After(n.now()) || e.finalAccepted() {
+		n.mu.Unlock()
+		return
+	}
+	switch e.r.State {
+	case StateClosed: // abandoned
+	case StateActive: // its deployment ended: no invoice came
+		e.r.State, e.r.Updated = StateClosedNoInvoice, n.now()
+		e.r.Reason = "no invoice within two intervals: " + strings.TrimSuffix(e.r.Reason, ", awaiting the invoice")
+	default:
 		n.mu.Unlock()
 		return
 	}
@@ -204,15 +270,18 @@ func (n *Notary) expireGrace(ctx context.Context, id string) {
 	n.closeLedger(ctx, e, id)
 }
 
-// closeLedger closes e in the ledger and records it. Callers hold no
-// lock.
+// closeLedger closes e in the ledger and stores its state (whatever the
+// ledger says). A contract the ledger never opened (closed while
+// proposed) counts as closed there. Callers hold no lock.
 func (n *Notary) closeLedger(ctx context.Context, e *rentry, id string) {
-	if err := n.cfg.Ledger.Close(ctx, id); err != nil {
+	err := n.cfg.Ledger.Close(ctx, id)
+	if err != nil && !errors.Is(err, contract.ErrUnknown) {
 		n.log.Error("close in the ledger", "contract_id", id, "err", err)
-		return
 	}
 	n.mu.Lock()
-	e.r.LedgerClosed = true
+	if err == nil || errors.Is(err, contract.ErrUnknown) {
+		e.r.LedgerClosed = true
+	}
 	n.mu.Unlock()
 	if err := n.batch.do(n.saveLatest(e, false), false); err != nil {
 		n.log.Error("store contract", "contract_id", id, "err", err)
@@ -295,8 +364,12 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 	case StateProposed:
 		n.mu.Unlock()
 		return contract.SignedNote{}, refusef(contract.ErrTerms, "contract %s is not signed by its provider yet", id)
-	case StateClosed:
-		if e.r.Grace.IsZero() || !now.Before(e.r.Grace) || e.finalAccepted() {
+	case StateClosed, StateClosedNoInvoice:
+		// Within the grace of an abandoned contract, any note; after it,
+		// only a late invoice (checked against the chain like any note;
+		// the ledger pays what it adds, once).
+		inGrace := !e.r.Grace.IsZero() && now.Before(e.r.Grace)
+		if e.finalAccepted() || !inGrace && !note.Final {
 			reason := e.r.Reason
 			n.mu.Unlock()
 			return contract.SignedNote{}, refusef(contract.ErrClosed, "contract %s is closed (%s)", id, reason)
@@ -306,6 +379,17 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 		n.mu.Unlock()
 		return contract.SignedNote{}, refuse(err)
 	}
+	if n.spent[t.Deployment] && !note.Final {
+		// The budget was spent (in this run or before a restart): no
+		// more notes but invoices, which the budget check below bounds.
+		tell := !n.exhausted[t.Deployment]
+		n.exhausted[t.Deployment] = true
+		n.mu.Unlock()
+		if tell && n.cfg.Exhausted != nil {
+			n.cfg.Exhausted(t.Deployment, ReasonBudget)
+		}
+		return contract.SignedNote{}, refusef(contract.ErrBudget, "the budget of deployment %s is spent", t.Deployment)
+	}
 	var others match.Money
 	for _, o := range n.byDep[t.Deployment] {
 		if o != e && o.acc != nil {
@@ -313,13 +397,23 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 		}
 	}
 	if err := contract.CheckBudget(t, others, note.Amount); err != nil {
-		var exhausted bool
+		var tell, persist bool
 		if errors.Is(err, contract.ErrBudget) {
-			exhausted = !n.exhausted[t.Deployment]
+			tell = !n.exhausted[t.Deployment]
 			n.exhausted[t.Deployment] = true
+			persist = !n.spent[t.Deployment]
+			n.spent[t.Deployment] = true
+			e.r.Exhausted = e.r.Exhausted || persist
 		}
 		n.mu.Unlock()
-		if exhausted && n.cfg.Exhausted != nil {
+		if persist {
+			// Stored before the refusal is answered: a restarted
+			// requester still refuses (and says so again).
+			if serr := n.batch.do(n.saveLatest(e, false), false); serr != nil {
+				n.log.Error("store the budget's exhaustion", "deployment_id", t.Deployment, "err", serr)
+			}
+		}
+		if tell && n.cfg.Exhausted != nil {
 			n.cfg.Exhausted(t.Deployment, ReasonBudget)
 		}
 		return contract.SignedNote{}, refuse(err)
@@ -331,8 +425,16 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 	oldR, oldAcc, oldWrite := e.r, e.acc, e.accWrite
 	e.r.Accepted, e.r.AcceptedSeq, e.r.Updated = storeNote(&cs), note.Seq, now
 	e.r.Last = e.r.Accepted
-	if note.Final && e.r.State == StateActive {
-		e.r.State = StateClosed
+	if note.Final {
+		switch e.r.State {
+		case StateActive:
+			e.r.State = StateClosed
+			if !e.r.Grace.IsZero() { // End: the invoice it awaited
+				e.r.Reason = ""
+			}
+		case StateClosedNoInvoice:
+			e.r.State, e.r.Reason = StateClosed, "invoice after the close"
+		}
 	}
 	settle := note.Final || now.Sub(e.settledAt) >= n.cfg.SettleEvery
 	// The state goes with the note when it changed (closed) and when the
