@@ -43,8 +43,11 @@ func TestStateAndJournal(t *testing.T) {
 	check("note 1", 57_000-a(0), a(0))
 	mustSettle(t, l, ledgertest.Countersigned(t, notes[2], req)) // beyond the budget: escrow empty, still paid
 	check("note 3", 7_000, a(2))
-	if s := state(t, l, c.ID); s.Escrow != 0 || s.Paid != a(2) {
-		t.Errorf("contract: escrow %s paid %s, want 0 and %s", s.Escrow, s.Paid, a(2))
+	if s := state(t, l, c.ID); s.Paid != a(2) {
+		t.Errorf("contract: paid %s, want %s", s.Paid, a(2))
+	}
+	if e, err := l.Escrow(ctx, req.DID(), c.Terms().Deployment); err != nil || e.Held != 0 || e.Paid != a(2) || e.Open != 1 {
+		t.Errorf("Escrow = %+v, %v; want nothing held, %s paid, one open", e, err, a(2))
 	}
 	if err := l.Close(ctx, c2.ID); err != nil {
 		t.Fatal(err)
@@ -54,8 +57,8 @@ func TestStateAndJournal(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 	check("c2 closed twice", 0, a(2))
-	if s := state(t, l, free.ID); s.Escrow != 0 || s.Budget != 0 {
-		t.Errorf("contract without budget: escrow %s budget %s, want 0", s.Escrow, s.Budget)
+	if e, err := l.Escrow(ctx, req.DID(), free.Terms().Deployment); err != nil || e.Held != 0 || e.Budget != 0 {
+		t.Errorf("contract without budget: Escrow = %+v, %v; want nothing", e, err)
 	}
 	ps, err := l.Payments(ctx, c.ID)
 	if err != nil {
