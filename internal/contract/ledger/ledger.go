@@ -60,7 +60,10 @@
 //
 // A Local is safe for concurrent use: every change is one store
 // transaction, and the store runs one writing transaction at a time.
-// Settle checks the signatures before it takes the write lock.
+// Settle checks the signatures before it takes the write lock. Prepare
+// and Settlement.Apply split Settle so that a caller settles within a
+// store transaction of its own (the notary, in the commit that stores
+// the note).
 package ledger
 
 import (
@@ -69,6 +72,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/dmsnet/dms/internal/contract"
@@ -229,8 +233,9 @@ func migrateEscrows(tx *store.Tx) error {
 
 // Local is the ledger in one node's store.
 type Local struct {
-	db  *store.DB
-	now func() time.Time
+	db    *store.DB
+	now   func() time.Time
+	cache sync.Map // contract ID → *contract.Contract opened here, signatures verified
 }
 
 var _ contract.Ledger = (*Local)(nil)
@@ -311,87 +316,148 @@ func (l *Local) Open(ctx context.Context, c *contract.Contract) error {
 // Settle pays what the countersigned note n adds to what its contract has
 // paid, and returns that amount (0 for a note already covered).
 func (l *Local) Settle(ctx context.Context, n *contract.SignedNote) (match.Money, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	if n == nil {
-		return 0, refuse(contract.ErrMalformed, "no note")
-	}
-	// Decode a copy from its bytes, whatever n holds decoded.
-	cp := &contract.SignedNote{Hash: n.Hash, Body: n.Body, ProviderSig: n.ProviderSig, RequesterSig: n.RequesterSig}
-	if err := cp.Open(); err != nil {
-		return 0, err
-	}
-	note := cp.Note()
-	if note == nil {
-		return 0, refuse(contract.ErrMalformed, "note %s does not decode", cp.Hash)
-	}
-	if note.Amount < 0 {
-		return 0, refuse(contract.ErrMalformed, "note %s has a negative amount", cp.Hash)
-	}
-	if !validID(note.Contract) {
-		return 0, refuse(contract.ErrMalformed, "note %s names contract %q, not a contract ID", cp.Hash, note.Contract)
-	}
-	// Check the signatures before taking the store's write lock: a
-	// contract's signed part never changes once opened.
-	var signed record
-	err := l.db.View(func(tx *store.Tx) error {
-		var err error
-		signed, err = contracts.Get(tx, note.Contract)
-		return err
-	})
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, refuse(contract.ErrUnknown, "note %s is of contract %s, never opened here", cp.Hash, note.Contract)
-	}
+	st, err := l.Prepare(ctx, n)
 	if err != nil {
-		return 0, wrap("settle", note.Contract, err)
-	}
-	c := signed.contract()
-	if err := c.Open(); err != nil {
-		return 0, wrap("settle", note.Contract, fmt.Errorf("%w: stored contract: %v", store.ErrCorrupt, err))
-	}
-	if !cp.Accepted(c) {
-		return 0, refuse(contract.ErrNotAccepted, "note %d (%s) of contract %s lacks a valid provider's or requester's signature", note.Seq, cp.Hash, c.ID)
+		return 0, err
 	}
 	var moved match.Money
 	err = l.db.Update(func(tx *store.Tx) error {
-		moved = 0
-		rec, err := contracts.Get(tx, note.Contract)
-		if err != nil {
-			return err
-		}
-		changed := false
-		if note.Final && (rec.FinalSeq == 0 || note.Seq < rec.FinalSeq) {
-			rec.FinalSeq, changed = note.Seq, true
-		}
-		if note.Seq > rec.Seq {
-			rec.Seq, rec.Hash, changed = note.Seq, cp.Hash, true
-		}
-		if note.Amount > rec.Paid {
-			delta := note.Amount - rec.Paid
-			if err := l.pay(tx, &rec, delta); err != nil {
-				return err
-			}
-			rec.Paid, changed = note.Amount, true
-			p := Payment{Contract: rec.ID, Seq: note.Seq, Hash: cp.Hash, From: rec.Requester, To: rec.Provider,
-				Amount: note.Amount, Moved: delta, At: l.now()}
-			if err := journal.Put(tx, p); err != nil {
-				return err
-			}
-			moved = delta
-		}
-		if !changed {
+		var changed bool
+		var err error
+		moved, changed, err = st.apply(tx)
+		if err == nil && !changed {
 			return errUnchanged // roll back: no commit, no fsync
 		}
-		return contracts.Put(tx, rec)
+		return err
 	})
 	if errors.Is(err, errUnchanged) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, wrap("settle", note.Contract, err)
+		return 0, wrap("settle", st.note.Contract, err)
 	}
 	return moved, nil
+}
+
+// Settlement is a countersigned note checked for settlement (Prepare),
+// to be paid in a store transaction of the caller's (Apply): a node that
+// stores the note can settle it in the same commit.
+type Settlement struct {
+	l    *Local
+	sn   *contract.SignedNote // a copy decoded from its bytes
+	note *contract.Note
+}
+
+// Prepare makes the checks of Settle that need no transaction: the note
+// decodes, names a contract opened here, and carries both valid
+// signatures under it. They are made before the store's write lock is
+// taken; a contract's signed part never changes once opened.
+func (l *Local) Prepare(ctx context.Context, n *contract.SignedNote) (*Settlement, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if n == nil {
+		return nil, refuse(contract.ErrMalformed, "no note")
+	}
+	// Decode a copy from its bytes, whatever n holds decoded.
+	cp := &contract.SignedNote{Hash: n.Hash, Body: n.Body, ProviderSig: n.ProviderSig, RequesterSig: n.RequesterSig}
+	if err := cp.Open(); err != nil {
+		return nil, err
+	}
+	note := cp.Note()
+	if note == nil {
+		return nil, refuse(contract.ErrMalformed, "note %s does not decode", cp.Hash)
+	}
+	if note.Amount < 0 {
+		return nil, refuse(contract.ErrMalformed, "note %s has a negative amount", cp.Hash)
+	}
+	if !validID(note.Contract) {
+		return nil, refuse(contract.ErrMalformed, "note %s names contract %q, not a contract ID", cp.Hash, note.Contract)
+	}
+	c, err := l.opened(note.Contract)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, refuse(contract.ErrUnknown, "note %s is of contract %s, never opened here", cp.Hash, note.Contract)
+	}
+	if err != nil {
+		return nil, wrap("settle", note.Contract, err)
+	}
+	if !cp.Accepted(c) {
+		return nil, refuse(contract.ErrNotAccepted, "note %d (%s) of contract %s lacks a valid provider's or requester's signature", note.Seq, cp.Hash, c.ID)
+	}
+	return &Settlement{l: l, sn: cp, note: note}, nil
+}
+
+// opened returns the contract id opened here, its signatures verified,
+// from a cache (the signed part of an opened contract never changes).
+func (l *Local) opened(id string) (*contract.Contract, error) {
+	if c, ok := l.cache.Load(id); ok {
+		return c.(*contract.Contract), nil
+	}
+	var signed record
+	err := l.db.View(func(tx *store.Tx) error {
+		var err error
+		signed, err = contracts.Get(tx, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := signed.contract()
+	if err := c.Open(); err != nil {
+		return nil, fmt.Errorf("%w: stored contract: %v", store.ErrCorrupt, err)
+	}
+	l.cache.Store(id, c)
+	return c, nil
+}
+
+// Apply pays, in tx, what the note adds to what its contract has paid,
+// and returns that amount. A refusal (*contract.RefusalError: an
+// overflow) or a store error leaves tx unchanged by it, so a caller may
+// apply settlements beside writes of its own and drop a refused one.
+func (s *Settlement) Apply(tx *store.Tx) (match.Money, error) {
+	moved, _, err := s.apply(tx)
+	return moved, err
+}
+
+// apply is Apply, and whether it changed anything. Everything is read
+// and checked before the first write.
+func (s *Settlement) apply(tx *store.Tx) (match.Money, bool, error) {
+	note, l := s.note, s.l
+	rec, err := contracts.Get(tx, note.Contract)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, false, refuse(contract.ErrUnknown, "note %s is of contract %s, never opened here", s.sn.Hash, note.Contract)
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	changed := false
+	if note.Final && (rec.FinalSeq == 0 || note.Seq < rec.FinalSeq) {
+		rec.FinalSeq, changed = note.Seq, true
+	}
+	if note.Seq > rec.Seq {
+		rec.Seq, rec.Hash, changed = note.Seq, s.sn.Hash, true
+	}
+	if note.Amount <= rec.Paid {
+		if !changed {
+			return 0, false, nil
+		}
+		return 0, true, contracts.Put(tx, rec)
+	}
+	delta := note.Amount - rec.Paid
+	p, err := l.payment(tx, &rec, delta)
+	if err != nil {
+		return 0, false, err
+	}
+	rec.Paid = note.Amount
+	if err := p.write(tx); err != nil {
+		return 0, false, err
+	}
+	j := Payment{Contract: rec.ID, Seq: note.Seq, Hash: s.sn.Hash, From: rec.Requester, To: rec.Provider,
+		Amount: note.Amount, Moved: delta, At: l.now()}
+	if err := journal.Put(tx, j); err != nil {
+		return 0, false, err
+	}
+	return delta, true, contracts.Put(tx, rec)
 }
 
 // escrowOf reads the escrow of a deployment, empty when absent.
@@ -431,44 +497,63 @@ func hold(tx *store.Tx, e *Escrow) error {
 	return escrows.Put(tx, *e)
 }
 
-// pay moves delta from rec's requester to its provider, from the
-// deployment's escrow as far as it goes.
-func (l *Local) pay(tx *store.Tx, rec *record, delta match.Money) error {
-	e, err := escrowOf(tx, rec.Requester, rec.Deployment)
-	if err != nil {
-		return err
+// payment is a payment computed and checked, not written yet.
+type payment struct {
+	escrow    Escrow
+	req, prov contract.Balance
+	self      bool // the provider is the requester: one account
+}
+
+// payment computes moving delta from rec's requester to its provider,
+// from the deployment's escrow as far as it goes; it writes nothing.
+func (l *Local) payment(tx *store.Tx, rec *record, delta match.Money) (*payment, error) {
+	p := &payment{self: rec.Provider == rec.Requester}
+	var err error
+	if p.escrow, err = escrowOf(tx, rec.Requester, rec.Deployment); err != nil {
+		return nil, err
 	}
-	if e.Paid, err = add(e.Paid, delta); err != nil {
-		return refuse(ErrOverflow, "paid by deployment %s", rec.Deployment)
+	if p.req, err = account(tx, rec.Requester); err != nil {
+		return nil, err
 	}
-	if err := hold(tx, &e); err != nil { // before the account is read again below
-		return err
+	if p.escrow.Paid, err = add(p.escrow.Paid, delta); err != nil {
+		return nil, refuse(ErrOverflow, "paid by deployment %s", rec.Deployment)
 	}
-	req, err := account(tx, rec.Requester)
-	if err != nil {
-		return err
+	if p.req.Paid, err = add(p.req.Paid, delta); err != nil {
+		return nil, refuse(ErrOverflow, "paid by %s", rec.Requester)
 	}
-	if req.Paid, err = add(req.Paid, delta); err != nil {
-		return refuse(ErrOverflow, "paid by %s", rec.Requester)
+	release := p.escrow.Held - p.escrow.target() // a payment only lowers the target
+	p.escrow.Held -= release
+	p.req.Escrowed -= release
+	if release < 0 || p.req.Escrowed < 0 { // a corrupt account: never hold less than nothing
+		return nil, fmt.Errorf("%w: %s escrows less than deployment %s holds", store.ErrCorrupt, p.req.DID, rec.Deployment)
 	}
-	if rec.Provider == rec.Requester {
-		req.Received, err = add(req.Received, delta)
-		if err != nil {
-			return refuse(ErrOverflow, "received by %s", rec.Provider)
+	if p.self {
+		if p.req.Received, err = add(p.req.Received, delta); err != nil {
+			return nil, refuse(ErrOverflow, "received by %s", rec.Provider)
 		}
-		return accounts.Put(tx, req)
+		return p, nil
 	}
-	prov, err := account(tx, rec.Provider)
-	if err != nil {
+	if p.prov, err = account(tx, rec.Provider); err != nil {
+		return nil, err
+	}
+	if p.prov.Received, err = add(p.prov.Received, delta); err != nil {
+		return nil, refuse(ErrOverflow, "received by %s", rec.Provider)
+	}
+	return p, nil
+}
+
+// write stores the payment's escrow and accounts.
+func (p *payment) write(tx *store.Tx) error {
+	if err := escrows.Put(tx, p.escrow); err != nil {
 		return err
 	}
-	if prov.Received, err = add(prov.Received, delta); err != nil {
-		return refuse(ErrOverflow, "received by %s", rec.Provider)
-	}
-	if err := accounts.Put(tx, req); err != nil {
+	if err := accounts.Put(tx, p.req); err != nil {
 		return err
 	}
-	return accounts.Put(tx, prov)
+	if p.self {
+		return nil
+	}
+	return accounts.Put(tx, p.prov)
 }
 
 // Close releases the escrow left of a contract and marks it closed.

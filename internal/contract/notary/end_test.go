@@ -2,6 +2,7 @@ package notary
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -158,4 +159,13 @@ func TestExhaustedSurvivesRestart(t *testing.T) {
 			t.Errorf("countersigned %s above the budget %s", a, budget)
 		}
 	})
+}
+
+func TestNoteKey(t *testing.T) {
+	for _, seq := range []uint64{0, 1, 42, 1 << 32, 1<<64 - 1} {
+		want := fmt.Sprintf("%s/%s/%020d", "c0ffee", RoleRequester, seq)
+		if got := noteKey("c0ffee", RoleRequester, seq); got != want {
+			t.Errorf("noteKey(%d) = %q, want %q", seq, got, want)
+		}
+	}
 }

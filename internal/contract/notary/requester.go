@@ -9,6 +9,7 @@ import (
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/contract"
+	"github.com/dmsnet/dms/internal/contract/ledger"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/match"
@@ -26,6 +27,28 @@ func (n *Notary) saveLatest(e *rentry, withContract bool, also ...*contract.Sign
 // save is saveLatest, without the state when !withState (a countersigned
 // note alone).
 func (n *Notary) save(e *rentry, withContract, withState bool, also ...*contract.SignedNote) *write {
+	return n.saveSettling(e, withContract, withState, nil, also...)
+}
+
+// txLedger is a ledger that settles within the notary's store commits
+// (ledger.Local): a countersigned note and its settlement then share
+// one commit.
+type txLedger interface {
+	Prepare(ctx context.Context, n *contract.SignedNote) (*ledger.Settlement, error)
+}
+
+// settling is a settlement that goes with a write (saveSettling): st is
+// set before the write is committed; applied and err say how it went
+// once it is.
+type settling struct {
+	st      *ledger.Settlement
+	applied bool
+	err     error // a refusal of the ledger's (the write goes on without it)
+}
+
+// saveSettling is save, with the settlement of sl (when sl and sl.st
+// are set) in the same transaction.
+func (n *Notary) saveSettling(e *rentry, withContract, withState bool, sl *settling, also ...*contract.SignedNote) *write {
 	return newWrite(func(tx *store.Tx) error {
 		n.mu.Lock()
 		r := e.r
@@ -43,6 +66,18 @@ func (n *Notary) save(e *rentry, withContract, withState bool, also ...*contract
 		for _, sn := range also {
 			if err := putAccepted(tx, RoleRequester, sn); err != nil {
 				return err
+			}
+		}
+		if sl != nil && sl.st != nil {
+			_, err := sl.st.Apply(tx)
+			var refusal *contract.RefusalError
+			switch {
+			case errors.As(err, &refusal): // it wrote nothing
+				sl.err = err
+			case err != nil:
+				return err
+			default:
+				sl.applied = true
 			}
 		}
 		return nil
@@ -295,9 +330,14 @@ func (n *Notary) settle(ctx context.Context, e *rentry, id string, cs *contract.
 		n.log.Error("settle", "contract_id", id, "seq", cs.Note().Seq, "err", err)
 		return
 	}
+	n.settled(e, cs.Note().Seq, at)
+}
+
+// settled records that e's note seq was settled at at.
+func (n *Notary) settled(e *rentry, seq uint64, at time.Time) {
 	n.mu.Lock()
-	if s := cs.Note().Seq; s > e.settled {
-		e.settled, e.settledAt = s, at
+	if seq > e.settled {
+		e.settled, e.settledAt = seq, at
 	}
 	n.mu.Unlock()
 }
@@ -438,11 +478,24 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 	}
 	settle := note.Final || now.Sub(e.settledAt) >= n.cfg.SettleEvery
 	// The state goes with the note when it changed (closed) and when the
-	// contract settles; otherwise the note alone.
-	w := n.save(e, false, settle || e.r.State != oldR.State, &cs)
+	// contract settles; otherwise the note alone. A ledger that can
+	// settles in the same commit.
+	var sl *settling
+	txl, inTx := n.cfg.Ledger.(txLedger)
+	if settle && inTx {
+		sl = &settling{}
+	}
+	w := n.saveSettling(e, false, settle || e.r.State != oldR.State, sl, &cs)
 	e.acc, e.accWrite = &cs, w
 	n.mu.Unlock()
 
+	if sl != nil {
+		st, err := txl.Prepare(ctx, &cs)
+		if err != nil {
+			n.log.Error("settle", "contract_id", id, "seq", note.Seq, "err", err)
+		}
+		sl.st = st
+	}
 	if err := n.batch.do(w, true); err != nil {
 		n.mu.Lock()
 		if e.accWrite == w {
@@ -451,7 +504,12 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 		n.mu.Unlock()
 		return contract.SignedNote{}, fmt.Errorf("notary: store note %d of contract %s: %w", note.Seq, id, err)
 	}
-	if settle {
+	switch {
+	case sl != nil && sl.applied:
+		n.settled(e, note.Seq, now)
+	case sl != nil && sl.err != nil:
+		n.log.Error("settle", "contract_id", id, "seq", note.Seq, "err", sl.err)
+	case settle && !inTx:
 		n.settle(ctx, e, id, &cs, now)
 	}
 	if note.Final {

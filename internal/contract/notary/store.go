@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/dmsnet/dms/internal/contract"
@@ -35,8 +36,18 @@ var (
 
 func rowKey(id string, role Role) string { return id + "/" + string(role) }
 
+// noteKey is "<id>/<role>/<seq, 20 digits>" (without fmt: it is built
+// for every note).
 func noteKey(id string, role Role, seq uint64) string {
-	return fmt.Sprintf("%s/%s/%020d", id, role, seq)
+	const digits = 20
+	b := make([]byte, 0, len(id)+len(role)+2+digits)
+	b = append(append(append(append(b, id...), '/'), role...), '/')
+	var d [digits]byte
+	num := strconv.AppendUint(d[:0], seq, 10)
+	for range digits - len(num) {
+		b = append(b, '0')
+	}
+	return string(append(b, num...))
 }
 
 // storedContract is a contract as signed, byte for byte.
