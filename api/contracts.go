@@ -49,8 +49,8 @@ type Contract struct {
 	// Role is this node's side: requester or provider.
 	Role string `json:"role"`
 	// State is proposed, active, closed, closed-no-invoice (requester: the
-	// deployment ended and no invoice came within two intervals) or
-	// stopped; Reason says why a contract stopped or closed early
+	// deployment ended or the placement was replaced, and no invoice came
+	// within two intervals) or stopped; Reason says why a contract stopped or closed early
 	// ("budget exhausted").
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`

@@ -67,8 +67,14 @@
 // Abandon closes a contract whose placement was reverted or replaced.
 // What was countersigned stays owed; the provider still has two intervals
 // (the grace) to invoice the usage up to the stop: notes are accepted
-// until a final note or the end of the grace, then the ledger closes the
-// contract (releasing its escrow).
+// until a final note or the end of the grace, then the contract is
+// closed-no-invoice and the ledger closes it. End does the same for the
+// active contracts of a deployment that ended, which stay active while
+// they wait. An invoice (a final note) that comes later is still
+// checked against the chain and the budget, countersigned and settled
+// for what it adds: never twice. A spent budget is stored, so a
+// restarted requester still refuses the deployment's notes (but
+// invoices) and tells Exhausted again.
 //
 // # Persistence
 //
@@ -140,9 +146,10 @@ const (
 	StateActive   State = "active"   // both signed; notes flow
 	StateClosed   State = "closed"   // the final note (invoice) is countersigned, or the placement was reverted
 	StateStopped  State = "stopped"  // provider: allocations stopped for want of countersignatures (Reason says why)
-	// StateClosedNoInvoice (requester): the deployment ended and no
-	// invoice came within two intervals; the contract was closed at its
-	// last countersigned note. A late invoice still settles (End).
+	// StateClosedNoInvoice (requester): the deployment ended (End), or
+	// the placement was reverted or replaced (Abandon), and no invoice
+	// came within two intervals; the contract was closed at its last
+	// countersigned note. A late invoice still settles.
 	StateClosedNoInvoice State = "closed-no-invoice"
 )
 

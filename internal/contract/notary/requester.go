@@ -276,8 +276,9 @@ func (n *Notary) End(deployment, reason string) error {
 }
 
 // expireGrace ends the grace of an abandoned contract, or the wait for
-// the invoice of a contract whose deployment ended (End): it settles
-// the last countersigned note and closes the contract in the ledger.
+// the invoice of a contract whose deployment ended (End): the contract
+// is closed-no-invoice, its last countersigned note settled and the
+// contract closed in the ledger.
 func (n *Notary) expireGrace(ctx context.Context, id string) {
 	n.mu.Lock()
 	e := n.req[id]
@@ -286,8 +287,7 @@ func (n *Notary) expireGrace(ctx context.Context, id string) {
 		return
 	}
 	switch e.r.State {
-	case StateClosed: // abandoned
-	case StateActive: // its deployment ended: no invoice came
+	case StateClosed, StateActive: // abandoned, or its deployment ended: no invoice came
 		e.r.State, e.r.Updated = StateClosedNoInvoice, n.now()
 		e.r.Reason = "no invoice within two intervals: " + strings.TrimSuffix(e.r.Reason, ", awaiting the invoice")
 	default:
