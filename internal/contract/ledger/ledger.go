@@ -67,6 +67,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -266,7 +267,7 @@ func (l *Local) Open(ctx context.Context, c *contract.Contract) error {
 		return refuse(contract.ErrMalformed, "no contract")
 	}
 	// Check a copy from its bytes: what is stored is what was verified.
-	cp := &contract.Contract{ID: c.ID, Body: c.Body, RequesterSig: c.RequesterSig, ProviderSig: c.ProviderSig}
+	cp := &contract.Contract{ID: c.ID, Body: bytes.Clone(c.Body), RequesterSig: bytes.Clone(c.RequesterSig), ProviderSig: bytes.Clone(c.ProviderSig)}
 	if err := cp.Open(); err != nil {
 		return err
 	}
@@ -310,6 +311,9 @@ func (l *Local) Open(ctx context.Context, c *contract.Contract) error {
 		}
 		return contracts.Put(tx, rec)
 	})
+	if err == nil {
+		l.cache.Store(cp.ID, cp) // its settlements need not verify it again
+	}
 	return wrap("open", rec.ID, err)
 }
 
@@ -350,8 +354,10 @@ type Settlement struct {
 
 // Prepare makes the checks of Settle that need no transaction: the note
 // decodes, names a contract opened here, and carries both valid
-// signatures under it. They are made before the store's write lock is
-// taken; a contract's signed part never changes once opened.
+// signatures under it (a signature this process verified or made on the
+// same bytes counts: SignedNote.Clone). They are made before the store's
+// write lock is taken; a contract's signed part never changes once
+// opened.
 func (l *Local) Prepare(ctx context.Context, n *contract.SignedNote) (*Settlement, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -359,8 +365,9 @@ func (l *Local) Prepare(ctx context.Context, n *contract.SignedNote) (*Settlemen
 	if n == nil {
 		return nil, refuse(contract.ErrMalformed, "no note")
 	}
-	// Decode a copy from its bytes, whatever n holds decoded.
-	cp := &contract.SignedNote{Hash: n.Hash, Body: n.Body, ProviderSig: n.ProviderSig, RequesterSig: n.RequesterSig}
+	// A copy: what n holds decoded or verified counts only for the same
+	// bytes (SignedNote.Clone).
+	cp := n.Clone()
 	if err := cp.Open(); err != nil {
 		return nil, err
 	}
