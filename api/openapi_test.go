@@ -66,6 +66,11 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 			}
 			return *p.Items, true
 		}, reflect.TypeFor[ContractUsed]()},
+		{"DeploymentIndex", func() (schema, bool) { s, ok := schemas["DeploymentIndex"]; return s, ok }, reflect.TypeFor[DeploymentIndex]()},
+		{"DeploymentSummary", func() (schema, bool) { s, ok := schemas["DeploymentSummary"]; return s, ok }, reflect.TypeFor[DeploymentSummary]()},
+		{"Validation", func() (schema, bool) { s, ok := schemas["Validation"]; return s, ok }, reflect.TypeFor[Validation]()},
+		{"EnsembleProblem", func() (schema, bool) { s, ok := schemas["EnsembleProblem"]; return s, ok }, reflect.TypeFor[EnsembleProblem]()},
+		{"DashboardDeployRequest", func() (schema, bool) { s, ok := schemas["DashboardDeployRequest"]; return s, ok }, reflect.TypeFor[DashboardDeployRequest]()},
 		{"LedgerBalance", func() (schema, bool) { s, ok := schemas["LedgerBalance"]; return s, ok }, reflect.TypeFor[LedgerBalance]()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,18 +8,23 @@
 #   bench/idle-node.sh                 # 5 s settle, 60 s window
 #   WINDOW=2700 bench/idle-node.sh     # a 45-minute soak
 #   BIN=/tmp/other-dms bench/idle-node.sh   # another build, for a comparison
+#   SCRAPE=15 bench/idle-node.sh       # GET /metrics every 15 s, as a Prometheus would
+#   DMS_TELEMETRY_METRICS=false bench/idle-node.sh   # metrics off
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SETTLE=${SETTLE:-5}
 WINDOW=${WINDOW:-60}
 BIN=${BIN:-}
+SCRAPE=${SCRAPE:-}
 if [ -z "$BIN" ]; then
   make --no-print-directory build >/dev/null
   BIN=bin/dms
 fi
 dir=$(mktemp -d)
 pid=
+scraper=
 cleanup() {
+  [ -n "$scraper" ] && kill "$scraper" 2>/dev/null && wait "$scraper" 2>/dev/null
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   rm -rf "$dir"
 }
@@ -35,6 +40,13 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 [ -s "$dir/home/api.addr" ] || { echo "the node did not start" >&2; cat "$dir/log" >&2; exit 1; }
+if [ -n "$SCRAPE" ]; then
+  addr=$(cat "$dir/home/api.addr")
+  ( while sleep "$SCRAPE"; do
+      curl -sf -H "Authorization: Bearer $(cat "$dir/home/api.token")" "http://$addr/metrics" -o /dev/null || echo "scrape failed" >&2
+    done ) &
+  scraper=$!
+fi
 sleep "$SETTLE"
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 t0=$(ticks)

@@ -74,7 +74,10 @@ func (w *link) sessionGrant(env *Envelope) (Grant, *Error) {
 	rs := w.recvSess[env.Session]
 	switch {
 	case rs == nil:
-		if err := w.tombstone(env.Session); err != nil {
+		if err, cmd := w.tombstone(env.Session); err != nil {
+			if env.Behavior == "" {
+				env.Behavior = cmd // for the refusal's log line and metrics
+			}
 			return nil, err
 		}
 		return nil, errorf(CodeBadEnvelope, msgUnknownSession+" %d on this link", env.Session)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,17 +67,21 @@ type recvSess struct {
 }
 
 // tomb remembers a session whose authorization failed, without its grant
-// or its names: only what to answer the envelopes that name it.
+// or its DIDs: what to answer the envelopes that name it, and its behavior
+// (cut to tombCmdLen) for the refusal's log line and metrics.
 type tomb struct {
 	id  uint32 // 0: unused
 	err *Error
+	cmd string
 }
 
 const (
 	// tombstones is how many failed sessions a link remembers.
 	tombstones = 8
-	// tombMsgLen bounds the message a tombstone keeps.
+	// tombMsgLen bounds the message a tombstone keeps, tombCmdLen its
+	// behavior.
 	tombMsgLen = 512
+	tombCmdLen = 256
 	// linkSessionBytes bounds the invocations a link's sessions hold
 	// together, whatever MaxSessionsPerLink allows: 8 KiB each on average
 	// at the default count (honest ones are a few KiB).
@@ -293,7 +298,11 @@ func (w *link) defineSession(ss *session) {
 		if len(e.Msg) > tombMsgLen {
 			e = &Error{Code: e.Code, Msg: e.Msg[:tombMsgLen] + "…"}
 		}
-		w.tombs[w.nextTomb] = tomb{id: ss.id, err: e}
+		cmd := ss.cmd
+		if len(cmd) > tombCmdLen {
+			cmd = cmd[:tombCmdLen]
+		}
+		w.tombs[w.nextTomb] = tomb{id: ss.id, err: e, cmd: strings.Clone(cmd)}
 		w.nextTomb = (w.nextTomb + 1) % tombstones
 		return
 	}
@@ -340,15 +349,15 @@ func (w *link) dropSession(id uint32) {
 	w.recvBytes -= rs.size
 }
 
-// tombstone returns the refusal of session id if it failed authorization
-// lately, or nil.
-func (w *link) tombstone(id uint32) *Error {
+// tombstone returns the refusal of session id, and its behavior, if it
+// failed authorization lately, or nil.
+func (w *link) tombstone(id uint32) (*Error, string) {
 	for _, t := range w.tombs {
 		if t.id == id && id != 0 {
-			return t.err
+			return t.err, t.cmd
 		}
 	}
-	return nil
+	return nil, ""
 }
 
 // Generationer is implemented by Issuers whose invocations can change, for

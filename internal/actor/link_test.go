@@ -248,7 +248,8 @@ func TestSessionFormThroughLink(t *testing.T) {
 func TestSessionFormRefusals(t *testing.T) {
 	net := NewMemNetwork()
 	auth := &testAuth{deny: map[string]string{"/test/secret": "untrusted-root: no"}}
-	victim := newNode(t, net, auth, func(c *Config) { c.PeerRate = 50; c.PeerBurst = 50 })
+	obs := &refusalLog{}
+	victim := newNode(t, net, auth, func(c *Config) { c.PeerRate = 50; c.PeerBurst = 50; c.Observer = obs })
 	victim.a.AddBehavior("/test/echo", echo)
 	victim.a.AddBehavior("/test/secret", echo)
 	l, self, next := attacker(t, net, victim)
@@ -317,6 +318,11 @@ func TestSessionFormRefusals(t *testing.T) {
 				t.Fatalf("reply = %+v, want %s", r.Err, tt.want)
 			}
 		})
+	}
+	// The envelope naming the denied session was refused under the
+	// session's behavior (for the log line and the metrics).
+	if !obs.has("/test/secret", CodeDenied) {
+		t.Errorf("observer's refusals %v lack /test/secret denied", obs.all())
 	}
 	t.Run("flood from one peer", func(t *testing.T) {
 		before := victim.sys.Stats()["refused_rate-limited"]
@@ -656,4 +662,28 @@ func TestSessionsProtectPeers(t *testing.T) {
 	if n := pb.count(c.host.id); n != 0 {
 		t.Errorf("b protected c, whose only session was denied, %d times", n)
 	}
+}
+
+// refusalLog is an Observer that keeps the refusals.
+type refusalLog struct {
+	mu      sync.Mutex
+	refused []string
+}
+
+func (o *refusalLog) Handled(string, Code, time.Duration) {}
+
+func (o *refusalLog) Refused(behavior string, code Code) {
+	o.mu.Lock()
+	o.refused = append(o.refused, behavior+" "+string(code))
+	o.mu.Unlock()
+}
+
+func (o *refusalLog) has(behavior string, code Code) bool {
+	return slices.Contains(o.all(), behavior+" "+string(code))
+}
+
+func (o *refusalLog) all() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.refused)
 }

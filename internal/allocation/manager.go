@@ -73,6 +73,11 @@ type Config struct {
 	// and such allocations are refused.
 	Subnets Subnets
 
+	// OnStart, when set, is told how long an executor's Start of an
+	// instance took (artifacts and volumes already in place), when it
+	// succeeded; it must be quick.
+	OnStart func(executor string, d time.Duration)
+
 	Logger *slog.Logger
 	Now    func() time.Time
 }

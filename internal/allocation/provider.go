@@ -102,6 +102,8 @@ type Provider struct {
 	// check together.
 	mu   sync.Mutex
 	live map[string]hold // guarded by mu: live reservations made here, by ID
+
+	stats providerStats // stats.go
 }
 
 // hold is the provider's note of one live reservation: who asked for it
@@ -154,7 +156,11 @@ func (p *Provider) Register() error {
 }
 
 func (p *Provider) request(ctx context.Context, m *actor.Message) (any, error) {
-	return p.answer(m, false)
+	res, err := p.answer(m, false)
+	if r, ok := res.(deployproto.BidReply); ok {
+		p.stats.count(r)
+	}
+	return res, err
 }
 
 // plan answers a dry-run bid request (deployproto.BehaviorPlan) as request
@@ -499,6 +505,7 @@ func (p *Provider) commit(ctx context.Context, m *actor.Message) (any, error) {
 		}
 	}
 	p.log.Info("committed", "deployment_id", req.Deployment, "node", req.Node, "allocations", len(reply.Allocations), "contract", contractID)
+	p.stats.won.Add(1)
 	return reply, nil
 }
 

@@ -226,12 +226,16 @@ func (a *alloc) startInstance(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", &permanentError{err}
 	}
+	began := time.Now()
 	id, err := a.ex.Start(ctx, spec)
 	if err != nil {
 		if errors.Is(err, executor.ErrInvalidSpec) {
 			return "", &permanentError{err}
 		}
 		return "", err
+	}
+	if a.m.cfg.OnStart != nil {
+		a.m.cfg.OnStart(string(rec.Spec.Executor), time.Since(began))
 	}
 	if err := a.log.mark(id); err != nil {
 		a.m.log.Warn("log mark", "allocation_id", a.id(), "err", err)

@@ -1,8 +1,11 @@
 // Package apiserver is the node's local REST API (under /api/v1/, described
 // by api/openapi.yaml): it listens on loopback only, refuses requests whose
 // remote address is not loopback (403), and needs the node's token on every
-// endpoint but GET /api/v1/health (401 without). Errors are JSON with a
-// stable code (api.ErrorBody) and the HTTP status that fits it.
+// endpoint but GET /api/v1/health (401 without), or the session cookie of
+// the dashboard it serves under /ui (internal/ui; session.go). Errors are
+// JSON with a stable code (api.ErrorBody) and the HTTP status that fits
+// it. GET /metrics serves the node's Prometheus metrics (Config.Metrics) on
+// the same listener, behind the same token.
 //
 // The server knows nothing of the node's internals: each area (node, peers,
 // actor relay, and what later issues add) is a small interface declared here
@@ -23,6 +26,7 @@ import (
 
 	"github.com/dmsnet/dms/api"
 	"github.com/dmsnet/dms/internal/config"
+	"github.com/dmsnet/dms/internal/ui"
 )
 
 // Config configures a Server.
@@ -45,6 +49,12 @@ type Config struct {
 	Results ResultService
 	// Contracts is nil on a node that keeps no contracts.
 	Contracts ContractService
+	// Metrics serves GET /metrics (Prometheus) behind the token like
+	// every endpoint; nil: 404 (telemetry.metrics is off).
+	Metrics http.Handler
+	// UserKey, when set, lets the dashboard deploy: it signs the user's
+	// delegations with the passphrase typed in the deploy form.
+	UserKey UserKeyService
 }
 
 // Server is the REST API.
@@ -57,6 +67,10 @@ type Server struct {
 	// routes lists "METHOD /path" of every registered endpoint (for the
 	// OpenAPI consistency test).
 	routes []string
+	// ui is the dashboard under /ui (session.go); origins refuses
+	// cross-origin requests that change state with the session cookie.
+	ui      *ui.UI
+	origins *http.CrossOriginProtection
 }
 
 // maxBody bounds request bodies.
@@ -73,8 +87,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api"), mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api"), mux: http.NewServeMux(), origins: http.NewCrossOriginProtection()}
 	s.routesV1()
+	s.ui = ui.New(ui.Config{Version: cfg.Version, Index: s.index})
 	return s, nil
 }
 
@@ -112,15 +127,29 @@ func (s *Server) Serve(ctx context.Context) error {
 	return err
 }
 
-// ServeHTTP applies the loopback and token checks, then routes.
+// ServeHTTP applies the loopback and token checks, then routes. The
+// dashboard's session cookie stands for the token, with a check against
+// cross-site requests (session.go).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !fromLoopback(r.RemoteAddr) {
 		writeError(w, http.StatusForbidden, api.CodeForbidden, "the API answers loopback clients only")
 		return
 	}
-	if r.URL.Path != "/api/v1/health" && !s.tokenOK(r) {
-		writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or wrong token (Authorization: Bearer <token from <home>/api.token>)")
+	if r.URL.Path == "/ui" || strings.HasPrefix(r.URL.Path, "/ui/") {
+		s.serveUI(w, r)
 		return
+	}
+	if r.URL.Path != "/api/v1/health" {
+		switch s.authOf(r, time.Now()) {
+		case authNone:
+			writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or wrong token (Authorization: Bearer <token from <home>/api.token>)")
+			return
+		case authCookie:
+			if err := s.crossSite(r); err != nil {
+				writeError(w, http.StatusForbidden, api.CodeForbidden, "cross-site request refused: "+err.Error())
+				return
+			}
+		}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	s.mux.ServeHTTP(w, r)

@@ -32,6 +32,13 @@ type RelayService interface {
 }
 
 func (s *Server) routesV1() {
+	s.handle("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Metrics == nil {
+			writeError(w, http.StatusNotFound, api.CodeNotFound, "metrics are off on this node (telemetry.metrics)")
+			return
+		}
+		s.cfg.Metrics.ServeHTTP(w, r)
+	})
 	s.handle("GET /api/v1/health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, api.Health{Status: "ok", Version: s.cfg.Version})
 	})
@@ -103,6 +110,7 @@ func (s *Server) routesV1() {
 	s.routesPlan()
 	s.routesExec()
 	s.routesContracts()
+	s.routesDashboard()
 }
 
 // envelope checks an ActorRequest and builds the envelope to relay.

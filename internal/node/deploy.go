@@ -84,6 +84,9 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		DefaultKernel: c.Executor.VM.Kernel,
 		ResultsDir:    filepath.Join(data, "results"),
 	}
+	if n.metrics != nil {
+		acfg.OnStart = n.metrics.ExecutorStart
+	}
 	if n.subnets != nil {
 		acfg.Subnets = n.subnets
 	}
@@ -115,6 +118,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		closeExecs()
 		return nil, err
 	}
+	n.provider = provider
 	shipped := filepath.Join(data, "shipped")
 	if err := os.MkdirAll(shipped, 0o700); err != nil {
 		closeExecs()

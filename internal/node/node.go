@@ -7,7 +7,9 @@
 // Start order (Run; each step registers its undo, run in reverse at
 // shutdown or on a failed start):
 //
-//  0. debug         pprof on loopback and the memory limit, when configured
+//  0. debug         pprof on loopback and the memory limit, when configured;
+//     the metrics registry (metrics.go), when telemetry.metrics is on: its
+//     scrape-time sources are wired after step 5, /metrics served in 6
 //  1. store         <home>/data/dms.db (bbolt): capability state, deployments,
 //     allocations, resource accounting and the nonces of one-shot
 //     invocations accepted (replay.go)
@@ -64,6 +66,7 @@ import (
 	"github.com/dmsnet/dms/internal/storage/s3"
 	"github.com/dmsnet/dms/internal/store"
 	"github.com/dmsnet/dms/internal/telemetry"
+	"github.com/dmsnet/dms/internal/telemetry/metrics"
 )
 
 // SpanSource is the local record of the spans this node finished.
@@ -131,6 +134,10 @@ type Node struct {
 	// nil when tracing is off.
 	tracer trace.Tracer
 	spans  SpanSource
+	// metrics are the node's Prometheus metrics (metrics.go), nil when
+	// telemetry.metrics is off; provider counts its bids for them.
+	metrics  *metrics.Metrics
+	provider *allocation.Provider
 
 	// subnets is the provider side of the deployments' subnets
 	// (subnet.go), nil when this node runs none: noSubnet says why.
@@ -143,7 +150,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), wallet: newWallet(), tracer: noop.NewTracerProvider().Tracer("")}
+	n := &Node{cfg: cfg, log: cfg.Logger, started: time.Now(), wallet: newWallet(), tracer: noop.NewTracerProvider().Tracer(""),
+		metrics: newMetrics(cfg.Config.Telemetry.Metrics)}
 	// Every step registers its undo; on failure or shutdown they run in
 	// reverse order.
 	var undo []func() error
@@ -170,7 +178,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err := os.MkdirAll(filepath.Join(cfg.Home, "data"), 0o700); err != nil {
 		return err
 	}
-	n.db, err = store.Open(filepath.Join(cfg.Home, StoreFile), store.Options{Timeout: 2 * time.Second})
+	sopts := store.Options{Timeout: 2 * time.Second}
+	if n.metrics != nil {
+		sopts.OnCommit = n.metrics.StoreCommit
+	}
+	n.db, err = store.Open(filepath.Join(cfg.Home, StoreFile), sopts)
 	if err != nil {
 		return err
 	}
@@ -198,6 +210,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	undo = append(undo, stopOrch)
+	if err := n.watchMetrics(); err != nil {
+		return err
+	}
 
 	// 6. REST API
 	n.api, err = apiserver.New(apiserver.Config{
@@ -214,6 +229,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Plans:       planService{n},
 		Results:     resultService{n},
 		Contracts:   newContractService(n.notary, n.ledger, cfg.Key.DID()),
+		Metrics:     n.metricsHandler(),
+		UserKey:     userKeyService{n},
 	})
 	if err != nil {
 		return err
@@ -282,6 +299,7 @@ func (n *Node) startNetwork(ctx context.Context) (stop func() error, err error) 
 		Auth:               &authorizer{v: n.verify, seen: seen},
 		Issuer:             &issuer{wallet: n.wallet},
 		Logger:             n.log,
+		Observer:           n.actorObserver(),
 		Mailbox:            c.Actor.Mailbox,
 		PeerRate:           c.Actor.PeerRate,
 		PeerBurst:          c.Actor.PeerBurst,

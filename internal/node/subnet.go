@@ -56,6 +56,8 @@ type pathStats struct {
 	Forwarded, Datagrams, Delivered uint64
 	Sessions, Fallbacks, ReadErrors uint64
 	Dropped                         map[string]uint64
+	// DNS are the subnet resolver's counters (dns.Stats).
+	DNS struct{ Local, Forwarded, Failed, Dropped uint64 }
 }
 
 // subnets is the node's side of the subnets: allocation.Subnets for the

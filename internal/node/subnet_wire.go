@@ -40,8 +40,11 @@ func (n *Node) newDataPath() (*subnets, error) {
 	}
 	stats := func() pathStats {
 		st := r.Stats()
-		return pathStats{Forwarded: st.Forwarded, Datagrams: st.Datagrams, Delivered: st.Delivered,
+		ps := pathStats{Forwarded: st.Forwarded, Datagrams: st.Datagrams, Delivered: st.Delivered,
 			Sessions: st.Sessions, Fallbacks: st.Fallbacks, ReadErrors: st.ReadErrors, Dropped: st.Dropped}
+		ds := d.Stats()
+		ps.DNS.Local, ps.DNS.Forwarded, ps.DNS.Failed, ps.DNS.Dropped = ds.Local, ds.Forwarded, ds.Failed, ds.Dropped
+		return ps
 	}
 	s := newSubnets(n.log, n.db, withDNS{r, d}, stats, link.OpenTUN)
 	s.openGuest = link.GuestPair

@@ -131,6 +131,7 @@ func (r *run) place(ctx context.Context) {
 					Message: fmt.Sprintf("placed node %s on %s", node, identity.ShortPeerID(pl.Provider.Host))})
 			}
 		})
+		r.s.stats.placements.Add(uint64(len(placed)))
 		return
 	}
 }
@@ -144,6 +145,8 @@ func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, r
 	behavior := deployproto.BehaviorRequest
 	if r.dryRun {
 		behavior = deployproto.BehaviorPlan
+	} else {
+		r.s.stats.rounds.Add(1)
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.s.cfg.BidWindow)
 	defer cancel()

@@ -319,6 +319,7 @@ func (r *run) redeploy(ctx context.Context, node string, h *healing, attempt int
 		d.addEvent(r.s.cfg.Now(), Event{Kind: EventRedeployed, Node: node, Allocation: h.alloc, From: from, To: pl.Provider.Host, Epoch: epoch, Message: msg})
 	})
 	r.s.log.Info("supervision", "deployment_id", d.ID, "kind", EventRedeployed, "node", node, "message", msg)
+	r.s.stats.placements.Add(1)
 	r.retire(ctx, old, replaced, epoch)
 	// The old placement's contracts end here (contracts.go): what was
 	// countersigned stays owed.

@@ -142,6 +142,8 @@ type Service struct {
 
 	fetchMu  sync.Mutex
 	fetching map[string]bool // guarded by fetchMu: artifact digests a standby is fetching (standby_artifacts.go)
+
+	stats serviceStats // stats.go
 }
 
 // NewService returns a service with no deployments; call Resume to pick up

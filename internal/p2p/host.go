@@ -61,6 +61,8 @@ type Host struct {
 	subs         map[*atomic.Bool]context.CancelFunc // running subscriptions; guarded by mu
 	working      map[peer.ID]struct{}                // peers protected by Protect; guarded by mu
 	workingOrder []peer.ID                           // the same, oldest first; guarded by mu
+
+	traffic traffic // bytes of every stream (traffic.go)
 }
 
 var (
@@ -129,6 +131,7 @@ func New(ctx context.Context, cfg Config, key *identity.Key, logger *slog.Logger
 		libp2p.ConnectionGater(h.gater),
 		libp2p.Ping(true),
 		libp2p.UserAgent("dms"),
+		libp2p.BandwidthReporter(&h.traffic),
 	}
 	if cfg.Registerer != nil {
 		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Registerer))

@@ -38,6 +38,10 @@ type Options struct {
 	Timeout time.Duration
 	// Migrations to run at Open (see Migrate).
 	Migrations []Migration
+	// OnCommit, when set, is told how long each commit of an Update took
+	// (from fn's return to the commit's end, fsync included); it must be
+	// quick.
+	OnCommit func(d time.Duration)
 }
 
 // Migration changes the stored data from Version-1 to Version of its
@@ -51,8 +55,9 @@ type Migration struct {
 
 // DB is an open store. Close it when done.
 type DB struct {
-	bolt *bolt.DB
-	path string
+	bolt     *bolt.DB
+	path     string
+	onCommit func(time.Duration) // nil: none
 }
 
 // Open opens (creating if needed, mode 0600, parent directory 0700) the
@@ -73,7 +78,7 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	db := &DB{bolt: b, path: path}
+	db := &DB{bolt: b, path: path, onCommit: opts.OnCommit}
 	if err := db.Migrate(opts.Migrations...); err != nil {
 		b.Close()
 		return nil, err
@@ -103,7 +108,19 @@ func (tx *Tx) Writable() bool { return tx.tx.Writable() }
 // Update runs fn in a read-write transaction and commits it (durably) if fn
 // returns nil; otherwise it rolls back and returns fn's error.
 func (db *DB) Update(fn func(tx *Tx) error) error {
-	return db.bolt.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
+	if db.onCommit == nil {
+		return db.bolt.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
+	}
+	var start time.Time
+	err := db.bolt.Update(func(btx *bolt.Tx) error {
+		err := fn(&Tx{tx: btx})
+		start = time.Now()
+		return err
+	})
+	if err == nil {
+		db.onCommit(time.Since(start))
+	}
+	return err
 }
 
 // View runs fn in a read-only transaction.

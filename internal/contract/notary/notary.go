@@ -243,6 +243,8 @@ type Notary struct {
 	// commits and writes count the store transactions of notes and the
 	// contract states they wrote.
 	commits, writes atomic.Int64
+	// issued and countersigned count the notes signed (stats.go).
+	issued, countersigned atomic.Uint64
 
 	mu sync.Mutex
 	// Requester side, guarded by mu. Nothing waits for the store while

@@ -667,5 +667,6 @@ func (n *Notary) issue(ctx context.Context, p *pentry, final bool) (*contract.Si
 	if err != nil {
 		return nil, fmt.Errorf("issue: %w", err)
 	}
+	n.issued.Add(1)
 	return sn, nil
 }

@@ -504,6 +504,7 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 		n.mu.Unlock()
 		return contract.SignedNote{}, fmt.Errorf("notary: store note %d of contract %s: %w", note.Seq, id, err)
 	}
+	n.countersigned.Add(1)
 	switch {
 	case sl != nil && sl.applied:
 		n.settled(e, note.Seq, now)
