@@ -90,8 +90,11 @@
 // it is final, otherwise when the contract's last settlement is
 // Config.SettleEvery old (the ledger pays the cumulative difference, so
 // nothing is lost between settlements; the budget is checked against the
-// countersigned notes, not the ledger). A crash between a commit and a
-// settlement is repaired when the notary is opened again: the last
+// countersigned notes, not the ledger). The requester settles in the
+// commit that stores the note when its ledger can (ledger.Local: Prepare,
+// then Settlement.Apply in the batch), so a settlement costs no commit of
+// its own. A crash between a commit and a settlement is repaired when
+// the notary is opened again: the last
 // countersigned note of every open contract is settled again (the ledger
 // pays it once). After a restart an active provider contract gets two
 // fresh intervals before it is stopped, and a note that was sent but not
