@@ -8,7 +8,9 @@
 #   wg        wireguard-go in userspace over the same veth (the fair peer),
 # each clean and with random loss on the veth (an iptables statistic match
 # in both namespaces: no netem in this kernel), in one run, repeated.
-# Usage: bench/run-subnet.sh [runs]   (default 3; env SECS=10 PINGS=200 LOSS=0.01)
+# Usage: bench/run-subnet.sh [runs]   (default 3; env SECS=10 PINGS=200 LOSS=0.01,
+#        PATHS="veth dms-dgram wg" to measure some of the paths only,
+#        PROFILE=dir for a CPU profile of each subnetpeer, dir/{a,b}-N.pprof)
 #        bench/run-subnet.sh block    (the datagram path blocked mid-flow, below)
 # Needs root. The machine may be shared: the table gives median (min–max)
 # over the runs and the load average.
@@ -18,6 +20,11 @@ runs=${1:-3}
 secs=${SECS:-10}
 pings=${PINGS:-200}
 loss=${LOSS:-0.01}
+paths=${PATHS:-veth dms-tcp dms-quic dms-dgram wg}
+for p in $paths; do
+  case $p in veth|dms-tcp|dms-quic|dms-dgram|wg) ;; *) echo "run-subnet.sh: unknown path $p in PATHS" >&2; exit 2 ;; esac
+done
+has() { [[ " $paths " == *" $1 "* ]]; }
 
 [ "$(id -u)" = 0 ] || { echo "run-subnet.sh: needs root (network namespaces)" >&2; exit 1; }
 need=()
@@ -108,10 +115,18 @@ wg_up() {
 
 # The dms overlay: subnetpeer in each namespace (dms0 10.77.0.2 in A,
 # 10.77.0.3 in B); $1 is an extra flag (-quic, -dgram).
+nup=0
 dms_up() {
-  ip netns exec "$nsA" "$work/subnetpeer" -self a -local 10.99.0.1 -remote 10.99.0.2 "$@" 2>>"$work/peerA.log" &
+  local profA=() profB=()
+  nup=$((nup + 1))
+  if [ -n "${PROFILE:-}" ]; then
+    mkdir -p "$PROFILE"
+    profA=(-cpuprofile "$PROFILE/a-$nup.pprof")
+    profB=(-cpuprofile "$PROFILE/b-$nup.pprof")
+  fi
+  ip netns exec "$nsA" "$work/subnetpeer" -self a -local 10.99.0.1 -remote 10.99.0.2 "${profA[@]}" "$@" 2>>"$work/peerA.log" &
   dms_pids+=($!)
-  ip netns exec "$nsB" "$work/subnetpeer" -self b -local 10.99.0.2 -remote 10.99.0.1 "$@" 2>>"$work/peerB.log" &
+  ip netns exec "$nsB" "$work/subnetpeer" -self b -local 10.99.0.2 -remote 10.99.0.1 "${profB[@]}" "$@" 2>>"$work/peerB.log" &
   dms_pids+=($!)
   wait_for "the dms overlay" 30 ip netns exec "$nsA" ping -c1 -W1 10.77.0.3
 }
@@ -182,7 +197,7 @@ if [ "$runs" = block ]; then
   exit 0
 fi
 
-wg_up
+if has wg; then wg_up; fi
 # The overlay's names: b.internal from A through dms0 (package subnet/dns).
 dms_up
 echo "b.internal from A: $(inA getent ahostsv4 b.internal | awk 'NR==1 { print $1 }')"
@@ -190,17 +205,23 @@ dms_down
 echo "two namespaces on a veth pair (offloads off); ${secs}s iperf3, ${pings} pings at 10 ms; loss $loss on each end; $(nproc) cores"
 for run in $(seq 1 "$runs"); do
   echo "run $run (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-  measure_both "$run" veth 10.99.0.2
-  dms_up
-  measure_both "$run" dms-tcp 10.77.0.3
-  dms_down
-  dms_up -quic
-  measure_both "$run" dms-quic 10.77.0.3
-  dms_down
-  dms_up -dgram
-  measure_both "$run" dms-dgram 10.77.0.3
-  dms_down
-  measure_both "$run" wg 10.88.0.2
+  if has veth; then measure_both "$run" veth 10.99.0.2; fi
+  if has dms-tcp; then
+    dms_up
+    measure_both "$run" dms-tcp 10.77.0.3
+    dms_down
+  fi
+  if has dms-quic; then
+    dms_up -quic
+    measure_both "$run" dms-quic 10.77.0.3
+    dms_down
+  fi
+  if has dms-dgram; then
+    dms_up -dgram
+    measure_both "$run" dms-dgram 10.77.0.3
+    dms_down
+  fi
+  if has wg; then measure_both "$run" wg 10.88.0.2; fi
 done
 
 # The table: median (min–max) over the runs; "vs veth" is the goodput
@@ -208,7 +229,7 @@ done
 echo
 echo "| path | loss | iperf3 Mbit/s median (min–max) | vs veth | vs wg | RTT p50 ms | +RTT p50 ms | RTT p99 ms |"
 echo "|---|---|---|---|---|---|---|---|"
-awk -v runs="$runs" '
+awk -v runs="$runs" -v want="$paths" '
   function sorted(s, a,    n, i, j, t) { # numeric insertion sort (mawk has no asort)
     n = split(s, a, " ")
     for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j > 0 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
@@ -220,20 +241,23 @@ awk -v runs="$runs" '
   { k = $2 SUBSEP $3; mb[k] = mb[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6
     if (!seen[$3]++) losses[++nl] = $3 }
   END {
-    np = split("veth dms-tcp dms-quic dms-dgram wg", paths, " ")
+    np = split(want, paths, " ")
     for (l = 1; l <= nl; l++) for (p = 1; p <= np; p++) {
       k = paths[p] SUBSEP losses[l]; b = "veth" SUBSEP losses[l]; w = "wg" SUBSEP losses[l]
       printf "| %s | %s%% | %.0f (%.0f–%.0f) | %.0f %% | %.2f× | %.3f | %+.3f | %.3f |\n", paths[p], losses[l] * 100,
-        median(mb[k]), lo(mb[k]), hi(mb[k]), 100 * median(mb[k]) / median(mb[b]), median(mb[k]) / median(mb[w]),
+        median(mb[k]), lo(mb[k]), hi(mb[k]), (median(mb[b]) > 0 ? 100 * median(mb[k]) / median(mb[b]) : 0),
+        (median(mb[w]) > 0 ? median(mb[k]) / median(mb[w]) : 0),
         median(p50[k]), median(p50[k]) - median(p50[b]), median(p99[k])
     }
   }' "$work/results"
 # The same run's ratios (the machine's load changes between runs).
 echo
 echo "per run, Mbit/s of each path against the veth and wireguard-go of the same run:"
-awk '{ mb[$1, $2, $3] = $4; if (!seen[$1]++) rs[++nr] = $1; if (!sl[$3]++) ls[++nl] = $3 }
+awk -v want="$paths" '{ mb[$1, $2, $3] = $4; if (!seen[$1]++) rs[++nr] = $1; if (!sl[$3]++) ls[++nl] = $3 }
   END {
-    np = split("dms-tcp dms-quic dms-dgram", paths, " ")
+    np = 0
+    n = split(want, all, " ")
+    for (i = 1; i <= n; i++) if (all[i] ~ /^dms-/) paths[++np] = all[i]
     for (r = 1; r <= nr; r++) for (l = 1; l <= nl; l++) {
       line = sprintf("  run %s loss %s:", rs[r], ls[l])
       for (p = 1; p <= np; p++) {

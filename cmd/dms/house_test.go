@@ -354,6 +354,7 @@ var adapterImporters = map[string]bool{
 	"internal/cap/capstore":    true, // the capability store is kept in the store
 	"internal/contract/ledger": true, // the local ledger is kept in the store
 	"internal/contract/notary": true, // contracts and notes are kept in the store
+	"internal/telemetry":       true, // the local record of spans is kept in the store
 	"internal/e2etest":         true, // builds test images and kernels for the executors
 }
 

@@ -36,6 +36,7 @@ type Actor struct {
 type delivery struct {
 	msg       Message
 	ctx       msgContext
+	remote    remoteSpan // the trace's remote parent, when the envelope carried one (trace.go)
 	behavior  Behavior
 	nonce     uint64
 	wantReply bool
@@ -151,14 +152,21 @@ func (a *Actor) run(d *delivery) {
 	d.ctx.deadline = d.msg.Expiry
 	ctx := &d.ctx
 	defer ctx.cancel()
+	span := a.sys.startSpan(d)
 	start := time.Now()
 	res, err := a.call(ctx, d)
 	if err != nil {
 		e := AsError(err)
+		if span != nil {
+			endSpan(span, e)
+		}
 		a.sys.stats.inc("refused_" + string(e.Code))
 		a.sys.cfg.Observer.Handled(d.msg.Behavior, e.Code, time.Since(start))
 		d.reply(&Reply{InReplyTo: d.nonce, From: a.handle, Err: e})
 		return
+	}
+	if span != nil {
+		endSpan(span, nil)
 	}
 	a.sys.stats.handled.Add(1)
 	a.sys.cfg.Observer.Handled(d.msg.Behavior, "", time.Since(start))
@@ -224,7 +232,7 @@ func (a *Actor) envelope(ctx context.Context, to Handle, behavior string, payloa
 		To:       to,
 		From:     a.handle,
 		Behavior: behavior,
-		Trace:    TraceFrom(ctx),
+		Trace:    envelopeTrace(ctx),
 		Payload:  payload,
 	}
 }
@@ -256,12 +264,14 @@ func (a *Actor) Broadcast(ctx context.Context, topic, behavior string, v any, co
 // traceKey carries a W3C traceparent in a context.
 type traceKey struct{}
 
-// WithTrace returns ctx carrying a W3C traceparent, sent with envelopes.
+// WithTrace returns ctx carrying a W3C traceparent, sent with envelopes
+// (unless ctx also holds an OpenTelemetry span, whose traceparent is sent).
 func WithTrace(ctx context.Context, traceparent string) context.Context {
 	return context.WithValue(ctx, traceKey{}, traceparent)
 }
 
-// TraceFrom returns the traceparent ctx carries, if any.
+// TraceFrom returns the traceparent ctx carries, if any: WithTrace's, or
+// in a behavior, the one its envelope carried.
 func TraceFrom(ctx context.Context) string {
 	s, _ := ctx.Value(traceKey{}).(string)
 	return s

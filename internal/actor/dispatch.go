@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Every envelope passes the same checks, in this order, before it reaches a
@@ -143,8 +145,9 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer strin
 		return
 	}
 	msg := Message{From: env.From, To: env.To, Behavior: env.Behavior, Topic: env.Topic, Expiry: env.Expiry, Trace: env.Trace, Payload: env.Payload, Issuer: env.From.DID}
+	sc := s.parseTrace(&msg, peer)
 	if env.Topic != "" {
-		s.dispatchTopic(env, &msg, answer, peer)
+		s.dispatchTopic(env, &msg, sc, answer, peer)
 		return
 	}
 	a := s.actor(env.To.Inbox)
@@ -157,7 +160,9 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer strin
 		s.refuse(env, answer, errorf(CodeUnknownBehavior, "%s has no behavior %s", a.handle.Inbox, env.Behavior), peer)
 		return
 	}
-	if err := a.enqueue(&delivery{msg: msg, behavior: b, nonce: env.Nonce, wantReply: env.WantReply, answer: answer}); err != nil {
+	d := &delivery{msg: msg, behavior: b, nonce: env.Nonce, wantReply: env.WantReply, answer: answer}
+	d.setTrace(sc)
+	if err := a.enqueue(d); err != nil {
 		s.refuse(env, answer, err, peer)
 		return
 	}
@@ -166,7 +171,7 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer strin
 
 // dispatchTopic delivers a broadcast to every local subscriber of its topic
 // that has the behavior.
-func (s *System) dispatchTopic(env *Envelope, msg *Message, answer replier, peer string) {
+func (s *System) dispatchTopic(env *Envelope, msg *Message, sc trace.SpanContext, answer replier, peer string) {
 	s.mu.RLock()
 	var targets []*Actor
 	if ts := s.topics[env.Topic]; ts != nil {
@@ -183,7 +188,9 @@ func (s *System) dispatchTopic(env *Envelope, msg *Message, answer replier, peer
 		}
 		m := *msg
 		m.To = a.handle
-		if err := a.enqueue(&delivery{msg: m, behavior: b, nonce: env.Nonce, wantReply: env.WantReply, answer: answer}); err != nil {
+		d := &delivery{msg: m, behavior: b, nonce: env.Nonce, wantReply: env.WantReply, answer: answer}
+		d.setTrace(sc)
+		if err := a.enqueue(d); err != nil {
 			s.refuse(env, answer, err, peer)
 			continue
 		}

@@ -50,6 +50,17 @@
 // (100/s), and the rest are counted as refused_unanswered. A behavior panic
 // is recovered and answered; it never takes the node down.
 //
+// # Tracing
+//
+// Envelopes carry a W3C traceparent: the OpenTelemetry span of the
+// sender's context, else WithTrace's string. The receiver parses it
+// strictly (ParseTraceparent; a malformed one is counted as
+// bad_traceparent and the message is handled untraced), the behavior's
+// context carries it as the remote parent, and with Config.Tracer set a
+// sampled trace gets a server span around the behavior. An envelope
+// without a trace, or with an unsampled one, costs no allocation
+// (trace.go).
+//
 // # Concurrency
 //
 // Each actor has a bounded mailbox drained by a fixed number of workers

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // msgContext is the context a behavior runs in: it ends at the envelope's
@@ -11,6 +13,13 @@ import (
 // behavior that never waits costs no timer (most one-way messages).
 type msgContext struct {
 	deadline time.Time
+	// trace is the envelope's traceparent (valid, or ""): TraceFrom
+	// answers it. span is the behavior's span: its server span, or the
+	// remote parent (the delivery's remoteSpan); nil when untraced.
+	// OpenTelemetry's span lookup (trace.SpanFromContext) is answered from
+	// it, without a context.WithValue per message (trace.go).
+	trace string
+	span  trace.Span
 
 	mu    sync.Mutex
 	done  chan struct{} // created by the first Done; guarded by mu
@@ -63,7 +72,17 @@ func (c *msgContext) Err() error {
 	return c.err
 }
 
-func (c *msgContext) Value(any) any { return nil }
+func (c *msgContext) Value(key any) any {
+	switch key {
+	case spanKey:
+		if c.span != nil {
+			return c.span
+		}
+	case traceKey{}:
+		return c.trace
+	}
+	return nil
+}
 
 // cancel ends the context once the behavior returned.
 func (c *msgContext) cancel() {

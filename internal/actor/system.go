@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/dmsnet/dms/internal/identity"
 )
 
@@ -79,6 +81,9 @@ type Config struct {
 	Issuer    Issuer
 	Logger    *slog.Logger
 	Observer  Observer // metrics of handled and refused messages; nil: none
+	// Tracer starts the server spans of behaviors whose envelope carried
+	// a sampled trace (trace.go); nil: no spans, traces still propagate.
+	Tracer trace.Tracer
 
 	Mailbox            int           // per actor; default 1024
 	Workers            int           // goroutines per actor; default 8
@@ -173,6 +178,9 @@ type System struct {
 	stop     chan struct{}
 	bg       sync.WaitGroup
 	local    *localAnswer // answers envelopes sent within this host
+
+	badTraces       badTraces       // malformed traceparents logged (trace.go)
+	badTraceCounter BadTraceCounter // cfg.Tracer's, if it has one
 }
 
 type topicState struct {
@@ -209,6 +217,7 @@ func NewSystem(cfg Config) (*System, error) {
 		stop:    make(chan struct{}),
 	}
 	s.local = &localAnswer{s: s}
+	s.badTraceCounter, _ = cfg.Tracer.(BadTraceCounter)
 	s.nonce.Store(uint64(cfg.Now().UnixNano()))
 	cfg.Transport.SetLinkHandler(func(l Link) {
 		if w, created := s.wrap(l); created {

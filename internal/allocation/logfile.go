@@ -445,6 +445,7 @@ type streamWriter struct {
 	stream byte
 	skip   int64
 	now    func() time.Time // stamps each write; nil writes no time
+	ship   io.WriteCloser   // also gets what is appended (Config.ShipLogs); may be nil
 }
 
 func (w *streamWriter) Write(p []byte) (int, error) {
@@ -463,6 +464,9 @@ func (w *streamWriter) Write(p []byte) (int, error) {
 	}
 	if err := w.log.appendAt(at, w.stream, p); err != nil {
 		return 0, err
+	}
+	if w.ship != nil {
+		w.ship.Write(p)
 	}
 	return n, nil
 }

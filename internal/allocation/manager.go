@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -73,6 +74,10 @@ type Config struct {
 	// and such allocations are refused.
 	Subnets Subnets
 
+	// ShipLogs, when set, gives the writer that ships one output stream
+	// ("stdout", "stderr") of an allocation whose spec asks for it
+	// (ShipLogs) to the node's log store; it must not block.
+	ShipLogs func(deployment, allocationID, name, stream string) io.WriteCloser
 	// OnStart, when set, is told how long an executor's Start of an
 	// instance took (artifacts and volumes already in place), when it
 	// succeeded; it must be quick.

@@ -397,6 +397,12 @@ func (a *alloc) copyLogs(ctx context.Context, id string) <-chan struct{} {
 		defer ended()
 		out := &streamWriter{log: a.log, stream: streamStdout, skip: skipOut, now: a.m.cfg.Now}
 		errw := &streamWriter{log: a.log, stream: streamStderr, skip: skipErr, now: a.m.cfg.Now}
+		if a.rec.Spec.ShipLogs && a.m.cfg.ShipLogs != nil { // the ensemble's logs.ship
+			out.ship = a.m.cfg.ShipLogs(a.rec.Deployment, a.id(), a.rec.Name, "stdout")
+			errw.ship = a.m.cfg.ShipLogs(a.rec.Deployment, a.id(), a.rec.Name, "stderr")
+			defer out.ship.Close()
+			defer errw.ship.Close()
+		}
 		err := a.ex.Logs(ctx, id, executor.LogOptions{Follow: true}, out, errw)
 		if err != nil && ctx.Err() == nil && !errors.Is(err, executor.ErrNotFound) {
 			a.m.log.Warn("copy logs", "allocation_id", a.id(), "instance", id, "err", err)

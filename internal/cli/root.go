@@ -27,6 +27,9 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/dmsnet/dms/internal/config"
+	"github.com/dmsnet/dms/internal/telemetry/logs"
 )
 
 // Exit codes of the dms command.
@@ -253,10 +256,14 @@ func (a *app) print(v any, table func(w io.Writer) error) error {
 	return table(a.stdout)
 }
 
-// logger builds the logger for long-running commands (dms run, devnet).
-// level and format are the configured ones, overridden by --log-level and
-// --log-format.
-func (a *app) logger(level, format string) (*slog.Logger, error) {
+// logger builds the logger for long-running commands (dms run, devnet):
+// records on the standard error and, with log.file, as JSON to that file
+// (rotated; relative to the home). The configured level and format are
+// overridden by --log-level and --log-format. Records get deployment_id,
+// allocation_id, trace_id and span_id, and secrets are redacted (package
+// telemetry/logs). Close it to close the file.
+func (a *app) logger(c config.Log) (*logs.Logger, error) {
+	level, format := c.Level, c.Format
 	if a.logLevel != "" {
 		level = a.logLevel
 	}
@@ -270,17 +277,16 @@ func (a *app) logger(level, format string) (*slog.Logger, error) {
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		return nil, usagef("log level %q: want debug, info, warn or error", level)
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
 	if format == "" {
 		format = "json"
 		if isTerminal(a.stderr) {
 			format = "text"
 		}
 	}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(a.stderr, opts)), nil
-	}
-	return slog.New(slog.NewTextHandler(a.stderr, opts)), nil
+	return logs.NewLogger(logs.Options{
+		Level: lvl, Format: format, Stderr: a.stderr,
+		File: c.File, Home: a.home, MaxSize: int64(c.MaxSize), MaxFiles: c.MaxFiles,
+	})
 }
 
 // isTerminal reports whether w is a character device (a terminal).

@@ -42,10 +42,11 @@ $DMS_PASSPHRASE_FILE or a prompt. SIGINT or SIGTERM stops the node cleanly.`,
 			if err != nil {
 				return err
 			}
-			log, err := a.logger(cfg.Log.Level, cfg.Log.Format)
+			log, err := a.logger(cfg.Log)
 			if err != nil {
 				return err
 			}
+			defer log.Close()
 			key, err := a.loadKey("node")
 			if err != nil {
 				return err
@@ -60,7 +61,7 @@ $DMS_PASSPHRASE_FILE or a prompt. SIGINT or SIGTERM stops the node cleanly.`,
 			}
 			return node.Run(a.ctx, node.Config{
 				Home: a.home, Config: cfg, Key: key, UserDID: user, Token: token,
-				Version: version, Logger: log,
+				Version: version, Logger: log.Logger,
 				Ready: func(addr string) {
 					if !a.json() {
 						fmt.Fprintf(a.stderr, "dms node %s running; API on %s\n", key.DID().Short(), addr)

@@ -64,6 +64,9 @@ type AllocationSpec struct {
 	// (network.subnet); the provider gets the routing table by
 	// BehaviorSubnet before the start. The zero prefix: no subnet.
 	Subnet netip.Prefix `json:"subnet,omitzero"`
+	// ShipLogs asks the provider to send the allocation's output lines to
+	// its log store too (the ensemble's logs.ship).
+	ShipLogs bool `json:"ship_logs,omitempty"`
 }
 
 // CommitReply lists the allocation actors created, by allocation name.

@@ -88,6 +88,13 @@ type Allocation struct {
 	Healthcheck *Healthcheck      `yaml:"healthcheck,omitempty" doc:"How to tell a service is healthy (services only)."`
 	DependsOn   []string          `yaml:"depends_on,omitempty" doc:"Allocations that must be running (a service; healthy if it has a healthcheck) or completed successfully (a task) before this one starts."`
 	Restart     Restart           `yaml:"restart,omitempty" doc:"What to do when the allocation exits."`
+	Logs        Logs              `yaml:"logs,omitempty" doc:"What becomes of the allocation's output beyond its provider's log."`
+}
+
+// Logs says what becomes of an allocation's output (stdout and stderr)
+// beyond the log its provider keeps (dms deployment logs).
+type Logs struct {
+	Ship bool `yaml:"ship,omitempty" doc:"Also send each line to the provider's log store (telemetry.elasticsearch), with the deployment and allocation ids; providers without one keep only their own log."`
 }
 
 // Resources is what an allocation reserves on its provider.

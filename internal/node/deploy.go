@@ -83,6 +83,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		// Checked at start (moreExecutors) when the vm executor runs.
 		DefaultKernel: c.Executor.VM.Kernel,
 		ResultsDir:    filepath.Join(data, "results"),
+		ShipLogs:      n.shipLogs(), // logs.go
 	}
 	if n.metrics != nil {
 		acfg.OnStart = n.metrics.ExecutorStart

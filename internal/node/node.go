@@ -12,7 +12,9 @@
 //     scrape-time sources are wired after step 5, /metrics served in 6
 //  1. store         <home>/data/dms.db (bbolt): capability state, deployments,
 //     allocations, resource accounting and the nonces of one-shot
-//     invocations accepted (replay.go)
+//     invocations accepted (replay.go); then tracing (telemetry.go):
+//     the tracer, the export to a collector and the local record of
+//     spans in the store, stopped after the network
 //  2. cap           the verifier, with this node's trust anchors and
 //     revocations (startCaps)
 //  3. resource      the machine: detection and the ledger of onboarded and
@@ -66,6 +68,7 @@ import (
 	"github.com/dmsnet/dms/internal/storage/s3"
 	"github.com/dmsnet/dms/internal/store"
 	"github.com/dmsnet/dms/internal/telemetry"
+	"github.com/dmsnet/dms/internal/telemetry/logs"
 	"github.com/dmsnet/dms/internal/telemetry/metrics"
 )
 
@@ -132,8 +135,12 @@ type Node struct {
 	// tracer starts this node's spans (telemetry.go); a no-op tracer
 	// until tracing starts. spans is the local record of finished spans,
 	// nil when tracing is off.
-	tracer trace.Tracer
-	spans  SpanSource
+	tracer  trace.Tracer
+	spans   SpanSource
+	tracing *telemetry.Tracing // nil until tracing starts
+	// logSink exports log records to an Elasticsearch-API store (logs.go);
+	// nil when none is configured.
+	logSink *logs.Sink
 	// metrics are the node's Prometheus metrics (metrics.go), nil when
 	// telemetry.metrics is off; provider counts its bids for them.
 	metrics  *metrics.Metrics
@@ -167,6 +174,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}()
 
+	// 0. log export (first: every later step logs to it)
+	stopLogs, err := n.startLogs()
+	if err != nil {
+		return err
+	}
+	undo = append(undo, stopLogs)
+
 	// 0. debug
 	stopDebug, err := n.startDebug()
 	if err != nil {
@@ -187,6 +201,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	undo = append(undo, n.db.Close)
+
+	// 1b. tracing, on the store, before the network (telemetry.go)
+	stopTracing, err := n.startTracing()
+	if err != nil {
+		return err
+	}
+	undo = append(undo, stopTracing)
 
 	// 2, 3. capabilities, resource accounting
 	if err := n.startCaps(); err != nil {
@@ -299,6 +320,7 @@ func (n *Node) startNetwork(ctx context.Context) (stop func() error, err error) 
 		Auth:               &authorizer{v: n.verify, seen: seen},
 		Issuer:             &issuer{wallet: n.wallet},
 		Logger:             n.log,
+		Tracer:             n.actorTracer(),
 		Observer:           n.actorObserver(),
 		Mailbox:            c.Actor.Mailbox,
 		PeerRate:           c.Actor.PeerRate,

@@ -71,7 +71,8 @@ func (r *run) commitAll(ctx context.Context, placed map[string]Placement, epoch 
 			Name: name, Type: a.Type, Executor: a.Executor, Resources: a.Resources.Match(),
 			Execution: a.Execution, Ports: a.Ports, Volumes: a.Volumes, Healthcheck: a.Healthcheck,
 			Restart: a.Restart, Timeout: r.spec.Timeouts.Execution, Attempt: attempt,
-			Subnet: subnetOf(d, name), // subnet.go
+			Subnet:   subnetOf(d, name), // subnet.go
+			ShipLogs: a.Logs.Ship,
 		})
 	}
 	type result struct {

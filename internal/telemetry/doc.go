@@ -14,4 +14,27 @@
 // receiving node continues the trace, so bids, commits, starts and the
 // allocations' lifecycles on every provider are spans of the same trace.
 // See docs/observability.md.
+//
+// # Usage
+//
+//	t, err := telemetry.New(telemetry.Config{Endpoint: "http://127.0.0.1:4318", Sampling: 0.1,
+//		InstanceID: peerID, Version: version, DB: db, Logger: log})
+//	defer t.Shutdown(ctx)                 // flushes within ctx's bound
+//	ctx, span := t.Tracer().Start(ctx, "deployment")
+//	defer span.End()
+//	recs, err := t.Spans(traceID)         // this node's record of a trace
+//	t.Stats()                             // exported, dropped, export_errors, recorded, …
+//
+// Files: tracing.go (New, the provider, head sampling of roots, Stats),
+// export.go (the bounded export queue), local.go (the local record),
+// ids.go (time-ordered trace IDs), record.go (SpanRecord).
+//
+// # Concurrency and bounds
+//
+// Ending a span never waits: the export queue and the record's queue are
+// bounded (Config.Queue), and a full queue drops the span and counts it.
+// One goroutine exports in batches; one writes the record in batches (one
+// transaction per batch, at most Config.RecordInterval after a span ends).
+// A collector that is down or refuses is counted and logged once, then at
+// most once per Config.LogEvery.
 package telemetry

@@ -1,6 +1,10 @@
 package router
 
 import (
+	"time"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
 	"github.com/dmsnet/dms/internal/subnet"
 )
 
@@ -17,6 +21,10 @@ func (r *Router) readDevice(a *attachment) {
 	bufs := make([][]byte, bs)
 	sizes := make([]int, bs)
 	one := make([][]byte, 1)
+	nonce := make([]byte, chacha20poly1305.NonceSize) // preseal's
+	outs := make([]*outQueue, bs)                     // where pkts[i] goes, if to a peer
+	timer := time.NewTimer(time.Hour)                 // sendWithin's
+	timer.Stop()
 	for i := range pkts {
 		pkts[i] = getPacket()
 		bufs[i] = pkts[i].buf[:]
@@ -45,15 +53,39 @@ func (r *Router) readDevice(a *attachment) {
 					a.dep.count.delivered.Add(1)
 				}
 			case verdictPeer:
-				if !rt.out.send(p) {
-					r.drop(a.dep, reasonQueueFull, p.data())
-					continue
-				}
-				pkts[i] = getPacket()
-				bufs[i] = pkts[i].buf[:]
+				// sealed now, queued after the whole read: the queue's
+				// writer, woken by the first, then finds the batch
+				// there for one write
+				rt.out.preseal(p, nonce)
+				outs[i] = rt.out
 			case verdictDNS:
 				r.serveDNS(v, a, p.data())
 			}
+		}
+		wait := true // one wait for a full queue per read
+		for i := range outs[:n] {
+			o := outs[i]
+			if o == nil {
+				continue
+			}
+			outs[i] = nil
+			p := pkts[i]
+			ok := o.send(p)
+			if !ok && wait {
+				ok = o.sendWithin(p, timer)
+				wait = ok
+			}
+			if !ok {
+				if p.sealed != nil {
+					p.sealed = nil
+					r.drop(a.dep, reasonQueueFull, nil)
+				} else {
+					r.drop(a.dep, reasonQueueFull, p.data())
+				}
+				continue
+			}
+			pkts[i] = getPacket()
+			bufs[i] = pkts[i].buf[:]
 		}
 		if err == nil {
 			errs = 0

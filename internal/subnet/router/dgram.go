@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,8 @@ type dgram struct {
 
 	// gso: the socket takes UDP_SEGMENT writes (until one fails).
 	gso atomic.Bool
+	// gro: the socket coalesces what it receives (UDP_GRO).
+	gro bool
 
 	// sent and received count datagrams (tests, benchmarks).
 	sent, received atomic.Uint64
@@ -88,6 +91,8 @@ type dgram struct {
 	// unknownAt is when a datagram naming no session last made the
 	// router look for its sender (unix ns).
 	unknownAt atomic.Int64
+	// nonce is open's scratch space (handle's callers, tests).
+	nonce []byte
 }
 
 // session is one handshake's keys: receive (looked up by index) and
@@ -101,9 +106,8 @@ type session struct {
 	index     uint32 // local receiver index
 	conn      network.Conn
 
-	open    cipher.AEAD
-	rxNonce [chacha20poly1305.NonceSize]byte
-	window  replayWindow
+	open   cipher.AEAD // safe for concurrent use: the pipeline's workers share it
+	window replayWindow
 
 	seal    cipher.AEAD
 	remote  uint32 // the peer's receiver index
@@ -136,6 +140,7 @@ func newDgram(r *Router, conn *net.UDPConn) (*dgram, error) {
 	g := &dgram{r: r, conn: conn, pc: ipv4.NewPacketConn(conn), port: ap.Port(), done: make(chan struct{})}
 	g.read = func(ms []ipv4.Message) (int, error) { return g.pc.ReadBatch(ms, 0) }
 	g.gso.Store(gsoSupported)
+	g.gro = enableGRO(conn)
 	g.sessions.Store(&map[uint32]*session{})
 	return g, nil
 }
@@ -474,8 +479,28 @@ func (g *dgram) send(s *session, p *packet) error {
 	return nil
 }
 
+// preseal seals p in place for the queue's session if its datagram path
+// is up (p.sealed tells), in the caller's goroutine: the device readers
+// seal what they read, in parallel with the queue's writer, which then
+// only sends. nonce is the caller's scratch space. A queue that is full
+// (the packet will be dropped) or has no path up leaves p plain.
+func (o *outQueue) preseal(p *packet, nonce []byte) {
+	if o.r.dg == nil || !o.up.Load() || len(o.q) >= cap(o.q) {
+		return
+	}
+	s := o.tx.Load()
+	if s == nil {
+		return
+	}
+	if _, err := s.sealIn(p, nonce); err == nil {
+		p.sealed = s
+	}
+}
+
 // sendBatch sends p and the packets queued behind it (up to dgBatch) on
-// s in one call (sendmmsg), and puts them back on the free list.
+// s in one call (a segmented write, else sendmmsg), and puts them back on
+// the free list. The packets the device reader sealed already (p.sealed)
+// go as they are; the others are sealed on s.
 func (o *outQueue) sendBatch(s *session, p *packet) {
 	if o.msgs == nil { // made on the first datagram: most pairs never talk
 		o.msgs = make([]ipv4.Message, dgBatch)
@@ -510,7 +535,13 @@ fill:
 	}
 	n := 0
 	for _, q := range o.held {
-		b, err := s.sealPacket(q)
+		var b []byte
+		var err error
+		if q.sealed != nil {
+			b = q.buf[dgStart : dgStart+dgOverhead+q.n]
+		} else {
+			b, err = s.sealPacket(q)
+		}
 		if err != nil {
 			o.r.drop(o.dep, reasonNoRoute, nil)
 			continue
@@ -585,7 +616,9 @@ func (o *outQueue) sendGSO(s *session) (int, error) {
 		if off == 0 {
 			seg = size
 		}
-		if s.sealTo(buf[off:off+size], q) != nil {
+		if q.sealed != nil {
+			copy(buf[off:off+size], q.buf[dgStart:dgStart+size])
+		} else if s.sealTo(buf[off:off+size], q) != nil {
 			continue
 		}
 		off += size
@@ -608,8 +641,15 @@ func (s *session) sealTo(dst []byte, p *packet) error {
 }
 
 // sealPacket turns p into a datagram in place and returns it (a slice of
-// p's buffer): [receiver index][counter][sealed packet].
+// p's buffer): [receiver index][counter][sealed packet]. The queue's
+// writer's: it uses the session's nonce space.
 func (s *session) sealPacket(p *packet) ([]byte, error) {
+	return s.sealIn(p, s.txNonce[:])
+}
+
+// sealIn is sealPacket with the caller's nonce space (12 bytes), for
+// goroutines other than the queue's writer.
+func (s *session) sealIn(p *packet, nonce []byte) ([]byte, error) {
 	c := s.counter.Add(1) - 1
 	if c >= dgMaxCounter {
 		return nil, errors.New("session exhausted")
@@ -618,28 +658,136 @@ func (s *session) sealPacket(p *packet) ([]byte, error) {
 	b := p.buf[dgStart:]
 	binary.BigEndian.PutUint32(b[0:4], s.remote)
 	binary.BigEndian.PutUint64(b[4:12], c)
-	binary.BigEndian.PutUint64(s.txNonce[4:], c)
-	s.seal.Seal(b[dgHeader:dgHeader], s.txNonce[:], b[dgHeader:dgHeader+n], nil)
+	clear(nonce[:4])
+	binary.BigEndian.PutUint64(nonce[4:], c)
+	s.seal.Seal(b[dgHeader:dgHeader], nonce, b[dgHeader:dgHeader+n], nil)
 	return b[:dgOverhead+n], nil
 }
 
-// receive reads datagrams until the socket is closed, many per read,
-// and writes the packets to the devices in batches.
+// rxBatches is how many reads of the socket are in the receive pipeline
+// at once.
+const rxBatches = 4
+
+const (
+	// groReads is how many messages one read takes from a socket that
+	// coalesces (UDP_GRO); each is up to groSegments datagrams (the
+	// kernel's most) in up to groBuf bytes.
+	groReads    = 4
+	groSegments = 64
+	groBuf      = 65535
+	// dgMax is the largest datagram the receiver takes.
+	dgMax = dgOverhead + maxPacket
+)
+
+// rxBatch is one read of the socket on its way through the receive
+// pipeline: read, opened (by any worker), then checked and delivered in
+// the order it was read.
+type rxBatch struct {
+	msgs  []ipv4.Message // the read's messages, into bufs
+	bufs  [][]byte
+	nmsgs int
+	// the read's datagrams (a coalesced message is cut into its
+	// segments), from bufs, the message each came in, and their packets
+	dgs  [][]byte
+	from []int
+	pkts []*packet
+	n    int
+	// sess is the session each datagram opened on (nil: dropped, or
+	// unknown when it named no session), ctr its counter.
+	sess    []*session
+	ctr     []uint64
+	unknown []bool
+	// opened receives when the worker has opened the batch.
+	opened chan struct{}
+}
+
+// newRxBatch makes a batch for reads of dgBatch datagrams, or of
+// groReads coalesced messages when the socket has UDP_GRO.
+func newRxBatch(gro bool) *rxBatch {
+	reads, size, dgs := dgBatch, dgMax, dgBatch
+	if gro {
+		reads, size, dgs = groReads, groBuf, groReads*groSegments
+	}
+	b := &rxBatch{
+		msgs: make([]ipv4.Message, reads), bufs: make([][]byte, reads),
+		dgs: make([][]byte, dgs), from: make([]int, dgs), pkts: make([]*packet, dgs),
+		sess: make([]*session, dgs), ctr: make([]uint64, dgs), unknown: make([]bool, dgs),
+		opened: make(chan struct{}, 1),
+	}
+	for i := range b.msgs {
+		b.bufs[i] = make([]byte, size)
+		b.msgs[i].Buffers = [][]byte{b.bufs[i]}
+		if gro {
+			b.msgs[i].OOB = make([]byte, groOOB)
+		}
+	}
+	for i := range b.pkts {
+		b.pkts[i] = getPacket()
+	}
+	return b
+}
+
+// split cuts the n messages read into their datagrams.
+func (b *rxBatch) split(n int, gro bool) {
+	b.nmsgs, b.n = n, 0
+	for i := range n {
+		m := &b.msgs[i]
+		data := b.bufs[i][:m.N]
+		seg := len(data)
+		if gro {
+			if s := groSize(m.OOB[:m.NN]); s > 0 && s < seg {
+				seg = s
+			}
+		}
+		for first := true; (first || len(data) > 0) && b.n < len(b.dgs); first = false {
+			k := min(seg, len(data))
+			b.dgs[b.n], b.from[b.n] = data[:k], i
+			b.n++
+			data = data[k:]
+		}
+	}
+}
+
+// receive reads datagrams until the socket is closed, many per read, and
+// runs the rest of the receive pipeline, as wireguard-go does: workers
+// (one per CPU, at most 4) open the batches in parallel, and one
+// goroutine checks and delivers them in the order they were read (the
+// replay window, the probes, the routing checks), writing the packets to
+// the devices in batches. Reading, opening and the device writes (which
+// run the inner flow's receive in the kernel) thus overlap on several
+// cores, and the packets of a peer keep their order. On Linux the socket
+// coalesces (UDP_GRO): one message of a read is a run of up to 64
+// datagrams of a sender, which the kernel then handles once.
 func (g *dgram) receive() {
 	defer g.r.wg.Done()
 	var (
-		pkts = make([]*packet, dgBatch)
-		msgs = make([]ipv4.Message, dgBatch)
-		b    = newBatcher(dgBatch, nil) // the packets are pkts, read into again
+		free    = make(chan *rxBatch, rxBatches)
+		opening = make(chan *rxBatch, rxBatches)
+		ordered = make(chan *rxBatch, rxBatches)
+		workers = min(max(runtime.NumCPU(), 1), 4)
+		gro     = g.gro
 	)
-	for i := range pkts {
-		pkts[i] = getPacket()
-		msgs[i].Buffers = [][]byte{pkts[i].buf[dgStart:]}
+	for range rxBatches {
+		free <- newRxBatch(gro)
 	}
+	g.r.wg.Add(workers + 1)
+	for range workers {
+		go g.openBatches(opening)
+	}
+	go g.deliverBatches(ordered, free)
+	defer close(ordered)
+	defer close(opening)
 	fails := 0
 	for {
-		n, err := g.read(msgs)
+		var b *rxBatch
+		select {
+		case b = <-free:
+		case <-g.done:
+			return
+		}
+		n, err := g.read(b.msgs)
 		if err != nil {
+			free <- b
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -659,21 +807,70 @@ func (g *dgram) receive() {
 			continue
 		}
 		fails = 0
-		if g.blackhole.Load() {
+		if g.blackhole.Load() || n == 0 {
+			free <- b
 			continue
 		}
-		for i := range n {
-			p := pkts[i]
-			d, a := g.open(p, msgs[i].N)
-			if a == nil {
-				if d == nil && msgs[i].Addr != nil && g.unknown(p, msgs[i].N) {
-					g.lookFor(msgs[i].Addr)
+		b.split(n, gro)
+		ordered <- b
+		opening <- b
+	}
+}
+
+// openBatches is a worker of the receive pipeline: it opens the
+// datagrams of each batch in place.
+func (g *dgram) openBatches(opening <-chan *rxBatch) {
+	defer g.r.wg.Done()
+	nonce := make([]byte, chacha20poly1305.NonceSize)
+	for b := range opening {
+		for i := range b.n {
+			b.sess[i], b.ctr[i], b.unknown[i] = g.unseal(b.dgs[i], b.pkts[i], nonce)
+		}
+		b.opened <- struct{}{}
+	}
+}
+
+// deliverBatches is the last stage of the receive pipeline: in the order
+// the batches were read, it checks their packets and writes them to the
+// devices in batches, then frees the batches for the next reads. While
+// more batches wait, their packets join the same device writes (up to
+// the device's batch size), so that a receiver that fell behind catches
+// up with fewer, larger writes.
+func (g *dgram) deliverBatches(ordered <-chan *rxBatch, free chan<- *rxBatch) {
+	defer g.r.wg.Done()
+	bt := newBatcher(2*dgBatch, nil) // the packets are the batches', read into again
+	held := make([]*rxBatch, 0, rxBatches)
+	for b := range ordered {
+		<-b.opened
+		for i := range b.n {
+			p, s := b.pkts[i], b.sess[i]
+			if s == nil {
+				if a := b.msgs[b.from[i]].Addr; b.unknown[i] && a != nil {
+					g.lookFor(a)
 				}
 				continue
 			}
-			b.add(g.r, d, a, p)
+			b.sess[i] = nil
+			if d, a := g.check(s, b.ctr[i], p); a != nil {
+				bt.add(g.r, d, a, p)
+			}
 		}
-		b.flush(g.r)
+		for i := range b.n {
+			b.dgs[i] = nil
+		}
+		for i := range b.nmsgs {
+			b.msgs[i].Addr = nil
+		}
+		held = append(held, b)
+		if len(ordered) > 0 && len(held) < cap(held)-1 {
+			continue // the next batch is read already: write with it
+		}
+		bt.flush(g.r)
+		for i, h := range held {
+			free <- h
+			held[i] = nil
+		}
+		held = held[:0]
 	}
 }
 
@@ -705,25 +902,57 @@ func (g *dgram) handle(p *packet, n int, one [][]byte) {
 // packet in it as a stream's, and returns its deployment and the
 // attachment to deliver it to (p.data() then is the packet), or nil when
 // it was dropped or was a probe (the deployment is nil when the datagram
-// named no session or failed to open).
+// named no session or failed to open). It is unseal and check in one.
 func (g *dgram) open(p *packet, n int) (*deployment, *attachment) {
-	r := g.r
-	if n < dgOverhead+1 {
-		r.drop(nil, reasonBadDatagram, nil)
+	if g.nonce == nil {
+		g.nonce = make([]byte, chacha20poly1305.NonceSize)
+	}
+	if n < 0 || dgStart+n > len(p.buf) {
+		g.r.drop(nil, reasonBadDatagram, nil)
 		return nil, nil
 	}
-	b := p.buf[dgStart : dgStart+n]
-	s := (*g.sessions.Load())[binary.BigEndian.Uint32(b[0:4])]
+	s, counter, _ := g.unseal(p.buf[dgStart:dgStart+n], p, g.nonce)
 	if s == nil {
+		return nil, nil
+	}
+	return g.check(s, counter, p)
+}
+
+// unseal opens the datagram b into p (p.data() then is its packet; b
+// may be p's own buffer at dgStart, opened in place), nonce being the
+// caller's scratch space, and returns its session and counter, or a nil
+// session when it was dropped; unknown reports that it named no session.
+// It touches no session state: the receive pipeline's workers run it in
+// parallel.
+func (g *dgram) unseal(b []byte, p *packet, nonce []byte) (s *session, counter uint64, unknown bool) {
+	r := g.r
+	if len(b) < dgOverhead+1 || len(b) > dgMax {
+		r.drop(nil, reasonBadDatagram, nil)
+		return nil, 0, false
+	}
+	s, ok := (*g.sessions.Load())[binary.BigEndian.Uint32(b[0:4])]
+	if s == nil { // none, or one still being set up
 		r.drop(nil, reasonUnauthorized, nil)
-		return nil, nil
+		return nil, 0, !ok
 	}
-	counter := binary.BigEndian.Uint64(b[4:12])
-	binary.BigEndian.PutUint64(s.rxNonce[4:], counter)
-	if _, err := s.open.Open(b[dgHeader:dgHeader], s.rxNonce[:], b[dgHeader:], nil); err != nil {
+	counter = binary.BigEndian.Uint64(b[4:12])
+	clear(nonce[:4])
+	binary.BigEndian.PutUint64(nonce[4:], counter)
+	if _, err := s.open.Open(p.buf[subnet.Offset:subnet.Offset], nonce, b[dgHeader:], nil); err != nil {
 		r.drop(s.dep, reasonBadDatagram, nil)
-		return nil, nil
+		return nil, 0, false
 	}
+	p.n = len(b) - dgOverhead
+	return s, counter, false
+}
+
+// check takes the packet that opened on s with counter (p.data()): it
+// rejects a replay, handles a probe or an answer, checks the packet as a
+// stream's, and returns its deployment and the attachment to deliver it
+// to, or nil. The receive loop runs it for the datagrams in the order
+// they were read.
+func (g *dgram) check(s *session, counter uint64, p *packet) (*deployment, *attachment) {
+	r := g.r
 	if !s.window.accept(counter) {
 		r.drop(s.dep, reasonBadDatagram, nil)
 		return nil, nil
@@ -736,7 +965,6 @@ func (g *dgram) open(p *packet, n int) (*deployment, *attachment) {
 			g.adopt(s)
 		}
 	}
-	p.n = n - dgOverhead
 	if p.buf[subnet.Offset] < 0x10 { // version 0: a probe or an answer
 		g.control(s, p.data())
 		return s.dep, nil

@@ -43,3 +43,91 @@ func (g *dgram) writeGSO(b []byte, seg int, to netip.AddrPort) error {
 	_, _, err := g.conn.WriteMsgUDPAddrPort(b, oob[:unix.CmsgSpace(2)], to)
 	return err
 }
+
+// enableGRO asks the kernel to hand the socket runs of datagrams of one
+// sender as one (UDP_GRO): a sender's segmented write that reaches it
+// whole (a veth, loopback) or datagrams the receiving interface coalesced.
+// The read then carries the segment size in a control message (groSize).
+// As wireguard-go, only on Linux 5.12 and later (UDP_GRO had bugs before).
+func enableGRO(c *net.UDPConn) bool {
+	if !kernelAtLeast(5, 12) {
+		return false
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := false
+	_ = rc.Control(func(fd uintptr) {
+		ok = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1) == nil
+	})
+	return ok
+}
+
+// groOOB is the room for the control message of a read with UDP_GRO.
+const groOOB = 24 // unix.CmsgSpace(4)
+
+// groSize is the segment size a read's control messages name, 0 if none
+// (the read is one datagram).
+func groSize(oob []byte) int {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(oob) {
+			return 0
+		}
+		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO {
+			// the kernel puts an int; older ones a 16-bit value
+			switch d := oob[unix.CmsgLen(0):l]; {
+			case len(d) >= 4:
+				return int(binary.NativeEndian.Uint32(d))
+			case len(d) >= 2:
+				return int(binary.NativeEndian.Uint16(d))
+			}
+			return 0
+		}
+		oob = oob[min(unix.CmsgSpace(l-unix.CmsgLen(0)), len(oob)):]
+	}
+	return 0
+}
+
+// groCmsg is the control message a UDP_GRO read carries for segments of
+// seg bytes (tests).
+func groCmsg(seg int) []byte {
+	oob := make([]byte, unix.CmsgSpace(4))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level, h.Type = unix.SOL_UDP, unix.UDP_GRO
+	h.SetLen(unix.CmsgLen(4))
+	binary.NativeEndian.PutUint32(oob[unix.CmsgLen(0):], uint32(seg))
+	return oob
+}
+
+// kernelAtLeast reports whether the running kernel is major.minor or later.
+func kernelAtLeast(major, minor int) bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	maj, mnr, ok := parseRelease(unix.ByteSliceToString(u.Release[:]))
+	return ok && (maj > major || maj == major && mnr >= minor)
+}
+
+// parseRelease reads the major and minor numbers of a kernel release
+// ("6.1.0-18-amd64").
+func parseRelease(r string) (major, minor int, ok bool) {
+	num := func() (int, bool) {
+		n, digits := 0, 0
+		for digits < len(r) && digits < 6 && r[digits] >= '0' && r[digits] <= '9' {
+			n = n*10 + int(r[digits]-'0')
+			digits++
+		}
+		r = r[digits:]
+		return n, digits > 0
+	}
+	if major, ok = num(); !ok || len(r) == 0 || r[0] != '.' {
+		return 0, 0, false
+	}
+	r = r[1:]
+	minor, ok = num()
+	return major, minor, ok
+}

@@ -20,3 +20,10 @@ const gsoSupported = false
 func (g *dgram) writeGSO([]byte, int, netip.AddrPort) error {
 	return errors.New("no UDP segmentation offload")
 }
+
+// enableGRO: only Linux has UDP_GRO.
+func enableGRO(*net.UDPConn) bool { return false }
+
+const groOOB = 0
+
+func groSize([]byte) int { return 0 }

@@ -3,6 +3,7 @@ package router
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/net/ipv4"
 
 	"github.com/dmsnet/dms/internal/subnet/subnettest"
@@ -493,5 +495,123 @@ func TestDatagramZeroAllocs(t *testing.T) {
 		if per := testing.AllocsPerRun(5, run) / n; per > 0.01 {
 			t.Errorf("send (batches of 8, gso %v): %.3f allocations per packet, want 0", gso, per)
 		}
+	}
+	// sealed by the device reader (the path is up), then sent
+	oq.tx.Store(tx)
+	oq.up.Store(true)
+	nonce := make([]byte, chacha20poly1305.NonceSize)
+	run = func() {
+		for i := range n {
+			q := getPacket()
+			q.n = copy(q.buf[dgStartPlain():], pkt)
+			oq.preseal(q, nonce)
+			if q.sealed != tx {
+				t.Fatal("not presealed with the path up")
+			}
+			if i%8 != 7 {
+				oq.q <- q
+				continue
+			}
+			oq.sendBatch(q.sealed, q)
+		}
+	}
+	for _, gso := range []bool{false, gsoSupported} {
+		o.r.dg.gso.Store(gso)
+		if per := testing.AllocsPerRun(5, run) / n; per > 0.01 {
+			t.Errorf("preseal and send (batches of 8, gso %v): %.3f allocations per packet, want 0", gso, per)
+		}
+	}
+}
+
+// TestDatagramPipeline: the receive pipeline (read, open on the workers,
+// check and deliver in order) delivers every packet of a session in the
+// order it was sent, refuses the replays, and allocates nothing per
+// packet.
+func TestDatagramPipeline(t *testing.T) {
+	o := newOfflineDgram(t)
+	_, tx := offlineSession(t, o)
+	g := o.r.dg
+	g.done = make(chan struct{})
+	// the socket: groups of sealed datagrams, each a read
+	feed := make(chan []*packet, 1)
+	consumed := make(chan struct{}, 1)
+	g.read = func(ms []ipv4.Message) (int, error) {
+		var group []*packet
+		select {
+		case group = <-feed:
+		case <-g.done:
+			return 0, net.ErrClosed
+		}
+		for i, q := range group {
+			ms[i].N = copy(ms[i].Buffers[0], q.buf[dgStart:dgStart+dgOverhead+q.n])
+			putPacket(q)
+		}
+		consumed <- struct{}{} // the group's slice is the test's again
+		return len(group), nil
+	}
+	o.r.wg.Add(1)
+	go g.receive() // the router's Close (newOffline's cleanup) ends it
+
+	const group = 8 // the test device holds 64
+	groups := make([][]*packet, 2)
+	for i := range groups {
+		groups[i] = make([]*packet, group)
+	}
+	seq := uint32(0)
+	ctx := context.Background()
+	pkt := subnettest.UDP(a3, a2, 1, 2, make([]byte, 1000)) // the payload starts with the sequence
+	send := func(k int, replay bool) {
+		for i := range group {
+			q := getPacket()
+			q.n = copy(q.buf[dgStartPlain():], pkt)
+			binary.BigEndian.PutUint32(q.buf[dgStartPlain()+28:], seq+uint32(i))
+			if _, err := tx.sealPacket(q); err != nil {
+				t.Fatal(err)
+			}
+			groups[k][i] = q
+		}
+		if replay { // the same datagrams again: refused
+			dup := groups[k^1]
+			for i, q := range groups[k] {
+				d := getPacket()
+				d.n = q.n
+				copy(d.buf[dgStart:], q.buf[dgStart:dgStart+dgOverhead+q.n])
+				dup[i] = d
+			}
+			feed <- groups[k]
+			<-consumed
+			feed <- dup
+			<-consumed
+		} else {
+			feed <- groups[k]
+			<-consumed
+		}
+	}
+	recv := func() {
+		for i := range group {
+			got, err := o.dev.Recv(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := binary.BigEndian.Uint32(got[28:]); n != seq+uint32(i) {
+				t.Fatalf("packet %d delivered as %d (out of order)", seq+uint32(i), n)
+			}
+			o.dev.Release(got)
+		}
+		seq += group
+	}
+	for range 50 {
+		send(0, true)
+		recv()
+	}
+	st := o.r.Stats()
+	if st.Delivered != 50*group || st.Dropped[reasonBadDatagram.String()] != 50*group {
+		t.Fatalf("delivered %d, dropped as replays %d; want %d each", st.Delivered, st.Dropped[reasonBadDatagram.String()], 50*group)
+	}
+	if raceEnabled || testing.Short() {
+		return // allocations are not counted under -race
+	}
+	if per := testing.AllocsPerRun(50, func() { send(0, false); recv() }) / group; per > 0.05 {
+		t.Errorf("receive pipeline: %.3f allocations per packet, want 0", per)
 	}
 }

@@ -67,8 +67,18 @@
 // as one read from a stream of that peer and deployment. The sender seals
 // the queued packets (up to 64) and sends each run of equal-sized ones in
 // one write that the kernel cuts into datagrams (UDP_SEGMENT, Linux; else
-// or where that fails, one sendmmsg); the receiver reads with recvmmsg
-// and writes to the device in batches.
+// or where that fails, one sendmmsg). While the path is up, the device
+// reader seals each packet for a peer as it reads it (preseal), so the
+// queue's writer only copies and sends; the counter order may then differ
+// a little from the send order, which the replay window allows. The
+// receiver is a pipeline, as wireguard-go's: one goroutine reads with
+// recvmmsg (batches of 64 datagrams, or, with UDP_GRO on Linux 5.12 and
+// later, of 4 messages that each carry a sender's run of up to 64; 4
+// batches in flight), workers (one per CPU, at most 4)
+// open the batches in parallel, and one goroutine takes the batches in
+// the order they were read, checks the packets (replay window, probes,
+// the routing checks below) and writes them to the devices in batches,
+// with the packets of the batches already waiting in the same write.
 //
 // The packets take a session only while its path is up (path.go). A
 // probe is a sealed datagram whose plaintext is [type 1][sequence 8]
@@ -108,8 +118,10 @@
 // every SetTable, Attach and Detach: the per-packet path takes no lock and
 // allocates nothing in steady state (packet buffers come from a free
 // list). A device is read by one goroutine per attachment. Packets to a
-// peer go through a bounded queue (QueueLen; when it is full the packet is
-// dropped, "queue-full", so a slow peer never blocks a device) drained by
+// peer go through a bounded queue (QueueLen; when it is full the device's
+// reader waits for room up to QueueWait, at most once per read, then
+// drops, "queue-full", so a slow peer never holds a device for long)
+// drained by
 // one writer goroutine per (peer, deployment) that flushes when the queue
 // is empty, so a burst becomes one write. The
 // receiver writes the frames it already holds to the device in one batch

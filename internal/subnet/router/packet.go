@@ -58,6 +58,10 @@ type packet struct {
 	// the room after the packet takes a datagram's AEAD tag (dgram.go)
 	buf [subnet.Offset + maxPacket + tagRoom]byte
 	n   int
+	// sealed is the session the device reader sealed the packet for
+	// (dgram.go: it is then a datagram at buf[dgStart:], of
+	// dgOverhead+n bytes), nil while it is plain.
+	sealed *session
 }
 
 func (p *packet) data() []byte { return p.buf[subnet.Offset : subnet.Offset+p.n] }
@@ -69,7 +73,10 @@ var free = sync.Pool{New: func() any { return new(packet) }}
 
 func getPacket() *packet { return free.Get().(*packet) }
 
-func putPacket(p *packet) { free.Put(p) }
+func putPacket(p *packet) {
+	p.sealed = nil
+	free.Put(p)
+}
 
 // view is a deployment's table compiled for the packet path: immutable
 // once stored.

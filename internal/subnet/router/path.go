@@ -161,16 +161,6 @@ func (g *dgram) control(s *session, msg []byte) {
 	}
 }
 
-// unknown reports whether the datagram of n bytes at p.buf[dgStart:]
-// names no session.
-func (g *dgram) unknown(p *packet, n int) bool {
-	if n < dgOverhead+1 {
-		return false
-	}
-	_, ok := (*g.sessions.Load())[binary.BigEndian.Uint32(p.buf[dgStart:])]
-	return !ok
-}
-
 // lookFor handles a datagram from addr that names no session (this
 // router lost it: it was restarted, or the deployment re-added): a fresh
 // setup to each peer of the tables at that address, at most once a

@@ -26,6 +26,14 @@ const Protocol = "/dms/subnet/1"
 // packet past it is dropped ("queue-full").
 const QueueLen = 1024
 
+// QueueWait is how long a device's reader waits for room in a full peer
+// queue, once per read of the device, before it drops ("queue-full"):
+// a writer that fell behind for a moment (the machine is loaded) then
+// slows the sending flow down, as a full link would, instead of costing
+// it a burst of losses, while a peer that stays slow costs the device's
+// other traffic at most this much per read.
+const QueueWait = 2 * time.Millisecond
+
 // DNS answers the allocations' DNS queries to the gateway.
 type DNS interface {
 	// ServePacket answers pkt, an IPv4/UDP packet (or TCP segment) to gateway port 53, from names

@@ -489,3 +489,38 @@ func TestDropLog(t *testing.T) {
 		t.Errorf("%d log records for 50 drops, want 1 to %d", n, most)
 	}
 }
+
+// TestSendWithin: a device's reader queues into a queue with room at
+// once, gives up on one that stays full (QueueWait) or is closed, and
+// gets in as soon as the writer takes a packet.
+func TestSendWithin(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	o := &outQueue{q: make(chan *packet, 2), ctx: ctx, cancel: cancel}
+	tm := time.NewTimer(time.Hour)
+	tm.Stop()
+	p := &packet{}
+	if !o.sendWithin(p, tm) || !o.sendWithin(p, tm) {
+		t.Fatal("a queue with room refused a packet")
+	}
+	if o.sendWithin(p, tm) {
+		t.Fatal("a full queue took a packet")
+	}
+	// the writer takes one while the reader waits: the wait may time out
+	// first on a loaded machine, so try again until it gets in
+	deadline := time.Now().Add(10 * time.Second)
+	for got := false; !got; {
+		if time.Now().After(deadline) {
+			t.Fatal("the reader never got into a queue the writer drained")
+		}
+		done := make(chan bool)
+		go func() { done <- o.sendWithin(p, tm) }()
+		<-o.q
+		if got = <-done; !got {
+			o.q <- p // it timed out before the take: full again
+		}
+	}
+	cancel()
+	if o.sendWithin(p, tm) {
+		t.Fatal("a closed, full queue took a packet")
+	}
+}

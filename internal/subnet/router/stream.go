@@ -78,6 +78,22 @@ func (o *outQueue) send(p *packet) bool {
 	}
 }
 
+// sendWithin queues p, waiting up to QueueWait for room; t is the
+// caller's timer (stopped), so that the wait allocates nothing.
+func (o *outQueue) sendWithin(p *packet, t *time.Timer) bool {
+	t.Reset(QueueWait)
+	select {
+	case o.q <- p:
+		t.Stop()
+		return true
+	case <-t.C:
+		return false
+	case <-o.ctx.Done():
+		t.Stop()
+		return false
+	}
+}
+
 // close ends the writer and resets its stream.
 func (o *outQueue) close() {
 	o.cancel()
@@ -108,6 +124,20 @@ func (o *outQueue) run(ctx context.Context) {
 		case p = <-o.q:
 		case <-ctx.Done():
 			return
+		}
+		if ds := p.sealed; ds != nil { // sealed by the device reader: a datagram
+			o.pkts.Add(1)
+			if ds.conn != nil && ds.conn.IsClosed() {
+				// the peer went away (or restarted): its sessions are
+				// gone, the next packets take the stream (see datagram)
+				o.tx.CompareAndSwap(ds, nil)
+				o.up.Store(false)
+			}
+			if bw != nil && bw.Buffered() > 0 {
+				_ = bw.Flush() // what the stream holds goes first
+			}
+			o.sendBatch(ds, p)
+			continue
 		}
 		if o.r.dg != nil && o.datagram(p, bw) {
 			continue
