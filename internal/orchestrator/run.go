@@ -172,6 +172,7 @@ func (r *run) loop(ctx context.Context) {
 		case ShuttingDown:
 			r.stopAll(ctx, Stopped, "shut down", nil)
 		default:
+			r.endContracts() // contracts.go
 			return
 		}
 	}
