@@ -149,6 +149,7 @@ func (r *run) loop(ctx context.Context) {
 		case ShuttingDown:
 			r.stopAll(ctx, Stopped, "shut down", nil)
 		default:
+			r.endContracts() // contracts.go
 			return
 		}
 	}
