@@ -322,6 +322,7 @@ func (n *Node) startNetwork(ctx context.Context) (stop func() error, err error) 
 		Issuer:             &issuer{wallet: n.wallet},
 		Logger:             n.log,
 		Tracer:             n.actorTracer(),
+		TraceBehavior:      tracedBehavior,
 		Observer:           n.actorObserver(),
 		Mailbox:            c.Actor.Mailbox,
 		PeerRate:           c.Actor.PeerRate,
