@@ -73,7 +73,7 @@ var untracedBehaviors = map[string]bool{
 	deployproto.BehaviorResults:    true, // result volume chunks
 	deployproto.BehaviorExecInput:  true, // an exec session's stream
 	deployproto.BehaviorExecOutput: true,
-	"/dms/deployment/spans":        true, // the gathering of a trace's spans (dms deployment trace)
+	deployproto.BehaviorSpans:      true, // the gathering of a trace's spans (dms deployment trace)
 }
 
 // actorTracer is the tracer of the actor runtime's server spans: nil
