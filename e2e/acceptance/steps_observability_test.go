@@ -254,7 +254,7 @@ func observabilitySteps(sc *godog.ScenarioContext) {
 		w.vals["refusals"] = v
 		return err
 	})
-	sc.Step(`^([a-z]+) invokes a command ([a-z]+) denies (\d+) times$`, func(ctx context.Context, from, to string, n int) error {
+	sc.Step(`^([a-z]+), whom ([a-z]+) does not trust, invokes a command on [a-z]+ (\d+) times$`, func(ctx context.Context, from, to string, n int) error {
 		w := worldOf(ctx)
 		peer := netOf(w).id(w.T, to, "peer")
 		for range n {

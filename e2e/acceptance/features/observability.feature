@@ -50,7 +50,7 @@ Feature: Observability
 
   Scenario: Refusals are counted by their typed code
     Given bob's refusals coded "denied" are noted
-    When alice invokes a command bob denies 3 times
+    When carol, whom bob does not trust, invokes a command on bob 3 times
     Then bob's metrics count 3 more refusals coded "denied"
 
   Scenario: The logs of a deployment are found in the store by its ID
