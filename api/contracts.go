@@ -48,8 +48,10 @@ type Contract struct {
 	Allocations []string `json:"allocations"`
 	// Role is this node's side: requester or provider.
 	Role string `json:"role"`
-	// State is proposed, active, closed or stopped; Reason says why a
-	// contract stopped or closed early ("budget exhausted").
+	// State is proposed, active, closed, closed-no-invoice (requester: the
+	// deployment ended or the placement was replaced, and no invoice came
+	// within two intervals) or stopped; Reason says why a contract stopped or closed early
+	// ("budget exhausted").
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`
 	// Refusal is the provider's last refusal or failed delivery of a note

@@ -66,6 +66,16 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 			}
 			return *p.Items, true
 		}, reflect.TypeFor[ContractUsed]()},
+		{"DeploymentTrace", func() (schema, bool) { s, ok := schemas["DeploymentTrace"]; return s, ok }, reflect.TypeFor[DeploymentTrace]()},
+		{"Span", func() (schema, bool) { s, ok := schemas["Span"]; return s, ok }, reflect.TypeFor[Span]()},
+		{"Span.events", func() (schema, bool) {
+			p, ok := schemas["Span"].Properties["events"]
+			if !ok || p.Items == nil {
+				return schema{}, false
+			}
+			return *p.Items, true
+		}, reflect.TypeFor[SpanEvent]()},
+		{"TraceNode", func() (schema, bool) { s, ok := schemas["TraceNode"]; return s, ok }, reflect.TypeFor[TraceNode]()},
 		{"DeploymentIndex", func() (schema, bool) { s, ok := schemas["DeploymentIndex"]; return s, ok }, reflect.TypeFor[DeploymentIndex]()},
 		{"DeploymentSummary", func() (schema, bool) { s, ok := schemas["DeploymentSummary"]; return s, ok }, reflect.TypeFor[DeploymentSummary]()},
 		{"Validation", func() (schema, bool) { s, ok := schemas["Validation"]; return s, ok }, reflect.TypeFor[Validation]()},

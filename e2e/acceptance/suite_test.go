@@ -29,19 +29,20 @@ var stepSets = []func(*godog.ScenarioContext){
 	resourceSteps,
 	// steps_p2p_test.go: connections
 	p2pSteps,
-	execSteps,       // steps_exec_test.go: commands with input (exec -i), log output (timestamps, line counts)
-	featureenvSteps, // steps_featureenv_test.go: nodes in Docker containers, in regions (e2e/featureenv)
-	truthSteps,      // steps_truth_test.go: warnings of dms validate, the hint for a missing executor
-	translateSteps,  // steps_translate_test.go: what dms translate wrote, and what it did not
-	planSteps,       // steps_plan_test.go: dms plan and dms nodes
-	idSteps,         // steps_ids_test.go: deployment IDs by prefix (CLI, REST), -o yaml
-	msgSteps,        // steps_msgs_test.go: a command run with a given passphrase; an error said once
-	signalSteps,     // steps_signals_test.go: a command in the background, sent SIGINT or SIGTERM
-	vmExecSteps,     // steps_vmexec_test.go: a VM job with the kernel's modules, for exec
-	healSteps,       // steps_heal_test.go: providers that die or freeze, redeploys, the timeline, standby orchestrators
-	storageSteps,    // steps_storage_test.go: an S3 server and its buckets, a web server, secrets, volumes' results
-	subnetSteps,     // steps_subnet_test.go: deployments on subnets, docker allocations in the feature environment
-	contractSteps,   // steps_contracts_test.go: prices, contracts and their chains on each side, ledgers, verify
+	execSteps,          // steps_exec_test.go: commands with input (exec -i), log output (timestamps, line counts)
+	featureenvSteps,    // steps_featureenv_test.go: nodes in Docker containers, in regions (e2e/featureenv)
+	truthSteps,         // steps_truth_test.go: warnings of dms validate, the hint for a missing executor
+	translateSteps,     // steps_translate_test.go: what dms translate wrote, and what it did not
+	planSteps,          // steps_plan_test.go: dms plan and dms nodes
+	idSteps,            // steps_ids_test.go: deployment IDs by prefix (CLI, REST), -o yaml
+	msgSteps,           // steps_msgs_test.go: a command run with a given passphrase; an error said once
+	signalSteps,        // steps_signals_test.go: a command in the background, sent SIGINT or SIGTERM
+	vmExecSteps,        // steps_vmexec_test.go: a VM job with the kernel's modules, for exec
+	healSteps,          // steps_heal_test.go: providers that die or freeze, redeploys, the timeline, standby orchestrators
+	storageSteps,       // steps_storage_test.go: an S3 server and its buckets, a web server, secrets, volumes' results
+	subnetSteps,        // steps_subnet_test.go: deployments on subnets, docker allocations in the feature environment
+	contractSteps,      // steps_contracts_test.go: prices, contracts and their chains on each side, ledgers, verify
+	observabilitySteps, // steps_observability_test.go: Jaeger, Prometheus and ZincSearch; traces, metrics and logs found there
 }
 
 // TestAcceptance runs the feature files with godog, prints the table of

@@ -57,7 +57,8 @@
 // strictly (ParseTraceparent; a malformed one is counted as
 // bad_traceparent and the message is handled untraced), the behavior's
 // context carries it as the remote parent, and with Config.Tracer set a
-// sampled trace gets a server span around the behavior. An envelope
+// sampled trace gets a server span around the behaviors that
+// Config.TraceBehavior opts in (the others pass the trace on). An envelope
 // without a trace, or with an unsampled one, costs no allocation
 // (trace.go).
 //

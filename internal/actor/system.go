@@ -84,6 +84,10 @@ type Config struct {
 	// Tracer starts the server spans of behaviors whose envelope carried
 	// a sampled trace (trace.go); nil: no spans, traces still propagate.
 	Tracer trace.Tracer
+	// TraceBehavior says which behaviors get a server span (when Tracer
+	// is set and the trace is sampled); nil: none. Every other message
+	// only carries its trace on: its nested sends continue it.
+	TraceBehavior func(behavior string) bool
 
 	Mailbox            int           // per actor; default 1024
 	Workers            int           // goroutines per actor; default 8

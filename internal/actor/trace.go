@@ -22,9 +22,14 @@ import (
 // malformed one is counted (bad_traceparent), logged once per peer (for
 // the first maxBadTracePeers peers), and the message is handled untraced. A
 // valid one is the remote parent of the behavior's context, so that the
-// envelopes a behavior sends continue the trace; when it is sampled and
-// Config.Tracer is set, a server span named after the behavior wraps the
-// behavior's run (attributes actor.behavior, actor.from, actor.code).
+// envelopes a behavior sends continue the trace. A server span named after
+// the behavior wraps the behavior's run (attributes actor.behavior,
+// actor.from, actor.code) only when the trace is sampled, Config.Tracer is
+// set and Config.TraceBehavior opts the behavior in: a span costs tens of
+// microseconds (the SDK, the node's record and export), too much for
+// every message. Other behaviors make no span; their nested sends carry
+// the traceparent they came with, so the trace goes on past them, and the
+// spans they lead to are children of the sender's span.
 //
 // An envelope without a trace, or with an unsampled one, costs no
 // allocation: the remote span context lives in the delivery, and the
@@ -269,9 +274,11 @@ func (d *delivery) setTrace(sc trace.SpanContext) {
 }
 
 // startSpan starts the server span of a delivery whose trace is sampled,
-// when the runtime has a tracer; the behavior's context carries it.
+// when the runtime has a tracer and the behavior is traced; the behavior's
+// context carries it.
 func (s *System) startSpan(d *delivery) trace.Span {
-	if s.cfg.Tracer == nil || d.ctx.span == nil || !d.remote.sc.IsSampled() {
+	if s.cfg.Tracer == nil || d.ctx.span == nil || !d.remote.sc.IsSampled() ||
+		s.cfg.TraceBehavior == nil || !s.cfg.TraceBehavior(d.msg.Behavior) {
 		return nil
 	}
 	_, span := s.cfg.Tracer.Start(&d.ctx, d.msg.Behavior,

@@ -97,13 +97,16 @@ func (c *countingTracer) BadTraceparent() { c.bad.Add(1) }
 
 // A trace crosses two runtimes: the sender's span is the parent of the
 // receiver's server span, whose context the behavior's own sends continue.
+// A behavior that is not traced (Config.TraceBehavior) makes no span, and
+// its own sends continue the trace from the sender's span.
 func TestTracePropagation(t *testing.T) {
 	net := NewMemNetwork()
 	recA, tpA := recorder(sdktrace.ParentBased(sdktrace.AlwaysSample()))
 	recB, tpB := recorder(sdktrace.ParentBased(sdktrace.NeverSample()))
 	tracerB := &countingTracer{Tracer: tpB.Tracer("b")}
-	a := newNode(t, net, &testAuth{}, func(c *Config) { c.Tracer = tpA.Tracer("a") })
-	b := newNode(t, net, &testAuth{}, func(c *Config) { c.Tracer = tracerB })
+	traced := func(b string) bool { return b != "/test/pass" }
+	a := newNode(t, net, &testAuth{}, func(c *Config) { c.Tracer, c.TraceBehavior = tpA.Tracer("a"), traced })
+	b := newNode(t, net, &testAuth{}, func(c *Config) { c.Tracer, c.TraceBehavior = tracerB, traced })
 
 	type seen struct {
 		Trace    string // TraceFrom(ctx) in the behavior
@@ -120,6 +123,11 @@ func TestTracePropagation(t *testing.T) {
 		return nil, &Error{Code: CodeDenied, Msg: "no"}
 	})
 	b.a.AddBehavior("/test/hop", func(ctx context.Context, m *Message) (any, error) {
+		var leaf seen
+		err := b.a.Invoke(ctx, a.a.Handle(), "/test/leaf", nil, &leaf)
+		return []seen{look(ctx), leaf}, err
+	})
+	b.a.AddBehavior("/test/pass", func(ctx context.Context, m *Message) (any, error) {
 		var leaf seen
 		err := b.a.Invoke(ctx, a.a.Handle(), "/test/leaf", nil, &leaf)
 		return []seen{look(ctx), leaf}, err
@@ -160,6 +168,31 @@ func TestTracePropagation(t *testing.T) {
 		}
 		if leafSpan == nil || leafSpan.Parent().SpanID() != spansB[0].SpanContext().SpanID() || leafSpan.SpanContext().TraceID() != root.SpanContext().TraceID() {
 			t.Fatalf("A recorded %v; want /test/leaf, child of the hop, in the root's trace", names(recA.Ended()))
+		}
+	})
+
+	t.Run("untraced behavior", func(t *testing.T) {
+		before := len(recB.Ended())
+		ctx, root := tpA.Tracer("a").Start(ctxT(t), "root")
+		var got []seen
+		if err := a.a.Invoke(ctx, b.a.Handle(), "/test/pass", nil, &got); err != nil {
+			t.Fatal(err)
+		}
+		root.End()
+		rootTP := FormatTraceparent(root.SpanContext())
+		pass, leaf := got[0], got[1]
+		if pass.Trace != rootTP || pass.Span != rootTP || !pass.Sampled || pass.Recorded {
+			t.Fatalf("the untraced behavior saw %+v; want the root's sampled traceparent %s and no span of its own", pass, rootTP)
+		}
+		if leaf.Trace != rootTP || !leaf.Recorded {
+			t.Fatalf("the leaf saw %+v; want the root's traceparent %s and a recording span", leaf, rootTP)
+		}
+		if n := len(recB.Ended()); n != before {
+			t.Fatalf("B recorded %v for an untraced behavior", names(recB.Ended()[before:]))
+		}
+		leafSpan := lastNamed(recA.Ended(), "/test/leaf")
+		if leafSpan == nil || leafSpan.Parent().SpanID() != root.SpanContext().SpanID() || leafSpan.SpanContext().TraceID() != root.SpanContext().TraceID() {
+			t.Fatalf("A recorded %v; want /test/leaf, child of the root", names(recA.Ended()))
 		}
 	})
 
@@ -228,47 +261,93 @@ func lastNamed(spans []sdktrace.ReadOnlySpan, name string) sdktrace.ReadOnlySpan
 	return nil
 }
 
-// The receiving path of an envelope without a trace, or with an unsampled
-// one, allocates nothing: parsing, the remote parent in the behavior's
-// context, the span lookups and the traceparent of a nested send.
+// The receiving path of an envelope without a trace, with an unsampled
+// one, or with a sampled one for a behavior that is not traced, allocates
+// nothing: parsing, the remote parent in the behavior's context, the span
+// lookups and the traceparent of a nested send.
 func TestTraceNoAllocs(t *testing.T) {
 	_, tp := recorder(sdktrace.ParentBased(sdktrace.AlwaysSample()))
-	s := &System{cfg: Config{Tracer: tp.Tracer("x")}}
-	for _, tc := range []string{"", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"} {
-		d := &delivery{msg: Message{Trace: tc, Behavior: "/x", Expiry: time.Now().Add(time.Minute)}}
+	s := &System{cfg: Config{Tracer: tp.Tracer("x"), TraceBehavior: func(b string) bool { return b == "/traced" }}}
+	for _, tc := range []struct{ trace, behavior string }{
+		{"", "/traced"},
+		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "/traced"},
+		{validTrace, "/x"},
+	} {
+		d := &delivery{msg: Message{Trace: tc.trace, Behavior: tc.behavior, Expiry: time.Now().Add(time.Minute)}}
 		allocs := testing.AllocsPerRun(100, func() {
 			*d = delivery{msg: d.msg}
 			d.setTrace(s.parseTrace(&d.msg, "peer"))
 			if span := s.startSpan(d); span != nil {
-				t.Fatal("a span for an unsampled trace")
+				t.Fatal("a span for an unsampled trace or an untraced behavior")
 			}
-			if trace.SpanFromContext(&d.ctx).IsRecording() || envelopeTrace(&d.ctx) != tc {
+			if trace.SpanFromContext(&d.ctx).IsRecording() || envelopeTrace(&d.ctx) != tc.trace {
 				t.Fatal("wrong span or trace")
 			}
 		})
 		if allocs != 0 {
-			t.Errorf("trace %q: %v allocations per message, want 0", tc, allocs)
+			t.Errorf("trace %q, behavior %s: %v allocations per message, want 0", tc.trace, tc.behavior, allocs)
 		}
 	}
 }
 
+// Only the behaviors Config.TraceBehavior opts in get a server span; with
+// no TraceBehavior, none does.
+func TestTraceBehaviorOptIn(t *testing.T) {
+	rec, tp := recorder(sdktrace.ParentBased(sdktrace.AlwaysSample()))
+	for _, tc := range []struct {
+		name     string
+		traced   func(string) bool
+		behavior string
+		span     bool
+	}{
+		{"nil", nil, "/dms/deployment/commit", false},
+		{"opted in", func(b string) bool { return b == "/dms/deployment/commit" }, "/dms/deployment/commit", true},
+		{"not opted in", func(b string) bool { return b == "/dms/deployment/commit" }, "/dms/bench/echo", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &System{cfg: Config{Tracer: tp.Tracer("x"), TraceBehavior: tc.traced}}
+			before := len(rec.Ended())
+			d := &delivery{msg: Message{Trace: validTrace, Behavior: tc.behavior, Expiry: time.Now().Add(time.Minute)}}
+			d.setTrace(s.parseTrace(&d.msg, "peer"))
+			span := s.startSpan(d)
+			if (span != nil) != tc.span {
+				t.Fatalf("span = %v, want one: %v", span, tc.span)
+			}
+			if envelopeTrace(&d.ctx) == "" || trace.SpanFromContext(&d.ctx).IsRecording() != tc.span {
+				t.Fatal("the behavior's context lost the trace, or has the wrong span")
+			}
+			if span != nil {
+				endSpan(span, nil)
+			}
+			if got := len(rec.Ended()) - before; got != map[bool]int{true: 1}[tc.span] {
+				t.Fatalf("%d spans recorded", got)
+			}
+		})
+	}
+}
+
 // BenchmarkDeliverTrace measures local Invokes with no trace, an unsampled
-// one and a sampled one (server span recorded) — the anchor is "none".
+// one, a sampled one to a behavior that is not traced (propagation only)
+// and a sampled one to a traced behavior (server span recorded) — the
+// anchor is "none".
 func BenchmarkDeliverTrace(b *testing.B) {
 	_, tp := recorder(sdktrace.ParentBased(sdktrace.AlwaysSample()))
 	key := mustKey(b)
 	id, _ := key.DID().PeerID()
-	sys, err := NewSystem(Config{Transport: NewMemNetwork().Host(id), Auth: AllowAll{}, Issuer: AllowAll{}, Tracer: tp.Tracer("b")})
+	sys, err := NewSystem(Config{Transport: NewMemNetwork().Host(id), Auth: AllowAll{}, Issuer: AllowAll{},
+		Tracer: tp.Tracer("b"), TraceBehavior: func(b string) bool { return b == "/traced" }})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer sys.Close(context.Background())
 	a, _ := sys.Spawn(key, RootInbox, SpawnOptions{})
 	a.AddBehavior("/x", echo)
-	for _, tc := range []struct{ name, trace string }{
-		{"none", ""},
-		{"unsampled", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"},
-		{"sampled", validTrace},
+	a.AddBehavior("/traced", echo)
+	for _, tc := range []struct{ name, trace, behavior string }{
+		{"none", "", "/x"},
+		{"unsampled", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "/traced"},
+		{"sampled-untraced", validTrace, "/x"},
+		{"sampled-traced", validTrace, "/traced"},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			ctx := context.Background()
@@ -277,7 +356,7 @@ func BenchmarkDeliverTrace(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := a.InvokeRaw(ctx, a.Handle(), "/x", nil); err != nil {
+				if _, err := a.InvokeRaw(ctx, a.Handle(), tc.behavior, nil); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -260,10 +260,12 @@ func (a *alloc) handleStart(ctx context.Context, msg *actor.Message) (any, error
 		}
 		return struct{}{}, nil
 	}
+	tp := traceparent(remoteSpan(ctx, msg)) // trace.go
 	a.transition(deployproto.AllocStarting, "", func(r *Record) {
 		if chain != nil {
 			r.Chain = req.Chain
 		}
+		r.Trace = tp
 	})
 	a.launch(runPlan{})
 	return struct{}{}, nil

@@ -200,6 +200,17 @@
 // start that cannot succeed by retrying (an invalid spec, an artifact whose
 // content does not match its digest) fails without restarts.
 //
+// # Tracing
+//
+// With Config.Tracer, an allocation whose start carries a trace (the
+// deployment's, from its orchestrator) makes spans in it (trace.go): one
+// "allocation" span per run segment, with every restart as a span event,
+// and one "allocation start" span per start of an instance, with the
+// executor's start latency. The traceparent is kept in the Record, so the
+// spans after a restart of the node are in the same trace. Manager.Held
+// says which orchestrators may read this node's spans of a deployment
+// (docs/observability.md).
+//
 // # Persistence
 //
 // A Record is written at every state change; Resume respawns every

@@ -14,6 +14,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/contract"
@@ -85,6 +88,9 @@ type Config struct {
 
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Tracer starts the allocations' spans (trace.go); default a no-op
+	// tracer.
+	Tracer trace.Tracer
 }
 
 // CreateRequest describes one allocation of a committed reservation.
@@ -150,6 +156,12 @@ type Manager struct {
 	// removedUsage is the metered usage of removed allocations, by
 	// reservation (metering.go).
 	removedUsage map[string]contract.Usage // guarded by mu
+
+	// held is what this node keeps of the deployments whose allocations
+	// here were removed: their orchestrators and traces, the oldest first
+	// in heldOrder (at most maxHeld; trace.go).
+	held      map[string]*Held // guarded by mu
+	heldOrder []string         // guarded by mu
 }
 
 // New checks cfg and returns a Manager. Call Resume to pick up the
@@ -200,6 +212,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	for k, ex := range cfg.Executors {
 		if ex == nil {
@@ -486,6 +501,7 @@ func (m *Manager) remove(ctx context.Context, a *alloc, grace time.Duration) err
 	m.mu.Lock()
 	if m.allocs[rec.ID] == a {
 		m.keepRemovedLocked(rec.Reservation, rec.Meter.Usage()) // its runs have ended
+		m.rememberLocked(&rec)                                  // trace.go: its spans stay readable by its orchestrator
 		delete(m.allocs, rec.ID)
 	}
 	m.mu.Unlock()

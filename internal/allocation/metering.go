@@ -21,10 +21,13 @@ import (
 //     current instance. A run's end adds the larger of its Result's CPU
 //     time and its last reading.
 //   - memory: the memory in use integrated over time, in byte·seconds, by
-//     trapezoids between consecutive samples of one instance. The time
-//     from the run's start to its first sample counts at the first
-//     sample's value, the time from its last sample to its end at the last
-//     sample's value.
+//     trapezoids between consecutive samples of one instance. The memory
+//     in use is the executor's Usage.Memory: for docker the cgroup's
+//     working set (its inactive file cache left out, as docker stats
+//     counts it), for vm QEMU's resident set, for wasm the module's
+//     linear memory. The time from the run's start to its first sample
+//     counts at the first sample's value, the time from its last sample
+//     to its end at the last sample's value.
 //   - wall: the time the workload ran, from its instance's start (as this
 //     node saw Start return) to its end (the Result's FinishedAt).
 //

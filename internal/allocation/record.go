@@ -87,6 +87,10 @@ type Record struct {
 	// Meter is what the allocation's runs used so far (metering.go).
 	Meter Meter `json:"meter,omitzero"`
 
+	// Trace is the W3C traceparent the start came with: the allocation's
+	// spans are in that trace, after a restart too (trace.go).
+	Trace string `json:"trace,omitempty"`
+
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
 }

@@ -68,6 +68,8 @@ func (a *alloc) supervise(ctx context.Context, p runPlan) {
 		a.completeUpload()
 		return
 	}
+	ctx, span := a.startSegment(ctx, p.attach != "" || p.lost != nil) // trace.go
+	defer a.endSegment(span)
 	for {
 		var res executor.Result
 		var ran string // the instance that ran, if any
@@ -129,6 +131,7 @@ func (a *alloc) supervise(ctx context.Context, p runPlan) {
 					r.Result = &res
 					r.InstanceID = ""
 				})
+				restartEvent(ctx, why, 0)
 				continue
 			}
 			res = executor.Result{ExitCode: res.ExitCode, Reason: executor.ReasonUnhealthy, Error: why, FinishedAt: res.FinishedAt}
@@ -153,13 +156,14 @@ func (a *alloc) supervise(ctx context.Context, p runPlan) {
 				return
 			}
 		}
-		a.transition(deployproto.AllocRestarting,
-			fmt.Sprintf("%s; restart %d of %d in %s", describe(res), n, max, delay),
+		why := fmt.Sprintf("%s; restart %d of %d in %s", describe(res), n, max, delay)
+		a.transition(deployproto.AllocRestarting, why,
 			func(r *Record) {
 				r.Restarts++
 				r.Result = &res
 				r.InstanceID = ""
 			})
+		restartEvent(ctx, why, n)
 		if !sleep(ctx, delay) {
 			a.interrupted(&res)
 			return
@@ -197,7 +201,10 @@ func (a *alloc) interrupted(last *executor.Result) {
 
 // startInstance fetches the artifacts, builds the spec and starts an
 // instance, moving to starting and then running.
-func (a *alloc) startInstance(ctx context.Context) (string, error) {
+func (a *alloc) startInstance(ctx context.Context) (_ string, err error) {
+	ctx, span := a.startSpan(ctx) // trace.go
+	var took time.Duration
+	defer func() { endStart(span, took, err) }()
 	rec := a.record()
 	if a.ex == nil {
 		return "", &permanentError{fmt.Errorf("executor %q is not available on this node", rec.Spec.Executor)}
@@ -228,6 +235,7 @@ func (a *alloc) startInstance(ctx context.Context) (string, error) {
 	}
 	began := time.Now()
 	id, err := a.ex.Start(ctx, spec)
+	took = time.Since(began)
 	if err != nil {
 		if errors.Is(err, executor.ErrInvalidSpec) {
 			return "", &permanentError{err}

@@ -49,6 +49,8 @@ type Config struct {
 	Results ResultService
 	// Contracts is nil on a node that keeps no contracts.
 	Contracts ContractService
+	// Traces is nil on a node that orchestrates nothing.
+	Traces TraceService
 	// Metrics serves GET /metrics (Prometheus) behind the token like
 	// every endpoint; nil: 404 (telemetry.metrics is off).
 	Metrics http.Handler

@@ -107,6 +107,7 @@ func (s *Server) routesV1() {
 	s.routesCap()
 	s.routesDeployments()
 	s.routesResults()
+	s.routesTraces()
 	s.routesPlan()
 	s.routesExec()
 	s.routesContracts()

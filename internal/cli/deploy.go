@@ -322,8 +322,8 @@ func newDeploymentsCmd(a *app) *cobra.Command {
 func newDeploymentCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deployment",
-		Short: "Inspect or stop one deployment: status, events, logs, exec, results, usage, shutdown",
-		Long: `Inspect or stop one deployment: status, events, logs, exec, results, usage, shutdown.
+		Short: "Inspect or stop one deployment: status, events, logs, exec, results, usage, trace, shutdown",
+		Long: `Inspect or stop one deployment: status, events, logs, exec, results, usage, trace, shutdown.
 
 ID is a deployment ID or any unique prefix of it, of 4 characters or more
 (dk3f for dk3fq7zt2mbx4); an allocation name may be shortened the same way.
@@ -350,6 +350,7 @@ A prefix matching several deployments is refused with the candidates.`,
 	cmd.AddCommand(newDeploymentExecCmd(a))
 	cmd.AddCommand(newDeploymentResultsCmd(a))
 	cmd.AddCommand(newDeploymentUsageCmd(a))
+	cmd.AddCommand(newDeploymentTraceCmd(a))
 	cmd.AddCommand(&cobra.Command{
 		Use:   "shutdown ID",
 		Short: "Stop a deployment and release its resources",

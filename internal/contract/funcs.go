@@ -12,15 +12,18 @@ import (
 // chain plugs in behind the same methods (Settle would send the
 // countersigned note as a voucher).
 type Ledger interface {
-	// Open records a signed contract; its budget, when set, is held in
-	// escrow from the requester. Opening twice does nothing.
+	// Open records a signed contract. Its deployment's budget, when set,
+	// is held in escrow from the requester once for all the
+	// deployment's contracts (less what they paid). Opening twice does
+	// nothing.
 	Open(ctx context.Context, c *Contract) error
 	// Settle moves funds for a countersigned note of an opened contract:
 	// what its cumulative amount adds to what the contract has paid so
 	// far (nothing for a note already covered, whatever the order). It
 	// returns the amount moved now.
 	Settle(ctx context.Context, n *SignedNote) (match.Money, error)
-	// Close ends a contract: its escrow left is released. A countersigned
+	// Close ends a contract; the deployment's escrow left is released
+	// when no other contract of it is open. A countersigned
 	// note that arrives later still settles (a signed debt, such as a late
 	// final invoice, is never lost). Closing twice does nothing.
 	Close(ctx context.Context, contractID string) error

@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"time"
@@ -73,6 +74,24 @@ func (n *SignedNote) Open() error {
 	}
 	n.note, n.noteOf = v, n.Hash
 	return nil
+}
+
+// Clone returns a deep copy of n that keeps what was checked of it: its
+// decoded note (used again only while the body hashes to Hash) and the
+// signatures that verified (each memo holds only for the same hash,
+// signer and signature bytes). A ledger that settles a note the node
+// has just checked or signed then need not verify it again.
+func (n *SignedNote) Clone() *SignedNote {
+	if n == nil {
+		return nil
+	}
+	cp := &SignedNote{Hash: n.Hash, Body: bytes.Clone(n.Body), ProviderSig: bytes.Clone(n.ProviderSig), RequesterSig: bytes.Clone(n.RequesterSig),
+		noteOf: n.noteOf, provOK: n.provOK.clone(), reqOK: n.reqOK.clone()}
+	if n.note != nil {
+		v := *n.note
+		cp.note = &v
+	}
+	return cp
 }
 
 // Note returns the decoded note (after Issue or Open).

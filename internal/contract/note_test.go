@@ -273,3 +273,39 @@ func TestNoteFastPath(t *testing.T) {
 		}
 	}
 }
+
+// TestClone: a clone keeps what was verified of a note only for the same
+// bytes, and shares none with the original.
+func TestClone(t *testing.T) {
+	p := newParty(t)
+	sn := issueN(t, p, 1, false)[0]
+	rc := wire(t, p.c)
+	got := wire(t, sn)
+	wantRefusal(t, CheckNote(rc, nil, got), nil)
+	got.Countersign(p.req)
+	cl := got.Clone()
+	if err := cl.Open(); err != nil || !cl.Accepted(rc) || cl.Note().Seq != 1 {
+		t.Fatalf("clone: Open %v, Accepted %v", err, cl.Accepted(rc))
+	}
+	if !cl.provOK.holds(cl.Hash, p.prov.DID(), cl.ProviderSig) || !cl.reqOK.holds(cl.Hash, p.req.DID(), cl.RequesterSig) {
+		t.Error("the clone lost the memos of the signatures that verified")
+	}
+	for name, change := range map[string]func(*SignedNote){
+		"provider's signature":  func(n *SignedNote) { n.ProviderSig[0] ^= 1 },
+		"requester's signature": func(n *SignedNote) { n.RequesterSig[0] ^= 1 },
+		"body":                  func(n *SignedNote) { n.Body[len(n.Body)-2] ^= 1 },
+		"hash":                  func(n *SignedNote) { n.Hash = hashHex([]byte("other")) },
+	} {
+		c := got.Clone()
+		change(c)
+		if c.Open() == nil && c.Accepted(rc) {
+			t.Errorf("a clone with a changed %s is still Accepted", name)
+		}
+		if !got.Accepted(rc) || !bytes.Equal(got.Body, cl.Body) {
+			t.Errorf("changing a clone's %s changed the original", name)
+		}
+	}
+	if (*SignedNote)(nil).Clone() != nil {
+		t.Error("Clone of nil")
+	}
+}

@@ -42,6 +42,8 @@ func memo(hash string, by identity.DID, sig []byte) sigMemo {
 	return sigMemo{hash: hash, by: by, sig: bytes.Clone(sig)}
 }
 
+func (m sigMemo) clone() sigMemo { return sigMemo{hash: m.hash, by: m.by, sig: bytes.Clone(m.sig)} }
+
 func (m *sigMemo) holds(hash string, by identity.DID, sig []byte) bool {
 	return m.sig != nil && m.hash == hash && m.by == by && bytes.Equal(m.sig, sig)
 }

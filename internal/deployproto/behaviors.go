@@ -23,6 +23,11 @@ const (
 	BehaviorReplicate = "/dms/deployment/replicate" // ReplicateRequest → ReplicateReply, on a standby orchestrator's node
 	BehaviorShutdown  = "/dms/deployment/shutdown"  // ShutdownRequest → struct{}, on the orchestrator: a standby forwards a shutdown
 
+	// BehaviorSpans is answered by a node with the spans it recorded of a
+	// deployment's trace, for the deployment's orchestrator only (dms
+	// deployment trace; the node is both sides: internal/node/trace.go).
+	BehaviorSpans = "/dms/deployment/spans"
+
 	// TopicDeployments carries bid requests.
 	TopicDeployments = "deployments"
 

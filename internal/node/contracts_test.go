@@ -31,6 +31,13 @@ import (
 // a node given no resources (cpu 0) does not bid.
 func newOrchNode(t *testing.T, user *identity.Key, cpu match.MilliCPU, price match.Price) *Node {
 	t.Helper()
+	return newOrchNodeWith(t, user, cpu, price, nil)
+}
+
+// newOrchNodeWith is newOrchNode with before called on the node before its
+// network starts (trace_test.go gives it a tracer).
+func newOrchNodeWith(t *testing.T, user *identity.Key, cpu match.MilliCPU, price match.Price, before func(n *Node)) *Node {
+	t.Helper()
 	home := t.TempDir()
 	cfg := config.Default()
 	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
@@ -73,6 +80,9 @@ func newOrchNode(t *testing.T, user *identity.Key, cpu match.MilliCPU, price mat
 		if _, err := n.resources.Onboard(resource.OnboardRequest{CPU: &cpu, RAM: &ram, Disk: &disk, Price: &price}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if before != nil {
+		before(n)
 	}
 	stopNet, err := n.startNetwork(context.Background())
 	if err != nil {

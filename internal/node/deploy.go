@@ -83,6 +83,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		// Checked at start (moreExecutors) when the vm executor runs.
 		DefaultKernel: c.Executor.VM.Kernel,
 		ResultsDir:    filepath.Join(data, "results"),
+		Tracer:        n.tracer,     // no-op until tracing starts (telemetry)
 		ShipLogs:      n.shipLogs(), // logs.go
 	}
 	if n.metrics != nil {
@@ -141,6 +142,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 		// Contracts (contracts.go): one per placed node.
 		Contracts:        n.notary,
 		ContractInterval: c.Contract.Interval.D(),
+		Tracer:           n.tracer,
 	})
 	if err != nil {
 		closeExecs()
@@ -151,6 +153,7 @@ func (n *Node) startOrchestration(ctx context.Context) (stop func() error, err e
 	go func() { defer close(probed); n.probeLatencies(probeCtx) }()
 	n.addSubnetBehavior()
 	n.addNoteBehavior()
+	n.addSpansBehavior() // trace.go
 	if err := n.loadSubnets(); err != nil {
 		n.log.Error("restore routing tables", "err", err)
 	}

@@ -80,6 +80,12 @@ func (n *Node) watchMetrics() error {
 			}
 			return out
 		},
+		Tracing: func() map[string]uint64 {
+			if n.tracing == nil {
+				return nil
+			}
+			return n.tracing.Stats()
+		},
 		Usage: func() []metrics.Usage {
 			ms := n.allocs.Meters()
 			out := make([]metrics.Usage, 0, len(ms))

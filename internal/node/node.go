@@ -250,6 +250,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Plans:       planService{n},
 		Results:     resultService{n},
 		Contracts:   newContractService(n.notary, n.ledger, cfg.Key.DID()),
+		Traces:      traceService{n},
 		Metrics:     n.metricsHandler(),
 		UserKey:     userKeyService{n},
 	})
@@ -321,6 +322,7 @@ func (n *Node) startNetwork(ctx context.Context) (stop func() error, err error) 
 		Issuer:             &issuer{wallet: n.wallet},
 		Logger:             n.log,
 		Tracer:             n.actorTracer(),
+		TraceBehavior:      tracedBehavior,
 		Observer:           n.actorObserver(),
 		Mailbox:            c.Actor.Mailbox,
 		PeerRate:           c.Actor.PeerRate,

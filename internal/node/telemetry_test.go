@@ -18,6 +18,7 @@ import (
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/config"
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/store"
 )
 
@@ -60,26 +61,36 @@ func newTracedNode(t testing.TB, mod func(*config.Config)) *testNode {
 	return &testNode{Node: n, user: user}
 }
 
-// A traced node's root span and the server span of the behavior it sends
-// to on another node are one trace, kept in each node's local record.
+// tracedBench is a behavior of the deployment control plane, so traced
+// (tracedBehavior), that the tests and benchmarks register themselves.
+const tracedBench = deployproto.CmdDeployment + "/bench"
+
+// A traced node's root span and the server span of a traced behavior it
+// sends to on another node are one trace, kept in each node's local
+// record. An untraced behavior in the same trace makes no span but sees
+// the trace.
 func TestNodeTracing(t *testing.T) {
 	traced := func(c *config.Config) { c.Telemetry.Sampling = 1 }
 	sender, receiver := newTracedNode(t, traced), newTracedNode(t, traced)
 	sender.connect(t, receiver)
 	trustSender(t, sender, receiver)
-	got := make(chan string, 1)
-	receiver.root.AddBehavior(benchBehavior, func(ctx context.Context, m *actor.Message) (any, error) {
-		got <- actor.TraceFrom(ctx)
-		return nil, nil
-	})
+	got := make(chan string, 2)
+	for _, b := range []string{tracedBench, benchBehavior} {
+		receiver.root.AddBehavior(b, func(ctx context.Context, m *actor.Message) (any, error) {
+			got <- actor.TraceFrom(ctx)
+			return nil, nil
+		})
+	}
 	ctx, root := sender.tracer.Start(context.Background(), "deploy")
-	if err := sender.root.Invoke(ctx, receiver.root.Handle(), benchBehavior, nil, nil); err != nil {
-		t.Fatal(err)
+	for _, b := range []string{tracedBench, benchBehavior} {
+		if err := sender.root.Invoke(ctx, receiver.root.Handle(), b, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if tp := <-got; tp != actor.FormatTraceparent(root.SpanContext()) {
+			t.Fatalf("%s saw traceparent %q, want the root's", b, tp)
+		}
 	}
 	root.End()
-	if tp := <-got; tp != actor.FormatTraceparent(root.SpanContext()) {
-		t.Fatalf("the behavior saw traceparent %q, want the root's", tp)
-	}
 	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	traceID := root.SpanContext().TraceID().String()
@@ -93,17 +104,47 @@ func TestNodeTracing(t *testing.T) {
 		t.Fatalf("sender's record = %+v, %v; want its root span", mine, err)
 	}
 	theirs, err := receiver.spans.Spans(traceID)
-	if err != nil || len(theirs) != 1 || theirs[0].Name != benchBehavior || theirs[0].ParentID != mine[0].SpanID || theirs[0].Node != receiver.host.ID() {
-		t.Fatalf("receiver's record = %+v, %v; want the behavior's span under the root", theirs, err)
+	if err != nil || len(theirs) != 1 || theirs[0].Name != tracedBench || theirs[0].ParentID != mine[0].SpanID || theirs[0].Node != receiver.host.ID() {
+		t.Fatalf("receiver's record = %+v, %v; want only the traced behavior's span, under the root", theirs, err)
 	}
 }
 
-// trustSender makes receiver accept the sender node's /dms/bench invocations.
+// The deployment control plane is traced; its data and polling behaviors
+// and everything else are not.
+func TestTracedBehavior(t *testing.T) {
+	for b, want := range map[string]bool{
+		deployproto.BehaviorRequest:    true,
+		deployproto.BehaviorCommit:     true,
+		deployproto.BehaviorReport:     true,
+		deployproto.BehaviorReplicate:  true,
+		deployproto.BehaviorStart:      true,
+		deployproto.BehaviorStop:       true,
+		deployproto.BehaviorSubnet:     true,
+		deployproto.BehaviorNote:       false,
+		deployproto.BehaviorLogs:       false,
+		deployproto.BehaviorStatus:     false,
+		deployproto.BehaviorArtifact:   false,
+		deployproto.BehaviorExecOutput: false,
+		"/dms/deployment/spans":        false,
+		"/dms/deployment":              false,
+		"/dms/deploymentx/commit":      false,
+		benchBehavior:                  false,
+		"/dms/node/peers/list":         false,
+	} {
+		if got := tracedBehavior(b); got != want {
+			t.Errorf("tracedBehavior(%q) = %v, want %v", b, got, want)
+		}
+	}
+}
+
+// trustSender makes receiver accept the sender node's /dms/bench and
+// tracedBench invocations.
 func trustSender(t testing.TB, sender, receiver *testNode) {
 	t.Helper()
 	trust, err := cap.NewTrust(
 		cap.Anchor{Root: receiver.user.DID(), Cmd: "/dms"},
 		cap.Anchor{Root: sender.cfg.Key.DID(), Cmd: "/dms/bench"},
+		cap.Anchor{Root: sender.cfg.Key.DID(), Cmd: tracedBench},
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -113,29 +154,38 @@ func trustSender(t testing.TB, sender, receiver *testNode) {
 
 // BenchmarkSendTracing is BenchmarkSendThroughput (authenticated one-way
 // envelopes, 8 concurrent senders, two nodes over libp2p on loopback) with
-// tracing off — the anchor — and on at 10 % and 100 % sampling. With
+// tracing off — the anchor — and on at 0 %, 10 % and 100 % sampling. With
 // tracing on, both nodes run it as `dms run` does (local record of spans
 // in the store, export over OTLP/HTTP to an in-process collector that
-// accepts everything), and every Send is made within a fresh root span
-// that the sender's sampler keeps at the ratio; the receiver continues
-// sampled traces with a server span. Results: docs/PERFORMANCE.md,
-// "Tracing overhead".
+// accepts everything). Sends are made as dms makes them: within existing
+// traces (one per deployment), here 1,000 root spans started once, each
+// sampled at the ratio, the Sends rotating over them. The receiving
+// behavior is either untraced (the trace only passes through it) or traced
+// (a server span per sampled message, recorded and exported: the
+// deployment control plane). Results: docs/PERFORMANCE.md, "Tracing
+// overhead".
 func BenchmarkSendTracing(b *testing.B) {
 	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/x-protobuf")
 	}))
 	defer collector.Close()
-	for _, bc := range []struct {
+	type benchCase struct {
 		name     string
 		traced   bool
 		sampling float64
-	}{
-		{"off", false, 0},
-		{"sampled-0pct", true, 0}, // every Send carries an unsampled traceparent
-		{"sampled-10pct", true, 0.1},
-		{"sampled-100pct", true, 1},
-	} {
+		behavior string
+	}
+	cases := []benchCase{{"off", false, 0, benchBehavior}}
+	for _, bh := range []struct{ name, behavior string }{{"untraced", benchBehavior}, {"traced", tracedBench}} {
+		for _, r := range []struct {
+			name  string
+			ratio float64
+		}{{"0pct", 0}, {"10pct", 0.1}, {"100pct", 1}} {
+			cases = append(cases, benchCase{bh.name + "-" + r.name, true, r.ratio, bh.behavior})
+		}
+	}
+	for _, bc := range cases {
 		b.Run(bc.name, func(b *testing.B) {
 			mod := func(c *config.Config) {
 				c.Actor.Mailbox = 1 << 16
@@ -152,16 +202,46 @@ func BenchmarkSendTracing(b *testing.B) {
 			sender.connect(b, receiver)
 			trustSender(b, sender, receiver)
 			var got atomic.Int64
-			receiver.root.AddBehavior(benchBehavior, func(ctx context.Context, m *actor.Message) (any, error) {
-				got.Add(1)
-				return nil, nil
-			})
+			for _, bh := range []string{benchBehavior, tracedBench} {
+				receiver.root.AddBehavior(bh, func(ctx context.Context, m *actor.Message) (any, error) {
+					got.Add(1)
+					return nil, nil
+				})
+			}
 			from, to := sender.root, receiver.root.Handle()
-			if err := from.Invoke(context.Background(), to, benchBehavior, payload100, nil); err != nil {
+			if err := from.Invoke(context.Background(), to, bc.behavior, payload100, nil); err != nil {
 				b.Fatal(err)
 			}
+			// Untimed warm-up, untraced, so that the first case does not
+			// pay alone for what the process sets up once.
+			const warmup = 2000
+			for range warmup {
+				if err := from.Send(context.Background(), to, bc.behavior, payload100); err != nil {
+					b.Fatal(err)
+				}
+			}
+			deadline := time.Now().Add(60 * time.Second)
+			for got.Load() < warmup+1 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
 			got.Store(0)
-			tracer := sender.tracer
+			// The traces the Sends are made in: one root span each,
+			// sampled at the ratio when it starts.
+			const traces = 1000
+			ctxs := make([]context.Context, traces)
+			spans := make([]trace.Span, 0, traces)
+			sampled := 0
+			for i := range ctxs {
+				ctxs[i] = context.Background()
+				if bc.traced {
+					var span trace.Span
+					ctxs[i], span = sender.tracer.Start(ctxs[i], "deployment")
+					spans = append(spans, span)
+					if span.SpanContext().IsSampled() {
+						sampled++
+					}
+				}
+			}
 			const senders = 8
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -172,19 +252,7 @@ func BenchmarkSendTracing(b *testing.B) {
 				go func() {
 					defer wg.Done()
 					for i := s; i < b.N; i += senders {
-						ctx := context.Background()
-						if bc.traced {
-							var span trace.Span
-							ctx, span = tracer.Start(ctx, "bench.send")
-							err := from.Send(ctx, to, benchBehavior, payload100)
-							span.End()
-							if err != nil {
-								b.Error(err)
-								return
-							}
-							continue
-						}
-						if err := from.Send(ctx, to, benchBehavior, payload100); err != nil {
+						if err := from.Send(ctxs[i%traces], to, bc.behavior, payload100); err != nil {
 							b.Error(err)
 							return
 						}
@@ -192,12 +260,15 @@ func BenchmarkSendTracing(b *testing.B) {
 				}()
 			}
 			wg.Wait()
-			deadline := time.Now().Add(60 * time.Second)
+			deadline = time.Now().Add(60 * time.Second)
 			for got.Load() < int64(b.N) && time.Now().Before(deadline) {
 				time.Sleep(time.Millisecond)
 			}
 			elapsed, cpu := time.Since(t0), cpuTime()-cpu0
 			b.StopTimer()
+			for _, span := range spans {
+				span.End()
+			}
 			if n := got.Load(); n < int64(b.N) {
 				b.Fatalf("delivered %d of %d", n, b.N)
 			}
@@ -206,6 +277,7 @@ func BenchmarkSendTracing(b *testing.B) {
 			// machine a steadier measure of the cost than the rate.
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N)/1000, "cpu-µs/msg")
 			if bc.traced {
+				b.ReportMetric(float64(sampled)/traces*100, "%-traces-sampled")
 				st := receiver.tracing.Stats()
 				b.ReportMetric(float64(st["dropped"]+st["record_dropped"]), "spans-dropped")
 			}

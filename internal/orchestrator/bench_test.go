@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/dmsnet/dms/internal/orchestrator"
 )
 
@@ -28,6 +30,26 @@ func BenchmarkPlacements(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "placements/s")
 	b.ReportMetric(cpuMs(cpu, b.N), "cpu-ms/placement")
 }
+
+// BenchmarkPlacementsTraced is BenchmarkPlacements with every node
+// tracing every deployment (sampling 1; the spans made, then dropped):
+// the cost of tracing to placements, against BenchmarkPlacements run
+// beside it.
+func BenchmarkPlacementsTraced(b *testing.B) {
+	w := newWorld(b, 100, worldOpts{cpu: 64000, ram: 64 << 30, bid: time.Second, spans: dropSpans{}})
+	spec := task("0.01", "exit=0")
+	elapsed, cpu := placeAll(b, w, spec, 64)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "placements/s")
+	b.ReportMetric(cpuMs(cpu, b.N), "cpu-ms/placement")
+}
+
+// dropSpans is a span processor that drops what it is given.
+type dropSpans struct{}
+
+func (dropSpans) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (dropSpans) OnEnd(sdktrace.ReadOnlySpan)                     {}
+func (dropSpans) Shutdown(context.Context) error                  { return nil }
+func (dropSpans) ForceFlush(context.Context) error                { return nil }
 
 // BenchmarkBidRound1000 measures one bid round across 1,000 providers: the
 // request gossiped to all, each provider scoring and reserving, the

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/identity"
@@ -146,7 +148,21 @@ func (r *run) place(ctx context.Context) {
 // to this node) and collects the replies during the bid window, or until
 // every connected peer answered. With a shortlist it sends the request to
 // those providers only, and waits for them.
-func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, round int, shortlist []string) placement.Round {
+func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, round int, shortlist []string) (rd placement.Round) {
+	ctx, span := r.startSpan(ctx, SpanBidRound, attribute.Int("round", round), attribute.Int("nodes", len(reqs)), attribute.Bool("shortlist", shortlist != nil))
+	defer func() { // trace.go
+		bids, noBids := 0, 0
+		for _, a := range rd.Replies {
+			if a.Opened != nil {
+				bids++
+			} else {
+				noBids++
+			}
+		}
+		span.SetAttributes(attribute.Int("providers.asked", len(rd.Asked)), attribute.Int("providers.answered", len(rd.Answered)),
+			attribute.Int("bids", bids), attribute.Int("no_bids", noBids))
+		span.End()
+	}()
 	req := deployproto.BidRequest{Deployment: r.d.ID, Orchestrator: r.actor.Handle(), Round: round, Nodes: reqs}
 	behavior := deployproto.BehaviorRequest
 	if r.dryRun {
@@ -241,7 +257,7 @@ func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, r
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	rd := placement.Round{Requests: reqs, Replies: maps.Clone(replies), Answered: maps.Clone(answered)}
+	rd = placement.Round{Requests: reqs, Replies: maps.Clone(replies), Answered: maps.Clone(answered)}
 	rd.Asked = append([]string{self.Host}, r.s.cfg.Peers()...)
 	if shortlist != nil {
 		rd.Asked = append([]string{self.Host}, shortlist...)

@@ -3,7 +3,10 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/deployproto"
@@ -85,6 +88,10 @@ func (r *run) commitAll(ctx context.Context, placed map[string]Placement, epoch 
 	results := make(chan result, len(placed))
 	for node, pl := range placed {
 		go func() {
+			ctx, span := r.startSpan(ctx, SpanCommit, attribute.String("node", node), attribute.String("provider", pl.Provider.Host),
+				attribute.String("epoch", strconv.FormatUint(epoch, 10)), attribute.Int("allocations", len(byNode[node])))
+			var err error
+			defer func() { endSpan(span, err) }() // trace.go
 			secrets, err := r.secretsFor(pl.Provider.Host, byNode[node])
 			if err != nil {
 				results <- result{node: node, err: err, ours: true}

@@ -14,11 +14,14 @@ import (
 // the orchestrator uses it; *notary.Notary implements it. Propose signs
 // the terms of a placement as the requester, Agree completes a contract
 // with the provider's signature from the commit reply, Abandon closes one
-// whose placement was reverted or replaced.
+// whose placement was reverted or replaced, End is told that the
+// deployment ended (its contracts wait two intervals more for their
+// invoices, then close at their last countersigned notes).
 type Contracts interface {
 	Propose(t contract.Terms) (*contract.Contract, error)
 	Agree(id string, providerSig []byte) error
 	Abandon(id, reason string) error
+	End(deployment, reason string) error
 }
 
 // ReasonBudgetExhausted is the typed reason of a deployment stopped
@@ -132,6 +135,20 @@ func (r *run) abandonID(id, reason string) {
 	}
 	if err := r.s.cfg.Contracts.Abandon(id, reason); err != nil {
 		r.s.log.Debug("abandon contract", "deployment_id", r.d.ID, "contract", id, "err", err)
+	}
+}
+
+// endContracts tells Contracts that the deployment ended (run.loop, at
+// its end and when a resumed run finds it ended: End is idempotent). A
+// run that stepped down leaves the contracts to the orchestrator that
+// took over.
+func (r *run) endContracts() {
+	if r.s.cfg.Contracts == nil || r.dryRun || r.resigned() {
+		return
+	}
+	d := r.snapshot()
+	if err := r.s.cfg.Contracts.End(d.ID, "deployment "+string(d.State)); err != nil {
+		r.s.log.Error("end contracts", "deployment_id", d.ID, "err", err)
 	}
 }
 

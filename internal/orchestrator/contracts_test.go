@@ -35,6 +35,7 @@ type fakeNotary struct {
 	proposed  map[string]*contract.Contract // requester: by ID
 	agreed    map[string]bool               // requester: both signatures verified
 	abandoned map[string]string             // requester: why
+	ended     []string                      // requester: End calls, deployment + " " + reason
 	signed    map[string]*contract.Contract // provider: by ID
 	expects   map[string]allocation.Expect  // provider: what Sign was given
 	badSig    bool                          // provider: return a signature that does not verify
@@ -91,6 +92,19 @@ func (f *fakeNotary) Abandon(id, reason string) error {
 	}
 	f.abandoned[id] = reason
 	return nil
+}
+
+func (f *fakeNotary) End(deployment, reason string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ended = append(f.ended, deployment+" "+reason)
+	return nil
+}
+
+func (f *fakeNotary) endedCalls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.ended...)
 }
 
 func (f *fakeNotary) Sign(c *contract.Contract, want allocation.Expect) ([]byte, error) {
@@ -263,6 +277,12 @@ nodes:
 	req.mu.Unlock()
 	if abandoned != 0 {
 		t.Errorf("%d contracts abandoned at a shutdown", abandoned)
+	}
+	// …but the requester is told the deployment ended: it awaits the
+	// invoices for two intervals at most.
+	poll.Eventually(t, 10*time.Second, "End called at the shutdown", func() bool { return len(req.endedCalls()) > 0 })
+	if got := req.endedCalls(); got[0] != d.ID+" deployment stopped" {
+		t.Errorf("End calls %q, want %q", got, d.ID+" deployment stopped")
 	}
 }
 

@@ -110,6 +110,11 @@ type Deployment struct {
 	Subnet        netip.Prefix          `json:"subnet,omitzero"`
 	Addresses     map[string]netip.Addr `json:"addresses,omitempty"`
 	SubnetVersion uint64                `json:"subnet_version,omitempty"`
+	// Trace is the W3C traceparent of the deployment's root span (one
+	// trace per deployment, trace.go): the spans of later work, on this
+	// node after a restart or on a standby that took over, are its
+	// children. Empty when tracing was off at submit.
+	Trace string `json:"trace,omitempty"`
 }
 
 // The typed reasons of a failed deployment.

@@ -48,4 +48,5 @@
 //	events.go     the timeline
 //	logs.go       allocation logs
 //	offers.go     the offer cache that shortlists providers
+//	trace.go      one trace per deployment: the root span kept in the record, child spans, supervision events
 package orchestrator

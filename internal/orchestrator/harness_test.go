@@ -7,6 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	sdkresource "go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/allocation"
 	"github.com/dmsnet/dms/internal/cap"
@@ -95,6 +100,10 @@ type worldOpts struct {
 	// workers is how many goroutines run each node's root actor (default
 	// 64); the 10,000-provider benchmarks use fewer to bound memory.
 	workers int
+	// spans, when set, records the spans of every node (trace_test.go):
+	// each runtime gets a tracer provider of its own that samples all,
+	// with its peer ID as service.instance.id.
+	spans sdktrace.SpanProcessor
 }
 
 func newWorld(t testing.TB, n int, o worldOpts) *world {
@@ -176,11 +185,17 @@ func (w *world) startRuntime(tn *tnode) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var tracer trace.Tracer
+	if o.spans != nil {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(o.spans),
+			sdktrace.WithResource(sdkresource.NewSchemaless(attribute.String("service.instance.id", tn.host.Self()))))
+		tracer = tp.Tracer("dms")
+	}
 	tn.allocs, err = allocation.New(allocation.Config{
 		System: tn.sys, Executors: map[ensemble.Executor]executor.Executor{ensemble.Wasm: tn.exec, ensemble.Docker: tn.exec, ensemble.VM: tn.exec},
 		Store: tn.astore, Ledger: tn.ledger, Wallet: tn.wallet, Sealer: tn.sealer,
 		DataDir: tn.dir + "/allocations", Heartbeat: 200 * time.Millisecond, DefaultKernel: o.kernel, Subnets: o.subnets,
-		Results: dirResults{},
+		Results: dirResults{}, Tracer: tracer,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +219,7 @@ func (w *world) startRuntime(tn *tnode) {
 		System: tn.sys, Node: tn.root, Key: tn.key, Store: tn.store, Wallet: tn.wallet, Sealer: tn.sealer,
 		Peers:     func() []string { return w.peersOf(tn) },
 		BidWindow: o.bid, QueueTimeout: time.Minute, RetryMax: 500 * time.Millisecond, LostAfter: o.lost, StopAfter: o.stopAfter,
-		Lease: o.lease, Pool: o.pool, Contracts: contracts,
+		Lease: o.lease, Pool: o.pool, Contracts: contracts, Tracer: tracer,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/ensemble"
@@ -41,12 +43,19 @@ type run struct {
 	boxes standbyBoxes // the secrets sealed to each standby (secrets.go)
 
 	contracts map[string]string // contract IDs by "<host> <reservation>" (contracts.go); guarded by mu
-	exhausted string            // why the budget is spent, "" while it is not (contracts.go); guarded by mu
+
+	// sc is the deployment's root span context (from Deployment.Trace),
+	// invalid when it is not traced; root is the live root span on the
+	// node that took the submission, until the deployment runs or ends
+	// (trace.go). root is guarded by mu.
+	sc        trace.SpanContext
+	root      trace.Span
+	exhausted string // why the budget is spent, "" while it is not (contracts.go); guarded by mu
 }
 
 func newRun(s *Service, d *Deployment, a *actor.Actor, spec *ensemble.Spec, key *identity.Key, chains []cap.Chain) *run {
 	return &run{s: s, d: d, actor: a, spec: spec, key: key, chains: chains, changed: make(chan struct{}), excluded: map[string]time.Time{},
-		brokenNodes: map[string]*brokenNode{}, induced: map[string]int{}}
+		brokenNodes: map[string]*brokenNode{}, induced: map[string]int{}, sc: parseTraceparent(d.Trace)}
 }
 
 func (r *run) snapshot() *Deployment {
@@ -65,7 +74,13 @@ func (r *run) state() State {
 // waiters. persist=false skips the store (heartbeats).
 func (r *run) update(persist bool, fn func(d *Deployment)) {
 	r.mu.Lock()
+	seq := r.d.EventSeq
 	fn(r.d)
+	var events []Event
+	if !r.d.IsStandby() { // a replica's events were traced by its primary
+		events = newEvents(r.d, seq)
+	}
+	r.endRootLocked(false)    // trace.go: once every allocation runs, or the end
 	if r.d.State.Terminal() { // an ended deployment needs its secrets no more, but for its results (secrets.go)
 		r.d.StandbySecrets = nil
 		if r.d.SealedSecrets != nil && !resultsNeedSecrets(r.specOf(r.d)) {
@@ -84,6 +99,7 @@ func (r *run) update(persist bool, fn func(d *Deployment)) {
 	close(r.changed)
 	r.changed = make(chan struct{})
 	r.mu.Unlock()
+	r.traceEvents(events)          // trace.go
 	if c != nil && !r.resigned() { // a run that stepped down or was taken over persists nothing more (standby.go)
 		if err := r.s.cfg.Store.PutDeployment(c); err != nil {
 			r.s.log.Error("persist deployment", "deployment_id", c.ID, "err", err)
@@ -131,6 +147,13 @@ func (r *run) waitChange(ctx context.Context, d time.Duration) {
 // actor stays after the end: it answers log reads, and stops allocations
 // that outlived their deployment (a provider back after being marked lost).
 func (r *run) loop(ctx context.Context) {
+	// Every message sent for the deployment carries its trace (trace.go).
+	ctx = r.traced(ctx)
+	defer func() {
+		r.mu.Lock()
+		r.endRootLocked(true)
+		r.mu.Unlock()
+	}()
 	for ctx.Err() == nil {
 		if msg := r.exhaustedMessage(); msg != "" && !r.state().Terminal() {
 			r.failWith(ctx, ReasonBudgetExhausted, msg, nil) // contracts.go
@@ -149,6 +172,7 @@ func (r *run) loop(ctx context.Context) {
 		case ShuttingDown:
 			r.stopAll(ctx, Stopped, "shut down", nil)
 		default:
+			r.endContracts() // contracts.go
 			return
 		}
 	}

@@ -15,6 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/contract"
@@ -71,6 +74,9 @@ type Config struct {
 	ContractInterval time.Duration
 	Logger           *slog.Logger
 	Now              func() time.Time
+	// Tracer starts the deployments' spans (trace.go); default a no-op
+	// tracer: deployments are not traced.
+	Tracer trace.Tracer
 }
 
 func (c *Config) setDefaults() {
@@ -103,6 +109,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Tracer == nil {
+		c.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	if c.Peers == nil {
 		c.Peers = func() []string { return nil }
@@ -199,6 +208,7 @@ func deployable(spec *ensemble.Spec) error {
 
 // Submit accepts a deployment and starts its orchestrator.
 func (s *Service) Submit(ctx context.Context, sub Submission) (*Deployment, error) {
+	began := time.Now() // the root span's start (trace.go)
 	if err := deployable(sub.Spec); err != nil {
 		return nil, err
 	}
@@ -296,11 +306,15 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (*Deployment, erro
 	if err := s.withStandbys(ctx, d, sub.Spec, chains); err != nil {
 		return nil, err
 	}
+	// One trace per deployment: its root span, kept in the record (trace.go).
+	root := s.startRoot(d, sub.Spec.Metadata, allocNames(sub.Spec), began)
 	if err := s.cfg.Store.PutDeployment(d); err != nil {
+		endSpan(root, err)
 		return nil, fmt.Errorf("persist deployment: %w", err)
 	}
-	r, err := s.start(d, key, sub.Spec, ocs)
+	r, err := s.start(d, key, sub.Spec, ocs, root)
 	if err != nil {
+		endSpan(root, err)
 		return nil, err
 	}
 	submitted = true
@@ -372,8 +386,9 @@ func newID() string {
 }
 
 // start spawns the orchestrator actor of d and its run loop.
-// chains are d.Chains decoded, or nil to decode them here.
-func (s *Service) start(d *Deployment, key *identity.Key, spec *ensemble.Spec, chains []cap.Chain) (*run, error) {
+// chains are d.Chains decoded, or nil to decode them here; root is the
+// deployment's live root span (trace.go), nil but at submit.
+func (s *Service) start(d *Deployment, key *identity.Key, spec *ensemble.Spec, chains []cap.Chain, root trace.Span) (*run, error) {
 	if chains == nil {
 		for _, text := range d.Chains {
 			c, err := cap.DecodeChain([]byte(text))
@@ -398,6 +413,7 @@ func (s *Service) start(d *Deployment, key *identity.Key, spec *ensemble.Spec, c
 		return nil, err
 	}
 	r := newRun(s, d, a, spec, key, chains)
+	r.root = root
 	r.ha = newHAState(s.cfg.Now(), d.Standbys)
 	a.AddBehavior(deployproto.BehaviorReport, r.onReport)
 	a.AddBehavior(deployproto.BehaviorArtifact, r.onArtifact)
@@ -458,7 +474,7 @@ func (s *Service) Resume(ctx context.Context) error {
 			}
 		}
 		state := d.State // d is the run's once started
-		if _, err := s.start(d, key, spec, nil); err != nil {
+		if _, err := s.start(d, key, spec, nil, nil); err != nil {
 			return err
 		}
 		if !state.Terminal() {

@@ -488,7 +488,7 @@ func (s *Service) takeover(r *run, silence time.Duration) {
 		return
 	}
 	s.log.Warn("took over a deployment", "deployment_id", d.ID, "from", identity.ShortPeerID(formerHost), "epoch", d.Epoch, "silence", silence)
-	nr, err := s.start(d, key, spec, ocs)
+	nr, err := s.start(d, key, spec, ocs, nil)
 	if err != nil {
 		fail(err)
 		return

@@ -3,7 +3,10 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/cap"
@@ -87,7 +90,10 @@ func (r *run) startLevel(ctx context.Context, level []string) {
 }
 
 // startOne delegates to the allocation actor and starts it.
-func (r *run) startOne(ctx context.Context, a *Allocation) error {
+func (r *run) startOne(ctx context.Context, a *Allocation) (err error) {
+	ctx, span := r.startSpan(ctx, SpanStart, attribute.String(attrAllocation, strings.TrimPrefix(a.Handle.Inbox, "alloc/")), attribute.String("allocation.name", a.Name),
+		attribute.String("provider", a.Handle.Host), attribute.Int("attempt", a.Attempt))
+	defer func() { endSpan(span, err) }() // trace.go
 	chain, err := r.delegateTo(a.Handle.DID)
 	if err != nil {
 		return err

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/executor"
@@ -100,6 +102,7 @@ func (r *run) fail(ctx context.Context, msg string, exit *int) {
 // stopAll stops every allocation that still runs and reverts placements
 // that never started, then ends the deployment in state end.
 func (r *run) stopAll(ctx context.Context, end State, msg string, exit *int) {
+	ctx, span := r.startSpan(ctx, SpanShutdown, attribute.String("deployment.end", string(end)), attribute.String("message", msg))
 	d := r.snapshot()
 	if d.State != ShuttingDown {
 		r.update(true, func(d *Deployment) { d.State, d.Message = ShuttingDown, msg })
@@ -133,6 +136,7 @@ func (r *run) stopAll(ctx context.Context, end State, msg string, exit *int) {
 			r.revert(ctx, pl.Provider.Host, pl.Reservation)
 		}
 	}
+	span.End() // trace.go: ended before the end is seen
 	r.update(true, func(d *Deployment) {
 		d.State = end
 		d.Message = msg

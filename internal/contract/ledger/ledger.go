@@ -10,15 +10,20 @@
 //	moved, err := l.Settle(ctx, note)          // a countersigned note, any order
 //	err = l.Close(ctx, c.ID)                   // releases the escrow left
 //	b, err := l.Balance(ctx, did)
-//	s, err := l.Contract(ctx, c.ID)            // its escrow, paid, last note
+//	s, err := l.Contract(ctx, c.ID)            // paid, last note
+//	e, err := l.Escrow(ctx, requester, deployment) // the deployment's escrow
 //	ps, err := l.Payments(ctx, c.ID)           // the notes that moved funds
 //	err = l.Audit(ctx)                         // the invariants below hold
 //
 // # Rules
 //
-// Open records a contract signed by both parties. Its budget, when set, is
-// held in escrow from the requester (no budget: no escrow). Opening twice
-// does nothing.
+// Open records a contract signed by both parties. A deployment's budget
+// (Terms.Budget: what all its contracts together may cost) is held in
+// escrow from the requester once, shared by the deployment's contracts:
+// while any of them is open, the escrow holds the budget less what they
+// paid (no budget: no escrow); when the last one closes, it is released.
+// The budget is the one of the deployment's contract opened last. Opening
+// twice does nothing.
 //
 // Settle pays for a note that carries both the provider's and the
 // requester's signatures under its contract: the note's cumulative amount
@@ -26,13 +31,13 @@
 // duplicated, late or reordered note moves nothing, and the contract's
 // total paid is the largest amount among the countersigned notes settled,
 // whatever order they came in. The payment moves from the requester
-// (Paid) to the provider (Received) and is taken from the contract's
+// (Paid) to the provider (Received) and is taken from the deployment's
 // escrow as far as the escrow goes. The contract's state, both accounts
 // and the payment's journal entry change in one store transaction: a
 // crash (kill -9) never leaves half a payment.
 //
-// Close releases the escrow left and marks the contract closed; it does
-// not forbid payment. A countersigned note that arrives after Close still
+// Close marks the contract closed, and releases the deployment's escrow
+// when no other contract of it is open; it does not forbid payment. A countersigned note that arrives after Close still
 // pays what its amount adds: it is a debt the requester signed, and a final
 // invoice must not be lost because the contract was closed before it
 // arrived. For the same reason a note both parties signed after the final
@@ -55,15 +60,20 @@
 //
 // A Local is safe for concurrent use: every change is one store
 // transaction, and the store runs one writing transaction at a time.
-// Settle checks the signatures before it takes the write lock.
+// Settle checks the signatures before it takes the write lock. Prepare
+// and Settlement.Apply split Settle so that a caller settles within a
+// store transaction of its own (the notary, in the commit that stores
+// the note).
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/dmsnet/dms/internal/contract"
@@ -86,9 +96,6 @@ type State struct {
 	Requester  identity.DID `json:"requester"`
 	Provider   identity.DID `json:"provider"`
 	Budget     match.Money  `json:"budget,omitempty"`
-	// Escrow is the part of the budget still held: the budget less what
-	// was paid from it, zero once closed.
-	Escrow match.Money `json:"escrow"`
 	// Paid is what the contract has paid: the largest amount among the
 	// notes settled.
 	Paid match.Money `json:"paid"`
@@ -102,6 +109,31 @@ type State struct {
 	FinalSeq uint64    `json:"final_seq,omitempty"`
 	Closed   bool      `json:"closed,omitempty"`
 	Opened   time.Time `json:"opened"`
+}
+
+// Escrow is what a deployment's budget holds in escrow from its
+// requester, shared by the deployment's contracts in this ledger.
+type Escrow struct {
+	Requester  identity.DID `json:"requester"`
+	Deployment string       `json:"deployment"`
+	// Budget is the deployment's budget (of its contract opened last).
+	Budget match.Money `json:"budget"`
+	// Held is Budget less Paid while Open > 0, zero otherwise.
+	Held match.Money `json:"held"`
+	// Paid is what the deployment's contracts paid; Open how many of
+	// them are open.
+	Paid match.Money `json:"paid"`
+	Open int         `json:"open"`
+}
+
+func escrowKey(req identity.DID, deployment string) string { return string(req) + " " + deployment }
+
+// target is what e should hold.
+func (e *Escrow) target() match.Money {
+	if e.Open <= 0 {
+		return 0
+	}
+	return max(0, e.Budget-e.Paid)
 }
 
 // Payment is one entry of a contract's journal: a settled note that moved
@@ -138,6 +170,7 @@ var (
 		}})
 	accounts = store.NewKind("ledger-accounts", func(b contract.Balance) string { return string(b.DID) })
 	journal  = store.NewKind("ledger-payments", paymentKey)
+	escrows  = store.NewKind("ledger-escrows", func(e Escrow) string { return escrowKey(e.Requester, e.Deployment) })
 )
 
 // paymentKey orders a contract's payments by seq.
@@ -146,12 +179,64 @@ func paymentKey(p Payment) string { return fmt.Sprintf("%s/%020d/%s", p.Contract
 // migrations of the "ledger" component.
 var migrations = []store.Migration{
 	{Component: "ledger", Version: 1, Name: "create kinds", Up: func(*store.Tx) error { return nil }},
+	{Component: "ledger", Version: 2, Name: "one escrow per deployment", Up: migrateEscrows},
+}
+
+// migrateEscrows replaces the escrow each contract held (its whole
+// budget) by one escrow per deployment, and the accounts' escrowed sums
+// with them.
+func migrateEscrows(tx *store.Tx) error {
+	recs, err := contracts.List(tx, "")
+	if err != nil {
+		return err
+	}
+	byDep := map[string]*Escrow{}
+	latest := map[string]time.Time{}
+	for _, r := range recs {
+		k := escrowKey(r.Requester, r.Deployment)
+		e := byDep[k]
+		if e == nil {
+			e = &Escrow{Requester: r.Requester, Deployment: r.Deployment}
+			byDep[k] = e
+		}
+		if !r.Opened.Before(latest[k]) {
+			e.Budget, latest[k] = r.Budget, r.Opened
+		}
+		if e.Paid, err = add(e.Paid, r.Paid); err != nil {
+			return err
+		}
+		if !r.Closed {
+			e.Open++
+		}
+	}
+	held := map[identity.DID]match.Money{}
+	for _, e := range byDep {
+		e.Held = e.target()
+		held[e.Requester] += e.Held
+		if err := escrows.Put(tx, *e); err != nil {
+			return err
+		}
+	}
+	accs, err := accounts.List(tx, "")
+	if err != nil {
+		return err
+	}
+	for _, a := range accs {
+		if a.Escrowed != held[a.DID] {
+			a.Escrowed = held[a.DID]
+			if err := accounts.Put(tx, a); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Local is the ledger in one node's store.
 type Local struct {
-	db  *store.DB
-	now func() time.Time
+	db    *store.DB
+	now   func() time.Time
+	cache sync.Map // contract ID → *contract.Contract opened here, signatures verified
 }
 
 var _ contract.Ledger = (*Local)(nil)
@@ -182,7 +267,7 @@ func (l *Local) Open(ctx context.Context, c *contract.Contract) error {
 		return refuse(contract.ErrMalformed, "no contract")
 	}
 	// Check a copy from its bytes: what is stored is what was verified.
-	cp := &contract.Contract{ID: c.ID, Body: c.Body, RequesterSig: c.RequesterSig, ProviderSig: c.ProviderSig}
+	cp := &contract.Contract{ID: c.ID, Body: bytes.Clone(c.Body), RequesterSig: bytes.Clone(c.RequesterSig), ProviderSig: bytes.Clone(c.ProviderSig)}
 	if err := cp.Open(); err != nil {
 		return err
 	}
@@ -202,7 +287,7 @@ func (l *Local) Open(ctx context.Context, c *contract.Contract) error {
 	rec := record{
 		State: State{
 			ID: cp.ID, Deployment: t.Deployment, Requester: t.Requester, Provider: t.Provider,
-			Budget: t.Budget, Escrow: t.Budget, Opened: l.now(),
+			Budget: t.Budget, Opened: l.now(),
 		},
 		Body:         append([]byte(nil), cp.Body...),
 		RequesterSig: append([]byte(nil), cp.RequesterSig...),
@@ -215,143 +300,267 @@ func (l *Local) Open(ctx context.Context, c *contract.Contract) error {
 		case !errors.Is(err, store.ErrNotFound):
 			return err
 		}
-		if rec.Escrow > 0 {
-			req, err := account(tx, rec.Requester)
-			if err != nil {
-				return err
-			}
-			if req.Escrowed, err = add(req.Escrowed, rec.Escrow); err != nil {
-				return refuse(ErrOverflow, "escrow of %s for contract %s", rec.Requester, rec.ID)
-			}
-			if err := accounts.Put(tx, req); err != nil {
-				return err
-			}
+		e, err := escrowOf(tx, rec.Requester, rec.Deployment)
+		if err != nil {
+			return err
+		}
+		e.Budget = rec.Budget
+		e.Open++
+		if err := hold(tx, &e); err != nil {
+			return err
 		}
 		return contracts.Put(tx, rec)
 	})
+	if err == nil {
+		l.cache.Store(cp.ID, cp) // its settlements need not verify it again
+	}
 	return wrap("open", rec.ID, err)
 }
 
 // Settle pays what the countersigned note n adds to what its contract has
 // paid, and returns that amount (0 for a note already covered).
 func (l *Local) Settle(ctx context.Context, n *contract.SignedNote) (match.Money, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	if n == nil {
-		return 0, refuse(contract.ErrMalformed, "no note")
-	}
-	// Decode a copy from its bytes, whatever n holds decoded.
-	cp := &contract.SignedNote{Hash: n.Hash, Body: n.Body, ProviderSig: n.ProviderSig, RequesterSig: n.RequesterSig}
-	if err := cp.Open(); err != nil {
-		return 0, err
-	}
-	note := cp.Note()
-	if note == nil {
-		return 0, refuse(contract.ErrMalformed, "note %s does not decode", cp.Hash)
-	}
-	if note.Amount < 0 {
-		return 0, refuse(contract.ErrMalformed, "note %s has a negative amount", cp.Hash)
-	}
-	if !validID(note.Contract) {
-		return 0, refuse(contract.ErrMalformed, "note %s names contract %q, not a contract ID", cp.Hash, note.Contract)
-	}
-	// Check the signatures before taking the store's write lock: a
-	// contract's signed part never changes once opened.
-	var signed record
-	err := l.db.View(func(tx *store.Tx) error {
-		var err error
-		signed, err = contracts.Get(tx, note.Contract)
-		return err
-	})
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, refuse(contract.ErrUnknown, "note %s is of contract %s, never opened here", cp.Hash, note.Contract)
-	}
+	st, err := l.Prepare(ctx, n)
 	if err != nil {
-		return 0, wrap("settle", note.Contract, err)
-	}
-	c := signed.contract()
-	if err := c.Open(); err != nil {
-		return 0, wrap("settle", note.Contract, fmt.Errorf("%w: stored contract: %v", store.ErrCorrupt, err))
-	}
-	if !cp.Accepted(c) {
-		return 0, refuse(contract.ErrNotAccepted, "note %d (%s) of contract %s lacks a valid provider's or requester's signature", note.Seq, cp.Hash, c.ID)
+		return 0, err
 	}
 	var moved match.Money
 	err = l.db.Update(func(tx *store.Tx) error {
-		moved = 0
-		rec, err := contracts.Get(tx, note.Contract)
-		if err != nil {
-			return err
-		}
-		changed := false
-		if note.Final && (rec.FinalSeq == 0 || note.Seq < rec.FinalSeq) {
-			rec.FinalSeq, changed = note.Seq, true
-		}
-		if note.Seq > rec.Seq {
-			rec.Seq, rec.Hash, changed = note.Seq, cp.Hash, true
-		}
-		if note.Amount > rec.Paid {
-			delta := note.Amount - rec.Paid
-			if err := l.pay(tx, &rec, delta); err != nil {
-				return err
-			}
-			rec.Paid, changed = note.Amount, true
-			p := Payment{Contract: rec.ID, Seq: note.Seq, Hash: cp.Hash, From: rec.Requester, To: rec.Provider,
-				Amount: note.Amount, Moved: delta, At: l.now()}
-			if err := journal.Put(tx, p); err != nil {
-				return err
-			}
-			moved = delta
-		}
-		if !changed {
+		var changed bool
+		var err error
+		moved, changed, err = st.apply(tx)
+		if err == nil && !changed {
 			return errUnchanged // roll back: no commit, no fsync
 		}
-		return contracts.Put(tx, rec)
+		return err
 	})
 	if errors.Is(err, errUnchanged) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, wrap("settle", note.Contract, err)
+		return 0, wrap("settle", st.note.Contract, err)
 	}
 	return moved, nil
 }
 
-// pay moves delta from rec's requester to its provider, from the escrow
-// as far as it goes.
-func (l *Local) pay(tx *store.Tx, rec *record, delta match.Money) error {
-	req, err := account(tx, rec.Requester)
+// Settlement is a countersigned note checked for settlement (Prepare),
+// to be paid in a store transaction of the caller's (Apply): a node that
+// stores the note can settle it in the same commit.
+type Settlement struct {
+	l    *Local
+	sn   *contract.SignedNote // a copy decoded from its bytes
+	note *contract.Note
+}
+
+// Prepare makes the checks of Settle that need no transaction: the note
+// decodes, names a contract opened here, and carries both valid
+// signatures under it (a signature this process verified or made on the
+// same bytes counts: SignedNote.Clone). They are made before the store's
+// write lock is taken; a contract's signed part never changes once
+// opened.
+func (l *Local) Prepare(ctx context.Context, n *contract.SignedNote) (*Settlement, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if n == nil {
+		return nil, refuse(contract.ErrMalformed, "no note")
+	}
+	// A copy: what n holds decoded or verified counts only for the same
+	// bytes (SignedNote.Clone).
+	cp := n.Clone()
+	if err := cp.Open(); err != nil {
+		return nil, err
+	}
+	note := cp.Note()
+	if note == nil {
+		return nil, refuse(contract.ErrMalformed, "note %s does not decode", cp.Hash)
+	}
+	if note.Amount < 0 {
+		return nil, refuse(contract.ErrMalformed, "note %s has a negative amount", cp.Hash)
+	}
+	if !validID(note.Contract) {
+		return nil, refuse(contract.ErrMalformed, "note %s names contract %q, not a contract ID", cp.Hash, note.Contract)
+	}
+	c, err := l.opened(note.Contract)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, refuse(contract.ErrUnknown, "note %s is of contract %s, never opened here", cp.Hash, note.Contract)
+	}
 	if err != nil {
+		return nil, wrap("settle", note.Contract, err)
+	}
+	if !cp.Accepted(c) {
+		return nil, refuse(contract.ErrNotAccepted, "note %d (%s) of contract %s lacks a valid provider's or requester's signature", note.Seq, cp.Hash, c.ID)
+	}
+	return &Settlement{l: l, sn: cp, note: note}, nil
+}
+
+// opened returns the contract id opened here, its signatures verified,
+// from a cache (the signed part of an opened contract never changes).
+func (l *Local) opened(id string) (*contract.Contract, error) {
+	if c, ok := l.cache.Load(id); ok {
+		return c.(*contract.Contract), nil
+	}
+	var signed record
+	err := l.db.View(func(tx *store.Tx) error {
+		var err error
+		signed, err = contracts.Get(tx, id)
 		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	if req.Paid, err = add(req.Paid, delta); err != nil {
-		return refuse(ErrOverflow, "paid by %s", rec.Requester)
+	c := signed.contract()
+	if err := c.Open(); err != nil {
+		return nil, fmt.Errorf("%w: stored contract: %v", store.ErrCorrupt, err)
 	}
-	take := min(delta, rec.Escrow)
-	rec.Escrow -= take
-	req.Escrowed -= take
-	if req.Escrowed < 0 { // a corrupt account: never hold less than nothing
-		return fmt.Errorf("%w: %s escrows %s, less than contract %s holds", store.ErrCorrupt, req.DID, req.Escrowed+take, rec.ID)
+	l.cache.Store(id, c)
+	return c, nil
+}
+
+// Apply pays, in tx, what the note adds to what its contract has paid,
+// and returns that amount. A refusal (*contract.RefusalError: an
+// overflow) or a store error leaves tx unchanged by it, so a caller may
+// apply settlements beside writes of its own and drop a refused one.
+func (s *Settlement) Apply(tx *store.Tx) (match.Money, error) {
+	moved, _, err := s.apply(tx)
+	return moved, err
+}
+
+// apply is Apply, and whether it changed anything. Everything is read
+// and checked before the first write.
+func (s *Settlement) apply(tx *store.Tx) (match.Money, bool, error) {
+	note, l := s.note, s.l
+	rec, err := contracts.Get(tx, note.Contract)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, false, refuse(contract.ErrUnknown, "note %s is of contract %s, never opened here", s.sn.Hash, note.Contract)
 	}
-	if rec.Provider == rec.Requester {
-		req.Received, err = add(req.Received, delta)
-		if err != nil {
-			return refuse(ErrOverflow, "received by %s", rec.Provider)
+	if err != nil {
+		return 0, false, err
+	}
+	changed := false
+	if note.Final && (rec.FinalSeq == 0 || note.Seq < rec.FinalSeq) {
+		rec.FinalSeq, changed = note.Seq, true
+	}
+	if note.Seq > rec.Seq {
+		rec.Seq, rec.Hash, changed = note.Seq, s.sn.Hash, true
+	}
+	if note.Amount <= rec.Paid {
+		if !changed {
+			return 0, false, nil
 		}
-		return accounts.Put(tx, req)
+		return 0, true, contracts.Put(tx, rec)
 	}
-	prov, err := account(tx, rec.Provider)
+	delta := note.Amount - rec.Paid
+	p, err := l.payment(tx, &rec, delta)
+	if err != nil {
+		return 0, false, err
+	}
+	rec.Paid = note.Amount
+	if err := p.write(tx); err != nil {
+		return 0, false, err
+	}
+	j := Payment{Contract: rec.ID, Seq: note.Seq, Hash: s.sn.Hash, From: rec.Requester, To: rec.Provider,
+		Amount: note.Amount, Moved: delta, At: l.now()}
+	if err := journal.Put(tx, j); err != nil {
+		return 0, false, err
+	}
+	return delta, true, contracts.Put(tx, rec)
+}
+
+// escrowOf reads the escrow of a deployment, empty when absent.
+func escrowOf(tx *store.Tx, req identity.DID, deployment string) (Escrow, error) {
+	e, err := escrows.Get(tx, escrowKey(req, deployment))
+	if errors.Is(err, store.ErrNotFound) {
+		return Escrow{Requester: req, Deployment: deployment}, nil
+	}
+	return e, err
+}
+
+// hold makes e hold its target (e.target) and moves the difference into
+// or out of its requester's account; it stores both.
+func hold(tx *store.Tx, e *Escrow) error {
+	want := e.target()
+	if want == e.Held {
+		return escrows.Put(tx, *e)
+	}
+	req, err := account(tx, e.Requester)
 	if err != nil {
 		return err
 	}
-	if prov.Received, err = add(prov.Received, delta); err != nil {
-		return refuse(ErrOverflow, "received by %s", rec.Provider)
+	if want > e.Held {
+		if req.Escrowed, err = add(req.Escrowed, want-e.Held); err != nil {
+			return refuse(ErrOverflow, "escrow of %s for deployment %s", e.Requester, e.Deployment)
+		}
+	} else {
+		req.Escrowed -= e.Held - want
+		if req.Escrowed < 0 { // a corrupt account: never hold less than nothing
+			return fmt.Errorf("%w: %s escrows less than deployment %s holds", store.ErrCorrupt, req.DID, e.Deployment)
+		}
 	}
+	e.Held = want
 	if err := accounts.Put(tx, req); err != nil {
 		return err
 	}
-	return accounts.Put(tx, prov)
+	return escrows.Put(tx, *e)
+}
+
+// payment is a payment computed and checked, not written yet.
+type payment struct {
+	escrow    Escrow
+	req, prov contract.Balance
+	self      bool // the provider is the requester: one account
+}
+
+// payment computes moving delta from rec's requester to its provider,
+// from the deployment's escrow as far as it goes; it writes nothing.
+func (l *Local) payment(tx *store.Tx, rec *record, delta match.Money) (*payment, error) {
+	p := &payment{self: rec.Provider == rec.Requester}
+	var err error
+	if p.escrow, err = escrowOf(tx, rec.Requester, rec.Deployment); err != nil {
+		return nil, err
+	}
+	if p.req, err = account(tx, rec.Requester); err != nil {
+		return nil, err
+	}
+	if p.escrow.Paid, err = add(p.escrow.Paid, delta); err != nil {
+		return nil, refuse(ErrOverflow, "paid by deployment %s", rec.Deployment)
+	}
+	if p.req.Paid, err = add(p.req.Paid, delta); err != nil {
+		return nil, refuse(ErrOverflow, "paid by %s", rec.Requester)
+	}
+	release := p.escrow.Held - p.escrow.target() // a payment only lowers the target
+	p.escrow.Held -= release
+	p.req.Escrowed -= release
+	if release < 0 || p.req.Escrowed < 0 { // a corrupt account: never hold less than nothing
+		return nil, fmt.Errorf("%w: %s escrows less than deployment %s holds", store.ErrCorrupt, p.req.DID, rec.Deployment)
+	}
+	if p.self {
+		if p.req.Received, err = add(p.req.Received, delta); err != nil {
+			return nil, refuse(ErrOverflow, "received by %s", rec.Provider)
+		}
+		return p, nil
+	}
+	if p.prov, err = account(tx, rec.Provider); err != nil {
+		return nil, err
+	}
+	if p.prov.Received, err = add(p.prov.Received, delta); err != nil {
+		return nil, refuse(ErrOverflow, "received by %s", rec.Provider)
+	}
+	return p, nil
+}
+
+// write stores the payment's escrow and accounts.
+func (p *payment) write(tx *store.Tx) error {
+	if err := escrows.Put(tx, p.escrow); err != nil {
+		return err
+	}
+	if err := accounts.Put(tx, p.req); err != nil {
+		return err
+	}
+	if p.self {
+		return nil
+	}
+	return accounts.Put(tx, p.prov)
 }
 
 // Close releases the escrow left of a contract and marks it closed.
@@ -375,19 +584,13 @@ func (l *Local) Close(ctx context.Context, contractID string) error {
 		if rec.Closed {
 			return nil
 		}
-		if rec.Escrow > 0 {
-			req, err := account(tx, rec.Requester)
-			if err != nil {
-				return err
-			}
-			req.Escrowed -= rec.Escrow
-			if req.Escrowed < 0 {
-				return fmt.Errorf("%w: %s escrows less than contract %s holds", store.ErrCorrupt, req.DID, rec.ID)
-			}
-			if err := accounts.Put(tx, req); err != nil {
-				return err
-			}
-			rec.Escrow = 0
+		e, err := escrowOf(tx, rec.Requester, rec.Deployment)
+		if err != nil {
+			return err
+		}
+		e.Open--
+		if err := hold(tx, &e); err != nil {
+			return err
 		}
 		rec.Closed = true
 		return contracts.Put(tx, rec)
@@ -431,6 +634,24 @@ func (l *Local) Contract(ctx context.Context, id string) (State, error) {
 		return err
 	})
 	return s, wrap("contract", id, err)
+}
+
+// Escrow returns the escrow of a deployment's budget (all zero when none
+// of its contracts was opened here).
+func (l *Local) Escrow(ctx context.Context, requester identity.DID, deployment string) (Escrow, error) {
+	if err := ctx.Err(); err != nil {
+		return Escrow{}, err
+	}
+	var e Escrow
+	err := l.db.View(func(tx *store.Tx) error {
+		var err error
+		e, err = escrowOf(tx, requester, deployment)
+		return err
+	})
+	if err != nil {
+		return Escrow{}, fmt.Errorf("ledger: escrow of deployment %s: %w", deployment, err)
+	}
+	return e, nil
 }
 
 // Contracts returns the state of the contracts did is a party of (all
@@ -479,9 +700,10 @@ func (l *Local) Payments(ctx context.Context, contractID string) ([]Payment, err
 
 // Audit checks the ledger's invariants: what all accounts paid equals
 // what they received and what the contracts paid; each contract's paid
-// equals the sum of its journal's moves and the largest amount in it; an
-// open contract holds its budget less what it paid in escrow, a closed
-// one nothing; each account's escrow equals what its open contracts hold.
+// equals the sum of its journal's moves and the largest amount in it; each
+// deployment's escrow counts its contracts, open ones and what they paid,
+// and holds its budget less that while one is open, nothing otherwise;
+// each account's escrow equals what its deployments hold.
 // An error names the first broken one.
 func (l *Local) Audit(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
@@ -508,7 +730,11 @@ func (l *Local) Audit(ctx context.Context) error {
 		if paid != received {
 			return fmt.Errorf("ledger audit: accounts paid %s but received %s", paid, received)
 		}
-		escrow := map[identity.DID]match.Money{}
+		type depSum struct {
+			paid match.Money
+			open int
+		}
+		deps := map[string]*depSum{}
 		var total match.Money
 		for _, r := range recs {
 			ps, err := journal.List(tx, r.ID+"/")
@@ -528,13 +754,14 @@ func (l *Local) Audit(ctx context.Context) error {
 			if sum != r.Paid || top != r.Paid {
 				return fmt.Errorf("ledger audit: contract %s paid %s but its journal sums to %s, its largest amount %s", r.ID, r.Paid, sum, top)
 			}
-			if !r.Closed && r.Escrow != max(0, r.Budget-r.Paid) {
-				return fmt.Errorf("ledger audit: contract %s holds %s in escrow, want %s", r.ID, r.Escrow, max(0, r.Budget-r.Paid))
+			k := escrowKey(r.Requester, r.Deployment)
+			if deps[k] == nil {
+				deps[k] = &depSum{}
 			}
-			if r.Closed && r.Escrow != 0 {
-				return fmt.Errorf("ledger audit: closed contract %s still holds %s", r.ID, r.Escrow)
+			deps[k].paid += r.Paid
+			if !r.Closed {
+				deps[k].open++
 			}
-			escrow[r.Requester] += r.Escrow
 			if total, err = add(total, r.Paid); err != nil {
 				return fmt.Errorf("ledger audit: %w", err)
 			}
@@ -542,9 +769,32 @@ func (l *Local) Audit(ctx context.Context) error {
 		if total != paid {
 			return fmt.Errorf("ledger audit: contracts paid %s, accounts %s", total, paid)
 		}
+		es, err := escrows.List(tx, "")
+		if err != nil {
+			return err
+		}
+		escrow := map[identity.DID]match.Money{}
+		for _, e := range es {
+			k := escrowKey(e.Requester, e.Deployment)
+			d := deps[k]
+			if d == nil {
+				d = &depSum{}
+			}
+			delete(deps, k)
+			if e.Paid != d.paid || e.Open != d.open {
+				return fmt.Errorf("ledger audit: deployment %s: escrow counts %s paid by %d open contracts, the contracts %s by %d", e.Deployment, e.Paid, e.Open, d.paid, d.open)
+			}
+			if e.Held != e.target() {
+				return fmt.Errorf("ledger audit: deployment %s holds %s in escrow, want %s", e.Deployment, e.Held, e.target())
+			}
+			escrow[e.Requester] += e.Held
+		}
+		for k := range deps {
+			return fmt.Errorf("ledger audit: contracts of %q have no escrow record", k)
+		}
 		for _, a := range accs {
 			if a.Escrowed != escrow[a.DID] {
-				return fmt.Errorf("ledger audit: %s escrows %s, its open contracts hold %s", a.DID, a.Escrowed, escrow[a.DID])
+				return fmt.Errorf("ledger audit: %s escrows %s, its deployments hold %s", a.DID, a.Escrowed, escrow[a.DID])
 			}
 		}
 		return nil

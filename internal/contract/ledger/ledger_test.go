@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -9,6 +11,7 @@ import (
 	"github.com/dmsnet/dms/internal/contract/ledger/ledgertest"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/match"
+	"github.com/dmsnet/dms/internal/store"
 )
 
 // TestStateAndJournal checks what the local ledger records beyond the
@@ -43,8 +46,11 @@ func TestStateAndJournal(t *testing.T) {
 	check("note 1", 57_000-a(0), a(0))
 	mustSettle(t, l, ledgertest.Countersigned(t, notes[2], req)) // beyond the budget: escrow empty, still paid
 	check("note 3", 7_000, a(2))
-	if s := state(t, l, c.ID); s.Escrow != 0 || s.Paid != a(2) {
-		t.Errorf("contract: escrow %s paid %s, want 0 and %s", s.Escrow, s.Paid, a(2))
+	if s := state(t, l, c.ID); s.Paid != a(2) {
+		t.Errorf("contract: paid %s, want %s", s.Paid, a(2))
+	}
+	if e, err := l.Escrow(ctx, req.DID(), c.Terms().Deployment); err != nil || e.Held != 0 || e.Paid != a(2) || e.Open != 1 {
+		t.Errorf("Escrow = %+v, %v; want nothing held, %s paid, one open", e, err, a(2))
 	}
 	if err := l.Close(ctx, c2.ID); err != nil {
 		t.Fatal(err)
@@ -54,8 +60,8 @@ func TestStateAndJournal(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 	check("c2 closed twice", 0, a(2))
-	if s := state(t, l, free.ID); s.Escrow != 0 || s.Budget != 0 {
-		t.Errorf("contract without budget: escrow %s budget %s, want 0", s.Escrow, s.Budget)
+	if e, err := l.Escrow(ctx, req.DID(), free.Terms().Deployment); err != nil || e.Held != 0 || e.Budget != 0 {
+		t.Errorf("contract without budget: Escrow = %+v, %v; want nothing", e, err)
 	}
 	ps, err := l.Payments(ctx, c.ID)
 	if err != nil {
@@ -168,4 +174,44 @@ func TestSettleConcurrent(t *testing.T) {
 		t.Errorf("provider received %s, want %s", b.Received, want)
 	}
 	audit(t, l)
+}
+
+// TestSettleInCallersTransaction settles through Prepare and Apply in a
+// transaction that also writes for the caller, as the notary does.
+func TestSettleInCallersTransaction(t *testing.T) {
+	ctx := context.Background()
+	req, prov := ledgertest.Key(t, "req"), ledgertest.Key(t, "prov")
+	l := openLedger(t)
+	c := ledgertest.Contract(t, req, prov, "tx", 100_000)
+	if err := l.Open(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	notes := ledgertest.Notes(t, c, prov, ledgertest.Usages([]uint64{60, 60}), false)
+	own := store.NewKind("caller-rows", func(s string) string { return s })
+	for i, n := range []*contract.SignedNote{notes[1], notes[0]} {
+		st, err := l.Prepare(ctx, ledgertest.Countersigned(t, n, req))
+		if err != nil {
+			t.Fatalf("Prepare: %v", err)
+		}
+		var moved match.Money
+		if err := l.db.Update(func(tx *store.Tx) error {
+			if err := own.Put(tx, fmt.Sprint("row ", i)); err != nil {
+				return err
+			}
+			moved, err = st.Apply(tx)
+			return err
+		}); err != nil {
+			t.Fatalf("Update: %v", err)
+		}
+		if want := []match.Money{notes[1].Note().Amount, 0}[i]; moved != want {
+			t.Errorf("Apply(note %d) moved %s, want %s", n.Note().Seq, moved, want)
+		}
+	}
+	if b := balance(t, l, req.DID()); b.Paid != notes[1].Note().Amount || b.Escrowed != 100_000-notes[1].Note().Amount {
+		t.Errorf("requester %+v after the two settlements", b)
+	}
+	audit(t, l)
+	if _, err := l.Prepare(ctx, notes[0]); !errors.Is(err, contract.ErrNotAccepted) {
+		t.Errorf("Prepare(a note not countersigned) = %v, want ErrNotAccepted", err)
+	}
 }

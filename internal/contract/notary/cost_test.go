@@ -397,7 +397,24 @@ func TestCostRequesterChild(t *testing.T) {
 	// that serves deployproto.BehaviorNote (internal/node spawns it with
 	// actor.SpawnOptions{Workers: 32}): the requester's commits gather at
 	// most that many notes.
-	actorWorkers := make(chan struct{}, envOr("DMS_NOTARY_COST_ACTOR_WORKERS", 32))
+	// Like the actor's, the workers are long-lived goroutines (a
+	// goroutine per note would add its creation and stack growth).
+	noteReqs := make(chan rpcRequest)
+	var workers sync.WaitGroup
+	for range envOr("DMS_NOTARY_COST_ACTOR_WORKERS", 32) {
+		workers.Go(func() {
+			for req := range noteReqs {
+				cs, err := n.HandleNote(context.Background(), req.From, *req.Note)
+				if err != nil {
+					reply(fail(req.ID, err))
+					continue
+				}
+				reply(rpcReply{ID: req.ID, Note: &cs})
+			}
+		})
+	}
+	defer workers.Wait()
+	defer close(noteReqs)
 	var wg sync.WaitGroup
 	dec := json.NewDecoder(in)
 	for {
@@ -433,16 +450,7 @@ func TestCostRequesterChild(t *testing.T) {
 			}
 			reply(rpcReply{ID: req.ID})
 		case "note":
-			actorWorkers <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-actorWorkers }()
-				cs, err := n.HandleNote(context.Background(), req.From, *req.Note)
-				if err != nil {
-					reply(fail(req.ID, err))
-					return
-				}
-				reply(rpcReply{ID: req.ID, Note: &cs})
-			})
+			noteReqs <- req
 		}
 	}
 	wg.Wait()

@@ -67,8 +67,14 @@
 // Abandon closes a contract whose placement was reverted or replaced.
 // What was countersigned stays owed; the provider still has two intervals
 // (the grace) to invoice the usage up to the stop: notes are accepted
-// until a final note or the end of the grace, then the ledger closes the
-// contract (releasing its escrow).
+// until a final note or the end of the grace, then the contract is
+// closed-no-invoice and the ledger closes it. End does the same for the
+// active contracts of a deployment that ended, which stay active while
+// they wait. An invoice (a final note) that comes later is still
+// checked against the chain and the budget, countersigned and settled
+// for what it adds: never twice. A spent budget is stored, so a
+// restarted requester still refuses the deployment's notes (but
+// invoices) and tells Exhausted again.
 //
 // # Persistence
 //
@@ -84,8 +90,11 @@
 // it is final, otherwise when the contract's last settlement is
 // Config.SettleEvery old (the ledger pays the cumulative difference, so
 // nothing is lost between settlements; the budget is checked against the
-// countersigned notes, not the ledger). A crash between a commit and a
-// settlement is repaired when the notary is opened again: the last
+// countersigned notes, not the ledger). The requester settles in the
+// commit that stores the note when its ledger can (ledger.Local: Prepare,
+// then Settlement.Apply in the batch), so a settlement costs no commit of
+// its own. A crash between a commit and a settlement is repaired when
+// the notary is opened again: the last
 // countersigned note of every open contract is settled again (the ledger
 // pays it once). After a restart an active provider contract gets two
 // fresh intervals before it is stopped, and a note that was sent but not
@@ -140,6 +149,11 @@ const (
 	StateActive   State = "active"   // both signed; notes flow
 	StateClosed   State = "closed"   // the final note (invoice) is countersigned, or the placement was reverted
 	StateStopped  State = "stopped"  // provider: allocations stopped for want of countersignatures (Reason says why)
+	// StateClosedNoInvoice (requester): the deployment ended (End), or
+	// the placement was reverted or replaced (Abandon), and no invoice
+	// came within two intervals; the contract was closed at its last
+	// countersigned note. A late invoice still settles.
+	StateClosedNoInvoice State = "closed-no-invoice"
 )
 
 // Record is the stored state of one contract on this node.
@@ -240,7 +254,8 @@ type Notary struct {
 	// holding mu (the batcher's writes take it).
 	req       map[string]*rentry   // by contract ID
 	byDep     map[string][]*rentry // by deployment
-	exhausted map[string]bool      // deployments Exhausted was told of
+	exhausted map[string]bool      // deployments Exhausted was told of in this run
+	spent     map[string]bool      // deployments whose budget is spent (stored: rentry.r.Exhausted)
 	// Hand-over to the scheduler, guarded by mu.
 	added  []*pentry
 	graces []graceItem
@@ -299,6 +314,7 @@ func Open(cfg Config) (*Notary, error) {
 		req:       map[string]*rentry{},
 		byDep:     map[string][]*rentry{},
 		exhausted: map[string]bool{},
+		spent:     map[string]bool{},
 		wake:      make(chan struct{}, 1),
 	}
 	n.batch.db, n.batch.stats = cfg.DB, n
@@ -332,6 +348,9 @@ func Open(cfg Config) (*Notary, error) {
 			e := &rentry{r: r, c: c, acc: acc, settledAt: now}
 			n.req[r.ID] = e
 			n.byDep[r.Deployment] = append(n.byDep[r.Deployment], e)
+			if r.Exhausted {
+				n.spent[r.Deployment] = true
+			}
 			n.repairRequester(ctx, e, now)
 		case RoleProvider:
 			last, err := r.Last.open()

@@ -355,6 +355,9 @@ func TestAbandon(t *testing.T) {
 		if b := w.req.balance(w.req.key.DID()); b.Escrowed != 0 || b.Paid != 1_000_000 {
 			t.Errorf("after the grace: escrow %s paid %s, want 0 and 1", b.Escrowed, b.Paid)
 		}
+		if r := w.req.get(c.ID); r.State != StateClosedNoInvoice || r.Reason != "no invoice within two intervals: reverted" {
+			t.Errorf("after the grace: %s %q, want closed-no-invoice", r.State, r.Reason)
+		}
 		// A note after the grace is refused.
 		pr := w.prov
 		pr.open()

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/contract"
+	"github.com/dmsnet/dms/internal/contract/ledger"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/identity"
 	"github.com/dmsnet/dms/internal/match"
@@ -25,6 +27,28 @@ func (n *Notary) saveLatest(e *rentry, withContract bool, also ...*contract.Sign
 // save is saveLatest, without the state when !withState (a countersigned
 // note alone).
 func (n *Notary) save(e *rentry, withContract, withState bool, also ...*contract.SignedNote) *write {
+	return n.saveSettling(e, withContract, withState, nil, also...)
+}
+
+// txLedger is a ledger that settles within the notary's store commits
+// (ledger.Local): a countersigned note and its settlement then share
+// one commit.
+type txLedger interface {
+	Prepare(ctx context.Context, n *contract.SignedNote) (*ledger.Settlement, error)
+}
+
+// settling is a settlement that goes with a write (saveSettling): st is
+// set before the write is committed; applied and err say how it went
+// once it is.
+type settling struct {
+	st      *ledger.Settlement
+	applied bool
+	err     error // a refusal of the ledger's (the write goes on without it)
+}
+
+// saveSettling is save, with the settlement of sl (when sl and sl.st
+// are set) in the same transaction.
+func (n *Notary) saveSettling(e *rentry, withContract, withState bool, sl *settling, also ...*contract.SignedNote) *write {
 	return newWrite(func(tx *store.Tx) error {
 		n.mu.Lock()
 		r := e.r
@@ -44,6 +68,18 @@ func (n *Notary) save(e *rentry, withContract, withState bool, also ...*contract
 				return err
 			}
 		}
+		if sl != nil && sl.st != nil {
+			_, err := sl.st.Apply(tx)
+			var refusal *contract.RefusalError
+			switch {
+			case errors.As(err, &refusal): // it wrote nothing
+				sl.err = err
+			case err != nil:
+				return err
+			default:
+				sl.applied = true
+			}
+		}
 		return nil
 	})
 }
@@ -57,14 +93,15 @@ func (n *Notary) repairRequester(ctx context.Context, e *rentry, now time.Time) 
 	if e.acc != nil {
 		n.settle(ctx, e, e.r.ID, e.acc, now)
 	}
-	if e.r.State != StateClosed {
-		return
-	}
-	if e.r.Grace.After(now) && !e.finalAccepted() {
+	waiting := !e.r.Grace.IsZero() && !e.finalAccepted() // abandoned, or its deployment ended
+	switch {
+	case waiting && e.r.Grace.After(now):
 		n.graces = append(n.graces, graceItem{id: e.r.ID, due: e.r.Grace})
-		return
+	case waiting:
+		n.expireGrace(ctx, e.r.ID) // the grace ended while the node was down
+	case e.r.State == StateClosed || e.r.State == StateClosedNoInvoice:
+		n.closeLedger(ctx, e, e.r.ID)
 	}
-	n.closeLedger(ctx, e, e.r.ID)
 }
 
 func (e *rentry) finalAccepted() bool { return e.acc != nil && e.acc.Note().Final }
@@ -134,8 +171,12 @@ func (n *Notary) Agree(id string, providerSig []byte) error {
 		return fmt.Errorf("notary: open contract %s in the ledger: %w", id, err)
 	}
 	n.mu.Lock()
-	if e.r.State != StateProposed { // agreed or abandoned meanwhile
+	if e.r.State != StateProposed { // agreed, abandoned or ended meanwhile
+		closed := e.r.State == StateClosed && e.r.Grace.IsZero()
 		n.mu.Unlock()
+		if closed { // opened in the ledger just now: close it again
+			n.closeLedger(context.Background(), e, id)
+		}
 		return nil
 	}
 	old := e.r
@@ -184,12 +225,72 @@ func (n *Notary) Abandon(id, reason string) error {
 	return nil
 }
 
-// expireGrace closes an abandoned contract in the ledger once its grace
-// is over.
+// End is told that a deployment ended (shut down, completed, failed;
+// reason says how): each of its active requester contracts without an
+// invoice waits for one two intervals more, then is closed at its last
+// countersigned note (StateClosedNoInvoice: settled, and closed in the
+// ledger). A proposed contract is closed at once. Ending a deployment
+// again, or one with no contracts here, does nothing.
+//
+// An invoice that comes after the close is still accepted: it must
+// follow the countersigned chain (contract.CheckNote) and keep the
+// deployment within its budget; the ledger then pays its amount less
+// what the contract paid, so it is never paid twice.
+func (n *Notary) End(deployment, reason string) error {
+	now := n.now()
+	var changed []*rentry
+	n.mu.Lock()
+	for _, e := range n.byDep[deployment] {
+		switch {
+		case e.r.State == StateProposed:
+			e.r.State, e.r.Reason = StateClosed, "deployment ended before the provider signed ("+reason+")"
+		case e.r.State == StateActive && e.r.Grace.IsZero() && !e.finalAccepted():
+			e.r.Grace, e.r.Reason = now.Add(2*e.c.Terms().Interval), "deployment ended ("+reason+"), awaiting the invoice"
+			n.graces = append(n.graces, graceItem{id: e.r.ID, due: e.r.Grace})
+		default:
+			continue
+		}
+		e.r.Updated = now
+		changed = append(changed, e)
+	}
+	n.mu.Unlock()
+	if len(changed) == 0 {
+		return nil
+	}
+	n.signal()
+	w := newWrite(func(tx *store.Tx) error {
+		for _, e := range changed {
+			n.mu.Lock()
+			r := e.r
+			n.mu.Unlock()
+			if err := putState(tx, &r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err := n.batch.do(w, false); err != nil {
+		return fmt.Errorf("notary: store the end of deployment %s: %w", deployment, err)
+	}
+	return nil
+}
+
+// expireGrace ends the grace of an abandoned contract, or the wait for
+// the invoice of a contract whose deployment ended (End): the contract
+// is closed-no-invoice, its last countersigned note settled and the
+// contract closed in the ledger.
 func (n *Notary) expireGrace(ctx context.Context, id string) {
 	n.mu.Lock()
 	e := n.req[id]
-	if e == nil || e.r.State != StateClosed || e.r.LedgerClosed || e.r.Grace.After(n.now()) {
+	if e == nil || e.r.LedgerClosed || e.r.Grace.IsZero() || e.r.Grace.After(n.now()) || e.finalAccepted() {
+		n.mu.Unlock()
+		return
+	}
+	switch e.r.State {
+	case StateClosed, StateActive: // abandoned, or its deployment ended: no invoice came
+		e.r.State, e.r.Updated = StateClosedNoInvoice, n.now()
+		e.r.Reason = "no invoice within two intervals: " + strings.TrimSuffix(e.r.Reason, ", awaiting the invoice")
+	default:
 		n.mu.Unlock()
 		return
 	}
@@ -204,15 +305,18 @@ func (n *Notary) expireGrace(ctx context.Context, id string) {
 	n.closeLedger(ctx, e, id)
 }
 
-// closeLedger closes e in the ledger and records it. Callers hold no
-// lock.
+// closeLedger closes e in the ledger and stores its state (whatever the
+// ledger says). A contract the ledger never opened (closed while
+// proposed) counts as closed there. Callers hold no lock.
 func (n *Notary) closeLedger(ctx context.Context, e *rentry, id string) {
-	if err := n.cfg.Ledger.Close(ctx, id); err != nil {
+	err := n.cfg.Ledger.Close(ctx, id)
+	if err != nil && !errors.Is(err, contract.ErrUnknown) {
 		n.log.Error("close in the ledger", "contract_id", id, "err", err)
-		return
 	}
 	n.mu.Lock()
-	e.r.LedgerClosed = true
+	if err == nil || errors.Is(err, contract.ErrUnknown) {
+		e.r.LedgerClosed = true
+	}
 	n.mu.Unlock()
 	if err := n.batch.do(n.saveLatest(e, false), false); err != nil {
 		n.log.Error("store contract", "contract_id", id, "err", err)
@@ -226,9 +330,14 @@ func (n *Notary) settle(ctx context.Context, e *rentry, id string, cs *contract.
 		n.log.Error("settle", "contract_id", id, "seq", cs.Note().Seq, "err", err)
 		return
 	}
+	n.settled(e, cs.Note().Seq, at)
+}
+
+// settled records that e's note seq was settled at at.
+func (n *Notary) settled(e *rentry, seq uint64, at time.Time) {
 	n.mu.Lock()
-	if s := cs.Note().Seq; s > e.settled {
-		e.settled, e.settledAt = s, at
+	if seq > e.settled {
+		e.settled, e.settledAt = seq, at
 	}
 	n.mu.Unlock()
 }
@@ -295,8 +404,12 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 	case StateProposed:
 		n.mu.Unlock()
 		return contract.SignedNote{}, refusef(contract.ErrTerms, "contract %s is not signed by its provider yet", id)
-	case StateClosed:
-		if e.r.Grace.IsZero() || !now.Before(e.r.Grace) || e.finalAccepted() {
+	case StateClosed, StateClosedNoInvoice:
+		// Within the grace of an abandoned contract, any note; after it,
+		// only a late invoice (checked against the chain like any note;
+		// the ledger pays what it adds, once).
+		inGrace := !e.r.Grace.IsZero() && now.Before(e.r.Grace)
+		if e.finalAccepted() || !inGrace && !note.Final {
 			reason := e.r.Reason
 			n.mu.Unlock()
 			return contract.SignedNote{}, refusef(contract.ErrClosed, "contract %s is closed (%s)", id, reason)
@@ -306,6 +419,17 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 		n.mu.Unlock()
 		return contract.SignedNote{}, refuse(err)
 	}
+	if n.spent[t.Deployment] && !note.Final {
+		// The budget was spent (in this run or before a restart): no
+		// more notes but invoices, which the budget check below bounds.
+		tell := !n.exhausted[t.Deployment]
+		n.exhausted[t.Deployment] = true
+		n.mu.Unlock()
+		if tell && n.cfg.Exhausted != nil {
+			n.cfg.Exhausted(t.Deployment, ReasonBudget)
+		}
+		return contract.SignedNote{}, refusef(contract.ErrBudget, "the budget of deployment %s is spent", t.Deployment)
+	}
 	var others match.Money
 	for _, o := range n.byDep[t.Deployment] {
 		if o != e && o.acc != nil {
@@ -313,13 +437,23 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 		}
 	}
 	if err := contract.CheckBudget(t, others, note.Amount); err != nil {
-		var exhausted bool
+		var tell, persist bool
 		if errors.Is(err, contract.ErrBudget) {
-			exhausted = !n.exhausted[t.Deployment]
+			tell = !n.exhausted[t.Deployment]
 			n.exhausted[t.Deployment] = true
+			persist = !n.spent[t.Deployment]
+			n.spent[t.Deployment] = true
+			e.r.Exhausted = e.r.Exhausted || persist
 		}
 		n.mu.Unlock()
-		if exhausted && n.cfg.Exhausted != nil {
+		if persist {
+			// Stored before the refusal is answered: a restarted
+			// requester still refuses (and says so again).
+			if serr := n.batch.do(n.saveLatest(e, false), false); serr != nil {
+				n.log.Error("store the budget's exhaustion", "deployment_id", t.Deployment, "err", serr)
+			}
+		}
+		if tell && n.cfg.Exhausted != nil {
 			n.cfg.Exhausted(t.Deployment, ReasonBudget)
 		}
 		return contract.SignedNote{}, refuse(err)
@@ -331,16 +465,37 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 	oldR, oldAcc, oldWrite := e.r, e.acc, e.accWrite
 	e.r.Accepted, e.r.AcceptedSeq, e.r.Updated = storeNote(&cs), note.Seq, now
 	e.r.Last = e.r.Accepted
-	if note.Final && e.r.State == StateActive {
-		e.r.State = StateClosed
+	if note.Final {
+		switch e.r.State {
+		case StateActive:
+			e.r.State = StateClosed
+			if !e.r.Grace.IsZero() { // End: the invoice it awaited
+				e.r.Reason = ""
+			}
+		case StateClosedNoInvoice:
+			e.r.State, e.r.Reason = StateClosed, "invoice after the close"
+		}
 	}
 	settle := note.Final || now.Sub(e.settledAt) >= n.cfg.SettleEvery
 	// The state goes with the note when it changed (closed) and when the
-	// contract settles; otherwise the note alone.
-	w := n.save(e, false, settle || e.r.State != oldR.State, &cs)
+	// contract settles; otherwise the note alone. A ledger that can
+	// settles in the same commit.
+	var sl *settling
+	txl, inTx := n.cfg.Ledger.(txLedger)
+	if settle && inTx {
+		sl = &settling{}
+	}
+	w := n.saveSettling(e, false, settle || e.r.State != oldR.State, sl, &cs)
 	e.acc, e.accWrite = &cs, w
 	n.mu.Unlock()
 
+	if sl != nil {
+		st, err := txl.Prepare(ctx, &cs)
+		if err != nil {
+			n.log.Error("settle", "contract_id", id, "seq", note.Seq, "err", err)
+		}
+		sl.st = st
+	}
 	if err := n.batch.do(w, true); err != nil {
 		n.mu.Lock()
 		if e.accWrite == w {
@@ -350,7 +505,12 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 		return contract.SignedNote{}, fmt.Errorf("notary: store note %d of contract %s: %w", note.Seq, id, err)
 	}
 	n.countersigned.Add(1)
-	if settle {
+	switch {
+	case sl != nil && sl.applied:
+		n.settled(e, note.Seq, now)
+	case sl != nil && sl.err != nil:
+		n.log.Error("settle", "contract_id", id, "seq", note.Seq, "err", sl.err)
+	case settle && !inTx:
 		n.settle(ctx, e, id, &cs, now)
 	}
 	if note.Final {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/dmsnet/dms/internal/contract"
@@ -35,8 +36,18 @@ var (
 
 func rowKey(id string, role Role) string { return id + "/" + string(role) }
 
+// noteKey is "<id>/<role>/<seq, 20 digits>" (without fmt: it is built
+// for every note).
 func noteKey(id string, role Role, seq uint64) string {
-	return fmt.Sprintf("%s/%s/%020d", id, role, seq)
+	const digits = 20
+	b := make([]byte, 0, len(id)+len(role)+2+digits)
+	b = append(append(append(append(b, id...), '/'), role...), '/')
+	var d [digits]byte
+	num := strconv.AppendUint(d[:0], seq, 10)
+	for range digits - len(num) {
+		b = append(b, '0')
+	}
+	return string(append(b, num...))
 }
 
 // storedContract is a contract as signed, byte for byte.
@@ -84,8 +95,12 @@ type row struct {
 	FinalTries    int
 
 	// Requester side. Grace is, for an abandoned contract, until when a
-	// note (the provider's invoice) is still accepted.
-	Grace time.Time
+	// note (the provider's invoice) is still accepted; for an active
+	// contract of an ended deployment, until when its invoice is awaited
+	// (End). Exhausted: a note of the contract was refused because the
+	// deployment's budget is spent.
+	Grace     time.Time
+	Exhausted bool
 	// LedgerClosed: the ledger closed the contract (both sides).
 	LedgerClosed bool
 }
@@ -118,6 +133,7 @@ type stateRow struct {
 	Refused       bool      `json:"refused,omitempty"`
 	FinalTries    int       `json:"final_tries,omitempty"`
 	Grace         time.Time `json:"grace,omitempty"`
+	Exhausted     bool      `json:"exhausted,omitempty"`
 	LedgerClosed  bool      `json:"ledger_closed,omitempty"`
 }
 
@@ -139,7 +155,7 @@ func putState(tx *store.Tx, r *row) error {
 	st := stateRow{
 		ID: r.ID, Role: r.Role, State: r.State, Reason: r.Reason, Updated: r.Updated,
 		Quiet: r.Quiet, Refusal: r.Refusal, BudgetRefused: r.BudgetRefused, Refused: r.Refused,
-		FinalTries: r.FinalTries, Grace: r.Grace, LedgerClosed: r.LedgerClosed,
+		FinalTries: r.FinalTries, Grace: r.Grace, Exhausted: r.Exhausted, LedgerClosed: r.LedgerClosed,
 	}
 	st.Seq = r.AcceptedSeq
 	if r.Last != nil && (r.Accepted == nil || r.Last.Hash != r.Accepted.Hash) {
@@ -164,7 +180,7 @@ func loadRow(tx *store.Tx, c contractRow) (row, error) {
 		ID: c.ID, Role: c.Role, Deployment: c.Deployment, Reservation: c.Reservation, Contract: c.Contract,
 		State: st.State, Reason: st.Reason, Updated: st.Updated, Quiet: st.Quiet, Refusal: st.Refusal,
 		BudgetRefused: st.BudgetRefused, Refused: st.Refused, FinalTries: st.FinalTries, Grace: st.Grace,
-		LedgerClosed: st.LedgerClosed,
+		Exhausted: st.Exhausted, LedgerClosed: st.LedgerClosed,
 	}
 	if st.Seq > 0 {
 		nr, err := notes.Get(tx, noteKey(c.ID, c.Role, st.Seq))

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"github.com/dmsnet/dms/internal/executor"
@@ -30,8 +31,14 @@ import (
 // hierarchy without them) the CPU comes from v2's cpu.stat, which the
 // kernel keeps for every cgroup, and the memory from v1.
 //
-// Memory is what the kernel charges the cgroup, page cache included (as
-// its limit counts it).
+// Memory is the cgroup's working set, as docker stats and kubectl top
+// count it: what the kernel charges the cgroup (memory.current, v1
+// memory.usage_in_bytes) less its inactive file cache (memory.stat's
+// inactive_file, v1 total_inactive_file), which the kernel reclaims
+// first. So a workload that reads many files is not billed for the page
+// cache they leave behind; its anonymous memory, kernel memory and the
+// cache it keeps using (active_file) count. The peak is the kernel's
+// (memory.peak, max_usage_in_bytes), page cache included.
 
 // cgroupSampleEvery is how often a container's cgroup is read for its
 // Result: a run loses at most this much CPU time at its end, when the
@@ -50,6 +57,8 @@ type cgroupFiles struct {
 	cpu    string // v2 cpu.stat, or v1 cpuacct.usage
 	cpuV2  bool   // cpu is v2's cpu.stat (µs in usage_usec), else v1's (ns)
 	memory string // memory.current, or memory.usage_in_bytes
+	stat   string // memory.stat (v2 when memV2); "" if absent
+	memV2  bool
 	peak   string // memory.peak, or memory.max_usage_in_bytes; "" if absent
 	pids   string // pids.current; "" if absent
 	events string // v2 cgroup.events, to see the end; "" if absent
@@ -201,14 +210,20 @@ func (h cgroupHost) find(pid int, id string, mounts []cgroupMount) (*cgroupFiles
 	}
 	switch {
 	case v2 != "" && exists(filepath.Join(v2, "memory.current")):
-		cf.memory = filepath.Join(v2, "memory.current")
+		cf.memory, cf.memV2 = filepath.Join(v2, "memory.current"), true
 		if p := filepath.Join(v2, "memory.peak"); exists(p) {
 			cf.peak = p
+		}
+		if p := filepath.Join(v2, "memory.stat"); exists(p) {
+			cf.stat = p
 		}
 	case v1["memory"] != "" && exists(filepath.Join(v1["memory"], "memory.usage_in_bytes")):
 		cf.memory = filepath.Join(v1["memory"], "memory.usage_in_bytes")
 		if p := filepath.Join(v1["memory"], "memory.max_usage_in_bytes"); exists(p) {
 			cf.peak = p
+		}
+		if p := filepath.Join(v1["memory"], "memory.stat"); exists(p) {
+			cf.stat = p
 		}
 	default:
 		return nil, fmt.Errorf("%w: no memory usage file for container %s", errNoCgroup, short(id))
@@ -254,6 +269,13 @@ func (cf *cgroupFiles) read() (executor.Usage, error) {
 		return u, fmt.Errorf("%s: %w", cf.memory, err)
 	}
 	u.Memory, u.MemoryPeak = match.Bytes(mem), match.Bytes(mem)
+	if cf.stat != "" {
+		var sbuf [8 << 10]byte // memory.stat is 1–3 KiB
+		if b, err := readSmall(cf.stat, sbuf[:]); err == nil {
+			in, ok := inactiveFile(b, cf.memV2)
+			u.Memory = match.Bytes(workingSet(mem, in, ok))
+		}
+	}
 	if cf.peak != "" {
 		if b, err := readSmall(cf.peak, buf[:]); err == nil {
 			if p, err := parseUint(b); err == nil {
@@ -269,6 +291,37 @@ func (cf *cgroupFiles) read() (executor.Usage, error) {
 		}
 	}
 	return u, nil
+}
+
+// inactiveFile returns the inactive file cache of a memory.stat file:
+// inactive_file (v2), total_inactive_file (v1: the cgroup and its
+// descendants). ok is false when the line is missing.
+func inactiveFile(stat []byte, v2 bool) (n uint64, ok bool) {
+	if v2 {
+		return statField(stat, "inactive_file")
+	}
+	return statField(stat, "total_inactive_file")
+}
+
+// workingSet is usage less the inactive file cache, as docker stats
+// computes it: unchanged when the cache is unknown or not below usage
+// (two files read at slightly different times).
+func workingSet(usage uint64, inactive uint64, ok bool) uint64 {
+	if ok && inactive < usage {
+		return usage - inactive
+	}
+	return usage
+}
+
+// statsWorkingSet is workingSet of the daemon's stats (the fallback when
+// the cgroup files cannot be read): v1 reports total_inactive_file, v2
+// inactive_file.
+func statsWorkingSet(m *container.MemoryStats) uint64 {
+	if v, ok := m.Stats["total_inactive_file"]; ok {
+		return workingSet(m.Usage, v, true)
+	}
+	v, ok := m.Stats["inactive_file"]
+	return workingSet(m.Usage, v, ok)
 }
 
 // readSmall reads a small file into buf (cgroup files are read in one

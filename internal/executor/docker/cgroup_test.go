@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
+
 	"github.com/dmsnet/dms/internal/executor"
 )
 
@@ -61,6 +63,29 @@ func TestCgroupFind(t *testing.T) {
 			want: executor.Usage{CPUTime: 4401015 * time.Microsecond, Memory: 2203648, MemoryPeak: 9000000, PIDs: 3},
 		},
 		{
+			name: "v2: the inactive file cache is not counted",
+			files: map[string]string{
+				"proc/self/mountinfo":                       v2Mountinfo,
+				"proc/42/cgroup":                            "0::" + scope + "\n",
+				"sys/fs/cgroup" + scope + "/cpu.stat":       "usage_usec 1\n",
+				"sys/fs/cgroup" + scope + "/memory.current": "10000000\n",
+				"sys/fs/cgroup" + scope + "/memory.peak":    "12000000\n",
+				"sys/fs/cgroup" + scope + "/memory.stat":    "anon 2000000\nfile 7500000\nkernel 500000\nactive_file 1500000\ninactive_file 6000000\ntotal_inactive_file 1\n",
+			},
+			want: executor.Usage{CPUTime: time.Microsecond, Memory: 4000000, MemoryPeak: 12000000},
+		},
+		{
+			name: "v2: a cache above the usage (read later) leaves the usage",
+			files: map[string]string{
+				"proc/self/mountinfo":                       v2Mountinfo,
+				"proc/42/cgroup":                            "0::" + scope + "\n",
+				"sys/fs/cgroup" + scope + "/cpu.stat":       "usage_usec 1\n",
+				"sys/fs/cgroup" + scope + "/memory.current": "4096\n",
+				"sys/fs/cgroup" + scope + "/memory.stat":    "inactive_file 8192\n",
+			},
+			want: executor.Usage{CPUTime: time.Microsecond, Memory: 4096, MemoryPeak: 4096},
+		},
+		{
 			name: "hybrid: cpu from v2, memory from v1",
 			files: map[string]string{
 				"proc/self/mountinfo": hybridMountinfo,
@@ -82,6 +107,17 @@ func TestCgroupFind(t *testing.T) {
 				"sys/fs/cgroup/memory" + dockerPath + "/memory.usage_in_bytes": "4096\n",
 			},
 			want: executor.Usage{CPUTime: 2032385747, Memory: 4096, MemoryPeak: 4096},
+		},
+		{
+			name: "v1: total_inactive_file is not counted",
+			files: map[string]string{
+				"proc/self/mountinfo": strings.Replace(hybridMountinfo, "cgroup2 cgroup2", "tmpfs tmpfs", 1),
+				"proc/42/cgroup":      v1cgroup,
+				"sys/fs/cgroup/cpu,cpuacct" + dockerPath + "/cpuacct.usage":    "5\n",
+				"sys/fs/cgroup/memory" + dockerPath + "/memory.usage_in_bytes": "10000\n",
+				"sys/fs/cgroup/memory" + dockerPath + "/memory.stat":           "cache 9000\ninactive_file 100\ntotal_cache 9000\ntotal_inactive_file 7000\n",
+			},
+			want: executor.Usage{CPUTime: 5, Memory: 3000, MemoryPeak: 10000},
 		},
 		{
 			name: "namespaced: the mount's root is the container's cgroup",
@@ -192,6 +228,11 @@ func FuzzParseCgroupFiles(f *testing.F) {
 		parseMountinfo(strings.NewReader(string(b)))
 		parseProcCgroup(strings.NewReader(string(b)))
 		statField(b, "usage_usec")
+		for _, v2 := range []bool{true, false} {
+			if in, ok := inactiveFile(b, v2); workingSet(1<<20, in, ok) > 1<<20 {
+				t.Fatalf("working set above the usage")
+			}
+		}
 		unescapeMount(string(b))
 	})
 }
@@ -235,4 +276,24 @@ func BenchmarkCgroupRead(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestStatsWorkingSet(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		stats map[string]uint64
+		want  uint64
+	}{
+		{"v1", map[string]uint64{"total_inactive_file": 300, "inactive_file": 1}, 700},
+		{"v2", map[string]uint64{"inactive_file": 400}, 600},
+		{"no stats", nil, 1000},
+		{"cache above the usage", map[string]uint64{"inactive_file": 5000}, 1000},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m := container.MemoryStats{Usage: 1000, Stats: tt.stats}
+			if got := statsWorkingSet(&m); got != tt.want {
+				t.Errorf("statsWorkingSet(%v) = %d, want %d", tt.stats, got, tt.want)
+			}
+		})
+	}
 }

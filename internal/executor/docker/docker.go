@@ -684,7 +684,7 @@ func (e *Executor) sample(ctx context.Context, t *tracked) {
 func usageOf(s *container.StatsResponse) executor.Usage {
 	return executor.Usage{
 		CPUTime:    time.Duration(s.CPUStats.CPUUsage.TotalUsage),
-		Memory:     match.Bytes(s.MemoryStats.Usage),
+		Memory:     match.Bytes(statsWorkingSet(&s.MemoryStats)),
 		MemoryPeak: match.Bytes(max(s.MemoryStats.MaxUsage, s.MemoryStats.Usage)),
 		PIDs:       int64(s.PidsStats.Current),
 	}

@@ -92,6 +92,9 @@ func TestSources(t *testing.T) {
 			return Contracts{ByState: map[[2]string]int{{"provider", "active"}: 2}, Issued: 7, Countersigned: 5}
 		},
 		Subnet: func() Subnet { return Subnet{Forwarded: 9, Dropped: map[string]uint64{"no-route": 1}, DNSLocal: 4} },
+		Tracing: func() map[string]uint64 {
+			return map[string]uint64{"exported": 11, "bad_traceparent": 2, "export_queued": 6}
+		},
 	}
 	if err := m.Watch(src); err != nil {
 		t.Fatal(err)
@@ -120,6 +123,9 @@ func TestSources(t *testing.T) {
 		`dms_subnet_packets_total{kind="forwarded"} 9`,
 		`dms_subnet_dropped_total{reason="no-route"} 1`,
 		`dms_subnet_dns_queries_total{result="local"} 4`,
+		`dms_trace_spans_total{event="exported"} 11`,
+		`dms_trace_spans_total{event="bad_traceparent"} 2`,
+		`dms_trace_export_queued 6`,
 		`process_resident_memory_bytes `,
 		`go_goroutines `,
 	} {

@@ -34,6 +34,10 @@ type Sources struct {
 	Contracts func() Contracts
 	// Subnet returns the subnet data path's counters.
 	Subnet func() Subnet
+	// Tracing returns the tracer's counters (telemetry.Tracing.Stats):
+	// exported, dropped, export_errors, recorded, bad_traceparent, … and
+	// the gauge export_queued.
+	Tracing func() map[string]uint64
 }
 
 // Orchestration are the orchestrator's counters since the node started.
@@ -104,6 +108,8 @@ var sourceDescs = []struct {
 	{"dms_subnet_packets_total", "Packets of the deployments' subnets, by what happened: forwarded (to another provider), datagram (of forwarded, sent as datagrams), delivered (to a local allocation).", []string{"kind"}},
 	{"dms_subnet_dropped_total", "Packets of the deployments' subnets dropped, by reason.", []string{"reason"}},
 	{"dms_subnet_streams_total", "Subnet streams: sessions opened, fallbacks (datagrams that went over a stream), read errors.", []string{"kind"}},
+	{"dms_trace_spans_total", "Spans and trace contexts, by event: recorded (kept locally), exported (accepted by the collector), dropped (export queue full), record_dropped (local record queue full), export_errors, export_failed, record_errors, pruned, bad_traceparent (a peer's malformed traceparent, message handled untraced), otel_errors.", []string{"event"}},
+	{"dms_trace_export_queued", "Spans waiting for export to the collector.", nil},
 	{"dms_subnet_dns_queries_total", "DNS queries of the subnets' allocations, by result: local, forwarded, failed, dropped.", []string{"result"}},
 }
 
@@ -198,6 +204,15 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		counter("dms_subnet_dns_queries_total", float64(st.DNSForwarded), "forwarded")
 		counter("dms_subnet_dns_queries_total", float64(st.DNSFailed), "failed")
 		counter("dms_subnet_dns_queries_total", float64(st.DNSDropped), "dropped")
+	}
+	if s.Tracing != nil {
+		for k, v := range s.Tracing() {
+			if k == "export_queued" {
+				gauge("dms_trace_export_queued", float64(v))
+				continue
+			}
+			counter("dms_trace_spans_total", float64(v), k)
+		}
 	}
 }
 

@@ -48,6 +48,7 @@ type Harness struct {
 func Conformance(t *testing.T, h Harness) {
 	t.Run("Sequences", func(t *testing.T) { sequences(t, h) })
 	t.Run("Escrow", func(t *testing.T) { escrow(t, h) })
+	t.Run("SharedEscrow", func(t *testing.T) { sharedEscrow(t, h) })
 	t.Run("Refusals", func(t *testing.T) { refusals(t, h) })
 	t.Run("Property", func(t *testing.T) { property(t, h) })
 }
@@ -209,6 +210,68 @@ func escrow(t *testing.T, h Harness) {
 	}
 }
 
+// sharedEscrow: a deployment's contracts hold its budget in escrow once,
+// together, until the last of them closes.
+func sharedEscrow(t *testing.T, h Harness) {
+	ctx := context.Background()
+	req, prov, prov2 := Key(t, "req"), Key(t, "prov"), Key(t, "prov2")
+	l := h.New(t)
+	const budget = 200_000
+	t1 := Terms(req.DID(), prov.DID(), "shared-1", budget)
+	t2 := Terms(req.DID(), prov2.DID(), "shared-2", budget)
+	t2.Deployment = t1.Deployment
+	c1, c2 := Signed(t, t1, req, prov), Signed(t, t2, req, prov2)
+	check := func(when string, escrowed, paid match.Money) {
+		t.Helper()
+		b := balance(t, l, req.DID())
+		if b.Escrowed != escrowed || b.Paid != paid {
+			t.Errorf("%s: requester escrows %s and paid %s, want %s and %s", when, b.Escrowed, b.Paid, escrowed, paid)
+		}
+	}
+	for _, c := range []*contract.Contract{c1, c2, c1} {
+		if err := l.Open(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("two contracts of one deployment opened", budget, 0)
+	n1 := Notes(t, c1, prov, Usages([]uint64{60, 60}), false)
+	n2 := Notes(t, c2, prov2, Usages([]uint64{60, 600}), false)
+	a1, a2 := n1[0].Note().Amount, n2[0].Note().Amount
+	settle(t, l, Countersigned(t, n1[0], req))
+	settle(t, l, Countersigned(t, n2[0], req))
+	check("a note of each", budget-a1-a2, a1+a2)
+	if err := l.Close(ctx, c1.ID); err != nil {
+		t.Fatal(err)
+	}
+	check("one closed, the other open", budget-a1-a2, a1+a2)
+	b2 := n2[1].Note().Amount
+	if a1+b2 <= budget {
+		t.Fatalf("fixture: %s + %s must exceed the budget", a1, b2)
+	}
+	settle(t, l, Countersigned(t, n2[1], req)) // beyond the budget: escrow empty, still paid
+	check("beyond the budget", 0, a1+b2)
+	if err := l.Close(ctx, c2.ID); err != nil {
+		t.Fatal(err)
+	}
+	check("both closed", 0, a1+b2)
+	// A contract opened later (a redeploy after both closed) holds what
+	// is left of the budget again.
+	t3 := Terms(req.DID(), prov.DID(), "shared-3", 10_000_000)
+	t3.Deployment = t1.Deployment
+	c3 := Signed(t, t3, req, prov)
+	if err := l.Open(ctx, c3); err != nil {
+		t.Fatal(err)
+	}
+	check("a third contract with a larger budget", 10_000_000-a1-b2, a1+b2)
+	if err := l.Close(ctx, c3.ID); err != nil {
+		t.Fatal(err)
+	}
+	check("all closed", 0, a1+b2)
+	if h.Check != nil {
+		h.Check(t, l, map[string]match.Money{c1.ID: a1, c2.ID: b2, c3.ID: 0})
+	}
+}
+
 func refusals(t *testing.T, h Harness) {
 	ctx := context.Background()
 	req, prov, mallory := Key(t, "req"), Key(t, "prov"), Key(t, "mallory")
@@ -353,9 +416,12 @@ type delivery struct {
 
 // property delivers random chains of real signed notes to two ledgers
 // (the requester's and the provider's node), each in its own random
-// order. Each contract must pay the largest amount among its delivered
-// countersigned notes, never more and never twice, and both ledgers must
-// end equal.
+// order. The contracts of an iteration belong to one deployment and
+// share its budget. Each contract must pay the largest amount among its
+// delivered countersigned notes, never more and never twice; the
+// requester's escrow must hold the budget less what was paid while a
+// contract is open, nothing once all are closed; both ledgers must end
+// equal.
 func property(t *testing.T, h Harness) {
 	seed := h.Seed
 	if seed == 0 {
@@ -376,14 +442,17 @@ func property(t *testing.T, h Harness) {
 		cs := make([]*contract.Contract, nc)
 		want := make([]match.Money, nc) // the largest countersigned amount delivered
 		var ds []delivery
+		var budget match.Money
+		if rng.IntN(2) == 0 {
+			budget = match.Money(rng.Int64N(400_000))
+		}
+		closes := 0
 		for k := range nc {
 			// One provider per contract: its Received is the contract's paid.
 			prov := Key(t, fmt.Sprintf("prov %d %d %d", seed, it, k))
-			var budget match.Money
-			if rng.IntN(2) == 0 {
-				budget = match.Money(rng.Int64N(400_000))
-			}
-			c := Contract(t, req, prov, fmt.Sprintf("%d-%d", it, k), budget)
+			tt := Terms(req.DID(), prov.DID(), fmt.Sprintf("%d-%d", it, k), budget)
+			tt.Deployment = fmt.Sprintf("dep-%d", it)
+			c := Signed(t, tt, req, prov)
 			cs[k] = c
 			for _, l := range ledgers {
 				if err := l.Open(ctx, c); err != nil {
@@ -412,6 +481,7 @@ func property(t *testing.T, h Harness) {
 			}
 			if rng.IntN(2) == 0 {
 				ds = append(ds, delivery{k: k, close: true})
+				closes++
 			}
 		}
 		// Each ledger gets its own order; in half the orders the final
@@ -471,8 +541,12 @@ func property(t *testing.T, h Harness) {
 				total += want[k]
 				byID[c.ID] = want[k]
 			}
-			if b := balance(t, l, req.DID()); b.Paid != total || b.Received != 0 {
-				t.Fatalf("iteration %d ledger %d: requester %+v, want paid %s", it, li, b, total)
+			held := match.Money(0)
+			if closes < nc {
+				held = max(0, budget-total)
+			}
+			if b := balance(t, l, req.DID()); b.Paid != total || b.Received != 0 || b.Escrowed != held {
+				t.Fatalf("iteration %d ledger %d: requester %+v, want paid %s and %s escrowed", it, li, b, total, held)
 			}
 			if h.Check != nil {
 				h.Check(t, l, byID)

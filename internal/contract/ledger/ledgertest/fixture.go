@@ -59,12 +59,18 @@ func Terms(req, prov identity.DID, name string, budget match.Money) contract.Ter
 // Contract is a contract both parties signed.
 func Contract(t TB, req, prov *identity.Key, name string, budget match.Money) *contract.Contract {
 	t.Helper()
-	c, err := contract.New(Terms(req.DID(), prov.DID(), name, budget), req)
+	return Signed(t, Terms(req.DID(), prov.DID(), name, budget), req, prov)
+}
+
+// Signed is a contract of terms tt both parties signed.
+func Signed(t TB, tt contract.Terms, req, prov *identity.Key) *contract.Contract {
+	t.Helper()
+	c, err := contract.New(tt, req)
 	if err != nil {
-		t.Fatalf("contract.New(%s): %v", name, err)
+		t.Fatalf("contract.New(%s): %v", tt.Reservation, err)
 	}
 	if err := c.SignAsProvider(prov); err != nil {
-		t.Fatalf("SignAsProvider(%s): %v", name, err)
+		t.Fatalf("SignAsProvider(%s): %v", tt.Reservation, err)
 	}
 	return c
 }
