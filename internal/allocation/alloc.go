@@ -260,7 +260,7 @@ func (a *alloc) handleStart(ctx context.Context, msg *actor.Message) (any, error
 		}
 		return struct{}{}, nil
 	}
-	tp := traceparent(remoteSpan(ctx, msg)) // trace.go
+	tp := actor.FormatTraceparent(remoteSpan(ctx, msg)) // trace.go
 	a.transition(deployproto.AllocStarting, "", func(r *Record) {
 		if chain != nil {
 			r.Chain = req.Chain

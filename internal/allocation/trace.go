@@ -7,7 +7,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	otelprop "go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dmsnet/dms/internal/actor"
@@ -41,18 +40,6 @@ const (
 	attrAllocation = "allocation.id"
 )
 
-var traceFormat otelprop.TraceContext
-
-// traceparent formats sc as a W3C traceparent ("" when it is not valid).
-func traceparent(sc trace.SpanContext) string {
-	if !sc.IsValid() {
-		return ""
-	}
-	c := otelprop.MapCarrier{}
-	traceFormat.Inject(trace.ContextWithSpanContext(context.Background(), sc), c)
-	return c["traceparent"]
-}
-
 // remoteSpan returns the span context a message carries: the one its
 // behavior's ctx holds (the runtime's), else its traceparent parsed.
 func remoteSpan(ctx context.Context, msg *actor.Message) trace.SpanContext {
@@ -62,17 +49,14 @@ func remoteSpan(ctx context.Context, msg *actor.Message) trace.SpanContext {
 	if msg == nil || msg.Trace == "" {
 		return trace.SpanContext{}
 	}
-	ctx = traceFormat.Extract(context.Background(), otelprop.MapCarrier{"traceparent": msg.Trace})
-	return trace.SpanContextFromContext(ctx)
+	sc, _ := actor.ParseTraceparent(msg.Trace)
+	return sc
 }
 
 // parentOf returns the span context kept in a record.
 func parentOf(rec *Record) trace.SpanContext {
-	if rec.Trace == "" {
-		return trace.SpanContext{}
-	}
-	ctx := traceFormat.Extract(context.Background(), otelprop.MapCarrier{"traceparent": rec.Trace})
-	return trace.SpanContextFromContext(ctx)
+	sc, _ := actor.ParseTraceparent(rec.Trace)
+	return sc
 }
 
 // attrs are the attributes of the allocation's spans.
@@ -97,7 +81,7 @@ func (a *alloc) startSegment(ctx context.Context, resumed bool) (context.Context
 	}
 	attrs := append(a.attrs(), attribute.Bool("resumed", resumed), attribute.Int("restarts", rec.Restarts))
 	ctx, span := a.m.cfg.Tracer.Start(trace.ContextWithSpanContext(ctx, parent), SpanAllocation, trace.WithAttributes(attrs...))
-	return actor.WithTrace(ctx, traceparent(span.SpanContext())), span
+	return actor.WithTrace(ctx, actor.FormatTraceparent(span.SpanContext())), span
 }
 
 // endSegment ends a run segment's span with the allocation's state.
@@ -130,7 +114,7 @@ func (a *alloc) startSpan(ctx context.Context) (context.Context, trace.Span) {
 		return ctx, trace.SpanFromContext(context.Background())
 	}
 	ctx, span := a.m.cfg.Tracer.Start(ctx, SpanStart, trace.WithAttributes(a.attrs()...))
-	return actor.WithTrace(ctx, traceparent(span.SpanContext())), span
+	return actor.WithTrace(ctx, actor.FormatTraceparent(span.SpanContext())), span
 }
 
 // endStart ends the "allocation start" span: took is the executor's own

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	otelprop "go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dmsnet/dms/api"
@@ -144,15 +143,10 @@ func validTraceID(s string) bool {
 	return len(s) == 32 && strings.Trim(s, "0123456789abcdef") == "" && strings.Trim(s, "0") != ""
 }
 
-var traceFormat otelprop.TraceContext
-
 // parseTraceparent reads a W3C traceparent (invalid when s is not one).
 func parseTraceparent(s string) trace.SpanContext {
-	if s == "" {
-		return trace.SpanContext{}
-	}
-	ctx := traceFormat.Extract(context.Background(), otelprop.MapCarrier{"traceparent": s})
-	return trace.SpanContextFromContext(ctx)
+	sc, _ := actor.ParseTraceparent(s)
+	return sc
 }
 
 // cut shortens s for a message.

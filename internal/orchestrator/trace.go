@@ -8,7 +8,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	otelprop "go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dmsnet/dms/internal/actor"
@@ -46,36 +45,13 @@ const (
 	attrAllocation = "allocation.id"
 )
 
-var traceFormat otelprop.TraceContext
-
-// traceparent formats a span context as a W3C traceparent ("" when it is
-// not valid).
-func traceparent(sc trace.SpanContext) string {
-	if !sc.IsValid() {
-		return ""
-	}
-	c := otelprop.MapCarrier{}
-	traceFormat.Inject(trace.ContextWithSpanContext(context.Background(), sc), c)
-	return c["traceparent"]
-}
-
-// parseTraceparent reads a W3C traceparent; the span context is invalid
-// when s is empty or malformed.
-func parseTraceparent(s string) trace.SpanContext {
-	if s == "" {
-		return trace.SpanContext{}
-	}
-	ctx := traceFormat.Extract(context.Background(), otelprop.MapCarrier{"traceparent": s})
-	return trace.SpanContextFromContext(ctx)
-}
-
 // withSpanContext returns ctx with sc as the parent of the spans started
 // from it and as the traceparent of the messages sent with it.
 func withSpanContext(ctx context.Context, sc trace.SpanContext) context.Context {
 	if !sc.IsValid() {
 		return ctx
 	}
-	return actor.WithTrace(trace.ContextWithSpanContext(ctx, sc), traceparent(sc))
+	return actor.WithTrace(trace.ContextWithSpanContext(ctx, sc), actor.FormatTraceparent(sc))
 }
 
 // traced returns ctx within the deployment's trace: its live root span
@@ -85,7 +61,7 @@ func (r *run) traced(ctx context.Context) context.Context {
 	root := r.root
 	r.mu.Unlock()
 	if root != nil {
-		return actor.WithTrace(trace.ContextWithSpan(ctx, root), traceparent(root.SpanContext()))
+		return actor.WithTrace(trace.ContextWithSpan(ctx, root), actor.FormatTraceparent(root.SpanContext()))
 	}
 	return withSpanContext(ctx, r.sc)
 }
@@ -106,7 +82,7 @@ func (r *run) startSpan(ctx context.Context, name string, attrs ...attribute.Key
 	attrs = append(attrs, attribute.String(attrDeployment, r.d.ID)) // ID never changes
 	ctx, span := r.s.cfg.Tracer.Start(ctx, name, trace.WithAttributes(attrs...))
 	if sc := span.SpanContext(); sc.IsValid() {
-		ctx = actor.WithTrace(ctx, traceparent(sc))
+		ctx = actor.WithTrace(ctx, actor.FormatTraceparent(sc))
 	}
 	return ctx, span
 }
@@ -131,7 +107,7 @@ func (s *Service) startRoot(d *Deployment, metadata map[string]string, allocs []
 		attrs = append(attrs, attribute.String("ensemble.name", name))
 	}
 	_, span := s.cfg.Tracer.Start(context.Background(), SpanDeployment, trace.WithNewRoot(), trace.WithTimestamp(began), trace.WithAttributes(attrs...))
-	d.Trace = traceparent(span.SpanContext())
+	d.Trace = actor.FormatTraceparent(span.SpanContext())
 	return span
 }
 
@@ -203,4 +179,11 @@ func (s *Service) AskAs(ctx context.Context, id, host, behavior string, req, rep
 		return err
 	}
 	return r.actor.Invoke(ctx, h, behavior, req, reply)
+}
+
+// parseTraceparent reads a stored W3C traceparent: an invalid span context
+// when s is empty or malformed.
+func parseTraceparent(s string) trace.SpanContext {
+	sc, _ := actor.ParseTraceparent(s)
+	return sc
 }
