@@ -68,54 +68,8 @@ func (e *exporter) OnEnd(s sdktrace.ReadOnlySpan) {
 func (e *exporter) run(base context.Context) {
 	defer close(e.done)
 	cfg := e.t.cfg
-	batch := make([]sdktrace.ReadOnlySpan, 0, cfg.ExportBatch)
-	// The timer runs only while a batch waits: an idle node is not woken.
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	send := func() {
-		timer.Stop()
-		if len(batch) > 0 {
-			e.send(base, batch)
-			clear(batch)
-			batch = batch[:0]
-		}
-	}
-	// drain sends everything queued now.
-	drain := func() {
-		for {
-			select {
-			case s := <-e.queue:
-				batch = append(batch, s)
-				if len(batch) == cap(batch) {
-					send()
-				}
-			default:
-				send()
-				return
-			}
-		}
-	}
-	for {
-		select {
-		case s := <-e.queue:
-			batch = append(batch, s)
-			switch len(batch) {
-			case cap(batch):
-				send()
-			case 1:
-				timer.Reset(cfg.ExportInterval)
-			}
-		case <-timer.C:
-			send()
-		case reply := <-e.flush:
-			drain()
-			close(reply)
-		case <-e.stop:
-			drain()
-			return
-		}
-	}
+	batchSpans(e.queue, e.flush, e.stop, cfg.ExportBatch, cfg.ExportInterval,
+		func(batch []sdktrace.ReadOnlySpan) { e.send(base, batch) }, nil, nil)
 }
 
 // send exports one batch and counts the outcome.

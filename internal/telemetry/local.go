@@ -111,53 +111,7 @@ func (l *localRecord) run() {
 	// A batch is written when it is full or RecordInterval after its
 	// first span: one transaction (one fsync, the pages it dirties
 	// rewritten once) for many spans.
-	wait := time.NewTimer(time.Hour)
-	wait.Stop()
-	defer wait.Stop()
-	batch := make([]sdktrace.ReadOnlySpan, 0, recordBatch)
-	write := func() {
-		wait.Stop()
-		l.write(batch)
-		clear(batch)
-		batch = batch[:0]
-	}
-	// drain writes the batch and everything queued now.
-	drain := func() {
-		for {
-			select {
-			case s := <-l.queue:
-				batch = append(batch, s)
-				if len(batch) == cap(batch) {
-					write()
-				}
-			default:
-				write()
-				return
-			}
-		}
-	}
-	for {
-		select {
-		case s := <-l.queue:
-			batch = append(batch, s)
-			switch len(batch) {
-			case cap(batch):
-				write()
-			case 1:
-				wait.Reset(l.t.cfg.RecordInterval)
-			}
-		case <-wait.C:
-			write()
-		case <-tick.C:
-			l.pruneLogged()
-		case reply := <-l.flush:
-			drain()
-			close(reply)
-		case <-l.stop:
-			drain()
-			return
-		}
-	}
+	batchSpans(l.queue, l.flush, l.stop, recordBatch, l.t.cfg.RecordInterval, l.write, tick.C, l.pruneLogged)
 }
 
 // write stores a batch in one transaction; beyond MaxSpans it prunes.
