@@ -36,6 +36,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dmsnet/dms/internal/e2etest/toolbin"
 )
 
 // InstallCommand installs the binary the fixture runs.
@@ -50,21 +52,6 @@ type Server struct {
 	Query string // query API base URL, http://127.0.0.1:PORT
 
 	client *http.Client
-}
-
-func gopathBin() string {
-	gopath := os.Getenv("GOPATH")
-	if gopath == "" {
-		if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-			gopath = strings.TrimSpace(string(out))
-		}
-	}
-	if gopath == "" {
-		if home, err := os.UserHomeDir(); err == nil {
-			gopath = filepath.Join(home, "go")
-		}
-	}
-	return filepath.Join(strings.Split(gopath, string(os.PathListSeparator))[0], "bin")
 }
 
 // building reports whether scripts/jaeger.sh is building into dir now:
@@ -84,13 +71,10 @@ func building(dir string) bool {
 // Binary returns the path of the jaeger binary, waiting (up to wait) for
 // a build in progress, or an error naming the command that installs it.
 func Binary(wait time.Duration) (string, error) {
-	if p := os.Getenv("DMS_JAEGER"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("DMS_JAEGER=%s: %w", p, err)
-		}
-		return p, nil
+	if os.Getenv("DMS_JAEGER") != "" {
+		return toolbin.Find("jaeger", "DMS_JAEGER", false, InstallCommand)
 	}
-	dir := gopathBin()
+	dir := toolbin.GoBin()
 	deadline := time.Now().Add(wait)
 	for building(dir) {
 		if time.Now().After(deadline) {
@@ -98,11 +82,7 @@ func Binary(wait time.Duration) (string, error) {
 		}
 		time.Sleep(2 * time.Second) // polling another process's build
 	}
-	p := filepath.Join(dir, "jaeger")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("jaeger not found ($DMS_JAEGER, %s); install it: %s", p, InstallCommand)
-	}
-	return p, nil
+	return toolbin.Find("jaeger", "DMS_JAEGER", false, InstallCommand)
 }
 
 // config is the collector configuration: OTLP over HTTP in, in-memory

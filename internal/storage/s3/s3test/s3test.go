@@ -35,6 +35,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/dmsnet/dms/internal/e2etest/toolbin"
 	"github.com/dmsnet/dms/internal/storage"
 )
 
@@ -55,31 +56,7 @@ type Server struct {
 // Binary returns the path of the versitygw binary, or an error naming the
 // command that installs it.
 func Binary() (string, error) {
-	if p := os.Getenv("DMS_VERSITYGW"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("DMS_VERSITYGW=%s: %w", p, err)
-		}
-		return p, nil
-	}
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p, nil
-	}
-	gopath := os.Getenv("GOPATH")
-	if gopath == "" {
-		if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-			gopath = strings.TrimSpace(string(out))
-		}
-	}
-	if gopath == "" {
-		if home, err := os.UserHomeDir(); err == nil {
-			gopath = filepath.Join(home, "go")
-		}
-	}
-	p := filepath.Join(strings.Split(gopath, string(os.PathListSeparator))[0], "bin", "versitygw")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("versitygw not found ($DMS_VERSITYGW, PATH, %s); install it: %s", p, InstallCommand)
-	}
-	return p, nil
+	return toolbin.Find("versitygw", "DMS_VERSITYGW", true, InstallCommand)
 }
 
 // Start starts a versitygw for the test and stops it at cleanup. It fails

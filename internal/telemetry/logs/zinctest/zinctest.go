@@ -27,10 +27,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dmsnet/dms/internal/e2etest/toolbin"
 )
 
 // InstallCommand builds the server the tests need (from the repository's
@@ -55,26 +56,7 @@ type Server struct {
 // Binary returns the path of the zincsearch binary, or an error naming the
 // command that builds it.
 func Binary() (string, error) {
-	if p := os.Getenv("DMS_ZINCSEARCH"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("DMS_ZINCSEARCH=%s: %w", p, err)
-		}
-		return p, nil
-	}
-	if p, err := exec.LookPath("zincsearch"); err == nil {
-		return p, nil
-	}
-	gopath := os.Getenv("GOPATH")
-	if gopath == "" {
-		if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-			gopath = strings.TrimSpace(string(out))
-		}
-	}
-	p := filepath.Join(strings.Split(gopath, string(os.PathListSeparator))[0], "bin", "zincsearch")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("zincsearch not found ($DMS_ZINCSEARCH, PATH, %s); build it: %s", p, InstallCommand)
-	}
-	return p, nil
+	return toolbin.Find("zincsearch", "DMS_ZINCSEARCH", true, InstallCommand)
 }
 
 // Start starts a ZincSearch for the test and stops it at cleanup. It fails
