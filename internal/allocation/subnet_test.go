@@ -178,12 +178,22 @@ func TestSubnetReattach(t *testing.T) {
 		hd := h.create(h.m, "r1.web", "r1", onSubnet(task("sleep=1h"), "web", "10.77.0.3/24"))
 		h.mustStart(hd)
 		h.awaitState("r1.web", deployproto.AllocRunning)
+		// The running state can be seen before the record with the
+		// instance's ID is stored: wait for the ID.
 		var id string
-		recs, _ := h.store.List()
-		for _, r := range recs {
-			if r.ID == "r1.web" {
-				id = r.InstanceID
+		for deadline := time.Now().Add(time.Minute); id == "" && time.Now().Before(deadline); {
+			recs, _ := h.store.List()
+			for _, r := range recs {
+				if r.ID == "r1.web" {
+					id = r.InstanceID
+				}
 			}
+			if id == "" {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		if id == "" {
+			t.Fatal("r1.web's record holds no instance ID after a minute")
 		}
 		h.restart(execs)
 		want := "attach dep1/web /proc/" + id + "/ns/net"
