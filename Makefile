@@ -41,11 +41,30 @@ vet: ## go vet and gofmt
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./...
 
-test: vet build ## every test group, with reports in build/reports: unit + integration (race, coverage), fuzz, acceptance, coverage check
-	@failed=""; \
-	for group in reports allocs fuzz acceptance coverage-check; do \
-		$(MAKE) --no-print-directory $$group || failed="$$failed $$group"; \
-	done; \
+# The groups of `make test`. reports and allocs run one after the other (they
+# use both cores), while fuzz's instrumented test binaries build at nice 19
+# into build/fuzz-bin (scripts/fuzz.sh --build: the idle cycles of the tests
+# that wait); then fuzz and acceptance run side by side: the acceptance
+# suite mostly waits on its nodes, and fuzz runs for a fixed time per target
+# whatever CPU it gets, so it runs at nice $(FUZZ_NICE) and takes the cores
+# acceptance leaves idle without slowing the suite's steps. fuzz's output goes
+# to $(REPORTS)/fuzz.txt and is printed whole after acceptance ends; every
+# group's exit status counts.
+FUZZ_NICE ?= 10
+test: vet build ## every test group, with reports in build/reports: unit + integration (race, coverage), fuzz beside acceptance, coverage check
+	@mkdir -p $(REPORTS); failed=""; export FUZZ_BIN_DIR=$(CURDIR)/build/fuzz-bin; \
+	nice -n 19 ./scripts/fuzz.sh --build > $(REPORTS)/fuzz-build.txt 2>&1 & prebuild_pid=$$!; \
+	group() { g=$$1; shift; t0=$$(date +%s); rc=0; "$$@" $(MAKE) --no-print-directory $$g || rc=$$?; \
+		echo "make test: $$g took $$(( $$(date +%s) - t0 )) s$${1:+ ($$*, beside acceptance)}"; return $$rc; }; \
+	for g in reports allocs; do group $$g || failed="$$failed $$g"; done; \
+	group fuzz nice -n $(FUZZ_NICE) > $(REPORTS)/fuzz.txt 2>&1 & fuzz_pid=$$!; \
+	echo "make test: fuzz runs beside acceptance at nice $(FUZZ_NICE); its output ($(REPORTS)/fuzz.txt) follows acceptance's"; \
+	group acceptance || failed="$$failed acceptance"; \
+	fuzz_rc=0; wait $$fuzz_pid || fuzz_rc=$$?; \
+	echo "make test: fuzz's output ($(REPORTS)/fuzz.txt, exit status $$fuzz_rc):"; cat $(REPORTS)/fuzz.txt; \
+	[ "$$fuzz_rc" -eq 0 ] || failed="$$failed fuzz"; \
+	wait $$prebuild_pid || { echo "make test: the fuzz binaries' prebuild failed ($(REPORTS)/fuzz-build.txt; fuzz built them itself):"; cat $(REPORTS)/fuzz-build.txt; }; \
+	group coverage-check || failed="$$failed coverage-check"; \
 	if [ -n "$$failed" ]; then echo "make test: failed:$$failed (reports in $(REPORTS))"; exit 1; fi; \
 	echo "make test: all groups passed (reports in $(REPORTS))"
 
@@ -55,7 +74,7 @@ unit: ## unit tests only (no Docker, QEMU or S3 needed)
 integration: ## unit + integration tests (Docker, QEMU)
 	$(GO) test -race -tags integration -count=1 -timeout 30m $(PKGS)
 
-reports: tools ## unit + integration tests (race) writing build/reports: junit.xml, test.json, coverage.out/.txt/.html
+reports: tools ## unit + integration tests (race) writing build/reports: junit.xml, test.json, coverage.out/.txt/.html, test-times.txt
 	@mkdir -p $(REPORTS)
 	@# The coverage reports are written even when a test fails.
 	@rc=0; $(GOTESTSUM) --format pkgname-and-test-fails --junitfile $(REPORTS)/junit.xml --jsonfile $(REPORTS)/test.json -- \
@@ -63,6 +82,9 @@ reports: tools ## unit + integration tests (race) writing build/reports: junit.x
 	./scripts/coverage-report.sh $(REPORTS)/coverage.out > $(REPORTS)/coverage.txt && \
 	$(GO) tool cover -html=$(REPORTS)/coverage.out -o $(REPORTS)/coverage.html && \
 	sed -n '/^TOTAL/p' $(REPORTS)/coverage.txt; \
+	./scripts/test-times.sh $(REPORTS)/test.json $(GOTESTSUM) > $(REPORTS)/test-times.txt && \
+	echo "slowest packages and tests ($(REPORTS)/test-times.txt):" && \
+	{ sed -n '1,/^$$/p' $(REPORTS)/test-times.txt | head -n 16; sed -n '/^TESTS OF/,$$p' $(REPORTS)/test-times.txt | head -n 16; }; \
 	exit $$rc
 
 allocs: ## the tests that count heap allocations per packet, which skip under the race detector: once without it

@@ -33,6 +33,9 @@ type Plan struct {
 	Candidates []DeploymentCandidate `json:"candidates,omitempty"`
 	Asked      int                   `json:"asked"`    // providers asked, this node included
 	Answered   int                   `json:"answered"` // of them, those that answered in the bid window
+	// RoundMS is how long the bid round took, in milliseconds: until
+	// every provider asked had answered, or the bid window ended.
+	RoundMS float64 `json:"round_ms"`
 }
 
 // Provider is a provider this node knows from the bid and plan rounds it

@@ -84,6 +84,10 @@ type ActorReply struct {
 	From    Handle          `json:"from"`
 	Payload json.RawMessage `json:"payload,omitempty"`
 	Error   *ErrorBody      `json:"error,omitempty"`
+	// AfterMS (broadcast replies only) is when the reply reached the
+	// relaying node, in milliseconds after it was asked to publish it:
+	// the gossip's way to the replier and the reply's way back.
+	AfterMS float64 `json:"after_ms,omitempty"`
 }
 
 // BroadcastResult answers /actor/broadcast with the replies collected.

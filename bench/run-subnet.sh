@@ -10,7 +10,13 @@
 # in both namespaces: no netem in this kernel), in one run, repeated.
 # Usage: bench/run-subnet.sh [runs]   (default 3; env SECS=10 PINGS=200 LOSS=0.01,
 #        PATHS="veth dms-dgram wg" to measure some of the paths only,
-#        PROFILE=dir for a CPU profile of each subnetpeer, dir/{a,b}-N.pprof)
+#        PROFILE=dir for a CPU profile of each subnetpeer, dir/{a,b}-N.pprof,
+#        LINE=1gbit to shape the veth to that rate in both directions with tbf,
+#        a line of realistic rate; unset: the veth unshaped,
+#        BASE=binary adds the path dms-base: dms-dgram with that build of
+#        bench/subnetpeer, e.g. of an earlier commit, for a before/after in one run;
+#        DGRAMFLAGS="-busypoll 500us" extra subnetpeer flags of the dms-dgram path
+#        only: with BASE a build of the same commit, an A/B of a flag in one run)
 #        bench/run-subnet.sh block    (the datagram path blocked mid-flow, below)
 # Needs root. The machine may be shared: the table gives median (min–max)
 # over the runs and the load average.
@@ -21,8 +27,11 @@ secs=${SECS:-10}
 pings=${PINGS:-200}
 loss=${LOSS:-0.01}
 paths=${PATHS:-veth dms-tcp dms-quic dms-dgram wg}
+if [ -n "${BASE:-}" ] && [[ " $paths " != *" dms-base "* ]]; then
+  paths="${paths/dms-dgram/dms-base dms-dgram}"
+fi
 for p in $paths; do
-  case $p in veth|dms-tcp|dms-quic|dms-dgram|wg) ;; *) echo "run-subnet.sh: unknown path $p in PATHS" >&2; exit 2 ;; esac
+  case $p in veth|dms-tcp|dms-quic|dms-dgram|wg) ;; dms-base) [ -n "${BASE:-}" ] || { echo "run-subnet.sh: dms-base needs BASE=binary" >&2; exit 2; } ;; *) echo "run-subnet.sh: unknown path $p in PATHS" >&2; exit 2 ;; esac
 done
 has() { [[ " $paths " == *" $1 "* ]]; }
 
@@ -32,20 +41,22 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v iperf3 >/dev/null || need+=(iperf3)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v iptables >/dev/null || need+=(iptables)
-command -v wg >/dev/null || need+=(wireguard-tools)
+if has wg; then command -v wg >/dev/null || need+=(wireguard-tools); fi
 command -v ethtool >/dev/null || need+=(ethtool)
+command -v tc >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 wggo=$(go env GOPATH)/bin/wireguard
-[ -x "$wggo" ] || go install golang.zx2c4.com/wireguard@v0.0.0-20260522210424-ecfc5a8d5446
+if has wg && [ ! -x "$wggo" ]; then go install golang.zx2c4.com/wireguard@v0.0.0-20260522210424-ecfc5a8d5446; fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/dms-subnetbench.XXXXXX")
 nsA=dmsb-$$-a
 nsB=dmsb-$$-b
 pids=()
 dms_pids=()
+wg_pids=()
 cleanup() {
   for p in "${pids[@]}" "${dms_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}" "${dms_pids[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -80,6 +91,11 @@ inA ethtool -K vA tso off gso off gro off
 inB ethtool -K vB tso off gso off gro off
 inA ip link set vA up
 inB ip link set vB up
+# LINE: a token bucket on each end (tbf: no netem in this kernel).
+if [ -n "${LINE:-}" ]; then
+  inA tc qdisc add dev vA root tbf rate "$LINE" burst 128kb latency 5ms
+  inB tc qdisc add dev vB root tbf rate "$LINE" burst 128kb latency 5ms
+fi
 
 # Background processes are started with ip netns exec itself (which execs
 # them), never through inA/inB (a subshell), so that $! is their pid.
@@ -99,8 +115,10 @@ wg_up() {
   (umask 077; echo "$keyA" >"$work/wgA.key"; echo "$keyB" >"$work/wgB.key")
   ip netns exec "$nsA" env WG_PROCESS_FOREGROUND=1 "$wggo" "$wgA" >"$work/wgA.log" 2>&1 &
   pids+=($!)
+  wg_pids+=($!)
   ip netns exec "$nsB" env WG_PROCESS_FOREGROUND=1 "$wggo" "$wgB" >"$work/wgB.log" 2>&1 &
   pids+=($!)
+  wg_pids+=($!)
   wait_for "wireguard-go" 10 bash -c "ip -n $nsA link show $wgA && ip -n $nsB link show $wgB"
   inA wg set "$wgA" private-key "$work/wgA.key" listen-port 51820 \
     peer "$(echo "$keyB" | wg pubkey)" allowed-ips 10.88.0.2/32 endpoint 10.99.0.2:51820
@@ -124,9 +142,14 @@ dms_up() {
     profA=(-cpuprofile "$PROFILE/a-$nup.pprof")
     profB=(-cpuprofile "$PROFILE/b-$nup.pprof")
   fi
-  ip netns exec "$nsA" "$work/subnetpeer" -self a -local 10.99.0.1 -remote 10.99.0.2 "${profA[@]}" "$@" 2>>"$work/peerA.log" &
+  local bin=$work/subnetpeer
+  if [ "${1:-}" = base ]; then
+    bin=$BASE
+    shift
+  fi
+  ip netns exec "$nsA" "$bin" -self a -local 10.99.0.1 -remote 10.99.0.2 "${profA[@]}" "$@" 2>>"$work/peerA.log" &
   dms_pids+=($!)
-  ip netns exec "$nsB" "$work/subnetpeer" -self b -local 10.99.0.2 -remote 10.99.0.1 "${profB[@]}" "$@" 2>>"$work/peerB.log" &
+  ip netns exec "$nsB" "$bin" -self b -local 10.99.0.2 -remote 10.99.0.1 "${profB[@]}" "$@" 2>>"$work/peerB.log" &
   dms_pids+=($!)
   wait_for "the dms overlay" 30 ip netns exec "$nsA" ping -c1 -W1 10.77.0.3
 }
@@ -162,17 +185,37 @@ set_loss() { # on|off: drop $loss of what arrives on each end of the veth
   inB iptables "$op" INPUT -i vB -m statistic --mode random --probability "$loss" -j DROP
 }
 
-# measure run path loss dst: iperf3 goodput (Mbit/s, receiver side), then
-# ping RTT p50 and p99 (ms), appended to results.
+# cpu_ticks pid...: the CPU time (user and system, clock ticks) the
+# processes have used.
+cpu_ticks() {
+  local t=0 p v
+  for p in "$@"; do
+    v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null || echo 0)
+    t=$((t + v))
+  done
+  echo "$t"
+}
+
+# measure run path loss dst: iperf3 goodput (Mbit/s, receiver side), the
+# tunnel processes' CPU seconds per GB received over the flow (both ends;
+# 0 for the veth), then ping RTT p50 and p99 (ms), appended to results.
 measure() {
-  local run=$1 path=$2 lossp=$3 dst=$4 mbps rtt
+  local run=$1 path=$2 lossp=$3 dst=$4 mbps rtt tun=() t0 t1 cpu
+  case $path in
+    dms-*) tun=("${dms_pids[@]}") ;;
+    wg) tun=("${wg_pids[@]}") ;;
+  esac
+  t0=$(cpu_ticks "${tun[@]}")
   mbps=$(inA iperf3 -c "$dst" -t "$secs" -f m --connect-timeout 5000 |
     awk '/receiver/ { for (i = 2; i <= NF; i++) if ($i == "Mbits/sec") print $(i-1) }')
+  t1=$(cpu_ticks "${tun[@]}")
+  cpu=$(awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v m="${mbps:-0}" -v s="$secs" \
+    'BEGIN { gb = m * s / 8000; printf "%.2f", (gb > 0 ? d / hz / gb : 0) }')
   rtt=$( { inA ping -c "$pings" -i 0.01 -W 1 "$dst" || true; } |
     awk -F'time=' '/time=/ { split($2, a, " "); print a[1] }' | sort -g |
     awk '{ v[NR] = $1 } END { p50 = int(NR * 0.50 + 0.999); p99 = int(NR * 0.99 + 0.999); printf "%s %s", v[p50], v[p99] }')
-  echo "$run $path $lossp ${mbps:-0} $rtt" >>"$work/results"
-  printf "  %-9s loss %-5s %8s Mbit/s  RTT p50/p99 %s ms\n" "$path" "$lossp" "${mbps:-0}" "${rtt// / / }"
+  echo "$run $path $lossp ${mbps:-0} $rtt $cpu" >>"$work/results"
+  printf "  %-9s loss %-5s %8s Mbit/s  RTT p50/p99 %s ms  tunnel CPU %s s/GB\n" "$path" "$lossp" "${mbps:-0}" "${rtt// / / }" "$cpu"
 }
 
 # measure_both run path dst: clean, then with loss.
@@ -216,8 +259,13 @@ for run in $(seq 1 "$runs"); do
     measure_both "$run" dms-quic 10.77.0.3
     dms_down
   fi
+  if has dms-base; then
+    dms_up base -dgram
+    measure_both "$run" dms-base 10.77.0.3
+    dms_down
+  fi
   if has dms-dgram; then
-    dms_up -dgram
+    dms_up -dgram ${DGRAMFLAGS:-}
     measure_both "$run" dms-dgram 10.77.0.3
     dms_down
   fi
@@ -227,8 +275,8 @@ done
 # The table: median (min–max) over the runs; "vs veth" is the goodput
 # against the line's at the same loss, "+RTT" the added median RTT p50.
 echo
-echo "| path | loss | iperf3 Mbit/s median (min–max) | vs veth | vs wg | RTT p50 ms | +RTT p50 ms | RTT p99 ms |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| path | loss | iperf3 Mbit/s median (min–max) | vs veth | vs wg | RTT p50 ms | +RTT p50 ms | RTT p99 ms | tunnel CPU s/GB |"
+echo "|---|---|---|---|---|---|---|---|---|"
 awk -v runs="$runs" -v want="$paths" '
   function sorted(s, a,    n, i, j, t) { # numeric insertion sort (mawk has no asort)
     n = split(s, a, " ")
@@ -238,16 +286,16 @@ awk -v runs="$runs" -v want="$paths" '
   function median(s,    a, n) { n = sorted(s, a); return a[int((n + 1) / 2)] }
   function lo(s,    a) { sorted(s, a); return a[1] }
   function hi(s,    a, n) { n = sorted(s, a); return a[n] }
-  { k = $2 SUBSEP $3; mb[k] = mb[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6
+  { k = $2 SUBSEP $3; mb[k] = mb[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6; cpu[k] = cpu[k] " " $7
     if (!seen[$3]++) losses[++nl] = $3 }
   END {
     np = split(want, paths, " ")
     for (l = 1; l <= nl; l++) for (p = 1; p <= np; p++) {
       k = paths[p] SUBSEP losses[l]; b = "veth" SUBSEP losses[l]; w = "wg" SUBSEP losses[l]
-      printf "| %s | %s%% | %.0f (%.0f–%.0f) | %.0f %% | %.2f× | %.3f | %+.3f | %.3f |\n", paths[p], losses[l] * 100,
+      printf "| %s | %s%% | %.0f (%.0f–%.0f) | %.0f %% | %.2f× | %.3f | %+.3f | %.3f | %.2f |\n", paths[p], losses[l] * 100,
         median(mb[k]), lo(mb[k]), hi(mb[k]), (median(mb[b]) > 0 ? 100 * median(mb[k]) / median(mb[b]) : 0),
         (median(mb[w]) > 0 ? median(mb[k]) / median(mb[w]) : 0),
-        median(p50[k]), median(p50[k]) - median(p50[b]), median(p99[k])
+        median(p50[k]), median(p50[k]) - median(p50[b]), median(p99[k]), median(cpu[k])
     }
   }' "$work/results"
 # The same run's ratios (the machine's load changes between runs).

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -483,9 +482,11 @@ func attackBidReplay(t *testing.T, w *attackWorld) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("capture a bid request: %w", err)
 	}
-	var req deployproto.BidRequest
-	if err := json.Unmarshal(heard.Envelope.Payload, &req); err != nil || len(req.Nodes) == 0 {
-		return "", fmt.Errorf("captured bid request %s: %v", heard.Envelope.Payload, err)
+	// The request in the form the orchestrator sent it (binary since the
+	// bid round's wire form; JSON from an older node).
+	req, err := deployproto.UnmarshalBidRequest(heard.Envelope.Payload)
+	if err != nil || len(req.Nodes) == 0 {
+		return "", fmt.Errorf("captured bid request (%d bytes, %d nodes): %v", len(heard.Envelope.Payload), len(req.Nodes), err)
 	}
 
 	const copies = 20
@@ -504,7 +505,7 @@ func attackBidReplay(t *testing.T, w *attackWorld) (string, error) {
 			// take whatever each provider has free.
 			evil.Nodes[k].Request.Resources.CPU = max(100, 1000-50*match.MilliCPU(i))
 		}
-		env.Payload, _ = json.Marshal(evil)
+		env.Payload = deployproto.MarshalBidRequest(&evil)
 		w.att.Collect(replies, env.Nonce)
 		defer w.att.Forget(env.Nonce)
 		if err := w.att.Publish(ctx, deployproto.TopicDeployments, actor.EncodeEnvelope(&env)); err != nil {

@@ -180,8 +180,8 @@ func TestDevnetUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no nodes", []string{"--nodes", "0"}, "--nodes 0: want 1 to 20"},
-		{"too many nodes", []string{"--nodes", "100"}, "--nodes 100: want 1 to 20"},
+		{"no nodes", []string{"--nodes", "0"}, "--nodes 0: want 1 to 100"},
+		{"too many nodes", []string{"--nodes", "101"}, "--nodes 101: want 1 to 100"},
 		{"not a number", []string{"--nodes", "three"}, "invalid argument"},
 		{"unknown executor", []string{"--executor", "foo"}, `--executor "foo": want wasm, docker, vm or all`},
 		{"bad size", []string{"--ram", "lots"}, `--ram "lots"`},

@@ -15,6 +15,8 @@
 //
 // -dgram gives the router a UDP socket (port 4002 on the veth address):
 // the packets take the datagram path once its session is set up.
+// -busypoll 500us turns on the socket reader's busy poll after an
+// isolated send (router.Config.BusyPoll; off by default).
 //
 // It is a bench tool, not product code: no configuration, no persistence.
 package main
@@ -70,6 +72,7 @@ func main() {
 	useQUIC := flag.Bool("quic", false, "libp2p over QUIC instead of TCP")
 	useDgram := flag.Bool("dgram", false, "the datagram path: a UDP socket on the veth address, port 4002")
 	verbose := flag.Bool("v", false, "log the router's debug messages")
+	busyPoll := flag.Duration("busypoll", 0, "the datagram socket's busy poll window after an isolated send (router.Config.BusyPoll), e.g. 500us; 0: off")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -83,14 +86,14 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*self, *local, *remote, *useQUIC, *useDgram, *verbose); err != nil {
+	if err := run(*self, *local, *remote, *useQUIC, *useDgram, *verbose, *busyPoll); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "subnetpeer:", err)
 		os.Exit(1)
 	}
 }
 
-func run(self, local, remote string, useQUIC, useDgram, verbose bool) error {
+func run(self, local, remote string, useQUIC, useDgram, verbose bool, busyPoll time.Duration) error {
 	other := map[string]string{"a": "b", "b": "a"}[self]
 	if other == "" {
 		return errors.New("-self must be a or b")
@@ -144,7 +147,7 @@ func run(self, local, remote string, useQUIC, useDgram, verbose bool) error {
 		return err
 	}
 	defer resolver.Close()
-	cfg := router.Config{Host: h, Log: log, DNS: resolver}
+	cfg := router.Config{Host: h, Log: log, DNS: resolver, BusyPoll: busyPoll}
 	if useDgram {
 		if cfg.Datagram, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(localIP, dgramPort))); err != nil {
 			return fmt.Errorf("datagram socket: %w", err)
@@ -170,7 +173,7 @@ func run(self, local, remote string, useQUIC, useDgram, verbose bool) error {
 	defer stop()
 	<-ctx.Done()
 	st := r.Stats()
-	log.Info("down", "forwarded", st.Forwarded, "datagrams", st.Datagrams, "delivered", st.Delivered, "sessions", st.Sessions, "fallbacks", st.Fallbacks, "read_errors", st.ReadErrors, "dropped", st.Dropped)
+	log.Info("down", "forwarded", st.Forwarded, "datagrams", st.Datagrams, "delivered", st.Delivered, "sessions", st.Sessions, "fallbacks", st.Fallbacks, "read_errors", st.ReadErrors, "busy_polls", st.BusyPolls, "busy_answered", st.BusyAnswered, "dropped", st.Dropped)
 	return nil
 }
 

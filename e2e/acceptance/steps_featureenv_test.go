@@ -336,7 +336,7 @@ func featureenvSteps(sc *godog.ScenarioContext) {
 		env := envOf(w)
 		var problem string
 		start := time.Now()
-		err := poll.Until(ctx, 90*time.Second, "the round trips every node measured (dms pings its peers every 10 s; libp2p averages)", func(ctx context.Context) (bool, error) {
+		err := poll.Until(ctx, 90*time.Second, "the round trips every node measured (the connections measure them: yamux every 30 s, halved into the last)", func(ctx context.Context) (bool, error) {
 			problem = ""
 			for _, n := range env.Nodes() {
 				ps, err := n.Peers(ctx)

@@ -224,10 +224,30 @@ func attacker(t *testing.T, net *MemNetwork, victim *node) (Link, string, func()
 	return l, id, next
 }
 
+// testClock is a node's clock that a test can stop: while it stands
+// still, a peer's rate bucket does not refill, so a flood's refusals do
+// not depend on how fast a loaded machine sends it.
+type testClock struct{ frozen atomic.Pointer[time.Time] }
+
+func (c *testClock) Now() time.Time {
+	if t := c.frozen.Load(); t != nil {
+		return *t
+	}
+	return time.Now()
+}
+
+// freeze stops the clock until the returned function starts it again.
+func (c *testClock) freeze() (resume func()) {
+	t := time.Now()
+	c.frozen.Store(&t)
+	return func() { c.frozen.Store(nil) }
+}
+
 func TestAttacks(t *testing.T) {
 	net := NewMemNetwork()
 	auth := &testAuth{}
-	victim := newNode(t, net, auth, func(c *Config) { c.PeerRate = 50; c.PeerBurst = 50 })
+	clock := &testClock{}
+	victim := newNode(t, net, auth, func(c *Config) { c.PeerRate = 50; c.PeerBurst = 50; c.Now = clock.Now })
 	victim.a.AddBehavior("/test/echo", echo)
 	l, self, next := attacker(t, net, victim)
 	ctx := ctxT(t)
@@ -275,6 +295,9 @@ func TestAttacks(t *testing.T) {
 	t.Run("flood from one peer", func(t *testing.T) {
 		// 50/s with a burst of 50: a flood of 300 is mostly refused, the
 		// refusals answered are capped, and another peer is still served.
+		// The victim's clock stands still meanwhile (under -race on a
+		// loaded machine the flood took seconds and the bucket refilled).
+		defer clock.freeze()()
 		for i := range 300 {
 			if err := l.Send(ctx, env(func(e *Envelope) { e.Nonce += uint64(100 + i); e.WantReply = false })); err != nil {
 				t.Fatal(err)
@@ -283,7 +306,9 @@ func TestAttacks(t *testing.T) {
 		poll.Eventually(t, 5*time.Second, "200 envelopes refused as rate-limited", func() bool { return victim.sys.Stats()["refused_rate-limited"] >= 200 })
 		other := newNode(t, net, auth, nil)
 		var out string
-		if err := other.a.Invoke(ctx, victim.a.Handle(), "/test/echo", "ok", &out); err != nil || out != "ok" {
+		// A budget of its own: under -race on a loaded machine the cases
+		// above can take most of the test's (ctx, 10 s from its start).
+		if err := other.a.Invoke(ctxT(t), victim.a.Handle(), "/test/echo", "ok", &out); err != nil || out != "ok" {
 			t.Fatalf("another peer during the flood: %q, %v", out, err)
 		}
 	})

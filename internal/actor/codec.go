@@ -162,18 +162,21 @@ func appendEnvelopeBody(b []byte, e *Envelope, sessionForm bool) []byte {
 	return appendBytes(b, e.Payload)
 }
 
+// appendReply appends r's record, its length computed first (no closure,
+// no move), so that it can be encoded into a caller's buffer.
 func appendReply(b []byte, r *Reply) []byte {
-	return appendRecord(b, recReply, func(b []byte) []byte {
-		b = binary.BigEndian.AppendUint64(b, r.InReplyTo)
-		b = appendHandle(b, r.From)
-		var code, msg string
-		if r.Err != nil {
-			code, msg = string(r.Err.Code), r.Err.Msg
-		}
-		b = appendString(b, code)
-		b = appendString(b, msg)
-		return appendBytes(b, r.Payload)
-	})
+	var code, msg string
+	if r.Err != nil {
+		code, msg = string(r.Err.Code), r.Err.Msg
+	}
+	n := 8 + handleLen(r.From) + strLen(len(code)) + strLen(len(msg)) + strLen(len(r.Payload))
+	b = append(b, recReply)
+	b = binary.AppendUvarint(b, uint64(n))
+	b = binary.BigEndian.AppendUint64(b, r.InReplyTo)
+	b = appendHandle(b, r.From)
+	b = appendString(b, code)
+	b = appendString(b, msg)
+	return appendBytes(b, r.Payload)
 }
 
 // session is a link-scoped invocation: envelopes on the link from iss to
@@ -334,6 +337,18 @@ func (d *decoder) string() string {
 	return string(b)
 }
 
+// rawString is string without the interner: for fields that differ from
+// one envelope to the next (a traceparent names its sender's span), which
+// would only push the link's recurring strings out of it.
+func (d *decoder) rawString() string {
+	b := d.bytes()
+	if len(b) > maxStringLen {
+		d.fail(fmt.Errorf("string of %d bytes", len(b)))
+		return ""
+	}
+	return string(b)
+}
+
 func (d *decoder) handle() Handle {
 	return Handle{DID: identity.DID(d.string()), Host: d.string(), Inbox: d.string()}
 }
@@ -368,6 +383,12 @@ func decodeFrameWith(frame []byte, in *interner, onLink bool) ([]record, error) 
 // 70 MiB). It returns how many records it decoded, and an error for the
 // first malformed one (fn has seen those before it).
 func eachRecord(frame []byte, in *interner, onLink bool, fn func(record)) (int, error) {
+	return eachRecordInto(frame, in, onLink, nil, fn)
+}
+
+// eachRecordInto is eachRecord decoding every envelope into *into (when
+// not nil), overwritten by the next: fn must not keep record.env.
+func eachRecordInto(frame []byte, in *interner, onLink bool, into *Envelope, fn func(record)) (int, error) {
 	n := 0
 	for len(frame) > 0 {
 		kind := frame[0]
@@ -377,7 +398,7 @@ func eachRecord(frame []byte, in *interner, onLink bool, fn func(record)) (int, 
 		}
 		body := frame[1+ln : 1+ln+int(size)]
 		frame = frame[1+ln+int(size):]
-		r, err := decodeRecord(kind, body, in)
+		r, err := decodeRecord(kind, body, in, into)
 		if err == nil && r.sessionForm && !onLink {
 			err = errNeedsLink
 		}
@@ -390,8 +411,8 @@ func eachRecord(frame []byte, in *interner, onLink bool, fn func(record)) (int, 
 	return n, nil
 }
 
-func decodeRecord(kind byte, body []byte, in *interner) (record, error) {
-	d := &decoder{b: body, in: in}
+func decodeRecord(kind byte, body []byte, in *interner, into *Envelope) (record, error) {
+	d := decoder{b: body, in: in}
 	r := record{kind: kind}
 	switch kind {
 	case recSession:
@@ -401,7 +422,12 @@ func decodeRecord(kind byte, body []byte, in *interner) (record, error) {
 		}
 		r.session = &session{id: uint32(id), iss: identity.DID(d.string()), aud: identity.DID(d.string()), cmd: d.string(), inv: d.bytes()}
 	case recEnvelope:
-		r.env, r.sessionForm = decodeEnvelopeBody(d)
+		e := into
+		if e == nil {
+			e = new(Envelope)
+		}
+		*e = Envelope{}
+		r.env, r.sessionForm = e, decodeEnvelopeBody(&d, e)
 	case recReply:
 		rp := &Reply{InReplyTo: d.u64(), From: d.handle()}
 		code, msg := d.string(), d.string()
@@ -419,9 +445,10 @@ func decodeRecord(kind byte, body []byte, in *interner) (record, error) {
 	return r, d.err
 }
 
-// decodeEnvelopeBody decodes an envelope in either form and says which.
-func decodeEnvelopeBody(d *decoder) (e *Envelope, sessionForm bool) {
-	e = &Envelope{Nonce: d.u64()}
+// decodeEnvelopeBody decodes an envelope in either form into e (zero) and
+// says which.
+func decodeEnvelopeBody(d *decoder, e *Envelope) (sessionForm bool) {
+	e.Nonce = d.u64()
 	exp := d.varint()
 	e.Expiry = time.Unix(0, exp)
 	flags := d.byte1()
@@ -441,18 +468,18 @@ func decodeEnvelopeBody(d *decoder) (e *Envelope, sessionForm bool) {
 		}
 		e.To.Inbox = d.string()
 		e.From.Inbox = d.string()
-		e.Trace = d.string()
+		e.Trace = d.rawString()
 		e.Payload = d.bytes()
-		return e, true
+		return true
 	}
 	e.To = d.handle()
 	e.From = d.handle()
 	e.Behavior = d.string()
 	e.Topic = d.string()
-	e.Trace = d.string()
+	e.Trace = d.rawString()
 	e.Invocation = d.bytes()
 	e.Payload = d.bytes()
-	return e, false
+	return false
 }
 
 // DecodeEnvelope decodes a frame holding exactly one envelope in the full

@@ -69,7 +69,7 @@ func (s *System) receive(w *link, env *Envelope) {
 		s.refuse(env, answer, err, peer)
 		return
 	}
-	s.dispatch(env, grant, answer, peer, now)
+	s.dispatch(env, grant, answer, peer, now, &w.held)
 }
 
 func (w *link) sessionGrant(env *Envelope) (Grant, *Error) {
@@ -120,8 +120,9 @@ func denied(err error) *Error {
 // dispatch runs checks 3–9 for an envelope whose sender is authenticated and
 // whose invocation is verified (grant nil: a local envelope with no
 // invocation, trusted because it comes from this process). now is the time
-// the caller's checks ran at.
-func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer string, now time.Time) {
+// the caller's checks ran at. hold, when not nil, collects the actors to
+// wake once the caller (a link's reader) ends its read burst.
+func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer string, now time.Time, hold *heldWakes) {
 	if s.isClosed() {
 		s.refuse(env, answer, &Error{Code: CodeShuttingDown, Msg: "node is shutting down"}, peer)
 		return
@@ -147,7 +148,7 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer strin
 	msg := Message{From: env.From, To: env.To, Behavior: env.Behavior, Topic: env.Topic, Expiry: env.Expiry, Trace: env.Trace, Payload: env.Payload, Issuer: env.From.DID}
 	sc := s.parseTrace(&msg, peer)
 	if env.Topic != "" {
-		s.dispatchTopic(env, &msg, sc, answer, peer)
+		s.dispatchTopic(env, &msg, sc, answer, peer, hold)
 		return
 	}
 	a := s.actor(env.To.Inbox)
@@ -160,9 +161,11 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer strin
 		s.refuse(env, answer, errorf(CodeUnknownBehavior, "%s has no behavior %s", a.handle.Inbox, env.Behavior), peer)
 		return
 	}
-	d := &delivery{msg: msg, behavior: b, nonce: env.Nonce, wantReply: env.WantReply, answer: answer}
+	d := newDelivery()
+	d.msg, d.behavior, d.nonce, d.wantReply, d.answer = msg, b, env.Nonce, env.WantReply, answer
 	d.setTrace(sc)
-	if err := a.enqueue(d); err != nil {
+	if err := a.enqueue(d, hold); err != nil {
+		d.finish()
 		s.refuse(env, answer, err, peer)
 		return
 	}
@@ -171,7 +174,7 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer strin
 
 // dispatchTopic delivers a broadcast to every local subscriber of its topic
 // that has the behavior.
-func (s *System) dispatchTopic(env *Envelope, msg *Message, sc trace.SpanContext, answer replier, peer string) {
+func (s *System) dispatchTopic(env *Envelope, msg *Message, sc trace.SpanContext, answer replier, peer string, hold *heldWakes) {
 	s.mu.RLock()
 	var targets []*Actor
 	if ts := s.topics[env.Topic]; ts != nil {
@@ -188,9 +191,11 @@ func (s *System) dispatchTopic(env *Envelope, msg *Message, sc trace.SpanContext
 		}
 		m := *msg
 		m.To = a.handle
-		d := &delivery{msg: m, behavior: b, nonce: env.Nonce, wantReply: env.WantReply, answer: answer}
+		d := newDelivery()
+		d.msg, d.behavior, d.nonce, d.wantReply, d.answer = m, b, env.Nonce, env.WantReply, answer
 		d.setTrace(sc)
-		if err := a.enqueue(d); err != nil {
+		if err := a.enqueue(d, hold); err != nil {
+			d.finish()
 			s.refuse(env, answer, err, peer)
 			continue
 		}
@@ -207,6 +212,11 @@ func (s *System) dispatchTopic(env *Envelope, msg *Message, sc trace.SpanContext
 // rate are themselves rate-limited: a flood gets a bounded number of
 // answers, and the rest are counted as refused_unanswered.
 func (s *System) refuse(env *Envelope, answer replier, err *Error, peer string) {
+	if w, ok := answer.(*link); ok {
+		// On the link's reader (receive): the answer may wait for room in
+		// the link's queue, so the deliveries queued so far are not held.
+		w.held.flush()
+	}
 	s.stats.inc("refused_" + string(err.Code))
 	s.cfg.Observer.Refused(env.Behavior, err.Code)
 	s.log.Debug("envelope refused", "code", err.Code, "behavior", env.Behavior, "from", env.From.String(), "err", err.Msg)
@@ -228,12 +238,12 @@ func (s *System) refuse(env *Envelope, answer replier, err *Error, peer string) 
 // that if the receiver refuses it because it no longer holds its session
 // (evicted), it is sent once more with the session defined again, as an
 // Invoke is.
-func (s *System) send(ctx context.Context, from *Actor, env *Envelope) error {
+func (s *System) send(ctx context.Context, from *Actor, env *Envelope, now time.Time) error {
 	keep := env.To.Host != s.self && len(env.Invocation) == 0
 	if keep {
 		s.sent.keep(from, env)
 	}
-	_, err := s.sendVia(ctx, from, env)
+	_, err := s.sendVia(ctx, from, env, now)
 	if err != nil && keep {
 		s.sent.take(env.Nonce, env.To.Host)
 	}
@@ -247,29 +257,29 @@ func (s *System) send(ctx context.Context, from *Actor, env *Envelope) error {
 func (s *System) resend(k sentSend) {
 	ctx, cancel := context.WithDeadline(context.Background(), k.env.Expiry)
 	defer cancel()
-	if _, err := s.sendVia(ctx, k.from, k.env); err != nil {
+	if _, err := s.sendVia(ctx, k.from, &k.env, s.cfg.Now()); err != nil {
 		s.stats.inc("send_resend_failed")
 		s.log.Debug("resend failed", "peer_id", k.env.To.Host, "behavior", k.env.Behavior, "err", err)
 	}
 }
 
 // sendVia delivers an envelope and returns the link it went on (nil for
-// this host).
-func (s *System) sendVia(ctx context.Context, from *Actor, env *Envelope) (*link, error) {
+// this host); now is the time it is sent.
+func (s *System) sendVia(ctx context.Context, from *Actor, env *Envelope, now time.Time) (*link, error) {
 	if env.To.Host == s.self {
 		s.deliverLocal(env, s.local)
 		return nil, nil
 	}
-	return s.sendRemote(ctx, from, env)
+	return s.sendRemote(ctx, from, env, now)
 }
 
-func (s *System) sendRemote(ctx context.Context, from *Actor, env *Envelope) (*link, error) {
+func (s *System) sendRemote(ctx context.Context, from *Actor, env *Envelope, now time.Time) (*link, error) {
 	for attempt := 0; ; attempt++ {
 		w, err := s.linkTo(ctx, env.To.Host)
 		if err != nil {
 			return nil, err
 		}
-		err = w.sendEnvelope(ctx, from, env)
+		err = w.sendEnvelope(ctx, from, env, now)
 		if err == nil {
 			s.stats.sent.Add(1)
 			return w, nil
@@ -298,11 +308,11 @@ func (s *System) deliverLocal(env *Envelope, answer replier) {
 		}
 		grant = g
 	}
-	s.dispatch(env, grant, answer, s.self, now)
+	s.dispatch(env, grant, answer, s.self, now, nil)
 }
 
 // invoke sends env and waits for its reply.
-func (s *System) invoke(ctx context.Context, from *Actor, env *Envelope) (*Reply, error) {
+func (s *System) invoke(ctx context.Context, from *Actor, env *Envelope, now time.Time) (*Reply, error) {
 	p := &pending{host: env.To.Host, ch: make(chan *Reply, 1)}
 	s.pendMu.Lock()
 	s.pending[env.Nonce] = p
@@ -312,7 +322,7 @@ func (s *System) invoke(ctx context.Context, from *Actor, env *Envelope) (*Reply
 		delete(s.pending, env.Nonce)
 		s.pendMu.Unlock()
 	}()
-	w, err := s.sendVia(ctx, from, env)
+	w, err := s.sendVia(ctx, from, env, now)
 	if err != nil {
 		return nil, err
 	}
@@ -320,7 +330,7 @@ func (s *System) invoke(ctx context.Context, from *Actor, env *Envelope) (*Reply
 	if w != nil {
 		gone = w.gone
 	}
-	timer := time.NewTimer(untilExpiry(s.cfg.Now(), env.Expiry))
+	timer := time.NewTimer(untilExpiry(now, env.Expiry))
 	defer timer.Stop()
 	for resent := false; ; resent = true {
 		r, err := s.await(ctx, env, p, gone, timer)
@@ -332,7 +342,7 @@ func (s *System) invoke(ctx context.Context, from *Actor, env *Envelope) (*Reply
 		// nonce is not spent: the envelope was refused before the replay
 		// check.
 		s.stats.inc("session_resends")
-		if w, err = s.sendVia(ctx, from, env); err != nil {
+		if w, err = s.sendVia(ctx, from, env, s.cfg.Now()); err != nil {
 			return nil, err
 		}
 		gone = w.gone
@@ -369,8 +379,16 @@ func (s *System) await(ctx context.Context, env *Envelope, p *pending, gone <-ch
 }
 
 // deliverReply hands a reply to the Invoke waiting for it. A reply from
-// another host than the one invoked is dropped and counted.
+// another host than the one invoked is dropped and counted, and so is one
+// whose From names another host than the one it came from (the link's
+// authenticated peer, or this node): a broadcast's collector accepts
+// replies from any host and relies on From to say which (the bid round's
+// unsigned bids, docs/security.md "Bids"). A refusal names no sender.
 func (s *System) deliverReply(from string, r *Reply) {
+	if r.From.Host != "" && r.From.Host != from {
+		s.stats.inc("replies_from_wrong_host")
+		return
+	}
 	if unknownSession(r.Err) || r.Err != nil && r.Err.Code == CodeDenied && from != s.self {
 		s.forgetSessions(from)
 	}
@@ -490,7 +508,7 @@ func (s *System) receiveBroadcast(topic, publisher string, frame []byte) {
 		s.refuse(env, answer, aerr, publisher)
 		return
 	}
-	s.dispatch(env, grant, answer, publisher, now)
+	s.dispatch(env, grant, answer, publisher, now, nil)
 }
 
 // Relay sends an envelope that already carries its invocation — a command
@@ -501,13 +519,14 @@ func (s *System) Relay(ctx context.Context, env *Envelope) (*Reply, error) {
 	if len(env.Invocation) == 0 {
 		return nil, errorf(CodeDenied, "relayed envelope carries no invocation")
 	}
+	now := s.cfg.Now()
 	env.Nonce = s.nextNonce()
-	env.Expiry = s.expiry(ctx)
+	env.Expiry = s.expiryAt(ctx, now)
 	env.From.Host = s.self
 	if env.WantReply {
-		return s.invoke(ctx, nil, env)
+		return s.invoke(ctx, nil, env, now)
 	}
-	return nil, s.send(ctx, nil, env)
+	return nil, s.send(ctx, nil, env, now)
 }
 
 // RelayBroadcast publishes an envelope that carries its invocation, calling

@@ -53,19 +53,28 @@
 // # Tracing
 //
 // Envelopes carry a W3C traceparent: the OpenTelemetry span of the
-// sender's context, else WithTrace's string. The receiver parses it
+// sender's context, else WithTrace's string — when that trace is sampled;
+// an unsampled trace is not sent (no receiver would act on it), and a
+// receiver drops an unsampled traceparent. The receiver parses it
 // strictly (ParseTraceparent; a malformed one is counted as
 // bad_traceparent and the message is handled untraced), the behavior's
 // context carries it as the remote parent, and with Config.Tracer set a
 // sampled trace gets a server span around the behaviors that
-// Config.TraceBehavior opts in (the others pass the trace on). An envelope
-// without a trace, or with an unsampled one, costs no allocation
-// (trace.go).
+// Config.TraceBehavior opts in (the others pass the trace on). Receiving
+// a trace costs no allocation (trace.go).
 //
 // # Concurrency
 //
 // Each actor has a bounded mailbox drained by a fixed number of workers
 // (SpawnOptions.Workers; 1 keeps messages in order). Behaviors must be safe
-// for concurrent use when Workers > 1. Transports are internal/p2p (libp2p)
+// for concurrent use when Workers > 1. The *Message a behavior gets is
+// valid until it returns: the runtime reuses it for later messages (a
+// behavior keeps a copy, *m, to use it afterwards). A link's reader queues
+// the envelopes of one read burst and wakes each actor's workers once, when
+// the burst ends (mailbox.go); a worker that is awake takes queued
+// messages without being woken, and one that takes a message while more
+// wait, with no other worker looking, wakes another, so a behavior that
+// blocks does not hold up the rest of the mailbox.
+// Transports are internal/p2p (libp2p)
 // and MemNetwork (in memory, for tests).
 package actor

@@ -331,11 +331,11 @@ func TestHousekeepingForgetsIdlePeers(t *testing.T) {
 		t.Fatal("a burst of 2 did not allow exactly 2")
 	}
 	l.sweep(now.Add(30 * time.Second))
-	if len(l.peers) != 1 {
+	if l.count() != 1 {
 		t.Fatal("a peer active 30 s ago was forgotten")
 	}
 	l.sweep(now.Add(2 * time.Minute))
-	if len(l.peers) != 0 {
+	if l.count() != 0 {
 		t.Fatal("a peer idle for 2 minutes is still tracked")
 	}
 	later := now.Add(2 * time.Minute)

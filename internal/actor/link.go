@@ -24,6 +24,12 @@ type link struct {
 	mu       sync.Mutex            // serializes session definition + Send, so definitions precede uses
 	sendSess map[sessKey]*sendSess // guarded by mu
 	nextSess uint32                // guarded by mu
+	// scratch is the buffer envelopes are encoded into when the link
+	// copies what it sends (a CopyingLink); guarded by mu.
+	scratch []byte
+
+	replyMu  sync.Mutex
+	replyBuf []byte // replies are encoded into it (CopyingLink); guarded by replyMu
 
 	// The sessions the peer defined: only the reader goroutine touches
 	// them. recvSess holds at most Config.MaxSessionsPerLink, whose
@@ -37,6 +43,9 @@ type link struct {
 	recvBytes int // the invocations' sizes in recvSess, summed
 	tombs     [tombstones]tomb
 	nextTomb  int
+	// held: the actors the reader queued deliveries for in its current
+	// read burst, woken when it ends (only the reader touches it).
+	held heldWakes
 
 	// gone is closed when the link is dropped: invokes waiting for a
 	// reply on it fail at once (the reply would have come on this link).
@@ -154,14 +163,17 @@ func (s *System) dropLink(w *link) {
 // link has none valid for (from, to, behavior), and sends it in the session
 // form (see codec.go). Envelopes that already carry an invocation (relayed
 // from the CLI) are sent as they are, in the full form.
-func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope) error {
-	var now time.Time
-	if len(env.Invocation) == 0 {
-		now = w.sys.cfg.Now() // before the lock: it serializes all senders on the link
-	}
+//
+// now is the time the envelope is sent (the caller's reading, taken
+// before the lock, which serializes all senders on the link).
+func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope, now time.Time) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	cl, copying := w.l.(CopyingLink)
 	var frame []byte
+	if copying {
+		frame = w.scratch[:0]
+	}
 	if len(env.Invocation) == 0 {
 		key := sessKey{from: env.From.DID, to: env.To.DID, cmd: env.Behavior}
 		ss := w.sendSess[key]
@@ -186,7 +198,16 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope) err
 	if len(frame) > w.sys.cfg.MaxEnvelope {
 		return errorf(CodeTooLarge, "envelope of %d bytes exceeds the limit of %d", len(frame), w.sys.cfg.MaxEnvelope)
 	}
-	if err := w.l.Send(ctx, frame); err != nil {
+	var err error
+	if copying {
+		err = cl.SendCopy(ctx, frame)
+		if cap(frame) <= maxScratch {
+			w.scratch = frame[:0]
+		}
+	} else {
+		err = w.l.Send(ctx, frame)
+	}
+	if err != nil {
 		// A session defined in a frame that was not sent does not exist
 		// on the other side: define it again next time.
 		if len(env.Invocation) == 0 {
@@ -197,11 +218,26 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope) err
 	return nil
 }
 
+// maxScratch bounds the encoding buffer a link keeps (link.scratch).
+const maxScratch = 64 << 10
+
 func (w *link) sendReply(r *Reply) {
-	frame := appendReply(nil, r)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := w.l.Send(ctx, frame); err != nil {
+	ctx := &waitBound{d: replyWait}
+	defer ctx.stop()
+	var err error
+	if cl, ok := w.l.(CopyingLink); ok {
+		// Encoded into the link's reply buffer, copied by the link.
+		w.replyMu.Lock()
+		frame := appendReply(w.replyBuf[:0], r)
+		err = cl.SendCopy(ctx, frame)
+		if cap(frame) <= maxScratch {
+			w.replyBuf = frame[:0]
+		}
+		w.replyMu.Unlock()
+	} else {
+		err = w.l.Send(ctx, appendReply(nil, r))
+	}
+	if err != nil {
 		w.sys.stats.inc("reply_send_failed")
 		w.sys.log.Debug("reply not sent", "peer_id", w.l.Peer(), "err", err)
 	}
@@ -210,27 +246,36 @@ func (w *link) sendReply(r *Reply) {
 // serveLink reads frames from a link until it closes.
 func (s *System) serveLink(w *link) {
 	defer s.dropLink(w)
+	defer w.held.flush()
 	peer := w.l.Peer()
+	// A ReadyLink says whether a frame is ready: while one is, the
+	// deliveries of the frames read so far wait for their workers to be
+	// woken together (heldWakes); other links wake them frame by frame.
+	ready, _ := w.l.(ReadyLink)
 	strs := newInterner()
+	// The envelopes of the link's frames are decoded into env, one at a
+	// time: receive copies what a behavior keeps into its delivery, and
+	// nothing else holds an envelope past receive.
+	var env Envelope
 	for {
+		if ready == nil || !ready.Ready() {
+			w.held.flush() // Recv may wait: wake the workers first
+		}
 		frame, err := w.l.Recv()
-		var tooLarge *FrameTooLargeError
 		if err == nil && len(frame) > s.cfg.MaxEnvelope {
 			err = &FrameTooLargeError{Size: len(frame), Limit: s.cfg.MaxEnvelope, Head: frame[:FrameHeadSize]}
 		}
-		switch {
-		case errors.As(err, &tooLarge):
-			s.stats.inc("refused_" + string(CodeTooLarge))
-			if nonce, ok := headNonce(tooLarge.Head); ok {
-				w.sendReply(&Reply{InReplyTo: nonce, Err: errorf(CodeTooLarge, "envelope of %d bytes exceeds the limit of %d", tooLarge.Size, tooLarge.Limit)})
+		if err != nil {
+			w.held.flush() // the answer may wait for room in the link's queue
+			if !w.tooLarge(err) {
+				return
 			}
 			continue
-		case err != nil:
-			return
 		}
-		n, err := eachRecord(frame, strs, true, func(r record) {
+		n, err := eachRecordInto(frame, strs, true, &env, func(r record) {
 			switch r.kind {
 			case recSession:
+				w.held.flush() // verifying an invocation takes a while
 				w.defineSession(r.session)
 			case recEnvelope:
 				if r.sessionForm {
@@ -242,6 +287,7 @@ func (s *System) serveLink(w *link) {
 			}
 		})
 		if err != nil {
+			w.held.flush()
 			s.stats.inc("bad_frames")
 			s.log.Debug("bad frame", "peer_id", peer, "err", err)
 			if nonce, ok := headNonce(frame); ok && n == 0 {
@@ -249,6 +295,20 @@ func (s *System) serveLink(w *link) {
 			}
 		}
 	}
+}
+
+// tooLarge answers a frame over the size limit and reports true, or
+// reports false for any other error of Recv (the link is closed).
+func (w *link) tooLarge(err error) bool {
+	var tl *FrameTooLargeError
+	if !errors.As(err, &tl) {
+		return false
+	}
+	w.sys.stats.inc("refused_" + string(CodeTooLarge))
+	if nonce, ok := headNonce(tl.Head); ok {
+		w.sendReply(&Reply{InReplyTo: nonce, Err: errorf(CodeTooLarge, "envelope of %d bytes exceeds the limit of %d", tl.Size, tl.Limit)})
+	}
+	return true
 }
 
 // expand rebuilds the full envelope from one in the session form, before
@@ -387,4 +447,55 @@ func (s *System) forgetSessions(host string) {
 	w.mu.Lock()
 	clear(w.sendSess)
 	w.mu.Unlock()
+}
+
+// replyWait bounds how long a reply waits for room on its link.
+const replyWait = 10 * time.Second
+
+// waitBound is a context that ends d after its Done is first called: it
+// bounds a wait without reading the clock or starting a timer when there
+// is no wait (a link's Send asks for Done only when its queue is full).
+type waitBound struct {
+	d    time.Duration
+	mu   sync.Mutex
+	done chan struct{} // created by the first Done; guarded by mu
+	t    *time.Timer   // guarded by mu
+	err  error         // guarded by mu
+}
+
+var _ context.Context = (*waitBound)(nil)
+
+func (c *waitBound) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *waitBound) Value(any) any               { return nil }
+
+func (c *waitBound) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		c.t = time.AfterFunc(c.d, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.err == nil {
+				c.err = context.DeadlineExceeded
+				close(c.done)
+			}
+		})
+	}
+	return c.done
+}
+
+func (c *waitBound) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// stop releases the timer, if Done started one.
+func (c *waitBound) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.t != nil {
+		c.t.Stop()
+	}
 }

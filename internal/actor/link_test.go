@@ -249,7 +249,8 @@ func TestSessionFormRefusals(t *testing.T) {
 	net := NewMemNetwork()
 	auth := &testAuth{deny: map[string]string{"/test/secret": "untrusted-root: no"}}
 	obs := &refusalLog{}
-	victim := newNode(t, net, auth, func(c *Config) { c.PeerRate = 50; c.PeerBurst = 50; c.Observer = obs })
+	clock := &testClock{}
+	victim := newNode(t, net, auth, func(c *Config) { c.PeerRate = 50; c.PeerBurst = 50; c.Observer = obs; c.Now = clock.Now })
 	victim.a.AddBehavior("/test/echo", echo)
 	victim.a.AddBehavior("/test/secret", echo)
 	l, self, next := attacker(t, net, victim)
@@ -325,6 +326,7 @@ func TestSessionFormRefusals(t *testing.T) {
 		t.Errorf("observer's refusals %v lack /test/secret denied", obs.all())
 	}
 	t.Run("flood from one peer", func(t *testing.T) {
+		defer clock.freeze()() // the bucket must not refill while a loaded machine sends
 		before := victim.sys.Stats()["refused_rate-limited"]
 		for range 300 {
 			if err := l.Send(ctx, env(func(e *Envelope) { e.WantReply = false })); err != nil {
@@ -530,8 +532,8 @@ func TestSentSendsBounded(t *testing.T) {
 			env.Payload = big
 		}
 		k.keep(nil, env)
-		if len(k.q) > sentKeep || k.bytes > sentBytes {
-			t.Fatalf("after %d: %d kept, %d bytes; want at most %d and %d", i+1, len(k.q), k.bytes, sentKeep, sentBytes)
+		if k.n > sentKeep || k.bytes > sentBytes {
+			t.Fatalf("after %d: %d kept, %d bytes; want at most %d and %d", i+1, k.n, k.bytes, sentKeep, sentBytes)
 		}
 	}
 	last := uint64(3*sentKeep - 1)
@@ -551,6 +553,56 @@ func TestSentSendsBounded(t *testing.T) {
 	if _, ok := k.take(1, ""); ok {
 		t.Fatal("an envelope over the size limit was kept")
 	}
+}
+
+// TestSentSendsTakeMiddle takes envelopes from the middle, the ends and a
+// wrapped ring, and checks that the others stay, in order.
+func TestSentSendsTakeMiddle(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		kept, take []uint64 // kept: the nonces kept, in order (more than sentKeep wraps the ring)
+	}{
+		{"middle", []uint64{1, 2, 3, 4, 5}, []uint64{3}},
+		{"ends", []uint64{1, 2, 3, 4, 5}, []uint64{1, 5}},
+		{"all", []uint64{1, 2, 3}, []uint64{2, 1, 3}},
+		{"wrapped", seq(1, sentKeep+10), []uint64{12, sentKeep + 10, 200}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var k sentSends
+			for _, n := range tc.kept {
+				k.keep(nil, &Envelope{Nonce: n, To: Handle{Host: "h"}, Payload: []byte("x")})
+			}
+			for _, n := range tc.take {
+				if e, ok := k.take(n, "h"); !ok || e.env.Nonce != n {
+					t.Fatalf("take(%d) = %v, %v", n, e.env, ok)
+				}
+			}
+			var want []uint64
+			for _, n := range tc.kept[max(0, len(tc.kept)-sentKeep):] {
+				if !slices.Contains(tc.take, n) {
+					want = append(want, n)
+				}
+			}
+			var got []uint64
+			for i := range k.n {
+				got = append(got, k.ring[(k.head+i)%sentKeep].env.Nonce)
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("kept %v, want %v", got, want)
+			}
+			if k.bytes != len(want) {
+				t.Fatalf("%d bytes counted, want %d", k.bytes, len(want))
+			}
+		})
+	}
+}
+
+func seq(from, to uint64) []uint64 {
+	var s []uint64
+	for i := from; i <= to; i++ {
+		s = append(s, i)
+	}
+	return s
 }
 
 // peerLink is a Link that only names its peer, for tests that drive a
@@ -686,4 +738,40 @@ func (o *refusalLog) all() []string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return slices.Clone(o.refused)
+}
+
+// TestReplyNamingAnotherHostIsDropped: a broadcast's collector takes
+// replies from any host, so a reply must name the host it came from; one
+// that names another (a peer answering in another's name) is dropped and
+// counted. A refusal names no sender and is delivered.
+func TestReplyNamingAnotherHostIsDropped(t *testing.T) {
+	net := NewMemNetwork()
+	n := newNode(t, net, &testAuth{}, nil)
+	tests := []struct {
+		name      string
+		from      string // the link's peer
+		claims    string // the reply's From.Host
+		delivered bool
+	}{
+		{"names its own host", "peer-a", "peer-a", true},
+		{"names another host", "peer-a", "peer-b", false},
+		{"a refusal, no sender", "peer-a", "", true},
+		{"a local answer", n.sys.self, n.sys.self, true},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nonce := uint64(1<<40 + i)
+			var got []*Reply
+			n.sys.pendMu.Lock()
+			n.sys.pending[nonce] = &pending{fn: func(r *Reply) { got = append(got, r) }}
+			n.sys.pendMu.Unlock()
+			defer func() { n.sys.pendMu.Lock(); delete(n.sys.pending, nonce); n.sys.pendMu.Unlock() }()
+			before := n.sys.Stats()["replies_from_wrong_host"]
+			n.sys.deliverReply(tt.from, &Reply{InReplyTo: nonce, From: Handle{Host: tt.claims}})
+			dropped := n.sys.Stats()["replies_from_wrong_host"] - before
+			if delivered := len(got) == 1; delivered != tt.delivered || (dropped == 1) == tt.delivered {
+				t.Fatalf("deliverReply(from %q, From.Host %q): delivered %v (dropped counted %d), want delivered %v", tt.from, tt.claims, delivered, dropped, tt.delivered)
+			}
+		})
+	}
 }

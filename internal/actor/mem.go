@@ -201,6 +201,11 @@ func (l *memLink) Send(ctx context.Context, frame []byte) error {
 		return ErrLinkClosed
 	default:
 	}
+	select { // without a wait, ctx.Done is not asked for (it may start a timer)
+	case l.peerIn <- item:
+		return nil
+	default:
+	}
 	select {
 	case l.peerIn <- item:
 		return nil
@@ -210,6 +215,9 @@ func (l *memLink) Send(ctx context.Context, frame []byte) error {
 		return ctx.Err()
 	}
 }
+
+// Ready reports whether a frame is queued for Recv (ReadyLink).
+func (l *memLink) Ready() bool { return len(l.in) > 0 }
 
 func (l *memLink) Recv() ([]byte, error) {
 	select {

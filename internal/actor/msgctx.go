@@ -18,8 +18,9 @@ type msgContext struct {
 	// remote parent (the delivery's remoteSpan); nil when untraced.
 	// OpenTelemetry's span lookup (trace.SpanFromContext) is answered from
 	// it, without a context.WithValue per message (trace.go).
-	trace string
-	span  trace.Span
+	trace  string
+	span   trace.Span
+	remote remoteSpan // the trace's remote parent, when the envelope carried one (trace.go)
 
 	mu    sync.Mutex
 	done  chan struct{} // created by the first Done; guarded by mu

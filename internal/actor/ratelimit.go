@@ -2,6 +2,7 @@ package actor
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -9,36 +10,36 @@ import (
 
 // peerLimiter holds a token bucket per peer for all its traffic, and a
 // smaller one for the refusals we answer it, so a flood costs us bounded
-// work.
+// work. Looking a peer up takes no lock (every envelope does it): peers
+// is a sync.Map, and a bucket's last use an atomic.
 type peerLimiter struct {
 	rate  rate.Limit
 	burst int
 
-	mu    sync.Mutex
-	peers map[string]*peerBuckets // guarded by mu
+	peers sync.Map // peer ID → *peerBuckets
 }
 
 type peerBuckets struct {
 	in, answers *rate.Limiter
-	last        time.Time
+	last        atomic.Int64 // Unix nanoseconds of the last use
 }
 
 // answersPerSecond bounds the refusals answered to one peer.
 const answersPerSecond = 100
 
 func newPeerLimiter(r float64, burst int) *peerLimiter {
-	return &peerLimiter{rate: rate.Limit(r), burst: burst, peers: map[string]*peerBuckets{}}
+	return &peerLimiter{rate: rate.Limit(r), burst: burst}
 }
 
 func (l *peerLimiter) get(peer string, now time.Time) *peerBuckets {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.peers[peer]
-	if b == nil {
-		b = &peerBuckets{in: rate.NewLimiter(l.rate, l.burst), answers: rate.NewLimiter(answersPerSecond, answersPerSecond)}
-		l.peers[peer] = b
+	v, ok := l.peers.Load(peer)
+	if !ok {
+		v, _ = l.peers.LoadOrStore(peer, &peerBuckets{in: rate.NewLimiter(l.rate, l.burst), answers: rate.NewLimiter(answersPerSecond, answersPerSecond)})
 	}
-	b.last = now
+	b := v.(*peerBuckets)
+	if t := now.UnixNano(); b.last.Load() < t {
+		b.last.Store(t)
+	}
 	return b
 }
 
@@ -50,13 +51,23 @@ func (l *peerLimiter) allowAnswer(peer string, now time.Time) bool {
 	return l.get(peer, now).answers.AllowN(now, 1)
 }
 
-// sweep forgets peers idle for a minute (their buckets are full again).
+// sweep forgets peers idle for a minute (their buckets are full again). A
+// peer seen while it is swept may go on with the bucket just forgotten
+// for that envelope; its next one starts a full bucket, as it would have
+// a moment later anyway.
 func (l *peerLimiter) sweep(now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for p, b := range l.peers {
-		if now.Sub(b.last) > time.Minute {
-			delete(l.peers, p)
+	idle := now.Add(-time.Minute).UnixNano()
+	l.peers.Range(func(p, v any) bool {
+		if v.(*peerBuckets).last.Load() < idle {
+			l.peers.CompareAndDelete(p, v)
 		}
-	}
+		return true
+	})
+}
+
+// count reports how many peers have buckets.
+func (l *peerLimiter) count() int {
+	n := 0
+	l.peers.Range(func(any, any) bool { n++; return true })
+	return n
 }

@@ -31,8 +31,14 @@ type replayKey struct {
 }
 
 type replayWindow struct {
-	top  uint64 // highest nonce seen
-	bits [replayWindowBits / 64]uint64
+	top uint64 // highest nonce seen
+	// few holds the first nonces seen (n of them); bits replaces it at
+	// the first nonce past len(few). Most senders (an orchestrator's or
+	// an allocation's actor, seen by a provider) send a few envelopes
+	// each, and a bitmap is 2 KiB.
+	few  [4]uint64
+	n    int
+	bits *[replayWindowBits / 64]uint64
 	last time.Time
 }
 
@@ -48,21 +54,22 @@ func (g *replayGuard) check(sender Handle, nonce uint64, now time.Time) bool {
 	w := g.senders[key]
 	if w == nil {
 		w = &replayWindow{top: nonce}
-		w.set(nonce)
+		w.few[0], w.n = nonce, 1
 		w.last = now
 		g.senders[key] = w
 		return true
 	}
 	w.last = now
+	if w.bits == nil {
+		return w.checkFew(nonce)
+	}
 	switch {
 	case nonce > w.top:
 		shift := nonce - w.top
 		if shift >= replayWindowBits {
-			w.bits = [replayWindowBits / 64]uint64{}
+			*w.bits = [replayWindowBits / 64]uint64{}
 		} else {
-			for i := w.top + 1; i <= nonce; i++ {
-				w.clear(i)
-			}
+			w.clearRange(w.top+1, nonce)
 		}
 		w.top = nonce
 		w.set(nonce)
@@ -77,8 +84,58 @@ func (g *replayGuard) check(sender Handle, nonce uint64, now time.Time) bool {
 	}
 }
 
+// checkFew is check while the window holds its nonces in few: the same
+// answers as the bitmap's.
+func (w *replayWindow) checkFew(nonce uint64) bool {
+	switch {
+	case nonce > w.top:
+		w.top = nonce
+	case w.top-nonce >= replayWindowBits:
+		return false // too old to tell: refuse
+	default:
+		for _, seen := range w.few[:w.n] {
+			if seen == nonce {
+				return false
+			}
+		}
+	}
+	if w.n < len(w.few) {
+		w.few[w.n] = nonce
+		w.n++
+		return true
+	}
+	// The bitmap, with the nonces seen that are still in the window: an
+	// older one would mark the bit of a newer nonce.
+	w.bits = new([replayWindowBits / 64]uint64)
+	for _, seen := range w.few {
+		if w.top-seen < replayWindowBits {
+			w.set(seen)
+		}
+	}
+	w.set(nonce)
+	return true
+}
+
 func (w *replayWindow) set(n uint64)   { w.bits[(n/64)%uint64(len(w.bits))] |= 1 << (n % 64) }
 func (w *replayWindow) clear(n uint64) { w.bits[(n/64)%uint64(len(w.bits))] &^= 1 << (n % 64) }
+
+// clearRange clears the bits of from through to (to-from <
+// replayWindowBits), whole words at a time: a sender's nonces come from
+// its host's counter, shared by every actor there, so they jump by
+// thousands and a bit at a time cost that many steps per envelope.
+func (w *replayWindow) clearRange(from, to uint64) {
+	// Counted, not compared with to: to may be the largest uint64.
+	for n := to - from + 1; n > 0; {
+		if from%64 == 0 && n >= 64 {
+			w.bits[(from/64)%uint64(len(w.bits))] = 0
+			from, n = from+64, n-64
+			continue
+		}
+		w.clear(from)
+		from, n = from+1, n-1
+	}
+}
+
 func (w *replayWindow) isSet(n uint64) bool {
 	return w.bits[(n/64)%uint64(len(w.bits))]&(1<<(n%64)) != 0
 }

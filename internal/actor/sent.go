@@ -5,16 +5,20 @@ import "sync"
 // sentSends keeps the last one-way envelopes sent to other hosts, bounded
 // in count and payload bytes, oldest dropped first: enough to resend the
 // few that a receiver refuses at once because it evicted their session.
-// An envelope that is not refused simply ages out.
+// An envelope that is not refused simply ages out. The envelopes are copied
+// into a fixed ring, so keeping one allocates nothing and the sender's
+// envelope need not outlive its Send.
 type sentSends struct {
 	mu    sync.Mutex
-	q     []sentSend // oldest first; guarded by mu
-	bytes int        // payload bytes in q; guarded by mu
+	ring  [sentKeep]sentSend // guarded by mu
+	head  int                // index of the oldest; guarded by mu
+	n     int                // envelopes held; guarded by mu
+	bytes int                // payload bytes held; guarded by mu
 }
 
 type sentSend struct {
 	from *Actor
-	env  *Envelope
+	env  Envelope
 }
 
 const (
@@ -30,25 +34,40 @@ func (k *sentSends) keep(from *Actor, env *Envelope) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	for len(k.q) > 0 && (len(k.q) >= sentKeep || k.bytes+n > sentBytes) {
-		k.bytes -= len(k.q[0].env.Payload)
-		k.q[0] = sentSend{}
-		k.q = k.q[1:]
+	for k.n > 0 && (k.n >= sentKeep || k.bytes+n > sentBytes) {
+		k.dropOldest()
 	}
-	k.q = append(k.q, sentSend{from: from, env: env})
+	k.ring[(k.head+k.n)%sentKeep] = sentSend{from: from, env: *env}
+	k.n++
 	k.bytes += n
+}
+
+// dropOldest forgets the oldest envelope (k.n > 0).
+func (k *sentSends) dropOldest() {
+	k.bytes -= len(k.ring[k.head].env.Payload)
+	k.ring[k.head] = sentSend{}
+	k.head = (k.head + 1) % sentKeep
+	k.n--
 }
 
 // take removes and returns the envelope with nonce sent to host.
 func (k *sentSends) take(nonce uint64, host string) (sentSend, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	for i := len(k.q) - 1; i >= 0; i-- {
-		if e := k.q[i]; e.env.Nonce == nonce && e.env.To.Host == host {
-			k.bytes -= len(e.env.Payload)
-			k.q = append(k.q[:i], k.q[i+1:]...)
-			return e, true
+	for i := k.n - 1; i >= 0; i-- {
+		j := (k.head + i) % sentKeep
+		e := k.ring[j]
+		if e.env.Nonce != nonce || e.env.To.Host != host {
+			continue
 		}
+		// Close the gap: move the newer ones back by one.
+		for m := i; m < k.n-1; m++ {
+			k.ring[(k.head+m)%sentKeep] = k.ring[(k.head+m+1)%sentKeep]
+		}
+		k.ring[(k.head+k.n-1)%sentKeep] = sentSend{}
+		k.n--
+		k.bytes -= len(e.env.Payload)
+		return e, true
 	}
 	return sentSend{}, false
 }

@@ -168,20 +168,25 @@ type System struct {
 	links  map[Link]*link         // guarded by mu
 	byHost map[string]*link       // the link used to send to a host; guarded by mu
 	topics map[string]*topicState // guarded by mu
-	closed bool                   // guarded by mu
+	// closed is set once, under mu (Spawn and Close check it under mu);
+	// the per-envelope check reads it without the lock.
+	closed atomic.Bool
+	// timed says whether behaviors are timed: only for a configured
+	// Observer (Handled takes the duration), so that without metrics a
+	// message costs no clock readings around its behavior.
+	timed bool
 
 	pendMu  sync.Mutex
 	pending map[uint64]*pending // guarded by pendMu
 	sent    sentSends           // one-way envelopes kept for one resend
 
-	nonce    atomic.Uint64
-	replay   *replayGuard
-	limiter  *peerLimiter
-	stats    stats
-	inflight sync.WaitGroup // handlers running
-	stop     chan struct{}
-	bg       sync.WaitGroup
-	local    *localAnswer // answers envelopes sent within this host
+	nonce   atomic.Uint64
+	replay  *replayGuard
+	limiter *peerLimiter
+	stats   stats
+	stop    chan struct{}
+	bg      sync.WaitGroup
+	local   *localAnswer // answers envelopes sent within this host
 
 	badTraces       badTraces       // malformed traceparents logged (trace.go)
 	badTraceCounter BadTraceCounter // cfg.Tracer's, if it has one
@@ -206,9 +211,11 @@ func NewSystem(cfg Config) (*System, error) {
 	if cfg.Auth == nil || cfg.Issuer == nil {
 		return nil, errors.New("actor: no authorizer or issuer (use AllowAll in tests)")
 	}
+	timed := cfg.Observer != nil
 	cfg.setDefaults()
 	s := &System{
 		cfg:     cfg,
+		timed:   timed,
 		self:    cfg.Transport.Self(),
 		log:     cfg.Logger.With("component", "actor"),
 		actors:  map[string]*Actor{},
@@ -276,11 +283,11 @@ func (s *System) Spawn(key *identity.Key, inbox string, opts SpawnOptions) (*Act
 		key:       key,
 		handle:    Handle{DID: key.DID(), Host: s.self, Inbox: inbox},
 		behaviors: map[string]Behavior{},
-		mailbox:   make(chan *delivery, opts.Mailbox),
+		mbox:      newMailbox(opts.Mailbox, opts.Workers),
 		done:      make(chan struct{}),
 	}
 	s.mu.Lock()
-	if s.closed {
+	if s.closed.Load() {
 		s.mu.Unlock()
 		return nil, ErrShuttingDown
 	}
@@ -323,11 +330,11 @@ func (s *System) remove(a *Actor) {
 // close.
 func (s *System) Close(ctx context.Context) error {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed.Load() {
 		s.mu.Unlock()
 		return nil
 	}
-	s.closed = true
+	s.closed.Store(true)
 	actors := make([]*Actor, 0, len(s.actors))
 	for _, a := range s.actors {
 		actors = append(actors, a)
@@ -338,18 +345,15 @@ func (s *System) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	close(s.stop)
 
+	// An actor's workers return once its running behaviors did (and its
+	// queued messages are answered shutting-down), and no actor is
+	// spawned after closed is set: waiting for every actor's workers
+	// waits for every behavior.
 	var err error
 	for _, a := range actors {
 		if e := a.stopWait(ctx); e != nil && err == nil {
-			err = e
+			err = fmt.Errorf("actor: behaviors still running at shutdown: %w", e)
 		}
-	}
-	done := make(chan struct{})
-	go func() { s.inflight.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = fmt.Errorf("actor: behaviors still running at shutdown: %w", ctx.Err())
 	}
 	s.pendMu.Lock()
 	for n, p := range s.pending {
@@ -375,19 +379,17 @@ func (s *System) Close(ctx context.Context) error {
 	return err
 }
 
-func (s *System) isClosed() bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.closed
-}
+func (s *System) isClosed() bool { return s.closed.Load() }
 
 // nextNonce returns a nonce unique for this runtime and larger than any
 // nonce an earlier run of it sent (it is seeded with the clock).
 func (s *System) nextNonce() uint64 { return s.nonce.Add(1) }
 
 // expiry returns the envelope expiry for ctx.
-func (s *System) expiry(ctx context.Context) time.Time {
-	now := s.cfg.Now()
+func (s *System) expiry(ctx context.Context) time.Time { return s.expiryAt(ctx, s.cfg.Now()) }
+
+// expiryAt is expiry for an envelope sent at now.
+func (s *System) expiryAt(ctx context.Context, now time.Time) time.Time {
 	exp := now.Add(s.cfg.DefaultTimeout)
 	if d, ok := ctx.Deadline(); ok {
 		exp = d

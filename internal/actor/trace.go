@@ -16,13 +16,22 @@ import (
 //
 // Sending: an envelope carries the traceparent of the OpenTelemetry span
 // its context holds (the sender's span), else the string actor.WithTrace
-// put in the context, else none.
+// put in the context, else none — and none when that trace is not
+// sampled. An unsampled trace makes no span anywhere: no receiver starts
+// a span from a message without a trace (the runtime's server spans need
+// a sampled parent, and dms's own spans a parent or a deployment's root),
+// so its traceparent would tell the receiver nothing it acts on, at the
+// price of formatting, sending and parsing 55 bytes with every message
+// (most messages, at a low sampling ratio). What the receiver loses is the
+// trace ID of an unsampled trace in its log records.
 //
 // Receiving: the traceparent is parsed strictly (ParseTraceparent). A
 // malformed one is counted (bad_traceparent), logged once per peer (for
-// the first maxBadTracePeers peers), and the message is handled untraced. A
-// valid one is the remote parent of the behavior's context, so that the
-// envelopes a behavior sends continue the trace. A server span named after
+// the first maxBadTracePeers peers), and the message is handled untraced.
+// An unsampled one (from a peer that still sends them) is dropped: the
+// message is handled untraced, as if it came without. A sampled one is
+// the remote parent of the behavior's context, so that the envelopes a
+// behavior sends continue the trace. A server span named after
 // the behavior wraps the behavior's run (attributes actor.behavior,
 // actor.from, actor.code) only when the trace is sampled, Config.Tracer is
 // set and Config.TraceBehavior opts the behavior in: a span costs tens of
@@ -31,10 +40,9 @@ import (
 // the traceparent they came with, so the trace goes on past them, and the
 // spans they lead to are children of the sender's span.
 //
-// An envelope without a trace, or with an unsampled one, costs no
-// allocation: the remote span context lives in the delivery, and the
-// behavior's context (msgContext) answers the OpenTelemetry span lookup
-// itself.
+// Receiving an envelope costs no allocation for its trace: the remote span
+// context lives in the delivery, and the behavior's context (msgContext)
+// answers the OpenTelemetry span lookup itself.
 
 // Span attributes of a behavior's server span.
 const (
@@ -192,23 +200,47 @@ func (*remoteSpan) SetName(string)                          {}
 func (*remoteSpan) SetAttributes(...attribute.KeyValue)     {}
 func (*remoteSpan) TracerProvider() trace.TracerProvider    { return noop.NewTracerProvider() }
 
-// envelopeTrace is the traceparent an envelope sent within ctx carries.
+// envelopeTrace is the traceparent an envelope sent within ctx carries:
+// "" when its trace is not sampled (see above).
 func envelopeTrace(ctx context.Context) string {
 	if mc, ok := ctx.(*msgContext); ok {
 		// A behavior sending with its own context (the common case).
 		switch sp := mc.span.(type) {
 		case nil:
-			return mc.trace
+			return mc.trace // "": a behavior's context holds only sampled traces
 		case *remoteSpan:
 			return mc.trace // the same traceparent it came with
 		default:
-			return FormatTraceparent(sp.SpanContext())
+			return sampledTraceparent(sp.SpanContext())
 		}
 	}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		return FormatTraceparent(sc)
+		return sampledTraceparent(sc)
 	}
-	return TraceFrom(ctx)
+	tp := TraceFrom(ctx)
+	if unsampled(tp) {
+		return ""
+	}
+	return tp // sampled, or malformed: the receiver counts it
+}
+
+// sampledTraceparent is FormatTraceparent(sc) when sc is sampled, else "".
+func sampledTraceparent(sc trace.SpanContext) string {
+	if !sc.IsSampled() {
+		return ""
+	}
+	return FormatTraceparent(sc)
+}
+
+// unsampled reports whether tp is a well-formed version 00 traceparent
+// whose sampled flag is clear, without parsing the rest.
+func unsampled(tp string) bool {
+	if len(tp) != traceparentLen || tp[52] != '-' {
+		return false
+	}
+	hi, ok1 := fromHex(tp[53])
+	lo, ok2 := fromHex(tp[54])
+	return ok1 && ok2 && trace.TraceFlags(hi<<4|lo)&trace.FlagsSampled == 0
 }
 
 // maxBadTracePeers bounds the peers a malformed traceparent is logged for.
@@ -248,8 +280,8 @@ func (s *System) badTraceparent(peer, behavior string, err error) {
 }
 
 // parseTrace parses the traceparent of a message that arrived from peer.
-// A malformed one is counted, logged (once per peer) and removed from m:
-// the message is handled untraced.
+// A malformed one is counted, logged (once per peer) and removed from m,
+// an unsampled one removed: the message is handled untraced.
 func (s *System) parseTrace(m *Message, peer string) trace.SpanContext {
 	if m.Trace == "" {
 		return trace.SpanContext{}
@@ -258,30 +290,35 @@ func (s *System) parseTrace(m *Message, peer string) trace.SpanContext {
 	if err != nil {
 		s.badTraceparent(peer, m.Behavior, err)
 		m.Trace = ""
+		return trace.SpanContext{}
+	}
+	if !sc.IsSampled() {
+		m.Trace = ""
+		return trace.SpanContext{}
 	}
 	return sc
 }
 
-// setTrace makes sc (valid, or zero: untraced) the remote parent of the
+// setTrace makes sc (sampled, or zero: untraced) the remote parent of the
 // behavior's context.
 func (d *delivery) setTrace(sc trace.SpanContext) {
-	if !sc.IsValid() {
+	if !sc.IsSampled() {
 		return
 	}
-	d.remote.sc = sc
+	d.ctx.remote.sc = sc
 	d.ctx.trace = d.msg.Trace
-	d.ctx.span = &d.remote
+	d.ctx.span = &d.ctx.remote
 }
 
 // startSpan starts the server span of a delivery whose trace is sampled,
 // when the runtime has a tracer and the behavior is traced; the behavior's
 // context carries it.
 func (s *System) startSpan(d *delivery) trace.Span {
-	if s.cfg.Tracer == nil || d.ctx.span == nil || !d.remote.sc.IsSampled() ||
+	if s.cfg.Tracer == nil || d.ctx.span == nil || !d.ctx.remote.sc.IsSampled() ||
 		s.cfg.TraceBehavior == nil || !s.cfg.TraceBehavior(d.msg.Behavior) {
 		return nil
 	}
-	_, span := s.cfg.Tracer.Start(&d.ctx, d.msg.Behavior,
+	_, span := s.cfg.Tracer.Start(d.ctx, d.msg.Behavior,
 		trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(
 			attribute.String(AttrBehavior, d.msg.Behavior),

@@ -211,22 +211,29 @@ func TestTracePropagation(t *testing.T) {
 		}
 	})
 
-	t.Run("unsampled", func(t *testing.T) {
+	// An unsampled trace is not sent: the behaviors see no trace and
+	// record nothing, and what they send carries none.
+	unsampled := func(t *testing.T, ctx context.Context) {
 		before := len(recB.Ended())
-		_, tpNever := recorder(sdktrace.NeverSample())
-		ctx, root := tpNever.Tracer("x").Start(ctxT(t), "root")
-		defer root.End()
 		var got []seen
 		if err := a.a.Invoke(ctx, b.a.Handle(), "/test/hop", nil, &got); err != nil {
 			t.Fatal(err)
 		}
-		rootTP := FormatTraceparent(root.SpanContext())
-		if got[0].Trace != rootTP || got[0].Span != rootTP || got[0].Recorded || got[1].Trace != rootTP {
-			t.Fatalf("behaviors saw %+v; want the unsampled root %s propagated, nothing recorded", got, rootTP)
+		if got[0] != (seen{}) || got[1] != (seen{}) {
+			t.Fatalf("behaviors saw %+v; want no trace", got)
 		}
 		if n := len(recB.Ended()); n != before {
 			t.Fatalf("B recorded %d spans for an unsampled trace", n-before)
 		}
+	}
+	t.Run("unsampled span", func(t *testing.T) {
+		_, tpNever := recorder(sdktrace.NeverSample())
+		ctx, root := tpNever.Tracer("x").Start(ctxT(t), "root")
+		defer root.End()
+		unsampled(t, ctx)
+	})
+	t.Run("unsampled traceparent", func(t *testing.T) {
+		unsampled(t, WithTrace(ctxT(t), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"))
 	})
 
 	t.Run("malformed", func(t *testing.T) {
@@ -268,19 +275,21 @@ func lastNamed(spans []sdktrace.ReadOnlySpan, name string) sdktrace.ReadOnlySpan
 func TestTraceNoAllocs(t *testing.T) {
 	_, tp := recorder(sdktrace.ParentBased(sdktrace.AlwaysSample()))
 	s := &System{cfg: Config{Tracer: tp.Tracer("x"), TraceBehavior: func(b string) bool { return b == "/traced" }}}
-	for _, tc := range []struct{ trace, behavior string }{
-		{"", "/traced"},
-		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "/traced"},
-		{validTrace, "/x"},
+	for _, tc := range []struct{ trace, behavior, passed string }{
+		{"", "/traced", ""},
+		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "/traced", ""},
+		{validTrace, "/x", validTrace},
 	} {
-		d := &delivery{msg: Message{Trace: tc.trace, Behavior: tc.behavior, Expiry: time.Now().Add(time.Minute)}}
+		msg := Message{Trace: tc.trace, Behavior: tc.behavior, Expiry: time.Now().Add(time.Minute)}
+		d, ctx := &delivery{}, &msgContext{}
 		allocs := testing.AllocsPerRun(100, func() {
-			*d = delivery{msg: d.msg}
+			*ctx = msgContext{} // the runtime's context is the one allocation of a message
+			*d = delivery{ctx: ctx, msg: msg}
 			d.setTrace(s.parseTrace(&d.msg, "peer"))
 			if span := s.startSpan(d); span != nil {
 				t.Fatal("a span for an unsampled trace or an untraced behavior")
 			}
-			if trace.SpanFromContext(&d.ctx).IsRecording() || envelopeTrace(&d.ctx) != tc.trace {
+			if trace.SpanFromContext(d.ctx).IsRecording() || envelopeTrace(d.ctx) != tc.passed {
 				t.Fatal("wrong span or trace")
 			}
 		})
@@ -307,13 +316,13 @@ func TestTraceBehaviorOptIn(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &System{cfg: Config{Tracer: tp.Tracer("x"), TraceBehavior: tc.traced}}
 			before := len(rec.Ended())
-			d := &delivery{msg: Message{Trace: validTrace, Behavior: tc.behavior, Expiry: time.Now().Add(time.Minute)}}
+			d := &delivery{ctx: new(msgContext), msg: Message{Trace: validTrace, Behavior: tc.behavior, Expiry: time.Now().Add(time.Minute)}}
 			d.setTrace(s.parseTrace(&d.msg, "peer"))
 			span := s.startSpan(d)
 			if (span != nil) != tc.span {
 				t.Fatalf("span = %v, want one: %v", span, tc.span)
 			}
-			if envelopeTrace(&d.ctx) == "" || trace.SpanFromContext(&d.ctx).IsRecording() != tc.span {
+			if envelopeTrace(d.ctx) == "" || trace.SpanFromContext(d.ctx).IsRecording() != tc.span {
 				t.Fatal("the behavior's context lost the trace, or has the wrong span")
 			}
 			if span != nil {
@@ -321,6 +330,82 @@ func TestTraceBehaviorOptIn(t *testing.T) {
 			}
 			if got := len(rec.Ended()) - before; got != map[bool]int{true: 1}[tc.span] {
 				t.Fatalf("%d spans recorded", got)
+			}
+		})
+	}
+}
+
+// An envelope that arrives with an unsampled traceparent (from a peer that
+// still sends them) is handled as if it came without: no span, even for a
+// traced behavior on a runtime whose tracer samples every root, nothing in
+// Message.Trace or the behavior's context, nothing passed on. Parent-based
+// sampling holds: no node starts a trace of its own from it.
+func TestUnsampledTraceStops(t *testing.T) {
+	rec, tp := recorder(sdktrace.ParentBased(sdktrace.AlwaysSample()))
+	s := &System{cfg: Config{Tracer: tp.Tracer("x"), TraceBehavior: func(string) bool { return true }}}
+	for _, tc := range []struct {
+		name, trace string
+		span        bool
+		passed      string
+	}{
+		{"none", "", false, ""},
+		{"unsampled", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", false, ""},
+		{"unsampled, other flags", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02", false, ""},
+		{"sampled", validTrace, true, ""}, // passes on its own span's traceparent
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(rec.Ended())
+			d := &delivery{ctx: new(msgContext), msg: Message{Trace: tc.trace, Behavior: "/dms/deployment/commit", Expiry: time.Now().Add(time.Minute)}}
+			d.setTrace(s.parseTrace(&d.msg, "peer"))
+			span := s.startSpan(d)
+			if (span != nil) != tc.span {
+				t.Fatalf("span = %v, want one: %v", span, tc.span)
+			}
+			if span == nil {
+				if d.msg.Trace != "" || TraceFrom(d.ctx) != "" || trace.SpanContextFromContext(d.ctx).IsValid() || envelopeTrace(d.ctx) != "" {
+					t.Fatalf("an untraced message kept a trace: msg %q, ctx %q, sent on %q", d.msg.Trace, TraceFrom(d.ctx), envelopeTrace(d.ctx))
+				}
+				if n := len(rec.Ended()) - before; n != 0 {
+					t.Fatalf("%d spans recorded", n)
+				}
+				return
+			}
+			if got, want := envelopeTrace(d.ctx), FormatTraceparent(span.SpanContext()); got != want || span.SpanContext().TraceID().String() != tc.trace[3:35] {
+				t.Fatalf("a nested send carries %q, want the server span's %q in the sender's trace", got, want)
+			}
+			endSpan(span, nil)
+		})
+	}
+}
+
+// The traceparent an envelope carries, by what the sending context holds:
+// a sampled trace's, never an unsampled one's; a malformed string as it
+// is (the receiver counts it).
+func TestEnvelopeTrace(t *testing.T) {
+	_, tpAlways := recorder(sdktrace.AlwaysSample())
+	_, tpNever := recorder(sdktrace.NeverSample())
+	sampledCtx, sampled := tpAlways.Tracer("x").Start(context.Background(), "root")
+	defer sampled.End()
+	unsampledCtx, unsampledSpan := tpNever.Tracer("x").Start(context.Background(), "root")
+	defer unsampledSpan.End()
+	const unsampledTP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want string
+	}{
+		{"nothing", context.Background(), ""},
+		{"sampled span", sampledCtx, FormatTraceparent(sampled.SpanContext())},
+		{"unsampled span", unsampledCtx, ""},
+		{"unsampled span and its traceparent", WithTrace(unsampledCtx, FormatTraceparent(unsampledSpan.SpanContext())), ""},
+		{"sampled traceparent", WithTrace(context.Background(), validTrace), validTrace},
+		{"unsampled traceparent", WithTrace(context.Background(), unsampledTP), ""},
+		{"malformed traceparent", WithTrace(context.Background(), "00-XYZ"), "00-XYZ"},
+		{"malformed flags", WithTrace(context.Background(), unsampledTP[:53]+"zz"), unsampledTP[:53] + "zz"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := envelopeTrace(tc.ctx); got != tc.want {
+				t.Fatalf("envelopeTrace = %q, want %q", got, tc.want)
 			}
 		})
 	}

@@ -61,6 +61,29 @@ type Link interface {
 	Close() error
 }
 
+// A CopyingLink is a Link that can also send a copy of a frame, so the
+// caller keeps the frame and may reuse its memory once SendCopy returns;
+// the link copies it into memory of its own that it reuses (internal/p2p).
+// The runtime encodes the envelopes of a link into one buffer and sends
+// them with SendCopy when the link has it.
+type CopyingLink interface {
+	Link
+	// SendCopy is Send for a copy of frame.
+	SendCopy(ctx context.Context, frame []byte) error
+}
+
+// A ReadyLink is a Link that tells whether Recv would return a frame at
+// once. The runtime's reader wakes the workers of the envelopes it queued
+// when Ready is false (before a Recv that may wait), instead of after each
+// frame (internal/p2p).
+type ReadyLink interface {
+	Link
+	// Ready reports whether a whole frame is received and not yet returned
+	// by Recv. It is called by the reading goroutine only, between Recv
+	// calls; false when in doubt.
+	Ready() bool
+}
+
 // ErrLinkClosed is returned by Send and Recv on a closed link.
 var ErrLinkClosed = errors.New("link closed")
 

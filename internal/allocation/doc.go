@@ -35,7 +35,11 @@
 //	err = p.Register() // bid, commit, revert and results behaviors on the node actor
 //
 // A bid reserves, for ReservationTTL, enough to host any one of the nodes
-// that fit (a provider hosts at most one node of an ensemble) and is signed with the node key (deployproto.SignBid); a
+// that fit (a provider hosts at most one node of an ensemble). The provider
+// answers in the form it was asked in: a JSON bid is signed with the node
+// key (deployproto.SignBid), a binary one (deployproto.MarshalBid) is not —
+// the link authenticates the provider and the commit is checked against
+// the provider's own record of the reservation, its owner and its price; a
 // commit turns the reservation into allocations, all or nothing; a revert
 // stops and removes them and releases the reservation. Only the
 // orchestrator that a reservation was made for may commit or revert it,

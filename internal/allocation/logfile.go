@@ -55,10 +55,10 @@ func openLog(path string) (*logFile, error) {
 		return nil, fmt.Errorf("open log: %w", err)
 	}
 	l := &logFile{f: f, changed: make(chan struct{})}
-	end, err := l.scan(func(byte, []byte) {})
-	if err == nil {
-		var st os.FileInfo
-		if st, err = f.Stat(); err == nil && st.Size() != end {
+	var end int64
+	st, err := f.Stat()
+	if err == nil && st.Size() > 0 { // a new allocation's log is empty: nothing to scan
+		if end, err = l.scan(func(byte, []byte) {}); err == nil && st.Size() != end {
 			err = f.Truncate(end)
 		}
 	}
@@ -75,7 +75,7 @@ func openLog(path string) (*logFile, error) {
 func (l *logFile) scan(fn func(stream byte, data []byte)) (int64, error) {
 	var off int64
 	head := make([]byte, frameHead)
-	buf := make([]byte, maxFrame)
+	var buf []byte // grown to the largest frame read, up to maxFrame
 	for {
 		if _, err := l.f.ReadAt(head, off); err != nil {
 			if errors.Is(err, io.EOF) {
@@ -86,6 +86,9 @@ func (l *logFile) scan(fn func(stream byte, data []byte)) (int64, error) {
 		n := binary.BigEndian.Uint32(head[1:])
 		if !validStream(head[0]) || n > maxFrame {
 			return off, nil // garbage from here on: treat as the end
+		}
+		if uint32(cap(buf)) < n {
+			buf = make([]byte, max(n, 512))
 		}
 		data := buf[:n]
 		if _, err := l.f.ReadAt(data, off+frameHead); err != nil {

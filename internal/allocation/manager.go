@@ -346,7 +346,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 // newAlloc opens the allocation's directory and log and spawns its actor.
 func (m *Manager) newAlloc(rec Record, key *identity.Key) (*alloc, error) {
 	dir := filepath.Join(m.cfg.DataDir, rec.ID)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := mkdir(dir); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	lf, err := openLog(filepath.Join(dir, "log"))
@@ -383,6 +383,17 @@ func (m *Manager) newAlloc(rec Record, key *identity.Key) (*alloc, error) {
 	act.AddBehavior(deployproto.BehaviorExecInput, a.handleExecInput)
 	act.AddBehavior(deployproto.BehaviorExecOutput, a.handleExecOutput)
 	return a, nil
+}
+
+// mkdir makes dir (mode 0700) and its missing parents, as os.MkdirAll
+// does, in one system call when only dir is missing: a new allocation's
+// directory under an existing data directory.
+func mkdir(dir string) error {
+	err := os.Mkdir(dir, 0o700)
+	if err == nil {
+		return nil
+	}
+	return os.MkdirAll(dir, 0o700) // the parent is missing, or dir exists (a directory or not)
 }
 
 // goTracked runs fn on a goroutine that Close waits for; once the manager

@@ -156,46 +156,64 @@ func (p *Provider) Register() error {
 }
 
 func (p *Provider) request(ctx context.Context, m *actor.Message) (any, error) {
-	res, err := p.answer(m, false)
-	if r, ok := res.(deployproto.BidReply); ok {
-		p.stats.count(r)
+	reply, binary, err := p.answer(m, false)
+	if err != nil {
+		return nil, err
 	}
-	return res, err
+	p.stats.count(reply)
+	return encodeReply(reply, binary), nil
+}
+
+// encodeReply answers in the form the request came in: the binary form
+// (deployproto.MarshalBidReply) to a binary request, else the reply for
+// the runtime to encode as JSON.
+func encodeReply(reply deployproto.BidReply, binary bool) any {
+	if binary {
+		return deployproto.MarshalBidReply(&reply)
+	}
+	return reply
 }
 
 // plan answers a dry-run bid request (deployproto.BehaviorPlan) as request
 // would, but reserves nothing and signs nothing: the bid it returns has no
 // reservation and cannot be committed.
 func (p *Provider) plan(ctx context.Context, m *actor.Message) (any, error) {
-	return p.answer(m, true)
+	reply, binary, err := p.answer(m, true)
+	if err != nil {
+		return nil, err
+	}
+	return encodeReply(reply, binary), nil
 }
 
 // answer answers a bid request; with dryRun it reserves nothing and
-// returns an unsigned bid marked DryRun.
-func (p *Provider) answer(m *actor.Message, dryRun bool) (any, error) {
-	var req deployproto.BidRequest
-	if err := m.Decode(&req); err != nil {
-		return nil, err
+// returns an unsigned bid marked DryRun. binary says the request came in
+// the binary form (deployproto.MarshalBidRequest): the bid's body is
+// binary too, and the reply is to be.
+func (p *Provider) answer(m *actor.Message, dryRun bool) (reply deployproto.BidReply, binary bool, err error) {
+	binary = deployproto.IsBinary(m.Payload)
+	req, err := deployproto.UnmarshalBidRequest(m.Payload)
+	if err != nil {
+		return reply, binary, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("payload of %s: %v", m.Behavior, err)}
 	}
 	if err := deployproto.CheckName("deployment", req.Deployment); err != nil {
-		return nil, err
+		return reply, binary, err
 	}
 	if len(req.Nodes) == 0 || len(req.Nodes) > deployproto.MaxNodes {
-		return nil, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("%d nodes in a bid request", len(req.Nodes))}
+		return reply, binary, &actor.Error{Code: actor.CodeBadEnvelope, Msg: fmt.Sprintf("%d nodes in a bid request", len(req.Nodes))}
 	}
 	self := p.cfg.Node.Handle()
 	current := p.cfg.Ledger.Offer()
-	reply := deployproto.BidReply{Provider: self, Offer: &current}
+	reply = deployproto.BidReply{Provider: self, Offer: &current}
 	if _, ok := p.cfg.Ledger.Onboarded(); !ok {
 		for _, nr := range req.Nodes {
 			reply.NoBids = append(reply.NoBids, deployproto.NoBid{Node: nr.Name, Kind: deployproto.KindOnboarding, Reasons: []string{"no resources onboarded"}})
 		}
-		return reply, nil
+		return reply, binary, nil
 	}
 	var fit []deployproto.NodeRequest
 	for _, nr := range req.Nodes {
 		if err := deployproto.CheckName("node", nr.Name); err != nil {
-			return nil, err
+			return reply, binary, err
 		}
 		if nr.Peer != "" && nr.Peer != self.Host && nr.Peer != string(self.DID) {
 			reply.NoBids = append(reply.NoBids, deployproto.NoBid{Node: nr.Name, Kind: deployproto.KindPinned, Reasons: []string{"pinned to another peer"}})
@@ -226,13 +244,15 @@ func (p *Provider) answer(m *actor.Message, dryRun bool) (any, error) {
 		for _, nr := range fit {
 			bid.Nodes = append(bid.Nodes, nr.Name)
 		}
-		body, err := json.Marshal(bid)
-		if err != nil {
-			return nil, err
+		var body []byte
+		if binary {
+			body = deployproto.MarshalBid(bid)
+		} else if body, err = json.Marshal(bid); err != nil {
+			return deployproto.BidReply{}, binary, err
 		}
 		reply.Bid = &deployproto.SignedBid{Body: body} // no signature: no commit can use it
 		p.log.Debug("plan request", "deployment_id", req.Deployment, "bid", true, "no_bids", len(reply.NoBids))
-		return reply, nil
+		return reply, binary, nil
 	}
 	if len(fit) > 0 {
 		// One reservation, large enough for any one of the nodes.
@@ -244,7 +264,7 @@ func (p *Provider) answer(m *actor.Message, dryRun bool) (any, error) {
 				reply.NoBids = append(reply.NoBids, noBid(nr.Name, err))
 			}
 			p.log.Debug("bid request refused", "deployment_id", req.Deployment, "peer_id", m.From.Host, "err", err)
-			return reply, nil
+			return reply, binary, nil
 		}
 		offer := current
 		offer.Free = res.Resources // what the reservation holds
@@ -252,14 +272,23 @@ func (p *Provider) answer(m *actor.Message, dryRun bool) (any, error) {
 		for _, nr := range fit {
 			bid.Nodes = append(bid.Nodes, nr.Name)
 		}
-		signed, err := deployproto.SignBid(p.cfg.Key, req.Deployment, self.Host, bid)
-		if err != nil {
-			return nil, err
+		if binary {
+			// Not signed: the reply travels on the authenticated link to
+			// the orchestrator that asked, and the commit is checked
+			// against this provider's own record of the reservation
+			// (checkReservation, bidPrice), not against the bid
+			// (docs/security.md, "Bids").
+			reply.Bid = &deployproto.SignedBid{Body: deployproto.MarshalBid(bid)}
+		} else {
+			signed, err := deployproto.SignBid(p.cfg.Key, req.Deployment, self.Host, bid)
+			if err != nil {
+				return deployproto.BidReply{}, binary, err
+			}
+			reply.Bid = signed
 		}
-		reply.Bid = signed
 	}
 	p.log.Debug("bid request", "deployment_id", req.Deployment, "bid", reply.Bid != nil, "no_bids", len(reply.NoBids))
-	return reply, nil
+	return reply, binary, nil
 }
 
 // PeerLimitError is why a peer may not reserve more here: it holds Count

@@ -47,7 +47,7 @@ func (m *Manager) Meters() []MeterReading {
 
 // ProviderStats are a provider's counters since it started.
 type ProviderStats struct {
-	Bids   uint64            // bids signed (one per request with a node it could serve)
+	Bids   uint64            // bids sent (one per request with a node it could serve)
 	Won    uint64            // commits of its bids it accepted
 	NoBids map[string]uint64 // nodes it could not serve, by deployproto.NoBid's Kind
 }

@@ -202,9 +202,12 @@ func (s *Server) broadcast(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout(&req, 5*time.Second))
 	defer cancel()
 	replies := make(chan api.ActorReply, 1024)
+	published := time.Now()
 	err := s.cfg.Actors.RelayBroadcast(ctx, env, func(rp *actor.Reply) {
+		ar := actorReply(rp)
+		ar.AfterMS = float64(time.Since(published).Microseconds()) / 1000
 		select {
-		case replies <- actorReply(rp):
+		case replies <- ar:
 		default: // more than 1024 replies: the rest are counted by the runtime
 		}
 	})

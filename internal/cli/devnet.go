@@ -68,6 +68,7 @@ type devnetUpOptions struct {
 	ram       string
 	disk      string
 	benchmark time.Duration
+	discovery time.Duration
 }
 
 // devnetUpPlan is what the flags ask for, checked.
@@ -78,6 +79,8 @@ type devnetUpPlan struct {
 	onboard   api.OnboardRequest
 	resources string // for progress lines
 	benchMS   int64  // 0: no benchmark
+	// meshGrace is devnet.UpConfig.MeshGrace: negative dials at once.
+	meshGrace time.Duration
 }
 
 // plan checks the flags; every problem is a usage error.
@@ -131,13 +134,21 @@ func (o devnetUpOptions) plan() (devnetUpPlan, error) {
 	default:
 		p.benchMS = o.benchmark.Milliseconds()
 	}
+	switch {
+	case o.discovery < 0 || o.discovery > 10*time.Minute:
+		return p, usagef("--discovery %s: want 0 to 10m", o.discovery)
+	case o.discovery == 0:
+		p.meshGrace = -1
+	default:
+		p.meshGrace = o.discovery
+	}
 	return p, nil
 }
 
 func newDevnetUpCmd(a *app, dir *string) *cobra.Command {
 	var o devnetUpOptions
 	cmd := &cobra.Command{
-		Use:   "up [--nodes N] [--executor wasm|docker|vm|all]",
+		Use:   "up [--nodes N] [--executor wasm|docker|vm|all] [--discovery D]",
 		Short: "Start N real nodes on loopback, connected, trusting one operator, onboarded",
 		Long: `Start a local network of N real nodes on this machine:
 
@@ -146,7 +157,8 @@ func newDevnetUpCmd(a *app, dir *string) *cobra.Command {
   - configures each to listen on 127.0.0.1 only (ports picked by the system),
     mDNS off, DHT on, and only the chosen executors enabled;
   - starts each as a detached ` + "`dms run`" + ` (logs in <dir>/nodeK/dms.log);
-  - connects every node to every other;
+  - waits for the nodes' discovery to connect them (--discovery, 5s by
+    default), then dials every pair still apart;
   - makes node1's user key the operator: every node trusts it for /dms;
   - onboards --cpu, --ram and --disk on every node (and benchmarks the
     machine with --benchmark 1s; by default not, to keep the nodes small);
@@ -182,6 +194,7 @@ its logs: remove it with dms devnet down.`,
 	f.StringVar(&o.ram, "ram", "1GiB", "memory each node onboards")
 	f.StringVar(&o.disk, "disk", "2GiB", "disk each node onboards")
 	f.DurationVar(&o.benchmark, "benchmark", 0, "run each node's machine benchmark for up to this long (1s to 1m; 0, the default, skips it)")
+	f.DurationVar(&o.discovery, "discovery", devnet.MeshGrace, "how long the nodes' own discovery may connect them before up dials the pairs still apart (0: dial at once)")
 	return cmd
 }
 
@@ -197,7 +210,7 @@ func (a *app) devnetUp(dir string, plan devnetUpPlan) error {
 	}
 	st, err := devnet.Up(a.ctx, devnet.UpConfig{
 		Dir: dir, Nodes: plan.nodes, Executors: plan.executors, KeepUsable: plan.all, Onboard: plan.onboard,
-		Benchmark: time.Duration(plan.benchMS) * time.Millisecond, Binary: bin, LogLevel: a.logLevel,
+		Benchmark: time.Duration(plan.benchMS) * time.Millisecond, Binary: bin, LogLevel: a.logLevel, MeshGrace: plan.meshGrace,
 		Progress: a.devnetProgress(plan),
 	})
 	if err != nil {
@@ -218,6 +231,14 @@ func (a *app) devnetProgress(plan devnetUpPlan) func(devnet.Event) {
 				}
 			case e.Err == nil && e.Step == devnet.StepStart:
 				fmt.Fprintf(w, "ok (peer %s, API %s)\n", e.Node.PeerID, e.Node.API)
+			case e.Err == nil && e.Step == devnet.StepMesh && e.State.Mesh != nil:
+				m := e.State.Mesh
+				if m.Discovered {
+					fmt.Fprintf(w, "ok (discovery connected them in %s)\n", fmtSeconds(time.Duration(m.TookMS)*time.Millisecond))
+				} else {
+					fmt.Fprintf(w, "ok in %s (%d pairs apart after %s of discovery: dialed)\n", fmtSeconds(time.Duration(m.TookMS)*time.Millisecond),
+						m.Apart, fmtSeconds(time.Duration(m.GraceMS)*time.Millisecond))
+				}
 			case e.Err == nil:
 				fmt.Fprintln(w, "ok")
 			case e.Step == devnet.StepStart && errors.Is(e.Err, context.Canceled):

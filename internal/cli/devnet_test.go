@@ -31,8 +31,8 @@ func TestDevnetUpPlan(t *testing.T) {
 		{"list, deduplicated and sorted", with(func(o *devnetUpOptions) { o.executors = []string{"wasm", "Docker", "wasm"} }), []string{"docker", "wasm"}, false, 0, ""},
 		{"all", with(func(o *devnetUpOptions) { o.executors = []string{"all"} }), []string{"docker", "vm", "wasm"}, true, 0, ""},
 		{"benchmark", with(func(o *devnetUpOptions) { o.benchmark = 2 * time.Second }), []string{"wasm"}, false, 2000, ""},
-		{"zero nodes", with(func(o *devnetUpOptions) { o.nodes = 0 }), nil, false, 0, "--nodes 0: want 1 to 20"},
-		{"too many nodes", with(func(o *devnetUpOptions) { o.nodes = 100 }), nil, false, 0, "--nodes 100: want 1 to 20"},
+		{"zero nodes", with(func(o *devnetUpOptions) { o.nodes = 0 }), nil, false, 0, "--nodes 0: want 1 to 100"},
+		{"too many nodes", with(func(o *devnetUpOptions) { o.nodes = 101 }), nil, false, 0, "--nodes 101: want 1 to 100"},
 		{"unknown executor", with(func(o *devnetUpOptions) { o.executors = []string{"foo"} }), nil, false, 0, `--executor "foo"`},
 		{"all with others", with(func(o *devnetUpOptions) { o.executors = []string{"all", "wasm"} }), nil, false, 0, "give it alone"},
 		{"no executor", with(func(o *devnetUpOptions) { o.executors = nil }), nil, false, 0, "at least one"},
@@ -41,6 +41,8 @@ func TestDevnetUpPlan(t *testing.T) {
 		{"bad ram", with(func(o *devnetUpOptions) { o.ram = "1XB" }), nil, false, 0, `--ram "1XB"`},
 		{"bad disk", with(func(o *devnetUpOptions) { o.disk = "-1" }), nil, false, 0, `--disk "-1"`},
 		{"short benchmark", with(func(o *devnetUpOptions) { o.benchmark = 10 * time.Millisecond }), nil, false, 0, "--benchmark 10ms"},
+		{"negative discovery", with(func(o *devnetUpOptions) { o.discovery = -time.Second }), nil, false, 0, "--discovery -1s: want 0 to 10m"},
+		{"long discovery", with(func(o *devnetUpOptions) { o.discovery = time.Hour }), nil, false, 0, "--discovery 1h0m0s: want 0 to 10m"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -131,3 +131,43 @@ func (p *fastParser) time(dst *time.Time) bool {
 	*dst, p.b = t, p.b[len(s):]
 	return true
 }
+
+// appendNote appends n as encoding/json writes it (the layout
+// parseNoteFast reads), without reflection: the provider encodes a note
+// for every contract at every interval. It reports false for a note
+// encoding/json would write otherwise or refuse (a hash that is not hex,
+// a year outside 0–9999, a time not in UTC); the caller then uses
+// encoding/json (TestAppendNote and FuzzAppendNote compare the two).
+func appendNote(b []byte, n *Note) ([]byte, bool) {
+	if !isHash(n.Contract) || n.Prev != "" && !isHash(n.Prev) {
+		return nil, false
+	}
+	if y := n.Time.Year(); y < 0 || y > 9999 || n.Time.Location() != time.UTC {
+		return nil, false
+	}
+	b = append(b, `{"contract":"`...)
+	b = append(b, n.Contract...)
+	b = append(b, `","seq":`...)
+	b = strconv.AppendUint(b, n.Seq, 10)
+	if n.Prev != "" {
+		b = append(append(append(b, `,"prev":"`...), n.Prev...), '"')
+	}
+	b = append(b, `,"time":"`...)
+	b = append(n.Time.AppendFormat(b, time.RFC3339Nano), '"')
+	b = append(b, `,"usage":{"cpu_us":`...)
+	b = strconv.AppendUint(b, n.Usage.CPUMicros, 10)
+	b = append(b, `,"memory_byte_s":`...)
+	b = strconv.AppendUint(b, n.Usage.MemoryByteSeconds, 10)
+	b = append(b, `,"wall_ms":`...)
+	b = strconv.AppendUint(b, n.Usage.WallMillis, 10)
+	if n.Usage.NetBytes != 0 {
+		b = append(b, `,"net_bytes":`...)
+		b = strconv.AppendUint(b, n.Usage.NetBytes, 10)
+	}
+	b = append(b, `},"amount":`...)
+	b = append(b, n.Amount.String()...)
+	if n.Final {
+		b = append(b, `,"final":true`...)
+	}
+	return append(b, '}'), true
+}

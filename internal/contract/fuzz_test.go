@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/dmsnet/dms/internal/match"
 )
 
 // isRefusal reports whether err is a *RefusalError wrapping a sentinel.
@@ -155,4 +157,27 @@ func sameNote(a, b *Note) bool {
 	x, y := *a, *b
 	x.Time, y.Time = time.Time{}, time.Time{}
 	return x == y && a.Time.Equal(b.Time) && an == bn && ao == bo
+}
+
+// FuzzAppendNote checks that the note encoder writes what encoding/json
+// writes, or declines.
+func FuzzAppendNote(f *testing.F) {
+	id := hashHex([]byte("c"))
+	f.Add(id, uint64(1), "", int64(1796421600), int64(0), uint64(1), uint64(2), uint64(3), uint64(0), int64(5), false)
+	f.Add(id, uint64(7), hashHex([]byte("p")), int64(-62135596800), int64(999999999), uint64(1<<63), uint64(0), uint64(0), uint64(9), int64(-3), true)
+	f.Add("x", uint64(0), "\"<", int64(253402300800), int64(1), uint64(0), uint64(0), uint64(0), uint64(0), int64(0), false)
+	f.Fuzz(func(t *testing.T, c string, seq uint64, prev string, sec, nsec int64, cpu, mem, wall, net uint64, amount int64, final bool) {
+		n := &Note{Contract: c, Seq: seq, Prev: prev, Time: time.Unix(sec, nsec).UTC(),
+			Usage: Usage{CPUMicros: cpu, MemoryByteSeconds: mem, WallMillis: wall, NetBytes: net}, Amount: match.Money(amount), Final: final}
+		got, ok := appendNote(nil, n)
+		want, err := json.Marshal(n)
+		switch {
+		case !ok:
+			return
+		case err != nil:
+			t.Fatalf("appendNote wrote %s, encoding/json refuses the note: %v", got, err)
+		case string(got) != string(want):
+			t.Fatalf("appendNote wrote\n%s\nencoding/json\n%s", got, want)
+		}
+	})
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
 	"testing"
 	"time"
 
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/match"
 )
 
 // issueN issues n notes under p.c, the last final when final.
@@ -287,7 +289,7 @@ func TestClone(t *testing.T) {
 	if err := cl.Open(); err != nil || !cl.Accepted(rc) || cl.Note().Seq != 1 {
 		t.Fatalf("clone: Open %v, Accepted %v", err, cl.Accepted(rc))
 	}
-	if !cl.provOK.holds(cl.Hash, p.prov.DID(), cl.ProviderSig) || !cl.reqOK.holds(cl.Hash, p.req.DID(), cl.RequesterSig) {
+	if !cl.provOK.holds(cl.Hash, p.prov.DID(), cl.ProviderSig, false) || !cl.reqOK.holds(cl.Hash, p.req.DID(), cl.RequesterSig, false) {
 		t.Error("the clone lost the memos of the signatures that verified")
 	}
 	for name, change := range map[string]func(*SignedNote){
@@ -307,5 +309,46 @@ func TestClone(t *testing.T) {
 	}
 	if (*SignedNote)(nil).Clone() != nil {
 		t.Error("Clone of nil")
+	}
+}
+
+// TestAppendNote: Issue's encoder writes what encoding/json writes, and
+// declines what it would write otherwise.
+func TestAppendNote(t *testing.T) {
+	id, prev := hashHex([]byte("c")), hashHex([]byte("p"))
+	at := time.Date(2026, 12, 5, 5, 30, 0, 123456789, time.UTC)
+	for _, tc := range []struct {
+		name string
+		n    Note
+		ok   bool
+	}{
+		{"first", Note{Contract: id, Seq: 1, Time: at, Usage: usageAt(1), Amount: 12}, true},
+		{"chained, final, net bytes", Note{Contract: id, Seq: 2, Prev: prev, Time: at, Usage: Usage{CPUMicros: 1, MemoryByteSeconds: 2, WallMillis: 3, NetBytes: 4}, Amount: 1_500_001, Final: true}, true},
+		{"whole second", Note{Contract: id, Seq: 3, Prev: prev, Time: at.Truncate(time.Second), Amount: 0}, true},
+		{"largest counters", Note{Contract: id, Seq: math.MaxUint64, Prev: prev, Time: at, Usage: Usage{math.MaxUint64, math.MaxUint64, math.MaxUint64, math.MaxUint64}, Amount: match.MaxMoney}, true},
+		{"not UTC", Note{Contract: id, Seq: 1, Time: at.In(time.FixedZone("x", 3600))}, false},
+		{"year 10000", Note{Contract: id, Seq: 1, Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}, false},
+		{"a contract that is not a hash", Note{Contract: "<x>", Seq: 1, Time: at}, false},
+		{"a prev that is not a hash", Note{Contract: id, Seq: 2, Prev: "\"", Time: at}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := appendNote([]byte("keep"), &tc.n)
+			if ok != tc.ok {
+				t.Fatalf("appendNote ok = %v, want %v", ok, tc.ok)
+			}
+			if !ok {
+				return
+			}
+			want, err := json.Marshal(&tc.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != "keep"+string(want) {
+				t.Errorf("appendNote wrote\n%s\nencoding/json\n%s", got, want)
+			}
+			if _, ok := parseNoteFast(got[4:]); !ok {
+				t.Errorf("the fast decoder does not read %s", got[4:])
+			}
+		})
 	}
 }

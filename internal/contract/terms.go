@@ -36,22 +36,29 @@ type sigMemo struct {
 	hash string
 	by   identity.DID
 	sig  []byte
+	// batch: verified in a batch (VerifyProviderSigs), which holds for
+	// CheckNote only; everything else verifies it again.
+	batch bool
 }
 
 func memo(hash string, by identity.DID, sig []byte) sigMemo {
 	return sigMemo{hash: hash, by: by, sig: bytes.Clone(sig)}
 }
 
-func (m sigMemo) clone() sigMemo { return sigMemo{hash: m.hash, by: m.by, sig: bytes.Clone(m.sig)} }
+func (m sigMemo) clone() sigMemo {
+	return sigMemo{hash: m.hash, by: m.by, sig: bytes.Clone(m.sig), batch: m.batch}
+}
 
-func (m *sigMemo) holds(hash string, by identity.DID, sig []byte) bool {
-	return m.sig != nil && m.hash == hash && m.by == by && bytes.Equal(m.sig, sig)
+// holds reports whether m remembers exactly this signature; one from a
+// batch only when batchOK.
+func (m *sigMemo) holds(hash string, by identity.DID, sig []byte, batchOK bool) bool {
+	return m.sig != nil && (batchOK || !m.batch) && m.hash == hash && m.by == by && bytes.Equal(m.sig, sig)
 }
 
 // verifySig reports whether sig is by's signature of prefix+hash, using
-// the memo when it holds.
+// the memo when it holds (not a batch's).
 func verifySig(m *sigMemo, prefix, hash string, by identity.DID, sig []byte) bool {
-	if m.holds(hash, by, sig) {
+	if m.holds(hash, by, sig, false) {
 		return true
 	}
 	return len(sig) > 0 && verifyDID(by, []byte(prefix+hash), sig)

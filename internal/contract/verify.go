@@ -4,6 +4,8 @@ import (
 	"crypto/ed25519"
 	"sync"
 
+	"filippo.io/edwards25519"
+
 	"github.com/dmsnet/dms/internal/identity"
 )
 
@@ -13,8 +15,8 @@ import (
 // over. The check itself is crypto/ed25519's (FuzzVerifyDID compares the
 // two).
 func verifyDID(did identity.DID, msg, sig []byte) bool {
-	pub := keyOf(did)
-	return pub != nil && ed25519.Verify(pub, msg, sig)
+	k := keyOf(did)
+	return k != nil && ed25519.Verify(k.pub, msg, sig)
 }
 
 // maxDecodedKeys bounds the cache; it is emptied when full.
@@ -22,27 +24,36 @@ const maxDecodedKeys = 4096
 
 var decoded struct {
 	mu sync.RWMutex
-	m  map[identity.DID]ed25519.PublicKey
+	m  map[identity.DID]*decodedKey
+}
+
+// decodedKey is a DID's public key, and for batch verification its
+// point (see primeOrder).
+type decodedKey struct {
+	pub   ed25519.PublicKey
+	once  sync.Once
+	point *edwards25519.Point // set when prime
+	prime bool                // the point decodes and has no small-order component
 }
 
 // keyOf returns did's public key (nil: not an ed25519 did:key).
-func keyOf(did identity.DID) ed25519.PublicKey {
+func keyOf(did identity.DID) *decodedKey {
 	decoded.mu.RLock()
-	pub := decoded.m[did]
+	k := decoded.m[did]
 	decoded.mu.RUnlock()
-	if pub != nil {
-		return pub
+	if k != nil {
+		return k
 	}
 	raw, err := did.PublicKey()
 	if err != nil || len(raw) != ed25519.PublicKeySize {
 		return nil
 	}
-	pub = ed25519.PublicKey(append([]byte(nil), raw...))
+	k = &decodedKey{pub: ed25519.PublicKey(append([]byte(nil), raw...))}
 	decoded.mu.Lock()
 	if decoded.m == nil || len(decoded.m) >= maxDecodedKeys {
-		decoded.m = make(map[identity.DID]ed25519.PublicKey)
+		decoded.m = make(map[identity.DID]*decodedKey)
 	}
-	decoded.m[did] = pub
+	decoded.m[did] = k
 	decoded.mu.Unlock()
-	return pub
+	return k
 }

@@ -54,11 +54,15 @@ type BidReply struct {
 	NoBids []NoBid      `json:"no_bids,omitempty"`
 }
 
-// SignedBid is a Bid as its provider signed it: Body is the bid's JSON and
-// Signature the provider node key's Ed25519 signature of SignedBytes. The
-// orchestrator decodes the bid from the very bytes that were signed, so
-// what it acts on is what the provider can be held to, and nothing is
-// re-encoded to check it (JSON does not round-trip byte for byte).
+// SignedBid is a Bid as its provider sent it: Body is the bid's JSON (or,
+// in a binary reply, its binary form: MarshalBid) and Signature, in a JSON
+// reply, the provider node key's Ed25519 signature of SignedBytes. A
+// binary reply's bid is not signed (Signature empty): the link it came on
+// authenticates the provider, and a commit is checked against the
+// provider's own record of its reservation (docs/security.md, "Bids"). A
+// signature that is present must verify (placement.VerifyBids); it is
+// checked over the very bytes the bid is decoded from, as JSON does not
+// round-trip byte for byte.
 type SignedBid struct {
 	Body      json.RawMessage `json:"body"`
 	Signature []byte          `json:"signature"`
@@ -89,10 +93,11 @@ func (s *SignedBid) Verify(deployment, provider string) bool {
 	return err == nil && identity.Verify(did, s.SignedBytes(deployment, provider), s.Signature)
 }
 
-// Open decodes the signed bid.
+// Open decodes the signed bid, in either form (JSON, or binary:
+// MarshalBid).
 func (s *SignedBid) Open() (Bid, error) {
-	var b Bid
-	if err := json.Unmarshal(s.Body, &b); err != nil {
+	b, err := UnmarshalBid(s.Body)
+	if err != nil {
 		return Bid{}, fmt.Errorf("bid: %w", err)
 	}
 	return b, nil

@@ -7,7 +7,7 @@
 // allocation actor's.
 //
 //	orchestrator ──request (gossip on TopicDeployments, unicast to pinned)──▶ provider node
-//	             ◀──────────────────── BidReply: a signed bid and reasons not to bid
+//	             ◀──────────────────── BidReply: a bid and reasons not to bid
 //	             ──commit──▶ provider node: reservation → allocation actors
 //	             ──revert──▶ provider node: release (idempotent)
 //	             ──start/stop/logs/status──▶ allocation actor
@@ -21,6 +21,15 @@
 // orchestrator actor, which delegates CmdDeployment to each allocation
 // actor it starts (StartRequest.Chain). Providers trust the user (an
 // operator key) for /dms.
+//
+// # Encoding
+//
+// Messages are JSON, except on the hot path of a bid round: BidRequest,
+// BidReply and the Bid a provider signs also have a compact binary form
+// (wire.go: MarshalBidRequest, MarshalBidReply, MarshalBid), which the
+// orchestrator sends and providers answer in. Its decoders are strict and
+// canonical, and accept JSON too, so a provider answers JSON requests in
+// JSON (tools and tests read those).
 //
 // # Values only
 //

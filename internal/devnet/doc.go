@@ -16,12 +16,16 @@
 //	c, self, err := devnet.WaitReady(ctx, member, 30*time.Second)     // its API answers
 //	peers := []devnet.Peer{{Name: "node1", PeerID: self.PeerID, Addr: addr, API: c}, ...}
 //	err = devnet.Mesh(ctx, peers, 15*time.Second)                     // every node connected to every other
+//	res, err := devnet.MeshWith(ctx, peers, devnet.MeshOptions{       // the same, discovery first:
+//		Timeout: 20 * time.Second, Grace: 5 * time.Second})          // dials only the pairs still apart after 5 s
 //	err = devnet.TrustOperator(ctx, peers[1:], operatorDID)           // anchored for /dms
 //	err = devnet.Onboard(ctx, peers, req, 0)
 //
 // Up runs them all for `dms devnet up`: homes in a directory, one
-// detached `dms run` per node, progress reported as Events, and on
+// detached `dms run` per node (up to MaxNodes, a few started at a time,
+// LeanSettings from LeanNodes on), progress reported as Events, and on
 // failure the started nodes stopped (UpError says what was cleaned up).
+// Package scalebench measures a devnet that Up started.
 // Probe and Down serve `dms devnet status` and `down`.
 //
 // # Bookkeeping

@@ -94,6 +94,23 @@ func NodeSettings(listen, apiListen string, executors []string) []Setting {
 	}
 }
 
+// LeanSettings are the settings of every node of a devnet of n nodes from
+// LeanNodes on, so that a full mesh of up to MaxNodes holds on one
+// machine: inbound connections for every other node with room for
+// redials (by default a node admits about 80, and node1, everyone's
+// bootstrap peer, is dialed by all), a connection manager that never
+// trims the mesh, and no Prometheus metrics (a registry and a resource
+// manager reporter per node that no one scrapes on a devnet).
+func LeanSettings(n int) []Setting {
+	low := max(100, n+16)
+	return []Setting{
+		{"p2p.max_inbound_conns", strconv.Itoa(max(128, 2*n))},
+		{"p2p.conn_low", strconv.Itoa(low)},
+		{"p2p.conn_high", strconv.Itoa(max(400, 2*low))},
+		{"telemetry.metrics", "false"},
+	}
+}
+
 // Configure sets keys, in order, in the config.yaml of home, checks the
 // result and writes it.
 func Configure(home string, settings ...Setting) error {

@@ -83,23 +83,81 @@ type Peer struct {
 }
 
 // Mesh connects every peer to every other and returns once each lists
-// every other as connected. Each round it asks every peer for its peers
-// and dials again each pair not yet connected both ways (libp2p backs
-// off from an address it just failed to dial, and connections close
-// after a partition), until timeout. The error names a pair still apart.
+// every other as connected: MeshWith with no grace and the default bound
+// on dials.
 func Mesh(ctx context.Context, peers []Peer, timeout time.Duration) error {
+	_, err := MeshWith(ctx, peers, MeshOptions{Timeout: timeout})
+	return err
+}
+
+// MeshOptions say how MeshWith connects the peers.
+type MeshOptions struct {
+	Timeout time.Duration // for every peer to list every other as connected
+	// Grace is how long the peers' own discovery (bootstrap, DHT) may
+	// connect them before MeshWith dials the pairs still apart; 0 dials
+	// at once.
+	Grace time.Duration
+	// Dials bounds the Connect calls in flight, all peers together
+	// (0: DefaultMeshDials), so that a hundred nodes are not asked for
+	// 4,950 connections at once.
+	Dials int
+}
+
+// DefaultMeshDials is MeshOptions.Dials when it is 0.
+const DefaultMeshDials = 16
+
+// MeshResult says how the peers came to be connected.
+type MeshResult struct {
+	Took time.Duration // until every peer listed every other
+	// Discovered says the peers' discovery connected every pair on its
+	// own, within the grace: no pair was dialed.
+	Discovered bool
+	// Dialed counts the Connect calls MeshWith made (pairs dialed, each
+	// round).
+	Dialed int
+	// Apart is the number of pairs (of n·(n−1)/2) still apart when the
+	// grace ended; 0 when discovery connected them all.
+	Apart int
+}
+
+// MeshWith connects every peer to every other and returns once each lists
+// every other as connected. Each round it asks every peer for its peers;
+// once opts.Grace has passed it dials again each pair not yet connected
+// both ways (libp2p backs off from an address it just failed to dial, and
+// connections close after a partition), at most opts.Dials at once, until
+// opts.Timeout. The error names a pair still apart.
+func MeshWith(ctx context.Context, peers []Peer, opts MeshOptions) (MeshResult, error) {
 	var (
+		res     MeshResult
 		missing string // the first pair apart in the last round
 		fatal   error  // a peer that does not answer
 		dialMu  sync.Mutex
 		dialErr error // the last failed dial
+		dialing bool  // the grace is over
 	)
-	err := poll.Until(ctx, timeout, "every node connected to every other", func(ctx context.Context) (bool, error) {
+	dials := opts.Dials
+	if dials <= 0 {
+		dials = DefaultMeshDials
+	}
+	start := time.Now()
+	// A round asks every peer for its list: a hundred peers are asked
+	// once a second at most, not ten times (poll's pace), which would
+	// load the nodes whose discovery it waits for.
+	gap := time.Duration(len(peers)) * 10 * time.Millisecond
+	var last time.Time
+	err := poll.Until(ctx, opts.Timeout, "every node connected to every other", func(ctx context.Context) (bool, error) {
+		if time.Since(last) < gap {
+			return false, nil
+		}
+		last = time.Now()
 		conn := make([]map[string]bool, len(peers))
 		errs := make([]error, len(peers))
 		var wg sync.WaitGroup
+		list := make(chan struct{}, max(dials, eachLimit))
 		for i, p := range peers {
 			wg.Go(func() {
+				list <- struct{}{}
+				defer func() { <-list }()
 				ps, err := p.API.Peers(ctx)
 				if err != nil {
 					errs[i] = fmt.Errorf("%s: list peers: %w", p.Name, err)
@@ -117,46 +175,66 @@ func Mesh(ctx context.Context, peers []Peer, timeout time.Duration) error {
 			return false, err
 		}
 		missing = ""
+		type pair struct{ from, to int }
+		var apart []pair
 		for j, p := range peers {
 			for i, q := range peers[:j] {
 				switch {
-				case missing != "":
 				case !conn[i][p.PeerID]:
-					missing = fmt.Sprintf("%s is not connected to %s", q.Name, p.Name)
+					apart = append(apart, pair{j, i})
+					if missing == "" {
+						missing = fmt.Sprintf("%s is not connected to %s", q.Name, p.Name)
+					}
 				case !conn[j][q.PeerID]:
-					missing = fmt.Sprintf("%s is not connected to %s", p.Name, q.Name)
+					apart = append(apart, pair{j, i})
+					if missing == "" {
+						missing = fmt.Sprintf("%s is not connected to %s", p.Name, q.Name)
+					}
 				}
 			}
+		}
+		if len(apart) == 0 {
+			return true, nil
+		}
+		if !dialing {
+			if time.Since(start) < opts.Grace {
+				return false, nil
+			}
+			dialing, res.Apart = true, len(apart)
+		}
+		sem := make(chan struct{}, dials)
+		for _, pr := range apart {
+			p, q := peers[pr.from], peers[pr.to]
+			res.Dialed++
+			sem <- struct{}{}
 			wg.Go(func() {
-				for i, q := range peers[:j] {
-					if conn[j][q.PeerID] && conn[i][p.PeerID] {
-						continue
-					}
-					if _, err := p.API.Connect(ctx, q.Addr); err != nil {
-						dialMu.Lock()
-						dialErr = fmt.Errorf("%s to %s: %w", p.Name, q.Name, err)
-						dialMu.Unlock()
-					}
+				defer func() { <-sem }()
+				if _, err := p.API.Connect(ctx, q.Addr); err != nil {
+					dialMu.Lock()
+					dialErr = fmt.Errorf("%s to %s: %w", p.Name, q.Name, err)
+					dialMu.Unlock()
 				}
 			})
 		}
 		wg.Wait()
-		return missing == "", nil
+		return false, nil
 	})
+	res.Took = time.Since(start)
+	res.Discovered = err == nil && res.Dialed == 0
 	var te *poll.TimeoutError
 	switch {
 	case err == nil:
-		return nil
+		return res, nil
 	case fatal != nil && errors.Is(err, fatal):
-		return fatal
+		return res, fatal
 	case errors.As(err, &te) && missing != "":
-		err = fmt.Errorf("%s within %s", missing, timeout)
+		err = fmt.Errorf("%s within %s", missing, opts.Timeout)
 		if dialErr != nil {
 			err = fmt.Errorf("%w (last dial: %v)", err, dialErr)
 		}
-		return err
+		return res, err
 	}
-	return err
+	return res, err
 }
 
 // TrustOperator makes every peer trust operator (a user's DID) for every
@@ -190,12 +268,26 @@ func Onboard(ctx context.Context, peers []Peer, req api.OnboardRequest, benchmar
 	})
 }
 
-// each runs fn for 0..n-1 at once and returns the first error by index.
-func each(n int, fn func(i int) error) error {
+// each runs fn for 0..n-1, at most eachLimit at once, and returns the
+// first error by index.
+func each(n int, fn func(i int) error) error { return eachN(n, eachLimit, fn) }
+
+// eachLimit bounds the API calls each makes at once: a hundred nodes
+// answer as fast 32 at a time, without a hundred sockets opened at once.
+const eachLimit = 32
+
+// eachN runs fn for 0..n-1, at most limit at once, and returns the first
+// error by index.
+func eachN(n, limit int, fn func(i int) error) error {
 	errs := make([]error, n)
+	sem := make(chan struct{}, max(limit, 1))
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { errs[i] = fn(i) })
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = fn(i)
+		})
 	}
 	wg.Wait()
 	for _, err := range errs {

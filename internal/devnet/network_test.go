@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +29,12 @@ type world struct {
 	conn  map[[2]string]bool // guarded by mu: {a, b} sorted
 	fails map[[2]string]int  // guarded by mu: dials of {from, to} still to fail
 	nodes []*fakeNode
+	// discover: each time a node lists its peers, its discovery
+	// connects it to one more (guarded by mu).
+	discover bool
+	// Connect calls in flight, and the most at once (guarded by mu).
+	inflight, maxInflight int
+	dials                 int
 }
 
 type fakeNode struct {
@@ -56,6 +63,14 @@ func (n *fakeNode) Info(context.Context) api.Node {
 func (n *fakeNode) Peers(context.Context) []api.Peer {
 	n.w.mu.Lock()
 	defer n.w.mu.Unlock()
+	if n.w.discover {
+		for _, o := range n.w.nodes {
+			if k := pair(n.peerID, o.peerID); o != n && !n.w.conn[k] {
+				n.w.conn[k] = true
+				break
+			}
+		}
+	}
 	var ps []api.Peer
 	for _, o := range n.w.nodes {
 		if o != n {
@@ -68,7 +83,14 @@ func (n *fakeNode) Peers(context.Context) []api.Peer {
 func (n *fakeNode) Connect(_ context.Context, addr string) (string, error) {
 	to := addr[strings.LastIndex(addr, "/")+1:]
 	n.w.mu.Lock()
+	n.w.inflight++
+	n.w.dials++
+	n.w.maxInflight = max(n.w.maxInflight, n.w.inflight)
+	n.w.mu.Unlock()
+	runtime.Gosched() // let other dials overlap this one
+	n.w.mu.Lock()
 	defer n.w.mu.Unlock()
+	n.w.inflight--
 	if k := [2]string{n.peerID, to}; n.w.fails[k] > 0 {
 		n.w.fails[k]--
 		return "", &apiserver.BadRequest{Err: errors.New("dial backoff")}
@@ -196,6 +218,50 @@ func TestMesh(t *testing.T) {
 						t.Fatalf("%s does not list %s as connected", n.name, p.ID)
 					}
 				}
+			}
+		})
+	}
+}
+
+// MeshWith leaves the pairs to discovery during the grace, and then dials
+// those still apart, a bounded number at once.
+func TestMeshWith(t *testing.T) {
+	tests := []struct {
+		name     string
+		nodes    int
+		discover bool
+		opts     MeshOptions
+		want     MeshResult // Took ignored
+	}{
+		{"discovery connects them within the grace", 5, true, MeshOptions{Timeout: 10 * time.Second, Grace: 10 * time.Second},
+			MeshResult{Discovered: true}},
+		{"no grace: every pair dialed", 6, false, MeshOptions{Timeout: 10 * time.Second, Dials: 2},
+			MeshResult{Apart: 15, Dialed: 15}},
+		{"after the grace, the pairs apart dialed", 6, false, MeshOptions{Timeout: 10 * time.Second, Grace: 50 * time.Millisecond, Dials: 3},
+			MeshResult{Apart: 15, Dialed: 15}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, peers := newWorld(t, tt.nodes)
+			w.discover = tt.discover
+			got, err := MeshWith(context.Background(), peers, tt.opts)
+			if err != nil {
+				t.Fatalf("MeshWith = %v", err)
+			}
+			got.Took = 0
+			if got != tt.want {
+				t.Errorf("MeshWith = %+v, want %+v", got, tt.want)
+			}
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if limit := max(tt.opts.Dials, 1); tt.opts.Dials > 0 && w.maxInflight > limit {
+				t.Errorf("%d dials at once, want at most %d", w.maxInflight, limit)
+			}
+			if w.dials != tt.want.Dialed {
+				t.Errorf("the nodes saw %d dials, want %d", w.dials, tt.want.Dialed)
+			}
+			if n := len(w.conn); n != tt.nodes*(tt.nodes-1)/2 {
+				t.Errorf("%d pairs connected, want %d", n, tt.nodes*(tt.nodes-1)/2)
 			}
 		})
 	}
@@ -347,6 +413,7 @@ func TestInitAndConfigure(t *testing.T) {
 
 	home := t.TempDir()
 	settings := append(NodeSettings("/ip4/127.0.0.1/tcp/0", "127.0.0.1:0", []string{"wasm", "vm"}), Setting{"location.region", "eu"})
+	settings = append(settings, LeanSettings(MaxNodes)...) // accepted by the configuration
 	if err := Configure(home, settings...); err != nil {
 		t.Fatal(err)
 	}

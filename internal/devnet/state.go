@@ -32,6 +32,27 @@ type State struct {
 	// Operator is the user key every node trusts for /dms: node1's user.
 	Operator Operator `json:"operator"`
 	Nodes    []Node   `json:"nodes"`
+	// Times says how long the steps of up took; Mesh how the nodes came
+	// to be connected (absent with one node, or in a file of an older dms).
+	Times Times       `json:"times"`
+	Mesh  *MeshRecord `json:"mesh,omitempty"`
+}
+
+// Times are the durations of up's first steps, in milliseconds.
+type Times struct {
+	HomesMS int64 `json:"homes_ms"` // dms init and configuration of every home
+	StartMS int64 `json:"start_ms"` // from node1's start until every node's API answered
+}
+
+// MeshRecord is how up connected the nodes: the first GraceMS it left
+// their discovery (bootstrap, DHT) alone, then dialed the pairs still
+// apart.
+type MeshRecord struct {
+	TookMS     int64 `json:"took_ms"` // until every node listed every other as connected
+	GraceMS    int64 `json:"grace_ms"`
+	Discovered bool  `json:"discovered"` // discovery connected every pair within the grace
+	Apart      int   `json:"apart"`      // pairs still apart when the grace ended
+	Dialed     int   `json:"dialed"`     // connections up asked for after it
 }
 
 // Operator is the devnet's operator key and the home that holds it.

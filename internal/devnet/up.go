@@ -9,20 +9,37 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dmsnet/dms/api"
 )
 
 // Limits and files of a devnet made by Up.
+//
+// MaxNodes is a hundred: what two cores and a few GB hold with room for
+// other work. A node of a full mesh keeps a connection to each other node
+// (99 at most, below the connection manager's low watermark of 100, so
+// none is trimmed; LeanSettings raises the inbound limit that node1, the
+// bootstrap peer, would hit first), two loopback ports and some 40–60 MB;
+// its idle work grows with its peers (each connection's keepalive and
+// round-trip ping, gossip heartbeats, DHT lookups), so the whole devnet's idle CPU grows with the square of its
+// size: at 100 nodes it is the largest part of two cores that a devnet
+// should take (docs/PERFORMANCE.md, "Scale: a hundred real nodes").
 const (
-	MaxNodes       = 20
-	StartTimeout   = 30 * time.Second // for one node's API to answer
-	MeshTimeout    = 15 * time.Second // for every node to list every other
-	PassphraseFile = "passphrase"     // in the devnet directory
-	LogFile        = "dms.log"        // in each node's home
+	MaxNodes     = 100
+	StartTimeout = 30 * time.Second // for one node's API to answer; see startTimeout
+	MeshTimeout  = 15 * time.Second // for every node to list every other, after MeshGrace
+	// MeshGrace is how long Up lets the nodes' discovery (bootstrap and
+	// DHT) connect them before it dials the pairs still apart.
+	MeshGrace = 5 * time.Second
+	// LeanNodes is the size from which Up gives every node LeanSettings.
+	LeanNodes      = 20
+	PassphraseFile = "passphrase" // in the devnet directory
+	LogFile        = "dms.log"    // in each node's home
 )
 
 // Executors are the executors a devnet node may enable.
@@ -42,6 +59,15 @@ type UpConfig struct {
 	Benchmark  time.Duration      // each node's machine benchmark, up to this long; 0: none
 	Binary     string             // the dms binary every node runs
 	LogLevel   string             // dms run --log-level; "": its default
+	// MeshGrace is how long the nodes' discovery may connect them before
+	// Up dials the pairs still apart (0: MeshGrace; negative: dial at
+	// once). State.Mesh says what discovery did.
+	MeshGrace time.Duration
+	// Parallel bounds the nodes initialised and started at once (0:
+	// DefaultParallel): each unlocks its keys with scrypt (32 MiB, tens of
+	// milliseconds of a core), so a hundred at once only queue for the
+	// CPU and hold gigabytes.
+	Parallel int
 	// Progress hears of each step (nil: nothing). It is called from Up's
 	// goroutine, one event at a time.
 	Progress func(Event)
@@ -124,6 +150,18 @@ func (e *UpError) Error() string {
 
 func (e *UpError) Unwrap() error { return e.Err }
 
+// startTimeout is how long a node of a devnet of n nodes may take to
+// answer: StartTimeout, and 1.2 s more per node beyond 25, because the
+// nodes already running take their share of the CPU (on a loaded machine
+// of 2 cores, the 67th of 100 nodes once needed more than 30 s).
+func startTimeout(n int) time.Duration {
+	return StartTimeout + time.Duration(max(n-25, 0))*1200*time.Millisecond
+}
+
+// DefaultParallel is UpConfig.Parallel when it is 0: twice the cores,
+// 2 to 8.
+func DefaultParallel() int { return min(max(2*runtime.NumCPU(), 2), 8) }
+
 // Up starts a devnet in cfg.Dir: a home per node (dms init, one random
 // passphrase for every key in <dir>/passphrase, NodeSettings on loopback),
 // node1 then the others with --bootstrap node1, each a detached `dms run`
@@ -149,6 +187,15 @@ func Up(ctx context.Context, cfg UpConfig) (st *State, err error) {
 	if err := st.Save(); err != nil {
 		return nil, err
 	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = DefaultParallel()
+	}
+	switch {
+	case cfg.MeshGrace == 0:
+		cfg.MeshGrace = MeshGrace
+	case cfg.MeshGrace < 0:
+		cfg.MeshGrace = 0
+	}
 	u := &up{cfg: cfg, st: st, env: Environ(pass), procs: make([]*Process, cfg.Nodes), peers: make([]Peer, cfg.Nodes)}
 	if err := u.run(ctx); err != nil {
 		return nil, u.abort(err)
@@ -172,10 +219,18 @@ func Environ(passphraseFile string) []string {
 // up is one run of Up.
 type up struct {
 	cfg   UpConfig
+	mu    sync.Mutex // guards st, procs and peers while nodes start, and serialises Progress
 	st    *State
 	env   []string
 	procs []*Process // by node index; nil until started
 	peers []Peer     // by node index; set once its API answers
+}
+
+// save writes the state; it may be called from several goroutines.
+func (u *up) save() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.st.Save()
 }
 
 func (u *up) report(e Event) {
@@ -194,10 +249,15 @@ func (u *up) step(s Step, fn func() error) error {
 }
 
 func (u *up) run(ctx context.Context) error {
-	err := u.step(StepHomes, func() error { return each(len(u.st.Nodes), func(i int) error { return u.initHome(ctx, i) }) })
+	began := time.Now()
+	err := u.step(StepHomes, func() error {
+		return eachN(len(u.st.Nodes), u.cfg.Parallel, func(i int) error { return u.initHome(ctx, i) })
+	})
 	if err != nil {
 		return err
 	}
+	u.st.Times.HomesMS = time.Since(began).Milliseconds()
+	began = time.Now()
 	u.st.Operator.DID = u.st.Nodes[0].UserDID
 
 	if err := u.start(0, nil); err != nil {
@@ -209,19 +269,43 @@ func (u *up) run(ctx context.Context) error {
 	if err := u.checkExecutors(ctx); err != nil {
 		return err
 	}
+	// The others, cfg.Parallel at a time: each is started, and the next
+	// one once its API answers. The first failure stops the starts.
 	boot := []string{"--bootstrap", u.peers[0].Addr}
-	for i := 1; i < len(u.st.Nodes); i++ {
-		if err := u.start(i, boot); err != nil {
-			return err
+	var (
+		failed sync.Once
+		cause  error // the first node that failed
+	)
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	err = eachN(len(u.st.Nodes)-1, u.cfg.Parallel, func(i int) error {
+		if sctx.Err() != nil {
+			return sctx.Err()
 		}
-	}
-	for i := 1; i < len(u.st.Nodes); i++ {
-		if err := u.waitReady(ctx, i); err != nil {
-			return err
+		err := u.start(i+1, boot)
+		if err == nil {
+			err = u.waitReady(sctx, i+1)
 		}
+		if err != nil {
+			failed.Do(func() { cause = err; stop() })
+		}
+		return err
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return cause
 	}
+	u.st.Times.StartMS = time.Since(began).Milliseconds()
 	if len(u.peers) > 1 {
-		if err := u.step(StepMesh, func() error { return Mesh(ctx, u.peers, MeshTimeout) }); err != nil {
+		err := u.step(StepMesh, func() error {
+			res, err := MeshWith(ctx, u.peers, MeshOptions{Timeout: u.cfg.MeshGrace + MeshTimeout, Grace: u.cfg.MeshGrace})
+			u.st.Mesh = &MeshRecord{TookMS: res.Took.Milliseconds(), GraceMS: u.cfg.MeshGrace.Milliseconds(),
+				Discovered: res.Discovered, Apart: res.Apart, Dialed: res.Dialed}
+			return err
+		})
+		if err != nil {
 			return err
 		}
 		// node1 trusts its own user since dms init.
@@ -242,8 +326,14 @@ func (u *up) initHome(ctx context.Context, i int) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", node.Name, err)
 	}
+	u.mu.Lock()
 	node.DID, node.UserDID = id.NodeDID, id.UserDID
-	if err := Configure(node.Home, NodeSettings("/ip4/127.0.0.1/tcp/0", "127.0.0.1:0", u.cfg.Executors)...); err != nil {
+	u.mu.Unlock()
+	settings := NodeSettings("/ip4/127.0.0.1/tcp/0", "127.0.0.1:0", u.cfg.Executors)
+	if len(u.st.Nodes) >= LeanNodes {
+		settings = append(settings, LeanSettings(len(u.st.Nodes))...)
+	}
+	if err := Configure(node.Home, settings...); err != nil {
 		return fmt.Errorf("%s: %w", node.Name, err)
 	}
 	return nil
@@ -262,9 +352,11 @@ func (u *up) start(i int, extra []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", node.Name, err)
 	}
+	u.mu.Lock()
 	u.procs[i] = p
 	node.PID = p.PID
-	return u.st.Save()
+	u.mu.Unlock()
+	return u.save()
 }
 
 // process is a devnet node process as a Member.
@@ -285,18 +377,32 @@ func (m process) Exited(context.Context) error {
 }
 
 // waitReady waits until node i's API answers, and records its identity.
+// Node1 reports its start at once; the others, started several at a time,
+// report it when they answered (or failed), so that each one's events
+// come together.
 func (u *up) waitReady(ctx context.Context, i int) error {
+	u.mu.Lock()
 	node := &u.st.Nodes[i]
-	u.report(Event{Step: StepStart, Node: node})
-	c, self, err := WaitReady(ctx, process{home: node.Home, log: node.Log, p: u.procs[i]}, StartTimeout)
+	m := process{home: node.Home, log: node.Log, p: u.procs[i]}
+	u.mu.Unlock()
+	if i == 0 {
+		u.report(Event{Step: StepStart, Node: node})
+	}
+	timeout := startTimeout(len(u.st.Nodes))
+	c, self, err := WaitReady(ctx, m, timeout)
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	switch {
 	case errors.Is(err, ErrExited):
 		err = fmt.Errorf("%s %w (log: %s)", node.Name, err, node.Log)
 	case err != nil && ctx.Err() == nil:
-		err = fmt.Errorf("%s: its API did not answer within %s (log: %s)", node.Name, StartTimeout, node.Log)
+		err = fmt.Errorf("%s: its API did not answer within %s (log: %s)", node.Name, timeout, node.Log)
 	case err == nil:
 		node.PeerID, node.Addrs, node.API = self.PeerID, self.Addrs, APIAddr(node.Home)
 		u.peers[i] = Peer{Name: node.Name, PeerID: self.PeerID, Addr: LoopbackAddr(self.Addrs), API: c}
+	}
+	if i != 0 {
+		u.report(Event{Step: StepStart, Node: node})
 	}
 	u.report(Event{Step: StepStart, Node: node, Done: true, Err: err})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -42,11 +43,62 @@ func plain(tag, value string) *yaml.Node {
 
 // scalarNode encodes a Go string, int or bool, quoting as YAML needs.
 func scalarNode(v any) *yaml.Node {
+	switch x := v.(type) {
+	case string:
+		if n := stringNode(x); n != nil {
+			return n
+		}
+	case int64:
+		return plain("!!int", strconv.FormatInt(x, 10))
+	case bool:
+		return plain("!!bool", strconv.FormatBool(x))
+	}
+	return encodedNode(v)
+}
+
+// encodedNode is scalarNode by yaml.v3 itself: it writes v as a YAML
+// document and parses it back, about 40 allocations and two buffers of
+// several KiB per scalar.
+func encodedNode(v any) *yaml.Node {
 	var n yaml.Node
 	if err := n.Encode(v); err != nil {
 		return plain("!!str", fmt.Sprint(v))
 	}
 	return &n
+}
+
+// quotedWords are the strings that begin like a keyword in yaml.v3's
+// resolver (y, Y, n, N, t, T, f, F, o, O, ~) and that it writes double-quoted:
+// the null and bool forms it resolves, and the YAML 1.1 bools it quotes for
+// older readers (its isOldBool).
+var quotedWords = map[string]bool{
+	"~": true, "null": true, "Null": true, "NULL": true,
+	"true": true, "True": true, "TRUE": true, "false": true, "False": true, "FALSE": true,
+	"y": true, "Y": true, "yes": true, "Yes": true, "YES": true, "on": true, "On": true, "ON": true,
+	"n": true, "N": true, "no": true, "No": true, "NO": true, "off": true, "Off": true, "OFF": true,
+}
+
+// stringNode returns the node encodedNode returns for s, without the
+// encoder, for the strings whose form is decided by their first byte and
+// the keyword list: non-empty, valid UTF-8, one line, not starting with a
+// sign, digit or dot (which may be numbers or timestamps) nor "<<" (the
+// merge key). It returns nil for the others. A plain-style node is
+// written plain, or quoted by the emitter where plain cannot be read back,
+// exactly as the encoder does; TestStringNode and FuzzStringNode compare
+// the two on the YAML written in every position.
+func stringNode(s string) *yaml.Node {
+	if s == "" || s == "<<" || strings.IndexByte(s, '\n') >= 0 || !utf8.ValidString(s) {
+		return nil
+	}
+	switch c := s[0]; {
+	case c == '+' || c == '-' || c == '.' || '0' <= c && c <= '9':
+		return nil
+	}
+	n := plain("!!str", s)
+	if quotedWords[s] {
+		n.Style = yaml.DoubleQuotedStyle
+	}
+	return n
 }
 
 // keepZero are the structs whose zero numbers and durations are written:

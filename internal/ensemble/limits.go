@@ -67,12 +67,19 @@ func deployable(s *Spec) Problems {
 	// The placeholder has the length of every sha256 reference, so the
 	// size is the shipped one exactly.
 	_ = shipped.ReplaceFiles(func(FileRef) (string, error) { return placeholder, nil })
-	root := encode(reflect.ValueOf(&shipped).Elem())
+	_, probs := marshalLimited(&shipped)
+	return probs
+}
+
+// marshalLimited writes s as Marshal does, checking the document against
+// MaxValues before it writes it and against MaxSize after.
+func marshalLimited(s *Spec) ([]byte, Problems) {
+	root := encode(reflect.ValueOf(s).Elem())
 	var probs Problems
 	if n := countValues(root); n > MaxValues {
 		probs = append(probs, Problem{Msg: fmt.Sprintf(
 			"document too complex as deployed (aliases expanded, defaults filled in): %d values, at most %d (ensemble.MaxValues)", n, MaxValues)})
-		return probs // do not encode a document that large
+		return nil, probs // do not encode a document that large
 	}
 	out, err := marshalNode(root)
 	switch {
@@ -82,7 +89,31 @@ func deployable(s *Spec) Problems {
 		probs = append(probs, Problem{Msg: fmt.Sprintf(
 			"too large as deployed (aliases expanded, defaults filled in): %d bytes, at most %d (ensemble.MaxSize)", len(out), MaxSize)})
 	}
-	return probs
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	return out, nil
+}
+
+// ValidateMarshal checks s as Validate does and returns its YAML as
+// Marshal writes it. A spec without local files is what the CLI ships, so
+// the size check of Validate and the YAML returned are one write of the
+// document, not two.
+func (s *Spec) ValidateMarshal() ([]byte, error) {
+	if probs := validate(s, nil); len(probs) > 0 {
+		return nil, probs.err()
+	}
+	if len(s.LocalFiles()) > 0 {
+		if probs := deployable(s); len(probs) > 0 {
+			return nil, probs.err()
+		}
+		return Marshal(s)
+	}
+	out, probs := marshalLimited(s)
+	if len(probs) > 0 {
+		return nil, probs.err()
+	}
+	return out, nil
 }
 
 // countValues counts the values of a document the way Parse does: every

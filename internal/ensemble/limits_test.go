@@ -105,3 +105,69 @@ func TestCountValuesMatchesParse(t *testing.T) {
 		t.Errorf("countValues = %d, want %d (the visits of Parse)", got, want)
 	}
 }
+
+// TestValidateMarshal checks that ValidateMarshal is Validate then Marshal:
+// the same problems, and the same bytes when there are none.
+func TestValidateMarshal(t *testing.T) {
+	parse := func(src string) *Spec {
+		t.Helper()
+		s, err := Parse([]byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	small := "version: v1\nallocations:\n  a: {executor: wasm, execution: {module: " + DigestPrefix + strings.Repeat("ab", 32) + "}}\n"
+	for _, tc := range []struct {
+		name string
+		spec func() *Spec
+		ok   bool
+	}{
+		{"valid", func() *Spec { return parse(small) }, true},
+		{"many values", func() *Spec { return parse(aliased(100, envBody(150, "v"))) }, true},
+		{"a local file", func() *Spec { return parse(aliased(3, envBody(2, "v"))) }, true},
+		{"invalid", func() *Spec {
+			s := parse(small)
+			a := s.Allocations["a"]
+			a.Executor = "nope"
+			s.Allocations["a"] = a
+			return s
+		}, false},
+		{"too large", func() *Spec {
+			s := parse(small)
+			a := s.Allocations["a"]
+			a.Execution.Env = map[string]string{"K": strings.Repeat("x", MaxSize)}
+			s.Allocations["a"] = a
+			return s
+		}, false},
+		{"too large with a local file", func() *Spec {
+			s := parse(aliased(1, envBody(1, "v")))
+			a := s.Allocations["a0"]
+			a.Execution.Env = map[string]string{"K": strings.Repeat("x", MaxSize)}
+			s.Allocations["a0"] = a
+			return s
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.spec()
+			got, err := s.ValidateMarshal()
+			wantErr := s.Validate()
+			if (err == nil) != tc.ok || (wantErr == nil) != tc.ok {
+				t.Fatalf("ValidateMarshal error %v, Validate error %v, want ok=%v", err, wantErr, tc.ok)
+			}
+			if !tc.ok {
+				if err.Error() != wantErr.Error() {
+					t.Errorf("ValidateMarshal error %q, Validate's %q", err, wantErr)
+				}
+				return
+			}
+			want, err := Marshal(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("ValidateMarshal wrote\n%s\nMarshal\n%s", got, want)
+			}
+		})
+	}
+}

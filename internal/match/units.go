@@ -154,6 +154,10 @@ var ErrCPU = errors.New("not a CPU amount")
 // maxMilliCPU bounds CPU amounts (a million cores) so sums cannot overflow.
 const maxMilliCPU = 1_000_000_000
 
+// MaxMilliCPU is the largest CPU amount ParseCPU accepts, for decoders of
+// other encodings (deployproto's binary form).
+const MaxMilliCPU = maxMilliCPU
+
 // ParseCPU parses "1.5" (cores), "2" or "500m" (millicores).
 func ParseCPU(s string) (MilliCPU, error) {
 	bad := func(why string) (MilliCPU, error) {

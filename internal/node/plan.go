@@ -27,7 +27,8 @@ func (s planService) Plan(ctx context.Context, req api.PlanRequest) (*api.Plan, 
 	if err != nil {
 		return nil, &apiserver.BadRequest{Err: err}
 	}
-	out := &api.Plan{ID: p.ID, Unplaced: p.Unplaced, Stuck: p.Stuck, Asked: p.Asked, Answered: p.Answered}
+	out := &api.Plan{ID: p.ID, Unplaced: p.Unplaced, Stuck: p.Stuck, Asked: p.Asked, Answered: p.Answered,
+		RoundMS: float64(p.Round.Microseconds()) / 1000}
 	for _, pn := range p.Placement {
 		out.Placement = append(out.Placement, api.DeploymentNode{Node: pn.Node, Provider: pn.Provider, Score: pn.Score, Cost: pn.Cost})
 	}

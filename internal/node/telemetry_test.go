@@ -26,6 +26,13 @@ import (
 // (sampling, OTLP endpoint), as Run starts them.
 func newTracedNode(t testing.TB, mod func(*config.Config)) *testNode {
 	t.Helper()
+	return newStoreNode(t, mod, true)
+}
+
+// newStoreNode is newTestNode with a store, as Run opens it (capability
+// state and replay cache in it), and tracing started when tracing is set.
+func newStoreNode(t testing.TB, mod func(*config.Config), tracing bool) *testNode {
+	t.Helper()
 	key, user := mustKey(t), mustKey(t)
 	cfg := config.Default()
 	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
@@ -45,11 +52,13 @@ func newTracedNode(t testing.TB, mod func(*config.Config)) *testNode {
 		wallet:  newWallet(),
 		db:      db,
 	}
-	stopTracing, err := n.startTracing()
-	if err != nil {
-		t.Fatal(err)
+	if tracing {
+		stopTracing, err := n.startTracing()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { stopTracing() })
 	}
-	t.Cleanup(func() { stopTracing() })
 	if err := n.startCaps(); err != nil {
 		t.Fatal(err)
 	}
@@ -175,14 +184,15 @@ func BenchmarkSendTracing(b *testing.B) {
 		traced   bool
 		sampling float64
 		behavior string
+		store    bool // a store (capability state, replay cache) without tracing
 	}
-	cases := []benchCase{{"off", false, 0, benchBehavior}}
+	cases := []benchCase{{"off", false, 0, benchBehavior, false}, {"off-store", false, 0, benchBehavior, true}}
 	for _, bh := range []struct{ name, behavior string }{{"untraced", benchBehavior}, {"traced", tracedBench}} {
 		for _, r := range []struct {
 			name  string
 			ratio float64
 		}{{"0pct", 0}, {"10pct", 0.1}, {"100pct", 1}} {
-			cases = append(cases, benchCase{bh.name + "-" + r.name, true, r.ratio, bh.behavior})
+			cases = append(cases, benchCase{bh.name + "-" + r.name, true, r.ratio, bh.behavior, true})
 		}
 	}
 	for _, bc := range cases {
@@ -194,9 +204,12 @@ func BenchmarkSendTracing(b *testing.B) {
 				c.Telemetry.OTLPEndpoint = collector.URL
 			}
 			var sender, receiver *testNode
-			if bc.traced {
+			switch {
+			case bc.traced:
 				sender, receiver = newTracedNode(b, mod), newTracedNode(b, mod)
-			} else {
+			case bc.store:
+				sender, receiver = newStoreNode(b, mod, false), newStoreNode(b, mod, false)
+			default:
 				sender, receiver = newTestNode(b, mod), newTestNode(b, mod)
 			}
 			sender.connect(b, receiver)

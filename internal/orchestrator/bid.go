@@ -31,7 +31,7 @@ func (r *run) place(ctx context.Context) {
 		if r.shutdownRequested() {
 			return
 		}
-		d := r.snapshot()
+		d := r.view()
 		if now := r.s.cfg.Now(); now.After(d.QueueDeadline) {
 			r.update(true, func(d *Deployment) {
 				d.State, d.Reason = Failed, ReasonNoPlacement
@@ -54,7 +54,7 @@ func (r *run) place(ctx context.Context) {
 		r.update(true, func(d *Deployment) { d.State = Bidding; d.Round++ })
 		now := r.s.cfg.Now()
 		reqs := placement.Requests(r.spec, now)
-		round := r.snapshot().Round
+		round := r.view().Round
 		var short []string
 		r.s.offers.release(asked) // the last round's reservations are settled
 		asked = nil
@@ -86,8 +86,8 @@ func (r *run) place(ctx context.Context) {
 			backoff = min(backoff*2, r.s.cfg.RetryMax)
 			continue
 		}
-		// Bids arrived over authenticated links; their signatures matter to
-		// third parties, so only the winners' are checked (and kept).
+		// Bids arrived over authenticated links from the providers they
+		// name; the winners' are checked here (dry runs, signatures).
 		if bad := placement.VerifyBids(r.d.ID, plan); bad != nil {
 			for _, b := range bad {
 				r.excluded[b.Peer] = r.s.cfg.Now().Add(time.Minute)
@@ -164,6 +164,9 @@ func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, r
 		span.End()
 	}()
 	req := deployproto.BidRequest{Deployment: r.d.ID, Orchestrator: r.actor.Handle(), Round: round, Nodes: reqs}
+	// Encoded once, in the binary form, for every provider asked: each
+	// decodes it, and answers in binary too (deployproto/wire.go).
+	payload := deployproto.MarshalBidRequest(&req)
 	behavior := deployproto.BehaviorRequest
 	if r.dryRun {
 		behavior = deployproto.BehaviorPlan
@@ -193,8 +196,7 @@ func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, r
 		}
 		answered[host] = true
 		if rep.Err == nil {
-			var br deployproto.BidReply
-			if rep.Decode(&br) == nil && br.Provider.Host == host {
+			if br, err := deployproto.UnmarshalBidReply(rep.Payload); err == nil && br.Provider.Host == host {
 				replies[host] = placement.Open(br)
 			}
 		} else {
@@ -213,7 +215,7 @@ func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, r
 	}
 	targets := []actor.Handle{self}
 	if shortlist == nil {
-		if err := r.actor.Broadcast(ctx, deployproto.TopicDeployments, behavior, req, collect); err != nil {
+		if err := r.actor.Broadcast(ctx, deployproto.TopicDeployments, behavior, payload, collect); err != nil {
 			r.s.log.Warn("bid request not published", "deployment_id", r.d.ID, "err", err)
 		}
 	} else {
@@ -239,7 +241,7 @@ func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, r
 	}
 	for _, h := range targets {
 		go func() {
-			rep, err := r.actor.InvokeRaw(ctx, h, behavior, req)
+			rep, err := r.actor.InvokeRaw(ctx, h, behavior, payload)
 			if rep == nil {
 				var ae *actor.Error
 				if !errors.As(err, &ae) || ae.Code == actor.CodeTimeout {

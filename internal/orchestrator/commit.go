@@ -59,7 +59,7 @@ func (r *run) revertPlacement(ctx context.Context, p map[string]Placement) {
 // returns why (the caller reverts them all).
 func (r *run) commitAll(ctx context.Context, placed map[string]Placement, epoch uint64, keep func(name string) bool) (map[string]*Allocation, []placement.Reason) {
 	_, hostOf := placement.Nodes(r.spec)
-	d := r.snapshot()
+	d := r.view()
 	byNode := map[string][]deployproto.AllocationSpec{}
 	for _, name := range allocNames(r.spec) {
 		if keep != nil && !keep(name) {

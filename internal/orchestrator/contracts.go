@@ -33,7 +33,7 @@ const (
 )
 
 // terms are the terms of the contract of one placed node: the provider's
-// price from its signed bid, the resources of the allocations committed,
+// price from its bid, the resources of the allocations committed,
 // the ensemble's budget and interval (the node's default interval when
 // the ensemble sets none).
 func (r *run) terms(node string, pl Placement, specs []deployproto.AllocationSpec) (contract.Terms, error) {

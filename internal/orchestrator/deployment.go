@@ -134,7 +134,7 @@ type Placement struct {
 	Score       float64      `json:"score"`
 	Cost        string       `json:"cost,omitempty"` // per hour
 	Epoch       uint64       `json:"epoch,omitempty"`
-	// Price is the provider's price in its signed bid: its contract's.
+	// Price is the provider's price in its bid: its contract's.
 	Price match.Price `json:"price,omitzero"`
 }
 

@@ -199,7 +199,7 @@ func (r *run) heal(ctx context.Context) bool {
 func (r *run) nextWake(longest time.Duration) time.Duration {
 	now := r.s.cfg.Now()
 	wait := longest
-	d := r.snapshot()
+	d := r.view()
 	for node, b := range r.brokenNodes {
 		due := b.since.Add(r.spec.Reschedule.Wait(len(recentRedeploys(d, node, r.spec.Reschedule.Interval, now)) + 1))
 		if b.nextTry.After(due) {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -337,5 +338,52 @@ func TestSubmitRefusesUnsupported(t *testing.T) {
 				t.Fatalf("%d deployments after a refusal", len(got))
 			}
 		})
+	}
+}
+
+// TestBidInAnotherProvidersName: bids are not signed in the binary form,
+// so what stops a provider from bidding in another's name is the link: a
+// reply that names another provider than the peer it came from is
+// dropped. Node 2 answers every bid request with a bid in node 1's name
+// (node 1 has nothing onboarded and bids nothing); the deployment waits
+// for providers and node 1 is never asked to commit.
+func TestBidInAnotherProvidersName(t *testing.T) {
+	w := newWorld(t, 3, worldOpts{bid: 300 * time.Millisecond})
+	w.nodes[0].ledger.Offboard()
+	w.nodes[1].ledger.Offboard()
+	victim := w.nodes[1].root.Handle()
+	var mu sync.Mutex
+	forged, commits := 0, 0
+	w.nodes[2].root.AddBehavior(deployproto.BehaviorRequest, func(ctx context.Context, m *actor.Message) (any, error) {
+		req, err := deployproto.UnmarshalBidRequest(m.Payload)
+		if err != nil {
+			return nil, err
+		}
+		offer := match.Offer{Free: match.Resources{CPU: 4000, RAM: 8 << 30}, Executors: []string{"wasm", "docker"}}
+		bid := &deployproto.Bid{Reservation: deployproto.ReservationID(req.Deployment, req.Round), Expires: time.Now().Add(time.Minute), Offer: offer}
+		for _, nr := range req.Nodes {
+			bid.Nodes = append(bid.Nodes, nr.Name)
+		}
+		mu.Lock()
+		forged++
+		mu.Unlock()
+		return deployproto.MarshalBidReply(&deployproto.BidReply{Provider: victim, Offer: &offer, Bid: &deployproto.SignedBid{Body: deployproto.MarshalBid(bid)}}), nil
+	})
+	w.nodes[1].root.AddBehavior(deployproto.BehaviorCommit, func(ctx context.Context, m *actor.Message) (any, error) {
+		mu.Lock()
+		commits++
+		mu.Unlock()
+		return nil, &actor.Error{Code: actor.CodeDenied, Msg: "no reservation"}
+	})
+	d := w.submit(task("0.5", "print=hi"))
+	d = waitFor(t, w.nodes[0].svc, d.ID, "queued after a round with the forged bid", func(d *orchestrator.Deployment) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return d.State == orchestrator.Queued && forged > 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if commits != 0 || len(d.Placement) != 0 {
+		t.Fatalf("%d commits to node 1, placement %+v: the bid in node 1's name was taken", commits, d.Placement)
 	}
 }

@@ -42,6 +42,9 @@ type PlanResult struct {
 	Reasons   []placement.Reason
 	Asked     int // providers asked, this node included
 	Answered  int
+	// Round is how long the bid round took: until every provider asked
+	// had answered, or the bid window ended.
+	Round time.Duration
 }
 
 // planTTL is how long the orchestrator actor of a plan may ask providers
@@ -91,14 +94,16 @@ func (s *Service) Plan(ctx context.Context, req PlanRequest) (*PlanResult, error
 	r := newRun(s, &Deployment{ID: id, Orchestrator: a.Handle()}, a, req.Spec, key, []cap.Chain{oc})
 	r.dryRun = true
 	reqs := placement.Requests(req.Spec, now)
+	began := time.Now() // the round's real duration, whatever clock the service keeps
 	rd := r.collectBids(ctx, reqs, 1, nil)
+	took := time.Since(began)
 	rd.Now = s.cfg.Now()
 	r.learnOffers(rd)
 	cands, reasons := placement.Rate(rd)
 	nodes, _ := placement.Nodes(req.Spec)
 	edges := placement.Edges(req.Spec)
 	plan, missing := placement.Place(nodes, cands, edges)
-	res := &PlanResult{ID: id, Asked: len(slices.Compact(slices.Sorted(slices.Values(rd.Asked)))), Answered: len(rd.Answered)}
+	res := &PlanResult{ID: id, Asked: len(slices.Compact(slices.Sorted(slices.Values(rd.Asked)))), Answered: len(rd.Answered), Round: took}
 	if plan == nil {
 		res.Unplaced, res.Stuck = slices.Clone(missing), missing
 		res.Reasons = placement.Explain(missing, cands, edges, reasons)

@@ -26,6 +26,7 @@ type run struct {
 
 	mu       sync.Mutex
 	d        *Deployment   // guarded by mu
+	shared   *Deployment   // a copy of d for readers (view), nil after a change; guarded by mu
 	changed  chan struct{} // closed at every change; guarded by mu
 	shutdown bool          // shutdown requested; guarded by mu
 
@@ -64,6 +65,18 @@ func (r *run) snapshot() *Deployment {
 	return r.d.clone()
 }
 
+// view returns a copy of the deployment shared by the readers until it
+// next changes: the caller must not change it (snapshot gives one to
+// change).
+func (r *run) view() *Deployment {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.shared == nil {
+		r.shared = r.d.clone()
+	}
+	return r.shared
+}
+
 func (r *run) state() State {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -75,6 +88,7 @@ func (r *run) state() State {
 func (r *run) update(persist bool, fn func(d *Deployment)) {
 	r.mu.Lock()
 	seq := r.d.EventSeq
+	r.shared = nil
 	fn(r.d)
 	var events []Event
 	if !r.d.IsStandby() { // a replica's events were traced by its primary

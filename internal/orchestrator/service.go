@@ -194,22 +194,31 @@ type Submission struct {
 // deployable checks an ensemble as Submit and Plan take it: present, valid,
 // and using nothing this release cannot deploy.
 func deployable(spec *ensemble.Spec) error {
+	_, err := deployableYAML(spec)
+	return err
+}
+
+// deployableYAML checks spec as deployable does and returns its YAML
+// (ensemble.Marshal), written once for both.
+func deployableYAML(spec *ensemble.Spec) ([]byte, error) {
 	if spec == nil {
-		return errors.New("no ensemble")
+		return nil, errors.New("no ensemble")
 	}
-	if err := spec.Validate(); err != nil {
-		return err
+	raw, err := spec.ValidateMarshal()
+	if err != nil {
+		return nil, err
 	}
 	if probs := spec.Unsupported(); len(probs) > 0 {
-		return fmt.Errorf("cannot deploy this ensemble: %w", probs)
+		return nil, fmt.Errorf("cannot deploy this ensemble: %w", probs)
 	}
-	return nil
+	return raw, nil
 }
 
 // Submit accepts a deployment and starts its orchestrator.
 func (s *Service) Submit(ctx context.Context, sub Submission) (*Deployment, error) {
 	began := time.Now() // the root span's start (trace.go)
-	if err := deployable(sub.Spec); err != nil {
+	raw, err := deployableYAML(sub.Spec)
+	if err != nil {
 		return nil, err
 	}
 	if err := CheckSecrets(sub.Spec, sub.Secrets); err != nil {
@@ -242,10 +251,6 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (*Deployment, erro
 			}
 			digests = append(digests, ref)
 		}
-	}
-	raw, err := ensemble.Marshal(sub.Spec)
-	if err != nil {
-		return nil, err
 	}
 	key, err := identity.NewKey()
 	if err != nil {

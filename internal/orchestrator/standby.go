@@ -668,7 +668,7 @@ func (r *run) chainsFor(peer string, d *Deployment) ([]string, error) {
 // replicateRound sends the record to every standby at once and waits for
 // their answers. It reports false when the run stepped down.
 func (r *run) replicateRound(ctx context.Context) bool {
-	d := r.snapshot()
+	d := r.view()
 	if len(d.Standbys) == 0 || r.resigned() {
 		return !r.resigned()
 	}

@@ -60,7 +60,7 @@ func (r *run) startLevel(ctx context.Context, level []string) {
 	results := make(chan res, len(level))
 	started := 0
 	for _, name := range level {
-		a := r.snapshot().Allocations[name]
+		a := r.view().Allocations[name]
 		if a == nil || a.Started {
 			continue
 		}
@@ -124,7 +124,7 @@ func (r *run) delegateTo(aud identity.DID) (string, error) {
 // levelReady reports whether every allocation of a level is ready, or the
 // name of one that failed.
 func (r *run) levelReady(level []string) (ready bool, failed string) {
-	d := r.snapshot()
+	d := r.view()
 	ready = true
 	for _, name := range level {
 		a := d.Allocations[name]

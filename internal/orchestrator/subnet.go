@@ -134,7 +134,7 @@ func (r *run) table(d *Deployment, placed map[string]Placement, version uint64) 
 // that did not take it, as the reasons a commit refusal would give (by
 // node). A deployment without a subnet sends nothing.
 func (r *run) pushSubnet(ctx context.Context, placed map[string]Placement) []placement.Reason {
-	d := r.snapshot()
+	d := r.view()
 	if !d.Subnet.IsValid() || len(placed) == 0 {
 		return nil
 	}

@@ -33,7 +33,7 @@ func (r *run) supervise(ctx context.Context) {
 		if r.shutdownRequested() {
 			return
 		}
-		if d := r.snapshot(); !d.EndDeadline.IsZero() && r.s.cfg.Now().After(d.EndDeadline) {
+		if d := r.view(); !d.EndDeadline.IsZero() && r.s.cfg.Now().After(d.EndDeadline) {
 			r.failWith(ctx, ReasonTimeout, "the total timeout passed", nil)
 			return
 		}
@@ -45,7 +45,7 @@ func (r *run) supervise(ctx context.Context) {
 		if r.shutdownRequested() || r.state() != Running {
 			return
 		}
-		d := r.snapshot()
+		d := r.view()
 		allDone := true
 		for _, name := range allocNames(r.spec) {
 			a := d.Allocations[name]

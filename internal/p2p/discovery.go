@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/discovery"
@@ -27,6 +28,9 @@ const (
 	// dialParallel is how many discovered peers are dialled at once.
 	dialParallel = 8
 	firstBackoff = time.Second
+	// maxFindStretch bounds how far lookups that find no one new are spread
+	// out: at most this many discovery intervals apart (see nextFind).
+	maxFindStretch = 8
 )
 
 // goBG runs fn in a goroutine that Close waits for, unless the host is
@@ -61,13 +65,16 @@ func (h *Host) startDiscovery(ctx context.Context, bootstrap []peer.AddrInfo) {
 // discoveryLoop runs discovery rounds: one second apart while something is
 // missing (a bootstrap peer, the DHT's first peers, an advertisement),
 // doubling up to Config.DiscoveryInterval, and that interval apart once all
-// is well.
+// is well. A round looks the rendezvous key up only when the pause nextFind
+// gave has passed or the host has lost connections since the last lookup.
 func (h *Host) discoveryLoop(ctx context.Context, bootstrap []peer.AddrInfo) {
 	var rd *drouting.RoutingDiscovery
 	if h.dht != nil {
 		rd = drouting.NewRoutingDiscovery(h.dht)
 	}
-	var nextAdvertise time.Time
+	var nextAdvertise, nextLookup time.Time
+	lookupEvery := h.cfg.DiscoveryInterval
+	lookupPeers := 0 // connected peers after the last lookup
 	backoff := firstBackoff
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -91,7 +98,12 @@ func (h *Host) discoveryLoop(ctx context.Context, bootstrap []peer.AddrInfo) {
 						nextAdvertise = time.Now().Add(min(ttl*7/8, maxReadvertise))
 					}
 				}
-				h.findPeers(ctx, rd)
+				if peers := len(h.host.Network().Peers()); !time.Now().Before(nextLookup) || peers < lookupPeers {
+					dialed := h.findPeers(ctx, rd)
+					lookupEvery = nextFind(dialed, lookupEvery, h.cfg.DiscoveryInterval)
+					nextLookup = time.Now().Add(lookupEvery)
+					lookupPeers = len(h.host.Network().Peers())
+				}
 			}
 		}
 		var wait time.Duration
@@ -110,6 +122,24 @@ func nextRound(ok bool, backoff, interval time.Duration) (wait, next time.Durati
 		return interval, firstBackoff
 	}
 	return min(backoff, interval), min(backoff*2, interval)
+}
+
+// nextFind returns the pause before the next DHT lookup of the rendezvous
+// key, after a lookup that connected dialed new peers and came every
+// pauses apart: the discovery interval after one that connected someone,
+// else twice the last pause, up to maxFindStretch intervals. A lookup asks
+// a node's nearest peers for every provider of the key, so in a network
+// where everyone is already connected each node's lookups cost every other
+// node work, for nothing: a devnet's idle CPU grew with the square of its
+// size. A node that joins still finds the others at once (its own first
+// lookup), and the others then hear of it by its dial; discoveryLoop also
+// looks up at once when the host has lost connections since the last
+// lookup.
+func nextFind(dialed int, pause, interval time.Duration) time.Duration {
+	if dialed > 0 || pause <= 0 {
+		return interval
+	}
+	return min(pause*2, maxFindStretch*interval)
 }
 
 // connectBootstrap dials the bootstrap peers not connected, and reports
@@ -138,18 +168,19 @@ func (h *Host) connectBootstrap(ctx context.Context, bootstrap []peer.AddrInfo) 
 }
 
 // findPeers looks up the rendezvous key and dials the hosts found, while
-// this host has fewer connections than the low watermark.
-func (h *Host) findPeers(ctx context.Context, rd *drouting.RoutingDiscovery) {
+// this host has fewer connections than the low watermark. It returns how
+// many it connected.
+func (h *Host) findPeers(ctx context.Context, rd *drouting.RoutingDiscovery) int {
 	fctx, cancel := context.WithTimeout(ctx, findTimeout)
 	defer cancel()
-	found, err := rd.FindPeers(fctx, h.cfg.rendezvous(), discovery.Limit(findLimit))
+	found, err := rd.FindPeers(fctx, h.cfg.rendezvous(), discovery.Limit(max(findLimit, h.cfg.ConnLow)))
 	if err != nil {
 		h.log.Debug("dht find peers failed", "err", err)
-		return
+		return 0
 	}
 	sem := make(chan struct{}, dialParallel)
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	var dialed atomic.Int64
 	for ai := range found {
 		if ai.ID == h.host.ID() || len(ai.Addrs) == 0 ||
 			h.host.Network().Connectedness(ai.ID) == network.Connected ||
@@ -164,9 +195,12 @@ func (h *Host) findPeers(ctx context.Context, rd *drouting.RoutingDiscovery) {
 				h.log.Debug("discovered peer unreachable", "peer_id", ai.ID.String(), "err", err)
 				return
 			}
+			dialed.Add(1)
 			h.log.Debug("peer discovered", "peer_id", ai.ID.String(), "via", "dht")
 		}()
 	}
+	wg.Wait()
+	return int(dialed.Load())
 }
 
 // connect dials ai within connectTimeout.

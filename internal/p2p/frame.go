@@ -24,7 +24,11 @@ var errBadLength = errors.New("bad frame length")
 // maxSkip) is read past and reported as *actor.FrameTooLargeError with its
 // first actor.FrameHeadSize bytes; r is then positioned at the next frame.
 // Any other error leaves r unusable.
-func readFrame(r *bufio.Reader, limit int) ([]byte, error) {
+func readFrame(r *bufio.Reader, limit int) ([]byte, error) { return readFrameFrom(r, limit, nil) }
+
+// readFrameFrom is readFrame taking the memory of a small frame from sl
+// (nil: its own allocation).
+func readFrameFrom(r *bufio.Reader, limit int, sl *slab) ([]byte, error) {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
@@ -46,11 +50,42 @@ func readFrame(r *bufio.Reader, limit int) ([]byte, error) {
 		}
 		return nil, &actor.FrameTooLargeError{Size: size, Limit: limit, Head: head}
 	}
+	if size <= slabFrameMax && sl != nil {
+		frame := sl.get(size)
+		if _, err := io.ReadFull(r, frame); err != nil {
+			return nil, fmt.Errorf("read frame body: %w", noEOF(err))
+		}
+		return frame, nil
+	}
 	frame, err := readN(r, size)
 	if err != nil {
 		return nil, fmt.Errorf("read frame body: %w", noEOF(err))
 	}
 	return frame, nil
+}
+
+// slab hands out the memory of small received frames from larger blocks,
+// so that a link's reader allocates once per slabSize bytes instead of once
+// per frame. A frame is a full slice of its own part of a block (its
+// capacity ends where it does), and the reader never writes to a part it
+// handed out. What a receiver keeps of a frame keeps its whole block
+// alive: at most slabSize/minimal frame, some 16 KiB for a few bytes, and
+// only for frames of at most slabFrameMax bytes; larger frames get their
+// own allocation.
+type slab struct{ free []byte }
+
+const (
+	slabSize     = 16 << 10
+	slabFrameMax = 2 << 10
+)
+
+func (s *slab) get(n int) []byte {
+	if len(s.free) < n {
+		s.free = make([]byte, slabSize)
+	}
+	b := s.free[:n:n]
+	s.free = s.free[n:]
+	return b
 }
 
 // readN reads exactly n bytes, growing the buffer as data arrives so that a

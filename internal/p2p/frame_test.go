@@ -105,3 +105,33 @@ func FuzzReadFrame(f *testing.F) {
 		t.Fatal("more frames than bytes")
 	})
 }
+
+// TestReadFrameSlab reads frames of several sizes through one slab: each
+// is whole, its capacity ends where it does (appending to one cannot write
+// into the next), and the large ones do not come from the slab.
+func TestReadFrameSlab(t *testing.T) {
+	sizes := []int{0, 1, 100, slabFrameMax, slabFrameMax + 1, slabSize - 10, 300, slabSize + 5}
+	var in bytes.Buffer
+	for i, n := range sizes {
+		in.Write(binary.AppendUvarint(nil, uint64(n)))
+		in.Write(bytes.Repeat([]byte{byte(i + 1)}, n))
+	}
+	r := bufio.NewReader(&in)
+	var sl slab
+	var got [][]byte
+	for i, n := range sizes {
+		f, err := readFrameFrom(r, 1<<20, &sl)
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if len(f) != n || cap(f) != n || !bytes.Equal(f, bytes.Repeat([]byte{byte(i + 1)}, n)) {
+			t.Fatalf("frame %d: len %d cap %d, want %d bytes of %d", i, len(f), cap(f), n, i+1)
+		}
+		got = append(got, f)
+	}
+	for i, f := range got {
+		if !bytes.Equal(f, bytes.Repeat([]byte{byte(i + 1)}, sizes[i])) {
+			t.Fatalf("frame %d changed after later reads", i)
+		}
+	}
+}

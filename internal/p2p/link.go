@@ -2,7 +2,9 @@ package p2p
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -31,9 +33,10 @@ type link struct {
 	peerID   string // peer.String(), cached
 	maxFrame int
 	r        *bufio.Reader // used by Recv only
+	inbound  slab          // memory of received small frames; used by Recv only
 	forget   func(*link)   // removes the link from its host
 
-	sendq      chan []byte
+	sendq      chan outFrame
 	done       chan struct{} // closed when the link closes, whatever the cause
 	writerDone chan struct{} // closed when the writer goroutine returns
 
@@ -45,7 +48,11 @@ type link struct {
 	graceful bool  // closed by Close, so queued frames are flushed; guarded by mu
 }
 
-var _ actor.Link = (*link)(nil)
+var (
+	_ actor.Link        = (*link)(nil)
+	_ actor.CopyingLink = (*link)(nil)
+	_ actor.ReadyLink   = (*link)(nil)
+)
 
 func newLink(s network.Stream, maxFrame, queue int, forget func(*link)) *link {
 	p := s.Conn().RemotePeer()
@@ -56,17 +63,30 @@ func newLink(s network.Stream, maxFrame, queue int, forget func(*link)) *link {
 		maxFrame:   maxFrame,
 		r:          bufio.NewReaderSize(s, linkBufSize),
 		forget:     forget,
-		sendq:      make(chan []byte, queue),
+		sendq:      make(chan outFrame, queue),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
 }
 
+// outFrame is a queued frame; spare: its buffer is one of SendCopy's, for
+// the writer to hand back.
+type outFrame struct {
+	b     []byte
+	spare bool
+}
+
 // Peer returns the peer ID authenticated by the connection's handshake.
 func (l *link) Peer() string { return l.peerID }
 
-// Send queues a copy of frame. It blocks while the queue is full.
+// Send queues frame, which the link takes. It blocks while the queue is
+// full.
 func (l *link) Send(ctx context.Context, frame []byte) error {
+	return l.send(ctx, outFrame{b: frame})
+}
+
+func (l *link) send(ctx context.Context, f outFrame) error {
+	frame := f.b
 	if len(frame) > maxSkip {
 		return fmt.Errorf("send to %s: frame of %d bytes: %w", l.peerID, len(frame), errBadLength)
 	}
@@ -75,9 +95,15 @@ func (l *link) Send(ctx context.Context, frame []byte) error {
 		return l.closedErr()
 	default:
 	}
-	// The link takes the frame (actor.Link's contract): no copy.
+	// The link takes the frame (actor.Link's contract): no copy. Without
+	// a wait, ctx.Done is not asked for (it may start a timer).
 	select {
-	case l.sendq <- frame:
+	case l.sendq <- f:
+		return nil
+	default:
+	}
+	select {
+	case l.sendq <- f:
 		return nil
 	case <-l.done:
 		return l.closedErr()
@@ -86,9 +112,46 @@ func (l *link) Send(ctx context.Context, frame []byte) error {
 	}
 }
 
+// spareFrames holds the buffers of written frames for SendCopy to reuse,
+// shared by all links: the writers put back those SendCopy filled, and
+// drop them when it is full. spareBuffers bounds how many it holds (more
+// than a link's default send queue), spareCap the capacity of each (a
+// larger frame gets a buffer of its own, which is not kept): at most
+// 2 MiB in all.
+var spareFrames = make(chan []byte, spareBuffers)
+
+const (
+	spareBuffers = 4096
+	spareCap     = 512
+	spareMinCap  = 192 // the least capacity SendCopy allocates
+)
+
+// SendCopy queues a copy of frame (actor.CopyingLink): the caller may
+// reuse frame once it returns. The copy goes into one of the link's spare
+// buffers, which the writer hands back once it wrote the frame, so a
+// stream of small frames allocates nothing.
+func (l *link) SendCopy(ctx context.Context, frame []byte) error {
+	if len(frame) > spareCap {
+		return l.send(ctx, outFrame{b: bytes.Clone(frame)})
+	}
+	var b []byte
+	select {
+	case b = <-spareFrames:
+	default:
+	}
+	if cap(b) < len(frame) {
+		b = make([]byte, 0, max(len(frame), spareMinCap))
+	}
+	err := l.send(ctx, outFrame{b: append(b[:0], frame...), spare: true})
+	if err != nil {
+		l.reuse(outFrame{b: b, spare: true})
+	}
+	return err
+}
+
 // Recv returns the next frame. The caller owns it.
 func (l *link) Recv() ([]byte, error) {
-	f, err := readFrame(l.r, l.maxFrame)
+	f, err := readFrameFrom(l.r, l.maxFrame, &l.inbound)
 	if err == nil {
 		return f, nil
 	}
@@ -98,6 +161,20 @@ func (l *link) Recv() ([]byte, error) {
 	}
 	l.fail(fmt.Errorf("read: %w", err))
 	return nil, l.closedErr()
+}
+
+// Ready reports whether a whole frame is in the read buffer (actor.ReadyLink),
+// without reading from the stream.
+func (l *link) Ready() bool {
+	b, _ := l.r.Peek(l.r.Buffered())
+	return frameReady(b)
+}
+
+// frameReady reports whether b starts with a whole frame (its length, then
+// that many bytes).
+func frameReady(b []byte) bool {
+	n, k := binary.Uvarint(b)
+	return k > 0 && n <= uint64(len(b)-k)
 }
 
 // Close flushes the frames already queued (for a short while) and closes
@@ -178,18 +255,30 @@ func (l *link) writeLoop() {
 	}
 }
 
-func (l *link) writeBatch(w *bufio.Writer, f []byte) error {
+func (l *link) writeBatch(w *bufio.Writer, f outFrame) error {
 	for {
-		if err := writeFrame(w, f); err != nil {
+		if err := writeFrame(w, f.b); err != nil {
 			return err
 		}
 		l.frames.Add(1)
+		l.reuse(f)
 		select {
 		case f = <-l.sendq:
 		default:
 			l.flushes.Add(1)
 			return w.Flush()
 		}
+	}
+}
+
+// reuse keeps a written frame's buffer for SendCopy, when SendCopy made it.
+func (l *link) reuse(f outFrame) {
+	if !f.spare {
+		return
+	}
+	select {
+	case spareFrames <- f.b:
+	default:
 	}
 }
 
@@ -200,7 +289,7 @@ drain:
 	for {
 		select {
 		case f := <-l.sendq:
-			if err := writeFrame(w, f); err != nil {
+			if err := writeFrame(w, f.b); err != nil {
 				_ = l.s.Reset()
 				return
 			}

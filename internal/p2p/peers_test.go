@@ -294,3 +294,72 @@ func TestDiscoveryBackoff(t *testing.T) {
 		t.Errorf("after a good round: wait %s, backoff %s; want %s, %s", wait, next, interval, firstBackoff)
 	}
 }
+
+// TestConnRTT: the round trip the transport of a connection measures
+// (yamux on TCP, QUIC's own estimate) is there without a ping, and Peers
+// reports it; with no connection, or a bad ID, it is zero.
+func TestConnRTT(t *testing.T) {
+	for _, transport := range []string{"tcp", "quic-v1"} {
+		t.Run(transport, func(t *testing.T) {
+			a, b := newHost(t, testConfig()), newHost(t, testConfig())
+			if d := a.ConnRTT(b.ID()); d != 0 {
+				t.Errorf("ConnRTT before connecting = %s, want 0", d)
+			}
+			introduce(t, a, b, transport)
+			pid, err := peer.Decode(b.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.host.Connect(testCtx(t, 10*time.Second), peer.AddrInfo{ID: pid}); err != nil {
+				t.Fatalf("connect over %s: %v", transport, err)
+			}
+			poll.Eventually(t, 10*time.Second, "a round trip measured by the "+transport+" connection", func() bool {
+				return a.ConnRTT(b.ID()) > 0
+			})
+			if got := a.Connected(); !slices.Equal(got, []string{b.ID()}) {
+				t.Errorf("Connected() = %v, want [%s]", got, b.ID())
+			}
+			if lat := a.host.Peerstore().LatencyEWMA(pid); lat != 0 {
+				t.Errorf("the peerstore holds a ping's latency %s: want none, nothing pinged", lat)
+			}
+			for _, p := range a.Peers() {
+				if p.ID == b.ID() && p.Latency <= 0 {
+					t.Errorf("Peers: latency to %s = %s, want the connection's round trip", p.ID, p.Latency)
+				}
+			}
+			for _, bad := range []string{"", "x", a.ID()} {
+				if d := a.ConnRTT(bad); d != 0 {
+					t.Errorf("ConnRTT(%q) = %s, want 0", bad, d)
+				}
+			}
+		})
+	}
+}
+
+// TestNextFind: lookups that connect no one are spread out, twice as far
+// each time, up to maxFindStretch intervals; one that connects someone
+// brings back the interval.
+func TestNextFind(t *testing.T) {
+	const interval = time.Minute
+	tests := []struct {
+		name   string
+		dialed int
+		pause  time.Duration
+		want   time.Duration
+	}{
+		{"first, found someone", 3, interval, interval},
+		{"first, no one new", 0, interval, 2 * interval},
+		{"doubles", 0, 2 * interval, 4 * interval},
+		{"bounded", 0, 4 * interval, maxFindStretch * interval},
+		{"stays bounded", 0, maxFindStretch * interval, maxFindStretch * interval},
+		{"found someone: back to the interval", 1, maxFindStretch * interval, interval},
+		{"no pause yet", 0, 0, interval},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := nextFind(tt.dialed, tt.pause, interval); got != tt.want {
+				t.Errorf("nextFind(%d, %s, %s) = %s, want %s", tt.dialed, tt.pause, interval, got, tt.want)
+			}
+		})
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Credentials are the keys of an S3 account. They never print: String,
@@ -41,15 +42,15 @@ func (c Credentials) GoString() string { return c.String() }
 // MarshalJSON hides the keys from any JSON a struct holding them becomes.
 func (c Credentials) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
-// MarshalSecret returns the keys in the form ParseCredentials reads, for
-// sealing.
+// MarshalSecret returns the keys in a form ParseCredentials reads back
+// exactly (the JSON object), for sealing.
 func (c Credentials) MarshalSecret() []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "access_key_id=%s\nsecret_access_key=%s\n", c.AccessKeyID, c.SecretAccessKey)
+	m := map[string]string{"access_key_id": c.AccessKeyID, "secret_access_key": c.SecretAccessKey}
 	if c.SessionToken != "" {
-		fmt.Fprintf(&b, "session_token=%s\n", c.SessionToken)
+		m["session_token"] = c.SessionToken
 	}
-	return b.Bytes()
+	b, _ := json.Marshal(m) // a map of strings always encodes
+	return append(b, '\n')
 }
 
 // maxSecret bounds a secret file.
@@ -64,10 +65,16 @@ func ParseCredentials(b []byte) (Credentials, error) {
 	if len(b) > maxSecret {
 		return Credentials{}, fmt.Errorf("credentials: %d bytes, more than %d", len(b), maxSecret)
 	}
+	if !utf8.Valid(b) {
+		return Credentials{}, errors.New("credentials: not UTF-8 text")
+	}
 	fields := map[string]string{}
 	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '{' {
 		if err := json.Unmarshal(t, &fields); err != nil {
 			return Credentials{}, errors.New("credentials: not a JSON object of strings")
+		}
+		for k, v := range fields {
+			fields[k] = strings.TrimSpace(v) // as a line's value is
 		}
 	} else {
 		sc := bufio.NewScanner(bytes.NewReader(b))
@@ -88,8 +95,15 @@ func ParseCredentials(b []byte) (Credentials, error) {
 		}
 	}
 	var c Credentials
+	seen := map[string]bool{}
 	for k, v := range fields {
-		switch strings.TrimPrefix(strings.ToLower(k), "aws_") {
+		name := strings.TrimPrefix(strings.ToLower(k), "aws_")
+		if seen[name] {
+			// which one would win is the map's order: refuse
+			return Credentials{}, fmt.Errorf("credentials: %s given twice", name)
+		}
+		seen[name] = true
+		switch name {
 		case "access_key_id":
 			c.AccessKeyID = v
 		case "secret_access_key":

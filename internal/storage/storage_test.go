@@ -22,6 +22,10 @@ func TestParseCredentials(t *testing.T) {
 		{"unknown", "access_key_id=AK\nsecret_access_key=SK\npassword=x\n", Credentials{}, `unknown key "password"`},
 		{"bad json", `{"access_key_id": 3}`, Credentials{}, "not a JSON object"},
 		{"empty", "", Credentials{}, "access_key_id is missing"},
+		{"json, blank key (found by FuzzParseCredentials)", `{"ACCess_keY_id":" ","seCret_ACCess_keY":"0"}`, Credentials{}, "access_key_id is missing"},
+		{"json, spaces around", `{"access_key_id":" AK ","secret_access_key":"SK\t"}`, Credentials{AccessKeyID: "AK", SecretAccessKey: "SK"}, ""},
+		{"one key twice", "{\"access_key_id\":\"A\",\"AWS_ACCESS_KEY_ID\":\"B\",\"secret_access_key\":\"S\"}", Credentials{}, "access_key_id given twice"},
+		{"not UTF-8", "access_key_id=\xff\nsecret_access_key=SK\n", Credentials{}, "not UTF-8"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -63,10 +67,7 @@ func FuzzParseCredentials(f *testing.F) {
 		c, err := ParseCredentials(b)
 		if err == nil {
 			if back, err := ParseCredentials(c.MarshalSecret()); err != nil || back != c {
-				// values with newlines do not round trip through lines
-				if !strings.ContainsAny(c.AccessKeyID+c.SecretAccessKey+c.SessionToken, "\n\r=#") {
-					t.Fatalf("round trip: %v", err)
-				}
+				t.Fatalf("round trip: %v", err)
 			}
 		}
 	})

@@ -14,7 +14,15 @@ import (
 // at each tick. write gets a slice it must not keep.
 func batchSpans(queue <-chan sdktrace.ReadOnlySpan, flush <-chan chan struct{}, stop <-chan struct{},
 	size int, interval time.Duration, write func([]sdktrace.ReadOnlySpan), tick <-chan time.Time, onTick func()) {
-	batch := make([]sdktrace.ReadOnlySpan, 0, size)
+	// The batch's slice is made at the first span: a node that never
+	// traces does not hold it (64 KiB for the local record's).
+	var batch []sdktrace.ReadOnlySpan
+	add := func(s sdktrace.ReadOnlySpan) {
+		if batch == nil {
+			batch = make([]sdktrace.ReadOnlySpan, 0, size)
+		}
+		batch = append(batch, s)
+	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -31,8 +39,8 @@ func batchSpans(queue <-chan sdktrace.ReadOnlySpan, flush <-chan chan struct{}, 
 		for {
 			select {
 			case s := <-queue:
-				batch = append(batch, s)
-				if len(batch) == cap(batch) {
+				add(s)
+				if len(batch) == size {
 					send()
 				}
 			default:
@@ -44,9 +52,9 @@ func batchSpans(queue <-chan sdktrace.ReadOnlySpan, flush <-chan chan struct{}, 
 	for {
 		select {
 		case s := <-queue:
-			batch = append(batch, s)
+			add(s)
 			switch len(batch) {
-			case cap(batch):
+			case size:
 				send()
 			case 1:
 				timer.Reset(interval)

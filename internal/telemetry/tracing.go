@@ -214,8 +214,9 @@ type tracer struct {
 // Start starts a span. A new root (no valid parent in ctx, or
 // trace.WithNewRoot) is sampled at the configured ratio here: an unsampled
 // one is a non-recording span with fresh IDs, which its context carries so
-// that its children and the envelopes sent within it say "not sampled" —
-// without the SDK's cost of a span (most Sends at a low ratio). A sampled
+// that its children say "not sampled" (the envelopes sent within it carry
+// no trace: the actor runtime does not send unsampled ones) — without the
+// SDK's cost of a span (most Sends at a low ratio). A sampled
 // root, and every span with a parent, is the SDK's, whose sampler follows
 // the parent.
 func (tr *tracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {

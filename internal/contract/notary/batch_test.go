@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dmsnet/dms/internal/store"
 )
@@ -86,10 +87,68 @@ func TestBatcher(t *testing.T) {
 			if tc.fail < 0 && stored != tc.writers {
 				t.Errorf("%d of %d writes stored", stored, tc.writers)
 			}
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			if b.leader || len(b.queue) > 0 {
-				t.Errorf("after all writes: leader %v, %d queued", b.leader, len(b.queue))
+			b.q.mu.Lock()
+			defer b.q.mu.Unlock()
+			if b.q.leader || len(b.q.queue) > 0 {
+				t.Errorf("after all writes: leader %v, %d queued", b.q.leader, len(b.q.queue))
+			}
+		})
+	}
+}
+
+type testItem struct {
+	slot
+	runs int // set by the batch
+}
+
+// The leader queue runs every item exactly once, in batches of at most
+// its limit, and leaves no leader and nothing queued behind.
+func TestLeaderQueue(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		callers int
+		window  time.Duration
+		limit   int
+	}{
+		{"one", 1, 0, 0},
+		{"many, no limit", 64, time.Millisecond, 0},
+		{"many, limit 3", 64, time.Millisecond, 3},
+		{"many at once, limit 1", 32, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var q leaderQueue[*testItem]
+			var mu sync.Mutex
+			var batches, largest int
+			items := make([]*testItem, tc.callers)
+			var wg sync.WaitGroup
+			for i := range tc.callers {
+				items[i] = &testItem{slot: newSlot()}
+				wg.Go(func() {
+					q.run(items[i], tc.window, tc.limit, func(b []*testItem) {
+						mu.Lock()
+						batches++
+						largest = max(largest, len(b))
+						mu.Unlock()
+						for _, x := range b {
+							x.runs++
+						}
+					})
+				})
+			}
+			wg.Wait()
+			for i, x := range items {
+				if x.runs != 1 {
+					t.Errorf("item %d ran %d times, want 1", i, x.runs)
+				}
+			}
+			if tc.limit > 0 && largest > tc.limit {
+				t.Errorf("a batch of %d items, limit %d", largest, tc.limit)
+			}
+			if batches < 1 || batches > tc.callers {
+				t.Errorf("%d batches for %d items", batches, tc.callers)
+			}
+			if q.leader || len(q.queue) > 0 {
+				t.Errorf("after all items: leader %v, %d queued", q.leader, len(q.queue))
 			}
 		})
 	}

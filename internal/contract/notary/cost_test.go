@@ -1,13 +1,14 @@
 package notary
 
 import (
+	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -45,7 +46,7 @@ const (
 )
 
 // rpcRequest and rpcReply are the pipe protocol between the two
-// processes, JSON lines.
+// processes, in binary frames (costwire_test.go).
 type rpcRequest struct {
 	ID    uint64               `json:"id"`
 	Op    string               `json:"op"` // propose, agree, note
@@ -67,19 +68,26 @@ type rpcReply struct {
 // rpc is the provider's end of the pipes.
 type rpc struct {
 	mu      sync.Mutex
-	enc     *json.Encoder
+	w       *bufio.Writer // guarded by mu
+	buf     []byte        // guarded by mu: the frame being written
 	next    uint64
 	waiting map[uint64]chan rpcReply
 	ok      atomic.Int64 // notes countersigned
 }
 
 func newRPC(w *os.File, r *os.File) *rpc {
-	c := &rpc{enc: json.NewEncoder(w), waiting: map[uint64]chan rpcReply{}}
+	c := &rpc{w: bufio.NewWriter(w), waiting: map[uint64]chan rpcReply{}}
 	go func() {
-		dec := json.NewDecoder(r)
+		br := bufio.NewReader(r)
+		var buf []byte
 		for {
-			var rep rpcReply
-			if err := dec.Decode(&rep); err != nil {
+			b, err := readFrame(br, buf)
+			if err != nil {
+				return
+			}
+			buf = b
+			rep, err := decodeReply(b)
+			if err != nil {
 				return
 			}
 			c.mu.Lock()
@@ -100,7 +108,14 @@ func (c *rpc) call(ctx context.Context, req rpcRequest) (rpcReply, error) {
 	c.next++
 	req.ID = c.next
 	c.waiting[req.ID] = ch
-	err := c.enc.Encode(req)
+	b, err := appendRequest(c.buf[:0], req)
+	if err == nil {
+		c.buf = b
+		_, err = c.w.Write(b)
+	}
+	if err == nil {
+		err = c.w.Flush()
+	}
 	c.mu.Unlock()
 	if err != nil {
 		return rpcReply{}, err
@@ -326,7 +341,8 @@ func TestCostOf1000Contracts(t *testing.T) {
 }
 
 // profile writes a CPU profile to $DMS_NOTARY_COST_PROFILE/name.prof
-// until the returned function is called (nothing without the variable).
+// until the returned function is called (nothing without the variable),
+// at $DMS_NOTARY_COST_PROFILE_HZ samples a second when set.
 func profile(t *testing.T, name string) func() {
 	dir := os.Getenv("DMS_NOTARY_COST_PROFILE")
 	if dir == "" {
@@ -335,6 +351,11 @@ func profile(t *testing.T, name string) func() {
 	f, err := os.Create(filepath.Join(dir, name+".prof"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if hz := envOr("DMS_NOTARY_COST_PROFILE_HZ", 0); hz > 0 {
+		// A finer profile than pprof's 100 Hz (the runtime then warns
+		// that the rate is already set; the rate holds).
+		runtime.SetCPUProfileRate(hz)
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
 		t.Fatal(err)
@@ -374,11 +395,20 @@ func TestCostRequesterChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
-	enc := json.NewEncoder(out)
+	w := bufio.NewWriter(out)
+	var buf []byte
 	reply := func(rep rpcReply) {
 		mu.Lock()
 		defer mu.Unlock()
-		if err := enc.Encode(rep); err != nil {
+		b, err := appendReply(buf[:0], rep)
+		if err == nil {
+			buf = b
+			_, err = w.Write(b)
+		}
+		if err == nil {
+			err = w.Flush()
+		}
+		if err != nil {
 			t.Errorf("reply: %v", err)
 		}
 	}
@@ -391,7 +421,7 @@ func TestCostRequesterChild(t *testing.T) {
 		return rep
 	}
 	var stopProfile func()
-	var c0, w0 int64
+	var c0, w0, b0, s0 int64
 	// Notes are handled by at most DMS_NOTARY_COST_ACTOR_WORKERS (32)
 	// goroutines at once, as by the workers of the node's root actor
 	// that serves deployproto.BehaviorNote (internal/node spawns it with
@@ -416,10 +446,17 @@ func TestCostRequesterChild(t *testing.T) {
 	defer workers.Wait()
 	defer close(noteReqs)
 	var wg sync.WaitGroup
-	dec := json.NewDecoder(in)
+	br := bufio.NewReader(in)
+	var rbuf []byte
 	for {
-		var req rpcRequest
-		if err := dec.Decode(&req); err != nil {
+		b, err := readFrame(br, rbuf)
+		if err != nil {
+			break
+		}
+		rbuf = b
+		req, err := decodeRequest(b)
+		if err != nil {
+			t.Errorf("request: %v", err)
 			break
 		}
 		switch req.Op {
@@ -444,9 +481,11 @@ func TestCostRequesterChild(t *testing.T) {
 			if stopProfile == nil {
 				stopProfile = profile(t, "requester")
 				c0, w0 = n.commits.Load(), n.writes.Load()
+				b0, s0 = n.sigs.batches.Load(), n.sigs.sigs.Load()
 			} else {
 				stopProfile()
-				t.Logf("requester: %d store commits of %d writes in the window", n.commits.Load()-c0, n.writes.Load()-w0)
+				t.Logf("requester: %d store commits of %d writes in the window; %d batches of %d providers' signatures verified",
+					n.commits.Load()-c0, n.writes.Load()-w0, n.sigs.batches.Load()-b0, n.sigs.sigs.Load()-s0)
 			}
 			reply(rpcReply{ID: req.ID})
 		case "note":

@@ -52,7 +52,9 @@
 //
 // Propose signs the terms; Agree adds the provider's signature from the
 // commit reply, opens the contract in the ledger and makes it active.
-// HandleNote checks a note (contract.CheckNote), then the deployment's
+// HandleNote checks a note (contract.CheckNote; the provider's signature
+// verified beforehand in a batch with the notes that arrive meanwhile,
+// see sigBatcher and contract.VerifyProviderSigs), then the deployment's
 // budget: the latest countersigned amounts of all the deployment's
 // contracts here, this note replacing its contract's, must not exceed
 // Terms.Budget (0: no budget). A note within it is countersigned, stored
@@ -104,7 +106,8 @@
 // The store keeps three kinds: "contracts" (the signed contract, indexed
 // on deployment and reservation), "contract-states" and
 // "contract-notes" (the countersigned notes, keyed by contract, role and
-// seq). The requester keeps all its contracts in memory, closed ones
+// seq, and a provider's note while it is not countersigned: see
+// store.go). The requester keeps all its contracts in memory, closed ones
 // included (a deployment's budget sums them); planned: forget those of
 // ended deployments.
 //
@@ -241,7 +244,8 @@ type Notary struct {
 	cfg Config
 	log *slog.Logger
 
-	batch batcher // the requester's writes
+	batch batcher    // the requester's writes
+	sigs  sigBatcher // the requester's checks of the providers' signatures
 
 	// commits and writes count the store transactions of notes and the
 	// contract states they wrote.
@@ -454,6 +458,9 @@ func (n *Notary) Chain(id string) (*contract.Chain, error) {
 	}
 	ch := &contract.Chain{Contract: rec.Contract, Notes: make([]contract.SignedNote, 0, len(ns)+1)}
 	for i := range ns {
+		if len(ns[i].Note.RequesterSig) == 0 {
+			continue // the provider's note not countersigned yet: rec.Last
+		}
 		sn, err := ns[i].Note.open()
 		if err != nil {
 			return nil, err

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -758,4 +759,67 @@ func TestGivingUpSettles(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestForgedNotesInABatch sends good and forged notes of several
+// contracts to the requester at once, so that their provider signatures
+// are verified in batches: the forged ones are refused with
+// ErrSignature and nothing is countersigned or paid for them; the good
+// ones are countersigned and paid.
+func TestForgedNotesInABatch(t *testing.T) {
+	w := newWorld(t)
+	defer w.close()
+	const k = 12
+	var cs []*contract.Contract
+	for i := range k {
+		cs = append(cs, w.place(w.terms(fmt.Sprintf("dep%d", i), 0)))
+	}
+	w.prov.close() // notes are made by hand here
+	pk, other := w.prov.key, seedKey(t, "other")
+	now := time.Now()
+	notes := make([]*contract.SignedNote, k)
+	forged := func(i int) bool { return i%3 == 1 }
+	var want match.Money
+	for i, c := range cs {
+		n, err := c.Issue(pk, nil, now, contract.Usage{CPUMicros: uint64(i+1) * 1_000_000}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if forged(i) {
+			n.ProviderSig = other.Sign([]byte("dms-note|" + n.Hash))
+		} else {
+			want += n.Note().Amount
+		}
+		notes[i] = n
+	}
+	b0 := w.req.n.sigs.batches.Load()
+	errs := make([]error, k)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, n := range notes {
+		wg.Go(func() {
+			<-start
+			_, errs[i] = w.req.n.HandleNote(context.Background(), pk.DID(), wire(n))
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if forged(i) {
+			if codeOf(err) != deployproto.CodeNoteRefused || !strings.Contains(err.Error(), contract.ErrSignature.Error()) {
+				t.Errorf("forged note %d: %v, want refused: %v", i, err, contract.ErrSignature)
+			}
+			if r := w.req.get(cs[i].ID); r.Accepted != nil {
+				t.Errorf("forged note %d countersigned", i)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("note %d: %v", i, err)
+		}
+	}
+	if got := w.req.balance(w.req.key.DID()).Paid; got != want {
+		t.Errorf("paid %s, want %s (the good notes only)", got, want)
+	}
+	t.Logf("%d notes in %d signature batches", k, w.req.n.sigs.batches.Load()-b0)
 }

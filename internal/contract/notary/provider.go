@@ -212,8 +212,8 @@ type sched struct {
 	n     *Notary
 	heap  dueHeap
 	queue []job
-	// written by the last batch: to persist, and the jobs to start once
-	// persisted.
+	// written by the last batch: to persist (states, and the notes issued
+	// or countersigned), and the jobs to start once persisted.
 	dirty map[*pentry]bool
 	notes []*contract.SignedNote
 	after []job
@@ -445,9 +445,14 @@ func (s *sched) handle(r result) {
 			p.r.Quiet = p.tick // nothing owed
 			p.busy = false
 		default:
+			// The note is stored under its seq until countersigned; the
+			// state with it only when it said the last note was refused.
+			if p.r.Refused {
+				s.dirty[p] = true
+			}
 			p.last = r.issued
 			p.r.Last, p.r.Refused = storeNote(r.issued), false
-			s.dirty[p] = true // the note is stored in the state until countersigned
+			s.notes = append(s.notes, r.issued)
 			s.after = append(s.after, s.sendJob(p, r.issued))
 			s.sends++
 		}

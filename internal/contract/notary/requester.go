@@ -380,10 +380,17 @@ func (n *Notary) HandleNote(ctx context.Context, from identity.DID, sn contract.
 		return contract.SignedNote{}, refusef(contract.ErrWrongParty, "note of contract %s sent by %s, not its provider %s", id, from.Short(), t.Provider.Short())
 	}
 	accSeq := seqOfNote(e.acc)
+	redelivery := e.acc != nil && sn.Hash == e.acc.Hash
 	n.mu.Unlock()
 	// An older note this node countersigned: a replay.
 	if note.Seq < accSeq && n.wasAccepted(sn) {
 		return contract.SignedNote{}, refusef(contract.ErrReplay, "note %d of contract %s was countersigned before", note.Seq, id)
+	}
+	// The provider's signature, verified with the other notes that
+	// arrive meanwhile, outside the lock (CheckNote below then does not
+	// verify it again); a re-delivery is answered with its copy.
+	if !redelivery && !n.sigs.verify(t.Provider, &sn) {
+		return contract.SignedNote{}, refusef(contract.ErrSignature, "note %d of contract %s is not signed by its provider %s", note.Seq, id, t.Provider.Short())
 	}
 
 	n.mu.Lock()

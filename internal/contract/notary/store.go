@@ -15,12 +15,20 @@ import (
 //
 //	contracts        "<id>/<role>" → contractRow, indexed on deployment and
 //	                 reservation; written when the contract is signed
-//	contract-states  "<id>/<role>" → stateRow, small, written with every note
-//	contract-notes   "<id>/<role>/<seq %020d>" → noteRow, the countersigned notes
+//	contract-states  "<id>/<role>" → stateRow, small, written when more
+//	                 than the notes changed and when the contract settles
+//	contract-notes   "<id>/<role>/<seq %020d>" → noteRow, the countersigned
+//	                 notes, and a provider's last note while it is not
+//	                 countersigned (no requester signature)
 //
 // The role is part of the keys because a node may be both sides of one
 // contract (a deployment placed on its orchestrating node). A provider's
-// note that is not countersigned yet lives in its state (Last).
+// note that is not countersigned yet is stored under its own seq, where
+// its countersigned copy replaces it: a note then dirties one page of the
+// store (its issue and the countersignature of the note before it are
+// adjacent keys, committed together), not a page of the states and one
+// of the notes. Stores written before kept that note in the state
+// (stateRow.Last); it is still read from there.
 //
 // Signed bytes are kept as []byte (base64 in JSON), never as
 // json.RawMessage: the store's JSON encoder would compact raw bytes and
@@ -158,13 +166,12 @@ func putState(tx *store.Tx, r *row) error {
 		FinalTries: r.FinalTries, Grace: r.Grace, Exhausted: r.Exhausted, LedgerClosed: r.LedgerClosed,
 	}
 	st.Seq = r.AcceptedSeq
-	if r.Last != nil && (r.Accepted == nil || r.Last.Hash != r.Accepted.Hash) {
-		st.Last = r.Last
-	}
 	return states.Put(tx, st)
 }
 
-// putAccepted stores a countersigned note of a contract's chain.
+// putAccepted stores a countersigned note of a contract's chain, or a
+// provider's note issued and not countersigned yet (which its
+// countersigned copy replaces).
 func putAccepted(tx *store.Tx, role Role, n *contract.SignedNote) error {
 	d := n.Note()
 	return notes.Put(tx, noteRow{Contract: d.Contract, Role: role, Seq: d.Seq, Note: *storeNote(n)})
@@ -189,8 +196,10 @@ func loadRow(tx *store.Tx, c contractRow) (row, error) {
 		}
 		r.Accepted, r.AcceptedSeq = &nr.Note, st.Seq
 	}
-	// The state is not written with every countersigned note (see
-	// stateEvery): the notes after its seq are the truth.
+	// The state is not written with every countersigned note: the notes
+	// after its seq are the truth. A note without the requester's
+	// signature is the provider's last, not countersigned yet.
+	var pending *storedNote
 	for seq := st.Seq + 1; ; seq++ {
 		nr, err := notes.Get(tx, noteKey(c.ID, c.Role, seq))
 		if errors.Is(err, store.ErrNotFound) {
@@ -199,13 +208,28 @@ func loadRow(tx *store.Tx, c contractRow) (row, error) {
 		if err != nil {
 			return row{}, err
 		}
+		if len(nr.Note.RequesterSig) == 0 {
+			pending = &nr.Note
+			break
+		}
 		r.Accepted, r.AcceptedSeq = &nr.Note, seq
 	}
 	r.Last = r.Accepted
-	if st.Last != nil {
+	switch {
+	case pending != nil:
+		r.Last = pending
+	case st.Last != nil && (r.Accepted == nil || st.Last.Hash != r.Accepted.Hash) && !countersignedBy(st.Last, r.AcceptedSeq):
+		// A store written before notes not countersigned had rows.
 		r.Last = st.Last
 	}
 	return r, nil
+}
+
+// countersignedBy reports whether stored note s is at or below seq (the
+// last countersigned): then it is not a note still to be answered.
+func countersignedBy(s *storedNote, seq uint64) bool {
+	n, err := s.open()
+	return err == nil && n.Note().Seq <= seq
 }
 
 // loadRows assembles the rows of stored contracts.

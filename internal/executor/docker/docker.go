@@ -38,6 +38,11 @@
 // pass. Installing is idempotent; Close removes the rules and the network
 // once no container is on it (running containers keep them).
 //
+// A job on the job network without published ports or a subnet starts in
+// the network namespace of a sandbox the executor keeps ready on that
+// network, so that Docker's setup of a new namespace (its embedded DNS
+// resolver above all) is not on the start's path (sandbox.go).
+//
 // # Finding containers again
 //
 // Every container carries the label dms.managed=true, the spec's labels and
@@ -118,6 +123,10 @@ type Config struct {
 	// LogMaxSize bounds each container's log (default 16 MiB); older
 	// output is dropped.
 	LogMaxSize match.Bytes
+	// WarmSandboxes is how many network sandboxes the executor keeps
+	// ready on the job network (sandbox.go): 0 means one, a negative
+	// number none (every job's network is then set up at its start).
+	WarmSandboxes int
 	// OnPull, when set, receives the progress of image pulls.
 	OnPull func(PullProgress)
 	Logger *slog.Logger
@@ -151,6 +160,7 @@ type Executor struct {
 	closeOnce sync.Once
 
 	fw       *firewall
+	pool     pool // sandbox.go
 	netMu    sync.Mutex
 	netReady bool // guarded by netMu: the job network and its rules are in place
 
@@ -173,6 +183,7 @@ var (
 // tracked is a container this executor watches.
 type tracked struct {
 	id      string
+	sandbox string // the network sandbox the container runs in ("": none; sandbox.go)
 	timeout time.Duration
 	done    chan struct{} // closed once result is set
 
@@ -195,7 +206,7 @@ func New(cfg Config) (*Executor, error) {
 		cfg.LogMaxSize = 16 << 20
 	}
 	for k := range cfg.Labels {
-		if k == executor.LabelManaged || k == labelTimeout {
+		if k == executor.LabelManaged || k == labelTimeout || k == labelSandbox || k == labelSandboxOf {
 			return nil, fmt.Errorf("docker: label %s is the executor's own", k)
 		}
 	}
@@ -246,6 +257,7 @@ func (e *Executor) Close() error {
 		e.mu.Unlock()
 		e.cancel()
 		e.watchers.Wait()
+		e.closePool() // sandbox.go: before the job network can go
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		err = errors.Join(e.closeJobNetwork(ctx), e.cli.Close())
@@ -299,6 +311,19 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 	if err != nil {
 		return "", err
 	}
+	if e.pooled(&spec, &opts) { // sandbox.go
+		defer e.refill()
+		if sb := e.claimSandbox(); sb != "" {
+			id, err := e.startInSandbox(ctx, &spec, opts, sb)
+			if !errors.Is(err, errSandboxGone) {
+				return id, err
+			}
+			e.log.Debug("network sandbox gone; starting without one", "sandbox", sb[:12])
+			if opts, err = e.createOptions(&spec); err != nil {
+				return "", err
+			}
+		}
+	}
 	if opts.HostConfig.NetworkMode == JobNetwork {
 		l, err := e.jobNetwork(ctx)
 		if err != nil {
@@ -306,9 +331,51 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 		}
 		defer l.unlock() // once the container runs on the network
 	}
+	id, err := e.createStart(ctx, spec.Image, opts)
+	if err != nil {
+		return "", err
+	}
+	started := time.Now()
+	if spec.Subnet != nil {
+		if err := e.startSubnet(ctx, id, spec.Subnet); err != nil {
+			return "", err
+		}
+	}
+	e.track(id, "", spec.Timeout, started)
+	e.log.Debug("started", "container", id[:12], "image", spec.Image)
+	return id, nil
+}
+
+// errSandboxGone: the sandbox claimed for a start no longer runs.
+var errSandboxGone = errors.New("the network sandbox is gone")
+
+// startInSandbox starts the container in the network namespace of
+// sandbox sb (sandbox.go), which it owns from here on: a failed start
+// removes it, and errSandboxGone says the sandbox had stopped (the caller
+// starts the container without one).
+func (e *Executor) startInSandbox(ctx context.Context, spec *executor.Spec, opts client.ContainerCreateOptions, sb string) (string, error) {
+	opts.HostConfig.NetworkMode = container.NetworkMode("container:" + sb)
+	opts.Config.Labels[labelSandboxOf] = sb
+	id, err := e.createStart(ctx, spec.Image, opts)
+	if err != nil {
+		gone := ctx.Err() == nil && !e.sandboxRunning(context.WithoutCancel(ctx), sb)
+		e.removeSandbox(sb)
+		if gone {
+			return "", fmt.Errorf("%w: %w", errSandboxGone, err)
+		}
+		return "", err
+	}
+	e.track(id, sb, spec.Timeout, time.Now())
+	e.log.Debug("started", "container", id[:12], "image", spec.Image, "sandbox", sb[:12])
+	return id, nil
+}
+
+// createStart creates the container (pulling image when it is absent) and
+// starts it; a container that does not start is removed.
+func (e *Executor) createStart(ctx context.Context, image string, opts client.ContainerCreateOptions) (string, error) {
 	created, err := e.cli.ContainerCreate(ctx, opts)
 	if cerrdefs.IsNotFound(err) {
-		if err = e.pull(ctx, spec.Image); err != nil {
+		if err = e.pull(ctx, image); err != nil {
 			return "", err
 		}
 		created, err = e.cli.ContainerCreate(ctx, opts)
@@ -322,14 +389,6 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 		e.cli.ContainerRemove(context.WithoutCancel(ctx), id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 		return "", e.classify("start container", err)
 	}
-	started := time.Now()
-	if spec.Subnet != nil {
-		if err := e.startSubnet(ctx, id, spec.Subnet); err != nil {
-			return "", err
-		}
-	}
-	e.track(id, spec.Timeout, started)
-	e.log.Debug("started", "container", id[:12], "image", spec.Image)
 	return id, nil
 }
 
@@ -349,6 +408,9 @@ func (e *Executor) createOptions(spec *executor.Spec) (client.ContainerCreateOpt
 		labels = map[string]string{}
 	}
 	maps.Copy(labels, e.cfg.Labels)
+	// Only the executor names a container's sandbox (sandbox.go).
+	delete(labels, labelSandbox)
+	delete(labels, labelSandboxOf)
 	labels[executor.LabelManaged] = "true"
 	if spec.Timeout > 0 {
 		labels[labelTimeout] = spec.Timeout.String()
@@ -509,8 +571,8 @@ func (e *Executor) pull(ctx context.Context, image string) error {
 // track starts watching a container: its exit, its usage and its timeout.
 // After Close (a Start that raced it) the container is tracked but not
 // watched, as Close leaves every container.
-func (e *Executor) track(id string, timeout time.Duration, started time.Time) *tracked {
-	t := &tracked{id: id, timeout: timeout, done: make(chan struct{})}
+func (e *Executor) track(id, sandbox string, timeout time.Duration, started time.Time) *tracked {
+	t := &tracked{id: id, sandbox: sandbox, timeout: timeout, done: make(chan struct{})}
 	e.mu.Lock()
 	e.tracked[id] = t
 	watch := !e.closed
@@ -555,7 +617,7 @@ func (e *Executor) get(ctx context.Context, id string) (*tracked, error) {
 	timeout, _ := time.ParseDuration(c.Config.Labels[labelTimeout])
 	started := parseTime(c.State.StartedAt)
 	e.log.Info("re-attached", "container", c.ID[:12], "state", c.State.Status)
-	return e.track(c.ID, timeout, started), nil
+	return e.track(c.ID, c.Config.Labels[labelSandboxOf], timeout, started), nil
 }
 
 // ours reports whether a container's labels make it one of this executor's.
@@ -845,6 +907,9 @@ func (e *Executor) Remove(ctx context.Context, id string) error {
 	}
 	if _, err := e.cli.ContainerRemove(ctx, t.id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return e.classify("remove "+t.id[:12], err)
+	}
+	if t.sandbox != "" {
+		e.removeSandbox(t.sandbox) // sandbox.go
 	}
 	e.mu.Lock()
 	delete(e.tracked, t.id)

@@ -163,7 +163,9 @@ func TestHardening(t *testing.T) {
 func TestReattachAfterRestart(t *testing.T) {
 	ctx := t.Context()
 	first := newExecutor(t, docker.Config{})
-	spec := workload("tick=6x300ms", "exit=5")
+	// it must outlive the second start and the restart: a start can wait
+	// seconds for the daemon, busy with the next network sandbox
+	spec := workload("tick=20x300ms", "exit=5")
 	spec.Labels = map[string]string{executor.LabelAllocation: "reattach"}
 	id, err := first.Start(ctx, spec)
 	if err != nil {
@@ -192,7 +194,7 @@ func TestReattachAfterRestart(t *testing.T) {
 	if err := second.Logs(ctx, found[0].ID, executor.LogOptions{Follow: true}, &out, nil); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasSuffix(out.String(), "tick 6\n") {
+	if !strings.HasSuffix(out.String(), "tick 20\n") {
 		t.Errorf("followed logs after re-attach = %q", out.String())
 	}
 	if res, err := second.Wait(ctx, id); err != nil || res.Reason != executor.ReasonExited || res.ExitCode != 5 {

@@ -71,6 +71,7 @@ func TestDockerJobCannotReachMetadata(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ex := newExecutor(t, docker.Config{BlockNetworks: tc.block})
+			docker.HoldJobNetwork(t, ex)
 			for _, target := range []struct {
 				addr      string
 				conns     *atomic.Int32

@@ -48,7 +48,7 @@ type Candidate struct {
 	Node     string
 	Provider actor.Handle
 	Bid      deployproto.Bid        // the provider's bid (for this node and maybe others)
-	Signed   *deployproto.SignedBid // the bid as signed
+	Signed   *deployproto.SignedBid // the bid as sent (signed in the JSON form)
 	Rating   match.Rating
 }
 
@@ -142,21 +142,25 @@ func (r Round) NotAnswered() []string {
 	return out
 }
 
-// VerifyBids checks the signatures of a plan's bids: the bids arrived over
-// authenticated links, but their signatures are what third parties can
-// hold a provider to, so the winners' are checked (and kept). It returns a
-// reason per provider whose signature does not verify, and per dry-run bid
-// (a plan's: nothing backs it).
+// VerifyBids checks a plan's bids before they are committed. Each came
+// over the authenticated link from the provider it names (the round keeps
+// only such replies), so an unsigned bid is the provider's own; a bid that
+// carries a signature (the JSON form) must verify all the same. It returns
+// a reason per provider whose bid is missing or whose signature does not
+// verify, and per dry-run bid (a plan's: nothing backs it).
 func VerifyBids(deployment string, plan map[string]Candidate) []Reason {
 	var bad []Reason
 	for _, node := range slices.Sorted(maps.Keys(plan)) {
 		c := plan[node]
-		if c.Signed != nil && !c.Bid.DryRun && c.Signed.Verify(deployment, c.Provider.Host) {
+		if c.Signed != nil && !c.Bid.DryRun && (len(c.Signed.Signature) == 0 || c.Signed.Verify(deployment, c.Provider.Host)) {
 			continue
 		}
 		why := "bid signature does not verify"
-		if c.Bid.DryRun {
+		switch {
+		case c.Bid.DryRun:
 			why = "a dry-run bid (dms plan): no reservation backs it"
+		case c.Signed == nil:
+			why = "no bid"
 		}
 		bad = append(bad, Reason{Peer: c.Provider.Host, Node: node, Kind: deployproto.KindInvalid, Reasons: []string{why}})
 	}

@@ -11,7 +11,8 @@ import (
 
 // TestVerifyBidsRefusesDryRuns: a dry-run bid (dms plan's) is never fit
 // for a commit — not unsigned as providers send it, not even signed —
-// while a signed real bid is.
+// while a real bid is, signed (the JSON form) or not (the binary form);
+// a signature that is there must be the provider's over this bid.
 func TestVerifyBidsRefusesDryRuns(t *testing.T) {
 	key, err := identity.NewKey()
 	if err != nil {
@@ -29,6 +30,9 @@ func TestVerifyBidsRefusesDryRuns(t *testing.T) {
 	dry := deployproto.Bid{Nodes: []string{"job"}, DryRun: true}
 	unsigned := sign(dry)
 	unsigned.Signature = nil
+	binary := &deployproto.SignedBid{Body: deployproto.MarshalBid(&real)}
+	other := sign(real)
+	other.Body = deployproto.MarshalBid(&deployproto.Bid{Nodes: []string{"job"}, Reservation: "d1.2"}) // the signature is over another bid
 	tests := []struct {
 		name   string
 		bid    deployproto.Bid
@@ -36,6 +40,15 @@ func TestVerifyBidsRefusesDryRuns(t *testing.T) {
 		ok     bool
 	}{
 		{"signed bid", real, sign(real), true},
+		{"unsigned real bid (binary form)", real, binary, true},
+		{"signature over another bid", real, other, false},
+		{"signature for another deployment", real, func() *deployproto.SignedBid {
+			s, err := deployproto.SignBid(key, "d2", peer, &real)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}(), false},
 		{"dry run as providers send it: unsigned", dry, unsigned, false},
 		{"dry run, signed all the same", dry, sign(dry), false},
 		{"no signed form", real, nil, false},

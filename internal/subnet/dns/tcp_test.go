@@ -45,9 +45,16 @@ func checkSegment(t testing.TB, pkt []byte, port uint16) (seq, ack uint32, flags
 	return binary.BigEndian.Uint32(tcp[4:8]), binary.BigEndian.Uint32(tcp[8:12]), tcp[13], tcp[off:]
 }
 
-// serveAll serves pkt and collects the replies until wait passes with
-// none more.
+// serveAll serves pkt and collects the replies until want of them have
+// come, or 5 s pass.
 func serveAll(t testing.TB, s *Server, pkt []byte, want int) [][]byte {
+	t.Helper()
+	return serveUntil(t, s, pkt, func(got [][]byte) bool { return len(got) >= want })
+}
+
+// serveUntil serves pkt and collects the replies until done says so, or
+// 5 s pass.
+func serveUntil(t testing.TB, s *Server, pkt []byte, done func([][]byte) bool) [][]byte {
 	t.Helper()
 	var mu sync.Mutex
 	var got [][]byte
@@ -55,9 +62,9 @@ func serveAll(t testing.TB, s *Server, pkt []byte, want int) [][]byte {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		mu.Lock()
-		n := len(got)
+		ok := done(got)
 		mu.Unlock()
-		if n >= want || time.Now().After(deadline) {
+		if ok || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(time.Millisecond)
@@ -115,7 +122,11 @@ func TestTCP(t *testing.T) {
 				t.Fatalf("SYN answered with flags %#x ack %d", flags, ack)
 			}
 			query := framed(t, tc.q)
-			got = serveAll(t, s, tcpFrom(tc.client+1, isn+1, tcpACK|tcpPSH, query), tc.segs)
+			// the answer's segments come one by one: wait for the one
+			// that closes it
+			got = serveUntil(t, s, tcpFrom(tc.client+1, isn+1, tcpACK|tcpPSH, query), func(got [][]byte) bool {
+				return len(got) > 0 && got[len(got)-1][ipv4HeaderLen+13]&tcpFIN != 0
+			})
 			if len(got) < tc.segs {
 				t.Fatalf("%d segments, want ≥ %d", len(got), tc.segs)
 			}

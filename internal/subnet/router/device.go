@@ -62,6 +62,14 @@ func (r *Router) readDevice(a *attachment) {
 				r.serveDNS(v, a, p.data())
 			}
 		}
+		if n > 0 && n <= txInline && sameSealed(outs[:n], pkts) && outs[0].sendNow(pkts[:n]) {
+			// a small read to one peer whose queue was idle: sent
+			for i := range outs[:n] {
+				outs[i] = nil
+				pkts[i] = getPacket()
+				bufs[i] = pkts[i].buf[:]
+			}
+		}
 		wait := true // one wait for a full queue per read
 		for i := range outs[:n] {
 			o := outs[i]
@@ -101,6 +109,17 @@ func (r *Router) readDevice(a *attachment) {
 			return
 		}
 	}
+}
+
+// sameSealed reports whether every packet goes to the same queue, sealed
+// for the same session by preseal.
+func sameSealed(outs []*outQueue, pkts []*packet) bool {
+	for i, o := range outs {
+		if o == nil || o != outs[0] || pkts[i].sealed == nil || pkts[i].sealed != pkts[0].sealed {
+			return false
+		}
+	}
+	return true
 }
 
 // serveDNS hands a DNS query of a's guest to Config.DNS; the answer goes

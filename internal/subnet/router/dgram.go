@@ -77,17 +77,26 @@ type dgram struct {
 	// gro: the socket coalesces what it receives (UDP_GRO).
 	gro bool
 
-	// sent and received count datagrams (tests, benchmarks).
-	sent, received atomic.Uint64
+	// sent and received count datagrams (tests, benchmarks); inlineReads
+	// the reads the reader delivered itself (tests).
+	sent, received, inlineReads atomic.Uint64
 
 	// read reads datagrams (pc.ReadBatch; tests replace it).
 	read func(ms []ipv4.Message) (int, error)
+	// poll is the busy poll after isolated sends (busypoll.go), nil when
+	// off; waitReady polls the socket until it is readable or a deadline
+	// (nil where busy polling is not supported).
+	poll      *poller
+	waitReady func(end int64) (bool, error)
 	// done is closed when the router closes (once).
 	done      chan struct{}
 	closeDone sync.Once
 	// blackhole drops every datagram received, as a firewall would
 	// (tests).
 	blackhole atomic.Bool
+	// inflight counts the reads in the receive pipeline, handed on by
+	// the reader and not yet delivered.
+	inflight atomic.Int32
 	// unknownAt is when a datagram naming no session last made the
 	// router look for its sender (unix ns).
 	unknownAt atomic.Int64
@@ -141,6 +150,12 @@ func newDgram(r *Router, conn *net.UDPConn) (*dgram, error) {
 	g.read = func(ms []ipv4.Message) (int, error) { return g.pc.ReadBatch(ms, 0) }
 	g.gso.Store(gsoSupported)
 	g.gro = enableGRO(conn)
+	if r.busyPoll > 0 {
+		g.poll = newPoller(r.busyPoll, r.timing.pollQuiet)
+		if g.waitReady = newReadyWaiter(conn, g.poll); g.waitReady == nil {
+			g.poll = nil
+		}
+	}
 	g.sessions.Store(&map[uint32]*session{})
 	return g, nil
 }
@@ -502,13 +517,7 @@ func (o *outQueue) preseal(p *packet, nonce []byte) {
 // the free list. The packets the device reader sealed already (p.sealed)
 // go as they are; the others are sealed on s.
 func (o *outQueue) sendBatch(s *session, p *packet) {
-	if o.msgs == nil { // made on the first datagram: most pairs never talk
-		o.msgs = make([]ipv4.Message, dgBatch)
-		for i := range o.msgs {
-			o.msgs[i].Buffers = make([][]byte, 1)
-		}
-		o.held = make([]*packet, 0, dgBatch)
-	}
+	o.prepare()
 	o.held = append(o.held[:0], p)
 fill:
 	for len(o.held) < dgBatch {
@@ -519,6 +528,53 @@ fill:
 			break fill
 		}
 	}
+	o.took = len(o.held)
+	o.sendHeld(s)
+}
+
+// prepare makes the datagram batch's buffers, on the first datagram
+// (most pairs never talk). Under o.wmu.
+func (o *outQueue) prepare() {
+	if o.msgs == nil {
+		o.msgs = make([]ipv4.Message, dgBatch)
+		for i := range o.msgs {
+			o.msgs[i].Buffers = make([][]byte, 1)
+		}
+		o.held = make([]*packet, 0, dgBatch)
+	}
+}
+
+// txInline is the most packets of a device read that its reader sends
+// itself to an idle queue (sendNow): a ping, a flow's ACKs, a request.
+// Waking the queue's writer would cost a goroutine wake-up (on an idle
+// machine a thread's) for no parallelism; larger reads still go through
+// the writer, which sends while the reader seals the next.
+const txInline = 4
+
+// sendNow sends ps (at most dgBatch packets, sealed by the caller's
+// preseal on one session) at once, in the caller's goroutine, if nothing
+// queued earlier is still unsent and no one else is sending on the queue;
+// it reports whether it did (the packets are then the free list's
+// again). Otherwise the caller queues them as usual.
+func (o *outQueue) sendNow(ps []*packet) bool {
+	s := ps[0].sealed
+	if s == nil || o.queued.Load() != 0 || (s.conn != nil && s.conn.IsClosed()) || !o.wmu.TryLock() {
+		return false
+	}
+	defer o.wmu.Unlock()
+	if o.queued.Load() != 0 { // queued meanwhile by another device's reader
+		return false
+	}
+	o.pkts.Add(uint64(len(ps)))
+	o.prepare()
+	o.held = append(o.held[:0], ps...)
+	o.sendHeld(s)
+	return true
+}
+
+// sendHeld sends the held packets on s and puts them back on the free
+// list. Under o.wmu.
+func (o *outQueue) sendHeld(s *session) {
 	if o.r.dg.gso.Load() {
 		if o.gsoBuf == nil {
 			o.gsoBuf = make([]byte, gsoMax)
@@ -567,6 +623,9 @@ fill:
 
 // sent counts sent datagrams and drops failed ones.
 func (o *outQueue) sent(sent, failed int) {
+	if sent > 0 {
+		o.r.dg.afterSend()
+	}
 	o.r.dg.sent.Add(uint64(sent))
 	for _, c := range []*counters{&o.r.count, &o.dep.count} {
 		c.forwarded.Add(uint64(sent))
@@ -668,6 +727,13 @@ func (s *session) sealIn(p *packet, nonce []byte) ([]byte, error) {
 // at once.
 const rxBatches = 4
 
+// rxInline is the most datagrams of a read that the reader opens and
+// delivers itself when the pipeline is idle: a ping, a flow's ACKs, a
+// request. Handing them to a worker and to the delivering goroutine would
+// cost two goroutine wake-ups each (on an idle machine two thread
+// wake-ups, tens of microseconds in a VM) for no parallelism.
+const rxInline = 4
+
 const (
 	// groReads is how many messages one read takes from a socket that
 	// coalesces (UDP_GRO); each is up to groSegments datagrams (the
@@ -757,7 +823,9 @@ func (b *rxBatch) split(n int, gro bool) {
 // run the inner flow's receive in the kernel) thus overlap on several
 // cores, and the packets of a peer keep their order. On Linux the socket
 // coalesces (UDP_GRO): one message of a read is a run of up to 64
-// datagrams of a sender, which the kernel then handles once.
+// datagrams of a sender, which the kernel then handles once. A read of
+// at most rxInline datagrams while no earlier read is in the pipeline
+// the reader opens and delivers itself (a ping, ACKs): no wake-ups.
 func (g *dgram) receive() {
 	defer g.r.wg.Done()
 	var (
@@ -767,9 +835,9 @@ func (g *dgram) receive() {
 		workers = min(max(runtime.NumCPU(), 1), 4)
 		gro     = g.gro
 	)
-	for range rxBatches {
-		free <- newRxBatch(gro)
-	}
+	// Batches are made as the traffic needs them, up to rxBatches: an
+	// idle node (no subnet yet) holds one (~0.6 MB), not all four.
+	made := 0
 	g.r.wg.Add(workers + 1)
 	for range workers {
 		go g.openBatches(opening)
@@ -777,15 +845,27 @@ func (g *dgram) receive() {
 	go g.deliverBatches(ordered, free)
 	defer close(ordered)
 	defer close(opening)
+	// the reader's own: small reads while the pipeline is idle
+	bt := newBatcher(2*dgBatch, nil)
+	nonce := make([]byte, chacha20poly1305.NonceSize)
 	fails := 0
 	for {
 		var b *rxBatch
 		select {
 		case b = <-free:
-		case <-g.done:
-			return
+		default:
+			if made < rxBatches {
+				b = newRxBatch(gro)
+				made++
+				break
+			}
+			select {
+			case b = <-free:
+			case <-g.done:
+				return
+			}
 		}
-		n, err := g.read(b.msgs)
+		n, err := g.readBatch(b.msgs)
 		if err != nil {
 			free <- b
 			if errors.Is(err, net.ErrClosed) {
@@ -812,8 +892,53 @@ func (g *dgram) receive() {
 			continue
 		}
 		b.split(n, gro)
+		if b.n <= rxInline && g.inflight.Load() == 0 {
+			// nothing read earlier is still on its way: this read
+			// cannot overtake it, and the sessions' receive state is
+			// the reader's for the moment
+			g.openBatch(b, nonce)
+			g.checkBatch(b, bt)
+			bt.flush(g.r)
+			g.inlineReads.Add(1)
+			free <- b
+			continue
+		}
+		g.inflight.Add(1)
 		ordered <- b
 		opening <- b
+	}
+}
+
+// openBatch opens b's datagrams in place (a worker's part).
+func (g *dgram) openBatch(b *rxBatch, nonce []byte) {
+	for i := range b.n {
+		b.sess[i], b.ctr[i], b.unknown[i] = g.unseal(b.dgs[i], b.pkts[i], nonce)
+	}
+}
+
+// checkBatch checks b's opened packets in order and adds those to deliver
+// to bt (the delivering goroutine's part, or the reader's for a small
+// read while the pipeline is idle), then clears b's references for its
+// next read.
+func (g *dgram) checkBatch(b *rxBatch, bt *batcher) {
+	for i := range b.n {
+		p, s := b.pkts[i], b.sess[i]
+		if s == nil {
+			if a := b.msgs[b.from[i]].Addr; b.unknown[i] && a != nil {
+				g.lookFor(a)
+			}
+			continue
+		}
+		b.sess[i] = nil
+		if d, a := g.check(s, b.ctr[i], p); a != nil {
+			bt.add(g.r, d, a, p)
+		}
+	}
+	for i := range b.n {
+		b.dgs[i] = nil
+	}
+	for i := range b.nmsgs {
+		b.msgs[i].Addr = nil
 	}
 }
 
@@ -823,9 +948,7 @@ func (g *dgram) openBatches(opening <-chan *rxBatch) {
 	defer g.r.wg.Done()
 	nonce := make([]byte, chacha20poly1305.NonceSize)
 	for b := range opening {
-		for i := range b.n {
-			b.sess[i], b.ctr[i], b.unknown[i] = g.unseal(b.dgs[i], b.pkts[i], nonce)
-		}
+		g.openBatch(b, nonce)
 		b.opened <- struct{}{}
 	}
 }
@@ -842,30 +965,15 @@ func (g *dgram) deliverBatches(ordered <-chan *rxBatch, free chan<- *rxBatch) {
 	held := make([]*rxBatch, 0, rxBatches)
 	for b := range ordered {
 		<-b.opened
-		for i := range b.n {
-			p, s := b.pkts[i], b.sess[i]
-			if s == nil {
-				if a := b.msgs[b.from[i]].Addr; b.unknown[i] && a != nil {
-					g.lookFor(a)
-				}
-				continue
-			}
-			b.sess[i] = nil
-			if d, a := g.check(s, b.ctr[i], p); a != nil {
-				bt.add(g.r, d, a, p)
-			}
-		}
-		for i := range b.n {
-			b.dgs[i] = nil
-		}
-		for i := range b.nmsgs {
-			b.msgs[i].Addr = nil
-		}
+		g.checkBatch(b, bt)
 		held = append(held, b)
 		if len(ordered) > 0 && len(held) < cap(held)-1 {
 			continue // the next batch is read already: write with it
 		}
 		bt.flush(g.r)
+		// done with them (the reader may take a small read itself once
+		// none is left), then free for the next reads
+		g.inflight.Add(-int32(len(held)))
 		for i, h := range held {
 			free <- h
 			held[i] = nil

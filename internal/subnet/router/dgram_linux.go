@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"runtime"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -130,4 +132,50 @@ func parseRelease(r string) (major, minor int, ok bool) {
 	r = r[1:]
 	minor, ok = num()
 	return major, minor, ok
+}
+
+// readyWaiter polls the datagram socket for something to read, without
+// blocking, until a deadline (busy polling, busypoll.go).
+type readyWaiter struct {
+	rc    syscall.RawConn
+	clock *poller
+	end   int64
+	ready bool
+	fds   [1]unix.PollFd
+	fn    func(uintptr) bool // check, made once
+}
+
+// newReadyWaiter returns the busy poll of c: wait(end) polls until c has
+// something to read (true) or p's clock passes end (false).
+func newReadyWaiter(c *net.UDPConn, p *poller) func(end int64) (bool, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	w := &readyWaiter{rc: rc, clock: p}
+	w.fn = w.check
+	return w.wait
+}
+
+func (w *readyWaiter) wait(end int64) (bool, error) {
+	w.end, w.ready = end, false
+	err := w.rc.Read(w.fn) // fails at once if the read deadline has passed
+	return w.ready, err
+}
+
+// check polls fd (under the socket's read lock) until it is readable or
+// the deadline passes, yielding the processor between polls.
+func (w *readyWaiter) check(fd uintptr) bool {
+	w.fds[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	for {
+		n, err := unix.Poll(w.fds[:], 0)
+		if n > 0 {
+			w.ready = true // readable, or an error the read will tell
+			return true
+		}
+		if err != nil && err != unix.EINTR || w.clock.now() >= w.end {
+			return true
+		}
+		runtime.Gosched()
+	}
 }

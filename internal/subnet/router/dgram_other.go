@@ -27,3 +27,6 @@ func enableGRO(*net.UDPConn) bool { return false }
 const groOOB = 0
 
 func groSize([]byte) int { return 0 }
+
+// newReadyWaiter: busy polling is Linux's only.
+func newReadyWaiter(*net.UDPConn, *poller) func(int64) (bool, error) { return nil }

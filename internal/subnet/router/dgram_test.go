@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -604,6 +605,8 @@ func TestDatagramPipeline(t *testing.T) {
 		send(0, true)
 		recv()
 	}
+	// the last replays may still be on their way through the pipeline
+	poll(t, "the replays checked", func() bool { return o.r.Stats().Dropped[reasonBadDatagram.String()] >= 50*group })
 	st := o.r.Stats()
 	if st.Delivered != 50*group || st.Dropped[reasonBadDatagram.String()] != 50*group {
 		t.Fatalf("delivered %d, dropped as replays %d; want %d each", st.Delivered, st.Dropped[reasonBadDatagram.String()], 50*group)
@@ -613,5 +616,207 @@ func TestDatagramPipeline(t *testing.T) {
 	}
 	if per := testing.AllocsPerRun(50, func() { send(0, false); recv() }) / group; per > 0.05 {
 		t.Errorf("receive pipeline: %.3f allocations per packet, want 0", per)
+	}
+}
+
+// TestDatagramPipelineInline: reads of a few datagrams are opened and
+// delivered by the reader itself while the pipeline is idle, larger ones
+// go through the workers; mixed, and with reads following each other
+// before the earlier ones are delivered, every packet arrives once, in
+// the order sent, and the replays are refused.
+func TestDatagramPipelineInline(t *testing.T) {
+	o := newOfflineDgram(t)
+	_, tx := offlineSession(t, o)
+	g := o.r.dg
+	g.done = make(chan struct{})
+	feed := make(chan [][]byte, 8)
+	g.read = func(ms []ipv4.Message) (int, error) {
+		var read [][]byte
+		select {
+		case read = <-feed:
+		case <-g.done:
+			return 0, net.ErrClosed
+		}
+		for i, d := range read {
+			ms[i].N = copy(ms[i].Buffers[0], d)
+		}
+		return len(read), nil
+	}
+	o.r.wg.Add(1)
+	go g.receive() // the router's Close (newOffline's cleanup) ends it
+
+	seq := uint32(0)
+	next := func() []byte {
+		pkt := subnettest.UDP(a3, a2, 1, 2, binary.BigEndian.AppendUint32(nil, seq))
+		seq++
+		return sealed(t, tx, pkt)
+	}
+	ctx := context.Background()
+	want, replays := uint32(0), uint64(0)
+	recv := func(n int) {
+		t.Helper()
+		for range n {
+			got, err := o.dev.Recv(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := binary.BigEndian.Uint32(got[28:]); v != want {
+				t.Fatalf("packet %d delivered as %d (out of order, or a replay)", want, v)
+			}
+			want++
+			o.dev.Release(got)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		reads []int // datagrams per read, fed without waiting in between
+	}{
+		{"one small read", []int{1}},
+		{"small reads one by one", []int{rxInline}},
+		{"a large read", []int{rxInline + 1}},
+		{"small behind large", []int{rxInline + 5, 1, 2, rxInline + 3, 1}},
+		{"large behind small", []int{1, rxInline + 7, rxInline}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 20 {
+				total := 0
+				var last [][]byte
+				for _, n := range tc.reads {
+					read := make([][]byte, n)
+					for i := range read {
+						read[i] = next()
+					}
+					feed <- read
+					total += n
+					last = read
+				}
+				feed <- last // replayed: refused
+				replays += uint64(len(last))
+				recv(total)
+			}
+		})
+	}
+	poll(t, "the replays counted", func() bool {
+		return o.r.Stats().Dropped[reasonBadDatagram.String()] == replays && g.inflight.Load() == 0
+	})
+	if g.inlineReads.Load() == 0 {
+		t.Error("no read was delivered by the reader itself")
+	}
+	if st := o.r.Stats(); st.Delivered != uint64(want) {
+		t.Errorf("delivered %d, want %d", st.Delivered, want)
+	}
+}
+
+// TestSendNow: a device reader sends a small sealed read itself only
+// while its queue has nothing unsent and no one else is sending on it,
+// and what it sends arrives in order.
+func TestSendNow(t *testing.T) {
+	o := newOfflineDgram(t)
+	rx, tx := offlineSession(t, o)
+	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	o.r.dg.conn, o.r.dg.pc = conn, ipv4.NewPacketConn(conn)
+	o.r.dg.gso.Store(gsoSupported)
+	tx.addr = sink.LocalAddr().(*net.UDPAddr).AddrPort()
+	tx.udpAddr = net.UDPAddrFromAddrPort(tx.addr)
+	oq := &outQueue{r: o.r, dep: o.d, q: make(chan *packet, QueueLen)} // no writer runs
+	oq.tx.Store(tx)
+	oq.up.Store(true)
+	nonce := make([]byte, chacha20poly1305.NonceSize)
+	seq := uint32(0)
+	read := func(n int) []*packet {
+		ps := make([]*packet, n)
+		for i := range ps {
+			ps[i] = getPacket()
+			ps[i].n = copy(ps[i].buf[dgStartPlain():], subnettest.UDP(a3, a2, 1, 2, binary.BigEndian.AppendUint32(nil, seq)))
+			seq++
+			oq.preseal(ps[i], nonce)
+		}
+		return ps
+	}
+	buf := make([]byte, 2048)
+	want := uint32(0)
+	arrive := func(n int) {
+		t.Helper()
+		_ = sink.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for range n {
+			m, err := sink.Read(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := getPacket()
+			s, _, _ := o.r.dg.unseal(buf[:m], p, make([]byte, chacha20poly1305.NonceSize))
+			if s != rx {
+				t.Fatal("a datagram that does not open")
+			}
+			if v := binary.BigEndian.Uint32(p.data()[28:]); v != want {
+				t.Fatalf("datagram %d arrived as %d", want, v)
+			}
+			want++
+			putPacket(p)
+		}
+	}
+
+	if !oq.sendNow(read(3)) {
+		t.Fatal("an idle queue refused to send at once")
+	}
+	arrive(3)
+
+	queued := read(1)[0]
+	if !oq.send(queued) {
+		t.Fatal("queue full")
+	}
+	if later := read(2); oq.sendNow(later) {
+		t.Fatal("sent at once past a packet still queued")
+	} else {
+		putPacket(later[0])
+		putPacket(later[1])
+	}
+	seq -= 2 // those were not sent: the test's sequence goes on from the queued one
+
+	oq.wmu.Lock()
+	oq.sendBatch(queued.sealed, <-oq.q) // the writer's part
+	oq.queued.Add(-int64(oq.took))
+	if later := read(1); oq.sendNow(later) {
+		t.Fatal("sent at once while the writer sends")
+	} else {
+		putPacket(later[0])
+	}
+	seq--
+	oq.wmu.Unlock()
+	arrive(1)
+
+	if !oq.sendNow(read(2)) {
+		t.Fatal("the queue is idle again but refused to send at once")
+	}
+	arrive(2)
+	if got := oq.queued.Load(); got != 0 {
+		t.Errorf("queued %d, want 0", got)
+	}
+
+	if raceEnabled || testing.Short() {
+		return // allocations are not counted under -race
+	}
+	ps := make([]*packet, 2)
+	pkt := subnettest.UDP(a3, a2, 1, 2, make([]byte, 100))
+	if per := testing.AllocsPerRun(200, func() {
+		for i := range ps {
+			ps[i] = getPacket()
+			ps[i].n = copy(ps[i].buf[dgStartPlain():], pkt)
+			oq.preseal(ps[i], nonce)
+		}
+		if !oq.sendNow(ps) {
+			t.Fatal("refused")
+		}
+	}); per > 0.01 {
+		t.Errorf("sendNow: %.3f allocations per read, want 0", per)
 	}
 }

@@ -79,6 +79,17 @@
 // the order they were read, checks the packets (replay window, probes,
 // the routing checks below) and writes them to the devices in batches,
 // with the packets of the batches already waiting in the same write.
+// Small reads (a ping, a flow's ACKs: at most 4 packets) skip the
+// hand-offs while nothing read earlier is on its way: the socket's reader
+// opens and delivers them itself, and a device's reader sends them itself
+// while the peer's queue holds nothing unsent (sendNow), so they wake one
+// thread per side. After a send on a quiet socket (nothing sent or
+// received for 1 ms: a request) the socket's reader can poll it without
+// sleeping for up to Config.BusyPoll (off by default), woken by a
+// past read deadline if it was blocked, so that the answer finds its
+// thread awake (busypoll.go); polling is bounded to 1/8 of the time, and
+// windows that end with no answer hold off the next ones (5 ms, doubling
+// to 640 ms).
 //
 // The packets take a session only while its path is up (path.go). A
 // probe is a sealed datagram whose plaintext is [type 1][sequence 8]
@@ -125,8 +136,9 @@
 // one writer goroutine per (peer, deployment) that flushes when the queue
 // is empty, so a burst becomes one write. The
 // receiver writes the frames it already holds to the device in one batch
-// (up to the device's BatchSize), the first in a 64 KiB buffer so that a
-// TUN with offloads can coalesce a TCP flow's packets into it (GRO). A redeploy that moves an address
+// (up to the device's BatchSize), the first packet of each run of a TCP
+// flow's segments in a 64 KiB buffer so that a TUN with offloads can
+// coalesce the run into it (GRO; deliver.go). A redeploy that moves an address
 // to another peer takes effect with the next packet; the streams to a peer
 // that left the table are closed.
 package router

@@ -37,6 +37,7 @@ type timing struct {
 	rejectAfter   time.Duration // and neither used nor accepted after this
 	overlap       time.Duration // a replaced session still accepted
 	idleAfter     time.Duration // a queue without packets drops its session
+	pollQuiet     time.Duration // a send after this long without datagrams starts a busy poll
 }
 
 var defaultTiming = timing{
@@ -51,6 +52,7 @@ var defaultTiming = timing{
 	rejectAfter:   3 * time.Minute,
 	overlap:       10 * time.Second,
 	idleAfter:     3 * time.Minute,
+	pollQuiet:     time.Millisecond,
 }
 
 // The plaintext of a probe or an answer: [type][sequence 8]. Its first

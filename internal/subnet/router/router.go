@@ -52,6 +52,16 @@ type Config struct {
 	// Datagram is the UDP socket of the datagram path (dgram.go), which
 	// the router then owns (Close closes it); nil: streams only.
 	Datagram *net.UDPConn
+	// BusyPoll is how long the datagram socket's reader polls for an
+	// answer, without sleeping, after packets go out on a quiet socket (a
+	// request: nothing sent or received for 1 ms), so that the answer
+	// does not wait for a sleeping thread to wake up (busypoll.go). At
+	// most 1/8 of the time is spent so, and windows that end with no
+	// answer hold off the next ones (5 ms, doubling to 640 ms). 0 or
+	// negative: off (the default: on a loaded machine it made the round
+	// trip slower, docs/PERFORMANCE.md, Subnet); 500 µs is the window
+	// measured. Linux only.
+	BusyPoll time.Duration
 
 	timing *timing // nil: defaultTiming (tests shorten it)
 }
@@ -72,13 +82,17 @@ type Config struct {
 // either side: first setups, rekeys and fresh setups), Fallbacks (times a
 // peer's datagram path stopped answering probes and its packets went
 // back to the stream) and ReadErrors (failed reads of the datagram
-// socket, other than its closing).
+// socket, other than its closing). BusyPolls counts the times the
+// socket's reader polled for an answer after an isolated send
+// (Config.BusyPoll; the router's, not a deployment's), BusyAnswered
+// those that found a datagram before the window ended.
 type Stats struct {
-	Forwarded, Delivered uint64
-	Datagrams            uint64 // of Forwarded, those sent as datagrams
-	Sessions, Fallbacks  uint64
-	ReadErrors           uint64
-	Dropped              map[string]uint64
+	Forwarded, Delivered    uint64
+	Datagrams               uint64 // of Forwarded, those sent as datagrams
+	Sessions, Fallbacks     uint64
+	ReadErrors              uint64
+	BusyPolls, BusyAnswered uint64
+	Dropped                 map[string]uint64
 }
 
 // Router is a node's data path for all its deployments' subnets.
@@ -90,6 +104,8 @@ type Router struct {
 	dg     *dgram // nil: no datagram socket
 	timing timing
 	count  counters
+	// busyPoll is Config.BusyPoll's window (0: off).
+	busyPoll time.Duration
 	// lastLog is when a drop of each reason was last logged (unix ns).
 	lastLog [nReasons]atomic.Int64
 	wg      sync.WaitGroup
@@ -154,6 +170,7 @@ func New(cfg Config) (*Router, error) {
 	if cfg.timing != nil {
 		r.timing = *cfg.timing
 	}
+	r.busyPoll = max(cfg.BusyPoll, 0)
 	if cfg.Datagram != nil {
 		g, err := newDgram(r, cfg.Datagram)
 		if err != nil {
@@ -302,7 +319,13 @@ func (r *Router) Remove(deployment string) {
 
 // Stats returns the node's counters over all deployments, removed ones
 // included.
-func (r *Router) Stats() Stats { return r.count.stats() }
+func (r *Router) Stats() Stats {
+	st := r.count.stats()
+	if g := r.dg; g != nil && g.poll != nil {
+		st.BusyPolls, st.BusyAnswered = g.poll.polls.Load(), g.poll.answered.Load()
+	}
+	return st
+}
 
 // DeploymentStats returns the counters of one deployment while it has a
 // table (zero otherwise).

@@ -49,11 +49,18 @@ type outQueue struct {
 	// answered; rx counts the datagrams received from the peer, pkts the
 	// packets the writer took.
 	probes, acked, rx, pkts atomic.Uint64
-	ps                      pathState      // the maintenance loop's
-	setupAt                 time.Time      // the writer's
-	msgs                    []ipv4.Message // the writer's datagram batch
-	held                    []*packet      // the packets of msgs
-	gsoBuf                  []byte         // the writer's segmented datagrams
+	ps                      pathState // the maintenance loop's
+	// queued counts the packets handed to q and not yet sent by the
+	// writer; while it is 0 a device reader may send itself (sendNow).
+	queued atomic.Int64
+	// wmu is held by the writer while it sends, or by a device reader
+	// sending itself: the fields below are theirs under it.
+	wmu     sync.Mutex
+	took    int            // the packets of q the writer's current send took
+	setupAt time.Time      // when the writer may start the next setup
+	msgs    []ipv4.Message // the datagram batch
+	held    []*packet      // the packets of msgs
+	gsoBuf  []byte         // the segmented datagrams
 
 	mu     sync.Mutex
 	s      network.Stream // guarded by mu
@@ -70,10 +77,12 @@ func (r *Router) newOutQueue(d *deployment, id peer.ID) *outQueue {
 
 // send queues p unless the queue is full; it never blocks.
 func (o *outQueue) send(p *packet) bool {
+	o.queued.Add(1)
 	select {
 	case o.q <- p:
 		return true
 	default:
+		o.queued.Add(-1)
 		return false
 	}
 }
@@ -81,15 +90,18 @@ func (o *outQueue) send(p *packet) bool {
 // sendWithin queues p, waiting up to QueueWait for room; t is the
 // caller's timer (stopped), so that the wait allocates nothing.
 func (o *outQueue) sendWithin(p *packet, t *time.Timer) bool {
+	o.queued.Add(1)
 	t.Reset(QueueWait)
 	select {
 	case o.q <- p:
 		t.Stop()
 		return true
 	case <-t.C:
+		o.queued.Add(-1)
 		return false
 	case <-o.ctx.Done():
 		t.Stop()
+		o.queued.Add(-1)
 		return false
 	}
 }
@@ -105,17 +117,20 @@ func (o *outQueue) close() {
 	}
 }
 
+// writer is the queue's writer's stream state.
+type writer struct {
+	s       network.Stream
+	bw      *bufio.Writer // made on the first stream: most pairs never talk
+	retryAt time.Time
+}
+
 // run writes the queued packets until ctx ends.
 func (o *outQueue) run(ctx context.Context) {
 	defer o.r.wg.Done()
-	var (
-		s       network.Stream
-		bw      *bufio.Writer // made on the first stream: most pairs never talk
-		retryAt time.Time
-	)
+	var w writer
 	defer func() {
-		if s != nil {
-			_ = s.Reset()
+		if w.s != nil {
+			_ = w.s.Reset()
 		}
 	}()
 	for {
@@ -125,61 +140,80 @@ func (o *outQueue) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		if ds := p.sealed; ds != nil { // sealed by the device reader: a datagram
-			o.pkts.Add(1)
-			if ds.conn != nil && ds.conn.IsClosed() {
-				// the peer went away (or restarted): its sessions are
-				// gone, the next packets take the stream (see datagram)
-				o.tx.CompareAndSwap(ds, nil)
-				o.up.Store(false)
-			}
-			if bw != nil && bw.Buffered() > 0 {
-				_ = bw.Flush() // what the stream holds goes first
-			}
-			o.sendBatch(ds, p)
-			continue
-		}
-		if o.r.dg != nil && o.datagram(p, bw) {
-			continue
-		}
-		if s == nil {
-			if time.Now().Before(retryAt) {
-				o.r.drop(o.dep, reasonNoRoute, p.data())
-				putPacket(p)
-				continue
-			}
-			var err error
-			if s, err = o.open(ctx); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				o.r.log.Debug("subnet stream not opened", "deployment_id", o.dep.id, "peer_id", o.peer, "err", err)
-				retryAt = time.Now().Add(retryAfter)
-				o.r.drop(o.dep, reasonNoRoute, p.data())
-				putPacket(p)
-				continue
-			}
-			if bw == nil {
-				bw = bufio.NewWriterSize(s, bufSize)
-			} else {
-				bw.Reset(s)
-			}
-		}
-		err := writeFrame(bw, p.data())
-		putPacket(p)
-		if err == nil {
-			o.r.count.forwarded.Add(1)
-			o.dep.count.forwarded.Add(1)
-			if len(o.q) == 0 {
-				err = bw.Flush()
-			}
-		}
-		if err != nil {
-			o.r.log.Debug("subnet stream broken", "deployment_id", o.dep.id, "peer_id", o.peer, "err", err)
-			_ = s.Reset()
-			s = nil
+		o.wmu.Lock()
+		o.took = 1
+		quit := o.write(ctx, &w, p)
+		// the packets taken are sent: a device reader may send the
+		// next ones itself (sendNow) once none is left
+		o.queued.Add(-int64(o.took))
+		o.wmu.Unlock()
+		if quit {
+			return
 		}
 	}
+}
+
+// write sends p, and the packets queued behind it that join its batch
+// (o.took counts them all), on the datagram path or the stream; it
+// reports whether the writer must end (ctx ended). The writer's, under
+// o.wmu.
+func (o *outQueue) write(ctx context.Context, w *writer, p *packet) (quit bool) {
+	if ds := p.sealed; ds != nil { // sealed by the device reader: a datagram
+		o.pkts.Add(1)
+		if ds.conn != nil && ds.conn.IsClosed() {
+			// the peer went away (or restarted): its sessions are
+			// gone, the next packets take the stream (see datagram)
+			o.tx.CompareAndSwap(ds, nil)
+			o.up.Store(false)
+		}
+		if w.bw != nil && w.bw.Buffered() > 0 {
+			_ = w.bw.Flush() // what the stream holds goes first
+		}
+		o.sendBatch(ds, p)
+		return false
+	}
+	if o.r.dg != nil && o.datagram(p, w.bw) {
+		return false
+	}
+	if w.s == nil {
+		if time.Now().Before(w.retryAt) {
+			o.r.drop(o.dep, reasonNoRoute, p.data())
+			putPacket(p)
+			return false
+		}
+		var err error
+		if w.s, err = o.open(ctx); err != nil {
+			if ctx.Err() != nil {
+				putPacket(p)
+				return true
+			}
+			o.r.log.Debug("subnet stream not opened", "deployment_id", o.dep.id, "peer_id", o.peer, "err", err)
+			w.retryAt = time.Now().Add(retryAfter)
+			o.r.drop(o.dep, reasonNoRoute, p.data())
+			putPacket(p)
+			return false
+		}
+		if w.bw == nil {
+			w.bw = bufio.NewWriterSize(w.s, bufSize)
+		} else {
+			w.bw.Reset(w.s)
+		}
+	}
+	err := writeFrame(w.bw, p.data())
+	putPacket(p)
+	if err == nil {
+		o.r.count.forwarded.Add(1)
+		o.dep.count.forwarded.Add(1)
+		if len(o.q) == 0 {
+			err = w.bw.Flush()
+		}
+	}
+	if err != nil {
+		o.r.log.Debug("subnet stream broken", "deployment_id", o.dep.id, "peer_id", o.peer, "err", err)
+		_ = w.s.Reset()
+		w.s = nil
+	}
+	return false
 }
 
 // datagram sends p as a datagram if the queue has a session on a path

@@ -211,16 +211,43 @@ func TestSinkSpoolBound(t *testing.T) {
 		t.Fatalf("stats %+v, %d stored: want shipped + dropped_spool = 3000", st, len(got))
 	}
 	// The newest records survive, besides the batch the shipper held when
-	// the spool dropped its oldest segments.
-	var held []string
+	// the spool dropped its oldest segments: the first batch, or a later
+	// one read from what was then the oldest segment left. So got is at
+	// most one batch (10) of consecutive older records, then the newest.
+	idx := make([]int, 0, len(got))
 	for _, m := range got {
 		var i int
-		fmt.Sscanf(m, "s-%d", &i)
-		if i < 10 {
-			held = append(held, m)
+		if _, err := fmt.Sscanf(m, "s-%d", &i); err != nil {
+			t.Fatalf("stored %q: not one of the records", m)
+		}
+		idx = append(idx, i)
+	}
+	held := -1
+	for k := 0; k <= 10 && held < 0; k++ {
+		n := 0
+		for _, i := range idx {
+			if i < 3000-(len(got)-k) {
+				n++
+			}
+		}
+		if n == k {
+			held = k
 		}
 	}
-	exactlyOnce(t, got, append(held, want[3000-len(got)+len(held):]...))
+	if held < 0 {
+		t.Fatalf("stored %d documents: not one held batch and the newest records", len(got))
+	}
+	var heldBatch []string
+	first := -1
+	for _, i := range idx {
+		if i < 3000-(len(got)-held) && (first < 0 || i < first) {
+			first = i
+		}
+	}
+	for i := first; held > 0 && i < first+held; i++ {
+		heldBatch = append(heldBatch, want[i])
+	}
+	exactlyOnce(t, got, append(heldBatch, want[3000-len(got)+held:]...))
 }
 
 // TestSinkRestart: records spooled while the store was down are sent by the

@@ -48,7 +48,7 @@ type Orchestration struct {
 
 // Bids are a provider's counters since the node started.
 type Bids struct {
-	Made   uint64            // bids signed and sent (one per bid request it could serve)
+	Made   uint64            // bids sent (one per bid request it could serve)
 	Won    uint64            // commits of its bids accepted
 	NoBids map[string]uint64 // nodes of requests it could not serve, by reason (deployproto.NoBid's Kind)
 }

@@ -1,0 +1,54 @@
+package docker
+
+import (
+	"syscall"
+	"testing"
+)
+
+// HoldJobNetwork sets the job network up with ex's firewall rules and keeps
+// every other process on this machine from setting it up again — with its
+// own block list — until the test ends. The rules are the machine's, shared
+// by every executor; a test asserting what a given block list lets through
+// holds them, or a test package running beside it with the default list
+// can replace them halfway (CI saw the host blocked under an operator's
+// list without "host").
+//
+// ex's own starts keep working: they take the lock shared, as the hold
+// does. Call it after newExecutor, so that the hold ends (a cleanup runs
+// before those registered earlier) before ex.Close takes the lock
+// exclusive.
+func HoldJobNetwork(t testing.TB, ex *Executor) {
+	t.Helper()
+	l, err := lockNet(syscall.LOCK_EX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex.netMu.Lock()
+	err = ex.setupJobNetwork(t.Context())
+	ex.netMu.Unlock()
+	if err == nil {
+		// flock(2) does not promise that converting a lock is atomic; on
+		// Linux an exclusive lock turned shared is, as jobNetwork relies
+		// on too (the kernel swaps them under one spinlock, and a waiter
+		// for an exclusive lock woken by the swap finds the shared one).
+		err = l.set(syscall.LOCK_SH)
+	}
+	if err != nil {
+		l.unlock()
+		t.Fatal(err)
+	}
+	t.Cleanup(l.unlock)
+}
+
+// WaitProgram and SandboxTar expose the sandbox's program and image.
+var (
+	WaitProgram = waitProgram
+	SandboxTar  = sandboxTar
+)
+
+// ReadySandboxes returns the IDs of ex's ready network sandboxes.
+func ReadySandboxes(ex *Executor) []string {
+	ex.pool.mu.Lock()
+	defer ex.pool.mu.Unlock()
+	return append([]string(nil), ex.pool.ready...)
+}
