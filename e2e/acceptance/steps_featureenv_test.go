@@ -603,10 +603,9 @@ func featureenvSteps(sc *godog.ScenarioContext) {
 	sc.Step(`^within (\d+) seconds every node of the environment lists every other as connected, without being told to connect$`, func(ctx context.Context, seconds int) error {
 		w := worldOf(ctx)
 		env := envOf(w)
-		var missing string
+		var missing string // the last pair found unconnected, kept across tries for the error
 		start := time.Now()
 		err := poll.Until(ctx, time.Duration(seconds)*time.Second, "every node connected again (bootstrap redial, DHT discovery)", func(ctx context.Context) (bool, error) {
-			missing = ""
 			for _, n := range env.Nodes() {
 				for _, m := range env.Nodes() {
 					if n == m {

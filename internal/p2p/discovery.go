@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/discovery"
@@ -99,8 +98,8 @@ func (h *Host) discoveryLoop(ctx context.Context, bootstrap []peer.AddrInfo) {
 					}
 				}
 				if peers := len(h.host.Network().Peers()); !time.Now().Before(nextLookup) || peers < lookupPeers {
-					dialed := h.findPeers(ctx, rd)
-					lookupEvery = nextFind(dialed, lookupEvery, h.cfg.DiscoveryInterval)
+					unconnected := h.findPeers(ctx, rd)
+					lookupEvery = nextFind(unconnected, lookupEvery, h.cfg.DiscoveryInterval)
 					nextLookup = time.Now().Add(lookupEvery)
 					lookupPeers = len(h.host.Network().Peers())
 				}
@@ -125,9 +124,14 @@ func nextRound(ok bool, backoff, interval time.Duration) (wait, next time.Durati
 }
 
 // nextFind returns the pause before the next DHT lookup of the rendezvous
-// key, after a lookup that connected dialed new peers and came every
-// pauses apart: the discovery interval after one that connected someone,
-// else twice the last pause, up to maxFindStretch intervals. A lookup asks
+// key, after a lookup that found unconnected peers not connected before it
+// (dialled, whether the dial worked or not) and came pause apart: the
+// discovery interval after one that found someone unconnected, else twice
+// the last pause, up to maxFindStretch intervals. A peer found but not
+// reachable keeps the pause short: it is usually on the far side of a
+// partition, and the lookup after the heal must not wait minutes (an
+// acceptance run once waited past 90 s for a region to come back because
+// failed dials counted as "no one new"). A lookup asks
 // a node's nearest peers for every provider of the key, so in a network
 // where everyone is already connected each node's lookups cost every other
 // node work, for nothing: a devnet's idle CPU grew with the square of its
@@ -135,8 +139,8 @@ func nextRound(ok bool, backoff, interval time.Duration) (wait, next time.Durati
 // lookup), and the others then hear of it by its dial; discoveryLoop also
 // looks up at once when the host has lost connections since the last
 // lookup.
-func nextFind(dialed int, pause, interval time.Duration) time.Duration {
-	if dialed > 0 || pause <= 0 {
+func nextFind(unconnected int, pause, interval time.Duration) time.Duration {
+	if unconnected > 0 || pause <= 0 {
 		return interval
 	}
 	return min(pause*2, maxFindStretch*interval)
@@ -169,7 +173,7 @@ func (h *Host) connectBootstrap(ctx context.Context, bootstrap []peer.AddrInfo) 
 
 // findPeers looks up the rendezvous key and dials the hosts found, while
 // this host has fewer connections than the low watermark. It returns how
-// many it connected.
+// many it dialled, connected or not.
 func (h *Host) findPeers(ctx context.Context, rd *drouting.RoutingDiscovery) int {
 	fctx, cancel := context.WithTimeout(ctx, findTimeout)
 	defer cancel()
@@ -180,7 +184,7 @@ func (h *Host) findPeers(ctx context.Context, rd *drouting.RoutingDiscovery) int
 	}
 	sem := make(chan struct{}, dialParallel)
 	var wg sync.WaitGroup
-	var dialed atomic.Int64
+	dialed := 0
 	for ai := range found {
 		if ai.ID == h.host.ID() || len(ai.Addrs) == 0 ||
 			h.host.Network().Connectedness(ai.ID) == network.Connected ||
@@ -188,6 +192,7 @@ func (h *Host) findPeers(ctx context.Context, rd *drouting.RoutingDiscovery) int
 			continue
 		}
 		sem <- struct{}{}
+		dialed++
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
@@ -195,12 +200,11 @@ func (h *Host) findPeers(ctx context.Context, rd *drouting.RoutingDiscovery) int
 				h.log.Debug("discovered peer unreachable", "peer_id", ai.ID.String(), "err", err)
 				return
 			}
-			dialed.Add(1)
 			h.log.Debug("peer discovered", "peer_id", ai.ID.String(), "via", "dht")
 		}()
 	}
 	wg.Wait()
-	return int(dialed.Load())
+	return dialed
 }
 
 // connect dials ai within connectTimeout.

@@ -342,12 +342,13 @@ func TestConnRTT(t *testing.T) {
 func TestNextFind(t *testing.T) {
 	const interval = time.Minute
 	tests := []struct {
-		name   string
-		dialed int
-		pause  time.Duration
-		want   time.Duration
+		name        string
+		unconnected int
+		pause       time.Duration
+		want        time.Duration
 	}{
 		{"first, found someone", 3, interval, interval},
+		{"found someone unreachable (a partition): stays short", 1, 4 * interval, interval},
 		{"first, no one new", 0, interval, 2 * interval},
 		{"doubles", 0, 2 * interval, 4 * interval},
 		{"bounded", 0, 4 * interval, maxFindStretch * interval},
@@ -357,8 +358,8 @@ func TestNextFind(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := nextFind(tt.dialed, tt.pause, interval); got != tt.want {
-				t.Errorf("nextFind(%d, %s, %s) = %s, want %s", tt.dialed, tt.pause, interval, got, tt.want)
+			if got := nextFind(tt.unconnected, tt.pause, interval); got != tt.want {
+				t.Errorf("nextFind(%d, %s, %s) = %s, want %s", tt.unconnected, tt.pause, interval, got, tt.want)
 			}
 		})
 	}
