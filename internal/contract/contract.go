@@ -91,6 +91,7 @@ type Contract struct {
 
 	terms   *Terms  // decoded Body, set by New and Open
 	termsOf string  // the ID terms was decoded for
+	bodyOf  []byte  // a private copy of the Body whose hash termsOf is
 	reqOK   sigMemo // the requester's signature that verified
 	provOK  sigMemo // the provider's signature that verified
 }
@@ -128,6 +129,7 @@ type SignedNote struct {
 
 	note   *Note   // decoded Body
 	noteOf string  // the Hash note was decoded for
+	bodyOf []byte  // a private copy of the Body whose hash noteOf is
 	provOK sigMemo // the provider's signature that verified
 	reqOK  sigMemo // the requester's signature that verified
 }

@@ -352,3 +352,44 @@ func TestAppendNote(t *testing.T) {
 		})
 	}
 }
+
+// TestChangedAfterOpen: a contract or a note opened, then changed in
+// place (its body's bytes, not the slice), is checked again: what was
+// decoded of it holds only for the bytes that were hashed.
+func TestChangedAfterOpen(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(c *Contract, last, n *SignedNote)
+	}{
+		{"nothing", func(*Contract, *SignedNote, *SignedNote) {}},
+		{"contract body in place", func(c *Contract, _, _ *SignedNote) { c.Body[len(c.Body)-2] ^= 1 }},
+		{"contract body shortened", func(c *Contract, _, _ *SignedNote) { c.Body = c.Body[:len(c.Body)-1] }},
+		{"last note's body in place", func(_ *Contract, last, _ *SignedNote) { last.Body[len(last.Body)-2] ^= 1 }},
+		{"note's body in place", func(_ *Contract, _, n *SignedNote) { n.Body[len(n.Body)-2] ^= 1 }},
+		{"note's body replaced", func(_ *Contract, _, n *SignedNote) { n.Body = append([]byte(nil), n.Body...); n.Body[1] = ' ' }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newParty(t)
+			ns := issueN(t, p, 2, false)
+			c, last, n := wire(t, p.c), wire(t, ns[0]), wire(t, ns[1])
+			if err := c.Open(); err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range []*SignedNote{last, n} {
+				if err := x.Open(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wantRefusal(t, CheckNote(c, last, n), nil) // decoded, verified, remembered
+			tc.change(c, last, n)
+			err := CheckNote(c, last, n)
+			if tc.name == "nothing" {
+				wantRefusal(t, err, nil)
+				return
+			}
+			if err == nil {
+				t.Fatal("a change after Open is not seen")
+			}
+		})
+	}
+}

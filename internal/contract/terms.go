@@ -213,7 +213,7 @@ func New(t Terms, requester *identity.Key) (*Contract, error) {
 		return nil, err
 	}
 	c := &Contract{ID: id, Body: body, RequesterSig: requester.Sign([]byte(contractPrefix + id))}
-	c.terms, c.termsOf = dt, id
+	c.terms, c.termsOf, c.bodyOf = dt, id, bytes.Clone(body)
 	c.reqOK = memo(id, dt.Requester, c.RequesterSig)
 	return c, nil
 }
@@ -225,7 +225,9 @@ func (c *Contract) check() (t *Terms, provSigned bool, err error) {
 	if c == nil {
 		return nil, false, refuse(ErrUnknown, "no contract")
 	}
-	if c.terms != nil && c.termsOf == c.ID && len(c.Body) <= MaxEncoded && hashHex(c.Body) == c.ID {
+	// Body unchanged since it was hashed (a copy compares in a fraction
+	// of the hash's time; it is checked for every note of the contract).
+	if c.terms != nil && c.termsOf == c.ID && bytes.Equal(c.Body, c.bodyOf) {
 		t = c.terms
 	} else if t, err = decodeTerms(c.ID, c.Body); err != nil {
 		return nil, false, err
@@ -252,6 +254,9 @@ func (c *Contract) Open() error {
 		return err
 	}
 	c.terms, c.termsOf = t, c.ID
+	if !bytes.Equal(c.bodyOf, c.Body) {
+		c.bodyOf = bytes.Clone(c.Body)
+	}
 	c.reqOK = memo(c.ID, t.Requester, c.RequesterSig)
 	if provSigned {
 		c.provOK = memo(c.ID, t.Provider, c.ProviderSig)
@@ -280,6 +285,9 @@ func (c *Contract) SignAsProvider(key *identity.Key) error {
 	}
 	c.ProviderSig = key.Sign([]byte(contractPrefix + c.ID))
 	c.terms, c.termsOf = t, c.ID
+	if !bytes.Equal(c.bodyOf, c.Body) {
+		c.bodyOf = bytes.Clone(c.Body)
+	}
 	c.reqOK = memo(c.ID, t.Requester, c.RequesterSig)
 	c.provOK = memo(c.ID, t.Provider, c.ProviderSig)
 	return nil
