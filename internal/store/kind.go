@@ -45,8 +45,56 @@ type Kind[T any] struct {
 	name    string
 	key     func(T) string
 	indexes map[string]Index[T]
-	order   []string // index names in declaration order
-	err     error    // a bad declaration, returned by every operation
+	order   []string  // index names in declaration order
+	err     error     // a bad declaration, returned by every operation
+	codec   *Codec[T] // nil: JSON
+}
+
+// Codec is a kind's own encoding of its records (WithCodec), for records
+// written so often that JSON's cost shows. Encode appends v's encoding to
+// b; Decode reads what Encode wrote (all of it, strictly).
+type Codec[T any] struct {
+	Encode func(b []byte, v T) ([]byte, error)
+	Decode func(data []byte) (T, error)
+}
+
+// codecTag starts a record stored with a kind's Codec: JSON never starts
+// with it, so records written as JSON before a kind had a codec still
+// decode (as JSON).
+const codecTag = 0x01
+
+// WithCodec returns k with its records written in c's encoding (after a
+// tag byte) instead of JSON. Records stored as JSON, before, are still
+// read. k itself is unchanged.
+func (k *Kind[T]) WithCodec(c Codec[T]) *Kind[T] {
+	cp := *k
+	if c.Encode == nil || c.Decode == nil {
+		cp.err = fmt.Errorf("store kind %q: codec without an encoder or a decoder", k.name)
+	}
+	cp.codec = &c
+	return &cp
+}
+
+// encode is v's stored form.
+func (k *Kind[T]) encode(v T) ([]byte, error) {
+	if k.codec == nil {
+		return json.Marshal(v)
+	}
+	return k.codec.Encode([]byte{codecTag}, v)
+}
+
+// decode decodes a stored record: in the kind's codec when it starts with
+// codecTag, else JSON.
+func (k *Kind[T]) decode(key string, data []byte) (T, error) {
+	if k.codec == nil || len(data) == 0 || data[0] != codecTag {
+		return decodeRecord[T](k.name, key, data)
+	}
+	v, err := k.codec.Decode(data[1:])
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("%w: record %s/%s: %v", ErrCorrupt, k.name, key, err)
+	}
+	return v, nil
 }
 
 // NewKind declares a kind. key derives the record's key (non-empty). A bad
@@ -178,7 +226,7 @@ func (k *Kind[T]) put(tx *Tx, key string, v T) error {
 	if err := k.checkKey(key); err != nil {
 		return err
 	}
-	data, err := json.Marshal(v)
+	data, err := k.encode(v)
 	if err != nil {
 		return fmt.Errorf("encode: %w", err)
 	}
@@ -264,7 +312,7 @@ func (k *Kind[T]) Get(tx *Tx, key string) (T, error) {
 	if data == nil {
 		return zero, fmt.Errorf("%s %q: %w", k.name, key, ErrNotFound)
 	}
-	return decodeRecord[T](k.name, key, data)
+	return k.decode(key, data)
 }
 
 // Delete removes the record with key and its index entries; it returns an
@@ -294,7 +342,7 @@ func (k *Kind[T]) List(tx *Tx, prefix string) ([]T, error) {
 	p := []byte(prefix)
 	c := db.Cursor()
 	for key, val := c.Seek(p); key != nil && bytes.HasPrefix(key, p); key, val = c.Next() {
-		v, err := decodeRecord[T](k.name, string(key), val)
+		v, err := k.decode(string(key), val)
 		if err != nil {
 			return nil, err
 		}
@@ -363,7 +411,7 @@ func (k *Kind[T]) Reindex(tx *Tx) error {
 		}
 	}
 	return db.ForEach(func(key, val []byte) error {
-		v, err := decodeRecord[T](k.name, string(key), val)
+		v, err := k.decode(string(key), val)
 		if err != nil {
 			return err
 		}

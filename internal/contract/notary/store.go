@@ -1,6 +1,7 @@
 package notary
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +31,9 @@ import (
 // of the notes. Stores written before kept that note in the state
 // (stateRow.Last); it is still read from there.
 //
+// Note rows are stored in a binary encoding of their own (appendNoteRow,
+// a tag byte first); rows written as JSON before are still read.
+//
 // Signed bytes are kept as []byte (base64 in JSON), never as
 // json.RawMessage: the store's JSON encoder would compact raw bytes and
 // so change what the hashes and signatures cover.
@@ -39,8 +43,79 @@ var (
 		store.IndexOn("reservation", func(c contractRow) string { return c.Reservation }),
 	)
 	states = store.NewKind("contract-states", func(s stateRow) string { return rowKey(s.ID, s.Role) })
-	notes  = store.NewKind("contract-notes", func(n noteRow) string { return noteKey(n.Contract, n.Role, n.Seq) })
+	notes  = store.NewKind("contract-notes", func(n noteRow) string { return noteKey(n.Contract, n.Role, n.Seq) }).
+		WithCodec(store.Codec[noteRow]{Encode: appendNoteRow, Decode: decodeNoteRow})
 )
+
+// appendNoteRow is a note row's stored form (written for every note, on
+// both sides): its strings and byte strings, each after its length as a
+// uvarint, and the seq as a uvarint, in the order of the fields. Rows
+// written before are JSON, still read (store.Codec).
+func appendNoteRow(b []byte, r noteRow) ([]byte, error) {
+	b = appendField(b, r.Contract)
+	b = appendField(b, string(r.Role))
+	b = binary.AppendUvarint(b, r.Seq)
+	b = appendField(b, r.Note.Hash)
+	b = appendField(b, r.Note.Body)
+	b = appendField(b, r.Note.ProviderSig)
+	return appendField(b, r.Note.RequesterSig), nil
+}
+
+func appendField[S ~string | ~[]byte](b []byte, s S) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// decodeNoteRow reads what appendNoteRow wrote, all of it. Empty byte
+// strings decode as nil (as JSON's omitted fields do).
+func decodeNoteRow(data []byte) (noteRow, error) {
+	d := rowDecoder{data: data}
+	var r noteRow
+	r.Contract = string(d.bytes())
+	r.Role = Role(d.bytes())
+	r.Seq = d.uvarint()
+	r.Note.Hash = string(d.bytes())
+	r.Note.Body = clone(d.bytes())
+	r.Note.ProviderSig = clone(d.bytes())
+	r.Note.RequesterSig = clone(d.bytes())
+	if d.bad || len(d.data) > 0 {
+		return noteRow{}, errors.New("note row: truncated or trailing bytes")
+	}
+	return r, nil
+}
+
+// rowDecoder reads uvarints and length-prefixed byte strings; bad is set
+// (and nothing more is read) at the first that does not fit.
+type rowDecoder struct {
+	data []byte
+	bad  bool
+}
+
+func (d *rowDecoder) uvarint() uint64 {
+	if d.bad {
+		return 0
+	}
+	v, n := binary.Uvarint(d.data)
+	if n <= 0 {
+		d.bad = true
+		return 0
+	}
+	d.data = d.data[n:]
+	return v
+}
+
+func (d *rowDecoder) bytes() []byte {
+	n := d.uvarint()
+	if d.bad || n > uint64(len(d.data)) {
+		d.bad = true
+		return nil
+	}
+	b := d.data[:n:n]
+	d.data = d.data[n:]
+	if n == 0 {
+		return nil
+	}
+	return b
+}
 
 func rowKey(id string, role Role) string { return id + "/" + string(role) }
 
