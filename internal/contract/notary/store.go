@@ -249,7 +249,9 @@ func putState(tx *store.Tx, r *row) error {
 // countersigned copy replaces).
 func putAccepted(tx *store.Tx, role Role, n *contract.SignedNote) error {
 	d := n.Note()
-	return notes.Put(tx, noteRow{Contract: d.Contract, Role: role, Seq: d.Seq, Note: *storeNote(n)})
+	// Not copied: the row's encoding copies the bytes.
+	sn := storedNote{Hash: n.Hash, Body: n.Body, ProviderSig: n.ProviderSig, RequesterSig: n.RequesterSig}
+	return notes.Put(tx, noteRow{Contract: d.Contract, Role: role, Seq: d.Seq, Note: sn})
 }
 
 // loadRow assembles the row of a stored contract.
