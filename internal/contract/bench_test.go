@@ -120,3 +120,34 @@ func BenchmarkVerifyChain1000(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCheckNote is the requester's check of a note it has opened
+// and whose provider signature verified (in a batch, as the notary
+// does), against the contract and the last accepted note it keeps
+// opened: what CheckNote costs beyond the signatures.
+//
+//	go test -run '^$' -bench CheckNote -benchtime 20000x -count 3 ./internal/contract/
+func BenchmarkCheckNote(b *testing.B) {
+	p := newParty(b)
+	ns := issueN(b, p, 2, false)
+	rc := wire(b, p.c)
+	if err := rc.Open(); err != nil {
+		b.Fatal(err)
+	}
+	last, n := wire(b, ns[0]), wire(b, ns[1])
+	last.Countersign(p.req)
+	for _, x := range []*SignedNote{last, n} {
+		if err := x.Open(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := CheckNote(rc, last, n); err != nil { // verifies n's signature once, remembered
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := CheckNote(rc, last, n); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -4,7 +4,9 @@
 //
 // A kind is a named set of records of one Go type, JSON-encoded, keyed by a
 // string the kind derives from the record. Indexes name a field (or any
-// derived strings) that Find searches on.
+// derived strings) that Find searches on. A kind whose records are written
+// so often that JSON's cost shows may have a Codec of its own
+// (Kind.WithCodec); the records it wrote as JSON before are still read.
 //
 // Usage:
 //

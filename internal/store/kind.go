@@ -13,7 +13,7 @@ import (
 
 // Layout of a kind on disk: a top-level bucket named after the kind holding
 //
-//	d            key → JSON record
+//	d            key → JSON record, or 0x01 and the record in the kind's Codec
 //	r            key → JSON [[index, value], …], the index entries of the record
 //	i/<index>    value 0x00 key → empty
 //
