@@ -657,8 +657,8 @@ func (p *Provider) revert(ctx context.Context, m *actor.Message) (any, error) {
 // and nothing is answered (a broadcast's error would be sent back to the
 // orchestrator from each provider).
 func (p *Provider) release(ctx context.Context, m *actor.Message) (any, error) {
-	var req deployproto.ReleaseRequest
-	if err := m.Decode(&req); err != nil {
+	req, err := deployproto.UnmarshalReleaseRequest(m.Payload)
+	if err != nil {
 		return nil, nil
 	}
 	if !strings.HasPrefix(req.Reservation, req.Deployment+".") || len(req.Keep) > deployproto.MaxNodes {

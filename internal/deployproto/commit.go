@@ -91,7 +91,8 @@ type RevertRequest struct {
 // orchestrator commits or reverts one by one). A provider releases only
 // a reservation made for the sender and not yet committed; one that
 // misses the release keeps the reservation until it expires, as after a
-// lost revert.
+// lost revert. It is sent in the binary form (MarshalReleaseRequest);
+// JSON is accepted too.
 type ReleaseRequest struct {
 	Deployment  string   `json:"deployment"`
 	Reservation string   `json:"reservation"`

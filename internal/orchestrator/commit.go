@@ -70,7 +70,7 @@ func (r *run) releaseAll(ctx context.Context, reservation string, hosts []string
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.s.cfg.CommitTimeout)
 	defer cancel()
-	if err := r.actor.Publish(ctx, deployproto.TopicDeployments, deployproto.BehaviorRelease, req); err != nil {
+	if err := r.actor.Publish(ctx, deployproto.TopicDeployments, deployproto.BehaviorRelease, deployproto.MarshalReleaseRequest(&req)); err != nil {
 		r.s.log.Debug("release", "deployment_id", r.d.ID, "reservation_id", reservation, "err", err)
 		return false
 	}
