@@ -42,31 +42,15 @@ func BenchmarkScale(b *testing.B) {
 			})
 			b.Run("bidround", func(b *testing.B) {
 				rounds := min(b.N, scaleRounds)
-				idle := idleCPU(2 * time.Second)
-				cpu0, t0 := processCPU(), time.Now()
+				cpu0 := processCPU()
 				lat := bidRounds(b, w, spec, rounds)
-				cpu, wall := processCPU()-cpu0, time.Since(t0)
-				b.ReportMetric(cpuMs(cpu, rounds), "cpu-ms/round")
-				// The world's idle CPU (its nodes' timers, the collector)
-				// accrues with the wall-clock time a round takes, which the
-				// machine's load stretches: the round's own CPU is what is
-				// left.
-				b.ReportMetric(idle, "idle-cpu-ms/s")
-				b.ReportMetric(cpuMs(cpu-time.Duration(idle*float64(wall.Milliseconds()))*time.Microsecond, rounds), "busy-cpu-ms/round")
+				b.ReportMetric(cpuMs(processCPU()-cpu0, rounds), "cpu-ms/round")
 				b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
 				b.ReportMetric(float64(lat[(len(lat)-1)*99/100].Milliseconds()), "p99-ms")
 				b.ReportMetric(float64(lat[len(lat)-1].Milliseconds()), "max-ms")
 			})
 		})
 	}
-}
-
-// idleCPU is the process's CPU time per second of wall-clock time over
-// window, in milliseconds, while nothing is asked of the world.
-func idleCPU(window time.Duration) float64 {
-	cpu0, t0 := processCPU(), time.Now()
-	time.Sleep(window) // the measurement's window, not a wait for a condition
-	return float64((processCPU() - cpu0).Microseconds()) / float64(time.Since(t0).Milliseconds())
 }
 
 // scaleRounds is how many bid rounds BenchmarkScale times at each size.
