@@ -151,6 +151,7 @@ func (p *Provider) Register() error {
 	n.AddBehavior(deployproto.BehaviorPlan, p.plan)
 	n.AddBehavior(deployproto.BehaviorCommit, p.commit)
 	n.AddBehavior(deployproto.BehaviorRevert, p.revert)
+	n.AddBehavior(deployproto.BehaviorRelease, p.release)
 	n.AddBehavior(deployproto.BehaviorResults, p.results)
 	return n.Subscribe(deployproto.TopicDeployments)
 }
@@ -647,6 +648,42 @@ func (p *Provider) revert(ctx context.Context, m *actor.Message) (any, error) {
 	}
 	p.forget(req.Reservation)
 	return struct{}{}, nil
+}
+
+// release answers deployproto.BehaviorRelease, a broadcast: when this
+// provider holds the round's reservation for the sender, uncommitted, and
+// is not among those kept, it releases it as revert would. Every other
+// case is no error — the broadcast reaches providers that did not bid —
+// and nothing is answered (a broadcast's error would be sent back to the
+// orchestrator from each provider).
+func (p *Provider) release(ctx context.Context, m *actor.Message) (any, error) {
+	req, err := deployproto.UnmarshalReleaseRequest(m.Payload)
+	if err != nil {
+		return nil, nil
+	}
+	if !strings.HasPrefix(req.Reservation, req.Deployment+".") || len(req.Keep) > deployproto.MaxNodes {
+		return nil, nil
+	}
+	self := p.cfg.Node.Handle().Host
+	if slices.Contains(req.Keep, self) {
+		return nil, nil
+	}
+	p.mu.Lock()
+	h, ok := p.live[req.Reservation]
+	p.mu.Unlock()
+	if !ok || h.owner != m.From.DID {
+		return nil, nil // not held here, committed, or another orchestrator's
+	}
+	if err := p.cfg.Allocations.Revert(ctx, req.Reservation); err != nil {
+		p.log.Debug("release", "reservation_id", req.Reservation, "err", err)
+		return nil, nil
+	}
+	if err := p.cfg.Ledger.Release(req.Reservation); err != nil && !errors.Is(err, resource.ErrNotFound) {
+		p.log.Debug("release", "reservation_id", req.Reservation, "err", err)
+		return nil, nil
+	}
+	p.forget(req.Reservation)
+	return nil, nil
 }
 
 // results answers deployproto.BehaviorResults (Manager.Results): the

@@ -9,6 +9,7 @@ const (
 	BehaviorPlan     = "/dms/deployment/plan"     // BidRequest → BidReply, a dry run: nothing reserved, the bid unsigned (dms plan)
 	BehaviorCommit   = "/dms/deployment/commit"   // CommitRequest → CommitReply, on the provider node
 	BehaviorRevert   = "/dms/deployment/revert"   // RevertRequest → struct{}, on the provider node
+	BehaviorRelease  = "/dms/deployment/release"  // ReleaseRequest (one way, broadcast on TopicDeployments): a bid round's unused reservations
 	BehaviorReport   = "/dms/deployment/report"   // Report (one way), on the orchestrator
 	BehaviorArtifact = "/dms/deployment/artifact" // ArtifactRequest → ArtifactChunk, on the orchestrator
 
@@ -28,7 +29,8 @@ const (
 	// deployment trace; the node is both sides: internal/node/trace.go).
 	BehaviorSpans = "/dms/deployment/spans"
 
-	// TopicDeployments carries bid requests.
+	// TopicDeployments carries bid requests and the releases of their
+	// unused reservations.
 	TopicDeployments = "deployments"
 
 	// CmdDeployment and CmdAllocation are the command prefixes a user

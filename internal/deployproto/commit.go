@@ -82,3 +82,19 @@ type RevertRequest struct {
 	Deployment  string `json:"deployment"`
 	Reservation string `json:"reservation"`
 }
+
+// ReleaseRequest ends a broadcast bid round in one message instead of a
+// RevertRequest to each provider whose bid was not taken: every provider
+// that holds Reservation (a round's ID, ReservationID, the same at every
+// provider) for the orchestrator that sends it releases it, unless its
+// host is in Keep (the providers the placement uses, which the
+// orchestrator commits or reverts one by one). A provider releases only
+// a reservation made for the sender and not yet committed; one that
+// misses the release keeps the reservation until it expires, as after a
+// lost revert. It is sent in the binary form (MarshalReleaseRequest);
+// JSON is accepted too.
+type ReleaseRequest struct {
+	Deployment  string   `json:"deployment"`
+	Reservation string   `json:"reservation"`
+	Keep        []string `json:"keep,omitempty"` // peer IDs
+}

@@ -15,8 +15,8 @@ import (
 	"github.com/dmsnet/dms/internal/match"
 )
 
-// The hot messages of a bid round — BidRequest, BidReply and the Bid a
-// provider signs — have a compact binary form besides JSON: every
+// The hot messages of a bid round — BidRequest, BidReply, the Bid a
+// provider signs and the ReleaseRequest that ends a broadcast round — have a compact binary form besides JSON: every
 // provider decodes each request and the orchestrator every reply, and
 // JSON (with the text forms of MilliCPU and Money) was the largest part
 // of their CPU time. The first byte tells the forms apart: a JSON value
@@ -36,6 +36,7 @@ const (
 	tagBidRequest byte = 0xB1
 	tagBidReply   byte = 0xB2
 	tagBid        byte = 0xB3
+	tagRelease    byte = 0xB4
 )
 
 // ErrWire is wrapped by every error of the binary decoders.
@@ -85,6 +86,33 @@ func UnmarshalBidRequest(p []byte) (BidRequest, error) {
 			nr.Credentials = d.strs(match.MaxListItems)
 		}
 	}
+	return r, d.end()
+}
+
+// MarshalReleaseRequest encodes a release in binary form: every provider
+// of a broadcast round decodes it.
+func MarshalReleaseRequest(r *ReleaseRequest) []byte {
+	w := wbuf(make([]byte, 0, 64))
+	w = append(w, tagRelease)
+	w.str(r.Deployment)
+	w.str(r.Reservation)
+	w.strs(r.Keep)
+	return w
+}
+
+// UnmarshalReleaseRequest decodes a release in either form: binary
+// (MarshalReleaseRequest) or JSON.
+func UnmarshalReleaseRequest(p []byte) (ReleaseRequest, error) {
+	var r ReleaseRequest
+	if !IsBinary(p) {
+		err := json.Unmarshal(p, &r)
+		return r, err
+	}
+	d := rbuf{b: p}
+	d.tag(tagRelease)
+	r.Deployment = d.str()
+	r.Reservation = d.str()
+	r.Keep = d.strs(MaxNodes)
 	return r, d.end()
 }
 

@@ -70,6 +70,7 @@ func TestWireRoundTrip(t *testing.T) {
 		Bid:      &deployproto.SignedBid{Body: deployproto.MarshalBid(&bid), Signature: []byte{1, 2, 3}},
 		NoBids:   []deployproto.NoBid{{Node: "db", Reasons: []string{"cpu: want 1, free 0"}, Kind: deployproto.KindResource}},
 	}
+	release := deployproto.ReleaseRequest{Deployment: "d1", Reservation: "d1.3", Keep: []string{"12D3KooWProv", "12D3KooWOther"}}
 	tests := []struct {
 		name   string
 		binary []byte
@@ -87,6 +88,10 @@ func TestWireRoundTrip(t *testing.T) {
 			func(p []byte) (any, error) { return deployproto.UnmarshalBidReply(p) }, reply},
 		{"empty reply", deployproto.MarshalBidReply(&deployproto.BidReply{}), deployproto.BidReply{},
 			func(p []byte) (any, error) { return deployproto.UnmarshalBidReply(p) }, deployproto.BidReply{}},
+		{"release", deployproto.MarshalReleaseRequest(&release), release,
+			func(p []byte) (any, error) { return deployproto.UnmarshalReleaseRequest(p) }, release},
+		{"empty release", deployproto.MarshalReleaseRequest(&deployproto.ReleaseRequest{}), deployproto.ReleaseRequest{},
+			func(p []byte) (any, error) { return deployproto.UnmarshalReleaseRequest(p) }, deployproto.ReleaseRequest{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -227,7 +232,13 @@ func FuzzWire(f *testing.F) {
 	f.Add(deployproto.MarshalBidReply(&deployproto.BidReply{Offer: &bid.Offer,
 		Bid: &deployproto.SignedBid{Body: deployproto.MarshalBid(&bid), Signature: []byte{9}}, NoBids: []deployproto.NoBid{{Node: "x", Kind: "resource"}}}))
 	f.Add([]byte(`{"deployment":"d"}`))
+	f.Add(deployproto.MarshalReleaseRequest(&deployproto.ReleaseRequest{Deployment: "d", Reservation: "d.1", Keep: []string{"p"}}))
 	f.Fuzz(func(t *testing.T, p []byte) {
+		if r, err := deployproto.UnmarshalReleaseRequest(p); err == nil && deployproto.IsBinary(p) {
+			if again := deployproto.MarshalReleaseRequest(&r); !bytes.Equal(again, p) {
+				t.Fatalf("release re-encodes to %x, was %x", again, p)
+			}
+		}
 		if r, err := deployproto.UnmarshalBidRequest(p); err == nil && deployproto.IsBinary(p) {
 			if again := deployproto.MarshalBidRequest(&r); !bytes.Equal(again, p) {
 				t.Fatalf("request re-encodes to %x, was %x", again, p)

@@ -185,31 +185,44 @@ func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, r
 	var mu sync.Mutex
 	replies := map[string]placement.Answer{}
 	answered := map[string]bool{}
+	waiting := len(expect) // hosts expected that did not answer yet; guarded by mu
 	done := make(chan struct{})
 	var closeOnce sync.Once
-	collect := func(rep *actor.Reply) {
+	expectAlso := func(host string) {
 		mu.Lock()
 		defer mu.Unlock()
+		if !expect[host] {
+			expect[host] = true
+			if !answered[host] {
+				waiting++
+			}
+		}
+	}
+	collect := func(rep *actor.Reply) {
+		// Decoded before the lock: replies arrive on many goroutines.
 		host := rep.From.Host
+		var a placement.Answer
+		ok := false
+		if rep.Err == nil {
+			if br, err := deployproto.UnmarshalBidReply(rep.Payload); err == nil && br.Provider.Host == host {
+				a, ok = placement.Open(br), true
+			}
+		} else {
+			a, ok = placement.Refused(rep.From, rep.Err), true
+		}
+		mu.Lock()
+		defer mu.Unlock()
 		if answered[host] {
 			return
 		}
 		answered[host] = true
-		if rep.Err == nil {
-			if br, err := deployproto.UnmarshalBidReply(rep.Payload); err == nil && br.Provider.Host == host {
-				replies[host] = placement.Open(br)
-			}
-		} else {
-			replies[host] = placement.Refused(rep.From, rep.Err)
+		if ok {
+			replies[host] = a
 		}
-		all := true
-		for p := range expect {
-			if !answered[p] {
-				all = false
-				break
-			}
+		if expect[host] {
+			waiting--
 		}
-		if all {
+		if waiting == 0 {
 			closeOnce.Do(func() { close(done) })
 		}
 	}
@@ -225,7 +238,7 @@ func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, r
 			}
 			if h, err := actor.NodeHandle(host); err == nil {
 				targets = append(targets, h)
-				expect[host] = true
+				expectAlso(host)
 			}
 		}
 	}
@@ -233,9 +246,7 @@ func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, r
 		if nr.Peer != "" && nr.Peer != self.Host {
 			if h, err := actor.NodeHandle(nr.Peer); err == nil {
 				targets = append(targets, h)
-				mu.Lock()
-				expect[nr.Peer] = true
-				mu.Unlock()
+				expectAlso(nr.Peer)
 			}
 		}
 	}

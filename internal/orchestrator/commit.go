@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -14,6 +15,10 @@ import (
 )
 
 // revertUnused releases the reservations of bids the plan does not use.
+// When many providers of a broadcast round bid for nothing, one broadcast
+// (deployproto.ReleaseRequest) releases theirs instead of a revert to
+// each: a 10,000-provider round sent 9,999 reverts and waited for as many
+// answers.
 func (r *run) revertUnused(ctx context.Context, replies map[string]placement.Answer, plan map[string]placement.Candidate) {
 	// Reservation IDs name a round and a node, the same on every provider.
 	type key struct{ host, reservation string }
@@ -21,11 +26,58 @@ func (r *run) revertUnused(ctx context.Context, replies map[string]placement.Ans
 	for _, c := range plan {
 		used[key{c.Provider.Host, c.Bid.Reservation}] = true
 	}
+	self := r.s.cfg.Node.Handle().Host
+	unused := map[string][]string{} // reservation → hosts other than this node
 	for host, br := range replies {
 		if b := br.Opened; b != nil && !used[key{host, b.Reservation}] {
-			r.revert(ctx, host, b.Reservation)
+			if host == self { // a broadcast does not reach this node
+				r.revert(ctx, host, b.Reservation)
+				continue
+			}
+			unused[b.Reservation] = append(unused[b.Reservation], host)
 		}
 	}
+	for reservation, hosts := range unused {
+		if !r.releaseAll(ctx, reservation, hosts, plan) {
+			for _, host := range hosts {
+				r.revert(ctx, host, reservation)
+			}
+		}
+	}
+}
+
+// releaseBroadcastMin is the fewest unused bids of one reservation that
+// revertUnused releases by broadcast, when they are also at least a
+// quarter of the peers (a broadcast reaches every one).
+const releaseBroadcastMin = 16
+
+// releaseAll releases reservation at hosts with one broadcast, keeping it
+// at the providers the plan uses, and reports whether it was sent. Like a
+// revert, it is not waited for: a provider that misses it keeps the
+// reservation until it expires.
+func (r *run) releaseAll(ctx context.Context, reservation string, hosts []string, plan map[string]placement.Candidate) bool {
+	if len(hosts) < releaseBroadcastMin || 4*len(hosts) < len(r.s.cfg.Peers()) {
+		return false
+	}
+	req := deployproto.ReleaseRequest{Deployment: r.d.ID, Reservation: reservation}
+	for _, c := range plan {
+		if c.Bid.Reservation == reservation && !slices.Contains(req.Keep, c.Provider.Host) {
+			req.Keep = append(req.Keep, c.Provider.Host)
+		}
+	}
+	if len(req.Keep) > deployproto.MaxNodes {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.s.cfg.CommitTimeout)
+	defer cancel()
+	if err := r.actor.Publish(ctx, deployproto.TopicDeployments, deployproto.BehaviorRelease, deployproto.MarshalReleaseRequest(&req)); err != nil {
+		r.s.log.Debug("release", "deployment_id", r.d.ID, "reservation_id", reservation, "err", err)
+		return false
+	}
+	for _, host := range hosts {
+		r.abandon(host, reservation, "placement reverted") // contracts.go
+	}
+	return true
 }
 
 // revert asks a provider to release a reservation (and remove what was

@@ -1,7 +1,9 @@
 package orchestrator
 
 import (
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,18 +78,23 @@ func (k *knownProviders) putAll(offers map[string]match.Offer, now time.Time) {
 	if len(k.m) <= k.max {
 		return
 	}
-	all := make([]KnownProvider, 0, len(k.m))
-	for _, e := range k.m {
-		all = append(all, e)
+	// Sorted by reference, not by value: an entry holds a whole offer.
+	type seen struct {
+		peer string
+		at   time.Time
 	}
-	sort.Slice(all, func(i, j int) bool {
-		if !all[i].LastSeen.Equal(all[j].LastSeen) {
-			return all[i].LastSeen.Before(all[j].LastSeen)
+	all := make([]seen, 0, len(k.m))
+	for p, e := range k.m {
+		all = append(all, seen{p, e.LastSeen})
+	}
+	slices.SortFunc(all, func(a, b seen) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
 		}
-		return all[i].Peer < all[j].Peer
+		return strings.Compare(a.peer, b.peer)
 	})
 	for _, e := range all[:len(all)-k.max] {
-		delete(k.m, e.Peer)
+		delete(k.m, e.peer)
 	}
 }
 

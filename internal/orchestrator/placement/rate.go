@@ -83,6 +83,11 @@ func Rate(r Round) (map[string][]Candidate, []Reason) {
 		byName[nr.Name] = nr
 	}
 	cands := map[string][]Candidate{}
+	if len(r.Requests) == 1 {
+		// Room for every provider's bid at once: a broadcast round to
+		// 10,000 providers grew the list (of large Candidates) 20 times.
+		cands[r.Requests[0].Name] = make([]Candidate, 0, len(r.Replies))
+	}
 	var reasons []Reason
 	for _, host := range slices.Sorted(maps.Keys(r.Replies)) {
 		br := r.Replies[host]
@@ -128,6 +133,7 @@ func Rate(r Round) (map[string][]Candidate, []Reason) {
 	for _, p := range r.NotAnswered() {
 		reasons = append(reasons, Reason{Peer: p, Node: "*", Kind: deployproto.KindNoAnswer})
 	}
+	maps.DeleteFunc(cands, func(_ string, c []Candidate) bool { return len(c) == 0 })
 	return cands, reasons
 }
 
