@@ -41,8 +41,8 @@ import (
 // interface on the job network, so the block list and the isolation
 // between containers (inter-container communication off) apply as before,
 // and no two jobs share a sandbox. The sandbox itself runs with every
-// capability dropped, no-new-privileges, a read-only root, 6 MiB and a
-// pids limit. What differs for the job: its hostname, /etc/hosts and
+// capability dropped, no-new-privileges, a read-only root, 6 MiB, a
+// pids limit and, once it runs, 0.01 CPU. What differs for the job: its hostname, /etc/hosts and
 // /etc/resolv.conf are the sandbox's (the same resolver, 127.0.0.11).
 //
 // A sandbox carries labelSandbox and Config.Labels, not
