@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/dmsnet/dms/internal/identity"
 )
 
@@ -40,10 +42,13 @@ type Actor struct {
 // delivery is a message waiting in a mailbox with how to answer it.
 // Deliveries are recycled once their behavior returned (deliveries); the
 // context a behavior runs in is allocated for each message, because work
-// the behavior starts may keep it (context.WithoutCancel keeps its values).
+// the behavior starts may keep it (context.WithoutCancel keeps its values),
+// and by the worker that runs it (begin), not by the link's reader that
+// queues it: the reader is one goroutine for all of a link's envelopes.
 type delivery struct {
 	msg       Message
-	ctx       *msgContext
+	ctx       *msgContext       // set by begin
+	remote    trace.SpanContext // the envelope's sampled trace, or zero (setTrace)
 	behavior  Behavior
 	nonce     uint64
 	wantReply bool
@@ -57,16 +62,25 @@ func (d *delivery) reply(r *Reply) { d.answer.reply(r) }
 // instead of allocated for every message.
 var deliveries = sync.Pool{New: func() any { return new(delivery) }}
 
-// newDelivery returns a zero delivery with a new context.
-func newDelivery() *delivery {
-	d := deliveries.Get().(*delivery)
-	d.ctx = new(msgContext)
-	return d
+// newDelivery returns a zero delivery.
+func newDelivery() *delivery { return deliveries.Get().(*delivery) }
+
+// begin allocates the context d's behavior runs in: it ends at the
+// envelope's expiry, and its remote parent is the envelope's sampled trace.
+func (d *delivery) begin() {
+	if d.remote.IsSampled() {
+		d.ctx = newTracedContext(d.msg.Expiry, d.remote, d.msg.Trace)
+		return
+	}
+	d.ctx = newMsgContext(d.msg.Expiry)
 }
 
-// finish ends d's context once its behavior returned and recycles d.
+// finish ends d's context, if it began, once its behavior returned and
+// recycles d.
 func (d *delivery) finish() {
-	d.ctx.cancel()
+	if d.ctx != nil {
+		d.ctx.cancel()
+	}
 	*d = delivery{}
 	deliveries.Put(d)
 }
@@ -198,7 +212,7 @@ func (a *Actor) answerStopped(d *delivery) {
 // run executes one behavior and answers; d is recycled afterwards.
 func (a *Actor) run(d *delivery) {
 	defer d.finish()
-	d.ctx.deadline = d.msg.Expiry
+	d.begin()
 	ctx := d.ctx
 	span := a.sys.startSpan(d)
 	var start time.Time

@@ -45,7 +45,7 @@ import (
 func (s *System) receive(w *link, env *Envelope) {
 	peer := w.l.Peer()
 	s.stats.received.Add(1)
-	now := s.cfg.Now() // one reading for all the checks
+	now := w.held.clock(s.cfg.Now) // one reading for all the checks, shared by the read burst
 	var answer replier = w
 	if !s.limiter.allow(peer, now) {
 		s.refuse(env, answer, errorf(CodeRateLimited, "peer %s exceeds %.0f envelopes/s", shortHost(peer), s.cfg.PeerRate), peer)

@@ -257,9 +257,12 @@ func (s *System) serveLink(w *link) {
 	// time: receive copies what a behavior keeps into its delivery, and
 	// nothing else holds an envelope past receive.
 	var env Envelope
-	for {
-		if ready == nil || !ready.Ready() {
-			w.held.flush() // Recv may wait: wake the workers first
+	for frames := 1; ; frames++ {
+		if ready == nil || !ready.Ready() || frames%maxHeld == 0 {
+			// Recv may wait: wake the workers first. A burst also
+			// ends after maxHeld frames, whatever they held, so its
+			// clock reading stays that fresh (heldWakes.clock).
+			w.held.flush()
 		}
 		frame, err := w.l.Recv()
 		if err == nil && len(frame) > s.cfg.MaxEnvelope {

@@ -1,6 +1,9 @@
 package actor
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // mailbox is an actor's bounded queue of deliveries, drained by its
 // workers. Unlike a channel, putting a delivery need not wake a worker at
@@ -106,9 +109,18 @@ func (m *mailbox) len() int {
 // waking their workers (mailbox.put with hold), and wakes them together:
 // when the link has no complete frame left to read, or after maxHeld
 // deliveries.
+//
+// It also keeps the burst's clock reading (now): the checks of the
+// envelopes of one burst share one reading, taken again after every flush
+// (the reader flushes before anything that may wait: Recv with no whole
+// frame buffered, a refusal's answer, a session's verification) and after
+// maxHeld readings, so a reading is never older than a burst of at most
+// maxHeld envelopes that nothing made wait.
 type heldWakes struct {
 	actors []*Actor
 	n      int
+	now    time.Time
+	uses   int // checks that used now; 0: read the clock again
 }
 
 // maxHeld bounds how many deliveries wait for a wake.
@@ -131,8 +143,21 @@ func (h *heldWakes) add(a *Actor) {
 	}
 }
 
-// flush wakes the held actors.
+// clock returns the burst's clock reading, reading clock when the burst
+// has none yet or its reading served maxHeld checks.
+func (h *heldWakes) clock(clock func() time.Time) time.Time {
+	if h.uses == 0 {
+		h.now = clock()
+	}
+	if h.uses++; h.uses >= maxHeld {
+		h.uses = 0
+	}
+	return h.now
+}
+
+// flush wakes the held actors, and ends the burst's clock reading.
 func (h *heldWakes) flush() {
+	h.uses = 0
 	for i, a := range h.actors {
 		a.mbox.kick()
 		h.actors[i] = nil

@@ -10,22 +10,67 @@ import (
 
 // msgContext is the context a behavior runs in: it ends at the envelope's
 // expiry. Its timer is started only when someone asks for Done, so a
-// behavior that never waits costs no timer (most one-way messages).
+// behavior that never waits costs no timer (most one-way messages). It is
+// allocated for every message (64 bytes, when untraced); the trace of a sampled envelope
+// comes in the same allocation (tracedContext), so an untraced message
+// does not carry its room.
 type msgContext struct {
 	deadline time.Time
-	// trace is the envelope's traceparent (valid, or ""): TraceFrom
-	// answers it. span is the behavior's span: its server span, or the
-	// remote parent (the delivery's remoteSpan); nil when untraced.
-	// OpenTelemetry's span lookup (trace.SpanFromContext) is answered from
-	// it, without a context.WithValue per message (trace.go).
-	trace  string
-	span   trace.Span
-	remote remoteSpan // the trace's remote parent, when the envelope carried one (trace.go)
+	// tr is the envelope's sampled trace, nil when untraced: TraceFrom
+	// and OpenTelemetry's span lookup (trace.SpanFromContext) are answered
+	// from it, without a context.WithValue per message (trace.go).
+	tr *msgTrace
 
 	mu    sync.Mutex
+	ended ctxEnd        // guarded by mu
 	done  chan struct{} // created by the first Done; guarded by mu
-	err   error         // guarded by mu
 	timer *time.Timer   // guarded by mu
+}
+
+// ctxEnd is why a msgContext ended (its Err), in a byte.
+type ctxEnd uint8
+
+const (
+	notEnded ctxEnd = iota
+	endCanceled
+	endDeadline
+)
+
+func (e ctxEnd) err() error {
+	switch e {
+	case endCanceled:
+		return context.Canceled
+	case endDeadline:
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// msgTrace is the trace of a behavior's context.
+type msgTrace struct {
+	// trace is the envelope's traceparent (valid and sampled). span is
+	// the behavior's span: its server span, or the remote parent (remote).
+	trace  string
+	span   trace.Span
+	remote remoteSpan // the trace's remote parent (trace.go)
+}
+
+// tracedContext is a msgContext with its trace, in one allocation.
+type tracedContext struct {
+	msgContext
+	t msgTrace
+}
+
+// newTracedContext returns a context for a sampled envelope's trace sc
+// (traceparent tp), ending at deadline.
+func newTracedContext(deadline time.Time, sc trace.SpanContext, tp string) *msgContext {
+	c := &tracedContext{}
+	c.deadline = deadline
+	c.t.remote.sc = sc
+	c.t.trace = tp
+	c.t.span = &c.t.remote
+	c.tr = &c.t
+	return &c.msgContext
 }
 
 var _ context.Context = (*msgContext)(nil)
@@ -40,10 +85,10 @@ func (c *msgContext) Done() <-chan struct{} {
 	if c.done == nil {
 		c.done = make(chan struct{})
 		switch d := time.Until(c.deadline); {
-		case c.err != nil:
+		case c.ended != notEnded:
 			close(c.done)
 		case d <= 0:
-			c.err = context.DeadlineExceeded
+			c.ended = endDeadline
 			close(c.done)
 		default:
 			c.timer = time.AfterFunc(d, c.expire)
@@ -55,8 +100,8 @@ func (c *msgContext) Done() <-chan struct{} {
 func (c *msgContext) expire() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err == nil {
-		c.err = context.DeadlineExceeded
+	if c.ended == notEnded {
+		c.ended = endDeadline
 		close(c.done)
 	}
 }
@@ -64,23 +109,26 @@ func (c *msgContext) expire() {
 func (c *msgContext) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err == nil && !time.Now().Before(c.deadline) {
-		c.err = context.DeadlineExceeded
+	if c.ended == notEnded && !time.Now().Before(c.deadline) {
+		c.ended = endDeadline
 		if c.done != nil {
 			close(c.done)
 		}
 	}
-	return c.err
+	return c.ended.err()
 }
 
 func (c *msgContext) Value(key any) any {
 	switch key {
 	case spanKey:
-		if c.span != nil {
-			return c.span
+		if c.tr != nil && c.tr.span != nil {
+			return c.tr.span
 		}
 	case traceKey{}:
-		return c.trace
+		if c.tr != nil {
+			return c.tr.trace
+		}
+		return ""
 	}
 	return nil
 }
@@ -92,8 +140,8 @@ func (c *msgContext) cancel() {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
-	if c.err == nil {
-		c.err = context.Canceled
+	if c.ended == notEnded {
+		c.ended = endCanceled
 		if c.done != nil {
 			close(c.done)
 		}

@@ -205,11 +205,12 @@ func (*remoteSpan) TracerProvider() trace.TracerProvider    { return noop.NewTra
 func envelopeTrace(ctx context.Context) string {
 	if mc, ok := ctx.(*msgContext); ok {
 		// A behavior sending with its own context (the common case).
-		switch sp := mc.span.(type) {
-		case nil:
-			return mc.trace // "": a behavior's context holds only sampled traces
-		case *remoteSpan:
-			return mc.trace // the same traceparent it came with
+		if mc.tr == nil {
+			return "" // a behavior's context holds only sampled traces
+		}
+		switch sp := mc.tr.span.(type) {
+		case nil, *remoteSpan:
+			return mc.tr.trace // the same traceparent it came with
 		default:
 			return sampledTraceparent(sp.SpanContext())
 		}
@@ -300,21 +301,18 @@ func (s *System) parseTrace(m *Message, peer string) trace.SpanContext {
 }
 
 // setTrace makes sc (sampled, or zero: untraced) the remote parent of the
-// behavior's context.
+// behavior's context (delivery.begin).
 func (d *delivery) setTrace(sc trace.SpanContext) {
-	if !sc.IsSampled() {
-		return
+	if sc.IsSampled() {
+		d.remote = sc
 	}
-	d.ctx.remote.sc = sc
-	d.ctx.trace = d.msg.Trace
-	d.ctx.span = &d.ctx.remote
 }
 
 // startSpan starts the server span of a delivery whose trace is sampled,
 // when the runtime has a tracer and the behavior is traced; the behavior's
 // context carries it.
 func (s *System) startSpan(d *delivery) trace.Span {
-	if s.cfg.Tracer == nil || d.ctx.span == nil || !d.ctx.remote.sc.IsSampled() ||
+	if s.cfg.Tracer == nil || d.ctx.tr == nil || !d.ctx.tr.remote.sc.IsSampled() ||
 		s.cfg.TraceBehavior == nil || !s.cfg.TraceBehavior(d.msg.Behavior) {
 		return nil
 	}
@@ -324,7 +322,7 @@ func (s *System) startSpan(d *delivery) trace.Span {
 			attribute.String(AttrBehavior, d.msg.Behavior),
 			attribute.String(AttrFrom, d.msg.From.DID.Short()),
 		))
-	d.ctx.span = span
+	d.ctx.tr.span = span
 	return span
 }
 

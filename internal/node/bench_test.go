@@ -23,6 +23,67 @@ import (
 
 const benchBehavior = "/dms/bench/echo"
 
+// benchMailbox is the receiving actor's mailbox in the benchmarks; the
+// one-way benchmarks keep at most sendWindow envelopes in flight, so the
+// mailbox never fills whatever b.N is.
+const (
+	benchMailbox = 1 << 16
+	sendWindow   = benchMailbox / 2
+)
+
+// sendFlow is the one-way benchmarks' flow control: Send does not wait for
+// the receiver (a receiver that falls behind refuses with mailbox-full), so
+// senders wait while sendWindow envelopes are in flight. Senders check one
+// atomic per envelope; the receiving behavior wakes waiting senders every
+// flowStep deliveries.
+type sendFlow struct {
+	got  atomic.Int64 // envelopes delivered
+	mu   sync.Mutex
+	more *sync.Cond
+	stop atomic.Bool // set at the deadline: waiters give up
+}
+
+const flowStep = 1024
+
+func newSendFlow() *sendFlow {
+	f := &sendFlow{}
+	f.more = sync.NewCond(&f.mu)
+	return f
+}
+
+// delivered counts one delivery.
+func (f *sendFlow) delivered() {
+	if f.got.Add(1)%flowStep == 0 {
+		f.wake()
+	}
+}
+
+func (f *sendFlow) wake() {
+	f.mu.Lock()
+	f.more.Broadcast()
+	f.mu.Unlock()
+}
+
+// wait returns once envelope i (counted from 0 over all senders) may be
+// sent: fewer than sendWindow are in flight before it, or the flow stopped.
+func (f *sendFlow) wait(i int) {
+	if int64(i)-f.got.Load() < sendWindow {
+		return
+	}
+	f.mu.Lock()
+	for int64(i)-f.got.Load() >= sendWindow && !f.stop.Load() {
+		f.more.Wait()
+	}
+	f.mu.Unlock()
+}
+
+// deadline stops the waiting after d (an envelope refused or lost would
+// otherwise leave its senders waiting forever); call the result to cancel.
+func (f *sendFlow) deadline(d time.Duration) func() bool {
+	t := time.AfterFunc(d, func() { f.stop.Store(true); f.wake() })
+	return t.Stop
+}
+
 // benchPair returns two connected nodes; the receiver trusts the sender's
 // node key for /dms/bench and answers benchBehavior.
 func benchPair(b *testing.B, onMessage func()) (from *actor.Actor, to actor.Handle) {
@@ -41,7 +102,7 @@ func benchNodes(b *testing.B, onMessage func()) (sender, receiver *testNode) {
 func benchNodesOn(b *testing.B, home string, onMessage func()) (sender, receiver *testNode) {
 	b.Helper()
 	big := func(c *config.Config) {
-		c.Actor.Mailbox = 1 << 16
+		c.Actor.Mailbox = benchMailbox
 		c.Actor.PeerRate, c.Actor.PeerBurst = 1e9, 1<<20
 	}
 	sender = newTestNode(b, big)
@@ -93,14 +154,20 @@ func BenchmarkInvokeRTT(b *testing.B) {
 
 // BenchmarkSendThroughput measures authenticated one-way envelopes per
 // second from 8 concurrent senders to one actor on another node.
+//
+// Send returns once the envelope is on the link: the benchmark keeps at most
+// sendWindow envelopes in flight (sendFlow), so any b.N works without
+// filling the receiver's mailbox.
 func BenchmarkSendThroughput(b *testing.B) {
-	var got atomic.Int64
-	from, to := benchPair(b, func() { got.Add(1) })
+	flow := newSendFlow()
+	from, to := benchPair(b, flow.delivered)
 	ctx := context.Background()
 	if err := from.Invoke(ctx, to, benchBehavior, payload100, nil); err != nil {
 		b.Fatal(err)
 	}
-	got.Store(0)
+	flow.got.Store(0)
+	got := &flow.got
+	defer flow.deadline(2*time.Minute + time.Duration(b.N)*10*time.Microsecond)()
 	const senders = 8
 	b.ResetTimer()
 	t0 := time.Now()
@@ -110,6 +177,7 @@ func BenchmarkSendThroughput(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			for i := s; i < b.N; i += senders {
+				flow.wait(i)
 				if err := from.Send(ctx, to, benchBehavior, payload100); err != nil {
 					b.Error(err)
 					return

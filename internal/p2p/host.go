@@ -63,6 +63,14 @@ type Host struct {
 	workingOrder []peer.ID                           // the same, oldest first; guarded by mu
 
 	traffic traffic // bytes of every stream (traffic.go)
+
+	// unreached is set when a peer's last connection closes, and by each
+	// discovery round to whether it left a peer it knows of unconnected (a
+	// bootstrap peer, or one the DHT lookup found and could not dial);
+	// while it is set, a new connection kicks a discovery round early
+	// (discovery.go).
+	unreached atomic.Bool
+	kick      chan struct{} // buffered 1
 }
 
 var (
@@ -107,6 +115,7 @@ func New(ctx context.Context, cfg Config, key *identity.Key, logger *slog.Logger
 		topics:  map[string]*pubsub.Topic{},
 		subs:    map[*atomic.Bool]context.CancelFunc{},
 		working: map[peer.ID]struct{}{},
+		kick:    make(chan struct{}, 1),
 	}
 	rm, inbound, err := newResourceManager(cfg)
 	if err != nil {
@@ -204,6 +213,7 @@ func New(ctx context.Context, cfg Config, key *identity.Key, logger *slog.Logger
 		return fail(fmt.Errorf("gossipsub: %w", err))
 	}
 	lh.Network().Notify(&network.NotifyBundle{
+		ConnectedF:    func(network.Network, network.Conn) { h.connected() },
 		DisconnectedF: func(_ network.Network, c network.Conn) { h.disconnected(c) },
 	})
 	lh.SetStreamHandler(h.proto, h.handleStream)
@@ -431,6 +441,9 @@ func (h *Host) disconnected(c network.Conn) {
 	h.mu.Unlock()
 	for _, l := range dead {
 		l.fail(errors.New("connection closed"))
+	}
+	if h.host.Network().Connectedness(c.RemotePeer()) != network.Connected {
+		h.unreached.Store(true) // a peer lost: the next connection kicks discovery
 	}
 
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
 
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/identity"
@@ -82,6 +83,54 @@ func TestBootstrapRedial(t *testing.T) {
 	}
 	poll.Eventually(t, 30*time.Second, "b's bootstrap retry connects it to a", func() bool {
 		return b.host.Network().Connectedness(a.host.ID()) == network.Connected
+	})
+}
+
+// TestHealKicksDiscovery partitions b from c and heals it, with a
+// discovery interval far longer than the test: no timer of theirs fires
+// again, and only a new connection (d dialling b, as the first connection
+// across a healed cut would) can set off b's lookup that finds c again.
+func TestHealKicksDiscovery(t *testing.T) {
+	cfg := testConfig()
+	cfg.DHT = true
+	cfg.DiscoveryInterval = time.Hour
+	a := newHost(t, cfg)
+	cfgA := cfg
+	cfgA.Bootstrap = a.Addrs()[:1]
+	b := newHost(t, cfgA)
+	c := newHost(t, cfgA)
+	connect(t, b, c)
+	// Both advertised (so each can find the other by a lookup), which
+	// also means each has had a good round and waits an hour for the next.
+	rd := drouting.NewRoutingDiscovery(a.dht)
+	poll.Eventually(t, 30*time.Second, "b and c advertised", func() bool {
+		ctx := testCtx(t, 5*time.Second)
+		found, err := rd.FindPeers(ctx, a.cfg.rendezvous())
+		if err != nil {
+			return false
+		}
+		n := 0
+		for ai := range found {
+			if ai.ID == b.host.ID() || ai.ID == c.host.ID() {
+				n++
+			}
+		}
+		return n == 2
+	})
+	if err := b.Block(c.Self()); err != nil {
+		t.Fatal(err)
+	}
+	poll.Eventually(t, 10*time.Second, "b and c cut off from each other", func() bool {
+		return b.host.Network().Connectedness(c.host.ID()) != network.Connected &&
+			c.host.Network().Connectedness(b.host.ID()) != network.Connected
+	})
+	if err := b.Unblock(c.Self()); err != nil {
+		t.Fatal(err)
+	}
+	d := newHost(t, testConfig())
+	connect(t, d, b)
+	poll.Eventually(t, 30*time.Second, "b finds c again after the heal", func() bool {
+		return b.host.Network().Connectedness(c.host.ID()) == network.Connected
 	})
 }
 
