@@ -19,13 +19,13 @@ import (
 // exclusive.
 func HoldJobNetwork(t testing.TB, ex *Executor) {
 	t.Helper()
+	ex.netMu.Lock() // before the lock, as jobNetwork takes them
 	l, err := lockNet(syscall.LOCK_EX)
 	if err != nil {
+		ex.netMu.Unlock()
 		t.Fatal(err)
 	}
-	ex.netMu.Lock()
 	err = ex.setupJobNetwork(t.Context())
-	ex.netMu.Unlock()
 	if err == nil {
 		// flock(2) does not promise that converting a lock is atomic; on
 		// Linux an exclusive lock turned shared is, as jobNetwork relies
@@ -33,6 +33,7 @@ func HoldJobNetwork(t testing.TB, ex *Executor) {
 		// for an exclusive lock woken by the swap finds the shared one).
 		err = l.set(syscall.LOCK_SH)
 	}
+	ex.netMu.Unlock()
 	if err != nil {
 		l.unlock()
 		t.Fatal(err)

@@ -236,13 +236,18 @@ func (l *netLock) unlock() {
 // place, and returns holding the job network's lock shared: the caller
 // starts its container and then unlocks, so that no other process removes
 // the network in between.
+//
+// netMu is taken before the lock, as closeJobNetwork does: a start that
+// held the lock shared while it waited for netMu kept the start holding
+// netMu, converting its own lock to exclusive to set the network up,
+// waiting for ever (TestConcurrentFirstStarts).
 func (e *Executor) jobNetwork(ctx context.Context) (*netLock, error) {
+	e.netMu.Lock()
+	defer e.netMu.Unlock()
 	l, err := lockNet(syscall.LOCK_SH)
 	if err != nil {
 		return nil, err
 	}
-	e.netMu.Lock()
-	defer e.netMu.Unlock()
 	_, err = e.cli.NetworkInspect(ctx, JobNetwork, client.NetworkInspectOptions{})
 	if err == nil && e.netReady {
 		return l, nil

@@ -139,3 +139,42 @@ func TestJobNetworkSharedByConcurrentExecutors(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Starts at once on an executor that has not set the job network up yet
+// (a fresh provider given several allocations) all complete: one sets the
+// network up while the others wait. A start used to take the cross-process
+// lock shared before the executor's own mutex, so the one setting up,
+// converting its lock to exclusive, waited for another's shared lock, held
+// by a start waiting for the mutex: every start hung.
+func TestConcurrentFirstStarts(t *testing.T) {
+	requireDocker(t)
+	if os.Geteuid() != 0 {
+		t.Skip("firewall rules need root")
+	}
+	ex := newExecutor(t, docker.Config{})
+	const starts = 3
+	errs := make(chan error, starts)
+	for range starts {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			id, err := ex.Start(ctx, shell("true"))
+			if err == nil {
+				_, err = ex.Wait(ctx, id)
+				ex.Remove(context.Background(), id)
+			}
+			errs <- err
+		}()
+	}
+	deadline := time.After(2 * time.Minute)
+	for i := range starts {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d concurrent first starts did not return in 2 minutes (deadlocked)", starts-i, starts)
+		}
+	}
+}

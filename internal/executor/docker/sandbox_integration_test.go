@@ -76,8 +76,8 @@ func TestSandboxStartRemoveClose(t *testing.T) {
 		t.Fatalf("sandbox %s is not on the job network", sb[:12])
 	}
 	hc := inspect(t, cli, sb).HostConfig
-	if !hc.ReadonlyRootfs || len(hc.CapDrop) != 1 || hc.CapDrop[0] != "ALL" || hc.Memory != 6<<20 {
-		t.Fatalf("sandbox hardening: read-only %v, cap drop %v, memory %d", hc.ReadonlyRootfs, hc.CapDrop, hc.Memory)
+	if !hc.ReadonlyRootfs || len(hc.CapDrop) != 1 || hc.CapDrop[0] != "ALL" || hc.Memory != 6<<20 || hc.NanoCPUs != 1e7 {
+		t.Fatalf("sandbox hardening: read-only %v, cap drop %v, memory %d, nano CPUs %d", hc.ReadonlyRootfs, hc.CapDrop, hc.Memory, hc.NanoCPUs)
 	}
 
 	res, out, _ := run(t, ex, workload("print=in-the-sandbox"))
