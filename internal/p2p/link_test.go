@@ -75,14 +75,7 @@ func TestLinkRoundTrip(t *testing.T) {
 }
 
 func TestLinkOrderConcurrentSenders(t *testing.T) {
-	a, b := newHost(t, testConfig()), newHost(t, testConfig())
-	links := accept(a)
-	introduce(t, b, a, "tcp")
-	ctx := testCtx(t, 60*time.Second)
-	lb, err := b.Link(ctx, a.Self())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, _, _, links, lb := tcpLink(t, 60*time.Second)
 	const senders, each = 8, 500
 	var wg sync.WaitGroup
 	errs := make(chan error, senders)
@@ -253,14 +246,7 @@ func TestLinkReestablished(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, b := newHost(t, testConfig()), newHost(t, testConfig())
-			links := accept(a)
-			introduce(t, b, a, "tcp")
-			ctx := testCtx(t, 30*time.Second)
-			lb, err := b.Link(ctx, a.Self())
-			if err != nil {
-				t.Fatal(err)
-			}
+			ctx, a, b, links, lb := tcpLink(t, 30*time.Second)
 			if err := lb.Send(ctx, []byte("one")); err != nil {
 				t.Fatal(err)
 			}
@@ -377,14 +363,7 @@ func TestLinkErrors(t *testing.T) {
 }
 
 func TestLinkClose(t *testing.T) {
-	a, b := newHost(t, testConfig()), newHost(t, testConfig())
-	links := accept(a)
-	introduce(t, b, a, "tcp")
-	ctx := testCtx(t, 20*time.Second)
-	lb, err := b.Link(ctx, a.Self())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, _, _, links, lb := tcpLink(t, 20*time.Second)
 	// Frames queued before Close are delivered.
 	for i := range 100 {
 		if err := lb.Send(ctx, fmt.Appendf(nil, "%d", i)); err != nil {
@@ -483,14 +462,7 @@ func TestCloseWithStuckPeer(t *testing.T) {
 // overwrites after every call, small ones (in the link's spare buffers,
 // reused) and large ones: each arrives as it was when sent, in order.
 func TestLinkSendCopy(t *testing.T) {
-	a, b := newHost(t, testConfig()), newHost(t, testConfig())
-	links := accept(a)
-	introduce(t, b, a, "tcp")
-	ctx := testCtx(t, 60*time.Second)
-	l, err := b.Link(ctx, a.Self())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, _, _, links, l := tcpLink(t, 60*time.Second)
 	lb := l.(actor.CopyingLink)
 	sizes := []int{0, 1, 100, spareCap, spareCap + 1, 10 << 10}
 	const rounds = 300
@@ -548,4 +520,20 @@ func TestFrameReady(t *testing.T) {
 			t.Errorf("%s: frameReady = %v, want %v", tt.name, got, tt.want)
 		}
 	}
+}
+
+// tcpLink starts hosts a and b, has b open a link to a over TCP within d,
+// and returns it with the links a accepts and a context that ends with
+// the test or after d.
+func tcpLink(t testing.TB, d time.Duration) (ctx context.Context, a, b *Host, links <-chan actor.Link, l actor.Link) {
+	t.Helper()
+	a, b = newHost(t, testConfig()), newHost(t, testConfig())
+	links = accept(a)
+	introduce(t, b, a, "tcp")
+	ctx = testCtx(t, d)
+	l, err := b.Link(ctx, a.Self())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, a, b, links, l
 }
