@@ -51,6 +51,18 @@ func waitReady(t *testing.T, ex *docker.Executor) string {
 	return ready[0]
 }
 
+// startFirst starts a long job on ex, the start that leaves a sandbox
+// ready for the next, and removes it when the test ends.
+func startFirst(t *testing.T, ex *docker.Executor) string {
+	t.Helper()
+	id, err := ex.Start(t.Context(), workload("sleep=1h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ex.Remove(context.Background(), id) })
+	return id
+}
+
 // A start after the first runs in a ready sandbox on the job network; the
 // job works, Remove takes the sandbox with it, and Close removes the ready
 // one.
@@ -59,11 +71,7 @@ func TestSandboxStartRemoveClose(t *testing.T) {
 	ex := newExecutor(t, docker.Config{Labels: labels})
 	cli := rawClient(t)
 	ctx := t.Context()
-	first, err := ex.Start(ctx, workload("sleep=1h"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ex.Remove(context.Background(), first)
+	first := startFirst(t, ex)
 	if in := inspect(t, cli, first); in.HostConfig.NetworkMode != docker.JobNetwork {
 		t.Fatalf("the first start (no sandbox ready) is on %q, want %s", in.HostConfig.NetworkMode, docker.JobNetwork)
 	}
@@ -128,11 +136,7 @@ func TestSandboxGoneFallsBack(t *testing.T) {
 	ex := newExecutor(t, docker.Config{Labels: labels})
 	cli := rawClient(t)
 	ctx := t.Context()
-	first, err := ex.Start(ctx, workload("sleep=1h"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ex.Remove(context.Background(), first)
+	startFirst(t, ex)
 	sb := waitReady(t, ex)
 	if _, err := cli.ContainerKill(ctx, sb, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
 		t.Fatal(err)
