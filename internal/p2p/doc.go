@@ -42,7 +42,9 @@
 // oversized messages and publishers whose key is not Ed25519. Peers are
 // found through the bootstrap list (dialled with retry and backoff), mDNS on
 // the local network, and a Kademlia DHT in the protocol prefix's own
-// namespace, on which every node advertises and looks up a rendezvous key.
+// namespace, on which every node advertises and looks up a rendezvous key;
+// a new connection while a known peer is unreachable starts a lookup at
+// once, so a healed partition reconnects without waiting for timers.
 // The DHT is never on the message path: it is used for discovery and to
 // find the addresses of a peer known only by ID.
 //
