@@ -4,7 +4,10 @@
 // notes stay unsigned; as a requester it checks, countersigns and settles
 // the notes of its deployments, and says when a deployment's budget is
 // spent. Contracts, notes and their states are kept in the node's store,
-// so both sides resume after a restart (kill -9 included).
+// so both sides resume after a restart (kill -9 included). Note rows, the
+// most frequent writes, are stored in a compact binary encoding (store.go,
+// a codec of the store's kind); rows an older binary wrote as JSON are
+// still read, while an older binary cannot read the binary rows.
 //
 // Usage:
 //
