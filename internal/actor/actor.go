@@ -34,8 +34,7 @@ type Actor struct {
 	stopped   bool                // guarded by mu
 
 	mbox    *mailbox
-	workers sync.WaitGroup
-	done    chan struct{}
+	workers sync.WaitGroup // the running workers (mailbox.start)
 	once    sync.Once
 }
 
@@ -137,8 +136,7 @@ func (a *Actor) stopWait(ctx context.Context) error {
 		a.stopped = true
 		a.mu.Unlock()
 		a.sys.remove(a)
-		left := a.mbox.close()
-		close(a.done) // wakes the parked workers, which see the mailbox closed
+		left := a.mbox.close() // running workers return at their next look
 		for _, d := range left {
 			a.answerStopped(d)
 		}
@@ -169,39 +167,34 @@ func (a *Actor) enqueue(d *delivery, hold *heldWakes) *Error {
 	return nil
 }
 
-// work runs the actor's deliveries until it stops (mailbox).
+// startWorker starts a worker; the mailbox calls it, under its lock,
+// when deliveries wait and no worker looks for them (mailbox.signal).
+// Nothing is started once the mailbox is closed, which happens before
+// stopWait waits for the workers.
+func (a *Actor) startWorker() {
+	a.workers.Add(1)
+	go a.work()
+}
+
+// work runs the actor's deliveries until the mailbox is empty or closed,
+// then returns: workers start on demand (mailbox). It starts counted as
+// running and searching (mailbox.signal).
 func (a *Actor) work() {
 	defer a.workers.Done()
 	m := a.mbox
 	m.mu.Lock()
-	m.searching++
-	for {
-		if m.closed {
-			m.searching--
-			m.mu.Unlock()
-			return
-		}
-		if m.n > 0 {
-			d := m.pop()
-			m.searching--
-			m.signal() // more queued and nobody else looking: wake one more
-			m.mu.Unlock()
-			a.run(d)
-			m.mu.Lock()
-			m.searching++
-			continue
-		}
+	for m.n > 0 && !m.closed {
+		d := m.pop()
 		m.searching--
-		m.parked++
+		m.signal() // more queued and nobody else looking: start one more
 		m.mu.Unlock()
-		select {
-		case <-m.wake: // the waker moved this worker from parked to searching
-			m.mu.Lock()
-		case <-a.done: // stopped: the mailbox is closed (counts no longer matter)
-			m.mu.Lock()
-			m.searching++
-		}
+		a.run(d)
+		m.mu.Lock()
+		m.searching++
 	}
+	m.searching--
+	m.running--
+	m.mu.Unlock()
 }
 
 func (a *Actor) answerStopped(d *delivery) {

@@ -65,16 +65,17 @@
 //
 // # Concurrency
 //
-// Each actor has a bounded mailbox drained by a fixed number of workers
-// (SpawnOptions.Workers; 1 keeps messages in order). Behaviors must be safe
+// Each actor has a bounded mailbox drained by up to SpawnOptions.Workers
+// workers (1 keeps messages in order), started when messages wait and
+// returning when the mailbox is empty: an idle actor holds no goroutine. Behaviors must be safe
 // for concurrent use when Workers > 1. The *Message a behavior gets is
 // valid until it returns: the runtime reuses it for later messages (a
 // behavior keeps a copy, *m, to use it afterwards). A link's reader queues
-// the envelopes of one read burst and wakes each actor's workers once, when
-// the burst ends (mailbox.go); a worker that is awake takes queued
-// messages without being woken, and one that takes a message while more
-// wait, with no other worker looking, wakes another, so a behavior that
-// blocks does not hold up the rest of the mailbox.
+// the envelopes of one read burst and starts each actor's worker once,
+// when the burst ends (mailbox.go); a worker that is running takes queued
+// messages without another being started, and one that takes a message
+// while more wait, with no other worker looking, starts another, so a
+// behavior that blocks does not hold up the rest of the mailbox.
 // Transports are internal/p2p (libp2p)
 // and MemNetwork (in memory, for tests).
 package actor

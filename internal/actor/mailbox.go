@@ -6,36 +6,42 @@ import (
 )
 
 // mailbox is an actor's bounded queue of deliveries, drained by its
-// workers. Unlike a channel, putting a delivery need not wake a worker at
+// workers. Unlike a channel, putting a delivery need not start a worker at
 // once: the reader of a link puts the envelopes of one read burst and
-// wakes the actors it filled once, when the burst ends (heldWakes), and a
-// worker that is awake and looking for work takes what is queued without
-// being woken. At most one worker is woken while another one is already
-// looking (searching), as the Go scheduler does with its spinning threads:
-// a worker that takes a delivery and leaves more queued, with nobody else
-// looking, wakes one more, so a behavior that blocks never holds up the
-// queue while other workers sleep.
+// starts the workers of the actors it filled once, when the burst ends
+// (heldWakes), and a worker that is running and looking for work takes
+// what is queued without being started. Workers start on demand, up to
+// the actor's limit, and return when they find the mailbox empty, so an
+// idle actor holds no goroutine: thousands of idle actors in one process
+// (simulated providers) would otherwise keep parked goroutines whose
+// stacks the collector scans and shrinks, to grow again on their next
+// message. At most one worker is started while another one is already
+// looking (searching), as the Go scheduler does with its spinning
+// threads: a worker that takes a delivery and leaves more queued, with
+// nobody else looking, starts one more, so a behavior that blocks never
+// holds up the queue.
 type mailbox struct {
 	mu        sync.Mutex
 	ring      []*delivery // queued deliveries from head, n of them; grows up to limit
 	head, n   int
 	limit     int
-	closed    bool          // the actor stopped: nothing is put or taken any more
-	parked    int           // workers waiting for a wake token
-	searching int           // workers awake and not in a behavior, wakes in flight included
-	wake      chan struct{} // wake tokens, one per woken worker; capacity: the workers
+	closed    bool   // the actor stopped: nothing is put or taken any more
+	running   int    // workers started and not returned
+	workers   int    // the most that run at once
+	searching int    // workers running and not in a behavior
+	start     func() // starts a worker (Actor.work); nil: none (tests)
 }
 
 func newMailbox(limit, workers int) *mailbox {
 	return &mailbox{
-		ring:  make([]*delivery, min(limit, 64)),
-		limit: limit,
-		wake:  make(chan struct{}, workers),
+		ring:    make([]*delivery, min(limit, 64)),
+		limit:   limit,
+		workers: workers,
 	}
 }
 
-// put queues d. Unless hold, it wakes a worker if none is looking for
-// work; with hold the caller wakes them later (kick).
+// put queues d. Unless hold, it starts a worker if none is looking for
+// work; with hold the caller starts them later (kick).
 func (m *mailbox) put(d *delivery, hold bool) (full, closed bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -59,20 +65,20 @@ func (m *mailbox) put(d *delivery, hold bool) (full, closed bool) {
 	return false, false
 }
 
-// kick wakes a worker for deliveries put with hold, if none is looking.
+// kick starts a worker for deliveries put with hold, if none is looking.
 func (m *mailbox) kick() {
 	m.mu.Lock()
 	m.signal()
 	m.mu.Unlock()
 }
 
-// signal wakes one parked worker when deliveries are queued and no worker
-// is looking for them. m.mu is held.
+// signal starts a worker when deliveries are queued, no worker is looking
+// for them and fewer than the actor's limit run. m.mu is held.
 func (m *mailbox) signal() {
-	if m.n > 0 && m.searching == 0 && m.parked > 0 {
-		m.parked--
+	if m.n > 0 && m.searching == 0 && m.running < m.workers && m.start != nil && !m.closed {
+		m.running++
 		m.searching++
-		m.wake <- struct{}{} // never blocks: at most one token per parked worker
+		m.start()
 	}
 }
 
@@ -86,7 +92,7 @@ func (m *mailbox) pop() *delivery {
 }
 
 // close marks the mailbox closed and returns what was queued, for the
-// caller to answer; workers return once they see it (done is closed after).
+// caller to answer; workers return once they see it.
 func (m *mailbox) close() []*delivery {
 	m.mu.Lock()
 	defer m.mu.Unlock()

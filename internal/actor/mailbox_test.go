@@ -51,13 +51,13 @@ func TestMailboxOrderAndLimit(t *testing.T) {
 	}
 }
 
-// parkedWorkers waits until all of a's workers wait for a wake.
-func parkedWorkers(t *testing.T, a *Actor, n int) {
+// idleWorkers waits until all of a's workers returned.
+func idleWorkers(t *testing.T, a *Actor) {
 	t.Helper()
-	poll.Eventually(t, 5*time.Second, "workers parked", func() bool {
+	poll.Eventually(t, 5*time.Second, "workers returned", func() bool {
 		a.mbox.mu.Lock()
 		defer a.mbox.mu.Unlock()
-		return a.mbox.parked == n && a.mbox.searching == 0
+		return a.mbox.running == 0 && a.mbox.searching == 0
 	})
 }
 
@@ -112,9 +112,9 @@ func TestMailboxWakes(t *testing.T) {
 		}
 		return a.enqueue(d, hold)
 	}
-	parkedWorkers(t, a, 2)
+	idleWorkers(t, a)
 
-	// Held: queued, no worker woken, until the hold is flushed.
+	// Held: queued, no worker started, until the hold is flushed.
 	var hold heldWakes
 	if err := put(1, "x", &hold); err != nil {
 		t.Fatal(err)
@@ -123,19 +123,19 @@ func TestMailboxWakes(t *testing.T) {
 		t.Fatalf("after a held put: queued %d, held %v/%d", q, hold.actors, hold.n)
 	}
 	a.mbox.mu.Lock()
-	parked := a.mbox.parked
+	running := a.mbox.running
 	a.mbox.mu.Unlock()
-	if parked != 2 {
-		t.Fatalf("a held put woke a worker: %d parked", parked)
+	if running != 0 {
+		t.Fatalf("a held put started a worker: %d running", running)
 	}
 	hold.flush()
 	if got := <-ran; got != 1 {
 		t.Fatalf("ran %d", got)
 	}
-	parkedWorkers(t, a, 2)
+	idleWorkers(t, a)
 
-	// One wake for two held deliveries: the worker that takes the first
-	// (which blocks) wakes the other for the second.
+	// One start for two held deliveries: the worker that takes the first
+	// (which blocks) starts the other for the second.
 	if err := put(2, "block", &hold); err != nil {
 		t.Fatal(err)
 	}

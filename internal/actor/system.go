@@ -262,7 +262,7 @@ func (s *System) housekeeping() {
 
 // SpawnOptions tune one actor.
 type SpawnOptions struct {
-	Workers int // goroutines running its behaviors; 1 keeps messages in order
+	Workers int // the most goroutines running its behaviors at once, started on demand; 1 keeps messages in order
 	Mailbox int
 }
 
@@ -284,8 +284,8 @@ func (s *System) Spawn(key *identity.Key, inbox string, opts SpawnOptions) (*Act
 		handle:    Handle{DID: key.DID(), Host: s.self, Inbox: inbox},
 		behaviors: map[string]Behavior{},
 		mbox:      newMailbox(opts.Mailbox, opts.Workers),
-		done:      make(chan struct{}),
 	}
+	a.mbox.start = a.startWorker
 	s.mu.Lock()
 	if s.closed.Load() {
 		s.mu.Unlock()
@@ -297,10 +297,6 @@ func (s *System) Spawn(key *identity.Key, inbox string, opts SpawnOptions) (*Act
 	}
 	s.actors[inbox] = a
 	s.mu.Unlock()
-	for range opts.Workers {
-		a.workers.Add(1)
-		go a.work()
-	}
 	return a, nil
 }
 
