@@ -560,8 +560,21 @@ func (m *Ledger) Release(id string) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("release %s: %w", id, ErrNotFound)
+	return &idError{op: "release", id: id, err: ErrNotFound}
 }
+
+// idError is what fmt.Errorf("op id: %w", err) would return, without its
+// formatting: a provider's release of a round's unused reservation finds
+// it released already (by the allocation manager's revert) at every
+// provider of a broadcast round, and the formatting (and the stack it
+// grew) was most of that call.
+type idError struct {
+	op, id string
+	err    error
+}
+
+func (e *idError) Error() string { return e.op + " " + e.id + ": " + e.err.Error() }
+func (e *idError) Unwrap() error { return e.err }
 
 // Free is what can still be reserved: onboarded − allocated − reserved;
 // zero when not onboarded.

@@ -538,3 +538,20 @@ func TestConcurrentAccounting(t *testing.T) {
 		t.Fatalf("Free() after restart = %v, want %v", f, start)
 	}
 }
+
+// Releasing an unknown id is the common case of a broadcast round's
+// release (the allocation manager released it first): the same error as
+// before (ErrNotFound, the same text), without fmt's formatting.
+func TestReleaseNotFoundCheap(t *testing.T) {
+	l, err := NewLedger(LedgerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = l.Release("dep.1")
+	if !errors.Is(err, ErrNotFound) || err.Error() != "release dep.1: not found" {
+		t.Fatalf("Release of an unknown id = %v", err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = l.Release("dep.1") }); n > 1 {
+		t.Fatalf("Release of an unknown id allocates %v times, want at most 1", n)
+	}
+}
