@@ -90,7 +90,7 @@ type Config struct {
 	TraceBehavior func(behavior string) bool
 
 	Mailbox            int           // per actor; default 1024
-	Workers            int           // goroutines per actor; default 8
+	Workers            int           // the most goroutines per actor running behaviors, started on demand; default 8
 	PeerRate           float64       // envelopes/s accepted per peer; default 200000
 	PeerBurst          int           // default 20000
 	MaxEnvelope        int           // bytes; default 4 MiB
