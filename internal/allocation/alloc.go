@@ -26,16 +26,14 @@ const (
 
 // alloc is one allocation actor and the goroutines that run its workload.
 type alloc struct {
-	m   *Manager
-	act *actor.Actor
-	ex  executor.Executor // nil when this node no longer has the executor
-	dir string            // made when needed: volumes, upload journals
-	log *logFile
-	// logPath is the log's file (Manager.logPath).
-	logPath string
-	life    context.Context // cancelled when the allocation is removed or the manager closes
-	end     context.CancelFunc
-	wake    chan struct{} // buffered 1: wakes the reporter
+	m    *Manager
+	act  *actor.Actor
+	ex   executor.Executor // nil when this node no longer has the executor
+	dir  string
+	log  *logFile
+	life context.Context // cancelled when the allocation is removed or the manager closes
+	end  context.CancelFunc
+	wake chan struct{} // buffered 1: wakes the reporter
 
 	// opMu serializes start, stop and remove.
 	opMu sync.Mutex

@@ -163,3 +163,41 @@ func TestLogDMSLines(t *testing.T) {
 		t.Errorf("tail 1 of stderr = %q", got)
 	}
 }
+
+func TestMkdir(t *testing.T) {
+	base := t.TempDir()
+	file := filepath.Join(base, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(base, "exists"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, dir string
+		ok        bool
+	}{
+		{"new under an existing parent", filepath.Join(base, "a"), true},
+		{"missing parents", filepath.Join(base, "b", "c", "d"), true},
+		{"already a directory", filepath.Join(base, "exists"), true},
+		{"a file in the way", file, false},
+		{"under a file", filepath.Join(file, "x"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := mkdir(tc.dir)
+			if (err == nil) != tc.ok {
+				t.Fatalf("mkdir(%s) = %v, want ok=%v", tc.dir, err, tc.ok)
+			}
+			if !tc.ok {
+				return
+			}
+			st, err := os.Stat(tc.dir)
+			if err != nil || !st.IsDir() {
+				t.Fatalf("after mkdir: %v, %v", st, err)
+			}
+			if st.Mode().Perm() != 0o700 && tc.name != "already a directory" {
+				t.Errorf("mode %v, want 0700", st.Mode().Perm())
+			}
+		})
+	}
+}

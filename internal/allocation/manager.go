@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
@@ -38,12 +37,9 @@ type Config struct {
 	Ledger    Ledger
 	Wallet    Wallet
 	Sealer    *identity.Sealer
-	// DataDir holds the allocations' logs (<DataDir>/_logs/<id>; an
-	// allocation ID starts with a letter or digit) and one directory per
-	// allocation that has volumes or upload journals, made when it needs
-	// them, until the allocation is removed (its local out volumes then
-	// move to ResultsDir). A log of the earlier layout, <DataDir>/<id>/log,
-	// is kept where it is.
+	// DataDir holds one directory per allocation: its log, its volumes
+	// and its upload journals, until the allocation is removed (its
+	// local out volumes then move to ResultsDir).
 	DataDir string
 	// ArtifactDir caches fetched artifacts by digest; default
 	// <DataDir>/../artifacts.
@@ -225,7 +221,7 @@ func New(cfg Config) (*Manager, error) {
 			return nil, fmt.Errorf("allocation: executor %q is nil", k)
 		}
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.DataDir, logsDir), 0o700); err != nil {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("allocation: data dir: %w", err)
 	}
 	life, stop := context.WithCancel(context.Background())
@@ -323,10 +319,10 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 	if err := m.cfg.Store.Put(rec); err != nil {
 		return actor.Handle{}, fmt.Errorf("create allocation %s: persist: %w", req.ID, err)
 	}
-	a, err := m.newAlloc(rec, key, false)
+	a, err := m.newAlloc(rec, key)
 	if err != nil {
 		m.cfg.Store.Delete(req.ID)
-		m.removeFiles(filepath.Join(m.cfg.DataDir, req.ID), m.logPath(req.ID, false))
+		os.RemoveAll(filepath.Join(m.cfg.DataDir, req.ID))
 		return actor.Handle{}, fmt.Errorf("create allocation %s: %w", req.ID, err)
 	}
 	m.mu.Lock()
@@ -335,7 +331,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 		a.act.Stop()
 		a.log.close()
 		m.cfg.Store.Delete(req.ID)
-		m.removeFiles(a.dir, a.logPath)
+		os.RemoveAll(a.dir)
 		return actor.Handle{}, ErrClosed
 	}
 	m.allocs[req.ID] = a
@@ -347,14 +343,13 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 	return a.act.Handle(), nil
 }
 
-// newAlloc opens (a new one: creates) the allocation's log and spawns its
-// actor. Its directory is made by what needs it (volumes, upload journals):
-// a directory per allocation cost a mkdir at every commit (and more to
-// remove it), 6 % of a placement's CPU in BenchmarkScale.
-func (m *Manager) newAlloc(rec Record, key *identity.Key, resumed bool) (*alloc, error) {
+// newAlloc opens the allocation's directory and log and spawns its actor.
+func (m *Manager) newAlloc(rec Record, key *identity.Key) (*alloc, error) {
 	dir := filepath.Join(m.cfg.DataDir, rec.ID)
-	logPath := m.logPath(rec.ID, resumed)
-	lf, err := openLog(logPath)
+	if err := mkdir(dir); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	lf, err := openLog(filepath.Join(dir, "log"))
 	if err != nil {
 		return nil, err
 	}
@@ -369,7 +364,6 @@ func (m *Manager) newAlloc(rec Record, key *identity.Key, resumed bool) (*alloc,
 		act:     act,
 		ex:      m.cfg.Executors[rec.Spec.Executor],
 		dir:     dir,
-		logPath: logPath,
 		log:     lf,
 		life:    life,
 		end:     end,
@@ -391,29 +385,15 @@ func (m *Manager) newAlloc(rec Record, key *identity.Key, resumed bool) (*alloc,
 	return a, nil
 }
 
-// logsDir is the directory of the allocations' logs under DataDir: a name
-// no allocation ID has (checkID: IDs start with a letter or digit).
-const logsDir = "_logs"
-
-// logPath is where allocation id's log is: under logsDir, or, for an
-// allocation resumed from the earlier layout, in its own directory.
-func (m *Manager) logPath(id string, resumed bool) string {
-	if resumed {
-		old := filepath.Join(m.cfg.DataDir, id, "log")
-		if _, err := os.Lstat(old); err == nil {
-			return old
-		}
+// mkdir makes dir (mode 0700) and its missing parents, as os.MkdirAll
+// does, in one system call when only dir is missing: a new allocation's
+// directory under an existing data directory.
+func mkdir(dir string) error {
+	err := os.Mkdir(dir, 0o700)
+	if err == nil {
+		return nil
 	}
-	return filepath.Join(m.cfg.DataDir, logsDir, id)
-}
-
-// removeFiles removes an allocation's directory and its log.
-func (m *Manager) removeFiles(dir, log string) error {
-	err := os.RemoveAll(dir)
-	if e := os.Remove(log); e != nil && !errors.Is(e, fs.ErrNotExist) {
-		err = errors.Join(err, e)
-	}
-	return err
+	return os.MkdirAll(dir, 0o700) // the parent is missing, or dir exists (a directory or not)
 }
 
 // goTracked runs fn on a goroutine that Close waits for; once the manager
@@ -548,7 +528,7 @@ func (m *Manager) remove(ctx context.Context, a *alloc, grace time.Duration) err
 	if e := m.releaseVolumes(a, rec); e != nil {
 		m.log.Warn("remove volumes", "allocation_id", rec.ID, "err", e)
 	}
-	if e := m.removeFiles(a.dir, a.logPath); e != nil {
+	if e := os.RemoveAll(a.dir); e != nil {
 		err = errors.Join(err, e)
 	}
 	// The actor may be running this very call (a stop with remove): stop
@@ -667,7 +647,7 @@ func (m *Manager) Resume(ctx context.Context) error {
 				m.log.Warn("resume: stored note chain does not decode", "allocation_id", rec.ID, "err", err)
 			}
 		}
-		a, err := m.newAlloc(rec, key, true)
+		a, err := m.newAlloc(rec, key)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("resume %s: %w", rec.ID, err))
 			continue

@@ -167,12 +167,6 @@ func (m *Manager) removeDir(dir string) error {
 func (a *alloc) prepareVolumes(ctx context.Context) error {
 	rec := a.record()
 	names := slices.Sorted(maps.Keys(rec.Spec.Volumes))
-	if len(names) > 0 {
-		// The allocation's directory is made by its first volume (newAlloc).
-		if err := os.MkdirAll(a.dir, 0o700); err != nil {
-			return &storage.VolumeError{Volume: names[0], Op: "mount", Err: err}
-		}
-	}
 	for _, name := range names {
 		v := rec.Spec.Volumes[name]
 		dir := a.volumeDir(name)
