@@ -170,54 +170,10 @@ func (a *Actor) enqueue(d *delivery, hold *heldWakes) *Error {
 // startWorker starts a worker; the mailbox calls it, under its lock,
 // when deliveries wait and no worker looks for them (mailbox.signal).
 // Nothing is started once the mailbox is closed, which happens before
-// stopWait waits for the workers. The worker runs on an idle runner when
-// one waits (runners), else on a new goroutine.
+// stopWait waits for the workers.
 func (a *Actor) startWorker() {
 	a.workers.Add(1)
-	runners.mu.Lock()
-	if n := len(runners.idle); n > 0 {
-		ch := runners.idle[n-1]
-		runners.idle[n-1] = nil
-		runners.idle = runners.idle[:n-1]
-		runners.mu.Unlock()
-		ch <- a // never blocks: the runner waits on it alone, capacity 1
-		return
-	}
-	runners.mu.Unlock()
-	go runWorkers(a)
-}
-
-// runners are the goroutines that ran an actor's worker and wait for the
-// next one, of any actor of the process, at most maxIdleRunners of them:
-// a started worker reuses a stack that a recent one grew (the most recent
-// first) instead of growing a new goroutine's, copy by copy, on the
-// behavior's path, and an idle actor still holds no goroutine of its own.
-var runners struct {
-	mu   sync.Mutex
-	idle []chan *Actor // each runner's own channel, most recently idle last
-}
-
-// maxIdleRunners bounds the idle runners of the process.
-const maxIdleRunners = 256
-
-// runWorkers runs a's worker, then waits among the idle runners for the
-// next actor's, or returns when enough wait.
-func runWorkers(a *Actor) {
-	var next chan *Actor
-	for {
-		a.work()
-		if next == nil {
-			next = make(chan *Actor, 1)
-		}
-		runners.mu.Lock()
-		if len(runners.idle) >= maxIdleRunners {
-			runners.mu.Unlock()
-			return
-		}
-		runners.idle = append(runners.idle, next)
-		runners.mu.Unlock()
-		a = <-next
-	}
+	go a.work()
 }
 
 // work runs the actor's deliveries until the mailbox is empty or closed,
