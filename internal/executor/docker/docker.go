@@ -311,9 +311,9 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 	if err != nil {
 		return "", err
 	}
-	if e.pooled(&spec, &opts) { // sandbox.go
-		defer e.refill()
-		if sb := e.claimSandbox(); sb != "" {
+	if kind, ok := e.pooled(&spec, &opts); ok { // sandbox.go
+		defer e.refill(kind)
+		if sb := e.claimSandbox(kind); sb != "" {
 			id, err := e.startInSandbox(ctx, &spec, opts, sb)
 			if !errors.Is(err, errSandboxGone) {
 				return id, err
@@ -352,10 +352,23 @@ var errSandboxGone = errors.New("the network sandbox is gone")
 // startInSandbox starts the container in the network namespace of
 // sandbox sb (sandbox.go), which it owns from here on: a failed start
 // removes it, and errSandboxGone says the sandbox had stopped (the caller
-// starts the container without one).
+// starts the container without one). A job with a subnet has its
+// interface attached to the sandbox's namespace first (the resolver is
+// the sandbox's, set when it was made).
 func (e *Executor) startInSandbox(ctx context.Context, spec *executor.Spec, opts client.ContainerCreateOptions, sb string) (string, error) {
 	opts.HostConfig.NetworkMode = container.NetworkMode("container:" + sb)
 	opts.Config.Labels[labelSandboxOf] = sb
+	if s := spec.Subnet; s != nil {
+		// Docker refuses DNS settings in container:<sandbox> mode.
+		opts.HostConfig.DNS, opts.HostConfig.DNSSearch, opts.HostConfig.DNSOptions = nil, nil, nil
+		if err := e.attachSubnet(ctx, sb, s); err != nil {
+			e.removeSandbox(sb)
+			if errors.Is(err, errNotRunning) {
+				return "", fmt.Errorf("%w: %w", errSandboxGone, err)
+			}
+			return "", fmt.Errorf("docker: the subnet could not be attached to the container's network sandbox (%s), which was removed: %w", s.Addr, err)
+		}
+	}
 	id, err := e.createStart(ctx, spec.Image, opts)
 	if err != nil {
 		gone := ctx.Err() == nil && !e.sandboxRunning(context.WithoutCancel(ctx), sb)

@@ -80,7 +80,13 @@ func subnetHostConfig(hc *container.HostConfig, s *executor.Subnet) {
 	if s == nil {
 		return
 	}
-	hc.DNS = []netip.Addr{s.DNS}
+	subnetResolver(hc, s.DNS)
+}
+
+// subnetResolver makes Docker's resolver forward to dns, with the search
+// domain "internal" and subnetDNSOptions.
+func subnetResolver(hc *container.HostConfig, dns netip.Addr) {
+	hc.DNS = []netip.Addr{dns}
 	hc.DNSSearch = []string{"internal"}
 	hc.DNSOptions = subnetDNSOptions
 }
