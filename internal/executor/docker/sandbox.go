@@ -279,17 +279,17 @@ func (e *Executor) startSandbox(ctx context.Context, kind boxKind) (string, erro
 	}
 	pids := int64(4)
 	hc := &container.HostConfig{
-			NetworkMode:    JobNetwork,
-			ReadonlyRootfs: true,
-			SecurityOpt:    []string{"no-new-privileges"},
-			CapDrop:        []string{"ALL"},
-			// No CPU quota yet: runc sets the container up inside its
-			// cgroup, and at 0.01 CPU that setup took seconds more than
-			// the start itself (3.4 s against 2.0 s at load 18), so a
-			// refill was not ready for the next start. The quota is set
-			// once the program waits.
-			Resources: container.Resources{Memory: 6 << 20, MemorySwap: 6 << 20, PidsLimit: &pids},
-			LogConfig: container.LogConfig{Type: "none"},
+		NetworkMode:    JobNetwork,
+		ReadonlyRootfs: true,
+		SecurityOpt:    []string{"no-new-privileges"},
+		CapDrop:        []string{"ALL"},
+		// No CPU quota yet: runc sets the container up inside its
+		// cgroup, and at 0.01 CPU that setup took seconds more than
+		// the start itself (3.4 s against 2.0 s at load 18), so a
+		// refill was not ready for the next start. The quota is set
+		// once the program waits.
+		Resources: container.Resources{Memory: 6 << 20, MemorySwap: 6 << 20, PidsLimit: &pids},
+		LogConfig: container.LogConfig{Type: "none"},
 	}
 	if kind == subnetBox {
 		subnetResolver(hc, subnet.Resolver)
