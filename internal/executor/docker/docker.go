@@ -38,9 +38,9 @@
 // pass. Installing is idempotent; Close removes the rules and the network
 // once no container is on it (running containers keep them).
 //
-// A job on the job network without published ports or a subnet starts in
-// the network namespace of a sandbox the executor keeps ready on that
-// network, so that Docker's setup of a new namespace (its embedded DNS
+// A job on the job network without published ports starts in the network
+// namespace of a sandbox the executor keeps ready on that network (one
+// kind for plain jobs, one for jobs with a subnet), so that Docker's setup of a new namespace (its embedded DNS
 // resolver above all) is not on the start's path (sandbox.go).
 //
 // # Finding containers again
@@ -56,9 +56,11 @@
 //
 // A spec with a Subnet (not with network host or none) gets its
 // interface from Subnet.AttachNetns, called with the container's network
-// namespace once it has started and before Start returns (a failure
-// removes the container and fails the start), and Subnet.DNS as its
-// resolver's upstream with the search domain "internal" (see subnet.go).
+// namespace before Start returns: in a sandbox, the sandbox's, before the
+// container is created; else once the container has started (a failure
+// removes the container, or the sandbox, and fails the start). Its
+// resolver forwards to the subnet's DNS with the search domain "internal":
+// subnet.Resolver in a sandbox, else Subnet.DNS (see subnet.go).
 // The interface ends with dms: after a restart, AttachSubnet gives a
 // running container its interface again.
 //
