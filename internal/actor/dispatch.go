@@ -120,8 +120,8 @@ func denied(err error) *Error {
 // dispatch runs checks 3–9 for an envelope whose sender is authenticated and
 // whose invocation is verified (grant nil: a local envelope with no
 // invocation, trusted because it comes from this process). now is the time
-// the caller's checks ran at. hold, when not nil, collects the actors to
-// wake once the caller (a link's reader) ends its read burst.
+// the caller's checks ran at. hold, when not nil, holds the delivery until
+// the caller (a link's reader) ends its read burst, and queues it then.
 func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer string, now time.Time, hold *heldWakes) {
 	if s.isClosed() {
 		s.refuse(env, answer, &Error{Code: CodeShuttingDown, Msg: "node is shutting down"}, peer)
@@ -148,7 +148,7 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer strin
 	msg := Message{From: env.From, To: env.To, Behavior: env.Behavior, Topic: env.Topic, Expiry: env.Expiry, Trace: env.Trace, Payload: env.Payload, Issuer: env.From.DID}
 	sc := s.parseTrace(&msg, peer)
 	if env.Topic != "" {
-		s.dispatchTopic(env, &msg, sc, answer, peer, hold)
+		s.dispatchTopic(env, &msg, sc, answer, peer)
 		return
 	}
 	a := s.actor(env.To.Inbox)
@@ -169,12 +169,15 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer strin
 		s.refuse(env, answer, err, peer)
 		return
 	}
-	s.stats.dispatched.Add(1)
+	if hold == nil {
+		s.stats.dispatched.Add(1) // else when hold queues it
+	}
 }
 
 // dispatchTopic delivers a broadcast to every local subscriber of its topic
-// that has the behavior.
-func (s *System) dispatchTopic(env *Envelope, msg *Message, sc trace.SpanContext, answer replier, peer string, hold *heldWakes) {
+// that has the behavior, queueing each delivery at once (not held: whether
+// any subscriber took it decides the answer).
+func (s *System) dispatchTopic(env *Envelope, msg *Message, sc trace.SpanContext, answer replier, peer string) {
 	s.mu.RLock()
 	var targets []*Actor
 	if ts := s.topics[env.Topic]; ts != nil {
@@ -194,7 +197,7 @@ func (s *System) dispatchTopic(env *Envelope, msg *Message, sc trace.SpanContext
 		d := newDelivery()
 		d.msg, d.behavior, d.nonce, d.wantReply, d.answer = m, b, env.Nonce, env.WantReply, answer
 		d.setTrace(sc)
-		if err := a.enqueue(d, hold); err != nil {
+		if err := a.enqueue(d, nil); err != nil {
 			d.finish()
 			s.refuse(env, answer, err, peer)
 			continue
