@@ -241,15 +241,15 @@ func (s *System) refuse(env *Envelope, answer replier, err *Error, peer string) 
 // that if the receiver refuses it because it no longer holds its session
 // (evicted), it is sent once more with the session defined again, as an
 // Invoke is.
+//
+// Such an envelope takes its nonce on its link, under the link's lock
+// (link.sendEnvelope): concurrent senders then put their envelopes on the
+// link in the order of their nonces, so a sender that waited for the lock
+// cannot fall behind the receiver's replay window (replayWindowBits) and be
+// refused as a replay.
 func (s *System) send(ctx context.Context, from *Actor, env *Envelope, now time.Time) error {
-	keep := env.To.Host != s.self && len(env.Invocation) == 0
-	if keep {
-		s.sent.keep(from, env)
-	}
-	_, err := s.sendVia(ctx, from, env, now)
-	if err != nil && keep {
-		s.sent.take(env.Nonce, env.To.Host)
-	}
+	oneWay := env.To.Host != s.self && len(env.Invocation) == 0
+	_, err := s.sendVia(ctx, from, env, now, oneWay)
 	return err
 }
 
@@ -260,29 +260,31 @@ func (s *System) send(ctx context.Context, from *Actor, env *Envelope, now time.
 func (s *System) resend(k sentSend) {
 	ctx, cancel := context.WithDeadline(context.Background(), k.env.Expiry)
 	defer cancel()
-	if _, err := s.sendVia(ctx, k.from, &k.env, s.cfg.Now()); err != nil {
+	if _, err := s.sendVia(ctx, k.from, &k.env, s.cfg.Now(), false); err != nil {
 		s.stats.inc("send_resend_failed")
 		s.log.Debug("resend failed", "peer_id", k.env.To.Host, "behavior", k.env.Behavior, "err", err)
 	}
 }
 
 // sendVia delivers an envelope and returns the link it went on (nil for
-// this host); now is the time it is sent.
-func (s *System) sendVia(ctx context.Context, from *Actor, env *Envelope, now time.Time) (*link, error) {
+// this host); now is the time it is sent. oneWay: a one-way envelope in
+// the session form to another host, which takes its nonce on the link and
+// is kept for a resend (send).
+func (s *System) sendVia(ctx context.Context, from *Actor, env *Envelope, now time.Time, oneWay bool) (*link, error) {
 	if env.To.Host == s.self {
 		s.deliverLocal(env, s.local)
 		return nil, nil
 	}
-	return s.sendRemote(ctx, from, env, now)
+	return s.sendRemote(ctx, from, env, now, oneWay)
 }
 
-func (s *System) sendRemote(ctx context.Context, from *Actor, env *Envelope, now time.Time) (*link, error) {
+func (s *System) sendRemote(ctx context.Context, from *Actor, env *Envelope, now time.Time, oneWay bool) (*link, error) {
 	for attempt := 0; ; attempt++ {
 		w, err := s.linkTo(ctx, env.To.Host)
 		if err != nil {
 			return nil, err
 		}
-		err = w.sendEnvelope(ctx, from, env, now)
+		err = w.sendEnvelope(ctx, from, env, now, oneWay)
 		if err == nil {
 			s.stats.sent.Add(1)
 			return w, nil
@@ -325,7 +327,7 @@ func (s *System) invoke(ctx context.Context, from *Actor, env *Envelope, now tim
 		delete(s.pending, env.Nonce)
 		s.pendMu.Unlock()
 	}()
-	w, err := s.sendVia(ctx, from, env, now)
+	w, err := s.sendVia(ctx, from, env, now, false)
 	if err != nil {
 		return nil, err
 	}
@@ -345,7 +347,7 @@ func (s *System) invoke(ctx context.Context, from *Actor, env *Envelope, now tim
 		// nonce is not spent: the envelope was refused before the replay
 		// check.
 		s.stats.inc("session_resends")
-		if w, err = s.sendVia(ctx, from, env, s.cfg.Now()); err != nil {
+		if w, err = s.sendVia(ctx, from, env, s.cfg.Now(), false); err != nil {
 			return nil, err
 		}
 		gone = w.gone
