@@ -89,8 +89,9 @@ const (
 	// does not fit (a frame larger than pendMax waits for an empty queue).
 	pendMax = 4 << 20
 	// pendKeep is the largest queue buffer the writer keeps for reuse
-	// after writing it.
-	pendKeep = 256 << 10
+	// after writing it: an idle link keeps at most two (the one written
+	// last, the one senders fill), 128 KiB where its buffered writer had 64.
+	pendKeep = linkBufSize
 )
 
 // Peer returns the peer ID authenticated by the connection's handshake.
