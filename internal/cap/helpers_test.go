@@ -1,9 +1,10 @@
 package cap
 
 import (
-	did "github.com/MetaMask/go-did-it"
 	"testing"
 	"time"
+
+	did "github.com/MetaMask/go-did-it"
 
 	"github.com/ucan-wg/go-ucan/pkg/command"
 	"github.com/ucan-wg/go-ucan/pkg/policy"
@@ -115,5 +116,6 @@ func (w *world) forged(t testing.TB, from, by, to *identity.Key, cmd string) *De
 	}
 	// A Delegation value that was never verified, as an attacker would
 	// send it.
-	return &Delegation{tok: tok, id: tokenID(sealed), sealed: sealed}
+	return &Delegation{tok: tok, id: tokenID(sealed), sealed: sealed,
+		iss: didOf(tok.Issuer()), aud: didOf(tok.Audience()), sub: didOf(tok.Subject())}
 }

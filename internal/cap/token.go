@@ -34,7 +34,11 @@ const goucanBadSignature = "failed to verify the token's signature"
 // tokenID returns the CID go-ucan gives sealed token bytes (CIDv1,
 // dag-cbor, sha2-256), as text.
 func tokenID(sealed []byte) string {
-	sum := sha256.Sum256(sealed)
+	return cidOf(sha256.Sum256(sealed))
+}
+
+// cidOf is tokenID of the bytes whose SHA-256 is sum.
+func cidOf(sum [sha256.Size]byte) string {
 	mh, _ := multihash.Encode(sum[:], multihash.SHA2_256)
 	return cid.NewCidV1(uint64(multicodec.DagCbor), mh).String()
 }
@@ -75,13 +79,25 @@ type Delegation struct {
 	tok    *delegation.Token
 	id     string
 	sealed []byte
+	// The DIDs' text, made once: chain checks ask for them many times.
+	iss, aud, sub identity.DID
 }
 
 // DecodeDelegation decodes sealed (DAG-CBOR envelope) bytes and verifies
 // their signature. Failures are *DeniedError (RuleMalformed or
 // RuleSignature) naming the token's CID.
+//
+// The delegations decoded last are kept by the sealed bytes' SHA-256
+// (decoded): the same bytes decode to the same delegation with the same
+// signature, so a delegation this node verified once — at an invocation's
+// check (Verifier), then again in the chain an allocation's start brings —
+// is not decoded and verified again. Only success is kept.
 func DecodeDelegation(sealed []byte) (*Delegation, error) {
-	id := tokenID(sealed)
+	sum := sha256.Sum256(sealed)
+	if d, ok := decoded.Get(sum); ok {
+		return d, nil
+	}
+	id := cidOf(sum)
 	if len(sealed) > MaxTokenSize {
 		return nil, deny(RuleMalformed, id, "token is %d bytes, max %d", len(sealed), MaxTokenSize)
 	}
@@ -89,14 +105,29 @@ func DecodeDelegation(sealed []byte) (*Delegation, error) {
 	if err != nil {
 		return nil, decodeFailure(id, "delegation", err)
 	}
-	return wrapDelegation(tok, id, sealed)
+	d, err := wrapDelegation(tok, id, sealed)
+	if err == nil && len(sealed) <= maxDecodedSize {
+		decoded.Put(sum, d)
+	}
+	return d, err
 }
+
+// decoded are the delegations DecodeDelegation decoded last, by the SHA-256
+// of their sealed bytes; at most decodedSize of at most maxDecodedSize
+// bytes each (8 MiB in all; a delegation of dms is 300–600 bytes).
+var decoded = newLRU[[sha256.Size]byte, *Delegation](decodedSize)
+
+const (
+	decodedSize    = 1024
+	maxDecodedSize = 8 << 10
+)
 
 func wrapDelegation(tok *delegation.Token, id string, sealed []byte) (*Delegation, error) {
 	if tok.Issuer() == nil || tok.Audience() == nil {
 		return nil, deny(RuleMalformed, id, "issuer and audience are required")
 	}
-	return &Delegation{tok: tok, id: id, sealed: append([]byte(nil), sealed...)}, nil
+	return &Delegation{tok: tok, id: id, sealed: append([]byte(nil), sealed...),
+		iss: didOf(tok.Issuer()), aud: didOf(tok.Audience()), sub: didOf(tok.Subject())}, nil
 }
 
 // decodeToken decodes a sealed delegation or invocation.
@@ -127,14 +158,14 @@ func (d *Delegation) CID() string { return d.id }
 func (d *Delegation) Sealed() []byte { return d.sealed }
 
 // Issuer returns who signed the delegation.
-func (d *Delegation) Issuer() identity.DID { return didOf(d.tok.Issuer()) }
+func (d *Delegation) Issuer() identity.DID { return d.iss }
 
 // Audience returns who receives the authority.
-func (d *Delegation) Audience() identity.DID { return didOf(d.tok.Audience()) }
+func (d *Delegation) Audience() identity.DID { return d.aud }
 
 // Subject returns whose authority it is (the chain's root); empty for a
 // powerline delegation, which dms does not accept.
-func (d *Delegation) Subject() identity.DID { return didOf(d.tok.Subject()) }
+func (d *Delegation) Subject() identity.DID { return d.sub }
 
 // Command returns the delegated command prefix.
 func (d *Delegation) Command() string { return d.tok.Command().String() }
@@ -276,24 +307,53 @@ func policyText(p policy.Policy) string {
 	return string(b)
 }
 
-// signer converts an identity key for go-ucan.
+// signer converts an identity key for go-ucan. The conversion is kept
+// for the most recent keys (signers): deriving the key from its seed costs
+// a scalar multiplication, and crypto/ed25519 keeps its precomputed form
+// by the key's backing array, so a key converted anew for each signature
+// paid that twice per signature.
 func signer(k *identity.Key) (didcrypto.PrivateKey, did.DID, error) {
+	if s, ok := signers.Get(k); ok {
+		return s.priv, s.did, nil
+	}
 	priv, err := didcrypto.PrivateKeyFromSeed(k.Seed())
 	if err != nil {
 		return didcrypto.PrivateKey{}, nil, fmt.Errorf("convert key %s: %w", k.DID(), err)
 	}
 	d, err := parseDID(k.DID())
-	return priv, d, err
+	if err != nil {
+		return didcrypto.PrivateKey{}, nil, err
+	}
+	signers.Put(k, signerEntry{priv: priv, did: d})
+	return priv, d, nil
 }
 
-// parseDID parses a DID for go-ucan.
+// signers are the keys signer converted last, by key (an identity.Key does
+// not change).
+var signers = newLRU[*identity.Key, signerEntry](64)
+
+type signerEntry struct {
+	priv didcrypto.PrivateKey
+	did  did.DID
+}
+
+// parseDID parses a DID for go-ucan. The DIDs parsed last are kept
+// (parsedDIDs): a did:key's parse decodes and checks its public key, and
+// the same audiences and subjects come back for every delegation.
 func parseDID(s identity.DID) (did.DID, error) {
+	if d, ok := parsedDIDs.Get(s); ok {
+		return d, nil
+	}
 	d, err := did.Parse(string(s))
 	if err != nil {
 		return nil, fmt.Errorf("DID %q: %w", s.Short(), err)
 	}
+	parsedDIDs.Put(s, d)
 	return d, nil
 }
+
+// parsedDIDs are the DIDs parseDID parsed last, by their text.
+var parsedDIDs = newLRU[identity.DID, did.DID](1024)
 
 // didText is a did.DID that go-ucan only ever prints. invocation.WithAudience
 // compares its argument with the subject using != on the interface, which

@@ -172,7 +172,11 @@ type Replaced struct {
 	Stopped bool         `json:"stopped,omitempty"` // it reported its end
 }
 
-// clone returns a deep copy, for readers outside the run loop.
+// clone returns a copy for readers outside the run loop. The slices that
+// the package only ever appends to or replaces (Events, Candidates) share
+// their elements with d, capped at their length: an append to either side
+// writes past the other's end or into a new array, and no element is
+// changed in place.
 func (d *Deployment) clone() *Deployment {
 	c := *d
 	c.Placement = make(map[string]Placement, len(d.Placement))
@@ -185,7 +189,7 @@ func (d *Deployment) clone() *Deployment {
 		a.Replaced = append([]Replaced(nil), v.Replaced...)
 		c.Allocations[k] = &a
 	}
-	c.Events = append([]Event(nil), d.Events...)
+	c.Events = d.Events[:len(d.Events):len(d.Events)]
 	c.Standbys = append([]string(nil), d.Standbys...)
 	c.NodeChains = append([]string(nil), d.NodeChains...)
 	c.StandbySecrets = maps.Clone(d.StandbySecrets)
@@ -196,12 +200,15 @@ func (d *Deployment) clone() *Deployment {
 			c.Redeploys[k] = append([]time.Time(nil), v...)
 		}
 	}
-	c.Candidates = append([]placement.Reason(nil), d.Candidates...)
+	c.Candidates = d.Candidates[:len(d.Candidates):len(d.Candidates)]
 	return &c
 }
 
 // Store persists deployments and the files shipped with them.
 type Store interface {
+	// PutDeployment keeps d, which the run also gives its readers: the
+	// store must not change it. What Deployments returns may be the same
+	// values; the Service copies them before it changes them.
 	PutDeployment(d *Deployment) error
 	Deployments() ([]*Deployment, error)
 	PutArtifact(digest string, data []byte) error

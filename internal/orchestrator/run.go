@@ -108,7 +108,10 @@ func (r *run) update(persist bool, fn func(d *Deployment)) {
 	r.d.Updated = r.s.cfg.Now()
 	var c *Deployment
 	if persist {
+		// The copy persisted is also the readers' (view): neither the
+		// store nor a reader changes what it is given.
 		c = r.d.clone()
+		r.shared = c
 	}
 	close(r.changed)
 	r.changed = make(chan struct{})

@@ -455,6 +455,7 @@ func (s *Service) Resume(ctx context.Context) error {
 		return err
 	}
 	for _, d := range ds {
+		d = d.clone()      // what the store gave is read-only: it may be what it was given (Store)
 		if d.IsStandby() { // a replica: no actor, no loop, only its watcher (standby.go)
 			if err := s.startStandby(d, false); err != nil {
 				return err

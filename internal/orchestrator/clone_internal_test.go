@@ -1,0 +1,75 @@
+package orchestrator
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dmsnet/dms/internal/orchestrator/placement"
+)
+
+// TestCloneSharesAppendOnly: a copy shares the elements of the slices the
+// package only appends to (events, candidates), and neither side's appends
+// show in the other.
+func TestCloneSharesAppendOnly(t *testing.T) {
+	now := time.Now()
+	d := &Deployment{ID: "d1", Candidates: []placement.Reason{{Peer: "p1"}}}
+	for range 3 {
+		d.addEvent(now, Event{Kind: EventPlaced, Message: "placed"})
+	}
+	c := d.clone()
+	if &c.Events[0] != &d.Events[0] {
+		t.Error("the copy's events were copied: they can be shared")
+	}
+	d.addEvent(now, Event{Kind: EventPlaced, Message: "in the original"})
+	d.Candidates = append(d.Candidates, placement.Reason{Peer: "p2"})
+	if len(c.Events) != 3 || len(c.Candidates) != 1 {
+		t.Fatalf("the copy has %d events and %d candidates, want 3 and 1", len(c.Events), len(c.Candidates))
+	}
+	c.addEvent(now, Event{Kind: EventPlaced, Message: "in the copy"})
+	c.Candidates = append(c.Candidates, placement.Reason{Peer: "p3"})
+	if d.Events[3].Message != "in the original" || d.Candidates[1].Peer != "p2" {
+		t.Errorf("an append to the copy changed the original: %q, %q", d.Events[3].Message, d.Candidates[1].Peer)
+	}
+	if c.Events[3].Message != "in the copy" || c.Candidates[1].Peer != "p3" {
+		t.Errorf("the copy's appends: %q, %q", c.Events[3].Message, c.Candidates[1].Peer)
+	}
+}
+
+// TestViewIsPersistedCopy: after a persisted change the readers' view is
+// the copy given to the store, not another copy of the deployment.
+func TestViewIsPersistedCopy(t *testing.T) {
+	st := &lastStore{}
+	r := &run{s: &Service{cfg: Config{Store: st, Now: time.Now}}, d: &Deployment{ID: "d1", State: Queued}, changed: make(chan struct{})}
+	r.update(true, func(d *Deployment) { d.State = Bidding })
+	v := r.view()
+	if v != st.last() {
+		t.Error("the view after a persisted change is another copy than the one persisted")
+	}
+	if v.State != Bidding || v == r.d {
+		t.Errorf("view state %s (want %s), shared with the run's own: %v", v.State, Bidding, v == r.d)
+	}
+	r.update(false, func(d *Deployment) { d.Round++ })
+	if v2 := r.view(); v2 == v || v2.Round != 1 || v.Round != 0 {
+		t.Errorf("after an unpersisted change the view is %p round %d (was %p round %d)", v2, v2.Round, v, v.Round)
+	}
+}
+
+type lastStore struct {
+	Store
+	mu sync.Mutex
+	d  *Deployment
+}
+
+func (s *lastStore) PutDeployment(d *Deployment) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.d = d
+	return nil
+}
+
+func (s *lastStore) last() *Deployment {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.d
+}
