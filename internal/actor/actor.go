@@ -151,18 +151,16 @@ func (a *Actor) stopWait(ctx context.Context) error {
 	}
 }
 
-// enqueue puts d in the mailbox without blocking. With hold non-nil the
-// actor's workers are woken when hold is flushed, not at once.
+// enqueue puts d in the mailbox without blocking. With hold non-nil d is
+// held until hold is flushed, which queues it (or refuses it) then.
 func (a *Actor) enqueue(d *delivery, hold *heldWakes) *Error {
-	full, closed := a.mbox.put(d, hold != nil)
-	switch {
-	case closed:
-		return &Error{Code: CodeNoSuchActor, Msg: "actor " + a.handle.Inbox + " stopped"}
-	case full:
-		return errorf(CodeMailboxFull, "mailbox of %s holds %d messages", a.handle.Inbox, a.mbox.limit)
-	}
 	if hold != nil {
-		hold.add(a)
+		hold.add(a, d)
+		return nil
+	}
+	full, closed := a.mbox.put(d, false)
+	if closed || full {
+		return a.mailboxRefusal(closed)
 	}
 	return nil
 }

@@ -120,8 +120,8 @@ func denied(err error) *Error {
 // dispatch runs checks 3–9 for an envelope whose sender is authenticated and
 // whose invocation is verified (grant nil: a local envelope with no
 // invocation, trusted because it comes from this process). now is the time
-// the caller's checks ran at. hold, when not nil, collects the actors to
-// wake once the caller (a link's reader) ends its read burst.
+// the caller's checks ran at. hold, when not nil, holds the delivery until
+// the caller (a link's reader) ends its read burst, and queues it then.
 func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer string, now time.Time, hold *heldWakes) {
 	if s.isClosed() {
 		s.refuse(env, answer, &Error{Code: CodeShuttingDown, Msg: "node is shutting down"}, peer)
@@ -148,7 +148,7 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer strin
 	msg := Message{From: env.From, To: env.To, Behavior: env.Behavior, Topic: env.Topic, Expiry: env.Expiry, Trace: env.Trace, Payload: env.Payload, Issuer: env.From.DID}
 	sc := s.parseTrace(&msg, peer)
 	if env.Topic != "" {
-		s.dispatchTopic(env, &msg, sc, answer, peer, hold)
+		s.dispatchTopic(env, &msg, sc, answer, peer)
 		return
 	}
 	a := s.actor(env.To.Inbox)
@@ -169,12 +169,15 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer strin
 		s.refuse(env, answer, err, peer)
 		return
 	}
-	s.stats.dispatched.Add(1)
+	if hold == nil {
+		s.stats.dispatched.Add(1) // else when hold queues it
+	}
 }
 
 // dispatchTopic delivers a broadcast to every local subscriber of its topic
-// that has the behavior.
-func (s *System) dispatchTopic(env *Envelope, msg *Message, sc trace.SpanContext, answer replier, peer string, hold *heldWakes) {
+// that has the behavior, queueing each delivery at once (not held: whether
+// any subscriber took it decides the answer).
+func (s *System) dispatchTopic(env *Envelope, msg *Message, sc trace.SpanContext, answer replier, peer string) {
 	s.mu.RLock()
 	var targets []*Actor
 	if ts := s.topics[env.Topic]; ts != nil {
@@ -194,7 +197,7 @@ func (s *System) dispatchTopic(env *Envelope, msg *Message, sc trace.SpanContext
 		d := newDelivery()
 		d.msg, d.behavior, d.nonce, d.wantReply, d.answer = m, b, env.Nonce, env.WantReply, answer
 		d.setTrace(sc)
-		if err := a.enqueue(d, hold); err != nil {
+		if err := a.enqueue(d, nil); err != nil {
 			d.finish()
 			s.refuse(env, answer, err, peer)
 			continue
@@ -238,15 +241,15 @@ func (s *System) refuse(env *Envelope, answer replier, err *Error, peer string) 
 // that if the receiver refuses it because it no longer holds its session
 // (evicted), it is sent once more with the session defined again, as an
 // Invoke is.
+//
+// Such an envelope takes its nonce on its link, under the link's lock
+// (link.sendEnvelope): concurrent senders then put their envelopes on the
+// link in the order of their nonces, so a sender that waited for the lock
+// cannot fall behind the receiver's replay window (replayWindowBits) and be
+// refused as a replay.
 func (s *System) send(ctx context.Context, from *Actor, env *Envelope, now time.Time) error {
-	keep := env.To.Host != s.self && len(env.Invocation) == 0
-	if keep {
-		s.sent.keep(from, env)
-	}
-	_, err := s.sendVia(ctx, from, env, now)
-	if err != nil && keep {
-		s.sent.take(env.Nonce, env.To.Host)
-	}
+	oneWay := env.To.Host != s.self && len(env.Invocation) == 0
+	_, err := s.sendVia(ctx, from, env, now, oneWay)
 	return err
 }
 
@@ -257,29 +260,31 @@ func (s *System) send(ctx context.Context, from *Actor, env *Envelope, now time.
 func (s *System) resend(k sentSend) {
 	ctx, cancel := context.WithDeadline(context.Background(), k.env.Expiry)
 	defer cancel()
-	if _, err := s.sendVia(ctx, k.from, &k.env, s.cfg.Now()); err != nil {
+	if _, err := s.sendVia(ctx, k.from, &k.env, s.cfg.Now(), false); err != nil {
 		s.stats.inc("send_resend_failed")
 		s.log.Debug("resend failed", "peer_id", k.env.To.Host, "behavior", k.env.Behavior, "err", err)
 	}
 }
 
 // sendVia delivers an envelope and returns the link it went on (nil for
-// this host); now is the time it is sent.
-func (s *System) sendVia(ctx context.Context, from *Actor, env *Envelope, now time.Time) (*link, error) {
+// this host); now is the time it is sent. oneWay: a one-way envelope in
+// the session form to another host, which takes its nonce on the link and
+// is kept for a resend (send).
+func (s *System) sendVia(ctx context.Context, from *Actor, env *Envelope, now time.Time, oneWay bool) (*link, error) {
 	if env.To.Host == s.self {
 		s.deliverLocal(env, s.local)
 		return nil, nil
 	}
-	return s.sendRemote(ctx, from, env, now)
+	return s.sendRemote(ctx, from, env, now, oneWay)
 }
 
-func (s *System) sendRemote(ctx context.Context, from *Actor, env *Envelope, now time.Time) (*link, error) {
+func (s *System) sendRemote(ctx context.Context, from *Actor, env *Envelope, now time.Time, oneWay bool) (*link, error) {
 	for attempt := 0; ; attempt++ {
 		w, err := s.linkTo(ctx, env.To.Host)
 		if err != nil {
 			return nil, err
 		}
-		err = w.sendEnvelope(ctx, from, env, now)
+		err = w.sendEnvelope(ctx, from, env, now, oneWay)
 		if err == nil {
 			s.stats.sent.Add(1)
 			return w, nil
@@ -322,7 +327,7 @@ func (s *System) invoke(ctx context.Context, from *Actor, env *Envelope, now tim
 		delete(s.pending, env.Nonce)
 		s.pendMu.Unlock()
 	}()
-	w, err := s.sendVia(ctx, from, env, now)
+	w, err := s.sendVia(ctx, from, env, now, false)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +347,7 @@ func (s *System) invoke(ctx context.Context, from *Actor, env *Envelope, now tim
 		// nonce is not spent: the envelope was refused before the replay
 		// check.
 		s.stats.inc("session_resends")
-		if w, err = s.sendVia(ctx, from, env, s.cfg.Now()); err != nil {
+		if w, err = s.sendVia(ctx, from, env, s.cfg.Now(), false); err != nil {
 			return nil, err
 		}
 		gone = w.gone

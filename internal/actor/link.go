@@ -165,10 +165,16 @@ func (s *System) dropLink(w *link) {
 // from the CLI) are sent as they are, in the full form.
 //
 // now is the time the envelope is sent (the caller's reading, taken
-// before the lock, which serializes all senders on the link).
-func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope, now time.Time) error {
+// before the lock, which serializes all senders on the link). oneWay (a
+// one-way envelope in the session form, System.send): env takes its nonce
+// here, under the lock, so the link carries such envelopes in the order of
+// their nonces, and is kept for a resend (sentSends) until the send fails.
+func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope, now time.Time, oneWay bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if oneWay {
+		env.Nonce = w.sys.nextNonce()
+	}
 	cl, copying := w.l.(CopyingLink)
 	var frame []byte
 	if copying {
@@ -198,6 +204,11 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope, now
 	if len(frame) > w.sys.cfg.MaxEnvelope {
 		return errorf(CodeTooLarge, "envelope of %d bytes exceeds the limit of %d", len(frame), w.sys.cfg.MaxEnvelope)
 	}
+	if oneWay {
+		// Kept before it is on the link: the receiver's refusal may come
+		// back at once.
+		w.sys.sent.keep(from, env)
+	}
 	var err error
 	if copying {
 		err = cl.SendCopy(ctx, frame)
@@ -208,6 +219,9 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope, now
 		err = w.l.Send(ctx, frame)
 	}
 	if err != nil {
+		if oneWay {
+			w.sys.sent.take(env.Nonce, env.To.Host)
+		}
 		// A session defined in a frame that was not sent does not exist
 		// on the other side: define it again next time.
 		if len(env.Invocation) == 0 {

@@ -775,3 +775,51 @@ func TestReplyNamingAnotherHostIsDropped(t *testing.T) {
 		})
 	}
 }
+
+// A one-way Send takes its nonce once it holds its link, not before it
+// waits for the link: concurrent senders put their envelopes on the link in
+// nonce order, so one that waited while more than the receiver's replay
+// window of others went first is not refused as a replay (seen as
+// send_refused_replay in BenchmarkSendThroughput under load).
+func TestSendTakesItsNonceOnTheLink(t *testing.T) {
+	net := NewMemNetwork()
+	a, b := newNode(t, net, &testAuth{}, nil), newNode(t, net, &testAuth{}, nil)
+	got := make(chan struct{}, 4)
+	b.a.AddBehavior("/test/note", func(ctx context.Context, m *Message) (any, error) {
+		got <- struct{}{}
+		return nil, nil
+	})
+	ctx := ctxT(t)
+	if err := a.a.Send(ctx, b.a.Handle(), "/test/note", "warm"); err != nil {
+		t.Fatal(err)
+	}
+	<-got
+	w := a.sys.linkOf(b.sys.Self())
+	if w == nil {
+		t.Fatal("no link")
+	}
+	w.mu.Lock() // the next Send waits for the link
+	sent := make(chan error, 1)
+	go func() { sent <- a.a.Send(ctx, b.a.Handle(), "/test/note", "late") }()
+	poll.Eventually(t, 10*time.Second, "the Send waits for its link", func() bool {
+		buf := make([]byte, 1<<20)
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "(*link).sendEnvelope") && strings.Contains(g, "sync.(*Mutex).Lock") {
+				return true
+			}
+		}
+		return false
+	})
+	meanwhile := a.sys.nextNonce() // what other senders took while it waited
+	w.mu.Unlock()
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	<-got
+	a.sys.sent.mu.Lock()
+	newest := a.sys.sent.ring[(a.sys.sent.head+a.sys.sent.n-1)%sentKeep].env.Nonce
+	a.sys.sent.mu.Unlock()
+	if newest <= meanwhile {
+		t.Fatalf("the Send that waited for its link went with nonce %d, taken before %d", newest, meanwhile)
+	}
+}

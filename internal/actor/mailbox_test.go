@@ -114,13 +114,13 @@ func TestMailboxWakes(t *testing.T) {
 	}
 	idleWorkers(t, a)
 
-	// Held: queued, no worker started, until the hold is flushed.
+	// Held: not queued, no worker started, until the hold is flushed.
 	var hold heldWakes
 	if err := put(1, "x", &hold); err != nil {
 		t.Fatal(err)
 	}
-	if q := a.mbox.len(); q != 1 || len(hold.actors) != 1 || hold.n != 1 {
-		t.Fatalf("after a held put: queued %d, held %v/%d", q, hold.actors, hold.n)
+	if q := a.mbox.len(); q != 0 || len(hold.held) != 1 || hold.n != 1 {
+		t.Fatalf("after a held put: queued %d, held %d/%d", q, len(hold.held), hold.n)
 	}
 	a.mbox.mu.Lock()
 	running := a.mbox.running
@@ -194,4 +194,79 @@ func TestMailboxWakes(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Stop did not return once the behaviors did")
 	}
+}
+
+// TestHeldRefusals: deliveries held for a burst are queued when it is
+// flushed, as many as the mailbox has room for; the others are answered
+// mailbox-full then, and after the actor stopped, no-such-actor. Only the
+// queued ones count as dispatched.
+func TestHeldRefusals(t *testing.T) {
+	net := NewMemNetwork()
+	n := newNode(t, net, &testAuth{}, nil)
+	a, err := n.sys.Spawn(mustKey(t), "box", SpawnOptions{Workers: 1, Mailbox: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	put := func(payload string, hold *heldWakes) *replies {
+		r := &replies{}
+		d := newDelivery()
+		d.msg = Message{Payload: []byte(payload), Expiry: time.Now().Add(time.Minute)}
+		d.answer = r
+		d.behavior = func(ctx context.Context, m *Message) (any, error) {
+			if string(m.Payload) == "block" {
+				<-release
+			}
+			return nil, nil
+		}
+		if err := a.enqueue(d, hold); err != nil {
+			t.Fatalf("enqueue: %v", err)
+		}
+		return r
+	}
+	idleWorkers(t, a)
+	put("block", nil)
+	poll.Eventually(t, 5*time.Second, "the worker blocked", func() bool { return a.mbox.len() == 0 })
+
+	before := n.sys.Stats()["dispatched"]
+	var hold heldWakes
+	rs := []*replies{put("x", &hold), put("x", &hold), put("x", &hold)}
+	if q := a.mbox.len(); q != 0 {
+		t.Fatalf("%d queued before the flush", q)
+	}
+	hold.flush()
+	if q := a.mbox.len(); q != 2 {
+		t.Fatalf("%d queued after the flush, want 2", q)
+	}
+	if c := rs[2].codes(); len(c) != 1 || c[0] != CodeMailboxFull {
+		t.Fatalf("the third held delivery answered %v, want mailbox-full", c)
+	}
+	if c := rs[0].codes(); len(c) != 0 {
+		t.Fatalf("a queued delivery answered %v", c)
+	}
+	if got := n.sys.Stats()["dispatched"] - before; got != 2 {
+		t.Fatalf("dispatched %d, want 2", got)
+	}
+
+	late := put("x", &hold)
+	stopped := make(chan struct{})
+	go func() { a.Stop(); close(stopped) }()
+	poll.Eventually(t, 5*time.Second, "mailbox closed", func() bool {
+		a.mbox.mu.Lock()
+		defer a.mbox.mu.Unlock()
+		return a.mbox.closed
+	})
+	hold.flush()
+	if c := late.codes(); len(c) != 1 || c[0] != CodeNoSuchActor {
+		t.Fatalf("a delivery held past Stop answered %v, want no-such-actor", c)
+	}
+	close(release)
+	<-stopped
 }

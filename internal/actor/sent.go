@@ -34,18 +34,26 @@ func (k *sentSends) keep(from *Actor, env *Envelope) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	for k.n > 0 && (k.n >= sentKeep || k.bytes+n > sentBytes) {
-		k.dropOldest()
+	if k.n == sentKeep {
+		// Full: the new envelope goes into the oldest one's slot, which
+		// is not cleared first (one copy instead of two).
+		k.dropOldest(false)
+	}
+	for k.n > 0 && k.bytes+n > sentBytes {
+		k.dropOldest(true)
 	}
 	k.ring[(k.head+k.n)%sentKeep] = sentSend{from: from, env: *env}
 	k.n++
 	k.bytes += n
 }
 
-// dropOldest forgets the oldest envelope (k.n > 0).
-func (k *sentSends) dropOldest() {
+// dropOldest forgets the oldest envelope (k.n > 0); with zero, its slot
+// is zeroed (else the caller overwrites it at once: the ring was full).
+func (k *sentSends) dropOldest(zero bool) {
 	k.bytes -= len(k.ring[k.head].env.Payload)
-	k.ring[k.head] = sentSend{}
+	if zero {
+		k.ring[k.head] = sentSend{}
+	}
 	k.head = (k.head + 1) % sentKeep
 	k.n--
 }

@@ -86,9 +86,9 @@ func TestWorkersOneKeepsOrder(t *testing.T) {
 	done.Add(total)
 	var hold heldWakes
 	for i := range uint64(total) {
-		h := &hold
-		if i%3 == 0 {
-			h = nil // some started at once, some at the burst's end
+		var h *heldWakes // the first half queued at once, the second held for a burst's end
+		if i >= total/2 {
+			h = &hold
 		}
 		putFunc(t, a, i, h, func() {
 			if r := running.Add(1); r > most.Load() {

@@ -21,6 +21,23 @@ var DefaultPool = netip.MustParsePrefix("10.77.0.0/16")
 // allocations (the network, the gateway .1 and broadcast are kept back).
 const DefaultBits = 24
 
+// Resolver is the one address at which every subnet's DNS answers besides
+// its gateway: the same in every deployment's subnet, so a container's
+// resolver can be set before the container knows its subnet (the docker
+// executor's network sandboxes are made with it as their DNS server and
+// joined to a subnet only when a job takes them). Each allocation's
+// interface routes it (a /32 through the interface, from the
+// allocation's address: link), and the data path answers DNS sent to it
+// from the attached interface as it answers the gateway's (router), with
+// this address as the answer's source; anything else sent to it is dropped.
+//
+// It is link-local (169.254.0.0/16, RFC 3927), a range that is never
+// routed off a link, that pools may not use (NewPool refuses a pool that
+// contains it, Table.Validate a table) and that neither Docker's address
+// pools nor the subnet pools' default (10.77.0.0/16) come near;
+// 169.254.169.254, the cloud metadata service, is another address.
+var Resolver = netip.MustParseAddr("169.254.53.53")
+
 // Pool hands out one block of Bits to each deployment from Prefix.
 // Allocated maps deployment ID → its block; it is the whole state, to be
 // persisted by the caller.
@@ -47,6 +64,9 @@ func NewPool(prefix netip.Prefix, bits int, host []netip.Prefix) (*Pool, error) 
 		return nil, fmt.Errorf("address pool %s: want an IPv4 prefix such as %s", prefix, DefaultPool)
 	case bits < prefix.Bits() || bits > 30:
 		return nil, fmt.Errorf("address pool %s: subnets of /%d do not fit it (want /%d to /30)", prefix, bits, prefix.Bits())
+	}
+	if prefix.Contains(Resolver) {
+		return nil, fmt.Errorf("address pool %s contains %s, the subnets' DNS address (link-local 169.254.0.0/16 is kept for it): choose another, e.g. %s", prefix, Resolver, DefaultPool)
 	}
 	for _, h := range host {
 		if h.Overlaps(prefix) {

@@ -23,6 +23,8 @@ func TestNewPool(t *testing.T) {
 		{"subnet larger than the pool", "10.77.0.0/24", 16, "do not fit"},
 		{"subnet too small", "10.77.0.0/16", 31, "do not fit"},
 		{"invalid", "", 24, "want an IPv4 prefix"},
+		{"link-local", "169.254.0.0/16", 24, "contains 169.254.53.53, the subnets' DNS address"},
+		{"the whole space", "0.0.0.0/0", 24, "contains 169.254.53.53"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

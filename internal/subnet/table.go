@@ -94,6 +94,8 @@ func (t *Table) Validate() error {
 		return bad("no deployment")
 	case !t.Subnet.IsValid() || !t.Subnet.Addr().Is4() || t.Subnet.Bits() > 30 || t.Subnet.Masked() != t.Subnet:
 		return bad("subnet %s is not an IPv4 network of /30 or larger", t.Subnet)
+	case t.Subnet.Contains(Resolver):
+		return bad("subnet %s contains %s, the subnets' DNS address", t.Subnet, Resolver)
 	case len(t.Routes) > MaxRoutes:
 		return bad("%d routes, more than %d", len(t.Routes), MaxRoutes)
 	}

@@ -98,6 +98,7 @@ func TestTableValidate(t *testing.T) {
 		{"twice", Table{Deployment: "d1", Subnet: sub, Routes: []Route{route("a", "10.77.0.2"), route("b", "10.77.0.2")}}, "both a's and b's"},
 		{"unsorted", Table{Deployment: "d1", Subnet: sub, Routes: []Route{route("b", "10.77.0.2"), route("a", "10.77.0.3")}}, "not sorted"},
 		{"bad name", Table{Deployment: "d1", Subnet: sub, Routes: []Route{route("A_b", "10.77.0.2")}}, "not an allocation name"},
+		{"the DNS address", Table{Deployment: "d1", Subnet: netip.MustParsePrefix("169.254.53.0/24"), Routes: []Route{route("a", "169.254.53.2")}}, "contains 169.254.53.53"},
 		{"bad peer", Table{Deployment: "d1", Subnet: sub, Routes: []Route{{Allocation: "a", Addr: netip.MustParseAddr("10.77.0.2"), Peer: "nope"}}}, "peer ID"},
 	}
 	for _, tc := range cases {

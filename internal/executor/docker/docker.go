@@ -38,9 +38,9 @@
 // pass. Installing is idempotent; Close removes the rules and the network
 // once no container is on it (running containers keep them).
 //
-// A job on the job network without published ports or a subnet starts in
-// the network namespace of a sandbox the executor keeps ready on that
-// network, so that Docker's setup of a new namespace (its embedded DNS
+// A job on the job network without published ports starts in the network
+// namespace of a sandbox the executor keeps ready on that network (one
+// kind for plain jobs, one for jobs with a subnet), so that Docker's setup of a new namespace (its embedded DNS
 // resolver above all) is not on the start's path (sandbox.go).
 //
 // # Finding containers again
@@ -56,9 +56,11 @@
 //
 // A spec with a Subnet (not with network host or none) gets its
 // interface from Subnet.AttachNetns, called with the container's network
-// namespace once it has started and before Start returns (a failure
-// removes the container and fails the start), and Subnet.DNS as its
-// resolver's upstream with the search domain "internal" (see subnet.go).
+// namespace before Start returns: in a sandbox, the sandbox's, before the
+// container is created; else once the container has started (a failure
+// removes the container, or the sandbox, and fails the start). Its
+// resolver forwards to the subnet's DNS with the search domain "internal":
+// subnet.Resolver in a sandbox, else Subnet.DNS (see subnet.go).
 // The interface ends with dms: after a restart, AttachSubnet gives a
 // running container its interface again.
 //
@@ -311,9 +313,9 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (string, error
 	if err != nil {
 		return "", err
 	}
-	if e.pooled(&spec, &opts) { // sandbox.go
-		defer e.refill()
-		if sb := e.claimSandbox(); sb != "" {
+	if kind, ok := e.pooled(&spec, &opts); ok { // sandbox.go
+		defer e.refill(kind)
+		if sb := e.claimSandbox(kind); sb != "" {
 			id, err := e.startInSandbox(ctx, &spec, opts, sb)
 			if !errors.Is(err, errSandboxGone) {
 				return id, err
@@ -352,10 +354,23 @@ var errSandboxGone = errors.New("the network sandbox is gone")
 // startInSandbox starts the container in the network namespace of
 // sandbox sb (sandbox.go), which it owns from here on: a failed start
 // removes it, and errSandboxGone says the sandbox had stopped (the caller
-// starts the container without one).
+// starts the container without one). A job with a subnet has its
+// interface attached to the sandbox's namespace first (the resolver is
+// the sandbox's, set when it was made).
 func (e *Executor) startInSandbox(ctx context.Context, spec *executor.Spec, opts client.ContainerCreateOptions, sb string) (string, error) {
 	opts.HostConfig.NetworkMode = container.NetworkMode("container:" + sb)
 	opts.Config.Labels[labelSandboxOf] = sb
+	if s := spec.Subnet; s != nil {
+		// Docker refuses DNS settings in container:<sandbox> mode.
+		opts.HostConfig.DNS, opts.HostConfig.DNSSearch, opts.HostConfig.DNSOptions = nil, nil, nil
+		if err := e.attachSubnet(ctx, sb, s); err != nil {
+			e.removeSandbox(sb)
+			if errors.Is(err, errNotRunning) {
+				return "", fmt.Errorf("%w: %w", errSandboxGone, err)
+			}
+			return "", fmt.Errorf("docker: the subnet could not be attached to the container's network sandbox (%s), which was removed: %w", s.Addr, err)
+		}
+	}
 	id, err := e.createStart(ctx, spec.Image, opts)
 	if err != nil {
 		gone := ctx.Err() == nil && !e.sandboxRunning(context.WithoutCancel(ctx), sb)

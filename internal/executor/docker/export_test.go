@@ -47,9 +47,16 @@ var (
 	SandboxTar  = sandboxTar
 )
 
-// ReadySandboxes returns the IDs of ex's ready network sandboxes.
-func ReadySandboxes(ex *Executor) []string {
+// ReadySandboxes returns the IDs of ex's ready network sandboxes for
+// plain jobs.
+func ReadySandboxes(ex *Executor) []string { return readyOf(ex, plainBox) }
+
+// ReadySubnetSandboxes returns the IDs of ex's ready network sandboxes for
+// jobs with a subnet.
+func ReadySubnetSandboxes(ex *Executor) []string { return readyOf(ex, subnetBox) }
+
+func readyOf(ex *Executor, kind boxKind) []string {
 	ex.pool.mu.Lock()
 	defer ex.pool.mu.Unlock()
-	return append([]string(nil), ex.pool.ready...)
+	return append([]string(nil), ex.pool.ready[kind]...)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/dmsnet/dms/internal/executor"
+	"github.com/dmsnet/dms/internal/subnet"
 )
 
 // Network sandboxes (issue 20, part 4: submit → running at parity with
@@ -31,11 +32,23 @@ import (
 // embedded resolver. The executor keeps that setup off a start's path: it
 // keeps one sandbox ready, a tiny container already running on the job
 // network (one static program that waits, in an image the executor
-// imports once: sandboxImageRef), and a job without published ports or a
-// subnet starts in the sandbox's network namespace (network mode
-// container:<sandbox>), which costs Docker nothing to set up. A sandbox
-// serves one job and is removed with it; after each such start the
-// executor starts the next one in the background.
+// imports once: sandboxImageRef), and a job without published ports starts
+// in the sandbox's network namespace (network mode container:<sandbox>),
+// which costs Docker nothing to set up. A sandbox serves one job and is
+// removed with it; after each such start the executor starts the next one
+// of its kind in the background.
+//
+// Two kinds (boxKind): for plain jobs, with Docker's resolver as it is;
+// for jobs with a subnet, with Docker's resolver forwarding to
+// subnet.Resolver, the address every subnet's DNS answers at (search
+// domain "internal" and the subnet's options, as a subnet job without a
+// sandbox gets with its gateway): a job's resolver cannot be set in
+// container:<sandbox> mode, so it is set when the sandbox is made, and the
+// address is the same for every deployment. Such a job's subnet interface
+// is attached to the sandbox's namespace (Subnet.AttachNetns, with the
+// /32 route to subnet.Resolver that link.OpenTUN adds) before the job is
+// created, so the job starts with dms0 up, which a job without a sandbox
+// does not (its interface comes after its start).
 //
 // Nothing is relaxed: the job's traffic leaves through the sandbox's
 // interface on the job network, so the block list and the isolation
@@ -64,13 +77,29 @@ const (
 	sandboxNanoCPUs = 1e7
 )
 
+// boxKind is a kind of sandbox: what its resolver forwards to.
+type boxKind int
+
+const (
+	plainBox  boxKind = iota // Docker's resolver as it is
+	subnetBox                // Docker's resolver forwarding to subnet.Resolver
+	nKinds
+)
+
+func (k boxKind) String() string {
+	if k == subnetBox {
+		return "subnet"
+	}
+	return "plain"
+}
+
 // pool is the executor's ready sandboxes.
 type pool struct {
 	mu      sync.Mutex
-	ready   []string // guarded by mu: running sandboxes, no job in them yet
-	warming bool     // guarded by mu: a sandbox is being started
-	swept   bool     // guarded by mu: sandboxes left by an earlier process were removed
-	image   string   // guarded by mu: the sandbox image's reference, once imported
+	ready   [nKinds][]string // guarded by mu: running sandboxes of each kind, no job in them yet
+	warming [nKinds]bool     // guarded by mu: a sandbox of the kind is being started
+	swept   bool             // guarded by mu: sandboxes left by an earlier process were removed
+	image   string           // guarded by mu: the sandbox image's reference, once imported
 }
 
 // waitProgram returns a static Linux program for GOARCH arch that waits
@@ -163,38 +192,44 @@ func sandboxImageRef(fs []byte) string {
 	return sandboxRepo + ":" + hex.EncodeToString(sum[:6])
 }
 
-// pooled reports whether a start with these options can use a sandbox:
-// on the job network, without published ports (they belong to the
-// namespace's creator), a subnet (its resolver is set at creation) or a
-// runtime of its own (a sandboxed runtime has its own network stack).
-func (e *Executor) pooled(spec *executor.Spec, opts *client.ContainerCreateOptions) bool {
-	return e.cfg.WarmSandboxes >= 0 && opts.HostConfig.NetworkMode == JobNetwork && len(spec.Ports) == 0 &&
-		spec.Subnet == nil && e.cfg.Runtime == "" && waitProgram(runtime.GOARCH) != nil
+// pooled reports whether a start with these options can use a sandbox,
+// and of which kind: on the job network, without published ports (they
+// belong to the namespace's creator) or a runtime of its own (a sandboxed
+// runtime has its own network stack). A job with a subnet takes a
+// subnetBox.
+func (e *Executor) pooled(spec *executor.Spec, opts *client.ContainerCreateOptions) (boxKind, bool) {
+	kind := plainBox
+	if spec.Subnet != nil {
+		kind = subnetBox
+	}
+	return kind, e.cfg.WarmSandboxes >= 0 && opts.HostConfig.NetworkMode == JobNetwork && len(spec.Ports) == 0 &&
+		e.cfg.Runtime == "" && waitProgram(runtime.GOARCH) != nil
 }
 
-// claimSandbox takes a ready sandbox ("": none ready).
-func (e *Executor) claimSandbox() string {
+// claimSandbox takes a ready sandbox of the kind ("": none ready).
+func (e *Executor) claimSandbox(kind boxKind) string {
 	e.pool.mu.Lock()
 	defer e.pool.mu.Unlock()
-	n := len(e.pool.ready)
+	ready := e.pool.ready[kind]
+	n := len(ready)
 	if n == 0 {
 		return ""
 	}
-	id := e.pool.ready[n-1]
-	e.pool.ready = e.pool.ready[:n-1]
+	id := ready[n-1]
+	e.pool.ready[kind] = ready[:n-1]
 	return id
 }
 
-// refill starts a sandbox in the background unless enough are ready or
-// one is being started.
-func (e *Executor) refill() {
+// refill starts a sandbox of the kind in the background unless enough
+// are ready or one is being started.
+func (e *Executor) refill(kind boxKind) {
 	want := max(e.cfg.WarmSandboxes, 1)
 	e.pool.mu.Lock()
-	if e.pool.warming || len(e.pool.ready) >= want {
+	if e.pool.warming[kind] || len(e.pool.ready[kind]) >= want {
 		e.pool.mu.Unlock()
 		return
 	}
-	e.pool.warming = true
+	e.pool.warming[kind] = true
 	e.pool.mu.Unlock()
 	e.mu.Lock()
 	run := !e.closed
@@ -204,7 +239,7 @@ func (e *Executor) refill() {
 	e.mu.Unlock()
 	if !run {
 		e.pool.mu.Lock()
-		e.pool.warming = false
+		e.pool.warming[kind] = false
 		e.pool.mu.Unlock()
 		return
 	}
@@ -212,21 +247,22 @@ func (e *Executor) refill() {
 		defer e.watchers.Done()
 		ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
 		defer cancel()
-		id, err := e.startSandbox(ctx)
+		id, err := e.startSandbox(ctx, kind)
 		e.pool.mu.Lock()
-		e.pool.warming = false
+		e.pool.warming[kind] = false
 		if err == nil {
-			e.pool.ready = append(e.pool.ready, id)
+			e.pool.ready[kind] = append(e.pool.ready[kind], id)
 		}
 		e.pool.mu.Unlock()
 		if err != nil {
-			e.log.Debug("network sandbox not started", "err", err)
+			e.log.Debug("network sandbox not started", "kind", kind, "err", err)
 		}
 	}()
 }
 
-// startSandbox starts a sandbox on the job network and returns its ID.
-func (e *Executor) startSandbox(ctx context.Context) (string, error) {
+// startSandbox starts a sandbox of the kind on the job network and
+// returns its ID.
+func (e *Executor) startSandbox(ctx context.Context, kind boxKind) (string, error) {
 	image, err := e.sandboxImage(ctx)
 	if err != nil {
 		return "", err
@@ -242,22 +278,26 @@ func (e *Executor) startSandbox(ctx context.Context) (string, error) {
 		labels[k] = v
 	}
 	pids := int64(4)
+	hc := &container.HostConfig{
+		NetworkMode:    JobNetwork,
+		ReadonlyRootfs: true,
+		SecurityOpt:    []string{"no-new-privileges"},
+		CapDrop:        []string{"ALL"},
+		// No CPU quota yet: runc sets the container up inside its
+		// cgroup, and at 0.01 CPU that setup took seconds more than
+		// the start itself (3.4 s against 2.0 s at load 18), so a
+		// refill was not ready for the next start. The quota is set
+		// once the program waits.
+		Resources: container.Resources{Memory: 6 << 20, MemorySwap: 6 << 20, PidsLimit: &pids},
+		LogConfig: container.LogConfig{Type: "none"},
+	}
+	if kind == subnetBox {
+		subnetResolver(hc, subnet.Resolver)
+	}
 	created, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name:   "dms-sandbox-" + randomHex(6),
-		Config: &container.Config{Image: image, Cmd: []string{"/wait"}, Labels: labels},
-		HostConfig: &container.HostConfig{
-			NetworkMode:    JobNetwork,
-			ReadonlyRootfs: true,
-			SecurityOpt:    []string{"no-new-privileges"},
-			CapDrop:        []string{"ALL"},
-			// No CPU quota yet: runc sets the container up inside its
-			// cgroup, and at 0.01 CPU that setup took seconds more than
-			// the start itself (3.4 s against 2.0 s at load 18), so a
-			// refill was not ready for the next start. The quota is set
-			// once the program waits.
-			Resources: container.Resources{Memory: 6 << 20, MemorySwap: 6 << 20, PidsLimit: &pids},
-			LogConfig: container.LogConfig{Type: "none"},
-		},
+		Name:       "dms-sandbox-" + randomHex(6),
+		Config:     &container.Config{Image: image, Cmd: []string{"/wait"}, Labels: labels},
+		HostConfig: hc,
 	})
 	if err != nil {
 		return "", e.classify("create network sandbox", err)
@@ -341,8 +381,10 @@ func (e *Executor) sweepSandboxes(ctx context.Context) {
 		named[j.Labels[labelSandboxOf]] = true
 	}
 	e.pool.mu.Lock()
-	for _, id := range e.pool.ready {
-		named[id] = true
+	for _, ready := range e.pool.ready {
+		for _, id := range ready {
+			named[id] = true
+		}
 	}
 	e.pool.mu.Unlock()
 	for _, b := range boxes.Items {
@@ -385,10 +427,12 @@ func (e *Executor) isSandbox(labels map[string]string) bool {
 func (e *Executor) closePool() {
 	e.pool.mu.Lock()
 	ready := e.pool.ready
-	e.pool.ready = nil
+	e.pool.ready = [nKinds][]string{}
 	e.pool.mu.Unlock()
-	for _, id := range ready {
-		e.removeSandbox(id)
+	for _, ids := range ready {
+		for _, id := range ids {
+			e.removeSandbox(id)
+		}
 	}
 }
 

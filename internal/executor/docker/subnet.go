@@ -20,16 +20,20 @@ import (
 
 // A container joins its deployment's subnet (Spec.Subnet) through an
 // interface inside its network namespace that the provider's data path
-// creates (a TUN, dms0): once the container has started, Start calls
-// Subnet.AttachNetns with the namespace and returns only when that
-// succeeded; when it fails, the container is removed and Start fails. The
+// creates (a TUN, dms0): Start calls Subnet.AttachNetns with the
+// namespace and returns only when that succeeded — for a container in a
+// network sandbox (sandbox.go) with the sandbox's, before the container
+// is created, else once the container has started; when it fails, the
+// container (or the sandbox) is removed and Start fails. The
 // interface does not outlive dms, so after a restart the caller calls
 // AttachSubnet for every running container it finds again.
 //
 // DNS: the container's resolver is Docker's embedded one (127.0.0.11, on
 // the job network as on every user-defined network), told to forward to
 // Subnet.DNS with the search domain "internal" (HostConfig.DNS,
-// DNSSearch, DNSOptions). The embedded resolver sends a forwarded query
+// DNSSearch, DNSOptions) — or, in a sandbox, which was made before its
+// subnet was known, to subnet.Resolver, which every subnet's DNS answers
+// and dms0 routes (TestSubnetInSandbox). The embedded resolver sends a forwarded query
 // from inside the container's network namespace (only loopback servers
 // are asked from the host's), so the query leaves through dms0 from the
 // container's subnet address and the gateway answers it — as
@@ -80,7 +84,13 @@ func subnetHostConfig(hc *container.HostConfig, s *executor.Subnet) {
 	if s == nil {
 		return
 	}
-	hc.DNS = []netip.Addr{s.DNS}
+	subnetResolver(hc, s.DNS)
+}
+
+// subnetResolver makes Docker's resolver forward to dns, with the search
+// domain "internal" and subnetDNSOptions.
+func subnetResolver(hc *container.HostConfig, dns netip.Addr) {
+	hc.DNS = []netip.Addr{dns}
 	hc.DNSSearch = []string{"internal"}
 	hc.DNSOptions = subnetDNSOptions
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -17,10 +18,12 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/executor/docker"
+	"github.com/dmsnet/dms/internal/poll"
 	"github.com/dmsnet/dms/internal/subnet"
 	"github.com/dmsnet/dms/internal/subnet/link"
 	"github.com/dmsnet/dms/internal/subnet/subnettest"
@@ -85,16 +88,18 @@ func (a *attacher) close() {
 }
 
 // gateway plays the subnet's gateway on a device: it answers DNS queries
-// (db.internal → dbAddr, AAAA with no data, other names NXDOMAIN) and
-// hands every other packet to pkts. queries receives the source of each
-// query.
+// to the gateway or subnet.Resolver, as the router does (db.internal →
+// dbAddr, AAAA with no data, other names NXDOMAIN), and hands every other
+// packet to pkts. queries receives the source of each query, to its
+// destination.
 type gateway struct {
 	pkts    chan []byte
 	queries chan netip.AddrPort
+	to      chan netip.Addr
 }
 
 func serveGateway(t *testing.T, dev subnet.Device) *gateway {
-	g := &gateway{pkts: make(chan []byte, 256), queries: make(chan netip.AddrPort, 256)}
+	g := &gateway{pkts: make(chan []byte, 256), queries: make(chan netip.AddrPort, 256), to: make(chan netip.Addr, 256)}
 	go func() {
 		n := dev.BatchSize()
 		bufs := make([][]byte, n)
@@ -135,12 +140,13 @@ func (g *gateway) answer(p []byte) []byte {
 	ihl := int(p[0]&0x0f) * 4
 	src, dst := netip.AddrFrom4([4]byte(p[12:16])), netip.AddrFrom4([4]byte(p[16:20]))
 	udp := p[ihl:]
-	if dst != subnetGW || binary.BigEndian.Uint16(udp[2:]) != 53 {
+	if dst != subnetGW && dst != subnet.Resolver || binary.BigEndian.Uint16(udp[2:]) != 53 {
 		return nil
 	}
 	from := netip.AddrPortFrom(src, binary.BigEndian.Uint16(udp[0:]))
 	select {
 	case g.queries <- from:
+		g.to <- dst
 	default:
 	}
 	var q dns.Msg
@@ -161,7 +167,7 @@ func (g *gateway) answer(p []byte) []byte {
 	if err != nil {
 		return nil
 	}
-	return subnettest.UDP(subnetGW, from.Addr(), 53, from.Port(), out)
+	return subnettest.UDP(dst, from.Addr(), 53, from.Port(), out)
 }
 
 func execIn(t *testing.T, ex *docker.Executor, id string, cmd ...string) string {
@@ -349,4 +355,112 @@ func TestSubnetShortRun(t *testing.T) {
 		}
 	}
 	t.Logf("attached %d of 3 (the others had ended)", len(a.devs))
+}
+
+// TestSubnetInSandbox: a start with a subnet after the first takes a
+// network sandbox made for subnet jobs: the interface is attached to the
+// sandbox's namespace before the job starts (the job sees dms0 at once),
+// the job's resolver is the sandbox's (search internal, the options) and
+// asks subnet.Resolver through dms0 from the job's subnet address.
+func TestSubnetInSandbox(t *testing.T) {
+	requireTUN(t)
+	ctx := t.Context()
+	labels := sandboxLabels(t)
+	ex := newExecutor(t, docker.Config{Labels: labels})
+	cli := rawClient(t)
+	a := &attacher{}
+	t.Cleanup(a.close)
+	spec := shell("sleep 300")
+	spec.Subnet = a.subnet()
+	first, err := ex.Start(ctx, spec)
+	if err != nil {
+		t.Fatalf("first Start: %v", err)
+	}
+	t.Cleanup(func() { ex.Remove(context.Background(), first) })
+	if in := inspect(t, cli, first); in.HostConfig.NetworkMode != docker.JobNetwork {
+		t.Fatalf("the first start (no sandbox ready) is on %q, want %s", in.HostConfig.NetworkMode, docker.JobNetwork)
+	}
+	if len(docker.ReadySandboxes(ex)) != 0 {
+		t.Error("a subnet start refilled the plain jobs' sandboxes")
+	}
+	var sb string
+	poll.Eventually(t, 60*time.Second, "a ready subnet sandbox", func() bool {
+		ready := docker.ReadySubnetSandboxes(ex)
+		if len(ready) > 0 {
+			sb = ready[0]
+		}
+		return sb != ""
+	})
+	sbInfo := inspect(t, cli, sb)
+	if got := sbInfo.HostConfig.DNS; len(got) != 1 || got[0] != subnet.Resolver {
+		t.Fatalf("subnet sandbox's DNS %v, want %s", got, subnet.Resolver)
+	}
+	sbNetns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", sbInfo.State.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	spec = shell("ls /sys/class/net > /tmp/at-start; sleep 300")
+	spec.Subnet = a.subnet()
+	id, err := ex.Start(ctx, spec)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { ex.Remove(context.Background(), id) })
+	if want := container.NetworkMode("container:" + sb); inspect(t, cli, id).HostConfig.NetworkMode != want {
+		t.Fatalf("network mode %q, want %q", inspect(t, cli, id).HostConfig.NetworkMode, want)
+	}
+	if len(a.devs) != 2 || a.netns[1] != sbNetns {
+		t.Fatalf("AttachNetns calls %d, the second in %v, want the sandbox's %s", len(a.devs), a.netns, sbNetns)
+	}
+	gw := serveGateway(t, a.last())
+	poll.Eventually(t, 10*time.Second, "the job's first command ran", func() bool {
+		var out bytes.Buffer
+		code, err := ex.Exec(ctx, id, []string{"cat", "/tmp/at-start"}, &out, io.Discard)
+		return err == nil && code == 0 && out.Len() > 0
+	})
+	if out := execIn(t, ex, id, "cat", "/tmp/at-start"); !strings.Contains(out, "dms0") {
+		t.Errorf("dms0 was not there when the job started: %q", out)
+	}
+	if out := execIn(t, ex, id, "ip", "-4", "addr", "show", "dev", "dms0"); !strings.Contains(out, "inet "+subnetAddr.String()) {
+		t.Errorf("dms0 has not %s:\n%s", subnetAddr, out)
+	}
+	resolv := execIn(t, ex, id, "cat", "/etc/resolv.conf")
+	for _, want := range []string{"search internal", "ndots:1", "timeout:1", "attempts:3"} {
+		if !strings.Contains(resolv, want) {
+			t.Errorf("resolv.conf lacks %q:\n%s", want, resolv)
+		}
+	}
+	if out := execIn(t, ex, id, "nslookup", "db.internal"); !strings.Contains(out, dbAddr.String()) {
+		t.Errorf("nslookup db.internal did not answer %s:\n%s", dbAddr, out)
+	}
+	if out := execIn(t, ex, id, "nslookup", "db"); !strings.Contains(out, dbAddr.String()) {
+		t.Errorf("nslookup db (the search domain internal) did not answer %s:\n%s", dbAddr, out)
+	}
+	select {
+	case from := <-gw.queries:
+		if to := <-gw.to; from.Addr() != subnetAddr.Addr() || to != subnet.Resolver {
+			t.Errorf("the DNS query went from %s to %s, want from %s to %s (through dms0)", from, to, subnetAddr.Addr(), subnet.Resolver)
+		}
+	default:
+		t.Error("no DNS query reached the subnet's DNS")
+	}
+
+	// Remove takes the sandbox; Close leaves none.
+	if err := ex.Remove(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.ContainerInspect(ctx, sb, client.ContainerInspectOptions{}); err == nil {
+		t.Errorf("sandbox %s left after its job was removed", sb[:12])
+	}
+	if err := ex.Remove(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	poll.Eventually(t, 60*time.Second, "the next subnet sandbox", func() bool { return len(docker.ReadySubnetSandboxes(ex)) > 0 })
+	if err := ex.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left := sandboxes(t, cli, labels); len(left) != 0 {
+		t.Fatalf("%d sandboxes left after Close", len(left))
+	}
 }

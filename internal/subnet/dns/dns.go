@@ -174,7 +174,8 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// ServePacket answers pkt, an IPv4/UDP packet to gateway port 53, from
+// ServePacket answers pkt, an IPv4/UDP packet to gateway port 53 (the
+// subnet's gateway, or subnet.Resolver: the answers come from gateway), from
 // names (allocation → address): at once for the local zone, later from
 // another goroutine for a forwarded name, never for a malformed packet.
 // The packet reply gets is its own (a new buffer each time).

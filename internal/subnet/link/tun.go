@@ -31,7 +31,8 @@ const virtioNetHdrLen = 10
 // OpenTUN creates TUN name inside the network namespace at netnsPath (a
 // process's /proc/<pid>/ns/net or a bind mount such as
 // /var/run/netns/<name>), with address addr (the allocation's address and
-// the subnet's length: 10.77.0.2/24), MTU subnet.MTU, up, and IPv6
+// the subnet's length: 10.77.0.2/24), a /32 route to subnet.Resolver
+// through it from that address, MTU subnet.MTU, up, and IPv6
 // disabled on it (no link-local address, router solicitations or MLD
 // reports for the data path to drop). Closing the device removes the
 // interface. Errors name the namespace and the step that failed.
@@ -254,6 +255,18 @@ func configure(target netns.NsHandle, name string, addr netip.Prefix) error {
 	}
 	if err := h.LinkSetUp(l); err != nil {
 		return fmt.Errorf("set up: %w", err)
+	}
+	// subnet.Resolver, the DNS address every subnet shares, through the
+	// interface and from the allocation's address (not by the namespace's
+	// default route, whatever other interface it has).
+	rt := &netlink.Route{
+		LinkIndex: l.Attrs().Index,
+		Dst:       &net.IPNet{IP: subnet.Resolver.AsSlice(), Mask: net.CIDRMask(32, 32)},
+		Src:       addr.Addr().AsSlice(),
+		Scope:     netlink.SCOPE_LINK,
+	}
+	if err := h.RouteAdd(rt); err != nil {
+		return fmt.Errorf("route %s: %w", subnet.Resolver, err)
 	}
 	return nil
 }

@@ -226,6 +226,48 @@ func TestUDPBothWays(t *testing.T) {
 	}
 }
 
+// TestResolverRoute: a query to subnet.Resolver, the DNS address every
+// subnet shares, from a socket bound to no address, leaves through the
+// device from the allocation's address — also in a namespace whose
+// default route goes elsewhere (a container's on its Docker network).
+func TestResolverRoute(t *testing.T) {
+	subnettest.RequireRoot(t)
+	ns := subnettest.NewNetns(t)
+	h := handle(t, ns)
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "eth1"}
+	if err := h.LinkAdd(veth); err != nil {
+		t.Fatal(err)
+	}
+	other, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddrAdd(other, &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(172, 30, 0, 2), Mask: net.CIDRMask(16, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetUp(other); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RouteAdd(&netlink.Route{Gw: net.IPv4(172, 30, 0, 1), LinkIndex: other.Attrs().Index}); err != nil {
+		t.Fatal(err)
+	}
+	dev := openTUN(t, ns, "10.77.0.2/24")
+	r := newReader(dev)
+	var conn *net.UDPConn
+	subnettest.InNetns(t, ns, func() (err error) {
+		conn, err = net.ListenUDP("udp4", nil)
+		return err
+	})
+	defer conn.Close()
+	if _, err := conn.WriteToUDPAddrPort([]byte("query"), netip.AddrPortFrom(subnet.Resolver, 53)); err != nil {
+		t.Fatal(err)
+	}
+	p := r.next(t, func(p []byte) bool { return len(p) >= 28 && p[9] == 17 && dst4(p) == subnet.Resolver })
+	if got := src4(p); got != netip.MustParseAddr("10.77.0.2") {
+		t.Errorf("source = %s, want 10.77.0.2", got)
+	}
+}
+
 // TestPing: an ICMP echo request sent in the namespace is read from the
 // device; the reply written to the device reaches the pinger.
 func TestPing(t *testing.T) {

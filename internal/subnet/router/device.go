@@ -123,13 +123,18 @@ func sameSealed(outs []*outQueue, pkts []*packet) bool {
 }
 
 // serveDNS hands a DNS query of a's guest to Config.DNS; the answer goes
-// back to a's device.
+// back to a's device, from the address the query was sent to: the
+// gateway or subnet.Resolver.
 func (r *Router) serveDNS(v *view, a *attachment, pkt []byte) {
 	if r.dns == nil {
 		r.drop(a.dep, reasonGateway, pkt)
 		return
 	}
-	r.dns.ServePacket(v.names, v.gwAddr, pkt, func(reply []byte) { r.reply(a, reply) })
+	from := v.gwAddr
+	if _, _, dst, _ := header(pkt); dst == resolver {
+		from = subnet.Resolver
+	}
+	r.dns.ServePacket(v.names, from, pkt, func(reply []byte) { r.reply(a, reply) })
 }
 
 // reply writes a DNS answer to a's device.

@@ -116,9 +116,11 @@
 // address of one of that peer's allocations (Table.Allows; else
 // "spoofed") and go to an allocation attached here ("no-route"). A packet
 // from a device must carry its allocation's own address ("spoofed"); to
-// the gateway only DNS (UDP port 53) is served, by Config.DNS, and the
-// rest is dropped ("gateway": the provider host is not reachable from the
-// subnet); broadcast, multicast and unknown destinations are "no-route".
+// the gateway, and to subnet.Resolver (the DNS address every subnet
+// shares, answered from there), only DNS (port 53) is served, by
+// Config.DNS, and the rest is dropped ("gateway": the provider host is not
+// reachable from the subnet); a peer's packet to either is "no-route";
+// broadcast, multicast and unknown destinations are "no-route".
 // Every drop is counted (Stats) and logged at debug level, at most once a
 // second per reason.
 //

@@ -143,7 +143,7 @@ func (v *view) fromDevice(a *attachment, pkt []byte) (int, verdict, reason, *rou
 		return n, verdictDrop, reasonSpoofed, nil
 	}
 	switch {
-	case dst == v.gateway:
+	case dst == v.gateway || dst == resolver:
 		if isDNS(pkt[:n]) {
 			return n, verdictDNS, 0, nil
 		}
@@ -179,6 +179,10 @@ func (v *view) fromPeer(from peer.ID, pkt []byte) (int, verdict, reason, *route)
 	}
 	return n, verdictDrop, reasonNoRoute, nil
 }
+
+// resolver is subnet.Resolver, the address every subnet's DNS answers at
+// besides its gateway.
+var resolver = u32(subnet.Resolver)
 
 func u32(a netip.Addr) uint32 {
 	b := a.As4()

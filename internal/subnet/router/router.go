@@ -36,7 +36,8 @@ const QueueWait = 2 * time.Millisecond
 
 // DNS answers the allocations' DNS queries to the gateway.
 type DNS interface {
-	// ServePacket answers pkt, an IPv4/UDP packet (or TCP segment) to gateway port 53, from names
+	// ServePacket answers pkt, an IPv4/UDP packet (or TCP segment) to port 53 of gateway (the
+	// subnet's gateway or subnet.Resolver, whichever it was sent to), from names
 	// (allocation -> address); it calls reply with the answer (an IPv4/UDP packet from gateway:53, or
 	// TCP segments) at once or later from another goroutine (forwarded names), or never. pkt and names
 	// are valid only during the call (copy what you keep); reply may be called at most once for a UDP

@@ -88,6 +88,10 @@ func TestLocal(t *testing.T) {
 		{"to the gateway", subnettest.ICMPEcho(a2, gw, 1, 1), "gateway"},
 		{"to the gateway, UDP not DNS", subnettest.UDP(a2, gw, 1, 80, []byte("x")), "gateway"},
 		{"DNS without a server", subnettest.UDP(a2, gw, 1, 53, []byte("x")), "gateway"},
+		{"to the DNS address, UDP not DNS", subnettest.UDP(a2, subnet.Resolver, 1, 80, []byte("x")), "gateway"},
+		{"to the DNS address, ICMP", subnettest.ICMPEcho(a2, subnet.Resolver, 1, 1), "gateway"},
+		{"DNS address without a server", subnettest.UDP(a2, subnet.Resolver, 1, 53, []byte("x")), "gateway"},
+		{"forged source to the DNS address", subnettest.UDP(a3, subnet.Resolver, 1, 53, []byte("x")), "spoofed"},
 		{"broadcast", subnettest.UDP(a2, ip("10.77.0.255"), 1, 2, []byte("x")), "no-route"},
 		{"limited broadcast", subnettest.UDP(a2, ip("255.255.255.255"), 1, 2, []byte("x")), "no-route"},
 		{"multicast", subnettest.UDP(a2, ip("224.0.0.251"), 1, 5353, []byte("x")), "no-route"},
@@ -173,6 +177,7 @@ func TestInboundChecks(t *testing.T) {
 		{"source outside the subnet", subnettest.UDP(ip("10.0.0.1"), a2, 1, 2, []byte("x")), "spoofed"},
 		{"to an allocation not attached", subnettest.UDP(a3, a4, 1, 2, []byte("x")), "no-route"},
 		{"to the gateway", subnettest.UDP(a3, gw, 1, 53, []byte("x")), "no-route"},
+		{"to the DNS address", subnettest.UDP(a3, subnet.Resolver, 1, 53, []byte("x")), "no-route"},
 		{"to the sender's own allocation", subnettest.UDP(a3, a3, 1, 2, []byte("x")), "no-route"},
 		{"not IPv4", append([]byte{0x60}, make([]byte, 40)...), "malformed"},
 		{"bad header length", func() []byte { p := subnettest.UDP(a3, a2, 1, 2, []byte("x")); p[0] = 0x44; return p }(), "malformed"},
@@ -433,6 +438,13 @@ func TestDNS(t *testing.T) {
 		dns.mu.Unlock()
 		inject(t, da, subnettest.UDP(a2, gw, 5353, 80, []byte("q")))
 		dropped(t, A, "gateway", 1)
+		// The same at subnet.Resolver, answered from there.
+		inject(t, da, subnettest.UDP(a2, subnet.Resolver, 5354, 53, []byte("r")))
+		if got := recv(t, da); !isUDP(got, subnet.Resolver, a2, "answer to r") {
+			t.Fatalf("later=%v: got % x, want the answer from %s", later, got, subnet.Resolver)
+		}
+		inject(t, da, subnettest.UDP(a2, subnet.Resolver, 5354, 80, []byte("r")))
+		dropped(t, A, "gateway", 2)
 	}
 }
 
