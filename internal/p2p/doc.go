@@ -23,12 +23,10 @@
 //
 // A link is one libp2p stream per pair of peers (protocol
 // <prefix>/actor/1.1.0) carrying length-prefixed frames (an unsigned varint
-// length, then the bytes). Each link has a bounded send queue (a buffer
-// Send appends each frame to, under a lock) drained by one writer
-// goroutine, which takes everything queued at once and writes it in one
-// Write: under load many frames go out in one write, and a lone frame goes
-// out at once, so an idle link adds no delay. A full queue blocks Send
-// (backpressure). The
+// length, then the bytes). Each link has a bounded send queue drained by one
+// writer goroutine through a buffered writer: under load many frames go out
+// in one write, and the writer flushes as soon as the queue is empty, so an
+// idle link adds no delay. A full queue blocks Send (backpressure). The
 // reader refuses frames over Config.MaxFrame with an *actor.FrameTooLargeError
 // and skips them, so the link stays usable. The other end's identity is the
 // peer authenticated by the connection's security handshake (Noise or TLS).

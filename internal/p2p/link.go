@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -35,21 +36,7 @@ type link struct {
 	inbound  slab          // memory of received small frames; used by Recv only
 	forget   func(*link)   // removes the link from its host
 
-	// The send queue: Send appends each frame, with its length, to pend,
-	// and the writer takes all of pend at once and writes it to the
-	// stream in one Write, while senders fill the other buffer. One lock
-	// per frame, no channel operation (a channel send and receive each
-	// take the channel's runtime lock), and a wake only when the writer
-	// waits for work.
-	qmu     sync.Mutex
-	pend    []byte        // queued frames, encoded; guarded by qmu
-	pendN   int           // frames in pend; guarded by qmu
-	queue   int           // most frames pend holds before Send waits
-	idle    bool          // the writer waits for wake; guarded by qmu
-	wake    chan struct{} // wakes the idle writer; capacity 1
-	room    chan struct{} // closed when the writer takes pend, for senders waiting; guarded by qmu
-	waiting int           // senders waiting for room; guarded by qmu
-
+	sendq      chan outFrame
 	done       chan struct{} // closed when the link closes, whatever the cause
 	writerDone chan struct{} // closed when the writer goroutine returns
 
@@ -76,122 +63,90 @@ func newLink(s network.Stream, maxFrame, queue int, forget func(*link)) *link {
 		maxFrame:   maxFrame,
 		r:          bufio.NewReaderSize(s, linkBufSize),
 		forget:     forget,
-		queue:      max(queue, 1),
-		wake:       make(chan struct{}, 1),
+		sendq:      make(chan outFrame, queue),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
 }
 
-const (
-	// pendMax bounds the bytes queued on a link, whatever the frame
-	// count: a sender waits while the queue holds frames and its frame
-	// does not fit (a frame larger than pendMax waits for an empty queue).
-	pendMax = 4 << 20
-	// pendKeep is the largest queue buffer the writer keeps for reuse
-	// after writing it: an idle link keeps at most two (the one written
-	// last, the one senders fill), 128 KiB where its buffered writer had 64.
-	pendKeep = linkBufSize
-)
+// outFrame is a queued frame; spare: its buffer is one of SendCopy's, for
+// the writer to hand back.
+type outFrame struct {
+	b     []byte
+	spare bool
+}
 
 // Peer returns the peer ID authenticated by the connection's handshake.
 func (l *link) Peer() string { return l.peerID }
 
-// Send queues frame. It blocks while the queue is full. The link copies
-// frame into its queue: the caller may reuse it once Send returns.
+// Send queues frame, which the link takes. It blocks while the queue is
+// full.
 func (l *link) Send(ctx context.Context, frame []byte) error {
-	return l.enqueue(ctx, frame)
+	return l.send(ctx, outFrame{b: frame})
 }
 
-// SendCopy queues a copy of frame (actor.CopyingLink): the caller may
-// reuse frame once it returns. Every frame is copied into the link's
-// queue buffer (Send), so SendCopy is Send.
-func (l *link) SendCopy(ctx context.Context, frame []byte) error {
-	return l.enqueue(ctx, frame)
-}
-
-// enqueue appends frame, with its length, to the queue, waiting while the
-// queue is full, and wakes the writer if it waits for work.
-func (l *link) enqueue(ctx context.Context, frame []byte) error {
+func (l *link) send(ctx context.Context, f outFrame) error {
+	frame := f.b
 	if len(frame) > maxSkip {
 		return fmt.Errorf("send to %s: frame of %d bytes: %w", l.peerID, len(frame), errBadLength)
 	}
-	l.qmu.Lock()
-	for {
-		select {
-		case <-l.done:
-			l.qmu.Unlock()
-			return l.closedErr()
-		default:
-		}
-		if l.pendN == 0 || l.pendN < l.queue && len(l.pend)+len(frame) <= pendMax {
-			break
-		}
-		// Full: wait for the writer to take the queue. Without a wait,
-		// ctx.Done is not asked for (it may start a timer).
-		if l.room == nil {
-			l.room = make(chan struct{})
-		}
-		room := l.room
-		l.waiting++
-		l.qmu.Unlock()
-		select {
-		case <-room:
-		case <-l.done:
-		case <-ctx.Done():
-			l.qmu.Lock()
-			if l.room == room {
-				l.waiting--
-			}
-			l.qmu.Unlock()
-			return fmt.Errorf("send to %s: %w", l.peerID, ctx.Err())
-		}
-		l.qmu.Lock()
+	select {
+	case <-l.done:
+		return l.closedErr()
+	default:
 	}
-	l.pend = binary.AppendUvarint(l.pend, uint64(len(frame)))
-	l.pend = append(l.pend, frame...)
-	l.pendN++
-	wake := l.idle
-	l.idle = false
-	l.qmu.Unlock()
-	if wake {
-		select {
-		case l.wake <- struct{}{}:
-		default:
-		}
+	// The link takes the frame (actor.Link's contract): no copy. Without
+	// a wait, ctx.Done is not asked for (it may start a timer).
+	select {
+	case l.sendq <- f:
+		return nil
+	default:
 	}
-	return nil
+	select {
+	case l.sendq <- f:
+		return nil
+	case <-l.done:
+		return l.closedErr()
+	case <-ctx.Done():
+		return fmt.Errorf("send to %s: %w", l.peerID, ctx.Err())
+	}
 }
 
-// queued reports how many frames wait in the queue (for tests).
-func (l *link) queued() int {
-	l.qmu.Lock()
-	defer l.qmu.Unlock()
-	return l.pendN
-}
+// spareFrames holds the buffers of written frames for SendCopy to reuse,
+// shared by all links: the writers put back those SendCopy filled, and
+// drop them when it is full. spareBuffers bounds how many it holds (more
+// than a link's default send queue), spareCap the capacity of each (a
+// larger frame gets a buffer of its own, which is not kept): at most
+// 2 MiB in all.
+var spareFrames = make(chan []byte, spareBuffers)
 
-// take waits until frames are queued and takes them all, swapping the
-// queue with buf (emptied); it returns ok false once the link closed.
-func (l *link) take(buf []byte) (frames []byte, n int, ok bool) {
-	l.qmu.Lock()
-	for l.pendN == 0 {
-		l.idle = true
-		l.qmu.Unlock()
-		select {
-		case <-l.wake:
-		case <-l.done:
-			return nil, 0, false
-		}
-		l.qmu.Lock()
+const (
+	spareBuffers = 4096
+	spareCap     = 512
+	spareMinCap  = 192 // the least capacity SendCopy allocates
+)
+
+// SendCopy queues a copy of frame (actor.CopyingLink): the caller may
+// reuse frame once it returns. The copy goes into one of the link's spare
+// buffers, which the writer hands back once it wrote the frame, so a
+// stream of small frames allocates nothing.
+func (l *link) SendCopy(ctx context.Context, frame []byte) error {
+	if len(frame) > spareCap {
+		return l.send(ctx, outFrame{b: bytes.Clone(frame)})
 	}
-	frames, n = l.pend, l.pendN
-	l.pend, l.pendN = buf[:0], 0
-	if l.waiting > 0 {
-		close(l.room)
-		l.room, l.waiting = nil, 0
+	var b []byte
+	select {
+	case b = <-spareFrames:
+	default:
 	}
-	l.qmu.Unlock()
-	return frames, n, true
+	if cap(b) < len(frame) {
+		b = make([]byte, 0, max(len(frame), spareMinCap))
+	}
+	err := l.send(ctx, outFrame{b: append(b[:0], frame...), spare: true})
+	if err != nil {
+		l.reuse(outFrame{b: b, spare: true})
+	}
+	return err
 }
 
 // Recv returns the next frame. The caller owns it.
@@ -273,56 +228,78 @@ func (l *link) closedErr() error {
 	return fmt.Errorf("link to %s: %w: %w", l.peerID, actor.ErrLinkClosed, cause)
 }
 
-// writeLoop drains the send queue into the stream. It takes every frame
-// queued so far and writes them in one Write, so frames sent under load
-// share writes, and takes the next ones as soon as that Write returns, so
-// a lone frame goes out at once.
+// writeLoop drains the send queue into the stream. It writes every frame
+// that is already queued before flushing, so frames sent under load share
+// writes, and flushes as soon as the queue is empty, so a lone frame goes
+// out at once.
 func (l *link) writeLoop() {
 	defer close(l.writerDone)
-	var buf []byte
+	w := bufio.NewWriterSize(l.s, linkBufSize)
 	for {
 		select {
+		case f := <-l.sendq:
+			if err := l.writeBatch(w, f); err != nil {
+				l.fail(fmt.Errorf("write: %w", err))
+				_ = l.s.Reset() // if Close came first, fail did not
+				return
+			}
 		case <-l.done:
 			l.mu.Lock()
 			graceful := l.graceful
 			l.mu.Unlock()
 			if graceful {
-				l.flushAndClose()
+				l.flushAndClose(w)
 			}
 			return
+		}
+	}
+}
+
+func (l *link) writeBatch(w *bufio.Writer, f outFrame) error {
+	for {
+		if err := writeFrame(w, f.b); err != nil {
+			return err
+		}
+		l.frames.Add(1)
+		l.reuse(f)
+		select {
+		case f = <-l.sendq:
 		default:
+			l.flushes.Add(1)
+			return w.Flush()
 		}
-		frames, n, ok := l.take(buf)
-		if !ok {
-			continue // closed: the select above says how
-		}
-		if _, err := l.s.Write(frames); err != nil {
-			l.fail(fmt.Errorf("write: %w", err))
-			_ = l.s.Reset() // if Close came first, fail did not
-			return
-		}
-		l.frames.Add(uint64(n))
-		l.flushes.Add(1)
-		if cap(frames) <= pendKeep {
-			buf = frames
-		} else {
-			buf = nil
-		}
+	}
+}
+
+// reuse keeps a written frame's buffer for SendCopy, when SendCopy made it.
+func (l *link) reuse(f outFrame) {
+	if !f.spare {
+		return
+	}
+	select {
+	case spareFrames <- f.b:
+	default:
 	}
 }
 
 // flushAndClose writes what is queued, then closes the stream; it resets
 // the stream if that fails or takes too long (shut set a write deadline).
-func (l *link) flushAndClose() {
-	l.qmu.Lock()
-	frames := l.pend
-	l.pend, l.pendN = nil, 0
-	l.qmu.Unlock()
-	if len(frames) > 0 {
-		if _, err := l.s.Write(frames); err != nil {
-			_ = l.s.Reset()
-			return
+func (l *link) flushAndClose(w *bufio.Writer) {
+drain:
+	for {
+		select {
+		case f := <-l.sendq:
+			if err := writeFrame(w, f.b); err != nil {
+				_ = l.s.Reset()
+				return
+			}
+		default:
+			break drain
 		}
+	}
+	if err := w.Flush(); err != nil {
+		_ = l.s.Reset()
+		return
 	}
 	if err := l.s.Close(); err != nil {
 		_ = l.s.Reset()

@@ -448,7 +448,7 @@ func TestCloseWithStuckPeer(t *testing.T) {
 		}
 		sent <- nil
 	}()
-	poll.Eventually(t, 30*time.Second, "send queue full", func() bool { return lb.queued() == cfg.SendQueue })
+	poll.Eventually(t, 30*time.Second, "send queue full", func() bool { return len(lb.sendq) == cap(lb.sendq) })
 	<-links // never read
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
@@ -459,13 +459,12 @@ func TestCloseWithStuckPeer(t *testing.T) {
 }
 
 // TestLinkSendCopy sends frames with SendCopy from one buffer the sender
-// overwrites after every call, small ones and large ones (past the
-// link's largest kept queue buffer): each arrives as it was when sent, in
-// order.
+// overwrites after every call, small ones (in the link's spare buffers,
+// reused) and large ones: each arrives as it was when sent, in order.
 func TestLinkSendCopy(t *testing.T) {
 	ctx, _, _, links, l := tcpLink(t, 60*time.Second)
 	lb := l.(actor.CopyingLink)
-	sizes := []int{0, 1, 100, 512, 10 << 10, pendKeep + 1}
+	sizes := []int{0, 1, 100, spareCap, spareCap + 1, 10 << 10}
 	const rounds = 300
 	var buf []byte
 	want := func(i int) []byte {
@@ -494,6 +493,9 @@ func TestLinkSendCopy(t *testing.T) {
 		if !bytes.Equal(f, want(i)) {
 			t.Fatalf("frame %d: %d bytes, not the %d sent", i, len(f), sizes[i%len(sizes)])
 		}
+	}
+	if n := len(spareFrames); n == 0 {
+		t.Error("no spare buffer kept for reuse")
 	}
 }
 
