@@ -258,14 +258,17 @@ func configure(target netns.NsHandle, name string, addr netip.Prefix) error {
 	}
 	// subnet.Resolver, the DNS address every subnet shares, through the
 	// interface and from the allocation's address (not by the namespace's
-	// default route, whatever other interface it has).
+	// default route, whatever other interface it has). Replaced, not
+	// added: in a namespace that holds another subnet interface (a stale
+	// one, or another attach), the newest interface answers for it, where an
+	// add would fail with "file exists".
 	rt := &netlink.Route{
 		LinkIndex: l.Attrs().Index,
 		Dst:       &net.IPNet{IP: subnet.Resolver.AsSlice(), Mask: net.CIDRMask(32, 32)},
 		Src:       addr.Addr().AsSlice(),
 		Scope:     netlink.SCOPE_LINK,
 	}
-	if err := h.RouteAdd(rt); err != nil {
+	if err := h.RouteReplace(rt); err != nil {
 		return fmt.Errorf("route %s: %w", subnet.Resolver, err)
 	}
 	return nil
