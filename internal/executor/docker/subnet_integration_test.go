@@ -248,18 +248,7 @@ func TestSubnetJoin(t *testing.T) {
 	}
 
 	// The resolver.
-	resolv := execIn(t, ex, id, "cat", "/etc/resolv.conf")
-	for _, want := range []string{"search internal", "ndots:1", "timeout:1", "attempts:3"} {
-		if !strings.Contains(resolv, want) {
-			t.Errorf("resolv.conf lacks %q:\n%s", want, resolv)
-		}
-	}
-	if out := execIn(t, ex, id, "nslookup", "db.internal"); !strings.Contains(out, dbAddr.String()) {
-		t.Errorf("nslookup db.internal did not answer %s:\n%s", dbAddr, out)
-	}
-	if out := execIn(t, ex, id, "nslookup", "db"); !strings.Contains(out, dbAddr.String()) {
-		t.Errorf("nslookup db (the search domain internal) did not answer %s:\n%s", dbAddr, out)
-	}
+	checkResolver(t, ex, id)
 	select {
 	case from := <-gw.queries:
 		if from.Addr() != subnetAddr.Addr() {
@@ -425,18 +414,7 @@ func TestSubnetInSandbox(t *testing.T) {
 	if out := execIn(t, ex, id, "ip", "-4", "addr", "show", "dev", "dms0"); !strings.Contains(out, "inet "+subnetAddr.String()) {
 		t.Errorf("dms0 has not %s:\n%s", subnetAddr, out)
 	}
-	resolv := execIn(t, ex, id, "cat", "/etc/resolv.conf")
-	for _, want := range []string{"search internal", "ndots:1", "timeout:1", "attempts:3"} {
-		if !strings.Contains(resolv, want) {
-			t.Errorf("resolv.conf lacks %q:\n%s", want, resolv)
-		}
-	}
-	if out := execIn(t, ex, id, "nslookup", "db.internal"); !strings.Contains(out, dbAddr.String()) {
-		t.Errorf("nslookup db.internal did not answer %s:\n%s", dbAddr, out)
-	}
-	if out := execIn(t, ex, id, "nslookup", "db"); !strings.Contains(out, dbAddr.String()) {
-		t.Errorf("nslookup db (the search domain internal) did not answer %s:\n%s", dbAddr, out)
-	}
+	checkResolver(t, ex, id)
 	select {
 	case from := <-gw.queries:
 		if to := <-gw.to; from.Addr() != subnetAddr.Addr() || to != subnet.Resolver {
@@ -462,5 +440,24 @@ func TestSubnetInSandbox(t *testing.T) {
 	}
 	if left := sandboxes(t, cli, labels); len(left) != 0 {
 		t.Fatalf("%d sandboxes left after Close", len(left))
+	}
+}
+
+// checkResolver checks a subnet job's resolver from inside its container:
+// the resolv.conf options, and db (dbAddr) answered by its .internal name and by
+// the search domain.
+func checkResolver(t *testing.T, ex *docker.Executor, id string) {
+	t.Helper()
+	resolv := execIn(t, ex, id, "cat", "/etc/resolv.conf")
+	for _, want := range []string{"search internal", "ndots:1", "timeout:1", "attempts:3"} {
+		if !strings.Contains(resolv, want) {
+			t.Errorf("resolv.conf lacks %q:\n%s", want, resolv)
+		}
+	}
+	if out := execIn(t, ex, id, "nslookup", "db.internal"); !strings.Contains(out, dbAddr.String()) {
+		t.Errorf("nslookup db.internal did not answer %s:\n%s", dbAddr, out)
+	}
+	if out := execIn(t, ex, id, "nslookup", "db"); !strings.Contains(out, dbAddr.String()) {
+		t.Errorf("nslookup db (the search domain internal) did not answer %s:\n%s", dbAddr, out)
 	}
 }
