@@ -224,16 +224,21 @@ func (s Subnet) PoolPrefix() (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("%s is not IPv4 (example: %s)", p, defaultSubnetPool)
 	case p.Masked() != p:
 		return netip.Prefix{}, fmt.Errorf("%s has host bits set (did you mean %s?)", p, p.Masked())
+	case p.Contains(subnetResolver):
+		return netip.Prefix{}, fmt.Errorf("%s contains %s, the subnets' DNS address (example: %s)", p, subnetResolver, defaultSubnetPool)
 	}
 	return p, nil
 }
 
 // defaultSubnetPool and defaultSubnetBits are subnet.DefaultPool and
-// subnet.DefaultBits (a test keeps them equal).
+// subnet.DefaultBits, subnetResolver is subnet.Resolver (a test keeps them
+// equal).
 const (
 	defaultSubnetPool = "10.77.0.0/16"
 	defaultSubnetBits = 24
 )
+
+var subnetResolver = netip.MustParseAddr("169.254.53.53")
 
 // Location is where the machine is.
 type Location struct {

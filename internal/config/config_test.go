@@ -330,6 +330,7 @@ func TestValidateSubnet(t *testing.T) {
 		{"garbage", "ten", 24, "subnet.pool", "not a CIDR prefix"},
 		{"ipv6", "fd00::/64", 24, "subnet.pool", "not IPv4"},
 		{"host bits", "10.77.1.0/16", 24, "subnet.pool", "did you mean 10.77.0.0/16"},
+		{"the DNS address", "169.254.0.0/16", 24, "subnet.pool", "contains 169.254.53.53, the subnets' DNS address"},
 		{"bits too large", "10.77.0.0/16", 31, "subnet.bits", "want 16 (the length of subnet.pool 10.77.0.0/16) to 30"},
 		{"bits shorter than the pool", "10.77.0.0/16", 8, "subnet.bits", "want 16"},
 		{"bits zero", "10.77.0.0/16", 0, "subnet.bits", "0: want 16"},
@@ -363,6 +364,9 @@ func TestValidateSubnet(t *testing.T) {
 func TestSubnetDefaultsMatchPackageSubnet(t *testing.T) {
 	if defaultSubnetPool != subnet.DefaultPool.String() || defaultSubnetBits != subnet.DefaultBits {
 		t.Fatalf("config's subnet defaults %s, /%d; package subnet's %s, /%d", defaultSubnetPool, defaultSubnetBits, subnet.DefaultPool, subnet.DefaultBits)
+	}
+	if subnetResolver != subnet.Resolver {
+		t.Fatalf("config's subnet DNS address %s; package subnet's %s", subnetResolver, subnet.Resolver)
 	}
 }
 
