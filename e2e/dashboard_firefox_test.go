@@ -13,6 +13,7 @@ import (
 
 	"github.com/dmsnet/dms/internal/e2etest"
 	"github.com/dmsnet/dms/internal/e2etest/bidi"
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // inCI reports whether the tests run in CI (.ci/run sets CI=true), where
@@ -93,10 +94,20 @@ func TestDashboardFirefox(t *testing.T) {
 		must("screenshot "+name, err)
 		must("save "+name, os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644))
 	}
+	// text waits for an element matching sel, as chromedp's Text does in
+	// TestDashboard: a live page may re-render it (a queued deployment's
+	// row leaves the queued index while its next bid round runs).
 	text := func(sel string) string {
 		t.Helper()
-		s, err := b.Text(ctx, sel)
-		must("text of "+sel, err)
+		var s string
+		var last error
+		err := poll.Until(ctx, wait, "text of "+sel, func(ctx context.Context) (bool, error) {
+			s, last = b.Text(ctx, sel)
+			return last == nil, nil
+		})
+		if err != nil {
+			fail("text of "+sel, fmt.Errorf("%w (last: %v)", err, last))
+		}
 		return s
 	}
 	// tabTo presses Tab until the element matching sel has the focus: the
