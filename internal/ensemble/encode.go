@@ -25,6 +25,9 @@ func Marshal(s *Spec) ([]byte, error) {
 
 // marshalNode writes the YAML of an encoded spec.
 func marshalNode(n *yaml.Node) ([]byte, error) {
+	if out, ok := emit(n); ok {
+		return out, nil
+	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
