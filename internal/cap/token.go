@@ -316,7 +316,11 @@ func signer(k *identity.Key) (didcrypto.PrivateKey, did.DID, error) {
 	if s, ok := signers.Get(k); ok {
 		return s.priv, s.did, nil
 	}
-	priv, err := didcrypto.PrivateKeyFromSeed(k.Seed())
+	// From the whole key, not its seed: the seed would be multiplied out
+	// again into the public half the key already holds (a scalar
+	// multiplication per key, paid once more for every new deployment's
+	// and allocation's key).
+	priv, err := didcrypto.PrivateKeyFromBytes(k.Private())
 	if err != nil {
 		return didcrypto.PrivateKey{}, nil, fmt.Errorf("convert key %s: %w", k.DID(), err)
 	}
