@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -72,4 +73,22 @@ func (s *lastStore) last() *Deployment {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.d
+}
+
+// TestClonePlacementShared: a copy shares the placement map, and
+// setPlacement (a redeploy) changes the original's without the copy's.
+func TestClonePlacementShared(t *testing.T) {
+	d := &Deployment{ID: "d1", Placement: map[string]Placement{"web": {Reservation: "r1"}}}
+	c := d.clone()
+	if reflect.ValueOf(c.Placement).UnsafePointer() != reflect.ValueOf(d.Placement).UnsafePointer() {
+		t.Error("the copy's placement was copied: it can be shared")
+	}
+	d.setPlacement("web", Placement{Reservation: "r2"})
+	d.setPlacement("db", Placement{Reservation: "r3"})
+	if got := c.Placement["web"].Reservation; got != "r1" || len(c.Placement) != 1 {
+		t.Errorf("the copy's placement changed with the original's: web %q, %d nodes; want r1, 1", got, len(c.Placement))
+	}
+	if d.Placement["web"].Reservation != "r2" || d.Placement["db"].Reservation != "r3" {
+		t.Errorf("the original's placement = %v, want web r2 and db r3", d.Placement)
+	}
 }

@@ -176,13 +176,11 @@ type Replaced struct {
 // the package only ever appends to or replaces (Events, Candidates) share
 // their elements with d, capped at their length: an append to either side
 // writes past the other's end or into a new array, and no element is
-// changed in place.
+// changed in place. The Placement map is shared too: the package replaces
+// it (setPlacement) and never writes into it.
 func (d *Deployment) clone() *Deployment {
 	c := *d
-	c.Placement = make(map[string]Placement, len(d.Placement))
-	for k, v := range d.Placement {
-		c.Placement[k] = v
-	}
+	c.Placement = d.Placement // replaced, never written into (setPlacement)
 	c.Allocations = make(map[string]*Allocation, len(d.Allocations))
 	for k, v := range d.Allocations {
 		a := *v
@@ -202,6 +200,15 @@ func (d *Deployment) clone() *Deployment {
 	}
 	c.Candidates = d.Candidates[:len(d.Candidates):len(d.Candidates)]
 	return &c
+}
+
+// setPlacement sets node's placement in a new map: the copies of d share
+// its map (clone), so the package replaces it and never writes into it.
+func (d *Deployment) setPlacement(node string, pl Placement) {
+	m := make(map[string]Placement, len(d.Placement)+1)
+	maps.Copy(m, d.Placement)
+	m[node] = pl
+	d.Placement = m
 }
 
 // Store persists deployments and the files shipped with them.

@@ -310,7 +310,7 @@ func (r *run) redeploy(ctx context.Context, node string, h *healing, attempt int
 			}
 			d.Allocations[name] = na
 		}
-		d.Placement[node] = pl
+		d.setPlacement(node, pl)
 		if d.Redeploys == nil {
 			d.Redeploys = map[string][]time.Time{}
 		}
