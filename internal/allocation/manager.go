@@ -319,7 +319,9 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 	if err := m.cfg.Store.Put(rec); err != nil {
 		return actor.Handle{}, fmt.Errorf("create allocation %s: persist: %w", req.ID, err)
 	}
-	a, err := m.newAlloc(rec, key)
+	// Its reports count from 1, under the ceiling just written: the first
+	// (queueReport, below) needs no second write of the record.
+	a, err := m.newAlloc(rec, key, 0)
 	if err != nil {
 		m.cfg.Store.Delete(req.ID)
 		os.RemoveAll(filepath.Join(m.cfg.DataDir, req.ID))
@@ -343,8 +345,9 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 	return a.act.Handle(), nil
 }
 
-// newAlloc opens the allocation's directory and log and spawns its actor.
-func (m *Manager) newAlloc(rec Record, key *identity.Key) (*alloc, error) {
+// newAlloc opens the allocation's directory and log and spawns its actor,
+// whose reports continue from seq.
+func (m *Manager) newAlloc(rec Record, key *identity.Key, seq uint64) (*alloc, error) {
 	dir := filepath.Join(m.cfg.DataDir, rec.ID)
 	if err := mkdir(dir); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
@@ -368,7 +371,7 @@ func (m *Manager) newAlloc(rec Record, key *identity.Key) (*alloc, error) {
 		life:    life,
 		end:     end,
 		rec:     rec,
-		seq:     rec.Seq,
+		seq:     seq,
 		changed: make(chan struct{}),
 		wake:    make(chan struct{}, 1),
 		lastAck: time.Now(),
@@ -647,7 +650,7 @@ func (m *Manager) Resume(ctx context.Context) error {
 				m.log.Warn("resume: stored note chain does not decode", "allocation_id", rec.ID, "err", err)
 			}
 		}
-		a, err := m.newAlloc(rec, key)
+		a, err := m.newAlloc(rec, key, rec.Seq) // above every report sent before the restart
 		if err != nil {
 			errs = append(errs, fmt.Errorf("resume %s: %w", rec.ID, err))
 			continue

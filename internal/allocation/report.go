@@ -19,12 +19,18 @@ const (
 )
 
 // queueReport queues a report of the current state (the first report
-// after a create, or the final one again after a restart).
+// after a create, or the final one again after a restart). The record is
+// written again only when the report moved its Seq ceiling: nothing else
+// changed (at a create, the record written a moment before holds it).
 func (a *alloc) queueReport() {
 	a.mu.Lock()
+	ceiling := a.rec.Seq
 	a.queue = append(a.queue, a.reportLocked())
+	moved := a.rec.Seq != ceiling
 	a.mu.Unlock()
-	a.persist()
+	if moved {
+		a.persist()
+	}
 	a.poke()
 }
 
