@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -39,22 +41,33 @@ const (
 )
 
 // logFile is an allocation's framed log. Appends and reads may run
-// concurrently.
+// concurrently. The file (and its directory) is created at the first frame
+// other than a mark: a mark is held until then (pending), and a log with no
+// file reads as empty. Most of a placement's file system work was the
+// allocation's directory and empty log, made at the commit (docs/PERFORMANCE.md).
 type logFile struct {
 	mu      sync.Mutex
-	f       *os.File      // guarded by mu
+	path    string
+	f       *os.File      // guarded by mu: nil until the first frame is written
+	closed  bool          // guarded by mu
+	pending []byte        // guarded by mu: the last mark's instance ID, not yet written (nil: none)
 	size    int64         // guarded by mu: offset of the end of the last whole frame
 	changed chan struct{} // guarded by mu: closed and replaced at every append
 }
 
-// openLog opens (or creates) the log at path and drops a torn last frame
-// left by a crash.
+// openLog opens the log at path, if it exists, and drops a torn last frame
+// left by a crash; a log that does not exist is created at its first
+// output.
 func openLog(path string) (*logFile, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	l := &logFile{path: path, changed: make(chan struct{})}
+	f, err := os.OpenFile(path, os.O_RDWR, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		return l, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
 	}
-	l := &logFile{f: f, changed: make(chan struct{})}
+	l.f = f
 	var end int64
 	st, err := f.Stat()
 	if err == nil && st.Size() > 0 { // a new allocation's log is empty: nothing to scan
@@ -116,28 +129,48 @@ func (l *logFile) append(stream byte, p []byte) error {
 func (l *logFile) appendAt(at time.Time, stream byte, p []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.f == nil {
+	if l.closed {
 		return errors.New("log closed")
 	}
-	buf := make([]byte, 0, len(p)+frameHead*(len(p)/maxFrame+2)+8)
+	if stream == streamMark {
+		// Held until the instance's first frame: a mark followed by
+		// nothing tells a reader nothing (readers skip marks; copied
+		// counts no output for it either way).
+		l.pending = append(make([]byte, 0, len(p)), p...)
+		return nil
+	}
+	if l.f == nil {
+		if err := mkdir(filepath.Dir(l.path)); err != nil {
+			return fmt.Errorf("create log: %w", err)
+		}
+		f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("create log: %w", err)
+		}
+		l.f = f
+	}
+	buf := make([]byte, 0, len(l.pending)+len(p)+frameHead*(len(p)/maxFrame+3)+8)
+	if l.pending != nil {
+		buf = append(buf, streamMark)
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(l.pending)))
+		buf = append(buf, l.pending...)
+	}
 	if !at.IsZero() {
 		buf = append(buf, streamTime)
 		buf = binary.BigEndian.AppendUint32(buf, 8)
 		buf = binary.BigEndian.AppendUint64(buf, uint64(at.UnixNano()))
 	}
-	for len(p) > 0 || stream == streamMark {
+	for len(p) > 0 {
 		n := min(len(p), maxFrame)
 		buf = append(buf, stream)
 		buf = binary.BigEndian.AppendUint32(buf, uint32(n))
 		buf = append(buf, p[:n]...)
 		p = p[n:]
-		if stream == streamMark {
-			break
-		}
 	}
 	if _, err := l.f.WriteAt(buf, l.size); err != nil {
 		return fmt.Errorf("write log: %w", err)
 	}
+	l.pending = nil
 	l.size += int64(len(buf))
 	close(l.changed)
 	l.changed = make(chan struct{})
@@ -152,8 +185,11 @@ func (l *logFile) mark(id string) error { return l.append(streamMark, []byte(id)
 func (l *logFile) copied(id string) (stdout, stderr int64, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.f == nil {
+	if l.closed {
 		return 0, 0, errors.New("log closed")
+	}
+	if l.f == nil {
+		return 0, 0, nil // nothing written yet
 	}
 	in := false
 	_, err = l.scan(func(stream byte, data []byte) {
@@ -250,9 +286,9 @@ func streamName(b byte) string {
 // lie within the log.
 func (l *logFile) from(off int64) (*os.File, int64, error) {
 	l.mu.Lock()
-	size, f := l.size, l.f
+	size, f, closed := l.size, l.f, l.closed
 	l.mu.Unlock()
-	if f == nil {
+	if closed {
 		return nil, 0, errors.New("log closed")
 	}
 	if off < 0 || off > size {
@@ -433,6 +469,7 @@ func (l *logFile) tail(off int64, lines, max int, filter logFilter) ([]deploypro
 func (l *logFile) close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.closed = true
 	if l.f == nil {
 		return nil
 	}

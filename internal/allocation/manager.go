@@ -345,12 +345,15 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 	return a.act.Handle(), nil
 }
 
-// newAlloc opens the allocation's directory and log and spawns its actor,
-// whose reports continue from seq.
+// newAlloc opens the allocation's log and spawns its actor, whose reports
+// continue from seq. Its directory is made now for its volumes (made in
+// it, and by a volume driver), else by the log at its first output.
 func (m *Manager) newAlloc(rec Record, key *identity.Key, seq uint64) (*alloc, error) {
 	dir := filepath.Join(m.cfg.DataDir, rec.ID)
-	if err := mkdir(dir); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
+	if len(rec.Spec.Volumes) > 0 {
+		if err := mkdir(dir); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
 	}
 	lf, err := openLog(filepath.Join(dir, "log"))
 	if err != nil {
