@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
 )
@@ -15,13 +16,34 @@ type putCounter struct {
 	*MemStore
 	mu   sync.Mutex
 	puts map[string]int
+	// written are the states of the records written, in order.
+	written []deployproto.AllocationState
 }
 
 func (s *putCounter) Put(r Record) error {
 	s.mu.Lock()
 	s.puts[r.ID]++
+	s.written = append(s.written, r.State)
 	s.mu.Unlock()
 	return s.MemStore.Put(r)
+}
+
+func (s *putCounter) writesIn(state deployproto.AllocationState) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, w := range s.written {
+		if w == state {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *putCounter) states() []deployproto.AllocationState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]deployproto.AllocationState(nil), s.written...)
 }
 
 func (s *putCounter) count(id string) int {
@@ -52,5 +74,27 @@ func TestCreateWritesRecordOnce(t *testing.T) {
 	recs, err := st.List()
 	if err != nil || len(recs) != 1 || recs[0].Seq == 0 {
 		t.Fatalf("records %+v, %v; want a1 with its Seq ceiling", recs, err)
+	}
+}
+
+// TestTaskRecordWrites: a task without volumes writes its record once as
+// it starts, not again for staging when there was nothing to stage.
+func TestTaskRecordWrites(t *testing.T) {
+	h := newHarness(t)
+	st := &putCounter{MemStore: NewMemStore(), puts: map[string]int{}}
+	m, err := New(Config{
+		System: h.provSys, Executors: map[ensemble.Executor]executor.Executor{ensemble.Docker: h.ex},
+		Store: st, Ledger: h.ledger, Wallet: h.wallet, Sealer: h.sealer, DataDir: t.TempDir(),
+		Heartbeat: time.Hour, Logger: testLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(context.Background()) })
+	hd := h.create(m, "a1", "r1", task("exit=0"))
+	h.mustStart(hd)
+	h.awaitState("a1", deployproto.AllocCompleted)
+	if n := st.writesIn(deployproto.AllocStarting); n != 1 {
+		t.Errorf("the record was written %d times while starting, want 1 (writes: %q)", n, st.states())
 	}
 }

@@ -181,11 +181,13 @@ func (a *alloc) prepareVolumes(ctx context.Context) error {
 	if rec.Staged {
 		return nil
 	}
+	staged := false
 	for _, name := range names {
 		v := rec.Spec.Volumes[name]
 		if !stagedIn(v) {
 			continue
 		}
+		staged = true
 		if err := a.stage(ctx, &rec, name, v); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -204,7 +206,12 @@ func (a *alloc) prepareVolumes(ctx context.Context) error {
 	a.mu.Lock()
 	a.rec.Staged = true
 	a.mu.Unlock()
-	a.persist()
+	if staged {
+		// Written now, so a restart does not stage again; with nothing
+		// staged, a restart would stage nothing, and the next transition
+		// writes the flag.
+		a.persist()
+	}
 	return nil
 }
 
