@@ -98,6 +98,7 @@ func (a *Actor) System() *System { return a.sys }
 func (a *Actor) AddBehavior(name string, b Behavior) {
 	a.mu.Lock()
 	a.behaviors[name] = b
+	a.sys.routes.Add(1)
 	a.mu.Unlock()
 }
 
@@ -105,6 +106,7 @@ func (a *Actor) AddBehavior(name string, b Behavior) {
 func (a *Actor) RemoveBehavior(name string) {
 	a.mu.Lock()
 	delete(a.behaviors, name)
+	a.sys.routes.Add(1)
 	a.mu.Unlock()
 }
 
@@ -134,6 +136,7 @@ func (a *Actor) stopWait(ctx context.Context) error {
 	a.once.Do(func() {
 		a.mu.Lock()
 		a.stopped = true
+		a.sys.routes.Add(1)
 		a.mu.Unlock()
 		a.sys.remove(a)
 		left := a.mbox.close() // running workers return at their next look

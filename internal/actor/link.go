@@ -46,6 +46,12 @@ type link struct {
 	// held: the actors the reader queued deliveries for in its current
 	// read burst, woken when it ends (only the reader touches it).
 	held heldWakes
+	// bucket is the peer's rate buckets (peerLimiter.allowCached), and
+	// replay the last sender's replay window (replayGuard.checkCached):
+	// only the reader touches them.
+	bucket *peerBuckets
+	replay replayCache
+	route  linkRoute
 
 	// gone is closed when the link is dropped: invokes waiting for a
 	// reply on it fail at once (the reply would have come on this link).
@@ -53,6 +59,17 @@ type link struct {
 	goneOnce sync.Once
 
 	protectOnce sync.Once
+}
+
+// linkRoute is the actor and behavior the last envelope a link's reader
+// dispatched reached (System.route): its next envelopes to the same inbox
+// and behavior skip both lookups while System.routes is unchanged.
+type linkRoute struct {
+	gen      uint64 // System.routes when looked up
+	inbox    string
+	behavior string
+	a        *Actor
+	b        Behavior
 }
 
 type sessKey struct {
@@ -356,7 +373,7 @@ func (w *link) defineSession(ss *session) {
 	s := w.sys
 	w.dropSession(ss.id) // a definition replaces whatever the id named
 	now := s.cfg.Now()
-	if !s.limiter.allow(w.l.Peer(), now) {
+	if !s.limiter.allowCached(&w.bucket, w.l.Peer(), now) {
 		s.stats.inc("refused_" + string(CodeRateLimited))
 		s.stats.inc("sessions_refused")
 		return

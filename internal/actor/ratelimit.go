@@ -22,6 +22,9 @@ type peerLimiter struct {
 type peerBuckets struct {
 	in, answers *rate.Limiter
 	last        atomic.Int64 // Unix nanoseconds of the last use
+	// swept is set once sweep forgot the buckets: a link that cached
+	// them (link.bucket) looks its peer up again.
+	swept atomic.Bool
 }
 
 // answersPerSecond bounds the refusals answered to one peer.
@@ -37,10 +40,31 @@ func (l *peerLimiter) get(peer string, now time.Time) *peerBuckets {
 		v, _ = l.peers.LoadOrStore(peer, &peerBuckets{in: rate.NewLimiter(l.rate, l.burst), answers: rate.NewLimiter(answersPerSecond, answersPerSecond)})
 	}
 	b := v.(*peerBuckets)
+	b.touch(now)
+	return b
+}
+
+// touch records a use of b at now, for sweep.
+func (b *peerBuckets) touch(now time.Time) {
 	if t := now.UnixNano(); b.last.Load() < t {
 		b.last.Store(t)
 	}
-	return b
+}
+
+// allowCached is allow for a link's reader, which caches its peer's
+// buckets in *cached: the lookup by peer ID (a sync.Map load and the
+// hash of a 52-byte ID per envelope) happens once per link, and again
+// only after sweep forgot the buckets. A reader that raced with sweep
+// uses the forgotten buckets for that one envelope, as allow does.
+func (l *peerLimiter) allowCached(cached **peerBuckets, peer string, now time.Time) bool {
+	b := *cached
+	if b == nil || b.swept.Load() {
+		b = l.get(peer, now)
+		*cached = b
+	} else {
+		b.touch(now)
+	}
+	return b.in.AllowN(now, 1)
 }
 
 func (l *peerLimiter) allow(peer string, now time.Time) bool {
@@ -58,8 +82,8 @@ func (l *peerLimiter) allowAnswer(peer string, now time.Time) bool {
 func (l *peerLimiter) sweep(now time.Time) {
 	idle := now.Add(-time.Minute).UnixNano()
 	l.peers.Range(func(p, v any) bool {
-		if v.(*peerBuckets).last.Load() < idle {
-			l.peers.CompareAndDelete(p, v)
+		if b := v.(*peerBuckets); b.last.Load() < idle && l.peers.CompareAndDelete(p, v) {
+			b.swept.Store(true)
 		}
 		return true
 	})
