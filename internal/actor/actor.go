@@ -286,15 +286,17 @@ func (a *Actor) InvokeRaw(ctx context.Context, to Handle, behavior string, v any
 	}
 	now := a.sys.cfg.Now()
 	env := a.envelope(ctx, to, behavior, payload, now)
+	env.Nonce = a.sys.nextNonce()
 	env.WantReply = true
 	return a.sys.invoke(ctx, a, &env, now)
 }
 
 // envelope builds an envelope sent at now (one clock reading serves the
-// expiry and the sending link's session renewal).
+// expiry and the sending link's session renewal), without its nonce: the
+// caller takes one (System.send takes a one-way envelope's on its link,
+// so a Send takes one nonce, not two).
 func (a *Actor) envelope(ctx context.Context, to Handle, behavior string, payload []byte, now time.Time) Envelope {
 	return Envelope{
-		Nonce:    a.sys.nextNonce(),
 		Expiry:   a.sys.expiryAt(ctx, now),
 		To:       to,
 		From:     a.handle,
@@ -323,6 +325,7 @@ func (a *Actor) Broadcast(ctx context.Context, topic, behavior string, v any, co
 		return err
 	}
 	env := a.envelope(ctx, Handle{}, behavior, payload, a.sys.cfg.Now())
+	env.Nonce = a.sys.nextNonce()
 	env.Topic = topic
 	env.WantReply = collect != nil
 	return a.sys.publish(ctx, a, &env, collect)

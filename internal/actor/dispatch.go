@@ -277,6 +277,9 @@ func (s *System) refuse(env *Envelope, answer replier, err *Error, peer string) 
 // refused as a replay.
 func (s *System) send(ctx context.Context, from *Actor, env *Envelope, now time.Time) error {
 	oneWay := env.To.Host != s.self && len(env.Invocation) == 0
+	if !oneWay && env.Nonce == 0 {
+		env.Nonce = s.nextNonce() // else it takes one on its link
+	}
 	_, err := s.sendVia(ctx, from, env, now, oneWay)
 	return err
 }
