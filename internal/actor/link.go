@@ -23,7 +23,12 @@ type link struct {
 
 	mu       sync.Mutex            // serializes session definition + Send, so definitions precede uses
 	sendSess map[sessKey]*sendSess // guarded by mu
-	nextSess uint32                // guarded by mu
+	// lastSess is the session of the last envelope sent, or nil: always
+	// one in sendSess (nil once any is forgotten). A flow of envelopes of
+	// one sender, receiver and behavior skips the map's hash of their two
+	// DIDs. Guarded by mu.
+	lastSess *sendSess
+	nextSess uint32 // guarded by mu
 	// scratch is the buffer envelopes are encoded into when the link
 	// copies what it sends (a CopyingLink); guarded by mu.
 	scratch []byte
@@ -78,6 +83,7 @@ type sessKey struct {
 }
 
 type sendSess struct {
+	key   sessKey
 	id    uint32
 	renew time.Time // issue a new invocation after this
 	gen   uint64    // the issuer's generation when issued
@@ -199,7 +205,10 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope, now
 	}
 	if len(env.Invocation) == 0 {
 		key := sessKey{from: env.From.DID, to: env.To.DID, cmd: env.Behavior}
-		ss := w.sendSess[key]
+		ss := w.lastSess
+		if ss == nil || ss.key != key {
+			ss = w.sendSess[key]
+		}
 		gen := issuerGeneration(w.sys.cfg.Issuer)
 		if ss == nil || now.After(ss.renew) || ss.gen != gen {
 			exp := now.Add(w.sys.cfg.SessionTTL)
@@ -210,11 +219,12 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope, now
 			w.nextSess++
 			// Renew well before expiry, so an envelope in flight never
 			// arrives under an expired session.
-			ss = &sendSess{id: w.nextSess, renew: now.Add(w.sys.cfg.SessionTTL / 2), gen: gen}
+			ss = &sendSess{key: key, id: w.nextSess, renew: now.Add(w.sys.cfg.SessionTTL / 2), gen: gen}
 			w.sendSess[key] = ss
 			frame = appendSession(frame, session{id: ss.id, iss: key.from, aud: key.to, cmd: key.cmd, inv: inv})
 			w.protect()
 		}
+		w.lastSess = ss // in sendSess, as lastSess always is
 		env.Session = ss.id
 	}
 	frame = appendEnvelopeForm(frame, env, sessionFormOK(env, w.sys.self, w.l.Peer()))
@@ -243,6 +253,7 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope, now
 		// on the other side: define it again next time.
 		if len(env.Invocation) == 0 {
 			delete(w.sendSess, sessKey{from: env.From.DID, to: env.To.DID, cmd: env.Behavior})
+			w.lastSess = nil
 		}
 		return err
 	}
@@ -480,6 +491,7 @@ func (s *System) forgetSessions(host string) {
 	}
 	w.mu.Lock()
 	clear(w.sendSess)
+	w.lastSess = nil
 	w.mu.Unlock()
 }
 
