@@ -51,9 +51,9 @@ type link struct {
 	// held: the actors the reader queued deliveries for in its current
 	// read burst, woken when it ends (only the reader touches it).
 	held heldWakes
-	// bucket is the peer's rate buckets (peerLimiter.allowCached), and
-	// replay the last sender's replay window (replayGuard.checkCached):
-	// only the reader touches them.
+	// The reader's caches, only the reader touches them: the peer's
+	// rate buckets (peerLimiter.allowCached), the last sender's replay
+	// window (replayGuard.checkCached) and the last route (System.route).
 	bucket *peerBuckets
 	replay replayCache
 	route  linkRoute
