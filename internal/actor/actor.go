@@ -98,6 +98,7 @@ func (a *Actor) System() *System { return a.sys }
 func (a *Actor) AddBehavior(name string, b Behavior) {
 	a.mu.Lock()
 	a.behaviors[name] = b
+	a.sys.routes.Add(1)
 	a.mu.Unlock()
 }
 
@@ -105,6 +106,7 @@ func (a *Actor) AddBehavior(name string, b Behavior) {
 func (a *Actor) RemoveBehavior(name string) {
 	a.mu.Lock()
 	delete(a.behaviors, name)
+	a.sys.routes.Add(1)
 	a.mu.Unlock()
 }
 
@@ -134,6 +136,7 @@ func (a *Actor) stopWait(ctx context.Context) error {
 	a.once.Do(func() {
 		a.mu.Lock()
 		a.stopped = true
+		a.sys.routes.Add(1)
 		a.mu.Unlock()
 		a.sys.remove(a)
 		left := a.mbox.close() // running workers return at their next look
@@ -344,15 +347,17 @@ func (a *Actor) InvokeRaw(ctx context.Context, to Handle, behavior string, v any
 	}
 	now := a.sys.cfg.Now()
 	env := a.envelope(ctx, to, behavior, payload, now)
+	env.Nonce = a.sys.nextNonce()
 	env.WantReply = true
 	return a.sys.invoke(ctx, a, &env, now)
 }
 
 // envelope builds an envelope sent at now (one clock reading serves the
-// expiry and the sending link's session renewal).
+// expiry and the sending link's session renewal), without its nonce: the
+// caller takes one (System.send takes a one-way envelope's on its link,
+// so a Send takes one nonce, not two).
 func (a *Actor) envelope(ctx context.Context, to Handle, behavior string, payload []byte, now time.Time) Envelope {
 	return Envelope{
-		Nonce:    a.sys.nextNonce(),
 		Expiry:   a.sys.expiryAt(ctx, now),
 		To:       to,
 		From:     a.handle,
@@ -381,6 +386,7 @@ func (a *Actor) Broadcast(ctx context.Context, topic, behavior string, v any, co
 		return err
 	}
 	env := a.envelope(ctx, Handle{}, behavior, payload, a.sys.cfg.Now())
+	env.Nonce = a.sys.nextNonce()
 	env.Topic = topic
 	env.WantReply = collect != nil
 	return a.sys.publish(ctx, a, &env, collect)

@@ -47,7 +47,7 @@ func (s *System) receive(w *link, env *Envelope) {
 	s.stats.received.Add(1)
 	now := w.held.clock(s.cfg.Now) // one reading for all the checks, shared by the read burst
 	var answer replier = w
-	if !s.limiter.allow(peer, now) {
+	if !s.limiter.allowCached(&w.bucket, peer, now) {
 		s.refuse(env, answer, errorf(CodeRateLimited, "peer %s exceeds %.0f envelopes/s", shortHost(peer), s.cfg.PeerRate), peer)
 		return
 	}
@@ -69,7 +69,7 @@ func (s *System) receive(w *link, env *Envelope) {
 		s.refuse(env, answer, err, peer)
 		return
 	}
-	s.dispatch(env, grant, answer, peer, now, &w.held)
+	s.dispatch(env, grant, answer, peer, now, w)
 }
 
 func (w *link) sessionGrant(env *Envelope) (Grant, *Error) {
@@ -120,9 +120,17 @@ func denied(err error) *Error {
 // dispatch runs checks 3–9 for an envelope whose sender is authenticated and
 // whose invocation is verified (grant nil: a local envelope with no
 // invocation, trusted because it comes from this process). now is the time
-// the caller's checks ran at. hold, when not nil, holds the delivery until
-// the caller (a link's reader) ends its read burst, and queues it then.
-func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer string, now time.Time, hold *heldWakes) {
+// the caller's checks ran at. w is the link the envelope came on (nil:
+// this host or a broadcast), whose reader calls dispatch: the delivery is
+// held until the reader ends its read burst, and queued then, and the
+// reader's caches (its last sender's replay window, its last route) are
+// used.
+func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer string, now time.Time, w *link) {
+	var hold *heldWakes
+	var seen *replayCache
+	if w != nil {
+		hold, seen = &w.held, &w.replay
+	}
 	if s.isClosed() {
 		s.refuse(env, answer, &Error{Code: CodeShuttingDown, Msg: "node is shutting down"}, peer)
 		return
@@ -141,7 +149,7 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer strin
 			return
 		}
 	}
-	if !s.replay.check(env.From, env.Nonce, now) {
+	if !s.replay.checkCached(seen, env.From, env.Nonce, now) {
 		s.refuse(env, answer, errorf(CodeReplay, "nonce %d from %s was already used", env.Nonce, env.From.DID.Short()), peer)
 		return
 	}
@@ -151,14 +159,9 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer strin
 		s.dispatchTopic(env, &msg, sc, answer, peer)
 		return
 	}
-	a := s.actor(env.To.Inbox)
-	if a == nil || a.handle.DID != env.To.DID {
-		s.refuse(env, answer, errorf(CodeNoSuchActor, "no actor %s on this host", env.To), peer)
-		return
-	}
-	b, ok := a.behavior(env.Behavior)
-	if !ok {
-		s.refuse(env, answer, errorf(CodeUnknownBehavior, "%s has no behavior %s", a.handle.Inbox, env.Behavior), peer)
+	a, b, err := s.route(env, w)
+	if err != nil {
+		s.refuse(env, answer, err, peer)
 		return
 	}
 	d := newDelivery()
@@ -172,6 +175,31 @@ func (s *System) dispatch(env *Envelope, grant Grant, answer replier, peer strin
 	if hold == nil {
 		s.stats.dispatched.Add(1) // else when hold queues it
 	}
+}
+
+// route returns the actor env is for and its behavior, from w's last
+// route (w nil: none) while no actor or behavior changed since.
+func (s *System) route(env *Envelope, w *link) (*Actor, Behavior, *Error) {
+	var r *linkRoute
+	if w != nil {
+		r = &w.route
+		if r.a != nil && r.gen == s.routes.Load() && r.inbox == env.To.Inbox && r.behavior == env.Behavior && r.a.handle.DID == env.To.DID {
+			return r.a, r.b, nil
+		}
+	}
+	gen := s.routes.Load() // before the lookups: a change during them invalidates r
+	a := s.actor(env.To.Inbox)
+	if a == nil || a.handle.DID != env.To.DID {
+		return nil, nil, errorf(CodeNoSuchActor, "no actor %s on this host", env.To)
+	}
+	b, ok := a.behavior(env.Behavior)
+	if !ok {
+		return nil, nil, errorf(CodeUnknownBehavior, "%s has no behavior %s", a.handle.Inbox, env.Behavior)
+	}
+	if r != nil {
+		*r = linkRoute{gen: gen, inbox: env.To.Inbox, behavior: env.Behavior, a: a, b: b}
+	}
+	return a, b, nil
 }
 
 // dispatchTopic delivers a broadcast to every local subscriber of its topic
@@ -249,6 +277,9 @@ func (s *System) refuse(env *Envelope, answer replier, err *Error, peer string) 
 // refused as a replay.
 func (s *System) send(ctx context.Context, from *Actor, env *Envelope, now time.Time) error {
 	oneWay := env.To.Host != s.self && len(env.Invocation) == 0
+	if !oneWay && env.Nonce == 0 {
+		env.Nonce = s.nextNonce() // else it takes one on its link
+	}
 	_, err := s.sendVia(ctx, from, env, now, oneWay)
 	return err
 }

@@ -63,6 +63,40 @@ func TestActorBehaviorsAndStop(t *testing.T) {
 	}
 }
 
+// TestRouteChangesReachLinks checks that the route a link's reader caches
+// (linkRoute) follows every change: a behavior replaced, and an actor
+// stopped and spawned again on the same inbox with the same key.
+func TestRouteChangesReachLinks(t *testing.T) {
+	net := NewMemNetwork()
+	a, b := newNode(t, net, &testAuth{}, nil), newNode(t, net, &testAuth{}, nil)
+	key := mustKey(t)
+	spawn := func(answer string) *Actor {
+		t.Helper()
+		child, err := b.sys.Spawn(key, "child", SpawnOptions{Workers: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		child.AddBehavior("/test/who", func(context.Context, *Message) (any, error) { return answer, nil })
+		return child
+	}
+	ctx := ctxT(t)
+	ask := func(want string) {
+		t.Helper()
+		var out string
+		if err := a.a.Invoke(ctx, Handle{DID: key.DID(), Host: b.sys.Self(), Inbox: "child"}, "/test/who", nil, &out); err != nil || out != want {
+			t.Fatalf("Invoke = %q, %v, want %q", out, err, want)
+		}
+	}
+	child := spawn("first")
+	ask("first")
+	ask("first")
+	child.AddBehavior("/test/who", func(context.Context, *Message) (any, error) { return "replaced", nil })
+	ask("replaced")
+	child.Stop()
+	spawn("spawned again")
+	ask("spawned again")
+}
+
 func TestPublishIsOneWay(t *testing.T) {
 	net := NewMemNetwork()
 	pub, sub := newNode(t, net, &testAuth{}, nil), newNode(t, net, &testAuth{}, nil)

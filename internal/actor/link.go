@@ -23,7 +23,12 @@ type link struct {
 
 	mu       sync.Mutex            // serializes session definition + Send, so definitions precede uses
 	sendSess map[sessKey]*sendSess // guarded by mu
-	nextSess uint32                // guarded by mu
+	// lastSess is the session of the last envelope sent, or nil: always
+	// one in sendSess (nil once any is forgotten). A flow of envelopes of
+	// one sender, receiver and behavior skips the map's hash of their two
+	// DIDs. Guarded by mu.
+	lastSess *sendSess
+	nextSess uint32 // guarded by mu
 	// scratch is the buffer envelopes are encoded into when the link
 	// copies what it sends (a CopyingLink); guarded by mu.
 	scratch []byte
@@ -46,6 +51,12 @@ type link struct {
 	// held: the actors the reader queued deliveries for in its current
 	// read burst, woken when it ends (only the reader touches it).
 	held heldWakes
+	// The reader's caches, only the reader touches them: the peer's
+	// rate buckets (peerLimiter.allowCached), the last sender's replay
+	// window (replayGuard.checkCached) and the last route (System.route).
+	bucket *peerBuckets
+	replay replayCache
+	route  linkRoute
 
 	// gone is closed when the link is dropped: invokes waiting for a
 	// reply on it fail at once (the reply would have come on this link);
@@ -57,12 +68,24 @@ type link struct {
 	protectOnce sync.Once
 }
 
+// linkRoute is the actor and behavior the last envelope a link's reader
+// dispatched reached (System.route): its next envelopes to the same inbox
+// and behavior skip both lookups while System.routes is unchanged.
+type linkRoute struct {
+	gen      uint64 // System.routes when looked up
+	inbox    string
+	behavior string
+	a        *Actor
+	b        Behavior
+}
+
 type sessKey struct {
 	from, to identity.DID
 	cmd      string
 }
 
 type sendSess struct {
+	key   sessKey
 	id    uint32
 	renew time.Time // issue a new invocation after this
 	gen   uint64    // the issuer's generation when issued
@@ -193,7 +216,10 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope, now
 	}
 	if len(env.Invocation) == 0 {
 		key := sessKey{from: env.From.DID, to: env.To.DID, cmd: env.Behavior}
-		ss := w.sendSess[key]
+		ss := w.lastSess
+		if ss == nil || ss.key != key {
+			ss = w.sendSess[key]
+		}
 		gen := issuerGeneration(w.sys.cfg.Issuer)
 		if ss == nil || now.After(ss.renew) || ss.gen != gen {
 			exp := now.Add(w.sys.cfg.SessionTTL)
@@ -204,11 +230,12 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope, now
 			w.nextSess++
 			// Renew well before expiry, so an envelope in flight never
 			// arrives under an expired session.
-			ss = &sendSess{id: w.nextSess, renew: now.Add(w.sys.cfg.SessionTTL / 2), gen: gen}
+			ss = &sendSess{key: key, id: w.nextSess, renew: now.Add(w.sys.cfg.SessionTTL / 2), gen: gen}
 			w.sendSess[key] = ss
 			frame = appendSession(frame, session{id: ss.id, iss: key.from, aud: key.to, cmd: key.cmd, inv: inv})
 			w.protect()
 		}
+		w.lastSess = ss // in sendSess, as lastSess always is
 		env.Session = ss.id
 	}
 	frame = appendEnvelopeForm(frame, env, sessionFormOK(env, w.sys.self, w.l.Peer()))
@@ -237,6 +264,7 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope, now
 		// on the other side: define it again next time.
 		if len(env.Invocation) == 0 {
 			delete(w.sendSess, sessKey{from: env.From.DID, to: env.To.DID, cmd: env.Behavior})
+			w.lastSess = nil
 		}
 		return err
 	}
@@ -367,7 +395,7 @@ func (w *link) defineSession(ss *session) {
 	s := w.sys
 	w.dropSession(ss.id) // a definition replaces whatever the id named
 	now := s.cfg.Now()
-	if !s.limiter.allow(w.l.Peer(), now) {
+	if !s.limiter.allowCached(&w.bucket, w.l.Peer(), now) {
 		s.stats.inc("refused_" + string(CodeRateLimited))
 		s.stats.inc("sessions_refused")
 		return
@@ -474,6 +502,7 @@ func (s *System) forgetSessions(host string) {
 	}
 	w.mu.Lock()
 	clear(w.sendSess)
+	w.lastSess = nil
 	w.mu.Unlock()
 }
 

@@ -175,6 +175,11 @@ type System struct {
 	// Observer (Handled takes the duration), so that without metrics a
 	// message costs no clock readings around its behavior.
 	timed bool
+	// routes counts the changes of which actor and behavior an envelope
+	// reaches (an actor spawned or removed, a behavior added or removed,
+	// an actor stopped): a link's reader caches its last route (linkRoute)
+	// while it is unchanged.
+	routes atomic.Uint64
 
 	pendMu  sync.Mutex
 	pending map[uint64]*pending // guarded by pendMu
@@ -298,6 +303,7 @@ func (s *System) Spawn(key *identity.Key, inbox string, opts SpawnOptions) (*Act
 		return nil, fmt.Errorf("actor: inbox %q is taken", inbox)
 	}
 	s.actors[inbox] = a
+	s.routes.Add(1)
 	s.mu.Unlock()
 	return a, nil
 }
@@ -313,6 +319,7 @@ func (s *System) remove(a *Actor) {
 	if s.actors[a.handle.Inbox] == a {
 		delete(s.actors, a.handle.Inbox)
 	}
+	s.routes.Add(1)
 	for topic, ts := range s.topics {
 		delete(ts.actors, a)
 		if len(ts.actors) == 0 {
