@@ -98,6 +98,7 @@ func (a *Actor) System() *System { return a.sys }
 func (a *Actor) AddBehavior(name string, b Behavior) {
 	a.mu.Lock()
 	a.behaviors[name] = b
+	a.sys.routes.Add(1)
 	a.mu.Unlock()
 }
 
@@ -105,6 +106,7 @@ func (a *Actor) AddBehavior(name string, b Behavior) {
 func (a *Actor) RemoveBehavior(name string) {
 	a.mu.Lock()
 	delete(a.behaviors, name)
+	a.sys.routes.Add(1)
 	a.mu.Unlock()
 }
 
@@ -134,6 +136,7 @@ func (a *Actor) stopWait(ctx context.Context) error {
 	a.once.Do(func() {
 		a.mu.Lock()
 		a.stopped = true
+		a.sys.routes.Add(1)
 		a.mu.Unlock()
 		a.sys.remove(a)
 		left := a.mbox.close() // running workers return at their next look
@@ -168,10 +171,71 @@ func (a *Actor) enqueue(d *delivery, hold *heldWakes) *Error {
 // startWorker starts a worker; the mailbox calls it, under its lock,
 // when deliveries wait and no worker looks for them (mailbox.signal).
 // Nothing is started once the mailbox is closed, which happens before
-// stopWait waits for the workers.
+// stopWait waits for the workers. The worker runs on an idle goroutine of
+// the runtime's pool (workerPool) when one waits, else on a new one.
 func (a *Actor) startWorker() {
 	a.workers.Add(1)
-	go a.work()
+	if !a.sys.pool.wake(a) {
+		go a.sys.pool.run(a)
+	}
+}
+
+// workerPool keeps a few goroutines whose worker returned (its actor's
+// mailbox was empty) for the next actor that needs one, whichever it is:
+// a new goroutine starts on the smallest stack and grows it (a copy of
+// the stack) on its way to a reply, so a request to an idle actor paid a
+// stack copy on its round trip. At most maxIdleWorkers wait, for the whole
+// runtime: an idle actor still holds no goroutine.
+type workerPool struct {
+	mu     sync.Mutex
+	idle   []chan *Actor // the waiting goroutines', last to wait last; guarded by mu
+	closed bool          // guarded by mu
+}
+
+// maxIdleWorkers bounds the goroutines a runtime's workerPool keeps.
+const maxIdleWorkers = 8
+
+// wake hands a to a waiting goroutine, if there is one.
+func (p *workerPool) wake(a *Actor) bool {
+	p.mu.Lock()
+	n := len(p.idle)
+	if n == 0 {
+		p.mu.Unlock()
+		return false
+	}
+	ch := p.idle[n-1]
+	p.idle[n-1] = nil
+	p.idle = p.idle[:n-1]
+	p.mu.Unlock()
+	ch <- a // buffered, and empty while its goroutine waits
+	return true
+}
+
+// run runs a's worker, then waits in the pool for another actor's, until
+// the pool is full or closed.
+func (p *workerPool) run(a *Actor) {
+	ch := make(chan *Actor, 1)
+	for ok := true; ok; a, ok = <-ch {
+		a.work()
+		p.mu.Lock()
+		if p.closed || len(p.idle) >= maxIdleWorkers {
+			p.mu.Unlock()
+			return
+		}
+		p.idle = append(p.idle, ch)
+		p.mu.Unlock()
+	}
+}
+
+// close ends the waiting goroutines; those running workers end after them.
+func (p *workerPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, ch := range p.idle {
+		close(ch)
+	}
+	p.idle = nil
 }
 
 // work runs the actor's deliveries until the mailbox is empty or closed,
@@ -283,15 +347,17 @@ func (a *Actor) InvokeRaw(ctx context.Context, to Handle, behavior string, v any
 	}
 	now := a.sys.cfg.Now()
 	env := a.envelope(ctx, to, behavior, payload, now)
+	env.Nonce = a.sys.nextNonce()
 	env.WantReply = true
 	return a.sys.invoke(ctx, a, &env, now)
 }
 
 // envelope builds an envelope sent at now (one clock reading serves the
-// expiry and the sending link's session renewal).
+// expiry and the sending link's session renewal), without its nonce: the
+// caller takes one (System.send takes a one-way envelope's on its link,
+// so a Send takes one nonce, not two).
 func (a *Actor) envelope(ctx context.Context, to Handle, behavior string, payload []byte, now time.Time) Envelope {
 	return Envelope{
-		Nonce:    a.sys.nextNonce(),
 		Expiry:   a.sys.expiryAt(ctx, now),
 		To:       to,
 		From:     a.handle,
@@ -320,6 +386,7 @@ func (a *Actor) Broadcast(ctx context.Context, topic, behavior string, v any, co
 		return err
 	}
 	env := a.envelope(ctx, Handle{}, behavior, payload, a.sys.cfg.Now())
+	env.Nonce = a.sys.nextNonce()
 	env.Topic = topic
 	env.WantReply = collect != nil
 	return a.sys.publish(ctx, a, &env, collect)

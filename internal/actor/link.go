@@ -23,7 +23,12 @@ type link struct {
 
 	mu       sync.Mutex            // serializes session definition + Send, so definitions precede uses
 	sendSess map[sessKey]*sendSess // guarded by mu
-	nextSess uint32                // guarded by mu
+	// lastSess is the session of the last envelope sent, or nil: always
+	// one in sendSess (nil once any is forgotten). A flow of envelopes of
+	// one sender, receiver and behavior skips the map's hash of their two
+	// DIDs. Guarded by mu.
+	lastSess *sendSess
+	nextSess uint32 // guarded by mu
 	// scratch is the buffer envelopes are encoded into when the link
 	// copies what it sends (a CopyingLink); guarded by mu.
 	scratch []byte
@@ -46,13 +51,32 @@ type link struct {
 	// held: the actors the reader queued deliveries for in its current
 	// read burst, woken when it ends (only the reader touches it).
 	held heldWakes
+	// The reader's caches, only the reader touches them: the peer's
+	// rate buckets (peerLimiter.allowCached), the last sender's replay
+	// window (replayGuard.checkCached) and the last route (System.route).
+	bucket *peerBuckets
+	replay replayCache
+	route  linkRoute
 
 	// gone is closed when the link is dropped: invokes waiting for a
-	// reply on it fail at once (the reply would have come on this link).
+	// reply on it fail at once (the reply would have come on this link);
+	// dropLink puts lost on their channels.
 	gone     chan struct{}
 	goneOnce sync.Once
+	lost     *Reply
 
 	protectOnce sync.Once
+}
+
+// linkRoute is the actor and behavior the last envelope a link's reader
+// dispatched reached (System.route): its next envelopes to the same inbox
+// and behavior skip both lookups while System.routes is unchanged.
+type linkRoute struct {
+	gen      uint64 // System.routes when looked up
+	inbox    string
+	behavior string
+	a        *Actor
+	b        Behavior
 }
 
 type sessKey struct {
@@ -61,6 +85,7 @@ type sessKey struct {
 }
 
 type sendSess struct {
+	key   sessKey
 	id    uint32
 	renew time.Time // issue a new invocation after this
 	gen   uint64    // the issuer's generation when issued
@@ -120,7 +145,7 @@ func (s *System) wrap(l Link) (w *link, created bool) {
 }
 
 func newLink(l Link, s *System) *link {
-	return &link{l: l, sys: s, sendSess: map[sessKey]*sendSess{}, recvSess: map[uint32]*recvSess{}, recvByKey: map[sessKey]*recvSess{}, gone: make(chan struct{})}
+	return &link{l: l, sys: s, sendSess: map[sessKey]*sendSess{}, recvSess: map[uint32]*recvSess{}, recvByKey: map[sessKey]*recvSess{}, gone: make(chan struct{}), lost: &Reply{Err: errLinkLost}}
 }
 
 // linkTo returns a link to host; for a link this runtime dialed, it starts
@@ -157,6 +182,15 @@ func (s *System) dropLink(w *link) {
 	s.mu.Unlock()
 	w.l.Close()
 	w.goneOnce.Do(func() { close(w.gone) })
+	// After gone is closed: an invoke that records w later sees it
+	// closed (watch).
+	s.pendMu.Lock()
+	for _, p := range s.pending {
+		if p.link == w {
+			p.put(w.lost)
+		}
+	}
+	s.pendMu.Unlock()
 }
 
 // sendEnvelope writes env on the link, defining a session first when the
@@ -182,7 +216,10 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope, now
 	}
 	if len(env.Invocation) == 0 {
 		key := sessKey{from: env.From.DID, to: env.To.DID, cmd: env.Behavior}
-		ss := w.sendSess[key]
+		ss := w.lastSess
+		if ss == nil || ss.key != key {
+			ss = w.sendSess[key]
+		}
 		gen := issuerGeneration(w.sys.cfg.Issuer)
 		if ss == nil || now.After(ss.renew) || ss.gen != gen {
 			exp := now.Add(w.sys.cfg.SessionTTL)
@@ -193,11 +230,12 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope, now
 			w.nextSess++
 			// Renew well before expiry, so an envelope in flight never
 			// arrives under an expired session.
-			ss = &sendSess{id: w.nextSess, renew: now.Add(w.sys.cfg.SessionTTL / 2), gen: gen}
+			ss = &sendSess{key: key, id: w.nextSess, renew: now.Add(w.sys.cfg.SessionTTL / 2), gen: gen}
 			w.sendSess[key] = ss
 			frame = appendSession(frame, session{id: ss.id, iss: key.from, aud: key.to, cmd: key.cmd, inv: inv})
 			w.protect()
 		}
+		w.lastSess = ss // in sendSess, as lastSess always is
 		env.Session = ss.id
 	}
 	frame = appendEnvelopeForm(frame, env, sessionFormOK(env, w.sys.self, w.l.Peer()))
@@ -226,6 +264,7 @@ func (w *link) sendEnvelope(ctx context.Context, from *Actor, env *Envelope, now
 		// on the other side: define it again next time.
 		if len(env.Invocation) == 0 {
 			delete(w.sendSess, sessKey{from: env.From.DID, to: env.To.DID, cmd: env.Behavior})
+			w.lastSess = nil
 		}
 		return err
 	}
@@ -356,7 +395,7 @@ func (w *link) defineSession(ss *session) {
 	s := w.sys
 	w.dropSession(ss.id) // a definition replaces whatever the id named
 	now := s.cfg.Now()
-	if !s.limiter.allow(w.l.Peer(), now) {
+	if !s.limiter.allowCached(&w.bucket, w.l.Peer(), now) {
 		s.stats.inc("refused_" + string(CodeRateLimited))
 		s.stats.inc("sessions_refused")
 		return
@@ -463,6 +502,7 @@ func (s *System) forgetSessions(host string) {
 	}
 	w.mu.Lock()
 	clear(w.sendSess)
+	w.lastSess = nil
 	w.mu.Unlock()
 }
 

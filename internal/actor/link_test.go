@@ -1,6 +1,7 @@
 package actor
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -821,5 +822,59 @@ func TestSendTakesItsNonceOnTheLink(t *testing.T) {
 	a.sys.sent.mu.Unlock()
 	if newest <= meanwhile {
 		t.Fatalf("the Send that waited for its link went with nonce %d, taken before %d", newest, meanwhile)
+	}
+}
+
+// recordLink records the frames sent on it, failing the first fail sends.
+type recordLink struct {
+	Link
+	fail   int
+	frames [][]byte
+}
+
+func (l *recordLink) Send(ctx context.Context, frame []byte) error {
+	if l.fail > 0 {
+		l.fail--
+		return errors.New("link broke")
+	}
+	l.frames = append(l.frames, bytes.Clone(frame))
+	return nil
+}
+
+// A session whose defining frame failed to go out is defined again by the
+// next envelope on the same link: the link's last-used session
+// (link.lastSess) is forgotten with it.
+func TestSessionDefinedAgainOnSameLink(t *testing.T) {
+	net := NewMemNetwork()
+	a, b := newNode(t, net, &testAuth{}, nil), newNode(t, net, &testAuth{}, nil)
+	rl := &recordLink{Link: peerLink{peer: b.host.Self()}, fail: 1}
+	w := newLink(rl, a.sys)
+	ctx := ctxT(t)
+	sessions := func() (n int) {
+		if _, err := eachRecordInto(rl.frames[len(rl.frames)-1], newInterner(), true, new(Envelope), func(r record) {
+			if r.kind == recSession {
+				n++
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i, want := range []int{-1, 1, 0} { // -1: the send fails
+		env := a.a.envelope(ctx, b.a.Handle(), "/test/echo", []byte(`"x"`), time.Now())
+		env.Nonce = a.sys.nextNonce()
+		err := w.sendEnvelope(ctx, a.a, &env, time.Now(), false)
+		if want < 0 {
+			if err == nil {
+				t.Fatal("the failing send succeeded")
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sessions(); got != want {
+			t.Fatalf("envelope %d: %d sessions defined in its frame, want %d", i, got, want)
+		}
 	}
 }

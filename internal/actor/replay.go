@@ -40,6 +40,19 @@ type replayWindow struct {
 	n    int
 	bits *[replayWindowBits / 64]uint64
 	last time.Time
+	// swept is set (under replayGuard.mu) once sweep forgot the window:
+	// a cache that holds it (replayCache) looks its sender up again, so
+	// it never records nonces in a window the guard no longer holds.
+	swept bool
+}
+
+// replayCache is the window of the last sender a link's reader checked
+// (replayGuard.checkCached): consecutive envelopes from one sender skip
+// the map lookup (the hash of its DID and host). Only the reader touches
+// it; the window itself is read and written under replayGuard.mu.
+type replayCache struct {
+	key replayKey
+	w   *replayWindow
 }
 
 func newReplayGuard(idle time.Duration) *replayGuard {
@@ -48,15 +61,32 @@ func newReplayGuard(idle time.Duration) *replayGuard {
 
 // check records nonce for sender and reports whether it is new.
 func (g *replayGuard) check(sender Handle, nonce uint64, now time.Time) bool {
+	return g.checkCached(nil, sender, nonce, now)
+}
+
+// checkCached is check with the window of the last sender kept in c (nil:
+// none), when c holds sender's: the same window the guard holds for it.
+func (g *replayGuard) checkCached(c *replayCache, sender Handle, nonce uint64, now time.Time) bool {
 	key := replayKey{did: sender.DID, host: sender.Host}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	w := g.senders[key]
+	var w *replayWindow
+	if c != nil && c.w != nil && !c.w.swept && c.key == key {
+		w = c.w
+	} else {
+		w = g.senders[key]
+		if c != nil {
+			c.key, c.w = key, w
+		}
+	}
 	if w == nil {
 		w = &replayWindow{top: nonce}
 		w.few[0], w.n = nonce, 1
 		w.last = now
 		g.senders[key] = w
+		if c != nil {
+			c.w = w
+		}
 		return true
 	}
 	w.last = now
@@ -146,6 +176,7 @@ func (g *replayGuard) sweep(now time.Time) {
 	defer g.mu.Unlock()
 	for d, w := range g.senders {
 		if now.Sub(w.last) > g.idle {
+			w.swept = true
 			delete(g.senders, d)
 		}
 	}

@@ -135,3 +135,28 @@ func TestReplayWindowTopNonce(t *testing.T) {
 		t.Fatal("check of the largest nonce did not return (the window's clearing wrapped around)")
 	}
 }
+
+// TestReplayCacheAfterSweep checks that a link's cached window is not used
+// once the guard forgot it: a nonce recorded in the sender's new window
+// (through another link) is refused through the link that cached the old
+// one.
+func TestReplayCacheAfterSweep(t *testing.T) {
+	g := newReplayGuard(time.Minute)
+	d := Handle{DID: "did:key:zX", Host: "h"}
+	t0 := time.Now()
+	var c1, c2 replayCache
+	if !g.checkCached(&c1, d, 10, t0) {
+		t.Fatal("first nonce refused")
+	}
+	later := t0.Add(2 * time.Minute)
+	g.sweep(later)
+	if !g.checkCached(&c2, d, 20, later) {
+		t.Fatal("nonce 20 refused in the new window")
+	}
+	if g.checkCached(&c1, d, 20, later) {
+		t.Fatal("nonce 20 accepted twice: the link used the window the guard forgot")
+	}
+	if !g.checkCached(&c1, d, 21, later) || g.checkCached(&c2, d, 21, later) {
+		t.Fatal("nonce 21: the two links do not share the sender's window")
+	}
+}

@@ -175,6 +175,11 @@ type System struct {
 	// Observer (Handled takes the duration), so that without metrics a
 	// message costs no clock readings around its behavior.
 	timed bool
+	// routes counts the changes of which actor and behavior an envelope
+	// reaches (an actor spawned or removed, a behavior added or removed,
+	// an actor stopped): a link's reader caches its last route (linkRoute)
+	// while it is unchanged.
+	routes atomic.Uint64
 
 	pendMu  sync.Mutex
 	pending map[uint64]*pending // guarded by pendMu
@@ -187,6 +192,7 @@ type System struct {
 	stop    chan struct{}
 	bg      sync.WaitGroup
 	local   *localAnswer // answers envelopes sent within this host
+	pool    workerPool   // idle goroutines for the actors' workers
 
 	badTraces       badTraces       // malformed traceparents logged (trace.go)
 	badTraceCounter BadTraceCounter // cfg.Tracer's, if it has one
@@ -199,8 +205,9 @@ type topicState struct {
 
 type pending struct {
 	host string       // the host a reply must come from; "" accepts any (broadcast)
-	ch   chan *Reply  // unicast: buffered 1
+	ch   chan *Reply  // unicast: buffered pendingBuffer (invoke)
 	fn   func(*Reply) // broadcast: called per reply
+	link *link        // unicast: the link the reply is awaited on; guarded by System.pendMu
 }
 
 // NewSystem starts a runtime on cfg.Transport.
@@ -296,6 +303,7 @@ func (s *System) Spawn(key *identity.Key, inbox string, opts SpawnOptions) (*Act
 		return nil, fmt.Errorf("actor: inbox %q is taken", inbox)
 	}
 	s.actors[inbox] = a
+	s.routes.Add(1)
 	s.mu.Unlock()
 	return a, nil
 }
@@ -311,6 +319,7 @@ func (s *System) remove(a *Actor) {
 	if s.actors[a.handle.Inbox] == a {
 		delete(s.actors, a.handle.Inbox)
 	}
+	s.routes.Add(1)
 	for topic, ts := range s.topics {
 		delete(ts.actors, a)
 		if len(ts.actors) == 0 {
@@ -351,6 +360,7 @@ func (s *System) Close(ctx context.Context) error {
 			err = fmt.Errorf("actor: behaviors still running at shutdown: %w", e)
 		}
 	}
+	s.pool.close()
 	s.pendMu.Lock()
 	for n, p := range s.pending {
 		if p.ch != nil {

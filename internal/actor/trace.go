@@ -215,6 +215,9 @@ func envelopeTrace(ctx context.Context) string {
 			return sampledTraceparent(sp.SpanContext())
 		}
 	}
+	if ctx == context.Background() || ctx == context.TODO() {
+		return "" // no values, so no trace: the two lookups below cost 25 ns
+	}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		return sampledTraceparent(sc)
 	}
