@@ -39,7 +39,9 @@ type Config struct {
 	Sealer    *identity.Sealer
 	// DataDir holds one directory per allocation: its log, its volumes
 	// and its upload journals, until the allocation is removed (its
-	// local out volumes then move to ResultsDir).
+	// local out volumes then move to ResultsDir). The directory is made
+	// at the commit for an allocation with volumes, else with the log at
+	// its first output (an allocation that writes nothing has none).
 	DataDir string
 	// ArtifactDir caches fetched artifacts by digest; default
 	// <DataDir>/../artifacts.
