@@ -52,10 +52,10 @@ func (s *putCounter) count(id string) int {
 	return s.puts[id]
 }
 
-// TestCreateWritesRecordOnce: a create writes the new record once; its
-// first report (queueReport) changed nothing in it (on a node each write is
-// a transaction synced to disk).
-func TestCreateWritesRecordOnce(t *testing.T) {
+// countedManager is a manager of a new harness whose store counts the
+// writes of each record.
+func countedManager(t *testing.T) (*harness, *putCounter, *Manager) {
+	t.Helper()
 	h := newHarness(t)
 	st := &putCounter{MemStore: NewMemStore(), puts: map[string]int{}}
 	m, err := New(Config{
@@ -67,6 +67,14 @@ func TestCreateWritesRecordOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close(context.Background()) })
+	return h, st, m
+}
+
+// TestCreateWritesRecordOnce: a create writes the new record once; its
+// first report (queueReport) changed nothing in it (on a node each write is
+// a transaction synced to disk).
+func TestCreateWritesRecordOnce(t *testing.T) {
+	h, st, m := countedManager(t)
 	h.create(m, "a1", "r1", task("exit=0"))
 	if n := st.count("a1"); n != 1 {
 		t.Errorf("Create wrote the record %d times, want 1", n)
@@ -80,17 +88,7 @@ func TestCreateWritesRecordOnce(t *testing.T) {
 // TestTaskRecordWrites: a task without volumes writes its record once as
 // it starts, not again for staging when there was nothing to stage.
 func TestTaskRecordWrites(t *testing.T) {
-	h := newHarness(t)
-	st := &putCounter{MemStore: NewMemStore(), puts: map[string]int{}}
-	m, err := New(Config{
-		System: h.provSys, Executors: map[ensemble.Executor]executor.Executor{ensemble.Docker: h.ex},
-		Store: st, Ledger: h.ledger, Wallet: h.wallet, Sealer: h.sealer, DataDir: t.TempDir(),
-		Heartbeat: time.Hour, Logger: testLogger(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close(context.Background()) })
+	h, st, m := countedManager(t)
 	hd := h.create(m, "a1", "r1", task("exit=0"))
 	h.mustStart(hd)
 	h.awaitState("a1", deployproto.AllocCompleted)
