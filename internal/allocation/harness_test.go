@@ -31,6 +31,7 @@ import (
 // backoffs, heartbeats and sleeping workloads take no real time.
 type harness struct {
 	t        testing.TB
+	bubble   bool // in a synctest bubble (inBubble)
 	net      *actor.MemNetwork
 	provSys  *actor.System
 	provKey  *identity.Key
@@ -54,7 +55,9 @@ type harness struct {
 func inBubble(t *testing.T, f func(t *testing.T, h *harness)) {
 	t.Helper()
 	synctest.Test(t, func(t *testing.T) {
-		f(t, newHarness(t))
+		h := newHarness(t)
+		h.bubble = true
+		f(t, h)
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dmsnet/dms/internal/contract"
@@ -186,16 +187,33 @@ func usage(t *testing.T, m *Manager, res string) (contract.Usage, bool) {
 }
 
 // instanceOf returns the instance of allocation id's current run.
+// instanceOf returns the instance of allocation id, as persisted. The
+// report of a transition can reach the orchestrator before the record is
+// written (a report sender already running takes it from the queue), so it
+// waits for the record: in a bubble until every goroutine is blocked (no
+// time passes), else for up to 10 s.
 func (h *harness) instanceOf(id string) string {
 	h.t.Helper()
-	recs, _ := h.store.List()
-	for _, r := range recs {
-		if r.ID == id && r.InstanceID != "" {
-			return r.InstanceID
+	deadline, waited := time.Now().Add(10*time.Second), false
+	for {
+		recs, _ := h.store.List()
+		for _, r := range recs {
+			if r.ID == id && r.InstanceID != "" {
+				return r.InstanceID
+			}
 		}
+		switch {
+		case h.bubble && !waited:
+			waited = true
+			synctest.Wait()
+			continue
+		case !h.bubble && time.Now().Before(deadline):
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		h.t.Fatalf("allocation %s has no instance", id)
+		return ""
 	}
-	h.t.Fatalf("allocation %s has no instance", id)
-	return ""
 }
 
 func TestUsageRestartsAccumulate(t *testing.T) {
