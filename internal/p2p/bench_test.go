@@ -157,9 +157,6 @@ func BenchmarkLinkThroughput(b *testing.B) {
 			elapsed := time.Since(start)
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
-			lk := l.(*link)
-			b.ReportMetric(float64(lk.frames.Load()+lk.direct.Load())/float64(lk.flushes.Load()+lk.direct.Load()), "frames/write")
-			b.ReportMetric(float64(lk.direct.Load())/float64(b.N), "direct/frame")
 		})
 	}
 }

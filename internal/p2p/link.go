@@ -342,19 +342,15 @@ func (l *link) writeBatch(f outFrame) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	w := l.w
-	// The counters are updated once per batch, not per frame: queued is
-	// written by every Send, from other threads.
 	n := int64(0)
-	defer func() {
-		l.queued.Add(-n)
-		l.frames.Add(uint64(n))
-	}()
+	defer func() { l.queued.Add(-n) }()
 	for {
 		err := writeFrame(w, f.b)
 		n++
 		if err != nil {
 			return err
 		}
+		l.frames.Add(1)
 		l.reuse(f)
 		select {
 		case f = <-l.sendq:
