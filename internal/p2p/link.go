@@ -24,12 +24,6 @@ const (
 	// closeFlushTimeout bounds how long Close spends writing frames that
 	// were queued before it.
 	closeFlushTimeout = 2 * time.Second
-	// directIdle is how long a link must have written nothing for Send to
-	// write a frame itself instead of queueing it for the writer (see
-	// link.direct): longer than the gaps of a flow of frames, which the
-	// writer batches, and shorter than a round trip, so a request or its
-	// reply on an idle link does not wait for the writer to wake.
-	directIdle = 5 * time.Microsecond
 )
 
 // link is an actor.Link over one libp2p stream.
@@ -46,23 +40,8 @@ type link struct {
 	done       chan struct{} // closed when the link closes, whatever the cause
 	writerDone chan struct{} // closed when the writer goroutine returns
 
-	// wmu is held by whoever writes to the stream: the writer goroutine,
-	// or a Send writing its frame itself (direct).
-	wmu sync.Mutex
-	w   *bufio.Writer // guarded by wmu
-	// queued counts the frames Send put in sendq that are not written
-	// yet: the writer subtracts those it wrote, holding wmu, so a direct
-	// write that finds none queued comes after every frame sent before it.
-	queued atomic.Int64
-	// epoch is when the link was made, lastWrite when (since epoch, in
-	// ns) the stream was last written to: a direct write needs directIdle
-	// of silence. Monotonic readings (time.Since) only.
-	epoch     time.Time
-	lastWrite atomic.Int64
-
-	// frames and flushes count what the writer wrote, for tests and
-	// stats; direct the frames Send wrote itself.
-	frames, flushes, direct atomic.Uint64
+	// frames and flushes count what the writer wrote, for tests and stats.
+	frames, flushes atomic.Uint64
 
 	mu       sync.Mutex
 	err      error // why the link closed; guarded by mu
@@ -83,8 +62,6 @@ func newLink(s network.Stream, maxFrame, queue int, forget func(*link)) *link {
 		peerID:     p.String(),
 		maxFrame:   maxFrame,
 		r:          bufio.NewReaderSize(s, linkBufSize),
-		w:          bufio.NewWriterSize(s, linkBufSize),
-		epoch:      time.Now(),
 		forget:     forget,
 		sendq:      make(chan outFrame, queue),
 		done:       make(chan struct{}),
@@ -118,13 +95,8 @@ func (l *link) send(ctx context.Context, f outFrame) error {
 		return l.closedErr()
 	default:
 	}
-	if written, err := l.writeDirect(frame); written {
-		l.reuse(f)
-		return err
-	}
 	// The link takes the frame (actor.Link's contract): no copy. Without
 	// a wait, ctx.Done is not asked for (it may start a timer).
-	l.queued.Add(1)
 	select {
 	case l.sendq <- f:
 		return nil
@@ -134,53 +106,10 @@ func (l *link) send(ctx context.Context, f outFrame) error {
 	case l.sendq <- f:
 		return nil
 	case <-l.done:
-		l.queued.Add(-1)
 		return l.closedErr()
 	case <-ctx.Done():
-		l.queued.Add(-1)
 		return fmt.Errorf("send to %s: %w", l.peerID, ctx.Err())
 	}
-}
-
-// writeDirect writes frame to the stream itself, and reports true, when
-// the link is idle: nothing queued, the writer not writing, and nothing
-// written for directIdle. A lone frame (a request, a reply) then goes out
-// without waiting for the writer goroutine to wake, which costs a few µs
-// per hand-off on an idle machine; a flow of frames still goes through the
-// queue, whose writer puts many in one stream write. Once it reports true
-// the frame is written, or the link failed (err).
-//
-// A frame written so waits, like the writer would, for the stream's
-// flow-control window: on an idle link it is open unless the peer stopped
-// reading.
-func (l *link) writeDirect(frame []byte) (bool, error) {
-	if l.queued.Load() != 0 || time.Since(l.epoch).Nanoseconds()-l.lastWrite.Load() < int64(directIdle) {
-		return false, nil
-	}
-	if !l.wmu.TryLock() {
-		return false, nil
-	}
-	defer l.wmu.Unlock()
-	// Checked again under wmu: the writer may have taken a frame since.
-	if l.queued.Load() != 0 {
-		return false, nil
-	}
-	select {
-	case <-l.done:
-		return true, l.closedErr()
-	default:
-	}
-	err := writeFrame(l.w, frame)
-	if err == nil {
-		err = l.w.Flush()
-	}
-	l.lastWrite.Store(time.Since(l.epoch).Nanoseconds())
-	if err != nil {
-		l.fail(fmt.Errorf("write: %w", err))
-		return true, l.closedErr()
-	}
-	l.direct.Add(1)
-	return true, nil
 }
 
 // spareFrames holds the buffers of written frames for SendCopy to reuse,
@@ -200,19 +129,8 @@ const (
 // SendCopy queues a copy of frame (actor.CopyingLink): the caller may
 // reuse frame once it returns. The copy goes into one of the link's spare
 // buffers, which the writer hands back once it wrote the frame, so a
-// stream of small frames allocates nothing. On an idle link the frame is
-// written at once, without a copy (writeDirect).
+// stream of small frames allocates nothing.
 func (l *link) SendCopy(ctx context.Context, frame []byte) error {
-	if len(frame) <= maxSkip {
-		select {
-		case <-l.done:
-			return l.closedErr()
-		default:
-		}
-		if written, err := l.writeDirect(frame); written {
-			return err
-		}
-	}
 	if len(frame) > spareCap {
 		return l.send(ctx, outFrame{b: bytes.Clone(frame)})
 	}
@@ -316,10 +234,11 @@ func (l *link) closedErr() error {
 // out at once.
 func (l *link) writeLoop() {
 	defer close(l.writerDone)
+	w := bufio.NewWriterSize(l.s, linkBufSize)
 	for {
 		select {
 		case f := <-l.sendq:
-			if err := l.writeBatch(f); err != nil {
+			if err := l.writeBatch(w, f); err != nil {
 				l.fail(fmt.Errorf("write: %w", err))
 				_ = l.s.Reset() // if Close came first, fail did not
 				return
@@ -329,25 +248,16 @@ func (l *link) writeLoop() {
 			graceful := l.graceful
 			l.mu.Unlock()
 			if graceful {
-				l.flushAndClose()
+				l.flushAndClose(w)
 			}
 			return
 		}
 	}
 }
 
-// writeBatch writes f and the frames queued behind it, holding wmu, and
-// flushes when the queue is empty.
-func (l *link) writeBatch(f outFrame) error {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	w := l.w
-	n := int64(0)
-	defer func() { l.queued.Add(-n) }()
+func (l *link) writeBatch(w *bufio.Writer, f outFrame) error {
 	for {
-		err := writeFrame(w, f.b)
-		n++
-		if err != nil {
+		if err := writeFrame(w, f.b); err != nil {
 			return err
 		}
 		l.frames.Add(1)
@@ -356,9 +266,7 @@ func (l *link) writeBatch(f outFrame) error {
 		case f = <-l.sendq:
 		default:
 			l.flushes.Add(1)
-			err := w.Flush()
-			l.lastWrite.Store(time.Since(l.epoch).Nanoseconds())
-			return err
+			return w.Flush()
 		}
 	}
 }
@@ -376,10 +284,7 @@ func (l *link) reuse(f outFrame) {
 
 // flushAndClose writes what is queued, then closes the stream; it resets
 // the stream if that fails or takes too long (shut set a write deadline).
-func (l *link) flushAndClose() {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	w := l.w
+func (l *link) flushAndClose(w *bufio.Writer) {
 drain:
 	for {
 		select {

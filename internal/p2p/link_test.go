@@ -113,97 +113,6 @@ func TestLinkOrderConcurrentSenders(t *testing.T) {
 	}
 }
 
-// TestLinkDirectWrite has one sender send bursts of three frames, each
-// burst after the echo of the previous one (an idle link: its first frame is
-// written by Send itself, the others may be queued), while three others
-// send frames as fast as the link takes them, with Send and SendCopy: every
-// sender's frames arrive in order, and some were written directly.
-func TestLinkDirectWrite(t *testing.T) {
-	ctx, _, _, links, l := tcpLink(t, 60*time.Second)
-	lb := l.(*link)
-	const bursts, burst, blasters, each = 200, 3, 3, 2000
-	var wg sync.WaitGroup
-	errs := make(chan error, blasters+1)
-	for s := 1; s <= blasters; s++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var buf []byte
-			for i := range each {
-				buf = binary.AppendUvarint(append(buf[:0], byte(s)), uint64(i))
-				var err error
-				if i%2 == 0 {
-					err = lb.SendCopy(ctx, buf)
-				} else {
-					err = lb.Send(ctx, bytes.Clone(buf))
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	echoed := make(chan struct{}, 1)
-	wg.Add(1)
-	go func() { // the pacer, sender 0
-		defer wg.Done()
-		var buf []byte
-		for i := range bursts * burst {
-			buf = binary.AppendUvarint(append(buf[:0], 0), uint64(i))
-			if err := lb.SendCopy(ctx, buf); err != nil {
-				errs <- err
-				return
-			}
-			if i%burst == burst-1 {
-				select {
-				case <-echoed:
-				case <-ctx.Done():
-					errs <- ctx.Err()
-					return
-				}
-			}
-		}
-	}()
-	go func() { // the echoes come back on lb
-		for {
-			if _, err := lb.Recv(); err != nil {
-				return
-			}
-			echoed <- struct{}{}
-		}
-	}()
-	la := <-links
-	next := make([]uint64, blasters+1)
-	for n := range bursts*burst + blasters*each {
-		f, err := la.Recv()
-		if err != nil {
-			t.Fatalf("Recv after %d frames: %v", n, err)
-		}
-		s := int(f[0])
-		i, _ := binary.Uvarint(f[1:])
-		if i != next[s] {
-			t.Fatalf("sender %d: frame %d arrived, want %d", s, i, next[s])
-		}
-		next[s]++
-		if s == 0 && i%burst == burst-1 {
-			if err := la.Send(ctx, []byte{0}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	direct, frames := lb.direct.Load(), lb.frames.Load()
-	t.Logf("%d frames written directly, %d by the writer in %d flushes", direct, frames, lb.flushes.Load())
-	if direct == 0 || frames == 0 {
-		t.Errorf("%d frames written directly and %d by the writer, want some of each", direct, frames)
-	}
-}
-
 // TestLinkBatchingAndBackpressure fills a link whose receiver does not
 // read: the writer blocks on flow control, the queue fills and Send blocks;
 // once the receiver reads, the queued frames go out many per write.
@@ -273,9 +182,9 @@ func TestLinkBatchingAndBackpressure(t *testing.T) {
 	if err := <-sent; err != nil {
 		t.Fatal(err)
 	}
-	frames, flushes, direct := lb.frames.Load(), lb.flushes.Load(), lb.direct.Load()
-	t.Logf("%d frames in %d flushes, %d written directly", frames, flushes, direct)
-	if frames+direct < n || flushes > frames/10 {
+	frames, flushes := lb.frames.Load(), lb.flushes.Load()
+	t.Logf("%d frames in %d flushes", frames, flushes)
+	if frames < n || flushes > frames/10 {
 		t.Errorf("%d frames in %d flushes: want batches of 10 or more under load", frames, flushes)
 	}
 }
