@@ -26,10 +26,7 @@
 // length, then the bytes). Each link has a bounded send queue drained by one
 // writer goroutine through a buffered writer: under load many frames go out
 // in one write, and the writer flushes as soon as the queue is empty, so an
-// idle link adds no delay. On a link that is idle (nothing queued, nothing
-// written for a few µs) Send writes its frame itself, without waking the
-// writer: a request or a reply does not wait for a goroutine hand-off, and
-// frames keep their order. A full queue blocks Send (backpressure). The
+// idle link adds no delay. A full queue blocks Send (backpressure). The
 // reader refuses frames over Config.MaxFrame with an *actor.FrameTooLargeError
 // and skips them, so the link stays usable. The other end's identity is the
 // peer authenticated by the connection's security handshake (Noise or TLS).
