@@ -2,6 +2,7 @@ package ensemble
 
 import (
 	"bytes"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -223,7 +224,8 @@ func safeScalar(tag, v string, inFlow bool) bool {
 	case isLetter(c) || c == '_' || c == '/':
 		return true
 	case c == '-':
-		return len(v) > 1 && (isLetter(v[1]) || v[1] == '-')
+		// "---" starts a document: yaml.v3 quotes anything it begins.
+		return len(v) > 1 && (isLetter(v[1]) || v[1] == '-') && !strings.HasPrefix(v, "---")
 	case '0' <= c && c <= '9':
 		i := digits(v)
 		if i == len(v) {
