@@ -149,8 +149,12 @@ type Manager struct {
 	// relMu serializes release decisions; it is taken before mu.
 	relMu sync.Mutex
 
-	mu       sync.Mutex
-	allocs   map[string]*alloc // guarded by mu
+	mu     sync.Mutex
+	allocs map[string]*alloc // guarded by mu; changed only by putLocked and deleteLocked
+	// byRes are the allocations of allocs by reservation, so that a
+	// reservation's group is found without a scan of every allocation
+	// here (ended ones stay until removed). Guarded by mu.
+	byRes    map[string][]*alloc
 	creating map[string]string // guarded by mu: IDs being created → reservation
 	released map[string]bool   // guarded by mu: reservations released
 	closed   bool              // guarded by mu
@@ -236,6 +240,7 @@ func New(cfg Config) (*Manager, error) {
 		life:          life,
 		stop:          stop,
 		allocs:        map[string]*alloc{},
+		byRes:         map[string][]*alloc{},
 		creating:      map[string]string{},
 		released:      map[string]bool{},
 	}, nil
@@ -338,7 +343,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (actor.Handle, 
 		os.RemoveAll(a.dir)
 		return actor.Handle{}, ErrClosed
 	}
-	m.allocs[req.ID] = a
+	m.putLocked(req.ID, a)
 	m.mu.Unlock()
 	a.queueReport()
 	a.startReporter()
@@ -473,12 +478,7 @@ func (m *Manager) eachOf(reservation string, fn func(a *alloc) error) (int, erro
 		m.mu.Unlock()
 		return 0, ErrClosed
 	}
-	var group []*alloc
-	for _, a := range m.allocs {
-		if a.reservation() == reservation {
-			group = append(group, a)
-		}
-	}
+	group := m.ofReservationLocked(reservation)
 	m.mu.Unlock()
 	errs := make([]error, len(group))
 	var wg sync.WaitGroup
@@ -521,7 +521,7 @@ func (m *Manager) remove(ctx context.Context, a *alloc, grace time.Duration) err
 	if m.allocs[rec.ID] == a {
 		m.keepRemovedLocked(rec.Reservation, rec.Meter.Usage()) // its runs have ended
 		m.rememberLocked(&rec)                                  // trace.go: its spans stay readable by its orchestrator
-		delete(m.allocs, rec.ID)
+		m.deleteLocked(rec.ID, a)
 	}
 	m.mu.Unlock()
 	if _, ok := subnetOf(&rec.Spec); ok {
@@ -561,12 +561,7 @@ func (m *Manager) releaseIfDone(reservation string) error {
 		m.mu.Unlock()
 		return nil
 	}
-	var group []*alloc
-	for _, a := range m.allocs {
-		if a.reservation() == reservation {
-			group = append(group, a)
-		}
-	}
+	group := m.ofReservationLocked(reservation)
 	m.mu.Unlock()
 	for _, a := range group {
 		if !a.state().Terminal() {
@@ -661,7 +656,7 @@ func (m *Manager) Resume(ctx context.Context) error {
 			continue
 		}
 		m.mu.Lock()
-		m.allocs[rec.ID] = a
+		m.putLocked(rec.ID, a)
 		if rec.Released {
 			m.released[rec.Reservation] = true
 		}
@@ -688,10 +683,8 @@ func (m *Manager) Resume(ctx context.Context) error {
 func (m *Manager) Orchestrator(reservation string) (identity.DID, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, a := range m.allocs {
-		if a.reservation() == reservation {
-			return a.record().Orchestrator.DID, true
-		}
+	if group := m.byRes[reservation]; len(group) > 0 {
+		return group[0].record().Orchestrator.DID, true
 	}
 	return "", false
 }
@@ -747,4 +740,29 @@ func (m *Manager) Close(ctx context.Context) error {
 		m.unmountIdle(all)
 	}
 	return err
+}
+
+// putLocked adds a to the allocations, as id.
+func (m *Manager) putLocked(id string, a *alloc) {
+	m.allocs[id] = a
+	r := a.reservation()
+	m.byRes[r] = append(m.byRes[r], a)
+}
+
+// deleteLocked removes a, which is allocation id, from the allocations.
+func (m *Manager) deleteLocked(id string, a *alloc) {
+	delete(m.allocs, id)
+	r := a.reservation()
+	group := slices.DeleteFunc(m.byRes[r], func(x *alloc) bool { return x == a })
+	if len(group) == 0 {
+		delete(m.byRes, r)
+	} else {
+		m.byRes[r] = group
+	}
+}
+
+// ofReservationLocked returns the allocations of reservation here, in a
+// new slice.
+func (m *Manager) ofReservationLocked(reservation string) []*alloc {
+	return slices.Clone(m.byRes[reservation])
 }

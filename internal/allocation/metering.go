@@ -200,12 +200,7 @@ func millis(d time.Duration) uint64 { return uint64(max(d, 0) / time.Millisecond
 func (m *Manager) Usage(ctx context.Context, reservation string) (contract.Usage, bool, error) {
 	// One snapshot of both: an allocation being removed is in one of them.
 	m.mu.Lock()
-	var group []*alloc
-	for _, a := range m.allocs {
-		if a.reservation() == reservation {
-			group = append(group, a)
-		}
-	}
+	group := m.ofReservationLocked(reservation)
 	sum, found := m.removedUsage[reservation]
 	m.mu.Unlock()
 	if len(group) == 0 && !found {
