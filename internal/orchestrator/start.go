@@ -57,17 +57,16 @@ func (r *run) startLevel(ctx context.Context, level []string) {
 		name string
 		err  error
 	}
-	results := make(chan res, len(level))
-	started := 0
+	d := r.view()
+	var names []string
 	for _, name := range level {
-		a := r.view().Allocations[name]
-		if a == nil || a.Started {
-			continue
+		if a := d.Allocations[name]; a != nil && !a.Started {
+			names = append(names, name)
 		}
-		started++
-		go func() { results <- res{name, r.startOne(ctx, a)} }()
 	}
-	for range started {
+	results := make(chan res, len(names))
+	fanOut(len(names), func(i int) { results <- res{names[i], r.startOne(ctx, d.Allocations[names[i]])} })
+	for range names {
 		rr := <-results
 		r.update(true, func(d *Deployment) {
 			a := d.Allocations[rr.name]
