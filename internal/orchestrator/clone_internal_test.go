@@ -92,3 +92,44 @@ func TestClonePlacementShared(t *testing.T) {
 		t.Errorf("the original's placement = %v, want web r2 and db r3", d.Placement)
 	}
 }
+
+// TestWaitReturnsView: Wait returns the readers' copy of the version it
+// waited for (no copy of its own), never the run's deployment, and a
+// version it returned does not change with the run.
+func TestWaitReturnsView(t *testing.T) {
+	st := &lastStore{}
+	s := &Service{cfg: Config{Store: st, Now: time.Now}, deps: map[string]*run{}}
+	r := &run{s: s, d: &Deployment{ID: "d1", State: Queued}, changed: make(chan struct{})}
+	s.deps["d1"] = r
+	for _, tc := range []struct {
+		name    string
+		persist bool
+		change  func(d *Deployment)
+	}{
+		{"persisted", true, func(d *Deployment) { d.State = Bidding }},
+		{"not persisted", false, func(d *Deployment) { d.Round++ }},
+		{"terminal", true, func(d *Deployment) { d.State = Completed }},
+	} {
+		after := r.view().Version
+		r.update(tc.persist, tc.change)
+		got, err := s.Wait(t.Context(), "d1", after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := r.snapshot()
+		if got == r.d || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: Wait = %+v (the run's own: %v), want %+v", tc.name, got, got == r.d, want)
+		}
+		if tc.persist && got != st.last() {
+			t.Errorf("%s: Wait made a copy of its own, not the persisted one", tc.name)
+		}
+		if again, _ := s.Wait(t.Context(), "d1", after); again != got {
+			t.Errorf("%s: a second Wait for the same version made another copy", tc.name)
+		}
+		version, state := got.Version, got.State
+		r.update(false, func(d *Deployment) { d.Round++ })
+		if got.Version != version || got.State != state {
+			t.Errorf("%s: what Wait returned changed with the run", tc.name)
+		}
+	}
+}

@@ -527,7 +527,10 @@ func (s *Service) List() []*Deployment {
 }
 
 // Wait blocks until the deployment's version exceeds after (or ctx is
-// done) and returns it: a long poll for progress.
+// done) and returns it: a long poll for progress. What it returns is
+// shared with the other readers of that version (the copy persisted with
+// it, most of the time): the caller must not change it (Get returns a
+// copy of its own).
 func (s *Service) Wait(ctx context.Context, id string, after uint64) (*Deployment, error) {
 	r, err := s.get(id)
 	if err != nil {
@@ -536,16 +539,15 @@ func (s *Service) Wait(ctx context.Context, id string, after uint64) (*Deploymen
 	for {
 		r.mu.Lock()
 		d, ch := r.d, r.changed
-		if d.Version > after || d.State.Terminal() && d.Version >= after {
-			c := d.clone()
-			r.mu.Unlock()
-			return c, nil
-		}
+		ready := d.Version > after || d.State.Terminal() && d.Version >= after
 		r.mu.Unlock()
+		if ready { // a later version than this one is as good
+			return r.view(), nil
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return r.snapshot(), nil
+			return r.view(), nil
 		}
 	}
 }
