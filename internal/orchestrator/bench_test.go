@@ -156,6 +156,7 @@ func placeAll(b *testing.B, w *world, spec string, inFlight int) (time.Duration,
 	b.StopTimer()
 	st := w.nodes[0].svc.Stats()
 	b.ReportMetric(float64(st.Rounds-st0.Rounds)/float64(st.Placements-st0.Placements), "rounds/placement")
+	b.ReportMetric(float64(st.Broadcasts-st0.Broadcasts)/float64(st.Placements-st0.Placements), "broadcasts/placement")
 	return elapsed, cpu
 }
 

@@ -172,6 +172,9 @@ func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, r
 		behavior = deployproto.BehaviorPlan
 	} else {
 		r.s.stats.rounds.Add(1)
+		if shortlist == nil {
+			r.s.stats.broadcasts.Add(1)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.s.cfg.BidWindow)
 	defer cancel()
