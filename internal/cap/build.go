@@ -141,7 +141,11 @@ func Redelegate(issuer *identity.Key, parent Chain, p DelegationParams, now time
 	}
 	parentPol := leaf.policy()
 	if p.Policy == "" {
-		p.Policy = policyText(parentPol)
+		// An empty policy is inherited as it is: its text would only be
+		// parsed back to the same.
+		if len(parentPol) > 0 {
+			p.Policy = policyText(parentPol)
+		}
 	} else {
 		pol, err := ParsePolicy(p.Policy)
 		if err != nil {

@@ -6,11 +6,11 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/ipld/go-ipld-prime"
 	"github.com/ipld/go-ipld-prime/codec/cbor"
 	"github.com/ipld/go-ipld-prime/datamodel"
-	"github.com/ucan-wg/go-ucan/pkg/container"
 
 	"github.com/dmsnet/dms/internal/identity"
 )
@@ -150,15 +150,30 @@ const MaxContainerSize = 1 << 20
 // (standard, padded) text: the token file format of dms cap grant,
 // delegate, import and verify.
 func (c Chain) Encode() (string, error) {
-	w := container.NewWriter()
+	// go-ucan's container writer, without go-ipld-prime: the CBOR map
+	// {"ctn-v1": [token bytes…]}, each token once, base64 after the header
+	// byte (TestChainEncodeEqualsGoUcan).
+	size := 16
 	for _, d := range c {
-		w.AddSealed(d.Sealed())
+		size += len(d.Sealed()) + 9
 	}
-	s, err := w.ToBase64StdPadding()
-	if err != nil {
-		return "", fmt.Errorf("encode token container: %w", err)
+	w := make(cborWriter, 0, size)
+	w.head(cborMap, 1)
+	w.text(ctnVersion)
+	uniq := make([]*Delegation, 0, len(c))
+	for _, d := range c {
+		if !slices.ContainsFunc(uniq, func(u *Delegation) bool { return bytes.Equal(u.Sealed(), d.Sealed()) }) {
+			uniq = append(uniq, d)
+		}
 	}
-	return s, nil
+	w.head(cborList, uint64(len(uniq)))
+	for _, d := range uniq {
+		w.bytes(d.Sealed())
+	}
+	out := make([]byte, 1+base64.StdEncoding.EncodedLen(len(w)))
+	out[0] = ctnBase64
+	base64.StdEncoding.Encode(out[1:], w)
+	return string(out), nil
 }
 
 // Container header bytes (go-ucan pkg/container).

@@ -2,10 +2,19 @@ package cap
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/hex"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/ipld/go-ipld-prime/codec/cbor"
+	"github.com/ipld/go-ipld-prime/datamodel"
+	"github.com/ipld/go-ipld-prime/fluent/qp"
+	"github.com/ipld/go-ipld-prime/node/basicnode"
+	"github.com/ucan-wg/go-ucan/pkg/container"
 
 	did "github.com/MetaMask/go-did-it"
 
@@ -364,4 +373,74 @@ func FuzzDecodeFast(f *testing.F) {
 		}
 		sameDelegation(t, got, want)
 	})
+}
+
+// goucanContainer is go-ucan's container.Writer.ToBase64StdPadding with
+// the tokens in the given order (go-ucan's writer takes them from a map,
+// in any order).
+func goucanContainer(t testing.TB, tokens [][]byte) string {
+	t.Helper()
+	node, err := qp.BuildMap(basicnode.Prototype.Any, 1, func(ma datamodel.MapAssembler) {
+		qp.MapEntry(ma, ctnVersion, qp.List(int64(len(tokens)), func(la datamodel.ListAssembler) {
+			for _, tok := range tokens {
+				qp.ListEntry(la, qp.Bytes(tok))
+			}
+		}))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := must[[]byte](t)(ipld.Encode(node, cbor.Encode))
+	return string(rune(ctnBase64)) + base64.StdEncoding.EncodeToString(raw)
+}
+
+// TestChainEncodeEqualsGoUcan: Chain.Encode writes go-ucan's container
+// (its bytes for the chain's order; go-ucan's reader reads the same
+// tokens), each token once.
+func TestChainEncodeEqualsGoUcan(t *testing.T) {
+	w := newWorld(t)
+	c := w.chain(t, "/dms/x", w.bob, w.carol, w.dave)
+	big := w.grant(t, w.alice, w.bob, "/dms/y", func(p *DelegationParams) { p.Meta = map[string]string{"m": strings.Repeat("x", 70000)} })
+	for _, tc := range []struct {
+		name  string
+		chain Chain
+		want  [][]byte
+	}{
+		{"empty", Chain{}, nil},
+		{"one", c[:1], sealedOf(c[:1])},
+		{"four", c, sealedOf(c)},
+		{"a token twice", Chain{c[0], c[1], c[0]}, sealedOf(c[:2])},
+		{"long token", Chain{big}, sealedOf(Chain{big})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := must[string](t)(tc.chain.Encode())
+			if want := goucanContainer(t, tc.want); got != want {
+				t.Fatalf("Encode wrote\n%s\ngo-ucan\n%s", got, want)
+			}
+			r := must[container.Reader](t)(container.FromString(got))
+			if len(r) != len(tc.want) {
+				t.Fatalf("go-ucan read %d tokens, want %d", len(r), len(tc.want))
+			}
+			for _, s := range tc.want {
+				if _, ok := r[cid.MustParse(tokenID(s))]; !ok {
+					t.Fatalf("go-ucan did not read token %s", tokenID(s))
+				}
+			}
+		})
+	}
+}
+
+// TestRedelegateInheritsEmptyPolicy: a re-delegation of a chain with no
+// policy has none, in its value and on the wire.
+func TestRedelegateInheritsEmptyPolicy(t *testing.T) {
+	w := newWorld(t)
+	for _, pol := range []string{"", "[]"} {
+		parent := Chain{w.grant(t, w.alice, w.bob, "/dms/x", func(p *DelegationParams) { p.Policy = pol })}
+		c := must[Chain](t)(Redelegate(w.bob, parent, DelegationParams{Audience: w.carol.DID(), Command: "/dms/x/y"}, w.t0))
+		leaf := c.Leaf()
+		if leaf.Policy() != "[]" || len(leaf.policy()) != 0 {
+			t.Fatalf("policy %q", leaf.Policy())
+		}
+		sameDelegation(t, leaf, must[*Delegation](t)(refDecodeDelegation(leaf.Sealed())))
+	}
 }
