@@ -245,6 +245,20 @@ func containerTokens(data []byte) ([][]byte, error) {
 	if len(payload) > MaxContainerSize {
 		return nil, fmt.Errorf("decoded container exceeds %d bytes", MaxContainerSize)
 	}
+	out, ok := payloadTokensFast(payload)
+	if !ok {
+		if out, err = payloadTokens(payload); err != nil {
+			return nil, err
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no token")
+	}
+	return out, nil
+}
+
+// payloadTokens reads a container's CBOR payload, {"ctn-v1": [bytes…]}.
+func payloadTokens(payload []byte) (out [][]byte, err error) {
 	n, err := safely(func() (datamodel.Node, error) { return ipld.Decode(payload, cbor.Decode) })
 	if err != nil {
 		return nil, err
@@ -259,7 +273,6 @@ func containerTokens(data []byte) ([][]byte, error) {
 	if list.Kind() != datamodel.Kind_List {
 		return nil, fmt.Errorf("tokens must be a list")
 	}
-	var out [][]byte
 	it := list.ListIterator()
 	for !it.Done() {
 		_, v, err := it.Next()
@@ -272,8 +285,31 @@ func containerTokens(data []byte) ([][]byte, error) {
 		}
 		out = append(out, b)
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no token")
-	}
 	return out, nil
+}
+
+// payloadTokensFast is payloadTokens for a payload in the shortest CBOR
+// form (the one Chain.Encode and go-ucan write), without go-ipld-prime; ok
+// is false for any other payload, which payloadTokens reads.
+func payloadTokensFast(payload []byte) (out [][]byte, ok bool) {
+	r := cborReader{b: payload}
+	if n, ok := r.length(cborMap); !ok || n != 1 {
+		return nil, false
+	}
+	if k, ok := r.text(); !ok || k != ctnVersion {
+		return nil, false
+	}
+	n, ok := r.length(cborList)
+	if !ok {
+		return nil, false
+	}
+	out = make([][]byte, 0, n)
+	for range n {
+		b, ok := r.raw(cborBytes)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, b)
+	}
+	return out, r.off == len(payload)
 }

@@ -444,3 +444,41 @@ func TestRedelegateInheritsEmptyPolicy(t *testing.T) {
 		sameDelegation(t, leaf, must[*Delegation](t)(refDecodeDelegation(leaf.Sealed())))
 	}
 }
+
+// FuzzPayloadTokensFast: when the fast container reader takes a payload,
+// go-ipld-prime's reading of it gives the same tokens.
+func FuzzPayloadTokensFast(f *testing.F) {
+	w := newWorld(f)
+	c := w.chain(f, "/dms/x", w.bob, w.carol)
+	for _, ch := range []Chain{c, c[:1], {}} {
+		text := must[string](f)(ch.Encode())
+		raw := must[[]byte](f)(base64.StdEncoding.DecodeString(text[1:]))
+		f.Add(raw)
+		for _, i := range []int{0, 1, 3, 7, 8, 9, 10, len(raw) - 1} {
+			if i < len(raw) {
+				m := slices.Clone(raw)
+				m[i]++
+				f.Add(m)
+			}
+		}
+	}
+	f.Add([]byte{0xa1, 0x66, 'c', 't', 'n', '-', 'v', '1', 0x9f, 0x41, 1, 0xff})
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		fast, ok := payloadTokensFast(payload)
+		if !ok {
+			return
+		}
+		slow, err := payloadTokens(payload)
+		if err != nil {
+			t.Fatalf("fast reader took what go-ipld-prime refuses: %v", err)
+		}
+		if len(fast) != len(slow) {
+			t.Fatalf("%d tokens, go-ipld-prime %d", len(fast), len(slow))
+		}
+		for i := range fast {
+			if !bytes.Equal(fast[i], slow[i]) {
+				t.Fatalf("token %d differs", i)
+			}
+		}
+	})
+}
