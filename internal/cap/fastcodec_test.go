@@ -2,6 +2,7 @@ package cap
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
 	"slices"
@@ -481,4 +482,46 @@ func FuzzPayloadTokensFast(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestIssuerKeyDeclinesWhatGoDidItRefuses: every issuer key whose DID
+// document go-did-it cannot make (go-ucan then refuses, or panics) is
+// declined by issuerKey, so go-ucan answers; ordinary keys are taken.
+func TestIssuerKeyDeclinesWhatGoDidItRefuses(t *testing.T) {
+	le := func(hexBE string) ed25519.PublicKey { // a 255-bit y, big-endian hex
+		b := must[[]byte](t)(hex.DecodeString(hexBE))
+		slices.Reverse(b)
+		return b
+	}
+	const p = "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffed"
+	keys := map[string]ed25519.PublicKey{
+		"y=0":          le(strings.Repeat("0", 64)),
+		"y=1":          le(strings.Repeat("0", 63) + "1"),
+		"y=1 signed":   le("80" + strings.Repeat("0", 61) + "1"),
+		"y=2":          le(strings.Repeat("0", 63) + "2"),
+		"y=p-1":        le(p[:63] + "c"),
+		"y=p":          le(p),
+		"y=p+1":        le(p[:63] + "e"),
+		"y=p+1 signed": le("ff" + p[2:63] + "e"),
+		"y=2^255-1":    le("7f" + strings.Repeat("f", 62)),
+		"random":       fuzzKey(t).Public(),
+	}
+	for name, pub := range keys {
+		t.Run(name, func(t *testing.T) {
+			s := identity.DIDFromPublicKey(pub)
+			d := must[did.DID](t)(parseDID(s))
+			_, derr := safely(func() (did.Document, error) { return d.Document(offline()) })
+			_, ok := issuerKey(s)
+			if derr != nil && ok {
+				t.Fatalf("issuerKey took a key go-did-it refuses: %v", derr)
+			}
+			if ok != montgomeryDefined(pub) {
+				t.Fatalf("issuerKey = %v", ok)
+			}
+			if name == "random" && !ok {
+				t.Fatal("issuerKey refused an ordinary key")
+			}
+			t.Logf("go-did-it: %v; issuerKey: %v", derr, ok)
+		})
+	}
 }
