@@ -27,7 +27,7 @@ import (
 // only input that already is that canonical encoding (shortest heads, keys
 // in length-then-bytes order, definite lengths, nothing after the list), of
 // the shape go-ucan writes for dms's tokens: an Ed25519 did:key issuer
-// (parsed and resolved by go-did-it once, then kept), string DIDs go-did-it
+// (one go-did-it would resolve: see issuerKey), string DIDs go-did-it
 // parses, a subject, an empty policy, string meta values. The signed bytes
 // are then exactly the map's bytes in the input. Anything else — another
 // shape, another key type, a signature that does not verify — is not
