@@ -192,6 +192,7 @@ type System struct {
 	stop    chan struct{}
 	bg      sync.WaitGroup
 	local   *localAnswer // answers envelopes sent within this host
+	pool    workerPool   // idle goroutines for the actors' workers
 
 	badTraces       badTraces       // malformed traceparents logged (trace.go)
 	badTraceCounter BadTraceCounter // cfg.Tracer's, if it has one
@@ -358,6 +359,7 @@ func (s *System) Close(ctx context.Context) error {
 			err = fmt.Errorf("actor: behaviors still running at shutdown: %w", e)
 		}
 	}
+	s.pool.close()
 	s.pendMu.Lock()
 	for n, p := range s.pending {
 		if p.ch != nil {

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // Workers start on demand: an idle actor holds no goroutine (10,000
@@ -128,4 +130,59 @@ func waitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%s did not finish", what)
 	}
+}
+
+// TestWorkerPool checks that the goroutines of returned workers wait in
+// the runtime's pool, at most maxIdleWorkers of them, run the next worker
+// of any actor, and end when the runtime closes.
+func TestWorkerPool(t *testing.T) {
+	net := NewMemNetwork()
+	n := newNode(t, net, &testAuth{}, nil)
+	pool := &n.sys.pool
+	idle := func() int {
+		pool.mu.Lock()
+		defer pool.mu.Unlock()
+		return len(pool.idle)
+	}
+	const workers = 4 * maxIdleWorkers
+	a, err := n.sys.Spawn(mustKey(t), "many", SpawnOptions{Workers: workers, Mailbox: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := n.sys.Spawn(mustKey(t), "other", SpawnOptions{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var arrived, done sync.WaitGroup
+	arrived.Add(workers)
+	done.Add(workers)
+	var hold heldWakes
+	for i := range uint64(workers) {
+		putFunc(t, a, i, &hold, func() { arrived.Done(); arrived.Wait(); done.Done() })
+	}
+	hold.flush()
+	waitGroup(t, &done, "behaviors that wait for all the workers")
+	idleWorkers(t, a)
+	poll.Eventually(t, 5*time.Second, "the pool full", func() bool { return idle() == maxIdleWorkers })
+
+	// Another actor's worker takes a waiting goroutine, which waits again
+	// once it returned.
+	var inBehavior atomic.Int32
+	done.Add(1)
+	putFunc(t, b, 1, nil, func() { inBehavior.Store(int32(idle())); done.Done() })
+	waitGroup(t, &done, "a delivery to the other actor")
+	idleWorkers(t, b)
+	if got := inBehavior.Load(); got != maxIdleWorkers-1 {
+		t.Errorf("%d goroutines waited in the pool while a behavior ran, want %d", got, maxIdleWorkers-1)
+	}
+	poll.Eventually(t, 5*time.Second, "the pool full again", func() bool { return idle() == maxIdleWorkers })
+
+	g := runtime.NumGoroutine()
+	if err := n.sys.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if idle() != 0 {
+		t.Errorf("%d goroutines wait in a closed runtime's pool", idle())
+	}
+	poll.Eventually(t, 5*time.Second, "the pool's goroutines ended", func() bool { return runtime.NumGoroutine() <= g-maxIdleWorkers })
 }
