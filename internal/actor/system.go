@@ -205,8 +205,9 @@ type topicState struct {
 
 type pending struct {
 	host string       // the host a reply must come from; "" accepts any (broadcast)
-	ch   chan *Reply  // unicast: buffered 1
+	ch   chan *Reply  // unicast: buffered pendingBuffer (invoke)
 	fn   func(*Reply) // broadcast: called per reply
+	link *link        // unicast: the link the reply is awaited on; guarded by System.pendMu
 }
 
 // NewSystem starts a runtime on cfg.Transport.
