@@ -212,10 +212,11 @@ func (p *workerPool) wake(a *Actor) bool {
 }
 
 // run runs a's worker, then waits in the pool for another actor's, until
-// the pool is full or closed.
+// the pool is full or closed, or no worker came for idleWorkerWait.
 func (p *workerPool) run(a *Actor) {
 	ch := make(chan *Actor, 1)
-	for ok := true; ok; a, ok = <-ch {
+	var expire *time.Timer
+	for {
 		a.work()
 		p.mu.Lock()
 		if p.closed || len(p.idle) >= maxIdleWorkers {
@@ -224,7 +225,47 @@ func (p *workerPool) run(a *Actor) {
 		}
 		p.idle = append(p.idle, ch)
 		p.mu.Unlock()
+		if expire == nil {
+			expire = time.NewTimer(idleWorkerWait)
+		} else {
+			expire.Reset(idleWorkerWait)
+		}
+		var ok bool
+		select {
+		case a, ok = <-ch:
+		case <-expire.C:
+			if p.leave(ch) {
+				return
+			}
+			a, ok = <-ch // wake took ch before leave: its actor is on the way
+		}
+		if !ok {
+			return
+		}
+		expire.Stop()
 	}
+}
+
+// idleWorkerWait is how long a goroutine waits in the pool for another
+// worker before it ends: a runtime left idle holds no goroutine for long,
+// and one inside a testing/synctest bubble that is never closed does not
+// keep the bubble from ending.
+const idleWorkerWait = 2 * time.Second
+
+// leave takes ch out of the waiting goroutines' and reports whether it
+// was there (false: wake took it, and sends it an actor).
+func (p *workerPool) leave(ch chan *Actor) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, c := range p.idle {
+		if c == ch {
+			n := copy(p.idle[i:], p.idle[i+1:])
+			p.idle[i+n] = nil
+			p.idle = p.idle[:i+n]
+			return true
+		}
+	}
+	return false
 }
 
 // close ends the waiting goroutines; those running workers end after them.

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dmsnet/dms/internal/poll"
@@ -185,4 +186,49 @@ func TestWorkerPool(t *testing.T) {
 		t.Errorf("%d goroutines wait in a closed runtime's pool", idle())
 	}
 	poll.Eventually(t, 5*time.Second, "the pool's goroutines ended", func() bool { return runtime.NumGoroutine() <= g-maxIdleWorkers })
+}
+
+// TestWorkerPoolIdleEnds checks, in a testing/synctest bubble (as
+// internal/allocation runs its actors), that a goroutine left in the pool
+// ends after idleWorkerWait without a worker, so an idle runtime holds no
+// goroutine for long, and that a worker that comes before then reuses it.
+func TestWorkerPoolIdleEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := NewMemNetwork()
+		host := net.Host("idle-pool")
+		sys, err := NewSystem(Config{Transport: host, Auth: &testAuth{}, Issuer: AllowAll{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := sys.Spawn(mustKey(t), "a", SpawnOptions{Workers: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := &sys.pool
+		idle := func() int {
+			pool.mu.Lock()
+			defer pool.mu.Unlock()
+			return len(pool.idle)
+		}
+		ran := 0
+		for round, wait := range []time.Duration{idleWorkerWait / 2, idleWorkerWait + time.Second} {
+			putFunc(t, a, uint64(round), nil, func() { ran++ })
+			synctest.Wait()
+			if idle() != 1 {
+				t.Fatalf("round %d: %d goroutines in the pool after a worker returned, want 1", round, idle())
+			}
+			time.Sleep(wait) // the bubble's clock
+			synctest.Wait()
+		}
+		if ran != 2 {
+			t.Fatalf("ran %d behaviors, want 2", ran)
+		}
+		if idle() != 0 {
+			t.Fatalf("%d goroutines in the pool %v after the last worker, want none", idle(), idleWorkerWait+time.Second)
+		}
+		a.Stop()
+		if err := sys.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
