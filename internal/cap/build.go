@@ -2,8 +2,11 @@ package cap
 
 import (
 	"fmt"
+
 	"slices"
 	"time"
+
+	didcrypto "github.com/MetaMask/go-did-it/crypto/ed25519"
 
 	"github.com/ipfs/go-cid"
 	"github.com/ucan-wg/go-ucan/pkg/command"
@@ -30,26 +33,47 @@ type DelegationParams struct {
 
 // Delegate signs a delegation with issuer.
 func Delegate(issuer *identity.Key, p DelegationParams) (*Delegation, error) {
-	priv, iss, err := signer(issuer)
+	tok, priv, err := delegationToken(issuer, p)
 	if err != nil {
 		return nil, err
 	}
+	// The fast codec writes go-ucan's bytes without go-ipld-prime; go-ucan
+	// seals what it does not write.
+	sealed, ok, err := encodeFast(issuer, tok)
+	if !ok && err == nil {
+		sealed, err = tok.ToDagCbor(priv)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sign delegation: %w", err)
+	}
+	// No need to decode and verify what was just signed: the token equals
+	// its wire form (whole seconds) and the signature is ours.
+	return wrapDelegation(tok, tokenID(sealed), sealed)
+}
+
+// delegationToken builds the go-ucan token Delegate signs, and the
+// issuer's key in go-ucan's form.
+func delegationToken(issuer *identity.Key, p DelegationParams) (*delegation.Token, didcrypto.PrivateKey, error) {
+	priv, iss, err := signer(issuer)
+	if err != nil {
+		return nil, priv, err
+	}
 	aud, err := parseDID(p.Audience)
 	if err != nil {
-		return nil, fmt.Errorf("audience: %w", err)
+		return nil, priv, fmt.Errorf("audience: %w", err)
 	}
 	sub := iss
 	if p.Subject != "" && p.Subject != issuer.DID() {
 		if sub, err = parseDID(p.Subject); err != nil {
-			return nil, fmt.Errorf("subject: %w", err)
+			return nil, priv, fmt.Errorf("subject: %w", err)
 		}
 	}
 	if err := ValidCommand(p.Command); err != nil {
-		return nil, err
+		return nil, priv, err
 	}
 	pol, err := ParsePolicy(p.Policy)
 	if err != nil {
-		return nil, err
+		return nil, priv, err
 	}
 	var opts []delegation.Option
 	// The wire form keeps whole seconds; rounding up first (never earlier
@@ -68,15 +92,9 @@ func Delegate(issuer *identity.Key, p DelegationParams) (*Delegation, error) {
 	}
 	tok, err := delegation.New(iss, aud, command.Command(p.Command), pol, sub, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("build delegation: %w", err)
+		return nil, priv, fmt.Errorf("build delegation: %w", err)
 	}
-	sealed, err := tok.ToDagCbor(priv)
-	if err != nil {
-		return nil, fmt.Errorf("sign delegation: %w", err)
-	}
-	// No need to decode and verify what was just signed: the token equals
-	// its wire form (whole seconds) and the signature is ours.
-	return wrapDelegation(tok, tokenID(sealed), sealed)
+	return tok, priv, nil
 }
 
 // Redelegate extends parent, held by issuer, with a delegation to
@@ -121,9 +139,13 @@ func Redelegate(issuer *identity.Key, parent Chain, p DelegationParams, now time
 			return nil, deny(RuleExpiryEscalation, limitBy, "the new token would expire at %s, after its parent chain (%s)", p.Expiry.UTC().Format(time.RFC3339), limit.Format(time.RFC3339))
 		}
 	}
-	parentPol := leaf.tok.Policy()
+	parentPol := leaf.policy()
 	if p.Policy == "" {
-		p.Policy = policyText(parentPol)
+		// An empty policy is inherited as it is: its text would only be
+		// parsed back to the same.
+		if len(parentPol) > 0 {
+			p.Policy = policyText(parentPol)
+		}
 	} else {
 		pol, err := ParsePolicy(p.Policy)
 		if err != nil {

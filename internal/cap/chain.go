@@ -6,11 +6,11 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/ipld/go-ipld-prime"
 	"github.com/ipld/go-ipld-prime/codec/cbor"
 	"github.com/ipld/go-ipld-prime/datamodel"
-	"github.com/ucan-wg/go-ucan/pkg/container"
 
 	"github.com/dmsnet/dms/internal/identity"
 )
@@ -150,15 +150,30 @@ const MaxContainerSize = 1 << 20
 // (standard, padded) text: the token file format of dms cap grant,
 // delegate, import and verify.
 func (c Chain) Encode() (string, error) {
-	w := container.NewWriter()
+	// go-ucan's container writer, without go-ipld-prime: the CBOR map
+	// {"ctn-v1": [token bytes…]}, each token once, base64 after the header
+	// byte (TestChainEncodeEqualsGoUcan).
+	size := 16
 	for _, d := range c {
-		w.AddSealed(d.Sealed())
+		size += len(d.Sealed()) + 9
 	}
-	s, err := w.ToBase64StdPadding()
-	if err != nil {
-		return "", fmt.Errorf("encode token container: %w", err)
+	w := make(cborWriter, 0, size)
+	w.head(cborMap, 1)
+	w.text(ctnVersion)
+	uniq := make([]*Delegation, 0, len(c))
+	for _, d := range c {
+		if !slices.ContainsFunc(uniq, func(u *Delegation) bool { return bytes.Equal(u.Sealed(), d.Sealed()) }) {
+			uniq = append(uniq, d)
+		}
 	}
-	return s, nil
+	w.head(cborList, uint64(len(uniq)))
+	for _, d := range uniq {
+		w.bytes(d.Sealed())
+	}
+	out := make([]byte, 1+base64.StdEncoding.EncodedLen(len(w)))
+	out[0] = ctnBase64
+	base64.StdEncoding.Encode(out[1:], w)
+	return string(out), nil
 }
 
 // Container header bytes (go-ucan pkg/container).
@@ -230,6 +245,20 @@ func containerTokens(data []byte) ([][]byte, error) {
 	if len(payload) > MaxContainerSize {
 		return nil, fmt.Errorf("decoded container exceeds %d bytes", MaxContainerSize)
 	}
+	out, ok := payloadTokensFast(payload)
+	if !ok {
+		if out, err = payloadTokens(payload); err != nil {
+			return nil, err
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no token")
+	}
+	return out, nil
+}
+
+// payloadTokens reads a container's CBOR payload, {"ctn-v1": [bytes…]}.
+func payloadTokens(payload []byte) (out [][]byte, err error) {
 	n, err := safely(func() (datamodel.Node, error) { return ipld.Decode(payload, cbor.Decode) })
 	if err != nil {
 		return nil, err
@@ -244,7 +273,6 @@ func containerTokens(data []byte) ([][]byte, error) {
 	if list.Kind() != datamodel.Kind_List {
 		return nil, fmt.Errorf("tokens must be a list")
 	}
-	var out [][]byte
 	it := list.ListIterator()
 	for !it.Done() {
 		_, v, err := it.Next()
@@ -257,8 +285,31 @@ func containerTokens(data []byte) ([][]byte, error) {
 		}
 		out = append(out, b)
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no token")
-	}
 	return out, nil
+}
+
+// payloadTokensFast is payloadTokens for a payload in the shortest CBOR
+// form (the one Chain.Encode and go-ucan write), without go-ipld-prime; ok
+// is false for any other payload, which payloadTokens reads.
+func payloadTokensFast(payload []byte) (out [][]byte, ok bool) {
+	r := cborReader{b: payload}
+	if n, ok := r.length(cborMap); !ok || n != 1 {
+		return nil, false
+	}
+	if k, ok := r.text(); !ok || k != ctnVersion {
+		return nil, false
+	}
+	n, ok := r.length(cborList)
+	if !ok {
+		return nil, false
+	}
+	out = make([][]byte, 0, n)
+	for range n {
+		b, ok := r.raw(cborBytes)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, b)
+	}
+	return out, r.off == len(payload)
 }

@@ -43,6 +43,15 @@
 // revocation (through RevocationSet.Generation), the audience and trust
 // are checked on every hit.
 //
+// # Wire codec
+//
+// Delegations of the shape dms makes (Ed25519 did:key issuer, a subject,
+// string meta values; on reading also an empty policy) are written and
+// read by a codec of this package (fastcodec.go) instead of go-ucan's
+// go-ipld-prime path: it writes go-ucan's bytes exactly, and reads only
+// input that is already the canonical encoding go-ucan verifies the
+// signature over. Every other input, and every refusal, is go-ucan's.
+//
 // # Concurrency
 //
 // Verifier, Revocations and NonceCache are safe for concurrent use;

@@ -76,7 +76,9 @@ func safely[T any](decode func() (T, error)) (v T, err error) {
 // Delegation is a decoded delegation whose signature verified. It is
 // immutable.
 type Delegation struct {
+	// tok is go-ucan's token; nil when the fast codec decoded it (fast).
 	tok    *delegation.Token
+	fast   *fastFields
 	id     string
 	sealed []byte
 	// The DIDs' text, made once: chain checks ask for them many times.
@@ -97,19 +99,28 @@ func DecodeDelegation(sealed []byte) (*Delegation, error) {
 	if d, ok := decoded.Get(sum); ok {
 		return d, nil
 	}
-	id := cidOf(sum)
+	d, err := decodeDelegation(sealed, cidOf(sum))
+	if err == nil && len(sealed) <= maxDecodedSize {
+		decoded.Put(sum, d)
+	}
+	return d, err
+}
+
+// decodeDelegation is DecodeDelegation without its cache.
+func decodeDelegation(sealed []byte, id string) (*Delegation, error) {
 	if len(sealed) > MaxTokenSize {
 		return nil, deny(RuleMalformed, id, "token is %d bytes, max %d", len(sealed), MaxTokenSize)
+	}
+	// Dms's own delegations take the fast path; anything else, and any
+	// refusal, is go-ucan's.
+	if d, ok := decodeFast(sealed, id); ok {
+		return d, nil
 	}
 	tok, err := safely(func() (*delegation.Token, error) { return delegation.FromDagCbor(sealed, offline()) })
 	if err != nil {
 		return nil, decodeFailure(id, "delegation", err)
 	}
-	d, err := wrapDelegation(tok, id, sealed)
-	if err == nil && len(sealed) <= maxDecodedSize {
-		decoded.Put(sum, d)
-	}
-	return d, err
+	return wrapDelegation(tok, id, sealed)
 }
 
 // decoded are the delegations DecodeDelegation decoded last, by the SHA-256
@@ -135,6 +146,9 @@ func decodeToken(sealed []byte) (*Delegation, *Invocation, error) {
 	id := tokenID(sealed)
 	if len(sealed) > MaxTokenSize {
 		return nil, nil, deny(RuleMalformed, id, "token is %d bytes, max %d", len(sealed), MaxTokenSize)
+	}
+	if d, ok := decodeFast(sealed, id); ok {
+		return d, nil, nil
 	}
 	tok, err := safely(func() (token.Token, error) { return token.FromDagCbor(sealed, offline()) })
 	if err != nil {
@@ -168,22 +182,53 @@ func (d *Delegation) Audience() identity.DID { return d.aud }
 func (d *Delegation) Subject() identity.DID { return d.sub }
 
 // Command returns the delegated command prefix.
-func (d *Delegation) Command() string { return d.tok.Command().String() }
+func (d *Delegation) Command() string {
+	if d.tok == nil {
+		return d.fast.cmd
+	}
+	return d.tok.Command().String()
+}
+
+// policy returns the go-ucan policy (none on the fast path).
+func (d *Delegation) policy() policy.Policy {
+	if d.tok == nil {
+		return nil
+	}
+	return d.tok.Policy()
+}
 
 // Policy returns the policy in its DAG-JSON text form ("[]" for none).
-func (d *Delegation) Policy() string { return policyText(d.tok.Policy()) }
+func (d *Delegation) Policy() string { return policyText(d.policy()) }
 
 // NotBefore returns when the delegation becomes valid (zero: always).
-func (d *Delegation) NotBefore() time.Time { return timeOf(d.tok.NotBefore()) }
+func (d *Delegation) NotBefore() time.Time {
+	if d.tok == nil {
+		return d.fast.nbf
+	}
+	return timeOf(d.tok.NotBefore())
+}
 
 // Expiry returns when the delegation expires (zero: never).
-func (d *Delegation) Expiry() time.Time { return timeOf(d.tok.Expiration()) }
+func (d *Delegation) Expiry() time.Time {
+	if d.tok == nil {
+		return d.fast.exp
+	}
+	return timeOf(d.tok.Expiration())
+}
 
 // IsRoot reports whether the issuer is the subject.
-func (d *Delegation) IsRoot() bool { return d.tok.Subject() != nil && d.Issuer() == d.Subject() }
+func (d *Delegation) IsRoot() bool {
+	// The fast path only decodes delegations with a subject.
+	hasSub := d.tok == nil || d.tok.Subject() != nil
+	return hasSub && d.Issuer() == d.Subject()
+}
 
 // Meta returns the string value of a meta key.
 func (d *Delegation) Meta(key string) (string, bool) {
+	if d.tok == nil {
+		s, ok := d.fast.meta[key]
+		return s, ok
+	}
 	s, err := d.tok.Meta().GetString(key)
 	return s, err == nil
 }

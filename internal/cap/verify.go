@@ -385,7 +385,7 @@ func (v *Verifier) checkChain(now time.Time, chain Chain, invoker identity.DID, 
 	for _, d := range chain {
 		e.bounds = append(e.bounds, bound{d.CID(), d.NotBefore(), d.Expiry()})
 		e.cids = append(e.cids, d.CID())
-		if p := d.tok.Policy(); len(p) > 0 {
+		if p := d.policy(); len(p) > 0 {
 			e.policies = append(e.policies, tokenPolicy{d.CID(), p})
 		}
 	}
