@@ -171,10 +171,112 @@ func (a *Actor) enqueue(d *delivery, hold *heldWakes) *Error {
 // startWorker starts a worker; the mailbox calls it, under its lock,
 // when deliveries wait and no worker looks for them (mailbox.signal).
 // Nothing is started once the mailbox is closed, which happens before
-// stopWait waits for the workers.
+// stopWait waits for the workers. The worker runs on an idle goroutine of
+// the runtime's pool (workerPool) when one waits, else on a new one.
 func (a *Actor) startWorker() {
 	a.workers.Add(1)
-	go a.work()
+	if !a.sys.pool.wake(a) {
+		go a.sys.pool.run(a)
+	}
+}
+
+// workerPool keeps a few goroutines whose worker returned (its actor's
+// mailbox was empty) for the next actor that needs one, whichever it is:
+// a new goroutine starts on the smallest stack and grows it (a copy of
+// the stack) on its way to a reply, so a request to an idle actor paid a
+// stack copy on its round trip. At most maxIdleWorkers wait, for the whole
+// runtime: an idle actor still holds no goroutine.
+type workerPool struct {
+	mu     sync.Mutex
+	idle   []chan *Actor // the waiting goroutines', last to wait last; guarded by mu
+	closed bool          // guarded by mu
+}
+
+// maxIdleWorkers bounds the goroutines a runtime's workerPool keeps.
+const maxIdleWorkers = 8
+
+// wake hands a to a waiting goroutine, if there is one.
+func (p *workerPool) wake(a *Actor) bool {
+	p.mu.Lock()
+	n := len(p.idle)
+	if n == 0 {
+		p.mu.Unlock()
+		return false
+	}
+	ch := p.idle[n-1]
+	p.idle[n-1] = nil
+	p.idle = p.idle[:n-1]
+	p.mu.Unlock()
+	ch <- a // buffered, and empty while its goroutine waits
+	return true
+}
+
+// run runs a's worker, then waits in the pool for another actor's, until
+// the pool is full or closed, or no worker came for idleWorkerWait.
+func (p *workerPool) run(a *Actor) {
+	ch := make(chan *Actor, 1)
+	var expire *time.Timer
+	for {
+		a.work()
+		p.mu.Lock()
+		if p.closed || len(p.idle) >= maxIdleWorkers {
+			p.mu.Unlock()
+			return
+		}
+		p.idle = append(p.idle, ch)
+		p.mu.Unlock()
+		if expire == nil {
+			expire = time.NewTimer(idleWorkerWait)
+		} else {
+			expire.Reset(idleWorkerWait)
+		}
+		var ok bool
+		select {
+		case a, ok = <-ch:
+		case <-expire.C:
+			if p.leave(ch) {
+				return
+			}
+			a, ok = <-ch // wake took ch before leave: its actor is on the way
+		}
+		if !ok {
+			return
+		}
+		expire.Stop()
+	}
+}
+
+// idleWorkerWait is how long a goroutine waits in the pool for another
+// worker before it ends: a runtime left idle holds no goroutine for long,
+// and one inside a testing/synctest bubble that is never closed does not
+// keep the bubble from ending.
+const idleWorkerWait = 2 * time.Second
+
+// leave takes ch out of the waiting goroutines' and reports whether it
+// was there (false: wake took it, and sends it an actor).
+func (p *workerPool) leave(ch chan *Actor) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, c := range p.idle {
+		if c == ch {
+			n := copy(p.idle[i:], p.idle[i+1:])
+			p.idle[i+n] = nil
+			p.idle = p.idle[:i+n]
+			return true
+		}
+	}
+	return false
+}
+
+// close ends the waiting goroutines; those running workers end after them.
+func (p *workerPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, ch := range p.idle {
+		close(ch)
+	}
+	p.idle = nil
 }
 
 // work runs the actor's deliveries until the mailbox is empty or closed,
