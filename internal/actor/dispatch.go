@@ -348,14 +348,8 @@ func (s *System) deliverLocal(env *Envelope, answer replier) {
 }
 
 // invoke sends env and waits for its reply.
-//
-// Everything that ends the wait comes on the pending's channel, so that
-// an invoke whose ctx has no Done waits on that one channel: the reply,
-// the timer's timedOut at env's expiry, the lost marker of the link it
-// went on when that link is dropped (dropLink), and Close's refusal. A
-// wait on one channel wakes about 1 µs sooner than a select on three.
 func (s *System) invoke(ctx context.Context, from *Actor, env *Envelope, now time.Time) (*Reply, error) {
-	p := &pending{host: env.To.Host, ch: make(chan *Reply, pendingBuffer)}
+	p := &pending{host: env.To.Host, ch: make(chan *Reply, 1)}
 	s.pendMu.Lock()
 	s.pending[env.Nonce] = p
 	s.pendMu.Unlock()
@@ -368,11 +362,14 @@ func (s *System) invoke(ctx context.Context, from *Actor, env *Envelope, now tim
 	if err != nil {
 		return nil, err
 	}
-	expire := time.AfterFunc(untilExpiry(now, env.Expiry), func() { p.put(timedOut) })
-	defer expire.Stop()
-	s.watch(p, w)
+	var gone <-chan struct{} // nil (never ready) for this host
+	if w != nil {
+		gone = w.gone
+	}
+	timer := time.NewTimer(untilExpiry(now, env.Expiry))
+	defer timer.Stop()
 	for resent := false; ; resent = true {
-		r, err := s.await(ctx, env, p, w)
+		r, err := s.await(ctx, env, p, gone, timer)
 		if resent || w == nil || env.Session == 0 || r == nil || !unknownSession(r.Err) {
 			return r, err
 		}
@@ -384,76 +381,36 @@ func (s *System) invoke(ctx context.Context, from *Actor, env *Envelope, now tim
 		if w, err = s.sendVia(ctx, from, env, s.cfg.Now(), false); err != nil {
 			return nil, err
 		}
-		s.watch(p, w)
+		gone = w.gone
 	}
 }
 
-// pendingBuffer is the room of a pending invoke's channel: its reply,
-// the timer's timedOut, Close's refusal and the lost marker of a link it
-// no longer waits on (after a resend) all fit, so none of them is dropped
-// for the others.
-const pendingBuffer = 4
-
-// timedOut is put on a pending invoke's channel at its envelope's expiry.
-var timedOut = &Reply{}
-
-// errLinkLost marks the Reply a dropped link puts on the channels of the
-// invokes waiting on it (link.lost).
-var errLinkLost = &Error{Code: CodeUnreachable, Msg: "link lost"}
-
-// put puts r on p's channel unless it is full.
-func (p *pending) put(r *Reply) {
-	select {
-	case p.ch <- r:
-	default:
-	}
-}
-
-// watch records that p waits for its reply on w (nil: this host), so
-// that dropLink(w) ends its wait; if w was dropped already, it ends it now.
-func (s *System) watch(p *pending, w *link) {
-	if w == nil {
-		return
-	}
-	s.pendMu.Lock()
-	p.link = w
-	s.pendMu.Unlock()
-	select {
-	case <-w.gone: // dropLink closed gone before it looked for p
-		p.put(w.lost)
-	default:
-	}
-}
-
-// await waits for the reply to env, the loss of w, the link it went on
-// (nil: this host), its deadline or the end of ctx.
-func (s *System) await(ctx context.Context, env *Envelope, p *pending, w *link) (*Reply, error) {
-	done := ctx.Done()
-	for {
-		var r *Reply
-		if done == nil {
-			r = <-p.ch
-		} else {
-			select {
-			case r = <-p.ch:
-			case <-done:
-				return nil, errorf(CodeTimeout, "no reply to %s from %s: %v", env.Behavior, env.To, ctx.Err())
-			}
-		}
-		switch {
-		case r == timedOut:
-			return nil, errorf(CodeTimeout, "no reply to %s from %s before the deadline", env.Behavior, env.To)
-		case r.Err == errLinkLost && w != nil && r == w.lost:
-			// The reader delivers a reply before it drops the link, so
-			// one that came was taken before this.
-			s.stats.inc("invokes_link_lost")
-			return nil, errorf(CodeUnreachable, "the link to %s closed before %s was answered", shortHost(env.To.Host), env.Behavior)
-		case r.Err == errLinkLost:
-			continue // the link of an earlier send, before a resend
-		case r.Err != nil:
+// await waits for the reply to env, the loss of its link (gone), its
+// deadline (timer) or the end of ctx.
+func (s *System) await(ctx context.Context, env *Envelope, p *pending, gone <-chan struct{}, timer *time.Timer) (*Reply, error) {
+	reply := func(r *Reply) (*Reply, error) {
+		if r.Err != nil {
 			return r, r.Err
 		}
 		return r, nil
+	}
+	select {
+	case r := <-p.ch:
+		return reply(r)
+	case <-gone:
+		// The reader delivers a reply before it drops the link, so one
+		// that came is in p.ch by now.
+		select {
+		case r := <-p.ch:
+			return reply(r)
+		default:
+		}
+		s.stats.inc("invokes_link_lost")
+		return nil, errorf(CodeUnreachable, "the link to %s closed before %s was answered", shortHost(env.To.Host), env.Behavior)
+	case <-timer.C:
+		return nil, errorf(CodeTimeout, "no reply to %s from %s before the deadline", env.Behavior, env.To)
+	case <-ctx.Done():
+		return nil, errorf(CodeTimeout, "no reply to %s from %s: %v", env.Behavior, env.To, ctx.Err())
 	}
 }
 
@@ -499,7 +456,10 @@ func (s *System) deliverReply(from string, r *Reply) {
 		p.fn(r)
 		return
 	}
-	p.put(r)
+	select {
+	case p.ch <- r:
+	default:
+	}
 }
 
 // unknownSession reports whether err refuses an envelope because its link

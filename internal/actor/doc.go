@@ -75,10 +75,7 @@
 // when the burst ends (mailbox.go); a worker that is running takes queued
 // messages without another being started, and one that takes a message
 // while more wait, with no other worker looking, starts another, so a
-// behavior that blocks does not hold up the rest of the mailbox. A worker
-// runs on one of the few goroutines the runtime keeps from returned workers
-// (at most 8, for all its actors, each for 2 s) when one waits, so a
-// request to an idle actor does not start a goroutine and grow its stack.
+// behavior that blocks does not hold up the rest of the mailbox.
 // Transports are internal/p2p (libp2p)
 // and MemNetwork (in memory, for tests).
 package actor

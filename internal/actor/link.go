@@ -59,11 +59,9 @@ type link struct {
 	route  linkRoute
 
 	// gone is closed when the link is dropped: invokes waiting for a
-	// reply on it fail at once (the reply would have come on this link);
-	// dropLink puts lost on their channels.
+	// reply on it fail at once (the reply would have come on this link).
 	gone     chan struct{}
 	goneOnce sync.Once
-	lost     *Reply
 
 	protectOnce sync.Once
 }
@@ -145,7 +143,7 @@ func (s *System) wrap(l Link) (w *link, created bool) {
 }
 
 func newLink(l Link, s *System) *link {
-	return &link{l: l, sys: s, sendSess: map[sessKey]*sendSess{}, recvSess: map[uint32]*recvSess{}, recvByKey: map[sessKey]*recvSess{}, gone: make(chan struct{}), lost: &Reply{Err: errLinkLost}}
+	return &link{l: l, sys: s, sendSess: map[sessKey]*sendSess{}, recvSess: map[uint32]*recvSess{}, recvByKey: map[sessKey]*recvSess{}, gone: make(chan struct{})}
 }
 
 // linkTo returns a link to host; for a link this runtime dialed, it starts
@@ -182,15 +180,6 @@ func (s *System) dropLink(w *link) {
 	s.mu.Unlock()
 	w.l.Close()
 	w.goneOnce.Do(func() { close(w.gone) })
-	// After gone is closed: an invoke that records w later sees it
-	// closed (watch).
-	s.pendMu.Lock()
-	for _, p := range s.pending {
-		if p.link == w {
-			p.put(w.lost)
-		}
-	}
-	s.pendMu.Unlock()
 }
 
 // sendEnvelope writes env on the link, defining a session first when the

@@ -192,7 +192,6 @@ type System struct {
 	stop    chan struct{}
 	bg      sync.WaitGroup
 	local   *localAnswer // answers envelopes sent within this host
-	pool    workerPool   // idle goroutines for the actors' workers
 
 	badTraces       badTraces       // malformed traceparents logged (trace.go)
 	badTraceCounter BadTraceCounter // cfg.Tracer's, if it has one
@@ -205,9 +204,8 @@ type topicState struct {
 
 type pending struct {
 	host string       // the host a reply must come from; "" accepts any (broadcast)
-	ch   chan *Reply  // unicast: buffered pendingBuffer (invoke)
+	ch   chan *Reply  // unicast: buffered 1
 	fn   func(*Reply) // broadcast: called per reply
-	link *link        // unicast: the link the reply is awaited on; guarded by System.pendMu
 }
 
 // NewSystem starts a runtime on cfg.Transport.
@@ -360,7 +358,6 @@ func (s *System) Close(ctx context.Context) error {
 			err = fmt.Errorf("actor: behaviors still running at shutdown: %w", e)
 		}
 	}
-	s.pool.close()
 	s.pendMu.Lock()
 	for n, p := range s.pending {
 		if p.ch != nil {

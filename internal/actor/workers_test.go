@@ -6,10 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"testing/synctest"
 	"time"
-
-	"github.com/dmsnet/dms/internal/poll"
 )
 
 // Workers start on demand: an idle actor holds no goroutine (10,000
@@ -131,104 +128,4 @@ func waitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%s did not finish", what)
 	}
-}
-
-// TestWorkerPool checks that the goroutines of returned workers wait in
-// the runtime's pool, at most maxIdleWorkers of them, run the next worker
-// of any actor, and end when the runtime closes.
-func TestWorkerPool(t *testing.T) {
-	net := NewMemNetwork()
-	n := newNode(t, net, &testAuth{}, nil)
-	pool := &n.sys.pool
-	idle := func() int {
-		pool.mu.Lock()
-		defer pool.mu.Unlock()
-		return len(pool.idle)
-	}
-	const workers = 4 * maxIdleWorkers
-	a, err := n.sys.Spawn(mustKey(t), "many", SpawnOptions{Workers: workers, Mailbox: 256})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := n.sys.Spawn(mustKey(t), "other", SpawnOptions{Workers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var arrived, done sync.WaitGroup
-	arrived.Add(workers)
-	done.Add(workers)
-	var hold heldWakes
-	for i := range uint64(workers) {
-		putFunc(t, a, i, &hold, func() { arrived.Done(); arrived.Wait(); done.Done() })
-	}
-	hold.flush()
-	waitGroup(t, &done, "behaviors that wait for all the workers")
-	idleWorkers(t, a)
-	poll.Eventually(t, 5*time.Second, "the pool full", func() bool { return idle() == maxIdleWorkers })
-
-	// Another actor's worker takes a waiting goroutine, which waits again
-	// once it returned.
-	var inBehavior atomic.Int32
-	done.Add(1)
-	putFunc(t, b, 1, nil, func() { inBehavior.Store(int32(idle())); done.Done() })
-	waitGroup(t, &done, "a delivery to the other actor")
-	idleWorkers(t, b)
-	if got := inBehavior.Load(); got != maxIdleWorkers-1 {
-		t.Errorf("%d goroutines waited in the pool while a behavior ran, want %d", got, maxIdleWorkers-1)
-	}
-	poll.Eventually(t, 5*time.Second, "the pool full again", func() bool { return idle() == maxIdleWorkers })
-
-	g := runtime.NumGoroutine()
-	if err := n.sys.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if idle() != 0 {
-		t.Errorf("%d goroutines wait in a closed runtime's pool", idle())
-	}
-	poll.Eventually(t, 5*time.Second, "the pool's goroutines ended", func() bool { return runtime.NumGoroutine() <= g-maxIdleWorkers })
-}
-
-// TestWorkerPoolIdleEnds checks, in a testing/synctest bubble (as
-// internal/allocation runs its actors), that a goroutine left in the pool
-// ends after idleWorkerWait without a worker, so an idle runtime holds no
-// goroutine for long, and that a worker that comes before then reuses it.
-func TestWorkerPoolIdleEnds(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		net := NewMemNetwork()
-		host := net.Host("idle-pool")
-		sys, err := NewSystem(Config{Transport: host, Auth: &testAuth{}, Issuer: AllowAll{}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := sys.Spawn(mustKey(t), "a", SpawnOptions{Workers: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pool := &sys.pool
-		idle := func() int {
-			pool.mu.Lock()
-			defer pool.mu.Unlock()
-			return len(pool.idle)
-		}
-		ran := 0
-		for round, wait := range []time.Duration{idleWorkerWait / 2, idleWorkerWait + time.Second} {
-			putFunc(t, a, uint64(round), nil, func() { ran++ })
-			synctest.Wait()
-			if idle() != 1 {
-				t.Fatalf("round %d: %d goroutines in the pool after a worker returned, want 1", round, idle())
-			}
-			time.Sleep(wait) // the bubble's clock
-			synctest.Wait()
-		}
-		if ran != 2 {
-			t.Fatalf("ran %d behaviors, want 2", ran)
-		}
-		if idle() != 0 {
-			t.Fatalf("%d goroutines in the pool %v after the last worker, want none", idle(), idleWorkerWait+time.Second)
-		}
-		a.Stop()
-		if err := sys.Close(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	})
 }
