@@ -83,37 +83,18 @@ func (r *cborReader) head() (major byte, arg uint64, ok bool) {
 	switch {
 	case info < 24:
 		return major, uint64(info), true
-	case info == 24:
-		if r.off+1 > len(r.b) || r.b[r.off] < 24 {
+	case info <= 27:
+		n := 1 << (info - 24) // the argument's 1, 2, 4 or 8 bytes
+		if r.off+n > len(r.b) {
 			return 0, 0, false
 		}
-		arg = uint64(r.b[r.off])
-		r.off++
-	case info == 25:
-		if r.off+2 > len(r.b) {
-			return 0, 0, false
+		for _, c := range r.b[r.off : r.off+n] {
+			arg = arg<<8 | uint64(c)
 		}
-		arg = uint64(binary.BigEndian.Uint16(r.b[r.off:]))
-		r.off += 2
-		if arg <= 0xff {
-			return 0, 0, false
-		}
-	case info == 26:
-		if r.off+4 > len(r.b) {
-			return 0, 0, false
-		}
-		arg = uint64(binary.BigEndian.Uint32(r.b[r.off:]))
-		r.off += 4
-		if arg <= 0xffff {
-			return 0, 0, false
-		}
-	case info == 27:
-		if r.off+8 > len(r.b) {
-			return 0, 0, false
-		}
-		arg = binary.BigEndian.Uint64(r.b[r.off:])
-		r.off += 8
-		if arg <= 0xffffffff {
+		r.off += n
+		// The shortest form: 24 and up in one byte, else more than
+		// the half as many bytes hold.
+		if n == 1 && arg < 24 || n > 1 && arg>>(4*n) == 0 {
 			return 0, 0, false
 		}
 	default:

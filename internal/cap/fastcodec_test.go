@@ -525,3 +525,43 @@ func TestIssuerKeyDeclinesWhatGoDidItRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestCBORHead checks the fast reader's heads: every argument width, and
+// the non-shortest, indefinite and simple forms it refuses.
+func TestCBORHead(t *testing.T) {
+	cases := []struct {
+		name  string
+		in    string // hex
+		major byte
+		arg   uint64
+		ok    bool
+	}{
+		{"immediate", "17", cborUint, 23, true},
+		{"one byte", "1818", cborUint, 24, true},
+		{"one byte, fits immediate", "1817", 0, 0, false},
+		{"two bytes", "590100", cborBytes, 256, true},
+		{"two bytes, fits one", "5900ff", 0, 0, false},
+		{"four bytes", "7a00010000", cborText, 1 << 16, true},
+		{"four bytes, fits two", "7a0000ffff", 0, 0, false},
+		{"eight bytes", "1b0000000100000000", cborUint, 1 << 32, true},
+		{"eight bytes, fits four", "1b00000000ffffffff", 0, 0, false},
+		{"truncated argument", "1b00000001", 0, 0, false},
+		{"indefinite length", "9f", 0, 0, false},
+		{"reserved info", "1c", 0, 0, false},
+		{"simple value", "f6", 0, 0, false},
+		{"empty", "", 0, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b, _ := hex.DecodeString(tc.in)
+			r := cborReader{b: b}
+			major, arg, ok := r.head()
+			if ok != tc.ok || ok && (major != tc.major || arg != tc.arg) {
+				t.Fatalf("head(%s) = %d, %d, %v; want %d, %d, %v", tc.in, major, arg, ok, tc.major, tc.arg, tc.ok)
+			}
+			if ok && r.off != len(b) {
+				t.Fatalf("head(%s) read %d of %d bytes", tc.in, r.off, len(b))
+			}
+		})
+	}
+}
