@@ -253,19 +253,20 @@ func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, r
 			}
 		}
 	}
-	fanOut(len(targets), func(i int) {
-		h := targets[i]
-		rep, err := r.actor.InvokeRaw(ctx, h, behavior, payload)
-		if rep == nil {
-			var ae *actor.Error
-			if !errors.As(err, &ae) || ae.Code == actor.CodeTimeout {
-				return // no answer
+	for _, h := range targets {
+		go func() {
+			rep, err := r.actor.InvokeRaw(ctx, h, behavior, payload)
+			if rep == nil {
+				var ae *actor.Error
+				if !errors.As(err, &ae) || ae.Code == actor.CodeTimeout {
+					return // no answer
+				}
+				rep = &actor.Reply{From: h, Err: ae}
 			}
-			rep = &actor.Reply{From: h, Err: ae}
-		}
-		rep.From.Host = h.Host
-		collect(rep)
-	})
+			rep.From.Host = h.Host
+			collect(rep)
+		}()
+	}
 	select {
 	case <-done:
 	case <-ctx.Done():

@@ -138,52 +138,48 @@ func (r *run) commitAll(ctx context.Context, placed map[string]Placement, epoch 
 		contract string // the contract's ID ("": none)
 	}
 	results := make(chan result, len(placed))
-	nodes := make([]string, 0, len(placed))
-	for node := range placed {
-		nodes = append(nodes, node)
-	}
-	fanOut(len(nodes), func(i int) {
-		node := nodes[i]
-		pl := placed[node]
-		ctx, span := r.startSpan(ctx, SpanCommit, attribute.String("node", node), attribute.String("provider", pl.Provider.Host),
-			attribute.String("epoch", strconv.FormatUint(epoch, 10)), attribute.Int("allocations", len(byNode[node])))
-		var err error
-		defer func() { endSpan(span, err) }() // trace.go
-		secrets, err := r.secretsFor(pl.Provider.Host, byNode[node])
-		if err != nil {
-			results <- result{node: node, err: err, ours: true}
-			return
-		}
-		ct, noteChain, err := r.propose(node, pl, byNode[node]) // contracts.go
-		if err != nil {
-			results <- result{node: node, err: fmt.Errorf("contract: %w", err), ours: true}
-			return
-		}
-		var ctID string
-		if ct != nil {
-			ctID = ct.ID
-		}
-		ctx, cancel := context.WithTimeout(ctx, r.s.cfg.CommitTimeout)
-		defer cancel()
-		h, err := actor.NodeHandle(pl.Provider.Host)
-		var reply deployproto.CommitReply
-		if err == nil {
-			err = r.actor.Invoke(ctx, h, deployproto.BehaviorCommit, deployproto.CommitRequest{
-				Deployment: r.d.ID, Node: node, Reservation: pl.Reservation, Orchestrator: r.actor.Handle(),
-				Allocations: byNode[node], Metadata: r.spec.Metadata,
-				Epoch: epoch, StopAfter: r.stopAfter(), // lease.go: longer with standbys
-				Secrets: secrets, Contract: ct, NoteChain: noteChain,
-			}, &reply)
-		}
-		if err == nil && ct != nil {
-			// The provider's signature completes the contract; a bad
-			// one fails the commit like a refusal.
-			if aerr := r.s.cfg.Contracts.Agree(ct.ID, reply.ProviderSig); aerr != nil {
-				err = fmt.Errorf("contract %s: %w", ct.ID, aerr)
+	for node, pl := range placed {
+		go func() {
+			ctx, span := r.startSpan(ctx, SpanCommit, attribute.String("node", node), attribute.String("provider", pl.Provider.Host),
+				attribute.String("epoch", strconv.FormatUint(epoch, 10)), attribute.Int("allocations", len(byNode[node])))
+			var err error
+			defer func() { endSpan(span, err) }() // trace.go
+			secrets, err := r.secretsFor(pl.Provider.Host, byNode[node])
+			if err != nil {
+				results <- result{node: node, err: err, ours: true}
+				return
 			}
-		}
-		results <- result{node: node, reply: reply, err: err, contract: ctID}
-	})
+			ct, noteChain, err := r.propose(node, pl, byNode[node]) // contracts.go
+			if err != nil {
+				results <- result{node: node, err: fmt.Errorf("contract: %w", err), ours: true}
+				return
+			}
+			var ctID string
+			if ct != nil {
+				ctID = ct.ID
+			}
+			ctx, cancel := context.WithTimeout(ctx, r.s.cfg.CommitTimeout)
+			defer cancel()
+			h, err := actor.NodeHandle(pl.Provider.Host)
+			var reply deployproto.CommitReply
+			if err == nil {
+				err = r.actor.Invoke(ctx, h, deployproto.BehaviorCommit, deployproto.CommitRequest{
+					Deployment: r.d.ID, Node: node, Reservation: pl.Reservation, Orchestrator: r.actor.Handle(),
+					Allocations: byNode[node], Metadata: r.spec.Metadata,
+					Epoch: epoch, StopAfter: r.stopAfter(), // lease.go: longer with standbys
+					Secrets: secrets, Contract: ct, NoteChain: noteChain,
+				}, &reply)
+			}
+			if err == nil && ct != nil {
+				// The provider's signature completes the contract; a bad
+				// one fails the commit like a refusal.
+				if aerr := r.s.cfg.Contracts.Agree(ct.ID, reply.ProviderSig); aerr != nil {
+					err = fmt.Errorf("contract %s: %w", ct.ID, aerr)
+				}
+			}
+			results <- result{node: node, reply: reply, err: err, contract: ctID}
+		}()
+	}
 	allocs := map[string]*Allocation{}
 	var refused []placement.Reason
 	for range placed {

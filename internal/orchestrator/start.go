@@ -57,16 +57,17 @@ func (r *run) startLevel(ctx context.Context, level []string) {
 		name string
 		err  error
 	}
-	d := r.view()
-	var names []string
+	results := make(chan res, len(level))
+	started := 0
 	for _, name := range level {
-		if a := d.Allocations[name]; a != nil && !a.Started {
-			names = append(names, name)
+		a := r.view().Allocations[name]
+		if a == nil || a.Started {
+			continue
 		}
+		started++
+		go func() { results <- res{name, r.startOne(ctx, a)} }()
 	}
-	results := make(chan res, len(names))
-	fanOut(len(names), func(i int) { results <- res{names[i], r.startOne(ctx, d.Allocations[names[i]])} })
-	for range names {
+	for range started {
 		rr := <-results
 		r.update(true, func(d *Deployment) {
 			a := d.Allocations[rr.name]
