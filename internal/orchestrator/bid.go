@@ -67,7 +67,7 @@ func (r *run) place(ctx context.Context) {
 		rd.Excluded, rd.Now = r.excluded, r.s.cfg.Now()
 		r.learnOffers(rd)
 		cands, reasons := placement.Rate(rd)
-		nodes, _ := placement.Nodes(r.spec)
+		nodes := r.layout().nodes
 		edges := placement.Edges(r.spec)
 		plan, missing := placement.Place(nodes, cands, edges)
 		r.revertUnused(ctx, rd.Replies, plan)

@@ -36,7 +36,6 @@ import (
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/identity"
-	"github.com/dmsnet/dms/internal/orchestrator/placement"
 	"github.com/dmsnet/dms/internal/storage"
 )
 
@@ -144,8 +143,7 @@ func (r *run) allSecretsReady() error {
 	if len(r.spec.SecretUses()) == 0 {
 		return nil // the common case, once per bid round
 	}
-	nodes, _ := placement.Nodes(r.spec)
-	for _, node := range nodes {
+	for _, node := range r.layout().nodes {
 		if err := r.secretsReady(node); err != nil {
 			return fmt.Errorf("node %s: %w", node, err)
 		}
