@@ -318,7 +318,7 @@ func (r *run) redeploy(ctx context.Context, node string, h *healing, attempt int
 	for _, oa := range replaced {
 		r.abandonID(oa.Contract, "node redeployed")
 	}
-	names := slices.Sorted(maps.Keys(allocs))
+	names := sortedKeys(allocs)
 	r.startNames(ctx, names)
 	for _, name := range names {
 		r.queuePropagation(name, deployproto.DependencyMoved, fmt.Sprintf("%s moved from %s to %s", name, identity.ShortPeerID(from), identity.ShortPeerID(pl.Provider.Host)))

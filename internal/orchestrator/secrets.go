@@ -27,7 +27,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -51,7 +50,7 @@ func standbySecretContext(id string) []byte { return []byte("dms-standby-secrets
 // is a credentials file (storage.ParseCredentials). Its errors name
 // secrets, never their values.
 func CheckSecrets(spec *ensemble.Spec, secrets map[string]string) error {
-	if err := spec.CheckSecrets(slices.Sorted(maps.Keys(secrets))); err != nil {
+	if err := spec.CheckSecrets(sortedKeys(secrets)); err != nil {
 		return err
 	}
 	for _, name := range sortedKeys(secrets) {
