@@ -8,6 +8,7 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -318,7 +319,7 @@ func succeeded(r executor.Result) bool {
 func describe(r executor.Result) string {
 	switch r.Reason {
 	case executor.ReasonExited:
-		return fmt.Sprintf("exited with code %d", r.ExitCode)
+		return "exited with code " + strconv.Itoa(r.ExitCode)
 	case executor.ReasonFailed:
 		if r.Error != "" {
 			return "failed: " + r.Error
