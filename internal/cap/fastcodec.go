@@ -199,13 +199,13 @@ func parseFast(sealed []byte, id string) (fastParsed, bool) {
 	if n, ok := r.length(cborMap); !ok || n != 2 {
 		return fastParsed{}, false
 	}
-	if k, ok := r.text(); !ok || k != "h" {
+	if k, ok := r.raw(cborText); !ok || string(k) != "h" {
 		return fastParsed{}, false
 	}
 	if h, ok := r.raw(cborBytes); !ok || !bytes.Equal(h, varsigEd25519DagCbor) {
 		return fastParsed{}, false
 	}
-	if k, ok := r.text(); !ok || k != delegation.Tag {
+	if k, ok := r.raw(cborText); !ok || string(k) != delegation.Tag {
 		return fastParsed{}, false
 	}
 	n, ok := r.length(cborMap)
@@ -218,12 +218,12 @@ func parseFast(sealed []byte, id string) (fastParsed, bool) {
 		next          int // index in payloadKeys of the next key allowed
 	)
 	for range n {
-		k, ok := r.text()
+		kb, ok := r.raw(cborText) // compared, not kept: no string made
 		if !ok {
 			return fastParsed{}, false
 		}
 		i := next
-		for i < len(payloadKeys) && payloadKeys[i].name != k {
+		for i < len(payloadKeys) && payloadKeys[i].name != string(kb) {
 			if !payloadKeys[i].optional {
 				return fastParsed{}, false
 			}
@@ -233,7 +233,7 @@ func parseFast(sealed []byte, id string) (fastParsed, bool) {
 			return fastParsed{}, false
 		}
 		next = i + 1
-		switch k {
+		switch payloadKeys[i].name {
 		case "aud":
 			aud, ok = r.text()
 		case "cmd":
@@ -314,11 +314,22 @@ func (r *cborReader) meta() (map[string]string, bool) {
 }
 
 // knownDID reports whether go-did-it parses s back to the same text (as
-// go-ucan's decoding parses the audience and subject).
+// go-ucan's decoding parses the audience and subject). The DIDs that do are
+// kept (knownDIDs): printing one formats it anew each time.
 func knownDID(s string) bool {
+	if _, ok := knownDIDs.Get(identity.DID(s)); ok {
+		return true
+	}
 	d, err := parseDID(identity.DID(s))
-	return err == nil && d.String() == s
+	if err != nil || d.String() != s {
+		return false
+	}
+	knownDIDs.Put(identity.DID(s), struct{}{})
+	return true
 }
+
+// knownDIDs are DIDs knownDID accepted last.
+var knownDIDs = newLRU[identity.DID, struct{}](1024)
 
 // issuerKey returns the Ed25519 key of an issuer DID that go-ucan would
 // verify a signature with: a canonical Ed25519 did:key (that go-did-it

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"testing"
+
+	"github.com/dmsnet/dms/internal/identity"
 )
 
 // What the package keeps between calls: the delegations decoded last, the
@@ -135,4 +137,44 @@ func TestDelegateWithPolicyNotKept(t *testing.T) {
 		t.Error("DecodeDelegation returned the signed value, not a decoding")
 	}
 	sameDelegation(t, got, d)
+}
+
+// TestKnownDIDKept: a DID knownDID accepted is not printed again (go-did-it
+// formats it at every String); what it refuses is refused every time, and
+// at most 1,024 are kept.
+func TestKnownDIDKept(t *testing.T) {
+	w := newWorld(t)
+	bob := string(w.bob.DID())
+	if !knownDID(bob) {
+		t.Fatalf("knownDID(%s) = false", bob)
+	}
+	if n := testing.AllocsPerRun(10, func() {
+		if !knownDID(bob) {
+			t.Fatal("refused the second time")
+		}
+	}); n != 0 {
+		t.Errorf("knownDID allocates %v times for a DID it accepted before; want 0 (kept)", n)
+	}
+	for _, s := range []string{
+		"did:key:nope",
+		bob + "x",        // another key's text, not a valid one
+		bob[:len(bob)-1], // a prefix of a kept DID
+		"did:web:" + bob[len("did:key:"):],
+		"",
+	} {
+		for range 2 {
+			if knownDID(s) {
+				t.Errorf("knownDID(%q) = true", s)
+			}
+		}
+	}
+	for range 1024 + 8 {
+		k := must[*identity.Key](t)(identity.NewKey())
+		if !knownDID(string(k.DID())) {
+			t.Fatalf("knownDID(%s) = false", k.DID())
+		}
+	}
+	if n := knownDIDs.Len(); n > 1024 {
+		t.Errorf("%d DIDs kept, at most 1024", n)
+	}
 }
