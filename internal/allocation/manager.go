@@ -24,6 +24,7 @@ import (
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/mapkeys"
 	"github.com/dmsnet/dms/internal/storage"
 )
 
@@ -665,7 +666,7 @@ func (m *Manager) Resume(ctx context.Context) error {
 		resumed = append(resumed, a)
 		a.resume(ctx, found[rec.ID], listed[rec.Spec.Executor])
 	}
-	for _, res := range sortedKeys(reservations) {
+	for _, res := range mapkeys.Sorted(reservations) {
 		if err := m.releaseIfDone(res); err != nil {
 			m.log.Warn("resume: release", "reservation_id", res, "err", err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/dmsnet/dms/internal/contract"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/mapkeys"
 	"github.com/dmsnet/dms/internal/match"
 	"github.com/dmsnet/dms/internal/resource"
 	"github.com/dmsnet/dms/internal/storage"
@@ -388,7 +389,7 @@ func overShare(held, onboarded match.Resources, share float64) string {
 	case over(int64(len(held.GPUs)), int64(len(onboarded.GPUs))):
 		return match.DimGPU
 	}
-	for _, k := range sortedKeys(held.Extra) {
+	for _, k := range mapkeys.Sorted(held.Extra) {
 		if over(held.Extra[k], onboarded.Extra[k]) {
 			return k
 		}

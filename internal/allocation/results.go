@@ -19,6 +19,7 @@ import (
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/mapkeys"
 )
 
 // defaultResultsRetention is Config.ResultsRetention's default.
@@ -69,7 +70,7 @@ func (m *Manager) keptDir(deployment, name string) string {
 func (m *Manager) releaseVolumes(a *alloc, rec Record) error {
 	var errs []error
 	var keep []string
-	for _, name := range sortedKeys(rec.Spec.Volumes) {
+	for _, name := range mapkeys.Sorted(rec.Spec.Volumes) {
 		v := rec.Spec.Volumes[name]
 		dir := a.volumeDir(name)
 		if _, err := os.Stat(dir); err != nil {
@@ -340,7 +341,7 @@ func (m *Manager) listResults(allocation string, recs []Record, keptRes []keptRe
 		if allocation != "" && rec.Name != allocation {
 			continue
 		}
-		for _, name := range sortedKeys(rec.Spec.Volumes) {
+		for _, name := range mapkeys.Sorted(rec.Spec.Volumes) {
 			v := rec.Spec.Volumes[name]
 			rv := deployproto.ResultVolume{Allocation: rec.Name, Volume: name, Kind: kindOf(v), Mode: v.Mode}
 			switch {
@@ -375,7 +376,7 @@ func (m *Manager) listResults(allocation string, recs []Record, keptRes []keptRe
 		if allocation != "" && k.Allocation != allocation {
 			continue
 		}
-		for _, name := range sortedKeys(k.Volumes) {
+		for _, name := range mapkeys.Sorted(k.Volumes) {
 			if seen[k.Allocation+"/"+name] {
 				continue // a newer attempt runs here
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
+	"github.com/dmsnet/dms/internal/mapkeys"
 )
 
 // Labels the allocation puts on its executor instances, beside
@@ -101,7 +102,7 @@ func (m *Manager) checkSpec(s *deployproto.AllocationSpec) error {
 			bad("ports[%d]: the %s executor cannot publish ports", i, s.Executor)
 		}
 	}
-	for _, name := range sortedKeys(s.Volumes) {
+	for _, name := range mapkeys.Sorted(s.Volumes) {
 		v := s.Volumes[name]
 		if err := checkID("volume name", name); err != nil {
 			bad("volumes: %w", err)
@@ -268,7 +269,7 @@ func (a *alloc) buildSpec(files map[string]string) (executor.Spec, error) {
 	}
 	// The volumes were mounted and staged by prepareVolumes. Inputs and
 	// url volumes are read-only in every executor.
-	for _, name := range sortedKeys(s.Volumes) {
+	for _, name := range mapkeys.Sorted(s.Volumes) {
 		v := s.Volumes[name]
 		spec.Mounts = append(spec.Mounts, executor.Mount{Source: a.volumeDir(name), Target: v.Path, ReadOnly: readOnly(v)})
 	}
@@ -332,18 +333,4 @@ func describe(r executor.Result) string {
 		}
 		return s
 	}
-}
-
-// sortedKeys returns m's keys, sorted: one allocation, none for an empty
-// map (slices.Sorted(maps.Keys(m)) makes its iterators and grows its slice).
-func sortedKeys[V any](m map[string]V) []string {
-	if len(m) == 0 {
-		return nil
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

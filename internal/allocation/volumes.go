@@ -13,6 +13,7 @@ import (
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/executor"
+	"github.com/dmsnet/dms/internal/mapkeys"
 	"github.com/dmsnet/dms/internal/storage"
 )
 
@@ -130,7 +131,7 @@ func kept(v ensemble.Volume) bool { return kindOf(v) == ensemble.Local && v.Mode
 // exit, in order.
 func outputs(s *deployproto.AllocationSpec) []string {
 	var out []string
-	for _, name := range sortedKeys(s.Volumes) {
+	for _, name := range mapkeys.Sorted(s.Volumes) {
 		if uploaded(s.Volumes[name]) {
 			out = append(out, name)
 		}
@@ -164,7 +165,7 @@ func (m *Manager) removeDir(dir string) error {
 // restart does not stage twice.
 func (a *alloc) prepareVolumes(ctx context.Context) error {
 	rec := a.record()
-	names := sortedKeys(rec.Spec.Volumes)
+	names := mapkeys.Sorted(rec.Spec.Volumes)
 	for _, name := range names {
 		v := rec.Spec.Volumes[name]
 		dir := a.volumeDir(name)

@@ -17,6 +17,7 @@ import (
 	"github.com/ucan-wg/go-ucan/token/invocation"
 
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/mapkeys"
 )
 
 // DelegationParams describe a delegation to issue.
@@ -113,7 +114,7 @@ func delegationToken(issuer *identity.Key, p DelegationParams) (*delegation.Toke
 	if !p.Expiry.IsZero() {
 		opts = append(opts, delegation.WithExpiration(ceilSecond(p.Expiry)))
 	}
-	for _, k := range sortedKeys(p.Meta) {
+	for _, k := range mapkeys.Sorted(p.Meta) {
 		opts = append(opts, delegation.WithMeta(k, p.Meta[k]))
 	}
 	if p.Nonce != nil {
@@ -247,7 +248,7 @@ func Invoke(issuer *identity.Key, p InvocationParams) (*Invocation, error) {
 	if !p.Expiry.IsZero() {
 		opts = append(opts, invocation.WithExpiration(p.Expiry))
 	}
-	for _, k := range sortedKeys(p.Meta) {
+	for _, k := range mapkeys.Sorted(p.Meta) {
 		opts = append(opts, invocation.WithMeta(k, p.Meta[k]))
 	}
 	if p.Nonce != nil {
@@ -271,15 +272,6 @@ func Invoke(issuer *identity.Key, p InvocationParams) (*Invocation, error) {
 		return nil, fmt.Errorf("sign invocation: %w", err)
 	}
 	return DecodeInvocation(sealed)
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // ceilSecond rounds t up to a whole second.

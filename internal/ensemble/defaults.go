@@ -2,10 +2,10 @@ package ensemble
 
 import (
 	"reflect"
-	"sort"
 	"strconv"
 	"time"
 
+	"github.com/dmsnet/dms/internal/mapkeys"
 	"github.com/dmsnet/dms/internal/match"
 )
 
@@ -54,7 +54,7 @@ func setDefaults(s *Spec, present func(path string) bool) {
 	setSupervisionDefaults(s, present)
 	defaultWalk(reflect.ValueOf(s).Elem(), "", present)
 	setRescheduleDefaults(s, present)
-	for _, name := range sortedKeys(s.Allocations) {
+	for _, name := range mapkeys.Sorted(s.Allocations) {
 		a := s.Allocations[name]
 		p := keyPath("allocations", name)
 		rp := keyPath(p, "restart")
@@ -156,15 +156,6 @@ func setScalar(v reflect.Value, s string) {
 		n, _ := strconv.Atoi(s)
 		v.SetInt(int64(n))
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // setRescheduleDefaults fills the reschedule block: attempts 3 when the

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/dmsnet/dms/internal/mapkeys"
 )
 
 // DigestPrefix starts a content reference: "sha256:" followed by 64
@@ -59,7 +61,7 @@ var fileFields = []struct {
 // touches the disk.
 func (s *Spec) LocalFiles() []FileRef {
 	var out []FileRef
-	for _, name := range sortedKeys(s.Allocations) {
+	for _, name := range mapkeys.Sorted(s.Allocations) {
 		a := s.Allocations[name]
 		for _, f := range fileFields {
 			if ref := *f.get(&a.Execution); ref != "" && !strings.HasPrefix(ref, DigestPrefix) {
@@ -74,7 +76,7 @@ func (s *Spec) LocalFiles() []FileRef {
 // for it, typically the sha256 reference of the file once shipped. It stops
 // at fn's first error.
 func (s *Spec) ReplaceFiles(fn func(FileRef) (string, error)) error {
-	for _, name := range sortedKeys(s.Allocations) {
+	for _, name := range mapkeys.Sorted(s.Allocations) {
 		a := s.Allocations[name]
 		for _, f := range fileFields {
 			p := f.get(&a.Execution)

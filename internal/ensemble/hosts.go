@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/dmsnet/dms/internal/mapkeys"
 )
 
 // HostRef is a value in an allocation's execution that names another
@@ -71,7 +73,7 @@ func HostReferences(s *Spec) []HostRef {
 		kinds[name] = "allocation"
 	}
 	own := map[string]string{} // allocation → its node
-	for _, node := range sortedKeys(s.Nodes) {
+	for _, node := range mapkeys.Sorted(s.Nodes) {
 		for _, a := range s.Nodes[node].Allocations {
 			if _, ok := own[a]; !ok {
 				own[a] = node
@@ -79,7 +81,7 @@ func HostReferences(s *Spec) []HostRef {
 		}
 	}
 	var refs []HostRef
-	for _, name := range sortedKeys(s.Allocations) {
+	for _, name := range mapkeys.Sorted(s.Allocations) {
 		x := s.Allocations[name].Execution
 		base := keyPath("allocations", name) + ".execution"
 		seen := map[[2]string]bool{}
@@ -93,7 +95,7 @@ func HostReferences(s *Spec) []HostRef {
 				refs = append(refs, HostRef{Allocation: name, Field: field, Path: path, Target: h, Kind: kind, Subnet: s.Network.Subnet})
 			}
 		}
-		for _, k := range sortedKeys(x.Env) {
+		for _, k := range mapkeys.Sorted(x.Env) {
 			add("env "+k, keyPath(base+".env", k), hostsIn(x.Env[k], hostKey(k)))
 		}
 		for _, list := range []struct {

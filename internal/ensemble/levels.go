@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/dmsnet/dms/internal/mapkeys"
 )
 
 // CycleError is returned by Levels when dependencies form a cycle.
@@ -21,7 +23,7 @@ func (e *CycleError) Error() string {
 // Names within a level are sorted. It fails with a *CycleError on a cycle,
 // and with an error naming the first dependency that is not a key of deps.
 func Levels(deps map[string][]string) ([][]string, error) {
-	names := sortedKeys(deps)
+	names := mapkeys.Sorted(deps)
 	for _, n := range names {
 		for _, d := range deps[n] {
 			if _, ok := deps[d]; !ok {
@@ -103,7 +105,7 @@ func findCycle(deps map[string][]string) []string {
 		color[n] = black
 		return false
 	}
-	for _, n := range sortedKeys(deps) {
+	for _, n := range mapkeys.Sorted(deps) {
 		if color[n] == white && visit(n) {
 			break
 		}

@@ -1,6 +1,10 @@
 package ensemble
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/dmsnet/dms/internal/mapkeys"
+)
 
 // Unsupported lists what a valid spec asks for that this release of dms
 // does not do yet: standby copies of a node (redundancy above 1) and
@@ -9,7 +13,7 @@ import "fmt"
 // without what it asked for; `dms validate` reports the same.
 func (s *Spec) Unsupported() Problems {
 	var probs Problems
-	for _, name := range sortedKeys(s.Nodes) {
+	for _, name := range mapkeys.Sorted(s.Nodes) {
 		if r := s.Nodes[name].Redundancy; r > 1 {
 			probs = append(probs, Problem{Path: keyPath("nodes", name) + ".redundancy",
 				Msg: fmt.Sprintf("%d copies: standby copies are not supported by this release of dms (use 1)", r)})

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/dmsnet/dms/internal/mapkeys"
 )
 
 // Validate checks what the spec means: names are DNS labels; executor,
@@ -209,7 +211,7 @@ func (v *validator) spec(s *Spec) {
 		v.addf("allocations", "no allocations (an ensemble needs at least one)")
 	}
 	v.counts(s)
-	for _, k := range sortedKeys(s.Metadata) {
+	for _, k := range mapkeys.Sorted(s.Metadata) {
 		if k == "" {
 			v.addf(keyPath("metadata", k), "empty key")
 		}
@@ -237,7 +239,7 @@ func (v *validator) spec(s *Spec) {
 		v.addf("timeouts.queue", "%s is longer than timeouts.total (%s)", formatDuration(t.Queue), formatDuration(t.Total))
 	}
 
-	v.allocs = sortedKeys(s.Allocations)
+	v.allocs = mapkeys.Sorted(s.Allocations)
 	for _, name := range v.allocs {
 		v.allocation(s, name)
 	}
@@ -300,7 +302,7 @@ func (v *validator) allocation(s *Spec, name string) {
 	}
 
 	mounts := map[string]string{}
-	for _, vn := range sortedKeys(a.Volumes) {
+	for _, vn := range mapkeys.Sorted(a.Volumes) {
 		vol := a.Volumes[vn]
 		vp := keyPath(p+".volumes", vn)
 		if !IsName(vn) {
@@ -397,7 +399,7 @@ func (v *validator) execution(p string, ex Executor, e Execution) {
 			}
 		}
 	}
-	for _, k := range sortedKeys(e.Env) {
+	for _, k := range mapkeys.Sorted(e.Env) {
 		if k == "" || strings.ContainsAny(k, "= \t\r\n\x00") {
 			v.addf(keyPath(p+".env", k), "%q is not a variable name", k)
 		}
@@ -505,7 +507,7 @@ func (v *validator) nodes(s *Spec) {
 	}
 	host := map[string]string{} // allocation -> node
 	peers := map[string]string{}
-	for _, name := range sortedKeys(s.Nodes) {
+	for _, name := range mapkeys.Sorted(s.Nodes) {
 		n := s.Nodes[name]
 		p := keyPath("nodes", name)
 		if !IsName(name) && (v.pos == nil || v.has("nodes")) { // default nodes: reported on the allocation
@@ -606,7 +608,7 @@ func checkPeer(peer string) error {
 }
 
 func (v *validator) edges(s *Spec) {
-	nodes := sortedKeys(s.Nodes)
+	nodes := mapkeys.Sorted(s.Nodes)
 	seen := map[[2]string]int{}
 	for i, e := range s.Edges {
 		p := indexPath("edges", i)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dmsnet/dms/internal/mapkeys"
 	"github.com/dmsnet/dms/internal/match"
 )
 
@@ -238,9 +239,9 @@ type SecretUse struct {
 // gives at deploy time, by allocation and volume name.
 func (s *Spec) SecretUses() []SecretUse {
 	var out []SecretUse
-	for _, an := range sortedKeys(s.Allocations) {
+	for _, an := range mapkeys.Sorted(s.Allocations) {
 		a := s.Allocations[an]
-		for _, vn := range sortedKeys(a.Volumes) {
+		for _, vn := range mapkeys.Sorted(a.Volumes) {
 			if name := a.Volumes[vn].Secret(); name != "" {
 				out = append(out, SecretUse{Secret: name, Allocation: an, Volume: vn})
 			}
@@ -273,8 +274,8 @@ func (s *Spec) CheckSecrets(given []string) error {
 		}
 		used[u.Secret] = true
 	}
-	names := sortedKeys(used)
-	for _, g := range sortedKeys(have) {
+	names := mapkeys.Sorted(used)
+	for _, g := range mapkeys.Sorted(have) {
 		if used[g] {
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dmsnet/dms/internal/mapkeys"
 	"github.com/dmsnet/dms/internal/match"
 )
 
@@ -254,7 +255,7 @@ func (s *Spec) Validate() error {
 			v.Add("command", "argument %d contains a NUL byte", i)
 		}
 	}
-	for _, k := range sortedKeys(s.Env) {
+	for _, k := range mapkeys.Sorted(s.Env) {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			v.Add("env", "bad variable name %q", k)
 		}
@@ -342,7 +343,7 @@ func (s *Spec) Validate() error {
 		v.Add("ports", "cannot publish ports with network none")
 	}
 
-	for _, k := range sortedKeys(s.Labels) {
+	for _, k := range mapkeys.Sorted(s.Labels) {
 		switch {
 		case k == "":
 			v.Add("labels", "empty label key")
@@ -367,19 +368,10 @@ func checkHostPath(v *ValidationError, field, p string) {
 	}
 }
 
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
 // EnvList returns Env as sorted KEY=value strings.
 func (s *Spec) EnvList() []string {
 	env := make([]string, 0, len(s.Env))
-	for _, k := range sortedKeys(s.Env) {
+	for _, k := range mapkeys.Sorted(s.Env) {
 		env = append(env, k+"="+s.Env[k])
 	}
 	return env

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/dmsnet/dms/internal/mapkeys"
 )
 
 // Reason says why something does not fit or is not eligible, in one
@@ -106,7 +108,7 @@ func Compare(have, want Resources) Fit {
 			}
 		}
 	}
-	for _, k := range sortedKeys(want.Extra) {
+	for _, k := range mapkeys.Sorted(want.Extra) {
 		if w, h := want.Extra[k], have.Extra[k]; w > h {
 			short(k, strconv.FormatInt(w, 10), strconv.FormatInt(h, 10))
 		}

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/dmsnet/dms/internal/mapkeys"
 )
 
 // Dimension names, used in reasons and errors. An extra kind of resource is
@@ -249,7 +251,7 @@ func (r Resources) checkNonNegative(op string) error {
 	if r.CPU < 0 {
 		return &AmountError{Op: op, Dimension: DimCPU, A: r.CPU.String(), Err: ErrNegative}
 	}
-	for _, k := range sortedKeys(r.Extra) {
+	for _, k := range mapkeys.Sorted(r.Extra) {
 		if r.Extra[k] < 0 {
 			return &AmountError{Op: op, Dimension: k, A: strconv.FormatInt(r.Extra[k], 10), Err: ErrNegative}
 		}
@@ -295,7 +297,7 @@ func (r Resources) String() string {
 		}
 		parts = append(parts, "gpus "+strings.Join(g, " + "))
 	}
-	for _, k := range sortedKeys(r.Extra) {
+	for _, k := range mapkeys.Sorted(r.Extra) {
 		parts = append(parts, k+" "+strconv.FormatInt(r.Extra[k], 10))
 	}
 	return strings.Join(parts, ", ")
@@ -334,21 +336,12 @@ func gpuIndexList(g []GPU) string {
 	return "GPUs " + strings.Join(ids, ",")
 }
 
-func sortedKeys(m map[string]int64) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // extraKeys returns the union of both maps' keys, sorted.
 func extraKeys(a, b map[string]int64) []string {
 	if len(a) == 0 && len(b) == 0 {
 		return nil
 	}
-	keys := sortedKeys(a)
+	keys := mapkeys.Sorted(a)
 	for k := range b {
 		if _, ok := a[k]; !ok {
 			keys = append(keys, k)

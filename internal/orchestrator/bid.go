@@ -13,6 +13,7 @@ import (
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/mapkeys"
 	"github.com/dmsnet/dms/internal/match"
 	"github.com/dmsnet/dms/internal/orchestrator/placement"
 )
@@ -133,7 +134,7 @@ func (r *run) place(ctx context.Context) {
 			for name, a := range allocs {
 				d.Allocations[name] = a
 			}
-			for _, node := range sortedKeys(placed) {
+			for _, node := range mapkeys.Sorted(placed) {
 				pl := placed[node]
 				d.addEvent(r.s.cfg.Now(), Event{Kind: EventPlaced, Node: node, To: pl.Provider.Host, Epoch: epoch,
 					Message: fmt.Sprintf("placed node %s on %s", node, identity.ShortPeerID(pl.Provider.Host))})

@@ -11,6 +11,7 @@ import (
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/mapkeys"
 	"github.com/dmsnet/dms/internal/orchestrator/placement"
 )
 
@@ -318,7 +319,7 @@ func (r *run) redeploy(ctx context.Context, node string, h *healing, attempt int
 	for _, oa := range replaced {
 		r.abandonID(oa.Contract, "node redeployed")
 	}
-	names := sortedKeys(allocs)
+	names := mapkeys.Sorted(allocs)
 	r.startNames(ctx, names)
 	for _, name := range names {
 		r.queuePropagation(name, deployproto.DependencyMoved, fmt.Sprintf("%s moved from %s to %s", name, identity.ShortPeerID(from), identity.ShortPeerID(pl.Provider.Host)))

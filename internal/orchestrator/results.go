@@ -10,6 +10,7 @@ import (
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/mapkeys"
 	"github.com/dmsnet/dms/internal/storage"
 )
 
@@ -48,7 +49,7 @@ func outVolumes(spec *ensemble.Spec) []resultVolume {
 	var out []resultVolume
 	for _, an := range allocNames(spec) {
 		vols := spec.Allocations[an].Volumes
-		for _, vn := range sortedKeys(vols) {
+		for _, vn := range mapkeys.Sorted(vols) {
 			v := vols[vn]
 			s3 := v.Kind == ensemble.S3 && (v.Mode == ensemble.ModeOut || v.Mode == ensemble.ModeInOut)
 			local := (v.Kind == ensemble.Local || v.Kind == "") && v.Mode == ensemble.ModeOut

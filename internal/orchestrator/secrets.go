@@ -35,6 +35,7 @@ import (
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/mapkeys"
 	"github.com/dmsnet/dms/internal/storage"
 )
 
@@ -50,10 +51,10 @@ func standbySecretContext(id string) []byte { return []byte("dms-standby-secrets
 // is a credentials file (storage.ParseCredentials). Its errors name
 // secrets, never their values.
 func CheckSecrets(spec *ensemble.Spec, secrets map[string]string) error {
-	if err := spec.CheckSecrets(sortedKeys(secrets)); err != nil {
+	if err := spec.CheckSecrets(mapkeys.Sorted(secrets)); err != nil {
 		return err
 	}
-	for _, name := range sortedKeys(secrets) {
+	for _, name := range mapkeys.Sorted(secrets) {
 		if _, err := storage.ParseCredentials([]byte(secrets[name])); err != nil {
 			return fmt.Errorf("secret %s: %w", name, err)
 		}

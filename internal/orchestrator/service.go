@@ -611,13 +611,3 @@ func (s *Service) ForgetOffers() {
 	clear(s.offers.offers)
 	s.offers.mu.Unlock()
 }
-
-// sortedKeys returns the keys of m, sorted.
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}

@@ -74,6 +74,7 @@ import (
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/mapkeys"
 )
 
 // The roles of a node in a deployment.
@@ -511,7 +512,7 @@ func (r *run) adoptAll(ctx context.Context) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var adopted, failed []string
-	for _, name := range sortedKeys(d.Allocations) {
+	for _, name := range mapkeys.Sorted(d.Allocations) {
 		a := d.Allocations[name]
 		if a.Handle.IsZero() || a.State.Terminal() {
 			continue

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/dmsnet/dms/internal/ensemble"
+	"github.com/dmsnet/dms/internal/mapkeys"
 	"github.com/dmsnet/dms/internal/match"
 )
 
@@ -59,7 +60,7 @@ func fromCompose(name string, data []byte, env map[string]string) (*ensemble.Spe
 
 	n := newNamer()
 	names := map[string]string{} // compose service -> allocation
-	for _, svc := range sortedKeys(project.Services) {
+	for _, svc := range mapkeys.Sorted(project.Services) {
 		names[svc] = n.name(&ws, "services."+svc, svc)
 	}
 	// A service another waits for with service_completed_successfully runs
@@ -74,7 +75,7 @@ func fromCompose(name string, data []byte, env map[string]string) (*ensemble.Spe
 	}
 	volumeUsers := map[string][]string{}
 	var skipped []string
-	for _, svc := range sortedKeys(project.Services) {
+	for _, svc := range mapkeys.Sorted(project.Services) {
 		a, ok := composeService(project, svc, names, tasks[svc], volumeUsers, &ws)
 		if !ok {
 			skipped = append(skipped, svc)
@@ -94,12 +95,12 @@ func fromCompose(name string, data []byte, env map[string]string) (*ensemble.Spe
 		})
 		s.Allocations[name] = a
 	}
-	for _, vol := range sortedKeys(volumeUsers) {
+	for _, vol := range mapkeys.Sorted(volumeUsers) {
 		if users := volumeUsers[vol]; len(users) > 1 {
 			ws.add("volumes."+vol, "shared by %s in compose; each allocation gets a volume of its own", strings.Join(users, ", "))
 		}
 	}
-	for _, v := range sortedKeys(project.Volumes) {
+	for _, v := range mapkeys.Sorted(project.Volumes) {
 		if vol := project.Volumes[v]; vol.Driver != "" && vol.Driver != "local" || len(vol.DriverOpts) > 0 || bool(vol.External) {
 			ws.add("volumes."+v, "driver, options and external volumes are not carried over (a local volume is used)")
 		}
@@ -110,26 +111,26 @@ func fromCompose(name string, data []byte, env map[string]string) (*ensemble.Spe
 	if len(s.Allocations) > 1 {
 		s.Network.Subnet = true
 	}
-	for _, net := range sortedKeys(project.Networks) {
+	for _, net := range mapkeys.Sorted(project.Networks) {
 		if net != "default" {
 			ws.add("networks."+net, "not carried over: the allocations of an ensemble share one subnet (network.subnet), where each reaches the others by name (see docs/ensemble.md#networking)")
 		}
 	}
-	for _, k := range sortedKeys(project.Secrets) {
+	for _, k := range mapkeys.Sorted(project.Secrets) {
 		if f := project.Secrets[k].File; f != "" {
 			ws.file("secrets."+k, "the file %s is not shipped: services that use the secret start without it", f)
 		} else {
 			ws.add("secrets."+k, "not carried over")
 		}
 	}
-	for _, k := range sortedKeys(project.Configs) {
+	for _, k := range mapkeys.Sorted(project.Configs) {
 		if f := project.Configs[k].File; f != "" {
 			ws.file("configs."+k, "the file %s is not shipped: services that use the config start without it", f)
 		} else {
 			ws.add("configs."+k, "not carried over")
 		}
 	}
-	for _, k := range sortedKeys(project.Models) {
+	for _, k := range mapkeys.Sorted(project.Models) {
 		ws.add("models."+k, "not carried over")
 	}
 
@@ -137,7 +138,7 @@ func fromCompose(name string, data []byte, env map[string]string) (*ensemble.Spe
 	if project.Name == "" {
 		node = "main"
 	}
-	allocs := sortedKeys(s.Allocations)
+	allocs := mapkeys.Sorted(s.Allocations)
 	if len(allocs) > 0 {
 		s.Nodes = map[string]ensemble.Node{node: {Allocations: allocs}}
 	}
@@ -153,7 +154,7 @@ func stripFileFeatures(model map[string]any, ws *warnings) {
 		delete(model, "include")
 	}
 	services, _ := model["services"].(map[string]any)
-	for _, name := range sortedKeys(services) {
+	for _, name := range mapkeys.Sorted(services) {
 		svc, _ := services[name].(map[string]any)
 		if svc == nil {
 			continue
@@ -217,7 +218,7 @@ func loadCompose(file string, data []byte, model map[string]any, env map[string]
 	}
 	// Variables with a default (${X:-d}) are looked up too: warn only about
 	// those the file also uses without one.
-	for _, k := range sortedKeys(missing) {
+	for _, k := range mapkeys.Sorted(missing) {
 		if bare := regexp.MustCompile(`\$(\{` + regexp.QuoteMeta(k) + `\}|` + regexp.QuoteMeta(k) + `\b)`); bare.Match(data) {
 			ws.add("", "variable %s is not set: replaced by an empty string", k)
 		}
@@ -260,7 +261,7 @@ func composeService(p *types.Project, svc string, names map[string]string, task 
 		ws.add(path+".entrypoint", "an empty entrypoint (clearing the image's) is not carried over")
 	}
 	a.Execution.Workdir = s.WorkingDir
-	for _, k := range sortedKeys(s.Environment) {
+	for _, k := range mapkeys.Sorted(s.Environment) {
 		v := s.Environment[k]
 		if v == nil {
 			ws.add(path+".environment."+k, "not carried over: no value (compose takes it from the host environment)")
@@ -275,7 +276,7 @@ func composeService(p *types.Project, svc string, names map[string]string, task 
 	composePorts(&a, s, path, ws)
 	composeVolumes(&a, s, path, volumeUsers, names[svc], ws)
 	composeHealthcheck(&a, s, path, ws)
-	for _, dep := range sortedKeys(s.DependsOn) {
+	for _, dep := range mapkeys.Sorted(s.DependsOn) {
 		d := s.DependsOn[dep]
 		target, ok := names[dep]
 		if !ok {
@@ -298,7 +299,7 @@ func composeService(p *types.Project, svc string, names map[string]string, task 
 		_ = json.Unmarshal(b, &raw)
 	}
 	ws.lost(path, raw, handledServiceKeys...)
-	for _, net := range sortedKeys(s.Networks) {
+	for _, net := range mapkeys.Sorted(s.Networks) {
 		if net != "default" {
 			ws.add(path+".networks."+net, "not carried over: the allocations of an ensemble share one network")
 		}

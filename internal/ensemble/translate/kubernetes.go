@@ -19,6 +19,7 @@ import (
 	k8syaml "sigs.k8s.io/yaml"
 
 	"github.com/dmsnet/dms/internal/ensemble"
+	"github.com/dmsnet/dms/internal/mapkeys"
 	"github.com/dmsnet/dms/internal/match"
 )
 
@@ -359,7 +360,7 @@ func k8sWorkload(s *ensemble.Spec, w workload, n *namer, ws *warnings) []string 
 
 // volumeKind names the source of a pod volume: configMap, secret, ...
 func volumeKind(v corev1.Volume) string {
-	for _, k := range sortedKeys(toMap(v.VolumeSource)) {
+	for _, k := range mapkeys.Sorted(toMap(v.VolumeSource)) {
 		return k
 	}
 	return "an unknown"
@@ -491,7 +492,7 @@ func k8sResources(a *ensemble.Allocation, c corev1.Container, cp string, ws *war
 	for k := range c.Resources.Requests {
 		names[string(k)] = true
 	}
-	for _, k := range sortedKeys(names) {
+	for _, k := range mapkeys.Sorted(names) {
 		name := corev1.ResourceName(k)
 		switch name {
 		case corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/ensemble"
+	"github.com/dmsnet/dms/internal/mapkeys"
 	"github.com/dmsnet/dms/internal/match"
 )
 
@@ -478,7 +479,7 @@ func nomadTaskAllocation(t nomadTask, raw map[string]any, tp string, service boo
 	}
 	e.Workdir, _ = t.Config["work_dir"].(string)
 	ws.lost(tp+".Config", t.Config, "image", "entrypoint", "args", "command", "work_dir", "ports")
-	for _, k := range sortedKeys(t.Env) {
+	for _, k := range mapkeys.Sorted(t.Env) {
 		v := t.Env[k]
 		if strings.Contains(v, "${") {
 			ws.add(tp+".Env."+k, "Nomad variables in %q are not interpolated", v)

@@ -10,6 +10,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/dmsnet/dms/internal/mapkeys"
 )
 
 // A Nomad job file in HCL2 is read with hashicorp/hcl/v2 into the API JSON
@@ -107,7 +109,7 @@ func nomadHCL(data []byte) (map[string]any, *hclConv, error) {
 		return nil, nil, errors.New("not an HCL job file")
 	}
 	c := &hclConv{src: data, ctx: &hcl.EvalContext{Variables: map[string]cty.Value{}}, locs: map[string]hclLoc{}}
-	if names := sortedKeys(body.Attributes); len(names) > 0 {
+	if names := mapkeys.Sorted(body.Attributes); len(names) > 0 {
 		a := body.Attributes[names[0]]
 		return nil, nil, rangeError(a.SrcRange, fmt.Sprintf("unexpected attribute %s outside the job block", a.Name))
 	}
@@ -211,7 +213,7 @@ func (c *hclConv) variables(body *hclsyntax.Body) error {
 		if b.Type != "locals" {
 			continue
 		}
-		for _, name := range sortedKeys(b.Body.Attributes) {
+		for _, name := range mapkeys.Sorted(b.Body.Attributes) {
 			c.ctx.Variables["local"] = cty.ObjectVal(locals)
 			v, diags := b.Body.Attributes[name].Expr.Value(c.ctx)
 			if diags.HasErrors() {
@@ -228,7 +230,7 @@ func (c *hclConv) variables(body *hclsyntax.Body) error {
 // where are its path in the API form and in the file.
 func (c *hclConv) body(b *hclsyntax.Body, kind, api, where string) (map[string]any, error) {
 	out := map[string]any{}
-	for _, name := range sortedKeys(b.Attributes) {
+	for _, name := range mapkeys.Sorted(b.Attributes) {
 		a := b.Attributes[name]
 		v, err := c.value(a.Expr)
 		if err != nil {

@@ -27,10 +27,10 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sort"
 	"strings"
 
 	"github.com/dmsnet/dms/internal/ensemble"
+	"github.com/dmsnet/dms/internal/mapkeys"
 )
 
 // Kind says how much a warning loses.
@@ -115,7 +115,7 @@ func dedup(ws warnings) warnings {
 // lost warns about every non-empty key of m that is not in handled: the
 // generic "not carried over" for fields a translator does not map.
 func (ws *warnings) lost(path string, m map[string]any, handled ...string) {
-	for _, k := range sortedKeys(m) {
+	for _, k := range mapkeys.Sorted(m) {
 		if contains(handled, k) || empty(m[k]) {
 			continue
 		}
@@ -167,15 +167,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // jsonError adds the line and column to a JSON syntax or type error.

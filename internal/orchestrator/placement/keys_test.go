@@ -23,16 +23,3 @@ func TestNotAnswered(t *testing.T) {
 		})
 	}
 }
-
-func TestSortedKeys(t *testing.T) {
-	if got := sortedKeys(map[string]int{}); got != nil {
-		t.Errorf("sortedKeys(empty) = %v, want nil", got)
-	}
-	if got := sortedKeys(map[string]int{"b": 1, "c": 2, "a": 3}); !slices.Equal(got, []string{"a", "b", "c"}) {
-		t.Errorf("sortedKeys = %v", got)
-	}
-	m := map[string]int{}
-	if n := testing.AllocsPerRun(10, func() { sortedKeys(m) }); n != 0 {
-		t.Errorf("sortedKeys(empty) allocates %v times", n)
-	}
-}

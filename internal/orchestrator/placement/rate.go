@@ -8,6 +8,7 @@ import (
 	"github.com/dmsnet/dms/internal/actor"
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/mapkeys"
 	"github.com/dmsnet/dms/internal/match"
 )
 
@@ -89,7 +90,7 @@ func Rate(r Round) (map[string][]Candidate, []Reason) {
 		cands[r.Requests[0].Name] = make([]Candidate, 0, len(r.Replies))
 	}
 	var reasons []Reason
-	for _, host := range sortedKeys(r.Replies) {
+	for _, host := range mapkeys.Sorted(r.Replies) {
 		br := r.Replies[host]
 		if _, err := identity.DIDFromPeerID(host); err != nil {
 			continue
@@ -157,7 +158,7 @@ func (r Round) NotAnswered() []string {
 // verify, and per dry-run bid (a plan's: nothing backs it).
 func VerifyBids(deployment string, plan map[string]Candidate) []Reason {
 	var bad []Reason
-	for _, node := range sortedKeys(plan) {
+	for _, node := range mapkeys.Sorted(plan) {
 		c := plan[node]
 		if c.Signed != nil && !c.Bid.DryRun && (len(c.Signed.Signature) == 0 || c.Signed.Verify(deployment, c.Provider.Host)) {
 			continue
@@ -172,18 +173,4 @@ func VerifyBids(deployment string, plan map[string]Candidate) []Reason {
 		bad = append(bad, Reason{Peer: c.Provider.Host, Node: node, Kind: deployproto.KindInvalid, Reasons: []string{why}})
 	}
 	return bad
-}
-
-// sortedKeys returns m's keys, sorted: one allocation, none for an empty
-// map (slices.Sorted(maps.Keys(m)) makes its iterators and grows its slice).
-func sortedKeys[V any](m map[string]V) []string {
-	if len(m) == 0 {
-		return nil
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
