@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -242,6 +244,78 @@ func attrs(b []byte) func(yield func(uint16, []byte) bool) {
 			b = b[l:]
 		}
 	}
+}
+
+// QueueStats are the kernel's counters of one netfilter queue, as
+// /proc/net/netfilter/nfnetlink_queue shows them in the queue's network
+// namespace. They count from the queue's binding: a node restarted has a
+// new queue.
+type QueueStats struct {
+	Held uint64 // queue_total: packets waiting for a verdict now
+	// QueueDropped (queue_dropped) counts packets the kernel dropped
+	// because Held had reached the queue's maximum length.
+	QueueDropped uint64
+	// UserDropped (user_dropped) counts packets dropped because their
+	// notification could not be put on our socket (its receive buffer was
+	// full: the reader had fallen behind).
+	UserDropped uint64
+	// IDSequence (id_sequence) is the last packet ID the queue gave out:
+	// every packet it notified us of, or tried to.
+	IDSequence uint64
+}
+
+// Lost is how many packets the queue lost without a verdict of ours
+// (dropped by the kernel, or passed unshaped where the queue fails
+// open): IDSequence counts every packet it tried to notify us of, seen
+// those we read. Packets in flight on the socket count as lost.
+func (st QueueStats) Lost(seen uint64) uint64 {
+	if st.IDSequence <= seen {
+		return 0
+	}
+	return st.IDSequence - seen
+}
+
+func (st QueueStats) String() string {
+	return fmt.Sprintf("held %d, queue_dropped %d, user_dropped %d, id_sequence %d",
+		st.Held, st.QueueDropped, st.UserDropped, st.IDSequence)
+}
+
+// parseQueueStats reads the line of queue num in the text of
+// /proc/net/netfilter/nfnetlink_queue: queue number, peer port ID,
+// queue_total, copy mode, copy range, queue_dropped, user_dropped,
+// id_sequence, 1 (net/netfilter/nfnetlink_queue.c, seq_show).
+func parseQueueStats(text string, num uint16) (QueueStats, error) {
+	for line := range strings.Lines(text) {
+		f := strings.Fields(line)
+		if len(f) < 8 || f[0] != strconv.Itoa(int(num)) {
+			continue
+		}
+		var v [8]uint64
+		for i := range v {
+			n, err := strconv.ParseUint(f[i], 10, 64)
+			if err != nil {
+				return QueueStats{}, fmt.Errorf("nfnetlink_queue line %q: field %d: %w", strings.TrimSpace(line), i+1, err)
+			}
+			v[i] = n
+		}
+		return QueueStats{Held: v[2], QueueDropped: v[5], UserDropped: v[6], IDSequence: v[7]}, nil
+	}
+	return QueueStats{}, fmt.Errorf("nfnetlink_queue: no queue %d (is it bound?)", num)
+}
+
+// readQueueStats reads the counters of queue num in the network
+// namespace at netns.
+func readQueueStats(netns string, num uint16) (QueueStats, error) {
+	var text []byte
+	if err := inNetns(netns, func() (err error) {
+		// thread-self: /proc/self/net is the namespace of the process's
+		// main thread, not this one's.
+		text, err = os.ReadFile("/proc/thread-self/net/netfilter/nfnetlink_queue")
+		return err
+	}); err != nil {
+		return QueueStats{}, err
+	}
+	return parseQueueStats(string(text), num)
 }
 
 // isClosed reports whether err comes from reading a closed queue.

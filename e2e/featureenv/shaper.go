@@ -265,6 +265,23 @@ func (s *shaper) traffic(addr netip.Addr) Traffic {
 	return Traffic{Passed: sq.passed.Load(), Delayed: sq.delayed.Load(), Dropped: sq.dropped.Load()}
 }
 
+// queueStats returns the kernel's counters of the queue of the node at
+// addr, and how many packets we read from it.
+func (s *shaper) queueStats(addr netip.Addr) (QueueStats, uint64, error) {
+	s.mu.Lock()
+	sq := s.queues[addr]
+	s.mu.Unlock()
+	if sq == nil {
+		return QueueStats{}, 0, fmt.Errorf("no queue for %s (not attached)", addr)
+	}
+	seen := sq.passed.Load() + sq.delayed.Load() + sq.dropped.Load()
+	st, err := readQueueStats(sq.netns, sq.q.num)
+	if err != nil {
+		return QueueStats{}, 0, fmt.Errorf("queue of %s: %w", addr, err)
+	}
+	return st, seen, nil
+}
+
 // close detaches every node.
 func (s *shaper) close() {
 	s.mu.Lock()
