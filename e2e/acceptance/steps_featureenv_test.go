@@ -324,7 +324,7 @@ func queuesOnFailure(ctx context.Context, st *godog.Step, status godog.StepResul
 	if env == nil {
 		return ctx, nil
 	}
-	report := "the shaper's queues (read: packets the environment read; lost: id_sequence − read):" + env.QueueReport()
+	report := "the shaper's queues (read: packets the environment read; lost: id_sequence − read, passed unshaped; late: passed over 10 ms after their time):" + env.QueueReport()
 	envLogf(w.T, "featureenv: %s", report)
 	if strings.HasPrefix(w.failure, fmt.Sprintf("step %q:", st.Text)) {
 		w.failure += "; " + report

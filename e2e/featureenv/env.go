@@ -646,7 +646,8 @@ func (e *Env) Traffic(n *Node) Traffic { return e.shaper.traffic(n.IP) }
 func (e *Env) QueueStats(n *Node) (QueueStats, uint64, error) { return e.shaper.queueStats(n.IP) }
 
 // QueueReport describes the queue of every running node in one line
-// each: what the environment read and lost, and the kernel's counters
+// each: what the environment read and lost, how many packets it passed
+// late and its worst lags (Traffic), and the kernel's counters
 // (QueueStats). For a failing step's message, where a lost packet (a TCP
 // retransmission: 200 ms or more) may explain a slow round trip.
 func (e *Env) QueueReport() string {
@@ -660,7 +661,9 @@ func (e *Env) QueueReport() string {
 			fmt.Fprintf(&b, "\n  %s: %v", n.Name, err)
 			continue
 		}
-		fmt.Fprintf(&b, "\n  %s: read %d, lost %d (%s)", n.Name, seen, st.Lost(seen), st)
+		tr := e.Traffic(n)
+		fmt.Fprintf(&b, "\n  %s: read %d, lost %d, late %d (max read lag %s, max release lag %s; kernel: %s)",
+			n.Name, seen, st.Lost(seen), tr.Late, tr.MaxReadLag.Round(time.Microsecond), tr.MaxReleaseLag.Round(time.Microsecond), st)
 	}
 	return b.String()
 }

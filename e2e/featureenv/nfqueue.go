@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,6 +27,7 @@ const (
 
 	nfqaPacketHdr  = 1  // NFQA_PACKET_HDR: packet_id, hw_protocol, hook
 	nfqaVerdictHdr = 2  // NFQA_VERDICT_HDR: verdict, packet_id
+	nfqaTimestamp  = 4  // NFQA_TIMESTAMP: when the packet arrived (with timestamping on)
 	nfqaPayload    = 10 // NFQA_PAYLOAD: the packet, from its IP header
 
 	nfqaCfgCmd    = 1 // NFQA_CFG_CMD
@@ -34,9 +36,10 @@ const (
 	nfqaCfgMask   = 4 // NFQA_CFG_MASK
 	nfqaCfgFlags  = 5 // NFQA_CFG_FLAGS
 
-	nfqnlCfgCmdBind = 1 // NFQNL_CFG_CMD_BIND
-	nfqnlCopyPacket = 2 // NFQNL_COPY_PACKET
-	nfqaCfgFGSO     = 1 << 2
+	nfqnlCfgCmdBind  = 1      // NFQNL_CFG_CMD_BIND
+	nfqnlCopyPacket  = 2      // NFQNL_COPY_PACKET
+	nfqaCfgFFailOpen = 1 << 0 // NFQA_CFG_F_FAIL_OPEN
+	nfqaCfgFGSO      = 1 << 2 // NFQA_CFG_F_GSO
 
 	nfDrop   = 0 // NF_DROP
 	nfAccept = 1 // NF_ACCEPT
@@ -45,10 +48,24 @@ const (
 	// IPv4 header without options, which holds both addresses.
 	copyRange = 20
 	// queueMaxLen is how many packets the kernel holds for us before it
-	// drops new ones; at the environment's rates, far more than a
-	// round trip's worth.
+	// passes new ones unshaped (the queue fails open); at the
+	// environment's rates, far more than a round trip's worth.
 	queueMaxLen = 8192
+	// queueRcvBuf is the netlink socket's receive buffer (the kernel
+	// doubles it): room for thousands of notifications the reader has
+	// not read yet. A notification that does not fit passes its packet
+	// unshaped (fail open).
+	queueRcvBuf = 4 << 20
 )
+
+// queueConfig sizes a queue; the zero value is the environment's.
+type queueConfig struct {
+	maxLen uint32 // queueMaxLen if 0
+	rcvBuf int    // queueRcvBuf if 0
+	// failClosed drops what the queue cannot take instead of passing it
+	// (the kernel's default; for tests that show the difference).
+	failClosed bool
+}
 
 // nfqueue is one bound netfilter queue: the kernel hands it the packets an
 // iptables NFQUEUE rule sends there and holds each until it is given a
@@ -62,11 +79,24 @@ type nfqueue struct {
 type packet struct {
 	id       uint32
 	src, dst netip.Addr
+	arrived  time.Time // when the kernel received it; zero without timestamping
 }
 
 // openNFQueue opens a netlink socket in the calling thread's network
 // namespace and binds queue num, copying the IPv4 header of each packet.
-func openNFQueue(num uint16) (*nfqueue, error) {
+//
+// The queue fails open: a packet it cannot hold (cfg.maxLen reached) or
+// notify us of (the socket's buffer full: we fell behind) is accepted
+// at once, unshaped, where the kernel's default drops it and costs the
+// connection a TCP retransmission (200 ms, a second for a SYN). A lost
+// notification shows in QueueStats.Lost; a full queue, in Held.
+func openNFQueue(num uint16, cfg queueConfig) (*nfqueue, error) {
+	if cfg.maxLen == 0 {
+		cfg.maxLen = queueMaxLen
+	}
+	if cfg.rcvBuf == 0 {
+		cfg.rcvBuf = queueRcvBuf
+	}
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_NETFILTER)
 	if err != nil {
 		return nil, fmt.Errorf("netlink socket: %w", err)
@@ -75,9 +105,9 @@ func openNFQueue(num uint16) (*nfqueue, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("bind netlink socket: %w", err)
 	}
-	// Room for bursts, and no ENOBUFS error (a packet lost in a burst
-	// stays with the kernel until the queue is unbound; TCP resends).
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20)
+	// Room for bursts, and no ENOBUFS error: a notification that does
+	// not fit is not queued, and its packet is passed (fail open).
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, cfg.rcvBuf)
 	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_NO_ENOBUFS, 1)
 	q := &nfqueue{f: os.NewFile(uintptr(fd), "nfqueue"), num: num}
 	cmd := []byte{nfqnlCfgCmdBind, 0, 0, 0} // command, pad, pf (unused since Linux 3.8)
@@ -87,10 +117,15 @@ func openNFQueue(num uint16) (*nfqueue, error) {
 	}
 	params := binary.BigEndian.AppendUint32(nil, copyRange)
 	params = append(params, nfqnlCopyPacket)
-	maxLen := binary.BigEndian.AppendUint32(nil, queueMaxLen)
-	flags := binary.BigEndian.AppendUint32(nil, nfqaCfgFGSO)
+	maxLen := binary.BigEndian.AppendUint32(nil, cfg.maxLen)
+	f := uint32(nfqaCfgFGSO | nfqaCfgFFailOpen)
+	if cfg.failClosed {
+		f = nfqaCfgFGSO
+	}
+	flags := binary.BigEndian.AppendUint32(nil, f)
+	mask := binary.BigEndian.AppendUint32(nil, nfqaCfgFGSO|nfqaCfgFFailOpen)
 	if err := q.request(nfqnlMsgConfig, attr(nfqaCfgParams, params), attr(nfqaCfgMaxLen, maxLen),
-		attr(nfqaCfgFlags, flags), attr(nfqaCfgMask, flags)); err != nil {
+		attr(nfqaCfgFlags, flags), attr(nfqaCfgMask, mask)); err != nil {
 		q.f.Close()
 		return nil, fmt.Errorf("configure queue %d: %w", num, err)
 	}
@@ -197,6 +232,13 @@ func (q *nfqueue) Read(buf []byte, pkts []packet) ([]packet, error) {
 			case nfqaPacketHdr:
 				if len(val) >= 4 {
 					p.id, hasID = binary.BigEndian.Uint32(val), true
+				}
+			case nfqaTimestamp:
+				if len(val) >= 16 {
+					sec, usec := binary.BigEndian.Uint64(val), binary.BigEndian.Uint64(val[8:])
+					if sec > 0 && sec < 1<<40 && usec < 1e6 {
+						p.arrived = time.Unix(int64(sec), int64(usec)*1e3)
+					}
 				}
 			case nfqaPayload:
 				if len(val) >= 20 && val[0]>>4 == 4 {

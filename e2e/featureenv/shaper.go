@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // shaper shapes the packets each node receives from the other nodes.
@@ -54,6 +56,8 @@ type shaper struct {
 	queues  map[netip.Addr]*squeue // attached nodes
 	rng     *rand.Rand
 	errLogf func(format string, args ...any)
+	qcfg    queueConfig // the queues' sizes: the zero value but in tests
+	stamps  int         // a socket that keeps the kernel timestamping packets (0: none yet)
 
 	syncMu sync.Mutex // serializes sync: rules are written from one snapshot at a time
 }
@@ -69,7 +73,20 @@ type Traffic struct {
 	Passed  uint64 // passed at once (not from a node)
 	Delayed uint64 // held for the inter-region latency, then passed
 	Dropped uint64 // lost or partitioned
+	// Late counts the delayed packets passed more than LateBy after
+	// their time (their arrival plus the latency): the shaper fell
+	// behind, starved of CPU.
+	Late uint64
+	// MaxReadLag is the longest a packet waited, from its arrival, for
+	// this process to read it (without the kernel's timestamps, zero);
+	// MaxReleaseLag the longest a held packet's verdict came after its
+	// time.
+	MaxReadLag, MaxReleaseLag time.Duration
 }
+
+// LateBy is how much later than its time a packet must pass to count as
+// Late.
+const LateBy = 10 * time.Millisecond
 
 func newShaper(rtt time.Duration, loss float64, logf func(string, ...any)) *shaper {
 	return &shaper{
@@ -210,9 +227,15 @@ func (s *shaper) sync(ctx context.Context) error {
 // for this one). Packets queued before the queue is read wait in the
 // kernel.
 func (s *shaper) attach(ctx context.Context, addr netip.Addr, netns string, subnet netip.Prefix) error {
+	s.mu.Lock()
+	cfg := s.qcfg
+	if s.stamps == 0 {
+		s.stamps = enableTimestamps()
+	}
+	s.mu.Unlock()
 	var q *nfqueue
 	if err := inNetns(netns, func() (err error) {
-		q, err = openNFQueue(0)
+		q, err = openNFQueue(0, cfg)
 		return err
 	}); err != nil {
 		return fmt.Errorf("netfilter queue for %s: %w", addr, err)
@@ -262,7 +285,8 @@ func (s *shaper) traffic(addr netip.Addr) Traffic {
 	if sq == nil {
 		return Traffic{}
 	}
-	return Traffic{Passed: sq.passed.Load(), Delayed: sq.delayed.Load(), Dropped: sq.dropped.Load()}
+	return Traffic{Passed: sq.passed.Load(), Delayed: sq.delayed.Load(), Dropped: sq.dropped.Load(), Late: sq.late.Load(),
+		MaxReadLag: time.Duration(sq.maxReadLag.Load()), MaxReleaseLag: time.Duration(sq.maxReleaseLag.Load())}
 }
 
 // queueStats returns the kernel's counters of the queue of the node at
@@ -287,6 +311,10 @@ func (s *shaper) close() {
 	s.mu.Lock()
 	qs := s.queues
 	s.queues = map[netip.Addr]*squeue{}
+	if s.stamps > 0 {
+		unix.Close(s.stamps)
+	}
+	s.stamps = 0
 	s.mu.Unlock()
 	for _, sq := range qs {
 		sq.close()
@@ -310,7 +338,36 @@ type squeue struct {
 	held heldHeap // guarded by mu
 	seq  uint64   // guarded by mu
 
-	passed, delayed, dropped atomic.Uint64
+	passed, delayed, dropped, late atomic.Uint64
+	maxReadLag, maxReleaseLag      atomic.Int64 // nanoseconds
+}
+
+// enableTimestamps opens a socket that asks for receive timestamps, which
+// makes the kernel stamp every packet it receives (net_enable_timestamp:
+// one switch for the whole machine, on while any such socket is open), so
+// that queued packets carry their arrival time and a packet read late is
+// held only for what remains of its delay. It returns the socket, or -1
+// if it could not (packets are then held from when they are read).
+func enableTimestamps() int {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		unix.Close(fd)
+		return -1
+	}
+	return fd
+}
+
+// storeMax raises m to v if v is larger.
+func storeMax(m *atomic.Int64, v time.Duration) {
+	for {
+		cur := m.Load()
+		if int64(v) <= cur || m.CompareAndSwap(cur, int64(v)) {
+			return
+		}
+	}
 }
 
 func (sq *squeue) close() {
@@ -336,6 +393,13 @@ func (sq *squeue) read() {
 		}
 		now := time.Now()
 		for _, p := range pkts {
+			// Held from its arrival when the kernel stamped it: time it
+			// waited for us to read it counts toward its delay.
+			arrived := now
+			if lag := now.Sub(p.arrived); !p.arrived.IsZero() && lag >= 0 && lag < time.Minute {
+				arrived = p.arrived
+				storeMax(&sq.maxReadLag, lag)
+			}
 			dst := p.dst
 			if !dst.IsValid() {
 				dst = sq.addr
@@ -350,7 +414,7 @@ func (sq *squeue) read() {
 				sq.verdict(p.id, true)
 			default:
 				sq.delayed.Add(1)
-				sq.hold(p.id, now.Add(delay))
+				sq.hold(p.id, arrived.Add(delay))
 			}
 		}
 	}
@@ -389,9 +453,14 @@ func (sq *squeue) release() {
 		due = due[:0]
 		sq.mu.Lock()
 		for len(sq.held) > 0 {
-			if d := sq.held[0].at.Sub(now); d > 0 {
+			d := sq.held[0].at.Sub(now)
+			if d > 0 {
 				next = d
 				break
+			}
+			storeMax(&sq.maxReleaseLag, -d)
+			if -d > LateBy {
+				sq.late.Add(1)
 			}
 			due = append(due, heap.Pop(&sq.held).(held).id)
 		}
