@@ -72,6 +72,7 @@ type queueConfig struct {
 // verdict, in any order.
 type nfqueue struct {
 	f   *os.File // the netlink socket, non-blocking, in the netns it was opened in
+	fd  int      // f's descriptor, for ReadNow and poll (f.Fd would make it blocking)
 	num uint16
 }
 
@@ -109,7 +110,7 @@ func openNFQueue(num uint16, cfg queueConfig) (*nfqueue, error) {
 	// not fit is not queued, and its packet is passed (fail open).
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, cfg.rcvBuf)
 	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_NO_ENOBUFS, 1)
-	q := &nfqueue{f: os.NewFile(uintptr(fd), "nfqueue"), num: num}
+	q := &nfqueue{f: os.NewFile(uintptr(fd), "nfqueue"), fd: fd, num: num}
 	cmd := []byte{nfqnlCfgCmdBind, 0, 0, 0} // command, pad, pf (unused since Linux 3.8)
 	if err := q.request(nfqnlMsgConfig, attr(nfqaCfgCmd, cmd)); err != nil {
 		q.f.Close()
@@ -177,11 +178,18 @@ func readFile(f *os.File, buf []byte) (int, error) {
 
 // send writes one nfnetlink message of the queue subsystem.
 func (q *nfqueue) send(msg int, flags uint16, seq uint32, attrs ...[]byte) error {
+	if _, err := q.f.Write(q.appendMsg(nil, msg, flags, seq, attrs...)); err != nil {
+		return fmt.Errorf("write netlink: %w", err)
+	}
+	return nil
+}
+
+// appendMsg appends one nfnetlink message of the queue subsystem to b.
+func (q *nfqueue) appendMsg(b []byte, msg int, flags uint16, seq uint32, attrs ...[]byte) []byte {
 	size := unix.SizeofNlMsghdr + 4
 	for _, a := range attrs {
 		size += len(a)
 	}
-	b := make([]byte, 0, size)
 	b = binary.NativeEndian.AppendUint32(b, uint32(size))
 	b = binary.NativeEndian.AppendUint16(b, nfnlSubsysQueue<<8|uint16(msg))
 	b = binary.NativeEndian.AppendUint16(b, unix.NLM_F_REQUEST|flags)
@@ -192,10 +200,7 @@ func (q *nfqueue) send(msg int, flags uint16, seq uint32, attrs ...[]byte) error
 	for _, a := range attrs {
 		b = append(b, a...)
 	}
-	if _, err := q.f.Write(b); err != nil {
-		return fmt.Errorf("write netlink: %w", err)
-	}
-	return nil
+	return b
 }
 
 // Verdict accepts or drops the packet with the given ID.
@@ -209,15 +214,47 @@ func (q *nfqueue) Verdict(id uint32, accept bool) error {
 	return q.send(nfqnlMsgVerdict, 0, 0, attr(nfqaVerdictHdr, hdr))
 }
 
-// Read blocks until the kernel queues packets and appends them to pkts.
-// Packets that are not IPv4 are appended with invalid addresses. After
-// Close it returns an error wrapping os.ErrClosed.
-func (q *nfqueue) Read(buf []byte, pkts []packet) ([]packet, error) {
-	n, err := readFile(q.f, buf)
+// Verdicts gives the same verdict to the packets with the given IDs, in
+// one write of one message per packet; errors go to onErr.
+func (q *nfqueue) Verdicts(ids []uint32, accept bool, onErr func(error)) {
+	if len(ids) == 0 {
+		return
+	}
+	v := uint32(nfDrop)
+	if accept {
+		v = nfAccept
+	}
+	const perMsg = unix.SizeofNlMsghdr + 4 + unix.SizeofNlAttr + 8
+	const batch = 64 << 10 / perMsg
+	for len(ids) > 0 {
+		n := min(len(ids), batch)
+		b := make([]byte, 0, n*perMsg)
+		for _, id := range ids[:n] {
+			hdr := binary.BigEndian.AppendUint32(nil, v)
+			hdr = binary.BigEndian.AppendUint32(hdr, id)
+			b = q.appendMsg(b, nfqnlMsgVerdict, 0, 0, attr(nfqaVerdictHdr, hdr))
+		}
+		if _, err := q.f.Write(b); err != nil {
+			onErr(fmt.Errorf("write netlink: %w", err))
+		}
+		ids = ids[n:]
+	}
+}
+
+// ReadNow reads what the kernel queued without waiting (unix.EAGAIN
+// when there is nothing) and appends the packets to pkts. Packets that
+// are not IPv4 are appended with invalid addresses.
+func (q *nfqueue) ReadNow(buf []byte, pkts []packet) ([]packet, error) {
+	n, _, err := unix.Recvfrom(q.fd, buf, unix.MSG_DONTWAIT)
 	if err != nil {
 		return pkts, err
 	}
-	msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+	return q.parse(buf[:n], pkts)
+}
+
+// parse appends the packets of the datagram b to pkts.
+func (q *nfqueue) parse(b []byte, pkts []packet) ([]packet, error) {
+	msgs, err := syscall.ParseNetlinkMessage(b)
 	if err != nil {
 		return pkts, fmt.Errorf("parse netlink message: %w", err)
 	}
