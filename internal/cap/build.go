@@ -1,6 +1,9 @@
 package cap
 
 import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"fmt"
 
 	"slices"
@@ -46,9 +49,35 @@ func Delegate(issuer *identity.Key, p DelegationParams) (*Delegation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sign delegation: %w", err)
 	}
+	sum := sha256.Sum256(sealed)
+	id := cidOf(sum)
+	if ok {
+		if d, ok := signedFast(issuer, sealed, sum, id); ok {
+			return d, nil
+		}
+	}
 	// No need to decode and verify what was just signed: the token equals
 	// its wire form (whole seconds) and the signature is ours.
-	return wrapDelegation(tok, tokenID(sealed), sealed)
+	return wrapDelegation(tok, id, sealed)
+}
+
+// signedFast reads the delegation encodeFast has just sealed and signed
+// with issuer, as DecodeDelegation would, and keeps it among the decoded
+// delegations (decoded) so that this node does not verify its own
+// signature when the delegation comes back: in the chain an allocation
+// reports with, or a standby's copy. The signature is not checked: it is
+// issuer's, made over exactly these bytes a moment ago, and the bytes name
+// issuer's key (checked here), so crypto/ed25519 would accept it. ok is
+// false when the bytes are not of the shape decodeFast reads (go-ucan would
+// decode them: nothing is kept).
+func signedFast(issuer *identity.Key, sealed []byte, sum [sha256.Size]byte, id string) (*Delegation, bool) {
+	p, ok := parseFast(sealed, id)
+	// An ed25519.PrivateKey is the seed followed by the public key.
+	if !ok || !bytes.Equal(p.pub, issuer.Private()[ed25519.SeedSize:]) || len(sealed) > maxDecodedSize {
+		return nil, false
+	}
+	decoded.Put(sum, p.d)
+	return p.d, true
 }
 
 // delegationToken builds the go-ucan token Delegate signs, and the

@@ -167,30 +167,50 @@ var payloadKeys = [...]struct {
 // of the shape dms makes; ok is false when it is not (or its signature does
 // not verify), and the caller must decode it with go-ucan.
 func decodeFast(sealed []byte, id string) (d *Delegation, ok bool) {
+	p, ok := parseFast(sealed, id)
+	if !ok || !ed25519.Verify(p.pub, sealed[p.signed:], p.sig) {
+		return nil, false
+	}
+	return p.d, true
+}
+
+// fastParsed is a delegation parseFast read, not verified: the
+// delegation, its issuer's key, its signature and where the signed bytes
+// start in the sealed bytes.
+type fastParsed struct {
+	d      *Delegation
+	pub    ed25519.PublicKey
+	sig    []byte
+	signed int
+}
+
+// parseFast is decodeFast without the signature check. Only decodeFast
+// and Delegate (for bytes it has just signed: signedFast) use it.
+func parseFast(sealed []byte, id string) (fastParsed, bool) {
 	r := cborReader{b: sealed}
 	if n, ok := r.length(cborList); !ok || n != 2 {
-		return nil, false
+		return fastParsed{}, false
 	}
 	sig, ok := r.raw(cborBytes)
 	if !ok || len(sig) != ed25519.SignatureSize {
-		return nil, false
+		return fastParsed{}, false
 	}
 	signed := r.off
 	if n, ok := r.length(cborMap); !ok || n != 2 {
-		return nil, false
+		return fastParsed{}, false
 	}
-	if k, ok := r.text(); !ok || k != "h" {
-		return nil, false
+	if k, ok := r.raw(cborText); !ok || string(k) != "h" {
+		return fastParsed{}, false
 	}
 	if h, ok := r.raw(cborBytes); !ok || !bytes.Equal(h, varsigEd25519DagCbor) {
-		return nil, false
+		return fastParsed{}, false
 	}
-	if k, ok := r.text(); !ok || k != delegation.Tag {
-		return nil, false
+	if k, ok := r.raw(cborText); !ok || string(k) != delegation.Tag {
+		return fastParsed{}, false
 	}
 	n, ok := r.length(cborMap)
 	if !ok {
-		return nil, false
+		return fastParsed{}, false
 	}
 	var (
 		f             fastFields
@@ -198,22 +218,22 @@ func decodeFast(sealed []byte, id string) (d *Delegation, ok bool) {
 		next          int // index in payloadKeys of the next key allowed
 	)
 	for range n {
-		k, ok := r.text()
+		kb, ok := r.raw(cborText) // compared, not kept: no string made
 		if !ok {
-			return nil, false
+			return fastParsed{}, false
 		}
 		i := next
-		for i < len(payloadKeys) && payloadKeys[i].name != k {
+		for i < len(payloadKeys) && payloadKeys[i].name != string(kb) {
 			if !payloadKeys[i].optional {
-				return nil, false
+				return fastParsed{}, false
 			}
 			i++
 		}
 		if i == len(payloadKeys) {
-			return nil, false
+			return fastParsed{}, false
 		}
 		next = i + 1
-		switch k {
+		switch payloadKeys[i].name {
 		case "aud":
 			aud, ok = r.text()
 		case "cmd":
@@ -247,29 +267,27 @@ func decodeFast(sealed []byte, id string) (d *Delegation, ok bool) {
 			ok = ok && len(nonce) >= 12
 		}
 		if !ok {
-			return nil, false
+			return fastParsed{}, false
 		}
 	}
 	for _, k := range payloadKeys[next:] {
 		if !k.optional {
-			return nil, false
+			return fastParsed{}, false
 		}
 	}
 	if r.off != len(sealed) {
-		return nil, false
+		return fastParsed{}, false
 	}
 	if _, err := command.Parse(f.cmd); err != nil {
-		return nil, false
+		return fastParsed{}, false
 	}
 	pub, ok := issuerKey(identity.DID(iss))
 	if !ok || !knownDID(aud) || !knownDID(sub) {
-		return nil, false
+		return fastParsed{}, false
 	}
-	if !ed25519.Verify(pub, sealed[signed:], sig) {
-		return nil, false
-	}
-	return &Delegation{fast: &f, id: id, sealed: append([]byte(nil), sealed...),
-		iss: identity.DID(iss), aud: identity.DID(aud), sub: identity.DID(sub)}, true
+	d := &Delegation{fast: &f, id: id, sealed: append([]byte(nil), sealed...),
+		iss: identity.DID(iss), aud: identity.DID(aud), sub: identity.DID(sub)}
+	return fastParsed{d: d, pub: pub, sig: sig, signed: signed}, true
 }
 
 // meta reads a non-empty map of string keys (in canonical order, so no
@@ -296,11 +314,22 @@ func (r *cborReader) meta() (map[string]string, bool) {
 }
 
 // knownDID reports whether go-did-it parses s back to the same text (as
-// go-ucan's decoding parses the audience and subject).
+// go-ucan's decoding parses the audience and subject). The DIDs that do are
+// kept (knownDIDs): printing one formats it anew each time.
 func knownDID(s string) bool {
+	if _, ok := knownDIDs.Get(identity.DID(s)); ok {
+		return true
+	}
 	d, err := parseDID(identity.DID(s))
-	return err == nil && d.String() == s
+	if err != nil || d.String() != s {
+		return false
+	}
+	knownDIDs.Put(identity.DID(s), struct{}{})
+	return true
 }
+
+// knownDIDs are DIDs knownDID accepted last.
+var knownDIDs = newLRU[identity.DID, struct{}](1024)
 
 // issuerKey returns the Ed25519 key of an issuer DID that go-ucan would
 // verify a signature with: a canonical Ed25519 did:key (that go-did-it

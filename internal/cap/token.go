@@ -93,7 +93,9 @@ type Delegation struct {
 // (decoded): the same bytes decode to the same delegation with the same
 // signature, so a delegation this node verified once — at an invocation's
 // check (Verifier), then again in the chain an allocation's start brings —
-// is not decoded and verified again. Only success is kept.
+// is not decoded and verified again. Only success is kept, and the
+// delegations this process signed (Delegate): their bytes come back in the
+// chains of its own actors.
 func DecodeDelegation(sealed []byte) (*Delegation, error) {
 	sum := sha256.Sum256(sealed)
 	if d, ok := decoded.Get(sum); ok {

@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"context"
 	"syscall"
 	"testing"
 )
@@ -60,3 +61,12 @@ func readyOf(ex *Executor, kind boxKind) []string {
 	defer ex.pool.mu.Unlock()
 	return append([]string(nil), ex.pool.ready[kind]...)
 }
+
+// StartPlainSandbox starts one sandbox for plain jobs outside the pool and
+// returns its ID.
+func StartPlainSandbox(ctx context.Context, ex *Executor) (string, error) {
+	return ex.startSandbox(ctx, plainBox)
+}
+
+// RemoveSandbox removes one sandbox of ex.
+func RemoveSandbox(ex *Executor, id string) { ex.removeSandbox(id) }

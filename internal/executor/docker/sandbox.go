@@ -294,12 +294,17 @@ func (e *Executor) startSandbox(ctx context.Context, kind boxKind) (string, erro
 	if kind == subnetBox {
 		subnetResolver(hc, subnet.Resolver)
 	}
+	name := "dms-sandbox-" + randomHex(6)
 	created, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name:       "dms-sandbox-" + randomHex(6),
+		Name:       name,
 		Config:     &container.Config{Image: image, Cmd: []string{"/wait"}, Labels: labels},
 		HostConfig: hc,
 	})
 	if err != nil {
+		// The daemon can finish a create the client gave up on (a
+		// cancelled context: Close cancels a warm-up that way); by its
+		// name, nothing is left behind.
+		e.removeSandbox(name)
 		return "", e.classify("create network sandbox", err)
 	}
 	if _, err := e.cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {

@@ -211,3 +211,38 @@ func inspect(t *testing.T, cli *client.Client, id string) *container.InspectResp
 	}
 	return &r.Container
 }
+
+// A sandbox start cancelled at any moment leaves no container behind: the
+// daemon can finish a create whose request the client gave up on (Close
+// cancels the pool's warm-up that way), and nothing would know its ID.
+func TestSandboxStartCancelledLeavesNone(t *testing.T) {
+	labels := sandboxLabels(t)
+	ex := newExecutor(t, docker.Config{Labels: labels})
+	cli := rawClient(t)
+	// One start first: the image and the job network exist, so the
+	// cancellations below fall on the create and start themselves.
+	id, err := docker.StartPlainSandbox(t.Context(), ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docker.RemoveSandbox(ex, id)
+	start := time.Now()
+	id, err = docker.StartPlainSandbox(t.Context(), ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	docker.RemoveSandbox(ex, id)
+	// Cancel after 0/8, 1/8, … of an uncancelled start.
+	for i := range 8 {
+		ctx, cancel := context.WithTimeout(t.Context(), took*time.Duration(i)/8)
+		id, err := docker.StartPlainSandbox(ctx, ex)
+		cancel()
+		if err == nil {
+			docker.RemoveSandbox(ex, id)
+		}
+	}
+	if left := sandboxes(t, cli, labels); len(left) != 0 {
+		t.Fatalf("%d sandboxes left by cancelled starts (an uncancelled one took %v)", len(left), took)
+	}
+}
