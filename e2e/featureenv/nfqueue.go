@@ -134,11 +134,11 @@ func openNFQueue(num uint16, cfg queueConfig) (*nfqueue, error) {
 }
 
 // Close unbinds the queue (the kernel drops the packets it still holds
-// for it) and unblocks Read.
+// for it). While a goroutine reads it, only that goroutine may close it.
 func (q *nfqueue) Close() error { return q.f.Close() }
 
 // request sends a message with NLM_F_ACK and waits for its
-// acknowledgement. Only for setup: Read must not be running.
+// acknowledgement. Only for setup: ReadNow must not be running.
 func (q *nfqueue) request(msg int, attrs ...[]byte) error {
 	seq := uint32(1)
 	if err := q.send(msg, unix.NLM_F_ACK, seq, attrs...); err != nil {
