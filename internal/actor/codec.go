@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dmsnet/dms/internal/identity"
@@ -62,22 +63,6 @@ func appendHandle(b []byte, h Handle) []byte {
 	b = appendString(b, string(h.DID))
 	b = appendString(b, h.Host)
 	return appendString(b, h.Inbox)
-}
-
-// appendRecord appends a record of kind whose body is written by body.
-func appendRecord(b []byte, kind byte, body func([]byte) []byte) []byte {
-	// Write the body after a maximal length placeholder, then move it.
-	b = append(b, kind)
-	start := len(b)
-	b = append(b, make([]byte, binary.MaxVarintLen64)...)
-	bodyStart := len(b)
-	b = body(b)
-	n := len(b) - bodyStart
-	var lenBuf [binary.MaxVarintLen64]byte
-	ln := binary.PutUvarint(lenBuf[:], uint64(n))
-	copy(b[start:], lenBuf[:ln])
-	copy(b[start+ln:], b[bodyStart:])
-	return b[:start+ln+n]
 }
 
 // uvarintLen is the length of v as a uvarint.
@@ -170,6 +155,7 @@ func appendReply(b []byte, r *Reply) []byte {
 		code, msg = string(r.Err.Code), r.Err.Msg
 	}
 	n := 8 + handleLen(r.From) + strLen(len(code)) + strLen(len(msg)) + strLen(len(r.Payload))
+	b = slices.Grow(b, 1+uvarintLen(uint64(n))+n) // one allocation at most, not one per field
 	b = append(b, recReply)
 	b = binary.AppendUvarint(b, uint64(n))
 	b = binary.BigEndian.AppendUint64(b, r.InReplyTo)
@@ -188,14 +174,18 @@ type session struct {
 	inv      []byte
 }
 
+// appendSession appends s's record, its length computed first, as
+// appendReply does.
 func appendSession(b []byte, s session) []byte {
-	return appendRecord(b, recSession, func(b []byte) []byte {
-		b = binary.AppendUvarint(b, uint64(s.id))
-		b = appendString(b, string(s.iss))
-		b = appendString(b, string(s.aud))
-		b = appendString(b, s.cmd)
-		return appendBytes(b, s.inv)
-	})
+	n := uvarintLen(uint64(s.id)) + strLen(len(s.iss)) + strLen(len(s.aud)) + strLen(len(s.cmd)) + strLen(len(s.inv))
+	b = slices.Grow(b, 1+uvarintLen(uint64(n))+n)
+	b = append(b, recSession)
+	b = binary.AppendUvarint(b, uint64(n))
+	b = binary.AppendUvarint(b, uint64(s.id))
+	b = appendString(b, string(s.iss))
+	b = appendString(b, string(s.aud))
+	b = appendString(b, s.cmd)
+	return appendBytes(b, s.inv)
 }
 
 // AppendSession appends to frame the record that defines session id on a

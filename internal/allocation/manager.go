@@ -665,7 +665,7 @@ func (m *Manager) Resume(ctx context.Context) error {
 		resumed = append(resumed, a)
 		a.resume(ctx, found[rec.ID], listed[rec.Spec.Executor])
 	}
-	for _, res := range slices.Sorted(maps.Keys(reservations)) {
+	for _, res := range sortedKeys(reservations) {
 		if err := m.releaseIfDone(res); err != nil {
 			m.log.Warn("resume: release", "reservation_id", res, "err", err)
 		}

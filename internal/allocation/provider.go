@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -389,7 +388,7 @@ func overShare(held, onboarded match.Resources, share float64) string {
 	case over(int64(len(held.GPUs)), int64(len(onboarded.GPUs))):
 		return match.DimGPU
 	}
-	for _, k := range slices.Sorted(maps.Keys(held.Extra)) {
+	for _, k := range sortedKeys(held.Extra) {
 		if over(held.Extra[k], onboarded.Extra[k]) {
 			return k
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -70,7 +69,7 @@ func (m *Manager) keptDir(deployment, name string) string {
 func (m *Manager) releaseVolumes(a *alloc, rec Record) error {
 	var errs []error
 	var keep []string
-	for _, name := range slices.Sorted(maps.Keys(rec.Spec.Volumes)) {
+	for _, name := range sortedKeys(rec.Spec.Volumes) {
 		v := rec.Spec.Volumes[name]
 		dir := a.volumeDir(name)
 		if _, err := os.Stat(dir); err != nil {
@@ -341,7 +340,7 @@ func (m *Manager) listResults(allocation string, recs []Record, keptRes []keptRe
 		if allocation != "" && rec.Name != allocation {
 			continue
 		}
-		for _, name := range slices.Sorted(maps.Keys(rec.Spec.Volumes)) {
+		for _, name := range sortedKeys(rec.Spec.Volumes) {
 			v := rec.Spec.Volumes[name]
 			rv := deployproto.ResultVolume{Allocation: rec.Name, Volume: name, Kind: kindOf(v), Mode: v.Mode}
 			switch {
@@ -376,7 +375,7 @@ func (m *Manager) listResults(allocation string, recs []Record, keptRes []keptRe
 		if allocation != "" && k.Allocation != allocation {
 			continue
 		}
-		for _, name := range slices.Sorted(maps.Keys(k.Volumes)) {
+		for _, name := range sortedKeys(k.Volumes) {
 			if seen[k.Allocation+"/"+name] {
 				continue // a newer attempt runs here
 			}

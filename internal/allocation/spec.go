@@ -8,6 +8,7 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -100,7 +101,7 @@ func (m *Manager) checkSpec(s *deployproto.AllocationSpec) error {
 			bad("ports[%d]: the %s executor cannot publish ports", i, s.Executor)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(s.Volumes)) {
+	for _, name := range sortedKeys(s.Volumes) {
 		v := s.Volumes[name]
 		if err := checkID("volume name", name); err != nil {
 			bad("volumes: %w", err)
@@ -267,7 +268,7 @@ func (a *alloc) buildSpec(files map[string]string) (executor.Spec, error) {
 	}
 	// The volumes were mounted and staged by prepareVolumes. Inputs and
 	// url volumes are read-only in every executor.
-	for _, name := range slices.Sorted(maps.Keys(s.Volumes)) {
+	for _, name := range sortedKeys(s.Volumes) {
 		v := s.Volumes[name]
 		spec.Mounts = append(spec.Mounts, executor.Mount{Source: a.volumeDir(name), Target: v.Path, ReadOnly: readOnly(v)})
 	}
@@ -318,7 +319,7 @@ func succeeded(r executor.Result) bool {
 func describe(r executor.Result) string {
 	switch r.Reason {
 	case executor.ReasonExited:
-		return fmt.Sprintf("exited with code %d", r.ExitCode)
+		return "exited with code " + strconv.Itoa(r.ExitCode)
 	case executor.ReasonFailed:
 		if r.Error != "" {
 			return "failed: " + r.Error
@@ -331,4 +332,18 @@ func describe(r executor.Result) string {
 		}
 		return s
 	}
+}
+
+// sortedKeys returns m's keys, sorted: one allocation, none for an empty
+// map (slices.Sorted(maps.Keys(m)) makes its iterators and grows its slice).
+func sortedKeys[V any](m map[string]V) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }

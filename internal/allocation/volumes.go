@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -132,7 +130,7 @@ func kept(v ensemble.Volume) bool { return kindOf(v) == ensemble.Local && v.Mode
 // exit, in order.
 func outputs(s *deployproto.AllocationSpec) []string {
 	var out []string
-	for _, name := range slices.Sorted(maps.Keys(s.Volumes)) {
+	for _, name := range sortedKeys(s.Volumes) {
 		if uploaded(s.Volumes[name]) {
 			out = append(out, name)
 		}
@@ -166,7 +164,7 @@ func (m *Manager) removeDir(dir string) error {
 // restart does not stage twice.
 func (a *alloc) prepareVolumes(ctx context.Context) error {
 	rec := a.record()
-	names := slices.Sorted(maps.Keys(rec.Spec.Volumes))
+	names := sortedKeys(rec.Spec.Volumes)
 	for _, name := range names {
 		v := rec.Spec.Volumes[name]
 		dir := a.volumeDir(name)

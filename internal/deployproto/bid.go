@@ -3,6 +3,7 @@ package deployproto
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/dmsnet/dms/internal/actor"
@@ -38,7 +39,7 @@ type NodeRequest struct {
 // reservation covers whichever node of the request it is given (a
 // provider hosts at most one node of an ensemble).
 func ReservationID(deployment string, round int) string {
-	return fmt.Sprintf("%s.%d", deployment, round)
+	return deployment + "." + strconv.Itoa(round)
 }
 
 // BidReply answers a BidRequest: a bid for the nodes the provider can host

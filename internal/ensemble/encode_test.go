@@ -1,6 +1,9 @@
 package ensemble
 
 import (
+	"fmt"
+	"reflect"
+	"sync"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -178,4 +181,124 @@ func BenchmarkMarshal(b *testing.B) {
 			_ = stringNode("alpine:3.19")
 		}
 	})
+}
+
+// BenchmarkValidateMarshal is what a node's Submit does with a usual spec:
+// the spec of Scale/providers=100 (internal/orchestrator) and the spec of
+// every field.
+func BenchmarkValidateMarshal(b *testing.B) {
+	for name, src := range map[string]string{"task": taskSpec, "full": full} {
+		s, err := Parse([]byte(src))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.ValidateMarshal(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// taskSpec is the spec of internal/orchestrator's task("0.01", "exit=0").
+const taskSpec = `version: v1
+allocations:
+  job:
+    executor: docker
+    resources: {cpu: 0.01, ram: 64MiB}
+    execution:
+      image: workload
+      cmd: [workload, exit=0]
+`
+
+// TestEncoderReuse: an encoder's slabs, emptied, make the next document
+// right (another spec, larger or smaller), a large one is not kept, and a
+// kept one makes a usual spec's nodes without allocating them.
+func TestEncoderReuse(t *testing.T) {
+	many := "version: v1\nallocations:\n"
+	for i := range 60 {
+		many += fmt.Sprintf("  a%d:\n    executor: docker\n    resources: {cpu: 1, ram: 1GiB}\n    execution: {image: x, cmd: [a, b]}\n", i)
+	}
+	specs := map[string]*Spec{}
+	for name, src := range map[string]string{"task": taskSpec, "full": full, "many": many} {
+		s, err := Parse([]byte(src))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		specs[name] = s
+	}
+	want := map[string]string{}
+	for name, s := range specs {
+		out, err := marshalNode(encode(reflect.ValueOf(s).Elem())) // new nodes
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[name] = string(out)
+	}
+	var e encoder
+	for _, name := range []string{"task", "full", "task", "task", "full", "task"} {
+		out, err := marshalNode(e.encode(reflect.ValueOf(specs[name]).Elem()))
+		if err != nil || string(out) != want[name] {
+			t.Fatalf("%s after reuse: %v\n%s\nwant\n%s", name, err, out, want[name])
+		}
+		if !e.reset() {
+			t.Fatalf("%s: an encoder of %d nodes not kept", name, e.size)
+		}
+	}
+	e.encode(reflect.ValueOf(specs["many"]).Elem())
+	if e.reset() {
+		t.Errorf("an encoder of %d nodes kept, over maxKeptNodes (%d)", e.size, maxKeptNodes)
+	}
+
+	task := reflect.ValueOf(specs["task"]).Elem()
+	fresh := testing.AllocsPerRun(20, func() { encode(task) })
+	e = encoder{}
+	e.encode(task)
+	e.reset()
+	kept := testing.AllocsPerRun(20, func() {
+		e.encode(task)
+		e.reset()
+	})
+	// What is left is the values' text (durations, numbers) and the maps' keys.
+	if kept+2 > fresh {
+		t.Errorf("the task's nodes: %v allocations with a kept encoder, %v with a new one; want 2 fewer (its slabs)", kept, fresh)
+	}
+}
+
+// TestMarshalConcurrent: documents written at once from kept encoders do
+// not share nodes (run with -race).
+func TestMarshalConcurrent(t *testing.T) {
+	specs := []string{taskSpec, full}
+	want := make([]string, len(specs))
+	parsed := make([]*Spec, len(specs))
+	for i, src := range specs {
+		s, err := Parse([]byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed[i], want[i] = s, string(out)
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 50 {
+				i := (g + j) % len(specs)
+				out, err := parsed[i].ValidateMarshal()
+				if err != nil || string(out) != want[i] {
+					t.Errorf("spec %d: %v, %d bytes, want %d", i, err, len(out), len(want[i]))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

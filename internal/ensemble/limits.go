@@ -74,7 +74,8 @@ func deployable(s *Spec) Problems {
 // marshalLimited writes s as Marshal does, checking the document against
 // MaxValues before it writes it and against MaxSize after.
 func marshalLimited(s *Spec) ([]byte, Problems) {
-	root := encode(reflect.ValueOf(s).Elem())
+	root, e := encodeWith(reflect.ValueOf(s).Elem())
+	defer release(e) // the document's bytes are written: its nodes are done with
 	var probs Problems
 	if n := countValues(root); n > MaxValues {
 		probs = append(probs, Problem{Msg: fmt.Sprintf(

@@ -17,6 +17,28 @@ type field struct {
 	def      string // default in YAML form; "" when none
 	min, max *int64
 	doc      string
+	// walks: the field's type reaches a struct (by pointers, slices and
+	// maps of structs), so validator.walk has something to check under it.
+	walks bool
+}
+
+// reachesStruct reports whether validator.walk, given a value of type t,
+// reaches a struct: through pointers, slices, and maps whose elements are
+// structs.
+func reachesStruct(t reflect.Type) bool {
+	for range 16 { // a type that is a pointer or slice of itself ends here
+		switch t.Kind() {
+		case reflect.Struct:
+			return true
+		case reflect.Map:
+			return t.Elem().Kind() == reflect.Struct
+		case reflect.Pointer, reflect.Slice:
+			t = t.Elem()
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 var fieldCache sync.Map // reflect.Type -> []field
@@ -34,7 +56,7 @@ func fieldsOf(t reflect.Type) []field {
 			continue
 		}
 		name, _, _ := strings.Cut(tag, ",")
-		f := field{index: i, name: name, doc: sf.Tag.Get("doc")}
+		f := field{index: i, name: name, doc: sf.Tag.Get("doc"), walks: reachesStruct(sf.Type)}
 		for opt := range strings.SplitSeq(sf.Tag.Get("ens"), ",") {
 			k, v, _ := strings.Cut(opt, "=")
 			switch k {

@@ -96,28 +96,45 @@ func (v *validator) walk(rv reflect.Value, p string) {
 			}
 		}
 	case reflect.Slice:
+		if !reachesStruct(rv.Type().Elem()) {
+			return // nothing to check, and no path to make per element
+		}
 		for i := range rv.Len() {
 			v.walk(rv.Index(i), indexPath(p, i))
 		}
 	case reflect.Struct:
 		for _, f := range fieldsOf(rv.Type()) {
 			fv := rv.Field(f.index)
-			fp := keyPath(p, f.name)
-			written := v.pos != nil && v.has(fp)
+			// The field's path is made only when something needs it: the
+			// source's positions, a problem, or a walk below it.
+			fp, made := "", false
+			path := func() string {
+				if !made {
+					fp, made = keyPath(p, f.name), true
+				}
+				return fp
+			}
+			written := v.pos != nil && v.has(path())
 			if fv.IsZero() && !written {
 				switch fv.Kind() {
 				case reflect.String, reflect.Int, reflect.Slice:
 					if f.required {
-						v.addf(fp, "missing%s", want(f.enum))
+						v.addf(path(), "missing%s", want(f.enum))
 					}
 				}
-			} else {
-				v.field(f, fv, fp)
+			} else if f.checks() {
+				v.field(f, fv, path())
 			}
-			v.walk(fv, fp)
+			if f.walks {
+				v.walk(fv, path())
+			}
 		}
 	}
 }
+
+// checks reports whether field has anything to check of a value: an enum
+// or bounds.
+func (f field) checks() bool { return len(f.enum) > 0 || f.min != nil || f.max != nil }
 
 func want(enum []string) string {
 	if len(enum) == 0 {

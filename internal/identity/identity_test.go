@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -244,5 +245,38 @@ func TestPeerIDRoundTrip(t *testing.T) {
 		if _, err := DIDFromPeerID(bad); err == nil {
 			t.Errorf("DIDFromPeerID(%q) accepted", bad)
 		}
+	}
+}
+
+func TestDIDFromPeerIDKept(t *testing.T) {
+	keys := make([]*Key, 3)
+	ids := make([]string, len(keys))
+	for i := range keys {
+		keys[i], _ = NewKey()
+		ids[i], _ = keys[i].DID().PeerID()
+	}
+	for round := range 2 { // the first converts, the second reads the cache
+		for i, id := range ids {
+			if d, err := DIDFromPeerID(id); err != nil || d != keys[i].DID() {
+				t.Fatalf("round %d: DIDFromPeerID(%d) = %s, %v; want %s", round, i, d, err, keys[i].DID())
+			}
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = DIDFromPeerID(ids[1]) }); n != 0 {
+		t.Errorf("a kept conversion allocates %v times, want 0", n)
+	}
+	if _, err := DIDFromPeerID(ids[0][:len(ids[0])-1]); err == nil {
+		t.Error("a peer ID one character short accepted after its whole form was kept")
+	}
+
+	c := peerDIDCache{max: 8}
+	for i := range 20 {
+		c.put(fmt.Sprint(i), DID(fmt.Sprint("d", i)))
+		if c.len() > c.max {
+			t.Fatalf("after %d puts the cache holds %d, over its %d", i+1, c.len(), c.max)
+		}
+	}
+	if d, ok := c.get("19"); !ok || d != "d19" {
+		t.Errorf("get(19) = %q, %v; want d19", d, ok)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"fmt"
+	"sync"
 
 	"github.com/mr-tron/base58"
 )
@@ -28,8 +29,22 @@ func PeerIDFromPublicKey(pub ed25519.PublicKey) string {
 	return base58.Encode(append(append([]byte{}, peerIDPrefix...), pub...))
 }
 
-// DIDFromPeerID returns the did:key of an Ed25519 libp2p peer ID.
+// DIDFromPeerID returns the did:key of an Ed25519 libp2p peer ID. The
+// conversions made last are kept (peerDIDs): a node asks for the DIDs of the
+// same few providers at every message and placement, and each conversion
+// decodes and encodes base58 (a dozen allocations).
 func DIDFromPeerID(id string) (DID, error) {
+	if d, ok := peerDIDs.get(id); ok {
+		return d, nil
+	}
+	d, err := didFromPeerID(id)
+	if err == nil {
+		peerDIDs.put(id, d)
+	}
+	return d, err
+}
+
+func didFromPeerID(id string) (DID, error) {
 	if len(id) > 64 {
 		return "", fmt.Errorf("%q is not an ed25519 peer ID: too long", id[:64]+"…")
 	}
@@ -38,6 +53,42 @@ func DIDFromPeerID(id string) (DID, error) {
 		return "", fmt.Errorf("%q is not an ed25519 peer ID (12D3KooW…)", id)
 	}
 	return DIDFromPublicKey(raw[len(peerIDPrefix):]), nil
+}
+
+// peerDIDs are the peer IDs DIDFromPeerID converted last, and their DIDs.
+// Only valid peer IDs (at most 64 bytes) are kept, at most maxPeerDIDs.
+var peerDIDs = peerDIDCache{max: maxPeerDIDs}
+
+const maxPeerDIDs = 4096
+
+// peerDIDCache is a bounded map: when full, it is emptied (the peers a node
+// talks to come back at once).
+type peerDIDCache struct {
+	mu  sync.RWMutex
+	max int
+	m   map[string]DID
+}
+
+func (c *peerDIDCache) get(id string) (DID, bool) {
+	c.mu.RLock()
+	d, ok := c.m[id]
+	c.mu.RUnlock()
+	return d, ok
+}
+
+func (c *peerDIDCache) put(id string, d DID) {
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= c.max {
+		c.m = make(map[string]DID, min(c.max, 64))
+	}
+	c.m[id] = d
+	c.mu.Unlock()
+}
+
+func (c *peerDIDCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.m)
 }
 
 // ShortPeerID abbreviates a peer ID for messages: "12D3KooW…x7Yq2a".

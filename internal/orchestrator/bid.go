@@ -67,7 +67,7 @@ func (r *run) place(ctx context.Context) {
 		rd.Excluded, rd.Now = r.excluded, r.s.cfg.Now()
 		r.learnOffers(rd)
 		cands, reasons := placement.Rate(rd)
-		nodes, _ := placement.Nodes(r.spec)
+		nodes := r.layout().nodes
 		edges := placement.Edges(r.spec)
 		plan, missing := placement.Place(nodes, cands, edges)
 		r.revertUnused(ctx, rd.Replies, plan)
@@ -274,9 +274,10 @@ func (r *run) collectBids(ctx context.Context, reqs []deployproto.NodeRequest, r
 	mu.Lock()
 	defer mu.Unlock()
 	rd = placement.Round{Requests: reqs, Replies: maps.Clone(replies), Answered: maps.Clone(answered)}
-	rd.Asked = append([]string{self.Host}, r.s.cfg.Peers()...)
 	if shortlist != nil {
 		rd.Asked = append([]string{self.Host}, shortlist...)
+	} else { // the node's peers only when they were asked: a list of every connected peer
+		rd.Asked = append([]string{self.Host}, r.s.cfg.Peers()...)
 	}
 	return rd
 }

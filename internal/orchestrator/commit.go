@@ -110,10 +110,10 @@ func (r *run) revertPlacement(ctx context.Context, p map[string]Placement) {
 // sealed to its provider (secrets.go). When one refuses or fails, it
 // returns why (the caller reverts them all).
 func (r *run) commitAll(ctx context.Context, placed map[string]Placement, epoch uint64, keep func(name string) bool) (map[string]*Allocation, []placement.Reason) {
-	_, hostOf := placement.Nodes(r.spec)
+	hostOf := r.layout().hostOf
 	d := r.view()
 	byNode := map[string][]deployproto.AllocationSpec{}
-	for _, name := range allocNames(r.spec) {
+	for _, name := range r.layout().allocs {
 		if keep != nil && !keep(name) {
 			continue
 		}

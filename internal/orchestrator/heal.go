@@ -42,17 +42,8 @@ type healing struct {
 }
 
 // nodeAllocs returns the allocation names of node, sorted.
-func (r *run) nodeAllocs(node string) []string {
-	var out []string
-	_, hostOf := placement.Nodes(r.spec)
-	for name, n := range hostOf {
-		if n == node {
-			out = append(out, name)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
+// The caller must not change it (layout).
+func (r *run) nodeAllocs(node string) []string { return r.layout().nodeAllocs[node] }
 
 // broken says whether node needs a redeploy, and why.
 func (r *run) broken(d *Deployment, node string) *healing {
@@ -114,9 +105,9 @@ func (r *run) heal(ctx context.Context) bool {
 	if !r.leaseHeld() {
 		return true
 	}
-	d := r.snapshot()
+	d := r.view() // read only
 	now := r.s.cfg.Now()
-	nodes, _ := placement.Nodes(r.spec)
+	nodes := r.layout().nodes
 	rs := r.spec.Reschedule
 	for _, node := range nodes {
 		h := r.broken(d, node)
@@ -327,7 +318,7 @@ func (r *run) redeploy(ctx context.Context, node string, h *healing, attempt int
 	for _, oa := range replaced {
 		r.abandonID(oa.Contract, "node redeployed")
 	}
-	names := slices.Sorted(maps.Keys(allocs))
+	names := sortedKeys(allocs)
 	r.startNames(ctx, names)
 	for _, name := range names {
 		r.queuePropagation(name, deployproto.DependencyMoved, fmt.Sprintf("%s moved from %s to %s", name, identity.ShortPeerID(from), identity.ShortPeerID(pl.Provider.Host)))

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/dmsnet/dms/internal/cap"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/orchestrator/placement"
 )
 
 // run is the orchestrator of one deployment: its actor, its persisted
@@ -52,6 +54,39 @@ type run struct {
 	sc        trace.SpanContext
 	root      trace.Span
 	exhausted string // why the budget is spent, "" while it is not (contracts.go); guarded by mu
+
+	layoutOnce sync.Once
+	lay        layout // the spec's nodes (layout); made once
+}
+
+// layout is how the spec's allocations are grouped on nodes: the nodes,
+// sorted, the node of each allocation (placement.Nodes), each node's
+// allocations, sorted, and every allocation's name, sorted. The spec does
+// not change during a run, so it is made once: heal asks at every turn of
+// the loop, the bid round, the commits and the routing table at each
+// placement. Readers must not change it.
+type layout struct {
+	nodes      []string
+	hostOf     map[string]string
+	nodeAllocs map[string][]string
+	allocs     []string
+}
+
+// layout returns the spec's layout, made at the first call.
+func (r *run) layout() *layout {
+	r.layoutOnce.Do(func() {
+		l := &r.lay
+		l.nodes, l.hostOf = placement.Nodes(r.spec)
+		l.allocs = allocNames(r.spec)
+		l.nodeAllocs = make(map[string][]string, len(l.nodes))
+		for name, n := range l.hostOf {
+			l.nodeAllocs[n] = append(l.nodeAllocs[n], name)
+		}
+		for _, names := range l.nodeAllocs {
+			slices.Sort(names)
+		}
+	})
+	return &r.lay
 }
 
 func newRun(s *Service, d *Deployment, a *actor.Actor, spec *ensemble.Spec, key *identity.Key, chains []cap.Chain) *run {

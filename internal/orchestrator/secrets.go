@@ -27,7 +27,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -36,7 +35,6 @@ import (
 	"github.com/dmsnet/dms/internal/deployproto"
 	"github.com/dmsnet/dms/internal/ensemble"
 	"github.com/dmsnet/dms/internal/identity"
-	"github.com/dmsnet/dms/internal/orchestrator/placement"
 	"github.com/dmsnet/dms/internal/storage"
 )
 
@@ -52,7 +50,7 @@ func standbySecretContext(id string) []byte { return []byte("dms-standby-secrets
 // is a credentials file (storage.ParseCredentials). Its errors name
 // secrets, never their values.
 func CheckSecrets(spec *ensemble.Spec, secrets map[string]string) error {
-	if err := spec.CheckSecrets(slices.Sorted(maps.Keys(secrets))); err != nil {
+	if err := spec.CheckSecrets(sortedKeys(secrets)); err != nil {
 		return err
 	}
 	for _, name := range sortedKeys(secrets) {
@@ -144,8 +142,7 @@ func (r *run) allSecretsReady() error {
 	if len(r.spec.SecretUses()) == 0 {
 		return nil // the common case, once per bid round
 	}
-	nodes, _ := placement.Nodes(r.spec)
-	for _, node := range nodes {
+	for _, node := range r.layout().nodes {
 		if err := r.secretsReady(node); err != nil {
 			return fmt.Errorf("node %s: %w", node, err)
 		}

@@ -735,6 +735,9 @@ func (r *run) replicate(ctx context.Context) {
 	renew := r.s.cfg.Lease / 3
 	t := time.NewTimer(renew)
 	defer t.Stop()
+	pause := time.NewTimer(replicateEvery) // one for every round: a round follows every persisted change
+	pause.Stop()
+	defer pause.Stop()
 	for {
 		var renewal <-chan time.Time
 		if !r.state().Terminal() {
@@ -749,7 +752,7 @@ func (r *run) replicate(ctx context.Context) {
 		if !r.replicateRound(ctx) {
 			return
 		}
-		pause := time.NewTimer(replicateEvery)
+		pause.Reset(replicateEvery)
 		select {
 		case <-pause.C:
 		case <-ctx.Done():

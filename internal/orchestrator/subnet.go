@@ -116,9 +116,9 @@ func (r *run) subnetTimeout() time.Duration { return min(r.s.cfg.CommitTimeout, 
 // table builds the routing table of d with placement placed (by node) at
 // version.
 func (r *run) table(d *Deployment, placed map[string]Placement, version uint64) subnet.Table {
-	_, hostOf := placement.Nodes(r.spec)
+	hostOf := r.layout().hostOf
 	t := subnet.Table{Deployment: d.ID, Version: version, Subnet: d.Subnet}
-	for _, name := range allocNames(r.spec) {
+	for _, name := range r.layout().allocs {
 		pl, ok := placed[hostOf[name]]
 		if !ok {
 			continue

@@ -47,7 +47,7 @@ func (r *run) supervise(ctx context.Context) {
 		}
 		d := r.view()
 		allDone := true
-		for _, name := range allocNames(r.spec) {
+		for _, name := range r.layout().allocs {
 			a := d.Allocations[name]
 			if a == nil || a.State != deployproto.AllocCompleted {
 				allDone = false

@@ -89,7 +89,7 @@ func Rate(r Round) (map[string][]Candidate, []Reason) {
 		cands[r.Requests[0].Name] = make([]Candidate, 0, len(r.Replies))
 	}
 	var reasons []Reason
-	for _, host := range slices.Sorted(maps.Keys(r.Replies)) {
+	for _, host := range sortedKeys(r.Replies) {
 		br := r.Replies[host]
 		if _, err := identity.DIDFromPeerID(host); err != nil {
 			continue
@@ -140,12 +140,13 @@ func Rate(r Round) (map[string][]Candidate, []Reason) {
 // NotAnswered lists the providers of a round that did not answer, sorted.
 func (r Round) NotAnswered() []string {
 	var out []string
-	for _, p := range slices.Compact(slices.Sorted(slices.Values(r.Asked))) {
+	for _, p := range r.Asked {
 		if !r.Answered[p] {
 			out = append(out, p)
 		}
 	}
-	return out
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // VerifyBids checks a plan's bids before they are committed. Each came
@@ -156,7 +157,7 @@ func (r Round) NotAnswered() []string {
 // verify, and per dry-run bid (a plan's: nothing backs it).
 func VerifyBids(deployment string, plan map[string]Candidate) []Reason {
 	var bad []Reason
-	for _, node := range slices.Sorted(maps.Keys(plan)) {
+	for _, node := range sortedKeys(plan) {
 		c := plan[node]
 		if c.Signed != nil && !c.Bid.DryRun && (len(c.Signed.Signature) == 0 || c.Signed.Verify(deployment, c.Provider.Host)) {
 			continue
@@ -171,4 +172,18 @@ func VerifyBids(deployment string, plan map[string]Candidate) []Reason {
 		bad = append(bad, Reason{Peer: c.Provider.Host, Node: node, Kind: deployproto.KindInvalid, Reasons: []string{why}})
 	}
 	return bad
+}
+
+// sortedKeys returns m's keys, sorted: one allocation, none for an empty
+// map (slices.Sorted(maps.Keys(m)) makes its iterators and grows its slice).
+func sortedKeys[V any](m map[string]V) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
