@@ -72,7 +72,14 @@
 // heals, disconnects and SetLink take effect on the next packet. Packets
 // are held on their way in, not out, so that they no longer count
 // against the sending socket's TCP Small Queues budget (which would add
-// half a round trip to back-to-back writes). The containers need no
+// half a round trip to back-to-back writes). Each queue is read on a
+// thread of its own at nice -15, which waits in the kernel (ppoll) until
+// a packet arrives or a held one is due, and a packet is held from its
+// arrival (the kernel's timestamp), not from when it was read: on a
+// loaded machine the delays stay those asked for. A packet the queue
+// cannot take (its reader behind, or 8192 held) passes unshaped rather
+// than being dropped (the queue fails open); Env.QueueReport counts such
+// packets and the late ones. The containers need no
 // capabilities and no tools: this process enters their namespaces
 // (setns, nsenter) as root.
 //

@@ -640,6 +640,34 @@ func (e *Env) SetLink(rtt time.Duration, loss float64) error {
 // node received from other regions since it (re)started.
 func (e *Env) Traffic(n *Node) Traffic { return e.shaper.traffic(n.IP) }
 
+// QueueStats returns the kernel's counters of the netfilter queue that
+// shapes what node n receives from other regions, and how many packets
+// the environment read from it since n (re)started.
+func (e *Env) QueueStats(n *Node) (QueueStats, uint64, error) { return e.shaper.queueStats(n.IP) }
+
+// QueueReport describes the queue of every running node in one line
+// each: what the environment read and lost, how many packets it passed
+// late and its worst lags (Traffic), and the kernel's counters
+// (QueueStats). For a failing step's message, where a lost packet (a TCP
+// retransmission: 200 ms or more) may explain a slow round trip.
+func (e *Env) QueueReport() string {
+	var b strings.Builder
+	for _, n := range e.Nodes() {
+		if n.State() == Killed {
+			continue
+		}
+		st, seen, err := e.QueueStats(n)
+		if err != nil {
+			fmt.Fprintf(&b, "\n  %s: %v", n.Name, err)
+			continue
+		}
+		tr := e.Traffic(n)
+		fmt.Fprintf(&b, "\n  %s: read %d, lost %d, late %d (max read lag %s, max release lag %s; kernel: %s)",
+			n.Name, seen, st.Lost(seen), tr.Late, tr.MaxReadLag.Round(time.Microsecond), tr.MaxReleaseLag.Round(time.Microsecond), st)
+	}
+	return b.String()
+}
+
 func (e *Env) checkRegions(a, b string) error {
 	for _, r := range []string{a, b} {
 		if _, ok := e.cfg.Regions[r]; !ok {

@@ -24,7 +24,7 @@ type nsPair struct {
 	subnet       netip.Prefix
 }
 
-func newNSPair(t *testing.T) nsPair {
+func newNSPair(t testing.TB) nsPair {
 	t.Helper()
 	if err := hostTools(); err != nil {
 		t.Skip(err)
@@ -60,7 +60,7 @@ func newNSPair(t *testing.T) nsPair {
 }
 
 // udpIn opens a UDP socket on addr:0 inside the namespace at ns.
-func udpIn(t *testing.T, ns string, addr netip.Addr) net.PacketConn {
+func udpIn(t testing.TB, ns string, addr netip.Addr) net.PacketConn {
 	t.Helper()
 	var pc net.PacketConn
 	if err := inNetns(ns, func() (err error) {
