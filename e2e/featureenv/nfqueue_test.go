@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // The counters of /proc/net/netfilter/nfnetlink_queue, by queue number.
@@ -121,20 +123,13 @@ func queueReaderBehind(t *testing.T, failClosed bool) {
 // minute, and sends a third.
 func queueFull(t *testing.T, failClosed bool) {
 	p := newNSPair(t)
-	s := newShaper(2*time.Minute, 0, t.Logf)
-	s.qcfg = queueConfig{maxLen: 2, failClosed: failClosed}
-	t.Cleanup(s.close)
-	s.setRegion(p.addrA, "eu")
-	s.setRegion(p.addrB, "us")
-	if err := s.attach(context.Background(), p.addrB, p.b, p.subnet); err != nil {
-		t.Fatal(err)
-	}
+	s := shapedPair(t, p, 2*time.Minute, func(s *shaper) { s.qcfg = queueConfig{maxLen: 2, failClosed: failClosed} }, p.addrB)
 	srv := udpIn(t, p.b, p.addrB)
 	cli := udpIn(t, p.a, p.addrA)
 	for range 2 {
 		cli.WriteTo([]byte("held"), srv.LocalAddr())
 	}
-	waitFor(t, "the datagrams held", func() bool { return s.traffic(p.addrB).Delayed >= 2 })
+	poll.Eventually(t, 5*time.Second, "the datagrams held", func() bool { return s.traffic(p.addrB).Delayed >= 2 })
 	cli.WriteTo([]byte("third"), srv.LocalAddr())
 	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 100)
@@ -162,29 +157,8 @@ func queueFull(t *testing.T, failClosed bool) {
 func TestQueueThreadPriority(t *testing.T) {
 	p := newNSPair(t)
 	before := threadsAtNice(t, shaperNice)
-	s := newShaper(40*time.Millisecond, 0, t.Logf)
-	t.Cleanup(s.close)
-	s.setRegion(p.addrA, "eu")
-	s.setRegion(p.addrB, "us")
-	if err := s.attach(context.Background(), p.addrB, p.b, p.subnet); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "a new thread of this process at nice "+strconv.Itoa(shaperNice), func() bool { return threadsAtNice(t, shaperNice) > before })
-}
-
-// waitFor polls cond every 10 ms for up to 5 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.After(5 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("waited 5 s for %s", what)
-		case <-tick.C:
-		}
-	}
+	shapedPair(t, p, 40*time.Millisecond, nil, p.addrB)
+	poll.Eventually(t, 5*time.Second, "a new thread of this process at nice "+strconv.Itoa(shaperNice), func() bool { return threadsAtNice(t, shaperNice) > before })
 }
 
 // threadsAtNice counts this process's threads at nice.

@@ -3,7 +3,6 @@
 package featureenv
 
 import (
-	"context"
 	"slices"
 	"testing"
 	"time"
@@ -17,17 +16,7 @@ import (
 func BenchmarkShaperRoundTrip(b *testing.B) {
 	p := newNSPair(b)
 	const rtt = 20 * time.Millisecond
-	s := newShaper(rtt, 0, b.Logf)
-	b.Cleanup(s.close)
-	s.setRegion(p.addrA, "eu")
-	s.setRegion(p.addrB, "us")
-	ctx := context.Background()
-	if err := s.attach(ctx, p.addrA, p.a, p.subnet); err != nil {
-		b.Fatal(err)
-	}
-	if err := s.attach(ctx, p.addrB, p.b, p.subnet); err != nil {
-		b.Fatal(err)
-	}
+	s := shapedPair(b, p, rtt, nil, p.addrA, p.addrB)
 	srv := udpIn(b, p.b, p.addrB)
 	go echo(srv)
 	cli := udpIn(b, p.a, p.addrA)

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dmsnet/dms/internal/poll"
 )
 
 // nsPair is two network namespaces the test creates, joined by a veth
@@ -110,17 +112,8 @@ func roundTrip(c net.PacketConn, to net.Addr, wait time.Duration) (time.Duration
 // and from a disconnected node, and lets them through again once healed.
 func TestShaper(t *testing.T) {
 	p := newNSPair(t)
-	s := newShaper(40*time.Millisecond, 0, t.Logf)
-	t.Cleanup(s.close)
-	s.setRegion(p.addrA, "eu")
-	s.setRegion(p.addrB, "us")
+	s := shapedPair(t, p, 40*time.Millisecond, nil, p.addrA, p.addrB)
 	ctx := context.Background()
-	if err := s.attach(ctx, p.addrA, p.a, p.subnet); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.attach(ctx, p.addrB, p.b, p.subnet); err != nil {
-		t.Fatal(err)
-	}
 	srv := udpIn(t, p.b, p.addrB)
 	go echo(srv)
 	cli := udpIn(t, p.a, p.addrA)
@@ -217,27 +210,13 @@ func TestShaper(t *testing.T) {
 // namespace's packets are no longer shaped (the kernel drops them).
 func TestShaperCloseWhileHolding(t *testing.T) {
 	p := newNSPair(t)
-	s := newShaper(2*time.Second, 0, t.Logf)
-	s.setRegion(p.addrA, "eu")
-	s.setRegion(p.addrB, "us")
-	if err := s.attach(context.Background(), p.addrB, p.b, p.subnet); err != nil {
-		t.Fatal(err)
-	}
+	s := shapedPair(t, p, 2*time.Second, nil, p.addrB)
 	srv := udpIn(t, p.b, p.addrB)
 	cli := udpIn(t, p.a, p.addrA)
 	for range 10 {
 		cli.WriteTo([]byte("x"), srv.LocalAddr())
 	}
-	deadline := time.After(2 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for s.traffic(p.addrB).Delayed < 10 {
-		select {
-		case <-deadline:
-			t.Fatalf("traffic %+v: the datagrams were not held", s.traffic(p.addrB))
-		case <-tick.C:
-		}
-	}
+	poll.Eventually(t, 5*time.Second, "the datagrams held", func() bool { return s.traffic(p.addrB).Delayed >= 10 })
 	done := make(chan struct{})
 	go func() { s.close(); close(done) }()
 	select {
@@ -306,4 +285,29 @@ func tcpTwoWrites(t *testing.T, p nsPair) time.Duration {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// shapedPair puts p's ends in regions eu and us of a new shaper with the
+// round trip rtt, closed when the test ends, and shapes the packets that
+// reach the ends at (p.addrA, p.addrB or both); configure, when not nil,
+// sets the shaper up before it attaches.
+func shapedPair(tb testing.TB, p nsPair, rtt time.Duration, configure func(*shaper), at ...netip.Addr) *shaper {
+	tb.Helper()
+	s := newShaper(rtt, 0, tb.Logf)
+	tb.Cleanup(s.close)
+	s.setRegion(p.addrA, "eu")
+	s.setRegion(p.addrB, "us")
+	if configure != nil {
+		configure(s)
+	}
+	for _, addr := range at {
+		ns := p.a
+		if addr == p.addrB {
+			ns = p.b
+		}
+		if err := s.attach(context.Background(), addr, ns, p.subnet); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return s
 }

@@ -60,15 +60,7 @@ func emitDocs(s *Spec) []*yaml.Node {
 }
 
 func TestEmitMatchesYAML(t *testing.T) {
-	specs := map[string]string{"full": full, "task": `version: v1
-allocations:
-  job:
-    executor: docker
-    resources: {cpu: 0.01, ram: 64MiB}
-    execution:
-      image: workload
-      cmd: [workload, exit=0]
-`}
+	specs := map[string]string{"full": full, "task": taskSpec}
 	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
