@@ -93,7 +93,7 @@ func fileImports(t *testing.T, file string) []string {
 // import directly (a prefix match on the import path); valuePackages and
 // TestPurePackagesReachNoIO check the same packages on their transitive
 // imports.
-var pure = []string{"internal/cap", "internal/match", "internal/mapkeys", "internal/ensemble", "internal/ensemble/translate", "internal/deployproto", "internal/orchestrator/placement", "internal/subnet", "internal/contract"}
+var pure = []string{"internal/cap", "internal/match", "internal/mapkeys", "internal/lru", "internal/ensemble", "internal/ensemble/translate", "internal/deployproto", "internal/orchestrator/placement", "internal/subnet", "internal/contract"}
 
 var forbidden = []string{
 	"net", "net/http", "os", "os/exec", "syscall",
@@ -258,15 +258,16 @@ func TestLayers(t *testing.T) {
 // and pure functions, no I/O (their own transitive imports are checked
 // like any other dependency's).
 var valuePackages = map[string][]string{
-	"internal/cap":                    {"internal/identity", "internal/mapkeys"},
+	"internal/cap":                    {"internal/identity", "internal/lru", "internal/mapkeys"},
 	"internal/match":                  {"internal/mapkeys"},
+	"internal/lru":                    nil,
 	"internal/mapkeys":                nil,
 	"internal/ensemble":               {"internal/mapkeys", "internal/match"},
 	"internal/ensemble/translate":     {"internal/ensemble", "internal/mapkeys", "internal/match"},
-	"internal/deployproto":            {"internal/actor", "internal/contract", "internal/ensemble", "internal/executor", "internal/identity", "internal/mapkeys", "internal/match", "internal/subnet"},
-	"internal/orchestrator/placement": {"internal/actor", "internal/contract", "internal/deployproto", "internal/ensemble", "internal/executor", "internal/identity", "internal/mapkeys", "internal/match", "internal/subnet"},
-	"internal/contract":               {"internal/identity", "internal/mapkeys", "internal/match"},
-	"internal/subnet":                 {"internal/ensemble", "internal/identity", "internal/mapkeys", "internal/match"},
+	"internal/deployproto":            {"internal/actor", "internal/contract", "internal/ensemble", "internal/executor", "internal/identity", "internal/lru", "internal/mapkeys", "internal/match", "internal/subnet"},
+	"internal/orchestrator/placement": {"internal/actor", "internal/contract", "internal/deployproto", "internal/ensemble", "internal/executor", "internal/identity", "internal/lru", "internal/mapkeys", "internal/match", "internal/subnet"},
+	"internal/contract":               {"internal/identity", "internal/lru", "internal/mapkeys", "internal/match"},
+	"internal/subnet":                 {"internal/ensemble", "internal/identity", "internal/lru", "internal/mapkeys", "internal/match"},
 }
 
 // throughValues are module packages a pure package may reach only through

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/lru"
 )
 
 // BenchmarkAuthorize compares, at chain depths 1, 3 and 5, a fresh
@@ -61,7 +62,7 @@ func BenchmarkAuthorize(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				// Forget the authorization, keep the delegations.
-				v.authorized = newLRU[[32]byte, *authEntry](-1)
+				v.authorized = lru.New[[32]byte, *authEntry](-1)
 				if _, err := v.Authorize(w.t0, invs[i%len(invs)], proofs); err != nil {
 					b.Fatal(err)
 				}

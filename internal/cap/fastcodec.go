@@ -16,6 +16,7 @@ import (
 	"github.com/ucan-wg/go-ucan/token/delegation"
 
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/lru"
 )
 
 // The fast codec reads and writes the sealed delegations dms makes without
@@ -329,7 +330,7 @@ func knownDID(s string) bool {
 }
 
 // knownDIDs are DIDs knownDID accepted last.
-var knownDIDs = newLRU[identity.DID, struct{}](1024)
+var knownDIDs = lru.New[identity.DID, struct{}](1024)
 
 // issuerKey returns the Ed25519 key of an issuer DID that go-ucan would
 // verify a signature with: a canonical Ed25519 did:key (that go-did-it
@@ -380,7 +381,7 @@ func montgomeryDefined(pub ed25519.PublicKey) bool {
 }
 
 // issuers are the issuer keys issuerKey accepted last.
-var issuers = newLRU[identity.DID, ed25519.PublicKey](1024)
+var issuers = lru.New[identity.DID, ed25519.PublicKey](1024)
 
 // cborWriter appends canonical CBOR.
 type cborWriter []byte

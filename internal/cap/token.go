@@ -21,6 +21,7 @@ import (
 	"github.com/ucan-wg/go-ucan/token/invocation"
 
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/lru"
 )
 
 // MaxTokenSize bounds one sealed token; larger input is refused before
@@ -128,7 +129,7 @@ func decodeDelegation(sealed []byte, id string) (*Delegation, error) {
 // decoded are the delegations DecodeDelegation decoded last, by the SHA-256
 // of their sealed bytes; at most decodedSize of at most maxDecodedSize
 // bytes each (8 MiB in all; a delegation of dms is 300–600 bytes).
-var decoded = newLRU[[sha256.Size]byte, *Delegation](decodedSize)
+var decoded = lru.New[[sha256.Size]byte, *Delegation](decodedSize)
 
 const (
 	decodedSize    = 1024
@@ -381,7 +382,7 @@ func signer(k *identity.Key) (didcrypto.PrivateKey, did.DID, error) {
 
 // signers are the keys signer converted last, by key (an identity.Key does
 // not change).
-var signers = newLRU[*identity.Key, signerEntry](64)
+var signers = lru.New[*identity.Key, signerEntry](64)
 
 type signerEntry struct {
 	priv didcrypto.PrivateKey
@@ -404,7 +405,7 @@ func parseDID(s identity.DID) (did.DID, error) {
 }
 
 // parsedDIDs are the DIDs parseDID parsed last, by their text.
-var parsedDIDs = newLRU[identity.DID, did.DID](1024)
+var parsedDIDs = lru.New[identity.DID, did.DID](1024)
 
 // didText is a did.DID that go-ucan only ever prints. invocation.WithAudience
 // compares its argument with the subject using != on the interface, which

@@ -14,6 +14,7 @@ import (
 	"github.com/ucan-wg/go-ucan/pkg/policy"
 
 	"github.com/dmsnet/dms/internal/identity"
+	"github.com/dmsnet/dms/internal/lru"
 )
 
 // Defaults of Config.
@@ -62,8 +63,8 @@ type Verifier struct {
 	skew    time.Duration
 	defer_  bool
 
-	delegations *lru[string, *Delegation]
-	authorized  *lru[[sha256.Size]byte, *authEntry]
+	delegations *lru.Cache[string, *Delegation]
+	authorized  *lru.Cache[[sha256.Size]byte, *authEntry]
 }
 
 // NewVerifier returns a Verifier configured by cfg.
@@ -82,8 +83,8 @@ func NewVerifier(cfg Config) *Verifier {
 	if size == 0 {
 		size = DefaultCacheSize
 	}
-	v.delegations = newLRU[string, *Delegation](size)
-	v.authorized = newLRU[[sha256.Size]byte, *authEntry](size)
+	v.delegations = lru.New[string, *Delegation](size)
+	v.authorized = lru.New[[sha256.Size]byte, *authEntry](size)
 	t := cfg.Trust
 	v.trust.Store(&t)
 	return v

@@ -13,6 +13,8 @@ import (
 	did "github.com/MetaMask/go-did-it"
 	didcrypto "github.com/MetaMask/go-did-it/crypto/ed25519"
 	didkey "github.com/MetaMask/go-did-it/verifiers/did-key"
+
+	"github.com/dmsnet/dms/internal/lru"
 )
 
 func TestDIDRoundTripAndInterop(t *testing.T) {
@@ -269,14 +271,15 @@ func TestDIDFromPeerIDKept(t *testing.T) {
 		t.Error("a peer ID one character short accepted after its whole form was kept")
 	}
 
-	c := peerDIDCache{max: 8}
+	const max = 8
+	c := lru.New[string, DID](max)
 	for i := range 20 {
-		c.put(fmt.Sprint(i), DID(fmt.Sprint("d", i)))
-		if c.len() > c.max {
-			t.Fatalf("after %d puts the cache holds %d, over its %d", i+1, c.len(), c.max)
+		c.Put(fmt.Sprint(i), DID(fmt.Sprint("d", i)))
+		if c.Len() > max {
+			t.Fatalf("after %d puts the cache holds %d, over its %d", i+1, c.Len(), max)
 		}
 	}
-	if d, ok := c.get("19"); !ok || d != "d19" {
+	if d, ok := c.Get("19"); !ok || d != "d19" {
 		t.Errorf("get(19) = %q, %v; want d19", d, ok)
 	}
 }

@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"fmt"
-	"sync"
 
 	"github.com/mr-tron/base58"
+
+	"github.com/dmsnet/dms/internal/lru"
 )
 
 // A libp2p peer ID of an Ed25519 key is the identity multihash (0x00, length
@@ -34,12 +35,12 @@ func PeerIDFromPublicKey(pub ed25519.PublicKey) string {
 // same few providers at every message and placement, and each conversion
 // decodes and encodes base58 (a dozen allocations).
 func DIDFromPeerID(id string) (DID, error) {
-	if d, ok := peerDIDs.get(id); ok {
+	if d, ok := peerDIDs.Get(id); ok {
 		return d, nil
 	}
 	d, err := didFromPeerID(id)
 	if err == nil {
-		peerDIDs.put(id, d)
+		peerDIDs.Put(id, d)
 	}
 	return d, err
 }
@@ -56,40 +57,10 @@ func didFromPeerID(id string) (DID, error) {
 }
 
 // peerDIDs are the peer IDs DIDFromPeerID converted last, and their DIDs.
-// Only valid peer IDs (at most 64 bytes) are kept, at most maxPeerDIDs.
-var peerDIDs = peerDIDCache{max: maxPeerDIDs}
+// Only valid peer IDs (at most 64 bytes) are kept.
+var peerDIDs = lru.New[string, DID](maxPeerDIDs)
 
 const maxPeerDIDs = 4096
-
-// peerDIDCache is a bounded map: when full, it is emptied (the peers a node
-// talks to come back at once).
-type peerDIDCache struct {
-	mu  sync.RWMutex
-	max int
-	m   map[string]DID
-}
-
-func (c *peerDIDCache) get(id string) (DID, bool) {
-	c.mu.RLock()
-	d, ok := c.m[id]
-	c.mu.RUnlock()
-	return d, ok
-}
-
-func (c *peerDIDCache) put(id string, d DID) {
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= c.max {
-		c.m = make(map[string]DID, min(c.max, 64))
-	}
-	c.m[id] = d
-	c.mu.Unlock()
-}
-
-func (c *peerDIDCache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.m)
-}
 
 // ShortPeerID abbreviates a peer ID for messages: "12D3KooW…x7Yq2a".
 func ShortPeerID(id string) string {

@@ -1,13 +1,16 @@
-package cap
+// Package lru is a size-bounded least-recently-used map, safe for
+// concurrent use: the caches of decoded and verified tokens, DIDs and keys
+// that a node consults at every message keep their last entries in it.
+package lru
 
 import (
 	"container/list"
 	"sync"
 )
 
-// lru is a size-bounded least-recently-used map, safe for concurrent use.
+// Cache is a size-bounded least-recently-used map, safe for concurrent use.
 // A size of zero or less disables it (every Get misses).
-type lru[K comparable, V any] struct {
+type Cache[K comparable, V any] struct {
 	mu    sync.Mutex
 	size  int
 	items map[K]*list.Element // guarded by mu
@@ -19,11 +22,13 @@ type lruEntry[K comparable, V any] struct {
 	val V
 }
 
-func newLRU[K comparable, V any](size int) *lru[K, V] {
-	return &lru[K, V]{size: size, items: map[K]*list.Element{}}
+// New returns an empty cache of at most size entries.
+func New[K comparable, V any](size int) *Cache[K, V] {
+	return &Cache[K, V]{size: size, items: map[K]*list.Element{}}
 }
 
-func (c *lru[K, V]) Get(k K) (V, bool) {
+// Get returns the value kept for k, and makes it the most recent.
+func (c *Cache[K, V]) Get(k K) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.items[k]; ok {
@@ -34,7 +39,8 @@ func (c *lru[K, V]) Get(k K) (V, bool) {
 	return zero, false
 }
 
-func (c *lru[K, V]) Put(k K, v V) {
+// Put keeps v for k, dropping the least recent entry when full.
+func (c *Cache[K, V]) Put(k K, v V) {
 	if c.size <= 0 {
 		return
 	}
@@ -53,7 +59,8 @@ func (c *lru[K, V]) Put(k K, v V) {
 	}
 }
 
-func (c *lru[K, V]) Len() int {
+// Len returns the number of entries kept.
+func (c *Cache[K, V]) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.order.Len()
